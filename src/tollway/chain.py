@@ -1,0 +1,108 @@
+"""The chain runner: the one place that decides plugin order and short-circuits.
+
+Request hooks run in order (phase, then priority, highest first); response hooks run
+in the reverse order. A raised ``GatewayError`` or a returned ``Reply`` ends the
+request phase. ``done`` runs for every plugin, always, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from tollway.exchange import Exchange, Reply
+from tollway.plugin import Plugin, PluginConfig, overrides
+from tollway.sse import SseEvent
+
+log = logging.getLogger("tollway.chain")
+
+AnyPlugin = Plugin[PluginConfig]
+
+
+class Chain:
+    """The plugins that apply to one (route, host), with each hook's callers precomputed."""
+
+    __slots__ = (
+        "_done",
+        "_req_body",
+        "_req_headers",
+        "_resp_body",
+        "_resp_headers",
+        "_stream",
+        "_stream_end",
+        "plugins",
+    )
+
+    def __init__(self, plugins: Sequence[AnyPlugin]) -> None:
+        self.plugins = tuple(plugins)
+        forward = self.plugins
+        backward = tuple(reversed(self.plugins))
+        self._req_headers = tuple(p for p in forward if overrides(p, "request_headers"))
+        self._req_body = tuple(p for p in forward if overrides(p, "request_body"))
+        self._resp_headers = tuple(p for p in backward if overrides(p, "response_headers"))
+        self._resp_body = tuple(p for p in backward if overrides(p, "response_body"))
+        self._stream = tuple(p for p in backward if overrides(p, "stream_event"))
+        self._stream_end = tuple(p for p in backward if overrides(p, "stream_end"))
+        self._done = tuple(p for p in backward if overrides(p, "done"))
+
+    @property
+    def wants_body(self) -> bool:
+        return bool(self._req_body)
+
+    @property
+    def rewrites_stream(self) -> bool:
+        return bool(self._stream) or bool(self._stream_end)
+
+    async def request_headers(self, ex: Exchange) -> Reply | None:
+        for p in self._req_headers:
+            reply = await p.request_headers(ex)
+            if reply is not None:
+                return reply
+        return None
+
+    async def request_body(self, ex: Exchange) -> Reply | None:
+        for p in self._req_body:
+            reply = await p.request_body(ex)
+            if reply is not None:
+                return reply
+        return None
+
+    async def response_headers(self, ex: Exchange, status: int, headers: list[tuple[str, str]]) -> None:
+        for p in self._resp_headers:
+            await p.response_headers(ex, status, headers)
+
+    async def response_body(self, ex: Exchange, body: bytes) -> bytes:
+        for p in self._resp_body:
+            body = await p.response_body(ex, body)
+        return body
+
+    def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
+        events = [event]
+        for p in self._stream:
+            out: list[SseEvent] = []
+            for e in events:
+                out.extend(p.stream_event(ex, e))
+            events = out
+            if not events:
+                break
+        return events
+
+    def stream_end(self, ex: Exchange) -> list[SseEvent]:
+        """Flushes held-back events; each plugin's flush still passes the plugins after it."""
+        events: list[SseEvent] = []
+        for p in self._stream_end:
+            flushed = p.stream_end(ex)
+            later = self._stream[self._stream.index(p) + 1 :] if p in self._stream else ()
+            for e in flushed:
+                batch = [e]
+                for q in later:
+                    batch = [x for y in batch for x in q.stream_event(ex, y)]
+                events.extend(batch)
+        return events
+
+    async def done(self, ex: Exchange) -> None:
+        for p in self._done:
+            try:
+                await p.done(ex)
+            except Exception:  # a done hook must never take the others down with it
+                log.exception("plugin %s failed in its done hook", p.name)

@@ -1,0 +1,232 @@
+"""Loading a config: environment substitution, YAML, the schema, then cross-references.
+
+Every problem is reported with its place (``plugins[1].defaultConfig.keys: field
+required``), all at once, so one ``tollway check`` run shows everything to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tollway.config.envsubst import UnsetVariable, substitute
+from tollway.config.schema import Config
+from tollway.plugin import PluginConfig
+from tollway.plugins import REGISTRY
+
+# Higress deployment fields that mean nothing here: accepted, warned about once each.
+_DEPLOYMENT_FIELDS = ("url", "sha256", "imagePullPolicy", "imagePullSecret", "vmConfig", "failStrategy")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` holds one ``place: message`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    index: int
+    ingress: tuple[str, ...]
+    domains: tuple[str, ...]
+    config: PluginConfig
+
+
+@dataclass(frozen=True)
+class PluginSetup:
+    """One plugin entry, its configs validated: the default (unless disabled) and each rule's."""
+
+    name: str
+    index: int
+    default: PluginConfig | None
+    rules: tuple[RuleConfig, ...]
+    phase: str | None
+    priority: int | None
+    failure_mode: str | None
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    plugins: tuple[PluginSetup, ...]
+    base_dir: Path
+    path: Path | None
+    warnings: tuple[str, ...] = field(default=())
+
+
+def _place(prefix: str, loc: tuple[int | str, ...]) -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _errors(exc: ValidationError, prefix: str = "") -> list[str]:
+    problems = []
+    for err in exc.errors():
+        # Pydantic adds the failing union/validator name to loc for some errors; drop
+        # parts that are not field names so the place reads like the file.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"]
+        msg = msg[0].lower() + msg[1:] if msg else msg
+        msg = msg.removeprefix("value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        problems.append(f"{_place(prefix, loc) or '(top)'}: {msg}")
+    return problems
+
+
+def _validate_plugin(
+    model: type[BaseModel], raw: Mapping[str, Any], place: str, problems: list[str]
+) -> PluginConfig | None:
+    try:
+        validated = model.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems.extend(_errors(exc, place))
+        return None
+    assert isinstance(validated, PluginConfig)
+    return validated
+
+
+def _take_deployment_fields(raw: dict[str, Any], warnings: list[str]) -> None:
+    for i, entry in enumerate(raw.get("plugins") or []):
+        if not isinstance(entry, dict):
+            continue
+        for name in _DEPLOYMENT_FIELDS:
+            if name in entry:
+                value = entry.pop(name)
+                warnings.append(f"plugins[{i}].{name}: Higress deployment field ignored")
+                if name == "failStrategy" and value == "FAIL_OPEN" and "failure_mode" not in entry:
+                    entry["failure_mode"] = "open"
+        for section in ("defaultConfig",):
+            cfg = entry.get(section)
+            if isinstance(cfg, dict) and "redis" in cfg:
+                cfg.pop("redis")
+                warnings.append(f"plugins[{i}].{section}.redis: ignored; state comes from storage.state")
+        for j, rule in enumerate(entry.get("matchRules") or []):
+            if isinstance(rule, dict) and isinstance(rule.get("config"), dict) and "redis" in rule["config"]:
+                rule["config"].pop("redis")
+                warnings.append(f"plugins[{i}].matchRules[{j}].config.redis: ignored; state comes from storage.state")
+
+
+def _check_service_rules(raw: dict[str, Any], problems: list[str]) -> None:
+    for i, entry in enumerate(raw.get("plugins") or []):
+        if not isinstance(entry, dict):
+            continue
+        for j, rule in enumerate(entry.get("matchRules") or []):
+            if isinstance(rule, dict) and "service" in rule:
+                problems.append(
+                    f"plugins[{i}].matchRules[{j}].service: service rules are not supported; "
+                    "match with ingress (route names) or domain"
+                )
+                rule.pop("service")
+
+
+def _check_references(cfg: Config, problems: list[str]) -> None:
+    provider_ids = [p.id for p in cfg.providers]
+    seen: set[str] = set()
+    for i, p in enumerate(cfg.providers):
+        if p.id in seen:
+            problems.append(f"providers[{i}].id: duplicate provider id {p.id!r}")
+        seen.add(p.id)
+    route_names: set[str] = set()
+    for i, r in enumerate(cfg.routes):
+        if r.name in route_names:
+            problems.append(f"routes[{i}].name: duplicate route name {r.name!r}")
+        route_names.add(r.name)
+        if r.provider is not None and r.provider not in provider_ids:
+            problems.append(f"routes[{i}].provider: no provider with id {r.provider!r}")
+        for j, pid in enumerate(r.providers or []):
+            if pid not in provider_ids:
+                problems.append(f"routes[{i}].providers[{j}]: no provider with id {pid!r}")
+        for pattern, pid in r.model_providers.items():
+            if pid not in provider_ids:
+                problems.append(f"routes[{i}].model_providers.{pattern}: no provider with id {pid!r}")
+    for i, entry in enumerate(cfg.plugins):
+        for j, rule in enumerate(entry.matchRules):
+            if not rule.ingress and not rule.domain:
+                problems.append(f"plugins[{i}].matchRules[{j}]: a rule needs ingress or domain")
+            for k, name in enumerate(rule.ingress or []):
+                if name not in route_names:
+                    problems.append(f"plugins[{i}].matchRules[{j}].ingress[{k}]: no route named {name!r}")
+
+
+def _plugin_setups(cfg: Config, problems: list[str]) -> list[PluginSetup]:
+    setups: list[PluginSetup] = []
+    for i, entry in enumerate(cfg.plugins):
+        cls = REGISTRY.get(entry.name)
+        if cls is None:
+            known = ", ".join(sorted(REGISTRY))
+            problems.append(f"plugins[{i}].name: unknown plugin {entry.name!r} (known: {known})")
+            continue
+        base = dict(entry.defaultConfig or {})
+        default = None
+        if not entry.defaultConfigDisable:
+            default = _validate_plugin(cls.config_model, base, f"plugins[{i}].defaultConfig", problems)
+        rules: list[RuleConfig] = []
+        for j, rule in enumerate(entry.matchRules):
+            if rule.configDisable:
+                continue
+            merged = {**base, **rule.config}
+            validated = _validate_plugin(cls.config_model, merged, f"plugins[{i}].matchRules[{j}].config", problems)
+            if validated is not None:
+                rules.append(RuleConfig(j, tuple(rule.ingress or ()), tuple(rule.domain or ()), validated))
+        setups.append(
+            PluginSetup(entry.name, i, default, tuple(rules), entry.phase, entry.priority, entry.failure_mode)
+        )
+    return setups
+
+
+def load_config_text(
+    text: str, *, base_dir: Path, path: Path | None = None, env: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Validate a config given as text; raise ``ConfigError`` listing every problem."""
+    try:
+        text = substitute(text, os.environ if env is None else env)
+    except UnsetVariable as exc:
+        raise ConfigError(
+            [f"${{{n}}}: environment variable is not set (and has no default)" for n in exc.names]
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top): the config must be a mapping"])
+    warnings: list[str] = []
+    problems: list[str] = []
+    _take_deployment_fields(raw, warnings)
+    _check_service_rules(raw, problems)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(problems + _errors(exc)) from None
+    _check_references(cfg, problems)
+    setups = _plugin_setups(cfg, problems)
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings))
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from None
+    return load_config_text(text, base_dir=p.resolve().parent, path=p.resolve(), env=env)

@@ -1,0 +1,213 @@
+"""The config file's schema (SPEC §2). Plugin configs are validated by each plugin's
+own model (see ``plugins/``), laid into this one by ``load.py``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PROVIDER_TYPES = (
+    "openai",
+    "azure",
+    "claude",
+    "gemini",
+    "ollama",
+    "deepseek",
+    "qwen",
+    "groq",
+    "mistral",
+    "moonshot",
+    "openrouter",
+    "together",
+    "vllm",
+    "mock",
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    upstream_timeout_s: float = Field(600, gt=0)
+    shutdown_timeout_s: float = Field(30, ge=0)
+    trusted_proxies: list[str] = []
+
+
+class AdminConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8081, ge=0, le=65535)
+    token: str = ""
+
+
+class StorageConfig(Strict):
+    database: str = "sqlite:///./tollway-data/tollway.db"
+    state: str = "memory"
+
+    @field_validator("database")
+    @classmethod
+    def _database_scheme(cls, v: str) -> str:
+        if not re.match(r"^(sqlite:///|postgres(ql)?://)", v):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return v
+
+    @field_validator("state")
+    @classmethod
+    def _state_scheme(cls, v: str) -> str:
+        if v != "memory" and not re.match(r"^rediss?://", v):
+            raise ValueError("must be 'memory' or a redis:// URL")
+        return v
+
+
+class Price(Strict):
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+
+
+class RetryOnFailure(Strict):
+    enabled: bool = False
+    maxRetries: int = Field(1, ge=0)
+    retryTimeout: int = Field(60000, gt=0)
+    retryOnStatus: list[str] = ["4.*", "5.*"]
+
+
+class Failover(Strict):
+    enabled: bool = False
+    failureThreshold: int = 3
+    successThreshold: int = 1
+    healthCheckInterval: int = 5000
+    healthCheckTimeout: int = 5000
+    healthCheckModel: str | None = None
+    failoverOnStatus: list[str] = ["4.*", "5.*"]
+
+
+class ProviderConfig(Strict):
+    """Higress ai-proxy's provider object, with the fields Tollway acts on or accepts."""
+
+    id: str
+    type: Literal[
+        "openai",
+        "azure",
+        "claude",
+        "gemini",
+        "ollama",
+        "deepseek",
+        "qwen",
+        "groq",
+        "mistral",
+        "moonshot",
+        "openrouter",
+        "together",
+        "vllm",
+        "mock",
+    ]
+    apiTokens: list[str] = []
+    baseUrl: str | None = None
+    openaiCustomUrl: str | None = None
+    modelMapping: dict[str, str] = {}
+    timeout: int = Field(120000, gt=0)
+    retryOnFailure: RetryOnFailure = RetryOnFailure()
+    failover: Failover = Failover()
+    protocol: Literal["openai", "original"] = "openai"
+    # Provider-specific Higress fields, accepted now so configs stay valid.
+    azureServiceUrl: str | None = None
+    apiVersion: str | None = None
+    claudeVersion: str | None = None
+    geminiSafetySetting: dict[str, str] | None = None
+    ollamaServerHost: str | None = None
+    ollamaServerPort: int | None = None
+    vllmServerHost: str | None = None
+    vllmCustomUrl: str | None = None
+    qwenEnableCompatible: bool | None = None
+    firstByteTimeout: int | None = None
+    customSettings: list[dict[str, Any]] = []
+
+    @field_validator("baseUrl", "openaiCustomUrl")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("modelMapping")
+    @classmethod
+    def _mapping_regexes(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key.startswith("~"):
+                try:
+                    re.compile(key[1:])
+                except re.error as exc:
+                    raise ValueError(f"{key!r} is not a valid regular expression: {exc}") from None
+        return v
+
+
+class RouteConfig(Strict):
+    name: str
+    domains: list[str] = ["*"]
+    path: str | None = None
+    path_prefix: str | None = None
+    path_regex: str | None = None
+    methods: list[str] | None = None
+    provider: str | None = None
+    providers: list[str] | None = None
+    model_providers: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_path_rule(self) -> RouteConfig:
+        given = [f for f in ("path", "path_prefix", "path_regex") if getattr(self, f) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of path, path_prefix, path_regex (got {', '.join(given)})")
+        if self.provider is not None and self.providers is not None:
+            raise ValueError("give either provider or providers, not both")
+        if self.path_regex is not None:
+            try:
+                re.compile(self.path_regex)
+            except re.error as exc:
+                raise ValueError(f"path_regex is not a valid regular expression: {exc}") from None
+        return self
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, v: list[str] | None) -> list[str] | None:
+        return [m.upper() for m in v] if v is not None else None
+
+    def provider_ids(self) -> list[str]:
+        if self.providers is not None:
+            return list(self.providers)
+        return [self.provider] if self.provider is not None else []
+
+
+class MatchRule(Strict):
+    ingress: list[str] | None = None
+    domain: list[str] | None = None
+    config: dict[str, Any] = {}
+    configDisable: bool = False
+
+
+class PluginEntry(Strict):
+    """Higress's WasmPlugin shape. ``defaultConfig`` and rule configs stay raw here and
+    are validated against the named plugin's own model by ``load.py``."""
+
+    name: str
+    defaultConfig: dict[str, Any] | None = None
+    defaultConfigDisable: bool = False
+    matchRules: list[MatchRule] = []
+    phase: Literal["AUTHN", "AUTHZ", "STATS", "UNSPECIFIED", "UNSPECIFIED_PHASE"] | None = None
+    priority: int | None = None
+    failure_mode: Literal["open", "closed"] | None = None
+
+
+class Config(Strict):
+    server: ServerConfig = ServerConfig()
+    admin: AdminConfig = AdminConfig()
+    storage: StorageConfig = StorageConfig()
+    pricing: dict[str, Price] = {}
+    providers: list[ProviderConfig] = []
+    routes: list[RouteConfig] = []
+    plugins: list[PluginEntry] = []

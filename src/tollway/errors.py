@@ -1,0 +1,87 @@
+"""The typed error tree: every refusal or failure a client can see.
+
+    GatewayError                      status  error.code
+    ├── BadRequest                    400     invalid_request_error
+    ├── Unauthorized                  401     invalid_api_key
+    ├── Forbidden                     403     permission_denied (or a plugin's own code)
+    ├── NotFound                      404     route_not_found / model_not_found
+    ├── BodyTooLarge                  413     request_too_large
+    ├── RateLimited                   429     rate_limit_exceeded
+    ├── UpstreamError                 502     upstream_error
+    └── UpstreamTimeout               504     upstream_timeout
+
+Each carries a stable ``reason`` code (``key-auth.unknown_key``) that travels to the
+``x-tollway-reason`` header, the usage record and the dashboard. A plugin refuses a
+request by raising one of these; ``errors_render`` turns it into the client's protocol.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """A refusal or failure with an HTTP status, an OpenAI-style code and a reason code."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        status: int | None = None,
+        code: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.headers: list[tuple[str, str]] = headers or []
+        # A plugin-configured JSON body (``blocked_message`` that parses as an object)
+        # is sent as it stands instead of the generated error shape.
+        self.body = body
+
+
+class BadRequest(GatewayError):
+    status = 400
+    code = "invalid_request_error"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    code = "permission_denied"
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = "route_not_found"
+
+
+class BodyTooLarge(GatewayError):
+    status = 413
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    code = "upstream_error"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    code = "upstream_timeout"

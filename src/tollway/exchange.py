@@ -1,0 +1,164 @@
+"""The record of one client call, from the first header to the last byte.
+
+One ``Exchange`` is made per request and handed to every plugin hook; it is the only
+thing that travels between plugins. Plugin-private state lives under typed keys
+(``StateKey[T]``), never in a dict of anything.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from urllib.parse import parse_qsl
+
+import orjson
+
+from tollway.errors import BadRequest, GatewayError
+from tollway.headers import Headers
+
+if TYPE_CHECKING:
+    from tollway.consumers import Consumer
+    from tollway.routing import Route
+
+T = TypeVar("T")
+
+
+class StateKey(Generic[T]):
+    """A typed slot in ``Exchange.state``; create one per module, at import."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"StateKey({self.name!r})"
+
+
+@dataclass(slots=True)
+class Request:
+    """The client's request as it was sent. Plugins read it; nobody rewrites it.
+
+    ``path`` is the decoded path, ``query`` the raw query string (no ``?``), ``body``
+    the whole body once the request-body phase starts (``None`` before).
+    """
+
+    method: str
+    path: str
+    query: str
+    headers: Headers
+    client_ip: str
+    host: str
+    body: bytes | None = None
+    _json: Any = None
+    _params: list[tuple[str, str]] | None = None
+
+    @property
+    def query_params(self) -> list[tuple[str, str]]:
+        """Decoded query parameters (``+`` is a space), in order, duplicates kept."""
+        if self._params is None:
+            self._params = parse_qsl(self.query, keep_blank_values=True)
+        return self._params
+
+    def query_param(self, name: str) -> str | None:
+        for k, v in self.query_params:
+            if k == name:
+                return v
+        return None
+
+    def json(self) -> Any:
+        """The body parsed as JSON; a body that is not JSON is a 400 for the client."""
+        if self._json is None:
+            if not self.body:
+                raise BadRequest("request body is empty; expected JSON", reason="gateway.bad_request")
+            try:
+                self._json = orjson.loads(self.body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(
+                    f"request body is not valid JSON: {exc.args[0]}", reason="gateway.bad_request"
+                ) from None
+        return self._json
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts for one call, as the provider reported them (or estimated)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+    reported: bool = False
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One call to a provider: retries and failovers each add one."""
+
+    provider: str
+    status: int
+    latency_ms: float
+
+
+@dataclass(slots=True)
+class Reply:
+    """A complete answer a plugin (or the gateway) gives instead of, or from, upstream."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Everything known about one call; the usage record is read off it at the end."""
+
+    request_id: str
+    request: Request
+    started: float = field(default_factory=time.perf_counter)
+    ts: float = field(default_factory=time.time)
+    route: Route | None = None
+    consumer: Consumer | None = None
+    # "openai" or "anthropic": the shape the client speaks, so errors answer in kind.
+    client_protocol: str = "openai"
+    api: str | None = None
+    model_requested: str | None = None
+    model_upstream: str | None = None
+    provider: str | None = None
+    stream: bool = False
+    status: int = 0
+    reason: str | None = None
+    blocked_by: str | None = None
+    error: GatewayError | None = None
+    usage: Usage = field(default_factory=Usage)
+    attempts: list[Attempt] = field(default_factory=list)
+    ttft_ms: float | None = None
+    # Headers the gateway adds to the upstream request (X-Mse-Consumer, …) and the
+    # credential names to strip from it; plugins write here instead of the request.
+    upstream_headers: list[tuple[str, str]] = field(default_factory=list)
+    strip_headers: set[str] = field(default_factory=set)
+    strip_params: set[str] = field(default_factory=set)
+    # Extra response headers plugins want the client to see (rate-limit quotas, …).
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    state: dict[StateKey[Any], Any] = field(default_factory=dict)
+
+    def get(self, key: StateKey[T]) -> T | None:
+        return cast("T | None", self.state.get(key))
+
+    def put(self, key: StateKey[T], value: T) -> None:
+        self.state[key] = value
+
+    @property
+    def consumer_name(self) -> str | None:
+        return self.consumer.name if self.consumer is not None else None
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def fail(self, error: GatewayError) -> None:
+        """Remember why the call ended badly (first failure wins)."""
+        if self.error is None:
+            self.error = error
+            self.reason = error.reason

@@ -1,0 +1,141 @@
+"""One call through the gateway: route, run the chain, proxy, always account.
+
+This module knows nothing of the HTTP server; ``asgi.py`` adapts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from tollway.chain import Chain
+from tollway.channel import ClientChannel
+from tollway.errors import BodyTooLarge, GatewayError, NotFound
+from tollway.errors_render import render_error
+from tollway.exchange import Exchange, Reply, Request
+
+if TYPE_CHECKING:
+    from tollway.proxy import AiProxy
+    from tollway.snapshot import Snapshot
+
+log = logging.getLogger("tollway.gateway")
+
+BodyReader = Callable[[int], Awaitable[bytes]]
+Finisher = Callable[[Exchange], None]
+
+_EMPTY_CHAIN = Chain([])
+
+
+def new_request_id() -> str:
+    return os.urandom(12).hex()
+
+
+class Gateway:
+    """Holds the current snapshot; ``handle`` serves one call on the snapshot it starts with."""
+
+    def __init__(self, snapshot: Snapshot, proxy: AiProxy, max_body_bytes: int, finish: Finisher) -> None:
+        self.snapshot = snapshot
+        self.proxy = proxy
+        self.max_body_bytes = max_body_bytes
+        self._finish = finish
+
+    def swap(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    async def handle(self, req: Request, read_body: BodyReader, client: ClientChannel) -> None:
+        snap = self.snapshot
+        request_id = req.headers.get("x-request-id") or new_request_id()
+        # Only an auth plugin may say who the consumer is.
+        req.headers.remove("x-mse-consumer")
+        ex = Exchange(request_id=request_id, request=req)
+        if req.path.endswith("/messages"):
+            ex.client_protocol = "anthropic"
+        chain = _EMPTY_CHAIN
+
+        async def respond_headers(status: int, headers: list[tuple[str, str]]) -> None:
+            headers.append(("x-request-id", request_id))
+            headers.extend(ex.response_headers)
+            if ex.reason is not None:
+                headers.append(("x-tollway-reason", ex.reason))
+            await client.start(status, headers)
+
+        try:
+            route = snap.routes.match(req.method, req.host, req.path)
+            if route is None:
+                raise NotFound(f"no route for {req.method} {req.path}", reason="gateway.no_route")
+            ex.route = route
+            chain = snap.chain_for(route, req.host)
+            reply = await chain.request_headers(ex)
+            if reply is None:
+                req.body = await read_body(self.max_body_bytes)
+                reply = await chain.request_body(ex)
+            if reply is not None:
+                await self._send_reply(ex, chain, reply, respond_headers, client)
+            elif route.provider_ids:
+                await self.proxy.serve(ex, chain, client, snap.route_providers[route.name], respond_headers)
+            else:
+                raise NotFound(f"route {route.name!r} has no provider", reason="gateway.no_route")
+        except GatewayError as err:
+            ex.fail(err)
+            ex.status = err.status
+            if ex.usage.input_tokens == 0 and not ex.usage.reported:
+                ex.usage.estimated = False
+            if not client.started:
+                await self._send_error(ex, err, client)
+        except asyncio.CancelledError:
+            ex.status = 499
+            ex.reason = "gateway.client_closed"
+            await self._done(ex, chain)
+            raise
+        except Exception as exc:  # a bug must cost one request, not the process
+            log.exception("unexpected error serving %s", request_id)
+            err = GatewayError(f"internal gateway error: {type(exc).__name__}", reason="gateway.internal")
+            ex.fail(err)
+            ex.status = 500
+            if not client.started:
+                await self._send_error(ex, err, client)
+        await self._done(ex, chain)
+
+    @staticmethod
+    async def _send_error(ex: Exchange, err: GatewayError, client: ClientChannel) -> None:
+        reply = render_error(err, ex.client_protocol)
+        reply.headers.append(("x-request-id", ex.request_id))
+        reply.headers.append(("content-length", str(len(reply.body))))
+        reply.headers.extend(ex.response_headers)
+        await client.start(reply.status, reply.headers)
+        await client.finish(reply.body)
+
+    async def _send_reply(
+        self,
+        ex: Exchange,
+        chain: Chain,
+        reply: Reply,
+        respond_headers: Callable[[int, list[tuple[str, str]]], Awaitable[None]],
+        client: ClientChannel,
+    ) -> None:
+        headers = [
+            (k.lower(), v)
+            for k, v in reply.headers
+            if k.lower() not in ("content-length", "transfer-encoding", "connection")
+        ]
+        ex.status = reply.status
+        await chain.response_headers(ex, reply.status, headers)
+        body = await chain.response_body(ex, reply.body)
+        headers.append(("content-length", str(len(body))))
+        await respond_headers(reply.status, headers)
+        await client.finish(body)
+
+    async def _done(self, ex: Exchange, chain: Chain) -> None:
+        # Shielded: a client that went away must not stop the accounting of its call.
+        try:
+            await asyncio.shield(chain.done(ex))
+        except asyncio.CancelledError:
+            pass
+        self._finish(ex)
+
+
+def too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(f"request body is larger than {limit} bytes", reason="gateway.body_too_large")

@@ -1,0 +1,105 @@
+"""What a plugin is, and what it may do at each point of a call.
+
+A plugin is a config model plus a class with a few optional hooks. The chain
+(``chain.py``) calls request hooks in phase/priority order and response hooks in the
+reverse order (an onion). A hook refuses the request by raising a ``GatewayError`` and
+answers it itself by returning a ``Reply``; returning ``None`` lets the call go on.
+
+One plugin object is built per config scope (the default config, and each match rule
+with its config laid over the default), when a config snapshot is built. Per-request
+state goes on the ``Exchange`` under a ``StateKey``, never on the plugin object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from tollway.exchange import Exchange, Reply
+
+if TYPE_CHECKING:
+    from tollway.services import Services
+    from tollway.sse import SseEvent
+
+
+class Phase(IntEnum):
+    """Higress's plugin phases, in the order they run."""
+
+    AUTHN = 0
+    AUTHZ = 1
+    STATS = 2
+    UNSPECIFIED = 3
+
+
+class PluginConfig(BaseModel):
+    """Base for every plugin's config model: unknown fields are errors, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a plugin object's config came from.
+
+    ``rule`` is the match rule's index, or ``None`` for the default config;
+    ``has_rules`` tells whether the plugin entry has any match rules at all (key-auth's
+    ``global_auth`` default depends on it).
+    """
+
+    plugin: str
+    rule: int | None
+    has_rules: bool
+
+
+C = TypeVar("C", bound=PluginConfig)
+
+
+class Plugin(Generic[C]):
+    """Base class: override only the hooks you need; the chain skips the rest."""
+
+    name: ClassVar[str]
+    phase: ClassVar[Phase] = Phase.UNSPECIFIED
+    priority: ClassVar[int] = 0
+    config_model: ClassVar[type[PluginConfig]]
+
+    def __init__(self, config: C, scope: Scope, services: Services) -> None:
+        self.config = config
+        self.scope = scope
+        self.services = services
+
+    async def request_headers(self, ex: Exchange) -> Reply | None:
+        """Fires once the request line and headers are in; the body is not read yet."""
+        return None
+
+    async def request_body(self, ex: Exchange) -> Reply | None:
+        """Fires once the whole body is in ``ex.request.body`` (bounded by max_body_bytes)."""
+        return None
+
+    async def response_headers(self, ex: Exchange, status: int, headers: list[tuple[str, str]]) -> None:
+        """Fires when the provider's status and headers arrive; may edit ``headers``."""
+        return
+
+    async def response_body(self, ex: Exchange, body: bytes) -> bytes:
+        """Fires with a complete (non-streamed) response body; returns the body to send on."""
+        return body
+
+    def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
+        """Fires per server-sent event of a streamed answer; returns zero or more events."""
+        return [event]
+
+    def stream_end(self, ex: Exchange) -> list[SseEvent]:
+        """Fires once a stream ends normally; may flush events it held back."""
+        return []
+
+    async def done(self, ex: Exchange) -> None:
+        """Always fires once per call, after the last byte or the failure, even when the
+        client went away. ``ex.status`` and ``ex.usage`` are final. Must not raise."""
+        return
+
+
+def overrides(plugin: Plugin[PluginConfig], hook: str) -> bool:
+    """Whether ``plugin`` implements ``hook`` itself (so the chain need not call it)."""
+    return getattr(type(plugin), hook) is not getattr(Plugin, hook)

@@ -1,0 +1,144 @@
+"""key-auth (AUTHN, 310): who is calling, from a key in a header or query parameter.
+
+Higress's fields and the seed's semantics: no key, an unknown key or two different
+keys → 401; a known consumer outside the matched rule's ``allow`` → 403; every 401/403
+carries ``WWW-Authenticate``. On success the consumer's name travels on as
+``X-Mse-Consumer``, and the key itself is kept from the provider.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from tollway.consumers import Consumer
+from tollway.errors import Forbidden, Unauthorized
+from tollway.exchange import Exchange, Reply
+from tollway.plugin import Phase, Plugin, PluginConfig, Scope
+from tollway.services import Services
+
+_CHALLENGE = [("www-authenticate", 'Key realm="tollway"')]
+
+
+class ConsumerEntry(PluginConfig):
+    name: str = Field(min_length=1)
+    credential: str = Field(min_length=1)
+    allow_models: list[str] | None = None
+    groups: list[str] = []
+
+
+class KeyAuthConfig(PluginConfig):
+    consumers: list[ConsumerEntry] = []
+    keys: list[str] = Field(min_length=1)
+    in_header: bool = True
+    in_query: bool = True
+    global_auth: bool | None = None
+    allow: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> KeyAuthConfig:
+        if not self.in_header and not self.in_query:
+            raise ValueError("at least one of in_header and in_query must be true")
+        seen: dict[str, str] = {}
+        names: set[str] = set()
+        for c in self.consumers:
+            if c.credential in seen:
+                raise ValueError(f"consumers {seen[c.credential]!r} and {c.name!r} have the same credential")
+            if c.name in names:
+                raise ValueError(f"two consumers are named {c.name!r}")
+            seen[c.credential] = c.name
+            names.add(c.name)
+        return self
+
+
+def _unauthorized(message: str, reason: str) -> Unauthorized:
+    return Unauthorized(f"Request denied by Key Auth check. {message}", reason=reason, headers=list(_CHALLENGE))
+
+
+class KeyAuth(Plugin[KeyAuthConfig]):
+    name = "key-auth"
+    phase = Phase.AUTHN
+    priority = 310
+    config_model = KeyAuthConfig
+
+    def __init__(self, config: KeyAuthConfig, scope: Scope, services: Services) -> None:
+        super().__init__(config, scope, services)
+        self.by_credential: dict[str, Consumer] = {
+            c.credential: Consumer(
+                c.name, tuple(c.allow_models) if c.allow_models is not None else None, tuple(c.groups), "config"
+            )
+            for c in config.consumers
+        }
+        global_auth = config.global_auth if config.global_auth is not None else not scope.has_rules
+        self.allow = frozenset(config.allow) if config.allow is not None else None
+        # A rule with ``allow`` always authenticates; elsewhere only under global_auth.
+        self.required = self.allow is not None or global_auth
+        self.header_names = tuple(k.lower() for k in config.keys) if config.in_header else ()
+        self.param_names = tuple(config.keys) if config.in_query else ()
+
+    def _lookup(self, key: str) -> Consumer | None:
+        consumer = self.by_credential.get(key)
+        if consumer is None and self.services.directory is not None:
+            consumer = self.services.directory.lookup(key)
+        return consumer
+
+    def _presented(self, ex: Exchange) -> list[str]:
+        """Distinct keys the request carries, in the configured places (the same key
+        in two places counts once)."""
+        found: list[str] = []
+        headers = ex.request.headers
+        for name in self.header_names:
+            for value in headers.get_all(name):
+                if name == "authorization" and value[:7].lower() == "bearer " and value not in self.by_credential:
+                    # A credential configured as "Bearer xxx" (Higress users' workaround)
+                    # is compared as sent; otherwise the scheme is not part of the key.
+                    value = value[7:].strip()
+                if value and value not in found:
+                    found.append(value)
+        for name in self.param_names:
+            for k, value in ex.request.query_params:
+                if k == name and value and value not in found:
+                    found.append(value)
+        return found
+
+    async def request_headers(self, ex: Exchange) -> Reply | None:
+        if not self.required:
+            return None
+        keys = self._presented(ex)
+        if not keys:
+            raise _unauthorized("No Key Authentication information found.", "key-auth.no_key")
+        if len(keys) > 1:
+            raise _unauthorized("Multi Key Authentication information found.", "key-auth.multiple_keys")
+        consumer = self._lookup(keys[0])
+        if consumer is None:
+            raise _unauthorized("Invalid API key.", "key-auth.unknown_key")
+        ex.consumer = consumer
+        ex.upstream_headers.append(("x-mse-consumer", consumer.name))
+        ex.strip_headers.update(self.header_names)
+        ex.strip_params.update(self.param_names)
+        if self.allow is not None and consumer.name not in self.allow:
+            raise Forbidden(
+                "Request denied by Key Auth check. Unauthorized consumer.",
+                reason="key-auth.forbidden",
+                headers=list(_CHALLENGE),
+            )
+        return None
+
+    async def request_body(self, ex: Exchange) -> Reply | None:
+        consumer = ex.consumer
+        if consumer is None or consumer.allow_models is None or not ex.request.body:
+            return None
+        try:
+            body = ex.request.json()
+        except Exception:  # not JSON: nothing names a model; ai-proxy answers the 400
+            return None
+        model = body.get("model") if isinstance(body, dict) else None
+        if isinstance(model, str) and not consumer.may_use(model):
+            raise Forbidden(
+                f"consumer {consumer.name!r} may not use model {model!r}",
+                reason="key-auth.model_not_allowed",
+                code="model_not_allowed",
+            )
+        return None
+
+
+__all__ = ["KeyAuth", "KeyAuthConfig"]

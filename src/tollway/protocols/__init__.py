@@ -1,0 +1,1 @@
+"""Wire formats: request, response and stream shapes. No I/O here."""

@@ -1,0 +1,51 @@
+"""Reading token usage from provider answers, and estimating it when there is none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.exchange import Usage
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def apply_usage(usage: Usage, obj: Any) -> bool:
+    """Fill ``usage`` from an OpenAI- or Anthropic-shaped ``usage`` object; True if it had one.
+
+    Anthropic streams report input tokens in ``message_start`` and output tokens in
+    ``message_delta``, so a later report only overwrites the counts it carries.
+    """
+    if not isinstance(obj, dict):
+        return False
+    if "prompt_tokens" in obj or "completion_tokens" in obj:
+        usage.input_tokens = _int(obj.get("prompt_tokens"))
+        usage.output_tokens = _int(obj.get("completion_tokens"))
+        details = obj.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            usage.cached_tokens = _int(details.get("cached_tokens"))
+        out_details = obj.get("completion_tokens_details")
+        if isinstance(out_details, dict):
+            usage.reasoning_tokens = _int(out_details.get("reasoning_tokens"))
+    elif "input_tokens" in obj or "output_tokens" in obj:
+        if "input_tokens" in obj:
+            usage.input_tokens = (
+                _int(obj.get("input_tokens"))
+                + _int(obj.get("cache_read_input_tokens"))
+                + _int(obj.get("cache_creation_input_tokens"))
+            )
+            usage.cached_tokens = _int(obj.get("cache_read_input_tokens"))
+        if "output_tokens" in obj:
+            usage.output_tokens = _int(obj.get("output_tokens"))
+    else:
+        return False
+    usage.reported = True
+    usage.estimated = False
+    return True
+
+
+def estimate_tokens(n_chars: int) -> int:
+    """About four characters a token for English text: good enough to bound and bill
+    a call the provider never reported (a dropped stream, an abandoned request)."""
+    return (n_chars + 3) // 4

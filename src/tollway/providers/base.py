@@ -1,0 +1,95 @@
+"""What every provider knows: where its API lives, how it authenticates, how it maps
+model names. Wire formats live in ``protocols/``; providers do no I/O of their own."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+from tollway.config.schema import ProviderConfig
+from tollway.patterns import PatternMap
+from tollway.upstream import Transport
+
+# API paths (after /v1) the gateway understands the body of.
+CHAT = "/chat/completions"
+COMPLETIONS = "/completions"
+EMBEDDINGS = "/embeddings"
+MODELS = "/models"
+MESSAGES = "/messages"
+JSON_APIS = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    url: str
+    headers: tuple[tuple[str, str], ...]
+
+
+class Provider:
+    """An OpenAI-style provider: ``baseUrl`` + the API path, ``Authorization: Bearer``.
+
+    Subclasses for other protocols override ``endpoint`` (and, in later work, the
+    translation). A token that answered 401/429 rests for ``rest_s`` before reuse.
+    """
+
+    rest_s = 30.0
+    default_base_url = "https://api.openai.com/v1"
+
+    def __init__(self, config: ProviderConfig, transport: Transport, base_url: str | None = None) -> None:
+        self.config = config
+        self.id = config.id
+        self.type = config.type
+        self.transport = transport
+        self.mapping = PatternMap(config.modelMapping)
+        self.timeout_s = config.timeout / 1000.0
+        self._tokens = list(config.apiTokens)
+        self._turn = itertools.cycle(range(len(self._tokens))) if self._tokens else None
+        self._resting: dict[int, float] = {}
+        self._custom_api, self._base = self._split_base(config)
+        if base_url is not None:
+            self._base = base_url
+
+    def _split_base(self, config: ProviderConfig) -> tuple[str | None, str]:
+        """An ``openaiCustomUrl`` ending in an API path serves that API as it stands;
+        other APIs go to the same root."""
+        url = config.baseUrl or config.openaiCustomUrl or self.default_base_url
+        url = url.rstrip("/")
+        if config.baseUrl is None and config.openaiCustomUrl is not None:
+            for api in (CHAT, EMBEDDINGS, MESSAGES, COMPLETIONS):
+                if url.endswith(api):
+                    return api, url[: -len(api)]
+        return None, url
+
+    def map_model(self, requested: str) -> str:
+        mapped = self.mapping.lookup(requested)
+        return requested if not mapped else mapped
+
+    def pick_token(self) -> tuple[int, str] | None:
+        """Tokens in turn, skipping any that are resting; if all rest, use one anyway."""
+        if self._turn is None:
+            return None
+        now = time.monotonic()
+        for _ in range(len(self._tokens)):
+            i = next(self._turn)
+            until = self._resting.get(i)
+            if until is None or until <= now:
+                return i, self._tokens[i]
+        i = next(self._turn)
+        return i, self._tokens[i]
+
+    def rest_token(self, index: int) -> None:
+        self._resting[index] = time.monotonic() + self.rest_s
+
+    def auth_headers(self, token: str | None) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {token}"),) if token else ()
+
+    def url_for(self, api_path: str, query: str) -> str:
+        url = self._base + api_path
+        return f"{url}?{query}" if query else url
+
+    def endpoint(self, api_path: str, query: str, token: str | None) -> Endpoint:
+        return Endpoint(self.url_for(api_path, query), self.auth_headers(token))
+
+    def model_names(self) -> list[str]:
+        return self.mapping.names()

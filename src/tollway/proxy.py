@@ -1,0 +1,362 @@
+"""ai-proxy: what a route's provider does, as the terminal step after the plugin chain.
+
+OpenAI-style requests go to the provider's API root plus the client's path after
+``/v1``, with the provider's credential in place of the client's. Answers come back
+as they arrive: streams event by event, never buffered. Every provider call is one
+``Attempt`` on the exchange; the next provider in the route's list is tried on connect
+errors, 429 and 5xx, but only before any byte has gone to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tollway.chain import Chain
+from tollway.channel import ClientChannel
+from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError, UpstreamTimeout
+from tollway.errors_render import render_stream_error
+from tollway.exchange import Attempt, Exchange, StateKey
+from tollway.patterns import PatternMap
+from tollway.protocols import openai as openai_wire
+from tollway.protocols.usage import apply_usage, estimate_tokens
+from tollway.providers.base import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    JSON_APIS,
+    MESSAGES,
+    MODELS,
+    Provider,
+)
+from tollway.sse import SseParser
+from tollway.upstream import (
+    ConnectFailed,
+    TransportError,
+    TransportTimeout,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+
+if TYPE_CHECKING:
+    from tollway.routing import Route
+
+# Never forwarded to a provider: hop-by-hop headers, what the transport sets itself,
+# and every header a client credential may ride in (the provider's own auth replaces it).
+_DROP_REQUEST = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+        "expect",
+        "x-mse-consumer",
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "x-goog-api-key",
+        "x-request-id",
+    }
+)
+_DROP_RESPONSE = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "date",
+        "server",
+    }
+)
+_MODEL_REQUIRED = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
+# Set when the gateway asked for the usage chunk itself, so the client must not see it.
+_HIDE_USAGE: StateKey[bool] = StateKey("ai-proxy.hide_usage")
+
+
+def api_path_of(path: str) -> str:
+    """The client's path from ``/v1/`` on, without ``/v1``: ``/chat/completions``."""
+    i = path.find("/v1/")
+    return path[i + 3 :] if i >= 0 else path
+
+
+def _failed_over(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+class RouteProviders:
+    """The providers one route can send to, and how the requested model picks one."""
+
+    def __init__(self, route: Route, providers: dict[str, Provider]) -> None:
+        self.ordered: tuple[Provider, ...] = tuple(providers[p] for p in route.provider_ids)
+        self.by_model = PatternMap(dict(route.model_providers)) if route.model_providers else None
+        self._providers = providers
+
+    def for_model(self, model: str | None) -> Sequence[Provider]:
+        if self.by_model is not None and model:
+            pid = self.by_model.lookup(model)
+            if pid is not None:
+                chosen = self._providers[pid]
+                return (chosen, *(p for p in self.ordered if p is not chosen))
+        return self.ordered
+
+
+class AiProxy:
+    def __init__(self, idle_timeout_s: float) -> None:
+        self.idle_timeout_s = idle_timeout_s
+
+    async def serve(
+        self, ex: Exchange, chain: Chain, client: ClientChannel, route_providers: RouteProviders, respond_headers: Any
+    ) -> None:
+        req = ex.request
+        api = api_path_of(req.path)
+        ex.api = api
+        body_obj: dict[str, Any] | None = None
+        if req.method == "POST" and api in JSON_APIS:
+            parsed = req.json()
+            if not isinstance(parsed, dict):
+                raise BadRequest("request body must be a JSON object", reason="gateway.bad_request")
+            body_obj = parsed
+            model = body_obj.get("model")
+            if api in _MODEL_REQUIRED and (not isinstance(model, str) or not model):
+                raise BadRequest("you must provide a model parameter", reason="gateway.bad_request")
+            ex.stream = body_obj.get("stream") is True
+        if ex.model_requested is None and body_obj is not None and isinstance(body_obj.get("model"), str):
+            ex.model_requested = body_obj["model"]
+        if req.method == "GET" and api == MODELS:
+            await self._list_models(ex, client, route_providers, respond_headers)
+            return
+        candidates = route_providers.for_model(ex.model_requested)
+        if not candidates:
+            raise NotFound(
+                f"no provider serves model {ex.model_requested!r}", reason="ai-proxy.no_model", code="model_not_found"
+            )
+        last_error: GatewayError | None = None
+        for i, provider in enumerate(candidates):
+            is_last = i == len(candidates) - 1
+            try:
+                resp = await self._call(ex, provider, body_obj, api)
+            except GatewayError as err:
+                last_error = err
+                if is_last or isinstance(err, UpstreamTimeout):
+                    raise
+                continue
+            if _failed_over(resp.status) and not is_last:
+                await resp.aclose()
+                continue
+            try:
+                await self._relay(ex, chain, client, resp, respond_headers)
+            finally:
+                await resp.aclose()
+            return
+        assert last_error is not None
+        raise last_error
+
+    def _upstream_body(self, ex: Exchange, provider: Provider, body_obj: dict[str, Any] | None) -> bytes:
+        raw = ex.request.body or b""
+        if body_obj is None:
+            return raw
+        changed = False
+        if ex.model_requested:
+            mapped = provider.map_model(ex.model_requested)
+            ex.model_upstream = mapped
+            if mapped != ex.model_requested:
+                body_obj = {**body_obj, "model": mapped}
+                changed = True
+        if ex.stream and ex.api in (CHAT, COMPLETIONS):
+            opts = body_obj.get("stream_options")
+            if not (isinstance(opts, dict) and opts.get("include_usage") is True):
+                # Ask for the usage chunk so the call can be billed; hide it from a
+                # client that did not ask (see _relay_stream).
+                body_obj = {
+                    **body_obj,
+                    "stream_options": {**(opts if isinstance(opts, dict) else {}), "include_usage": True},
+                }
+                ex.put(_HIDE_USAGE, True)
+                changed = True
+        return orjson.dumps(body_obj) if changed else raw
+
+    def _upstream_headers(self, ex: Exchange, auth: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        drop = _DROP_REQUEST | ex.strip_headers if ex.strip_headers else _DROP_REQUEST
+        headers = [(k, v) for k, v in ex.request.headers if k not in drop]
+        headers.extend(ex.upstream_headers)
+        headers.extend(auth)
+        return headers
+
+    def _query(self, ex: Exchange) -> str:
+        if not ex.strip_params or not ex.request.query:
+            return ex.request.query
+        from urllib.parse import urlencode
+
+        return urlencode([(k, v) for k, v in ex.request.query_params if k not in ex.strip_params])
+
+    async def _call(
+        self, ex: Exchange, provider: Provider, body_obj: dict[str, Any] | None, api: str
+    ) -> UpstreamResponse:
+        ex.provider = provider.id
+        body = self._upstream_body(ex, provider, body_obj)
+        token = provider.pick_token()
+        endpoint = provider.endpoint(api, self._query(ex), token[1] if token else None)
+        upstream = UpstreamRequest(
+            method=ex.request.method,
+            url=endpoint.url,
+            headers=self._upstream_headers(ex, endpoint.headers),
+            body=body,
+            headers_timeout=provider.timeout_s,
+            idle_timeout=self.idle_timeout_s,
+        )
+        t0 = time.perf_counter()
+        try:
+            resp = await provider.transport.send(upstream)
+        except TransportError as exc:
+            status = 504 if isinstance(exc, TransportTimeout) else 502
+            ex.attempts.append(Attempt(provider.id, status, (time.perf_counter() - t0) * 1000))
+            raise translate(exc, provider.id) from None
+        ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000))
+        if token is not None and resp.status in (401, 429):
+            provider.rest_token(token[0])
+        return resp
+
+    async def _relay(
+        self, ex: Exchange, chain: Chain, client: ClientChannel, resp: UpstreamResponse, respond_headers: Any
+    ) -> None:
+        headers = [(k, v) for k, v in resp.headers if k not in _DROP_RESPONSE]
+        await chain.response_headers(ex, resp.status, headers)
+        ex.status = resp.status
+        ctype = next((v for k, v in headers if k == "content-type"), "")
+        if resp.status == 200 and ctype.startswith("text/event-stream"):
+            await respond_headers(resp.status, headers)
+            await self._relay_stream(ex, chain, client, resp)
+            return
+        try:
+            body = await resp.read()
+        except TransportError as exc:
+            raise translate(exc, ex.provider or "") from None
+        if resp.status < 300 and ctype.startswith("application/json"):
+            try:
+                apply_usage(ex.usage, orjson.loads(body).get("usage"))
+            except (orjson.JSONDecodeError, AttributeError):
+                pass
+        body = await chain.response_body(ex, body)
+        headers.append(("content-length", str(len(body))))
+        await respond_headers(resp.status, headers)
+        await client.finish(body)
+
+    async def _relay_stream(self, ex: Exchange, chain: Chain, client: ClientChannel, resp: UpstreamResponse) -> None:
+        parser = SseParser()
+        hide_usage = ex.get(_HIDE_USAGE) is True
+        rewrite = chain.rewrites_stream
+        out_chars = 0
+        try:
+            async for chunk in resp.chunks():
+                out: list[bytes] = []
+                for event in parser.feed(chunk):
+                    raw = event.raw
+                    if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw:
+                        obj = event.json()
+                        if isinstance(obj, dict):
+                            u = obj.get("usage")
+                            if u is not None:
+                                apply_usage(ex.usage, u)
+                            msg = obj.get("message")
+                            if isinstance(msg, dict) and msg.get("usage") is not None:
+                                apply_usage(ex.usage, msg["usage"])
+                            if not ex.usage.reported:
+                                out_chars += openai_wire.content_chars(obj)
+                            if hide_usage and openai_wire.is_usage_only_chunk(obj):
+                                continue
+                    if rewrite:
+                        out.extend(e.raw for e in chain.stream_event(ex, event))
+                    else:
+                        out.append(raw)
+                if out:
+                    if ex.ttft_ms is None:
+                        ex.ttft_ms = ex.elapsed_ms()
+                    await client.write(b"".join(out))
+            tail = [e.raw for ev in parser.flush() for e in (chain.stream_event(ex, ev) if rewrite else [ev])]
+            if rewrite:
+                tail.extend(e.raw for e in chain.stream_end(ex))
+            await client.finish(b"".join(tail))
+        except TransportError as exc:
+            err = translate(exc, ex.provider or "")
+            ex.fail(err)
+            ex.status = err.status
+            self._estimate_output(ex, out_chars)
+            await client.finish(render_stream_error(err, ex.client_protocol))
+        except asyncio.CancelledError:
+            self._estimate_output(ex, out_chars)
+            raise
+
+    @staticmethod
+    def _estimate_output(ex: Exchange, out_chars: int) -> None:
+        if not ex.usage.reported:
+            ex.usage.output_tokens = estimate_tokens(out_chars)
+            ex.usage.input_tokens = estimate_tokens(len(ex.request.body or b""))
+            ex.usage.estimated = True
+
+    async def _list_models(
+        self, ex: Exchange, client: ClientChannel, route_providers: RouteProviders, respond_headers: Any
+    ) -> None:
+        ids: list[str] = []
+        for provider in route_providers.ordered:
+            ids.extend(await self._provider_models(ex, provider))
+            ids.extend(provider.model_names())
+        if route_providers.by_model is not None:
+            ids.extend(route_providers.by_model.names())
+        seen: set[str] = set()
+        unique = [i for i in ids if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]
+        if ex.consumer is not None:
+            unique = [i for i in unique if ex.consumer.may_use(i)]
+        body = openai_wire.model_list(unique)
+        ex.status = 200
+        await respond_headers(200, [("content-type", "application/json"), ("content-length", str(len(body)))])
+        await client.finish(body)
+
+    async def _provider_models(self, ex: Exchange, provider: Provider) -> list[str]:
+        """The provider's own list; a provider that cannot list models contributes nothing."""
+        token = provider.pick_token()
+        endpoint = provider.endpoint(MODELS, "", token[1] if token else None)
+        req = UpstreamRequest("GET", endpoint.url, list(endpoint.headers), b"", provider.timeout_s, self.idle_timeout_s)
+        t0 = time.perf_counter()
+        try:
+            resp = await provider.transport.send(req)
+            try:
+                body = await resp.read() if resp.status == 200 else b""
+            finally:
+                await resp.aclose()
+        except TransportError as exc:
+            ex.attempts.append(
+                Attempt(
+                    provider.id, 504 if isinstance(exc, TransportTimeout) else 502, (time.perf_counter() - t0) * 1000
+                )
+            )
+            return []
+        ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000))
+        try:
+            data = orjson.loads(body).get("data") if body else None
+        except (orjson.JSONDecodeError, AttributeError):
+            return []
+        return [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+def translate(exc: TransportError, provider_id: str) -> GatewayError:
+    """Transport failures as the client sees them; the provider is named, never its URL."""
+    if isinstance(exc, TransportTimeout):
+        return UpstreamTimeout(f"provider {provider_id!r} timed out: {exc}", reason="ai-proxy.upstream_timeout")
+    if isinstance(exc, ConnectFailed):
+        return UpstreamError(f"provider {provider_id!r} is unreachable: {exc}", reason="ai-proxy.upstream_unreachable")
+    return UpstreamError(f"provider {provider_id!r} failed: {exc}", reason="ai-proxy.bad_upstream_response")

@@ -1,0 +1,92 @@
+"""The composition root: builds every long-lived part once and wires them together.
+
+Nothing else constructs transports, stores or the gateway; tests build a ``Runtime``
+the same way ``tollway serve`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tollway.accounting import AccessLog, Accountant, RecentRecords
+from tollway.asgi import ClientIp, GatewayApp
+from tollway.config.load import ConfigError, LoadedConfig, load_config, load_config_text
+from tollway.gateway import Gateway
+from tollway.mockllm import create_app as create_mock_app
+from tollway.proxy import AiProxy
+from tollway.services import Services
+from tollway.snapshot import Snapshot
+from tollway.upstream.aiohttp_transport import AiohttpTransport
+from tollway.upstream.asgi_transport import AsgiTransport
+
+log = logging.getLogger("tollway")
+
+
+@dataclass
+class ReloadResult:
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    restart_needed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the config comes from: a file (reloadable) or the built-in quickstart text."""
+
+    path: Path | None
+    text: str | None = None
+
+    def load(self) -> LoadedConfig:
+        if self.path is not None:
+            return load_config(self.path)
+        assert self.text is not None
+        return load_config_text(self.text, base_dir=Path.cwd())
+
+
+class Runtime:
+    def __init__(self, source: ConfigSource, loaded: LoadedConfig, *, access_log: AccessLog | None = None) -> None:
+        self.source = source
+        self.loaded = loaded
+        cfg = loaded.config
+        self.services = Services(transport=AiohttpTransport(), mock_transport=AsgiTransport(create_mock_app()))
+        self.snapshot = Snapshot(loaded, self.services)
+        self.access_log = access_log or AccessLog()
+        self.recent = RecentRecords()
+        self.accountant = Accountant([self.access_log.add, self.recent.add])
+        self.gateway = Gateway(
+            self.snapshot, AiProxy(cfg.server.upstream_timeout_s), cfg.server.max_body_bytes, self.accountant.finish
+        )
+        self.app = GatewayApp(self.gateway, ClientIp(cfg.server.trusted_proxies))
+        for w in loaded.warnings:
+            log.warning("%s", w)
+
+    def reload(self, source: str) -> ReloadResult:
+        """Validate the config whole and swap it in, or keep the old one and say why."""
+        if self.source.path is None:
+            return ReloadResult(False, ["no config file to reload: running the built-in quickstart config"])
+        try:
+            loaded = self.source.load()
+            snapshot = Snapshot(loaded, self.services)
+        except ConfigError as exc:
+            log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(exc.problems))
+            return ReloadResult(False, exc.problems)
+        old, new = self.loaded.config, loaded.config
+        restart = [name for name in ("server", "admin", "storage") if getattr(old, name) != getattr(new, name)]
+        for name in restart:
+            log.warning("reload (%s): changes to %r need a restart and were not applied", source, name)
+        for w in loaded.warnings:
+            log.warning("%s", w)
+        self.loaded = loaded
+        self.snapshot = snapshot
+        self.gateway.swap(snapshot)
+        log.warning("reload (%s): new config in effect", source)
+        return ReloadResult(True, restart_needed=restart)
+
+    async def start(self) -> None:
+        self.access_log.start()
+
+    async def stop(self) -> None:
+        await self.access_log.stop()
+        await self.services.transport.aclose()

@@ -1,0 +1,23 @@
+"""The process-lifetime dependencies plugins and the gateway reach through one object.
+
+Built once by the composition root (``runtime.py``) and handed to every snapshot, so a
+reload keeps connections, caches and counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tollway.upstream import Transport
+
+if TYPE_CHECKING:
+    from tollway.consumer_store import ConsumerDirectory
+
+
+@dataclass
+class Services:
+    transport: Transport
+    mock_transport: Transport
+    directory: ConsumerDirectory | None = None
+    extras: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,111 @@
+"""Server-sent events: an incremental parser and the event value plugins see.
+
+The parser keeps an incomplete trailing event across network reads (an event split
+over two TCP segments must never be lost or cut), and normalises CRLF line ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class SseEvent:
+    """One event. ``raw`` is the exact bytes to relay (ending in a blank line); the
+    ``event`` name and ``data`` text are parsed from it only when asked for."""
+
+    __slots__ = ("_data", "_name", "_parsed", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._name: str | None = None
+        self._data: str | None = None
+        self._parsed = False
+
+    @classmethod
+    def build(cls, data: str | bytes, event: str | None = None) -> SseEvent:
+        if isinstance(data, str):
+            data = data.encode()
+        head = b"event: " + event.encode() + b"\n" if event else b""
+        lines = b"".join(b"data: " + line + b"\n" for line in data.split(b"\n"))
+        ev = cls(head + lines + b"\n")
+        ev._name, ev._data, ev._parsed = event, data.decode(), True
+        return ev
+
+    @classmethod
+    def of_json(cls, obj: Any, event: str | None = None) -> SseEvent:
+        return cls.build(orjson.dumps(obj), event)
+
+    def _parse(self) -> None:
+        name: str | None = None
+        data: list[str] = []
+        for line in self.raw.decode("utf-8", "replace").split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                data.append(value)
+            elif field == "event":
+                name = value
+        self._name, self._data, self._parsed = name, "\n".join(data), True
+
+    @property
+    def event(self) -> str | None:
+        if not self._parsed:
+            self._parse()
+        return self._name
+
+    @property
+    def data(self) -> str:
+        if not self._parsed:
+            self._parse()
+        assert self._data is not None
+        return self._data
+
+    def json(self) -> Any:
+        """The data parsed as JSON, or ``None`` when it is not JSON (``[DONE]``, pings)."""
+        try:
+            return orjson.loads(self.data)
+        except orjson.JSONDecodeError:
+            return None
+
+    def __repr__(self) -> str:
+        return f"SseEvent({self.raw!r})"
+
+
+class SseParser:
+    """Feed it bytes as they arrive; it returns the events completed so far."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:
+            # A CR may be the first half of a CRLF split across reads: hold it back.
+            hold = buf.endswith(b"\r")
+            if hold:
+                buf = buf[:-1]
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if hold:
+                buf += b"\r"
+        events: list[SseEvent] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n\n", start)
+            if end < 0:
+                break
+            if end > start:
+                events.append(SseEvent(buf[start : end + 2]))
+            start = end + 2
+        self._buf = buf[start:]
+        return events
+
+    def flush(self) -> list[SseEvent]:
+        """Whatever is left when the stream ends: a final event without its blank line."""
+        rest, self._buf = self._buf.rstrip(b"\r\n"), b""
+        return [SseEvent(rest + b"\n\n")] if rest.strip() else []
