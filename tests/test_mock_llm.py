@@ -198,9 +198,7 @@ def test_truncate_and_split_keep_the_text() -> None:
 
 def test_default_reply_uses_first_40_chars_of_collapsed_prompt() -> None:
     prompt = "Tell me\n\n a story   about a dragon who loves tea and biscuits"
-    assert replies.default_reply(prompt) == (
-        "This is a mock reply to: Tell me a story about a dragon who loves"
-    )
+    assert replies.default_reply(prompt) == ("This is a mock reply to: Tell me a story about a dragon who loves")
     assert replies.default_reply("") == "This is a mock reply."
 
 
@@ -350,9 +348,7 @@ def test_chat_tool_call_round_trip_and_none(oai: openai.OpenAI) -> None:
     after = oai.chat.completions.create(model="mock-gpt", messages=messages, tools=tools)
     assert after.choices[0].finish_reason == "stop"
     assert after.choices[0].message.content
-    declined = oai.chat.completions.create(
-        model="mock-gpt", messages=messages[:1], tools=tools, tool_choice="none"
-    )
+    declined = oai.chat.completions.create(model="mock-gpt", messages=messages[:1], tools=tools, tool_choice="none")
     assert declined.choices[0].message.tool_calls is None
 
 
@@ -658,9 +654,7 @@ def test_status_header_anthropic(claude: anthropic.Anthropic) -> None:
 
 def test_latency_header_delays_the_response(http: httpx.Client) -> None:
     start = time.monotonic()
-    response = http.post(
-        "/v1/chat/completions", json=_chat("x"), headers={"x-mock-latency-ms": "300"}
-    )
+    response = http.post("/v1/chat/completions", json=_chat("x"), headers={"x-mock-latency-ms": "300"})
     assert response.status_code == 200
     assert time.monotonic() - start >= 0.29
 
@@ -669,9 +663,7 @@ def test_ttft_header_pauses_after_the_first_event(http: httpx.Client) -> None:
     body = _chat("time to first token", stream=True)
     start = time.monotonic()
     arrivals: list[float] = []
-    with http.stream(
-        "POST", "/v1/chat/completions", json=body, headers={"x-mock-ttft-ms": "400"}
-    ) as response:
+    with http.stream("POST", "/v1/chat/completions", json=body, headers={"x-mock-ttft-ms": "400"}) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 arrivals.append(time.monotonic())
@@ -703,9 +695,7 @@ def test_drop_before_headers(oai: openai.OpenAI, mock_url: str) -> None:
             messages=[{"role": "user", "content": "x"}],
             extra_headers={"x-mock-drop": "before-headers"},
         )
-    raw = _raw_exchange(
-        mock_url, "/v1/chat/completions", _chat("x"), {"x-mock-drop": "before-headers"}
-    )
+    raw = _raw_exchange(mock_url, "/v1/chat/completions", _chat("x"), {"x-mock-drop": "before-headers"})
     assert raw == b""
 
 
@@ -723,9 +713,7 @@ def test_drop_mid_stream_leaves_the_body_incomplete(mock_url: str, http: httpx.C
 
     with (
         pytest.raises(httpx.RemoteProtocolError),
-        http.stream(
-            "POST", "/v1/chat/completions", json=body, headers={"x-mock-drop": "mid-stream"}
-        ) as response,
+        http.stream("POST", "/v1/chat/completions", json=body, headers={"x-mock-drop": "mid-stream"}) as response,
     ):
         for _line in response.iter_lines():
             pass
@@ -789,9 +777,7 @@ async def test_each_stream_event_is_its_own_asgi_message() -> None:
 async def test_drop_outside_uvicorn_raises() -> None:
     body = json.dumps(_chat("x")).encode()
     with pytest.raises(ConnectionDropped):
-        await _call_app(
-            create_app(), "POST", "/chat/completions", body, ((b"x-mock-drop", b"before-headers"),)
-        )
+        await _call_app(create_app(), "POST", "/chat/completions", body, ((b"x-mock-drop", b"before-headers"),))
 
 
 async def test_lifespan_is_answered() -> None:

@@ -245,9 +245,7 @@ def _openai_tool(body: dict[str, Any], asks_weather: bool) -> str | None:
 def _plan_chat(body: dict[str, Any], reply: str | None) -> tuple[str, _Answer]:
     model = _model(body)
     messages = _messages(body)
-    input_tokens = sum(
-        _sum_tokens(_content_texts(m.get("content"), tool_results=False)) for m in messages
-    )
+    input_tokens = sum(_sum_tokens(_content_texts(m.get("content"), tool_results=False)) for m in messages)
     limit = _token_limit(body, "max_completion_tokens", "max_tokens")
     tool = None if reply is not None else _openai_tool(body, _asks_weather(messages))
     if tool is not None:
@@ -277,9 +275,7 @@ def _chat_finish(answer: _Answer) -> str:
     return "length" if answer.truncated else "stop"
 
 
-def chat_completion(
-    body: dict[str, Any], *, ident: str, created: int, reply: str | None = None
-) -> dict[str, Any]:
+def chat_completion(body: dict[str, Any], *, ident: str, created: int, reply: str | None = None) -> dict[str, Any]:
     """Build a ``chat.completion`` body answering ``body`` (one choice; ``n`` is ignored).
 
     ``reply`` replaces the default text (and disables tool calls).
@@ -363,13 +359,8 @@ def chat_completion_stream(
             "type": "function",
             "function": {"name": answer.tool, "arguments": ""},
         }
-        events.append(
-            chunk({"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None})
-        )
-        events.extend(
-            chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
-            for piece in pieces
-        )
+        events.append(chunk({"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None}))
+        events.extend(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}) for piece in pieces)
     else:
         events.append(chunk({"role": "assistant", "content": "", "refusal": None}))
         events.extend(chunk({"content": piece}) for piece in pieces)
@@ -384,9 +375,7 @@ def chat_completion_stream(
 
 
 def _is_token_array(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(item, int) and not isinstance(item, bool) for item in value
-    )
+    return isinstance(value, list) and all(isinstance(item, int) and not isinstance(item, bool) for item in value)
 
 
 def _prompt_items(prompt: Any, field: str) -> list[tuple[str, int]]:
@@ -415,10 +404,7 @@ def _prompt_items(prompt: Any, field: str) -> list[tuple[str, int]]:
 def _plan_completions(body: dict[str, Any], reply: str | None) -> tuple[str, list[_Answer]]:
     model = _model(body)
     limit = _token_limit(body, "max_tokens")
-    answers = [
-        _answer(text, tokens, limit, reply)
-        for text, tokens in _prompt_items(body.get("prompt"), "prompt")
-    ]
+    answers = [_answer(text, tokens, limit, reply) for text, tokens in _prompt_items(body.get("prompt"), "prompt")]
     return model, answers
 
 
@@ -432,9 +418,7 @@ def _completion_usage(answers: list[_Answer]) -> dict[str, int]:
     }
 
 
-def completion(
-    body: dict[str, Any], *, ident: str, created: int, reply: str | None = None
-) -> dict[str, Any]:
+def completion(body: dict[str, Any], *, ident: str, created: int, reply: str | None = None) -> dict[str, Any]:
     """Build a ``text_completion`` body: one choice per prompt, usage summed over them."""
     model, answers = _plan_completions(body, reply)
     return {
@@ -561,9 +545,7 @@ def _anthropic_tool(body: dict[str, Any], asks_weather: bool) -> str | None:
     tools = body.get("tools")
     if not isinstance(tools, list):
         return None
-    names: list[str] = [
-        t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)
-    ]
+    names: list[str] = [t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
     if not names:
         return None
     choice = body.get("tool_choice")
@@ -614,9 +596,7 @@ def _anthropic_usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
     }
 
 
-def anthropic_message(
-    body: dict[str, Any], *, ident: str, reply: str | None = None
-) -> dict[str, Any]:
+def anthropic_message(body: dict[str, Any], *, ident: str, reply: str | None = None) -> dict[str, Any]:
     """Build a Messages API ``message`` body answering ``body``.
 
     One content block: the text, or a ``tool_use`` block (input ``TOOL_INPUT``) when the
@@ -647,14 +627,10 @@ def anthropic_message(
 
 
 def _named_event(payload: dict[str, Any]) -> bytes:
-    return (
-        b"event: " + str(payload["type"]).encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
-    )
+    return b"event: " + str(payload["type"]).encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-def anthropic_message_stream(
-    body: dict[str, Any], *, ident: str, chunks: int, reply: str | None = None
-) -> SseStream:
+def anthropic_message_stream(body: dict[str, Any], *, ident: str, chunks: int, reply: str | None = None) -> SseStream:
     """Build the Messages streaming events answering ``body``.
 
     ``message_start`` (usage.input_tokens, output_tokens 0), ``content_block_start``,

@@ -215,9 +215,7 @@ class MockApp:
         else:
             await _send_json(send, 200, orjson.dumps(result))
 
-    def _answer(
-        self, method: str, route: str, raw: bytes, controls: Controls
-    ) -> dict[str, Any] | SseStream | None:
+    def _answer(self, method: str, route: str, raw: bytes, controls: Controls) -> dict[str, Any] | SseStream | None:
         """The reply to a routed request; None for an unknown route."""
         kind = _ROUTES.get((method, route))
         if kind is None:
@@ -253,9 +251,7 @@ class MockApp:
             return {"input_tokens": replies.anthropic_input_tokens(body)}
         ident = f"msg_mock_{number}"
         if stream:
-            return replies.anthropic_message_stream(
-                body, ident=ident, chunks=controls.chunks, reply=controls.reply
-            )
+            return replies.anthropic_message_stream(body, ident=ident, chunks=controls.chunks, reply=controls.reply)
         return replies.anthropic_message(body, ident=ident, reply=controls.reply)
 
     async def _inspect(self, method: str, send: Send, anthropic: bool) -> None:
@@ -265,9 +261,7 @@ class MockApp:
             self.requests.clear()
             await _send_json(send, 200, b'{"requests":[]}')
         else:
-            await _send_error(
-                send, 404, f"Invalid URL ({method} /_mock/requests)", anthropic, "unknown_url"
-            )
+            await _send_error(send, 404, f"Invalid URL ({method} /_mock/requests)", anthropic, "unknown_url")
 
 
 class _UnknownModel(RequestError):
@@ -320,10 +314,7 @@ def _record(scope: Scope, body: bytes) -> dict[str, Any]:
         "method": scope["method"],
         "path": scope["path"],
         "query_string": scope.get("query_string", b"").decode("latin-1"),
-        "headers": [
-            [name.decode("latin-1").lower(), value.decode("latin-1")]
-            for name, value in scope["headers"]
-        ],
+        "headers": [[name.decode("latin-1").lower(), value.decode("latin-1")] for name, value in scope["headers"]],
         "body": body.decode("utf-8", errors="replace"),
     }
 

@@ -1,0 +1,150 @@
+"""Shared fixtures: real processes on real sockets.
+
+``mock_llm`` runs ``tollway mock-llm`` once per session; ``gateway`` starts
+``tollway serve`` with a config written to a temporary folder, on free ports, and
+stops it with SIGTERM at the end of the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+_LISTEN = re.compile(r"(gateway|admin|mock-llm) listening on (http://\S+)")
+
+
+@dataclass
+class Proc:
+    """A running tollway process and what it printed."""
+
+    popen: subprocess.Popen[bytes]
+    urls: dict[str, str]
+    stdout_lines: list[str] = field(default_factory=list)
+    stderr_lines: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.urls.get("gateway") or self.urls["mock-llm"]
+
+    @property
+    def admin_url(self) -> str:
+        return self.urls["admin"]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait(5)
+
+    def access_log(self) -> list[dict[str, object]]:
+        import orjson
+
+        return [orjson.loads(line) for line in self.stdout_lines if line.startswith("{")]
+
+    def wait_for_stdout(self, predicate: Callable[[list[str]], bool], timeout: float = 5) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.stdout_lines):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"stdout never matched; got {self.stdout_lines[-5:]!r}")
+
+
+def _pump(stream: object, sink: list[str], on_line: Callable[[str], None] | None = None) -> None:
+    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        sink.append(line)
+        if on_line is not None:
+            on_line(line)
+
+
+def start_process(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
+                  want: tuple[str, ...] = ("gateway", "admin"), timeout: float = 20) -> Proc:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("TOLLWAY_CONFIG", None) if env is None or "TOLLWAY_CONFIG" not in env else None
+    popen = subprocess.Popen([sys.executable, "-m", "tollway", *args], cwd=cwd, env=full_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = Proc(popen, {})
+    ready = threading.Event()
+
+    def on_err(line: str) -> None:
+        m = _LISTEN.search(line)
+        if m:
+            proc.urls[m.group(1)] = m.group(2)
+            if all(w in proc.urls for w in want):
+                ready.set()
+
+    threading.Thread(target=_pump, args=(popen.stdout, proc.stdout_lines), daemon=True).start()
+    threading.Thread(target=_pump, args=(popen.stderr, proc.stderr_lines, on_err), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.05):
+        if popen.poll() is not None or time.monotonic() > deadline:
+            time.sleep(0.2)
+            popen.kill()
+            raise RuntimeError("tollway did not start:\n" + "\n".join(proc.stderr_lines))
+    if "gateway" in want:
+        # Listening is printed before the workers accept; wait until they answer.
+        for _ in range(100):
+            try:
+                httpx.get(proc.admin_url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def mock_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = start_process(["mock-llm", "--port", "0"], cwd=tmp_path_factory.mktemp("mock"), want=("mock-llm",))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def mock_requests(mock_llm: Proc) -> Callable[[], list[dict[str, object]]]:
+    """Clears the mock's request record, then returns a reader for what it saw."""
+    httpx.delete(mock_llm.url + "/_mock/requests")
+
+    def read() -> list[dict[str, object]]:
+        out: list[dict[str, object]] = httpx.get(mock_llm.url + "/_mock/requests").json()["requests"]
+        return out
+
+    return read
+
+
+GatewayFactory = Callable[..., Proc]
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
+    """``gateway(config_yaml, *extra_args, env=...)`` starts ``tollway serve`` on free ports."""
+    procs: list[Proc] = []
+
+    def start(config: str | None, *extra: str, env: dict[str, str] | None = None,
+              name: str = "tollway.yaml") -> Proc:
+        args = ["serve", "--port", "0", "--admin-port", "0", *extra]
+        if config is not None:
+            path = tmp_path / name
+            path.write_text(config)
+            args[1:1] = ["-c", str(path)]
+        proc = start_process(args, cwd=tmp_path, env=env)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
