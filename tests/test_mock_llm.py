@@ -198,7 +198,7 @@ def test_truncate_and_split_keep_the_text() -> None:
 
 def test_default_reply_uses_first_40_chars_of_collapsed_prompt() -> None:
     prompt = "Tell me\n\n a story   about a dragon who loves tea and biscuits"
-    assert replies.default_reply(prompt) == ("This is a mock reply to: Tell me a story about a dragon who loves")
+    assert replies.default_reply(prompt) == "This is a mock reply to: Tell me a story about a dragon who loves"
     assert replies.default_reply("") == "This is a mock reply."
 
 

@@ -80,6 +80,10 @@ class ConnectionDropped(Exception):
     """Raised to abort a response when the server gives no way to close the connection."""
 
 
+class _UnknownModel(RequestError):
+    """``GET /models/{id}`` for an id the mock does not list (answered as 404)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Controls:
     """The ``x-mock-*`` request headers of one request; delays in seconds."""
@@ -262,10 +266,6 @@ class MockApp:
             await _send_json(send, 200, b'{"requests":[]}')
         else:
             await _send_error(send, 404, f"Invalid URL ({method} /_mock/requests)", anthropic, "unknown_url")
-
-
-class _UnknownModel(RequestError):
-    """``GET /models/{id}`` for an id the mock does not list (answered as 404)."""
 
 
 def create_app() -> MockApp:
