@@ -32,6 +32,7 @@ class Proc:
     urls: dict[str, str]
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
+    pumps: list[threading.Thread] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -45,10 +46,16 @@ class Proc:
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
         try:
-            return self.popen.wait(timeout)
+            code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             self.popen.kill()
-            return self.popen.wait(5)
+            code = self.popen.wait(5)
+        for pump in self.pumps:
+            pump.join(5)
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                stream.close()
+        return code
 
     def access_log(self) -> list[dict[str, object]]:
         import orjson
@@ -74,8 +81,8 @@ def _pump(stream: object, sink: list[str], on_line: Callable[[str], None] | None
 
 def start_process(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
                   want: tuple[str, ...] = ("gateway", "admin"), timeout: float = 20) -> Proc:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("TOLLWAY_CONFIG", None) if env is None or "TOLLWAY_CONFIG" not in env else None
+    full_env = {k: v for k, v in os.environ.items() if k != "TOLLWAY_CONFIG"}
+    full_env.update(env or {})
     popen = subprocess.Popen([sys.executable, "-m", "tollway", *args], cwd=cwd, env=full_env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc = Proc(popen, {})
@@ -88,13 +95,17 @@ def start_process(args: list[str], *, cwd: Path, env: dict[str, str] | None = No
             if all(w in proc.urls for w in want):
                 ready.set()
 
-    threading.Thread(target=_pump, args=(popen.stdout, proc.stdout_lines), daemon=True).start()
-    threading.Thread(target=_pump, args=(popen.stderr, proc.stderr_lines, on_err), daemon=True).start()
+    proc.pumps = [
+        threading.Thread(target=_pump, args=(popen.stdout, proc.stdout_lines), daemon=True),
+        threading.Thread(target=_pump, args=(popen.stderr, proc.stderr_lines, on_err), daemon=True),
+    ]
+    for pump in proc.pumps:
+        pump.start()
     deadline = time.monotonic() + timeout
     while not ready.wait(0.05):
         if popen.poll() is not None or time.monotonic() > deadline:
             time.sleep(0.2)
-            popen.kill()
+            proc.stop(signal.SIGKILL)
             raise RuntimeError("tollway did not start:\n" + "\n".join(proc.stderr_lines))
     if "gateway" in want:
         # Listening is printed before the workers accept; wait until they answer.

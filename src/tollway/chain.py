@@ -100,6 +100,14 @@ class Chain:
                 events.extend(batch)
         return events
 
+    def identify(self, ex: Exchange) -> None:
+        """Names the consumer of a refused call when an auth plugin can tell who it was."""
+        for p in self.plugins:
+            consumer = p.identify(ex)
+            if consumer is not None:
+                ex.consumer = consumer
+                return
+
     async def done(self, ex: Exchange) -> None:
         for p in self._done:
             try:

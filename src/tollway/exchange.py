@@ -140,6 +140,9 @@ class Exchange:
     upstream_headers: list[tuple[str, str]] = field(default_factory=list)
     strip_headers: set[str] = field(default_factory=set)
     strip_params: set[str] = field(default_factory=set)
+    # The JSON body to send upstream when a plugin rewrote it (masking, prompt edits);
+    # ``None`` sends the client's body. The client's own ``request`` is never edited.
+    upstream_json: dict[str, Any] | None = None
     # Extra response headers plugins want the client to see (rate-limit quotas, …).
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     state: dict[StateKey[Any], Any] = field(default_factory=dict)

@@ -81,8 +81,8 @@ class Gateway:
         except GatewayError as err:
             ex.fail(err)
             ex.status = err.status
-            if ex.usage.input_tokens == 0 and not ex.usage.reported:
-                ex.usage.estimated = False
+            if ex.consumer is None and chain is not _EMPTY_CHAIN:
+                chain.identify(ex)
             if not client.started:
                 await self._send_error(ex, err, client)
         except asyncio.CancelledError:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from tollway.exchange import Exchange, Reply
 
 if TYPE_CHECKING:
+    from tollway.consumers import Consumer
     from tollway.services import Services
     from tollway.sse import SseEvent
 
@@ -93,6 +94,11 @@ class Plugin(Generic[C]):
     def stream_end(self, ex: Exchange) -> list[SseEvent]:
         """Fires once a stream ends normally; may flush events it held back."""
         return []
+
+    def identify(self, ex: Exchange) -> Consumer | None:
+        """Who the caller is, deciding nothing: used to attribute a call that a plugin
+        running before the auth plugin refused. Only auth plugins implement it."""
+        return None
 
     async def done(self, ex: Exchange) -> None:
         """Always fires once per call, after the last byte or the failure, even when the

@@ -130,7 +130,7 @@ class AiProxy:
             parsed = req.json()
             if not isinstance(parsed, dict):
                 raise BadRequest("request body must be a JSON object", reason="gateway.bad_request")
-            body_obj = parsed
+            body_obj = ex.upstream_json if ex.upstream_json is not None else parsed
             model = body_obj.get("model")
             if api in _MODEL_REQUIRED and (not isinstance(model, str) or not model):
                 raise BadRequest("you must provide a model parameter", reason="gateway.bad_request")
@@ -170,7 +170,7 @@ class AiProxy:
         raw = ex.request.body or b""
         if body_obj is None:
             return raw
-        changed = False
+        changed = ex.upstream_json is not None
         if ex.model_requested:
             mapped = provider.map_model(ex.model_requested)
             ex.model_upstream = mapped

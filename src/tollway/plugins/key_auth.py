@@ -100,6 +100,10 @@ class KeyAuth(Plugin[KeyAuthConfig]):
                     found.append(value)
         return found
 
+    def identify(self, ex: Exchange) -> Consumer | None:
+        keys = self._presented(ex)
+        return self._lookup(keys[0]) if len(keys) == 1 else None
+
     async def request_headers(self, ex: Exchange) -> Reply | None:
         if not self.required:
             return None
