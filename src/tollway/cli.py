@@ -75,15 +75,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     cfg = loaded.config
     listen = Listen(
-        host=args.host or cfg.server.host,
+        host=str(args.host or cfg.server.host),
         port=cfg.server.port if args.port is None else args.port,
         admin_host=cfg.admin.host,
         admin_port=cfg.admin.port if args.admin_port is None else args.admin_port,
         workers=args.workers,
     )
-    problem = _listen_problem(loaded, listen)
-    if problem:
-        print(f"tollway: {problem}", file=sys.stderr)
+    listen_problem = _listen_problem(loaded, listen)
+    if listen_problem:
+        print(f"tollway: {listen_problem}", file=sys.stderr)
         return 2
     first = [loaded]
 

@@ -92,11 +92,11 @@ class Gateway:
             raise
         except Exception as exc:  # a bug must cost one request, not the process
             log.exception("unexpected error serving %s", request_id)
-            err = GatewayError(f"internal gateway error: {type(exc).__name__}", reason="gateway.internal")
-            ex.fail(err)
+            internal = GatewayError(f"internal gateway error: {type(exc).__name__}", reason="gateway.internal")
+            ex.fail(internal)
             ex.status = 500
             if not client.started:
-                await self._send_error(ex, err, client)
+                await self._send_error(ex, internal, client)
         await self._done(ex, chain)
 
     @staticmethod

@@ -15,12 +15,18 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
 from tollway.admin import AdminApp
+from tollway.asgi import Receive, Scope, Send
 from tollway.runtime import Runtime
+
+AsgiApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
+MakeRuntime = Callable[[], Runtime]
 
 log = logging.getLogger("tollway")
 
@@ -44,7 +50,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn(app: object, shutdown_timeout: float) -> uvicorn.Server:
+def _uvicorn(app: AsgiApp, shutdown_timeout: float) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         http="httptools",
@@ -116,7 +122,7 @@ async def run_worker(
     await runtime.stop()
 
 
-def _run_loop(coro_factory: object) -> None:
+def _run_loop(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
     try:
         import uvloop
 
@@ -124,10 +130,10 @@ def _run_loop(coro_factory: object) -> None:
     except ImportError:  # pragma: no cover - platforms without uvloop
         runner = asyncio.Runner()
     with runner:
-        runner.run(coro_factory())  # type: ignore[operator]
+        runner.run(coro_factory())
 
 
-def serve(make_runtime: object, listen: Listen) -> int:
+def serve(make_runtime: MakeRuntime, listen: Listen) -> int:
     gw_sock = bind(listen.host, listen.port)
     admin_sock = bind(listen.admin_host, listen.admin_port)
     gw_port = gw_sock.getsockname()[1]
@@ -135,12 +141,12 @@ def serve(make_runtime: object, listen: Listen) -> int:
     print(f"tollway: gateway listening on http://{listen.host}:{gw_port}", file=sys.stderr)
     print(f"tollway: admin listening on http://{listen.admin_host}:{admin_port}", file=sys.stderr, flush=True)
     if listen.workers <= 1:
-        _run_loop(lambda: run_worker(make_runtime(), gw_sock, admin_sock, False))  # type: ignore[operator]
+        _run_loop(lambda: run_worker(make_runtime(), gw_sock, admin_sock, False))
         return 0
     return _supervise(make_runtime, listen.workers, gw_sock, admin_sock)
 
 
-def _supervise(make_runtime: object, workers: int, gw_sock: socket.socket, admin_sock: socket.socket) -> int:
+def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, admin_sock: socket.socket) -> int:
     children: dict[int, int] = {}
     stopping = False
 
@@ -154,7 +160,7 @@ def _supervise(make_runtime: object, workers: int, gw_sock: socket.socket, admin
                 _run_loop(
                     lambda: run_worker(
                         make_runtime(),
-                        gw_sock,  # type: ignore[operator]
+                        gw_sock,
                         admin_sock if index == 0 else None,
                         True,
                     )

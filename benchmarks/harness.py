@@ -1,0 +1,294 @@
+"""The pieces run.py drives: CPU pinning, the nginx upstream, wrk, and /proc readings.
+
+Everything listens on 127.0.0.1 and every load is bounded by wrk's ``-d``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import payloads
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Paths the upstream serves. The gateway maps its route's path after /v1 onto the
+# provider's baseUrl, so the streaming provider simply has a different baseUrl.
+PLAIN_PATH = "/v1/chat/completions"
+STREAM_PATH = "/stream/v1/chat/completions"
+
+
+# --------------------------------------------------------------------------- cores
+
+
+@dataclass(frozen=True)
+class Cores:
+    """CPU 0 for the system under test; CPU 1 for wrk and the upstream (and this script)."""
+
+    target: str | None
+    load: str | None
+
+    @classmethod
+    def pick(cls) -> Cores:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2 or shutil.which("taskset") is None:
+            return cls(None, None)
+        return cls(str(cpus[0]), str(cpus[1]))
+
+    def wrap(self, core: str | None, argv: Sequence[str]) -> list[str]:
+        return ["taskset", "-c", core, *argv] if core is not None else list(argv)
+
+    def pin_self(self) -> None:
+        if self.load is not None:
+            os.sched_setaffinity(0, {int(self.load)})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM the process group we started (servers fork workers), then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdout: object = None,
+          stderr: object = None, cwd: str | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        list(argv),
+        env=env,
+        cwd=cwd,
+        stdout=stdout if stdout is not None else subprocess.DEVNULL,
+        stderr=stderr if stderr is not None else subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, so stop() reaches forked workers
+    )
+
+
+# --------------------------------------------------------------------------- upstream
+
+
+def _nginx_string(data: bytes) -> str:
+    # payloads.py guarantees no quote, backslash or '$'; newlines become nginx's \n escape.
+    return "'" + data.decode().replace("\n", "\\n") + "'"
+
+
+@contextlib.contextmanager
+def nginx_upstream(cores: Cores, workdir: Path) -> Iterator[int]:
+    """nginx, one worker, answering the fixed chat.completion JSON and the fixed SSE body."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="nginx-", dir=workdir))
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    temp = "\n".join(f"  {k}_temp_path {d}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = f"""{user}worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+{temp}
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  client_body_buffer_size 64k;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = {PLAIN_PATH} {{
+      default_type application/json;
+      return 200 {_nginx_string(payloads.chat_response())};
+    }}
+    location = {STREAM_PATH} {{
+      default_type text/event-stream;
+      return 200 {_nginx_string(payloads.chat_stream())};
+    }}
+    location / {{ return 404; }}
+  }}
+}}
+"""
+    (d / "nginx.conf").write_text(conf)
+    proc = spawn(cores.wrap(cores.load, [nginx, "-p", str(d), "-c", str(d / "nginx.conf")]),
+                 stderr=open(d / "stderr.log", "wb"))
+    try:
+        wait_port(port, proc)
+        yield port
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def mock_llm_upstream(cores: Cores, venv_bin: Path) -> Iterator[int]:
+    """The fallback upstream when nginx is missing: ``tollway mock-llm`` (much slower, so
+    the direct rows then measure the mock, not the harness ceiling)."""
+    port = free_port()
+    proc = spawn(cores.wrap(cores.load, [str(venv_bin / "tollway"), "mock-llm", "--port", str(port)]))
+    try:
+        wait_port(port, proc)
+        yield port
+    finally:
+        stop(proc)
+
+
+# --------------------------------------------------------------------------- wrk
+
+_LUA = """wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+{auth}
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {{"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,"write":%d,' ..
+    '"status":%d,"timeout":%d,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"p999_us":%.1f,' ..
+    '"mean_us":%.1f,"max_us":%.1f}}\\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    latency.mean, latency.max))
+end
+"""
+
+
+def wrk_script(workdir: Path, name: str, body: bytes, auth: str | None) -> Path:
+    path = workdir / f"{name}.lua"
+    auth_line = f'wrk.headers["Authorization"] = "{auth}"' if auth else ""
+    path.write_text(_LUA.format(body=body.decode(), auth=auth_line))
+    return path
+
+
+@dataclass
+class WrkResult:
+    connections: int
+    requests: int
+    seconds: float
+    errors: int
+    non_2xx: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    mean_ms: float
+    max_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def run_wrk(cores: Cores, url: str, script: Path, connections: int, seconds: float) -> WrkResult:
+    argv = cores.wrap(cores.load, ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+                                   "--timeout", "5s", "-s", str(script), url])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
+    r = json.loads(line[len("WRKJSON "):])
+    return WrkResult(
+        connections=connections,
+        requests=r["requests"],
+        seconds=r["duration_us"] / 1e6,
+        errors=r["connect"] + r["read"] + r["write"] + r["timeout"],
+        non_2xx=r["status"],
+        p50_ms=r["p50_us"] / 1000,
+        p90_ms=r["p90_us"] / 1000,
+        p99_ms=r["p99_us"] / 1000,
+        p999_ms=r["p999_us"] / 1000,
+        mean_ms=r["mean_us"] / 1000,
+        max_ms=r["max_us"] / 1000,
+    )
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (granian and uvicorn-style servers fork workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of the processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / CLK_TCK
+
+
+def peak_rss_mib(pids: Sequence[int]) -> float:
+    """The sum of VmHWM (peak resident set) over the processes, MiB."""
+    total_kb = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def one_request(port: int, path: str, body: bytes, auth: str | None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = auth
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()

@@ -1,0 +1,7 @@
+"""Durable storage: the database behind runtime consumers and usage records."""
+
+from __future__ import annotations
+
+from tollway.storage.database import Database, Row, Statement, StorageError, open_database
+
+__all__ = ["Database", "Row", "Statement", "StorageError", "open_database"]

@@ -1,0 +1,294 @@
+"""One small async database interface over two real backends: SQLite and PostgreSQL.
+
+    StorageError          every failure of the database or of reaching it
+
+SQL is written once for both, with PostgreSQL's numbered placeholders (``$1``, ``$2``):
+the SQLite backend rewrites them to SQLite's own numbered form (``?1``, ``?2``), so a
+literal ``$1`` inside a quoted string is not supported. Stick to types both know
+(``TEXT``, ``BIGINT``, ``DOUBLE PRECISION``) and ``ON CONFLICT`` upserts; where the
+dialects must differ, branch on ``Database.dialect``.
+
+Nothing here touches the database until ``connect()``; every method after it may raise
+``StorageError`` (and only that) for a database problem.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import functools
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+import aiosqlite
+import asyncpg  # type: ignore[import-untyped]
+
+Row = dict[str, Any]
+Statement = tuple[str, Sequence[object]]
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+# Any key works for pg_advisory_xact_lock; this one only has to be Tollway's own.
+_MIGRATION_LOCK = 0x746F6C6C  # "toll"
+_CONNECT_TIMEOUT_S = 10.0
+_SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class StorageError(Exception):
+    """The database failed or could not be reached; the message says which and why."""
+
+
+class Database(abc.ABC):
+    """A connection (SQLite) or a pool of them (PostgreSQL) with a few plain operations.
+
+    Statements may be awaited concurrently from many tasks; each runs on its own
+    (autocommit) unless grouped with ``run_transaction``.
+    """
+
+    dialect: Literal["sqlite", "postgresql"]
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the database is, for messages (never the password)."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the connection or pool; creates a missing SQLite file and its folder."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close everything; safe to call twice or without ``connect``."""
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, *args: object) -> int:
+        """Run one statement; return the number of rows it inserted, changed or deleted."""
+
+    @abc.abstractmethod
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run one statement once per row, all in one transaction (batched writes)."""
+
+    @abc.abstractmethod
+    async def fetch(self, sql: str, *args: object) -> list[Row]:
+        """Run a query; return its rows as dicts keyed by column name."""
+
+    @abc.abstractmethod
+    async def run_transaction(self, statements: Sequence[Statement]) -> list[int]:
+        """Run statements in order in one transaction (all or none); return each one's
+        row count."""
+
+    @abc.abstractmethod
+    async def migrate(self, statements: Sequence[str]) -> None:
+        """Bring the schema up: idempotent statements (``CREATE TABLE IF NOT EXISTS``,
+        ``INSERT … ON CONFLICT DO NOTHING``) run in one transaction, one process at a time,
+        so replicas starting together do not race."""
+
+
+def open_database(url: str, base_dir: Path) -> Database:
+    """The database for ``storage.database``, not yet connected.
+
+    ``sqlite:///relative.db`` resolves against ``base_dir`` (the config file's folder),
+    ``sqlite:////absolute.db`` does not, ``sqlite:///:memory:`` is a private in-memory
+    database; ``postgresql://`` (or ``postgres://``) URLs go to asyncpg as they are, so
+    their query parameters (``?search_path=…``, ``?sslmode=…``) work.
+    """
+    if url.startswith("sqlite:///"):
+        rest = url.removeprefix("sqlite:///")
+        if rest == ":memory:":
+            return SqliteDatabase(None)
+        if not rest:
+            raise StorageError("sqlite:/// URL names no file")
+        path = Path(rest)
+        return SqliteDatabase(path if path.is_absolute() else base_dir / path)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(url)
+    raise StorageError(f"unsupported database URL (want sqlite:/// or postgresql://): {url.split(':', 1)[0]}:…")
+
+
+def _rows_affected(status: str) -> int:
+    """asyncpg answers a command tag (``INSERT 0 1``, ``UPDATE 3``); the count is last."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_sql(sql: str) -> str:
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+class SqliteDatabase(Database):
+    """One aiosqlite connection in WAL mode (readers never wait for the writer, and other
+    processes — a second worker, ``tollway consumers`` — can use the same file).
+
+    One connection means one transaction at a time, so a lock keeps a plain statement
+    from landing inside another task's open transaction.
+    """
+
+    dialect: Literal["sqlite", "postgresql"] = "sqlite"
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def describe(self) -> str:
+        return f"sqlite {self.path if self.path is not None else ':memory:'}"
+
+    @contextlib.contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            # aiosqlite raises ValueError for a closed connection.
+            raise StorageError(f"{self.describe()}: {doing} failed: {exc}") from exc
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StorageError(f"{self.describe()}: not connected")
+        return self._conn
+
+    async def connect(self) -> None:
+        if self._conn is not None:
+            return
+        with self._translated("connect"):
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: autocommit; transactions are begun explicitly below.
+            conn = await aiosqlite.connect(str(self.path) if self.path is not None else ":memory:", isolation_level=None)
+            try:
+                await conn.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+                await conn.execute("PRAGMA journal_mode = WAL")
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with self._translated("close"):
+                await conn.close()
+
+    async def execute(self, sql: str, *args: object) -> int:
+        async with self._lock:
+            with self._translated("statement"):
+                cursor = await self._connection().execute(_sqlite_sql(sql), args)
+                count = cursor.rowcount
+                await cursor.close()
+                return max(count, 0)
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        async with self._lock, self._transaction():
+            await self._connection().executemany(_sqlite_sql(sql), rows)
+
+    async def fetch(self, sql: str, *args: object) -> list[Row]:
+        async with self._lock:
+            with self._translated("query"):
+                async with self._connection().execute(_sqlite_sql(sql), args) as cursor:
+                    names = [d[0] for d in cursor.description]
+                    return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+
+    async def run_transaction(self, statements: Sequence[Statement]) -> list[int]:
+        counts: list[int] = []
+        async with self._lock, self._transaction():
+            for sql, args in statements:
+                cursor = await self._connection().execute(_sqlite_sql(sql), tuple(args))
+                counts.append(max(cursor.rowcount, 0))
+                await cursor.close()
+        return counts
+
+    async def migrate(self, statements: Sequence[str]) -> None:
+        # BEGIN IMMEDIATE takes the write lock up front: that alone serialises processes.
+        await self.run_transaction([(sql, ()) for sql in statements])
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error; the caller holds the lock.
+
+        IMMEDIATE takes the write lock at BEGIN, where busy_timeout waits for it, rather
+        than failing mid-transaction when a read would have to become a write."""
+        conn = self._connection()
+        with self._translated("transaction"):
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+
+class PostgresDatabase(Database):
+    """An asyncpg pool: statements from concurrent tasks run on separate connections."""
+
+    dialect: Literal["sqlite", "postgresql"] = "postgresql"
+
+    def __init__(self, url: str, max_connections: int = 5) -> None:
+        self.url = url
+        self.max_connections = max_connections
+        self._pool: Any = None
+
+    def describe(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+        return f"postgresql {host}{port}{parts.path}"
+
+    @contextlib.contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise StorageError(f"{self.describe()}: {doing} failed: {exc or type(exc).__name__}") from exc
+
+    def _connected(self) -> Any:
+        if self._pool is None:
+            raise StorageError(f"{self.describe()}: not connected")
+        return self._pool
+
+    async def connect(self) -> None:
+        if self._pool is not None:
+            return
+        with self._translated("connect"):
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.max_connections, timeout=_CONNECT_TIMEOUT_S
+            )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with self._translated("close"):
+                await pool.close()
+
+    async def execute(self, sql: str, *args: object) -> int:
+        with self._translated("statement"):
+            status = await self._connected().execute(sql, *args)
+        return _rows_affected(cast(str, status))
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        with self._translated("batch"):
+            # asyncpg runs executemany as one transaction.
+            await self._connected().executemany(sql, list(rows))
+
+    async def fetch(self, sql: str, *args: object) -> list[Row]:
+        with self._translated("query"):
+            records = await self._connected().fetch(sql, *args)
+        return [dict(r) for r in records]
+
+    async def run_transaction(self, statements: Sequence[Statement]) -> list[int]:
+        counts: list[int] = []
+        with self._translated("transaction"):
+            async with self._connected().acquire() as conn, conn.transaction():
+                for sql, args in statements:
+                    counts.append(_rows_affected(await conn.execute(sql, *args)))
+        return counts
+
+    async def migrate(self, statements: Sequence[str]) -> None:
+        # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's
+        # catalog; a transaction-scoped advisory lock makes replicas take turns.
+        await self.run_transaction(
+            [("SELECT pg_advisory_xact_lock($1)", (_MIGRATION_LOCK,)), *((sql, ()) for sql in statements)]
+        )
