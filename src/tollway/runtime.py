@@ -13,12 +13,14 @@ from pathlib import Path
 from tollway.accounting import AccessLog, Accountant, RecentRecords
 from tollway.asgi import ClientIp, GatewayApp
 from tollway.config.load import ConfigError, LoadedConfig, load_config, load_config_text
+from tollway.consumer_store import ConsumerDirectory, config_consumers
 from tollway.gateway import Gateway
 from tollway.mockllm import create_app as create_mock_app
 from tollway.proxy import AiProxy
 from tollway.services import Services
 from tollway.snapshot import Snapshot
-from tollway.upstream.aiohttp_transport import AiohttpTransport
+from tollway.storage import open_database
+from tollway.upstream.pooled import PooledTransport
 from tollway.upstream.asgi_transport import AsgiTransport
 
 log = logging.getLogger("tollway")
@@ -50,7 +52,12 @@ class Runtime:
         self.source = source
         self.loaded = loaded
         cfg = loaded.config
-        self.services = Services(transport=AiohttpTransport(), mock_transport=AsgiTransport(create_mock_app()))
+        self.services = Services(transport=PooledTransport(), mock_transport=AsgiTransport(create_mock_app()))
+        self.database = open_database(cfg.storage.database, loaded.base_dir)
+        self.directory = ConsumerDirectory(
+            self.database, config_names=lambda: {c["name"] for c in config_consumers(self.loaded)}
+        )
+        self.services.directory = self.directory
         self.snapshot = Snapshot(loaded, self.services)
         self.access_log = access_log or AccessLog()
         self.recent = RecentRecords()
@@ -85,8 +92,12 @@ class Runtime:
         return ReloadResult(True, restart_needed=restart)
 
     async def start(self) -> None:
+        await self.database.connect()
+        await self.directory.start()
         self.access_log.start()
 
     async def stop(self) -> None:
         await self.access_log.stop()
         await self.services.transport.aclose()
+        await self.directory.stop()
+        await self.database.close()

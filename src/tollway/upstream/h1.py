@@ -1,0 +1,317 @@
+"""A lean pooled HTTP/1.1 client for provider calls, on asyncio and httptools (llhttp).
+
+Why not only a general-purpose client: on this hot path the client is most of a Python
+gateway's cost per request (see benchmarks/README.md); a client that does only what a
+gateway needs — keep-alive pooling, Content-Length and chunked bodies, timeouts, TLS —
+is several times cheaper. Parsing stays in llhttp, Node's hardened parser.
+
+What it does not do is delegated to the aiohttp transport by ``PooledTransport``:
+requests through an HTTP(S) proxy from the environment, and HEAD requests.
+
+Safety:
+- a request whose method, target or headers contain CR, LF or NUL is refused before a
+  byte is written (no header injection or request smuggling across pooled connections);
+- a connection is reused only after its response was read to the end, the server did
+  not ask to close, and the parser is idle;
+- a connection that sat idle past ``keepalive_s`` is closed, never reused;
+- a request sent on a reused connection that the server had already closed (EOF before
+  any response byte) is sent once more on a fresh connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import httptools
+
+from tollway.upstream import ConnectFailed, ProtocolFailure, TransportTimeout, UpstreamRequest
+
+_FORBIDDEN = frozenset("\r\n\0")
+_HIGH_WATER = 1 << 20  # pause reading the provider once this much is queued for a slow client
+_LOW_WATER = 1 << 16
+
+
+class _StaleConnection(Exception):
+    """The server closed a pooled connection before answering: safe to send again."""
+
+
+def _check_token(value: str, what: str) -> None:
+    if not _FORBIDDEN.isdisjoint(value):
+        raise ProtocolFailure(f"refusing to send a request with CR/LF/NUL in its {what}")
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection and the response currently being read on it."""
+
+    def __init__(self, key: tuple[str, str, int]) -> None:
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.headers_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.chunks: deque[bytes] = deque()
+        self.queued = 0
+        self.complete = False
+        self.got_bytes = False
+        self.error: BaseException | None = None
+        self.wakeup: asyncio.Future[None] | None = None
+        self.paused = False
+        self.until_close = False
+        self.keep_alive = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(ProtocolFailure("provider tried to upgrade the connection"))
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolFailure(f"provider sent a malformed response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.complete and self.until_close and self.headers_done.done() and exc is None:
+            self.complete = True
+            self._wake()
+        if not self.complete:
+            if not self.got_bytes and self.reused:
+                self._fail(_StaleConnection())
+            else:
+                self._fail(ProtocolFailure("provider closed the connection mid-response"))
+
+    def pause_writing(self) -> None:  # the request bodies we send are small
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if 100 <= self.status < 200:
+            self.headers = []  # an interim response: the real one follows
+            return
+        names = {k for k, _ in self.headers}
+        # No length and not chunked: the body runs to the end of the connection.
+        self.until_close = ("content-length" not in names and "transfer-encoding" not in names
+                            and self.status not in (204, 304))
+        if not self.headers_done.done():
+            self.headers_done.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.queued += len(body)
+        if self.queued > _HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:
+            return
+        # Read now: llhttp resets its flags once the message is over.
+        self.keep_alive = self.parser.should_keep_alive()
+        self.complete = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        if not self.headers_done.done():
+            self.headers_done.set_exception(exc)
+            self.headers_done.exception()  # mark retrieved: the sender may be gone
+        self._wake()
+        if self.transport is not None:
+            self.transport.close()
+
+    def reusable(self) -> bool:
+        return (not self.closed and self.complete and self.error is None and not self.chunks
+                and not self.until_close and self.keep_alive)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class H1Response:
+    __slots__ = ("status", "headers", "_conn", "_pool", "_idle", "_done")
+
+    def __init__(self, conn: _Connection, pool: H1Transport, idle: float) -> None:
+        self._conn = conn
+        self._pool = pool
+        self._idle = idle
+        self._done = False
+        self.status = conn.status
+        self.headers = conn.headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        loop = asyncio.get_running_loop()
+        while True:
+            if conn.chunks:
+                chunk = conn.chunks.popleft()
+                conn.queued -= len(chunk)
+                if conn.paused and conn.queued < _LOW_WATER and conn.transport is not None:
+                    conn.paused = False
+                    conn.transport.resume_reading()
+                yield chunk
+                continue
+            if conn.complete:
+                return
+            if conn.error is not None:
+                if isinstance(conn.error, ProtocolFailure):
+                    raise conn.error
+                raise ProtocolFailure("provider connection broke") from None
+            conn.wakeup = loop.create_future()
+            try:
+                async with asyncio.timeout(self._idle):
+                    await conn.wakeup
+            except TimeoutError:
+                raise TransportTimeout(f"provider sent nothing for {self._idle:g}s") from None
+            finally:
+                conn.wakeup = None
+
+    async def read(self) -> bytes:
+        return b"".join([c async for c in self.chunks()])
+
+    async def aclose(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._pool._release(self._conn)
+
+
+class H1Transport:
+    """Keep-alive connections per (scheme, host, port), most recently used first."""
+
+    def __init__(self, *, keepalive_s: float = 25.0, max_idle_per_host: int = 256,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.keepalive_s = keepalive_s
+        self.max_idle_per_host = max_idle_per_host
+        self._ssl = ssl_context
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._closed = False
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            # The default context honours SSL_CERT_FILE / SSL_CERT_DIR.
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    async def send(self, request: UpstreamRequest) -> H1Response:
+        parts = urlsplit(request.url)
+        scheme = parts.scheme
+        host = parts.hostname or ""
+        port = parts.port or (443 if scheme == "https" else 80)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        head = self._head(request, target, parts.netloc)
+        key = (scheme, host, port)
+        try:
+            async with asyncio.timeout(request.headers_timeout):
+                for _attempt in range(2):
+                    conn = await self._acquire(key)
+                    try:
+                        return await self._exchange(conn, head, request.body, request.idle_timeout)
+                    except _StaleConnection:
+                        conn.close()
+                        continue
+                raise ProtocolFailure("provider closed the connection before answering")
+        except TimeoutError:
+            raise TransportTimeout(f"no response headers within {request.headers_timeout:g}s") from None
+
+    def _head(self, request: UpstreamRequest, target: str, netloc: str) -> bytes:
+        _check_token(request.method, "method")
+        _check_token(target, "target")
+        lines = [f"{request.method} {target} HTTP/1.1", f"host: {netloc}"]
+        for name, value in request.headers:
+            if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+                continue
+            _check_token(name, "header names")
+            _check_token(value, "header values")
+            lines.append(f"{name}: {value}")
+        if request.body or request.method in ("POST", "PUT", "PATCH"):
+            lines.append(f"content-length: {len(request.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def _acquire(self, key: tuple[str, str, int]) -> _Connection:
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self.keepalive_s:
+                conn.reused = True
+                conn._reset()
+                return conn
+            conn.close()
+        scheme, host, port = key
+        loop = asyncio.get_running_loop()
+        try:
+            transport, conn = await loop.create_connection(
+                lambda: _Connection(key), host, port,
+                ssl=self._ssl_context() if scheme == "https" else None,
+                server_hostname=host if scheme == "https" else None,
+            )
+        except ssl.SSLError as exc:
+            raise ConnectFailed(f"TLS handshake with provider failed: {exc.reason}") from None
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to provider: {exc.strerror or type(exc).__name__}") from None
+        # uvloop may call connection_made after create_connection returns.
+        conn.transport = transport
+        return conn
+
+    async def _exchange(self, conn: _Connection, head: bytes, body: bytes, idle: float) -> H1Response:
+        assert conn.transport is not None
+        conn.transport.write(head + body if len(body) < 65536 else head)
+        if len(body) >= 65536:
+            conn.transport.write(body)
+        try:
+            await conn.headers_done
+        except BaseException:
+            conn.close()
+            raise
+        return H1Response(conn, self, idle)
+
+    def _release(self, conn: _Connection) -> None:
+        if self._closed or not conn.reusable():
+            conn.close()
+            return
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) >= self.max_idle_per_host:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
