@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from tollway.exchange import Request
-from tollway.gateway import Gateway, too_large
+from tollway.gateway import ClientGone, Gateway, too_large
 from tollway.headers import Headers
 from tollway.hosts import strip_port
 
@@ -116,7 +116,7 @@ class GatewayApp:
             while True:
                 msg = await receive()
                 if msg["type"] == "http.disconnect":
-                    raise asyncio.CancelledError()
+                    raise ClientGone()
                 chunk = msg.get("body", b"")
                 size += len(chunk)
                 if size > limit:

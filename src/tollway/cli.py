@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from tollway import cli_consumers
 from tollway.config.load import ConfigError, LoadedConfig, load_config
 
 
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9000)
     p.set_defaults(func=cmd_mock_llm)
+
+    cli_consumers.add_parser(sub)
     return parser
 
 

@@ -29,6 +29,10 @@ Finisher = Callable[[Exchange], None]
 _EMPTY_CHAIN = Chain([])
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request body was in."""
+
+
 def new_request_id() -> str:
     return os.urandom(12).hex()
 
@@ -85,6 +89,9 @@ class Gateway:
                 chain.identify(ex)
             if not client.started:
                 await self._send_error(ex, err, client)
+        except ClientGone:
+            ex.status = 499
+            ex.reason = "gateway.client_closed"
         except asyncio.CancelledError:
             ex.status = 499
             ex.reason = "gateway.client_closed"

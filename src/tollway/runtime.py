@@ -20,8 +20,8 @@ from tollway.proxy import AiProxy
 from tollway.services import Services
 from tollway.snapshot import Snapshot
 from tollway.storage import open_database
-from tollway.upstream.pooled import PooledTransport
 from tollway.upstream.asgi_transport import AsgiTransport
+from tollway.upstream.pooled import PooledTransport
 
 log = logging.getLogger("tollway")
 

@@ -22,7 +22,9 @@ from typing import Any
 import uvicorn
 
 from tollway.admin import AdminApp
+from tollway.admin_consumers import register as register_consumer_routes
 from tollway.asgi import Receive, Scope, Send
+from tollway.consumer_store import config_consumers
 from tollway.runtime import Runtime
 
 AsgiApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
@@ -106,6 +108,7 @@ async def run_worker(
     servers = [(_uvicorn(runtime.app, cfg.server.shutdown_timeout_s), gw_sock)]
     if admin_sock is not None:
         admin = AdminApp(runtime, cfg.admin.token)
+        register_consumer_routes(admin, runtime.directory, lambda: config_consumers(runtime.loaded))
         if reload_via_parent:
             admin.on_reload_ok = lambda: os.kill(os.getppid(), signal.SIGHUP)
         servers.append((_uvicorn(admin, 1.0), admin_sock))

@@ -35,6 +35,8 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 # Any key works for pg_advisory_xact_lock; this one only has to be Tollway's own.
 _MIGRATION_LOCK = 0x746F6C6C  # "toll"
 _CONNECT_TIMEOUT_S = 10.0
+# A hung server must not hang the consumer refresh or a usage flush forever.
+_COMMAND_TIMEOUT_S = 30.0
 _SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -157,7 +159,8 @@ class SqliteDatabase(Database):
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: autocommit; transactions are begun explicitly below.
-            conn = await aiosqlite.connect(str(self.path) if self.path is not None else ":memory:", isolation_level=None)
+            target = str(self.path) if self.path is not None else ":memory:"
+            conn = await aiosqlite.connect(target, isolation_level=None)
             try:
                 await conn.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
                 await conn.execute("PRAGMA journal_mode = WAL")
@@ -188,7 +191,7 @@ class SqliteDatabase(Database):
         async with self._lock:
             with self._translated("query"):
                 async with self._connection().execute(_sqlite_sql(sql), args) as cursor:
-                    names = [d[0] for d in cursor.description]
+                    names = [d[0] for d in cursor.description or ()]
                     return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
 
     async def run_transaction(self, statements: Sequence[Statement]) -> list[int]:
@@ -242,7 +245,7 @@ class PostgresDatabase(Database):
         try:
             yield
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise StorageError(f"{self.describe()}: {doing} failed: {exc or type(exc).__name__}") from exc
+            raise StorageError(f"{self.describe()}: {doing} failed: {str(exc) or type(exc).__name__}") from exc
 
     def _connected(self) -> Any:
         if self._pool is None:
@@ -254,7 +257,11 @@ class PostgresDatabase(Database):
             return
         with self._translated("connect"):
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self.max_connections, timeout=_CONNECT_TIMEOUT_S
+                self.url,
+                min_size=1,
+                max_size=self.max_connections,
+                timeout=_CONNECT_TIMEOUT_S,
+                command_timeout=_COMMAND_TIMEOUT_S,
             )
 
     async def close(self) -> None:

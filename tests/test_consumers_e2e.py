@@ -1,0 +1,282 @@
+"""Runtime consumers through real processes: ``tollway serve``, ``tollway consumers``,
+the admin API, the OpenAI SDK, and two gateways sharing one PostgreSQL database.
+
+The gateway proxies ``/v1/`` to the session's mock model server as an OpenAI-style
+provider, so ``mock_requests`` shows exactly what a provider would receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.conftest import GatewayFactory, Proc
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+UPSTREAM_TOKEN = "sk-upstream-secret"
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _config(mock_url: str, database: str, *, admin: str = "", rules: str = "") -> str:
+    return f"""
+server: {{shutdown_timeout_s: 2}}
+{admin}
+storage: {{database: "{database}"}}
+providers:
+  - id: up
+    type: openai
+    baseUrl: {mock_url}/v1
+    apiTokens: [{UPSTREAM_TOKEN}]
+routes:
+  - name: chat
+    path_prefix: /v1/
+    provider: up
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization, x-api-key]
+      consumers:
+        - {{name: consumer1, credential: xxxxxx}}
+{rules}
+"""
+
+
+def _chat(gw: Proc, key: str, header: str = "authorization") -> int:
+    value = f"Bearer {key}" if header == "authorization" else key
+    return httpx.post(gw.url + "/v1/chat/completions", json=CHAT, headers={header: value}, timeout=10).status_code
+
+
+def _eventually(check: Callable[[], bool], within: float = 5.0) -> float:
+    """Seconds until ``check()`` held; fails after ``within`` seconds."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"not true within {within} s")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TOLLWAY_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "tollway", "consumers", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def _admin_add(gw: Proc, body: object, token: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(gw.admin_url + "/api/consumers", content=orjson.dumps(body), headers=headers, timeout=10)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema in the PostgreSQL ``test`` database, dropped afterwards."""
+    schema = f"tw_e2e_{secrets.token_hex(6)}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(PG_URL, timeout=3)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run(f'CREATE SCHEMA "{schema}"'))
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL not reachable at {PG_URL}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield f"{PG_URL}?search_path={schema}"
+    asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+# --- the command line -------------------------------------------------------------------
+
+
+def test_cli_added_key_works_on_a_running_gateway(
+    gateway: GatewayFactory, mock_llm: Proc, mock_requests: Callable[[], list[dict[str, object]]], tmp_path: Path
+) -> None:
+    gw = gateway(_config(mock_llm.url, "sqlite:///./data/tollway.db"))
+    config = str(tmp_path / "tollway.yaml")
+
+    added = _cli(tmp_path, "add", "alice", "--allow-models", "gpt-4o*", "--groups", "team-a", "-c", config)
+    assert added.returncode == 0, added.stderr
+    key = added.stdout.strip()
+    assert key.startswith("tw-") and len(key) >= 35 and "\n" not in key
+    assert _eventually(lambda: _chat(gw, key) == 200) < 5
+    assert _chat(gw, key, header="x-api-key") == 200
+
+    seen = mock_requests()
+    assert seen, "the provider saw nothing"
+    for request in seen:
+        headers = dict(request["headers"])  # type: ignore[call-overload]
+        assert headers["x-mse-consumer"] == "alice"
+        assert headers["authorization"] == f"Bearer {UPSTREAM_TOKEN}"
+        assert key not in orjson.dumps(request).decode()
+
+    listed = _cli(tmp_path, "list", "-c", config)
+    assert listed.returncode == 0, listed.stderr
+    assert "alice" in listed.stdout and "consumer1" in listed.stdout and key[-4:] in listed.stdout
+    assert key not in listed.stdout + listed.stderr
+
+    again = _cli(tmp_path, "add", "alice", "-c", config)
+    assert again.returncode == 1 and "exists" in again.stderr and again.stdout == ""
+    assert _cli(tmp_path, "add", "consumer1", "-c", config).returncode == 1
+    assert _cli(tmp_path, "revoke", "consumer1", "-c", config).returncode == 1
+    assert _cli(tmp_path, "revoke", "nobody", "-c", config).returncode == 1
+
+    revoked = _cli(tmp_path, "revoke", "alice", "-c", config)
+    assert revoked.returncode == 0, revoked.stderr
+    assert _eventually(lambda: _chat(gw, key) == 401) < 5
+
+
+def test_cli_config_problems_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("storage: {database: 'mysql://x/y'}\n")
+    result = _cli(tmp_path, "list", "-c", str(bad))
+    assert result.returncode == 2 and "storage.database" in result.stderr
+    missing = _cli(tmp_path, "list", "-c", str(tmp_path / "missing.yaml"))
+    assert missing.returncode == 2
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("storage: {database: 'sqlite:///./ok.db'}\n")
+    invalid = _cli(tmp_path, "add", "bad name", "-c", str(ok))
+    assert invalid.returncode == 2 and "invalid consumer name" in invalid.stderr
+    assert _cli(tmp_path, "list", "-c", str(ok)).returncode == 0
+
+
+def test_cli_without_a_config_uses_the_quickstart_database(tmp_path: Path) -> None:
+    added = _cli(tmp_path, "add", "alice")
+    assert added.returncode == 0, added.stderr
+    assert (tmp_path / "tollway-data" / "tollway.db").is_file()
+    assert _cli(tmp_path, "add", "demo").returncode == 1  # the quickstart's own consumer
+    assert "alice" in _cli(tmp_path, "list").stdout
+
+
+# --- the admin API ----------------------------------------------------------------------
+
+
+def test_admin_added_key_works_with_the_openai_sdk_until_revoked(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(_config(mock_llm.url, "sqlite:///./tollway.db"))
+    created = _admin_add(gw, {"name": "alice", "allow_models": ["gpt-4o*"], "groups": ["team-a"]})
+    assert created.status_code == 201
+    body = created.json()
+    key = body.pop("key")
+    assert body == {"name": "alice", "allow_models": ["gpt-4o*"], "groups": ["team-a"]}
+
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0) as client:
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content
+        with pytest.raises(openai.PermissionDeniedError):  # allow_models holds for runtime consumers too
+            client.chat.completions.create(model="claude-3", messages=[{"role": "user", "content": "hi"}])
+    with (
+        openai.OpenAI(base_url=gw.url + "/v1", api_key=key[:-1] + "x", max_retries=0) as wrong,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        wrong.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+    listing = httpx.get(gw.admin_url + "/api/consumers")
+    assert listing.status_code == 200 and key not in listing.text
+    consumers = {c["name"]: c for c in listing.json()["consumers"]}
+    assert consumers["consumer1"] == {
+        "name": "consumer1",
+        "allow_models": None,
+        "groups": [],
+        "source": "config",
+        "key_hint": "xxxx",
+        "created_at": None,
+    }
+    alice = consumers["alice"]
+    assert alice["source"] == "runtime" and alice["key_hint"] == key[-4:] and alice["created_at"]
+
+    assert httpx.delete(gw.admin_url + "/api/consumers/alice").status_code == 204
+    # This process dropped the key at once: no waiting for a refresh.
+    with (
+        openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0) as client,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert "alice" not in {c["name"] for c in httpx.get(gw.admin_url + "/api/consumers").json()["consumers"]}
+
+
+def test_admin_api_refusals(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(_config(mock_llm.url, "sqlite:///./tollway.db"))
+    assert _admin_add(gw, {"name": "alice"}).status_code == 201
+    assert _admin_add(gw, {"name": "alice"}).status_code == 409
+    assert _admin_add(gw, {"name": "consumer1"}).status_code == 409
+    for bad in ({}, {"name": ""}, {"name": 5}, {"name": "a b"}, {"name": "b", "allow_models": "gpt"},
+                {"name": "b", "groups": [1]}, {"name": "b", "key": "mine"}, ["b"]):  # fmt: skip
+        assert _admin_add(gw, bad).status_code == 400, bad
+    not_json = httpx.post(gw.admin_url + "/api/consumers", content=b"{nope")
+    assert not_json.status_code == 400
+    assert httpx.delete(gw.admin_url + "/api/consumers/nobody").status_code == 404
+    assert httpx.delete(gw.admin_url + "/api/consumers/consumer1").status_code == 409
+    assert _chat(gw, "xxxxxx") == 200  # the config consumer still works
+
+
+def test_runtime_consumer_named_in_allow(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    rules = """    matchRules:
+      - ingress: [chat]
+        config: {allow: [alice]}
+"""
+    gw = gateway(_config(mock_llm.url, "sqlite:///./tollway.db", rules=rules))
+    alice = _admin_add(gw, {"name": "alice"}).json()["key"]
+    bob = _admin_add(gw, {"name": "bob"}).json()["key"]
+    assert _chat(gw, alice) == 200
+    assert _chat(gw, bob) == 403
+    assert _chat(gw, "xxxxxx") == 403
+    assert _chat(gw, "tw-not-a-key") == 401
+
+
+def test_admin_token_guards_the_consumer_routes(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(_config(mock_llm.url, "sqlite:///./tollway.db", admin="admin: {token: secret}"))
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "secret"}):
+        refused = httpx.get(gw.admin_url + "/api/consumers", headers=headers)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert _admin_add(gw, {"name": "alice"}).status_code == 401
+    assert httpx.delete(gw.admin_url + "/api/consumers/alice").status_code == 401
+    assert httpx.get(gw.admin_url + "/healthz").status_code == 200
+    assert _admin_add(gw, {"name": "alice"}, token="secret").status_code == 201
+    ok = httpx.get(gw.admin_url + "/api/consumers", headers={"authorization": "Bearer secret"})
+    assert ok.status_code == 200 and "alice" in ok.text
+
+
+# --- replicas ---------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_two_gateways_on_one_postgresql_share_consumers(gateway: GatewayFactory, mock_llm: Proc, pg_url: str) -> None:
+    config = _config(mock_llm.url, pg_url)
+    first = gateway(config, name="first.yaml")
+    second = gateway(config, name="second.yaml")
+
+    key = _admin_add(first, {"name": "alice"}).json()["key"]
+    assert _chat(first, key) == 200
+    assert _eventually(lambda: _chat(second, key) == 200) < 5
+    listed = httpx.get(second.admin_url + "/api/consumers").json()["consumers"]
+    assert "alice" in {c["name"] for c in listed}
+
+    assert httpx.delete(first.admin_url + "/api/consumers/alice").status_code == 204
+    assert _chat(first, key) == 401
+    assert _eventually(lambda: _chat(second, key) == 401) < 5
+
+    # And the other way round, with a key made on the second.
+    key2 = _admin_add(second, {"name": "bob"}).json()["key"]
+    assert _eventually(lambda: _chat(first, key2) == 200) < 5
