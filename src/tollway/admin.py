@@ -7,6 +7,7 @@ compared in constant time.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -17,6 +18,8 @@ from tollway.asgi import Receive, Scope, Send
 
 if TYPE_CHECKING:
     from tollway.runtime import Runtime
+
+log = logging.getLogger("tollway.admin")
 
 Handler = Callable[["AdminRequest"], Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
 
@@ -106,6 +109,9 @@ class AdminApp:
             return await handler(req)
         except orjson.JSONDecodeError:
             return error_reply(400, "request body is not valid JSON")
+        except Exception:  # one failing handler must not take the admin API down
+            log.exception("admin handler %s %s failed", req.method, req.path)
+            return error_reply(500, "internal error; see the gateway's log")
 
     async def healthz(self, req: AdminRequest) -> tuple[int, list[tuple[str, str]], bytes]:
         return 200, [("content-type", "text/plain")], b"ok"

@@ -93,7 +93,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         current = first.pop() if first else source.load()
         return Runtime(source, current)
 
-    return serve(make_runtime, listen)
+    from tollway.storage import StorageError
+
+    try:
+        return serve(make_runtime, listen)
+    except StorageError as exc:
+        print(f"tollway: cannot use storage.database: {exc}", file=sys.stderr)
+        return 1
 
 
 def _listen_problem(loaded: LoadedConfig, listen: object) -> str | None:
