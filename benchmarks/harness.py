@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -107,7 +108,7 @@ def _nginx_string(data: bytes) -> str:
 
 
 @contextlib.contextmanager
-def nginx_upstream(cores: Cores, workdir: Path) -> Iterator[int]:
+def nginx_upstream(cores: Cores, workdir: Path) -> Iterator[tuple[int, int]]:
     """nginx, one worker, answering the fixed chat.completion JSON and the fixed SSE body."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
@@ -127,39 +128,48 @@ http {{
   keepalive_requests 10000000;
   keepalive_timeout 120s;
   client_body_buffer_size 64k;
+  open_file_cache max=16 inactive=600s;
+  open_file_cache_valid 600s;
+  etag off;
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location = {PLAIN_PATH} {{
       default_type application/json;
       return 200 {_nginx_string(payloads.chat_response())};
     }}
+    # The SSE body is past nginx's 4 KB limit for a config string, so it is a file; the
+    # static module answers POST with 405, which error_page turns into the file, 200.
     location = {STREAM_PATH} {{
+      root {d}/static;
       default_type text/event-stream;
-      return 200 {_nginx_string(payloads.chat_stream())};
+      error_page 405 =200 $uri;
     }}
     location / {{ return 404; }}
   }}
 }}
 """
     (d / "nginx.conf").write_text(conf)
+    stream_file = d / "static" / STREAM_PATH.lstrip("/")
+    stream_file.parent.mkdir(parents=True)
+    stream_file.write_bytes(payloads.chat_stream())
     proc = spawn(cores.wrap(cores.load, [nginx, "-p", str(d), "-c", str(d / "nginx.conf")]),
                  stderr=open(d / "stderr.log", "wb"))
     try:
         wait_port(port, proc)
-        yield port
+        yield port, proc.pid
     finally:
         stop(proc)
 
 
 @contextlib.contextmanager
-def mock_llm_upstream(cores: Cores, venv_bin: Path) -> Iterator[int]:
+def mock_llm_upstream(cores: Cores, venv_bin: Path) -> Iterator[tuple[int, int]]:
     """The fallback upstream when nginx is missing: ``tollway mock-llm`` (much slower, so
     the direct rows then measure the mock, not the harness ceiling)."""
     port = free_port()
     proc = spawn(cores.wrap(cores.load, [str(venv_bin / "tollway"), "mock-llm", "--port", str(port)]))
     try:
         wait_port(port, proc)
-        yield port
+        yield port, proc.pid
     finally:
         stop(proc)
 
@@ -276,6 +286,56 @@ def peak_rss_mib(pids: Sequence[int]) -> float:
                 if line.startswith("VmHWM:"):
                     total_kb += int(line.split()[1])
     return total_kb / 1024
+
+
+def cores_busy_seconds(cores: Sequence[str | None]) -> float:
+    """Seconds the given CPUs spent not idle since boot (from /proc/stat), all processes."""
+    names = {f"cpu{c}" if c is not None else "cpu" for c in cores}
+    total = 0.0
+    for line in Path("/proc/stat").read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] in names:
+            vals = [int(v) for v in parts[1:]] + [0] * 8
+            # user + nice + system + steal; irq and softirq time is left out: most of it is
+            # the loopback traffic of the benchmark itself, charged to no process.
+            total += (vals[0] + vals[1] + vals[2] + vals[7]) / CLK_TCK
+    return total
+
+
+class Noise:
+    """CPU time on the benchmark's cores that none of its processes used (someone else's
+    tests, a compiler...): ``other`` is in cores (0.25 = a quarter of one core)."""
+
+    def __init__(self, cores: Cores, our_pids: Sequence[int]) -> None:
+        self.cores = [cores.target, cores.load] if cores.target is not None else [None]
+        self.pids = list(our_pids)
+
+    def _ours(self) -> float:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk runs, once waited for
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime + me.ru_utime + me.ru_stime + cpu_seconds(self.pids)
+
+    def __enter__(self) -> Noise:
+        self._t0, self._busy0, self._ours0 = time.monotonic(), cores_busy_seconds(self.cores), self._ours()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.monotonic() - self._t0
+        other = (cores_busy_seconds(self.cores) - self._busy0) - (self._ours() - self._ours0)
+        self.other = max(0.0, other) / wall if wall > 0 else 0.0
+
+
+def wait_quiet(cores: Cores, limit: float, max_wait_s: float) -> float:
+    """Waits (while nothing of ours runs) until the benchmark's cores have carried at most
+    ``limit`` cores of load for 2 s in a row, or ``max_wait_s`` passed; returns the wait."""
+    names = [cores.target, cores.load] if cores.target is not None else [None]
+    t0 = time.monotonic()
+    quiet = 0
+    while time.monotonic() - t0 < max_wait_s and quiet < 4:
+        b0 = cores_busy_seconds(names)
+        time.sleep(0.5)
+        quiet = quiet + 1 if cores_busy_seconds(names) - b0 < limit * 0.5 else 0
+    return time.monotonic() - t0
 
 
 # --------------------------------------------------------------------------- checks

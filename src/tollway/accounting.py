@@ -1,29 +1,41 @@
-"""The end of every call: the usage record and the access-log line.
+"""The end of every call: the usage record, the access-log line, the metrics.
 
 Runs once per call after the plugins' ``done`` hooks, on the request's own task, so it
-must stay cheap: it builds a small dict and hands it to sinks that batch their I/O.
+must stay cheap: it builds a small dict and hands it to sinks that batch their I/O
+(the access log and ``usage_writer`` queue it; ``metrics`` bumps counters it keeps).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from tollway.exchange import Exchange
+from tollway.pricing import PriceTable
+
+if TYPE_CHECKING:
+    from tollway.metrics import UsageMetrics
+
+log = logging.getLogger("tollway")
 
 UsageRecord = dict[str, Any]
+Sink = Callable[[UsageRecord], None]
 
 
-def record_of(ex: Exchange) -> UsageRecord:
-    """The usage record (SPEC §5) of a finished exchange."""
+def record_of(ex: Exchange, prices: PriceTable | None = None) -> UsageRecord:
+    """The usage record (SPEC §5, plus ai-statistics' ``attributes``) of a finished
+    exchange; ``cost_usd`` prices ``model_upstream`` (null when unpriced or no table)."""
     u = ex.usage
     route = ex.route
+    cost = (
+        prices.cost(ex.model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens) if prices is not None else None
+    )
     return {
         "ts": datetime.fromtimestamp(ex.ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "request_id": ex.request_id,
@@ -41,13 +53,14 @@ def record_of(ex: Exchange) -> UsageRecord:
         "cached_tokens": u.cached_tokens,
         "reasoning_tokens": u.reasoning_tokens,
         "tokens_estimated": u.estimated,
-        "cost_usd": None,
+        "cost_usd": cost,
         "latency_ms": round(ex.elapsed_ms(), 3),
         "ttft_ms": round(ex.ttft_ms, 3) if ex.ttft_ms is not None else None,
         "client_ip": ex.request.client_ip,
         "attempts": [
             {"provider": a.provider, "status": a.status, "latency_ms": round(a.latency_ms, 3)} for a in ex.attempts
         ],
+        "attributes": ex.attributes,
     }
 
 
@@ -63,7 +76,9 @@ class AccessLog:
         self._interval = interval_s
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, record: UsageRecord) -> None:
+    def add(self, record: UsageRecord, attributes: dict[str, Any] | None = None) -> None:
+        """Queue the line for ``record``; ``attributes`` (ai-statistics' ``apply_to_log``
+        ones) ride along under ``attributes``."""
         line = {
             "ts": record["ts"],
             "request_id": record["request_id"],
@@ -74,13 +89,20 @@ class AccessLog:
             "reason": record["reason"],
             "latency_ms": record["latency_ms"],
         }
+        if attributes:
+            line["attributes"] = attributes
         self._lines.append(orjson.dumps(line))
 
     def flush(self) -> None:
         if self._lines:
             data, self._lines = b"\n".join(self._lines) + b"\n", []
-            self._stream.write(data.decode())
-            self._stream.flush()
+            try:
+                self._stream.write(data.decode())
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                # Nobody reads stdout any more (`tollway serve | head`): the lines are
+                # lost, but serving and a graceful stop must not be.
+                pass
 
     async def run(self) -> None:
         while True:
@@ -100,21 +122,40 @@ class AccessLog:
         self.flush()
 
 
-class RecentRecords:
-    """The last few thousand records in memory, newest last (the dashboard's recent list)."""
-
-    def __init__(self, size: int = 2000) -> None:
-        self.records: deque[UsageRecord] = deque(maxlen=size)
-
-    def add(self, record: UsageRecord) -> None:
-        self.records.append(record)
-
-
 class Accountant:
-    def __init__(self, sinks: list[Callable[[UsageRecord], None]]) -> None:
-        self.sinks = sinks
+    """Turns each finished exchange into its usage record and hands it on: to the access
+    log (with the attributes marked for it), to the metrics, and to every sink (the
+    usage writer's queue). ``prices`` is swapped by a reload; a call that straddles the
+    reload is priced at the new table."""
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        *,
+        access_log: AccessLog | None = None,
+        metrics: UsageMetrics | None = None,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self.sinks = list(sinks)
+        self.access_log = access_log
+        self.metrics = metrics
+        self.prices = prices
 
     def finish(self, ex: Exchange) -> None:
-        record = record_of(ex)
-        for sink in self.sinks:
-            sink(record)
+        record = record_of(ex, self.prices)
+        if self.access_log is not None:
+            self.access_log.add(record, _logged(ex))
+        try:
+            if self.metrics is not None:
+                self.metrics.observe(record, ex.model_reported)
+            for sink in self.sinks:
+                sink(record)
+        except Exception:  # accounting must never fail the call it accounts for
+            log.exception("usage: recording request %s failed", ex.request_id)
+
+
+def _logged(ex: Exchange) -> dict[str, Any] | None:
+    attrs, keys = ex.attributes, ex.log_attributes
+    if not attrs or not keys:
+        return None
+    return {k: v for k, v in attrs.items() if k in keys}

@@ -1,6 +1,8 @@
-"""The admin API (its own listener): health, reload, recent requests, consumers.
+"""The admin API (its own listener): health and reload here; consumers, usage, metrics
+and the dashboard register their routes with ``add``.
 
-With a token set, every route but ``/healthz`` needs ``Authorization: Bearer <token>``,
+With a token set, every route but ``/healthz`` and the routes added as ``public`` (the
+dashboard's static files, which hold no data) needs ``Authorization: Bearer <token>``,
 compared in constant time.
 """
 
@@ -54,13 +56,17 @@ class AdminApp:
         self.routes: dict[tuple[str, str], Handler] = {
             ("GET", "/healthz"): self.healthz,
             ("POST", "/api/reload"): self.reload,
-            ("GET", "/api/requests"): self.requests,
         }
+        self.public: set[str] = {"/healthz"}
         self.prefix_routes: list[tuple[str, str, Handler]] = []
         # With several workers, a reload done here must reach the others too.
         self.on_reload_ok: Callable[[], None] | None = None
 
-    def add(self, method: str, path: str, handler: Handler, prefix: bool = False) -> None:
+    def add(self, method: str, path: str, handler: Handler, prefix: bool = False, public: bool = False) -> None:
+        """Route ``method path`` (or every path under it, with ``prefix``) to ``handler``;
+        ``public`` exempts an exact path from the admin token."""
+        if public:
+            self.public.add(path)
         if prefix:
             self.prefix_routes.append((method, path, handler))
         else:
@@ -95,7 +101,7 @@ class AdminApp:
         await send({"type": "http.response.body", "body": out})
 
     async def dispatch(self, req: AdminRequest) -> tuple[int, list[tuple[str, str]], bytes]:
-        if req.path != "/healthz" and not self._authorized(req.headers):
+        if req.path not in self.public and not self._authorized(req.headers):
             return error_reply(401, "admin token required", [("www-authenticate", "Bearer")])
         handler = self.routes.get((req.method, req.path))
         if handler is None:
@@ -123,12 +129,3 @@ class AdminApp:
                 self.on_reload_ok()
             return json_reply(200, {"status": "reloaded", "restart_needed": result.restart_needed})
         return json_reply(400, {"status": "rejected", "errors": result.errors})
-
-    async def requests(self, req: AdminRequest) -> tuple[int, list[tuple[str, str]], bytes]:
-        consumer = req.query.get("consumer")
-        try:
-            limit = max(1, min(1000, int(req.query.get("limit", "100"))))
-        except ValueError:
-            return error_reply(400, "limit must be a number")
-        rows = [r for r in reversed(self.runtime.recent.records) if consumer is None or r["consumer"] == consumer]
-        return json_reply(200, {"requests": rows[:limit]})

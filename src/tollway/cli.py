@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from tollway import cli_consumers
+from tollway import cli_consumers, cli_usage
 from tollway.config.load import ConfigError, LoadedConfig, load_config
 
 
@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_mock_llm)
 
     cli_consumers.add_parser(sub)
+    cli_usage.add_parser(sub)
     return parser
 
 

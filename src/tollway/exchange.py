@@ -126,6 +126,8 @@ class Exchange:
     api: str | None = None
     model_requested: str | None = None
     model_upstream: str | None = None
+    # The model the provider's answer names (metrics label it when nothing configured does).
+    model_reported: str | None = None
     provider: str | None = None
     stream: bool = False
     status: int = 0
@@ -135,6 +137,10 @@ class Exchange:
     usage: Usage = field(default_factory=Usage)
     attempts: list[Attempt] = field(default_factory=list)
     ttft_ms: float | None = None
+    # ai-statistics attributes for the usage record; the keys in ``log_attributes`` also
+    # go to the access-log line. ``None`` until a plugin sets one (most calls have none).
+    attributes: dict[str, Any] | None = None
+    log_attributes: frozenset[str] | None = None
     # Headers the gateway adds to the upstream request (X-Mse-Consumer, …) and the
     # credential names to strip from it; plugins write here instead of the request.
     upstream_headers: list[tuple[str, str]] = field(default_factory=list)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from tollway.chain import Chain
 from tollway.channel import ClientChannel
-from tollway.errors import BodyTooLarge, GatewayError, NotFound
+from tollway.errors import BadRequest, BodyTooLarge, GatewayError, NotFound
 from tollway.errors_render import render_error
 from tollway.exchange import Exchange, Reply, Request
 
@@ -35,6 +35,15 @@ class ClientGone(Exception):
 
 def new_request_id() -> str:
     return os.urandom(12).hex()
+
+
+def _ambiguous_path(path: str) -> bool:
+    """Whether a (decoded) path could mean another path to the provider than to our
+    router: a "." or ".." segment its server resolves away, or a "?" or "#" that came
+    percent-encoded and would start a query or fragment upstream."""
+    if "?" in path or "#" in path:
+        return True
+    return "/." in path and any(seg in (".", "..") for seg in path.split("/"))
 
 
 class Gateway:
@@ -60,6 +69,8 @@ class Gateway:
         chain = _EMPTY_CHAIN
 
         async def respond_headers(status: int, headers: list[tuple[str, str]]) -> None:
+            # A provider's own x-request-id (OpenAI sends one) must not shadow ours.
+            headers[:] = [h for h in headers if h[0] != "x-request-id"]
             headers.append(("x-request-id", request_id))
             headers.extend(ex.response_headers)
             if ex.reason is not None:
@@ -67,6 +78,9 @@ class Gateway:
             await client.start(status, headers)
 
         try:
+            if _ambiguous_path(req.path):
+                raise BadRequest("the request path has dot segments or an encoded '?' or '#'",
+                                 reason="gateway.bad_request")
             route = snap.routes.match(req.method, req.host, req.path)
             if route is None:
                 raise NotFound(f"no route for {req.method} {req.path}", reason="gateway.no_route")

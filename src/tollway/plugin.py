@@ -47,12 +47,14 @@ class Scope:
 
     ``rule`` is the match rule's index, or ``None`` for the default config;
     ``has_rules`` tells whether the plugin entry has any match rules at all (key-auth's
-    ``global_auth`` default depends on it).
+    ``global_auth`` default depends on it); ``failure_mode`` is the entry's
+    ``failure_mode`` (``"open"``, ``"closed"``, or ``None``: the plugin's own default).
     """
 
     plugin: str
     rule: int | None
     has_rules: bool
+    failure_mode: str | None = None
 
 
 C = TypeVar("C", bound=PluginConfig)

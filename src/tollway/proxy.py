@@ -86,6 +86,8 @@ _DROP_RESPONSE = frozenset(
 _MODEL_REQUIRED = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
 # Set when the gateway asked for the usage chunk itself, so the client must not see it.
 _HIDE_USAGE: StateKey[bool] = StateKey("ai-proxy.hide_usage")
+# How long the rest of a stream is read, for its usage, after the client went away.
+DRAIN_LIMIT_S = 30.0
 
 
 def api_path_of(path: str) -> str:
@@ -145,6 +147,23 @@ class AiProxy:
             raise NotFound(
                 f"no provider serves model {ex.model_requested!r}", reason="ai-proxy.no_model", code="model_not_found"
             )
+        try:
+            await self._serve_from(ex, chain, client, candidates, body_obj, api, respond_headers)
+        except asyncio.CancelledError:
+            # The client left before an answer with usage: bill an estimate.
+            self._estimate_output(ex, 0)
+            raise
+
+    async def _serve_from(
+        self,
+        ex: Exchange,
+        chain: Chain,
+        client: ClientChannel,
+        candidates: Sequence[Provider],
+        body_obj: dict[str, Any] | None,
+        api: str,
+        respond_headers: Any,
+    ) -> None:
         last_error: GatewayError | None = None
         for i, provider in enumerate(candidates):
             is_last = i == len(candidates) - 1
@@ -192,6 +211,10 @@ class AiProxy:
 
     def _upstream_headers(self, ex: Exchange, auth: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         drop = _DROP_REQUEST | ex.strip_headers if ex.strip_headers else _DROP_REQUEST
+        named = ",".join(ex.request.headers.get_all("connection")).lower()
+        if named and named not in ("keep-alive", "close"):
+            # Headers the client names in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+            drop = drop | {n.strip() for n in named.split(",")}
         headers = [(k, v) for k, v in ex.request.headers if k not in drop]
         headers.extend(ex.upstream_headers)
         headers.extend(auth)
@@ -248,7 +271,9 @@ class AiProxy:
             raise translate(exc, ex.provider or "") from None
         if resp.status < 300 and ctype.startswith("application/json"):
             try:
-                apply_usage(ex.usage, orjson.loads(body).get("usage"))
+                answer = orjson.loads(body)
+                if apply_usage(ex.usage, answer.get("usage")):
+                    _take_model(ex, answer)
             except (orjson.JSONDecodeError, AttributeError):
                 pass
         body = await chain.response_body(ex, body)
@@ -269,12 +294,7 @@ class AiProxy:
                     if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw:
                         obj = event.json()
                         if isinstance(obj, dict):
-                            u = obj.get("usage")
-                            if u is not None:
-                                apply_usage(ex.usage, u)
-                            msg = obj.get("message")
-                            if isinstance(msg, dict) and msg.get("usage") is not None:
-                                apply_usage(ex.usage, msg["usage"])
+                            _take_usage(ex, obj)
                             if not ex.usage.reported:
                                 out_chars += openai_wire.content_chars(obj)
                             if hide_usage and openai_wire.is_usage_only_chunk(obj):
@@ -298,12 +318,17 @@ class AiProxy:
             self._estimate_output(ex, out_chars)
             await client.finish(render_stream_error(err, ex.client_protocol))
         except asyncio.CancelledError:
+            # The client left mid-stream. The provider bills the whole answer anyway, so
+            # read the rest of it (bounded) for the usage it reports; estimate only when
+            # that fails too.
+            if not ex.usage.reported:
+                await _drain_usage(ex, parser, resp)
             self._estimate_output(ex, out_chars)
             raise
 
     @staticmethod
     def _estimate_output(ex: Exchange, out_chars: int) -> None:
-        if not ex.usage.reported:
+        if not ex.usage.reported and not ex.usage.estimated:
             ex.usage.output_tokens = estimate_tokens(out_chars)
             ex.usage.input_tokens = estimate_tokens(len(ex.request.body or b""))
             ex.usage.estimated = True
@@ -351,6 +376,40 @@ class AiProxy:
         except (orjson.JSONDecodeError, AttributeError):
             return []
         return [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+def _take_model(ex: Exchange, obj: dict[str, Any]) -> None:
+    model = obj.get("model")
+    if isinstance(model, str) and model:
+        ex.model_reported = model
+
+
+def _take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
+    """The usage (and the model named beside it) in one decoded stream event: OpenAI's
+    usage chunk, Anthropic's ``message_start`` and ``message_delta``."""
+    u = obj.get("usage")
+    if u is not None and apply_usage(ex.usage, u):
+        _take_model(ex, obj)
+    msg = obj.get("message")
+    if isinstance(msg, dict) and msg.get("usage") is not None and apply_usage(ex.usage, msg["usage"]):
+        _take_model(ex, msg)
+
+
+async def _drain_usage(ex: Exchange, parser: SseParser, resp: UpstreamResponse) -> None:
+    """Read the rest of a stream nobody receives any more, keeping only its usage.
+
+    Runs after the task was cancelled once (the client left); a second cancel (a
+    shutdown past its timeout), the limit, or a transport failure just ends it."""
+    try:
+        async with asyncio.timeout(DRAIN_LIMIT_S):
+            async for chunk in resp.chunks():
+                for event in parser.feed(chunk):
+                    if b'"usage"' in event.raw:
+                        obj = event.json()
+                        if isinstance(obj, dict):
+                            _take_usage(ex, obj)
+    except (TimeoutError, TransportError, asyncio.CancelledError):
+        pass
 
 
 def translate(exc: TransportError, provider_id: str) -> GatewayError:

@@ -1,6 +1,7 @@
 """Routes: which configured route a request belongs to.
 
-A route matches on host pattern, path (exact, prefix or regex) and method. Among the
+A route matches on host pattern, path (exact, prefix, or a regex that must match the
+whole path, as Envoy and so Higress match it) and method. Among the
 routes that match, the most specific wins: exact path, then regex, then the longest
 prefix; then the most specific host pattern; then the first declared.
 """
@@ -46,7 +47,7 @@ class Route:
         if self.path is not None:
             return 1_000_000 if path == self.path else -1
         if self.path_regex is not None:
-            return 500_000 if self.path_regex.match(path) else -1
+            return 500_000 if self.path_regex.fullmatch(path) else -1
         assert self.path_prefix is not None
         return len(self.path_prefix) if path.startswith(self.path_prefix) else -1
 

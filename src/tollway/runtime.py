@@ -10,18 +10,23 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tollway.accounting import AccessLog, Accountant, RecentRecords
+from tollway.accounting import AccessLog, Accountant
 from tollway.asgi import ClientIp, GatewayApp
 from tollway.config.load import ConfigError, LoadedConfig, load_config, load_config_text
 from tollway.consumer_store import ConsumerDirectory, config_consumers
 from tollway.gateway import Gateway
+from tollway.metrics import UsageMetrics
 from tollway.mockllm import create_app as create_mock_app
+from tollway.pricing import PriceTable
 from tollway.proxy import AiProxy
 from tollway.services import Services
 from tollway.snapshot import Snapshot
+from tollway.state import open_state_store
 from tollway.storage import open_database
 from tollway.upstream.asgi_transport import AsgiTransport
 from tollway.upstream.pooled import PooledTransport
+from tollway.usage_store import UsageStore
+from tollway.usage_writer import UsageWriter
 
 log = logging.getLogger("tollway")
 
@@ -52,7 +57,11 @@ class Runtime:
         self.source = source
         self.loaded = loaded
         cfg = loaded.config
-        self.services = Services(transport=PooledTransport(), mock_transport=AsgiTransport(create_mock_app()))
+        self.services = Services(
+            transport=PooledTransport(),
+            mock_transport=AsgiTransport(create_mock_app()),
+            state=open_state_store(cfg.storage.state),
+        )
         self.database = open_database(cfg.storage.database, loaded.base_dir)
         self.directory = ConsumerDirectory(
             self.database, config_names=lambda: {c["name"] for c in config_consumers(self.loaded)}
@@ -60,8 +69,15 @@ class Runtime:
         self.services.directory = self.directory
         self.snapshot = Snapshot(loaded, self.services)
         self.access_log = access_log or AccessLog()
-        self.recent = RecentRecords()
-        self.accountant = Accountant([self.access_log.add, self.recent.add])
+        # Usage: records queued to one writer task, metrics on a registry of our own.
+        self.usage_store = UsageStore(self.database)
+        self.usage_writer = UsageWriter(self.usage_store)
+        self.metrics = UsageMetrics()
+        prices = PriceTable(cfg.pricing)
+        self.metrics.configure(loaded, prices)
+        self.accountant = Accountant(
+            [self.usage_writer.add], access_log=self.access_log, metrics=self.metrics, prices=prices
+        )
         self.gateway = Gateway(
             self.snapshot, AiProxy(cfg.server.upstream_timeout_s), cfg.server.max_body_bytes, self.accountant.finish
         )
@@ -87,6 +103,9 @@ class Runtime:
             log.warning("%s", w)
         self.loaded = loaded
         self.snapshot = snapshot
+        prices = PriceTable(loaded.config.pricing)
+        self.metrics.configure(loaded, prices)
+        self.accountant.prices = prices
         self.gateway.swap(snapshot)
         log.warning("reload (%s): new config in effect", source)
         return ReloadResult(True, restart_needed=restart)
@@ -94,10 +113,16 @@ class Runtime:
     async def start(self) -> None:
         await self.database.connect()
         await self.directory.start()
+        await self.usage_store.migrate()
+        self.usage_writer.start()
         self.access_log.start()
 
     async def stop(self) -> None:
         await self.access_log.stop()
         await self.services.transport.aclose()
+        await self.services.state.aclose()
         await self.directory.stop()
+        # Last before the database closes: calls cut off by the shutdown timeout finish
+        # their accounting during the awaits above, and their records still go in.
+        await self.usage_writer.stop()
         await self.database.close()

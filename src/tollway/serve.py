@@ -17,12 +17,14 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 
 from tollway.admin import AdminApp
 from tollway.admin_consumers import register as register_consumer_routes
+from tollway.admin_dashboard import register as register_dashboard
+from tollway.admin_usage import register as register_usage_routes
 from tollway.asgi import Receive, Scope, Send
 from tollway.consumer_store import config_consumers
 from tollway.runtime import Runtime
@@ -61,7 +63,9 @@ def _uvicorn(app: AsgiApp, shutdown_timeout: float) -> uvicorn.Server:
         access_log=False,
         log_level="warning",
         server_header=False,
-        timeout_graceful_shutdown=int(shutdown_timeout) or None,
+        # uvicorn waits with asyncio.wait_for, which takes fractions (and 0) as they are;
+        # int() would turn 0.5 into 0, and "or None" 0 into no bound at all.
+        timeout_graceful_shutdown=cast(int, shutdown_timeout),
         timeout_keep_alive=30,
     )
     config.load()
@@ -109,6 +113,8 @@ async def run_worker(
     if admin_sock is not None:
         admin = AdminApp(runtime, cfg.admin.token)
         register_consumer_routes(admin, runtime.directory, lambda: config_consumers(runtime.loaded))
+        register_usage_routes(admin, runtime.usage_store, runtime.usage_writer, runtime.metrics)
+        register_dashboard(admin)
         if reload_via_parent:
             admin.on_reload_ok = lambda: os.kill(os.getppid(), signal.SIGHUP)
         servers.append((_uvicorn(admin, 1.0), admin_sock))

@@ -50,9 +50,13 @@ class _PluginSlot:
         has_rules = bool(setup.rules)
         self.default: AnyPlugin | None = None
         if setup.default is not None:
-            self.default = cls(setup.default, Scope(setup.name, None, has_rules), services)
+            self.default = cls(setup.default, Scope(setup.name, None, has_rules, setup.failure_mode), services)
         self.rules = tuple(
-            _Rule(frozenset(r.ingress), r.domains, cls(r.config, Scope(setup.name, r.index, has_rules), services))
+            _Rule(
+                frozenset(r.ingress),
+                r.domains,
+                cls(r.config, Scope(setup.name, r.index, has_rules, setup.failure_mode), services),
+            )
             for r in setup.rules
         )
 

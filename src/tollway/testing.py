@@ -82,7 +82,7 @@ def make_plugin(
     return cls(validated, Scope(name, rule, has_rules), services or make_services())
 
 
-async def run_request(plugin: AnyPlugin, ex: Exchange) -> Reply | GatewayError | None:
+async def run_request(plugin: Plugin[Any], ex: Exchange) -> Reply | GatewayError | None:
     """Run ``request_headers`` (body not yet read), then ``request_body``, as the chain
     does; return the plugin's ``Reply``, the ``GatewayError`` it raised, or ``None``
     when it lets the request go on."""

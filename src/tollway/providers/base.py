@@ -6,9 +6,11 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 from tollway.config.schema import ProviderConfig
 from tollway.patterns import PatternMap
+from tollway.protocols.registry import codec_for
 from tollway.upstream import Transport
 
 # API paths (after /v1) the gateway understands the body of.
@@ -26,15 +28,23 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...]
 
 
+class UnsupportedProvider(Exception):
+    """A provider config this version cannot serve (an unknown type, a missing field)."""
+
+
 class Provider:
     """An OpenAI-style provider: ``baseUrl`` + the API path, ``Authorization: Bearer``.
 
-    Subclasses for other protocols override ``endpoint`` (and, in later work, the
-    translation). A token that answered 401/429 rests for ``rest_s`` before reuse.
+    Subclasses set ``protocol`` (the codec their native chat API speaks) and override
+    ``auth_headers``/``url_for``/``endpoint`` for their URLs and auth. A token that
+    answered 401/429 rests for ``rest_s`` before reuse.
     """
 
     rest_s = 30.0
     default_base_url = "https://api.openai.com/v1"
+    # The wire format of the provider's native chat API: a codec name in
+    # ``tollway.protocols.registry`` ("openai", "anthropic", "gemini").
+    protocol: ClassVar[str] = "openai"
 
     def __init__(self, config: ProviderConfig, transport: Transport, base_url: str | None = None) -> None:
         self.config = config
@@ -88,8 +98,21 @@ class Provider:
         url = self._base + api_path
         return f"{url}?{query}" if query else url
 
-    def endpoint(self, api_path: str, query: str, token: str | None) -> Endpoint:
+    def endpoint(self, api_path: str, query: str, token: str | None, model: str | None = None) -> Endpoint:
+        """URL and auth headers for ``api_path`` (relative to the API root, ``/v1``-less).
+        ``model`` is the upstream model, for providers whose URL names it (Azure)."""
         return Endpoint(self.url_for(api_path, query), self.auth_headers(token))
+
+    def chat_endpoint(self, model: str, stream: bool, token: str | None) -> Endpoint:
+        """Where a chat call goes in the provider's own protocol (``protocol``): the
+        body sent there is ``codec_for(protocol).request_from_pivot(chat)``."""
+        native = codec_for(self.protocol).api_path(stream, model)
+        return self.endpoint(native.path, native.query, token, model)
+
+    def models_endpoint(self, token: str | None) -> Endpoint | None:
+        """Where the provider lists its models (read with the codec's ``model_ids``), or
+        None when it cannot list them."""
+        return self.endpoint(MODELS, "", token)
 
     def model_names(self) -> list[str]:
         return self.mapping.names()

@@ -1,0 +1,283 @@
+// The dashboard: reads the admin API (/api/usage, /api/requests) and draws it.
+// Every API call carries the admin token, when there is one, in the Authorization
+// header; the token is asked for once (on the first 401) and kept in this tab's
+// sessionStorage, never put in a URL. All data reaches the page as text (textContent),
+// never as markup.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "tollway.adminToken";
+  const REFRESH_MS = 10000;
+  const $ = id => document.getElementById(id);
+  const num = new Intl.NumberFormat();
+  let loading = null;
+
+  class Unauthorized extends Error {}
+
+  function token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  async function api(path, params) {
+    const query = new URLSearchParams();
+    for (const [k, v] of Object.entries(params || {})) if (v) query.set(k, v);
+    const headers = {Accept: "application/json"};
+    const t = token();
+    if (t) headers.Authorization = `Bearer ${t}`;
+    const resp = await fetch(`${path}?${query}`, {headers, cache: "no-store"});
+    if (resp.status === 401) throw new Unauthorized();
+    const body = await resp.json();
+    if (!resp.ok) throw new Error((body.error && body.error.message) || `${path}: HTTP ${resp.status}`);
+    return body;
+  }
+
+  function cost(v) {
+    if (!v) return "$0";
+    return v < 0.01 ? `$${v.toPrecision(2)}` : `$${v.toFixed(2)}`;
+  }
+
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function fillTable(table, headings, rows) {
+    table.replaceChildren();
+    const thead = table.createTHead().insertRow();
+    for (const h of headings) {
+      const th = document.createElement("th");
+      th.textContent = h;
+      thead.appendChild(th);
+    }
+    const tbody = table.createTBody();
+    for (const r of rows) tbody.appendChild(r);
+    if (!rows.length) {
+      const tr = tbody.insertRow();
+      const td = cell(tr, "nothing in this time range", "empty");
+      td.colSpan = headings.length;
+    }
+  }
+
+  // --- the sections ---------------------------------------------------------------
+
+  function renderTotals(rows) {
+    const sum = f => rows.reduce((s, r) => s + r[f], 0);
+    const box = $("totals");
+    box.replaceChildren();
+    const items = [
+      ["Requests", num.format(sum("requests")), "requests"],
+      ["Errors", num.format(sum("errors")), "errors"],
+      ["Input tokens", num.format(sum("input_tokens")), "input_tokens"],
+      ["Output tokens", num.format(sum("output_tokens")), "output_tokens"],
+      ["Cost", cost(sum("cost_usd")), "cost_usd"],
+    ];
+    for (const [label, value, key] of items) {
+      const div = document.createElement("div");
+      div.className = "total";
+      div.dataset.key = key;
+      const v = document.createElement("strong");
+      v.textContent = value;
+      const l = document.createElement("span");
+      l.textContent = label;
+      div.append(v, l);
+      box.appendChild(div);
+    }
+  }
+
+  function renderConsumers(rows, selected) {
+    const named = rows.filter(r => r.key !== null);
+    const total = named.reduce((s, r) => s + r.requests, 0);
+    Charts.pie($("pie"), named.map(r => ({
+      key: r.key,
+      value: r.requests,
+      tip: `${r.key}: ${num.format(r.requests)} calls (${(100 * r.requests / total).toFixed(1)}%)`,
+    })));
+    const trs = rows.map(r => {
+      const tr = document.createElement("tr");
+      tr.dataset.key = r.key === null ? "" : r.key;
+      if (r.key !== null && r.key === selected) tr.className = "selected";
+      const name = cell(tr, "");
+      const i = named.indexOf(r);
+      if (i >= 0) {
+        const sw = document.createElement("span");
+        sw.className = "swatch";
+        sw.style.background = Charts.color(i);
+        name.appendChild(sw);
+      }
+      name.appendChild(document.createTextNode(r.key === null ? "(no consumer)" : r.key));
+      if (r.key === null) name.title = "calls without a valid key (not in the chart)";
+      cell(tr, num.format(r.requests), "n");
+      cell(tr, i >= 0 && total ? `${(100 * r.requests / total).toFixed(1)}%` : "–", "n");
+      cell(tr, num.format(r.errors), "n");
+      cell(tr, num.format(r.input_tokens), "n");
+      cell(tr, num.format(r.output_tokens), "n");
+      cell(tr, cost(r.cost_usd), "n");
+      return tr;
+    });
+    fillTable($("consumer-table"), ["Consumer", "Calls", "Share", "Errors", "Input", "Output", "Cost"], trs);
+  }
+
+  function renderModels(rows) {
+    const sorted = rows.slice().sort((a, b) =>
+      (b.input_tokens + b.output_tokens) - (a.input_tokens + a.output_tokens));
+    Charts.bars($("model-chart"), sorted.map(r => ({
+      label: r.key === null ? "(none)" : r.key,
+      parts: [
+        {value: r.input_tokens, cls: "in", name: "input tokens"},
+        {value: r.output_tokens, cls: "out", name: "output tokens"},
+      ],
+      note: cost(r.cost_usd),
+    })));
+    fillTable($("model-table"), ["Model", "Calls", "Input tokens", "Output tokens", "Cost"], sorted.map(r => {
+      const tr = document.createElement("tr");
+      tr.dataset.key = r.key === null ? "" : r.key;
+      cell(tr, r.key === null ? "(none)" : r.key);
+      cell(tr, num.format(r.requests), "n");
+      cell(tr, num.format(r.input_tokens), "n");
+      cell(tr, num.format(r.output_tokens), "n");
+      cell(tr, cost(r.cost_usd), "n");
+      return tr;
+    }));
+  }
+
+  // Hourly buckets up to two days, daily beyond; empty buckets are filled in so the
+  // time axis is even.
+  function bucketing(range) {
+    const hours = {"1h": 1, "24h": 24, "7d": 168, "30d": 720}[range];
+    return hours !== undefined && hours <= 48 ? {by: "hour", hours: Math.max(hours, 1)} : {by: "day", hours};
+  }
+
+  function renderTraffic(rows, how) {
+    const byKey = new Map(rows.map(r => [r.key, r]));
+    const keys = [];
+    if (how.hours !== undefined) {
+      const stepMs = how.by === "hour" ? 3600e3 : 86400e3;
+      const now = Date.now();
+      let t = Math.floor((now - how.hours * 3600e3) / stepMs) * stepMs;
+      for (; t <= now; t += stepMs) keys.push(bucketKey(new Date(t), how.by));
+    } else {
+      keys.push(...rows.map(r => r.key));
+    }
+    for (const r of rows) if (!keys.includes(r.key)) keys.push(r.key);
+    keys.sort();
+    $("traffic-unit").textContent = how.by === "hour" ? "per hour (UTC)" : "per day (UTC)";
+    Charts.timeline($("traffic"), keys.map(k => {
+      const r = byKey.get(k) || {requests: 0, errors: 0};
+      const tick = how.by === "hour" ? k.slice(11, 16) : k.slice(5, 10);
+      return {label: k, tick, total: r.requests, errors: r.errors,
+              tip: `${k}: ${num.format(r.requests)} calls, ${num.format(r.errors)} errors`};
+    }));
+  }
+
+  function bucketKey(d, by) {
+    const iso = d.toISOString();
+    return by === "hour" ? `${iso.slice(0, 13)}:00:00Z` : iso.slice(0, 10);
+  }
+
+  function renderRecent(records) {
+    fillTable($("recent-table"),
+      ["Time", "Consumer", "Route", "Model", "Status", "Reason", "Tokens in/out", "Cost", "Latency"],
+      records.map(r => {
+        const tr = document.createElement("tr");
+        tr.dataset.requestId = r.request_id;
+        cell(tr, r.ts.replace("T", " ").replace("Z", ""), "mono");
+        cell(tr, r.consumer === null ? "–" : r.consumer);
+        cell(tr, r.route === null ? "–" : r.route);
+        cell(tr, r.model_upstream || r.model_requested || "–");
+        const status = cell(tr, String(r.status), "n status");
+        const dot = document.createElement("span");
+        dot.className = "dot";
+        status.prepend(dot);
+        status.classList.add(r.status >= 500 ? "s5" : r.status >= 400 ? "s4" : "s2");
+        cell(tr, r.reason || "", "mono");
+        const tokens = `${num.format(r.input_tokens)} / ${num.format(r.output_tokens)}`;
+        cell(tr, r.tokens_estimated ? `≈ ${tokens}` : tokens, "n");
+        cell(tr, r.cost_usd === null ? "–" : cost(r.cost_usd), "n");
+        cell(tr, `${Math.round(r.latency_ms)} ms`, "n");
+        return tr;
+      }));
+  }
+
+  function updateConsumerChoices(rows) {
+    const select = $("consumer");
+    const current = select.value;
+    const names = rows.filter(r => r.key !== null).map(r => r.key).sort();
+    if (current && !names.includes(current)) names.push(current);
+    select.replaceChildren(new Option("All consumers", ""), ...names.map(n => new Option(n, n)));
+    select.value = current;
+  }
+
+  // --- loading ----------------------------------------------------------------------
+
+  async function load() {
+    const range = $("range").value;
+    const consumer = $("consumer").value;
+    const since = range;
+    const how = bucketing(range);
+    const [byConsumer, byModel, overTime, recent] = await Promise.all([
+      api("/api/usage", {by: "consumer", since}),
+      api("/api/usage", {by: "model", since, consumer}),
+      api("/api/usage", {by: how.by, since, consumer}),
+      api("/api/requests", {limit: "50", since, consumer}),
+    ]);
+    updateConsumerChoices(byConsumer.rows);
+    const mine = consumer ? byConsumer.rows.filter(r => r.key === consumer) : byConsumer.rows;
+    renderTotals(mine);
+    renderConsumers(byConsumer.rows, consumer);
+    renderModels(byModel.rows);
+    renderTraffic(overTime.rows, how);
+    renderRecent(recent.requests);
+    $("status").textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.loaded = "true";
+  }
+
+  async function refresh() {
+    if (loading) return loading;
+    loading = (async () => {
+      try {
+        await load();
+        $("login").hidden = true;
+        $("main").hidden = false;
+      } catch (err) {
+        if (err instanceof Unauthorized) {
+          askForToken(token() ? "That token was not accepted." : "");
+        } else {
+          $("status").textContent = `Could not load: ${err.message}`;
+        }
+      } finally {
+        loading = null;
+      }
+    })();
+    return loading;
+  }
+
+  function askForToken(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("main").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = message;
+    $("token").focus();
+  }
+
+  $("login-form").addEventListener("submit", ev => {
+    ev.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    $("token").value = "";
+    refresh();
+  });
+  $("range").addEventListener("change", refresh);
+  $("consumer").addEventListener("change", refresh);
+  $("refresh").addEventListener("click", refresh);
+  $("pie").addEventListener("click", ev => {
+    const key = ev.target.getAttribute && ev.target.getAttribute("data-key");
+    if (!key) return;
+    const select = $("consumer");
+    select.value = select.value === key ? "" : key;
+    refresh();
+  });
+  setInterval(() => { if (!document.hidden && $("login").hidden) refresh(); }, REFRESH_MS);
+  refresh();
+})();

@@ -1,0 +1,240 @@
+"""ai-data-masking (AUTHN, 991): sensitive values never reach the model, and the answer
+still reads as if they had.
+
+Before the prompt leaves, every text the model will read (``bodies``) is scanned: a deny
+word (or, with ``system_deny``, a private key) refuses the whole request; a
+``replace_roles`` match is replaced as Higress does (``replace`` with ``value``, ``hash``
+with the MD5 hex); a built-in detector's match (``detectors``: e-mail, phone, card,
+Chinese resident ID, US SSN, IPv4, API keys) becomes a placeholder like ``[EMAIL_1]``.
+The masked body goes upstream as ``Exchange.upstream_json``; the client's request is
+untouched. In the answer, placeholders (and ``restore: true`` values) are turned back
+into the originals, in whole bodies and across stream events.
+
+Higress fields, as Higress: ``deny_openai`` (the protocol's prompt texts; here for OpenAI
+chat, completions, embeddings and Anthropic messages), ``deny_jsonpath``, ``deny_raw``
+(every string in the body but the model name), ``system_deny``, ``deny_code``,
+``deny_message``, ``deny_raw_message``, ``deny_content_type``, ``deny_words``,
+``replace_roles`` (``regex`` with grok names, ``type``, ``value``, ``restore``),
+``skip_response``. Differences: ``deny_jsonpath`` and ``deny_raw`` add to the protocol's
+fields (Higress uses them only for bodies that are not OpenAI chat); the rules are one
+leftmost-first pass (Higress applies them one after another, so a later rule can match
+inside an earlier one's replacement); ``system_deny`` is Tollway's list (private key
+blocks), not Higress's Chinese dictionary; a ``deny_code`` of 400 or more answers with an
+error in the client's protocol (reason ``ai-data-masking.denied``, code
+``request_blocked``) instead of a chat answer with an error status; restoring across
+stream events never fails (Higress: "may not be restored").
+
+Tollway's additions: ``detectors`` (which built-ins run; all by default, ``[]`` for none)
+and ``mode``: ``mask`` (default) or ``deny``, which refuses, like a deny word, any
+request in which a built-in detector finds something instead of masking it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import orjson
+from pydantic import field_validator, model_validator
+
+from tollway.errors import BadRequest, Forbidden
+from tollway.exchange import Exchange, Reply, StateKey
+from tollway.masking.bodies import (
+    PROTOCOL_APIS,
+    JsonPathError,
+    api_of,
+    map_all_but_model,
+    map_answer,
+    map_path,
+    map_request,
+    parse_jsonpath,
+)
+from tollway.masking.masker import Denied, Masker, Role
+from tollway.masking.refusal import raw_refusal, refusal
+from tollway.masking.rules import RuleError, check_value, compile_user_regex
+from tollway.masking.streams import AnswerStream
+from tollway.masking.vault import Vault
+from tollway.plugin import Phase, Plugin, PluginConfig, Scope
+from tollway.services import Services
+from tollway.sse import SseEvent
+
+log = logging.getLogger("tollway.plugins.ai_data_masking")
+
+DEFAULT_DENY_MESSAGE = "Sensitive words found in the question or answer have been blocked"
+# The names of ``masking.detectors.DETECTORS``, spelled out for the config schema.
+Detector = Literal["email", "phone", "card", "cn_id", "us_ssn", "ipv4", "api_key"]
+
+
+class ReplaceRole(PluginConfig):
+    regex: str
+    type: Literal["replace", "hash"]
+    value: str = ""
+    restore: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ReplaceRole:
+        try:
+            pattern = compile_user_regex(self.regex)
+            check_value(self.value, pattern)
+        except RuleError as exc:
+            raise ValueError(str(exc)) from None
+        if pattern.fullmatch("") is not None:
+            raise ValueError(f"{self.regex!r} matches the empty string")
+        return self
+
+    def compile(self) -> Role:
+        return Role(compile_user_regex(self.regex), self.type, self.value, self.restore)
+
+
+class AiDataMaskingConfig(PluginConfig):
+    deny_openai: bool = True
+    deny_jsonpath: list[str] = []
+    deny_raw: bool = False
+    system_deny: bool = False
+    deny_code: int = 200
+    deny_message: str = DEFAULT_DENY_MESSAGE
+    deny_raw_message: str = orjson.dumps({"errmsg": DEFAULT_DENY_MESSAGE}).decode()
+    deny_content_type: str = "application/json"
+    deny_words: list[str] = []
+    replace_roles: list[ReplaceRole] = []
+    skip_response: bool = False
+    detectors: list[Detector] = list(get_args(Detector))
+    mode: Literal["mask", "deny"] = "mask"
+
+    @field_validator("deny_jsonpath")
+    @classmethod
+    def _paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            try:
+                parse_jsonpath(path)
+            except JsonPathError as exc:
+                raise ValueError(str(exc)) from None
+        return paths
+
+    @field_validator("deny_code")
+    @classmethod
+    def _status(cls, code: int) -> int:
+        if not 100 <= code <= 599:
+            raise ValueError("deny_code must be an HTTP status (100-599)")
+        return code
+
+
+@dataclass(slots=True)
+class _Call:
+    """What one call needs on the way back: its tokens, and the stream's restorer."""
+
+    vault: Vault
+    stream: AnswerStream | None = None
+
+    def answer_stream(self) -> AnswerStream:
+        if self.stream is None:
+            self.stream = AnswerStream(self.vault)
+        return self.stream
+
+
+_CALL: StateKey[_Call] = StateKey("ai-data-masking.call")
+
+
+class AiDataMasking(Plugin[AiDataMaskingConfig]):
+    name = "ai-data-masking"
+    phase = Phase.AUTHN
+    priority = 991
+    config_model = AiDataMaskingConfig
+
+    def __init__(self, config: AiDataMaskingConfig, scope: Scope, services: Services) -> None:
+        super().__init__(config, scope, services)
+        self.masker = Masker(
+            [role.compile() for role in config.replace_roles],
+            config.detectors,
+            config.deny_words,
+            system_deny=config.system_deny,
+            deny_detected=config.mode == "deny",
+        )
+        self.paths = tuple(parse_jsonpath(p) for p in config.deny_jsonpath)
+
+    async def request_body(self, ex: Exchange) -> Reply | None:
+        req = ex.request
+        if req.method != "POST" or not req.body:
+            return None
+        api = api_of(req.path)
+        session = self.masker.session(req.body)
+        try:
+            parsed = req.json()
+        except BadRequest:  # not JSON: only deny_raw looks at it; the proxy answers 400
+            if self.config.deny_raw:
+                try:
+                    session.mask(req.body.decode("utf-8", "replace"))
+                except Denied as denied:
+                    return self._deny(ex, api, {}, denied)
+            return None
+        body = ex.upstream_json if ex.upstream_json is not None else parsed
+        if not isinstance(body, dict):
+            return None
+        try:
+            new = body
+            if self.config.deny_openai and api in PROTOCOL_APIS:
+                new = map_request(api, new, session.mask)
+            for steps in self.paths:
+                new = map_path(new, steps, session.mask)
+            if self.config.deny_raw:
+                new = map_all_but_model(new, session.mask)
+        except Denied as denied:
+            return self._deny(ex, api, body, denied)
+        if new is not body:
+            ex.upstream_json = new
+        if session.vault.tokens and not self.config.skip_response:
+            ex.put(_CALL, _Call(session.vault))
+        return None
+
+    def _deny(self, ex: Exchange, api: str, body: dict[str, Any], denied: Denied) -> Reply:
+        cfg = self.config
+        ex.blocked_by = self.name
+        ex.reason = "ai-data-masking.denied"
+        log.debug("request %s denied: %s", ex.request_id, denied)
+        model = body.get("model")
+        ex.stream = body.get("stream") is True
+        if ex.model_requested is None and isinstance(model, str):
+            ex.model_requested = model
+        protocol = cfg.deny_openai and api in PROTOCOL_APIS
+        if cfg.deny_code >= 400:
+            raw = None if protocol else _json_object(cfg.deny_raw_message)
+            raise Forbidden(cfg.deny_message, reason=ex.reason, status=cfg.deny_code, code="request_blocked", body=raw)
+        reply = None
+        if protocol:
+            reply = refusal(
+                api,
+                stream=ex.stream,
+                model=model if isinstance(model, str) else "",
+                message=cfg.deny_message,
+                request_id=ex.request_id,
+                status=cfg.deny_code,
+            )
+        return reply or raw_refusal(cfg.deny_raw_message, cfg.deny_content_type, cfg.deny_code)
+
+    async def response_body(self, ex: Exchange, body: bytes) -> bytes:
+        call = ex.get(_CALL)
+        if call is None or ex.status >= 300 or not body:
+            return body
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body
+        restored = map_answer(answer, call.vault.restore)
+        return body if restored is answer else orjson.dumps(restored)
+
+    def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
+        call = ex.get(_CALL)
+        return [event] if call is None else call.answer_stream().event(event)
+
+    def stream_end(self, ex: Exchange) -> list[SseEvent]:
+        call = ex.get(_CALL)
+        return [] if call is None else call.answer_stream().end()
+
+
+def _json_object(text: str) -> bytes | None:
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return orjson.dumps(parsed) if isinstance(parsed, dict) else None

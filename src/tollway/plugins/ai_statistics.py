@@ -1,0 +1,307 @@
+"""ai-statistics (UNSPECIFIED, 200): attributes added to the usage record and the log.
+
+Usage itself (tokens, cost, latency) is recorded for every call whether or not this
+plugin is configured; what it adds is Higress's ``attributes``: values taken from the
+request or the answer, kept in the record's ``attributes`` and, with ``apply_to_log``,
+in the access-log line too.
+
+    attributes:
+      - {key: team, value_source: request_header, value: x-team, apply_to_log: true}
+      - {key: user, value_source: request_body, value: user, default_value: anonymous}
+      - {key: finish, value_source: response_body, value: choices.0.finish_reason}
+      - {key: text, value_source: response_streaming_body, value: choices.0.delta.content, rule: append}
+
+``value`` is a literal (``fixed_value``), a header name (``request_header``,
+``response_header``) or a JSON path (the bodies; see ``json_path``).
+``response_body`` reads a whole (non-streamed) answer, ``response_streaming_body``
+each event of a streamed one under ``rule``: ``first`` keeps the first value found,
+``replace`` the last, ``append`` joins them all. A value never found takes
+``default_value`` when one is given, else the key is left out. Strings are cut to
+``value_length_limit`` characters.
+
+Built-in keys need no ``value_source``: ``question`` (the last user message),
+``system`` (the system prompt), ``answer`` (the reply text, streamed or not),
+``reasoning`` (``reasoning_content``), ``reasoning_tokens`` and ``cached_tokens``.
+
+Accepted and without effect here, since Tollway has no tracing: ``apply_to_span``,
+``trace_span_key``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import Field, model_validator
+
+from tollway.errors import GatewayError
+from tollway.exchange import Exchange, Reply
+from tollway.json_path import MISSING, PathError, get, parse
+from tollway.plugin import Phase, Plugin, PluginConfig, Scope
+from tollway.services import Services
+from tollway.sse import SseEvent
+
+Source = Literal[
+    "fixed_value", "request_header", "request_body", "response_header", "response_body", "response_streaming_body"
+]
+BUILTIN_KEYS = ("question", "system", "answer", "reasoning", "reasoning_tokens", "cached_tokens")
+JsonValue = str | int | float | bool | None
+
+
+class AttributeConfig(PluginConfig):
+    key: str = Field(min_length=1)
+    value_source: Source | None = None
+    value: str = ""
+    default_value: JsonValue = None
+    rule: Literal["first", "replace", "append"] | None = None
+    apply_to_log: bool = False
+    apply_to_span: bool = False
+    trace_span_key: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> AttributeConfig:
+        if self.value_source is None:
+            if self.key not in BUILTIN_KEYS:
+                raise ValueError(
+                    f"value_source is required (key {self.key!r} is not a built-in: {', '.join(BUILTIN_KEYS)})"
+                )
+            return self
+        if self.value_source != "fixed_value" and not self.value:
+            raise ValueError(f"value is required for value_source {self.value_source}")
+        if self.value_source in ("request_body", "response_body", "response_streaming_body"):
+            try:
+                parse(self.value)
+            except PathError as exc:
+                raise ValueError(f"value: {exc}") from None
+        if self.value_source == "response_streaming_body" and self.rule is None:
+            raise ValueError("rule (first, replace or append) is required for response_streaming_body")
+        return self
+
+
+class AiStatisticsConfig(PluginConfig):
+    attributes: list[AttributeConfig] = []
+    value_length_limit: int = Field(4000, gt=0)
+    # Only calls whose path ends with one of these get attributes; unset or "*": all.
+    enable_path_suffixes: list[str] | None = None
+
+
+class _Attr:
+    """One attribute, compiled: its JSON path split once per snapshot."""
+
+    __slots__ = ("default", "key", "name", "path", "rule")
+
+    def __init__(self, cfg: AttributeConfig) -> None:
+        self.key = cfg.key
+        self.name = cfg.value.lower()
+        self.path = (
+            parse(cfg.value) if cfg.value_source in ("request_body", "response_body", "response_streaming_body") else ()
+        )
+        self.rule = cfg.rule or "first"
+        self.default = cfg.default_value
+
+
+def _put(ex: Exchange, key: str, value: Any) -> None:
+    if ex.attributes is None:
+        ex.attributes = {}
+    ex.attributes[key] = value
+
+
+def _put_streamed(ex: Exchange, key: str, value: Any, rule: str) -> None:
+    attrs = ex.attributes
+    if attrs is None:
+        attrs = ex.attributes = {}
+    if rule == "first":
+        attrs.setdefault(key, value)
+    elif rule == "append" and key in attrs:
+        attrs[key] = f"{attrs[key]}{value}"
+    else:
+        attrs[key] = value
+
+
+def _text(content: Any) -> str | None:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        return "".join(parts) if parts else None
+    return None
+
+
+def _question_and_system(body: Any) -> tuple[str | None, str | None]:
+    if not isinstance(body, dict):
+        return None, None
+    messages = body.get("messages")
+    question = system = None
+    if isinstance(messages, list):
+        for m in reversed(messages):
+            if isinstance(m, dict) and m.get("role") == "user":
+                question = _text(m.get("content"))
+                break
+        for m in messages:
+            if isinstance(m, dict) and m.get("role") in ("system", "developer"):
+                system = _text(m.get("content"))
+                break
+    if system is None:
+        system = _text(body.get("system"))  # Anthropic's top-level system prompt
+    if question is None and isinstance(body.get("prompt"), str):
+        question = body["prompt"]
+    return question, system
+
+
+def _answer(body: Any) -> tuple[str | None, str | None]:
+    """The reply text and reasoning of a whole OpenAI- or Anthropic-shaped answer."""
+    if not isinstance(body, dict):
+        return None, None
+    choice = get(body, ("choices", "0"))
+    if isinstance(choice, dict):
+        msg = choice.get("message")
+        if isinstance(msg, dict):
+            reasoning = msg.get("reasoning_content")
+            return _text(msg.get("content")), reasoning if isinstance(reasoning, str) else None
+        return (choice["text"] if isinstance(choice.get("text"), str) else None), None
+    return _text(body.get("content")), None
+
+
+def _delta(event: Any) -> tuple[str | None, str | None]:
+    """The text and reasoning one stream event adds."""
+    if not isinstance(event, dict):
+        return None, None
+    delta = get(event, ("choices", "0", "delta"))
+    if isinstance(delta, dict):
+        text, reasoning = delta.get("content"), delta.get("reasoning_content")
+        return (text if isinstance(text, str) else None), (reasoning if isinstance(reasoning, str) else None)
+    delta = event.get("delta")  # Anthropic's content_block_delta
+    if isinstance(delta, dict):
+        text, thinking = delta.get("text"), delta.get("thinking")
+        return (text if isinstance(text, str) else None), (thinking if isinstance(thinking, str) else None)
+    return None, None
+
+
+class AiStatistics(Plugin[AiStatisticsConfig]):
+    name = "ai-statistics"
+    phase = Phase.UNSPECIFIED
+    priority = 200
+    config_model = AiStatisticsConfig
+
+    def __init__(self, config: AiStatisticsConfig, scope: Scope, services: Services) -> None:
+        super().__init__(config, scope, services)
+        by_source: dict[str | None, list[_Attr]] = {}
+        for a in config.attributes:
+            by_source.setdefault(a.value_source, []).append(_Attr(a))
+        self.fixed = [(a.key, a.value) for a in config.attributes if a.value_source == "fixed_value"]
+        self.req_headers = by_source.get("request_header", [])
+        self.req_body = by_source.get("request_body", [])
+        self.resp_headers = by_source.get("response_header", [])
+        self.resp_body = by_source.get("response_body", [])
+        self.streamed = by_source.get("response_streaming_body", [])
+        self.builtins = frozenset(a.key for a in config.attributes if a.value_source is None)
+        self.defaults = [(a.key, a.default_value) for a in config.attributes if a.default_value is not None]
+        self.logged = frozenset(a.key for a in config.attributes if a.apply_to_log)
+        suffixes = config.enable_path_suffixes
+        self.suffixes = None if suffixes is None or "*" in suffixes else tuple(suffixes)
+
+    def _off(self, ex: Exchange) -> bool:
+        return self.suffixes is not None and not ex.request.path.endswith(self.suffixes)
+
+    async def request_headers(self, ex: Exchange) -> Reply | None:
+        if self._off(ex):
+            return None
+        for key, value in self.fixed:
+            _put(ex, key, value)
+        for a in self.req_headers:
+            found = ex.request.headers.get(a.name)
+            if found is not None:
+                _put(ex, a.key, found)
+        return None
+
+    async def request_body(self, ex: Exchange) -> Reply | None:
+        if self._off(ex) or not (self.req_body or "question" in self.builtins or "system" in self.builtins):
+            return None
+        try:
+            body = ex.request.json()  # parsed once, shared with ai-proxy
+        except GatewayError:
+            body = None  # not JSON: no values; ai-proxy answers the 400
+        for a in self.req_body:
+            value = get(body, a.path)
+            if value is not MISSING:
+                _put(ex, a.key, value)
+        question, system = _question_and_system(body)
+        if question is not None and "question" in self.builtins:
+            _put(ex, "question", question)
+        if system is not None and "system" in self.builtins:
+            _put(ex, "system", system)
+        return None
+
+    async def response_headers(self, ex: Exchange, status: int, headers: list[tuple[str, str]]) -> None:
+        if self._off(ex):
+            return
+        for a in self.resp_headers:
+            for name, value in headers:
+                if name.lower() == a.name:
+                    _put(ex, a.key, value)
+                    break
+
+    async def response_body(self, ex: Exchange, body: bytes) -> bytes:
+        if self._off(ex) or not (self.resp_body or "answer" in self.builtins or "reasoning" in self.builtins):
+            return body
+        answer = _json(body)
+        for a in self.resp_body:
+            value = get(answer, a.path)
+            if value is not MISSING:
+                _put(ex, a.key, value)
+        text, reasoning = _answer(answer)
+        if text is not None and "answer" in self.builtins:
+            _put(ex, "answer", text)
+        if reasoning is not None and "reasoning" in self.builtins:
+            _put(ex, "reasoning", reasoning)
+        return body
+
+    def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
+        if not (self.streamed or "answer" in self.builtins or "reasoning" in self.builtins) or self._off(ex):
+            return [event]
+        obj = event.json()
+        if obj is None:
+            return [event]
+        for a in self.streamed:
+            value = get(obj, a.path)
+            if value is not MISSING and value is not None and value != "":
+                _put_streamed(ex, a.key, value, a.rule)
+        text, reasoning = _delta(obj)
+        if text and "answer" in self.builtins:
+            _put_streamed(ex, "answer", text, "append")
+        if reasoning and "reasoning" in self.builtins:
+            _put_streamed(ex, "reasoning", reasoning, "append")
+        return [event]
+
+    async def done(self, ex: Exchange) -> None:
+        if self._off(ex):
+            return
+        if "reasoning_tokens" in self.builtins:
+            _put(ex, "reasoning_tokens", ex.usage.reasoning_tokens)
+        if "cached_tokens" in self.builtins:
+            _put(ex, "cached_tokens", ex.usage.cached_tokens)
+        for key, default in self.defaults:
+            if ex.attributes is None or key not in ex.attributes:
+                _put(ex, key, default)
+        attrs = ex.attributes
+        if not attrs:
+            return
+        limit = self.config.value_length_limit
+        for key, value in attrs.items():
+            if isinstance(value, str) and len(value) > limit:
+                attrs[key] = value[:limit]
+        if self.logged:
+            ex.log_attributes = self.logged if ex.log_attributes is None else ex.log_attributes | self.logged
+
+
+def _json(body: bytes | None) -> Any:
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+__all__ = ["AiStatistics", "AiStatisticsConfig"]

@@ -1,0 +1,70 @@
+"""Reserving tokens before a call and settling to what it really spent.
+
+ai-token-ratelimit and ai-quota take an estimate from their budget before the call
+goes upstream, and replace it by the provider's reported usage in the ``done`` hook.
+So concurrent calls see each other's spending at once, instead of only after each one
+ends (Higress's way, which overshoots without bound under concurrency).
+
+The estimate is ``ceil(body bytes / 4)`` for the prompt (the whole JSON body, so the
+syntax around the text only adds margin) plus the output limit the request names
+(``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens``, times ``n``), or the
+plugin's ``reserve_output_tokens`` when it names none; embeddings have no output.
+"""
+
+from __future__ import annotations
+
+from tollway.errors import BadRequest
+from tollway.exchange import Exchange
+from tollway.protocols.usage import estimate_tokens
+
+OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def estimate(ex: Exchange, default_output: int) -> int:
+    """Tokens to reserve for this call: at least 1, so a full budget refuses it."""
+    body = ex.request.body or b""
+    prompt = estimate_tokens(len(body))
+    output = default_output
+    try:
+        obj = ex.request.json() if body else None
+    except BadRequest:
+        obj = None
+    if isinstance(obj, dict):
+        for name in OUTPUT_LIMIT_FIELDS:
+            given = _count(obj.get(name))
+            if given is not None:
+                output = given
+                break
+        choices = _count(obj.get("n"))
+        if choices is not None and choices > 1:
+            output *= choices
+    if ex.request.path.endswith("/embeddings"):
+        output = 0
+    return max(1, prompt + output)
+
+
+def spent(ex: Exchange, reserved: int) -> int:
+    """What the call cost, to settle a reservation of ``reserved`` against.
+
+    The provider's reported usage (input + output), or the gateway's estimate of it
+    (a broken or abandoned stream). When the provider was called and answered (or the
+    client left, status 499) but nothing was reported or estimated, the reservation
+    stands: the provider may well have billed it. Calls that never reached a provider,
+    or that it refused, cost nothing.
+    """
+    usage = ex.usage
+    if usage.reported or usage.estimated:
+        return usage.input_tokens + usage.output_tokens
+    reached = ex.provider is not None or bool(ex.attempts)
+    if reached and (200 <= ex.status < 300 or ex.status == 499):
+        return reserved
+    return 0
+
+
+__all__ = ["OUTPUT_LIMIT_FIELDS", "estimate", "spent"]

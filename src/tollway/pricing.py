@@ -1,0 +1,157 @@
+"""What a call cost: the built-in price table, the config's ``pricing:`` laid over it.
+
+Prices are US dollars per million tokens. A model's cost is
+
+    (input - cached) × input price + cached × cached-input price + output × output price
+
+where ``input`` already counts the cached tokens (OpenAI's ``prompt_tokens`` does, and
+``protocols.usage`` adds Anthropic's cache reads and writes into it) and ``output``
+already counts reasoning tokens (billed as output by every provider listed). Cache
+writes are billed at the plain input price (Anthropic charges them 1.25×: override
+``pricing:`` where that matters). A model without a cached price pays the input price
+for cached tokens.
+
+A name resolves exactly, then through the longest configured ``prefix*`` key, then by
+dropping a version or date suffix that providers add to a listed model
+(``gpt-4o-2024-08-06`` → ``gpt-4o``, ``claude-3-5-sonnet-20241022`` →
+``claude-3-5-sonnet``, ``gemini-1.5-pro-002`` → ``gemini-1.5-pro``). Unresolved → no
+price, and the record's ``cost_usd`` is null.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tollway.config.schema import Price
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """Per-million-token prices of one model."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+# List prices (standard tier, no batch or priority discounts, the lowest context tier
+# where prices depend on prompt length), as the providers published them in July 2025.
+# Prices change: a deployment that bills from these should pin its own under `pricing:`.
+BUILTIN_PRICES: Mapping[str, ModelPrice] = {
+    # OpenAI
+    "gpt-4o": ModelPrice(2.50, 10.00, 1.25),
+    "gpt-4o-2024-05-13": ModelPrice(5.00, 15.00),
+    "gpt-4o-mini": ModelPrice(0.15, 0.60, 0.075),
+    "gpt-4.1": ModelPrice(2.00, 8.00, 0.50),
+    "gpt-4.1-mini": ModelPrice(0.40, 1.60, 0.10),
+    "gpt-4.1-nano": ModelPrice(0.10, 0.40, 0.025),
+    "gpt-4-turbo": ModelPrice(10.00, 30.00),
+    "gpt-3.5-turbo": ModelPrice(0.50, 1.50),
+    "o1": ModelPrice(15.00, 60.00, 7.50),
+    "o1-mini": ModelPrice(1.10, 4.40, 0.55),
+    "o1-pro": ModelPrice(150.00, 600.00),
+    "o3": ModelPrice(2.00, 8.00, 0.50),
+    "o3-mini": ModelPrice(1.10, 4.40, 0.55),
+    "o3-pro": ModelPrice(20.00, 80.00),
+    "o4-mini": ModelPrice(1.10, 4.40, 0.275),
+    # Anthropic (cache reads at 0.1× input)
+    "claude-3-haiku": ModelPrice(0.25, 1.25, 0.03),
+    "claude-3-opus": ModelPrice(15.00, 75.00, 1.50),
+    "claude-3-5-haiku": ModelPrice(0.80, 4.00, 0.08),
+    "claude-3-5-sonnet": ModelPrice(3.00, 15.00, 0.30),
+    "claude-3-7-sonnet": ModelPrice(3.00, 15.00, 0.30),
+    "claude-sonnet-4": ModelPrice(3.00, 15.00, 0.30),
+    "claude-sonnet-4-0": ModelPrice(3.00, 15.00, 0.30),
+    "claude-opus-4": ModelPrice(15.00, 75.00, 1.50),
+    "claude-opus-4-0": ModelPrice(15.00, 75.00, 1.50),
+    "claude-opus-4-1": ModelPrice(15.00, 75.00, 1.50),
+    # Google Gemini (prompts up to 128k tokens for 1.5, 200k for 2.5 Pro)
+    "gemini-1.5-pro": ModelPrice(1.25, 5.00, 0.3125),
+    "gemini-1.5-flash": ModelPrice(0.075, 0.30, 0.01875),
+    "gemini-1.5-flash-8b": ModelPrice(0.0375, 0.15, 0.01),
+    "gemini-2.0-flash": ModelPrice(0.10, 0.40, 0.025),
+    "gemini-2.0-flash-lite": ModelPrice(0.075, 0.30),
+    "gemini-2.5-pro": ModelPrice(1.25, 10.00, 0.31),
+    "gemini-2.5-flash": ModelPrice(0.30, 2.50, 0.075),
+    "gemini-2.5-flash-lite": ModelPrice(0.10, 0.40, 0.025),
+    # DeepSeek (standard hours; "cached" is DeepSeek's cache-hit input price)
+    "deepseek-chat": ModelPrice(0.27, 1.10, 0.07),
+    "deepseek-reasoner": ModelPrice(0.55, 2.19, 0.14),
+}
+
+# Suffixes providers put after a listed model's name: dates, numbered versions, aliases.
+_VERSION_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3,4}|latest|(?:preview|exp)(?:-\d{2}-\d{2}|-\d{4})?)$")
+_CACHE_LIMIT = 4096
+
+
+def _from_config(price: Price) -> ModelPrice:
+    return ModelPrice(price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok)
+
+
+class PriceTable:
+    """The built-in prices with ``overrides`` (the config's ``pricing:``) laid over them.
+
+    Built once per loaded config; ``cost`` is on every call's path, so resolution is
+    memoised (bounded: model names come from clients).
+    """
+
+    def __init__(self, overrides: Mapping[str, Price] | None = None) -> None:
+        exact = dict(BUILTIN_PRICES)
+        prefixes: list[tuple[str, ModelPrice]] = []
+        for name, price in (overrides or {}).items():
+            if name.endswith("*"):
+                prefixes.append((name[:-1], _from_config(price)))
+            else:
+                exact[name] = _from_config(price)
+        self._exact = exact
+        self._prefixes = sorted(prefixes, key=lambda p: len(p[0]), reverse=True)
+        self._cache: dict[str, tuple[str, ModelPrice] | None] = {}
+
+    def names(self) -> list[str]:
+        """Every exact model name the table prices (the metrics' known model names)."""
+        return list(self._exact)
+
+    def resolve(self, model: str) -> tuple[str, ModelPrice] | None:
+        """The table entry (its name and price) that prices ``model``, or None."""
+        hit = self._cache.get(model, False)
+        if hit is not False:
+            return hit  # type: ignore[return-value]
+        found = self._resolve(model)
+        if len(self._cache) < _CACHE_LIMIT:
+            self._cache[model] = found
+        return found
+
+    def _resolve(self, model: str) -> tuple[str, ModelPrice] | None:
+        price = self._exact.get(model)
+        if price is not None:
+            return model, price
+        for prefix, p in self._prefixes:
+            if model.startswith(prefix):
+                return prefix + "*", p
+        base = model
+        # Two rounds: "gemini-2.5-flash-preview-05-20" sheds one suffix, a dated alias
+        # of a numbered version ("…-001-2024-05-01") would shed two.
+        for _ in range(2):
+            shorter = _VERSION_SUFFIX.sub("", base)
+            if shorter == base:
+                break
+            base = shorter
+            price = self._exact.get(base)
+            if price is not None:
+                return base, price
+        return None
+
+    def cost(self, model: str | None, input_tokens: int, output_tokens: int, cached_tokens: int) -> float | None:
+        """US dollars for one call to ``model``; None when the model has no price."""
+        if not model:
+            return None
+        found = self.resolve(model)
+        if found is None:
+            return None
+        price = found[1]
+        cached = min(cached_tokens, input_tokens)
+        cached_price = price.cached_input if price.cached_input is not None else price.input
+        dollars = (input_tokens - cached) * price.input + cached * cached_price + output_tokens * price.output
+        return dollars / 1_000_000

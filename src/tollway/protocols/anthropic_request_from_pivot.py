@@ -1,0 +1,267 @@
+"""Pivot → Anthropic Messages requests: what a Claude provider receives for an OpenAI
+chat-completions request.
+
+- ``system`` and ``developer`` messages → top-level ``system`` (a string when there is
+  one string system message, else text blocks; Anthropic has no mid-conversation system
+  turn, so later ones are hoisted too);
+- user content parts → blocks: ``image_url`` with a ``data:`` URL → base64 ``image``,
+  an http(s) URL → ``url`` image source; a PDF ``file`` part (``file_data``) → base64
+  ``document``;
+- assistant ``tool_calls`` → ``tool_use`` blocks (``arguments`` parsed as JSON);
+  ``tool`` messages → ``tool_result`` blocks in one user turn, which also takes the
+  user message right after them (tool results first, as Anthropic requires);
+- ``max_completion_tokens`` / ``max_tokens`` → ``max_tokens`` (default 4096: Anthropic
+  requires it); ``stop`` → ``stop_sequences``; ``temperature``, ``top_p``, ``stream``;
+  ``tools[].function`` → ``{name, description, input_schema}``; ``tool_choice``
+  ``auto|none|required|{function}`` → ``auto|none|any|tool``; ``parallel_tool_calls:
+  false`` → ``disable_parallel_tool_use``; ``user`` → ``metadata.user_id``;
+  ``reasoning_effort`` low/medium/high → ``thinking`` budgets 1024/8192/16384 (as
+  Higress), shrunk below a client's ``max_tokens`` (without one, ``max_tokens`` is the
+  budget + 4096).
+- Dropped, having no Anthropic equivalent: ``response_format``, ``seed``, penalties,
+  ``logprobs``, ``logit_bias``, ``stream_options``, ``service_tier``, ``store``,
+  ``metadata``, ``name`` on messages, ``strict`` on tools. Refused (``TranslationError``):
+  ``n`` > 1, non-function tools, audio input, file ids, tool-call arguments that are not
+  a JSON object.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tollway.protocols import pivot
+from tollway.protocols.codec import Json, TranslationError
+
+DEFAULT_MAX_TOKENS = 4096
+THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 16384}
+MIN_THINKING_BUDGET = 1024
+_TOOL_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def tool_id(raw: Any) -> str:
+    """A tool-call id as Anthropic accepts it (``^[a-zA-Z0-9_-]+$``)."""
+    text = raw if isinstance(raw, str) and raw else pivot.new_id("toolu_")
+    return _TOOL_ID_BAD.sub("_", text)
+
+
+class _Turns:
+    """Anthropic messages being built; knows which user turn holds tool results."""
+
+    def __init__(self) -> None:
+        self.messages: list[Json] = []
+        self._tool_turn = False  # the last message is a user turn of tool results
+
+    def add(self, role: str, content: str | list[Json], tool_results: bool = False) -> None:
+        last = self.messages[-1] if self.messages else None
+        if last is not None and role == "user" and last["role"] == "user" and self._tool_turn:
+            last["content"] = _blocks(last["content"]) + _blocks(content)
+        else:
+            self.messages.append({"role": role, "content": content})
+        # More tool results may join this turn; a plain user message closes it.
+        self._tool_turn = tool_results
+
+
+def _blocks(content: str | list[Json]) -> list[Json]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return content
+
+
+def _image_block(part: Json, where: str) -> Json:
+    spec = part.get("image_url")
+    url = spec.get("url") if isinstance(spec, dict) else spec
+    if not isinstance(url, str):
+        raise TranslationError(f"{where}.image_url.url must be a string")
+    data = pivot.split_data_url(url)
+    if data is not None:
+        return {"type": "image", "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise TranslationError(f"{where}.image_url.url must be a data: or http(s) URL")
+
+
+def _file_block(part: Json, where: str) -> Json:
+    spec = part.get("file")
+    file_data = spec.get("file_data") if isinstance(spec, dict) else None
+    data = pivot.split_data_url(file_data) if isinstance(file_data, str) else None
+    if data is None or data[0] != "application/pdf":
+        raise TranslationError(f"{where}: only PDF files sent inline as file_data can go to Anthropic")
+    block: Json = {"type": "document", "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
+    if isinstance(spec, dict) and isinstance(spec.get("filename"), str):
+        block["title"] = spec["filename"]
+    return block
+
+
+def _user_blocks(content: Any, where: str) -> str | list[Json]:
+    if isinstance(content, str):
+        return content
+    blocks: list[Json] = []
+    for j, part in enumerate(pivot.parts_of(content, where)):
+        kind = part.get("type")
+        pw = f"{where}.content[{j}]"
+        if kind == "text":
+            if part.get("text"):
+                blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            blocks.append(_image_block(part, pw))
+        elif kind == "file":
+            blocks.append(_file_block(part, pw))
+        else:
+            raise TranslationError(f"{pw}: content of type {kind!r} cannot be sent to Anthropic")
+    return blocks
+
+
+def _assistant_blocks(message: Json, where: str) -> str | list[Json]:
+    content = message.get("content")
+    calls = message.get("tool_calls") or []
+    if isinstance(content, str) and not calls:
+        return content
+    blocks: list[Json] = []
+    text = pivot.text_of(content) or (message.get("refusal") if isinstance(message.get("refusal"), str) else "")
+    if text:
+        blocks.append({"type": "text", "text": text})
+    if not isinstance(calls, list):
+        raise TranslationError(f"{where}.tool_calls must be a list")
+    for k, call in enumerate(calls):
+        cw = f"{where}.tool_calls[{k}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise TranslationError(f"{cw}.function.name is required")
+        args = pivot.tool_arguments(fn.get("arguments"), cw)
+        blocks.append({"type": "tool_use", "id": tool_id(call.get("id")), "name": fn["name"], "input": args})
+    return blocks
+
+
+def _tool_result(message: Json, where: str) -> Json:
+    content = message.get("content")
+    block: Json = {"type": "tool_result", "tool_use_id": tool_id(message.get("tool_call_id"))}
+    if isinstance(content, str):
+        block["content"] = content
+    else:
+        parts = pivot.parts_of(content, where)
+        block["content"] = [
+            {"type": "text", "text": p["text"]} for p in parts if p.get("type") == "text" and p.get("text")
+        ]
+    return block
+
+
+def _system_text(message: Json, where: str) -> list[str]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content] if content else []
+    texts = []
+    for j, part in enumerate(pivot.parts_of(content, where)):
+        if part.get("type") != "text":
+            raise TranslationError(f"{where}.content[{j}]: a system message can hold only text")
+        if part.get("text"):
+            texts.append(part["text"])
+    return texts
+
+
+def _tools(tools: Any) -> list[Json]:
+    if not isinstance(tools, list):
+        raise TranslationError("tools must be a list")
+    out: list[Json] = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) and tool.get("type", "function") == "function" else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise TranslationError(f"tools[{i}]: only function tools with a name can be sent to Anthropic")
+        t: Json = {"name": fn["name"]}
+        if isinstance(fn.get("description"), str):
+            t["description"] = fn["description"]
+        params = fn.get("parameters")
+        t["input_schema"] = params if isinstance(params, dict) else {"type": "object", "properties": {}}
+        out.append(t)
+    return out
+
+
+def _tool_choice(choice: Any, parallel: Any) -> Json | None:
+    out: Json | None
+    if choice is None:
+        out = None
+    elif choice == "auto":
+        out = {"type": "auto"}
+    elif choice == "none":
+        return {"type": "none"}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        out = {"type": "tool", "name": choice["function"].get("name")}
+    else:
+        raise TranslationError("tool_choice must be auto, none, required or a function")
+    if parallel is False:
+        out = {**(out or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return out
+
+
+def from_pivot(chat: Json) -> Json:
+    """An OpenAI chat-completions request → an Anthropic Messages request."""
+    messages = chat.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise TranslationError("messages must be a list of message objects")
+    if chat.get("n") not in (None, 1):
+        raise TranslationError("n > 1 cannot be sent to Anthropic")
+    system: list[str] = []
+    system_messages = 0
+    system_as_string = True
+    turns = _Turns()
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        role = m.get("role")
+        if role in ("system", "developer"):
+            system_messages += 1
+            system_as_string = system_as_string and isinstance(m.get("content"), str)
+            system.extend(_system_text(m, where))
+        elif role == "user":
+            turns.add("user", _user_blocks(m.get("content"), where))
+        elif role == "assistant":
+            blocks = _assistant_blocks(m, where)
+            if blocks:
+                turns.add("assistant", blocks)
+        elif role == "tool":
+            turns.add("user", [_tool_result(m, where)], tool_results=True)
+        else:
+            raise TranslationError(f"{where}.role {role!r} cannot be sent to Anthropic")
+
+    max_tokens = chat.get("max_completion_tokens") or chat.get("max_tokens")
+    limited = isinstance(max_tokens, int) and max_tokens > 0
+    body: Json = {
+        "model": chat.get("model"),
+        "max_tokens": max_tokens if limited else DEFAULT_MAX_TOKENS,
+        "messages": turns.messages,
+    }
+    if system:
+        body["system"] = (
+            system[0]
+            if system_messages == 1 and system_as_string and len(system) == 1
+            else [{"type": "text", "text": t} for t in system]
+        )
+    stop = chat.get("stop")
+    if isinstance(stop, str):
+        body["stop_sequences"] = [stop]
+    elif isinstance(stop, list) and stop:
+        body["stop_sequences"] = [s for s in stop if isinstance(s, str)]
+    for key in ("temperature", "top_p"):
+        if chat.get(key) is not None:
+            body[key] = chat[key]
+    if chat.get("stream") is True:
+        body["stream"] = True
+    if chat.get("tools"):
+        body["tools"] = _tools(chat["tools"])
+        choice = _tool_choice(chat.get("tool_choice"), chat.get("parallel_tool_calls"))
+        if choice is not None:
+            body["tool_choice"] = choice
+    if isinstance(chat.get("user"), str):
+        body["metadata"] = {"user_id": chat["user"]}
+    budget = THINKING_BUDGETS.get(chat.get("reasoning_effort") or "")
+    if budget is not None:
+        # The budget counts inside max_tokens, as OpenAI's reasoning tokens count inside
+        # max_completion_tokens: a client's limit is kept and the budget shrunk to fit;
+        # without one, the default leaves the answer 4096 tokens beside the budget.
+        if not limited:
+            body["max_tokens"] = DEFAULT_MAX_TOKENS + budget
+        budget = min(budget, body["max_tokens"] - 1)
+        if budget >= MIN_THINKING_BUDGET:
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    return body

@@ -1,0 +1,39 @@
+"""Google's Gemini API (Higress type ``gemini``): generateContent with an API key."""
+
+from __future__ import annotations
+
+import re
+
+from tollway.config.schema import ProviderConfig
+from tollway.providers.base import MODELS, Endpoint, Provider
+from tollway.upstream import Transport
+
+DEFAULT_VERSION = "v1beta"
+_VERSIONED = re.compile(r"/v\d+(alpha|beta)?\d*$")
+
+
+class Gemini(Provider):
+    """``baseUrl`` (default ``https://generativelanguage.googleapis.com``, the root
+    Google's SDK takes) + ``/<apiVersion>`` (default ``v1beta``) + the API path:
+    ``/v1beta/models/<model>:generateContent``, ``…:streamGenerateContent?alt=sse``,
+    ``/v1beta/models`` to list. Auth is the ``x-goog-api-key`` header (never the ``key``
+    query parameter, which would put the key in logged URLs). A root that already ends
+    in a version (``…/v1beta``) is used as it stands."""
+
+    protocol = "gemini"
+    default_base_url = "https://generativelanguage.googleapis.com"
+
+    def __init__(self, config: ProviderConfig, transport: Transport) -> None:
+        super().__init__(config, transport)
+        self.version = config.apiVersion or DEFAULT_VERSION
+        self._prefix = "" if _VERSIONED.search(self._base) else "/" + self.version
+
+    def auth_headers(self, token: str | None) -> tuple[tuple[str, str], ...]:
+        return (("x-goog-api-key", token),) if token else ()
+
+    def url_for(self, api_path: str, query: str) -> str:
+        return super().url_for(self._prefix + api_path, query)
+
+    def models_endpoint(self, token: str | None) -> Endpoint | None:
+        # One page of up to 1000 (the API's maximum) covers every public model.
+        return self.endpoint(MODELS, "pageSize=1000", token)

@@ -1,0 +1,118 @@
+"""Shared counters and quotas: where limit plugins keep what must outlive one request.
+
+    StateStore                 the interface plugins see (``services.state``)
+    ├── MemoryStateStore       this process only (``storage.state: memory``)
+    └── RedisStateStore        shared by every worker and replica (``redis://…``)
+
+Every admission decision is one atomic operation: the memory store does it without an
+``await`` in between, the Redis store in one Lua script (one round trip). Two shapes
+of state exist:
+
+* **Fixed windows** (``take`` / ``adjust``): a counter per key and window, windows
+  aligned to multiples of their length since the Unix epoch (UTC). ``take`` admits an
+  amount only if it fits under the limit, and counts it only then; ``adjust`` later
+  corrects what was taken (a token reservation settled to the real usage).
+* **Quotas** (``quota_*``): a remaining balance per key that refreshes overwrite and
+  deltas move. A reservation remembers the quota's generation, so settling a call after
+  a refresh charges the new balance only what the call really spent.
+
+A store that cannot answer raises ``StateUnavailable``; each plugin decides what that
+means for the request (its ``failure_mode``). The store itself logs the failure at most
+once per interval and counts it in ``errors``, so an outage costs one log line, not one
+per request.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import NamedTuple
+
+
+class StateUnavailable(Exception):
+    """The state store could not answer in time (unreachable, timed out, or failed)."""
+
+
+class WindowTake(NamedTuple):
+    """The answer to one ``take``.
+
+    ``used`` is the window's counter after the decision (what was already there when
+    refused); ``reset_ms`` the time left until the window ends; ``window`` the window's
+    index (its start divided by its length), to ``adjust`` the same window later.
+    """
+
+    admitted: bool
+    used: int
+    reset_ms: int
+    window: int
+
+
+class QuotaTake(NamedTuple):
+    """The answer to one ``quota_take``: ``remaining`` is the balance after it (``None``
+    when the key has no quota at all), ``reserved`` what was taken, ``generation`` the
+    quota's generation to settle against."""
+
+    admitted: bool
+    remaining: int | None
+    reserved: int
+    generation: int
+
+
+class StateStore(ABC):
+    """Counters and quotas keyed by plugin-chosen names (the store adds its own prefix).
+
+    ``errors`` counts failed operations since start (for metrics).
+    """
+
+    errors: int = 0
+
+    @abstractmethod
+    async def take(self, key: str, window_s: int, limit: int, amount: int) -> WindowTake:
+        """Add ``amount`` to the current window of ``key`` if the result stays within
+        ``limit``; otherwise change nothing and refuse."""
+
+    @abstractmethod
+    async def adjust(self, key: str, window: int, delta: int) -> None:
+        """Add ``delta`` (may be negative) to window ``window`` of ``key``, if that window
+        still exists; a window that has passed is left alone."""
+
+    @abstractmethod
+    async def quota_get(self, key: str) -> int | None:
+        """The remaining quota, or ``None`` when none was ever set."""
+
+    @abstractmethod
+    async def quota_set(self, key: str, value: int) -> None:
+        """Overwrite the quota (a refresh); starts a new generation."""
+
+    @abstractmethod
+    async def quota_add(self, key: str, delta: int) -> int:
+        """Move the quota by ``delta`` (a missing quota counts as 0); the new value."""
+
+    @abstractmethod
+    async def quota_take(self, key: str, amount: int) -> QuotaTake:
+        """Admit when the quota is above zero, reserving ``min(amount, remaining)``."""
+
+    @abstractmethod
+    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> None:
+        """Replace a reservation by what the call spent: give back ``reserved - spent``
+        in the same generation; after a refresh, charge the new balance ``spent``."""
+
+    async def aclose(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        return
+
+
+def open_state_store(url: str) -> StateStore:
+    """The store ``storage.state`` names: ``memory`` or a ``redis://`` / ``rediss://`` URL.
+
+    Raises ``ValueError`` for a URL the Redis client cannot use.
+    """
+    if url == "memory":
+        from tollway.state.memory import MemoryStateStore
+
+        return MemoryStateStore()
+    from tollway.state.redis import RedisStateStore
+
+    return RedisStateStore.from_url(url)
+
+
+__all__ = ["QuotaTake", "StateStore", "StateUnavailable", "WindowTake", "open_state_store"]

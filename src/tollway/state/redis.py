@@ -1,0 +1,314 @@
+"""The Redis state store: counters and quotas shared by every worker and replica.
+
+Each operation is one round trip: a Lua script run with EVALSHA (loaded once; loaded
+again if the server forgot it, as a restarted Redis does), or a single command; the
+commands of one event-loop turn share that round trip (``redis_pipeline.py``). Windows
+are computed inside the script from Redis's own clock, so replicas whose clocks
+disagree still agree on which window a request falls in.
+
+Keys (``key_prefix`` defaults to ``tollway:``; set it with ``?key_prefix=…`` on the
+``storage.state`` URL)::
+
+    <key_prefix><plugin key>:<window index>    string counter, expires after the window
+    <key_prefix><quota key>                     hash {v: remaining, g: generation}
+
+Failure handling, so an outage never hangs a request or turns into a 500: each
+operation has a short deadline (0.5 s unless the URL says ``?timeout=<seconds>``), one
+immediate reconnect for a connection the server dropped (a restarted Redis leaves dead
+pooled connections behind), then ``StateUnavailable``. The deadline tolerates a busy
+event loop: a wall-clock timer can fire before the loop has read a reply that arrived
+in time (uvloop runs timers before it polls sockets), and failing a request limit
+*open* for that would let a burst through unlimited; so an expired operation gets a
+few more loop turns to finish before the server is called unreachable. redis-py's own
+socket timeouts are only a far backstop. There is no circuit breaker either: a refused
+connection fails in microseconds. Failures are counted in ``errors`` and logged at most once per
+``log_interval_s``, and the recovery is logged once, so limits visibly resume as soon
+as Redis answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from tollway.state import QuotaTake, StateStore, StateUnavailable, WindowTake
+from tollway.state.redis_pipeline import AutoPipeline
+
+log = logging.getLogger("tollway.state")
+
+
+DEFAULT_KEY_PREFIX = "tollway:"
+DEFAULT_TIMEOUT_S = 0.5
+DEFAULT_MAX_CONNECTIONS = 64
+# Loop turns an expired operation still gets: enough to read a reply and parse it.
+_GRACE_TURNS = 10
+# redis-py's socket timeouts, far behind the store's own deadline.
+_BACKSTOP_TIMEOUT_S = 10.0
+
+# KEYS[1] counter name; ARGV window ms, limit, amount, grace ms. Returns
+# {admitted, used, reset ms, window index}. Counts only what it admits, so refused
+# requests do not push the window further over.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local length = tonumber(ARGV[1])
+local window = math.floor(now / length)
+local key = KEYS[1] .. ':' .. string.format('%d', window)
+local current = redis.call('GET', key)
+local used = tonumber(current or '0')
+local reset = (window + 1) * length - now
+local amount = tonumber(ARGV[3])
+if used + amount > tonumber(ARGV[2]) then
+  return {0, used, reset, window}
+end
+used = redis.call('INCRBY', key, amount)
+if not current then
+  redis.call('PEXPIRE', key, reset + tonumber(ARGV[4]))
+end
+return {1, used, reset, window}
+"""
+
+# KEYS[1] counter name; ARGV window index, delta. A window that expired stays gone.
+_ADJUST = """
+local key = KEYS[1] .. ':' .. ARGV[1]
+if redis.call('EXISTS', key) == 1 then
+  redis.call('INCRBY', key, ARGV[2])
+end
+return 1
+"""
+
+# KEYS[1] quota hash; ARGV amount. Returns {admitted, remaining, reserved, generation, exists}.
+_QUOTA_TAKE = """
+local q = redis.call('HMGET', KEYS[1], 'v', 'g')
+if not q[1] then
+  return {0, 0, 0, 0, 0}
+end
+local v = tonumber(q[1])
+local g = tonumber(q[2] or '0')
+if v <= 0 then
+  return {0, v, 0, g, 1}
+end
+local r = math.min(tonumber(ARGV[1]), v)
+v = redis.call('HINCRBY', KEYS[1], 'v', -r)
+return {1, v, r, g, 1}
+"""
+
+# KEYS[1] quota hash; ARGV generation, reserved, spent.
+_QUOTA_SETTLE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local g = tonumber(redis.call('HGET', KEYS[1], 'g') or '0')
+local delta = -tonumber(ARGV[3])
+if g == tonumber(ARGV[1]) then
+  delta = tonumber(ARGV[2]) - tonumber(ARGV[3])
+end
+if delta ~= 0 then
+  redis.call('HINCRBY', KEYS[1], 'v', delta)
+end
+return 1
+"""
+
+# KEYS[1] quota hash; ARGV value. A refresh starts a new generation.
+_QUOTA_SET = """
+redis.call('HSET', KEYS[1], 'v', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'g', 1)
+"""
+
+_ERRORS: tuple[type[BaseException], ...] = (redis_errors.RedisError, OSError, TimeoutError)
+
+
+class _Script:
+    """A Lua script known by its SHA1, so calls send the hash, not the source."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+_TAKE_SCRIPT = _Script(_TAKE)
+_ADJUST_SCRIPT = _Script(_ADJUST)
+_QUOTA_TAKE_SCRIPT = _Script(_QUOTA_TAKE)
+_QUOTA_SETTLE_SCRIPT = _Script(_QUOTA_SETTLE)
+_QUOTA_SET_SCRIPT = _Script(_QUOTA_SET)
+
+
+def _split_url(url: str) -> tuple[str, str, float]:
+    """The URL without Tollway's own parameters (``key_prefix``, ``timeout``), and them."""
+    parts = urlsplit(url)
+    prefix = DEFAULT_KEY_PREFIX
+    timeout = DEFAULT_TIMEOUT_S
+    kept: list[tuple[str, str]] = []
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        if k == "key_prefix":
+            prefix = v
+        elif k == "timeout":
+            try:
+                timeout = float(v)
+            except ValueError:
+                raise ValueError(f"timeout={v!r} is not a number of seconds") from None
+            if not timeout > 0:
+                raise ValueError("timeout must be above 0 seconds")
+        else:
+            kept.append((k, v))
+    return urlunsplit(parts._replace(query=urlencode(kept))), prefix, timeout
+
+
+def _safe_url(url: str) -> str:
+    """The URL as logs may show it: no user name or password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisStateStore(StateStore):
+    """State in Redis. Build it with ``from_url``; ``client`` may also be given directly."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        name: str = "redis",
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        log_interval_s: float = 10.0,
+    ) -> None:
+        self.client = client
+        self._pipeline = AutoPipeline(client)
+        self.key_prefix = key_prefix
+        self.name = name
+        self.timeout_s = timeout_s
+        self.log_interval_s = log_interval_s
+        self.errors = 0
+        self._down = False
+        self._next_log = 0.0
+        self._unlogged = 0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStateStore:
+        """A store for a ``storage.state`` URL; a URL it cannot use is a ``ValueError``."""
+        try:
+            redis_url, prefix, timeout = _split_url(url)
+            pool = BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=DEFAULT_MAX_CONNECTIONS,
+                timeout=None,  # the store's deadline bounds the wait for a connection
+                socket_timeout=_BACKSTOP_TIMEOUT_S,
+                socket_connect_timeout=_BACKSTOP_TIMEOUT_S,
+                # Reconnect once at once; never retry a timeout.
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis_errors.ConnectionError,)),
+                retry_on_timeout=False,
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"storage.state: not a usable Redis URL: {exc}") from None
+        return cls(Redis.from_pool(pool), key_prefix=prefix, name=_safe_url(redis_url), timeout_s=timeout, **options)
+
+    # --- the one place Redis errors become StateUnavailable ---------------------------
+
+    async def _call(self, args: Sequence[Any], script: _Script | None = None) -> Any:
+        try:
+            result = await self._answer(self._pipeline.send(args, script.source if script else None))
+        except _ERRORS as exc:
+            self._failed(exc)
+            raise StateUnavailable(f"state store {self.name} failed: {type(exc).__name__}: {exc}") from None
+        if self._down:
+            self._recovered()
+        return result
+
+    async def _eval(self, script: _Script, key: str, *args: int | str) -> Any:
+        return await self._call(("EVALSHA", script.sha, 1, self.key_prefix + key, *args), script)
+
+    async def _answer(self, future: asyncio.Future[Any]) -> Any:
+        """The command's answer within the deadline, however busy the loop is."""
+        try:
+            await asyncio.wait((future,), timeout=self.timeout_s)
+            turns = 0
+            while not future.done() and turns < _GRACE_TURNS:
+                # Late by the clock, maybe not by Redis: let a busy loop read the reply.
+                await asyncio.sleep(0)
+                turns += 1
+        except BaseException:  # the request itself was cancelled
+            future.cancel()
+            raise
+        if not future.done():
+            future.cancel()
+            raise TimeoutError(f"no answer within {self.timeout_s} s")
+        return future.result()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self._down = True
+        now = time.monotonic()
+        if now < self._next_log:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more failures since the last report)" if self._unlogged else ""
+        log.error(
+            "state store %s unavailable (%s: %s); limits follow each plugin's failure_mode%s",
+            self.name,
+            type(exc).__name__,
+            exc,
+            more,
+        )
+        self._unlogged = 0
+        self._next_log = now + self.log_interval_s
+
+    def _recovered(self) -> None:
+        self._down = False
+        log.warning("state store %s reachable again (%d failed operations so far)", self.name, self.errors)
+        self._unlogged = 0
+        # A new outage is news: report it at once.
+        self._next_log = 0.0
+
+    # --- windows ------------------------------------------------------------------------
+
+    async def take(self, key: str, window_s: int, limit: int, amount: int) -> WindowTake:
+        length = window_s * 1000
+        # Keep a window a little past its end so a late settlement still lands in it.
+        grace = min(length, 300_000)
+        r = await self._eval(_TAKE_SCRIPT, key, length, limit, amount, grace)
+        return WindowTake(bool(r[0]), int(r[1]), int(r[2]), int(r[3]))
+
+    async def adjust(self, key: str, window: int, delta: int) -> None:
+        await self._eval(_ADJUST_SCRIPT, key, window, delta)
+
+    # --- quotas -------------------------------------------------------------------------
+
+    async def quota_get(self, key: str) -> int | None:
+        raw = await self._call(("HGET", self.key_prefix + key, "v"))
+        return int(raw) if raw is not None else None
+
+    async def quota_set(self, key: str, value: int) -> None:
+        await self._eval(_QUOTA_SET_SCRIPT, key, value)
+
+    async def quota_add(self, key: str, delta: int) -> int:
+        return int(await self._call(("HINCRBY", self.key_prefix + key, "v", delta)))
+
+    async def quota_take(self, key: str, amount: int) -> QuotaTake:
+        r = await self._eval(_QUOTA_TAKE_SCRIPT, key, amount)
+        if not r[4]:
+            return QuotaTake(False, None, 0, 0)
+        return QuotaTake(bool(r[0]), int(r[1]), int(r[2]), int(r[3]))
+
+    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> None:
+        await self._eval(_QUOTA_SETTLE_SCRIPT, key, generation, reserved, spent)
+
+    async def aclose(self) -> None:
+        await self._pipeline.aclose()
+        await self.client.aclose()
+
+
+__all__ = ["DEFAULT_KEY_PREFIX", "RedisStateStore"]

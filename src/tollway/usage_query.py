@@ -1,0 +1,90 @@
+"""What a usage question asks: a grouping and a time window, as the admin API and
+``tollway usage`` take them (``by=consumer``, ``since=24h``, ``until=2026-01-31``).
+
+    UsageQueryError     a parameter that does not parse; the message names it
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+# ``hour`` is Tollway's own addition (the dashboard's traffic chart over short windows).
+GROUPINGS = ("consumer", "model", "route", "provider", "day", "hour")
+_RELATIVE = re.compile(r"(\d+)([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_LIMIT = 1000
+
+
+class UsageQueryError(ValueError):
+    """A usage parameter that does not parse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Records with ``since_ms <= ts < until_ms`` (milliseconds since the epoch, UTC);
+    ``None`` leaves that side open."""
+
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    by: str = "consumer"
+    window: Window = Window()
+    # Tollway's addition: only this consumer's records (the dashboard's filter).
+    consumer: str | None = None
+
+
+def parse_time(text: str, now_s: float) -> int:
+    """``24h``/``7d``/``30m``/``90s``/``2w`` ago, or an ISO-8601 date or date-time
+    (UTC unless it names an offset), as epoch milliseconds."""
+    text = text.strip()
+    m = _RELATIVE.fullmatch(text)
+    if m is not None:
+        return round((now_s - int(m.group(1)) * _UNIT_S[m.group(2)]) * 1000)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageQueryError(f"{text!r} is neither a duration like 24h or 7d nor an ISO-8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return round(parsed.timestamp() * 1000)
+
+
+def parse_window(since: str | None, until: str | None, now_s: float | None = None) -> Window:
+    """The window between ``since`` and ``until`` (either may be absent or empty)."""
+    now = time.time() if now_s is None else now_s
+    try:
+        since_ms = parse_time(since, now) if since else None
+    except UsageQueryError as exc:
+        raise UsageQueryError(f"since: {exc}") from None
+    try:
+        until_ms = parse_time(until, now) if until else None
+    except UsageQueryError as exc:
+        raise UsageQueryError(f"until: {exc}") from None
+    return Window(since_ms, until_ms)
+
+
+def query_from(params: Mapping[str, str], now_s: float | None = None) -> UsageQuery:
+    """A query from ``by``, ``since``, ``until`` and ``consumer`` parameters."""
+    by = params.get("by") or "consumer"
+    if by not in GROUPINGS:
+        raise UsageQueryError(f"by: must be one of {', '.join(GROUPINGS)} (got {by!r})")
+    window = parse_window(params.get("since"), params.get("until"), now_s)
+    return UsageQuery(by, window, params.get("consumer") or None)
+
+
+def parse_limit(text: str | None, default: int = 100) -> int:
+    """A record count between 1 and ``MAX_LIMIT``."""
+    if not text:
+        return default
+    try:
+        n = int(text)
+    except ValueError:
+        raise UsageQueryError(f"limit: {text!r} is not a number") from None
+    return max(1, min(MAX_LIMIT, n))

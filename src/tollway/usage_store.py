@@ -1,0 +1,242 @@
+"""Usage records in the database (SQLite or PostgreSQL, one schema): written in
+batches, summed per consumer/model/route/provider/day, listed newest first.
+
+``StorageError`` (from ``tollway.storage``) passes through unchanged.
+
+Migrations are numbered steps; ``usage_schema.version`` says how many have run. Two
+processes starting together may both see a step as pending and run it one after the
+other (``Database.migrate`` serialises them), so every step must be idempotent
+(``IF NOT EXISTS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from tollway.accounting import UsageRecord
+from tollway.storage import Database, Row
+from tollway.usage_query import UsageQuery, Window
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS usage_records (
+            ts_ms BIGINT NOT NULL,
+            day TEXT NOT NULL,
+            hour TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            route TEXT,
+            consumer TEXT,
+            provider TEXT,
+            model_requested TEXT,
+            model_upstream TEXT,
+            status BIGINT NOT NULL,
+            reason TEXT,
+            blocked_by TEXT,
+            stream BIGINT NOT NULL,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            cached_tokens BIGINT NOT NULL,
+            reasoning_tokens BIGINT NOT NULL,
+            tokens_estimated BIGINT NOT NULL,
+            cost_usd DOUBLE PRECISION,
+            latency_ms DOUBLE PRECISION NOT NULL,
+            ttft_ms DOUBLE PRECISION,
+            client_ip TEXT,
+            attempts TEXT NOT NULL,
+            attributes TEXT
+        )""",
+        # Every summary and listing filters on time; the dashboard's and
+        # /api/requests?consumer= filter on the consumer first.
+        "CREATE INDEX IF NOT EXISTS usage_records_ts ON usage_records (ts_ms)",
+        "CREATE INDEX IF NOT EXISTS usage_records_consumer_ts ON usage_records (consumer, ts_ms)",
+    ),
+)
+_SCHEMA_TABLE = (
+    "CREATE TABLE IF NOT EXISTS usage_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+    "INSERT INTO usage_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+)
+_COLUMNS = (
+    "ts_ms",
+    "day",
+    "hour",
+    "request_id",
+    "route",
+    "consumer",
+    "provider",
+    "model_requested",
+    "model_upstream",
+    "status",
+    "reason",
+    "blocked_by",
+    "stream",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "tokens_estimated",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "client_ip",
+    "attempts",
+    "attributes",
+)
+_INSERT = (
+    f"INSERT INTO usage_records ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))})"
+)
+# PostgreSQL sums BIGINTs into NUMERIC (a Decimal in Python): cast back.
+_GROUP_KEYS = {
+    "consumer": "consumer",
+    "model": "COALESCE(model_upstream, model_requested)",
+    "route": "route",
+    "provider": "provider",
+    "day": "day",
+    "hour": "hour",
+}
+_SUMS = """COUNT(*) AS requests,
+    CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors,
+    CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
+    CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
+    SUM(COALESCE(cost_usd, 0)) AS cost_usd"""
+
+
+def _iso_ms(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ts_ms(iso: str) -> int:
+    return round(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def row_of(record: UsageRecord) -> tuple[object, ...]:
+    """The ``usage_records`` row for a record (in the writer task, off the request path)."""
+    ts_ms = _ts_ms(record["ts"])
+    at = datetime.fromtimestamp(ts_ms / 1000, UTC)
+    attributes = record.get("attributes")
+    return (
+        ts_ms,
+        at.strftime("%Y-%m-%d"),
+        at.strftime("%Y-%m-%dT%H:00:00Z"),
+        record["request_id"],
+        record["route"],
+        record["consumer"],
+        record["provider"],
+        record["model_requested"],
+        record["model_upstream"],
+        record["status"],
+        record["reason"],
+        record["blocked_by"],
+        int(record["stream"]),
+        record["input_tokens"],
+        record["output_tokens"],
+        record["cached_tokens"],
+        record["reasoning_tokens"],
+        int(record["tokens_estimated"]),
+        record["cost_usd"],
+        float(record["latency_ms"]),
+        float(record["ttft_ms"]) if record["ttft_ms"] is not None else None,
+        record["client_ip"],
+        orjson.dumps(record["attempts"]).decode(),
+        orjson.dumps(attributes).decode() if attributes else None,
+    )
+
+
+def record_of_row(row: Row) -> UsageRecord:
+    """The usage record (SPEC §5 shape) a stored row holds."""
+    return {
+        "ts": _iso_ms(int(row["ts_ms"])),
+        "request_id": row["request_id"],
+        "route": row["route"],
+        "consumer": row["consumer"],
+        "provider": row["provider"],
+        "model_requested": row["model_requested"],
+        "model_upstream": row["model_upstream"],
+        "status": int(row["status"]),
+        "reason": row["reason"],
+        "blocked_by": row["blocked_by"],
+        "stream": bool(row["stream"]),
+        "input_tokens": int(row["input_tokens"]),
+        "output_tokens": int(row["output_tokens"]),
+        "cached_tokens": int(row["cached_tokens"]),
+        "reasoning_tokens": int(row["reasoning_tokens"]),
+        "tokens_estimated": bool(row["tokens_estimated"]),
+        "cost_usd": row["cost_usd"],
+        "latency_ms": row["latency_ms"],
+        "ttft_ms": row["ttft_ms"],
+        "client_ip": row["client_ip"],
+        "attempts": orjson.loads(row["attempts"]),
+        "attributes": orjson.loads(row["attributes"]) if row["attributes"] else None,
+    }
+
+
+def _where(window: Window, consumer: str | None) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    args: list[object] = []
+    if consumer is not None:
+        args.append(consumer)
+        clauses.append(f"consumer = ${len(args)}")
+    if window.since_ms is not None:
+        args.append(window.since_ms)
+        clauses.append(f"ts_ms >= ${len(args)}")
+    if window.until_ms is not None:
+        args.append(window.until_ms)
+        clauses.append(f"ts_ms < ${len(args)}")
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _summary_row(row: Row) -> dict[str, Any]:
+    return {
+        "key": row["key"],
+        "requests": int(row["requests"]),
+        "errors": int(row["errors"] or 0),
+        "input_tokens": int(row["input_tokens"] or 0),
+        "output_tokens": int(row["output_tokens"] or 0),
+        # Rounded: sums of float prices carry noise in the last digits.
+        "cost_usd": round(float(row["cost_usd"] or 0.0), 10),
+    }
+
+
+class UsageStore:
+    """The ``usage_records`` table of one database (the caller connects and closes it)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema (idempotent; safe with replicas starting together)."""
+        await self.db.migrate(_SCHEMA_TABLE)
+        rows = await self.db.fetch("SELECT version FROM usage_schema WHERE id = 1")
+        version = int(rows[0]["version"]) if rows else 0
+        for number, step in enumerate(_MIGRATIONS, start=1):
+            if number > version:
+                bump = f"UPDATE usage_schema SET version = {number} WHERE id = 1 AND version < {number}"
+                await self.db.migrate((*step, bump))
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        """Insert ``records`` in one transaction: all of them or, on error, none."""
+        if records:
+            await self.db.execute_many(_INSERT, [row_of(r) for r in records])
+
+    async def summary(self, query: UsageQuery) -> list[dict[str, Any]]:
+        """``GET /api/usage``'s rows: by time for ``day``/``hour`` (oldest first), else
+        busiest first with the no-consumer (null key) row last among equals."""
+        where, args = _where(query.window, query.consumer)
+        sql = f"SELECT {_GROUP_KEYS[query.by]} AS key, {_SUMS} FROM usage_records{where} GROUP BY 1"
+        rows = [_summary_row(r) for r in await self.db.fetch(sql, *args)]
+        if query.by in ("day", "hour"):
+            rows.sort(key=lambda r: r["key"] or "")
+        else:
+            rows.sort(key=lambda r: (-r["requests"], r["key"] is None, r["key"] or ""))
+        return rows
+
+    async def recent(self, limit: int, consumer: str | None = None, window: Window | None = None) -> list[UsageRecord]:
+        """Up to ``limit`` records, newest first."""
+        where, args = _where(window or Window(), consumer)
+        args.append(limit)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM usage_records{where} ORDER BY ts_ms DESC LIMIT ${len(args)}"
+        return [record_of_row(r) for r in await self.db.fetch(sql, *args)]

@@ -1,0 +1,330 @@
+"""Usage records in SQLite and PostgreSQL (usage_store.py), the batching writer
+(usage_writer.py) and the query parameters (usage_query.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.usage_support import fresh_pg_schema
+from tollway.storage import Database, StorageError, open_database
+from tollway.usage_query import UsageQuery, UsageQueryError, Window, parse_limit, parse_time, query_from
+from tollway.usage_store import UsageStore
+from tollway.usage_writer import UsageWriter
+
+DAY1 = datetime(2026, 3, 1, 10, 15, tzinfo=UTC).timestamp()
+DAY2 = datetime(2026, 3, 2, 23, 59, tzinfo=UTC).timestamp()
+
+
+def rec(
+    ts: float,
+    consumer: str | None,
+    model: str | None = "gpt-4o",
+    status: int = 200,
+    tokens: tuple[int, int] = (10, 20),
+    cost: float | None = 0.5,
+    *,
+    route: str | None = "chat",
+    provider: str | None = "openai",
+    request_id: str = "r",
+) -> dict[str, Any]:
+    iso = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "ts": iso,
+        "request_id": request_id,
+        "route": route,
+        "consumer": consumer,
+        "provider": provider,
+        "model_requested": model,
+        "model_upstream": model,
+        "status": status,
+        "reason": None if status < 400 else "key-auth.no_key",
+        "blocked_by": None,
+        "stream": False,
+        "input_tokens": tokens[0],
+        "output_tokens": tokens[1],
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "tokens_estimated": False,
+        "cost_usd": cost,
+        "latency_ms": 12.5,
+        "ttft_ms": None,
+        "client_ip": "127.0.0.1",
+        "attempts": [],
+        "attributes": None,
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/usage.db"
+    else:
+        yield from fresh_pg_schema()
+
+
+@pytest.fixture
+async def store(database_url: str, tmp_path: Path) -> AsyncIterator[UsageStore]:
+    db = open_database(database_url, tmp_path)
+    await db.connect()
+    s = UsageStore(db)
+    await s.migrate()
+    yield s
+    await db.close()
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+async def test_migrating_again_changes_nothing(store: UsageStore) -> None:
+    await store.write([rec(DAY1, "alice")])
+    await store.migrate()
+    await store.migrate()
+    assert (await store.db.fetch("SELECT version FROM usage_schema"))[0]["version"] == 1
+    assert len(await store.recent(10)) == 1
+
+
+async def test_the_indexes_for_time_and_consumer_exist(store: UsageStore) -> None:
+    if store.db.dialect == "sqlite":
+        rows = await store.db.fetch("SELECT name FROM sqlite_master WHERE type = 'index'")
+    else:
+        rows = await store.db.fetch("SELECT indexname AS name FROM pg_indexes WHERE tablename = 'usage_records'")
+    names = {r["name"] for r in rows}
+    assert {"usage_records_ts", "usage_records_consumer_ts"} <= names
+
+
+async def test_a_record_comes_back_as_it_went_in(store: UsageStore) -> None:
+    r = rec(DAY1, "alice", request_id="abc")
+    r.update(
+        stream=True,
+        ttft_ms=3.25,
+        tokens_estimated=True,
+        cached_tokens=4,
+        reasoning_tokens=5,
+        attempts=[{"provider": "openai", "status": 500, "latency_ms": 1.5}],
+        attributes={"team": "blue", "n": 3},
+        reason="gateway.client_closed",
+        status=499,
+    )
+    await store.write([r])
+    assert await store.recent(1) == [r]
+
+
+async def test_summaries_group_and_count_errors_and_treat_null_cost_as_zero(store: UsageStore) -> None:
+    await store.write(
+        [
+            rec(DAY1, "alice", tokens=(10, 20), cost=0.25),
+            rec(DAY1 + 60, "alice", "claude-3-5-sonnet", status=502, tokens=(5, 0), cost=None),
+            rec(DAY2, "bob", tokens=(1, 2), cost=1.0, route="other", provider="anthropic"),
+            rec(DAY2, None, None, status=401, tokens=(0, 0), cost=None, provider=None),
+        ]
+    )
+    by_consumer = await store.summary(UsageQuery("consumer"))
+    assert by_consumer == [
+        {"key": "alice", "requests": 2, "errors": 1, "input_tokens": 15, "output_tokens": 20, "cost_usd": 0.25},
+        {"key": "bob", "requests": 1, "errors": 0, "input_tokens": 1, "output_tokens": 2, "cost_usd": 1.0},
+        {"key": None, "requests": 1, "errors": 1, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
+    ]
+    by_model = {r["key"]: r["requests"] for r in await store.summary(UsageQuery("model"))}
+    assert by_model == {"gpt-4o": 2, "claude-3-5-sonnet": 1, None: 1}
+    by_route = {r["key"]: r["requests"] for r in await store.summary(UsageQuery("route"))}
+    assert by_route == {"chat": 3, "other": 1}
+    by_provider = {r["key"]: r["requests"] for r in await store.summary(UsageQuery("provider"))}
+    assert by_provider == {"openai": 2, "anthropic": 1, None: 1}
+    by_day = await store.summary(UsageQuery("day"))
+    assert [(r["key"], r["requests"]) for r in by_day] == [("2026-03-01", 2), ("2026-03-02", 2)]
+    by_hour = await store.summary(UsageQuery("hour"))
+    assert [(r["key"], r["requests"]) for r in by_hour] == [("2026-03-01T10:00:00Z", 2), ("2026-03-02T23:00:00Z", 2)]
+
+
+async def test_windows_and_the_consumer_filter(store: UsageStore) -> None:
+    await store.write([rec(DAY1, "alice"), rec(DAY2, "alice"), rec(DAY2, "bob")])
+    day2_ms = round(DAY2 * 1000)
+    since = await store.summary(UsageQuery("consumer", Window(since_ms=day2_ms)))
+    assert {r["key"]: r["requests"] for r in since} == {"alice": 1, "bob": 1}
+    until = await store.summary(UsageQuery("consumer", Window(until_ms=day2_ms)))
+    assert {r["key"]: r["requests"] for r in until} == {"alice": 1}
+    alice = await store.summary(UsageQuery("day", consumer="alice"))
+    assert [r["requests"] for r in alice] == [1, 1]
+    assert await store.summary(UsageQuery("consumer", Window(since_ms=day2_ms + 1))) == []
+
+
+async def test_recent_lists_newest_first_with_limit_and_consumer(store: UsageStore) -> None:
+    await store.write([rec(DAY1 + i, "alice" if i % 2 else "bob", request_id=f"r{i}") for i in range(10)])
+    newest = await store.recent(3)
+    assert [r["request_id"] for r in newest] == ["r9", "r8", "r7"]
+    alices = await store.recent(100, "alice")
+    assert [r["request_id"] for r in alices] == ["r9", "r7", "r5", "r3", "r1"]
+    window = Window(since_ms=round((DAY1 + 2) * 1000), until_ms=round((DAY1 + 4) * 1000))
+    assert [r["request_id"] for r in await store.recent(100, None, window)] == ["r3", "r2"]
+
+
+async def test_a_batch_is_written_whole_or_not_at_all(store: UsageStore) -> None:
+    bad = rec(DAY1, "alice")
+    bad["status"] = None  # NOT NULL: the whole batch must fail
+    with pytest.raises(StorageError):
+        await store.write([rec(DAY1, "bob"), bad])
+    assert await store.recent(10) == []
+
+
+# --- the writer -------------------------------------------------------------------------
+
+
+class FakeStore(UsageStore):
+    """Records written, in order; ``fail`` makes writes raise StorageError."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[dict[str, Any]]] = []
+        self.fail = False
+
+    async def write(self, records: Sequence[dict[str, Any]]) -> None:
+        await asyncio.sleep(0)
+        if self.fail:
+            raise StorageError("database down")
+        self.batches.append(list(records))
+
+    @property
+    def written(self) -> list[str]:
+        return [r["request_id"] for b in self.batches for r in b]
+
+
+def _ids(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [rec(DAY1, "alice", request_id=f"r{i}") for i in range(start, start + n)]
+
+
+async def test_the_writer_flushes_within_its_interval_in_batches() -> None:
+    store = FakeStore()
+    writer = UsageWriter(store, batch_size=4, interval_s=0.05)
+    writer.start()
+    for r in _ids(10):
+        writer.add(r)
+    await asyncio.sleep(0.2)
+    assert store.written == [f"r{i}" for i in range(10)]
+    assert max(len(b) for b in store.batches) <= 4
+    await writer.stop()
+
+
+async def test_a_full_batch_wakes_the_writer_before_its_interval() -> None:
+    store = FakeStore()
+    writer = UsageWriter(store, batch_size=5, interval_s=60)
+    writer.start()
+    for r in _ids(5):
+        writer.add(r)
+    await asyncio.sleep(0.05)
+    assert len(store.written) == 5
+    await writer.stop()
+
+
+async def test_stop_writes_everything_even_records_added_meanwhile() -> None:
+    store = FakeStore()
+    writer = UsageWriter(store, interval_s=60)
+    writer.start()
+    for r in _ids(3):
+        writer.add(r)
+    stopping = asyncio.ensure_future(writer.stop())
+    await asyncio.sleep(0)
+    writer.add(_ids(1, start=3)[0])  # a call cut off by the shutdown finishes now
+    await stopping
+    assert store.written == ["r0", "r1", "r2", "r3"]
+
+
+async def test_a_full_queue_drops_and_warns_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    store = FakeStore()
+    writer = UsageWriter(store, max_queue=3, warn_interval_s=3600)
+    with caplog.at_level(logging.WARNING, logger="tollway"):
+        for r in _ids(10):
+            writer.add(r)  # no writer task: nothing drains the queue
+    assert writer.pending == 3 and writer.dropped == 7
+    warnings = [m for m in caplog.messages if "queue is full" in m]
+    assert len(warnings) == 1 and "dropped 1 record" in warnings[0]
+    await writer.stop()
+    assert store.written == ["r0", "r1", "r2"]
+
+
+async def test_a_failed_write_keeps_its_records_and_retries(caplog: pytest.LogCaptureFixture) -> None:
+    store = FakeStore()
+    store.fail = True
+    writer = UsageWriter(store, interval_s=0.02)
+    writer.start()
+    with caplog.at_level(logging.WARNING, logger="tollway"):
+        for r in _ids(3):
+            writer.add(r)
+        await asyncio.sleep(0.15)
+        assert store.written == [] and writer.pending == 3
+        store.fail = False
+        await asyncio.sleep(0.1)
+    assert store.written == ["r0", "r1", "r2"]
+    assert sum("will retry" in m for m in caplog.messages) == 1
+    assert any("works again" in m for m in caplog.messages)
+    await writer.stop()
+
+
+async def test_sync_returns_once_earlier_records_are_written() -> None:
+    store = FakeStore()
+    writer = UsageWriter(store, interval_s=60)
+    writer.start()
+    for r in _ids(2):
+        writer.add(r)
+    await asyncio.wait_for(writer.sync(), 1)
+    assert store.written == ["r0", "r1"]
+    await writer.stop()
+    writer.add(_ids(1, start=2)[0])
+    await writer.sync()  # no task any more: writes directly
+    assert store.written == ["r0", "r1", "r2"]
+
+
+async def test_the_writer_on_a_real_database(database_url: str, tmp_path: Path) -> None:
+    db: Database = open_database(database_url, tmp_path)
+    await db.connect()
+    store = UsageStore(db)
+    await store.migrate()
+    writer = UsageWriter(store, batch_size=50, interval_s=0.05)
+    writer.start()
+    for r in _ids(120):
+        writer.add(r)
+    await writer.stop()
+    assert len(await store.recent(1000)) == 120
+    await db.close()
+
+
+# --- query parameters -------------------------------------------------------------------
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24h", NOW - 86400),
+        ("7d", NOW - 7 * 86400),
+        ("30m", NOW - 1800),
+        ("2w", NOW - 14 * 86400),
+        ("2026-03-01", datetime(2026, 3, 1, tzinfo=UTC).timestamp()),
+        ("2026-03-01T10:00:00Z", datetime(2026, 3, 1, 10, tzinfo=UTC).timestamp()),
+        ("2026-03-01T12:00:00+02:00", datetime(2026, 3, 1, 10, tzinfo=UTC).timestamp()),
+        ("2026-03-01T10:00:00", datetime(2026, 3, 1, 10, tzinfo=UTC).timestamp()),
+    ],
+)
+def test_times_are_durations_ago_or_iso_8601(text: str, expected: float) -> None:
+    assert parse_time(text, NOW) == round(expected * 1000)
+
+
+def test_bad_parameters_name_themselves() -> None:
+    with pytest.raises(UsageQueryError, match="since"):
+        query_from({"since": "yesterday"}, NOW)
+    with pytest.raises(UsageQueryError, match="until"):
+        query_from({"until": "3 days"}, NOW)
+    with pytest.raises(UsageQueryError, match="by"):
+        query_from({"by": "color"}, NOW)
+    with pytest.raises(UsageQueryError, match="limit"):
+        parse_limit("many")
+    assert parse_limit("5000") == 1000 and parse_limit("0") == 1 and parse_limit(None) == 100
+    q = query_from({"by": "model", "since": "24h", "until": "", "consumer": "alice"}, NOW)
+    assert q == UsageQuery("model", Window(round((NOW - 86400) * 1000), None), "alice")
+    assert query_from({}, NOW) == UsageQuery()
