@@ -3,13 +3,20 @@
 Request hooks run in order (phase, then priority, highest first); response hooks run
 in the reverse order. A raised ``GatewayError`` or a returned ``Reply`` ends the
 request phase. ``done`` runs for every plugin, always, whatever happened.
+
+Any other exception is a bug in the plugin. Its entry's ``failure_mode`` decides what
+it costs: ``closed`` (the default) fails the call with a 500 naming the plugin;
+``open`` skips that plugin for this call (a stream event passes through unchanged) and
+the call goes on. Either way the error is logged, at most once a minute per plugin.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
+from tollway.errors import GatewayError
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Plugin, PluginConfig, overrides
 from tollway.sse import SseEvent
@@ -17,6 +24,21 @@ from tollway.sse import SseEvent
 log = logging.getLogger("tollway.chain")
 
 AnyPlugin = Plugin[PluginConfig]
+
+_LOG_EVERY_S = 60.0
+_last_logged: dict[str, float] = {}
+
+
+def _plugin_failed(p: AnyPlugin, hook: str, exc: Exception) -> None:
+    """Log the bug (rate-limited), then raise the closed-mode error unless the plugin fails open."""
+    now = time.monotonic()
+    if now - _last_logged.get(p.name, -_LOG_EVERY_S) >= _LOG_EVERY_S:
+        _last_logged[p.name] = now
+        log.error("plugin %s failed in %s (failure_mode %s)", p.name, hook, p.scope.failure_mode or "closed",
+                  exc_info=exc)
+    if p.scope.failure_mode != "open":
+        raise GatewayError(f"plugin {p.name} failed; see the gateway's log", reason=f"{p.name}.internal_error",
+                           status=500, code="internal_error") from exc
 
 
 class Chain:
@@ -55,25 +77,47 @@ class Chain:
 
     async def request_headers(self, ex: Exchange) -> Reply | None:
         for p in self._req_headers:
-            reply = await p.request_headers(ex)
+            try:
+                reply = await p.request_headers(ex)
+            except GatewayError:
+                raise
+            except Exception as exc:
+                _plugin_failed(p, "request_headers", exc)
+                continue
             if reply is not None:
                 return reply
         return None
 
     async def request_body(self, ex: Exchange) -> Reply | None:
         for p in self._req_body:
-            reply = await p.request_body(ex)
+            try:
+                reply = await p.request_body(ex)
+            except GatewayError:
+                raise
+            except Exception as exc:
+                _plugin_failed(p, "request_body", exc)
+                continue
             if reply is not None:
                 return reply
         return None
 
     async def response_headers(self, ex: Exchange, status: int, headers: list[tuple[str, str]]) -> None:
         for p in self._resp_headers:
-            await p.response_headers(ex, status, headers)
+            try:
+                await p.response_headers(ex, status, headers)
+            except GatewayError:
+                raise
+            except Exception as exc:
+                _plugin_failed(p, "response_headers", exc)
 
     async def response_body(self, ex: Exchange, body: bytes) -> bytes:
         for p in self._resp_body:
-            body = await p.response_body(ex, body)
+            try:
+                body = await p.response_body(ex, body)
+            except GatewayError:
+                raise
+            except Exception as exc:
+                _plugin_failed(p, "response_body", exc)
         return body
 
     def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
@@ -81,7 +125,13 @@ class Chain:
         for p in self._stream:
             out: list[SseEvent] = []
             for e in events:
-                out.extend(p.stream_event(ex, e))
+                try:
+                    out.extend(p.stream_event(ex, e))
+                except GatewayError:
+                    raise
+                except Exception as exc:
+                    _plugin_failed(p, "stream_event", exc)
+                    out.append(e)
             events = out
             if not events:
                 break

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from tollway.chain import Chain
 from tollway.channel import ClientChannel
 from tollway.errors import BadRequest, BodyTooLarge, GatewayError, NotFound
-from tollway.errors_render import render_error
+from tollway.errors_render import render_error, render_stream_error
 from tollway.exchange import Exchange, Reply, Request
 
 if TYPE_CHECKING:
@@ -54,11 +54,39 @@ class Gateway:
         self.proxy = proxy
         self.max_body_bytes = max_body_bytes
         self._finish = finish
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     def swap(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
+    async def drain(self, bound_s: float) -> None:
+        """Waits up to ``bound_s`` for in-flight calls, then ends the rest as the
+        gateway's own doing: 503 ``gateway.shutdown`` (an error event mid-stream)."""
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=bound_s)
+        if not self._inflight:
+            return
+        self._stopping = True
+        tasks = list(self._inflight)
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=5)
+
     async def handle(self, req: Request, read_body: BodyReader, client: ClientChannel) -> None:
+        """Serves one call on the snapshot current at its start; never raises but for
+        the cancellation of a client that went away."""
+        task = asyncio.current_task()
+        if task is None:
+            await self._handle(req, read_body, client)
+            return
+        self._inflight.add(task)
+        try:
+            await self._handle(req, read_body, client)
+        finally:
+            self._inflight.discard(task)
+
+    async def _handle(self, req: Request, read_body: BodyReader, client: ClientChannel) -> None:
         snap = self.snapshot
         request_id = req.headers.get("x-request-id") or new_request_id()
         # Only an auth plugin may say who the consumer is.
@@ -107,10 +135,12 @@ class Gateway:
             ex.status = 499
             ex.reason = "gateway.client_closed"
         except asyncio.CancelledError:
-            ex.status = 499
-            ex.reason = "gateway.client_closed"
-            await self._done(ex, chain)
-            raise
+            if not self._stopping:
+                ex.status = 499
+                ex.reason = "gateway.client_closed"
+                await self._done(ex, chain)
+                raise
+            await self._cut_by_shutdown(ex, client)
         except Exception as exc:  # a bug must cost one request, not the process
             log.exception("unexpected error serving %s", request_id)
             internal = GatewayError(f"internal gateway error: {type(exc).__name__}", reason="gateway.internal")
@@ -119,6 +149,22 @@ class Gateway:
             if not client.started:
                 await self._send_error(ex, internal, client)
         await self._done(ex, chain)
+
+    async def _cut_by_shutdown(self, ex: Exchange, client: ClientChannel) -> None:
+        """The shutdown bound ran out on this call: answer it as the gateway's failure."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        err = GatewayError("the gateway is shutting down; retry the request", reason="gateway.shutdown",
+                           status=503, code="service_unavailable", headers=[("retry-after", "1")])
+        ex.error, ex.reason, ex.status = err, err.reason, err.status
+        try:
+            if not client.started:
+                await self._send_error(ex, err, client)
+            else:
+                await client.finish(render_stream_error(err, ex.client_protocol))
+        except Exception:  # the connection may be gone already; the record still counts
+            log.debug("could not tell the client about the shutdown", exc_info=True)
 
     @staticmethod
     async def _send_error(ex: Exchange, err: GatewayError, client: ClientChannel) -> None:

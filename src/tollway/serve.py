@@ -63,9 +63,9 @@ def _uvicorn(app: AsgiApp, shutdown_timeout: float) -> uvicorn.Server:
         access_log=False,
         log_level="warning",
         server_header=False,
-        # uvicorn waits with asyncio.wait_for, which takes fractions (and 0) as they are;
-        # int() would turn 0.5 into 0, and "or None" 0 into no bound at all.
-        timeout_graceful_shutdown=cast(int, shutdown_timeout),
+        # Gateway.drain enforces the real bound first; uvicorn's is only a backstop.
+        # (asyncio.wait_for takes fractions as they are: no int() here.)
+        timeout_graceful_shutdown=cast(int, shutdown_timeout + 5),
         timeout_keep_alive=30,
     )
     config.load()
@@ -127,7 +127,11 @@ async def run_worker(
     for server, _ in servers:
         server.should_exit = True
     await asyncio.gather(*ticks)
-    await asyncio.gather(*(server.shutdown(sockets=[sock]) for server, sock in servers))
+    # uvicorn stops accepting and waits for open connections; the gateway bounds the
+    # wait itself so that calls cut short are answered and recorded as its own doing.
+    closing = asyncio.gather(*(server.shutdown(sockets=[sock]) for server, sock in servers))
+    await runtime.gateway.drain(cfg.server.shutdown_timeout_s)
+    await closing
     await runtime.stop()
 
 
