@@ -125,13 +125,20 @@ def mock_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def mock_client(mock_llm: Proc) -> Iterator[httpx.Client]:
+    # One pooled client: a new one per call costs tens of milliseconds (SSL context).
+    with httpx.Client(base_url=mock_llm.url, timeout=10) as client:
+        yield client
+
+
 @pytest.fixture
-def mock_requests(mock_llm: Proc) -> Callable[[], list[dict[str, object]]]:
+def mock_requests(mock_client: httpx.Client) -> Callable[[], list[dict[str, object]]]:
     """Clears the mock's request record, then returns a reader for what it saw."""
-    httpx.delete(mock_llm.url + "/_mock/requests")
+    mock_client.delete("/_mock/requests")
 
     def read() -> list[dict[str, object]]:
-        out: list[dict[str, object]] = httpx.get(mock_llm.url + "/_mock/requests").json()["requests"]
+        out: list[dict[str, object]] = mock_client.get("/_mock/requests").json()["requests"]
         return out
 
     return read
