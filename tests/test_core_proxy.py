@@ -226,9 +226,10 @@ def test_anthropic_sdk_with_a_consumer_key(gw: Proc, mock_requests: Requests) ->
     assert message.content[0].type == "text"
     assert "Hello from Claude" in message.content[0].text
     seen = mock_requests()
-    assert [r["path"] for r in seen] == ["/v1/messages"]
+    # An OpenAI-style provider gets the call translated to chat completions.
+    assert [r["path"] for r in seen] == ["/v1/chat/completions"]
     assert header(seen[0], "x-api-key") == []
-    assert header(seen[0], "anthropic-version") != []
+    assert header(seen[0], "anthropic-version") == [], "Anthropic's headers mean nothing to an OpenAI provider"
     assert_provider_auth_only(seen)
 
 

@@ -185,8 +185,10 @@ def test_anthropic_messages_stream(gw: Proc, mock_requests: Requests) -> None:
             text = "".join(stream.text_stream)
     assert text == RESTORED
     seen = mock_requests()
-    assert len(seen) == 1 and seen[0]["path"] == "/v1/messages"
+    # The OpenAI-style provider gets the masked call translated to chat completions.
+    assert len(seen) == 1 and seen[0]["path"] == "/v1/chat/completions"
     body = orjson.loads(seen[0]["body"])
-    assert body["system"] == "The customer is [EMAIL_1]."
-    assert body["messages"][0]["content"][0]["text"] == "Refund card [CARD_1]."
+    system, user = body["messages"]
+    assert system["role"] == "system" and "The customer is [EMAIL_1]." in str(system["content"])
+    assert user["role"] == "user" and "Refund card [CARD_1]." in str(user["content"])
     assert EMAIL not in seen[0]["body"] and "4111" not in seen[0]["body"]

@@ -23,6 +23,7 @@ from tollway.errors_render import render_stream_error
 from tollway.exchange import Attempt, Exchange, StateKey
 from tollway.patterns import PatternMap
 from tollway.protocols import openai as openai_wire
+from tollway.protocols.registry import codec_for
 from tollway.protocols.usage import apply_usage, estimate_tokens
 from tollway.providers.base import (
     CHAT,
@@ -33,7 +34,8 @@ from tollway.providers.base import (
     MODELS,
     Provider,
 )
-from tollway.sse import SseParser
+from tollway.sse import SseEvent, SseParser
+from tollway.translation import PROTOCOL_HEADERS, Translation
 from tollway.upstream import (
     ConnectFailed,
     TransportError,
@@ -167,21 +169,32 @@ class AiProxy:
         last_error: GatewayError | None = None
         for i, provider in enumerate(candidates):
             is_last = i == len(candidates) - 1
-            try:
-                resp = await self._call(ex, provider, body_obj, api)
-            except GatewayError as err:
-                last_error = err
-                if is_last or isinstance(err, UpstreamTimeout):
-                    raise
-                continue
-            if _failed_over(resp.status) and not is_last:
-                await resp.aclose()
-                continue
-            try:
-                await self._relay(ex, chain, client, resp, respond_headers)
-            finally:
-                await resp.aclose()
-            return
+            retries = provider.retries
+            for attempt in range(retries + 1):
+                may_retry = attempt < retries
+                try:
+                    resp, translation = await self._call(ex, provider, body_obj, api)
+                except UpstreamTimeout:
+                    raise  # a provider that went silent is not retried: the client has waited enough
+                except GatewayError as err:
+                    last_error = err
+                    if may_retry:
+                        continue
+                    if is_last:
+                        raise
+                    break
+                if may_retry and provider.retries_on(resp.status):
+                    # retryOnFailure: the same provider again, with its next token.
+                    await resp.aclose()
+                    continue
+                if _failed_over(resp.status) and not is_last:
+                    await resp.aclose()
+                    break
+                try:
+                    await self._relay(ex, chain, client, resp, respond_headers, translation)
+                finally:
+                    await resp.aclose()
+                return
         assert last_error is not None
         raise last_error
 
@@ -209,8 +222,12 @@ class AiProxy:
                 changed = True
         return orjson.dumps(body_obj) if changed else raw
 
-    def _upstream_headers(self, ex: Exchange, auth: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    def _upstream_headers(
+        self, ex: Exchange, auth: Sequence[tuple[str, str]], translated: bool = False
+    ) -> list[tuple[str, str]]:
         drop = _DROP_REQUEST | ex.strip_headers if ex.strip_headers else _DROP_REQUEST
+        if translated:
+            drop = drop | PROTOCOL_HEADERS
         named = ",".join(ex.request.headers.get_all("connection")).lower()
         if named and named not in ("keep-alive", "close"):
             # Headers the client names in Connection are hop-by-hop too (RFC 9110 §7.6.1).
@@ -229,15 +246,22 @@ class AiProxy:
 
     async def _call(
         self, ex: Exchange, provider: Provider, body_obj: dict[str, Any] | None, api: str
-    ) -> UpstreamResponse:
+    ) -> tuple[UpstreamResponse, Translation | None]:
         ex.provider = provider.id
-        body = self._upstream_body(ex, provider, body_obj)
         token = provider.pick_token()
-        endpoint = provider.endpoint(api, self._query(ex), token[1] if token else None)
+        secret = token[1] if token else None
+        translation = Translation.for_call(api, provider, body_obj)
+        if translation is None:
+            body = self._upstream_body(ex, provider, body_obj)
+            endpoint = provider.endpoint(api, self._query(ex), secret, model=ex.model_upstream)
+        else:
+            ex.model_upstream = provider.map_model(ex.model_requested or "")
+            body = translation.request(ex.model_upstream)
+            endpoint = provider.chat_endpoint(ex.model_upstream, ex.stream, secret)
         upstream = UpstreamRequest(
             method=ex.request.method,
             url=endpoint.url,
-            headers=self._upstream_headers(ex, endpoint.headers),
+            headers=self._upstream_headers(ex, endpoint.headers, translation is not None),
             body=body,
             headers_timeout=provider.timeout_s,
             idle_timeout=self.idle_timeout_s,
@@ -252,10 +276,16 @@ class AiProxy:
         ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000))
         if token is not None and resp.status in (401, 429):
             provider.rest_token(token[0])
-        return resp
+        return resp, translation
 
     async def _relay(
-        self, ex: Exchange, chain: Chain, client: ClientChannel, resp: UpstreamResponse, respond_headers: Any
+        self,
+        ex: Exchange,
+        chain: Chain,
+        client: ClientChannel,
+        resp: UpstreamResponse,
+        respond_headers: Any,
+        translation: Translation | None,
     ) -> None:
         headers = [(k, v) for k, v in resp.headers if k not in _DROP_RESPONSE]
         await chain.response_headers(ex, resp.status, headers)
@@ -263,13 +293,16 @@ class AiProxy:
         ctype = next((v for k, v in headers if k == "content-type"), "")
         if resp.status == 200 and ctype.startswith("text/event-stream"):
             await respond_headers(resp.status, headers)
-            await self._relay_stream(ex, chain, client, resp)
+            await self._relay_stream(ex, chain, client, resp, translation)
             return
         try:
             body = await resp.read()
         except TransportError as exc:
             raise translate(exc, ex.provider or "") from None
-        if resp.status < 300 and ctype.startswith("application/json"):
+        if translation is not None:
+            body = self._translate_body(ex, translation, resp.status, body)
+            headers = [(k, v) for k, v in headers if k != "content-type"] + [("content-type", "application/json")]
+        elif resp.status < 300 and ctype.startswith("application/json"):
             try:
                 answer = orjson.loads(body)
                 if apply_usage(ex.usage, answer.get("usage")):
@@ -281,7 +314,26 @@ class AiProxy:
         await respond_headers(resp.status, headers)
         await client.finish(body)
 
-    async def _relay_stream(self, ex: Exchange, chain: Chain, client: ClientChannel, resp: UpstreamResponse) -> None:
+    @staticmethod
+    def _translate_body(ex: Exchange, translation: Translation, status: int, body: bytes) -> bytes:
+        if status >= 400:
+            return translation.error(status, body)
+        out, pivot = translation.response(body)
+        if pivot is not None and apply_usage(ex.usage, pivot.get("usage")):
+            _take_model(ex, pivot)
+        return out
+
+    async def _relay_stream(
+        self,
+        ex: Exchange,
+        chain: Chain,
+        client: ClientChannel,
+        resp: UpstreamResponse,
+        translation: Translation | None = None,
+    ) -> None:
+        if translation is not None:
+            await self._relay_translated_stream(ex, chain, client, resp, translation)
+            return
         parser = SseParser()
         hide_usage = ex.get(_HIDE_USAGE) is True
         rewrite = chain.rewrites_stream
@@ -312,11 +364,7 @@ class AiProxy:
                 tail.extend(e.raw for e in chain.stream_end(ex))
             await client.finish(b"".join(tail))
         except TransportError as exc:
-            err = translate(exc, ex.provider or "")
-            ex.fail(err)
-            ex.status = err.status
-            self._estimate_output(ex, out_chars)
-            await client.finish(render_stream_error(err, ex.client_protocol))
+            await self._stream_failed(ex, client, exc, out_chars)
         except asyncio.CancelledError:
             # The client left mid-stream. The provider bills the whole answer anyway, so
             # read the rest of it (bounded) for the usage it reports; estimate only when
@@ -325,6 +373,57 @@ class AiProxy:
                 await _drain_usage(ex, parser, resp)
             self._estimate_output(ex, out_chars)
             raise
+
+    async def _relay_translated_stream(
+        self, ex: Exchange, chain: Chain, client: ClientChannel, resp: UpstreamResponse, translation: Translation
+    ) -> None:
+        """Native events → pivot chunks (usage read here) → the client's events."""
+        parser = SseParser()
+        rewrite = chain.rewrites_stream
+        out_chars = 0
+
+        def on_chunk(chunk: dict[str, Any]) -> None:
+            nonlocal out_chars
+            usage = chunk.get("usage")
+            if usage is not None and apply_usage(ex.usage, usage):
+                _take_model(ex, chunk)
+            elif not ex.usage.reported:
+                out_chars += openai_wire.content_chars(chunk)
+
+        stream = translation.stream(on_chunk)
+
+        def to_client(events: list[SseEvent]) -> list[bytes]:
+            if rewrite:
+                return [e.raw for ev in events for e in chain.stream_event(ex, ev)]
+            return [ev.raw for ev in events]
+
+        try:
+            async for chunk in resp.chunks():
+                out: list[bytes] = []
+                for event in parser.feed(chunk):
+                    out.extend(to_client(stream.feed(event)))
+                if out:
+                    if ex.ttft_ms is None:
+                        ex.ttft_ms = ex.elapsed_ms()
+                    await client.write(b"".join(out))
+            tail = [raw for event in parser.flush() for raw in to_client(stream.feed(event))]
+            tail.extend(to_client(stream.end()))
+            if rewrite:
+                tail.extend(e.raw for e in chain.stream_end(ex))
+            await client.finish(b"".join(tail))
+        except TransportError as exc:
+            await self._stream_failed(ex, client, exc, out_chars)
+        except asyncio.CancelledError:
+            self._estimate_output(ex, out_chars)
+            raise
+
+    async def _stream_failed(self, ex: Exchange, client: ClientChannel, exc: TransportError, out_chars: int) -> None:
+        """The provider failed after the answer began: an error event ends the stream."""
+        err = translate(exc, ex.provider or "")
+        ex.fail(err)
+        ex.status = err.status
+        self._estimate_output(ex, out_chars)
+        await client.finish(render_stream_error(err, ex.client_protocol))
 
     @staticmethod
     def _estimate_output(ex: Exchange, out_chars: int) -> None:
@@ -354,7 +453,9 @@ class AiProxy:
     async def _provider_models(self, ex: Exchange, provider: Provider) -> list[str]:
         """The provider's own list; a provider that cannot list models contributes nothing."""
         token = provider.pick_token()
-        endpoint = provider.endpoint(MODELS, "", token[1] if token else None)
+        endpoint = provider.models_endpoint(token[1] if token else None)
+        if endpoint is None:
+            return []
         req = UpstreamRequest("GET", endpoint.url, list(endpoint.headers), b"", provider.timeout_s, self.idle_timeout_s)
         t0 = time.perf_counter()
         try:
@@ -372,10 +473,10 @@ class AiProxy:
             return []
         ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000))
         try:
-            data = orjson.loads(body).get("data") if body else None
-        except (orjson.JSONDecodeError, AttributeError):
+            listing = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
             return []
-        return [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        return codec_for(provider.protocol).model_ids(listing) if listing is not None else []
 
 
 def _take_model(ex: Exchange, obj: dict[str, Any]) -> None:

@@ -76,6 +76,16 @@ class RetryOnFailure(Strict):
     retryTimeout: int = Field(60000, gt=0)
     retryOnStatus: list[str] = ["4.*", "5.*"]
 
+    @field_validator("retryOnStatus")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        for rx in v:
+            try:
+                re.compile(rx)
+            except re.error as exc:
+                raise ValueError(f"{rx!r} is not a valid regular expression: {exc}") from None
+        return v
+
 
 class Failover(Strict):
     enabled: bool = False

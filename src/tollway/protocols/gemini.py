@@ -19,7 +19,7 @@ def model_path(model: str) -> str:
     return "/models/" + quote(model.removeprefix("models/"), safe="")
 
 
-class Gemini:
+class GeminiGenerateContent:
     name = "gemini"
 
     def api_path(self, stream: bool, model: str) -> ApiPath:

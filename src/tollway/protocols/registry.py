@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from tollway.protocols.anthropic_messages import AnthropicMessages
 from tollway.protocols.codec import Codec
-from tollway.protocols.gemini import Gemini
+from tollway.protocols.gemini import GeminiGenerateContent
 from tollway.protocols.openai_chat import OpenAIChat
 
 # Codecs hold no state (readers and writers are made per stream), so one each will do.
-CODECS: dict[str, Codec] = {c.name: c for c in (OpenAIChat(), AnthropicMessages(), Gemini())}
+CODECS: dict[str, Codec] = {c.name: c for c in (OpenAIChat(), AnthropicMessages(), GeminiGenerateContent())}
 
 
 def codec_for(protocol: str) -> Codec:

@@ -4,6 +4,7 @@ model names. Wire formats live in ``protocols/``; providers do no I/O of their o
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -56,6 +57,7 @@ class Provider:
         self._tokens = list(config.apiTokens)
         self._turn = itertools.cycle(range(len(self._tokens))) if self._tokens else None
         self._resting: dict[int, float] = {}
+        self._retry_statuses = tuple(re.compile(p) for p in config.retryOnFailure.retryOnStatus)
         self._custom_api, self._base = self._split_base(config)
         if base_url is not None:
             self._base = base_url
@@ -70,6 +72,16 @@ class Provider:
                 if url.endswith(api):
                     return api, url[: -len(api)]
         return None, url
+
+    @property
+    def retries(self) -> int:
+        """Extra attempts on this provider (``retryOnFailure``), each with the next token."""
+        rof = self.config.retryOnFailure
+        return rof.maxRetries if rof.enabled else 0
+
+    def retries_on(self, status: int) -> bool:
+        """Whether ``retryOnFailure.retryOnStatus`` (regexes on the status) covers it."""
+        return status >= 400 and any(rx.fullmatch(str(status)) for rx in self._retry_statuses)
 
     def map_model(self, requested: str) -> str:
         mapped = self.mapping.lookup(requested)
