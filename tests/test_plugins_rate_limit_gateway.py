@@ -114,11 +114,11 @@ async def test_three_gateways_sharing_redis_admit_exactly_the_limit(
     gateway: GatewayFactory, mock_llm: Proc, redis_url: str  # noqa: F811
 ) -> None:
     limit, per_gateway = 60, 120
-    limiter = """  - name: cluster-key-rate-limit
+    limiter = f"""  - name: cluster-key-rate-limit
     defaultConfig:
       rule_name: fleet
-      global_threshold: {query_per_hour: %d}
-""" % limit
+      global_threshold: {{query_per_hour: {limit}}}
+"""
     gateways = [
         gateway(config(mock_llm.url, redis_url, limiter, database=f"g{i}.db"), name=f"g{i}.yaml") for i in range(3)
     ]

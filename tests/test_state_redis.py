@@ -131,3 +131,40 @@ def test_logs_never_show_the_password() -> None:
 def test_a_url_the_client_cannot_use_is_a_value_error() -> None:
     with pytest.raises(ValueError, match=r"storage\.state"):
         RedisStateStore.from_url("redis://127.0.0.1:6379/0?socket_timeout=soon")
+
+
+async def test_a_server_that_never_answers_costs_a_deadline_not_a_hang() -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections complete in the kernel; nothing ever answers
+    port = silent.getsockname()[1]
+    store = RedisStateStore.from_url(f"redis://127.0.0.1:{port}/0?timeout=0.2")
+    try:
+        results = await asyncio.gather(
+            *(store.take("k", 60, 10, 1) for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(r, StateUnavailable) for r in results)
+        assert store.errors == 5
+    finally:
+        await store.aclose()
+        silent.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://127.0.0.1:6379/0?timeout=soon", "storage.state: timeout='soon' is not a number of seconds"),
+        ("redis://127.0.0.1:6379/0?timeout=0", "storage.state: timeout must be above 0 seconds"),
+        ("redis://127.0.0.1:notaport/0", "storage.state: Port could not be cast"),
+    ],
+)
+def test_a_bad_state_url_is_a_config_error_at_load(url: str, message: str) -> None:
+    from pathlib import Path
+
+    from tollway.config.load import ConfigError, load_config_text
+
+    with pytest.raises(ConfigError) as info:
+        load_config_text(f'storage: {{state: "{url}"}}', base_dir=Path("."))
+    assert any(p.startswith(message) for p in info.value.problems), info.value.problems

@@ -61,6 +61,10 @@ class StorageConfig(Strict):
     def _state_scheme(cls, v: str) -> str:
         if v != "memory" and not re.match(r"^rediss?://", v):
             raise ValueError("must be 'memory' or a redis:// URL")
+        if v != "memory":
+            from tollway.state.redis import check_url
+
+            check_url(v)
         return v
 
 

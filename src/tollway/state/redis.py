@@ -20,10 +20,10 @@ event loop: a wall-clock timer can fire before the loop has read a reply that ar
 in time (uvloop runs timers before it polls sockets), and failing a request limit
 *open* for that would let a burst through unlimited; so an expired operation gets a
 few more loop turns to finish before the server is called unreachable. redis-py's own
-socket timeouts are only a far backstop. There is no circuit breaker either: a refused
-connection fails in microseconds. Failures are counted in ``errors`` and logged at most once per
-``log_interval_s``, and the recovery is logged once, so limits visibly resume as soon
-as Redis answers again.
+socket timeouts are only a far backstop, and a batch of commands gives up after 2 s.
+There is no circuit breaker either: a refused connection fails in microseconds.
+Failures are counted in ``errors`` and logged at most once per ``log_interval_s``, and
+the recovery is logged once, so limits visibly resume as soon as Redis answers again.
 """
 
 from __future__ import annotations
@@ -166,6 +166,18 @@ def _split_url(url: str) -> tuple[str, str, float]:
     return urlunsplit(parts._replace(query=urlencode(kept))), prefix, timeout
 
 
+def check_url(url: str) -> None:
+    """Raise ``ValueError`` naming what is wrong with a ``redis://`` state URL, at config
+    load rather than when the store is first built."""
+    from redis.asyncio.connection import parse_url
+
+    redis_url, _, _ = _split_url(url)
+    try:
+        parse_url(redis_url)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _safe_url(url: str) -> str:
     """The URL as logs may show it: no user name or password."""
     parts = urlsplit(url)
@@ -187,7 +199,7 @@ class RedisStateStore(StateStore):
         log_interval_s: float = 10.0,
     ) -> None:
         self.client = client
-        self._pipeline = AutoPipeline(client)
+        self._pipeline = AutoPipeline(client, deadline_s=max(2.0, 4 * timeout_s))
         self.key_prefix = key_prefix
         self.name = name
         self.timeout_s = timeout_s
@@ -205,7 +217,7 @@ class RedisStateStore(StateStore):
             pool = BlockingConnectionPool.from_url(
                 redis_url,
                 max_connections=DEFAULT_MAX_CONNECTIONS,
-                timeout=None,  # the store's deadline bounds the wait for a connection
+                timeout=None,  # the batch deadline bounds the wait for a connection
                 socket_timeout=_BACKSTOP_TIMEOUT_S,
                 socket_connect_timeout=_BACKSTOP_TIMEOUT_S,
                 # Reconnect once at once; never retry a timeout.
@@ -233,20 +245,23 @@ class RedisStateStore(StateStore):
 
     async def _answer(self, future: asyncio.Future[Any]) -> Any:
         """The command's answer within the deadline, however busy the loop is."""
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.timeout_s, self._late, future, _GRACE_TURNS)
         try:
-            await asyncio.wait((future,), timeout=self.timeout_s)
-            turns = 0
-            while not future.done() and turns < _GRACE_TURNS:
-                # Late by the clock, maybe not by Redis: let a busy loop read the reply.
-                await asyncio.sleep(0)
-                turns += 1
-        except BaseException:  # the request itself was cancelled
-            future.cancel()
-            raise
-        if not future.done():
-            future.cancel()
-            raise TimeoutError(f"no answer within {self.timeout_s} s")
-        return future.result()
+            # Cancelling the request cancels the future: a command not yet sent is dropped.
+            return await future
+        finally:
+            timer.cancel()
+
+    def _late(self, future: asyncio.Future[Any], turns: int) -> None:
+        """Late by the clock, maybe not by Redis: a busy loop may not have read a reply
+        that came in time, so give it ``turns`` more turns before giving up."""
+        if future.done():
+            return
+        if turns:
+            asyncio.get_running_loop().call_soon(self._late, future, turns - 1)
+        else:
+            future.set_exception(TimeoutError(f"no answer within {self.timeout_s} s"))
 
     def _failed(self, exc: BaseException) -> None:
         self.errors += 1
@@ -311,4 +326,4 @@ class RedisStateStore(StateStore):
         await self.client.aclose()
 
 
-__all__ = ["DEFAULT_KEY_PREFIX", "RedisStateStore"]
+__all__ = ["DEFAULT_KEY_PREFIX", "RedisStateStore", "check_url"]

@@ -34,11 +34,14 @@ class AutoPipeline:
     """Sends queued commands in one pipeline per loop turn; answers each command's future.
 
     ``script`` names the Lua source of an EVALSHA command, loaded and retried when the
-    server does not know it (a restarted Redis forgets every script).
+    server does not know it (a restarted Redis forgets every script). A batch gives up
+    after ``deadline_s``, so a silent server cannot pile up batches holding connections
+    long after their callers stopped waiting.
     """
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, deadline_s: float = 2.0) -> None:
         self.client = client
+        self.deadline_s = deadline_s
         self._queue: list[_Pending] = []
         self._running: set[asyncio.Task[None]] = set()
 
@@ -46,31 +49,32 @@ class AutoPipeline:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queue:
-            loop.call_soon(self._flush)
-        self._queue.append(_Pending(args, future, script))
-        return future
-
-    def _flush(self) -> None:
-        batch = [p for p in self._queue if not p.future.done()]
-        self._queue = []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+            # The task's first step runs on the next turn, when this turn's commands
+            # have all been queued.
+            task = loop.create_task(self._run())
             # Keep a reference until it ends: the loop alone holds tasks weakly.
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+        self._queue.append(_Pending(args, future, script))
+        return future
 
-    async def _run(self, batch: list[_Pending]) -> None:
+    async def _run(self) -> None:
+        batch = [p for p in self._queue if not p.future.done()]
+        self._queue = []
+        if not batch:
+            return
         try:
-            results = await self._execute([p.args for p in batch])
-            forgotten = [i for i, r in enumerate(results) if isinstance(r, redis_errors.NoScriptError)]
-            if forgotten:
-                sources = {batch[i].script for i in forgotten}
-                for source in sources:
-                    if source is not None:
-                        await self.client.script_load(source)
-                again = await self._execute([batch[i].args for i in forgotten])
-                for i, r in zip(forgotten, again, strict=True):
-                    results[i] = r
+            async with asyncio.timeout(self.deadline_s):
+                results = await self._execute([p.args for p in batch])
+                forgotten = [i for i, r in enumerate(results) if isinstance(r, redis_errors.NoScriptError)]
+                if forgotten:
+                    sources = {batch[i].script for i in forgotten}
+                    for source in sources:
+                        if source is not None:
+                            await self.client.script_load(source)
+                    again = await self._execute([batch[i].args for i in forgotten])
+                    for i, r in zip(forgotten, again, strict=True):
+                        results[i] = r
         except BaseException as exc:  # the connection failed: every command in it did
             for p in batch:
                 if not p.future.done():
@@ -87,6 +91,11 @@ class AutoPipeline:
                 p.future.set_result(r)
 
     async def _execute(self, commands: list[Sequence[Any]]) -> list[Any]:
+        if len(commands) == 1:  # no burst: a plain command costs less than a pipeline
+            try:
+                return [await self.client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+            except redis_errors.ResponseError as exc:
+                return [exc]
         async with self.client.pipeline(transaction=False) as pipe:
             for args in commands:
                 pipe.execute_command(*args)
