@@ -375,7 +375,9 @@ def test_the_first_event_reaches_the_client_before_a_pause_ends(gw: Proc) -> Non
 
 
 def test_a_client_that_leaves_mid_stream_is_recorded_as_499(gw: Proc) -> None:
-    headers = {"x-mock-chunk-delay-ms": "200", "x-mock-chunks": "3", "x-request-id": "leaves-early"}
+    # A long stream (20 events, 0.5 s apart): leaving after the first cancels the
+    # provider call, so the record cannot carry the usage only its end would report.
+    headers = {"x-mock-chunk-delay-ms": "500", "x-mock-chunks": "20", "x-request-id": "leaves-early"}
     with httpx.Client(timeout=10) as client:
         with client.stream("POST", gw.url + "/v1/chat/completions", json=chat(stream=True), headers=headers) as r:
             assert r.status_code == 200
@@ -387,7 +389,8 @@ def test_a_client_that_leaves_mid_stream_is_recorded_as_499(gw: Proc) -> None:
         assert line["reason"] == "gateway.client_closed"
         records = client.get(gw.admin_url + "/api/requests", params={"limit": 100}).json()["requests"]
         [record] = [rec for rec in records if rec["request_id"] == "leaves-early"]
-        assert record["output_tokens"] > 0  # what the provider reported, or an estimate
+        assert record["output_tokens"] > 0
+        assert record["tokens_estimated"] is True, "the provider call was cancelled, not read to its end"
         r2 = client.post(gw.url + "/v1/chat/completions", json=chat("after the leaver"))
         assert r2.status_code == 200
 

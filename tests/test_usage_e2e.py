@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import httpx
 import openai
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import GatewayFactory, Proc
 from tests.usage_support import eventually, fresh_pg_schema, metric_sum, parse_metrics
@@ -28,7 +29,7 @@ KEYS = {"alice": "key-alice-1", "bob": "key-bob-2"}
 
 def _config(mock_url: str, database: str, *, extra: str = "", pricing: str = "") -> str:
     return f"""
-server: {{shutdown_timeout_s: 20}}
+server: {{shutdown_timeout_s: 20, abandoned_stream_drain_s: 30}}
 storage: {{database: "{database}"}}
 {pricing}
 providers:
@@ -56,7 +57,7 @@ def pg_url() -> Iterator[str]:
     yield from fresh_pg_schema()
 
 
-def _messages(text: str) -> list[dict[str, str]]:
+def _messages(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 
@@ -101,14 +102,14 @@ def _run_the_mix(gw: Proc, mock: Proc) -> dict[str | None, dict[str, int]]:
     with alice, bob:
         for client, who, text in ((alice, "alice", "hello there"), (alice, "alice", "one two three"),
                                   (bob, "bob", "how are you today")):  # fmt: skip
-            reply = client.chat.completions.create(model="gpt-4o-mini", messages=_messages(text))  # type: ignore[arg-type]
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=_messages(text))
             assert reply.usage is not None
             seen = (reply.usage.prompt_tokens, reply.usage.completion_tokens)
             assert seen == _truth(mock, "gpt-4o-mini", text)
             add(who, seen)
 
         stream = alice.chat.completions.create(
-            model="gpt-4o", messages=_messages("stream me"), stream=True,  # type: ignore[arg-type]
+            model="gpt-4o", messages=_messages("stream me"), stream=True,
             stream_options={"include_usage": True},
         )  # fmt: skip
         usage = [c.usage for c in stream if c.usage is not None]
@@ -116,17 +117,17 @@ def _run_the_mix(gw: Proc, mock: Proc) -> dict[str | None, dict[str, int]]:
         add("alice", (usage[0].prompt_tokens, usage[0].completion_tokens))
 
         # The client did not ask for usage: the gateway asks, hides it, and records it.
-        stream = bob.chat.completions.create(model="gpt-4o", messages=_messages("quiet stream"), stream=True)  # type: ignore[arg-type]
+        stream = bob.chat.completions.create(model="gpt-4o", messages=_messages("quiet stream"), stream=True)
         assert all(c.usage is None for c in stream)
         add("bob", _truth(mock, "gpt-4o", "quiet stream"))
 
         with pytest.raises(openai.PermissionDeniedError):  # request-block, before key-auth
-            alice.chat.completions.create(model="gpt-4o", messages=_messages("my password is hunter2"))  # type: ignore[arg-type]
+            alice.chat.completions.create(model="gpt-4o", messages=_messages("my password is hunter2"))
         add("alice", (0, 0), error=True)
 
         with pytest.raises(openai.InternalServerError):  # the provider's own error
             alice.chat.completions.create(
-                model="gpt-4o", messages=_messages("fail please"), extra_headers={"x-mock-status": "500"},  # type: ignore[arg-type]
+                model="gpt-4o", messages=_messages("fail please"), extra_headers={"x-mock-status": "500"},
             )  # fmt: skip
         add("alice", (0, 0), error=True)
 
@@ -134,7 +135,7 @@ def _run_the_mix(gw: Proc, mock: Proc) -> dict[str | None, dict[str, int]]:
     add(None, (0, 0), error=True)
 
     # Leaves after the first event of a slow stream: recorded as 499 with the tokens
-    # the provider reports for the whole answer (the gateway reads it to the end).
+    # the provider reports for the whole answer (abandoned_stream_drain_s reads it to the end).
     body = {"model": "gpt-4o", "messages": _messages("walk away"), "stream": True}
     headers = {"authorization": f"Bearer {KEYS['bob']}", "x-mock-chunk-delay-ms": "150", "x-mock-chunks": "8",
                "x-request-id": "abandoned-1"}  # fmt: skip
@@ -232,7 +233,8 @@ def _flood(gw: Proc, n: int, latency_ms: int) -> tuple[dict[str, int | None], li
         headers = {"authorization": f"Bearer {KEYS['alice' if i % 2 else 'bob']}", "x-request-id": rid,
                    "x-mock-latency-ms": str(latency_ms)}  # fmt: skip
         try:
-            results[rid] = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=60).status_code
+            reply = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+            results[rid] = reply.status_code
         except httpx.HTTPError:
             results[rid] = None
 
@@ -242,10 +244,10 @@ def _flood(gw: Proc, n: int, latency_ms: int) -> tuple[dict[str, int | None], li
     return results, threads
 
 
-def _sigterm_with_calls_in_flight(gateway: GatewayFactory, config: str) -> None:
+def _sigterm_with_calls_in_flight(gateway: GatewayFactory, config: str, provider_saw: Callable[[], int]) -> None:
     gw = gateway(config)
-    results, threads = _flood(gw, 100, latency_ms=1500)
-    time.sleep(0.8)  # all of them connected and waiting on the provider
+    results, threads = _flood(gw, 100, latency_ms=3000)
+    eventually(lambda: provider_saw() >= 100, within=20)  # all of them waiting on the provider
     gw.popen.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(60)
@@ -262,15 +264,17 @@ def _sigterm_with_calls_in_flight(gateway: GatewayFactory, config: str) -> None:
     assert rows == {"alice": 50, "bob": 50}
 
 
-def test_sigterm_with_100_calls_in_flight_keeps_every_record_sqlite(gateway: GatewayFactory, mock_llm: Proc) -> None:
-    _sigterm_with_calls_in_flight(gateway, _config(mock_llm.url, "sqlite:///./usage.db"))
+def test_sigterm_with_100_calls_in_flight_keeps_every_record_sqlite(
+    gateway: GatewayFactory, mock_llm: Proc, mock_requests: Callable[[], list[dict[str, object]]]
+) -> None:
+    _sigterm_with_calls_in_flight(gateway, _config(mock_llm.url, "sqlite:///./usage.db"), lambda: len(mock_requests()))
 
 
 @pytest.mark.postgres
 def test_sigterm_with_100_calls_in_flight_keeps_every_record_postgresql(
-    gateway: GatewayFactory, mock_llm: Proc, pg_url: str
+    gateway: GatewayFactory, mock_llm: Proc, mock_requests: Callable[[], list[dict[str, object]]], pg_url: str
 ) -> None:
-    _sigterm_with_calls_in_flight(gateway, _config(mock_llm.url, pg_url))
+    _sigterm_with_calls_in_flight(gateway, _config(mock_llm.url, pg_url), lambda: len(mock_requests()))
 
 
 def test_a_crash_loses_at_most_the_last_second(gateway: GatewayFactory, mock_llm: Proc) -> None:
@@ -348,3 +352,33 @@ def test_ai_statistics_attributes_reach_the_record_and_the_log(gateway: GatewayF
     lines = [orjson.loads(x) for x in gw.stdout_lines if x.startswith("{")]
     logged = {x["request_id"]: x for x in lines}
     assert logged["stats-1"]["attributes"] == {"team": "blue"}  # only apply_to_log ones
+
+
+def test_a_client_leaving_a_translated_stream_is_billed_the_providers_tokens(
+    gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    extra_provider = f"""
+  - id: claude
+    type: claude
+    baseUrl: {mock_llm.url}
+    apiTokens: [sk-ant-upstream]
+"""
+    config = _config(mock_llm.url, "sqlite:///./usage.db").replace("routes:", extra_provider.lstrip("\n") + "routes:")
+    config = config.replace("provider: up}", "provider: claude}")
+    gw = gateway(config)
+    body = {"model": "claude-3-5-sonnet", "messages": _messages("walk away from claude"), "stream": True}
+    headers = {"authorization": f"Bearer {KEYS['alice']}", "x-mock-chunk-delay-ms": "150", "x-mock-chunks": "8",
+               "x-request-id": "abandoned-claude"}  # fmt: skip
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=10) as r:
+        assert r.status_code == 200
+        next(r.iter_raw())
+    eventually(lambda: any(rec["request_id"] == "abandoned-claude" for rec in _records(gw)), within=15)
+    [record] = [rec for rec in _records(gw) if rec["request_id"] == "abandoned-claude"]
+    truth = httpx.post(
+        mock_llm.url + "/v1/messages",
+        json={"model": "claude-3-5-sonnet", "max_tokens": 1024, "messages": _messages("walk away from claude")},
+        timeout=10,
+    ).json()["usage"]
+    assert (record["status"], record["tokens_estimated"]) == (499, False)
+    assert (record["input_tokens"], record["output_tokens"]) == (truth["input_tokens"], truth["output_tokens"])
+    assert record["cost_usd"] is not None  # claude-3-5-sonnet is in the built-in table

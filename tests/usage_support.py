@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -88,8 +88,6 @@ _DROP_RESPONSE = frozenset(
 _MODEL_REQUIRED = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
 # Set when the gateway asked for the usage chunk itself, so the client must not see it.
 _HIDE_USAGE: StateKey[bool] = StateKey("ai-proxy.hide_usage")
-# How long the rest of a stream is read, for its usage, after the client went away.
-DRAIN_LIMIT_S = 30.0
 
 
 def api_path_of(path: str) -> str:
@@ -120,8 +118,10 @@ class RouteProviders:
 
 
 class AiProxy:
-    def __init__(self, idle_timeout_s: float) -> None:
+    def __init__(self, idle_timeout_s: float, drain_s: float = 0.0) -> None:
         self.idle_timeout_s = idle_timeout_s
+        # server.abandoned_stream_drain_s: 0 cancels the provider call when the client leaves.
+        self.drain_s = drain_s
 
     async def serve(
         self, ex: Exchange, chain: Chain, client: ClientChannel, route_providers: RouteProviders, respond_headers: Any
@@ -228,6 +228,10 @@ class AiProxy:
         drop = _DROP_REQUEST | ex.strip_headers if ex.strip_headers else _DROP_REQUEST
         if translated:
             drop = drop | PROTOCOL_HEADERS
+        if auth:
+            # The provider's own headers (claude's anthropic-version beside its key) replace
+            # a client's header of the same name; two values would reach the provider.
+            drop = drop | {k for k, _ in auth}
         named = ",".join(ex.request.headers.get_all("connection")).lower()
         if named and named not in ("keep-alive", "close"):
             # Headers the client names in Connection are hop-by-hop too (RFC 9110 §7.6.1).
@@ -369,8 +373,8 @@ class AiProxy:
             # The client left mid-stream. The provider bills the whole answer anyway, so
             # read the rest of it (bounded) for the usage it reports; estimate only when
             # that fails too.
-            if not ex.usage.reported:
-                await _drain_usage(ex, parser, resp)
+            if self.drain_s and not ex.usage.reported:
+                await _drain(resp, parser, lambda event: _event_usage(ex, event), self.drain_s)
             self._estimate_output(ex, out_chars)
             raise
 
@@ -412,8 +416,12 @@ class AiProxy:
                 tail.extend(e.raw for e in chain.stream_end(ex))
             await client.finish(b"".join(tail))
         except TransportError as exc:
+            stream.broke()  # keeps the tokens the provider reported so far (SPEC §4)
             await self._stream_failed(ex, client, exc, out_chars)
         except asyncio.CancelledError:
+            # As in _relay_stream: read the rest for its usage (on_chunk takes it).
+            if self.drain_s and not ex.usage.reported:
+                await _drain(resp, parser, stream.feed, self.drain_s)
             self._estimate_output(ex, out_chars)
             raise
 
@@ -496,19 +504,28 @@ def _take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
         _take_model(ex, msg)
 
 
-async def _drain_usage(ex: Exchange, parser: SseParser, resp: UpstreamResponse) -> None:
-    """Read the rest of a stream nobody receives any more, keeping only its usage.
+def _event_usage(ex: Exchange, event: SseEvent) -> None:
+    if b'"usage"' in event.raw:
+        obj = event.json()
+        if isinstance(obj, dict):
+            _take_usage(ex, obj)
+
+
+async def _drain(
+    resp: UpstreamResponse, parser: SseParser, on_event: Callable[[SseEvent], object], limit_s: float
+) -> None:
+    """Read the rest of a stream nobody receives any more, handing each event to
+    ``on_event`` (which keeps its usage; what it returns is dropped).
 
     Runs after the task was cancelled once (the client left); a second cancel (a
     shutdown past its timeout), the limit, or a transport failure just ends it."""
     try:
-        async with asyncio.timeout(DRAIN_LIMIT_S):
+        async with asyncio.timeout(limit_s):
             async for chunk in resp.chunks():
                 for event in parser.feed(chunk):
-                    if b'"usage"' in event.raw:
-                        obj = event.json()
-                        if isinstance(obj, dict):
-                            _take_usage(ex, obj)
+                    on_event(event)
+            for event in parser.flush():
+                on_event(event)
     except (TimeoutError, TransportError, asyncio.CancelledError):
         pass
 

@@ -36,6 +36,11 @@ class ServerConfig(Strict):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     upstream_timeout_s: float = Field(600, gt=0)
     shutdown_timeout_s: float = Field(30, ge=0)
+    # A client that leaves mid-stream cancels the provider call (0, the default: the
+    # generation stops, the record gets the tokens seen so far or an estimate). A value
+    # > 0 reads the rest of the stream, up to that many seconds, for the provider's exact
+    # usage instead: exact books, but the provider generates (and bills) the whole answer.
+    abandoned_stream_drain_s: float = Field(0, ge=0)
     trusted_proxies: list[str] = []
 
 

@@ -54,6 +54,12 @@
     }
     const tbody = table.createTBody();
     for (const r of rows) tbody.appendChild(r);
+    if (rows.length) {
+      // Headings line up with their column: numbers to the right.
+      [...rows[0].cells].forEach((td, i) => {
+        if (td.classList.contains("n") && thead.cells[i]) thead.cells[i].classList.add("n");
+      });
+    }
     if (!rows.length) {
       const tr = tbody.insertRow();
       const td = cell(tr, "nothing in this time range", "empty");
@@ -187,7 +193,7 @@
         cell(tr, r.consumer === null ? "–" : r.consumer);
         cell(tr, r.route === null ? "–" : r.route);
         cell(tr, r.model_upstream || r.model_requested || "–");
-        const status = cell(tr, String(r.status), "n status");
+        const status = cell(tr, String(r.status), "status");
         const dot = document.createElement("span");
         dot.className = "dot";
         status.prepend(dot);

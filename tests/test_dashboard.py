@@ -1,0 +1,178 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium``, driven by
+Playwright): it asks for the admin token once, sends it only in a header, draws one pie
+slice per consumer with the API's numbers, lists recent requests, filters, and loads
+nothing from another origin. A screenshot is saved under the test's tmp dir and its
+path printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayFactory, Proc
+
+CHROMIUM = "/usr/bin/chromium"
+TOKEN = "dash-token-7f2c"
+KEYS = {"alice": "key-alice-1", "bob": "key-bob-2"}
+CALLS = {"alice": 3, "bob": 2}
+
+try:
+    from playwright.sync_api import Browser, Page, Request, sync_playwright
+except ImportError:  # pragma: no cover - the test extra installs it
+    sync_playwright = None  # type: ignore[assignment]
+
+
+def _config(mock_url: str) -> str:
+    return f"""
+admin: {{token: "{TOKEN}"}}
+storage: {{database: "sqlite:///./usage.db"}}
+providers:
+  - {{id: up, type: openai, baseUrl: "{mock_url}/v1", apiTokens: [sk-upstream]}}
+routes:
+  - {{name: chat, path_prefix: /v1/, provider: up}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers:
+        - {{name: alice, credential: {KEYS["alice"]}}}
+        - {{name: bob, credential: {KEYS["bob"]}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    missing = None
+    if sync_playwright is None:
+        missing = "playwright is not installed (pip install -e '.[test]')"
+    elif not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        missing = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+    if missing is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield b
+        b.close()
+
+
+def _traffic(gw: Proc) -> None:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello dashboard"}]}
+    for who, n in CALLS.items():
+        for _ in range(n):
+            r = httpx.post(gw.url + "/v1/chat/completions", json=body,
+                           headers={"authorization": f"Bearer {KEYS[who]}"}, timeout=10)  # fmt: skip
+            assert r.status_code == 200
+    assert httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=10).status_code == 401
+
+
+def _api(gw: Proc, path: str, **params: str) -> Any:
+    r = httpx.get(gw.admin_url + path, params=params, headers={"authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert r.status_code == 200
+    return r.json()
+
+
+def _open_with_token(page: Page, gw: Proc) -> None:
+    page.goto(gw.admin_url + "/")
+    page.wait_for_selector("#login:not([hidden])")  # the API said 401: ask for the token
+    page.fill("#token", TOKEN)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("body[data-loaded=true]")
+
+
+def test_the_dashboard_shows_the_apis_numbers(
+    browser: Browser, gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    gw = gateway(_config(mock_llm.url))
+    _traffic(gw)
+    seen: list[Request] = []
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.on("request", lambda r: seen.append(r))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and "401" not in msg.text else None)
+
+    _open_with_token(page, gw)
+
+    # One slice per consumer, sized by the API's counts.
+    rows = {r["key"]: r for r in _api(gw, "/api/usage", by="consumer", since="24h")["rows"]}
+    slices = page.eval_on_selector_all(
+        "#pie path.slice", "els => els.map(e => [e.dataset.key, Number(e.dataset.value)])"
+    )
+    assert sorted(map(tuple, slices)) == sorted((k, r["requests"]) for k, r in rows.items() if k is not None)
+    assert dict(slices) == CALLS
+    table = page.eval_on_selector_all(
+        "#consumer-table tbody tr", "trs => trs.map(tr => [tr.dataset.key, ...[...tr.cells].map(c => c.textContent)])"
+    )
+    by_key = {row[0]: row[1:] for row in table}
+    for name in CALLS:
+        _, calls, _, errs, inp, out, _ = by_key[name]
+        r = rows[name]
+        assert (int(calls), int(errs), int(inp.replace(",", "")), int(out.replace(",", ""))) == (
+            r["requests"], r["errors"], r["input_tokens"], r["output_tokens"],
+        )  # fmt: skip
+    assert by_key[""][0] == "(no consumer)" and by_key[""][1] == "1"
+    totals = page.inner_text("#totals .total[data-key=requests] strong")
+    assert int(totals) == sum(r["requests"] for r in rows.values())
+
+    # Tokens and cost per model, traffic over time, recent requests with status and reason.
+    models = page.eval_on_selector_all("#model-table tbody tr", "trs => trs.map(tr => tr.dataset.key)")
+    assert "gpt-4o-mini" in models
+    assert page.eval_on_selector_all("#model-chart rect.in", "els => els.length") >= 1
+    total_in_time = page.eval_on_selector_all(
+        "#traffic g.bucket", "gs => gs.reduce((s, g) => s + Number(g.dataset.total), 0)"
+    )
+    assert total_in_time == sum(r["requests"] for r in rows.values())
+    recent = page.eval_on_selector_all(
+        "#recent-table tbody tr", "trs => trs.map(tr => [...tr.cells].map(c => c.textContent))"
+    )
+    assert len(recent) == sum(r["requests"] for r in rows.values())
+    assert recent[0][4] == "401" and recent[0][5] == "key-auth.no_key"  # newest first
+    assert all(row[4] == "200" for row in recent[1:])
+
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\ndashboard screenshot: {shot}")
+
+    # The consumer filter narrows everything but the pie.
+    page.select_option("#consumer", "bob")
+    page.wait_for_function("() => document.querySelectorAll('#recent-table tbody tr').length === 2")
+    assert page.inner_text("#totals .total[data-key=requests] strong") == "2"
+    assert page.eval_on_selector_all("#pie path.slice", "els => els.length") == 2
+
+    # The token went only in a header, and nothing left this origin.
+    assert all(r.url.startswith(gw.admin_url) for r in seen), [r.url for r in seen]
+    assert not any(TOKEN in r.url for r in seen)
+    api_calls = [r for r in seen if "/api/" in r.url]
+    assert api_calls and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in api_calls[-4:])
+    assert not errors, errors
+
+    # Asked once: a reload of the page in the same tab goes straight to the data.
+    page.reload()
+    page.wait_for_selector("body[data-loaded=true]")
+    assert page.is_hidden("#login")
+    page.close()
+
+
+def test_a_wrong_token_is_asked_for_again(browser: Browser, gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(_config(mock_llm.url))
+    page = browser.new_page()
+    page.goto(gw.admin_url + "/")
+    page.wait_for_selector("#login:not([hidden])")
+    page.fill("#token", "not-the-token")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('login-error').textContent.includes('not accepted')")
+    assert page.is_hidden("#main")
+    page.close()
