@@ -63,6 +63,9 @@ def _uvicorn(app: AsgiApp, shutdown_timeout: float) -> uvicorn.Server:
         access_log=False,
         log_level="warning",
         server_header=False,
+        # Tollway reads X-Forwarded-For itself, only from server.trusted_proxies;
+        # uvicorn's middleware would believe it from loopback and rewrite the peer.
+        proxy_headers=False,
         # Gateway.drain enforces the real bound first; uvicorn's is only a backstop.
         # (asyncio.wait_for takes fractions as they are: no int() here.)
         timeout_graceful_shutdown=cast(int, shutdown_timeout + 5),
