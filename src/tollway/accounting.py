@@ -66,7 +66,11 @@ def record_of(ex: Exchange, prices: PriceTable | None = None) -> UsageRecord:
 
 class AccessLog:
     """One JSON line per request on stdout, written in batches (a write per request
-    would cost a system call each on the hot path)."""
+    would cost a system call each on the hot path) from a worker thread, so a slow
+    reader of stdout never stalls the event loop. Past ``MAX_PENDING`` unwritten lines,
+    new ones are dropped and counted in ``dropped``."""
+
+    MAX_PENDING = 100_000
 
     FIELDS = ("ts", "request_id", "route", "consumer", "model", "status", "reason", "latency_ms")
 
@@ -75,6 +79,8 @@ class AccessLog:
         self._lines: list[bytes] = []
         self._interval = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None
+        self.dropped = 0
 
     def add(self, record: UsageRecord, attributes: dict[str, Any] | None = None) -> None:
         """Queue the line for ``record``; ``attributes`` (ai-statistics' ``apply_to_log``
@@ -91,23 +97,35 @@ class AccessLog:
         }
         if attributes:
             line["attributes"] = attributes
+        if len(self._lines) >= self.MAX_PENDING:
+            self.dropped += 1
+            return
         self._lines.append(orjson.dumps(line))
 
+    def _take(self) -> bytes:
+        data, self._lines = b"\n".join(self._lines) + b"\n", []
+        return data
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._stream.write(data.decode())
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            # Nobody reads stdout any more (`tollway serve | head`): the lines are
+            # lost, but serving and a graceful stop must not be.
+            pass
+
     def flush(self) -> None:
+        """Writes what is pending, on the calling thread (at stop, and in tests)."""
         if self._lines:
-            data, self._lines = b"\n".join(self._lines) + b"\n", []
-            try:
-                self._stream.write(data.decode())
-                self._stream.flush()
-            except (BrokenPipeError, ValueError):
-                # Nobody reads stdout any more (`tollway serve | head`): the lines are
-                # lost, but serving and a graceful stop must not be.
-                pass
+            self._write(self._take())
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            self.flush()
+            if self._lines:
+                self._writing = asyncio.get_running_loop().run_in_executor(None, self._write, self._take())
+                await asyncio.shield(self._writing)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run())
@@ -119,6 +137,9 @@ class AccessLog:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._writing is not None:
+            # A batch still being written in the worker thread goes first: no interleaving.
+            await asyncio.wait({self._writing})
         self.flush()
 
 
