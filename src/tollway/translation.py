@@ -103,3 +103,10 @@ class StreamTranslation:
         out = self._write(self._reader.end())
         out.extend(self._writer.end())
         return out
+
+    def broke(self) -> None:
+        """The native stream failed midway: what the reader still owes (the usage the
+        provider reported so far, for formats that send it before their last event) goes
+        to ``on_chunk`` only; the client's writer gets nothing more."""
+        for chunk in self._reader.end():
+            self._on_chunk(chunk)
