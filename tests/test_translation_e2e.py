@@ -288,6 +288,26 @@ def test_anthropic_sdk_gets_an_error_event_when_a_translated_stream_breaks(gw: P
     assert (record["status"], record["reason"]) == (502, "ai-proxy.bad_upstream_response")
 
 
+def test_a_broken_anthropic_stream_bills_at_least_the_text_the_client_got(gw: Proc) -> None:
+    """message_start counts the output so far as 1; the client may have got more."""
+    rid = new_request_id()
+    text = ""
+    reply = "one two three four five six seven eight nine ten eleven twelve"
+    with anthropic_sdk(gw, "/claude") as sdk, pytest.raises(anthropic.APIStatusError):
+        headers = {"x-mock-drop": "mid-stream", "x-request-id": rid, "x-mock-reply": reply, "x-mock-chunks": "2"}
+        with sdk.messages.stream(model="claude-3-5-sonnet", max_tokens=100, extra_headers=headers,
+                                 messages=[{"role": "user", "content": "count"}]) as events:  # fmt: skip
+            for event in events:
+                if event.type == "text":
+                    text += event.text
+    assert text and text != reply  # the first half arrived, then the provider broke off
+    record = usage_record(gw, rid)
+    assert record["status"] == 502
+    assert record["input_tokens"] == replies.count_tokens("count")  # as message_start reported it
+    assert record["tokens_estimated"] is True
+    assert record["output_tokens"] >= (len(text) + 3) // 4
+
+
 def test_a_request_the_provider_cannot_express_is_refused_in_the_clients_shape(
     gw: Proc, mock_requests: Requests
 ) -> None:

@@ -351,8 +351,7 @@ class AiProxy:
                         obj = event.json()
                         if isinstance(obj, dict):
                             _take_usage(ex, obj)
-                            if not ex.usage.reported:
-                                out_chars += openai_wire.content_chars(obj)
+                            out_chars += openai_wire.content_chars(obj)
                             if hide_usage and openai_wire.is_usage_only_chunk(obj):
                                 continue
                     if rewrite:
@@ -373,9 +372,11 @@ class AiProxy:
             # The client left mid-stream. The provider bills the whole answer anyway, so
             # read the rest of it (bounded) for the usage it reports; estimate only when
             # that fails too.
+            complete = False
             if self.drain_s and not ex.usage.reported:
-                await _drain(resp, parser, lambda event: _event_usage(ex, event), self.drain_s)
-            self._estimate_output(ex, out_chars)
+                complete = await _drain(resp, parser, lambda event: _event_usage(ex, event), self.drain_s)
+            if not complete:
+                self._estimate_output(ex, out_chars)
             raise
 
     async def _relay_translated_stream(
@@ -391,8 +392,7 @@ class AiProxy:
             usage = chunk.get("usage")
             if usage is not None and apply_usage(ex.usage, usage):
                 _take_model(ex, chunk)
-            elif not ex.usage.reported:
-                out_chars += openai_wire.content_chars(chunk)
+            out_chars += openai_wire.content_chars(chunk)
 
         stream = translation.stream(on_chunk)
 
@@ -420,9 +420,12 @@ class AiProxy:
             await self._stream_failed(ex, client, exc, out_chars)
         except asyncio.CancelledError:
             # As in _relay_stream: read the rest for its usage (on_chunk takes it).
+            sent_chars = out_chars  # what the drain reads next never reached the client
+            complete = False
             if self.drain_s and not ex.usage.reported:
-                await _drain(resp, parser, stream.feed, self.drain_s)
-            self._estimate_output(ex, out_chars)
+                complete = await _drain(resp, parser, stream.feed, self.drain_s)
+            if not complete:
+                self._estimate_output(ex, sent_chars)
             raise
 
     async def _stream_failed(self, ex: Exchange, client: ClientChannel, exc: TransportError, out_chars: int) -> None:
@@ -435,10 +438,21 @@ class AiProxy:
 
     @staticmethod
     def _estimate_output(ex: Exchange, out_chars: int) -> None:
-        if not ex.usage.reported and not ex.usage.estimated:
-            ex.usage.output_tokens = estimate_tokens(out_chars)
-            ex.usage.input_tokens = estimate_tokens(len(ex.request.body or b""))
-            ex.usage.estimated = True
+        """Tokens for an answer that did not run to its end. Nothing reported: estimate
+        both sides. Reported only in part (Anthropic's ``message_start`` counts the
+        output so far as 1): keep the input, and raise the output to what the client
+        was sent if that is more."""
+        usage = ex.usage
+        if not usage.reported:
+            if not usage.estimated:
+                usage.output_tokens = estimate_tokens(out_chars)
+                usage.input_tokens = estimate_tokens(len(ex.request.body or b""))
+                usage.estimated = True
+            return
+        sent = estimate_tokens(out_chars)
+        if sent > usage.output_tokens:
+            usage.output_tokens = sent
+            usage.estimated = True
 
     async def _list_models(
         self, ex: Exchange, client: ClientChannel, route_providers: RouteProviders, respond_headers: Any
@@ -513,9 +527,10 @@ def _event_usage(ex: Exchange, event: SseEvent) -> None:
 
 async def _drain(
     resp: UpstreamResponse, parser: SseParser, on_event: Callable[[SseEvent], object], limit_s: float
-) -> None:
+) -> bool:
     """Read the rest of a stream nobody receives any more, handing each event to
-    ``on_event`` (which keeps its usage; what it returns is dropped).
+    ``on_event`` (which keeps its usage; what it returns is dropped). True when the
+    stream was read to its end.
 
     Runs after the task was cancelled once (the client left); a second cancel (a
     shutdown past its timeout), the limit, or a transport failure just ends it."""
@@ -527,7 +542,8 @@ async def _drain(
             for event in parser.flush():
                 on_event(event)
     except (TimeoutError, TransportError, asyncio.CancelledError):
-        pass
+        return False
+    return True
 
 
 def translate(exc: TransportError, provider_id: str) -> GatewayError:

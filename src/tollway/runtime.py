@@ -79,7 +79,10 @@ class Runtime:
             [self.usage_writer.add], access_log=self.access_log, metrics=self.metrics, prices=prices
         )
         self.gateway = Gateway(
-            self.snapshot, AiProxy(cfg.server.upstream_timeout_s, cfg.server.abandoned_stream_drain_s), cfg.server.max_body_bytes, self.accountant.finish
+            self.snapshot,
+            AiProxy(cfg.server.upstream_timeout_s, cfg.server.abandoned_stream_drain_s),
+            cfg.server.max_body_bytes,
+            self.accountant.finish,
         )
         self.app = GatewayApp(self.gateway, ClientIp(cfg.server.trusted_proxies))
         for w in loaded.warnings:

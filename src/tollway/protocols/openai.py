@@ -31,17 +31,30 @@ def is_usage_only_chunk(obj: Any) -> bool:
 
 
 def content_chars(obj: Any) -> int:
-    """Characters of generated text in a chat or completions chunk (for estimates)."""
+    """Characters generated in one stream event (for estimates): text and tool-call
+    arguments of an OpenAI chat or completions chunk, or of an Anthropic
+    ``content_block_delta``."""
     n = 0
-    if isinstance(obj, dict):
-        for choice in obj.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            delta = choice.get("delta")
-            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+    if not isinstance(obj, dict):
+        return 0
+    for choice in obj.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            if isinstance(delta.get("content"), str):
                 n += len(delta["content"])
-            elif isinstance(choice.get("text"), str):
-                n += len(choice["text"])
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                    n += len(fn["arguments"])
+        elif isinstance(choice.get("text"), str):
+            n += len(choice["text"])
+    delta = obj.get("delta")
+    if obj.get("type") == "content_block_delta" and isinstance(delta, dict):
+        for key in ("text", "partial_json", "thinking"):
+            if isinstance(delta.get(key), str):
+                n += len(delta[key])
     return n
 
 

@@ -113,8 +113,9 @@ class _Connection(asyncio.Protocol):
             return
         names = {k for k, _ in self.headers}
         # No length and not chunked: the body runs to the end of the connection.
-        self.until_close = ("content-length" not in names and "transfer-encoding" not in names
-                            and self.status not in (204, 304))
+        self.until_close = (
+            "content-length" not in names and "transfer-encoding" not in names and self.status not in (204, 304)
+        )
         if not self.headers_done.done():
             self.headers_done.set_result(None)
 
@@ -149,8 +150,14 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def reusable(self) -> bool:
-        return (not self.closed and self.complete and self.error is None and not self.chunks
-                and not self.until_close and self.keep_alive)
+        return (
+            not self.closed
+            and self.complete
+            and self.error is None
+            and not self.chunks
+            and not self.until_close
+            and self.keep_alive
+        )
 
     def close(self) -> None:
         self.closed = True
@@ -159,7 +166,7 @@ class _Connection(asyncio.Protocol):
 
 
 class H1Response:
-    __slots__ = ("status", "headers", "_conn", "_pool", "_idle", "_done")
+    __slots__ = ("_conn", "_done", "_idle", "_pool", "headers", "status")
 
     def __init__(self, conn: _Connection, pool: H1Transport, idle: float) -> None:
         self._conn = conn
@@ -209,8 +216,9 @@ class H1Response:
 class H1Transport:
     """Keep-alive connections per (scheme, host, port), most recently used first."""
 
-    def __init__(self, *, keepalive_s: float = 25.0, max_idle_per_host: int = 256,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, *, keepalive_s: float = 25.0, max_idle_per_host: int = 256, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.keepalive_s = keepalive_s
         self.max_idle_per_host = max_idle_per_host
         self._ssl = ssl_context
@@ -274,7 +282,9 @@ class H1Transport:
         loop = asyncio.get_running_loop()
         try:
             transport, conn = await loop.create_connection(
-                lambda: _Connection(key), host, port,
+                lambda: _Connection(key),
+                host,
+                port,
                 ssl=self._ssl_context() if scheme == "https" else None,
                 server_hostname=host if scheme == "https" else None,
             )
