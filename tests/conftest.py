@@ -148,6 +148,15 @@ GatewayFactory = Callable[..., Proc]
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL for a fresh schema in PostgreSQL's ``test`` database, dropped afterwards
+    (skipped with a reason when PostgreSQL does not answer; a failure under CI=true)."""
+    from tests.usage_support import fresh_pg_schema
+
+    yield from fresh_pg_schema()
+
+
+@pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     """``gateway(config_yaml, *extra_args, env=...)`` starts ``tollway serve`` on free ports."""
     procs: list[Proc] = []

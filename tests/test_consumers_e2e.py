@@ -7,16 +7,13 @@ provider, so ``mock_requests`` shows exactly what a provider would receive.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
 import httpx
 import openai
 import orjson
@@ -83,29 +80,6 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _admin_add(gw: Proc, body: object, token: str | None = None) -> httpx.Response:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     return httpx.post(gw.admin_url + "/api/consumers", content=orjson.dumps(body), headers=headers, timeout=10)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh schema in the PostgreSQL ``test`` database, dropped afterwards."""
-    schema = f"tw_e2e_{secrets.token_hex(6)}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG_URL, timeout=3)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(run(f'CREATE SCHEMA "{schema}"'))
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL not reachable at {PG_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    yield f"{PG_URL}?search_path={schema}"
-    asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 # --- the command line -------------------------------------------------------------------

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import GatewayFactory, Proc
-from tests.usage_support import eventually, fresh_pg_schema, metric_sum, parse_metrics
+from tests.usage_support import eventually, metric_sum, parse_metrics
 
 KEYS = {"alice": "key-alice-1", "bob": "key-bob-2"}
 
@@ -50,11 +50,6 @@ plugins:
         - {{name: bob, credential: {KEYS["bob"]}}}
 {extra}
 """
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    yield from fresh_pg_schema()
 
 
 def _messages(text: str) -> list[ChatCompletionMessageParam]:

@@ -4,26 +4,15 @@ own model (see ``plugins/``), laid into this one by ``load.py``."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PROVIDER_TYPES = (
-    "openai",
-    "azure",
-    "claude",
-    "gemini",
-    "ollama",
-    "deepseek",
-    "qwen",
-    "groq",
-    "mistral",
-    "moonshot",
-    "openrouter",
-    "together",
-    "vllm",
-    "mock",
-)
+ProviderType = Literal[
+    "openai", "azure", "claude", "gemini", "ollama", "deepseek", "qwen", "groq", "mistral", "moonshot",
+    "openrouter", "together", "vllm", "mock",
+]  # fmt: skip
+PROVIDER_TYPES: tuple[str, ...] = get_args(ProviderType)
 
 
 class Strict(BaseModel):
@@ -110,22 +99,7 @@ class ProviderConfig(Strict):
     """Higress ai-proxy's provider object, with the fields Tollway acts on or accepts."""
 
     id: str
-    type: Literal[
-        "openai",
-        "azure",
-        "claude",
-        "gemini",
-        "ollama",
-        "deepseek",
-        "qwen",
-        "groq",
-        "mistral",
-        "moonshot",
-        "openrouter",
-        "together",
-        "vllm",
-        "mock",
-    ]
+    type: ProviderType
     apiTokens: list[str] = []
     baseUrl: str | None = None
     openaiCustomUrl: str | None = None
