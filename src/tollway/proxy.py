@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tollway.chain import Chain
 from tollway.channel import ClientChannel
-from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError, UpstreamTimeout
-from tollway.errors_render import render_stream_error
-from tollway.exchange import Attempt, Exchange, StateKey
-from tollway.patterns import PatternMap
-from tollway.protocols import openai as openai_wire
-from tollway.protocols.registry import codec_for
-from tollway.protocols.usage import apply_usage, estimate_tokens
+from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamTimeout
+from tollway.exchange import Attempt, Exchange
+from tollway.model_listing import ModelListing
+from tollway.protocols.usage import apply_usage
+from tollway.provider_errors import translate
 from tollway.providers.base import (
     CHAT,
     COMPLETIONS,
@@ -34,10 +32,10 @@ from tollway.providers.base import (
     MODELS,
     Provider,
 )
-from tollway.sse import SseEvent, SseParser
+from tollway.route_providers import RouteProviders
+from tollway.stream_relay import HIDE_USAGE, StreamRelay, estimate_unfinished, take_model
 from tollway.translation import PROTOCOL_HEADERS, Translation
 from tollway.upstream import (
-    ConnectFailed,
     TransportError,
     TransportTimeout,
     UpstreamRequest,
@@ -45,7 +43,7 @@ from tollway.upstream import (
 )
 
 if TYPE_CHECKING:
-    from tollway.routing import Route
+    pass
 
 # Never forwarded to a provider: hop-by-hop headers, what the transport sets itself,
 # and every header a client credential may ride in (the provider's own auth replaces it).
@@ -86,8 +84,6 @@ _DROP_RESPONSE = frozenset(
     }
 )
 _MODEL_REQUIRED = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
-# Set when the gateway asked for the usage chunk itself, so the client must not see it.
-_HIDE_USAGE: StateKey[bool] = StateKey("ai-proxy.hide_usage")
 
 
 def api_path_of(path: str) -> str:
@@ -100,28 +96,11 @@ def _failed_over(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-class RouteProviders:
-    """The providers one route can send to, and how the requested model picks one."""
-
-    def __init__(self, route: Route, providers: dict[str, Provider]) -> None:
-        self.ordered: tuple[Provider, ...] = tuple(providers[p] for p in route.provider_ids)
-        self.by_model = PatternMap(dict(route.model_providers)) if route.model_providers else None
-        self._providers = providers
-
-    def for_model(self, model: str | None) -> Sequence[Provider]:
-        if self.by_model is not None and model:
-            pid = self.by_model.lookup(model)
-            if pid is not None:
-                chosen = self._providers[pid]
-                return (chosen, *(p for p in self.ordered if p is not chosen))
-        return self.ordered
-
-
 class AiProxy:
     def __init__(self, idle_timeout_s: float, drain_s: float = 0.0) -> None:
         self.idle_timeout_s = idle_timeout_s
-        # server.abandoned_stream_drain_s: 0 cancels the provider call when the client leaves.
-        self.drain_s = drain_s
+        self.models = ModelListing(idle_timeout_s)
+        self.streams = StreamRelay(drain_s)
 
     async def serve(
         self, ex: Exchange, chain: Chain, client: ClientChannel, route_providers: RouteProviders, respond_headers: Any
@@ -142,7 +121,7 @@ class AiProxy:
         if ex.model_requested is None and body_obj is not None and isinstance(body_obj.get("model"), str):
             ex.model_requested = body_obj["model"]
         if req.method == "GET" and api == MODELS:
-            await self._list_models(ex, client, route_providers, respond_headers)
+            await self.models.answer(ex, client, route_providers, respond_headers)
             return
         candidates = route_providers.for_model(ex.model_requested)
         if not candidates:
@@ -153,7 +132,7 @@ class AiProxy:
             await self._serve_from(ex, chain, client, candidates, body_obj, api, respond_headers)
         except asyncio.CancelledError:
             # The client left before an answer with usage: bill an estimate.
-            self._estimate_output(ex, 0)
+            estimate_unfinished(ex, 0)
             raise
 
     async def _serve_from(
@@ -218,7 +197,7 @@ class AiProxy:
                     **body_obj,
                     "stream_options": {**(opts if isinstance(opts, dict) else {}), "include_usage": True},
                 }
-                ex.put(_HIDE_USAGE, True)
+                ex.put(HIDE_USAGE, True)
                 changed = True
         return orjson.dumps(body_obj) if changed else raw
 
@@ -297,7 +276,7 @@ class AiProxy:
         ctype = next((v for k, v in headers if k == "content-type"), "")
         if resp.status == 200 and ctype.startswith("text/event-stream"):
             await respond_headers(resp.status, headers)
-            await self._relay_stream(ex, chain, client, resp, translation)
+            await self.streams.relay(ex, chain, client, resp, translation)
             return
         try:
             body = await resp.read()
@@ -310,7 +289,7 @@ class AiProxy:
             try:
                 answer = orjson.loads(body)
                 if apply_usage(ex.usage, answer.get("usage")):
-                    _take_model(ex, answer)
+                    take_model(ex, answer)
             except (orjson.JSONDecodeError, AttributeError):
                 pass
         body = await chain.response_body(ex, body)
@@ -324,232 +303,5 @@ class AiProxy:
             return translation.error(status, body)
         out, pivot = translation.response(body)
         if pivot is not None and apply_usage(ex.usage, pivot.get("usage")):
-            _take_model(ex, pivot)
+            take_model(ex, pivot)
         return out
-
-    async def _relay_stream(
-        self,
-        ex: Exchange,
-        chain: Chain,
-        client: ClientChannel,
-        resp: UpstreamResponse,
-        translation: Translation | None = None,
-    ) -> None:
-        if translation is not None:
-            await self._relay_translated_stream(ex, chain, client, resp, translation)
-            return
-        parser = SseParser()
-        hide_usage = ex.get(_HIDE_USAGE) is True
-        rewrite = chain.rewrites_stream
-        out_chars = 0
-        try:
-            async for chunk in resp.chunks():
-                out: list[bytes] = []
-                for event in parser.feed(chunk):
-                    raw = event.raw
-                    if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw:
-                        obj = event.json()
-                        if isinstance(obj, dict):
-                            _take_usage(ex, obj)
-                            out_chars += openai_wire.content_chars(obj)
-                            if hide_usage and openai_wire.is_usage_only_chunk(obj):
-                                continue
-                    if rewrite:
-                        out.extend(e.raw for e in chain.stream_event(ex, event))
-                    else:
-                        out.append(raw)
-                if out:
-                    if ex.ttft_ms is None:
-                        ex.ttft_ms = ex.elapsed_ms()
-                    await client.write(b"".join(out))
-            tail = [e.raw for ev in parser.flush() for e in (chain.stream_event(ex, ev) if rewrite else [ev])]
-            if rewrite:
-                tail.extend(e.raw for e in chain.stream_end(ex))
-            await client.finish(b"".join(tail))
-        except TransportError as exc:
-            await self._stream_failed(ex, client, exc, out_chars)
-        except asyncio.CancelledError:
-            # The client left mid-stream. The provider bills the whole answer anyway, so
-            # read the rest of it (bounded) for the usage it reports; estimate only when
-            # that fails too.
-            complete = False
-            if self.drain_s and not ex.usage.reported:
-                complete = await _drain(resp, parser, lambda event: _event_usage(ex, event), self.drain_s)
-            if not complete:
-                self._estimate_output(ex, out_chars)
-            raise
-
-    async def _relay_translated_stream(
-        self, ex: Exchange, chain: Chain, client: ClientChannel, resp: UpstreamResponse, translation: Translation
-    ) -> None:
-        """Native events → pivot chunks (usage read here) → the client's events."""
-        parser = SseParser()
-        rewrite = chain.rewrites_stream
-        out_chars = 0
-
-        def on_chunk(chunk: dict[str, Any]) -> None:
-            nonlocal out_chars
-            usage = chunk.get("usage")
-            if usage is not None and apply_usage(ex.usage, usage):
-                _take_model(ex, chunk)
-            out_chars += openai_wire.content_chars(chunk)
-
-        stream = translation.stream(on_chunk)
-
-        def to_client(events: list[SseEvent]) -> list[bytes]:
-            if rewrite:
-                return [e.raw for ev in events for e in chain.stream_event(ex, ev)]
-            return [ev.raw for ev in events]
-
-        try:
-            async for chunk in resp.chunks():
-                out: list[bytes] = []
-                for event in parser.feed(chunk):
-                    out.extend(to_client(stream.feed(event)))
-                if out:
-                    if ex.ttft_ms is None:
-                        ex.ttft_ms = ex.elapsed_ms()
-                    await client.write(b"".join(out))
-            tail = [raw for event in parser.flush() for raw in to_client(stream.feed(event))]
-            tail.extend(to_client(stream.end()))
-            if rewrite:
-                tail.extend(e.raw for e in chain.stream_end(ex))
-            await client.finish(b"".join(tail))
-        except TransportError as exc:
-            stream.broke()  # keeps the tokens the provider reported so far (SPEC §4)
-            await self._stream_failed(ex, client, exc, out_chars)
-        except asyncio.CancelledError:
-            # As in _relay_stream: read the rest for its usage (on_chunk takes it).
-            sent_chars = out_chars  # what the drain reads next never reached the client
-            complete = False
-            if self.drain_s and not ex.usage.reported:
-                complete = await _drain(resp, parser, stream.feed, self.drain_s)
-            if not complete:
-                self._estimate_output(ex, sent_chars)
-            raise
-
-    async def _stream_failed(self, ex: Exchange, client: ClientChannel, exc: TransportError, out_chars: int) -> None:
-        """The provider failed after the answer began: an error event ends the stream."""
-        err = translate(exc, ex.provider or "")
-        ex.fail(err)
-        ex.status = err.status
-        self._estimate_output(ex, out_chars)
-        await client.finish(render_stream_error(err, ex.client_protocol))
-
-    @staticmethod
-    def _estimate_output(ex: Exchange, out_chars: int) -> None:
-        """Tokens for an answer that did not run to its end. Nothing reported: estimate
-        both sides. Reported only in part (Anthropic's ``message_start`` counts the
-        output so far as 1): keep the input, and raise the output to what the client
-        was sent if that is more."""
-        usage = ex.usage
-        if not usage.reported:
-            if not usage.estimated:
-                usage.output_tokens = estimate_tokens(out_chars)
-                usage.input_tokens = estimate_tokens(len(ex.request.body or b""))
-                usage.estimated = True
-            return
-        sent = estimate_tokens(out_chars)
-        if sent > usage.output_tokens:
-            usage.output_tokens = sent
-            usage.estimated = True
-
-    async def _list_models(
-        self, ex: Exchange, client: ClientChannel, route_providers: RouteProviders, respond_headers: Any
-    ) -> None:
-        ids: list[str] = []
-        for provider in route_providers.ordered:
-            ids.extend(await self._provider_models(ex, provider))
-            ids.extend(provider.model_names())
-        if route_providers.by_model is not None:
-            ids.extend(route_providers.by_model.names())
-        seen: set[str] = set()
-        unique = [i for i in ids if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]
-        if ex.consumer is not None:
-            unique = [i for i in unique if ex.consumer.may_use(i)]
-        body = openai_wire.model_list(unique)
-        ex.status = 200
-        await respond_headers(200, [("content-type", "application/json"), ("content-length", str(len(body)))])
-        await client.finish(body)
-
-    async def _provider_models(self, ex: Exchange, provider: Provider) -> list[str]:
-        """The provider's own list; a provider that cannot list models contributes nothing."""
-        token = provider.pick_token()
-        endpoint = provider.models_endpoint(token[1] if token else None)
-        if endpoint is None:
-            return []
-        req = UpstreamRequest("GET", endpoint.url, list(endpoint.headers), b"", provider.timeout_s, self.idle_timeout_s)
-        t0 = time.perf_counter()
-        try:
-            resp = await provider.transport.send(req)
-            try:
-                body = await resp.read() if resp.status == 200 else b""
-            finally:
-                await resp.aclose()
-        except TransportError as exc:
-            ex.attempts.append(
-                Attempt(
-                    provider.id, 504 if isinstance(exc, TransportTimeout) else 502, (time.perf_counter() - t0) * 1000
-                )
-            )
-            return []
-        ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000))
-        try:
-            listing = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            return []
-        return codec_for(provider.protocol).model_ids(listing) if listing is not None else []
-
-
-def _take_model(ex: Exchange, obj: dict[str, Any]) -> None:
-    model = obj.get("model")
-    if isinstance(model, str) and model:
-        ex.model_reported = model
-
-
-def _take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
-    """The usage (and the model named beside it) in one decoded stream event: OpenAI's
-    usage chunk, Anthropic's ``message_start`` and ``message_delta``."""
-    u = obj.get("usage")
-    if u is not None and apply_usage(ex.usage, u):
-        _take_model(ex, obj)
-    msg = obj.get("message")
-    if isinstance(msg, dict) and msg.get("usage") is not None and apply_usage(ex.usage, msg["usage"]):
-        _take_model(ex, msg)
-
-
-def _event_usage(ex: Exchange, event: SseEvent) -> None:
-    if b'"usage"' in event.raw:
-        obj = event.json()
-        if isinstance(obj, dict):
-            _take_usage(ex, obj)
-
-
-async def _drain(
-    resp: UpstreamResponse, parser: SseParser, on_event: Callable[[SseEvent], object], limit_s: float
-) -> bool:
-    """Read the rest of a stream nobody receives any more, handing each event to
-    ``on_event`` (which keeps its usage; what it returns is dropped). True when the
-    stream was read to its end.
-
-    Runs after the task was cancelled once (the client left); a second cancel (a
-    shutdown past its timeout), the limit, or a transport failure just ends it."""
-    try:
-        async with asyncio.timeout(limit_s):
-            async for chunk in resp.chunks():
-                for event in parser.feed(chunk):
-                    on_event(event)
-            for event in parser.flush():
-                on_event(event)
-    except (TimeoutError, TransportError, asyncio.CancelledError):
-        return False
-    return True
-
-
-def translate(exc: TransportError, provider_id: str) -> GatewayError:
-    """Transport failures as the client sees them; the provider is named, never its URL."""
-    if isinstance(exc, TransportTimeout):
-        return UpstreamTimeout(f"provider {provider_id!r} timed out: {exc}", reason="ai-proxy.upstream_timeout")
-    if isinstance(exc, ConnectFailed):
-        return UpstreamError(f"provider {provider_id!r} is unreachable: {exc}", reason="ai-proxy.upstream_unreachable")
-    return UpstreamError(f"provider {provider_id!r} failed: {exc}", reason="ai-proxy.bad_upstream_response")

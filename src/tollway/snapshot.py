@@ -14,7 +14,7 @@ from tollway.hosts import host_matches
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.plugins import REGISTRY
 from tollway.providers import Provider, UnsupportedProvider, build_provider
-from tollway.proxy import RouteProviders
+from tollway.route_providers import RouteProviders
 from tollway.routing import Route, RouteTable
 from tollway.services import Services
 

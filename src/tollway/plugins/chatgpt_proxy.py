@@ -17,6 +17,7 @@ from tollway.errors import BadRequest
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.protocols.usage import apply_usage
+from tollway.provider_errors import translate
 from tollway.services import Services
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
 
@@ -88,7 +89,6 @@ class ChatgptProxy(Plugin[ChatgptProxyConfig]):
         ]
         transport = self.services.mock_transport if self.is_mock else self.services.transport
         t0 = time.perf_counter()
-        from tollway.proxy import translate  # the transport errors' client-facing form
 
         try:
             resp = await transport.send(
