@@ -86,8 +86,14 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         proc.wait(5)
 
 
-def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdout: object = None,
-          stderr: object = None, cwd: str | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdout: object = None,
+    stderr: object = None,
+    cwd: str | None = None,
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         list(argv),
         env=env,
@@ -152,8 +158,9 @@ http {{
     stream_file = d / "static" / STREAM_PATH.lstrip("/")
     stream_file.parent.mkdir(parents=True)
     stream_file.write_bytes(payloads.chat_stream())
-    proc = spawn(cores.wrap(cores.load, [nginx, "-p", str(d), "-c", str(d / "nginx.conf")]),
-                 stderr=open(d / "stderr.log", "wb"))
+    proc = spawn(
+        cores.wrap(cores.load, [nginx, "-p", str(d), "-c", str(d / "nginx.conf")]), stderr=open(d / "stderr.log", "wb")
+    )
     try:
         wait_port(port, proc)
         yield port, proc.pid
@@ -220,13 +227,15 @@ class WrkResult:
 
 
 def run_wrk(cores: Cores, url: str, script: Path, connections: int, seconds: float) -> WrkResult:
-    argv = cores.wrap(cores.load, ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-                                   "--timeout", "5s", "-s", str(script), url])
+    argv = cores.wrap(
+        cores.load,
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(script), url],
+    )
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
-    r = json.loads(line[len("WRKJSON "):])
+    r = json.loads(line[len("WRKJSON ") :])
     return WrkResult(
         connections=connections,
         requests=r["requests"],

@@ -1,9 +1,10 @@
 """Tollway's benchmark: the gateway in front of a fast local upstream, against the same
 upstream direct, in one run.
 
-    .venv/bin/python benchmarks/run.py                 # main scenarios + candidates (~2.5 min)
-    .venv/bin/python benchmarks/run.py --groups main   # only the five main scenarios (~1 min)
+    .venv/bin/python benchmarks/run.py                   # main scenarios + candidates (~3 min)
+    .venv/bin/python benchmarks/run.py --groups main     # only the five main scenarios (~40 s)
     .venv/bin/python benchmarks/run.py --groups profile  # py-spy the gateway under c32 load
+    .venv/bin/python benchmarks/run.py --rounds 3 --groups main,candidates,profile  # README run
     .venv/bin/python benchmarks/run.py --list
 
 The system under test runs on CPU 0; wrk, the nginx upstream and this script on CPU 1.
@@ -128,12 +129,23 @@ SCENARIOS = [
     Scenario("gateway · uvicorn · rawproto", "candidates", _gateway_app("uvicorn", "rawproto")),
     Scenario("gateway · granian · h1", "candidates", _gateway_app("granian", "product")),
     Scenario("gateway · granian · aiohttp", "candidates", _gateway_app("granian", "aiohttp")),
-    Scenario("streaming gateway · uvicorn · aiohttp", "candidates", _gateway_app("uvicorn", "aiohttp"),
-             stream=True, baseline="streaming direct"),
-    Scenario("streaming gateway · uvicorn · rawproto", "candidates", _gateway_app("uvicorn", "rawproto"),
-             stream=True, baseline="streaming direct"),
+    Scenario(
+        "streaming gateway · uvicorn · aiohttp",
+        "candidates",
+        _gateway_app("uvicorn", "aiohttp"),
+        stream=True,
+        baseline="streaming direct",
+    ),
+    Scenario(
+        "streaming gateway · uvicorn · rawproto",
+        "candidates",
+        _gateway_app("uvicorn", "rawproto"),
+        stream=True,
+        baseline="streaming direct",
+    ),
     # The minimal pass-through proxy: server × client, nothing of the gateway.
     Scenario("minimal · uvicorn · aiohttp", "candidates", _proxy("uvicorn", "aiohttp")),
+    Scenario("minimal · uvicorn · aiohttp trust_env", "candidates", _proxy("uvicorn", "aiohttp_env")),
     Scenario("minimal · uvicorn · httpx", "candidates", _proxy("uvicorn", "httpx")),
     Scenario("minimal · uvicorn · raw", "candidates", _proxy("uvicorn", "raw")),
     Scenario("minimal · uvicorn · rawproto", "candidates", _proxy("uvicorn", "rawproto")),
@@ -145,22 +157,51 @@ SCENARIOS = [
 
 def target_argv(t: Target, port: int, config: Path) -> list[str]:
     if t.kind == "tollway":
-        return [str(VENV_BIN / "tollway"), "serve", "-c", str(config), "--port", str(port),
-                "--admin-port", str(harness.free_port())]
+        return [
+            str(VENV_BIN / "tollway"),
+            "serve",
+            "-c",
+            str(config),
+            "--port",
+            str(port),
+            "--admin-port",
+            str(harness.free_port()),
+        ]
     if t.kind == "uvicorn":
         argv = [sys.executable, str(CANDIDATES / "serve_uvicorn.py"), t.app, "--port", str(port)]
         return argv + (["--factory"] if t.factory else [])
     if t.kind == "granian":
-        argv = [str(VENV_BIN / "granian"), "--interface", "asgi", "--http", "1", "--no-ws", "--workers", "1",
-                "--runtime-threads", "1", "--loop", "uvloop", "--log-level", "warning",
-                "--no-access-log", "--backlog", "2048", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [
+            str(VENV_BIN / "granian"),
+            "--interface",
+            "asgi",
+            "--http",
+            "1",
+            "--no-ws",
+            "--workers",
+            "1",
+            "--runtime-threads",
+            "1",
+            "--loop",
+            "uvloop",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--backlog",
+            "2048",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         return argv + (["--factory"] if t.factory else []) + [t.app]
     raise ValueError(t.kind)
 
 
 @contextlib.contextmanager
-def started(t: Target, cores: Cores, upstream_port: int, configs: dict[str, Path], workdir: Path,
-            log_name: str) -> Iterator[tuple[int, int | None]]:
+def started(
+    t: Target, cores: Cores, upstream_port: int, configs: dict[str, Path], workdir: Path, log_name: str
+) -> Iterator[tuple[int, int | None]]:
     """Yields (port, pid) of the running target; pid None for direct (nothing in between)."""
     if t.kind == "direct":
         yield upstream_port, None
@@ -175,8 +216,13 @@ def started(t: Target, cores: Cores, upstream_port: int, configs: dict[str, Path
     env["TOLLWAY_BENCH_CONFIG"] = str(configs[t.config])
     stderr = open(workdir / f"{log_name}.stderr.log", "wb")  # closed below
     # stdout carries the access log (one JSON line per request): kept off the terminal.
-    proc = harness.spawn(cores.wrap(cores.target, target_argv(t, port, configs[t.config])), env=env,
-                         stdout=subprocess.DEVNULL, stderr=stderr, cwd=str(workdir))
+    proc = harness.spawn(
+        cores.wrap(cores.target, target_argv(t, port, configs[t.config])),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        cwd=str(workdir),
+    )
     try:
         try:
             harness.wait_port(port, proc, timeout=30)
@@ -236,8 +282,14 @@ def sanity_check(sc: Scenario, port: int, path: str, body: bytes) -> str:
 NOISY = 0.15  # cores of someone else's CPU use during a run that make us run it again
 
 
-def measure(sc: Scenario, cores: Cores, upstream: tuple[int, int], configs: dict[str, Path], workdir: Path,
-            args: argparse.Namespace) -> Row:
+def measure(
+    sc: Scenario,
+    cores: Cores,
+    upstream: tuple[int, int],
+    configs: dict[str, Path],
+    workdir: Path,
+    args: argparse.Namespace,
+) -> Row:
     """Warm up, then ``repeat`` × (c1 run, c32 run); keeps the median run of each. A run
     during which other processes took more than NOISY cores is run again (up to
     ``noise_retries`` times; the quietest attempt is kept)."""
@@ -253,8 +305,9 @@ def measure(sc: Scenario, cores: Cores, upstream: tuple[int, int], configs: dict
         tries = [run()]
         while tries[-1][1] > NOISY and len(tries) <= args.noise_retries:
             waited = harness.wait_quiet(cores, NOISY, args.quiet_wait)
-            print(f"   other load {tries[-1][1]:.2f} cores during the run: waited {waited:.0f}s, again",
-                  file=sys.stderr)
+            print(
+                f"   other load {tries[-1][1]:.2f} cores during the run: waited {waited:.0f}s, again", file=sys.stderr
+            )
             tries.append(run())
         return min(tries, key=lambda t: t[1])
 
@@ -284,8 +337,16 @@ def measure(sc: Scenario, cores: Cores, upstream: tuple[int, int], configs: dict
         peak = harness.peak_rss_mib(harness.process_tree(pid)) if pid else None
     c1, c1_other = sorted(c1s, key=lambda x: x[0].p50_ms)[len(c1s) // 2]
     c32, use = sorted(c32s, key=lambda x: x[0].rps)[len(c32s) // 2]
-    row = Row(sc.name, sc.group, sc.baseline, sc.note, asdict(c1) | {"rps": c1.rps},
-              asdict(c32) | {"rps": c32.rps}, check=check, peak_rss_mib=peak)
+    row = Row(
+        sc.name,
+        sc.group,
+        sc.baseline,
+        sc.note,
+        asdict(c1) | {"rps": c1.rps},
+        asdict(c32) | {"rps": c32.rps},
+        check=check,
+        peak_rss_mib=peak,
+    )
     row.extra = {
         "other_load_cores": round(max(c1_other, use["other"]), 3),
         "processes": len(tree),
@@ -319,15 +380,17 @@ def merge_rounds(rows: list[Row]) -> Row:
     row.extra["other_load_cores"] = max(r.extra.get("other_load_cores", 0) for r in ok)
     if len(ok) < len(rows):
         row.error = f"{len(rows) - len(ok)} of {len(rows)} rounds failed: " + "; ".join(
-            r.error or "" for r in rows if not r.c32)
+            r.error or "" for r in rows if not r.c32
+        )
     return row
 
 
 # --------------------------------------------------------------------------- profile
 
 
-def profile(cores: Cores, upstream_port: int, configs: dict[str, Path], workdir: Path, seconds: float,
-            native: bool, stamp: str) -> dict[str, Any]:
+def profile(
+    cores: Cores, upstream_port: int, configs: dict[str, Path], workdir: Path, seconds: float, native: bool, stamp: str
+) -> dict[str, Any]:
     """py-spy samples the gateway (tollway serve) while wrk holds c32 load on it."""
     pyspy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
     if pyspy is None:
@@ -344,13 +407,29 @@ def profile(cores: Cores, upstream_port: int, configs: dict[str, Path], workdir:
         harness.run_wrk(cores, url, script, 32, 1)
         load = subprocess.Popen(
             cores.wrap(cores.load, ["wrk", "-t1", "-c32", f"-d{round(seconds) + 4}s", "-s", str(script), url]),
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
             time.sleep(1.0)
-            argv = [pyspy, "record", "-p", str(pid), "-d", str(round(seconds)), "-r", "200", "-f", "raw",
-                    "-o", str(raw)] + (["--native"] if native else ["--nonblocking"])
-            spy = subprocess.run(cores.wrap(cores.load, argv), capture_output=True, text=True,
-                                 timeout=seconds + 60, check=False)
+            argv = [
+                pyspy,
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                str(round(seconds)),
+                "-r",
+                "200",
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+            ] + (["--native"] if native else ["--nonblocking"])
+            spy = subprocess.run(
+                cores.wrap(cores.load, argv), capture_output=True, text=True, timeout=seconds + 60, check=False
+            )
         finally:
             out, _ = load.communicate(timeout=seconds + 30)
         if spy.returncode != 0 or not raw.exists():
@@ -389,6 +468,8 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
+        if any(w in stack for w in _WAITING):
+            continue  # a thread blocked on a lock or queue (py-spy --native cannot tell idle apart)
         n = int(count)
         total += n
         frames = [_short(f) for f in stack.split(";")]
@@ -407,9 +488,25 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
     return {"samples": total, "self": share(self_c), "inclusive": share(incl_c, _ROOT_FRAMES)}
 
 
+# Native frames of a thread that waits rather than runs.
+_WAITING = ("PyThread_acquire_lock_timed", "pthread_cond_timedwait", "pthread_cond_wait", "sem_clockwait")
+
 # Frames every sample of the main loop sits under: they say nothing about where time goes.
-_ROOT_FRAMES = frozenset({"<module>", "main", "cmd_serve", "serve", "_run_loop", "Runner.run", "run_forever",
-                          "run_until_complete", "Loop__run", "Loop__Loop__run", "uv_run"})
+_ROOT_FRAMES = frozenset(
+    {
+        "<module>",
+        "main",
+        "cmd_serve",
+        "serve",
+        "_run_loop",
+        "Runner.run",
+        "run_forever",
+        "run_until_complete",
+        "Loop__run",
+        "Loop__Loop__run",
+        "uv_run",
+    }
+)
 
 
 # --------------------------------------------------------------------------- report
@@ -423,12 +520,14 @@ def _f(v: float | None, nd: int = 2, suffix: str = "") -> str:
 
 def table(rows: list[Row]) -> str:
     by = {r.name: r for r in rows}
-    head = ("| scenario | c1 p50 ms | c1 p99 ms | added p50 ms | added p99 ms | c32 req/s | × direct "
-            "| c32 p99 ms | CPU ms/req | CPU use | peak RSS MiB | other load | check |")
-    out = [head, "|" + "|".join([" --- "] * 13) + "|"]
+    head = (
+        "| scenario | c1 p50 ms | c1 p99 ms | added p50 ms | added p99 ms | c32 req/s | × direct "
+        "| c32 p99 ms | CPU ms/req | req/s per core | CPU use | peak RSS MiB | other load | check |"
+    )
+    out = [head, "|" + "|".join([" --- "] * 14) + "|"]
     for r in rows:
         if r.error and not r.c32:
-            out.append(f"| {r.name} | {r.error} |" + " |" * 12)
+            out.append(f"| {r.name} | {r.error} |" + " |" * 13)
             continue
         base = by.get(r.baseline)
         is_base = base is None or base is r
@@ -440,6 +539,7 @@ def table(rows: list[Row]) -> str:
             f"| {r.name} | {_f(r.c1['p50_ms'], 3)} | {_f(r.c1['p99_ms'], 3)} | {_f(add50, 3)} | {_f(add99, 3)} "
             f"| {_f(r.c32['rps'], 0)}{' ' + unit if unit else ''} | {_f(ratio, 3) if ratio is not None else '1'} "
             f"| {_f(r.c32['p99_ms'], 2)} | {_f(r.cpu_ms_per_req, 3)} "
+            f"| {_f(1000 / r.cpu_ms_per_req if r.cpu_ms_per_req else None, 0)} "
             f"| {_f(100 * r.cpu_util if r.cpu_util is not None else None, 0, '%')} "
             f"| {_f(r.peak_rss_mib, 1)} | {_f(r.extra.get('other_load_cores'), 2)} "
             f"| {r.error or r.check} |"
@@ -455,9 +555,11 @@ def targets_line(rows: list[Row]) -> str:
     added = gw.c1["p50_ms"] - d.c1["p50_ms"]
     ok1 = gw.c32["rps"] >= 2000
     ok2 = added < 1.0
-    return (f"Targets (plain proxying, one worker on one core): c32 ≥ 2,000 req/s → {gw.c32['rps']:,.0f} "
-            f"({'met' if ok1 else 'NOT met'}); added c1 median < 1 ms → {added:.3f} ms "
-            f"({'met' if ok2 else 'NOT met'}).")
+    return (
+        f"Targets (plain proxying, one worker on one core): c32 ≥ 2,000 req/s → {gw.c32['rps']:,.0f} "
+        f"({'met' if ok1 else 'NOT met'}); added c1 median < 1 ms → {added:.3f} ms "
+        f"({'met' if ok2 else 'NOT met'})."
+    )
 
 
 def versions() -> dict[str, str]:
@@ -487,26 +589,51 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--groups", default="main,candidates",
-                   help="comma list of main, candidates, profile (default: main,candidates)")
-    p.add_argument("--only", action="append", default=[],
-                   help="run only scenarios whose name contains this (repeatable); the baselines always run")
-    p.add_argument("--duration", type=float, default=4, help="seconds of c32 load per scenario (default 4)")
-    p.add_argument("--c1-duration", type=float, default=3, help="seconds of c1 load per scenario (default 3)")
+    p.add_argument(
+        "--groups", default="main,candidates", help="comma list of main, candidates, profile (default: main,candidates)"
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only scenarios whose name contains this (repeatable); the baselines always run",
+    )
+    p.add_argument("--duration", type=float, default=3, help="seconds of c32 load per scenario (default 3)")
+    p.add_argument("--c1-duration", type=float, default=2, help="seconds of c1 load per scenario (default 2)")
     p.add_argument("--warmup", type=float, default=1, help="seconds of c32 warm-up before measuring (default 1)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="c1 and c32 runs per scenario; the median run is reported (default 1)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="run the whole scenario list this many times, interleaved; medians are reported")
-    p.add_argument("--noise-retries", type=int, default=3,
-                   help=f"runs again a run during which other processes used > {NOISY} cores (default 3 times)")
-    p.add_argument("--quiet-wait", type=float, default=10,
-                   help="before running a noisy run again, wait up to this many seconds for quiet (default 10)")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="c1 and c32 runs per scenario; the median run is reported (default 1)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the whole scenario list this many times, interleaved; medians are reported",
+    )
+    p.add_argument(
+        "--noise-retries",
+        type=int,
+        default=1,
+        help=f"runs again a run during which other processes used > {NOISY} cores (default once)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=5,
+        help="before running a noisy run again, wait up to this many seconds for quiet (default 5)",
+    )
     p.add_argument("--profile-seconds", type=float, default=10, help="py-spy sampling time (default 10)")
-    p.add_argument("--native", action="store_true",
-                   help="py-spy --native: C frames too (pauses the process per sample, so it slows it more)")
-    p.add_argument("--upstream", choices=("nginx", "mock-llm"), default="nginx",
-                   help="nginx (default) or the slower built-in tollway mock-llm")
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="py-spy --native: C frames too (pauses the process per sample, so it slows it more)",
+    )
+    p.add_argument(
+        "--upstream",
+        choices=("nginx", "mock-llm"),
+        default="nginx",
+        help="nginx (default) or the slower built-in tollway mock-llm",
+    )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = p.parse_args(argv)
 
@@ -524,13 +651,11 @@ def main(argv: list[str] | None = None) -> int:
         print("run.py: wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 2
     if args.upstream == "mock-llm" and any(s.stream for s in chosen):
-        print("run.py: the mock-llm upstream has no /stream/v1 path; use --groups main --only gateway",
-              file=sys.stderr)
+        print("run.py: the mock-llm upstream has no /stream/v1 path; use --groups main --only gateway", file=sys.stderr)
 
     cores = Cores.pick()
     if cores.target is None:
-        print("run.py: fewer than 2 CPUs or no taskset: running unpinned; numbers are not comparable",
-              file=sys.stderr)
+        print("run.py: fewer than 2 CPUs or no taskset: running unpinned; numbers are not comparable", file=sys.stderr)
     cores.pin_self()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="tollway-bench-"))
@@ -563,8 +688,7 @@ def main(argv: list[str] | None = None) -> int:
                         row = Row(sc.name, sc.group, sc.baseline, sc.note, {}, {}, error=f"failed: {exc}")
                         print(f"   {row.error}", file=sys.stderr)
                     else:
-                        print(f"   c1 p50 {row.c1['p50_ms']:.3f} ms, c32 {row.c32['rps']:,.0f}/s",
-                              file=sys.stderr)
+                        print(f"   c1 p50 {row.c1['p50_ms']:.3f} ms, c32 {row.c32['rps']:,.0f}/s", file=sys.stderr)
                     per_round[sc.name].append(row)
             rows = [merge_rounds(rs) for rs in per_round.values()]
             if "profile" in groups:
@@ -581,18 +705,26 @@ def main(argv: list[str] | None = None) -> int:
 
     ok_rows = [r for r in rows if r.c32]
     failed = [r for r in rows if not r.c32]
-    md = [f"Tollway benchmark, {time.strftime('%Y-%m-%d %H:%M')}: upstream {upstream_name}; target on CPU "
-          f"{cores.target}, wrk + upstream on CPU {cores.load}; c1 {args.c1_duration:g}s, c32 {args.duration:g}s "
-          f"per row.", ""]
+    md = [
+        f"Tollway benchmark, {time.strftime('%Y-%m-%d %H:%M')}: upstream {upstream_name}; target on CPU "
+        f"{cores.target}, wrk + upstream on CPU {cores.load}; c1 {args.c1_duration:g}s, c32 {args.duration:g}s "
+        f"per row.",
+        "",
+    ]
     if ok_rows:
         md += [table(ok_rows + failed), ""]
         line = targets_line(ok_rows)
         if line:
             md += [line, ""]
     if prof:
-        md += [f"Profile ({prof['samples']} samples, {'native' if prof['native'] else 'Python'} frames, "
-               f"{prof.get('rps_under_profiler', 0):,.0f} req/s under the profiler; raw stacks in "
-               f"{prof['raw_file']}):", "", "| self % | function |", "| --- | --- |"]
+        md += [
+            f"Profile ({prof['samples']} samples, {'native' if prof['native'] else 'Python'} frames, "
+            f"{prof.get('rps_under_profiler', 0):,.0f} req/s under the profiler; raw stacks in "
+            f"{prof['raw_file']}):",
+            "",
+            "| self % | function |",
+            "| --- | --- |",
+        ]
         md += [f"| {pct} | {name} |" for name, pct in prof["self"][:15]]
         md += ["", "| inclusive % | function |", "| --- | --- |"]
         md += [f"| {pct} | {name} |" for name, pct in prof["inclusive"][:25]]
@@ -608,17 +740,20 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "upstream": upstream_name,
         "cores": {"target": cores.target, "load_and_upstream": cores.load},
-        "settings": {"c1_s": args.c1_duration, "c32_s": args.duration, "warmup_s": args.warmup,
-                     "request_bytes": len(payloads.chat_request()),
-                     "response_bytes": len(payloads.chat_response()),
-                     "stream_bytes": len(payloads.chat_stream())},
+        "settings": {
+            "c1_s": args.c1_duration,
+            "c32_s": args.duration,
+            "warmup_s": args.warmup,
+            "request_bytes": len(payloads.chat_request()),
+            "response_bytes": len(payloads.chat_response()),
+            "stream_bytes": len(payloads.chat_stream()),
+        },
         "rows": [asdict(r) for r in rows],
         "profile": prof,
     }
     (RESULTS / f"run-{stamp}.json").write_text(json.dumps(doc, indent=2))
     (RESULTS / f"run-{stamp}.md").write_text(report)
-    print(f"results: {(RESULTS / f'run-{stamp}.json').relative_to(ROOT)} ({doc['seconds']:.0f} s)",
-          file=sys.stderr)
+    print(f"results: {(RESULTS / f'run-{stamp}.json').relative_to(ROOT)} ({doc['seconds']:.0f} s)", file=sys.stderr)
     return 1 if failed else 0
 
 

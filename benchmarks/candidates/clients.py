@@ -15,12 +15,15 @@ class Client(Protocol):
 
 
 class AiohttpClient:
+    trust_env = False
+
     def __init__(self, base: str) -> None:
         import aiohttp
 
         self._base = base
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+            trust_env=self.trust_env,
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             timeout=aiohttp.ClientTimeout(total=None),
@@ -33,6 +36,13 @@ class AiohttpClient:
 
     async def aclose(self) -> None:
         await self._session.close()
+
+
+class AiohttpEnvClient(AiohttpClient):
+    """As tollway's AiohttpTransport sets it: trust_env=True, so every request also looks up
+    proxies in the environment and reads ~/.netrc in an executor thread."""
+
+    trust_env = True
 
 
 class HttpxClient:
@@ -116,5 +126,11 @@ class TollwayH1Client:
         await self._transport.aclose()
 
 
-CLIENTS = {"aiohttp": AiohttpClient, "httpx": HttpxClient, "raw": RawClient, "rawproto": RawProtoClient,
-           "h1": TollwayH1Client}
+CLIENTS = {
+    "aiohttp": AiohttpClient,
+    "aiohttp_env": AiohttpEnvClient,
+    "httpx": HttpxClient,
+    "raw": RawClient,
+    "rawproto": RawProtoClient,
+    "h1": TollwayH1Client,
+}

@@ -48,8 +48,20 @@ class _Proto(asyncio.Protocol):
 
 
 class ProtoResponse:
-    __slots__ = ("_buffered", "_error", "_got_bytes", "_waiter", "body", "done", "headers", "heads",
-                 "parser", "pool", "proto", "status")
+    __slots__ = (
+        "_buffered",
+        "_error",
+        "_got_bytes",
+        "_waiter",
+        "body",
+        "done",
+        "headers",
+        "heads",
+        "parser",
+        "pool",
+        "proto",
+        "status",
+    )
 
     def __init__(self, pool: ProtoPool, proto: _Proto) -> None:
         self.pool = pool
