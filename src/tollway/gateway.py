@@ -33,8 +33,19 @@ class ClientGone(Exception):
     """The client disconnected before its request body was in."""
 
 
-def new_request_id() -> str:
-    return os.urandom(12).hex()
+class RequestIds:
+    """Unique ids without a system call per request: a random per-process prefix and a
+    counter. Ids only need to be unique, not unguessable (they are echoed to clients)."""
+
+    __slots__ = ("_next", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._next = 0
+
+    def new(self) -> str:
+        self._next += 1
+        return f"{self._prefix}{self._next:08x}"
 
 
 def _ambiguous_path(path: str) -> bool:
@@ -55,6 +66,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self._finish = finish
         self._inflight: set[asyncio.Task[None]] = set()
+        self._ids = RequestIds()
         self._stopping = False
 
     def swap(self, snapshot: Snapshot) -> None:
@@ -88,7 +100,7 @@ class Gateway:
 
     async def _handle(self, req: Request, read_body: BodyReader, client: ClientChannel) -> None:
         snap = self.snapshot
-        request_id = req.headers.get("x-request-id") or new_request_id()
+        request_id = req.headers.get("x-request-id") or self._ids.new()
         # Only an auth plugin may say who the consumer is.
         req.headers.remove("x-mse-consumer")
         ex = Exchange(request_id=request_id, request=req)
