@@ -56,7 +56,8 @@ def test_the_four_curl_calls(seed_gateway: Proc, mock_requests) -> None:  # type
     }
 
 
-@pytest.mark.parametrize("query", ["text=Mypassword=xxxxxx", "text=pw=xxxxxx", "text=my%20PassWord", "text=P%2557"])
+@pytest.mark.parametrize("query", ["text=Mypassword=xxxxxx", "text=pw=xxxxxx", "text=MyPASSWORD=1", "text=my%70assword",
+                                   "text=my%20PassWord", "text=P%2557"])
 def test_sensitive_prompts_are_blocked_with_404(seed_gateway: Proc, mock_requests, query: str) -> None:  # type: ignore[no-untyped-def]
     r = httpx.get(f"{seed_gateway.url}/?{query}", headers={"apikey": "xxxxxx"})
     assert r.status_code == 404
