@@ -214,3 +214,14 @@ def test_config_error_carries_one_problem_per_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config_text(VALID.replace("provider: openai}", "provider: nope}"), base_dir=tmp_path)
     assert raised.value.problems == ["routes[0].provider: no provider with id 'nope'"]
+
+
+def test_admin_on_a_network_address_without_a_token_refuses_to_start(tmp_path: Path) -> None:
+    """The admin API is never open to the network without a token (SPEC §5)."""
+    config = tmp_path / "tollway.yaml"
+    config.write_text("admin: {host: 0.0.0.0, port: 0}\nserver: {port: 0}\n")
+    result = subprocess.run([sys.executable, "-m", "tollway", "serve", "-c", str(config)],
+                            capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "admin" in result.stderr and "token" in result.stderr
+    assert result.stdout == ""
