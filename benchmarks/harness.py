@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import payloads
 
@@ -186,7 +187,7 @@ def mock_llm_upstream(cores: Cores, venv_bin: Path) -> Iterator[tuple[int, int]]
 _LUA = """wrk.method = "POST"
 wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
-{auth}
+{headers}
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -200,10 +201,18 @@ end
 """
 
 
-def wrk_script(workdir: Path, name: str, body: bytes, auth: str | None) -> Path:
+Headers = Sequence[tuple[str, str]]
+
+
+def wrk_script(workdir: Path, name: str, body: bytes, headers: Headers = ()) -> Path:
+    """wrk's Lua script: the POST body, and ``headers`` (name, value) on every request."""
     path = workdir / f"{name}.lua"
-    auth_line = f'wrk.headers["Authorization"] = "{auth}"' if auth else ""
-    path.write_text(_LUA.format(body=body.decode(), auth=auth_line))
+    lines = []
+    for k, v in headers:
+        if '"' in k + v or "\\" in k + v or "\n" in k + v:
+            raise ValueError(f"header {k!r} cannot go into the Lua script as it stands")
+        lines.append(f'wrk.headers["{k}"] = "{v}"')
+    path.write_text(_LUA.format(body=body.decode(), headers="\n".join(lines)))
     return path
 
 
@@ -226,15 +235,17 @@ class WrkResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def run_wrk(cores: Cores, url: str, script: Path, connections: int, seconds: float) -> WrkResult:
-    argv = cores.wrap(
+def _wrk_argv(cores: Cores, url: str, script: Path, connections: int, seconds: float) -> list[str]:
+    return cores.wrap(
         cores.load,
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(script), url],
     )
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+
+
+def _wrk_result(stdout: str, stderr: str, returncode: int, connections: int) -> WrkResult:
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
-        raise RuntimeError(f"wrk printed no result (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
+        raise RuntimeError(f"wrk printed no result (exit {returncode}):\n{stdout}\n{stderr}")
     r = json.loads(line[len("WRKJSON ") :])
     return WrkResult(
         connections=connections,
@@ -249,6 +260,30 @@ def run_wrk(cores: Cores, url: str, script: Path, connections: int, seconds: flo
         mean_ms=r["mean_us"] / 1000,
         max_ms=r["max_us"] / 1000,
     )
+
+
+def run_wrk(cores: Cores, url: str, script: Path, connections: int, seconds: float) -> WrkResult:
+    argv = _wrk_argv(cores, url, script, connections, seconds)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    return _wrk_result(out.stdout, out.stderr, out.returncode, connections)
+
+
+def run_wrk_together(
+    cores: Cores, loads: Sequence[tuple[str, Path]], connections: int, seconds: float
+) -> list[WrkResult]:
+    """One wrk per (url, script), all started at once and run for the same time."""
+    procs = [
+        subprocess.Popen(
+            _wrk_argv(cores, url, script, connections, seconds),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for url, script in loads
+    ]
+    outs = [p.communicate(timeout=seconds + 60) for p in procs]
+    return [_wrk_result(o, e, p.returncode, connections) for p, (o, e) in zip(procs, outs, strict=True)]
 
 
 # --------------------------------------------------------------------------- /proc
@@ -347,16 +382,99 @@ def wait_quiet(cores: Cores, limit: float, max_wait_s: float) -> float:
     return time.monotonic() - t0
 
 
+# --------------------------------------------------------------------------- Redis
+
+
+@dataclass
+class RedisReading:
+    """What Redis had counted at one moment. ``counted`` holds the benchmark's own
+    rate-limit counters (one key per window; the script adds 1 per admitted request), so
+    their change is exactly the number of decisions the gateway asked of Redis, whatever
+    else uses the server. The other numbers are server-wide. ``probe_commands`` is how
+    many commands this reading sent after its ``INFO stats``."""
+
+    counted: dict[bytes, int]
+    evalsha: int
+    commands: int
+    reads: int
+    clients: int
+    probe_commands: int
+
+
+class RedisProbe:
+    """Reads Redis's counters around a run, on one connection of its own.
+
+    ``pattern`` matches the counter keys of the run's rule (``SCAN MATCH``). ``delta``
+    takes the probe's own commands off the server-wide counts: those a reading sent
+    after its ``INFO stats``, and that ``INFO stats`` itself (each is one read too).
+    """
+
+    def __init__(self, url: str, pattern: str) -> None:
+        import redis  # a dependency of tollway's Redis state store
+
+        self.client = redis.Redis.from_url(url, socket_timeout=5)
+        self.pattern = pattern
+        self.db = int(self.client.connection_pool.connection_kwargs.get("db", 0))
+        self.client.ping()
+        self.my_id = int(self.client.client_id())
+        # The server's own process, when it runs on this machine: its CPU time is part of
+        # what the Redis path costs, and not someone else's load.
+        pid = int(self.client.info("server").get("process_id", 0))
+        self.server_pid = pid if pid and Path(f"/proc/{pid}/stat").exists() else None
+
+    def read(self) -> RedisReading:
+        stats = self.client.info("stats")
+        cmds = self.client.info("commandstats")
+        sent = 1
+        keys: list[Any] = []
+        cursor = 0
+        while True:
+            cursor, page = self.client.scan(cursor, match=self.pattern, count=1000)
+            sent += 1
+            keys.extend(page)
+            if not cursor:
+                break
+        counted: dict[bytes, int] = {}
+        if keys:
+            sent += 1
+            values = self.client.mget(keys)
+            counted = {k: int(v) for k, v in zip(keys, values, strict=True) if v is not None}
+        listed = self.client.client_list()
+        sent += 1
+        mine = str(self.db)
+        return RedisReading(
+            counted=counted,
+            evalsha=int(cmds.get("cmdstat_evalsha", {}).get("calls", 0)),
+            commands=int(stats["total_commands_processed"]),
+            reads=int(stats["total_reads_processed"]),
+            clients=sum(1 for c in listed if int(c["id"]) != self.my_id and c.get("db") == mine),
+            probe_commands=sent,
+        )
+
+    def delta(self, before: RedisReading, after: RedisReading) -> dict[str, int]:
+        own = before.probe_commands + 1
+        return {
+            # Per key: a window's counter that expired in between must not count.
+            "decisions": sum(v - before.counted.get(k, 0) for k, v in after.counted.items()),
+            "evalsha": after.evalsha - before.evalsha,
+            "commands": after.commands - before.commands - own,
+            "reads": after.reads - before.reads - own,
+            "clients": after.clients,
+        }
+
+    def close(self) -> None:
+        self.client.close()
+
+
 # --------------------------------------------------------------------------- checks
 
 
-def one_request(port: int, path: str, body: bytes, auth: str | None) -> tuple[int, dict[str, str], bytes]:
+def one_request(port: int, path: str, body: bytes, headers: Headers = ()) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    headers = {"Content-Type": "application/json"}
-    if auth:
-        headers["Authorization"] = auth
+    sent = {"Content-Type": "application/json"}
+    sent.update(headers)
     try:
-        conn.request("POST", path, body=body, headers=headers)
+        conn.request("POST", path, body=body, headers=sent)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:

@@ -1,14 +1,16 @@
 """Tollway's benchmark: the gateway in front of a fast local upstream, against the same
 upstream direct, in one run.
 
-    .venv/bin/python benchmarks/run.py                   # main scenarios + candidates (~3 min)
-    .venv/bin/python benchmarks/run.py --groups main     # only the five main scenarios (~40 s)
+    .venv/bin/python benchmarks/run.py                   # main + paired runs + candidates (~3.5 min)
+    .venv/bin/python benchmarks/run.py --groups main     # main scenarios and the judged comparisons (~2 min)
     .venv/bin/python benchmarks/run.py --groups profile  # py-spy the gateway under c32 load
-    .venv/bin/python benchmarks/run.py --rounds 3 --groups main,candidates,profile  # README run
+    .venv/bin/python benchmarks/run.py --rounds 3 --groups main  # README run (main table, judged comparisons)
     .venv/bin/python benchmarks/run.py --list
 
 The system under test runs on CPU 0; wrk, the nginx upstream and this script on CPU 1.
-Results go to benchmarks/results/ as JSON and markdown; the markdown table is printed.
+Results go to benchmarks/results/ as JSON and markdown; the markdown tables are printed:
+the scenarios, then the judged comparisons (made by paired runs: two targets under load at
+once on CPU 0, see ``paired``). The Redis row needs Redis on 127.0.0.1:6379 (DB 15).
 See benchmarks/README.md for what each number means.
 """
 
@@ -43,7 +45,13 @@ ROOT = HERE.parent
 CANDIDATES = HERE / "candidates"
 RESULTS = HERE / "results"
 VENV_BIN = Path(sys.executable).parent
-AUTH = "Bearer k-bench"
+CONFIG_KEY = "k-bench"  # the config consumer's key (key-auth's consumers list)
+REDIS_URL = "redis://127.0.0.1:6379/15"
+# The rate-limit scenarios send this header; "k" has a limit no run reaches, "over" a
+# limit of one a minute, which the check before the load must see refused.
+LIMIT_HEADER = "x-bench-key"
+LIMIT_KEY = "k"
+LIMIT_OVER_KEY = "over"
 
 # --------------------------------------------------------------------------- configs
 
@@ -73,13 +81,97 @@ _KEY_AUTH = """plugins:
       consumers: [{name: bench, credential: k-bench}]
 """
 
+# No consumers in the config: the key is a runtime consumer's, kept (hashed) in the
+# database by `tollway consumers add` before the gateway starts.
+_KEY_AUTH_RUNTIME = """plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+"""
 
-def write_configs(workdir: Path, upstream_port: int) -> dict[str, Path]:
-    plain = workdir / "tollway-plain.yaml"
-    auth = workdir / "tollway-key-auth.yaml"
-    plain.write_text(_CONFIG.format(port=upstream_port))
-    auth.write_text(_CONFIG.format(port=upstream_port) + _KEY_AUTH)
-    return {"plain": plain, "key-auth": auth}
+# One limit key the load never reaches, one the check must see refused. Per-minute
+# windows, so the Redis counter of a c32 run sits in one or two keys the probe can read.
+_LIMIT = """  - name: {plugin}
+    {failure_mode}defaultConfig:
+      {rule_name}limit_by_header: {header}
+      limit_keys:
+        - {{key: {key}, query_per_minute: 1000000000}}
+        - {{key: {over}, query_per_minute: 1}}
+"""
+
+
+def _limit(plugin: str, rule_name: str = "", failure_mode: str = "") -> str:
+    return "plugins:\n" + _LIMIT.format(
+        plugin=plugin,
+        failure_mode=f"failure_mode: {failure_mode}\n    " if failure_mode else "",
+        rule_name=f"rule_name: {rule_name}\n      " if rule_name else "",
+        header=LIMIT_HEADER,
+        key=LIMIT_KEY,
+        over=LIMIT_OVER_KEY,
+    )
+
+
+def write_configs(workdir: Path, upstream_port: int, rule_name: str, redis_url: str) -> dict[str, Path]:
+    base = _CONFIG.format(port=upstream_port)
+    texts = {
+        "plain": base,
+        "key-auth": base + _KEY_AUTH,
+        "key-auth-runtime": base + _KEY_AUTH_RUNTIME,
+        "key-rate-limit": base + _limit("key-rate-limit"),
+        # failure_mode closed: were Redis to fail, the run shows 503s instead of
+        # quietly measuring a gateway that skips the limit.
+        "cluster-redis": base
+        + f'storage: {{state: "{redis_url}"}}\n'
+        + _limit("cluster-key-rate-limit", rule_name, "closed"),
+    }
+    out = {}
+    for name, text in texts.items():
+        path = workdir / f"tollway-{name}.yaml"
+        path.write_text(text)
+        out[name] = path
+    return out
+
+
+def add_runtime_consumer(config: Path, workdir: Path) -> str:
+    """``tollway consumers add bench``: the new key, printed once on stdout."""
+    argv = [str(VENV_BIN / "tollway"), "consumers", "add", "bench", "-c", str(config)]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=str(workdir), timeout=60, check=False)
+    key = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    if out.returncode != 0 or not key:
+        raise RuntimeError(f"`tollway consumers add` failed ({out.returncode}): {out.stderr.strip()[-300:]}")
+    return key
+
+
+def make_setup(folder: Path, upstream_port: int, rule_name: str, redis_url: str, runtime_consumer: bool) -> Setup:
+    """The configs in ``folder`` (whose ``tollway-data/`` then holds their SQLite
+    database), and a runtime consumer in that database when one is needed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    setup = Setup(
+        write_configs(folder, upstream_port, rule_name, redis_url),
+        {"config": f"Bearer {CONFIG_KEY}"},
+        redis_url,
+        f"*cluster-key-rate-limit:{rule_name}:*:{LIMIT_KEY}:*",
+    )
+    if runtime_consumer:
+        try:
+            key = add_runtime_consumer(setup.configs["key-auth-runtime"], folder)
+            setup.credentials["runtime"] = f"Bearer {key}"
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            setup.problems["runtime"] = str(exc)
+            print(f"   runtime consumer: {exc}", file=sys.stderr)
+    return setup
+
+
+@dataclass
+class Setup:
+    """What every scenario of a run shares: its configs, the credentials (by kind), and
+    the Redis URL and the SCAN pattern of the counters the load counts against."""
+
+    configs: dict[str, Path]
+    credentials: dict[str, str]
+    redis_url: str
+    redis_pattern: str
+    problems: dict[str, str] = field(default_factory=dict)  # credential kind → why it is missing
 
 
 # --------------------------------------------------------------------------- targets
@@ -93,7 +185,8 @@ class Target:
     app: str = ""  # module:attr for uvicorn/granian
     factory: bool = False
     env: tuple[tuple[str, str], ...] = ()
-    config: str = "plain"  # which tollway config (plain or key-auth)
+    config: str = "plain"  # which tollway config (a key of write_configs' answer)
+    wrapper: str = ""  # tollway: run `python candidates/<wrapper> serve …` instead of `tollway serve …`
 
 
 @dataclass(frozen=True)
@@ -102,8 +195,11 @@ class Scenario:
     group: str
     target: Target
     stream: bool = False
-    auth: bool = False
+    auth: str = ""  # "config" or "runtime": send that consumer's key (and check that none → 401)
+    limited: bool = False  # a rate limit keyed on LIMIT_HEADER: send it (and check a refusal)
+    redis: bool = False  # state in Redis: count what each request costs there
     baseline: str = "direct"
+    vs: str = ""  # the row the "× gateway" column compares with
     note: str = ""
 
 
@@ -118,7 +214,46 @@ def _gateway_app(server: str, transport: str) -> Target:
 SCENARIOS = [
     Scenario("direct", "main", Target("direct"), note="wrk → nginx"),
     Scenario("gateway", "main", Target("tollway"), note="tollway serve as it is (uvicorn+httptools, its transport)"),
-    Scenario("gateway+key-auth", "main", Target("tollway", config="key-auth"), auth=True),
+    Scenario(
+        "gateway, usage recording off",
+        "main",
+        Target("tollway", wrapper="serve_unrecorded.py"),
+        vs="gateway",
+        note="tollway serve with Accountant.finish a no-op: no record, access-log line, metrics or usage row",
+    ),
+    Scenario(
+        "gateway+key-auth",
+        "main",
+        Target("tollway", config="key-auth"),
+        auth="config",
+        vs="gateway",
+        note="key-auth, the key a config consumer's",
+    ),
+    Scenario(
+        "gateway+key-auth (runtime consumer)",
+        "main",
+        Target("tollway", config="key-auth-runtime"),
+        auth="runtime",
+        vs="gateway",
+        note="key-auth, the key a runtime consumer's (hashed, in the database)",
+    ),
+    Scenario(
+        "gateway+key-rate-limit",
+        "main",
+        Target("tollway", config="key-rate-limit"),
+        limited=True,
+        vs="gateway",
+        note="key-rate-limit by header, state in memory, nothing refused",
+    ),
+    Scenario(
+        "gateway+cluster-key-rate-limit (redis)",
+        "main",
+        Target("tollway", config="cluster-redis"),
+        limited=True,
+        redis=True,
+        vs="gateway",
+        note="cluster-key-rate-limit by header, storage.state in Redis, nothing refused",
+    ),
     Scenario("streaming direct", "main", Target("direct"), stream=True, baseline="streaming direct"),
     Scenario("streaming gateway", "main", Target("tollway"), stream=True, baseline="streaming direct"),
     # The gateway itself with another server or upstream client (benchmark-only swaps).
@@ -157,8 +292,9 @@ SCENARIOS = [
 
 def target_argv(t: Target, port: int, config: Path) -> list[str]:
     if t.kind == "tollway":
+        cmd = [sys.executable, str(CANDIDATES / t.wrapper)] if t.wrapper else [str(VENV_BIN / "tollway")]
         return [
-            str(VENV_BIN / "tollway"),
+            *cmd,
             "serve",
             "-c",
             str(config),
@@ -255,10 +391,30 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def sanity_check(sc: Scenario, port: int, path: str, body: bytes) -> str:
+def request_headers(sc: Scenario, setup: Setup) -> list[tuple[str, str]]:
+    """The headers every request of the scenario carries (beyond Content-Type)."""
+    headers = []
+    if sc.auth:
+        if sc.auth not in setup.credentials:
+            raise RuntimeError(f"no {sc.auth} consumer key: {setup.problems.get(sc.auth, 'not set up')}")
+        headers.append(("Authorization", setup.credentials[sc.auth]))
+    if sc.limited:
+        headers.append((LIMIT_HEADER, LIMIT_KEY))
+    return headers
+
+
+def sanity_check(
+    sc: Scenario,
+    port: int,
+    path: str,
+    body: bytes,
+    headers: list[tuple[str, str]],
+    probe: harness.RedisProbe | None = None,
+) -> str:
     """One call before the load: the right answer must come back, or the numbers mean nothing."""
+    before = probe.read() if probe else None
     try:
-        status, _, data = harness.one_request(port, path, body, AUTH if sc.auth else None)
+        status, _, data = harness.one_request(port, path, body, headers)
     except OSError as exc:
         raise RuntimeError(f"the check call before the load failed: {exc}") from None
     if status != 200:
@@ -271,11 +427,24 @@ def sanity_check(sc: Scenario, port: int, path: str, body: bytes) -> str:
         if data != payloads.chat_response():
             raise RuntimeError(f"{sc.name}: body differs from the upstream's: {data[:300]!r}")
         msg = f"body identical ({len(data)} B)"
+    if probe and before:
+        decided = probe.delta(before, probe.read())["decisions"]
+        if decided != 1:
+            raise RuntimeError(f"{sc.name}: the check call moved the Redis counter by {decided}, not 1")
+        msg += "; Redis counter +1"
     if sc.auth:
-        denied, _, _ = harness.one_request(port, path, body, None)
+        unkeyed = [h for h in headers if h[0] != "Authorization"]
+        denied, _, _ = harness.one_request(port, path, body, unkeyed)
         if denied != 401:
             raise RuntimeError(f"{sc.name}: a call without a key got {denied}, not 401")
         msg += "; no key → 401"
+    if sc.limited:
+        # The "over" key allows one call a minute: of two calls, one at least is refused.
+        over = [h for h in headers if h[0] != LIMIT_HEADER] + [(LIMIT_HEADER, LIMIT_OVER_KEY)]
+        got = [harness.one_request(port, path, body, over)[0] for _ in range(2)]
+        if 429 not in got:
+            raise RuntimeError(f"{sc.name}: two calls over a limit of 1/min got {got}, no 429: is the limit on?")
+        msg += "; over the limit → 429"
     return msg
 
 
@@ -286,20 +455,28 @@ def measure(
     sc: Scenario,
     cores: Cores,
     upstream: tuple[int, int],
-    configs: dict[str, Path],
+    setup: Setup,
     workdir: Path,
     args: argparse.Namespace,
 ) -> Row:
     """Warm up, then ``repeat`` × (c1 run, c32 run); keeps the median run of each. A run
     during which other processes took more than NOISY cores is run again (up to
-    ``noise_retries`` times; the quietest attempt is kept)."""
+    ``noise_retries`` times; the quietest attempt is kept). With state in Redis, Redis's
+    counters are read before and after each c32 run."""
     upstream_port, upstream_pid = upstream
     path = STREAM_PATH if sc.stream else PLAIN_PATH
     body = payloads.chat_request(stream=sc.stream)
-    script = harness.wrk_script(workdir, re.sub(r"\W+", "_", sc.name), body, AUTH if sc.auth else None)
+    headers = request_headers(sc, setup)
+    script = harness.wrk_script(workdir, re.sub(r"\W+", "_", sc.name), body, headers)
     log_name = re.sub(r"\W+", "_", sc.name)
     c1s: list[tuple[harness.WrkResult, float]] = []
-    c32s: list[tuple[harness.WrkResult, dict[str, float]]] = []
+    c32s: list[tuple[harness.WrkResult, dict[str, Any]]] = []
+    probe: harness.RedisProbe | None = None
+    if sc.redis:
+        try:
+            probe = harness.RedisProbe(setup.redis_url, setup.redis_pattern)
+        except Exception as exc:
+            raise RuntimeError(f"Redis at {setup.redis_url} is not usable: {type(exc).__name__}: {exc}") from None
 
     def quietest(run: Callable[[], tuple[Any, float]]) -> tuple[Any, float]:
         tries = [run()]
@@ -311,30 +488,41 @@ def measure(
             tries.append(run())
         return min(tries, key=lambda t: t[1])
 
-    with started(sc.target, cores, upstream_port, configs, workdir, log_name) as (port, pid):
-        check = sanity_check(sc, port, path, body)
-        url = f"http://127.0.0.1:{port}{path}"
-        if args.warmup > 0:
-            harness.run_wrk(cores, url, script, 32, args.warmup)
-        tree = harness.process_tree(pid) if pid else []
-        ours = harness.process_tree(upstream_pid) + tree
+    try:
+        with started(sc.target, cores, upstream_port, setup.configs, workdir, log_name) as (port, pid):
+            check = sanity_check(sc, port, path, body, headers, probe)
+            url = f"http://127.0.0.1:{port}{path}"
+            if args.warmup > 0:
+                harness.run_wrk(cores, url, script, 32, args.warmup)
+            tree = harness.process_tree(pid) if pid else []
+            # Redis serves the gateway: its CPU is the scenario's, not other load.
+            redis_pids = [probe.server_pid] if probe and probe.server_pid else []
+            ours = harness.process_tree(upstream_pid) + tree + redis_pids
 
-        def run_c1() -> tuple[harness.WrkResult, float]:
-            with harness.Noise(cores, ours) as noise:
-                r = harness.run_wrk(cores, url, script, 1, args.c1_duration)
-            return r, noise.other
+            def run_c1() -> tuple[harness.WrkResult, float]:
+                with harness.Noise(cores, ours) as noise:
+                    r = harness.run_wrk(cores, url, script, 1, args.c1_duration)
+                return r, noise.other
 
-        def run_c32() -> tuple[tuple[harness.WrkResult, dict[str, float]], float]:
-            cpu0, t0 = harness.cpu_seconds(tree), time.monotonic()
-            with harness.Noise(cores, ours) as noise:
-                r = harness.run_wrk(cores, url, script, 32, args.duration)
-            cpu1, t1 = harness.cpu_seconds(tree), time.monotonic()
-            return (r, {"cpu_s": cpu1 - cpu0, "wall_s": t1 - t0, "other": noise.other}), noise.other
+            def run_c32() -> tuple[tuple[harness.WrkResult, dict[str, Any]], float]:
+                r0 = probe.read() if probe else None
+                cpu0, rcpu0, t0 = harness.cpu_seconds(tree), harness.cpu_seconds(redis_pids), time.monotonic()
+                with harness.Noise(cores, ours) as noise:
+                    r = harness.run_wrk(cores, url, script, 32, args.duration)
+                cpu1, rcpu1, t1 = harness.cpu_seconds(tree), harness.cpu_seconds(redis_pids), time.monotonic()
+                use: dict[str, Any] = {"cpu_s": cpu1 - cpu0, "wall_s": t1 - t0, "other": noise.other}
+                if probe and r0:
+                    d = probe.delta(r0, probe.read())
+                    use["redis"] = redis_costs(d, r.requests, rcpu1 - rcpu0, bool(redis_pids))
+                return (r, use), noise.other
 
-        for _ in range(args.repeat):
-            c1s.append(quietest(run_c1))
-            c32s.append(quietest(run_c32)[0])
-        peak = harness.peak_rss_mib(harness.process_tree(pid)) if pid else None
+            for _ in range(args.repeat):
+                c1s.append(quietest(run_c1))
+                c32s.append(quietest(run_c32)[0])
+            peak = harness.peak_rss_mib(harness.process_tree(pid)) if pid else None
+    finally:
+        if probe:
+            probe.close()
     c1, c1_other = sorted(c1s, key=lambda x: x[0].p50_ms)[len(c1s) // 2]
     c32, use = sorted(c32s, key=lambda x: x[0].rps)[len(c32s) // 2]
     row = Row(
@@ -353,6 +541,8 @@ def measure(
         "all_c1_p50_ms": [w.p50_ms for w, _ in c1s],
         "all_c32_rps": [round(w.rps) for w, _ in c32s],
     }
+    if "redis" in use:
+        row.extra["redis"] = use["redis"]
     if pid and c32.requests:
         row.cpu_ms_per_req = use["cpu_s"] * 1000 / c32.requests
         row.cpu_util = use["cpu_s"] / use["wall_s"]
@@ -360,6 +550,28 @@ def measure(
     if bad:
         row.error = f"{bad} failed requests (socket errors or non-2xx)"
     return row
+
+
+def redis_costs(d: dict[str, int], requests: int, cpu_s: float, have_cpu: bool) -> dict[str, Any]:
+    """Per request of one c32 run: what the gateway asked of Redis, and what Redis did.
+
+    ``decisions`` (the rule's counters) are the gateway's alone. ``evalsha``, ``commands``
+    and ``reads`` are the whole server's, less the probe's own: ``commands`` counts the
+    commands a script runs too (TIME, GET, INCRBY, PEXPIRE), ``reads`` the socket reads,
+    which is how many batches (round trips) reached the server. wrk's count leaves out
+    the calls still open when it stops (at most 32), so ratios to it run a little high.
+    """
+    n = max(requests, 1)
+    return {
+        "requests": requests,
+        **d,
+        "decisions_per_request": round(d["decisions"] / n, 4),
+        "evalsha_per_request": round(d["evalsha"] / n, 4),
+        "commands_per_request": round(d["commands"] / n, 3),
+        "reads_per_request": round(d["reads"] / n, 4),
+        "evalsha_per_read": round(d["evalsha"] / d["reads"], 2) if d["reads"] > 0 else None,
+        "redis_cpu_ms_per_request": round(cpu_s * 1000 / n, 4) if have_cpu else None,
+    }
 
 
 def merge_rounds(rows: list[Row]) -> Row:
@@ -378,6 +590,8 @@ def merge_rounds(rows: list[Row]) -> Row:
     row.extra["rounds_c1_p50_ms"] = [r.c1["p50_ms"] for r in ok]
     row.extra["rounds_cpu_ms_per_req"] = [round(r.cpu_ms_per_req, 4) for r in ok if r.cpu_ms_per_req]
     row.extra["other_load_cores"] = max(r.extra.get("other_load_cores", 0) for r in ok)
+    if any("redis" in r.extra for r in ok):
+        row.extra["rounds_redis"] = [r.extra.get("redis") for r in ok]
     if len(ok) < len(rows):
         row.error = f"{len(rows) - len(ok)} of {len(rows)} rounds failed: " + "; ".join(
             r.error or "" for r in rows if not r.c32
@@ -389,7 +603,7 @@ def merge_rounds(rows: list[Row]) -> Row:
 
 
 def profile(
-    cores: Cores, upstream_port: int, configs: dict[str, Path], workdir: Path, seconds: float, native: bool, stamp: str
+    cores: Cores, upstream_port: int, setup: Setup, workdir: Path, seconds: float, native: bool, stamp: str
 ) -> dict[str, Any]:
     """py-spy samples the gateway (tollway serve) while wrk holds c32 load on it."""
     pyspy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
@@ -399,10 +613,10 @@ def profile(
     raw = RESULTS / f"profile-{stamp}.txt"
     sc = Scenario("profile", "profile", Target("tollway"))
     body = payloads.chat_request()
-    script = harness.wrk_script(workdir, "profile", body, None)
-    with started(sc.target, cores, upstream_port, configs, workdir, "profile") as (port, pid):
+    script = harness.wrk_script(workdir, "profile", body)
+    with started(sc.target, cores, upstream_port, setup.configs, workdir, "profile") as (port, pid):
         assert pid is not None
-        sanity_check(sc, port, PLAIN_PATH, body)
+        sanity_check(sc, port, PLAIN_PATH, body, [])
         url = f"http://127.0.0.1:{port}{PLAIN_PATH}"
         harness.run_wrk(cores, url, script, 32, 1)
         load = subprocess.Popen(
@@ -520,31 +734,247 @@ def _f(v: float | None, nd: int = 2, suffix: str = "") -> str:
 
 def table(rows: list[Row]) -> str:
     by = {r.name: r for r in rows}
+    vs_of = {s.name: s.vs for s in SCENARIOS}
     head = (
-        "| scenario | c1 p50 ms | c1 p99 ms | added p50 ms | added p99 ms | c32 req/s | × direct "
+        "| scenario | c1 p50 ms | c1 p99 ms | added p50 ms | added p99 ms | c32 req/s | × direct | × gateway "
         "| c32 p99 ms | CPU ms/req | req/s per core | CPU use | peak RSS MiB | other load | check |"
     )
-    out = [head, "|" + "|".join([" --- "] * 14) + "|"]
+    out = [head, "|" + "|".join([" --- "] * 15) + "|"]
     for r in rows:
         if r.error and not r.c32:
-            out.append(f"| {r.name} | {r.error} |" + " |" * 13)
+            out.append(f"| {r.name} | {r.error} |" + " |" * 14)
             continue
         base = by.get(r.baseline)
-        is_base = base is None or base is r
-        add50 = None if is_base else r.c1["p50_ms"] - base.c1["p50_ms"]
-        add99 = None if is_base else r.c1["p99_ms"] - base.c1["p99_ms"]
-        ratio = None if is_base else r.c32["rps"] / base.c32["rps"]
+        add50 = add99 = ratio = None
+        if base is not None and base is not r:
+            add50 = r.c1["p50_ms"] - base.c1["p50_ms"]
+            add99 = r.c1["p99_ms"] - base.c1["p99_ms"]
+            ratio = r.c32["rps"] / base.c32["rps"]
+        vs = by.get(vs_of.get(r.name, ""))
+        vs_ratio = r.c32["rps"] / vs.c32["rps"] if vs is not None and vs.c32 else None
         unit = "streams/s" if "stream" in r.name else ""
         out.append(
             f"| {r.name} | {_f(r.c1['p50_ms'], 3)} | {_f(r.c1['p99_ms'], 3)} | {_f(add50, 3)} | {_f(add99, 3)} "
             f"| {_f(r.c32['rps'], 0)}{' ' + unit if unit else ''} | {_f(ratio, 3) if ratio is not None else '1'} "
-            f"| {_f(r.c32['p99_ms'], 2)} | {_f(r.cpu_ms_per_req, 3)} "
+            f"| {_f(vs_ratio, 3)} | {_f(r.c32['p99_ms'], 2)} | {_f(r.cpu_ms_per_req, 3)} "
             f"| {_f(1000 / r.cpu_ms_per_req if r.cpu_ms_per_req else None, 0)} "
             f"| {_f(100 * r.cpu_util if r.cpu_util is not None else None, 0, '%')} "
             f"| {_f(r.peak_rss_mib, 1)} | {_f(r.extra.get('other_load_cores'), 2)} "
             f"| {r.error or r.check} |"
         )
     return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A judged comparison: ``row``'s c32 throughput over ``ref``'s must be ≥ ``floor``."""
+
+    issue: str
+    what: str
+    row: str
+    ref: str
+    floor: float | None  # None: shown, not judged
+
+
+REDIS_ROW = "gateway+cluster-key-rate-limit (redis)"
+CLAIMS = (
+    Claim("1", "key-rate-limit on (memory state) vs off", "gateway+key-rate-limit", "gateway", 0.85),
+    Claim("1", "cluster-key-rate-limit on (Redis state) vs off", REDIS_ROW, "gateway", None),
+    Claim("2", "usage recording on vs off", "gateway", "gateway, usage recording off", 0.85),
+    Claim("3", "key-auth, config consumer, vs no auth", "gateway+key-auth", "gateway", 0.90),
+    Claim("3", "key-auth, runtime consumer, vs no auth", "gateway+key-auth (runtime consumer)", "gateway", 0.90),
+)
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+# The A/A control of the paired runs: the gateway against a second gateway process.
+CONTROL = Claim("–", "control: gateway vs a second gateway process", "gateway", "gateway#2", None)
+
+
+@dataclass
+class Live:
+    """A target started for the paired runs."""
+
+    key: str
+    tree: list[int]
+    url: str
+    script: Path
+
+
+def paired(
+    cores: Cores, upstream: tuple[int, int], rule: str, workdir: Path, args: argparse.Namespace, names: set[str]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The judged comparisons, made with both targets under load at the same time.
+
+    Every target a claim needs runs at once, each pinned to CPU 0 (idle ones cost next to
+    nothing). For each claim, two wrk processes (CPU 1) put c32 load on its two targets
+    together for ``pair_seconds``; the two share CPU 0, so whatever slows that core slows
+    both alike. Each is CPU-bound, so its throughput on a core of its own would be 1000 /
+    its CPU ms per request, and the claim's throughput ratio is the reference's CPU ms per
+    request over the row's. The claims take turns, ``pair_runs`` × ``rounds`` times.
+    Each target has its own config folder and so its own SQLite database.
+    """
+    claims = [c for c in CLAIMS if c.row in names and c.ref in names]
+    if not claims:
+        return [], {}
+    claims.append(CONTROL)
+    by_name = {sc.name: sc for sc in SCENARIOS}
+    keys: list[str] = []
+    for c in claims:
+        keys += [k for k in (c.row, c.ref) if k not in keys]
+    body = payloads.chat_request()
+    results: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        live: dict[str, Live] = {}
+        for i, key in enumerate(keys):
+            sc = by_name[key.split("#")[0]]
+            folder = workdir / f"pair-{i}"
+            try:
+                setup = make_setup(folder, upstream[0], rule, args.redis, sc.auth == "runtime")
+                headers = request_headers(sc, setup)
+                port, pid = stack.enter_context(
+                    started(sc.target, cores, upstream[0], setup.configs, folder, f"pair-{i}")
+                )
+                assert pid is not None
+                sanity_check(sc, port, PLAIN_PATH, body, headers)
+                script = harness.wrk_script(folder, f"pair-{i}", body, headers)
+                url = f"http://127.0.0.1:{port}{PLAIN_PATH}"
+                harness.run_wrk(cores, url, script, 32, max(1.0, args.warmup))
+            except Exception as exc:
+                failed[key] = f"{type(exc).__name__}: {exc}"
+                print(f"   paired: {key} failed: {exc}", file=sys.stderr)
+                continue
+            live[key] = Live(key, harness.process_tree(pid), url, script)
+        ours = harness.process_tree(upstream[1]) + [p for t in live.values() for p in t.tree]
+        with contextlib.suppress(Exception):
+            probe = harness.RedisProbe(args.redis, "-")
+            ours += [probe.server_pid] if probe.server_pid else []
+            probe.close()
+        for turn in range(max(1, args.pair_runs * args.rounds)):
+            print(f"… paired runs, turn {turn + 1}", file=sys.stderr, flush=True)
+            for c in claims:
+                if c.row not in live or c.ref not in live:
+                    continue
+                a, b = live[c.row], live[c.ref]
+                results.append(pair_run(c, a, b, cores, ours, args, swap=turn % 2 == 1))
+    return results, failed
+
+
+def pair_run(
+    c: Claim, a: Live, b: Live, cores: Cores, ours: list[int], args: argparse.Namespace, swap: bool
+) -> dict[str, Any]:
+    """One run of two targets under load together; again once if others' load was high."""
+    tries = []
+    for _ in range(1 + args.noise_retries):
+        loads = [(b.url, b.script), (a.url, a.script)] if swap else [(a.url, a.script), (b.url, b.script)]
+        cpu0 = (harness.cpu_seconds(a.tree), harness.cpu_seconds(b.tree))
+        with harness.Noise(cores, ours) as noise:
+            got = harness.run_wrk_together(cores, loads, 32, args.pair_seconds)
+        cpu1 = (harness.cpu_seconds(a.tree), harness.cpu_seconds(b.tree))
+        wa, wb = (got[1], got[0]) if swap else (got[0], got[1])
+        ms_a = (cpu1[0] - cpu0[0]) * 1000 / max(wa.requests, 1)
+        ms_b = (cpu1[1] - cpu0[1]) * 1000 / max(wb.requests, 1)
+        tries.append(
+            {"issue": c.issue, "comparison": c.what, "row": c.row, "reference": c.ref,
+             "rps_row": round(wa.rps), "rps_ref": round(wb.rps),
+             "cpu_ms_row": round(ms_a, 4), "cpu_ms_ref": round(ms_b, 4),
+             "ratio": round(ms_b / ms_a, 4) if ms_a > 0 else None,
+             "failed": wa.errors + wa.non_2xx + wb.errors + wb.non_2xx, "other_load_cores": round(noise.other, 3)}
+        )  # fmt: skip
+        if noise.other <= NOISY:
+            break
+        harness.wait_quiet(cores, NOISY, args.quiet_wait)
+    return min(tries, key=lambda t: t["other_load_cores"])
+
+
+def judged(
+    per_round: dict[str, list[Row]],
+    pairs: list[dict[str, Any]],
+    pair_failed: dict[str, str],
+    connections: int = 32,
+) -> tuple[str, list[dict[str, Any]]]:
+    """The judged comparisons as a markdown table, and the same as data.
+
+    A throughput ratio is judged on the paired runs (see ``paired``): the median of their
+    ratios. The sequential rows of the main table give the same ratio per round, shown for
+    comparison; on a host whose CPU speed drifts they scatter far more.
+    """
+    out = [
+        "| # | comparison | ratio | paired runs | CPU ms/req, this · reference "
+        "| main-table rows: req/s ratio per round | target | result |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    data: list[dict[str, Any]] = []
+    for c in (*CLAIMS, CONTROL):
+        runs = [r for r in pairs if r["comparison"] == c.what and r["ratio"] is not None]
+        rows, refs = per_round.get(c.row, []), per_round.get(c.ref, [])
+        seq = [a.c32["rps"] / b.c32["rps"] for a, b in zip(rows, refs, strict=False) if a.c32 and b.c32]
+        if not runs and not seq:
+            why = pair_failed.get(c.row) or pair_failed.get(c.ref)
+            if why:
+                out.append(f"| {c.issue} | {c.what} | – | failed: {why} | – | – | – | – |")
+            continue
+        ratio = _median([r["ratio"] for r in runs]) if runs else _median(seq)
+        basis = "paired" if runs else "sequential"
+        met = None if c.floor is None else ratio >= c.floor
+        target = "–" if c.floor is None else f"≥ {c.floor:.2f}"
+        result = "–" if met is None else ("met" if met else "**NOT met**")
+        cpu = (
+            f"{_median([r['cpu_ms_row'] for r in runs]):.3f} · {_median([r['cpu_ms_ref'] for r in runs]):.3f}"
+            if runs
+            else "–"
+        )
+        bad = sum(r["failed"] for r in runs)
+        listed = ", ".join(f"{r['ratio']:.2f}" for r in runs) + (f" ({bad} failed requests)" if bad else "")
+        out.append(
+            f"| {c.issue} | {c.what} | **{ratio:.3f}**{'' if runs else ' (sequential)'} | {listed or '–'} | {cpu} "
+            f"| {', '.join(f'{x:.2f}' for x in seq) or '–'} | {target} | {result} |"
+        )
+        data.append(
+            {"issue": c.issue, "comparison": c.what, "row": c.row, "reference": c.ref, "ratio": round(ratio, 4),
+             "basis": basis, "paired_ratios": [r["ratio"] for r in runs],
+             "sequential_ratios": [round(x, 4) for x in seq], "target": c.floor, "met": met}
+        )  # fmt: skip
+    redis = [r.extra["redis"] for r in per_round.get(REDIS_ROW, []) if r.c32 and "redis" in r.extra]
+    if redis:
+        # One decision per request: every completed request made one, and the calls still
+        # open when wrk stopped (at most one per connection) may have made theirs too.
+        extra = [r["decisions"] - r["requests"] for r in redis]
+        one_each = all(0 <= x <= connections + 1 for x in extra)
+        per_req = _median([r["decisions_per_request"] for r in redis])
+        evalsha = _median([r["evalsha_per_request"] for r in redis])
+        reads = _median([r["reads_per_request"] for r in redis])
+        batch = [r["evalsha_per_read"] for r in redis if r["evalsha_per_read"]]
+        rounds_per_req = ", ".join(f"{r['decisions_per_request']:.3f}" for r in redis)
+        rounds_reads = ", ".join(f"{r['reads_per_request']:.3f}" for r in redis)
+        excess = ", ".join(str(x) for x in extra)
+        out.append(
+            f"| 1 | Redis path: commands per request (EVALSHA, counted by the rule's own counters; "
+            f"server-wide {evalsha:.3f}) | **{per_req:.3f}** | – | – | {rounds_per_req} "
+            f"| 1 (counter − requests within 0…{connections + 1}: {excess}) | {'met' if one_each else '**NOT met**'} |"
+        )
+        out.append(
+            f"| 1 | Redis path: round trips per request (server socket reads; "
+            f"{_f(_median(batch) if batch else None, 1)} commands per read) | **{reads:.3f}** | – | – "
+            f"| {rounds_reads} | ≤ 1 | {'met' if reads <= 1 else '**NOT met**'} |"
+        )
+        data.append(
+            {"issue": "1", "comparison": "Redis commands per request", "row": REDIS_ROW, "ratio": per_req,
+             "server_evalsha_per_request": evalsha, "decisions_minus_requests": extra, "target": 1, "met": one_each}
+        )  # fmt: skip
+        data.append(
+            {"issue": "1", "comparison": "Redis round trips per request", "row": REDIS_ROW, "ratio": reads,
+             "commands_per_read": _median(batch) if batch else None, "target": 1, "met": reads <= 1}
+        )  # fmt: skip
+    if len(out) == 2:
+        return "", data
+    return "\n".join(out), data
 
 
 def targets_line(rows: list[Row]) -> str:
@@ -596,7 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         action="append",
         default=[],
-        help="run only scenarios whose name contains this (repeatable); the baselines always run",
+        help="run only scenarios whose name contains this (repeatable); their baselines and comparison rows run too",
     )
     p.add_argument("--duration", type=float, default=3, help="seconds of c32 load per scenario (default 3)")
     p.add_argument("--c1-duration", type=float, default=2, help="seconds of c1 load per scenario (default 2)")
@@ -634,6 +1064,20 @@ def main(argv: list[str] | None = None) -> int:
         default="nginx",
         help="nginx (default) or the slower built-in tollway mock-llm",
     )
+    p.add_argument(
+        "--pair-runs",
+        type=int,
+        default=2,
+        help="paired runs per judged comparison and round (0: judge on the main rows alone; default 2)",
+    )
+    p.add_argument(
+        "--pair-seconds", type=float, default=2, help="seconds of each paired run (two targets at once; default 2)"
+    )
+    p.add_argument(
+        "--redis",
+        default=REDIS_URL,
+        help=f"storage.state of the Redis scenario (default {REDIS_URL}; counters expire within 2 minutes)",
+    )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = p.parse_args(argv)
 
@@ -641,7 +1085,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in SCENARIOS if s.group in groups]
     if args.only:
         wanted = [s for s in chosen if any(o in s.name for o in args.only)]
-        bases = {s.baseline for s in wanted}
+        # Their baselines, the rows they are compared with, and what a judged claim needs.
+        names = {s.name for s in wanted}
+        bases = {s.baseline for s in wanted} | {s.vs for s in wanted}
+        bases |= {c.ref for c in CLAIMS if c.row in names} | {c.row for c in CLAIMS if c.ref in names and c.floor}
         chosen = [s for s in SCENARIOS if s in wanted or s.name in bases]
     if args.list:
         for s in SCENARIOS:
@@ -673,17 +1120,21 @@ def main(argv: list[str] | None = None) -> int:
         upstream = lambda: harness.mock_llm_upstream(cores, VENV_BIN)  # noqa: E731
         upstream_name = "tollway mock-llm"
 
+    per_round: dict[str, list[Row]] = {sc.name: [] for sc in chosen}
+    pairs: list[dict[str, Any]] = []
+    pair_failed: dict[str, str] = {}
     try:
         with upstream() as up:
             up_port = up[0]
-            configs = write_configs(workdir, up_port)
-            per_round: dict[str, list[Row]] = {sc.name: [] for sc in chosen}
+            # A rule name of this run's own: its counters are the only ones the probe reads.
+            rule = f"bench-{stamp}-{os.getpid()}"
+            setup = make_setup(workdir, up_port, rule, args.redis, any(sc.auth == "runtime" for sc in chosen))
             for rnd in range(args.rounds):
                 for sc in chosen:
                     label = f" (round {rnd + 1}/{args.rounds})" if args.rounds > 1 else ""
                     print(f"… {sc.name}{label}", file=sys.stderr, flush=True)
                     try:
-                        row = measure(sc, cores, up, configs, workdir, args)
+                        row = measure(sc, cores, up, setup, workdir, args)
                     except Exception as exc:  # one broken candidate must not lose the rest of the run
                         row = Row(sc.name, sc.group, sc.baseline, sc.note, {}, {}, error=f"failed: {exc}")
                         print(f"   {row.error}", file=sys.stderr)
@@ -691,15 +1142,17 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"   c1 p50 {row.c1['p50_ms']:.3f} ms, c32 {row.c32['rps']:,.0f}/s", file=sys.stderr)
                     per_round[sc.name].append(row)
             rows = [merge_rounds(rs) for rs in per_round.values()]
+            if "main" in groups and args.pair_runs > 0:
+                pairs, pair_failed = paired(cores, up, rule, workdir, args, {sc.name for sc in chosen})
             if "profile" in groups:
                 print("… profile (py-spy)", file=sys.stderr, flush=True)
                 try:
-                    prof = profile(cores, up_port, configs, workdir, args.profile_seconds, args.native, stamp)
+                    prof = profile(cores, up_port, setup, workdir, args.profile_seconds, args.native, stamp)
                 except Exception as exc:
                     if not args.native:
                         raise
                     print(f"   --native failed ({exc}); retrying without it", file=sys.stderr)
-                    prof = profile(cores, up_port, configs, workdir, args.profile_seconds, False, stamp)
+                    prof = profile(cores, up_port, setup, workdir, args.profile_seconds, False, stamp)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -716,6 +1169,16 @@ def main(argv: list[str] | None = None) -> int:
         line = targets_line(ok_rows)
         if line:
             md += [line, ""]
+    judged_md, judged_data = judged(per_round, pairs, pair_failed)
+    if judged_md:
+        md += [
+            "Judged comparisons. A ratio is this row's throughput over the reference's, the median of the paired "
+            f"runs: both targets under c32 load at once on CPU 0 for {args.pair_seconds:g}s, the ratio of their CPU "
+            "ms per request (each is CPU-bound, so that is the ratio of their throughputs on a core each).",
+            "",
+            judged_md,
+            "",
+        ]
     if prof:
         md += [
             f"Profile ({prof['samples']} samples, {'native' if prof['native'] else 'Python'} frames, "
@@ -749,6 +1212,8 @@ def main(argv: list[str] | None = None) -> int:
             "stream_bytes": len(payloads.chat_stream()),
         },
         "rows": [asdict(r) for r in rows],
+        "judged": judged_data,
+        "paired_runs": pairs,
         "profile": prof,
     }
     (RESULTS / f"run-{stamp}.json").write_text(json.dumps(doc, indent=2))

@@ -1,0 +1,31 @@
+"""``tollway serve`` with usage recording off. Benchmark-only.
+
+    serve_unrecorded.py serve -c CONFIG --port P --admin-port A
+
+Everything is the product's own start-up (`tollway.cli`, the same uvicorn settings, the
+admin server, the GC freeze after start-up), except that ``Accountant.finish`` does
+nothing: no usage record is built, and nothing reaches the access log, the metrics or
+the usage writer's queue. The writer and the access-log task still start, and idle.
+
+The gateway takes ``accountant.finish`` as a bound method when the runtime is built,
+so the class attribute is replaced before anything is built.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tollway.accounting import Accountant
+from tollway.exchange import Exchange
+
+
+def _not_recorded(self: Accountant, ex: Exchange) -> None:
+    return None
+
+
+Accountant.finish = _not_recorded  # type: ignore[method-assign]
+
+from tollway.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
