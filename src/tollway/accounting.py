@@ -11,13 +11,13 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from tollway.exchange import Exchange
 from tollway.pricing import PriceTable
+from tollway.timestamps import iso_ms
 
 if TYPE_CHECKING:
     from tollway.metrics import UsageMetrics
@@ -37,7 +37,7 @@ def record_of(ex: Exchange, prices: PriceTable | None = None) -> UsageRecord:
         prices.cost(ex.model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens) if prices is not None else None
     )
     return {
-        "ts": datetime.fromtimestamp(ex.ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ts": iso_ms(ex.ts),
         "request_id": ex.request_id,
         "route": route.name if route is not None else None,
         "consumer": ex.consumer_name,

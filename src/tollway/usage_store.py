@@ -19,6 +19,7 @@ import orjson
 
 from tollway.accounting import UsageRecord
 from tollway.storage import Database, Row
+from tollway.timestamps import epoch_ms
 from tollway.usage_query import UsageQuery, Window
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -109,19 +110,14 @@ def _iso_ms(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _ts_ms(iso: str) -> int:
-    return round(datetime.fromisoformat(iso).timestamp() * 1000)
-
-
 def row_of(record: UsageRecord) -> tuple[object, ...]:
     """The ``usage_records`` row for a record (in the writer task, off the request path)."""
-    ts_ms = _ts_ms(record["ts"])
-    at = datetime.fromtimestamp(ts_ms / 1000, UTC)
+    ts: str = record["ts"]
     attributes = record.get("attributes")
     return (
-        ts_ms,
-        at.strftime("%Y-%m-%d"),
-        at.strftime("%Y-%m-%dT%H:00:00Z"),
+        epoch_ms(ts),
+        ts[:10],
+        ts[:13] + ":00:00Z",
         record["request_id"],
         record["route"],
         record["consumer"],
