@@ -6,20 +6,10 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from tollway import cli_consumers, cli_usage
+from tollway.cli_config import config_path, print_config_problems
 from tollway.config.load import ConfigError, LoadedConfig, load_config
-
-
-def _config_path(given: str | None) -> Path | None:
-    if given:
-        return Path(given)
-    env = os.environ.get("TOLLWAY_CONFIG")
-    if env:
-        return Path(env)
-    local = Path("tollway.yaml")
-    return local if local.exists() else None
 
 
 def _setup_logging() -> None:
@@ -52,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tollway.runtime import ConfigSource, Runtime
     from tollway.serve import Listen, serve
 
-    path = _config_path(args.config)
+    path = config_path(args.config)
     if path is not None:
         source = ConfigSource(path)
     else:
@@ -70,9 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         check_buildable(loaded)
     except ConfigError as exc:
-        print("tollway: invalid config:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print_config_problems(exc)
         return 2
     cfg = loaded.config
     listen = Listen(

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-from tollway.config.load import ConfigError, LoadedConfig, load_config, load_config_text
 
 if TYPE_CHECKING:
     # Imported where used at run time: every ``tollway`` command builds this parser, and
@@ -102,38 +98,20 @@ def format_table(consumers: list[ConsumerInfo]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def _load(given: str | None) -> LoadedConfig:
-    from tollway.cli import _config_path  # here, not at the top: cli imports this module
-    from tollway.quickstart import DATA_DIR, demo_key, quickstart_yaml
-
-    path = _config_path(given)
-    if path is not None:
-        return load_config(path)
-    # The quickstart as serve runs it, so its demo consumer's name is taken here too.
-    key, _ = demo_key(DATA_DIR)
-    return load_config_text(quickstart_yaml(key, os.environ), base_dir=Path.cwd())
-
-
 def _run(given: str | None, operation: Operation) -> int:
+    from tollway.cli_config import open_cli_database
     from tollway.consumer_store import (
         ConsumerDirectory,
         ConsumerStoreError,
         InvalidConsumer,
         config_consumers,
     )
-    from tollway.storage import StorageError, open_database
+    from tollway.storage import StorageError
 
-    try:
-        loaded = _load(given)
-        db = open_database(loaded.config.storage.database, loaded.base_dir)
-    except ConfigError as exc:
-        print("tollway: invalid config:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    opened = open_cli_database(given)
+    if opened is None:
         return 2
-    except StorageError as exc:
-        print(f"tollway: storage.database: {exc}", file=sys.stderr)
-        return 2
+    loaded, db = opened
     config = config_consumers(loaded)
     directory = ConsumerDirectory(db, config_names=lambda: {c["name"] for c in config})
 

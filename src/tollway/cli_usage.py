@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tollway.config.load import ConfigError
 from tollway.usage_query import GROUPINGS, UsageQuery, UsageQueryError, query_from
 
 if TYPE_CHECKING:
@@ -43,25 +42,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from tollway.cli_consumers import _load  # finds the config exactly as `consumers` does
-    from tollway.storage import StorageError, open_database
+    from tollway.cli_config import open_cli_database
+    from tollway.storage import StorageError
 
     params = {"by": args.by, "since": args.since or "", "until": args.until or "", "consumer": args.consumer or ""}
     try:
         query = query_from(params)
-        loaded = _load(args.config)
-        db = open_database(loaded.config.storage.database, loaded.base_dir)
     except UsageQueryError as exc:
         print(f"tollway: {exc}", file=sys.stderr)
         return 2
-    except ConfigError as exc:
-        print("tollway: invalid config:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    opened = open_cli_database(args.config)
+    if opened is None:
         return 2
-    except StorageError as exc:
-        print(f"tollway: storage.database: {exc}", file=sys.stderr)
-        return 2
+    _, db = opened
     try:
         rows = asyncio.run(_summary(db, query))
     except StorageError as exc:
