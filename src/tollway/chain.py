@@ -34,11 +34,31 @@ def _plugin_failed(p: AnyPlugin, hook: str, exc: Exception) -> None:
     now = time.monotonic()
     if now - _last_logged.get(p.name, -_LOG_EVERY_S) >= _LOG_EVERY_S:
         _last_logged[p.name] = now
-        log.error("plugin %s failed in %s (failure_mode %s)", p.name, hook, p.scope.failure_mode or "closed",
-                  exc_info=exc)
+        log.error(
+            "plugin %s failed in %s (failure_mode %s)", p.name, hook, p.scope.failure_mode or "closed", exc_info=exc
+        )
     if p.scope.failure_mode != "open":
-        raise GatewayError(f"plugin {p.name} failed; see the gateway's log", reason=f"{p.name}.internal_error",
-                           status=500, code="internal_error") from exc
+        raise GatewayError(
+            f"plugin {p.name} failed; see the gateway's log",
+            reason=f"{p.name}.internal_error",
+            status=500,
+            code="internal_error",
+        ) from exc
+
+
+async def _first_reply(plugins: Sequence[AnyPlugin], hook: str, ex: Exchange) -> Reply | None:
+    """Runs a request hook in order; the first reply (or refusal) ends the phase."""
+    for p in plugins:
+        try:
+            reply: Reply | None = await getattr(p, hook)(ex)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            _plugin_failed(p, hook, exc)
+            continue
+        if reply is not None:
+            return reply
+    return None
 
 
 class Chain:
@@ -76,30 +96,10 @@ class Chain:
         return bool(self._stream) or bool(self._stream_end)
 
     async def request_headers(self, ex: Exchange) -> Reply | None:
-        for p in self._req_headers:
-            try:
-                reply = await p.request_headers(ex)
-            except GatewayError:
-                raise
-            except Exception as exc:
-                _plugin_failed(p, "request_headers", exc)
-                continue
-            if reply is not None:
-                return reply
-        return None
+        return await _first_reply(self._req_headers, "request_headers", ex)
 
     async def request_body(self, ex: Exchange) -> Reply | None:
-        for p in self._req_body:
-            try:
-                reply = await p.request_body(ex)
-            except GatewayError:
-                raise
-            except Exception as exc:
-                _plugin_failed(p, "request_body", exc)
-                continue
-            if reply is not None:
-                return reply
-        return None
+        return await _first_reply(self._req_body, "request_body", ex)
 
     async def response_headers(self, ex: Exchange, status: int, headers: list[tuple[str, str]]) -> None:
         for p in self._resp_headers:

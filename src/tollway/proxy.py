@@ -211,7 +211,8 @@ class AiProxy:
             # The provider's own headers (claude's anthropic-version beside its key) replace
             # a client's header of the same name; two values would reach the provider.
             drop = drop | {k for k, _ in auth}
-        named = ",".join(ex.request.headers.get_all("connection")).lower()
+        # Most clients send no Connection header: one dict lookup, no list scan.
+        named = ",".join(ex.request.headers.get_all("connection")).lower() if "connection" in ex.request.headers else ""
         if named and named not in ("keep-alive", "close"):
             # Headers the client names in Connection are hop-by-hop too (RFC 9110 §7.6.1).
             drop = drop | {n.strip() for n in named.split(",")}
