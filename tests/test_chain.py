@@ -17,7 +17,7 @@ from typing import Any, ClassVar, cast
 import httpx
 import pytest
 
-from tollway.accounting import AccessLog
+from tollway.access_log import AccessLog
 from tollway.chain import Chain
 from tollway.config.load import load_config_text
 from tollway.errors import Forbidden, GatewayError

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.usage_support import metric_sum, parse_metrics
+from tests.usage_support import metric_sum, parse_metrics, usage_record
 from tollway.config.load import load_config_text
 from tollway.metrics import UsageMetrics, configured_models
 from tollway.pricing import PriceTable
+from tollway.usage_record import UsageRecord
 
 CONFIG = """
 pricing: {house-model: {input_per_mtok: 1, output_per_mtok: 2}}
@@ -28,24 +29,10 @@ plugins:
 """
 
 
-def _record(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "route": "chat",
-        "consumer": "alice",
-        "model_requested": "gpt-4o",
-        "model_upstream": "gpt-4o",
-        "status": 200,
-        "reason": None,
-        "input_tokens": 10,
-        "output_tokens": 20,
-        "cached_tokens": 3,
-        "reasoning_tokens": 4,
-        "cost_usd": 0.5,
-        "latency_ms": 120.0,
-        "ttft_ms": None,
-    }
+def _record(**fields: Any) -> UsageRecord:
+    base: dict[str, Any] = {"cached_tokens": 3, "reasoning_tokens": 4, "cost_usd": 0.5}
     base.update(fields)
-    return base
+    return usage_record(**base)
 
 
 def _metrics() -> UsageMetrics:

@@ -78,6 +78,8 @@ def test_the_sixth_call_in_a_minute_is_429_and_another_consumer_is_unaffected(
     assert sixth.json()["error"]["code"] == "rate_limit_exceeded"
     assert sixth.json()["error"]["message"] == "Too many requests"
     assert statuses(gw.url, "bob", 5) == [200] * 5
+    # The log is written in batches, a fraction of a second after the calls.
+    gw.wait_for_stdout(lambda lines: any('"status":429' in line for line in lines))
     records = gw.access_log()
     refused = [r for r in records if r["status"] == 429]
     assert [(r["consumer"], r["reason"]) for r in refused] == [("alice", f"{plugin}.exceeded")]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from tollway.accounting import AccessLog, Accountant, record_of
+from tollway.access_log import AccessLog
+from tollway.accounting import Accountant
 from tollway.config.schema import Price
 from tollway.exchange import Attempt, Exchange
 from tollway.pricing import BUILTIN_PRICES, PriceTable
 from tollway.protocols.usage import apply_usage
 from tollway.testing import make_exchange
+from tollway.usage_record import UsageRecord, record_of
 
 SPEC_FIELDS = (
     "ts request_id route consumer provider model_requested model_upstream status reason blocked_by stream "
@@ -100,7 +104,7 @@ def _served_exchange() -> Exchange:
 
 def test_the_record_keeps_cached_and_reasoning_tokens_apart_and_prices_the_upstream_model() -> None:
     ex = _served_exchange()
-    record = record_of(ex, PriceTable())
+    record = record_of(ex, PriceTable()).as_dict()
     assert list(record)[: len(SPEC_FIELDS)] == SPEC_FIELDS
     assert (record["input_tokens"], record["output_tokens"]) == (1000, 500)
     assert (record["cached_tokens"], record["reasoning_tokens"]) == (200, 300)
@@ -116,15 +120,15 @@ def test_anthropic_cache_reads_count_as_cached_input() -> None:
     apply_usage(ex.usage, {"input_tokens": 100, "cache_read_input_tokens": 900, "output_tokens": 10})
     ex.model_upstream = "claude-3-5-sonnet-20241022"
     record = record_of(ex, PriceTable())
-    assert (record["input_tokens"], record["cached_tokens"]) == (1000, 900)
-    assert record["cost_usd"] == pytest.approx((100 * 3.0 + 900 * 0.30 + 10 * 15.0) / 1e6)
+    assert (record.input_tokens, record.cached_tokens) == (1000, 900)
+    assert record.cost_usd == pytest.approx((100 * 3.0 + 900 * 0.30 + 10 * 15.0) / 1e6)
 
 
 def test_an_unpriced_model_records_null_cost() -> None:
     ex = make_exchange()
     ex.model_upstream = "my-local-llama"
     apply_usage(ex.usage, {"prompt_tokens": 5, "completion_tokens": 5})
-    assert record_of(ex, PriceTable())["cost_usd"] is None
+    assert record_of(ex, PriceTable()).cost_usd is None
 
 
 def test_the_accountant_feeds_log_metrics_and_sinks_and_survives_a_failing_sink() -> None:
@@ -132,9 +136,9 @@ def test_the_accountant_feeds_log_metrics_and_sinks_and_survives_a_failing_sink(
 
     out = io.StringIO()
     access_log = AccessLog(out)
-    seen: list[dict[str, object]] = []
+    seen: list[UsageRecord] = []
 
-    def broken(_record: dict[str, object]) -> None:
+    def broken(_records: list[UsageRecord]) -> None:
         raise RuntimeError("sink bug")
 
     ex = make_exchange()
@@ -142,8 +146,33 @@ def test_the_accountant_feeds_log_metrics_and_sinks_and_survives_a_failing_sink(
     ex.attributes = {"team": "blue", "secret": "x"}
     ex.log_attributes = frozenset({"team"})
     Accountant([broken], access_log=access_log).finish(ex)  # must not raise
-    Accountant([seen.append], access_log=access_log, prices=PriceTable()).finish(ex)
+    Accountant([seen.extend], access_log=access_log, prices=PriceTable()).finish(ex)
     access_log.flush()
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and '"attributes":{"team":"blue"}' in lines[0] and "secret" not in lines[0]
-    assert seen[0]["attributes"] == {"team": "blue", "secret": "x"}
+    assert seen[0].attributes == {"team": "blue", "secret": "x"}
+
+
+async def test_a_running_accountant_hands_records_on_in_batches_and_drains_at_stop() -> None:
+    batches: list[list[UsageRecord]] = []
+    accountant = Accountant([batches.append], interval_s=0.05)
+    accountant.start()
+
+    def call(n: int) -> None:
+        ex = make_exchange(request_id=f"r{n}")
+        ex.status = 200
+        accountant.finish(ex)
+
+    for n in range(3):
+        call(n)
+    assert batches == []  # set aside: nothing is handed on from the call's own task
+    await asyncio.sleep(0.2)
+    assert [[r.request_id for r in b] for b in batches] == [["r0", "r1", "r2"]]
+    call(3)
+    accountant.drain()  # the admin API drains before it answers
+    assert [r.request_id for r in batches[-1]] == ["r3"]
+    call(4)
+    await accountant.stop()
+    assert [r.request_id for r in batches[-1]] == ["r4"]
+    call(5)  # a call cut off by the shutdown finishes after the stop: handed on at once
+    assert [r.request_id for r in batches[-1]] == ["r5"]

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.usage_support import fresh_pg_schema
+from tests.usage_support import fresh_pg_schema, usage_record
+from tollway.exchange import Attempt
 from tollway.storage import Database, StorageError, open_database
 from tollway.usage_query import UsageQuery, UsageQueryError, Window, parse_limit, parse_time, query_from
+from tollway.usage_record import UsageRecord
 from tollway.usage_store import UsageStore
 from tollway.usage_writer import UsageWriter
 
@@ -33,32 +35,23 @@ def rec(
     route: str | None = "chat",
     provider: str | None = "openai",
     request_id: str = "r",
-) -> dict[str, Any]:
-    iso = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {
-        "ts": iso,
-        "request_id": request_id,
-        "route": route,
-        "consumer": consumer,
-        "provider": provider,
-        "model_requested": model,
-        "model_upstream": model,
-        "status": status,
-        "reason": None if status < 400 else "key-auth.no_key",
-        "blocked_by": None,
-        "stream": False,
-        "input_tokens": tokens[0],
-        "output_tokens": tokens[1],
-        "cached_tokens": 0,
-        "reasoning_tokens": 0,
-        "tokens_estimated": False,
-        "cost_usd": cost,
-        "latency_ms": 12.5,
-        "ttft_ms": None,
-        "client_ip": "127.0.0.1",
-        "attempts": [],
-        "attributes": None,
-    }
+) -> UsageRecord:
+    return usage_record(
+        ts_ms=round(ts * 1000),
+        request_id=request_id,
+        route=route,
+        consumer=consumer,
+        provider=provider,
+        model_requested=model,
+        model_upstream=model,
+        status=status,
+        reason=None if status < 400 else "key-auth.no_key",
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cost_usd=cost,
+        latency_ms=12.5,
+        client_ip="127.0.0.1",
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -100,20 +93,22 @@ async def test_the_indexes_for_time_and_consumer_exist(store: UsageStore) -> Non
 
 
 async def test_a_record_comes_back_as_it_went_in(store: UsageStore) -> None:
-    r = rec(DAY1, "alice", request_id="abc")
-    r.update(
+    r = rec(DAY1, "alice", request_id="abc")._replace(
         stream=True,
         ttft_ms=3.25,
         tokens_estimated=True,
         cached_tokens=4,
         reasoning_tokens=5,
-        attempts=[{"provider": "openai", "status": 500, "latency_ms": 1.5}],
+        attempts=[Attempt("openai", 500, 1.5)],
         attributes={"team": "blue", "n": 3},
         reason="gateway.client_closed",
         status=499,
     )
     await store.write([r])
-    assert await store.recent(1) == [r]
+    got = await store.recent(1)
+    assert got == [r.as_dict()]
+    assert got[0]["attempts"] == [{"provider": "openai", "status": 500, "latency_ms": 1.5}]
+    assert got[0]["ts"] == "2026-03-01T10:15:00.000Z"
 
 
 async def test_summaries_group_and_count_errors_and_treat_null_cost_as_zero(store: UsageStore) -> None:
@@ -165,9 +160,42 @@ async def test_recent_lists_newest_first_with_limit_and_consumer(store: UsageSto
     assert [r["request_id"] for r in await store.recent(100, None, window)] == ["r3", "r2"]
 
 
+async def test_a_large_batch_goes_in_whole(store: UsageStore) -> None:
+    # More rows than one multi-row INSERT takes (SQLite binds at most 999 values per
+    # statement), with every nullable column null in some rows and set in others.
+    records = [
+        rec(DAY1 + i, None if i % 3 == 0 else f"c{i % 7}", request_id=f"r{i}")._replace(
+            ttft_ms=None if i % 2 else 1.5, attributes={"i": i} if i % 5 == 0 else None
+        )
+        for i in range(250)
+    ]
+    await store.write(records)
+    got = await store.recent(1000)
+    assert got == [r.as_dict() for r in reversed(records)]
+
+
+async def test_sqlite_a_write_whose_caller_was_cancelled_is_all_or_nothing(tmp_path: Path) -> None:
+    # The SQLite backend runs each operation whole on its own thread: a caller cancelled
+    # while it waits leaves the operation either unstarted or finished, never half done,
+    # and the connection usable. (The usage writer never cancels a write; this is the
+    # backend's own guarantee.)
+    db = open_database(f"sqlite:///{tmp_path}/usage.db", tmp_path)
+    await db.connect()
+    store = UsageStore(db)
+    await store.migrate()
+    task = asyncio.ensure_future(store.write([rec(DAY1 + i, "alice", request_id=f"r{i}") for i in range(500)]))
+    await asyncio.sleep(0.001)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await store.write([rec(DAY2, "bob", request_id="after")])
+    ids = [r["request_id"] for r in await store.recent(1000)]
+    assert ids[0] == "after" and len(ids) in (1, 501)
+    await db.close()
+
+
 async def test_a_batch_is_written_whole_or_not_at_all(store: UsageStore) -> None:
-    bad = rec(DAY1, "alice")
-    bad["status"] = None  # NOT NULL: the whole batch must fail
+    bad = rec(DAY1, "alice")._replace(status=None)  # NOT NULL: the whole batch must fail
     with pytest.raises(StorageError):
         await store.write([rec(DAY1, "bob"), bad])
     assert await store.recent(10) == []
@@ -180,10 +208,10 @@ class FakeStore(UsageStore):
     """Records written, in order; ``fail`` makes writes raise StorageError."""
 
     def __init__(self) -> None:
-        self.batches: list[list[dict[str, Any]]] = []
+        self.batches: list[list[UsageRecord]] = []
         self.fail = False
 
-    async def write(self, records: Sequence[dict[str, Any]]) -> None:
+    async def write(self, records: Sequence[UsageRecord]) -> None:
         await asyncio.sleep(0)
         if self.fail:
             raise StorageError("database down")
@@ -191,10 +219,10 @@ class FakeStore(UsageStore):
 
     @property
     def written(self) -> list[str]:
-        return [r["request_id"] for b in self.batches for r in b]
+        return [r.request_id for b in self.batches for r in b]
 
 
-def _ids(n: int, start: int = 0) -> list[dict[str, Any]]:
+def _ids(n: int, start: int = 0) -> list[UsageRecord]:
     return [rec(DAY1, "alice", request_id=f"r{i}") for i in range(start, start + n)]
 
 
@@ -203,7 +231,7 @@ async def test_the_writer_flushes_within_its_interval_in_batches() -> None:
     writer = UsageWriter(store, batch_size=4, interval_s=0.05)
     writer.start()
     for r in _ids(10):
-        writer.add(r)
+        writer.add([r])
     await asyncio.sleep(0.2)
     assert store.written == [f"r{i}" for i in range(10)]
     assert max(len(b) for b in store.batches) <= 4
@@ -215,7 +243,7 @@ async def test_a_full_batch_wakes_the_writer_before_its_interval() -> None:
     writer = UsageWriter(store, batch_size=5, interval_s=60)
     writer.start()
     for r in _ids(5):
-        writer.add(r)
+        writer.add([r])
     await asyncio.sleep(0.05)
     assert len(store.written) == 5
     await writer.stop()
@@ -226,10 +254,10 @@ async def test_stop_writes_everything_even_records_added_meanwhile() -> None:
     writer = UsageWriter(store, interval_s=60)
     writer.start()
     for r in _ids(3):
-        writer.add(r)
+        writer.add([r])
     stopping = asyncio.ensure_future(writer.stop())
     await asyncio.sleep(0)
-    writer.add(_ids(1, start=3)[0])  # a call cut off by the shutdown finishes now
+    writer.add(_ids(1, start=3))  # a call cut off by the shutdown finishes now
     await stopping
     assert store.written == ["r0", "r1", "r2", "r3"]
 
@@ -239,7 +267,7 @@ async def test_a_full_queue_drops_and_warns_at_most_once_per_interval(caplog: py
     writer = UsageWriter(store, max_queue=3, warn_interval_s=3600)
     with caplog.at_level(logging.WARNING, logger="tollway"):
         for r in _ids(10):
-            writer.add(r)  # no writer task: nothing drains the queue
+            writer.add([r])  # no writer task: nothing drains the queue
     assert writer.pending == 3 and writer.dropped == 7
     warnings = [m for m in caplog.messages if "queue is full" in m]
     assert len(warnings) == 1 and "dropped 1 record" in warnings[0]
@@ -254,7 +282,7 @@ async def test_a_failed_write_keeps_its_records_and_retries(caplog: pytest.LogCa
     writer.start()
     with caplog.at_level(logging.WARNING, logger="tollway"):
         for r in _ids(3):
-            writer.add(r)
+            writer.add([r])
         await asyncio.sleep(0.15)
         assert store.written == [] and writer.pending == 3
         store.fail = False
@@ -270,11 +298,11 @@ async def test_sync_returns_once_earlier_records_are_written() -> None:
     writer = UsageWriter(store, interval_s=60)
     writer.start()
     for r in _ids(2):
-        writer.add(r)
+        writer.add([r])
     await asyncio.wait_for(writer.sync(), 1)
     assert store.written == ["r0", "r1"]
     await writer.stop()
-    writer.add(_ids(1, start=2)[0])
+    writer.add(_ids(1, start=2))
     await writer.sync()  # no task any more: writes directly
     assert store.written == ["r0", "r1", "r2"]
 
@@ -287,7 +315,7 @@ async def test_the_writer_on_a_real_database(database_url: str, tmp_path: Path) 
     writer = UsageWriter(store, batch_size=50, interval_s=0.05)
     writer.start()
     for r in _ids(120):
-        writer.add(r)
+        writer.add([r])
     await writer.stop()
     assert len(await store.recent(1000)) == 120
     await db.close()

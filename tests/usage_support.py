@@ -9,9 +9,12 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+
+from tollway.usage_record import UsageRecord
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
@@ -42,6 +45,35 @@ def fresh_pg_schema() -> Iterator[str]:
 
 
 Sample = tuple[str, dict[str, str], float]
+
+
+def usage_record(**fields: Any) -> UsageRecord:
+    """A usage record of a plain served call, with ``fields`` changed."""
+    base = UsageRecord(
+        ts_ms=1_795_700_000_000,
+        request_id="r",
+        route="chat",
+        consumer="alice",
+        provider="openai",
+        model_requested="gpt-4o",
+        model_upstream="gpt-4o",
+        status=200,
+        reason=None,
+        blocked_by=None,
+        stream=False,
+        input_tokens=10,
+        output_tokens=20,
+        cached_tokens=0,
+        reasoning_tokens=0,
+        tokens_estimated=False,
+        cost_usd=None,
+        latency_ms=120.0,
+        ttft_ms=None,
+        client_ip="127.0.0.1",
+        attempts=[],
+        attributes=None,
+    )
+    return base._replace(**fields)
 
 
 def parse_metrics(text: str) -> list[Sample]:

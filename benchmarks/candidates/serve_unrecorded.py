@@ -5,7 +5,7 @@
 Everything is the product's own start-up (`tollway.cli`, the same uvicorn settings, the
 admin server, the GC freeze after start-up), except that ``Accountant.finish`` does
 nothing: no usage record is built, and nothing reaches the access log, the metrics or
-the usage writer's queue. The writer and the access-log task still start, and idle.
+the usage writer's queue. The accountant, writer and access-log tasks still start, and idle.
 
 The gateway takes ``accountant.finish`` as a bound method when the runtime is built,
 so the class attribute is replaced before anything is built.

@@ -1,12 +1,14 @@
 """The admin API's usage routes: ``GET /api/usage``, ``GET /api/requests``, ``GET /metrics``.
 
-Both API routes first wait for this process's queued records to be written, so an
-answer includes every call this process has finished (with ``--workers N``, the other
+Every route first takes in the calls this process has finished (``Accountant.drain``),
+and both API routes wait for their records to be written, so an answer includes every
+call this process has finished (with ``--workers N``, the other
 workers' calls arrive within their writer's interval, under a second).
 """
 
 from __future__ import annotations
 
+from tollway.accounting import Accountant
 from tollway.admin import AdminApp, AdminRequest, error_reply, json_reply
 from tollway.metrics import CONTENT_TYPE, UsageMetrics
 from tollway.storage import StorageError
@@ -18,7 +20,8 @@ Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
 class UsageRoutes:
-    def __init__(self, store: UsageStore, writer: UsageWriter, metrics: UsageMetrics) -> None:
+    def __init__(self, accountant: Accountant, store: UsageStore, writer: UsageWriter, metrics: UsageMetrics) -> None:
+        self.accountant = accountant
         self.store = store
         self.writer = writer
         self.metrics = metrics
@@ -31,6 +34,7 @@ class UsageRoutes:
         except UsageQueryError as exc:
             return error_reply(400, str(exc))
         try:
+            self.accountant.drain()
             await self.writer.sync()
             rows = await self.store.summary(query)
         except StorageError as exc:
@@ -45,6 +49,7 @@ class UsageRoutes:
         except UsageQueryError as exc:
             return error_reply(400, str(exc))
         try:
+            self.accountant.drain()
             await self.writer.sync()
             records = await self.store.recent(limit, req.query.get("consumer") or None, window)
         except StorageError as exc:
@@ -52,11 +57,14 @@ class UsageRoutes:
         return json_reply(200, {"requests": records})
 
     async def prometheus(self, req: AdminRequest) -> Answer:
+        self.accountant.drain()
         return 200, [("content-type", CONTENT_TYPE)], self.metrics.render()
 
 
-def register(admin: AdminApp, store: UsageStore, writer: UsageWriter, metrics: UsageMetrics) -> None:
-    routes = UsageRoutes(store, writer, metrics)
+def register(
+    admin: AdminApp, accountant: Accountant, store: UsageStore, writer: UsageWriter, metrics: UsageMetrics
+) -> None:
+    routes = UsageRoutes(accountant, store, writer, metrics)
     admin.add("GET", "/api/usage", routes.usage)
     admin.add("GET", "/api/requests", routes.requests)
     admin.add("GET", "/metrics", routes.prometheus)

@@ -92,6 +92,10 @@ class Chain:
         return bool(self._req_body)
 
     @property
+    def has_done(self) -> bool:
+        return bool(self._done)
+
+    @property
     def rewrites_stream(self) -> bool:
         return bool(self._stream) or bool(self._stream_end)
 

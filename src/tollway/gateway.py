@@ -209,10 +209,13 @@ class Gateway:
 
     async def _done(self, ex: Exchange, chain: Chain) -> None:
         # Shielded: a client that went away must not stop the accounting of its call.
-        try:
-            await asyncio.shield(chain.done(ex))
-        except asyncio.CancelledError:
-            pass
+        # (A shield runs the hooks as a task of their own, so it is skipped when there
+        # are none: most chains.)
+        if chain.has_done:
+            try:
+                await asyncio.shield(chain.done(ex))
+            except asyncio.CancelledError:
+                pass
         self._finish(ex)
 
 

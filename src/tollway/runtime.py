@@ -10,7 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tollway.accounting import AccessLog, Accountant
+from tollway.access_log import AccessLog
+from tollway.accounting import Accountant
 from tollway.asgi import ClientIp, GatewayApp
 from tollway.config.load import ConfigError, LoadedConfig, load_config, load_config_text
 from tollway.consumer_store import ConsumerDirectory, config_consumers
@@ -119,13 +120,16 @@ class Runtime:
         await self.usage_store.migrate()
         self.usage_writer.start()
         self.access_log.start()
+        self.accountant.start()
 
     async def stop(self) -> None:
-        await self.access_log.stop()
         await self.services.transport.aclose()
         await self.services.state.aclose()
         await self.directory.stop()
         # Last before the database closes: calls cut off by the shutdown timeout finish
-        # their accounting during the awaits above, and their records still go in.
+        # their accounting during the awaits above, and their records still go in (the
+        # accountant, once stopped, hands each later one on at once).
+        await self.accountant.stop()
+        await self.access_log.stop()
         await self.usage_writer.stop()
         await self.database.close()

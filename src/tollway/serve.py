@@ -117,7 +117,7 @@ async def run_worker(
     if admin_sock is not None:
         admin = AdminApp(runtime, cfg.admin.token)
         register_consumer_routes(admin, runtime.directory, lambda: config_consumers(runtime.loaded))
-        register_usage_routes(admin, runtime.usage_store, runtime.usage_writer, runtime.metrics)
+        register_usage_routes(admin, runtime.accountant, runtime.usage_store, runtime.usage_writer, runtime.metrics)
         register_dashboard(admin)
         if reload_via_parent:
             admin.on_reload_ok = lambda: os.kill(os.getppid(), signal.SIGHUP)

@@ -1,7 +1,9 @@
-"""UTC timestamps as the usage record writes them (``2026-11-26T12:00:01.234Z``), fast.
+"""UTC timestamps as the usage record keeps them: milliseconds since the epoch, shown as
+ISO-8601 (``2026-11-26T12:00:01.234Z``), with the day and hour a summary groups by.
 
-Every call formats one, on the request's own task; the per-second part is formatted
-once and reused, which makes it a few times cheaper than ``datetime.isoformat``.
+Every call takes one, on the request's own task; the per-second and per-hour strings are
+formatted once and reused (a few times cheaper than ``datetime.isoformat``, and every
+record of that hour shares its ``day``/``hour`` strings instead of holding copies).
 """
 
 from __future__ import annotations
@@ -21,14 +23,34 @@ def _epoch(second: str) -> int:
     return calendar.timegm(time.strptime(second, "%Y-%m-%dT%H:%M:%S"))
 
 
+@lru_cache(maxsize=8)
+def _day_hour(epoch_hour: int) -> tuple[str, str]:
+    stamp = time.strftime("%Y-%m-%dT%H", time.gmtime(epoch_hour * 3600))
+    return stamp[:10], stamp + ":00:00Z"
+
+
+def to_ms(ts: float) -> int:
+    """``ts`` (seconds since the epoch, ``time.time()``) in whole milliseconds, truncated
+    as datetime does it: rounded to the microsecond first, then cut to the millisecond."""
+    return round(ts * 1_000_000) // 1000
+
+
+def iso_of_ms(ts_ms: int) -> str:
+    """``ts_ms`` as ISO-8601 UTC with milliseconds and a ``Z``."""
+    seconds, ms = divmod(ts_ms, 1000)
+    return f"{_second(seconds)}.{ms:03d}Z"
+
+
 def iso_ms(ts: float) -> str:
     """``ts`` (seconds since the epoch) to the millisecond, truncated, with a ``Z``."""
-    # As datetime does it: round to the microsecond first, then cut to the millisecond.
-    seconds, us = divmod(round(ts * 1_000_000), 1_000_000)
-    ms = us // 1000
-    return f"{_second(seconds)}.{ms:03d}Z"
+    return iso_of_ms(to_ms(ts))
 
 
 def epoch_ms(iso: str) -> int:
     """The inverse of ``iso_ms`` (for strings it made)."""
     return _epoch(iso[:19]) * 1000 + int(iso[20:23])
+
+
+def day_hour(ts_ms: int) -> tuple[str, str]:
+    """The UTC day (``2026-11-26``) and hour (``2026-11-26T12:00:00Z``) of ``ts_ms``."""
+    return _day_hour(ts_ms // 3_600_000)

@@ -12,15 +12,14 @@ other (``Database.migrate`` serialises them), so every step must be idempotent
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from tollway.accounting import UsageRecord
 from tollway.storage import Database, Row
-from tollway.timestamps import epoch_ms
+from tollway.timestamps import day_hour, iso_of_ms
 from tollway.usage_query import UsageQuery, Window
+from tollway.usage_record import UsageRecord
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -86,10 +85,6 @@ _COLUMNS = (
     "attempts",
     "attributes",
 )
-_INSERT = (
-    f"INSERT INTO usage_records ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))})"
-)
 # PostgreSQL sums BIGINTs into NUMERIC (a Decimal in Python): cast back.
 _GROUP_KEYS = {
     "consumer": "consumer",
@@ -106,46 +101,43 @@ _SUMS = """COUNT(*) AS requests,
     SUM(COALESCE(cost_usd, 0)) AS cost_usd"""
 
 
-def _iso_ms(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def row_of(record: UsageRecord) -> tuple[object, ...]:
     """The ``usage_records`` row for a record (in the writer task, off the request path)."""
-    ts: str = record["ts"]
-    attributes = record.get("attributes")
+    r = record
+    day, hour = day_hour(r.ts_ms)
+    attributes = r.attributes
     return (
-        epoch_ms(ts),
-        ts[:10],
-        ts[:13] + ":00:00Z",
-        record["request_id"],
-        record["route"],
-        record["consumer"],
-        record["provider"],
-        record["model_requested"],
-        record["model_upstream"],
-        record["status"],
-        record["reason"],
-        record["blocked_by"],
-        int(record["stream"]),
-        record["input_tokens"],
-        record["output_tokens"],
-        record["cached_tokens"],
-        record["reasoning_tokens"],
-        int(record["tokens_estimated"]),
-        record["cost_usd"],
-        float(record["latency_ms"]),
-        float(record["ttft_ms"]) if record["ttft_ms"] is not None else None,
-        record["client_ip"],
-        orjson.dumps(record["attempts"]).decode(),
+        r.ts_ms,
+        day,
+        hour,
+        r.request_id,
+        r.route,
+        r.consumer,
+        r.provider,
+        r.model_requested,
+        r.model_upstream,
+        r.status,
+        r.reason,
+        r.blocked_by,
+        int(r.stream),
+        r.input_tokens,
+        r.output_tokens,
+        r.cached_tokens,
+        r.reasoning_tokens,
+        int(r.tokens_estimated),
+        r.cost_usd,
+        float(r.latency_ms),
+        float(r.ttft_ms) if r.ttft_ms is not None else None,
+        r.client_ip,
+        orjson.dumps(r.attempts_json()).decode(),
         orjson.dumps(attributes).decode() if attributes else None,
     )
 
 
-def record_of_row(row: Row) -> UsageRecord:
+def record_of_row(row: Row) -> dict[str, Any]:
     """The usage record (SPEC §5 shape) a stored row holds."""
     return {
-        "ts": _iso_ms(int(row["ts_ms"])),
+        "ts": iso_of_ms(int(row["ts_ms"])),
         "request_id": row["request_id"],
         "route": row["route"],
         "consumer": row["consumer"],
@@ -216,7 +208,7 @@ class UsageStore:
     async def write(self, records: Sequence[UsageRecord]) -> None:
         """Insert ``records`` in one transaction: all of them or, on error, none."""
         if records:
-            await self.db.execute_many(_INSERT, [row_of(r) for r in records])
+            await self.db.insert_rows("usage_records", _COLUMNS, [row_of(r) for r in records])
 
     async def summary(self, query: UsageQuery) -> list[dict[str, Any]]:
         """``GET /api/usage``'s rows: by time for ``day``/``hour`` (oldest first), else
@@ -230,7 +222,9 @@ class UsageStore:
             rows.sort(key=lambda r: (-r["requests"], r["key"] is None, r["key"] or ""))
         return rows
 
-    async def recent(self, limit: int, consumer: str | None = None, window: Window | None = None) -> list[UsageRecord]:
+    async def recent(
+        self, limit: int, consumer: str | None = None, window: Window | None = None
+    ) -> list[dict[str, Any]]:
         """Up to ``limit`` records, newest first."""
         where, args = _where(window or Window(), consumer)
         args.append(limit)

@@ -1,6 +1,6 @@
 """Usage records to the database in batches, off the request path.
 
-A finished call only appends its record to a queue (``add``: no I/O, no await). One
+Finished calls' records are appended to a queue (``add``: no I/O, no await). One
 writer task takes everything queued and inserts it in one transaction, every
 ``interval_s`` (so a crash loses at most that much) or sooner when a batch fills.
 ``stop`` writes whatever is left: a graceful stop loses nothing.
@@ -18,8 +18,8 @@ import logging
 import time
 from collections import deque
 
-from tollway.accounting import UsageRecord
 from tollway.storage import StorageError
+from tollway.usage_record import UsageRecord
 from tollway.usage_store import UsageStore
 
 log = logging.getLogger("tollway")
@@ -33,8 +33,11 @@ class UsageWriter:
         store: UsageStore,
         *,
         max_queue: int = 100_000,
-        batch_size: int = 1000,
-        interval_s: float = 0.5,
+        # Small, frequent batches: a record is written while it is still in the CPU's
+        # caches, and a thousand records held for half a second measurably slowed the
+        # calls that made them (their memory was new each time, never reused warm).
+        batch_size: int = 256,
+        interval_s: float = 0.25,
         warn_interval_s: float = 10.0,
     ) -> None:
         self.store = store
@@ -57,19 +60,20 @@ class UsageWriter:
     def pending(self) -> int:
         return len(self._queue)
 
-    def add(self, record: UsageRecord) -> None:
-        """Queue one record; called on the request's task, so it must stay this cheap."""
+    def add(self, records: list[UsageRecord]) -> None:
+        """Queue records (no I/O, no await); past ``max_queue`` the rest are dropped."""
         queue = self._queue
-        if len(queue) >= self.max_queue:
-            self._drop()
-            return
-        queue.append(record)
-        if len(queue) == self.batch_size:
+        room = self.max_queue - len(queue)
+        if room < len(records):
+            self._drop(len(records) - max(room, 0))
+            records = records[: max(room, 0)]
+        queue.extend(records)
+        if len(queue) >= self.batch_size:
             self._wake.set()
 
-    def _drop(self) -> None:
-        self.dropped += 1
-        self._dropped_unreported += 1
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        self._dropped_unreported += n
         now = time.monotonic()
         if now - self._last_warning >= self.warn_interval_s:
             log.warning(
