@@ -1,12 +1,14 @@
 """The end of every call: its usage record goes to the access log, the metrics and the
 usage writer.
 
-``Accountant.finish`` runs on each call's own task, so it only builds the record and
-sets it aside. Every ``interval_s`` (and whenever the admin API is about to answer from
-the metrics or the database) ``drain`` hands everything set aside to the log, the
-metrics and the sinks in one pass. Measured in the benchmark: the same per-record work
-done in one tight loop per batch costs a fraction of what it cost done call by call,
-between the calls' own work, where its code and data are never in the CPU's caches.
+``Accountant.finish`` runs on each call's own task, so it only takes the call's facts
+(one tuple of references) and sets them aside. Every ``interval_s`` (and whenever the
+admin API is about to answer from the metrics or the database) ``drain`` makes the
+records and hands them to the log, the metrics and the sinks, in one pass. Measured in
+the benchmark: the same per-record work done in one tight loop per batch costs a
+fraction of what it cost done call by call, between the calls' own work, where its code
+and data are never in the CPU's caches (usage recording on vs off went from 0.78 to
+0.86 by batching the hand-on, and to about 0.89 by moving the record's making too).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tollway.exchange import Exchange
 from tollway.pricing import PriceTable
-from tollway.usage_record import UsageRecord, record_of
+from tollway.usage_record import CallFacts, UsageRecord, facts_of, settle
 
 if TYPE_CHECKING:
     from tollway.access_log import AccessLog
@@ -30,14 +32,10 @@ log = logging.getLogger("tollway")
 
 # A sink takes a batch of records (the usage writer queues them for the database).
 Sink = Callable[[list[UsageRecord]], None]
-# A finished call as set aside: its record, the model the provider named (for the
-# metrics' label) and the ai-statistics attributes that go to the log.
-Finished = tuple[UsageRecord, str | None, dict[str, Any] | None]
 
 
 class Accountant:
-    """Accounts for every finished exchange (see the module's docstring). ``prices`` is
-    swapped by a reload; a call that straddles the reload is priced at the new table."""
+    """Accounts for every finished exchange (see the module's docstring)."""
 
     def __init__(
         self,
@@ -53,36 +51,43 @@ class Accountant:
         self.metrics = metrics
         self.prices = prices
         self.interval_s = interval_s
-        self._finished: list[Finished] = []
+        self._finished: list[CallFacts] = []
         self._task: asyncio.Task[None] | None = None
         self._running = False
         self._last_error = -float("inf")
 
+    def reprice(self, prices: PriceTable) -> None:
+        """Price calls from now on at ``prices`` (a reload): the calls that finished
+        before are priced at the old table first; a call still running is priced at the
+        new one."""
+        self.drain()
+        self.prices = prices
+
     def finish(self, ex: Exchange) -> None:
-        """Set the call's record aside; it reaches log, metrics and sinks at the next drain
-        (at once when the accountant is not running: in tests, and after ``stop``)."""
-        try:
-            self._finished.append((record_of(ex, self.prices), ex.model_reported, _logged(ex)))
-        except Exception:  # accounting must never fail the call it accounts for
-            log.exception("usage: recording request %s failed", ex.request_id)
+        """Set the call's facts aside; its record reaches log, metrics and sinks at the
+        next drain (at once when the accountant is not running: in tests, after ``stop``)."""
+        self._finished.append(facts_of(ex))
         if not self._running:
             self.drain()
 
     def drain(self) -> None:
-        """Hand every record set aside so far to the log, the metrics and the sinks."""
+        """Make the records of every call set aside so far and hand them to the log, the
+        metrics and the sinks. A record that cannot be made (a bug) is logged and skipped."""
         finished, self._finished = self._finished, []
         if not finished:
             return
-        access_log, metrics = self.access_log, self.metrics
-        for record, reported, logged in finished:
+        access_log, metrics, prices = self.access_log, self.metrics, self.prices
+        records: list[UsageRecord] = []
+        for facts in finished:
             try:
+                record, reported, logged = settle(facts, prices)
+                records.append(record)
                 if access_log is not None:
                     access_log.add(record, logged)
                 if metrics is not None:
                     metrics.observe(record, reported)
             except Exception:
-                self._log_error(f"logging or counting request {record.request_id}")
-        records = [f[0] for f in finished]
+                self._log_error(f"accounting for request {facts[2]}")
         for sink in self.sinks:
             try:
                 sink(records)
@@ -114,10 +119,3 @@ class Accountant:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.drain()
-
-
-def _logged(ex: Exchange) -> dict[str, Any] | None:
-    attrs, keys = ex.attributes, ex.log_attributes
-    if not attrs or not keys:
-        return None
-    return {k: v for k, v in attrs.items() if k in keys}

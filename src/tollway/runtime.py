@@ -109,7 +109,7 @@ class Runtime:
         self.snapshot = snapshot
         prices = PriceTable(loaded.config.pricing)
         self.metrics.configure(loaded, prices)
-        self.accountant.prices = prices
+        self.accountant.reprice(prices)
         self.gateway.swap(snapshot)
         log.warning("reload (%s): new config in effect", source)
         return ReloadResult(True, restart_needed=restart)

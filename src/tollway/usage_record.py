@@ -3,12 +3,17 @@ finished exchange."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tollway.exchange import Attempt, Exchange
+from tollway.exchange import Attempt, Exchange, Usage
 from tollway.pricing import PriceTable
 from tollway.timestamps import iso_of_ms, to_ms
+
+if TYPE_CHECKING:
+    from tollway.consumers import Consumer
+    from tollway.routing import Route
 
 
 class UsageRecord(NamedTuple):
@@ -59,39 +64,124 @@ class UsageRecord(NamedTuple):
         return d
 
 
-def record_of(ex: Exchange, prices: PriceTable | None = None) -> UsageRecord:
-    """The usage record of a finished exchange; ``cost_usd`` prices ``model_upstream``
-    (None when unpriced or no table)."""
-    u = ex.usage
-    route = ex.route
-    consumer = ex.consumer
-    ttft = ex.ttft_ms
-    return UsageRecord(
-        to_ms(ex.ts),
+# What a call leaves for its usage record, taken on the call's own task the moment it
+# ends: references and numbers as they are, nothing formatted, priced or counted (that
+# is ``settle``'s work, done for many calls at once). Its fields, in order: start
+# (time.time), duration in seconds, request_id, route, consumer, provider,
+# model_requested, model_upstream, model_reported, status, reason, blocked_by, stream,
+# usage, ttft_ms, client_ip, attempts, attributes, log_attributes. The exchange is over,
+# so nothing changes what they refer to.
+CallFacts = tuple[
+    float,
+    float,
+    str,
+    "Route | None",
+    "Consumer | None",
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    int,
+    str | None,
+    str | None,
+    bool,
+    Usage,
+    float | None,
+    str,
+    list[Attempt],
+    dict[str, Any] | None,
+    frozenset[str] | None,
+]
+
+
+def facts_of(ex: Exchange) -> CallFacts:
+    return (
+        ex.ts,
+        time.perf_counter() - ex.started,
         ex.request_id,
-        route.name if route is not None else None,
-        consumer.name if consumer is not None else None,
+        ex.route,
+        ex.consumer,
         ex.provider,
         ex.model_requested,
         ex.model_upstream,
+        ex.model_reported,
         ex.status,
         ex.reason,
         ex.blocked_by,
         ex.stream,
+        ex.usage,
+        ex.ttft_ms,
+        ex.request.client_ip,
+        ex.attempts,
+        ex.attributes,
+        ex.log_attributes,
+    )
+
+
+class Settled(NamedTuple):
+    """A call's usage record, the model its provider named (the metrics' label when
+    nothing configured names it) and the ai-statistics attributes marked for the log."""
+
+    record: UsageRecord
+    model_reported: str | None
+    logged: dict[str, Any] | None
+
+
+def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
+    """The usage record of a call; ``cost_usd`` prices ``model_upstream`` (None when
+    unpriced or no table)."""
+    (
+        ts,
+        duration,
+        request_id,
+        route,
+        consumer,
+        provider,
+        model_requested,
+        model_upstream,
+        model_reported,
+        status,
+        reason,
+        blocked_by,
+        stream,
+        u,
+        ttft,
+        client_ip,
+        attempts,
+        attributes,
+        log_keys,
+    ) = facts
+    record = UsageRecord(
+        to_ms(ts),
+        request_id,
+        route.name if route is not None else None,
+        consumer.name if consumer is not None else None,
+        provider,
+        model_requested,
+        model_upstream,
+        status,
+        reason,
+        blocked_by,
+        stream,
         u.input_tokens,
         u.output_tokens,
         u.cached_tokens,
         u.reasoning_tokens,
         u.estimated,
-        prices.cost(ex.model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens)
-        if prices is not None
-        else None,
-        _to_us(ex.elapsed_ms()),
+        prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens) if prices is not None else None,
+        _to_us(duration * 1000.0),
         _to_us(ttft) if ttft is not None else None,
-        ex.request.client_ip,
-        ex.attempts,
-        ex.attributes,
+        client_ip,
+        attempts,
+        attributes,
     )
+    logged = {k: v for k, v in attributes.items() if k in log_keys} if attributes and log_keys else None
+    return Settled(record, model_reported, logged)
+
+
+def record_of(ex: Exchange, prices: PriceTable | None = None) -> UsageRecord:
+    """The usage record of a finished exchange (``settle`` of its facts, at once)."""
+    return settle(facts_of(ex), prices).record
 
 
 def _to_us(ms: float) -> float:
