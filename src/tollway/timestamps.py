@@ -35,10 +35,12 @@ def to_ms(ts: float) -> int:
     return round(ts * 1_000_000) // 1000
 
 
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 def iso_of_ms(ts_ms: int) -> str:
     """``ts_ms`` as ISO-8601 UTC with milliseconds and a ``Z``."""
-    seconds, ms = divmod(ts_ms, 1000)
-    return f"{_second(seconds)}.{ms:03d}Z"
+    return _second(ts_ms // 1000) + _MILLIS[ts_ms % 1000]
 
 
 def iso_ms(ts: float) -> str:
