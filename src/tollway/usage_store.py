@@ -101,56 +101,29 @@ _SUMS = """COUNT(*) AS requests,
     SUM(COALESCE(cost_usd, 0)) AS cost_usd"""
 
 
+# The record's fields that go into their columns as they are: request_id … blocked_by,
+# and the four token counts (the rest are converted: bools to 0/1, lists to JSON).
+_AS_IS = slice(UsageRecord._fields.index("request_id"), UsageRecord._fields.index("stream"))
+_TOKENS = slice(UsageRecord._fields.index("input_tokens"), UsageRecord._fields.index("tokens_estimated"))
+
+
 def row_of(record: UsageRecord) -> tuple[object, ...]:
-    """The ``usage_records`` row for a record (in the writer task, off the request path)."""
-    (
-        ts_ms,
-        request_id,
-        route,
-        consumer,
-        provider,
-        model_requested,
-        model_upstream,
-        status,
-        reason,
-        blocked_by,
-        stream,
-        input_tokens,
-        output_tokens,
-        cached_tokens,
-        reasoning_tokens,
-        tokens_estimated,
-        cost_usd,
-        latency_ms,
-        ttft_ms,
-        client_ip,
-        _,
-        attributes,
-    ) = record
-    day, hour = day_hour(ts_ms)
+    """The ``usage_records`` row for a record (``_COLUMNS``' order), made in the writer
+    task, off the request path."""
+    day, hour = day_hour(record.ts_ms)
+    ttft, attributes = record.ttft_ms, record.attributes
     return (
-        ts_ms,
+        record.ts_ms,
         day,
         hour,
-        request_id,
-        route,
-        consumer,
-        provider,
-        model_requested,
-        model_upstream,
-        status,
-        reason,
-        blocked_by,
-        int(stream),
-        input_tokens,
-        output_tokens,
-        cached_tokens,
-        reasoning_tokens,
-        int(tokens_estimated),
-        cost_usd,
-        float(latency_ms),
-        float(ttft_ms) if ttft_ms is not None else None,
-        client_ip,
+        *record[_AS_IS],
+        int(record.stream),
+        *record[_TOKENS],
+        int(record.tokens_estimated),
+        record.cost_usd,
+        float(record.latency_ms),
+        float(ttft) if ttft is not None else None,
+        record.client_ip,
         orjson.dumps(record.attempts_json()).decode(),
         orjson.dumps(attributes).decode() if attributes else None,
     )
