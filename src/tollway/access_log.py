@@ -61,8 +61,16 @@ class AccessLog:
 
     def _write(self, data: bytearray) -> None:
         try:
-            self._stream.write(data.decode())
-            self._stream.flush()
+            binary = getattr(self._stream, "buffer", None)
+            if binary is not None:
+                # The lines are bytes already: straight to stdout's binary layer (after
+                # whatever the text layer holds), not decoded and encoded again.
+                self._stream.flush()
+                binary.write(data)
+                binary.flush()
+            else:
+                self._stream.write(data.decode())
+                self._stream.flush()
         except (BrokenPipeError, ValueError):
             # Nobody reads stdout any more (`tollway serve | head`): the lines are
             # lost, but serving and a graceful stop must not be.
