@@ -106,6 +106,14 @@ def _put(ex: Exchange, key: str, value: Any) -> None:
     ex.attributes[key] = value
 
 
+def _put_found(ex: Exchange, attrs: list[_Attr], document: Any) -> None:
+    """Each attribute whose path is found in ``document`` (a parsed JSON body)."""
+    for a in attrs:
+        value = get(document, a.path)
+        if value is not MISSING:
+            _put(ex, a.key, value)
+
+
 def _put_streamed(ex: Exchange, key: str, value: Any, rule: str) -> None:
     attrs = ex.attributes
     if attrs is None:
@@ -222,10 +230,7 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
             body = ex.request.json()  # parsed once, shared with ai-proxy
         except GatewayError:
             body = None  # not JSON: no values; ai-proxy answers the 400
-        for a in self.req_body:
-            value = get(body, a.path)
-            if value is not MISSING:
-                _put(ex, a.key, value)
+        _put_found(ex, self.req_body, body)
         question, system = _question_and_system(body)
         if question is not None and "question" in self.builtins:
             _put(ex, "question", question)
@@ -246,10 +251,7 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
         if self._off(ex) or not (self.resp_body or "answer" in self.builtins or "reasoning" in self.builtins):
             return body
         answer = _json(body)
-        for a in self.resp_body:
-            value = get(answer, a.path)
-            if value is not MISSING:
-                _put(ex, a.key, value)
+        _put_found(ex, self.resp_body, answer)
         text, reasoning = _answer(answer)
         if text is not None and "answer" in self.builtins:
             _put(ex, "answer", text)

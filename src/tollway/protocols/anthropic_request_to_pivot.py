@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollway.protocols import pivot
+from tollway.protocols.anthropic_response import tool_call_to_pivot
 from tollway.protocols.codec import Json, TranslationError
 
 
@@ -109,13 +110,7 @@ def _assistant_to_pivot(content: Any, where: str) -> Json:
         if kind == "text":
             texts.append(str(block.get("text", "")))
         elif kind == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": pivot.dumps(block.get("input") or {})},
-                }
-            )
+            calls.append(tool_call_to_pivot(block))
         elif kind in ("thinking", "redacted_thinking"):
             continue
         else:

@@ -82,6 +82,16 @@ def id_from_pivot(chat_id: Any) -> str:
     return pivot.new_id("msg_")
 
 
+def tool_call_to_pivot(block: Json) -> Json:
+    """A ``tool_use`` block (an answer's, or an assistant turn's in a request) as a chat
+    tool call: ``input`` becomes the JSON text of ``arguments``."""
+    return {
+        "id": block.get("id"),
+        "type": "function",
+        "function": {"name": block.get("name"), "arguments": pivot.dumps(block.get("input") or {})},
+    }
+
+
 def to_pivot(message: Json) -> Json:
     """An Anthropic ``message`` object → a ``chat.completion`` object."""
     texts: list[str] = []
@@ -96,13 +106,7 @@ def to_pivot(message: Json) -> Json:
         elif kind == "thinking":
             thinking.append(str(block.get("thinking", "")))
         elif kind == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": pivot.dumps(block.get("input") or {})},
-                }
-            )
+            calls.append(tool_call_to_pivot(block))
     out: Json = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if thinking:
         out["reasoning_content"] = "".join(thinking)

@@ -87,6 +87,17 @@ def _content_parts(content: Any, where: str) -> list[Json]:
     return parts
 
 
+def function_call_part(call: Any, fc: Json) -> Json:
+    """The Gemini part for a chat tool call whose ``functionCall`` is ``fc``; the
+    thought signature Gemini gave the call (kept in ``extra_content.google``) goes back
+    with it, as Gemini requires for thinking models."""
+    part: Json = {"functionCall": fc}
+    signature = pivot.member(pivot.member(call, "extra_content"), "google").get("thought_signature")
+    if isinstance(signature, str):
+        part["thoughtSignature"] = signature
+    return part
+
+
 def _call_parts(message: Json, where: str, names: dict[str, str]) -> list[Json]:
     calls = message.get("tool_calls") or []
     if not isinstance(calls, list):
@@ -101,11 +112,7 @@ def _call_parts(message: Json, where: str, names: dict[str, str]) -> list[Json]:
         if isinstance(call.get("id"), str) and call["id"]:
             fc["id"] = call["id"]
             names[call["id"]] = fn["name"]
-        part: Json = {"functionCall": fc}
-        signature = pivot.member(pivot.member(call, "extra_content"), "google").get("thought_signature")
-        if isinstance(signature, str):
-            part["thoughtSignature"] = signature
-        parts.append(part)
+        parts.append(function_call_part(call, fc))
     return parts
 
 

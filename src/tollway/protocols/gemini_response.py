@@ -20,7 +20,7 @@ from typing import Any
 
 from tollway.protocols import pivot
 from tollway.protocols.codec import Json
-from tollway.protocols.gemini_request import call_to_pivot
+from tollway.protocols.gemini_request import call_to_pivot, function_call_part
 
 FILTERED = frozenset(
     {
@@ -141,11 +141,7 @@ def message_parts(message: Json) -> list[Json]:
         fc: Json = {"name": fn.get("name"), "args": pivot.arguments_object(fn.get("arguments"))}
         if isinstance(call, dict) and isinstance(call.get("id"), str):
             fc["id"] = call["id"]
-        part: Json = {"functionCall": fc}
-        signature = pivot.member(pivot.member(call, "extra_content"), "google").get("thought_signature")
-        if isinstance(signature, str):
-            part["thoughtSignature"] = signature
-        parts.append(part)
+        parts.append(function_call_part(call, fc))
     return parts
 
 
