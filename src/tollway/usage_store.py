@@ -11,13 +11,14 @@ other (``Database.migrate`` serialises them), so every step must be idempotent
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
+from tollway.exchange import Attempt
 from tollway.storage import Database, Row
-from tollway.timestamps import day_hour, iso_of_ms
+from tollway.timestamps import day_hour
 from tollway.usage_query import UsageQuery, Window
 from tollway.usage_record import UsageRecord
 
@@ -129,32 +130,24 @@ def row_of(record: UsageRecord) -> tuple[object, ...]:
     )
 
 
+def _attempts_of(stored: str) -> list[Attempt]:
+    return [Attempt(a["provider"], a["status"], a["latency_ms"]) for a in orjson.loads(stored)]
+
+
+# Columns stored as something else than the record holds (bools as 0/1, lists as JSON).
+_FROM_COLUMN: dict[str, Callable[[Any], Any]] = {
+    "stream": bool,
+    "tokens_estimated": bool,
+    "attempts": _attempts_of,
+    "attributes": lambda stored: orjson.loads(stored) if stored else None,
+}
+
+
 def record_of_row(row: Row) -> dict[str, Any]:
-    """The usage record (SPEC §5 shape) a stored row holds."""
-    return {
-        "ts": iso_of_ms(int(row["ts_ms"])),
-        "request_id": row["request_id"],
-        "route": row["route"],
-        "consumer": row["consumer"],
-        "provider": row["provider"],
-        "model_requested": row["model_requested"],
-        "model_upstream": row["model_upstream"],
-        "status": int(row["status"]),
-        "reason": row["reason"],
-        "blocked_by": row["blocked_by"],
-        "stream": bool(row["stream"]),
-        "input_tokens": int(row["input_tokens"]),
-        "output_tokens": int(row["output_tokens"]),
-        "cached_tokens": int(row["cached_tokens"]),
-        "reasoning_tokens": int(row["reasoning_tokens"]),
-        "tokens_estimated": bool(row["tokens_estimated"]),
-        "cost_usd": row["cost_usd"],
-        "latency_ms": row["latency_ms"],
-        "ttft_ms": row["ttft_ms"],
-        "client_ip": row["client_ip"],
-        "attempts": orjson.loads(row["attempts"]),
-        "attributes": orjson.loads(row["attributes"]) if row["attributes"] else None,
-    }
+    """The usage record (SPEC §5 shape, ``UsageRecord.as_dict``) a stored row holds."""
+    return UsageRecord._make(
+        _FROM_COLUMN[name](row[name]) if name in _FROM_COLUMN else row[name] for name in UsageRecord._fields
+    ).as_dict()
 
 
 def _where(window: Window, consumer: str | None) -> tuple[str, list[object]]:
