@@ -113,13 +113,14 @@ def row_of(record: UsageRecord) -> tuple[object, ...]:
     task, off the request path."""
     day, hour = day_hour(record.ts_ms)
     ttft, attributes = record.ttft_ms, record.attributes
+    values: tuple[object, ...] = record
     return (
         record.ts_ms,
         day,
         hour,
-        *record[_AS_IS],
+        *values[_AS_IS],
         int(record.stream),
-        *record[_TOKENS],
+        *values[_TOKENS],
         int(record.tokens_estimated),
         record.cost_usd,
         float(record.latency_ms),
