@@ -23,8 +23,6 @@ class AccessLog:
 
     MAX_PENDING = 100_000
 
-    FIELDS = ("ts", "request_id", "route", "consumer", "model", "status", "reason", "latency_ms")
-
     def __init__(self, stream: IO[str] | None = None, interval_s: float = 0.1) -> None:
         self._stream = stream or sys.stdout
         self._buffer = bytearray()
@@ -37,6 +35,9 @@ class AccessLog:
     def add(self, record: UsageRecord, attributes: dict[str, Any] | None = None) -> None:
         """Queue the line for ``record``; ``attributes`` (ai-statistics' ``apply_to_log``
         ones) ride along under ``attributes``."""
+        if self._pending >= self.MAX_PENDING:
+            self.dropped += 1
+            return
         line: dict[str, Any] = {
             "ts": record.ts,
             "request_id": record.request_id,
@@ -49,9 +50,6 @@ class AccessLog:
         }
         if attributes:
             line["attributes"] = attributes
-        if self._pending >= self.MAX_PENDING:
-            self.dropped += 1
-            return
         self._buffer += orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
         self._pending += 1
 
