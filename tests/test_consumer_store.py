@@ -276,7 +276,7 @@ async def test_execute_fetch_and_row_counts(db: Database) -> None:
     await db.migrate(["CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v BIGINT NOT NULL, f DOUBLE PRECISION)"])
     await db.migrate(["CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v BIGINT NOT NULL, f DOUBLE PRECISION)"])
     assert await db.execute("INSERT INTO t (k, v, f) VALUES ($1, $2, $3)", "a", 1, 0.5) == 1
-    await db.execute_many("INSERT INTO t (k, v, f) VALUES ($1, $2, NULL)", [("b", 2), ("c", 3)])
+    await db.insert_rows("t", ("k", "v", "f"), [("b", 2, None), ("c", 3, None)])
     assert await db.execute("UPDATE t SET v = v + $1 WHERE v >= $2", 10, 2) == 2
     rows = await db.fetch("SELECT k, v, f FROM t WHERE v > $1 ORDER BY k", 0)
     assert rows == [{"k": "a", "v": 1, "f": 0.5}, {"k": "b", "v": 12, "f": None}, {"k": "c", "v": 13, "f": None}]

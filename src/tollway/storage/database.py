@@ -20,7 +20,7 @@ import contextlib
 import functools
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
@@ -85,10 +85,6 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def execute(self, sql: str, *args: object) -> int:
         """Run one statement; return the number of rows it inserted, changed or deleted."""
-
-    @abc.abstractmethod
-    async def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        """Run one statement once per row, all in one transaction (batched writes)."""
 
     @abc.abstractmethod
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -218,15 +214,6 @@ class SqliteDatabase(Database):
 
         return await self._run("statement", run)
 
-    async def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        batch = list(rows)
-
-        def run(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
-                conn.executemany(_sqlite_sql(sql), batch)
-
-        await self._run("batch", run)
-
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         # Many rows per INSERT statement: sqlite3 lets other threads run around every
         # statement it steps, so executemany hands the GIL back and forth once per row;
@@ -335,14 +322,13 @@ class PostgresDatabase(Database):
             status = await self._connected().execute(sql, *args)
         return _rows_affected(cast(str, status))
 
-    async def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        with self._translated("batch"):
-            # asyncpg runs executemany as one transaction.
-            await self._connected().executemany(sql, list(rows))
-
     async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        await self.execute_many(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", rows)
+        with self._translated("batch"):
+            # asyncpg runs executemany as one transaction, its rows pipelined.
+            await self._connected().executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", rows
+            )
 
     async def fetch(self, sql: str, *args: object) -> list[Row]:
         with self._translated("query"):
