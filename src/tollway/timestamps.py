@@ -8,7 +8,6 @@ record of that hour shares its ``day``/``hour`` strings instead of holding copie
 
 from __future__ import annotations
 
-import calendar
 import time
 from functools import lru_cache
 
@@ -16,11 +15,6 @@ from functools import lru_cache
 @lru_cache(maxsize=8)
 def _second(epoch_s: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
-
-
-@lru_cache(maxsize=8)
-def _epoch(second: str) -> int:
-    return calendar.timegm(time.strptime(second, "%Y-%m-%dT%H:%M:%S"))
 
 
 @lru_cache(maxsize=8)
@@ -41,16 +35,6 @@ _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 def iso_of_ms(ts_ms: int) -> str:
     """``ts_ms`` as ISO-8601 UTC with milliseconds and a ``Z``."""
     return _second(ts_ms // 1000) + _MILLIS[ts_ms % 1000]
-
-
-def iso_ms(ts: float) -> str:
-    """``ts`` (seconds since the epoch) to the millisecond, truncated, with a ``Z``."""
-    return iso_of_ms(to_ms(ts))
-
-
-def epoch_ms(iso: str) -> int:
-    """The inverse of ``iso_ms`` (for strings it made)."""
-    return _epoch(iso[:19]) * 1000 + int(iso[20:23])
 
 
 def day_hour(ts_ms: int) -> tuple[str, str]:
