@@ -53,7 +53,6 @@ class Accountant:
         self.interval_s = interval_s
         self._finished: list[CallFacts] = []
         self._task: asyncio.Task[None] | None = None
-        self._running = False
         self._last_error = -float("inf")
 
     def reprice(self, prices: PriceTable) -> None:
@@ -67,7 +66,7 @@ class Accountant:
         """Set the call's facts aside; its record reaches log, metrics and sinks at the
         next drain (at once when the accountant is not running: in tests, after ``stop``)."""
         self._finished.append(facts_of(ex))
-        if not self._running:
+        if self._task is None:
             self.drain()
 
     def drain(self) -> None:
@@ -107,12 +106,10 @@ class Accountant:
             self.drain()
 
     def start(self) -> None:
-        self._running = True
         self._task = asyncio.get_running_loop().create_task(self._run(), name="accountant")
 
     async def stop(self) -> None:
         """Stop the timer and drain; calls finishing later are handed on at once."""
-        self._running = False
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
