@@ -26,6 +26,11 @@ class UsageRoutes:
         self.writer = writer
         self.metrics = metrics
 
+    async def _caught_up(self) -> None:
+        """Every call this process has finished is in the database."""
+        self.accountant.drain()
+        await self.writer.sync()
+
     async def usage(self, req: AdminRequest) -> Answer:
         """``?by=consumer|model|route|provider|day|hour&since=&until=&consumer=`` →
         ``{"rows": [{key, requests, errors, input_tokens, output_tokens, cost_usd}]}``."""
@@ -34,8 +39,7 @@ class UsageRoutes:
         except UsageQueryError as exc:
             return error_reply(400, str(exc))
         try:
-            self.accountant.drain()
-            await self.writer.sync()
+            await self._caught_up()
             rows = await self.store.summary(query)
         except StorageError as exc:
             return error_reply(503, f"usage database unavailable: {exc}")
@@ -49,8 +53,7 @@ class UsageRoutes:
         except UsageQueryError as exc:
             return error_reply(400, str(exc))
         try:
-            self.accountant.drain()
-            await self.writer.sync()
+            await self._caught_up()
             records = await self.store.recent(limit, req.query.get("consumer") or None, window)
         except StorageError as exc:
             return error_reply(503, f"usage database unavailable: {exc}")

@@ -108,8 +108,10 @@ class Runtime:
         self.loaded = loaded
         self.snapshot = snapshot
         prices = PriceTable(loaded.config.pricing)
-        self.metrics.configure(loaded, prices)
+        # Calls that ended before the reload are accounted (priced, labelled) under the
+        # old config first.
         self.accountant.reprice(prices)
+        self.metrics.configure(loaded, prices)
         self.gateway.swap(snapshot)
         log.warning("reload (%s): new config in effect", source)
         return ReloadResult(True, restart_needed=restart)
