@@ -112,3 +112,12 @@ def test_label_children_are_reused() -> None:
         m.observe(_record())
     assert len(m._requests) == 1 and len(m._usage) == 1 and len(m._timing) == 1
     assert metric_sum(parse_metrics(m.render().decode()), "tollway_requests_total") == 3
+
+
+def test_a_duration_on_a_bucket_bound_counts_in_that_bucket_and_above() -> None:
+    m = _metrics()
+    m.observe(_record(latency_ms=1000.0))
+    samples = parse_metrics(m.render().decode())
+    buckets = {lb["le"]: v for n, lb, v in samples if n == "tollway_request_duration_seconds_bucket"}
+    assert (buckets["0.5"], buckets["1.0"], buckets["2.5"], buckets["+Inf"]) == (0, 1, 1, 1)
+    assert metric_sum(samples, "tollway_request_duration_seconds_sum") == 1.0

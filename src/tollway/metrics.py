@@ -16,6 +16,7 @@ else ``other``.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from tollway.pricing import PriceTable
 
@@ -97,7 +99,8 @@ class Histogram:
     def cumulative(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         running = 0
-        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+        # Bounds spelt as prometheus-client spells them ("1.0", "+Inf").
+        for bound, count in zip(map(floatToGoString, (*self.bounds, math.inf)), self.counts, strict=True):
             running += count
             out.append((bound, running))
         return out
