@@ -33,9 +33,8 @@ class UsageWriter:
         store: UsageStore,
         *,
         max_queue: int = 100_000,
-        # Small, frequent batches: a record is written while it is still in the CPU's
-        # caches, and a thousand records held for half a second measurably slowed the
-        # calls that made them (their memory was new each time, never reused warm).
+        # A crash loses at most interval_s plus the accountant's drain interval. (With
+        # records as tuples, batches of 256 and of 2,000 measured the same throughput.)
         batch_size: int = 256,
         interval_s: float = 0.25,
         warn_interval_s: float = 10.0,
