@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tollway.consumers import Consumer
+from tollway.consumers.consumer import Consumer
 from tollway.errors import GatewayError
 from tollway.exchange import Exchange
 from tollway.plugin import Plugin, PluginConfig, Scope
@@ -14,7 +14,7 @@ from tollway.plugins import REGISTRY
 from tollway.services import Services
 from tollway.state import QuotaTake, StateStore, StateUnavailable, WindowTake
 from tollway.state.memory import MemoryStateStore
-from tollway.testing import make_exchange, make_services
+from tollway.testing.harness import make_exchange, make_services
 
 
 class Clock:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, cast
 import httpx
 import pytest
 
-from tollway.access_log import AccessLog
+from tollway.usage.access_log import AccessLog
 from tollway.chain import Chain
 from tollway.config.load import load_config_text
 from tollway.errors import Forbidden, GatewayError
@@ -25,10 +25,10 @@ from tollway.exchange import Exchange, Reply, StateKey
 from tollway.plugin import Phase, Plugin, PluginConfig
 from tollway.plugins import REGISTRY
 from tollway.plugins.key_auth import KeyAuth
-from tollway.runtime import ConfigSource, Runtime
-from tollway.snapshot import Snapshot
-from tollway.sse import SseEvent
-from tollway.testing import make_exchange, make_plugin, make_services, run_request
+from tollway.runtime.root import ConfigSource, Runtime
+from tollway.gateway.snapshot import Snapshot
+from tollway.protocols.sse import SseEvent
+from tollway.testing.harness import make_exchange, make_plugin, make_services, run_request
 
 CALLS: StateKey[list[str]] = StateKey("test.calls")
 HELD: StateKey[dict[str, SseEvent]] = StateKey("test.held")
@@ -423,7 +423,7 @@ async def test_failure_mode_open_lets_the_request_through_a_plugin_bug(registere
     assert r.status_code == 200
 
 
-# --- the harness (tollway.testing) itself ----------------------------------------------------
+# --- the harness (tollway.testing.harness) itself ----------------------------------------------------
 
 
 async def test_the_harness_builds_an_exchange_as_the_gateway_would() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tollway.cli import main
+from tollway.cli.main import main
 from tollway.config import ConfigError, load_config_text
 
 VALID = """

@@ -22,14 +22,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tollway.consumer_store import (
+from tollway.consumers.store import (
     ConfigConsumer,
     ConsumerDirectory,
     ConsumerExists,
     ConsumerNotFound,
     InvalidConsumer,
 )
-from tollway.consumers import Consumer
+from tollway.consumers.consumer import Consumer
 from tollway.storage import Database, StorageError, open_database
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tollway.exchange import Exchange
-from tollway.testing import make_exchange, make_plugin, run_request
+from tollway.testing.harness import make_exchange, make_plugin, run_request
 
 LOWER = string.ascii_lowercase
 ALNUM = string.ascii_letters + string.digits

@@ -7,9 +7,9 @@ from typing import Any
 
 from tests.usage_support import metric_sum, parse_metrics, usage_record
 from tollway.config.load import load_config_text
-from tollway.metrics import UsageMetrics, configured_models
-from tollway.pricing import PriceTable
-from tollway.usage_record import UsageRecord
+from tollway.usage.metrics import UsageMetrics, configured_models
+from tollway.usage.pricing import PriceTable
+from tollway.usage.record import UsageRecord
 
 CONFIG = """
 pricing: {house-model: {input_per_mtok: 1, output_per_mtok: 2}}

@@ -8,7 +8,7 @@ import pytest
 from tollway.config.schema import ProviderConfig
 from tollway.patterns import PatternMap, matches, matches_any
 from tollway.providers.base import Provider
-from tollway.testing import make_services
+from tollway.testing.harness import make_services
 
 
 def test_exact_beats_every_pattern() -> None:

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from tollway import json_path
+from tollway.plugins import json_path
 from tollway.exchange import Exchange
 from tollway.plugin import Plugin, PluginConfig
-from tollway.sse import SseEvent
-from tollway.testing import make_exchange, make_plugin, run_request
+from tollway.protocols.sse import SseEvent
+from tollway.testing.harness import make_exchange, make_plugin, run_request
 
 CHAT = {
     "model": "gpt-4o",

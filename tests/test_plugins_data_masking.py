@@ -23,8 +23,8 @@ from tollway.masking.shapes import shape_of
 from tollway.masking.streams import AnswerStream
 from tollway.masking.vault import StreamRestorer, Vault
 from tollway.plugins.ai_data_masking import Detector
-from tollway.sse import SseEvent
-from tollway.testing import AnyPlugin, make_exchange, make_plugin, run_request
+from tollway.protocols.sse import SseEvent
+from tollway.testing.harness import AnyPlugin, make_exchange, make_plugin, run_request
 
 CHAT = "/v1/chat/completions"
 

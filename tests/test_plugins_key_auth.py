@@ -11,7 +11,7 @@ from tollway.errors import GatewayError
 from tollway.exchange import Exchange
 from tollway.plugin import PluginConfig
 from tollway.plugins.key_auth import KeyAuth
-from tollway.testing import make_exchange, make_plugin, run_request
+from tollway.testing.harness import make_exchange, make_plugin, run_request
 
 CHALLENGE = ("www-authenticate", 'Key realm="tollway"')
 CONSUMERS = [

@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from tests.plugin_support import DownStore, build, call, refused, services_with
 from tollway.exchange import Attempt, Exchange, Reply
-from tollway.plugins.ai_quota import AiQuota
-from tollway.plugins.token_reservation import estimate
+from tollway.plugins.limits.ai_quota import AiQuota
+from tollway.plugins.limits.reservation import estimate
 from tollway.state.memory import MemoryStateStore
-from tollway.testing import run_request
+from tollway.testing.harness import run_request
 
 CONFIG: dict[str, Any] = {"admin_consumer": "admin"}
 BODY = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20})

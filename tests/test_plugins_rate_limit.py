@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from tests.plugin_support import Clock, DownStore, build, call, header, refused, services_with
-from tollway.plugins.cluster_key_rate_limit import ClusterKeyRateLimit
-from tollway.plugins.key_rate_limit import KeyRateLimit
+from tollway.plugins.limits.cluster_key_rate_limit import ClusterKeyRateLimit
+from tollway.plugins.limits.key_rate_limit import KeyRateLimit
 from tollway.state.memory import MemoryStateStore
-from tollway.testing import run_request
+from tollway.testing.harness import run_request
 
 PER_CONSUMER: dict[str, Any] = {
     "rule_name": "chat",
@@ -325,8 +325,8 @@ def test_a_config_file_with_the_limits_loads_and_orders_them_after_key_auth() ->
 
     from tollway.config.load import load_config_text
     from tollway.services import Services
-    from tollway.snapshot import Snapshot
-    from tollway.testing import make_services
+    from tollway.gateway.snapshot import Snapshot
+    from tollway.testing.harness import make_services
 
     text = """
 providers: [{id: p, type: mock}]

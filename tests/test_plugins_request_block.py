@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from tollway.errors import GatewayError
-from tollway.testing import make_exchange, make_plugin, run_request
+from tollway.testing.harness import make_exchange, make_plugin, run_request
 
 
 async def outcome(config: dict[str, Any], path: str = "/v1/chat/completions", query: str = "",

@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from tests.plugin_support import Clock, DownStore, build, call, header, refused, services_with
 from tollway.exchange import Attempt, Exchange
-from tollway.plugins.ai_token_ratelimit import AiTokenRatelimit
-from tollway.plugins.token_reservation import estimate, spent
+from tollway.plugins.limits.ai_token_ratelimit import AiTokenRatelimit
+from tollway.plugins.limits.reservation import estimate, spent
 from tollway.state.memory import MemoryStateStore
-from tollway.testing import run_request
+from tollway.testing.harness import run_request
 
 LIMIT: dict[str, Any] = {
     "rule_name": "tokens",

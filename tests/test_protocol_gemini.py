@@ -15,7 +15,7 @@ import pytest
 from tests.transcript_support import Assembled, load, parse, raw, read, without_volatile, write
 from tollway.protocols.codec import TranslationError
 from tollway.protocols.registry import codec_for
-from tollway.sse import SseEvent
+from tollway.protocols.sse import SseEvent
 
 G = codec_for("gemini")
 OPENAI = codec_for("openai")

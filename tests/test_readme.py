@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from tollway.config.load import load_config_text
-from tollway.snapshot import check_buildable
+from tollway.gateway.snapshot import check_buildable
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

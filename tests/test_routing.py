@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from tollway.config.schema import RouteConfig
-from tollway.hosts import host_matches, strip_port
-from tollway.routing import Route, RouteTable
+from tollway.routing.hosts import host_matches, strip_port
+from tollway.routing.routes import Route, RouteTable
 
 
 def table(*routes: dict[str, Any]) -> RouteTable:

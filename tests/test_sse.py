@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tollway.sse import SseEvent, SseParser
+from tollway.protocols.sse import SseEvent, SseParser
 
 # What a provider might send: names, multi-line data, comments, non-ASCII text, [DONE].
 STREAM = (

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollway.timestamps import day_hour, iso_of_ms, to_ms
+from tollway.usage.timestamps import day_hour, iso_of_ms, to_ms
 
 
 def test_shape() -> None:

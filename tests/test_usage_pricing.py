@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from tollway.access_log import AccessLog
-from tollway.accounting import Accountant
+from tollway.usage.access_log import AccessLog
+from tollway.usage.accountant import Accountant
 from tollway.config.schema import Price
 from tollway.exchange import Attempt, Exchange
-from tollway.pricing import BUILTIN_PRICES, PriceTable
+from tollway.usage.pricing import BUILTIN_PRICES, PriceTable
 from tollway.protocols.usage import apply_usage
-from tollway.testing import make_exchange
-from tollway.usage_record import UsageRecord, record_of
+from tollway.testing.harness import make_exchange
+from tollway.usage.record import UsageRecord, record_of
 
 SPEC_FIELDS = (
     "ts request_id route consumer provider model_requested model_upstream status reason blocked_by stream "

@@ -15,10 +15,10 @@ import pytest
 from tests.usage_support import fresh_pg_schema, usage_record
 from tollway.exchange import Attempt
 from tollway.storage import Database, StorageError, open_database
-from tollway.usage_query import UsageQuery, UsageQueryError, Window, parse_limit, parse_time, query_from
-from tollway.usage_record import UsageRecord
-from tollway.usage_store import UsageStore
-from tollway.usage_writer import UsageWriter
+from tollway.usage.query import UsageQuery, UsageQueryError, Window, parse_limit, parse_time, query_from
+from tollway.usage.record import UsageRecord
+from tollway.usage.store import UsageStore
+from tollway.usage.writer import UsageWriter
 
 DAY1 = datetime(2026, 3, 1, 10, 15, tzinfo=UTC).timestamp()
 DAY2 = datetime(2026, 3, 2, 23, 59, tzinfo=UTC).timestamp()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tollway.protocols.codec import StreamReader, StreamWriter
-from tollway.sse import SseEvent, SseParser
+from tollway.protocols.sse import SseEvent, SseParser
 
 TRANSCRIPTS = Path(__file__).parent / "fixtures" / "transcripts"
 

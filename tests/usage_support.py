@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from tollway.usage_record import UsageRecord
+from tollway.usage.record import UsageRecord
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")

@@ -2,7 +2,7 @@
 
     serve_unrecorded.py serve -c CONFIG --port P --admin-port A
 
-Everything is the product's own start-up (`tollway.cli`, the same uvicorn settings, the
+Everything is the product's own start-up (`tollway.cli.main`, the same uvicorn settings, the
 admin server, the GC freeze after start-up), except that ``Accountant.finish`` does
 nothing: no usage record is built, and nothing reaches the access log, the metrics or
 the usage writer's queue. The accountant, writer and access-log tasks still start, and idle.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from tollway.accounting import Accountant
+from tollway.usage.accountant import Accountant
 from tollway.exchange import Exchange
 
 
@@ -25,7 +25,7 @@ def _not_recorded(self: Accountant, ex: Exchange) -> None:
 
 Accountant.finish = _not_recorded  # type: ignore[method-assign]
 
-from tollway.cli import main  # noqa: E402
+from tollway.cli.main import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

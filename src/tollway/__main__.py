@@ -1,3 +1,3 @@
-from tollway.cli import main
+from tollway.cli.main import main
 
 raise SystemExit(main())

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from tollway.errors import GatewayError
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Plugin, PluginConfig, overrides
-from tollway.sse import SseEvent
+from tollway.protocols.sse import SseEvent
 
 log = logging.getLogger("tollway.chain")
 

@@ -18,8 +18,8 @@ from tollway.errors import BadRequest, GatewayError
 from tollway.headers import Headers
 
 if TYPE_CHECKING:
-    from tollway.consumers import Consumer
-    from tollway.routing import Route
+    from tollway.consumers.consumer import Consumer
+    from tollway.routing.routes import Route
 
 T = TypeVar("T")
 

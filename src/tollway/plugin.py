@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict
 from tollway.exchange import Exchange, Reply
 
 if TYPE_CHECKING:
-    from tollway.consumers import Consumer
+    from tollway.consumers.consumer import Consumer
     from tollway.services import Services
-    from tollway.sse import SseEvent
+    from tollway.protocols.sse import SseEvent
 
 
 class Phase(IntEnum):

@@ -14,7 +14,7 @@ from tollway.state.memory import MemoryStateStore
 from tollway.upstream import Transport
 
 if TYPE_CHECKING:
-    from tollway.consumer_store import ConsumerDirectory
+    from tollway.consumers.store import ConsumerDirectory
 
 
 @dataclass

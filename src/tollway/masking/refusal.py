@@ -17,7 +17,7 @@ import orjson
 
 from tollway.exchange import Reply
 from tollway.masking.bodies import CHAT, COMPLETIONS, MESSAGES
-from tollway.sse import SseEvent
+from tollway.protocols.sse import SseEvent
 
 _JSON = ("content-type", "application/json")
 _SSE = ("content-type", "text/event-stream")

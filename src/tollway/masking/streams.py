@@ -19,7 +19,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from tollway.masking.vault import StreamRestorer, Vault
-from tollway.sse import SseEvent
+from tollway.protocols.sse import SseEvent
 
 _CHAT_FIELDS = ("content", "reasoning_content", "refusal")
 _ANTHROPIC_FIELDS = {"text_delta": "text", "input_json_delta": "partial_json"}

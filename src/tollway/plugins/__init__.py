@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from tollway.plugin import Plugin, PluginConfig
 from tollway.plugins.ai_data_masking import AiDataMasking
-from tollway.plugins.ai_quota import AiQuota
+from tollway.plugins.limits.ai_quota import AiQuota
 from tollway.plugins.ai_statistics import AiStatistics
-from tollway.plugins.ai_token_ratelimit import AiTokenRatelimit
+from tollway.plugins.limits.ai_token_ratelimit import AiTokenRatelimit
 from tollway.plugins.chatgpt_proxy import ChatgptProxy
-from tollway.plugins.cluster_key_rate_limit import ClusterKeyRateLimit
+from tollway.plugins.limits.cluster_key_rate_limit import ClusterKeyRateLimit
 from tollway.plugins.key_auth import KeyAuth
-from tollway.plugins.key_rate_limit import KeyRateLimit
+from tollway.plugins.limits.key_rate_limit import KeyRateLimit
 from tollway.plugins.request_block import RequestBlock
 
 REGISTRY: dict[str, type[Plugin[PluginConfig]]] = {

@@ -57,7 +57,7 @@ from tollway.masking.streams import AnswerStream
 from tollway.masking.vault import Vault
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.services import Services
-from tollway.sse import SseEvent
+from tollway.protocols.sse import SseEvent
 
 log = logging.getLogger("tollway.plugins.ai_data_masking")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from tollway.consumers import Consumer
+from tollway.consumers.consumer import Consumer
 from tollway.errors import Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope

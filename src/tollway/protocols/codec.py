@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tollway.sse import SseEvent
+from tollway.protocols.sse import SseEvent
 
 Json = dict[str, Any]
 
@@ -52,7 +52,7 @@ class ApiPath:
 class StreamReader(Protocol):
     """Native stream → pivot chunks, for one stream.
 
-    ``feed`` takes each SSE event in order (as ``tollway.sse.SseParser`` yields them,
+    ``feed`` takes each SSE event in order (as ``tollway.protocols.sse.SseParser`` yields them,
     pings and ``[DONE]`` included) and returns the pivot chunks it completes, possibly
     none. ``end`` is called once when the native stream is over (cleanly or not) and
     returns whatever is still owed, such as the usage chunk of a format that has no

@@ -12,7 +12,7 @@ from urllib.parse import unquote_to_bytes
 import orjson
 
 from tollway.protocols.codec import Json, TranslationError
-from tollway.protocols.openai import ERROR_TYPES
+from tollway.protocols.openai.wire import ERROR_TYPES
 
 # OpenAI-compatible error codes by status, as the gateway's own errors use them (SPEC §4).
 ERROR_CODES = {

@@ -1,0 +1,136 @@
+"""``tollway consumers add|list|revoke``: runtime consumers from the command line.
+
+The config is found as ``serve`` finds it (``-c``, else ``$TOLLWAY_CONFIG``, else
+``./tollway.yaml``, else the built-in quickstart config with its database under
+``./tollway-data/``); only its ``storage.database`` and its key-auth consumers (whose
+names are taken) matter here. A running gateway on the same database sees a change
+within its refresh interval.
+
+Exit codes: 0 done; 1 the name exists, is unknown or belongs to the config file, or the
+database failed; 2 a config or argument problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Imported where used at run time: every ``tollway`` command builds this parser, and
+    # the database drivers are not worth loading for ``serve --help``.
+    from tollway.consumers.store import ConsumerDirectory, ConsumerInfo
+
+    Operation = Callable[[ConsumerDirectory, list[ConsumerInfo]], Awaitable[int]]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``consumers`` and its three commands on the top-level parser."""
+    config = argparse.ArgumentParser(add_help=False)
+    # On each command rather than on ``consumers``: a subcommand's default would
+    # overwrite a value given before it.
+    config.add_argument("-c", "--config", help="config file (default: as `tollway serve` finds it)")
+
+    p = subparsers.add_parser("consumers", help="manage runtime consumers (keys kept in the database)")
+    commands = p.add_subparsers(dest="consumers_command", required=True)
+
+    add = commands.add_parser("add", parents=[config], help="add a consumer and print its key once")
+    add.add_argument("name")
+    add.add_argument("--allow-models", nargs="+", action="extend", metavar="PATTERN", help="models it may use")
+    add.add_argument("--groups", nargs="+", action="extend", metavar="G", default=[], help="its consumer groups")
+    add.set_defaults(func=cmd_add)
+
+    listing = commands.add_parser("list", parents=[config], help="list consumers (never their keys)")
+    listing.set_defaults(func=cmd_list)
+
+    revoke = commands.add_parser("revoke", parents=[config], help="revoke a runtime consumer's key")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=cmd_revoke)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    async def add(directory: ConsumerDirectory, _config: list[ConsumerInfo]) -> int:
+        consumer, key = await directory.add(args.name, args.allow_models, args.groups)
+        print(key, flush=True)
+        print(
+            f"tollway: consumer {consumer.name!r} added; its key (above) is shown only this once",
+            file=sys.stderr,
+        )
+        return 0
+
+    return _run(args.config, add)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    async def show(directory: ConsumerDirectory, config: list[ConsumerInfo]) -> int:
+        print(format_table([*config, *await directory.list()]))
+        return 0
+
+    return _run(args.config, show)
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    async def revoke(directory: ConsumerDirectory, _config: list[ConsumerInfo]) -> int:
+        await directory.revoke(args.name)
+        print(f"tollway: consumer {args.name!r} revoked", file=sys.stderr)
+        return 0
+
+    return _run(args.config, revoke)
+
+
+def format_table(consumers: list[ConsumerInfo]) -> str:
+    """One aligned line per consumer under a header; ``-`` for an unset field."""
+    header = ("NAME", "SOURCE", "KEY", "ALLOW_MODELS", "GROUPS", "CREATED_AT")
+    rows = [header] + [
+        (
+            c["name"],
+            c["source"],
+            "…" + c["key_hint"],
+            ",".join(c["allow_models"]) if c["allow_models"] is not None else "*",
+            ",".join(c["groups"]) or "-",
+            c["created_at"] or "-",
+        )
+        for c in consumers
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _run(given: str | None, operation: Operation) -> int:
+    from tollway.cli.config_file import open_cli_database
+    from tollway.consumers.store import (
+        ConsumerDirectory,
+        ConsumerStoreError,
+        InvalidConsumer,
+        config_consumers,
+    )
+    from tollway.storage import StorageError
+
+    opened = open_cli_database(given)
+    if opened is None:
+        return 2
+    loaded, db = opened
+    config = config_consumers(loaded)
+    directory = ConsumerDirectory(db, config_names=lambda: {c["name"] for c in config})
+
+    async def main() -> int:
+        try:
+            await db.connect()
+            await directory.migrate()
+            return await operation(directory, config)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(main())
+    except InvalidConsumer as exc:
+        print(f"tollway: {exc}", file=sys.stderr)
+        return 2
+    except ConsumerStoreError as exc:
+        print(f"tollway: {exc}", file=sys.stderr)
+        return 1
+    except StorageError as exc:
+        print(f"tollway: database error: {exc}", file=sys.stderr)
+        return 1

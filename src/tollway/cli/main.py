@@ -1,0 +1,149 @@
+"""The ``tollway`` command line (SPEC §1)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from tollway.cli import consumers as cli_consumers
+from tollway.cli import usage as cli_usage
+from tollway.cli.config_file import config_path, print_config_problems
+from tollway.config.load import ConfigError, LoadedConfig, load_config
+
+
+def _setup_logging() -> None:
+    # stdout is for access-log lines only; everything operational goes to stderr.
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="tollway: %(levelname)s %(message)s")
+    logging.getLogger("tollway").setLevel(logging.INFO)
+    for noisy in ("uvicorn", "uvicorn.error", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.config)
+        from tollway.gateway.snapshot import check_buildable
+
+        check_buildable(loaded)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 2
+    for w in loaded.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print("ok")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _setup_logging()
+    from tollway.config.quickstart import DATA_DIR, demo_key, quickstart_yaml
+    from tollway.runtime.root import ConfigSource, Runtime
+    from tollway.runtime.serve import Listen, serve
+
+    path = config_path(args.config)
+    if path is not None:
+        source = ConfigSource(path)
+    else:
+        key, new = demo_key(DATA_DIR)
+        print(
+            f"tollway: no config file; running the built-in quickstart config "
+            f"({'new ' if new else ''}demo key in {DATA_DIR / 'demo-key'})",
+            file=sys.stderr,
+        )
+        print(f"tollway: demo consumer key: {key}", file=sys.stderr)
+        source = ConfigSource(None, quickstart_yaml(key, os.environ))
+    try:
+        loaded = source.load()
+        from tollway.gateway.snapshot import check_buildable
+
+        check_buildable(loaded)
+    except ConfigError as exc:
+        print_config_problems(exc)
+        return 2
+    cfg = loaded.config
+    listen = Listen(
+        host=str(args.host or cfg.server.host),
+        port=cfg.server.port if args.port is None else args.port,
+        admin_host=cfg.admin.host,
+        admin_port=cfg.admin.port if args.admin_port is None else args.admin_port,
+        workers=args.workers,
+    )
+    listen_problem = _listen_problem(loaded, listen)
+    if listen_problem:
+        print(f"tollway: {listen_problem}", file=sys.stderr)
+        return 2
+    first = [loaded]
+
+    def make_runtime() -> Runtime:
+        # The first worker reuses the config already validated; later ones reload it.
+        current = first.pop() if first else source.load()
+        return Runtime(source, current)
+
+    from tollway.storage import StorageError
+
+    try:
+        return serve(make_runtime, listen)
+    except StorageError as exc:
+        print(f"tollway: cannot use storage.database: {exc}", file=sys.stderr)
+        return 1
+
+
+def _listen_problem(loaded: LoadedConfig, listen: object) -> str | None:
+    from tollway.runtime.serve import Listen
+
+    assert isinstance(listen, Listen)
+    cfg = loaded.config
+    if listen.workers < 1:
+        return "--workers must be at least 1"
+    if listen.workers > 1 and cfg.storage.state == "memory":
+        return (
+            "--workers > 1 needs storage.state: redis://…; with state in memory each worker would "
+            "keep its own counters and limits would not hold"
+        )
+    if not cfg.admin.token and listen.admin_host not in ("127.0.0.1", "localhost", "::1"):
+        return (
+            f"admin.host {listen.admin_host!r} is not loopback and admin.token is empty: "
+            "the admin API is never open to the network without a token"
+        )
+    return None
+
+
+def cmd_mock_llm(args: argparse.Namespace) -> int:
+    from tollway.mockllm import serve as serve_mock
+
+    return serve_mock(args.host, args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tollway", description="An AI gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument("-c", "--config")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--admin-port", type=int)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate a config file")
+    p.add_argument("-c", "--config", required=True)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("mock-llm", help="run the built-in fake model server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.set_defaults(func=cmd_mock_llm)
+
+    cli_consumers.add_parser(sub)
+    cli_usage.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

@@ -1,0 +1,139 @@
+"""The only module that speaks to the HTTP server: ASGI in, ``Gateway.handle`` out."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from tollway.exchange import Request
+from tollway.gateway.call import ClientGone, Gateway, too_large
+from tollway.headers import Headers
+from tollway.routing.hosts import strip_port
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class AsgiChannel:
+    __slots__ = ("_send", "finished", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.finished = False
+
+    async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.started = True
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            }
+        )
+
+    async def write(self, data: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def finish(self, data: bytes = b"") -> None:
+        self.finished = True
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+class ClientIp:
+    """The peer address, or the nearest untrusted hop of X-Forwarded-For behind a trusted proxy."""
+
+    def __init__(self, trusted: list[str]) -> None:
+        self.trusted: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(c, strict=False) for c in trusted)
+
+    def _is_trusted(self, addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr.strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted)
+
+    def of(self, peer: str, headers: Headers) -> str:
+        if not self.trusted or not self._is_trusted(peer):
+            return peer
+        xff = headers.get("x-forwarded-for")
+        if not xff:
+            return peer
+        hops = [h.strip() for h in xff.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+
+class GatewayApp:
+    def __init__(self, gateway: Gateway, client_ip: ClientIp) -> None:
+        self.gateway = gateway
+        self.client_ip = client_ip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = Headers.from_asgi(scope["headers"])
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        req = Request(
+            method=scope["method"],
+            path=scope["path"],
+            query=scope["query_string"].decode("latin-1"),
+            headers=headers,
+            client_ip=self.client_ip.of(peer, headers) if self.client_ip.trusted else peer,
+            host=strip_port(headers.get("host") or ""),
+        )
+        channel = AsgiChannel(send)
+        task = asyncio.current_task()
+        assert task is not None
+        watcher: asyncio.Task[None] | None = None
+
+        async def watch_disconnect() -> None:
+            # Once the body is in, the only message left is the client going away;
+            # cancelling the call then cancels the provider call too.
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    if not channel.finished:
+                        task.cancel()
+                    return
+
+        async def read_body(limit: int) -> bytes:
+            nonlocal watcher
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise too_large(limit)
+            parts: list[bytes] = []
+            size = 0
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    raise ClientGone()
+                chunk = msg.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                parts.append(chunk)
+                if not msg.get("more_body", False):
+                    break
+            watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+        try:
+            await self.gateway.handle(req, read_body, channel)
+        except asyncio.CancelledError:
+            if watcher is None or not watcher.done():
+                raise
+            # We cancelled ourselves because the client left: that is not an error.
+            task.uncancel()
+        finally:
+            if watcher is not None and not watcher.done():
+                watcher.cancel()

@@ -1,0 +1,27 @@
+"""The one place that turns a ``GatewayError`` into what the client receives."""
+
+from __future__ import annotations
+
+from tollway.errors import GatewayError
+from tollway.exchange import Reply
+from tollway.protocols.anthropic import wire as anthropic
+from tollway.protocols.openai import wire as openai
+
+
+def render_error(err: GatewayError, client_protocol: str) -> Reply:
+    headers = [("x-tollway-reason", err.reason), *err.headers]
+    if err.body is not None:
+        body = err.body
+    elif client_protocol == "anthropic":
+        body = anthropic.error_body(err.status, err.message)
+    else:
+        body = openai.error_body(err.status, err.message, err.code)
+    headers.append(("content-type", "application/json"))
+    return Reply(err.status, headers, body)
+
+
+def render_stream_error(err: GatewayError, client_protocol: str) -> bytes:
+    """The last event of a stream whose provider failed after the answer began."""
+    if client_protocol == "anthropic":
+        return anthropic.stream_error_event(err.message)
+    return openai.stream_error_event(err.message, err.code)

@@ -1,0 +1,113 @@
+"""A config snapshot: routes, providers and plugin objects built from one valid config.
+
+A reload builds a complete new snapshot and swaps one reference; a request reads the
+reference once at its start and finishes on that snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tollway.chain import Chain
+from tollway.config.load import ConfigError, LoadedConfig, PluginSetup
+from tollway.routing.hosts import host_matches
+from tollway.plugin import Phase, Plugin, PluginConfig, Scope
+from tollway.plugins import REGISTRY
+from tollway.providers import Provider, UnsupportedProvider, build_provider
+from tollway.proxy.provider_choice import RouteProviders
+from tollway.routing.routes import Route, RouteTable
+from tollway.services import Services
+
+_PHASES = {
+    "AUTHN": Phase.AUTHN,
+    "AUTHZ": Phase.AUTHZ,
+    "STATS": Phase.STATS,
+    "UNSPECIFIED": Phase.UNSPECIFIED,
+    "UNSPECIFIED_PHASE": Phase.UNSPECIFIED,
+}
+
+AnyPlugin = Plugin[PluginConfig]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    ingress: frozenset[str]
+    domains: tuple[str, ...]
+    plugin: AnyPlugin
+
+
+class _PluginSlot:
+    """One plugin entry: which of its objects (rule or default) applies to a request."""
+
+    def __init__(self, setup: PluginSetup, services: Services) -> None:
+        cls = REGISTRY[setup.name]
+        self.name = setup.name
+        self.order = (
+            _PHASES[setup.phase] if setup.phase else cls.phase,
+            -(setup.priority if setup.priority is not None else cls.priority),
+            setup.index,
+        )
+        has_rules = bool(setup.rules)
+        self.default: AnyPlugin | None = None
+        if setup.default is not None:
+            self.default = cls(setup.default, Scope(setup.name, None, has_rules, setup.failure_mode), services)
+        self.rules = tuple(
+            _Rule(
+                frozenset(r.ingress),
+                r.domains,
+                cls(r.config, Scope(setup.name, r.index, has_rules, setup.failure_mode), services),
+            )
+            for r in setup.rules
+        )
+
+    def pick(self, route: Route, host: str) -> AnyPlugin | None:
+        for rule in self.rules:
+            if route.name in rule.ingress or any(host_matches(d, host) for d in rule.domains):
+                return rule.plugin
+        return self.default
+
+
+class Snapshot:
+    def __init__(self, loaded: LoadedConfig, services: Services) -> None:
+        cfg = loaded.config
+        self.loaded = loaded
+        self.config = cfg
+        problems: list[str] = []
+        self.providers: dict[str, Provider] = {}
+        for i, pc in enumerate(cfg.providers):
+            try:
+                self.providers[pc.id] = build_provider(pc, services.transport, services.mock_transport)
+            except UnsupportedProvider as exc:
+                problems.append(f"providers[{i}].type: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        self.routes = RouteTable([Route.from_config(rc) for rc in cfg.routes])
+        self.route_providers = {r.name: RouteProviders(r, self.providers) for r in self.routes.routes}
+        self.slots = sorted((_PluginSlot(s, services) for s in loaded.plugins), key=lambda s: s.order)
+        self._chains: dict[tuple[str, str], Chain] = {}
+
+    def chain_for(self, route: Route, host: str) -> Chain:
+        key = (route.name, host)
+        chain = self._chains.get(key)
+        if chain is None:
+            picked = (slot.pick(route, host) for slot in self.slots)
+            chain = Chain([p for p in picked if p is not None])
+            if len(self._chains) < 10_000:  # Host comes from clients: bound the memo
+                self._chains[key] = chain
+        return chain
+
+    def plugins(self) -> list[AnyPlugin]:
+        out: list[AnyPlugin] = []
+        for slot in self.slots:
+            if slot.default is not None:
+                out.append(slot.default)
+            out.extend(r.plugin for r in slot.rules)
+        return out
+
+
+def check_buildable(loaded: LoadedConfig) -> None:
+    """Raise ``ConfigError`` for what only building the snapshot finds (provider types)."""
+    from tollway.upstream.aiohttp_transport import AiohttpTransport
+
+    transport = AiohttpTransport()
+    Snapshot(loaded, Services(transport=transport, mock_transport=transport))

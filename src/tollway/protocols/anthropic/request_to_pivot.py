@@ -1,0 +1,208 @@
+"""Anthropic Messages requests → the pivot: what an Anthropic client's request becomes
+before it goes to any provider. The mapping of ``anthropic_request_from_pivot`` runs
+backwards:
+
+- ``system`` (a string, or text blocks joined by newlines) → one string ``system``
+  message; a user turn that is one text block → a string;
+- user blocks: ``text``; ``image`` (base64 → ``data:`` URL, url source → its URL) →
+  ``image_url``; a base64 ``document`` → a ``file`` part, a text document → text;
+  ``tool_result`` blocks → ``tool`` messages before the rest of the turn (their images,
+  which OpenAI tool messages cannot hold, follow in a user message);
+- assistant ``tool_use`` blocks → ``tool_calls`` (``input`` as JSON ``arguments``);
+- ``stop_sequences`` → ``stop``; ``max_tokens``, ``temperature``, ``top_p``; ``tools`` →
+  function tools; ``tool_choice`` ``auto|any|tool|none`` → ``auto|required|{function}|
+  none``, ``disable_parallel_tool_use`` → ``parallel_tool_calls: false``;
+  ``metadata.user_id`` → ``user``; a stream asks for ``stream_options.include_usage``
+  so the client gets its usage.
+- Dropped: ``top_k``, ``thinking`` (and thinking blocks in the history),
+  ``cache_control``, ``service_tier``. Refused (``TranslationError``): server tools,
+  blocks other than the above, image or document sources other than base64/url/text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.protocols import pivot
+from tollway.protocols.anthropic.response import tool_call_to_pivot
+from tollway.protocols.codec import Json, TranslationError
+
+
+def _image_part(block: Json, where: str) -> Json:
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("type") == "base64":
+        url = pivot.data_url(str(source.get("media_type")), str(source.get("data")))
+    elif isinstance(source, dict) and source.get("type") == "url" and isinstance(source.get("url"), str):
+        url = source["url"]
+    else:
+        raise TranslationError(f"{where}.source: only base64 and url image sources can be translated")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _document_part(block: Json, where: str) -> Json:
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("type") == "text" and isinstance(source.get("data"), str):
+        return {"type": "text", "text": source["data"]}
+    if isinstance(source, dict) and source.get("type") == "base64":
+        media = str(source.get("media_type"))
+        file: Json = {"file_data": pivot.data_url(media, str(source.get("data")))}
+        file["filename"] = block["title"] if isinstance(block.get("title"), str) else "document.pdf"
+        return {"type": "file", "file": file}
+    raise TranslationError(f"{where}.source: only base64 and text documents can be translated")
+
+
+def _tool_message(block: Json, where: str, images: list[Json]) -> Json:
+    content = block.get("content")
+    if isinstance(content, list):
+        texts = []
+        for j, inner in enumerate(content):
+            if isinstance(inner, dict) and inner.get("type") == "text":
+                texts.append(str(inner.get("text", "")))
+            elif isinstance(inner, dict) and inner.get("type") == "image":
+                # OpenAI tool messages hold text only: the images follow in a user turn.
+                images.append(_image_part(inner, f"{where}.content[{j}]"))
+        text = "".join(texts)
+    else:
+        text = content if isinstance(content, str) else ""
+    return {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text}
+
+
+def _user_to_pivot(content: Any, where: str) -> list[Json]:
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    if not isinstance(content, list):
+        raise TranslationError(f"{where}.content must be a string or a list of blocks")
+    tools: list[Json] = []
+    parts: list[Json] = []
+    images: list[Json] = []
+    for j, block in enumerate(content):
+        bw = f"{where}.content[{j}]"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append({"type": "text", "text": block["text"]})
+        elif kind == "image":
+            parts.append(_image_part(block, bw))
+        elif kind == "document":
+            parts.append(_document_part(block, bw))
+        elif kind == "tool_result":
+            tools.append(_tool_message(block, bw, images))
+        elif kind in ("thinking", "redacted_thinking"):
+            continue
+        else:
+            raise TranslationError(f"{bw}: block of type {kind!r} cannot be translated")
+    out = list(tools)
+    if not images and len(parts) == 1 and parts[0]["type"] == "text":
+        out.append({"role": "user", "content": parts[0]["text"]})
+    elif images or parts:
+        out.append({"role": "user", "content": images + parts})
+    return out
+
+
+def _assistant_to_pivot(content: Any, where: str) -> Json:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    if not isinstance(content, list):
+        raise TranslationError(f"{where}.content must be a string or a list of blocks")
+    texts: list[str] = []
+    calls: list[Json] = []
+    for j, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind == "tool_use":
+            calls.append(tool_call_to_pivot(block))
+        elif kind in ("thinking", "redacted_thinking"):
+            continue
+        else:
+            raise TranslationError(f"{where}.content[{j}]: block of type {kind!r} cannot be translated")
+    message: Json = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _system_to_pivot(system: Any) -> list[Json]:
+    if isinstance(system, str):
+        return [{"role": "system", "content": system}] if system else []
+    if isinstance(system, list):
+        # One string: many OpenAI-compatible providers take no content arrays in system
+        # messages, and the blocks' only other content (cache_control) is dropped anyway.
+        texts = [
+            b["text"]
+            for b in system
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        ]
+        return [{"role": "system", "content": "\n".join(texts)}] if texts else []
+    if system is None:
+        return []
+    raise TranslationError("system must be a string or a list of text blocks")
+
+
+def _tools_to_pivot(tools: Any) -> list[Json]:
+    if not isinstance(tools, list):
+        raise TranslationError("tools must be a list")
+    out = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or tool.get("type", "custom") != "custom" or "name" not in tool:
+            raise TranslationError(f"tools[{i}]: only client tools (name, input_schema) can be translated")
+        fn: Json = {"name": tool["name"]}
+        if isinstance(tool.get("description"), str):
+            fn["description"] = tool["description"]
+        fn["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice_to_pivot(choice: Any) -> tuple[Any, bool]:
+    """(OpenAI tool_choice or None, parallel tool use disabled)."""
+    if not isinstance(choice, dict):
+        return None, False
+    kind = choice.get("type")
+    serial = choice.get("disable_parallel_tool_use") is True
+    if kind == "auto":
+        return "auto", serial
+    if kind == "any":
+        return "required", serial
+    if kind == "none":
+        return "none", False
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice.get("name")}}, serial
+    raise TranslationError(f"tool_choice.type {kind!r} cannot be translated")
+
+
+def to_pivot(body: Json) -> Json:
+    """An Anthropic Messages request → an OpenAI chat-completions request."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise TranslationError("messages must be a list of message objects")
+    out_messages = _system_to_pivot(body.get("system"))
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if m.get("role") == "user":
+            out_messages.extend(_user_to_pivot(m.get("content"), where))
+        elif m.get("role") == "assistant":
+            out_messages.append(_assistant_to_pivot(m.get("content"), where))
+        else:
+            raise TranslationError(f"{where}.role must be user or assistant")
+    chat: Json = {"model": body.get("model"), "messages": out_messages}
+    if isinstance(body.get("max_tokens"), int):
+        chat["max_tokens"] = body["max_tokens"]
+    if body.get("stop_sequences"):
+        chat["stop"] = list(body["stop_sequences"])
+    for key in ("temperature", "top_p"):
+        if body.get(key) is not None:
+            chat[key] = body[key]
+    if body.get("stream") is True:
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+    if body.get("tools"):
+        chat["tools"] = _tools_to_pivot(body["tools"])
+        choice, serial = _tool_choice_to_pivot(body.get("tool_choice"))
+        if choice is not None:
+            chat["tool_choice"] = choice
+        if serial:
+            chat["parallel_tool_calls"] = False
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        chat["user"] = metadata["user_id"]
+    return chat

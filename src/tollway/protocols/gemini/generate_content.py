@@ -1,0 +1,68 @@
+"""Google's Gemini API (``generateContent`` / ``streamGenerateContent?alt=sse``) as a
+codec: requests, answers, streams, errors and model lists, each direction documented in
+its own module (``gemini_request``, ``gemini_response``, ``gemini_stream``,
+``gemini_errors``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from tollway.protocols.gemini import errors as gemini_errors
+from tollway.protocols.gemini import request as gemini_request
+from tollway.protocols.gemini import response as gemini_response
+from tollway.protocols.codec import ApiPath, Json, StreamReader, StreamWriter
+from tollway.protocols.gemini.stream import GeminiStreamReader, GeminiStreamWriter
+
+
+def model_path(model: str) -> str:
+    """``/models/<model>``; a name given as ``models/<model>`` (as Gemini lists them) too."""
+    return "/models/" + quote(model.removeprefix("models/"), safe="")
+
+
+class GeminiGenerateContent:
+    name = "gemini"
+
+    def api_path(self, stream: bool, model: str) -> ApiPath:
+        if stream:
+            return ApiPath(model_path(model) + ":streamGenerateContent", "alt=sse")
+        return ApiPath(model_path(model) + ":generateContent")
+
+    def request_to_pivot(self, body: Json) -> Json:
+        return gemini_request.to_pivot(body)
+
+    def request_from_pivot(self, chat: Json) -> Json:
+        return gemini_request.from_pivot(chat)
+
+    def response_to_pivot(self, body: Json) -> Json:
+        return gemini_response.to_pivot(body)
+
+    def response_from_pivot(self, chat: Json) -> Json:
+        return gemini_response.from_pivot(chat)
+
+    def stream_to_pivot(self) -> StreamReader:
+        return GeminiStreamReader()
+
+    def stream_from_pivot(self, client_request: Mapping[str, Any]) -> StreamWriter:
+        return GeminiStreamWriter()
+
+    def error_to_pivot(self, status: int, body: bytes) -> bytes:
+        return gemini_errors.error_to_pivot(status, body)
+
+    def error_from_pivot(self, status: int, body: bytes) -> bytes:
+        return gemini_errors.error_from_pivot(status, body)
+
+    def model_ids(self, body: Any) -> list[str]:
+        """``GET /v1beta/models`` answers ``{"models": [{"name": "models/…",
+        "supportedGenerationMethods": […]}, …]}``; only models that can chat count."""
+        models = body.get("models") if isinstance(body, dict) else None
+        ids = []
+        for m in models or ():
+            if not isinstance(m, dict) or not isinstance(m.get("name"), str):
+                continue
+            methods = m.get("supportedGenerationMethods")
+            if isinstance(methods, list) and "generateContent" not in methods:
+                continue
+            ids.append(m["name"].removeprefix("models/"))
+        return ids

@@ -1,0 +1,69 @@
+"""``GET /v1/models``: what a route's providers serve, as this consumer may see it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from tollway.gateway.channel import ClientChannel
+from tollway.exchange import Attempt, Exchange
+from tollway.protocols.openai import wire as openai_wire
+from tollway.protocols.registry import codec_for
+from tollway.providers.base import Provider
+from tollway.proxy.provider_choice import RouteProviders
+from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
+
+
+class ModelListing:
+    def __init__(self, idle_timeout_s: float) -> None:
+        self.idle_timeout_s = idle_timeout_s
+
+    async def answer(
+        self, ex: Exchange, client: ClientChannel, route_providers: RouteProviders, respond_headers: Any
+    ) -> None:
+        """The route's providers' own lists, plus the non-wildcard mapping keys, filtered
+        by the consumer's ``allow_models`` (SPEC §4)."""
+        ids: list[str] = []
+        for provider in route_providers.ordered:
+            ids.extend(await self._provider_models(ex, provider))
+            ids.extend(provider.model_names())
+        if route_providers.by_model is not None:
+            ids.extend(route_providers.by_model.names())
+        seen: set[str] = set()
+        unique = [i for i in ids if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]
+        if ex.consumer is not None:
+            unique = [i for i in unique if ex.consumer.may_use(i)]
+        body = openai_wire.model_list(unique)
+        ex.status = 200
+        await respond_headers(200, [("content-type", "application/json"), ("content-length", str(len(body)))])
+        await client.finish(body)
+
+    async def _provider_models(self, ex: Exchange, provider: Provider) -> list[str]:
+        """The provider's own list; a provider that cannot list models contributes nothing."""
+        token = provider.pick_token()
+        endpoint = provider.models_endpoint(token[1] if token else None)
+        if endpoint is None:
+            return []
+        req = UpstreamRequest("GET", endpoint.url, list(endpoint.headers), b"", provider.timeout_s, self.idle_timeout_s)
+        t0 = time.perf_counter()
+        try:
+            resp = await provider.transport.send(req)
+            try:
+                body = await resp.read() if resp.status == 200 else b""
+            finally:
+                await resp.aclose()
+        except TransportError as exc:
+            ex.attempts.append(
+                Attempt(
+                    provider.id, 504 if isinstance(exc, TransportTimeout) else 502, (time.perf_counter() - t0) * 1000
+                )
+            )
+            return []
+        ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000))
+        try:
+            listing = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            return []
+        return codec_for(provider.protocol).model_ids(listing) if listing is not None else []

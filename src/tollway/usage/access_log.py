@@ -1,0 +1,102 @@
+"""The access log: one JSON line per call on stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import IO, Any
+
+import orjson
+
+from tollway.usage.record import UsageRecord
+
+
+class AccessLog:
+    """One JSON line per request on stdout, written in batches (a write per request
+    would cost a system call each on the hot path) from a worker thread, so a slow
+    reader of stdout never stalls the event loop. Past ``MAX_PENDING`` unwritten lines,
+    new ones are dropped and counted in ``dropped``.
+
+    Lines go straight into one growing buffer: holding each line's own bytes object
+    until the flush measured 1.5 µs a line more (orjson's output, kept, is costly to
+    allocate and free in bulk; used at once, its memory is reused warm)."""
+
+    MAX_PENDING = 100_000
+
+    def __init__(self, stream: IO[str] | None = None, interval_s: float = 0.1) -> None:
+        self._stream = stream or sys.stdout
+        self._buffer = bytearray()
+        self._pending = 0
+        self._interval = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None
+        self.dropped = 0
+
+    def add(self, record: UsageRecord, attributes: dict[str, Any] | None = None) -> None:
+        """Queue the line for ``record``; ``attributes`` (ai-statistics' ``apply_to_log``
+        ones) ride along under ``attributes``."""
+        if self._pending >= self.MAX_PENDING:
+            self.dropped += 1
+            return
+        line: dict[str, Any] = {
+            "ts": record.ts,
+            "request_id": record.request_id,
+            "route": record.route,
+            "consumer": record.consumer,
+            "model": record.model_requested,
+            "status": record.status,
+            "reason": record.reason,
+            "latency_ms": record.latency_ms,
+        }
+        if attributes:
+            line["attributes"] = attributes
+        self._buffer += orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+        self._pending += 1
+
+    def _take(self) -> bytearray:
+        data, self._buffer, self._pending = self._buffer, bytearray(), 0
+        return data
+
+    def _write(self, data: bytearray) -> None:
+        try:
+            binary = getattr(self._stream, "buffer", None)
+            if binary is not None:
+                # The lines are bytes already: straight to stdout's binary layer (after
+                # whatever the text layer holds), not decoded and encoded again.
+                self._stream.flush()
+                binary.write(data)
+                binary.flush()
+            else:
+                self._stream.write(data.decode())
+                self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            # Nobody reads stdout any more (`tollway serve | head`): the lines are
+            # lost, but serving and a graceful stop must not be.
+            pass
+
+    def flush(self) -> None:
+        """Writes what is pending, on the calling thread (at stop, and in tests)."""
+        if self._pending:
+            self._write(self._take())
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            if self._pending:
+                self._writing = asyncio.get_running_loop().run_in_executor(None, self._write, self._take())
+                await asyncio.shield(self._writing)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._writing is not None:
+            # A batch still being written in the worker thread goes first: no interleaving.
+            await asyncio.wait({self._writing})
+        self.flush()

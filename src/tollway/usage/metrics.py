@@ -1,0 +1,212 @@
+"""Prometheus metrics (SPEC §5), served as text on the admin port's ``GET /metrics``.
+
+``observe`` runs on every call's task, so the counts are plain numbers in dicts keyed by
+label values (no lock, no label lookup per call), and a collector turns them into
+Prometheus families only when ``/metrics`` is scraped. Calls and scrapes share the event
+loop's thread, so nothing else touches the dicts meanwhile. Each ``UsageMetrics`` has its
+own ``CollectorRegistry`` (never the process-global one), so two runtimes in one
+process, as in tests, do not share or collide.
+
+Label values are bounded so clients cannot grow the series without limit: ``route`` is
+a configured route (or ``none``), ``consumer`` a known consumer (or ``none``), and
+``model`` a configured name (a modelMapping key or value, a model_providers key, a
+price-table entry, an ``allow_models`` entry), else the model the provider reported,
+else ``other``.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from tollway.usage.pricing import PriceTable
+
+if TYPE_CHECKING:
+    from tollway.config.load import LoadedConfig
+    from tollway.usage.record import UsageRecord
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+NONE = "none"
+OTHER = "other"
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+_FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60)
+_TOKEN_KINDS = ("input", "output", "cached", "reasoning")
+
+
+def _exact(name: str) -> bool:
+    return bool(name) and "*" not in name and not name.startswith("~") and "$" not in name
+
+
+def configured_models(loaded: LoadedConfig) -> frozenset[str]:
+    """The model names a config spells out, patterns left out."""
+    from tollway.consumers.store import config_consumers  # loads key-auth's config model
+
+    cfg = loaded.config
+    names: set[str] = set()
+    for provider in cfg.providers:
+        for key, value in provider.modelMapping.items():
+            names.update(n for n in (key, value) if _exact(n))
+    for route in cfg.routes:
+        names.update(n for n in route.model_providers if _exact(n))
+    for consumer in config_consumers(loaded):
+        names.update(n for n in consumer["allow_models"] or () if _exact(n))
+    return frozenset(names)
+
+
+class ModelLabels:
+    """Which ``model`` label a call gets (see the module's docstring)."""
+
+    def __init__(self, configured: frozenset[str], prices: PriceTable) -> None:
+        self.configured = configured
+        self.prices = prices
+
+    def label(self, upstream: str | None, requested: str | None, reported: str | None) -> str:
+        for name in (upstream, requested):
+            if not name:
+                continue
+            if name in self.configured:
+                return name
+            # A dated name ("gpt-4o-2024-08-06") counts as the table entry that prices
+            # it: the entry's name is bounded, the dates a client may send are not.
+            priced = self.prices.resolve(name)
+            if priced is not None:
+                return priced[0]
+        return reported or OTHER
+
+
+class Histogram:
+    """One histogram series: a count per bucket (not cumulative; the last is +Inf) and the sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le = "≤").
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        # Bounds spelt as prometheus-client spells them ("1.0", "+Inf").
+        for bound, count in zip(map(floatToGoString, (*self.bounds, math.inf)), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+class UsageMetrics:
+    """The SPEC's metric families, counted in plain dicts; ``observe`` once per call."""
+
+    def __init__(self) -> None:
+        self.models = ModelLabels(frozenset(), PriceTable())
+        self._requests: dict[tuple[str, str, str, int], int] = {}
+        # Per (consumer, model): input, output, cached and reasoning tokens, and cost.
+        self._usage: dict[tuple[str, str], list[float]] = {}
+        # Per (route, model): request duration, time to first token.
+        self._timing: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
+        self._rejections: dict[tuple[str, int], int] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def configure(self, loaded: LoadedConfig, prices: PriceTable) -> None:
+        """Take the model names of a (re)loaded config; existing series stay."""
+        self.models = ModelLabels(configured_models(loaded), prices)
+
+    def observe(self, record: UsageRecord, model_reported: str | None = None) -> None:
+        """Count one finished call from its usage record."""
+        route = record.route or NONE
+        consumer = record.consumer or NONE
+        model = self.models.label(record.model_upstream, record.model_requested, model_reported)
+        status = record.status
+
+        requests = self._requests
+        key = (route, consumer, model, status)
+        requests[key] = requests.get(key, 0) + 1
+
+        inp, out, cached, reasoning, cost = (
+            record.input_tokens,
+            record.output_tokens,
+            record.cached_tokens,
+            record.reasoning_tokens,
+            record.cost_usd,
+        )
+        if inp or out or cached or reasoning or cost:
+            usage = self._usage.get((consumer, model))
+            if usage is None:
+                usage = self._usage[(consumer, model)] = [0, 0, 0, 0, 0.0]
+            usage[0] += inp
+            usage[1] += out
+            usage[2] += cached
+            usage[3] += reasoning
+            if cost:
+                usage[4] += cost
+
+        timing = self._timing.get((route, model))
+        if timing is None:
+            timing = self._timing[(route, model)] = (Histogram(_DURATION_BUCKETS), Histogram(_FIRST_TOKEN_BUCKETS))
+        timing[0].observe(record.latency_ms / 1000.0)
+        ttft = record.ttft_ms
+        if ttft is not None:
+            timing[1].observe(ttft / 1000.0)
+
+        reason = record.reason
+        if reason is not None and 400 <= status < 500:
+            plugin = reason.partition(".")[0]
+            # gateway.* are the gateway's own answers (no route, bad JSON, a client
+            # that left), not a plugin's refusal.
+            if plugin != "gateway":
+                rkey = (plugin, status)
+                self._rejections[rkey] = self._rejections.get(rkey, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        """The families as of now (the registry calls this at each scrape)."""
+        requests = CounterMetricFamily(
+            "tollway_requests",
+            "Calls by route, consumer, model and status.",
+            labels=["route", "consumer", "model", "code"],
+        )
+        for (route, consumer, model, status), n in self._requests.items():
+            requests.add_metric([route, consumer, model, str(status)], n)
+        tokens = CounterMetricFamily(
+            "tollway_tokens",
+            "Tokens by consumer, model and kind (input includes cached; output includes reasoning).",
+            labels=["consumer", "model", "kind"],
+        )
+        cost = CounterMetricFamily(
+            "tollway_cost_usd", "Cost in US dollars of priced calls.", labels=["consumer", "model"]
+        )
+        for (consumer, model), usage in self._usage.items():
+            for kind, amount in zip(_TOKEN_KINDS, usage, strict=False):
+                tokens.add_metric([consumer, model, kind], amount)
+            cost.add_metric([consumer, model], usage[4])
+        duration = HistogramMetricFamily(
+            "tollway_request_duration_seconds", "Time from request to the last byte.", labels=["route", "model"]
+        )
+        first_token = HistogramMetricFamily(
+            "tollway_first_token_seconds", "Time from request to the first streamed token.", labels=["route", "model"]
+        )
+        for (route, model), (total, first) in self._timing.items():
+            duration.add_metric([route, model], total.cumulative(), total.total)
+            first_token.add_metric([route, model], first.cumulative(), first.total)
+        rejections = CounterMetricFamily(
+            "tollway_rejections", "Refusals by a plugin, by plugin and status.", labels=["plugin", "code"]
+        )
+        for (plugin, status), n in self._rejections.items():
+            rejections.add_metric([plugin, str(status)], n)
+        yield from (requests, tokens, cost, duration, first_token, rejections)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)

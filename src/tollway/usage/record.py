@@ -1,0 +1,190 @@
+"""The usage record (SPEC §5): what one call cost and how it went, read off its
+finished exchange."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from tollway.exchange import Attempt, Exchange, Usage
+from tollway.usage.pricing import PriceTable
+from tollway.usage.timestamps import iso_of_ms, to_ms
+
+if TYPE_CHECKING:
+    from tollway.consumers.consumer import Consumer
+    from tollway.routing.routes import Route
+
+
+class UsageRecord(NamedTuple):
+    """One call's usage record (SPEC §5), plus ai-statistics' ``attributes``.
+
+    A tuple, not a dict: one is made per call and waits in the writer's queue until its
+    batch is written, so it should be small and quick to build (measured: a 22-key dict
+    per call, held for a batch, cost several times what the tuple does). ``as_dict``
+    gives the SPEC's JSON shape. ``ts_ms`` is the start of the call in milliseconds since
+    the epoch (the SPEC's ``ts`` is its ISO form); ``attempts`` are the exchange's own.
+    """
+
+    ts_ms: int
+    request_id: str
+    route: str | None
+    consumer: str | None
+    provider: str | None
+    model_requested: str | None
+    model_upstream: str | None
+    status: int
+    reason: str | None
+    blocked_by: str | None
+    stream: bool
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    tokens_estimated: bool
+    cost_usd: float | None
+    latency_ms: float
+    ttft_ms: float | None
+    client_ip: str | None
+    attempts: Sequence[Attempt]
+    attributes: dict[str, Any] | None
+
+    @property
+    def ts(self) -> str:
+        return iso_of_ms(self.ts_ms)
+
+    def attempts_json(self) -> list[dict[str, Any]]:
+        return [{"provider": a.provider, "status": a.status, "latency_ms": _to_us(a.latency_ms)} for a in self.attempts]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The SPEC §5 record as JSON answers show it (``ts`` first, ISO-8601)."""
+        d: dict[str, Any] = {"ts": self.ts}
+        d.update(zip(self._fields[1:], self[1:], strict=True))
+        d["attempts"] = self.attempts_json()
+        return d
+
+
+# What a call leaves for its usage record, taken on the call's own task the moment it
+# ends: references and numbers as they are, nothing formatted, priced or counted (that
+# is ``settle``'s work, done for many calls at once). Its fields, in order: start
+# (time.time), duration in seconds, request_id, route, consumer, provider,
+# model_requested, model_upstream, model_reported, status, reason, blocked_by, stream,
+# usage, ttft_ms, client_ip, attempts, attributes, log_attributes. The exchange is over,
+# so nothing changes what they refer to.
+CallFacts = tuple[
+    float,
+    float,
+    str,
+    "Route | None",
+    "Consumer | None",
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    int,
+    str | None,
+    str | None,
+    bool,
+    Usage,
+    float | None,
+    str,
+    list[Attempt],
+    dict[str, Any] | None,
+    frozenset[str] | None,
+]
+
+
+def facts_of(ex: Exchange) -> CallFacts:
+    return (
+        ex.ts,
+        time.perf_counter() - ex.started,
+        ex.request_id,
+        ex.route,
+        ex.consumer,
+        ex.provider,
+        ex.model_requested,
+        ex.model_upstream,
+        ex.model_reported,
+        ex.status,
+        ex.reason,
+        ex.blocked_by,
+        ex.stream,
+        ex.usage,
+        ex.ttft_ms,
+        ex.request.client_ip,
+        ex.attempts,
+        ex.attributes,
+        ex.log_attributes,
+    )
+
+
+# A call's usage record, the model its provider named (the metrics' label when nothing
+# configured names it) and the ai-statistics attributes marked for the log.
+Settled = tuple[UsageRecord, str | None, dict[str, Any] | None]
+# Builds a UsageRecord from a tuple of its values without the Python-level __new__ a
+# NamedTuple call goes through (a drain makes thousands a second).
+_make_record = tuple.__new__
+
+
+def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
+    """The usage record of a call; ``cost_usd`` prices ``model_upstream`` (None when
+    unpriced or no table)."""
+    (
+        ts,
+        duration,
+        request_id,
+        route,
+        consumer,
+        provider,
+        model_requested,
+        model_upstream,
+        model_reported,
+        status,
+        reason,
+        blocked_by,
+        stream,
+        u,
+        ttft,
+        client_ip,
+        attempts,
+        attributes,
+        log_keys,
+    ) = facts
+    values = (
+        to_ms(ts),
+        request_id,
+        route.name if route is not None else None,
+        consumer.name if consumer is not None else None,
+        provider,
+        model_requested,
+        model_upstream,
+        status,
+        reason,
+        blocked_by,
+        stream,
+        u.input_tokens,
+        u.output_tokens,
+        u.cached_tokens,
+        u.reasoning_tokens,
+        u.estimated,
+        prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens) if prices is not None else None,
+        _to_us(duration * 1000.0),
+        _to_us(ttft) if ttft is not None else None,
+        client_ip,
+        attempts,
+        attributes,
+    )
+    record = _make_record(UsageRecord, values)
+    logged = {k: v for k, v in attributes.items() if k in log_keys} if attributes and log_keys else None
+    return record, model_reported, logged
+
+
+def record_of(ex: Exchange, prices: PriceTable | None = None) -> UsageRecord:
+    """The usage record of a finished exchange (``settle`` of its facts, at once)."""
+    return settle(facts_of(ex), prices)[0]
+
+
+def _to_us(ms: float) -> float:
+    """Milliseconds kept to the microsecond (``round(ms, 3)`` goes through decimal
+    strings, several times slower)."""
+    return round(ms * 1000.0) / 1000.0

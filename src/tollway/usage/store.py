@@ -1,0 +1,221 @@
+"""Usage records in the database (SQLite or PostgreSQL, one schema): written in
+batches, summed per consumer/model/route/provider/day, listed newest first.
+
+``StorageError`` (from ``tollway.storage``) passes through unchanged.
+
+Migrations are numbered steps; ``usage_schema.version`` says how many have run. Two
+processes starting together may both see a step as pending and run it one after the
+other (``Database.migrate`` serialises them), so every step must be idempotent
+(``IF NOT EXISTS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from tollway.exchange import Attempt
+from tollway.storage import Database, Row
+from tollway.usage.timestamps import day_hour
+from tollway.usage.query import UsageQuery, Window
+from tollway.usage.record import UsageRecord
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS usage_records (
+            ts_ms BIGINT NOT NULL,
+            day TEXT NOT NULL,
+            hour TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            route TEXT,
+            consumer TEXT,
+            provider TEXT,
+            model_requested TEXT,
+            model_upstream TEXT,
+            status BIGINT NOT NULL,
+            reason TEXT,
+            blocked_by TEXT,
+            stream BIGINT NOT NULL,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            cached_tokens BIGINT NOT NULL,
+            reasoning_tokens BIGINT NOT NULL,
+            tokens_estimated BIGINT NOT NULL,
+            cost_usd DOUBLE PRECISION,
+            latency_ms DOUBLE PRECISION NOT NULL,
+            ttft_ms DOUBLE PRECISION,
+            client_ip TEXT,
+            attempts TEXT NOT NULL,
+            attributes TEXT
+        )""",
+        # Every summary and listing filters on time; the dashboard's and
+        # /api/requests?consumer= filter on the consumer first.
+        "CREATE INDEX IF NOT EXISTS usage_records_ts ON usage_records (ts_ms)",
+        "CREATE INDEX IF NOT EXISTS usage_records_consumer_ts ON usage_records (consumer, ts_ms)",
+    ),
+)
+_SCHEMA_TABLE = (
+    "CREATE TABLE IF NOT EXISTS usage_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+    "INSERT INTO usage_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+)
+_COLUMNS = (
+    "ts_ms",
+    "day",
+    "hour",
+    "request_id",
+    "route",
+    "consumer",
+    "provider",
+    "model_requested",
+    "model_upstream",
+    "status",
+    "reason",
+    "blocked_by",
+    "stream",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "tokens_estimated",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "client_ip",
+    "attempts",
+    "attributes",
+)
+# PostgreSQL sums BIGINTs into NUMERIC (a Decimal in Python): cast back.
+_GROUP_KEYS = {
+    "consumer": "consumer",
+    "model": "COALESCE(model_upstream, model_requested)",
+    "route": "route",
+    "provider": "provider",
+    "day": "day",
+    "hour": "hour",
+}
+_SUMS = """COUNT(*) AS requests,
+    CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors,
+    CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
+    CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
+    SUM(COALESCE(cost_usd, 0)) AS cost_usd"""
+
+
+# The record's fields that go into their columns as they are: request_id … blocked_by,
+# and the four token counts (the rest are converted: bools to 0/1, lists to JSON).
+_AS_IS = slice(UsageRecord._fields.index("request_id"), UsageRecord._fields.index("stream"))
+_TOKENS = slice(UsageRecord._fields.index("input_tokens"), UsageRecord._fields.index("tokens_estimated"))
+
+
+def row_of(record: UsageRecord) -> tuple[object, ...]:
+    """The ``usage_records`` row for a record (``_COLUMNS``' order), made in the writer
+    task, off the request path."""
+    day, hour = day_hour(record.ts_ms)
+    ttft, attributes = record.ttft_ms, record.attributes
+    values: tuple[object, ...] = record
+    return (
+        record.ts_ms,
+        day,
+        hour,
+        *values[_AS_IS],
+        int(record.stream),
+        *values[_TOKENS],
+        int(record.tokens_estimated),
+        record.cost_usd,
+        float(record.latency_ms),
+        float(ttft) if ttft is not None else None,
+        record.client_ip,
+        orjson.dumps(record.attempts_json()).decode(),
+        orjson.dumps(attributes).decode() if attributes else None,
+    )
+
+
+def _attempts_of(stored: str) -> list[Attempt]:
+    return [Attempt(a["provider"], a["status"], a["latency_ms"]) for a in orjson.loads(stored)]
+
+
+# Columns stored as something else than the record holds (bools as 0/1, lists as JSON).
+_FROM_COLUMN: dict[str, Callable[[Any], Any]] = {
+    "stream": bool,
+    "tokens_estimated": bool,
+    "attempts": _attempts_of,
+    "attributes": lambda stored: orjson.loads(stored) if stored else None,
+}
+
+
+def record_of_row(row: Row) -> dict[str, Any]:
+    """The usage record (SPEC §5 shape, ``UsageRecord.as_dict``) a stored row holds."""
+    return UsageRecord._make(
+        _FROM_COLUMN[name](row[name]) if name in _FROM_COLUMN else row[name] for name in UsageRecord._fields
+    ).as_dict()
+
+
+def _where(window: Window, consumer: str | None) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    args: list[object] = []
+    if consumer is not None:
+        args.append(consumer)
+        clauses.append(f"consumer = ${len(args)}")
+    if window.since_ms is not None:
+        args.append(window.since_ms)
+        clauses.append(f"ts_ms >= ${len(args)}")
+    if window.until_ms is not None:
+        args.append(window.until_ms)
+        clauses.append(f"ts_ms < ${len(args)}")
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _summary_row(row: Row) -> dict[str, Any]:
+    return {
+        "key": row["key"],
+        "requests": int(row["requests"]),
+        "errors": int(row["errors"] or 0),
+        "input_tokens": int(row["input_tokens"] or 0),
+        "output_tokens": int(row["output_tokens"] or 0),
+        # Rounded: sums of float prices carry noise in the last digits.
+        "cost_usd": round(float(row["cost_usd"] or 0.0), 10),
+    }
+
+
+class UsageStore:
+    """The ``usage_records`` table of one database (the caller connects and closes it)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema (idempotent; safe with replicas starting together)."""
+        await self.db.migrate(_SCHEMA_TABLE)
+        rows = await self.db.fetch("SELECT version FROM usage_schema WHERE id = 1")
+        version = int(rows[0]["version"]) if rows else 0
+        for number, step in enumerate(_MIGRATIONS, start=1):
+            if number > version:
+                bump = f"UPDATE usage_schema SET version = {number} WHERE id = 1 AND version < {number}"
+                await self.db.migrate((*step, bump))
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        """Insert ``records`` in one transaction: all of them or, on error, none."""
+        if records:
+            await self.db.insert_rows("usage_records", _COLUMNS, [row_of(r) for r in records])
+
+    async def summary(self, query: UsageQuery) -> list[dict[str, Any]]:
+        """``GET /api/usage``'s rows: by time for ``day``/``hour`` (oldest first), else
+        busiest first with the no-consumer (null key) row last among equals."""
+        where, args = _where(query.window, query.consumer)
+        sql = f"SELECT {_GROUP_KEYS[query.by]} AS key, {_SUMS} FROM usage_records{where} GROUP BY 1"
+        rows = [_summary_row(r) for r in await self.db.fetch(sql, *args)]
+        if query.by in ("day", "hour"):
+            rows.sort(key=lambda r: r["key"] or "")
+        else:
+            rows.sort(key=lambda r: (-r["requests"], r["key"] is None, r["key"] or ""))
+        return rows
+
+    async def recent(
+        self, limit: int, consumer: str | None = None, window: Window | None = None
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` records, newest first."""
+        where, args = _where(window or Window(), consumer)
+        args.append(limit)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM usage_records{where} ORDER BY ts_ms DESC LIMIT ${len(args)}"
+        return [record_of_row(r) for r in await self.db.fetch(sql, *args)]
