@@ -10,7 +10,7 @@ from tollway.consumers.consumer import Consumer
 from tollway.errors import GatewayError
 from tollway.exchange import Exchange
 from tollway.plugin import Plugin, PluginConfig, Scope
-from tollway.plugins import REGISTRY
+from tollway.plugins.registry import REGISTRY
 from tollway.services import Services
 from tollway.state import QuotaTake, StateStore, StateUnavailable, WindowTake
 from tollway.state.memory import MemoryStateStore
@@ -62,10 +62,10 @@ class DownStore(StateStore):
 def services_with(
     state: StateStore | None = None, local_state: StateStore | None = None, clock: Clock | None = None
 ) -> Services:
-    services = make_services()
-    services.state = state or MemoryStateStore(clock or Clock())
-    services.local_state = local_state or MemoryStateStore(clock or Clock())
-    return services
+    return make_services(
+        state=state or MemoryStateStore(clock or Clock()),
+        local_state=local_state or MemoryStateStore(clock or Clock()),
+    )
 
 
 def build(

@@ -17,18 +17,18 @@ from typing import Any, ClassVar, cast
 import httpx
 import pytest
 
-from tollway.usage.access_log import AccessLog
-from tollway.chain import Chain
+from tollway.chain import Chain, FailureLog
 from tollway.config.load import load_config_text
 from tollway.errors import Forbidden, GatewayError
 from tollway.exchange import Exchange, Reply, StateKey
-from tollway.plugin import Phase, Plugin, PluginConfig
-from tollway.plugins import REGISTRY
-from tollway.plugins.key_auth import KeyAuth
-from tollway.runtime.root import ConfigSource, Runtime
 from tollway.gateway.snapshot import Snapshot
+from tollway.plugin import Phase, Plugin, PluginConfig
+from tollway.plugins.key_auth import KeyAuth
+from tollway.plugins.registry import PLUGIN_MODELS, REGISTRY
 from tollway.protocols.sse import SseEvent
+from tollway.runtime.root import ConfigSource, Runtime
 from tollway.testing.harness import make_exchange, make_plugin, make_services, run_request
+from tollway.usage.access_log import AccessLog
 
 CALLS: StateKey[list[str]] = StateKey("test.calls")
 HELD: StateKey[dict[str, SseEvent]] = StateKey("test.held")
@@ -130,12 +130,13 @@ RECORDERS: tuple[type[Recorder], ...] = (Recorder, AuthnRecorder, AuthzRecorder,
 @pytest.fixture
 def registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for cls in RECORDERS:
-        monkeypatch.setitem(REGISTRY, cls.name, cls)
+        monkeypatch.setitem(REGISTRY, cls.name, cls)  # type: ignore[arg-type]
+        monkeypatch.setitem(PLUGIN_MODELS, cls.name, cls.config_model)  # type: ignore[arg-type]
     yield
 
 
 def chain_of_plugins(*plugins: Plugin[Any]) -> Chain:
-    return Chain(cast("list[Plugin[PluginConfig]]", list(plugins)))
+    return Chain(cast("list[Plugin[PluginConfig]]", list(plugins)), FailureLog())
 
 
 def recorder(tag: str, **config: Any) -> Recorder:
@@ -145,7 +146,7 @@ def recorder(tag: str, **config: Any) -> Recorder:
 
 
 def snapshot(config: str, tmp_path: Path) -> Snapshot:
-    return Snapshot(load_config_text(config, base_dir=tmp_path), make_services())
+    return Snapshot(load_config_text(config, plugins=PLUGIN_MODELS, base_dir=tmp_path), make_services(), FailureLog())
 
 
 def chain_of(snap: Snapshot, route: str, host: str = "gw.local") -> Chain:
@@ -212,18 +213,18 @@ async def test_a_done_hook_that_raises_does_not_stop_the_others(registered: None
 async def test_stream_events_pass_plugins_in_reverse_and_may_be_dropped(registered: None) -> None:
     chain = chain_of_plugins(recorder("a"), recorder("b"), recorder("c"))
     ex = make_exchange()
-    out = chain.stream_event(ex, SseEvent.build("e"))
+    out = chain.stream_events(ex, [SseEvent.build("e")])
     assert [e.data for e in out] == ["e>c>b>a"]
     dropping = chain_of_plugins(recorder("a"), recorder("b", drop_events=True), recorder("c"))
     ex = make_exchange()
-    assert dropping.stream_event(ex, SseEvent.build("e")) == []
+    assert dropping.stream_events(ex, [SseEvent.build("e")]) == []
     assert calls(ex) == ["c.event", "b.event"]
 
 
 async def test_events_flushed_at_the_end_still_pass_the_plugins_after(registered: None) -> None:
     chain = chain_of_plugins(recorder("a"), recorder("b", hold_events=True), recorder("c"))
     ex = make_exchange()
-    assert chain.stream_event(ex, SseEvent.build("e")) == []
+    assert chain.stream_events(ex, [SseEvent.build("e")]) == []
     flushed = chain.stream_end(ex)
     assert [e.data for e in flushed] == ["e>c>a"]
 
@@ -396,7 +397,7 @@ plugins:
 
 async def _status_with(failure_mode: str, tmp_path: Path) -> httpx.Response:
     text = FAILING.format(mode=f", failure_mode: {failure_mode}" if failure_mode else "")
-    loaded = load_config_text(text, base_dir=tmp_path)
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path)
     runtime = Runtime(ConfigSource(None, text), loaded, access_log=AccessLog(io.StringIO()))
     await runtime.start()
     try:

@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from tollway.cli.main import main
-from tollway.config import ConfigError, load_config_text
+from tollway.config.load import ConfigError, load_config_text
+from tollway.plugins.registry import PLUGIN_MODELS
 
 VALID = """
 server: {host: 127.0.0.1, port: 0, max_body_bytes: 1000}
@@ -116,14 +117,14 @@ def test_an_unset_variable_fails_naming_it(tmp_path: Path, monkeypatch: pytest.M
 
 def test_variables_are_substituted_with_defaults_and_comments_are_left_alone(tmp_path: Path) -> None:
     text = VALID + "# an example: ${NOT_SET_ANYWHERE}\n"
-    loaded = load_config_text(text, base_dir=tmp_path, env={})
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={})
     assert loaded.config.providers[0].apiTokens == ["sk-default"]
-    loaded = load_config_text(text, base_dir=tmp_path, env={"TW_TEST_TOKEN": "sk-from-env"})
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={"TW_TEST_TOKEN": "sk-from-env"})
     assert loaded.config.providers[0].apiTokens == ["sk-from-env"]
 
 
 def test_an_empty_variable_takes_its_default(tmp_path: Path) -> None:
-    loaded = load_config_text(VALID, base_dir=tmp_path, env={"TW_TEST_TOKEN": ""})
+    loaded = load_config_text(VALID, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={"TW_TEST_TOKEN": ""})
     assert loaded.config.providers[0].apiTokens == ["sk-default"]
 
 
@@ -193,26 +194,28 @@ def test_higress_deployment_fields_are_accepted_with_one_warning_each(
     assert captured.out == "ok\n"
     warnings = [line for line in captured.err.splitlines() if "plugins[1]" in line]
     assert len(warnings) == 3, captured.err
-    loaded = load_config_text(text, base_dir=tmp_path)
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path)
     assert loaded.plugins[1].failure_mode == "open"
 
 
 def test_a_plugin_redis_block_is_ignored_with_a_warning(tmp_path: Path) -> None:
     text = VALID.replace("defaultConfig: {block_urls: [password]}",
                          "defaultConfig: {block_urls: [password], redis: {service_name: r}}")
-    loaded = load_config_text(text, base_dir=tmp_path)
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path)
     assert any("plugins[1].defaultConfig.redis" in w for w in loaded.warnings)
 
 
 def test_a_loaded_config_is_frozen(tmp_path: Path) -> None:
-    loaded = load_config_text(VALID, base_dir=tmp_path)
+    loaded = load_config_text(VALID, plugins=PLUGIN_MODELS, base_dir=tmp_path)
     with pytest.raises(ValidationError):
         loaded.config.server.port = 1  # type: ignore[misc]
 
 
 def test_config_error_carries_one_problem_per_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
-        load_config_text(VALID.replace("provider: openai}", "provider: nope}"), base_dir=tmp_path)
+        load_config_text(
+            VALID.replace("provider: openai}", "provider: nope}"), plugins=PLUGIN_MODELS, base_dir=tmp_path
+        )
     assert raised.value.problems == ["routes[0].provider: no provider with id 'nope'"]
 
 

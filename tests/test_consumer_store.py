@@ -1,4 +1,5 @@
-"""Runtime consumers in the database (``consumer_store``) and the database layer under
+"""Runtime consumers in the database (``consumers.store``), served from memory
+(``consumers.directory``), and the database layer under
 them (``storage``), each test on SQLite and on PostgreSQL.
 
 PostgreSQL tests use the ``test`` database on 127.0.0.1:5432, each in a schema of its
@@ -22,14 +23,15 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tollway.consumers.consumer import Consumer
+from tollway.consumers.directory import ConsumerDirectory
 from tollway.consumers.store import (
     ConfigConsumer,
-    ConsumerDirectory,
     ConsumerExists,
     ConsumerNotFound,
+    ConsumerStore,
     InvalidConsumer,
 )
-from tollway.consumers.consumer import Consumer
 from tollway.storage import Database, StorageError, open_database
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -74,7 +76,7 @@ async def db(db_url: str, tmp_path: Path) -> AsyncIterator[Database]:
 
 
 def _directory(database: Database) -> ConsumerDirectory:
-    return ConsumerDirectory(database, config_names=lambda: CONFIG_NAMES, refresh_interval_s=0.1)
+    return ConsumerDirectory(ConsumerStore(database, config_names=lambda: CONFIG_NAMES), refresh_interval_s=0.1)
 
 
 @pytest.fixture
@@ -254,19 +256,19 @@ async def test_a_database_outage_keeps_the_last_known_consumers(
 
 async def test_lookups_make_no_queries(directory: ConsumerDirectory) -> None:
     _, key = await directory.add("alice")
-    before = directory.query_count
+    before = directory.store.query_count
     for i in range(5000):
         assert directory.lookup(key) is not None
         assert directory.lookup(f"tw-unknown-{i}") is None
         assert directory.lookup(f"unknown-{i}") is None
-    assert directory.query_count == before
+    assert directory.store.query_count == before
 
 
 async def test_an_unchanged_store_costs_one_small_query_per_refresh(directory: ConsumerDirectory) -> None:
     await directory.refresh()  # takes in the add/revoke bumps, if any
-    before = directory.query_count
+    before = directory.store.query_count
     assert await directory.refresh() is False
-    assert directory.query_count == before + 1
+    assert directory.store.query_count == before + 1
 
 
 # --- the database layer -------------------------------------------------------------------

@@ -7,6 +7,8 @@ from typing import Any
 
 from tests.usage_support import metric_sum, parse_metrics, usage_record
 from tollway.config.load import load_config_text
+from tollway.plugins.key_auth import config_consumers
+from tollway.plugins.registry import PLUGIN_MODELS
 from tollway.usage.metrics import UsageMetrics, configured_models
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import UsageRecord
@@ -36,14 +38,15 @@ def _record(**fields: Any) -> UsageRecord:
 
 
 def _metrics() -> UsageMetrics:
-    loaded = load_config_text(CONFIG, base_dir=Path("."))
+    loaded = load_config_text(CONFIG, plugins=PLUGIN_MODELS, base_dir=Path("."))
     m = UsageMetrics()
-    m.configure(loaded, PriceTable(loaded.config.pricing))
+    m.configure(configured_models(loaded, config_consumers(loaded)), PriceTable(loaded.config.pricing))
     return m
 
 
 def test_configured_model_names_leave_patterns_out() -> None:
-    names = configured_models(load_config_text(CONFIG, base_dir=Path(".")))
+    loaded = load_config_text(CONFIG, plugins=PLUGIN_MODELS, base_dir=Path("."))
+    names = configured_models(loaded, config_consumers(loaded))
     assert names == {"gpt-4o-mini", "small", "tiny-upstream", "gpt-4o", "routed-model", "team-model"}
 
 

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from tollway.plugins import json_path
 from tollway.exchange import Exchange
 from tollway.plugin import Plugin, PluginConfig
+from tollway.plugins import json_path
 from tollway.protocols.sse import SseEvent
 from tollway.testing.harness import make_exchange, make_plugin, run_request
 

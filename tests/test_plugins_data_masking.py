@@ -471,7 +471,7 @@ def test_chat_masks_contents_parts_and_tool_arguments_only() -> None:
         ],
     }
     before = orjson.dumps(body)
-    out = map_request("/chat/completions", body, upper)
+    out = map_request("chat", body, upper)
     assert orjson.dumps(body) == before, "the given body is never edited"
     assert out["model"] == "gpt-4o" and out["temperature"] == 0.5
     assert out["messages"][0]["content"] == "SYS"
@@ -481,8 +481,8 @@ def test_chat_masks_contents_parts_and_tool_arguments_only() -> None:
 
 
 def test_completions_embeddings_and_anthropic() -> None:
-    assert map_request("/completions", {"model": "m", "prompt": ["a", 1]}, upper)["prompt"] == ["A", 1]
-    assert map_request("/embeddings", {"model": "m", "input": "e"}, upper)["input"] == "E"
+    assert map_request("completions", {"model": "m", "prompt": ["a", 1]}, upper)["prompt"] == ["A", 1]
+    assert map_request("embeddings", {"model": "m", "input": "e"}, upper)["input"] == "E"
     body = {
         "model": "claude",
         "system": [{"type": "text", "text": "s"}],
@@ -493,7 +493,7 @@ def test_completions_embeddings_and_anthropic() -> None:
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x", "content": "r"}]},
         ],
     }  # fmt: skip
-    out = map_request("/messages", body, upper)
+    out = map_request("messages", body, upper)
     assert out["system"] == [{"type": "text", "text": "S"}] and out["model"] == "claude"
     assert out["messages"][0]["content"] == "U"
     assert out["messages"][1]["content"][0] == {"type": "thinking", "thinking": "t", "signature": "sig"}

@@ -175,7 +175,7 @@ async def test_the_admin_endpoints_answer_503_while_the_store_is_down() -> None:
 
 def test_the_plugin_registers_with_higress_name_and_priority() -> None:
     from tollway.plugin import Phase
-    from tollway.plugins import REGISTRY
+    from tollway.plugins.registry import REGISTRY
 
     assert REGISTRY["ai-quota"] is AiQuota
     assert (AiQuota.phase, AiQuota.priority) == (Phase.UNSPECIFIED, 750)

@@ -268,7 +268,7 @@ async def test_an_unreachable_store_follows_failure_mode(plugin: str, failure_mo
 
 def test_the_plugins_register_under_their_higress_names_and_priorities() -> None:
     from tollway.plugin import Phase
-    from tollway.plugins import REGISTRY
+    from tollway.plugins.registry import REGISTRY
 
     assert REGISTRY["key-rate-limit"] is KeyRateLimit
     assert REGISTRY["cluster-key-rate-limit"] is ClusterKeyRateLimit
@@ -324,8 +324,10 @@ def test_a_config_file_with_the_limits_loads_and_orders_them_after_key_auth() ->
     from pathlib import Path
 
     from tollway.config.load import load_config_text
-    from tollway.services import Services
+    from tollway.chain import FailureLog
     from tollway.gateway.snapshot import Snapshot
+    from tollway.plugins.registry import PLUGIN_MODELS
+    from tollway.services import Services
     from tollway.testing.harness import make_services
 
     text = """
@@ -340,9 +342,9 @@ plugins:
   - name: key-auth
     defaultConfig: {keys: [x-api-key], consumers: [{name: a, credential: k}]}
 """
-    loaded = load_config_text(text, base_dir=Path("."))
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=Path("."))
     services: Services = make_services()
-    snapshot = Snapshot(loaded, services)
+    snapshot = Snapshot(loaded, services, FailureLog())
     assert [s.name for s in snapshot.slots] == ["key-auth", "cluster-key-rate-limit", "key-rate-limit"]
     cluster = snapshot.slots[1].default
     assert isinstance(cluster, ClusterKeyRateLimit) and cluster.fail_open is False

@@ -181,9 +181,8 @@ async def test_settling_while_the_store_is_down_does_not_raise() -> None:
     plugin = build("ai-token-ratelimit", LIMIT, services)
     ex = call("alice", body=chat_body(max_tokens=10))
     await run_request(plugin, ex)
-    services.state = DownStore()
     assert isinstance(plugin, AiTokenRatelimit)
-    plugin.store = services.state
+    plugin.store = DownStore()  # the store goes down between the admission and the settlement
     await plugin.done(served(ex, 1, 1))
 
 
@@ -236,7 +235,7 @@ async def test_the_overshoot_never_exceeds_the_documented_bound(seed: int) -> No
 
 def test_the_plugin_registers_with_higress_name_and_priority() -> None:
     from tollway.plugin import Phase
-    from tollway.plugins import REGISTRY
+    from tollway.plugins.registry import REGISTRY
 
     assert REGISTRY["ai-token-ratelimit"] is AiTokenRatelimit
     assert (AiTokenRatelimit.phase, AiTokenRatelimit.priority) == (Phase.UNSPECIFIED, 600)

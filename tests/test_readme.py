@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tollway.config.load import load_config_text
 from tollway.gateway.snapshot import check_buildable
+from tollway.plugins.registry import PLUGIN_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -15,7 +16,7 @@ README = (ROOT / "README.md").read_text()
 def test_the_config_example_is_valid() -> None:
     [example] = re.findall(r"## What a config looks like\n\n```yaml\n(.*?)```", README, re.S)
     env = {"TOLLWAY_ADMIN_TOKEN": "t", "OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-ant-x", "ALICE_KEY": "k"}
-    loaded = load_config_text(example, base_dir=ROOT, env=env)
+    loaded = load_config_text(example, plugins=PLUGIN_MODELS, base_dir=ROOT, env=env)
     check_buildable(loaded)
     assert [p.name for p in loaded.plugins][:1] == ["key-auth"]
 

@@ -164,7 +164,8 @@ def test_a_bad_state_url_is_a_config_error_at_load(url: str, message: str) -> No
     from pathlib import Path
 
     from tollway.config.load import ConfigError, load_config_text
+    from tollway.plugins.registry import PLUGIN_MODELS
 
     with pytest.raises(ConfigError) as info:
-        load_config_text(f'storage: {{state: "{url}"}}', base_dir=Path("."))
+        load_config_text(f'storage: {{state: "{url}"}}', plugins=PLUGIN_MODELS, base_dir=Path("."))
     assert any(p.startswith(message) for p in info.value.problems), info.value.problems

@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from tollway.usage.access_log import AccessLog
-from tollway.usage.accountant import Accountant
 from tollway.config.schema import Price
 from tollway.exchange import Attempt, Exchange
-from tollway.usage.pricing import BUILTIN_PRICES, PriceTable
 from tollway.protocols.usage import apply_usage
 from tollway.testing.harness import make_exchange
+from tollway.usage.access_log import AccessLog
+from tollway.usage.accountant import Accountant
+from tollway.usage.pricing import BUILTIN_PRICES, PriceTable
 from tollway.usage.record import UsageRecord, record_of
 
 SPEC_FIELDS = (

@@ -53,8 +53,8 @@ def make_transport(kind: str) -> Any:
 
 def create_app() -> LifespanApp:
     from tollway.config.load import load_config
-    from tollway.runtime.root import ConfigSource, Runtime
     from tollway.gateway.snapshot import Snapshot
+    from tollway.runtime.root import ConfigSource, Runtime
 
     path = Path(os.environ["TOLLWAY_BENCH_CONFIG"])
     runtime = Runtime(ConfigSource(path), load_config(path))

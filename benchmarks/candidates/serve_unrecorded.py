@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sys
 
-from tollway.usage.accountant import Accountant
 from tollway.exchange import Exchange
+from tollway.usage.accountant import Accountant
 
 
 def _not_recorded(self: Accountant, ex: Exchange) -> None:

@@ -1,13 +1,15 @@
 """The chain runner: the one place that decides plugin order and short-circuits.
 
 Request hooks run in order (phase, then priority, highest first); response hooks run
-in the reverse order. A raised ``GatewayError`` or a returned ``Reply`` ends the
-request phase. ``done`` runs for every plugin, always, whatever happened.
+in the reverse order (an onion). A raised ``GatewayError`` or a returned ``Reply`` ends
+the request phase. ``done`` runs for every plugin, always, whatever happened.
 
 Any other exception is a bug in the plugin. Its entry's ``failure_mode`` decides what
-it costs: ``closed`` (the default) fails the call with a 500 naming the plugin;
-``open`` skips that plugin for this call (a stream event passes through unchanged) and
-the call goes on. Either way the error is logged, at most once a minute per plugin.
+it costs, in every hook but ``done``: ``closed`` (the default) fails the call with a 500
+naming the plugin (after the answer has begun, an error event ends the stream);
+``open`` skips that plugin for this call (an event passes through unchanged) and the
+call goes on. Either way the error is logged, at most once a minute per plugin
+(``FailureLog``, one per process, owned by the runtime).
 """
 
 from __future__ import annotations
@@ -25,40 +27,23 @@ log = logging.getLogger("tollway.chain")
 
 AnyPlugin = Plugin[PluginConfig]
 
-_LOG_EVERY_S = 60.0
-_last_logged: dict[str, float] = {}
 
+class FailureLog:
+    """When each plugin's failure was last logged: a bug that fires on every call costs
+    one log line a minute, not one per call."""
 
-def _plugin_failed(p: AnyPlugin, hook: str, exc: Exception) -> None:
-    """Log the bug (rate-limited), then raise the closed-mode error unless the plugin fails open."""
-    now = time.monotonic()
-    if now - _last_logged.get(p.name, -_LOG_EVERY_S) >= _LOG_EVERY_S:
-        _last_logged[p.name] = now
-        log.error(
-            "plugin %s failed in %s (failure_mode %s)", p.name, hook, p.scope.failure_mode or "closed", exc_info=exc
-        )
-    if p.scope.failure_mode != "open":
-        raise GatewayError(
-            f"plugin {p.name} failed; see the gateway's log",
-            reason=f"{p.name}.internal_error",
-            status=500,
-            code="internal_error",
-        ) from exc
+    __slots__ = ("_last", "every_s")
 
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
 
-async def _first_reply(plugins: Sequence[AnyPlugin], hook: str, ex: Exchange) -> Reply | None:
-    """Runs a request hook in order; the first reply (or refusal) ends the phase."""
-    for p in plugins:
-        try:
-            reply: Reply | None = await getattr(p, hook)(ex)
-        except GatewayError:
-            raise
-        except Exception as exc:
-            _plugin_failed(p, hook, exc)
-            continue
-        if reply is not None:
-            return reply
-    return None
+    def due(self, plugin: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(plugin, -self.every_s) < self.every_s:
+            return False
+        self._last[plugin] = now
+        return True
 
 
 class Chain:
@@ -66,6 +51,7 @@ class Chain:
 
     __slots__ = (
         "_done",
+        "_failures",
         "_req_body",
         "_req_headers",
         "_resp_body",
@@ -75,8 +61,9 @@ class Chain:
         "plugins",
     )
 
-    def __init__(self, plugins: Sequence[AnyPlugin]) -> None:
+    def __init__(self, plugins: Sequence[AnyPlugin], failures: FailureLog) -> None:
         self.plugins = tuple(plugins)
+        self._failures = failures
         forward = self.plugins
         backward = tuple(reversed(self.plugins))
         self._req_headers = tuple(p for p in forward if overrides(p, "request_headers"))
@@ -88,10 +75,6 @@ class Chain:
         self._done = tuple(p for p in backward if overrides(p, "done"))
 
     @property
-    def wants_body(self) -> bool:
-        return bool(self._req_body)
-
-    @property
     def has_done(self) -> bool:
         return bool(self._done)
 
@@ -99,11 +82,40 @@ class Chain:
     def rewrites_stream(self) -> bool:
         return bool(self._stream) or bool(self._stream_end)
 
+    def _failed(self, p: AnyPlugin, hook: str, exc: Exception) -> None:
+        """Log the bug (rate-limited), then raise the closed-mode error unless the
+        plugin fails open."""
+        if self._failures.due(p.name):
+            mode = p.scope.failure_mode or "closed"
+            log.error("plugin %s failed in %s (failure_mode %s)", p.name, hook, mode, exc_info=exc)
+        if p.scope.failure_mode != "open":
+            raise GatewayError(
+                f"plugin {p.name} failed; see the gateway's log",
+                reason=f"{p.name}.internal_error",
+                status=500,
+                code="internal_error",
+            ) from exc
+
+    async def _first_reply(self, plugins: Sequence[AnyPlugin], hook: str, ex: Exchange) -> Reply | None:
+        for p in plugins:
+            try:
+                reply: Reply | None = await getattr(p, hook)(ex)
+            except GatewayError:
+                raise
+            except Exception as exc:
+                self._failed(p, hook, exc)
+                continue
+            if reply is not None:
+                return reply
+        return None
+
     async def request_headers(self, ex: Exchange) -> Reply | None:
-        return await _first_reply(self._req_headers, "request_headers", ex)
+        """The request line and headers are in: the first reply or refusal ends the phase."""
+        return await self._first_reply(self._req_headers, "request_headers", ex)
 
     async def request_body(self, ex: Exchange) -> Reply | None:
-        return await _first_reply(self._req_body, "request_body", ex)
+        """The body and the request's facts are in: the first reply or refusal ends the phase."""
+        return await self._first_reply(self._req_body, "request_body", ex)
 
     async def response_headers(self, ex: Exchange, status: int, headers: list[tuple[str, str]]) -> None:
         for p in self._resp_headers:
@@ -112,7 +124,7 @@ class Chain:
             except GatewayError:
                 raise
             except Exception as exc:
-                _plugin_failed(p, "response_headers", exc)
+                self._failed(p, "response_headers", exc)
 
     async def response_body(self, ex: Exchange, body: bytes) -> bytes:
         for p in self._resp_body:
@@ -121,12 +133,32 @@ class Chain:
             except GatewayError:
                 raise
             except Exception as exc:
-                _plugin_failed(p, "response_body", exc)
+                self._failed(p, "response_body", exc)
         return body
 
-    def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
-        events = [event]
-        for p in self._stream:
+    def stream_events(self, ex: Exchange, events: list[SseEvent]) -> list[SseEvent]:
+        """One batch of a stream's events through every plugin's ``stream_event``."""
+        return self._through(self._stream, ex, events)
+
+    def stream_end(self, ex: Exchange) -> list[SseEvent]:
+        """The stream ended normally: what each plugin held back, still passed through
+        the plugins after it."""
+        events: list[SseEvent] = []
+        for p in self._stream_end:
+            try:
+                flushed = p.stream_end(ex)
+            except GatewayError:
+                raise
+            except Exception as exc:
+                self._failed(p, "stream_end", exc)
+                continue
+            if flushed:
+                later = self._stream[self._stream.index(p) + 1 :] if p in self._stream else ()
+                events.extend(self._through(later, ex, flushed))
+        return events
+
+    def _through(self, plugins: Sequence[AnyPlugin], ex: Exchange, events: list[SseEvent]) -> list[SseEvent]:
+        for p in plugins:
             out: list[SseEvent] = []
             for e in events:
                 try:
@@ -134,24 +166,11 @@ class Chain:
                 except GatewayError:
                     raise
                 except Exception as exc:
-                    _plugin_failed(p, "stream_event", exc)
+                    self._failed(p, "stream_event", exc)
                     out.append(e)
             events = out
             if not events:
                 break
-        return events
-
-    def stream_end(self, ex: Exchange) -> list[SseEvent]:
-        """Flushes held-back events; each plugin's flush still passes the plugins after it."""
-        events: list[SseEvent] = []
-        for p in self._stream_end:
-            flushed = p.stream_end(ex)
-            later = self._stream[self._stream.index(p) + 1 :] if p in self._stream else ()
-            for e in flushed:
-                batch = [e]
-                for q in later:
-                    batch = [x for y in batch for x in q.stream_event(ex, y)]
-                events.extend(batch)
         return events
 
     def identify(self, ex: Exchange) -> None:

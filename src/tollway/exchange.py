@@ -1,24 +1,30 @@
 """The record of one client call, from the first header to the last byte.
 
 One ``Exchange`` is made per request and handed to every plugin hook; it is the only
-thing that travels between plugins. Plugin-private state lives under typed keys
-(``StateKey[T]``), never in a dict of anything.
+thing that travels between plugins. The request's facts (which API, the client's
+dialect, the model asked for, whether it streams) are set on it by the gateway before
+any plugin that could need them runs, so no plugin reads them from the body again.
+Plugin-private state lives under typed keys (``StateKey[T]``), never in a dict of
+anything.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 from urllib.parse import parse_qsl
 
 import orjson
 
 from tollway.errors import BadRequest, GatewayError
 from tollway.headers import Headers
+from tollway.protocols.apis import Api, Dialect
+from tollway.protocols.usage import Usage
 
 if TYPE_CHECKING:
     from tollway.consumers.consumer import Consumer
+    from tollway.protocols.sse import SseEvent
     from tollway.routing.routes import Route
 
 T = TypeVar("T")
@@ -52,6 +58,7 @@ class Request:
     host: str
     body: bytes | None = None
     _json: Any = None
+    _json_error: BadRequest | None = None
     _params: list[tuple[str, str]] | None = None
 
     @property
@@ -68,29 +75,22 @@ class Request:
         return None
 
     def json(self) -> Any:
-        """The body parsed as JSON; a body that is not JSON is a 400 for the client."""
+        """The body parsed as JSON (parsed once, whoever asks first); a body that is not
+        JSON raises the 400 the client would get, every time it is asked for."""
         if self._json is None:
+            if self._json_error is not None:
+                raise self._json_error
             if not self.body:
-                raise BadRequest("request body is empty; expected JSON", reason="gateway.bad_request")
+                self._json_error = BadRequest("request body is empty; expected JSON", reason="gateway.bad_request")
+                raise self._json_error
             try:
                 self._json = orjson.loads(self.body)
             except orjson.JSONDecodeError as exc:
-                raise BadRequest(
+                self._json_error = BadRequest(
                     f"request body is not valid JSON: {exc.args[0]}", reason="gateway.bad_request"
-                ) from None
+                )
+                raise self._json_error from None
         return self._json
-
-
-@dataclass(slots=True)
-class Usage:
-    """Token counts for one call, as the provider reported them (or estimated)."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    estimated: bool = False
-    reported: bool = False
 
 
 @dataclass(slots=True)
@@ -102,13 +102,35 @@ class Attempt:
     latency_ms: float
 
 
+class EventSource(Protocol):
+    """A streamed answer's events, in the client's dialect, as they come."""
+
+    async def next(self) -> list[SseEvent] | None:
+        """The events that arrived next (possibly none), or ``None`` once the stream has
+        ended. A source that fails midway raises the ``GatewayError`` the stream ends with."""
+        ...
+
+    async def abandoned(self) -> None:
+        """The client went away mid-stream: settle what the call cost."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the source holds (the provider's connection); always called."""
+        ...
+
+
 @dataclass(slots=True)
 class Reply:
-    """A complete answer a plugin (or the gateway) gives instead of, or from, upstream."""
+    """An answer: a plugin's (instead of upstream's), or the provider's as ai-proxy got it.
+
+    ``body`` is the whole body; a streamed answer has ``events`` instead, which the
+    gateway relays event by event through the plugins' stream hooks.
+    """
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    events: EventSource | None = None
 
 
 @dataclass(slots=True)
@@ -121,15 +143,19 @@ class Exchange:
     ts: float = field(default_factory=time.time)
     route: Route | None = None
     consumer: Consumer | None = None
-    # "openai" or "anthropic": the shape the client speaks, so errors answer in kind.
-    client_protocol: str = "openai"
-    api: str | None = None
+    # The request's facts (see ``tollway.gateway.facts``). From the path, when the call
+    # starts: the API path after /v1, the API it names, the client's dialect (errors
+    # answer in kind). From the body, once it is in: the model asked for and whether
+    # the answer should stream.
+    api_path: str = ""
+    api: Api = "other"
+    dialect: Dialect = "openai"
     model_requested: str | None = None
+    stream: bool = False
     model_upstream: str | None = None
     # The model the provider's answer names (metrics label it when nothing configured does).
     model_reported: str | None = None
     provider: str | None = None
-    stream: bool = False
     status: int = 0
     reason: str | None = None
     blocked_by: str | None = None

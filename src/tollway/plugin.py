@@ -5,6 +5,11 @@ A plugin is a config model plus a class with a few optional hooks. The chain
 reverse order (an onion). A hook refuses the request by raising a ``GatewayError`` and
 answers it itself by returning a ``Reply``; returning ``None`` lets the call go on.
 
+What a hook may read: the request as the client sent it (``ex.request``) and, from the
+first hook on, the API, the client's dialect (``ex.api``, ``ex.dialect``); from
+``request_body`` on, the model asked for and the stream flag (``ex.model_requested``,
+``ex.stream``) and the parsed body (``ex.request.json()``, parsed once for everyone).
+
 One plugin object is built per config scope (the default config, and each match rule
 with its config laid over the default), when a config snapshot is built. Per-request
 state goes on the ``Exchange`` under a ``StateKey``, never on the plugin object.
@@ -16,14 +21,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
+from tollway.config.schema import FailureMode, PluginConfig
 from tollway.exchange import Exchange, Reply
 
 if TYPE_CHECKING:
     from tollway.consumers.consumer import Consumer
-    from tollway.services import Services
     from tollway.protocols.sse import SseEvent
+    from tollway.services import Services
 
 
 class Phase(IntEnum):
@@ -35,12 +39,6 @@ class Phase(IntEnum):
     UNSPECIFIED = 3
 
 
-class PluginConfig(BaseModel):
-    """Base for every plugin's config model: unknown fields are errors, values frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
 @dataclass(frozen=True, slots=True)
 class Scope:
     """Where a plugin object's config came from.
@@ -48,13 +46,13 @@ class Scope:
     ``rule`` is the match rule's index, or ``None`` for the default config;
     ``has_rules`` tells whether the plugin entry has any match rules at all (key-auth's
     ``global_auth`` default depends on it); ``failure_mode`` is the entry's
-    ``failure_mode`` (``"open"``, ``"closed"``, or ``None``: the plugin's own default).
+    ``failure_mode`` (``None``: the plugin's own default).
     """
 
     plugin: str
     rule: int | None
     has_rules: bool
-    failure_mode: str | None = None
+    failure_mode: FailureMode | None = None
 
 
 C = TypeVar("C", bound=PluginConfig)
@@ -94,7 +92,8 @@ class Plugin(Generic[C]):
         return [event]
 
     def stream_end(self, ex: Exchange) -> list[SseEvent]:
-        """Fires once a stream ends normally; may flush events it held back."""
+        """Fires once a stream ends normally; may flush events it held back (they still
+        pass the ``stream_event`` of the plugins after this one)."""
         return []
 
     def identify(self, ex: Exchange) -> Consumer | None:
@@ -111,3 +110,6 @@ class Plugin(Generic[C]):
 def overrides(plugin: Plugin[PluginConfig], hook: str) -> bool:
     """Whether ``plugin`` implements ``hook`` itself (so the chain need not call it)."""
     return getattr(type(plugin), hook) is not getattr(Plugin, hook)
+
+
+__all__ = ["Phase", "Plugin", "PluginConfig", "Scope", "overrides"]

@@ -1,7 +1,8 @@
-"""The process-lifetime dependencies plugins and the gateway reach through one object.
+"""The process-lifetime dependencies that plugins reach through one object.
 
-Built once by the composition root (``runtime.py``) and handed to every snapshot, so a
-reload keeps connections, caches and counters.
+Built once by the composition root (``tollway.runtime``) and handed to every config
+snapshot, so a reload keeps connections, caches and counters. Frozen: a plugin reads
+its services, it never swaps them.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from tollway.state.memory import MemoryStateStore
 from tollway.upstream import Transport
 
 if TYPE_CHECKING:
-    from tollway.consumers.store import ConsumerDirectory
+    from tollway.consumers.directory import ConsumerDirectory
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Services:
     transport: Transport
+    # The built-in mock model, in this process (providers of type mock, chatgptUri mock://).
     mock_transport: Transport
+    # Runtime consumers (key-auth looks keys up here); none where no database is open.
     directory: ConsumerDirectory | None = None
     # ``storage.state``: counters and quotas shared by workers and replicas when Redis.
     state: StateStore = field(default_factory=MemoryStateStore)
     # Always this process's own memory: key-rate-limit is a per-process limit by design.
     local_state: StateStore = field(default_factory=MemoryStateStore)
-    extras: dict[str, object] = field(default_factory=dict)

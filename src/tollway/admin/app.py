@@ -1,5 +1,5 @@
 """The admin API (its own listener): health and reload here; consumers, usage, metrics
-and the dashboard register their routes with ``add``.
+and the dashboard register their routes with ``add`` (the runtime wires them all).
 
 With a token set, every route but ``/healthz`` and the routes added as ``public`` (the
 dashboard's static files, which hold no data) needs ``Authorization: Bearer <token>``,
@@ -11,15 +11,13 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
+from tollway.config.load import ReloadResult
 from tollway.gateway.edge import Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from tollway.runtime.root import Runtime
 
 log = logging.getLogger("tollway.admin.app")
 
@@ -50,8 +48,17 @@ def error_reply(
 
 
 class AdminApp:
-    def __init__(self, runtime: Runtime, token: str) -> None:
-        self.runtime = runtime
+    """``reload`` reloads the config file (the runtime's); ``on_reload_ok`` runs after a
+    reload made here took effect (with several workers: tell the others)."""
+
+    def __init__(
+        self,
+        token: str,
+        reload: Callable[[str], ReloadResult],
+        on_reload_ok: Callable[[], None] | None = None,
+    ) -> None:
+        self._reload = reload
+        self.on_reload_ok = on_reload_ok
         self.token = token.encode()
         self.routes: dict[tuple[str, str], Handler] = {
             ("GET", "/healthz"): self.healthz,
@@ -59,8 +66,6 @@ class AdminApp:
         }
         self.public: set[str] = {"/healthz"}
         self.prefix_routes: list[tuple[str, str, Handler]] = []
-        # With several workers, a reload done here must reach the others too.
-        self.on_reload_ok: Callable[[], None] | None = None
 
     def add(self, method: str, path: str, handler: Handler, prefix: bool = False, public: bool = False) -> None:
         """Route ``method path`` (or every path under it, with ``prefix``) to ``handler``;
@@ -123,7 +128,7 @@ class AdminApp:
         return 200, [("content-type", "text/plain")], b"ok"
 
     async def reload(self, req: AdminRequest) -> tuple[int, list[tuple[str, str]], bytes]:
-        result = self.runtime.reload(source="admin API")
+        result = self._reload("admin API")
         if result.ok:
             if self.on_reload_ok is not None:
                 self.on_reload_ok()

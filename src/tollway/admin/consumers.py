@@ -17,14 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tollway.admin.app import AdminApp, AdminRequest, error_reply, json_reply
-from tollway.consumers.store import (
-    ConfigConsumer,
-    ConsumerDirectory,
-    ConsumerExists,
-    ConsumerInfo,
-    ConsumerNotFound,
-    InvalidConsumer,
-)
+from tollway.consumers.consumer import ConsumerInfo
+from tollway.consumers.directory import ConsumerDirectory
+from tollway.consumers.store import ConfigConsumer, ConsumerExists, ConsumerNotFound, InvalidConsumer
 from tollway.storage import StorageError
 
 _Reply = tuple[int, list[tuple[str, str]], bytes]

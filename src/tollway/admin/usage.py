@@ -8,10 +8,10 @@ workers' calls arrive within their writer's interval, under a second).
 
 from __future__ import annotations
 
-from tollway.usage.accountant import Accountant
 from tollway.admin.app import AdminApp, AdminRequest, error_reply, json_reply
-from tollway.usage.metrics import CONTENT_TYPE, UsageMetrics
 from tollway.storage import StorageError
+from tollway.usage.accountant import Accountant
+from tollway.usage.metrics import CONTENT_TYPE, UsageMetrics
 from tollway.usage.query import UsageQueryError, parse_limit, parse_window, query_from
 from tollway.usage.store import UsageStore
 from tollway.usage.writer import UsageWriter

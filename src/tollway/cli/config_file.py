@@ -10,7 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from tollway.config.load import ConfigError, LoadedConfig, load_config, load_config_text
+from tollway.config.load import ConfigError, LoadedConfig
+from tollway.runtime.config_source import load_file, load_text
 from tollway.storage import Database, StorageError, open_database
 
 
@@ -29,9 +30,9 @@ def load_cli_config(given: str | None) -> LoadedConfig:
 
     path = config_path(given)
     if path is not None:
-        return load_config(path)
+        return load_file(path)
     key, _ = demo_key(DATA_DIR)
-    return load_config_text(quickstart_yaml(key, os.environ), base_dir=Path.cwd())
+    return load_text(quickstart_yaml(key, os.environ), base_dir=Path.cwd())
 
 
 def print_config_problems(exc: ConfigError) -> None:

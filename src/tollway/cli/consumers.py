@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     # Imported where used at run time: every ``tollway`` command builds this parser, and
     # the database drivers are not worth loading for ``serve --help``.
-    from tollway.consumers.store import ConsumerDirectory, ConsumerInfo
+    from tollway.consumers.consumer import ConsumerInfo
+    from tollway.consumers.store import ConsumerStore
 
-    Operation = Callable[[ConsumerDirectory, list[ConsumerInfo]], Awaitable[int]]
+    Operation = Callable[[ConsumerStore, list[ConsumerInfo]], Awaitable[int]]
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,8 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    async def add(directory: ConsumerDirectory, _config: list[ConsumerInfo]) -> int:
-        consumer, key = await directory.add(args.name, args.allow_models, args.groups)
+    async def add(store: ConsumerStore, _config: list[ConsumerInfo]) -> int:
+        consumer, key, _ = await store.add(args.name, args.allow_models, args.groups)
         print(key, flush=True)
         print(
             f"tollway: consumer {consumer.name!r} added; its key (above) is shown only this once",
@@ -64,16 +65,16 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    async def show(directory: ConsumerDirectory, config: list[ConsumerInfo]) -> int:
-        print(format_table([*config, *await directory.list()]))
+    async def show(store: ConsumerStore, config: list[ConsumerInfo]) -> int:
+        print(format_table([*config, *await store.list()]))
         return 0
 
     return _run(args.config, show)
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    async def revoke(directory: ConsumerDirectory, _config: list[ConsumerInfo]) -> int:
-        await directory.revoke(args.name)
+    async def revoke(store: ConsumerStore, _config: list[ConsumerInfo]) -> int:
+        await store.revoke(args.name)
         print(f"tollway: consumer {args.name!r} revoked", file=sys.stderr)
         return 0
 
@@ -100,12 +101,8 @@ def format_table(consumers: list[ConsumerInfo]) -> str:
 
 def _run(given: str | None, operation: Operation) -> int:
     from tollway.cli.config_file import open_cli_database
-    from tollway.consumers.store import (
-        ConsumerDirectory,
-        ConsumerStoreError,
-        InvalidConsumer,
-        config_consumers,
-    )
+    from tollway.consumers.store import ConsumerStore, ConsumerStoreError, InvalidConsumer
+    from tollway.plugins.key_auth import config_consumers
     from tollway.storage import StorageError
 
     opened = open_cli_database(given)
@@ -113,13 +110,13 @@ def _run(given: str | None, operation: Operation) -> int:
         return 2
     loaded, db = opened
     config = config_consumers(loaded)
-    directory = ConsumerDirectory(db, config_names=lambda: {c["name"] for c in config})
+    store = ConsumerStore(db, config_names=lambda: {c["name"] for c in config})
 
     async def main() -> int:
         try:
             await db.connect()
-            await directory.migrate()
-            return await operation(directory, config)
+            await store.migrate()
+            return await operation(store, config)
         finally:
             await db.close()
 

@@ -6,11 +6,13 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from tollway.cli import consumers as cli_consumers
 from tollway.cli import usage as cli_usage
 from tollway.cli.config_file import config_path, print_config_problems
-from tollway.config.load import ConfigError, LoadedConfig, load_config
+from tollway.config.load import ConfigError, LoadedConfig
+from tollway.runtime.config_source import ConfigSource, load_file
 
 
 def _setup_logging() -> None:
@@ -23,7 +25,7 @@ def _setup_logging() -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        loaded = load_config(args.config)
+        loaded = load_file(args.config)
         from tollway.gateway.snapshot import check_buildable
 
         check_buildable(loaded)
@@ -40,7 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging()
     from tollway.config.quickstart import DATA_DIR, demo_key, quickstart_yaml
-    from tollway.runtime.root import ConfigSource, Runtime
+    from tollway.runtime.root import Runtime
     from tollway.runtime.serve import Listen, serve
 
     path = config_path(args.config)
@@ -77,10 +79,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     first = [loaded]
 
-    def make_runtime() -> Runtime:
+    def make_runtime(on_reload_ok: Callable[[], None] | None) -> Runtime:
         # The first worker reuses the config already validated; later ones reload it.
         current = first.pop() if first else source.load()
-        return Runtime(source, current)
+        return Runtime(source, current, on_reload_ok=on_reload_ok)
 
     from tollway.storage import StorageError
 

@@ -1,7 +1,9 @@
 """Loading a config: environment substitution, YAML, the schema, then cross-references.
 
 Every problem is reported with its place (``plugins[1].defaultConfig.keys: field
-required``), all at once, so one ``tollway check`` run shows everything to fix.
+required``), all at once, so one ``tollway check`` run shows everything to fix. Each
+plugin's config is validated against that plugin's own model, which the caller hands in
+(``PluginModels``: the plugins' registry), so the config layer depends on no plugin.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tollway.config.envsubst import UnsetVariable, substitute
-from tollway.config.schema import Config
-from tollway.plugin import PluginConfig
-from tollway.plugins import REGISTRY
+from tollway.config.schema import Config, FailureMode, PluginConfig
+
+# Each plugin's config model, by the plugin's name (``tollway.plugins.registry``).
+PluginModels = Mapping[str, type[PluginConfig]]
 
 # Higress deployment fields that mean nothing here: accepted, warned about once each.
 _DEPLOYMENT_FIELDS = ("url", "sha256", "imagePullPolicy", "imagePullSecret", "vmConfig", "failStrategy")
@@ -30,6 +33,16 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What a reload did: the new config took effect (``ok``), or why not (``errors``);
+    the sections that changed but take a restart to apply (``restart_needed``)."""
+
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    restart_needed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,7 @@ class PluginSetup:
     rules: tuple[RuleConfig, ...]
     phase: str | None
     priority: int | None
-    failure_mode: str | None
+    failure_mode: FailureMode | None
 
 
 @dataclass(frozen=True)
@@ -162,24 +175,24 @@ def _check_references(cfg: Config, problems: list[str]) -> None:
                     problems.append(f"plugins[{i}].matchRules[{j}].ingress[{k}]: no route named {name!r}")
 
 
-def _plugin_setups(cfg: Config, problems: list[str]) -> list[PluginSetup]:
+def _plugin_setups(cfg: Config, models: PluginModels, problems: list[str]) -> list[PluginSetup]:
     setups: list[PluginSetup] = []
     for i, entry in enumerate(cfg.plugins):
-        cls = REGISTRY.get(entry.name)
-        if cls is None:
-            known = ", ".join(sorted(REGISTRY))
+        model = models.get(entry.name)
+        if model is None:
+            known = ", ".join(sorted(models))
             problems.append(f"plugins[{i}].name: unknown plugin {entry.name!r} (known: {known})")
             continue
         base = dict(entry.defaultConfig or {})
         default = None
         if not entry.defaultConfigDisable:
-            default = _validate_plugin(cls.config_model, base, f"plugins[{i}].defaultConfig", problems)
+            default = _validate_plugin(model, base, f"plugins[{i}].defaultConfig", problems)
         rules: list[RuleConfig] = []
         for j, rule in enumerate(entry.matchRules):
             if rule.configDisable:
                 continue
             merged = {**base, **rule.config}
-            validated = _validate_plugin(cls.config_model, merged, f"plugins[{i}].matchRules[{j}].config", problems)
+            validated = _validate_plugin(model, merged, f"plugins[{i}].matchRules[{j}].config", problems)
             if validated is not None:
                 rules.append(RuleConfig(j, tuple(rule.ingress or ()), tuple(rule.domain or ()), validated))
         setups.append(
@@ -189,7 +202,12 @@ def _plugin_setups(cfg: Config, problems: list[str]) -> list[PluginSetup]:
 
 
 def load_config_text(
-    text: str, *, base_dir: Path, path: Path | None = None, env: Mapping[str, str] | None = None
+    text: str,
+    *,
+    plugins: PluginModels,
+    base_dir: Path,
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> LoadedConfig:
     """Validate a config given as text; raise ``ConfigError`` listing every problem."""
     try:
@@ -217,16 +235,16 @@ def load_config_text(
     except ValidationError as exc:
         raise ConfigError(problems + _errors(exc)) from None
     _check_references(cfg, problems)
-    setups = _plugin_setups(cfg, problems)
+    setups = _plugin_setups(cfg, plugins, problems)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings))
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_config(path: str | Path, *, plugins: PluginModels, env: Mapping[str, str] | None = None) -> LoadedConfig:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from None
-    return load_config_text(text, base_dir=p.resolve().parent, path=p.resolve(), env=env)
+    return load_config_text(text, plugins=plugins, base_dir=p.resolve().parent, path=p.resolve(), env=env)

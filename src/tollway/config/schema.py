@@ -15,8 +15,20 @@ ProviderType = Literal[
 PROVIDER_TYPES: tuple[str, ...] = get_args(ProviderType)
 
 
+# What an unexpected error in a plugin (or an unreachable state store) does to a call.
+FailureMode = Literal["open", "closed"]
+
+
 class Strict(BaseModel):
+    """Unknown fields are errors (typos must not pass silently); values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PluginConfig(Strict):
+    """Base for every plugin's config model (plugins import it from ``tollway.plugin``).
+    It lives with the file's schema so that loading a config needs no plugin code: the
+    plugins' models are handed to the loader (``load.PluginModels``)."""
 
 
 class ServerConfig(Strict):
@@ -193,7 +205,7 @@ class PluginEntry(Strict):
     matchRules: list[MatchRule] = []
     phase: Literal["AUTHN", "AUTHZ", "STATS", "UNSPECIFIED", "UNSPECIFIED_PHASE"] | None = None
     priority: int | None = None
-    failure_mode: Literal["open", "closed"] | None = None
+    failure_mode: FailureMode | None = None
 
 
 class Config(Strict):

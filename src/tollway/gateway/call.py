@@ -1,6 +1,14 @@
-"""One call through the gateway: route, run the chain, proxy, always account.
+"""One call through the gateway, from route to usage record; the only driver of a call.
 
-This module knows nothing of the HTTP server; ``asgi.py`` adapts it.
+    facts from the path ─▶ route ─▶ chain.request_headers ─▶ body ─▶ facts from the body
+      ─▶ chain.request_body ─▶ ai-proxy (unless a plugin answered) ─▶ the response phase:
+    chain.response_headers, then response_body (a whole answer) or stream_event per
+    batch and stream_end (a stream) ─▶ the client ─▶ chain.done ─▶ the usage record
+
+Control goes down once (gateway → chain → proxy → provider transport) and comes back
+once, here: the proxy returns the provider's answer; this module alone runs the
+response hooks and writes to the client. It knows nothing of the HTTP server
+(``edge.py`` adapts it); ``ClientChannel`` is all it writes to.
 """
 
 from __future__ import annotations
@@ -12,21 +20,37 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from tollway.chain import Chain
-from tollway.gateway.channel import ClientChannel
 from tollway.errors import BadRequest, BodyTooLarge, GatewayError, NotFound
+from tollway.exchange import EventSource, Exchange, Reply, Request
+from tollway.gateway import facts
+from tollway.gateway.channel import ClientChannel
 from tollway.gateway.error_replies import render_error, render_stream_error
-from tollway.exchange import Exchange, Reply, Request
 
 if TYPE_CHECKING:
-    from tollway.proxy.ai_proxy import AiProxy
     from tollway.gateway.snapshot import Snapshot
+    from tollway.proxy.ai_proxy import AiProxy
 
-log = logging.getLogger("tollway.gateway.call")
+log = logging.getLogger("tollway.gateway")
 
 BodyReader = Callable[[int], Awaitable[bytes]]
 Finisher = Callable[[Exchange], None]
 
-_EMPTY_CHAIN = Chain([])
+# Never sent on to the client: hop-by-hop headers, and the framing and identity headers
+# this server sets itself.
+_DROP_RESPONSE = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "date",
+        "server",
+    }
+)
 
 
 class ClientGone(Exception):
@@ -55,6 +79,10 @@ def _ambiguous_path(path: str) -> bool:
     if "?" in path or "#" in path:
         return True
     return "/." in path and any(seg in (".", "..") for seg in path.split("/"))
+
+
+def too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(f"request body is larger than {limit} bytes", reason="gateway.body_too_large")
 
 
 class Gateway:
@@ -104,23 +132,13 @@ class Gateway:
         # Only an auth plugin may say who the consumer is.
         req.headers.remove("x-mse-consumer")
         ex = Exchange(request_id=request_id, request=req)
-        if req.path.endswith("/messages"):
-            ex.client_protocol = "anthropic"
-        chain = _EMPTY_CHAIN
-
-        async def respond_headers(status: int, headers: list[tuple[str, str]]) -> None:
-            # A provider's own x-request-id (OpenAI sends one) must not shadow ours.
-            headers[:] = [h for h in headers if h[0] != "x-request-id"]
-            headers.append(("x-request-id", request_id))
-            headers.extend(ex.response_headers)
-            if ex.reason is not None:
-                headers.append(("x-tollway-reason", ex.reason))
-            await client.start(status, headers)
-
+        facts.from_path(ex)
+        chain = snap.no_plugins
         try:
             if _ambiguous_path(req.path):
-                raise BadRequest("the request path has dot segments or an encoded '?' or '#'",
-                                 reason="gateway.bad_request")
+                raise BadRequest(
+                    "the request path has dot segments or an encoded '?' or '#'", reason="gateway.bad_request"
+                )
             route = snap.routes.match(req.method, req.host, req.path)
             if route is None:
                 raise NotFound(f"no route for {req.method} {req.path}", reason="gateway.no_route")
@@ -129,20 +147,24 @@ class Gateway:
             reply = await chain.request_headers(ex)
             if reply is None:
                 req.body = await read_body(self.max_body_bytes)
+                unfit = facts.from_body(ex)
                 reply = await chain.request_body(ex)
-            if reply is not None:
-                await self._send_reply(ex, chain, reply, respond_headers, client)
-            elif route.provider_ids:
-                await self.proxy.serve(ex, chain, client, snap.route_providers[route.name], respond_headers)
-            else:
-                raise NotFound(f"route {route.name!r} has no provider", reason="gateway.no_route")
+                if reply is None:
+                    if not route.provider_ids:
+                        raise NotFound(f"route {route.name!r} has no provider", reason="gateway.no_route")
+                    if unfit is not None:
+                        raise unfit
+                    reply = await self.proxy.serve(ex, snap.route_providers[route.name])
+            await self._respond(ex, chain, client, reply)
         except GatewayError as err:
             ex.fail(err)
             ex.status = err.status
-            if ex.consumer is None and chain is not _EMPTY_CHAIN:
+            if ex.consumer is None:
                 chain.identify(ex)
             if not client.started:
                 await self._send_error(ex, err, client)
+            elif not client.finished:
+                await client.finish(render_stream_error(err, ex.dialect))
         except ClientGone:
             ex.status = 499
             ex.reason = "gateway.client_closed"
@@ -160,52 +182,90 @@ class Gateway:
             ex.status = 500
             if not client.started:
                 await self._send_error(ex, internal, client)
+            elif not client.finished:
+                await client.finish(render_stream_error(internal, ex.dialect))
         await self._done(ex, chain)
 
-    async def _cut_by_shutdown(self, ex: Exchange, client: ClientChannel) -> None:
-        """The shutdown bound ran out on this call: answer it as the gateway's failure."""
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        err = GatewayError("the gateway is shutting down; retry the request", reason="gateway.shutdown",
-                           status=503, code="service_unavailable", headers=[("retry-after", "1")])
-        ex.error, ex.reason, ex.status = err, err.reason, err.status
+    # --- the response phase ---------------------------------------------------------
+
+    async def _respond(self, ex: Exchange, chain: Chain, client: ClientChannel, reply: Reply) -> None:
+        """Runs the response hooks on ``reply`` (a plugin's or the provider's) and sends
+        it; a streamed reply is relayed event by event, its source always closed."""
+        events = reply.events
         try:
-            if not client.started:
-                await self._send_error(ex, err, client)
-            else:
-                await client.finish(render_stream_error(err, ex.client_protocol))
-        except Exception:  # the connection may be gone already; the record still counts
-            log.debug("could not tell the client about the shutdown", exc_info=True)
+            headers = [(k.lower(), v) for k, v in reply.headers if k.lower() not in _DROP_RESPONSE]
+            ex.status = reply.status
+            await chain.response_headers(ex, reply.status, headers)
+            if events is None:
+                body = await chain.response_body(ex, reply.body)
+                headers.append(("content-length", str(len(body))))
+                await self._start(ex, client, reply.status, headers)
+                await client.finish(body)
+                return
+            await self._start(ex, client, reply.status, headers)
+            await self._relay(ex, chain, client, events)
+        finally:
+            if events is not None:
+                await events.aclose()
+
+    @staticmethod
+    async def _relay(ex: Exchange, chain: Chain, client: ClientChannel, events: EventSource) -> None:
+        """The one relay loop: each batch of events as it arrives, through the plugins'
+        stream hooks, to the client; never buffered."""
+        rewrite = chain.rewrites_stream
+        try:
+            while (batch := await events.next()) is not None:
+                if rewrite:
+                    batch = chain.stream_events(ex, batch)
+                if batch:
+                    if ex.ttft_ms is None:
+                        ex.ttft_ms = ex.elapsed_ms()
+                    await client.write(b"".join(e.raw for e in batch))
+            tail = chain.stream_end(ex) if rewrite else []
+            await client.finish(b"".join(e.raw for e in tail))
+        except asyncio.CancelledError:
+            await events.abandoned()
+            raise
+
+    @staticmethod
+    async def _start(ex: Exchange, client: ClientChannel, status: int, headers: list[tuple[str, str]]) -> None:
+        # A provider's own x-request-id (OpenAI sends one) must not shadow ours.
+        headers = [h for h in headers if h[0] != "x-request-id"]
+        headers.append(("x-request-id", ex.request_id))
+        headers.extend(ex.response_headers)
+        if ex.reason is not None:
+            headers.append(("x-tollway-reason", ex.reason))
+        await client.start(status, headers)
 
     @staticmethod
     async def _send_error(ex: Exchange, err: GatewayError, client: ClientChannel) -> None:
-        reply = render_error(err, ex.client_protocol)
+        reply = render_error(err, ex.dialect)
         reply.headers.append(("x-request-id", ex.request_id))
         reply.headers.append(("content-length", str(len(reply.body))))
         reply.headers.extend(ex.response_headers)
         await client.start(reply.status, reply.headers)
         await client.finish(reply.body)
 
-    async def _send_reply(
-        self,
-        ex: Exchange,
-        chain: Chain,
-        reply: Reply,
-        respond_headers: Callable[[int, list[tuple[str, str]]], Awaitable[None]],
-        client: ClientChannel,
-    ) -> None:
-        headers = [
-            (k.lower(), v)
-            for k, v in reply.headers
-            if k.lower() not in ("content-length", "transfer-encoding", "connection")
-        ]
-        ex.status = reply.status
-        await chain.response_headers(ex, reply.status, headers)
-        body = await chain.response_body(ex, reply.body)
-        headers.append(("content-length", str(len(body))))
-        await respond_headers(reply.status, headers)
-        await client.finish(body)
+    async def _cut_by_shutdown(self, ex: Exchange, client: ClientChannel) -> None:
+        """The shutdown bound ran out on this call: answer it as the gateway's failure."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        err = GatewayError(
+            "the gateway is shutting down; retry the request",
+            reason="gateway.shutdown",
+            status=503,
+            code="service_unavailable",
+            headers=[("retry-after", "1")],
+        )
+        ex.error, ex.reason, ex.status = err, err.reason, err.status
+        try:
+            if not client.started:
+                await self._send_error(ex, err, client)
+            elif not client.finished:
+                await client.finish(render_stream_error(err, ex.dialect))
+        except Exception:  # the connection may be gone already; the record still counts
+            log.debug("could not tell the client about the shutdown", exc_info=True)
 
     async def _done(self, ex: Exchange, chain: Chain) -> None:
         # Shielded: a client that went away must not stop the accounting of its call.
@@ -217,7 +277,3 @@ class Gateway:
             except asyncio.CancelledError:
                 pass
         self._finish(ex)
-
-
-def too_large(limit: int) -> BodyTooLarge:
-    return BodyTooLarge(f"request body is larger than {limit} bytes", reason="gateway.body_too_large")

@@ -6,7 +6,8 @@ from typing import Protocol
 
 
 class ClientChannel(Protocol):
-    started: bool
+    started: bool  # the status line and headers are sent
+    finished: bool  # the response is complete
 
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         """Sends the status line and headers; ``x-request-id`` is added by the gateway."""

@@ -1,18 +1,20 @@
-"""The one place that turns a ``GatewayError`` into what the client receives."""
+"""The one place that turns a ``GatewayError`` into what the client receives, in the
+client's dialect: a whole error answer, or the event that ends a stream already begun."""
 
 from __future__ import annotations
 
 from tollway.errors import GatewayError
 from tollway.exchange import Reply
 from tollway.protocols.anthropic import wire as anthropic
+from tollway.protocols.apis import Dialect
 from tollway.protocols.openai import wire as openai
 
 
-def render_error(err: GatewayError, client_protocol: str) -> Reply:
+def render_error(err: GatewayError, dialect: Dialect) -> Reply:
     headers = [("x-tollway-reason", err.reason), *err.headers]
     if err.body is not None:
         body = err.body
-    elif client_protocol == "anthropic":
+    elif dialect == "anthropic":
         body = anthropic.error_body(err.status, err.message)
     else:
         body = openai.error_body(err.status, err.message, err.code)
@@ -20,8 +22,8 @@ def render_error(err: GatewayError, client_protocol: str) -> Reply:
     return Reply(err.status, headers, body)
 
 
-def render_stream_error(err: GatewayError, client_protocol: str) -> bytes:
-    """The last event of a stream whose provider failed after the answer began."""
-    if client_protocol == "anthropic":
+def render_stream_error(err: GatewayError, dialect: Dialect) -> bytes:
+    """The last event of a stream that failed after the answer began."""
+    if dialect == "anthropic":
         return anthropic.stream_error_event(err.message)
     return openai.stream_error_event(err.message, err.code)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.chain import Chain
+from tollway.chain import Chain, FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, PluginSetup
-from tollway.routing.hosts import host_matches
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
-from tollway.plugins import REGISTRY
+from tollway.plugins.registry import REGISTRY
 from tollway.providers import Provider, UnsupportedProvider, build_provider
 from tollway.proxy.provider_choice import RouteProviders
+from tollway.routing.hosts import host_matches
 from tollway.routing.routes import Route, RouteTable
 from tollway.services import Services
 
@@ -68,7 +68,11 @@ class _PluginSlot:
 
 
 class Snapshot:
-    def __init__(self, loaded: LoadedConfig, services: Services) -> None:
+    """Everything one valid config builds: providers, routes, plugin objects, and the
+    chain for each (route, host), made on first use. ``failures`` is the process's
+    memory of logged plugin failures (it outlives the snapshot)."""
+
+    def __init__(self, loaded: LoadedConfig, services: Services, failures: FailureLog) -> None:
         cfg = loaded.config
         self.loaded = loaded
         self.config = cfg
@@ -84,6 +88,9 @@ class Snapshot:
         self.routes = RouteTable([Route.from_config(rc) for rc in cfg.routes])
         self.route_providers = {r.name: RouteProviders(r, self.providers) for r in self.routes.routes}
         self.slots = sorted((_PluginSlot(s, services) for s in loaded.plugins), key=lambda s: s.order)
+        self.failures = failures
+        # What a call has before its route is known (and keeps, when none matches).
+        self.no_plugins = Chain([], failures)
         self._chains: dict[tuple[str, str], Chain] = {}
 
     def chain_for(self, route: Route, host: str) -> Chain:
@@ -91,7 +98,7 @@ class Snapshot:
         chain = self._chains.get(key)
         if chain is None:
             picked = (slot.pick(route, host) for slot in self.slots)
-            chain = Chain([p for p in picked if p is not None])
+            chain = Chain([p for p in picked if p is not None], self.failures)
             if len(self._chains) < 10_000:  # Host comes from clients: bound the memo
                 self._chains[key] = chain
         return chain
@@ -110,4 +117,4 @@ def check_buildable(loaded: LoadedConfig) -> None:
     from tollway.upstream.aiohttp_transport import AiohttpTransport
 
     transport = AiohttpTransport()
-    Snapshot(loaded, Services(transport=transport, mock_transport=transport))
+    Snapshot(loaded, Services(transport=transport, mock_transport=transport), FailureLog())

@@ -23,22 +23,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from tollway.protocols.apis import Api
+
 TextFn = Callable[[str], str]
-
-# The API paths after /v1, as ``tollway.providers.base`` names them (not imported from
-# there: providers import the config, which imports the plugins, which import this).
-CHAT = "/chat/completions"
-COMPLETIONS = "/completions"
-EMBEDDINGS = "/embeddings"
-MESSAGES = "/messages"
-
-PROTOCOL_APIS = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
-
-
-def api_of(path: str) -> str:
-    """The API a request path names: its part from ``/v1/`` on, without ``/v1``."""
-    i = path.find("/v1/")
-    return path[i + 3 :] if i >= 0 else path
 
 
 def _with(obj: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
@@ -93,16 +80,16 @@ def map_answer(value: Any, fn: TextFn) -> Any:
 # --- requests ---------------------------------------------------------------------------
 
 
-def map_request(api: str, body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
+def map_request(api: Api, body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
     """``body`` with every prompt text of ``api`` passed through ``fn``."""
-    if api == CHAT:
+    if api == "chat":
         return _with(body, "messages", _each(body.get("messages"), lambda m: _chat_message(m, fn)))
-    if api in (COMPLETIONS, EMBEDDINGS):
-        key = "prompt" if api == COMPLETIONS else "input"
+    if api in ("completions", "embeddings"):
+        key = "prompt" if api == "completions" else "input"
         value = body.get(key)
         new = fn(value) if isinstance(value, str) else _each(value, lambda v: _text(v, fn))
         return _with(body, key, new)
-    if api == MESSAGES:
+    if api == "messages":
         body = _with(body, "system", _anthropic_content(body.get("system"), fn))
         return _with(body, "messages", _each(body.get("messages"), lambda m: _anthropic_message(m, fn)))
     return body

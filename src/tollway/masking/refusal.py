@@ -16,20 +16,20 @@ from typing import Any
 import orjson
 
 from tollway.exchange import Reply
-from tollway.masking.bodies import CHAT, COMPLETIONS, MESSAGES
+from tollway.protocols.apis import Api
 from tollway.protocols.sse import SseEvent
 
 _JSON = ("content-type", "application/json")
 _SSE = ("content-type", "text/event-stream")
 
 
-def refusal(api: str, *, stream: bool, model: str, message: str, request_id: str, status: int) -> Reply | None:
+def refusal(api: Api, *, stream: bool, model: str, message: str, request_id: str, status: int) -> Reply | None:
     """The refusal for ``api``, or ``None`` when the API has no answer shape to give."""
-    if api == CHAT:
+    if api == "chat":
         return _chat(stream, model, message, request_id, status)
-    if api == COMPLETIONS:
+    if api == "completions":
         return _completion(stream, model, message, request_id, status)
-    if api == MESSAGES:
+    if api == "messages":
         return _anthropic(stream, model, message, request_id, status)
     return None
 

@@ -1,29 +1,3 @@
-"""The built-in plugins, by their Higress names."""
-
-from __future__ import annotations
-
-from tollway.plugin import Plugin, PluginConfig
-from tollway.plugins.ai_data_masking import AiDataMasking
-from tollway.plugins.limits.ai_quota import AiQuota
-from tollway.plugins.ai_statistics import AiStatistics
-from tollway.plugins.limits.ai_token_ratelimit import AiTokenRatelimit
-from tollway.plugins.chatgpt_proxy import ChatgptProxy
-from tollway.plugins.limits.cluster_key_rate_limit import ClusterKeyRateLimit
-from tollway.plugins.key_auth import KeyAuth
-from tollway.plugins.limits.key_rate_limit import KeyRateLimit
-from tollway.plugins.request_block import RequestBlock
-
-REGISTRY: dict[str, type[Plugin[PluginConfig]]] = {
-    cls.name: cls  # type: ignore[misc]
-    for cls in (
-        KeyAuth,
-        RequestBlock,
-        ChatgptProxy,
-        KeyRateLimit,
-        ClusterKeyRateLimit,
-        AiTokenRatelimit,
-        AiQuota,
-        AiStatistics,
-        AiDataMasking,
-    )
-}
+"""The built-in plugins (Higress's AI-gateway plugins, field for field), one module each;
+the limit and quota plugins share their rule and reservation code in ``limits``.
+``registry`` names them all."""

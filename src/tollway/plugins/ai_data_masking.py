@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import orjson
 from pydantic import field_validator, model_validator
@@ -41,9 +41,7 @@ from pydantic import field_validator, model_validator
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply, StateKey
 from tollway.masking.bodies import (
-    PROTOCOL_APIS,
     JsonPathError,
-    api_of,
     map_all_but_model,
     map_answer,
     map_path,
@@ -56,8 +54,9 @@ from tollway.masking.rules import RuleError, check_value, compile_user_regex
 from tollway.masking.streams import AnswerStream
 from tollway.masking.vault import Vault
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
-from tollway.services import Services
+from tollway.protocols.apis import PROMPT_APIS, Api
 from tollway.protocols.sse import SseEvent
+from tollway.services import Services
 
 log = logging.getLogger("tollway.plugins.ai_data_masking")
 
@@ -157,7 +156,7 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
         req = ex.request
         if req.method != "POST" or not req.body:
             return None
-        api = api_of(req.path)
+        api = ex.api
         session = self.masker.session(req.body)
         try:
             parsed = req.json()
@@ -166,37 +165,33 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
                 try:
                     session.mask(req.body.decode("utf-8", "replace"))
                 except Denied as denied:
-                    return self._deny(ex, api, {}, denied)
+                    return self._deny(ex, api, denied)
             return None
         body = ex.upstream_json if ex.upstream_json is not None else parsed
         if not isinstance(body, dict):
             return None
         try:
             new = body
-            if self.config.deny_openai and api in PROTOCOL_APIS:
+            if self.config.deny_openai and api in PROMPT_APIS:
                 new = map_request(api, new, session.mask)
             for steps in self.paths:
                 new = map_path(new, steps, session.mask)
             if self.config.deny_raw:
                 new = map_all_but_model(new, session.mask)
         except Denied as denied:
-            return self._deny(ex, api, body, denied)
+            return self._deny(ex, api, denied)
         if new is not body:
             ex.upstream_json = new
         if session.vault.tokens and not self.config.skip_response:
             ex.put(_CALL, _Call(session.vault))
         return None
 
-    def _deny(self, ex: Exchange, api: str, body: dict[str, Any], denied: Denied) -> Reply:
+    def _deny(self, ex: Exchange, api: Api, denied: Denied) -> Reply:
         cfg = self.config
         ex.blocked_by = self.name
         ex.reason = "ai-data-masking.denied"
         log.debug("request %s denied: %s", ex.request_id, denied)
-        model = body.get("model")
-        ex.stream = body.get("stream") is True
-        if ex.model_requested is None and isinstance(model, str):
-            ex.model_requested = model
-        protocol = cfg.deny_openai and api in PROTOCOL_APIS
+        protocol = cfg.deny_openai and api in PROMPT_APIS
         if cfg.deny_code >= 400:
             raw = None if protocol else _json_object(cfg.deny_raw_message)
             raise Forbidden(cfg.deny_message, reason=ex.reason, status=cfg.deny_code, code="request_blocked", body=raw)
@@ -205,7 +200,7 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
             reply = refusal(
                 api,
                 stream=ex.stream,
-                model=model if isinstance(model, str) else "",
+                model=ex.model_requested or "",
                 message=cfg.deny_message,
                 request_id=ex.request_id,
                 status=cfg.deny_code,

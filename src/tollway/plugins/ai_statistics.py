@@ -36,10 +36,10 @@ from pydantic import Field, model_validator
 
 from tollway.errors import GatewayError
 from tollway.exchange import Exchange, Reply
-from tollway.plugins.json_path import MISSING, PathError, get, parse
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
-from tollway.services import Services
+from tollway.plugins.json_path import MISSING, PathError, get, parse
 from tollway.protocols.sse import SseEvent
+from tollway.services import Services
 
 Source = Literal[
     "fixed_value", "request_header", "request_body", "response_header", "response_body", "response_streaming_body"

@@ -17,7 +17,7 @@ from tollway.errors import BadRequest
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.protocols.usage import apply_usage
-from tollway.proxy.provider_errors import translate
+from tollway.providers.errors import translate
 from tollway.services import Services
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
 

@@ -3,14 +3,19 @@
 Higress's fields and the seed's semantics: no key, an unknown key or two different
 keys → 401; a known consumer outside the matched rule's ``allow`` → 403; every 401/403
 carries ``WWW-Authenticate``. On success the consumer's name travels on as
-``X-Mse-Consumer``, and the key itself is kept from the provider.
+``X-Mse-Consumer``, and the key itself is kept from the provider. The consumer's
+``allow_models`` is checked against the model the request names, once the body is in.
+
+Config consumers live in key-auth's config; ``config_consumers`` reads them for the
+admin API, the CLI and the metrics. Runtime consumers come from the consumer directory.
 """
 
 from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from tollway.consumers.consumer import Consumer
+from tollway.config.load import LoadedConfig
+from tollway.consumers.consumer import Consumer, ConsumerInfo
 from tollway.errors import Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
@@ -129,14 +134,10 @@ class KeyAuth(Plugin[KeyAuthConfig]):
 
     async def request_body(self, ex: Exchange) -> Reply | None:
         consumer = ex.consumer
-        if consumer is None or consumer.allow_models is None or not ex.request.body:
+        model = ex.model_requested
+        if consumer is None or model is None or consumer.allow_models is None:
             return None
-        try:
-            body = ex.request.json()
-        except Exception:  # not JSON: nothing names a model; ai-proxy answers the 400
-            return None
-        model = body.get("model") if isinstance(body, dict) else None
-        if isinstance(model, str) and not consumer.may_use(model):
+        if not consumer.may_use(model):
             raise Forbidden(
                 f"consumer {consumer.name!r} may not use model {model!r}",
                 reason="key-auth.model_not_allowed",
@@ -145,4 +146,29 @@ class KeyAuth(Plugin[KeyAuthConfig]):
         return None
 
 
-__all__ = ["KeyAuth", "KeyAuthConfig"]
+def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
+    """The consumers of every key-auth instance in a config, each name once (rules
+    inherit the default's consumers, so the same one appears many times)."""
+    found: dict[str, ConsumerInfo] = {}
+    for setup in loaded.plugins:
+        if setup.name != KeyAuth.name:
+            continue
+        for cfg in (setup.default, *(rule.config for rule in setup.rules)):
+            if not isinstance(cfg, KeyAuthConfig):
+                continue
+            for c in cfg.consumers:
+                found.setdefault(
+                    c.name,
+                    ConsumerInfo(
+                        name=c.name,
+                        allow_models=list(c.allow_models) if c.allow_models is not None else None,
+                        groups=list(c.groups),
+                        source="config",
+                        key_hint=c.credential[-4:],
+                        created_at=None,
+                    ),
+                )
+    return list(found.values())
+
+
+__all__ = ["KeyAuth", "KeyAuthConfig", "config_consumers"]

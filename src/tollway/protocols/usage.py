@@ -1,10 +1,22 @@
-"""Reading token usage from provider answers, and estimating it when there is none."""
+"""Token usage: the counts of one call, read from provider answers or estimated when
+there are none."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from tollway.exchange import Usage
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts for one call, as the provider reported them (or estimated)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+    reported: bool = False
 
 
 def _int(v: Any) -> int:

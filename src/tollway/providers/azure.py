@@ -7,7 +7,8 @@ import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from tollway.config.schema import ProviderConfig
-from tollway.providers.base import MODELS, Endpoint, Provider, UnsupportedProvider
+from tollway.protocols.apis import MODELS
+from tollway.providers.base import Endpoint, Provider, UnsupportedProvider
 from tollway.upstream import Transport
 
 DEFAULT_API_VERSION = "2024-10-21"

@@ -11,16 +11,9 @@ from typing import ClassVar
 
 from tollway.config.schema import ProviderConfig
 from tollway.patterns import PatternMap
+from tollway.protocols.apis import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, MODELS
 from tollway.protocols.registry import codec_for
 from tollway.upstream import Transport
-
-# API paths (after /v1) the gateway understands the body of.
-CHAT = "/chat/completions"
-COMPLETIONS = "/completions"
-EMBEDDINGS = "/embeddings"
-MODELS = "/models"
-MESSAGES = "/messages"
-JSON_APIS = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
 
 
 @dataclass(frozen=True, slots=True)

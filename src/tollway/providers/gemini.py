@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from tollway.config.schema import ProviderConfig
-from tollway.providers.base import MODELS, Endpoint, Provider
+from tollway.protocols.apis import MODELS
+from tollway.providers.base import Endpoint, Provider
 from tollway.upstream import Transport
 
 DEFAULT_VERSION = "v1beta"

@@ -1,10 +1,14 @@
 """ai-proxy: what a route's provider does, as the terminal step after the plugin chain.
 
+``serve`` takes an exchange whose request phase is over and returns the provider's
+answer as a ``Reply``, in the client's protocol: a whole body, or ``events`` to relay.
+The gateway runs the response hooks and writes to the client; nothing here does.
+
 OpenAI-style requests go to the provider's API root plus the client's path after
-``/v1``, with the provider's credential in place of the client's. Answers come back
-as they arrive: streams event by event, never buffered. Every provider call is one
-``Attempt`` on the exchange; the next provider in the route's list is tried on connect
-errors, 429 and 5xx, but only before any byte has gone to the client.
+``/v1``, with the provider's credential in place of the client's; other protocols are
+translated both ways (``translation``). Every provider call is one ``Attempt`` on the
+exchange. ``retryOnFailure`` tries the same provider again with its next token; then
+the next provider in the route's list is tried on connect errors, 429 and 5xx.
 """
 
 from __future__ import annotations
@@ -12,139 +16,66 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from tollway.chain import Chain
-from tollway.gateway.channel import ClientChannel
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamTimeout
-from tollway.exchange import Attempt, Exchange
+from tollway.exchange import Attempt, Exchange, Reply
+from tollway.protocols.apis import JSON_APIS
+from tollway.providers.base import Provider
+from tollway.providers.errors import translate
+from tollway.proxy import upstream_request
+from tollway.proxy.events import ProviderEvents
 from tollway.proxy.models import ModelListing
-from tollway.protocols.usage import apply_usage
-from tollway.proxy.provider_errors import translate
-from tollway.providers.base import (
-    CHAT,
-    COMPLETIONS,
-    EMBEDDINGS,
-    JSON_APIS,
-    MESSAGES,
-    MODELS,
-    Provider,
-)
 from tollway.proxy.provider_choice import RouteProviders
-from tollway.proxy.stream import HIDE_USAGE, StreamRelay, estimate_unfinished, take_model
-from tollway.proxy.translation import PROTOCOL_HEADERS, Translation
-from tollway.upstream import (
-    TransportError,
-    TransportTimeout,
-    UpstreamRequest,
-    UpstreamResponse,
-)
-
-if TYPE_CHECKING:
-    pass
-
-# Never forwarded to a provider: hop-by-hop headers, what the transport sets itself,
-# and every header a client credential may ride in (the provider's own auth replaces it).
-_DROP_REQUEST = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "accept-encoding",
-        "expect",
-        "x-mse-consumer",
-        "authorization",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "x-request-id",
-    }
-)
-_DROP_RESPONSE = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "date",
-        "server",
-    }
-)
-_MODEL_REQUIRED = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES)
+from tollway.proxy.tokens import estimate_unfinished, take_usage
+from tollway.proxy.translation import Passthrough, Translation
+from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, UpstreamResponse
 
 
-def api_path_of(path: str) -> str:
-    """The client's path from ``/v1/`` on, without ``/v1``: ``/chat/completions``."""
-    i = path.find("/v1/")
-    return path[i + 3 :] if i >= 0 else path
-
-
-def _failed_over(status: int) -> bool:
+def _fails_over(status: int) -> bool:
     return status == 429 or status >= 500
 
 
 class AiProxy:
     def __init__(self, idle_timeout_s: float, drain_s: float = 0.0) -> None:
         self.idle_timeout_s = idle_timeout_s
+        self.drain_s = drain_s
         self.models = ModelListing(idle_timeout_s)
-        self.streams = StreamRelay(drain_s)
 
-    async def serve(
-        self, ex: Exchange, chain: Chain, client: ClientChannel, route_providers: RouteProviders, respond_headers: Any
-    ) -> None:
-        req = ex.request
-        api = api_path_of(req.path)
-        ex.api = api
-        body_obj: dict[str, Any] | None = None
-        if req.method == "POST" and api in JSON_APIS:
-            parsed = req.json()
-            if not isinstance(parsed, dict):
-                raise BadRequest("request body must be a JSON object", reason="gateway.bad_request")
-            body_obj = ex.upstream_json if ex.upstream_json is not None else parsed
-            model = body_obj.get("model")
-            if api in _MODEL_REQUIRED and (not isinstance(model, str) or not model):
-                raise BadRequest("you must provide a model parameter", reason="gateway.bad_request")
-            ex.stream = body_obj.get("stream") is True
-        if ex.model_requested is None and body_obj is not None and isinstance(body_obj.get("model"), str):
-            ex.model_requested = body_obj["model"]
-        if req.method == "GET" and api == MODELS:
-            await self.models.answer(ex, client, route_providers, respond_headers)
-            return
+    async def serve(self, ex: Exchange, route_providers: RouteProviders) -> Reply:
+        """The answer of the first provider that gives one worth sending (see the module)."""
+        if ex.request.method == "GET" and ex.api == "models":
+            return await self.models.answer(ex, route_providers)
         candidates = route_providers.for_model(ex.model_requested)
         if not candidates:
             raise NotFound(
                 f"no provider serves model {ex.model_requested!r}", reason="ai-proxy.no_model", code="model_not_found"
             )
         try:
-            await self._serve_from(ex, chain, client, candidates, body_obj, api, respond_headers)
+            return await self._first_answer(ex, candidates, self._client_body(ex))
         except asyncio.CancelledError:
             # The client left before an answer with usage: bill an estimate.
             estimate_unfinished(ex, 0)
             raise
 
-    async def _serve_from(
-        self,
-        ex: Exchange,
-        chain: Chain,
-        client: ClientChannel,
-        candidates: Sequence[Provider],
-        body_obj: dict[str, Any] | None,
-        api: str,
-        respond_headers: Any,
-    ) -> None:
+    @staticmethod
+    def _client_body(ex: Exchange) -> dict[str, Any] | None:
+        """The JSON body of a model API call as plugins left it (masking may have
+        rewritten it); ``None`` for every other call, whose bytes pass as they came."""
+        if ex.request.method != "POST" or ex.api not in JSON_APIS:
+            return None
+        if ex.upstream_json is not None:
+            return ex.upstream_json
+        parsed = ex.request.json()
+        if not isinstance(parsed, dict):  # the gateway refused it already
+            raise BadRequest("request body must be a JSON object", reason="gateway.bad_request")
+        return parsed
+
+    async def _first_answer(
+        self, ex: Exchange, candidates: Sequence[Provider], client_body: dict[str, Any] | None
+    ) -> Reply:
         last_error: GatewayError | None = None
         for i, provider in enumerate(candidates):
             is_last = i == len(candidates) - 1
@@ -152,7 +83,7 @@ class AiProxy:
             for attempt in range(retries + 1):
                 may_retry = attempt < retries
                 try:
-                    resp, translation = await self._call(ex, provider, body_obj, api)
+                    resp, translation = await self._call(ex, provider, client_body)
                 except UpstreamTimeout:
                     raise  # a provider that went silent is not retried: the client has waited enough
                 except GatewayError as err:
@@ -166,78 +97,23 @@ class AiProxy:
                     # retryOnFailure: the same provider again, with its next token.
                     await resp.aclose()
                     continue
-                if _failed_over(resp.status) and not is_last:
+                if _fails_over(resp.status) and not is_last:
                     await resp.aclose()
                     break
-                try:
-                    await self._relay(ex, chain, client, resp, respond_headers, translation)
-                finally:
-                    await resp.aclose()
-                return
+                return await self._reply(ex, resp, translation)
         assert last_error is not None
         raise last_error
 
-    def _upstream_body(self, ex: Exchange, provider: Provider, body_obj: dict[str, Any] | None) -> bytes:
-        raw = ex.request.body or b""
-        if body_obj is None:
-            return raw
-        changed = ex.upstream_json is not None
-        if ex.model_requested:
-            mapped = provider.map_model(ex.model_requested)
-            ex.model_upstream = mapped
-            if mapped != ex.model_requested:
-                body_obj = {**body_obj, "model": mapped}
-                changed = True
-        if ex.stream and ex.api in (CHAT, COMPLETIONS):
-            opts = body_obj.get("stream_options")
-            if not (isinstance(opts, dict) and opts.get("include_usage") is True):
-                # Ask for the usage chunk so the call can be billed; hide it from a
-                # client that did not ask (see _relay_stream).
-                body_obj = {
-                    **body_obj,
-                    "stream_options": {**(opts if isinstance(opts, dict) else {}), "include_usage": True},
-                }
-                ex.put(HIDE_USAGE, True)
-                changed = True
-        return orjson.dumps(body_obj) if changed else raw
-
-    def _upstream_headers(
-        self, ex: Exchange, auth: Sequence[tuple[str, str]], translated: bool = False
-    ) -> list[tuple[str, str]]:
-        drop = _DROP_REQUEST | ex.strip_headers if ex.strip_headers else _DROP_REQUEST
-        if translated:
-            drop = drop | PROTOCOL_HEADERS
-        if auth:
-            # The provider's own headers (claude's anthropic-version beside its key) replace
-            # a client's header of the same name; two values would reach the provider.
-            drop = drop | {k for k, _ in auth}
-        # Most clients send no Connection header: one dict lookup, no list scan.
-        named = ",".join(ex.request.headers.get_all("connection")).lower() if "connection" in ex.request.headers else ""
-        if named and named not in ("keep-alive", "close"):
-            # Headers the client names in Connection are hop-by-hop too (RFC 9110 §7.6.1).
-            drop = drop | {n.strip() for n in named.split(",")}
-        headers = [(k, v) for k, v in ex.request.headers if k not in drop]
-        headers.extend(ex.upstream_headers)
-        headers.extend(auth)
-        return headers
-
-    def _query(self, ex: Exchange) -> str:
-        if not ex.strip_params or not ex.request.query:
-            return ex.request.query
-        from urllib.parse import urlencode
-
-        return urlencode([(k, v) for k, v in ex.request.query_params if k not in ex.strip_params])
-
     async def _call(
-        self, ex: Exchange, provider: Provider, body_obj: dict[str, Any] | None, api: str
+        self, ex: Exchange, provider: Provider, client_body: dict[str, Any] | None
     ) -> tuple[UpstreamResponse, Translation | None]:
         ex.provider = provider.id
         token = provider.pick_token()
         secret = token[1] if token else None
-        translation = Translation.for_call(api, provider, body_obj)
+        translation = Translation.for_call(ex.api_path, provider, client_body)
         if translation is None:
-            body = self._upstream_body(ex, provider, body_obj)
-            endpoint = provider.endpoint(api, self._query(ex), secret, model=ex.model_upstream)
+            body = upstream_request.body(ex, provider, client_body)
+            endpoint = provider.endpoint(ex.api_path, upstream_request.query(ex), secret, model=ex.model_upstream)
         else:
             ex.model_upstream = provider.map_model(ex.model_requested or "")
             body = translation.request(ex.model_upstream)
@@ -245,7 +121,7 @@ class AiProxy:
         upstream = UpstreamRequest(
             method=ex.request.method,
             url=endpoint.url,
-            headers=self._upstream_headers(ex, endpoint.headers, translation is not None),
+            headers=upstream_request.headers(ex, endpoint.headers, translation is not None),
             body=body,
             headers_timeout=provider.timeout_s,
             idle_timeout=self.idle_timeout_s,
@@ -262,47 +138,42 @@ class AiProxy:
             provider.rest_token(token[0])
         return resp, translation
 
-    async def _relay(
-        self,
-        ex: Exchange,
-        chain: Chain,
-        client: ClientChannel,
-        resp: UpstreamResponse,
-        respond_headers: Any,
-        translation: Translation | None,
-    ) -> None:
-        headers = [(k, v) for k, v in resp.headers if k not in _DROP_RESPONSE]
-        await chain.response_headers(ex, resp.status, headers)
-        ex.status = resp.status
+    async def _reply(self, ex: Exchange, resp: UpstreamResponse, translation: Translation | None) -> Reply:
+        """The provider's answer in the client's protocol, its usage taken. A stream is
+        handed on unread (the gateway closes it); a body is read whole here."""
+        provider = ex.provider or ""
+        headers = list(resp.headers)
         ctype = next((v for k, v in headers if k == "content-type"), "")
         if resp.status == 200 and ctype.startswith("text/event-stream"):
-            await respond_headers(resp.status, headers)
-            await self.streams.relay(ex, chain, client, resp, translation)
-            return
+            events = (
+                translation.stream(ex)
+                if translation is not None
+                else Passthrough(ex, ex.get(upstream_request.HIDE_USAGE) is True)
+            )
+            return Reply(resp.status, headers, events=ProviderEvents(ex, resp, events, provider, self.drain_s))
         try:
             body = await resp.read()
         except TransportError as exc:
-            raise translate(exc, ex.provider or "") from None
+            raise translate(exc, provider) from None
+        finally:
+            await resp.aclose()
         if translation is not None:
-            body = self._translate_body(ex, translation, resp.status, body)
+            body = self._translated_body(ex, translation, resp.status, body)
             headers = [(k, v) for k, v in headers if k != "content-type"] + [("content-type", "application/json")]
         elif resp.status < 300 and ctype.startswith("application/json"):
             try:
                 answer = orjson.loads(body)
-                if apply_usage(ex.usage, answer.get("usage")):
-                    take_model(ex, answer)
-            except (orjson.JSONDecodeError, AttributeError):
-                pass
-        body = await chain.response_body(ex, body)
-        headers.append(("content-length", str(len(body))))
-        await respond_headers(resp.status, headers)
-        await client.finish(body)
+            except orjson.JSONDecodeError:
+                answer = None
+            if isinstance(answer, dict):
+                take_usage(ex, answer)
+        return Reply(resp.status, headers, body)
 
     @staticmethod
-    def _translate_body(ex: Exchange, translation: Translation, status: int, body: bytes) -> bytes:
+    def _translated_body(ex: Exchange, translation: Translation, status: int, body: bytes) -> bytes:
         if status >= 400:
             return translation.error(status, body)
         out, pivot = translation.response(body)
-        if pivot is not None and apply_usage(ex.usage, pivot.get("usage")):
-            take_model(ex, pivot)
+        if pivot is not None:
+            take_usage(ex, pivot)
         return out

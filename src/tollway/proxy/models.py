@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 
-from tollway.gateway.channel import ClientChannel
-from tollway.exchange import Attempt, Exchange
+from tollway.exchange import Attempt, Exchange, Reply
 from tollway.protocols.openai import wire as openai_wire
 from tollway.protocols.registry import codec_for
 from tollway.providers.base import Provider
@@ -20,9 +18,7 @@ class ModelListing:
     def __init__(self, idle_timeout_s: float) -> None:
         self.idle_timeout_s = idle_timeout_s
 
-    async def answer(
-        self, ex: Exchange, client: ClientChannel, route_providers: RouteProviders, respond_headers: Any
-    ) -> None:
+    async def answer(self, ex: Exchange, route_providers: RouteProviders) -> Reply:
         """The route's providers' own lists, plus the non-wildcard mapping keys, filtered
         by the consumer's ``allow_models`` (SPEC §4)."""
         ids: list[str] = []
@@ -35,10 +31,7 @@ class ModelListing:
         unique = [i for i in ids if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]
         if ex.consumer is not None:
             unique = [i for i in unique if ex.consumer.may_use(i)]
-        body = openai_wire.model_list(unique)
-        ex.status = 200
-        await respond_headers(200, [("content-type", "application/json"), ("content-length", str(len(body)))])
-        await client.finish(body)
+        return Reply(200, [("content-type", "application/json")], openai_wire.model_list(unique))
 
     async def _provider_models(self, ex: Exchange, provider: Provider) -> list[str]:
         """The provider's own list; a provider that cannot list models contributes nothing."""

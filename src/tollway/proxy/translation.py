@@ -5,26 +5,31 @@ Anthropic messages on ``/v1/messages``) and the provider's native chat API anoth
 (``Provider.protocol``). Everything crosses the OpenAI-chat pivot; this module only
 sequences the codec calls and reads usage off the pivot, so ai-proxy stays the same
 for every pair of protocols.
+
+A stream goes through an ``EventTranslation`` either way: ``Passthrough`` when the
+provider speaks the client's protocol (the identity, reading usage off the native
+events), ``StreamTranslation`` when it does not. So there is one relay loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any, Protocol
 
 import orjson
 
 from tollway.errors import BadRequest
+from tollway.exchange import Exchange
+from tollway.protocols.apis import CHAT, MESSAGES, dialect_of
 from tollway.protocols.codec import Codec, Json, StreamReader, StreamWriter, TranslationError
+from tollway.protocols.openai import wire as openai_wire
 from tollway.protocols.registry import codec_for
-from tollway.providers.base import CHAT, MESSAGES, Provider
 from tollway.protocols.sse import SseEvent
+from tollway.protocols.usage import apply_usage
+from tollway.providers.base import Provider
+from tollway.proxy.tokens import take_model, take_usage
 
 # Client headers that belong to one protocol and mean nothing (or harm) to another.
 PROTOCOL_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "openai-organization", "openai-project"})
-
-
-def client_protocol_of(api: str) -> str:
-    return "anthropic" if api == MESSAGES else "openai"
 
 
 class Translation:
@@ -38,12 +43,12 @@ class Translation:
         self.client_body = client_body
 
     @classmethod
-    def for_call(cls, api: str, provider: Provider, body: Json | None) -> Translation | None:
+    def for_call(cls, api_path: str, provider: Provider, body: Json | None) -> Translation | None:
         """The translation a call needs, or ``None`` when the provider speaks the
         client's protocol for this API (or the API is not a chat API)."""
-        if body is None or api not in (CHAT, MESSAGES):
+        if body is None or api_path not in (CHAT, MESSAGES):
             return None
-        client_name = client_protocol_of(api)
+        client_name = dialect_of(api_path)
         if provider.protocol == client_name:
             return None
         return cls(codec_for(client_name), codec_for(provider.protocol), body)
@@ -73,26 +78,81 @@ class Translation:
         """A provider's error in the client's own error shape, status unchanged."""
         return self.client.error_from_pivot(status, self.native.error_to_pivot(status, body))
 
-    def stream(self, on_chunk: Callable[[Json], None]) -> StreamTranslation:
-        return StreamTranslation(self.native.stream_to_pivot(), self.client.stream_from_pivot(self.client_body),
-                                 on_chunk)
+    def stream(self, ex: Exchange) -> StreamTranslation:
+        return StreamTranslation(ex, self.native.stream_to_pivot(), self.client.stream_from_pivot(self.client_body))
+
+
+class EventTranslation(Protocol):
+    """A provider's stream events → the client's, one stream's worth; usage is read off
+    them on the way. ``sent_chars`` counts the generated text handed on so far (what an
+    estimate bills when the stream never reports usage)."""
+
+    sent_chars: int
+
+    def feed(self, event: SseEvent) -> list[SseEvent]: ...
+
+    def end(self) -> list[SseEvent]:
+        """The provider's stream is over: what is still owed to the client."""
+        ...
+
+    def broke(self) -> None:
+        """The provider's stream failed midway: take what it reported so far."""
+        ...
+
+
+class Passthrough:
+    """The identity translation: events go on as they came. OpenAI's usage chunk and
+    Anthropic's ``message_start``/``message_delta`` are read as they pass; with
+    ``hide_usage`` (the gateway asked for the usage chunk, the client did not) the
+    usage-only chunk is kept from the client."""
+
+    __slots__ = ("_ex", "_hide_usage", "sent_chars")
+
+    def __init__(self, ex: Exchange, hide_usage: bool) -> None:
+        self._ex = ex
+        self._hide_usage = hide_usage
+        self.sent_chars = 0
+
+    def feed(self, event: SseEvent) -> list[SseEvent]:
+        raw = event.raw
+        # Most events carry neither: skip the JSON parse for them.
+        if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw:
+            obj = event.json()
+            if isinstance(obj, dict):
+                take_usage(self._ex, obj)
+                self.sent_chars += openai_wire.content_chars(obj)
+                if self._hide_usage and openai_wire.is_usage_only_chunk(obj):
+                    return []
+        return [event]
+
+    def end(self) -> list[SseEvent]:
+        return []
+
+    def broke(self) -> None:
+        return
 
 
 class StreamTranslation:
-    """Native events in, client events out; ``on_chunk`` sees every pivot chunk first
-    (usage, generated text), before the client's writer may hide it."""
+    """Native events → pivot chunks (usage read here) → the client's events."""
 
-    __slots__ = ("_on_chunk", "_reader", "_writer")
+    __slots__ = ("_ex", "_reader", "_writer", "sent_chars")
 
-    def __init__(self, reader: StreamReader, writer: StreamWriter, on_chunk: Callable[[Json], None]) -> None:
+    def __init__(self, ex: Exchange, reader: StreamReader, writer: StreamWriter) -> None:
+        self._ex = ex
         self._reader = reader
         self._writer = writer
-        self._on_chunk = on_chunk
+        self.sent_chars = 0
+
+    def _take(self, chunk: dict[str, Any]) -> None:
+        usage = chunk.get("usage")
+        if usage is not None and apply_usage(self._ex.usage, usage):
+            take_model(self._ex, chunk)
+        self.sent_chars += openai_wire.content_chars(chunk)
 
     def _write(self, chunks: list[Json]) -> list[SseEvent]:
         out: list[SseEvent] = []
         for chunk in chunks:
-            self._on_chunk(chunk)
+            self._take(chunk)
             out.extend(self._writer.feed(chunk))
         return out
 
@@ -105,8 +165,8 @@ class StreamTranslation:
         return out
 
     def broke(self) -> None:
-        """The native stream failed midway: what the reader still owes (the usage the
-        provider reported so far, for formats that send it before their last event) goes
-        to ``on_chunk`` only; the client's writer gets nothing more."""
+        """What the reader still owes (the usage the provider reported so far, for
+        formats that send it before their last event) is read; the client's writer gets
+        nothing more."""
         for chunk in self._reader.end():
-            self._on_chunk(chunk)
+            self._take(chunk)

@@ -1,81 +1,85 @@
-"""The composition root: builds every long-lived part once and wires them together.
+"""The composition root: builds every long-lived part once, wires them together, and
+reloads, starts and stops them as one.
 
-Nothing else constructs transports, stores or the gateway; tests build a ``Runtime``
-the same way ``tollway serve`` does.
+Nothing else constructs transports, stores, the gateway or the admin API: tests build a
+``Runtime`` the same way ``tollway serve`` does. Its parts, in the order a call meets
+them: ``app`` (the gateway's ASGI edge) → ``gateway`` (on the current ``snapshot``) →
+``accountant`` → access log, metrics, usage writer. ``admin`` serves the admin API.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 
-from tollway.usage.access_log import AccessLog
-from tollway.usage.accountant import Accountant
-from tollway.gateway.edge import ClientIp, GatewayApp
-from tollway.config.load import ConfigError, LoadedConfig, load_config, load_config_text
-from tollway.consumers.store import ConsumerDirectory, config_consumers
+from tollway.admin import consumers as admin_consumers
+from tollway.admin import dashboard as admin_dashboard
+from tollway.admin import usage as admin_usage
+from tollway.admin.app import AdminApp
+from tollway.chain import FailureLog
+from tollway.config.load import ConfigError, LoadedConfig, ReloadResult
+from tollway.consumers.directory import ConsumerDirectory
+from tollway.consumers.store import ConsumerStore
 from tollway.gateway.call import Gateway
-from tollway.usage.metrics import UsageMetrics
-from tollway.mockllm import create_app as create_mock_app
-from tollway.usage.pricing import PriceTable
-from tollway.proxy.ai_proxy import AiProxy
-from tollway.services import Services
+from tollway.gateway.edge import ClientIp, GatewayApp
 from tollway.gateway.snapshot import Snapshot
+from tollway.mockllm import create_app as create_mock_app
+from tollway.plugins.key_auth import config_consumers
+from tollway.proxy.ai_proxy import AiProxy
+from tollway.runtime.config_source import ConfigSource
+from tollway.services import Services
 from tollway.state import open_state_store
+from tollway.state.memory import MemoryStateStore
 from tollway.storage import open_database
 from tollway.upstream.asgi_transport import AsgiTransport
 from tollway.upstream.pooled import PooledTransport
+from tollway.usage.access_log import AccessLog
+from tollway.usage.accountant import Accountant
+from tollway.usage.metrics import UsageMetrics, configured_models
+from tollway.usage.pricing import PriceTable
 from tollway.usage.store import UsageStore
 from tollway.usage.writer import UsageWriter
 
 log = logging.getLogger("tollway")
 
-
-@dataclass
-class ReloadResult:
-    ok: bool
-    errors: list[str] = field(default_factory=list)
-    restart_needed: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ConfigSource:
-    """Where the config comes from: a file (reloadable) or the built-in quickstart text."""
-
-    path: Path | None
-    text: str | None = None
-
-    def load(self) -> LoadedConfig:
-        if self.path is not None:
-            return load_config(self.path)
-        assert self.text is not None
-        return load_config_text(self.text, base_dir=Path.cwd())
+# Config sections a reload cannot apply: sockets, the admin listener, the stores.
+_RESTART_ONLY = ("server", "admin", "storage")
 
 
 class Runtime:
-    def __init__(self, source: ConfigSource, loaded: LoadedConfig, *, access_log: AccessLog | None = None) -> None:
+    """One process's gateway. ``on_reload_ok`` runs after a reload asked of this process's
+    admin API took effect (with several workers: tell the others)."""
+
+    def __init__(
+        self,
+        source: ConfigSource,
+        loaded: LoadedConfig,
+        *,
+        access_log: AccessLog | None = None,
+        on_reload_ok: Callable[[], None] | None = None,
+    ) -> None:
         self.source = source
         self.loaded = loaded
         cfg = loaded.config
+        self.database = open_database(cfg.storage.database, loaded.base_dir)
+        self.consumer_store = ConsumerStore(self.database, config_names=self._config_consumer_names)
+        self.directory = ConsumerDirectory(self.consumer_store)
         self.services = Services(
             transport=PooledTransport(),
             mock_transport=AsgiTransport(create_mock_app()),
+            directory=self.directory,
             state=open_state_store(cfg.storage.state),
+            local_state=MemoryStateStore(),
         )
-        self.database = open_database(cfg.storage.database, loaded.base_dir)
-        self.directory = ConsumerDirectory(
-            self.database, config_names=lambda: {c["name"] for c in config_consumers(self.loaded)}
-        )
-        self.services.directory = self.directory
-        self.snapshot = Snapshot(loaded, self.services)
-        self.access_log = access_log or AccessLog()
+        self.failures = FailureLog()
+        self.snapshot = Snapshot(loaded, self.services, self.failures)
         # Usage: records queued to one writer task, metrics on a registry of our own.
+        self.access_log = access_log or AccessLog()
         self.usage_store = UsageStore(self.database)
         self.usage_writer = UsageWriter(self.usage_store)
         self.metrics = UsageMetrics()
         prices = PriceTable(cfg.pricing)
-        self.metrics.configure(loaded, prices)
+        self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
         self.accountant = Accountant(
             [self.usage_writer.add], access_log=self.access_log, metrics=self.metrics, prices=prices
         )
@@ -86,8 +90,20 @@ class Runtime:
             self.accountant.finish,
         )
         self.app = GatewayApp(self.gateway, ClientIp(cfg.server.trusted_proxies))
+        self.admin = self._admin_app(on_reload_ok)
         for w in loaded.warnings:
             log.warning("%s", w)
+
+    def _config_consumer_names(self) -> set[str]:
+        # Asked at each use, so the consumers of a reloaded config are the ones protected.
+        return {c["name"] for c in config_consumers(self.loaded)}
+
+    def _admin_app(self, on_reload_ok: Callable[[], None] | None) -> AdminApp:
+        admin = AdminApp(self.loaded.config.admin.token, lambda source: self.reload(source), on_reload_ok)
+        admin_consumers.register(admin, self.directory, lambda: config_consumers(self.loaded))
+        admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)
+        admin_dashboard.register(admin)
+        return admin
 
     def reload(self, source: str) -> ReloadResult:
         """Validate the config whole and swap it in, or keep the old one and say why."""
@@ -95,12 +111,12 @@ class Runtime:
             return ReloadResult(False, ["no config file to reload: running the built-in quickstart config"])
         try:
             loaded = self.source.load()
-            snapshot = Snapshot(loaded, self.services)
+            snapshot = Snapshot(loaded, self.services, self.failures)
         except ConfigError as exc:
             log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(exc.problems))
             return ReloadResult(False, exc.problems)
         old, new = self.loaded.config, loaded.config
-        restart = [name for name in ("server", "admin", "storage") if getattr(old, name) != getattr(new, name)]
+        restart = [name for name in _RESTART_ONLY if getattr(old, name) != getattr(new, name)]
         for name in restart:
             log.warning("reload (%s): changes to %r need a restart and were not applied", source, name)
         for w in loaded.warnings:
@@ -111,7 +127,7 @@ class Runtime:
         # Calls that ended before the reload are accounted (priced, labelled) under the
         # old config first.
         self.accountant.reprice(prices)
-        self.metrics.configure(loaded, prices)
+        self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
         self.gateway.swap(snapshot)
         log.warning("reload (%s): new config in effect", source)
         return ReloadResult(True, restart_needed=restart)

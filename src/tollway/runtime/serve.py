@@ -22,16 +22,13 @@ from typing import Any, cast
 
 import uvicorn
 
-from tollway.admin.app import AdminApp
-from tollway.admin.consumers import register as register_consumer_routes
-from tollway.admin.dashboard import register as register_dashboard
-from tollway.admin.usage import register as register_usage_routes
 from tollway.gateway.edge import Receive, Scope, Send
-from tollway.consumers.store import config_consumers
 from tollway.runtime.root import Runtime
 
 AsgiApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
-MakeRuntime = Callable[[], Runtime]
+# Builds a worker's runtime; its argument runs after a reload asked of that worker's
+# admin API took effect (None: there are no other workers to tell).
+MakeRuntime = Callable[[Callable[[], None] | None], Runtime]
 
 log = logging.getLogger("tollway")
 
@@ -103,9 +100,7 @@ async def _watch_file(runtime: Runtime) -> None:
                 runtime.reload(source="file change")
 
 
-async def run_worker(
-    runtime: Runtime, gw_sock: socket.socket, admin_sock: socket.socket | None, reload_via_parent: bool
-) -> None:
+async def run_worker(runtime: Runtime, gw_sock: socket.socket, admin_sock: socket.socket | None) -> None:
     cfg = runtime.loaded.config
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -115,13 +110,7 @@ async def run_worker(
     await runtime.start()
     servers = [(_uvicorn(runtime.app, cfg.server.shutdown_timeout_s), gw_sock)]
     if admin_sock is not None:
-        admin = AdminApp(runtime, cfg.admin.token)
-        register_consumer_routes(admin, runtime.directory, lambda: config_consumers(runtime.loaded))
-        register_usage_routes(admin, runtime.accountant, runtime.usage_store, runtime.usage_writer, runtime.metrics)
-        register_dashboard(admin)
-        if reload_via_parent:
-            admin.on_reload_ok = lambda: os.kill(os.getppid(), signal.SIGHUP)
-        servers.append((_uvicorn(admin, 1.0), admin_sock))
+        servers.append((_uvicorn(runtime.admin, 1.0), admin_sock))
     for server, sock in servers:
         await server.startup(sockets=[sock])
     # What start-up built lives as long as the process: keep it out of every
@@ -164,9 +153,15 @@ def serve(make_runtime: MakeRuntime, listen: Listen) -> int:
     print(f"tollway: gateway listening on http://{listen.host}:{gw_port}", file=sys.stderr)
     print(f"tollway: admin listening on http://{listen.admin_host}:{admin_port}", file=sys.stderr, flush=True)
     if listen.workers <= 1:
-        _run_loop(lambda: run_worker(make_runtime(), gw_sock, admin_sock, False))
+        _run_loop(lambda: run_worker(make_runtime(None), gw_sock, admin_sock))
         return 0
     return _supervise(make_runtime, listen.workers, gw_sock, admin_sock)
+
+
+def _reload_every_worker() -> None:
+    """A reload through worker 0's admin API reaches the others through the parent, which
+    forwards SIGHUP to every worker."""
+    os.kill(os.getppid(), signal.SIGHUP)
 
 
 def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, admin_sock: socket.socket) -> int:
@@ -180,14 +175,8 @@ def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, 
                 signal.signal(sig, signal.SIG_DFL)
             code = 0
             try:
-                _run_loop(
-                    lambda: run_worker(
-                        make_runtime(),
-                        gw_sock,
-                        admin_sock if index == 0 else None,
-                        True,
-                    )
-                )
+                admin = admin_sock if index == 0 else None
+                _run_loop(lambda: run_worker(make_runtime(_reload_every_worker), gw_sock, admin))
             except BaseException:
                 log.exception("worker %d crashed", index)
                 code = 1

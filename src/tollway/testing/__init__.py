@@ -1,0 +1,1 @@
+"""What ships for testing Tollway and its plugins without sockets (``harness``)."""

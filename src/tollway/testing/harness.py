@@ -1,8 +1,8 @@
 """A harness for testing one plugin without sockets.
 
-Build an exchange as the gateway would (``make_exchange``), build a plugin from the
-same config dict a user would write (``make_plugin``), and run its request hooks as the
-chain runs them (``run_request``)::
+Build an exchange as the gateway would (``make_exchange``: the request's facts are set
+as the gateway sets them), build a plugin from the same config dict a user would write
+(``make_plugin``), and run its request hooks as the chain runs them (``run_request``)::
 
     plugin = make_plugin("key-auth", {"keys": ["x-api-key"], "consumers": [...]})
     ex = make_exchange("POST", "/v1/chat/completions", {"x-api-key": "k1"}, body=b"{}")
@@ -18,12 +18,15 @@ from typing import Any
 
 from tollway.errors import GatewayError
 from tollway.exchange import Exchange, Reply, Request
+from tollway.gateway import facts
 from tollway.headers import Headers
-from tollway.routing.hosts import strip_port
 from tollway.mockllm import create_app as create_mock_app
 from tollway.plugin import Plugin, PluginConfig, Scope
-from tollway.plugins import REGISTRY
+from tollway.plugins.registry import REGISTRY
+from tollway.routing.hosts import strip_port
 from tollway.services import Services
+from tollway.state import StateStore
+from tollway.state.memory import MemoryStateStore
 from tollway.upstream.asgi_transport import AsgiTransport
 
 AnyPlugin = Plugin[PluginConfig]
@@ -40,7 +43,8 @@ def make_exchange(
     client_ip: str = "127.0.0.1",
     request_id: str = "test-request",
 ) -> Exchange:
-    """An exchange for one request. ``query`` is the raw query string (no ``?``);
+    """An exchange for one request, its facts set as the gateway sets them (those of the
+    body too, when one is given). ``query`` is the raw query string (no ``?``);
     ``headers`` a mapping or (name, value) pairs; ``host`` comes from the Host header."""
     items = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
     hdrs = Headers(items)
@@ -53,13 +57,23 @@ def make_exchange(
         host=strip_port(hdrs.get("host") or ""),
         body=body,
     )
-    return Exchange(request_id=request_id, request=req)
+    ex = Exchange(request_id=request_id, request=req)
+    facts.from_path(ex)
+    if body is not None:
+        facts.from_body(ex)
+    return ex
 
 
-def make_services() -> Services:
-    """Services whose transports call the built-in mock model in this process."""
+def make_services(*, state: StateStore | None = None, local_state: StateStore | None = None) -> Services:
+    """Services whose transports call the built-in mock model in this process; state in
+    memory unless given."""
     transport = AsgiTransport(create_mock_app())
-    return Services(transport=transport, mock_transport=transport)
+    return Services(
+        transport=transport,
+        mock_transport=transport,
+        state=state or MemoryStateStore(),
+        local_state=local_state or MemoryStateStore(),
+    )
 
 
 def make_plugin(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -30,6 +30,7 @@ from tollway.usage.pricing import PriceTable
 
 if TYPE_CHECKING:
     from tollway.config.load import LoadedConfig
+    from tollway.consumers.consumer import ConsumerInfo
     from tollway.usage.record import UsageRecord
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -44,10 +45,9 @@ def _exact(name: str) -> bool:
     return bool(name) and "*" not in name and not name.startswith("~") and "$" not in name
 
 
-def configured_models(loaded: LoadedConfig) -> frozenset[str]:
-    """The model names a config spells out, patterns left out."""
-    from tollway.consumers.store import config_consumers  # loads key-auth's config model
-
+def configured_models(loaded: LoadedConfig, consumers: Iterable[ConsumerInfo]) -> frozenset[str]:
+    """The model names a config spells out, patterns left out: its providers' mappings,
+    its routes' ``model_providers``, its consumers' ``allow_models``."""
     cfg = loaded.config
     names: set[str] = set()
     for provider in cfg.providers:
@@ -55,7 +55,7 @@ def configured_models(loaded: LoadedConfig) -> frozenset[str]:
             names.update(n for n in (key, value) if _exact(n))
     for route in cfg.routes:
         names.update(n for n in route.model_providers if _exact(n))
-    for consumer in config_consumers(loaded):
+    for consumer in consumers:
         names.update(n for n in consumer["allow_models"] or () if _exact(n))
     return frozenset(names)
 
@@ -120,9 +120,10 @@ class UsageMetrics:
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
-    def configure(self, loaded: LoadedConfig, prices: PriceTable) -> None:
-        """Take the model names of a (re)loaded config; existing series stay."""
-        self.models = ModelLabels(configured_models(loaded), prices)
+    def configure(self, model_names: frozenset[str], prices: PriceTable) -> None:
+        """Take the model names of a (re)loaded config (``configured_models``); existing
+        series stay."""
+        self.models = ModelLabels(model_names, prices)
 
     def observe(self, record: UsageRecord, model_reported: str | None = None) -> None:
         """Count one finished call from its usage record."""

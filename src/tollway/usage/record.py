@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tollway.exchange import Attempt, Exchange, Usage
+from tollway.exchange import Attempt, Exchange
+from tollway.protocols.usage import Usage
 from tollway.usage.pricing import PriceTable
 from tollway.usage.timestamps import iso_of_ms, to_ms
 
@@ -64,38 +66,37 @@ class UsageRecord(NamedTuple):
         return d
 
 
-# What a call leaves for its usage record, taken on the call's own task the moment it
-# ends: references and numbers as they are, nothing formatted, priced or counted (that
-# is ``settle``'s work, done for many calls at once). Its fields, in order: start
-# (time.time), duration in seconds, request_id, route, consumer, provider,
-# model_requested, model_upstream, model_reported, status, reason, blocked_by, stream,
-# usage, ttft_ms, client_ip, attempts, attributes, log_attributes. The exchange is over,
-# so nothing changes what they refer to.
-CallFacts = tuple[
-    float,
-    float,
-    str,
-    "Route | None",
-    "Consumer | None",
-    str | None,
-    str | None,
-    str | None,
-    str | None,
-    int,
-    str | None,
-    str | None,
-    bool,
-    Usage,
-    float | None,
-    str,
-    list[Attempt],
-    dict[str, Any] | None,
-    frozenset[str] | None,
-]
+@dataclass(slots=True)
+class CallFacts:
+    """What a call leaves for its usage record, taken on the call's own task the moment it
+    ends: references and numbers as they are, nothing formatted, priced or counted (that
+    is ``settle``'s work, done for many calls at once). The exchange is over, so nothing
+    changes what they refer to.
+    """
+
+    start: float  # time.time() when the call began
+    duration_s: float
+    request_id: str
+    route: Route | None
+    consumer: Consumer | None
+    provider: str | None
+    model_requested: str | None
+    model_upstream: str | None
+    model_reported: str | None
+    status: int
+    reason: str | None
+    blocked_by: str | None
+    stream: bool
+    usage: Usage
+    ttft_ms: float | None
+    client_ip: str
+    attempts: list[Attempt]
+    attributes: dict[str, Any] | None
+    log_attributes: frozenset[str] | None
 
 
 def facts_of(ex: Exchange) -> CallFacts:
-    return (
+    return CallFacts(
         ex.ts,
         time.perf_counter() - ex.started,
         ex.request_id,
@@ -129,54 +130,36 @@ _make_record = tuple.__new__
 def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
     """The usage record of a call; ``cost_usd`` prices ``model_upstream`` (None when
     unpriced or no table)."""
-    (
-        ts,
-        duration,
-        request_id,
-        route,
-        consumer,
-        provider,
-        model_requested,
-        model_upstream,
-        model_reported,
-        status,
-        reason,
-        blocked_by,
-        stream,
-        u,
-        ttft,
-        client_ip,
-        attempts,
-        attributes,
-        log_keys,
-    ) = facts
+    u = facts.usage
+    route, consumer, model_upstream, ttft = facts.route, facts.consumer, facts.model_upstream, facts.ttft_ms
     values = (
-        to_ms(ts),
-        request_id,
+        to_ms(facts.start),
+        facts.request_id,
         route.name if route is not None else None,
         consumer.name if consumer is not None else None,
-        provider,
-        model_requested,
+        facts.provider,
+        facts.model_requested,
         model_upstream,
-        status,
-        reason,
-        blocked_by,
-        stream,
+        facts.status,
+        facts.reason,
+        facts.blocked_by,
+        facts.stream,
         u.input_tokens,
         u.output_tokens,
         u.cached_tokens,
         u.reasoning_tokens,
         u.estimated,
         prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens) if prices is not None else None,
-        _to_us(duration * 1000.0),
+        _to_us(facts.duration_s * 1000.0),
         _to_us(ttft) if ttft is not None else None,
-        client_ip,
-        attempts,
-        attributes,
+        facts.client_ip,
+        facts.attempts,
+        facts.attributes,
     )
     record = _make_record(UsageRecord, values)
+    attributes, log_keys = facts.attributes, facts.log_attributes
     logged = {k: v for k, v in attributes.items() if k in log_keys} if attributes and log_keys else None
-    return record, model_reported, logged
+    return record, facts.model_reported, logged
 
 
 def record_of(ex: Exchange, prices: PriceTable | None = None) -> UsageRecord:

@@ -18,9 +18,9 @@ import orjson
 
 from tollway.exchange import Attempt
 from tollway.storage import Database, Row
-from tollway.usage.timestamps import day_hour
 from tollway.usage.query import UsageQuery, Window
 from tollway.usage.record import UsageRecord
+from tollway.usage.timestamps import day_hour
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (

@@ -36,10 +36,10 @@ from pydantic import Field
 
 from tollway.exchange import Exchange, Reply, StateKey
 from tollway.plugin import Plugin, Scope
-from tollway.plugins.limits.failure_mode import fails_open, state_unavailable
 from tollway.plugins.limits.config import LimitRulesConfig, TokenLimitKey, TokenThreshold
-from tollway.plugins.limits.rules import LimitRules, Refusal, add_quota_headers, namespace_for
+from tollway.plugins.limits.failure_mode import fails_open, state_unavailable
 from tollway.plugins.limits.reservation import estimate, spent
+from tollway.plugins.limits.rules import LimitRules, Refusal, add_quota_headers, namespace_for
 from tollway.services import Services
 from tollway.state import StateUnavailable
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from tollway.plugins.limits.key_rate_limit import RequestRateLimit
 from tollway.plugins.limits.config import LimitRulesConfig, QueryLimitKey, QueryThreshold
+from tollway.plugins.limits.key_rate_limit import RequestRateLimit
 
 
 class ClusterKeyRateLimitConfig(LimitRulesConfig[QueryThreshold, QueryLimitKey]):

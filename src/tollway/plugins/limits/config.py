@@ -141,8 +141,14 @@ def _check_item(by: list[tuple[str, str]], keys: list[QueryLimitKey] | list[Toke
         given = ", ".join(n for n, _ in by) or "none"
         raise ValueError(f"give exactly one limit_by_* field with limit_keys (got {given})")
     field, value = by[0]
-    needs_name = field not in ("limit_by_consumer", "limit_by_per_consumer", "limit_by_group",
-                               "limit_by_per_group", "limit_by_model", "limit_by_per_model")
+    needs_name = field not in (
+        "limit_by_consumer",
+        "limit_by_per_consumer",
+        "limit_by_group",
+        "limit_by_per_group",
+        "limit_by_model",
+        "limit_by_per_model",
+    )
     if needs_name and not value:
         raise ValueError(f"{field} must name where the value comes from")
     if field == "limit_by_per_ip":

@@ -20,8 +20,8 @@ from typing import Any, ClassVar, TypeVar
 
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Plugin, Scope
-from tollway.plugins.limits.failure_mode import fails_open, state_unavailable
 from tollway.plugins.limits.config import LimitRulesConfig, QueryLimitKey, QueryThreshold
+from tollway.plugins.limits.failure_mode import fails_open, state_unavailable
 from tollway.plugins.limits.rules import LimitRules, Refusal, add_quota_headers, namespace_for
 from tollway.services import Services
 from tollway.state import StateStore, StateUnavailable

@@ -44,7 +44,7 @@ def estimate(ex: Exchange, default_output: int) -> int:
         choices = _count(obj.get("n"))
         if choices is not None and choices > 1:
             output *= choices
-    if ex.request.path.endswith("/embeddings"):
+    if ex.api == "embeddings":
         output = 0
     return max(1, prompt + output)
 

@@ -11,7 +11,8 @@ Which value a request has:
 * ``limit_by_header`` / ``_param`` / ``_cookie``: the named header (first one), query
   parameter (first one) or cookie; ``limit_by_consumer``: the authenticated consumer's
   name; ``limit_by_group``: each of the consumer's groups; ``limit_by_model``: the
-  ``model`` of the JSON body (so rules using it are decided in the request-body phase);
+  model the request names (known once the body is in, so rules using it are decided in
+  the request-body phase);
   ``limit_by_per_ip``: the client address (``from-remote-addr``, which already honours
   ``server.trusted_proxies``) or the first address in a header (``from-header-<name>``).
 * A request without the value, or whose value matches no limit key, skips the item.
@@ -31,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from tollway.errors import BadRequest, RateLimited
+from tollway.errors import RateLimited
 from tollway.exchange import Exchange
 from tollway.plugins.limits.config import REGEXP_PREFIX, LimitRulesConfig
 
@@ -75,19 +76,9 @@ def _first_cookie(header: str, name: str) -> str | None:
     return None
 
 
-def body_model(ex: Exchange) -> str | None:
-    """The ``model`` named by the JSON body, or ``None`` (no body, not JSON, no model).
-
-    Never raises: whether a body is valid is ai-proxy's question, not a limit's.
-    """
-    if not ex.request.body:
-        return None
-    try:
-        body = ex.request.json()
-    except BadRequest:
-        return None
-    model = body.get("model") if isinstance(body, dict) else None
-    return model if isinstance(model, str) else None
+def requested_model(ex: Exchange) -> str | None:
+    """The model the request names (a fact the gateway reads off the body)."""
+    return ex.model_requested
 
 
 def _source(field: str, name: str) -> Values | None:
@@ -108,7 +99,7 @@ def _source(field: str, name: str) -> Values | None:
     if kind == "consumer":
         return lambda ex: ex.consumer.name if ex.consumer is not None else None
     if kind == "model":
-        return body_model
+        return requested_model
     if kind == "ip":
         if name == "from-remote-addr":
             return lambda ex: ex.request.client_ip or None
@@ -291,4 +282,4 @@ def add_quota_headers(ex: Exchange, limit: int, used: int) -> None:
     ex.response_headers.append(("x-ratelimit-remaining", str(max(0, limit - used))))
 
 
-__all__ = ["Counter", "LimitRules", "Refusal", "add_quota_headers", "body_model", "namespace_for", "reset_seconds"]
+__all__ = ["Counter", "LimitRules", "Refusal", "add_quota_headers", "namespace_for", "reset_seconds"]

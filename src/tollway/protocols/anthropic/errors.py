@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from tollway.protocols.anthropic import wire as anthropic_wire
 from tollway.protocols import pivot
+from tollway.protocols.anthropic import wire as anthropic_wire
 from tollway.protocols.codec import Json
 
 # What status an Anthropic error type stands for, for errors that arrive without one

@@ -13,16 +13,15 @@ from tollway.protocols.anthropic import request_from_pivot as anthropic_request_
 from tollway.protocols.anthropic import request_to_pivot as anthropic_request_to_pivot
 from tollway.protocols.anthropic import response as anthropic_response
 from tollway.protocols.anthropic.stream import AnthropicStreamReader, AnthropicStreamWriter
+from tollway.protocols.apis import MESSAGES
 from tollway.protocols.codec import ApiPath, Json, StreamReader, StreamWriter
-
-MESSAGES_PATH = "/messages"
 
 
 class AnthropicMessages:
     name = "anthropic"
 
     def api_path(self, stream: bool, model: str) -> ApiPath:
-        return ApiPath(MESSAGES_PATH)
+        return ApiPath(MESSAGES)
 
     def request_to_pivot(self, body: Json) -> Json:
         return anthropic_request_to_pivot.to_pivot(body)

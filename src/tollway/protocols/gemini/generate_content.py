@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from tollway.protocols.codec import ApiPath, Json, StreamReader, StreamWriter
 from tollway.protocols.gemini import errors as gemini_errors
 from tollway.protocols.gemini import request as gemini_request
 from tollway.protocols.gemini import response as gemini_response
-from tollway.protocols.codec import ApiPath, Json, StreamReader, StreamWriter
 from tollway.protocols.gemini.stream import GeminiStreamReader, GeminiStreamWriter
 
 

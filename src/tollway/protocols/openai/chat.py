@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tollway.protocols.apis import CHAT
 from tollway.protocols.codec import ApiPath, Json, StreamReader, StreamWriter
 from tollway.protocols.openai.wire import is_usage_only_chunk
 from tollway.protocols.sse import SseEvent
 
-CHAT_PATH = "/chat/completions"
 DONE = "[DONE]"
 
 
@@ -53,7 +53,7 @@ class OpenAIChat:
     name = "openai"
 
     def api_path(self, stream: bool, model: str) -> ApiPath:
-        return ApiPath(CHAT_PATH)
+        return ApiPath(CHAT)
 
     def request_to_pivot(self, body: Json) -> Json:
         return body

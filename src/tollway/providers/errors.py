@@ -1,4 +1,5 @@
-"""Transport failures as the client sees them: the provider is named, never its URL."""
+"""A provider's transport failure as the client sees it: 502 or 504, the provider named
+by its id, never by its URL (which may carry a key or an internal host)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,48 @@
+"""The request's facts, established once by the gateway so that no plugin works them
+out again: from the path when a call starts, from the body once it is in.
+
+    from_path(ex)   api_path, api, dialect         before any plugin runs
+    from_body(ex)   model_requested, stream        before the request-body phase
+
+The body is parsed here, once; ``Request.json`` keeps the result for every plugin that
+reads it. A body that cannot serve its API (not JSON, not an object, no model where one
+is needed) is not refused here: the plugins still run in their order, and may refuse
+the call for their own reasons first. ``from_body`` returns the 400 that the gateway
+answers before the call would reach a provider.
+"""
+
+from __future__ import annotations
+
+from tollway.errors import BadRequest
+from tollway.exchange import Exchange
+from tollway.protocols.apis import JSON_APIS, api_of, api_path_of, dialect_of
+
+
+def from_path(ex: Exchange) -> None:
+    path = ex.request.path
+    ex.api_path = api_path_of(path)
+    ex.api = api_of(ex.api_path)
+    ex.dialect = dialect_of(path)
+
+
+def from_body(ex: Exchange) -> BadRequest | None:
+    """Read the model and the stream flag off a JSON body (any API's: limits and
+    ``allow_models`` apply to every call that names a model). Returns the reason the
+    body cannot serve a model API, or ``None``."""
+    req = ex.request
+    model_api = req.method == "POST" and ex.api in JSON_APIS
+    if not req.body and not model_api:
+        return None
+    try:
+        body = req.json()
+    except BadRequest as exc:
+        return exc if model_api else None
+    if not isinstance(body, dict):
+        return BadRequest("request body must be a JSON object", reason="gateway.bad_request") if model_api else None
+    ex.stream = body.get("stream") is True
+    model = body.get("model")
+    if isinstance(model, str) and model:
+        ex.model_requested = model
+    elif model_api:
+        return BadRequest("you must provide a model parameter", reason="gateway.bad_request")
+    return None

@@ -1,0 +1,59 @@
+"""The APIs a client can call, and the dialect it speaks: the one place that names them.
+
+The gateway works out both from the request path when a call starts (``api_path_of``,
+``api_of``, ``dialect_of``) and keeps them on the exchange; providers, the proxy, the
+plugins and the masking rules read them from there. Paths are relative to the API root
+(``/v1`` left out), as providers' base URLs end in it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# The API paths (after /v1) whose bodies the gateway reads.
+CHAT = "/chat/completions"
+COMPLETIONS = "/completions"
+EMBEDDINGS = "/embeddings"
+MESSAGES = "/messages"
+MODELS = "/models"
+
+# What the record and the plugins call each API; anything else is "other".
+Api = Literal["chat", "completions", "embeddings", "messages", "models", "other"]
+_BY_PATH: dict[str, Api] = {
+    CHAT: "chat",
+    COMPLETIONS: "completions",
+    EMBEDDINGS: "embeddings",
+    MESSAGES: "messages",
+    MODELS: "models",
+}
+# APIs whose JSON body the gateway parses and validates as a model request.
+JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "messages"})
+# APIs that carry prompt text in an OpenAI- or Anthropic-shaped body.
+PROMPT_APIS = JSON_APIS
+
+# The shape a client speaks: its errors, refusals and stream endings answer in kind.
+Dialect = Literal["openai", "anthropic"]
+
+
+def api_path_of(path: str) -> str:
+    """The client's path from ``/v1/`` on, without ``/v1``: ``/chat/completions``. A path
+    with no ``/v1/`` is its own API path."""
+    i = path.find("/v1/")
+    return path[i + 3 :] if i >= 0 else path
+
+
+def api_of(api_path: str) -> Api:
+    return _BY_PATH.get(api_path, "other")
+
+
+def dialect_of(path: str) -> Dialect:
+    """Anthropic's Messages API for a path ending in ``/messages``; OpenAI's otherwise."""
+    return "anthropic" if path.endswith("/messages") else "openai"
+
+
+def path_of(api: Api) -> str:
+    """The API path of a named API (the inverse of ``api_of``)."""
+    for path, name in _BY_PATH.items():
+        if name == api:
+            return path
+    raise KeyError(api)

@@ -1,0 +1,91 @@
+"""A provider's streamed answer as the gateway relays it: the client's events, read one
+network chunk at a time, never buffered (the ``EventSource`` of a ``Reply``).
+
+A stream that ends early is billed what the provider reported, or an estimate of what
+was sent, whichever is more: when the provider breaks off (the stream then ends with the
+``GatewayError`` this source raises) and when the client leaves (``abandoned``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from tollway.exchange import Exchange
+from tollway.protocols.sse import SseEvent, SseParser
+from tollway.providers.errors import translate
+from tollway.proxy.tokens import estimate_unfinished
+from tollway.proxy.translation import EventTranslation
+from tollway.upstream import TransportError, UpstreamResponse
+
+
+class ProviderEvents:
+    __slots__ = ("_chunks", "_drain_s", "_ended", "_ex", "_parser", "_provider", "_resp", "_translation")
+
+    def __init__(
+        self, ex: Exchange, resp: UpstreamResponse, translation: EventTranslation, provider_id: str, drain_s: float
+    ) -> None:
+        self._ex = ex
+        self._resp = resp
+        self._translation = translation
+        self._provider = provider_id
+        # server.abandoned_stream_drain_s: 0 cancels the provider call when the client leaves.
+        self._drain_s = drain_s
+        self._parser = SseParser()
+        self._chunks: AsyncIterator[bytes] = resp.chunks()
+        self._ended = False
+
+    async def next(self) -> list[SseEvent] | None:
+        if self._ended:
+            return None
+        feed = self._translation.feed
+        while True:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                tail = [e for event in self._parser.flush() for e in feed(event)]
+                tail.extend(self._translation.end())
+                return tail
+            except TransportError as exc:
+                self._ended = True
+                self._translation.broke()  # keeps the tokens the provider reported so far
+                estimate_unfinished(self._ex, self._translation.sent_chars)
+                raise translate(exc, self._provider) from None
+            out: list[SseEvent] = []
+            for event in self._parser.feed(chunk):
+                out.extend(feed(event))
+            if out:
+                return out
+
+    async def abandoned(self) -> None:
+        """The provider bills the whole answer anyway, so read the rest of it (bounded by
+        ``drain_s``) for the usage it reports; estimate only when that fails too."""
+        sent = self._translation.sent_chars  # what the drain reads next never reached the client
+        complete = False
+        if self._drain_s and not self._ex.usage.reported and not self._ended:
+            complete = await self._drain()
+        if not complete:
+            estimate_unfinished(self._ex, sent)
+
+    async def _drain(self) -> bool:
+        """Read the rest of a stream nobody receives any more (its events go through
+        the translation, which keeps their usage; the events are dropped). True when it
+        was read to its end.
+
+        Runs after the call's task was cancelled once (the client left); a second
+        cancel (a shutdown past its timeout), the limit, or a transport failure ends it."""
+        feed = self._translation.feed
+        try:
+            async with asyncio.timeout(self._drain_s):
+                async for chunk in self._resp.chunks():
+                    for event in self._parser.feed(chunk):
+                        feed(event)
+                for event in self._parser.flush():
+                    feed(event)
+        except (TimeoutError, TransportError, asyncio.CancelledError):
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        await self._resp.aclose()

@@ -1,0 +1,98 @@
+"""What goes to the provider: the client's request with the provider's credential in
+place of the client's, the model mapped, and nothing a client must not choose.
+
+Request headers pass through except hop-by-hop ones, what the transport sets itself,
+and every header a client credential may ride in (the provider's own auth replaces it);
+what key-auth read is stripped too (``ex.strip_headers``, ``ex.strip_params``). Plugins
+see the client's request as it was sent: only this copy is edited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from tollway.exchange import Exchange, StateKey
+from tollway.providers.base import Provider
+from tollway.proxy.translation import PROTOCOL_HEADERS
+
+_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+        "expect",
+        "x-mse-consumer",
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "x-goog-api-key",
+        "x-request-id",
+    }
+)
+
+# Set when the gateway asked for the usage chunk itself, so the client must not see it.
+HIDE_USAGE: StateKey[bool] = StateKey("ai-proxy.hide_usage")
+
+
+def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -> bytes:
+    """The JSON body for ``provider``: the model mapped, and a stream asked to report its
+    usage (hidden again from a client that did not ask). The client's bytes as they
+    came when nothing changes."""
+    raw = ex.request.body or b""
+    if client_body is None:
+        return raw
+    changed = ex.upstream_json is not None
+    if ex.model_requested:
+        mapped = provider.map_model(ex.model_requested)
+        ex.model_upstream = mapped
+        if mapped != ex.model_requested:
+            client_body = {**client_body, "model": mapped}
+            changed = True
+    if ex.stream and ex.api in ("chat", "completions"):
+        opts = client_body.get("stream_options")
+        if not (isinstance(opts, dict) and opts.get("include_usage") is True):
+            client_body = {
+                **client_body,
+                "stream_options": {**(opts if isinstance(opts, dict) else {}), "include_usage": True},
+            }
+            ex.put(HIDE_USAGE, True)
+            changed = True
+    return orjson.dumps(client_body) if changed else raw
+
+
+def headers(ex: Exchange, auth: Sequence[tuple[str, str]], translated: bool) -> list[tuple[str, str]]:
+    drop = _DROP | ex.strip_headers if ex.strip_headers else _DROP
+    if translated:
+        drop = drop | PROTOCOL_HEADERS
+    if auth:
+        # The provider's own headers (claude's anthropic-version beside its key) replace
+        # a client's header of the same name; two values would reach the provider.
+        drop = drop | {k for k, _ in auth}
+    # Most clients send no Connection header: one dict lookup, no list scan.
+    named = ",".join(ex.request.headers.get_all("connection")).lower() if "connection" in ex.request.headers else ""
+    if named and named not in ("keep-alive", "close"):
+        # Headers the client names in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+        drop = drop | {n.strip() for n in named.split(",")}
+    out = [(k, v) for k, v in ex.request.headers if k not in drop]
+    out.extend(ex.upstream_headers)
+    out.extend(auth)
+    return out
+
+
+def query(ex: Exchange) -> str:
+    """The client's query string, less the parameters a credential rode in."""
+    if not ex.strip_params or not ex.request.query:
+        return ex.request.query
+    return urlencode([(k, v) for k, v in ex.request.query_params if k not in ex.strip_params])
