@@ -5,6 +5,8 @@ upstream direct, in one run.
     .venv/bin/python benchmarks/run.py --groups main     # main scenarios and the judged comparisons (~2 min)
     .venv/bin/python benchmarks/run.py --groups profile  # py-spy the gateway under c32 load
     .venv/bin/python benchmarks/run.py --rounds 3 --groups main  # README run (main table, judged comparisons)
+    # this tree against an install of an older one (README, "Before and after"):
+    .venv/bin/python benchmarks/run.py --groups main --only @baseline --rounds 3 --pair-runs 4 --baseline-venv PATH
     .venv/bin/python benchmarks/run.py --list
 
 The system under test runs on CPU 0; wrk, the nginx upstream and this script on CPU 1.
@@ -29,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,13 @@ REDIS_URL = "redis://127.0.0.1:6379/15"
 LIMIT_HEADER = "x-bench-key"
 LIMIT_KEY = "k"
 LIMIT_OVER_KEY = "over"
+# The full chain's second config consumer: its token limit (1 a minute) the check must see refused.
+TOKEN_OVER_KEY = "k-over-tokens"
+# request-block's body words. The benchmark body holds none of them, so every request is
+# scanned and none is blocked; the check sends one with the first word in it.
+BLOCKED_BODIES = ("BEGIN RSA PRIVATE KEY", "sk-live-", "project-nightjar")
+# Scenario names of the targets started from --baseline-venv end in this.
+AT_BASELINE = "@baseline"
 
 # --------------------------------------------------------------------------- configs
 
@@ -99,15 +108,49 @@ _LIMIT = """  - name: {plugin}
         - {{key: {over}, query_per_minute: 1}}
 """
 
+# The full chain: the plugins a deployment typically stacks on a route, each doing its
+# per-request work, none refusing the load. key-auth knows a second consumer, "over",
+# whose token limit the check must see refused; "bench" (the load's) never nears its own.
+# Memory state, as the key-rate-limit row, so the chain measures the gateway, not Redis.
+_FULL_CHAIN_PLUGINS = """plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{{name: bench, credential: {key}}}, {{name: over, credential: {over_key}}}]
+  - name: request-block
+    defaultConfig:
+      block_bodies: {blocked}
+  - name: ai-token-ratelimit
+    defaultConfig:
+      rule_name: bench-tokens
+      limit_by_per_consumer: ""
+      limit_keys:
+        - {{key: bench, token_per_minute: 1000000000000}}
+        - {{key: over, token_per_minute: 1}}
+{limit}"""
 
-def _limit(plugin: str, rule_name: str = "", failure_mode: str = "") -> str:
-    return "plugins:\n" + _LIMIT.format(
+
+def _limit_entry(plugin: str, rule_name: str = "", failure_mode: str = "") -> str:
+    return _LIMIT.format(
         plugin=plugin,
         failure_mode=f"failure_mode: {failure_mode}\n    " if failure_mode else "",
         rule_name=f"rule_name: {rule_name}\n      " if rule_name else "",
         header=LIMIT_HEADER,
         key=LIMIT_KEY,
         over=LIMIT_OVER_KEY,
+    )
+
+
+def _limit(plugin: str, rule_name: str = "", failure_mode: str = "") -> str:
+    return "plugins:\n" + _limit_entry(plugin, rule_name, failure_mode)
+
+
+def _full_chain() -> str:
+    return _FULL_CHAIN_PLUGINS.format(
+        key=CONFIG_KEY,
+        over_key=TOKEN_OVER_KEY,
+        blocked=json.dumps(list(BLOCKED_BODIES)),  # JSON's list is YAML's flow sequence
+        limit=_limit_entry("key-rate-limit"),
     )
 
 
@@ -123,6 +166,7 @@ def write_configs(workdir: Path, upstream_port: int, rule_name: str, redis_url: 
         "cluster-redis": base
         + f'storage: {{state: "{redis_url}"}}\n'
         + _limit("cluster-key-rate-limit", rule_name, "closed"),
+        "full-chain": base + _full_chain(),
     }
     out = {}
     for name, text in texts.items():
@@ -132,9 +176,9 @@ def write_configs(workdir: Path, upstream_port: int, rule_name: str, redis_url: 
     return out
 
 
-def add_runtime_consumer(config: Path, workdir: Path) -> str:
+def add_runtime_consumer(config: Path, workdir: Path, bin_dir: Path) -> str:
     """``tollway consumers add bench``: the new key, printed once on stdout."""
-    argv = [str(VENV_BIN / "tollway"), "consumers", "add", "bench", "-c", str(config)]
+    argv = [str(bin_dir / "tollway"), "consumers", "add", "bench", "-c", str(config)]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=str(workdir), timeout=60, check=False)
     key = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     if out.returncode != 0 or not key:
@@ -142,19 +186,24 @@ def add_runtime_consumer(config: Path, workdir: Path) -> str:
     return key
 
 
-def make_setup(folder: Path, upstream_port: int, rule_name: str, redis_url: str, runtime_consumer: bool) -> Setup:
+def make_setup(
+    folder: Path, upstream_port: int, rule_name: str, redis_url: str, runtime_consumer: bool, bin_dir: Path = VENV_BIN
+) -> Setup:
     """The configs in ``folder`` (whose ``tollway-data/`` then holds their SQLite
-    database), and a runtime consumer in that database when one is needed."""
+    database), and a runtime consumer in that database when one is needed. ``bin_dir``
+    is the venv whose ``tollway`` serves them (another tree's install gets its own folder,
+    so two versions never share a database)."""
     folder.mkdir(parents=True, exist_ok=True)
     setup = Setup(
         write_configs(folder, upstream_port, rule_name, redis_url),
         {"config": f"Bearer {CONFIG_KEY}"},
         redis_url,
         f"*cluster-key-rate-limit:{rule_name}:*:{LIMIT_KEY}:*",
+        bin_dir=bin_dir,
     )
     if runtime_consumer:
         try:
-            key = add_runtime_consumer(setup.configs["key-auth-runtime"], folder)
+            key = add_runtime_consumer(setup.configs["key-auth-runtime"], folder, bin_dir)
             setup.credentials["runtime"] = f"Bearer {key}"
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             setup.problems["runtime"] = str(exc)
@@ -172,6 +221,16 @@ class Setup:
     redis_url: str
     redis_pattern: str
     problems: dict[str, str] = field(default_factory=dict)  # credential kind → why it is missing
+    bin_dir: Path = VENV_BIN  # the venv bin folder whose `tollway` serves these configs
+
+
+def tree_bin(tree: str, args: argparse.Namespace) -> Path:
+    """The venv bin folder of a target's ``tree``: this checkout's, or --baseline-venv's."""
+    if not tree:
+        return VENV_BIN
+    if tree == "baseline" and args.baseline_venv:
+        return Path(args.baseline_venv).resolve() / "bin"
+    raise RuntimeError(f"no install for the {tree!r} tree (give --baseline-venv)")
 
 
 # --------------------------------------------------------------------------- targets
@@ -187,6 +246,7 @@ class Target:
     env: tuple[tuple[str, str], ...] = ()
     config: str = "plain"  # which tollway config (a key of write_configs' answer)
     wrapper: str = ""  # tollway: run `python candidates/<wrapper> serve …` instead of `tollway serve …`
+    tree: str = ""  # tollway: "" this checkout's install; "baseline" the one --baseline-venv names
 
 
 @dataclass(frozen=True)
@@ -198,6 +258,7 @@ class Scenario:
     auth: str = ""  # "config" or "runtime": send that consumer's key (and check that none → 401)
     limited: bool = False  # a rate limit keyed on LIMIT_HEADER: send it (and check a refusal)
     redis: bool = False  # state in Redis: count what each request costs there
+    chain: bool = False  # the full chain: check that request-block and ai-token-ratelimit are on
     baseline: str = "direct"
     vs: str = ""  # the row the "× gateway" column compares with
     note: str = ""
@@ -211,9 +272,32 @@ def _gateway_app(server: str, transport: str) -> Target:
     return Target(server, "gateway_app:create_app", factory=True, env=(("TOLLWAY_BENCH_TRANSPORT", transport),))
 
 
+def _at_baseline(sc: Scenario, vs: str = "") -> Scenario:
+    """The same scenario served by the install --baseline-venv names, with the same config."""
+    note = f"{sc.note}; the --baseline-venv install"
+    return replace(sc, name=sc.name + AT_BASELINE, target=replace(sc.target, tree="baseline"), vs=vs, note=note)
+
+
+_GATEWAY = Scenario(
+    "gateway", "main", Target("tollway"), note="tollway serve as it is (uvicorn+httptools, its transport)"
+)
+_FULL_CHAIN = Scenario(
+    "full chain",
+    "main",
+    Target("tollway", config="full-chain"),
+    auth="config",
+    limited=True,
+    chain=True,
+    vs="gateway",
+    note="key-auth, request-block, key-rate-limit and ai-token-ratelimit (memory state); nothing blocked or refused",
+)
+_STREAMING_FULL_CHAIN = replace(
+    _FULL_CHAIN, name="streaming full chain", stream=True, baseline="streaming direct", vs="streaming gateway"
+)
+
 SCENARIOS = [
     Scenario("direct", "main", Target("direct"), note="wrk → nginx"),
-    Scenario("gateway", "main", Target("tollway"), note="tollway serve as it is (uvicorn+httptools, its transport)"),
+    _GATEWAY,
     Scenario(
         "gateway, usage recording off",
         "main",
@@ -254,8 +338,15 @@ SCENARIOS = [
         vs="gateway",
         note="cluster-key-rate-limit by header, storage.state in Redis, nothing refused",
     ),
+    _FULL_CHAIN,
     Scenario("streaming direct", "main", Target("direct"), stream=True, baseline="streaming direct"),
     Scenario("streaming gateway", "main", Target("tollway"), stream=True, baseline="streaming direct"),
+    _STREAMING_FULL_CHAIN,
+    # Before/after: the same targets from another tree's install (--baseline-venv; left
+    # out without it). Their judged comparisons with this tree's rows are in CLAIMS.
+    _at_baseline(_GATEWAY),
+    _at_baseline(_FULL_CHAIN, vs="gateway" + AT_BASELINE),
+    _at_baseline(_STREAMING_FULL_CHAIN),
     # The gateway itself with another server or upstream client (benchmark-only swaps).
     # "h1" is the product's transport (src/tollway/upstream/h1.py via PooledTransport).
     Scenario("gateway · uvicorn · aiohttp", "candidates", _gateway_app("uvicorn", "aiohttp")),
@@ -290,9 +381,9 @@ SCENARIOS = [
 ]
 
 
-def target_argv(t: Target, port: int, config: Path) -> list[str]:
+def target_argv(t: Target, port: int, config: Path, bin_dir: Path = VENV_BIN) -> list[str]:
     if t.kind == "tollway":
-        cmd = [sys.executable, str(CANDIDATES / t.wrapper)] if t.wrapper else [str(VENV_BIN / "tollway")]
+        cmd = [sys.executable, str(CANDIDATES / t.wrapper)] if t.wrapper else [str(bin_dir / "tollway")]
         return [
             *cmd,
             "serve",
@@ -336,9 +427,10 @@ def target_argv(t: Target, port: int, config: Path) -> list[str]:
 
 @contextlib.contextmanager
 def started(
-    t: Target, cores: Cores, upstream_port: int, configs: dict[str, Path], workdir: Path, log_name: str
+    t: Target, cores: Cores, upstream_port: int, setup: Setup, workdir: Path, log_name: str
 ) -> Iterator[tuple[int, int | None]]:
-    """Yields (port, pid) of the running target; pid None for direct (nothing in between)."""
+    """Yields (port, pid) of the running target; pid None for direct (nothing in between).
+    A tollway target runs ``setup``'s install (``bin_dir``) on ``setup``'s configs."""
     if t.kind == "direct":
         yield upstream_port, None
         return
@@ -349,11 +441,11 @@ def started(
     env.update(t.env)
     env["PYTHONPATH"] = os.pathsep.join([str(CANDIDATES), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["BENCH_UPSTREAM"] = f"http://127.0.0.1:{upstream_port}"
-    env["TOLLWAY_BENCH_CONFIG"] = str(configs[t.config])
+    env["TOLLWAY_BENCH_CONFIG"] = str(setup.configs[t.config])
     stderr = open(workdir / f"{log_name}.stderr.log", "wb")  # closed below
     # stdout carries the access log (one JSON line per request): kept off the terminal.
     proc = harness.spawn(
-        cores.wrap(cores.target, target_argv(t, port, configs[t.config])),
+        cores.wrap(cores.target, target_argv(t, port, setup.configs[t.config], setup.bin_dir)),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
@@ -445,7 +537,29 @@ def sanity_check(
         if 429 not in got:
             raise RuntimeError(f"{sc.name}: two calls over a limit of 1/min got {got}, no 429: is the limit on?")
         msg += "; over the limit → 429"
+    if sc.chain:
+        msg += "; " + check_chain(sc, port, path, body, headers)
     return msg
+
+
+def check_chain(sc: Scenario, port: int, path: str, body: bytes, headers: list[tuple[str, str]]) -> str:
+    """The full chain's two other plugins must be on, or the chain measures less than it says."""
+    blocked, _, _ = harness.one_request(port, path, with_blocked_word(body), headers)
+    if blocked != 403:
+        raise RuntimeError(f"{sc.name}: a body with a blocked word got {blocked}, not 403: is request-block on?")
+    # The "over" consumer may spend 1 token a minute: its first call takes it, the second must be refused.
+    over = [h for h in headers if h[0] != "Authorization"] + [("Authorization", f"Bearer {TOKEN_OVER_KEY}")]
+    got = [harness.one_request(port, path, body, over)[0] for _ in range(2)]
+    if 429 not in got:
+        raise RuntimeError(f"{sc.name}: two calls over 1 token/min got {got}, no 429: is ai-token-ratelimit on?")
+    return "blocked body → 403; over the token limit → 429"
+
+
+def with_blocked_word(body: bytes) -> bytes:
+    """The request with request-block's first word at the end of its last message."""
+    doc = json.loads(body)
+    doc["messages"][-1]["content"] += f" {BLOCKED_BODIES[0]}"
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 NOISY = 0.15  # cores of someone else's CPU use during a run that make us run it again
@@ -489,7 +603,7 @@ def measure(
         return min(tries, key=lambda t: t[1])
 
     try:
-        with started(sc.target, cores, upstream_port, setup.configs, workdir, log_name) as (port, pid):
+        with started(sc.target, cores, upstream_port, setup, workdir, log_name) as (port, pid):
             check = sanity_check(sc, port, path, body, headers, probe)
             url = f"http://127.0.0.1:{port}{path}"
             if args.warmup > 0:
@@ -614,7 +728,7 @@ def profile(
     sc = Scenario("profile", "profile", Target("tollway"))
     body = payloads.chat_request()
     script = harness.wrk_script(workdir, "profile", body)
-    with started(sc.target, cores, upstream_port, setup.configs, workdir, "profile") as (port, pid):
+    with started(sc.target, cores, upstream_port, setup, workdir, "profile") as (port, pid):
         assert pid is not None
         sanity_check(sc, port, PLAIN_PATH, body, [])
         url = f"http://127.0.0.1:{port}{PLAIN_PATH}"
@@ -783,6 +897,18 @@ CLAIMS = (
     Claim("2", "usage recording on vs off", "gateway", "gateway, usage recording off", 0.85),
     Claim("3", "key-auth, config consumer, vs no auth", "gateway+key-auth", "gateway", 0.90),
     Claim("3", "key-auth, runtime consumer, vs no auth", "gateway+key-auth (runtime consumer)", "gateway", 0.90),
+    # Before/after (with --baseline-venv): a change meant to leave performance alone, such
+    # as a reorganisation, must keep each path within 3% of the older install's. The
+    # control has shown up to ~4% between identical processes, so a ratio near the floor
+    # needs more paired runs (--pair-runs, --rounds) before it is a verdict either way.
+    *(
+        Claim("before/after", f"{what}, this tree vs baseline", row, row + AT_BASELINE, 0.97)
+        for what, row in (
+            ("plain gateway", "gateway"),
+            ("full chain", "full chain"),
+            ("streamed full chain", "streaming full chain"),
+        )
+    ),
 )
 
 
@@ -827,7 +953,6 @@ def paired(
     keys: list[str] = []
     for c in claims:
         keys += [k for k in (c.row, c.ref) if k not in keys]
-    body = payloads.chat_request()
     results: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
@@ -835,16 +960,18 @@ def paired(
         for i, key in enumerate(keys):
             sc = by_name[key.split("#")[0]]
             folder = workdir / f"pair-{i}"
+            # A streaming scenario is paired on its stream: its CPU ms per stream is the figure.
+            path = STREAM_PATH if sc.stream else PLAIN_PATH
+            body = payloads.chat_request(stream=sc.stream)
             try:
-                setup = make_setup(folder, upstream[0], rule, args.redis, sc.auth == "runtime")
+                bin_dir = tree_bin(sc.target.tree, args)
+                setup = make_setup(folder, upstream[0], rule, args.redis, sc.auth == "runtime", bin_dir)
                 headers = request_headers(sc, setup)
-                port, pid = stack.enter_context(
-                    started(sc.target, cores, upstream[0], setup.configs, folder, f"pair-{i}")
-                )
+                port, pid = stack.enter_context(started(sc.target, cores, upstream[0], setup, folder, f"pair-{i}"))
                 assert pid is not None
-                sanity_check(sc, port, PLAIN_PATH, body, headers)
+                sanity_check(sc, port, path, body, headers)
                 script = harness.wrk_script(folder, f"pair-{i}", body, headers)
-                url = f"http://127.0.0.1:{port}{PLAIN_PATH}"
+                url = f"http://127.0.0.1:{port}{path}"
                 harness.run_wrk(cores, url, script, 32, max(1.0, args.warmup))
             except Exception as exc:
                 failed[key] = f"{type(exc).__name__}: {exc}"
@@ -1017,6 +1144,39 @@ def machine() -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 
 
+def choose(args: argparse.Namespace) -> list[Scenario]:
+    """The scenarios --groups and --only pick. ``--only`` brings along the rows each pick
+    is measured against (its baseline and "× gateway" rows) and the other side of each of
+    its judged claims, so ``--only @baseline`` runs the before/after comparisons whole.
+    Rows of another tree exist only with --baseline-venv."""
+    groups = {g.strip() for g in args.groups.split(",") if g.strip()}
+    runnable = [s for s in SCENARIOS if not s.target.tree or args.baseline_venv]
+    chosen = [s for s in runnable if s.group in groups]
+    if not args.only:
+        return chosen
+    wanted = [s for s in chosen if any(o in s.name for o in args.only)]
+    names = {s.name for s in wanted}
+    bases = {s.baseline for s in wanted} | {s.vs for s in wanted}
+    bases |= {c.ref for c in CLAIMS if c.row in names} | {c.row for c in CLAIMS if c.ref in names and c.floor}
+    return [s for s in runnable if s in wanted or s.name in bases]
+
+
+def install_of(bin_dir: Path) -> dict[str, str]:
+    """Which tollway ``bin_dir`` runs: its package folder and, if that is in a git
+    checkout, the commit (``+dirty`` with uncommitted changes), so a result names its trees."""
+    out: dict[str, str] = {"bin": str(bin_dir)}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        code = "import tollway, os; print(os.path.dirname(tollway.__file__))"
+        where = subprocess.run([str(bin_dir / "python"), "-c", code], capture_output=True, text=True, timeout=30)
+        out["package"] = where.stdout.strip()
+        git = ["git", "-C", out["package"]]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=30)
+        if head.returncode == 0:
+            out["commit"] = head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -1078,22 +1238,28 @@ def main(argv: list[str] | None = None) -> int:
         default=REDIS_URL,
         help=f"storage.state of the Redis scenario (default {REDIS_URL}; counters expire within 2 minutes)",
     )
+    p.add_argument(
+        "--baseline-venv",
+        metavar="PATH",
+        help=f"a venv with another tree's tollway (e.g. /work/baseline/.venv): also run the *{AT_BASELINE} "
+        "rows from PATH/bin/tollway, same configs, and judge this tree against them",
+    )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = p.parse_args(argv)
 
-    groups = {g.strip() for g in args.groups.split(",") if g.strip()}
-    chosen = [s for s in SCENARIOS if s.group in groups]
-    if args.only:
-        wanted = [s for s in chosen if any(o in s.name for o in args.only)]
-        # Their baselines, the rows they are compared with, and what a judged claim needs.
-        names = {s.name for s in wanted}
-        bases = {s.baseline for s in wanted} | {s.vs for s in wanted}
-        bases |= {c.ref for c in CLAIMS if c.row in names} | {c.row for c in CLAIMS if c.ref in names and c.floor}
-        chosen = [s for s in SCENARIOS if s in wanted or s.name in bases]
     if args.list:
         for s in SCENARIOS:
-            print(f"{s.group:11} {s.name}")
+            print(f"{s.group:11} {s.name}" + ("  (needs --baseline-venv)" if s.target.tree else ""))
         return 0
+    if args.baseline_venv and not (tree_bin("baseline", args) / "tollway").exists():
+        print(f"run.py: no {tree_bin('baseline', args) / 'tollway'} (--baseline-venv wants a venv)", file=sys.stderr)
+        return 2
+    chosen = choose(args)
+    if not chosen:
+        why = " (the @baseline rows need --baseline-venv)" if not args.baseline_venv else ""
+        print(f"run.py: no scenario matches --groups and --only{why}", file=sys.stderr)
+        return 2
+    groups = {g.strip() for g in args.groups.split(",") if g.strip()}
     if shutil.which("wrk") is None:
         print("run.py: wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 2
@@ -1128,13 +1294,24 @@ def main(argv: list[str] | None = None) -> int:
             up_port = up[0]
             # A rule name of this run's own: its counters are the only ones the probe reads.
             rule = f"bench-{stamp}-{os.getpid()}"
-            setup = make_setup(workdir, up_port, rule, args.redis, any(sc.auth == "runtime" for sc in chosen))
+            # One setup per install: another tree's gets a folder (and a database) of its own.
+            setups = {
+                tree: make_setup(
+                    workdir / tree if tree else workdir,
+                    up_port,
+                    rule,
+                    args.redis,
+                    any(sc.auth == "runtime" and sc.target.tree == tree for sc in chosen),
+                    tree_bin(tree, args),
+                )
+                for tree in sorted({"", *(sc.target.tree for sc in chosen)})
+            }
             for rnd in range(args.rounds):
                 for sc in chosen:
                     label = f" (round {rnd + 1}/{args.rounds})" if args.rounds > 1 else ""
                     print(f"… {sc.name}{label}", file=sys.stderr, flush=True)
                     try:
-                        row = measure(sc, cores, up, setup, workdir, args)
+                        row = measure(sc, cores, up, setups[sc.target.tree], workdir, args)
                     except Exception as exc:  # one broken candidate must not lose the rest of the run
                         row = Row(sc.name, sc.group, sc.baseline, sc.note, {}, {}, error=f"failed: {exc}")
                         print(f"   {row.error}", file=sys.stderr)
@@ -1147,12 +1324,12 @@ def main(argv: list[str] | None = None) -> int:
             if "profile" in groups:
                 print("… profile (py-spy)", file=sys.stderr, flush=True)
                 try:
-                    prof = profile(cores, up_port, setup, workdir, args.profile_seconds, args.native, stamp)
+                    prof = profile(cores, up_port, setups[""], workdir, args.profile_seconds, args.native, stamp)
                 except Exception as exc:
                     if not args.native:
                         raise
                     print(f"   --native failed ({exc}); retrying without it", file=sys.stderr)
-                    prof = profile(cores, up_port, setup, workdir, args.profile_seconds, False, stamp)
+                    prof = profile(cores, up_port, setups[""], workdir, args.profile_seconds, False, stamp)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -1201,6 +1378,11 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started_at, 1),
         "machine": machine(),
         "versions": versions(),
+        "installs": {
+            tree or "this": install_of(tree_bin(tree, args))
+            for tree in ("", "baseline")
+            if not tree or args.baseline_venv
+        },
         "upstream": upstream_name,
         "cores": {"target": cores.target, "load_and_upstream": cores.load},
         "settings": {

@@ -79,12 +79,19 @@ def _pump(stream: object, sink: list[str], on_line: Callable[[str], None] | None
             on_line(line)
 
 
-def start_process(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
-                  want: tuple[str, ...] = ("gateway", "admin"), timeout: float = 20) -> Proc:
+def start_process(
+    args: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    want: tuple[str, ...] = ("gateway", "admin"),
+    timeout: float = 20,
+) -> Proc:
     full_env = {k: v for k, v in os.environ.items() if k != "TOLLWAY_CONFIG"}
     full_env.update(env or {})
-    popen = subprocess.Popen([sys.executable, "-m", "tollway", *args], cwd=cwd, env=full_env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "tollway", *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     proc = Proc(popen, {})
     ready = threading.Event()
 
@@ -151,7 +158,7 @@ GatewayFactory = Callable[..., Proc]
 def pg_url() -> Iterator[str]:
     """A URL for a fresh schema in PostgreSQL's ``test`` database, dropped afterwards
     (skipped with a reason when PostgreSQL does not answer; a failure under CI=true)."""
-    from tests.usage_support import fresh_pg_schema
+    from tests.support.usage_support import fresh_pg_schema
 
     yield from fresh_pg_schema()
 
@@ -161,8 +168,7 @@ def gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     """``gateway(config_yaml, *extra_args, env=...)`` starts ``tollway serve`` on free ports."""
     procs: list[Proc] = []
 
-    def start(config: str | None, *extra: str, env: dict[str, str] | None = None,
-              name: str = "tollway.yaml") -> Proc:
+    def start(config: str | None, *extra: str, env: dict[str, str] | None = None, name: str = "tollway.yaml") -> Proc:
         args = ["serve", "--port", "0", "--admin-port", "0", *extra]
         if config is not None:
             path = tmp_path / name

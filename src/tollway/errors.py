@@ -12,7 +12,7 @@
 
 Each carries a stable ``reason`` code (``key-auth.unknown_key``) that travels to the
 ``x-tollway-reason`` header, the usage record and the dashboard. A plugin refuses a
-request by raising one of these; ``errors_render`` turns it into the client's protocol.
+request by raising one of these; ``gateway.error_replies`` turns it into the client's protocol.
 """
 
 from __future__ import annotations

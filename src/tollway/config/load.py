@@ -133,6 +133,22 @@ def _take_deployment_fields(raw: dict[str, Any], warnings: list[str]) -> None:
                 warnings.append(f"plugins[{i}].matchRules[{j}].config.redis: ignored; state comes from storage.state")
 
 
+def _provider_warnings(cfg: Config, warnings: list[str]) -> None:
+    """Higress provider fields this version accepts and does not act on, when given."""
+    for i, p in enumerate(cfg.providers):
+        if "failover" in p.model_fields_set:
+            warnings.append(
+                f"providers[{i}].failover: Higress's health-checked token failover is not implemented and is "
+                "ignored; list several providers on a route (routes[].providers) to fail over between them "
+                "(a token answering 401 or 429 rests for 30 s)"
+            )
+        if p.qwenEnableCompatible is False:
+            warnings.append(
+                f"providers[{i}].qwenEnableCompatible: false (DashScope's own protocol) is not implemented and is "
+                "ignored; Tollway calls Qwen's OpenAI-compatible mode"
+            )
+
+
 def _check_service_rules(raw: dict[str, Any], problems: list[str]) -> None:
     for i, entry in enumerate(raw.get("plugins") or []):
         if not isinstance(entry, dict):
@@ -175,7 +191,7 @@ def _check_references(cfg: Config, problems: list[str]) -> None:
                     problems.append(f"plugins[{i}].matchRules[{j}].ingress[{k}]: no route named {name!r}")
 
 
-def _plugin_setups(cfg: Config, models: PluginModels, problems: list[str]) -> list[PluginSetup]:
+def _plugin_setups(cfg: Config, models: PluginModels, problems: list[str], warnings: list[str]) -> list[PluginSetup]:
     setups: list[PluginSetup] = []
     for i, entry in enumerate(cfg.plugins):
         model = models.get(entry.name)
@@ -187,13 +203,18 @@ def _plugin_setups(cfg: Config, models: PluginModels, problems: list[str]) -> li
         default = None
         if not entry.defaultConfigDisable:
             default = _validate_plugin(model, base, f"plugins[{i}].defaultConfig", problems)
+        # A rule inherits the default's fields: warn about each ignored field once.
+        inherited = set(default.ignored()) if default is not None else set()
+        warnings.extend(f"plugins[{i}].defaultConfig.{why}" for why in sorted(inherited))
         rules: list[RuleConfig] = []
         for j, rule in enumerate(entry.matchRules):
             if rule.configDisable:
                 continue
             merged = {**base, **rule.config}
-            validated = _validate_plugin(model, merged, f"plugins[{i}].matchRules[{j}].config", problems)
+            place = f"plugins[{i}].matchRules[{j}].config"
+            validated = _validate_plugin(model, merged, place, problems)
             if validated is not None:
+                warnings.extend(f"{place}.{why}" for why in sorted(set(validated.ignored()) - inherited))
                 rules.append(RuleConfig(j, tuple(rule.ingress or ()), tuple(rule.domain or ()), validated))
         setups.append(
             PluginSetup(entry.name, i, default, tuple(rules), entry.phase, entry.priority, entry.failure_mode)
@@ -235,7 +256,8 @@ def load_config_text(
     except ValidationError as exc:
         raise ConfigError(problems + _errors(exc)) from None
     _check_references(cfg, problems)
-    setups = _plugin_setups(cfg, plugins, problems)
+    _provider_warnings(cfg, warnings)
+    setups = _plugin_setups(cfg, plugins, problems, warnings)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings))

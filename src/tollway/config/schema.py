@@ -30,6 +30,12 @@ class PluginConfig(Strict):
     It lives with the file's schema so that loading a config needs no plugin code: the
     plugins' models are handed to the loader (``load.PluginModels``)."""
 
+    def ignored(self) -> list[str]:
+        """Fields given that have no effect here (a Higress field this version accepts
+        and does not act on), each as ``"place: why"`` relative to this config; the
+        loader warns about each, so none passes silently."""
+        return []
+
 
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
@@ -83,6 +89,7 @@ class Price(Strict):
 class RetryOnFailure(Strict):
     enabled: bool = False
     maxRetries: int = Field(1, ge=0)
+    # ms from the provider's first attempt after which no retry starts.
     retryTimeout: int = Field(60000, gt=0)
     retryOnStatus: list[str] = ["4.*", "5.*"]
 
@@ -98,6 +105,9 @@ class RetryOnFailure(Strict):
 
 
 class Failover(Strict):
+    """Higress's health-checked token failover. Accepted so Higress configs load, and
+    warned about: Tollway fails over between a route's providers instead (``load``)."""
+
     enabled: bool = False
     failureThreshold: int = 3
     successThreshold: int = 1
@@ -107,8 +117,22 @@ class Failover(Strict):
     failoverOnStatus: list[str] = ["4.*", "5.*"]
 
 
+class CustomSetting(Strict):
+    """Higress's ``customSettings`` entry: a request parameter the provider always gets.
+    ``auto`` sets it on the OpenAI-shaped request, before any translation carries it to
+    the provider's own name; ``raw`` sets it as it stands on the body the provider gets.
+    Without ``overwrite``, a value the request already has is kept."""
+
+    name: str = Field(min_length=1)
+    value: Any
+    mode: Literal["auto", "raw"] = "auto"
+    overwrite: bool = True
+
+
 class ProviderConfig(Strict):
-    """Higress ai-proxy's provider object, with the fields Tollway acts on or accepts."""
+    """Higress ai-proxy's provider object: every field is acted on, except the Higress
+    fields that ``load`` warns about when given (``failover``, ``qwenEnableCompatible:
+    false``)."""
 
     id: str
     type: ProviderType
@@ -119,8 +143,12 @@ class ProviderConfig(Strict):
     timeout: int = Field(120000, gt=0)
     retryOnFailure: RetryOnFailure = RetryOnFailure()
     failover: Failover = Failover()
+    # "original": requests go to the provider as the client sent them, never translated.
     protocol: Literal["openai", "original"] = "openai"
-    # Provider-specific Higress fields, accepted now so configs stay valid.
+    # ms until a streamed answer's response headers arrive (instead of ``timeout``); 0: unset.
+    firstByteTimeout: int = Field(0, ge=0)
+    customSettings: list[CustomSetting] = []
+    # Provider-specific Higress fields.
     azureServiceUrl: str | None = None
     apiVersion: str | None = None
     claudeVersion: str | None = None
@@ -130,8 +158,6 @@ class ProviderConfig(Strict):
     vllmServerHost: str | None = None
     vllmCustomUrl: str | None = None
     qwenEnableCompatible: bool | None = None
-    firstByteTimeout: int | None = None
-    customSettings: list[dict[str, Any]] = []
 
     @field_validator("baseUrl", "openaiCustomUrl")
     @classmethod

@@ -23,8 +23,8 @@ Built-in keys need no ``value_source``: ``question`` (the last user message),
 ``system`` (the system prompt), ``answer`` (the reply text, streamed or not),
 ``reasoning`` (``reasoning_content``), ``reasoning_tokens`` and ``cached_tokens``.
 
-Accepted and without effect here, since Tollway has no tracing: ``apply_to_span``,
-``trace_span_key``.
+Accepted and without effect here, since Tollway exports no traces yet, with a warning
+when the config is loaded: ``apply_to_span``, ``trace_span_key``.
 """
 
 from __future__ import annotations
@@ -83,6 +83,14 @@ class AiStatisticsConfig(PluginConfig):
     value_length_limit: int = Field(4000, gt=0)
     # Only calls whose path ends with one of these get attributes; unset or "*": all.
     enable_path_suffixes: list[str] | None = None
+
+    def ignored(self) -> list[str]:
+        out = []
+        for i, a in enumerate(self.attributes):
+            for name in ("apply_to_span", "trace_span_key"):
+                if name in a.model_fields_set and getattr(a, name):
+                    out.append(f"attributes[{i}].{name}: ignored; Tollway exports no traces yet")
+        return out
 
 
 class _Attr:

@@ -1,1 +1,2 @@
-"""Wire formats: request, response and stream shapes. No I/O here."""
+"""Wire formats: request, response and stream shapes, and the one module that names the
+APIs and dialects (``apis``). Pure: no I/O here."""

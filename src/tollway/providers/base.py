@@ -6,10 +6,11 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from tollway.config.schema import ProviderConfig
+from tollway.config.schema import CustomSetting, ProviderConfig
 from tollway.patterns import PatternMap
 from tollway.protocols.apis import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, MODELS
 from tollway.protocols.registry import codec_for
@@ -22,6 +23,21 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...]
 
 
+Json = dict[str, Any]
+
+
+def apply_settings(body: Json, settings: Sequence[CustomSetting]) -> Json:
+    """``body`` with ``settings`` set at its top level (a new dict; ``body`` itself when
+    there are none)."""
+    if not settings:
+        return body
+    out = dict(body)
+    for s in settings:
+        if s.overwrite or s.name not in out:
+            out[s.name] = s.value
+    return out
+
+
 class UnsupportedProvider(Exception):
     """A provider config this version cannot serve (an unknown type, a missing field)."""
 
@@ -32,6 +48,12 @@ class Provider:
     Subclasses set ``protocol`` (the codec their native chat API speaks) and override
     ``auth_headers``/``url_for``/``endpoint`` for their URLs and auth. A token that
     answered 401/429 rests for ``rest_s`` before reuse.
+
+    ``protocol: original`` in the config: requests reach the provider as the client sent
+    them, never translated (``translates``). ``customSettings`` are laid over every JSON
+    body it is sent (``pivot_body``, ``native_body``). ``firstByteTimeout`` bounds the
+    wait for a streamed answer's headers instead of ``timeout``; ``retryTimeout`` ends
+    ``retryOnFailure``'s retries once that long has passed since the first attempt.
     """
 
     rest_s = 30.0
@@ -47,6 +69,11 @@ class Provider:
         self.transport = transport
         self.mapping = PatternMap(config.modelMapping)
         self.timeout_s = config.timeout / 1000.0
+        self.first_byte_timeout_s = config.firstByteTimeout / 1000.0 if config.firstByteTimeout else None
+        self.retry_timeout_s = config.retryOnFailure.retryTimeout / 1000.0
+        self.translates = config.protocol == "openai"
+        self._auto = tuple(s for s in config.customSettings if s.mode == "auto")
+        self._raw = tuple(s for s in config.customSettings if s.mode == "raw")
         self._tokens = list(config.apiTokens)
         self._turn = itertools.cycle(range(len(self._tokens))) if self._tokens else None
         self._resting: dict[int, float] = {}
@@ -72,9 +99,31 @@ class Provider:
         rof = self.config.retryOnFailure
         return rof.maxRetries if rof.enabled else 0
 
+    def may_retry(self, attempt: int, first_started: float) -> bool:
+        """Whether a failed ``attempt`` (counted from 0) may be followed by another: a
+        retry is left, and ``retryTimeout`` has not passed since the first attempt
+        started (``time.monotonic()``)."""
+        return attempt < self.retries and time.monotonic() - first_started < self.retry_timeout_s
+
     def retries_on(self, status: int) -> bool:
         """Whether ``retryOnFailure.retryOnStatus`` (regexes on the status) covers it."""
         return status >= 400 and any(rx.fullmatch(str(status)) for rx in self._retry_statuses)
+
+    def headers_timeout(self, stream: bool) -> float:
+        """Seconds to wait for the response headers of a call (streamed or not)."""
+        if stream and self.first_byte_timeout_s is not None:
+            return self.first_byte_timeout_s
+        return self.timeout_s
+
+    def pivot_body(self, chat: Json) -> Json:
+        """An OpenAI-shaped request with the ``auto`` custom settings (before any
+        translation, which carries them to the provider's own names)."""
+        return apply_settings(chat, self._auto)
+
+    def native_body(self, body: Json, translated: bool) -> Json:
+        """The body the provider gets, with the ``raw`` custom settings as they stand.
+        ``translated``: the body was made by translating a client's chat request."""
+        return apply_settings(body, self._raw)
 
     def map_model(self, requested: str) -> str:
         mapped = self.mapping.lookup(requested)

@@ -6,7 +6,7 @@ import re
 
 from tollway.config.schema import ProviderConfig
 from tollway.protocols.apis import MODELS
-from tollway.providers.base import Endpoint, Provider
+from tollway.providers.base import Endpoint, Json, Provider
 from tollway.upstream import Transport
 
 DEFAULT_VERSION = "v1beta"
@@ -19,7 +19,10 @@ class Gemini(Provider):
     ``/v1beta/models/<model>:generateContent``, ``…:streamGenerateContent?alt=sse``,
     ``/v1beta/models`` to list. Auth is the ``x-goog-api-key`` header (never the ``key``
     query parameter, which would put the key in logged URLs). A root that already ends
-    in a version (``…/v1beta``) is used as it stands."""
+    in a version (``…/v1beta``) is used as it stands.
+
+    ``geminiSafetySetting`` (category → threshold, as Higress takes it) becomes the
+    ``safetySettings`` of every generateContent call made from a chat request."""
 
     protocol = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com"
@@ -28,6 +31,15 @@ class Gemini(Provider):
         super().__init__(config, transport)
         self.version = config.apiVersion or DEFAULT_VERSION
         self._prefix = "" if _VERSIONED.search(self._base) else "/" + self.version
+        self._safety = [
+            {"category": category, "threshold": threshold}
+            for category, threshold in (config.geminiSafetySetting or {}).items()
+        ]
+
+    def native_body(self, body: Json, translated: bool) -> Json:
+        if translated and self._safety:
+            body = {**body, "safetySettings": self._safety}
+        return super().native_body(body, translated)
 
     def auth_headers(self, token: str | None) -> tuple[tuple[str, str], ...]:
         return (("x-goog-api-key", token),) if token else ()

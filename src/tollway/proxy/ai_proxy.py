@@ -7,8 +7,9 @@ The gateway runs the response hooks and writes to the client; nothing here does.
 OpenAI-style requests go to the provider's API root plus the client's path after
 ``/v1``, with the provider's credential in place of the client's; other protocols are
 translated both ways (``translation``). Every provider call is one ``Attempt`` on the
-exchange. ``retryOnFailure`` tries the same provider again with its next token; then
-the next provider in the route's list is tried on connect errors, 429 and 5xx.
+exchange. ``retryOnFailure`` tries the same provider again with its next token (until
+``retryTimeout`` has passed since its first attempt); then the next provider in the
+route's list is tried on connect errors, 429 and 5xx.
 """
 
 from __future__ import annotations
@@ -79,21 +80,20 @@ class AiProxy:
         last_error: GatewayError | None = None
         for i, provider in enumerate(candidates):
             is_last = i == len(candidates) - 1
-            retries = provider.retries
-            for attempt in range(retries + 1):
-                may_retry = attempt < retries
+            first = time.monotonic()
+            for attempt in range(provider.retries + 1):
                 try:
                     resp, translation = await self._call(ex, provider, client_body)
                 except UpstreamTimeout:
                     raise  # a provider that went silent is not retried: the client has waited enough
                 except GatewayError as err:
                     last_error = err
-                    if may_retry:
+                    if provider.may_retry(attempt, first):
                         continue
                     if is_last:
                         raise
                     break
-                if may_retry and provider.retries_on(resp.status):
+                if provider.retries_on(resp.status) and provider.may_retry(attempt, first):
                     # retryOnFailure: the same provider again, with its next token.
                     await resp.aclose()
                     continue
@@ -123,7 +123,7 @@ class AiProxy:
             url=endpoint.url,
             headers=upstream_request.headers(ex, endpoint.headers, translation is not None),
             body=body,
-            headers_timeout=provider.timeout_s,
+            headers_timeout=provider.headers_timeout(ex.stream),
             idle_timeout=self.idle_timeout_s,
         )
         t0 = time.perf_counter()

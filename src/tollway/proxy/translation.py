@@ -35,32 +35,35 @@ PROTOCOL_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "openai-org
 class Translation:
     """One call's crossing from the client's format to the provider's and back."""
 
-    __slots__ = ("client", "client_body", "native")
+    __slots__ = ("client", "client_body", "native", "provider")
 
-    def __init__(self, client: Codec, native: Codec, client_body: Json) -> None:
+    def __init__(self, client: Codec, native: Codec, client_body: Json, provider: Provider) -> None:
         self.client = client
         self.native = native
         self.client_body = client_body
+        self.provider = provider
 
     @classmethod
     def for_call(cls, api_path: str, provider: Provider, body: Json | None) -> Translation | None:
         """The translation a call needs, or ``None`` when the provider speaks the
-        client's protocol for this API (or the API is not a chat API)."""
-        if body is None or api_path not in (CHAT, MESSAGES):
+        client's protocol for this API, or takes requests as clients send them
+        (``protocol: original``), or the API is not a chat API."""
+        if body is None or api_path not in (CHAT, MESSAGES) or not provider.translates:
             return None
         client_name = dialect_of(api_path)
         if provider.protocol == client_name:
             return None
-        return cls(codec_for(client_name), codec_for(provider.protocol), body)
+        return cls(codec_for(client_name), codec_for(provider.protocol), body, provider)
 
     def request(self, upstream_model: str) -> bytes:
         """The provider's request body; a request the target cannot express is a 400."""
+        provider = self.provider
         try:
             chat = self.client.request_to_pivot(self.client_body)
-            native = self.native.request_from_pivot({**chat, "model": upstream_model})
+            native = self.native.request_from_pivot(provider.pivot_body({**chat, "model": upstream_model}))
         except TranslationError as exc:
             raise BadRequest(str(exc), reason="gateway.bad_request") from None
-        return orjson.dumps(native)
+        return orjson.dumps(provider.native_body(native, translated=True))
 
     def response(self, body: bytes) -> tuple[bytes, Json | None]:
         """The client's answer body and the pivot it came through (for usage); a body

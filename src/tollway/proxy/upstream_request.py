@@ -47,13 +47,15 @@ HIDE_USAGE: StateKey[bool] = StateKey("ai-proxy.hide_usage")
 
 
 def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -> bytes:
-    """The JSON body for ``provider``: the model mapped, and a stream asked to report its
-    usage (hidden again from a client that did not ask). The client's bytes as they
-    came when nothing changes."""
+    """The JSON body for ``provider``: the model mapped, a stream asked to report its
+    usage (hidden again from a client that did not ask), the provider's custom settings.
+    The client's bytes as they came when nothing changes."""
     raw = ex.request.body or b""
     if client_body is None:
         return raw
-    changed = ex.upstream_json is not None
+    given = client_body
+    client_body = provider.native_body(provider.pivot_body(client_body), translated=False)
+    changed = ex.upstream_json is not None or client_body is not given
     if ex.model_requested:
         mapped = provider.map_model(ex.model_requested)
         ex.model_upstream = mapped

@@ -1,0 +1,2 @@
+"""Which route a request belongs to: routes and the route table (``routes``), host
+patterns (``hosts``)."""

@@ -7,7 +7,7 @@ Higress's fields: ``admin_consumer`` (required), ``admin_path`` (default ``/quot
 Calls (POST requests other than the admin endpoints) need a consumer (none → 401
 ``ai-quota.no_consumer``) with a quota above zero: zero, negative or none → 403
 ``insufficient_quota``, reason ``ai-quota.exhausted``. An admitted call reserves
-``min(estimate, remaining)`` (see ``token_reservation.py``) and is settled to the
+``min(estimate, remaining)`` (see ``reservation.py``) and is settled to the
 provider's reported usage when it ends, so concurrent calls cannot all spend the same
 last tokens. Worst case: the quota ends below zero by at most the sum, over the calls in
 flight when the last call was admitted, of ``max(0, spent - reserved)``; with

@@ -4,13 +4,13 @@ through ``storage.state``.
 Higress's fields (``rule_name``, ``global_threshold`` / ``rule_items`` / ``limit_keys``
 with ``token_per_second|minute|hour|day``, ``rejected_code``, ``rejected_msg``) and the
 same keys as the request limits (consumer, group, model, header, …; see
-``limit_config.py``). A refusal is 429 ``ai-token-ratelimit.exceeded`` with
+``config.py``). A refusal is 429 ``ai-token-ratelimit.exceeded`` with
 ``Retry-After``, ``X-RateLimit-Reset`` and Higress's ``X-TokenRateLimit-Reset``;
 ``show_limit_quota_header`` adds ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` (tokens).
 Only POST calls are limited: nothing else spends tokens.
 
 Unlike Higress, a call reserves its estimated cost before it goes upstream (see
-``token_reservation.py``): it is admitted only if ``used + reservation <= limit``, where
+``reservation.py``): it is admitted only if ``used + reservation <= limit``, where
 the reservation is ``min(estimate, limit)`` (so a call larger than the whole limit runs
 only in an otherwise empty window). The ``done`` hook replaces the reservation by
 input + output tokens as the provider reported them, in the window where it was taken.

@@ -17,7 +17,7 @@ Thresholds are ``query_per_second|minute|hour|day`` for request limits and
 ``token_per_…`` for token limits; each limit key names exactly one. Key forms: an exact
 value, ``*`` (any value) and ``regexp:<re>`` (searched, as Go's ``MatchString`` does);
 ``limit_by_per_ip`` keys are IP addresses or CIDRs. Everything is validated here, so
-``limit_rules.py`` compiles without surprises.
+``rules.py`` compiles without surprises.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Higress's fields (``limit_by_header`` / ``limit_by_param`` with ``limit_keys``), and
 everything cluster-key-rate-limit accepts (rule items, a global threshold, per-value
-keys, groups, models, IPs; see ``limit_config.py``). Windows are fixed and aligned to
+keys, groups, models, IPs; see ``config.py``). Windows are fixed and aligned to
 multiples of their length since the Unix epoch. Counters live in this process's memory
 whatever ``storage.state`` says: each worker or replica counts on its own (use
 cluster-key-rate-limit for one limit across them). They survive a config reload.

@@ -1,7 +1,6 @@
 """Anthropic's Messages API as a codec: requests, answers, streams, errors and model
-lists, each direction documented in its own module (``anthropic_request_from_pivot``,
-``anthropic_request_to_pivot``, ``anthropic_response``, ``anthropic_stream``,
-``anthropic_errors``)."""
+lists, each direction documented in its own module of this package
+(``request_from_pivot``, ``request_to_pivot``, ``response``, ``stream``, ``errors``)."""
 
 from __future__ import annotations
 

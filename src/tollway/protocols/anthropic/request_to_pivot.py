@@ -1,5 +1,5 @@
 """Anthropic Messages requests → the pivot: what an Anthropic client's request becomes
-before it goes to any provider. The mapping of ``anthropic_request_from_pivot`` runs
+before it goes to any provider. The mapping of ``request_from_pivot`` runs
 backwards:
 
 - ``system`` (a string, or text blocks joined by newlines) → one string ``system``

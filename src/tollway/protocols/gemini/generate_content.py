@@ -1,7 +1,6 @@
 """Google's Gemini API (``generateContent`` / ``streamGenerateContent?alt=sse``) as a
 codec: requests, answers, streams, errors and model lists, each direction documented in
-its own module (``gemini_request``, ``gemini_response``, ``gemini_stream``,
-``gemini_errors``)."""
+its own module of this package (``request``, ``response``, ``stream``, ``errors``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,381 @@
+"""The gateway process (SPEC §1, §2 reload): graceful stop, reload by SIGHUP, by the
+admin API and by a file change, invalid reloads, workers, and stdout discipline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayFactory, Proc
+
+# Padding lets a rewrite keep the file's size, so only the trigger under test reloads it.
+PAD = "#" * 400
+BASE = """
+storage: {{database: "sqlite:///./tollway.db"{state}}}
+providers:
+  - {{id: mock, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-provider-1]}}
+routes:
+  - {{name: chat, path_prefix: /v1/, provider: mock}}
+{extra}"""
+SECOND_ROUTE = "  - {name: second, path_prefix: /second/v1/, provider: mock}\n"
+LOG_FIELDS = {"ts", "request_id", "route", "consumer", "model", "status", "reason", "latency_ms"}
+
+
+def config(mock: Proc, extra: str = "", state: str = "") -> str:
+    return BASE.format(mock=mock.url, extra=extra, state=f", state: {state!r}" if state else "") + PAD + "\n"
+
+
+def write_unnoticed(path: Path, text: str) -> None:
+    """Replace the config without the file watcher seeing it: same size, same mtime."""
+    st = path.stat()
+    data = text.rstrip("#\n").encode() + b"\n"  # without its padding, then padded to the old size
+    assert len(data) + 2 <= st.st_size, "the new config is too long to pad"
+    data += b"#" * (st.st_size - len(data) - 1) + b"\n"
+    path.write_bytes(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def chat(http: httpx.Client, path: str = "/v1/chat/completions", **headers: str) -> httpx.Response:
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+    return http.post(path, json=body, headers=headers)
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_stdout_is_json_lines(gw: Proc) -> None:
+    assert gw.stdout_lines, "no access-log line"
+    for line in gw.stdout_lines:
+        entry = json.loads(line)
+        assert set(entry) == LOG_FIELDS, line
+
+
+# --- graceful stop ------------------------------------------------------------------------------
+
+
+def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(config(mock_llm))
+    result: dict[str, Any] = {}
+    marker = f"in-flight-{time.time_ns()}"
+
+    def slow_call() -> None:
+        with httpx.Client(base_url=gw.url, timeout=10) as http:
+            r = chat(http, **{"x-mock-latency-ms": "1500", "x-request-id": "in-flight", "x-test-marker": marker})
+            result["status"], result["body"] = r.status_code, r.json()
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    wait_for(lambda: _mock_saw(mock_llm, marker), 5, "the provider to receive the slow call")
+    gw.popen.send_signal(signal.SIGTERM)
+    port = int(gw.url.rsplit(":", 1)[1])
+
+    def refused() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
+                return not sock.recv(1)  # closed without an answer
+        except OSError:
+            return True
+
+    # It stops accepting new connections while the call in flight finishes.
+    wait_for(refused, 1.2, "the gateway to stop accepting")
+    assert caller.is_alive()
+    caller.join(10)
+    assert result.get("status") == 200, result
+    assert result["body"]["choices"][0]["message"]["content"]
+    assert gw.popen.wait(10) == 0
+    time.sleep(0.1)  # let the reader threads drain the pipes
+    assert [e["status"] for e in gw.access_log() if e["request_id"] == "in-flight"] == [200]
+    assert_stdout_is_json_lines(gw)
+
+
+def _mock_saw(mock_llm: Proc, marker: str) -> bool:
+    seen = httpx.get(mock_llm.url + "/_mock/requests", timeout=5).json()["requests"]
+    return any(["x-test-marker", marker] in r["headers"] for r in seen)
+
+
+def _cut_by_shutdown(gateway: GatewayFactory, mock_llm: Proc) -> tuple[Proc, dict[str, Any]]:
+    """A gateway whose stop may wait 0.5 s, stopped while a 3 s call is in flight."""
+    gw = gateway(config(mock_llm).replace("storage:", "server: {shutdown_timeout_s: 0.5}\nstorage:"))
+    result: dict[str, Any] = {}
+    marker = f"cut-{time.time_ns()}"
+
+    def slow_call() -> None:
+        with httpx.Client(base_url=gw.url, timeout=10) as http:
+            try:
+                result["response"] = chat(
+                    http, **{"x-mock-latency-ms": "3000", "x-test-marker": marker, "x-request-id": "cut-short"}
+                )
+            except httpx.TransportError as exc:
+                result["error"] = exc
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    wait_for(lambda: _mock_saw(mock_llm, marker), 5, "the provider to receive the slow call")
+    gw.popen.send_signal(signal.SIGTERM)
+    result["exit"] = gw.popen.wait(2.5)  # before the call itself would end
+    caller.join(10)
+    time.sleep(0.1)
+    return gw, result
+
+
+def test_shutdown_timeout_s_bounds_the_wait_for_requests_in_flight(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    _, result = _cut_by_shutdown(gateway, mock_llm)
+    assert result["exit"] == 0
+    assert "error" in result or result["response"].status_code >= 500
+
+
+def test_a_call_cut_by_the_shutdown_bound_is_answered_and_recorded_as_the_gateways_doing(
+    gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    gw, result = _cut_by_shutdown(gateway, mock_llm)
+    response = result["response"]
+    assert response.status_code == 503 and response.headers.get("x-request-id") == "cut-short"
+    assert response.headers["x-tollway-reason"] == "gateway.shutdown"
+    assert response.headers["content-type"].startswith("application/json")
+    [entry] = [e for e in gw.access_log() if e["request_id"] == "cut-short"]
+    assert entry["status"] == 503
+    assert entry["reason"] == "gateway.shutdown"
+    assert not any("Traceback" in err for err in gw.stderr_lines)
+
+
+def test_sigint_stops_cleanly_too(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(config(mock_llm))
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        assert chat(http).status_code == 200
+    assert gw.stop(signal.SIGINT) == 0
+    time.sleep(0.1)
+    assert len(gw.access_log()) == 1
+    assert_stdout_is_json_lines(gw)
+
+
+def test_sigterm_stops_a_gateway_whose_stdout_reader_went_away(mock_llm: Proc, tmp_path: Path) -> None:
+    # `tollway serve | head -1`: once the reader is gone, writing the access log fails.
+    (tmp_path / "tollway.yaml").write_text(config(mock_llm))
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "tollway", "serve", "-c", "tollway.yaml", "--port", "0", "--admin-port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert popen.stdout is not None and popen.stderr is not None
+        popen.stdout.close()
+        url = ""
+        while not url:
+            line = popen.stderr.readline().decode()
+            assert line, "the gateway exited before listening"
+            if "gateway listening on " in line:
+                url = line.split("gateway listening on ")[1].strip()
+        errors: list[bytes] = []
+        threading.Thread(target=lambda: errors.extend(popen.stderr), daemon=True).start()  # type: ignore[arg-type]
+        with httpx.Client(base_url=url, timeout=10) as http:
+            wait_for(lambda: _answers(http), 5, "the gateway to answer")
+            time.sleep(0.3)  # an access-log flush has met the broken pipe
+            assert chat(http).status_code == 200
+        popen.send_signal(signal.SIGTERM)
+        assert popen.wait(10) == 0, b"".join(errors).decode()[-2000:]
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait()
+        if popen.stderr is not None:
+            popen.stderr.close()
+
+
+def _answers(http: httpx.Client) -> bool:
+    try:
+        return chat(http).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+# --- reload ------------------------------------------------------------------------------------
+
+
+def test_sighup_swaps_in_the_edited_config(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
+    gw = gateway(config(mock_llm))
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        assert chat(http, "/second/v1/chat/completions").status_code == 404
+        write_unnoticed(tmp_path / "tollway.yaml", config(mock_llm, SECOND_ROUTE))
+        time.sleep(1.2)  # the watcher would have reloaded by now, had it noticed
+        assert chat(http, "/second/v1/chat/completions").status_code == 404
+        gw.popen.send_signal(signal.SIGHUP)
+        wait_for(lambda: chat(http, "/second/v1/chat/completions").status_code == 200, 3, "the new route")
+        assert chat(http).status_code == 200
+    assert any("SIGHUP" in line for line in gw.stderr_lines)
+    assert_stdout_is_json_lines(gw)
+
+
+def test_an_invalid_config_leaves_the_old_one_serving(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
+    gw = gateway(config(mock_llm))
+    broken = config(mock_llm, SECOND_ROUTE).replace("path_prefix: /second/v1/", "path_prefx: /second/v1/")
+    write_unnoticed(tmp_path / "tollway.yaml", broken)
+    gw.popen.send_signal(signal.SIGHUP)
+    wait_for(
+        lambda: any("routes[1].path_prefx: unknown field" in line for line in gw.stderr_lines),
+        3,
+        "the reload error on stderr",
+    )
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        assert chat(http).status_code == 200
+        assert chat(http, "/second/v1/chat/completions").status_code == 404
+    assert gw.popen.poll() is None
+
+
+def test_admin_reload_answers_200_or_400_with_the_errors(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    gw = gateway(config(mock_llm))
+    path = tmp_path / "tollway.yaml"
+    with httpx.Client(base_url=gw.url, timeout=10) as http, httpx.Client(base_url=gw.admin_url, timeout=10) as admin:
+        write_unnoticed(path, config(mock_llm, SECOND_ROUTE).replace("provider: mock}\n", "provider: nope}\n"))
+        r = admin.post("/api/reload")
+        assert r.status_code == 400
+        assert any("routes[1].provider" in e and "nope" in e for e in r.json()["errors"]), r.json()
+        assert chat(http, "/second/v1/chat/completions").status_code == 404
+        write_unnoticed(path, config(mock_llm, SECOND_ROUTE))
+        r = admin.post("/api/reload")
+        assert r.status_code == 200, r.text
+        assert chat(http, "/second/v1/chat/completions").status_code == 200
+
+
+def test_a_reload_that_changes_server_settings_says_they_need_a_restart(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    gw = gateway(config(mock_llm))
+    changed = config(mock_llm, SECOND_ROUTE).replace("storage:", "server: {max_body_bytes: 10}\nstorage:")
+    write_unnoticed(tmp_path / "tollway.yaml", changed)
+    with httpx.Client(base_url=gw.url, timeout=10) as http, httpx.Client(base_url=gw.admin_url, timeout=10) as admin:
+        r = admin.post("/api/reload")
+        assert r.status_code == 200
+        assert r.json()["restart_needed"] == ["server"]
+        # The route took effect; the body limit did not.
+        assert chat(http, "/second/v1/chat/completions").status_code == 200
+    assert any("restart" in line for line in gw.stderr_lines)
+
+
+def test_a_file_change_on_disk_is_picked_up(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
+    gw = gateway(config(mock_llm))
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        assert chat(http, "/second/v1/chat/completions").status_code == 404
+        (tmp_path / "tollway.yaml").write_text(config(mock_llm, SECOND_ROUTE + "# changed\n"))
+        changed = time.monotonic()
+        wait_for(lambda: chat(http, "/second/v1/chat/completions").status_code == 200, 4, "the file change")
+    assert time.monotonic() - changed < 4
+
+
+def test_requests_in_flight_finish_on_the_old_config(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
+    gw = gateway(config(mock_llm, SECOND_ROUTE))
+    result: dict[str, int] = {}
+
+    def slow_call() -> None:
+        with httpx.Client(base_url=gw.url, timeout=10) as http:
+            result["status"] = chat(http, "/second/v1/chat/completions", **{"x-mock-latency-ms": "1000"}).status_code
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    time.sleep(0.3)
+    write_unnoticed(tmp_path / "tollway.yaml", config(mock_llm))
+    with httpx.Client(base_url=gw.admin_url, timeout=10) as admin:
+        assert admin.post("/api/reload").status_code == 200
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        assert chat(http, "/second/v1/chat/completions").status_code == 404
+    caller.join(10)
+    assert result == {"status": 200}
+
+
+# --- workers -------------------------------------------------------------------------------------
+
+
+def test_workers_refuse_state_in_memory(mock_llm: Proc, tmp_path: Path) -> None:
+    path = tmp_path / "tollway.yaml"
+    path.write_text(config(mock_llm, state="memory"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tollway",
+            "serve",
+            "-c",
+            str(path),
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "storage.state" in done.stderr and "redis" in done.stderr
+    assert done.stdout == ""
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.mark.redis
+def test_workers_serve_with_state_in_redis(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
+    if not _redis_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Redis is not reachable on 127.0.0.1:6379 and CI must run this test")
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    redis = "redis://127.0.0.1:6379/0"
+    gw = gateway(config(mock_llm, state=redis), "--workers", "2")
+    path = tmp_path / "tollway.yaml"
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        statuses = [chat(http, **{"connection": "close"}).status_code for _ in range(8)]
+        assert statuses == [200] * 8
+        # A reload reaches every worker: new connections land on either.
+        write_unnoticed(path, config(mock_llm, SECOND_ROUTE, state=redis))
+        gw.popen.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: all(
+                chat(http, "/second/v1/chat/completions", connection="close").status_code == 200 for _ in range(8)
+            ),
+            5,
+            "every worker to take the SIGHUP reload",
+        )
+        third = SECOND_ROUTE.replace("second", "third")
+        write_unnoticed(path, config(mock_llm, SECOND_ROUTE + third, state=redis))
+        with httpx.Client(base_url=gw.admin_url, timeout=10) as admin:
+            assert admin.post("/api/reload").status_code == 200
+        wait_for(
+            lambda: all(
+                chat(http, "/third/v1/chat/completions", connection="close").status_code == 200 for _ in range(8)
+            ),
+            5,
+            "every worker to take the admin reload",
+        )
+    assert gw.stop() == 0
+    time.sleep(0.1)
+    assert len(gw.access_log()) >= 24
+    assert_stdout_is_json_lines(gw)

@@ -1,0 +1,74 @@
+"""Per-consumer model access (allow_models): refused models and the filtered model list."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import GatewayFactory, Proc
+
+
+def _config(mock_url: str) -> str:
+    return f"""
+providers:
+  - id: up
+    type: openai
+    apiTokens: [sk-provider]
+    baseUrl: {mock_url}/v1
+    modelMapping: {{"team-default": "mock-gpt-mini"}}
+routes:
+  - name: v1
+    path_prefix: /v1/
+    provider: up
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization, x-api-key]
+      consumers:
+        - {{name: alice, credential: k-alice, allow_models: ["mock-gpt*", "team-default"]}}
+        - {{name: bob, credential: k-bob}}
+"""
+
+
+@pytest.fixture
+def gw(gateway: GatewayFactory, mock_llm: Proc) -> Proc:
+    return gateway(_config(mock_llm.url))
+
+
+def test_allowed_model_is_served(gw: Proc) -> None:
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k-alice") as client:
+        answer = client.chat.completions.create(model="mock-gpt-mini", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content
+
+
+def test_other_model_is_refused_with_403_model_not_allowed(gw: Proc, mock_requests) -> None:  # type: ignore[no-untyped-def]
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k-alice", max_retries=0) as client:
+        with pytest.raises(openai.PermissionDeniedError) as caught:
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 403
+    assert caught.value.response.headers["x-tollway-reason"] == "key-auth.model_not_allowed"
+    body = caught.value.response.json()
+    assert body["error"]["code"] == "model_not_allowed"
+    assert "gpt-4o" in body["error"]["message"]
+    assert mock_requests() == [], "a refused model never reaches the provider"
+
+
+def test_model_list_shows_only_what_the_consumer_may_use(gw: Proc) -> None:
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k-alice") as client:
+        alice = sorted(m.id for m in client.models.list())
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k-bob") as client:
+        bob = sorted(m.id for m in client.models.list())
+    assert alice == ["mock-gpt", "mock-gpt-mini", "team-default"]
+    # bob has no allow_models: the provider's list plus the mapping's names.
+    assert set(bob) >= {"mock-gpt", "mock-gpt-mini", "mock-claude", "mock-embed", "team-default"}
+
+
+def test_unrestricted_consumer_may_use_any_model(gw: Proc) -> None:
+    r = httpx.post(
+        gw.url + "/v1/chat/completions",
+        headers={"authorization": "Bearer k-bob"},
+        json={"model": "anything-at-all", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert r.status_code == 200
+    assert r.json()["model"] == "anything-at-all"

@@ -1,0 +1,108 @@
+"""The seed blog's curl story, exactly: 401, 401, 403, 200, and the blocked calls → 404."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayFactory, Proc
+
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.yaml"
+
+
+def _seed_pointed_at(mock_url: str) -> str:
+    return SEED.read_text().replace("mock://v1/completions", f"{mock_url}/v1/completions")
+
+
+@pytest.fixture
+def seed_gateway(gateway: GatewayFactory, mock_llm: Proc) -> Proc:
+    return gateway(_seed_pointed_at(mock_llm.url))
+
+
+def test_the_four_curl_calls(seed_gateway: Proc, mock_requests) -> None:  # type: ignore[no-untyped-def]
+    url = seed_gateway.url + "/?text=Say,hello"
+    no_key = httpx.get(url)
+    unknown = httpx.get(url, headers={"apikey": "zzzzzz"})
+    not_allowed = httpx.get(url, headers={"apikey": "yyyyyy"})
+    allowed = httpx.get(url, headers={"apikey": "xxxxxx"})
+
+    assert [no_key.status_code, unknown.status_code, not_allowed.status_code, allowed.status_code] == [
+        401,
+        401,
+        403,
+        200,
+    ]
+    for refused in (no_key, unknown, not_allowed):
+        assert refused.headers["www-authenticate"] == 'Key realm="tollway"'
+    assert no_key.headers["x-tollway-reason"] == "key-auth.no_key"
+    assert unknown.headers["x-tollway-reason"] == "key-auth.unknown_key"
+    assert not_allowed.headers["x-tollway-reason"] == "key-auth.forbidden"
+    answer = allowed.json()
+    assert answer["object"] == "text_completion"
+    assert "Say,hello" in answer["choices"][0]["text"]
+
+    seen = mock_requests()
+    assert len(seen) == 1, "only the allowed call may reach the model"
+    call = seen[0]
+    headers = {k: v for k, v in call["headers"]}
+    assert call["path"] == "/v1/completions"
+    assert headers["authorization"] == "Bearer sk-tollway-seed-demo"
+    assert headers["x-mse-consumer"] == "consumer1"
+    assert "xxxxxx" not in str(call)
+    import orjson
+
+    body = orjson.loads(call["body"])
+    assert body == {
+        "model": "curie",
+        "prompt": "Say,hello",
+        "temperature": 0.9,
+        "max_tokens": 150,
+        "top_p": 1,
+        "frequency_penalty": 0,
+        "presence_penalty": 0.6,
+        "stop": ["Human:", "AI:"],
+    }
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "text=Mypassword=xxxxxx",
+        "text=pw=xxxxxx",
+        "text=MyPASSWORD=1",
+        "text=my%70assword",
+        "text=my%20PassWord",
+        "text=P%2557",
+    ],
+)
+def test_sensitive_prompts_are_blocked_with_404(seed_gateway: Proc, mock_requests, query: str) -> None:  # type: ignore[no-untyped-def]
+    r = httpx.get(f"{seed_gateway.url}/?{query}", headers={"apikey": "xxxxxx"})
+    assert r.status_code == 404
+    assert r.headers["x-tollway-reason"] == "request-block.blocked"
+    assert mock_requests() == []
+
+
+def test_blocked_call_is_recorded_with_its_consumer(seed_gateway: Proc) -> None:
+    httpx.get(seed_gateway.url + "/?text=pw=xxxxxx", headers={"apikey": "xxxxxx", "x-request-id": "seed-blocked"})
+    seed_gateway.wait_for_stdout(lambda lines: any("seed-blocked" in line for line in lines))
+    line = next(r for r in seed_gateway.access_log() if r["request_id"] == "seed-blocked")
+    assert line["status"] == 404
+    assert line["reason"] == "request-block.blocked"
+    assert line["consumer"] == "consumer1"
+
+
+def test_missing_prompt_is_a_400(seed_gateway: Proc) -> None:
+    r = httpx.get(seed_gateway.url + "/", headers={"apikey": "xxxxxx"})
+    assert r.status_code == 400
+    assert "text" in r.json()["error"]["message"]
+
+
+def test_examples_seed_yaml_runs_as_shipped(gateway: GatewayFactory) -> None:
+    """The file the README walks through, unchanged, on the built-in mock model."""
+    gw = gateway(SEED.read_text())
+    r = httpx.get(gw.url + "/?text=Say,hello", headers={"apikey": "xxxxxx"})
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["text"]
+    assert httpx.get(gw.url + "/?text=Say,hello", headers={"apikey": "yyyyyy"}).status_code == 403

@@ -1,0 +1,176 @@
+"""Config loading (config/load.py; SPEC §1, §2) and what `tollway check -c FILE` reports,
+run in this process: every problem named by its place, exit 2; variables substituted;
+Higress deployment fields accepted with a warning. The same through real processes is in
+tests/system/test_config.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tests.support.config_support import VALID
+from tollway.cli.main import main
+from tollway.config.load import ConfigError, load_config_text
+from tollway.plugins.registry import PLUGIN_MODELS
+
+
+def check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    """Run `tollway check` in this process; return its exit code and stdout lines."""
+    path = tmp_path / "tollway.yaml"
+    path.write_text(text)
+    code = main(["check", "-c", str(path)])
+    out = capsys.readouterr().out
+    return code, out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line"),
+    [
+        ("apiTokens:", "apiToken:", "providers[0].apiToken: unknown field"),
+        ("server: {host", "server: {hots: x, host", "server.hots: unknown field"),
+        (
+            "keys: [authorization]",
+            "keys: [authorization]\n      keyz: [x]",
+            "plugins[0].defaultConfig.keyz: unknown field",
+        ),
+        ("config: {allow: [alice]}", "config: {alow: [alice]}", "plugins[0].matchRules[0].config.alow: unknown field"),
+        ("block_urls:", "block_url:", "plugins[1].defaultConfig.block_url: unknown field"),
+        (
+            "{name: alice, credential: ck-alice}",
+            "{name: alice}",
+            "plugins[0].defaultConfig.consumers[0].credential: field required",
+        ),
+        ("keys: [authorization]", "in_query: true", "plugins[0].defaultConfig.keys: field required"),
+    ],
+    ids=["provider", "server", "plugin-default", "plugin-rule", "second-plugin", "missing-credential", "missing-keys"],
+)
+def test_unknown_and_missing_fields_are_named_by_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, line: str
+) -> None:
+    assert old in VALID
+    code, lines = check(tmp_path, VALID.replace(old, new, 1), capsys)
+    assert code == 2
+    assert line in lines
+
+
+def test_variables_are_substituted_with_defaults_and_comments_are_left_alone(tmp_path: Path) -> None:
+    text = VALID + "# an example: ${NOT_SET_ANYWHERE}\n"
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={})
+    assert loaded.config.providers[0].apiTokens == ["sk-default"]
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={"TW_TEST_TOKEN": "sk-from-env"})
+    assert loaded.config.providers[0].apiTokens == ["sk-from-env"]
+
+
+def test_an_empty_variable_takes_its_default(tmp_path: Path) -> None:
+    loaded = load_config_text(VALID, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={"TW_TEST_TOKEN": ""})
+    assert loaded.config.providers[0].apiTokens == ["sk-default"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "place", "words"),
+    [
+        ("provider: openai}", "provider: opneai}", "routes[0].provider", "opneai"),
+        ("ingress: [chat]", "ingress: [chta]", "plugins[0].matchRules[0].ingress[0]", "chta"),
+        ("name: request-block", "name: request-blok", "plugins[1].name", "request-blok"),
+        (
+            "{name: alice, credential: ck-alice}",
+            "{name: alice, credential: same}, {name: bob, credential: same}",
+            "plugins[0].defaultConfig",
+            "credential",
+        ),
+        (
+            "- {name: chat, path_prefix: /v1/, provider: openai}",
+            "- {name: chat, path_prefix: /v1/, provider: openai}\n  - {name: chat, path: /x}",
+            "routes[1].name",
+            "chat",
+        ),
+        ("- ingress: [chat]", "- service: [svc]", "plugins[0].matchRules[0].service", "service"),
+        ("port: 0,", "port: 70000,", "server.port", "65535"),
+        ("state: memory", "state: memcached", "storage.state", "redis"),
+    ],
+    ids=[
+        "missing-provider",
+        "missing-route",
+        "unknown-plugin",
+        "shared-credential",
+        "duplicate-route",
+        "service-rule",
+        "port-range",
+        "state-url",
+    ],
+)
+def test_cross_references_and_values_fail_at_their_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, place: str, words: str
+) -> None:
+    assert old in VALID
+    code, lines = check(tmp_path, VALID.replace(old, new, 1), capsys)
+    assert code == 2
+    hits = [line for line in lines if line.startswith(place)]
+    assert hits, lines
+    assert any(words in line for line in hits), hits
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = VALID.replace("provider: openai}", "provider: nope}").replace("ingress: [chat]", "ingress: [nope]")
+    text = text.replace("name: request-block", "name: nope-plugin")
+    code, lines = check(tmp_path, text, capsys)
+    assert code == 2
+    assert {line.split(":")[0] for line in lines} >= {
+        "routes[0].provider",
+        "plugins[0].matchRules[0].ingress[0]",
+        "plugins[1].name",
+    }
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = check(tmp_path, "routes:\n  - {name: [unclosed\n", capsys)
+    assert code == 2
+    assert any(line.startswith("line ") for line in lines), lines
+
+
+def test_a_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-c", str(tmp_path / "absent.yaml")]) == 2
+    assert "absent.yaml" in capsys.readouterr().out
+
+
+def test_higress_deployment_fields_are_accepted_with_one_warning_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = VALID.replace(
+        "  - name: request-block\n",
+        "  - name: request-block\n    url: oci://x/request-block:1.0\n    imagePullPolicy: Always\n"
+        "    failStrategy: FAIL_OPEN\n",
+    )
+    path = tmp_path / "tollway.yaml"
+    path.write_text(text)
+    assert main(["check", "-c", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "ok\n"
+    warnings = [line for line in captured.err.splitlines() if "plugins[1]" in line]
+    assert len(warnings) == 3, captured.err
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path)
+    assert loaded.plugins[1].failure_mode == "open"
+
+
+def test_a_plugin_redis_block_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "defaultConfig: {block_urls: [password]}", "defaultConfig: {block_urls: [password], redis: {service_name: r}}"
+    )
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path)
+    assert any("plugins[1].defaultConfig.redis" in w for w in loaded.warnings)
+
+
+def test_a_loaded_config_is_frozen(tmp_path: Path) -> None:
+    loaded = load_config_text(VALID, plugins=PLUGIN_MODELS, base_dir=tmp_path)
+    with pytest.raises(ValidationError):
+        loaded.config.server.port = 1  # type: ignore[misc]
+
+
+def test_config_error_carries_one_problem_per_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config_text(
+            VALID.replace("provider: openai}", "provider: nope}"), plugins=PLUGIN_MODELS, base_dir=tmp_path
+        )
+    assert raised.value.problems == ["routes[0].provider: no provider with id 'nope'"]

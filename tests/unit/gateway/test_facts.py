@@ -1,0 +1,112 @@
+"""The request's facts (gateway/facts.py): the API, the client's dialect, the model and
+the stream flag are established once, by the gateway, before the plugins that need them
+run; the body is parsed once; a body unfit for its API is refused only after the
+plugins had their say."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tollway.errors import BadRequest
+from tollway.gateway import facts
+from tollway.testing.gateway import GatewayUnderTest
+from tollway.testing.harness import make_exchange
+
+
+@pytest.mark.parametrize(
+    ("path", "api_path", "api", "dialect"),
+    [
+        ("/v1/chat/completions", "/chat/completions", "chat", "openai"),
+        ("/v1/completions", "/completions", "completions", "openai"),
+        ("/v1/embeddings", "/embeddings", "embeddings", "openai"),
+        ("/v1/messages", "/messages", "messages", "anthropic"),
+        ("/v1/models", "/models", "models", "openai"),
+        ("/team-a/v1/chat/completions", "/chat/completions", "chat", "openai"),
+        ("/v1/responses", "/responses", "other", "openai"),
+        ("/?text=hi", "/?text=hi", "other", "openai"),
+    ],
+)
+def test_the_path_names_the_api_and_the_dialect(path: str, api_path: str, api: str, dialect: str) -> None:
+    ex = make_exchange("POST", path)
+    assert (ex.api_path, ex.api, ex.dialect) == (api_path, api, dialect)
+
+
+def test_the_body_names_the_model_and_the_stream_flag_of_any_api() -> None:
+    ex = make_exchange("POST", "/v1/responses", body=b'{"model": "gpt-4o", "stream": true, "input": "hi"}')
+    assert (ex.model_requested, ex.stream) == ("gpt-4o", True)
+    chat = make_exchange("POST", "/v1/chat/completions", body=b'{"model": "m", "messages": []}')
+    assert (chat.model_requested, chat.stream) == ("m", False)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "request body is empty"),
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"messages": []}', "you must provide a model parameter"),
+        (b'{"model": "", "messages": []}', "you must provide a model parameter"),
+    ],
+)
+def test_a_body_unfit_for_a_model_api_is_named_not_raised(body: bytes, message: str) -> None:
+    ex = make_exchange("POST", "/v1/chat/completions")
+    ex.request.body = body
+    unfit = facts.from_body(ex)
+    assert isinstance(unfit, BadRequest) and message in unfit.message
+    assert unfit.reason == "gateway.bad_request"
+
+
+def test_other_apis_may_carry_any_body() -> None:
+    ex = make_exchange("POST", "/v1/audio/transcriptions")
+    ex.request.body = b"--boundary\r\nContent-Disposition: form-data"
+    assert facts.from_body(ex) is None
+    assert ex.model_requested is None
+
+
+def test_the_body_is_parsed_once_and_a_bad_body_fails_the_same_way_every_time() -> None:
+    ex = make_exchange("POST", "/v1/chat/completions", body=b'{"model": "m"}')
+    assert ex.request.json() is ex.request.json()
+    bad = make_exchange("POST", "/v1/chat/completions", body=b"{oops")
+    with pytest.raises(BadRequest) as first:
+        bad.request.json()
+    with pytest.raises(BadRequest) as second:
+        bad.request.json()
+    assert first.value is second.value
+
+
+AUTH = """
+providers: [{id: mock, type: mock}]
+routes: [{name: v1, path_prefix: /v1/, provider: mock}]
+plugins:
+  - name: request-block
+    defaultConfig: {block_bodies: [forbidden]}
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{name: alice, credential: k-alice, allow_models: ["gpt-4o-mini"]}]
+"""
+
+
+async def _post(gw: GatewayUnderTest, path: str, content: bytes) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gw.app), base_url="http://gw") as client:
+        return await client.post(path, content=content, headers={"authorization": "Bearer k-alice"})
+
+
+async def test_allow_models_holds_on_every_api_that_names_a_model_and_the_record_keeps_it() -> None:
+    gw = GatewayUnderTest(AUTH)
+    r = await _post(gw, "/v1/responses", b'{"model": "gpt-4o", "input": "hi"}')
+    assert r.status_code == 403
+    assert r.headers["x-tollway-reason"] == "key-auth.model_not_allowed"
+    assert gw.calls[-1].model_requested == "gpt-4o"
+
+
+async def test_plugins_refuse_an_unfit_body_for_their_own_reasons_before_the_400() -> None:
+    gw = GatewayUnderTest(AUTH)
+    blocked = await _post(gw, "/v1/chat/completions", b"forbidden and not JSON")
+    assert blocked.status_code == 403
+    assert blocked.headers["x-tollway-reason"] == "request-block.blocked"
+    unfit = await _post(gw, "/v1/chat/completions", b"not JSON")
+    assert unfit.status_code == 400
+    assert unfit.headers["x-tollway-reason"] == "gateway.bad_request"
+    assert "not valid JSON" in unfit.json()["error"]["message"]

@@ -1,0 +1,50 @@
+"""The reservation ai-token-ratelimit and ai-quota share (plugins/limits/reservation.py):
+the estimate taken before a call, and what a finished call spent."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.support.plugin_support import call, chat_body, served
+from tollway.plugins.limits.reservation import estimate, spent
+
+
+def test_the_estimate_is_a_quarter_of_the_body_bytes_plus_the_output_limit() -> None:
+    body = chat_body(max_tokens=100)
+    assert estimate(call(body=body), 256) == (len(body) + 3) // 4 + 100
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens", "max_output_tokens"])
+def test_every_name_of_the_output_limit_counts(field: str) -> None:
+    body = orjson.dumps({"model": "m", field: 40})
+    assert estimate(call(body=body), 256) == (len(body) + 3) // 4 + 40
+
+
+def test_without_an_output_limit_the_configured_default_is_reserved_times_n() -> None:
+    body = orjson.dumps({"model": "m", "n": 3})
+    assert estimate(call(body=body), 50) == (len(body) + 3) // 4 + 150
+
+
+def test_embeddings_reserve_no_output_and_a_broken_body_still_reserves_something() -> None:
+    body = orjson.dumps({"model": "e", "input": "hello"})
+    assert estimate(call(body=body, path="/v1/embeddings"), 256) == (len(body) + 3) // 4
+    assert estimate(call(body=b"{oops"), 10) == 2 + 10
+    assert estimate(call(body=b""), 0) == 1
+
+
+def test_spent_is_the_reported_usage_or_what_can_be_known() -> None:
+    assert spent(served(call(), 7, 30), 500) == 37
+    estimated = call()
+    estimated.usage.input_tokens, estimated.usage.output_tokens, estimated.usage.estimated = 5, 9, True
+    estimated.status = 502
+    assert spent(estimated, 500) == 14
+    abandoned = call()
+    abandoned.provider, abandoned.status = "p", 499
+    assert spent(abandoned, 500) == 500  # the provider may have billed it: the estimate stands
+    never_sent = call()
+    never_sent.status = 499
+    assert spent(never_sent, 500) == 0
+    refused_upstream = call()
+    refused_upstream.provider, refused_upstream.status = "p", 429
+    assert spent(refused_upstream, 500) == 0

@@ -1,0 +1,216 @@
+"""ai-data-masking (plugins/ai_data_masking.py; SPEC §3; Higress reference §13) through the
+plugin harness, without sockets: masking each API's request, the deny answers, restoring
+placeholders in whole answers and streams, and config errors. Its parts are tested in
+tests/unit/masking/; the property that no planted secret reaches the provider in
+test_ai_data_masking_property.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from tests.support.masking_support import chunk, streamed
+from tollway.errors import GatewayError
+from tollway.exchange import Exchange, Reply
+from tollway.protocols.sse import SseEvent
+from tollway.testing.harness import AnyPlugin, make_exchange, make_plugin, run_request
+
+CHAT = "/v1/chat/completions"
+
+
+def masking(**config: Any) -> AnyPlugin:
+    return make_plugin("ai-data-masking", config)
+
+
+def chat(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def request(body: dict[str, Any], path: str = CHAT) -> Exchange:
+    return make_exchange("POST", path, {"content-type": "application/json"}, body=orjson.dumps(body))
+
+
+async def masked(plugin: AnyPlugin, body: dict[str, Any], path: str = CHAT) -> Exchange:
+    ex = request(body, path)
+    assert await run_request(plugin, ex) is None
+    return ex
+
+
+async def test_prompt_leaves_masked_and_the_client_request_is_untouched() -> None:
+    plugin = masking()
+    text = "Mail bob@example.com, card 4111 1111 1111 1111, again bob@example.com"
+    ex = await masked(plugin, chat(text))
+    assert ex.upstream_json is not None
+    assert ex.upstream_json["messages"][0]["content"] == "Mail [EMAIL_1], card [CARD_1], again [EMAIL_1]"
+    assert ex.upstream_json["model"] == "gpt-4o-mini"
+    assert ex.request.json()["messages"][0]["content"] == text
+    assert ex.blocked_by is None and ex.reason is None
+
+
+async def test_nothing_sensitive_leaves_the_body_alone() -> None:
+    ex = await masked(masking(), chat("nothing to see here"))
+    assert ex.upstream_json is None
+
+
+async def test_whole_answers_get_their_originals_back() -> None:
+    plugin = masking()
+    ex = await masked(plugin, chat("Mail bob@example.com"))
+    ex.status = 200
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Wrote to [EMAIL_1]."}}]}
+    out = orjson.loads(await plugin.response_body(ex, orjson.dumps(answer)))
+    assert out["choices"][0]["message"]["content"] == "Wrote to bob@example.com."
+    thinking = {"type": "thinking", "thinking": "[EMAIL_1]", "signature": "sig"}
+    anthropic = {"type": "message", "content": [thinking, {"type": "text", "text": "[EMAIL_1]"}]}
+    content = orjson.loads(await plugin.response_body(ex, orjson.dumps(anthropic)))["content"]
+    assert content == [thinking, {"type": "text", "text": "bob@example.com"}]
+    ex.status = 500
+    assert await plugin.response_body(ex, b'{"error": "[EMAIL_1]"}') == b'{"error": "[EMAIL_1]"}'
+
+
+async def test_stream_hooks_restore_through_the_plugin() -> None:
+    plugin = masking()
+    ex = await masked(plugin, chat("Mail bob@example.com", stream=True))
+    out = plugin.stream_event(ex, chunk("to [EMAI")) + plugin.stream_event(ex, chunk("L_1]!")) + plugin.stream_end(ex)
+    assert streamed(out) == "to bob@example.com!"
+
+
+async def test_replace_roles_follow_higress() -> None:
+    plugin = masking(
+        detectors=[],
+        replace_roles=[
+            {
+                "regex": "%{EMAILLOCALPART}@%{HOSTNAME:domain}",
+                "type": "replace",
+                "restore": True,
+                "value": "****@$domain",
+            },
+            {"regex": r"sk-[0-9a-zA-Z]*", "type": "hash", "restore": True},
+            {"regex": r"%{IP}", "type": "replace", "value": "***.***.***.***"},
+        ],
+    )
+    ex = await masked(plugin, chat('curl http://172.20.5.14/x -H "Authorization: sk-12345" -H "Auth: test@gmail.com"'))
+    assert ex.upstream_json is not None
+    assert ex.upstream_json["messages"][0]["content"] == (
+        'curl http://***.***.***.***/x -H "Authorization: 48a7e98a91d93896d8dac522c5853948" -H "Auth: ****@gmail.com"'
+    )
+    ex.status = 200
+    answer = {"choices": [{"message": {"content": "48a7e98a91d93896d8dac522c5853948 ****@gmail.com ***.***.***.***"}}]}
+    out = orjson.loads(await plugin.response_body(ex, orjson.dumps(answer)))
+    assert out["choices"][0]["message"]["content"] == "sk-12345 test@gmail.com ***.***.***.***"
+
+
+async def test_detectors_can_be_chosen() -> None:
+    ex = await masked(masking(detectors=["card"]), chat("bob@example.com 4111111111111111"))
+    assert ex.upstream_json is not None
+    assert ex.upstream_json["messages"][0]["content"] == "bob@example.com [CARD_1]"
+    assert (await masked(masking(detectors=[]), chat("bob@example.com"))).upstream_json is None
+
+
+async def test_jsonpath_and_raw_add_fields() -> None:
+    ex = await masked(
+        masking(deny_openai=False, deny_jsonpath=["$.metadata.note"]),
+        {**chat("bob@example.com"), "metadata": {"note": "a@b.cd"}},
+    )
+    assert ex.upstream_json is not None
+    assert ex.upstream_json["metadata"]["note"] == "[EMAIL_1]"
+    assert ex.upstream_json["messages"][0]["content"] == "bob@example.com"
+    ex = await masked(masking(deny_raw=True), {"model": "a@b.cd", "x": {"y": ["a@b.cd"]}}, "/v1/responses")
+    assert ex.upstream_json == {"model": "a@b.cd", "x": {"y": ["[EMAIL_1]"]}}
+
+
+async def test_a_field_selected_twice_is_masked_once() -> None:
+    plugin = masking(
+        deny_jsonpath=["$.messages[*].content"],
+        replace_roles=[{"regex": r"[A-Z]+_\d", "type": "replace", "value": "X"}],
+    )
+    ex = await masked(plugin, chat("bob@example.com"))
+    assert ex.upstream_json is not None
+    assert ex.upstream_json["messages"][0]["content"] == "[EMAIL_1]"
+
+
+def refusal(outcome: object, ex: Exchange) -> Reply:
+    assert isinstance(outcome, Reply), outcome
+    assert (ex.blocked_by, ex.reason) == ("ai-data-masking", "ai-data-masking.denied")
+    return outcome
+
+
+async def test_deny_words_answer_like_higress() -> None:
+    plugin = masking(deny_words=["Project Falcon"], deny_message="Not allowed.")
+    ex = request(chat("tell me about project falcon"))
+    reply = refusal(await run_request(plugin, ex), ex)
+    assert reply.status == 200 and ("content-type", "application/json") in reply.headers
+    body = orjson.loads(reply.body)
+    assert body["object"] == "chat.completion" and body["model"] == "gpt-4o-mini"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Not allowed."}
+    assert ex.upstream_json is None
+
+
+async def test_deny_in_a_stream_and_in_anthropic_and_raw_shapes() -> None:
+    plugin = masking(deny_words=["forbidden"], deny_raw_message='{"errmsg": "no"}')
+    ex = request(chat("forbidden", stream=True))
+    reply = refusal(await run_request(plugin, ex), ex)
+    events = [SseEvent(part + b"\n\n") for part in reply.body.split(b"\n\n") if part]
+    assert streamed(events) == "Sensitive words found in the question or answer have been blocked"
+    assert events[-1].data == "[DONE]" and ex.stream
+    ex = request(
+        {"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "forbidden"}]}, "/v1/messages"
+    )
+    body = orjson.loads(refusal(await run_request(plugin, ex), ex).body)
+    assert body["type"] == "message" and body["content"][0]["type"] == "text"
+    ex = request({"model": "e", "input": "forbidden"}, "/v1/embeddings")
+    assert refusal(await run_request(plugin, ex), ex).body == b'{"errmsg": "no"}'
+
+
+async def test_deny_code_400_and_up_is_an_error_in_the_clients_protocol() -> None:
+    plugin = masking(deny_words=["forbidden"], deny_code=403)
+    ex = request(chat("forbidden"))
+    err = await run_request(plugin, ex)
+    assert isinstance(err, GatewayError)
+    assert (err.status, err.reason, err.code) == (403, "ai-data-masking.denied", "request_blocked")
+    assert err.message == "Sensitive words found in the question or answer have been blocked"
+    assert ex.blocked_by == "ai-data-masking"
+
+
+async def test_mode_deny_refuses_what_a_detector_finds() -> None:
+    plugin = masking(mode="deny", replace_roles=[{"regex": "ACME-\\d+", "type": "replace", "value": "ACME"}])
+    ex = request(chat("card 4111 1111 1111 1111"))
+    refusal(await run_request(plugin, ex), ex)
+    ex = await masked(plugin, chat("ticket ACME-42"))
+    assert ex.upstream_json is not None and ex.upstream_json["messages"][0]["content"] == "ticket ACME"
+
+
+async def test_system_deny_refuses_private_keys() -> None:
+    plugin = masking(system_deny=True)
+    ex = request(chat("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----"))
+    refusal(await run_request(plugin, ex), ex)
+
+
+async def test_bodies_it_cannot_read_pass_untouched() -> None:
+    plugin = masking()
+    ex = make_exchange("POST", CHAT, {}, body=b"not json bob@example.com")
+    assert await run_request(plugin, ex) is None and ex.upstream_json is None
+    ex = make_exchange("GET", "/v1/models")
+    assert await run_request(plugin, ex) is None
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ({"replace_roles": [{"regex": "(", "type": "replace"}]}, "not a valid regular expression"),
+        ({"replace_roles": [{"regex": "%{NOPE}", "type": "replace"}]}, "unknown grok pattern"),
+        ({"replace_roles": [{"regex": "a*", "type": "replace"}]}, "matches the empty string"),
+        ({"replace_roles": [{"regex": "a", "type": "mask"}]}, "type"),
+        ({"replace_roles": [{"regex": "(a)", "type": "replace", "value": "$2"}]}, "group"),
+        ({"deny_jsonpath": ["messages"]}, "starts with"),
+        ({"deny_code": 99}, "deny_code"),
+        ({"detectors": ["passport"]}, "detectors"),
+        ({"mode": "block"}, "mode"),
+        ({"deny_word": ["x"]}, "deny_word"),
+    ],
+)
+def test_invalid_config_is_an_error(config: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        make_plugin("ai-data-masking", config)

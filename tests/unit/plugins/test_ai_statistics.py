@@ -1,0 +1,181 @@
+"""ai-statistics (plugins/ai_statistics.py) through the plugin harness. Its gjson path
+getter is tested in test_json_path.py; the end-to-end check (record and access log through a
+real gateway) is in tests/system/test_usage.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from tollway.exchange import Exchange
+from tollway.plugin import Plugin, PluginConfig
+from tollway.protocols.sse import SseEvent
+from tollway.testing.harness import make_exchange, make_plugin, run_request
+
+CHAT = {
+    "model": "gpt-4o",
+    "user": "u-1",
+    "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "an answer"},
+        {"role": "user", "content": [{"type": "text", "text": "last "}, {"type": "text", "text": "question"}]},
+    ],
+    "metadata": {"tags": ["a", "b"], "dotted.key": 7},
+}
+ANSWER = {
+    "id": "chatcmpl-1",
+    "model": "gpt-4o-2024-08-06",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello!", "reasoning_content": "hmm"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 2},
+}  # fmt: skip
+
+
+def _plugin(*attributes: dict[str, Any], **config: Any) -> Plugin[PluginConfig]:
+    return make_plugin("ai-statistics", {"attributes": list(attributes), **config})
+
+
+def _exchange(headers: dict[str, str] | None = None, body: Any = CHAT, path: str = "/v1/chat/completions") -> Exchange:
+    return make_exchange("POST", path, headers or {}, body=orjson.dumps(body))
+
+
+async def _through(plugin: Plugin[PluginConfig], ex: Exchange, answer: Any = ANSWER, stream: list[Any] | None = None,
+                   response_headers: list[tuple[str, str]] | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """Run every hook the chain would, for one call, and return the attributes."""
+    assert await run_request(plugin, ex) is None
+    await plugin.response_headers(ex, 200, response_headers or [("content-type", "application/json")])
+    if stream is None:
+        assert await plugin.response_body(ex, orjson.dumps(answer)) == orjson.dumps(answer)
+    else:
+        for obj in stream:
+            event = SseEvent.of_json(obj) if not isinstance(obj, str) else SseEvent.build(obj)
+            assert plugin.stream_event(ex, event) == [event]  # never changes the stream
+    await plugin.done(ex)
+    return ex.attributes
+
+
+def _chunk(content: str | None, finish: str | None = None) -> dict[str, Any]:
+    delta = {"content": content} if content is not None else {}
+    return {"id": "c1", "model": "gpt-4o", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+async def test_each_value_source() -> None:
+    plugin = _plugin(
+        {"key": "env", "value_source": "fixed_value", "value": "prod"},
+        {"key": "team", "value_source": "request_header", "value": "X-Team"},
+        {"key": "user", "value_source": "request_body", "value": "user"},
+        {"key": "second_tag", "value_source": "request_body", "value": "metadata.tags.1"},
+        {"key": "dotted", "value_source": "request_body", "value": "metadata.dotted\\.key"},
+        {"key": "n_messages", "value_source": "request_body", "value": "messages.#"},
+        {"key": "req_id", "value_source": "response_header", "value": "x-upstream-id"},
+        {"key": "finish", "value_source": "response_body", "value": "choices.0.finish_reason"},
+        {"key": "served_by", "value_source": "response_body", "value": "model"},
+    )
+    attrs = await _through(plugin, _exchange({"x-team": "blue"}), response_headers=[("x-upstream-id", "up-9")])
+    assert attrs == {
+        "env": "prod", "team": "blue", "user": "u-1", "second_tag": "b", "dotted": 7, "n_messages": 4,
+        "req_id": "up-9", "finish": "stop", "served_by": "gpt-4o-2024-08-06",
+    }  # fmt: skip
+
+
+async def test_streamed_values_follow_their_rule() -> None:
+    content = {"value_source": "response_streaming_body", "value": "choices.0.delta.content"}
+    plugin = _plugin(
+        {"key": "first", **content, "rule": "first"},
+        {"key": "last", **content, "rule": "replace"},
+        {"key": "all", **content, "rule": "append"},
+        {"key": "finish", "value_source": "response_streaming_body", "value": "choices.0.finish_reason",
+         "rule": "replace"},
+    )  # fmt: skip
+    stream = [_chunk(""), _chunk("Hel"), _chunk("lo"), _chunk(" you"), _chunk(None, "stop"), "[DONE]"]
+    attrs = await _through(plugin, _exchange(), stream=stream)
+    assert attrs == {"first": "Hel", "last": " you", "all": "Hello you", "finish": "stop"}
+
+
+async def test_built_in_keys() -> None:
+    plugin = _plugin(
+        {"key": "question"}, {"key": "system"}, {"key": "answer"}, {"key": "reasoning"},
+        {"key": "reasoning_tokens"}, {"key": "cached_tokens"},
+    )  # fmt: skip
+    ex = _exchange()
+    ex.usage.reasoning_tokens, ex.usage.cached_tokens = 5, 3
+    attrs = await _through(plugin, ex)
+    assert attrs == {
+        "question": "last question", "system": "be brief", "answer": "hello!", "reasoning": "hmm",
+        "reasoning_tokens": 5, "cached_tokens": 3,
+    }  # fmt: skip
+
+    streamed = await _through(
+        _plugin({"key": "answer"}), _exchange(), stream=[_chunk("a"), _chunk("b"), _chunk(None, "stop")]
+    )
+    assert streamed == {"answer": "ab"}
+    anthropic = await _through(
+        _plugin({"key": "answer"}, {"key": "system"}),
+        _exchange(body={"model": "claude", "system": "sys", "messages": [{"role": "user", "content": "q"}]}),
+        answer={"type": "message", "content": [{"type": "text", "text": "claude says"}]},
+    )
+    assert anthropic == {"answer": "claude says", "system": "sys"}
+
+
+async def test_defaults_fill_what_was_never_found_and_long_values_are_cut() -> None:
+    plugin = _plugin(
+        {"key": "user", "value_source": "request_body", "value": "no.such.path", "default_value": "anonymous"},
+        {"key": "nothing", "value_source": "request_header", "value": "x-missing"},
+        {"key": "question"},
+        value_length_limit=4,
+    )
+    attrs = await _through(plugin, _exchange())
+    assert attrs == {"user": "anon", "question": "last"}
+
+
+async def test_apply_to_log_marks_keys_for_the_access_log() -> None:
+    plugin = _plugin(
+        {"key": "team", "value_source": "request_header", "value": "x-team", "apply_to_log": True},
+        {"key": "user", "value_source": "request_body", "value": "user"},
+    )
+    ex = _exchange({"x-team": "blue"})
+    await _through(plugin, ex)
+    assert ex.log_attributes == frozenset({"team"})
+
+
+async def test_a_body_that_is_not_json_yields_nothing_and_refuses_nothing() -> None:
+    plugin = _plugin({"key": "user", "value_source": "request_body", "value": "user"}, {"key": "question"})
+    ex = make_exchange("POST", "/v1/chat/completions", body=b"not json")
+    assert await run_request(plugin, ex) is None
+    assert await plugin.response_body(ex, b"<html>") == b"<html>"
+    await plugin.done(ex)
+    assert ex.attributes is None
+
+
+async def test_enable_path_suffixes_limits_where_it_applies() -> None:
+    plugin = _plugin({"key": "env", "value_source": "fixed_value", "value": "x"},
+                     enable_path_suffixes=["/chat/completions"])  # fmt: skip
+    assert await _through(plugin, _exchange(path="/v1/embeddings")) is None
+    assert await _through(plugin, _exchange()) == {"env": "x"}
+    everywhere = _plugin({"key": "env", "value_source": "fixed_value", "value": "x"}, enable_path_suffixes=["*"])
+    assert await _through(everywhere, _exchange(path="/v1/embeddings")) == {"env": "x"}
+
+
+@pytest.mark.parametrize(
+    ("attribute", "message"),
+    [
+        ({"key": "team"}, "value_source is required"),
+        ({"key": "team", "value_source": "request_header"}, "value is required"),
+        ({"key": "t", "value_source": "response_streaming_body", "value": "a.b"}, "rule"),
+        ({"key": "t", "value_source": "request_body", "value": "messages.#(role==user)"}, "not supported"),
+        ({"key": "t", "value_source": "request_body", "value": "a..b"}, "empty key"),
+        ({"key": "t", "value_source": "somewhere", "value": "a"}, "value_source"),
+        ({"key": "t", "value_source": "fixed_value", "value": "a", "as_separate_log_field": True}, "extra"),
+    ],
+)
+def test_invalid_attributes_are_errors(attribute: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _plugin(attribute)
+
+
+def test_higress_span_fields_are_accepted() -> None:
+    _plugin({"key": "t", "value_source": "fixed_value", "value": "a", "apply_to_span": True, "trace_span_key": "t"})

@@ -1,0 +1,228 @@
+"""Pivot → Anthropic Messages requests (protocols/anthropic/request_from_pivot.py): what a
+Claude provider receives for an OpenAI chat-completions request, over the hand-written
+transcripts in tests/fixtures/transcripts. No sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.anthropic_support import chat, to_claude, user
+from tests.support.transcript_support import load
+from tollway.protocols.codec import TranslationError
+
+
+def test_a_plain_request_maps_every_field() -> None:
+    body = to_claude(load("openai", "chat_text.request.json"))
+    assert body == {
+        "model": "gpt-4o-mini",
+        "max_tokens": 64,
+        "system": "You are a terse assistant. Answer in one sentence.",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "stop_sequences": ["\n\n"],
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "metadata": {"user_id": "user-1234"},
+    }
+
+
+def test_a_tool_conversation_maps_images_tool_calls_and_results() -> None:
+    body = to_claude(load("openai", "chat_tools.request.json"))
+    expected = load("anthropic", "messages_tools.request.json")
+    # The Anthropic transcript is the same conversation; its system is two blocks and its
+    # tool_choice object the same as what the pivot's fields become.
+    assert body["messages"] == [
+        expected["messages"][0],
+        {
+            "role": "assistant",
+            "content": [
+                expected["messages"][1]["content"][0],
+                {**expected["messages"][1]["content"][1], "id": "call_8qty38wmM1gRcNe3LsqEpnrR"},
+                {**expected["messages"][1]["content"][2], "id": "call_Lq0zH9sXuE1kF9pWcD2aJ7bT"},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "call_8qty38wmM1gRcNe3LsqEpnrR",
+                    "content": '{"temperature": 14, "unit": "celsius", "conditions": "light rain"}',
+                },
+                {"type": "tool_result", "tool_use_id": "call_Lq0zH9sXuE1kF9pWcD2aJ7bT", "content": "15:42"},
+                {"type": "text", "text": "And tomorrow?"},
+            ],
+        },
+    ]
+    assert body["system"] == "You help travellers. Use the tools when they help."
+    assert body["tools"] == expected["tools"]
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert body["max_tokens"] == 512  # max_completion_tokens
+    assert body["stream"] is True
+    assert "stream_options" not in body and "parallel_tool_calls" not in body
+
+
+def test_max_tokens_defaults_to_4096_and_prefers_max_completion_tokens() -> None:
+    assert to_claude(chat(user("hi")))["max_tokens"] == 4096
+    assert to_claude(chat(user("hi"), max_tokens=10))["max_tokens"] == 10
+    assert to_claude(chat(user("hi"), max_tokens=10, max_completion_tokens=20))["max_tokens"] == 20
+
+
+def test_system_and_developer_messages_become_the_system_blocks() -> None:
+    body = to_claude(
+        chat(
+            {"role": "system", "content": "one"},
+            {"role": "developer", "content": [{"type": "text", "text": "two"}]},
+            user("hi"),
+            {"role": "system", "content": "three"},
+        )
+    )
+    assert body["system"] == [{"type": "text", "text": t} for t in ("one", "two", "three")]
+    assert body["messages"] == [user("hi")]
+    parts_only = to_claude(chat({"role": "system", "content": [{"type": "text", "text": "x"}]}, user("hi")))
+    assert parts_only["system"] == [{"type": "text", "text": "x"}]
+
+
+def test_a_single_string_stop_becomes_a_list() -> None:
+    assert to_claude(chat(user("hi"), stop="END"))["stop_sequences"] == ["END"]
+
+
+@pytest.mark.parametrize(
+    ("choice", "parallel", "expected"),
+    [
+        ("auto", None, {"type": "auto"}),
+        ("none", None, {"type": "none"}),
+        ("required", None, {"type": "any"}),
+        ({"type": "function", "function": {"name": "f"}}, None, {"type": "tool", "name": "f"}),
+        ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
+        (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+        (None, None, None),
+    ],
+)
+def test_tool_choice(choice: Any, parallel: Any, expected: Any) -> None:
+    fields: dict[str, Any] = {"tools": [{"type": "function", "function": {"name": "f"}}]}
+    if choice is not None:
+        fields["tool_choice"] = choice
+    if parallel is not None:
+        fields["parallel_tool_calls"] = parallel
+    body = to_claude(chat(user("hi"), **fields))
+    assert body.get("tool_choice") == expected
+    assert body["tools"] == [{"name": "f", "input_schema": {"type": "object", "properties": {}}}]
+
+
+def test_tool_choice_without_tools_is_not_sent() -> None:
+    assert "tool_choice" not in to_claude(chat(user("hi"), tool_choice="auto"))
+
+
+def test_consecutive_tool_results_share_one_user_turn_with_the_next_user_message() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    body = to_claude(
+        chat(
+            user("go"),
+            {"role": "assistant", "content": None, "tool_calls": [call, {**call, "id": "c2"}]},
+            {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "a"}]},
+            {"role": "tool", "tool_call_id": "c2", "content": "b"},
+            user([{"type": "text", "text": "next"}]),
+            {"role": "assistant", "content": "ok"},
+            user("again"),
+        )
+    )
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user", "assistant", "user"]
+    assert body["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "c1", "name": "f", "input": {}},
+        {"type": "tool_use", "id": "c2", "name": "f", "input": {}},
+    ]
+    assert body["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "c1", "content": [{"type": "text", "text": "a"}]},
+        {"type": "tool_result", "tool_use_id": "c2", "content": "b"},
+        {"type": "text", "text": "next"},
+    ]
+    assert body["messages"][3:] == [{"role": "assistant", "content": "ok"}, user("again")]
+
+
+def test_tool_ids_are_made_acceptable_to_anthropic() -> None:
+    call = {"id": "call:1/x", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    body = to_claude(
+        chat(
+            user("go"),
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call:1/x", "content": "r"},
+        )
+    )
+    assert body["messages"][1]["content"][0]["id"] == "call_1_x"
+    assert body["messages"][2]["content"][0]["tool_use_id"] == "call_1_x"
+
+
+def test_a_pdf_file_part_becomes_a_document() -> None:
+    part = {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}}
+    body = to_claude(chat(user([part])))
+    assert body["messages"][0]["content"] == [
+        {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"},
+            "title": "a.pdf",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("effort", "max_tokens", "thinking"),
+    [
+        ("low", None, {"type": "enabled", "budget_tokens": 1024}),
+        ("medium", None, {"type": "enabled", "budget_tokens": 8192}),
+        ("high", 20000, {"type": "enabled", "budget_tokens": 16384}),
+        ("high", 3000, {"type": "enabled", "budget_tokens": 2999}),
+        ("low", 1000, None),
+        ("minimal", None, None),
+    ],
+)
+def test_reasoning_effort_becomes_a_thinking_budget_within_max_tokens(
+    effort: str, max_tokens: int | None, thinking: Any
+) -> None:
+    fields: dict[str, Any] = {"reasoning_effort": effort}
+    if max_tokens:
+        fields["max_completion_tokens"] = max_tokens
+    body = to_claude(chat(user("hi"), **fields))
+    assert body.get("thinking") == thinking
+    assert body["max_tokens"] == max_tokens or (4096 + thinking["budget_tokens"] if thinking else 4096)
+
+
+def test_fields_without_an_anthropic_equivalent_are_dropped() -> None:
+    body = to_claude(
+        chat(
+            {"role": "user", "content": "hi", "name": "bob"},
+            seed=1,
+            presence_penalty=0.5,
+            frequency_penalty=0.5,
+            logprobs=True,
+            response_format={"type": "json_object"},
+            stream_options={"include_usage": True},
+            n=1,
+        )
+    )
+    assert body == {"model": "claude-x", "max_tokens": 4096, "messages": [user("hi")]}
+
+
+@pytest.mark.parametrize(
+    ("request_body", "names"),
+    [
+        (chat(user("hi"), n=2), "n > 1"),
+        (chat(user([{"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}])), "input_audio"),
+        (chat(user([{"type": "image_url", "image_url": {"url": "ftp://x"}}])), "image_url.url"),
+        (chat(user([{"type": "file", "file": {"file_id": "file-1"}}])), "PDF"),
+        (
+            chat(
+                user("x"),
+                {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{oops"}}]},
+            ),
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (chat({"role": "function", "content": "x"}), "messages[0].role"),
+        (chat(user("x"), tools=[{"type": "web_search"}]), "tools[0]"),
+        ({"model": "m"}, "messages"),
+    ],
+)
+def test_what_anthropic_cannot_express_is_refused(request_body: dict[str, Any], names: str) -> None:
+    with pytest.raises(TranslationError, match=names.replace("[", r"\[").replace(".", r"\.")):
+        to_claude(request_body)

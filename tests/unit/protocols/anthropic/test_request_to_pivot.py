@@ -1,0 +1,137 @@
+"""Anthropic Messages requests → the pivot (protocols/anthropic/request_to_pivot.py): what
+an Anthropic client's request becomes, over the hand-written transcripts in
+tests/fixtures/transcripts. No sockets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.anthropic_support import user
+from tests.support.transcript_support import load
+from tollway.protocols.codec import TranslationError
+from tollway.protocols.registry import codec_for
+
+A = codec_for("anthropic")
+
+
+def test_an_anthropic_request_becomes_a_pivot_request() -> None:
+    chat_body = A.request_to_pivot(load("anthropic", "messages_text.request.json"))
+    assert chat_body == {
+        "model": "claude-sonnet-4-20250514",
+        "messages": [
+            {"role": "system", "content": "You are a terse assistant. Answer in one sentence."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        "max_tokens": 1024,
+        "stop": ["\n\nHuman:"],
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "user": "user-1234",
+    }
+
+
+def test_an_anthropic_tool_conversation_becomes_the_openai_one() -> None:
+    chat_body = A.request_to_pivot(load("anthropic", "messages_tools.request.json"))
+    expected = load("openai", "chat_tools.request.json")
+    assert chat_body["messages"][0] == {
+        "role": "system",
+        "content": "You help travellers.\nUse the tools when they help.",
+    }
+    assert chat_body["messages"][1] == {
+        "role": "user",
+        "content": [
+            expected["messages"][1]["content"][0],
+            {"type": "image_url", "image_url": {"url": expected["messages"][1]["content"][1]["image_url"]["url"]}},
+            expected["messages"][1]["content"][2],
+        ],
+    }
+    assistant = chat_body["messages"][2]
+    assert assistant["content"] == expected["messages"][2]["content"]
+    assert [
+        (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in assistant["tool_calls"]
+    ] == [
+        ("toolu_01A09q90qw90lq917835lq9", "get_weather", {"location": "Paris, France", "unit": "celsius"}),
+        ("toolu_01B7fKxQ3pLmN8vR2sT4wY6z", "get_time", {"timezone": "Europe/Paris"}),
+    ]
+    assert chat_body["messages"][3:] == [
+        {
+            "role": "tool",
+            "tool_call_id": "toolu_01A09q90qw90lq917835lq9",
+            "content": '{"temperature": 14, "unit": "celsius", "conditions": "light rain"}',
+        },
+        {"role": "tool", "tool_call_id": "toolu_01B7fKxQ3pLmN8vR2sT4wY6z", "content": "15:42"},
+        {"role": "user", "content": "And tomorrow?"},
+    ]
+    assert chat_body["tools"] == expected["tools"]
+    assert chat_body["tool_choice"] == "auto"
+    assert chat_body["parallel_tool_calls"] is False
+    assert chat_body["max_tokens"] == 2048
+    assert chat_body["stream"] is True
+    assert chat_body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ({"type": "auto"}, "auto"),
+        ({"type": "any"}, "required"),
+        ({"type": "none"}, "none"),
+        ({"type": "tool", "name": "f"}, {"type": "function", "function": {"name": "f"}}),
+    ],
+)
+def test_anthropic_tool_choice_to_pivot(choice: dict[str, Any], expected: Any) -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [user("x")], "tools": [{"name": "f", "input_schema": {}}]}
+    assert A.request_to_pivot({**body, "tool_choice": choice})["tool_choice"] == expected
+
+
+def test_tool_result_images_follow_the_tool_messages_in_a_user_turn() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "see"}, image]},
+                    {"type": "text", "text": "what is it?"},
+                ],
+            }
+        ],
+    }
+    assert A.request_to_pivot(body)["messages"] == [
+        {"role": "tool", "tool_call_id": "t1", "content": "see"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {"type": "text", "text": "what is it?"},
+            ],
+        },
+    ]
+
+
+def test_anthropic_only_fields_are_dropped_and_server_tools_refused() -> None:
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "top_k": 3,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [
+            user("x"),
+            {
+                "role": "assistant",
+                "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}, {"type": "text", "text": "y"}],
+            },
+        ],
+    }
+    assert A.request_to_pivot(body) == {
+        "model": "m",
+        "messages": [user("x"), {"role": "assistant", "content": "y"}],
+        "max_tokens": 5,
+    }
+    with pytest.raises(TranslationError, match=r"tools\[0\]"):
+        A.request_to_pivot({**body, "tools": [{"type": "web_search_20250305", "name": "web_search"}]})

@@ -1,0 +1,38 @@
+"""Gemini (providers/gemini.py): ``generateContent`` and ``streamGenerateContent?alt=sse``
+URLs, the model listing, API versions and roots; the key goes in a header, never the URL. No
+sockets: nothing here sends a request."""
+
+from __future__ import annotations
+
+from tests.support.provider_support import headers, provider
+from tollway.providers.gemini import Gemini
+
+
+def test_gemini_chat_stream_and_models() -> None:
+    p = provider("gemini", apiTokens=["AIza-test"])
+    assert isinstance(p, Gemini) and p.protocol == "gemini"
+    chat = p.chat_endpoint("gemini-2.5-flash", False, "AIza-test")
+    assert chat.url == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+    assert headers(chat) == {"x-goog-api-key": "AIza-test"}
+    stream = p.chat_endpoint("gemini-2.5-flash", True, "AIza-test")
+    assert stream.url == (
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    )
+    assert headers(stream) == {"x-goog-api-key": "AIza-test"}
+    models = p.models_endpoint("AIza-test")
+    assert models is not None
+    assert models.url == "https://generativelanguage.googleapis.com/v1beta/models?pageSize=1000"
+    assert headers(models) == {"x-goog-api-key": "AIza-test"}
+    assert "key=" not in stream.url  # the key never goes in the URL
+
+
+def test_gemini_version_and_roots() -> None:
+    assert provider("gemini", apiVersion="v1").chat_endpoint("gemini-2.5-pro", False, "k").url == (
+        "https://generativelanguage.googleapis.com/v1/models/gemini-2.5-pro:generateContent"
+    )
+    assert provider("gemini", baseUrl="http://127.0.0.1:9000/v1beta").chat_endpoint("g", True, "k").url == (
+        "http://127.0.0.1:9000/v1beta/models/g:streamGenerateContent?alt=sse"
+    )
+    assert provider("gemini", baseUrl="http://127.0.0.1:9000").chat_endpoint("models/g", False, "k").url == (
+        "http://127.0.0.1:9000/v1beta/models/g:generateContent"
+    )

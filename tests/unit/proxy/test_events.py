@@ -1,0 +1,118 @@
+"""A provider's stream as the gateway relays it (proxy/events.py with the pass-through
+translation): batches as the bytes arrive, never buffered; usage read on the way; the
+gateway's own usage chunk hidden; a break mid-stream billed and named; a client that
+leaves billed what the provider reports, or an estimate."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import orjson
+import pytest
+
+from tollway.errors import UpstreamError
+from tollway.exchange import Exchange
+from tollway.proxy.events import ProviderEvents
+from tollway.proxy.translation import Passthrough
+from tollway.testing.harness import make_exchange
+from tollway.upstream import ProtocolFailure
+
+
+class ScriptedResponse:
+    """An upstream response whose body arrives in the given pieces; an exception in the
+    script is raised when its turn comes."""
+
+    def __init__(self, pieces: Sequence[bytes | Exception]) -> None:
+        self.status = 200
+        self.headers = [("content-type", "text/event-stream")]
+        self._pieces = list(pieces)
+        self.closed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while self._pieces:
+            piece = self._pieces.pop(0)
+            if isinstance(piece, Exception):
+                raise piece
+            yield piece
+
+    async def read(self) -> bytes:
+        raise AssertionError("a stream is never read whole")
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def chunk(content: str | None = None, usage: dict[str, int] | None = None) -> bytes:
+    obj: dict[str, object] = {"object": "chat.completion.chunk", "model": "gpt-4o-mini-2024-07-18"}
+    obj["choices"] = [] if content is None else [{"index": 0, "delta": {"content": content}}]
+    if usage is not None:
+        obj["usage"] = usage
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+
+
+def source(
+    pieces: Sequence[bytes | Exception], hide_usage: bool = False, drain_s: float = 0.0
+) -> tuple[ProviderEvents, Exchange, ScriptedResponse]:
+    ex = make_exchange("POST", "/v1/chat/completions", body=b'{"model": "gpt-4o-mini", "stream": true}')
+    resp = ScriptedResponse(pieces)
+    return ProviderEvents(ex, resp, Passthrough(ex, hide_usage), "up", drain_s), ex, resp
+
+
+async def drained(events: ProviderEvents) -> list[list[bytes]]:
+    """Every non-empty batch until the end of the stream."""
+    batches = []
+    while (batch := await events.next()) is not None:
+        if batch:
+            batches.append([e.raw for e in batch])
+    return batches
+
+
+async def test_each_read_is_one_batch_and_an_event_split_across_reads_is_whole() -> None:
+    first, second = chunk("Hel"), chunk("lo")
+    events, _, _ = source([first + second[:10], second[10:], chunk(usage=USAGE) + b"data: [DONE]\n\n"])
+    batches = await drained(events)
+    assert batches == [[first], [second], [chunk(usage=USAGE), b"data: [DONE]\n\n"]]
+    assert await events.next() is None
+
+
+async def test_usage_is_read_on_the_way_and_the_gateways_own_usage_chunk_is_hidden() -> None:
+    events, ex, _ = source([chunk("Hi"), chunk(usage=USAGE), b"data: [DONE]\n\n"], hide_usage=True)
+    batches = await drained(events)
+    assert [raw for batch in batches for raw in batch] == [chunk("Hi"), b"data: [DONE]\n\n"]
+    assert (ex.usage.input_tokens, ex.usage.output_tokens, ex.usage.reported) == (12, 3, True)
+    assert ex.model_reported == "gpt-4o-mini-2024-07-18"
+
+
+async def test_a_break_mid_stream_is_a_502_naming_the_provider_with_the_tokens_estimated() -> None:
+    events, ex, _ = source([chunk("x" * 40), ProtocolFailure("connection reset")])
+    assert await events.next() is not None
+    with pytest.raises(UpstreamError) as broke:
+        await events.next()
+    assert broke.value.status == 502 and "'up'" in broke.value.message
+    assert ex.usage.estimated and ex.usage.output_tokens == 10
+    assert await events.next() is None
+
+
+async def test_a_client_that_leaves_is_billed_what_the_provider_reports_when_the_rest_is_drained() -> None:
+    events, ex, _ = source([chunk("Hi"), chunk(" there"), chunk(usage=USAGE)], drain_s=1.0)
+    assert await events.next() is not None
+    await events.abandoned()
+    usage = ex.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.reported, usage.estimated) == (12, 3, True, False)
+
+
+async def test_without_a_drain_a_client_that_leaves_is_billed_an_estimate_of_what_it_was_sent() -> None:
+    events, ex, _ = source([chunk("y" * 80), chunk(usage=USAGE)])
+    assert await events.next() is not None
+    await events.abandoned()
+    usage = ex.usage
+    assert usage.estimated and not usage.reported and usage.output_tokens == 20
+
+
+async def test_closing_releases_the_provider_response() -> None:
+    events, _, resp = source([chunk("Hi")])
+    await events.aclose()
+    assert resp.closed

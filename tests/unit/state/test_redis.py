@@ -1,0 +1,176 @@
+"""tollway.state.redis: key layout, scripts, and what an outage looks like.
+
+Outage tests run a private redis-server (no persistence) that they kill and start
+again on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+import redis.asyncio
+
+from tests.support.redis_support import RedisServer, redis_client, redis_prefix, redis_server, redis_url  # noqa: F401
+from tollway.state import StateUnavailable
+from tollway.state.redis import RedisStateStore
+
+
+async def test_a_window_lives_under_the_prefix_and_expires_after_it_ends(
+    redis_url: str,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+    redis_client: redis.asyncio.Redis,  # noqa: F811
+) -> None:
+    store = RedisStateStore.from_url(redis_url)
+    try:
+        took = await store.take("rl:alice", 60, 5, 2)
+        key = f"{redis_prefix}rl:alice:{took.window}"
+        assert await redis_client.get(key) == b"2"
+        ttl = await redis_client.pttl(key)
+        assert took.reset_ms < ttl <= took.reset_ms + 60_000 + 1_000
+    finally:
+        await store.aclose()
+
+
+async def test_a_quota_is_a_hash_of_value_and_generation(
+    redis_url: str,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+    redis_client: redis.asyncio.Redis,  # noqa: F811
+) -> None:
+    store = RedisStateStore.from_url(redis_url)
+    try:
+        await store.quota_set("chat_quota:alice", 100)
+        assert await redis_client.hgetall(f"{redis_prefix}chat_quota:alice") == {b"v": b"100", b"g": b"1"}
+    finally:
+        await store.aclose()
+
+
+async def test_scripts_are_loaded_again_when_the_server_forgot_them(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    store = RedisStateStore.from_url(redis_server.url)
+    try:
+        assert (await store.take("k", 3600, 10, 1)).admitted
+        await store.client.script_flush()
+        assert (await store.take("k", 3600, 10, 1)).used == 2
+        assert store.errors == 0
+    finally:
+        await store.aclose()
+
+
+async def test_three_clients_together_admit_exactly_the_limit(redis_url: str) -> None:  # noqa: F811
+    stores = [RedisStateStore.from_url(redis_url) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(s.take("shared", 3600, 100, 1) for s in stores for _ in range(150)))
+        assert sum(r.admitted for r in results) == 100
+        assert all(s.errors == 0 for s in stores)
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+async def test_an_outage_raises_state_unavailable_is_counted_and_logged_once(
+    redis_server: RedisServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = RedisStateStore.from_url(redis_server.url)
+    try:
+        assert (await store.take("k", 3600, 10, 1)).admitted
+        redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="tollway.state"):
+            for _ in range(20):
+                with pytest.raises(StateUnavailable):
+                    await store.take("k", 3600, 10, 1)
+            with pytest.raises(StateUnavailable):
+                await store.quota_get("q")
+        assert store.errors == 21
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert "unavailable" in errors[0].getMessage() and redis_server.url in errors[0].getMessage()
+    finally:
+        await store.aclose()
+
+
+async def test_the_store_answers_again_as_soon_as_redis_is_back(
+    redis_server: RedisServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = RedisStateStore.from_url(redis_server.url)
+    try:
+        assert (await store.take("k", 3600, 2, 1)).admitted
+        redis_server.stop()
+        with pytest.raises(StateUnavailable):
+            await store.take("k", 3600, 2, 1)
+        redis_server.start()  # empty: this server keeps nothing on disk
+        with caplog.at_level(logging.WARNING, logger="tollway.state"):
+            took = [await store.take("k", 3600, 2, 1) for _ in range(3)]
+        assert [t.admitted for t in took] == [True, True, False]
+        assert [r.getMessage() for r in caplog.records if "reachable again" in r.getMessage()] != []
+    finally:
+        await store.aclose()
+
+
+async def test_a_new_outage_after_a_recovery_is_reported_at_once(
+    redis_server: RedisServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = RedisStateStore.from_url(redis_server.url)
+    try:
+        with caplog.at_level(logging.ERROR, logger="tollway.state"):
+            for _ in range(2):
+                redis_server.stop()
+                with pytest.raises(StateUnavailable):
+                    await store.take("k", 3600, 2, 1)
+                redis_server.start()
+                await store.take("k", 3600, 2, 1)
+        assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 2
+    finally:
+        await store.aclose()
+
+
+def test_logs_never_show_the_password() -> None:
+    store = RedisStateStore.from_url("redis://user:s3cret@127.0.0.1:6399/2?key_prefix=x:")
+    assert store.name == "redis://127.0.0.1:6399/2"
+    assert store.key_prefix == "x:"
+
+
+def test_a_url_the_client_cannot_use_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match=r"storage\.state"):
+        RedisStateStore.from_url("redis://127.0.0.1:6379/0?socket_timeout=soon")
+
+
+async def test_a_server_that_never_answers_costs_a_deadline_not_a_hang() -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections complete in the kernel; nothing ever answers
+    port = silent.getsockname()[1]
+    store = RedisStateStore.from_url(f"redis://127.0.0.1:{port}/0?timeout=0.2")
+    try:
+        results = await asyncio.gather(*(store.take("k", 60, 10, 1) for _ in range(5)), return_exceptions=True)
+        assert all(isinstance(r, StateUnavailable) for r in results)
+        assert store.errors == 5
+    finally:
+        await store.aclose()
+        silent.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://127.0.0.1:6379/0?timeout=soon", "storage.state: timeout='soon' is not a number of seconds"),
+        ("redis://127.0.0.1:6379/0?timeout=0", "storage.state: timeout must be above 0 seconds"),
+        ("redis://127.0.0.1:notaport/0", "storage.state: Port could not be cast"),
+    ],
+)
+def test_a_bad_state_url_is_a_config_error_at_load(url: str, message: str) -> None:
+    from pathlib import Path
+
+    from tollway.config.load import ConfigError, load_config_text
+    from tollway.plugins.registry import PLUGIN_MODELS
+
+    with pytest.raises(ConfigError) as info:
+        load_config_text(f'storage: {{state: "{url}"}}', plugins=PLUGIN_MODELS, base_dir=Path("."))
+    assert any(p.startswith(message) for p in info.value.problems), info.value.problems

@@ -1,0 +1,59 @@
+"""The accountant (usage/accountant.py): each finished call's record to the access log, the
+metrics and the sinks, in batches off the call's own task."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tollway.testing.harness import make_exchange
+from tollway.usage.access_log import AccessLog
+from tollway.usage.accountant import Accountant
+from tollway.usage.pricing import PriceTable
+from tollway.usage.record import UsageRecord
+
+
+def test_the_accountant_feeds_log_metrics_and_sinks_and_survives_a_failing_sink() -> None:
+    import io
+
+    out = io.StringIO()
+    access_log = AccessLog(out)
+    seen: list[UsageRecord] = []
+
+    def broken(_records: list[UsageRecord]) -> None:
+        raise RuntimeError("sink bug")
+
+    ex = make_exchange()
+    ex.status = 200
+    ex.attributes = {"team": "blue", "secret": "x"}
+    ex.log_attributes = frozenset({"team"})
+    Accountant([broken], access_log=access_log).finish(ex)  # must not raise
+    Accountant([seen.extend], access_log=access_log, prices=PriceTable()).finish(ex)
+    access_log.flush()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and '"attributes":{"team":"blue"}' in lines[0] and "secret" not in lines[0]
+    assert seen[0].attributes == {"team": "blue", "secret": "x"}
+
+
+async def test_a_running_accountant_hands_records_on_in_batches_and_drains_at_stop() -> None:
+    batches: list[list[UsageRecord]] = []
+    accountant = Accountant([batches.append], interval_s=0.05)
+    accountant.start()
+
+    def call(n: int) -> None:
+        ex = make_exchange(request_id=f"r{n}")
+        ex.status = 200
+        accountant.finish(ex)
+
+    for n in range(3):
+        call(n)
+    assert batches == []  # set aside: nothing is handed on from the call's own task
+    await asyncio.sleep(0.2)
+    assert [[r.request_id for r in b] for b in batches] == [["r0", "r1", "r2"]]
+    call(3)
+    accountant.drain()  # the admin API drains before it answers
+    assert [r.request_id for r in batches[-1]] == ["r3"]
+    call(4)
+    await accountant.stop()
+    assert [r.request_id for r in batches[-1]] == ["r4"]
+    call(5)  # a call cut off by the shutdown finishes after the stop: handed on at once
+    assert [r.request_id for r in batches[-1]] == ["r5"]

@@ -1,0 +1,72 @@
+"""The price table (usage/pricing.py): built-in prices, dated names, cached input, config
+overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from tollway.config.schema import Price
+from tollway.usage.pricing import BUILTIN_PRICES, PriceTable
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3", "o3-mini", "o4-mini",
+        "claude-3-5-sonnet", "claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4", "claude-3-5-haiku",
+        "gemini-1.5-pro", "gemini-1.5-flash", "gemini-2.0-flash", "gemini-2.5-pro", "gemini-2.5-flash",
+        "deepseek-chat", "deepseek-reasoner",
+    ],
+)  # fmt: skip
+def test_the_common_models_are_priced(model: str) -> None:
+    assert model in BUILTIN_PRICES
+    assert PriceTable().cost(model, 1000, 1000, 0) is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "entry"),
+    [
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),  # its own, older price
+        ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
+        ("claude-3-7-sonnet-latest", "claude-3-7-sonnet"),
+        ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("gemini-1.5-pro-002", "gemini-1.5-pro"),
+        ("gemini-2.5-flash-preview-05-20", "gemini-2.5-flash"),
+        ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
+    ],
+)
+def test_dated_and_versioned_names_resolve_to_their_entry(name: str, entry: str) -> None:
+    found = PriceTable().resolve(name)
+    assert found is not None and found[0] == entry
+
+
+def test_unknown_models_have_no_price() -> None:
+    table = PriceTable()
+    assert table.cost("mock-gpt", 10, 10, 0) is None
+    assert table.cost(None, 10, 10, 0) is None
+    assert table.resolve("gpt-4o-audio-preview-x") is None
+
+
+def test_cost_charges_cached_input_at_the_cached_price() -> None:
+    table = PriceTable()
+    # gpt-4o: $2.50 in, $1.25 cached, $10 out per million.
+    assert table.cost("gpt-4o", 1_000_000, 0, 0) == pytest.approx(2.50)
+    assert table.cost("gpt-4o", 1_000_000, 1_000_000, 400_000) == pytest.approx(0.6 * 2.5 + 0.4 * 1.25 + 10.0)
+    # No cached price: cached tokens pay the input price.
+    assert table.cost("gpt-4-turbo", 1000, 0, 1000) == pytest.approx(table.cost("gpt-4-turbo", 1000, 0, 0) or 0)
+
+
+def test_config_pricing_overrides_and_extends_the_table() -> None:
+    table = PriceTable(
+        {
+            "gpt-4o-mini": Price(input_per_mtok=1.0, output_per_mtok=2.0),
+            "house-*": Price(input_per_mtok=3.0, output_per_mtok=4.0, cached_input_per_mtok=0.5),
+        }
+    )
+    assert table.cost("gpt-4o-mini", 1_000_000, 1_000_000, 0) == pytest.approx(3.0)
+    assert table.cost("house-large", 1_000_000, 0, 1_000_000) == pytest.approx(0.5)
+    found = table.resolve("house-large")
+    assert found is not None and found[0] == "house-*"
+    assert table.cost("gpt-4o", 1_000_000, 0, 0) == pytest.approx(2.50)  # built-ins stay

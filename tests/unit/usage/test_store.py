@@ -1,0 +1,153 @@
+"""Usage records in SQLite and PostgreSQL (usage/store.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from tests.support.usage_support import DAY1, DAY2, rec
+from tollway.exchange import Attempt
+from tollway.storage import StorageError, open_database
+from tollway.usage.query import UsageQuery, Window
+from tollway.usage.store import UsageStore
+
+
+@pytest.fixture
+async def store(database_url: str, tmp_path: Path) -> AsyncIterator[UsageStore]:
+    db = open_database(database_url, tmp_path)
+    await db.connect()
+    s = UsageStore(db)
+    await s.migrate()
+    yield s
+    await db.close()
+
+
+async def test_migrating_again_changes_nothing(store: UsageStore) -> None:
+    await store.write([rec(DAY1, "alice")])
+    await store.migrate()
+    await store.migrate()
+    assert (await store.db.fetch("SELECT version FROM usage_schema"))[0]["version"] == 1
+    assert len(await store.recent(10)) == 1
+
+
+async def test_the_indexes_for_time_and_consumer_exist(store: UsageStore) -> None:
+    if store.db.dialect == "sqlite":
+        rows = await store.db.fetch("SELECT name FROM sqlite_master WHERE type = 'index'")
+    else:
+        rows = await store.db.fetch("SELECT indexname AS name FROM pg_indexes WHERE tablename = 'usage_records'")
+    names = {r["name"] for r in rows}
+    assert {"usage_records_ts", "usage_records_consumer_ts"} <= names
+
+
+async def test_a_record_comes_back_as_it_went_in(store: UsageStore) -> None:
+    r = rec(DAY1, "alice", request_id="abc")._replace(
+        stream=True,
+        ttft_ms=3.25,
+        tokens_estimated=True,
+        cached_tokens=4,
+        reasoning_tokens=5,
+        attempts=[Attempt("openai", 500, 1.5)],
+        attributes={"team": "blue", "n": 3},
+        reason="gateway.client_closed",
+        status=499,
+    )
+    await store.write([r])
+    got = await store.recent(1)
+    assert got == [r.as_dict()]
+    assert got[0]["attempts"] == [{"provider": "openai", "status": 500, "latency_ms": 1.5}]
+    assert got[0]["ts"] == "2026-03-01T10:15:00.000Z"
+
+
+async def test_summaries_group_and_count_errors_and_treat_null_cost_as_zero(store: UsageStore) -> None:
+    await store.write(
+        [
+            rec(DAY1, "alice", tokens=(10, 20), cost=0.25),
+            rec(DAY1 + 60, "alice", "claude-3-5-sonnet", status=502, tokens=(5, 0), cost=None),
+            rec(DAY2, "bob", tokens=(1, 2), cost=1.0, route="other", provider="anthropic"),
+            rec(DAY2, None, None, status=401, tokens=(0, 0), cost=None, provider=None),
+        ]
+    )
+    by_consumer = await store.summary(UsageQuery("consumer"))
+    assert by_consumer == [
+        {"key": "alice", "requests": 2, "errors": 1, "input_tokens": 15, "output_tokens": 20, "cost_usd": 0.25},
+        {"key": "bob", "requests": 1, "errors": 0, "input_tokens": 1, "output_tokens": 2, "cost_usd": 1.0},
+        {"key": None, "requests": 1, "errors": 1, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
+    ]
+    by_model = {r["key"]: r["requests"] for r in await store.summary(UsageQuery("model"))}
+    assert by_model == {"gpt-4o": 2, "claude-3-5-sonnet": 1, None: 1}
+    by_route = {r["key"]: r["requests"] for r in await store.summary(UsageQuery("route"))}
+    assert by_route == {"chat": 3, "other": 1}
+    by_provider = {r["key"]: r["requests"] for r in await store.summary(UsageQuery("provider"))}
+    assert by_provider == {"openai": 2, "anthropic": 1, None: 1}
+    by_day = await store.summary(UsageQuery("day"))
+    assert [(r["key"], r["requests"]) for r in by_day] == [("2026-03-01", 2), ("2026-03-02", 2)]
+    by_hour = await store.summary(UsageQuery("hour"))
+    assert [(r["key"], r["requests"]) for r in by_hour] == [("2026-03-01T10:00:00Z", 2), ("2026-03-02T23:00:00Z", 2)]
+
+
+async def test_windows_and_the_consumer_filter(store: UsageStore) -> None:
+    await store.write([rec(DAY1, "alice"), rec(DAY2, "alice"), rec(DAY2, "bob")])
+    day2_ms = round(DAY2 * 1000)
+    since = await store.summary(UsageQuery("consumer", Window(since_ms=day2_ms)))
+    assert {r["key"]: r["requests"] for r in since} == {"alice": 1, "bob": 1}
+    until = await store.summary(UsageQuery("consumer", Window(until_ms=day2_ms)))
+    assert {r["key"]: r["requests"] for r in until} == {"alice": 1}
+    alice = await store.summary(UsageQuery("day", consumer="alice"))
+    assert [r["requests"] for r in alice] == [1, 1]
+    assert await store.summary(UsageQuery("consumer", Window(since_ms=day2_ms + 1))) == []
+
+
+async def test_recent_lists_newest_first_with_limit_and_consumer(store: UsageStore) -> None:
+    await store.write([rec(DAY1 + i, "alice" if i % 2 else "bob", request_id=f"r{i}") for i in range(10)])
+    newest = await store.recent(3)
+    assert [r["request_id"] for r in newest] == ["r9", "r8", "r7"]
+    alices = await store.recent(100, "alice")
+    assert [r["request_id"] for r in alices] == ["r9", "r7", "r5", "r3", "r1"]
+    window = Window(since_ms=round((DAY1 + 2) * 1000), until_ms=round((DAY1 + 4) * 1000))
+    assert [r["request_id"] for r in await store.recent(100, None, window)] == ["r3", "r2"]
+
+
+async def test_a_large_batch_goes_in_whole(store: UsageStore) -> None:
+    # More rows than one multi-row INSERT takes (SQLite binds at most 999 values per
+    # statement), with every nullable column null in some rows and set in others.
+    records = [
+        rec(DAY1 + i, None if i % 3 == 0 else f"c{i % 7}", request_id=f"r{i}")._replace(
+            ttft_ms=None if i % 2 else 1.5, attributes={"i": i} if i % 5 == 0 else None
+        )
+        for i in range(250)
+    ]
+    await store.write(records)
+    got = await store.recent(1000)
+    assert got == [r.as_dict() for r in reversed(records)]
+
+
+async def test_sqlite_a_write_whose_caller_was_cancelled_is_all_or_nothing(tmp_path: Path) -> None:
+    # The SQLite backend runs each operation whole on its own thread: a caller cancelled
+    # while it waits leaves the operation either unstarted or finished, never half done,
+    # and the connection usable. (The usage writer never cancels a write; this is the
+    # backend's own guarantee.)
+    db = open_database(f"sqlite:///{tmp_path}/usage.db", tmp_path)
+    await db.connect()
+    store = UsageStore(db)
+    await store.migrate()
+    task = asyncio.ensure_future(store.write([rec(DAY1 + i, "alice", request_id=f"r{i}") for i in range(500)]))
+    await asyncio.sleep(0.001)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await store.write([rec(DAY2, "bob", request_id="after")])
+    ids = [r["request_id"] for r in await store.recent(1000)]
+    assert ids[0] == "after" and len(ids) in (1, 501)
+    await db.close()
+
+
+async def test_a_batch_is_written_whole_or_not_at_all(store: UsageStore) -> None:
+    bad = rec(DAY1, "alice")._replace(status=cast(int, None))  # NOT NULL: the whole batch must fail
+    with pytest.raises(StorageError):
+        await store.write([rec(DAY1, "bob"), bad])
+    assert await store.recent(10) == []
