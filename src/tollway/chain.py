@@ -58,7 +58,13 @@ class Chain:
         "_resp_headers",
         "_stream",
         "_stream_end",
+        "has_done",
+        "on_request_body",
+        "on_request_headers",
+        "on_response_body",
+        "on_response_headers",
         "plugins",
+        "rewrites_stream",
     )
 
     def __init__(self, plugins: Sequence[AnyPlugin], failures: FailureLog) -> None:
@@ -73,14 +79,14 @@ class Chain:
         self._stream = tuple(p for p in backward if overrides(p, "stream_event"))
         self._stream_end = tuple(p for p in backward if overrides(p, "stream_end"))
         self._done = tuple(p for p in backward if overrides(p, "done"))
-
-    @property
-    def has_done(self) -> bool:
-        return bool(self._done)
-
-    @property
-    def rewrites_stream(self) -> bool:
-        return bool(self._stream) or bool(self._stream_end)
+        # Whether any plugin has each hook: the gateway calls a phase only when one does
+        # (most chains leave most phases empty, and each call costs a coroutine).
+        self.on_request_headers = bool(self._req_headers)
+        self.on_request_body = bool(self._req_body)
+        self.on_response_headers = bool(self._resp_headers)
+        self.on_response_body = bool(self._resp_body)
+        self.rewrites_stream = bool(self._stream) or bool(self._stream_end)
+        self.has_done = bool(self._done)
 
     def _failed(self, p: AnyPlugin, hook: str, exc: Exception) -> None:
         """Log the bug (rate-limited), then raise the closed-mode error unless the

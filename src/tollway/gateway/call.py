@@ -144,11 +144,11 @@ class Gateway:
                 raise NotFound(f"no route for {req.method} {req.path}", reason="gateway.no_route")
             ex.route = route
             chain = snap.chain_for(route, req.host)
-            reply = await chain.request_headers(ex)
+            reply = await chain.request_headers(ex) if chain.on_request_headers else None
             if reply is None:
                 req.body = await read_body(self.max_body_bytes)
                 unfit = facts.from_body(ex)
-                reply = await chain.request_body(ex)
+                reply = await chain.request_body(ex) if chain.on_request_body else None
                 if reply is None:
                     if not route.provider_ids:
                         raise NotFound(f"route {route.name!r} has no provider", reason="gateway.no_route")
@@ -193,11 +193,12 @@ class Gateway:
         it; a streamed reply is relayed event by event, its source always closed."""
         events = reply.events
         try:
-            headers = [(k.lower(), v) for k, v in reply.headers if k.lower() not in _DROP_RESPONSE]
+            headers = [(name, v) for k, v in reply.headers if (name := k.lower()) not in _DROP_RESPONSE]
             ex.status = reply.status
-            await chain.response_headers(ex, reply.status, headers)
+            if chain.on_response_headers:
+                await chain.response_headers(ex, reply.status, headers)
             if events is None:
-                body = await chain.response_body(ex, reply.body)
+                body = await chain.response_body(ex, reply.body) if chain.on_response_body else reply.body
                 headers.append(("content-length", str(len(body))))
                 await self._start(ex, client, reply.status, headers)
                 await client.finish(body)
@@ -220,9 +221,9 @@ class Gateway:
                 if batch:
                     if ex.ttft_ms is None:
                         ex.ttft_ms = ex.elapsed_ms()
-                    await client.write(b"".join(e.raw for e in batch))
+                    await client.write(b"".join([e.raw for e in batch]))
             tail = chain.stream_end(ex) if rewrite else []
-            await client.finish(b"".join(e.raw for e in tail))
+            await client.finish(b"".join([e.raw for e in tail]))
         except asyncio.CancelledError:
             await events.abandoned()
             raise

@@ -74,6 +74,8 @@ class Provider:
         self.translates = config.protocol == "openai"
         self._auto = tuple(s for s in config.customSettings if s.mode == "auto")
         self._raw = tuple(s for s in config.customSettings if s.mode == "raw")
+        # Whether bodies passed through need ``pivot_body``/``native_body`` at all.
+        self.sets_body = bool(config.customSettings)
         self._tokens = list(config.apiTokens)
         self._turn = itertools.cycle(range(len(self._tokens))) if self._tokens else None
         self._resting: dict[int, float] = {}

@@ -35,6 +35,7 @@ class Gemini(Provider):
             {"category": category, "threshold": threshold}
             for category, threshold in (config.geminiSafetySetting or {}).items()
         ]
+        self.sets_body = self.sets_body or bool(self._safety)
 
     def native_body(self, body: Json, translated: bool) -> Json:
         if translated and self._safety:

@@ -38,25 +38,24 @@ class ProviderEvents:
     async def next(self) -> list[SseEvent] | None:
         if self._ended:
             return None
-        feed = self._translation.feed
+        translation = self._translation
         while True:
             try:
                 chunk = await self._chunks.__anext__()
             except StopAsyncIteration:
                 self._ended = True
-                tail = [e for event in self._parser.flush() for e in feed(event)]
-                tail.extend(self._translation.end())
-                return tail
+                tail = translation.feed(self._parser.flush())
+                return [*tail, *translation.end()]
             except TransportError as exc:
                 self._ended = True
                 self._translation.broke()  # keeps the tokens the provider reported so far
                 estimate_unfinished(self._ex, self._translation.sent_chars)
                 raise translate(exc, self._provider) from None
-            out: list[SseEvent] = []
-            for event in self._parser.feed(chunk):
-                out.extend(feed(event))
-            if out:
-                return out
+            events = self._parser.feed(chunk)
+            if events:
+                out = translation.feed(events)
+                if out:
+                    return out
 
     async def abandoned(self) -> None:
         """The provider bills the whole answer anyway, so read the rest of it (bounded by
@@ -79,10 +78,8 @@ class ProviderEvents:
         try:
             async with asyncio.timeout(self._drain_s):
                 async for chunk in self._resp.chunks():
-                    for event in self._parser.feed(chunk):
-                        feed(event)
-                for event in self._parser.flush():
-                    feed(event)
+                    feed(self._parser.feed(chunk))
+                feed(self._parser.flush())
         except (TimeoutError, TransportError, asyncio.CancelledError):
             return False
         return True

@@ -92,7 +92,9 @@ class EventTranslation(Protocol):
 
     sent_chars: int
 
-    def feed(self, event: SseEvent) -> list[SseEvent]: ...
+    def feed(self, events: list[SseEvent]) -> list[SseEvent]:
+        """The client's events for the provider's next ``events`` (may be the same list)."""
+        ...
 
     def end(self) -> list[SseEvent]:
         """The provider's stream is over: what is still owed to the client."""
@@ -116,17 +118,21 @@ class Passthrough:
         self._hide_usage = hide_usage
         self.sent_chars = 0
 
-    def feed(self, event: SseEvent) -> list[SseEvent]:
-        raw = event.raw
-        # Most events carry neither: skip the JSON parse for them.
-        if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw:
-            obj = event.json()
-            if isinstance(obj, dict):
-                take_usage(self._ex, obj)
-                self.sent_chars += openai_wire.content_chars(obj)
-                if self._hide_usage and openai_wire.is_usage_only_chunk(obj):
-                    return []
-        return [event]
+    def feed(self, events: list[SseEvent]) -> list[SseEvent]:
+        hidden: list[SseEvent] | None = None
+        for event in events:
+            raw = event.raw
+            # Pings, [DONE] and Anthropic's content blocks carry no usage: no parse.
+            if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw:
+                obj = event.json()
+                if isinstance(obj, dict):
+                    take_usage(self._ex, obj)
+                    self.sent_chars += openai_wire.content_chars(obj)
+                    if self._hide_usage and openai_wire.is_usage_only_chunk(obj):
+                        hidden = [event] if hidden is None else [*hidden, event]
+        if hidden is None:
+            return events
+        return [e for e in events if e not in hidden]
 
     def end(self) -> list[SseEvent]:
         return []
@@ -159,8 +165,11 @@ class StreamTranslation:
             out.extend(self._writer.feed(chunk))
         return out
 
-    def feed(self, event: SseEvent) -> list[SseEvent]:
-        return self._write(self._reader.feed(event))
+    def feed(self, events: list[SseEvent]) -> list[SseEvent]:
+        out: list[SseEvent] = []
+        for event in events:
+            out.extend(self._write(self._reader.feed(event)))
+        return out
 
     def end(self) -> list[SseEvent]:
         out = self._write(self._reader.end())

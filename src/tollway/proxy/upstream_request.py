@@ -53,9 +53,10 @@ def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -
     raw = ex.request.body or b""
     if client_body is None:
         return raw
-    given = client_body
-    client_body = provider.native_body(provider.pivot_body(client_body), translated=False)
-    changed = ex.upstream_json is not None or client_body is not given
+    changed = ex.upstream_json is not None
+    if provider.sets_body:
+        client_body = provider.native_body(provider.pivot_body(client_body), translated=False)
+        changed = True
     if ex.model_requested:
         mapped = provider.map_model(ex.model_requested)
         ex.model_upstream = mapped

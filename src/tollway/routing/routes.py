@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from tollway.config.schema import RouteConfig
 from tollway.routing.hosts import host_matches, specificity
 
+_ANY_HOST = ("*",)
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -52,6 +54,8 @@ class Route:
         return len(self.path_prefix) if path.startswith(self.path_prefix) else -1
 
     def host_rank(self, host: str) -> int:
+        if self.domains == _ANY_HOST:  # the default: no pattern to try
+            return 0
         return max((specificity(d) for d in self.domains if host_matches(d, host)), default=-1)
 
 
