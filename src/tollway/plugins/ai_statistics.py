@@ -235,7 +235,7 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
         if self._off(ex) or not (self.req_body or "question" in self.builtins or "system" in self.builtins):
             return None
         try:
-            body = ex.request.json()  # parsed once, shared with ai-proxy
+            body = ex.request.json()  # parsed once, by the gateway, for every plugin
         except GatewayError:
             body = None  # not JSON: no values; ai-proxy answers the 400
         _put_found(ex, self.req_body, body)

@@ -17,7 +17,7 @@ from urllib.parse import unquote, unquote_plus
 import orjson
 from pydantic import model_validator
 
-from tollway.errors import Forbidden
+from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.services import Services
@@ -162,8 +162,8 @@ class RequestBlock(Plugin[RequestBlockConfig]):
                 raise self._block(ex, "body")
         if "\\" in text:  # JSON escapes: match the text the model would see
             try:
-                parsed = orjson.loads(body)
-            except orjson.JSONDecodeError:
+                parsed = ex.request.json()  # parsed once for every plugin
+            except BadRequest:
                 return None
             if any(self.bodies.search(s) for s in _json_strings(parsed)):
                 raise self._block(ex, "body")
