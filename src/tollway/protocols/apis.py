@@ -50,10 +50,3 @@ def dialect_of(path: str) -> Dialect:
     """Anthropic's Messages API for a path ending in ``/messages``; OpenAI's otherwise."""
     return "anthropic" if path.endswith("/messages") else "openai"
 
-
-def path_of(api: Api) -> str:
-    """The API path of a named API (the inverse of ``api_of``)."""
-    for path, name in _BY_PATH.items():
-        if name == api:
-            return path
-    raise KeyError(api)
