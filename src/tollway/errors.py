@@ -5,7 +5,10 @@
     ├── Unauthorized                  401     invalid_api_key
     ├── Forbidden                     403     permission_denied (or a plugin's own code)
     ├── NotFound                      404     route_not_found / model_not_found
+    ├── RequestTimeout                408     request_timeout
     ├── BodyTooLarge                  413     request_too_large
+    ├── UnsupportedMediaType          415     unsupported_media_type
+    ├── HeadersTooLarge               431     request_header_fields_too_large
     ├── RateLimited                   429     rate_limit_exceeded
     ├── UpstreamError                 502     upstream_error
     └── UpstreamTimeout               504     upstream_timeout
@@ -67,9 +70,24 @@ class NotFound(GatewayError):
     code = "route_not_found"
 
 
+class RequestTimeout(GatewayError):
+    status = 408
+    code = "request_timeout"
+
+
 class BodyTooLarge(GatewayError):
     status = 413
     code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class HeadersTooLarge(GatewayError):
+    status = 431
+    code = "request_header_fields_too_large"
 
 
 class RateLimited(GatewayError):

@@ -47,7 +47,8 @@ class Request:
     """The client's request as it was sent. Plugins read it; nobody rewrites it.
 
     ``path`` is the decoded path, ``query`` the raw query string (no ``?``), ``body``
-    the whole body once the request-body phase starts (``None`` before).
+    the whole body once the request-body phase starts (``None`` before). ``raw_path``
+    is the target's path as it came on the wire, still percent-encoded.
     """
 
     method: str
@@ -57,6 +58,7 @@ class Request:
     client_ip: str
     host: str
     body: bytes | None = None
+    raw_path: bytes | None = None
     _json: Any = None
     _json_error: BadRequest | None = None
     _params: list[tuple[str, str]] | None = None

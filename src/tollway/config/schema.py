@@ -49,6 +49,18 @@ class ServerConfig(Strict):
     # usage instead: exact books, but the provider generates (and bills) the whole answer.
     abandoned_stream_drain_s: float = Field(0, ge=0)
     trusted_proxies: list[str] = []
+    # The HTTP edge's limits (SPEC §14): the request line plus all headers (beyond → 431),
+    # how many header lines (beyond → 431), how long the whole request head may take to
+    # arrive (else the connection is closed), the longest silence while a body arrives
+    # (→ 408), how long an idle keep-alive connection is kept, and how many connections
+    # are served at once (None: derived from the descriptor limit, keeping headroom;
+    # beyond it new connections are refused at once).
+    max_header_bytes: int = Field(65536, ge=1024)
+    max_headers: int = Field(100, ge=1)
+    header_timeout_s: float = Field(10, gt=0)
+    body_timeout_s: float = Field(30, gt=0)
+    keepalive_timeout_s: float = Field(75, gt=0)
+    max_connections: int | None = Field(None, ge=1)
 
 
 class AdminConfig(Strict):
@@ -140,6 +152,9 @@ class ProviderConfig(Strict):
     baseUrl: str | None = None
     openaiCustomUrl: str | None = None
     modelMapping: dict[str, str] = {}
+    # Client headers that select the organisation's provider account (OpenAI-Organization,
+    # OpenAI-Project) are removed unless named here (SPEC §14).
+    pass_headers: list[str] = []
     timeout: int = Field(120000, gt=0)
     retryOnFailure: RetryOnFailure = RetryOnFailure()
     failover: Failover = Failover()

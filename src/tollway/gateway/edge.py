@@ -93,6 +93,7 @@ class GatewayApp:
             headers=headers,
             client_ip=self.client_ip.of(peer, headers) if self.client_ip.trusted else peer,
             host=strip_port(headers.get("host") or ""),
+            raw_path=scope.get("raw_path"),
         )
         channel = AsgiChannel(send)
         task = asyncio.current_task()

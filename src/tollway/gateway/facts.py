@@ -8,14 +8,19 @@ The body is parsed here, once; ``Request.json`` keeps the result for every plugi
 reads it. A body that cannot serve its API (not JSON, not an object, no model where one
 is needed) is not refused here: the plugins still run in their order, and may refuse
 the call for their own reasons first. ``from_body`` returns the 400 that the gateway
-answers before the call would reach a provider.
+answers before the call would reach a provider. A model name with control characters is
+refused at once: no plugin, counter or record should take it as a name.
 """
 
 from __future__ import annotations
 
+import re
+
 from tollway.errors import BadRequest
 from tollway.exchange import Exchange
 from tollway.protocols.apis import JSON_APIS, api_of, api_path_of, dialect_of
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def from_path(ex: Exchange) -> None:
@@ -28,7 +33,8 @@ def from_path(ex: Exchange) -> None:
 def from_body(ex: Exchange) -> BadRequest | None:
     """Read the model and the stream flag off a JSON body (any API's: limits and
     ``allow_models`` apply to every call that names a model). Returns the reason the
-    body cannot serve a model API, or ``None``."""
+    body cannot serve a model API, or ``None``; raises ``BadRequest`` for a model name
+    with control characters."""
     req = ex.request
     model_api = req.method == "POST" and ex.api in JSON_APIS
     if not req.body and not model_api:
@@ -43,6 +49,8 @@ def from_body(ex: Exchange) -> BadRequest | None:
     model = body.get("model")
     if isinstance(model, str) and model:
         ex.model_requested = model
+        if _CONTROL.search(model) is not None:
+            raise BadRequest("the model name has control characters", reason="gateway.bad_request")
     elif model_api:
         return BadRequest("you must provide a model parameter", reason="gateway.bad_request")
     return None

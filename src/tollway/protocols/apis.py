@@ -16,16 +16,27 @@ COMPLETIONS = "/completions"
 EMBEDDINGS = "/embeddings"
 MESSAGES = "/messages"
 MODELS = "/models"
+RESPONSES = "/responses"
+COUNT_TOKENS = "/messages/count_tokens"
+MODERATIONS = "/moderations"
 
 # What the record and the plugins call each API; anything else is "other".
-Api = Literal["chat", "completions", "embeddings", "messages", "models", "other"]
+Api = Literal[
+    "chat", "completions", "embeddings", "messages", "count_tokens", "responses", "models",
+    "moderations", "images", "audio", "files", "batches", "other",
+]  # fmt: skip
 _BY_PATH: dict[str, Api] = {
     CHAT: "chat",
     COMPLETIONS: "completions",
     EMBEDDINGS: "embeddings",
     MESSAGES: "messages",
+    COUNT_TOKENS: "count_tokens",
+    RESPONSES: "responses",
     MODELS: "models",
+    MODERATIONS: "moderations",
 }
+# APIs named by their first path segment (``/images/generations``, ``/files/{id}``).
+_BY_PREFIX: dict[str, Api] = {"/images/": "images", "/audio/": "audio", "/files": "files", "/batches": "batches"}
 # APIs whose JSON body the gateway parses and validates as a model request.
 JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "messages"})
 # APIs that carry prompt text in an OpenAI- or Anthropic-shaped body.
@@ -43,10 +54,15 @@ def api_path_of(path: str) -> str:
 
 
 def api_of(api_path: str) -> Api:
-    return _BY_PATH.get(api_path, "other")
+    api = _BY_PATH.get(api_path)
+    if api is not None:
+        return api
+    for prefix, name in _BY_PREFIX.items():
+        if api_path.startswith(prefix):
+            return name
+    return "other"
 
 
 def dialect_of(path: str) -> Dialect:
     """Anthropic's Messages API for a path ending in ``/messages``; OpenAI's otherwise."""
     return "anthropic" if path.endswith("/messages") else "openai"
-

@@ -6,6 +6,7 @@ plugins had their say."""
 from __future__ import annotations
 
 import httpx
+import orjson
 import pytest
 
 from tollway.errors import BadRequest
@@ -23,7 +24,9 @@ from tollway.testing.harness import make_exchange
         ("/v1/messages", "/messages", "messages", "anthropic"),
         ("/v1/models", "/models", "models", "openai"),
         ("/team-a/v1/chat/completions", "/chat/completions", "chat", "openai"),
-        ("/v1/responses", "/responses", "other", "openai"),
+        ("/v1/responses", "/responses", "responses", "openai"),
+        ("/v1/messages/count_tokens", "/messages/count_tokens", "count_tokens", "openai"),
+        ("/v1/images/generations", "/images/generations", "images", "openai"),
         ("/?text=hi", "/?text=hi", "other", "openai"),
     ],
 )
@@ -110,3 +113,13 @@ async def test_plugins_refuse_an_unfit_body_for_their_own_reasons_before_the_400
     assert unfit.status_code == 400
     assert unfit.headers["x-tollway-reason"] == "gateway.bad_request"
     assert "not valid JSON" in unfit.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o\u0000", "gpt\n4o", "gpt-4o\u007f", "\u001b[31mred"])
+async def test_a_model_with_control_characters_is_refused_at_once_and_recorded(model: str) -> None:
+    gw = GatewayUnderTest(AUTH)
+    r = await _post(gw, "/v1/chat/completions", orjson.dumps({"model": model, "messages": []}))
+    assert r.status_code == 400
+    assert r.headers["x-tollway-reason"] == "gateway.bad_request"
+    assert "control characters" in r.json()["error"]["message"]
+    assert gw.calls[-1].status == 400
