@@ -16,6 +16,7 @@ from tollway.upstream import Transport
 
 if TYPE_CHECKING:
     from tollway.consumers.directory import ConsumerDirectory
+    from tollway.quotas.ledger import QuotaLedger
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +30,6 @@ class Services:
     state: StateStore = field(default_factory=MemoryStateStore)
     # Always this process's own memory: key-rate-limit is a per-process limit by design.
     local_state: StateStore = field(default_factory=MemoryStateStore)
+    # The database's record of ai-quota balances on ``state``, to rebuild what the state
+    # store loses; none where no database is open (quotas then live in the store alone).
+    quota_ledger: QuotaLedger | None = None

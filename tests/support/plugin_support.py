@@ -16,7 +16,7 @@ from tollway.exchange import Attempt, Exchange
 from tollway.plugin import Plugin, PluginConfig, Scope
 from tollway.plugins.registry import REGISTRY
 from tollway.services import Services
-from tollway.state import QuotaTake, StateStore, StateUnavailable, WindowTake
+from tollway.state import Applied, QuotaState, QuotaTake, StateStore, StateUnavailable, WindowTake
 from tollway.state.memory import MemoryStateStore
 from tollway.testing.harness import make_exchange, make_services
 
@@ -59,7 +59,16 @@ class DownStore(StateStore):
     async def quota_take(self, key: str, amount: int) -> QuotaTake:
         raise self._fail()
 
-    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> None:
+    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> int | None:
+        raise self._fail()
+
+    async def quota_read(self, key: str) -> QuotaState | None:
+        raise self._fail()
+
+    async def quota_apply(self, key: str, refresh: bool, amount: int, version: int) -> Applied:
+        raise self._fail()
+
+    async def quota_restore(self, key: str, value: int, version: int, generation: int, *, replace: bool) -> bool:
         raise self._fail()
 
 

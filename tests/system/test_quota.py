@@ -1,25 +1,30 @@
-"""ai-quota through a real `tollway serve` (SPEC §3, §4): the management endpoints on the
-data plane, the 403 when a quota runs out, settlement to the real usage, outages."""
+"""ai-quota through a real `tollway serve` (SPEC §3, §4, §14): the management endpoints on
+the data plane, the 403 when a quota runs out, settlement to the real usage, outages, and
+balances that survive a Redis flush or restart (the database keeps the truth)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import Proc
 from tests.support.redis_support import RedisServer, redis_prefix, redis_server, redis_url  # noqa: F401
+from tests.support.tcp_proxy_support import TcpProxy
 
 GatewayFactory = Callable[..., Proc]
 KEYS = {"admin": "key-admin", "alice": "key-alice"}
+REBUILT = "rebuilt from the database"
 
 
-def config(mock_url: str, state: str) -> str:
+def config(mock_url: str, state: str, database: str | None = None) -> str:
+    storage = f'state: "{state}"' + (f', database: "{database}"' if database else "")
     return f"""
-storage: {{state: "{state}"}}
+storage: {{{storage}}}
 providers: [{{id: mock, type: openai, baseUrl: "{mock_url}/v1", apiTokens: [sk-test]}}]
 routes:
   - {{name: chat, path_prefix: /v1/, provider: mock}}
@@ -53,6 +58,16 @@ def get_quota(url: str, who: str = "alice") -> int:
 
 def refresh(url: str, quota: int, who: str = "alice") -> httpx.Response:
     return httpx.post(url + "/quota/refresh", data={"consumer": who, "quota": str(quota)}, headers=auth("admin"))
+
+
+def delta(url: str, value: int, who: str = "alice") -> httpx.Response:
+    return httpx.post(url + "/quota/delta", data={"consumer": who, "value": str(value)}, headers=auth("admin"))
+
+
+def spent_by(response: httpx.Response) -> int:
+    assert response.status_code == 200, response.text
+    total: int = response.json()["usage"]["total_tokens"]
+    return total
 
 
 def settled(url: str, expected: int) -> None:
@@ -125,7 +140,102 @@ def test_an_unreachable_store_refuses_calls_with_503_by_default_and_recovers(
     admin = httpx.get(gw.url + "/quota", params={"consumer": "alice"}, headers=auth("admin"))
     assert admin.status_code == 503
     assert len([line for line in gw.stderr_lines if "state store" in line and "unavailable" in line]) == 1
-    redis_server.start()  # empty: the quota is gone with the old server
-    assert chat(gw.url).status_code == 403
+    redis_server.start()  # empty: the balance is rebuilt from the database
+    assert chat(gw.url).status_code == 200
     assert refresh(gw.url, 1000).status_code == 200
     assert chat(gw.url).status_code == 200
+
+
+# --- the database keeps the truth (SPEC §14) -----------------------------------------------
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_balance_survives_a_redis_flush_and_a_redis_restart(
+    gateway: GatewayFactory,
+    mock_llm: Proc,
+    redis_server: RedisServer,  # noqa: F811
+    request: pytest.FixtureRequest,
+    database: str,
+) -> None:
+    db_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    gw = gateway(config(mock_llm.url, redis_server.url, db_url))
+    assert refresh(gw.url, 1000).status_code == 200
+    assert delta(gw.url, -100).status_code == 200
+    left = 900 - spent_by(chat(gw.url)) - spent_by(chat(gw.url))
+    settled(gw.url, left)
+
+    redis.Redis(port=redis_server.port).flushdb()
+    ok = chat(gw.url)  # not 403
+    left -= spent_by(ok)
+    settled(gw.url, left)  # not the full quota either
+
+    redis_server.stop()
+    redis_server.start()  # empty
+    assert get_quota(gw.url) == left
+    left -= spent_by(chat(gw.url))
+    settled(gw.url, left)
+    assert len([line for line in gw.stderr_lines if REBUILT in line]) == 2
+
+
+def test_concurrent_calls_after_a_flush_rebuild_the_balance_once(
+    gateway: GatewayFactory,
+    mock_llm: Proc,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    gw = gateway(config(mock_llm.url, redis_server.url))
+    assert refresh(gw.url, 100_000).status_code == 200
+    left = 100_000 - spent_by(chat(gw.url))
+    redis.Redis(port=redis_server.port).flushdb()
+
+    async def burst() -> list[httpx.Response]:
+        body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 30}
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(
+                *(client.post(gw.url + "/v1/chat/completions", json=body, headers=auth("alice")) for _ in range(20))
+            )
+
+    left -= sum(spent_by(r) for r in asyncio.run(burst()))
+    settled(gw.url, left)
+    assert len([line for line in gw.stderr_lines if REBUILT in line]) == 1
+
+
+def test_a_restarted_gateway_keeps_its_quotas_in_memory_state(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    first = gateway(config(mock_llm.url, "memory"))
+    assert refresh(first.url, 1000).status_code == 200
+    left = 1000 - spent_by(chat(first.url))
+    assert first.stop() == 0  # the stop writes the spends not written yet
+    second = gateway(config(mock_llm.url, "memory"))
+    assert get_quota(second.url) == left
+
+
+@pytest.fixture
+def pg_proxy() -> Iterator[TcpProxy]:
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    proxy.start()
+    yield proxy
+    proxy.close()
+
+
+@pytest.mark.postgres
+def test_management_during_a_postgresql_outage_is_503_and_changes_nothing(
+    gateway: GatewayFactory,
+    mock_llm: Proc,
+    redis_url: str,  # noqa: F811
+    pg_url: str,
+    pg_proxy: TcpProxy,
+) -> None:
+    gw = gateway(config(mock_llm.url, redis_url, pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{pg_proxy.port}")))
+    assert refresh(gw.url, 1000).status_code == 200
+    pg_proxy.stop()
+    for r in (refresh(gw.url, 5), delta(gw.url, 5)):
+        assert r.status_code == 503
+        assert r.headers["x-tollway-reason"] == "ai-quota.database_unavailable"
+        assert r.headers["retry-after"] == "1"
+    left = 1000 - spent_by(chat(gw.url))  # calls go on: Redis decides them
+    settled(gw.url, left)
+    pg_proxy.start()
+    deadline = time.monotonic() + 10
+    while (r := delta(gw.url, 5)).status_code != 200:
+        assert r.status_code == 503 and time.monotonic() < deadline, r.text
+        time.sleep(0.1)
+    settled(gw.url, left + 5)

@@ -26,11 +26,12 @@ from tollway.gateway.snapshot import Snapshot
 from tollway.mockllm import create_app as create_mock_app
 from tollway.plugins.key_auth import config_consumers
 from tollway.proxy.ai_proxy import AiProxy
+from tollway.quotas.ledger import QuotaLedger
 from tollway.runtime.config_source import ConfigSource
 from tollway.services import Services
 from tollway.state import open_state_store
 from tollway.state.memory import MemoryStateStore
-from tollway.storage import open_database
+from tollway.storage import open_database, records_folder
 from tollway.upstream.asgi_transport import AsgiTransport
 from tollway.upstream.pooled import PooledTransport
 from tollway.usage.access_log import AccessLog
@@ -64,20 +65,29 @@ class Runtime:
         self.database = open_database(cfg.storage.database, loaded.base_dir)
         self.consumer_store = ConsumerStore(self.database, config_names=self._config_consumer_names)
         self.directory = ConsumerDirectory(self.consumer_store)
+        state = open_state_store(cfg.storage.state)
+        # ai-quota balances: the database keeps the truth, the state store decides calls.
+        self.quota_ledger = QuotaLedger(self.database, state)
         self.services = Services(
             transport=PooledTransport(),
             mock_transport=AsgiTransport(create_mock_app()),
             directory=self.directory,
-            state=open_state_store(cfg.storage.state),
+            state=state,
             local_state=MemoryStateStore(),
+            quota_ledger=self.quota_ledger,
         )
         self.failures = FailureLog()
         self.snapshot = Snapshot(loaded, self.services, self.failures)
         # Usage: records queued to one writer task, metrics on a registry of our own.
         self.access_log = access_log or AccessLog()
         self.usage_store = UsageStore(self.database)
-        self.usage_writer = UsageWriter(self.usage_store)
         self.metrics = UsageMetrics()
+        # Journal and dead-letter file in the records folder (docs/records.md).
+        self.usage_writer = UsageWriter(
+            self.usage_store,
+            folder=records_folder(cfg.storage.database, loaded.base_dir),
+            on_dead_letter=self.metrics.record_failed,
+        )
         prices = PriceTable(cfg.pricing)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
         self.accountant = Accountant(
@@ -136,6 +146,7 @@ class Runtime:
         await self.database.connect()
         await self.directory.start()
         await self.usage_store.migrate()
+        await self.quota_ledger.start()
         self.usage_writer.start()
         self.access_log.start()
         self.accountant.start()
@@ -150,4 +161,5 @@ class Runtime:
         await self.accountant.stop()
         await self.access_log.stop()
         await self.usage_writer.stop()
+        await self.quota_ledger.stop()
         await self.database.close()

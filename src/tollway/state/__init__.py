@@ -16,6 +16,15 @@ of state exist:
   deltas move. A reservation remembers the quota's generation, so settling a call after
   a refresh charges the new balance only what the call really spent.
 
+Where a database keeps the truth of quotas (``tollway.quotas``), each balance also
+carries the *ledger version* it reflects: how many management operations (refreshes
+and deltas) the database had recorded for it. ``quota_apply`` applies operation N only
+on top of N - 1, so the store applies them in the database's order whatever order
+they arrive in; ``quota_restore`` puts a balance rebuilt from the database back into a
+store that lost it; ``quota_settle`` answers the version a call's spend was charged
+in, so the database can tell spends after a refresh from spends it overwrote. A
+balance set without a database (``quota_set``, ``quota_add``) is ``UNTRACKED``.
+
 A store that cannot answer raises ``StateUnavailable``; each plugin decides what that
 means for the request (its ``failure_mode``). The store itself logs the failure at most
 once per interval and counts it in ``errors``, so an outage costs one log line, not one
@@ -25,6 +34,7 @@ per request.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from enum import IntEnum
 from typing import NamedTuple
 
 
@@ -55,6 +65,27 @@ class QuotaTake(NamedTuple):
     remaining: int | None
     reserved: int
     generation: int
+
+
+# The ledger version of a balance set without a database (``quota_set``, ``quota_add``).
+UNTRACKED = -1
+
+
+class QuotaState(NamedTuple):
+    """A quota as the store holds it: ``value`` remaining, at ledger ``version``
+    (``UNTRACKED`` when set without a database)."""
+
+    value: int
+    version: int
+
+
+class Applied(IntEnum):
+    """The answer to one ``quota_apply``."""
+
+    APPLIED = 0  # the store held version N - 1 and now holds N
+    ALREADY = 1  # the store holds N or later: its balance includes the operation already
+    BEHIND = 2  # the store holds an earlier version than N - 1 (or is untracked): it missed an operation
+    MISSING = 3  # the store has no balance for the key
 
 
 class StateStore(ABC):
@@ -92,9 +123,30 @@ class StateStore(ABC):
         """Admit when the quota is above zero, reserving ``min(amount, remaining)``."""
 
     @abstractmethod
-    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> None:
+    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> int | None:
         """Replace a reservation by what the call spent: give back ``reserved - spent``
-        in the same generation; after a refresh, charge the new balance ``spent``."""
+        in the same generation; after a refresh, charge the new balance ``spent``.
+
+        Returns the ledger version the balance was at (``UNTRACKED`` if none), or ``None``
+        when the key has no quota (nothing was charged)."""
+
+    @abstractmethod
+    async def quota_read(self, key: str) -> QuotaState | None:
+        """The quota and its ledger version, or ``None`` when the key has none."""
+
+    @abstractmethod
+    async def quota_apply(self, key: str, refresh: bool, amount: int, version: int) -> Applied:
+        """Apply management operation number ``version`` of the ledger, only on top of
+        ``version - 1``: a refresh sets the balance to ``amount`` (a new generation), a
+        delta adds ``amount``. ``amount`` 0 with ``refresh`` false only moves the version
+        (a balance the ledger adopts as version 0)."""
+
+    @abstractmethod
+    async def quota_restore(self, key: str, value: int, version: int, generation: int, *, replace: bool) -> bool:
+        """Put back a balance rebuilt from the ledger: ``value`` at ``version``, under a
+        ``generation`` no reservation holds (so calls reserved before it are charged what
+        they spent). Only where the key has no quota, or, with ``replace``, where its
+        version is older than ``version``. Returns whether it wrote."""
 
     async def aclose(self) -> None:
         """Release connections; the store is not used afterwards."""
@@ -115,4 +167,13 @@ def open_state_store(url: str) -> StateStore:
     return RedisStateStore.from_url(url)
 
 
-__all__ = ["QuotaTake", "StateStore", "StateUnavailable", "WindowTake", "open_state_store"]
+__all__ = [
+    "UNTRACKED",
+    "Applied",
+    "QuotaState",
+    "QuotaTake",
+    "StateStore",
+    "StateUnavailable",
+    "WindowTake",
+    "open_state_store",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tollway.state import QuotaTake, StateStore, WindowTake
+from tollway.state import UNTRACKED, Applied, QuotaState, QuotaTake, StateStore, WindowTake
 
 # A window slot is [window index, used, end in ms]; a list so the hot path mutates it
 # in place instead of allocating a new one each request.
@@ -24,7 +24,7 @@ class MemoryStateStore(StateStore):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._windows: dict[str, _Slot] = {}
-        self._quotas: dict[str, list[int]] = {}  # key -> [remaining, generation]
+        self._quotas: dict[str, list[int]] = {}  # key -> [remaining, generation, ledger version]
         self._sweep_at = 4096
         self.errors = 0
 
@@ -65,13 +65,13 @@ class MemoryStateStore(StateStore):
     async def quota_set(self, key: str, value: int) -> None:
         q = self._quotas.get(key)
         if q is None:
-            self._quotas[key] = [value, 1]
+            self._quotas[key] = [value, 1, UNTRACKED]
         else:
             q[0] = value
             q[1] += 1
 
     async def quota_add(self, key: str, delta: int) -> int:
-        q = self._quotas.setdefault(key, [0, 0])
+        q = self._quotas.setdefault(key, [0, 0, UNTRACKED])
         q[0] += delta
         return q[0]
 
@@ -85,11 +85,39 @@ class MemoryStateStore(StateStore):
         q[0] -= reserved
         return QuotaTake(True, q[0], reserved, q[1])
 
-    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> None:
+    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> int | None:
         q = self._quotas.get(key)
         if q is None:
-            return
+            return None
         q[0] += reserved - spent if q[1] == generation else -spent
+        return q[2]
+
+    async def quota_read(self, key: str) -> QuotaState | None:
+        q = self._quotas.get(key)
+        return QuotaState(q[0], q[2]) if q is not None else None
+
+    async def quota_apply(self, key: str, refresh: bool, amount: int, version: int) -> Applied:
+        q = self._quotas.get(key)
+        if q is None:
+            return Applied.MISSING
+        if q[2] >= version:
+            return Applied.ALREADY
+        if q[2] < version - 1:
+            return Applied.BEHIND
+        if refresh:
+            q[0] = amount
+            q[1] += 1
+        else:
+            q[0] += amount
+        q[2] = version
+        return Applied.APPLIED
+
+    async def quota_restore(self, key: str, value: int, version: int, generation: int, *, replace: bool) -> bool:
+        q = self._quotas.get(key)
+        if q is not None and (not replace or q[2] >= version):
+            return False
+        self._quotas[key] = [value, generation, version]
+        return True
 
     def window_used(self, key: str) -> int | None:
         """The current counter of ``key`` whatever its window (for tests and inspection)."""

@@ -10,7 +10,7 @@ Keys (``key_prefix`` defaults to ``tollway:``; set it with ``?key_prefix=…`` o
 ``storage.state`` URL)::
 
     <key_prefix><plugin key>:<window index>    string counter, expires after the window
-    <key_prefix><quota key>                     hash {v: remaining, g: generation}
+    <key_prefix><quota key>                     hash {v: remaining, g: generation, a: ledger version}
 
 Failure handling, so an outage never hangs a request or turns into a 500: each
 operation has a short deadline (0.5 s unless the URL says ``?timeout=<seconds>``), one
@@ -41,7 +41,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tollway.state import QuotaTake, StateStore, StateUnavailable, WindowTake
+from tollway.state import UNTRACKED, Applied, QuotaState, QuotaTake, StateStore, StateUnavailable, WindowTake
 from tollway.state.redis_pipeline import AutoPipeline
 
 log = logging.getLogger("tollway.state")
@@ -103,19 +103,54 @@ v = redis.call('HINCRBY', KEYS[1], 'v', -r)
 return {1, v, r, g, 1}
 """
 
-# KEYS[1] quota hash; ARGV generation, reserved, spent.
+# KEYS[1] quota hash; ARGV generation, reserved, spent. Returns {exists, ledger version or -1}.
 _QUOTA_SETTLE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
+local q = redis.call('HMGET', KEYS[1], 'v', 'g', 'a')
+if not q[1] then
+  return {0, -1}
 end
-local g = tonumber(redis.call('HGET', KEYS[1], 'g') or '0')
 local delta = -tonumber(ARGV[3])
-if g == tonumber(ARGV[1]) then
+if tonumber(q[2] or '0') == tonumber(ARGV[1]) then
   delta = tonumber(ARGV[2]) - tonumber(ARGV[3])
 end
 if delta ~= 0 then
   redis.call('HINCRBY', KEYS[1], 'v', delta)
 end
+return {1, tonumber(q[3] or '-1')}
+"""
+
+# KEYS[1] quota hash; ARGV refresh (1/0), amount, version. Returns an Applied code.
+# Operation N lands only on N - 1, so the hash follows the ledger's order.
+_QUOTA_APPLY = """
+local q = redis.call('HMGET', KEYS[1], 'v', 'a')
+if not q[1] then
+  return 3
+end
+local a = tonumber(q[2] or '-1')
+local version = tonumber(ARGV[3])
+if a >= version then
+  return 1
+end
+if a < version - 1 then
+  return 2
+end
+if ARGV[1] == '1' then
+  redis.call('HSET', KEYS[1], 'v', ARGV[2], 'a', ARGV[3])
+  redis.call('HINCRBY', KEYS[1], 'g', 1)
+else
+  redis.call('HINCRBY', KEYS[1], 'v', ARGV[2])
+  redis.call('HSET', KEYS[1], 'a', ARGV[3])
+end
+return 0
+"""
+
+# KEYS[1] quota hash; ARGV value, version, generation, replace (1/0). Returns 1 if written.
+_QUOTA_RESTORE = """
+local q = redis.call('HMGET', KEYS[1], 'v', 'a')
+if q[1] and (ARGV[4] == '0' or tonumber(q[2] or '-1') >= tonumber(ARGV[2])) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'g', ARGV[3], 'a', ARGV[2])
 return 1
 """
 
@@ -143,6 +178,8 @@ _ADJUST_SCRIPT = _Script(_ADJUST)
 _QUOTA_TAKE_SCRIPT = _Script(_QUOTA_TAKE)
 _QUOTA_SETTLE_SCRIPT = _Script(_QUOTA_SETTLE)
 _QUOTA_SET_SCRIPT = _Script(_QUOTA_SET)
+_QUOTA_APPLY_SCRIPT = _Script(_QUOTA_APPLY)
+_QUOTA_RESTORE_SCRIPT = _Script(_QUOTA_RESTORE)
 
 
 def _split_url(url: str) -> tuple[str, str, float]:
@@ -318,8 +355,21 @@ class RedisStateStore(StateStore):
             return QuotaTake(False, None, 0, 0)
         return QuotaTake(bool(r[0]), int(r[1]), int(r[2]), int(r[3]))
 
-    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> None:
-        await self._eval(_QUOTA_SETTLE_SCRIPT, key, generation, reserved, spent)
+    async def quota_settle(self, key: str, generation: int, reserved: int, spent: int) -> int | None:
+        r = await self._eval(_QUOTA_SETTLE_SCRIPT, key, generation, reserved, spent)
+        return int(r[1]) if r[0] else None
+
+    async def quota_read(self, key: str) -> QuotaState | None:
+        value, version = await self._call(("HMGET", self.key_prefix + key, "v", "a"))
+        if value is None:
+            return None
+        return QuotaState(int(value), int(version) if version is not None else UNTRACKED)
+
+    async def quota_apply(self, key: str, refresh: bool, amount: int, version: int) -> Applied:
+        return Applied(int(await self._eval(_QUOTA_APPLY_SCRIPT, key, int(refresh), amount, version)))
+
+    async def quota_restore(self, key: str, value: int, version: int, generation: int, *, replace: bool) -> bool:
+        return bool(await self._eval(_QUOTA_RESTORE_SCRIPT, key, value, version, generation, int(replace)))
 
     async def aclose(self) -> None:
         await self._pipeline.aclose()

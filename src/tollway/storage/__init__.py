@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tollway.storage.database import Database, Row, Statement, StorageError, open_database
+from tollway.storage.database import Database, Row, Statement, StorageError, open_database, records_folder
 
-__all__ = ["Database", "Row", "Statement", "StorageError", "open_database"]
+__all__ = ["Database", "Row", "Statement", "StorageError", "open_database", "records_folder"]

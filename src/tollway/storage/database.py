@@ -1,6 +1,7 @@
 """One small async database interface over two real backends: SQLite and PostgreSQL.
 
-    StorageError          every failure of the database or of reaching it
+    StorageError          every failure of the database or of reaching it; says whether
+                          the database refused the data or could not be reached
 
 SQL is written once for both, with PostgreSQL's numbered placeholders (``$1``, ``$2``):
 the SQLite backend rewrites them to SQLite's own numbered form (``?1``, ``?2``), so a
@@ -10,6 +11,9 @@ dialects must differ, branch on ``Database.dialect``.
 
 Nothing here touches the database until ``connect()``; every method after it may raise
 ``StorageError`` (and only that) for a database problem.
+
+``records_folder`` names the local folder that keeps a database's usage records on disk
+until the database has them (the usage journal and dead-letter file, ``tollway.usage``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import abc
 import asyncio
 import contextlib
 import functools
+import hashlib
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -39,10 +44,17 @@ _MIGRATION_LOCK = 0x746F6C6C  # "toll"
 _CONNECT_TIMEOUT_S = 10.0
 # A hung server must not hang the consumer refresh or a usage flush forever.
 _COMMAND_TIMEOUT_S = 30.0
+_CLOSE_TIMEOUT_S = 5.0
 _SQLITE_BUSY_TIMEOUT_MS = 5000
 # Bound parameters per statement: 999 is the lowest limit any SQLite build has had.
 _SQLITE_MAX_VARIABLES = 999
 _SQLITE_ROWS_PER_INSERT = 64
+# SQLSTATE classes of data the server refuses: data exception (bad bytes, out of range),
+# integrity constraint violation, program limit exceeded (an index entry too large).
+_PG_REFUSED = ("22", "23", "54")
+# Connection exceptions, operator intervention (shutdown, cannot connect now), too many
+# connections: the server, not the statement.
+_PG_UNREACHABLE = ("08", "57P", "53300")
 
 
 def _as_is(value: None) -> None:
@@ -50,7 +62,19 @@ def _as_is(value: None) -> None:
 
 
 class StorageError(Exception):
-    """The database failed or could not be reached; the message says which and why."""
+    """The database failed or could not be reached; the message says which and why.
+
+    ``refused``: the database answered and refused the statement's data (a value it
+    cannot hold: bad bytes, a number out of range, a violated constraint, an index entry
+    too large), so the same data will fail again. ``unreachable``: the database could not
+    be reached, or the connection broke or was shut down, so a later try may succeed.
+    Neither: some other failure of the database (a full disk, a missing table).
+    """
+
+    def __init__(self, message: str, *, refused: bool = False, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+        self.unreachable = unreachable
 
 
 class Database(abc.ABC):
@@ -79,9 +103,13 @@ class Database(abc.ABC):
         """Run one statement; return the number of rows it inserted, changed or deleted."""
 
     @abc.abstractmethod
-    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    async def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]], *, unique: str | None = None
+    ) -> None:
         """Insert ``rows`` (values in ``columns``' order) into ``table``, all in one
-        transaction, the quickest way the backend has (usage batches)."""
+        transaction, the quickest way the backend has (usage batches). With ``unique``
+        (a column with a unique index), a row whose value is there already is skipped:
+        inserting the same rows again changes nothing."""
 
     @abc.abstractmethod
     async def fetch(self, sql: str, *args: object) -> list[Row]:
@@ -118,6 +146,35 @@ def open_database(url: str, base_dir: Path) -> Database:
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresDatabase(url)
     raise StorageError(f"unsupported database URL (want sqlite:/// or postgresql://): {url.split(':', 1)[0]}:…")
+
+
+def records_folder(url: str, base_dir: Path) -> Path | None:
+    """The folder for the usage records of ``storage.database`` that are not in it yet:
+    ``records-<database>`` inside the data folder, or None for a private in-memory
+    database (nothing of it outlives the process).
+
+    The data folder is the SQLite file's own folder (the default database lives in
+    ``./tollway-data/``), and for PostgreSQL ``tollway-data/`` in ``base_dir`` (the
+    config file's folder). The name says which database, so two configs sharing a folder
+    never replay each other's records: ``records-tollway.db`` for a SQLite file,
+    ``records-postgresql-<12 hex digits of a hash of the URL, password left out>``.
+    """
+    if url.startswith("sqlite:///"):
+        rest = url.removeprefix("sqlite:///")
+        if rest in ("", ":memory:"):
+            return None
+        path = Path(rest)
+        path = path if path.is_absolute() else base_dir / path
+        return path.parent / f"records-{path.name}"
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    identity = parts._replace(scheme="postgresql", netloc=netloc).geturl()
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return base_dir / "tollway-data" / f"records-postgresql-{digest}"
 
 
 def _rows_affected(status: str) -> int:
@@ -159,7 +216,14 @@ class SqliteDatabase(Database):
             raise StorageError(f"{self.describe()}: not connected")
         try:
             return await asyncio.get_running_loop().run_in_executor(thread, operation, conn)
-        except (sqlite3.Error, OSError, ValueError) as exc:
+        except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError, ValueError) as exc:
+            # A constraint, a value too big, an int beyond 64 bits, text that is not
+            # UTF-8 (a lone surrogate): this data, not the database.
+            raise StorageError(f"{self.describe()}: {doing} failed: {exc}", refused=True) from exc
+        except (sqlite3.OperationalError, OSError) as exc:
+            # Locked past busy_timeout, the file or its folder unusable: may pass.
+            raise StorageError(f"{self.describe()}: {doing} failed: {exc}", unreachable=True) from exc
+        except sqlite3.Error as exc:
             raise StorageError(f"{self.describe()}: {doing} failed: {exc}") from exc
 
     async def connect(self) -> None:
@@ -213,7 +277,9 @@ class SqliteDatabase(Database):
 
         return await self._run("statement", run)
 
-    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    async def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]], *, unique: str | None = None
+    ) -> None:
         # Many rows per INSERT statement: sqlite3 lets other threads run around every
         # statement it steps, so executemany hands the GIL back and forth once per row;
         # a chunk of rows per statement does it once per chunk (measured: the event loop
@@ -225,7 +291,8 @@ class SqliteDatabase(Database):
             with _transaction(conn):
                 for start in range(0, len(rows), per_chunk):
                     chunk = rows[start : start + per_chunk]
-                    conn.execute(_multi_row_insert(table, cols, len(chunk)), list(chain.from_iterable(chunk)))
+                    sql = _multi_row_insert(table, cols, len(chunk), unique)
+                    conn.execute(sql, list(chain.from_iterable(chunk)))
 
         await self._run("batch", run)
 
@@ -250,9 +317,13 @@ class SqliteDatabase(Database):
 
 
 @functools.lru_cache(maxsize=64)
-def _multi_row_insert(table: str, columns: tuple[str, ...], rows: int) -> str:
+def _multi_row_insert(table: str, columns: tuple[str, ...], rows: int, unique: str | None) -> str:
     one = "(" + ", ".join("?" * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * rows)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * rows) + _skip_existing(unique)
+
+
+def _skip_existing(unique: str | None) -> str:
+    return f" ON CONFLICT ({unique}) DO NOTHING" if unique else ""
 
 
 @contextlib.contextmanager
@@ -290,8 +361,21 @@ class PostgresDatabase(Database):
     def _translated(self, doing: str) -> Iterator[None]:
         try:
             yield
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise StorageError(f"{self.describe()}: {doing} failed: {str(exc) or type(exc).__name__}") from exc
+        except asyncpg.PostgresError as exc:
+            state = str(getattr(exc, "sqlstate", None) or "")
+            raise StorageError(
+                self._failed(doing, exc),
+                refused=state[:2] in _PG_REFUSED,
+                unreachable=isinstance(exc, asyncpg.PostgresConnectionError) or state.startswith(_PG_UNREACHABLE),
+            ) from exc
+        except (asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            # Connection refused, reset or closed, a pool closing, a server that went silent.
+            raise StorageError(self._failed(doing, exc), unreachable=True) from exc
+        except asyncpg.InternalClientError as exc:
+            raise StorageError(self._failed(doing, exc)) from exc
+
+    def _failed(self, doing: str, exc: BaseException) -> str:
+        return f"{self.describe()}: {doing} failed: {str(exc) or type(exc).__name__}"
 
     def _connected(self) -> Any:
         if self._pool is None:
@@ -302,32 +386,47 @@ class PostgresDatabase(Database):
         if self._pool is not None:
             return
         with self._translated("connect"):
-            self._pool = await asyncpg.create_pool(
+            # min_size=0: a pool with a floor reconnects in the background after an
+            # outage and logs a traceback each try; without one, the next statement
+            # reconnects, and its failure is ours to report.
+            pool = await asyncpg.create_pool(
                 self.url,
-                min_size=1,
+                min_size=0,
                 max_size=self.max_connections,
                 timeout=_CONNECT_TIMEOUT_S,
                 command_timeout=_COMMAND_TIMEOUT_S,
             )
+            try:
+                await pool.fetchval("SELECT 1")  # reachable now, or the start fails here
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             with self._translated("close"):
-                await pool.close()
+                try:
+                    # A server gone silent must not hold up a stop: close politely for
+                    # a while, then drop the connections.
+                    await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT_S)
+                except TimeoutError:
+                    pool.terminate()
 
     async def execute(self, sql: str, *args: object) -> int:
         with self._translated("statement"):
             status = await self._connected().execute(sql, *args)
         return _rows_affected(cast(str, status))
 
-    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    async def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]], *, unique: str | None = None
+    ) -> None:
         placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}){_skip_existing(unique)}"
         with self._translated("batch"):
             # asyncpg runs executemany as one transaction, its rows pipelined.
-            await self._connected().executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", rows
-            )
+            await self._connected().executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: object) -> list[Row]:
         with self._translated("query"):

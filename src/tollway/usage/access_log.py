@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from typing import IO, Any
 
@@ -49,7 +50,13 @@ class AccessLog:
         }
         if attributes:
             line["attributes"] = attributes
-        self._buffer += orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+        try:
+            data = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:
+            # A lone surrogate or a huge number somewhere (a client's model name, an
+            # ai-statistics value): the standard library writes those, escaped.
+            data = (json.dumps(line, default=str) + "\n").encode()
+        self._buffer += data
         self._pending += 1
 
     def _take(self) -> bytearray:

@@ -9,9 +9,14 @@ process, as in tests, do not share or collide.
 
 Label values are bounded so clients cannot grow the series without limit: ``route`` is
 a configured route (or ``none``), ``consumer`` a known consumer (or ``none``), and
-``model`` a configured name (a modelMapping key or value, a model_providers key, a
-price-table entry, an ``allow_models`` entry), else the model the provider reported,
-else ``other``.
+``model`` a name the config or the price table spells out (a modelMapping key or value,
+a model_providers key, an ``allow_models`` entry, a price-table entry: a dated name such
+as ``gpt-4o-2024-08-06`` counts as the entry that prices it), else ``other``. Never the
+name a provider answers with: a provider that echoes the client's model would let
+clients mint a series per name.
+
+``tollway_records_failed_total`` counts the usage records the database refused (kept in
+the dead-letter file; see ``usage.writer``).
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ class ModelLabels:
         self.configured = configured
         self.prices = prices
 
-    def label(self, upstream: str | None, requested: str | None, reported: str | None) -> str:
+    def label(self, upstream: str | None, requested: str | None) -> str:
         for name in (upstream, requested):
             if not name:
                 continue
@@ -78,7 +83,7 @@ class ModelLabels:
             priced = self.prices.resolve(name)
             if priced is not None:
                 return priced[0]
-        return reported or OTHER
+        return OTHER
 
 
 class Histogram:
@@ -117,6 +122,7 @@ class UsageMetrics:
         # Per (route, model): request duration, time to first token.
         self._timing: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
         self._rejections: dict[tuple[str, int], int] = {}
+        self.records_failed = 0
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -125,11 +131,15 @@ class UsageMetrics:
         series stay."""
         self.models = ModelLabels(model_names, prices)
 
-    def observe(self, record: UsageRecord, model_reported: str | None = None) -> None:
+    def record_failed(self) -> None:
+        """Count one usage record the database refused."""
+        self.records_failed += 1
+
+    def observe(self, record: UsageRecord) -> None:
         """Count one finished call from its usage record."""
         route = record.route or NONE
         consumer = record.consumer or NONE
-        model = self.models.label(record.model_upstream, record.model_requested, model_reported)
+        model = self.models.label(record.model_upstream, record.model_requested)
         status = record.status
 
         requests = self._requests
@@ -206,7 +216,12 @@ class UsageMetrics:
         )
         for (plugin, status), n in self._rejections.items():
             rejections.add_metric([plugin, str(status)], n)
-        yield from (requests, tokens, cost, duration, first_token, rejections)
+        failed = CounterMetricFamily(
+            "tollway_records_failed",
+            "Usage records the database refused, kept in the dead-letter file.",
+            value=self.records_failed,
+        )
+        yield from (requests, tokens, cost, duration, first_token, rejections, failed)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""

@@ -82,7 +82,6 @@ class CallFacts:
     provider: str | None
     model_requested: str | None
     model_upstream: str | None
-    model_reported: str | None
     status: int
     reason: str | None
     blocked_by: str | None
@@ -105,7 +104,6 @@ def facts_of(ex: Exchange) -> CallFacts:
         ex.provider,
         ex.model_requested,
         ex.model_upstream,
-        ex.model_reported,
         ex.status,
         ex.reason,
         ex.blocked_by,
@@ -119,9 +117,8 @@ def facts_of(ex: Exchange) -> CallFacts:
     )
 
 
-# A call's usage record, the model its provider named (the metrics' label when nothing
-# configured names it) and the ai-statistics attributes marked for the log.
-Settled = tuple[UsageRecord, str | None, dict[str, Any] | None]
+# A call's usage record and the ai-statistics attributes marked for the log.
+Settled = tuple[UsageRecord, dict[str, Any] | None]
 # Builds a UsageRecord from a tuple of its values without the Python-level __new__ a
 # NamedTuple call goes through (a drain makes thousands a second).
 _make_record = tuple.__new__
@@ -159,7 +156,7 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
     record = _make_record(UsageRecord, values)
     attributes, log_keys = facts.attributes, facts.log_attributes
     logged = {k: v for k, v in attributes.items() if k in log_keys} if attributes and log_keys else None
-    return record, facts.model_reported, logged
+    return record, logged
 
 
 def record_of(ex: Exchange, prices: PriceTable | None = None) -> UsageRecord:

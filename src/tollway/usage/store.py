@@ -6,7 +6,13 @@ batches, summed per consumer/model/route/provider/day, listed newest first.
 Migrations are numbered steps; ``usage_schema.version`` says how many have run. Two
 processes starting together may both see a step as pending and run it one after the
 other (``Database.migrate`` serialises them), so every step must be idempotent
-(``IF NOT EXISTS``).
+(``IF NOT EXISTS``) or, where the SQL has no such form (SQLite's ``ADD COLUMN``), fail
+harmlessly once the other process has run it: a failed step whose number the schema has
+reached meanwhile counts as done.
+
+``record_key`` (step 2) is the usage writer's key for each record, unique: a record
+written again (a retry, a replay of the journal) is skipped, never stored twice.
+Records stored before it have none.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 import orjson
 
 from tollway.exchange import Attempt
-from tollway.storage import Database, Row
+from tollway.storage import Database, Row, StorageError
 from tollway.usage.query import UsageQuery, Window
 from tollway.usage.record import UsageRecord
 from tollway.usage.timestamps import day_hour
@@ -55,6 +61,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS usage_records_ts ON usage_records (ts_ms)",
         "CREATE INDEX IF NOT EXISTS usage_records_consumer_ts ON usage_records (consumer, ts_ms)",
     ),
+    (
+        "ALTER TABLE usage_records ADD COLUMN record_key BIGINT",
+        "CREATE UNIQUE INDEX IF NOT EXISTS usage_records_key ON usage_records (record_key)",
+    ),
 )
 _SCHEMA_TABLE = (
     "CREATE TABLE IF NOT EXISTS usage_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
@@ -86,6 +96,8 @@ _COLUMNS = (
     "attempts",
     "attributes",
 )
+_KEY = "record_key"
+INSERTED = (*_COLUMNS, _KEY)
 # PostgreSQL sums BIGINTs into NUMERIC (a Decimal in Python): cast back.
 _GROUP_KEYS = {
     "consumer": "consumer",
@@ -108,9 +120,13 @@ _AS_IS = slice(UsageRecord._fields.index("request_id"), UsageRecord._fields.inde
 _TOKENS = slice(UsageRecord._fields.index("input_tokens"), UsageRecord._fields.index("tokens_estimated"))
 
 
-def row_of(record: UsageRecord) -> tuple[object, ...]:
-    """The ``usage_records`` row for a record (``_COLUMNS``' order), made in the writer
-    task, off the request path."""
+# A row as ``row_of`` makes it: INSERTED's columns in order, the key last.
+UsageRow = tuple[object, ...]
+
+
+def row_of(record: UsageRecord, key: int | None = None) -> UsageRow:
+    """The ``usage_records`` row for a record stored under ``key`` (``INSERTED``'
+    order), made when the usage writer takes the record, off the request path."""
     day, hour = day_hour(record.ts_ms)
     ttft, attributes = record.ttft_ms, record.attributes
     values: tuple[object, ...] = record
@@ -128,6 +144,7 @@ def row_of(record: UsageRecord) -> tuple[object, ...]:
         record.client_ip,
         orjson.dumps(record.attempts_json()).decode(),
         orjson.dumps(attributes).decode() if attributes else None,
+        key,
     )
 
 
@@ -149,6 +166,11 @@ def record_of_row(row: Row) -> dict[str, Any]:
     return UsageRecord._make(
         _FROM_COLUMN[name](row[name]) if name in _FROM_COLUMN else row[name] for name in UsageRecord._fields
     ).as_dict()
+
+
+def record_of_inserted(row: UsageRow) -> dict[str, Any]:
+    """The usage record (SPEC §5 shape) a row made by ``row_of`` holds."""
+    return record_of_row(dict(zip(INSERTED, row, strict=True)))
 
 
 def _where(window: Window, consumer: str | None) -> tuple[str, list[object]]:
@@ -187,17 +209,30 @@ class UsageStore:
     async def migrate(self) -> None:
         """Create or upgrade the schema (idempotent; safe with replicas starting together)."""
         await self.db.migrate(_SCHEMA_TABLE)
-        rows = await self.db.fetch("SELECT version FROM usage_schema WHERE id = 1")
-        version = int(rows[0]["version"]) if rows else 0
+        version = await self._version()
         for number, step in enumerate(_MIGRATIONS, start=1):
             if number > version:
                 bump = f"UPDATE usage_schema SET version = {number} WHERE id = 1 AND version < {number}"
-                await self.db.migrate((*step, bump))
+                try:
+                    await self.db.migrate((*step, bump))
+                except StorageError:
+                    if await self._version() < number:
+                        raise
+
+    async def _version(self) -> int:
+        rows = await self.db.fetch("SELECT version FROM usage_schema WHERE id = 1")
+        return int(rows[0]["version"]) if rows else 0
 
     async def write(self, records: Sequence[UsageRecord]) -> None:
-        """Insert ``records`` in one transaction: all of them or, on error, none."""
-        if records:
-            await self.db.insert_rows("usage_records", _COLUMNS, [row_of(r) for r in records])
+        """Insert ``records`` (without keys) in one transaction: all of them or, on error,
+        none."""
+        await self.write_rows([row_of(r) for r in records])
+
+    async def write_rows(self, rows: Sequence[UsageRow]) -> None:
+        """Insert rows made by ``row_of`` in one transaction: all of them or, on error,
+        none. A row whose key is stored already is skipped."""
+        if rows:
+            await self.db.insert_rows("usage_records", INSERTED, rows, unique=_KEY)
 
     async def summary(self, query: UsageQuery) -> list[dict[str, Any]]:
         """``GET /api/usage``'s rows: by time for ``day``/``hour`` (oldest first), else

@@ -46,6 +46,28 @@ async def test_a_quota_is_a_hash_of_value_and_generation(
         await store.aclose()
 
 
+async def test_a_quota_from_the_ledger_keeps_its_version_in_the_hash(
+    redis_url: str,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+    redis_client: redis.asyncio.Redis,  # noqa: F811
+) -> None:
+    store = RedisStateStore.from_url(redis_url)
+    try:
+        await store.quota_restore("chat_quota:alice", 100, 4, 2**52 - 1, replace=False)
+        assert await redis_client.hgetall(f"{redis_prefix}chat_quota:alice") == {
+            b"v": b"100",
+            b"g": str(2**52 - 1).encode(),
+            b"a": b"4",
+        }
+        # The generation is compared in Lua as a double: exact at 52 bits.
+        took = await store.quota_take("chat_quota:alice", 30)
+        assert took.generation == 2**52 - 1
+        await store.quota_settle("chat_quota:alice", took.generation, took.reserved, 10)
+        assert await store.quota_get("chat_quota:alice") == 90
+    finally:
+        await store.aclose()
+
+
 async def test_scripts_are_loaded_again_when_the_server_forgot_them(
     redis_server: RedisServer,  # noqa: F811
 ) -> None:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.redis_support import redis_prefix, redis_url  # noqa: F401  (fixtures)
-from tollway.state import StateStore, open_state_store
+from tollway.state import UNTRACKED, Applied, QuotaState, StateStore, open_state_store
 from tollway.state.memory import MemoryStateStore
 from tollway.state.redis import RedisStateStore
 
@@ -133,3 +133,69 @@ async def test_concurrent_quota_takes_never_reserve_more_than_the_quota(store: S
     assert sum(r.reserved for r in results) == 95
     assert sum(r.admitted for r in results) == 10
     assert await store.quota_get("q") == 0
+
+
+# --- ledger versions: what the quota ledger (tollway.quotas) relies on ---------------------
+
+
+async def test_a_quota_set_without_a_ledger_is_untracked(store: StateStore) -> None:
+    assert await store.quota_read("q") is None
+    await store.quota_set("q", 40)
+    assert await store.quota_read("q") == QuotaState(40, UNTRACKED)
+    took = await store.quota_take("q", 10)
+    assert await store.quota_settle("q", took.generation, took.reserved, 4) == UNTRACKED
+    assert await store.quota_settle("missing", 0, 0, 4) is None
+    assert await store.quota_get("missing") is None  # settling a missing quota creates none
+
+
+async def test_operations_apply_in_the_ledgers_order_only(store: StateStore) -> None:
+    assert await store.quota_apply("q", True, 100, 1) is Applied.MISSING
+    assert await store.quota_restore("q", 0, 0, 7, replace=False)
+    assert await store.quota_apply("q", False, 30, 2) is Applied.BEHIND  # operation 1 not here yet
+    assert await store.quota_get("q") == 0
+    assert await store.quota_apply("q", True, 100, 1) is Applied.APPLIED
+    assert await store.quota_apply("q", False, 30, 2) is Applied.APPLIED
+    assert await store.quota_apply("q", False, 30, 2) is Applied.ALREADY  # sent twice: counted once
+    assert await store.quota_apply("q", True, 5, 1) is Applied.ALREADY
+    assert await store.quota_read("q") == QuotaState(130, 2)
+    took = await store.quota_take("q", 10)
+    assert await store.quota_settle("q", took.generation, took.reserved, 10) == 2
+
+
+async def test_an_untracked_quota_is_adopted_as_version_0(store: StateStore) -> None:
+    await store.quota_add("q", 50)
+    assert await store.quota_apply("q", False, 1, 1) is Applied.BEHIND
+    assert await store.quota_apply("q", False, 0, 0) is Applied.APPLIED
+    assert await store.quota_read("q") == QuotaState(50, 0)
+
+
+async def test_a_refresh_through_the_ledger_starts_a_new_generation(store: StateStore) -> None:
+    await store.quota_restore("q", 100, 3, 11, replace=False)
+    took = await store.quota_take("q", 40)
+    assert await store.quota_apply("q", True, 500, 4) is Applied.APPLIED
+    assert await store.quota_settle("q", took.generation, took.reserved, 12) == 4
+    assert await store.quota_get("q") == 488
+
+
+async def test_a_restore_writes_only_a_missing_quota_or_with_replace_an_older_one(store: StateStore) -> None:
+    assert await store.quota_restore("q", 100, 3, 11, replace=False)
+    assert not await store.quota_restore("q", 999, 3, 12, replace=False)  # a second rebuild: idempotent
+    assert not await store.quota_restore("q", 999, 5, 12, replace=False)
+    assert not await store.quota_restore("q", 999, 3, 12, replace=True)  # not older
+    assert await store.quota_read("q") == QuotaState(100, 3)
+    assert await store.quota_restore("q", 80, 5, 12, replace=True)
+    assert await store.quota_read("q") == QuotaState(80, 5)
+
+
+async def test_a_reservation_made_before_a_restore_is_charged_what_it_spent(store: StateStore) -> None:
+    await store.quota_restore("q", 100, 1, 11, replace=False)
+    took = await store.quota_take("q", 40)
+    assert await store.quota_restore("q", 70, 2, 12, replace=True)  # the balance was rebuilt meanwhile
+    await store.quota_settle("q", took.generation, took.reserved, 25)
+    assert await store.quota_get("q") == 45
+
+
+async def test_concurrent_restores_write_once(store: StateStore) -> None:
+    wrote = await asyncio.gather(*(store.quota_restore("q", 100 + i, 1, i, replace=False) for i in range(10)))
+    assert sum(wrote) == 1
+    assert await store.quota_read("q") == QuotaState(100 + wrote.index(True), 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tollway.storage import Database, StorageError, open_database
+from tollway.storage import Database, StorageError, open_database, records_folder
 
 
 async def test_execute_fetch_and_row_counts(db: Database) -> None:
@@ -51,9 +51,54 @@ async def test_relative_sqlite_path_resolves_against_the_config_folder(tmp_path:
 
 async def test_unreachable_postgresql_is_a_storage_error(tmp_path: Path) -> None:
     database = open_database("postgresql://postgres@127.0.0.1:1/test", tmp_path)
-    with pytest.raises(StorageError, match=re.escape("127.0.0.1:1/test")):
+    with pytest.raises(StorageError, match=re.escape("127.0.0.1:1/test")) as caught:
         await database.connect()
+    assert caught.value.unreachable and not caught.value.refused
     await database.close()
+
+
+async def test_data_the_database_cannot_hold_is_refused(db: Database) -> None:
+    await db.migrate(["CREATE TABLE IF NOT EXISTS t (n BIGINT, s TEXT NOT NULL)"])
+    refused = [(2**63, "x"), (1, None)]  # out of BIGINT's range; a NOT NULL column
+    if db.dialect == "postgresql":
+        refused.append((1, "a\x00b"))  # PostgreSQL's text holds no NUL
+    for row in refused:
+        with pytest.raises(StorageError) as caught:
+            await db.insert_rows("t", ("n", "s"), [row])
+        assert caught.value.refused and not caught.value.unreachable, row
+    with pytest.raises(StorageError) as caught:
+        await db.fetch("SELECT * FROM no_such_table")
+    assert not caught.value.refused
+
+
+async def test_insert_rows_skips_rows_whose_unique_value_is_there(db: Database) -> None:
+    await db.migrate(
+        ["CREATE TABLE IF NOT EXISTS t (k BIGINT, v TEXT)", "CREATE UNIQUE INDEX IF NOT EXISTS t_k ON t (k)"]
+    )
+    await db.insert_rows("t", ("k", "v"), [(1, "a"), (2, "b")], unique="k")
+    await db.insert_rows("t", ("k", "v"), [(2, "again"), (3, "c"), (None, "d"), (None, "e")], unique="k")
+    assert await db.fetch("SELECT k, v FROM t ORDER BY v") == [
+        {"k": 1, "v": "a"},
+        {"k": 2, "v": "b"},
+        {"k": 3, "v": "c"},
+        {"k": None, "v": "d"},
+        {"k": None, "v": "e"},
+    ]
+    with pytest.raises(StorageError):
+        await db.insert_rows("t", ("k", "v"), [(4, "x"), (4, "y")])  # without unique, a duplicate fails the batch
+    assert len(await db.fetch("SELECT k FROM t")) == 5
+
+
+def test_the_records_folder_is_in_the_data_folder_and_names_its_database(tmp_path: Path) -> None:
+    assert (
+        records_folder("sqlite:///./tollway-data/tollway.db", tmp_path) == tmp_path / "tollway-data/records-tollway.db"
+    )
+    assert records_folder("sqlite:////var/lib/t/usage.db", tmp_path) == Path("/var/lib/t/records-usage.db")
+    assert records_folder("sqlite:///:memory:", tmp_path) is None
+    one = records_folder("postgresql://tw:secret@db:5432/tollway", tmp_path)
+    assert one is not None and one.parent == tmp_path / "tollway-data" and one.name.startswith("records-postgresql-")
+    assert records_folder("postgres://tw:other@db:5432/tollway", tmp_path) == one  # the password is not who it is
+    assert records_folder("postgresql://tw@db:5432/tollway?search_path=b", tmp_path) != one
 
 
 def test_unsupported_url_is_a_storage_error(tmp_path: Path) -> None:

@@ -57,3 +57,19 @@ async def test_a_running_accountant_hands_records_on_in_batches_and_drains_at_st
     assert [r.request_id for r in batches[-1]] == ["r4"]
     call(5)  # a call cut off by the shutdown finishes after the stop: handed on at once
     assert [r.request_id for r in batches[-1]] == ["r5"]
+
+
+async def test_records_are_handed_on_within_the_kill_bound_by_default() -> None:
+    # SPEC §14: a SIGKILL loses at most the last 10 ms of records; the writer journals
+    # each batch it is handed, so the default interval must sit well inside that.
+    batches: list[list[UsageRecord]] = []
+    accountant = Accountant([batches.append])
+    assert accountant.interval_s <= 0.005
+    accountant.start()
+    ex = make_exchange(request_id="r0")
+    ex.status = 200
+    accountant.finish(ex)
+    assert batches == []
+    await asyncio.sleep(0.05)
+    assert [[r.request_id for r in b] for b in batches] == [["r0"]]
+    await accountant.stop()

@@ -73,19 +73,39 @@ def test_the_spec_names_and_labels() -> None:
 def test_the_model_label_is_bounded() -> None:
     m = _metrics()
     cases = [
-        ({"model_requested": "gpt-3.5-turbo", "model_upstream": "gpt-4o-mini"}, None, "gpt-4o-mini"),
-        ({"model_requested": "small", "model_upstream": "tiny-upstream"}, None, "tiny-upstream"),
-        ({"model_requested": "house-model", "model_upstream": "house-model"}, None, "house-model"),  # pricing entry
-        ({"model_requested": "team-model", "model_upstream": "team-model"}, None, "team-model"),  # allow_models
-        ({"model_requested": "gpt-4o-2024-08-06", "model_upstream": "gpt-4o-2024-08-06"}, None, "gpt-4o"),
-        ({"model_requested": "client-junk-1", "model_upstream": "client-junk-1"}, "provider-v2", "provider-v2"),
-        ({"model_requested": "client-junk-2", "model_upstream": "client-junk-2"}, None, "other"),
+        ({"model_requested": "gpt-3.5-turbo", "model_upstream": "gpt-4o-mini"}, "gpt-4o-mini"),
+        ({"model_requested": "small", "model_upstream": "tiny-upstream"}, "tiny-upstream"),
+        ({"model_requested": "house-model", "model_upstream": "house-model"}, "house-model"),  # pricing entry
+        ({"model_requested": "team-model", "model_upstream": "team-model"}, "team-model"),  # allow_models
+        ({"model_requested": "routed-model", "model_upstream": "routed-model"}, "routed-model"),  # model_providers
+        ({"model_requested": "gpt-4o-2024-08-06", "model_upstream": "gpt-4o-2024-08-06"}, "gpt-4o"),
+        ({"model_requested": "client-junk-2", "model_upstream": "client-junk-2"}, "other"),
     ]  # fmt: skip
-    for fields, reported, _ in cases:
-        m.observe(_record(**fields), reported)
+    for fields, _ in cases:
+        m.observe(_record(**fields))
     samples = parse_metrics(m.render().decode())
     labels = {lb["model"] for n, lb, _ in samples if n == "tollway_requests_total"}
-    assert labels == {label for _, _, label in cases}
+    assert labels == {label for _, label in cases}
+
+
+def test_names_clients_choose_share_one_series_whatever_the_provider_answers() -> None:
+    # Finding 8: a provider echoing 10k client-chosen names made a 46 MB scrape. The
+    # record carries no reported name any more, so nothing a provider says reaches a label.
+    m = _metrics()
+    for i in range(10_000):
+        m.observe(_record(model_requested=f"client-{i}", model_upstream=f"client-{i}"))
+    samples = parse_metrics(m.render().decode())
+    requests = [(lb["model"], v) for n, lb, v in samples if n == "tollway_requests_total"]
+    assert requests == [("other", 10_000)]
+    assert len(m.render()) < 20_000
+
+
+def test_refused_records_are_counted() -> None:
+    m = _metrics()
+    assert metric_sum(parse_metrics(m.render().decode()), "tollway_records_failed_total") == 0
+    m.record_failed()
+    m.record_failed()
+    assert metric_sum(parse_metrics(m.render().decode()), "tollway_records_failed_total") == 2
 
 
 def test_rejections_count_plugin_refusals_only() -> None:

@@ -13,8 +13,9 @@ import pytest
 from tests.support.usage_support import DAY1, DAY2, rec
 from tollway.exchange import Attempt
 from tollway.storage import StorageError, open_database
+from tollway.usage import store as store_module
 from tollway.usage.query import UsageQuery, Window
-from tollway.usage.store import UsageStore
+from tollway.usage.store import UsageStore, row_of
 
 
 @pytest.fixture
@@ -31,8 +32,65 @@ async def test_migrating_again_changes_nothing(store: UsageStore) -> None:
     await store.write([rec(DAY1, "alice")])
     await store.migrate()
     await store.migrate()
-    assert (await store.db.fetch("SELECT version FROM usage_schema"))[0]["version"] == 1
+    assert (await store.db.fetch("SELECT version FROM usage_schema"))[0]["version"] == 2
     assert len(await store.recent(10)) == 1
+
+
+class _LateStore(UsageStore):
+    """Reads the schema's version as 1 the first time, whatever it is."""
+
+    _seen = False
+
+    async def _version(self) -> int:
+        if not self._seen:
+            self._seen = True
+            return 1
+        return await super()._version()
+
+
+async def test_a_schema_of_version_1_gains_the_record_key_and_keeps_its_rows(database_url: str, tmp_path: Path) -> None:
+    db = open_database(database_url, tmp_path)
+    await db.connect()
+    await db.migrate(store_module._SCHEMA_TABLE)
+    await db.migrate((*store_module._MIGRATIONS[0], "UPDATE usage_schema SET version = 1 WHERE id = 1"))
+    old_columns = ", ".join(store_module._COLUMNS)
+    await db.execute(
+        f"INSERT INTO usage_records ({old_columns}) VALUES ({', '.join(f'${i + 1}' for i in range(24))})",
+        *row_of(rec(DAY1, "alice", request_id="old"))[:24],
+    )
+    store = UsageStore(db)
+    await store.migrate()
+    # A second process that saw version 1 just before the first one ran step 2: its ADD
+    # COLUMN fails (SQLite has no IF NOT EXISTS for it), and counts as done.
+    second = open_database(database_url, tmp_path)
+    await second.connect()
+    await _LateStore(second).migrate()
+    await second.close()
+    await store.write_rows([row_of(rec(DAY2, "bob", request_id="new"), 7)])
+    assert [r["request_id"] for r in await store.recent(10)] == ["new", "old"]
+    assert (await db.fetch("SELECT version FROM usage_schema"))[0]["version"] == 2
+    await db.close()
+
+
+async def test_a_keyed_record_is_stored_once_however_often_it_is_written(store: UsageStore) -> None:
+    rows = [row_of(rec(DAY1 + i, "alice", request_id=f"r{i}"), i + 1) for i in range(3)]
+    await store.write_rows(rows)
+    await store.write_rows([*rows[1:], row_of(rec(DAY2, "bob", request_id="r3"), 4)])
+    assert sorted(r["request_id"] for r in await store.recent(10)) == ["r0", "r1", "r2", "r3"]
+    await store.write([rec(DAY2, "bob", request_id="unkeyed")])
+    await store.write([rec(DAY2, "bob", request_id="unkeyed")])  # no key: nothing to tell them apart by
+    assert [r["request_id"] for r in await store.recent(10)].count("unkeyed") == 2
+
+
+async def test_data_the_database_cannot_hold_is_refused_not_unreachable(store: UsageStore) -> None:
+    with pytest.raises(StorageError) as caught:
+        await store.write_rows([row_of(rec(DAY1, "alice")._replace(input_tokens=2**63), 1)])
+    assert caught.value.refused and not caught.value.unreachable
+    if store.db.dialect == "postgresql":  # SQLite's text holds a NUL; PostgreSQL's does not
+        with pytest.raises(StorageError) as caught:
+            await store.write_rows([row_of(rec(DAY1, "a\x00b"), 2)])
+        assert caught.value.refused
+    assert await store.recent(10) == []
 
 
 async def test_the_indexes_for_time_and_consumer_exist(store: UsageStore) -> None:
@@ -129,8 +187,8 @@ async def test_a_large_batch_goes_in_whole(store: UsageStore) -> None:
 async def test_sqlite_a_write_whose_caller_was_cancelled_is_all_or_nothing(tmp_path: Path) -> None:
     # The SQLite backend runs each operation whole on its own thread: a caller cancelled
     # while it waits leaves the operation either unstarted or finished, never half done,
-    # and the connection usable. (The usage writer never cancels a write; this is the
-    # backend's own guarantee.)
+    # and the connection usable. (The usage writer cancels a write only when a stop runs
+    # out of time, and its keys make a write that landed anyway harmless.)
     db = open_database(f"sqlite:///{tmp_path}/usage.db", tmp_path)
     await db.connect()
     store = UsageStore(db)

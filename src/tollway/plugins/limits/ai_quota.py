@@ -25,6 +25,13 @@ consumer named ``admin_consumer`` only (others → 403 ``ai-quota.forbidden``):
 Bad parameters → 400 ``ai-quota.bad_request``; the store unreachable → 503. For calls,
 an unreachable store follows ``failure_mode``, ``closed`` by default (503
 ``ai-quota.state_unavailable``): spending must not go unchecked.
+
+Where the runtime has a database (``services.quota_ledger``, ``tollway.quotas``), it keeps
+the truth of every balance: a refresh or delta is written there first (the database
+unreachable → 503 ``ai-quota.database_unavailable``, and nothing changed), each call's
+spend reaches it in a batch within a second, and a balance the store has lost (a Redis
+flushed or restarted empty) is rebuilt from it before the call is decided. A call that
+needs a rebuild while the database is unreachable follows ``failure_mode`` too.
 """
 
 from __future__ import annotations
@@ -41,10 +48,15 @@ from tollway.exchange import Exchange, Reply, StateKey
 from tollway.plugin import Plugin, PluginConfig, Scope
 from tollway.plugins.limits.failure_mode import fails_open, state_unavailable
 from tollway.plugins.limits.reservation import estimate, spent
+from tollway.quotas import LedgerUnavailable
 from tollway.services import Services
 from tollway.state import StateUnavailable
 
 _TEXT = [("content-type", "text/plain; charset=utf-8")]
+# Quotas and deltas stay exact everywhere they go: Lua numbers in Redis are doubles.
+_MAX_AMOUNT = 2**53 - 1
+# A consumer name the database can index (and no control characters to store or log).
+_MAX_NAME = 256
 
 
 class AiQuotaConfig(PluginConfig):
@@ -82,6 +94,26 @@ def _unavailable(exc: StateUnavailable) -> GatewayError:
     )
 
 
+def _database_unavailable() -> GatewayError:
+    return GatewayError(
+        "ai-quota: the quota database is unavailable; try again shortly",
+        reason="ai-quota.database_unavailable",
+        status=503,
+        code="service_unavailable",
+        headers=[("retry-after", "1")],
+    )
+
+
+def _amount(params: dict[str, str], field: str) -> int:
+    try:
+        amount = int(params.get(field, ""))
+    except ValueError:
+        raise _bad(f"{field} must be an integer.") from None
+    if abs(amount) > _MAX_AMOUNT:
+        raise _bad(f"{field} must be between -{_MAX_AMOUNT} and {_MAX_AMOUNT}.")
+    return amount
+
+
 class AiQuota(Plugin[AiQuotaConfig]):
     name = "ai-quota"
     priority = 750
@@ -91,6 +123,7 @@ class AiQuota(Plugin[AiQuotaConfig]):
         super().__init__(config, scope, services)
         self.fail_open = fails_open(scope, default_open=False)
         self.store = services.state
+        self.ledger = services.quota_ledger
         self.prefix = config.redis_key_prefix
         base = config.admin_path
         self.endpoints = (
@@ -109,12 +142,22 @@ class AiQuota(Plugin[AiQuotaConfig]):
             return None
         consumer = self._consumer(ex)
         key = self.prefix + consumer.name
+        amount = estimate(ex, self.config.reserve_output_tokens)
         try:
-            took = await self.store.quota_take(key, estimate(ex, self.config.reserve_output_tokens))
+            took = await self.store.quota_take(key, amount)
+            if took.remaining is None and self.ledger is not None:
+                # The store has no balance: it lost it (a Redis flushed or restarted
+                # empty), or the consumer never had one. The database knows which.
+                await self.ledger.restore(key)
+                took = await self.store.quota_take(key, amount)
         except StateUnavailable:
             if self.fail_open:
                 return None
             raise state_unavailable(self.name) from None
+        except LedgerUnavailable:
+            if self.fail_open:
+                return None
+            raise _database_unavailable() from None
         if not took.admitted:
             raise Forbidden(
                 "Request denied by ai quota check, No quota left",
@@ -130,7 +173,13 @@ class AiQuota(Plugin[AiQuotaConfig]):
         if held is None:
             return
         used = spent(ex, held.tokens)
-        if used != held.tokens:
+        if self.ledger is not None:
+            # Even when the reservation stands as spent: the database learns of the spend here.
+            try:
+                await self.ledger.settle(held.key, held.generation, held.tokens, used)
+            except (StateUnavailable, LedgerUnavailable):
+                pass  # logged and counted where it arose
+        elif used != held.tokens:
             try:
                 await self.store.quota_settle(held.key, held.generation, held.tokens, used)
             except StateUnavailable:
@@ -159,23 +208,25 @@ class AiQuota(Plugin[AiQuotaConfig]):
         name = params.get("consumer", "")
         if not name:
             raise _bad("consumer can't be empty.")
+        if len(name) > _MAX_NAME or any(c < " " or c == "\x7f" for c in name):
+            raise _bad(f"consumer must be at most {_MAX_NAME} characters, none of them control characters.")
         key = self.prefix + name
+        amount = 0 if action == "query" else _amount(params, "quota" if action == "refresh" else "value")
         try:
             if action == "query":
-                quota = await self.store.quota_get(key)
+                quota = await (self.ledger.read(key) if self.ledger is not None else self.store.quota_get(key))
                 body = orjson.dumps({"quota": quota if quota is not None else 0, "consumer": name})
                 return Reply(200, [("content-type", "application/json")], body)
-            field = "quota" if action == "refresh" else "value"
-            try:
-                amount = int(params.get(field, ""))
-            except ValueError:
-                raise _bad(f"{field} must be an integer.") from None
-            if action == "refresh":
+            if self.ledger is not None:
+                await (self.ledger.refresh(key, amount) if action == "refresh" else self.ledger.add(key, amount))
+            elif action == "refresh":
                 await self.store.quota_set(key, amount)
             else:
                 await self.store.quota_add(key, amount)
         except StateUnavailable as exc:
             raise _unavailable(exc) from None
+        except LedgerUnavailable:
+            raise _database_unavailable() from None
         return Reply(200, list(_TEXT), f"{action} quota successful".encode())
 
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from pydantic import ValidationError
 
-from tests.support.plugin_support import DownStore, build, call, refused, services_with
+from tests.support.plugin_support import DownStore, build, call, header, refused, services_with
+from tests.support.quota_support import SwitchedDatabase, forget_quotas
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.plugins.limits.ai_quota import AiQuota
 from tollway.plugins.limits.reservation import estimate
+from tollway.quotas.balances import Balance
+from tollway.quotas.ledger import QuotaLedger
 from tollway.state.memory import MemoryStateStore
+from tollway.storage import open_database
 from tollway.testing.harness import run_request
 
 CONFIG: dict[str, Any] = {"admin_consumer": "admin"}
@@ -145,6 +153,10 @@ async def test_only_the_admin_consumer_may_manage_quotas() -> None:
         ("POST", "/quota/delta", "", "value=3"),
         ("GET", "/quota/refresh", "consumer=alice&quota=3", ""),
         ("POST", "/quota", "consumer=alice", ""),
+        ("POST", "/quota/refresh", "", "consumer=alice&quota=9007199254740992"),
+        ("POST", "/quota/delta", "", "consumer=alice&value=-99999999999999999999999"),
+        ("POST", "/quota/refresh", "", "consumer=al%00ice&quota=3"),
+        ("GET", "/quota", "consumer=" + "a" * 257, ""),
     ],
 )
 async def test_bad_admin_calls_are_400(method: str, path: str, query: str, form: str) -> None:
@@ -173,6 +185,133 @@ async def test_the_admin_endpoints_answer_503_while_the_store_is_down() -> None:
     refused(
         await run_request(plugin, admin("GET", "/quota", query="consumer=alice")), 503, "ai-quota.state_unavailable"
     )
+
+
+# --- the database keeps the truth (services.quota_ledger) ----------------------------------
+
+
+@dataclasses.dataclass
+class Ledgered:
+    plugin: AiQuota
+    ledger: QuotaLedger
+    database: SwitchedDatabase
+
+
+@pytest.fixture
+async def ledgered(tmp_path: Path) -> AsyncIterator[Ledgered]:
+    db = SwitchedDatabase(open_database(f"sqlite:///{tmp_path / 'tollway.db'}", tmp_path))
+    await db.connect()
+    store = MemoryStateStore()
+    ledger = QuotaLedger(db, store, interval_s=3600, timeout_s=1.0)
+    await ledger.start()
+    plugin = build("ai-quota", CONFIG, dataclasses.replace(services_with(state=store), quota_ledger=ledger))
+    assert isinstance(plugin, AiQuota)
+    yield Ledgered(plugin, ledger, db)
+    await ledger.stop()
+    await db.close()
+
+
+async def admin_ok(plugin: AiQuota, path: str, form: str) -> None:
+    reply = await run_request(plugin, admin("POST", path, form=form))
+    assert isinstance(reply, Reply) and reply.status == 200, reply
+
+
+async def quota_of(plugin: AiQuota, who: str = "alice") -> int:
+    reply = await run_request(plugin, admin("GET", "/quota", query=f"consumer={who}"))
+    assert isinstance(reply, Reply) and reply.status == 200, reply
+    value: int = orjson.loads(reply.body)["quota"]
+    return value
+
+
+async def spend_through(plugin: AiQuota, input_tokens: int, output_tokens: int) -> None:
+    ex = call("alice", body=BODY)
+    assert await run_request(plugin, ex) is None
+    await plugin.done(served(ex, input_tokens, output_tokens))
+
+
+async def test_a_balance_the_store_lost_is_rebuilt_before_the_next_call(ledgered: Ledgered) -> None:
+    plugin = ledgered.plugin
+    await admin_ok(plugin, "/quota/refresh", "consumer=alice&quota=1000")
+    await admin_ok(plugin, "/quota/delta", "consumer=alice&value=50")
+    await spend_through(plugin, 10, 20)
+    await ledgered.ledger.write()
+    await spend_through(plugin, 5, 5)  # not written to the database yet
+    await forget_quotas(ledgered.ledger.state)  # a Redis flushed or restarted empty
+    ex = call("alice", body=BODY)
+    assert await run_request(plugin, ex) is None  # not 403
+    await plugin.done(served(ex, 1, 2))
+    assert await quota_of(plugin) == 1050 - 30 - 10 - 3  # not the full quota either
+    await ledgered.ledger.write()
+    assert await ledgered.ledger.table.read("chat_quota:alice") == Balance(1007, 2, 1)
+
+
+async def test_every_settled_call_reaches_the_database_in_a_batch(ledgered: Ledgered) -> None:
+    plugin = ledgered.plugin
+    await admin_ok(plugin, "/quota/refresh", "consumer=alice&quota=1000")
+    before = sum(ledgered.database.calls.values())
+    never_sent = call("alice", body=BODY)
+    assert await run_request(plugin, never_sent) is None
+    await plugin.done(never_sent)  # no provider reached: costs nothing
+    unreported = call("alice", body=BODY)
+    assert await run_request(plugin, unreported) is None
+    unreported.provider, unreported.status = "p", 200
+    unreported.attempts.append(Attempt("p", 200, 1.0))
+    await plugin.done(unreported)  # answered without usage: its reservation stands as spent
+    for _ in range(5):
+        await spend_through(plugin, 10, 10)
+    assert sum(ledgered.database.calls.values()) == before  # nothing on the calls' path
+    await ledgered.ledger.write()
+    expected = 1000 - estimate(unreported, 256) - 100
+    assert await quota_of(plugin) == expected
+    assert await ledgered.ledger.table.read("chat_quota:alice") == Balance(expected, 1, 1)
+
+
+async def test_refresh_and_delta_while_the_database_is_down_are_503_and_change_nothing(ledgered: Ledgered) -> None:
+    plugin = ledgered.plugin
+    await admin_ok(plugin, "/quota/refresh", "consumer=alice&quota=1000")
+    ledgered.database.down = True
+    for path, form in (("/quota/refresh", "consumer=alice&quota=5"), ("/quota/delta", "consumer=alice&value=5")):
+        err = refused(await run_request(plugin, admin("POST", path, form=form)), 503, "ai-quota.database_unavailable")
+        assert err.code == "service_unavailable"
+        assert header(err.headers, "retry-after") == "1"
+    assert await quota_of(plugin) == 1000  # the store answers reads on its own
+    assert await run_request(plugin, call("alice", body=BODY)) is None  # and decides calls
+    ledgered.database.down = False
+    assert await ledgered.ledger.table.read("chat_quota:alice") == Balance(1000, 1, 1)
+
+
+async def test_concurrent_calls_after_a_loss_rebuild_once(ledgered: Ledgered) -> None:
+    plugin = ledgered.plugin
+    await admin_ok(plugin, "/quota/refresh", "consumer=alice&quota=100000")
+    await forget_quotas(ledgered.ledger.state)
+    reads = ledgered.database.calls["fetch"]
+    outcomes = await asyncio.gather(*(run_request(plugin, call("alice", body=BODY)) for _ in range(20)))
+    assert outcomes == [None] * 20
+    assert ledgered.database.calls["fetch"] == reads + 1
+    assert ledgered.ledger.rebuilt == 1
+    assert await quota_of(plugin) == 100000 - 20 * estimate(call("alice", body=BODY), 256)
+
+
+async def test_a_consumer_that_never_had_a_quota_is_still_refused(ledgered: Ledgered) -> None:
+    for _ in range(3):
+        refused(await run_request(ledgered.plugin, call("alice", body=BODY)), 403, "ai-quota.exhausted")
+    assert ledgered.ledger.rebuilt == 0
+    assert await quota_of(ledgered.plugin) == 0
+
+
+async def test_a_call_that_needs_a_rebuild_while_the_database_is_down_follows_failure_mode(
+    ledgered: Ledgered,
+) -> None:
+    await admin_ok(ledgered.plugin, "/quota/refresh", "consumer=alice&quota=1000")
+    await forget_quotas(ledgered.ledger.state)
+    ledgered.database.down = True
+    err = refused(await run_request(ledgered.plugin, call("alice", body=BODY)), 503, "ai-quota.database_unavailable")
+    assert err.code == "service_unavailable"
+    services = dataclasses.replace(services_with(state=ledgered.ledger.state), quota_ledger=ledgered.ledger)
+    fails_open = build("ai-quota", CONFIG, services, failure_mode="open")
+    assert await run_request(fails_open, call("alice", body=BODY)) is None
+    ledgered.database.down = False
+    assert await run_request(ledgered.plugin, call("alice", body=BODY)) is None
 
 
 def test_the_plugin_registers_with_higress_name_and_priority() -> None:
