@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import orjson
 
-from tollway.masking.bodies import CHAT, map_request
+from tollway.masking.bodies import map_request
 from tollway.masking.masker import Masker
 from tollway.masking.shapes import scoped
 from tollway.plugins.ai_data_masking import AiDataMaskingConfig
@@ -223,12 +223,12 @@ def report(kind: str, masker: Masker, builtins_only: Masker, naive: re.Pattern[s
     body: dict[str, object] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
     raw = orjson.dumps(body)
     session = masker.session(raw)
-    answer = map_request(CHAT, body, session.mask)["messages"][0]["content"]  # echoes every placeholder
+    answer = map_request("chat", body, session.mask)["messages"][0]["content"]  # echoes every placeholder
     rows = [
         ("scan, 100 roles + built-ins", cpu_us(lambda: masker.scanner.scan(text), repeat)),
         ("scan, built-ins only", cpu_us(lambda: builtins_only.scanner.scan(text), repeat)),
         ("one-alternation baseline", cpu_us(lambda: list(naive.finditer(text)), 2)),
-        ("mask the chat request", cpu_us(lambda: map_request(CHAT, body, masker.session(raw).mask), repeat)),
+        ("mask the chat request", cpu_us(lambda: map_request("chat", body, masker.session(raw).mask), repeat)),
         ("restore a 10 KB answer", cpu_us(lambda: session.vault.restore(answer), repeat)),
     ]
     print(f"\n{kind} prompt: {len(text)} chars, {len(hits)} hits, {digits:.0%} digits")

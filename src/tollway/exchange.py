@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 from urllib.parse import parse_qsl
 
+import jiter
 import orjson
 
 from tollway.errors import BadRequest, GatewayError
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# How deep a JSON body may nest (objects and arrays); one level more is a 400.
+MAX_JSON_DEPTH = 64
+
 
 class StateKey(Generic[T]):
     """A typed slot in ``Exchange.state``; create one per module, at import."""
@@ -42,13 +46,24 @@ class StateKey(Generic[T]):
         return f"StateKey({self.name!r})"
 
 
+class AmbiguousJson(BadRequest):
+    """A JSON body the gateway passes to no plugin and no provider, whatever its API:
+    one with a duplicate key (which plugins and providers may read differently), or
+    nested deeper than ``MAX_JSON_DEPTH``."""
+
+
 @dataclass(slots=True)
 class Request:
     """The client's request as it was sent. Plugins read it; nobody rewrites it.
 
-    ``path`` is the decoded path, ``query`` the raw query string (no ``?``), ``body``
-    the whole body once the request-body phase starts (``None`` before). ``raw_path``
-    is the target's path as it came on the wire, still percent-encoded.
+    Before any plugin runs, the gateway makes the target canonical
+    (``tollway.gateway.target``): ``path`` is the path percent-decoded once, without
+    empty segments; ``encoded_path`` the same path percent-encoded once, as it goes to
+    the provider (``None`` until then); ``host`` the Host, lower-case, without port or
+    trailing dot. ``raw_path`` is the target's path as it came on the wire, still
+    percent-encoded. ``query`` is the raw query string (no ``?``), ``body`` the whole
+    body once the request-body phase starts (``None`` before), decoded already when it
+    came with a ``Content-Encoding`` (which the gateway then removes from ``headers``).
     """
 
     method: str
@@ -59,6 +74,7 @@ class Request:
     host: str
     body: bytes | None = None
     raw_path: bytes | None = None
+    encoded_path: str | None = None
     _json: Any = None
     _json_error: BadRequest | None = None
     _params: list[tuple[str, str]] | None = None
@@ -78,7 +94,8 @@ class Request:
 
     def json(self) -> Any:
         """The body parsed as JSON (parsed once, whoever asks first); a body that is not
-        JSON raises the 400 the client would get, every time it is asked for."""
+        JSON raises the 400 the client would get, every time it is asked for: a
+        ``BadRequest``, or an ``AmbiguousJson`` for a duplicate key or deep nesting."""
         if self._json is None:
             if self._json_error is not None:
                 raise self._json_error
@@ -86,13 +103,60 @@ class Request:
                 self._json_error = BadRequest("request body is empty; expected JSON", reason="gateway.bad_request")
                 raise self._json_error
             try:
-                self._json = orjson.loads(self.body)
-            except orjson.JSONDecodeError as exc:
-                self._json_error = BadRequest(
-                    f"request body is not valid JSON: {exc.args[0]}", reason="gateway.bad_request"
-                )
-                raise self._json_error from None
+                self._json = parse_json(self.body)
+            except BadRequest as exc:
+                self._json_error = exc
+                raise
         return self._json
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` as JSON, refused (400) unless it has one meaning to every reader: valid,
+    no object with a key twice (after unescaping: ``"a"`` and ``"\\u0061"`` are one
+    key), at most ``MAX_JSON_DEPTH`` levels deep.
+
+    orjson parses; the checks cost little on top. The depth is walked only when the
+    body has more brackets than the limit (level by level: no recursion). jiter, which
+    can tell a duplicate key (orjson keeps the last value), reads the body a second
+    time for that alone; its values are not used (it keeps integers orjson reads as
+    floats, and reads 1e999 as infinity where orjson refuses it).
+    """
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.args[0]}", reason="gateway.bad_request") from None
+    if type(value) is not dict and type(value) is not list:
+        return value
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise AmbiguousJson(f"request body nests deeper than {MAX_JSON_DEPTH} levels", reason="gateway.bad_request")
+    try:
+        jiter.from_json(body, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="keys")
+    except ValueError as exc:
+        problem = str(exc)
+        if problem.startswith("Detected duplicate key "):  # 'Detected duplicate key "k" at line 1 column 9'
+            key, _, where = problem.removeprefix("Detected duplicate key ").rpartition(" at ")
+            message = f"request body has the key {key} twice ({where})"
+        else:
+            message = f"request body is not valid JSON: {problem}"
+        raise AmbiguousJson(message, reason="gateway.bad_request") from None
+    return value
+
+
+def _deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether ``value`` (parsed JSON) nests more than ``limit`` objects and arrays deep."""
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for node in level:
+            for item in node.values() if type(node) is dict else node:
+                if type(item) is dict or type(item) is list:
+                    below.append(item)
+        level = below
+    return False
 
 
 @dataclass(slots=True)
@@ -150,6 +214,8 @@ class Exchange:
     # answer in kind). From the body, once it is in: the model asked for and whether
     # the answer should stream.
     api_path: str = ""
+    # ``api_path`` as it goes into the provider's URL: percent-encoded once.
+    upstream_api_path: str = ""
     api: Api = "other"
     dialect: Dialect = "openai"
     model_requested: str | None = None

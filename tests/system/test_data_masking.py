@@ -6,12 +6,21 @@ with the refusal and sends nothing.
 
 The mock echoes the start of the last user message by default and answers exactly
 ``x-mock-reply`` when asked, so the placeholders the gateway issues ([EMAIL_1], [CARD_1]:
-numbered per kind, in order of appearance) can be put into the model's answer.
+numbered per kind, in order of appearance) can be put into the model's answer. The
+responses API, which the mock does not serve, is answered by ``Responder`` below: it
+echoes what it got, as one answer or one character per event.
+
+Also here: every API that carries prompt text is masked (the responses API's input and
+instructions, Anthropic count_tokens, tool descriptions), however the value is written
+(fullwidth letters, zero-width characters).
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +36,11 @@ CONFIG = """
 storage: {{database: "sqlite:///./tollway.db"}}
 providers:
   - {{id: mock, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-provider]}}
+  - {{id: responder, type: openai, baseUrl: "{responder}/v1", apiTokens: [sk-provider]}}
 routes:
   - {{name: main, path_prefix: /v1/, provider: mock}}
   - {{name: strict, path_prefix: /strict/v1/, provider: mock}}
+  - {{name: responses, path_prefix: /responder/v1/, provider: responder}}
 plugins:
   - name: ai-data-masking
     defaultConfig:
@@ -48,10 +59,83 @@ RESTORED = f"Done: the receipt for {CARD} went to {EMAIL}."
 Requests = Callable[[], list[dict[str, Any]]]
 
 
+class Responder(ThreadingHTTPServer):
+    """A provider of the responses API that echoes the text it got: ``You said: <input>``
+    (``input`` as a string; ``ok`` for items), as one answer or, with ``stream``, one
+    character per event."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Echo)
+        self.bodies: list[dict[str, Any]] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Responder
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.server.bodies.append(body)
+        text = f"You said: {body['input']}" if isinstance(body["input"], str) else "ok"
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        item = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+        usage = {
+            "input_tokens": 3,
+            "output_tokens": 5,
+            "total_tokens": 8,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        done = {"id": "resp_1", "object": "response", "created_at": 1, "status": "completed", "model": body["model"],
+                "instructions": body.get("instructions"), "output": [item], "usage": usage, "tools": [],
+                "parallel_tool_calls": True, "tool_choice": "auto"}  # fmt: skip
+        if not body.get("stream"):
+            self._send("application/json", json.dumps(done).encode())
+            return
+        place = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+        events: list[dict[str, Any]] = [
+            {"type": "response.created", "response": {**done, "status": "in_progress", "output": [], "usage": None}},
+            {"type": "response.output_item.added", "output_index": 0, "item": {**item, "content": []}},
+            {"type": "response.content_part.added", **place, "part": {**part, "text": ""}},
+            *({"type": "response.output_text.delta", **place, "delta": ch, "logprobs": []} for ch in text),
+            {"type": "response.output_text.done", **place, "text": text, "logprobs": []},
+            {"type": "response.content_part.done", **place, "part": part},
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+            {"type": "response.completed", "response": done},
+        ]
+        raw = b"".join(
+            f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': n})}\n\n".encode()
+            for n, e in enumerate(events)
+        )
+        self._send("text/event-stream", raw)
+
+    def _send(self, content_type: str, payload: bytes) -> None:
+        self.send_response(200)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # no request lines in the test output
+
+
 @pytest.fixture(scope="module")
-def gw(mock_llm: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+def responder() -> Iterator[Responder]:
+    server = Responder()
+    thread = threading.Thread(target=server.serve_forever, name="responder", daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def gw(mock_llm: Proc, responder: Responder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     folder: Path = tmp_path_factory.mktemp("data-masking")
-    (folder / "tollway.yaml").write_text(CONFIG.format(mock=mock_llm.url))
+    (folder / "tollway.yaml").write_text(CONFIG.format(mock=mock_llm.url, responder=responder.url))
     proc = start_process(["serve", "-c", "tollway.yaml", "--port", "0", "--admin-port", "0"], cwd=folder)
     yield proc
     assert proc.stop() == 0
@@ -192,3 +276,84 @@ def test_anthropic_messages_stream(gw: Proc, mock_requests: Requests) -> None:
     assert system["role"] == "system" and "The customer is [EMAIL_1]." in str(system["content"])
     assert user["role"] == "user" and "Refund card [CARD_1]." in str(user["content"])
     assert EMAIL not in seen[0]["body"] and "4111" not in seen[0]["body"]
+
+
+# --- every API that carries prompt text (SPEC §14) -----------------------------------------
+
+DISGUISED = "ｂｏｂ.ｓｍｉｔｈ＠example\u200b.com"  # fullwidth letters and @, a zero-width space
+
+
+def test_responses_input_and_instructions_are_masked_and_the_answer_restored(gw: Proc, responder: Responder) -> None:
+    responder.bodies.clear()
+    with openai.OpenAI(base_url=gw.url + "/responder/v1", api_key="unused", max_retries=0, timeout=10) as client:
+        answer = client.responses.create(
+            model="mock-gpt", input=f"Mail {DISGUISED} and {EMAIL}", instructions=f"Sign as {EMAIL}.", temperature=0.2
+        )
+        assert answer.output_text == f"You said: Mail {DISGUISED} and {EMAIL}"
+        assert answer.instructions == f"Sign as {EMAIL}."
+        with client.responses.stream(model="mock-gpt", input=f"Card {CARD} for {DISGUISED}") as stream:
+            deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+            final = stream.get_final_response()
+    assert "".join(deltas) == final.output_text == f"You said: Card {CARD} for {DISGUISED}"
+    first, second = responder.bodies
+    assert first["instructions"] == "Sign as [EMAIL_1]." and first["input"] == "Mail [EMAIL_2] and [EMAIL_1]"
+    assert first["model"] == "mock-gpt" and first["temperature"] == 0.2
+    assert second["input"] == "Card [CARD_1] for [EMAIL_1]" and second["stream"] is True
+
+
+def test_responses_input_items_and_function_tools(gw: Proc, responder: Responder) -> None:
+    responder.bodies.clear()
+    tool: Any = {"type": "function", "name": "mail", "description": f"Mails {EMAIL}.", "parameters": {"type": "object"}}
+    items: Any = [
+        {"role": "user", "content": [{"type": "input_text", "text": f"Mail {DISGUISED}"}]},
+        {"type": "function_call", "call_id": "c1", "name": "mail", "arguments": json.dumps({"to": EMAIL})},
+        {"type": "function_call_output", "call_id": "c1", "output": f"sent to {EMAIL}"},
+    ]
+    with openai.OpenAI(base_url=gw.url + "/responder/v1", api_key="unused", max_retries=0, timeout=10) as client:
+        answer = client.responses.create(model="mock-gpt", input=items, tools=[tool], user=EMAIL)
+    assert answer.output_text == "ok"
+    (sent,) = responder.bodies
+    raw = json.dumps(sent, ensure_ascii=False)
+    assert "bob" not in raw and "smith" not in raw
+    assert sent["input"][0]["content"][0]["text"] == "Mail [EMAIL_1]"
+    assert json.loads(sent["input"][1]["arguments"]) == {"to": "[EMAIL_2]"}
+    assert sent["input"][2]["output"] == "sent to [EMAIL_2]"
+    assert sent["tools"][0] == {**tool, "description": "Mails [EMAIL_2]."} and sent["user"] == "[EMAIL_2]"
+
+
+def test_count_tokens_is_masked(gw: Proc, mock_requests: Requests) -> None:
+    with anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0, timeout=10) as client:
+        counted = client.messages.count_tokens(
+            model="mock-claude",
+            system=f"The customer is {DISGUISED}.",
+            messages=[{"role": "user", "content": f"Refund card {CARD}."}],
+            tools=[{"name": "refund", "description": f"Refunds {EMAIL}", "input_schema": {"type": "object"}}],
+        )
+    assert counted.input_tokens > 0
+    (seen,) = mock_requests()
+    assert seen["path"] == "/v1/messages/count_tokens"
+    body = orjson.loads(seen["body"])
+    assert body["system"] == "The customer is [EMAIL_1]." and body["messages"][0]["content"] == "Refund card [CARD_1]."
+    assert body["tools"][0]["description"] == "Refunds [EMAIL_2]" and body["model"] == "mock-claude"
+
+
+def test_chat_tool_descriptions_are_masked(sdk: openai.OpenAI, mock_requests: Requests) -> None:
+    tool: Any = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": f"Looks up orders of {DISGUISED}",
+            "parameters": {"type": "object", "properties": {"card": {"type": "string", "description": f"e.g. {CARD}"}}},
+        },
+    }
+    answer = sdk.chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "my orders?"}], tools=[tool], user=EMAIL
+    )
+    assert answer.choices[0].message is not None
+    (seen,) = mock_requests()
+    body = orjson.loads(seen["body"])
+    function = body["tools"][0]["function"]
+    assert function["description"] == "Looks up orders of [EMAIL_1]" and function["name"] == "lookup"
+    assert function["parameters"]["properties"]["card"] == {"type": "string", "description": "e.g. [CARD_1]"}
+    assert body["user"] == "[EMAIL_2]"
+    assert "bob" not in seen["body"] and "4111" not in seen["body"]

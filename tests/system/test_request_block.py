@@ -1,10 +1,13 @@
-"""request-block (SPEC §3, §8; Higress reference §6) through a real gateway: what the client
-receives (request-block runs before key-auth), and the consumer a blocked call is recorded
-with. The plugin on its own is tested in tests/unit/plugins/test_request_block.py."""
+"""request-block (SPEC §3, §8, §14; Higress reference §6) through a real gateway: what the
+client receives (request-block runs before key-auth), the consumer a blocked call is
+recorded with, unicode tricks in every API that carries prompt text, and a deeply nested
+body under ``failure_mode: open``. The plugin on its own is tested in
+tests/unit/plugins/test_request_block.py."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -71,3 +74,62 @@ async def test_a_blocked_request_with_a_valid_key_is_recorded_with_its_consumer(
         assert r.status_code == 404
     gw.wait_for_stdout(lambda lines: len(lines) >= 1)
     assert gw.access_log()[0]["consumer"] == "alice"
+
+
+OPEN = """
+storage: {{database: "sqlite:///./tollway.db"}}
+providers:
+  - {{id: mock, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-provider-1]}}
+routes:
+  - {{name: chat, path_prefix: /v1/, provider: mock}}
+plugins:
+  - name: request-block
+    failure_mode: open
+    defaultConfig:
+      block_bodies: [password, project falcon]
+"""
+
+
+async def test_unicode_tricks_in_every_api_are_blocked_and_nothing_reaches_the_provider(
+    gateway: Any, mock_llm: Any, mock_requests: Any
+) -> None:
+    gw = gateway(OPEN.format(mock=mock_llm.url))
+    tricks = [
+        "ｐａｓｓｗｏｒｄ",
+        "pass\u200bword",
+        "pass\u00adword",
+        "project\u2060 falcon",
+        "ｐｒｏｊｅｃｔ\u3000falcon",
+    ]
+    bodies: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
+        ("/v1/responses", lambda t: {"model": "m", "input": [{"role": "user", "content": t}]}),
+        ("/v1/responses", lambda t: {"model": "m", "input": "hi", "instructions": t}),
+        ("/v1/messages/count_tokens", lambda t: {"model": "m", "messages": [{"role": "user", "content": t}]}),
+        ("/v1/chat/completions", lambda t: {"model": "m", "messages": [], "tools": [
+            {"type": "function", "function": {"name": "f", "description": t}}]}),
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+        for trick in tricks:
+            for path, body in bodies:
+                for ensure_ascii in (False, True):  # as UTF-8, and JSON-escaped
+                    content = json.dumps(body(trick), ensure_ascii=ensure_ascii).encode()
+                    r = await http.post(path, content=content, headers={"content-type": "application/json"})
+                    assert r.status_code == 403, (trick, path, r.text)
+                    assert r.headers["x-tollway-reason"] == "request-block.blocked"
+        r = await http.post(
+            "/v1/messages/count_tokens", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert r.status_code == 200
+    assert [req["path"] for req in mock_requests()] == ["/v1/messages/count_tokens"]
+
+
+async def test_a_deeply_nested_body_is_refused_under_failure_mode_open(
+    gateway: Any, mock_llm: Any, mock_requests: Any
+) -> None:
+    gw = gateway(OPEN.format(mock=mock_llm.url))
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+        for depth in (65, 1000, 30_000):
+            nested = b'{"model": "m", "messages": ' + b"[" * depth + b'"pass\\u0077ord"' + b"]" * depth + b"}"
+            r = await http.post("/v1/chat/completions", content=nested, headers={"content-type": "application/json"})
+            assert 400 <= r.status_code < 500, (depth, r.status_code, r.text)
+    assert mock_requests() == []

@@ -1,9 +1,10 @@
 """One call through the gateway, from route to usage record; the only driver of a call.
 
-    facts from the path ─▶ route ─▶ chain.request_headers ─▶ body ─▶ facts from the body
-      ─▶ chain.request_body ─▶ ai-proxy (unless a plugin answered) ─▶ the response phase:
-    chain.response_headers, then response_body (a whole answer) or stream_event per
-    batch and stream_end (a stream) ─▶ the client ─▶ chain.done ─▶ the usage record
+    the canonical target and Host ─▶ facts from the path ─▶ route ─▶ chain.request_headers
+      ─▶ body (its Content-Encoding undone) ─▶ facts from the body ─▶ chain.request_body
+      ─▶ ai-proxy (unless a plugin answered) ─▶ the response phase: chain.response_headers,
+    then response_body (a whole answer) or stream_event per batch and stream_end (a
+    stream) ─▶ the client ─▶ chain.done ─▶ the usage record
 
 Control goes down once (gateway → chain → proxy → provider transport) and comes back
 once, here: the proxy returns the provider's answer; this module alone runs the
@@ -20,9 +21,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from tollway.chain import Chain
-from tollway.errors import BadRequest, BodyTooLarge, GatewayError, NotFound
+from tollway.errors import BodyTooLarge, GatewayError, NotFound
 from tollway.exchange import EventSource, Exchange, Reply, Request
-from tollway.gateway import facts
+from tollway.gateway import facts, target
+from tollway.gateway.body import decode as decode_content
 from tollway.gateway.channel import ClientChannel
 from tollway.gateway.error_replies import render_error, render_stream_error
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from tollway.proxy.ai_proxy import AiProxy
 
 log = logging.getLogger("tollway.gateway")
+
+_CONSUMER_SPELLINGS = ("x-mse-consumer", "x_mse_consumer", "x-mse_consumer", "x_mse-consumer")
 
 BodyReader = Callable[[int], Awaitable[bytes]]
 Finisher = Callable[[Exchange], None]
@@ -72,13 +76,23 @@ class RequestIds:
         return f"{self._prefix}{self._next:08x}"
 
 
-def _ambiguous_path(path: str) -> bool:
-    """Whether a (decoded) path could mean another path to the provider than to our
-    router: a "." or ".." segment its server resolves away, or a "?" or "#" that came
-    percent-encoded and would start a query or fragment upstream."""
-    if "?" in path or "#" in path:
-        return True
-    return "/." in path and any(seg in (".", "..") for seg in path.split("/"))
+def _drop_consumer_headers(req: Request) -> None:
+    """Only an auth plugin may say who the consumer is: X-Mse-Consumer goes, in every
+    spelling a server might take for it (names are lower-case already)."""
+    headers = req.headers
+    for name in _CONSUMER_SPELLINGS:
+        if name in headers:
+            headers.remove(name)
+
+
+def _undo_content_encoding(req: Request, limit: int) -> None:
+    """The body with its Content-Encoding undone (``gateway.body``); the request then
+    says what it carries, as it goes upstream: no Content-Encoding, the decoded length."""
+    headers = req.headers
+    req.body = decode_content(req.body or b"", headers.get_all("content-encoding"), limit)
+    headers.remove("content-encoding")
+    if "content-length" in headers:
+        headers.set("content-length", str(len(req.body)))
 
 
 def too_large(limit: int) -> BodyTooLarge:
@@ -129,16 +143,12 @@ class Gateway:
     async def _handle(self, req: Request, read_body: BodyReader, client: ClientChannel) -> None:
         snap = self.snapshot
         request_id = req.headers.get("x-request-id") or self._ids.new()
-        # Only an auth plugin may say who the consumer is.
-        req.headers.remove("x-mse-consumer")
+        _drop_consumer_headers(req)
         ex = Exchange(request_id=request_id, request=req)
-        facts.from_path(ex)
         chain = snap.no_plugins
         try:
-            if _ambiguous_path(req.path):
-                raise BadRequest(
-                    "the request path has dot segments or an encoded '?' or '#'", reason="gateway.bad_request"
-                )
+            target.settle(req)
+            facts.from_path(ex)
             route = snap.routes.match(req.method, req.host, req.path)
             if route is None:
                 raise NotFound(f"no route for {req.method} {req.path}", reason="gateway.no_route")
@@ -147,6 +157,8 @@ class Gateway:
             reply = await chain.request_headers(ex) if chain.on_request_headers else None
             if reply is None:
                 req.body = await read_body(self.max_body_bytes)
+                if "content-encoding" in req.headers:
+                    _undo_content_encoding(req, self.max_body_bytes)
                 unfit = facts.from_body(ex)
                 reply = await chain.request_body(ex) if chain.on_request_body else None
                 if reply is None:

@@ -1,31 +1,42 @@
 """The request's facts, established once by the gateway so that no plugin works them
 out again: from the path when a call starts, from the body once it is in.
 
-    from_path(ex)   api_path, api, dialect         before any plugin runs
+    from_path(ex)   api_path, upstream_api_path,   before any plugin runs (on the
+                    api, dialect                   canonical path: gateway.target)
     from_body(ex)   model_requested, stream        before the request-body phase
 
 The body is parsed here, once; ``Request.json`` keeps the result for every plugin that
 reads it. A body that cannot serve its API (not JSON, not an object, no model where one
 is needed) is not refused here: the plugins still run in their order, and may refuse
 the call for their own reasons first. ``from_body`` returns the 400 that the gateway
-answers before the call would reach a provider. A model name with control characters is
-refused at once: no plugin, counter or record should take it as a name.
+answers before the call would reach a provider. Refused at once, whatever the API: JSON
+with a duplicate key or nested too deep (``AmbiguousJson``), and a model name with
+control characters: no plugin, counter or record should take either as it stands.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from tollway.errors import BadRequest
-from tollway.exchange import Exchange
+from tollway.exchange import AmbiguousJson, Exchange
 from tollway.protocols.apis import JSON_APIS, api_of, api_path_of, dialect_of
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def from_path(ex: Exchange) -> None:
-    path = ex.request.path
+    req = ex.request
+    path = req.path
     ex.api_path = api_path_of(path)
+    encoded = req.encoded_path
+    if encoded is path:  # nothing was encoded: most calls
+        ex.upstream_api_path = ex.api_path
+    else:
+        # "/v1/" is encoded as it stands and no "/" comes from an escape, so the API
+        # path starts at the same segment in both.
+        ex.upstream_api_path = api_path_of(encoded if encoded is not None else quote(path, safe="/:@"))
     ex.api = api_of(ex.api_path)
     ex.dialect = dialect_of(path)
 
@@ -41,6 +52,8 @@ def from_body(ex: Exchange) -> BadRequest | None:
         return None
     try:
         body = req.json()
+    except AmbiguousJson:
+        raise
     except BadRequest as exc:
         return exc if model_api else None
     if not isinstance(body, dict):

@@ -5,6 +5,18 @@ regex (first, in config order, so they win a tie) and every enabled detector, th
 words, and what to do with each rule's hits. ``Masker.session()`` starts one call; the
 session is the function the body walkers pass each prompt text through, and it keeps the
 call's ``Vault``.
+
+Each text is looked at twice when its normalised form (``normalise``: NFKC, zero-width
+characters and soft hyphens removed) differs from it: as sent, so that a rule written
+for the characters the client typed still finds them, and as normalised, so that
+``ｂｏｂ＠ｅｘａｍｐｌｅ．ｃｏｍ`` or ``bob\u200b@example.com`` is an e-mail address. A match
+in the form is mapped back to the span of the client's text it came from (zero-width
+characters inside it included), overlapping matches are joined, and the span is replaced
+as a whole. The placeholder stands for exactly the characters the client wrote, so the
+answer gets back what was sent, fullwidth letters and all; two spellings of one value
+(``bob@example.com`` and ``ｂｏｂ＠example.com``) are two originals with two placeholders.
+A ``hash`` value is the digest of the normalised span, so every spelling of a value
+gets the same pseudonym.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tollway.masking.detectors import DETECTORS
+from tollway.masking.normalise import Mapping, normalise
 from tollway.masking.rules import SYSTEM_DENY, DenyWords, expand_value, hash_value
 from tollway.masking.scanner import Rule, Scanner
 from tollway.masking.vault import Vault
@@ -39,6 +52,11 @@ class _Action:
     detector: str | None = None  # built-in detector name, or None for a role
     kind: str = ""  # placeholder kind of a detector
     role: Role | None = None
+
+
+# A span of the client's text to replace: start, end, the rule that found it, and where
+# it found it: in the text itself or in its normalised form, from which position.
+_Span = tuple[int, int, int, str, int]
 
 
 class Masker:
@@ -95,36 +113,68 @@ class MaskSession:
 
     def _mask(self, text: str) -> str:
         masker = self.masker
-        if masker.deny_words and (word := masker.deny_words.first_in(text)) is not None:
-            raise Denied(f"deny word {word!r}")
-        if masker.system_deny and "PRIVATE KEY" in text and SYSTEM_DENY.search(text):
+        form = normalise(text)
+        forms = (text,) if form is text else (text, form)
+        if masker.deny_words:
+            for view in forms:
+                if (word := masker.deny_words.first_in(view)) is not None:
+                    raise Denied(f"deny word {word!r}")
+        if masker.system_deny and any("PRIVATE KEY" in v and SYSTEM_DENY.search(v) for v in forms):
             raise Denied("a private key (system_deny)")
-        hits = masker.scanner.scan(text)
-        if not hits:
+        spans = self._spans(text, form)
+        if not spans:
             return text
         parts: list[str] = []
         last = 0
-        for hit in hits:
-            action = masker.actions[hit.rule]
-            original = text[hit.start : hit.end]
+        for start, end, rule, source, at in spans:
+            action = masker.actions[rule]
+            original = text[start:end]
             role = action.role
             if role is None:
                 if masker.deny_detected:
                     raise Denied(f"{action.detector} value (mode: deny)")
                 token = self.vault.placeholder(action.kind, original)
             else:
-                token = hash_value(original) if role.type == "hash" else self._replaced(role, text, hit.start)
+                token = hash_value(normalise(original)) if role.type == "hash" else _replaced(role, source, at)
                 if role.restore:
                     self.vault.remember(token, original)
-            parts.append(text[last : hit.start])
+            parts.append(text[last:start])
             parts.append(token)
-            last = hit.end
+            last = end
         parts.append(text[last:])
         return "".join(parts)
 
-    @staticmethod
-    def _replaced(role: Role, text: str, start: int) -> str:
-        if "$" not in role.value:
-            return role.value
-        match = role.pattern.match(text, start)  # the scanner's own match, its groups
-        return role.value if match is None else expand_value(role.value, match)
+    def _spans(self, text: str, form: str) -> list[_Span]:
+        """The spans of ``text`` to replace, in order, none overlapping."""
+        scan = self.masker.scanner.scan
+        hits = scan(text)
+        spans = [(h.start, h.end, h.rule, text, h.start) for h in hits]
+        if form is text:
+            return spans
+        more = scan(form)
+        if not more:
+            return spans
+        if len(form) == len(text):
+            # Fullwidth punctuation in CJK text changes the form but no offset: when the
+            # form's hits are the text's own, at the same places, there is nothing more.
+            known = set(hits)
+            if all(h in known and normalise(text[h.start : h.end]) == form[h.start : h.end] for h in more):
+                return spans
+        mapping = Mapping(text, form)
+        spans.extend((*mapping.span(h.start, h.end), h.rule, form, h.start) for h in more)
+        spans.sort(key=lambda s: (s[0], s[2]))
+        joined = [spans[0]]
+        for span in spans[1:]:
+            start, end, rule, source, at = joined[-1]
+            if span[0] < end:  # overlapping: one span, the first one's rule
+                joined[-1] = (start, max(end, span[1]), rule, source, at)
+            else:
+                joined.append(span)
+        return joined
+
+
+def _replaced(role: Role, source: str, at: int) -> str:
+    if "$" not in role.value:
+        return role.value
+    match = role.pattern.match(source, at)  # the scanner's own match, its groups
+    return role.value if match is None else expand_value(role.value, match)

@@ -3,9 +3,11 @@
 As Higress's ai-data-masking: a chat request gets an ordinary assistant answer whose text
 is ``deny_message`` (streamed when the request streams), with status ``deny_code``
 (default 200); any other body gets ``deny_raw_message`` as ``deny_content_type``.
-Tollway gives the same for completions and Anthropic ``/v1/messages`` in their shapes,
-and fills in the fields Higress leaves out (``id``, ``object``, ``model``,
-``finish_reason``, zero usage) so SDKs parse it as any other answer.
+Tollway gives the same for completions, Anthropic ``/v1/messages`` and the responses API
+in their shapes, and fills in the fields Higress leaves out (``id``, ``object``,
+``model``, ``finish_reason``, zero usage) so SDKs parse it as any other answer.
+count_tokens and embeddings have no answer to put a message in: they get
+``deny_raw_message``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def refusal(api: Api, *, stream: bool, model: str, message: str, request_id: str
         return _completion(stream, model, message, request_id, status)
     if api == "messages":
         return _anthropic(stream, model, message, request_id, status)
+    if api == "responses":
+        return _responses(stream, model, message, request_id, status)
     return None
 
 
@@ -108,3 +112,42 @@ def _anthropic(stream: bool, model: str, message: str, request_id: str, status: 
         ("message_stop", {"type": "message_stop"}),
     ]
     return _sse([SseEvent.of_json(data, name) for name, data in events], status)
+
+
+def _responses(stream: bool, model: str, message: str, request_id: str, status: int) -> Reply:
+    text = {"type": "output_text", "text": message, "annotations": [], "logprobs": []}
+    item = {"id": f"msg_{request_id}", "type": "message", "status": "completed", "role": "assistant"}
+    done: dict[str, Any] = {
+        "id": f"resp_{request_id}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": model,
+        "output": [{**item, "content": [text]}],
+        "usage": {
+            "input_tokens": 0,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 0,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 0,
+        },
+    }
+    if not stream:
+        return Reply(status, [_JSON], orjson.dumps(done))
+    started = {**done, "status": "in_progress", "output": [], "usage": None}
+    place = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**item, "status": "in_progress", "content": []},
+        },
+        {"type": "response.content_part.added", **place, "part": {**text, "text": ""}},
+        {"type": "response.output_text.delta", **place, "delta": message, "logprobs": []},
+        {"type": "response.output_text.done", **place, "text": message, "logprobs": []},
+        {"type": "response.content_part.done", **place, "part": text},
+        {"type": "response.output_item.done", "output_index": 0, "item": {**item, "content": [text]}},
+        {"type": "response.completed", "response": done},
+    ]
+    return _sse([SseEvent.of_json({**e, "sequence_number": n}, e["type"]) for n, e in enumerate(events)], status)

@@ -6,10 +6,12 @@ Regexes follow Higress (Rust ``fancy_regex`` plus grok): ``%{NAME}`` and
 ``(?<name>…)`` is read as ``(?P<name>…)``. A replacement ``value`` refers to groups as in
 Rust: ``$1``, ``$name``, ``${name}``, and ``$$`` for a dollar sign.
 
-Deny words match case-insensitively; a word that begins or ends with an ASCII letter or
-digit must stand alone there (``pass`` does not match ``password``), other words match
-anywhere (Chinese text has no spaces between words). Higress tokenises the text instead,
-so its deny words must be single words; here phrases work too.
+Deny words match case-insensitively, in a text as sent and in its normalised form
+(``normalise``: fullwidth letters, zero-width characters and soft hyphens are no way
+around them); a word that begins or ends with an ASCII letter or digit must stand alone
+there (``pass`` does not match ``password``), other words match anywhere (Chinese text
+has no spaces between words). Higress tokenises the text instead, so its deny words must
+be single words; here phrases work too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+
+from tollway.masking.normalise import normalise
 
 _GROK = re.compile(r"%\{(\w+)(?::(\w+))?\}")
 _RUST_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
@@ -129,9 +133,10 @@ class DenyWords:
     def __init__(self, words: Sequence[str]) -> None:
         self.words: list[tuple[str, bool, bool]] = []  # (folded word, edge before, edge after)
         for word in words:
-            folded = word.strip().casefold()
-            if folded:
-                self.words.append((folded, _alnum(folded[0]), _alnum(folded[-1])))
+            # As written, and normalised as the texts' forms are (see ``masker``).
+            for variant in dict.fromkeys((word.strip().casefold(), normalise(word.strip()).casefold())):
+                if variant:
+                    self.words.append((variant, _alnum(variant[0]), _alnum(variant[-1])))
 
     def __bool__(self) -> bool:
         return bool(self.words)

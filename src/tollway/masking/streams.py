@@ -4,13 +4,17 @@ The fields that carry generated text are restored through a ``StreamRestorer``, 
 per field: OpenAI ``choices[i].delta.content`` (also ``reasoning_content`` and
 ``refusal``), ``choices[i].delta.tool_calls[j].function.arguments`` and completions
 ``choices[i].text``; Anthropic ``content_block_delta`` ``text`` and ``partial_json``
-(``thinking`` keeps its placeholders: it is signed, see ``bodies``).
+(``thinking`` keeps its placeholders: it is signed, see ``bodies``); responses
+``response.output_text.delta``, ``response.refusal.delta`` and
+``response.function_call_arguments.delta`` (reasoning text keeps its placeholders).
 
 A slot's held-back tail is sent before the event that ends it (an OpenAI chunk with a
 ``finish_reason``, ``data: [DONE]``, an Anthropic ``content_block_stop``,
-``message_delta`` or ``message_stop``) as an extra event of the same shape, and whatever
-is still held when the stream ends is sent then. Events that carry no text pass through
-byte for byte.
+``message_delta`` or ``message_stop``, a responses ``….done`` event) as an extra event of
+the same shape, and whatever is still held when the stream ends is sent then. The
+responses API's other events carry whole texts (``response.output_text.done``,
+``response.completed``, the echoed ``instructions``): they are restored as whole answers
+are. Events that carry no text pass through byte for byte.
 """
 
 from __future__ import annotations
@@ -18,12 +22,20 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from tollway.masking.bodies import map_answer
 from tollway.masking.vault import StreamRestorer, Vault
 from tollway.protocols.sse import SseEvent
 
 _CHAT_FIELDS = ("content", "reasoning_content", "refusal")
 _ANTHROPIC_FIELDS = {"text_delta": "text", "input_json_delta": "partial_json"}
 _ANTHROPIC_ENDS = frozenset({"message_delta", "message_stop"})
+# responses: a delta event's type → (its text field, the type of the event that ends it)
+_RESPONSES_DELTAS = {
+    "response.output_text.delta": "response.output_text.done",
+    "response.refusal.delta": "response.refusal.done",
+    "response.function_call_arguments.delta": "response.function_call_arguments.done",
+}
+_RESPONSES_DONE = {done: delta for delta, done in _RESPONSES_DELTAS.items()}
 
 
 class AnswerStream:
@@ -31,7 +43,9 @@ class AnswerStream:
 
     def __init__(self, vault: Vault) -> None:
         self.restorer = StreamRestorer(vault)
+        self.vault = vault
         self._chunk: dict[str, Any] = {}  # id/object/created/model of the last OpenAI chunk
+        self._deltas: dict[Hashable, dict[str, Any]] = {}  # each responses slot's last delta event
 
     def event(self, ev: SseEvent) -> list[SseEvent]:
         raw = ev.raw
@@ -43,6 +57,8 @@ class AnswerStream:
         if isinstance(obj.get("choices"), list):
             return self._openai(ev, obj)
         kind = obj.get("type")
+        if isinstance(kind, str) and kind.startswith("response."):
+            return self._responses(ev, obj, kind)
         if kind == "content_block_delta":
             return self._anthropic_delta(ev, obj)
         if kind == "content_block_stop":
@@ -52,7 +68,7 @@ class AnswerStream:
         return [ev]
 
     def end(self) -> list[SseEvent]:
-        return [*self._flush_openai(None), *self._flush_anthropic(None)]
+        return [*self._flush_openai(None), *self._flush_anthropic(None), *self._flush_responses(None)]
 
     # --- OpenAI -------------------------------------------------------------------------
 
@@ -133,10 +149,54 @@ class AnswerStream:
             out.append(SseEvent.of_json(event, "content_block_delta"))
         return out
 
+    # --- responses ----------------------------------------------------------------------
+
+    def _responses(self, ev: SseEvent, obj: dict[str, Any], kind: str) -> list[SseEvent]:
+        if kind in _RESPONSES_DELTAS:
+            delta = obj.get("delta")
+            if not isinstance(delta, str):
+                return [ev]
+            slot = _responses_slot(kind, obj)
+            self._deltas[slot] = obj
+            new = self.restorer.feed(slot, delta)
+            if new == delta:
+                return [ev]
+            return [SseEvent.of_json({**obj, "delta": new}, ev.event)]
+        if kind.startswith("response.reasoning"):
+            return [ev]  # reasoning keeps its placeholders, as thinking does
+        before: list[SseEvent] = []
+        ended = _RESPONSES_DONE.get(kind)
+        if ended is not None:
+            before = self._flush_responses(_responses_slot(ended, obj), obj.get("sequence_number"))
+        restored = map_answer(obj, self.vault.restore)
+        if restored is obj:
+            return [*before, ev]
+        return [*before, SseEvent.of_json(restored, ev.event)]
+
+    def _flush_responses(self, only: Hashable | None, sequence: Any = None) -> list[SseEvent]:
+        """Held text as delta events of the shape of each slot's last one (so a client
+        reads every field it expects); ``only``: of that slot (``None``: of all)."""
+        out: list[SseEvent] = []
+        for slot in [s for s in self.restorer.pending if isinstance(s, tuple) and s[0] in _RESPONSES_DELTAS]:
+            if only is not None and slot != only:
+                continue
+            text = self.restorer.flush(slot)
+            last = self._deltas.get(slot, {"type": slot[0]})
+            event = {**last, "delta": text}
+            if sequence is not None:
+                event["sequence_number"] = sequence
+            out.append(SseEvent.of_json(event, slot[0]))
+        return out
+
 
 def _openai_slot(slot: Hashable, choice: Any) -> bool:
-    return isinstance(slot, tuple) and slot[0] != "block" and (choice is None or slot[1] == choice)
+    return isinstance(slot, tuple) and slot[0] in ("text", "delta", "tool") and (choice is None or slot[1] == choice)
 
 
 def _anthropic_slot(slot: Hashable, block: Any) -> bool:
     return isinstance(slot, tuple) and slot[0] == "block" and (block is None or slot[1] == block)
+
+
+def _responses_slot(delta_kind: str, obj: dict[str, Any]) -> tuple[str, Any, Any]:
+    """A responses text's slot: the delta type, the output item and its content part."""
+    return (delta_kind, obj.get("output_index", 0), obj.get("content_index", 0))

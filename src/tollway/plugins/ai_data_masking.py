@@ -1,17 +1,21 @@
 """ai-data-masking (AUTHN, 991): sensitive values never reach the model, and the answer
 still reads as if they had.
 
-Before the prompt leaves, every text the model will read (``bodies``) is scanned: a deny
-word (or, with ``system_deny``, a private key) refuses the whole request; a
+Before the prompt leaves, every text the model will read (``masking.bodies``: chat,
+completions, embeddings, Anthropic messages and count_tokens, the responses API's input
+and instructions, tool names and descriptions, the ``user`` field) is scanned, as sent
+and normalised (NFKC, zero-width characters and soft hyphens removed: ``masking.masker``):
+a deny word (or, with ``system_deny``, a private key) refuses the whole request; a
 ``replace_roles`` match is replaced as Higress does (``replace`` with ``value``, ``hash``
 with the MD5 hex); a built-in detector's match (``detectors``: e-mail, phone, card,
 Chinese resident ID, US SSN, IPv4, API keys) becomes a placeholder like ``[EMAIL_1]``.
 The masked body goes upstream as ``Exchange.upstream_json``; the client's request is
 untouched. In the answer, placeholders (and ``restore: true`` values) are turned back
-into the originals, in whole bodies and across stream events.
+into the originals, in whole bodies and across stream events (chat, completions,
+Anthropic messages and the responses API).
 
-Higress fields, as Higress: ``deny_openai`` (the protocol's prompt texts; here for OpenAI
-chat, completions, embeddings and Anthropic messages), ``deny_jsonpath``, ``deny_raw``
+Higress fields, as Higress: ``deny_openai`` (the protocol's prompt texts, for every API
+above; Higress reads OpenAI chat only), ``deny_jsonpath``, ``deny_raw``
 (every string in the body but the model name), ``system_deny``, ``deny_code``,
 ``deny_message``, ``deny_raw_message``, ``deny_content_type``, ``deny_words``,
 ``replace_roles`` (``regex`` with grok names, ``type``, ``value``, ``restore``),

@@ -3,14 +3,27 @@ what must not leave the organisation.
 
 Each list works on its own (Higress only checks the exact and regex lists when
 ``block_urls`` is set). Encodings are no way around a block: URLs are also matched
-percent-decoded and with ``+`` as space, and bodies also as every decoded JSON string.
-All substrings of one kind are compiled into one regular expression per snapshot.
+percent-decoded and with ``+`` as space, bodies also as every decoded JSON string, and
+every one of these texts also normalised (``tollway.masking.normalise``: NFKC, zero-width
+characters and soft hyphens removed), so fullwidth letters, zero-width joiners and soft
+hyphens are none either; the words are matched as written and normalised. All
+substrings of one kind are compiled into one regular expression per snapshot.
+
+A body that cannot be read through is refused, whatever the entry's ``failure_mode``:
+the JSON walk keeps its own stack (no nesting exhausts it), a body that does not parse
+is unescaped as JSON text instead, and anything that still fails while the body is
+looked at blocks the request rather than letting it pass unread.
+
+Cost per request: an ASCII body without ``%``, ``+`` or ``\\`` is searched once, as
+before; only other bodies pay for their decodings and normal forms.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
@@ -19,8 +32,11 @@ from pydantic import model_validator
 
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply
+from tollway.masking.normalise import normalise
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.services import Services
+
+log = logging.getLogger("tollway.plugins.request_block")
 
 
 class RequestBlockConfig(PluginConfig):
@@ -57,8 +73,9 @@ class RequestBlockConfig(PluginConfig):
 
 
 def _any_of(words: list[str], flags: int) -> re.Pattern[str] | None:
-    words = [w for w in words if w]
-    return re.compile("|".join(re.escape(w) for w in words), flags) if words else None
+    """One regex for the words, each as written and normalised."""
+    every = dict.fromkeys(form for w in words if w for form in (w, normalise(w)))
+    return re.compile("|".join(re.escape(w) for w in every), flags) if every else None
 
 
 def _decodings(text: str) -> Iterator[str]:
@@ -77,16 +94,47 @@ def _decodings(text: str) -> Iterator[str]:
         current = nxt
 
 
+def _forms(texts: Iterable[str]) -> Iterator[str]:
+    """Each text, then its normal form where that differs."""
+    for text in texts:
+        yield text
+        form = normalise(text)
+        if form is not text:
+            yield form
+
+
 def _json_strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from _json_strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _json_strings(v)
+    """Every key and string value in parsed JSON, at any depth: an explicit stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                yield k
+                stack.append(v)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+_JSON_ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|(.))", re.DOTALL)
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
+def _unescaped(text: str) -> str:
+    """JSON string escapes decoded wherever they stand: for a body that does not parse,
+    which a lenient reader upstream might still read."""
+
+    def one(m: re.Match[str]) -> str:
+        code, char = m.group(1), m.group(2)
+        if code is not None:
+            return chr(int(code, 16))
+        return _SIMPLE_ESCAPES.get(char, char)
+
+    decoded = _JSON_ESCAPE.sub(one, text)
+    # \ud83d\ude00 came out as two halves of a surrogate pair: join them.
+    return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class RequestBlock(Plugin[RequestBlockConfig]):
@@ -104,6 +152,7 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         self.headers = _any_of(config.block_headers, flags)
         self.bodies = _any_of(config.block_bodies, flags)
         self._blocked_body: bytes | None = None
+        self._failure_logged = -60.0
         message = config.blocked_message
         if message:
             try:
@@ -125,7 +174,7 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         )
 
     def _url_blocked(self, url: str, path: str) -> bool:
-        for text in _decodings(url):
+        for text in _forms(_decodings(url)):
             if self.urls is not None and self.urls.search(text):
                 return True
             if self.exact:
@@ -146,7 +195,7 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         if self.headers is not None:
             for name, value in req.headers:
                 line = f"{name}: {value}"
-                if any(self.headers.search(t) for t in _decodings(line)):
+                if any(self.headers.search(t) for t in _forms(_decodings(line))):
                     raise self._block(ex, "header")
         return None
 
@@ -154,17 +203,36 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         body = ex.request.body
         if self.bodies is None or not body:
             return None
-        text = body.decode("utf-8", "replace")
-        if self.bodies.search(text):
+        try:
+            blocked = self._body_blocked(ex, body)
+        except Exception:  # a body it cannot read through is not let through unread
+            now = time.monotonic()
+            if now - self._failure_logged >= 60.0:  # a body that always fails costs a line a minute
+                self._failure_logged = now
+                log.warning("request %s: body could not be checked; blocked", ex.request_id, exc_info=True)
+            blocked = True
+        if blocked:
             raise self._block(ex, "body")
-        if "%" in text or "+" in text:
-            if any(self.bodies.search(t) for t in _decodings(text)):
-                raise self._block(ex, "body")
-        if "\\" in text:  # JSON escapes: match the text the model would see
-            try:
-                parsed = ex.request.json()  # parsed once for every plugin
-            except BadRequest:
-                return None
-            if any(self.bodies.search(s) for s in _json_strings(parsed)):
-                raise self._block(ex, "body")
         return None
+
+    def _body_blocked(self, ex: Exchange, body: bytes) -> bool:
+        assert self.bodies is not None
+        search = self.bodies.search
+        text = body.decode("utf-8", "replace")
+        if "%" in text or "+" in text:
+            if any(search(t) for t in _forms(_decodings(text))):
+                return True
+        elif search(text) or ((form := normalise(text)) is not text and search(form)):
+            return True
+        if "\\" not in text:
+            return False
+        # JSON escapes: match the text the model would see.
+        try:
+            strings: Iterable[str] = _json_strings(ex.request.json())  # parsed once for every plugin
+        except BadRequest:
+            strings = (_unescaped(text),)
+        for s in strings:
+            decoded = _decodings(s) if "%" in s or "+" in s else (s,)
+            if any(search(t) for t in _forms(decoded)):
+                return True
+        return False

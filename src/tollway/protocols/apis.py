@@ -40,7 +40,7 @@ _BY_PREFIX: dict[str, Api] = {"/images/": "images", "/audio/": "audio", "/files"
 # APIs whose JSON body the gateway parses and validates as a model request.
 JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "messages"})
 # APIs that carry prompt text in an OpenAI- or Anthropic-shaped body.
-PROMPT_APIS = JSON_APIS
+PROMPT_APIS: frozenset[Api] = JSON_APIS | {"count_tokens", "responses"}
 
 # The shape a client speaks: its errors, refusals and stream endings answer in kind.
 Dialect = Literal["openai", "anthropic"]
@@ -64,5 +64,6 @@ def api_of(api_path: str) -> Api:
 
 
 def dialect_of(path: str) -> Dialect:
-    """Anthropic's Messages API for a path ending in ``/messages``; OpenAI's otherwise."""
-    return "anthropic" if path.endswith("/messages") else "openai"
+    """Anthropic's for its Messages API (``/messages``, ``/messages/count_tokens``);
+    OpenAI's otherwise."""
+    return "anthropic" if path.endswith(("/messages", COUNT_TOKENS)) else "openai"

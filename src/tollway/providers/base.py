@@ -38,6 +38,21 @@ def apply_settings(body: Json, settings: Sequence[CustomSetting]) -> Json:
     return out
 
 
+# Client headers that choose which of the organisation's provider accounts pays (SPEC
+# §14): withheld from the provider unless its ``pass_headers`` names them.
+ACCOUNT_HEADERS = ("openai-organization", "openai-project")
+
+
+def spellings(name: str) -> frozenset[str]:
+    """``name`` (lower-case, dash-separated) with each dash or underscore: the names a
+    server that reads ``_`` as ``-`` (as CGI-style servers do) takes for it."""
+    first, *rest = name.split("-")
+    out = {first}
+    for part in rest:
+        out = {f"{head}{sep}{part}" for head in out for sep in "-_"}
+    return frozenset(out)
+
+
 class UnsupportedProvider(Exception):
     """A provider config this version cannot serve (an unknown type, a missing field)."""
 
@@ -80,6 +95,9 @@ class Provider:
         self._turn = itertools.cycle(range(len(self._tokens))) if self._tokens else None
         self._resting: dict[int, float] = {}
         self._retry_statuses = tuple(re.compile(p) for p in config.retryOnFailure.retryOnStatus)
+        passed = {h.lower().replace("_", "-") for h in config.pass_headers}
+        # Client headers never sent to this provider, in every spelling.
+        self.withheld_headers = frozenset().union(*(spellings(h) for h in ACCOUNT_HEADERS if h not in passed))
         self._custom_api, self._base = self._split_base(config)
         if base_url is not None:
             self._base = base_url
@@ -155,7 +173,8 @@ class Provider:
         return f"{url}?{query}" if query else url
 
     def endpoint(self, api_path: str, query: str, token: str | None, model: str | None = None) -> Endpoint:
-        """URL and auth headers for ``api_path`` (relative to the API root, ``/v1``-less).
+        """URL and auth headers for ``api_path`` (relative to the API root, ``/v1``-less,
+        percent-encoded once: it goes into the URL as it stands, as ``query`` does).
         ``model`` is the upstream model, for providers whose URL names it (Azure)."""
         return Endpoint(self.url_for(api_path, query), self.auth_headers(token))
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamTimeout
+from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError, UpstreamTimeout
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.protocols.apis import JSON_APIS
 from tollway.providers.base import Provider
@@ -113,7 +113,9 @@ class AiProxy:
         translation = Translation.for_call(ex.api_path, provider, client_body)
         if translation is None:
             body = upstream_request.body(ex, provider, client_body)
-            endpoint = provider.endpoint(ex.api_path, upstream_request.query(ex), secret, model=ex.model_upstream)
+            endpoint = provider.endpoint(
+                ex.upstream_api_path, upstream_request.query(ex), secret, model=ex.model_upstream
+            )
         else:
             ex.model_upstream = provider.map_model(ex.model_requested or "")
             body = translation.request(ex.model_upstream)
@@ -121,7 +123,7 @@ class AiProxy:
         upstream = UpstreamRequest(
             method=ex.request.method,
             url=endpoint.url,
-            headers=upstream_request.headers(ex, endpoint.headers, translation is not None),
+            headers=upstream_request.headers(ex, provider, endpoint.headers, translation is not None),
             body=body,
             headers_timeout=provider.headers_timeout(ex.stream),
             idle_timeout=self.idle_timeout_s,
@@ -140,7 +142,9 @@ class AiProxy:
 
     async def _reply(self, ex: Exchange, resp: UpstreamResponse, translation: Translation | None) -> Reply:
         """The provider's answer in the client's protocol, its usage taken. A stream is
-        handed on unread (the gateway closes it); a body is read whole here."""
+        handed on unread (the gateway closes it); a body is read whole here. A success
+        whose body claims JSON and is not is the provider's failure: 502
+        ``ai-proxy.bad_upstream_response``, the call billed on an estimate."""
         provider = ex.provider or ""
         headers = list(resp.headers)
         ctype = next((v for k, v in headers if k == "content-type"), "")
@@ -157,23 +161,30 @@ class AiProxy:
             raise translate(exc, provider) from None
         finally:
             await resp.aclose()
-        if translation is not None:
-            body = self._translated_body(ex, translation, resp.status, body)
-            headers = [(k, v) for k, v in headers if k != "content-type"] + [("content-type", "application/json")]
-        elif resp.status < 300 and ctype.startswith("application/json"):
+        answer: Any = None
+        claims_json = ctype.startswith("application/json")
+        if resp.status < 300 and resp.status != 204 and (claims_json or translation is not None):
             try:
                 answer = orjson.loads(body)
             except orjson.JSONDecodeError:
-                answer = None
-            if isinstance(answer, dict):
-                take_usage(ex, answer)
+                if claims_json:
+                    estimate_unfinished(ex, len(body))
+                    raise UpstreamError(
+                        f"provider {provider!r} answered {resp.status} with a body that is not the JSON it claims",
+                        reason="ai-proxy.bad_upstream_response",
+                    ) from None
+        if translation is not None:
+            body = self._translated_body(ex, translation, resp.status, body, answer)
+            headers = [(k, v) for k, v in headers if k != "content-type"] + [("content-type", "application/json")]
+        elif isinstance(answer, dict):
+            take_usage(ex, answer)
         return Reply(resp.status, headers, body)
 
     @staticmethod
-    def _translated_body(ex: Exchange, translation: Translation, status: int, body: bytes) -> bytes:
+    def _translated_body(ex: Exchange, translation: Translation, status: int, body: bytes, answer: Any) -> bytes:
         if status >= 400:
             return translation.error(status, body)
-        out, pivot = translation.response(body)
+        out, pivot = translation.response(body, answer)
         if pivot is not None:
             take_usage(ex, pivot)
         return out

@@ -65,13 +65,11 @@ class Translation:
             raise BadRequest(str(exc), reason="gateway.bad_request") from None
         return orjson.dumps(provider.native_body(native, translated=True))
 
-    def response(self, body: bytes) -> tuple[bytes, Json | None]:
-        """The client's answer body and the pivot it came through (for usage); a body
-        that is not JSON passes as it came (the provider's own words)."""
-        try:
-            native = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return body, None
+    def response(self, body: bytes, native: Any) -> tuple[bytes, Json | None]:
+        """The client's answer body and the pivot it came through (for usage), from the
+        provider's ``body`` and ``native``, that body parsed (``None`` when it is not
+        JSON); a body that is not a JSON object passes as it came (the provider's own
+        words)."""
         if not isinstance(native, dict):
             return body, None
         pivot = self.native.response_to_pivot(native)

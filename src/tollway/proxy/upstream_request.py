@@ -2,44 +2,51 @@
 place of the client's, the model mapped, and nothing a client must not choose.
 
 Request headers pass through except hop-by-hop ones, what the transport sets itself,
-and every header a client credential may ride in (the provider's own auth replaces it);
-what key-auth read is stripped too (``ex.strip_headers``, ``ex.strip_params``). Plugins
-see the client's request as it was sent: only this copy is edited.
+every header a client credential may ride in (the provider's own auth replaces it), and
+the headers that choose the organisation's provider account (unless the provider's
+``pass_headers`` names them); each in every spelling a server may read as it (``_`` for
+``-``). What key-auth read is stripped too (``ex.strip_headers``, ``ex.strip_params``).
+Plugins see the client's request as it was sent: only this copy is edited.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 
 from tollway.exchange import Exchange, StateKey
-from tollway.providers.base import Provider
+from tollway.providers.base import Provider, spellings
 from tollway.proxy.translation import PROTOCOL_HEADERS
 
-_DROP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "accept-encoding",
-        "expect",
-        "x-mse-consumer",
-        "authorization",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "x-request-id",
-    }
+_DROP = frozenset().union(
+    *(
+        spellings(name)
+        for name in (
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "host",
+            "content-length",
+            "content-encoding",
+            "accept-encoding",
+            "expect",
+            "x-mse-consumer",
+            "authorization",
+            "x-api-key",
+            "api-key",
+            "x-goog-api-key",
+            "x-request-id",
+        )
+    )
 )
 
 # Set when the gateway asked for the usage chunk itself, so the client must not see it.
@@ -51,8 +58,8 @@ def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -
     usage (hidden again from a client that did not ask), the provider's custom settings.
     The client's bytes as they came when nothing changes."""
     raw = ex.request.body or b""
-    if client_body is None:
-        return raw
+    if client_body is None:  # not a model API the proxy edits; a plugin may have rewritten it
+        return raw if ex.upstream_json is None else orjson.dumps(ex.upstream_json)
     changed = ex.upstream_json is not None
     if provider.sets_body:
         client_body = provider.native_body(provider.pivot_body(client_body), translated=False)
@@ -75,8 +82,19 @@ def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -
     return orjson.dumps(client_body) if changed else raw
 
 
-def headers(ex: Exchange, auth: Sequence[tuple[str, str]], translated: bool) -> list[tuple[str, str]]:
-    drop = _DROP | ex.strip_headers if ex.strip_headers else _DROP
+@lru_cache(maxsize=64)
+def _dropped_for(withheld: frozenset[str]) -> frozenset[str]:
+    """What never goes to a provider that withholds ``withheld`` (one set per provider
+    config, made once: the union is not made per call)."""
+    return _DROP | withheld
+
+
+def headers(
+    ex: Exchange, provider: Provider, auth: Sequence[tuple[str, str]], translated: bool
+) -> list[tuple[str, str]]:
+    drop = _dropped_for(provider.withheld_headers)
+    if ex.strip_headers:
+        drop = drop | ex.strip_headers
     if translated:
         drop = drop | PROTOCOL_HEADERS
     if auth:

@@ -25,7 +25,7 @@ from tollway.testing.harness import make_exchange
         ("/v1/models", "/models", "models", "openai"),
         ("/team-a/v1/chat/completions", "/chat/completions", "chat", "openai"),
         ("/v1/responses", "/responses", "responses", "openai"),
-        ("/v1/messages/count_tokens", "/messages/count_tokens", "count_tokens", "openai"),
+        ("/v1/messages/count_tokens", "/messages/count_tokens", "count_tokens", "anthropic"),
         ("/v1/images/generations", "/images/generations", "images", "openai"),
         ("/?text=hi", "/?text=hi", "other", "openai"),
     ],
@@ -123,3 +123,39 @@ async def test_a_model_with_control_characters_is_refused_at_once_and_recorded(m
     assert r.headers["x-tollway-reason"] == "gateway.bad_request"
     assert "control characters" in r.json()["error"]["message"]
     assert gw.calls[-1].status == 400
+
+
+def _nested(depth: int) -> bytes:
+    """A chat body whose ``metadata`` nests until the whole body is ``depth`` levels deep."""
+    inner = "0"
+    for level in range(depth - 1):
+        inner = f'{{"k":{inner}}}' if level % 2 else f"[{inner}]"
+    return f'{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi"}}],"metadata":{inner}}}'.encode()
+
+
+async def test_a_body_nested_deeper_than_64_levels_is_refused_at_once() -> None:
+    gw = GatewayUnderTest(AUTH)
+    r = await _post(gw, "/v1/chat/completions", _nested(64))
+    assert r.status_code == 200, r.text
+    r = await _post(gw, "/v1/chat/completions", _nested(65))
+    assert (r.status_code, r.headers["x-tollway-reason"]) == (400, "gateway.bad_request")
+    assert "deeper than 64" in r.json()["error"]["message"]
+    assert gw.calls[-1].provider is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "gpt-4o-mini", "model": "gpt-4o", "messages": []}',
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi", "content": "forbidden"}]}',
+        b'{"model": "gpt-4o-mini", "messages": [], "tools": [{"type": "function", "type": "x"}]}',
+        b'{"model": "gpt-4o-mini", "messages": [], "metadata": {"a": {"b": [[{"c": 1, "c": 2}]]}}}',
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/v1/files"])
+async def test_a_body_with_a_duplicate_key_is_refused_at_once_on_any_api(path: str, body: bytes) -> None:
+    gw = GatewayUnderTest(AUTH)
+    r = await _post(gw, path, body)
+    assert (r.status_code, r.headers["x-tollway-reason"]) == (400, "gateway.bad_request")
+    assert "twice" in r.json()["error"]["message"]
+    assert gw.calls[-1].provider is None

@@ -8,14 +8,14 @@ from typing import Any
 import orjson
 import pytest
 
-from tollway.masking.bodies import map_path, map_request, parse_jsonpath
+from tollway.masking.bodies import map_all_but_model, map_answer, map_path, map_request, parse_jsonpath
 
 
 def upper(text: str) -> str:
     return text.upper()
 
 
-def test_chat_masks_contents_parts_and_tool_arguments_only() -> None:
+def test_chat_masks_contents_parts_and_tool_calls_only() -> None:
     image = {"type": "image_url", "image_url": {"url": "u"}}
     body: dict[str, Any] = {
         "model": "gpt-4o",
@@ -40,7 +40,7 @@ def test_chat_masks_contents_parts_and_tool_arguments_only() -> None:
     assert out["messages"][0]["content"] == "SYS"
     assert out["messages"][1]["content"] == [{"type": "text", "text": "PART"}, image]
     assert out["messages"][1]["content"][1] is image, "unchanged parts are shared, not copied"
-    assert out["messages"][2]["tool_calls"][0]["function"] == {"name": "f", "arguments": "{}A"}
+    assert out["messages"][2]["tool_calls"][0]["function"] == {"name": "F", "arguments": "{}A"}
 
 
 def test_completions_embeddings_and_anthropic() -> None:
@@ -71,3 +71,120 @@ def test_jsonpath_dialect() -> None:
     assert map_path(body, parse_jsonpath("$.*"), upper) == body  # only strings are touched
     with pytest.raises(ValueError, match="unsupported"):
         parse_jsonpath("$..c")
+
+
+def test_every_api_that_carries_prompt_text_has_its_texts_mapped_and_nothing_else() -> None:
+    schema = {"type": "object", "description": "d", "properties": {"to": {"type": "string", "description": "p"}}}
+    chat_tool = {"type": "function", "function": {"name": "n", "description": "d", "parameters": schema}}
+    bodies: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+        "chat": (
+            {"model": "m", "messages": [{"role": "assistant", "content": [{"type": "refusal", "refusal": "r"}]}],
+             "tools": [chat_tool], "functions": [{"name": "n", "description": "d"}], "user": "u", "seed": 1},
+            {"model": "m", "messages": [{"role": "assistant", "content": [{"type": "refusal", "refusal": "R"}]}],
+             "tools": [{"type": "function", "function": {"name": "N", "description": "D", "parameters": {
+                 "type": "object", "description": "D",
+                 "properties": {"to": {"type": "string", "description": "P"}}}}}],
+             "functions": [{"name": "N", "description": "D"}], "user": "U", "seed": 1},
+        ),
+        "completions": (
+            {"model": "m", "prompt": "p", "suffix": "s", "user": "u", "logit_bias": {"50256": -100}},
+            {"model": "m", "prompt": "P", "suffix": "S", "user": "U", "logit_bias": {"50256": -100}},
+        ),
+        "embeddings": (
+            {"model": "m", "input": ["a", [1, 2]], "encoding_format": "float"},
+            {"model": "m", "input": ["A", [1, 2]], "encoding_format": "float"},
+        ),
+        "count_tokens": (
+            {"model": "m", "system": "s", "messages": [{"role": "user", "content": "c"}],
+             "tools": [{"name": "n", "description": "d", "input_schema": {"type": "object"}}]},
+            {"model": "m", "system": "S", "messages": [{"role": "user", "content": "C"}],
+             "tools": [{"name": "N", "description": "D", "input_schema": {"type": "object"}}]},
+        ),
+        "responses": (
+            {"model": "m", "instructions": "i", "user": "u", "store": False, "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "t"},
+                                             {"type": "input_image", "image_url": "data:x"}]},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "o"}]},
+                {"type": "function_call", "call_id": "c1", "name": "n", "arguments": "{}a"},
+                {"type": "function_call_output", "call_id": "c1", "output": "out"},
+                {"type": "reasoning", "id": "r", "summary": [{"type": "summary_text", "text": "keep"}]},
+             ], "tools": [{"type": "function", "name": "n", "description": "d", "parameters": {"type": "object"}}]},
+            {"model": "m", "instructions": "I", "user": "U", "store": False, "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "T"},
+                                             {"type": "input_image", "image_url": "data:x"}]},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "O"}]},
+                {"type": "function_call", "call_id": "c1", "name": "N", "arguments": "{}A"},
+                {"type": "function_call_output", "call_id": "c1", "output": "OUT"},
+                {"type": "reasoning", "id": "r", "summary": [{"type": "summary_text", "text": "keep"}]},
+             ], "tools": [{"type": "function", "name": "N", "description": "D", "parameters": {"type": "object"}}]},
+        ),
+    }  # fmt: skip
+    for api, (body, expected) in bodies.items():
+        assert map_request(api, body, upper) == expected, api  # type: ignore[arg-type]
+    assert map_request("responses", {"model": "m", "input": "hi"}, upper) == {"model": "m", "input": "HI"}
+
+
+def test_anthropic_documents_search_results_and_tool_results() -> None:
+    document = {
+        "type": "document",
+        "title": "t",
+        "context": "c",
+        "source": {"type": "text", "media_type": "text/plain", "data": "d"},
+    }
+    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}}
+    content_doc = {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": "x"}]}}
+    search = {"type": "search_result", "source": "https://s", "title": "t", "content": [{"type": "text", "text": "s"}]}
+    result = {"type": "tool_result", "tool_use_id": "x", "content": [{"type": "text", "text": "r"}, content_doc]}
+    body = {
+        "model": "m",
+        "metadata": {"user_id": "u"},
+        "messages": [{"role": "user", "content": [document, pdf, content_doc, search, result]}],
+    }
+    out = map_request("messages", body, upper)
+    blocks = out["messages"][0]["content"]
+    assert blocks[0] == {
+        "type": "document",
+        "title": "T",
+        "context": "C",
+        "source": {"type": "text", "media_type": "text/plain", "data": "D"},
+    }
+    assert blocks[1] is pdf
+    assert blocks[2]["source"]["content"] == [{"type": "text", "text": "X"}]
+    assert blocks[3] == {**search, "title": "T", "content": [{"type": "text", "text": "S"}]}
+    assert blocks[4]["content"][0] == {"type": "text", "text": "R"}
+    assert blocks[4]["content"][1]["source"]["content"] == [{"type": "text", "text": "X"}]
+    assert out["metadata"] == {"user_id": "U"} and out["model"] == "m"  # fmt: skip
+
+
+def deep(depth: int, leaf: Any) -> Any:
+    value = leaf
+    for i in range(depth):
+        value = {"k": [value, i]}
+    return value
+
+
+def test_values_of_any_depth_are_walked_without_recursion() -> None:
+    body = {"model": "m", "messages": [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "x", "name": "n", "input": deep(10_000, "v")}]}
+    ]}  # fmt: skip
+    out = map_request("messages", body, upper)
+    value = out["messages"][0]["content"][0]["input"]
+    for _ in range(10_000):
+        value = value["k"][0]
+    assert value == "V"
+    answer = deep(10_000, {"type": "thinking", "thinking": "keep"})
+    assert map_answer(answer, upper) is answer, "nothing to change: the same value back"
+    out_answer = map_answer({"a": deep(10_000, "x")}, upper)
+    assert out_answer["a"]["k"][1] == 9_999
+    assert map_all_but_model({"model": "m", "x": deep(10_000, "y")}, upper)["model"] == "m"
+
+
+def test_answers_keep_signed_thinking_and_reasoning_as_they_are() -> None:
+    thinking = {"type": "thinking", "thinking": "t", "signature": "s"}
+    reasoning = {"type": "reasoning", "id": "r", "summary": [{"type": "summary_text", "text": "t"}]}
+    message = {"type": "message", "content": [{"type": "output_text", "text": "t", "annotations": []}]}
+    answer = {"object": "response", "output": [reasoning, message], "content": [thinking]}
+    out = map_answer(answer, upper)
+    assert out["output"][0] is reasoning and out["content"][0] is thinking
+    assert out["output"][1]["content"][0]["text"] == "T"
+    assert out["object"] == "RESPONSE", "every other string is restored, keys are not"

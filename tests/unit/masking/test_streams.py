@@ -100,3 +100,57 @@ def test_events_without_placeholders_pass_byte_for_byte() -> None:
     assert answer.event(raw) == [raw]
     ping = SseEvent(b"event: ping\ndata: {}\n\n")
     assert answer.event(ping) == [ping]
+
+
+def responses_events(deltas: list[str], text: str) -> list[SseEvent]:
+    """A responses API stream of one message whose text comes in ``deltas``."""
+    place = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events: list[dict[str, object]] = [
+        {"type": "response.created", "response": {"id": "r", "instructions": "mail [EMAIL_1]", "output": []}},
+        *({"type": "response.output_text.delta", **place, "delta": d, "logprobs": []} for d in deltas),
+        {"type": "response.output_text.done", **place, "text": text, "logprobs": []},
+        {"type": "response.reasoning_summary_text.delta", "item_id": "rs", "output_index": 1, "delta": "[EMAIL_1]"},
+        {"type": "response.completed", "response": {"id": "r", "output": [
+            {"type": "message", "content": [{"type": "output_text", "text": text, "annotations": []}]},
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "[EMAIL_1]"}]},
+        ]}},
+    ]  # fmt: skip
+    return [SseEvent.of_json({**e, "sequence_number": n}, str(e["type"])) for n, e in enumerate(events)]
+
+
+def test_responses_stream_restores_deltas_and_whole_texts_but_not_reasoning() -> None:
+    vault = Vault(b"")
+    vault.placeholder("EMAIL", "bob@example.com")
+    answer = AnswerStream(vault)
+    events = responses_events(["Sent to [EM", "AIL_1", "] and [EMA"], "Sent to [EMAIL_1] and [EMA")
+    out = [e for ev in events for e in answer.event(ev)] + answer.end()
+    objs = [orjson.loads(e.data) for e in out]
+    deltas = [o for o in objs if o["type"] == "response.output_text.delta"]
+    assert "".join(d["delta"] for d in deltas) == "Sent to bob@example.com and [EMA"
+    assert all(d["item_id"] == "msg_1" and d["logprobs"] == [] for d in deltas), "every delta keeps its fields"
+    kinds = [o["type"] for o in objs]
+    assert kinds.index("response.output_text.done") > max(
+        i for i, k in enumerate(kinds) if k == "response.output_text.delta"
+    )
+    assert objs[0]["response"]["instructions"] == "mail bob@example.com"
+    done = next(o for o in objs if o["type"] == "response.output_text.done")
+    assert done["text"] == "Sent to bob@example.com and [EMA"
+    completed = objs[-1]["response"]["output"]
+    assert completed[0]["content"][0]["text"] == "Sent to bob@example.com and [EMA"
+    assert completed[1]["summary"][0]["text"] == "[EMAIL_1]", "reasoning keeps its placeholders"
+    summary = next(o for o in objs if o["type"] == "response.reasoning_summary_text.delta")
+    assert summary["delta"] == "[EMAIL_1]"
+
+
+def test_responses_held_text_is_flushed_with_the_shape_of_the_slots_deltas() -> None:
+    vault = Vault(b"")
+    vault.placeholder("EMAIL", "bob@example.com")
+    answer = AnswerStream(vault)
+    events = responses_events(["to [EMAIL_"], "to [EMAIL_")
+    out = [e for ev in events for e in answer.event(ev)]
+    objs = [orjson.loads(e.data) for e in out]
+    deltas = [o for o in objs if o["type"] == "response.output_text.delta"]
+    assert [d["delta"] for d in deltas] == ["to ", "[EMAIL_"]
+    assert deltas[1]["sequence_number"] == objs[objs.index(deltas[1]) + 1]["sequence_number"]
+    assert out[objs.index(deltas[1])].event == "response.output_text.delta"
+    assert answer.end() == []

@@ -6,6 +6,8 @@ test_ai_data_masking_property.py."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,10 +17,12 @@ from pydantic import ValidationError
 from tests.support.masking_support import chunk, streamed
 from tollway.errors import GatewayError
 from tollway.exchange import Exchange, Reply
+from tollway.masking.normalise import normalise
 from tollway.protocols.sse import SseEvent
 from tollway.testing.harness import AnyPlugin, make_exchange, make_plugin, run_request
 
 CHAT = "/v1/chat/completions"
+DEFAULT_RAW = b'{"errmsg":"Sensitive words found in the question or answer have been blocked"}'
 
 
 def masking(**config: Any) -> AnyPlugin:
@@ -214,3 +218,188 @@ async def test_bodies_it_cannot_read_pass_untouched() -> None:
 def test_invalid_config_is_an_error(config: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValidationError, match=problem):
         make_plugin("ai-data-masking", config)
+
+
+# --- every API that carries prompt text; unicode tricks (SPEC §14) ------------------------
+
+EMAIL = "bob@example.com"
+TRICKS = {
+    "plain": EMAIL,
+    "fullwidth": "ｂｏｂ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+    "fullwidth-at": "bob＠example.com",
+    "zero-width-space": "bob\u200b@exam\u200bple.com",
+    "zero-width-joiners": "b\u200co\u200db\u2060@example\ufeff.com",
+    "soft-hyphen": "bob@exam\u00adple.com",
+    "mixed": "ｂob\u200b＠exa\u00adｍple.com",
+}
+
+
+def prompt_bodies(text: str) -> dict[str, tuple[str, dict[str, Any], Callable[[dict[str, Any]], Any]]]:
+    """Per API shape: the path, a body with ``text`` where the model reads it, and where
+    that text is in the body the provider gets."""
+    tool = {"type": "function", "function": {"name": "f", "description": f"Mails {text}", "parameters": {}}}
+    anthropic: dict[str, Any] = {"model": "claude", "max_tokens": 9}
+    return {
+        "chat": (CHAT, chat(f"Mail {text}"), lambda b: b["messages"][0]["content"]),
+        "chat-tool-description": (
+            CHAT, {**chat("hi"), "tools": [tool]}, lambda b: b["tools"][0]["function"]["description"]
+        ),
+        "chat-user": (CHAT, {**chat("hi"), "user": text}, lambda b: b["user"]),
+        "completions": ("/v1/completions", {"model": "m", "prompt": [f"Mail {text}"]}, lambda b: b["prompt"][0]),
+        "embeddings": ("/v1/embeddings", {"model": "m", "input": text}, lambda b: b["input"]),
+        "messages-text": (
+            "/v1/messages",
+            {**anthropic, "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]},
+            lambda b: b["messages"][0]["content"][0]["text"],
+        ),
+        "messages-document": (
+            "/v1/messages",
+            {**anthropic, "messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}]}]},
+            lambda b: b["messages"][0]["content"][0]["source"]["data"],
+        ),
+        "messages-tool": (
+            "/v1/messages",
+            {**anthropic, "messages": [], "tools": [{"name": "t", "description": text}]},
+            lambda b: b["tools"][0]["description"],
+        ),
+        "count_tokens": (
+            "/v1/messages/count_tokens",
+            {"model": "claude", "system": text, "messages": [{"role": "user", "content": "hi"}]},
+            lambda b: b["system"],
+        ),
+        "responses-input": ("/v1/responses", {"model": "m", "input": text}, lambda b: b["input"]),
+        "responses-items": (
+            "/v1/responses",
+            {"model": "m", "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                {"type": "function_call_output", "call_id": "c", "output": text}]},
+            lambda b: b["input"][1]["output"],
+        ),
+        "responses-instructions": ("/v1/responses", {"model": "m", "input": "hi", "instructions": text},
+                                   lambda b: b["instructions"]),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("api", list(prompt_bodies("")))
+@pytest.mark.parametrize("trick", list(TRICKS))
+async def test_every_api_masks_an_address_however_it_is_written(api: str, trick: str) -> None:
+    written = TRICKS[trick]
+    path, body, where = prompt_bodies(written)[api]
+    ex = await masked(masking(), body, path)
+    assert ex.upstream_json is not None
+    sent = where(ex.upstream_json)
+    assert "[EMAIL_1]" in sent and "bob" not in normalise(sent) and "example" not in normalise(sent)
+    assert ex.upstream_json["model"] == body["model"]
+    assert {k: v for k, v in ex.upstream_json.items() if not isinstance(v, (str, list))} == {
+        k: v for k, v in body.items() if not isinstance(v, (str, list))
+    }, "parameters leave as they came"
+    assert ex.request.json() == body, "the client's request is untouched"
+
+
+@pytest.mark.parametrize("trick", list(TRICKS))
+async def test_the_answer_gets_back_exactly_what_the_client_wrote(trick: str) -> None:
+    plugin = masking()
+    written = TRICKS[trick]
+    ex = await masked(plugin, chat(f"Mail {written}, again {EMAIL}"))
+    assert ex.upstream_json is not None
+    sent = ex.upstream_json["messages"][0]["content"]
+    ex.status = 200
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"Echo: {sent}"}}]}
+    out = orjson.loads(await plugin.response_body(ex, orjson.dumps(answer)))
+    assert out["choices"][0]["message"]["content"] == f"Echo: Mail {written}, again {EMAIL}"
+
+
+async def test_a_value_hidden_only_in_the_normal_form_masks_its_whole_span() -> None:
+    ex = await masked(masking(), chat("card 4111 11\u00ad11 1111 １１１１ and ip 10.0\u200b.0.1 ok"))
+    assert ex.upstream_json is not None
+    assert ex.upstream_json["messages"][0]["content"] == "card [CARD_1] and ip [IP_1] ok"
+
+
+async def test_user_rules_match_the_text_as_sent_and_its_normal_form() -> None:
+    plugin = masking(
+        detectors=[],
+        replace_roles=[
+            {"regex": "[０-９]{4}", "type": "replace", "value": "WIDE"},  # written for fullwidth digits
+            {"regex": r"ACME-\d+", "type": "hash"},
+        ],
+    )
+    ex = await masked(plugin, chat("pin １２３４, ticket ＡＣＭＥ－42 and ACME-42"))
+    assert ex.upstream_json is not None
+    content = ex.upstream_json["messages"][0]["content"]
+    assert content.startswith("pin WIDE, ticket ")
+    first, second = content.removeprefix("pin WIDE, ticket ").split(" and ")
+    assert first == second == hashlib.md5(b"ACME-42").hexdigest(), "one value, one pseudonym, however written"
+
+
+@pytest.mark.parametrize(
+    "written", ["ｐｒｏｊｅｃｔ ｆａｌｃｏｎ", "pro\u00adject fal\u200bcon", "PROJECT\u3000FALCON"]
+)
+async def test_deny_words_are_no_easier_to_get_around(written: str) -> None:
+    for api, (path, body, _where) in prompt_bodies(f"tell me about {written}").items():
+        ex = request(body, path)
+        outcome = await run_request(masking(deny_words=["project falcon"]), ex)
+        assert ex.reason == "ai-data-masking.denied", (api, outcome)
+        assert ex.upstream_json is None
+    ex = request(chat("about project falcon"))
+    assert isinstance(await run_request(masking(deny_words=["ｐｒｏｊｅｃｔ　ｆａｌｃｏｎ"]), ex), Reply)
+
+
+async def test_responses_answers_are_restored_whole_and_streamed() -> None:
+    plugin = masking()
+    ex = await masked(
+        plugin, {"model": "m", "input": f"Mail {EMAIL}", "instructions": f"Sign as {EMAIL}"}, "/v1/responses"
+    )
+    assert ex.upstream_json == {"model": "m", "input": "Mail [EMAIL_1]", "instructions": "Sign as [EMAIL_1]"}
+    ex.status = 200
+    answer = {
+        "object": "response",
+        "instructions": "Sign as [EMAIL_1]",
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": "Done: [EMAIL_1]"}]}],
+    }
+    out = orjson.loads(await plugin.response_body(ex, orjson.dumps(answer)))
+    assert out["output"][0]["content"][0]["text"] == f"Done: {EMAIL}"
+    assert out["instructions"] == f"Sign as {EMAIL}"
+    place = {"item_id": "m1", "output_index": 0, "content_index": 0}
+    events = [
+        SseEvent.of_json({"type": "response.output_text.delta", **place, "delta": d}, "response.output_text.delta")
+        for d in ("Done: [EMA", "IL_1]")
+    ]
+    deltas = [orjson.loads(e.data)["delta"] for ev in events for e in plugin.stream_event(ex, ev)]
+    assert "".join(deltas) == f"Done: {EMAIL}"
+
+
+async def test_responses_refusals_in_their_own_shape() -> None:
+    plugin = masking(deny_words=["forbidden"], deny_message="Not allowed.")
+    ex = request({"model": "m", "input": "forbidden"}, "/v1/responses")
+    body = orjson.loads(refusal(await run_request(plugin, ex), ex).body)
+    assert body["object"] == "response" and body["status"] == "completed" and body["model"] == "m"
+    assert body["output"][0]["content"][0] == {"type": "output_text", "text": "Not allowed.", "annotations": [],
+                                               "logprobs": []}  # fmt: skip
+    ex = request({"model": "m", "input": "forbidden", "stream": True}, "/v1/responses")
+    reply = refusal(await run_request(plugin, ex), ex)
+    events = [SseEvent(part + b"\n\n") for part in reply.body.split(b"\n\n") if part]
+    kinds = [e.event for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert [orjson.loads(e.data)["sequence_number"] for e in events] == list(range(len(events)))
+    assert "".join(orjson.loads(e.data)["delta"] for e in events if e.event == "response.output_text.delta") == (
+        "Not allowed."
+    )
+    ex = request(
+        {"model": "claude", "messages": [{"role": "user", "content": "forbidden"}]}, "/v1/messages/count_tokens"
+    )
+    assert refusal(await run_request(plugin, ex), ex).body == DEFAULT_RAW
+
+
+async def test_deny_raw_reads_a_body_of_any_depth() -> None:
+    value: Any = "bob@example.com"
+    for _ in range(20_000):
+        value = [value]
+    ex = request({"model": "m", "x": "y"}, "/v1/other")
+    ex.request._json = {"model": "m", "x": value}  # as if a parser had let it through
+    assert await run_request(masking(deny_raw=True), ex) is None
+    assert ex.upstream_json is not None
+    leaf = ex.upstream_json["x"]
+    while isinstance(leaf, list):
+        leaf = leaf[0]
+    assert leaf == "[EMAIL_1]"

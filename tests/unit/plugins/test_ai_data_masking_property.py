@@ -4,7 +4,10 @@ Hypothesis builds prompts of random words with e-mail addresses, payment cards (
 Luhn), API keys, AWS access keys, IPv4 addresses and US SSNs planted among them, in chat,
 multi-part chat and Anthropic bodies; the masked body the provider would receive
 (``Exchange.upstream_json``) must contain none of them, and restoring the placeholders
-must give the original text back.
+must give the original text back. The same holds when each secret is written to get
+around the detectors (characters made fullwidth, zero-width characters and soft hyphens
+between them), in every API shape that carries prompt text: the provider gets neither
+the secret as written nor anything that reads as it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tollway.exchange import Exchange
+from tollway.masking.normalise import normalise
 from tollway.testing.harness import make_exchange, make_plugin, run_request
 
 LOWER = string.ascii_lowercase
@@ -115,6 +119,74 @@ async def test_no_planted_secret_reaches_the_provider(prompt: tuple[str, list[st
 @given(prompt=prompts())
 async def test_the_answer_gets_the_originals_back(prompt: tuple[str, list[str]]) -> None:
     text, _ = prompt
+    ex, sent = await _masked("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": text}]})
+    masked_text = orjson.loads(sent)["messages"][0]["content"]
+    answer = orjson.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": masked_text}}]})
+    restored = orjson.loads(await PLUGIN.response_body(ex, answer))
+    assert restored["choices"][0]["message"]["content"] == text
+
+
+# --- written to get around the detectors (SPEC §14) --------------------------------------
+
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+
+
+@st.composite
+def disguised(draw: st.DrawFn, secret: str) -> str:
+    """``secret`` with characters made fullwidth and invisible ones put between them."""
+    out: list[str] = []
+    for ch in secret:
+        wide = "!" <= ch <= "~" and draw(st.booleans())
+        out.append(chr(ord(ch) + 0xFEE0) if wide else ch)
+        if draw(st.integers(0, 3)) == 0:
+            out.append(draw(st.sampled_from(INVISIBLE)))
+    return "".join(out)
+
+
+@st.composite
+def disguised_prompts(draw: st.DrawFn) -> tuple[str, list[str], list[str]]:
+    planted = draw(st.lists(secrets_, min_size=1, max_size=4))
+    written = [draw(disguised(secret)) for secret in planted]
+    parts: list[str] = []
+    for w in written:
+        parts.append(draw(words))
+        parts.append(w)
+    parts.append(draw(words))
+    return " ".join(parts), planted, written
+
+
+def shaped(shape: str, text: str) -> tuple[str, dict[str, Any]]:
+    if shape == "chat":
+        return "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": text}]}
+    if shape == "tool":
+        tool = {"type": "function", "function": {"name": "f", "description": text, "parameters": {}}}
+        return "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [tool]}
+    if shape == "anthropic":
+        return "/v1/messages", {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": text}]}
+    if shape == "count_tokens":
+        return "/v1/messages/count_tokens", {"model": "m", "system": text, "messages": []}
+    if shape == "responses":
+        return "/v1/responses", {"model": "m", "instructions": text, "input": [{"role": "user", "content": text}]}
+    return "/v1/embeddings", {"model": "m", "input": [text]}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    prompt=disguised_prompts(),
+    shape=st.sampled_from(["chat", "tool", "anthropic", "count_tokens", "responses", "embeddings"]),
+)
+async def test_no_disguised_secret_reaches_the_provider(prompt: tuple[str, list[str], list[str]], shape: str) -> None:
+    text, planted, written = prompt
+    _, sent = await _masked(*shaped(shape, text))
+    readable = normalise(sent.decode())
+    for secret, as_written in zip(planted, written, strict=True):
+        assert as_written not in sent.decode() and secret not in readable, (secret, as_written, sent)
+
+
+@settings(max_examples=200, deadline=None)
+@given(prompt=disguised_prompts())
+async def test_the_answer_gets_back_the_secrets_as_they_were_written(prompt: tuple[str, list[str], list[str]]) -> None:
+    text, _, _ = prompt
     ex, sent = await _masked("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": text}]})
     masked_text = orjson.loads(sent)["messages"][0]["content"]
     answer = orjson.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": masked_text}}]})

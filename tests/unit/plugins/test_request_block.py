@@ -168,3 +168,150 @@ async def test_nothing_to_block_passes() -> None:
 def test_invalid_configs_are_refused(config: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         make_plugin("request-block", config)
+
+
+# --- unicode tricks, every API, bodies that cannot be read through (SPEC §14) -------------
+
+BLOCK = {"block_bodies": ["password", "secret plan"]}
+TRICKS = {
+    "fullwidth": "ｐａｓｓｗｏｒｄ",
+    "fullwidth-upper-folded": "ＰＡＳＳＷＯＲＤ",
+    "zero-width-space": "pass\u200bword",
+    "zero-width-joiners": "p\u200ca\u200dss\u2060word",
+    "soft-hyphen": "pass\u00adword",
+    "byte-order-mark": "\ufeffpass\ufeffword",
+    "mixed": "ｐａ\u200bｓs\u00adword",
+}
+
+
+def api_bodies(text: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """One body per API that carries prompt text, ``text`` where the model reads it."""
+    tool = {"type": "function", "function": {"name": "f", "description": text, "parameters": {"type": "object"}}}
+    return {
+        "chat": ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": text}]}),
+        "chat-tool-description": (
+            "/v1/chat/completions",
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [tool]},
+        ),
+        "chat-user": ("/v1/chat/completions", {"model": "m", "messages": [], "user": text}),
+        "completions": ("/v1/completions", {"model": "m", "prompt": [text]}),
+        "embeddings": ("/v1/embeddings", {"model": "m", "input": text}),
+        "messages-document": (
+            "/v1/messages",
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
+                        ],
+                    }
+                ],
+            },
+        ),
+        "count_tokens": (
+            "/v1/messages/count_tokens",
+            {"model": "m", "system": text, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        "responses-input": (
+            "/v1/responses",
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}]},
+        ),
+        "responses-instructions": ("/v1/responses", {"model": "m", "input": "hi", "instructions": text}),
+        "anthropic-tool": (
+            "/v1/messages",
+            {"model": "m", "max_tokens": 5, "messages": [], "tools": [{"name": "t", "description": text}]},
+        ),
+    }
+
+
+@pytest.mark.parametrize("api", list(api_bodies("")))
+@pytest.mark.parametrize("trick", list(TRICKS))
+async def test_unicode_tricks_are_no_way_around_a_body_block_in_any_api(api: str, trick: str) -> None:
+    path, body = api_bodies(TRICKS[trick])[api]
+    config = {**BLOCK, "case_sensitive": "upper" not in trick}
+    assert await blocked(config, path=path, body=json.dumps(body, ensure_ascii=False).encode())
+    # The same text JSON-escaped (every non-ASCII character as \uXXXX) is blocked too.
+    assert await blocked(config, path=path, body=json.dumps(body, ensure_ascii=True).encode())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"q=pass%E2%80%8Bword",  # a zero-width space, percent-encoded
+        b"q=pass%C2%ADword",  # a soft hyphen, percent-encoded
+        b"q=%EF%BD%90assword",  # a fullwidth p, percent-encoded
+        b"q=secret%E2%80%8B+plan",  # and + for the space
+        b"q=pass%25E2%2580%258Bword",  # double encoded
+        rb'{"q": "pass\u200bword"}',  # JSON-escaped
+        rb'{"q": "\uff50ass\u00adword"}',
+        rb'{"q": "secret\u3000plan"}',  # the ideographic space is a space
+        b'{"q": "pass%E2%80%8Bword"}',  # percent-encoded inside a JSON string
+        rb'{"q": "pass\u0025E2\u002580\u00258Bword"}',  # ... with the % JSON-escaped
+    ],
+)
+async def test_tricks_mixed_with_percent_and_json_escapes_are_blocked(body: bytes) -> None:
+    assert await blocked(BLOCK, body=body)
+
+
+async def test_block_words_written_fullwidth_match_plain_text_and_the_other_way_round() -> None:
+    assert await blocked({"block_bodies": ["ｓｅｃｒｅｔ"]}, body=b'{"c": "a secret"}')
+    assert await blocked({"block_bodies": ["ｓｅｃｒｅｔ"]}, body='{"c": "a ｓｅｃｒｅｔ"}'.encode())
+    assert await blocked({"block_bodies": ["secret"]}, body='{"c": "a ｓｅｃｒｅｔ"}'.encode())
+
+
+async def test_urls_and_headers_match_their_normal_form_too() -> None:
+    assert await blocked({"block_urls": ["password"]}, query="q=pass%E2%80%8Bword")
+    assert await blocked({"block_urls": ["password"]}, query="q=%EF%BD%90assword")
+    assert await blocked({"block_regexp_urls": ["^/v1/admin"]}, path="/v1/ａｄｍｉｎ")
+    assert await blocked({"block_headers": ["password"]}, headers={"x-q": "pass%C2%ADword"})
+
+
+async def test_ordinary_non_ascii_text_is_not_blocked() -> None:
+    body = '{"messages": [{"content": "请帮我，谢谢！Ça va très bien. ﬁle ① 😀"}]}'.encode()
+    assert not await blocked(BLOCK, body=body)
+
+
+def nested(depth: int, leaf: bytes) -> bytes:
+    return b"[" * depth + leaf + b"]" * depth
+
+
+@pytest.mark.parametrize("depth", [65, 5000, 100_000])
+async def test_a_body_nested_past_any_parser_is_still_read_through(depth: int) -> None:
+    # The gateway refuses such a body (400) before any plugin; the plugin does not rely
+    # on that. The exchange is built without the body so that the harness's own parse
+    # does not refuse it first.
+    ex = make_exchange("POST", "/v1/chat/completions", {})
+    ex.request.body = nested(depth, rb'"my pass\u0077ord"')
+    err = await run_request(make_plugin("request-block", BLOCK), ex)
+    assert isinstance(err, GatewayError) and err.reason == "request-block.blocked"
+    ex = make_exchange("POST", "/v1/chat/completions", {})
+    ex.request.body = nested(depth, rb'"nothing to see\u0021"')
+    assert await run_request(make_plugin("request-block", BLOCK), ex) is None
+
+
+async def test_a_parsed_body_of_any_depth_is_walked_without_recursion() -> None:
+    # Whatever a parser lets through: here a value 20,000 levels deep, far past
+    # Python's recursion limit, as if the body had parsed to it.
+    deep: Any = ["pass\u200bword"]
+    for _ in range(20_000):
+        deep = {"k": [deep]}
+    ex = make_exchange("POST", "/v1/chat/completions", {}, body=b'{"c": "\\u0021"}')
+    ex.request._json = deep  # the parse every plugin shares
+    err = await run_request(make_plugin("request-block", BLOCK), ex)
+    assert isinstance(err, GatewayError) and err.reason == "request-block.blocked"
+
+
+async def test_a_body_that_cannot_be_read_through_is_blocked_whatever_the_failure_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(value: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("tollway.plugins.request_block._json_strings", broken)
+    err = await outcome(BLOCK, body=b'{"c": "nothing \\u0021"}')
+    # A GatewayError passes the chain in every failure_mode; any other exception would
+    # be skipped under failure_mode: open.
+    assert isinstance(err, GatewayError) and err.reason == "request-block.blocked"

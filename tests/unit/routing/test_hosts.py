@@ -1,11 +1,11 @@
-"""Host patterns (routing/hosts.py, SPEC §2): ``*``, ``*.example.com``, ``api.*`` and exact
-hosts, without the port and case."""
+"""Host patterns (routing/hosts.py, SPEC §2, §14): ``*``, ``*.example.com``, ``api.*`` and
+exact hosts, matched against the canonical host: no port, no case, no trailing dot."""
 
 from __future__ import annotations
 
 import pytest
 
-from tollway.routing.hosts import host_matches, strip_port
+from tollway.routing.hosts import canonical_host, host_matches, strip_port
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,8 @@ from tollway.routing.hosts import host_matches, strip_port
         ("API.Example.com", "api.example.com", True),
         ("api.*", "api.example.org", True),
         ("api.*", "web.example.org", False),
+        ("api.example.com.", "api.example.com", True),
+        ("*.Example.com.", "a.example.com", True),
     ],
 )
 def test_host_patterns(pattern: str, host: str, hit: bool) -> None:
@@ -34,7 +36,34 @@ def test_host_patterns(pattern: str, host: str, hit: bool) -> None:
         ("example.com", "example.com"),
         ("[::1]:8080", "[::1]"),
         ("127.0.0.1:80", "127.0.0.1"),
+        ("API.Example.com.:8080", "api.example.com"),
     ],
 )
 def test_the_port_and_case_are_ignored(raw: str, host: str) -> None:
     assert strip_port(raw) == host
+
+
+@pytest.mark.parametrize(
+    ("raw", "host"),
+    [
+        ("API.Example.com.:8080", "api.example.com"),
+        ("api.example.com.", "api.example.com"),
+        ("api.example.com:", "api.example.com"),
+        ("[::1]:8080", "[::1]"),
+        ("[2001:DB8::1]", "[2001:db8::1]"),
+        ("10.0.0.1:443", "10.0.0.1"),
+        ("my_host", "my_host"),
+        ("", ""),
+    ],
+)
+def test_the_canonical_host(raw: str, host: str) -> None:
+    assert canonical_host(raw) == host
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["api.example.com..", ".api.example.com", "api..example.com", "api%2eexample.com", "a b", "a/b", "u@a",
+     "a:b", "a:1:2", "[::1", "[zz::1]", ":80", "a:123456", "é.example"],
+)  # fmt: skip
+def test_a_value_that_is_no_host(raw: str) -> None:
+    assert canonical_host(raw) is None

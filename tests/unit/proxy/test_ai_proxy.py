@@ -1,0 +1,73 @@
+"""A provider's whole answer (proxy/ai_proxy.py, SPEC §14), through a gateway in this
+process: a success that claims JSON and is not is the provider's failure, a 502
+``ai-proxy.bad_upstream_response`` billed on estimated tokens; what claims no JSON, and
+a provider's own error, pass as they came."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.support.asgi_support import RecordingUpstream, send_raw
+from tollway.testing.gateway import GatewayUnderTest
+
+PROMPT = "Tell me a story about a lighthouse keeper " * 20
+CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]})
+
+
+def gateway(upstream: RecordingUpstream) -> GatewayUnderTest:
+    config = {
+        "providers": [
+            {"id": "openai", "type": "openai", "apiTokens": ["sk-org"], "baseUrl": "http://up.test/v1"},
+            {"id": "gemini", "type": "gemini", "apiTokens": ["g-key"], "baseUrl": "http://up.test"},
+        ],
+        "routes": [
+            {"name": "openai", "path_prefix": "/v1/", "provider": "openai"},
+            {"name": "gemini", "path_prefix": "/gemini/v1/", "provider": "gemini"},
+        ],
+    }
+    return GatewayUnderTest(orjson.dumps(config).decode(), upstream=upstream)
+
+
+@pytest.mark.parametrize("route", [b"/v1", b"/gemini/v1"])
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"id": "chatcmpl-1", "choices": [{"message": '),
+        ("application/json; charset=utf-8", b"<html>502 Bad Gateway</html>"),
+        ("application/json", b""),
+    ],
+)
+async def test_a_success_that_is_not_the_json_it_claims_is_a_502_billed_on_an_estimate(
+    route: bytes, content_type: str, body: bytes
+) -> None:
+    up = RecordingUpstream(content_type=content_type, body=body)
+    gw = gateway(up)
+    r = await send_raw(gw, "POST", route + b"/chat/completions", body=CHAT)
+    assert (r.status, r.headers["x-tollway-reason"]) == (502, "ai-proxy.bad_upstream_response")
+    assert r.json()["error"]["code"] == "upstream_error"
+    ex = gw.calls[-1]
+    assert (ex.status, ex.reason) == (502, "ai-proxy.bad_upstream_response")
+    assert ex.usage.estimated and ex.usage.input_tokens > 100
+    assert [(a.provider, a.status) for a in ex.attempts] == [(ex.provider, 200)]
+
+
+async def test_an_answer_that_claims_no_json_passes_as_it_came() -> None:
+    up = RecordingUpstream(content_type="text/plain", body=b"just text")
+    r = await send_raw(gateway(up), "POST", b"/v1/chat/completions", body=CHAT)
+    assert (r.status, r.body) == (200, b"just text")
+
+
+async def test_a_providers_error_with_a_broken_body_keeps_its_status() -> None:
+    up = RecordingUpstream(status=429, body=b"{not json")
+    r = await send_raw(gateway(up), "POST", b"/v1/chat/completions", body=CHAT)
+    assert r.status == 429
+
+
+async def test_a_whole_json_answer_is_billed_as_reported() -> None:
+    up = RecordingUpstream()
+    gw = gateway(up)
+    r = await send_raw(gw, "POST", b"/v1/chat/completions", body=CHAT)
+    assert r.status == 200
+    usage = gw.calls[-1].usage
+    assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (11, 2, False)
