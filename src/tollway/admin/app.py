@@ -3,7 +3,9 @@ and the dashboard register their routes with ``add`` (the runtime wires them all
 
 With a token set, every route but ``/healthz`` and the routes added as ``public`` (the
 dashboard's static files, which hold no data) needs ``Authorization: Bearer <token>``,
-compared in constant time.
+compared in constant time. The token and the route are checked before any of the body is
+read; a body is read only up to ``MAX_BODY_BYTES`` (beyond: 413), and one that stalls is
+answered 408.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from urllib.parse import parse_qs
 import orjson
 
 from tollway.config.load import ReloadResult
-from tollway.gateway.edge import Receive, Scope, Send
+from tollway.gateway.edge import BODY_TIMEOUT, Receive, Scope, Send, declared_over
 
 log = logging.getLogger("tollway.admin.app")
 
-Handler = Callable[["AdminRequest"], Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
+Answer = tuple[int, list[tuple[str, str]], bytes]
+Handler = Callable[["AdminRequest"], Awaitable[Answer]]
+
+# The largest admin request body: every admin body is a small JSON object.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 class AdminRequest:
@@ -36,15 +42,41 @@ class AdminRequest:
         return orjson.loads(self.body) if self.body else {}
 
 
-def json_reply(status: int, obj: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+def json_reply(status: int, obj: Any) -> Answer:
     return status, [("content-type", "application/json")], orjson.dumps(obj)
 
 
-def error_reply(
-    status: int, message: str, extra: list[tuple[str, str]] | None = None
-) -> tuple[int, list[tuple[str, str]], bytes]:
+def error_reply(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> Answer:
     code, headers, body = json_reply(status, {"error": {"message": message, "type": "admin_error"}})
     return code, headers + (extra or []), body
+
+
+class _Unread(Exception):
+    """The body was not read: ``answer`` says why (None: the client went away)."""
+
+    def __init__(self, answer: Answer | None) -> None:
+        super().__init__()
+        self.answer = answer
+
+
+async def read_body(receive: Receive, headers: dict[str, str]) -> bytes:
+    """The whole body, at most ``MAX_BODY_BYTES``; raises ``_Unread`` otherwise."""
+    too_large = error_reply(413, f"an admin request body is at most {MAX_BODY_BYTES} bytes")
+    if declared_over(headers.get("content-length"), MAX_BODY_BYTES):
+        raise _Unread(too_large)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            raise _Unread(error_reply(408, "the request body stalled") if msg["type"] == BODY_TIMEOUT else None)
+        chunk: bytes = msg.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _Unread(too_large)
+        parts.append(chunk)
+        if not msg.get("more_body"):
+            return b"".join(parts)
 
 
 class AdminApp:
@@ -84,38 +116,46 @@ class AdminApp:
         scheme, _, value = given.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token)
 
+    def _handler(self, method: str, path: str) -> Handler | None:
+        handler = self.routes.get((method, path))
+        if handler is None:
+            for m, prefix, h in self.prefix_routes:
+                if method == m and path.startswith(prefix):
+                    return h
+        return handler
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
-        req = AdminRequest(scope["method"], scope["path"], scope["query_string"].decode("latin-1"), headers, body)
-        status, out_headers, out = await self.dispatch(req)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(k.encode(), v.encode()) for k, v in out_headers],
-            }
-        )
+        method: str = scope["method"]
+        path: str = scope["path"]
+        handler = self._handler(method, path)
+        # Who asks and what for are settled from the head alone: nobody without the
+        # token makes the admin API read (or even wait for) a body.
+        if path not in self.public and not self._authorized(headers):
+            answer = error_reply(401, "admin token required", [("www-authenticate", "Bearer")])
+        elif handler is None:
+            answer = error_reply(404, f"no admin route {method} {path}")
+        else:
+            try:
+                body = await read_body(receive, headers)
+            except _Unread as unread:
+                if unread.answer is None:
+                    return
+                answer = unread.answer
+            else:
+                query = scope["query_string"].decode("latin-1")
+                answer = await self._run(handler, AdminRequest(method, path, query, headers, body))
+        status, out_headers, out = answer
+        wire = [(k.encode(), v.encode()) for k, v in out_headers]
+        if status != 204:  # (a 204 has no body, and so no length)
+            wire.append((b"content-length", str(len(out)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": wire})
         await send({"type": "http.response.body", "body": out})
 
-    async def dispatch(self, req: AdminRequest) -> tuple[int, list[tuple[str, str]], bytes]:
-        if req.path not in self.public and not self._authorized(req.headers):
-            return error_reply(401, "admin token required", [("www-authenticate", "Bearer")])
-        handler = self.routes.get((req.method, req.path))
-        if handler is None:
-            for method, prefix, h in self.prefix_routes:
-                if req.method == method and req.path.startswith(prefix):
-                    handler = h
-                    break
-        if handler is None:
-            return error_reply(404, f"no admin route {req.method} {req.path}")
+    @staticmethod
+    async def _run(handler: Handler, req: AdminRequest) -> Answer:
         try:
             return await handler(req)
         except orjson.JSONDecodeError:
@@ -124,10 +164,10 @@ class AdminApp:
             log.exception("admin handler %s %s failed", req.method, req.path)
             return error_reply(500, "internal error; see the gateway's log")
 
-    async def healthz(self, req: AdminRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def healthz(self, req: AdminRequest) -> Answer:
         return 200, [("content-type", "text/plain")], b"ok"
 
-    async def reload(self, req: AdminRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def reload(self, req: AdminRequest) -> Answer:
         result = self._reload("admin API")
         if result.ok:
             if self.on_reload_ok is not None:

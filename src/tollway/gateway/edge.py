@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from tollway.errors import RequestTimeout
 from tollway.exchange import Request
 from tollway.gateway.call import ClientGone, Gateway, too_large
 from tollway.headers import Headers
@@ -21,6 +22,26 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # How long after its body is in a call starts watching for its client to go away.
 WATCH_AFTER_S = 0.05
+# The ASGI event the server's ``receive()`` answers once the client has sent nothing of
+# an unfinished request body for ``server.body_timeout_s`` (Tollway's own event: the
+# ASGI spec has none for it). ``after_s`` says how long the silence was.
+BODY_TIMEOUT = "tollway.body_timeout"
+
+
+def body_timeout(event: Message) -> RequestTimeout:
+    return RequestTimeout(
+        f"the request body stalled: nothing arrived for {event.get('after_s', 0):g}s",
+        reason="gateway.body_timeout",
+    )
+
+
+def declared_over(declared: str | None, limit: int) -> bool:
+    """Whether a Content-Length value says more than ``limit`` bytes (the parser already
+    refused one that is not a number)."""
+    if declared is None or not (declared.isascii() and declared.isdigit()):
+        return False
+    # int() of thousands of digits raises; a length that long is over any limit anyway.
+    return len(declared) > 18 or int(declared) > limit
 
 
 class AsgiChannel:
@@ -117,14 +138,15 @@ class GatewayApp:
 
         async def read_body(limit: int) -> bytes:
             nonlocal timer
-            declared = headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
+            if declared_over(headers.get("content-length"), limit):
                 raise too_large(limit)
             parts: list[bytes] = []
             size = 0
             while True:
                 msg = await receive()
-                if msg["type"] == "http.disconnect":
+                if msg["type"] != "http.request":
+                    if msg["type"] == BODY_TIMEOUT:
+                        raise body_timeout(msg)
                     raise ClientGone()
                 chunk = msg.get("body", b"")
                 size += len(chunk)

@@ -4,6 +4,10 @@ SIGTERM/SIGINT stop accepting, let in-flight calls finish (bounded by
 ``server.shutdown_timeout_s``), flush, and exit 0. SIGHUP, a changed config file or
 ``POST /api/reload`` reload. With ``--workers N`` the parent binds the sockets, forks N
 workers that share them, forwards signals, and restarts a worker that dies.
+
+Both listeners build their connections with ``connection.EdgeConnection`` and the edge
+limits of ``server:``; ``server.max_connections`` bounds each worker's gateway listener
+(each process has its own descriptors), the admin listener has a bound of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Any, cast
 
 import uvicorn
 
+from tollway.config.schema import ServerConfig
 from tollway.gateway.edge import Receive, Scope, Send
+from tollway.runtime.connection import ADMIN_MAX_CONNECTIONS, EdgeLimits, connection_class, derived_max_connections
 from tollway.runtime.root import Runtime
 
 AsgiApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
@@ -52,10 +58,27 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn(app: AsgiApp, shutdown_timeout: float) -> uvicorn.Server:
+def edge_limits(server: ServerConfig, max_connections: int | None = None) -> EdgeLimits:
+    """The limits of ``server:``; ``max_connections`` overrides the configured (or derived) bound."""
+    if max_connections is None:
+        max_connections = server.max_connections or derived_max_connections()
+    return EdgeLimits(
+        max_header_bytes=server.max_header_bytes,
+        max_headers=server.max_headers,
+        header_timeout_s=server.header_timeout_s,
+        body_timeout_s=server.body_timeout_s,
+        max_connections=max_connections,
+    )
+
+
+def _uvicorn(
+    name: str, app: AsgiApp, shutdown_timeout: float, keepalive_s: float, limits: EdgeLimits
+) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=connection_class(limits, name),
+        # No WebSocket: an Upgrade request is served as plain HTTP, under the same limits.
+        ws="none",
         loop="none",
         lifespan="off",
         access_log=False,
@@ -67,7 +90,7 @@ def _uvicorn(app: AsgiApp, shutdown_timeout: float) -> uvicorn.Server:
         # Gateway.drain enforces the real bound first; uvicorn's is only a backstop.
         # (asyncio.wait_for takes fractions as they are: no int() here.)
         timeout_graceful_shutdown=cast(int, shutdown_timeout + 5),
-        timeout_keep_alive=30,
+        timeout_keep_alive=cast(int, keepalive_s),
     )
     config.load()
     server = uvicorn.Server(config)
@@ -108,9 +131,12 @@ async def run_worker(runtime: Runtime, gw_sock: socket.socket, admin_sock: socke
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: runtime.reload(source="SIGHUP"))
     await runtime.start()
-    servers = [(_uvicorn(runtime.app, cfg.server.shutdown_timeout_s), gw_sock)]
+    edge = cfg.server
+    gateway = _uvicorn("gateway", runtime.app, edge.shutdown_timeout_s, edge.keepalive_timeout_s, edge_limits(edge))
+    servers = [(gateway, gw_sock)]
     if admin_sock is not None:
-        servers.append((_uvicorn(runtime.admin, 1.0), admin_sock))
+        admin_limits = edge_limits(edge, ADMIN_MAX_CONNECTIONS)
+        servers.append((_uvicorn("admin", runtime.admin, 1.0, edge.keepalive_timeout_s, admin_limits), admin_sock))
     for server, sock in servers:
         await server.startup(sockets=[sock])
     # What start-up built lives as long as the process: keep it out of every

@@ -1,0 +1,538 @@
+"""One HTTP/1.1 connection: uvicorn's httptools protocol with the edge's limits (SPEC §14).
+
+uvicorn bounds neither the size of a request head nor the time it takes to arrive, and
+does not count connections. ``EdgeConnection`` adds the bounds, one connection at a time:
+
+    accepted ─ ``max_connections`` already open: a 503, closed at once, nothing parsed
+       │
+    head ───── over ``max_header_bytes`` (request line and headers, counted as the bytes
+       │       arrive, before the parser buffers any of them) or ``max_headers`` lines:
+       │       431; not all in within ``header_timeout_s`` of the connection's start (or,
+       │       on a kept-alive connection, of its first byte): closed without an answer
+    body ───── silent for ``body_timeout_s``: the app's ``receive()`` answers
+       │       ``BODY_TIMEOUT`` (the gateway answers 408 and records the call);
+       │       ``max_header_bytes`` in a row without body data (chunk trailers or
+       │       extensions, which nothing reads): closed. Trailers are dropped.
+    answer ─── the client takes nothing of it for ``body_timeout_s``: closed (a client
+       │       that stops reading must not hold the call and its provider connection)
+    idle ───── ``keepalive_timeout_s`` (uvicorn's own timer): closed
+
+An answer sent before the request's body was all in (a refusal, a 431) ends the
+connection with a lingering close: the rest of the input is dropped unparsed until the
+client has been quiet for ``LINGER_S`` (``LINGER_MAX_S`` at most), then the socket is
+closed, so a client still sending reads the answer instead of a reset.
+
+The plain path (a head, and its body if any, in one read) pays a few attribute checks
+and no timer: a clock is armed only when a head or a body spans reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import urllib.parse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import httptools
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+
+from tollway.gateway.edge import BODY_TIMEOUT
+from tollway.protocols.openai.wire import error_body
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGIReceiveEvent, HTTPRequestEvent
+
+log = logging.getLogger("tollway.connection")
+
+# How long a connection answered before its request was all in keeps dropping input:
+# until the client has been quiet this long, and at most the second bound.
+LINGER_S = 2.0
+LINGER_MAX_S = 30.0
+# The admin listener's own bound: a few operators, a dashboard, a metrics scraper.
+ADMIN_MAX_CONNECTIONS = 64
+# Descriptors kept back from client connections: the database, Redis, idle provider
+# connections, log files, the listening sockets, the admin listener's connections.
+RESERVED_FDS = 128 + ADMIN_MAX_CONNECTIONS
+# The smallest head a request line and headers of this size could have come from: the
+# method, " ", " HTTP/1.1\r\n", and ": " and "\r\n" per header line.
+_REQUEST_LINE_MIN = 14
+_HEADER_LINE_MIN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """``server.*`` of the config, as one listener applies them."""
+
+    max_header_bytes: int
+    max_headers: int
+    header_timeout_s: float
+    body_timeout_s: float
+    max_connections: int
+
+
+def derived_max_connections(fd_limit: int | None = None) -> int:
+    """``server.max_connections`` when the config leaves it out: half the descriptors left
+    after ``RESERVED_FDS``, since a client connection may hold a provider connection
+    while its call is in flight. ``fd_limit``: the process's soft RLIMIT_NOFILE."""
+    if fd_limit is None:
+        fd_limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if fd_limit == resource.RLIM_INFINITY:
+            fd_limit = 1 << 20
+    return max(16, (fd_limit - RESERVED_FDS) // 2)
+
+
+class Refusals:
+    """The connections one listener refused at its bound, told to the log at most once
+    every ``LOG_EVERY_S`` (a flood must not become a flood of log lines)."""
+
+    LOG_EVERY_S = 10.0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.total = 0
+        self._unlogged = 0
+        self._logged_at = float("-inf")
+
+    def note(self, now: float, bound: int) -> None:
+        self.total += 1
+        self._unlogged += 1
+        if now - self._logged_at >= self.LOG_EVERY_S:
+            log.warning(
+                "%s listener: refused %d connection(s) at its bound of %d open connections",
+                self.name,
+                self._unlogged,
+                bound,
+            )
+            self._unlogged = 0
+            self._logged_at = now
+
+
+def connection_class(limits: EdgeLimits, name: str = "gateway") -> type[EdgeConnection]:
+    """The protocol class one uvicorn server (``name``: the listener, for the log) builds
+    its connections with."""
+    namespace = {"limits": limits, "refusals": Refusals(name)}
+    return cast("type[EdgeConnection]", type("EdgeConnection", (EdgeConnection,), namespace))
+
+
+def _answer(status: int, message: str, code: str, reason: str, extra: bytes = b"") -> bytes:
+    """A whole error answer, written by the connection itself (no app saw the request),
+    in the OpenAI error shape; the connection closes after it."""
+    body = error_body(status, message, code)
+    return b"".join(
+        [
+            STATUS_LINE[status],
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"x-request-id: %s\r\n" % os.urandom(12).hex().encode(),
+            b"x-tollway-reason: %s\r\n" % reason.encode(),
+            extra,
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class _HeadRefused(Exception):
+    """Raised from a parser callback to stop the parser: the head was refused."""
+
+
+class _Cycle(RequestResponseCycle):
+    """uvicorn's request cycle, whose ``receive()`` answers ``BODY_TIMEOUT`` once the
+    connection's body clock ran out before the body was all in."""
+
+    # The silence, in seconds, after which the body clock ran out (0: it has not). Set
+    # on the instance at its creation: on Python 3.11 an attribute read through the
+    # instance that is found on the class is not specialised, and this one is read on
+    # every receive().
+    body_silence_s: float
+
+    async def receive(self) -> ASGIReceiveEvent:
+        # As uvicorn's RequestResponseCycle.receive, but for the timeout.
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.disconnected and not self.response_complete and not self.body_silence_s:
+            self.flow.resume_reading()
+            await self.message_event.wait()
+            self.message_event.clear()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        if self.body_silence_s and self.more_body:
+            return cast("ASGIReceiveEvent", {"type": BODY_TIMEOUT, "after_s": self.body_silence_s})
+        message: HTTPRequestEvent = {"type": "http.request", "body": bytes(self.body), "more_body": self.more_body}
+        self.body = bytearray()
+        return message
+
+
+class EdgeConnection(HttpToolsProtocol):
+    """See the module's docstring; ``connection_class`` binds the limits."""
+
+    # Slots: uvicorn's ~30 attributes fill the instance dict's shared keys; more keys
+    # there would slow every attribute access of uvicorn's own code.
+    __slots__ = (
+        "_admitted",
+        "_began",
+        "_clock",
+        "_dropping",
+        "_head_left",
+        "_in_head",
+        "_linger_end",
+        "_max_head",
+        "_max_headers",
+        "_pending",
+        "_rx_at",
+        "_since_data",
+        "_stall",
+        "_uncounted",
+    )
+
+    limits: ClassVar[EdgeLimits]
+    refusals: ClassVar[Refusals]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._admitted = False
+        # Waiting for, or reading, a request head (until its headers are complete).
+        self._in_head = True
+        # The parser has begun the current head.
+        self._began = False
+        # The hot path reads the limit from a slot: ``self.limits`` is found on the class,
+        # which Python 3.11 does not specialise.
+        self._max_head = self.limits.max_header_bytes
+        self._max_headers = self.limits.max_headers
+        # Bytes the current head may still have.
+        self._head_left = self._max_head
+        # Part of the current head came in the read that ended the previous request, and
+        # was not counted: its size is checked from the parsed head instead.
+        self._uncounted = False
+        # Input is no longer parsed (the connection is ending).
+        self._dropping = False
+        # A 431 waiting for the answer in progress on this connection to finish.
+        self._pending: bytes | None = None
+        # The head clock, the body clock, or the end of a lingering close.
+        self._clock: asyncio.TimerHandle | None = None
+        # Runs while the client takes nothing of what we write.
+        self._stall: asyncio.TimerHandle | None = None
+        # When body bytes (or, lingering, any bytes) last arrived.
+        self._rx_at = 0.0
+        # Bytes read in the body since the parser last found body data in them: chunk
+        # framing, and what nothing reads (trailers, chunk extensions).
+        self._since_data = 0
+        # When a lingering close ends whatever the client does.
+        self._linger_end = 0.0
+
+    # --- the connection -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.limits.max_connections:
+            # Refused before it costs anything: never counted, never parsed.
+            self._dropping = True
+            self.refusals.note(self.loop.time(), self.limits.max_connections)
+            transport.write(
+                _answer(
+                    503,
+                    "the gateway has too many open connections; retry shortly",
+                    "service_unavailable",
+                    "gateway.too_many_connections",
+                    b"retry-after: 1\r\n",
+                )
+            )
+            transport.close()
+            return
+        self._admitted = True
+        super().connection_made(transport)
+        self._clock = self.loop.call_later(self.limits.header_timeout_s, self._head_clock_ran_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_clock()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        if self._admitted:
+            super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._dropping:
+            self._rx_at = self.loop.time()
+            return
+        if self._in_head:
+            if not self._began:
+                self._uncounted = False
+            if len(data) > self._head_left:
+                self._receive_past_head_budget(data)
+                return
+            self._head_left -= len(data)
+        else:
+            self._rx_at = self.loop.time()
+            self._since_data += len(data)  # (``on_body`` sets it back to 0)
+        self._feed(data)
+        if self._clock is None and (self._began or not self._in_head):
+            self._arm_clock()
+        if not self._in_head and self._since_data > self._max_head and not self._dropping:
+            # Trailers or chunk extensions past any use, which the parser would keep.
+            log.debug("closing a connection that sent %d bytes of a body without body data", self._since_data)
+            self._dropping = True
+            self.transport.close()
+
+    def _feed(self, data: bytes) -> None:
+        # As uvicorn's data_received; an Upgrade is served as plain HTTP (no WebSocket here).
+        if self.timeout_keep_alive_task is not None:
+            self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._dropping:  # we stopped the parser: the head was refused
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+        except httptools.HttpParserUpgrade:
+            log.debug("an Upgrade request is served as plain HTTP")
+
+    def _receive_past_head_budget(self, data: bytes) -> None:
+        """``data`` holds more than the current head may still have: the parser gets only
+        what the head may have, and the head is refused unless it ended within it."""
+        left = self._head_left
+        self._head_left = 0
+        if left:
+            self._feed(data[:left])
+            if self._dropping or self.transport.is_closing():
+                return
+        if self._in_head and self._head_left == 0:
+            self._refuse_head(f"the request line and headers are larger than {self._max_head} bytes")
+            return
+        # The head ended: the rest is its body, or the next request.
+        self.data_received(data[left:])
+
+    def _busy(self) -> bool:
+        """An answer is in progress (or queued) on this connection."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    # --- parser callbacks ---------------------------------------------------------------
+
+    # The parser callbacks below are uvicorn's, written out rather than reached through
+    # super(): they run for every request, and the extra call is a measurable part of it.
+
+    def on_message_begin(self) -> None:
+        self._began = True
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a chunked body's trailer: nothing reads those
+        name = name.lower()
+        # llhttp keeps trailing whitespace, which is not part of the value (RFC 9110 5.5).
+        value = value.rstrip(b" \t")
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = self._began = False
+        self._since_data = 0
+        if self._clock is not None:
+            self._cancel_clock()
+        if len(self.headers) > self._max_headers:
+            self._refuse_head(f"the request has more than {self._max_headers} header fields")
+            raise _HeadRefused
+        if self._uncounted and self._parsed_head_size() > self._max_head:
+            self._refuse_head(f"the request line and headers are larger than {self._max_head} bytes")
+            raise _HeadRefused
+        # From here on as uvicorn's, with our cycle (and neither WebSocket nor
+        # limit_concurrency, which this server does not use).
+        http_version = self.parser.get_http_version()
+        self.scope["method"] = self.parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            self.scope["http_version"] = http_version
+        parsed_url = httptools.parse_url(self.url)
+        # An absolute-form target (``http://host/path``) keeps its scheme and host in
+        # ``raw_path``: the gateway's target check holds its host to the Host header.
+        raw_path = parsed_url.path if self.url[:1] == b"/" else self.url.partition(b"?")[0]
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        self.scope["path"] = self.root_path + path
+        self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        self.scope["query_string"] = parsed_url.query or b""
+        existing = self.cycle
+        cycle = self.cycle = _Cycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        cycle.body_silence_s = 0.0
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, self.app)
+        else:
+            # Pipelined: queued behind the answer in progress.
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))
+
+    def _parsed_head_size(self) -> int:
+        """A lower bound of the head's size on the wire, from what the parser kept."""
+        return _REQUEST_LINE_MIN + len(self.url) + sum(len(k) + len(v) + _HEADER_LINE_MIN for k, v in self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        self._since_data = 0
+        cycle = self.cycle
+        if cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        self._head_left = self._max_head
+        self._uncounted = True
+        if self._clock is not None:
+            self._cancel_clock()
+        if not self.cycle.response_complete:
+            self.cycle.more_body = False
+            self.cycle.message_event.set()
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        if not self._in_head or self._pending is not None:
+            # Answered before its body was all in (the rest is not worth reading), or a
+            # 431 waits for this answer: the connection ends once the last answer is out.
+            if self.cycle.response_complete:
+                if self._pending is not None:
+                    self.transport.write(self._pending)
+                    self._pending = None
+                self._linger()
+                return
+        if self.timeout_keep_alive_task is not None:
+            self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif self._began and self._clock is None:
+            # The next head began while this answer went out: its clock starts now.
+            self._arm_clock()
+        else:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    # --- refusals and clocks ------------------------------------------------------------
+
+    def _refuse_head(self, message: str) -> None:
+        self._dropping = True
+        self._cancel_clock()
+        answer = _answer(431, message, "request_header_fields_too_large", "gateway.headers_too_large")
+        if self._busy():
+            # Pipelined behind an answer in progress: this one follows it.
+            self._pending = answer
+            return
+        self.transport.write(answer)
+        self._linger()
+
+    def _linger(self) -> None:
+        """End the connection once the answer is out: half-close, drop the input, close
+        after ``LINGER_S`` (closing at once, with input unread, would send a reset that
+        can destroy the answer before the client reads it)."""
+        self._dropping = True
+        self._cancel_clock()
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._rx_at = self.loop.time()
+        self._linger_end = self._rx_at + LINGER_MAX_S
+        self._clock = self.loop.call_later(LINGER_S, self._linger_ran_out)
+
+    def _linger_ran_out(self) -> None:
+        self._clock = None
+        now = self.loop.time()
+        quiet = now - self._rx_at
+        if quiet < LINGER_S and now < self._linger_end:
+            self._clock = self.loop.call_later(min(LINGER_S - quiet, self._linger_end - now), self._linger_ran_out)
+            return
+        self.transport.close()
+        if self.transport.get_write_buffer_size() and self._stall is None:
+            # What is still unsent waits for a client that reads, but not forever.
+            self._stall = self.loop.call_later(self.limits.body_timeout_s, self.transport.abort)
+
+    def _arm_clock(self) -> None:
+        if self._dropping or self.transport.is_closing():
+            return
+        if not self._in_head:
+            self._rx_at = self.loop.time()
+            self._clock = self.loop.call_later(self.limits.body_timeout_s, self._body_clock_ran_out)
+        elif not self._busy():
+            self._clock = self.loop.call_later(self.limits.header_timeout_s, self._head_clock_ran_out)
+
+    def _cancel_clock(self) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
+
+    def _head_clock_ran_out(self) -> None:
+        self._clock = None
+        log.debug("closing a connection whose request head took over %gs", self.limits.header_timeout_s)
+        self.transport.close()
+
+    def _body_clock_ran_out(self) -> None:
+        self._clock = None
+        cycle = self.cycle
+        if self._in_head or self._dropping or not isinstance(cycle, _Cycle):
+            return
+        timeout = self.limits.body_timeout_s
+        now = self.loop.time()
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
+            # Not the client's silence: we stopped reading, or it waits for our go-ahead.
+            self._rx_at = now
+        quiet = now - self._rx_at
+        if quiet < timeout:
+            self._clock = self.loop.call_later(timeout - quiet, self._body_clock_ran_out)
+            return
+        cycle.body_silence_s = quiet
+        cycle.message_event.set()
+
+    # --- a client that stops reading ----------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall is None:
+            self._stall = self.loop.call_later(self.limits.body_timeout_s, self._stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _stalled(self) -> None:
+        self._stall = None
+        log.debug("closing a connection whose client took nothing for %gs", self.limits.body_timeout_s)
+        self.transport.abort()

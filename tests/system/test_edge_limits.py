@@ -1,0 +1,374 @@
+"""The HTTP edge's limits (SPEC §14) on real sockets against ``tollway serve``: heads too
+large or with too many lines → 431 before they are buffered; a head that trickles in and
+an idle keep-alive connection are closed; a stalled body → 408, recorded; connections
+past ``max_connections`` are refused while admitted ones keep working; keep-alive and
+pipelining go on working under the limits.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import Proc, start_process
+
+KEY = "key-alice-1"
+CHAT = b'{"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}'
+CONFIG = """
+server: {{header_timeout_s: {head}, body_timeout_s: {body}, keepalive_timeout_s: {idle}{extra}}}
+storage: {{database: "sqlite:///./tollway.db"}}
+providers:
+  - {{id: m, type: mock}}
+routes:
+  - {{name: chat, path_prefix: /v1/, provider: m}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{{name: alice, credential: "{key}"}}]
+"""
+# Short clocks, so slow clients are dealt with within a test's patience.
+HEAD_S = 0.5
+BODY_S = 0.5
+IDLE_S = 0.5
+MAX_CONNECTIONS = 20
+
+
+def _serve(folder: Path, config: str) -> Proc:
+    (folder / "tollway.yaml").write_text(config)
+    return start_process(["serve", "-c", "tollway.yaml", "--port", "0", "--admin-port", "0"], cwd=folder)
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    config = CONFIG.format(head=HEAD_S, body=BODY_S, idle=IDLE_S, extra="", key=KEY)
+    proc = _serve(tmp_path_factory.mktemp("edge-limits"), config)
+    yield proc
+    assert proc.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def few(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A gateway that serves at most ``MAX_CONNECTIONS`` connections (clocks at their defaults)."""
+    config = CONFIG.format(head=10, body=30, idle=75, extra=f", max_connections: {MAX_CONNECTIONS}", key=KEY)
+    proc = _serve(tmp_path_factory.mktemp("edge-connections"), config)
+    yield proc
+    assert proc.stop() == 0
+
+
+# --- a raw HTTP/1.1 client ---------------------------------------------------------------------
+
+
+class Conn(socket.socket):
+    """A client socket that keeps what it read past the response it was reading (the
+    next pipelined answer may come in the same read)."""
+
+    pending = b""
+
+
+def connect(proc: Proc, timeout: float = 10) -> Conn:
+    host, port = proc.url.removeprefix("http://").rsplit(":", 1)
+    sock = Conn(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect((host, int(port)))
+    return sock
+
+
+def head(target: str = "/v1/chat/completions", *lines: str, method: str = "POST", length: int | None = None) -> bytes:
+    fields = ["Host: gateway", f"Authorization: Bearer {KEY}", *lines]
+    if length is not None:
+        fields.append(f"Content-Length: {length}")
+    return (f"{method} {target} HTTP/1.1\r\n" + "".join(f"{f}\r\n" for f in fields) + "\r\n").encode()
+
+
+def chat_request(*lines: str) -> bytes:
+    return head("/v1/chat/completions", "Content-Type: application/json", *lines, length=len(CHAT)) + CHAT
+
+
+class Response:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def read_response(sock: Conn) -> Response:
+    """One response with a Content-Length body (every answer this test asks for has one)."""
+    buf, sock.pending = sock.pending, b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a whole response head: {buf!r}")
+        buf += chunk
+    raw_head, _, body = buf.partition(b"\r\n\r\n")
+    status_line, *lines = raw_head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed mid-body")
+        body += chunk
+    body, sock.pending = body[:length], body[length:]
+    return Response(int(status_line.split()[1]), headers, body)
+
+
+def closed_by_server(sock: Conn) -> bool:
+    """Whether the server ended the connection (reading gives EOF or a reset) before the
+    socket's timeout, with nothing more to read."""
+    if sock.pending:
+        return False
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+def rss_kib(proc: Proc) -> int:
+    for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def assert_431(r: Response) -> None:
+    assert r.status == 431, r.body
+    assert r.headers["x-tollway-reason"] == "gateway.headers_too_large"
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["x-request-id"]
+    error = r.json()["error"]
+    assert error["code"] == "request_header_fields_too_large"
+    assert error["message"] and error["type"]
+
+
+def assert_still_serving(proc: Proc) -> None:
+    r = httpx.post(proc.url + "/v1/chat/completions", content=CHAT, headers={"authorization": f"Bearer {KEY}"})
+    assert r.status_code == 200, r.text
+
+
+def records(proc: Proc) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = httpx.get(proc.admin_url + "/api/requests", params={"limit": 1000}).json()["requests"]
+    return out
+
+
+# --- heads -------------------------------------------------------------------------------------
+
+
+def test_a_megabyte_header_without_a_key_is_431_at_once(gw: Proc) -> None:
+    with connect(gw) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nX-Pad: " + b"a" * 1_000_000 + b"\r\n\r\n")
+        assert_431(read_response(sock))
+        assert closed_by_server(sock)
+    assert_still_serving(gw)
+
+
+def test_oversized_heads_are_never_buffered(gw: Proc) -> None:
+    # 8 clients with a 6 MB header each, at once: buffered, that is 48 MB and more.
+    before = rss_kib(gw)
+    statuses: list[int] = []
+
+    def oversized() -> None:
+        with connect(gw) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: gateway\r\nX-Pad: " + b"a" * 6_000_000 + b"\r\n\r\n")
+            statuses.append(read_response(sock).status)
+
+    clients = [threading.Thread(target=oversized) for _ in range(8)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(30)
+    assert statuses == [431] * 8
+    grown_mib = (rss_kib(gw) - before) / 1024
+    assert grown_mib < 8, f"RSS grew by {grown_mib:.1f} MiB"
+
+
+def _head_of_size(size: int) -> bytes:
+    """A GET head of exactly ``size`` bytes (request line, headers, the blank line)."""
+    bare = head("/v1/models", "X-Pad: ", method="GET")
+    pad = size - len(bare)
+    return head("/v1/models", "X-Pad: " + "p" * pad, method="GET")
+
+
+def test_a_head_of_max_header_bytes_is_served_and_one_byte_more_is_431(gw: Proc) -> None:
+    exact = _head_of_size(65536)
+    assert len(exact) == 65536
+    with connect(gw) as sock:
+        sock.sendall(exact)
+        assert read_response(sock).status == 200
+        over = _head_of_size(65537)
+        sock.sendall(over)
+        assert_431(read_response(sock))
+
+
+def test_101_header_lines_are_431_and_100_are_served(gw: Proc) -> None:
+    # head() writes Host and Authorization: 98 more make 100 lines, 99 more make 101.
+    with connect(gw) as sock:
+        sock.sendall(head("/v1/models", *(f"X-H{i}: v" for i in range(98)), method="GET"))
+        assert read_response(sock).status == 200
+    with connect(gw) as sock:
+        sock.sendall(head("/v1/models", *(f"X-H{i}: v" for i in range(99)), method="GET"))
+        r = read_response(sock)
+        assert_431(r)
+        assert "100 header fields" in r.json()["error"]["message"]
+
+
+def test_an_oversized_head_pipelined_behind_a_call_is_answered_after_it(gw: Proc) -> None:
+    with connect(gw) as sock:
+        sock.sendall(chat_request() + b"GET /v1/models HTTP/1.1\r\nX-Pad: " + b"a" * 100_000 + b"\r\n\r\n")
+        assert read_response(sock).status == 200
+        assert_431(read_response(sock))
+        assert closed_by_server(sock)
+
+
+def test_a_head_that_trickles_in_is_closed_after_header_timeout_s(gw: Proc) -> None:
+    with connect(gw) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n")
+        started = time.monotonic()
+        sock.settimeout(0.1)
+        closed = False
+        # One byte of a header every 0.1 s: each arrives well inside any per-read timeout.
+        while time.monotonic() - started < HEAD_S + 5:
+            try:
+                sock.sendall(b"X")
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+                break
+        assert closed, "the trickling head was never cut off"
+        assert time.monotonic() - started >= HEAD_S * 0.9
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_header_timeout_s(gw: Proc) -> None:
+    with connect(gw, timeout=HEAD_S + 5) as sock:
+        started = time.monotonic()
+        assert closed_by_server(sock)
+        assert time.monotonic() - started >= HEAD_S * 0.9
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+
+def test_a_stalled_body_is_408_and_recorded(gw: Proc) -> None:
+    with connect(gw) as sock:
+        sock.sendall(head("/v1/chat/completions", "x-request-id: stalled-body", length=1000) + b'{"model": ')
+        started = time.monotonic()
+        r = read_response(sock)
+        waited = time.monotonic() - started
+        assert r.status == 408, r.body
+        assert r.headers["x-tollway-reason"] == "gateway.body_timeout"
+        assert r.json()["error"]["code"] == "request_timeout"
+        assert waited >= BODY_S * 0.9
+        assert closed_by_server(sock)
+    [record] = [rec for rec in records(gw) if rec["request_id"] == "stalled-body"]
+    assert (record["status"], record["reason"], record["consumer"]) == (408, "gateway.body_timeout", "alice")
+
+
+def test_a_body_that_keeps_coming_slowly_is_not_cut_off(gw: Proc) -> None:
+    with connect(gw) as sock:
+        sock.sendall(head("/v1/chat/completions", "Content-Type: application/json", length=len(CHAT)))
+        # Each piece within body_timeout_s of the last, the whole well past it.
+        for i in range(0, len(CHAT), len(CHAT) // 4 + 1):
+            time.sleep(BODY_S / 2)
+            sock.sendall(CHAT[i : i + len(CHAT) // 4 + 1])
+        assert read_response(sock).status == 200
+
+
+def test_a_refusal_before_the_body_does_not_wait_for_it(gw: Proc) -> None:
+    # No key: key-auth answers 401 from the head; the 100 MB the head announces are never awaited.
+    with connect(gw) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Length: 100000000\r\n\r\n{")
+        r = read_response(sock)
+        assert r.status == 401
+        assert closed_by_server(sock)
+
+
+def test_small_trailers_are_ignored_and_endless_ones_cut_off(gw: Proc) -> None:
+    chunked = head("/v1/chat/completions", "Content-Type: application/json", "Transfer-Encoding: chunked")
+    with connect(gw) as sock:
+        sock.sendall(chunked + b"%x\r\n%s\r\n0\r\nX-Trailer: ignored\r\n\r\n" % (len(CHAT), CHAT))
+        assert read_response(sock).status == 200
+    before = rss_kib(gw)
+    with connect(gw) as sock:
+        sock.sendall(chunked + b"%x\r\n%s\r\n0\r\n" % (len(CHAT), CHAT))
+        with pytest.raises(OSError):
+            for _ in range(200):  # 40 MB of trailer lines, if nothing stops them
+                sock.sendall(b"a: b\r\n" * 33_000)
+        assert closed_by_server(sock)
+    assert (rss_kib(gw) - before) / 1024 < 8
+    assert_still_serving(gw)
+
+
+# --- keep-alive and pipelining -----------------------------------------------------------------
+
+
+def test_keep_alive_and_pipelining_still_work(gw: Proc) -> None:
+    with connect(gw) as sock:
+        sock.sendall(chat_request("x-request-id: first"))
+        assert read_response(sock).headers["x-request-id"] == "first"
+        sock.sendall(chat_request("x-request-id: second") + chat_request("x-request-id: third"))
+        assert [read_response(sock).headers["x-request-id"] for _ in range(2)] == ["second", "third"]
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout_s(gw: Proc) -> None:
+    with connect(gw, timeout=IDLE_S + 5) as sock:
+        sock.sendall(chat_request())
+        assert read_response(sock).status == 200
+        answered = time.monotonic()
+        assert closed_by_server(sock)
+        assert time.monotonic() - answered >= IDLE_S * 0.9
+
+
+# --- connections -------------------------------------------------------------------------------
+
+
+def test_connections_past_max_connections_are_refused_at_once_and_the_admitted_keep_working(few: Proc) -> None:
+    admitted = [connect(few) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for sock in admitted:
+            sock.sendall(chat_request())
+            assert read_response(sock).status == 200
+        with connect(few) as extra:
+            r = read_response(extra)
+            assert r.status == 503
+            assert r.headers["x-tollway-reason"] == "gateway.too_many_connections"
+            assert r.json()["error"]["code"] == "service_unavailable"
+            assert closed_by_server(extra)
+        said = "gateway listener: refused 1 connection(s) at its bound of 20 open connections"
+        deadline = time.monotonic() + 5
+        while not any(said in line for line in few.stderr_lines):
+            assert time.monotonic() < deadline, f"no log line {said!r}"
+            time.sleep(0.05)
+        for sock in admitted:
+            sock.sendall(chat_request())
+            assert read_response(sock).status == 200
+        admitted.pop().close()
+        # The freed place goes to the next connection (once the server saw the close).
+        deadline = time.monotonic() + 5
+        while True:
+            with connect(few) as sock:
+                sock.sendall(chat_request())
+                try:
+                    if read_response(sock).status == 200:
+                        break
+                except ConnectionError:  # refused with the request unread: a reset
+                    pass
+            assert time.monotonic() < deadline, "the freed place was never given to a new connection"
+            time.sleep(0.05)
+    finally:
+        for sock in admitted:
+            sock.close()
