@@ -83,7 +83,12 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(ProtocolFailure("provider tried to upgrade the connection"))
         except httptools.HttpParserError as exc:
-            self._fail(ProtocolFailure(f"provider sent a malformed response: {exc}"))
+            ours = exc.__context__  # a callback of ours refused what it saw
+            self._fail(
+                ours
+                if isinstance(ours, ProtocolFailure)
+                else ProtocolFailure(f"provider sent a malformed response: {exc}")
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -103,11 +108,21 @@ class _Connection(asyncio.Protocol):
         pass
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # A second response to one request: whatever follows cannot be trusted to
+            # belong to the next request (response splitting); the connection is dropped.
+            raise ProtocolFailure("provider sent a response nobody asked for")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        if not 100 <= self.status <= 599:
+            # llhttp takes any three digits ("010"); no client may be sent such a status.
+            self._fail(ProtocolFailure(f"provider sent an invalid status {self.status}"))
+            return
         if 100 <= self.status < 200:
             self.headers = []  # an interim response: the real one follows
             return

@@ -262,6 +262,49 @@ async def test_garbage_response(serve: Callable[..., Awaitable[Server]]) -> None
     await client.aclose()
 
 
+@pytest.mark.parametrize("status", [b"010", b"099", b"600", b"999"])
+async def test_a_status_outside_100_to_599_is_a_protocol_failure(
+    serve: Callable[..., Awaitable[Server]], status: bytes
+) -> None:
+    # llhttp takes any three digits; no client may be relayed such a status (found by tests/fuzz).
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 " + status + b" Odd\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    server = await serve(script)
+    client = H1Transport()
+    with pytest.raises(ProtocolFailure, match="invalid status"):
+        await client.send(req(server.port))
+    await client.aclose()
+
+
+async def test_a_second_response_to_one_request_drops_the_connection(serve: Callable[..., Awaitable[Server]]) -> None:
+    # Bytes after a complete response cannot be trusted to answer the next request
+    # (response splitting): the connection is not reused, and the next call gets its own.
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
+        state.requests.append(await read_request(reader))
+        writer.write(ok(b'{"n": 1}') + ok(b'{"smuggled": true}'))
+        await writer.drain()
+        while True:
+            state.requests.append(await read_request(reader))
+            writer.write(ok(b'{"n": %d}' % len(state.requests)))
+            await writer.drain()
+
+    server = await serve(script)
+    client = H1Transport()
+    resp = await client.send(req(server.port))
+    assert await resp.read() == b'{"n": 1}'
+    await resp.aclose()
+    await asyncio.sleep(0.05)
+    resp = await client.send(req(server.port))
+    assert b"smuggled" not in await resp.read()
+    await resp.aclose()
+    assert server.connections == 2
+    await client.aclose()
+
+
 async def test_connection_dropped_mid_body(serve: Callable[..., Awaitable[Server]]) -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
         await read_request(reader)
