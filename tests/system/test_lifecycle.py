@@ -379,3 +379,80 @@ def test_workers_serve_with_state_in_redis(gateway: GatewayFactory, mock_llm: Pr
     time.sleep(0.1)
     assert len(gw.access_log()) >= 24
     assert_stdout_is_json_lines(gw)
+
+
+# --- what the operator reads -----------------------------------------------------------------
+
+
+def _serve(tmp_path: Path, *extra: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tollway", "serve", "-c", str(tmp_path / "tollway.yaml"), *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
+
+
+def test_start_up_says_where_each_provider_sends_calls_and_shows_no_key(
+    gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    gw = gateway(
+        config(mock_llm).replace("routes:", "  - {id: local, type: mock}\nroutes:", 1)
+        + "plugins:\n  - name: key-auth\n"
+        + "    defaultConfig: {keys: [x-api-key], consumers: [{name: a, credential: k-secret-a}]}\n"
+    )
+    said = "\n".join(gw.stderr_lines)
+    assert f"provider mock: openai at {mock_llm.url}/v1 (1 key)" in said
+    assert "provider local: the built-in mock model" in said
+    assert "route chat: /v1/ → mock" in said
+    assert "plugins: key-auth" in said
+    assert "sk-provider-1" not in said and "k-secret-a" not in said
+    # The summary comes before the lines that say it serves.
+    summary = next(i for i, line in enumerate(gw.stderr_lines) if "route chat" in line)
+    listening = next(i for i, line in enumerate(gw.stderr_lines) if "gateway listening" in line)
+    assert summary < listening
+
+
+def test_a_busy_port_is_one_line_and_exit_1(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
+    gw = gateway(config(mock_llm))
+    port = gw.url.rsplit(":", 1)[1]
+    done = _serve(tmp_path, "--port", port, "--admin-port", "0")
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"tollway: cannot listen on 127.0.0.1:{port}: address already in use"
+
+
+@pytest.mark.redis
+def test_workers_that_cannot_reach_their_database_stop_the_gateway_with_one_line_each(
+    mock_llm: Proc, tmp_path: Path
+) -> None:
+    if not _redis_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Redis is not reachable on 127.0.0.1:6379 and CI must run this test")
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    text = config(mock_llm, state="redis://127.0.0.1:6379/0").replace(
+        "sqlite:///./tollway.db", "postgresql://postgres@127.0.0.1:5432/tollway_no_such_database"
+    )
+    (tmp_path / "tollway.yaml").write_text(text)
+    started = time.monotonic()
+    done = _serve(tmp_path, "--port", "0", "--admin-port", "0", "--workers", "2")
+    assert done.returncode == 1
+    assert time.monotonic() - started < 20  # not a restart loop
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr
+    assert 1 <= len(lines) <= 2
+    assert all("cannot use storage.database" in line and "does not exist" in line for line in lines)
+    assert "listening" not in done.stderr  # it never served
+
+
+def test_a_good_reload_is_info_and_a_stop_says_what_it_waits_for(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(config(mock_llm))
+    gw.popen.send_signal(signal.SIGHUP)
+    wait_for(lambda: any("new config in effect" in line for line in gw.stderr_lines), 5, "the reload line")
+    assert any(line.startswith("tollway: INFO reload (SIGHUP)") for line in gw.stderr_lines)
+    assert gw.stop(signal.SIGINT) == 0
+    said = [line for line in gw.stderr_lines if "INFO stop" in line]
+    assert said == [
+        "tollway: INFO stopping: no call in flight, then storing the last usage records",
+        "tollway: INFO stopped",
+    ]

@@ -84,12 +84,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         current = first.pop() if first else source.load()
         return Runtime(source, current, on_reload_ok=on_reload_ok)
 
-    from tollway.storage import StorageError
+    from tollway.runtime.serve import StartupFailed
 
     try:
         return serve(make_runtime, listen)
-    except StorageError as exc:
-        print(f"tollway: cannot use storage.database: {exc}", file=sys.stderr)
+    except StartupFailed as exc:
+        print(f"tollway: {exc}", file=sys.stderr)
         return 1
 
 

@@ -114,6 +114,11 @@ class Gateway:
     def swap(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
+    @property
+    def in_flight(self) -> int:
+        """Calls being served now."""
+        return len(self._inflight)
+
     async def drain(self, bound_s: float) -> None:
         """Waits up to ``bound_s`` for in-flight calls, then ends the rest as the
         gateway's own doing: 503 ``gateway.shutdown`` (an error event mid-stream)."""

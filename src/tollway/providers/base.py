@@ -114,6 +114,11 @@ class Provider:
         return None, url
 
     @property
+    def base_url(self) -> str:
+        """Where this provider's calls go: the root its API paths are appended to."""
+        return self._base
+
+    @property
     def retries(self) -> int:
         """Extra attempts on this provider (``retryOnFailure``), each with the next token."""
         rof = self.config.retryOnFailure

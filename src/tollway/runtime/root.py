@@ -139,7 +139,7 @@ class Runtime:
         self.accountant.reprice(prices)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
         self.gateway.swap(snapshot)
-        log.warning("reload (%s): new config in effect", source)
+        log.info("reload (%s): new config in effect", source)
         return ReloadResult(True, restart_needed=restart)
 
     async def start(self) -> None:

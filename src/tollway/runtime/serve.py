@@ -30,6 +30,8 @@ from tollway.config.schema import ServerConfig
 from tollway.gateway.edge import Receive, Scope, Send
 from tollway.runtime.connection import ADMIN_MAX_CONNECTIONS, EdgeLimits, connection_class, derived_max_connections
 from tollway.runtime.root import Runtime
+from tollway.runtime.summary import startup_lines
+from tollway.storage import StorageError
 
 AsgiApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
 # Builds a worker's runtime; its argument runs after a reload asked of that worker's
@@ -48,12 +50,26 @@ class Listen:
     workers: int
 
 
+# A worker that could not start (its database unreachable, say) exits with this code:
+# the parent then stops the others and exits 1, instead of restarting it in a loop.
+STARTUP_FAILED = 3
+
+
+class StartupFailed(Exception):
+    """The gateway cannot start; the message is the one line the operator reads."""
+
+
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        raise StartupFailed(f"cannot listen on {host}:{port}: {reason}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -123,7 +139,32 @@ async def _watch_file(runtime: Runtime) -> None:
                 runtime.reload(source="file change")
 
 
-async def run_worker(runtime: Runtime, gw_sock: socket.socket, admin_sock: socket.socket | None) -> None:
+def _say(line: str) -> None:
+    print(f"tollway: {line}", file=sys.stderr, flush=True)
+
+
+def _announce(runtime: Runtime, gw_sock: socket.socket, admin_sock: socket.socket | None, workers: int) -> None:
+    """Once the gateway serves: what it serves, and where (the "listening" lines last:
+    tests and scripts wait for them)."""
+    for line in startup_lines(runtime.snapshot):
+        _say(line)
+    host, port = gw_sock.getsockname()[:2]
+    shown = f" ({workers} workers)" if workers > 1 else ""
+    _say(f"gateway listening on http://{_host(host)}:{port}{shown}")
+    if admin_sock is not None:
+        host, port = admin_sock.getsockname()[:2]
+        _say(f"admin listening on http://{_host(host)}:{port}")
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+async def run_worker(
+    runtime: Runtime, gw_sock: socket.socket, admin_sock: socket.socket | None, announce: int = 0
+) -> None:
+    """Serves until SIGTERM/SIGINT. ``announce``: the number of workers, for the one
+    that tells the operator what serves (0: this worker says nothing)."""
     cfg = runtime.loaded.config
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -147,7 +188,17 @@ async def run_worker(runtime: Runtime, gw_sock: socket.socket, admin_sock: socke
     gc.set_threshold(5_000, 20, 50)
     ticks = [loop.create_task(server.main_loop()) for server, _ in servers]
     watcher = loop.create_task(_watch_file(runtime))
+    if announce:
+        _announce(runtime, gw_sock, admin_sock, announce)
     await stop.wait()
+    if announce:
+        busy = runtime.gateway.in_flight
+        log.info(
+            "stopping: %s, then storing the last usage records",
+            f"finishing {busy} call(s) in flight (at most {cfg.server.shutdown_timeout_s:g}s)"
+            if busy
+            else "no call in flight",
+        )
     watcher.cancel()
     for server, _ in servers:
         server.should_exit = True
@@ -158,6 +209,8 @@ async def run_worker(runtime: Runtime, gw_sock: socket.socket, admin_sock: socke
     await runtime.gateway.drain(cfg.server.shutdown_timeout_s)
     await closing
     await runtime.stop()
+    if announce:
+        log.info("stopped")
 
 
 def _run_loop(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -172,14 +225,15 @@ def _run_loop(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 
 def serve(make_runtime: MakeRuntime, listen: Listen) -> int:
+    """Runs the gateway until it is stopped; raises ``StartupFailed`` (one line for the
+    operator) when it cannot start."""
     gw_sock = bind(listen.host, listen.port)
     admin_sock = bind(listen.admin_host, listen.admin_port)
-    gw_port = gw_sock.getsockname()[1]
-    admin_port = admin_sock.getsockname()[1]
-    print(f"tollway: gateway listening on http://{listen.host}:{gw_port}", file=sys.stderr)
-    print(f"tollway: admin listening on http://{listen.admin_host}:{admin_port}", file=sys.stderr, flush=True)
     if listen.workers <= 1:
-        _run_loop(lambda: run_worker(make_runtime(None), gw_sock, admin_sock))
+        try:
+            _run_loop(lambda: run_worker(make_runtime(None), gw_sock, admin_sock, announce=1))
+        except StorageError as exc:
+            raise StartupFailed(f"cannot use storage.database: {exc}") from None
         return 0
     return _supervise(make_runtime, listen.workers, gw_sock, admin_sock)
 
@@ -192,6 +246,8 @@ def _reload_every_worker() -> None:
 
 def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, admin_sock: socket.socket) -> int:
     children: dict[int, int] = {}
+    # How often each worker was started again (0: still its first start).
+    restarts = [0] * workers
     stopping = False
 
     def spawn(index: int) -> None:
@@ -202,7 +258,12 @@ def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, 
             code = 0
             try:
                 admin = admin_sock if index == 0 else None
-                _run_loop(lambda: run_worker(make_runtime(_reload_every_worker), gw_sock, admin))
+                announce = workers if index == 0 and not restarts[index] else 0
+                _run_loop(lambda: run_worker(make_runtime(_reload_every_worker), gw_sock, admin, announce))
+            except StorageError as exc:
+                # The database it needs is not there: one line, not a traceback per try.
+                print(f"tollway: worker {index}: cannot use storage.database: {exc}", file=sys.stderr, flush=True)
+                code = STARTUP_FAILED
             except BaseException:
                 log.exception("worker %d crashed", index)
                 code = 1
@@ -235,10 +296,20 @@ def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, 
         if index is None:
             continue
         code = os.waitstatus_to_exitcode(status)
-        if not stopping:
-            log.error("worker %d exited with %d; starting a new one", index, code)
-            time.sleep(0.5)
-            spawn(index)
-        elif code != 0:
-            failed = True
+        if stopping:
+            failed = failed or (code != 0 and code != STARTUP_FAILED)
+        elif code == STARTUP_FAILED and not restarts[index]:
+            # A first start failed: the others would fail alike. Stop them; exit 1.
+            failed = stopping = True
+            forward(signal.SIGTERM, None)
+        else:
+            restarts[index] += 1
+            # A worker that keeps failing is tried less and less often (at most every 30 s).
+            pause = min(30.0, 0.5 * 2 ** min(restarts[index] - 1, 6)) if code == STARTUP_FAILED else 0.5
+            log.error("worker %d exited with %d; starting a new one in %gs", index, code, pause)
+            resume = time.monotonic() + pause
+            while not stopping and time.monotonic() < resume:  # a SIGTERM ends the pause
+                time.sleep(0.1)
+            if not stopping:
+                spawn(index)
     return 1 if failed else 0

@@ -1,0 +1,36 @@
+"""What the gateway says once it serves: where each provider's calls go, which routes
+lead to them, which plugins run.
+
+Printed at start so that a config that means something else than its author thought
+shows before the first call does: a quickstart that fell back to the mock model, a
+provider without keys, a route without a provider.
+"""
+
+from __future__ import annotations
+
+from tollway.gateway.snapshot import Snapshot
+
+
+def startup_lines(snapshot: Snapshot) -> list[str]:
+    """One line per provider, per route, and one for the plugins (no key is shown)."""
+    cfg = snapshot.config
+    lines = []
+    for pc in cfg.providers:
+        provider = snapshot.providers.get(pc.id)
+        if pc.type == "mock" and not (pc.baseUrl or pc.openaiCustomUrl):
+            where = "the built-in mock model (answers in-process; no real model is called)"
+        else:
+            base = provider.base_url if provider is not None else pc.baseUrl or "?"
+            keys = len(pc.apiTokens)
+            where = f"{pc.type} at {base} ({keys} key{'' if keys == 1 else 's'})"
+        lines.append(f"provider {pc.id}: {where}")
+    for rc in cfg.routes:
+        path = rc.path or rc.path_regex or rc.path_prefix or "/"
+        domains = "" if rc.domains == ["*"] else f" on {', '.join(rc.domains)}"
+        targets = rc.providers or ([rc.provider] if rc.provider else [])
+        to = " → " + ", ".join(targets) if targets else " → no provider (plugins answer)"
+        by_model = "".join(f"; {pattern} → {pid}" for pattern, pid in rc.model_providers.items())
+        lines.append(f"route {rc.name}: {path}{domains}{to}{by_model}")
+    names = [setup.name for setup in snapshot.loaded.plugins]
+    lines.append("plugins: " + (", ".join(names) if names else "none"))
+    return lines
