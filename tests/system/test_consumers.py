@@ -131,9 +131,29 @@ def test_cli_config_problems_exit_2(tmp_path: Path) -> None:
     assert missing.returncode == 2
     ok = tmp_path / "ok.yaml"
     ok.write_text("storage: {database: 'sqlite:///./ok.db'}\n")
+    assert _cli(tmp_path, "list", "-c", str(ok)).returncode == 2  # no ok.db yet
     invalid = _cli(tmp_path, "add", "bad name", "-c", str(ok))
     assert invalid.returncode == 2 and "invalid consumer name" in invalid.stderr
     assert _cli(tmp_path, "list", "-c", str(ok)).returncode == 0
+
+
+def test_reading_commands_create_nothing_where_there_is_no_database(tmp_path: Path) -> None:
+    # Run from the wrong folder, `list` and `usage` say where they looked instead of
+    # making an empty database (and a demo key) there and reporting it empty.
+    for command in (["consumers", "list"], ["usage"]):
+        env = {k: v for k, v in os.environ.items() if k != "TOLLWAY_CONFIG"}
+        result = subprocess.run(
+            [sys.executable, "-m", "tollway", *command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2
+        assert f"no database at {tmp_path / 'tollway-data' / 'tollway.db'}" in result.stderr
+        assert result.stdout == ""
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_without_a_config_uses_the_quickstart_database(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(format_table([*config, *await store.list()]))
         return 0
 
-    return _run(args.config, show)
+    return _run(args.config, show, reading=True)
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
@@ -99,13 +99,13 @@ def format_table(consumers: list[ConsumerInfo]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def _run(given: str | None, operation: Operation) -> int:
+def _run(given: str | None, operation: Operation, *, reading: bool = False) -> int:
     from tollway.cli.config_file import open_cli_database
     from tollway.consumers.store import ConsumerStore, ConsumerStoreError, InvalidConsumer
     from tollway.plugins.key_auth import config_consumers
     from tollway.storage import StorageError
 
-    opened = open_cli_database(given)
+    opened = open_cli_database(given, reading=reading)
     if opened is None:
         return 2
     loaded, db = opened

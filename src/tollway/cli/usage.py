@@ -51,7 +51,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     except UsageQueryError as exc:
         print(f"tollway: {exc}", file=sys.stderr)
         return 2
-    opened = open_cli_database(args.config)
+    opened = open_cli_database(args.config, reading=True)
     if opened is None:
         return 2
     _, db = opened
