@@ -398,16 +398,24 @@ def test_start_up_says_where_each_provider_sends_calls_and_shows_no_key(
     gateway: GatewayFactory, mock_llm: Proc
 ) -> None:
     gw = gateway(
-        config(mock_llm).replace("routes:", "  - {id: local, type: mock}\nroutes:", 1)
+        config(mock_llm).replace(
+            "routes:",
+            "  - {id: local, type: mock}\n"
+            "  - {id: far, type: openai, baseUrl: 'http://127.0.0.1:9/v1', apiTokens: ['${TW_KEY_A}', '${TW_KEY_A}']}\n"
+            "routes:",
+            1,
+        )
         + "plugins:\n  - name: key-auth\n"
-        + "    defaultConfig: {keys: [x-api-key], consumers: [{name: a, credential: k-secret-a}]}\n"
+        + "    defaultConfig: {keys: [x-api-key], consumers: [{name: a, credential: k-secret-a}]}\n",
+        env={"TW_KEY_A": "sk-from-env-a"},
     )
     said = "\n".join(gw.stderr_lines)
-    assert f"provider mock: openai at {mock_llm.url}/v1 (1 key)" in said
+    assert f"provider mock: openai at {mock_llm.url}/v1 (1 key from the config file)" in said
     assert "provider local: the built-in mock model" in said
+    assert "provider far: openai at http://127.0.0.1:9/v1 (2 keys from $TW_KEY_A)" in said
     assert "route chat: /v1/ → mock" in said
     assert "plugins: key-auth" in said
-    assert "sk-provider-1" not in said and "k-secret-a" not in said
+    assert "sk-provider-1" not in said and "k-secret-a" not in said and "sk-from-env-a" not in said
     # The summary comes before the lines that say it serves.
     summary = next(i for i, line in enumerate(gw.stderr_lines) if "route chat" in line)
     listening = next(i for i, line in enumerate(gw.stderr_lines) if "gateway listening" in line)

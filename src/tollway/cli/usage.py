@@ -60,6 +60,9 @@ def cmd_usage(args: argparse.Namespace) -> int:
     except StorageError as exc:
         print(f"tollway: database error: {exc}", file=sys.stderr)
         return 1
+    if not rows:
+        # Say where it looked: an empty answer from the wrong database reads like "no calls".
+        print(f"tollway: no calls recorded in {db.describe()} for that window", file=sys.stderr)
     if args.format == "json":
         sys.stdout.write(orjson.dumps({"rows": rows}).decode() + "\n")
     elif args.format == "csv":

@@ -9,6 +9,7 @@ plugin's config is validated against that plugin's own model, which the caller h
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,9 @@ class LoadedConfig:
     base_dir: Path
     path: Path | None
     warnings: tuple[str, ...] = field(default=())
+    # Provider id → where each of its apiTokens came from: "$NAME" for an environment
+    # variable, "the config file" for a key written in it (start-up says so, never the key).
+    key_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _place(prefix: str, loc: tuple[int | str, ...]) -> str:
@@ -231,6 +235,7 @@ def load_config_text(
     env: Mapping[str, str] | None = None,
 ) -> LoadedConfig:
     """Validate a config given as text; raise ``ConfigError`` listing every problem."""
+    original = text
     try:
         text = substitute(text, os.environ if env is None else env)
     except UnsetVariable as exc:
@@ -260,7 +265,37 @@ def load_config_text(
     setups = _plugin_setups(cfg, plugins, problems, warnings)
     if problems:
         raise ConfigError(problems)
-    return LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings))
+    return LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings), _key_sources(original))
+
+
+class _Named(dict[str, str]):
+    """Every variable "set" to a marker that names it."""
+
+    def get(self, name: str, default: str | None = None) -> str:  # type: ignore[override]
+        return f"tollway-env.{name}.end"
+
+
+_MARKER = re.compile(r"tollway-env\.([A-Za-z_][A-Za-z0-9_]*)\.end")
+
+
+def _key_sources(original: str) -> dict[str, tuple[str, ...]]:
+    """Where each provider's ``apiTokens`` came from (see ``LoadedConfig``): the text read
+    again with every variable replaced by a marker naming it."""
+    try:
+        raw = yaml.safe_load(substitute(original, _Named()))
+    except (yaml.YAMLError, UnsetVariable):
+        return {}
+    providers = raw.get("providers") if isinstance(raw, dict) else None
+    sources: dict[str, tuple[str, ...]] = {}
+    for provider in providers if isinstance(providers, list) else ():
+        if not isinstance(provider, dict) or not isinstance(provider.get("apiTokens"), list):
+            continue
+        named = []
+        for token in provider["apiTokens"]:
+            names = _MARKER.findall(str(token))
+            named.append(", ".join(f"${n}" for n in names) if names else "the config file")
+        sources[str(provider.get("id"))] = tuple(named)
+    return sources
 
 
 def load_config(path: str | Path, *, plugins: PluginModels, env: Mapping[str, str] | None = None) -> LoadedConfig:

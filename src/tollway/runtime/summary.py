@@ -12,7 +12,8 @@ from tollway.gateway.snapshot import Snapshot
 
 
 def startup_lines(snapshot: Snapshot) -> list[str]:
-    """One line per provider, per route, and one for the plugins (no key is shown)."""
+    """One line per provider (where its keys came from: a variable's name, never a key),
+    per route, and one for the plugins."""
     cfg = snapshot.config
     lines = []
     for pc in cfg.providers:
@@ -21,8 +22,7 @@ def startup_lines(snapshot: Snapshot) -> list[str]:
             where = "the built-in mock model (answers in-process; no real model is called)"
         else:
             base = provider.base_url if provider is not None else pc.baseUrl or "?"
-            keys = len(pc.apiTokens)
-            where = f"{pc.type} at {base} ({keys} key{'' if keys == 1 else 's'})"
+            where = f"{pc.type} at {base} ({_keys(pc.apiTokens, snapshot.loaded.key_sources.get(pc.id, ()))})"
         lines.append(f"provider {pc.id}: {where}")
     for rc in cfg.routes:
         path = rc.path or rc.path_regex or rc.path_prefix or "/"
@@ -34,3 +34,13 @@ def startup_lines(snapshot: Snapshot) -> list[str]:
     names = [setup.name for setup in snapshot.loaded.plugins]
     lines.append("plugins: " + (", ".join(names) if names else "none"))
     return lines
+
+
+def _keys(tokens: list[str], sources: tuple[str, ...]) -> str:
+    if not tokens:
+        return "no key"
+    count = f"{len(tokens)} key{'' if len(tokens) == 1 else 's'}"
+    if len(sources) != len(tokens):
+        return count
+    # "$A" once however many keys it gave; in the order written.
+    return f"{count} from " + ", ".join(dict.fromkeys(sources))
