@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from tollway.admin import consumers as admin_consumers
 from tollway.admin import dashboard as admin_dashboard
+from tollway.admin import readiness
 from tollway.admin import usage as admin_usage
 from tollway.admin.app import AdminApp
 from tollway.chain import FailureLog
@@ -113,7 +114,20 @@ class Runtime:
         admin_consumers.register(admin, self.directory, lambda: config_consumers(self.loaded))
         admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)
         admin_dashboard.register(admin)
+        readiness.register(
+            admin,
+            {
+                "config": self._config_in_effect,
+                "database": lambda: self.database.fetch("SELECT 1"),
+                "state": self.services.state.ping,
+            },
+        )
         return admin
+
+    async def _config_in_effect(self) -> None:
+        # Serving means a config was built; say which file it came from if it fails later.
+        if self.snapshot is None:
+            raise RuntimeError("no config in effect")
 
     def reload(self, source: str) -> ReloadResult:
         """Validate the config whole and swap it in, or keep the old one and say why."""

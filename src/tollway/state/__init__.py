@@ -96,6 +96,10 @@ class StateStore(ABC):
 
     errors: int = 0
 
+    async def ping(self) -> None:
+        """Raises ``StateUnavailable`` when the store cannot be used now (memory: never)."""
+        return None
+
     @abstractmethod
     async def take(self, key: str, window_s: int, limit: int, amount: int) -> WindowTake:
         """Add ``amount`` to the current window of ``key`` if the result stays within

@@ -339,6 +339,9 @@ class RedisStateStore(StateStore):
 
     # --- quotas -------------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        await self._call(("PING",))
+
     async def quota_get(self, key: str) -> int | None:
         raw = await self._call(("HGET", self.key_prefix + key, "v"))
         return int(raw) if raw is not None else None
