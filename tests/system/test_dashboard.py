@@ -141,6 +141,14 @@ def test_the_dashboard_shows_the_apis_numbers(
     assert len(recent) == sum(r["requests"] for r in rows.values())
     assert recent[0][4] == "401" and recent[0][5] == "key-auth.no_key"  # newest first
     assert all(row[4] == "200" for row in recent[1:])
+    # Latency as the API has it, sub-millisecond ones with their decimals (never "0 ms").
+    api_recent = _api(gw, "/api/requests", limit="50", since="24h")["requests"]
+    assert [row[8] for row in recent] == [_latency(r["latency_ms"]) for r in api_recent]
+    assert any(r["latency_ms"] < 1 for r in api_recent)  # the 401: answered by the gateway alone
+    # The model bars say what their length and their figure are.
+    assert page.is_visible("#model-legend")
+    assert "tokens" in page.inner_text("#model-legend") and "cost" in page.inner_text("#model-legend")
+    assert page.is_hidden("#loading")
 
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -164,6 +172,21 @@ def test_the_dashboard_shows_the_apis_numbers(
     page.wait_for_selector("body[data-loaded=true]")
     assert page.is_hidden("#login")
     page.close()
+
+
+def _latency(ms: float) -> str:
+    if ms < 1:
+        return f"{ms:.2f} ms"
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    return f"{round(ms):,} ms"
+
+
+def test_the_page_says_it_is_loading_until_its_data_is_in(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    # Before any script ran (or while it waits for the API), the page is not blank.
+    gw = gateway(_config(mock_llm.url))
+    html = httpx.get(gw.admin_url + "/", timeout=10).text
+    assert '<section id="loading" class="loading" role="status">Loading usage…</section>' in html
 
 
 def test_a_wrong_token_is_asked_for_again(browser: Browser, gateway: GatewayFactory, mock_llm: Proc) -> None:

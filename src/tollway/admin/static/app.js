@@ -67,6 +67,13 @@
     }
   }
 
+  // A gateway answers in well under a millisecond: "0 ms" would say it took no time.
+  function latency(ms) {
+    if (ms < 1) return `${ms.toFixed(2)} ms`;
+    if (ms < 10) return `${ms.toFixed(1)} ms`;
+    return `${num.format(Math.round(ms))} ms`;
+  }
+
   // --- the sections ---------------------------------------------------------------
 
   function renderTotals(rows) {
@@ -202,7 +209,7 @@
         const tokens = `${num.format(r.input_tokens)} / ${num.format(r.output_tokens)}`;
         cell(tr, r.tokens_estimated ? `≈ ${tokens}` : tokens, "n");
         cell(tr, r.cost_usd === null ? "–" : cost(r.cost_usd), "n");
-        cell(tr, `${Math.round(r.latency_ms)} ms`, "n");
+        cell(tr, latency(r.latency_ms), "n");
         return tr;
       }));
   }
@@ -245,6 +252,7 @@
     loading = (async () => {
       try {
         await load();
+        $("loading").hidden = true;
         $("login").hidden = true;
         $("main").hidden = false;
       } catch (err) {
@@ -252,6 +260,7 @@
           askForToken(token() ? "That token was not accepted." : "");
         } else {
           $("status").textContent = `Could not load: ${err.message}`;
+          if (!$("loading").hidden) $("loading").textContent = `Could not load usage: ${err.message}`;
         }
       } finally {
         loading = null;
@@ -262,6 +271,7 @@
 
   function askForToken(message) {
     sessionStorage.removeItem(TOKEN_KEY);
+    $("loading").hidden = true;
     $("main").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = message;
