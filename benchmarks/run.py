@@ -1214,6 +1214,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--profile-seconds", type=float, default=10, help="py-spy sampling time (default 10)")
     p.add_argument(
+        "--profile-tree",
+        choices=("this", "baseline"),
+        default="this",
+        help="which install the profile group samples (baseline: --baseline-venv's, with an @baseline row chosen)",
+    )
+    p.add_argument(
         "--native",
         action="store_true",
         help="py-spy --native: C frames too (pauses the process per sample, so it slows it more)",
@@ -1323,13 +1329,14 @@ def main(argv: list[str] | None = None) -> int:
                 pairs, pair_failed = paired(cores, up, rule, workdir, args, {sc.name for sc in chosen})
             if "profile" in groups:
                 print("… profile (py-spy)", file=sys.stderr, flush=True)
+                setup = setups["baseline" if args.profile_tree == "baseline" else ""]
                 try:
-                    prof = profile(cores, up_port, setups[""], workdir, args.profile_seconds, args.native, stamp)
+                    prof = profile(cores, up_port, setup, workdir, args.profile_seconds, args.native, stamp)
                 except Exception as exc:
                     if not args.native:
                         raise
                     print(f"   --native failed ({exc}); retrying without it", file=sys.stderr)
-                    prof = profile(cores, up_port, setups[""], workdir, args.profile_seconds, False, stamp)
+                    prof = profile(cores, up_port, setup, workdir, args.profile_seconds, False, stamp)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

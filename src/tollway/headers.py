@@ -40,6 +40,16 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         return [v for k, v in self._items if k == name]
 
+    def repeated(self, name: str) -> bool:
+        """Whether ``name`` comes more than once (no list scan unless some name does)."""
+        if len(self._lookup()) == len(self._items):
+            return False
+        return sum(1 for k, _ in self._items if k == name) > 1
+
+    def has_any(self, names: frozenset[str]) -> bool:
+        """Whether any of ``names`` is here (one C-level set check)."""
+        return not names.isdisjoint(self._lookup())
+
     def __contains__(self, name: object) -> bool:
         return name in self._lookup()
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tollway.gateway")
 
-_CONSUMER_SPELLINGS = ("x-mse-consumer", "x_mse_consumer", "x-mse_consumer", "x_mse-consumer")
+_CONSUMER_SPELLINGS = frozenset(("x-mse-consumer", "x_mse_consumer", "x-mse_consumer", "x_mse-consumer"))
 
 BodyReader = Callable[[int], Awaitable[bytes]]
 Finisher = Callable[[Exchange], None]
@@ -80,8 +80,8 @@ def _drop_consumer_headers(req: Request) -> None:
     """Only an auth plugin may say who the consumer is: X-Mse-Consumer goes, in every
     spelling a server might take for it (names are lower-case already)."""
     headers = req.headers
-    for name in _CONSUMER_SPELLINGS:
-        if name in headers:
+    if headers.has_any(_CONSUMER_SPELLINGS):
+        for name in _CONSUMER_SPELLINGS:
             headers.remove(name)
 
 

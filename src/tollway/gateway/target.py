@@ -58,10 +58,11 @@ def _bad(message: str) -> BadRequest:
 def settle(req: Request) -> None:
     """Make ``req.host``, ``req.path`` and ``req.encoded_path`` canonical (see the
     module); raises ``BadRequest`` for a target or Host that cannot be made so."""
-    hosts = req.headers.get_all("host")
-    if len(hosts) > 1:
+    headers = req.headers
+    if headers.repeated("host"):
         raise _bad("the request has more than one Host header")
-    host = _host(hosts[0]) if hosts else ""
+    given = headers.get("host")
+    host = _host(given) if given is not None else ""
     if host is None:
         raise _bad("the Host header is not a host name or address")
     raw = req.raw_path
@@ -77,7 +78,7 @@ def settle(req: Request) -> None:
         named = _host(absolute[1].decode("latin-1"))
         if named is None:
             raise _bad("the request target's host is not a host name or address")
-        if hosts and named != host:
+        if given is not None and named != host:
             raise _bad("the request target names another host than the Host header")
         host = named
         raw = absolute[2] or b"/"

@@ -82,31 +82,32 @@ def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -
     return orjson.dumps(client_body) if changed else raw
 
 
-@lru_cache(maxsize=64)
-def _dropped_for(withheld: frozenset[str]) -> frozenset[str]:
-    """What never goes to a provider that withholds ``withheld`` (one set per provider
-    config, made once: the union is not made per call)."""
-    return _DROP | withheld
+@lru_cache(maxsize=256)
+def _dropped_for(withheld: frozenset[str], auth: tuple[str, ...], translated: bool) -> frozenset[str]:
+    """What never goes to a provider that withholds ``withheld`` and sets the ``auth``
+    headers itself (the provider's own headers, claude's anthropic-version beside its
+    key, replace a client's header of the same name: two values would reach the
+    provider). One set per provider and kind of call, made once, not per call."""
+    drop = _DROP | withheld | frozenset(auth)
+    return drop | PROTOCOL_HEADERS if translated else drop
 
 
 def headers(
     ex: Exchange, provider: Provider, auth: Sequence[tuple[str, str]], translated: bool
 ) -> list[tuple[str, str]]:
-    drop = _dropped_for(provider.withheld_headers)
-    if ex.strip_headers:
-        drop = drop | ex.strip_headers
-    if translated:
-        drop = drop | PROTOCOL_HEADERS
-    if auth:
-        # The provider's own headers (claude's anthropic-version beside its key) replace
-        # a client's header of the same name; two values would reach the provider.
-        drop = drop | {k for k, _ in auth}
+    drop = _dropped_for(provider.withheld_headers, tuple([k for k, _ in auth]), translated)
+    # What this call adds (a few names) is checked apart: a union with ``drop`` would
+    # copy its fifty names on every call.
+    strip: set[str] = ex.strip_headers
     # Most clients send no Connection header: one dict lookup, no list scan.
     named = ",".join(ex.request.headers.get_all("connection")).lower() if "connection" in ex.request.headers else ""
     if named and named not in ("keep-alive", "close"):
         # Headers the client names in Connection are hop-by-hop too (RFC 9110 §7.6.1).
-        drop = drop | {n.strip() for n in named.split(",")}
-    out = [(k, v) for k, v in ex.request.headers if k not in drop]
+        strip = strip | {n.strip() for n in named.split(",")}
+    if strip:
+        out = [(k, v) for k, v in ex.request.headers if k not in drop and k not in strip]
+    else:
+        out = [(k, v) for k, v in ex.request.headers if k not in drop]
     out.extend(ex.upstream_headers)
     out.extend(auth)
     return out
