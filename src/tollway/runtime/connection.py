@@ -52,6 +52,10 @@ log = logging.getLogger("tollway.connection")
 # until the client has been quiet this long, and at most the second bound.
 LINGER_S = 2.0
 LINGER_MAX_S = 30.0
+# Requests one connection may queue behind the answer in progress (HTTP/1.1 pipelining,
+# which few clients use): each costs its parsed head and a task; past it the connection
+# ends once the queued ones are answered.
+MAX_PIPELINED = 16
 # The admin listener's own bound: a few operators, a dashboard, a metrics scraper.
 ADMIN_MAX_CONNECTIONS = 64
 # Descriptors kept back from client connections: the database, Redis, idle provider
@@ -87,7 +91,8 @@ def derived_max_connections(fd_limit: int | None = None) -> int:
 
 class Refusals:
     """The connections one listener refused at its bound, told to the log at most once
-    every ``LOG_EVERY_S`` (a flood must not become a flood of log lines)."""
+    every ``LOG_EVERY_S`` (a flood must not become a flood of log lines); refusals held
+    back are told when that time is up, even if no other refusal comes."""
 
     LOG_EVERY_S = 10.0
 
@@ -96,19 +101,31 @@ class Refusals:
         self.total = 0
         self._unlogged = 0
         self._logged_at = float("-inf")
+        self._later: asyncio.TimerHandle | None = None
 
-    def note(self, now: float, bound: int) -> None:
+    def note(self, now: float, bound: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.total += 1
         self._unlogged += 1
         if now - self._logged_at >= self.LOG_EVERY_S:
-            log.warning(
-                "%s listener: refused %d connection(s) at its bound of %d open connections",
-                self.name,
-                self._unlogged,
-                bound,
-            )
-            self._unlogged = 0
-            self._logged_at = now
+            self._tell(now, bound)
+        elif loop is not None and self._later is None:
+            wait = self._logged_at + self.LOG_EVERY_S - now
+            self._later = loop.call_later(wait, lambda: self._tell(loop.time(), bound))
+
+    def _tell(self, now: float, bound: int) -> None:
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        if not self._unlogged:
+            return
+        log.warning(
+            "%s listener: refused %d connection(s) at its bound of %d open connections",
+            self.name,
+            self._unlogged,
+            bound,
+        )
+        self._unlogged = 0
+        self._logged_at = now
 
 
 def connection_class(limits: EdgeLimits, name: str = "gateway") -> type[EdgeConnection]:
@@ -231,7 +248,7 @@ class EdgeConnection(HttpToolsProtocol):
         if len(self.connections) >= self.limits.max_connections:
             # Refused before it costs anything: never counted, never parsed.
             self._dropping = True
-            self.refusals.note(self.loop.time(), self.limits.max_connections)
+            self.refusals.note(self.loop.time(), self.limits.max_connections, self.loop)
             transport.write(
                 _answer(
                     503,
@@ -280,10 +297,16 @@ class EdgeConnection(HttpToolsProtocol):
 
     def _feed(self, data: bytes) -> None:
         # As uvicorn's data_received; an Upgrade is served as plain HTTP (no WebSocket here).
-        if self.timeout_keep_alive_task is not None:
+        idle = self.timeout_keep_alive_task is not None
+        if idle:
             self._unset_keepalive_if_required()
+            before = self.cycle
         try:
             self.parser.feed_data(data)
+            if idle and self.cycle is before and not self._began and self._clock is None:
+                # Bytes that begin no request (the parser skips a bare CRLF) took the idle
+                # timer away: the next head is now due within header_timeout_s.
+                self._arm_clock()
         except httptools.HttpParserError:
             if self._dropping:  # we stopped the parser: the head was refused
                 return
@@ -372,6 +395,14 @@ class EdgeConnection(HttpToolsProtocol):
         self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path
         self.scope["query_string"] = parsed_url.query or b""
         existing = self.cycle
+        if len(self.pipeline) >= MAX_PIPELINED and existing is not None and not existing.response_complete:
+            # One read can hold thousands of small requests, all parsed before the loop
+            # turns: past MAX_PIPELINED queued, this one is not taken, the parser stops,
+            # the queued ones are answered, and the connection ends.
+            log.debug("closing a connection that pipelined over %d requests", MAX_PIPELINED)
+            self._dropping = True
+            self._pending = b""  # nothing more to say once the queue is answered
+            raise _HeadRefused
         cycle = self.cycle = _Cycle(
             scope=self.scope,
             transport=self.transport,
@@ -389,7 +420,9 @@ class EdgeConnection(HttpToolsProtocol):
         if existing is None or existing.response_complete:
             self._start_asgi_task(cycle, self.app)
         else:
-            # Pipelined: queued behind the answer in progress.
+            # Pipelined: queued behind the answer in progress. One read can hold thousands
+            # of small requests, all parsed before the loop turns: past MAX_PIPELINED the
+            # parser stops, the queued ones are answered, and the connection ends.
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, self.app))
 
@@ -421,13 +454,20 @@ class EdgeConnection(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
+        if self.pipeline and self.cycle.response_complete:
+            # Requests queued before whatever ended the connection are answered first.
+            if self.timeout_keep_alive_task is not None:
+                self._unset_keepalive_if_required()
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
         if not self._in_head or self._pending is not None:
             # Answered before its body was all in (the rest is not worth reading), or a
             # 431 waits for this answer: the connection ends once the last answer is out.
             if self.cycle.response_complete:
-                if self._pending is not None:
+                if self._pending:
                     self.transport.write(self._pending)
-                    self._pending = None
+                self._pending = None
                 self._linger()
                 return
         if self.timeout_keep_alive_task is not None:

@@ -199,3 +199,49 @@ async def test_a_head_over_the_bound_is_refused_however_it_is_split(state: Serve
         protocol.data_received(b"X-Pad: " + b"a" * 500 + b"\r\n")
     assert transport.written.startswith(b"HTTP/1.1 431 ")
     assert transport.eof
+
+
+async def test_a_flood_of_pipelined_requests_is_bounded_and_the_queued_ones_answered(state: ServerState) -> None:
+    # One read holding thousands of tiny requests must not queue thousands of calls: past
+    # MAX_PIPELINED the parser stops, the queued ones are answered in order, the
+    # connection ends, and nothing more is read.
+    protocol, transport = open_connection(App(), state)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 5000)
+    assert len(protocol.pipeline) == connection.MAX_PIPELINED
+    await settle(TICK)
+    assert transport.written.count(b"HTTP/1.1 200 ") == connection.MAX_PIPELINED + 1
+    assert transport.eof  # then a lingering close
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
+    await settle()
+    assert transport.written.count(b"HTTP/1.1 200 ") == connection.MAX_PIPELINED + 1
+
+
+async def test_bytes_that_begin_no_request_do_not_keep_an_idle_connection_open(state: ServerState) -> None:
+    # A bare CRLF after an answer took away the keep-alive timer, and the parser skips it
+    # without beginning a request: the head clock must take over.
+    protocol, transport = open_connection(App(), state)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await settle()
+    assert transport.written.startswith(b"HTTP/1.1 200 ")
+    assert protocol.timeout_keep_alive_task is not None
+    protocol.data_received(b"\r\n")
+    assert protocol.timeout_keep_alive_task is None
+    await settle(TICK * 3)
+    assert transport.closed
+
+
+async def test_refusals_held_back_from_the_log_are_told_when_the_interval_is_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refusals = connection.Refusals("gateway")
+    refusals.LOG_EVERY_S = TICK
+    loop = asyncio.get_running_loop()
+    with caplog.at_level("WARNING", logger="tollway.connection"):
+        for _ in range(50):
+            refusals.note(loop.time(), 2, loop)
+        told = [r.getMessage() for r in caplog.records]
+        assert told == ["gateway listener: refused 1 connection(s) at its bound of 2 open connections"]
+        await settle(TICK * 2)  # no further refusal comes: the 49 held back are told anyway
+        told = [r.getMessage() for r in caplog.records]
+    assert told[1:] == ["gateway listener: refused 49 connection(s) at its bound of 2 open connections"]
+    assert refusals.total == 50
