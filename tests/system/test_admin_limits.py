@@ -121,6 +121,8 @@ def test_a_stalled_admin_body_is_408(gw: Proc) -> None:
         ("/api/requests", {"limit": "1000000"}, "limit"),
         ("/api/requests", {"limit": "9" * 5000}, "limit"),
         ("/api/requests", {"limit": "ten"}, "limit"),
+        ("/api/requests", {"consumer": "bob\x00"}, "consumer"),
+        ("/api/usage", {"consumer": "\x1b[31m"}, "consumer"),
     ],
 )
 def test_query_values_out_of_range_are_400(gw: Proc, path: str, params: dict[str, str], named: str) -> None:

@@ -207,7 +207,7 @@ def test_usage_by_consumer_is_the_providers_tokens_and_metrics_agree(
     # An empty window says which database it read.
     empty = _cli(tmp_path, "--since", "2001-01-01", "--until", "2001-01-02")
     assert empty.returncode == 0
-    assert f"no calls recorded in sqlite {tmp_path / 'tollway.db'}" in empty.stderr
+    assert f"no calls recorded in sqlite {tmp_path / 'usage.db'}" in empty.stderr
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

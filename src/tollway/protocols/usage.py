@@ -19,8 +19,15 @@ class Usage:
     reported: bool = False
 
 
+# More tokens than any call has: a provider reporting beyond it (or below 0) is not
+# believed past it; a count that large or negative would refund a quota or be unstorable.
+MAX_TOKENS = 10**12
+
+
 def _int(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+    if not isinstance(v, int) or isinstance(v, bool):
+        return 0
+    return v if 0 <= v <= MAX_TOKENS else (0 if v < 0 else MAX_TOKENS)
 
 
 def apply_usage(usage: Usage, obj: Any) -> bool:

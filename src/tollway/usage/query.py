@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 # ``hour`` is Tollway's own addition (the dashboard's traffic chart over short windows).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 GROUPINGS = ("consumer", "model", "route", "provider", "day", "hour")
 # ASCII digits only, and few of them: int() of thousands of digits raises.
 _RELATIVE = re.compile(r"([0-9]{1,12})([smhdw])")
@@ -86,7 +87,17 @@ def query_from(params: Mapping[str, str], now_s: float | None = None) -> UsageQu
     if by not in GROUPINGS:
         raise UsageQueryError(f"by: must be one of {', '.join(GROUPINGS)} (got {by!r})")
     window = parse_window(params.get("since"), params.get("until"), now_s)
-    return UsageQuery(by, window, params.get("consumer") or None)
+    return UsageQuery(by, window, consumer_param(params.get("consumer")))
+
+
+def consumer_param(text: str | None) -> str | None:
+    """A consumer name to filter by; control characters (which no consumer name has, and
+    which PostgreSQL refuses in text) are refused."""
+    if not text:
+        return None
+    if _CONTROL.search(text):
+        raise UsageQueryError(f"consumer: must not contain control characters (got {text[:40]!r})")
+    return text
 
 
 def parse_limit(text: str | None, default: int = 100) -> int:

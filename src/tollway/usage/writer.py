@@ -188,7 +188,8 @@ class UsageWriter:
             await asyncio.wait_for(self._finish(), self.stop_timeout_s)
         except (StorageError, TimeoutError) as exc:
             where = f"kept in {self.journal.folder} for the next start" if self.journal is not None else "lost"
-            log.warning("usage: %d record(s) not written at the stop, %s: %s", len(self._queue), where, exc)
+            why = str(exc) or f"the database did not answer within {self.stop_timeout_s:g}s"
+            log.warning("usage: %d record(s) not written at the stop, %s: %s", len(self._queue), where, why)
         except Exception:  # a bug here must not stop the shutdown
             log.exception("usage: writing records at the stop failed")
         if self.journal is not None:

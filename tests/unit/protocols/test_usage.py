@@ -1,0 +1,26 @@
+"""Usage as providers report it (protocols/usage.py): counts a provider cannot mean are
+not believed, so no record refunds a quota or becomes unstorable."""
+
+from __future__ import annotations
+
+from tollway.protocols.usage import MAX_TOKENS, Usage, apply_usage
+
+
+def test_openai_and_anthropic_shapes_fill_the_counts() -> None:
+    usage = Usage()
+    assert apply_usage(usage, {"prompt_tokens": 12, "completion_tokens": 5})
+    assert (usage.input_tokens, usage.output_tokens, usage.reported) == (12, 5, True)
+    usage = Usage()
+    assert apply_usage(usage, {"input_tokens": 7, "cache_read_input_tokens": 3, "output_tokens": 2})
+    assert (usage.input_tokens, usage.cached_tokens, usage.output_tokens) == (10, 3, 2)
+
+
+def test_negative_huge_and_non_integer_counts_are_not_believed() -> None:
+    usage = Usage()
+    apply_usage(usage, {"prompt_tokens": -5, "completion_tokens": 2**63})
+    assert (usage.input_tokens, usage.output_tokens) == (0, MAX_TOKENS)
+    usage = Usage()
+    apply_usage(
+        usage, {"prompt_tokens": True, "completion_tokens": "9", "prompt_tokens_details": {"cached_tokens": -1}}
+    )
+    assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens) == (0, 0, 0)
