@@ -18,6 +18,7 @@ instructions, Anthropic count_tokens, tool descriptions), however the value is w
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -296,9 +297,12 @@ def test_responses_input_and_instructions_are_masked_and_the_answer_restored(gw:
             final = stream.get_final_response()
     assert "".join(deltas) == final.output_text == f"You said: Card {CARD} for {DISGUISED}"
     first, second = responder.bodies
-    assert first["instructions"] == "Sign as [EMAIL_1]." and first["input"] == "Mail [EMAIL_2] and [EMAIL_1]"
+    # One placeholder per address, the same one wherever it comes (which is first is the
+    # walk's business).
+    disguised, plain = re.fullmatch(r"Mail (\[EMAIL_\d\]) and (\[EMAIL_\d\])", first["input"]).groups()  # type: ignore[union-attr]
+    assert disguised != plain and first["instructions"] == f"Sign as {plain}."
     assert first["model"] == "mock-gpt" and first["temperature"] == 0.2
-    assert second["input"] == "Card [CARD_1] for [EMAIL_1]" and second["stream"] is True
+    assert re.fullmatch(r"Card \[CARD_1\] for \[EMAIL_\d\]", second["input"]) and second["stream"] is True
 
 
 def test_responses_input_items_and_function_tools(gw: Proc, responder: Responder) -> None:

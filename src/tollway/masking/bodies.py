@@ -1,32 +1,21 @@
-"""Where the text a model reads sits in each API's request body, and where its answer
-sits in the response; plus the small JSONPath dialect of ``deny_jsonpath``.
+"""Where the text a model reads sits in a request body, and where its answer sits in the
+response; plus the small JSONPath dialect of ``deny_jsonpath``.
 
 Every function here returns a new value with the texts passed through a function and
 shares every part that did not change; the value it was given is never edited (it may be
 the client's own parsed request). None recurses on the body's nesting: a walk of any
-depth keeps its own stack (``map_strings``), and the protocol walks go a fixed number of
-levels down, so no body can exhaust Python's recursion limit.
+depth keeps its own stack (``map_strings``), so no body can exhaust Python's recursion
+limit.
 
-Request texts (``map_request``), never the model name or a parameter:
-
-* OpenAI chat: ``messages[].content`` (a string, or the ``text`` of text parts and the
-  ``refusal`` of refusal parts), the ``name`` and ``arguments`` of earlier tool calls.
-* completions: ``prompt`` and ``suffix`` (strings or lists of strings); embeddings:
-  ``input`` (likewise; token arrays pass).
-* Anthropic messages and count_tokens: ``system`` and ``messages[].content``: text
-  blocks, ``tool_use`` name and input, ``tool_result`` content, ``document`` blocks
-  (``title``, ``context``, a text source's ``data``, a content source's text) and
-  ``search_result`` blocks (``title``, content text). ``thinking`` and
-  ``redacted_thinking`` blocks are left alone: they are signed, and a changed one is
-  refused.
-* responses: ``instructions``; ``input`` as a string or as items: messages (``input_text``
-  and ``output_text`` parts, or a string), ``function_call`` name and arguments,
-  ``function_call_output`` output, custom tool calls and their output. ``reasoning``
-  items are left alone, as thinking blocks are.
-* Every API: tool names and descriptions (OpenAI chat ``tools[].function``, responses and
-  Anthropic ``tools[]``, legacy ``functions[]``) and the ``description`` strings inside
-  their parameter schemas; the ``user`` field (and Anthropic ``metadata.user_id``),
-  which reaches the provider though the model does not read it.
+Requests (``map_request``, for every API that carries prompt text): every string value,
+wherever it sits, but those that name or identify things for the provider or carry
+binary data (``SKIPPED_KEYS``: the model, roles, types, ids, enumerations, image and
+audio payloads and URLs) and signed blocks. Listing the fields that hold prompt text
+instead would miss the next one a provider adds (a predicted output, a citation, a
+tool's schema, a message's ``name``) and every shape no one documented; walking every
+string misses none. Anthropic ``thinking`` and ``redacted_thinking`` blocks and
+responses ``reasoning`` items are left alone: they are signed, and a changed one is
+refused; base64 sources are binary.
 
 Answers: every string is restored (``map_answer``) except in Anthropic ``thinking`` and
 ``redacted_thinking`` blocks and responses ``reasoning`` items, which keep their
@@ -61,11 +50,6 @@ def _each(items: Any, fn: Callable[[Any], Any]) -> Any:
 
 def _text(value: Any, fn: TextFn) -> Any:
     return fn(value) if isinstance(value, str) else value
-
-
-def _texts(value: Any, fn: TextFn) -> Any:
-    """A string, or each string of a list (token arrays and other values pass)."""
-    return fn(value) if isinstance(value, str) else _each(value, lambda v: _text(v, fn))
 
 
 # --- any depth, without recursion --------------------------------------------------------
@@ -104,11 +88,17 @@ class _Frame:
 
 
 def map_strings(
-    value: Any, fn: TextFn, *, keep: Callable[[dict[str, Any]], bool] | None = None, key: str | None = None
+    value: Any,
+    fn: TextFn,
+    *,
+    keep: Callable[[dict[str, Any]], bool] | None = None,
+    key: str | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> Any:
     """Every string value inside ``value`` (keys untouched) passed through ``fn``, at any
     depth, with an explicit stack. Objects for which ``keep`` is true are left whole;
-    with ``key``, only strings held under that key are passed (``description``)."""
+    with ``key``, only strings held under that key are passed (``description``); what is
+    held under a key in ``skip`` (a string or a whole object or list) is left alone."""
     if isinstance(value, str):
         return fn(value) if key is None else value
     if not isinstance(value, dict | list) or (keep is not None and isinstance(value, dict) and keep(value)):
@@ -117,6 +107,8 @@ def map_strings(
     while True:
         frame = stack[-1]
         for k, child in frame.items:
+            if k in skip:
+                continue
             if isinstance(child, str):
                 if key is None or k == key:
                     new = fn(child)
@@ -154,173 +146,57 @@ def map_answer(value: Any, fn: TextFn) -> Any:
 # --- requests ---------------------------------------------------------------------------
 
 
+# What names or identifies things for the provider, or carries binary data, never text a
+# model reads as text: left as it is, so that ids, roles and enumerations still mean what
+# they meant and no image or audio is changed (a detector that took a digit run in a tool
+# call's id, or in base64, for a phone number would break the call).
+SKIPPED_KEYS = frozenset(
+    {
+        "model",
+        "role",
+        "type",
+        "object",
+        "id",
+        "call_id",
+        "tool_call_id",
+        "tool_use_id",
+        "previous_response_id",
+        "file_id",
+        "signature",
+        "encrypted_content",
+        "media_type",
+        "detail",
+        "status",
+        "service_tier",
+        "reasoning_effort",
+        "truncation",
+        "include",
+        "modalities",
+        "voice",
+        "encoding_format",
+        # Binary payloads and where to fetch them.
+        "url",
+        "image_url",
+        "input_audio",
+        "file_data",
+    }
+)
+
+
+def _kept_whole(obj: dict[str, Any]) -> bool:
+    """Signed thinking and reasoning (a changed one is refused), and base64 sources."""
+    kind = obj.get("type")
+    return kind in _SIGNED or kind == "base64"
+
+
 def map_request(api: Api, body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
-    """``body`` with every prompt text of ``api`` passed through ``fn``."""
-    if api == "chat":
-        body = _with(body, "messages", _each(body.get("messages"), lambda m: _chat_message(m, fn)))
-        body = _with(body, "functions", _each(body.get("functions"), lambda f: _tool_fields(f, fn)))
-    elif api == "completions":
-        body = _with(body, "prompt", _texts(body.get("prompt"), fn))
-        body = _with(body, "suffix", _text(body.get("suffix"), fn))
-    elif api == "embeddings":
-        body = _with(body, "input", _texts(body.get("input"), fn))
-    elif api in ("messages", "count_tokens"):
-        body = _with(body, "system", _anthropic_content(body.get("system"), fn))
-        body = _with(body, "messages", _each(body.get("messages"), lambda m: _anthropic_message(m, fn)))
-        metadata = body.get("metadata")
-        if isinstance(metadata, dict):
-            body = _with(body, "metadata", _with(metadata, "user_id", _text(metadata.get("user_id"), fn)))
-    elif api == "responses":
-        body = _with(body, "instructions", _text(body.get("instructions"), fn))
-        value = body.get("input")
-        new = fn(value) if isinstance(value, str) else _each(value, lambda item: _responses_item(item, fn))
-        body = _with(body, "input", new)
-    else:
-        return body
-    body = _with(body, "tools", _each(body.get("tools"), lambda t: _tool(t, fn)))
-    return _with(body, "user", _text(body.get("user"), fn))
-
-
-def _tool(tool: Any, fn: TextFn) -> Any:
-    """An OpenAI chat tool (``{"function": {...}}``), or a responses or Anthropic one."""
-    if not isinstance(tool, dict):
-        return tool
-    function = tool.get("function")
-    if isinstance(function, dict):
-        return _with(tool, "function", _tool_fields(function, fn))
-    return _tool_fields(tool, fn)
-
-
-def _tool_fields(tool: Any, fn: TextFn) -> Any:
-    if not isinstance(tool, dict):
-        return tool
-    tool = _with(tool, "name", _text(tool.get("name"), fn))
-    tool = _with(tool, "description", _text(tool.get("description"), fn))
-    for schema in ("parameters", "input_schema"):
-        tool = _with(tool, schema, map_strings(tool.get(schema), fn, key="description"))
-    return tool
-
-
-def _chat_message(message: Any, fn: TextFn) -> Any:
-    if not isinstance(message, dict):
-        return message
-    content = message.get("content")
-    if isinstance(content, str):
-        message = _with(message, "content", fn(content))
-    else:
-        message = _with(message, "content", _each(content, lambda p: _text_part(p, fn)))
-    message = _with(message, "tool_calls", _each(message.get("tool_calls"), lambda c: _call_arguments(c, fn)))
-    return _with(message, "function_call", _arguments(message.get("function_call"), fn))
-
-
-def _text_part(part: Any, fn: TextFn) -> Any:
-    if isinstance(part, dict):
-        kind = part.get("type")
-        if kind == "text":
-            return _with(part, "text", _text(part.get("text"), fn))
-        if kind == "refusal":
-            return _with(part, "refusal", _text(part.get("refusal"), fn))
-    return part
-
-
-def _call_arguments(call: Any, fn: TextFn) -> Any:
-    if isinstance(call, dict):
-        return _with(call, "function", _arguments(call.get("function"), fn))
-    return call
-
-
-def _arguments(function: Any, fn: TextFn) -> Any:
-    if isinstance(function, dict):
-        function = _with(function, "name", _text(function.get("name"), fn))
-        return _with(function, "arguments", _text(function.get("arguments"), fn))
-    return function
-
-
-def _anthropic_message(message: Any, fn: TextFn) -> Any:
-    if isinstance(message, dict):
-        return _with(message, "content", _anthropic_content(message.get("content"), fn))
-    return message
-
-
-def _anthropic_content(content: Any, fn: TextFn, *, inner: bool = False) -> Any:
-    if isinstance(content, str):
-        return fn(content)
-    return _each(content, lambda b: _anthropic_block(b, fn, inner))
-
-
-def _anthropic_block(block: Any, fn: TextFn, inner: bool) -> Any:
-    """A content block; ``inner``: one inside a tool result, a search result or a
-    document, where the API nests no further containers (one that does anyway is walked
-    as a whole)."""
-    if not isinstance(block, dict):
-        return block
-    kind = block.get("type")
-    if kind == "text":
-        return _with(block, "text", _text(block.get("text"), fn))
-    if kind == "document":
-        block = _with(block, "title", _text(block.get("title"), fn))
-        block = _with(block, "context", _text(block.get("context"), fn))
-        return _with(block, "source", _document_source(block.get("source"), fn, inner))
-    if kind in ("tool_result", "search_result"):
-        if inner:
-            return map_strings(block, fn)
-        block = _with(block, "title", _text(block.get("title"), fn))
-        return _with(block, "content", _anthropic_content(block.get("content"), fn, inner=True))
-    if kind == "tool_use":
-        block = _with(block, "name", _text(block.get("name"), fn))
-        return _with(block, "input", map_strings(block.get("input"), fn))
-    return block  # thinking (signed), images, server tools' blocks
-
-
-def _document_source(source: Any, fn: TextFn, inner: bool) -> Any:
-    if not isinstance(source, dict):
-        return source
-    kind = source.get("type")
-    if kind == "text":
-        return _with(source, "data", _text(source.get("data"), fn))
-    if kind == "content":
-        content = source.get("content")
-        # In a tool result only its text blocks: a document in there nests nothing deeper.
-        new = _text_blocks(content, fn) if inner else _anthropic_content(content, fn, inner=True)
-        return _with(source, "content", new)
-    return source  # base64 (a PDF) or a URL: no text of ours to read
-
-
-def _text_blocks(content: Any, fn: TextFn) -> Any:
-    if isinstance(content, str):
-        return fn(content)
-    return _each(content, lambda b: _with(b, "text", _text(b.get("text"), fn)) if isinstance(b, dict) else b)
-
-
-def _responses_item(item: Any, fn: TextFn) -> Any:
-    if not isinstance(item, dict):
-        return item
-    kind = item.get("type", "message")
-    if kind == "message":
-        content = item.get("content")
-        if isinstance(content, str):
-            return _with(item, "content", fn(content))
-        return _with(item, "content", _each(content, lambda p: _responses_part(p, fn)))
-    if kind in ("function_call", "custom_tool_call"):
-        item = _with(item, "name", _text(item.get("name"), fn))
-        item = _with(item, "arguments", _text(item.get("arguments"), fn))
-        return _with(item, "input", _text(item.get("input"), fn))
-    if kind in ("function_call_output", "custom_tool_call_output"):
-        output = item.get("output")
-        if isinstance(output, str):
-            return _with(item, "output", fn(output))
-        return _with(item, "output", _each(output, lambda p: _responses_part(p, fn)))
-    return item  # reasoning (signed, like thinking), references, built-in tools' calls
-
-
-def _responses_part(part: Any, fn: TextFn) -> Any:
-    if isinstance(part, dict):
-        kind = part.get("type")
-        if kind in ("input_text", "output_text"):
-            return _with(part, "text", _text(part.get("text"), fn))
-        if kind == "refusal":
-            return _with(part, "refusal", _text(part.get("refusal"), fn))
-    return part
+    """``body`` (a request of a prompt API: ``api`` is one of ``PROMPT_APIS``) with every
+    string passed through ``fn`` but those under ``SKIPPED_KEYS`` and in what
+    ``_kept_whole`` keeps: whatever field a text arrives in (a message, a predicted
+    output, a tool's schema, a citation, a shape no one documented), it is seen, so no
+    field and no unexpected shape carries a text past the plugin."""
+    out: dict[str, Any] = map_strings(body, fn, keep=_kept_whole, skip=SKIPPED_KEYS)
+    return out
 
 
 def map_all_but_model(body: dict[str, Any], fn: TextFn) -> dict[str, Any]:

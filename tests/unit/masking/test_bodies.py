@@ -1,5 +1,6 @@
-"""Which parts of each API's request ai-data-masking masks (masking/bodies.py), and its
-JSONPath dialect. No sockets."""
+"""Which parts of a request ai-data-masking masks (masking/bodies.py: every string but
+identifiers, enumerations, binary payloads and signed blocks), and its JSONPath dialect.
+No sockets."""
 
 from __future__ import annotations
 
@@ -150,7 +151,7 @@ def test_anthropic_documents_search_results_and_tool_results() -> None:
     }
     assert blocks[1] is pdf
     assert blocks[2]["source"]["content"] == [{"type": "text", "text": "X"}]
-    assert blocks[3] == {**search, "title": "T", "content": [{"type": "text", "text": "S"}]}
+    assert blocks[3] == {**search, "source": "HTTPS://S", "title": "T", "content": [{"type": "text", "text": "S"}]}
     assert blocks[4]["content"][0] == {"type": "text", "text": "R"}
     assert blocks[4]["content"][1]["source"]["content"] == [{"type": "text", "text": "X"}]
     assert out["metadata"] == {"user_id": "U"} and out["model"] == "m"  # fmt: skip
@@ -188,3 +189,67 @@ def test_answers_keep_signed_thinking_and_reasoning_as_they_are() -> None:
     assert out["output"][0] is reasoning and out["content"][0] is thinking
     assert out["output"][1]["content"][0]["text"] == "T"
     assert out["object"] == "RESPONSE", "every other string is restored, keys are not"
+
+
+def test_text_in_any_field_or_shape_is_seen_and_identifiers_and_binary_data_are_not() -> None:
+    # Fields a list of prompt fields missed (found by a red-team run), shapes no API
+    # documents, and what must reach the provider exactly as sent.
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR123", "detail": "low"}}
+    audio = {"type": "input_audio", "input_audio": {"data": "UklGR123", "format": "wav"}}
+    chat = {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "user", "name": "n",
+             "content": [{"type": "text", "text": "t"}, image, audio, {"text": "untyped"}]},
+            {"role": "assistant", "refusal": "r", "tool_calls": [{"id": "call_123", "type": "function",
+                                                                  "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_123", "content": "out"},
+        ],
+        "prediction": {"type": "content", "content": "predicted"},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "description": "d",
+                                                                   "schema": {"title": "ti", "enum": ["e"]}}},
+        "tools": [{"type": "custom", "custom": {"name": "c", "description": "cd"}}],
+        "reasoning_effort": "low",
+        "modalities": ["text"],
+    }  # fmt: skip
+    out = map_request("chat", chat, upper)
+    assert out["model"] == "gpt-4o" and out["reasoning_effort"] == "low" and out["modalities"] == ["text"]
+    user, assistant, tool = out["messages"]
+    assert (user["role"], user["name"]) == ("user", "N")
+    assert user["content"] == [{"type": "text", "text": "T"}, image, audio, {"text": "UNTYPED"}]
+    assert assistant["refusal"] == "R" and assistant["tool_calls"][0]["id"] == "call_123"
+    assert assistant["tool_calls"][0]["function"]["name"] == "F"
+    assert tool == {"role": "tool", "tool_call_id": "call_123", "content": "OUT"}
+    assert out["prediction"] == {"type": "content", "content": "PREDICTED"}
+    schema = out["response_format"]["json_schema"]
+    assert (schema["description"], schema["schema"]) == ("D", {"title": "TI", "enum": ["E"]})
+    assert out["tools"] == [{"type": "custom", "custom": {"name": "C", "description": "CD"}}]
+    # Shapes no API has still have their text seen.
+    odd = map_request("chat", {"model": "m", "messages": {"role": "user", "content": "x"}}, upper)
+    assert odd["messages"] == {"role": "user", "content": "X"}
+    anthropic = {
+        "model": "claude",
+        "messages": [{"role": "assistant", "content": [
+            {"type": "text", "text": "a", "citations": [{"type": "char_location", "cited_text": "c"}]},
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
+            {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "content": [{"type": "text", "text": "m"}]},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR123"}},
+        ]}],
+        "mcp_servers": [{"type": "url", "url": "https://mcp.example/sse", "name": "srv"}],
+    }  # fmt: skip
+    blocks = map_request("messages", anthropic, upper)["messages"][0]["content"]
+    assert blocks[0]["citations"] == [{"type": "char_location", "cited_text": "C"}]
+    assert blocks[1]["input"] == {"query": "Q"} and blocks[1]["id"] == "srvtoolu_1"
+    assert blocks[2] == {
+        "type": "mcp_tool_result",
+        "tool_use_id": "mcptoolu_1",
+        "content": [{"type": "text", "text": "M"}],
+    }
+    assert blocks[3] is anthropic["messages"][0]["content"][3]  # type: ignore[index]
+    servers = map_request("messages", anthropic, upper)["mcp_servers"]
+    assert servers == [{"type": "url", "url": "https://mcp.example/sse", "name": "SRV"}]
+    responses = {"model": "m", "input": "i", "text": {"format": {"type": "json_schema", "name": "n",
+                 "schema": {"description": "sd"}}}, "prompt": {"id": "pmpt_1", "variables": {"city": "v"}}}  # fmt: skip
+    out = map_request("responses", responses, upper)
+    assert out["text"]["format"]["schema"] == {"description": "SD"}
+    assert out["prompt"] == {"id": "pmpt_1", "variables": {"city": "V"}}
