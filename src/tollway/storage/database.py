@@ -25,6 +25,7 @@ import functools
 import hashlib
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
@@ -188,6 +189,21 @@ def _sqlite_sql(sql: str) -> str:
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """Switch ``conn``'s database to WAL. Two processes opening a new file at once (the
+    workers of ``--workers N``) can find it locked by the other's switch, which SQLite
+    reports at once rather than through the busy timeout: try again for a while."""
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SqliteDatabase(Database):
     """One SQLite connection in WAL mode (readers never wait for the writer, and other
     processes — a second worker, ``tollway consumers`` — can use the same file), owned by
@@ -252,7 +268,7 @@ class SqliteDatabase(Database):
         conn = sqlite3.connect(str(self.path) if self.path is not None else ":memory:", isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enter_wal(conn)
             # In WAL mode NORMAL still never corrupts the file and survives a process
             # crash; it skips an fsync per commit (an OS crash may lose the last few).
             conn.execute("PRAGMA synchronous = NORMAL")
