@@ -39,6 +39,7 @@ import pytest
 
 from tests.conftest import GatewayFactory, Proc
 from tests.support.usage_support import eventually, metric_sum, parse_metrics
+from tollway.protocols.usage import MAX_TOKENS
 
 CHAT_BODY = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
 
@@ -332,10 +333,46 @@ def test_sigterm_during_a_postgresql_outage_loses_nothing_and_the_next_start_sto
 # --- poisoned records -------------------------------------------------------------------
 
 ABSURD = 2**63  # one more than PostgreSQL's and SQLite's 64-bit integers hold
+REFUSED = "refused-by-the-database"
+
+
+def _refuse_in_database(database: str, tmp_path: Path, request_id: str) -> None:
+    """A trigger that makes the database refuse the row of ``request_id`` (as it would a
+    row it cannot take for a reason no check of ours foresaw)."""
+    if database.startswith("sqlite:///"):
+        conn = sqlite3.connect(tmp_path / database.removeprefix("sqlite:///./"))
+        try:
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON usage_records "
+                f"WHEN NEW.request_id = '{request_id}' BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+            )
+            conn.commit()
+        finally:
+            conn.close()
+        return
+
+    async def create() -> None:
+        parts = urlsplit(database)
+        schema = parse_qs(parts.query)["search_path"][0]
+        conn = await asyncpg.connect(parts._replace(query="").geturl(), server_settings={"search_path": schema})
+        try:
+            await conn.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.request_id = '{request_id}' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            await conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON usage_records FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
 
 
 class Upstream(http.server.ThreadingHTTPServer):
-    """An OpenAI-style provider that reports 2^63 prompt tokens for ``absurd-usage``."""
+    """An OpenAI-style provider that reports 2^63 prompt tokens for ``absurd-usage`` (a
+    count no call has: recorded as the most the gateway believes)."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Answer)
@@ -393,6 +430,7 @@ def test_a_poisoned_record_blocks_nothing_and_one_the_database_refuses_is_dead_l
     gateway: GatewayFactory, database: str, upstream: Upstream, tmp_path: Path
 ) -> None:
     gw = gateway(_config(database, base_url=upstream.url, extra=STATS))
+    _refuse_in_database(database, tmp_path, REFUSED)
 
     def call(rid: str, **body: Any) -> int:
         payload = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **body}
@@ -405,6 +443,7 @@ def test_a_poisoned_record_blocks_nothing_and_one_the_database_refuses_is_dead_l
     assert call(long_id, model="m" * 5000) == 200
     assert call("nul-attribute", user="u\x00ser") == 200
     assert call("absurd", model="absurd-usage") == 200
+    assert call(REFUSED) == 200
     assert [call(f"after-{i}") for i in range(3)] == [200] * 3
 
     records = httpx.get(gw.admin_url + "/api/requests", params={"limit": "100"}, timeout=10).json()["requests"]
@@ -415,13 +454,15 @@ def test_a_poisoned_record_blocks_nothing_and_one_the_database_refuses_is_dead_l
         "nul-model",
         long_id[:512],
         "nul-attribute",
+        "absurd",
     }
+    assert by_id["absurd"]["input_tokens"] == MAX_TOKENS
     assert by_id["nul-model"]["model_requested"] == "gpt-4o" and by_id["nul-model"]["status"] == 400
     assert by_id[long_id[:512]]["model_requested"] == "m" * 512
     assert by_id["nul-attribute"]["attributes"] == {"user": "user"}
 
     dead = [orjson.loads(line) for line in (_records_folder(tmp_path) / "dead-letter.jsonl").read_bytes().splitlines()]
-    assert [(d["record"]["request_id"], d["record"]["input_tokens"]) for d in dead] == [("absurd", ABSURD)]
+    assert [d["record"]["request_id"] for d in dead] == [REFUSED]
     samples = parse_metrics(httpx.get(gw.admin_url + "/metrics", timeout=10).text)
     assert metric_sum(samples, "tollway_records_failed_total") == 1
     # The provider echoes every model it is asked for; the label takes none of them.
@@ -429,4 +470,4 @@ def test_a_poisoned_record_blocks_nothing_and_one_the_database_refuses_is_dead_l
         "gpt-4o-mini",  # in the built-in price table
         "other",
     }
-    assert len([line for line in gw.stderr_lines if "refused the record of request absurd" in line]) == 1
+    assert len([line for line in gw.stderr_lines if f"refused the record of request {REFUSED}" in line]) == 1
