@@ -79,24 +79,60 @@ class SseEvent:
         return f"SseEvent({self.raw!r})"
 
 
+# The largest event a provider may send (a model's stream event is a few kilobytes; a
+# whole answer in one event, a few hundred): past it the stream is the provider's failure.
+MAX_EVENT_BYTES = 16 << 20
+
+
+class EventTooLarge(ValueError):
+    """An event (or what is not yet one) grew past ``MAX_EVENT_BYTES``."""
+
+
 class SseParser:
-    """Feed it bytes as they arrive; it returns the events completed so far."""
+    """Feed it bytes as they arrive; it returns the events completed so far.
 
-    __slots__ = ("_buf",)
+    Linear in what it is fed, however the events are cut: a read that completes its
+    events (the usual case) is split where it stands; an unfinished event's reads are
+    kept as they came and joined once, when the read that ends it arrives (joining them
+    on every read would cost the square of a long event's size). CRs are normalised per
+    read, a trailing one held back in case its LF comes next.
+    """
 
-    def __init__(self) -> None:
-        self._buf = b""
+    __slots__ = ("_cr", "_parts", "_size", "max_event_bytes")
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        # The reads of the event not yet ended; the last one never ends in "\n\n".
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._cr = False
+        self.max_event_bytes = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
-        buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:
-            # A CR may be the first half of a CRLF split across reads: hold it back.
-            hold = buf.endswith(b"\r")
-            if hold:
-                buf = buf[:-1]
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if hold:
-                buf += b"\r"
+        if self._cr:
+            chunk = b"\r" + chunk
+            self._cr = False
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                # A CR may be the first half of a CRLF split across reads: hold it back.
+                self._cr = True
+                chunk = chunk[:-1]
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        parts = self._parts
+        if parts:
+            # The event ends in this read, or at its seam with the last one.
+            if chunk.find(b"\n\n") < 0 and not (parts[-1].endswith(b"\n") and chunk.startswith(b"\n")):
+                if chunk:
+                    parts.append(chunk)
+                    self._size += len(chunk)
+                    if self._size > self.max_event_bytes:
+                        raise EventTooLarge(f"a stream event grew past {self.max_event_bytes} bytes")
+                return []
+            parts.append(chunk)
+            buf = b"".join(parts)
+            parts.clear()
+            self._size = 0
+        else:
+            buf = chunk
         events: list[SseEvent] = []
         start = 0
         while True:
@@ -106,10 +142,18 @@ class SseParser:
             if end > start:
                 events.append(SseEvent(buf[start : end + 2]))
             start = end + 2
-        self._buf = buf[start:]
+        if start < len(buf):
+            rest = buf[start:]
+            if len(rest) > self.max_event_bytes:
+                raise EventTooLarge(f"a stream event grew past {self.max_event_bytes} bytes")
+            parts.append(rest)
+            self._size = len(rest)
         return events
 
     def flush(self) -> list[SseEvent]:
         """Whatever is left when the stream ends: a final event without its blank line."""
-        rest, self._buf = self._buf.rstrip(b"\r\n"), b""
+        rest = b"".join(self._parts).rstrip(b"\r\n")
+        self._parts.clear()
+        self._size = 0
+        self._cr = False
         return [SseEvent(rest + b"\n\n")] if rest.strip() else []

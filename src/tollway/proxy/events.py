@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from tollway.errors import GatewayError
 from tollway.exchange import Exchange
-from tollway.protocols.sse import SseEvent, SseParser
+from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
 from tollway.providers.errors import translate
 from tollway.proxy.tokens import estimate_unfinished
 from tollway.proxy.translation import EventTranslation
-from tollway.upstream import TransportError, UpstreamResponse
+from tollway.upstream import ProtocolFailure, TransportError, UpstreamResponse
 
 
 class ProviderEvents:
@@ -47,15 +48,23 @@ class ProviderEvents:
                 tail = translation.feed(self._parser.flush())
                 return [*tail, *translation.end()]
             except TransportError as exc:
-                self._ended = True
-                self._translation.broke()  # keeps the tokens the provider reported so far
-                estimate_unfinished(self._ex, self._translation.sent_chars)
-                raise translate(exc, self._provider) from None
-            events = self._parser.feed(chunk)
+                raise self._broke(exc) from None
+            try:
+                events = self._parser.feed(chunk)
+            except EventTooLarge as exc:
+                raise self._broke(ProtocolFailure(f"provider sent a stream event past the bound: {exc}")) from None
             if events:
                 out = translation.feed(events)
                 if out:
                     return out
+
+    def _broke(self, exc: TransportError) -> GatewayError:
+        """The provider broke off (or sent what cannot be relayed): the tokens it reported
+        so far are kept, the rest estimated; the error the stream ends with."""
+        self._ended = True
+        self._translation.broke()
+        estimate_unfinished(self._ex, self._translation.sent_chars)
+        return translate(exc, self._provider)
 
     async def abandoned(self) -> None:
         """The provider bills the whole answer anyway, so read the rest of it (bounded by

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tollway.protocols.sse import SseEvent, SseParser
+from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
 
 # What a provider might send: names, multi-line data, comments, non-ASCII text, [DONE].
 STREAM = (
@@ -136,3 +138,46 @@ def test_build_and_of_json_round_trip() -> None:
     as_json = SseEvent.of_json(obj)
     assert as_json.json() == obj
     assert json.loads(feed_all(SseParser(), [as_json.raw])[0].data) == obj
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"")), max_size=6),
+    st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=20),
+)
+def test_any_cut_of_any_stream_gives_what_one_read_gives(lines: list[bytes], ending: bytes, cuts: list[int]) -> None:
+    # Events of data lines, blank lines between, the stream cut anywhere (terminators and
+    # CRLFs split across reads included).
+    stream = b"".join(b"data: " + line + ending + ending for line in lines)
+    whole = SseParser()
+    expected = [e.raw for e in whole.feed(stream) + whole.flush()]
+    parser = SseParser()
+    got: list[bytes] = []
+    at, i = 0, 0
+    while at < len(stream):
+        step = cuts[i % len(cuts)]
+        got += [e.raw for e in parser.feed(stream[at : at + step])]
+        at, i = at + step, i + 1
+    got += [e.raw for e in parser.flush()]
+    assert got == expected
+
+
+def test_a_long_event_in_small_reads_is_joined_once() -> None:
+    # 8 MiB in 1 KiB reads: joining the pending reads on every read would copy ~32 GiB.
+    parser = SseParser()
+    piece = b"x" * 1024
+    assert parser.feed(b"data: ") == []
+    for _ in range(8 * 1024):
+        assert parser.feed(piece) == []
+    (event,) = parser.feed(b"\n\n")
+    assert len(event.raw) == 6 + 8 * 1024 * 1024 + 2
+
+
+def test_an_event_past_the_bound_is_refused() -> None:
+    parser = SseParser(max_event_bytes=1000)
+    parser.feed(b"data: " + b"x" * 500)
+    with pytest.raises(EventTooLarge):
+        parser.feed(b"x" * 600)
+    with pytest.raises(EventTooLarge):
+        SseParser(max_event_bytes=1000).feed(b"data: ok\n\ndata: " + b"y" * 2000)
