@@ -27,6 +27,8 @@ from tests.support.fake_provider import FakeProvider, serve_gateway
 
 KEY = "k-fuzz-0123456789"
 SECRET = "planted.secret@example.com"
+# A header value that must not reach the provider when Connection names its header.
+HOP = "hop-by-hop-value"
 
 CONFIG = """
 providers: [{{id: fake, type: openai, apiTokens: [sk-org], baseUrl: "{url}/v1"}}]
@@ -109,7 +111,7 @@ def requests(draw: st.DrawFn) -> tuple[bytes, bool]:
             st.sampled_from(
                 [("X-Mse-Consumer", "admin"), ("x_mse_consumer", "admin"), ("OpenAI-Organization", "org-x"),
                  ("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"), ("Expect", "100-continue"),
-                 ("Connection", "x-secret, close"), ("x-secret", KEY)]
+                 ("Connection", "x-secret, close"), ("x-secret", HOP)]
             ),
             max_size=3,
         )
@@ -164,6 +166,8 @@ def test_any_request_is_refused_or_served_and_no_secret_reaches_the_provider(
     for seen in upstream.seen:
         sent = seen.path.encode() + seen.query.encode() + repr(seen.headers).encode() + seen.body
         assert KEY.encode() not in sent, ("the consumer key reached the provider", seen)
+        if b"connection: x-secret" in raw.lower():
+            assert HOP.encode() not in sent, ("a header Connection names reached the provider", seen)
         if seen.path.endswith(PROMPT_PATHS):
             assert SECRET.encode() not in sent, ("a value masking must hide reached the provider", seen)
         assert not seen.all("x-mse-consumer") or seen.all("x-mse-consumer") == ["fuzzer"], seen
