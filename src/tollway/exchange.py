@@ -11,6 +11,7 @@ anything.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 from urllib.parse import parse_qsl
@@ -21,6 +22,7 @@ import orjson
 from tollway.errors import BadRequest, GatewayError
 from tollway.headers import Headers
 from tollway.protocols.apis import Api, Dialect
+from tollway.protocols.tracecontext import format_traceparent
 from tollway.protocols.usage import Usage
 
 if TYPE_CHECKING:
@@ -161,11 +163,63 @@ def _deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
 
 @dataclass(slots=True)
 class Attempt:
-    """One call to a provider: retries and failovers each add one."""
+    """One call to a provider: retries and failovers each add one.
+
+    ``latency_ms`` runs from the request sent to the response's headers (or the
+    failure). For a traced call's spans only (neither shown nor compared): ``started``,
+    ``time.perf_counter()`` when the request went out; ``span_id``, the attempt's span
+    (the parent id in the ``traceparent`` the provider got; 0 when the call is not
+    traced); ``error``, the reason code of a failure that left no status of the
+    provider's (a refused connection, a timeout).
+    """
 
     provider: str
     status: int
     latency_ms: float
+    started: float = field(default=0.0, repr=False, compare=False)
+    span_id: int = field(default=0, repr=False, compare=False)
+    error: str | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(slots=True)
+class CallTrace:
+    """A traced call's ids (W3C Trace Context), on ``Exchange.trace`` when telemetry is
+    on and the call is sampled; otherwise the exchange has none and nothing here runs.
+
+    Made by the gateway when the call starts (``tollway.usage.tracing.Sampler``): the
+    trace id is the client's when its ``traceparent`` is continued (``parent_id`` is then
+    the client's span), else a new one (``parent_id`` 0). Each provider attempt takes a
+    span id of its own (``attempt``) and sends it on as the parent in its
+    ``traceparent``. When the call ends, ``end`` takes what the spans need from the
+    exchange; they are built from it and the usage record, off the request path.
+    """
+
+    trace_id: int
+    span_id: int
+    parent_id: int
+    # Random 64-bit numbers (span ids): the sampler's generator.
+    _bits: Callable[[int], int] = field(repr=False)
+    # Type of each provider tried, by provider id (the spans name the provider's kind).
+    provider_types: dict[str, str] = field(default_factory=dict)
+    # From the exchange, at the end: its API, the model the provider's answer named, and
+    # ``time.perf_counter()`` at its start (attempts' ``started`` are counted from there).
+    api: Api = "other"
+    model_reported: str | None = None
+    started: float = 0.0
+
+    def attempt(self, provider_id: str, provider_type: str) -> tuple[int, str]:
+        """A new attempt's span id, and the ``traceparent`` its request carries."""
+        self.provider_types[provider_id] = provider_type
+        span_id = self.new_span_id()
+        return span_id, format_traceparent(self.trace_id, span_id)
+
+    def new_span_id(self) -> int:
+        return self._bits(64) or 1
+
+    def end(self, ex: Exchange) -> None:
+        self.api = ex.api
+        self.model_reported = ex.model_reported
+        self.started = ex.started
 
 
 class EventSource(Protocol):
@@ -231,6 +285,8 @@ class Exchange:
     usage: Usage = field(default_factory=Usage)
     attempts: list[Attempt] = field(default_factory=list)
     ttft_ms: float | None = None
+    # Set when telemetry is on and the call is sampled (see ``CallTrace``).
+    trace: CallTrace | None = None
     # ai-statistics attributes for the usage record; the keys in ``log_attributes`` also
     # go to the access-log line. ``None`` until a plugin sets one (most calls have none).
     attributes: dict[str, Any] | None = None

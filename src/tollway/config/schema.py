@@ -92,6 +92,26 @@ class StorageConfig(Strict):
         return v
 
 
+class TelemetryConfig(Strict):
+    """OpenTelemetry traces: one span per call, a child per provider attempt, sent over
+    OTLP/HTTP. Off while ``otlp_endpoint`` is unset."""
+
+    # The collector's OTLP/HTTP base URL (``/v1/traces`` is added unless it ends so).
+    otlp_endpoint: str | None = None
+    # The ``service.name`` of the spans' resource.
+    service_name: str = Field("tollway", min_length=1)
+    # The share of calls that start a trace here that are exported; a call continuing a
+    # client's trace follows the client's sampled flag instead.
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
 class Price(Strict):
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
@@ -253,6 +273,7 @@ class Config(Strict):
     server: ServerConfig = ServerConfig()
     admin: AdminConfig = AdminConfig()
     storage: StorageConfig = StorageConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     pricing: dict[str, Price] = {}
     providers: list[ProviderConfig] = []
     routes: list[RouteConfig] = []

@@ -150,6 +150,8 @@ class Gateway:
         request_id = req.headers.get("x-request-id") or self._ids.new()
         _drop_consumer_headers(req)
         ex = Exchange(request_id=request_id, request=req)
+        if snap.sampler is not None:  # telemetry on: is this call traced?
+            ex.trace = snap.sampler.begin(req.headers)
         chain = snap.no_plugins
         try:
             target.settle(req)

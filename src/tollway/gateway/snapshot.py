@@ -17,6 +17,7 @@ from tollway.proxy.provider_choice import RouteProviders
 from tollway.routing.hosts import host_matches
 from tollway.routing.routes import Route, RouteTable
 from tollway.services import Services
+from tollway.usage.tracing import Sampler
 
 _PHASES = {
     "AUTHN": Phase.AUTHN,
@@ -89,6 +90,8 @@ class Snapshot:
         self.route_providers = {r.name: RouteProviders(r, self.providers) for r in self.routes.routes}
         self.slots = sorted((_PluginSlot(s, services) for s in loaded.plugins), key=lambda s: s.order)
         self.failures = failures
+        # Which calls are traced; None when telemetry is off (no ``otlp_endpoint``).
+        self.sampler = Sampler(cfg.telemetry.sample_ratio) if cfg.telemetry.otlp_endpoint else None
         # What a call has before its route is known (and keeps, when none matches).
         self.no_plugins = Chain([], failures)
         self._chains: dict[tuple[str, str], Chain] = {}

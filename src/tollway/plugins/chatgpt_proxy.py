@@ -87,6 +87,10 @@ class ChatgptProxy(Plugin[ChatgptProxyConfig]):
             ("authorization", f"Bearer {cfg.apiKey}"),
             *ex.upstream_headers,
         ]
+        span_id = 0
+        if ex.trace is not None:  # telemetry on and the call sampled: the provider continues its trace
+            span_id, traceparent = ex.trace.attempt(self.name, "mock" if self.is_mock else "openai")
+            headers.append(("traceparent", traceparent))
         transport = self.services.mock_transport if self.is_mock else self.services.transport
         t0 = time.perf_counter()
 
@@ -99,11 +103,11 @@ class ChatgptProxy(Plugin[ChatgptProxyConfig]):
             finally:
                 await resp.aclose()
         except TransportError as exc:
-            ex.attempts.append(
-                Attempt(self.name, 504 if isinstance(exc, TransportTimeout) else 502, (time.perf_counter() - t0) * 1000)
-            )
-            raise translate(exc, self.name) from None
-        ex.attempts.append(Attempt(self.name, resp.status, (time.perf_counter() - t0) * 1000))
+            status = 504 if isinstance(exc, TransportTimeout) else 502
+            err = translate(exc, self.name)
+            ex.attempts.append(Attempt(self.name, status, (time.perf_counter() - t0) * 1000, t0, span_id, err.reason))
+            raise err from None
+        ex.attempts.append(Attempt(self.name, resp.status, (time.perf_counter() - t0) * 1000, t0, span_id))
         if resp.status == 200:
             try:
                 apply_usage(ex.usage, orjson.loads(answer).get("usage"))

@@ -94,8 +94,10 @@ class SseParser:
     Linear in what it is fed, however the events are cut: a read that completes its
     events (the usual case) is split where it stands; an unfinished event's reads are
     kept as they came and joined once, when the read that ends it arrives (joining them
-    on every read would cost the square of a long event's size). CRs are normalised per
-    read, a trailing one held back in case its LF comes next.
+    on every read would cost the square of a long event's size), and each byte is
+    searched for the blank line once. CRs are normalised per read, a trailing one held
+    back in case its LF comes next. An event past ``max_event_bytes`` raises
+    ``EventTooLarge``: the caller ends the stream as the provider's failure.
     """
 
     __slots__ = ("_cr", "_parts", "_size", "max_event_bytes")
@@ -119,29 +121,35 @@ class SseParser:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         parts = self._parts
         if parts:
-            # The event ends in this read, or at its seam with the last one.
-            if chunk.find(b"\n\n") < 0 and not (parts[-1].endswith(b"\n") and chunk.startswith(b"\n")):
-                if chunk:
-                    parts.append(chunk)
-                    self._size += len(chunk)
-                    if self._size > self.max_event_bytes:
-                        raise EventTooLarge(f"a stream event grew past {self.max_event_bytes} bytes")
-                return []
+            # The event ends in this read, or at its seam with the last one; the pending
+            # reads hold no blank line, so this read is all there is to search.
+            pending = self._size
+            if parts[-1].endswith(b"\n") and chunk.startswith(b"\n"):
+                end = pending - 1
+            else:
+                end = chunk.find(b"\n\n")
+                if end < 0:
+                    if chunk:
+                        parts.append(chunk)
+                        self._size = pending = pending + len(chunk)
+                        if pending > self.max_event_bytes:
+                            raise EventTooLarge(f"a stream event grew past {self.max_event_bytes} bytes")
+                    return []
+                end += pending
             parts.append(chunk)
             buf = b"".join(parts)
             parts.clear()
             self._size = 0
         else:
             buf = chunk
+            end = buf.find(b"\n\n")
         events: list[SseEvent] = []
         start = 0
-        while True:
-            end = buf.find(b"\n\n", start)
-            if end < 0:
-                break
+        while end >= 0:
             if end > start:
                 events.append(SseEvent(buf[start : end + 2]))
             start = end + 2
+            end = buf.find(b"\n\n", start)
         if start < len(buf):
             rest = buf[start:]
             if len(rest) > self.max_event_bytes:
@@ -152,8 +160,13 @@ class SseParser:
 
     def flush(self) -> list[SseEvent]:
         """Whatever is left when the stream ends: a final event without its blank line."""
-        rest = b"".join(self._parts).rstrip(b"\r\n")
+        rest = b"".join(self._parts)
         self._parts.clear()
         self._size = 0
-        self._cr = False
+        if self._cr:
+            self._cr = False
+            if rest.endswith(b"\n"):
+                # The CR held back ends a blank line: the event is whole, as in feed.
+                return [SseEvent(rest + b"\n")] if len(rest) > 1 else []
+        rest = rest.rstrip(b"\n")
         return [SseEvent(rest + b"\n\n")] if rest.strip() else []

@@ -120,10 +120,13 @@ class AiProxy:
             ex.model_upstream = provider.map_model(ex.model_requested or "")
             body = translation.request(ex.model_upstream)
             endpoint = provider.chat_endpoint(ex.model_upstream, ex.stream, secret)
+        headers = upstream_request.headers(ex, provider, endpoint.headers, translation is not None)
+        trace = ex.trace
+        span_id = upstream_request.trace_context(trace, provider, headers) if trace is not None else 0
         upstream = UpstreamRequest(
             method=ex.request.method,
             url=endpoint.url,
-            headers=upstream_request.headers(ex, provider, endpoint.headers, translation is not None),
+            headers=headers,
             body=body,
             headers_timeout=provider.headers_timeout(ex.stream),
             idle_timeout=self.idle_timeout_s,
@@ -133,9 +136,10 @@ class AiProxy:
             resp = await provider.transport.send(upstream)
         except TransportError as exc:
             status = 504 if isinstance(exc, TransportTimeout) else 502
-            ex.attempts.append(Attempt(provider.id, status, (time.perf_counter() - t0) * 1000))
-            raise translate(exc, provider.id) from None
-        ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000))
+            err = translate(exc, provider.id)
+            ex.attempts.append(Attempt(provider.id, status, (time.perf_counter() - t0) * 1000, t0, span_id, err.reason))
+            raise err from None
+        ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000, t0, span_id))
         if token is not None and resp.status in (401, 429):
             provider.rest_token(token[0])
         return resp, translation

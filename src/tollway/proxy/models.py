@@ -10,6 +10,8 @@ from tollway.exchange import Attempt, Exchange, Reply
 from tollway.protocols.openai import wire as openai_wire
 from tollway.protocols.registry import codec_for
 from tollway.providers.base import Provider
+from tollway.providers.errors import translate
+from tollway.proxy import upstream_request
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
 
@@ -39,7 +41,10 @@ class ModelListing:
         endpoint = provider.models_endpoint(token[1] if token else None)
         if endpoint is None:
             return []
-        req = UpstreamRequest("GET", endpoint.url, list(endpoint.headers), b"", provider.timeout_s, self.idle_timeout_s)
+        headers = list(endpoint.headers)
+        trace = ex.trace
+        span_id = upstream_request.trace_context(trace, provider, headers) if trace is not None else 0
+        req = UpstreamRequest("GET", endpoint.url, headers, b"", provider.timeout_s, self.idle_timeout_s)
         t0 = time.perf_counter()
         try:
             resp = await provider.transport.send(req)
@@ -48,13 +53,11 @@ class ModelListing:
             finally:
                 await resp.aclose()
         except TransportError as exc:
-            ex.attempts.append(
-                Attempt(
-                    provider.id, 504 if isinstance(exc, TransportTimeout) else 502, (time.perf_counter() - t0) * 1000
-                )
-            )
+            status = 504 if isinstance(exc, TransportTimeout) else 502
+            reason = translate(exc, provider.id).reason
+            ex.attempts.append(Attempt(provider.id, status, (time.perf_counter() - t0) * 1000, t0, span_id, reason))
             return []
-        ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000))
+        ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000, t0, span_id))
         try:
             listing = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:

@@ -7,6 +7,10 @@ the headers that choose the organisation's provider account (unless the provider
 ``pass_headers`` names them); each in every spelling a server may read as it (``_`` for
 ``-``). What key-auth read is stripped too (``ex.strip_headers``, ``ex.strip_params``).
 Plugins see the client's request as it was sent: only this copy is edited.
+
+A traced call (``ex.trace``) sends its own ``traceparent`` instead of the client's
+(``trace_context``); a call that is not traced passes the client's trace headers on
+unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from tollway.exchange import Exchange, StateKey
+from tollway.exchange import CallTrace, Exchange, StateKey
 from tollway.providers.base import Provider, spellings
 from tollway.proxy.translation import PROTOCOL_HEADERS
 
@@ -118,3 +122,15 @@ def query(ex: Exchange) -> str:
     if not ex.strip_params or not ex.request.query:
         return ex.request.query
     return urlencode([(k, v) for k, v in ex.request.query_params if k not in ex.strip_params])
+
+
+def trace_context(trace: CallTrace, provider: Provider, headers: list[tuple[str, str]]) -> int:
+    """Puts this attempt's ``traceparent`` in ``headers`` (the call's trace id, the
+    attempt's span as the parent) in place of the client's, and returns the attempt's
+    span id. The client's ``tracestate`` passes on with the trace it belongs to, and is
+    dropped when its ``traceparent`` was not continued (a new trace began here)."""
+    span_id, traceparent = trace.attempt(provider.id, provider.type)
+    continued = trace.parent_id != 0
+    headers[:] = [h for h in headers if h[0] != "traceparent" and (continued or h[0] != "tracestate")]
+    headers.append(("traceparent", traceparent))
+    return span_id

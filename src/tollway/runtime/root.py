@@ -4,13 +4,15 @@ reloads, starts and stops them as one.
 Nothing else constructs transports, stores, the gateway or the admin API: tests build a
 ``Runtime`` the same way ``tollway serve`` does. Its parts, in the order a call meets
 them: ``app`` (the gateway's ASGI edge) → ``gateway`` (on the current ``snapshot``) →
-``accountant`` → access log, metrics, usage writer. ``admin`` serves the admin API.
+``accountant`` → access log, metrics, usage writer, and the span export when telemetry
+is on. ``admin`` serves the admin API.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tollway.admin import consumers as admin_consumers
 from tollway.admin import dashboard as admin_dashboard
@@ -19,6 +21,7 @@ from tollway.admin import usage as admin_usage
 from tollway.admin.app import AdminApp
 from tollway.chain import FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, ReloadResult
+from tollway.config.schema import TelemetryConfig
 from tollway.consumers.directory import ConsumerDirectory
 from tollway.consumers.store import ConsumerStore
 from tollway.gateway.call import Gateway
@@ -41,6 +44,9 @@ from tollway.usage.metrics import UsageMetrics, configured_models
 from tollway.usage.pricing import PriceTable
 from tollway.usage.store import UsageStore
 from tollway.usage.writer import UsageWriter
+
+if TYPE_CHECKING:
+    from tollway.usage.span_export import SpanExport
 
 log = logging.getLogger("tollway")
 
@@ -91,8 +97,16 @@ class Runtime:
         )
         prices = PriceTable(cfg.pricing)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
+        # Traces (telemetry on): the accountant hands traced calls to the span export.
+        self.span_export = _span_export(cfg.telemetry)
+        # Exports a reload replaced: still sending what they held; waited for at stop.
+        self._retired_exports: list[SpanExport] = []
         self.accountant = Accountant(
-            [self.usage_writer.add], access_log=self.access_log, metrics=self.metrics, prices=prices
+            [self.usage_writer.add],
+            access_log=self.access_log,
+            metrics=self.metrics,
+            prices=prices,
+            traces=self.span_export.add if self.span_export is not None else None,
         )
         self.gateway = Gateway(
             self.snapshot,
@@ -152,9 +166,26 @@ class Runtime:
         # old config first.
         self.accountant.reprice(prices)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
+        # sample_ratio comes with the snapshot; where spans go needs an export of its own.
+        if _destination(new.telemetry) != _destination(old.telemetry):
+            self._swap_span_export(new.telemetry, source)
         self.gateway.swap(snapshot)
         log.info("reload (%s): new config in effect", source)
         return ReloadResult(True, restart_needed=restart)
+
+    def _swap_span_export(self, config: TelemetryConfig, source: str) -> None:
+        """Traces go where the new config says from now on. Calls that ended before are
+        with the old export (the accountant drained them to it), which sends them and
+        ends; calls in flight go to the new one, or nowhere when telemetry is now off."""
+        old, new = self.span_export, _span_export(config)
+        if new is not None:
+            new.start()
+        self.span_export = new
+        self.accountant.traces = new.add if new is not None else None
+        if old is not None:
+            old.close()
+            self._retired_exports.append(old)
+        log.info("reload (%s): telemetry %s", source, f"sends to {new.url}" if new is not None else "is off")
 
     async def start(self) -> None:
         await self.database.connect()
@@ -163,6 +194,8 @@ class Runtime:
         await self.quota_ledger.start()
         self.usage_writer.start()
         self.access_log.start()
+        if self.span_export is not None:
+            self.span_export.start()
         self.accountant.start()
 
     async def stop(self) -> None:
@@ -173,7 +206,26 @@ class Runtime:
         # their accounting during the awaits above, and their records still go in (the
         # accountant, once stopped, hands each later one on at once).
         await self.accountant.stop()
+        if self.span_export is not None:
+            await self.span_export.stop()
+        for retired in self._retired_exports:
+            await retired.wait_closed(1.0)
         await self.access_log.stop()
         await self.usage_writer.stop()
         await self.quota_ledger.stop()
         await self.database.close()
+
+
+def _span_export(config: TelemetryConfig) -> SpanExport | None:
+    """The span export of ``telemetry:``; None while it has no ``otlp_endpoint``."""
+    if config.otlp_endpoint is None:
+        return None
+    # OpenTelemetry is imported only when telemetry is on: a gateway without it never
+    # loads the SDK.
+    from tollway.usage.span_export import SpanExport
+
+    return SpanExport(config)
+
+
+def _destination(config: TelemetryConfig) -> tuple[str | None, str]:
+    return config.otlp_endpoint, config.service_name

@@ -1,5 +1,5 @@
 """What the gateway says once it serves: where each provider's calls go, which routes
-lead to them, which plugins run.
+lead to them, which plugins run, where traces go.
 
 Printed at start so that a config that means something else than its author thought
 shows before the first call does: a quickstart that fell back to the mock model, a
@@ -9,6 +9,7 @@ provider without keys, a route without a provider.
 from __future__ import annotations
 
 from tollway.gateway.snapshot import Snapshot
+from tollway.usage.tracing import traces_url
 
 
 def startup_lines(snapshot: Snapshot) -> list[str]:
@@ -33,6 +34,12 @@ def startup_lines(snapshot: Snapshot) -> list[str]:
         lines.append(f"route {rc.name}: {path}{domains}{to}{by_model}")
     names = [setup.name for setup in snapshot.loaded.plugins]
     lines.append("plugins: " + (", ".join(names) if names else "none"))
+    telemetry = cfg.telemetry
+    if telemetry.otlp_endpoint is not None:
+        lines.append(
+            f"telemetry: spans to {traces_url(telemetry.otlp_endpoint)} as service {telemetry.service_name!r},"
+            f" {telemetry.sample_ratio * 100:g}% of the calls that start a trace"
+        )
     return lines
 
 

@@ -1,5 +1,5 @@
 """The end of every call: its usage record goes to the access log, the metrics and the
-usage writer.
+usage writer, and a traced call's record to the span export (telemetry on).
 
 ``Accountant.finish`` runs on each call's own task, so it only takes the call's facts
 (references, nothing computed) and sets them aside. At most ``interval_s`` (5 ms) after
@@ -34,6 +34,8 @@ log = logging.getLogger("tollway")
 
 # A sink takes a batch of records (the usage writer journals and queues them).
 Sink = Callable[[list[UsageRecord]], None]
+# Takes a batch of traced calls, each with its record (``span_export.SpanExport.add``).
+TraceSink = Callable[[list[tuple[CallFacts, UsageRecord]]], None]
 
 
 class Accountant:
@@ -46,9 +48,12 @@ class Accountant:
         access_log: AccessLog | None = None,
         metrics: UsageMetrics | None = None,
         prices: PriceTable | None = None,
+        traces: TraceSink | None = None,
         interval_s: float = 0.005,
     ) -> None:
         self.sinks = list(sinks)
+        # Where traced calls go; None while telemetry is off (a reload may set it).
+        self.traces = traces
         self.access_log = access_log
         self.metrics = metrics
         self.prices = prices
@@ -89,6 +94,7 @@ class Accountant:
             return
         access_log, metrics, prices = self.access_log, self.metrics, self.prices
         records: list[UsageRecord] = []
+        traced: list[tuple[CallFacts, UsageRecord]] = []
         for facts in finished:
             try:
                 record, logged = settle(facts, prices)
@@ -97,6 +103,8 @@ class Accountant:
                     access_log.add(record, logged)
                 if metrics is not None:
                     metrics.observe(record)
+                if facts.trace is not None:
+                    traced.append((facts, record))
             except Exception:
                 self._log_error(f"accounting for request {facts.request_id}")
         for sink in self.sinks:
@@ -104,6 +112,12 @@ class Accountant:
                 sink(records)
             except Exception:
                 self._log_error(f"handing {len(records)} record(s) on")
+        traces = self.traces
+        if traced and traces is not None:
+            try:
+                traces(traced)
+            except Exception:
+                self._log_error(f"handing {len(traced)} traced call(s) on")
 
     def _log_error(self, what: str) -> None:
         # A bug here would repeat for every record: say it once a minute, not per call.

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tollway.exchange import Attempt, Exchange
+from tollway.exchange import Attempt, CallTrace, Exchange
 from tollway.protocols.usage import Usage
 from tollway.usage.pricing import PriceTable
 from tollway.usage.timestamps import iso_of_ms, to_ms
@@ -92,9 +92,15 @@ class CallFacts:
     attempts: list[Attempt]
     attributes: dict[str, Any] | None
     log_attributes: frozenset[str] | None
+    # A traced call's ids (telemetry on, the call sampled); its spans are built from it
+    # and the record (``tollway.usage.spans``).
+    trace: CallTrace | None = None
 
 
 def facts_of(ex: Exchange) -> CallFacts:
+    trace = ex.trace
+    if trace is not None:
+        trace.end(ex)
     return CallFacts(
         ex.ts,
         time.perf_counter() - ex.started,
@@ -114,6 +120,7 @@ def facts_of(ex: Exchange) -> CallFacts:
         ex.attempts,
         ex.attributes,
         ex.log_attributes,
+        trace,
     )
 
 

@@ -3,13 +3,18 @@ however the bytes are split across network reads."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import sys
+from types import FrameType
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
+from tollway.protocols import sse
+from tollway.protocols.sse import MAX_EVENT_BYTES, EventTooLarge, SseEvent, SseParser
 
 # What a provider might send: names, multi-line data, comments, non-ASCII text, [DONE].
 STREAM = (
@@ -42,6 +47,55 @@ def feed_all(parser: SseParser, chunks: list[bytes]) -> list[SseEvent]:
     for chunk in chunks:
         events.extend(parser.feed(chunk))
     return events + parser.flush()
+
+
+def reference(stream: bytes) -> list[bytes]:
+    """What the parser must make of a whole stream, written the obvious way: every line
+    end an LF, an event wherever a blank line ends text, a last event without one."""
+    text = stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    events: list[bytes] = []
+    start = 0
+    while (end := text.find(b"\n\n", start)) >= 0:
+        if end > start:
+            events.append(text[start : end + 2])
+        start = end + 2
+    rest = text[start:].rstrip(b"\n")
+    return [*events, rest + b"\n\n"] if rest.strip() else events
+
+
+def cut(stream: bytes, at: list[int]) -> list[bytes]:
+    """The stream split at the given offsets (in order, possibly repeated: empty reads)."""
+    bounds = [0, *at, len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+_SEARCHES = {"find", "rfind", "index", "rindex", "count", "replace", "split", "partition"}
+
+
+def searched(parser: SseParser, chunks: list[bytes]) -> tuple[list[SseEvent], int]:
+    """The events, and the work the parser did for them: the length of every buffer it
+    searched or rewrote, whole, however little of it the search looked at: an upper
+    bound on the bytes it scanned (each CR rewrite counts as a scan of its read). A
+    parser that searches its pending buffer again on every read makes it grow as the
+    square of what it is fed."""
+    work = 0
+
+    def count(frame: FrameType, event: str, arg: Any) -> None:
+        nonlocal work
+        if event == "c_call" and frame.f_code.co_filename == sse.__file__ and arg.__name__ in _SEARCHES:
+            target = getattr(arg, "__self__", None)
+            if isinstance(target, bytes | bytearray):
+                work += len(target)
+
+    events: list[SseEvent] = []
+    sys.setprofile(count)
+    try:
+        for chunk in chunks:
+            events += parser.feed(chunk)
+        events += parser.flush()
+    finally:
+        sys.setprofile(None)
+    return events, work
 
 
 def test_a_whole_stream_in_one_read() -> None:
@@ -172,6 +226,141 @@ def test_a_long_event_in_small_reads_is_joined_once() -> None:
         assert parser.feed(piece) == []
     (event,) = parser.feed(b"\n\n")
     assert len(event.raw) == 6 + 8 * 1024 * 1024 + 2
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["one line", "many lines", "crlf lines", "reads ending in cr"],
+)
+def test_a_long_event_in_small_reads_is_searched_in_linear_time(shape: str) -> None:
+    # 1 MiB in 1 KiB reads: searching all that is pending on every read would touch
+    # ~512 MiB; each read searched (and its CRs rewritten) on its own, and the joined
+    # event once, touches a few times what was fed.
+    piece = {
+        "one line": b"x" * 1024,
+        "many lines": b"data: " + b"x" * 1017 + b"\n",
+        "crlf lines": b"data: " + b"x" * 1016 + b"\r\n",
+        "reads ending in cr": b"\ndata: " + b"x" * 1016 + b"\r",
+    }[shape]
+    chunks = [b"data: ", *[piece] * 1024, b"\n\n", b'data: {"after": 1}\n\n']
+    fed = sum(map(len, chunks))
+    events, work = searched(SseParser(), chunks)
+    assert [e.raw for e in events] == reference(b"".join(chunks))
+    assert len(events) == 2 and len(events[0].raw) > 1000 * 1024
+    assert work <= 8 * fed, f"searched {work} bytes for {fed} fed"
+
+
+def test_many_small_events_in_one_read_are_searched_once() -> None:
+    stream = b"".join(b'data: {"n": %d}\n\n' % i for i in range(2000))
+    events, work = searched(SseParser(), [stream])
+    assert len(events) == 2000
+    # Each search starts where the last event ended; counting every buffer whole
+    # (the upper bound) is 2000 searches of the whole read.
+    assert work <= 2001 * len(stream)
+    events, work = searched(SseParser(), cut(stream, list(range(7, len(stream), 7))))
+    assert len(events) == 2000 and work <= 4 * len(stream)
+
+
+TERMINATORS = [b"\n\n", b"\r\n\r\n", b"\r\r", b"\r\n\n", b"\n\r\n", b"\r\n\r", b"\r\r\n"]
+
+
+@pytest.mark.parametrize(
+    "term", TERMINATORS, ids=[t.decode().replace("\r", "CR").replace("\n", "LF") for t in TERMINATORS]
+)
+def test_a_terminator_cut_into_any_pieces_ends_the_same_events(term: bytes) -> None:
+    # Every way of cutting the blank line (and the bytes either side of it) into reads,
+    # empty reads included: the events are those of one read.
+    stream = b"data: a" + term + b"data: b" + term + b"data: c"
+    expected = reference(stream)
+    assert [e.raw for e in feed_all(SseParser(), [stream])] == expected
+    for first in (7, 7 + len(term) + 7):  # the two terminators, in turn
+        region = range(first - 1, first + len(term) + 2)
+        for n in range(len(region) + 1):
+            for at in itertools.combinations_with_replacement(region, n):
+                got = feed_all(SseParser(), cut(stream, list(at)))
+                assert [e.raw for e in got] == expected, f"cut at {at}"
+
+
+_PIECES = [
+    b"data: ",
+    b"data:",
+    b"event: e",
+    b": c",
+    b"id: 1",
+    b"x",
+    b"{}",
+    b"\xc3\xa9",
+    b" ",
+    b":",
+    b"\n",
+    b"\r",
+    b"\r\n",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.sampled_from(_PIECES), max_size=60).map(b"".join),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=12).map(sorted),
+)
+def test_any_stream_cut_anywhere_gives_the_events_of_the_reference(stream: bytes, at: list[int]) -> None:
+    # Blank lines in every spelling (LF, CR, CRLF and mixes), comments, names, lines
+    # with no value, trailing events without a blank line; the stream cut at random
+    # offsets (empty reads included).
+    at = [min(a, len(stream)) for a in at]
+    expected = reference(stream)
+    whole = feed_all(SseParser(), [stream])
+    chunked = feed_all(SseParser(), cut(stream, at))
+    assert [e.raw for e in whole] == expected
+    assert [e.raw for e in chunked] == expected
+    assert [(e.event, e.data) for e in chunked] == [(e.event, e.data) for e in whole]
+
+
+def test_the_bound_is_16_mib_by_default() -> None:
+    assert MAX_EVENT_BYTES == 16 << 20
+    assert SseParser().max_event_bytes == MAX_EVENT_BYTES
+
+
+def test_an_event_of_exactly_the_bound_passes_and_one_byte_more_does_not() -> None:
+    # What is held is the event but for the LF that ends it.
+    event = b"data: " + b"x" * (1000 - 7) + b"\n\n"
+    for reads in ([event[:-1], b"\n"], [event[i : i + 10] for i in range(0, len(event), 10)], [event]):
+        assert [e.raw for e in feed_all(SseParser(max_event_bytes=1000), reads)] == [event]
+    parser = SseParser(max_event_bytes=1000)
+    parser.feed(event[:-1])
+    with pytest.raises(EventTooLarge):
+        parser.feed(b"x")
+    with pytest.raises(EventTooLarge):
+        SseParser(max_event_bytes=1000).feed(b"data: a\n\n" + event[:-2] + b"x\n")
+
+
+def test_the_bound_is_per_event_not_per_stream() -> None:
+    parser = SseParser(max_event_bytes=1000)
+    event = b"data: " + b"y" * 400 + b"\n\n"
+    stream = event * 50
+    assert len(feed_all(parser, [stream[i : i + 333] for i in range(0, len(stream), 333)])) == 50
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+def test_an_event_of_many_lines_past_the_bound_is_refused(ending: bytes) -> None:
+    # No single line is long: the event is, and it is never ended.
+    parser = SseParser(max_event_bytes=10_000)
+    line = b"data: " + b"z" * 90 + ending
+    with pytest.raises(EventTooLarge, match="10000 bytes"):
+        for _ in range(200):
+            parser.feed(line)
+
+
+def test_a_line_past_the_default_bound_is_refused_before_it_is_all_read() -> None:
+    parser = SseParser()
+    piece = b"x" * (64 << 10)
+    parser.feed(b"data: ")
+    reads = 0
+    with pytest.raises(EventTooLarge):  # a 128 MiB line, as the red team sent it
+        while reads < 128 << 4:
+            reads += 1
+            parser.feed(piece)
+    assert reads == MAX_EVENT_BYTES // len(piece)
 
 
 def test_an_event_past_the_bound_is_refused() -> None:

@@ -1,7 +1,8 @@
 """What reaches the provider (proxy/upstream_request.py, SPEC §14), through a gateway in
 this process: the headers that choose the organisation's provider account go only where
 the provider's ``pass_headers`` names them; X-Mse-Consumer, in any spelling, comes only
-from the gateway; a decoded body goes without its Content-Encoding."""
+from the gateway; a decoded body goes without its Content-Encoding; a traced call sends
+its own ``traceparent``, any other the client's."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from tollway.testing.gateway import GatewayUnderTest
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
 
 
-def gateway(upstream: RecordingUpstream, plugins: list[dict[str, Any]] | None = None) -> GatewayUnderTest:
+def gateway(
+    upstream: RecordingUpstream, plugins: list[dict[str, Any]] | None = None, telemetry: dict[str, Any] | None = None
+) -> GatewayUnderTest:
     base = {"type": "openai", "apiTokens": ["sk-org"], "baseUrl": "http://up.test/v1"}
     config = {
         "providers": [
@@ -31,6 +34,7 @@ def gateway(upstream: RecordingUpstream, plugins: list[dict[str, Any]] | None = 
             {"name": "claude", "path_prefix": "/claude/v1/", "provider": "claude"},
         ],
         "plugins": plugins or [],
+        "telemetry": telemetry or {},
     }
     return GatewayUnderTest(orjson.dumps(config).decode(), upstream=upstream)
 
@@ -100,3 +104,61 @@ async def test_a_decoded_body_goes_without_its_coding_and_with_its_length() -> N
     assert reached.body == CHAT
     assert reached.header("content-encoding") is None
     assert reached.header("content-length") in (None, str(len(CHAT)))
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+TELEMETRY = {"otlp_endpoint": "http://collector.test:4318"}
+
+
+def trace_headers(traceparent: str) -> list[tuple[bytes, bytes]]:
+    return [(b"host", b"gw"), (b"traceparent", traceparent.encode()), (b"tracestate", b"vendor=opaque")]
+
+
+@pytest.mark.parametrize("route", [b"/v1", b"/claude/v1"])
+async def test_a_traced_call_sends_its_attempts_span_as_the_parent(route: bytes) -> None:
+    up = RecordingUpstream()
+    gw = gateway(up, telemetry=TELEMETRY)
+    headers = trace_headers(f"00-{TRACE}-{CLIENT_SPAN}-01")
+    r = await send_raw(gw, "POST", route + b"/chat/completions", headers, CHAT)
+    assert r.status == 200, r.body
+    (attempt,) = gw.calls[-1].attempts
+    assert up.seen[0].header("traceparent") == f"00-{TRACE}-{attempt.span_id:016x}-01"
+    assert up.seen[0].header("tracestate") == "vendor=opaque"  # it belongs to the trace continued
+    trace = gw.calls[-1].trace
+    assert trace is not None and trace.parent_id == int(CLIENT_SPAN, 16)
+    assert attempt.span_id not in (0, trace.span_id, trace.parent_id)
+
+
+async def test_an_invalid_traceparent_starts_a_new_trace_without_the_clients_tracestate() -> None:
+    up = RecordingUpstream()
+    gw = gateway(up, telemetry=TELEMETRY)
+    r = await send_raw(gw, "POST", b"/v1/chat/completions", trace_headers(f"00-{TRACE.upper()}-{CLIENT_SPAN}-01"), CHAT)
+    assert r.status == 200, r.body
+    trace = gw.calls[-1].trace
+    assert trace is not None and trace.parent_id == 0
+    (attempt,) = gw.calls[-1].attempts
+    assert up.seen[0].header("traceparent") == f"00-{trace.trace_id:032x}-{attempt.span_id:016x}-01"
+    assert up.seen[0].header("tracestate") is None
+
+
+@pytest.mark.parametrize(
+    ("telemetry", "traceparent"),
+    [
+        (None, f"00-{TRACE}-{CLIENT_SPAN}-01"),  # telemetry off
+        (TELEMETRY, f"00-{TRACE}-{CLIENT_SPAN}-00"),  # the client's trace is not sampled
+        ({**TELEMETRY, "sample_ratio": 0}, "not-a-traceparent"),  # a new trace, not sampled
+    ],
+    ids=["off", "unsampled-client-trace", "unsampled-new-trace"],
+)
+async def test_an_untraced_call_passes_the_clients_trace_headers_unchanged(
+    telemetry: dict[str, Any] | None, traceparent: str
+) -> None:
+    up = RecordingUpstream()
+    gw = gateway(up, telemetry=telemetry)
+    r = await send_raw(gw, "POST", b"/v1/chat/completions", trace_headers(traceparent), CHAT)
+    assert r.status == 200, r.body
+    assert gw.calls[-1].trace is None
+    assert up.seen[0].header("traceparent") == traceparent
+    assert up.seen[0].header("tracestate") == "vendor=opaque"
+    assert gw.calls[-1].attempts[0].span_id == 0

@@ -9,7 +9,8 @@ from tollway.testing.harness import make_exchange
 from tollway.usage.access_log import AccessLog
 from tollway.usage.accountant import Accountant
 from tollway.usage.pricing import PriceTable
-from tollway.usage.record import UsageRecord
+from tollway.usage.record import CallFacts, UsageRecord
+from tollway.usage.tracing import Sampler
 
 
 def test_the_accountant_feeds_log_metrics_and_sinks_and_survives_a_failing_sink() -> None:
@@ -73,3 +74,21 @@ async def test_records_are_handed_on_within_the_kill_bound_by_default() -> None:
     await asyncio.sleep(0.05)
     assert [[r.request_id for r in b] for b in batches] == [["r0"]]
     await accountant.stop()
+
+
+def test_traced_calls_go_to_the_trace_sink_with_their_records() -> None:
+    handed: list[list[tuple[CallFacts, UsageRecord]]] = []
+    accountant = Accountant([], traces=handed.append)
+    plain = make_exchange(request_id="plain")
+    traced = make_exchange(request_id="traced")
+    traced.trace = Sampler(1.0).begin(traced.request.headers)
+    for ex in (plain, traced):
+        ex.status = 200
+        accountant.finish(ex)
+    assert [[(f.request_id, r.request_id) for f, r in batch] for batch in handed] == [[("traced", "traced")]]
+    facts = handed[0][0][0]
+    assert facts.trace is not None and facts.trace is traced.trace
+    assert facts.trace.started == traced.started
+    accountant.traces = None  # telemetry off (a reload): traced calls go nowhere
+    accountant.finish(traced)
+    assert len(handed) == 1

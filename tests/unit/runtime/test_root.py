@@ -1,0 +1,95 @@
+"""The composition root (runtime/root.py) and telemetry: the span export is built, started
+and stopped with the usage parts only when ``telemetry.otlp_endpoint`` is set, a reload
+moves it, and a gateway without telemetry never loads OpenTelemetry."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tollway.runtime.config_source import ConfigSource, load_file
+from tollway.runtime.root import Runtime
+from tollway.usage.access_log import AccessLog
+
+BASE = """
+storage: {database: "sqlite:///./tollway.db"}
+providers: [{id: mock, type: mock}]
+routes: [{name: v1, path_prefix: /v1/, provider: mock}]
+"""
+
+
+def write(path: Path, telemetry: str) -> None:
+    path.write_text(BASE + telemetry)
+
+
+async def test_a_reload_moves_the_span_export_and_the_sampler(tmp_path: Path) -> None:
+    path = tmp_path / "tollway.yaml"
+    write(path, "")
+    runtime = Runtime(ConfigSource(path), load_file(path), access_log=AccessLog(io.StringIO()))
+    await runtime.start()
+    try:
+        assert runtime.span_export is None and runtime.accountant.traces is None
+        assert runtime.snapshot.sampler is None
+
+        write(path, "telemetry: {otlp_endpoint: 'http://127.0.0.1:9/', sample_ratio: 0.5}")
+        assert runtime.reload("test").ok
+        first = runtime.span_export
+        assert first is not None and first.url == "http://127.0.0.1:9/v1/traces"
+        assert runtime.accountant.traces == first.add
+        assert runtime.snapshot.sampler is not None and runtime.snapshot.sampler.ratio == 0.5
+
+        write(path, "telemetry: {otlp_endpoint: 'http://127.0.0.1:9/', sample_ratio: 0.25}")
+        assert runtime.reload("test").ok
+        assert runtime.span_export is first  # the ratio comes with the snapshot alone
+        assert runtime.snapshot.sampler is not None and runtime.snapshot.sampler.ratio == 0.25
+
+        write(path, "telemetry: {otlp_endpoint: 'http://127.0.0.1:9/', service_name: other}")
+        assert runtime.reload("test").ok
+        second = runtime.span_export
+        assert second is not None and second is not first and runtime.accountant.traces == second.add
+
+        write(path, "")
+        assert runtime.reload("test").ok
+        assert runtime.span_export is None and runtime.accountant.traces is None
+        assert runtime.snapshot.sampler is None
+    finally:
+        await runtime.stop()
+
+
+def test_without_telemetry_opentelemetry_is_never_imported(tmp_path: Path) -> None:
+    # A process of its own: this one may have imported it for other tests.
+    script = textwrap.dedent(
+        """
+        import asyncio, io, sys
+        from pathlib import Path
+        import httpx
+        from tollway.cli import main
+        from tollway.runtime.config_source import ConfigSource, load_file
+        from tollway.runtime.root import Runtime
+        from tollway.usage.access_log import AccessLog
+
+        async def run():
+            path = Path("tollway.yaml")
+            runtime = Runtime(ConfigSource(path), load_file(path), access_log=AccessLog(io.StringIO()))
+            await runtime.start()
+            try:
+                transport = httpx.ASGITransport(app=runtime.app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+                    r = await client.post("/v1/chat/completions", json=body, headers={"traceparent": "x"})
+                    assert r.status_code == 200, r.text
+            finally:
+                await runtime.stop()
+
+        asyncio.run(run())
+        loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    write(tmp_path / "tollway.yaml", "")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
