@@ -89,7 +89,7 @@ class ProviderEvents:
                 async for chunk in self._resp.chunks():
                     feed(self._parser.feed(chunk))
                 feed(self._parser.flush())
-        except (TimeoutError, TransportError, asyncio.CancelledError):
+        except (TimeoutError, TransportError, EventTooLarge, asyncio.CancelledError):
             return False
         return True
 

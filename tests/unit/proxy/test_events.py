@@ -116,3 +116,23 @@ async def test_closing_releases_the_provider_response() -> None:
     events, _, resp = source([chunk("Hi")])
     await events.aclose()
     assert resp.closed
+
+
+async def test_an_event_past_the_bound_is_the_providers_failure_with_the_tokens_estimated() -> None:
+    events, ex, _ = source([chunk("x" * 40), b"data: " + b"z" * 600, b"z" * 600])
+    events._parser.max_event_bytes = 1000
+    assert await events.next() is not None
+    with pytest.raises(UpstreamError) as broke:
+        await events.next()
+    assert broke.value.status == 502 and "past the bound" in broke.value.message
+    assert ex.usage.estimated and ex.usage.output_tokens == 10
+    assert await events.next() is None
+
+
+async def test_a_drain_that_meets_an_event_past_the_bound_bills_an_estimate() -> None:
+    events, ex, _ = source([chunk("y" * 80), b"data: " + b"z" * 600, b"z" * 600, chunk(usage=USAGE)], drain_s=1.0)
+    events._parser.max_event_bytes = 1000
+    assert await events.next() is not None
+    await events.abandoned()  # returns: the oversized event ends the drain, not the call's bookkeeping
+    usage = ex.usage
+    assert usage.estimated and not usage.reported and usage.output_tokens == 20
