@@ -60,10 +60,13 @@ class GeminiStreamReader:
         if isinstance(obj.get("usageMetadata"), dict):
             self._usage = obj["usageMetadata"]
         out: list[Json] = []
-        candidates = obj.get("candidates") or ()
+        candidates = obj.get("candidates")
+        if not isinstance(candidates, list):  # a provider's answer is not to be trusted
+            candidates = []
         for i, candidate in enumerate(candidates):
             if isinstance(candidate, dict):
-                out.extend(self._candidate(candidate.get("index", i), candidate))
+                index = candidate.get("index", i)
+                out.extend(self._candidate(index if type(index) is int else i, candidate))
         if not candidates and pivot.member(obj, "promptFeedback").get("blockReason"):
             out.append(pivot.chunk(self.id, self.model, self.created, {"role": "assistant"}, "content_filter"))
         return out

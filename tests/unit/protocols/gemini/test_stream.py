@@ -137,3 +137,21 @@ def test_a_pivot_error_chunk_becomes_a_gemini_error_event() -> None:
     assert [e.json() for e in events] == [
         {"error": {"code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}}
     ]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"candidates": 7},
+        {"candidates": "text"},
+        {"candidates": [{"index": [1], "content": {"parts": [{"text": "a"}]}}]},
+        {"candidates": [{"index": {"k": 1}, "content": {"parts": [{"text": "b"}]}}]},
+    ],
+)
+def test_a_malformed_candidate_list_or_index_is_read_around_not_raised(event: dict[str, Any]) -> None:
+    # Found by tests/fuzz: a hostile provider's "candidates" as a number, or an index
+    # that is a list, raised inside the relay.
+    data = b"data: " + json.dumps(event).encode() + b"\n\n"
+    chunks = read(G.stream_to_pivot(), [SseEvent(data)])
+    texts = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert texts in ("", "a", "b")
