@@ -21,11 +21,16 @@ class TcpProxy:
         self._thread.start()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        # Black-holed: connections are accepted and what they send is swallowed, with no
+        # answer and no reset (a server behind a firewall that drops packets).
+        self._silent = False
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     def start(self) -> None:
+        self._silent = False
+
         async def listen() -> None:
             self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port, reuse_address=True)
             self.port = self._server.sockets[0].getsockname()[1]
@@ -41,6 +46,11 @@ class TcpProxy:
                 writer.transport.abort()
 
         self._call(cut())
+
+    def blackhole(self) -> None:
+        """From now on nothing goes through and nothing is refused: every connection, old
+        or new, stays open and silent."""
+        self._silent = True
 
     def close(self) -> None:
         self.stop()
@@ -58,6 +68,12 @@ class TcpProxy:
         self._loop.close()
 
     async def _pipe(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self._silent:
+            self._writers.add(client_w)
+            with contextlib.suppress(OSError):
+                while await client_r.read(65536):
+                    pass
+            return
         try:
             server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
@@ -68,6 +84,8 @@ class TcpProxy:
         async def copy(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError):
                 while data := await r.read(65536):
+                    if self._silent:
+                        continue
                     w.write(data)
                     await w.drain()
             w.transport.abort()

@@ -38,6 +38,7 @@ import orjson
 import pytest
 
 from tests.conftest import GatewayFactory, Proc
+from tests.support.tcp_proxy_support import TcpProxy
 from tests.support.usage_support import eventually, metric_sum, parse_metrics
 from tollway.protocols.usage import MAX_TOKENS
 
@@ -226,64 +227,6 @@ def test_a_killed_worker_journal_is_stored_by_its_successor_never_a_live_one(
 # --- a PostgreSQL outage ------------------------------------------------------------------
 
 
-class TcpProxy:
-    """A loopback TCP proxy to ``target``, on a port of its own that stays the same across
-    ``stop`` (every connection cut, new ones refused: an outage) and ``start``."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
-
-    def start(self) -> None:
-        async def listen() -> None:
-            self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port, reuse_address=True)
-            self.port = self._server.sockets[0].getsockname()[1]
-
-        self._call(listen())
-
-    def stop(self) -> None:
-        async def cut() -> None:
-            if self._server is not None:
-                self._server.close()
-                await self._server.wait_closed()
-            for writer in list(self._writers):
-                writer.transport.abort()
-
-        self._call(cut())
-
-    def close(self) -> None:
-        self.stop()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _pipe(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            server_r, server_w = await asyncio.open_connection(*self.target)
-        except OSError:
-            client_w.transport.abort()
-            return
-        self._writers |= {client_w, server_w}
-
-        async def copy(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            w.transport.abort()
-
-        await asyncio.gather(copy(client_r, server_w), copy(server_r, client_w))
-        self._writers -= {client_w, server_w}
-
-
 @pytest.fixture
 def pg_proxy() -> Iterator[TcpProxy]:
     proxy = TcpProxy(("127.0.0.1", 5432))
@@ -328,6 +271,37 @@ def test_sigterm_during_a_postgresql_outage_loses_nothing_and_the_next_start_sto
     eventually(lambda: answered <= set(_stored_ids(pg_url, tmp_path)), within=30)
     stored = _stored_ids(pg_url, tmp_path)
     assert len(stored) == len(set(stored)) == len(answered), "every answered call stored exactly once"
+
+
+@pytest.mark.postgres
+def test_sigterm_with_a_silent_database_stops_in_bounded_time_and_keeps_every_record(
+    gateway: GatewayFactory, pg_url: str, pg_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """A database that answers nothing (packets dropped, no reset) must not hold a stop
+    for its command and connect timeouts: the stop is bounded by shutdown_timeout_s and
+    the writer's own bound, and what was not stored waits in the journal."""
+    through_proxy = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{pg_proxy.port}")
+    config = _config(through_proxy)
+    gw = gateway(config)
+    before = [f"quiet-before-{i}" for i in range(5)]
+    assert all(_chat(gw, rid) == 200 for rid in before)
+    eventually(lambda: set(before) <= set(_stored_ids(pg_url, tmp_path)))
+
+    pg_proxy.blackhole()
+    during = [f"quiet-during-{i}" for i in range(20)]
+    assert all(_chat(gw, rid) == 200 for rid in during)
+    time.sleep(0.5)  # the writer is now inside a statement the database never answers
+    # shutdown_timeout_s is 2 and the writer's stop bound 5: far below the 30 s command
+    # timeout a silent server would otherwise cost.
+    assert gw.stop(timeout=15) == 0
+    assert "Traceback" not in "\n".join(gw.stderr_lines)
+    assert list((_records_folder(tmp_path) / "journal").glob("*.jsonl"))
+
+    pg_proxy.stop()  # the silent connections end; the database answers again
+    pg_proxy.start()
+    gateway(config)
+    answered = {*before, *during}
+    eventually(lambda: answered <= set(_stored_ids(pg_url, tmp_path)), within=30)
 
 
 # --- poisoned records -------------------------------------------------------------------

@@ -45,7 +45,9 @@ _MIGRATION_LOCK = 0x746F6C6C  # "toll"
 _CONNECT_TIMEOUT_S = 10.0
 # A hung server must not hang the consumer refresh or a usage flush forever.
 _COMMAND_TIMEOUT_S = 30.0
-_CLOSE_TIMEOUT_S = 5.0
+# By the time the database closes, the usage writer has stored what it could (or given
+# up on a silent server): a polite close has nothing left to wait for but that server.
+_CLOSE_TIMEOUT_S = 2.0
 _SQLITE_BUSY_TIMEOUT_MS = 5000
 # Bound parameters per statement: 999 is the lowest limit any SQLite build has had.
 _SQLITE_MAX_VARIABLES = 999

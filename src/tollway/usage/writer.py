@@ -184,8 +184,17 @@ class UsageWriter:
         then stays in the journal for the next start."""
         self._stopping = True
         self._wake.set()
+        finish = asyncio.ensure_future(self._finish())
         try:
-            await asyncio.wait_for(self._finish(), self.stop_timeout_s)
+            done, _ = await asyncio.wait((finish,), timeout=self.stop_timeout_s)
+            if not done:
+                # Not wait_for: it waits for the cancelled write to end, and a database
+                # that answers nothing holds a cancelled statement for its command timeout
+                # (asyncpg asks the silent server to cancel it). The database's close
+                # drops the connection under it.
+                finish.cancel()
+                raise TimeoutError
+            finish.result()
         except (StorageError, TimeoutError) as exc:
             where = f"kept in {self.journal.folder} for the next start" if self.journal is not None else "lost"
             why = str(exc) or f"the database did not answer within {self.stop_timeout_s:g}s"
