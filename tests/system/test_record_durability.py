@@ -19,7 +19,6 @@ Answered means the client read the whole 200 before the kill; a record is counte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.server
 import os
 import signal
