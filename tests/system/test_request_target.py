@@ -3,8 +3,9 @@
 the request line, the Host lines and the body bytes are exactly what a hostile client
 would send.
 
-- A trailing or doubled slash is the canonical API: masked, recorded with its model and
-  tokens, and sent upstream as the canonical path; a dot segment, an encoded ``/`` or
+- A trailing or doubled slash, or the API's path in other letter case, is the canonical
+  API: masked, recorded with its model and tokens, and sent upstream as the canonical
+  path; a dot segment, an encoded ``/`` or
   ``\\`` and an undecodable path are a 400 that reaches no provider; a double-encoded
   sequence reaches the provider still encoded once.
 - ``API.Example.com.:8080`` is held to the rule for ``api.example.com``; two Host lines
@@ -97,7 +98,16 @@ def post(gw: Proc, target: bytes, body: bytes = CHAT, *headers: bytes, host: byt
     return exchange(gw, b"\r\n".join(lines), body)
 
 
-@pytest.mark.parametrize("target", [b"/v1/chat/completions/", b"/v1//chat/completions", b"/v1/chat//completions//"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"/v1/chat/completions/",
+        b"/v1//chat/completions",
+        b"/v1/chat//completions//",
+        b"/v1/Chat/Completions",
+        b"/v1/CHAT/COMPLETIONS/",
+    ],
+)
 def test_a_trailing_or_doubled_slash_is_the_canonical_api(gw: Proc, fake: FakeProvider, target: bytes) -> None:
     request_id = new_request_id()
     status, _, answer = post(gw, target, CHAT, b"x-request-id: " + request_id.encode())
@@ -116,6 +126,9 @@ def test_a_trailing_or_doubled_slash_is_the_canonical_api(gw: Proc, fake: FakePr
         b"/v1/%2e%2e/v1/chat/completions",
         b"/v1/files/%2E%2E/%2e%2e/admin",
         b"/v1/../v1/chat/completions",
+        b"/v1/files/..;/..;/admin",
+        b"/v1/files/.;x/keys",
+        b"/v1/files/%2e%2e%3b/admin",
         b"/v1/chat%2fcompletions",
         b"/v1/chat%5Ccompletions",
         b"/v1/files/%ff",

@@ -13,7 +13,8 @@ provider can find no delimiter (``;``, ``?``) that the gateway did not see as te
 
 Refused with 400 ``gateway.bad_request``, before any plugin runs: a path that is not
 percent-encoded UTF-8 (``%ff``, ``%zz``), control characters, a ``.`` or ``..``
-segment (encoded or not: the provider's server would resolve it away), an encoded
+segment (encoded or not, or with a ``;`` parameter: the provider's server would resolve
+it away), an encoded
 ``/`` or ``\\`` (a segment boundary to some servers, not to others), an encoded ``?``
 or ``#``, a raw ``\\``, ``?`` or ``#`` in what the server handed over as the path.
 
@@ -41,6 +42,7 @@ _PLAIN = re.compile(rb"(?:/[A-Za-z0-9_~:@\-][A-Za-z0-9_~:@.\-]*)+|/")
 # servers), "?" and "#" (a query or fragment to the provider's server).
 _NOT_ENCODED = frozenset(b"/\\?#")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DOT_SEGMENTS = frozenset({".", ".."})
 _ABSOLUTE = re.compile(rb"(?i:https?)://([^/?#]*)(.*)", re.DOTALL)
 # What the encoding leaves as it is, beside the unreserved characters (which ``quote``
 # always keeps): segment separators, and ":" and "@", which name things in provider
@@ -132,6 +134,8 @@ def canonical_path(raw: bytes) -> str:
     if _CONTROL.search(text) is not None:
         raise _bad("the request path has control characters")
     segments = [s for s in text.split("/") if s]
-    if "." in segments or ".." in segments:
+    # ``..;x`` is ``..`` with a path parameter, and a dot segment to servers that strip
+    # parameters before resolving (Tomcat, Jetty): refused like the bare one.
+    if any(s.split(";", 1)[0] in _DOT_SEGMENTS for s in segments):
         raise _bad("the request path has a '.' or '..' segment")
     return "/" + "/".join(segments)

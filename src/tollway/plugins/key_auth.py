@@ -105,14 +105,26 @@ class KeyAuth(Plugin[KeyAuthConfig]):
                     found.append(value)
         return found
 
+    def _admit(self, ex: Exchange, consumer: Consumer) -> None:
+        ex.consumer = consumer
+        ex.upstream_headers.append(("x-mse-consumer", consumer.name))
+        ex.strip_headers.update(self.header_names)
+        ex.strip_params.update(self.param_names)
+
     def identify(self, ex: Exchange) -> Consumer | None:
         keys = self._presented(ex)
         return self._lookup(keys[0]) if len(keys) == 1 else None
 
     async def request_headers(self, ex: Exchange) -> Reply | None:
-        if not self.required:
-            return None
         keys = self._presented(ex)
+        if not self.required:
+            # Authentication is not asked for here, but a consumer who shows their key is
+            # still that consumer: recorded, held to their limits and allow_models, and
+            # their key kept from the provider. A key that names nobody changes nothing.
+            consumer = self._lookup(keys[0]) if len(keys) == 1 else None
+            if consumer is not None:
+                self._admit(ex, consumer)
+            return None
         if not keys:
             raise _unauthorized("No Key Authentication information found.", "key-auth.no_key")
         if len(keys) > 1:
@@ -120,10 +132,7 @@ class KeyAuth(Plugin[KeyAuthConfig]):
         consumer = self._lookup(keys[0])
         if consumer is None:
             raise _unauthorized("Invalid API key.", "key-auth.unknown_key")
-        ex.consumer = consumer
-        ex.upstream_headers.append(("x-mse-consumer", consumer.name))
-        ex.strip_headers.update(self.header_names)
-        ex.strip_params.update(self.param_names)
+        self._admit(ex, consumer)
         if self.allow is not None and consumer.name not in self.allow:
             raise Forbidden(
                 "Request denied by Key Auth check. Unauthorized consumer.",

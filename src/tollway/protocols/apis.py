@@ -48,17 +48,27 @@ Dialect = Literal["openai", "anthropic"]
 
 def api_path_of(path: str) -> str:
     """The client's path from ``/v1/`` on, without ``/v1``: ``/chat/completions``. A path
-    with no ``/v1/`` is its own API path."""
+    with no ``/v1/`` is its own API path. A path naming one of the APIs above in other
+    letter case (``/V1/Chat/Completions``) is that API's path: some servers match paths
+    without regard to case, and a call that reaches a model must not escape the plugins
+    that govern its API (masking, request-block) by its spelling."""
     i = path.find("/v1/")
-    return path[i + 3 :] if i >= 0 else path
+    if i < 0:
+        i = path.lower().find("/v1/")
+    api_path = path[i + 3 :] if i >= 0 else path
+    if api_path in _BY_PATH:
+        return api_path
+    lowered = api_path.lower()
+    return lowered if lowered in _BY_PATH else api_path
 
 
 def api_of(api_path: str) -> Api:
     api = _BY_PATH.get(api_path)
     if api is not None:
         return api
+    lowered = api_path.lower()  # IDs after the prefix keep their case; the prefix does not
     for prefix, name in _BY_PREFIX.items():
-        if api_path.startswith(prefix):
+        if lowered.startswith(prefix):
             return name
     return "other"
 
@@ -66,4 +76,4 @@ def api_of(api_path: str) -> Api:
 def dialect_of(path: str) -> Dialect:
     """Anthropic's for its Messages API (``/messages``, ``/messages/count_tokens``);
     OpenAI's otherwise."""
-    return "anthropic" if path.endswith(("/messages", COUNT_TOKENS)) else "openai"
+    return "anthropic" if path.lower().endswith(("/messages", COUNT_TOKENS)) else "openai"

@@ -156,11 +156,29 @@ async def test_global_auth_decides_whether_requests_outside_rules_authenticate(
         refused(outcome, 401, "key-auth.no_key")
     else:
         assert outcome is None
-    # A valid key is always accepted, and names the consumer whenever auth ran.
+    # A valid key is always accepted and names its consumer, whether or not auth was
+    # asked for: the call is theirs to record and limit, and their key stays here.
     ex = request({"x-api-key": "ck-bob"})
     assert await run_request(default, ex) is None
+    assert ex.consumer is not None and ex.consumer.name == "bob"
+    assert "x-api-key" in ex.strip_headers
+    assert ("x-mse-consumer", "bob") in ex.upstream_headers
+    # A key that names nobody is refused only where auth is asked for.
+    ex = request({"x-api-key": "ck-nobody"})
+    outcome = await run_request(default, ex)
     if must_authenticate:
-        assert ex.consumer is not None and ex.consumer.name == "bob"
+        refused(outcome, 401, "key-auth.unknown_key")
+    else:
+        assert outcome is None and ex.consumer is None
+
+
+async def test_a_consumer_known_where_auth_is_not_asked_for_is_held_to_allow_models() -> None:
+    default = make_plugin("key-auth", {**BASE, "global_auth": False}, has_rules=True)
+    body = b'{"model": "gpt-4o", "messages": []}'
+    err = refused(
+        await run_request(default, request({"x-api-key": "ck-dave"}, body=body)), 403, "key-auth.model_not_allowed"
+    )
+    assert err.code == "model_not_allowed"
 
 
 @pytest.mark.parametrize("global_auth", [None, True, False])
