@@ -1,0 +1,65 @@
+"""``tollway serve`` with the edge checks of SPEC §14 turned off. Benchmark-only.
+
+    serve_unchecked.py serve -c CONFIG --port P --admin-port A
+
+Everything is the product's own start-up (`tollway.cli.main`), except the checks that the
+hardening added in front of the plugins, each replaced by the least the gateway needs to
+go on without it, so that "full chain" against "full chain, edge checks off" is what those
+checks cost a call:
+
+- the edge's own connection (header size and count limits, head/body/idle clocks, the
+  connection bound, the pipelining bound) → uvicorn's httptools protocol as it comes;
+- the canonical target and Host (``gateway.target.settle``) → the Host with its port cut
+  off, the path as the server decoded it, sent upstream as it is;
+- the bounded body parse (``exchange.parse_json``: duplicate keys, nesting depth) →
+  ``orjson.loads`` alone;
+- the X-Mse-Consumer hygiene (every spelling, header by header) → the one spelling removed.
+
+Usage recording, its journal and the plugins are untouched: they are not edge checks.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from tollway import exchange
+from tollway.errors import BadRequest
+from tollway.exchange import Request
+from tollway.gateway import call, target
+from tollway.routing.hosts import strip_port
+from tollway.runtime import serve
+
+
+def _plain_protocol(limits: Any, name: str = "gateway") -> type[HttpToolsProtocol]:
+    return HttpToolsProtocol
+
+
+def _settle(req: Request) -> None:
+    req.host = strip_port(req.headers.get("host") or "")
+    req.encoded_path = req.path
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.args[0]}", reason="gateway.bad_request") from None
+
+
+def _drop_consumer_header(req: Request) -> None:
+    req.headers.remove("x-mse-consumer")
+
+
+serve.connection_class = _plain_protocol  # type: ignore[assignment]
+target.settle = _settle
+exchange.parse_json = _parse_json
+call._drop_consumer_headers = _drop_consumer_header
+
+from tollway.cli.main import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
