@@ -54,7 +54,7 @@ def _drop_consumer_header(req: Request) -> None:
     req.headers.remove("x-mse-consumer")
 
 
-serve.connection_class = _plain_protocol  # type: ignore[attr-defined]
+serve.connection_class = _plain_protocol  # type: ignore[attr-defined,assignment]
 target.settle = _settle
 exchange.parse_json = _parse_json
 call._drop_consumer_headers = _drop_consumer_header
