@@ -6,8 +6,8 @@ Each list works on its own (Higress only checks the exact and regex lists when
 percent-decoded and with ``+`` as space, bodies also as every decoded JSON string, and
 every one of these texts also normalised (``tollway.masking.normalise``: NFKC, zero-width
 characters and soft hyphens removed), so fullwidth letters, zero-width joiners and soft
-hyphens are none either; the words are matched as written and normalised. All
-substrings of one kind are compiled into one regular expression per snapshot.
+hyphens are none either; the words are matched as written and normalised
+(``plugins.words``: case-insensitive lists compare Unicode case foldings).
 
 A body that cannot be read through is refused, whatever the entry's ``failure_mode``:
 the JSON walk keeps its own stack (no nesting exhausts it), a body that does not parse
@@ -34,6 +34,7 @@ from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply
 from tollway.masking.normalise import normalise
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
+from tollway.plugins.words import Words
 from tollway.services import Services
 
 log = logging.getLogger("tollway.plugins.request_block")
@@ -72,10 +73,10 @@ class RequestBlockConfig(PluginConfig):
         return self
 
 
-def _any_of(words: list[str], flags: int) -> re.Pattern[str] | None:
-    """One regex for the words, each as written and normalised."""
-    every = dict.fromkeys(form for w in words if w for form in (w, normalise(w)))
-    return re.compile("|".join(re.escape(w) for w in every), flags) if every else None
+def _any_of(words: list[str], case_sensitive: bool) -> Words | None:
+    """The words, each as written and normalised; None for no word."""
+    every = Words((form for w in words if w for form in (w, normalise(w))), case_sensitive=case_sensitive)
+    return every if every else None
 
 
 def _decodings(text: str) -> Iterator[str]:
@@ -146,11 +147,11 @@ class RequestBlock(Plugin[RequestBlockConfig]):
     def __init__(self, config: RequestBlockConfig, scope: Scope, services: Services) -> None:
         super().__init__(config, scope, services)
         flags = 0 if config.case_sensitive else re.IGNORECASE
-        self.urls = _any_of(config.block_urls, flags)
+        self.urls = _any_of(config.block_urls, config.case_sensitive)
         self.exact = frozenset(u if config.case_sensitive else u.lower() for u in config.block_exact_urls)
         self.regexps = tuple(re.compile(rx, flags) for rx in config.block_regexp_urls)
-        self.headers = _any_of(config.block_headers, flags)
-        self.bodies = _any_of(config.block_bodies, flags)
+        self.headers = _any_of(config.block_headers, config.case_sensitive)
+        self.bodies = _any_of(config.block_bodies, config.case_sensitive)
         self._blocked_body: bytes | None = None
         self._failure_logged = -60.0
         message = config.blocked_message
@@ -175,7 +176,7 @@ class RequestBlock(Plugin[RequestBlockConfig]):
 
     def _url_blocked(self, url: str, path: str) -> bool:
         for text in _forms(_decodings(url)):
-            if self.urls is not None and self.urls.search(text):
+            if self.urls is not None and self.urls.found(text):
                 return True
             if self.exact:
                 t = text if self.config.case_sensitive else text.lower()
@@ -195,7 +196,7 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         if self.headers is not None:
             for name, value in req.headers:
                 line = f"{name}: {value}"
-                if any(self.headers.search(t) for t in _forms(_decodings(line))):
+                if any(self.headers.found(t) for t in _forms(_decodings(line))):
                     raise self._block(ex, "header")
         return None
 
@@ -217,7 +218,7 @@ class RequestBlock(Plugin[RequestBlockConfig]):
 
     def _body_blocked(self, ex: Exchange, body: bytes) -> bool:
         assert self.bodies is not None
-        search = self.bodies.search
+        search = self.bodies.found
         text = body.decode("utf-8", "replace")
         if "%" in text or "+" in text:
             if any(search(t) for t in _forms(_decodings(text))):
