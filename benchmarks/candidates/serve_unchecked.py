@@ -15,11 +15,13 @@ checks cost a call:
   ``orjson.loads`` alone;
 - the X-Mse-Consumer hygiene (every spelling, header by header) → the one spelling removed.
 
+``UNCHECK=json,target`` (any of edge, target, json, hygiene) turns off only those.
 Usage recording, its journal and the plugins are untouched: they are not edge checks.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -54,10 +56,17 @@ def _drop_consumer_header(req: Request) -> None:
     req.headers.remove("x-mse-consumer")
 
 
-serve.connection_class = _plain_protocol  # type: ignore[attr-defined,assignment]
-target.settle = _settle
-exchange.parse_json = _parse_json
-call._drop_consumer_headers = _drop_consumer_header
+# UNCHECK=edge,target,json,hygiene (the default: all four) turns off only those named,
+# to tell what each costs.
+_OFF = set(os.environ.get("UNCHECK", "edge,target,json,hygiene").split(","))
+if "edge" in _OFF:
+    serve.connection_class = _plain_protocol  # type: ignore[attr-defined,assignment]
+if "target" in _OFF:
+    target.settle = _settle
+if "json" in _OFF:
+    exchange.parse_json = _parse_json
+if "hygiene" in _OFF:
+    call._drop_consumer_headers = _drop_consumer_header
 
 from tollway.cli.main import main  # noqa: E402
 

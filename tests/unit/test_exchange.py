@@ -111,6 +111,9 @@ def test_a_duplicate_key_in_any_object_at_any_depth_is_refused(rng: random.Rando
         b'{"a": 1, "\\u0061": 2}',
         b'{"a\\"": 1, "a\\u0022": 2}',
         b'{"tools": [{"function": {"name": "f", "parameters": {}, "name": "g"}}]}',
+        # An escaped colon in text must not make up for the colon a duplicate key took.
+        b'{"a": 1, "a": 2, "b": "\\u003a"}',
+        b'{"a": "x", "b": "\\u003A\\u003a", "a": "y:z"}',
     ],
 )
 def test_duplicates_written_by_hand(text: bytes) -> None:
@@ -124,6 +127,7 @@ def test_duplicates_written_by_hand(text: bytes) -> None:
         b'{"a": "\\"a\\": 1, \\"a\\": 2", "b": "{\\"a\\":1,\\"a\\":2}"}',  # duplicates inside strings are text
         b'{"a": {"a": {"a": 1}}, "b": [{"a": 1}, {"a": 2}]}',  # the same key in different objects
         b'{"a\\\\": 1, "a": 2}',
+        b'{"url": "https://x.example:8443/a:b", "t": "\\u003a\\u003A:", "k\\u003a": {"k:": 1}}',
     ],
 )
 def test_look_alikes_are_not_duplicates(text: bytes) -> None:
