@@ -381,3 +381,18 @@ def test_a_client_leaving_a_translated_stream_is_billed_the_providers_tokens(
     assert (record["status"], record["tokens_estimated"]) == (499, False)
     assert (record["input_tokens"], record["output_tokens"]) == (truth["input_tokens"], truth["output_tokens"])
     assert record["cost_usd"] is not None  # claude-3-5-sonnet is in the built-in table
+
+
+def test_metrics_records_and_the_dashboard_name_a_model_alike(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    # A dated or aliased name the price table prices under a shorter entry is still the
+    # name every view shows: the record's, the dashboard's (by model) and the metric's.
+    gw = gateway(_config(mock_llm.url, "sqlite:///./usage.db"))
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=KEYS["alice"])
+    for model in ("claude-3-5-haiku-latest", "gpt-4o-2024-08-06"):
+        client.chat.completions.create(model=model, messages=_messages("hello"))
+    records = _records(gw)
+    assert {r["model_upstream"] for r in records} == {"claude-3-5-haiku-latest", "gpt-4o-2024-08-06"}
+    assert {r["key"] for r in _usage(gw, by="model")} == {"claude-3-5-haiku-latest", "gpt-4o-2024-08-06"}
+    samples = parse_metrics(httpx.get(gw.admin_url + "/metrics", timeout=10).text)
+    labels = {lb["model"] for name, lb, _ in samples if name == "tollway_requests_total"}
+    assert labels == {"claude-3-5-haiku-latest", "gpt-4o-2024-08-06"}

@@ -9,11 +9,14 @@ process, as in tests, do not share or collide.
 
 Label values are bounded so clients cannot grow the series without limit: ``route`` is
 a configured route (or ``none``), ``consumer`` a known consumer (or ``none``), and
-``model`` a name the config or the price table spells out (a modelMapping key or value,
-a model_providers key, an ``allow_models`` entry, a price-table entry: a dated name such
-as ``gpt-4o-2024-08-06`` counts as the entry that prices it), else ``other``. Never the
-name a provider answers with: a provider that echoes the client's model would let
-clients mint a series per name.
+``model`` the name the call's record carries whenever the config spells it out (a
+modelMapping key or value, a model_providers key, an ``allow_models`` entry) or the price
+table prices it (a dated name such as ``claude-3-5-haiku-latest`` or
+``gpt-4o-2024-08-06`` under its entry), so that metrics, records and the dashboard name a
+model alike; else ``other``. Priced names that the config does not spell out are taken
+as they come up to ``PRICED_NAMES`` of them per config; past that a priced name is
+counted under its table entry (``gpt-4o``): a provider that echoes a client's model
+could otherwise let clients mint a series per name.
 
 ``tollway_records_failed_total`` counts the usage records the database refused (kept in
 the dead-letter file; see ``usage.writer``).
@@ -65,23 +68,31 @@ def configured_models(loaded: LoadedConfig, consumers: Iterable[ConsumerInfo]) -
     return frozenset(names)
 
 
+# Priced names the config does not spell out, taken as labels as they come (see the
+# module's docstring).
+PRICED_NAMES = 256
+
+
 class ModelLabels:
     """Which ``model`` label a call gets (see the module's docstring)."""
 
     def __init__(self, configured: frozenset[str], prices: PriceTable) -> None:
         self.configured = configured
         self.prices = prices
+        self._priced: set[str] = set()
 
     def label(self, upstream: str | None, requested: str | None) -> str:
         for name in (upstream, requested):
             if not name:
                 continue
-            if name in self.configured:
+            if name in self.configured or name in self._priced:
                 return name
-            # A dated name ("gpt-4o-2024-08-06") counts as the table entry that prices
-            # it: the entry's name is bounded, the dates a client may send are not.
             priced = self.prices.resolve(name)
             if priced is not None:
+                if len(self._priced) < PRICED_NAMES:
+                    self._priced.add(name)
+                    return name
+                # The names a provider may answer with are not bounded; the entries are.
                 return priced[0]
         return OTHER
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ from tests.support.usage_support import metric_sum, parse_metrics, usage_record
 from tollway.config.load import load_config_text
 from tollway.plugins.key_auth import config_consumers
 from tollway.plugins.registry import PLUGIN_MODELS
-from tollway.usage.metrics import UsageMetrics, configured_models
+from tollway.usage.metrics import PRICED_NAMES, UsageMetrics, configured_models
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import UsageRecord
 
@@ -78,7 +79,10 @@ def test_the_model_label_is_bounded() -> None:
         ({"model_requested": "house-model", "model_upstream": "house-model"}, "house-model"),  # pricing entry
         ({"model_requested": "team-model", "model_upstream": "team-model"}, "team-model"),  # allow_models
         ({"model_requested": "routed-model", "model_upstream": "routed-model"}, "routed-model"),  # model_providers
-        ({"model_requested": "gpt-4o-2024-08-06", "model_upstream": "gpt-4o-2024-08-06"}, "gpt-4o"),
+        # A priced name is the record's name, dated or aliased: metrics and records agree.
+        ({"model_requested": "gpt-4o-2024-08-06", "model_upstream": "gpt-4o-2024-08-06"}, "gpt-4o-2024-08-06"),
+        ({"model_requested": "claude-3-5-haiku-latest", "model_upstream": "claude-3-5-haiku-latest"},
+         "claude-3-5-haiku-latest"),
         ({"model_requested": "client-junk-2", "model_upstream": "client-junk-2"}, "other"),
     ]  # fmt: skip
     for fields, _ in cases:
@@ -98,6 +102,21 @@ def test_names_clients_choose_share_one_series_whatever_the_provider_answers() -
     requests = [(lb["model"], v) for n, lb, v in samples if n == "tollway_requests_total"]
     assert requests == [("other", 10_000)]
     assert len(m.render()) < 20_000
+
+
+def test_priced_names_beyond_the_bound_count_under_their_price_entry() -> None:
+    # A provider may answer with any dated name a client asks for ("gpt-4o-<anything>"
+    # is priced as gpt-4o): the first PRICED_NAMES keep their own label, the rest share
+    # their entry's.
+    m = _metrics()
+    for i in range(PRICED_NAMES + 1000):
+        name = f"gpt-4o-{date(2000, 1, 1) + timedelta(days=i):%Y-%m-%d}"
+        m.observe(_record(model_requested=name, model_upstream=name))
+    samples = parse_metrics(m.render().decode())
+    labels = {lb["model"]: v for n, lb, v in samples if n == "tollway_requests_total"}
+    assert len(labels) == PRICED_NAMES + 1
+    assert labels["gpt-4o"] == 1000
+    assert labels["gpt-4o-2000-01-01"] == 1
 
 
 def test_refused_records_are_counted() -> None:
