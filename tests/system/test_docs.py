@@ -218,15 +218,18 @@ def test_tollway_schema_prints_the_config_files_json_schema() -> None:
     assert done.stdout == render(config_schema(PLUGIN_MODELS))
 
 
-def test_the_generated_configuration_reference_is_up_to_date() -> None:
+@pytest.mark.parametrize("script", ["config_reference.py", "admin_api_reference.py"])
+def test_the_generated_references_are_up_to_date(script: str) -> None:
+    # The configuration reference (from the config schema) and the admin API reference
+    # (from GET /openapi.json): a change to either source must be followed by its script.
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "config_reference.py"), "--check"],
+        [sys.executable, str(ROOT / "scripts" / script), "--check"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
     )
-    assert done.returncode == 0, done.stderr + "(run: .venv/bin/python scripts/config_reference.py)"
+    assert done.returncode == 0, done.stderr + f"(run: .venv/bin/python scripts/{script})"
 
 
 # --- the site ------------------------------------------------------------------------------

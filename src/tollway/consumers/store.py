@@ -29,8 +29,10 @@ from tollway.storage import Database, Row, Statement
 
 # Names travel as the X-Mse-Consumer header and in /api/consumers/NAME: keep them to
 # characters that are safe in both, so a name can never smuggle a header or a path.
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+:-]{0,127}")
-_MAX_ITEM = 200
+NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.@+:-]{0,127}"
+_NAME = re.compile(NAME_PATTERN)
+# The longest allow_models pattern or group name.
+MAX_ITEM = 200
 # Aliases because ConsumerStore.list (the admin API's verb) hides the builtin in its class.
 _Rows = list[Row]
 _Counts = list[int]
@@ -98,8 +100,8 @@ def validate(name: str, allow_models: Sequence[str] | None, groups: Sequence[str
         )
     for what, items in (("allow_models", allow_models or ()), ("groups", groups)):
         for item in items:
-            if not item or len(item) > _MAX_ITEM or not item.isprintable():
-                raise InvalidConsumer(f"invalid {what} entry {item!r}: 1-{_MAX_ITEM} printable characters")
+            if not item or len(item) > MAX_ITEM or not item.isprintable():
+                raise InvalidConsumer(f"invalid {what} entry {item!r}: 1-{MAX_ITEM} printable characters")
 
 
 def _iso(ts: float) -> str:

@@ -14,9 +14,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tollway import __version__
 from tollway.admin import consumers as admin_consumers
 from tollway.admin import dashboard as admin_dashboard
-from tollway.admin import readiness
+from tollway.admin import openapi, readiness
 from tollway.admin import usage as admin_usage
 from tollway.admin.app import AdminApp
 from tollway.chain import FailureLog
@@ -128,6 +129,7 @@ class Runtime:
         admin_consumers.register(admin, self.directory, lambda: config_consumers(self.loaded))
         admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)
         admin_dashboard.register(admin)
+        openapi.register(admin, __version__)
         readiness.register(
             admin,
             {

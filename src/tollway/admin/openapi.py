@@ -1,0 +1,364 @@
+"""``GET /openapi.json``: the admin API described as an OpenAPI 3.1 document (SPEC §13).
+
+The document is written here, next to the routes, and held to them by the suite: every
+route the admin app serves is in it and nothing else is (``tests/system/test_openapi.py``
+compares it with the app's own routing table), real answers validate against its
+schemas, and schemathesis drives the running API from it. ``docs/admin-api.md`` is
+generated from it (``scripts/admin_api_reference.py``).
+
+It is served under the admin token like the data it describes; ``/healthz``,
+``/readyz`` and the dashboard's files stay public.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.admin.app import AdminApp, AdminRequest, Answer, json_reply
+from tollway.consumers.store import MAX_ITEM, NAME_PATTERN
+from tollway.usage.query import GROUPINGS, MAX_LIMIT
+
+PATH = "/openapi.json"
+
+_JSON = "application/json"
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_TOKENS = {"type": "integer", "minimum": 0}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(description, _ref("Error"))
+
+
+def _text(description: str, media_type: str = "text/plain") -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+_UNAUTHORIZED = _error("No admin token, or the wrong one (`WWW-Authenticate: Bearer`).")
+_UNAVAILABLE = _error("The database did not answer; nothing was changed. Retry.")
+
+_WINDOW = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"{what}: a duration ago (`24h`, `7d`, `30m`, `90s`, `2w`) or an ISO-8601 date or "
+        "date-time (UTC unless it names an offset).",
+        "schema": {
+            "anyOf": [
+                # Up to 99999 units ago: further back than the year 1 is out of range.
+                {"type": "string", "pattern": "^[0-9]{1,5}[smhdw]$"},
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+            ]
+        },
+    }
+    for name, what in (("since", "Records at or after"), ("until", "Records before"))
+]
+_CONSUMER_FILTER = {
+    "name": "consumer",
+    "in": "query",
+    "required": False,
+    "description": "Only this consumer's records.",
+    "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"},
+}
+# An allow_models pattern or a group name: printable (ASCII here; the API also takes
+# other printable characters).
+_ITEMS = {"type": ["array", "null"], "items": {"type": "string", "pattern": f"^[ -~]{{1,{MAX_ITEM}}}$"}}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": _object(
+        {
+            "error": _object(
+                {"message": {"type": "string"}, "type": {"type": "string", "const": "admin_error"}},
+            )
+        }
+    ),
+    "Readiness": _object(
+        {
+            "ready": {"type": "boolean"},
+            "checks": {
+                "type": "object",
+                "description": "Each check (`config`, `database`, `state`) and `ok` or the reason it failed.",
+                "additionalProperties": {"type": "string"},
+            },
+        }
+    ),
+    "Reloaded": _object(
+        {
+            "status": {"type": "string", "const": "reloaded"},
+            "restart_needed": {**_STRINGS, "description": "Changed sections that take a restart to apply."},
+        }
+    ),
+    "ReloadRejected": _object(
+        {"status": {"type": "string", "const": "rejected"}, "errors": _STRINGS},
+    ),
+    "Consumer": _object(
+        {
+            "name": {"type": "string"},
+            "allow_models": {"type": ["array", "null"], "items": {"type": "string"}},
+            "groups": _STRINGS,
+            "source": {"type": "string", "enum": ["config", "runtime"]},
+            "key_hint": {"type": "string", "description": "The key's first characters, never the key."},
+            "created_at": _NULLABLE_STRING,
+        }
+    ),
+    "NewConsumer": _object(
+        {
+            "name": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
+            "allow_models": _ITEMS,
+            "groups": _ITEMS,
+        },
+        required=["name"],
+    ),
+    "CreatedConsumer": _object(
+        {
+            "name": {"type": "string"},
+            "key": {"type": "string", "description": "Shown this once; stored hashed."},
+            "allow_models": {"type": ["array", "null"], "items": {"type": "string"}},
+            "groups": _STRINGS,
+        }
+    ),
+    "UsageRow": _object(
+        {
+            "key": {**_NULLABLE_STRING, "description": "The group's value; null for calls without one."},
+            "requests": _TOKENS,
+            "errors": _TOKENS,
+            "input_tokens": _TOKENS,
+            "output_tokens": _TOKENS,
+            "cost_usd": {"type": "number", "minimum": 0},
+        }
+    ),
+    "Attempt": _object(
+        {
+            "provider": {"type": "string"},
+            "status": {"type": "integer"},
+            "latency_ms": {"type": "number"},
+        }
+    ),
+    "UsageRecord": _object(
+        {
+            "ts": {"type": "string", "description": "Start of the call, ISO-8601 UTC."},
+            "request_id": {"type": "string"},
+            "route": _NULLABLE_STRING,
+            "consumer": _NULLABLE_STRING,
+            "provider": _NULLABLE_STRING,
+            "model_requested": _NULLABLE_STRING,
+            "model_upstream": _NULLABLE_STRING,
+            "status": {"type": "integer"},
+            "reason": _NULLABLE_STRING,
+            "blocked_by": _NULLABLE_STRING,
+            "stream": {"type": "boolean"},
+            "input_tokens": _TOKENS,
+            "output_tokens": _TOKENS,
+            "cached_tokens": _TOKENS,
+            "reasoning_tokens": _TOKENS,
+            "tokens_estimated": {"type": "boolean"},
+            "cost_usd": {"type": ["number", "null"]},
+            "latency_ms": {"type": "number"},
+            "ttft_ms": {"type": ["number", "null"]},
+            "client_ip": _NULLABLE_STRING,
+            "attempts": {"type": "array", "items": _ref("Attempt")},
+            "attributes": {"type": ["object", "null"]},
+        }
+    ),
+}
+
+_AUTHENTICATED: list[dict[str, list[str]]] = [{"adminToken": []}]
+_PUBLIC: list[dict[str, list[str]]] = []
+
+_PATHS: dict[str, Any] = {
+    "/healthz": {
+        "get": {
+            "summary": "Liveness: the process answers.",
+            "security": _PUBLIC,
+            "responses": {"200": _text("`ok`.")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "Readiness: config built, database and state store answering.",
+            "security": _PUBLIC,
+            "responses": {
+                "200": _json("Ready.", _ref("Readiness")),
+                "503": _json("Not ready; `checks` names the reason.", _ref("Readiness")),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (text exposition format).",
+            "responses": {"200": _text("The metrics."), "401": _UNAUTHORIZED},
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document.",
+            "responses": {
+                "200": _json("The admin API's OpenAPI 3.1 document.", {"type": "object"}),
+                "401": _UNAUTHORIZED,
+            },
+        }
+    },
+    "/api/reload": {
+        "post": {
+            "summary": "Reload the config file (as SIGHUP does).",
+            "responses": {
+                "200": _json("The new config is in effect.", _ref("Reloaded")),
+                "400": _json("The file is invalid; the running config stays.", _ref("ReloadRejected")),
+                "401": _UNAUTHORIZED,
+            },
+        }
+    },
+    "/api/consumers": {
+        "get": {
+            "summary": "Every consumer: the config file's first, then runtime ones. Never a key.",
+            "responses": {
+                "200": _json("The consumers.", _object({"consumers": {"type": "array", "items": _ref("Consumer")}})),
+                "401": _UNAUTHORIZED,
+                "503": _UNAVAILABLE,
+            },
+        },
+        "post": {
+            "summary": "Add a runtime consumer; the answer shows its key, the only time it is shown.",
+            "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("NewConsumer")}}},
+            "responses": {
+                "201": _json("Created.", _ref("CreatedConsumer")),
+                "400": _error("The body is not a consumer (unknown fields, a missing or invalid name)."),
+                "401": _UNAUTHORIZED,
+                "409": _error("The name is taken (by a runtime consumer or the config file)."),
+                "413": _error("The body is larger than 1 MiB."),
+                "503": _UNAVAILABLE,
+            },
+        },
+    },
+    "/api/consumers/{name}": {
+        "delete": {
+            "summary": "Revoke a runtime consumer: its key stops working on every worker within a second.",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "204": {"description": "Revoked."},
+                "401": _UNAUTHORIZED,
+                "404": _error("No such consumer."),
+                "409": _error("The consumer comes from the config file; remove it there."),
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/api/usage": {
+        "get": {
+            "summary": "Usage summed by one grouping, within a window.",
+            "parameters": [
+                {
+                    "name": "by",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": list(GROUPINGS), "default": "consumer"},
+                },
+                *_WINDOW,
+                _CONSUMER_FILTER,
+            ],
+            "responses": {
+                "200": _json(
+                    "Busiest first (by time: oldest first).",
+                    _object({"rows": {"type": "array", "items": _ref("UsageRow")}}),
+                ),
+                "400": _error("A parameter is invalid."),
+                "401": _UNAUTHORIZED,
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/api/requests": {
+        "get": {
+            "summary": "The latest usage records, newest first.",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+                },
+                *_WINDOW,
+                _CONSUMER_FILTER,
+            ],
+            "responses": {
+                "200": _json("The records.", _object({"requests": {"type": "array", "items": _ref("UsageRecord")}})),
+                "400": _error("A parameter is invalid."),
+                "401": _UNAUTHORIZED,
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/": {
+        "get": {
+            "summary": "The dashboard (its page holds no data; it asks for the admin token).",
+            "security": _PUBLIC,
+            "responses": {"200": _text("The dashboard's page.", "text/html")},
+        }
+    },
+    "/dashboard/{file}": {
+        "get": {
+            "summary": "The dashboard's script, style sheet and images.",
+            "security": _PUBLIC,
+            "parameters": [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {
+                    "description": "The file.",
+                    "content": {
+                        media_type: {"schema": {"type": "string"}}
+                        for media_type in ("text/javascript", "text/css", "image/svg+xml", "text/html")
+                    },
+                },
+                "401": _error("No such file, asked without the admin token (the files are public; other paths not)."),
+                "404": _error("No such file."),
+            },
+        }
+    },
+}
+
+
+def document(version: str) -> dict[str, Any]:
+    """The admin API's OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tollway admin API",
+            "version": version,
+            "description": "Served on the admin port. With `admin.token` set, every operation without "
+            "an empty `security` needs `Authorization: Bearer <token>`.",
+        },
+        "servers": [{"url": "/"}],
+        "security": _AUTHENTICATED,
+        "paths": _PATHS,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def register(admin: AdminApp, version: str) -> None:
+    answer = json_reply(200, document(version))
+
+    async def openapi(req: AdminRequest) -> Answer:
+        return answer
+
+    admin.add("GET", PATH, openapi)
