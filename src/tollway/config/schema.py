@@ -72,6 +72,10 @@ class AdminConfig(Strict):
 class StorageConfig(Strict):
     database: str = "sqlite:///./tollway-data/tollway.db"
     state: str = "memory"
+    # Where local files go (the usage journal): by default the SQLite file's folder, or
+    # tollway-data/ next to the config file for PostgreSQL. A container whose config is
+    # mounted read-only points it at a writable volume.
+    data_folder: str | None = None
 
     @field_validator("database")
     @classmethod

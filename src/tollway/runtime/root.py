@@ -93,7 +93,7 @@ class Runtime:
         # Journal and dead-letter file in the records folder (docs/records.md).
         self.usage_writer = UsageWriter(
             self.usage_store,
-            folder=records_folder(cfg.storage.database, loaded.base_dir),
+            folder=records_folder(cfg.storage.database, loaded.base_dir, cfg.storage.data_folder),
             on_dead_letter=self.metrics.record_failed,
         )
         prices = PriceTable(cfg.pricing)

@@ -151,7 +151,7 @@ def open_database(url: str, base_dir: Path) -> Database:
     raise StorageError(f"unsupported database URL (want sqlite:/// or postgresql://): {url.split(':', 1)[0]}:…")
 
 
-def records_folder(url: str, base_dir: Path) -> Path | None:
+def records_folder(url: str, base_dir: Path, data_folder: str | None = None) -> Path | None:
     """The folder for the usage records of ``storage.database`` that are not in it yet:
     ``records-<database>`` inside the data folder, or None for a private in-memory
     database (nothing of it outlives the process).
@@ -161,14 +161,20 @@ def records_folder(url: str, base_dir: Path) -> Path | None:
     config file's folder). The name says which database, so two configs sharing a folder
     never replay each other's records: ``records-tollway.db`` for a SQLite file,
     ``records-postgresql-<12 hex digits of a hash of the URL, password left out>``.
+    ``storage.data_folder`` (``data_folder``; relative to ``base_dir``) names the data
+    folder instead: a container whose config file is mounted read-only keeps its
+    journal on a volume.
     """
+    chosen = None if data_folder is None else Path(data_folder)
+    if chosen is not None and not chosen.is_absolute():
+        chosen = base_dir / chosen
     if url.startswith("sqlite:///"):
         rest = url.removeprefix("sqlite:///")
         if rest in ("", ":memory:"):
             return None
         path = Path(rest)
         path = path if path.is_absolute() else base_dir / path
-        return path.parent / f"records-{path.name}"
+        return (chosen or path.parent) / f"records-{path.name}"
     parts = urlsplit(url)
     netloc = parts.hostname or ""
     if parts.username:
@@ -177,7 +183,7 @@ def records_folder(url: str, base_dir: Path) -> Path | None:
         netloc = f"{netloc}:{parts.port}"
     identity = parts._replace(scheme="postgresql", netloc=netloc).geturl()
     digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
-    return base_dir / "tollway-data" / f"records-postgresql-{digest}"
+    return (chosen or base_dir / "tollway-data") / f"records-postgresql-{digest}"
 
 
 def _rows_affected(status: str) -> int:

@@ -101,6 +101,13 @@ def test_the_records_folder_is_in_the_data_folder_and_names_its_database(tmp_pat
     assert records_folder("postgresql://tw@db:5432/tollway?search_path=b", tmp_path) != one
 
 
+def test_storage_data_folder_moves_the_records_folder(tmp_path: Path) -> None:
+    # A container's config is mounted read-only; the journal goes to its volume.
+    pg = records_folder("postgresql://tw@db:5432/tollway", Path("/etc/tollway"), "/var/lib/tollway")
+    assert pg is not None and pg.parent == Path("/var/lib/tollway") and pg.name.startswith("records-postgresql-")
+    assert records_folder("sqlite:///./t.db", tmp_path, "state") == tmp_path / "state" / "records-t.db"
+
+
 def test_unsupported_url_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError):
         open_database("mysql://x/y", tmp_path)
