@@ -69,6 +69,21 @@ class PatternMap:
                 return m.expand(re.sub(r"\$(\d+)", r"\\\1", value))
         return self._fallback
 
+    def all_values(self, name: str) -> list[str]:
+        """The value of every rule ``name`` matches, in the order ``lookup`` tries them
+        (exact, longest prefix first, regexes, ``*``), each value once."""
+        found: list[str] = []
+        if name in self._exact:
+            found.append(self._exact[name])
+        found += [value for prefix, value in self._prefixes if name.startswith(prefix)]
+        for rx, value in self._regexes:
+            m = rx.fullmatch(name)
+            if m is not None:
+                found.append(m.expand(re.sub(r"\$(\d+)", r"\\\1", value)))
+        if self._fallback is not None:
+            found.append(self._fallback)
+        return list(dict.fromkeys(found))
+
     def names(self) -> list[str]:
         """The non-wildcard keys: models a route can list even if the provider cannot."""
         return list(self._exact)

@@ -307,7 +307,9 @@ def _status_line(status: int) -> bytes:
 
 async def _send(writer: asyncio.StreamWriter, answer: Answer, cut: bool = False) -> None:
     body = answer.body[: len(answer.body) // 2] if cut else answer.body
-    head = f"content-type: {answer.content_type}\r\ncontent-length: {len(answer.body)}\r\n\r\n"
+    # A rate limit says when to come back, as OpenAI's and Anthropic's do.
+    retry = "retry-after: 7\r\n" if answer.status == 429 else ""
+    head = f"content-type: {answer.content_type}\r\n{retry}content-length: {len(answer.body)}\r\n\r\n"
     writer.write(_status_line(answer.status) + head.encode() + body)
     await writer.drain()
     if cut:

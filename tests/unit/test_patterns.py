@@ -105,3 +105,13 @@ def test_an_empty_fallback_keeps_every_unmatched_name() -> None:
     provider = _provider({"gpt-4*": "gpt-4o", "*": ""})
     assert provider.map_model("gpt-4-turbo") == "gpt-4o"
     assert provider.map_model("mistral-large") == "mistral-large"
+
+
+def test_all_values_are_every_matching_rule_in_lookup_order_each_once() -> None:
+    table = PatternMap(
+        {"claude-*": "a", "claude-3*": "b", "~claude-(.*)": "c-$1", "*": "z", "claude-3-opus": "e", "x*": "a"}
+    )
+    assert table.all_values("claude-3-opus") == ["e", "b", "a", "c-3-opus", "z"]
+    assert table.all_values("gpt-4o") == ["z"]
+    assert table.all_values("claude-3-opus")[0] == table.lookup("claude-3-opus")
+    assert PatternMap({"claude-*": "a"}).all_values("gpt-4o") == []

@@ -169,7 +169,7 @@ class Gateway:
                 unfit = facts.from_body(ex)
                 reply = await chain.request_body(ex) if chain.on_request_body else None
                 if reply is None:
-                    if not route.provider_ids:
+                    if not route.provider_ids and not route.model_providers:
                         raise NotFound(f"route {route.name!r} has no provider", reason="gateway.no_route")
                     if unfit is not None:
                         raise unfit

@@ -8,8 +8,10 @@ OpenAI-style requests go to the provider's API root plus the client's path after
 ``/v1``, with the provider's credential in place of the client's; other protocols are
 translated both ways (``translation``). Every provider call is one ``Attempt`` on the
 exchange. ``retryOnFailure`` tries the same provider again with its next token (until
-``retryTimeout`` has passed since its first attempt); then the next provider in the
-route's list is tried on connect errors, 429 and 5xx.
+``retryTimeout`` has passed since its first attempt); then the next provider that
+serves the model (``provider_choice``) is tried on connect errors, 429 and 5xx. A
+request the gateway refuses to send (400 ``unsupported_parameter``) is the client's
+error, answered at once.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, 
 
 def _fails_over(status: int) -> bool:
     return status == 429 or status >= 500
+
+
+def _clients_fault(err: GatewayError) -> bool:
+    return err.status < 500 and err.status != 429
 
 
 class AiProxy:
@@ -87,6 +93,10 @@ class AiProxy:
                 except UpstreamTimeout:
                     raise  # a provider that went silent is not retried: the client has waited enough
                 except GatewayError as err:
+                    if _clients_fault(err):
+                        # A request the gateway would not send (a field the provider's
+                        # protocol cannot carry): no other provider makes it sendable.
+                        raise
                     last_error = err
                     if provider.may_retry(attempt, first):
                         continue

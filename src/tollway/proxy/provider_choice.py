@@ -1,4 +1,12 @@
-"""The providers one route can send to, and how the requested model picks among them."""
+"""The providers one route can send to, and how the requested model picks among them.
+
+A model that a ``model_providers`` pattern names goes to that provider, and fails over
+only to the providers of the route's other ``model_providers`` patterns that match the
+same model: never to a provider of the route's ``providers`` list, which would be sent a
+model it does not serve (a Claude model to OpenAI: a 404 that hides the first
+provider's 429 and its ``Retry-After``). A model that no pattern matches goes down the
+route's ``providers`` list; with no list, no provider serves it.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +19,27 @@ from tollway.providers.base import Provider
 if TYPE_CHECKING:
     from tollway.routing.routes import Route
 
+# Model names come from clients: the memo of their candidates is bounded.
+_MEMO_LIMIT = 4096
+
 
 class RouteProviders:
-    """The providers one route can send to, and how the requested model picks one."""
+    """The providers one route can send to, and how the requested model picks them."""
 
     def __init__(self, route: Route, providers: dict[str, Provider]) -> None:
         self.ordered: tuple[Provider, ...] = tuple(providers[p] for p in route.provider_ids)
         self.by_model = PatternMap(dict(route.model_providers)) if route.model_providers else None
         self._providers = providers
+        self._memo: dict[str, tuple[Provider, ...]] = {}
 
     def for_model(self, model: str | None) -> Sequence[Provider]:
-        if self.by_model is not None and model:
-            pid = self.by_model.lookup(model)
-            if pid is not None:
-                chosen = self._providers[pid]
-                return (chosen, *(p for p in self.ordered if p is not chosen))
-        return self.ordered
+        """The providers to try for ``model``, in order (see the module)."""
+        if self.by_model is None or not model:
+            return self.ordered
+        found = self._memo.get(model)
+        if found is None:
+            matched = tuple(self._providers[pid] for pid in self.by_model.all_values(model) if pid in self._providers)
+            found = matched or self.ordered
+            if len(self._memo) < _MEMO_LIMIT:
+                self._memo[model] = found
+        return found
