@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -192,10 +193,14 @@ CLAUDE_AUTH = {"x-api-key": "sk-ant-claude"}
 CLAUDE_MODEL = "claude-sonnet-4-20250514"
 
 
-def assert_claude_call(seen: Seen) -> None:
+# What the Anthropic SDK sends as its anthropic-version (it goes on as sent).
+SDK_VERSION = str(anthropic.Anthropic(api_key="unused").default_headers["anthropic-version"])
+
+
+def assert_claude_call(seen: Seen, version: str = "2023-06-01") -> None:
     assert (seen.method, seen.path, seen.query) == ("POST", "/v1/messages", "")
     assert credentials(seen) == CLAUDE_AUTH
-    assert seen.all("anthropic-version") == ["2023-06-01"]
+    assert seen.all("anthropic-version") == [version]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
@@ -220,7 +225,7 @@ def test_claude_with_the_openai_sdk(gw: Proc, fake: FakeProvider, stream: bool) 
 def test_claude_with_the_anthropic_sdk(gw: Proc, fake: FakeProvider, stream: bool) -> None:
     rid, answer = message(gw, "claude", CLAUDE_MODEL, stream)
     [seen] = fake.seen
-    assert_claude_call(seen)  # the provider's anthropic-version replaces the client's
+    assert_claude_call(seen, SDK_VERSION)  # the client's own anthropic-version, not the default
     sent: dict[str, Any] = {"model": CLAUDE_MODEL, "max_tokens": 64, "system": SYSTEM,
                             "messages": ANTHROPIC_MESSAGES}  # fmt: skip
     if stream:
@@ -403,6 +408,23 @@ def test_model_lists_come_from_the_provider(
     assert credentials(seen) == auth
     if provider == "claude":
         assert seen.all("anthropic-version") == ["2023-06-01"]
+
+
+def test_an_anthropic_clients_version_and_beta_headers_reach_claude_as_sent(gw: Proc, fake: FakeProvider) -> None:
+    # SPEC §9: anthropic-version and anthropic-beta go on as the client sent them; the
+    # default version only stands in for a client that sent none.
+    beta = "prompt-caching-2024-07-31,output-128k-2025-02-19"
+    with anthropic_sdk(gw, "claude") as sdk:
+        sdk.messages.create(
+            model=CLAUDE_MODEL, max_tokens=64, system=SYSTEM, messages=ANTHROPIC_MESSAGES,
+            extra_headers={"anthropic-version": "2024-10-22", "anthropic-beta": beta},
+        )  # fmt: skip
+    body = {"model": CLAUDE_MODEL, "max_tokens": 64, "messages": ANTHROPIC_MESSAGES}
+    httpx.post(f"{gw.url}/p/claude/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY}, timeout=10)
+    sdk_call, bare_call = fake.seen
+    assert (sdk_call.all("anthropic-version"), sdk_call.all("anthropic-beta")) == (["2024-10-22"], [beta])
+    assert (bare_call.all("anthropic-version"), bare_call.all("anthropic-beta")) == (["2023-06-01"], [])
+    assert credentials(sdk_call) == credentials(bare_call) == CLAUDE_AUTH
 
 
 # ---- provider errors and broken streams ------------------------------------------------

@@ -88,11 +88,12 @@ def assert_sent_to_openai(seen: dict[str, Any], token: str = "sk-oai-provider") 
     return body_of(seen)
 
 
-def assert_sent_to_claude(seen: dict[str, Any]) -> dict[str, Any]:
-    """An Anthropic call: the provider's key in x-api-key, anthropic-version, no bearer."""
+def assert_sent_to_claude(seen: dict[str, Any], version: str = "2023-06-01") -> dict[str, Any]:
+    """An Anthropic call: the provider's key in x-api-key, anthropic-version (the
+    client's own when it speaks Anthropic's protocol), no bearer."""
     assert (seen["method"], seen["path"]) == ("POST", "/v1/messages")
     assert headers_of(seen, "x-api-key") == ["sk-ant-provider"]
-    assert headers_of(seen, "anthropic-version") == ["2023-06-01"]
+    assert headers_of(seen, "anthropic-version") == [version]
     assert headers_of(seen, "authorization") == []
     return body_of(seen)
 
@@ -507,8 +508,10 @@ def test_model_providers_route_the_anthropic_sdk_by_model(gw: Proc, mock_request
             assert [b.text for b in answer.content if b.type == "text"] == ["This is a mock reply to: Hello there"]
     claude, gpt = mock_requests()
     # Anthropic to claude is no translation: the body goes as the SDK sent it.
-    assert assert_sent_to_claude(claude) == {"max_tokens": 50, "messages": [{"role": "user", "content": "Hello there"}],
-                                             "model": "claude-3-5-sonnet"}  # fmt: skip
+    sdk_version = str(anthropic.Anthropic(api_key="unused").default_headers["anthropic-version"])
+    assert assert_sent_to_claude(claude, sdk_version) == {
+        "max_tokens": 50, "messages": [{"role": "user", "content": "Hello there"}], "model": "claude-3-5-sonnet"
+    }  # fmt: skip
     assert assert_sent_to_openai(gpt) == {"model": "gpt-4o", "max_tokens": 50,
                                           "messages": [{"role": "user", "content": "Hello there"}]}  # fmt: skip
     assert {m: usage_record(gw, rid)["provider"] for m, rid in rids.items()} == {

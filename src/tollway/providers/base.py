@@ -76,6 +76,9 @@ class Provider:
     # The wire format of the provider's native chat API: a codec name in
     # ``tollway.protocols.registry`` ("openai", "anthropic", "gemini").
     protocol: ClassVar[str] = "openai"
+    # Headers of ``auth_headers`` that a client speaking the provider's own protocol
+    # may set itself: its value goes on, the provider's is only the default.
+    client_settable: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ProviderConfig, transport: Transport, base_url: str | None = None) -> None:
         self.config = config

@@ -12,12 +12,16 @@ DEFAULT_VERSION = "2023-06-01"
 class Claude(Provider):
     """``baseUrl`` (default ``https://api.anthropic.com``, the root Anthropic's SDK takes)
     + ``/v1`` + the API path: ``/v1/messages``, ``/v1/models``. Auth is ``x-api-key``
-    plus ``anthropic-version`` (``claudeVersion``, else ``apiVersion``, else
-    2023-06-01). A root that already ends in ``/v1`` (an ``openaiCustomUrl`` such as
-    ``…/v1/messages``) is not given a second one."""
+    plus ``anthropic-version``: the client's own when it speaks Anthropic's protocol and
+    sent one, else ``claudeVersion``, else ``apiVersion``, else 2023-06-01. A root that
+    already ends in ``/v1`` (an ``openaiCustomUrl`` such as ``…/v1/messages``) is not
+    given a second one."""
 
     protocol = "anthropic"
     default_base_url = "https://api.anthropic.com"
+    # An Anthropic client's own anthropic-version goes on as it sent it (anthropic-beta
+    # always does); the configured or default version is for clients that sent none.
+    client_settable = frozenset({"anthropic-version"})
 
     def __init__(self, config: ProviderConfig, transport: Transport) -> None:
         super().__init__(config, transport)

@@ -99,6 +99,12 @@ def _dropped_for(withheld: frozenset[str], auth: tuple[str, ...], translated: bo
 def headers(
     ex: Exchange, provider: Provider, auth: Sequence[tuple[str, str]], translated: bool
 ) -> list[tuple[str, str]]:
+    settable = provider.client_settable
+    if settable and not translated:
+        sent = [name for name in settable if name in ex.request.headers]
+        if sent:
+            # The client's value goes on (not dropped), the provider's default not added.
+            auth = [(k, v) for k, v in auth if k not in sent]
     drop = _dropped_for(provider.withheld_headers, tuple([k for k, _ in auth]), translated)
     # What this call adds (a few names) is checked apart: a union with ``drop`` would
     # copy its fifty names on every call.
