@@ -302,6 +302,10 @@ class Exchange:
     usage: Usage = field(default_factory=Usage)
     attempts: list[Attempt] = field(default_factory=list)
     ttft_ms: float | None = None
+    # The stream's terminal event (``data: [DONE]``, ``message_stop``,
+    # ``response.completed``) has gone to the client: the answer is whole, whatever the
+    # client does after it.
+    stream_ended: bool = False
     # Set when telemetry is on and the call is sampled (see ``CallTrace``).
     trace: CallTrace | None = None
     # ai-statistics attributes for the usage record; the keys in ``log_attributes`` also

@@ -95,6 +95,20 @@ def _undo_content_encoding(req: Request, limit: int) -> None:
         headers.set("content-length", str(len(req.body)))
 
 
+# How the streams the gateway relays end (OpenAI chat and completions, Anthropic
+# Messages, the Responses API), as the first bytes of their last event.
+_TERMINAL_EVENTS = (
+    b"event: message_stop",
+    b"event:message_stop",
+    b"event: response.completed",
+    b"event:response.completed",
+)
+
+
+def _is_terminal(raw: bytes) -> bool:
+    return b"[DONE]" in raw[:16] or raw.startswith(_TERMINAL_EVENTS)
+
+
 def too_large(limit: int) -> BodyTooLarge:
     return BodyTooLarge(f"request body is larger than {limit} bytes", reason="gateway.body_too_large")
 
@@ -189,8 +203,11 @@ class Gateway:
             ex.reason = "gateway.client_closed"
         except asyncio.CancelledError:
             if not self._stopping:
-                ex.status = 499
-                ex.reason = "gateway.client_closed"
+                if not ex.stream_ended:
+                    # A client that left after the stream's last event (the OpenAI SDK
+                    # closes on [DONE]) had the whole answer: the provider's status stands.
+                    ex.status = 499
+                    ex.reason = "gateway.client_closed"
                 await self._done(ex, chain)
                 raise
             await self._cut_by_shutdown(ex, client)
@@ -241,6 +258,8 @@ class Gateway:
                     if ex.ttft_ms is None:
                         ex.ttft_ms = ex.elapsed_ms()
                     await client.write(b"".join([e.raw for e in batch]))
+                    if _is_terminal(batch[-1].raw):
+                        ex.stream_ended = True
             tail = chain.stream_end(ex) if rewrite else []
             await client.finish(b"".join([e.raw for e in tail]))
         except asyncio.CancelledError:
