@@ -25,10 +25,10 @@ def _no_folder(url: str, base_dir: Path, data_folder: str | None = None) -> Path
 
 
 if "journal" in _OFF:
-    root.records_folder = _no_folder  # type: ignore[assignment]
+    root.records_folder = _no_folder  # type: ignore[attr-defined]
 if "index" in _OFF:
     store._MIGRATIONS = tuple(tuple(sql for sql in step if "UNIQUE INDEX" not in sql) for step in store._MIGRATIONS)
-    database._skip_existing = lambda unique: ""  # type: ignore[assignment]
+    database._skip_existing = lambda unique: ""
 
 from tollway.cli.main import main  # noqa: E402
 
