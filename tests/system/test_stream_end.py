@@ -35,6 +35,8 @@ class LingeringProvider:
         self.url = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server
+        self._writers: set[asyncio.StreamWriter] = set()
 
     def __enter__(self) -> LingeringProvider:
         self._thread.start()
@@ -42,15 +44,24 @@ class LingeringProvider:
         async def listen() -> asyncio.Server:
             return await asyncio.start_server(self._serve, "127.0.0.1", 0)
 
-        server = asyncio.run_coroutine_threadsafe(listen(), self._loop).result(5)
-        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        self._server = asyncio.run_coroutine_threadsafe(listen(), self._loop).result(5)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         return self
 
     def __exit__(self, *exc: object) -> None:
+        async def close() -> None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             length = next(
@@ -73,6 +84,7 @@ class LingeringProvider:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
 
 

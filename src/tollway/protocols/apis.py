@@ -37,8 +37,9 @@ _BY_PATH: dict[str, Api] = {
 }
 # APIs named by their first path segment (``/images/generations``, ``/files/{id}``).
 _BY_PREFIX: dict[str, Api] = {"/images/": "images", "/audio/": "audio", "/files": "files", "/batches": "batches"}
-# APIs whose JSON body the gateway parses and validates as a model request.
-JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "messages"})
+# APIs whose JSON body the gateway parses and validates as a model request (and whose
+# ``model`` the provider's ``modelMapping`` rewrites).
+JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "messages", "responses"})
 # APIs that carry prompt text in an OpenAI- or Anthropic-shaped body.
 PROMPT_APIS: frozenset[Api] = JSON_APIS | {"count_tokens", "responses"}
 

@@ -31,7 +31,8 @@ def _int(v: Any) -> int:
 
 
 def apply_usage(usage: Usage, obj: Any) -> bool:
-    """Fill ``usage`` from an OpenAI- or Anthropic-shaped ``usage`` object; True if it had one.
+    """Fill ``usage`` from an OpenAI chat, OpenAI Responses or Anthropic ``usage``
+    object; True if it had one.
 
     Anthropic streams report input tokens in ``message_start`` and output tokens in
     ``message_delta``, so a later report only overwrites the counts it carries.
@@ -47,6 +48,15 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
         out_details = obj.get("completion_tokens_details")
         if isinstance(out_details, dict):
             usage.reasoning_tokens = _int(out_details.get("reasoning_tokens"))
+    elif "input_tokens_details" in obj or "output_tokens_details" in obj:
+        # The Responses API: OpenAI's counts under Anthropic-like names (input includes
+        # the cached tokens, output the reasoning ones).
+        usage.input_tokens = _int(obj.get("input_tokens"))
+        usage.output_tokens = _int(obj.get("output_tokens"))
+        in_details = obj.get("input_tokens_details")
+        usage.cached_tokens = _int(in_details.get("cached_tokens")) if isinstance(in_details, dict) else 0
+        out_details = obj.get("output_tokens_details")
+        usage.reasoning_tokens = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
     elif "input_tokens" in obj or "output_tokens" in obj:
         if "input_tokens" in obj:
             usage.input_tokens = (

@@ -18,13 +18,18 @@ def take_model(ex: Exchange, obj: dict[str, Any]) -> None:
 def take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
     """The usage (and the model named beside it) in one decoded answer or stream event:
     OpenAI's ``usage`` (the answer's, or a stream's usage chunk), Anthropic's answer,
-    ``message_start`` and ``message_delta``."""
+    ``message_start`` and ``message_delta``, the Responses API's answer and its
+    ``response.completed`` event."""
     u = obj.get("usage")
     if u is not None and apply_usage(ex.usage, u):
         take_model(ex, obj)
     msg = obj.get("message")
     if isinstance(msg, dict) and msg.get("usage") is not None and apply_usage(ex.usage, msg["usage"]):
         take_model(ex, msg)
+    # The Responses API streams its usage in ``response.completed``'s response.
+    response = obj.get("response")
+    if isinstance(response, dict) and response.get("usage") is not None and apply_usage(ex.usage, response["usage"]):
+        take_model(ex, response)
 
 
 def estimate_unfinished(ex: Exchange, sent_chars: int) -> None:

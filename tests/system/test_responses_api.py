@@ -1,0 +1,227 @@
+"""The OpenAI Responses API through the gateway to an OpenAI provider (SPEC §9): routed by
+its model (``model_providers``), and billed like chat: tokens, cached and reasoning
+tokens and the answering model from the answer's ``usage``, or, streamed, from
+``response.completed``; a client that closes after ``response.completed`` had the
+whole answer (status 200).
+
+The provider is a small fake of OpenAI's ``POST /v1/responses``, answering a JSON
+response object or its event stream, written from OpenAI's API reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import Proc
+from tests.support.fake_provider import new_request_id, serve_gateway, usage_record
+
+MODEL = "gpt-4.1-mini"
+ANSWERED_BY = "gpt-4.1-mini-2025-04-14"
+TEXT = "Paris is the capital of France."
+USAGE = {
+    "input_tokens": 1200,
+    "input_tokens_details": {"cached_tokens": 1024},
+    "output_tokens": 57,
+    "output_tokens_details": {"reasoning_tokens": 40},
+    "total_tokens": 1257,
+}
+
+
+def _response(status: str, usage: dict[str, Any] | None, text: str | None) -> dict[str, Any]:
+    output = []
+    if text is not None:
+        output = [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ]
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1767000000,
+        "status": status,
+        "model": ANSWERED_BY,
+        "output": output,
+        "usage": usage,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+
+
+def _events() -> list[tuple[str, dict[str, Any]]]:
+    item = {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": _response("in_progress", None, None)}),
+        ("response.in_progress", {"response": _response("in_progress", None, None)}),
+        ("response.output_item.added", {"output_index": 0, "item": item}),
+        ("response.content_part.added", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part}),
+    ]
+    for word in TEXT.split(" "):
+        delta = word if not events[-1][0].endswith("delta") else " " + word
+        events.append(
+            ("response.output_text.delta", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": delta})
+        )
+    done_part = {**part, "text": TEXT}
+    events += [
+        ("response.output_text.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": TEXT}),
+        ("response.content_part.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": done_part}),
+        ("response.output_item.done", {"output_index": 0, "item": _response("completed", None, TEXT)["output"][0]}),
+        ("response.completed", {"response": _response("completed", USAGE, TEXT)}),
+    ]
+    return [(name, {"type": name, "sequence_number": i, **data}) for i, (name, data) in enumerate(events)]
+
+
+class ResponsesProvider:
+    """``POST /v1/responses``: the JSON answer, or its events when ``stream`` is true."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.bodies: list[dict[str, Any]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def __enter__(self) -> ResponsesProvider:
+        self._thread.start()
+
+        async def listen() -> asyncio.Server:
+            return await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+        self._server = asyncio.run_coroutine_threadsafe(listen(), self._loop).result(5)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def close() -> None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                body = json.loads(await reader.readexactly(length))
+                self.bodies.append(body)
+                if body.get("stream"):
+                    sse = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in _events())
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+                else:
+                    sse = json.dumps(_response("completed", USAGE, TEXT)).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+                writer.write(b"content-length: %d\r\n\r\n%s" % (len(sse), sse))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[ResponsesProvider]:
+    with ResponsesProvider() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gw(provider: ResponsesProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    config = f"""
+storage: {{database: "sqlite:///./tollway.db"}}
+providers:
+  - {{id: openai, type: openai, baseUrl: "{provider.url}/v1", apiTokens: [sk-openai]}}
+  - {{id: other, type: openai, baseUrl: "http://127.0.0.1:9/v1", apiTokens: [sk-other]}}
+routes:
+  - name: v1
+    path_prefix: /v1/
+    providers: [other]
+    model_providers: {{"gpt-4.1*": openai}}
+"""
+    proc = serve_gateway(tmp_path_factory.mktemp("responses"), config)
+    yield proc
+    assert proc.stop() == 0
+
+
+def _client(gw: Proc) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0, timeout=10)
+
+
+def _billed(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        record["status"],
+        record["model_requested"],
+        record["model_upstream"],
+        record["input_tokens"],
+        record["cached_tokens"],
+        record["output_tokens"],
+        record["reasoning_tokens"],
+        record["tokens_estimated"],
+    )
+
+
+WANT = (200, MODEL, MODEL, 1200, 1024, 57, 40, False)
+
+
+def test_a_responses_call_is_routed_by_model_and_billed_from_its_usage(gw: Proc, provider: ResponsesProvider) -> None:
+    rid = new_request_id()
+    with _client(gw) as sdk:
+        response = sdk.responses.create(
+            model=MODEL, input="What is the capital of France?", extra_headers={"x-request-id": rid}
+        )
+    assert response.output_text == TEXT
+    assert provider.bodies[-1]["model"] == MODEL
+    record = usage_record(gw, rid)
+    assert _billed(record) == WANT
+    assert record["provider"] == "openai"
+    assert record["cost_usd"] is not None and record["cost_usd"] > 0
+
+
+def test_a_streamed_responses_call_is_billed_from_response_completed(gw: Proc, provider: ResponsesProvider) -> None:
+    rid = new_request_id()
+    with _client(gw) as sdk:
+        stream = sdk.responses.create(
+            model=MODEL, input="What is the capital of France?", stream=True, extra_headers={"x-request-id": rid}
+        )
+        events = list(stream)
+    assert [e.type for e in events][-1] == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == TEXT
+    assert provider.bodies[-1]["stream"] is True
+    assert _billed(usage_record(gw, rid)) == WANT
+
+
+def test_the_sdks_stream_helper_assembles_the_answer_and_the_call_is_whole(gw: Proc) -> None:
+    rid = new_request_id()
+    with _client(gw) as sdk:
+        with sdk.responses.stream(
+            model=MODEL, input="Capital of France?", extra_headers={"x-request-id": rid}
+        ) as stream:
+            final = stream.get_final_response()
+    assert final.output_text == TEXT
+    assert final.usage is not None and final.usage.input_tokens == 1200
+    assert _billed(usage_record(gw, rid)) == WANT
