@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 
 from tests.conftest import Proc
 from tests.support.fake_provider import new_request_id, serve_gateway, usage_record
+from tests.support.loopback_server import LoopbackServer, read_request
 
 MODEL = "gpt-4.1-mini"
 ANSWERED_BY = "gpt-4.1-mini-2025-04-14"
@@ -84,64 +84,26 @@ def _events() -> list[tuple[str, dict[str, Any]]]:
     return [(name, {"type": name, "sequence_number": i, **data}) for i, (name, data) in enumerate(events)]
 
 
-class ResponsesProvider:
+class ResponsesProvider(LoopbackServer):
     """``POST /v1/responses``: the JSON answer, or its events when ``stream`` is true."""
 
     def __init__(self) -> None:
-        self.url = ""
+        super().__init__()
         self.bodies: list[dict[str, Any]] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server
-        self._writers: set[asyncio.StreamWriter] = set()
 
-    def __enter__(self) -> ResponsesProvider:
-        self._thread.start()
-
-        async def listen() -> asyncio.Server:
-            return await asyncio.start_server(self._serve, "127.0.0.1", 0)
-
-        self._server = asyncio.run_coroutine_threadsafe(listen(), self._loop).result(5)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def close() -> None:
-            self._server.close()
-            for writer in list(self._writers):
-                writer.close()
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                )
-                body = json.loads(await reader.readexactly(length))
-                self.bodies.append(body)
-                if body.get("stream"):
-                    sse = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in _events())
-                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
-                else:
-                    sse = json.dumps(_response("completed", USAGE, TEXT)).encode()
-                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
-                writer.write(b"content-length: %d\r\n\r\n%s" % (len(sse), sse))
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _, raw = await read_request(reader)
+            body = json.loads(raw)
+            self.bodies.append(body)
+            if body.get("stream"):
+                out = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in _events())
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+            else:
+                out = json.dumps(_response("completed", USAGE, TEXT)).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            writer.write(b"content-length: %d\r\n\r\n%s" % (len(out), out))
+            await writer.drain()
 
 
 @pytest.fixture(scope="module")

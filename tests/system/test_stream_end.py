@@ -11,7 +11,6 @@ finishing its bookkeeping does.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,71 +20,32 @@ import pytest
 
 from tests.conftest import Proc
 from tests.support.fake_provider import new_request_id, serve_gateway, usage_record
+from tests.support.loopback_server import LoopbackServer, read_request
 
 TRANSCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts" / "openai" / "chat_text.stream.sse"
 HOLD_S = 1.0
 
 
-class LingeringProvider:
+class LingeringProvider(LoopbackServer):
     """Answers every request with the transcript's stream, then waits ``HOLD_S`` before
     the chunked body's last chunk; with ``x-hold: before-done`` it waits before the
     stream's last event (``[DONE]``) instead."""
 
-    def __init__(self) -> None:
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    def __enter__(self) -> LingeringProvider:
-        self._thread.start()
-
-        async def listen() -> asyncio.Server:
-            return await asyncio.start_server(self._serve, "127.0.0.1", 0)
-
-        self._server = asyncio.run_coroutine_threadsafe(listen(), self._loop).result(5)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def close() -> None:
-            self._server.close()
-            for writer in list(self._writers):
-                writer.close()
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-            )
-            await reader.readexactly(length)
-            before_done = b"x-hold: before-done" in head.lower()
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-            events = [e + b"\n\n" for e in TRANSCRIPT.read_bytes().split(b"\n\n") if e.strip()]
-            for i, event in enumerate(events):
-                if before_done and i == len(events) - 1:
-                    await writer.drain()
-                    await asyncio.sleep(HOLD_S)
-                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
-            await writer.drain()
-            if not before_done:
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        before_done = b"x-hold: before-done" in head.lower()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        events = [e + b"\n\n" for e in TRANSCRIPT.read_bytes().split(b"\n\n") if e.strip()]
+        for i, event in enumerate(events):
+            if before_done and i == len(events) - 1:
+                await writer.drain()
                 await asyncio.sleep(HOLD_S)
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        if not before_done:
+            await asyncio.sleep(HOLD_S)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
 
 
 @pytest.fixture(scope="module")
