@@ -38,8 +38,9 @@ storage: {{database: "sqlite:///./tollway.db"}}
 providers:
   - {{id: mock, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-provider]}}
   - {{id: responder, type: openai, baseUrl: "{responder}/v1", apiTokens: [sk-provider]}}
+  - {{id: counter, type: claude, baseUrl: "{mock}", apiTokens: [sk-provider]}}
 routes:
-  - {{name: main, path_prefix: /v1/, provider: mock}}
+  - {{name: main, path_prefix: /v1/, provider: mock, model_providers: {{"claude-counter": counter}}}}
   - {{name: strict, path_prefix: /strict/v1/, provider: mock}}
   - {{name: responses, path_prefix: /responder/v1/, provider: responder}}
 plugins:
@@ -327,8 +328,9 @@ def test_responses_input_items_and_function_tools(gw: Proc, responder: Responder
 
 def test_count_tokens_is_masked(gw: Proc, mock_requests: Requests) -> None:
     with anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0, timeout=10) as client:
+        # Only an Anthropic provider counts (others get the gateway's estimate, no call).
         counted = client.messages.count_tokens(
-            model="mock-claude",
+            model="claude-counter",
             system=f"The customer is {DISGUISED}.",
             messages=[{"role": "user", "content": f"Refund card {CARD}."}],
             tools=[{"name": "refund", "description": f"Refunds {EMAIL}", "input_schema": {"type": "object"}}],
@@ -338,7 +340,7 @@ def test_count_tokens_is_masked(gw: Proc, mock_requests: Requests) -> None:
     assert seen["path"] == "/v1/messages/count_tokens"
     body = orjson.loads(seen["body"])
     assert body["system"] == "The customer is [EMAIL_1]." and body["messages"][0]["content"] == "Refund card [CARD_1]."
-    assert body["tools"][0]["description"] == "Refunds [EMAIL_2]" and body["model"] == "mock-claude"
+    assert body["tools"][0]["description"] == "Refunds [EMAIL_2]" and body["model"] == "claude-counter"
 
 
 def test_chat_tool_descriptions_are_masked(sdk: openai.OpenAI, mock_requests: Requests) -> None:

@@ -39,7 +39,7 @@ _BY_PATH: dict[str, Api] = {
 _BY_PREFIX: dict[str, Api] = {"/images/": "images", "/audio/": "audio", "/files": "files", "/batches": "batches"}
 # APIs whose JSON body the gateway parses and validates as a model request (and whose
 # ``model`` the provider's ``modelMapping`` rewrites).
-JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "messages", "responses"})
+JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "messages", "count_tokens", "responses"})
 # APIs that carry prompt text in an OpenAI- or Anthropic-shaped body.
 PROMPT_APIS: frozenset[Api] = JSON_APIS | {"count_tokens", "responses"}
 

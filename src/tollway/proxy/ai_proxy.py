@@ -29,6 +29,7 @@ from tollway.protocols.apis import JSON_APIS
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
 from tollway.proxy import upstream_request
+from tollway.proxy.count_tokens import estimated_answer
 from tollway.proxy.events import ProviderEvents
 from tollway.proxy.models import ModelListing
 from tollway.proxy.provider_choice import RouteProviders
@@ -60,8 +61,13 @@ class AiProxy:
             raise NotFound(
                 f"no provider serves model {ex.model_requested!r}", reason="ai-proxy.no_model", code="model_not_found"
             )
+        client_body = self._client_body(ex)
+        if ex.api == "count_tokens" and candidates[0].protocol != "anthropic" and client_body is not None:
+            # Only Anthropic's API counts tokens: for the others the gateway estimates.
+            ex.provider = candidates[0].id
+            return estimated_answer(ex, client_body)
         try:
-            return await self._first_answer(ex, candidates, self._client_body(ex))
+            return await self._first_answer(ex, candidates, client_body)
         except asyncio.CancelledError:
             # The client left before an answer with usage: bill an estimate.
             estimate_unfinished(ex, 0)
