@@ -74,6 +74,7 @@ def usage_record(**fields: Any) -> UsageRecord:
         client_ip="127.0.0.1",
         attempts=[],
         attributes=None,
+        api="chat",
     )
     return base._replace(**fields)
 

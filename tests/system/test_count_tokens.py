@@ -61,3 +61,4 @@ def test_count_tokens_is_native_for_claude_and_estimated_for_others(gateway: Gat
         record = usage_record(gw, rid)
         assert record["status"] == 200 and record["provider"] == ("claude" if who == "claude" else "openai")
         assert record["cost_usd"] in (None, 0.0) and record["output_tokens"] == 0
+        assert record["api"] == "count_tokens"

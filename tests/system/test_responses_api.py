@@ -160,7 +160,7 @@ def test_a_responses_call_is_routed_by_model_and_billed_from_its_usage(gw: Proc,
     assert provider.bodies[-1]["model"] == MODEL
     record = usage_record(gw, rid)
     assert _billed(record) == WANT
-    assert record["provider"] == "openai"
+    assert (record["provider"], record["api"]) == ("openai", "responses")
     assert record["cost_usd"] is not None and record["cost_usd"] > 0
 
 

@@ -179,6 +179,11 @@ def test_usage_by_consumer_is_the_providers_tokens_and_metrics_agree(
     blocked = by_reason["request-block.blocked"]
     assert (blocked["status"], blocked["consumer"], blocked["blocked_by"]) == (403, "alice", "request-block")
     assert by_reason["key-auth.no_key"]["consumer"] is None
+    # Every record says which API it was and, refused ones included, the model asked for;
+    # a call refused from its headers alone (no key) is answered without reading its body.
+    assert {r["api"] for r in records} == {"chat"}
+    assert all(r["model_requested"] for r in records if r["reason"] != "key-auth.no_key")
+    assert by_reason["request-block.blocked"]["model_requested"] == "gpt-4o"
     abandoned = by_reason["gateway.client_closed"]
     assert (abandoned["status"], abandoned["request_id"], abandoned["tokens_estimated"]) == (499, "abandoned-1", False)
     failed = [r for r in records if r["status"] == 500]

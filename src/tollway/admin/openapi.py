@@ -177,6 +177,12 @@ _SCHEMAS: dict[str, Any] = {
             "client_ip": _NULLABLE_STRING,
             "attempts": {"type": "array", "items": _ref("Attempt")},
             "attributes": {"type": ["object", "null"]},
+            "api": {
+                "type": ["string", "null"],
+                "description": "Which API the call was (chat, completions, responses, messages, count_tokens, "
+                "embeddings, images, audio, moderations, files, batches, models, other); null in records "
+                "stored before it was kept.",
+            },
         }
     ),
 }

@@ -50,6 +50,9 @@ class UsageRecord(NamedTuple):
     client_ip: str | None
     attempts: Sequence[Attempt]
     attributes: dict[str, Any] | None
+    # Which API the call was (``protocols.apis.Api``: chat, messages, responses, …);
+    # None only in records stored before it was kept.
+    api: str | None
 
     @property
     def ts(self) -> str:
@@ -92,6 +95,7 @@ class CallFacts:
     attempts: list[Attempt]
     attributes: dict[str, Any] | None
     log_attributes: frozenset[str] | None
+    api: str
     # A traced call's ids (telemetry on, the call sampled); its spans are built from it
     # and the record (``tollway.usage.spans``).
     trace: CallTrace | None = None
@@ -120,6 +124,7 @@ def facts_of(ex: Exchange) -> CallFacts:
         ex.attempts,
         ex.attributes,
         ex.log_attributes,
+        ex.api,
         trace,
     )
 
@@ -159,6 +164,7 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
         facts.client_ip,
         facts.attempts,
         facts.attributes,
+        facts.api,
     )
     record = _make_record(UsageRecord, values)
     attributes, log_keys = facts.attributes, facts.log_attributes

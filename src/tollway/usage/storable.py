@@ -82,6 +82,7 @@ _COLUMN_TYPES: dict[str, tuple[type, ...]] = {
     "record_key": (int,),
 }
 _TYPES = tuple(_COLUMN_TYPES.get(name, _TEXT_OR_NONE) for name in INSERTED)
+_API = INSERTED.index("api")
 # As in record.py: a record from its values without NamedTuple's Python-level __new__.
 _make_record = tuple.__new__
 
@@ -173,6 +174,9 @@ def decode(line: bytes) -> UsageRow:
     """The row a journal line holds; ``ValueError`` when it is not one (a line cut short
     by a kill, or not ours)."""
     values = orjson.loads(line)  # orjson.JSONDecodeError is a ValueError
+    if isinstance(values, list) and len(values) == len(_TYPES) - 1:
+        # A line journaled before records kept their ``api`` (the column before the key).
+        values.insert(_API, None)
     if not isinstance(values, list) or len(values) != len(_TYPES):
         raise ValueError("not a usage journal line")
     for value, types in zip(values, _TYPES, strict=True):

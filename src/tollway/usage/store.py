@@ -12,7 +12,8 @@ reached meanwhile counts as done.
 
 ``record_key`` (step 2) is the usage writer's key for each record, unique: a record
 written again (a retry, a replay of the journal) is skipped, never stored twice.
-Records stored before it have none.
+Records stored before it have none. ``api`` (step 3) says which API a call was; records
+stored before it have none.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE usage_records ADD COLUMN record_key BIGINT",
         "CREATE UNIQUE INDEX IF NOT EXISTS usage_records_key ON usage_records (record_key)",
     ),
+    ("ALTER TABLE usage_records ADD COLUMN api TEXT",),
 )
 _SCHEMA_TABLE = (
     "CREATE TABLE IF NOT EXISTS usage_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
@@ -95,6 +97,7 @@ _COLUMNS = (
     "client_ip",
     "attempts",
     "attributes",
+    "api",
 )
 _KEY = "record_key"
 INSERTED = (*_COLUMNS, _KEY)
@@ -144,6 +147,7 @@ def row_of(record: UsageRecord, key: int | None = None) -> UsageRow:
         record.client_ip,
         orjson.dumps(record.attempts_json()).decode(),
         orjson.dumps(attributes).decode() if attributes else None,
+        record.api,
         key,
     )
 

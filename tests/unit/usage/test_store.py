@@ -32,7 +32,7 @@ async def test_migrating_again_changes_nothing(store: UsageStore) -> None:
     await store.write([rec(DAY1, "alice")])
     await store.migrate()
     await store.migrate()
-    assert (await store.db.fetch("SELECT version FROM usage_schema"))[0]["version"] == 2
+    assert (await store.db.fetch("SELECT version FROM usage_schema"))[0]["version"] == len(store_module._MIGRATIONS)
     assert len(await store.recent(10)) == 1
 
 
@@ -48,14 +48,16 @@ class _LateStore(UsageStore):
         return await super()._version()
 
 
-async def test_a_schema_of_version_1_gains_the_record_key_and_keeps_its_rows(database_url: str, tmp_path: Path) -> None:
+async def test_a_schema_of_version_1_gains_the_record_key_and_api_and_keeps_its_rows(
+    database_url: str, tmp_path: Path
+) -> None:
     db = open_database(database_url, tmp_path)
     await db.connect()
     await db.migrate(store_module._SCHEMA_TABLE)
     await db.migrate((*store_module._MIGRATIONS[0], "UPDATE usage_schema SET version = 1 WHERE id = 1"))
-    old_columns = ", ".join(store_module._COLUMNS)
+    old = store_module._COLUMNS[:24]  # the columns of version 1 (no api)
     await db.execute(
-        f"INSERT INTO usage_records ({old_columns}) VALUES ({', '.join(f'${i + 1}' for i in range(24))})",
+        f"INSERT INTO usage_records ({', '.join(old)}) VALUES ({', '.join(f'${i + 1}' for i in range(24))})",
         *row_of(rec(DAY1, "alice", request_id="old"))[:24],
     )
     store = UsageStore(db)
@@ -67,8 +69,8 @@ async def test_a_schema_of_version_1_gains_the_record_key_and_keeps_its_rows(dat
     await _LateStore(second).migrate()
     await second.close()
     await store.write_rows([row_of(rec(DAY2, "bob", request_id="new"), 7)])
-    assert [r["request_id"] for r in await store.recent(10)] == ["new", "old"]
-    assert (await db.fetch("SELECT version FROM usage_schema"))[0]["version"] == 2
+    assert [(r["request_id"], r["api"]) for r in await store.recent(10)] == [("new", "chat"), ("old", None)]
+    assert (await db.fetch("SELECT version FROM usage_schema"))[0]["version"] == len(store_module._MIGRATIONS)
     await db.close()
 
 
