@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.support.usage_support import DAY1, rec
@@ -95,3 +96,13 @@ def test_a_count_beyond_64_bits_cannot_be_journaled() -> None:
 def test_what_is_not_a_journal_line_is_refused(line: bytes) -> None:
     with pytest.raises(ValueError):
         decode(line)
+
+
+def test_a_journal_line_written_before_records_kept_their_api_is_still_read() -> None:
+    row, line = encode(7, rec(DAY1, "alice"))
+    assert line is not None
+    old = orjson.loads(line)
+    del old[-2]  # the api column, which sits before the key
+    read = decode(orjson.dumps(old))
+    assert read == (*row[:-2], None, 7)
+    assert record_of_inserted(read)["api"] is None and record_of_inserted(row)["api"] == "chat"
