@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -141,3 +142,28 @@ def test_a_route_with_model_providers_alone_serves_their_models_and_no_other(gw:
         sdk.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert caught.value.body is not None and "gpt-4o" in caught.value.message
     assert len(fa.seen) == 1
+
+
+# ---- the models of every provider on the route (SPEC §9) ---------------------------------
+
+
+def test_the_model_list_holds_every_providers_models_in_the_clients_shape(gw: Proc, fa: FakeProvider) -> None:
+    # Route "mixed": gpt (fc) in its providers list, claude-a (fa) only in model_providers.
+    with _openai(gw, "mixed") as sdk:
+        openai_ids = [m.id for m in sdk.models.list()]
+    with _anthropic(gw, "mixed") as sdk:
+        page = sdk.models.list()
+        anthropic_ids = [m.id for m in page.data]
+        assert all(m.type == "model" and m.display_name == m.id for m in page.data)
+    assert "claude-sonnet-4-20250514" in openai_ids and "gpt-4o" in openai_ids  # from each fake's own list
+    assert anthropic_ids == openai_ids
+
+
+def test_model_details_are_asked_of_the_provider_that_serves_the_model(
+    gw: Proc, fa: FakeProvider, fc: FakeProvider
+) -> None:
+    # (The fakes know no model's details: their 404 is relayed; who was asked is the point.)
+    for model in ("claude-3-5-haiku-20241022", "gpt-4o"):
+        assert httpx.get(f"{gw.url}/mixed/v1/models/{model}", timeout=10).status_code == 404
+    assert [s.path for s in fa.seen] == ["/v1/models/claude-3-5-haiku-20241022"]
+    assert [s.path for s in fc.seen] == ["/v1/models/gpt-4o"]

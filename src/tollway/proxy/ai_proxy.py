@@ -37,6 +37,8 @@ from tollway.proxy.tokens import estimate_unfinished, take_usage
 from tollway.proxy.translation import Passthrough, Translation
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, UpstreamResponse
 
+_MODEL_DETAILS = "/models/"
+
 
 def _fails_over(status: int) -> bool:
     return status == 429 or status >= 500
@@ -56,7 +58,11 @@ class AiProxy:
         """The answer of the first provider that gives one worth sending (see the module)."""
         if ex.request.method == "GET" and ex.api == "models":
             return await self.models.answer(ex, route_providers)
-        candidates = route_providers.for_model(ex.model_requested)
+        model = ex.model_requested
+        if model is None and ex.request.method == "GET" and ex.api_path.startswith(_MODEL_DETAILS):
+            # GET /v1/models/{id}: asked of the provider that serves that model.
+            model = ex.api_path[len(_MODEL_DETAILS) :]
+        candidates = route_providers.for_model(model)
         if not candidates:
             raise NotFound(
                 f"no provider serves model {ex.model_requested!r}", reason="ai-proxy.no_model", code="model_not_found"

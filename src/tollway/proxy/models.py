@@ -15,6 +15,17 @@ from tollway.proxy import upstream_request
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
 
+# The list says nothing of when a model was made; Anthropic's shape wants a time.
+_UNKNOWN_TIME = "1970-01-01T00:00:00Z"
+
+
+def anthropic_model_list(ids: list[str]) -> bytes:
+    """Anthropic's ``GET /v1/models`` shape, one page holding every model."""
+    data = [{"type": "model", "id": i, "display_name": i, "created_at": _UNKNOWN_TIME} for i in ids]
+    return orjson.dumps(
+        {"data": data, "has_more": False, "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
+    )
+
 
 class ModelListing:
     def __init__(self, idle_timeout_s: float) -> None:
@@ -22,9 +33,10 @@ class ModelListing:
 
     async def answer(self, ex: Exchange, route_providers: RouteProviders) -> Reply:
         """The route's providers' own lists, plus the non-wildcard mapping keys, filtered
-        by the consumer's ``allow_models`` (SPEC §4)."""
+        by the consumer's ``allow_models`` (SPEC §4, §9); in Anthropic's list shape for a
+        client that sends ``anthropic-version`` (Anthropic's SDK), else OpenAI's."""
         ids: list[str] = []
-        for provider in route_providers.ordered:
+        for provider in route_providers.every:
             ids.extend(await self._provider_models(ex, provider))
             ids.extend(provider.model_names())
         if route_providers.by_model is not None:
@@ -33,7 +45,11 @@ class ModelListing:
         unique = [i for i in ids if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]
         if ex.consumer is not None:
             unique = [i for i in unique if ex.consumer.may_use(i)]
-        return Reply(200, [("content-type", "application/json")], openai_wire.model_list(unique))
+        if "anthropic-version" in ex.request.headers:
+            body = anthropic_model_list(unique)
+        else:
+            body = openai_wire.model_list(unique)
+        return Reply(200, [("content-type", "application/json")], body)
 
     async def _provider_models(self, ex: Exchange, provider: Provider) -> list[str]:
         """The provider's own list; a provider that cannot list models contributes nothing."""

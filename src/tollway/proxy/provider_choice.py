@@ -31,6 +31,10 @@ class RouteProviders:
         self.by_model = PatternMap(dict(route.model_providers)) if route.model_providers else None
         self._providers = providers
         self._memo: dict[str, tuple[Provider, ...]] = {}
+        # Every provider the route can send to: its list, then those only model_providers
+        # name (what GET /v1/models lists).
+        named = (providers[pid] for _, pid in route.model_providers if pid in providers)
+        self.every: tuple[Provider, ...] = tuple(dict.fromkeys((*self.ordered, *named)))
 
     def for_model(self, model: str | None) -> Sequence[Provider]:
         """The providers to try for ``model``, in order (see the module)."""
