@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from tollway.cli import consumers as cli_consumers
+from tollway.cli import pricing as cli_pricing
 from tollway.cli import schema as cli_schema
 from tollway.cli import usage as cli_usage
 from tollway.cli.config_file import config_path, print_config_problems
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_consumers.add_parser(sub)
     cli_usage.add_parser(sub)
     cli_schema.add_parser(sub)
+    cli_pricing.add_parser(sub)
     return parser
 
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from tollway.usage.metrics import UsageMetrics
 
 log = logging.getLogger("tollway")
+# How many unpriced models are named in the log, each once per process.
+_UNPRICED_SAID = 100
 
 # A sink takes a batch of records (the usage writer journals and queues them).
 Sink = Callable[[list[UsageRecord]], None]
@@ -63,6 +65,8 @@ class Accountant:
         # The drain to come, set by the first call that ends after the last drain.
         self._timer: asyncio.TimerHandle | None = None
         self._last_error = -float("inf")
+        # Models whose calls went unpriced, each said once (names come from clients: bounded).
+        self._unpriced: set[str] = set()
 
     def reprice(self, prices: PriceTable) -> None:
         """Price calls from now on at ``prices`` (a reload): the calls that finished
@@ -99,6 +103,8 @@ class Accountant:
             try:
                 record, logged = settle(facts, prices)
                 records.append(record)
+                if record.cost_usd is None and record.model_upstream and record.status < 400:
+                    self._unpriced_model(record.model_upstream)
                 if access_log is not None:
                     access_log.add(record, logged)
                 if metrics is not None:
@@ -118,6 +124,15 @@ class Accountant:
                 traces(traced)
             except Exception:
                 self._log_error(f"handing {len(traced)} traced call(s) on")
+
+    def _unpriced_model(self, model: str) -> None:
+        if self.prices is None or model in self._unpriced or len(self._unpriced) >= _UNPRICED_SAID:
+            return
+        self._unpriced.add(model)
+        log.warning(
+            "usage: model %r has no price: its calls are recorded with cost_usd null (price it under pricing:)",
+            model,
+        )
 
     def _log_error(self, what: str) -> None:
         # A bug here would repeat for every record: say it once a minute, not per call.

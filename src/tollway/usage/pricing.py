@@ -37,10 +37,20 @@ class ModelPrice:
 
 
 # List prices (standard tier, no batch or priority discounts, the lowest context tier
-# where prices depend on prompt length), as the providers published them in July 2025.
-# Prices change: a deployment that bills from these should pin its own under `pricing:`.
+# where prices depend on prompt length), from the providers' pricing pages
+# (openai.com/api/pricing, anthropic.com/pricing, ai.google.dev/gemini-api/docs/pricing,
+# api-docs.deepseek.com/quick_start/pricing); the GPT-5 family, Claude 4.5 and Gemini 3
+# as published at their releases in late 2025. Prices change: a deployment that bills
+# from these should pin its own under `pricing:` (`tollway pricing` shows the table in
+# effect). Embedding models bill input only.
 BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     # OpenAI
+    "gpt-5": ModelPrice(1.25, 10.00, 0.125),
+    "gpt-5-mini": ModelPrice(0.25, 2.00, 0.025),
+    "gpt-5-nano": ModelPrice(0.05, 0.40, 0.005),
+    "gpt-5-chat-latest": ModelPrice(1.25, 10.00, 0.125),
+    "gpt-5-codex": ModelPrice(1.25, 10.00, 0.125),
+    "gpt-5-pro": ModelPrice(15.00, 120.00),
     "gpt-4o": ModelPrice(2.50, 10.00, 1.25),
     "gpt-4o-2024-05-13": ModelPrice(5.00, 15.00),
     "gpt-4o-mini": ModelPrice(0.15, 0.60, 0.075),
@@ -56,6 +66,9 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "o3-mini": ModelPrice(1.10, 4.40, 0.55),
     "o3-pro": ModelPrice(20.00, 80.00),
     "o4-mini": ModelPrice(1.10, 4.40, 0.275),
+    "text-embedding-3-small": ModelPrice(0.02, 0.0),
+    "text-embedding-3-large": ModelPrice(0.13, 0.0),
+    "text-embedding-ada-002": ModelPrice(0.10, 0.0),
     # Anthropic (cache reads at 0.1× input)
     "claude-3-haiku": ModelPrice(0.25, 1.25, 0.03),
     "claude-3-opus": ModelPrice(15.00, 75.00, 1.50),
@@ -67,6 +80,9 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "claude-opus-4": ModelPrice(15.00, 75.00, 1.50),
     "claude-opus-4-0": ModelPrice(15.00, 75.00, 1.50),
     "claude-opus-4-1": ModelPrice(15.00, 75.00, 1.50),
+    "claude-sonnet-4-5": ModelPrice(3.00, 15.00, 0.30),
+    "claude-haiku-4-5": ModelPrice(1.00, 5.00, 0.10),
+    "claude-opus-4-5": ModelPrice(5.00, 25.00, 0.50),
     # Google Gemini (prompts up to 128k tokens for 1.5, 200k for 2.5 Pro)
     "gemini-1.5-pro": ModelPrice(1.25, 5.00, 0.3125),
     "gemini-1.5-flash": ModelPrice(0.075, 0.30, 0.01875),
@@ -76,6 +92,8 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "gemini-2.5-pro": ModelPrice(1.25, 10.00, 0.31),
     "gemini-2.5-flash": ModelPrice(0.30, 2.50, 0.075),
     "gemini-2.5-flash-lite": ModelPrice(0.10, 0.40, 0.025),
+    "gemini-3-pro-preview": ModelPrice(2.00, 12.00, 0.20),
+    "gemini-embedding-001": ModelPrice(0.15, 0.0),
     # DeepSeek (standard hours; "cached" is DeepSeek's cache-hit input price)
     "deepseek-chat": ModelPrice(0.27, 1.10, 0.07),
     "deepseek-reasoner": ModelPrice(0.55, 2.19, 0.14),
@@ -112,6 +130,10 @@ class PriceTable:
     def names(self) -> list[str]:
         """Every exact model name the table prices (the metrics' known model names)."""
         return list(self._exact)
+
+    def entries(self) -> list[tuple[str, ModelPrice]]:
+        """Every entry, exact names then ``prefix*`` keys, as ``tollway pricing`` shows them."""
+        return [*self._exact.items(), *((prefix + "*", price) for prefix, price in self._prefixes)]
 
     def resolve(self, model: str) -> tuple[str, ModelPrice] | None:
         """The table entry (its name and price) that prices ``model``, or None."""

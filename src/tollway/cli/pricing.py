@@ -1,0 +1,77 @@
+"""``tollway pricing [MODEL]``: the price table in effect, the built-in one with the
+config's ``pricing:`` laid over it (US dollars per million tokens).
+
+Without a model, every entry; with one, the entry that prices it (a dated or aliased
+name resolves as a call's would) or, when none does, a line saying its calls are
+recorded without a cost (exit 1). The config is found as ``serve`` finds it; only its
+``pricing:`` matters, and nothing is opened or made.
+
+Exit codes: 0 done; 1 the model has no price; 2 a config or argument problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+
+from tollway.usage.pricing import ModelPrice, PriceTable
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``pricing`` on the top-level parser."""
+    p = subparsers.add_parser("pricing", help="print the price table in effect")
+    p.add_argument("model", nargs="?", help="only the entry that prices this model")
+    p.add_argument("-c", "--config", help="config file (default: as `tollway serve` finds it)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_pricing)
+
+
+def _row(name: str, price: ModelPrice) -> dict[str, Any]:
+    return {
+        "model": name,
+        "input_per_mtok": price.input,
+        "cached_input_per_mtok": price.cached_input,
+        "output_per_mtok": price.output,
+    }
+
+
+def _money(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = ("model", "input", "cached input", "output")
+    cells = [(r["model"], _money(r["input_per_mtok"]), _money(r["cached_input_per_mtok"]), _money(r["output_per_mtok"]))
+             for r in rows]  # fmt: skip
+    widths = [max(len(c[i]) for c in [head, *cells]) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in [head, *cells]]  # fmt: skip
+    return "\n".join(lines) + "\n(US dollars per million tokens)"
+
+
+def cmd_pricing(args: argparse.Namespace) -> int:
+    from tollway.cli.config_file import load_cli_config, print_config_problems
+    from tollway.config.load import ConfigError
+
+    try:
+        loaded = load_cli_config(args.config, reading=True)
+    except ConfigError as exc:
+        print_config_problems(exc)
+        return 2
+    table = PriceTable(loaded.config.pricing)
+    if args.model:
+        found = table.resolve(args.model)
+        if found is None:
+            print(f"tollway: no price for {args.model!r}: its calls are recorded with cost_usd null", file=sys.stderr)
+            return 1
+        rows = [_row(*found)]
+    else:
+        rows = [_row(name, price) for name, price in table.entries()]
+    if args.format == "json":
+        print(orjson.dumps(rows if not args.model else rows[0]).decode())
+    else:
+        print(_table(rows))
+    return 0

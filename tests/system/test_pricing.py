@@ -1,0 +1,68 @@
+"""Prices (SPEC §9): ``tollway pricing [MODEL]`` prints the table in effect (built-in with the
+config's ``pricing:`` over it), a dated name resolving as a call's would; a model the
+table lacks is still recorded, with ``cost_usd`` null and one warning per model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import orjson
+
+from tests.conftest import GatewayFactory, Proc
+from tests.support.fake_provider import new_request_id, usage_record
+
+CONFIG = """
+storage: {{database: "sqlite:///./tollway.db"}}
+pricing:
+  "house-model": {{input_per_mtok: 1.5, output_per_mtok: 6}}
+  "gpt-5": {{input_per_mtok: 9, output_per_mtok: 9}}
+providers: [{{id: up, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-up]}}]
+routes: [{{name: chat, path_prefix: /v1/, provider: up}}]
+"""
+
+
+def _pricing(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tollway", "pricing", "-c", "tollway.yaml", *args],
+        cwd=folder, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_pricing_command_prints_the_table_in_effect(tmp_path: Path) -> None:
+    (tmp_path / "tollway.yaml").write_text(CONFIG.format(mock="http://127.0.0.1:9"))
+    table = _pricing(tmp_path)
+    assert table.returncode == 0
+    assert any(line.split()[:4] == ["house-model", "1.5", "6"] for line in table.stdout.splitlines())
+    listed = orjson.loads(_pricing(tmp_path, "--format", "json").stdout)
+    by_name = {row["model"]: row for row in listed}
+    assert by_name["gpt-5"]["input_per_mtok"] == 9  # the config's price over the built-in one
+    assert by_name["claude-sonnet-4-5"]["cached_input_per_mtok"] == 0.3
+    one = orjson.loads(_pricing(tmp_path, "claude-haiku-4-5-20251001", "--format", "json").stdout)
+    assert one == {
+        "model": "claude-haiku-4-5",
+        "input_per_mtok": 1.0,
+        "cached_input_per_mtok": 0.1,
+        "output_per_mtok": 5.0,
+    }
+    missing = _pricing(tmp_path, "my-unlisted-model")
+    assert missing.returncode == 1 and "my-unlisted-model" in missing.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tollway.yaml"]  # nothing made
+
+
+def test_an_unpriced_model_is_recorded_without_a_cost_and_named_once(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(CONFIG.format(mock=mock_llm.url))
+    ids = []
+    for model in ("my-unlisted-model", "my-unlisted-model", "house-model"):
+        ids.append(new_request_id())
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        assert (
+            httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"x-request-id": ids[-1]}).status_code == 200
+        )
+    unpriced, _, priced = (usage_record(gw, rid) for rid in ids)
+    assert unpriced["cost_usd"] is None and unpriced["input_tokens"] > 0
+    assert priced["cost_usd"] == (priced["input_tokens"] * 1.5 + priced["output_tokens"] * 6) / 1_000_000
+    warnings = [line for line in gw.stderr_lines if "has no price" in line]
+    assert len(warnings) == 1 and "my-unlisted-model" in warnings[0]
