@@ -167,3 +167,19 @@ def test_model_details_are_asked_of_the_provider_that_serves_the_model(
         assert httpx.get(f"{gw.url}/mixed/v1/models/{model}", timeout=10).status_code == 404
     assert [s.path for s in fa.seen] == ["/v1/models/claude-3-5-haiku-20241022"]
     assert [s.path for s in fc.seen] == ["/v1/models/gpt-4o"]
+
+
+# ---- translation never drops a field silently (SPEC §9) ----------------------------------
+
+
+def test_structured_output_reaches_claude_as_its_own_and_logprobs_are_refused(gw: Proc, fa: FakeProvider) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    response_format: Any = {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}
+    with _openai(gw, "by-model") as sdk:
+        sdk.chat.completions.create(model=CLAUDE, messages=MESSAGES, response_format=response_format)
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk.chat.completions.create(model=CLAUDE, messages=MESSAGES, logprobs=True)
+    (seen,) = fa.seen  # the refused call reached no provider
+    assert seen.json()["output_format"] == {"type": "json_schema", "schema": schema}
+    assert seen.all("anthropic-beta") == ["structured-outputs-2025-11-13"]
+    assert caught.value.code == "unsupported_parameter" and "logprobs" in caught.value.message

@@ -321,7 +321,7 @@ def test_a_request_the_provider_cannot_express_is_refused_in_the_clients_shape(
     with openai_sdk(gw) as client, pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="mock-claude", n=2, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.body == {"message": "n > 1 cannot be sent to Anthropic", "type": "invalid_request_error",
-                                 "code": "invalid_request_error", "param": None}  # fmt: skip
+                                 "code": "unsupported_parameter", "param": None}  # fmt: skip
     assert mock_requests() == []
 
 

@@ -19,6 +19,7 @@ import orjson
 
 from tollway.errors import BadRequest
 from tollway.exchange import Exchange
+from tollway.protocols.anthropic.request_from_pivot import STRUCTURED_OUTPUT_BETA
 from tollway.protocols.apis import CHAT, MESSAGES, dialect_of
 from tollway.protocols.codec import Codec, Json, StreamReader, StreamWriter, TranslationError
 from tollway.protocols.openai import wire as openai_wire
@@ -62,8 +63,15 @@ class Translation:
             chat = self.client.request_to_pivot(self.client_body)
             native = self.native.request_from_pivot(provider.pivot_body({**chat, "model": upstream_model}))
         except TranslationError as exc:
-            raise BadRequest(str(exc), reason="gateway.bad_request") from None
+            raise BadRequest(str(exc), reason="gateway.bad_request", code="unsupported_parameter") from None
         return orjson.dumps(provider.native_body(native, translated=True))
+
+    def headers(self, body: bytes) -> list[tuple[str, str]]:
+        """Headers the translated request needs besides the provider's own: Anthropic's
+        structured output is a beta, named in ``anthropic-beta``."""
+        if self.native.name == "anthropic" and b'"output_format"' in body:
+            return [("anthropic-beta", STRUCTURED_OUTPUT_BETA)]
+        return []
 
     def response(self, body: bytes, native: Any) -> tuple[bytes, Json | None]:
         """The client's answer body and the pivot it came through (for usage), from the

@@ -18,11 +18,16 @@ chat-completions request.
   ``reasoning_effort`` low/medium/high → ``thinking`` budgets 1024/8192/16384 (as
   Higress), shrunk below a client's ``max_tokens`` (without one, ``max_tokens`` is the
   budget + 4096).
-- Dropped, having no Anthropic equivalent: ``response_format``, ``seed``, penalties,
-  ``logprobs``, ``logit_bias``, ``stream_options``, ``service_tier``, ``store``,
-  ``metadata``, ``name`` on messages, ``strict`` on tools. Refused (``TranslationError``):
-  ``n`` > 1, non-function tools, audio input, file ids, tool-call arguments that are not
-  a JSON object.
+- ``response_format``: ``json_schema`` → Anthropic's structured output
+  (``output_format: {type: json_schema, schema}``, with its beta header), ``json_object``
+  → the same with the schema ``{"type": "object"}``, ``text`` → nothing.
+- Dropped, changing nothing of the answer's content: ``seed`` (no determinism is
+  promised either way), ``stream_options``, ``service_tier``, ``store``, ``metadata``,
+  ``name`` on messages, ``strict`` on tools.
+- Refused (``TranslationError``, the gateway's 400 ``unsupported_parameter``): ``n`` > 1,
+  ``logprobs``/``top_logprobs``, a ``logit_bias``, non-zero penalties (each only when it
+  asks for something: ``logprobs: false`` or a zero penalty pass), non-function tools,
+  audio input, file ids, tool-call arguments that are not a JSON object.
 """
 
 from __future__ import annotations
@@ -34,6 +39,16 @@ from tollway.protocols import pivot
 from tollway.protocols.codec import Json, TranslationError
 
 DEFAULT_MAX_TOKENS = 4096
+# The beta that Anthropic's structured output (``output_format``) is served under.
+STRUCTURED_OUTPUT_BETA = "structured-outputs-2025-11-13"
+# Chat fields Anthropic has nothing like, and the values that ask for nothing.
+_NO_EQUIVALENT: dict[str, tuple[object, ...]] = {
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "logit_bias": (None, {}),
+    "frequency_penalty": (None, 0),
+    "presence_penalty": (None, 0),
+}
 THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 16384}
 MIN_THINKING_BUDGET = 1024
 _TOOL_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
@@ -195,6 +210,19 @@ def _tool_choice(choice: Any, parallel: Any) -> Json | None:
     return out
 
 
+def _output_format(response_format: Any) -> Json | None:
+    """OpenAI's ``response_format`` as Anthropic's ``output_format`` (None: plain text)."""
+    if not isinstance(response_format, dict) or response_format.get("type") in (None, "text"):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return {"type": "json_schema", "schema": {"type": "object"}}
+    spec = response_format.get("json_schema")
+    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        return {"type": "json_schema", "schema": spec["schema"]}
+    raise TranslationError(f"response_format of type {kind!r} cannot be sent to Anthropic")
+
+
 def from_pivot(chat: Json) -> Json:
     """An OpenAI chat-completions request → an Anthropic Messages request."""
     messages = chat.get("messages")
@@ -202,6 +230,9 @@ def from_pivot(chat: Json) -> Json:
         raise TranslationError("messages must be a list of message objects")
     if chat.get("n") not in (None, 1):
         raise TranslationError("n > 1 cannot be sent to Anthropic")
+    for field, neutral in _NO_EQUIVALENT.items():
+        if field in chat and chat[field] not in neutral:
+            raise TranslationError(f"{field} cannot be sent to Anthropic (it has no equivalent)")
     system: list[str] = []
     system_messages = 0
     system_as_string = True
@@ -254,6 +285,9 @@ def from_pivot(chat: Json) -> Json:
             body["tool_choice"] = choice
     if isinstance(chat.get("user"), str):
         body["metadata"] = {"user_id": chat["user"]}
+    output_format = _output_format(chat.get("response_format"))
+    if output_format is not None:
+        body["output_format"] = output_format
     budget = THINKING_BUDGETS.get(chat.get("reasoning_effort") or "")
     if budget is not None:
         # The budget counts inside max_tokens, as OpenAI's reasoning tokens count inside

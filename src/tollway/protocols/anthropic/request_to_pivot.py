@@ -14,9 +14,13 @@ backwards:
   none``, ``disable_parallel_tool_use`` → ``parallel_tool_calls: false``;
   ``metadata.user_id`` → ``user``; a stream asks for ``stream_options.include_usage``
   so the client gets its usage.
-- Dropped: ``top_k``, ``thinking`` (and thinking blocks in the history),
-  ``cache_control``, ``service_tier``. Refused (``TranslationError``): server tools,
-  blocks other than the above, image or document sources other than base64/url/text.
+- ``thinking`` ``{type: enabled, budget_tokens}`` → ``reasoning_effort`` (up to 1024
+  tokens low, up to 8192 medium, more high: the budgets ``request_from_pivot`` uses the
+  other way); ``output_format`` (structured output) → ``response_format`` ``json_schema``.
+- Dropped: thinking blocks in the history (a provider of another protocol cannot take
+  them back), ``cache_control``, ``service_tier``. Refused (``TranslationError``, the
+  gateway's 400 ``unsupported_parameter``): ``top_k``, server tools, blocks other than the
+  above, image or document sources other than base64/url/text.
 """
 
 from __future__ import annotations
@@ -205,4 +209,25 @@ def to_pivot(body: Json) -> Json:
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         chat["user"] = metadata["user_id"]
+    if body.get("top_k") is not None:
+        raise TranslationError("top_k cannot be sent to this provider (OpenAI's protocol has no equivalent)")
+    effort = _effort(body.get("thinking"))
+    if effort is not None:
+        chat["reasoning_effort"] = effort
+    output_format = body.get("output_format")
+    if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
+        schema = output_format.get("schema")
+        if not isinstance(schema, dict):
+            raise TranslationError("output_format.schema must be a JSON schema object")
+        chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     return chat
+
+
+def _effort(thinking: Any) -> str | None:
+    """Anthropic's thinking budget as OpenAI's ``reasoning_effort``."""
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget <= 1024:
+        return "low"
+    return "medium" if budget <= 8192 else "high"

@@ -188,15 +188,16 @@ def test_reasoning_effort_becomes_a_thinking_budget_within_max_tokens(
     assert body["max_tokens"] == max_tokens or (4096 + thinking["budget_tokens"] if thinking else 4096)
 
 
-def test_fields_without_an_anthropic_equivalent_are_dropped() -> None:
+def test_fields_that_change_nothing_of_the_answer_are_dropped() -> None:
     body = to_claude(
         chat(
             {"role": "user", "content": "hi", "name": "bob"},
             seed=1,
-            presence_penalty=0.5,
-            frequency_penalty=0.5,
-            logprobs=True,
-            response_format={"type": "json_object"},
+            presence_penalty=0,
+            frequency_penalty=0.0,
+            logprobs=False,
+            logit_bias={},
+            response_format={"type": "text"},
             stream_options={"include_usage": True},
             n=1,
         )
@@ -204,10 +205,31 @@ def test_fields_without_an_anthropic_equivalent_are_dropped() -> None:
     assert body == {"model": "claude-x", "max_tokens": 4096, "messages": [user("hi")]}
 
 
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.mark.parametrize(
+    ("response_format", "output_format"),
+    [
+        ({"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA, "strict": True}},
+         {"type": "json_schema", "schema": SCHEMA}),
+        ({"type": "json_object"}, {"type": "json_schema", "schema": {"type": "object"}}),
+    ],
+)  # fmt: skip
+def test_response_format_becomes_anthropics_structured_output(response_format: Any, output_format: Any) -> None:
+    assert to_claude(chat(user("hi"), response_format=response_format))["output_format"] == output_format
+
+
 @pytest.mark.parametrize(
     ("request_body", "names"),
     [
         (chat(user("hi"), n=2), "n > 1"),
+        (chat(user("hi"), logprobs=True), "logprobs"),
+        (chat(user("hi"), top_logprobs=3), "top_logprobs"),
+        (chat(user("hi"), logit_bias={"50256": -100}), "logit_bias"),
+        (chat(user("hi"), frequency_penalty=0.5), "frequency_penalty"),
+        (chat(user("hi"), presence_penalty=-1), "presence_penalty"),
+        (chat(user("hi"), response_format={"type": "json_schema", "json_schema": {"name": "x"}}), "response_format"),
         (chat(user([{"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}])), "input_audio"),
         (chat(user([{"type": "image_url", "image_url": {"url": "ftp://x"}}])), "image_url.url"),
         (chat(user([{"type": "file", "file": {"file_id": "file-1"}}])), "PDF"),

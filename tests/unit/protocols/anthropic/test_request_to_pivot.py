@@ -114,11 +114,10 @@ def test_tool_result_images_follow_the_tool_messages_in_a_user_turn() -> None:
     ]
 
 
-def test_anthropic_only_fields_are_dropped_and_server_tools_refused() -> None:
+def test_thinking_blocks_are_dropped_top_k_and_server_tools_refused() -> None:
     body = {
         "model": "m",
         "max_tokens": 5,
-        "top_k": 3,
         "thinking": {"type": "enabled", "budget_tokens": 2048},
         "messages": [
             user("x"),
@@ -132,6 +131,26 @@ def test_anthropic_only_fields_are_dropped_and_server_tools_refused() -> None:
         "model": "m",
         "messages": [user("x"), {"role": "assistant", "content": "y"}],
         "max_tokens": 5,
+        "reasoning_effort": "medium",
     }
+    with pytest.raises(TranslationError, match="top_k"):
+        A.request_to_pivot({**body, "top_k": 3})
     with pytest.raises(TranslationError, match=r"tools\[0\]"):
         A.request_to_pivot({**body, "tools": [{"type": "web_search_20250305", "name": "web_search"}]})
+
+
+@pytest.mark.parametrize(("budget", "effort"), [(1024, "low"), (4000, "medium"), (8192, "medium"), (20000, "high")])
+def test_a_thinking_budget_becomes_a_reasoning_effort(budget: int, effort: str) -> None:
+    body = {"model": "m", "max_tokens": 30000, "messages": [user("x")],
+            "thinking": {"type": "enabled", "budget_tokens": budget}}  # fmt: skip
+    assert A.request_to_pivot(body)["reasoning_effort"] == effort
+
+
+def test_structured_output_becomes_a_json_schema_response_format() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    body = {"model": "m", "max_tokens": 5, "messages": [user("x")],
+            "output_format": {"type": "json_schema", "schema": schema}}  # fmt: skip
+    assert A.request_to_pivot(body)["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema},
+    }
