@@ -4,6 +4,7 @@ out again: from the path when a call starts, from the body once it is in.
     from_path(ex)   api_path, upstream_api_path,   before any plugin runs (on the
                     api, dialect                   canonical path: gateway.target)
     from_body(ex)   model_requested, stream        before the request-body phase
+                    (a JSON body's, or a form's ``model`` field: ``gateway.form``)
 
 The body is parsed here, once; ``Request.json`` keeps the result for every plugin that
 reads it. A body that cannot serve its API (not JSON, not an object, no model where one
@@ -21,7 +22,8 @@ from urllib.parse import quote
 
 from tollway.errors import BadRequest
 from tollway.exchange import AmbiguousJson, Exchange
-from tollway.protocols.apis import JSON_APIS, api_of, api_path_of, dialect_of
+from tollway.gateway.form import model_field
+from tollway.protocols.apis import FORM_APIS, JSON_APIS, api_of, api_path_of, dialect_of
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -47,6 +49,11 @@ def from_body(ex: Exchange) -> BadRequest | None:
     body cannot serve a model API, or ``None``; raises ``BadRequest`` for a model name
     with control characters."""
     req = ex.request
+    if ex.api in FORM_APIS:
+        content_type = req.headers.get("content-type") or ""
+        if req.method == "POST" and content_type.startswith("multipart/"):
+            _take_model(ex, model_field(content_type, req.body or b""))
+            return None
     model_api = req.method == "POST" and ex.api in JSON_APIS
     if not req.body and not model_api:
         return None
@@ -61,9 +68,14 @@ def from_body(ex: Exchange) -> BadRequest | None:
     ex.stream = body.get("stream") is True
     model = body.get("model")
     if isinstance(model, str) and model:
-        ex.model_requested = model
-        if _CONTROL.search(model) is not None:
-            raise BadRequest("the model name has control characters", reason="gateway.bad_request")
+        _take_model(ex, model)
     elif model_api:
         return BadRequest("you must provide a model parameter", reason="gateway.bad_request")
     return None
+
+
+def _take_model(ex: Exchange, model: str | None) -> None:
+    if model:
+        ex.model_requested = model
+        if _CONTROL.search(model) is not None:
+            raise BadRequest("the model name has control characters", reason="gateway.bad_request")

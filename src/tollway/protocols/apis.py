@@ -40,6 +40,8 @@ _BY_PREFIX: dict[str, Api] = {"/images/": "images", "/audio/": "audio", "/files"
 # APIs whose JSON body the gateway parses and validates as a model request (and whose
 # ``model`` the provider's ``modelMapping`` rewrites).
 JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "messages", "count_tokens", "responses"})
+# APIs whose requests may be forms (``multipart/form-data``) naming their model in a field.
+FORM_APIS: frozenset[Api] = frozenset({"audio", "images"})
 # APIs that carry prompt text in an OpenAI- or Anthropic-shaped body.
 PROMPT_APIS: frozenset[Api] = JSON_APIS | {"count_tokens", "responses"}
 

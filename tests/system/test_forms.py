@@ -1,0 +1,92 @@
+"""Multipart requests name their model in a form field (SPEC §9): an audio transcription's
+``model`` routes the call (``model_providers``), is held to the consumer's
+``allow_models`` (403 ``model_not_allowed``, no provider called) and is recorded. The
+OpenAI SDK is the client; the provider is a small fake of OpenAI's transcription API."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.conftest import Proc
+from tests.support.fake_provider import new_request_id, serve_gateway, usage_record
+from tests.support.loopback_server import LoopbackServer, read_request
+
+
+class Transcriber(LoopbackServer):
+    """``POST /v1/audio/transcriptions``: ``{"text": …}``; keeps each request's body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[bytes] = []
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _, body = await read_request(reader)
+            self.bodies.append(body)
+            out = b'{"text": "hello there"}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(out), out)
+            )
+            await writer.drain()
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Iterator[Transcriber]:
+    with Transcriber() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gw(transcriber: Transcriber, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    config = f"""
+storage: {{database: "sqlite:///./tollway.db"}}
+providers:
+  - {{id: speech, type: openai, baseUrl: "{transcriber.url}/v1", apiTokens: [sk-speech]}}
+  - {{id: other, type: openai, baseUrl: "http://127.0.0.1:9/v1", apiTokens: [sk-other]}}
+routes:
+  - {{name: v1, path_prefix: /v1/, providers: [other], model_providers: {{"whisper-*": speech}}}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{{name: ann, credential: k-ann, allow_models: ["whisper-*"]}}]
+"""
+    proc = serve_gateway(tmp_path_factory.mktemp("forms"), config)
+    yield proc
+    assert proc.stop() == 0
+
+
+def _transcribe(gw: Proc, model: str, rid: str) -> str:
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k-ann", max_retries=0, timeout=10) as sdk:
+        audio = io.BytesIO(b"RIFF" + b"\0" * 2048)
+        audio.name = "clip.wav"
+        return sdk.audio.transcriptions.create(model=model, file=audio, extra_headers={"x-request-id": rid}).text
+
+
+def test_a_transcription_is_routed_by_its_form_model_and_recorded(gw: Proc, transcriber: Transcriber) -> None:
+    rid = new_request_id()
+    assert _transcribe(gw, "whisper-1", rid) == "hello there"
+    assert b'name="model"' in transcriber.bodies[-1] and b"whisper-1" in transcriber.bodies[-1]  # sent as it came
+    record = usage_record(gw, rid)
+    assert (record["status"], record["provider"], record["model_requested"], record["api"]) == (
+        200,
+        "speech",
+        "whisper-1",
+        "audio",
+    )
+
+
+def test_a_form_model_outside_allow_models_is_refused(gw: Proc, transcriber: Transcriber) -> None:
+    before = len(transcriber.bodies)
+    rid = new_request_id()
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        _transcribe(gw, "gpt-4o-transcribe", rid)
+    assert caught.value.code == "model_not_allowed"
+    assert len(transcriber.bodies) == before
+    record = usage_record(gw, rid)
+    assert (record["status"], record["model_requested"]) == (403, "gpt-4o-transcribe")
