@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import orjson
 import pytest
@@ -363,3 +364,12 @@ def test_chat_tool_descriptions_are_masked(sdk: openai.OpenAI, mock_requests: Re
     assert function["parameters"]["properties"]["card"] == {"type": "string", "description": "e.g. [CARD_1]"}
     assert body["user"] == "[EMAIL_2]"
     assert "bob" not in seen["body"] and "4111" not in seen["body"]
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH"])
+def test_a_prompt_in_the_body_of_any_method_is_masked(gw: Proc, mock_requests: Requests, method: str) -> None:
+    # Whatever the method, a body goes upstream: the fuzzer found a GET carrying one.
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": PROMPT}]}
+    httpx.request(method, gw.url + "/v1/chat/completions", json=body, timeout=10)
+    (seen,) = mock_requests()
+    assert EMAIL not in seen["body"] and "[EMAIL_1]" in seen["body"]

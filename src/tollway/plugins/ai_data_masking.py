@@ -158,7 +158,9 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
 
     async def request_body(self, ex: Exchange) -> Reply | None:
         req = ex.request
-        if req.method != "POST" or not req.body:
+        # Any method: a body goes upstream whatever the method it came with (a GET with
+        # a prompt in its body is as much a way out as a POST).
+        if not req.body:
             return None
         api = ex.api
         session = self.masker.session(req.body)
