@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from tests.conftest import Proc
-from tests.support.fake_provider import new_request_id, serve_gateway, usage_record
+from tests.support.fake_provider import FakeProvider, new_request_id, serve_gateway, usage_record
 from tests.support.loopback_server import LoopbackServer, read_request
 
 MODEL = "gpt-4.1-mini"
@@ -187,3 +187,77 @@ def test_the_sdks_stream_helper_assembles_the_answer_and_the_call_is_whole(gw: P
     assert final.output_text == TEXT
     assert final.usage is not None and final.usage.input_tokens == 1200
     assert _billed(usage_record(gw, rid)) == WANT
+
+
+# ---- to a provider of another protocol: translated through the pivot ----------------------
+
+
+@pytest.fixture(scope="module")
+def claude_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, FakeProvider]]:
+    with FakeProvider() as claude:
+        config = f"""
+storage: {{database: "sqlite:///./tollway.db"}}
+providers: [{{id: claude, type: claude, baseUrl: "{claude.url}", apiTokens: [sk-ant]}}]
+routes: [{{name: v1, path_prefix: /v1/, provider: claude}}]
+"""
+        proc = serve_gateway(tmp_path_factory.mktemp("responses-claude"), config)
+        yield proc, claude
+        assert proc.stop() == 0
+
+
+CLAUDE_TEXT = "The capital of France is Paris."  # the fake's transcript answer
+
+
+def test_a_responses_call_reaches_claude_translated_and_comes_back_as_a_response(
+    claude_gw: tuple[Proc, FakeProvider],
+) -> None:
+    gw, claude = claude_gw
+    claude.reset()
+    rid = new_request_id()
+    with _client(gw) as sdk:
+        response = sdk.responses.create(
+            model="claude-sonnet-4-5", instructions="Answer briefly.", input="What is the capital of France?",
+            max_output_tokens=64, extra_headers={"x-request-id": rid},
+        )  # fmt: skip
+    assert response.output_text == CLAUDE_TEXT
+    assert response.usage is not None and response.usage.input_tokens == 1045  # 21 + 1024 cache reads
+    (seen,) = claude.seen
+    sent = seen.json()
+    assert seen.path == "/v1/messages" and sent["system"] == "Answer briefly." and sent["max_tokens"] == 64
+    assert sent["messages"] == [{"role": "user", "content": "What is the capital of France?"}]
+    record = usage_record(gw, rid)
+    assert (record["status"], record["api"], record["input_tokens"], record["cached_tokens"]) == (
+        200,
+        "responses",
+        1045,
+        1024,
+    )
+
+
+def test_a_streamed_responses_call_to_claude_is_the_responses_event_sequence(
+    claude_gw: tuple[Proc, FakeProvider],
+) -> None:
+    gw, _ = claude_gw
+    rid = new_request_id()
+    with _client(gw) as sdk:
+        with sdk.responses.stream(
+            model="claude-sonnet-4-5", input="Capital of France?", extra_headers={"x-request-id": rid}
+        ) as stream:
+            events = list(stream)
+            final = stream.get_final_response()
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert final.output_text == streamed and streamed.startswith("The capital of France is Paris")
+    record = usage_record(gw, rid)
+    assert (record["status"], record["stream"], record["tokens_estimated"]) == (200, True, False)
+    assert record["output_tokens"] > 0
+
+
+def test_state_a_translated_provider_cannot_keep_is_refused(claude_gw: tuple[Proc, FakeProvider]) -> None:
+    gw, claude = claude_gw
+    claude.reset()
+    with _client(gw) as sdk, pytest.raises(openai.BadRequestError) as caught:
+        sdk.responses.create(model="claude-sonnet-4-5", input="and then?", previous_response_id="resp_123")
+    assert caught.value.code == "unsupported_parameter" and "previous_response_id" in caught.value.message
+    assert claude.seen == []

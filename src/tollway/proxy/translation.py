@@ -20,14 +20,19 @@ import orjson
 from tollway.errors import BadRequest
 from tollway.exchange import Exchange
 from tollway.protocols.anthropic.request_from_pivot import STRUCTURED_OUTPUT_BETA
-from tollway.protocols.apis import CHAT, MESSAGES, dialect_of
+from tollway.protocols.apis import CHAT, MESSAGES, RESPONSES, dialect_of
 from tollway.protocols.codec import Codec, Json, StreamReader, StreamWriter, TranslationError
 from tollway.protocols.openai import wire as openai_wire
+from tollway.protocols.openai.responses import ResponsesCodec
 from tollway.protocols.registry import codec_for
 from tollway.protocols.sse import SseEvent
 from tollway.protocols.usage import apply_usage
 from tollway.providers.base import Provider
 from tollway.proxy.tokens import take_model, take_usage
+
+# The client APIs a call to a provider of another protocol is translated for.
+_TRANSLATED = frozenset({CHAT, MESSAGES, RESPONSES})
+RESPONSES_CODEC = ResponsesCodec()
 
 # Client headers that belong to one protocol and mean nothing (or harm) to another.
 PROTOCOL_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "openai-organization", "openai-project"})
@@ -49,8 +54,13 @@ class Translation:
         """The translation a call needs, or ``None`` when the provider speaks the
         client's protocol for this API, or takes requests as clients send them
         (``protocol: original``), or the API is not a chat API."""
-        if body is None or api_path not in (CHAT, MESSAGES) or not provider.translates:
+        if body is None or api_path not in _TRANSLATED or not provider.translates:
             return None
+        if api_path == RESPONSES:
+            # To an OpenAI-style provider the Responses API passes as it came.
+            if provider.protocol == "openai":
+                return None
+            return cls(RESPONSES_CODEC, codec_for(provider.protocol), body, provider)
         client_name = dialect_of(api_path)
         if provider.protocol == client_name:
             return None
