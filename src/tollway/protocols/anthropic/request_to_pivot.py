@@ -193,12 +193,7 @@ def to_pivot(body: Json) -> Json:
         chat["max_tokens"] = body["max_tokens"]
     if body.get("stop_sequences"):
         chat["stop"] = list(body["stop_sequences"])
-    for key in ("temperature", "top_p"):
-        if body.get(key) is not None:
-            chat[key] = body[key]
-    if body.get("stream") is True:
-        chat["stream"] = True
-        chat["stream_options"] = {"include_usage": True}
+    pivot.take_sampling(body, chat)
     if body.get("tools"):
         chat["tools"] = _tools_to_pivot(body["tools"])
         choice, serial = _tool_choice_to_pivot(body.get("tool_choice"))

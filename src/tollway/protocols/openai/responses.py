@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from tollway.protocols import pivot
 from tollway.protocols.apis import RESPONSES
 from tollway.protocols.codec import ApiPath, Json, StreamReader, TranslationError
 from tollway.protocols.sse import SseEvent
@@ -123,12 +124,7 @@ def request_to_pivot(body: Json) -> Json:
     chat: Json = {"model": body.get("model"), "messages": _messages(body)}
     if isinstance(body.get("max_output_tokens"), int):
         chat["max_completion_tokens"] = body["max_output_tokens"]
-    for key in ("temperature", "top_p", "user"):
-        if body.get(key) is not None:
-            chat[key] = body[key]
-    if body.get("stream") is True:
-        chat["stream"] = True
-        chat["stream_options"] = {"include_usage": True}
+    pivot.take_sampling(body, chat, ("temperature", "top_p", "user"))
     if body.get("tools"):
         chat["tools"] = _tools(body["tools"])
     choice = body.get("tool_choice")
