@@ -107,17 +107,6 @@ def usage_chunk(id: str, model: str, created: int, usage_obj: Json) -> Json:
     }
 
 
-def take_sampling(body: Json, chat: Json, keys: tuple[str, ...] = ("temperature", "top_p")) -> None:
-    """Copies ``keys`` that ``body`` sets, and a stream request (asking for its usage, so
-    the client can be given it), into the pivot ``chat``."""
-    for key in keys:
-        if body.get(key) is not None:
-            chat[key] = body[key]
-    if body.get("stream") is True:
-        chat["stream"] = True
-        chat["stream_options"] = {"include_usage": True}
-
-
 def first_choice(obj: Json) -> Json:
     choices = obj.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):

@@ -30,6 +30,7 @@ from typing import Any
 from tollway.protocols import pivot
 from tollway.protocols.anthropic.response import tool_call_to_pivot
 from tollway.protocols.codec import Json, TranslationError
+from tollway.protocols.openai.wire import take_sampling
 
 
 def _image_part(block: Json, where: str) -> Json:
@@ -193,7 +194,7 @@ def to_pivot(body: Json) -> Json:
         chat["max_tokens"] = body["max_tokens"]
     if body.get("stop_sequences"):
         chat["stop"] = list(body["stop_sequences"])
-    pivot.take_sampling(body, chat)
+    take_sampling(body, chat)
     if body.get("tools"):
         chat["tools"] = _tools_to_pivot(body["tools"])
         choice, serial = _tool_choice_to_pivot(body.get("tool_choice"))

@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
-from tollway.protocols import pivot
 from tollway.protocols.apis import RESPONSES
 from tollway.protocols.codec import ApiPath, Json, StreamReader, TranslationError
+from tollway.protocols.openai.wire import take_sampling
 from tollway.protocols.sse import SseEvent
 
 # Fields that ask the provider to keep or fetch state a translated call cannot have.
@@ -124,7 +124,7 @@ def request_to_pivot(body: Json) -> Json:
     chat: Json = {"model": body.get("model"), "messages": _messages(body)}
     if isinstance(body.get("max_output_tokens"), int):
         chat["max_completion_tokens"] = body["max_output_tokens"]
-    pivot.take_sampling(body, chat, ("temperature", "top_p", "user"))
+    take_sampling(body, chat, ("temperature", "top_p", "user"))
     if body.get("tools"):
         chat["tools"] = _tools(body["tools"])
     choice = body.get("tool_choice")
