@@ -261,3 +261,26 @@ def test_state_a_translated_provider_cannot_keep_is_refused(claude_gw: tuple[Pro
         sdk.responses.create(model="claude-sonnet-4-5", input="and then?", previous_response_id="resp_123")
     assert caught.value.code == "unsupported_parameter" and "previous_response_id" in caught.value.message
     assert claude.seen == []
+
+
+def test_a_responses_call_reaches_gemini_translated(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with FakeProvider() as gemini:
+        config = f"""
+storage: {{database: "sqlite:///./tollway.db"}}
+providers: [{{id: gemini, type: gemini, baseUrl: "{gemini.url}", apiTokens: [g-key]}}]
+routes: [{{name: v1, path_prefix: /v1/, provider: gemini}}]
+"""
+        gw = serve_gateway(tmp_path_factory.mktemp("responses-gemini"), config)
+        try:
+            rid = new_request_id()
+            with _client(gw) as sdk:
+                response = sdk.responses.create(
+                    model="gemini-2.5-flash", input="Capital of France?", extra_headers={"x-request-id": rid}
+                )
+            (seen,) = gemini.seen
+            assert seen.path.endswith(":generateContent")
+            assert response.output_text and response.usage is not None and response.usage.input_tokens > 0
+            record = usage_record(gw, rid)
+            assert (record["status"], record["provider"], record["api"]) == (200, "gemini", "responses")
+        finally:
+            assert gw.stop() == 0
