@@ -10,15 +10,21 @@ import io
 from collections.abc import Iterator
 
 import openai
+import orjson
 import pytest
 
 from tests.conftest import Proc
 from tests.support.fake_provider import new_request_id, serve_gateway, usage_record
 from tests.support.loopback_server import LoopbackServer, read_request
 
+FILE_OBJECT = (
+    b'{"id": "file-1", "object": "file", "bytes": 1, "created_at": 0, "filename": "batch.jsonl", "purpose": "batch"}'
+)
+
 
 class Transcriber(LoopbackServer):
-    """``POST /v1/audio/transcriptions``: ``{"text": …}``; keeps each request's body."""
+    """``POST /v1/audio/transcriptions``: ``{"text": …}``; ``POST /v1/files``: a file
+    object. Keeps each request's body."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,9 +32,9 @@ class Transcriber(LoopbackServer):
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            _, body = await read_request(reader)
+            head, body = await read_request(reader)
             self.bodies.append(body)
-            out = b'{"text": "hello there"}'
+            out = FILE_OBJECT if b" /v1/files " in head.split(b"\r\n", 1)[0] else b'{"text": "hello there"}'
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(out), out)
             )
@@ -49,12 +55,13 @@ providers:
   - {{id: speech, type: openai, baseUrl: "{transcriber.url}/v1", apiTokens: [sk-speech]}}
   - {{id: other, type: openai, baseUrl: "http://127.0.0.1:9/v1", apiTokens: [sk-other]}}
 routes:
+  - {{name: files, path_prefix: /v1/files, provider: speech}}
   - {{name: v1, path_prefix: /v1/, providers: [other], model_providers: {{"whisper-*": speech}}}}
 plugins:
   - name: key-auth
     defaultConfig:
       keys: [authorization]
-      consumers: [{{name: ann, credential: k-ann, allow_models: ["whisper-*"]}}]
+      consumers: [{{name: ann, credential: k-ann, allow_models: ["whisper-*", "gpt-4o-mini"]}}]
 """
     proc = serve_gateway(tmp_path_factory.mktemp("forms"), config)
     yield proc
@@ -90,3 +97,28 @@ def test_a_form_model_outside_allow_models_is_refused(gw: Proc, transcriber: Tra
     assert len(transcriber.bodies) == before
     record = usage_record(gw, rid)
     assert (record["status"], record["model_requested"]) == (403, "gpt-4o-transcribe")
+
+
+def _batch_line(n: int, model: str) -> bytes:
+    body = {"model": model, "messages": [{"role": "user", "content": f"question {n}"}]}
+    return orjson.dumps({"custom_id": f"q{n}", "method": "POST", "url": "/v1/chat/completions", "body": body})
+
+
+def test_a_batch_file_with_a_line_for_a_model_not_allowed_is_refused_naming_the_line(
+    gw: Proc, transcriber: Transcriber
+) -> None:
+    before = len(transcriber.bodies)
+    allowed = b"\n".join(_batch_line(n, "gpt-4o-mini") for n in range(1, 4))
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k-ann", max_retries=0, timeout=10) as sdk:
+        uploaded = sdk.files.create(file=("batch.jsonl", allowed), purpose="batch")
+        assert uploaded.id == "file-1"
+        assert len(transcriber.bodies) == before + 1
+        mixed = b"\n".join([_batch_line(1, "gpt-4o-mini"), _batch_line(2, "gpt-4o"), _batch_line(3, "gpt-4o-mini")])
+        with pytest.raises(openai.PermissionDeniedError) as caught:
+            sdk.files.create(file=("batch.jsonl", mixed), purpose="batch")
+    assert (
+        caught.value.code == "model_not_allowed"
+        and "line 2" in caught.value.message
+        and "gpt-4o" in caught.value.message
+    )
+    assert len(transcriber.bodies) == before + 1  # the refused file reached no provider

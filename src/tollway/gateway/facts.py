@@ -4,7 +4,7 @@ out again: from the path when a call starts, from the body once it is in.
     from_path(ex)   api_path, upstream_api_path,   before any plugin runs (on the
                     api, dialect                   canonical path: gateway.target)
     from_body(ex)   model_requested, stream        before the request-body phase
-                    (a JSON body's, or a form's ``model`` field: ``gateway.form``)
+                    (a JSON body's, or a form's ``model`` field: ``protocols.form``)
 
 The body is parsed here, once; ``Request.json`` keeps the result for every plugin that
 reads it. A body that cannot serve its API (not JSON, not an object, no model where one
@@ -22,8 +22,8 @@ from urllib.parse import quote
 
 from tollway.errors import BadRequest
 from tollway.exchange import AmbiguousJson, Exchange
-from tollway.gateway.form import model_field
 from tollway.protocols.apis import FORM_APIS, JSON_APIS, api_of, api_path_of, dialect_of
+from tollway.protocols.form import model_field
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -12,6 +12,7 @@ admin API, the CLI and the metrics. Runtime consumers come from the consumer dir
 
 from __future__ import annotations
 
+import orjson
 from pydantic import Field, model_validator
 
 from tollway.config.load import LoadedConfig
@@ -19,6 +20,7 @@ from tollway.consumers.consumer import Consumer, ConsumerInfo
 from tollway.errors import Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
+from tollway.protocols.form import form_fields
 from tollway.services import Services
 
 _CHALLENGE = [("www-authenticate", 'Key realm="tollway"')]
@@ -143,16 +145,48 @@ class KeyAuth(Plugin[KeyAuthConfig]):
 
     async def request_body(self, ex: Exchange) -> Reply | None:
         consumer = ex.consumer
-        model = ex.model_requested
-        if consumer is None or model is None or consumer.allow_models is None:
+        if consumer is None or consumer.allow_models is None:
             return None
-        if not consumer.may_use(model):
-            raise Forbidden(
-                f"consumer {consumer.name!r} may not use model {model!r}",
-                reason="key-auth.model_not_allowed",
-                code="model_not_allowed",
-            )
+        model = ex.model_requested
+        if model is not None and not consumer.may_use(model):
+            raise _model_not_allowed(f"consumer {consumer.name!r} may not use model {model!r}")
+        if ex.api == "files" and ex.request.method == "POST":
+            _check_batch_file(ex, consumer)
         return None
+
+
+def _model_not_allowed(message: str) -> Forbidden:
+    return Forbidden(message, reason="key-auth.model_not_allowed", code="model_not_allowed")
+
+
+_PURPOSE = frozenset({"purpose"})
+_FILE = frozenset({"file"})
+
+
+def _check_batch_file(ex: Exchange, consumer: Consumer) -> None:
+    """A batch file (``POST /v1/files`` with ``purpose: batch``) names a model on each
+    line (``body.model``): a consumer with ``allow_models`` may upload only lines whose
+    model it may use (SPEC §9), or the batch would run what the consumer may not."""
+    req = ex.request
+    content_type = req.headers.get("content-type") or ""
+    body = req.body or b""
+    if not content_type.startswith("multipart/"):
+        return
+    fields = form_fields(content_type, body, _PURPOSE, len(body), files=_FILE)
+    if not fields or fields.get("purpose") != b"batch":
+        return
+    for number, line in enumerate(fields.get("file", b"").splitlines(), start=1):
+        try:
+            item = orjson.loads(line) if line.strip() else None
+        except orjson.JSONDecodeError:
+            continue  # the provider refuses a line that is not JSON; nothing runs from it
+        request = item.get("body") if isinstance(item, dict) else None
+        model = request.get("model") if isinstance(request, dict) else None
+        if isinstance(model, str) and not consumer.may_use(model):
+            raise _model_not_allowed(
+                f"line {number} of the batch file asks for model {model!r}, "
+                f"which consumer {consumer.name!r} may not use"
+            )
 
 
 def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:

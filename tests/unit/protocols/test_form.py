@@ -1,11 +1,11 @@
-"""The ``model`` field of a multipart form (``gateway.form``)."""
+"""Fields of a multipart form (``protocols.form``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tollway.errors import BadRequest
-from tollway.gateway.form import model_field
+from tollway.protocols.form import model_field
 
 CT = "multipart/form-data; boundary=XX"
 
