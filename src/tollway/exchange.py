@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 from urllib.parse import parse_qsl
 
 import jiter
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from tollway.routing.routes import Route
 
 T = TypeVar("T")
+
+# What ai-cache made of a call (see ``Exchange.cache``).
+CacheOutcome = Literal["hit", "semantic", "miss", "skip"]
 
 # How deep a JSON body may nest (objects and arrays); one level more is a 400.
 MAX_JSON_DEPTH = 64
@@ -322,6 +325,14 @@ class Exchange:
     upstream_json: dict[str, Any] | None = None
     # Extra response headers plugins want the client to see (rate-limit quotas, …).
     response_headers: list[tuple[str, str]] = field(default_factory=list)
+    # What ai-cache made of the call: "hit" or "semantic" (answered from the cache: the
+    # record keeps the stored answer's tokens, costs nothing and says what it saved),
+    # "miss", or "skip" (the client's Cache-Control kept it from looking); None where no
+    # ai-cache applies.
+    cache: CacheOutcome | None = None
+    # Calls a plugin made to a provider on this call's behalf (ai-cache's embeddings):
+    # each is recorded as a call of its own when this one ends.
+    side_calls: list[Exchange] | None = None
     state: dict[StateKey[Any], Any] = field(default_factory=dict)
 
     def get(self, key: StateKey[T]) -> T | None:

@@ -183,6 +183,17 @@ _SCHEMAS: dict[str, Any] = {
                 "embeddings, images, audio, moderations, files, batches, models, other); null in records "
                 "stored before it was kept.",
             },
+            "cache": {
+                "type": ["string", "null"],
+                "enum": ["hit", "semantic", "miss", "skip", None],
+                "description": "What ai-cache made of the call: hit (exact), semantic, miss, or skip (the "
+                "client's Cache-Control); null where no ai-cache applies.",
+            },
+            "cost_saved_usd": {
+                "type": ["number", "null"],
+                "description": "For a cache hit: what its tokens cost when the answer was made (cost_usd "
+                "is 0); null for every other call and for an unpriced model.",
+            },
         }
     ),
 }

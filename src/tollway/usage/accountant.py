@@ -79,6 +79,9 @@ class Accountant:
         """Set the call's facts aside; its record reaches log, metrics and sinks at the
         next drain (at once when the accountant is not running: in tests, after ``stop``)."""
         self._finished.append(facts_of(ex))
+        if ex.side_calls:
+            # Calls made on its behalf (ai-cache's embeddings) are records of their own.
+            self._finished.extend(facts_of(side) for side in ex.side_calls)
         if self._timer is None:
             loop = self._loop
             if loop is None:

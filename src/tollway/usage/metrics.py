@@ -18,6 +18,10 @@ as they come up to ``PRICED_NAMES`` of them per config; past that a priced name 
 counted under its table entry (``gpt-4o``): a provider that echoes a client's model
 could otherwise let clients mint a series per name.
 
+``tollway_cache_requests_total{result}`` counts what ai-cache made of each call it
+looked at (``hit``, ``semantic``, ``miss``, ``skip``; calls no ai-cache applies to are
+not counted).
+
 ``tollway_records_failed_total`` counts the usage records the database refused (kept in
 the dead-letter file; see ``usage.writer``).
 """
@@ -133,6 +137,7 @@ class UsageMetrics:
         # Per (route, model): request duration, time to first token.
         self._timing: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
         self._rejections: dict[tuple[str, int], int] = {}
+        self._cache: dict[str, int] = {}
         self.records_failed = 0
         self.registry = CollectorRegistry()
         self.registry.register(self)
@@ -183,6 +188,10 @@ class UsageMetrics:
         if ttft is not None:
             timing[1].observe(ttft / 1000.0)
 
+        cache = record.cache
+        if cache is not None:
+            self._cache[cache] = self._cache.get(cache, 0) + 1
+
         reason = record.reason
         if reason is not None and 400 <= status < 500:
             plugin = reason.partition(".")[0]
@@ -227,12 +236,17 @@ class UsageMetrics:
         )
         for (plugin, status), n in self._rejections.items():
             rejections.add_metric([plugin, str(status)], n)
+        cache = CounterMetricFamily(
+            "tollway_cache_requests", "Calls ai-cache looked at, by what it made of them.", labels=["result"]
+        )
+        for result, n in self._cache.items():
+            cache.add_metric([result], n)
         failed = CounterMetricFamily(
             "tollway_records_failed",
             "Usage records the database refused, kept in the dead-letter file.",
             value=self.records_failed,
         )
-        yield from (requests, tokens, cost, duration, first_token, rejections, failed)
+        yield from (requests, tokens, cost, duration, first_token, rejections, cache, failed)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""

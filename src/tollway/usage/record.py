@@ -53,6 +53,12 @@ class UsageRecord(NamedTuple):
     # Which API the call was (``protocols.apis.Api``: chat, messages, responses, …);
     # None only in records stored before it was kept.
     api: str | None
+    # What ai-cache made of the call (``exchange.CacheOutcome``; None: no ai-cache, or a
+    # record stored before it was kept). A hit ("hit", "semantic") has the stored
+    # answer's tokens, ``cost_usd`` 0 and, in ``cost_saved_usd``, what those tokens cost
+    # when the answer was made (None when the model is unpriced, and for every other call).
+    cache: str | None = None
+    cost_saved_usd: float | None = None
 
     @property
     def ts(self) -> str:
@@ -96,6 +102,7 @@ class CallFacts:
     attributes: dict[str, Any] | None
     log_attributes: frozenset[str] | None
     api: str
+    cache: str | None = None
     # A traced call's ids (telemetry on, the call sampled); its spans are built from it
     # and the record (``tollway.usage.spans``).
     trace: CallTrace | None = None
@@ -125,6 +132,7 @@ def facts_of(ex: Exchange) -> CallFacts:
         ex.attributes,
         ex.log_attributes,
         ex.api,
+        ex.cache,
         trace,
     )
 
@@ -141,6 +149,12 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
     unpriced or no table)."""
     u = facts.usage
     route, consumer, model_upstream, ttft = facts.route, facts.consumer, facts.model_upstream, facts.ttft_ms
+    cost = prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens) if prices is not None else None
+    saved = None
+    cache = facts.cache
+    if cache == "hit" or cache == "semantic":
+        # Answered from the cache: no provider was paid; the tokens are what it saved.
+        cost, saved = 0.0, cost
     values = (
         to_ms(facts.start),
         facts.request_id,
@@ -158,13 +172,15 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
         u.cached_tokens,
         u.reasoning_tokens,
         u.estimated,
-        prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens) if prices is not None else None,
+        cost,
         _to_us(facts.duration_s * 1000.0),
         _to_us(ttft) if ttft is not None else None,
         facts.client_ip,
         facts.attempts,
         facts.attributes,
         facts.api,
+        cache,
+        saved,
     )
     record = _make_record(UsageRecord, values)
     attributes, log_keys = facts.attributes, facts.log_attributes

@@ -76,6 +76,7 @@ _COLUMN_TYPES: dict[str, tuple[type, ...]] = {
     "reasoning_tokens": (int,),
     "tokens_estimated": (int,),
     "cost_usd": _NUMBER_OR_NONE,
+    "cost_saved_usd": _NUMBER_OR_NONE,
     "latency_ms": _NUMBER,
     "ttft_ms": _NUMBER_OR_NONE,
     "attempts": (str,),
@@ -83,6 +84,7 @@ _COLUMN_TYPES: dict[str, tuple[type, ...]] = {
 }
 _TYPES = tuple(_COLUMN_TYPES.get(name, _TEXT_OR_NONE) for name in INSERTED)
 _API = INSERTED.index("api")
+_CACHE = INSERTED.index("cache")
 # As in record.py: a record from its values without NamedTuple's Python-level __new__.
 _make_record = tuple.__new__
 
@@ -174,9 +176,13 @@ def decode(line: bytes) -> UsageRow:
     """The row a journal line holds; ``ValueError`` when it is not one (a line cut short
     by a kill, or not ours)."""
     values = orjson.loads(line)  # orjson.JSONDecodeError is a ValueError
-    if isinstance(values, list) and len(values) == len(_TYPES) - 1:
-        # A line journaled before records kept their ``api`` (the column before the key).
-        values.insert(_API, None)
+    if isinstance(values, list) and len(values) in (len(_TYPES) - 3, len(_TYPES) - 2):
+        # A line journaled before records kept what ai-cache made of them (the two
+        # columns before the key), and maybe before they kept their ``api`` (the one
+        # before those).
+        if len(values) == len(_TYPES) - 3:
+            values.insert(_API, None)
+        values[_CACHE:_CACHE] = [None, None]
     if not isinstance(values, list) or len(values) != len(_TYPES):
         raise ValueError("not a usage journal line")
     for value, types in zip(values, _TYPES, strict=True):

@@ -12,8 +12,9 @@ reached meanwhile counts as done.
 
 ``record_key`` (step 2) is the usage writer's key for each record, unique: a record
 written again (a retry, a replay of the journal) is skipped, never stored twice.
-Records stored before it have none. ``api`` (step 3) says which API a call was; records
-stored before it have none.
+Records stored before it have none. ``api`` (step 3) says which API a call was;
+``cache`` and ``cost_saved_usd`` (steps 4 and 5) what ai-cache made of it and what a hit
+saved; records stored before them have none.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX IF NOT EXISTS usage_records_key ON usage_records (record_key)",
     ),
     ("ALTER TABLE usage_records ADD COLUMN api TEXT",),
+    # Each ALTER a step of its own: SQLite has no IF NOT EXISTS for columns, and a step
+    # another process ran first fails here as a whole.
+    ("ALTER TABLE usage_records ADD COLUMN cache TEXT",),
+    ("ALTER TABLE usage_records ADD COLUMN cost_saved_usd DOUBLE PRECISION",),
 )
 _SCHEMA_TABLE = (
     "CREATE TABLE IF NOT EXISTS usage_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
@@ -98,6 +103,8 @@ _COLUMNS = (
     "attempts",
     "attributes",
     "api",
+    "cache",
+    "cost_saved_usd",
 )
 _KEY = "record_key"
 INSERTED = (*_COLUMNS, _KEY)
@@ -148,6 +155,8 @@ def row_of(record: UsageRecord, key: int | None = None) -> UsageRow:
         orjson.dumps(record.attempts_json()).decode(),
         orjson.dumps(attributes).decode() if attributes else None,
         record.api,
+        record.cache,
+        record.cost_saved_usd,
         key,
     )
 

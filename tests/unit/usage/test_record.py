@@ -61,3 +61,21 @@ def test_an_unpriced_model_records_null_cost() -> None:
     ex.model_upstream = "my-local-llama"
     apply_usage(ex.usage, {"prompt_tokens": 5, "completion_tokens": 5})
     assert record_of(ex, PriceTable()).cost_usd is None
+
+
+def test_a_cache_hit_costs_nothing_and_says_what_its_tokens_saved() -> None:
+    ex = make_exchange("POST", "/v1/chat/completions", body=b"{}")
+    ex.model_upstream, ex.status, ex.cache = "gpt-4o", 200, "hit"
+    ex.usage.input_tokens, ex.usage.output_tokens = 1000, 500
+    record = record_of(ex, PriceTable())
+    assert record.cache == "hit" and record.cost_usd == 0
+    assert record.cost_saved_usd == pytest.approx((1000 * 2.5 + 500 * 10.0) / 1e6)
+    assert (record.input_tokens, record.output_tokens, record.provider, record.attempts) == (1000, 500, None, [])
+
+
+def test_a_miss_is_priced_as_any_call_and_saves_nothing() -> None:
+    ex = _served_exchange()
+    ex.cache = "miss"
+    record = record_of(ex, PriceTable())
+    assert record.cache == "miss" and record.cost_usd is not None and record.cost_usd > 0
+    assert record.cost_saved_usd is None

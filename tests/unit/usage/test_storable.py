@@ -102,7 +102,17 @@ def test_a_journal_line_written_before_records_kept_their_api_is_still_read() ->
     row, line = encode(7, rec(DAY1, "alice"))
     assert line is not None
     old = orjson.loads(line)
-    del old[-2]  # the api column, which sits before the key
+    del old[-4:-1]  # the api column, and the cache columns after it, before the key
     read = decode(orjson.dumps(old))
-    assert read == (*row[:-2], None, 7)
+    assert read == (*row[:-4], None, None, None, 7)
     assert record_of_inserted(read)["api"] is None and record_of_inserted(row)["api"] == "chat"
+
+
+def test_a_journal_line_written_before_records_kept_what_ai_cache_made_of_them_is_still_read() -> None:
+    row, line = encode(7, rec(DAY1, "alice"))
+    assert line is not None
+    old = orjson.loads(line)
+    del old[-3:-1]  # cache and cost_saved_usd, which sit before the key
+    read = decode(orjson.dumps(old))
+    assert read == (*row[:-3], None, None, 7)
+    assert record_of_inserted(read)["api"] == "chat" and record_of_inserted(read)["cache"] is None
