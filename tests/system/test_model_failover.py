@@ -180,6 +180,21 @@ def test_structured_output_reaches_claude_as_its_own_and_logprobs_are_refused(gw
         with pytest.raises(openai.BadRequestError) as caught:
             sdk.chat.completions.create(model=CLAUDE, messages=MESSAGES, logprobs=True)
     (seen,) = fa.seen  # the refused call reached no provider
-    assert seen.json()["output_format"] == {"type": "json_schema", "schema": schema}
-    assert seen.all("anthropic-beta") == ["structured-outputs-2025-11-13"]
+    # Anthropic's structured output as generally available: no beta header needed.
+    assert seen.json()["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    assert seen.all("anthropic-beta") == []
     assert caught.value.code == "unsupported_parameter" and "logprobs" in caught.value.message
+
+
+def test_anthropic_structured_output_and_effort_reach_an_openai_provider_as_its_own(gw: Proc, fc: FakeProvider) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    output_config: Any = {"format": {"type": "json_schema", "schema": schema}, "effort": "low"}
+    with _anthropic(gw, "mixed") as sdk:
+        sdk.messages.create(model="gpt-4o", max_tokens=32, messages=MESSAGES, output_config=output_config)
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            sdk.messages.create(model="gpt-4o", max_tokens=32, messages=MESSAGES, inference_geo="eu")
+    (seen,) = fc.seen  # the refused call reached no provider
+    sent = seen.json()
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    assert sent["reasoning_effort"] == "low"
+    assert "inference_geo" in caught.value.message

@@ -143,8 +143,6 @@ class AiProxy:
             body = translation.request(ex.model_upstream)
             endpoint = provider.chat_endpoint(ex.model_upstream, ex.stream, secret)
         headers = upstream_request.headers(ex, provider, endpoint.headers, translation is not None)
-        if translation is not None:
-            headers.extend(translation.headers(body))
         trace = ex.trace
         span_id = upstream_request.trace_context(trace, provider, headers) if trace is not None else 0
         upstream = UpstreamRequest(

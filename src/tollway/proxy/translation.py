@@ -19,7 +19,6 @@ import orjson
 
 from tollway.errors import BadRequest
 from tollway.exchange import Exchange
-from tollway.protocols.anthropic.request_from_pivot import STRUCTURED_OUTPUT_BETA
 from tollway.protocols.apis import CHAT, MESSAGES, RESPONSES, dialect_of
 from tollway.protocols.codec import Codec, Json, StreamReader, StreamWriter, TranslationError
 from tollway.protocols.openai import wire as openai_wire
@@ -75,13 +74,6 @@ class Translation:
         except TranslationError as exc:
             raise BadRequest(str(exc), reason="gateway.bad_request", code="unsupported_parameter") from None
         return orjson.dumps(provider.native_body(native, translated=True))
-
-    def headers(self, body: bytes) -> list[tuple[str, str]]:
-        """Headers the translated request needs besides the provider's own: Anthropic's
-        structured output is a beta, named in ``anthropic-beta``."""
-        if self.native.name == "anthropic" and b'"output_format"' in body:
-            return [("anthropic-beta", STRUCTURED_OUTPUT_BETA)]
-        return []
 
     def response(self, body: bytes, native: Any) -> tuple[bytes, Json | None]:
         """The client's answer body and the pivot it came through (for usage), from the

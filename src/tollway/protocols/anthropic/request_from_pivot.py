@@ -11,23 +11,32 @@ chat-completions request.
   ``tool`` messages → ``tool_result`` blocks in one user turn, which also takes the
   user message right after them (tool results first, as Anthropic requires);
 - ``max_completion_tokens`` / ``max_tokens`` → ``max_tokens`` (default 4096: Anthropic
-  requires it); ``stop`` → ``stop_sequences``; ``temperature``, ``top_p``, ``stream``;
+  requires it); ``stop`` → ``stop_sequences``; ``temperature``, ``top_p``, ``top_k`` (an
+  extension some OpenAI-style clients send, and a ``customSettings`` name), ``stream``;
   ``tools[].function`` → ``{name, description, input_schema}``; ``tool_choice``
   ``auto|none|required|{function}`` → ``auto|none|any|tool``; ``parallel_tool_calls:
-  false`` → ``disable_parallel_tool_use``; ``user`` → ``metadata.user_id``;
-  ``reasoning_effort`` low/medium/high → ``thinking`` budgets 1024/8192/16384 (as
-  Higress), shrunk below a client's ``max_tokens`` (without one, ``max_tokens`` is the
-  budget + 4096).
+  false`` → ``disable_parallel_tool_use``; ``user`` (else ``safety_identifier``) →
+  ``metadata.user_id``;
+- ``reasoning_effort`` → ``thinking`` budgets: low/medium/high 1024/8192/16384 (as
+  Higress), xhigh/max 32768/65536; ``none``/``minimal`` → no thinking. The budget is
+  shrunk below a client's ``max_tokens`` (without one, ``max_tokens`` is the budget +
+  4096). A ``thinking`` object (Anthropic's own, sent by an OpenAI-style client as an
+  extra field) goes on as it stands and wins over ``reasoning_effort``.
 - ``response_format``: ``json_schema`` → Anthropic's structured output
-  (``output_format: {type: json_schema, schema}``, with its beta header), ``json_object``
-  → the same with the schema ``{"type": "object"}``, ``text`` → nothing.
+  (``output_config.format: {type: json_schema, schema}``), ``json_object`` → the same
+  with the schema ``{"type": "object"}``, ``text`` → nothing.
 - Dropped, changing nothing of the answer's content: ``seed`` (no determinism is
   promised either way), ``stream_options``, ``service_tier``, ``store``, ``metadata``,
-  ``name`` on messages, ``strict`` on tools.
+  ``prediction`` (a latency hint), the prompt-cache hints (``prompt_cache_key``,
+  ``prompt_cache_retention``, ``prompt_cache_options``), ``name`` on messages,
+  ``strict`` on tools.
 - Refused (``TranslationError``, the gateway's 400 ``unsupported_parameter``): ``n`` > 1,
-  ``logprobs``/``top_logprobs``, a ``logit_bias``, non-zero penalties (each only when it
-  asks for something: ``logprobs: false`` or a zero penalty pass), non-function tools,
-  audio input, file ids, tool-call arguments that are not a JSON object.
+  ``logprobs``/``top_logprobs``, a ``logit_bias``, non-zero penalties, ``verbosity``
+  other than medium, audio output (``modalities``, ``audio``), ``web_search_options``,
+  ``moderation``, the legacy ``functions``/``function_call`` (each only when it asks for
+  something: ``logprobs: false`` or a zero penalty pass); any other field this module
+  does not know; non-function tools, audio input, file ids, tool-call arguments that
+  are not a JSON object.
 """
 
 from __future__ import annotations
@@ -39,8 +48,6 @@ from tollway.protocols import pivot
 from tollway.protocols.codec import Json, TranslationError
 
 DEFAULT_MAX_TOKENS = 4096
-# The beta that Anthropic's structured output (``output_format``) is served under.
-STRUCTURED_OUTPUT_BETA = "structured-outputs-2025-11-13"
 # Chat fields Anthropic has nothing like, and the values that ask for nothing.
 _NO_EQUIVALENT: dict[str, tuple[object, ...]] = {
     "logprobs": (None, False),
@@ -48,8 +55,33 @@ _NO_EQUIVALENT: dict[str, tuple[object, ...]] = {
     "logit_bias": (None, {}),
     "frequency_penalty": (None, 0),
     "presence_penalty": (None, 0),
+    "verbosity": (None, "medium"),
+    "modalities": (None, ["text"]),
+    "audio": (None,),
+    "web_search_options": (None,),
+    "moderation": (None,),
+    "functions": (None, []),
+    "function_call": (None,),
 }
-THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 16384}
+# Chat fields that change nothing of the answer's content: not sent.
+_DROPPED = frozenset(
+    {
+        "seed", "stream_options", "service_tier", "store", "metadata", "prediction",
+        "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options",
+    }
+)  # fmt: skip
+# Chat fields this module maps (``from_pivot``). A field in none of these three is
+# refused: a field nobody mapped must not vanish on the way.
+_MAPPED = frozenset(
+    {
+        "model", "messages", "n", "max_tokens", "max_completion_tokens", "stop", "temperature",
+        "top_p", "top_k", "stream", "tools", "tool_choice", "parallel_tool_calls", "user",
+        "safety_identifier", "response_format", "reasoning_effort", "thinking",
+    }
+)  # fmt: skip
+THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 16384, "xhigh": 32768, "max": 65536}
+# Efforts that ask for no reasoning: Anthropic's default, thinking off.
+_NO_THINKING = frozenset({"none", "minimal"})
 MIN_THINKING_BUDGET = 1024
 _TOOL_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -211,7 +243,8 @@ def _tool_choice(choice: Any, parallel: Any) -> Json | None:
 
 
 def _output_format(response_format: Any) -> Json | None:
-    """OpenAI's ``response_format`` as Anthropic's ``output_format`` (None: plain text)."""
+    """OpenAI's ``response_format`` as Anthropic's ``output_config.format`` (None: plain
+    text)."""
     if not isinstance(response_format, dict) or response_format.get("type") in (None, "text"):
         return None
     kind = response_format.get("type")
@@ -230,9 +263,7 @@ def from_pivot(chat: Json) -> Json:
         raise TranslationError("messages must be a list of message objects")
     if chat.get("n") not in (None, 1):
         raise TranslationError("n > 1 cannot be sent to Anthropic")
-    for field, neutral in _NO_EQUIVALENT.items():
-        if field in chat and chat[field] not in neutral:
-            raise TranslationError(f"{field} cannot be sent to Anthropic (it has no equivalent)")
+    _refuse_what_has_no_equivalent(chat)
     system: list[str] = []
     system_messages = 0
     system_as_string = True
@@ -273,7 +304,7 @@ def from_pivot(chat: Json) -> Json:
         body["stop_sequences"] = [stop]
     elif isinstance(stop, list) and stop:
         body["stop_sequences"] = [s for s in stop if isinstance(s, str)]
-    for key in ("temperature", "top_p"):
+    for key in ("temperature", "top_p", "top_k"):
         if chat.get(key) is not None:
             body[key] = chat[key]
     if chat.get("stream") is True:
@@ -283,19 +314,46 @@ def from_pivot(chat: Json) -> Json:
         choice = _tool_choice(chat.get("tool_choice"), chat.get("parallel_tool_calls"))
         if choice is not None:
             body["tool_choice"] = choice
-    if isinstance(chat.get("user"), str):
-        body["metadata"] = {"user_id": chat["user"]}
+    user_id = chat.get("user") if isinstance(chat.get("user"), str) else chat.get("safety_identifier")
+    if isinstance(user_id, str):
+        body["metadata"] = {"user_id": user_id}
     output_format = _output_format(chat.get("response_format"))
     if output_format is not None:
-        body["output_format"] = output_format
-    budget = THINKING_BUDGETS.get(chat.get("reasoning_effort") or "")
-    if budget is not None:
-        # The budget counts inside max_tokens, as OpenAI's reasoning tokens count inside
-        # max_completion_tokens: a client's limit is kept and the budget shrunk to fit;
-        # without one, the default leaves the answer 4096 tokens beside the budget.
-        if not limited:
-            body["max_tokens"] = DEFAULT_MAX_TOKENS + budget
-        budget = min(budget, body["max_tokens"] - 1)
-        if budget >= MIN_THINKING_BUDGET:
-            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        body["output_config"] = {"format": output_format}
+    _think(chat, body, limited)
     return body
+
+
+def _refuse_what_has_no_equivalent(chat: Json) -> None:
+    for field, value in chat.items():
+        if value is None or field in _MAPPED or field in _DROPPED:
+            continue
+        neutral = _NO_EQUIVALENT.get(field)
+        if neutral is None:
+            raise TranslationError(f"{field} cannot be sent to Anthropic (the gateway does not translate it)")
+        if value not in neutral:
+            raise TranslationError(f"{field} cannot be sent to Anthropic (it has no equivalent)")
+
+
+def _think(chat: Json, body: Json, limited: bool) -> None:
+    """``thinking`` as the client gave it, or a budget for its ``reasoning_effort``."""
+    thinking = chat.get("thinking")
+    if thinking is not None:
+        if not isinstance(thinking, dict):
+            raise TranslationError("thinking must be an object")
+        body["thinking"] = thinking
+        return
+    effort = chat.get("reasoning_effort")
+    if effort is None or effort in _NO_THINKING:
+        return
+    budget = THINKING_BUDGETS.get(effort) if isinstance(effort, str) else None
+    if budget is None:
+        raise TranslationError(f"reasoning_effort {effort!r} has no Anthropic thinking budget")
+    # The budget counts inside max_tokens, as OpenAI's reasoning tokens count inside
+    # max_completion_tokens: a client's limit is kept and the budget shrunk to fit;
+    # without one, the default leaves the answer 4096 tokens beside the budget.
+    if not limited:
+        body["max_tokens"] = DEFAULT_MAX_TOKENS + budget
+    budget = min(budget, body["max_tokens"] - 1)
+    if budget >= MIN_THINKING_BUDGET:
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}

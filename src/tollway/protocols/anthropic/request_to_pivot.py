@@ -16,11 +16,18 @@ backwards:
   so the client gets its usage.
 - ``thinking`` ``{type: enabled, budget_tokens}`` → ``reasoning_effort`` (up to 1024
   tokens low, up to 8192 medium, more high: the budgets ``request_from_pivot`` uses the
-  other way); ``output_format`` (structured output) → ``response_format`` ``json_schema``.
-- Dropped: thinking blocks in the history (a provider of another protocol cannot take
-  them back), ``cache_control``, ``service_tier``. Refused (``TranslationError``, the
-  gateway's 400 ``unsupported_parameter``): ``top_k``, server tools, blocks other than the
-  above, image or document sources other than base64/url/text.
+  other way); ``disabled``, ``adaptive`` (Claude decides) and ``between_tools`` → none
+  (the provider's default); else ``output_config.effort`` → ``reasoning_effort``.
+  Structured output (``output_config.format``, or the beta's ``output_format``) →
+  ``response_format`` ``json_schema``.
+- Dropped, changing nothing of the answer's content: thinking blocks in the history (a
+  provider of another protocol cannot take them back), ``cache_control``,
+  ``service_tier``, ``speed``, ``diagnostics``, the account fields ``workspace_id`` and
+  ``user_profile_id``. Refused (``TranslationError``, the gateway's 400
+  ``unsupported_parameter``): ``top_k``, ``container``, ``context_management``,
+  ``mcp_servers``, ``inference_geo`` (where the model may run: another provider cannot
+  promise it), any other field this module does not know, server tools, blocks other
+  than the above, image or document sources other than base64/url/text.
 """
 
 from __future__ import annotations
@@ -31,6 +38,19 @@ from tollway.protocols import pivot
 from tollway.protocols.anthropic.response import tool_call_to_pivot
 from tollway.protocols.codec import Json, TranslationError
 from tollway.protocols.openai.wire import take_sampling
+
+# Messages fields this module maps, and those it drops as changing nothing of the answer;
+# any other field is refused, so that none vanishes on the way.
+_MAPPED = frozenset(
+    {
+        "model", "messages", "max_tokens", "system", "stop_sequences", "temperature", "top_p",
+        "stream", "tools", "tool_choice", "metadata", "thinking", "output_format", "output_config",
+    }
+)  # fmt: skip
+_DROPPED = frozenset({"cache_control", "service_tier", "speed", "diagnostics", "workspace_id", "user_profile_id"})
+# Thinking that asks for no particular effort: the provider's default.
+_DEFAULT_THINKING = frozenset({"disabled", "adaptive", "between_tools"})
+_EFFORTS = frozenset({"low", "medium", "high", "xhigh", "max"})
 
 
 def _image_part(block: Json, where: str) -> Json:
@@ -205,25 +225,56 @@ def to_pivot(body: Json) -> Json:
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         chat["user"] = metadata["user_id"]
-    if body.get("top_k") is not None:
-        raise TranslationError("top_k cannot be sent to this provider (OpenAI's protocol has no equivalent)")
-    effort = _effort(body.get("thinking"))
+    _refuse_what_has_no_equivalent(body)
+    output_config = body.get("output_config")
+    if output_config is not None and not isinstance(output_config, dict):
+        raise TranslationError("output_config must be an object")
+    output_config = output_config or {}
+    for key in output_config:
+        if key not in ("format", "effort"):
+            raise TranslationError(f"output_config.{key} cannot be sent to this provider")
+    effort = _effort(body.get("thinking"), output_config.get("effort"))
     if effort is not None:
         chat["reasoning_effort"] = effort
-    output_format = body.get("output_format")
-    if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
-        schema = output_format.get("schema")
-        if not isinstance(schema, dict):
-            raise TranslationError("output_format.schema must be a JSON schema object")
-        chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    response_format = _response_format(output_config.get("format"), "output_config.format")
+    response_format = response_format or _response_format(body.get("output_format"), "output_format")
+    if response_format is not None:
+        chat["response_format"] = response_format
     return chat
 
 
-def _effort(thinking: Any) -> str | None:
-    """Anthropic's thinking budget as OpenAI's ``reasoning_effort``."""
-    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+def _refuse_what_has_no_equivalent(body: Json) -> None:
+    for field, value in body.items():
+        if value is not None and field not in _MAPPED and field not in _DROPPED:
+            raise TranslationError(f"{field} cannot be sent to this provider (OpenAI's protocol has no equivalent)")
+
+
+def _response_format(output_format: Any, where: str) -> Json | None:
+    """Anthropic's structured output as OpenAI's ``response_format`` (None: none asked)."""
+    if output_format is None:
         return None
-    budget = thinking.get("budget_tokens")
-    if not isinstance(budget, int) or budget <= 1024:
-        return "low"
-    return "medium" if budget <= 8192 else "high"
+    if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
+        raise TranslationError(f"{where} must be {{type: json_schema, schema}}")
+    schema = output_format.get("schema")
+    if not isinstance(schema, dict):
+        raise TranslationError(f"{where}.schema must be a JSON schema object")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+
+
+def _effort(thinking: Any, effort: Any) -> str | None:
+    """Anthropic's thinking budget (else ``output_config.effort``) as OpenAI's
+    ``reasoning_effort``."""
+    if thinking is not None:
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        if kind == "enabled":
+            budget = thinking.get("budget_tokens")
+            if not isinstance(budget, int) or budget <= 1024:
+                return "low"
+            return "medium" if budget <= 8192 else "high"
+        if kind not in _DEFAULT_THINKING:
+            raise TranslationError(f"thinking of type {kind!r} cannot be sent to this provider")
+    if effort is None:
+        return None
+    if effort not in _EFFORTS:
+        raise TranslationError(f"output_config.effort {effort!r} cannot be sent to this provider")
+    return str(effort)

@@ -173,8 +173,11 @@ def test_a_pdf_file_part_becomes_a_document() -> None:
         ("medium", None, {"type": "enabled", "budget_tokens": 8192}),
         ("high", 20000, {"type": "enabled", "budget_tokens": 16384}),
         ("high", 3000, {"type": "enabled", "budget_tokens": 2999}),
+        ("xhigh", None, {"type": "enabled", "budget_tokens": 32768}),
+        ("max", 70000, {"type": "enabled", "budget_tokens": 65536}),
         ("low", 1000, None),
         ("minimal", None, None),
+        ("none", None, None),
     ],
 )
 def test_reasoning_effort_becomes_a_thinking_budget_within_max_tokens(
@@ -200,9 +203,24 @@ def test_fields_that_change_nothing_of_the_answer_are_dropped() -> None:
             response_format={"type": "text"},
             stream_options={"include_usage": True},
             n=1,
+            store=True,
+            metadata={"tag": "x"},
+            service_tier="auto",
+            prediction={"type": "content", "content": "hello"},
+            prompt_cache_key="k",
+            verbosity="medium",
+            modalities=["text"],
+            audio=None,
         )
     )
     assert body == {"model": "claude-x", "max_tokens": 4096, "messages": [user("hi")]}
+
+
+def test_top_k_a_thinking_object_and_the_safety_identifier_have_their_anthropic_fields() -> None:
+    thinking = {"type": "adaptive"}
+    body = to_claude(chat(user("hi"), top_k=5, thinking=thinking, reasoning_effort="high", safety_identifier="u-1"))
+    assert (body["top_k"], body["thinking"], body["metadata"]) == (5, thinking, {"user_id": "u-1"})
+    assert body["max_tokens"] == 4096  # the client's own thinking: no budget added
 
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -217,7 +235,8 @@ SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "require
     ],
 )  # fmt: skip
 def test_response_format_becomes_anthropics_structured_output(response_format: Any, output_format: Any) -> None:
-    assert to_claude(chat(user("hi"), response_format=response_format))["output_format"] == output_format
+    body = to_claude(chat(user("hi"), response_format=response_format))
+    assert body["output_config"] == {"format": output_format}
 
 
 @pytest.mark.parametrize(
@@ -242,6 +261,13 @@ def test_response_format_becomes_anthropics_structured_output(response_format: A
         ),
         (chat({"role": "function", "content": "x"}), "messages[0].role"),
         (chat(user("x"), tools=[{"type": "web_search"}]), "tools[0]"),
+        (chat(user("x"), verbosity="low"), "verbosity"),
+        (chat(user("x"), modalities=["text", "audio"], audio={"voice": "alloy"}), "modalities"),
+        (chat(user("x"), web_search_options={}), "web_search_options"),
+        (chat(user("x"), functions=[{"name": "f"}]), "functions"),
+        (chat(user("x"), function_call="auto"), "function_call"),
+        (chat(user("x"), reasoning_effort="extreme"), "reasoning_effort"),
+        (chat(user("x"), chat_template_kwargs={"x": 1}), "chat_template_kwargs"),
         ({"model": "m"}, "messages"),
     ],
 )

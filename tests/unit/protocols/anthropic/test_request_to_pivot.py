@@ -154,3 +154,44 @@ def test_structured_output_becomes_a_json_schema_response_format() -> None:
         "type": "json_schema",
         "json_schema": {"name": "output", "schema": schema},
     }
+
+
+def test_structured_output_and_effort_of_output_config_become_response_format_and_reasoning_effort() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    body = {"model": "m", "max_tokens": 5, "messages": [user("x")],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}, "effort": "low"}}  # fmt: skip
+    chat_body = A.request_to_pivot(body)
+    assert chat_body["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    assert chat_body["reasoning_effort"] == "low"
+
+
+@pytest.mark.parametrize("kind", ["adaptive", "disabled"])
+def test_thinking_that_sets_no_budget_leaves_the_providers_default(kind: str) -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [user("x")], "thinking": {"type": kind}}
+    assert "reasoning_effort" not in A.request_to_pivot(body)
+
+
+def test_fields_that_change_nothing_of_the_answer_are_dropped() -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [user("x")], "service_tier": "auto", "speed": "fast",
+            "cache_control": {"type": "ephemeral"}, "workspace_id": "w", "container": None}  # fmt: skip
+    assert A.request_to_pivot(body) == {"model": "m", "messages": [user("x")], "max_tokens": 5}
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        ({"container": "c-1"}, "container"),
+        ({"mcp_servers": [{"type": "url", "url": "https://x", "name": "x"}]}, "mcp_servers"),
+        ({"context_management": {"edits": []}}, "context_management"),
+        ({"inference_geo": "us"}, "inference_geo"),
+        ({"some_future_field": 1}, "some_future_field"),
+        ({"thinking": {"type": "telepathy"}}, "thinking"),
+        ({"output_config": {"effort": "enormous"}}, "output_config.effort"),
+        ({"output_config": {"task_budget": 3}}, "output_config.task_budget"),
+        ({"output_format": {"type": "xml"}}, "output_format"),
+    ],
+)
+def test_what_openais_protocol_cannot_express_is_refused_naming_it(extra: dict[str, Any], names: str) -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [user("x")], **extra}
+    with pytest.raises(TranslationError, match=names.replace(".", r"\.")):
+        A.request_to_pivot(body)
