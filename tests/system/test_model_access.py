@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -72,3 +73,22 @@ def test_unrestricted_consumer_may_use_any_model(gw: Proc) -> None:
     )
     assert r.status_code == 200
     assert r.json()["model"] == "anything-at-all"
+
+
+def test_a_models_details_are_refused_like_the_list_hides_them(gw: Proc, mock_requests) -> None:  # type: ignore[no-untyped-def]
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k-alice", max_retries=0) as client:
+        with pytest.raises(openai.NotFoundError) as caught:
+            client.models.retrieve("gpt-4o")
+    assert caught.value.response.headers["x-tollway-reason"] == "ai-proxy.no_model"
+    assert "gpt-4o" in caught.value.message
+    assert mock_requests() == [], "a model the consumer may not see is asked of no provider"
+
+
+def test_anthropics_sdk_pages_through_the_same_models(gw: Proc) -> None:
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k-bob") as client:
+        listed = [m.id for m in client.models.list()]
+    with anthropic.Anthropic(base_url=gw.url, api_key="k-bob") as client:
+        first = client.models.list(limit=2)
+        assert [m.id for m in first.data] == listed[:2] and first.has_more
+        paged = [m.id for m in client.models.list(limit=2)]  # the SDK follows after_id
+    assert paged == listed

@@ -164,7 +164,11 @@ def test_model_details_are_asked_of_the_provider_that_serves_the_model(
 ) -> None:
     # (The fakes know no model's details: their 404 is relayed; who was asked is the point.)
     for model in ("claude-3-5-haiku-20241022", "gpt-4o"):
-        assert httpx.get(f"{gw.url}/mixed/v1/models/{model}", timeout=10).status_code == 404
+        rid = new_request_id()
+        answer = httpx.get(f"{gw.url}/mixed/v1/models/{model}", headers={"x-request-id": rid}, timeout=10)
+        assert answer.status_code == 404
+        record = usage_record(gw, rid)
+        assert (record["api"], record["model_requested"]) == ("models", model)
     assert [s.path for s in fa.seen] == ["/v1/models/claude-3-5-haiku-20241022"]
     assert [s.path for s in fc.seen] == ["/v1/models/gpt-4o"]
 

@@ -35,8 +35,15 @@ _BY_PATH: dict[str, Api] = {
     MODELS: "models",
     MODERATIONS: "moderations",
 }
-# APIs named by their first path segment (``/images/generations``, ``/files/{id}``).
-_BY_PREFIX: dict[str, Api] = {"/images/": "images", "/audio/": "audio", "/files": "files", "/batches": "batches"}
+# APIs named by their first path segment (``/images/generations``, ``/files/{id}``,
+# ``/models/{id}``: one model's details).
+_BY_PREFIX: dict[str, Api] = {
+    "/images/": "images",
+    "/audio/": "audio",
+    "/files": "files",
+    "/batches": "batches",
+    "/models/": "models",
+}
 # APIs whose JSON body the gateway parses and validates as a model request (and whose
 # ``model`` the provider's ``modelMapping`` rewrites).
 JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "messages", "count_tokens", "responses"})

@@ -25,7 +25,7 @@ import orjson
 
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError, UpstreamTimeout
 from tollway.exchange import Attempt, Exchange, Reply
-from tollway.protocols.apis import JSON_APIS
+from tollway.protocols.apis import JSON_APIS, MODELS
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
 from tollway.proxy import upstream_request
@@ -57,11 +57,12 @@ class AiProxy:
     async def serve(self, ex: Exchange, route_providers: RouteProviders) -> Reply:
         """The answer of the first provider that gives one worth sending (see the module)."""
         if ex.request.method == "GET" and ex.api == "models":
-            return await self.models.answer(ex, route_providers)
+            if ex.api_path == MODELS:
+                return await self.models.answer(ex, route_providers)
+            if ex.api_path.startswith(_MODEL_DETAILS):
+                # GET /v1/models/{id}: asked of the provider that serves that model.
+                self.models.take_details_model(ex, ex.api_path[len(_MODEL_DETAILS) :])
         model = ex.model_requested
-        if model is None and ex.request.method == "GET" and ex.api_path.startswith(_MODEL_DETAILS):
-            # GET /v1/models/{id}: asked of the provider that serves that model.
-            model = ex.api_path[len(_MODEL_DETAILS) :]
         candidates = route_providers.for_model(model)
         if not candidates:
             raise NotFound(

@@ -1,4 +1,9 @@
-"""``GET /v1/models``: what a route's providers serve, as this consumer may see it."""
+"""``GET /v1/models``: what a route's providers serve, as this consumer may see it; and
+``GET /v1/models/{id}``, which the provider serving the model answers.
+
+Anthropic's list is paged (``limit``, default 20, at most 1000; ``after_id``,
+``before_id``), and its SDK pages through it; OpenAI's is one page.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import time
 
 import orjson
 
+from tollway.errors import NotFound
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.protocols.openai import wire as openai_wire
 from tollway.protocols.registry import codec_for
@@ -17,13 +23,40 @@ from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
 
 # The list says nothing of when a model was made; Anthropic's shape wants a time.
 _UNKNOWN_TIME = "1970-01-01T00:00:00Z"
+_DEFAULT_PAGE = 20
+_MAX_PAGE = 1000
 
 
-def anthropic_model_list(ids: list[str]) -> bytes:
-    """Anthropic's ``GET /v1/models`` shape, one page holding every model."""
-    data = [{"type": "model", "id": i, "display_name": i, "created_at": _UNKNOWN_TIME} for i in ids]
+def _page_size(raw: str | None) -> int:
+    try:
+        size = int(raw) if raw is not None else _DEFAULT_PAGE
+    except ValueError:
+        size = _DEFAULT_PAGE
+    return min(max(size, 1), _MAX_PAGE)
+
+
+def anthropic_model_list(ids: list[str], query: dict[str, str]) -> bytes:
+    """One page of Anthropic's ``GET /v1/models`` shape: ``limit`` models after
+    ``after_id`` (or before ``before_id``); an id not in the list starts from the top."""
+    limit = _page_size(query.get("limit"))
+    if "before_id" in query:
+        end = ids.index(query["before_id"]) if query["before_id"] in ids else len(ids)
+        start = max(end - limit, 0)
+        has_more = start > 0
+    else:
+        after = query.get("after_id")
+        start = ids.index(after) + 1 if after in ids else 0
+        end = min(start + limit, len(ids))
+        has_more = end < len(ids)
+    page = ids[start:end]
+    data = [{"type": "model", "id": i, "display_name": i, "created_at": _UNKNOWN_TIME} for i in page]
     return orjson.dumps(
-        {"data": data, "has_more": False, "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
+        {
+            "data": data,
+            "has_more": has_more,
+            "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None,
+        }
     )
 
 
@@ -46,10 +79,23 @@ class ModelListing:
         if ex.consumer is not None:
             unique = [i for i in unique if ex.consumer.may_use(i)]
         if "anthropic-version" in ex.request.headers:
-            body = anthropic_model_list(unique)
+            body = anthropic_model_list(unique, dict(ex.request.query_params))
         else:
             body = openai_wire.model_list(unique)
         return Reply(200, [("content-type", "application/json")], body)
+
+    @staticmethod
+    def take_details_model(ex: Exchange, model: str) -> None:
+        """``GET /v1/models/{model}`` names its model: recorded, routed by it, and held to
+        the consumer's ``allow_models`` as the list is: a model the consumer may not use
+        is one it cannot see (404, as OpenAI answers a model one has no access to)."""
+        ex.model_requested = model
+        if ex.consumer is not None and not ex.consumer.may_use(model):
+            raise NotFound(
+                f"The model {model!r} does not exist or you do not have access to it.",
+                reason="ai-proxy.no_model",
+                code="model_not_found",
+            )
 
     async def _provider_models(self, ex: Exchange, provider: Provider) -> list[str]:
         """The provider's own list; a provider that cannot list models contributes nothing."""
