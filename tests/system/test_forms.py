@@ -9,6 +9,7 @@ import asyncio
 import io
 from collections.abc import Iterator
 
+import httpx
 import openai
 import orjson
 import pytest
@@ -85,6 +86,25 @@ def test_a_transcription_is_routed_by_its_form_model_and_recorded(gw: Proc, tran
         "speech",
         "whisper-1",
         "audio",
+    )
+    assert record["model_upstream"] == "whisper-1"  # the form goes as it came: its model is what was asked
+
+
+def test_an_image_call_is_recorded_with_its_model(gw: Proc, transcriber: Transcriber) -> None:
+    rid = new_request_id()
+    answer = httpx.post(
+        gw.url + "/v1/images/generations",
+        json={"model": "whisper-image", "prompt": "a lighthouse"},
+        headers={"authorization": "Bearer k-ann", "x-request-id": rid},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    record = usage_record(gw, rid)
+    assert (record["api"], record["provider"], record["model_requested"], record["model_upstream"]) == (
+        "images",
+        "speech",
+        "whisper-image",
+        "whisper-image",
     )
 
 

@@ -63,6 +63,8 @@ def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -
     The client's bytes as they came when nothing changes."""
     raw = ex.request.body or b""
     if client_body is None:  # not a model API the proxy edits; a plugin may have rewritten it
+        # Its model (an image or audio call's) reaches the provider as the client named it.
+        ex.model_upstream = ex.model_requested
         return raw if ex.upstream_json is None else orjson.dumps(ex.upstream_json)
     changed = ex.upstream_json is not None
     if provider.sets_body:
