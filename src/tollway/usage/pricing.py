@@ -37,12 +37,17 @@ class ModelPrice:
 
 
 # List prices (standard tier, no batch or priority discounts, the lowest context tier
-# where prices depend on prompt length), from the providers' pricing pages
-# (openai.com/api/pricing, anthropic.com/pricing, ai.google.dev/gemini-api/docs/pricing,
-# api-docs.deepseek.com/quick_start/pricing); the GPT-5 family, Claude 4.5 and Gemini 3
-# as published at their releases in late 2025. Prices change: a deployment that bills
-# from these should pin its own under `pricing:` (`tollway pricing` shows the table in
-# effect). Embedding models bill input only.
+# where prices depend on prompt length), from the providers' pricing pages:
+#   OpenAI     https://developers.openai.com/api/docs/pricing (openai.com/api/pricing)
+#   Anthropic  https://docs.anthropic.com/en/docs/about-claude/pricing
+#   Google     https://ai.google.dev/gemini-api/docs/pricing
+#   DeepSeek   https://api-docs.deepseek.com/quick_start/pricing
+# as published up to mid-2026 (GPT-5.4/5.5, Claude 4.6 and Gemini 3 Flash at their
+# releases). Reasoning tokens: every model listed bills them as output (OpenAI's
+# o-series and GPT-5, Claude's thinking, Gemini's thoughts, whose output price includes
+# thinking), so no separate reasoning price is kept. Prices change: a deployment that
+# bills from these should pin its own under `pricing:` (`tollway pricing` shows the table
+# in effect). Embedding models bill input only.
 BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     # OpenAI
     "gpt-5": ModelPrice(1.25, 10.00, 0.125),
@@ -51,6 +56,13 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "gpt-5-chat-latest": ModelPrice(1.25, 10.00, 0.125),
     "gpt-5-codex": ModelPrice(1.25, 10.00, 0.125),
     "gpt-5-pro": ModelPrice(15.00, 120.00),
+    "gpt-5.1": ModelPrice(1.25, 10.00, 0.125),
+    "gpt-5.2": ModelPrice(1.75, 14.00, 0.175),
+    "gpt-5.2-pro": ModelPrice(21.00, 168.00),
+    "gpt-5.4": ModelPrice(2.50, 15.00, 0.25),
+    "gpt-5.4-mini": ModelPrice(0.75, 4.50, 0.075),
+    "gpt-5.4-nano": ModelPrice(0.20, 1.25, 0.02),
+    "gpt-5.5": ModelPrice(5.00, 30.00, 0.50),
     "gpt-4o": ModelPrice(2.50, 10.00, 1.25),
     "gpt-4o-2024-05-13": ModelPrice(5.00, 15.00),
     "gpt-4o-mini": ModelPrice(0.15, 0.60, 0.075),
@@ -83,16 +95,20 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "claude-sonnet-4-5": ModelPrice(3.00, 15.00, 0.30),
     "claude-haiku-4-5": ModelPrice(1.00, 5.00, 0.10),
     "claude-opus-4-5": ModelPrice(5.00, 25.00, 0.50),
-    # Google Gemini (prompts up to 128k tokens for 1.5, 200k for 2.5 Pro)
+    "claude-sonnet-4-6": ModelPrice(3.00, 15.00, 0.30),
+    "claude-opus-4-6": ModelPrice(5.00, 25.00, 0.50),
+    # Google Gemini (prompts up to 128k tokens for 1.5, 200k for 2.5 Pro; the 2.5 models'
+    # cached input at a tenth of their input price since implicit caching)
     "gemini-1.5-pro": ModelPrice(1.25, 5.00, 0.3125),
     "gemini-1.5-flash": ModelPrice(0.075, 0.30, 0.01875),
     "gemini-1.5-flash-8b": ModelPrice(0.0375, 0.15, 0.01),
     "gemini-2.0-flash": ModelPrice(0.10, 0.40, 0.025),
     "gemini-2.0-flash-lite": ModelPrice(0.075, 0.30),
-    "gemini-2.5-pro": ModelPrice(1.25, 10.00, 0.31),
-    "gemini-2.5-flash": ModelPrice(0.30, 2.50, 0.075),
-    "gemini-2.5-flash-lite": ModelPrice(0.10, 0.40, 0.025),
+    "gemini-2.5-pro": ModelPrice(1.25, 10.00, 0.125),
+    "gemini-2.5-flash": ModelPrice(0.30, 2.50, 0.03),
+    "gemini-2.5-flash-lite": ModelPrice(0.10, 0.40, 0.01),
     "gemini-3-pro-preview": ModelPrice(2.00, 12.00, 0.20),
+    "gemini-3-flash-preview": ModelPrice(0.50, 3.00, 0.05),
     "gemini-embedding-001": ModelPrice(0.15, 0.0),
     # DeepSeek (standard hours; "cached" is DeepSeek's cache-hit input price)
     "deepseek-chat": ModelPrice(0.27, 1.10, 0.07),

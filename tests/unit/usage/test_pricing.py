@@ -16,6 +16,10 @@ from tollway.usage.pricing import BUILTIN_PRICES, PriceTable
         "claude-3-5-sonnet", "claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4", "claude-3-5-haiku",
         "gemini-1.5-pro", "gemini-1.5-flash", "gemini-2.0-flash", "gemini-2.5-pro", "gemini-2.5-flash",
         "deepseek-chat", "deepseek-reasoner",
+        "gpt-5", "gpt-5-mini", "gpt-5.1", "gpt-5.2", "gpt-5.4", "gpt-5.4-mini", "gpt-5.4-nano", "gpt-5.5",
+        "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5", "claude-sonnet-4-6", "claude-opus-4-6",
+        "gemini-2.5-flash-lite", "gemini-3-pro-preview", "gemini-3-flash-preview",
+        "text-embedding-3-small", "text-embedding-3-large", "gemini-embedding-001",
     ],
 )  # fmt: skip
 def test_the_common_models_are_priced(model: str) -> None:
@@ -70,3 +74,10 @@ def test_config_pricing_overrides_and_extends_the_table() -> None:
     found = table.resolve("house-large")
     assert found is not None and found[0] == "house-*"
     assert table.cost("gpt-4o", 1_000_000, 0, 0) == pytest.approx(2.50)  # built-ins stay
+
+
+def test_cached_input_is_billed_at_its_own_price_where_the_provider_discounts_it() -> None:
+    table = PriceTable()
+    # Half the prompt from the cache: GPT-5.4 at a tenth, Gemini 2.5 Pro at a tenth.
+    assert table.cost("gpt-5.4-2026-03-05", 1_000_000, 0, 500_000) == pytest.approx(0.5 * 2.50 + 0.5 * 0.25)
+    assert table.cost("gemini-2.5-pro", 1_000_000, 0, 500_000) == pytest.approx(0.5 * 1.25 + 0.5 * 0.125)
