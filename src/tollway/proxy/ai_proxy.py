@@ -32,6 +32,7 @@ from tollway.proxy import upstream_request
 from tollway.proxy.count_tokens import estimated_answer
 from tollway.proxy.events import ProviderEvents
 from tollway.proxy.models import ModelListing
+from tollway.proxy.ownership import OWNED_APIS, Ownership
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.proxy.tokens import estimate_unfinished, take_usage
 from tollway.proxy.translation import Passthrough, Translation
@@ -49,10 +50,14 @@ def _clients_fault(err: GatewayError) -> bool:
 
 
 class AiProxy:
-    def __init__(self, idle_timeout_s: float, drain_s: float = 0.0) -> None:
+    """``ownership``: files and batches held to the consumer that made them (none: the
+    provider's account is shared as it is, as in a runtime without a database)."""
+
+    def __init__(self, idle_timeout_s: float, drain_s: float = 0.0, ownership: Ownership | None = None) -> None:
         self.idle_timeout_s = idle_timeout_s
         self.drain_s = drain_s
         self.models = ModelListing(idle_timeout_s)
+        self.ownership = ownership
 
     async def serve(self, ex: Exchange, route_providers: RouteProviders) -> Reply:
         """The answer of the first provider that gives one worth sending (see the module)."""
@@ -74,6 +79,8 @@ class AiProxy:
             ex.provider = candidates[0].id
             return estimated_answer(ex, client_body)
         try:
+            if ex.api in OWNED_APIS and self.ownership is not None:
+                return await self.ownership.serve(ex, lambda: self._first_answer(ex, candidates, client_body))
             return await self._first_answer(ex, candidates, client_body)
         except asyncio.CancelledError:
             # The client left before an answer with usage: bill an estimate.
@@ -189,7 +196,9 @@ class AiProxy:
         finally:
             await resp.aclose()
         answer: Any = None
-        claims_json = ctype.startswith("application/json")
+        # application/json, with or without parameters; not JSON Lines (a batch file's
+        # content: application/jsonl), which is no one JSON document.
+        claims_json = ctype.startswith("application/json") and ctype[16:17] in ("", ";", " ")
         if resp.status < 300 and resp.status != 204 and (claims_json or translation is not None):
             try:
                 answer = orjson.loads(body)

@@ -24,6 +24,7 @@ from tollway.chain import FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, ReloadResult
 from tollway.config.schema import TelemetryConfig
 from tollway.consumers.directory import ConsumerDirectory
+from tollway.consumers.holdings import Holdings
 from tollway.consumers.store import ConsumerStore
 from tollway.gateway.call import Gateway
 from tollway.gateway.edge import ClientIp, GatewayApp
@@ -31,6 +32,7 @@ from tollway.gateway.snapshot import Snapshot
 from tollway.mockllm import create_app as create_mock_app
 from tollway.plugins.key_auth import config_consumers
 from tollway.proxy.ai_proxy import AiProxy
+from tollway.proxy.ownership import Ownership
 from tollway.quotas.ledger import QuotaLedger
 from tollway.runtime.config_source import ConfigSource
 from tollway.services import Services
@@ -109,9 +111,11 @@ class Runtime:
             prices=prices,
             traces=self.span_export.add if self.span_export is not None else None,
         )
+        # Which consumer made each file and batch at the providers (SPEC §9).
+        self.holdings = Holdings(self.database)
         self.gateway = Gateway(
             self.snapshot,
-            AiProxy(cfg.server.upstream_timeout_s, cfg.server.abandoned_stream_drain_s),
+            AiProxy(cfg.server.upstream_timeout_s, cfg.server.abandoned_stream_drain_s, Ownership(self.holdings)),
             cfg.server.max_body_bytes,
             self.accountant.finish,
         )
@@ -193,6 +197,7 @@ class Runtime:
         await self.database.connect()
         await self.directory.start()
         await self.usage_store.migrate()
+        await self.holdings.migrate()
         await self.quota_ledger.start()
         self.usage_writer.start()
         self.access_log.start()
