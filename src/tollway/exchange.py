@@ -331,8 +331,10 @@ class Exchange:
     # ai-cache applies.
     cache: CacheOutcome | None = None
     # Calls a plugin made to a provider on this call's behalf (ai-cache's embeddings):
-    # each is recorded as a call of its own when this one ends.
+    # each is recorded as a call of its own when this one ends, its latency running to
+    # its own ``ended`` (``time.perf_counter()``; a client's call ends when recorded).
     side_calls: list[Exchange] | None = None
+    ended: float | None = None
     state: dict[StateKey[Any], Any] = field(default_factory=dict)
 
     def get(self, key: StateKey[T]) -> T | None:

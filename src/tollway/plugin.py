@@ -17,9 +17,9 @@ state goes on the ``Exchange`` under a ``StateKey``, never on the plugin object.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
 from tollway.config.schema import FailureMode, PluginConfig
 from tollway.exchange import Exchange, Reply
@@ -27,6 +27,8 @@ from tollway.exchange import Exchange, Reply
 if TYPE_CHECKING:
     from tollway.consumers.consumer import Consumer
     from tollway.protocols.sse import SseEvent
+    from tollway.providers.base import Provider
+    from tollway.routing.routes import Route
     from tollway.services import Services
 
 
@@ -39,20 +41,37 @@ class Phase(IntEnum):
     UNSPECIFIED = 3
 
 
+class ProviderLookup(Protocol):
+    """The providers of the config snapshot a plugin object belongs to, for a plugin that
+    calls one on the side (ai-cache's embeddings) or must know what the provider will be
+    asked (ai-cache keys on the model after mapping)."""
+
+    def provider(self, provider_id: str) -> Provider | None:
+        """The provider with this id, or None."""
+        ...
+
+    def upstream_model(self, route: Route, model: str) -> str:
+        """The model the route's first provider for ``model`` would be sent (its
+        ``modelMapping`` applied); ``model`` itself when no provider serves it."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Where a plugin object's config came from.
+    """Where a plugin object's config came from, and the snapshot around it.
 
     ``rule`` is the match rule's index, or ``None`` for the default config;
     ``has_rules`` tells whether the plugin entry has any match rules at all (key-auth's
     ``global_auth`` default depends on it); ``failure_mode`` is the entry's
-    ``failure_mode`` (``None``: the plugin's own default).
+    ``failure_mode`` (``None``: the plugin's own default); ``providers`` the snapshot's
+    providers (``None`` where a plugin is built alone, as in the test harness).
     """
 
     plugin: str
     rule: int | None
     has_rules: bool
     failure_mode: FailureMode | None = None
+    providers: ProviderLookup | None = field(default=None, compare=False)
 
 
 C = TypeVar("C", bound=PluginConfig)
@@ -112,4 +131,4 @@ def overrides(plugin: Plugin[PluginConfig], hook: str) -> bool:
     return getattr(type(plugin), hook) is not getattr(Plugin, hook)
 
 
-__all__ = ["Phase", "Plugin", "PluginConfig", "Scope", "overrides"]
+__all__ = ["Phase", "Plugin", "PluginConfig", "ProviderLookup", "Scope", "overrides"]

@@ -15,6 +15,7 @@ from tollway.state.memory import MemoryStateStore
 from tollway.upstream import Transport
 
 if TYPE_CHECKING:
+    from tollway.cache import CacheStores
     from tollway.consumers.directory import ConsumerDirectory
     from tollway.quotas.ledger import QuotaLedger
 
@@ -33,3 +34,7 @@ class Services:
     # The database's record of ai-quota balances on ``state``, to rebuild what the state
     # store loses; none where no database is open (quotas then live in the store alone).
     quota_ledger: QuotaLedger | None = None
+    # ai-cache's answers and vectors (exact entries on ``state``, vectors in the
+    # database); none where the runtime made none (each ai-cache then keeps its own
+    # entries on ``state``, without a semantic cache).
+    caches: CacheStores | None = None

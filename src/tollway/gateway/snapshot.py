@@ -37,10 +37,29 @@ class _Rule:
     plugin: AnyPlugin
 
 
-class _PluginSlot:
-    """One plugin entry: which of its objects (rule or default) applies to a request."""
+class _SnapshotProviders:
+    """The snapshot's providers as plugins see them (``plugin.ProviderLookup``)."""
 
-    def __init__(self, setup: PluginSetup, services: Services) -> None:
+    def __init__(self, providers: dict[str, Provider], route_providers: dict[str, RouteProviders]) -> None:
+        self._providers = providers
+        self._routes = route_providers
+
+    def provider(self, provider_id: str) -> Provider | None:
+        return self._providers.get(provider_id)
+
+    def upstream_model(self, route: Route, model: str) -> str:
+        choice = self._routes.get(route.name)
+        candidates = choice.for_model(model) if choice is not None else ()
+        return candidates[0].map_model(model) if candidates else model
+
+
+class _PluginSlot:
+    """One plugin entry: which of its objects (rule or default) applies to a request.
+
+    A plugin whose config names what the snapshot lacks (a provider) raises
+    ``ValueError`` as it is built: a problem of the config at that place."""
+
+    def __init__(self, setup: PluginSetup, services: Services, providers: _SnapshotProviders) -> None:
         cls = REGISTRY[setup.name]
         self.name = setup.name
         self.order = (
@@ -49,17 +68,28 @@ class _PluginSlot:
             setup.index,
         )
         has_rules = bool(setup.rules)
+        problems: list[str] = []
+
+        def build(config: PluginConfig, rule: int | None) -> AnyPlugin | None:
+            scope = Scope(setup.name, rule, has_rules, setup.failure_mode, providers)
+            try:
+                return cls(config, scope, services)
+            except ValueError as exc:
+                place = "defaultConfig" if rule is None else f"matchRules[{rule}].config"
+                problems.append(f"plugins[{setup.index}].{place}.{exc}")
+                return None
+
         self.default: AnyPlugin | None = None
         if setup.default is not None:
-            self.default = cls(setup.default, Scope(setup.name, None, has_rules, setup.failure_mode), services)
-        self.rules = tuple(
-            _Rule(
-                frozenset(r.ingress),
-                r.domains,
-                cls(r.config, Scope(setup.name, r.index, has_rules, setup.failure_mode), services),
-            )
-            for r in setup.rules
-        )
+            self.default = build(setup.default, None)
+        rules = []
+        for r in setup.rules:
+            plugin = build(r.config, r.index)
+            if plugin is not None:
+                rules.append(_Rule(frozenset(r.ingress), r.domains, plugin))
+        self.rules = tuple(rules)
+        if problems:
+            raise ConfigError(problems)
 
     def pick(self, route: Route, host: str) -> AnyPlugin | None:
         for rule in self.rules:
@@ -88,7 +118,16 @@ class Snapshot:
             raise ConfigError(problems)
         self.routes = RouteTable([Route.from_config(rc) for rc in cfg.routes])
         self.route_providers = {r.name: RouteProviders(r, self.providers) for r in self.routes.routes}
-        self.slots = sorted((_PluginSlot(s, services) for s in loaded.plugins), key=lambda s: s.order)
+        lookup = _SnapshotProviders(self.providers, self.route_providers)
+        slots = []
+        for setup in loaded.plugins:
+            try:
+                slots.append(_PluginSlot(setup, services, lookup))
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise ConfigError(problems)
+        self.slots = sorted(slots, key=lambda s: s.order)
         self.failures = failures
         # Which calls are traced; None when telemetry is off (no ``otlp_endpoint``).
         self.sampler = Sampler(cfg.telemetry.sample_ratio) if cfg.telemetry.otlp_endpoint else None

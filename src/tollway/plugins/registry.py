@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tollway.plugin import Plugin, PluginConfig
+from tollway.plugins.ai_cache import AiCache
 from tollway.plugins.ai_data_masking import AiDataMasking
 from tollway.plugins.ai_statistics import AiStatistics
 from tollway.plugins.chatgpt_proxy import ChatgptProxy
@@ -28,6 +29,7 @@ REGISTRY: Mapping[str, type[Plugin[PluginConfig]]] = {
         AiQuota,
         AiStatistics,
         AiDataMasking,
+        AiCache,
     )
 }
 

@@ -20,6 +20,7 @@ from tollway.admin import dashboard as admin_dashboard
 from tollway.admin import openapi, readiness
 from tollway.admin import usage as admin_usage
 from tollway.admin.app import AdminApp
+from tollway.cache import CacheStores
 from tollway.chain import FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, ReloadResult
 from tollway.config.schema import TelemetryConfig
@@ -85,6 +86,8 @@ class Runtime:
             state=state,
             local_state=MemoryStateStore(),
             quota_ledger=self.quota_ledger,
+            # ai-cache: exact entries on the state store, semantic vectors in the database.
+            caches=CacheStores(state, self.database),
         )
         self.failures = FailureLog()
         self.snapshot = Snapshot(loaded, self.services, self.failures)
@@ -220,6 +223,8 @@ class Runtime:
         await self.access_log.stop()
         await self.usage_writer.stop()
         await self.quota_ledger.stop()
+        if self.services.caches is not None:
+            await self.services.caches.stop()
         await self.database.close()
 
 

@@ -11,6 +11,7 @@ Keys (``key_prefix`` defaults to ``tollway:``; set it with ``?key_prefix=…`` o
 
     <key_prefix><plugin key>:<window index>    string counter, expires after the window
     <key_prefix><quota key>                     hash {v: remaining, g: generation, a: ledger version}
+    <key_prefix><cache key>                     string: an ai-cache answer, expiring with its TTL
 
 Failure handling, so an outage never hangs a request or turns into a 500: each
 operation has a short deadline (0.5 s unless the URL says ``?timeout=<seconds>``), one
@@ -373,6 +374,18 @@ class RedisStateStore(StateStore):
 
     async def quota_restore(self, key: str, value: int, version: int, generation: int, *, replace: bool) -> bool:
         return bool(await self._eval(_QUOTA_RESTORE_SCRIPT, key, value, version, generation, int(replace)))
+
+    # --- plain values (ai-cache's answers) ------------------------------------------------
+
+    async def get_bytes(self, key: str) -> bytes | None:
+        """The value stored under ``key``, or None."""
+        value = await self._call(("GET", self.key_prefix + key))
+        return bytes(value) if value is not None else None
+
+    async def set_bytes(self, key: str, value: bytes, ttl_ms: int) -> None:
+        """Store ``value`` under ``key``, for ``ttl_ms`` milliseconds (0: no expiry)."""
+        expiry: tuple[str | int, ...] = ("PX", ttl_ms) if ttl_ms else ()
+        await self._call(("SET", self.key_prefix + key, value, *expiry))
 
     async def aclose(self) -> None:
         await self._pipeline.aclose()

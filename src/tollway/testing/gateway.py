@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from tollway.cache import CacheStores
 from tollway.chain import FailureLog
 from tollway.exchange import Exchange
 from tollway.gateway.call import Gateway
@@ -39,8 +40,13 @@ class GatewayUnderTest:
         loaded = load_text(config, base_dir or Path.cwd())
         cfg = loaded.config
         transport = AsgiTransport(upstream or create_mock_app())
+        state = MemoryStateStore()
         self.services = Services(
-            transport=transport, mock_transport=transport, state=MemoryStateStore(), local_state=MemoryStateStore()
+            transport=transport,
+            mock_transport=transport,
+            state=state,
+            local_state=MemoryStateStore(),
+            caches=CacheStores(state),
         )
         self.snapshot = Snapshot(loaded, self.services, FailureLog())
         self.calls: list[Exchange] = []

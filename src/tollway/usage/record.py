@@ -114,7 +114,7 @@ def facts_of(ex: Exchange) -> CallFacts:
         trace.end(ex)
     return CallFacts(
         ex.ts,
-        time.perf_counter() - ex.started,
+        (ex.ended or time.perf_counter()) - ex.started,
         ex.request_id,
         ex.route,
         ex.consumer,

@@ -1,0 +1,205 @@
+"""A stored answer, and the answer a hit gets from it.
+
+An entry keeps the answer as its client got it: the whole JSON body, or a stream's
+events (an OpenAI chat stream without its usage chunk, which only some clients ask
+for), with the call's usage and upstream model (what a hit saves is priced on them).
+
+A hit in the shape stored gets it as stored: the same bytes, the same events (an OpenAI
+chat stream gets a usage chunk when the client asks for one). A hit in the other shape
+crosses the chat pivot through the client API's codec: a whole answer becomes a stream
+of its text, tool calls, finish and usage; a stream becomes the whole answer its events
+add up to (a Responses stream's ``response.completed`` already holds it).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tollway.exchange import Reply
+from tollway.plugins.ai_cache.shapes import chunks_of, completion_of, responses_to_pivot
+from tollway.protocols.codec import Codec, Json, StreamWriter
+from tollway.protocols.openai.responses import ResponsesCodec
+from tollway.protocols.openai.wire import is_usage_only_chunk
+from tollway.protocols.pivot import usage as usage_object
+from tollway.protocols.registry import codec_for
+from tollway.protocols.sse import SseEvent, SseParser
+from tollway.protocols.usage import Usage
+
+_MAGIC = b"TWC1"
+_HEAD = struct.Struct("<4sI")
+_RESPONSES = ResponsesCodec()
+# The APIs whose answers are cached, by the codec that reads and writes them.
+CACHED_APIS: Mapping[str, Codec] = {"chat": codec_for("openai"), "messages": codec_for("anthropic")}
+
+
+def codec_of(api: str) -> Codec | ResponsesCodec:
+    return _RESPONSES if api == "responses" else CACHED_APIS[api]
+
+
+class UnusableAnswer(ValueError):
+    """A stored entry this version cannot read, or an answer it cannot replay."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    api: str
+    streamed: bool
+    payload: bytes  # the JSON body, or the events
+    usage: tuple[int, int, int, int]  # input, output, cached, reasoning tokens
+    model: str | None
+
+    def encode(self) -> bytes:
+        head = orjson.dumps({"api": self.api, "streamed": self.streamed, "usage": self.usage, "model": self.model})
+        return _HEAD.pack(_MAGIC, len(head)) + head + self.payload
+
+    @classmethod
+    def decode(cls, raw: bytes) -> StoredAnswer:
+        try:
+            magic, size = _HEAD.unpack_from(raw)
+            if magic != _MAGIC:
+                raise UnusableAnswer("not a cache entry of this version")
+            head = orjson.loads(raw[_HEAD.size : _HEAD.size + size])
+            usage = tuple(int(n) for n in head["usage"])
+            return cls(head["api"], bool(head["streamed"]), raw[_HEAD.size + size :], usage, head["model"])  # type: ignore[arg-type]
+        except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise UnusableAnswer(f"unreadable cache entry: {exc}") from None
+
+    def usage_of(self) -> Usage:
+        """The stored call's tokens (neither reported nor estimated: no provider was
+        asked, so limits that settle on reported usage charge a hit nothing)."""
+        i, o, c, r = self.usage
+        return Usage(input_tokens=i, output_tokens=o, cached_tokens=c, reasoning_tokens=r)
+
+
+def stored_events(api: str, events: list[bytes]) -> bytes:
+    """A stream's events as they are stored: an OpenAI chat stream's usage chunk left out
+    (a hit adds one for a client that asks)."""
+    if api != "chat":
+        return b"".join(events)
+    kept = []
+    for raw in events:
+        if b'"usage"' in raw:
+            parsed = SseEvent(raw).json()
+            if is_usage_only_chunk(parsed):
+                continue
+        kept.append(raw)
+    return b"".join(kept)
+
+
+def _events(payload: bytes) -> list[SseEvent]:
+    parser = SseParser(max_event_bytes=max(len(payload), 1))
+    return [*parser.feed(payload), *parser.flush()]
+
+
+def _usage_chunk(events: list[SseEvent], stored: StoredAnswer) -> SseEvent | None:
+    """The usage chunk an OpenAI chat stream would end with, from the stored usage."""
+    for event in events:
+        first = event.json()
+        if isinstance(first, dict) and "choices" in first:
+            i, o, c, r = stored.usage
+            chunk: Json = {
+                "id": first.get("id"),
+                "object": "chat.completion.chunk",
+                "created": first.get("created"),
+                "model": first.get("model"),
+                "choices": [],
+                "usage": usage_object(i, o, c, r),
+            }
+            return SseEvent.of_json(chunk)
+    return None
+
+
+def _wants_usage(client_request: Mapping[str, Any]) -> bool:
+    opts = client_request.get("stream_options")
+    return isinstance(opts, dict) and opts.get("include_usage") is True
+
+
+def _completion(stored: StoredAnswer) -> Json:
+    """The stored answer as a ``chat.completion`` (with its usage)."""
+    codec = codec_of(stored.api)
+    if stored.streamed:
+        events = _events(stored.payload)
+        if stored.api == "responses":
+            return responses_to_pivot(_completed_response(events))
+        reader = codec.stream_to_pivot()
+        chunks = [c for e in events for c in reader.feed(e)]
+        chunks.extend(reader.end())
+        completion = completion_of(chunks)
+    else:
+        body = orjson.loads(stored.payload)
+        completion = responses_to_pivot(body) if stored.api == "responses" else codec.response_to_pivot(body)
+    if not isinstance(completion.get("usage"), dict):  # a stream stored without its usage chunk
+        i, o, c, r = stored.usage
+        completion["usage"] = usage_object(i, o, c, r)
+    return completion
+
+
+def _completed_response(events: list[SseEvent]) -> Json:
+    for event in reversed(events):
+        if event.event == "response.completed" or b"response.completed" in event.raw[:64]:
+            obj = event.json()
+            if isinstance(obj, dict) and isinstance(obj.get("response"), dict):
+                response: Json = obj["response"]
+                return response
+    raise UnusableAnswer("a stored Responses stream without its response.completed event")
+
+
+def whole_answer(stored: StoredAnswer) -> bytes:
+    """The answer as one JSON body in its API's shape."""
+    if not stored.streamed:
+        return stored.payload
+    if stored.api == "responses":
+        return orjson.dumps(_completed_response(_events(stored.payload)))
+    return orjson.dumps(codec_of(stored.api).response_from_pivot(_completion(stored)))
+
+
+def stream_answer(stored: StoredAnswer, client_request: Mapping[str, Any]) -> list[SseEvent]:
+    """The answer as its API's stream events, as ``client_request`` asked for them."""
+    if stored.streamed:
+        events = _events(stored.payload)
+        if stored.api == "chat" and _wants_usage(client_request) and events:
+            usage = _usage_chunk(events, stored)
+            if usage is not None:
+                events.insert(len(events) - 1, usage)  # before [DONE]
+        return events
+    writer: StreamWriter = codec_of(stored.api).stream_from_pivot(client_request)
+    out = [e for chunk in chunks_of(_completion(stored)) for e in writer.feed(chunk)]
+    out.extend(writer.end())
+    return out
+
+
+class ReplayedEvents:
+    """A hit's stream: every event in one batch (an ``EventSource``)."""
+
+    __slots__ = ("_events",)
+
+    def __init__(self, events: list[SseEvent]) -> None:
+        self._events: list[SseEvent] | None = events
+
+    async def next(self) -> list[SseEvent] | None:
+        events, self._events = self._events, None
+        return events
+
+    async def abandoned(self) -> None:
+        return
+
+    async def aclose(self) -> None:
+        return
+
+
+def reply_of(
+    stored: StoredAnswer, stream: bool, client_request: Mapping[str, Any], headers: list[tuple[str, str]]
+) -> Reply:
+    """A hit's answer: a stream when the client asked for one, else the whole body."""
+    if stream:
+        events = stream_answer(stored, client_request)
+        return Reply(200, [("content-type", "text/event-stream"), *headers], events=ReplayedEvents(events))
+    return Reply(200, [("content-type", "application/json"), *headers], whole_answer(stored))
+
+
+__all__ = ["CACHED_APIS", "StoredAnswer", "UnusableAnswer", "reply_of", "stored_events"]

@@ -1,0 +1,121 @@
+"""What a request is, to the cache: its key, its partition, and the text to embed.
+
+The key is a hash of the request reduced to what changes the answer (made once per
+request, one serialisation and one hash):
+
+- ``request`` (the default): the whole body as the model sees it: the body the provider
+  would get (a plugin's rewrite of it included), its ``model`` the model after the
+  route's provider maps it, less the fields that only say how to deliver the answer or
+  label the call (``stream``, ``stream_options``, ``user``, ``metadata``, …). Every other
+  field (messages or input, system and instructions, tools, sampling parameters, output
+  limits) is part of it, whatever its name, so a field this list does not know keeps
+  requests apart rather than mixing them up.
+- ``lastQuestion``: the model after mapping and the text of the last user message;
+  ``allQuestions``: the model and every user message's text, joined by newlines.
+
+Every key also holds the API (chat, messages, responses: an entry answers in the shape
+it was stored in) and the scope (who may share it: ``scope.py``).
+
+The semantic cache embeds the question (the last user message's text; all of them for
+``allQuestions``) and compares it only with prompts stored under the same *partition*:
+the scope, the API, the model and, for ``request``, the rest of the request (the body
+with that question taken out), so a paraphrased question matches only where everything
+else the model sees is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+KeyStrategy = Literal["request", "lastQuestion", "allQuestions", "disabled"]
+
+# Fields that say how the answer is delivered or how the call is labelled, not what the
+# model answers: never part of a key.
+_DELIVERY = frozenset(
+    {"stream", "stream_options", "user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
+)
+_QUESTION = "\x00question"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """A request as the cache sees it: ``exact`` (the hex key of its entry), and for the
+    semantic cache ``partition`` and ``question`` (None when it has no user text)."""
+
+    exact: str
+    partition: str
+    question: str | None
+
+
+def _hash(*parts: bytes) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def _text(content: Any) -> str:
+    """The text of a message's content: a string, or its text parts joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("text", "input_text") and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def _user_turns(body: dict[str, Any]) -> list[tuple[list[Any] | None, int, str]]:
+    """Where each user message stands (its list and index; ``None`` for a Responses
+    ``input`` that is a plain string) and its text, in order."""
+    found: list[tuple[list[Any] | None, int, str]] = []
+    value = body.get("input") if "messages" not in body else body.get("messages")
+    if isinstance(value, str):
+        return [(None, 0, value)]
+    if not isinstance(value, list):
+        return found
+    for i, item in enumerate(value):
+        if isinstance(item, dict) and item.get("role") == "user" and item.get("type", "message") == "message":
+            text = _text(item.get("content"))
+            if text:
+                found.append((value, i, text))
+    return found
+
+
+def cache_key(
+    api: str, body: dict[str, Any], upstream_model: str, strategy: KeyStrategy, scope: str
+) -> CacheKey | None:
+    """The request's key, or None when the strategy keys on questions and the request has
+    none (nothing to key on: not cached)."""
+    turns = _user_turns(body)
+    model = upstream_model.encode()
+    head = (api.encode(), scope.encode(), model)
+    if strategy == "request":
+        reduced = {k: v for k, v in body.items() if k not in _DELIVERY}
+        reduced["model"] = upstream_model
+        exact = _hash(*head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS))
+        if not turns:
+            return CacheKey(exact, exact, None)
+        where, index, question = turns[-1]
+        if where is None:
+            reduced["input"] = _QUESTION
+        else:
+            # The body without its last question: a copy of the list, the rest shared.
+            copied = list(where)
+            copied[index] = {**copied[index], "content": _QUESTION}
+            reduced["messages" if "messages" in body else "input"] = copied
+        return CacheKey(exact, _hash(*head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS)), question)
+    if not turns:
+        return None
+    question = turns[-1][2] if strategy == "lastQuestion" else "\n".join(t for _, _, t in turns)
+    return CacheKey(_hash(*head, strategy.encode(), question.encode()), _hash(*head, strategy.encode()), question)
+
+
+__all__ = ["CacheKey", "KeyStrategy", "cache_key"]

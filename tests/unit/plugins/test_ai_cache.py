@@ -1,0 +1,195 @@
+"""ai-cache through a gateway in this process (plugins/ai_cache): what is a hit, what is
+stored, and the shape a hit answers in. The provider is the built-in mock model, behind
+a counter; the black-box tests with real SDKs are in tests/system/test_ai_cache.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from tollway.mockllm import create_app as create_mock_app
+from tollway.testing.gateway import GatewayUnderTest
+
+CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+MESSAGES = {"model": "mock-claude", "max_tokens": 64, "messages": [{"role": "user", "content": "Name a colour."}]}
+RESPONSES = {"model": "mock-claude", "input": "Name a river."}
+
+
+class CountingUpstream:
+    """The mock model, counting the model calls (chat, messages) it answers."""
+
+    def __init__(self) -> None:
+        self.app = create_mock_app()
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith(("/chat/completions", "/messages")):
+            self.calls += 1
+        await self.app(scope, receive, send)
+
+
+def gateway(
+    cache: dict[str, Any] | None = None, *, plugins: list[dict[str, Any]] | None = None
+) -> tuple[GatewayUnderTest, CountingUpstream]:
+    upstream = CountingUpstream()
+    config = {
+        "providers": [
+            {"id": "m", "type": "openai", "apiTokens": ["sk"], "baseUrl": "http://up.test/v1"},
+            {"id": "c", "type": "claude", "apiTokens": ["sk"], "baseUrl": "http://up.test"},
+        ],
+        "routes": [{"name": "v1", "path_prefix": "/v1/", "provider": "m", "model_providers": {"mock-claude": "c"}}],
+        "plugins": [*(plugins or []), {"name": "ai-cache", "defaultConfig": cache or {}}],
+    }
+    return GatewayUnderTest(orjson.dumps(config).decode(), upstream=upstream), upstream
+
+
+async def post(gw: GatewayUnderTest, path: str, body: dict[str, Any], **headers: str) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gw.app), base_url="http://gw") as client:
+        return await client.post(path, json=body, headers=headers)
+
+
+def events(r: httpx.Response) -> list[Any]:
+    out = []
+    for block in r.text.split("\n\n"):
+        data = "\n".join(line[6:] for line in block.split("\n") if line.startswith("data: "))
+        if data:
+            out.append(data if data == "[DONE]" else orjson.loads(data))
+    return out
+
+
+def chat_text(r: httpx.Response) -> str:
+    return "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in events(r) if isinstance(c, dict) and c.get("choices")
+    )
+
+
+async def test_the_same_request_twice_costs_one_provider_call_and_the_second_is_the_same_answer() -> None:
+    gw, up = gateway()
+    first = await post(gw, "/v1/chat/completions", CHAT)
+    second = await post(gw, "/v1/chat/completions", CHAT)
+    assert first.status_code == second.status_code == 200
+    assert up.calls == 1
+    assert (first.headers["x-tollway-cache"], second.headers["x-tollway-cache"]) == ("miss", "hit")
+    assert second.json() == first.json()
+    miss, hit = gw.calls
+    assert (miss.cache, hit.cache) == ("miss", "hit")
+    assert (hit.usage.input_tokens, hit.usage.output_tokens) == (miss.usage.input_tokens, miss.usage.output_tokens)
+    assert hit.provider is None and hit.attempts == [] and hit.model_upstream == miss.model_upstream
+    assert not hit.usage.reported  # limits that settle on reported usage charge a hit nothing
+
+
+async def test_a_stream_is_replayed_as_a_stream_and_a_whole_answer_as_a_whole_one() -> None:
+    gw, up = gateway()
+    streamed = {**CHAT, "stream": True}
+    first = await post(gw, "/v1/chat/completions", streamed)
+    second = await post(gw, "/v1/chat/completions", streamed)
+    whole = await post(gw, "/v1/chat/completions", CHAT)
+    assert up.calls == 1
+    assert second.headers["x-tollway-cache"] == "hit" and second.headers["content-type"].startswith("text/event-stream")
+    assert events(second) == events(first) and events(second)[-1] == "[DONE]"
+    assert whole.headers["x-tollway-cache"] == "hit"
+    assert whole.json()["choices"][0]["message"]["content"] == chat_text(first)
+    assert whole.json()["object"] == "chat.completion"
+
+
+async def test_a_whole_answer_is_replayed_as_a_stream_when_asked_with_usage_if_asked() -> None:
+    gw, up = gateway()
+    whole = await post(gw, "/v1/chat/completions", CHAT)
+    stream = await post(gw, "/v1/chat/completions", {**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    assert up.calls == 1 and stream.headers["x-tollway-cache"] == "hit"
+    assert chat_text(stream) == whole.json()["choices"][0]["message"]["content"]
+    assert events(stream)[-2]["usage"] == whole.json()["usage"] and events(stream)[-1] == "[DONE]"
+
+
+async def test_a_stored_stream_gets_its_usage_chunk_only_for_a_client_that_asks() -> None:
+    gw, up = gateway()
+    await post(gw, "/v1/chat/completions", {**CHAT, "stream": True})
+    asked = await post(gw, "/v1/chat/completions", {**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    plain = await post(gw, "/v1/chat/completions", {**CHAT, "stream": True})
+    assert up.calls == 1
+    usage = next(c for c in events(asked) if isinstance(c, dict) and not c["choices"])["usage"]
+    assert usage["completion_tokens"] > 0
+    assert all(c == "[DONE]" or c["choices"] for c in events(plain))
+
+
+async def test_anthropic_messages_hit_in_their_own_shape_whole_and_streamed() -> None:
+    gw, up = gateway()
+    first = await post(gw, "/v1/messages", MESSAGES)
+    second = await post(gw, "/v1/messages", MESSAGES)
+    streamed = await post(gw, "/v1/messages", {**MESSAGES, "stream": True})
+    assert up.calls == 1
+    assert second.json() == first.json() and second.json()["type"] == "message"
+    kinds = [e["type"] for e in events(streamed)]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    text = "".join(e["delta"].get("text", "") for e in events(streamed) if e["type"] == "content_block_delta")
+    assert text == first.json()["content"][0]["text"]
+
+
+async def test_responses_api_hits_whole_and_streamed() -> None:
+    gw, up = gateway()
+    first = await post(gw, "/v1/responses", RESPONSES)
+    second = await post(gw, "/v1/responses", RESPONSES)
+    streamed = await post(gw, "/v1/responses", {**RESPONSES, "stream": True})
+    assert first.status_code == 200, first.text
+    assert up.calls == 1 and second.json() == first.json()
+    done = [e for e in events(streamed) if e["type"] == "response.completed"]
+    assert (
+        done
+        and done[0]["response"]["output"][0]["content"][0]["text"] == first.json()["output"][0]["content"][0]["text"]
+    )
+
+
+async def test_a_different_question_model_or_sampling_is_a_different_entry() -> None:
+    gw, up = gateway()
+    await post(gw, "/v1/chat/completions", CHAT)
+    await post(gw, "/v1/chat/completions", {**CHAT, "temperature": 0.2})
+    await post(gw, "/v1/chat/completions", {**CHAT, "model": "mock-gpt-mini"})
+    await post(gw, "/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "And of Spain?"}]})
+    # Delivery and labels are not part of the key.
+    await post(gw, "/v1/chat/completions", {**CHAT, "user": "someone", "metadata": {"a": "b"}})
+    assert up.calls == 4
+
+
+async def test_last_question_keys_on_the_last_user_message_alone() -> None:
+    gw, up = gateway({"cacheKeyStrategy": "lastQuestion"})
+    await post(gw, "/v1/chat/completions", CHAT)
+    other_system = {**CHAT, "messages": [{"role": "system", "content": "Be terse."}, *CHAT["messages"]]}
+    r = await post(gw, "/v1/chat/completions", other_system)
+    assert up.calls == 1 and r.headers["x-tollway-cache"] == "hit"
+
+
+async def test_disabled_caches_nothing_and_says_nothing() -> None:
+    gw, up = gateway({"cacheKeyStrategy": "disabled"})
+    await post(gw, "/v1/chat/completions", CHAT)
+    r = await post(gw, "/v1/chat/completions", CHAT)
+    assert up.calls == 2 and "x-tollway-cache" not in r.headers and gw.calls[1].cache is None
+
+
+async def test_cache_control_no_cache_skips_the_lookup_and_no_store_the_store() -> None:
+    gw, up = gateway()
+    await post(gw, "/v1/chat/completions", CHAT, **{"cache-control": "no-store"})
+    skipped = await post(gw, "/v1/chat/completions", CHAT, **{"cache-control": "no-cache"})
+    hit = await post(gw, "/v1/chat/completions", CHAT)
+    assert up.calls == 2
+    assert skipped.headers["x-tollway-cache"] == "miss" and gw.calls[1].cache == "skip"
+    assert hit.headers["x-tollway-cache"] == "hit"
+    await post(gw, "/v1/chat/completions", CHAT, **{"x-higress-skip-ai-cache": "on"})
+    assert up.calls == 3
+
+
+async def test_errors_and_cut_streams_are_never_stored() -> None:
+    gw, up = gateway()
+    failed = await post(gw, "/v1/chat/completions", CHAT, **{"x-mock-status": "500"})
+    assert failed.status_code == 500
+    cut = await post(gw, "/v1/chat/completions", {**CHAT, "stream": True}, **{"x-mock-drop": "mid-stream"})
+    assert "[DONE]" not in cut.text
+    r = await post(gw, "/v1/chat/completions", CHAT)
+    assert r.headers["x-tollway-cache"] == "miss" and up.calls == 3
+
+
+async def test_a_request_the_gateway_refuses_is_neither_looked_up_nor_stored() -> None:
+    gw, up = gateway()
+    r = await post(gw, "/v1/chat/completions", {"messages": CHAT["messages"]})
+    assert r.status_code == 400 and "x-tollway-cache" not in r.headers and up.calls == 0
