@@ -2,11 +2,12 @@
 it is sent, as a provider account holds every consumer's.
 
 - ``POST /v1/files`` (multipart, ``purpose`` and ``file``) → a file object ``file-N``;
-- ``GET /v1/files`` → every file, one page; ``GET /v1/files/{id}``, ``…/content``,
+- ``GET /v1/files`` → the files in the order made, ``limit`` a page (default all)
+  ``after`` an id, as OpenAI pages them; ``GET /v1/files/{id}``, ``…/content``,
   ``DELETE /v1/files/{id}``;
 - ``POST /v1/batches`` → a batch ``batch-N`` in ``validating``; the first
   ``GET /v1/batches/{id}`` after it finds it ``completed`` with an output file (made
-  then), as a batch that ran; ``GET /v1/batches`` → every batch, one page;
+  then), as a batch that ran; ``GET /v1/batches`` → the batches, paged alike;
   ``POST /v1/batches/{id}/cancel``.
 
 Unknown ids → 404 in OpenAI's error shape. ``seen`` keeps each request's method and
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -42,9 +44,9 @@ class FilesProvider(LoopbackServer):
         while True:
             head, body = await read_request(reader)
             method, target = head.split(b"\r\n", 1)[0].decode().split(" ")[:2]
-            path = target.split("?", 1)[0]
+            path, _, query = target.partition("?")
             self.seen.append((method, path))
-            status, out = self._route(method, path, body)
+            status, out = self._route(method, path, dict(parse_qsl(query)), body)
             content_type = b"application/jsonl" if path.endswith("/content") and status == 200 else b"application/json"
             writer.write(
                 b"HTTP/1.1 %d X\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s"
@@ -52,11 +54,13 @@ class FilesProvider(LoopbackServer):
             )
             await writer.drain()
 
-    def _route(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+    def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, bytes]:
         if path == "/v1/files":
-            return (200, self._upload(body)) if method == "POST" else (200, _page(list(self.files.values())))
+            return (200, self._upload(body)) if method == "POST" else (200, _page(list(self.files.values()), query))
         if path == "/v1/batches":
-            return (200, self._new_batch(body)) if method == "POST" else (200, _page(list(self.batches.values())))
+            if method == "POST":
+                return 200, self._new_batch(body)
+            return 200, _page(list(self.batches.values()), query)
         found = _FILE.match(path)
         if found and found[1] in self.files:
             if found[2]:
@@ -109,12 +113,16 @@ class FilesProvider(LoopbackServer):
         batch.update(status="completed", output_file_id=output["id"])
 
 
-def _page(items: list[dict[str, Any]]) -> bytes:
+def _page(every: list[dict[str, Any]], query: dict[str, str]) -> bytes:
+    ids = [item["id"] for item in every]
+    start = ids.index(query["after"]) + 1 if query.get("after") in ids else 0
+    end = start + int(query.get("limit", len(every)))
+    items = every[start:end]
     return orjson.dumps(
         {
             "object": "list",
             "data": items,
-            "has_more": False,
+            "has_more": end < len(every),
             "first_id": items[0]["id"] if items else None,
             "last_id": items[-1]["id"] if items else None,
         }

@@ -113,3 +113,20 @@ def test_a_call_without_a_key_sees_no_consumers_objects(gw: Proc, provider: File
     listed = [f["id"] for f in httpx.get(gw.url + "/open/v1/files", timeout=10).json()["data"]]
     assert anonymous["id"] in listed and owned.id not in listed
     assert httpx.get(f"{gw.url}/open/v1/files/{owned.id}", timeout=10).status_code == 404
+
+
+def test_a_page_is_filled_with_the_consumers_own_from_the_providers_next_pages(
+    gw: Proc, provider: FilesProvider
+) -> None:
+    with _sdk(gw, "k-ann") as ann, _sdk(gw, "k-bob") as bob:
+        ann.files.create(file=("a1.jsonl", BATCH_LINE), purpose="batch")
+        for n in range(5):
+            bob.files.create(file=(f"b{n}.jsonl", BATCH_LINE), purpose="batch")
+        ann.files.create(file=("a2.jsonl", BATCH_LINE), purpose="batch")
+        everything = [f.id for f in ann.files.list()]
+        asked = sum(1 for seen in provider.seen if seen == ("GET", "/v1/files"))
+        # Pages of two: the provider's pages hold mostly Bob's files; Ann's page holds two of hers.
+        first = ann.files.list(limit=2)
+        assert [f.id for f in first.data] == everything[:2] and first.has_more
+        assert sum(1 for seen in provider.seen if seen == ("GET", "/v1/files")) > asked + 1
+        assert [f.id for f in ann.files.list(limit=2)] == everything  # the SDK's paging, page after page

@@ -80,7 +80,9 @@ class AiProxy:
             return estimated_answer(ex, client_body)
         try:
             if ex.api in OWNED_APIS and self.ownership is not None:
-                return await self.ownership.serve(ex, lambda: self._first_answer(ex, candidates, client_body))
+                return await self.ownership.serve(
+                    ex, lambda query: self._first_answer(ex, candidates, client_body, query)
+                )
             return await self._first_answer(ex, candidates, client_body)
         except asyncio.CancelledError:
             # The client left before an answer with usage: bill an estimate.
@@ -101,15 +103,21 @@ class AiProxy:
         return parsed
 
     async def _first_answer(
-        self, ex: Exchange, candidates: Sequence[Provider], client_body: dict[str, Any] | None
+        self,
+        ex: Exchange,
+        candidates: Sequence[Provider],
+        client_body: dict[str, Any] | None,
+        query: str | None = None,
     ) -> Reply:
+        """``query``: the upstream query string instead of the client's (a list's next
+        page, asked on the client's behalf)."""
         last_error: GatewayError | None = None
         for i, provider in enumerate(candidates):
             is_last = i == len(candidates) - 1
             first = time.monotonic()
             for attempt in range(provider.retries + 1):
                 try:
-                    resp, translation = await self._call(ex, provider, client_body)
+                    resp, translation = await self._call(ex, provider, client_body, query)
                 except UpstreamTimeout:
                     raise  # a provider that went silent is not retried: the client has waited enough
                 except GatewayError as err:
@@ -135,7 +143,7 @@ class AiProxy:
         raise last_error
 
     async def _call(
-        self, ex: Exchange, provider: Provider, client_body: dict[str, Any] | None
+        self, ex: Exchange, provider: Provider, client_body: dict[str, Any] | None, query: str | None
     ) -> tuple[UpstreamResponse, Translation | None]:
         ex.provider = provider.id
         token = provider.pick_token()
@@ -144,7 +152,10 @@ class AiProxy:
         if translation is None:
             body = upstream_request.body(ex, provider, client_body)
             endpoint = provider.endpoint(
-                ex.upstream_api_path, upstream_request.query(ex), secret, model=ex.model_upstream
+                ex.upstream_api_path,
+                upstream_request.query(ex) if query is None else query,
+                secret,
+                model=ex.model_upstream,
             )
         else:
             ex.model_upstream = provider.map_model(ex.model_requested or "")

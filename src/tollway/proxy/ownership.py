@@ -15,10 +15,13 @@ for it (one or two small queries a call):
                                     consumer's files as they appear
 
 A call with no consumer (a route without key-auth) sees what no consumer holds: objects
-made without a key, or outside the gateway. A list is filtered page by page: a page may
-hold fewer than ``limit`` items (the OpenAI SDK's paging goes on from the last one it
-got). The database unreachable → 503 ``ai-proxy.database_unavailable``, before the
-provider is called; a created object that cannot be recorded is logged, and answered.
+made without a key, or outside the gateway. A list page holds the consumer's own objects
+from the provider's pages: while it has fewer than the client's ``limit`` and the
+provider has more, the next provider page is asked for (``after`` its last object), up
+to ``MAX_PAGES`` provider pages a call; ``has_more`` and ``last_id`` then let the client
+go on from the last object it got. The database unreachable → 503
+``ai-proxy.database_unavailable``, before the provider is called; a created object that
+cannot be recorded is logged, and answered.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -33,6 +37,7 @@ from tollway.consumers.holdings import Holdings, Kind
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError
 from tollway.exchange import Exchange, Reply
 from tollway.protocols.apis import Api
+from tollway.proxy import upstream_request
 from tollway.storage import StorageError
 
 log = logging.getLogger("tollway.ownership")
@@ -41,6 +46,12 @@ log = logging.getLogger("tollway.ownership")
 OWNED_APIS: dict[Api, Kind] = {"files": "file", "batches": "batch"}
 # A batch's files that the provider makes as it runs.
 _BATCH_FILES = ("output_file_id", "error_file_id")
+# Provider pages one list call may read to fill the client's page.
+MAX_PAGES = 10
+# The providers' page sizes when the client names none (OpenAI's: files 10,000, batches 20).
+_DEFAULT_LIMIT: dict[Kind, int] = {"file": 10_000, "batch": 20}
+# Asks the provider once: the client's query string, or the one given.
+Call = Callable[[str | None], Awaitable[Reply]]
 
 
 def _not_found(kind: Kind, object_id: str) -> NotFound:
@@ -65,7 +76,7 @@ class Ownership:
     def __init__(self, holdings: Holdings) -> None:
         self.holdings = holdings
 
-    async def serve(self, ex: Exchange, call: Callable[[], Awaitable[Reply]]) -> Reply:
+    async def serve(self, ex: Exchange, call: Call) -> Reply:
         """The provider's answer to a files or batches call (``call``), held to the
         consumer's own objects (see the module)."""
         kind = OWNED_APIS[ex.api]
@@ -81,27 +92,20 @@ class Ownership:
                     await self._admit("file", input_file, consumer)
         except StorageError:
             raise _database_unavailable() from None
-        reply = await call()
-        if reply.events is not None or not 200 <= reply.status < 300:
-            return reply
-        listing = len(segments) == 1 and method == "GET"
-        answer = _json_object(reply.body)
-        if answer is None:
-            if listing:
-                # A page the gateway cannot read is a page it cannot filter.
-                raise UpstreamError(
-                    f"the provider's {ex.api} list is not a JSON object", reason="ai-proxy.bad_upstream_response"
-                )
-            return reply
-        try:
-            if listing:
-                return Reply(reply.status, reply.headers, await self._own_page(kind, answer, consumer))
-            if consumer is not None:
-                await self._record(kind, answer, consumer, created=len(segments) == 1 and method == "POST")
-        except StorageError as exc:
-            if listing:
+        if len(segments) == 1 and method == "GET":
+            try:
+                return await self._own_list(ex, kind, consumer, call)
+            except StorageError:
                 raise _database_unavailable() from None
-            log.warning("could not record %s %r as consumer %r's: %s", kind, answer.get("id"), consumer, exc)
+        reply = await call(None)
+        if reply.events is not None or not 200 <= reply.status < 300 or consumer is None:
+            return reply
+        answer = _json_object(reply.body)
+        if answer is not None:
+            try:
+                await self._record(kind, answer, consumer, created=len(segments) == 1 and method == "POST")
+            except StorageError as exc:
+                log.warning("could not record %s %r as consumer %r's: %s", kind, answer.get("id"), consumer, exc)
         return reply
 
     async def _admit(self, kind: Kind, object_id: str, consumer: str | None) -> None:
@@ -120,22 +124,64 @@ class Ownership:
         if files:
             await self.holdings.add("file", files, consumer)
 
-    async def _own_page(self, kind: Kind, answer: dict[str, Any], consumer: str | None) -> bytes:
-        """The list page with only the consumer's own objects (``first_id``/``last_id``
-        following, where the provider's shape has them)."""
-        data = answer.get("data")
-        if not isinstance(data, list):
-            raise UpstreamError(f"the provider's {kind} list has no data", reason="ai-proxy.bad_upstream_response")
-        items = [item for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)]
-        owners = await self.holdings.owners(kind, [item["id"] for item in items])
-        own = [item for item in items if _sees(owners.get(item["id"]), consumer)]
+    async def _own_list(self, ex: Exchange, kind: Kind, consumer: str | None, call: Call) -> Reply:
+        """A list page of the consumer's own objects (see the module); ``first_id`` and
+        ``last_id`` follow it where the provider's shape has them."""
+        limit = _limit(ex, kind)
+        own: list[dict[str, Any]] = []
+        answer: dict[str, Any] = {}
+        query: str | None = None
+        scanned: str | None = None  # the provider's last object read
+        for _ in range(MAX_PAGES):
+            reply = await call(query)
+            if reply.events is not None or not 200 <= reply.status < 300:
+                return reply  # the provider's refusal, as it came
+            parsed = _json_object(reply.body)
+            data = parsed.get("data") if parsed is not None else None
+            if parsed is None or not isinstance(data, list):
+                # A page the gateway cannot read is a page it cannot filter.
+                raise UpstreamError(
+                    f"the provider's {ex.api} list is not a JSON object with data",
+                    reason="ai-proxy.bad_upstream_response",
+                )
+            answer = parsed
+            items = [item for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)]
+            owners = await self.holdings.owners(kind, [item["id"] for item in items])
+            own.extend(item for item in items if _sees(owners.get(item["id"]), consumer))
+            more = answer.get("has_more") is True
+            if not items:
+                break
+            scanned = items[-1]["id"]
+            if len(own) >= limit or not more:
+                break
+            query = _after(ex, scanned)
+        page = own[:limit]
         if kind == "batch" and consumer is not None:
-            await self._take_batch_files(own, consumer)
-        page = {**answer, "data": own}
-        for key, item in (("first_id", own[0] if own else None), ("last_id", own[-1] if own else None)):
-            if key in page:
-                page[key] = item["id"] if item is not None else None
-        return orjson.dumps(page)
+            await self._take_batch_files(page, consumer)
+        more = more or len(own) > limit
+        out = {**answer, "data": page, "has_more": more}
+        if "first_id" in out:
+            out["first_id"] = page[0]["id"] if page else None
+        if "last_id" in out:
+            # Where to go on from: the last object sent, or (none of the consumer's in
+            # the pages read) the last one read.
+            out["last_id"] = page[-1]["id"] if page else (scanned if more else None)
+        return Reply(reply.status, reply.headers, orjson.dumps(out))
+
+
+def _limit(ex: Exchange, kind: Kind) -> int:
+    raw = ex.request.query_param("limit")
+    try:
+        limit = int(raw) if raw is not None else _DEFAULT_LIMIT[kind]
+    except ValueError:
+        limit = _DEFAULT_LIMIT[kind]
+    return max(limit, 1)
+
+
+def _after(ex: Exchange, object_id: str) -> str:
+    """The client's query (credentials left out) asking for the page after ``object_id``."""
+    params = [(k, v) for k, v in parse_qsl(upstream_request.query(ex), keep_blank_values=True) if k != "after"]
+    return urlencode([*params, ("after", object_id)])
 
 
 def _input_file_id(ex: Exchange) -> str | None:
