@@ -185,7 +185,9 @@ class Gateway:
                 if reply is None:
                     if not route.provider_ids and not route.model_providers:
                         raise NotFound(f"route {route.name!r} has no provider", reason="gateway.no_route")
-                    if unfit is not None:
+                    if unfit is not None and (ex.upstream_json is None or ex.model_requested is None):
+                        # (A plugin that rewrote the body into one naming its model, as
+                        # ai-prompt-template does, made it fit.)
                         raise unfit
                     reply = await self.proxy.serve(ex, snap.route_providers[route.name])
             await self._respond(ex, chain, client, reply)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from tollway.plugin import Plugin, PluginConfig
 from tollway.plugins.ai_cache import AiCache
 from tollway.plugins.ai_data_masking import AiDataMasking
+from tollway.plugins.ai_prompt_decorator import AiPromptDecorator
+from tollway.plugins.ai_prompt_template import AiPromptTemplate
 from tollway.plugins.ai_statistics import AiStatistics
 from tollway.plugins.chatgpt_proxy import ChatgptProxy
 from tollway.plugins.key_auth import KeyAuth
@@ -30,6 +32,8 @@ REGISTRY: Mapping[str, type[Plugin[PluginConfig]]] = {
         AiStatistics,
         AiDataMasking,
         AiCache,
+        AiPromptTemplate,
+        AiPromptDecorator,
     )
 }
 

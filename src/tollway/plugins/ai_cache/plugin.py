@@ -34,10 +34,11 @@ from tollway.cache import CacheStores
 from tollway.errors import BadRequest, GatewayError
 from tollway.exchange import CacheOutcome, Exchange, Reply, StateKey
 from tollway.plugin import Phase, Plugin, Scope
-from tollway.plugins.ai_cache.answers import CACHED_APIS, StoredAnswer, UnusableAnswer, reply_of, stored_events
+from tollway.plugins.ai_cache.answers import StoredAnswer, UnusableAnswer, reply_of, stored_events
 from tollway.plugins.ai_cache.config import AiCacheConfig
 from tollway.plugins.ai_cache.key import CacheKey, cache_key
 from tollway.plugins.limits.failure_mode import fails_open
+from tollway.plugins.prompt_shapes import shaped_body
 from tollway.protocols.sse import SseEvent
 from tollway.services import Services
 from tollway.state import StateUnavailable
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tollway.plugins.ai_cache")
 
-_APIS = frozenset({*CACHED_APIS, "responses"})
 _HEADER = "x-tollway-cache"
 # Answers that call tools are kept only when the key holds the tools (``request``).
 _TOOL_CALLS = (b'"tool_calls"', b'"tool_use"', b'"function_call"')
@@ -130,15 +130,8 @@ class AiCache(Plugin[AiCacheConfig]):
         return f"route={route};consumer={consumer.name if consumer is not None else ''}"
 
     def _key(self, ex: Exchange) -> CacheKey | None:
-        if ex.request.method != "POST" or ex.api not in _APIS or ex.model_requested is None:
-            return None
-        body = ex.upstream_json
-        if body is None:
-            try:
-                body = ex.request.json()
-            except BadRequest:
-                return None  # the gateway answers it
-        if not isinstance(body, dict) or body.get("n") not in (None, 1):
+        body = shaped_body(ex)
+        if body is None or ex.model_requested is None or body.get("n") not in (None, 1):
             return None
         route, lookup = ex.route, self.scope.providers
         model = ex.model_requested
