@@ -1,0 +1,291 @@
+"""ai-cache through real gateway processes, with the OpenAI and Anthropic SDKs as clients
+(SPEC §11): the same request twice costs the provider one call and the second answer is
+the same in content and shape (plain and streamed), recorded as a hit with cost 0 and
+what it saved; scope keeps consumers apart; a stream cut short is never stored; a
+paraphrase within the threshold hits the semantic cache and another question does not;
+two processes share exact entries through Redis and semantic ones through the database.
+
+The chat provider is the recording fake (it counts the calls); the embeddings provider
+a fake whose vectors put paraphrases close (``embedding_provider``). An answer is stored
+after the client has it, so each test waits for the first call's usage record (written
+after every plugin's ``done``) before asking again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import GatewayFactory, Proc
+from tests.support.embedding_provider import EmbeddingProvider
+from tests.support.fake_provider import FakeProvider, new_request_id, serve_gateway, usage_record
+from tests.support.redis_support import redis_prefix, redis_url  # noqa: F401  (fixtures)
+
+CONFIG = """
+storage: {{database: "{database}", state: "{state}"}}
+providers:
+  - {{id: oai, type: openai, baseUrl: "{fake}/v1", apiTokens: [sk-oai]}}
+  - {{id: ant, type: claude, baseUrl: "{fake}", apiTokens: [sk-ant]}}
+  - {{id: emb, type: openai, baseUrl: "{emb}/v1", apiTokens: [sk-emb]}}
+routes:
+  - {{name: chat, path_prefix: /v1/, provider: oai, model_providers: {{"claude-*": ant}}}}
+  - {{name: personal, path_prefix: /personal/v1/, provider: oai}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization, x-api-key]
+      consumers: [{{name: alice, credential: key-alice}}, {{name: bob, credential: key-bob}}]
+  - name: ai-cache
+    defaultConfig:
+      semantic: {{provider: emb, model: text-embedding-3-small, threshold: 0.85, sync_s: 0}}
+    matchRules:
+      - ingress: [personal]
+        config: {{scope: consumer}}
+"""
+
+
+def config(fake: FakeProvider, emb: EmbeddingProvider, database: str, state: str = "memory") -> str:
+    return CONFIG.format(fake=fake.url, emb=emb.url, database=database, state=state)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def emb() -> Iterator[EmbeddingProvider]:
+    with EmbeddingProvider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def gw(fake: FakeProvider, emb: EmbeddingProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = serve_gateway(tmp_path_factory.mktemp("ai-cache"), config(fake, emb, "sqlite:///./tollway.db"))
+    yield proc
+    assert proc.stop() == 0
+
+
+def openai_sdk(gw: Proc, key: str = "key-alice", prefix: str = "") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}{prefix}/v1", api_key=key, max_retries=0, timeout=10)
+
+
+def anthropic_sdk(gw: Proc) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key="key-alice", max_retries=0, timeout=10)
+
+
+def chat_calls(fake: FakeProvider) -> int:
+    return sum(1 for s in fake.seen if s.path.endswith(("/chat/completions", "/messages")))
+
+
+def question() -> str:
+    """A question no other test asks, nor anything close to it (the gateway is shared by
+    the module, and its semantic cache compares words: six of the question's own outweigh
+    the words it shares with the others)."""
+    words = " ".join(uuid.uuid4().hex[:8] for _ in range(6))
+    return f"{words}: what is the capital of France?"
+
+
+def ask(client: openai.OpenAI, text: str, **headers: str) -> tuple[str, Any]:
+    """One chat call; its request id and raw response."""
+    rid = new_request_id()
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": text}],
+        extra_headers={"x-request-id": rid, **headers},
+    )
+    return rid, raw
+
+
+def streamed(client: openai.OpenAI, text: str, rid: str) -> Iterator[Any]:
+    """A streamed chat call's chunks, as the SDK reads them."""
+    with client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": text}],
+        stream=True,
+        extra_headers={"x-request-id": rid},
+    ) as stream:
+        yield from stream
+
+
+def test_the_same_request_twice_costs_one_call_and_answers_the_same(gw: Proc, fake: FakeProvider) -> None:
+    client, text = openai_sdk(gw), question()
+    before = chat_calls(fake)
+    first_id, first = ask(client, text)
+    first_record = usage_record(gw, first_id)
+    second_id, second = ask(client, text)
+    assert chat_calls(fake) - before == 1
+    assert (first.headers["x-tollway-cache"], second.headers["x-tollway-cache"]) == ("miss", "hit")
+    assert second.parse().model_dump() == first.parse().model_dump()
+    record = usage_record(gw, second_id)
+    assert first_record["cache"] == "miss" and first_record["cost_usd"] > 0
+    assert record["cache"] == "hit" and record["status"] == 200 and record["cost_usd"] == 0
+    assert record["cost_saved_usd"] == pytest.approx(first_record["cost_usd"])
+    assert (record["input_tokens"], record["output_tokens"]) == (
+        first_record["input_tokens"],
+        first_record["output_tokens"],
+    )
+    assert record["attempts"] == [] and record["provider"] is None and record["consumer"] == "alice"
+
+
+def test_a_stream_twice_costs_one_call_and_streams_the_same(gw: Proc, fake: FakeProvider) -> None:
+    client, text = openai_sdk(gw), question()
+    before = chat_calls(fake)
+    streams = []
+    for _ in range(2):
+        rid = new_request_id()
+        streams.append([c.model_dump() for c in streamed(client, text, rid)])
+        usage_record(gw, rid)
+    assert chat_calls(fake) - before == 1
+    assert streams[1] == streams[0] and "".join(c["choices"][0]["delta"]["content"] or "" for c in streams[1])
+    record = usage_record(gw, rid)
+    assert record["cache"] == "hit" and record["stream"] is True and record["cost_usd"] == 0
+
+
+def test_a_whole_answer_is_streamed_to_a_client_asking_for_a_stream(gw: Proc, fake: FakeProvider) -> None:
+    client, text = openai_sdk(gw), question()
+    rid, whole = ask(client, text)
+    usage_record(gw, rid)
+    before = chat_calls(fake)
+    text_streamed = "".join(c.choices[0].delta.content or "" for c in streamed(client, text, new_request_id()))
+    assert chat_calls(fake) == before
+    assert text_streamed == whole.parse().choices[0].message.content
+
+
+def test_the_anthropic_sdk_gets_hits_in_its_own_shape_plain_and_streamed(gw: Proc, fake: FakeProvider) -> None:
+    client, text = anthropic_sdk(gw), question()
+    before = chat_calls(fake)
+    rid = new_request_id()
+    messages = [{"role": "user", "content": text}]
+    asked: dict[str, Any] = {"model": "claude-sonnet-4", "max_tokens": 64, "messages": messages}
+    first = client.messages.create(**asked, extra_headers={"x-request-id": rid})
+    usage_record(gw, rid)
+    second = client.messages.create(**asked)
+    with client.messages.stream(**asked) as stream:
+        streamed = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert chat_calls(fake) - before == 1
+    assert second.model_dump() == first.model_dump()
+    assert streamed == "".join(b.text for b in first.content if b.type == "text")
+    assert final.usage.output_tokens == first.usage.output_tokens
+
+
+def test_scope_consumer_keeps_consumers_apart(gw: Proc, fake: FakeProvider) -> None:
+    text = question()
+    alice, bob = openai_sdk(gw, "key-alice", "/personal"), openai_sdk(gw, "key-bob", "/personal")
+    before = chat_calls(fake)
+    rid, first = ask(alice, text)
+    usage_record(gw, rid)
+    rid, other = ask(bob, text)
+    usage_record(gw, rid)
+    _, again = ask(alice, text)
+    assert chat_calls(fake) - before == 2
+    assert (first.headers["x-tollway-cache"], other.headers["x-tollway-cache"]) == ("miss", "miss")
+    assert again.headers["x-tollway-cache"] == "hit"
+
+
+def test_a_stream_cut_short_is_never_stored(gw: Proc, fake: FakeProvider) -> None:
+    client, text = openai_sdk(gw), question()
+    before = chat_calls(fake)
+    fake.next_answers("drop")
+    rid = new_request_id()
+    with pytest.raises(openai.APIError):
+        for _ in streamed(client, text, rid):
+            pass
+    assert usage_record(gw, rid)["status"] == 502
+    rid, after = ask(client, text)
+    assert after.headers["x-tollway-cache"] == "miss" and chat_calls(fake) - before == 2
+
+
+def test_a_paraphrase_hits_the_semantic_cache_and_another_question_does_not(
+    gw: Proc, fake: FakeProvider, emb: EmbeddingProvider
+) -> None:
+    client, ticket = openai_sdk(gw), uuid.uuid4().hex
+    before, embedded = chat_calls(fake), emb.calls
+    rid, first = ask(client, f"Ticket {ticket}: what is the capital of France?")
+    usage_record(gw, rid)
+    rid, paraphrase = ask(client, f"ticket {ticket} - What is the capital city of France")
+    record = usage_record(gw, rid)
+    _, other = ask(client, f"Ticket {ticket}: how do I bake sourdough bread at home?")
+    assert paraphrase.headers["x-tollway-cache"] == "hit" and other.headers["x-tollway-cache"] == "miss"
+    assert paraphrase.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert chat_calls(fake) - before == 2 and emb.calls - embedded == 3
+    assert record["cache"] == "semantic" and record["cost_usd"] == 0 and record["cost_saved_usd"] > 0
+    # The embeddings call is a record of its own, on the same route and consumer.
+    embedding = usage_record(gw, f"{rid}.embeddings")
+    assert embedding["api"] == "embeddings" and embedding["provider"] == "emb" and embedding["consumer"] == "alice"
+    assert embedding["model_upstream"] == "text-embedding-3-small" and embedding["input_tokens"] > 0
+    assert embedding["cost_usd"] > 0 and embedding["cache"] is None
+
+
+def test_cache_control_no_cache_skips_the_lookup(gw: Proc, fake: FakeProvider) -> None:
+    client, text = openai_sdk(gw), question()
+    rid, _ = ask(client, text)
+    usage_record(gw, rid)
+    before = chat_calls(fake)
+    rid, skipped = ask(client, text, **{"cache-control": "no-cache"})
+    assert skipped.headers["x-tollway-cache"] == "miss" and chat_calls(fake) == before + 1
+    assert usage_record(gw, rid)["cache"] == "skip"
+
+
+def test_the_metric_counts_each_outcome(gw: Proc) -> None:
+    client, text = openai_sdk(gw), question()
+    rid, _ = ask(client, text)
+    usage_record(gw, rid)
+    rid, _ = ask(client, text)
+    usage_record(gw, rid)
+    metrics = httpx.get(gw.admin_url + "/metrics", timeout=10).text
+    assert 'tollway_cache_requests_total{result="hit"}' in metrics
+    assert 'tollway_cache_requests_total{result="miss"}' in metrics
+
+
+# --- two processes ------------------------------------------------------------------------
+
+
+def test_two_processes_share_exact_entries_through_redis(
+    gateway: GatewayFactory,
+    fake: FakeProvider,
+    emb: EmbeddingProvider,
+    redis_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    cfg = config(fake, emb, f"sqlite:///{tmp_path / 'shared.db'}", redis_url)
+    one, two = gateway(cfg, name="one.yaml"), gateway(cfg, name="two.yaml")
+    text = question()
+    before = chat_calls(fake)
+    rid, first = ask(openai_sdk(one), text)
+    usage_record(one, rid)
+    rid, second = ask(openai_sdk(two), text)
+    assert second.headers["x-tollway-cache"] == "hit" and chat_calls(fake) - before == 1
+    assert second.parse().model_dump() == first.parse().model_dump()
+    assert usage_record(two, rid)["cache"] == "hit"
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_two_processes_share_semantic_entries_through_the_database(
+    database: str,
+    gateway: GatewayFactory,
+    fake: FakeProvider,
+    emb: EmbeddingProvider,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if database == "sqlite" else request.getfixturevalue("pg_url")
+    cfg = config(fake, emb, url)  # exact entries in each process's memory: only the database is shared
+    one, two = gateway(cfg, name="one.yaml"), gateway(cfg, name="two.yaml")
+    ticket = uuid.uuid4().hex
+    before = chat_calls(fake)
+    rid, first = ask(openai_sdk(one), f"Ticket {ticket}: what is the capital of France?")
+    usage_record(one, rid)
+    rid, paraphrase = ask(openai_sdk(two), f"ticket {ticket} - What is the capital city of France")
+    assert paraphrase.headers["x-tollway-cache"] == "hit" and chat_calls(fake) - before == 1
+    assert paraphrase.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert usage_record(two, rid)["cache"] == "semantic"
