@@ -401,3 +401,23 @@ def test_metrics_records_and_the_dashboard_name_a_model_alike(gateway: GatewayFa
     samples = parse_metrics(httpx.get(gw.admin_url + "/metrics", timeout=10).text)
     labels = {lb["model"] for name, lb, _ in samples if name == "tollway_requests_total"}
     assert labels == {"claude-3-5-haiku-latest", "gpt-4o-2024-08-06"}
+
+
+def test_names_clients_invent_do_not_grow_the_model_label_set(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    # A thousand made-up names reach the provider (the mock answers any) and each is
+    # recorded as asked, but the metrics count them all under one label: no name a client
+    # chooses adds a series. Names the price table knows keep their own label beside it.
+    gw = gateway(_config(mock_llm.url, "sqlite:///./usage.db"))
+    headers = {"authorization": f"Bearer {KEYS['alice']}"}
+    invented = [f"made-up-{i}" if i % 2 else f"claude-3-5-haiku-v{i}" for i in range(1000)]
+    with httpx.Client(base_url=gw.url, headers=headers, timeout=10) as client:
+        for model in ["claude-3-5-haiku-latest", *invented]:
+            body = {"model": model, "messages": _messages("hi")}
+            assert client.post("/v1/chat/completions", json=body).status_code == 200
+    samples = parse_metrics(httpx.get(gw.admin_url + "/metrics", timeout=10).text)
+    counts = {lb["model"]: v for name, lb, v in samples if name == "tollway_requests_total"}
+    assert counts == {"claude-3-5-haiku-latest": 1, "other": 1000}
+    for family in ("tollway_tokens_total", "tollway_cost_usd_total", "tollway_request_duration_seconds_count"):
+        assert {lb["model"] for name, lb, _ in samples if name == family} <= {"claude-3-5-haiku-latest", "other"}
+    by_model = {row["key"]: row["requests"] for row in _usage(gw, by="model")}
+    assert len(by_model) == 1001 and by_model["claude-3-5-haiku-latest"] == 1  # the records keep every name

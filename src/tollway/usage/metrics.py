@@ -9,14 +9,17 @@ process, as in tests, do not share or collide.
 
 Label values are bounded so clients cannot grow the series without limit: ``route`` is
 a configured route (or ``none``), ``consumer`` a known consumer (or ``none``), and
-``model`` the name the call's record carries whenever the config spells it out (a
-modelMapping key or value, a model_providers key, an ``allow_models`` entry) or the price
-table prices it (a dated name such as ``claude-3-5-haiku-latest`` or
-``gpt-4o-2024-08-06`` under its entry), so that metrics, records and the dashboard name a
-model alike; else ``other``. Priced names that the config does not spell out are taken
-as they come up to ``PRICED_NAMES`` of them per config; past that a priced name is
-counted under its table entry (``gpt-4o``): a provider that echoes a client's model
-could otherwise let clients mint a series per name.
+``model`` the name the call's record carries (``model_upstream``, else
+``model_requested``: the dashboard's and ``/api/usage?by=model``'s name) whenever the
+config spells it out (a modelMapping key or value, a model_providers key, an
+``allow_models`` entry) or the price table prices it (a dated name such as
+``claude-3-5-haiku-latest`` or ``gpt-4o-2024-08-06`` under its entry), so that metrics,
+records and the dashboard name a model alike and can be joined on it; else ``other``
+(never some other name of the call, which would count it where the dashboard does not).
+Priced names that the config does not spell out are taken as they come, up to
+``PRICED_NAMES`` of them for the process's life (a reload keeps those taken); past that
+a priced name is counted under its table entry (``gpt-4o``): a provider that echoes a
+client's model could otherwise let clients mint a series per name.
 
 ``tollway_cache_requests_total{result}`` counts what ai-cache made of each call it
 looked at (``hit``, ``semantic``, ``miss``, ``skip``; calls no ai-cache applies to are
@@ -78,27 +81,30 @@ PRICED_NAMES = 256
 
 
 class ModelLabels:
-    """Which ``model`` label a call gets (see the module's docstring)."""
+    """Which ``model`` label a call gets (see the module's docstring). ``taken`` are the
+    priced names already labelled as themselves: a reload passes them on, as their series
+    outlive it, so that reloads do not widen the bound."""
 
-    def __init__(self, configured: frozenset[str], prices: PriceTable) -> None:
+    def __init__(self, configured: frozenset[str], prices: PriceTable, taken: set[str] | None = None) -> None:
         self.configured = configured
         self.prices = prices
-        self._priced: set[str] = set()
+        self.taken: set[str] = set() if taken is None else taken
 
     def label(self, upstream: str | None, requested: str | None) -> str:
-        for name in (upstream, requested):
-            if not name:
-                continue
-            if name in self.configured or name in self._priced:
-                return name
-            priced = self.prices.resolve(name)
-            if priced is not None:
-                if len(self._priced) < PRICED_NAMES:
-                    self._priced.add(name)
-                    return name
-                # The names a provider may answer with are not bounded; the entries are.
-                return priced[0]
-        return OTHER
+        # The record's own name, as the dashboard groups by it.
+        name = upstream or requested
+        if not name:
+            return OTHER
+        if name in self.configured or name in self.taken:
+            return name
+        priced = self.prices.resolve(name)
+        if priced is None:
+            return OTHER
+        if len(self.taken) < PRICED_NAMES:
+            self.taken.add(name)
+            return name
+        # The names a client may ask for are not bounded; the table's entries are.
+        return priced[0]
 
 
 class Histogram:
@@ -145,7 +151,7 @@ class UsageMetrics:
     def configure(self, model_names: frozenset[str], prices: PriceTable) -> None:
         """Take the model names of a (re)loaded config (``configured_models``); existing
         series stay."""
-        self.models = ModelLabels(model_names, prices)
+        self.models = ModelLabels(model_names, prices, self.models.taken)
 
     def record_failed(self) -> None:
         """Count one usage record the database refused."""

@@ -73,7 +73,7 @@ def test_the_spec_names_and_labels() -> None:
 
 def test_the_model_label_is_bounded() -> None:
     m = _metrics()
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"model_requested": "gpt-3.5-turbo", "model_upstream": "gpt-4o-mini"}, "gpt-4o-mini"),
         ({"model_requested": "small", "model_upstream": "tiny-upstream"}, "tiny-upstream"),
         ({"model_requested": "house-model", "model_upstream": "house-model"}, "house-model"),  # pricing entry
@@ -84,6 +84,10 @@ def test_the_model_label_is_bounded() -> None:
         ({"model_requested": "claude-3-5-haiku-latest", "model_upstream": "claude-3-5-haiku-latest"},
          "claude-3-5-haiku-latest"),
         ({"model_requested": "client-junk-2", "model_upstream": "client-junk-2"}, "other"),
+        # The record (and the dashboard) name the call by the model sent upstream: a label
+        # taken from the requested name instead would count it where the dashboard does not.
+        ({"model_requested": "gpt-4o", "model_upstream": "y-made-up"}, "other"),
+        ({"model_requested": "team-model", "model_upstream": None}, "team-model"),  # refused before routing
     ]  # fmt: skip
     for fields, _ in cases:
         m.observe(_record(**fields))
@@ -117,6 +121,24 @@ def test_priced_names_beyond_the_bound_count_under_their_price_entry() -> None:
     assert len(labels) == PRICED_NAMES + 1
     assert labels["gpt-4o"] == 1000
     assert labels["gpt-4o-2000-01-01"] == 1
+
+
+def test_a_reload_does_not_widen_the_bound_on_priced_names() -> None:
+    # The series of names taken before a reload outlive it, so the names taken after
+    # it count against the same bound.
+    m = _metrics()
+    names = [f"gpt-4o-{date(2000, 1, 1) + timedelta(days=i):%Y-%m-%d}" for i in range(PRICED_NAMES + 10)]
+    for name in names[:PRICED_NAMES]:
+        m.observe(_record(model_requested=name, model_upstream=name))
+    loaded = load_config_text(CONFIG, plugins=PLUGIN_MODELS, base_dir=Path("."))
+    m.configure(configured_models(loaded, config_consumers(loaded)), PriceTable(loaded.config.pricing))
+    for name in [*names[PRICED_NAMES:], names[0]]:  # new names first
+        m.observe(_record(model_requested=name, model_upstream=name))
+    samples = parse_metrics(m.render().decode())
+    labels = {lb["model"]: v for n, lb, v in samples if n == "tollway_requests_total"}
+    assert len(labels) == PRICED_NAMES + 1
+    assert labels["gpt-4o"] == 10
+    assert labels[names[0]] == 2  # a name taken before the reload is still its own label
 
 
 def test_refused_records_are_counted() -> None:
