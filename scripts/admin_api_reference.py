@@ -65,7 +65,8 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _operation(path: str, method: str, op: dict[str, Any]) -> Iterator[str]:
+def _operation(path: str, method: str, op: dict[str, Any], shared: dict[str, Any]) -> Iterator[str]:
+    """``shared``: the document's ``components.responses``, which answers may name."""
     yield f"### `{method.upper()} {path}`"
     yield ""
     yield op["summary"]
@@ -93,7 +94,8 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> Iterator[str]:
         yield ""
     yield "| status | answer |"
     yield "| --- | --- |"
-    for status, answer in op["responses"].items():
+    for status, named in op["responses"].items():
+        answer = shared[named["$ref"].rpartition("/")[2]] if "$ref" in named else named
         content = answer.get("content") or {}
         shape = ", ".join(
             _type(c["schema"]) if media == "application/json" else f"`{media}`" for media, c in content.items()
@@ -124,7 +126,7 @@ def render() -> str:
     lines = [HEADER, "## Routes", ""]
     for path, item in doc["paths"].items():
         for method, op in item.items():
-            lines.extend(_operation(path, method, op))
+            lines.extend(_operation(path, method, op, doc["components"]["responses"]))
     lines += ["## Shapes", ""]
     for name, schema in doc["components"]["schemas"].items():
         lines.extend(_schema(name, schema))

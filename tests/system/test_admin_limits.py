@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from tests.conftest import Proc, start_process
+from tests.support.raw_http import read_answer
 
 TOKEN = "admin-token-1"
 BODY_S = 0.5
@@ -44,31 +45,15 @@ def admin_socket(gw: Proc) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=10)
 
 
-def read_status_and_body(sock: socket.socket) -> tuple[int, bytes]:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a response: {buf!r}"
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    length = next(int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length")
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "closed mid-body"
-        body += chunk
-    return int(lines[0].split()[1]), body
-
-
 def test_a_200_mb_body_without_the_token_is_401_before_it_is_sent(gw: Proc) -> None:
     with admin_socket(gw) as sock:
         sock.sendall(b"POST /api/consumers HTTP/1.1\r\nHost: admin\r\nContent-Length: 200000000\r\n\r\n")
         sock.sendall(b'{"name": "' + b"x" * 8192)
         # Only 8 KB of the 200 MB were sent, and nothing more will be: the answer cannot
         # be waiting for the body.
-        status, body = read_status_and_body(sock)
-        assert status == 401
-        assert orjson.loads(body)["error"]["message"] == "admin token required"
+        r = read_answer(sock)
+        assert r.status_code == 401
+        assert orjson.loads(r.content)["error"]["message"] == "admin token required"
     assert httpx.get(gw.admin_url + "/api/consumers", headers=AUTH).status_code == 200
 
 
@@ -103,8 +88,7 @@ def test_a_stalled_admin_body_is_408(gw: Proc) -> None:
             + b'{"name": '
         )
         started = time.monotonic()
-        status, _ = read_status_and_body(sock)
-        assert status == 408
+        assert read_answer(sock).status_code == 408
         assert time.monotonic() - started >= BODY_S * 0.9
 
 

@@ -51,7 +51,12 @@ def _object(properties: dict[str, Any], required: list[str] | None = None) -> di
     }
 
 
-_UNAUTHORIZED = _error("No admin token, or the wrong one (`WWW-Authenticate: Bearer`).")
+def _unauthorized(description: str) -> dict[str, Any]:
+    header = {"required": True, "schema": {"type": "string", "const": "Bearer"}}
+    return {**_error(description), "headers": {"WWW-Authenticate": header}}
+
+
+_UNAUTHORIZED = _unauthorized("No admin token, or the wrong one (`WWW-Authenticate: Bearer`).")
 _UNAVAILABLE = _error("The database did not answer; nothing was changed. Retry.")
 
 _WINDOW = [
@@ -116,7 +121,11 @@ _SCHEMAS: dict[str, Any] = {
             "allow_models": {"type": ["array", "null"], "items": {"type": "string"}},
             "groups": _STRINGS,
             "source": {"type": "string", "enum": ["config", "runtime"]},
-            "key_hint": {"type": "string", "description": "The key's first characters, never the key."},
+            "key_hint": {
+                "type": "string",
+                "maxLength": 4,
+                "description": "The key's last 4 characters, never the key.",
+            },
             "created_at": _NULLABLE_STRING,
         }
     ),
@@ -261,7 +270,6 @@ _PATHS: dict[str, Any] = {
                 "400": _error("The body is not a consumer (unknown fields, a missing or invalid name)."),
                 "401": _UNAUTHORIZED,
                 "409": _error("The name is taken (by a runtime consumer or the config file)."),
-                "413": _error("The body is larger than 1 MiB."),
                 "503": _UNAVAILABLE,
             },
         },
@@ -344,12 +352,36 @@ _PATHS: dict[str, Any] = {
                         for media_type in ("text/javascript", "text/css", "image/svg+xml", "text/html")
                     },
                 },
-                "401": _error("No such file, asked without the admin token (the files are public; other paths not)."),
+                "401": _unauthorized(
+                    "No such file, asked without the admin token (the files are public; other paths not)."
+                ),
                 "404": _error("No such file."),
             },
         }
     },
 }
+
+
+# Every route reads its whole body before it runs (a GET's too), so any of them can
+# answer these two (SPEC §14).
+_BODY_LIMITS = {
+    "408": {"$ref": "#/components/responses/BodyStalled"},
+    "413": {"$ref": "#/components/responses/BodyTooLarge"},
+}
+_RESPONSES = {
+    "BodyStalled": _error("The request body stopped arriving (`server.body_timeout_s`)."),
+    "BodyTooLarge": _error("The request body is larger than 1 MiB."),
+}
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        path: {
+            method: {**op, "responses": dict(sorted({**op["responses"], **_BODY_LIMITS}.items()))}
+            for method, op in item.items()
+        }
+        for path, item in _PATHS.items()
+    }
 
 
 def document(version: str) -> dict[str, Any]:
@@ -364,9 +396,10 @@ def document(version: str) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": _AUTHENTICATED,
-        "paths": _PATHS,
+        "paths": _paths(),
         "components": {
             "schemas": _SCHEMAS,
+            "responses": _RESPONSES,
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
         },
     }
