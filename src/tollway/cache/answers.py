@@ -12,10 +12,13 @@ answer raises ``StateUnavailable`` (Redis down), never a library's error.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
+
+_EXPIRY = struct.Struct("<d")
 
 if TYPE_CHECKING:
     # Imported only by a store that uses Redis (redis-py loads much at import).
@@ -41,8 +44,10 @@ class MemoryAnswers:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._clock = clock
-        # key → (expiry on ``clock``, or None for never; the answer)
-        self._entries: OrderedDict[str, tuple[float | None, bytes]] = OrderedDict()
+        # key → the expiry on ``clock`` (a double; 0: never) followed by the answer: one
+        # bytes object, which the garbage collector does not track (a tuple per entry
+        # would be thousands of objects for every full collection to walk).
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -61,12 +66,12 @@ class MemoryAnswers:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        expires, answer = entry
-        if expires is not None and expires <= self._clock():
+        (expires,) = _EXPIRY.unpack_from(entry)
+        if expires and expires <= self._clock():
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        return answer
+        return entry[_EXPIRY.size :]
 
     async def put(self, key: str, answer: bytes, ttl_s: int) -> None:
         size = len(key) + len(answer)
@@ -74,18 +79,18 @@ class MemoryAnswers:
             return
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = (self._clock() + ttl_s if ttl_s else None, answer)
+        self._entries[key] = _EXPIRY.pack(self._clock() + ttl_s if ttl_s else 0.0) + answer
         self._bytes += size
         self._shrink()
 
     def _drop(self, key: str) -> None:
-        _, answer = self._entries.pop(key)
-        self._bytes -= len(key) + len(answer)
+        entry = self._entries.pop(key)
+        self._bytes -= len(key) + len(entry) - _EXPIRY.size
 
     def _shrink(self) -> None:
         while self._entries and (len(self._entries) > self.max_entries or self._bytes > self.max_bytes):
-            key, (_, answer) = self._entries.popitem(last=False)
-            self._bytes -= len(key) + len(answer)
+            key, entry = self._entries.popitem(last=False)
+            self._bytes -= len(key) + len(entry) - _EXPIRY.size
 
 
 class RedisAnswers:

@@ -51,12 +51,14 @@ class CacheKey:
     question: str | None
 
 
-def _hash(*parts: bytes) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
-    return h.hexdigest()
+def _hash(head: bytes, rest: bytes) -> str:
+    """``head`` (the API, scope, model and strategy, joined by NULs, which none of them
+    holds) and then ``rest``, hashed as one."""
+    return hashlib.blake2b(head + rest, digest_size=16).hexdigest()
+
+
+def _head(*parts: str) -> bytes:
+    return "\x00".join(parts).encode() + b"\x00\x00"
 
 
 def _text(content: Any) -> str:
@@ -90,17 +92,18 @@ def _user_turns(body: dict[str, Any]) -> list[tuple[list[Any] | None, int, str]]
 
 
 def cache_key(
-    api: str, body: dict[str, Any], upstream_model: str, strategy: KeyStrategy, scope: str
+    api: str, body: dict[str, Any], upstream_model: str, strategy: KeyStrategy, scope: str, semantic: bool = False
 ) -> CacheKey | None:
     """The request's key, or None when the strategy keys on questions and the request has
-    none (nothing to key on: not cached)."""
-    turns = _user_turns(body)
-    model = upstream_model.encode()
-    head = (api.encode(), scope.encode(), model)
+    none (nothing to key on: not cached). ``partition`` and ``question`` are worked out
+    only for a ``semantic`` cache (else ``partition`` is the key, ``question`` None): one
+    serialisation and one hash is all an exact cache's request costs."""
+    head = _head(api, scope, upstream_model, strategy)
     if strategy == "request":
         reduced = {k: v for k, v in body.items() if k not in _DELIVERY}
         reduced["model"] = upstream_model
-        exact = _hash(*head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS))
+        exact = _hash(head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS))
+        turns = _user_turns(body) if semantic else []
         if not turns:
             return CacheKey(exact, exact, None)
         where, index, question = turns[-1]
@@ -111,11 +114,12 @@ def cache_key(
             copied = list(where)
             copied[index] = {**copied[index], "content": _QUESTION}
             reduced["messages" if "messages" in body else "input"] = copied
-        return CacheKey(exact, _hash(*head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS)), question)
+        return CacheKey(exact, _hash(head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS)), question)
+    turns = _user_turns(body)
     if not turns:
         return None
     question = turns[-1][2] if strategy == "lastQuestion" else "\n".join(t for _, _, t in turns)
-    return CacheKey(_hash(*head, strategy.encode(), question.encode()), _hash(*head, strategy.encode()), question)
+    return CacheKey(_hash(head, question.encode()), _hash(head, b""), question if semantic else None)
 
 
 __all__ = ["CacheKey", "KeyStrategy", "cache_key"]

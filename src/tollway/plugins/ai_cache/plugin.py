@@ -137,7 +137,9 @@ class AiCache(Plugin[AiCacheConfig]):
         model = ex.model_requested
         if route is not None and lookup is not None:
             model = lookup.upstream_model(route, model)
-        return cache_key(ex.api, body, model, self.config.cacheKeyStrategy, self._scope_of(ex))
+        return cache_key(
+            ex.api, body, model, self.config.cacheKeyStrategy, self._scope_of(ex), self.embedder is not None
+        )
 
     async def request_body(self, ex: Exchange) -> Reply | None:
         if self.config.cacheKeyStrategy == "disabled":
