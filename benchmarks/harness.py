@@ -204,14 +204,31 @@ end
 Headers = Sequence[tuple[str, str]]
 
 
-def wrk_script(workdir: Path, name: str, body: bytes, headers: Headers = ()) -> Path:
-    """wrk's Lua script: the POST body, and ``headers`` (name, value) on every request."""
+# Every request's body different: a number, counted per request, put into the body at
+# one place. It starts from the clock's seconds times 100,000, so the runs that follow
+# one another (warm-up, c1, c32, paired turns: each at least a second after the last,
+# none sending 100,000 requests) never send a body an earlier run sent.
+_LUA_DISTINCT = """local head, tail = [==[{head}]==], [==[{tail}]==]
+local n = (os.time() % 1000000) * 100000
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, head .. string.format(" #%d", n) .. tail)
+end
+"""
+
+
+def wrk_script(workdir: Path, name: str, body: bytes, headers: Headers = (), distinct_at: int | None = None) -> Path:
+    """wrk's Lua script: the POST body, and ``headers`` (name, value) on every request.
+    With ``distinct_at`` (a byte offset in ``body``), each request's body gets its own
+    number there (see ``_LUA_DISTINCT``)."""
     path = workdir / f"{name}.lua"
     lines = []
     for k, v in headers:
         if '"' in k + v or "\\" in k + v or "\n" in k + v:
             raise ValueError(f"header {k!r} cannot go into the Lua script as it stands")
         lines.append(f'wrk.headers["{k}"] = "{v}"')
+    if distinct_at is not None:
+        lines.append(_LUA_DISTINCT.format(head=body[:distinct_at].decode(), tail=body[distinct_at:].decode()))
     path.write_text(_LUA.format(body=body.decode(), headers="\n".join(lines)))
     return path
 

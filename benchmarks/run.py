@@ -130,6 +130,15 @@ _FULL_CHAIN_PLUGINS = """plugins:
 {limit}"""
 
 
+# ai-cache at the end of the full chain, entries in memory. Scope consumer, so the chain's
+# check still sees the "over" consumer refused: its own first call is a miss that spends
+# its one token (a hit would spend none, and refund the reservation).
+_AI_CACHE = """  - name: ai-cache
+    defaultConfig:
+      scope: consumer
+"""
+
+
 def _limit_entry(plugin: str, rule_name: str = "", failure_mode: str = "") -> str:
     return _LIMIT.format(
         plugin=plugin,
@@ -167,6 +176,7 @@ def write_configs(workdir: Path, upstream_port: int, rule_name: str, redis_url: 
         + f'storage: {{state: "{redis_url}"}}\n'
         + _limit("cluster-key-rate-limit", rule_name, "closed"),
         "full-chain": base + _full_chain(),
+        "full-chain-cache": base + _full_chain() + _AI_CACHE,
     }
     out = {}
     for name, text in texts.items():
@@ -259,6 +269,7 @@ class Scenario:
     limited: bool = False  # a rate limit keyed on LIMIT_HEADER: send it (and check a refusal)
     redis: bool = False  # state in Redis: count what each request costs there
     chain: bool = False  # the full chain: check that request-block and ai-token-ratelimit are on
+    distinct: bool = False  # every request's body different (its last message numbered): no cache hit
     baseline: str = "direct"
     vs: str = ""  # the row the "× gateway" column compares with
     note: str = ""
@@ -293,6 +304,19 @@ _FULL_CHAIN = Scenario(
 )
 _STREAMING_FULL_CHAIN = replace(
     _FULL_CHAIN, name="streaming full chain", stream=True, baseline="streaming direct", vs="streaming gateway"
+)
+_CACHE_HIT = replace(
+    _FULL_CHAIN,
+    name="full chain + ai-cache hit",
+    target=Target("tollway", config="full-chain-cache"),
+    vs="full chain",
+    note="the full chain and ai-cache (scope consumer, memory): every request the same, answered from the cache",
+)
+_CACHE_MISS = replace(
+    _CACHE_HIT,
+    name="full chain + ai-cache miss",
+    distinct=True,
+    note="the full chain and ai-cache: every request's last message numbered apart, so each is a miss and stored",
 )
 
 SCENARIOS = [
@@ -342,6 +366,8 @@ SCENARIOS = [
     Scenario("streaming direct", "main", Target("direct"), stream=True, baseline="streaming direct"),
     Scenario("streaming gateway", "main", Target("tollway"), stream=True, baseline="streaming direct"),
     _STREAMING_FULL_CHAIN,
+    _CACHE_HIT,
+    _CACHE_MISS,
     # Before/after: the same targets from another tree's install (--baseline-venv; left
     # out without it). Their judged comparisons with this tree's rows are in CLAIMS.
     # The edge checks of SPEC §14 (edge limits, canonical target, bounded body parse,
@@ -571,6 +597,15 @@ def check_chain(sc: Scenario, port: int, path: str, body: bytes, headers: list[t
     return "blocked body → 403; over the token limit → 429"
 
 
+def distinct_at(sc: Scenario, body: bytes) -> int | None:
+    """Where a distinct scenario's requests get their number: the end of the last
+    message's text (inside its JSON string)."""
+    if not sc.distinct:
+        return None
+    text = json.dumps(json.loads(body)["messages"][-1]["content"])[1:-1].encode()
+    return body.rindex(text) + len(text)
+
+
 def with_blocked_word(body: bytes) -> bytes:
     """The request with request-block's first word at the end of its last message."""
     doc = json.loads(body)
@@ -597,7 +632,7 @@ def measure(
     path = STREAM_PATH if sc.stream else PLAIN_PATH
     body = payloads.chat_request(stream=sc.stream)
     headers = request_headers(sc, setup)
-    script = harness.wrk_script(workdir, re.sub(r"\W+", "_", sc.name), body, headers)
+    script = harness.wrk_script(workdir, re.sub(r"\W+", "_", sc.name), body, headers, distinct_at(sc, body))
     log_name = re.sub(r"\W+", "_", sc.name)
     c1s: list[tuple[harness.WrkResult, float]] = []
     c32s: list[tuple[harness.WrkResult, dict[str, Any]]] = []
@@ -922,6 +957,10 @@ CLAIMS = (
         "streaming full chain, edge checks off",
         0.97,
     ),
+    # SPEC §11: an exact hit costs at most half a proxied call; a miss at most 5% more
+    # than the same chain without ai-cache.
+    Claim("14", "ai-cache exact hit vs a proxied call (full chain)", "full chain + ai-cache hit", "full chain", 2.0),
+    Claim("14", "ai-cache miss vs no ai-cache (full chain)", "full chain + ai-cache miss", "full chain", 0.95),
     # Before/after (with --baseline-venv): a change meant to leave performance alone, such
     # as a reorganisation, must keep each path within 3% of the older install's. The
     # control has shown up to ~4% between identical processes, so a ratio near the floor
@@ -995,7 +1034,7 @@ def paired(
                 port, pid = stack.enter_context(started(sc.target, cores, upstream[0], setup, folder, f"pair-{i}"))
                 assert pid is not None
                 sanity_check(sc, port, path, body, headers)
-                script = harness.wrk_script(folder, f"pair-{i}", body, headers)
+                script = harness.wrk_script(folder, f"pair-{i}", body, headers, distinct_at(sc, body))
                 url = f"http://127.0.0.1:{port}{path}"
                 harness.run_wrk(cores, url, script, 32, max(1.0, args.warmup))
             except Exception as exc:
