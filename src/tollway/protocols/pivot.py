@@ -156,6 +156,30 @@ def loads(body: bytes) -> Any:
         return None
 
 
+# ---- request fields ------------------------------------------------------------------
+
+
+def refuse_unmapped(
+    chat: Json,
+    target: str,
+    mapped: frozenset[str],
+    dropped: frozenset[str],
+    no_equivalent: dict[str, tuple[object, ...]],
+) -> None:
+    """Raises ``TranslationError`` for the first field of ``chat`` that ``target``'s codec
+    neither maps nor drops: one with no equivalent there (unless its value asks for
+    nothing, one of ``no_equivalent[field]``), or one the codec does not know at all. A
+    field nobody mapped must not vanish on the way (SPEC §9)."""
+    for field, value in chat.items():
+        if value is None or field in mapped or field in dropped:
+            continue
+        neutral = no_equivalent.get(field)
+        if neutral is None:
+            raise TranslationError(f"{field} cannot be sent to {target} (the gateway does not translate it)")
+        if value not in neutral:
+            raise TranslationError(f"{field} cannot be sent to {target} (it has no equivalent)")
+
+
 # ---- message content -----------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ from tollway.proxy.models import ModelListing
 from tollway.proxy.ownership import OWNED_APIS, Ownership
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.proxy.tokens import estimate_unfinished, take_usage
-from tollway.proxy.translation import Passthrough, Translation
+from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, UpstreamResponse
 
 _MODEL_DETAILS = "/models/"
@@ -194,11 +194,13 @@ class AiProxy:
         headers = list(resp.headers)
         ctype = next((v for k, v in headers if k == "content-type"), "")
         if resp.status == 200 and ctype.startswith("text/event-stream"):
-            events = (
-                translation.stream(ex)
-                if translation is not None
-                else Passthrough(ex, ex.get(upstream_request.HIDE_USAGE) is True)
-            )
+            events: EventTranslation
+            if translation is not None:
+                events = translation.stream(ex)
+            elif ex.api == "responses":
+                events = ResponsesPassthrough(ex)
+            else:
+                events = Passthrough(ex, ex.get(upstream_request.HIDE_USAGE) is True)
             return Reply(resp.status, headers, events=ProviderEvents(ex, resp, events, provider, self.drain_s))
         try:
             body = await resp.read()

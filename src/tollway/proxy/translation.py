@@ -6,9 +6,16 @@ Anthropic messages on ``/v1/messages``) and the provider's native chat API anoth
 sequences the codec calls and reads usage off the pivot, so ai-proxy stays the same
 for every pair of protocols.
 
+The Responses API (``POST /v1/responses``) passes as it came to the provider types that
+serve it (``openai``, ``azure``) and is translated for every other type, OpenAI-style
+chat providers included. Its other endpoints (``/v1/responses/{id}``, its cancel, input
+items, token counting) reach only those types: a translated response is stored nowhere,
+so they are refused for the others (400 ``unsupported_parameter``), never sent on.
+
 A stream goes through an ``EventTranslation`` either way: ``Passthrough`` when the
 provider speaks the client's protocol (the identity, reading usage off the native
-events), ``StreamTranslation`` when it does not. So there is one relay loop.
+events; ``ResponsesPassthrough`` for the Responses API's events), ``StreamTranslation``
+when it does not. So there is one relay loop.
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from tollway.exchange import Exchange
 from tollway.protocols.apis import CHAT, MESSAGES, RESPONSES, dialect_of
 from tollway.protocols.codec import Codec, Json, StreamReader, StreamWriter, TranslationError
 from tollway.protocols.openai import wire as openai_wire
-from tollway.protocols.openai.responses import ResponsesCodec
 from tollway.protocols.registry import codec_for
+from tollway.protocols.responses import ResponsesCodec
 from tollway.protocols.sse import SseEvent
 from tollway.protocols.usage import apply_usage
 from tollway.providers.base import Provider
@@ -31,7 +38,9 @@ from tollway.proxy.tokens import take_model, take_usage
 
 # The client APIs a call to a provider of another protocol is translated for.
 _TRANSLATED = frozenset({CHAT, MESSAGES, RESPONSES})
-RESPONSES_CODEC = ResponsesCodec()
+# The provider types that serve the Responses API themselves.
+RESPONSES_SERVED_BY = frozenset({"openai", "azure"})
+_RESPONSES_ITEMS = RESPONSES + "/"
 
 # Client headers that belong to one protocol and mean nothing (or harm) to another.
 PROTOCOL_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "openai-organization", "openai-project"})
@@ -54,12 +63,13 @@ class Translation:
         client's protocol for this API, or takes requests as clients send them
         (``protocol: original``), or the API is not a chat API."""
         if body is None or api_path not in _TRANSLATED or not provider.translates:
+            if api_path.startswith(_RESPONSES_ITEMS) and provider.translates:
+                _refuse_stored_responses(api_path, provider)
             return None
         if api_path == RESPONSES:
-            # To an OpenAI-style provider the Responses API passes as it came.
-            if provider.protocol == "openai":
+            if provider.type in RESPONSES_SERVED_BY:
                 return None
-            return cls(RESPONSES_CODEC, codec_for(provider.protocol), body, provider)
+            return cls(ResponsesCodec(body), codec_for(provider.protocol), body, provider)
         client_name = dialect_of(api_path)
         if provider.protocol == client_name:
             return None
@@ -91,6 +101,22 @@ class Translation:
 
     def stream(self, ex: Exchange) -> StreamTranslation:
         return StreamTranslation(ex, self.native.stream_to_pivot(), self.client.stream_from_pivot(self.client_body))
+
+
+def _refuse_stored_responses(api_path: str, provider: Provider) -> None:
+    """The Responses API's endpoints past ``POST /v1/responses`` work on responses the
+    provider stored: one that does not serve the API has none (see the module)."""
+    if provider.type in RESPONSES_SERVED_BY:
+        return
+    if api_path.startswith(_RESPONSES_ITEMS + "input_tokens"):
+        what = "token counting of the Responses API"
+    else:
+        what = "a stored response (store: a translated response is kept nowhere)"
+    raise BadRequest(
+        f"/v1{api_path}: {what} cannot be translated for provider {provider.id!r} of type {provider.type!r}",
+        reason="gateway.bad_request",
+        code="unsupported_parameter",
+    )
 
 
 class EventTranslation(Protocol):
@@ -141,6 +167,44 @@ class Passthrough:
         if hidden is None:
             return events
         return [e for e in events if e not in hidden]
+
+    def end(self) -> list[SseEvent]:
+        return []
+
+    def broke(self) -> None:
+        return
+
+
+# Responses events whose ``delta`` is generated text (for an estimate of a cut stream).
+_RESPONSES_DELTAS = frozenset(
+    {"response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta"}
+)
+
+
+class ResponsesPassthrough:
+    """A Responses API stream as it came: the usage and model read off the response in
+    ``response.completed`` (or ``incomplete``, ``failed``), the text off the deltas."""
+
+    __slots__ = ("_ex", "sent_chars")
+
+    def __init__(self, ex: Exchange) -> None:
+        self._ex = ex
+        self.sent_chars = 0
+
+    def feed(self, events: list[SseEvent]) -> list[SseEvent]:
+        for event in events:
+            raw = event.raw
+            if b'"delta"' not in raw and b'"usage"' not in raw:
+                continue
+            obj = event.json()
+            if not isinstance(obj, dict):
+                continue
+            delta = obj.get("delta")
+            if isinstance(delta, str) and obj.get("type") in _RESPONSES_DELTAS:
+                self.sent_chars += len(delta)
+            else:
+                take_usage(self._ex, obj)
+        return events
 
     def end(self) -> list[SseEvent]:
         return []

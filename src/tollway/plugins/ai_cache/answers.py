@@ -23,10 +23,10 @@ import orjson
 from tollway.exchange import Reply
 from tollway.plugins.ai_cache.shapes import chunks_of, completion_of, responses_to_pivot
 from tollway.protocols.codec import Codec, Json, StreamWriter
-from tollway.protocols.openai.responses import ResponsesCodec
 from tollway.protocols.openai.wire import is_usage_only_chunk
 from tollway.protocols.pivot import usage as usage_object
 from tollway.protocols.registry import codec_for
+from tollway.protocols.responses import ResponsesCodec
 from tollway.protocols.sse import SseEvent, SseParser
 from tollway.protocols.usage import Usage
 

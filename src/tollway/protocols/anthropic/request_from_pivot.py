@@ -263,7 +263,7 @@ def from_pivot(chat: Json) -> Json:
         raise TranslationError("messages must be a list of message objects")
     if chat.get("n") not in (None, 1):
         raise TranslationError("n > 1 cannot be sent to Anthropic")
-    _refuse_what_has_no_equivalent(chat)
+    pivot.refuse_unmapped(chat, "Anthropic", _MAPPED, _DROPPED, _NO_EQUIVALENT)
     system: list[str] = []
     system_messages = 0
     system_as_string = True
@@ -322,17 +322,6 @@ def from_pivot(chat: Json) -> Json:
         body["output_config"] = {"format": output_format}
     _think(chat, body, limited)
     return body
-
-
-def _refuse_what_has_no_equivalent(chat: Json) -> None:
-    for field, value in chat.items():
-        if value is None or field in _MAPPED or field in _DROPPED:
-            continue
-        neutral = _NO_EQUIVALENT.get(field)
-        if neutral is None:
-            raise TranslationError(f"{field} cannot be sent to Anthropic (the gateway does not translate it)")
-        if value not in neutral:
-            raise TranslationError(f"{field} cannot be sent to Anthropic (it has no equivalent)")
 
 
 def _think(chat: Json, body: Json, limited: bool) -> None:

@@ -13,15 +13,27 @@ From the pivot:
   layer does: ``tool_calls[].extra_content.google.thought_signature``); a tool result
   that is a JSON object is the ``response``, other text is ``{"output": text}``;
 - ``generationConfig``: ``maxOutputTokens`` (``max_completion_tokens`` /
-  ``max_tokens``), ``temperature``, ``topP``, ``stopSequences`` (``stop``),
-  ``candidateCount`` (``n``), ``seed``, ``presencePenalty``, ``frequencyPenalty``,
-  ``responseMimeType`` + ``responseJsonSchema`` (``response_format``);
+  ``max_tokens``), ``temperature``, ``topP``, ``topK`` (``top_k``, an extension some
+  OpenAI-style clients send), ``stopSequences`` (``stop``), ``candidateCount`` (``n``),
+  ``seed``, ``presencePenalty``, ``frequencyPenalty``, ``responseMimeType`` +
+  ``responseJsonSchema`` (``response_format``), ``thinkingConfig``
+  (``reasoning_effort``, as Google's own OpenAI compatibility layer maps it: Gemini 2.x
+  models take a ``thinkingBudget`` of 0 for none, 1024 for minimal and low, 8192 for
+  medium, 24576 for high and above; later models a ``thinkingLevel`` of the effort's
+  name, none as minimal, above high as high);
 - ``tools[].function`` → ``tools[{functionDeclarations: [{name, description,
   parametersJsonSchema}]}]``; ``tool_choice`` → ``toolConfig.functionCallingConfig``
   (``auto`` AUTO, ``none`` NONE, ``required`` ANY, a named function ANY restricted to it).
-- The model and ``stream`` are not in the body (they are in the URL); ``user``,
-  ``logprobs``, ``reasoning_effort``, ``stream_options`` and other OpenAI-only fields
-  are dropped.
+- The model and ``stream`` are not in the body (they are in the URL).
+- Dropped, changing nothing of the answer's content: ``stream_options``, ``user``,
+  ``safety_identifier``, ``store``, ``metadata``, ``service_tier``, ``prediction``, the
+  prompt-cache hints, ``parallel_tool_calls: true``.
+- Refused (``TranslationError``, the gateway's 400 ``unsupported_parameter``), each only
+  when it asks for something: ``logprobs``/``top_logprobs``, ``logit_bias``,
+  ``verbosity`` other than medium, audio output (``modalities``, ``audio``),
+  ``web_search_options``, ``moderation``, ``parallel_tool_calls: false``, Anthropic's
+  ``thinking``, the legacy ``functions``/``function_call``; any other field this module
+  does not know.
 
 To the pivot the same mapping runs backwards (without a ``model``: the caller has it
 from the URL). Function calls without ids get ids, and the responses that follow are
@@ -40,6 +52,40 @@ from tollway.protocols import pivot
 from tollway.protocols.codec import Json, TranslationError
 
 AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
+# Chat fields Gemini has nothing like, and the values that ask for nothing.
+_NO_EQUIVALENT: dict[str, tuple[object, ...]] = {
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "logit_bias": (None, {}),
+    "verbosity": (None, "medium"),
+    "modalities": (None, ["text"]),
+    "audio": (None,),
+    "web_search_options": (None,),
+    "moderation": (None,),
+    "parallel_tool_calls": (None, True),
+    "thinking": (None,),
+    "functions": (None, []),
+    "function_call": (None,),
+}
+# Chat fields that change nothing of the answer's content: not sent.
+_DROPPED = frozenset(
+    {
+        "stream_options", "user", "safety_identifier", "store", "metadata", "service_tier", "prediction",
+        "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options",
+    }
+)  # fmt: skip
+# Chat fields ``from_pivot`` maps. A field in none of these three is refused.
+_MAPPED = frozenset(
+    {
+        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed",
+        "presence_penalty", "frequency_penalty", "stop", "n", "response_format", "tools", "tool_choice",
+        "stream", "reasoning_effort",
+    }
+)  # fmt: skip
+# reasoning_effort as Gemini 2.x thinking budgets and later models' thinking levels.
+_THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+_THINKING_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}
+_ABOVE_HIGH = frozenset({"xhigh", "max"})
 CHOICE_TO_MODE = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 MODE_TO_CHOICE = {"AUTO": "auto", "NONE": "none", "ANY": "required", "VALIDATED": "auto"}
 
@@ -141,6 +187,7 @@ def _generation_config(chat: Json) -> Json:
     for src, dst in (
         ("temperature", "temperature"),
         ("top_p", "topP"),
+        ("top_k", "topK"),
         ("seed", "seed"),
         ("presence_penalty", "presencePenalty"),
         ("frequency_penalty", "frequencyPenalty"),
@@ -162,7 +209,22 @@ def _generation_config(chat: Json) -> Json:
         schema = pivot.member(fmt, "json_schema").get("schema")
         if isinstance(schema, dict):
             config["responseJsonSchema"] = schema
+    thinking = _thinking(chat.get("reasoning_effort"), str(chat.get("model") or ""))
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
     return config
+
+
+def _thinking(effort: Any, model: str) -> Json | None:
+    """``reasoning_effort`` as a ``thinkingConfig`` for ``model`` (see the module)."""
+    if effort is None:
+        return None
+    if not isinstance(effort, str) or (effort not in _THINKING_LEVELS and effort not in _ABOVE_HIGH):
+        raise TranslationError(f"reasoning_effort {effort!r} has no Gemini thinking setting")
+    effort = "high" if effort in _ABOVE_HIGH else effort
+    if "gemini-2" in model:
+        return {"thinkingBudget": _THINKING_BUDGETS[effort]}
+    return {"thinkingLevel": _THINKING_LEVELS[effort]}
 
 
 def _tools(tools: Any) -> list[Json]:
@@ -198,6 +260,7 @@ def from_pivot(chat: Json) -> Json:
     messages = chat.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise TranslationError("messages must be a list of message objects")
+    pivot.refuse_unmapped(chat, "Gemini", _MAPPED, _DROPPED, _NO_EQUIVALENT)
     system: list[Json] = []
     contents: list[Json] = []
     names: dict[str, str] = {}  # tool call id → function name

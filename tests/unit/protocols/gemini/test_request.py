@@ -40,6 +40,7 @@ def test_a_plain_request_maps_every_field() -> None:
 
 def test_a_tool_conversation_maps_images_calls_and_responses() -> None:
     original = load("openai", "chat_tools.request.json")
+    del original["parallel_tool_calls"]  # false: Gemini cannot promise one call (refused, below)
     body = G.request_from_pivot(original)
     weather, clock = "call_8qty38wmM1gRcNe3LsqEpnrR", "call_Lq0zH9sXuE1kF9pWcD2aJ7bT"
     assert body["contents"] == [
@@ -126,7 +127,8 @@ def test_generation_config_fields() -> None:
             stop="END",
             response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
             user="u-1",
-            logprobs=True,
+            logprobs=False,
+            top_k=40,
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -140,6 +142,7 @@ def test_generation_config_fields() -> None:
         "candidateCount": 2,
         "responseMimeType": "application/json",
         "responseJsonSchema": schema,
+        "topK": 40,
     }
     assert set(body) == {"contents", "generationConfig"}
     json_mode = G.request_from_pivot(chat(user("x"), response_format={"type": "json_object"}))
@@ -187,6 +190,13 @@ def test_a_thought_signature_goes_back_with_its_function_call() -> None:
         (chat(user([{"type": "input_audio", "input_audio": {"data": "x", "format": "flac"}}])), "input_audio"),
         (chat(user("x"), tools=[{"type": "code_interpreter"}]), "tools[0]"),
         (chat({"role": "critic", "content": "x"}), "messages[0].role"),
+        # Fields that ask for what Gemini cannot do, and one nobody translates.
+        (chat(user("x"), logprobs=True), "logprobs"),
+        (chat(user("x"), parallel_tool_calls=False), "parallel_tool_calls"),
+        (chat(user("x"), verbosity="high"), "verbosity"),
+        (chat(user("x"), thinking={"type": "enabled", "budget_tokens": 2048}), "thinking"),
+        (chat(user("x"), reasoning_effort="extreme"), "reasoning_effort"),
+        (chat(user("x"), brand_new_field=1), "brand_new_field"),
         (
             chat(
                 user("x"),
@@ -199,6 +209,23 @@ def test_a_thought_signature_goes_back_with_its_function_call() -> None:
 def test_what_gemini_cannot_express_is_refused(request_body: dict[str, Any], names: str) -> None:
     with pytest.raises(TranslationError, match=names.replace("[", r"\[").replace(".", r"\.")):
         G.request_from_pivot(request_body)
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "thinking"),
+    [
+        ("gemini-2.5-flash", "none", {"thinkingBudget": 0}),
+        ("gemini-2.5-flash", "low", {"thinkingBudget": 1024}),
+        ("gemini-2.5-pro", "medium", {"thinkingBudget": 8192}),
+        ("gemini-2.5-pro", "xhigh", {"thinkingBudget": 24576}),
+        ("gemini-3-flash-preview", "minimal", {"thinkingLevel": "minimal"}),
+        ("gemini-3-pro-preview", "high", {"thinkingLevel": "high"}),
+        ("gemini-3-pro-preview", "none", {"thinkingLevel": "minimal"}),
+    ],
+)
+def test_reasoning_effort_becomes_the_models_thinking_setting(model: str, effort: str, thinking: Any) -> None:
+    body = G.request_from_pivot({**chat(user("x"), reasoning_effort=effort), "model": model})
+    assert body["generationConfig"] == {"thinkingConfig": thinking}
 
 
 def test_a_tool_message_may_name_its_function_itself() -> None:
@@ -282,6 +309,7 @@ def _normal_pivot(chat_body: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("name", ["chat_text.request.json", "chat_tools.request.json"])
 def test_pivot_to_gemini_and_back_keeps_the_meaning(name: str) -> None:
     original = load("openai", name)
+    original.pop("parallel_tool_calls", None)  # false is refused (Gemini cannot promise one call)
     back = _normal_pivot(G.request_to_pivot(G.request_from_pivot(original)))
     expected = _normal_pivot(original)
     # In the URL, or with no Gemini equivalent:

@@ -1,0 +1,270 @@
+"""A Responses API request → the chat pivot, field by field; what cannot cross is refused.
+
+Every top-level field is in one of the tables below or refused: a field nobody mapped
+must not vanish on the way (SPEC §9). ``None`` counts as absent (SDKs send nulls).
+
+- Carried into the pivot: ``input`` and ``instructions`` → ``messages``;
+  ``max_output_tokens`` → ``max_completion_tokens``; ``temperature``, ``top_p``,
+  ``stream``; function ``tools`` (``strict`` kept) and ``tool_choice``;
+  ``parallel_tool_calls``; ``reasoning.effort`` → ``reasoning_effort``; ``text.format``
+  ``json_schema`` / ``json_object`` → ``response_format``; ``text.verbosity`` →
+  ``verbosity``; ``user``, ``safety_identifier``, ``service_tier``, the prompt-cache
+  hints. The provider's codec then maps or refuses each as it does for chat.
+- Kept by the gateway, not sent: ``metadata`` (echoed on the response, as OpenAI
+  does), ``store`` (accepted whatever its value: nothing is stored, and the response
+  says ``store: false``), ``stream_options`` (the translated stream carries no
+  obfuscation padding), ``max_tool_calls`` (it bounds built-in tools, which are
+  refused), ``truncation: disabled`` (what every provider does), ``include:
+  [reasoning.encrypted_content]`` (no reasoning items are returned to include it in).
+- Refused: server-side state (``previous_response_id``, ``conversation``,
+  ``background``, a stored ``prompt``), ``truncation: auto``, other ``include`` values,
+  ``reasoning.summary``, ``top_logprobs`` (the answer's log probabilities are not
+  carried back), built-in tools and ``tool_choice`` naming one; input items other than
+  messages, ``function_call`` and ``function_call_output``; content parts other than
+  text, images by URL and files sent inline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tollway.protocols.codec import Json, TranslationError
+from tollway.protocols.openai.wire import take_sampling
+
+# Fields that ask the provider to keep, or to fetch, state a translated call cannot have.
+STATEFUL = ("previous_response_id", "conversation", "background", "prompt")
+# Fields copied into the pivot under the same name.
+_SAME_NAME = (
+    "temperature", "top_p", "parallel_tool_calls", "user", "safety_identifier", "service_tier",
+    "prompt_cache_key", "prompt_cache_retention",
+)  # fmt: skip
+# Fields read by ``to_pivot`` below, or kept by the gateway (see the module).
+_KNOWN = frozenset(
+    {
+        "model", "input", "instructions", "max_output_tokens", "tools", "tool_choice", "reasoning",
+        "text", "stream", "stream_options", "metadata", "store", "max_tool_calls", "truncation",
+        "include", "top_logprobs", *_SAME_NAME,
+    }
+)  # fmt: skip
+# What ``include`` may ask for: encrypted reasoning goes into reasoning items, and a
+# translated answer has none.
+_INCLUDABLE = frozenset({"reasoning.encrypted_content"})
+_ROLES = frozenset({"user", "assistant", "system", "developer"})
+
+
+def _refuse(field: str, why: str = "the gateway does not translate it") -> TranslationError:
+    return TranslationError(f"{field} cannot be translated for this provider ({why})")
+
+
+def _parts(content: Any, where: str) -> str | list[Json]:
+    """A message item's content as chat content: a string, or chat content parts."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise TranslationError(f"{where}.content must be a string or a list of content parts")
+    parts: list[Json] = []
+    for j, part in enumerate(content):
+        pw = f"{where}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text"):
+            parts.append({"type": "text", "text": str(part.get("text") or "")})
+        elif kind == "refusal":
+            parts.append({"type": "text", "text": str(part.get("refusal") or "")})
+        elif kind == "input_image" and isinstance(part.get("image_url"), str):
+            image: Json = {"url": part["image_url"]}
+            if isinstance(part.get("detail"), str):
+                image["detail"] = part["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+        elif kind == "input_file" and isinstance(part.get("file_data"), str):
+            file: Json = {"file_data": part["file_data"]}
+            if isinstance(part.get("filename"), str):
+                file["filename"] = part["filename"]
+            parts.append({"type": "file", "file": file})
+        elif kind in ("input_image", "input_file"):
+            raise _refuse(pw, "only images by URL and files sent inline as file_data cross; file ids are not kept")
+        else:
+            raise _refuse(f"{pw} of type {kind!r}")
+    if all(p["type"] == "text" for p in parts):
+        return "".join(str(p["text"]) for p in parts)
+    return parts
+
+
+def _tool_output(output: Any, where: str) -> str:
+    """A ``function_call_output``'s output as a tool message's text."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list):
+        texts = [p.get("text") for p in output if isinstance(p, dict) and p.get("type") == "input_text"]
+        if len(texts) == len(output) and all(isinstance(t, str) for t in texts):
+            return "".join(str(t) for t in texts)
+        raise _refuse(f"{where}.output", "only text outputs cross")
+    return orjson.dumps(output).decode()
+
+
+def _call(item: Json, where: str) -> Json:
+    if not isinstance(item.get("name"), str) or not isinstance(item.get("call_id"), str):
+        raise TranslationError(f"{where}: a function_call needs its call_id and name")
+    arguments = item.get("arguments")
+    return {
+        "id": item["call_id"],
+        "type": "function",
+        "function": {"name": item["name"], "arguments": arguments if isinstance(arguments, str) else "{}"},
+    }
+
+
+def messages(body: Json) -> list[Json]:
+    """``instructions`` and ``input`` as chat messages. An item's ``id`` and ``status``
+    name the item and are not sent; a ``function_call`` joins the assistant turn before
+    it (a model's text and its calls come back as separate items, one chat turn)."""
+    out: list[Json] = []
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        out.append({"role": "system", "content": instructions})
+    elif instructions is not None and not isinstance(instructions, str):
+        raise TranslationError("instructions must be a string")
+    given = body.get("input")
+    if isinstance(given, str):
+        out.append({"role": "user", "content": given})
+        return out
+    if not isinstance(given, list):
+        raise TranslationError("input must be a string or a list of items")
+    for i, item in enumerate(given):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise TranslationError(f"{where} must be an object")
+        kind = item.get("type", "message")
+        last = out[-1] if out else None
+        if kind == "message":
+            role = item.get("role")
+            if role not in _ROLES:
+                raise _refuse(f"{where}.role {role!r}")
+            out.append({"role": role, "content": _parts(item.get("content"), where)})
+        elif kind == "function_call":
+            call = _call(item, where)
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            if not isinstance(item.get("call_id"), str):
+                raise TranslationError(f"{where}: a function_call_output needs the call_id it answers")
+            output = _tool_output(item.get("output"), where)
+            out.append({"role": "tool", "tool_call_id": item["call_id"], "content": output})
+        elif kind == "item_reference":
+            raise _refuse(where, "it names an item stored by the provider, and a translated call keeps none")
+        else:
+            raise _refuse(f"{where} of type {kind!r}")
+    return out
+
+
+def _tools(tools: Any) -> list[Json]:
+    if not isinstance(tools, list):
+        raise TranslationError("tools must be a list")
+    out: list[Json] = []
+    for i, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind != "function" or not isinstance(tool.get("name"), str):
+            raise _refuse(f"tools[{i}] of type {kind!r}", "only function tools with a name cross")
+        for key, value in tool.items():
+            if value is not None and key not in ("type", "name", "description", "parameters", "strict"):
+                raise _refuse(f"tools[{i}].{key}")
+        fn: Json = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
+        if isinstance(tool.get("description"), str):
+            fn["description"] = tool["description"]
+        if isinstance(tool.get("strict"), bool):
+            fn["strict"] = tool["strict"]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice(choice: Any) -> Any:
+    if choice in ("auto", "none", "required"):
+        return choice
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "function" and isinstance(choice.get("name"), str):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    raise _refuse(f"tool_choice {choice!r}", "only auto, none, required or a function cross")
+
+
+def _reasoning(reasoning: Any, chat: Json) -> None:
+    if not isinstance(reasoning, dict):
+        raise TranslationError("reasoning must be an object")
+    for key, value in reasoning.items():
+        if value is None:
+            continue
+        if key == "effort" and isinstance(value, str):
+            chat["reasoning_effort"] = value
+        elif key in ("summary", "generate_summary"):
+            raise _refuse(f"reasoning.{key}", "no reasoning summaries come back from a translated provider")
+        else:
+            raise _refuse(f"reasoning.{key}")
+
+
+def _text(text: Any, chat: Json) -> None:
+    if not isinstance(text, dict):
+        raise TranslationError("text must be an object")
+    for key, value in text.items():
+        if value is None:
+            continue
+        if key == "verbosity":
+            chat["verbosity"] = value
+        elif key != "format":
+            raise _refuse(f"text.{key}")
+    fmt = text.get("format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if fmt is None or kind == "text":
+        return
+    if kind == "json_object":
+        chat["response_format"] = {"type": "json_object"}
+    elif kind == "json_schema" and isinstance(fmt.get("schema"), dict):
+        spec: Json = {"name": fmt.get("name") or "output", "schema": fmt["schema"]}
+        for key in ("description", "strict"):
+            if fmt.get(key) is not None:
+                spec[key] = fmt[key]
+        chat["response_format"] = {"type": "json_schema", "json_schema": spec}
+    else:
+        raise _refuse(f"text.format of type {kind!r}")
+
+
+def _kept(body: Json) -> None:
+    """The fields the gateway keeps without sending: refused where they ask for more."""
+    truncation = body.get("truncation")
+    if truncation not in (None, "disabled"):
+        raise _refuse(f"truncation {truncation!r}", "the whole input goes to the provider, or the call fails")
+    include = body.get("include")
+    if include is not None:
+        if not isinstance(include, list):
+            raise TranslationError("include must be a list")
+        for i, what in enumerate(include):
+            if what not in _INCLUDABLE:
+                raise _refuse(f"include[{i}] {what!r}")
+    if body.get("top_logprobs") not in (None, 0):
+        raise _refuse("top_logprobs", "log probabilities are not carried back")
+
+
+def to_pivot(body: Json) -> Json:
+    """A ``POST /v1/responses`` body → an OpenAI chat-completions request (see the
+    module); ``TranslationError`` names what cannot cross."""
+    for field in STATEFUL:
+        if body.get(field):
+            raise _refuse(field, "it needs state the provider cannot keep")
+    for field, value in body.items():
+        if value is not None and field not in _KNOWN and field not in STATEFUL:
+            raise _refuse(field)
+    _kept(body)
+    chat: Json = {"model": body.get("model"), "messages": messages(body)}
+    limit = body.get("max_output_tokens")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        chat["max_completion_tokens"] = limit
+    take_sampling(body, chat, _SAME_NAME)
+    if body.get("tools"):
+        chat["tools"] = _tools(body["tools"])
+    if body.get("tool_choice") is not None:
+        chat["tool_choice"] = _tool_choice(body["tool_choice"])
+    if body.get("reasoning") is not None:
+        _reasoning(body["reasoning"], chat)
+    if body.get("text") is not None:
+        _text(body["text"], chat)
+    return chat
