@@ -11,7 +11,8 @@ in ``tests/fixtures/transcripts`` (chosen by path, whatever the prefix before it
 - ``GET …/models`` → the model list of the protocol the request speaks (a ``v1beta``
   path: Gemini; an ``anthropic-version`` header: Anthropic; else OpenAI).
 
-``*_tools`` answers are used when the request body carries tools. Every request is
+``*_tools`` answers are used when the request body carries tools, Gemini's
+``generate_json`` when it asks for JSON (``responseMimeType``). Every request is
 recorded (``seen``) before it is answered. Faults are set on the fake, never by request
 header (headers reach every provider of a failover list alike):
 
@@ -132,6 +133,8 @@ def canned_answer(seen: Seen) -> Answer:
     except ValueError:
         return error_answer(protocol, 400)
     kind = "tools" if isinstance(body, dict) and body.get("tools") else "text"
+    if protocol == "gemini" and _asks_json(body):
+        kind = "json"
     stream = isinstance(body, dict) and body.get("stream") is True
     if seen.path.endswith("/chat/completions"):
         name = f"chat_{kind}"
@@ -148,6 +151,11 @@ def canned_answer(seen: Seen) -> Answer:
     if stream:
         return Answer(200, "text/event-stream", _transcript(protocol, f"{name}.stream.sse"))
     return Answer(200, "application/json", _transcript(protocol, f"{name}.response.json"))
+
+
+def _asks_json(body: Any) -> bool:
+    config = body.get("generationConfig") if isinstance(body, dict) else None
+    return isinstance(config, dict) and config.get("responseMimeType") == "application/json"
 
 
 class FakeProvider:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import openai
+import pydantic
 import pytest
 
 from tests.conftest import Proc
@@ -23,6 +24,7 @@ from tests.support.fake_provider import FakeProvider, new_request_id, serve_gate
 from tests.support.loopback_server import LoopbackServer, read_request
 
 MODEL = "gpt-4.1-mini"
+CITY = '{"city": "Paris", "country": "France"}'
 ANSWERED_BY = "gpt-4.1-mini-2025-04-14"
 TEXT = "Paris is the capital of France."
 USAGE = {
@@ -85,18 +87,25 @@ def _events() -> list[tuple[str, dict[str, Any]]]:
 
 
 class ResponsesProvider(LoopbackServer):
-    """``POST /v1/responses``: the JSON answer, or its events when ``stream`` is true."""
+    """``POST /v1/responses``: the JSON answer (a JSON text when ``text.format`` asks for
+    one), or its events when ``stream`` is true; ``GET /v1/responses/{id}``: the answer."""
 
     def __init__(self) -> None:
         super().__init__()
         self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            _, raw = await read_request(reader)
-            body = json.loads(raw)
+            head, raw = await read_request(reader)
+            method, path = head.decode("latin-1").split(" ")[:2]
+            self.paths.append(f"{method} {path}")
+            body = json.loads(raw) if raw else {}
             self.bodies.append(body)
-            if body.get("stream"):
+            if (body.get("text") or {}).get("format", {}).get("type") == "json_schema":
+                out = json.dumps(_response("completed", USAGE, CITY)).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            elif body.get("stream"):
                 out = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in _events())
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
             else:
@@ -124,6 +133,7 @@ routes:
     path_prefix: /v1/
     providers: [other]
     model_providers: {{"gpt-4.1*": openai}}
+  - {{name: direct, path_prefix: /direct/v1/, provider: openai}}
 """
     proc = serve_gateway(tmp_path_factory.mktemp("responses"), config)
     yield proc
@@ -284,3 +294,22 @@ routes: [{{name: v1, path_prefix: /v1/, provider: gemini}}]
             assert (record["status"], record["provider"], record["api"]) == (200, "gemini", "responses")
         finally:
             assert gw.stop() == 0
+
+
+class City(pydantic.BaseModel):
+    city: str
+    country: str
+
+
+def test_structured_output_and_stored_responses_pass_to_openai_as_they_are(
+    gw: Proc, provider: ResponsesProvider
+) -> None:
+    with _client(gw) as sdk:
+        parsed = sdk.responses.parse(model=MODEL, input="Where is the Louvre?", text_format=City, store=True)
+    # A stored response is fetched from the route's provider: no model names one.
+    with openai.OpenAI(base_url=gw.url + "/direct/v1", api_key="client-key", max_retries=0, timeout=10) as direct:
+        fetched = direct.responses.retrieve("resp_1")
+    assert parsed.output_parsed == City(city="Paris", country="France")
+    sent = provider.bodies[-2]
+    assert sent["store"] is True and sent["text"]["format"]["name"] == "City"
+    assert provider.paths[-1] == "GET /v1/responses/resp_1" and fetched.id == "resp_1"
