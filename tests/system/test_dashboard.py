@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -175,11 +176,16 @@ def test_the_dashboard_shows_the_apis_numbers(
 
 
 def _latency(ms: float) -> str:
+    # The page rounds as JavaScript does: toFixed and Math.round take a tie up (1.25 → "1.3"),
+    # where Python's format rounds it to even ("1.2"); Decimal(ms) is the float's exact value.
+    def up(places: str) -> Decimal:
+        return Decimal(ms).quantize(Decimal(places), rounding=ROUND_HALF_UP)
+
     if ms < 1:
-        return f"{ms:.2f} ms"
+        return f"{up('0.01')} ms"
     if ms < 10:
-        return f"{ms:.1f} ms"
-    return f"{round(ms):,} ms"
+        return f"{up('0.1')} ms"
+    return f"{int(up('1')):,} ms"
 
 
 def test_the_page_says_it_is_loading_until_its_data_is_in(gateway: GatewayFactory, mock_llm: Proc) -> None:
