@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,17 +114,11 @@ def _nginx_string(data: bytes) -> str:
     return "'" + data.decode().replace("\n", "\\n") + "'"
 
 
-@contextlib.contextmanager
-def nginx_upstream(cores: Cores, workdir: Path) -> Iterator[tuple[int, int]]:
-    """nginx, one worker, answering the fixed chat.completion JSON and the fixed SSE body."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.path.exists(nginx):
-        raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
-    port = free_port()
-    d = Path(tempfile.mkdtemp(prefix="nginx-", dir=workdir))
+def _nginx_conf(d: Path, http_body: str) -> str:
+    """A one-worker nginx config in ``d`` (pid, logs and temp files there, no access log)."""
     user = "user root;\n" if os.geteuid() == 0 else ""
     temp = "\n".join(f"  {k}_temp_path {d}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf = f"""{user}worker_processes 1;
+    return f"""{user}worker_processes 1;
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -135,7 +129,40 @@ http {{
   keepalive_requests 10000000;
   keepalive_timeout 120s;
   client_body_buffer_size 64k;
-  open_file_cache max=16 inactive=600s;
+{http_body}
+}}
+"""
+
+
+@contextlib.contextmanager
+def _nginx(
+    core: str | None, cores: Cores, workdir: Path, http_body: Callable[[Path, int], str]
+) -> Iterator[tuple[int, int]]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="nginx-", dir=workdir))
+    (d / "nginx.conf").write_text(_nginx_conf(d, http_body(d, port)))
+    proc = spawn(
+        cores.wrap(core, [nginx, "-p", str(d), "-c", str(d / "nginx.conf")]), stderr=open(d / "stderr.log", "wb")
+    )
+    try:
+        wait_port(port, proc)
+        yield port, proc.pid
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def nginx_upstream(cores: Cores, workdir: Path) -> Iterator[tuple[int, int]]:
+    """nginx, one worker, answering the fixed chat.completion JSON and the fixed SSE body."""
+
+    def body(d: Path, port: int) -> str:
+        stream_file = d / "static" / STREAM_PATH.lstrip("/")
+        stream_file.parent.mkdir(parents=True)
+        stream_file.write_bytes(payloads.chat_stream())
+        return f"""  open_file_cache max=16 inactive=600s;
   open_file_cache_valid 600s;
   etag off;
   server {{
@@ -152,21 +179,38 @@ http {{
       error_page 405 =200 $uri;
     }}
     location / {{ return 404; }}
+  }}"""
+
+    with _nginx(cores.load, cores, workdir, body) as got:
+        yield got
+
+
+@contextlib.contextmanager
+def nginx_proxy(cores: Cores, workdir: Path, upstream_port: int) -> Iterator[tuple[int, int]]:
+    """nginx as a plain reverse proxy in front of the upstream, on the target's core: the
+    reference a gateway's CPU per request is judged against (issue 17). Upstream
+    keep-alive as the gateway's pool has; the stream path unbuffered, as an SSE proxy is
+    set up; no access log, as the gateway's goes to /dev/null."""
+
+    def body(d: Path, port: int) -> str:
+        return f"""  upstream up {{
+    server 127.0.0.1:{upstream_port};
+    keepalive 64;
+    keepalive_requests 10000000;
   }}
-}}
-"""
-    (d / "nginx.conf").write_text(conf)
-    stream_file = d / "static" / STREAM_PATH.lstrip("/")
-    stream_file.parent.mkdir(parents=True)
-    stream_file.write_bytes(payloads.chat_stream())
-    proc = spawn(
-        cores.wrap(cores.load, [nginx, "-p", str(d), "-c", str(d / "nginx.conf")]), stderr=open(d / "stderr.log", "wb")
-    )
-    try:
-        wait_port(port, proc)
-        yield port, proc.pid
-    finally:
-        stop(proc)
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    location {STREAM_PATH} {{
+      proxy_buffering off;
+      proxy_pass http://up;
+    }}
+    location / {{ proxy_pass http://up; }}
+  }}"""
+
+    with _nginx(cores.target, cores, workdir, body) as got:
+        yield got
 
 
 @contextlib.contextmanager

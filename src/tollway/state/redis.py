@@ -2,7 +2,9 @@
 
 Each operation is one round trip: a Lua script run with EVALSHA (loaded once; loaded
 again if the server forgot it, as a restarted Redis does), or a single command; the
-commands of one event-loop turn share that round trip (``redis_pipeline.py``). Windows
+commands of one event-loop turn share that round trip, on one lean pipelined connection
+(``resp.py``) for plain ``redis://`` URLs, else through redis-py
+(``redis_pipeline.py``; TLS and Unix sockets). Windows
 are computed inside the script from Redis's own clock, so replicas whose clocks
 disagree still agree on which window a request falls in.
 
@@ -14,9 +16,10 @@ Keys (``key_prefix`` defaults to ``tollway:``; set it with ``?key_prefix=…`` o
     <key_prefix><cache key>                     string: an ai-cache answer, expiring with its TTL
 
 Failure handling, so an outage never hangs a request or turns into a 500: each
-operation has a short deadline (0.5 s unless the URL says ``?timeout=<seconds>``), one
-immediate reconnect for a connection the server dropped (a restarted Redis leaves dead
-pooled connections behind), then ``StateUnavailable``. The deadline tolerates a busy
+operation has a short deadline (0.5 s unless the URL says ``?timeout=<seconds>``; the
+lean connection keeps one per loop turn's batch), a new connection after one is lost
+(redis-py: one immediate reconnect, as a restarted Redis leaves dead pooled connections
+behind), then ``StateUnavailable``. The deadline tolerates a busy
 event loop: a wall-clock timer can fire before the loop has read a reply that arrived
 in time (uvloop runs timers before it polls sockets), and failing a request limit
 *open* for that would let a burst through unlimited; so an expired operation gets a
@@ -44,6 +47,7 @@ from redis.backoff import NoBackoff
 
 from tollway.state import UNTRACKED, Applied, QuotaState, QuotaTake, StateStore, StateUnavailable, WindowTake
 from tollway.state.redis_pipeline import AutoPipeline
+from tollway.state.resp import RespPipe
 
 log = logging.getLogger("tollway.state")
 
@@ -235,8 +239,12 @@ class RedisStateStore(StateStore):
         name: str = "redis",
         timeout_s: float = DEFAULT_TIMEOUT_S,
         log_interval_s: float = 10.0,
+        pipe: RespPipe | None = None,
     ) -> None:
         self.client = client
+        # The hot path's commands go through ``pipe`` when the URL allows one (resp.py),
+        # else through redis-py in auto-pipelined batches; ``client`` serves the rest.
+        self._pipe = pipe
         self._pipeline = AutoPipeline(client, deadline_s=max(2.0, 4 * timeout_s))
         self.key_prefix = key_prefix
         self.name = name
@@ -264,19 +272,37 @@ class RedisStateStore(StateStore):
             )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"storage.state: not a usable Redis URL: {exc}") from None
-        return cls(Redis.from_pool(pool), key_prefix=prefix, name=_safe_url(redis_url), timeout_s=timeout, **options)
+        pipe = RespPipe.for_url(redis_url, timeout)
+        return cls(
+            Redis.from_pool(pool), key_prefix=prefix, name=_safe_url(redis_url), timeout_s=timeout, pipe=pipe, **options
+        )
 
     # --- the one place Redis errors become StateUnavailable ---------------------------
 
     async def _call(self, args: Sequence[Any], script: _Script | None = None) -> Any:
         try:
-            result = await self._answer(self._pipeline.send(args, script.source if script else None))
+            if self._pipe is not None:
+                result = await self._piped(self._pipe, args, script)
+            else:
+                result = await self._answer(self._pipeline.send(args, script.source if script else None))
         except _ERRORS as exc:
             self._failed(exc)
             raise StateUnavailable(f"state store {self.name} failed: {type(exc).__name__}: {exc}") from None
         if self._down:
             self._recovered()
         return result
+
+    @staticmethod
+    async def _piped(pipe: RespPipe, args: Sequence[Any], script: _Script | None) -> Any:
+        """One command through the lean pipe (it keeps the deadline); a script the server
+        forgot is loaded and the command sent once more."""
+        try:
+            return await pipe.send(args)
+        except redis_errors.NoScriptError:
+            if script is None:
+                raise
+            await pipe.send(("SCRIPT", "LOAD", script.source))
+            return await pipe.send(args)
 
     async def _eval(self, script: _Script, key: str, *args: int | str) -> Any:
         return await self._call(("EVALSHA", script.sha, 1, self.key_prefix + key, *args), script)
@@ -388,6 +414,8 @@ class RedisStateStore(StateStore):
         await self._call(("SET", self.key_prefix + key, value, *expiry))
 
     async def aclose(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.aclose()
         await self._pipeline.aclose()
         await self.client.aclose()
 
