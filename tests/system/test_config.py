@@ -79,3 +79,20 @@ def test_admin_on_a_network_address_without_a_token_refuses_to_start(tmp_path: P
     assert result.returncode == 2
     assert "admin" in result.stderr and "token" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("host", "refused"),
+    [("0.0.0.0", True), ("10.1.2.3", True), ("admin.internal", True), ("127.0.0.2", False), ("::1", False)],
+)
+def test_check_refuses_what_serve_refuses_an_admin_api_open_to_the_network(
+    tmp_path: Path, host: str, refused: bool
+) -> None:
+    # A config `check` passes must start: the same rule, loopback (any of 127/8, ::1,
+    # localhost) being the one place an admin API may listen without a token.
+    done = check_process(tmp_path, VALID + f'admin: {{host: "{host}", port: 0}}\n')
+    if refused:
+        assert done.returncode == 2
+        assert f"admin.host {host!r} is not loopback and admin.token is empty" in done.stdout
+    else:
+        assert (done.returncode, done.stdout) == (0, "ok\n"), done.stdout + done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import sys
@@ -34,6 +35,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
+        return 2
+    # What `serve` would refuse to start with is no valid config either.
+    exposed = _admin_exposed(loaded.config.admin.host, loaded.config.admin.token)
+    if exposed:
+        print(exposed)
         return 2
     for w in loaded.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -107,12 +113,24 @@ def _listen_problem(loaded: LoadedConfig, listen: object) -> str | None:
             "--workers > 1 needs storage.state: redis://…; with state in memory each worker would "
             "keep its own counters and limits would not hold"
         )
-    if not cfg.admin.token and listen.admin_host not in ("127.0.0.1", "localhost", "::1"):
-        return (
-            f"admin.host {listen.admin_host!r} is not loopback and admin.token is empty: "
-            "the admin API is never open to the network without a token"
-        )
-    return None
+    return _admin_exposed(listen.admin_host, cfg.admin.token)
+
+
+def _admin_exposed(host: str, token: str | None) -> str | None:
+    """Why an admin listener on ``host`` may not run without a token, or None."""
+    if token:
+        return None
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name other than localhost: it may resolve to anything
+    return (
+        f"admin.host {host!r} is not loopback and admin.token is empty: "
+        "the admin API is never open to the network without a token"
+    )
 
 
 def cmd_mock_llm(args: argparse.Namespace) -> int:
