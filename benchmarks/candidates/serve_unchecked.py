@@ -8,7 +8,9 @@ go on without it, so that "full chain" against "full chain, edge checks off" is 
 checks cost a call:
 
 - the edge's own connection (header size and count limits, head/body/idle clocks, the
-  connection bound, the pipelining bound) → uvicorn's httptools protocol as it comes;
+  connection bound, the pipelining bound) → uvicorn's httptools protocol as it comes,
+  with the product's response writing (``ResponseCycle``: the head and the body's first
+  part in one write), which is no check and so stays on both sides;
 - the canonical target and Host (``gateway.target.settle``) → the Host with its port cut
   off, the path as the server decoded it, sent upstream as it is;
 - the bounded body parse (``exchange.parse_json``: duplicate keys, nesting depth) →
@@ -26,6 +28,7 @@ import sys
 from typing import Any
 
 import orjson
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tollway import exchange
@@ -34,6 +37,7 @@ from tollway.exchange import Request
 from tollway.gateway import call, target
 from tollway.routing.hosts import strip_port
 from tollway.runtime import serve
+from tollway.runtime.connection import ResponseCycle
 
 
 def _plain_protocol(limits: Any, name: str = "gateway") -> type[HttpToolsProtocol]:
@@ -61,6 +65,7 @@ def _drop_consumer_header(req: Request) -> None:
 _OFF = set(os.environ.get("UNCHECK", "edge,target,json,hygiene").split(","))
 if "edge" in _OFF:
     serve.connection_class = _plain_protocol  # type: ignore[attr-defined,assignment]
+    httptools_impl.RequestResponseCycle = ResponseCycle  # type: ignore[misc]
 if "target" in _OFF:
     target.settle = _settle
 if "json" in _OFF:
