@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,23 +18,29 @@ from tests.conftest import Proc
 from tests.support.fake_provider import serve_gateway
 from tests.support.loopback_server import LoopbackServer, read_request
 
-EVENT = b'data: {"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+EVENT = (
+    b'data: {"id":"c1","object":"chat.completion.chunk","model":"m",'
+    b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+)
 DONE = b"data: [DONE]\n\n"
 
 
 class GatedProvider(LoopbackServer):
-    """Sends a stream's head at once, then waits for ``release`` before its events."""
+    """Sends a stream's head at once, then waits for ``release()`` before its events."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.release = threading.Event()
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        """From the test's thread: let the held events go."""
+        self._loop.call_soon_threadsafe(self._released.set)
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
         await writer.drain()
-        while not self.release.is_set():
-            await asyncio.sleep(0.02)
+        await self._released.wait()
         for event in (EVENT, DONE):
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
         writer.write(b"0\r\n\r\n")
@@ -51,7 +56,7 @@ routes: [{{name: chat, path_prefix: /v1/, provider: up}}]
 """
         proc = serve_gateway(tmp_path, config)
         yield proc, provider
-        provider.release.set()
+        provider.release()
         assert proc.stop() == 0
 
 
@@ -78,7 +83,7 @@ def test_a_streams_head_reaches_the_client_before_any_event_does(gated: tuple[Pr
         assert head.startswith(b"HTTP/1.1 200 "), head
         assert b"text/event-stream" in head.lower()
         assert b"data:" not in head
-        provider.release.set()
+        provider.release()
         rest = _read_until(sock, b"0\r\n\r\n", head)
     assert b'"content":"hi"' in rest and b"data: [DONE]" in rest
 
