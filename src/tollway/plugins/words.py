@@ -29,9 +29,7 @@ class Words:
         self._fold = not case_sensitive
         folded = (w.casefold() if self._fold else w for w in words if w)
         self._words = tuple(dict.fromkeys(folded))
-        self._regex = (
-            re.compile("|".join(re.escape(w) for w in self._words)) if len(self._words) > _LOOP_MAX else None
-        )
+        self._regex = re.compile("|".join(re.escape(w) for w in self._words)) if len(self._words) > _LOOP_MAX else None
 
     def __bool__(self) -> bool:
         return bool(self._words)
