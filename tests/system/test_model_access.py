@@ -22,6 +22,9 @@ routes:
   - name: v1
     path_prefix: /v1/
     provider: up
+  - name: gemini-style
+    path_prefix: /v1beta/
+    provider: up
 plugins:
   - name: key-auth
     defaultConfig:
@@ -92,3 +95,26 @@ def test_anthropics_sdk_pages_through_the_same_models(gw: Proc) -> None:
         assert [m.id for m in first.data] == listed[:2] and first.has_more
         paged = [m.id for m in client.models.list(limit=2)]  # the SDK follows after_id
     assert paged == listed
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1beta/models/gemini-2.5-pro:generateContent",
+        "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
+        "/v1/projects/p/locations/us/publishers/google/models/gemini-2.5-pro:generateContent",
+    ],
+)
+def test_a_model_named_in_the_path_is_held_to_allow_models(gw: Proc, mock_requests, path: str) -> None:  # type: ignore[no-untyped-def]
+    # Gemini's own API names the model in the path, and such a call passes through as it
+    # is: a consumer allowed one model must not reach another this way.
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    refused = httpx.post(gw.url + path, json=body, headers={"authorization": "Bearer k-alice"}, timeout=10)
+    assert refused.status_code == 403
+    assert refused.headers["x-tollway-reason"] == "key-auth.model_not_allowed"
+    assert "gemini-2.5-pro" in refused.json()["error"]["message"]
+    assert mock_requests() == [], "a refused model never reaches the provider"
+    # An unrestricted consumer's call goes on to the provider (which does not know it).
+    passed = httpx.post(gw.url + path, json=body, headers={"authorization": "Bearer k-bob"}, timeout=10)
+    assert passed.headers.get("x-tollway-reason") != "key-auth.model_not_allowed"
+    assert len(mock_requests()) == 1

@@ -4,7 +4,8 @@ out again: from the path when a call starts, from the body once it is in.
     from_path(ex)   api_path, upstream_api_path,   before any plugin runs (on the
                     api, dialect                   canonical path: gateway.target)
     from_body(ex)   model_requested, stream        before the request-body phase
-                    (a JSON body's, or a form's ``model`` field: ``protocols.form``)
+                    (a JSON body's, or a form's ``model`` field: ``protocols.form``;
+                    or the path's, for a Gemini-style ``models/<m>:verb`` call)
 
 The body is parsed here, once; ``Request.json`` keeps the result for every plugin that
 reads it. A body that cannot serve its API (not JSON, not an object, no model where one
@@ -26,6 +27,12 @@ from tollway.protocols.apis import FORM_APIS, JSON_APIS, api_of, api_path_of, di
 from tollway.protocols.form import model_field
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A model named in the path, as Gemini's own API names it (``/v1beta/models/<model>:
+# generateContent``, ``…:streamGenerateContent``, ``…:countTokens``, ``…:embedContent``;
+# Vertex AI's ``…/publishers/google/models/<model>:…`` too). Such a call passes through
+# to the provider as it is, so its model is held to ``allow_models`` and the limits like
+# any body's: without this a consumer allowed one model could call any other this way.
+_PATH_MODEL = re.compile(r"/models/([^/:]+):[A-Za-z]+$")
 
 
 def from_path(ex: Exchange) -> None:
@@ -49,6 +56,10 @@ def from_body(ex: Exchange) -> BadRequest | None:
     body cannot serve a model API, or ``None``; raises ``BadRequest`` for a model name
     with control characters."""
     req = ex.request
+    if ex.api == "other" and req.method == "POST":
+        in_path = _PATH_MODEL.search(ex.api_path)
+        if in_path is not None:
+            _take_model(ex, in_path[1])
     if ex.api in FORM_APIS:
         content_type = req.headers.get("content-type") or ""
         if req.method == "POST" and content_type.startswith("multipart/"):
