@@ -34,6 +34,7 @@ def _row(name: str, price: ModelPrice) -> dict[str, Any]:
         "model": name,
         "input_per_mtok": price.input,
         "cached_input_per_mtok": price.cached_input,
+        "cache_write_per_mtok": price.cache_write,
         "output_per_mtok": price.output,
     }
 
@@ -43,10 +44,10 @@ def _money(value: float | None) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("model", "input", "cached input", "output")
-    cells = [(r["model"], _money(r["input_per_mtok"]), _money(r["cached_input_per_mtok"]), _money(r["output_per_mtok"]))
-             for r in rows]  # fmt: skip
-    widths = [max(len(c[i]) for c in [head, *cells]) for i in range(4)]
+    head = ("model", "input", "cached input", "cache write", "output")
+    money = ("input_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok", "output_per_mtok")
+    cells = [(r["model"], *(_money(r[k]) for k in money)) for r in rows]
+    widths = [max(len(c[i]) for c in [head, *cells]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
              for row in [head, *cells]]  # fmt: skip
     return "\n".join(lines) + "\n(US dollars per million tokens)"

@@ -120,6 +120,8 @@ class Price(Strict):
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
     cached_input_per_mtok: float | None = Field(None, ge=0)
+    # Prompt-cache writes (Anthropic's ``cache_creation_input_tokens``); null: the input price.
+    cache_write_per_mtok: float | None = Field(None, ge=0)
 
 
 class RetryOnFailure(Strict):

@@ -15,10 +15,17 @@ class Usage:
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # Prompt tokens written to the provider's prompt cache (Anthropic's
+    # ``cache_creation_input_tokens``): part of ``input_tokens``, billed at their own price.
+    cache_write_tokens: int = 0
     estimated: bool = False
     reported: bool = False
 
 
+# Where an OpenAI-shaped usage object (the pivot's, and the Responses API's
+# ``input_tokens_details``) carries an Anthropic provider's cache writes: OpenAI has no
+# such count, and without it a translated call would price them as plain input.
+CACHE_WRITES = "cache_creation_tokens"
 # More tokens than any call has: a provider reporting beyond it (or below 0) is not
 # believed past it; a count that large or negative would refund a quota or be unstorable.
 MAX_TOKENS = 10**12
@@ -45,6 +52,7 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
         details = obj.get("prompt_tokens_details")
         if isinstance(details, dict):
             usage.cached_tokens = _int(details.get("cached_tokens"))
+            usage.cache_write_tokens = _int(details.get(CACHE_WRITES))
         out_details = obj.get("completion_tokens_details")
         if isinstance(out_details, dict):
             usage.reasoning_tokens = _int(out_details.get("reasoning_tokens"))
@@ -55,6 +63,7 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
         usage.output_tokens = _int(obj.get("output_tokens"))
         in_details = obj.get("input_tokens_details")
         usage.cached_tokens = _int(in_details.get("cached_tokens")) if isinstance(in_details, dict) else 0
+        usage.cache_write_tokens = _int(in_details.get(CACHE_WRITES)) if isinstance(in_details, dict) else 0
         out_details = obj.get("output_tokens_details")
         usage.reasoning_tokens = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
     elif "input_tokens" in obj or "output_tokens" in obj:
@@ -65,6 +74,7 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
                 + _int(obj.get("cache_creation_input_tokens"))
             )
             usage.cached_tokens = _int(obj.get("cache_read_input_tokens"))
+            usage.cache_write_tokens = _int(obj.get("cache_creation_input_tokens"))
         if "output_tokens" in obj:
             usage.output_tokens = _int(obj.get("output_tokens"))
     else:

@@ -2,14 +2,16 @@
 
 Prices are US dollars per million tokens. A model's cost is
 
-    (input - cached) × input price + cached × cached-input price + output × output price
+    (input - cached - written) × input price + cached × cached-input price
+        + written × cache-write price + output × output price
 
-where ``input`` already counts the cached tokens (OpenAI's ``prompt_tokens`` does, and
-``protocols.usage`` adds Anthropic's cache reads and writes into it) and ``output``
-already counts reasoning tokens (billed as output by every provider listed). Cache
-writes are billed at the plain input price (Anthropic charges them 1.25×: override
-``pricing:`` where that matters). A model without a cached price pays the input price
-for cached tokens.
+where ``input`` already counts the cached (read) and written tokens (OpenAI's
+``prompt_tokens`` counts its cache reads, and ``protocols.usage`` adds Anthropic's cache
+reads and writes into it) and ``output`` already counts reasoning tokens (billed as
+output by every provider listed). Only Anthropic reports cache writes, billed at 1.25×
+the input price (its five-minute cache; a one-hour cache write costs 2×: pin that under
+``pricing:`` where it is used). A model without a cached or cache-write price pays the
+input price for those tokens.
 
 A name resolves exactly, then through the longest configured ``prefix*`` key, then by
 dropping a version or date suffix that providers add to a listed model
@@ -34,6 +36,7 @@ class ModelPrice:
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
 
 
 # List prices (standard tier, no batch or priority discounts, the lowest context tier
@@ -81,22 +84,22 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "text-embedding-3-small": ModelPrice(0.02, 0.0),
     "text-embedding-3-large": ModelPrice(0.13, 0.0),
     "text-embedding-ada-002": ModelPrice(0.10, 0.0),
-    # Anthropic (cache reads at 0.1× input)
-    "claude-3-haiku": ModelPrice(0.25, 1.25, 0.03),
-    "claude-3-opus": ModelPrice(15.00, 75.00, 1.50),
-    "claude-3-5-haiku": ModelPrice(0.80, 4.00, 0.08),
-    "claude-3-5-sonnet": ModelPrice(3.00, 15.00, 0.30),
-    "claude-3-7-sonnet": ModelPrice(3.00, 15.00, 0.30),
-    "claude-sonnet-4": ModelPrice(3.00, 15.00, 0.30),
-    "claude-sonnet-4-0": ModelPrice(3.00, 15.00, 0.30),
-    "claude-opus-4": ModelPrice(15.00, 75.00, 1.50),
-    "claude-opus-4-0": ModelPrice(15.00, 75.00, 1.50),
-    "claude-opus-4-1": ModelPrice(15.00, 75.00, 1.50),
-    "claude-sonnet-4-5": ModelPrice(3.00, 15.00, 0.30),
-    "claude-haiku-4-5": ModelPrice(1.00, 5.00, 0.10),
-    "claude-opus-4-5": ModelPrice(5.00, 25.00, 0.50),
-    "claude-sonnet-4-6": ModelPrice(3.00, 15.00, 0.30),
-    "claude-opus-4-6": ModelPrice(5.00, 25.00, 0.50),
+    # Anthropic (cache reads at 0.1× input, five-minute cache writes at 1.25×)
+    "claude-3-haiku": ModelPrice(0.25, 1.25, 0.03, 0.30),
+    "claude-3-opus": ModelPrice(15.00, 75.00, 1.50, 18.75),
+    "claude-3-5-haiku": ModelPrice(0.80, 4.00, 0.08, 1.00),
+    "claude-3-5-sonnet": ModelPrice(3.00, 15.00, 0.30, 3.75),
+    "claude-3-7-sonnet": ModelPrice(3.00, 15.00, 0.30, 3.75),
+    "claude-sonnet-4": ModelPrice(3.00, 15.00, 0.30, 3.75),
+    "claude-sonnet-4-0": ModelPrice(3.00, 15.00, 0.30, 3.75),
+    "claude-opus-4": ModelPrice(15.00, 75.00, 1.50, 18.75),
+    "claude-opus-4-0": ModelPrice(15.00, 75.00, 1.50, 18.75),
+    "claude-opus-4-1": ModelPrice(15.00, 75.00, 1.50, 18.75),
+    "claude-sonnet-4-5": ModelPrice(3.00, 15.00, 0.30, 3.75),
+    "claude-haiku-4-5": ModelPrice(1.00, 5.00, 0.10, 1.25),
+    "claude-opus-4-5": ModelPrice(5.00, 25.00, 0.50, 6.25),
+    "claude-sonnet-4-6": ModelPrice(3.00, 15.00, 0.30, 3.75),
+    "claude-opus-4-6": ModelPrice(5.00, 25.00, 0.50, 6.25),
     # Google Gemini (prompts up to 128k tokens for 1.5, 200k for 2.5 Pro; the 2.5 models'
     # cached input at a tenth of their input price since implicit caching)
     "gemini-1.5-pro": ModelPrice(1.25, 5.00, 0.3125),
@@ -121,7 +124,9 @@ _CACHE_LIMIT = 4096
 
 
 def _from_config(price: Price) -> ModelPrice:
-    return ModelPrice(price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok)
+    return ModelPrice(
+        price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok, price.cache_write_per_mtok
+    )
 
 
 class PriceTable:
@@ -181,7 +186,9 @@ class PriceTable:
                 return base, price
         return None
 
-    def cost(self, model: str | None, input_tokens: int, output_tokens: int, cached_tokens: int) -> float | None:
+    def cost(
+        self, model: str | None, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write_tokens: int = 0
+    ) -> float | None:
         """US dollars for one call to ``model``; None when the model has no price."""
         if not model:
             return None
@@ -190,6 +197,13 @@ class PriceTable:
             return None
         price = found[1]
         cached = min(cached_tokens, input_tokens)
+        written = min(cache_write_tokens, input_tokens - cached)
         cached_price = price.cached_input if price.cached_input is not None else price.input
-        dollars = (input_tokens - cached) * price.input + cached * cached_price + output_tokens * price.output
+        write_price = price.cache_write if price.cache_write is not None else price.input
+        dollars = (
+            (input_tokens - cached - written) * price.input
+            + cached * cached_price
+            + written * write_price
+            + output_tokens * price.output
+        )
         return dollars / 1_000_000

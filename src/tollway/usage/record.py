@@ -149,7 +149,11 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
     unpriced or no table)."""
     u = facts.usage
     route, consumer, model_upstream, ttft = facts.route, facts.consumer, facts.model_upstream, facts.ttft_ms
-    cost = prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens) if prices is not None else None
+    cost = (
+        prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens)
+        if prices is not None
+        else None
+    )
     saved = None
     cache = facts.cache
     if cache == "hit" or cache == "semantic":

@@ -81,3 +81,21 @@ def test_cached_input_is_billed_at_its_own_price_where_the_provider_discounts_it
     # Half the prompt from the cache: GPT-5.4 at a tenth, Gemini 2.5 Pro at a tenth.
     assert table.cost("gpt-5.4-2026-03-05", 1_000_000, 0, 500_000) == pytest.approx(0.5 * 2.50 + 0.5 * 0.25)
     assert table.cost("gemini-2.5-pro", 1_000_000, 0, 500_000) == pytest.approx(0.5 * 1.25 + 0.5 * 0.125)
+
+
+def test_anthropic_cache_writes_cost_their_own_price_and_reads_a_tenth() -> None:
+    table = PriceTable()
+    # claude-sonnet-4-5: $3 in, $0.30 cache reads, $3.75 cache writes, $15 out; the
+    # million input tokens hold 200k reads and 300k writes.
+    cost = table.cost("claude-sonnet-4-5-20250929", 1_000_000, 0, 200_000, 300_000)
+    assert cost == pytest.approx(0.5 * 3.0 + 0.2 * 0.30 + 0.3 * 3.75)
+    # A model without a cache-write price pays its input price for them.
+    assert table.cost("gpt-4o", 1_000_000, 0, 0, 300_000) == pytest.approx(2.50)
+
+
+def test_every_claude_model_prices_cache_writes_at_a_quarter_over_input() -> None:
+    claude = {name: price for name, price in BUILTIN_PRICES.items() if name.startswith("claude-")}
+    assert claude and all(p.cache_write is not None for p in claude.values())
+    for name, price in claude.items():
+        if name != "claude-3-haiku":  # its published write price is $0.30, 1.2× input
+            assert price.cache_write == pytest.approx(price.input * 1.25), name

@@ -56,16 +56,18 @@ def usage_to_pivot(u: Any) -> Json | None:
     if not isinstance(u, dict):
         return None
     cache_read = pivot.as_int(u.get("cache_read_input_tokens"))
-    prompt = pivot.as_int(u.get("input_tokens")) + cache_read + pivot.as_int(u.get("cache_creation_input_tokens"))
-    return pivot.usage(prompt, pivot.as_int(u.get("output_tokens")), cached=cache_read)
+    writes = pivot.as_int(u.get("cache_creation_input_tokens"))
+    prompt = pivot.as_int(u.get("input_tokens")) + cache_read + writes
+    return pivot.usage(prompt, pivot.as_int(u.get("output_tokens")), cached=cache_read, cache_writes=writes)
 
 
 def usage_from_pivot(u: Any) -> Json:
     prompt, completion, cached, _ = pivot.read_usage(u)
+    writes = pivot.cache_writes_of(u)
     return {
-        "input_tokens": max(prompt - cached, 0),
+        "input_tokens": max(prompt - cached - writes, 0),
         "output_tokens": completion,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": writes,
         "cache_read_input_tokens": cached,
     }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from tollway.protocols import pivot
 from tollway.protocols.codec import Json
+from tollway.protocols.usage import CACHE_WRITES
 
 # finish_reason → the status and incomplete_details.reason of the response.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -35,9 +36,13 @@ def usage(chat_usage: Any) -> Json | None:
     if not isinstance(chat_usage, dict):
         return None
     prompt, completion, cached, reasoning = pivot.read_usage(chat_usage)
+    in_details: Json = {"cached_tokens": cached}
+    writes = pivot.cache_writes_of(chat_usage)
+    if writes:
+        in_details[CACHE_WRITES] = writes
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": in_details,
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": prompt + completion,

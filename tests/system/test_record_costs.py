@@ -1,0 +1,140 @@
+"""Every usage record agrees with what the provider reported (SPEC §9): for each client
+API (chat, messages, responses) toward each provider protocol (OpenAI, Anthropic,
+Gemini), plain and streamed, translated and not, through a real gateway with key-auth
+whose providers are the transcript fakes. The record's tokens, cached tokens, model,
+status and cost are checked against the transcript's usage priced by hand from the
+providers' list prices (not from the gateway's table), Anthropic's prompt-cache writes
+at 1.25× input and its reads at 0.1×.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import httpx
+import pytest
+
+from tests.conftest import Proc
+from tests.support.fake_provider import FakeProvider, new_request_id, serve_gateway, usage_record
+
+KEY = "ck-records-5e1a"
+CONFIG = """
+storage: {{database: "sqlite:///./tollway.db"}}
+providers:
+  - {{id: claude, type: claude, baseUrl: "{fake}", apiTokens: [sk-ant]}}
+  - {{id: gpt, type: openai, baseUrl: "{fake}/v1", apiTokens: [sk-oai]}}
+  - {{id: gemini, type: gemini, baseUrl: "{fake}", apiTokens: [g-key]}}
+routes:
+  - name: v1
+    path_prefix: /v1/
+    providers: [gpt]
+    model_providers: {{"claude-*": claude, "gpt-*": gpt, "gemini-*": gemini}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{{name: app, credential: {key}}}]
+"""
+SCHEMA = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
+ASK = [{"role": "user", "content": "What is the weather in Paris tomorrow?"}]
+
+
+class Reported(NamedTuple):
+    """A transcript's usage as the record must hold it, and its cost in US dollars."""
+
+    model: str
+    input_tokens: int  # cache reads and writes included
+    cached_tokens: int
+    output_tokens: int  # reasoning included
+    cost_usd: float
+
+
+def _usd(*tokens_times_price: tuple[int, float]) -> float:
+    return sum(n * price for n, price in tokens_times_price) / 1_000_000
+
+
+# The fakes' transcripts: tools → the plain answer, text → the stream (see fake_provider).
+REPORTED: dict[tuple[str, bool], Reported] = {
+    # messages_tools.response.json: 497 input + 120 cache writes, 73 out; Claude Sonnet 4
+    # at $3 in, $3.75 cache writes, $15 out.
+    ("claude", False): Reported("claude-sonnet-4-20250514", 617, 0, 73, _usd((497, 3.0), (120, 3.75), (73, 15.0))),
+    # messages_text.stream.sse: 21 input + 1024 cache reads ($0.30), 12 out.
+    ("claude", True): Reported("claude-sonnet-4-20250514", 1045, 1024, 12, _usd((21, 3.0), (1024, 0.30), (12, 15.0))),
+    # chat_tools.response.json: GPT-4o at $2.50 in, $10 out.
+    ("gpt", False): Reported("gpt-4o-2024-08-06", 412, 0, 24, _usd((412, 2.50), (24, 10.0))),
+    # chat_text.stream.sse: GPT-4o mini at $0.15 in, $0.075 cached, $0.60 out.
+    ("gpt", True): Reported("gpt-4o-mini-2024-07-18", 1117, 1024, 8, _usd((93, 0.15), (1024, 0.075), (8, 0.60))),
+    # generate_tools.response.json: 27 candidates + 56 thoughts; Gemini 2.5 Flash at
+    # $0.30 in, $0.03 cached, $2.50 out.
+    ("gemini", False): Reported("gemini-2.5-flash", 398, 0, 83, _usd((398, 0.30), (83, 2.50))),
+    # generate_text.stream.sse's last chunk: 1040 prompt (1024 cached), 11 + 45 thoughts.
+    ("gemini", True): Reported("gemini-2.5-flash", 1040, 1024, 56, _usd((16, 0.30), (1024, 0.03), (56, 2.50))),
+}
+
+
+def _body(api: str, model: str, stream: bool) -> tuple[str, dict[str, Any]]:
+    """The request path and body: with a tool when plain (the fakes' tools transcript),
+    without when streamed (their text one)."""
+    if api == "chat":
+        body: dict[str, Any] = {"model": model, "messages": ASK}
+        if not stream:
+            body["tools"] = [{"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA}}]
+        return "/v1/chat/completions", body
+    if api == "messages":
+        body = {"model": model, "max_tokens": 256, "messages": ASK}
+        if not stream:
+            body["tools"] = [{"name": "get_weather", "input_schema": SCHEMA}]
+        return "/v1/messages", body
+    body = {"model": model, "input": ASK[0]["content"]}
+    if not stream:
+        body["tools"] = [{"type": "function", "name": "get_weather", "parameters": SCHEMA}]
+    return "/v1/responses", body
+
+
+CASES = [
+    (api, provider, stream)
+    for api in ("chat", "messages", "responses")
+    for provider in ("claude", "gpt", "gemini")
+    for stream in (False, True)
+    # The Responses API goes through to OpenAI, which the fake does not serve
+    # (tests/system/test_responses_api.py covers that passthrough).
+    if not (api == "responses" and provider == "gpt")
+]
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider() as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+def gw(fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = serve_gateway(tmp_path_factory.mktemp("record-costs"), CONFIG.format(fake=fake.url, key=KEY))
+    yield proc
+    assert proc.stop() == 0
+
+
+@pytest.mark.parametrize(("api", "provider", "stream"), CASES)
+def test_the_record_holds_what_the_provider_reported(gw: Proc, api: str, provider: str, stream: bool) -> None:
+    want = REPORTED[(provider, stream)]
+    # The model the transcript names is the one asked for: the record prices the model
+    # the provider was asked for (``model_upstream``).
+    path, body = _body(api, want.model, stream)
+    if stream:
+        body["stream"] = True
+    rid = new_request_id()
+    headers = {"authorization": f"Bearer {KEY}", "x-request-id": rid, "anthropic-version": "2023-06-01"}
+    with (
+        httpx.Client(base_url=gw.url, timeout=10) as client,
+        client.stream("POST", path, json=body, headers=headers) as r,
+    ):
+        answer = r.read()
+    assert r.status_code == 200, answer
+    record = usage_record(gw, rid)
+    assert (record["status"], record["api"], record["provider"], record["stream"]) == (200, api, provider, stream)
+    assert (record["model_requested"], record["model_upstream"]) == (want.model, want.model)
+    got = (record["input_tokens"], record["cached_tokens"], record["output_tokens"], record["tokens_estimated"])
+    assert got == (want.input_tokens, want.cached_tokens, want.output_tokens, False)
+    assert record["cost_usd"] == pytest.approx(want.cost_usd, rel=1e-9)
