@@ -10,6 +10,14 @@ it is sent, as a provider account holds every consumer's.
   then), as a batch that ran; ``GET /v1/batches`` → the batches, paged alike;
   ``POST /v1/batches/{id}/cancel``.
 
+- ``POST /v1/uploads`` → an upload ``upload-N``; ``POST /v1/uploads/{id}/parts``
+  (multipart ``data``) → a part ``part-N``; ``…/complete`` (``part_ids``) → the upload
+  ``completed`` with its ``file``, made of the parts in that order; ``…/cancel``;
+- Anthropic's Message Batches: ``POST /v1/messages/batches`` → ``msgbatch-N``;
+  ``GET /v1/messages/batches`` paged by ``limit`` and ``after_id``; ``GET …/{id}`` (its
+  ``results_url`` on ``PROVIDER_HOME``, as Anthropic's is on its own host),
+  ``…/{id}/results`` (JSONL), ``POST …/{id}/cancel``, ``DELETE …/{id}``.
+
 Unknown ids → 404 in OpenAI's error shape. ``seen`` keeps each request's method and
 path, in order.
 """
@@ -27,6 +35,12 @@ from tests.support.loopback_server import LoopbackServer, read_request
 
 _FILE = re.compile(r"^/v1/files/([^/]+)(/content)?$")
 _BATCH = re.compile(r"^/v1/batches/([^/]+)(/cancel)?$")
+# Where a provider says a message batch's results are: its own address, not this fake's
+# (a client sent there reaches nothing).
+PROVIDER_HOME = "https://provider.invalid"
+_UPLOAD = re.compile(r"^/v1/uploads/([^/]+)/(parts|complete|cancel)$")
+_MESSAGE_BATCH = re.compile(r"^/v1/messages/batches/([^/]+)(/results|/cancel)?$")
+_DATA_PART = re.compile(rb'name="data"(?:; filename="[^"]*")?\r\n(?:[^\r]+\r\n)*\r\n(.*?)\r\n--', re.S)
 _PURPOSE = re.compile(rb'name="purpose"\r\n\r\n([^\r]*)')
 _FILE_PART = re.compile(rb'name="file"; filename="([^"]*)"\r\n(?:[^\r]+\r\n)*\r\n(.*?)\r\n--', re.S)
 
@@ -37,6 +51,9 @@ class FilesProvider(LoopbackServer):
         self.files: dict[str, dict[str, Any]] = {}
         self.contents: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self.parts: dict[str, bytes] = {}
+        self.message_batches: dict[str, dict[str, Any]] = {}
         self.seen: list[tuple[str, str]] = []
         self._made = 0
 
@@ -61,6 +78,8 @@ class FilesProvider(LoopbackServer):
             if method == "POST":
                 return 200, self._new_batch(body)
             return 200, _page(list(self.batches.values()), query)
+        if path.startswith(("/v1/uploads", "/v1/messages/batches")):
+            return self._route_more(method, path, query, body)
         found = _FILE.match(path)
         if found and found[1] in self.files:
             if found[2]:
@@ -79,9 +98,59 @@ class FilesProvider(LoopbackServer):
             return 200, orjson.dumps(batch)
         return 404, orjson.dumps({"error": {"message": f"No such object: {path}", "type": "invalid_request_error"}})
 
-    def _file(self, name: str, purpose: str, content: bytes) -> dict[str, Any]:
+    def _route_more(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """Uploads and Anthropic's message batches."""
+        if path == "/v1/uploads" and method == "POST":
+            request = orjson.loads(body)
+            upload_id = self._new_id("upload")
+            self.uploads[upload_id] = {"id": upload_id, "object": "upload", "filename": request["filename"],
+                                       "purpose": request["purpose"], "bytes": request["bytes"],
+                                       "status": "pending", "file": None}  # fmt: skip
+            return 200, orjson.dumps(self.uploads[upload_id])
+        found = _UPLOAD.match(path)
+        if found and found[1] in self.uploads:
+            upload = self.uploads[found[1]]
+            if found[2] == "parts":
+                data = _DATA_PART.search(body)
+                part_id = self._new_id("part")
+                self.parts[part_id] = data[1] if data else b""
+                return 200, orjson.dumps({"id": part_id, "object": "upload.part", "upload_id": found[1]})
+            if found[2] == "complete":
+                content = b"".join(self.parts[p] for p in orjson.loads(body)["part_ids"])
+                upload.update(status="completed", file=self._file(upload["filename"], upload["purpose"], content))
+            else:
+                upload["status"] = "cancelled"
+            return 200, orjson.dumps(upload)
+        if path == "/v1/messages/batches":
+            if method == "POST":
+                batch_id = self._new_id("msgbatch")
+                count = len(orjson.loads(body)["requests"])
+                results = f"{PROVIDER_HOME}/v1/messages/batches/{batch_id}/results"
+                self.message_batches[batch_id] = {
+                    "id": batch_id, "type": "message_batch", "processing_status": "ended",
+                    "request_counts": {"succeeded": count}, "results_url": results,
+                }  # fmt: skip
+                return 200, orjson.dumps(self.message_batches[batch_id])
+            return 200, _page(list(self.message_batches.values()), query, after="after_id")
+        found = _MESSAGE_BATCH.match(path)
+        if found and found[1] in self.message_batches:
+            batch = self.message_batches[found[1]]
+            if found[2] == "/results":
+                return 200, b'{"custom_id": "q1", "result": {"type": "succeeded"}}\n'
+            if method == "DELETE":
+                del self.message_batches[found[1]]
+                return 200, orjson.dumps({"id": found[1], "type": "message_batch_deleted"})
+            if found[2] == "/cancel":
+                batch["processing_status"] = "canceling"
+            return 200, orjson.dumps(batch)
+        return 404, orjson.dumps({"error": {"message": f"No such object: {path}", "type": "invalid_request_error"}})
+
+    def _new_id(self, prefix: str) -> str:
         self._made += 1
-        file_id = f"file-{self._made}"
+        return f"{prefix}-{self._made}"
+
+    def _file(self, name: str, purpose: str, content: bytes) -> dict[str, Any]:
+        file_id = self._new_id("file")
         self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(content), "created_at": 1,
                                "filename": name, "purpose": purpose, "status": "processed"}  # fmt: skip
         self.contents[file_id] = content
@@ -95,8 +164,7 @@ class FilesProvider(LoopbackServer):
 
     def _new_batch(self, body: bytes) -> bytes:
         request = orjson.loads(body)
-        self._made += 1
-        batch_id = f"batch-{self._made}"
+        batch_id = self._new_id("batch")
         self.batches[batch_id] = {
             "id": batch_id,
             "object": "batch",
@@ -113,9 +181,9 @@ class FilesProvider(LoopbackServer):
         batch.update(status="completed", output_file_id=output["id"])
 
 
-def _page(every: list[dict[str, Any]], query: dict[str, str]) -> bytes:
+def _page(every: list[dict[str, Any]], query: dict[str, str], after: str = "after") -> bytes:
     ids = [item["id"] for item in every]
-    start = ids.index(query["after"]) + 1 if query.get("after") in ids else 0
+    start = ids.index(query[after]) + 1 if query.get(after) in ids else 0
     end = start + int(query.get("limit", len(every)))
     items = every[start:end]
     return orjson.dumps(

@@ -1,13 +1,17 @@
 """Files and batches belong to the consumer that created them (SPEC §9): the provider
 account holds everyone's, and another consumer listing or fetching them gets only its
-own, 404 for another's id. The OpenAI SDK is the client; the provider a fake of OpenAI's
-files and batches API (tests/support/files_provider.py) holding every upload together.
+own, 404 for another's id. The OpenAI SDK is the client of files, batches and uploads,
+the Anthropic SDK of message batches; the provider a fake of both APIs
+(tests/support/files_provider.py) holding every upload together. A consumer with
+``allow_models`` may not batch a model it may not use, by any of these ways.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import anthropic
 import httpx
 import openai
 import orjson
@@ -33,16 +37,21 @@ def provider() -> Iterator[FilesProvider]:
 def gw(provider: FilesProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     config = f"""
 storage: {{database: "sqlite:///./tollway.db"}}
-providers: [{{id: openai, type: openai, baseUrl: "{provider.url}/v1", apiTokens: [sk-org]}}]
+providers:
+  - {{id: openai, type: openai, baseUrl: "{provider.url}/v1", apiTokens: [sk-org]}}
+  - {{id: claude, type: claude, baseUrl: "{provider.url}", apiTokens: [sk-ant]}}
 routes:
-  - {{name: v1, path_prefix: /v1/, provider: openai}}
+  - {{name: v1, path_prefix: /v1/, provider: openai, model_providers: {{"claude-*": claude}}}}
   - {{name: open, path_prefix: /open/v1/, provider: openai}}
 plugins:
   - name: key-auth
     defaultConfig:
-      keys: [authorization]
-      consumers: [{{name: ann, credential: k-ann}}, {{name: bob, credential: k-bob}}]
-    matchRules: [{{ingress: [v1], config: {{allow: [ann, bob]}}}}]
+      keys: [authorization, x-api-key]
+      consumers:
+        - {{name: ann, credential: k-ann}}
+        - {{name: bob, credential: k-bob}}
+        - {{name: cat, credential: k-cat, allow_models: ["claude-haiku-*", "gpt-4o-mini"]}}
+    matchRules: [{{ingress: [v1], config: {{allow: [ann, bob, cat]}}}}]
 """
     proc = serve_gateway(tmp_path_factory.mktemp("ownership"), config)
     yield proc
@@ -130,3 +139,111 @@ def test_a_page_is_filled_with_the_consumers_own_from_the_providers_next_pages(
         assert [f.id for f in first.data] == everything[:2] and first.has_more
         assert sum(1 for seen in provider.seen if seen == ("GET", "/v1/files")) > asked + 1
         assert [f.id for f in ann.files.list(limit=2)] == everything  # the SDK's paging, page after page
+
+
+def _claude(gw: Proc, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=10)
+
+
+def _message_batch(*models: str) -> list[Any]:
+    return [
+        {
+            "custom_id": f"q{i}",
+            "params": {"model": m, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
+        }
+        for i, m in enumerate(models)
+    ]
+
+
+def test_uploads_and_the_files_they_make_are_the_uploaders(gw: Proc, provider: FilesProvider) -> None:
+    with _sdk(gw, "k-ann") as ann, _sdk(gw, "k-bob") as bob:
+        upload = ann.uploads.create(
+            bytes=len(BATCH_LINE), filename="big.jsonl", mime_type="text/jsonl", purpose="batch"
+        )
+        asked = len(provider.seen)
+        # Bob may not add to, complete or cancel Ann's upload: asked of no provider.
+        with pytest.raises(openai.NotFoundError) as caught:
+            bob.uploads.parts.create(upload.id, data=b"not bob's")
+        with pytest.raises(openai.NotFoundError):
+            bob.uploads.complete(upload.id, part_ids=[])
+        with pytest.raises(openai.NotFoundError):
+            bob.uploads.cancel(upload.id)
+        assert len(provider.seen) == asked and upload.id in caught.value.message
+
+        part = ann.uploads.parts.create(upload.id, data=BATCH_LINE)
+        done = ann.uploads.complete(upload.id, part_ids=[part.id])
+        assert done.status == "completed" and done.file is not None
+        assert ann.files.content(done.file.id).content == BATCH_LINE
+        assert done.file.id in [f.id for f in ann.files.list()]
+        assert done.file.id not in [f.id for f in bob.files.list()]
+        with pytest.raises(openai.NotFoundError):
+            bob.files.retrieve(done.file.id)
+
+
+def test_message_batches_are_the_creators(gw: Proc, provider: FilesProvider) -> None:
+    rid = new_request_id()
+    with _claude(gw, "k-ann") as ann, _claude(gw, "k-bob") as bob:
+        batch = ann.messages.batches.create(
+            requests=_message_batch("claude-sonnet-4-5"), extra_headers={"x-request-id": rid}
+        )
+        assert batch.id in provider.message_batches
+        assert provider.seen[-1] == ("POST", "/v1/messages/batches")  # to Claude, routed by its model
+        record = usage_record(gw, rid)
+        assert (record["api"], record["consumer"], record["provider"]) == ("batches", "ann", "claude")
+        assert record["model_requested"] == "claude-sonnet-4-5"
+
+        bob_batch = bob.messages.batches.create(requests=_message_batch("claude-haiku-4-5"))
+        assert [b.id for b in ann.messages.batches.list()] == [batch.id]
+        assert [b.id for b in bob.messages.batches.list()] == [bob_batch.id]
+        asked = len(provider.seen)
+        with pytest.raises(anthropic.NotFoundError) as caught:
+            bob.messages.batches.retrieve(batch.id)
+        with pytest.raises(anthropic.NotFoundError):
+            bob.messages.batches.cancel(batch.id)
+        with pytest.raises(anthropic.NotFoundError):
+            list(bob.messages.batches.results(batch.id))
+        with pytest.raises(anthropic.NotFoundError):
+            bob.messages.batches.delete(batch.id)
+        assert len(provider.seen) == asked
+        # Anthropic's error shape, as its SDK reads it.
+        error: Any = caught.value.body
+        assert error["type"] == "error" and batch.id in error["error"]["message"]
+
+        # The results are fetched through the gateway, which checks whose they are.
+        assert batch.results_url == f"{gw.url}/v1/messages/batches/{batch.id}/results"
+        assert ann.messages.batches.retrieve(batch.id).results_url == batch.results_url
+        assert [b.results_url for b in ann.messages.batches.list()] == [batch.results_url]
+        assert [r.custom_id for r in ann.messages.batches.results(batch.id)] == ["q1"]
+        assert ann.messages.batches.delete(batch.id).id == batch.id
+
+
+def test_a_message_batch_asks_only_for_allowed_models(gw: Proc, provider: FilesProvider) -> None:
+    asked = len(provider.seen)
+    rid = new_request_id()
+    with _claude(gw, "k-cat") as cat:
+        with pytest.raises(anthropic.PermissionDeniedError) as caught:
+            cat.messages.batches.create(
+                requests=_message_batch("claude-haiku-4-5", "claude-opus-4-6"), extra_headers={"x-request-id": rid}
+            )
+        assert len(provider.seen) == asked
+        refusal: Any = caught.value.body
+        message = refusal["error"]["message"]
+        assert "requests[1]" in message and "claude-opus-4-6" in message
+        assert cat.messages.batches.create(requests=_message_batch("claude-haiku-4-5")).id in provider.message_batches
+    record = usage_record(gw, rid)
+    assert (record["status"], record["reason"], record["api"]) == (403, "key-auth.model_not_allowed", "batches")
+    assert record["model_requested"] == "claude-haiku-4-5"
+
+
+def test_an_upload_of_a_batch_file_is_refused_to_a_consumer_held_to_some_models(
+    gw: Proc, provider: FilesProvider
+) -> None:
+    asked = len(provider.seen)
+    with _sdk(gw, "k-cat") as cat:
+        with pytest.raises(openai.PermissionDeniedError) as caught:
+            cat.uploads.create(bytes=len(BATCH_LINE), filename="b.jsonl", mime_type="text/jsonl", purpose="batch")
+        assert caught.value.code == "model_not_allowed" and "/v1/files" in caught.value.message
+        assert len(provider.seen) == asked
+        # Other uploads go on, and a batch file goes through /v1/files, checked line by line.
+        cat.uploads.create(bytes=3, filename="notes.txt", mime_type="text/plain", purpose="assistants")
+        assert cat.files.create(file=("ok.jsonl", BATCH_LINE), purpose="batch").purpose == "batch"

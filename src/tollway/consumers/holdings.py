@@ -19,8 +19,9 @@ from typing import Literal
 
 from tollway.storage import Database
 
-# What the provider made: an uploaded (or batch output) file, or a batch.
-Kind = Literal["file", "batch"]
+# What the provider made: an uploaded (or batch output) file, an upload in progress
+# (OpenAI's Uploads API), or a batch (OpenAI's, or an Anthropic message batch).
+Kind = Literal["file", "upload", "batch"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS consumer_objects (

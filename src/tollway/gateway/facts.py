@@ -5,7 +5,8 @@ out again: from the path when a call starts, from the body once it is in.
                     api, dialect                   canonical path: gateway.target)
     from_body(ex)   model_requested, stream        before the request-body phase
                     (a JSON body's, or a form's ``model`` field: ``protocols.form``;
-                    or the path's, for a Gemini-style ``models/<m>:verb`` call)
+                    or the path's, for a Gemini-style ``models/<m>:verb`` call; or
+                    a message batch's first request's: ``protocols.batches``)
 
 The body is parsed here, once; ``Request.json`` keeps the result for every plugin that
 reads it. A body that cannot serve its API (not JSON, not an object, no model where one
@@ -23,7 +24,8 @@ from urllib.parse import quote
 
 from tollway.errors import BadRequest
 from tollway.exchange import AmbiguousJson, Exchange
-from tollway.protocols.apis import FORM_APIS, JSON_APIS, api_of, api_path_of, dialect_of
+from tollway.protocols.apis import FORM_APIS, JSON_APIS, MESSAGE_BATCHES, api_of, api_path_of, dialect_of
+from tollway.protocols.batches import message_batch_models
 from tollway.protocols.form import model_field
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -78,6 +80,9 @@ def from_body(ex: Exchange) -> BadRequest | None:
         return BadRequest("request body must be a JSON object", reason="gateway.bad_request") if model_api else None
     ex.stream = body.get("stream") is True
     model = body.get("model")
+    if model is None and ex.api_path == MESSAGE_BATCHES and req.method == "POST":
+        # A message batch's requests each name theirs: the first routes and is recorded.
+        model = next((m for _, m in message_batch_models(body)), None)
     if isinstance(model, str) and model:
         _take_model(ex, model)
     elif model_api:

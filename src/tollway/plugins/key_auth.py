@@ -17,9 +17,11 @@ from pydantic import Field, model_validator
 
 from tollway.config.load import LoadedConfig
 from tollway.consumers.consumer import Consumer, ConsumerInfo
-from tollway.errors import Forbidden, Unauthorized
+from tollway.errors import BadRequest, Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
+from tollway.protocols.apis import MESSAGE_BATCHES
+from tollway.protocols.batches import message_batch_models
 from tollway.protocols.form import form_fields
 from tollway.services import Services
 
@@ -150,8 +152,13 @@ class KeyAuth(Plugin[KeyAuthConfig]):
         model = ex.model_requested
         if model is not None and not consumer.may_use(model):
             raise _model_not_allowed(f"consumer {consumer.name!r} may not use model {model!r}")
-        if ex.api == "files" and ex.request.method == "POST":
-            _check_batch_file(ex, consumer)
+        if ex.request.method == "POST":
+            if ex.api_path == "/files":
+                _check_batch_file(ex, consumer)
+            elif ex.api_path == "/uploads":
+                _check_upload(ex, consumer)
+            elif ex.api_path == MESSAGE_BATCHES:
+                _check_message_batch(ex, consumer)
         return None
 
 
@@ -185,6 +192,35 @@ def _check_batch_file(ex: Exchange, consumer: Consumer) -> None:
         if isinstance(model, str) and not consumer.may_use(model):
             raise _model_not_allowed(
                 f"line {number} of the batch file asks for model {model!r}, "
+                f"which consumer {consumer.name!r} may not use"
+            )
+
+
+def _check_upload(ex: Exchange, consumer: Consumer) -> None:
+    """An upload (``POST /v1/uploads``) arrives in parts the gateway cannot read as lines
+    (a line may span two parts, sent in any order): a consumer with ``allow_models``
+    uploads batch files through ``POST /v1/files``, where each line is checked."""
+    try:
+        body = ex.request.json()
+    except BadRequest:
+        return  # the provider refuses what is not JSON; nothing is made from it
+    if isinstance(body, dict) and body.get("purpose") == "batch":
+        raise _model_not_allowed(
+            f"consumer {consumer.name!r} may use only some models, so its batch files are checked line by line: "
+            "upload them with POST /v1/files (up to its size limit), not in parts with /v1/uploads"
+        )
+
+
+def _check_message_batch(ex: Exchange, consumer: Consumer) -> None:
+    """Each request of a message batch (``POST /v1/messages/batches``) names its model."""
+    try:
+        body = ex.request.json()
+    except BadRequest:
+        return
+    for index, model in message_batch_models(body):
+        if not consumer.may_use(model):
+            raise _model_not_allowed(
+                f"requests[{index}] of the message batch asks for model {model!r}, "
                 f"which consumer {consumer.name!r} may not use"
             )
 

@@ -18,6 +18,7 @@ MESSAGES = "/messages"
 MODELS = "/models"
 RESPONSES = "/responses"
 COUNT_TOKENS = "/messages/count_tokens"
+MESSAGE_BATCHES = "/messages/batches"
 MODERATIONS = "/moderations"
 
 # What the record and the plugins call each API; anything else is "other".
@@ -42,6 +43,9 @@ _BY_PREFIX: dict[str, Api] = {
     "/audio/": "audio",
     "/files": "files",
     "/batches": "batches",
+    # OpenAI's Uploads API makes a file from parts; Anthropic's Message Batches.
+    "/uploads": "files",
+    MESSAGE_BATCHES: "batches",
     "/models/": "models",
 }
 # APIs whose JSON body the gateway parses and validates as a model request (and whose
@@ -84,6 +88,7 @@ def api_of(api_path: str) -> Api:
 
 
 def dialect_of(path: str) -> Dialect:
-    """Anthropic's for its Messages API (``/messages``, ``/messages/count_tokens``);
-    OpenAI's otherwise."""
-    return "anthropic" if path.lower().endswith(("/messages", COUNT_TOKENS)) else "openai"
+    """Anthropic's for its Messages API (``/messages``, ``/messages/count_tokens``,
+    ``/messages/batches…``); OpenAI's otherwise."""
+    lowered = path.lower()
+    return "anthropic" if lowered.endswith(("/messages", COUNT_TOKENS)) or MESSAGE_BATCHES in lowered else "openai"

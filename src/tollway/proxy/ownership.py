@@ -13,6 +13,12 @@ for it (one or two small queries a call):
     GET    /batches/{id}            404 unless ``{id}`` is the consumer's; a batch's
     POST   /batches/{id}/cancel     ``output_file_id`` and ``error_file_id`` become the
                                     consumer's files as they appear
+    POST   /uploads                 the answer's id is recorded as the consumer's upload
+    POST   /uploads/{id}/parts      404 unless ``{id}`` is the consumer's upload; the
+    POST   /uploads/{id}/complete   completed upload's ``file`` becomes the consumer's
+    POST   /uploads/{id}/cancel
+    POST   /messages/batches        Anthropic's message batches, as OpenAI's batches
+    GET    /messages/batches[/{id}[/results]], POST …/{id}/cancel, DELETE …/{id}
 
 A call with no consumer (a route without key-auth) sees what no consumer holds: objects
 made without a key, or outside the gateway. A list page holds the consumer's own objects
@@ -36,20 +42,28 @@ import orjson
 from tollway.consumers.holdings import Holdings, Kind
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError
 from tollway.exchange import Exchange, Reply
-from tollway.protocols.apis import Api
+from tollway.protocols.apis import MESSAGE_BATCHES, Api
 from tollway.proxy import upstream_request
 from tollway.storage import StorageError
 
 log = logging.getLogger("tollway.ownership")
 
-# The APIs whose objects belong to a consumer, and what each makes.
-OWNED_APIS: dict[Api, Kind] = {"files": "file", "batches": "batch"}
+# The APIs whose objects belong to a consumer.
+OWNED_APIS: frozenset[Api] = frozenset({"files", "batches"})
+# Each collection (its path, without /v1): what it holds, and the query parameter that
+# asks a list for the page after an object (Anthropic's ``after_id``, OpenAI's ``after``).
+_COLLECTIONS: dict[str, tuple[Kind, str]] = {
+    "/files": ("file", "after"),
+    "/batches": ("batch", "after"),
+    "/uploads": ("upload", "after"),
+    MESSAGE_BATCHES: ("batch", "after_id"),
+}
 # A batch's files that the provider makes as it runs.
 _BATCH_FILES = ("output_file_id", "error_file_id")
 # Provider pages one list call may read to fill the client's page.
 MAX_PAGES = 10
 # The providers' page sizes when the client names none (OpenAI's: files 10,000, batches 20).
-_DEFAULT_LIMIT: dict[Kind, int] = {"file": 10_000, "batch": 20}
+_DEFAULT_LIMIT: dict[Kind, int] = {"file": 10_000, "upload": 20, "batch": 20}
 # Asks the provider once: the client's query string, or the one given.
 Call = Callable[[str | None], Awaitable[Reply]]
 
@@ -79,31 +93,34 @@ class Ownership:
     async def serve(self, ex: Exchange, call: Call) -> Reply:
         """The provider's answer to a files or batches call (``call``), held to the
         consumer's own objects (see the module)."""
-        kind = OWNED_APIS[ex.api]
-        segments = ex.api_path.strip("/").split("/")
+        collection, object_id = _collection_of(ex.api_path)
+        # A path only like a collection's (``/filesx``) is held as its API's own.
+        kind, after = _COLLECTIONS.get(collection) or _COLLECTIONS["/" + ex.api]
         consumer = ex.consumer.name if ex.consumer is not None else None
         method = ex.request.method
         try:
-            if len(segments) > 1:
-                await self._admit(kind, segments[1], consumer)
-            elif kind == "batch" and method == "POST":
+            if object_id is not None:
+                await self._admit(kind, object_id, consumer)
+            elif collection == "/batches" and method == "POST":
                 input_file = _input_file_id(ex)
                 if input_file is not None:
                     await self._admit("file", input_file, consumer)
         except StorageError:
             raise _database_unavailable() from None
-        if len(segments) == 1 and method == "GET":
+        if object_id is None and method == "GET":
             try:
-                return await self._own_list(ex, kind, consumer, call)
+                return await self._own_list(ex, kind, after, consumer, call)
             except StorageError:
                 raise _database_unavailable() from None
         reply = await call(None)
-        if reply.events is not None or not 200 <= reply.status < 300 or consumer is None:
+        if reply.events is not None or not 200 <= reply.status < 300:
             return reply
         answer = _json_object(reply.body)
-        if answer is not None:
+        if answer is not None and collection == MESSAGE_BATCHES and _results_here(ex, [answer]):
+            reply = Reply(reply.status, reply.headers, orjson.dumps(answer))
+        if answer is not None and consumer is not None:
             try:
-                await self._record(kind, answer, consumer, created=len(segments) == 1 and method == "POST")
+                await self._record(kind, answer, consumer, created=object_id is None and method == "POST")
             except StorageError as exc:
                 log.warning("could not record %s %r as consumer %r's: %s", kind, answer.get("id"), consumer, exc)
         return reply
@@ -118,13 +135,17 @@ class Ownership:
             await self.holdings.add(kind, [answer["id"]], consumer)
         if kind == "batch":
             await self._take_batch_files([answer], consumer)
+        made = answer.get("file") if kind == "upload" else None
+        if isinstance(made, dict) and isinstance(made.get("id"), str):
+            # A completed upload is a file: the uploader's.
+            await self.holdings.add("file", [made["id"]], consumer)
 
     async def _take_batch_files(self, batches: list[dict[str, Any]], consumer: str) -> None:
         files = [b[key] for b in batches for key in _BATCH_FILES if isinstance(b.get(key), str) and b[key]]
         if files:
             await self.holdings.add("file", files, consumer)
 
-    async def _own_list(self, ex: Exchange, kind: Kind, consumer: str | None, call: Call) -> Reply:
+    async def _own_list(self, ex: Exchange, kind: Kind, after: str, consumer: str | None, call: Call) -> Reply:
         """A list page of the consumer's own objects (see the module); ``first_id`` and
         ``last_id`` follow it where the provider's shape has them."""
         limit = _limit(ex, kind)
@@ -154,8 +175,9 @@ class Ownership:
             scanned = items[-1]["id"]
             if len(own) >= limit or not more:
                 break
-            query = _after(ex, scanned)
+            query = _after(ex, after, scanned)
         page = own[:limit]
+        _results_here(ex, page)
         if kind == "batch" and consumer is not None:
             await self._take_batch_files(page, consumer)
         more = more or len(own) > limit
@@ -178,10 +200,36 @@ def _limit(ex: Exchange, kind: Kind) -> int:
     return max(limit, 1)
 
 
-def _after(ex: Exchange, object_id: str) -> str:
+def _results_here(ex: Exchange, batches: list[dict[str, Any]]) -> bool:
+    """Point each message batch's ``results_url`` (the provider's own address, where the
+    client's key is no key and no owner is checked) at this gateway, under the path the
+    client called; True if one changed. TLS ends in front of the gateway, which says
+    its scheme in ``X-Forwarded-Proto``."""
+    path = ex.request.path
+    base = path[: path.lower().find(MESSAGE_BATCHES)]
+    scheme = (ex.request.headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
+    host = ex.request.headers.get("host") or ex.request.host  # with its port
+    changed = False
+    for batch in batches:
+        if isinstance(batch.get("results_url"), str) and isinstance(batch.get("id"), str):
+            batch["results_url"] = f"{scheme}://{host}{base}{MESSAGE_BATCHES}/{batch['id']}/results"
+            changed = True
+    return changed
+
+
+def _collection_of(api_path: str) -> tuple[str, str | None]:
+    """The collection a files or batches path is in, and the object it names (None: the
+    collection itself)."""
+    segments = api_path.strip("/").split("/")
+    depth = 2 if segments[0].lower() == "messages" else 1
+    collection = "/" + "/".join(segments[:depth]).lower()
+    return collection, (segments[depth] if len(segments) > depth else None)
+
+
+def _after(ex: Exchange, after: str, object_id: str) -> str:
     """The client's query (credentials left out) asking for the page after ``object_id``."""
-    params = [(k, v) for k, v in parse_qsl(upstream_request.query(ex), keep_blank_values=True) if k != "after"]
-    return urlencode([*params, ("after", object_id)])
+    params = [(k, v) for k, v in parse_qsl(upstream_request.query(ex), keep_blank_values=True) if k != after]
+    return urlencode([*params, (after, object_id)])
 
 
 def _input_file_id(ex: Exchange) -> str | None:
