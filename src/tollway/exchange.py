@@ -330,6 +330,10 @@ class Exchange:
     # "miss", or "skip" (the client's Cache-Control kept it from looking); None where no
     # ai-cache applies.
     cache: CacheOutcome | None = None
+    # An MCP call's JSON-RPC method (``tools/call``) and, for a tool call, the tool the
+    # client named (SPEC §12); None for every other call.
+    mcp_method: str | None = None
+    mcp_tool: str | None = None
     # Calls a plugin made to a provider on this call's behalf (ai-cache's embeddings):
     # each is recorded as a call of its own when this one ends, its latency running to
     # its own ``ended`` (``time.perf_counter()``; a client's call ends when recorded).

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+# Headers of one connection, never passed on by a proxy (RFC 9110 §7.6.1), and those a
+# request's sender sets for its own framing and target: whoever relays a request to
+# another server drops them (and adds its own).
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+)
+SENDER_SET = frozenset({"host", "content-length", "content-encoding", "accept-encoding", "expect"})
+
 
 class Headers:
     """Header lines with lower-case names, in arrival order, duplicates kept.

@@ -11,6 +11,16 @@ import re
 from collections.abc import Iterable, Mapping
 
 
+def check(pattern: str) -> None:
+    """Raises ``ValueError`` naming a ``~regex`` pattern that does not compile (config
+    validation: a pattern must never fail when a call is matched against it)."""
+    if pattern.startswith("~"):
+        try:
+            re.compile(pattern[1:])
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+
+
 def matches(pattern: str, name: str) -> bool:
     if pattern == "*":
         return True

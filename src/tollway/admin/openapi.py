@@ -189,7 +189,7 @@ _SCHEMAS: dict[str, Any] = {
             "api": {
                 "type": ["string", "null"],
                 "description": "Which API the call was (chat, completions, responses, messages, count_tokens, "
-                "embeddings, images, audio, moderations, files, batches, models, other); null in records "
+                "embeddings, images, audio, moderations, files, batches, models, mcp, other); null in records "
                 "stored before it was kept.",
             },
             "cache": {
@@ -202,6 +202,15 @@ _SCHEMAS: dict[str, Any] = {
                 "type": ["number", "null"],
                 "description": "For a cache hit: what its tokens cost when the answer was made (cost_usd "
                 "is 0); null for every other call and for an unpriced model.",
+            },
+            "mcp_method": {
+                **_NULLABLE_STRING,
+                "description": "An MCP call's JSON-RPC method (initialize, tools/list, tools/call, …); null for "
+                "every other call.",
+            },
+            "mcp_tool": {
+                **_NULLABLE_STRING,
+                "description": "The tool an MCP tools/call named; null for every other call.",
             },
         }
     ),

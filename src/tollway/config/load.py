@@ -173,6 +173,11 @@ def _check_references(cfg: Config, problems: list[str]) -> None:
         if p.id in seen:
             problems.append(f"providers[{i}].id: duplicate provider id {p.id!r}")
         seen.add(p.id)
+    server_names: set[str] = set()
+    for i, server in enumerate(cfg.mcp_servers):
+        if server.name in server_names:
+            problems.append(f"mcp_servers[{i}].name: duplicate MCP server name {server.name!r}")
+        server_names.add(server.name)
     route_names: set[str] = set()
     for i, r in enumerate(cfg.routes):
         if r.name in route_names:
@@ -186,6 +191,8 @@ def _check_references(cfg: Config, problems: list[str]) -> None:
         for pattern, pid in r.model_providers.items():
             if pid not in provider_ids:
                 problems.append(f"routes[{i}].model_providers.{pattern}: no provider with id {pid!r}")
+        if r.mcp_server is not None and r.mcp_server not in server_names:
+            problems.append(f"routes[{i}].mcp_server: no mcp_servers entry named {r.mcp_server!r}")
     for i, entry in enumerate(cfg.plugins):
         for j, rule in enumerate(entry.matchRules):
             if not rule.ingress and not rule.domain:

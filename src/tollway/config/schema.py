@@ -8,6 +8,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tollway import patterns
+
 ProviderType = Literal[
     "openai", "azure", "claude", "gemini", "ollama", "deepseek", "qwen", "groq", "mistral", "moonshot",
     "openrouter", "together", "vllm", "mock",
@@ -211,11 +213,7 @@ class ProviderConfig(Strict):
     @classmethod
     def _mapping_regexes(cls, v: dict[str, str]) -> dict[str, str]:
         for key in v:
-            if key.startswith("~"):
-                try:
-                    re.compile(key[1:])
-                except re.error as exc:
-                    raise ValueError(f"{key!r} is not a valid regular expression: {exc}") from None
+            patterns.check(key)
         return v
 
 
@@ -229,6 +227,8 @@ class RouteConfig(Strict):
     provider: str | None = None
     providers: list[str] | None = None
     model_providers: dict[str, str] = {}
+    # An MCP route (SPEC §12): its calls go to this ``mcp_servers`` entry, not a provider.
+    mcp_server: str | None = None
 
     @model_validator(mode="after")
     def _one_path_rule(self) -> RouteConfig:
@@ -237,6 +237,8 @@ class RouteConfig(Strict):
             raise ValueError(f"give only one of path, path_prefix, path_regex (got {', '.join(given)})")
         if self.provider is not None and self.providers is not None:
             raise ValueError("give either provider or providers, not both")
+        if self.mcp_server is not None and (self.provider_ids() or self.model_providers):
+            raise ValueError("an mcp_server route takes no provider, providers or model_providers")
         if self.path_regex is not None:
             try:
                 re.compile(self.path_regex)
@@ -253,6 +255,36 @@ class RouteConfig(Strict):
         if self.providers is not None:
             return list(self.providers)
         return [self.provider] if self.provider is not None else []
+
+
+class McpServerConfig(Strict):
+    """A remote MCP server speaking the Streamable HTTP transport (docs/mcp.md).
+    ``headers`` are the server's credentials: the gateway adds them to every request it
+    relays and no client ever sees them."""
+
+    name: str = Field(min_length=1)
+    url: str
+    headers: dict[str, str] = {}
+    # Seconds until the server's answer (its headers) arrives, and the longest silence
+    # inside a streamed answer to a POST; the GET notification stream has no such bound.
+    timeout: float = Field(300, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"{name!r} is not a header name")
+            if re.search(r"[\x00-\x1f\x7f]", value):
+                raise ValueError(f"the value of {name!r} has control characters")
+        return v
 
 
 class MatchRule(Strict):
@@ -283,4 +315,5 @@ class Config(Strict):
     pricing: dict[str, Price] = {}
     providers: list[ProviderConfig] = []
     routes: list[RouteConfig] = []
+    mcp_servers: list[McpServerConfig] = []
     plugins: list[PluginEntry] = []

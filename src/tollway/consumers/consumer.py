@@ -19,10 +19,19 @@ class Consumer:
     allow_models: tuple[str, ...] | None = None
     groups: tuple[str, ...] = ()
     source: Source = "config"
+    # MCP tool patterns per server name (SPEC §12); a server without an entry: all its tools.
+    allow_tools: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def may_use(self, model: str) -> bool:
         """``allow_models`` unset means every model; set, the model must match one pattern."""
         return self.allow_models is None or matches_any(self.allow_models, model)
+
+    def tool_patterns(self, server: str) -> tuple[str, ...] | None:
+        """The patterns ``server``'s tools must match for this consumer; None: every tool."""
+        for name, patterns in self.allow_tools:
+            if name == server:
+                return patterns
+        return None
 
 
 class ConsumerInfo(TypedDict):

@@ -27,6 +27,9 @@ from tollway.gateway import facts, target
 from tollway.gateway.body import decode as decode_content
 from tollway.gateway.channel import ClientChannel
 from tollway.gateway.error_replies import render_error, render_stream_error
+from tollway.mcp import jsonrpc
+from tollway.mcp.relay import McpRelay
+from tollway.mcp.tools import ToolFilter
 
 if TYPE_CHECKING:
     from tollway.gateway.snapshot import Snapshot
@@ -116,9 +119,12 @@ def too_large(limit: int) -> BodyTooLarge:
 class Gateway:
     """Holds the current snapshot; ``handle`` serves one call on the snapshot it starts with."""
 
-    def __init__(self, snapshot: Snapshot, proxy: AiProxy, max_body_bytes: int, finish: Finisher) -> None:
+    def __init__(
+        self, snapshot: Snapshot, proxy: AiProxy, max_body_bytes: int, finish: Finisher, mcp: McpRelay
+    ) -> None:
         self.snapshot = snapshot
         self.proxy = proxy
+        self.mcp = mcp
         self.max_body_bytes = max_body_bytes
         self._finish = finish
         self._inflight: set[asyncio.Task[None]] = set()
@@ -174,6 +180,9 @@ class Gateway:
             if route is None:
                 raise NotFound(f"no route for {req.method} {req.path}", reason="gateway.no_route")
             ex.route = route
+            server = route.mcp_server
+            if server is not None:
+                ex.api, ex.provider = "mcp", server
             chain = snap.chain_for(route, req.host)
             reply = await chain.request_headers(ex) if chain.on_request_headers else None
             if reply is None:
@@ -181,7 +190,11 @@ class Gateway:
                 if "content-encoding" in req.headers:
                     _undo_content_encoding(req, self.max_body_bytes)
                 unfit = facts.from_body(ex)
+                msg = jsonrpc.read(ex) if server is not None else None
                 reply = await chain.request_body(ex) if chain.on_request_body else None
+                if reply is None and server is not None and msg is not None:
+                    tools = ToolFilter.of(ex.consumer, server)
+                    reply = await self.mcp.serve(ex, snap.mcp_servers[server], msg, tools)
                 if reply is None:
                     if not route.provider_ids and not route.model_providers:
                         raise NotFound(f"route {route.name!r} has no provider", reason="gateway.no_route")
@@ -191,6 +204,10 @@ class Gateway:
                         raise unfit
                     reply = await self.proxy.serve(ex, snap.route_providers[route.name])
             await self._respond(ex, chain, client, reply)
+            if ex.error is not None and server is not None:
+                # A refusal or failure answered as a JSON-RPC error: the record keeps
+                # the status it stands for (``tollway.mcp.relay``).
+                ex.status = ex.error.status
         except GatewayError as err:
             ex.fail(err)
             ex.status = err.status
@@ -280,6 +297,8 @@ class Gateway:
 
     @staticmethod
     async def _send_error(ex: Exchange, err: GatewayError, client: ClientChannel) -> None:
+        if ex.api == "mcp" and err.body is None:
+            err.body = jsonrpc.refusal_body(ex, err.message, err.reason, err.status)
         reply = render_error(err, ex.dialect)
         reply.headers.append(("x-request-id", ex.request_id))
         reply.headers.append(("content-length", str(len(reply.body))))

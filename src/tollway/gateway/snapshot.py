@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tollway.chain import Chain, FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, PluginSetup
+from tollway.mcp import servers as mcp_servers
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.plugins.registry import REGISTRY
 from tollway.providers import Provider, UnsupportedProvider, build_provider
@@ -118,6 +119,7 @@ class Snapshot:
             raise ConfigError(problems)
         self.routes = RouteTable([Route.from_config(rc) for rc in cfg.routes])
         self.route_providers = {r.name: RouteProviders(r, self.providers) for r in self.routes.routes}
+        self.mcp_servers = mcp_servers.build(cfg.mcp_servers)
         lookup = _SnapshotProviders(self.providers, self.route_providers)
         slots = []
         for setup in loaded.plugins:

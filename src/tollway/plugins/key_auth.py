@@ -12,9 +12,12 @@ admin API, the CLI and the metrics. Runtime consumers come from the consumer dir
 
 from __future__ import annotations
 
-import orjson
-from pydantic import Field, model_validator
+from collections.abc import Iterator
 
+import orjson
+from pydantic import Field, field_validator, model_validator
+
+from tollway import patterns
 from tollway.config.load import LoadedConfig
 from tollway.consumers.consumer import Consumer, ConsumerInfo
 from tollway.errors import BadRequest, Forbidden, Unauthorized
@@ -33,6 +36,16 @@ class ConsumerEntry(PluginConfig):
     credential: str = Field(min_length=1)
     allow_models: list[str] | None = None
     groups: list[str] = []
+    # MCP tools this consumer may list and call, as patterns per MCP server (SPEC §12).
+    allow_tools: dict[str, list[str]] | None = None
+
+    @field_validator("allow_tools")
+    @classmethod
+    def _tool_regexes(cls, v: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for tools in (v or {}).values():
+            for pattern in tools:
+                patterns.check(pattern)
+        return v
 
 
 class KeyAuthConfig(PluginConfig):
@@ -73,7 +86,11 @@ class KeyAuth(Plugin[KeyAuthConfig]):
         super().__init__(config, scope, services)
         self.by_credential: dict[str, Consumer] = {
             c.credential: Consumer(
-                c.name, tuple(c.allow_models) if c.allow_models is not None else None, tuple(c.groups), "config"
+                c.name,
+                tuple(c.allow_models) if c.allow_models is not None else None,
+                tuple(c.groups),
+                "config",
+                tuple((server, tuple(tools)) for server, tools in (c.allow_tools or {}).items()),
             )
             for c in config.consumers
         }
@@ -225,29 +242,43 @@ def _check_message_batch(ex: Exchange, consumer: Consumer) -> None:
             )
 
 
-def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
-    """The consumers of every key-auth instance in a config, each name once (rules
-    inherit the default's consumers, so the same one appears many times)."""
-    found: dict[str, ConsumerInfo] = {}
+def _config_entries(loaded: LoadedConfig) -> Iterator[ConsumerEntry]:
+    """The consumers of every key-auth instance in a config (rules inherit the default's
+    consumers, so the same one comes many times)."""
     for setup in loaded.plugins:
         if setup.name != KeyAuth.name:
             continue
         for cfg in (setup.default, *(rule.config for rule in setup.rules)):
-            if not isinstance(cfg, KeyAuthConfig):
-                continue
-            for c in cfg.consumers:
-                found.setdefault(
-                    c.name,
-                    ConsumerInfo(
-                        name=c.name,
-                        allow_models=list(c.allow_models) if c.allow_models is not None else None,
-                        groups=list(c.groups),
-                        source="config",
-                        key_hint=c.credential[-4:],
-                        created_at=None,
-                    ),
-                )
+            if isinstance(cfg, KeyAuthConfig):
+                yield from cfg.consumers
+
+
+def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
+    """The consumers of every key-auth instance in a config, each name once."""
+    found: dict[str, ConsumerInfo] = {}
+    for c in _config_entries(loaded):
+        found.setdefault(
+            c.name,
+            ConsumerInfo(
+                name=c.name,
+                allow_models=list(c.allow_models) if c.allow_models is not None else None,
+                groups=list(c.groups),
+                source="config",
+                key_hint=c.credential[-4:],
+                created_at=None,
+            ),
+        )
     return list(found.values())
 
 
-__all__ = ["KeyAuth", "KeyAuthConfig", "config_consumers"]
+def config_tools(loaded: LoadedConfig) -> frozenset[tuple[str, str]]:
+    """The (MCP server, tool) pairs the config's consumers name exactly in ``allow_tools``
+    (patterns left out): the tool names a metric may use as labels."""
+    found: set[tuple[str, str]] = set()
+    for c in _config_entries(loaded):
+        for server, tools in (c.allow_tools or {}).items():
+            found.update((server, t) for t in tools if t and "*" not in t and not t.startswith("~"))
+    return frozenset(found)
+
+
+__all__ = ["KeyAuth", "KeyAuthConfig", "config_consumers", "config_tools"]

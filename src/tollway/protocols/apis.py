@@ -24,7 +24,7 @@ MODERATIONS = "/moderations"
 # What the record and the plugins call each API; anything else is "other".
 Api = Literal[
     "chat", "completions", "embeddings", "messages", "count_tokens", "responses", "models",
-    "moderations", "images", "audio", "files", "batches", "other",
+    "moderations", "images", "audio", "files", "batches", "mcp", "other",
 ]  # fmt: skip
 _BY_PATH: dict[str, Api] = {
     CHAT: "chat",

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import orjson
 
 from tollway.exchange import CallTrace, Exchange, StateKey
+from tollway.headers import HOP_BY_HOP, SENDER_SET
 from tollway.providers.base import Provider, spellings
 from tollway.proxy.translation import PROTOCOL_HEADERS
 
@@ -30,19 +31,9 @@ _DROP = frozenset().union(
     *(
         spellings(name)
         for name in (
-            "connection",
-            "keep-alive",
-            "proxy-connection",
+            *HOP_BY_HOP,
+            *SENDER_SET,
             "proxy-authorization",
-            "te",
-            "trailer",
-            "transfer-encoding",
-            "upgrade",
-            "host",
-            "content-length",
-            "content-encoding",
-            "accept-encoding",
-            "expect",
             "x-mse-consumer",
             "authorization",
             "x-api-key",

@@ -27,6 +27,8 @@ class Route:
     path_regex: re.Pattern[str] | None
     provider_ids: tuple[str, ...]
     model_providers: tuple[tuple[str, str], ...]
+    # The MCP server this route relays to (SPEC §12); None for a model route.
+    mcp_server: str | None = None
 
     @classmethod
     def from_config(cls, rc: RouteConfig) -> Route:
@@ -42,6 +44,7 @@ class Route:
             path_regex=re.compile(rc.path_regex) if rc.path_regex is not None else None,
             provider_ids=tuple(rc.provider_ids()),
             model_providers=tuple(rc.model_providers.items()),
+            mcp_server=rc.mcp_server,
         )
 
     def path_rank(self, path: str) -> int:

@@ -30,8 +30,9 @@ from tollway.consumers.store import ConsumerStore
 from tollway.gateway.call import Gateway
 from tollway.gateway.edge import ClientIp, GatewayApp
 from tollway.gateway.snapshot import Snapshot
+from tollway.mcp.relay import McpRelay
 from tollway.mockllm import create_app as create_mock_app
-from tollway.plugins.key_auth import config_consumers
+from tollway.plugins.key_auth import config_consumers, config_tools
 from tollway.proxy.ai_proxy import AiProxy
 from tollway.proxy.ownership import Ownership
 from tollway.quotas.ledger import QuotaLedger
@@ -103,6 +104,7 @@ class Runtime:
         )
         prices = PriceTable(cfg.pricing)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
+        self.metrics.configure_mcp(config_tools(loaded))
         # Traces (telemetry on): the accountant hands traced calls to the span export.
         self.span_export = _span_export(cfg.telemetry)
         # Exports a reload replaced: still sending what they held; waited for at stop.
@@ -121,6 +123,7 @@ class Runtime:
             AiProxy(cfg.server.upstream_timeout_s, cfg.server.abandoned_stream_drain_s, Ownership(self.holdings)),
             cfg.server.max_body_bytes,
             self.accountant.finish,
+            McpRelay(self.services.transport),
         )
         self.app = GatewayApp(self.gateway, ClientIp(cfg.server.trusted_proxies))
         self.admin = self._admin_app(on_reload_ok)
@@ -175,6 +178,7 @@ class Runtime:
         # old config first.
         self.accountant.reprice(prices)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
+        self.metrics.configure_mcp(config_tools(loaded))
         # sample_ratio comes with the snapshot; where spans go needs an export of its own.
         if _destination(new.telemetry) != _destination(old.telemetry):
             self._swap_span_export(new.telemetry, source)

@@ -23,6 +23,7 @@ from tollway.exchange import Exchange
 from tollway.gateway.call import Gateway
 from tollway.gateway.edge import ClientIp, GatewayApp
 from tollway.gateway.snapshot import Snapshot
+from tollway.mcp.relay import McpRelay
 from tollway.mockllm import create_app as create_mock_app
 from tollway.proxy.ai_proxy import AiProxy
 from tollway.runtime.config_source import load_text
@@ -55,5 +56,6 @@ class GatewayUnderTest:
             AiProxy(cfg.server.upstream_timeout_s, cfg.server.abandoned_stream_drain_s),
             cfg.server.max_body_bytes,
             self.calls.append,
+            McpRelay(transport),
         )
         self.app = GatewayApp(self.gateway, ClientIp(cfg.server.trusted_proxies))

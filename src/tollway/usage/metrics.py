@@ -25,6 +25,15 @@ client's model could otherwise let clients mint a series per name.
 looked at (``hit``, ``semantic``, ``miss``, ``skip``; calls no ai-cache applies to are
 not counted).
 
+``tollway_mcp_calls_total{server,tool,outcome}`` counts MCP calls (records with ``api``
+``mcp``), one per JSON-RPC request: ``server`` is the route's configured MCP server,
+``tool`` the tool of a ``tools/call`` when the config names it (``configure_mcp``: an
+exact ``allow_tools`` entry, a REST tool) else ``other``, and ``none`` for every other
+method; ``outcome`` is ``ok``, ``error`` (the server answered a JSON-RPC error or a tool
+result marked ``isError``), ``refused`` (a 4xx of the gateway's: key-auth, limits,
+request-block, ``allow_tools``) or ``failed`` (the server unreachable, or its answer
+broken off).
+
 ``tollway_records_failed_total`` counts the usage records the database refused (kept in
 the dead-letter file; see ``usage.writer``).
 """
@@ -144,6 +153,8 @@ class UsageMetrics:
         self._timing: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
         self._rejections: dict[tuple[str, int], int] = {}
         self._cache: dict[str, int] = {}
+        self._mcp: dict[tuple[str, str, str], int] = {}
+        self._mcp_tools: frozenset[tuple[str, str]] = frozenset()
         self.records_failed = 0
         self.registry = CollectorRegistry()
         self.registry.register(self)
@@ -152,6 +163,26 @@ class UsageMetrics:
         """Take the model names of a (re)loaded config (``configured_models``); existing
         series stay."""
         self.models = ModelLabels(model_names, prices, self.models.taken)
+
+    def configure_mcp(self, tools: frozenset[tuple[str, str]]) -> None:
+        """Take the (server, tool) names a (re)loaded config spells out; existing series stay."""
+        self._mcp_tools = tools
+
+    def _observe_mcp(self, record: UsageRecord) -> None:
+        server = record.provider or NONE
+        tool = record.mcp_tool
+        label = NONE if tool is None else tool if (server, tool) in self._mcp_tools else OTHER
+        status, reason = record.status, record.reason
+        if status >= 500:
+            outcome = "failed"
+        elif status >= 400:
+            outcome = "refused"
+        elif reason == "mcp.server_error" or reason == "mcp.tool_error":
+            outcome = "error"
+        else:
+            outcome = "ok"
+        key = (server, label, outcome)
+        self._mcp[key] = self._mcp.get(key, 0) + 1
 
     def record_failed(self) -> None:
         """Count one usage record the database refused."""
@@ -197,6 +228,8 @@ class UsageMetrics:
         cache = record.cache
         if cache is not None:
             self._cache[cache] = self._cache.get(cache, 0) + 1
+        if record.api == "mcp":
+            self._observe_mcp(record)
 
         reason = record.reason
         if reason is not None and 400 <= status < 500:
@@ -247,12 +280,17 @@ class UsageMetrics:
         )
         for result, n in self._cache.items():
             cache.add_metric([result], n)
+        mcp = CounterMetricFamily(
+            "tollway_mcp_calls", "MCP requests by server, tool and outcome.", labels=["server", "tool", "outcome"]
+        )
+        for labels, n in self._mcp.items():
+            mcp.add_metric(list(labels), n)
         failed = CounterMetricFamily(
             "tollway_records_failed",
             "Usage records the database refused, kept in the dead-letter file.",
             value=self.records_failed,
         )
-        yield from (requests, tokens, cost, duration, first_token, rejections, cache, failed)
+        yield from (requests, tokens, cost, duration, first_token, rejections, cache, mcp, failed)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""

@@ -59,6 +59,10 @@ class UsageRecord(NamedTuple):
     # when the answer was made (None when the model is unpriced, and for every other call).
     cache: str | None = None
     cost_saved_usd: float | None = None
+    # An MCP call's JSON-RPC method and tool (None for every other call, and in records
+    # stored before they were kept).
+    mcp_method: str | None = None
+    mcp_tool: str | None = None
 
     @property
     def ts(self) -> str:
@@ -103,6 +107,8 @@ class CallFacts:
     log_attributes: frozenset[str] | None
     api: str
     cache: str | None = None
+    mcp_method: str | None = None
+    mcp_tool: str | None = None
     # A traced call's ids (telemetry on, the call sampled); its spans are built from it
     # and the record (``tollway.usage.spans``).
     trace: CallTrace | None = None
@@ -133,6 +139,8 @@ def facts_of(ex: Exchange) -> CallFacts:
         ex.log_attributes,
         ex.api,
         ex.cache,
+        ex.mcp_method,
+        ex.mcp_tool,
         trace,
     )
 
@@ -185,6 +193,8 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
         facts.api,
         cache,
         saved,
+        facts.mcp_method,
+        facts.mcp_tool,
     )
     record = _make_record(UsageRecord, values)
     attributes, log_keys = facts.attributes, facts.log_attributes

@@ -4,9 +4,9 @@ The usage writer passes every record through ``encode`` once, as it takes it and
 the journal or the database sees it. What it changes:
 
 - the text fields (``request_id``, ``route``, ``consumer``, ``provider``, the two
-  models, ``reason``, ``blocked_by``, ``client_ip``): NUL characters are removed
-  (PostgreSQL's text cannot hold them), lone surrogates become U+FFFD (they are not
-  UTF-8, which both databases want), and each is cut to ``MAX_TEXT`` characters (512:
+  models, ``reason``, ``blocked_by``, ``client_ip``, ``mcp_method``, ``mcp_tool``): NUL
+  characters are removed (PostgreSQL's text cannot hold them), lone surrogates become
+  U+FFFD (they are not UTF-8, which both databases want), and each is cut to ``MAX_TEXT`` characters (512:
   far above any real name, and PostgreSQL refuses an index entry over ~2.7 kB, which a
   consumer name is part of);
 - ``attributes`` (ai-statistics): the same for every string in them, keys included;
@@ -53,6 +53,8 @@ _TEXT = tuple(
         "reason",
         "blocked_by",
         "client_ip",
+        "mcp_method",
+        "mcp_tool",
     )
 )
 _texts = itemgetter(*_TEXT)
@@ -85,6 +87,7 @@ _COLUMN_TYPES: dict[str, tuple[type, ...]] = {
 _TYPES = tuple(_COLUMN_TYPES.get(name, _TEXT_OR_NONE) for name in INSERTED)
 _API = INSERTED.index("api")
 _CACHE = INSERTED.index("cache")
+_MCP = INSERTED.index("mcp_method")
 # As in record.py: a record from its values without NamedTuple's Python-level __new__.
 _make_record = tuple.__new__
 
@@ -176,13 +179,16 @@ def decode(line: bytes) -> UsageRow:
     """The row a journal line holds; ``ValueError`` when it is not one (a line cut short
     by a kill, or not ours)."""
     values = orjson.loads(line)  # orjson.JSONDecodeError is a ValueError
-    if isinstance(values, list) and len(values) in (len(_TYPES) - 3, len(_TYPES) - 2):
-        # A line journaled before records kept what ai-cache made of them (the two
-        # columns before the key), and maybe before they kept their ``api`` (the one
+    if isinstance(values, list) and len(values) in (len(_TYPES) - 5, len(_TYPES) - 4, len(_TYPES) - 2):
+        # A line journaled before records kept an MCP call's method and tool (the two
+        # columns before the key), maybe before they kept what ai-cache made of them
+        # (the two before those), and maybe before they kept their ``api`` (the one
         # before those).
-        if len(values) == len(_TYPES) - 3:
-            values.insert(_API, None)
-        values[_CACHE:_CACHE] = [None, None]
+        if len(values) < len(_TYPES) - 2:
+            if len(values) == len(_TYPES) - 5:
+                values.insert(_API, None)
+            values[_CACHE:_CACHE] = [None, None]
+        values[_MCP:_MCP] = [None, None]
     if not isinstance(values, list) or len(values) != len(_TYPES):
         raise ValueError("not a usage journal line")
     for value, types in zip(values, _TYPES, strict=True):

@@ -14,7 +14,8 @@ reached meanwhile counts as done.
 written again (a retry, a replay of the journal) is skipped, never stored twice.
 Records stored before it have none. ``api`` (step 3) says which API a call was;
 ``cache`` and ``cost_saved_usd`` (steps 4 and 5) what ai-cache made of it and what a hit
-saved; records stored before them have none.
+saved; ``mcp_method`` and ``mcp_tool`` (steps 6 and 7) an MCP call's JSON-RPC method and
+tool; records stored before them have none.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # another process ran first fails here as a whole.
     ("ALTER TABLE usage_records ADD COLUMN cache TEXT",),
     ("ALTER TABLE usage_records ADD COLUMN cost_saved_usd DOUBLE PRECISION",),
+    ("ALTER TABLE usage_records ADD COLUMN mcp_method TEXT",),
+    ("ALTER TABLE usage_records ADD COLUMN mcp_tool TEXT",),
 )
 _SCHEMA_TABLE = (
     "CREATE TABLE IF NOT EXISTS usage_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
@@ -105,6 +108,8 @@ _COLUMNS = (
     "api",
     "cache",
     "cost_saved_usd",
+    "mcp_method",
+    "mcp_tool",
 )
 _KEY = "record_key"
 INSERTED = (*_COLUMNS, _KEY)
@@ -157,6 +162,8 @@ def row_of(record: UsageRecord, key: int | None = None) -> UsageRow:
         record.api,
         record.cache,
         record.cost_saved_usd,
+        record.mcp_method,
+        record.mcp_tool,
         key,
     )
 

@@ -102,9 +102,9 @@ def test_a_journal_line_written_before_records_kept_their_api_is_still_read() ->
     row, line = encode(7, rec(DAY1, "alice"))
     assert line is not None
     old = orjson.loads(line)
-    del old[-4:-1]  # the api column, and the cache columns after it, before the key
+    del old[-6:-1]  # the api column, and the cache and MCP columns after it, before the key
     read = decode(orjson.dumps(old))
-    assert read == (*row[:-4], None, None, None, 7)
+    assert read == (*row[:-6], None, None, None, None, None, 7)
     assert record_of_inserted(read)["api"] is None and record_of_inserted(row)["api"] == "chat"
 
 
@@ -112,7 +112,18 @@ def test_a_journal_line_written_before_records_kept_what_ai_cache_made_of_them_i
     row, line = encode(7, rec(DAY1, "alice"))
     assert line is not None
     old = orjson.loads(line)
-    del old[-3:-1]  # cache and cost_saved_usd, which sit before the key
+    del old[-5:-1]  # cache and cost_saved_usd, and the MCP columns after them, before the key
+    read = decode(orjson.dumps(old))
+    assert read == (*row[:-5], None, None, None, None, 7)
+    assert record_of_inserted(read)["api"] == "chat" and record_of_inserted(read)["cache"] is None
+
+
+def test_a_journal_line_written_before_records_kept_an_mcp_calls_method_and_tool_is_still_read() -> None:
+    row, line = encode(7, rec(DAY1, "alice")._replace(cache="miss", mcp_method="tools/call", mcp_tool="echo"))
+    assert line is not None
+    assert record_of_inserted(row)["mcp_tool"] == "echo"
+    old = orjson.loads(line)
+    del old[-3:-1]  # mcp_method and mcp_tool, which sit before the key
     read = decode(orjson.dumps(old))
     assert read == (*row[:-3], None, None, 7)
-    assert record_of_inserted(read)["api"] == "chat" and record_of_inserted(read)["cache"] is None
+    assert record_of_inserted(read)["cache"] == "miss" and record_of_inserted(read)["mcp_method"] is None

@@ -1,0 +1,117 @@
+"""What one MCP request body says, read once, and the JSON-RPC errors the gateway answers.
+
+A POST carries one JSON-RPC message: a request (``method`` and ``id``), a notification
+(``method``, no ``id``) or a response to the server (``id``, no ``method``). Batches
+(arrays, allowed by the 2025-03-26 revision only) are relayed as they are and recorded
+as the method ``batch``. Nothing here refuses a body: the server judges what it is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tollway.errors import BadRequest
+from tollway.exchange import Exchange
+
+# JSON-RPC's own codes, and the one SPEC §12 gives a tool the consumer may not call.
+INTERNAL_ERROR = -32603
+TOOL_NOT_ALLOWED = -32001
+# Beyond this a client-chosen method or tool name is cut in the record.
+_MAX_NAME = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """The parts of a client's JSON-RPC message the gateway acts on."""
+
+    method: str | None
+    # The request's id as sent (a string or a number); None for a notification or a batch.
+    id: Any
+    # ``params.name`` of a ``tools/call``.
+    tool: str | None
+    params: dict[str, Any] | None
+
+    @property
+    def is_request(self) -> bool:
+        return self.method is not None and self.id is not None
+
+
+_NOTHING = Message(None, None, None, None)
+
+
+def _name(value: Any) -> str | None:
+    return value[:_MAX_NAME] if isinstance(value, str) and value else None
+
+
+def read(ex: Exchange) -> Message:
+    """The message in the request's body (none for GET, DELETE or a body that is no
+    JSON-RPC), noted on the exchange for its record: ``mcp_method``, ``mcp_tool``."""
+    req = ex.request
+    if req.method != "POST" or not req.body:
+        return _NOTHING
+    try:
+        body = req.json()
+    except BadRequest:
+        return _NOTHING
+    if isinstance(body, list):
+        ex.mcp_method = "batch"
+        return Message("batch", None, None, None)
+    if not isinstance(body, dict):
+        return _NOTHING
+    method = _name(body.get("method"))
+    params = body.get("params")
+    params = params if isinstance(params, dict) else None
+    tool = _name(params.get("name")) if method == "tools/call" and params is not None else None
+    msg_id = body.get("id")
+    if not isinstance(msg_id, (str, int)) or isinstance(msg_id, bool):
+        msg_id = None
+    ex.mcp_method, ex.mcp_tool = method, tool
+    return Message(method, msg_id, tool, params)
+
+
+def error(msg_id: Any, code: int, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": msg_id, "error": err}
+
+
+def error_body(msg_id: Any, code: int, message: str, data: dict[str, Any] | None = None) -> bytes:
+    return orjson.dumps(error(msg_id, code, message, data))
+
+
+def outcome_of(message: Any) -> str | None:
+    """What a server's JSON-RPC response says went wrong: ``mcp.server_error`` for a
+    JSON-RPC error, ``mcp.tool_error`` for a tool result marked ``isError``; None when
+    it went well or ``message`` is no response."""
+    if not isinstance(message, dict):
+        return None
+    if "error" in message:
+        return "mcp.server_error"
+    result = message.get("result")
+    if isinstance(result, dict) and result.get("isError") is True:
+        return "mcp.tool_error"
+    return None
+
+
+# The gateway's own refusals and failures (key-auth, limits, request-block, …) on an MCP
+# route: JSON-RPC's range for implementation-defined server errors.
+GATEWAY_ERROR = -32000
+
+
+def refusal_body(ex: Exchange, message: str, reason: str, status: int) -> bytes:
+    """A refusal of an MCP call as a JSON-RPC error body (sent with the refusal's HTTP
+    status: clients that read a JSON-RPC error there show the gateway's message)."""
+    req = ex.request
+    msg_id = None
+    if req.body:
+        try:
+            body = req.json()
+        except BadRequest:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("id"), (str, int)):
+            msg_id = body["id"]
+    return error_body(msg_id, GATEWAY_ERROR, message, {"reason": reason, "status": status})

@@ -1,0 +1,236 @@
+"""The Streamable HTTP transport relayed to a remote MCP server (SPEC §12).
+
+``serve`` sends the client's request (POST, the GET notification stream, DELETE of a
+session) to the server's URL with the server's credentials in place of the client's,
+and hands back its answer as it comes: a JSON body whole, an event stream event by
+event (``McpEvents``), never buffered. ``Mcp-Session-Id``, ``Mcp-Protocol-Version``,
+``Last-Event-ID`` and the server's own headers pass both ways untouched.
+
+A server that cannot be reached, or that breaks off a streamed answer, costs the
+client one JSON-RPC error for its request (code -32603, naming the server) and the
+record status 502 (504 for a timeout), reason ``mcp.upstream_failed``. The error is
+sent with HTTP status 200 where it answers a request: every MCP client reads a JSON-RPC
+error there, while some take any other status as a broken transport.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from tollway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from tollway.exchange import Attempt, Exchange, Reply
+from tollway.headers import HOP_BY_HOP, SENDER_SET
+from tollway.mcp import jsonrpc
+from tollway.mcp.jsonrpc import Message
+from tollway.mcp.servers import McpServer
+from tollway.mcp.tools import ToolFilter
+from tollway.protocols.sse import SseEvent, SseParser
+from tollway.upstream import Transport, TransportError, TransportTimeout, UpstreamRequest, UpstreamResponse
+
+# Never relayed to the server: hop-by-hop headers, what the transport sets, the
+# gateway's consumer header (sent as key-auth set it), and client credentials (the
+# server's come from the config; a client's key for the gateway is not the server's).
+_DROP = HOP_BY_HOP | SENDER_SET | {"proxy-authorization", "x-mse-consumer", "authorization", "x-api-key", "api-key"}
+# The GET stream may stay silent for as long as the server has nothing to say.
+_LISTEN_IDLE_S = 24 * 3600.0
+FAILED = "mcp.upstream_failed"
+
+
+def _headers(ex: Exchange, server: McpServer) -> list[tuple[str, str]]:
+    drop = _DROP | server.header_names | ex.strip_headers
+    out = [(k, v) for k, v in ex.request.headers if k not in drop]
+    out.extend(h for h in ex.upstream_headers if h[0] not in server.header_names)
+    out.extend(server.headers)
+    return out
+
+
+def _url(ex: Exchange, server: McpServer) -> str:
+    query = ex.request.query
+    if query and ex.strip_params:
+        from urllib.parse import urlencode
+
+        query = urlencode([(k, v) for k, v in ex.request.query_params if k not in ex.strip_params])
+    if not query:
+        return server.url
+    return server.url + ("&" if "?" in server.url else "?") + query
+
+
+def _failure(ex: Exchange, server: McpServer, exc: TransportError, when: str) -> GatewayError:
+    timeout = isinstance(exc, TransportTimeout)
+    cls = UpstreamTimeout if timeout else UpstreamError
+    what = "did not answer in time" if timeout else "could not be reached" if when == "connect" else "broke off"
+    err = cls(f"MCP server {server.name!r} {what}", reason=FAILED)
+    ex.fail(err)
+    ex.status = err.status
+    return err
+
+
+def failure_reply(ex: Exchange, msg: Message, err: GatewayError) -> Reply:
+    """A failure answered as the JSON-RPC error of the client's request (see the module)."""
+    body = jsonrpc.error_body(msg.id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
+    return Reply(200, [("content-type", "application/json"), ("x-tollway-reason", err.reason)], body)
+
+
+class McpRelay:
+    """Relays MCP calls over the process's upstream transport."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    async def serve(self, ex: Exchange, server: McpServer, msg: Message, tools: ToolFilter | None) -> Reply:
+        if tools is not None:
+            refusal = tools.refusal(ex, msg)
+            if refusal is not None:
+                return refusal
+        req = ex.request
+        listen = req.method == "GET"
+        upstream = UpstreamRequest(
+            method=req.method,
+            url=_url(ex, server),
+            headers=_headers(ex, server),
+            body=req.body or b"",
+            headers_timeout=server.timeout_s,
+            idle_timeout=_LISTEN_IDLE_S if listen else server.timeout_s,
+        )
+        t0 = time.perf_counter()
+        try:
+            resp = await self.transport.send(upstream)
+        except TransportError as exc:
+            err = _failure(ex, server, exc, "connect")
+            ex.attempts.append(Attempt(server.name, err.status, (time.perf_counter() - t0) * 1000, t0, 0, err.reason))
+            if msg.is_request:
+                return failure_reply(ex, msg, err)
+            raise err from None
+        ex.attempts.append(Attempt(server.name, resp.status, (time.perf_counter() - t0) * 1000, t0))
+        ctype = next((v for k, v in resp.headers if k == "content-type"), "")
+        if ctype.startswith("text/event-stream"):
+            ex.stream = True
+            # The notification stream has no last event: a client closing it is how it
+            # ends, not a call cut short.
+            ex.stream_ended = listen
+            return Reply(resp.status, list(resp.headers), events=McpEvents(ex, server, resp, msg, tools))
+        try:
+            body = await resp.read()
+        except TransportError as exc:
+            await resp.aclose()
+            err = _failure(ex, server, exc, "read")
+            if msg.is_request:
+                return failure_reply(ex, msg, err)
+            raise err from None
+        await resp.aclose()
+        if msg.is_request and ctype.startswith("application/json"):
+            body = _answered(ex, msg, tools, body)
+        return Reply(resp.status, list(resp.headers), body)
+
+
+def _answered(ex: Exchange, msg: Message, tools: ToolFilter | None, body: bytes) -> bytes:
+    """A JSON answer to the client's request: its outcome noted, a tool list filtered."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    _note(ex, answer)
+    if tools is not None and msg.method == "tools/list":
+        filtered = tools.filter_list(answer)
+        if filtered is not None:
+            return orjson.dumps(filtered)
+    return body
+
+
+def _note(ex: Exchange, answer: Any) -> None:
+    outcome = jsonrpc.outcome_of(answer)
+    if outcome is not None and ex.reason is None:
+        ex.reason = outcome
+
+
+class McpEvents:
+    """A server's event stream, relayed as it comes: the answer to a POST (progress and
+    other notifications, then the response) or the GET notification stream.
+
+    Each event is passed on unchanged but for a tool list a consumer may see only part
+    of. When the server breaks off a POST's stream before its response came, the stream
+    ends with a JSON-RPC error for the request (see the module)."""
+
+    __slots__ = ("_answered", "_chunks", "_done", "_ex", "_msg", "_parser", "_resp", "_resumable", "_server", "_tools")
+
+    def __init__(
+        self, ex: Exchange, server: McpServer, resp: UpstreamResponse, msg: Message, tools: ToolFilter | None
+    ) -> None:
+        self._ex = ex
+        self._server = server
+        self._resp = resp
+        self._msg = msg
+        self._tools = tools if msg.method == "tools/list" else None
+        self._parser = SseParser()
+        self._chunks = resp.chunks().__aiter__()
+        self._answered = False
+        # An event with an id: the client may resume the stream (Last-Event-ID) rather
+        # than take its end as a failure.
+        self._resumable = False
+        self._done = False
+
+    async def next(self) -> list[SseEvent] | None:
+        if self._done:
+            return None
+        try:
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            return self._look(self._parser.flush()) + self._unanswered(None)
+        except TransportError as exc:
+            self._done = True
+            return self._unanswered(exc)
+        return self._look(self._parser.feed(chunk))
+
+    def _look(self, events: list[SseEvent]) -> list[SseEvent]:
+        """Notes the response to the client's request when it passes (its outcome, and a
+        tool list filtered for the consumer)."""
+        msg = self._msg
+        if not msg.is_request or self._answered:
+            return events
+        for i, event in enumerate(events):
+            raw = event.raw
+            if raw.startswith(b"id:") or b"\nid:" in raw:
+                self._resumable = True
+            if b'"id"' not in raw:
+                continue
+            message = event.json()
+            if not isinstance(message, dict) or message.get("id") != msg.id or "method" in message:
+                continue
+            self._answered = True
+            _note(self._ex, message)
+            if self._tools is not None:
+                filtered = self._tools.filter_list(message)
+                if filtered is not None:
+                    events[i] = SseEvent.of_json(filtered)
+        return events
+
+    def _unanswered(self, exc: TransportError | None) -> list[SseEvent]:
+        """The stream ended: a request still waiting for its response gets an error."""
+        ex = self._ex
+        if exc is not None and (self._answered or not self._msg.is_request):
+            _failure(ex, self._server, exc, "read")
+            return []
+        if self._answered or not self._msg.is_request:
+            return []
+        if exc is None:
+            if self._resumable:
+                return []
+            err: GatewayError = UpstreamError(
+                f"MCP server {self._server.name!r} ended its answer without a response", reason=FAILED
+            )
+            ex.fail(err)
+            ex.status = err.status
+        else:
+            err = _failure(ex, self._server, exc, "read")
+        body = jsonrpc.error(self._msg.id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
+        return [SseEvent.of_json(body)]
+
+    async def abandoned(self) -> None:
+        await self._resp.aclose()
+
+    async def aclose(self) -> None:
+        await self._resp.aclose()

@@ -1,0 +1,276 @@
+"""The MCP gateway (SPEC §12) through real processes: ``tollway serve`` in front of an
+MCP server built with the official SDK (``MCPServer``, FastMCP in mcp 1) in a process of
+its own, and the official SDK's ``ClientSession`` over Streamable HTTP as the client,
+as an agent would use them. The server answers requests as event streams, or as JSON
+bodies (``--json``); both are relayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from tests.conftest import GatewayFactory, Proc
+from tests.support.mcp_support import Upstream, mcp_session, records, start_upstream
+from tests.support.usage_support import eventually, metric_sum, parse_metrics
+
+ALICE, BOB, CAROL = "key-alice-1", "key-bob-2", "key-carol-3"
+ALL_TOOLS = {"echo", "add", "delete_everything", "seen_headers", "count_up", "hang"}
+
+
+def _config(upstream: Upstream) -> str:
+    return f"""
+mcp_servers:
+  - name: tools
+    url: {upstream.url}
+    headers: {{Authorization: "Bearer server-secret"}}
+routes:
+  - {{name: mcp, path_prefix: /mcp/tools, mcp_server: tools}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [x-api-key]
+      consumers:
+        - {{name: alice, credential: {ALICE}}}
+        - {{name: bob, credential: {BOB}, allow_tools: {{tools: [echo, "add*", count_up, seen_headers]}}}}
+        - {{name: carol, credential: {CAROL}}}
+  - name: key-rate-limit
+    defaultConfig: {{limit_by_per_consumer: "", limit_keys: [{{key: carol, query_per_minute: 2}}]}}
+  - name: request-block
+    defaultConfig: {{block_bodies: [launch-codes]}}
+"""
+
+
+@pytest.fixture(scope="module", params=["sse", "json"])
+def upstream(request: pytest.FixtureRequest) -> Iterator[Upstream]:
+    server = start_upstream(json_response=request.param == "json")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gw(gateway: GatewayFactory, upstream: Upstream) -> Proc:
+    return gateway(_config(upstream))
+
+
+def _mcp_calls(gw: Proc, **labels: str) -> float:
+    """``tollway_mcp_calls_total`` summed over the series with ``labels``."""
+    samples = parse_metrics(httpx.get(gw.admin_url + "/metrics", timeout=10).text)
+    return metric_sum(samples, "tollway_mcp_calls_total", **labels)
+
+
+def _url(gw: Proc) -> str:
+    return gw.url + "/mcp/tools"
+
+
+def _text(result: Any) -> str:
+    return "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+
+
+def _settled(gw: Proc, count: int, **params: str) -> list[dict[str, Any]]:
+    """The usage records once ``count`` of them (matching ``params``) are written."""
+    found: list[dict[str, Any]] = []
+
+    def enough() -> bool:
+        found[:] = records(gw.admin_url, **params)
+        return len(found) >= count
+
+    eventually(enough)
+    return found
+
+
+async def test_initialize_list_call_and_progress_through_the_gateway(gw: Proc, upstream: Upstream) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with mcp_session(_url(gw), ALICE) as session:
+        listed = await session.list_tools()
+        added = await session.call_tool("add", {"a": 2, "b": 40})
+        counted = await session.call_tool("count_up", {"steps": 3}, progress_callback=on_progress)
+
+    assert {t.name for t in listed.tools} == ALL_TOOLS
+    assert _text(added) == "42"
+    assert _text(counted) == "counted to 3"
+    # Each progress notification reached the client, in order, before the answer (a
+    # server answering with a JSON body has nowhere to send them).
+    expected = [] if upstream.json_response else [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+    assert seen == expected
+
+    rows = _settled(gw, 4, consumer="alice")
+    by_method = {(r["mcp_method"], r["mcp_tool"]): r for r in rows if r["mcp_method"]}
+    assert {"initialize", "tools/list", "tools/call"} <= {m for m, _ in by_method}
+    for key in (("initialize", None), ("tools/list", None), ("tools/call", "add"), ("tools/call", "count_up")):
+        row = by_method[key]
+        assert (row["api"], row["consumer"], row["route"], row["provider"], row["status"]) == (
+            "mcp", "alice", "mcp", "tools", 200,
+        )  # fmt: skip
+        assert row["latency_ms"] > 0
+        assert [a["provider"] for a in row["attempts"]] == ["tools"]
+    # The client's notification is a record of its own too (the server's 202).
+    assert any(r["mcp_method"] == "notifications/initialized" and r["status"] == 202 for r in rows)
+
+    # count_up is named in bob's allow_tools: a label of its own; add only matches "add*".
+    assert _mcp_calls(gw, server="tools", tool="count_up", outcome="ok") == 1
+    assert _mcp_calls(gw, server="tools", tool="other", outcome="ok") == 1
+    assert _mcp_calls(gw, server="tools", tool="none") >= 3
+
+
+async def test_the_server_gets_its_credentials_and_never_the_clients_key(gw: Proc) -> None:
+    async with mcp_session(_url(gw), ALICE) as session:
+        seen = (await session.call_tool("seen_headers", {})).structured_content
+
+    assert seen is not None
+    headers = seen.get("result", seen)
+    assert headers["authorization"] == "Bearer server-secret"
+    assert "x-api-key" not in headers
+    assert ALICE not in str(headers)
+    # The session the server made at initialize came back to it on every later request.
+    assert headers.get("mcp-session-id")
+    assert headers["x-mse-consumer"] == "alice"
+
+
+def _leaves(group: BaseExceptionGroup[MCPError]) -> list[MCPError]:
+    found: list[MCPError] = []
+    for e in group.exceptions:
+        found.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return found
+
+
+async def _refused_session(url: str, key: str | None) -> MCPError:
+    """The error that ends an attempt to open a session with ``key``."""
+    caught: list[MCPError] = []
+    try:
+        async with mcp_session(url, key):
+            pass
+    except* MCPError as group:
+        caught.extend(_leaves(group))
+    assert caught, "the session opened"
+    return caught[0]
+
+
+async def test_a_wrong_or_missing_key_is_a_401_and_recorded(gw: Proc) -> None:
+    wrong = await _refused_session(_url(gw), "not-a-key")
+    missing = await _refused_session(_url(gw), None)
+    # The gateway's message reaches the agent as the error of its initialize request.
+    assert "Invalid API key" in wrong.message
+    assert "No Key Authentication information found" in missing.message
+    rows = _settled(gw, 2, route="mcp")
+    assert sorted((r["status"], r["reason"]) for r in rows) == [(401, "key-auth.no_key"), (401, "key-auth.unknown_key")]
+    assert all(r["api"] == "mcp" and not r["attempts"] for r in rows)  # the server never saw them
+
+
+def test_a_refusal_is_a_json_rpc_error_and_recorded(gw: Proc) -> None:
+    r = httpx.post(
+        _url(gw),
+        headers={"x-api-key": "not-a-key", "accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
+    )
+    assert r.status_code == 401
+    # A JSON-RPC error an MCP client can show; refused before the body was read, so
+    # with JSON-RPC's null id (the client matches it to its only request on this POST).
+    assert r.json()["id"] is None
+    assert r.json()["error"]["data"]["reason"] == "key-auth.unknown_key"
+    rows = _settled(gw, 1, route="mcp")
+    refused = [r for r in rows if r["status"] == 401]
+    assert len(refused) == 1
+    assert all(r["api"] == "mcp" and r["provider"] == "tools" and not r["attempts"] for r in refused)
+
+
+async def test_allow_tools_filters_the_list_and_refuses_other_calls(gw: Proc) -> None:
+    async with mcp_session(_url(gw), BOB) as session:
+        listed = await session.list_tools()
+        echoed = await session.call_tool("echo", {"text": "hi"})
+        with pytest.raises(MCPError) as refused:
+            await session.call_tool("delete_everything", {})
+
+    assert {t.name for t in listed.tools} == {"echo", "add", "count_up", "seen_headers"}
+    assert _text(echoed) == "hi"
+    assert refused.value.code == -32001
+    assert "delete_everything" in refused.value.message
+
+    rows = _settled(gw, 4, consumer="bob")
+    call = next(r for r in rows if r["mcp_tool"] == "delete_everything")
+    assert (call["status"], call["reason"]) == (403, "mcp.tool_not_allowed")
+    assert call["attempts"] == []  # it never reached the server
+    # A tool name no config names gets no label of its own.
+    assert _mcp_calls(gw, tool="delete_everything") == 0
+    assert _mcp_calls(gw, tool="other", outcome="refused") == 1
+
+
+async def test_request_block_reads_tool_arguments(gw: Proc) -> None:
+    async with mcp_session(_url(gw), ALICE) as session:
+        with pytest.raises(MCPError) as blocked:
+            await session.call_tool("echo", {"text": "here are the launch-codes"})
+        assert _text(await session.call_tool("echo", {"text": "harmless"})) == "harmless"
+
+    assert blocked.value.data["reason"] == "request-block.blocked"
+    rows = _settled(gw, 1, consumer="alice")
+    row = next(r for r in rows if r["status"] == 403)
+    assert (row["mcp_method"], row["mcp_tool"], row["attempts"]) == ("tools/call", "echo", [])
+
+
+def test_rate_limits_hold_mcp_calls(gw: Proc) -> None:
+    headers = {"x-api-key": CAROL, "accept": "application/json, text/event-stream"}
+    ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
+    with httpx.Client(headers=headers, timeout=10) as http:
+        for _ in range(2):  # (the server answers a ping outside a session as it likes)
+            assert http.post(_url(gw), json=ping).status_code != 429
+        limited = http.post(_url(gw), json=ping)
+    assert limited.status_code == 429
+    # Refused from its headers: the body (and the request's id) was never read.
+    assert limited.json()["id"] is None
+    assert limited.json()["error"]["data"]["status"] == 429
+    row = _settled(gw, 3, consumer="carol")[0]
+    assert (row["status"], row["api"], row["attempts"]) == (429, "mcp", [])
+    assert row["reason"] == limited.json()["error"]["data"]["reason"]
+
+
+def test_session_delete_is_relayed(gw: Proc) -> None:
+    headers = {"x-api-key": ALICE, "accept": "application/json, text/event-stream"}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    with httpx.Client(headers=headers, timeout=10) as http:
+        r = http.post(_url(gw), json=init)
+        assert r.status_code == 200
+        session = r.headers["mcp-session-id"]
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        assert http.post(_url(gw), json=ping, headers={"mcp-session-id": session}).status_code == 200
+        assert http.delete(_url(gw), headers={"mcp-session-id": session}).status_code == 200
+        # The server ended the session: its 404 for it comes back through the gateway.
+        assert http.post(_url(gw), json=ping, headers={"mcp-session-id": session}).status_code == 404
+
+
+async def test_a_server_killed_mid_call_is_a_json_rpc_error_and_a_record(gateway: GatewayFactory) -> None:
+    upstream = start_upstream()
+    try:
+        gw = gateway(_config(upstream))
+        started = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            upstream.kill()  # the tool is running: the server dies under it
+            started.set()
+
+        async with mcp_session(_url(gw), ALICE) as session:
+            with pytest.raises(MCPError) as failed:
+                await session.call_tool("hang", {}, progress_callback=on_progress)
+        assert started.is_set()
+    finally:
+        upstream.stop()
+
+    assert failed.value.code == -32603
+    assert "'tools'" in failed.value.message
+    rows = _settled(gw, 1, consumer="alice")
+    row = next(r for r in rows if r["mcp_tool"] == "hang")
+    assert (row["status"], row["reason"]) == (502, "mcp.upstream_failed")
+    assert _mcp_calls(gw, server="tools", outcome="failed") >= 1
