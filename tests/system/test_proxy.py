@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from tests.conftest import Proc, start_process
+from tests.support.fake_provider import new_request_id, usage_record
 
 CLIENT_KEY = "ck-client-secret-7f3a9"
 CONFIG = """
@@ -259,6 +260,38 @@ def test_sdk_error_from_the_gateway_shows_its_message(gw: Proc) -> None:
     assert raised.value.status_code == 401
     assert "Invalid API key" in raised.value.message
     assert raised.value.response.headers["x-tollway-reason"] == "key-auth.unknown_key"
+
+
+def test_a_call_refused_before_its_body_is_read_is_recorded_with_its_model(gw: Proc) -> None:
+    """key-auth refuses in the header phase; the record still names the model asked for
+    (SPEC §9), by a JSON body, a form, and an Anthropic client alike."""
+    ids = [new_request_id() for _ in range(4)]
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="ck-wrong", max_retries=0, timeout=10) as client:
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": "x"}], extra_headers={"x-request-id": ids[0]}
+            )
+        with pytest.raises(openai.AuthenticationError):
+            client.audio.transcriptions.create(
+                model="whisper-1", file=("a.wav", b"RIFF"), extra_headers={"x-request-id": ids[1]}
+            )
+    with anthropic.Anthropic(base_url=gw.url, api_key="ck-wrong", max_retries=0, timeout=10) as claude:
+        with pytest.raises(anthropic.AuthenticationError):
+            claude.messages.create(
+                model="mock-claude", max_tokens=5, messages=[{"role": "user", "content": "x"}],
+                extra_headers={"x-request-id": ids[2]},
+            )  # fmt: skip
+    # A body past the bound is not waited for: refused, recorded without its model.
+    big = {"model": "mock-gpt", "messages": [{"role": "user", "content": "x" * 70_000}]}
+    r = httpx.post(gw.url + "/v1/chat/completions", json=big, headers={"x-request-id": ids[3]}, timeout=10)
+    assert r.status_code == 401
+    records = [usage_record(gw, rid) for rid in ids]
+    assert [(rec["status"], rec["reason"]) for rec in records] == [(401, "key-auth.unknown_key")] * 2 + [
+        (401, "key-auth.unknown_key"),
+        (401, "key-auth.no_key"),
+    ]
+    assert [rec["model_requested"] for rec in records] == ["mock-gpt", "whisper-1", "mock-claude", None]
+    assert [rec["api"] for rec in records] == ["chat", "audio", "messages", "chat"]
 
 
 # --- credentials and headers on the way to the provider ---------------------------------------

@@ -112,6 +112,28 @@ def _is_terminal(raw: bytes) -> bool:
     return b"[DONE]" in raw[:16] or raw.startswith(_TERMINAL_EVENTS)
 
 
+# The largest body of a call refused before its body was read (a 401, a route not
+# found) that is still read for its model: the record keeps the model a refused call
+# named (SPEC §9), and a body this small is mostly in already; a larger one is not
+# waited for, nor parsed for a client that may have no key.
+REFUSED_BODY_LIMIT = 64 * 1024
+
+
+async def _read_refused_model(ex: Exchange, read_body: BodyReader) -> None:
+    """Read a refused call's small body for its model (see ``REFUSED_BODY_LIMIT``)."""
+    req = ex.request
+    length = req.headers.get("content-length")
+    if req.method != "POST" or "content-encoding" in req.headers or length is None or not length.isdigit():
+        return
+    if int(length) > REFUSED_BODY_LIMIT:
+        return
+    try:
+        req.body = await read_body(REFUSED_BODY_LIMIT)
+        facts.from_body(ex)
+    except (GatewayError, ClientGone):
+        pass  # a body that does not come, or names no usable model: the refusal stands
+
+
 def too_large(limit: int) -> BodyTooLarge:
     return BodyTooLarge(f"request body is larger than {limit} bytes", reason="gateway.body_too_large")
 
@@ -173,6 +195,7 @@ class Gateway:
         if snap.sampler is not None:  # telemetry on: is this call traced?
             ex.trace = snap.sampler.begin(req.headers)
         chain = snap.no_plugins
+        body_asked = False
         try:
             target.settle(req)
             facts.from_path(ex)
@@ -186,6 +209,7 @@ class Gateway:
             chain = snap.chain_for(route, req.host)
             reply = await chain.request_headers(ex) if chain.on_request_headers else None
             if reply is None:
+                body_asked = True
                 req.body = await read_body(self.max_body_bytes)
                 if "content-encoding" in req.headers:
                     _undo_content_encoding(req, self.max_body_bytes)
@@ -213,6 +237,8 @@ class Gateway:
             ex.status = err.status
             if ex.consumer is None:
                 chain.identify(ex)
+            if not body_asked and not client.started:
+                await _read_refused_model(ex, read_body)
             if not client.started:
                 await self._send_error(ex, err, client)
             elif not client.finished:
