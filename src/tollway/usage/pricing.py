@@ -74,6 +74,7 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "gpt-4.1-nano": ModelPrice(0.10, 0.40, 0.025),
     "gpt-4-turbo": ModelPrice(10.00, 30.00),
     "gpt-3.5-turbo": ModelPrice(0.50, 1.50),
+    "gpt-3.5-turbo-instruct": ModelPrice(1.50, 2.00),  # the completions API's model
     "o1": ModelPrice(15.00, 60.00, 7.50),
     "o1-mini": ModelPrice(1.10, 4.40, 0.55),
     "o1-pro": ModelPrice(150.00, 600.00),

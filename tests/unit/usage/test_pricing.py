@@ -3,6 +3,9 @@ overrides."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from tollway.config.schema import Price
@@ -99,3 +102,30 @@ def test_every_claude_model_prices_cache_writes_at_a_quarter_over_input() -> Non
     for name, price in claude.items():
         if name != "claude-3-haiku":  # its published write price is $0.30, 1.2× input
             assert price.cache_write == pytest.approx(price.input * 1.25), name
+
+
+ROOT = Path(__file__).resolve().parents[3]
+# A provider's model name as the README, the docs and the examples write one (a name
+# with a ``*`` after it is a pattern, not a model).
+_MODEL_NAME = re.compile(
+    r"(?<![\w*~^.-])((?:gpt|claude|gemini|deepseek|text-embedding)-[a-z0-9.-]*[a-z0-9]|o[1-9](?:-mini|-pro)?)(?![\w*.-])"
+)
+# Names there that are no provider's model: the record prices what they map to.
+_ALIASES = {"claude-sonnet"}  # a modelMapping key in docs/migrating-from-litellm.md
+
+
+def _documented_models() -> dict[str, str]:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "examples").rglob("*.yaml"))]
+    found: dict[str, str] = {}
+    for page in pages:
+        for name in _MODEL_NAME.findall(page.read_text()):
+            found.setdefault(name, str(page.relative_to(ROOT)))
+    return found
+
+
+def test_every_model_the_readme_and_docs_show_is_priced() -> None:
+    documented = _documented_models()
+    assert {"gpt-4o-mini", "claude-sonnet-4-5-20250929", "gemini-2.5-pro", "o1"} <= set(documented)  # the scan reads
+    table = PriceTable()
+    unpriced = {name: page for name, page in documented.items() if name not in _ALIASES and table.resolve(name) is None}
+    assert unpriced == {}, "models shown in the docs without a built-in price"
