@@ -196,6 +196,7 @@ def test_admin_added_key_works_with_the_openai_sdk_until_revoked(gateway: Gatewa
         "source": "config",
         "key_hint": "xxxx",
         "created_at": None,
+        "expires_at": None,
     }
     alice = consumers["alice"]
     assert alice["source"] == "runtime" and alice["key_hint"] == key[-4:] and alice["created_at"]
@@ -274,3 +275,114 @@ def test_two_gateways_on_one_postgresql_share_consumers(gateway: GatewayFactory,
     # And the other way round, with a key made on the second.
     key2 = _admin_add(second, {"name": "bob"}).json()["key"]
     assert _eventually(lambda: _chat(first, key2) == 200) < 5
+
+
+# --- key lifecycle: expiry, rotation, edits (SPEC §10) -----------------------------------
+
+
+def _reason(gw: Proc, key: str) -> tuple[int, str | None]:
+    r = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"}, timeout=10)
+    return r.status_code, r.headers.get("x-tollway-reason")
+
+
+def test_an_expired_key_is_refused_naming_the_reason(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    config = _config(mock_llm.url, "sqlite:///./tollway.db").replace(
+        "        - {name: consumer1, credential: xxxxxx}",
+        "        - {name: consumer1, credential: xxxxxx}\n"
+        "        - {name: gone, credential: yyyyyy, expires_at: '2020-01-01T00:00:00Z'}\n"
+        "        - {name: later, credential: zzzzzz, expires_at: '2999-01-01'}",
+    )
+    gw = gateway(config)
+    assert _reason(gw, "yyyyyy") == (401, "key-auth.expired_key")
+    assert _reason(gw, "zzzzzz") == (200, None)
+    listed = {c["name"]: c for c in httpx.get(gw.admin_url + "/api/consumers").json()["consumers"]}
+    assert listed["gone"]["expires_at"] == "2020-01-01T00:00:00Z"
+    assert listed["later"]["expires_at"] == "2999-01-01T00:00:00Z"
+
+    soon = _admin_add(gw, {"name": "soon", "expires_at": "2020-06-01T12:00:00+02:00"})
+    assert soon.status_code == 201
+    assert _reason(gw, soon.json()["key"]) == (401, "key-auth.expired_key")
+    shown = httpx.get(gw.admin_url + "/api/consumers/soon").json()
+    assert shown["expires_at"] == "2020-06-01T10:00:00Z" and shown["spend"] == []
+    # Moving the date on brings the key back; null removes it.
+    patched = httpx.patch(gw.admin_url + "/api/consumers/soon", json={"expires_at": None})
+    assert patched.status_code == 200 and patched.json()["expires_at"] is None
+    assert _reason(gw, soon.json()["key"]) == (200, None)
+    assert _admin_add(gw, {"name": "bad", "expires_at": "next tuesday"}).status_code == 400
+
+
+def test_consumer_show_edit_and_rotate_through_the_admin_api(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(_config(mock_llm.url, "sqlite:///./tollway.db"))
+    body = {"name": "alice", "budget": {"usd": 50, "period": "month"}, "max_parallel": 4, "metadata": {"team": "a"}}
+    key = _admin_add(gw, body).json()["key"]
+    shown = httpx.get(gw.admin_url + "/api/consumers/alice")
+    assert shown.status_code == 200 and key not in shown.text
+    alice = shown.json()
+    assert alice["budget"] == {"usd": 50.0, "period": "month"} and alice["max_parallel"] == 4
+    assert alice["metadata"] == {"team": "a"} and alice["source"] == "runtime" and alice["key_hint"] == key[-4:]
+    config = httpx.get(gw.admin_url + "/api/consumers/consumer1").json()
+    assert config["source"] == "config" and config["budget"] is None and config["spend"] == []
+    assert httpx.get(gw.admin_url + "/api/consumers/nobody").status_code == 404
+
+    edit = {"allow_models": ["claude-*"], "groups": ["team-b"], "budget": {"usd": 5, "period": "day"},
+            "max_parallel": None, "metadata": {"team": "b"}}  # fmt: skip
+    edited = httpx.patch(gw.admin_url + "/api/consumers/alice", json=edit)
+    assert edited.status_code == 200
+    got = edited.json()
+    assert {k: got[k] for k in edit} == {**edit, "budget": {"usd": 5.0, "period": "day"}}
+    assert _chat(gw, key) == 403  # gpt-4o-mini is no longer allowed, at once on this process
+    bad_edits: list[object] = [{"name": "x"}, {"budget": {"usd": -1}}, {"budget": {"usd": 1, "period": "year"}},
+                               {"max_parallel": 0}, {"max_parallel": True}, {"allow_models": "x"},
+                               {"metadata": []}, []]  # fmt: skip
+    for bad in bad_edits:
+        assert httpx.patch(gw.admin_url + "/api/consumers/alice", json=bad).status_code == 400, bad
+    assert httpx.patch(gw.admin_url + "/api/consumers/consumer1", json={"max_parallel": 2}).status_code == 409
+    assert httpx.patch(gw.admin_url + "/api/consumers/nobody", json={"max_parallel": 2}).status_code == 404
+    httpx.patch(gw.admin_url + "/api/consumers/alice", json={"allow_models": None})
+
+    rotated = httpx.post(gw.admin_url + "/api/consumers/alice/rotate", json={"grace_s": 60})
+    assert rotated.status_code == 200
+    new = rotated.json()
+    assert new["name"] == "alice" and new["key"] != key and new["key"].startswith("tw-")
+    assert _chat(gw, key) == 200 and _chat(gw, new["key"]) == 200  # the old key is in its grace
+    listed = httpx.get(gw.admin_url + "/api/consumers").text
+    assert key not in listed and new["key"] not in listed and new["key"][-4:] in listed
+    now = httpx.post(gw.admin_url + "/api/consumers/alice/rotate")
+    assert now.status_code == 200
+    assert _reason(gw, key) == (401, "key-auth.unknown_key") and _chat(gw, new["key"]) == 401
+    assert _chat(gw, now.json()["key"]) == 200
+    assert httpx.post(gw.admin_url + "/api/consumers/consumer1/rotate").status_code == 409
+    assert httpx.post(gw.admin_url + "/api/consumers/nobody/rotate").status_code == 404
+    assert httpx.post(gw.admin_url + "/api/consumers/alice/rotate", json={"grace_s": -1}).status_code == 400
+    assert httpx.post(gw.admin_url + "/api/consumers/alice/other").status_code == 404
+
+
+@pytest.mark.postgres
+def test_rotation_expiry_and_revocation_reach_three_replicas(
+    gateway: GatewayFactory, mock_llm: Proc, pg_url: str
+) -> None:
+    config = _config(mock_llm.url, pg_url)
+    gateways = [gateway(config, name=f"replica{i}.yaml") for i in range(3)]
+    first = gateways[0]
+
+    def everywhere(key: str, status: int) -> bool:
+        return all(_chat(gw, key) == status for gw in gateways)
+
+    key = _admin_add(first, {"name": "alice"}).json()["key"]
+    _eventually(lambda: everywhere(key, 200))
+
+    # Rotation with a grace period: the new key works everywhere, the old one until its grace ends.
+    new = httpx.post(first.admin_url + "/api/consumers/alice/rotate", json={"grace_s": 3}).json()["key"]
+    assert _eventually(lambda: everywhere(new, 200)) < 5
+    assert _eventually(lambda: everywhere(key, 401), within=8) < 8
+
+    # An expiry set on one replica refuses the key on every replica.
+    past = "2001-01-01T00:00:00Z"
+    assert httpx.patch(gateways[1].admin_url + "/api/consumers/alice", json={"expires_at": past}).status_code == 200
+    assert _eventually(lambda: all(_reason(gw, new) == (401, "key-auth.expired_key") for gw in gateways)) < 5
+    assert httpx.patch(gateways[2].admin_url + "/api/consumers/alice", json={"expires_at": None}).status_code == 200
+    assert _eventually(lambda: everywhere(new, 200)) < 5
+
+    # Revocation on the last replica stops the key on all three.
+    assert httpx.delete(gateways[2].admin_url + "/api/consumers/alice").status_code == 204
+    assert _eventually(lambda: everywhere(new, 401)) < 5

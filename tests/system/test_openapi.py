@@ -107,7 +107,8 @@ def _documented_routes(doc: dict[str, Any]) -> set[tuple[str, str]]:
     for path, item in doc["paths"].items():
         for method in item:
             # A prefix route's one path parameter stands for the rest of the path.
-            template = re.sub(r"\{[^}]+\}$", "{…}", path) if not path.startswith("/dashboard/") else path
+            # (/api/consumers/{name}/rotate is served by the same prefix route).
+            template = re.sub(r"\{[^}]+\}.*$", "{…}", path) if not path.startswith("/dashboard/") else path
             routes.add((method.upper(), template))
     return routes
 

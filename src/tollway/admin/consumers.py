@@ -1,11 +1,19 @@
 """The admin API's consumer routes (SPEC §5).
 
-    POST   /api/consumers        {"name", "allow_models"?, "groups"?}
+    POST   /api/consumers        {"name", "allow_models"?, "groups"?, "expires_at"?,
+                                  "budget"?, "max_parallel"?, "metadata"?}
                                  → 201 {"name", "key", "allow_models", "groups"}: the only
                                    time the key is shown; 400 bad body; 409 name taken
     GET    /api/consumers        → 200 {"consumers": [{"name", "allow_models", "groups",
-                                   "source", "key_hint", "created_at"}]}: config consumers
-                                   first, then runtime ones; never a key
+                                   "source", "key_hint", "created_at", "expires_at"}]}:
+                                   config consumers first, then runtime ones; never a key
+    GET    /api/consumers/NAME   → 200 the consumer as listed, plus budget, max_parallel,
+                                   metadata and spend; 404 unknown
+    PATCH  /api/consumers/NAME   any of allow_models, groups, budget, max_parallel,
+                                 expires_at, metadata → 200 as GET; 400; 404; 409 config
+    POST   /api/consumers/NAME/rotate {"grace_s"?}
+                                 → 200 {"name", "key"}; the old key works grace_s more
+                                   seconds (default 0); 404; 409 a config consumer
     DELETE /api/consumers/NAME   → 204; 404 unknown; 409 a config consumer
 
 A database failure answers 503: the operator should retry, nothing was half-done.
@@ -13,30 +21,49 @@ A database failure answers 503: the operator should retry, nothing was half-done
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tollway.admin.app import AdminApp, AdminRequest, error_reply, json_reply
-from tollway.consumers.consumer import ConsumerInfo
+from tollway.consumers.consumer import PERIODS, Budget, ConsumerDetail, ConsumerInfo, parse_instant
 from tollway.consumers.directory import ConsumerDirectory
-from tollway.consumers.store import ConfigConsumer, ConsumerExists, ConsumerNotFound, InvalidConsumer
+from tollway.consumers.store import EDITABLE, ConfigConsumer, ConsumerExists, ConsumerNotFound, InvalidConsumer
 from tollway.storage import StorageError
 
 _Reply = tuple[int, list[tuple[str, str]], bytes]
 _PREFIX = "/api/consumers/"
-_FIELDS = frozenset({"name", "allow_models", "groups"})
+_ROTATE = "/rotate"
+_FIELDS = frozenset({"name", *EDITABLE})
+# The longest grace a rotation may give the old key: a week.
+MAX_GRACE_S = 7 * 86400
+# Entries of "spend" for a consumer name: the budget part of the gateway fills it in.
+SpendOf = Callable[[str], Awaitable[list[dict[str, object]]]]
+
+
+async def no_spend(name: str) -> list[dict[str, object]]:
+    return []
 
 
 class _BadBody(Exception):
     pass
 
 
-def register(admin: AdminApp, directory: ConsumerDirectory, config_consumers: Callable[[], list[ConsumerInfo]]) -> None:
+def register(
+    admin: AdminApp,
+    directory: ConsumerDirectory,
+    config_consumers: Callable[[], list[ConsumerInfo]],
+    spend_of: SpendOf = no_spend,
+) -> None:
     """Add the consumer routes to ``admin``. ``config_consumers`` is asked at each request,
-    so after a reload the config's current consumers are listed and protected."""
-    routes = _ConsumerRoutes(directory, config_consumers)
+    so after a reload the config's current consumers are listed and protected;
+    ``spend_of`` gives a consumer's current spend entries."""
+    routes = _ConsumerRoutes(directory, config_consumers, spend_of)
     admin.add("GET", "/api/consumers", routes.list)
     admin.add("POST", "/api/consumers", routes.create)
+    admin.add("GET", _PREFIX, routes.show, prefix=True)
+    admin.add("PATCH", _PREFIX, routes.edit, prefix=True)
+    admin.add("POST", _PREFIX, routes.rotate, prefix=True)
     admin.add("DELETE", _PREFIX, routes.delete, prefix=True)
 
 
@@ -49,35 +76,125 @@ def _string_list(body: dict[str, Any], field: str) -> list[str] | None:
     return value
 
 
-def _parse_new_consumer(body: Any) -> tuple[str, list[str] | None, list[str]]:
+def _object(body: Any, fields: frozenset[str]) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _BadBody("body must be a JSON object")
-    unknown = sorted(set(body) - _FIELDS)
+    unknown = sorted(set(body) - fields)
     if unknown:
         raise _BadBody(f"unknown field(s): {', '.join(unknown)}")
+    return body
+
+
+def _budget(value: Any) -> Budget | None:
+    if value is None:
+        return None
+    usd = value.get("usd") if isinstance(value, dict) else None
+    period = value.get("period", "month") if isinstance(value, dict) else None
+    if (
+        not isinstance(value, dict)
+        or set(value) - {"usd", "period"}
+        or isinstance(usd, bool)
+        or not isinstance(usd, int | float)
+        or not math.isfinite(usd)
+        or usd < 0
+        or period not in PERIODS
+    ):
+        raise _BadBody(f'budget must be {{"usd": a number >= 0, "period": one of {", ".join(PERIODS)}}} or null')
+    return Budget(float(usd), period)
+
+
+def _max_parallel(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 4.0 is 4
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise _BadBody("max_parallel must be an integer from 1 to 1000000, or null")
+    return value
+
+
+def _expires_at(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return parse_instant(value.upper())  # RFC 3339 allows a lower-case t and z
+    except (ValueError, OverflowError):
+        raise _BadBody("expires_at must be an ISO-8601 date or date-time, or null") from None
+
+
+def _metadata(value: Any) -> dict[str, object] | None:
+    if value is not None and not isinstance(value, dict):
+        raise _BadBody("metadata must be a JSON object or null")
+    return value
+
+
+def _edits(body: dict[str, Any]) -> dict[str, object]:
+    """The editable fields of ``body``, checked and in the store's form."""
+    changes: dict[str, object] = {}
+    for field in EDITABLE:
+        if field not in body:
+            continue
+        value = body[field]
+        if field in ("allow_models", "groups"):
+            changes[field] = _string_list(body, field)
+        elif field == "budget":
+            budget = _budget(value)
+            changes[field] = {"usd": budget.usd, "period": budget.period} if budget is not None else None
+        elif field == "max_parallel":
+            changes[field] = _max_parallel(value)
+        elif field == "expires_at":
+            changes[field] = _expires_at(value)
+        else:
+            changes[field] = _metadata(value)
+    return changes
+
+
+def _parse_new_consumer(body: Any) -> tuple[str, dict[str, Any]]:
+    body = _object(body, _FIELDS)
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise _BadBody("name is required and must be a non-empty string")
-    return name, _string_list(body, "allow_models"), _string_list(body, "groups") or []
+    _edits(body)  # every field checked before anything is stored
+    return name, body
+
+
+def _grace(body: Any) -> float:
+    grace = _object(body, frozenset({"grace_s"})).get("grace_s", 0)
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= MAX_GRACE_S:
+        raise _BadBody(f"grace_s must be a number of seconds from 0 to {MAX_GRACE_S}")
+    return float(grace)
 
 
 class _ConsumerRoutes:
-    def __init__(self, directory: ConsumerDirectory, config_consumers: Callable[[], list[ConsumerInfo]]) -> None:
+    def __init__(
+        self, directory: ConsumerDirectory, config_consumers: Callable[[], list[ConsumerInfo]], spend_of: SpendOf
+    ) -> None:
         self.directory = directory
         self.config_consumers = config_consumers
+        self.spend_of = spend_of
 
     def _config_names(self) -> set[str]:
         return {c["name"] for c in self.config_consumers()}
 
     async def create(self, req: AdminRequest) -> _Reply:
         try:
-            name, allow_models, groups = _parse_new_consumer(req.json())
+            name, body = _parse_new_consumer(req.json())
         except _BadBody as exc:
             return error_reply(400, str(exc))
         if name in self._config_names():
             return error_reply(409, f"consumer {name!r} exists in the config file")
         try:
-            consumer, key = await self.directory.add(name, allow_models, groups)
+            consumer, key = await self.directory.add(
+                name,
+                _string_list(body, "allow_models"),
+                _string_list(body, "groups") or [],
+                expires_at=_expires_at(body.get("expires_at")),
+                budget=_budget(body.get("budget")),
+                max_parallel=_max_parallel(body.get("max_parallel")),
+                metadata=_metadata(body.get("metadata")),
+            )
         except InvalidConsumer as exc:
             return error_reply(400, str(exc))
         except ConsumerExists as exc:
@@ -101,18 +218,69 @@ class _ConsumerRoutes:
             return error_reply(503, f"database unavailable: {exc}")
         return json_reply(200, {"consumers": [*self.config_consumers(), *runtime]})
 
+    async def show(self, req: AdminRequest) -> _Reply:
+        name = req.path[len(_PREFIX) :]
+        config = {c["name"]: c for c in self.config_consumers()}
+        try:
+            detail: ConsumerDetail | None
+            if name in config:
+                detail = ConsumerDetail(**config[name], budget=None, max_parallel=None, metadata=None)
+            else:
+                detail = await self.directory.get(name)
+            if detail is None:
+                return error_reply(404, f"no consumer named {name!r}")
+            spend = await self.spend_of(name)
+        except StorageError as exc:
+            return error_reply(503, f"database unavailable: {exc}")
+        return json_reply(200, {**detail, "spend": spend})
+
+    async def edit(self, req: AdminRequest) -> _Reply:
+        name = req.path[len(_PREFIX) :]
+        try:
+            changes = _edits(_object(req.json(), frozenset(EDITABLE)))
+        except _BadBody as exc:
+            return error_reply(400, str(exc))
+        return await self._changing(name, lambda: self._edited(name, changes))
+
+    async def _edited(self, name: str, changes: dict[str, object]) -> _Reply:
+        detail = await self.directory.edit(name, changes)
+        return json_reply(200, {**detail, "spend": await self.spend_of(name)})
+
+    async def rotate(self, req: AdminRequest) -> _Reply:
+        path = req.path[len(_PREFIX) :]
+        name = path.removesuffix(_ROTATE)
+        if name == path or not name or "/" in name:
+            return error_reply(404, f"no admin route {req.method} {req.path}")
+        try:
+            grace_s = _grace(req.json())
+        except _BadBody as exc:
+            return error_reply(400, str(exc))
+        return await self._changing(name, lambda: self._rotated(name, grace_s))
+
+    async def _rotated(self, name: str, grace_s: float) -> _Reply:
+        return json_reply(200, {"name": name, "key": await self.directory.rotate(name, grace_s)})
+
     async def delete(self, req: AdminRequest) -> _Reply:
         name = req.path[len(_PREFIX) :]
+        return await self._changing(name, lambda: self._revoked(name))
+
+    async def _revoked(self, name: str) -> _Reply:
+        await self.directory.revoke(name)
+        return 204, [], b""
+
+    async def _changing(self, name: str, change: Callable[[], Awaitable[_Reply]]) -> _Reply:
+        """Run a change to a runtime consumer, answering its refusals."""
         if not name:
             return error_reply(404, "no consumer named in the path")
+        if name in self._config_names():
+            return error_reply(409, f"consumer {name!r} comes from the config file; change it there")
         try:
-            await self.directory.revoke(name)
+            return await change()
+        except InvalidConsumer as exc:
+            return error_reply(400, str(exc))
         except ConfigConsumer as exc:
             return error_reply(409, str(exc))
         except ConsumerNotFound as exc:
-            if name in self._config_names():
-                return error_reply(409, f"consumer {name!r} comes from the config file; remove it there")
             return error_reply(404, str(exc))
         except StorageError as exc:
             return error_reply(503, f"database unavailable: {exc}")
-        return 204, [], b""

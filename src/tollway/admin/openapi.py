@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from tollway.admin.app import AdminApp, AdminRequest, Answer, json_reply
+from tollway.admin.consumers import MAX_GRACE_S
+from tollway.consumers.consumer import PERIODS
 from tollway.consumers.store import MAX_ITEM, NAME_PATTERN
 from tollway.usage.query import GROUPINGS, MAX_LIMIT
 
@@ -88,6 +90,21 @@ _CONSUMER_FILTER = {
 # other printable characters).
 _ITEMS = {"type": ["array", "null"], "items": {"type": "string", "pattern": f"^[ -~]{{1,{MAX_ITEM}}}$"}}
 
+# What a new consumer may set and an edit may change.
+_EDITABLE: dict[str, Any] = {
+    "allow_models": _ITEMS,
+    "groups": _ITEMS,
+    "expires_at": {
+        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}, {"type": "null"}],
+        "description": "ISO-8601, UTC unless it names an offset; null: never.",
+    },
+    "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
+    "max_parallel": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000},
+    "metadata": {"type": ["object", "null"]},
+}
+_NAME_PARAMETER = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+_CONFIG_CONSUMER = _error("The consumer comes from the config file; change it there.")
+
 _SCHEMAS: dict[str, Any] = {
     "Error": _object(
         {
@@ -127,15 +144,49 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "The key's last 4 characters, never the key.",
             },
             "created_at": _NULLABLE_STRING,
+            "expires_at": {**_NULLABLE_STRING, "description": "After it the key is refused (ISO-8601 UTC)."},
         }
+    ),
+    "ConsumerDetail": _object(
+        {
+            "name": {"type": "string"},
+            "allow_models": {"type": ["array", "null"], "items": {"type": "string"}},
+            "groups": _STRINGS,
+            "source": {"type": "string", "enum": ["config", "runtime"]},
+            "key_hint": {"type": "string", "maxLength": 4},
+            "created_at": _NULLABLE_STRING,
+            "expires_at": _NULLABLE_STRING,
+            "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
+            "max_parallel": {"type": ["integer", "null"]},
+            "metadata": {"type": ["object", "null"]},
+            "spend": {
+                "type": "array",
+                "description": "One entry per budget that applies (the consumer's and its groups').",
+                "items": {"type": "object"},
+            },
+        }
+    ),
+    "Budget": _object(
+        {
+            "usd": {"type": "number", "minimum": 0},
+            "period": {"type": "string", "enum": list(PERIODS), "default": "month"},
+        },
+        required=["usd"],
     ),
     "NewConsumer": _object(
         {
             "name": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
-            "allow_models": _ITEMS,
-            "groups": _ITEMS,
+            **_EDITABLE,
         },
         required=["name"],
+    ),
+    "ConsumerEdit": _object(dict(_EDITABLE), required=[]),
+    "Rotation": _object(
+        {"grace_s": {"type": "number", "minimum": 0, "maximum": MAX_GRACE_S, "default": 0}},
+        required=[],
+    ),
+    "RotatedKey": _object(
+        {"name": {"type": "string"}, "key": {"type": "string", "description": "Shown this once; stored hashed."}}
     ),
     "CreatedConsumer": _object(
         {
@@ -284,14 +335,53 @@ _PATHS: dict[str, Any] = {
         },
     },
     "/api/consumers/{name}": {
+        "get": {
+            "summary": "One consumer, with its budget, max_parallel, expiry and current spend. Never a key.",
+            "parameters": _NAME_PARAMETER,
+            "responses": {
+                "200": _json("The consumer.", _ref("ConsumerDetail")),
+                "401": _UNAUTHORIZED,
+                "404": _error("No such consumer."),
+                "503": _UNAVAILABLE,
+            },
+        },
+        "patch": {
+            "summary": "Change some of a runtime consumer's fields; every replica serves the change within a second.",
+            "parameters": _NAME_PARAMETER,
+            "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("ConsumerEdit")}}},
+            "responses": {
+                "200": _json("The consumer as it now is.", _ref("ConsumerDetail")),
+                "400": _error("The body is not an edit (unknown fields, a value of the wrong form)."),
+                "401": _UNAUTHORIZED,
+                "404": _error("No such consumer."),
+                "409": _CONFIG_CONSUMER,
+                "503": _UNAVAILABLE,
+            },
+        },
         "delete": {
             "summary": "Revoke a runtime consumer: its key stops working on every worker within a second.",
-            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "parameters": _NAME_PARAMETER,
             "responses": {
                 "204": {"description": "Revoked."},
                 "401": _UNAUTHORIZED,
                 "404": _error("No such consumer."),
-                "409": _error("The consumer comes from the config file; remove it there."),
+                "409": _CONFIG_CONSUMER,
+                "503": _UNAVAILABLE,
+            },
+        },
+    },
+    "/api/consumers/{name}/rotate": {
+        "post": {
+            "summary": "Give a runtime consumer a new key; the old one keeps working for `grace_s` seconds "
+            "(default 0), then stops on every replica.",
+            "parameters": _NAME_PARAMETER,
+            "requestBody": {"required": False, "content": {_JSON: {"schema": _ref("Rotation")}}},
+            "responses": {
+                "200": _json("The new key, shown this once.", _ref("RotatedKey")),
+                "400": _error("`grace_s` is not a number of seconds from 0 to a week."),
+                "401": _UNAUTHORIZED,
+                "404": _error("No such consumer."),
+                "409": _CONFIG_CONSUMER,
                 "503": _UNAVAILABLE,
             },
         }

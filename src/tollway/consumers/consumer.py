@@ -4,16 +4,28 @@ plugin and listing sees, whether they come from the config file or the database.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, TypedDict
 
 from tollway.patterns import matches_any
 
 Source = Literal["config", "runtime"]
+Period = Literal["day", "week", "month", "total"]
+PERIODS: tuple[Period, ...] = ("day", "week", "month", "total")
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A spending cap in US dollars over a UTC calendar period (SPEC §10)."""
+
+    usd: float
+    period: Period
 
 
 @dataclass(frozen=True, slots=True)
 class Consumer:
-    """A consumer as every plugin sees it."""
+    """A consumer as every plugin sees it. ``expires_at``: seconds since the epoch after
+    which its key is refused (None: never)."""
 
     name: str
     allow_models: tuple[str, ...] | None = None
@@ -21,6 +33,9 @@ class Consumer:
     source: Source = "config"
     # MCP tool patterns per server name (SPEC §12); a server without an entry: all its tools.
     allow_tools: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    expires_at: float | None = None
+    budget: Budget | None = None
+    max_parallel: int | None = None
 
     def may_use(self, model: str) -> bool:
         """``allow_models`` unset means every model; set, the model must match one pattern."""
@@ -33,6 +48,14 @@ class Consumer:
                 return patterns
         return None
 
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+class BudgetInfo(TypedDict):
+    usd: float
+    period: Period
+
 
 class ConsumerInfo(TypedDict):
     """A consumer as ``GET /api/consumers`` and ``tollway consumers list`` show it: never the key."""
@@ -43,3 +66,26 @@ class ConsumerInfo(TypedDict):
     source: Source
     key_hint: str
     created_at: str | None
+    expires_at: str | None
+
+
+class ConsumerDetail(ConsumerInfo):
+    """One consumer as ``GET /api/consumers/NAME`` shows it; ``spend`` is filled by the caller."""
+
+    budget: BudgetInfo | None
+    max_parallel: int | None
+    metadata: dict[str, object] | None
+
+
+def parse_instant(text: str) -> float:
+    """An ISO-8601 date or date-time (UTC unless it names an offset) as seconds since the
+    epoch; ``ValueError`` if it is not one."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def iso_instant(ts: float) -> str:
+    """Seconds since the epoch as ISO-8601 UTC to the second (``2026-01-31T23:59:59Z``)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

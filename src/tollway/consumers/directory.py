@@ -3,18 +3,21 @@ and a dict lookup, never a query.
 
 Every process keeps all active runtime consumers of the store in a dict keyed by their
 key's hash. To see what other processes changed, it reads the store's change counter
-once per refresh interval and reloads the whole set when it moved: a key added or
-revoked anywhere works or stops everywhere within about one interval; here, at once.
+once per refresh interval and reloads the whole set when it moved: a key added, edited,
+rotated or revoked anywhere works or stops everywhere within about one interval; here, at
+once. A rotated-out key is kept apart with the moment it stops, and looked at only when
+a key is not a current one, so the common lookup stays one dict probe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 
 from tollway.background import BackgroundTask, every
-from tollway.consumers.consumer import Consumer, ConsumerInfo
+from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo
 from tollway.consumers.keys import KEY_PREFIX, hash_key
 from tollway.consumers.store import ConsumerStore
 from tollway.storage import StorageError
@@ -35,6 +38,8 @@ class ConsumerDirectory:
         self.store = store
         self._by_hash: dict[str, Consumer] = {}
         self._hash_of: dict[str, str] = {}  # name → key hash, to drop a revoked key at once
+        # Rotated-out keys still in their grace period: hash → (consumer, when it stops).
+        self._old: dict[str, tuple[Consumer, float]] = {}
         self._version: int | None = None
         # Serialises reloads with local changes: a reload that read the table just before
         # a local revoke must not put the revoked key back.
@@ -54,7 +59,13 @@ class ConsumerDirectory:
         """The active runtime consumer with this key, or None; memory only, no query."""
         if not key.startswith(KEY_PREFIX):
             return None
-        return self._by_hash.get(hash_key(key))
+        key_hash = hash_key(key)
+        consumer = self._by_hash.get(key_hash)
+        if consumer is None and self._old:
+            old = self._old.get(key_hash)
+            if old is not None and time.time() < old[1]:
+                return old[0]
+        return consumer
 
     async def refresh(self) -> bool:
         """Reload the consumers if the change counter moved since the last load; say whether."""
@@ -66,10 +77,14 @@ class ConsumerDirectory:
             # loaded now and loaded again next time, never missed.
             by_hash: dict[str, Consumer] = {}
             hash_of: dict[str, str] = {}
-            for key_hash, consumer in await self.store.active():
+            old: dict[str, tuple[Consumer, float]] = {}
+            now = time.time()
+            for key_hash, consumer, old_hash, old_until in await self.store.active():
                 by_hash[key_hash] = consumer
                 hash_of[consumer.name] = key_hash
-            self._by_hash, self._hash_of = by_hash, hash_of
+                if old_hash is not None and old_until is not None and old_until > now:
+                    old[old_hash] = (consumer, old_until)
+            self._by_hash, self._hash_of, self._old = by_hash, hash_of, old
             self._version = version
             return True
 
@@ -92,15 +107,53 @@ class ConsumerDirectory:
         self._failing = False
 
     async def add(
-        self, name: str, allow_models: Sequence[str] | None = None, groups: Sequence[str] = ()
+        self,
+        name: str,
+        allow_models: Sequence[str] | None = None,
+        groups: Sequence[str] = (),
+        *,
+        expires_at: float | None = None,
+        budget: Budget | None = None,
+        max_parallel: int | None = None,
+        metadata: Mapping[str, object] | None = None,
     ) -> tuple[Consumer, str]:
         """``ConsumerStore.add``, and the key works here at once."""
         async with self._lock:
-            consumer, key, key_hash = await self.store.add(name, allow_models, groups)
+            consumer, key, key_hash = await self.store.add(
+                name, allow_models, groups, expires_at=expires_at, budget=budget,
+                max_parallel=max_parallel, metadata=metadata,
+            )  # fmt: skip
             self._forget(name)
             self._by_hash[key_hash] = consumer
             self._hash_of[name] = key_hash
         return consumer, key
+
+    async def rotate(self, name: str, grace_s: float = 0.0) -> str:
+        """``ConsumerStore.rotate``: the new key works here at once, the old one for ``grace_s``."""
+        async with self._lock:
+            key, key_hash, until = await self.store.rotate(name, grace_s)
+            # The store keeps one old key: a rotation ends the grace of the one before.
+            self._forget_old(name)
+            old_hash = self._hash_of.get(name)
+            consumer = self._by_hash.pop(old_hash, None) if old_hash is not None else None
+            if consumer is not None:
+                self._by_hash[key_hash] = consumer
+                self._hash_of[name] = key_hash
+                if old_hash is not None and until > time.time():
+                    self._old[old_hash] = (consumer, until)
+            self._version = None  # the next refresh reloads whatever this missed
+        return key
+
+    async def edit(self, name: str, changes: Mapping[str, object]) -> ConsumerDetail:
+        """``ConsumerStore.edit``; this process serves the edited consumer at once."""
+        detail = await self.store.edit(name, changes)
+        async with self._lock:
+            self._version = None
+        await self.refresh()
+        return detail
+
+    async def get(self, name: str) -> ConsumerDetail | None:
+        return await self.store.get(name)
 
     async def revoke(self, name: str) -> None:
         """``ConsumerStore.revoke``, and the key stops working here at once."""
@@ -115,3 +168,8 @@ class ConsumerDirectory:
         old = self._hash_of.pop(name, None)
         if old is not None:
             self._by_hash.pop(old, None)
+        self._forget_old(name)
+
+    def _forget_old(self, name: str) -> None:
+        for key_hash in [h for h, (c, _) in self._old.items() if c.name == name]:
+            del self._old[key_hash]

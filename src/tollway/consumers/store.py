@@ -8,24 +8,33 @@
 
 ``StorageError`` (from ``tollway.storage``) passes through unchanged: the database failed.
 
-Keys are stored only as a hash (``keys.hash_key``). Every add and revoke bumps one
-counter row (``consumer_changes.version``) in the same transaction, so a process that
-serves consumers from memory (``directory``) learns that something changed with one
-small query.
+Keys are stored only as a hash (``keys.hash_key``). Every add, edit, rotation and
+revoke bumps one counter row (``consumer_changes.version``) in the same transaction, so a
+process that serves consumers from memory (``directory``) learns that something changed
+with one small query.
+
+A rotation keeps the replaced key's hash with the moment it stops (``old_key_hash``,
+``old_key_until``): every process holds that deadline itself, so the old key stops
+everywhere at the same moment without another change to learn of.
+
+The schema grows in numbered steps (``tollway.storage.steps``, counted in
+``consumer_schema``): step 1 is the table as the first releases made it, so a database
+from one of them keeps its consumers and gains the later columns.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
-from tollway.consumers.consumer import Consumer, ConsumerInfo
+from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
 from tollway.consumers.keys import hash_key, new_key
 from tollway.storage import Database, Row, Statement
+from tollway.storage.steps import migrate_in_steps
 
 # Names travel as the X-Mse-Consumer header and in /api/consumers/NAME: keep them to
 # characters that are safe in both, so a name can never smuggle a header or a path.
@@ -36,9 +45,23 @@ MAX_ITEM = 200
 # Aliases because ConsumerStore.list (the admin API's verb) hides the builtin in its class.
 _Rows = list[Row]
 _Counts = list[int]
-_Active = list[tuple[str, Consumer]]
 
-_SCHEMA = (
+
+class ActiveKey(NamedTuple):
+    """An active consumer's key hash and, after a rotation, its old key's hash and when
+    that one stops (seconds since the epoch)."""
+
+    key_hash: str
+    consumer: Consumer
+    old_key_hash: str | None
+    old_key_until: float | None
+
+
+_Active = list[ActiveKey]
+# The fields an edit may change; anything else in a PATCH is refused.
+EDITABLE = ("allow_models", "groups", "budget", "max_parallel", "expires_at", "metadata")
+
+_BASE = (
     """CREATE TABLE IF NOT EXISTS consumers (
         name TEXT PRIMARY KEY,
         key_hash TEXT NOT NULL UNIQUE,
@@ -51,24 +74,44 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS consumer_changes (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
     "INSERT INTO consumer_changes (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
 )
+_STEPS: tuple[tuple[str, ...], ...] = (
+    _BASE,
+    (
+        "ALTER TABLE consumers ADD COLUMN expires_at DOUBLE PRECISION",
+        "ALTER TABLE consumers ADD COLUMN budget TEXT",
+        "ALTER TABLE consumers ADD COLUMN max_parallel BIGINT",
+        "ALTER TABLE consumers ADD COLUMN metadata TEXT",
+        "ALTER TABLE consumers ADD COLUMN old_key_hash TEXT",
+        "ALTER TABLE consumers ADD COLUMN old_key_until DOUBLE PRECISION",
+    ),
+)
 # A revoked name may be taken again: the upsert reuses its row, but never an active one
 # (then it changes nothing, and the caller learns the name exists from the row count).
 _INSERT = """
-    INSERT INTO consumers (name, key_hash, key_hint, allow_models, groups, created_at, revoked_at)
-    VALUES ($1, $2, $3, $4, $5, $6, NULL)
+    INSERT INTO consumers (name, key_hash, key_hint, allow_models, groups, created_at, revoked_at,
+        expires_at, budget, max_parallel, metadata, old_key_hash, old_key_until)
+    VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10, NULL, NULL)
     ON CONFLICT (name) DO UPDATE SET
         key_hash = excluded.key_hash, key_hint = excluded.key_hint,
         allow_models = excluded.allow_models, groups = excluded.groups,
-        created_at = excluded.created_at, revoked_at = NULL
+        created_at = excluded.created_at, revoked_at = NULL,
+        expires_at = excluded.expires_at, budget = excluded.budget,
+        max_parallel = excluded.max_parallel, metadata = excluded.metadata,
+        old_key_hash = NULL, old_key_until = NULL
     WHERE consumers.revoked_at IS NOT NULL
 """
 _REVOKE = "UPDATE consumers SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL"
+# The right-hand sides read the row as it was: the current key becomes the old one.
+_ROTATE = """
+    UPDATE consumers SET old_key_hash = key_hash, old_key_until = $1, key_hash = $2, key_hint = $3
+    WHERE name = $4 AND revoked_at IS NULL
+"""
 _BUMP = "UPDATE consumer_changes SET version = version + 1 WHERE id = 1"
 _VERSION = "SELECT version FROM consumer_changes WHERE id = 1"
-_ACTIVE = """
-    SELECT name, key_hash, key_hint, allow_models, groups, created_at
-    FROM consumers WHERE revoked_at IS NULL ORDER BY created_at, name
-"""
+_COLUMNS = """name, key_hash, key_hint, allow_models, groups, created_at, expires_at, budget, max_parallel,
+    metadata, old_key_hash, old_key_until"""
+_ACTIVE = f"SELECT {_COLUMNS} FROM consumers WHERE revoked_at IS NULL ORDER BY created_at, name"
+_ONE = f"SELECT {_COLUMNS} FROM consumers WHERE revoked_at IS NULL AND name = $1"
 
 
 class ConsumerStoreError(Exception):
@@ -104,19 +147,60 @@ def validate(name: str, allow_models: Sequence[str] | None, groups: Sequence[str
                 raise InvalidConsumer(f"invalid {what} entry {item!r}: 1-{MAX_ITEM} printable characters")
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _no_names() -> Collection[str]:
     return ()
 
 
+def _json(value: object) -> str | None:
+    return orjson.dumps(value).decode() if value is not None else None
+
+
+def _loaded(text: str | None) -> Any:
+    return orjson.loads(text) if text is not None else None
+
+
 def _consumer(row: Row) -> Consumer:
-    models = orjson.loads(row["allow_models"]) if row["allow_models"] is not None else None
+    models = _loaded(row["allow_models"])
+    budget = _loaded(row["budget"])
     return Consumer(
-        row["name"], tuple(models) if models is not None else None, tuple(orjson.loads(row["groups"])), "runtime"
+        row["name"],
+        tuple(models) if models is not None else None,
+        tuple(orjson.loads(row["groups"])),
+        "runtime",
+        expires_at=row["expires_at"],
+        budget=Budget(float(budget["usd"]), budget["period"]) if budget is not None else None,
+        max_parallel=int(row["max_parallel"]) if row["max_parallel"] is not None else None,
     )
+
+
+def _info(row: Row) -> ConsumerInfo:
+    return ConsumerInfo(
+        name=row["name"],
+        allow_models=_loaded(row["allow_models"]),
+        groups=orjson.loads(row["groups"]),
+        source="runtime",
+        key_hint=row["key_hint"],
+        created_at=iso_instant(row["created_at"]),
+        expires_at=iso_instant(row["expires_at"]) if row["expires_at"] is not None else None,
+    )
+
+
+def _detail(row: Row) -> ConsumerDetail:
+    return ConsumerDetail(
+        **_info(row),
+        budget=_loaded(row["budget"]),
+        max_parallel=int(row["max_parallel"]) if row["max_parallel"] is not None else None,
+        metadata=_loaded(row["metadata"]),
+    )
+
+
+def _column_value(field: str, value: object) -> object:
+    """An edited field as its column holds it."""
+    if field in ("allow_models", "groups", "budget", "metadata"):
+        if field == "groups" and value is None:
+            return "[]"
+        return _json(value)
+    return value
 
 
 class ConsumerStore:
@@ -130,9 +214,9 @@ class ConsumerStore:
         self.query_count = 0
 
     async def migrate(self) -> None:
-        """Create the tables if missing (idempotent)."""
+        """Create or upgrade the tables (idempotent; safe with replicas starting together)."""
         self.query_count += 1
-        await self.db.migrate(_SCHEMA)
+        await migrate_in_steps(self.db, "consumer_schema", _STEPS)
 
     async def version(self) -> int:
         """The change counter: it moves with every add and revoke, anywhere."""
@@ -141,10 +225,21 @@ class ConsumerStore:
 
     async def active(self) -> _Active:
         """Every active runtime consumer with its key's hash, oldest first."""
-        return [(row["key_hash"], _consumer(row)) for row in await self._fetch(_ACTIVE)]
+        return [
+            ActiveKey(row["key_hash"], _consumer(row), row["old_key_hash"], row["old_key_until"])
+            for row in await self._fetch(_ACTIVE)
+        ]
 
     async def add(
-        self, name: str, allow_models: Sequence[str] | None = None, groups: Sequence[str] = ()
+        self,
+        name: str,
+        allow_models: Sequence[str] | None = None,
+        groups: Sequence[str] = (),
+        *,
+        expires_at: float | None = None,
+        budget: Budget | None = None,
+        max_parallel: int | None = None,
+        metadata: Mapping[str, object] | None = None,
     ) -> tuple[Consumer, str, str]:
         """Make a consumer with a new key; return it, the key (shown once, kept nowhere)
         and the key's hash.
@@ -165,12 +260,70 @@ class ConsumerStore:
             orjson.dumps(models).decode() if models is not None else None,
             orjson.dumps(list(groups)).decode(),
             time.time(),
+            expires_at,
+            _json({"usd": budget.usd, "period": budget.period}) if budget is not None else None,
+            max_parallel,
+            _json(dict(metadata)) if metadata is not None else None,
         )
         inserted, _ = await self._transact([(_INSERT, args), (_BUMP, ())])
         if not inserted:
             raise ConsumerExists(f"consumer {name!r} exists")
-        consumer = Consumer(name, tuple(models) if models is not None else None, tuple(groups), "runtime")
+        consumer = Consumer(
+            name,
+            tuple(models) if models is not None else None,
+            tuple(groups),
+            "runtime",
+            expires_at=expires_at,
+            budget=budget,
+            max_parallel=max_parallel,
+        )
         return consumer, key, key_hash
+
+    async def rotate(self, name: str, grace_s: float = 0.0) -> tuple[str, str, float]:
+        """Give the active runtime consumer a new key; the old one works ``grace_s`` more
+        seconds. Return the new key (shown once), its hash and when the old key stops.
+
+        Raises ``ConfigConsumer`` or ``ConsumerNotFound`` as ``revoke`` does.
+        """
+        key = new_key()
+        key_hash = hash_key(key)
+        until = time.time() + grace_s
+        rotated, _ = await self._transact([(_ROTATE, (until, key_hash, key[-4:], name)), (_BUMP, ())])
+        if not rotated:
+            self._not_runtime(name)
+        return key, key_hash, until
+
+    async def edit(self, name: str, changes: Mapping[str, object]) -> ConsumerDetail:
+        """Set the fields of ``changes`` (names from ``EDITABLE``, values as the admin API
+        takes them: ``budget`` a ``{"usd", "period"}`` dict, ``expires_at`` seconds since
+        the epoch); return the consumer as it now is.
+
+        Raises ``InvalidConsumer`` for an unusable pattern or group, else ``ConfigConsumer``
+        or ``ConsumerNotFound`` as ``revoke`` does.
+        """
+        fields = [f for f in EDITABLE if f in changes]
+        models = changes.get("allow_models")
+        groups = changes.get("groups")
+        if not _NAME.fullmatch(name):
+            self._not_runtime(name)  # no consumer could have such a name
+        validate(name, models if isinstance(models, list) else None, groups if isinstance(groups, list) else ())
+        if fields:
+            sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(fields, start=1))
+            sql = f"UPDATE consumers SET {sets} WHERE name = ${len(fields) + 1} AND revoked_at IS NULL"
+            values = [_column_value(f, changes[f]) for f in fields]
+            edited, _ = await self._transact([(sql, (*values, name)), (_BUMP, ())])
+            if not edited:
+                self._not_runtime(name)
+        found = await self.get(name)
+        if found is None:
+            self._not_runtime(name)
+        return found
+
+    async def get(self, name: str) -> ConsumerDetail | None:
+        """The active runtime consumer with this name, or None."""
+        self.query_count += 1
+        rows = await self.db.fetch(_ONE, name)
+        return _detail(rows[0]) if rows else None
 
     async def revoke(self, name: str) -> None:
         """Revoke the active runtime consumer with this name.
@@ -179,25 +332,17 @@ class ConsumerStore:
         ``ConsumerNotFound`` when no active runtime consumer has it.
         """
         revoked, _ = await self._transact([(_REVOKE, (time.time(), name)), (_BUMP, ())])
-        if revoked:
-            return
+        if not revoked:
+            self._not_runtime(name)
+
+    def _not_runtime(self, name: str) -> NoReturn:
         if name in self.config_names():
-            raise ConfigConsumer(f"consumer {name!r} comes from the config file; remove it there")
+            raise ConfigConsumer(f"consumer {name!r} comes from the config file; change it there")
         raise ConsumerNotFound(f"no runtime consumer named {name!r}")
 
     async def list(self) -> list[ConsumerInfo]:
         """The active runtime consumers, oldest first, as listings show them."""
-        return [
-            ConsumerInfo(
-                name=row["name"],
-                allow_models=orjson.loads(row["allow_models"]) if row["allow_models"] is not None else None,
-                groups=orjson.loads(row["groups"]),
-                source="runtime",
-                key_hint=row["key_hint"],
-                created_at=_iso(row["created_at"]),
-            )
-            for row in await self._fetch(_ACTIVE)
-        ]
+        return [_info(row) for row in await self._fetch(_ACTIVE)]
 
     async def _fetch(self, sql: str) -> _Rows:
         self.query_count += 1

@@ -1,7 +1,8 @@
 """key-auth (AUTHN, 310): who is calling, from a key in a header or query parameter.
 
 Higress's fields and the seed's semantics: no key, an unknown key or two different
-keys → 401; a known consumer outside the matched rule's ``allow`` → 403; every 401/403
+keys → 401; a consumer past its ``expires_at`` → 401 (``key-auth.expired_key``); a
+known consumer outside the matched rule's ``allow`` → 403; every 401/403
 carries ``WWW-Authenticate``. On success the consumer's name travels on as
 ``X-Mse-Consumer``, and the key itself is kept from the provider. The consumer's
 ``allow_models`` is checked against the model the request names, once the body is in.
@@ -12,14 +13,16 @@ admin API, the CLI and the metrics. Runtime consumers come from the consumer dir
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import orjson
 from pydantic import Field, field_validator, model_validator
 
 from tollway import patterns
 from tollway.config.load import LoadedConfig
-from tollway.consumers.consumer import Consumer, ConsumerInfo
+from tollway.consumers.consumer import Consumer, ConsumerInfo, iso_instant
 from tollway.errors import BadRequest, Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
@@ -46,6 +49,16 @@ class ConsumerEntry(PluginConfig):
             for pattern in tools:
                 patterns.check(pattern)
         return v
+
+    # ISO-8601; UTC unless it names an offset. After it the key is refused.
+    expires_at: datetime | None = None
+
+    def expiry(self) -> float | None:
+        """``expires_at`` as seconds since the epoch."""
+        if self.expires_at is None:
+            return None
+        when = self.expires_at if self.expires_at.tzinfo is not None else self.expires_at.replace(tzinfo=UTC)
+        return when.timestamp()
 
 
 class KeyAuthConfig(PluginConfig):
@@ -90,7 +103,8 @@ class KeyAuth(Plugin[KeyAuthConfig]):
                 tuple(c.allow_models) if c.allow_models is not None else None,
                 tuple(c.groups),
                 "config",
-                tuple((server, tuple(tools)) for server, tools in (c.allow_tools or {}).items()),
+                allow_tools=tuple((server, tuple(tools)) for server, tools in (c.allow_tools or {}).items()),
+                expires_at=c.expiry(),
             )
             for c in config.consumers
         }
@@ -143,7 +157,7 @@ class KeyAuth(Plugin[KeyAuthConfig]):
             # still that consumer: recorded, held to their limits and allow_models, and
             # their key kept from the provider. A key that names nobody changes nothing.
             consumer = self._lookup(keys[0]) if len(keys) == 1 else None
-            if consumer is not None:
+            if consumer is not None and not consumer.expired(time.time()):
                 self._admit(ex, consumer)
             return None
         if not keys:
@@ -153,6 +167,8 @@ class KeyAuth(Plugin[KeyAuthConfig]):
         consumer = self._lookup(keys[0])
         if consumer is None:
             raise _unauthorized("Invalid API key.", "key-auth.unknown_key")
+        if consumer.expired(time.time()):
+            raise _unauthorized("The API key has expired.", "key-auth.expired_key")
         self._admit(ex, consumer)
         if self.allow is not None and consumer.name not in self.allow:
             raise Forbidden(
@@ -266,6 +282,7 @@ def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
                 source="config",
                 key_hint=c.credential[-4:],
                 created_at=None,
+                expires_at=iso_instant(expiry) if (expiry := c.expiry()) is not None else None,
             ),
         )
     return list(found.values())

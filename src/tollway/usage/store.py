@@ -3,12 +3,8 @@ batches, summed per consumer/model/route/provider/day, listed newest first.
 
 ``StorageError`` (from ``tollway.storage``) passes through unchanged.
 
-Migrations are numbered steps; ``usage_schema.version`` says how many have run. Two
-processes starting together may both see a step as pending and run it one after the
-other (``Database.migrate`` serialises them), so every step must be idempotent
-(``IF NOT EXISTS``) or, where the SQL has no such form (SQLite's ``ADD COLUMN``), fail
-harmlessly once the other process has run it: a failed step whose number the schema has
-reached meanwhile counts as done.
+Migrations are numbered steps (``tollway.storage.steps``); ``usage_schema.version``
+says how many have run.
 
 ``record_key`` (step 2) is the usage writer's key for each record, unique: a record
 written again (a retry, a replay of the journal) is skipped, never stored twice.
@@ -26,7 +22,8 @@ from typing import Any
 import orjson
 
 from tollway.exchange import Attempt
-from tollway.storage import Database, Row, StorageError
+from tollway.storage import Database, Row
+from tollway.storage.steps import migrate_in_steps
 from tollway.usage.query import UsageQuery, Window
 from tollway.usage.record import UsageRecord
 from tollway.usage.timestamps import day_hour
@@ -75,10 +72,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE usage_records ADD COLUMN cost_saved_usd DOUBLE PRECISION",),
     ("ALTER TABLE usage_records ADD COLUMN mcp_method TEXT",),
     ("ALTER TABLE usage_records ADD COLUMN mcp_tool TEXT",),
-)
-_SCHEMA_TABLE = (
-    "CREATE TABLE IF NOT EXISTS usage_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
-    "INSERT INTO usage_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
 )
 _COLUMNS = (
     "ts_ms",
@@ -228,20 +221,7 @@ class UsageStore:
 
     async def migrate(self) -> None:
         """Create or upgrade the schema (idempotent; safe with replicas starting together)."""
-        await self.db.migrate(_SCHEMA_TABLE)
-        version = await self._version()
-        for number, step in enumerate(_MIGRATIONS, start=1):
-            if number > version:
-                bump = f"UPDATE usage_schema SET version = {number} WHERE id = 1 AND version < {number}"
-                try:
-                    await self.db.migrate((*step, bump))
-                except StorageError:
-                    if await self._version() < number:
-                        raise
-
-    async def _version(self) -> int:
-        rows = await self.db.fetch("SELECT version FROM usage_schema WHERE id = 1")
-        return int(rows[0]["version"]) if rows else 0
+        await migrate_in_steps(self.db, "usage_schema", _MIGRATIONS)
 
     async def write(self, records: Sequence[UsageRecord]) -> None:
         """Insert ``records`` (without keys) in one transaction: all of them or, on error,

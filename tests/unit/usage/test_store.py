@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.usage_support import DAY1, DAY2, rec
 from tollway.exchange import Attempt
-from tollway.storage import StorageError, open_database
+from tollway.storage import Database, StorageError, open_database, steps
 from tollway.usage import store as store_module
 from tollway.usage.query import UsageQuery, Window
 from tollway.usage.store import UsageStore, row_of
@@ -36,25 +36,26 @@ async def test_migrating_again_changes_nothing(store: UsageStore) -> None:
     assert len(await store.recent(10)) == 1
 
 
-class _LateStore(UsageStore):
-    """Reads the schema's version as 1 the first time, whatever it is."""
+def _late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next migration reads the schema's version as 1 the first time, whatever it is."""
+    real = steps._version
+    seen: list[bool] = []
 
-    _seen = False
-
-    async def _version(self) -> int:
-        if not self._seen:
-            self._seen = True
+    async def version(db: Database, counter: str) -> int:
+        if not seen:
+            seen.append(True)
             return 1
-        return await super()._version()
+        return await real(db, counter)
+
+    monkeypatch.setattr(steps, "_version", version)
 
 
 async def test_a_schema_of_version_1_gains_the_record_key_and_api_and_keeps_its_rows(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = open_database(database_url, tmp_path)
     await db.connect()
-    await db.migrate(store_module._SCHEMA_TABLE)
-    await db.migrate((*store_module._MIGRATIONS[0], "UPDATE usage_schema SET version = 1 WHERE id = 1"))
+    await steps.migrate_in_steps(db, "usage_schema", store_module._MIGRATIONS[:1])
     old = store_module._COLUMNS[:24]  # the columns of version 1 (no api)
     await db.execute(
         f"INSERT INTO usage_records ({', '.join(old)}) VALUES ({', '.join(f'${i + 1}' for i in range(24))})",
@@ -66,7 +67,8 @@ async def test_a_schema_of_version_1_gains_the_record_key_and_api_and_keeps_its_
     # COLUMN fails (SQLite has no IF NOT EXISTS for it), and counts as done.
     second = open_database(database_url, tmp_path)
     await second.connect()
-    await _LateStore(second).migrate()
+    _late(monkeypatch)
+    await UsageStore(second).migrate()
     await second.close()
     await store.write_rows([row_of(rec(DAY2, "bob", request_id="new"), 7)])
     assert [(r["request_id"], r["api"]) for r in await store.recent(10)] == [("new", "chat"), ("old", None)]
