@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tollway.state import StateStore
 from tollway.state.memory import MemoryStateStore
+from tollway.storage.audit import AuditLog
 from tollway.upstream import Transport
 
 if TYPE_CHECKING:
@@ -38,3 +39,6 @@ class Services:
     # database); none where the runtime made none (each ai-cache then keeps its own
     # entries on ``state``, without a semantic cache).
     caches: CacheStores | None = None
+    # The audit log of admin writes (ai-quota's quota changes record there); none where
+    # no database is open.
+    audit: AuditLog | None = None

@@ -6,6 +6,10 @@ dashboard's static files, which hold no data) needs ``Authorization: Bearer <tok
 compared in constant time. The token and the route are checked before any of the body is
 read; a body is read only up to ``MAX_BODY_BYTES`` (beyond: 413), and one that stalls is
 answered 408.
+
+A route added with ``audit="action"`` is a write: each time it succeeds (an answer
+below 400), ``on_write`` is told the action, its subject (the name in the path, else the
+body's ``name``), the request's JSON body as details, and the client's address.
 """
 
 from __future__ import annotations
@@ -25,18 +29,23 @@ log = logging.getLogger("tollway.admin.app")
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
 Handler = Callable[["AdminRequest"], Awaitable[Answer]]
+# action, subject, details, client address: one audit event.
+WriteSink = Callable[[str, str | None, dict[str, Any] | None, str | None], Awaitable[None]]
 
 # The largest admin request body: every admin body is a small JSON object.
 MAX_BODY_BYTES = 1024 * 1024
 
 
 class AdminRequest:
-    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> None:
+    def __init__(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes, client_ip: str | None = None
+    ) -> None:
         self.method = method
         self.path = path
         self.query = {k: v[-1] for k, v in parse_qs(query).items()}
         self.headers = headers
         self.body = body
+        self.client_ip = client_ip
 
     def json(self) -> Any:
         return orjson.loads(self.body) if self.body else {}
@@ -98,16 +107,30 @@ class AdminApp:
         }
         self.public: set[str] = {"/healthz"}
         self.prefix_routes: list[tuple[str, str, Handler]] = []
+        # The write routes' audit actions, by handler; told to ``on_write`` (set by the runtime).
+        self.audited: dict[Handler, tuple[str, str | None]] = {self.reload: ("config.reload", None)}
+        self.on_write: WriteSink | None = None
 
-    def add(self, method: str, path: str, handler: Handler, prefix: bool = False, public: bool = False) -> None:
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        prefix: bool = False,
+        public: bool = False,
+        audit: str | None = None,
+    ) -> None:
         """Route ``method path`` (or every path under it, with ``prefix``) to ``handler``;
-        ``public`` exempts an exact path from the admin token."""
+        ``public`` exempts an exact path from the admin token; ``audit`` names the action
+        a success records."""
         if public:
             self.public.add(path)
         if prefix:
             self.prefix_routes.append((method, path, handler))
         else:
             self.routes[(method, path)] = handler
+        if audit is not None:
+            self.audited[handler] = (audit, path if prefix else None)
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         if not self.token:
@@ -146,7 +169,11 @@ class AdminApp:
                 answer = unread.answer
             else:
                 query = scope["query_string"].decode("latin-1")
-                answer = await self._run(handler, AdminRequest(method, path, query, headers, body))
+                client = scope.get("client")
+                req = AdminRequest(method, path, query, headers, body, client[0] if client else None)
+                answer = await self._run(handler, req)
+                if answer[0] < 400 and handler in self.audited:
+                    await self._audit(handler, req)
         status, out_headers, out = answer
         wire = [(k.encode(), v.encode()) for k, v in out_headers]
         if status != 204:  # (a 204 has no body, and so no length)
@@ -163,6 +190,25 @@ class AdminApp:
         except Exception:  # one failing handler must not take the admin API down
             log.exception("admin handler %s %s failed", req.method, req.path)
             return error_reply(500, "internal error; see the gateway's log")
+
+    async def _audit(self, handler: Handler, req: AdminRequest) -> None:
+        if self.on_write is None:
+            return
+        action, prefix = self.audited[handler]
+        try:
+            body = req.json()
+        except orjson.JSONDecodeError:
+            body = None
+        details = body if isinstance(body, dict) and body else None
+        if prefix is not None:
+            subject: str | None = req.path[len(prefix) :].split("/", 1)[0]
+        else:
+            name = details.get("name") if details is not None else None
+            subject = name if isinstance(name, str) else None
+        try:
+            await self.on_write(action, subject, details, req.client_ip)
+        except Exception:  # the change is made: a lost audit event must not turn it into a 500
+            log.exception("audit: could not record %s", action)
 
     async def healthz(self, req: AdminRequest) -> Answer:
         return 200, [("content-type", "text/plain")], b"ok"

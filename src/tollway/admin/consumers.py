@@ -60,11 +60,11 @@ def register(
     ``spend_of`` gives a consumer's current spend entries."""
     routes = _ConsumerRoutes(directory, config_consumers, spend_of)
     admin.add("GET", "/api/consumers", routes.list)
-    admin.add("POST", "/api/consumers", routes.create)
+    admin.add("POST", "/api/consumers", routes.create, audit="consumers.add")
     admin.add("GET", _PREFIX, routes.show, prefix=True)
-    admin.add("PATCH", _PREFIX, routes.edit, prefix=True)
-    admin.add("POST", _PREFIX, routes.rotate, prefix=True)
-    admin.add("DELETE", _PREFIX, routes.delete, prefix=True)
+    admin.add("PATCH", _PREFIX, routes.edit, prefix=True, audit="consumers.edit")
+    admin.add("POST", _PREFIX, routes.rotate, prefix=True, audit="consumers.rotate")
+    admin.add("DELETE", _PREFIX, routes.delete, prefix=True, audit="consumers.revoke")
 
 
 def _string_list(body: dict[str, Any], field: str) -> list[str] | None:

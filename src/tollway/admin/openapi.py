@@ -196,6 +196,19 @@ _SCHEMAS: dict[str, Any] = {
             "groups": _STRINGS,
         }
     ),
+    "AuditEvent": _object(
+        {
+            "ts": {"type": "string", "description": "When, ISO-8601 UTC to the millisecond."},
+            "action": {
+                "type": "string",
+                "description": "consumers.add, consumers.edit, consumers.rotate, consumers.revoke, config.reload, "
+                "quota.refresh, quota.delta, …",
+            },
+            "subject": {**_NULLABLE_STRING, "description": "What was changed: a consumer's name, …"},
+            "details": {"type": ["object", "null"], "description": "What was asked for; never a key."},
+            "client_ip": _NULLABLE_STRING,
+        }
+    ),
     "UsageRow": _object(
         {
             "key": {**_NULLABLE_STRING, "description": "The group's value; null for calls without one."},
@@ -382,6 +395,26 @@ _PATHS: dict[str, Any] = {
                 "401": _UNAUTHORIZED,
                 "404": _error("No such consumer."),
                 "409": _CONFIG_CONSUMER,
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/api/audit": {
+        "get": {
+            "summary": "The audit log: every admin write, newest first. Never a key.",
+            "parameters": [
+                _WINDOW[0],
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+                },
+            ],
+            "responses": {
+                "200": _json("The events.", _object({"events": {"type": "array", "items": _ref("AuditEvent")}})),
+                "400": _error("A parameter is invalid."),
+                "401": _UNAUTHORIZED,
                 "503": _UNAVAILABLE,
             },
         }

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tollway import __version__
+from tollway.admin import audit as admin_audit
 from tollway.admin import consumers as admin_consumers
 from tollway.admin import dashboard as admin_dashboard
 from tollway.admin import openapi, readiness
@@ -41,6 +42,7 @@ from tollway.services import Services
 from tollway.state import open_state_store
 from tollway.state.memory import MemoryStateStore
 from tollway.storage import open_database, records_folder
+from tollway.storage.audit import AuditLog
 from tollway.upstream.asgi_transport import AsgiTransport
 from tollway.upstream.pooled import PooledTransport
 from tollway.usage.access_log import AccessLog
@@ -78,6 +80,7 @@ class Runtime:
         self.consumer_store = ConsumerStore(self.database, config_names=self._config_consumer_names)
         self.directory = ConsumerDirectory(self.consumer_store)
         state = open_state_store(cfg.storage.state)
+        self.audit = AuditLog(self.database)
         # ai-quota balances: the database keeps the truth, the state store decides calls.
         self.quota_ledger = QuotaLedger(self.database, state)
         self.services = Services(
@@ -89,6 +92,7 @@ class Runtime:
             quota_ledger=self.quota_ledger,
             # ai-cache: exact entries on the state store, semantic vectors in the database.
             caches=CacheStores(state, self.database),
+            audit=self.audit,
         )
         self.failures = FailureLog()
         self.snapshot = Snapshot(loaded, self.services, self.failures)
@@ -138,6 +142,7 @@ class Runtime:
         admin = AdminApp(self.loaded.config.admin.token, lambda source: self.reload(source), on_reload_ok)
         admin_consumers.register(admin, self.directory, lambda: config_consumers(self.loaded))
         admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)
+        admin_audit.register(admin, self.audit)
         admin_dashboard.register(admin)
         openapi.register(admin, __version__)
         readiness.register(
@@ -205,6 +210,7 @@ class Runtime:
         await self.directory.start()
         await self.usage_store.migrate()
         await self.holdings.migrate()
+        await self.audit.migrate()
         await self.quota_ledger.start()
         self.usage_writer.start()
         self.access_log.start()
@@ -227,6 +233,7 @@ class Runtime:
         await self.access_log.stop()
         await self.usage_writer.stop()
         await self.quota_ledger.stop()
+        await self.audit.drain()
         if self.services.caches is not None:
             await self.services.caches.stop()
         await self.database.close()

@@ -227,6 +227,9 @@ class AiQuota(Plugin[AiQuotaConfig]):
             raise _unavailable(exc) from None
         except LedgerUnavailable:
             raise _database_unavailable() from None
+        if self.services.audit is not None:
+            field = "quota" if action == "refresh" else "value"
+            self.services.audit.note(f"quota.{action}", name, {field: amount}, ex.request.client_ip)
         return Reply(200, list(_TEXT), f"{action} quota successful".encode())
 
 
