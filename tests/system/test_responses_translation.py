@@ -234,7 +234,7 @@ def test_an_answer_cut_at_max_output_tokens_is_incomplete(gw: Proc) -> None:
     ("fields", "named"),
     [
         ({"previous_response_id": "resp_abc"}, "previous_response_id"),
-        ({"reasoning": {"effort": "low", "summary": "auto"}}, "reasoning.summary"),
+        ({"reasoning": {"effort": "low", "verbose": True}}, "reasoning.verbose"),
         ({"tools": [{"type": "web_search"}]}, "tools[0]"),
         ({"extra_body": {"prompt_template_id": "p1"}}, "prompt_template_id"),
     ],

@@ -3,7 +3,8 @@ before it goes to any provider. The mapping of ``request_from_pivot`` runs
 backwards:
 
 - ``system`` (a string, or text blocks joined by newlines) → one string ``system``
-  message; a user turn that is one text block → a string;
+  message, and so does a ``system`` message within ``messages``, where it stands; a
+  user turn that is one text block → a string;
 - user blocks: ``text``; ``image`` (base64 → ``data:`` URL, url source → its URL) →
   ``image_url``; a base64 ``document`` → a ``file`` part, a text document → text;
   ``tool_result`` blocks → ``tool`` messages before the rest of the turn (their images,
@@ -24,7 +25,8 @@ backwards:
   provider of another protocol cannot take them back), ``cache_control``,
   ``service_tier``, ``speed``, ``diagnostics``, the account fields ``workspace_id`` and
   ``user_profile_id``. Refused (``TranslationError``, the gateway's 400
-  ``unsupported_parameter``): ``top_k``, ``container``, ``context_management``,
+  ``unsupported_parameter``): ``top_k``, ``container``, ``context_management`` edits
+  other than clearing thinking (which the history's dropped thinking blocks do),
   ``mcp_servers``, ``inference_geo`` (where the model may run: another provider cannot
   promise it), any other field this module does not know, server tools, blocks other
   than the above, image or document sources other than base64/url/text.
@@ -45,6 +47,7 @@ _MAPPED = frozenset(
     {
         "model", "messages", "max_tokens", "system", "stop_sequences", "temperature", "top_p",
         "stream", "tools", "tool_choice", "metadata", "thinking", "output_format", "output_config",
+        "context_management",
     }
 )  # fmt: skip
 _DROPPED = frozenset({"cache_control", "service_tier", "speed", "diagnostics", "workspace_id", "user_profile_id"})
@@ -207,8 +210,12 @@ def to_pivot(body: Json) -> Json:
             out_messages.extend(_user_to_pivot(m.get("content"), where))
         elif m.get("role") == "assistant":
             out_messages.append(_assistant_to_pivot(m.get("content"), where))
+        elif m.get("role") == "system":
+            # A system message within the conversation (Anthropic's beta; Claude Code
+            # sends its reminders so): a system message at the same place.
+            out_messages.extend(_system_to_pivot(m.get("content")))
         else:
-            raise TranslationError(f"{where}.role must be user or assistant")
+            raise TranslationError(f"{where}.role must be user, assistant or system")
     chat: Json = {"model": body.get("model"), "messages": out_messages}
     if isinstance(body.get("max_tokens"), int):
         chat["max_tokens"] = body["max_tokens"]
@@ -226,6 +233,7 @@ def to_pivot(body: Json) -> Json:
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         chat["user"] = metadata["user_id"]
     _refuse_what_has_no_equivalent(body)
+    _check_context_management(body.get("context_management"))
     output_config = body.get("output_config")
     if output_config is not None and not isinstance(output_config, dict):
         raise TranslationError("output_config must be an object")
@@ -241,6 +249,21 @@ def to_pivot(body: Json) -> Json:
     if response_format is not None:
         chat["response_format"] = response_format
     return chat
+
+
+def _check_context_management(management: Any) -> None:
+    """Edits that clear old thinking blocks ask for what a translated call does anyway
+    (the history's thinking blocks are not sent); any other edit (clearing old tool
+    results) would change the prompt the provider sees, and is refused."""
+    if management is None:
+        return
+    edits = management.get("edits") if isinstance(management, dict) else None
+    if not isinstance(edits, list) or set(management) - {"edits"}:
+        raise TranslationError("context_management cannot be sent to this provider (only clear_thinking edits)")
+    for i, edit in enumerate(edits):
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if not isinstance(kind, str) or not kind.startswith("clear_thinking_"):
+            raise TranslationError(f"context_management.edits[{i}] of type {kind!r} cannot be sent to this provider")
 
 
 def _refuse_what_has_no_equivalent(body: Json) -> None:

@@ -11,14 +11,17 @@ must not vanish on the way (SPEC §9). ``None`` counts as absent (SDKs send null
   ``verbosity``; ``user``, ``safety_identifier``, ``service_tier``, the prompt-cache
   hints. The provider's codec then maps or refuses each as it does for chat.
 - Kept by the gateway, not sent: ``metadata`` (echoed on the response, as OpenAI
-  does), ``store`` (accepted whatever its value: nothing is stored, and the response
-  says ``store: false``), ``stream_options`` (the translated stream carries no
-  obfuscation padding), ``max_tool_calls`` (it bounds built-in tools, which are
-  refused), ``truncation: disabled`` (what every provider does), ``include:
-  [reasoning.encrypted_content]`` (no reasoning items are returned to include it in).
+  does), ``client_metadata`` (a client's telemetry, as Codex sends it), ``store``
+  (accepted whatever its value: nothing is stored, and the response says ``store:
+  false``), ``stream_options`` (the translated stream carries no obfuscation padding),
+  ``max_tool_calls`` (it bounds built-in tools, which are refused), ``truncation:
+  disabled`` (what every provider does), ``include: [reasoning.encrypted_content]``
+  (no reasoning items are returned to include it in), ``reasoning.summary`` (no
+  reasoning items come back to carry a summary).
+- Function tools grouped in a ``namespace`` tool cross one by one.
 - Refused: server-side state (``previous_response_id``, ``conversation``,
   ``background``, a stored ``prompt``), ``truncation: auto``, other ``include`` values,
-  ``reasoning.summary``, ``top_logprobs`` (the answer's log probabilities are not
+  ``top_logprobs`` (the answer's log probabilities are not
   carried back), built-in tools and ``tool_choice`` naming one; input items other than
   messages, ``function_call`` and ``function_call_output``; content parts other than
   text, images by URL and files sent inline.
@@ -45,7 +48,7 @@ _KNOWN = frozenset(
     {
         "model", "input", "instructions", "max_output_tokens", "tools", "tool_choice", "reasoning",
         "text", "stream", "stream_options", "metadata", "store", "max_tool_calls", "truncation",
-        "include", "top_logprobs", *_SAME_NAME,
+        "include", "top_logprobs", "client_metadata", *_SAME_NAME,
     }
 )  # fmt: skip
 # What ``include`` may ask for: encrypted reasoning goes into reasoning items, and a
@@ -159,23 +162,32 @@ def messages(body: Json) -> list[Json]:
     return out
 
 
+def _function_tool(tool: Any, where: str) -> Json:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if kind != "function" or not isinstance(tool.get("name"), str):
+        raise _refuse(f"{where} of type {kind!r}", "only function tools with a name cross")
+    for key, value in tool.items():
+        if value is not None and key not in ("type", "name", "description", "parameters", "strict"):
+            raise _refuse(f"{where}.{key}")
+    fn: Json = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
+    if isinstance(tool.get("description"), str):
+        fn["description"] = tool["description"]
+    if isinstance(tool.get("strict"), bool):
+        fn["strict"] = tool["strict"]
+    return {"type": "function", "function": fn}
+
+
 def _tools(tools: Any) -> list[Json]:
     if not isinstance(tools, list):
         raise TranslationError("tools must be a list")
     out: list[Json] = []
     for i, tool in enumerate(tools):
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind != "function" or not isinstance(tool.get("name"), str):
-            raise _refuse(f"tools[{i}] of type {kind!r}", "only function tools with a name cross")
-        for key, value in tool.items():
-            if value is not None and key not in ("type", "name", "description", "parameters", "strict"):
-                raise _refuse(f"tools[{i}].{key}")
-        fn: Json = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
-        if isinstance(tool.get("description"), str):
-            fn["description"] = tool["description"]
-        if isinstance(tool.get("strict"), bool):
-            fn["strict"] = tool["strict"]
-        out.append({"type": "function", "function": fn})
+        if isinstance(tool, dict) and tool.get("type") == "namespace" and isinstance(tool.get("tools"), list):
+            # A group of function tools (Codex offers its sub-agent tools so): each
+            # crosses as a function of its own name, which is how its calls come back.
+            out.extend(_function_tool(inner, f"tools[{i}].tools[{j}]") for j, inner in enumerate(tool["tools"]))
+        else:
+            out.append(_function_tool(tool, f"tools[{i}]"))
     return out
 
 
@@ -197,7 +209,10 @@ def _reasoning(reasoning: Any, chat: Json) -> None:
         if key == "effort" and isinstance(value, str):
             chat["reasoning_effort"] = value
         elif key in ("summary", "generate_summary"):
-            raise _refuse(f"reasoning.{key}", "no reasoning summaries come back from a translated provider")
+            # Summaries are given when there is reasoning to summarise (OpenAI's models
+            # give none for many calls); a translated provider's reasoning is not
+            # carried back as Responses reasoning items, so none comes.
+            continue
         else:
             raise _refuse(f"reasoning.{key}")
 

@@ -182,7 +182,8 @@ def test_fields_that_change_nothing_of_the_answer_are_dropped() -> None:
     [
         ({"container": "c-1"}, "container"),
         ({"mcp_servers": [{"type": "url", "url": "https://x", "name": "x"}]}, "mcp_servers"),
-        ({"context_management": {"edits": []}}, "context_management"),
+        ({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}, "context_management.edits"),
+        ({"context_management": {"edits": [], "trigger": 1}}, "context_management"),
         ({"inference_geo": "us"}, "inference_geo"),
         ({"some_future_field": 1}, "some_future_field"),
         ({"thinking": {"type": "telepathy"}}, "thinking"),
@@ -195,3 +196,27 @@ def test_what_openais_protocol_cannot_express_is_refused_naming_it(extra: dict[s
     body = {"model": "m", "max_tokens": 5, "messages": [user("x")], **extra}
     with pytest.raises(TranslationError, match=names.replace(".", r"\.")):
         A.request_to_pivot(body)
+
+
+def test_what_claude_code_sends_crosses() -> None:
+    """Claude Code's request shape (2.1, ``-p``): cached system blocks, a system
+    reminder within the conversation, adaptive thinking with an effort, clearing old
+    thinking, and its user id in metadata."""
+    body = {
+        "model": "m", "max_tokens": 32000, "stream": True,
+        "system": [{"type": "text", "text": "You are Claude Code."},
+                   {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello"}]},
+                     {"role": "system", "content": "The date is 2026-12-05."}],
+        "metadata": {"user_id": "u-1"}, "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+    }  # fmt: skip
+    chat = A.request_to_pivot(body)
+    assert chat["messages"] == [
+        {"role": "system", "content": "You are Claude Code.\nBe brief."},
+        {"role": "user", "content": "Say hello"},
+        {"role": "system", "content": "The date is 2026-12-05."},
+    ]
+    assert (chat["user"], chat["reasoning_effort"], chat["max_tokens"]) == ("u-1", "high", 32000)
+    assert "context_management" not in chat

@@ -105,7 +105,8 @@ def test_images_by_url_and_inline_files_cross_as_chat_parts() -> None:
         ({"truncation": "auto"}, "truncation"),
         ({"include": ["message.output_text.logprobs"]}, "include[0]"),
         ({"top_logprobs": 5}, "top_logprobs"),
-        ({"reasoning": {"effort": "high", "summary": "auto"}}, "reasoning.summary"),
+        ({"reasoning": {"effort": "high", "verbose": True}}, "reasoning.verbose"),
+        ({"tools": [{"type": "namespace", "name": "ns", "tools": [{"type": "web_search"}]}]}, "tools[0].tools[0]"),
         ({"text": {"format": {"type": "grammar"}}}, "text.format"),
         ({"tools": [{"type": "web_search"}]}, "tools[0]"),
         ({"tools": [{"type": "function", "name": "f", "defer_loading": True}]}, "tools[0].defer_loading"),
@@ -124,3 +125,26 @@ def test_what_cannot_cross_is_refused_naming_it(fields: dict[str, Any], named: s
     with pytest.raises(TranslationError) as caught:
         to_pivot({"model": "m", "input": "x", **fields})
     assert str(caught.value).startswith(named)
+
+
+def test_what_codex_sends_crosses() -> None:
+    """Codex's request shape (0.171, exec): telemetry in ``client_metadata``, a reasoning
+    summary asked for, the prompt-cache key, ``store: false``, encrypted reasoning
+    included, and function tools grouped in a ``namespace``."""
+    chat = to_pivot(
+        {
+            "model": "m", "input": "x", "stream": True, "store": False, "tool_choice": "auto",
+            "parallel_tool_calls": True, "reasoning": {"summary": "auto"},
+            "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k1",
+            "client_metadata": {"x-codex-window-id": "w:0"},
+            "tools": [
+                {"type": "function", "name": "exec_command", "parameters": {"type": "object"}, "strict": False},
+                {"type": "namespace", "name": "multi_agent_v1", "description": "sub-agents", "tools": [
+                    {"type": "function", "name": "close_agent", "parameters": {"type": "object"}},
+                ]},
+            ],
+        }
+    )  # fmt: skip
+    assert [t["function"]["name"] for t in chat["tools"]] == ["exec_command", "close_agent"]
+    assert "client_metadata" not in chat and "reasoning_effort" not in chat
+    assert chat["prompt_cache_key"] == "k1" and chat["parallel_tool_calls"] is True

@@ -1,0 +1,107 @@
+"""A small fake of OpenAI's ``POST /v1/responses``, written from OpenAI's API reference:
+it answers a JSON response object, a JSON text when ``text.format`` asks for one, or the
+Responses event stream when ``stream`` is true, with ``USAGE`` as its usage and
+``ANSWERED_BY`` as the answering model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from tests.support.loopback_server import LoopbackServer, read_request
+
+MODEL = "gpt-4.1-mini"
+CITY = '{"city": "Paris", "country": "France"}'
+ANSWERED_BY = "gpt-4.1-mini-2025-04-14"
+TEXT = "Paris is the capital of France."
+USAGE = {
+    "input_tokens": 1200,
+    "input_tokens_details": {"cached_tokens": 1024},
+    "output_tokens": 57,
+    "output_tokens_details": {"reasoning_tokens": 40},
+    "total_tokens": 1257,
+}
+
+
+def _response(status: str, usage: dict[str, Any] | None, text: str | None) -> dict[str, Any]:
+    output = []
+    if text is not None:
+        output = [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ]
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1767000000,
+        "status": status,
+        "model": ANSWERED_BY,
+        "output": output,
+        "usage": usage,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+
+
+def _events() -> list[tuple[str, dict[str, Any]]]:
+    item = {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": _response("in_progress", None, None)}),
+        ("response.in_progress", {"response": _response("in_progress", None, None)}),
+        ("response.output_item.added", {"output_index": 0, "item": item}),
+        ("response.content_part.added", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part}),
+    ]
+    for word in TEXT.split(" "):
+        delta = word if not events[-1][0].endswith("delta") else " " + word
+        events.append(
+            ("response.output_text.delta", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": delta})
+        )
+    done_part = {**part, "text": TEXT}
+    events += [
+        ("response.output_text.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": TEXT}),
+        ("response.content_part.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": done_part}),
+        ("response.output_item.done", {"output_index": 0, "item": _response("completed", None, TEXT)["output"][0]}),
+        ("response.completed", {"response": _response("completed", USAGE, TEXT)}),
+    ]
+    return [(name, {"type": name, "sequence_number": i, **data}) for i, (name, data) in enumerate(events)]
+
+
+class ResponsesProvider(LoopbackServer):
+    """``POST /v1/responses``: the JSON answer (a JSON text when ``text.format`` asks for
+    one), or its events when ``stream`` is true; ``GET /v1/responses/{id}``: the answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, raw = await read_request(reader)
+            method, path = head.decode("latin-1").split(" ")[:2]
+            self.paths.append(f"{method} {path}")
+            body = json.loads(raw) if raw else {}
+            self.bodies.append(body)
+            if (body.get("text") or {}).get("format", {}).get("type") == "json_schema":
+                out = json.dumps(_response("completed", USAGE, CITY)).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            elif body.get("stream"):
+                out = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in _events())
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+            else:
+                out = json.dumps(_response("completed", USAGE, TEXT)).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            writer.write(b"content-length: %d\r\n\r\n%s" % (len(out), out))
+            await writer.drain()
+
+
+__all__ = ["ANSWERED_BY", "CITY", "MODEL", "TEXT", "USAGE", "ResponsesProvider"]
