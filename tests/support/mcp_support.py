@@ -82,6 +82,19 @@ async def mcp_session(url: str, key: str | None) -> AsyncIterator[ClientSession]
         yield session
 
 
+def mcp_calls(admin_url: str, **labels: str) -> float:
+    """``tollway_mcp_calls_total`` summed over the series with ``labels``."""
+    from tests.support.usage_support import metric_sum, parse_metrics
+
+    samples = parse_metrics(httpx.get(admin_url + "/metrics", timeout=10).text)
+    return metric_sum(samples, "tollway_mcp_calls_total", **labels)
+
+
+def text_of(result: Any) -> str:
+    """The text of a tool result's content."""
+    return "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+
+
 def records(admin_url: str, **params: str) -> list[dict[str, Any]]:
     r = httpx.get(admin_url + "/api/requests", params={"limit": "1000", **params}, timeout=10)
     r.raise_for_status()

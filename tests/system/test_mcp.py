@@ -16,8 +16,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import GatewayFactory, Proc
-from tests.support.mcp_support import Upstream, mcp_session, records, start_upstream
-from tests.support.usage_support import eventually, metric_sum, parse_metrics
+from tests.support.mcp_support import Upstream, mcp_calls, mcp_session, records, start_upstream, text_of
+from tests.support.usage_support import eventually
 
 ALICE, BOB, CAROL = "key-alice-1", "key-bob-2", "key-carol-3"
 ALL_TOOLS = {"echo", "add", "delete_everything", "seen_headers", "count_up", "hang"}
@@ -59,17 +59,11 @@ def gw(gateway: GatewayFactory, upstream: Upstream) -> Proc:
 
 
 def _mcp_calls(gw: Proc, **labels: str) -> float:
-    """``tollway_mcp_calls_total`` summed over the series with ``labels``."""
-    samples = parse_metrics(httpx.get(gw.admin_url + "/metrics", timeout=10).text)
-    return metric_sum(samples, "tollway_mcp_calls_total", **labels)
+    return mcp_calls(gw.admin_url, **labels)
 
 
 def _url(gw: Proc) -> str:
     return gw.url + "/mcp/tools"
-
-
-def _text(result: Any) -> str:
-    return "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
 
 
 def _settled(gw: Proc, count: int, **params: str) -> list[dict[str, Any]]:
@@ -96,8 +90,8 @@ async def test_initialize_list_call_and_progress_through_the_gateway(gw: Proc, u
         counted = await session.call_tool("count_up", {"steps": 3}, progress_callback=on_progress)
 
     assert {t.name for t in listed.tools} == ALL_TOOLS
-    assert _text(added) == "42"
-    assert _text(counted) == "counted to 3"
+    assert text_of(added) == "42"
+    assert text_of(counted) == "counted to 3"
     # Each progress notification reached the client, in order, before the answer (a
     # server answering with a JSON body has nowhere to send them).
     expected = [] if upstream.json_response else [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
@@ -191,7 +185,7 @@ async def test_allow_tools_filters_the_list_and_refuses_other_calls(gw: Proc) ->
             await session.call_tool("delete_everything", {})
 
     assert {t.name for t in listed.tools} == {"echo", "add", "count_up", "seen_headers"}
-    assert _text(echoed) == "hi"
+    assert text_of(echoed) == "hi"
     assert refused.value.code == -32001
     assert "delete_everything" in refused.value.message
 
@@ -208,7 +202,7 @@ async def test_request_block_reads_tool_arguments(gw: Proc) -> None:
     async with mcp_session(_url(gw), ALICE) as session:
         with pytest.raises(MCPError) as blocked:
             await session.call_tool("echo", {"text": "here are the launch-codes"})
-        assert _text(await session.call_tool("echo", {"text": "harmless"})) == "harmless"
+        assert text_of(await session.call_tool("echo", {"text": "harmless"})) == "harmless"
 
     assert blocked.value.data["reason"] == "request-block.blocked"
     rows = _settled(gw, 1, consumer="alice")

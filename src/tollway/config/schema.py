@@ -257,22 +257,65 @@ class RouteConfig(Strict):
         return [self.provider] if self.provider is not None else []
 
 
-class McpServerConfig(Strict):
-    """A remote MCP server speaking the Streamable HTTP transport (docs/mcp.md).
-    ``headers`` are the server's credentials: the gateway adds them to every request it
-    relays and no client ever sees them."""
+class RestRequest(Strict):
+    """The HTTP request a REST tool makes; ``{{args.x}}`` in ``url``, header values and
+    ``body`` stands for the call's argument ``x`` (a string that is only a placeholder
+    takes the argument's JSON value)."""
 
-    name: str = Field(min_length=1)
+    method: str = "GET"
     url: str
     headers: dict[str, str] = {}
-    # Seconds until the server's answer (its headers) arrives, and the longest silence
-    # inside a streamed answer to a POST; the GET notification stream has no such bound.
-    timeout: float = Field(300, gt=0)
+    body: Any = None
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]+", v):
+            raise ValueError("must be an HTTP method")
+        return v.upper()
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         if not re.match(r"^https?://[^/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
+class RestTool(Strict):
+    """A tool the gateway serves itself, as one HTTP request to a REST service."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    inputSchema: dict[str, Any] = {"type": "object"}
+    request: RestRequest
+
+
+class McpServerConfig(Strict):
+    """An MCP server (docs/mcp.md). ``type: remote`` (the default) is a remote server
+    speaking the Streamable HTTP transport at ``url``; ``type: rest`` is served by the
+    gateway itself, its tools REST calls (``tools``, or one per operation of the
+    ``openapi`` document, whose service is at ``base_url``, else the document's first
+    ``servers`` entry). ``headers`` are the server's credentials (for ``rest``, the REST
+    service's): the gateway adds them to every request it sends and no client ever
+    sees them."""
+
+    name: str = Field(min_length=1)
+    type: Literal["remote", "rest"] = "remote"
+    url: str | None = None
+    headers: dict[str, str] = {}
+    # Seconds until the server's answer (its headers) arrives, and the longest silence
+    # inside a streamed answer to a POST; the GET notification stream has no such bound.
+    timeout: float = Field(300, gt=0)
+    tools: list[RestTool] = []
+    # An OpenAPI 3 document (YAML or JSON), relative to the config file's folder.
+    openapi: str | None = None
+    base_url: str | None = None
+
+    @field_validator("url", "base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/]+", v):
             raise ValueError("must be an http:// or https:// URL")
         return v
 
@@ -285,6 +328,24 @@ class McpServerConfig(Strict):
             if re.search(r"[\x00-\x1f\x7f]", value):
                 raise ValueError(f"the value of {name!r} has control characters")
         return v
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> McpServerConfig:
+        if self.type == "remote":
+            if self.url is None:
+                raise ValueError("a remote MCP server needs a url")
+            if self.tools or self.openapi is not None or self.base_url is not None:
+                raise ValueError("tools, openapi and base_url are for type: rest")
+            return self
+        if self.url is not None:
+            raise ValueError("a rest MCP server is served by the gateway: give tools or openapi, not url")
+        if not self.tools and self.openapi is None:
+            raise ValueError("a rest MCP server needs tools or openapi")
+        names = [t.name for t in self.tools]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two tools are named {twice[0]!r}")
+        return self
 
 
 class MatchRule(Strict):

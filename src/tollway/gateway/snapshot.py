@@ -119,7 +119,10 @@ class Snapshot:
             raise ConfigError(problems)
         self.routes = RouteTable([Route.from_config(rc) for rc in cfg.routes])
         self.route_providers = {r.name: RouteProviders(r, self.providers) for r in self.routes.routes}
-        self.mcp_servers = mcp_servers.build(cfg.mcp_servers)
+        try:
+            self.mcp_servers = mcp_servers.build(cfg.mcp_servers, services.transport, loaded.base_dir)
+        except mcp_servers.McpServerProblem as exc:
+            raise ConfigError([str(exc)]) from None
         lookup = _SnapshotProviders(self.providers, self.route_providers)
         slots = []
         for setup in loaded.plugins:
@@ -146,6 +149,10 @@ class Snapshot:
             if len(self._chains) < 10_000:  # Host comes from clients: bound the memo
                 self._chains[key] = chain
         return chain
+
+    def mcp_tool_names(self) -> frozenset[tuple[str, str]]:
+        """The (server, tool) pairs of the gateway's own (rest) MCP servers."""
+        return frozenset((s.name, tool) for s in self.mcp_servers.values() for tool in s.tool_names)
 
     def plugins(self) -> list[AnyPlugin]:
         out: list[AnyPlugin] = []

@@ -97,7 +97,7 @@ class McpRelay:
         )
         t0 = time.perf_counter()
         try:
-            resp = await self.transport.send(upstream)
+            resp = await (server.transport or self.transport).send(upstream)
         except TransportError as exc:
             err = _failure(ex, server, exc, "connect")
             ex.attempts.append(Attempt(server.name, err.status, (time.perf_counter() - t0) * 1000, t0, 0, err.reason))

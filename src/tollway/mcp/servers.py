@@ -1,10 +1,21 @@
-"""The configured MCP servers as the relay uses them, built once per config snapshot."""
+"""The configured MCP servers as the relay uses them, built once per config snapshot.
+
+A ``type: rest`` server is the gateway's own (``rest_server``), reached through an ASGI
+transport in this process; its OpenAPI document is read here, so a document that
+cannot be read or used fails the config.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from tollway.config.schema import McpServerConfig
+from tollway.upstream import Transport
+
+
+class McpServerProblem(ValueError):
+    """A server that cannot be built; the message starts with the config place."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,12 +27,49 @@ class McpServer:
     headers: tuple[tuple[str, str], ...]
     header_names: frozenset[str]
     timeout_s: float
+    # The transport that reaches the server when it is not the process's own (a rest
+    # server served in process).
+    transport: Transport | None = None
+    # The tools of a rest server (metric labels).
+    tool_names: frozenset[str] = frozenset()
 
     @classmethod
-    def from_config(cls, sc: McpServerConfig) -> McpServer:
+    def remote(cls, sc: McpServerConfig) -> McpServer:
         headers = tuple((k.lower(), v) for k, v in sc.headers.items())
+        assert sc.url is not None
         return cls(sc.name, sc.url, headers, frozenset(k for k, _ in headers), sc.timeout)
 
 
-def build(configs: list[McpServerConfig]) -> dict[str, McpServer]:
-    return {sc.name: McpServer.from_config(sc) for sc in configs}
+def _rest(sc: McpServerConfig, place: str, upstream: Transport, base_dir: Path) -> McpServer:
+    # The SDK loads only when a rest server is configured.
+    from tollway.mcp import openapi
+    from tollway.mcp.rest_server import INTERNAL_URL, RestMcpServer
+    from tollway.mcp.rest_tools import RestTool
+    from tollway.upstream.asgi_transport import AsgiTransport
+
+    tools = [RestTool.from_config(t) for t in sc.tools]
+    if sc.openapi is not None:
+        try:
+            tools += openapi.load(base_dir / sc.openapi, sc.base_url)
+        except openapi.OpenApiError as exc:
+            raise McpServerProblem(f"{place}.openapi: {exc}") from None
+    names = [t.name for t in tools]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise McpServerProblem(f"{place}.tools: two tools are named {twice[0]!r}")
+    headers = tuple((k.lower(), v) for k, v in sc.headers.items())
+    app = RestMcpServer(sc.name, tools, upstream, headers, sc.timeout)
+    # The credentials go to the REST service with each tool call, not to the app.
+    return McpServer(sc.name, INTERNAL_URL, (), frozenset(), sc.timeout, AsgiTransport(app), frozenset(names))
+
+
+def build(configs: list[McpServerConfig], upstream: Transport, base_dir: Path) -> dict[str, McpServer]:
+    """The servers by name; raises ``McpServerProblem`` for each that cannot be built
+    (an ``ExceptionGroup`` would hide all but the first from a user: they are listed)."""
+    servers: dict[str, McpServer] = {}
+    for i, sc in enumerate(configs):
+        if sc.type == "rest":
+            servers[sc.name] = _rest(sc, f"mcp_servers[{i}]", upstream, base_dir)
+        else:
+            servers[sc.name] = McpServer.remote(sc)
+    return servers

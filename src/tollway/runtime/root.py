@@ -108,7 +108,7 @@ class Runtime:
         )
         prices = PriceTable(cfg.pricing)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
-        self.metrics.configure_mcp(config_tools(loaded))
+        self.metrics.configure_mcp(config_tools(loaded) | self.snapshot.mcp_tool_names())
         # Traces (telemetry on): the accountant hands traced calls to the span export.
         self.span_export = _span_export(cfg.telemetry)
         # Exports a reload replaced: still sending what they held; waited for at stop.
@@ -183,7 +183,7 @@ class Runtime:
         # old config first.
         self.accountant.reprice(prices)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
-        self.metrics.configure_mcp(config_tools(loaded))
+        self.metrics.configure_mcp(config_tools(loaded) | snapshot.mcp_tool_names())
         # sample_ratio comes with the snapshot; where spans go needs an export of its own.
         if _destination(new.telemetry) != _destination(old.telemetry):
             self._swap_span_export(new.telemetry, source)

@@ -88,3 +88,22 @@ def test_allow_tools_must_be_lists_of_patterns_per_server(tmp_path: Path) -> Non
 def test_a_bad_tool_regex_is_named(tmp_path: Path) -> None:
     (problem,) = _problems(GOOD.replace("~create_(issue|pr)", "~create_(issue"), tmp_path)
     assert "allow_tools" in problem and "not a valid regular expression" in problem
+
+
+@pytest.mark.parametrize(
+    ("server", "words"),
+    [
+        ("{name: r, type: rest}", "needs tools or openapi"),
+        ('{name: r, type: rest, url: "http://x/mcp", openapi: a.yaml}', "not url"),
+        ("{name: r, openapi: a.yaml}", "needs a url"),
+        ('{name: r, url: "http://x/mcp", openapi: a.yaml}', "for type: rest"),
+        (
+            "{name: r, type: rest, tools: [{name: t, request: {url: 'http://x'}}, {name: t, request: {url: 'http://y'}}]}",
+            "two tools are named 't'",
+        ),
+        ("{name: r, type: rest, tools: [{name: t, request: {url: 'ftp://x'}}]}", "must be an http"),
+    ],
+)
+def test_a_server_must_fit_its_type(tmp_path: Path, server: str, words: str) -> None:
+    (problem,) = _problems(f"mcp_servers: [{server}]", tmp_path)
+    assert problem.startswith("mcp_servers[0]") and words in problem

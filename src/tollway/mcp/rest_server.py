@@ -1,0 +1,116 @@
+"""The gateway as the MCP server of a ``type: rest`` server, built on the official MCP
+SDK's low-level ``Server`` (initialize, ``tools/list``, ``tools/call``): each tool call
+is one request to the REST service (``rest_tools``), with the server's ``headers``.
+
+The SDK's Streamable HTTP app (stateless, JSON answers) is served in this process
+through an ASGI transport, so the relay reaches it as it reaches a remote server and
+everything on the way (plugins, ``allow_tools``, the record, the metric) is the same.
+Its session manager starts with the first call, on the gateway's event loop, and runs
+for the life of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from mcp import types
+from mcp.server.lowlevel import Server
+from mcp.server.transport_security import TransportSecuritySettings
+
+from tollway.mcp.rest_tools import RestTool
+from tollway.upstream import Transport, TransportError, UpstreamRequest
+
+# Where the relay sends a rest server's calls (served in process: no socket).
+INTERNAL_URL = "http://tollway.internal/mcp"
+
+
+def _result(text: str, *, error: bool, structured: dict[str, Any] | None = None) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=error
+    )
+
+
+class RestMcpServer:
+    """One ``type: rest`` MCP server; an ASGI app."""
+
+    def __init__(
+        self,
+        name: str,
+        tools: Sequence[RestTool],
+        transport: Transport,
+        headers: Sequence[tuple[str, str]],
+        timeout_s: float,
+    ) -> None:
+        self.name = name
+        self.tools = {t.name: t for t in tools}
+        self._transport = transport
+        self._headers = list(headers)
+        self._timeout_s = timeout_s
+        self._listed = types.ListToolsResult(
+            tools=[
+                types.Tool(name=t.name, description=t.description or None, input_schema=t.input_schema) for t in tools
+            ]
+        )
+        server: Server[Any] = Server(name, on_list_tools=self._list, on_call_tool=self._call)
+        self._manager_started: asyncio.Future[None] | None = None
+        self._server = server
+        # The gateway is its only client: DNS-rebinding checks guard browsers, not it.
+        self._app = server.streamable_http_app(
+            stateless_http=True,
+            json_response=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+
+    async def _list(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return self._listed
+
+    async def _call(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        tool = self.tools.get(params.name)
+        if tool is None:
+            return _result(f"no tool {params.name!r} on MCP server {self.name!r}", error=True)
+        try:
+            method, url, headers, body = tool.request(dict(params.arguments or {}))
+        except ValueError as exc:
+            return _result(str(exc), error=True)
+        names = {k for k, _ in self._headers}
+        headers = [h for h in headers if h[0] not in names] + self._headers
+        request = UpstreamRequest(method, url, headers, body, self._timeout_s, self._timeout_s)
+        try:
+            resp = await self._transport.send(request)
+            try:
+                answer = await resp.read()
+            finally:
+                await resp.aclose()
+        except TransportError:
+            return _result(f"the REST service of tool {tool.name!r} could not be reached", error=True)
+        text = answer.decode("utf-8", "replace")
+        structured = None
+        try:
+            parsed = orjson.loads(answer) if answer else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            structured = parsed
+        if resp.status >= 400:
+            return _result(f"HTTP {resp.status}: {text}", error=True)
+        return _result(text, error=False, structured=structured)
+
+    async def _start(self) -> None:
+        if self._manager_started is None:
+            self._manager_started = asyncio.get_running_loop().create_future()
+            started = self._manager_started
+
+            async def run() -> None:
+                async with self._server.session_manager.run():
+                    started.set_result(None)
+                    await asyncio.Event().wait()
+
+            self._runner = asyncio.get_running_loop().create_task(run())
+        await self._manager_started
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._start()
+        await self._app(scope, receive, send)

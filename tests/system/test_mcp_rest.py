@@ -1,0 +1,141 @@
+"""REST tools served as MCP by the gateway itself (SPEC §12): an OpenAPI document of a
+small local REST service, and tools configured by hand, become tools an agent lists and
+calls with the official SDK's ``ClientSession``, through ``tollway serve``. The
+service's key is the server's ``headers``: added by the gateway, never the client's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import GatewayFactory, Proc
+from tests.support.mcp_support import mcp_calls, mcp_session, records, text_of
+from tests.support.pets_service import KEY, PetsService, openapi_document
+from tests.support.usage_support import eventually
+
+ALICE, BOB = "key-alice-1", "key-bob-2"
+
+
+@pytest.fixture
+def pets() -> Iterator[PetsService]:
+    with PetsService() as service:
+        yield service
+
+
+def _config(pets: PetsService) -> str:
+    return f"""
+mcp_servers:
+  - name: pets
+    type: rest
+    openapi: pets.json
+    headers: {{X-Api-Key: {KEY}}}
+  - name: by-hand
+    type: rest
+    headers: {{X-Api-Key: {KEY}}}
+    tools:
+      - name: rename_pet
+        description: Adds a pet under a new name, tagged as given.
+        inputSchema:
+          type: object
+          properties: {{name: {{type: string}}, tag: {{type: string}}}}
+          required: [name]
+        request:
+          method: POST
+          url: "{pets.url}/pets"
+          body: {{name: "{{{{args.name}}}}", tag: "renamed {{{{args.tag}}}}"}}
+      - name: pet_by_id
+        inputSchema: {{type: object, properties: {{id: {{type: integer}}}}}}
+        request: {{url: "{pets.url}/pets/{{{{args.id}}}}"}}
+routes:
+  - {{name: pets, path_prefix: /mcp/pets, mcp_server: pets}}
+  - {{name: by-hand, path_prefix: /mcp/by-hand, mcp_server: by-hand}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [x-api-key]
+      consumers:
+        - {{name: alice, credential: {ALICE}}}
+        - {{name: bob, credential: {BOB}, allow_tools: {{pets: [listPets]}}}}
+"""
+
+
+@pytest.fixture
+def gw(gateway: GatewayFactory, pets: PetsService, tmp_path: Path) -> Proc:
+    (tmp_path / "pets.json").write_text(json.dumps(openapi_document(pets.url)))
+    return gateway(_config(pets))
+
+
+async def test_an_openapi_documents_operations_are_callable_tools(gw: Proc, pets: PetsService) -> None:
+    async with mcp_session(gw.url + "/mcp/pets", ALICE) as session:
+        listed = await session.list_tools()
+        some = await session.call_tool("listPets", {"limit": 1})
+        created = await session.call_tool("createPet", {"name": "Nibbles", "tag": "hamster"})
+        one = await session.call_tool("get_pets_petId", {"petId": 2})
+        missing = await session.call_tool("get_pets_petId", {"petId": 99})
+
+    tools = {t.name: t for t in listed.tools}
+    assert set(tools) == {"listPets", "createPet", "get_pets_petId"}
+    assert tools["listPets"].description == "List pets."
+    assert tools["listPets"].input_schema["properties"]["limit"] == {"type": "integer"}
+    # The body's schema ($ref resolved) is the tool's arguments.
+    assert tools["createPet"].input_schema["required"] == ["name"]
+    assert tools["get_pets_petId"].input_schema["required"] == ["petId"]
+
+    assert some.structured_content == {"pets": [{"id": 1, "name": "Rex", "tag": "dog"}]}
+    assert not some.is_error
+    assert created.structured_content == {"id": 3, "name": "Nibbles", "tag": "hamster"}
+    assert pets.pets[-1] == {"id": 3, "name": "Nibbles", "tag": "hamster"}
+    assert json.loads(text_of(one)) == {"id": 2, "name": "Tom"}
+    assert missing.is_error and "404" in text_of(missing)
+    # The service got the server's key with every call, and never the agent's.
+    assert pets.seen_headers and all(h["x-api-key"] == KEY for h in pets.seen_headers)
+    assert not any(ALICE in str(h) for h in pets.seen_headers)
+
+    found: list[dict[str, Any]] = []
+
+    def recorded() -> bool:
+        found[:] = [r for r in records(gw.admin_url, consumer="alice") if r["mcp_method"] == "tools/call"]
+        return len(found) >= 4
+
+    eventually(recorded)
+    assert sorted(r["mcp_tool"] for r in found) == ["createPet", "get_pets_petId", "get_pets_petId", "listPets"]
+    assert all(r["api"] == "mcp" and r["provider"] == "pets" and r["status"] == 200 for r in found)
+    assert [r["reason"] for r in found if r["mcp_tool"] == "get_pets_petId"].count("mcp.tool_error") == 1
+    # A rest server's tools are configured names: each is a label.
+    assert mcp_calls(gw.admin_url, server="pets", tool="createPet", outcome="ok") == 1
+    assert mcp_calls(gw.admin_url, server="pets", tool="get_pets_petId", outcome="error") == 1
+
+
+async def test_configured_rest_tools_lay_arguments_into_the_request(gw: Proc, pets: PetsService) -> None:
+    async with mcp_session(gw.url + "/mcp/by-hand", ALICE) as session:
+        listed = await session.list_tools()
+        renamed = await session.call_tool("rename_pet", {"name": "Felix", "tag": "cat"})
+        found = await session.call_tool("pet_by_id", {"id": 1})
+
+    assert {t.name for t in listed.tools} == {"rename_pet", "pet_by_id"}
+    assert renamed.structured_content == {"id": 3, "name": "Felix", "tag": "renamed cat"}
+    assert found.structured_content == {"id": 1, "name": "Rex", "tag": "dog"}
+
+
+async def test_allow_tools_holds_rest_tools_too(gw: Proc, pets: PetsService) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    async with mcp_session(gw.url + "/mcp/pets", BOB) as session:
+        listed = await session.list_tools()
+        with pytest.raises(MCPError) as refused:
+            await session.call_tool("createPet", {"name": "Sneaky"})
+
+    assert [t.name for t in listed.tools] == ["listPets"]
+    assert refused.value.code == -32001 and "createPet" in refused.value.message
+    assert [p["name"] for p in pets.pets] == ["Rex", "Tom"]
+
+
+def test_an_unreadable_openapi_document_fails_the_config(gateway: GatewayFactory, pets: PetsService) -> None:
+    with pytest.raises(RuntimeError) as failed:
+        gateway(_config(pets))  # no pets.json written
+    assert "mcp_servers[0].openapi: cannot read" in str(failed.value)
