@@ -167,14 +167,11 @@ def test_a_refusal_is_a_json_rpc_error_and_recorded(gw: Proc) -> None:
         json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
     )
     assert r.status_code == 401
-    # A JSON-RPC error an MCP client can show; refused before the body was read, so
-    # with JSON-RPC's null id (the client matches it to its only request on this POST).
-    assert r.json()["id"] is None
+    # A JSON-RPC error for the request, which an MCP client can show.
+    assert r.json()["id"] == 7
     assert r.json()["error"]["data"]["reason"] == "key-auth.unknown_key"
-    rows = _settled(gw, 1, route="mcp")
-    refused = [r for r in rows if r["status"] == 401]
-    assert len(refused) == 1
-    assert all(r["api"] == "mcp" and r["provider"] == "tools" and not r["attempts"] for r in refused)
+    (row,) = [r for r in _settled(gw, 1, route="mcp") if r["status"] == 401]
+    assert (row["api"], row["provider"], row["mcp_method"], row["attempts"]) == ("mcp", "tools", "tools/list", [])
 
 
 async def test_allow_tools_filters_the_list_and_refuses_other_calls(gw: Proc) -> None:
@@ -218,11 +215,10 @@ def test_rate_limits_hold_mcp_calls(gw: Proc) -> None:
             assert http.post(_url(gw), json=ping).status_code != 429
         limited = http.post(_url(gw), json=ping)
     assert limited.status_code == 429
-    # Refused from its headers: the body (and the request's id) was never read.
-    assert limited.json()["id"] is None
+    assert limited.json()["id"] == 3
     assert limited.json()["error"]["data"]["status"] == 429
     row = _settled(gw, 3, consumer="carol")[0]
-    assert (row["status"], row["api"], row["attempts"]) == (429, "mcp", [])
+    assert (row["status"], row["api"], row["mcp_method"], row["attempts"]) == (429, "mcp", "ping", [])
     assert row["reason"] == limited.json()["error"]["data"]["reason"]
 
 

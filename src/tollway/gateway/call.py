@@ -130,6 +130,8 @@ async def _read_refused_model(ex: Exchange, read_body: BodyReader) -> None:
     try:
         req.body = await read_body(REFUSED_BODY_LIMIT)
         facts.from_body(ex)
+        if ex.api == "mcp":  # and the JSON-RPC method and tool of a refused MCP call
+            jsonrpc.read(ex)
     except (GatewayError, ClientGone):
         pass  # a body that does not come, or names no usable model: the refusal stands
 
