@@ -118,3 +118,33 @@ def test_a_model_named_in_the_path_is_held_to_allow_models(gw: Proc, mock_reques
     passed = httpx.post(gw.url + path, json=body, headers={"authorization": "Bearer k-bob"}, timeout=10)
     assert passed.headers.get("x-tollway-reason") != "key-auth.model_not_allowed"
     assert len(mock_requests()) == 1
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "gpt-4o", "messages": HI}),
+        ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "hi"}),
+        ("/v1/embeddings", {"model": "text-embedding-3-large", "input": "hi"}),
+        ("/v1/moderations", {"model": "omni-moderation-latest", "input": "hi"}),
+        ("/v1/images/generations", {"model": "gpt-image-1", "prompt": "a cat"}),
+        ("/v1/audio/speech", {"model": "tts-1", "input": "hi", "voice": "alloy"}),
+        ("/v1/responses", {"model": "gpt-5", "input": "hi"}),
+        ("/v1/messages", {"model": "claude-opus-4-6", "max_tokens": 5, "messages": HI}),
+        ("/v1/messages/count_tokens", {"model": "claude-opus-4-6", "messages": HI}),
+        ("/v1/messages/batches", {"requests": [{"custom_id": "a", "params": {"model": "claude-opus-4-6"}}]}),
+        ("/v1/messages/batches", {"requests": [
+            {"custom_id": "a", "params": {"model": "mock-gpt"}}, {"custom_id": "b", "params": {"model": "o3"}},
+        ]}),
+    ],
+)  # fmt: skip
+def test_every_endpoint_that_names_a_model_holds_it_to_allow_models(  # type: ignore[no-untyped-def]
+    gw: Proc, mock_requests, path: str, body: dict[str, object]
+) -> None:
+    refused = httpx.post(gw.url + path, json=body, headers={"authorization": "Bearer k-alice"}, timeout=10)
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["x-tollway-reason"] == "key-auth.model_not_allowed"
+    assert mock_requests() == [], "a refused model never reaches the provider"
