@@ -78,6 +78,9 @@ class StorageConfig(Strict):
     # tollway-data/ next to the config file for PostgreSQL. A container whose config is
     # mounted read-only points it at a writable volume.
     data_folder: str | None = None
+    # Usage records older than this many days are deleted, a little at a time, once a
+    # day; None keeps them all. The audit log is never trimmed.
+    retention_days: int | None = Field(default=None, ge=1)
 
     @field_validator("database")
     @classmethod

@@ -49,6 +49,7 @@ from tollway.usage.access_log import AccessLog
 from tollway.usage.accountant import Accountant
 from tollway.usage.metrics import UsageMetrics, configured_models
 from tollway.usage.pricing import PriceTable
+from tollway.usage.retention import Retention
 from tollway.usage.store import UsageStore
 from tollway.usage.writer import UsageWriter
 
@@ -99,6 +100,8 @@ class Runtime:
         # Usage: records queued to one writer task, metrics on a registry of our own.
         self.access_log = access_log or AccessLog()
         self.usage_store = UsageStore(self.database)
+        days = cfg.storage.retention_days
+        self.retention = Retention(self.usage_store, days) if days is not None else None
         self.metrics = UsageMetrics()
         # Journal and dead-letter file in the records folder (docs/records.md).
         self.usage_writer = UsageWriter(
@@ -211,6 +214,8 @@ class Runtime:
         await self.usage_store.migrate()
         await self.holdings.migrate()
         await self.audit.migrate()
+        if self.retention is not None:
+            self.retention.start()
         await self.quota_ledger.start()
         self.usage_writer.start()
         self.access_log.start()
@@ -222,6 +227,8 @@ class Runtime:
         await self.services.transport.aclose()
         await self.services.state.aclose()
         await self.directory.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         # Last before the database closes: calls cut off by the shutdown timeout finish
         # their accounting during the awaits above, and their records still go in (the
         # accountant, once stopped, hands each later one on at once).

@@ -246,6 +246,16 @@ class UsageStore:
             rows.sort(key=lambda r: (-r["requests"], r["key"] is None, r["key"] or ""))
         return rows
 
+    async def delete_before(self, ts_ms: int, batch: int) -> int:
+        """Delete up to ``batch`` records older than ``ts_ms``, oldest first; return how
+        many went. Small batches keep each transaction (and the lock it holds) short."""
+        row_id = "rowid" if self.db.dialect == "sqlite" else "ctid"
+        return await self.db.execute(
+            f"DELETE FROM usage_records WHERE {row_id} IN "
+            f"(SELECT {row_id} FROM usage_records WHERE ts_ms < $1 ORDER BY ts_ms LIMIT {int(batch)})",
+            ts_ms,
+        )
+
     async def recent(
         self, limit: int, consumer: str | None = None, window: Window | None = None
     ) -> list[dict[str, Any]]:

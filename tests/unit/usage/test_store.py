@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
@@ -16,16 +15,6 @@ from tollway.storage import Database, StorageError, open_database, steps
 from tollway.usage import store as store_module
 from tollway.usage.query import UsageQuery, Window
 from tollway.usage.store import UsageStore, row_of
-
-
-@pytest.fixture
-async def store(database_url: str, tmp_path: Path) -> AsyncIterator[UsageStore]:
-    db = open_database(database_url, tmp_path)
-    await db.connect()
-    s = UsageStore(db)
-    await s.migrate()
-    yield s
-    await db.close()
 
 
 async def test_migrating_again_changes_nothing(store: UsageStore) -> None:
