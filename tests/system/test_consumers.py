@@ -386,3 +386,49 @@ def test_rotation_expiry_and_revocation_reach_three_replicas(
     # Revocation on the last replica stops the key on all three.
     assert httpx.delete(gateways[2].admin_url + "/api/consumers/alice").status_code == 204
     assert _eventually(lambda: everywhere(new, 401)) < 5
+
+
+def test_cli_add_with_budget_and_expiry_show_and_rotate(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    gw = gateway(_config(mock_llm.url, "sqlite:///./data/tollway.db"))
+    config = str(tmp_path / "tollway.yaml")
+    added = _cli(tmp_path, "add", "carol", "--budget-usd", "12.5", "--budget-period", "week", "--max-parallel", "3",
+                 "--expires", "2999-01-01T00:00:00Z", "-c", config)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    key = added.stdout.strip()
+    assert _eventually(lambda: _chat(gw, key) == 200) < 5
+
+    shown = _cli(tmp_path, "show", "carol", "-c", config)
+    assert shown.returncode == 0, shown.stderr
+    carol = orjson.loads(shown.stdout)
+    assert carol["budget"] == {"usd": 12.5, "period": "week"} and carol["max_parallel"] == 3
+    assert carol["expires_at"] == "2999-01-01T00:00:00Z" and carol["spend"] == [] and key not in shown.stdout
+    assert httpx.get(gw.admin_url + "/api/consumers/carol").json()["budget"] == carol["budget"]
+    assert _cli(tmp_path, "show", "nobody", "-c", config).returncode == 1
+    assert orjson.loads(_cli(tmp_path, "show", "consumer1", "-c", config).stdout)["source"] == "config"
+
+    rotated = _cli(tmp_path, "rotate", "carol", "--grace", "30", "-c", config)
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.strip()
+    assert new.startswith("tw-") and new != key
+    assert _eventually(lambda: _chat(gw, new) == 200) < 5
+    assert _chat(gw, key) == 200  # within its 30 s of grace
+    assert _cli(tmp_path, "rotate", "carol", "-c", config).returncode == 0  # no grace: both earlier keys stop
+    assert _eventually(lambda: _chat(gw, key) == 401 and _chat(gw, new) == 401) < 5
+    assert _cli(tmp_path, "rotate", "consumer1", "-c", config).returncode == 1
+
+    expired = _cli(tmp_path, "add", "dave", "--expires", "2001-01-01", "-c", config)
+    assert expired.returncode == 0, expired.stderr
+    dave = expired.stdout.strip()
+    assert _eventually(lambda: _reason(gw, dave) == (401, "key-auth.expired_key")) < 5
+    assert _cli(tmp_path, "add", "erin", "--expires", "soon", "-c", config).returncode == 2
+    assert _cli(tmp_path, "add", "erin", "--budget-usd", "-1", "-c", config).returncode == 2
+    assert _cli(tmp_path, "add", "erin", "--budget-period", "year", "--budget-usd", "1", "-c", config).returncode == 2
+
+    # The command line's changes are in the audit log like the admin API's, without a key.
+    audit = httpx.get(gw.admin_url + "/api/audit")
+    actions = [(e["action"], e["subject"]) for e in audit.json()["events"]]
+    assert actions == [("consumers.add", "dave"), ("consumers.rotate", "carol"), ("consumers.rotate", "carol"),
+                       ("consumers.add", "carol")]  # fmt: skip
+    assert key not in audit.text and new not in audit.text and dave not in audit.text

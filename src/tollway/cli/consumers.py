@@ -1,10 +1,11 @@
-"""``tollway consumers add|list|revoke``: runtime consumers from the command line.
+"""``tollway consumers add|list|show|rotate|revoke``: runtime consumers from the command line.
 
 The config is found as ``serve`` finds it (``-c``, else ``$TOLLWAY_CONFIG``, else
 ``./tollway.yaml``, else the built-in quickstart config with its database under
 ``./tollway-data/``); only its ``storage.database`` and its key-auth consumers (whose
 names are taken) matter here. A running gateway on the same database sees a change
-within its refresh interval.
+within its refresh interval. Every change is an event in the audit log (its client
+address null: it came from the command line).
 
 Exit codes: 0 done; 1 the name exists, is unknown or belongs to the config file, or the
 database failed; 2 a config or argument problem.
@@ -23,8 +24,11 @@ if TYPE_CHECKING:
     # the database drivers are not worth loading for ``serve --help``.
     from tollway.consumers.consumer import ConsumerInfo
     from tollway.consumers.store import ConsumerStore
+    from tollway.storage.audit import AuditLog
 
-    Operation = Callable[[ConsumerStore, list[ConsumerInfo]], Awaitable[int]]
+    Operation = Callable[[ConsumerStore, list[ConsumerInfo], AuditLog], Awaitable[int]]
+
+PERIODS = ("day", "week", "month", "total")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +45,24 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.add_argument("name")
     add.add_argument("--allow-models", nargs="+", action="extend", metavar="PATTERN", help="models it may use")
     add.add_argument("--groups", nargs="+", action="extend", metavar="G", default=[], help="its consumer groups")
+    add.add_argument("--budget-usd", type=_usd, metavar="X", help="its budget in US dollars")
+    add.add_argument(
+        "--budget-period", choices=PERIODS, default="month", help="the budget's UTC calendar period (default: month)"
+    )
+    add.add_argument("--expires", metavar="ISO", help="when its key stops working (ISO-8601, UTC unless it says)")
+    add.add_argument("--max-parallel", type=_positive, metavar="N", help="its calls in flight at most")
     add.set_defaults(func=cmd_add)
+
+    show = commands.add_parser("show", parents=[config], help="show one consumer as JSON (never its key)")
+    show.add_argument("name")
+    show.set_defaults(func=cmd_show)
+
+    rotate = commands.add_parser("rotate", parents=[config], help="give a runtime consumer a new key, printed once")
+    rotate.add_argument("name")
+    rotate.add_argument(
+        "--grace", type=_seconds, default=0.0, metavar="S", help="seconds the old key keeps working (default 0)"
+    )
+    rotate.set_defaults(func=cmd_rotate)
 
     listing = commands.add_parser("list", parents=[config], help="list consumers (never their keys)")
     listing.set_defaults(func=cmd_list)
@@ -51,9 +72,47 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     revoke.set_defaults(func=cmd_revoke)
 
 
+def _usd(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 7 * 86400:
+        raise ValueError(text)
+    return value
+
+
 def cmd_add(args: argparse.Namespace) -> int:
-    async def add(store: ConsumerStore, _config: list[ConsumerInfo]) -> int:
-        consumer, key, _ = await store.add(args.name, args.allow_models, args.groups)
+    from tollway.consumers.consumer import Budget, parse_instant
+
+    try:
+        expires_at = parse_instant(args.expires) if args.expires is not None else None
+    except ValueError:
+        print(f"tollway: --expires: not an ISO-8601 date or date-time: {args.expires!r}", file=sys.stderr)
+        return 2
+    budget = Budget(args.budget_usd, args.budget_period) if args.budget_usd is not None else None
+
+    async def add(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog) -> int:
+        consumer, key, _ = await store.add(
+            args.name, args.allow_models, args.groups, expires_at=expires_at, budget=budget,
+            max_parallel=args.max_parallel,
+        )  # fmt: skip
+        details: dict[str, object] = {"name": args.name, "allow_models": args.allow_models, "groups": args.groups}
+        if budget is not None:
+            details["budget"] = {"usd": budget.usd, "period": budget.period}
+        details.update(expires_at=args.expires, max_parallel=args.max_parallel)
+        await audit.record("consumers.add", args.name, details, None)
         print(key, flush=True)
         print(
             f"tollway: consumer {consumer.name!r} added; its key (above) is shown only this once",
@@ -64,8 +123,42 @@ def cmd_add(args: argparse.Namespace) -> int:
     return _run(args.config, add)
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog) -> int:
+        import orjson
+
+        found = {c["name"]: c for c in config}.get(args.name)
+        detail = (
+            {**found, "budget": None, "max_parallel": None, "metadata": None}
+            if found is not None
+            else await store.get(args.name)
+        )
+        if detail is None:
+            print(f"tollway: no consumer named {args.name!r}", file=sys.stderr)
+            return 1
+        print(orjson.dumps({**detail, "spend": []}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+
+    return _run(args.config, show, reading=True)
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    async def rotate(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog) -> int:
+        key, _, _ = await store.rotate(args.name, args.grace)
+        await audit.record("consumers.rotate", args.name, {"grace_s": args.grace}, None)
+        print(key, flush=True)
+        print(
+            f"tollway: consumer {args.name!r} has a new key (above), shown only this once; "
+            f"the old one works {args.grace:g} more seconds",
+            file=sys.stderr,
+        )
+        return 0
+
+    return _run(args.config, rotate)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    async def show(store: ConsumerStore, config: list[ConsumerInfo]) -> int:
+    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog) -> int:
         print(format_table([*config, *await store.list()]))
         return 0
 
@@ -73,8 +166,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    async def revoke(store: ConsumerStore, _config: list[ConsumerInfo]) -> int:
+    async def revoke(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog) -> int:
         await store.revoke(args.name)
+        await audit.record("consumers.revoke", args.name, None, None)
         print(f"tollway: consumer {args.name!r} revoked", file=sys.stderr)
         return 0
 
@@ -104,6 +198,7 @@ def _run(given: str | None, operation: Operation, *, reading: bool = False) -> i
     from tollway.consumers.store import ConsumerStore, ConsumerStoreError, InvalidConsumer
     from tollway.plugins.key_auth import config_consumers
     from tollway.storage import StorageError
+    from tollway.storage.audit import AuditLog
 
     opened = open_cli_database(given, reading=reading)
     if opened is None:
@@ -116,7 +211,10 @@ def _run(given: str | None, operation: Operation, *, reading: bool = False) -> i
         try:
             await db.connect()
             await store.migrate()
-            return await operation(store, config)
+            audit = AuditLog(db)
+            if not reading:
+                await audit.migrate()
+            return await operation(store, config, audit)
         finally:
             await db.close()
 
