@@ -4,7 +4,7 @@ calls and what the provider answered them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -16,7 +16,16 @@ from tollway.exchange import Attempt, Exchange
 from tollway.plugin import Plugin, PluginConfig, Scope
 from tollway.plugins.registry import REGISTRY
 from tollway.services import Services
-from tollway.state import Applied, QuotaState, QuotaTake, StateStore, StateUnavailable, WindowTake
+from tollway.state import (
+    Allowance,
+    Applied,
+    QuotaState,
+    QuotaTake,
+    SpendAdmission,
+    StateStore,
+    StateUnavailable,
+    WindowTake,
+)
 from tollway.state.memory import MemoryStateStore
 from tollway.testing.harness import make_exchange, make_services
 
@@ -69,6 +78,21 @@ class DownStore(StateStore):
         raise self._fail()
 
     async def quota_restore(self, key: str, value: int, version: int, generation: int, *, replace: bool) -> bool:
+        raise self._fail()
+
+    async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
+        raise self._fail()
+
+    async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
+        raise self._fail()
+
+    async def spend_restore(self, key: str, value: int, ttl_ms: int) -> bool:
+        raise self._fail()
+
+    async def spend_read(self, key: str) -> tuple[int | None, int]:
+        raise self._fail()
+
+    async def claim(self, key: str, ttl_ms: int) -> bool:
         raise self._fail()
 
 

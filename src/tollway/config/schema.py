@@ -129,6 +129,50 @@ class Price(Strict):
     cache_write_per_mtok: float | None = Field(None, ge=0)
 
 
+class BudgetConfig(Strict):
+    """A spending cap in US dollars over a UTC calendar period: ``day``,
+    ``week`` (from Monday), ``month`` or ``total`` (never resets)."""
+
+    usd: float = Field(gt=0)
+    period: Literal["day", "week", "month", "total"] = "month"
+
+
+class GroupConfig(Strict):
+    """A group of consumers (the consumers name it in their ``groups``) with a budget
+    and a cap on calls in flight that bind all its members together."""
+
+    name: str = Field(min_length=1, max_length=200)
+    budget: BudgetConfig | None = None
+    max_parallel: int | None = Field(None, ge=1)
+
+
+class AlertsConfig(Strict):
+    """Budget threshold alerts: one POST to ``webhook`` when a consumer's or a group's
+    spend first crosses each share of its budget in a period."""
+
+    webhook: str
+    thresholds: list[float] = [0.8, 1.0]
+
+    @field_validator("webhook")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _shares(cls, v: list[float]) -> list[float]:
+        for t in v:
+            if not 0 < t <= 10:
+                raise ValueError(f"{t} is not a share of the budget above 0 (1.0 is the whole budget)")
+        return sorted(set(v))
+
+
+class GovernanceConfig(Strict):
+    alerts: AlertsConfig | None = None
+
+
 class RetryOnFailure(Strict):
     enabled: bool = False
     maxRetries: int = Field(1, ge=0)
@@ -381,3 +425,15 @@ class Config(Strict):
     routes: list[RouteConfig] = []
     mcp_servers: list[McpServerConfig] = []
     plugins: list[PluginEntry] = []
+    groups: list[GroupConfig] = []
+    governance: GovernanceConfig = GovernanceConfig()
+
+    @field_validator("groups")
+    @classmethod
+    def _unique_groups(cls, v: list[GroupConfig]) -> list[GroupConfig]:
+        seen: set[str] = set()
+        for g in v:
+            if g.name in seen:
+                raise ValueError(f"two groups are named {g.name!r}")
+            seen.add(g.name)
+        return v

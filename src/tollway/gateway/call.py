@@ -32,6 +32,7 @@ from tollway.mcp.relay import McpRelay
 from tollway.mcp.tools import ToolFilter
 
 if TYPE_CHECKING:
+    from tollway.budgets.enforcer import Budgets
     from tollway.gateway.snapshot import Snapshot
     from tollway.proxy.ai_proxy import AiProxy
 
@@ -144,9 +145,18 @@ class Gateway:
     """Holds the current snapshot; ``handle`` serves one call on the snapshot it starts with."""
 
     def __init__(
-        self, snapshot: Snapshot, proxy: AiProxy, max_body_bytes: int, finish: Finisher, mcp: McpRelay
+        self,
+        snapshot: Snapshot,
+        proxy: AiProxy,
+        max_body_bytes: int,
+        finish: Finisher,
+        mcp: McpRelay,
+        budgets: Budgets | None = None,
     ) -> None:
         self.snapshot = snapshot
+        # Money budgets and max_parallel (SPEC §10): held after the request plugins,
+        # released when the call ends, before its record is made.
+        self.budgets = budgets
         self.proxy = proxy
         self.mcp = mcp
         self.max_body_bytes = max_body_bytes
@@ -228,6 +238,8 @@ class Gateway:
                         # (A plugin that rewrote the body into one naming its model, as
                         # ai-prompt-template does, made it fit.)
                         raise unfit
+                    if self.budgets is not None and ex.consumer is not None:
+                        await self.budgets.admit(ex, snap.upstream_model)
                     reply = await self.proxy.serve(ex, snap.route_providers[route.name])
             await self._respond(ex, chain, client, reply)
             if ex.error is not None and server is not None:
@@ -362,6 +374,13 @@ class Gateway:
         if chain.has_done:
             try:
                 await asyncio.shield(chain.done(ex))
+            except asyncio.CancelledError:
+                pass
+        if ex.state and self.budgets is not None:
+            # Before the record is made: a rebuild reading the records then finds the
+            # call's cost either in the store or in the database, never in both.
+            try:
+                await asyncio.shield(self.budgets.release(ex))
             except asyncio.CancelledError:
                 pass
         self._finish(ex)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tollway.budgets.declared import undeclared_groups
 from tollway.chain import Chain, FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, PluginSetup
 from tollway.mcp import servers as mcp_servers
@@ -124,12 +125,14 @@ class Snapshot:
         except mcp_servers.McpServerProblem as exc:
             raise ConfigError([str(exc)]) from None
         lookup = _SnapshotProviders(self.providers, self.route_providers)
+        self._providers = lookup
         slots = []
         for setup in loaded.plugins:
             try:
                 slots.append(_PluginSlot(setup, services, lookup))
             except ConfigError as exc:
                 problems.extend(exc.problems)
+        problems.extend(undeclared_groups(loaded))
         if problems:
             raise ConfigError(problems)
         self.slots = sorted(slots, key=lambda s: s.order)
@@ -153,6 +156,11 @@ class Snapshot:
     def mcp_tool_names(self) -> frozenset[tuple[str, str]]:
         """The (server, tool) pairs of the gateway's own (rest) MCP servers."""
         return frozenset((s.name, tool) for s in self.mcp_servers.values() for tool in s.tool_names)
+
+    def upstream_model(self, route: Route, model: str) -> str:
+        """The model a call for ``model`` on ``route`` goes upstream as (and is billed as):
+        its first provider's ``modelMapping`` applied."""
+        return self._providers.upstream_model(route, model)
 
     def plugins(self) -> list[AnyPlugin]:
         out: list[AnyPlugin] = []

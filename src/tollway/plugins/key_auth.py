@@ -22,7 +22,8 @@ from pydantic import Field, field_validator, model_validator
 
 from tollway import patterns
 from tollway.config.load import LoadedConfig
-from tollway.consumers.consumer import Consumer, ConsumerInfo, iso_instant
+from tollway.config.schema import BudgetConfig
+from tollway.consumers.consumer import Budget, Consumer, ConsumerInfo, iso_instant
 from tollway.errors import BadRequest, Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
@@ -59,6 +60,23 @@ class ConsumerEntry(PluginConfig):
             return None
         when = self.expires_at if self.expires_at.tzinfo is not None else self.expires_at.replace(tzinfo=UTC)
         return when.timestamp()
+
+    # A spending cap (docs/limits.md), and a cap on this consumer's calls in flight.
+    budget: BudgetConfig | None = None
+    max_parallel: int | None = Field(None, ge=1)
+
+    def consumer(self) -> Consumer:
+        """The consumer this entry configures, as every plugin sees it."""
+        return Consumer(
+            self.name,
+            tuple(self.allow_models) if self.allow_models is not None else None,
+            tuple(self.groups),
+            "config",
+            allow_tools=tuple((server, tuple(tools)) for server, tools in (self.allow_tools or {}).items()),
+            expires_at=self.expiry(),
+            budget=Budget(self.budget.usd, self.budget.period) if self.budget is not None else None,
+            max_parallel=self.max_parallel,
+        )
 
 
 class KeyAuthConfig(PluginConfig):
@@ -97,17 +115,7 @@ class KeyAuth(Plugin[KeyAuthConfig]):
 
     def __init__(self, config: KeyAuthConfig, scope: Scope, services: Services) -> None:
         super().__init__(config, scope, services)
-        self.by_credential: dict[str, Consumer] = {
-            c.credential: Consumer(
-                c.name,
-                tuple(c.allow_models) if c.allow_models is not None else None,
-                tuple(c.groups),
-                "config",
-                allow_tools=tuple((server, tuple(tools)) for server, tools in (c.allow_tools or {}).items()),
-                expires_at=c.expiry(),
-            )
-            for c in config.consumers
-        }
+        self.by_credential: dict[str, Consumer] = {c.credential: c.consumer() for c in config.consumers}
         global_auth = config.global_auth if config.global_auth is not None else not scope.has_rules
         self.allow = frozenset(config.allow) if config.allow is not None else None
         # A rule with ``allow`` always authenticates; elsewhere only under global_auth.
@@ -269,6 +277,11 @@ def _config_entries(loaded: LoadedConfig) -> Iterator[ConsumerEntry]:
                 yield from cfg.consumers
 
 
+def config_consumer_entries(loaded: LoadedConfig) -> list[ConsumerEntry]:
+    """Every consumer entry of the config's key-auth instances, as configured."""
+    return list(_config_entries(loaded))
+
+
 def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
     """The consumers of every key-auth instance in a config, each name once."""
     found: dict[str, ConsumerInfo] = {}
@@ -298,4 +311,4 @@ def config_tools(loaded: LoadedConfig) -> frozenset[tuple[str, str]]:
     return frozenset(found)
 
 
-__all__ = ["KeyAuth", "KeyAuthConfig", "config_consumers", "config_tools"]
+__all__ = ["ConsumerEntry", "KeyAuth", "KeyAuthConfig", "config_consumer_entries", "config_consumers", "config_tools"]

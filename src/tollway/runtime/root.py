@@ -21,19 +21,25 @@ from tollway.admin import dashboard as admin_dashboard
 from tollway.admin import openapi, readiness
 from tollway.admin import usage as admin_usage
 from tollway.admin.app import AdminApp
+from tollway.budgets.alerts import Alerts
+from tollway.budgets.enforcer import Budgets
+from tollway.budgets.history import SpendHistory
 from tollway.cache import CacheStores
 from tollway.chain import FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, ReloadResult
 from tollway.config.schema import TelemetryConfig
+from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.directory import ConsumerDirectory
+from tollway.consumers.groups import GroupDirectory
 from tollway.consumers.holdings import Holdings
 from tollway.consumers.store import ConsumerStore
+from tollway.errors import GatewayError
 from tollway.gateway.call import Gateway
 from tollway.gateway.edge import ClientIp, GatewayApp
 from tollway.gateway.snapshot import Snapshot
 from tollway.mcp.relay import McpRelay
 from tollway.mockllm import create_app as create_mock_app
-from tollway.plugins.key_auth import config_consumers, config_tools
+from tollway.plugins.key_auth import config_consumer_entries, config_consumers, config_tools
 from tollway.proxy.ai_proxy import AiProxy
 from tollway.proxy.ownership import Ownership
 from tollway.quotas.ledger import QuotaLedger
@@ -41,7 +47,7 @@ from tollway.runtime.config_source import ConfigSource
 from tollway.services import Services
 from tollway.state import open_state_store
 from tollway.state.memory import MemoryStateStore
-from tollway.storage import open_database, records_folder
+from tollway.storage import StorageError, open_database, records_folder
 from tollway.storage.audit import AuditLog
 from tollway.upstream.asgi_transport import AsgiTransport
 from tollway.upstream.pooled import PooledTransport
@@ -125,12 +131,30 @@ class Runtime:
         )
         # Which consumer made each file and batch at the providers (SPEC §9).
         self.holdings = Holdings(self.database)
+        # Budgets and max_parallel (SPEC §10) on consumers and groups.
+        self.groups = GroupDirectory()
+        self.groups.configure(cfg.groups)
+        self.alerts = Alerts(state)
+        self.alerts.configure(cfg.governance.alerts)
+        self.budgets = Budgets(
+            state,
+            SpendHistory(self.database),
+            self.groups,
+            self._group_members,
+            self._flush_records,
+            # A hold outlives any call that can still be running (a dead replica's holds
+            # are given back after it).
+            hold_s=cfg.server.upstream_timeout_s + cfg.server.shutdown_timeout_s + 60,
+            alerts=self.alerts,
+        )
+        self.budgets.configure(prices)
         self.gateway = Gateway(
             self.snapshot,
             AiProxy(cfg.server.upstream_timeout_s, cfg.server.abandoned_stream_drain_s, Ownership(self.holdings)),
             cfg.server.max_body_bytes,
             self.accountant.finish,
             McpRelay(self.services.transport),
+            self.budgets,
         )
         self.app = GatewayApp(self.gateway, ClientIp(cfg.server.trusted_proxies))
         self.admin = self._admin_app(on_reload_ok)
@@ -141,9 +165,42 @@ class Runtime:
         # Asked at each use, so the consumers of a reloaded config are the ones protected.
         return {c["name"] for c in config_consumers(self.loaded)}
 
+    async def _group_members(self, group: str) -> list[str]:
+        """The consumers, from the config and the database, that name ``group``."""
+        names = {c["name"] for c in config_consumers(self.loaded) if group in c["groups"]}
+        names.update(c["name"] for c in await self.directory.list() if group in c["groups"])
+        return sorted(names)
+
+    async def _spend_of(self, name: str) -> list[dict[str, object]]:
+        """The consumer's current spend, one entry per budget that applies (its groups'
+        included), for ``GET /api/consumers/NAME``."""
+        consumer = next((e.consumer() for e in config_consumer_entries(self.loaded) if e.name == name), None)
+        if consumer is None:
+            detail = await self.directory.get(name)
+            if detail is None:
+                return []
+            b = detail["budget"]
+            consumer = Consumer(
+                name,
+                groups=tuple(detail["groups"]),
+                source="runtime",
+                budget=Budget(b["usd"], b["period"]) if b is not None else None,
+                max_parallel=detail["max_parallel"],
+            )
+        try:
+            entries = await self.budgets.consumer_spend(consumer)
+        except GatewayError as exc:  # the state store (or the records) cannot answer now
+            raise StorageError(exc.message, unreachable=True) from None
+        return [dict(e) for e in entries]
+
+    async def _flush_records(self) -> None:
+        """Write the records of this process's finished calls (a budget rebuild reads them)."""
+        self.accountant.drain()
+        await self.usage_writer.sync()
+
     def _admin_app(self, on_reload_ok: Callable[[], None] | None) -> AdminApp:
         admin = AdminApp(self.loaded.config.admin.token, lambda source: self.reload(source), on_reload_ok)
-        admin_consumers.register(admin, self.directory, lambda: config_consumers(self.loaded))
+        admin_consumers.register(admin, self.directory, lambda: config_consumers(self.loaded), self._spend_of)
         admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)
         admin_audit.register(admin, self.audit)
         admin_dashboard.register(admin)
@@ -185,6 +242,9 @@ class Runtime:
         # Calls that ended before the reload are accounted (priced, labelled) under the
         # old config first.
         self.accountant.reprice(prices)
+        self.budgets.configure(prices)
+        self.groups.configure(new.groups)
+        self.alerts.configure(new.governance.alerts)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
         self.metrics.configure_mcp(config_tools(loaded) | snapshot.mcp_tool_names())
         # sample_ratio comes with the snapshot; where spans go needs an export of its own.
@@ -241,6 +301,7 @@ class Runtime:
         await self.usage_writer.stop()
         await self.quota_ledger.stop()
         await self.audit.drain()
+        await self.alerts.stop()
         if self.services.caches is not None:
             await self.services.caches.stop()
         await self.database.close()

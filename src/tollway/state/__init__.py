@@ -25,6 +25,15 @@ store that lost it; ``quota_settle`` answers the version a call's spend was char
 in, so the database can tell spends after a refresh from spends it overwrote. A
 balance set without a database (``quota_set``, ``quota_add``) is ``UNTRACKED``.
 
+**Spend** (``spend_*``, SPEC §10 budgets): per subject (a consumer or a group) a spend
+counter for the budget's period, a counter of what calls in flight hold, and a counter
+of the calls running (``max_parallel``). ``spend_admit`` checks every subject of a call
+and takes for all of them or none, in one step; ``spend_release`` gives the hold back and
+adds what the call cost. A spend counter the store does not have (never built, or a
+Redis flushed) makes ``spend_admit`` answer ``MISSING``: the caller rebuilds it from the
+usage records (``spend_restore``, written only where still missing) and asks again.
+Amounts are integers (nano-dollars), so sums are exact.
+
 A store that cannot answer raises ``StateUnavailable``; each plugin decides what that
 means for the request (its ``failure_mode``). The store itself logs the failure at most
 once per interval and counts it in ``errors``, so an outage costs one log line, not one
@@ -34,6 +43,7 @@ per request.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -86,6 +96,34 @@ class Applied(IntEnum):
     ALREADY = 1  # the store holds N or later: its balance includes the operation already
     BEHIND = 2  # the store holds an earlier version than N - 1 (or is untracked): it missed an operation
     MISSING = 3  # the store has no balance for the key
+
+
+class Allowance(NamedTuple):
+    """One subject's part in a call's admission: its spend counter (``key``, with
+    ``key + ":held"`` for what calls in flight hold) and ``budget`` (-1: none), its
+    counter of calls running (``running_key``) and ``max_parallel`` (-1: none)."""
+
+    key: str
+    budget: int
+    running_key: str
+    max_parallel: int
+
+
+class Admission(IntEnum):
+    ADMITTED = 0
+    OVER_BUDGET = 1  # spend + held + this call's hold would pass the subject's budget
+    TOO_MANY = 2  # the subject has max_parallel calls running
+    MISSING = 3  # the store has no spend counter for the subject: rebuild it, then ask again
+
+
+class SpendAdmission(NamedTuple):
+    """The answer to one ``spend_admit``: for a refusal or a missing counter, which
+    subject (its index) and, over budget, its spend and holds then."""
+
+    outcome: Admission
+    subject: int = 0
+    spent: int = 0
+    held: int = 0
 
 
 class StateStore(ABC):
@@ -152,6 +190,32 @@ class StateStore(ABC):
         they spent). Only where the key has no quota, or, with ``replace``, where its
         version is older than ``version``. Returns whether it wrote."""
 
+    @abstractmethod
+    async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
+        """Admit a call holding ``amount`` against every subject's budget and counting it
+        as running for every subject's ``max_parallel``, or change nothing. Holds and
+        running counts expire ``hold_ms`` after the last admission touched them (what a
+        replica that died mid-call held is given back, once no call can still run)."""
+
+    @abstractmethod
+    async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
+        """A call admitted with ``amount`` ended having cost ``spent``: give the hold and
+        the running slot back and add ``spent`` to each spend counter that exists. Answers
+        each subject's spend after it (None: no budget, or no counter)."""
+
+    @abstractmethod
+    async def spend_restore(self, key: str, value: int, ttl_ms: int) -> bool:
+        """Set a spend counter rebuilt from the usage records, only where it is missing;
+        it expires after ``ttl_ms`` (0: never). Returns whether it wrote."""
+
+    @abstractmethod
+    async def spend_read(self, key: str) -> tuple[int | None, int]:
+        """A spend counter (None: missing) and what calls in flight hold on it."""
+
+    @abstractmethod
+    async def claim(self, key: str, ttl_ms: int) -> bool:
+        """True for exactly one caller, across every replica, until ``key`` expires."""
+
     async def aclose(self) -> None:
         """Release connections; the store is not used afterwards."""
         return
@@ -173,9 +237,12 @@ def open_state_store(url: str) -> StateStore:
 
 __all__ = [
     "UNTRACKED",
+    "Admission",
+    "Allowance",
     "Applied",
     "QuotaState",
     "QuotaTake",
+    "SpendAdmission",
     "StateStore",
     "StateUnavailable",
     "WindowTake",

@@ -9,9 +9,19 @@ that have ended are swept out as the table grows, so per-value keys chosen by cl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from tollway.state import UNTRACKED, Applied, QuotaState, QuotaTake, StateStore, WindowTake
+from tollway.state import (
+    UNTRACKED,
+    Admission,
+    Allowance,
+    Applied,
+    QuotaState,
+    QuotaTake,
+    SpendAdmission,
+    StateStore,
+    WindowTake,
+)
 
 # A window slot is [window index, used, end in ms]; a list so the hot path mutates it
 # in place instead of allocating a new one each request.
@@ -26,6 +36,10 @@ class MemoryStateStore(StateStore):
         self._windows: dict[str, _Slot] = {}
         self._quotas: dict[str, list[int]] = {}  # key -> [remaining, generation, ledger version]
         self._sweep_at = 4096
+        # Spend counters: key -> [value, expiry in ms (0: never)]; holds and running calls.
+        self._spends: dict[str, list[int]] = {}
+        self._counts: dict[str, int] = {}
+        self._claims: dict[str, int] = {}  # key -> expiry in ms
         self.errors = 0
 
     async def take(self, key: str, window_s: int, limit: int, amount: int) -> WindowTake:
@@ -117,6 +131,70 @@ class MemoryStateStore(StateStore):
         if q is not None and (not replace or q[2] >= version):
             return False
         self._quotas[key] = [value, generation, version]
+        return True
+
+    def _spend(self, key: str) -> list[int] | None:
+        found = self._spends.get(key)
+        if found is not None and found[1] and found[1] <= self._clock() * 1000:
+            del self._spends[key]
+            return None
+        return found
+
+    async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
+        # One process: nothing outlives a call here, so holds need no expiry.
+        counts = self._counts
+        for i, s in enumerate(subjects):
+            if s.budget >= 0 and self._spend(s.key) is None:
+                return SpendAdmission(Admission.MISSING, i)
+        for i, s in enumerate(subjects):
+            if s.budget >= 0:
+                spent = self._spends[s.key][0]
+                held = counts.get(s.key + ":held", 0)
+                if spent + held + amount > s.budget:
+                    return SpendAdmission(Admission.OVER_BUDGET, i, spent, held)
+            if s.max_parallel >= 0 and counts.get(s.running_key, 0) >= s.max_parallel:
+                return SpendAdmission(Admission.TOO_MANY, i)
+        for s in subjects:
+            if s.budget >= 0:
+                held_key = s.key + ":held"
+                counts[held_key] = counts.get(held_key, 0) + amount
+            if s.max_parallel >= 0:
+                counts[s.running_key] = counts.get(s.running_key, 0) + 1
+        return SpendAdmission(Admission.ADMITTED)
+
+    async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
+        counts = self._counts
+        after: list[int | None] = []
+        for s in subjects:
+            value = None
+            if s.budget >= 0:
+                held_key = s.key + ":held"
+                counts[held_key] = max(0, counts.get(held_key, 0) - amount)
+                found = self._spend(s.key)
+                if found is not None:
+                    found[0] += spent
+                    value = found[0]
+            if s.max_parallel >= 0:
+                counts[s.running_key] = max(0, counts.get(s.running_key, 0) - 1)
+            after.append(value)
+        return after
+
+    async def spend_restore(self, key: str, value: int, ttl_ms: int) -> bool:
+        if self._spend(key) is not None:
+            return False
+        self._spends[key] = [value, int(self._clock() * 1000) + ttl_ms if ttl_ms else 0]
+        return True
+
+    async def spend_read(self, key: str) -> tuple[int | None, int]:
+        found = self._spend(key)
+        return (found[0] if found is not None else None), self._counts.get(key + ":held", 0)
+
+    async def claim(self, key: str, ttl_ms: int) -> bool:
+        now = int(self._clock() * 1000)
+        expiry = self._claims.get(key)
+        if expiry is not None and expiry > now:
+            return False
+        self._claims[key] = now + ttl_ms
         return True
 
     def window_used(self, key: str) -> int | None:

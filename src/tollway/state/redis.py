@@ -45,7 +45,18 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tollway.state import UNTRACKED, Applied, QuotaState, QuotaTake, StateStore, StateUnavailable, WindowTake
+from tollway.state import (
+    UNTRACKED,
+    Admission,
+    Allowance,
+    Applied,
+    QuotaState,
+    QuotaTake,
+    SpendAdmission,
+    StateStore,
+    StateUnavailable,
+    WindowTake,
+)
 from tollway.state.redis_pipeline import AutoPipeline
 from tollway.state.resp import RespPipe
 
@@ -165,6 +176,73 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'g', 1)
 """
 
+# KEYS: three per subject (spend counter, its holds, running calls); ARGV[1] the call's
+# hold, ARGV[2] how long holds and running counts live (ms), then two per subject: its
+# budget and max_parallel (-1: none). Returns {outcome, subject index, spend, held}:
+# every subject is checked before any is touched, so a call takes for all or none.
+_SPEND_ADMIT = """
+local amount = tonumber(ARGV[1])
+local n = #KEYS / 3
+for i = 1, n do
+  if tonumber(ARGV[1 + 2 * i]) >= 0 and redis.call('EXISTS', KEYS[3 * i - 2]) == 0 then
+    return {3, i - 1, 0, 0}
+  end
+end
+for i = 1, n do
+  local budget = tonumber(ARGV[1 + 2 * i])
+  if budget >= 0 then
+    local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]))
+    local held = tonumber(redis.call('GET', KEYS[3 * i - 1]) or '0')
+    if spent + held + amount > budget then
+      return {1, i - 1, spent, held}
+    end
+  end
+  local cap = tonumber(ARGV[2 + 2 * i])
+  if cap >= 0 and tonumber(redis.call('GET', KEYS[3 * i]) or '0') >= cap then
+    return {2, i - 1, 0, 0}
+  end
+end
+for i = 1, n do
+  if tonumber(ARGV[1 + 2 * i]) >= 0 then
+    redis.call('INCRBY', KEYS[3 * i - 1], amount)
+    redis.call('PEXPIRE', KEYS[3 * i - 1], ARGV[2])
+  end
+  if tonumber(ARGV[2 + 2 * i]) >= 0 then
+    redis.call('INCR', KEYS[3 * i])
+    redis.call('PEXPIRE', KEYS[3 * i], ARGV[2])
+  end
+end
+return {0, 0, 0, 0}
+"""
+
+# KEYS and per-subject ARGV as for admission; ARGV[1] the call's hold, ARGV[2] its cost.
+# Returns each subject's spend after it (-1: no budget or no counter). A hold or count
+# that expired meanwhile stays gone (never below zero).
+_SPEND_RELEASE = """
+local n = #KEYS / 3
+local out = {}
+for i = 1, n do
+  local after = -1
+  if tonumber(ARGV[1 + 2 * i]) >= 0 then
+    if redis.call('EXISTS', KEYS[3 * i - 1]) == 1 then
+      if redis.call('DECRBY', KEYS[3 * i - 1], ARGV[1]) < 0 then
+        redis.call('SET', KEYS[3 * i - 1], 0, 'KEEPTTL')
+      end
+    end
+    if redis.call('EXISTS', KEYS[3 * i - 2]) == 1 then
+      after = redis.call('INCRBY', KEYS[3 * i - 2], ARGV[2])
+    end
+  end
+  if tonumber(ARGV[2 + 2 * i]) >= 0 and redis.call('EXISTS', KEYS[3 * i]) == 1 then
+    if redis.call('DECR', KEYS[3 * i]) < 0 then
+      redis.call('SET', KEYS[3 * i], 0, 'KEEPTTL')
+    end
+  end
+  out[i] = after
+end
+return out
+"""
+
 _ERRORS: tuple[type[BaseException], ...] = (redis_errors.RedisError, OSError, TimeoutError)
 
 
@@ -185,6 +263,8 @@ _QUOTA_SETTLE_SCRIPT = _Script(_QUOTA_SETTLE)
 _QUOTA_SET_SCRIPT = _Script(_QUOTA_SET)
 _QUOTA_APPLY_SCRIPT = _Script(_QUOTA_APPLY)
 _QUOTA_RESTORE_SCRIPT = _Script(_QUOTA_RESTORE)
+_SPEND_ADMIT_SCRIPT = _Script(_SPEND_ADMIT)
+_SPEND_RELEASE_SCRIPT = _Script(_SPEND_RELEASE)
 
 
 def _split_url(url: str) -> tuple[str, str, float]:
@@ -400,6 +480,36 @@ class RedisStateStore(StateStore):
 
     async def quota_restore(self, key: str, value: int, version: int, generation: int, *, replace: bool) -> bool:
         return bool(await self._eval(_QUOTA_RESTORE_SCRIPT, key, value, version, generation, int(replace)))
+
+    # --- spend (budgets and max_parallel) ------------------------------------------------
+
+    def _spend_args(self, script: _Script, subjects: Sequence[Allowance], *head: int) -> tuple[Any, ...]:
+        prefix = self.key_prefix
+        keys: list[str] = []
+        limits: list[int] = []
+        for s in subjects:
+            keys.extend((prefix + s.key, prefix + s.key + ":held", prefix + s.running_key))
+            limits.extend((s.budget, s.max_parallel))
+        return ("EVALSHA", script.sha, len(keys), *keys, *head, *limits)
+
+    async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
+        r = await self._call(self._spend_args(_SPEND_ADMIT_SCRIPT, subjects, amount, hold_ms), _SPEND_ADMIT_SCRIPT)
+        return SpendAdmission(Admission(int(r[0])), int(r[1]), int(r[2]), int(r[3]))
+
+    async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
+        r = await self._call(self._spend_args(_SPEND_RELEASE_SCRIPT, subjects, amount, spent), _SPEND_RELEASE_SCRIPT)
+        return [int(v) if int(v) >= 0 else None for v in r]
+
+    async def spend_restore(self, key: str, value: int, ttl_ms: int) -> bool:
+        expiry: tuple[str | int, ...] = ("PX", ttl_ms) if ttl_ms else ()
+        return bool(await self._call(("SET", self.key_prefix + key, value, "NX", *expiry)))
+
+    async def spend_read(self, key: str) -> tuple[int | None, int]:
+        spent, held = await self._call(("MGET", self.key_prefix + key, self.key_prefix + key + ":held"))
+        return (int(spent) if spent is not None else None), int(held or 0)
+
+    async def claim(self, key: str, ttl_ms: int) -> bool:
+        return bool(await self._call(("SET", self.key_prefix + key, 1, "NX", "PX", ttl_ms)))
 
     # --- plain values (ai-cache's answers) ------------------------------------------------
 

@@ -157,16 +157,8 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
     unpriced or no table)."""
     u = facts.usage
     route, consumer, model_upstream, ttft = facts.route, facts.consumer, facts.model_upstream, facts.ttft_ms
-    cost = (
-        prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens)
-        if prices is not None
-        else None
-    )
-    saved = None
     cache = facts.cache
-    if cache == "hit" or cache == "semantic":
-        # Answered from the cache: no provider was paid; the tokens are what it saved.
-        cost, saved = 0.0, cost
+    cost, saved = call_cost(prices, model_upstream, u, cache)
     values = (
         to_ms(facts.start),
         facts.request_id,
@@ -200,6 +192,22 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
     attributes, log_keys = facts.attributes, facts.log_attributes
     logged = {k: v for k, v in attributes.items() if k in log_keys} if attributes and log_keys else None
     return record, logged
+
+
+def call_cost(
+    prices: PriceTable | None, model_upstream: str | None, u: Usage, cache: str | None
+) -> tuple[float | None, float | None]:
+    """A call's ``cost_usd`` and ``cost_saved_usd``: the one pricing of a call, which
+    the record and a budget's settlement (``tollway.budgets``) both use."""
+    cost = (
+        prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens)
+        if prices is not None
+        else None
+    )
+    if cache == "hit" or cache == "semantic":
+        # Answered from the cache: no provider was paid; the tokens are what it saved.
+        return 0.0, cost
+    return cost, None
 
 
 def record_of(ex: Exchange, prices: PriceTable | None = None) -> UsageRecord:

@@ -28,8 +28,18 @@ def _count(value: object) -> int | None:
 
 def estimate(ex: Exchange, default_output: int) -> int:
     """Tokens to reserve for this call: at least 1, so a full budget refuses it."""
+    return max(1, prompt_tokens(ex) + output_tokens(ex, default_output))
+
+
+def prompt_tokens(ex: Exchange) -> int:
+    """The prompt's estimated tokens: the whole body's, so JSON syntax only adds margin."""
+    return estimate_tokens(len(ex.request.body or b""))
+
+
+def output_tokens(ex: Exchange, default_output: int) -> int:
+    """The output limit the request names (times ``n``), else ``default_output``; 0 for
+    embeddings."""
     body = ex.request.body or b""
-    prompt = estimate_tokens(len(body))
     output = default_output
     try:
         obj = ex.request.json() if body else None
@@ -46,7 +56,7 @@ def estimate(ex: Exchange, default_output: int) -> int:
             output *= choices
     if ex.api == "embeddings":
         output = 0
-    return max(1, prompt + output)
+    return output
 
 
 def spent(ex: Exchange, reserved: int) -> int:
@@ -67,4 +77,4 @@ def spent(ex: Exchange, reserved: int) -> int:
     return 0
 
 
-__all__ = ["OUTPUT_LIMIT_FIELDS", "estimate", "spent"]
+__all__ = ["OUTPUT_LIMIT_FIELDS", "estimate", "output_tokens", "prompt_tokens", "spent"]

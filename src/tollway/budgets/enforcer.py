@@ -1,0 +1,324 @@
+"""``Budgets``: money budgets and ``max_parallel`` on consumers and groups (SPEC §10),
+enforced by the gateway on every call whose consumer has one, directly or by a group.
+
+**Reserve, then settle.** Before the call goes upstream, ``admit`` holds the most it can
+cost: the price of the prompt's estimated tokens plus its output limit (``max_tokens``
+and the like, times ``n``; ``DEFAULT_OUTPUT_TOKENS`` when it names none), against the
+consumer and each limited group at once, in one step of the state store (one Redis round
+trip): the call is admitted only if every subject's spend in the period, plus what calls
+in flight hold, plus this hold fit its budget, and every ``max_parallel`` has room.
+When the call ends, however it ends, ``release`` gives the hold back and adds what the
+call cost, priced exactly as its usage record's ``cost_usd`` (``usage.record.call_cost``).
+The gateway awaits ``release`` before it hands the call to the accountant: a call's cost
+is either counted by the store or in the database when a rebuild reads it, never both.
+
+**Rebuilt from the records.** A spend counter the store lacks (first use, a restarted
+process's memory, a Redis flushed) is rebuilt from ``usage_records`` (the sum of the
+subject's calls' ``cost_usd`` in the period), after this process's own finished calls
+are written, and set only where still missing (replicas racing write it once).
+
+Amounts are integer nano-dollars, so a counter equals the sum of its records' costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, TypedDict
+
+from tollway.budgets.alerts import Alerts
+from tollway.budgets.history import NANO, SpendHistory, to_nano
+from tollway.budgets.periods import Span, span_of
+from tollway.consumers.consumer import Budget, Consumer
+from tollway.consumers.groups import GroupDirectory
+from tollway.errors import Forbidden, GatewayError, RateLimited
+from tollway.exchange import Exchange, StateKey
+from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
+from tollway.routing.routes import Route
+from tollway.state import Admission, Allowance, StateStore, StateUnavailable
+from tollway.usage.pricing import PriceTable
+from tollway.usage.record import call_cost
+
+log = logging.getLogger("tollway.budgets")
+
+# What a call that names no output limit holds for its output. No price table lists
+# models' output caps, so a call without ``max_tokens`` can cost more than it held: the
+# overshoot bound (docs/limits.md) counts that.
+DEFAULT_OUTPUT_TOKENS = 4096
+# How long past its period a spend counter is kept (late settlements still land in it).
+_PERIOD_GRACE_MS = 86_400_000
+# Rebuild attempts in one admission before giving up (a counter lost again meanwhile).
+_REBUILDS = 3
+
+Kind = Literal["consumer", "group"]
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A consumer or group whose limits a call is held to."""
+
+    kind: Kind
+    name: str
+    budget: Budget | None
+    max_parallel: int | None
+
+    def allowance(self, span: Span | None) -> Allowance:
+        budget = to_nano(self.budget.usd) if self.budget is not None else -1
+        tag = span.tag if span is not None else "-"
+        initial = self.kind[0]
+        return Allowance(
+            f"spend:{initial}:{self.name}:{tag}",
+            budget,
+            f"running:{initial}:{self.name}",
+            self.max_parallel if self.max_parallel is not None else -1,
+        )
+
+
+class Hold(NamedTuple):
+    """What an admitted call holds, to release when it ends."""
+
+    subjects: tuple[Subject, ...]
+    spans: tuple[Span | None, ...]
+    allowances: tuple[Allowance, ...]
+    amount: int
+    prices: PriceTable
+
+
+HOLD: StateKey[Hold] = StateKey("budgets.hold")
+
+
+class SpendEntry(TypedDict):
+    """One budget that applies to a consumer, as ``GET /api/consumers/NAME`` shows it."""
+
+    kind: Kind
+    name: str
+    period: str
+    spend_usd: float
+    budget_usd: float
+    resets_at: str | None
+
+
+def _usd(nano: int) -> str:
+    return f"${nano / NANO:.6f}".rstrip("0").rstrip(".")
+
+
+class Budgets:
+    """One per process. ``members(group)`` answers the names of the consumers in a
+    group (for a rebuild); ``flush`` writes this process's finished calls' records."""
+
+    def __init__(
+        self,
+        state: StateStore,
+        history: SpendHistory,
+        groups: GroupDirectory,
+        members: Callable[[str], Awaitable[list[str]]],
+        flush: Callable[[], Awaitable[None]],
+        *,
+        hold_s: float,
+        alerts: Alerts | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state = state
+        self.history = history
+        self.groups = groups
+        self.members = members
+        self.flush = flush
+        self.hold_ms = int(hold_s * 1000)
+        self.alerts = alerts
+        self.clock = clock
+        self.prices = PriceTable()
+        # Counters rebuilt from the records (for tests and the log).
+        self.rebuilt = 0
+        self._rebuilding: dict[str, asyncio.Task[None]] = {}
+
+    def configure(self, prices: PriceTable) -> None:
+        """The price table calls are held and settled at from now on (a reload)."""
+        self.prices = prices
+
+    # --- who a call is held to ------------------------------------------------------
+
+    def subjects(self, consumer: Consumer) -> list[Subject]:
+        """The consumer and its declared groups, those with a budget or max_parallel."""
+        found = []
+        if consumer.budget is not None or consumer.max_parallel is not None:
+            found.append(Subject("consumer", consumer.name, consumer.budget, consumer.max_parallel))
+        for g in self.groups.limiting(consumer):
+            found.append(Subject("group", g.name, g.budget, g.max_parallel))
+        return found
+
+    # --- a call ---------------------------------------------------------------------
+
+    async def admit(self, ex: Exchange, upstream_model: Callable[[Route, str], str]) -> None:
+        """Hold this call's most cost against its consumer's budgets and count it as
+        running, or raise the SPEC's refusal. The call is billed as the model it goes
+        upstream as (``upstream_model``: the route's mapping applied); a call naming no
+        model holds nothing."""
+        consumer = ex.consumer
+        if consumer is None:
+            return
+        subjects = self.subjects(consumer)
+        if not subjects:
+            return
+        prices = self.prices
+        budgeted = [s for s in subjects if s.budget is not None]
+        model = ex.model_requested
+        amount = 0
+        if budgeted and model is not None:
+            billed = upstream_model(ex.route, model) if ex.route is not None else model
+            found = prices.resolve(billed) or prices.resolve(model)
+            if found is None:
+                s = budgeted[0]
+                raise Forbidden(
+                    f"model {billed!r} has no price and {s.kind} {s.name!r} has a budget; "
+                    "give the model a price under pricing:",
+                    reason="budget.unpriced_model",
+                    code="model_unpriced",
+                )
+            price = found[1]
+            per_mtok = prompt_tokens(ex) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
+            amount = math.ceil(per_mtok * (NANO / 1_000_000))
+        now = self.clock()
+        spans = tuple(span_of(s.budget.period, now) if s.budget is not None else None for s in subjects)
+        allowances = tuple(s.allowance(span) for s, span in zip(subjects, spans, strict=True))
+        for _ in range(_REBUILDS):
+            try:
+                answer = await self.state.spend_admit(allowances, amount, self.hold_ms)
+            except StateUnavailable as exc:
+                raise _unavailable(exc) from None
+            if answer.outcome is Admission.ADMITTED:
+                ex.put(HOLD, Hold(tuple(subjects), spans, allowances, amount, prices))
+                return
+            s, span = subjects[answer.subject], spans[answer.subject]
+            if answer.outcome is Admission.OVER_BUDGET:
+                raise _over_budget(s, span, answer.spent, answer.held, amount)
+            if answer.outcome is Admission.TOO_MANY:
+                raise RateLimited(
+                    f"{s.kind} {s.name!r} has {s.max_parallel} calls in flight, its max_parallel",
+                    reason="concurrency.exceeded",
+                )
+            await self._rebuild(s, span, allowances[answer.subject].key)
+        raise _unavailable("spend counters keep disappearing")
+
+    async def release(self, ex: Exchange) -> None:
+        """The call ended: give its hold back and add what it cost (its record's
+        ``cost_usd``). Never raises: a store that cannot answer keeps the hold until it
+        expires, and the records keep the cost for the next rebuild."""
+        hold = ex.get(HOLD)
+        if hold is None:
+            return
+        cost, _ = call_cost(hold.prices, ex.model_upstream, ex.usage, ex.cache)
+        spent = to_nano(cost) if cost is not None else 0
+        try:
+            after = await self.state.spend_release(hold.allowances, hold.amount, spent)
+        except StateUnavailable as exc:
+            log.warning("budgets: releasing request %s failed (%s); its hold expires by itself", ex.request_id, exc)
+            return
+        except Exception:
+            log.exception("budgets: releasing request %s failed", ex.request_id)
+            return
+        alerts = self.alerts
+        if alerts is not None and spent:
+            for subject, span, allowance, value in zip(hold.subjects, hold.spans, hold.allowances, after, strict=True):
+                if value is not None and subject.budget is not None and span is not None:
+                    alerts.spent(subject.kind, subject.name, allowance, span, subject.budget, value)
+
+    # --- rebuilds ---------------------------------------------------------------------
+
+    async def _rebuild(self, subject: Subject, span: Span | None, key: str) -> None:
+        """Rebuild one spend counter from the records; concurrent callers share it."""
+        task = self._rebuilding.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._restore(subject, span, key), name="budget-rebuild")
+            self._rebuilding[key] = task
+            task.add_done_callback(lambda t: self._rebuilt(key, t))
+        try:
+            await asyncio.shield(task)
+        except StateUnavailable as exc:
+            raise _unavailable(exc) from None
+        except GatewayError:
+            raise
+        except Exception as exc:  # the database: refuse now, try again on the next call
+            raise _unavailable(f"the usage records could not be read: {exc}") from None
+
+    def _rebuilt(self, key: str, task: asyncio.Task[None]) -> None:
+        self._rebuilding.pop(key, None)
+        if not task.cancelled():
+            task.exception()
+
+    async def _restore(self, subject: Subject, span: Span | None, key: str) -> None:
+        assert span is not None  # only budgets have counters
+        await self.flush()
+        names = [subject.name] if subject.kind == "consumer" else await self.members(subject.name)
+        spent = await self.history.spent(names, span.start_ms, span.end_ms)
+        ttl = span.end_ms + _PERIOD_GRACE_MS - int(self.clock() * 1000) if span.end_ms is not None else 0
+        if await self.state.spend_restore(key, spent, max(ttl, 1) if span.end_ms is not None else 0):
+            self.rebuilt += 1
+            log.info("budgets: %s %r spend for %s rebuilt from the usage records: %s", subject.kind, subject.name,
+                     span.tag, _usd(spent))  # fmt: skip
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def spend(self, subjects: Sequence[Subject]) -> list[SpendEntry]:
+        """The current spend of each subject with a budget (rebuilt first if the store
+        lost it), for ``GET /api/consumers/NAME`` and ``/api/groups``. Raises
+        ``GatewayError`` (503) when the store or the database cannot answer."""
+        entries: list[SpendEntry] = []
+        now = self.clock()
+        for s in subjects:
+            if s.budget is None:
+                continue
+            span = span_of(s.budget.period, now)
+            key = s.allowance(span).key
+            try:
+                spent, _ = await self.state.spend_read(key)
+            except StateUnavailable as exc:
+                raise _unavailable(exc) from None
+            if spent is None:
+                await self._rebuild(s, span, key)
+                spent, _ = await self.state.spend_read(key)
+            entries.append(
+                SpendEntry(
+                    kind=s.kind,
+                    name=s.name,
+                    period=s.budget.period,
+                    spend_usd=(spent or 0) / NANO,
+                    budget_usd=s.budget.usd,
+                    resets_at=span.resets_at,
+                )
+            )
+        return entries
+
+    async def consumer_spend(self, consumer: Consumer) -> list[SpendEntry]:
+        """Every budget that applies to the consumer, its groups' included."""
+        return await self.spend(self.subjects(consumer))
+
+
+def _over_budget(s: Subject, span: Span | None, spent: int, held: int, amount: int) -> Forbidden:
+    assert s.budget is not None and span is not None
+    period = "total budget" if s.budget.period == "total" else f"budget per {s.budget.period}"
+    resets = f"it resets at {span.resets_at}" if span.resets_at is not None else "it does not reset"
+    return Forbidden(
+        f"{s.kind} {s.name!r} has spent its {period} of ${s.budget.usd:g} "
+        f"({_usd(spent)} spent, {_usd(held)} held by calls in flight, this call may cost up to {_usd(amount)}); "
+        f"{resets}",
+        reason="budget.exceeded",
+        code="budget_exceeded",
+    )
+
+
+def _unavailable(cause: object) -> GatewayError:
+    # Money limits fail closed: a call whose spend cannot be checked is not made.
+    return GatewayError(
+        f"budgets cannot be checked now ({cause}); retry shortly",
+        reason="budget.unavailable",
+        status=503,
+        code="service_unavailable",
+        headers=[("retry-after", "1")],
+    )
+
+
+__all__ = ["DEFAULT_OUTPUT_TOKENS", "HOLD", "Budgets", "Hold", "SpendEntry", "Subject"]

@@ -1,0 +1,70 @@
+"""Groups of consumers: a team's budget and cap on calls in flight, shared by its members.
+
+A consumer names its groups (``groups: [...]``); a group *declared* somewhere carries
+limits that bind all its members together. Today groups are declared in the config
+file's top-level ``groups:`` list. The ``GroupDirectory`` is the one place the gateway
+asks for a group by name, so runtime groups (made through the admin API and kept in the
+database) join it as a second source: ``runtime`` is the map they go in, and a name
+the config declares always wins. A name no source declares is a plain label (what
+``limit_by_per_group`` keys on), with no limits of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from tollway.config.schema import GroupConfig
+from tollway.consumers.consumer import Budget, Consumer, Source
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A declared group as the gateway sees it."""
+
+    name: str
+    budget: Budget | None = None
+    max_parallel: int | None = None
+    source: Source = "config"
+
+    @property
+    def limited(self) -> bool:
+        return self.budget is not None or self.max_parallel is not None
+
+
+def group_of(config: GroupConfig) -> Group:
+    budget = Budget(config.budget.usd, config.budget.period) if config.budget is not None else None
+    return Group(config.name, budget, config.max_parallel, "config")
+
+
+class GroupDirectory:
+    """Every declared group by name: the config's (``configure``, at start and at each
+    reload) laid over the runtime ones (``runtime``, kept by whoever manages them).
+    Lookups are a dict read: they run on every call of a consumer in a group."""
+
+    def __init__(self) -> None:
+        self._config: dict[str, Group] = {}
+        self.runtime: Mapping[str, Group] = {}
+
+    def configure(self, groups: Iterable[GroupConfig]) -> None:
+        self._config = {g.name: group_of(g) for g in groups}
+
+    def get(self, name: str) -> Group | None:
+        found = self._config.get(name)
+        return found if found is not None else self.runtime.get(name)
+
+    def all(self) -> list[Group]:
+        """Every declared group, config groups first."""
+        return [*self._config.values(), *(g for n, g in self.runtime.items() if n not in self._config)]
+
+    def limiting(self, consumer: Consumer) -> list[Group]:
+        """The consumer's groups that carry a budget or ``max_parallel``."""
+        found = []
+        for name in consumer.groups:
+            group = self.get(name)
+            if group is not None and group.limited:
+                found.append(group)
+        return found
+
+
+__all__ = ["Group", "GroupDirectory", "group_of"]

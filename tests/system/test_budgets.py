@@ -1,0 +1,329 @@
+"""Money budgets, max_parallel and budget alerts through real `tollway serve` processes
+(SPEC §10): refusals as the SPEC names them, spend equal to the sum of the records'
+``cost_usd``, never past the budget when every call's hold is a true bound, kept across
+restarts (rebuilt from the records) and shared by replicas on one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import Proc
+from tests.support.redis_support import redis_prefix, redis_url  # noqa: F401
+
+GatewayFactory = Callable[..., Proc]
+NANO = 1_000_000_000
+# Dear input, cheap output: a call holds its prompt's estimate (body bytes / 4) plus its
+# output limit, or 4096 output tokens without one; the mock model answers a few words.
+PRICING = "pricing: {mock-gpt: {input_per_mtok: 1000, output_per_mtok: 10}}"
+PROMPT = " ".join(["word"] * 30)
+
+
+def config(mock_url: str, *, state: str = "memory", database: str | None = None, extra: str = "") -> str:
+    storage = f'state: "{state}"' + (f', database: "{database}"' if database else "")
+    return f"""
+storage: {{{storage}}}
+{PRICING}
+providers: [{{id: mock, type: openai, baseUrl: "{mock_url}/v1", apiTokens: [sk-test]}}]
+routes: [{{name: chat, path_prefix: /v1/, provider: mock}}]
+groups:
+  - {{name: team, budget: {{usd: 1, period: day}}}}
+  - {{name: crew, max_parallel: 2}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers:
+        - {{name: alice, credential: key-alice, budget: {{usd: 1, period: month}}}}
+        - {{name: bob, credential: key-bob, groups: [team]}}
+        - {{name: carol, credential: key-carol, groups: [team]}}
+        - {{name: dave, credential: key-dave, max_parallel: 1}}
+        - {{name: erin, credential: key-erin, groups: [crew]}}
+{extra}
+"""
+
+
+def body(kind: str, **more: Any) -> dict[str, Any]:
+    b: dict[str, Any] = {"model": "mock-gpt", "messages": [{"role": "user", "content": PROMPT}], **more}
+    if kind != "no-limit":
+        b["max_tokens"] = 20
+    if kind == "stream":
+        b["stream"] = True
+        b["stream_options"] = {"include_usage": True}
+    return b
+
+
+KINDS = ("plain", "stream", "no-limit")
+
+
+def call(url: str, who: str, kind: str = "plain", client: httpx.Client | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer key-{who}"}
+    if client is None:
+        return httpx.post(url + "/v1/chat/completions", json=body(kind), headers=headers, timeout=30)
+    return client.post(url + "/v1/chat/completions", json=body(kind), headers=headers)
+
+
+def records(gw: Proc, who: str) -> list[dict[str, Any]]:
+    r = httpx.get(gw.admin_url + "/api/requests", params={"consumer": who, "limit": "1000"})
+    assert r.status_code == 200, r.text
+    found: list[dict[str, Any]] = r.json()["requests"]
+    return found
+
+
+def spent_nano(found: list[dict[str, Any]]) -> int:
+    return sum(round((r["cost_usd"] or 0) * NANO) for r in found)
+
+
+def assert_refused_for_budget(r: httpx.Response, subject: str) -> None:
+    assert r.status_code == 403, r.text
+    assert r.headers["x-tollway-reason"] == "budget.exceeded"
+    assert "retry-after" not in r.headers
+    error = r.json()["error"]
+    assert error["code"] == "budget_exceeded"
+    assert subject in error["message"] and "resets at" in error["message"]
+
+
+def drive_until_refused(url: str, who: str, subject: str) -> int:
+    """Calls of every kind in turn until the budget refuses one; how many passed (the
+    refused call was of kind ``KINDS[passed % 3]``)."""
+    with httpx.Client(timeout=30) as client:
+        for n in range(200):
+            r = call(url, who, KINDS[n % 3], client)
+            if r.status_code != 200:
+                assert_refused_for_budget(r, subject)
+                return n
+    raise AssertionError("the budget never refused a call")
+
+
+def test_a_budget_refuses_past_it_and_survives_a_restart(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    cfg = config(mock_llm.url)
+    gw = gateway(cfg)
+    passed = drive_until_refused(gw.url, "alice", "consumer 'alice'")
+    assert passed > 5  # plain, streamed and limitless calls were all admitted
+    found = records(gw, "alice")
+    ok = [r for r in found if r["status"] == 200]
+    assert len(ok) == passed and {r["stream"] for r in ok} == {True, False}
+    # Never past the budget: every call's hold bounded what it cost.
+    assert spent_nano(found) <= 1 * NANO
+    # The admin API shows the spend: the records' sum, against the budget and its reset.
+    shown = httpx.get(gw.admin_url + "/api/consumers/alice").json()["spend"]
+    month_end = shown[0]["resets_at"]
+    assert shown == [
+        {
+            "kind": "consumer",
+            "name": "alice",
+            "period": "month",
+            "spend_usd": spent_nano(found) / NANO,
+            "budget_usd": 1.0,
+            "resets_at": month_end,
+        }
+    ]
+    assert month_end.endswith("-01T00:00:00Z")
+    # Someone else, unbudgeted, is not held to alice's budget.
+    assert call(gw.url, "dave").status_code == 200
+    gw.stop()
+
+    again = gateway(cfg)  # memory state: the spend is rebuilt from the records
+    assert_refused_for_budget(call(again.url, "alice", KINDS[passed % 3]), "consumer 'alice'")
+    assert "rebuilt from the usage records" in "\n".join(again.stderr_lines)
+
+
+def test_a_group_budget_binds_all_its_members(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(config(mock_llm.url))
+    with httpx.Client(timeout=30) as client:
+        n = 0
+        while True:
+            r = call(gw.url, ("bob", "carol")[n % 2], KINDS[n % 3], client)
+            if r.status_code != 200:
+                break
+            n += 1
+            assert n < 200
+    assert_refused_for_budget(r, "group 'team'")
+    # The same call is refused to either member, whoever spent the budget.
+    assert_refused_for_budget(call(gw.url, "bob", KINDS[n % 3]), "group 'team'")
+    assert_refused_for_budget(call(gw.url, "carol", KINDS[n % 3]), "group 'team'")
+    both = records(gw, "bob") + records(gw, "carol")
+    assert {r["consumer"] for r in both if r["status"] == 200} == {"bob", "carol"}
+    assert spent_nano(both) <= 1 * NANO
+    shown = httpx.get(gw.admin_url + "/api/consumers/carol").json()["spend"]
+    assert [(e["kind"], e["name"], e["spend_usd"]) for e in shown] == [("group", "team", spent_nano(both) / NANO)]
+    # A period of a day: the message says when it resets (tomorrow, 00:00 UTC).
+    tomorrow = datetime.fromtimestamp(datetime.now(UTC).timestamp() + 86400, UTC).strftime("%Y-%m-%d")
+    assert f"resets at {tomorrow}T00:00:00Z" in r.json()["error"]["message"]
+
+
+def test_an_unpriced_model_is_refused_to_a_budgeted_consumer(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(config(mock_llm.url))
+    unpriced = {"model": "mock-gpt-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    r = httpx.post(gw.url + "/v1/chat/completions", json=unpriced, headers={"authorization": "Bearer key-alice"})
+    assert r.status_code == 403
+    assert r.headers["x-tollway-reason"] == "budget.unpriced_model"
+    assert r.json()["error"]["code"] == "model_unpriced"
+    ok = httpx.post(gw.url + "/v1/chat/completions", json=unpriced, headers={"authorization": "Bearer key-dave"})
+    assert ok.status_code == 200  # no budget, no price needed
+
+
+async def test_max_parallel_refuses_the_call_too_many_and_frees_on_every_ending(
+    gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    gw = gateway(config(mock_llm.url))
+    slow = {"authorization": "Bearer key-dave", "x-mock-latency-ms": "1500"}
+    url = gw.url + "/v1/chat/completions"
+    async with httpx.AsyncClient(timeout=30) as client:
+        first = asyncio.create_task(client.post(url, json=body("plain"), headers=slow))
+        await asyncio.sleep(0.5)
+        second = await client.post(url, json=body("plain"), headers={"authorization": "Bearer key-dave"})
+        assert second.status_code == 429
+        assert second.headers["x-tollway-reason"] == "concurrency.exceeded"
+        assert second.json()["error"]["code"] == "rate_limit_exceeded"
+        assert (await first).status_code == 200
+        assert (await client.post(url, json=body("plain"), headers={"authorization": "Bearer key-dave"})).is_success
+
+        # A client that leaves mid-call frees its slot too.
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(url, json=body("plain"), headers=slow, timeout=0.3)
+        for _ in range(100):
+            r = await client.post(url, json=body("plain"), headers={"authorization": "Bearer key-dave"})
+            if r.status_code == 200:
+                break
+            assert r.headers["x-tollway-reason"] == "concurrency.exceeded"
+            await asyncio.sleep(0.05)
+        assert r.status_code == 200
+
+        # A group's max_parallel counts its members' calls together.
+        erin = {"authorization": "Bearer key-erin", "x-mock-latency-ms": "1000"}
+        answers = await asyncio.gather(*(client.post(url, json=body("plain"), headers=erin) for _ in range(4)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 200, 429, 429]
+
+
+def test_an_unknown_group_is_a_config_error(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    bad = config(mock_llm.url).replace("groups: [team]}", "groups: [taem]}", 1)
+    with pytest.raises(RuntimeError, match="unknown group 'taem'"):
+        gateway(bad)
+
+
+# --- three replicas on one Redis -----------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_three_gateways_on_one_redis_share_the_budget_across_a_restart(
+    gateway: GatewayFactory,
+    mock_llm: Proc,
+    redis_url: str,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+    pg_url: str,
+) -> None:
+    cfg = config(mock_llm.url, state=redis_url, database=pg_url)
+    gws = [gateway(cfg, name=f"gw{i}.yaml") for i in range(3)]
+
+    async def burst(n: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        gws[i % 3].url + "/v1/chat/completions",
+                        json=body(KINDS[i % 3]),
+                        headers={"authorization": "Bearer key-alice"},
+                    )
+                    for i in range(n)
+                )
+            )
+
+    first = await burst(12)
+    gws[1].stop()  # a replica restarts in the middle
+    gws[1] = gateway(cfg, name="gw1.yaml")
+    second = await burst(60)
+    answers = first + second
+    assert {r.status_code for r in answers} == {200, 403}
+    for r in answers:
+        if r.status_code == 403:
+            assert_refused_for_budget(r, "consumer 'alice'")
+    for _ in range(100):  # each replica writes its records within a moment
+        found = records(gws[0], "alice")
+        if len(found) >= len(answers):
+            break
+        await asyncio.sleep(0.05)
+    assert len(found) == len(answers)
+    spent = spent_nano(found)
+    assert spent <= 1 * NANO  # the bound: zero overshoot, every call's hold was a true bound
+    store = redis.Redis.from_url(redis_url.split("?")[0])
+    month = datetime.now(UTC).strftime("%Y%m")
+    key = f"{redis_prefix}spend:c:alice:m{month}"
+    assert int(store.get(key) or -1) == spent  # the shared counter is the records' sum
+    assert int(store.get(key + ":held") or 0) == 0  # every hold given back
+
+
+# --- alerts ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local webhook receiver; its first answer is a 500 (the sender must retry)."""
+    got: list[dict[str, Any]] = []
+    failed_once: list[bool] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            data = self.rfile.read(int(self.headers["content-length"]))
+            if not failed_once:
+                failed_once.append(True)
+                self.send_response(500)
+            else:
+                got.append(json.loads(data))
+                self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", got
+    server.shutdown()
+    server.server_close()
+
+
+async def test_alerts_post_once_per_threshold_across_replicas(
+    gateway: GatewayFactory,
+    mock_llm: Proc,
+    redis_url: str,  # noqa: F811
+    receiver: tuple[str, list[dict[str, Any]]],
+) -> None:
+    hook, got = receiver
+    extra = f'governance: {{alerts: {{webhook: "{hook}", thresholds: [0.5, 1.0]}}}}'
+    cfg = config(mock_llm.url, state=redis_url, extra=extra)
+    gws = [gateway(cfg, name=f"gw{i}.yaml") for i in range(2)]
+    alice = {"authorization": "Bearer key-alice"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        refused = False
+        for _ in range(40):  # both replicas at once, until the budget refuses
+            answers = await asyncio.gather(
+                *(client.post(gw.url + "/v1/chat/completions", json=body("plain"), headers=alice) for gw in gws)
+            )
+            refused = any(a.status_code == 403 for a in answers)
+            if refused:
+                break
+        assert refused
+        for _ in range(100):
+            if len(got) >= 1:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # room for a duplicate to show up, if one were sent
+    thresholds = sorted(e["threshold"] for e in got)
+    assert thresholds[0] == 0.5 and thresholds.count(0.5) == 1 and thresholds.count(1.0) <= 1
+    event = got[0]
+    assert event["event"] == "budget.threshold"
+    assert event["subject"] == {"kind": "consumer", "name": "alice"}
+    assert event["budget_usd"] == 1 and event["period"] == "month"
+    assert event["spend_usd"] >= 0.5 and event["resets_at"].endswith("T00:00:00Z")
