@@ -205,3 +205,94 @@ def test_a_wrong_token_is_asked_for_again(browser: Browser, gateway: GatewayFact
     page.wait_for_function("() => document.getElementById('login-error').textContent.includes('not accepted')")
     assert page.is_hidden("#main")
     page.close()
+
+
+def _chat_as(gw: Proc, key: str) -> httpx.Response:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello dashboard"}]}
+    return httpx.post(
+        gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=10
+    )
+
+
+def _row(page: Page, name: str) -> dict[str, str]:
+    cells: list[str] = page.eval_on_selector_all(
+        f"#manage-table tbody tr[data-name='{name}'] td", "tds => tds.map(td => td.textContent)"
+    )
+    assert cells, f"no row for {name}"
+    return dict(zip(["name", "source", "key", "models", "budget", "spend", "expires"], cells, strict=False))
+
+
+def test_the_consumers_view_creates_rotates_edits_and_revokes(
+    browser: Browser, gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    gw = gateway(_config(mock_llm.url))
+    page = browser.new_page(viewport={"width": 1360, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _open_with_token(page, gw)
+    assert _row(page, "alice")["source"] == "config"
+    assert page.eval_on_selector_all("#manage-table tr[data-name=alice] button", "bs => bs.length") == 0
+
+    # Create: the key is shown once, and it works.
+    page.fill("#f-name", "carol")
+    page.fill("#f-models", "gpt-4o*")
+    page.fill("#f-budget", "2")
+    page.select_option("#f-period", "month")
+    page.click("#f-submit")
+    page.wait_for_selector("#new-key:not([hidden])")
+    key = page.inner_text("#new-key-value")
+    assert key.startswith("tw-") and page.inner_text("#new-key-name") == "carol"
+    for _ in range(3):
+        assert _chat_as(gw, key).status_code == 200
+    page.click("#new-key-done")
+    assert page.inner_text("#new-key-value") == "" and page.is_hidden("#new-key")
+
+    # Spend against budget: the sum of carol's records' cost, against $2 a month.
+    page.click("#refresh")
+    page.wait_for_function(
+        '() => { const td = document.querySelector("#manage-table tr[data-name=carol] td.spend");'
+        " return td && Number(td.dataset.usd) > 0; }"
+    )
+    spent = float(page.get_attribute("#manage-table tr[data-name=carol] td.spend", "data-usd") or "nan")
+    rows = _api(gw, "/api/usage", by="consumer", consumer="carol")["rows"]
+    assert spent == pytest.approx(sum(r["cost_usd"] for r in rows), rel=1e-9) and spent > 0
+    carol = _row(page, "carol")
+    assert carol["budget"] == "$2.00 / month" and carol["models"] == "gpt-4o*" and carol["key"] == "…" + key[-4:]
+
+    shot = tmp_path / "dashboard-consumers.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nconsumers view screenshot: {shot}")
+
+    # Rotate: a new key shown once; the old one stops (no grace from the dashboard).
+    page.click("#manage-table tr[data-name=carol] button.rotate")
+    page.wait_for_function(f"() => document.getElementById('new-key-value').textContent.startsWith('tw-')"
+                           f" && document.getElementById('new-key-value').textContent !== '{key}'")  # fmt: skip
+    new = page.inner_text("#new-key-value")
+    assert _chat_as(gw, key).status_code == 401 and _chat_as(gw, new).status_code == 200
+
+    # Edit: models, budget and an expiry in the past, which refuses the key.
+    page.click("#manage-table tr[data-name=carol] button.edit")
+    assert page.input_value("#f-name") == "carol" and page.is_disabled("#f-name")
+    assert page.input_value("#f-models") == "gpt-4o*" and page.input_value("#f-budget") == "2"
+    page.fill("#f-models", "claude-*, gpt-4o-mini")
+    page.fill("#f-budget", "5")
+    page.select_option("#f-period", "day")
+    page.fill("#f-expires", "2020-01-01")
+    page.click("#f-submit")
+    page.wait_for_function("() => document.querySelector('#manage-table tr[data-name=carol] td.budget')"
+                           ".textContent === '$5.00 / day'")  # fmt: skip
+    shown = _api(gw, "/api/consumers/carol")
+    assert shown["allow_models"] == ["claude-*", "gpt-4o-mini"] and shown["budget"] == {"usd": 5.0, "period": "day"}
+    assert shown["expires_at"] == "2020-01-01T00:00:00Z" and "expired" in _row(page, "carol")["expires"]
+    refused = _chat_as(gw, new)
+    assert refused.status_code == 401 and refused.headers["x-tollway-reason"] == "key-auth.expired_key"
+
+    # Revoke: the row goes, and so does the key.
+    page.click("#manage-table tr[data-name=carol] button.revoke")
+    page.wait_for_selector("#manage-table tr[data-name=carol]", state="detached")
+    assert _chat_as(gw, new).status_code == 401
+    assert [e["action"] for e in _api(gw, "/api/audit")["events"]] == [
+        "consumers.revoke", "consumers.edit", "consumers.rotate", "consumers.add",
+    ]  # fmt: skip
+    assert not errors, errors
+    page.close()

@@ -1,4 +1,5 @@
-// The dashboard: reads the admin API (/api/usage, /api/requests) and draws it.
+// The dashboard: reads the admin API (/api/usage, /api/requests, /api/consumers) and
+// draws it; its Consumers view also creates, edits, rotates and revokes runtime consumers.
 // Every API call carries the admin token, when there is one, in the Authorization
 // header; the token is asked for once (on the first 401) and kept in this tab's
 // sessionStorage, never put in a URL. All data reaches the page as text (textContent),
@@ -18,17 +19,27 @@
     return sessionStorage.getItem(TOKEN_KEY);
   }
 
-  async function api(path, params) {
+  async function api(path, params, method, payload) {
     const query = new URLSearchParams();
     for (const [k, v] of Object.entries(params || {})) if (v) query.set(k, v);
     const headers = {Accept: "application/json"};
     const t = token();
     if (t) headers.Authorization = `Bearer ${t}`;
-    const resp = await fetch(`${path}?${query}`, {headers, cache: "no-store"});
+    const init = {headers, cache: "no-store", method: method || "GET"};
+    if (payload !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(payload);
+    }
+    const resp = await fetch(`${path}?${query}`, init);
     if (resp.status === 401) throw new Unauthorized();
+    if (resp.status === 204) return null;
     const body = await resp.json();
     if (!resp.ok) throw new Error((body.error && body.error.message) || `${path}: HTTP ${resp.status}`);
     return body;
+  }
+
+  function write(method, path, payload) {
+    return api(path, null, method, payload);
   }
 
   function cost(v) {
@@ -214,6 +225,157 @@
       }));
   }
 
+  // --- consumers: spend against budget, and managing them ------------------------------
+
+  // When a budget's current period began (UTC calendar periods; weeks start on Monday).
+  function periodStart(period) {
+    const now = new Date();
+    const day = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+    if (period === "day") return new Date(day);
+    if (period === "week") return new Date(day - ((now.getUTCDay() + 6) % 7) * 86400e3);
+    if (period === "month") return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+    return null;
+  }
+
+  // The consumer's spend in its budget's period: the gateway's own figure when it gives
+  // one (spend), else the sum of its records' cost_usd since the period began.
+  async function spendOf(c) {
+    const own = (c.spend || []).find(s => s.kind === undefined || s.kind === "consumer");
+    if (own) return own.spend_usd;
+    const start = periodStart(c.budget.period);
+    const rows = (await api("/api/usage", {by: "consumer", consumer: c.name,
+                                           since: start ? start.toISOString() : ""})).rows;
+    return rows.reduce((s, r) => s + r.cost_usd, 0);
+  }
+
+  function button(label, cls, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    if (cls) b.className = cls;
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  let editing = null;
+
+  async function loadConsumers() {
+    const listed = (await api("/api/consumers")).consumers;
+    const details = await Promise.all(listed.map(c => api(`/api/consumers/${encodeURIComponent(c.name)}`)));
+    const spends = await Promise.all(details.map(c => (c.budget ? spendOf(c) : Promise.resolve(null))));
+    fillTable($("manage-table"), ["Consumer", "Source", "Key", "Models", "Budget", "Spend", "Expires", ""],
+      details.map((c, i) => {
+        const tr = document.createElement("tr");
+        tr.dataset.name = c.name;
+        cell(tr, c.name);
+        cell(tr, c.source);
+        cell(tr, `…${c.key_hint}`, "mono");
+        cell(tr, c.allow_models === null ? "all" : c.allow_models.join(", "));
+        cell(tr, c.budget ? `${cost(c.budget.usd)} / ${c.budget.period}` : "–", "n budget");
+        const spent = cell(tr, "", "n spend");
+        if (spends[i] !== null) {
+          const share = c.budget.usd > 0 ? spends[i] / c.budget.usd : 1;
+          const meter = document.createElement("span");
+          meter.className = share >= 1 ? "meter over" : "meter";
+          const fill = document.createElement("span");
+          fill.style.width = `${Math.min(100, 100 * share).toFixed(1)}%`;
+          meter.appendChild(fill);
+          spent.append(meter, document.createTextNode(`${cost(spends[i])} (${(100 * share).toFixed(0)}%)`));
+          spent.dataset.usd = String(spends[i]);
+        } else {
+          spent.textContent = "–";
+        }
+        const expires = c.expires_at ? c.expires_at.slice(0, 10) : "never";
+        cell(tr, c.expires_at && Date.parse(c.expires_at) <= Date.now() ? `${expires} (expired)` : expires);
+        const actions = cell(tr, "", "actions");
+        if (c.source === "runtime") {
+          actions.append(
+            button("Edit", "edit", () => startEdit(c)),
+            button("Rotate", "rotate", () => act(() => rotate(c.name))),
+            button("Revoke", "danger revoke", () => act(() => write("DELETE", `/api/consumers/${encodeURIComponent(c.name)}`))),
+          );
+        } else {
+          actions.textContent = "in the config file";
+          actions.className = "actions sub";
+        }
+        return tr;
+      }));
+  }
+
+  function showKey(name, key) {
+    $("new-key-name").textContent = name;
+    $("new-key-value").textContent = key;
+    $("new-key").hidden = false;
+  }
+
+  async function rotate(name) {
+    const rotated = await write("POST", `/api/consumers/${encodeURIComponent(name)}/rotate`, {});
+    showKey(rotated.name, rotated.key);
+  }
+
+  async function act(change) {
+    $("form-error").textContent = "";
+    try {
+      await change();
+      await loadConsumers();
+    } catch (err) {
+      if (err instanceof Unauthorized) askForToken("That token was not accepted.");
+      else $("form-error").textContent = err.message;
+    }
+  }
+
+  function startEdit(c) {
+    editing = c.name;
+    $("form-title").textContent = `Edit ${c.name}`;
+    $("f-name").value = c.name;
+    $("f-name").disabled = true;
+    $("f-models").value = c.allow_models === null ? "" : c.allow_models.join(", ");
+    $("f-budget").value = c.budget ? String(c.budget.usd) : "";
+    $("f-period").value = c.budget ? c.budget.period : "month";
+    $("f-expires").value = c.expires_at ? c.expires_at.slice(0, 10) : "";
+    $("f-submit").textContent = "Save";
+    $("f-cancel").hidden = false;
+  }
+
+  function resetForm() {
+    editing = null;
+    $("consumer-form").reset();
+    $("form-title").textContent = "New consumer";
+    $("f-name").disabled = false;
+    $("f-submit").textContent = "Create";
+    $("f-cancel").hidden = true;
+  }
+
+  function formFields() {
+    const models = $("f-models").value.split(",").map(m => m.trim()).filter(Boolean);
+    const usd = $("f-budget").value;
+    return {
+      allow_models: models.length ? models : null,
+      budget: usd === "" ? null : {usd: Number(usd), period: $("f-period").value},
+      expires_at: $("f-expires").value || null,
+    };
+  }
+
+  $("consumer-form").addEventListener("submit", ev => {
+    ev.preventDefault();
+    const fields = formFields();
+    const name = editing;
+    act(async () => {
+      if (name) {
+        await write("PATCH", `/api/consumers/${encodeURIComponent(name)}`, fields);
+      } else {
+        const made = await write("POST", "/api/consumers", {name: $("f-name").value.trim(), ...fields});
+        showKey(made.name, made.key);
+      }
+      resetForm();
+    });
+  });
+  $("f-cancel").addEventListener("click", resetForm);
+  $("new-key-done").addEventListener("click", () => {
+    $("new-key-value").textContent = "";
+    $("new-key").hidden = true;
+  });
+
   function updateConsumerChoices(rows) {
     const select = $("consumer");
     const current = select.value;
@@ -243,6 +405,7 @@
     renderModels(byModel.rows);
     renderTraffic(overTime.rows, how);
     renderRecent(recent.requests);
+    await loadConsumers();
     $("status").textContent = `Updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
   }
