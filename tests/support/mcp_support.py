@@ -69,10 +69,12 @@ def start_upstream(*, json_response: bool = False) -> Upstream:
 
 
 @asynccontextmanager
-async def mcp_session(url: str, key: str | None) -> AsyncIterator[ClientSession]:
+async def mcp_session(url: str, key: str | None, headers: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
     """An initialized ``ClientSession`` over Streamable HTTP, presenting ``key`` as
-    ``x-api-key`` (the way an agent is configured with a gateway key)."""
-    headers = {"x-api-key": key} if key is not None else {}
+    ``x-api-key`` (the way an agent is configured with a gateway key), or ``headers``."""
+    headers = dict(headers or {})
+    if key is not None:
+        headers["x-api-key"] = key
     async with (
         httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
         streamable_http_client(url, http_client=http) as (read, write),

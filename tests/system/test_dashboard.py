@@ -1,7 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium``, driven by
 Playwright): it asks for the admin token once, sends it only in a header, draws one pie
-slice per consumer with the API's numbers, lists recent requests, filters, and loads
-nothing from another origin. A screenshot is saved under the test's tmp dir and its
+slice per consumer with the API's numbers, lists recent requests and MCP tool calls per
+consumer, filters, and loads nothing from another origin. A screenshot is saved under the test's tmp dir and its
 path printed.
 """
 
@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from tests.conftest import GatewayFactory, Proc
+from tests.support.mcp_support import mcp_session, start_upstream
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "dash-token-7f2c"
@@ -296,3 +300,67 @@ def test_the_consumers_view_creates_rotates_edits_and_revokes(
     ]  # fmt: skip
     assert not errors, errors
     page.close()
+
+
+def test_the_dashboard_shows_mcp_tool_calls_per_consumer(browser: Browser, gateway: GatewayFactory) -> None:
+    upstream = start_upstream()
+    try:
+        gw = gateway(f"""
+admin: {{token: "{TOKEN}"}}
+storage: {{database: "sqlite:///./usage.db"}}
+mcp_servers: [{{name: tools, url: "{upstream.url}", headers: {{Authorization: "Bearer server-secret"}}}}]
+routes: [{{name: mcp, path_prefix: /mcp, mcp_server: tools}}]
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers:
+        - {{name: alice, credential: {KEYS["alice"]}}}
+        - {{name: bob, credential: {KEYS["bob"]}, allow_tools: {{tools: [echo]}}}}
+""")
+
+        async def calls() -> None:
+            async with mcp_session(gw.url + "/mcp", None, {"authorization": f"Bearer {KEYS['alice']}"}) as alice:
+                for n in range(2):
+                    await alice.call_tool("add", {"a": n, "b": 1})
+                await alice.call_tool("echo", {"text": "hi"})
+            async with mcp_session(gw.url + "/mcp", None, {"authorization": f"Bearer {KEYS['bob']}"}) as bob:
+                await bob.call_tool("echo", {"text": "hi"})
+                with pytest.raises(MCPError):
+                    await bob.call_tool("add", {"a": 1, "b": 1})
+
+        # In a thread of its own: Playwright's sync API keeps an event loop on this one.
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                anyio.run(calls)
+            except BaseException as exc:  # handed to the test's thread
+                failures.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive() and not failures, failures
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        _open_with_token(page, gw)
+        page.wait_for_selector("#tools-card:not([hidden])")
+        shown = page.eval_on_selector_all(
+            "#tools-table tbody tr", "trs => trs.map(tr => [...tr.cells].map(c => c.textContent))"
+        )
+        api = _api(gw, "/api/mcp/tools", since="24h")["tools"]
+        assert [row[:5] for row in shown] == [
+            [r["consumer"], r["server"], r["tool"], str(r["calls"]), str(r["errors"])] for r in api
+        ]
+        assert sorted(tuple(row[:5]) for row in shown) == [
+            ("alice", "tools", "add", "2", "0"),
+            ("alice", "tools", "echo", "1", "0"),
+            ("bob", "tools", "add", "1", "1"),  # refused: allow_tools
+            ("bob", "tools", "echo", "1", "0"),
+        ]
+        # The consumer filter narrows the tool calls too.
+        page.select_option("#consumer", "bob")
+        page.wait_for_function("() => document.querySelectorAll('#tools-table tbody tr').length === 2")
+        page.close()
+    finally:
+        upstream.stop()

@@ -219,6 +219,20 @@ _SCHEMAS: dict[str, Any] = {
             "cost_usd": {"type": "number", "minimum": 0},
         }
     ),
+    "ToolCalls": _object(
+        {
+            "consumer": {**_NULLABLE_STRING, "description": "null for calls without a valid key."},
+            "server": _NULLABLE_STRING,
+            "tool": {**_NULLABLE_STRING, "description": "The tool the call named; null when it named none."},
+            "calls": _TOKENS,
+            "errors": {
+                **_TOKENS,
+                "description": "Calls refused, failed, or answered with an error (a JSON-RPC error or a tool "
+                "result marked isError).",
+            },
+            "latency_ms": {"type": "number", "minimum": 0, "description": "The calls' mean latency."},
+        }
+    ),
     "Attempt": _object(
         {
             "provider": {"type": "string"},
@@ -458,6 +472,19 @@ _PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": _json("The records.", _object({"requests": {"type": "array", "items": _ref("UsageRecord")}})),
+                "400": _error("A parameter is invalid."),
+                "401": _UNAUTHORIZED,
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/api/mcp/tools": {
+        "get": {
+            "summary": "MCP tool calls (tools/call) per consumer, MCP server and tool, busiest first (at most "
+            "1000 rows).",
+            "parameters": [*_WINDOW, _CONSUMER_FILTER],
+            "responses": {
+                "200": _json("The rows.", _object({"tools": {"type": "array", "items": _ref("ToolCalls")}})),
                 "400": _error("A parameter is invalid."),
                 "401": _UNAUTHORIZED,
                 "503": _UNAVAILABLE,

@@ -12,8 +12,8 @@ most (the answer then leaves out what is not yet stored), the query ``QUERY_WAIT
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 from tollway.admin.app import AdminApp, AdminRequest, error_reply, json_reply
 from tollway.storage import StorageError
@@ -52,6 +52,17 @@ class UsageRoutes:
         except TimeoutError:
             pass  # the database is slow or away: answer from what it has (or 503 below)
 
+    async def _answer(self, name: str, query: Coroutine[Any, Any, list[dict[str, Any]]]) -> Answer:
+        """``{name: rows}`` from the database once this process's calls are in it; 503
+        when the database fails or is too slow."""
+        try:
+            await self._caught_up()
+            rows = await _bounded(query)
+        except StorageError as exc:
+            query.close()  # never awaited when the sync failed first
+            return error_reply(503, f"usage database unavailable: {exc}")
+        return json_reply(200, {name: rows})
+
     async def usage(self, req: AdminRequest) -> Answer:
         """``?by=consumer|model|route|provider|day|hour&since=&until=&consumer=`` →
         ``{"rows": [{key, requests, errors, input_tokens, output_tokens, cost_usd}]}``."""
@@ -59,12 +70,7 @@ class UsageRoutes:
             query = query_from(req.query)
         except UsageQueryError as exc:
             return error_reply(400, str(exc))
-        try:
-            await self._caught_up()
-            rows = await _bounded(self.store.summary(query))
-        except StorageError as exc:
-            return error_reply(503, f"usage database unavailable: {exc}")
-        return json_reply(200, {"rows": rows})
+        return await self._answer("rows", self.store.summary(query))
 
     async def requests(self, req: AdminRequest) -> Answer:
         """``?consumer=&limit=&since=&until=`` → ``{"requests": [records, newest first]}``."""
@@ -74,12 +80,17 @@ class UsageRoutes:
             consumer = consumer_param(req.query.get("consumer"))
         except UsageQueryError as exc:
             return error_reply(400, str(exc))
+        return await self._answer("requests", self.store.recent(limit, consumer, window))
+
+    async def tool_calls(self, req: AdminRequest) -> Answer:
+        """``?since=&until=&consumer=`` → ``{"tools": [{consumer, server, tool, calls,
+        errors, latency_ms}]}``: MCP tool calls per consumer, busiest first."""
         try:
-            await self._caught_up()
-            records = await _bounded(self.store.recent(limit, consumer, window))
-        except StorageError as exc:
-            return error_reply(503, f"usage database unavailable: {exc}")
-        return json_reply(200, {"requests": records})
+            window = parse_window(req.query.get("since"), req.query.get("until"))
+            consumer = consumer_param(req.query.get("consumer"))
+        except UsageQueryError as exc:
+            return error_reply(400, str(exc))
+        return await self._answer("tools", self.store.tool_calls(window, consumer))
 
     async def prometheus(self, req: AdminRequest) -> Answer:
         self.accountant.drain()
@@ -92,4 +103,5 @@ def register(
     routes = UsageRoutes(accountant, store, writer, metrics)
     admin.add("GET", "/api/usage", routes.usage)
     admin.add("GET", "/api/requests", routes.requests)
+    admin.add("GET", "/api/mcp/tools", routes.tool_calls)
     admin.add("GET", "/metrics", routes.prometheus)

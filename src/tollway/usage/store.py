@@ -105,6 +105,8 @@ _COLUMNS = (
     "mcp_tool",
 )
 _KEY = "record_key"
+# The most (consumer, server, tool) rows ``tool_calls`` answers.
+MAX_TOOL_ROWS = 1000
 INSERTED = (*_COLUMNS, _KEY)
 # PostgreSQL sums BIGINTs into NUMERIC (a Decimal in Python): cast back.
 _GROUP_KEYS = {
@@ -255,6 +257,29 @@ class UsageStore:
             f"(SELECT {row_id} FROM usage_records WHERE ts_ms < $1 ORDER BY ts_ms LIMIT {int(batch)})",
             ts_ms,
         )
+
+    async def tool_calls(self, window: Window, consumer: str | None = None) -> list[dict[str, Any]]:
+        """MCP ``tools/call`` requests summed per (consumer, server, tool), busiest first
+        (at most ``MAX_TOOL_ROWS`` rows): the dashboard's tool calls per consumer."""
+        where, args = _where(window, consumer)
+        where += (" AND " if where else " WHERE ") + "api = 'mcp' AND mcp_method = 'tools/call'"
+        sql = f"""SELECT consumer, provider AS server, mcp_tool AS tool, COUNT(*) AS calls,
+            CAST(SUM(CASE WHEN status >= 400 OR reason IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS errors,
+            AVG(latency_ms) AS latency_ms
+            FROM usage_records{where} GROUP BY consumer, provider, mcp_tool"""
+        rows = [
+            {
+                "consumer": r["consumer"],
+                "server": r["server"],
+                "tool": r["tool"],
+                "calls": int(r["calls"]),
+                "errors": int(r["errors"] or 0),
+                "latency_ms": round(float(r["latency_ms"] or 0.0), 3),
+            }
+            for r in await self.db.fetch(sql, *args)
+        ]
+        rows.sort(key=lambda r: (-r["calls"], r["consumer"] or "", r["server"] or "", r["tool"] or ""))
+        return rows[:MAX_TOOL_ROWS]
 
     async def recent(
         self, limit: int, consumer: str | None = None, window: Window | None = None

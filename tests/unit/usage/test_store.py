@@ -14,6 +14,7 @@ from tollway.exchange import Attempt
 from tollway.storage import Database, StorageError, open_database, steps
 from tollway.usage import store as store_module
 from tollway.usage.query import UsageQuery, Window
+from tollway.usage.record import UsageRecord
 from tollway.usage.store import UsageStore, row_of
 
 
@@ -202,3 +203,34 @@ async def test_a_batch_is_written_whole_or_not_at_all(store: UsageStore) -> None
     with pytest.raises(StorageError):
         await store.write([rec(DAY1, "bob"), bad])
     assert await store.recent(10) == []
+
+
+async def test_tool_calls_are_summed_per_consumer_server_and_tool(store: UsageStore) -> None:
+    def call(
+        consumer: str | None, tool: str | None, status: int = 200, reason: str | None = None, ms: float = 10.0
+    ) -> UsageRecord:
+        return rec(DAY1, consumer, None, provider="github")._replace(
+            api="mcp", mcp_method="tools/call", mcp_tool=tool, status=status, reason=reason, latency_ms=ms
+        )
+
+    await store.write(
+        [
+            call("alice", "list_issues", ms=10.0),
+            call("alice", "list_issues", ms=20.0),
+            call("alice", "create_issue", 403, "mcp.tool_not_allowed"),
+            call("alice", "get_issue", reason="mcp.tool_error"),
+            call("bob", "list_issues"),
+            rec(DAY1, "alice", None)._replace(api="mcp", mcp_method="tools/list"),  # not a tool call
+            rec(DAY2, "alice"),  # not MCP
+        ]
+    )
+    rows = await store.tool_calls(Window())
+    assert rows[0] == {
+        "consumer": "alice", "server": "github", "tool": "list_issues", "calls": 2, "errors": 0, "latency_ms": 15.0,
+    }  # fmt: skip
+    assert {(r["consumer"], r["tool"], r["calls"], r["errors"]) for r in rows[1:]} == {
+        ("alice", "create_issue", 1, 1),
+        ("alice", "get_issue", 1, 1),
+        ("bob", "list_issues", 1, 0),
+    }
+    assert [r["consumer"] for r in await store.tool_calls(Window(), "bob")] == ["bob"]

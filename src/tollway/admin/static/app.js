@@ -1,4 +1,5 @@
-// The dashboard: reads the admin API (/api/usage, /api/requests, /api/consumers) and
+// The dashboard: reads the admin API (/api/usage, /api/requests, /api/mcp/tools,
+// /api/consumers) and
 // draws it; its Consumers view also creates, edits, rotates and revokes runtime consumers.
 // Every API call carries the admin token, when there is one, in the Authorization
 // header; the token is asked for once (on the first 401) and kept in this tab's
@@ -376,6 +377,23 @@
     $("new-key").hidden = true;
   });
 
+  // MCP tool calls per consumer; the card shows only once some call was made.
+  function renderTools(rows) {
+    $("tools-card").hidden = rows.length === 0;
+    fillTable($("tools-table"), ["Consumer", "MCP server", "Tool", "Calls", "Errors", "Mean latency"],
+      rows.map(r => {
+        const tr = document.createElement("tr");
+        tr.dataset.key = `${r.consumer || ""}/${r.server || ""}/${r.tool || ""}`;
+        cell(tr, r.consumer === null ? "(no consumer)" : r.consumer);
+        cell(tr, r.server === null ? "–" : r.server);
+        cell(tr, r.tool === null ? "–" : r.tool, "mono");
+        cell(tr, num.format(r.calls), "n");
+        cell(tr, num.format(r.errors), "n");
+        cell(tr, latency(r.latency_ms), "n");
+        return tr;
+      }));
+  }
+
   function updateConsumerChoices(rows) {
     const select = $("consumer");
     const current = select.value;
@@ -392,11 +410,12 @@
     const consumer = $("consumer").value;
     const since = range;
     const how = bucketing(range);
-    const [byConsumer, byModel, overTime, recent] = await Promise.all([
+    const [byConsumer, byModel, overTime, recent, tools] = await Promise.all([
       api("/api/usage", {by: "consumer", since}),
       api("/api/usage", {by: "model", since, consumer}),
       api("/api/usage", {by: how.by, since, consumer}),
       api("/api/requests", {limit: "50", since, consumer}),
+      api("/api/mcp/tools", {since, consumer}),
     ]);
     updateConsumerChoices(byConsumer.rows);
     const mine = consumer ? byConsumer.rows.filter(r => r.key === consumer) : byConsumer.rows;
@@ -405,6 +424,7 @@
     renderModels(byModel.rows);
     renderTraffic(overTime.rows, how);
     renderRecent(recent.requests);
+    renderTools(tools.tools);
     await loadConsumers();
     $("status").textContent = `Updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
