@@ -45,7 +45,7 @@ async def no_spend(name: str) -> list[dict[str, object]]:
     return []
 
 
-class _BadBody(Exception):
+class BadBody(Exception):
     pass
 
 
@@ -72,20 +72,20 @@ def _string_list(body: dict[str, Any], field: str) -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _BadBody(f"{field} must be a list of strings")
+        raise BadBody(f"{field} must be a list of strings")
     return value
 
 
-def _object(body: Any, fields: frozenset[str]) -> dict[str, Any]:
+def body_object(body: Any, fields: frozenset[str]) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise _BadBody("body must be a JSON object")
+        raise BadBody("body must be a JSON object")
     unknown = sorted(set(body) - fields)
     if unknown:
-        raise _BadBody(f"unknown field(s): {', '.join(unknown)}")
+        raise BadBody(f"unknown field(s): {', '.join(unknown)}")
     return body
 
 
-def _budget(value: Any) -> Budget | None:
+def parse_budget(value: Any) -> Budget | None:
     if value is None:
         return None
     usd = value.get("usd") if isinstance(value, dict) else None
@@ -99,17 +99,17 @@ def _budget(value: Any) -> Budget | None:
         or usd < 0
         or period not in PERIODS
     ):
-        raise _BadBody(f'budget must be {{"usd": a number >= 0, "period": one of {", ".join(PERIODS)}}} or null')
+        raise BadBody(f'budget must be {{"usd": a number >= 0, "period": one of {", ".join(PERIODS)}}} or null')
     return Budget(float(usd), period)
 
 
-def _max_parallel(value: Any) -> int | None:
+def parse_max_parallel(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON has one number type: 4.0 is 4
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
-        raise _BadBody("max_parallel must be an integer from 1 to 1000000, or null")
+        raise BadBody("max_parallel must be an integer from 1 to 1000000, or null")
     return value
 
 
@@ -121,12 +121,12 @@ def _expires_at(value: Any) -> float | None:
             raise ValueError
         return parse_instant(value.upper())  # RFC 3339 allows a lower-case t and z
     except (ValueError, OverflowError):
-        raise _BadBody("expires_at must be an ISO-8601 date or date-time, or null") from None
+        raise BadBody("expires_at must be an ISO-8601 date or date-time, or null") from None
 
 
 def _metadata(value: Any) -> dict[str, object] | None:
     if value is not None and not isinstance(value, dict):
-        raise _BadBody("metadata must be a JSON object or null")
+        raise BadBody("metadata must be a JSON object or null")
     return value
 
 
@@ -140,10 +140,10 @@ def _edits(body: dict[str, Any]) -> dict[str, object]:
         if field in ("allow_models", "groups"):
             changes[field] = _string_list(body, field)
         elif field == "budget":
-            budget = _budget(value)
+            budget = parse_budget(value)
             changes[field] = {"usd": budget.usd, "period": budget.period} if budget is not None else None
         elif field == "max_parallel":
-            changes[field] = _max_parallel(value)
+            changes[field] = parse_max_parallel(value)
         elif field == "expires_at":
             changes[field] = _expires_at(value)
         else:
@@ -152,18 +152,18 @@ def _edits(body: dict[str, Any]) -> dict[str, object]:
 
 
 def _parse_new_consumer(body: Any) -> tuple[str, dict[str, Any]]:
-    body = _object(body, _FIELDS)
+    body = body_object(body, _FIELDS)
     name = body.get("name")
     if not isinstance(name, str) or not name:
-        raise _BadBody("name is required and must be a non-empty string")
+        raise BadBody("name is required and must be a non-empty string")
     _edits(body)  # every field checked before anything is stored
     return name, body
 
 
 def _grace(body: Any) -> float:
-    grace = _object(body, frozenset({"grace_s"})).get("grace_s", 0)
+    grace = body_object(body, frozenset({"grace_s"})).get("grace_s", 0)
     if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= MAX_GRACE_S:
-        raise _BadBody(f"grace_s must be a number of seconds from 0 to {MAX_GRACE_S}")
+        raise BadBody(f"grace_s must be a number of seconds from 0 to {MAX_GRACE_S}")
     return float(grace)
 
 
@@ -181,7 +181,7 @@ class _ConsumerRoutes:
     async def create(self, req: AdminRequest) -> _Reply:
         try:
             name, body = _parse_new_consumer(req.json())
-        except _BadBody as exc:
+        except BadBody as exc:
             return error_reply(400, str(exc))
         if name in self._config_names():
             return error_reply(409, f"consumer {name!r} exists in the config file")
@@ -191,8 +191,8 @@ class _ConsumerRoutes:
                 _string_list(body, "allow_models"),
                 _string_list(body, "groups") or [],
                 expires_at=_expires_at(body.get("expires_at")),
-                budget=_budget(body.get("budget")),
-                max_parallel=_max_parallel(body.get("max_parallel")),
+                budget=parse_budget(body.get("budget")),
+                max_parallel=parse_max_parallel(body.get("max_parallel")),
                 metadata=_metadata(body.get("metadata")),
             )
         except InvalidConsumer as exc:
@@ -237,8 +237,8 @@ class _ConsumerRoutes:
     async def edit(self, req: AdminRequest) -> _Reply:
         name = req.path[len(_PREFIX) :]
         try:
-            changes = _edits(_object(req.json(), frozenset(EDITABLE)))
-        except _BadBody as exc:
+            changes = _edits(body_object(req.json(), frozenset(EDITABLE)))
+        except BadBody as exc:
             return error_reply(400, str(exc))
         return await self._changing(name, lambda: self._edited(name, changes))
 
@@ -253,7 +253,7 @@ class _ConsumerRoutes:
             return error_reply(404, f"no admin route {req.method} {req.path}")
         try:
             grace_s = _grace(req.json())
-        except _BadBody as exc:
+        except BadBody as exc:
             return error_reply(400, str(exc))
         return await self._changing(name, lambda: self._rotated(name, grace_s))
 
@@ -274,13 +274,18 @@ class _ConsumerRoutes:
             return error_reply(404, "no consumer named in the path")
         if name in self._config_names():
             return error_reply(409, f"consumer {name!r} comes from the config file; change it there")
-        try:
-            return await change()
-        except InvalidConsumer as exc:
-            return error_reply(400, str(exc))
-        except ConfigConsumer as exc:
-            return error_reply(409, str(exc))
-        except ConsumerNotFound as exc:
-            return error_reply(404, str(exc))
-        except StorageError as exc:
-            return error_reply(503, f"database unavailable: {exc}")
+        return await answering(change)
+
+
+async def answering(change: Callable[[], Awaitable[_Reply]]) -> _Reply:
+    """Run a change to the store, answering its refusals and a database failure."""
+    try:
+        return await change()
+    except InvalidConsumer as exc:
+        return error_reply(400, str(exc))
+    except (ConfigConsumer, ConsumerExists) as exc:
+        return error_reply(409, str(exc))
+    except ConsumerNotFound as exc:
+        return error_reply(404, str(exc))
+    except StorageError as exc:
+        return error_reply(503, f"database unavailable: {exc}")

@@ -209,6 +209,32 @@ _SCHEMAS: dict[str, Any] = {
             "client_ip": _NULLABLE_STRING,
         }
     ),
+    "Group": _object(
+        {
+            "name": {"type": "string"},
+            "source": {"type": "string", "enum": ["config", "runtime"]},
+            "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
+            "max_parallel": {"type": ["integer", "null"]},
+            "members": {**_STRINGS, "description": "The consumers (config and runtime) that name the group."},
+            "spend": {
+                "type": "array",
+                "description": "The group's budget's current period, if it has a budget.",
+                "items": {"type": "object"},
+            },
+        }
+    ),
+    "NewGroup": _object(
+        {
+            "name": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
+            "budget": _EDITABLE["budget"],
+            "max_parallel": _EDITABLE["max_parallel"],
+        },
+        required=["name"],
+    ),
+    "GroupEdit": _object(
+        {"budget": _EDITABLE["budget"], "max_parallel": _EDITABLE["max_parallel"]},
+        required=[],
+    ),
     "UsageRow": _object(
         {
             "key": {**_NULLABLE_STRING, "description": "The group's value; null for calls without one."},
@@ -412,6 +438,64 @@ _PATHS: dict[str, Any] = {
                 "503": _UNAVAILABLE,
             },
         }
+    },
+    "/api/groups": {
+        "get": {
+            "summary": "Every declared group: the config file's first, then runtime ones, with members and spend.",
+            "responses": {
+                "200": _json("The groups.", _object({"groups": {"type": "array", "items": _ref("Group")}})),
+                "401": _UNAUTHORIZED,
+                "503": _UNAVAILABLE,
+            },
+        },
+        "post": {
+            "summary": "Declare a runtime group with a budget and/or max_parallel binding all its members.",
+            "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("NewGroup")}}},
+            "responses": {
+                "201": _json("Declared.", _ref("Group")),
+                "400": _error("The body is not a group (unknown fields, a missing or invalid name)."),
+                "401": _UNAUTHORIZED,
+                "409": _error("The name is declared already (by a runtime group or the config file)."),
+                "503": _UNAVAILABLE,
+            },
+        },
+    },
+    "/api/groups/{name}": {
+        "get": {
+            "summary": "One declared group, with members and spend.",
+            "parameters": _NAME_PARAMETER,
+            "responses": {
+                "200": _json("The group.", _ref("Group")),
+                "401": _UNAUTHORIZED,
+                "404": _error("No such group."),
+                "503": _UNAVAILABLE,
+            },
+        },
+        "patch": {
+            "summary": "Change a runtime group's budget or max_parallel; every replica holds calls to it within a "
+            "second.",
+            "parameters": _NAME_PARAMETER,
+            "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("GroupEdit")}}},
+            "responses": {
+                "200": _json("The group as it now is.", _ref("Group")),
+                "400": _error("The body is not an edit."),
+                "401": _UNAUTHORIZED,
+                "404": _error("No such runtime group."),
+                "409": _error("The group is declared in the config file; change it there."),
+                "503": _UNAVAILABLE,
+            },
+        },
+        "delete": {
+            "summary": "Remove a runtime group; its members keep naming it, as a plain label without limits.",
+            "parameters": _NAME_PARAMETER,
+            "responses": {
+                "204": {"description": "Removed."},
+                "401": _UNAUTHORIZED,
+                "404": _error("No such runtime group."),
+                "409": _error("The group is declared in the config file; remove it there."),
+                "503": _UNAVAILABLE,
+            },
+        },
     },
     "/api/audit": {
         "get": {

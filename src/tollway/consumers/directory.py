@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from tollway.background import BackgroundTask, every
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo
+from tollway.consumers.groups import Group, GroupDirectory
 from tollway.consumers.keys import KEY_PREFIX, hash_key
 from tollway.consumers.store import ConsumerStore
 from tollway.storage import StorageError
@@ -34,8 +35,16 @@ class ConsumerDirectory:
     task; ``stop()`` ends it (the database is the caller's to close).
     """
 
-    def __init__(self, store: ConsumerStore, *, refresh_interval_s: float = REFRESH_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        store: ConsumerStore,
+        *,
+        refresh_interval_s: float = REFRESH_INTERVAL_S,
+        groups: GroupDirectory | None = None,
+    ) -> None:
         self.store = store
+        # Where the runtime groups go, loaded with the consumers (one change counter).
+        self.groups = groups
         self._by_hash: dict[str, Consumer] = {}
         self._hash_of: dict[str, str] = {}  # name → key hash, to drop a revoked key at once
         # Rotated-out keys still in their grace period: hash → (consumer, when it stops).
@@ -84,6 +93,8 @@ class ConsumerDirectory:
                 hash_of[consumer.name] = key_hash
                 if old_hash is not None and old_until is not None and old_until > now:
                     old[old_hash] = (consumer, old_until)
+            if self.groups is not None:
+                self.groups.runtime = {g.name: g for g in await self.store.groups()}
             self._by_hash, self._hash_of, self._old = by_hash, hash_of, old
             self._version = version
             return True
@@ -147,13 +158,31 @@ class ConsumerDirectory:
     async def edit(self, name: str, changes: Mapping[str, object]) -> ConsumerDetail:
         """``ConsumerStore.edit``; this process serves the edited consumer at once."""
         detail = await self.store.edit(name, changes)
-        async with self._lock:
-            self._version = None
-        await self.refresh()
+        await self._reload()
         return detail
 
     async def get(self, name: str) -> ConsumerDetail | None:
         return await self.store.get(name)
+
+    async def add_group(self, name: str, budget: Budget | None, max_parallel: int | None) -> Group:
+        """``ConsumerStore.add_group``; this process holds calls to it at once."""
+        group = await self.store.add_group(name, budget, max_parallel)
+        await self._reload()
+        return group
+
+    async def edit_group(self, name: str, changes: Mapping[str, object]) -> Group:
+        group = await self.store.edit_group(name, changes)
+        await self._reload()
+        return group
+
+    async def remove_group(self, name: str) -> None:
+        await self.store.remove_group(name)
+        await self._reload()
+
+    async def _reload(self) -> None:
+        async with self._lock:
+            self._version = None
+        await self.refresh()
 
     async def revoke(self, name: str) -> None:
         """``ConsumerStore.revoke``, and the key stops working here at once."""

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, NoReturn
 import orjson
 
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
+from tollway.consumers.groups import Group
 from tollway.consumers.keys import hash_key, new_key
 from tollway.storage import Database, Row, Statement
 from tollway.storage.steps import migrate_in_steps
@@ -84,7 +85,21 @@ _STEPS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE consumers ADD COLUMN old_key_hash TEXT",
         "ALTER TABLE consumers ADD COLUMN old_key_until DOUBLE PRECISION",
     ),
+    (
+        """CREATE TABLE IF NOT EXISTS consumer_groups (
+            name TEXT PRIMARY KEY,
+            budget TEXT,
+            max_parallel BIGINT,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+    ),
 )
+_GROUPS = "SELECT name, budget, max_parallel FROM consumer_groups ORDER BY created_at, name"
+_ADD_GROUP = """
+    INSERT INTO consumer_groups (name, budget, max_parallel, created_at) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (name) DO NOTHING
+"""
+_REMOVE_GROUP = "DELETE FROM consumer_groups WHERE name = $1"
 # A revoked name may be taken again: the upsert reuses its row, but never an active one
 # (then it changes nothing, and the caller learns the name exists from the row count).
 _INSERT = """
@@ -112,6 +127,10 @@ _COLUMNS = """name, key_hash, key_hint, allow_models, groups, created_at, expire
     metadata, old_key_hash, old_key_until"""
 _ACTIVE = f"SELECT {_COLUMNS} FROM consumers WHERE revoked_at IS NULL ORDER BY created_at, name"
 _ONE = f"SELECT {_COLUMNS} FROM consumers WHERE revoked_at IS NULL AND name = $1"
+
+
+# The fields a runtime group's edit may change.
+GROUP_EDITABLE = ("budget", "max_parallel")
 
 
 class ConsumerStoreError(Exception):
@@ -191,6 +210,16 @@ def _detail(row: Row) -> ConsumerDetail:
         budget=_loaded(row["budget"]),
         max_parallel=int(row["max_parallel"]) if row["max_parallel"] is not None else None,
         metadata=_loaded(row["metadata"]),
+    )
+
+
+def _group(row: Row) -> Group:
+    budget = _loaded(row["budget"])
+    return Group(
+        row["name"],
+        Budget(float(budget["usd"]), budget["period"]) if budget is not None else None,
+        int(row["max_parallel"]) if row["max_parallel"] is not None else None,
+        "runtime",
     )
 
 
@@ -318,6 +347,46 @@ class ConsumerStore:
         if found is None:
             self._not_runtime(name)
         return found
+
+    # --- runtime groups -----------------------------------------------------------------
+
+    async def groups(self) -> list[Group]:
+        """Every runtime group, oldest first."""
+        return [_group(row) for row in await self._fetch(_GROUPS)]
+
+    async def add_group(self, name: str, budget: Budget | None, max_parallel: int | None) -> Group:
+        """Declare a runtime group. Raises ``InvalidConsumer`` for a bad name and
+        ``ConsumerExists`` when a runtime group has the name already."""
+        if not _NAME.fullmatch(name):
+            raise InvalidConsumer(f"invalid group name {name!r}: 1-128 letters, digits and _ . @ + : -")
+        stored = _json({"usd": budget.usd, "period": budget.period}) if budget is not None else None
+        added, _ = await self._transact([(_ADD_GROUP, (name, stored, max_parallel, time.time())), (_BUMP, ())])
+        if not added:
+            raise ConsumerExists(f"group {name!r} exists")
+        return Group(name, budget, max_parallel, "runtime")
+
+    async def edit_group(self, name: str, changes: Mapping[str, object]) -> Group:
+        """Set ``budget`` (a ``{"usd", "period"}`` dict or None) and/or ``max_parallel``.
+        Raises ``ConsumerNotFound`` when no runtime group has the name."""
+        fields = [f for f in GROUP_EDITABLE if f in changes]
+        if fields:
+            sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(fields, start=1))
+            sql = f"UPDATE consumer_groups SET {sets} WHERE name = ${len(fields) + 1}"
+            values = [_column_value(f, changes[f]) for f in fields]
+            edited, _ = await self._transact([(sql, (*values, name)), (_BUMP, ())])
+            if not edited:
+                raise ConsumerNotFound(f"no runtime group named {name!r}")
+        found = next((g for g in await self.groups() if g.name == name), None)
+        if found is None:
+            raise ConsumerNotFound(f"no runtime group named {name!r}")
+        return found
+
+    async def remove_group(self, name: str) -> None:
+        """Remove a runtime group (its members keep naming it, as a plain label).
+        Raises ``ConsumerNotFound`` when no runtime group has the name."""
+        removed, _ = await self._transact([(_REMOVE_GROUP, (name,)), (_BUMP, ())])
+        if not removed:
+            raise ConsumerNotFound(f"no runtime group named {name!r}")
 
     async def get(self, name: str) -> ConsumerDetail | None:
         """The active runtime consumer with this name, or None."""

@@ -18,11 +18,12 @@ from tollway import __version__
 from tollway.admin import audit as admin_audit
 from tollway.admin import consumers as admin_consumers
 from tollway.admin import dashboard as admin_dashboard
+from tollway.admin import groups as admin_groups
 from tollway.admin import openapi, readiness
 from tollway.admin import usage as admin_usage
 from tollway.admin.app import AdminApp
 from tollway.budgets.alerts import Alerts
-from tollway.budgets.enforcer import Budgets
+from tollway.budgets.enforcer import Budgets, Subject
 from tollway.budgets.history import SpendHistory
 from tollway.cache import CacheStores
 from tollway.chain import FailureLog
@@ -30,7 +31,7 @@ from tollway.config.load import ConfigError, LoadedConfig, ReloadResult
 from tollway.config.schema import TelemetryConfig
 from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.directory import ConsumerDirectory
-from tollway.consumers.groups import GroupDirectory
+from tollway.consumers.groups import Group, GroupDirectory
 from tollway.consumers.holdings import Holdings
 from tollway.consumers.store import ConsumerStore
 from tollway.errors import GatewayError
@@ -85,7 +86,11 @@ class Runtime:
         cfg = loaded.config
         self.database = open_database(cfg.storage.database, loaded.base_dir)
         self.consumer_store = ConsumerStore(self.database, config_names=self._config_consumer_names)
-        self.directory = ConsumerDirectory(self.consumer_store)
+        # Budgets and max_parallel (SPEC §10) on groups: the config's, and runtime ones
+        # the directory loads with the consumers.
+        self.groups = GroupDirectory()
+        self.groups.configure(cfg.groups)
+        self.directory = ConsumerDirectory(self.consumer_store, groups=self.groups)
         state = open_state_store(cfg.storage.state)
         self.audit = AuditLog(self.database)
         # ai-quota balances: the database keeps the truth, the state store decides calls.
@@ -132,8 +137,6 @@ class Runtime:
         # Which consumer made each file and batch at the providers (SPEC §9).
         self.holdings = Holdings(self.database)
         # Budgets and max_parallel (SPEC §10) on consumers and groups.
-        self.groups = GroupDirectory()
-        self.groups.configure(cfg.groups)
         self.alerts = Alerts(state)
         self.alerts.configure(cfg.governance.alerts)
         self.budgets = Budgets(
@@ -193,6 +196,14 @@ class Runtime:
             raise StorageError(exc.message, unreachable=True) from None
         return [dict(e) for e in entries]
 
+    async def _group_spend(self, group: Group) -> list[dict[str, object]]:
+        """The group's current spend (one entry, when it has a budget), for ``/api/groups``."""
+        try:
+            entries = await self.budgets.spend([Subject("group", group.name, group.budget, group.max_parallel)])
+        except GatewayError as exc:  # the state store (or the records) cannot answer now
+            raise StorageError(exc.message, unreachable=True) from None
+        return [dict(e) for e in entries]
+
     async def _flush_records(self) -> None:
         """Write the records of this process's finished calls (a budget rebuild reads them)."""
         self.accountant.drain()
@@ -203,6 +214,7 @@ class Runtime:
         admin_consumers.register(admin, self.directory, lambda: config_consumers(self.loaded), self._spend_of)
         admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)
         admin_audit.register(admin, self.audit)
+        admin_groups.register(admin, self.directory, self.groups, self._group_members, self._group_spend)
         admin_dashboard.register(admin)
         openapi.register(admin, __version__)
         readiness.register(

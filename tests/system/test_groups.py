@@ -1,0 +1,117 @@
+"""Runtime groups through real `tollway serve` processes (SPEC §10): declared, changed
+and removed through the admin API, their budgets binding every member on this gateway
+and on another one sharing the database, with their members and their spend (the
+members' records' cost) shown; config groups listed and protected; every write in the
+audit log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.conftest import Proc
+from tests.system.test_budgets import KINDS, NANO, assert_refused_for_budget, body, records, spent_nano
+
+GatewayFactory = Callable[..., Proc]
+
+
+def _config(mock_url: str) -> str:
+    return f"""
+storage: {{database: "sqlite:///./tollway.db"}}
+pricing: {{mock-gpt: {{input_per_mtok: 1000, output_per_mtok: 10}}}}
+providers: [{{id: mock, type: openai, baseUrl: "{mock_url}/v1", apiTokens: [sk-test]}}]
+routes: [{{name: chat, path_prefix: /v1/, provider: mock}}]
+groups:
+  - {{name: staff, max_parallel: 5}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers:
+        - {{name: bob, credential: key-bob, groups: [staff]}}
+"""
+
+
+def _eventually(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not check():
+        assert time.monotonic() < deadline, "not true within 5 s"
+        time.sleep(0.05)
+
+
+def _call(gw: Proc, key: str, kind: str = "plain") -> httpx.Response:
+    return httpx.post(
+        gw.url + "/v1/chat/completions", json=body(kind), headers={"authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def test_runtime_groups_bind_their_members_and_show_their_spend(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    cfg = _config(mock_llm.url)
+    gw = gateway(cfg)
+    other = gateway(cfg, name="other.yaml")  # a second replica on the same database
+    api = gw.admin_url + "/api/groups"
+
+    listed = httpx.get(api).json()["groups"]
+    assert listed == [
+        {"name": "staff", "source": "config", "budget": None, "max_parallel": 5, "members": ["bob"], "spend": []}
+    ]
+    made = httpx.post(api, json={"name": "team-r", "budget": {"usd": 0.2, "period": "day"}})
+    assert made.status_code == 201, made.text
+    assert made.json()["source"] == "runtime" and made.json()["budget"] == {"usd": 0.2, "period": "day"}
+    keys = {}
+    for name in ("ann", "cid"):
+        r = httpx.post(gw.admin_url + "/api/consumers", json={"name": name, "groups": ["team-r"]})
+        keys[name] = r.json()["key"]
+    assert httpx.get(api + "/team-r").json()["members"] == ["ann", "cid"]
+
+    # Both members spend the one budget until it refuses either of them.
+    n = 0
+    while True:
+        r = _call(gw, keys[("ann", "cid")[n % 2]], KINDS[n % 3])
+        if r.status_code != 200:
+            break
+        n += 1
+        assert n < 200
+    assert n > 2
+    assert_refused_for_budget(r, "group 'team-r'")
+    assert_refused_for_budget(_call(gw, keys["cid"], KINDS[n % 3]), "group 'team-r'")
+    both = records(gw, "ann") + records(gw, "cid")
+    assert spent_nano(both) <= 0.2 * NANO
+    shown = httpx.get(api + "/team-r").json()
+    assert [(e["kind"], e["name"], e["spend_usd"], e["budget_usd"]) for e in shown["spend"]] == [
+        ("group", "team-r", spent_nano(both) / NANO, 0.2)
+    ]
+    # The other replica knows the group and holds its members to it too.
+    _eventually(lambda: httpx.get(other.admin_url + "/api/groups/team-r").status_code == 200)
+    _eventually(lambda: _call(other, keys["ann"], KINDS[n % 3]).status_code == 403)
+
+    # A larger budget lets them through again, here at once and there within seconds.
+    raised = httpx.patch(api + "/team-r", json={"budget": {"usd": 100, "period": "day"}, "max_parallel": 3})
+    assert raised.status_code == 200 and raised.json()["max_parallel"] == 3
+    assert _call(gw, keys["ann"]).status_code == 200
+    _eventually(lambda: _call(other, keys["cid"]).status_code == 200)
+
+    # Removed: the members keep the name, with no limits from it.
+    assert httpx.patch(api + "/team-r", json={"budget": {"usd": 0, "period": "day"}}).status_code == 200
+    assert_refused_for_budget(_call(gw, keys["ann"]), "group 'team-r'")
+    assert httpx.delete(api + "/team-r").status_code == 204
+    assert _call(gw, keys["ann"]).status_code == 200
+    assert httpx.get(api + "/team-r").status_code == 404
+    assert httpx.get(gw.admin_url + "/api/consumers/ann").json()["groups"] == ["team-r"]
+
+    # Refusals: config groups are the file's, names are checked, bodies too.
+    assert httpx.patch(api + "/staff", json={"max_parallel": 1}).status_code == 409
+    assert httpx.delete(api + "/staff").status_code == 409
+    assert httpx.post(api, json={"name": "staff"}).status_code == 409
+    assert httpx.post(api, json={"name": "dup"}).status_code == 201
+    assert httpx.post(api, json={"name": "dup"}).status_code == 409
+    for bad in ({}, {"name": "a b"}, {"name": "x", "budget": {"usd": -1}}, {"name": "x", "other": 1}, ["x"]):
+        assert httpx.post(api, json=bad).status_code == 400, bad
+    assert httpx.patch(api + "/nobody", json={"max_parallel": 1}).status_code == 404
+    assert httpx.delete(api + "/nobody").status_code == 404
+
+    actions = [(e["action"], e["subject"]) for e in httpx.get(gw.admin_url + "/api/audit").json()["events"]]
+    assert actions[:5] == [("groups.add", "dup"), ("groups.remove", "team-r"), ("groups.edit", "team-r"),
+                           ("groups.edit", "team-r"), ("consumers.add", "cid")]  # fmt: skip
