@@ -13,8 +13,8 @@ backwards:
 - ``stop_sequences`` → ``stop``; ``max_tokens``, ``temperature``, ``top_p``; ``tools`` →
   function tools; ``tool_choice`` ``auto|any|tool|none`` → ``auto|required|{function}|
   none``, ``disable_parallel_tool_use`` → ``parallel_tool_calls: false``;
-  ``metadata.user_id`` → ``user``; a stream asks for ``stream_options.include_usage``
-  so the client gets its usage.
+  ``metadata.user_id`` → ``user`` (its SHA-256 when over OpenAI's 64 characters); a
+  stream asks for ``stream_options.include_usage`` so the client gets its usage.
 - ``thinking`` ``{type: enabled, budget_tokens}`` → ``reasoning_effort`` (up to 1024
   tokens low, up to 8192 medium, more high: the budgets ``request_from_pivot`` uses the
   other way); ``disabled``, ``adaptive`` (Claude decides) and ``between_tools`` → none
@@ -34,6 +34,7 @@ backwards:
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from tollway.protocols import pivot
@@ -51,6 +52,8 @@ _MAPPED = frozenset(
     }
 )  # fmt: skip
 _DROPPED = frozenset({"cache_control", "service_tier", "speed", "diagnostics", "workspace_id", "user_profile_id"})
+# The longest ``user`` OpenAI takes.
+_USER_MAX = 64
 # Thinking that asks for no particular effort: the provider's default.
 _DEFAULT_THINKING = frozenset({"disabled", "adaptive", "between_tools"})
 _EFFORTS = frozenset({"low", "medium", "high", "xhigh", "max"})
@@ -231,7 +234,7 @@ def to_pivot(body: Json) -> Json:
             chat["parallel_tool_calls"] = False
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        chat["user"] = metadata["user_id"]
+        chat["user"] = _user(metadata["user_id"])
     _refuse_what_has_no_equivalent(body)
     _check_context_management(body.get("context_management"))
     output_config = body.get("output_config")
@@ -249,6 +252,16 @@ def to_pivot(body: Json) -> Json:
     if response_format is not None:
         chat["response_format"] = response_format
     return chat
+
+
+def _user(user_id: str) -> str:
+    """Anthropic's ``metadata.user_id`` as OpenAI's ``user``, which OpenAI caps at 64
+    characters: a longer id (Claude Code sends a JSON object of its device and session)
+    becomes its SHA-256 in hex, the same opaque id for the same user, as ``user`` is
+    meant to be."""
+    if len(user_id) <= _USER_MAX:
+        return user_id
+    return hashlib.sha256(user_id.encode()).hexdigest()
 
 
 def _check_context_management(management: Any) -> None:

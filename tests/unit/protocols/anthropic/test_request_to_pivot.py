@@ -220,3 +220,12 @@ def test_what_claude_code_sends_crosses() -> None:
     ]
     assert (chat["user"], chat["reasoning_effort"], chat["max_tokens"]) == ("u-1", "high", 32000)
     assert "context_management" not in chat
+
+
+def test_a_user_id_longer_than_openai_takes_becomes_a_stable_hash() -> None:
+    long_id = '{"device_id":"' + "d" * 64 + '","session_id":"s-1"}'
+    ids = [
+        A.request_to_pivot({"model": "m", "max_tokens": 5, "messages": [user("x")], "metadata": {"user_id": u}})["user"]
+        for u in ("u-1", long_id, long_id, long_id + " ")
+    ]
+    assert ids[0] == "u-1" and len(ids[1]) == 64 and ids[1] == ids[2] != ids[3]
