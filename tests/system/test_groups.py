@@ -6,10 +6,15 @@ audit log."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import orjson
 
 from tests.conftest import Proc
 from tests.system.test_budgets import KINDS, NANO, assert_refused_for_budget, body, records, spent_nano
@@ -115,3 +120,49 @@ def test_runtime_groups_bind_their_members_and_show_their_spend(gateway: Gateway
     actions = [(e["action"], e["subject"]) for e in httpx.get(gw.admin_url + "/api/audit").json()["events"]]
     assert actions[:5] == [("groups.add", "dup"), ("groups.remove", "team-r"), ("groups.edit", "team-r"),
                            ("groups.edit", "team-r"), ("consumers.add", "cid")]  # fmt: skip
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TOLLWAY_CONFIG"}
+    return subprocess.run([sys.executable, "-m", "tollway", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+
+
+def test_groups_from_the_command_line(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
+    gw = gateway(_config(mock_llm.url))
+    config = str(tmp_path / "tollway.yaml")
+    added = _cli(tmp_path, "groups", "add", "team-c", "--budget-usd", "0.2", "--budget-period", "day", "-c", config)
+    assert added.returncode == 0, added.stderr
+    _eventually(lambda: httpx.get(gw.admin_url + "/api/groups/team-c").status_code == 200)
+    key = httpx.post(gw.admin_url + "/api/consumers", json={"name": "dee", "groups": ["team-c"]}).json()["key"]
+    n = 0
+    while _call(gw, key, KINDS[n % 3]).status_code == 200:
+        n += 1
+        assert n < 200
+    assert n > 2
+
+    listed = _cli(tmp_path, "groups", "list", "-c", config)
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines()[1:]}
+    assert lines == {"staff": ["config", "-", "5", "bob"], "team-c": ["runtime", "$0.2/day", "-", "dee"]}
+    shown = _cli(tmp_path, "groups", "show", "team-c", "-c", config)
+    assert shown.returncode == 0, shown.stderr
+    group = orjson.loads(shown.stdout)
+    # The recorded spend: the members' records' cost, as the gateway counts it.
+    assert group["members"] == ["dee"] and group["budget"] == {"usd": 0.2, "period": "day"}
+    assert group["spend"][0]["spend_usd"] == spent_nano(records(gw, "dee")) / NANO
+    assert (
+        group["spend"][0]["spend_usd"] == httpx.get(gw.admin_url + "/api/groups/team-c").json()["spend"][0]["spend_usd"]
+    )
+
+    assert _cli(tmp_path, "groups", "add", "team-c", "-c", config).returncode == 1
+    assert _cli(tmp_path, "groups", "add", "staff", "-c", config).returncode == 1
+    assert _cli(tmp_path, "groups", "add", "bad name", "-c", config).returncode == 2
+    assert _cli(tmp_path, "groups", "remove", "staff", "-c", config).returncode == 1
+    assert _cli(tmp_path, "groups", "show", "nobody", "-c", config).returncode == 1
+    removed = _cli(tmp_path, "groups", "remove", "team-c", "-c", config)
+    assert removed.returncode == 0, removed.stderr
+    _eventually(lambda: _call(gw, key).status_code == 200)  # no group budget holds dee now
+    assert _cli(tmp_path, "groups", "remove", "team-c", "-c", config).returncode == 1
+    audit = [(e["action"], e["subject"]) for e in httpx.get(gw.admin_url + "/api/audit").json()["events"]]
+    assert audit == [("groups.remove", "team-c"), ("consumers.add", "dee"), ("groups.add", "team-c")]

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     # Imported where used at run time: every ``tollway`` command builds this parser, and
     # the database drivers are not worth loading for ``serve --help``.
+    from tollway.config.load import LoadedConfig
     from tollway.consumers.consumer import ConsumerInfo
     from tollway.consumers.store import ConsumerStore
     from tollway.storage.audit import AuditLog
 
-    Operation = Callable[[ConsumerStore, list[ConsumerInfo], AuditLog], Awaitable[int]]
+    Operation = Callable[[ConsumerStore, list[ConsumerInfo], AuditLog, LoadedConfig], Awaitable[int]]
 
 PERIODS = ("day", "week", "month", "total")
 
@@ -45,12 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.add_argument("name")
     add.add_argument("--allow-models", nargs="+", action="extend", metavar="PATTERN", help="models it may use")
     add.add_argument("--groups", nargs="+", action="extend", metavar="G", default=[], help="its consumer groups")
-    add.add_argument("--budget-usd", type=_usd, metavar="X", help="its budget in US dollars")
+    add.add_argument("--budget-usd", type=usd_argument, metavar="X", help="its budget in US dollars")
     add.add_argument(
         "--budget-period", choices=PERIODS, default="month", help="the budget's UTC calendar period (default: month)"
     )
     add.add_argument("--expires", metavar="ISO", help="when its key stops working (ISO-8601, UTC unless it says)")
-    add.add_argument("--max-parallel", type=_positive, metavar="N", help="its calls in flight at most")
+    add.add_argument("--max-parallel", type=positive_argument, metavar="N", help="its calls in flight at most")
     add.set_defaults(func=cmd_add)
 
     show = commands.add_parser("show", parents=[config], help="show one consumer as JSON (never its key)")
@@ -72,14 +73,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     revoke.set_defaults(func=cmd_revoke)
 
 
-def _usd(text: str) -> float:
+def usd_argument(text: str) -> float:
     value = float(text)
     if not 0 <= value < float("inf"):
         raise ValueError(text)
     return value
 
 
-def _positive(text: str) -> int:
+def positive_argument(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError(text)
@@ -103,7 +104,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         return 2
     budget = Budget(args.budget_usd, args.budget_period) if args.budget_usd is not None else None
 
-    async def add(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog) -> int:
+    async def add(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog, _loaded: LoadedConfig) -> int:
         consumer, key, _ = await store.add(
             args.name, args.allow_models, args.groups, expires_at=expires_at, budget=budget,
             max_parallel=args.max_parallel,
@@ -120,11 +121,11 @@ def cmd_add(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _run(args.config, add)
+    return run(args.config, add)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog) -> int:
+    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog, _loaded: LoadedConfig) -> int:
         import orjson
 
         found = {c["name"]: c for c in config}.get(args.name)
@@ -139,11 +140,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(orjson.dumps({**detail, "spend": []}, option=orjson.OPT_INDENT_2).decode())
         return 0
 
-    return _run(args.config, show, reading=True)
+    return run(args.config, show, reading=True)
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    async def rotate(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog) -> int:
+    async def rotate(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog, _loaded: LoadedConfig) -> int:
         key, _, _ = await store.rotate(args.name, args.grace)
         await audit.record("consumers.rotate", args.name, {"grace_s": args.grace}, None)
         print(key, flush=True)
@@ -154,25 +155,25 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _run(args.config, rotate)
+    return run(args.config, rotate)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog) -> int:
+    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog, _loaded: LoadedConfig) -> int:
         print(format_table([*config, *await store.list()]))
         return 0
 
-    return _run(args.config, show, reading=True)
+    return run(args.config, show, reading=True)
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    async def revoke(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog) -> int:
+    async def revoke(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog, _loaded: LoadedConfig) -> int:
         await store.revoke(args.name)
         await audit.record("consumers.revoke", args.name, None, None)
         print(f"tollway: consumer {args.name!r} revoked", file=sys.stderr)
         return 0
 
-    return _run(args.config, revoke)
+    return run(args.config, revoke)
 
 
 def format_table(consumers: list[ConsumerInfo]) -> str:
@@ -193,7 +194,7 @@ def format_table(consumers: list[ConsumerInfo]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def _run(given: str | None, operation: Operation, *, reading: bool = False) -> int:
+def run(given: str | None, operation: Operation, *, reading: bool = False) -> int:
     from tollway.cli.config_file import open_cli_database
     from tollway.consumers.store import ConsumerStore, ConsumerStoreError, InvalidConsumer
     from tollway.plugins.key_auth import config_consumers
@@ -214,7 +215,7 @@ def _run(given: str | None, operation: Operation, *, reading: bool = False) -> i
             audit = AuditLog(db)
             if not reading:
                 await audit.migrate()
-            return await operation(store, config, audit)
+            return await operation(store, config, audit, loaded)
         finally:
             await db.close()
 

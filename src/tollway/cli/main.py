@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 from tollway.cli import consumers as cli_consumers
+from tollway.cli import groups as cli_groups
 from tollway.cli import pricing as cli_pricing
 from tollway.cli import schema as cli_schema
 from tollway.cli import usage as cli_usage
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_mock_llm)
 
     cli_consumers.add_parser(sub)
+    cli_groups.add_parser(sub)
     cli_usage.add_parser(sub)
     cli_schema.add_parser(sub)
     cli_pricing.add_parser(sub)
