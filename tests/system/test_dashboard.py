@@ -364,3 +364,41 @@ plugins:
         page.close()
     finally:
         upstream.stop()
+
+
+def test_the_consumers_view_shows_each_groups_spend_against_its_budget(
+    browser: Browser, gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    priced = (
+        _config(mock_llm.url)
+        .replace(
+            "plugins:",
+            "pricing: {gpt-4o-mini: {input_per_mtok: 1000, output_per_mtok: 1000}}\n"
+            "groups: [{name: team, budget: {usd: 100, period: week}, max_parallel: 4}]\nplugins:",
+        )
+        .replace(f"credential: {KEYS['bob']}}}", f"credential: {KEYS['bob']}, groups: [team]}}")
+    )
+    gw = gateway(priced)
+    made = httpx.post(gw.admin_url + "/api/groups", json={"name": "night", "budget": {"usd": 1, "period": "day"}},
+                      headers={"authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    assert made.status_code == 201
+    _traffic(gw)
+    page = browser.new_page(viewport={"width": 1360, "height": 1100})
+    _open_with_token(page, gw)
+    groups = {g["name"]: g for g in _api(gw, "/api/groups")["groups"]}
+    team_usd = groups["team"]["spend"][0]["spend_usd"]
+    assert team_usd > 0
+    page.click("#refresh")
+    page.wait_for_function(
+        "usd => Number(document.querySelector('#group-table tr[data-name=team] td.spend').dataset.usd) === usd",
+        arg=team_usd,
+    )
+    rows = page.eval_on_selector_all(
+        "#group-table tbody tr", "trs => trs.map(tr => [...tr.cells].map(c => c.textContent))"
+    )
+    assert rows[0][:3] == ["team", "config", "$100.00 / week"] and rows[0][4:] == ["4", "bob"]
+    assert rows[1][:4] == ["night", "runtime", "$1.00 / day", "$0 (0%)"] and rows[1][5] == "–"
+    shot = tmp_path / "dashboard-groups.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\ngroups screenshot: {shot}")
+    page.close()

@@ -56,7 +56,7 @@
     return td;
   }
 
-  function fillTable(table, headings, rows) {
+  function fillTable(table, headings, rows, empty) {
     table.replaceChildren();
     const thead = table.createTHead().insertRow();
     for (const h of headings) {
@@ -74,7 +74,7 @@
     }
     if (!rows.length) {
       const tr = tbody.insertRow();
-      const td = cell(tr, "nothing in this time range", "empty");
+      const td = cell(tr, empty || "nothing in this time range", "empty");
       td.colSpan = headings.length;
     }
   }
@@ -273,19 +273,7 @@
         cell(tr, `…${c.key_hint}`, "mono");
         cell(tr, c.allow_models === null ? "all" : c.allow_models.join(", "));
         cell(tr, c.budget ? `${cost(c.budget.usd)} / ${c.budget.period}` : "–", "n budget");
-        const spent = cell(tr, "", "n spend");
-        if (spends[i] !== null) {
-          const share = c.budget.usd > 0 ? spends[i] / c.budget.usd : 1;
-          const meter = document.createElement("span");
-          meter.className = share >= 1 ? "meter over" : "meter";
-          const fill = document.createElement("span");
-          fill.style.width = `${Math.min(100, 100 * share).toFixed(1)}%`;
-          meter.appendChild(fill);
-          spent.append(meter, document.createTextNode(`${cost(spends[i])} (${(100 * share).toFixed(0)}%)`));
-          spent.dataset.usd = String(spends[i]);
-        } else {
-          spent.textContent = "–";
-        }
+        spendCell(tr, spends[i], c.budget);
         const expires = c.expires_at ? c.expires_at.slice(0, 10) : "never";
         cell(tr, c.expires_at && Date.parse(c.expires_at) <= Date.now() ? `${expires} (expired)` : expires);
         const actions = cell(tr, "", "actions");
@@ -301,6 +289,38 @@
         }
         return tr;
       }));
+  }
+
+  // A spend against its budget: a bar (red once it is spent) and the figure.
+  function spendCell(tr, usd, budget) {
+    const spent = cell(tr, "", "n spend");
+    if (usd === null || usd === undefined) {
+      spent.textContent = "–";
+      return;
+    }
+    const share = budget.usd > 0 ? usd / budget.usd : 1;
+    const meter = document.createElement("span");
+    meter.className = share >= 1 ? "meter over" : "meter";
+    const fill = document.createElement("span");
+    fill.style.width = `${Math.min(100, 100 * share).toFixed(1)}%`;
+    meter.appendChild(fill);
+    spent.append(meter, document.createTextNode(`${cost(usd)} (${(100 * share).toFixed(0)}%)`));
+    spent.dataset.usd = String(usd);
+  }
+
+  async function loadGroups() {
+    const groups = (await api("/api/groups")).groups;
+    fillTable($("group-table"), ["Group", "Source", "Budget", "Spend", "Max parallel", "Members"], groups.map(g => {
+      const tr = document.createElement("tr");
+      tr.dataset.name = g.name;
+      cell(tr, g.name);
+      cell(tr, g.source);
+      cell(tr, g.budget ? `${cost(g.budget.usd)} / ${g.budget.period}` : "–", "n budget");
+      spendCell(tr, g.budget && g.spend.length ? g.spend[0].spend_usd : null, g.budget);
+      cell(tr, g.max_parallel === null ? "–" : String(g.max_parallel), "n");
+      cell(tr, g.members.join(", ") || "–");
+      return tr;
+    }), "no groups are declared");
   }
 
   function showKey(name, key) {
@@ -425,7 +445,7 @@
     renderTraffic(overTime.rows, how);
     renderRecent(recent.requests);
     renderTools(tools.tools);
-    await loadConsumers();
+    await Promise.all([loadConsumers(), loadGroups()]);
     $("status").textContent = `Updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
   }
