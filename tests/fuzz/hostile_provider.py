@@ -51,6 +51,9 @@ class _Transport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default  # no socket behind it (the connection then asks for no quick ACKs)
+
 
 # An input is two bytes of choices, then the provider's bytes: byte 0 holds flags, byte 1
 # seeds where the bytes are cut into network reads (tests/fuzz/seeds.py writes them).

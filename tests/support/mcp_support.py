@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import httpx2
-from mcp.client.session import ClientSession
+from mcp.client.session import ClientSession, MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,9 @@ def start_upstream(*, json_response: bool = False) -> Upstream:
 
 
 @asynccontextmanager
-async def mcp_session(url: str, key: str | None, headers: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
+async def mcp_session(
+    url: str, key: str | None, headers: dict[str, str] | None = None, on_message: MessageHandlerFnT | None = None
+) -> AsyncIterator[ClientSession]:
     """An initialized ``ClientSession`` over Streamable HTTP, presenting ``key`` as
     ``x-api-key`` (the way an agent is configured with a gateway key), or ``headers``."""
     headers = dict(headers or {})
@@ -78,7 +80,7 @@ async def mcp_session(url: str, key: str | None, headers: dict[str, str] | None 
     async with (
         httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
         streamable_http_client(url, http_client=http) as (read, write),
-        ClientSession(read, write) as session,
+        ClientSession(read, write, message_handler=on_message) as session,
     ):
         await session.initialize()
         yield session

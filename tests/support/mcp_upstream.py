@@ -57,6 +57,14 @@ async def count_up(steps: int, ctx: Context) -> str:
 
 
 @server.tool()
+async def announce(ctx: Context) -> str:
+    """Tells the client its tool list changed: a notification of no request, which the
+    server sends on the session's GET stream."""
+    await ctx.session.send_tool_list_changed()
+    return "announced"
+
+
+@server.tool()
 async def hang(ctx: Context) -> str:
     """Reports progress once, then never answers (the test kills the server)."""
     await ctx.report_progress(1, 2, "started")

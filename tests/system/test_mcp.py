@@ -20,7 +20,7 @@ from tests.support.mcp_support import Upstream, mcp_calls, mcp_session, records,
 from tests.support.usage_support import eventually
 
 ALICE, BOB, CAROL = "key-alice-1", "key-bob-2", "key-carol-3"
-ALL_TOOLS = {"echo", "add", "delete_everything", "seen_headers", "count_up", "hang"}
+ALL_TOOLS = {"echo", "add", "delete_everything", "seen_headers", "count_up", "announce", "hang"}
 
 
 def _config(upstream: Upstream) -> str:
@@ -220,6 +220,36 @@ def test_rate_limits_hold_mcp_calls(gw: Proc) -> None:
     row = _settled(gw, 3, consumer="carol")[0]
     assert (row["status"], row["api"], row["mcp_method"], row["attempts"]) == (429, "mcp", "ping", [])
     assert row["reason"] == limited.json()["error"]["data"]["reason"]
+
+
+async def test_the_get_stream_relays_the_servers_own_notifications(gw: Proc, upstream: Upstream) -> None:
+    heard = anyio.Event()
+    seen: list[Any] = []
+
+    async def on_message(message: Any) -> None:
+        seen.append(message)
+        if "ToolListChanged" in type(message).__name__ or "tools/list_changed" in repr(message):
+            heard.set()
+
+    async with mcp_session(_url(gw), ALICE, on_message=on_message) as session:
+        # The client opens its GET stream after initialize, on its own time: a
+        # notification sent before it is there has nowhere to go, so ask until one comes.
+        with anyio.fail_after(15):
+            while not heard.is_set():
+                assert text_of(await session.call_tool("announce", {})) == "announced"
+                with anyio.move_on_after(0.5):
+                    await heard.wait()
+    assert heard.is_set(), seen
+    # The GET stream is a record of its own (no JSON-RPC method), the consumer's, and a
+    # client closing it is how it ends (200, not a call cut short).
+    listens: list[dict[str, Any]] = []
+
+    def listened() -> bool:
+        listens[:] = [r for r in records(gw.admin_url, consumer="alice") if r["mcp_method"] is None and r["stream"]]
+        return bool(listens)
+
+    eventually(listened)
+    assert [r["status"] for r in listens] == [200]
 
 
 def test_session_delete_is_relayed(gw: Proc) -> None:
