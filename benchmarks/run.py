@@ -90,6 +90,15 @@ _KEY_AUTH = """plugins:
       consumers: [{name: bench, credential: k-bench}]
 """
 
+# The same consumer with a money budget (issue 13): every call holds its most cost and
+# settles to its record's, in memory state. A total budget no run reaches.
+_KEY_AUTH_BUDGET = """plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{name: bench, credential: k-bench, budget: {usd: 1000000, period: total}}]
+"""
+
 # No consumers in the config: the key is a runtime consumer's, kept (hashed) in the
 # database by `tollway consumers add` before the gateway starts.
 _KEY_AUTH_RUNTIME = """plugins:
@@ -169,6 +178,7 @@ def write_configs(workdir: Path, upstream_port: int, rule_name: str, redis_url: 
         "plain": base,
         "key-auth": base + _KEY_AUTH,
         "key-auth-runtime": base + _KEY_AUTH_RUNTIME,
+        "key-auth-budget": base + _KEY_AUTH_BUDGET,
         "key-rate-limit": base + _limit("key-rate-limit"),
         # failure_mode closed: were Redis to fail, the run shows 503s instead of
         # quietly measuring a gateway that skips the limit.
@@ -369,6 +379,14 @@ SCENARIOS = [
         auth="config",
         vs="gateway",
         note="key-auth, the key a config consumer's",
+    ),
+    Scenario(
+        "gateway+key-auth+budget",
+        "main",
+        Target("tollway", config="key-auth-budget"),
+        auth="config",
+        vs="gateway+key-auth",
+        note="key-auth, the consumer with a money budget (memory state): reserved, then settled, on every call",
     ),
     Scenario(
         "gateway+key-auth (runtime consumer)",
@@ -1001,6 +1019,8 @@ CLAIMS = (
     Claim("2", "usage recording on vs off", "gateway", "gateway, usage recording off", 0.85),
     Claim("3", "key-auth, config consumer, vs no auth", "gateway+key-auth", "gateway", 0.90),
     Claim("3", "key-auth, runtime consumer, vs no auth", "gateway+key-auth (runtime consumer)", "gateway", 0.90),
+    # Issue 13: a budgeted consumer costs at most 5% against the same call without a budget.
+    Claim("13", "budgeted consumer vs the same without a budget", "gateway+key-auth+budget", "gateway+key-auth", 0.95),
     # SPEC §14: the edge checks may cost the full chain at most 3%.
     Claim("18", "full chain, edge checks on vs off", "full chain", "full chain, edge checks off", 0.97),
     Claim(

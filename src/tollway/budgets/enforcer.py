@@ -40,6 +40,7 @@ from tollway.exchange import Exchange, StateKey
 from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
 from tollway.routing.routes import Route
 from tollway.state import Admission, Allowance, StateStore, StateUnavailable
+from tollway.state.memory import MemoryStateStore
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import call_cost
 
@@ -90,6 +91,24 @@ class Hold(NamedTuple):
 
 HOLD: StateKey[Hold] = StateKey("budgets.hold")
 
+# Consumers whose plans are remembered at most (names come from the config and database).
+_PLAN_LIMIT = 10_000
+
+
+class _Plan(NamedTuple):
+    """A consumer's subjects and counters for the current periods, until ``until_ms``."""
+
+    consumer: Consumer
+    subjects: tuple[Subject, ...]
+    budgeted: Subject | None  # the first with a budget
+    spans: tuple[Span | None, ...]
+    allowances: tuple[Allowance, ...]
+    until_ms: float
+
+
+class _Plans(dict[str, _Plan]):
+    version = -1
+
 
 class SpendEntry(TypedDict):
     """One budget that applies to a consumer, as ``GET /api/consumers/NAME`` shows it."""
@@ -134,10 +153,15 @@ class Budgets:
         # Counters rebuilt from the records (for tests and the log).
         self.rebuilt = 0
         self._rebuilding: dict[str, asyncio.Task[None]] = {}
+        self._plans = _Plans()
+        # A store in this process's memory settles without suspending: nothing can cut a
+        # release short, so the gateway need not shield it (a task per call).
+        self.settles_at_once = isinstance(state, MemoryStateStore)
 
     def configure(self, prices: PriceTable) -> None:
         """The price table calls are held and settled at from now on (a reload)."""
         self.prices = prices
+        self._plans.clear()  # a reload may have changed consumers' budgets
 
     # --- who a call is held to ------------------------------------------------------
 
@@ -152,6 +176,34 @@ class Budgets:
 
     # --- a call ---------------------------------------------------------------------
 
+    def _plan(self, consumer: Consumer, now_ms: int) -> _Plan:
+        """The consumer's subjects and this period's counters, remembered per consumer
+        until a period ends or the groups change (a call's hot path)."""
+        plans = self._plans
+        if plans.version != self.groups.version:
+            plans.clear()
+            plans.version = self.groups.version
+        plan = plans.get(consumer.name)
+        # Keyed by name (a string's hash is kept), good only for the same object: an
+        # edited consumer is a new one.
+        if plan is None or plan.consumer is not consumer or now_ms >= plan.until_ms:
+            subjects = tuple(self.subjects(consumer))
+            now = now_ms / 1000
+            spans = tuple(span_of(s.budget.period, now) if s.budget is not None else None for s in subjects)
+            ends = [span.end_ms for span in spans if span is not None and span.end_ms is not None]
+            plan = _Plan(
+                consumer,
+                subjects,
+                next((s for s in subjects if s.budget is not None), None),
+                spans,
+                tuple(s.allowance(span) for s, span in zip(subjects, spans, strict=True)),
+                min(ends) if ends else math.inf,
+            )
+            if len(plans) >= _PLAN_LIMIT:
+                plans.clear()
+            plans[consumer.name] = plan
+        return plan
+
     async def admit(self, ex: Exchange, upstream_model: Callable[[Route, str], str]) -> None:
         """Hold this call's most cost against its consumer's budgets and count it as
         running, or raise the SPEC's refusal. The call is billed as the model it goes
@@ -160,20 +212,20 @@ class Budgets:
         consumer = ex.consumer
         if consumer is None:
             return
-        subjects = self.subjects(consumer)
+        plan = self._plan(consumer, int(self.clock() * 1000))
+        subjects = plan.subjects
         if not subjects:
             return
         prices = self.prices
-        budgeted = [s for s in subjects if s.budget is not None]
+        budgeted = plan.budgeted
         model = ex.model_requested
         amount = 0
-        if budgeted and model is not None:
+        if budgeted is not None and model is not None:
             billed = upstream_model(ex.route, model) if ex.route is not None else model
             found = prices.resolve(billed) or prices.resolve(model)
             if found is None:
-                s = budgeted[0]
                 raise Forbidden(
-                    f"model {billed!r} has no price and {s.kind} {s.name!r} has a budget; "
+                    f"model {billed!r} has no price and {budgeted.kind} {budgeted.name!r} has a budget; "
                     "give the model a price under pricing:",
                     reason="budget.unpriced_model",
                     code="model_unpriced",
@@ -181,16 +233,14 @@ class Budgets:
             price = found[1]
             per_mtok = prompt_tokens(ex) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
             amount = math.ceil(per_mtok * (NANO / 1_000_000))
-        now = self.clock()
-        spans = tuple(span_of(s.budget.period, now) if s.budget is not None else None for s in subjects)
-        allowances = tuple(s.allowance(span) for s, span in zip(subjects, spans, strict=True))
+        spans, allowances = plan.spans, plan.allowances
         for _ in range(_REBUILDS):
             try:
                 answer = await self.state.spend_admit(allowances, amount, self.hold_ms)
             except StateUnavailable as exc:
                 raise _unavailable(exc) from None
             if answer.outcome is Admission.ADMITTED:
-                ex.put(HOLD, Hold(tuple(subjects), spans, allowances, amount, prices))
+                ex.put(HOLD, Hold(subjects, spans, allowances, amount, prices))
                 return
             s, span = subjects[answer.subject], spans[answer.subject]
             if answer.outcome is Admission.OVER_BUDGET:
@@ -221,7 +271,7 @@ class Budgets:
             log.exception("budgets: releasing request %s failed", ex.request_id)
             return
         alerts = self.alerts
-        if alerts is not None and spent:
+        if alerts is not None and alerts.config is not None and spent:
             for subject, span, allowance, value in zip(hold.subjects, hold.spans, hold.allowances, after, strict=True):
                 if value is not None and subject.budget is not None and span is not None:
                     alerts.spent(subject.kind, subject.name, allowance, span, subject.budget, value)

@@ -4,8 +4,9 @@ A consumer names its groups (``groups: [...]``); a group *declared* somewhere ca
 limits that bind all its members together. Today groups are declared in the config
 file's top-level ``groups:`` list. The ``GroupDirectory`` is the one place the gateway
 asks for a group by name, so runtime groups (made through the admin API and kept in the
-database) join it as a second source: ``runtime`` is the map they go in, and a name
-the config declares always wins. A name no source declares is a plain label (what
+database) join it as a second source: ``runtime`` is the map they go in (assign a new
+map: that moves ``version``, which tells the budgets to look again), and a name the
+config declares always wins. A name no source declares is a plain label (what
 ``limit_by_per_group`` keys on), with no limits of its own.
 """
 
@@ -44,10 +45,22 @@ class GroupDirectory:
 
     def __init__(self) -> None:
         self._config: dict[str, Group] = {}
-        self.runtime: Mapping[str, Group] = {}
+        self._runtime: Mapping[str, Group] = {}
+        # Moves with every change, so what is derived from the groups can be remade.
+        self.version = 0
 
     def configure(self, groups: Iterable[GroupConfig]) -> None:
         self._config = {g.name: group_of(g) for g in groups}
+        self.version += 1
+
+    @property
+    def runtime(self) -> Mapping[str, Group]:
+        return self._runtime
+
+    @runtime.setter
+    def runtime(self, groups: Mapping[str, Group]) -> None:
+        self._runtime = groups
+        self.version += 1
 
     def get(self, name: str) -> Group | None:
         found = self._config.get(name)

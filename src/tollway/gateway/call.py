@@ -376,11 +376,15 @@ class Gateway:
                 await asyncio.shield(chain.done(ex))
             except asyncio.CancelledError:
                 pass
-        if ex.state and self.budgets is not None:
+        budgets = self.budgets
+        if ex.state and budgets is not None:
             # Before the record is made: a rebuild reading the records then finds the
             # call's cost either in the store or in the database, never in both.
-            try:
-                await asyncio.shield(self.budgets.release(ex))
-            except asyncio.CancelledError:
-                pass
+            if budgets.settles_at_once:
+                await budgets.release(ex)
+            else:
+                try:
+                    await asyncio.shield(budgets.release(ex))
+                except asyncio.CancelledError:
+                    pass
         self._finish(ex)
