@@ -48,6 +48,7 @@ plugins:
         - {{name: carol, credential: key-carol, groups: [team]}}
         - {{name: dave, credential: key-dave, max_parallel: 1}}
         - {{name: erin, credential: key-erin, groups: [crew]}}
+        - {{name: frank, credential: key-frank}}
 {extra}
 """
 
@@ -261,6 +262,42 @@ async def test_three_gateways_on_one_redis_share_the_budget_across_a_restart(
     key = f"{redis_prefix}spend:c:alice:m{month}"
     assert int(store.get(key) or -1) == spent  # the shared counter is the records' sum
     assert int(store.get(key + ":held") or 0) == 0  # every hold given back
+
+
+def test_spend_survives_a_redis_flush(
+    gateway: GatewayFactory,
+    mock_llm: Proc,
+    redis_url: str,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+) -> None:
+    gw = gateway(config(mock_llm.url, state=redis_url))
+    with httpx.Client(timeout=30) as client:
+        for n in range(6):
+            assert call(gw.url, "alice", KINDS[n % 3], client).status_code == 200
+    store = redis.Redis.from_url(redis_url.split("?")[0])
+    keys = list(store.scan_iter(match=redis_prefix + "*"))
+    assert keys
+    store.delete(*keys)  # what a flush does to this gateway's keys
+
+    passed = drive_until_refused(gw.url, "alice", "consumer 'alice'")
+    found = records(gw, "alice")
+    spent = spent_nano(found)
+    assert 0 < spent <= 1 * NANO
+    assert passed < 200 - 6  # refused on the spend from before the flush too
+    key = f"{redis_prefix}spend:c:alice:m{datetime.now(UTC).strftime('%Y%m')}"
+    assert int(store.get(key) or -1) == spent  # rebuilt from the records, then kept
+    assert "rebuilt from the usage records" in "\n".join(gw.stderr_lines)
+
+
+def test_budgets_fail_closed_when_the_store_is_unreachable(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(config(mock_llm.url, state="redis://127.0.0.1:9/0?timeout=0.2"))
+    r = call(gw.url, "alice")
+    assert r.status_code == 503
+    assert r.headers["x-tollway-reason"] == "budget.unavailable"
+    assert r.headers["retry-after"] == "1"
+    assert call(gw.url, "bob").status_code == 503  # a group budget too
+    assert call(gw.url, "dave").status_code == 503  # max_parallel needs the store as well
+    assert call(gw.url, "frank").status_code == 200  # a consumer without limits does not
 
 
 # --- alerts ---------------------------------------------------------------------------------
