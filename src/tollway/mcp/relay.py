@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -27,8 +28,15 @@ from tollway.mcp import jsonrpc
 from tollway.mcp.jsonrpc import Message
 from tollway.mcp.servers import McpServer
 from tollway.mcp.tools import ToolFilter
-from tollway.protocols.sse import SseEvent, SseParser
-from tollway.upstream import Transport, TransportError, TransportTimeout, UpstreamRequest, UpstreamResponse
+from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
+from tollway.upstream import (
+    ProtocolFailure,
+    Transport,
+    TransportError,
+    TransportTimeout,
+    UpstreamRequest,
+    UpstreamResponse,
+)
 
 # Never relayed to the server: hop-by-hop headers, what the transport sets, the
 # gateway's consumer header (sent as key-auth set it), and client credentials (the
@@ -50,8 +58,6 @@ def _headers(ex: Exchange, server: McpServer) -> list[tuple[str, str]]:
 def _url(ex: Exchange, server: McpServer) -> str:
     query = ex.request.query
     if query and ex.strip_params:
-        from urllib.parse import urlencode
-
         query = urlencode([(k, v) for k, v in ex.request.query_params if k not in ex.strip_params])
     if not query:
         return server.url
@@ -183,7 +189,12 @@ class McpEvents:
         except TransportError as exc:
             self._done = True
             return self._unanswered(exc)
-        return self._look(self._parser.feed(chunk))
+        try:
+            return self._look(self._parser.feed(chunk))
+        except EventTooLarge as exc:
+            # Not relayed in part: the client could not read what it got.
+            self._done = True
+            return self._unanswered(ProtocolFailure(str(exc)))
 
     def _look(self, events: list[SseEvent]) -> list[SseEvent]:
         """Notes the response to the client's request when it passes (its outcome, and a
@@ -211,10 +222,11 @@ class McpEvents:
     def _unanswered(self, exc: TransportError | None) -> list[SseEvent]:
         """The stream ended: a request still waiting for its response gets an error."""
         ex = self._ex
-        if exc is not None and (self._answered or not self._msg.is_request):
-            _failure(ex, self._server, exc, "read")
-            return []
-        if self._answered or not self._msg.is_request:
+        if self._answered:
+            return []  # the client has its answer: what follows cannot take it away
+        if not self._msg.is_request:
+            if exc is not None:  # the notification stream broke: no request to answer
+                _failure(ex, self._server, exc, "read")
             return []
         if exc is None:
             if self._resumable:

@@ -1,0 +1,114 @@
+"""The relay's handling of a server's event stream: the response noted and a tool list
+filtered, and a stream that ends or breaks before the response answered with a JSON-RPC
+error for the request (fake server answers: each case exactly)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tollway.exchange import Exchange, Request
+from tollway.headers import Headers
+from tollway.mcp import relay
+from tollway.mcp.jsonrpc import Message
+from tollway.mcp.servers import McpServer
+from tollway.mcp.tools import ToolFilter
+from tollway.upstream import ProtocolFailure, TransportError
+
+SERVER = McpServer("tools", "http://x/mcp", (), frozenset(), 5.0)
+CALL = Message("tools/call", 7, "echo", {})
+LIST = Message("tools/list", 8, None, None)
+
+
+class _Answer:
+    def __init__(self, parts: list[bytes], fail: TransportError | None = None) -> None:
+        self.status = 200
+        self.headers = [("content-type", "text/event-stream")]
+        self._parts = parts
+        self._fail = fail
+        self.closed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for part in self._parts:
+            yield part
+        if self._fail is not None:
+            raise self._fail
+
+    async def read(self) -> bytes:
+        return b"".join(self._parts)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _event(message: dict[str, Any], event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n".encode() if event_id else b""
+    return head + b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
+
+
+async def _relayed(
+    msg: Message, answer: _Answer, tools: ToolFilter | None = None
+) -> tuple[Exchange, list[dict[str, Any]]]:
+    ex = Exchange("r", Request("POST", "/mcp", "", Headers(), "127.0.0.1", "gw"))
+    ex.status = 200
+    events = relay.McpEvents(ex, SERVER, answer, msg, tools)
+    seen: list[dict[str, Any]] = []
+    while (batch := await events.next()) is not None:
+        seen.extend(e.json() for e in batch)
+    return ex, seen
+
+
+async def test_progress_then_the_response_pass_as_they_come() -> None:
+    progress = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
+    done = {"jsonrpc": "2.0", "id": 7, "result": {"content": [], "isError": True}}
+    ex, seen = await _relayed(CALL, _Answer([_event(progress), _event(done)]))
+    assert seen == [progress, done]
+    assert (ex.status, ex.reason) == (200, "mcp.tool_error")
+
+
+async def test_a_tool_list_in_a_stream_is_filtered_for_the_consumer() -> None:
+    listed = {"jsonrpc": "2.0", "id": 8, "result": {"tools": [{"name": "echo"}, {"name": "rm"}], "nextCursor": "c"}}
+    _, seen = await _relayed(LIST, _Answer([_event(listed)[:20], _event(listed)[20:]]), ToolFilter("tools", ("echo",)))
+    assert seen == [{"jsonrpc": "2.0", "id": 8, "result": {"tools": [{"name": "echo"}], "nextCursor": "c"}}]
+
+
+@pytest.mark.parametrize(
+    ("parts", "fail", "status"),
+    [
+        ([], ProtocolFailure("reset"), 502),
+        ([_event({"jsonrpc": "2.0", "method": "notifications/progress"})], None, 502),
+        ([b"data: " + b"x" * 64], None, 502),
+    ],
+    ids=["broken", "ended-unanswered", "cut-mid-event"],
+)
+async def test_a_request_left_unanswered_gets_a_json_rpc_error(
+    parts: list[bytes], fail: TransportError | None, status: int
+) -> None:
+    ex, seen = await _relayed(CALL, _Answer(parts, fail))
+    last = seen[-1]
+    assert last["id"] == 7 and last["error"]["code"] == -32603 and "'tools'" in last["error"]["message"]
+    assert (ex.status, ex.reason) == (status, "mcp.upstream_failed")
+
+
+async def test_a_resumable_stream_that_ends_is_left_to_the_client_to_resume() -> None:
+    progress = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
+    ex, seen = await _relayed(CALL, _Answer([_event(progress, event_id="e1")]))
+    assert seen == [progress]  # the client reconnects with Last-Event-ID
+    assert ex.reason is None
+
+
+async def test_a_break_after_the_response_costs_the_call_nothing() -> None:
+    done = {"jsonrpc": "2.0", "id": 7, "result": {"content": []}}
+    ex, seen = await _relayed(CALL, _Answer([_event(done)], ProtocolFailure("reset")))
+    assert seen == [done]
+    assert (ex.status, ex.reason) == (200, None)
+
+
+async def test_a_broken_notification_stream_is_recorded_as_the_servers_failure() -> None:
+    listen = Message(None, None, None, None)
+    ex, seen = await _relayed(listen, _Answer([], ProtocolFailure("reset")))
+    assert seen == []
+    assert (ex.status, ex.reason) == (502, "mcp.upstream_failed")
