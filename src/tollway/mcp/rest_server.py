@@ -104,9 +104,14 @@ class RestMcpServer:
             started = self._manager_started
 
             async def run() -> None:
-                async with self._server.session_manager.run():
-                    started.set_result(None)
-                    await asyncio.Event().wait()
+                try:
+                    async with self._server.session_manager.run():
+                        started.set_result(None)
+                        await asyncio.Event().wait()
+                except Exception as exc:  # calls waiting for the start fail, not hang
+                    if not started.done():
+                        started.set_exception(exc)
+                    raise
 
             self._runner = asyncio.get_running_loop().create_task(run())
         await self._manager_started
