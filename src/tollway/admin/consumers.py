@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tollway.admin.app import AdminApp, AdminRequest, error_reply, json_reply
-from tollway.consumers.consumer import PERIODS, Budget, ConsumerDetail, ConsumerInfo, parse_instant
+from tollway.consumers.consumer import MAX_BUDGET_USD, PERIODS, Budget, ConsumerDetail, ConsumerInfo, parse_instant
 from tollway.consumers.directory import ConsumerDirectory
 from tollway.consumers.store import EDITABLE, ConfigConsumer, ConsumerExists, ConsumerNotFound, InvalidConsumer
 from tollway.storage import StorageError
@@ -96,10 +96,13 @@ def parse_budget(value: Any) -> Budget | None:
         or isinstance(usd, bool)
         or not isinstance(usd, int | float)
         or not math.isfinite(usd)
-        or usd < 0
+        or not 0 <= usd <= MAX_BUDGET_USD
         or period not in PERIODS
     ):
-        raise BadBody(f'budget must be {{"usd": a number >= 0, "period": one of {", ".join(PERIODS)}}} or null')
+        raise BadBody(
+            f'budget must be {{"usd": a number from 0 to {MAX_BUDGET_USD:.0f}, "period": one of {", ".join(PERIODS)}}}'
+            " or null"
+        )
     return Budget(float(usd), period)
 
 

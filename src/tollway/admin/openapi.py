@@ -16,7 +16,7 @@ from typing import Any
 
 from tollway.admin.app import AdminApp, AdminRequest, Answer, json_reply
 from tollway.admin.consumers import MAX_GRACE_S
-from tollway.consumers.consumer import PERIODS
+from tollway.consumers.consumer import MAX_BUDGET_USD, PERIODS
 from tollway.consumers.store import MAX_ITEM, NAME_PATTERN
 from tollway.usage.query import GROUPINGS, MAX_LIMIT
 
@@ -168,7 +168,7 @@ _SCHEMAS: dict[str, Any] = {
     ),
     "Budget": _object(
         {
-            "usd": {"type": "number", "minimum": 0},
+            "usd": {"type": "number", "minimum": 0, "maximum": MAX_BUDGET_USD},
             "period": {"type": "string", "enum": list(PERIODS), "default": "month"},
         },
         required=["usd"],

@@ -74,8 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def usd_argument(text: str) -> float:
+    from tollway.consumers.consumer import MAX_BUDGET_USD
+
     value = float(text)
-    if not 0 <= value < float("inf"):
+    if not 0 <= value <= MAX_BUDGET_USD:
         raise ValueError(text)
     return value
 

@@ -12,6 +12,10 @@ from tollway.patterns import matches_any
 Source = Literal["config", "runtime"]
 Period = Literal["day", "week", "month", "total"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month", "total")
+# The largest budget a runtime consumer or group takes: a billion dollars. Spend is
+# counted in nano-dollars, exact only while it fits a double's 53 bits (a Redis Lua
+# number); far larger amounts would break the counters.
+MAX_BUDGET_USD = 1e9
 
 
 @dataclass(frozen=True, slots=True)
