@@ -35,7 +35,7 @@ plugins:
     defaultConfig:
       keys: [authorization]
       consumers:
-        - {{name: bob, credential: key-bob, groups: [staff]}}
+        - {{name: bob, credential: key-bob, groups: [staff], budget: {{usd: 50, period: week}}, max_parallel: 7}}
 """
 
 
@@ -62,6 +62,10 @@ def test_runtime_groups_bind_their_members_and_show_their_spend(gateway: Gateway
     assert listed == [
         {"name": "staff", "source": "config", "budget": None, "max_parallel": 5, "members": ["bob"], "spend": []}
     ]
+    # A config consumer shows the budget and max_parallel the file gives it.
+    bob = httpx.get(gw.admin_url + "/api/consumers/bob").json()
+    assert (bob["source"], bob["budget"], bob["max_parallel"]) == ("config", {"usd": 50.0, "period": "week"}, 7)
+    assert [(e["kind"], e["name"], e["spend_usd"]) for e in bob["spend"]] == [("consumer", "bob", 0.0)]
     made = httpx.post(api, json={"name": "team-r", "budget": {"usd": 0.2, "period": "day"}})
     assert made.status_code == 201, made.text
     assert made.json()["source"] == "runtime" and made.json()["budget"] == {"usd": 0.2, "period": "day"}
@@ -156,6 +160,8 @@ def test_groups_from_the_command_line(gateway: GatewayFactory, mock_llm: Proc, t
         group["spend"][0]["spend_usd"] == httpx.get(gw.admin_url + "/api/groups/team-c").json()["spend"][0]["spend_usd"]
     )
 
+    bob = orjson.loads(_cli(tmp_path, "consumers", "show", "bob", "-c", config).stdout)
+    assert (bob["budget"], bob["max_parallel"]) == ({"usd": 50.0, "period": "week"}, 7)
     assert _cli(tmp_path, "groups", "add", "team-c", "-c", config).returncode == 1
     assert _cli(tmp_path, "groups", "add", "staff", "-c", config).returncode == 1
     assert _cli(tmp_path, "groups", "add", "bad name", "-c", config).returncode == 2

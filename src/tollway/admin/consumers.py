@@ -39,6 +39,7 @@ _FIELDS = frozenset({"name", *EDITABLE})
 MAX_GRACE_S = 7 * 86400
 # Entries of "spend" for a consumer name: the budget part of the gateway fills it in.
 SpendOf = Callable[[str], Awaitable[list[dict[str, object]]]]
+ConfigDetail = Callable[[str], ConsumerDetail | None]
 
 
 async def no_spend(name: str) -> list[dict[str, object]]:
@@ -54,11 +55,13 @@ def register(
     directory: ConsumerDirectory,
     config_consumers: Callable[[], list[ConsumerInfo]],
     spend_of: SpendOf = no_spend,
+    config_detail: ConfigDetail | None = None,
 ) -> None:
     """Add the consumer routes to ``admin``. ``config_consumers`` is asked at each request,
     so after a reload the config's current consumers are listed and protected;
-    ``spend_of`` gives a consumer's current spend entries."""
-    routes = _ConsumerRoutes(directory, config_consumers, spend_of)
+    ``spend_of`` gives a consumer's current spend entries, ``config_detail`` a config
+    consumer's budget and ``max_parallel``."""
+    routes = _ConsumerRoutes(directory, config_consumers, spend_of, config_detail)
     admin.add("GET", "/api/consumers", routes.list)
     admin.add("POST", "/api/consumers", routes.create, audit="consumers.add")
     admin.add("GET", _PREFIX, routes.show, prefix=True)
@@ -172,11 +175,16 @@ def _grace(body: Any) -> float:
 
 class _ConsumerRoutes:
     def __init__(
-        self, directory: ConsumerDirectory, config_consumers: Callable[[], list[ConsumerInfo]], spend_of: SpendOf
+        self,
+        directory: ConsumerDirectory,
+        config_consumers: Callable[[], list[ConsumerInfo]],
+        spend_of: SpendOf,
+        config_detail: ConfigDetail | None,
     ) -> None:
         self.directory = directory
         self.config_consumers = config_consumers
         self.spend_of = spend_of
+        self.config_detail = config_detail
 
     def _config_names(self) -> set[str]:
         return {c["name"] for c in self.config_consumers()}
@@ -227,7 +235,9 @@ class _ConsumerRoutes:
         try:
             detail: ConsumerDetail | None
             if name in config:
-                detail = ConsumerDetail(**config[name], budget=None, max_parallel=None, metadata=None)
+                detail = self.config_detail(name) if self.config_detail is not None else None
+                if detail is None:
+                    detail = ConsumerDetail(**config[name], budget=None, max_parallel=None, metadata=None)
             else:
                 detail = await self.directory.get(name)
             if detail is None:

@@ -127,15 +127,12 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog, _loaded: LoadedConfig) -> int:
+    async def show(store: ConsumerStore, _config: list[ConsumerInfo], _audit: AuditLog, loaded: LoadedConfig) -> int:
         import orjson
 
-        found = {c["name"]: c for c in config}.get(args.name)
-        detail = (
-            {**found, "budget": None, "max_parallel": None, "metadata": None}
-            if found is not None
-            else await store.get(args.name)
-        )
+        from tollway.plugins.key_auth import config_consumer_detail
+
+        detail = config_consumer_detail(loaded, args.name) or await store.get(args.name)
         if detail is None:
             print(f"tollway: no consumer named {args.name!r}", file=sys.stderr)
             return 1

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from tollway import patterns
 from tollway.config.load import LoadedConfig
 from tollway.config.schema import BudgetConfig
-from tollway.consumers.consumer import Budget, Consumer, ConsumerInfo, iso_instant
+from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
 from tollway.errors import BadRequest, Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
@@ -299,6 +299,22 @@ def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
             ),
         )
     return list(found.values())
+
+
+def config_consumer_detail(loaded: LoadedConfig, name: str) -> ConsumerDetail | None:
+    """The config consumer ``name`` as ``GET /api/consumers/NAME`` shows it (without
+    ``spend``), or None when the config has no such consumer."""
+    info = next((c for c in config_consumers(loaded) if c["name"] == name), None)
+    entry = next((e for e in _config_entries(loaded) if e.name == name), None)
+    if info is None or entry is None:
+        return None
+    budget = entry.budget
+    return ConsumerDetail(
+        **info,
+        budget={"usd": budget.usd, "period": budget.period} if budget is not None else None,
+        max_parallel=entry.max_parallel,
+        metadata=None,
+    )
 
 
 def config_tools(loaded: LoadedConfig) -> frozenset[tuple[str, str]]:

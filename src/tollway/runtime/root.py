@@ -40,7 +40,7 @@ from tollway.gateway.edge import ClientIp, GatewayApp
 from tollway.gateway.snapshot import Snapshot
 from tollway.mcp.relay import McpRelay
 from tollway.mockllm import create_app as create_mock_app
-from tollway.plugins.key_auth import config_consumer_entries, config_consumers, config_tools
+from tollway.plugins.key_auth import config_consumer_detail, config_consumer_entries, config_consumers, config_tools
 from tollway.proxy.ai_proxy import AiProxy
 from tollway.proxy.ownership import Ownership
 from tollway.quotas.ledger import QuotaLedger
@@ -211,7 +211,13 @@ class Runtime:
 
     def _admin_app(self, on_reload_ok: Callable[[], None] | None) -> AdminApp:
         admin = AdminApp(self.loaded.config.admin.token, lambda source: self.reload(source), on_reload_ok)
-        admin_consumers.register(admin, self.directory, lambda: config_consumers(self.loaded), self._spend_of)
+        admin_consumers.register(
+            admin,
+            self.directory,
+            lambda: config_consumers(self.loaded),
+            self._spend_of,
+            lambda name: config_consumer_detail(self.loaded, name),
+        )
         admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)
         admin_audit.register(admin, self.audit)
         admin_groups.register(admin, self.directory, self.groups, self._group_members, self._group_spend)
