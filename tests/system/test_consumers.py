@@ -399,11 +399,19 @@ def test_cli_add_with_budget_and_expiry_show_and_rotate(
     key = added.stdout.strip()
     assert _eventually(lambda: _chat(gw, key) == 200) < 5
 
+    # Asking the admin API for records first waits until the gateway has written them.
+    recorded = httpx.get(gw.admin_url + "/api/requests", params={"consumer": "carol"}).json()["requests"]
     shown = _cli(tmp_path, "show", "carol", "-c", config)
     assert shown.returncode == 0, shown.stderr
     carol = orjson.loads(shown.stdout)
     assert carol["budget"] == {"usd": 12.5, "period": "week"} and carol["max_parallel"] == 3
-    assert carol["expires_at"] == "2999-01-01T00:00:00Z" and carol["spend"] == [] and key not in shown.stdout
+    assert carol["expires_at"] == "2999-01-01T00:00:00Z" and key not in shown.stdout
+    # Its budget's spend, as the records show it: the cost of the calls made so far.
+    spent = sum(round(r["cost_usd"] * 1e9) for r in recorded) / 1e9
+    assert spent > 0
+    assert [(e["kind"], e["period"], e["spend_usd"], e["budget_usd"]) for e in carol["spend"]] == [
+        ("consumer", "week", spent, 12.5)
+    ]
     assert httpx.get(gw.admin_url + "/api/consumers/carol").json()["budget"] == carol["budget"]
     assert _cli(tmp_path, "show", "nobody", "-c", config).returncode == 1
     assert orjson.loads(_cli(tmp_path, "show", "consumer1", "-c", config).stdout)["source"] == "config"

@@ -146,6 +146,7 @@ def test_groups_from_the_command_line(gateway: GatewayFactory, mock_llm: Proc, t
         assert n < 200
     assert n > 2
 
+    spent = spent_nano(records(gw, "dee")) / NANO  # (asking waits until the records are written)
     listed = _cli(tmp_path, "groups", "list", "-c", config)
     assert listed.returncode == 0, listed.stderr
     lines = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines()[1:]}
@@ -155,13 +156,15 @@ def test_groups_from_the_command_line(gateway: GatewayFactory, mock_llm: Proc, t
     group = orjson.loads(shown.stdout)
     # The recorded spend: the members' records' cost, as the gateway counts it.
     assert group["members"] == ["dee"] and group["budget"] == {"usd": 0.2, "period": "day"}
-    assert group["spend"][0]["spend_usd"] == spent_nano(records(gw, "dee")) / NANO
+    assert group["spend"][0]["spend_usd"] == spent
     assert (
         group["spend"][0]["spend_usd"] == httpx.get(gw.admin_url + "/api/groups/team-c").json()["spend"][0]["spend_usd"]
     )
 
     bob = orjson.loads(_cli(tmp_path, "consumers", "show", "bob", "-c", config).stdout)
     assert (bob["budget"], bob["max_parallel"]) == ({"usd": 50.0, "period": "week"}, 7)
+    dee = orjson.loads(_cli(tmp_path, "consumers", "show", "dee", "-c", config).stdout)
+    assert [(e["kind"], e["name"], e["spend_usd"]) for e in dee["spend"]] == [("group", "team-c", spent)]
     assert _cli(tmp_path, "groups", "add", "team-c", "-c", config).returncode == 1
     assert _cli(tmp_path, "groups", "add", "staff", "-c", config).returncode == 1
     assert _cli(tmp_path, "groups", "add", "bad name", "-c", config).returncode == 2

@@ -127,16 +127,21 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    async def show(store: ConsumerStore, _config: list[ConsumerInfo], _audit: AuditLog, loaded: LoadedConfig) -> int:
+    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog, loaded: LoadedConfig) -> int:
         import orjson
 
+        from tollway.cli.spend import consumer_spend
+        from tollway.consumers.consumer import Budget
         from tollway.plugins.key_auth import config_consumer_detail
 
         detail = config_consumer_detail(loaded, args.name) or await store.get(args.name)
         if detail is None:
             print(f"tollway: no consumer named {args.name!r}", file=sys.stderr)
             return 1
-        print(orjson.dumps({**detail, "spend": []}, option=orjson.OPT_INDENT_2).decode())
+        b = detail["budget"]
+        budget = Budget(b["usd"], b["period"]) if b is not None else None
+        spend = await consumer_spend(store, config, loaded, args.name, budget, detail["groups"])
+        print(orjson.dumps({**detail, "spend": spend}, option=orjson.OPT_INDENT_2).decode())
         return 0
 
     return run(args.config, show, reading=True)

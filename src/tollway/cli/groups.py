@@ -15,6 +15,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from tollway.cli.consumers import PERIODS, positive_argument, run, usd_argument
+from tollway.cli.spend import members_of, recorded_spend
 
 if TYPE_CHECKING:
     from tollway.config.load import LoadedConfig
@@ -58,8 +59,7 @@ def _declared(loaded: LoadedConfig, runtime: list[Group]) -> list[Group]:
 
 
 async def _members(store: ConsumerStore, config: list[ConsumerInfo], name: str) -> list[str]:
-    found = {c["name"] for c in [*config, *await store.list()] if name in c["groups"]}
-    return sorted(found)
+    return await members_of(store, config, name)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -99,32 +99,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog, loaded: LoadedConfig) -> int:
-        import time
-
         import orjson
-
-        from tollway.budgets.history import NANO, SpendHistory
-        from tollway.budgets.periods import span_of
 
         group = next((g for g in _declared(loaded, await store.groups()) if g.name == args.name), None)
         if group is None:
             print(f"tollway: no group named {args.name!r}", file=sys.stderr)
             return 1
         members = await _members(store, config, group.name)
-        spend: list[dict[str, object]] = []
-        if group.budget is not None:
-            span = span_of(group.budget.period, time.time())
-            spent = await SpendHistory(store.db).spent(members, span.start_ms, span.end_ms)
-            spend.append(
-                {
-                    "kind": "group",
-                    "name": group.name,
-                    "period": group.budget.period,
-                    "spend_usd": spent / NANO,
-                    "budget_usd": group.budget.usd,
-                    "resets_at": span.resets_at,
-                }
-            )
+        spend = (
+            [] if group.budget is None else [await recorded_spend(store.db, "group", group.name, group.budget, members)]
+        )
         shown = {
             "name": group.name,
             "source": group.source,
