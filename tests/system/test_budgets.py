@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -160,6 +161,26 @@ def test_a_group_budget_binds_all_its_members(gateway: GatewayFactory, mock_llm:
     # A period of a day: the message says when it resets (tomorrow, 00:00 UTC).
     tomorrow = datetime.fromtimestamp(datetime.now(UTC).timestamp() + 86400, UTC).strftime("%Y-%m-%d")
     assert f"resets at {tomorrow}T00:00:00Z" in r.json()["error"]["message"]
+
+
+def test_a_client_leaving_mid_stream_is_charged_what_its_record_says(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(config(mock_llm.url))
+    headers = {"authorization": "Bearer key-alice", "x-mock-chunk-delay-ms": "300"}
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", gw.url + "/v1/chat/completions", json=body("stream"), headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        for _ in r.iter_bytes():
+            break  # the first event, then the client leaves
+    for _ in range(100):
+        found = records(gw, "alice")
+        if found:
+            break
+        time.sleep(0.05)
+    assert [r["status"] for r in found] == [499]
+    spend = httpx.get(gw.admin_url + "/api/consumers/alice").json()["spend"][0]["spend_usd"]
+    assert spend == spent_nano(found) / NANO > 0  # the prompt at least was paid for
 
 
 def test_an_unpriced_model_is_refused_to_a_budgeted_consumer(gateway: GatewayFactory, mock_llm: Proc) -> None:
