@@ -133,7 +133,9 @@ class BudgetConfig(Strict):
     """A spending cap in US dollars over a UTC calendar period: ``day``,
     ``week`` (from Monday), ``month`` or ``total`` (never resets)."""
 
-    usd: float = Field(gt=0)
+    # At most a billion dollars, as runtime budgets: spend is counted in nano-dollars,
+    # exact in the state store's integers only up to about that.
+    usd: float = Field(gt=0, le=1_000_000_000)
     period: Literal["day", "week", "month", "total"] = "month"
 
 
