@@ -261,10 +261,13 @@ end
 """
 
 
-def wrk_script(workdir: Path, name: str, body: bytes, headers: Headers = (), distinct_at: int | None = None) -> Path:
+def wrk_script(
+    workdir: Path, name: str, body: bytes, headers: Headers = (), distinct_at: int | None = None, extra: str = ""
+) -> Path:
     """wrk's Lua script: the POST body, and ``headers`` (name, value) on every request.
     With ``distinct_at`` (a byte offset in ``body``), each request's body gets its own
-    number there (see ``_LUA_DISTINCT``)."""
+    number there (see ``_LUA_DISTINCT``); ``extra`` is more Lua (a ``request`` function
+    of its own, say), before the report."""
     path = workdir / f"{name}.lua"
     lines = []
     for k, v in headers:
@@ -273,6 +276,8 @@ def wrk_script(workdir: Path, name: str, body: bytes, headers: Headers = (), dis
         lines.append(f'wrk.headers["{k}"] = "{v}"')
     if distinct_at is not None:
         lines.append(_LUA_DISTINCT.format(head=body[:distinct_at].decode(), tail=body[distinct_at:].decode()))
+    if extra:
+        lines.append(extra)
     path.write_text(_LUA.format(body=body.decode(), headers="\n".join(lines)))
     return path
 

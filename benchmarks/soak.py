@@ -77,8 +77,7 @@ class Soak:
 
 
 def _script(workdir: Path) -> Path:
-    path = workdir / "soak.lua"
-    text = _MIXED_LUA.format(
+    mixed = _MIXED_LUA.format(
         plain=payloads.chat_request().decode(),
         stream=payloads.chat_request(stream=True).decode(),
         key=CONFIG_KEY,
@@ -87,8 +86,7 @@ def _script(workdir: Path) -> Path:
         stream_path=STREAM_PATH,
         plain_path=PLAIN_PATH,
     )
-    path.write_text(harness._LUA.format(body="", headers=text))
-    return path
+    return harness.wrk_script(workdir, "soak", b"", extra=mixed)
 
 
 def _abandon_one(port: int, request: bytes) -> bool:

@@ -253,6 +253,12 @@ class Budgets:
             await self._rebuild(s, span, allowances[answer.subject].key)
         raise _unavailable("spend counters keep disappearing")
 
+    @staticmethod
+    def holds(ex: Exchange) -> bool:
+        """Whether ``admit`` held anything for this call (most calls: no budget, nothing
+        to give back, and no task to shield the release in)."""
+        return ex.get(HOLD) is not None
+
     async def release(self, ex: Exchange) -> None:
         """The call ended: give its hold back and add what it cost (its record's
         ``cost_usd``). Never raises: a store that cannot answer keeps the hold until it

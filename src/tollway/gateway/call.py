@@ -377,7 +377,7 @@ class Gateway:
             except asyncio.CancelledError:
                 pass
         budgets = self.budgets
-        if ex.state and budgets is not None:
+        if budgets is not None and budgets.holds(ex):
             # Before the record is made: a rebuild reading the records then finds the
             # call's cost either in the store or in the database, never in both.
             if budgets.settles_at_once:

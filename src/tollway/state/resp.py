@@ -116,7 +116,6 @@ class RespPipe:
         self._flush_soon = False
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[None] | None = None
-        self._timeout_reason: BaseException | None = None
         self._closed = False
 
     @classmethod

@@ -50,8 +50,11 @@ def _check_token(value: str, what: str) -> None:
 # in two writes with Nagle's algorithm on (uvicorn does, and so most Python MCP
 # servers) holds the body until the head is acknowledged, and a delayed ACK holds that
 # for 40 ms: every answer took 40 ms more through the gateway than from a client that
-# happened to stay in quick-ACK mode. Asking for quick ACKs whenever data is expected
-# costs one setsockopt.
+# happened to stay in quick-ACK mode. So when a read leaves the answer incomplete, the
+# connection asks for a quick ACK, which also sends the one pending at once. Only then:
+# asked on every read and after every request, it cost the plain gateway 8% of its CPU
+# per call (two system calls and an ACK packet per segment, paired against the tree
+# before it), for answers that came whole in one read.
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -96,8 +99,9 @@ class _Connection(asyncio.Protocol):
         self.sock = _quickack_socket(transport)
 
     def quickack(self) -> None:
-        """Acknowledge what arrives next at once (see ``_QUICKACK``); the kernel drops
-        back to delayed ACKs on its own, so this is asked again for each read."""
+        """Acknowledge what came at once, and what arrives next (see ``_QUICKACK``); the
+        kernel drops back to delayed ACKs on its own, so this is asked again for each
+        read that leaves the answer incomplete."""
         if self.sock is not None:
             try:
                 self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)  # type: ignore[arg-type]
@@ -106,7 +110,6 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
-        self.quickack()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -118,6 +121,9 @@ class _Connection(asyncio.Protocol):
                 if isinstance(ours, ProtocolFailure)
                 else ProtocolFailure(f"provider sent a malformed response: {exc}")
             )
+            return
+        if not self.complete:
+            self.quickack()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -345,7 +351,6 @@ class H1Transport:
         conn.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             conn.transport.write(body)
-        conn.quickack()
         try:
             await conn.headers_done
         except BaseException:
