@@ -153,6 +153,19 @@ class Snapshot:
                 self._chains[key] = chain
         return chain
 
+    def retire(self) -> None:
+        """A newer snapshot is in effect: what this one started in the background stops
+        once the calls still running under it have had their time."""
+        for server in self.mcp_servers.values():
+            if server.retire is not None:
+                server.retire()
+
+    async def aclose(self) -> None:
+        """The process stops: what this snapshot started in the background stops now."""
+        for server in self.mcp_servers.values():
+            if server.aclose is not None:
+                await server.aclose()
+
     def mcp_tool_names(self) -> frozenset[tuple[str, str]]:
         """The (server, tool) pairs of the gateway's own (rest) MCP servers."""
         return frozenset((s.name, tool) for s in self.mcp_servers.values() for tool in s.tool_names)

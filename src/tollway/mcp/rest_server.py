@@ -6,7 +6,9 @@ The SDK's Streamable HTTP app (stateless, JSON answers) is served in this proces
 through an ASGI transport, so the relay reaches it as it reaches a remote server and
 everything on the way (plugins, ``allow_tools``, the record, the metric) is the same.
 Its session manager starts with the first call, on the gateway's event loop, and runs
-for the life of the process.
+until the config that built the server is replaced: ``retire`` stops it once calls begun
+under the old config have had their ``timeout`` (each reload builds new servers, and a
+manager left running would hold its task and task group for the process's life).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class RestMcpServer:
         )
         server: Server[Any] = Server(name, on_list_tools=self._list, on_call_tool=self._call)
         self._manager_started: asyncio.Future[None] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._retired = False
         self._server = server
         # The gateway is its only client: DNS-rebinding checks guard browsers, not it.
         self._app = server.streamable_http_app(
@@ -113,8 +117,29 @@ class RestMcpServer:
                         started.set_exception(exc)
                     raise
 
-            self._runner = asyncio.get_running_loop().create_task(run())
+            loop = asyncio.get_running_loop()
+            self._runner = loop.create_task(run())
+            if self._retired:  # a call begun under the old config reached it late
+                loop.call_later(self._timeout_s + 1, self._stop)
         await self._manager_started
+
+    def retire(self) -> None:
+        """The config that built this server is replaced: stop its session manager once
+        the calls that may still reach it (begun before the swap) have had their time."""
+        self._retired = True
+        if self._runner is not None:
+            asyncio.get_running_loop().call_later(self._timeout_s + 1, self._stop)
+
+    def _stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+
+    async def aclose(self) -> None:
+        """Stop the session manager now (the process is stopping)."""
+        self._retired = True
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self._start()

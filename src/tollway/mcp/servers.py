@@ -7,6 +7,7 @@ cannot be read or used fails the config.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,10 @@ class McpServer:
     transport: Transport | None = None
     # The tools of a rest server (metric labels).
     tool_names: frozenset[str] = frozenset()
+    # A rest server's: stop it once its config is replaced, after in-flight calls; and
+    # stop it now (the process stops).
+    retire: Callable[[], None] | None = None
+    aclose: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     def remote(cls, sc: McpServerConfig) -> McpServer:
@@ -60,7 +65,9 @@ def _rest(sc: McpServerConfig, place: str, upstream: Transport, base_dir: Path) 
     headers = tuple((k.lower(), v) for k, v in sc.headers.items())
     app = RestMcpServer(sc.name, tools, upstream, headers, sc.timeout)
     # The credentials go to the REST service with each tool call, not to the app.
-    return McpServer(sc.name, INTERNAL_URL, (), frozenset(), sc.timeout, AsgiTransport(app), frozenset(names))
+    return McpServer(
+        sc.name, INTERNAL_URL, (), frozenset(), sc.timeout, AsgiTransport(app), frozenset(names), app.retire, app.aclose
+    )
 
 
 def build(configs: list[McpServerConfig], upstream: Transport, base_dir: Path) -> dict[str, McpServer]:

@@ -255,7 +255,7 @@ class Runtime:
         for w in loaded.warnings:
             log.warning("%s", w)
         self.loaded = loaded
-        self.snapshot = snapshot
+        retired, self.snapshot = self.snapshot, snapshot
         prices = PriceTable(loaded.config.pricing)
         # Calls that ended before the reload are accounted (priced, labelled) under the
         # old config first.
@@ -269,6 +269,7 @@ class Runtime:
         if _destination(new.telemetry) != _destination(old.telemetry):
             self._swap_span_export(new.telemetry, source)
         self.gateway.swap(snapshot)
+        retired.retire()
         log.info("reload (%s): new config in effect", source)
         return ReloadResult(True, restart_needed=restart)
 
@@ -302,6 +303,7 @@ class Runtime:
         self.accountant.start()
 
     async def stop(self) -> None:
+        await self.snapshot.aclose()
         await self.services.transport.aclose()
         await self.services.state.aclose()
         await self.directory.stop()

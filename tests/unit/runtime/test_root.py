@@ -1,14 +1,19 @@
 """The composition root (runtime/root.py) and telemetry: the span export is built, started
 and stopped with the usage parts only when ``telemetry.otlp_endpoint`` is set, a reload
-moves it, and a gateway without telemetry never loads OpenTelemetry."""
+moves it, a gateway without telemetry never loads OpenTelemetry, and a reload stops the replaced
+config's own MCP servers."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from tollway.runtime.config_source import ConfigSource, load_file
 from tollway.runtime.root import Runtime
@@ -93,3 +98,56 @@ def test_without_telemetry_opentelemetry_is_never_imported(tmp_path: Path) -> No
     write(tmp_path / "tollway.yaml", "")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+MCP_REST = """
+mcp_servers:
+  - name: tools
+    type: rest
+    timeout: 0.2
+    tools:
+      - {name: ping, inputSchema: {type: object}, request: {url: "http://127.0.0.1:9/ping"}}
+routes: [{name: mcp, path_prefix: /mcp/tools, mcp_server: tools}]
+"""
+
+
+def _session_managers() -> list[asyncio.Task[Any]]:
+    """The running session managers of the gateway's own (rest) MCP servers."""
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and "RestMcpServer._start" in getattr(t.get_coro(), "__qualname__", "")
+    ]
+
+
+async def test_a_reload_stops_the_replaced_rest_mcp_servers_once_their_calls_had_their_time(tmp_path: Path) -> None:
+    path = tmp_path / "tollway.yaml"
+    write(path, MCP_REST)
+    runtime = Runtime(ConfigSource(path), load_file(path), access_log=AccessLog(io.StringIO()))
+    await runtime.start()
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    headers = {"accept": "application/json, text/event-stream"}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app), base_url="http://gw") as client:
+            for _ in range(3):  # each config's server is used, then the config replaced
+                r = await client.post("/mcp/tools", json=initialize, headers=headers)
+                assert r.status_code == 200, r.text
+                assert r.json()["result"]["serverInfo"]["name"] == "tools"
+                assert runtime.reload("test").ok
+            # Replaced servers keep running for their timeout (calls begun before the
+            # swap may still reach them), then stop; the one in effect starts on its
+            # first call and keeps running.
+            assert len(_session_managers()) == 3
+            await asyncio.sleep(1.5)
+            assert _session_managers() == []
+            r = await client.post("/mcp/tools", json=initialize, headers=headers)
+            assert r.status_code == 200, r.text
+            assert len(_session_managers()) == 1
+    finally:
+        await runtime.stop()
+    assert _session_managers() == []
