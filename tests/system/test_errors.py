@@ -19,6 +19,7 @@ import openai
 import pytest
 
 from tests.conftest import Proc, start_process
+from tests.support.raw_http import read_answer
 
 MAX_BODY = 4096
 CONFIG = """
@@ -158,6 +159,22 @@ def test_a_chunked_body_over_max_body_bytes_is_413(http: httpx.Client) -> None:
     assert "content-length" not in r.request.headers
     assert_error(r, 413, "request_too_large", "gateway.body_too_large")
     assert_still_serving(http)
+
+
+def test_an_answer_before_the_body_is_all_in_tells_the_client_the_connection_ends(gw: Proc) -> None:
+    # A chunked body past the limit whose last chunk has not come: the 413 goes out with
+    # the body still arriving, and the gateway reads no further request on the
+    # connection. Without "connection: close" a client would send its next one there
+    # (and, before the gateway's half-close reached it, lose it: "server disconnected").
+    host, port = gw.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ntransfer-encoding: chunked\r\n\r\n"
+        sock.sendall(head.encode() + b"%x\r\n%b\r\n" % (MAX_BODY + 1, b"x" * (MAX_BODY + 1)))
+        answer = read_answer(sock)
+        assert answer.status_code == 413
+        assert answer.headers["connection"] == "close"
+        sock.sendall(b"5\r\nmore!\r\n")  # still read (and dropped), not a reset
+        assert sock.recv(65536) == b"", "the gateway half-closed after its answer"
 
 
 def test_a_body_just_under_the_limit_is_served(http: httpx.Client) -> None:

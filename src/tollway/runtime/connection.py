@@ -179,6 +179,9 @@ class ResponseCycle(RequestResponseCycle):
     waits for headers longer than the gateway does."""
 
     _held: bytes | None = None
+    # Whether the connection, not this cycle, ends a connection whose answer went out
+    # before the request's body was all in (the edge's lingering close).
+    _lingers = False
 
     async def send(self, message: ASGISendEvent) -> None:
         if self.flow.write_paused and not self.disconnected:
@@ -222,7 +225,7 @@ class ResponseCycle(RequestResponseCycle):
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.message_event.set()
-            if not self.keep_alive:
+            if not self.keep_alive and not (self.more_body and self._lingers):
                 self.transport.close()
             self.on_response()
 
@@ -281,6 +284,16 @@ class _Cycle(ResponseCycle):
     # instance that is found on the class is not specialised, and this one is read on
     # every receive().
     body_silence_s: float
+    _lingers = True
+
+    def _head(self, status: int, given: Iterable[tuple[bytes, bytes]]) -> bytes:
+        if self.more_body:
+            # Answered before the request's body is all in (a 413, a 401 not waiting for
+            # it): the connection ends after this answer, with a lingering close, so the
+            # answer says so. A client that was not told would send its next request on
+            # a connection the gateway no longer reads.
+            self.keep_alive = False
+        return super()._head(status, given)
 
     async def receive(self) -> ASGIReceiveEvent:
         # As uvicorn's RequestResponseCycle.receive, but for the timeout.
