@@ -40,6 +40,10 @@ class MemoryStateStore(StateStore):
         self._spends: dict[str, list[int]] = {}
         self._counts: dict[str, int] = {}
         self._claims: dict[str, int] = {}  # key -> expiry in ms
+        # Each budget period makes new spend counters and alert claims: ended ones are
+        # dropped once their table has doubled since the last sweep (as windows are).
+        self._spends_sweep_at = 1024
+        self._claims_sweep_at = 1024
         self.errors = 0
 
     async def take(self, key: str, window_s: int, limit: int, amount: int) -> WindowTake:
@@ -169,20 +173,24 @@ class MemoryStateStore(StateStore):
             value = None
             if s.budget >= 0:
                 held_key = s.key + ":held"
-                counts[held_key] = max(0, counts.get(held_key, 0) - amount)
+                _lower(counts, held_key, amount)
                 found = self._spend(s.key)
                 if found is not None:
                     found[0] += spent
                     value = found[0]
             if s.max_parallel >= 0:
-                counts[s.running_key] = max(0, counts.get(s.running_key, 0) - 1)
+                _lower(counts, s.running_key, 1)
             after.append(value)
         return after
 
     async def spend_restore(self, key: str, value: int, ttl_ms: int) -> bool:
         if self._spend(key) is not None:
             return False
-        self._spends[key] = [value, int(self._clock() * 1000) + ttl_ms if ttl_ms else 0]
+        now_ms = int(self._clock() * 1000)
+        if len(self._spends) >= self._spends_sweep_at:
+            self._spends = {k: v for k, v in self._spends.items() if not v[1] or v[1] > now_ms}
+            self._spends_sweep_at = max(1024, 2 * len(self._spends))
+        self._spends[key] = [value, now_ms + ttl_ms if ttl_ms else 0]
         return True
 
     async def spend_read(self, key: str) -> tuple[int | None, int]:
@@ -194,6 +202,9 @@ class MemoryStateStore(StateStore):
         expiry = self._claims.get(key)
         if expiry is not None and expiry > now:
             return False
+        if expiry is None and len(self._claims) >= self._claims_sweep_at:
+            self._claims = {k: e for k, e in self._claims.items() if e > now}
+            self._claims_sweep_at = max(1024, 2 * len(self._claims))
         self._claims[key] = now + ttl_ms
         return True
 
@@ -201,6 +212,16 @@ class MemoryStateStore(StateStore):
         """The current counter of ``key`` whatever its window (for tests and inspection)."""
         slot = self._windows.get(key)
         return slot[1] if slot is not None else None
+
+
+def _lower(counts: dict[str, int], key: str, by: int) -> None:
+    """Take ``by`` off a count that never goes below 0; a count at 0 is dropped, so a
+    subject's counters of ended periods do not stay behind."""
+    left = counts.get(key, 0) - by
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 __all__ = ["MemoryStateStore"]

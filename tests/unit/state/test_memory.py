@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tollway.state import Admission, Allowance
 from tollway.state.memory import MemoryStateStore
 
 
@@ -44,3 +45,29 @@ async def test_ended_windows_are_swept_as_the_table_grows() -> None:
     await store.take("late", 1, 10, 1)
     assert len(store._windows) == 1
     assert store.window_used("client-1") is None
+
+
+async def test_ended_budget_periods_leave_nothing_behind() -> None:
+    # A process that runs for many periods with many budgeted consumers: each period
+    # makes new spend counters, holds and alert claims; those of ended periods go.
+    clock = Clock(86_400.0 * 20_000)
+    store = MemoryStateStore(clock)
+    for day in range(3):
+        if day:
+            clock.now += 86_400
+        for i in range(1500):
+            key = f"spend:consumer:c{i}:day-{day}"
+            assert await store.spend_restore(key, 0, 86_400_000)
+            subjects = [Allowance(key, 10**9, f"running:consumer:c{i}", 5)]
+            admitted = await store.spend_admit(subjects, 100, 60_000)
+            assert admitted.outcome == Admission.ADMITTED
+            assert await store.spend_release(subjects, 100, 40) == [40]
+            assert await store.claim(f"alert:{key}:0.8", 86_400_000)
+    # Holds and running counts back at 0 are gone; of the spend counters and claims,
+    # at most the last periods' (swept as their tables double) are kept.
+    assert store._counts == {}
+    assert len(store._spends) <= 2 * 1500
+    assert len(store._claims) <= 2 * 1500
+    # The live period's counters are intact.
+    assert (await store.spend_read("spend:consumer:c7:day-2")) == (40, 0)
+    assert not await store.claim("alert:spend:consumer:c7:day-2:0.8", 86_400_000)
