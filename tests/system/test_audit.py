@@ -1,11 +1,14 @@
 """The audit log through a real `tollway serve` (SPEC §10): every admin write (consumers
 added, edited, rotated and revoked, a reload, ai-quota's quota changes) is an event in
-`GET /api/audit`, newest first, with who asked; reads and refused writes are not; and no
+`GET /api/audit`, newest first, with who asked, and so is a reload by SIGHUP or a changed
+config file; reads and refused writes are not; and no
 key, nor any key's hash, ever appears in it or in the database's table."""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,3 +113,33 @@ def test_every_admin_write_is_an_event_and_no_key_is_kept(
         conn.close()
     for secret in (first_key, second_key, hash_key(first_key), hash_key(second_key), TOKEN, "key-admin", "nope"):
         assert secret not in text and secret not in stored
+
+
+def test_a_reload_by_sighup_or_by_a_changed_file_is_an_event(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    # Not asked through the admin API, and a change of what the gateway enforces all
+    # the same: the audit log says when and how it came.
+    gw = gateway(_config(mock_llm.url))
+    gw.popen.send_signal(signal.SIGHUP)
+    for _ in range(100):
+        if [e["action"] for e in _events(gw)] == ["config.reload"]:
+            break
+        time.sleep(0.05)
+    [event] = _events(gw)
+    assert (event["action"], event["subject"], event["details"]) == ("config.reload", None, {"source": "SIGHUP"})
+    assert event["client_ip"] is None
+
+    config = tmp_path / "tollway.yaml"
+    config.write_text(config.read_text() + "\n# edited\n")
+    for _ in range(100):
+        if len(_events(gw)) == 2:
+            break
+        time.sleep(0.05)
+    assert [e["details"] for e in _events(gw)] == [{"source": "file change"}, {"source": "SIGHUP"}]
+
+    # A reload that is refused changes nothing, and is not an event (as through the API).
+    config.write_text("providers: [{id: broken, type: nonsense}]\n")
+    gw.popen.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    assert len(_events(gw)) == 2

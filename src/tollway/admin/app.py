@@ -34,6 +34,9 @@ WriteSink = Callable[[str, str | None, dict[str, Any] | None, str | None], Await
 
 # The largest admin request body: every admin body is a small JSON object.
 MAX_BODY_BYTES = 1024 * 1024
+# The ``source`` of a reload asked through ``POST /api/reload`` (audited as an admin
+# write; the runtime audits reloads from other sources itself).
+ADMIN_RELOAD = "admin API"
 
 
 class AdminRequest:
@@ -214,7 +217,7 @@ class AdminApp:
         return 200, [("content-type", "text/plain")], b"ok"
 
     async def reload(self, req: AdminRequest) -> Answer:
-        result = self._reload("admin API")
+        result = self._reload(ADMIN_RELOAD)
         if result.ok:
             if self.on_reload_ok is not None:
                 self.on_reload_ok()

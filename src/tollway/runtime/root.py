@@ -21,7 +21,7 @@ from tollway.admin import dashboard as admin_dashboard
 from tollway.admin import groups as admin_groups
 from tollway.admin import openapi, readiness
 from tollway.admin import usage as admin_usage
-from tollway.admin.app import AdminApp
+from tollway.admin.app import ADMIN_RELOAD, AdminApp
 from tollway.budgets.alerts import Alerts
 from tollway.budgets.enforcer import Budgets, Subject
 from tollway.budgets.history import SpendHistory
@@ -271,6 +271,11 @@ class Runtime:
         self.gateway.swap(snapshot)
         retired.retire()
         log.info("reload (%s): new config in effect", source)
+        if source != ADMIN_RELOAD:
+            # A reload the admin API did not ask for (SIGHUP, the file watcher) changes
+            # what the gateway enforces all the same: audited as the admin's are (with
+            # workers, each worker that took it records it).
+            self.audit.note("config.reload", None, {"source": source}, None)
         return ReloadResult(True, restart_needed=restart)
 
     def _swap_span_export(self, config: TelemetryConfig, source: str) -> None:
