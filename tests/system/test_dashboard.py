@@ -267,12 +267,22 @@ def test_the_consumers_view_creates_rotates_edits_and_revokes(
     page.screenshot(path=str(shot), full_page=True)
     print(f"\nconsumers view screenshot: {shot}")
 
-    # Rotate: a new key shown once; the old one stops (no grace from the dashboard).
+    # Rotate: a new key shown once; with no grace asked for, the old one stops.
     page.click("#manage-table tr[data-name=carol] button.rotate")
     page.wait_for_function(f"() => document.getElementById('new-key-value').textContent.startsWith('tw-')"
                            f" && document.getElementById('new-key-value').textContent !== '{key}'")  # fmt: skip
     new = page.inner_text("#new-key-value")
     assert _chat_as(gw, key).status_code == 401 and _chat_as(gw, new).status_code == 200
+
+    # Rotate with a grace: the key before keeps working for it, as the new one does.
+    page.fill("#rotate-grace", "300")
+    page.click("#manage-table tr[data-name=carol] button.rotate")
+    page.wait_for_function(f"() => !['{key}', '{new}']"
+                           ".includes(document.getElementById('new-key-value').textContent)")  # fmt: skip
+    newest = page.inner_text("#new-key-value")
+    assert newest.startswith("tw-")
+    assert _chat_as(gw, new).status_code == 200 and _chat_as(gw, newest).status_code == 200
+    new = newest
 
     # Edit: models, budget and an expiry in the past, which refuses the key.
     page.click("#manage-table tr[data-name=carol] button.edit")
@@ -296,7 +306,7 @@ def test_the_consumers_view_creates_rotates_edits_and_revokes(
     page.wait_for_selector("#manage-table tr[data-name=carol]", state="detached")
     assert _chat_as(gw, new).status_code == 401
     assert [e["action"] for e in _api(gw, "/api/audit")["events"]] == [
-        "consumers.revoke", "consumers.edit", "consumers.rotate", "consumers.add",
+        "consumers.revoke", "consumers.edit", "consumers.rotate", "consumers.rotate", "consumers.add",
     ]  # fmt: skip
     assert not errors, errors
     page.close()

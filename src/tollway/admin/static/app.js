@@ -329,8 +329,12 @@
     $("new-key").hidden = false;
   }
 
+  // The old key keeps working for the grace asked for (clients moving to the new one
+  // are not cut off mid-deploy); 0 stops it at once.
   async function rotate(name) {
-    const rotated = await write("POST", `/api/consumers/${encodeURIComponent(name)}/rotate`, {});
+    const grace = Number($("rotate-grace").value) || 0;
+    const rotated = await write("POST", `/api/consumers/${encodeURIComponent(name)}/rotate`,
+      grace > 0 ? {grace_s: grace} : {});
     showKey(rotated.name, rotated.key);
   }
 
