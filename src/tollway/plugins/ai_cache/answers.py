@@ -45,7 +45,9 @@ class UnusableAnswer(ValueError):
     """A stored entry this version cannot read, or an answer it cannot replay."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__ (4x the
+# cost of building one), and every hit and every stored miss builds one.
+@dataclass(slots=True)
 class StoredAnswer:
     api: str
     streamed: bool
@@ -63,9 +65,11 @@ class StoredAnswer:
             magic, size = _HEAD.unpack_from(raw)
             if magic != _MAGIC:
                 raise UnusableAnswer("not a cache entry of this version")
-            head = orjson.loads(raw[_HEAD.size : _HEAD.size + size])
-            usage = tuple(int(n) for n in head["usage"])
-            return cls(head["api"], bool(head["streamed"]), raw[_HEAD.size + size :], usage, head["model"])  # type: ignore[arg-type]
+            end = _HEAD.size + size
+            head = orjson.loads(memoryview(raw)[_HEAD.size : end])
+            i, o, c, r = head["usage"]
+            usage = (int(i), int(o), int(c), int(r))
+            return cls(head["api"], bool(head["streamed"]), raw[end:], usage, head["model"])
         except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise UnusableAnswer(f"unreadable cache entry: {exc}") from None
 

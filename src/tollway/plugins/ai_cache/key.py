@@ -53,8 +53,10 @@ class CacheKey:
 
 def _hash(head: bytes, rest: bytes) -> str:
     """``head`` (the API, scope, model and strategy, joined by NULs, which none of them
-    holds) and then ``rest``, hashed as one."""
-    return hashlib.blake2b(head + rest, digest_size=16).hexdigest()
+    holds) and then ``rest``, hashed as one (fed in turn: the body is not copied to join them)."""
+    h = hashlib.blake2b(head, digest_size=16)
+    h.update(rest)
+    return h.hexdigest()
 
 
 def _head(*parts: str) -> bytes:
