@@ -39,7 +39,7 @@ from tollway.errors import Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
 from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
 from tollway.routing.routes import Route
-from tollway.state import Admission, Allowance, StateStore, StateUnavailable
+from tollway.state import ADMITTED, Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
 from tollway.state.memory import MemoryStateStore
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import call_cost
@@ -154,9 +154,11 @@ class Budgets:
         self.rebuilt = 0
         self._rebuilding: dict[str, asyncio.Task[None]] = {}
         self._plans = _Plans()
-        # A store in this process's memory settles without suspending: nothing can cut a
-        # release short, so the gateway need not shield it (a task per call).
-        self.settles_at_once = isinstance(state, MemoryStateStore)
+        # A store in this process's memory answers without suspending: nothing can cut a
+        # release short, so the gateway need not shield it (a task per call), and a call
+        # is held and settled synchronously (``admit_now``, ``release_now``).
+        self._memory = state if isinstance(state, MemoryStateStore) else None
+        self.settles_at_once = self._memory is not None
 
     def configure(self, prices: PriceTable) -> None:
         """The price table calls are held and settled at from now on (a reload)."""
@@ -204,6 +206,60 @@ class Budgets:
             plans[consumer.name] = plan
         return plan
 
+    def _amount(self, ex: Exchange, plan: _Plan, upstream_model: Callable[[Route, str], str]) -> int:
+        """The most this call can cost, in nano-dollars (0 when no subject has a budget
+        or the call names no model)."""
+        budgeted = plan.budgeted
+        model = ex.model_requested
+        if budgeted is None or model is None:
+            return 0
+        billed = upstream_model(ex.route, model) if ex.route is not None else model
+        found = self.prices.resolve(billed) or self.prices.resolve(model)
+        if found is None:
+            raise Forbidden(
+                f"model {billed!r} has no price and {budgeted.kind} {budgeted.name!r} has a budget; "
+                "give the model a price under pricing:",
+                reason="budget.unpriced_model",
+                code="model_unpriced",
+            )
+        price = found[1]
+        per_mtok = prompt_tokens(ex) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
+        return math.ceil(per_mtok * (NANO / 1_000_000))
+
+    def _decide(self, ex: Exchange, plan: _Plan, amount: int, answer: SpendAdmission) -> bool:
+        """Hold the call if the store admitted it, or raise its refusal; False when a
+        counter is missing (to rebuild)."""
+        if answer is ADMITTED or answer.outcome is Admission.ADMITTED:
+            ex.put(HOLD, Hold(plan.subjects, plan.spans, plan.allowances, amount, self.prices))
+            return True
+        s, span = plan.subjects[answer.subject], plan.spans[answer.subject]
+        if answer.outcome is Admission.OVER_BUDGET:
+            raise _over_budget(s, span, answer.spent, answer.held, amount)
+        if answer.outcome is Admission.TOO_MANY:
+            raise RateLimited(
+                f"{s.kind} {s.name!r} has {s.max_parallel} calls in flight, its max_parallel",
+                reason="concurrency.exceeded",
+            )
+        return False
+
+    def admit_now(self, ex: Exchange, upstream_model: Callable[[Route, str], str]) -> bool:
+        """``admit`` without suspending, when the store is this process's memory (a
+        budgeted call's hot path, no coroutine): True when the call was held, refused
+        (raised) or holds nothing; False when ``admit`` must run (another store, or a
+        spend counter to rebuild first). The same single step of the same store, so
+        the same decision."""
+        memory = self._memory
+        consumer = ex.consumer
+        if consumer is None:
+            return True
+        if memory is None:
+            return False
+        plan = self._plan(consumer, int(self.clock() * 1000))
+        if not plan.subjects:
+            return True
+        amount = self._amount(ex, plan, upstream_model)
+        return self._decide(ex, plan, amount, memory.spend_admit_now(plan.allowances, amount))
+
     async def admit(self, ex: Exchange, upstream_model: Callable[[Route, str], str]) -> None:
         """Hold this call's most cost against its consumer's budgets and count it as
         running, or raise the SPEC's refusal. The call is billed as the model it goes
@@ -213,44 +269,18 @@ class Budgets:
         if consumer is None:
             return
         plan = self._plan(consumer, int(self.clock() * 1000))
-        subjects = plan.subjects
-        if not subjects:
+        if not plan.subjects:
             return
-        prices = self.prices
-        budgeted = plan.budgeted
-        model = ex.model_requested
-        amount = 0
-        if budgeted is not None and model is not None:
-            billed = upstream_model(ex.route, model) if ex.route is not None else model
-            found = prices.resolve(billed) or prices.resolve(model)
-            if found is None:
-                raise Forbidden(
-                    f"model {billed!r} has no price and {budgeted.kind} {budgeted.name!r} has a budget; "
-                    "give the model a price under pricing:",
-                    reason="budget.unpriced_model",
-                    code="model_unpriced",
-                )
-            price = found[1]
-            per_mtok = prompt_tokens(ex) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
-            amount = math.ceil(per_mtok * (NANO / 1_000_000))
-        spans, allowances = plan.spans, plan.allowances
+        amount = self._amount(ex, plan, upstream_model)
         for _ in range(_REBUILDS):
             try:
-                answer = await self.state.spend_admit(allowances, amount, self.hold_ms)
+                answer = await self.state.spend_admit(plan.allowances, amount, self.hold_ms)
             except StateUnavailable as exc:
                 raise _unavailable(exc) from None
-            if answer.outcome is Admission.ADMITTED:
-                ex.put(HOLD, Hold(subjects, spans, allowances, amount, prices))
+            if self._decide(ex, plan, amount, answer):
                 return
-            s, span = subjects[answer.subject], spans[answer.subject]
-            if answer.outcome is Admission.OVER_BUDGET:
-                raise _over_budget(s, span, answer.spent, answer.held, amount)
-            if answer.outcome is Admission.TOO_MANY:
-                raise RateLimited(
-                    f"{s.kind} {s.name!r} has {s.max_parallel} calls in flight, its max_parallel",
-                    reason="concurrency.exceeded",
-                )
-            await self._rebuild(s, span, allowances[answer.subject].key)
+            await self._rebuild(plan.subjects[answer.subject], plan.spans[answer.subject],
+                                plan.allowances[answer.subject].key)  # fmt: skip
         raise _unavailable("spend counters keep disappearing")
 
     @staticmethod
@@ -259,6 +289,15 @@ class Budgets:
         to give back, and no task to shield the release in)."""
         return ex.get(HOLD) is not None
 
+    def release_now(self, ex: Exchange) -> None:
+        """``release`` without a coroutine, when the store is this process's memory
+        (``settles_at_once``)."""
+        hold = ex.get(HOLD)
+        if hold is None or self._memory is None:
+            return
+        spent = self._spent(hold, ex)
+        self._alert(hold, spent, self._memory.spend_release_now(hold.allowances, hold.amount, spent))
+
     async def release(self, ex: Exchange) -> None:
         """The call ended: give its hold back and add what it cost (its record's
         ``cost_usd``). Never raises: a store that cannot answer keeps the hold until it
@@ -266,8 +305,7 @@ class Budgets:
         hold = ex.get(HOLD)
         if hold is None:
             return
-        cost, _ = call_cost(hold.prices, ex.model_upstream, ex.usage, ex.cache)
-        spent = to_nano(cost) if cost is not None else 0
+        spent = self._spent(hold, ex)
         try:
             after = await self.state.spend_release(hold.allowances, hold.amount, spent)
         except StateUnavailable as exc:
@@ -276,6 +314,15 @@ class Budgets:
         except Exception:
             log.exception("budgets: releasing request %s failed", ex.request_id)
             return
+        self._alert(hold, spent, after)
+
+    @staticmethod
+    def _spent(hold: Hold, ex: Exchange) -> int:
+        """What the call cost in nano-dollars, priced as its record's ``cost_usd``."""
+        cost, _ = call_cost(hold.prices, ex.model_upstream, ex.usage, ex.cache)
+        return to_nano(cost) if cost is not None else 0
+
+    def _alert(self, hold: Hold, spent: int, after: Sequence[int | None]) -> None:
         alerts = self.alerts
         if alerts is not None and alerts.config is not None and spent:
             for subject, span, allowance, value in zip(hold.subjects, hold.spans, hold.allowances, after, strict=True):

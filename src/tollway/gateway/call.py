@@ -238,8 +238,13 @@ class Gateway:
                         # (A plugin that rewrote the body into one naming its model, as
                         # ai-prompt-template does, made it fit.)
                         raise unfit
-                    if self.budgets is not None and ex.consumer is not None:
-                        await self.budgets.admit(ex, snap.upstream_model)
+                    budgets = self.budgets
+                    if (
+                        budgets is not None
+                        and ex.consumer is not None
+                        and not budgets.admit_now(ex, snap.upstream_model)
+                    ):
+                        await budgets.admit(ex, snap.upstream_model)
                     reply = await self.proxy.serve(ex, snap.route_providers[route.name])
             await self._respond(ex, chain, client, reply)
             if ex.error is not None and server is not None:
@@ -381,7 +386,7 @@ class Gateway:
             # Before the record is made: a rebuild reading the records then finds the
             # call's cost either in the store or in the database, never in both.
             if budgets.settles_at_once:
-                await budgets.release(ex)
+                budgets.release_now(ex)
             else:
                 try:
                     await asyncio.shield(budgets.release(ex))

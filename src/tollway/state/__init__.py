@@ -126,6 +126,11 @@ class SpendAdmission(NamedTuple):
     held: int = 0
 
 
+# The one admitted answer (an immutable tuple), shared: building a NamedTuple with
+# defaults costs a Python-level call, on a budgeted call's hot path.
+ADMITTED = SpendAdmission(Admission.ADMITTED)
+
+
 class StateStore(ABC):
     """Counters and quotas keyed by plugin-chosen names (the store adds its own prefix).
 
@@ -236,6 +241,7 @@ def open_state_store(url: str) -> StateStore:
 
 
 __all__ = [
+    "ADMITTED",
     "UNTRACKED",
     "Admission",
     "Allowance",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from tollway.state import (
+    ADMITTED,
     UNTRACKED,
     Admission,
     Allowance,
@@ -145,6 +146,10 @@ class MemoryStateStore(StateStore):
         return found
 
     async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
+        return self.spend_admit_now(subjects, amount)
+
+    def spend_admit_now(self, subjects: Sequence[Allowance], amount: int) -> SpendAdmission:
+        """``spend_admit`` without a coroutine: a budgeted call's hot path (``Budgets``)."""
         # One process: nothing outlives a call here, so holds need no expiry.
         counts = self._counts
         for i, s in enumerate(subjects):
@@ -164,9 +169,13 @@ class MemoryStateStore(StateStore):
                 counts[held_key] = counts.get(held_key, 0) + amount
             if s.max_parallel >= 0:
                 counts[s.running_key] = counts.get(s.running_key, 0) + 1
-        return SpendAdmission(Admission.ADMITTED)
+        return ADMITTED
 
     async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
+        return self.spend_release_now(subjects, amount, spent)
+
+    def spend_release_now(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
+        """``spend_release`` without a coroutine (``Budgets``)."""
         counts = self._counts
         after: list[int | None] = []
         for s in subjects:
