@@ -39,7 +39,7 @@ from tollway.errors import Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
 from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
 from tollway.routing.routes import Route
-from tollway.state import ADMITTED, Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
+from tollway.state import Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
 from tollway.state.memory import MemoryStateStore
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import call_cost
@@ -229,7 +229,7 @@ class Budgets:
     def _decide(self, ex: Exchange, plan: _Plan, amount: int, answer: SpendAdmission) -> bool:
         """Hold the call if the store admitted it, or raise its refusal; False when a
         counter is missing (to rebuild)."""
-        if answer is ADMITTED or answer.outcome is Admission.ADMITTED:
+        if answer.outcome is Admission.ADMITTED:
             ex.put(HOLD, Hold(plan.subjects, plan.spans, plan.allowances, amount, self.prices))
             return True
         s, span = plan.subjects[answer.subject], plan.spans[answer.subject]
@@ -295,8 +295,11 @@ class Budgets:
         hold = ex.get(HOLD)
         if hold is None or self._memory is None:
             return
-        spent = self._spent(hold, ex)
-        self._alert(hold, spent, self._memory.spend_release_now(hold.allowances, hold.amount, spent))
+        try:
+            spent = self._spent(hold, ex)
+            self._alert(hold, spent, self._memory.spend_release_now(hold.allowances, hold.amount, spent))
+        except Exception:  # never raises, as ``release``: the call's record must still be made
+            log.exception("budgets: releasing request %s failed", ex.request_id)
 
     async def release(self, ex: Exchange) -> None:
         """The call ended: give its hold back and add what it cost (its record's

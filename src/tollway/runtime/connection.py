@@ -237,6 +237,12 @@ class ResponseCycle(RequestResponseCycle):
                 self.transport.write(held)
 
     def _head(self, status: int, given: Iterable[tuple[bytes, bytes]]) -> bytes:
+        if self.more_body and self._lingers:
+            # Answered before the request's body is all in (a 413, a 401 not waiting for
+            # it): the edge ends the connection after this answer, with a lingering
+            # close, so the answer says so. A client that was not told would send its
+            # next request on a connection the gateway no longer reads.
+            self.keep_alive = False
         headers = [*self.default_headers, *given]
         if HEADER_RE.search(b"-".join([n for n, _ in headers])):
             raise RuntimeError("Invalid HTTP header name.")
@@ -285,15 +291,6 @@ class _Cycle(ResponseCycle):
     # every receive().
     body_silence_s: float
     _lingers = True
-
-    def _head(self, status: int, given: Iterable[tuple[bytes, bytes]]) -> bytes:
-        if self.more_body:
-            # Answered before the request's body is all in (a 413, a 401 not waiting for
-            # it): the connection ends after this answer, with a lingering close, so the
-            # answer says so. A client that was not told would send its next request on
-            # a connection the gateway no longer reads.
-            self.keep_alive = False
-        return super()._head(status, given)
 
     async def receive(self) -> ASGIReceiveEvent:
         # As uvicorn's RequestResponseCycle.receive, but for the timeout.
