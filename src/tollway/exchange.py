@@ -118,6 +118,9 @@ class Request:
 
 # The escape of a colon (see parse_json).
 _ESCAPED_COLON = re.compile(rb"\\u003[aA]")
+# Every byte but the marks parse_json counts (opening brackets, colons, backslashes):
+# ``bytes.translate`` deleting these keeps only the marks, in one C pass over the body.
+_NOT_MARKS = bytes(c for c in range(256) if c not in b"{[:\\")
 
 
 def parse_json(body: bytes) -> Any:
@@ -125,19 +128,21 @@ def parse_json(body: bytes) -> Any:
     no object with a key twice (after unescaping: ``"a"`` and ``"\\u0061"`` are one
     key), at most ``MAX_JSON_DEPTH`` levels deep.
 
-    orjson parses; the checks cost little on top. The depth is walked only when the
-    body has more brackets than the limit (level by level: no recursion).
+    orjson parses; the checks cost a fraction of that, and scale with the body as the
+    parse does: one pass keeps the body's marks (its opening brackets, colons and
+    backslashes), and orjson's compact dump of the value is made (benchmarks/README.md).
+    The depth is walked only when the body has more brackets than the limit (level by
+    level: no recursion).
 
-    A duplicate key is told by counting colons, without a second parse. Outside strings
-    a colon follows each key and nothing else; inside them it is text, which orjson
-    keeps and never escapes. So the body's colons are its keys plus the colons of its
-    strings, and orjson's compact dump of what it kept is the same count unless a key
-    came twice (the dump has one key, and one value's text, fewer). The one way text
-    can hold a colon the body does not show is the escape ``\\u003a``: a body that has
-    one is read a second time by jiter, which tells a duplicate key itself (its values
-    are not used: it keeps integers orjson reads as floats, and reads 1e999 as infinity
-    where orjson refuses it). A count, two C scans and a dump cost a fraction of
-    jiter's second parse (benchmarks/README.md).
+    A body that is that dump byte for byte (what most SDKs send) has each key once. Any
+    other is checked by counting colons, without a second parse. Outside strings a colon
+    follows each key and nothing else; inside them it is text, which orjson keeps and
+    never escapes. So the body's colons are its keys plus the colons of its strings, and
+    the dump's are the same count unless a key came twice (the dump has one key, and one
+    value's text, fewer). The one way text can hold a colon the body does not show is
+    the escape ``\\u003a``: a body that has one is read a second time by jiter, which
+    tells a duplicate key itself (its values are not used: it keeps integers orjson
+    reads as floats, and reads 1e999 as infinity where orjson refuses it).
     """
     try:
         value = orjson.loads(body)
@@ -145,10 +150,16 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(f"request body is not valid JSON: {exc.args[0]}", reason="gateway.bad_request") from None
     if type(value) is not dict and type(value) is not list:
         return value
-    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+    marks = body.translate(None, _NOT_MARKS)
+    colons = marks.count(b":")
+    backslashes = marks.count(b"\\")
+    if len(marks) - colons - backslashes > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
         raise AmbiguousJson(f"request body nests deeper than {MAX_JSON_DEPTH} levels", reason="gateway.bad_request")
-    if _ESCAPED_COLON.search(body) is None:
-        if orjson.dumps(value).count(b":") == body.count(b":"):
+    dumped = orjson.dumps(value)
+    if dumped == body:
+        return value
+    if not backslashes or _ESCAPED_COLON.search(body) is None:
+        if dumped.count(b":") == colons:
             return value
         # A key came twice: jiter says which, and where.
     try:
