@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import jiter
@@ -353,7 +353,8 @@ class Exchange:
     state: dict[StateKey[Any], Any] = field(default_factory=dict)
 
     def get(self, key: StateKey[T]) -> T | None:
-        return cast("T | None", self.state.get(key))
+        # (No ``typing.cast``: a call on every plugin's every read, for the type checker.)
+        return self.state.get(key)
 
     def put(self, key: StateKey[T], value: T) -> None:
         self.state[key] = value

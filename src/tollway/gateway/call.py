@@ -382,12 +382,12 @@ class Gateway:
             except asyncio.CancelledError:
                 pass
         budgets = self.budgets
-        if budgets is not None and budgets.holds(ex):
+        if budgets is not None:
             # Before the record is made: a rebuild reading the records then finds the
             # call's cost either in the store or in the database, never in both.
             if budgets.settles_at_once:
-                budgets.release_now(ex)
-            else:
+                budgets.release_now(ex)  # (a call that holds nothing: one lookup)
+            elif budgets.holds(ex):
                 try:
                     await asyncio.shield(budgets.release(ex))
                 except asyncio.CancelledError:

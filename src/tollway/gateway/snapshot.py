@@ -31,6 +31,9 @@ _PHASES = {
 
 AnyPlugin = Plugin[PluginConfig]
 
+# (route, model) pairs whose upstream model a snapshot remembers at most.
+_MODEL_MEMO_LIMIT = 10_000
+
 
 @dataclass(frozen=True)
 class _Rule:
@@ -45,14 +48,23 @@ class _SnapshotProviders:
     def __init__(self, providers: dict[str, Provider], route_providers: dict[str, RouteProviders]) -> None:
         self._providers = providers
         self._routes = route_providers
+        # (route, model) → the model sent upstream: asked on every budgeted or cached
+        # call, and fixed for the snapshot's life. Models come from clients: bounded.
+        self._upstream: dict[tuple[str, str], str] = {}
 
     def provider(self, provider_id: str) -> Provider | None:
         return self._providers.get(provider_id)
 
     def upstream_model(self, route: Route, model: str) -> str:
-        choice = self._routes.get(route.name)
-        candidates = choice.for_model(model) if choice is not None else ()
-        return candidates[0].map_model(model) if candidates else model
+        key = (route.name, model)
+        found = self._upstream.get(key)
+        if found is None:
+            choice = self._routes.get(route.name)
+            candidates = choice.for_model(model) if choice is not None else ()
+            found = candidates[0].map_model(model) if candidates else model
+            if len(self._upstream) < _MODEL_MEMO_LIMIT:
+                self._upstream[key] = found
+        return found
 
 
 class _PluginSlot:
@@ -126,6 +138,9 @@ class Snapshot:
             raise ConfigError([str(exc)]) from None
         lookup = _SnapshotProviders(self.providers, self.route_providers)
         self._providers = lookup
+        # The model a call for a model on a route goes upstream as (and is billed as): its
+        # first provider's ``modelMapping`` applied.
+        self.upstream_model = lookup.upstream_model
         slots = []
         for setup in loaded.plugins:
             try:
@@ -169,11 +184,6 @@ class Snapshot:
     def mcp_tool_names(self) -> frozenset[tuple[str, str]]:
         """The (server, tool) pairs of the gateway's own (rest) MCP servers."""
         return frozenset((s.name, tool) for s in self.mcp_servers.values() for tool in s.tool_names)
-
-    def upstream_model(self, route: Route, model: str) -> str:
-        """The model a call for ``model`` on ``route`` goes upstream as (and is billed as):
-        its first provider's ``modelMapping`` applied."""
-        return self._providers.upstream_model(route, model)
 
     def plugins(self) -> list[AnyPlugin]:
         out: list[AnyPlugin] = []

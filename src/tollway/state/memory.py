@@ -151,13 +151,16 @@ class MemoryStateStore(StateStore):
     def spend_admit_now(self, subjects: Sequence[Allowance], amount: int) -> SpendAdmission:
         """``spend_admit`` without a coroutine: a budgeted call's hot path (``Budgets``)."""
         # One process: nothing outlives a call here, so holds need no expiry.
-        counts = self._counts
-        for i, s in enumerate(subjects):
-            if s.budget >= 0 and self._spend(s.key) is None:
-                return SpendAdmission(Admission.MISSING, i)
+        counts, spends = self._counts, self._spends
         for i, s in enumerate(subjects):
             if s.budget >= 0:
-                spent = self._spends[s.key][0]
+                found = spends.get(s.key)
+                # (``_spend`` inline: an ended counter is dropped and rebuilt.)
+                if found is None or (found[1] and self._spend(s.key) is None):
+                    return SpendAdmission(Admission.MISSING, i)
+        for i, s in enumerate(subjects):
+            if s.budget >= 0:
+                spent = spends[s.key][0]
                 held = counts.get(s.key + ":held", 0)
                 if spent + held + amount > s.budget:
                     return SpendAdmission(Admission.OVER_BUDGET, i, spent, held)

@@ -20,12 +20,6 @@ from tollway.protocols.usage import estimate_tokens
 OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
-def _count(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
 def estimate(ex: Exchange, default_output: int) -> int:
     """Tokens to reserve for this call: at least 1, so a full budget refuses it."""
     return max(1, prompt_tokens(ex) + output_tokens(ex, default_output))
@@ -39,23 +33,26 @@ def prompt_tokens(ex: Exchange) -> int:
 def output_tokens(ex: Exchange, default_output: int) -> int:
     """The output limit the request names (times ``n``), else ``default_output``; 0 for
     embeddings."""
-    body = ex.request.body or b""
-    output = default_output
-    try:
-        obj = ex.request.json() if body else None
-    except BadRequest:
-        obj = None
-    if isinstance(obj, dict):
-        for name in OUTPUT_LIMIT_FIELDS:
-            given = _count(obj.get(name))
-            if given is not None:
-                output = given
-                break
-        choices = _count(obj.get("n"))
-        if choices is not None and choices > 1:
-            output *= choices
     if ex.api == "embeddings":
-        output = 0
+        return 0
+    if not ex.request.body:
+        return default_output
+    try:
+        obj = ex.request.json()
+    except BadRequest:
+        return default_output
+    if type(obj) is not dict:
+        return default_output
+    output = default_output
+    # Parsed JSON: an int is exactly ``int`` (``true`` is a bool, 1.0 a float: neither counts).
+    for name in OUTPUT_LIMIT_FIELDS:
+        given = obj.get(name)
+        if type(given) is int and given >= 0:
+            output = given
+            break
+    choices = obj.get("n")
+    if type(choices) is int and choices > 1:
+        output *= choices
     return output
 
 
