@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tollway.connection")
 
+# The response headers that frame the answer (``ResponseCycle._head``).
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+
 # How long a connection answered before its request was all in keeps dropping input:
 # until the client has been quiet this long, and at most the second bound.
 LINGER_S = 2.0
@@ -261,14 +264,17 @@ class ResponseCycle(RequestResponseCycle):
         has_connection_close = False
         for name, value in headers:
             name = name.lower()
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection":
-                if b"close" in [token.lower().strip() for token in value.split(b",")]:
+            # One set lookup for the three names that frame the answer (most are none).
+            if name in _FRAMING:
+                if name == b"content-length":
+                    if self.chunked_encoding is None:
+                        self.expected_content_length = int(value.decode())
+                        self.chunked_encoding = False
+                elif name == b"transfer-encoding":
+                    if value.lower() == b"chunked":
+                        self.expected_content_length = 0
+                        self.chunked_encoding = True
+                elif b"close" in [token.lower().strip() for token in value.split(b",")]:
                     self.keep_alive = False
                     has_connection_close = True
             content += (name, b": ", value, b"\r\n")
