@@ -375,6 +375,14 @@ def test_workers_serve_with_state_in_redis(gateway: GatewayFactory, mock_llm: Pr
             5,
             "every worker to take the admin reload",
         )
+        # Both reloads reached both workers; the audit log has each once (worker 0
+        # records the SIGHUP, and the admin reload as the admin's).
+        with httpx.Client(base_url=gw.admin_url, timeout=10) as admin:
+            events = admin.get("/api/audit").json()["events"]
+        assert [(e["action"], e["details"]) for e in events] == [
+            ("config.reload", None),
+            ("config.reload", {"source": "SIGHUP"}),
+        ]
     assert gw.stop() == 0
     time.sleep(0.1)
     assert len(gw.access_log()) >= 24

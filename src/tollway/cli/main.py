@@ -88,10 +88,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     first = [loaded]
 
-    def make_runtime(on_reload_ok: Callable[[], None] | None) -> Runtime:
+    def make_runtime(on_reload_ok: Callable[[], None] | None, records_reloads: bool) -> Runtime:
         # The first worker reuses the config already validated; later ones reload it.
         current = first.pop() if first else source.load()
-        return Runtime(source, current, on_reload_ok=on_reload_ok)
+        return Runtime(source, current, on_reload_ok=on_reload_ok, records_reloads=records_reloads)
 
     from tollway.runtime.serve import StartupFailed
 

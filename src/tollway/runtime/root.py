@@ -69,9 +69,16 @@ log = logging.getLogger("tollway")
 _RESTART_ONLY = ("server", "admin", "storage")
 
 
+# The source of a reload one worker's admin API asked of the others (``--workers``): the
+# asking worker records it, as the admin's.
+FORWARDED_RELOAD = "admin API, through another worker"
+
+
 class Runtime:
     """One process's gateway. ``on_reload_ok`` runs after a reload asked of this process's
-    admin API took effect (with several workers: tell the others)."""
+    admin API took effect (with several workers: tell the others). ``records_reloads``:
+    whether a reload by SIGHUP or a changed file is an audit event here (with several
+    workers every one reloads, and one of them records it)."""
 
     def __init__(
         self,
@@ -80,9 +87,11 @@ class Runtime:
         *,
         access_log: AccessLog | None = None,
         on_reload_ok: Callable[[], None] | None = None,
+        records_reloads: bool = True,
     ) -> None:
         self.source = source
         self.loaded = loaded
+        self.records_reloads = records_reloads
         cfg = loaded.config
         self.database = open_database(cfg.storage.database, loaded.base_dir)
         self.consumer_store = ConsumerStore(self.database, config_names=self._config_consumer_names)
@@ -271,10 +280,10 @@ class Runtime:
         self.gateway.swap(snapshot)
         retired.retire()
         log.info("reload (%s): new config in effect", source)
-        if source != ADMIN_RELOAD:
+        if source not in (ADMIN_RELOAD, FORWARDED_RELOAD) and self.records_reloads:
             # A reload the admin API did not ask for (SIGHUP, the file watcher) changes
             # what the gateway enforces all the same: audited as the admin's are (with
-            # workers, each worker that took it records it).
+            # workers, by the one that serves the admin API).
             self.audit.note("config.reload", None, {"source": source}, None)
         return ReloadResult(True, restart_needed=restart)
 

@@ -29,14 +29,15 @@ import uvicorn
 from tollway.config.schema import ServerConfig
 from tollway.gateway.edge import Receive, Scope, Send
 from tollway.runtime.connection import ADMIN_MAX_CONNECTIONS, EdgeLimits, connection_class, derived_max_connections
-from tollway.runtime.root import Runtime
+from tollway.runtime.root import FORWARDED_RELOAD, Runtime
 from tollway.runtime.summary import startup_lines
 from tollway.storage import StorageError
 
 AsgiApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
 # Builds a worker's runtime; its argument runs after a reload asked of that worker's
 # admin API took effect (None: there are no other workers to tell).
-MakeRuntime = Callable[[Callable[[], None] | None], Runtime]
+# (on_reload_ok, records_reloads) → the worker's runtime (see ``Runtime``).
+MakeRuntime = Callable[[Callable[[], None] | None, bool], Runtime]
 
 log = logging.getLogger("tollway")
 
@@ -171,6 +172,10 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: runtime.reload(source="SIGHUP"))
+    if not runtime.records_reloads:
+        # A worker but the first: the first's admin API asked for a reload, which the
+        # parent forwards as SIGUSR1 (``_supervise``). Nowhere else is SIGUSR1 a reload.
+        loop.add_signal_handler(signal.SIGUSR1, lambda: runtime.reload(source=FORWARDED_RELOAD))
     await runtime.start()
     edge = cfg.server
     gateway = _uvicorn("gateway", runtime.app, edge.shutdown_timeout_s, edge.keepalive_timeout_s, edge_limits(edge))
@@ -231,17 +236,17 @@ def serve(make_runtime: MakeRuntime, listen: Listen) -> int:
     admin_sock = bind(listen.admin_host, listen.admin_port)
     if listen.workers <= 1:
         try:
-            _run_loop(lambda: run_worker(make_runtime(None), gw_sock, admin_sock, announce=1))
+            _run_loop(lambda: run_worker(make_runtime(None, True), gw_sock, admin_sock, announce=1))
         except StorageError as exc:
             raise StartupFailed(f"cannot use storage.database: {exc}") from None
         return 0
     return _supervise(make_runtime, listen.workers, gw_sock, admin_sock)
 
 
-def _reload_every_worker() -> None:
+def _reload_the_other_workers() -> None:
     """A reload through worker 0's admin API reaches the others through the parent, which
-    forwards SIGHUP to every worker."""
-    os.kill(os.getppid(), signal.SIGHUP)
+    forwards SIGUSR1 to every worker but worker 0 (which reloaded, and recorded it)."""
+    os.kill(os.getppid(), signal.SIGUSR1)
 
 
 def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, admin_sock: socket.socket) -> int:
@@ -253,13 +258,17 @@ def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, 
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             code = 0
             try:
                 admin = admin_sock if index == 0 else None
                 announce = workers if index == 0 and not restarts[index] else 0
-                _run_loop(lambda: run_worker(make_runtime(_reload_every_worker), gw_sock, admin, announce))
+                # Worker 0 serves the admin API and records the reloads it did not ask for
+                # (SIGHUP, a changed file); every worker takes them.
+                first = index == 0
+                others = _reload_the_other_workers if first else None
+                _run_loop(lambda: run_worker(make_runtime(others, first), gw_sock, admin, announce))
             except StorageError as exc:
                 # The database it needs is not there: one line, not a traceback per try.
                 print(f"tollway: worker {index}: cannot use storage.database: {exc}", file=sys.stderr, flush=True)
@@ -280,8 +289,17 @@ def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, 
             except ProcessLookupError:
                 pass
 
+    def forward_reload(_sig: int, _frame: object) -> None:
+        for pid, index in list(children.items()):
+            if index != 0:
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
+    signal.signal(signal.SIGUSR1, forward_reload)
     for i in range(workers):
         spawn(i)
     failed = False
