@@ -27,6 +27,7 @@ from tollway.gateway import facts, target
 from tollway.gateway.body import decode as decode_content
 from tollway.gateway.channel import ClientChannel
 from tollway.gateway.error_replies import render_error, render_stream_error
+from tollway.gateway.unsuspended import run_shielded
 from tollway.mcp import jsonrpc
 from tollway.mcp.relay import McpRelay
 from tollway.mcp.tools import ToolFilter
@@ -373,12 +374,11 @@ class Gateway:
             log.debug("could not tell the client about the shutdown", exc_info=True)
 
     async def _done(self, ex: Exchange, chain: Chain) -> None:
-        # Shielded: a client that went away must not stop the accounting of its call.
-        # (A shield runs the hooks as a task of their own, so it is skipped when there
-        # are none: most chains.)
+        # Shielded: a client that went away must not stop the accounting of its call
+        # (without a task of their own when the hooks need not wait: ``unsuspended``).
         if chain.has_done:
             try:
-                await asyncio.shield(chain.done(ex))
+                await run_shielded(chain.done(ex))
             except asyncio.CancelledError:
                 pass
         budgets = self.budgets
