@@ -1177,12 +1177,35 @@ def paired(
     return results, failed
 
 
+def _quietest(cores: Cores, args: argparse.Namespace, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure`` once, and again (up to ``noise_retries`` times) while others' load
+    was above NOISY: the quietest try."""
+    tries = []
+    for _ in range(1 + args.noise_retries):
+        tries.append(measure())
+        if tries[-1]["other_load_cores"] <= NOISY:
+            break
+        harness.wait_quiet(cores, NOISY, args.quiet_wait)
+    return min(tries, key=lambda t: t["other_load_cores"])
+
+
+def _pair_fields(c: Claim, wa: harness.WrkResult, wb: harness.WrkResult, other: float) -> dict[str, Any]:
+    return {
+        "issue": c.issue,
+        "comparison": c.what,
+        "row": c.row,
+        "reference": c.ref,
+        "failed": wa.errors + wa.non_2xx + wb.errors + wb.non_2xx,
+        "other_load_cores": round(other, 3),
+    }
+
+
 def pair_run(
     c: Claim, a: Live, b: Live, cores: Cores, ours: list[int], args: argparse.Namespace, swap: bool
 ) -> dict[str, Any]:
     """One run of two targets under load together; again once if others' load was high."""
-    tries = []
-    for _ in range(1 + args.noise_retries):
+
+    def measure() -> dict[str, Any]:
         loads = [(b.url, b.script), (a.url, a.script)] if swap else [(a.url, a.script), (b.url, b.script)]
         cpu0 = (harness.cpu_seconds(a.tree), harness.cpu_seconds(b.tree))
         with harness.Noise(cores, ours) as noise:
@@ -1191,17 +1214,15 @@ def pair_run(
         wa, wb = (got[1], got[0]) if swap else (got[0], got[1])
         ms_a = (cpu1[0] - cpu0[0]) * 1000 / max(wa.requests, 1)
         ms_b = (cpu1[1] - cpu0[1]) * 1000 / max(wb.requests, 1)
-        tries.append(
-            {"issue": c.issue, "comparison": c.what, "row": c.row, "reference": c.ref,
-             "rps_row": round(wa.rps), "rps_ref": round(wb.rps),
-             "cpu_ms_row": round(ms_a, 4), "cpu_ms_ref": round(ms_b, 4),
-             "ratio": round(ms_b / ms_a, 4) if ms_a > 0 else None,
-             "failed": wa.errors + wa.non_2xx + wb.errors + wb.non_2xx, "other_load_cores": round(noise.other, 3)}
-        )  # fmt: skip
-        if noise.other <= NOISY:
-            break
-        harness.wait_quiet(cores, NOISY, args.quiet_wait)
-    return min(tries, key=lambda t: t["other_load_cores"])
+        return _pair_fields(c, wa, wb, noise.other) | {
+            "rps_row": round(wa.rps),
+            "rps_ref": round(wb.rps),
+            "cpu_ms_row": round(ms_a, 4),
+            "cpu_ms_ref": round(ms_b, 4),
+            "ratio": round(ms_b / ms_a, 4) if ms_a > 0 else None,
+        }
+
+    return _quietest(cores, args, measure)
 
 
 def pair_latency(
@@ -1209,24 +1230,20 @@ def pair_latency(
 ) -> dict[str, Any]:
     """One client at a time against each target, one after the other (order swapped
     every turn): how many times faster ``a`` answers, as the ratio of c1 medians."""
-    tries = []
-    for _ in range(1 + args.noise_retries):
-        order = (b, a) if swap else (a, b)
+
+    def measure() -> dict[str, Any]:
         got: dict[str, harness.WrkResult] = {}
         with harness.Noise(cores, ours) as noise:
-            for t in order:
+            for t in (b, a) if swap else (a, b):
                 got[t.key] = harness.run_wrk(cores, t.url, t.script, 1, args.pair_seconds)
         wa, wb = got[a.key], got[b.key]
-        tries.append(
-            {"issue": c.issue, "comparison": c.what, "row": c.row, "reference": c.ref,
-             "p50_ms_row": wa.p50_ms, "p50_ms_ref": wb.p50_ms,
-             "ratio": round(wb.p50_ms / wa.p50_ms, 4) if wa.p50_ms > 0 else None,
-             "failed": wa.errors + wa.non_2xx + wb.errors + wb.non_2xx, "other_load_cores": round(noise.other, 3)}
-        )  # fmt: skip
-        if noise.other <= NOISY:
-            break
-        harness.wait_quiet(cores, NOISY, args.quiet_wait)
-    return min(tries, key=lambda t: t["other_load_cores"])
+        return _pair_fields(c, wa, wb, noise.other) | {
+            "p50_ms_row": wa.p50_ms,
+            "p50_ms_ref": wb.p50_ms,
+            "ratio": round(wb.p50_ms / wa.p50_ms, 4) if wa.p50_ms > 0 else None,
+        }
+
+    return _quietest(cores, args, measure)
 
 
 def judged(
