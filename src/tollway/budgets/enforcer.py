@@ -37,8 +37,7 @@ from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.groups import GroupDirectory
 from tollway.errors import Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
-from tollway.plugins.limits.reservation import output_tokens
-from tollway.protocols.usage import estimate_tokens
+from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
 from tollway.routing.routes import Route
 from tollway.state import Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
 from tollway.state.memory import MemoryStateStore
@@ -224,8 +223,7 @@ class Budgets:
                 code="model_unpriced",
             )
         price = found[1]
-        prompt = estimate_tokens(len(ex.request.body or b""))  # (``reservation.prompt_tokens``, one call less)
-        per_mtok = prompt * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
+        per_mtok = prompt_tokens(ex) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
         return math.ceil(per_mtok * (NANO / 1_000_000))
 
     def _decide(self, ex: Exchange, plan: _Plan, amount: int, answer: SpendAdmission) -> bool:
@@ -299,9 +297,7 @@ class Budgets:
             return
         try:
             spent = self._spent(hold, ex)
-            after = self._memory.spend_release_now(hold.allowances, hold.amount, spent)
-            if spent and self.alerts is not None and self.alerts.config is not None:
-                self._alert(hold, spent, after)
+            self._alert(hold, spent, self._memory.spend_release_now(hold.allowances, hold.amount, spent))
         except Exception:  # never raises, as ``release``: the call's record must still be made
             log.exception("budgets: releasing request %s failed", ex.request_id)
 

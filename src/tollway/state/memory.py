@@ -153,11 +153,8 @@ class MemoryStateStore(StateStore):
         # One process: nothing outlives a call here, so holds need no expiry.
         counts, spends = self._counts, self._spends
         for i, s in enumerate(subjects):
-            if s.budget >= 0:
-                found = spends.get(s.key)
-                # (``_spend`` inline: an ended counter is dropped and rebuilt.)
-                if found is None or (found[1] and self._spend(s.key) is None):
-                    return SpendAdmission(Admission.MISSING, i)
+            if s.budget >= 0 and self._spend(s.key) is None:
+                return SpendAdmission(Admission.MISSING, i)
         for i, s in enumerate(subjects):
             if s.budget >= 0:
                 spent = spends[s.key][0]
