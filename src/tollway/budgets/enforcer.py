@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, TypedDict
+from typing import Literal, TypedDict
 
 from tollway.budgets.alerts import Alerts
 from tollway.budgets.history import NANO, SpendHistory, to_nano
@@ -39,7 +39,7 @@ from tollway.errors import Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
 from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
 from tollway.routing.routes import Route
-from tollway.state import Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
+from tollway.state import ADMITTED, Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
 from tollway.state.memory import MemoryStateStore
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import call_cost
@@ -79,24 +79,11 @@ class Subject:
         )
 
 
-class Hold(NamedTuple):
-    """What an admitted call holds, to release when it ends."""
-
-    subjects: tuple[Subject, ...]
-    spans: tuple[Span | None, ...]
-    allowances: tuple[Allowance, ...]
-    amount: int
-    prices: PriceTable
-
-
-HOLD: StateKey[Hold] = StateKey("budgets.hold")
-
-# Consumers whose plans are remembered at most (names come from the config and database).
-_PLAN_LIMIT = 10_000
-
-
-class _Plan(NamedTuple):
-    """A consumer's subjects and counters for the current periods, until ``until_ms``."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A consumer's subjects and counters for the current periods, until ``until_ms``.
+    (Slots, not a NamedTuple: its fields are read on every budgeted call, and Python 3.11
+    reads a NamedTuple's the slow way.)"""
 
     consumer: Consumer
     subjects: tuple[Subject, ...]
@@ -106,7 +93,18 @@ class _Plan(NamedTuple):
     until_ms: float
 
 
-class _Plans(dict[str, _Plan]):
+# What an admitted call holds, to release when it ends: the amount, against each of
+# its plan's subjects, settled at the price table. A plain tuple: one is made and read
+# on every budgeted call.
+Hold = tuple[Plan, int, PriceTable]
+
+HOLD: StateKey[Hold] = StateKey("budgets.hold")
+
+# Consumers whose plans are remembered at most (names come from the config and database).
+_PLAN_LIMIT = 10_000
+
+
+class _Plans(dict[str, Plan]):
     version = -1
 
 
@@ -178,35 +176,41 @@ class Budgets:
 
     # --- a call ---------------------------------------------------------------------
 
-    def _plan(self, consumer: Consumer, now_ms: int) -> _Plan:
+    def _plan(self, consumer: Consumer, now_ms: float) -> Plan:
         """The consumer's subjects and this period's counters, remembered per consumer
         until a period ends or the groups change (a call's hot path)."""
         plans = self._plans
-        if plans.version != self.groups.version:
-            plans.clear()
-            plans.version = self.groups.version
         plan = plans.get(consumer.name)
         # Keyed by name (a string's hash is kept), good only for the same object: an
         # edited consumer is a new one.
-        if plan is None or plan.consumer is not consumer or now_ms >= plan.until_ms:
-            subjects = tuple(self.subjects(consumer))
-            now = now_ms / 1000
-            spans = tuple(span_of(s.budget.period, now) if s.budget is not None else None for s in subjects)
-            ends = [span.end_ms for span in spans if span is not None and span.end_ms is not None]
-            plan = _Plan(
-                consumer,
-                subjects,
-                next((s for s in subjects if s.budget is not None), None),
-                spans,
-                tuple(s.allowance(span) for s, span in zip(subjects, spans, strict=True)),
-                min(ends) if ends else math.inf,
-            )
-            if len(plans) >= _PLAN_LIMIT:
-                plans.clear()
-            plans[consumer.name] = plan
+        if (
+            plan is not None
+            and plan.consumer is consumer
+            and now_ms < plan.until_ms
+            and plans.version == self.groups.version
+        ):
+            return plan
+        if plans.version != self.groups.version:
+            plans.clear()
+            plans.version = self.groups.version
+        subjects = tuple(self.subjects(consumer))
+        now = now_ms / 1000
+        spans = tuple(span_of(s.budget.period, now) if s.budget is not None else None for s in subjects)
+        ends = [span.end_ms for span in spans if span is not None and span.end_ms is not None]
+        plan = Plan(
+            consumer,
+            subjects,
+            next((s for s in subjects if s.budget is not None), None),
+            spans,
+            tuple(s.allowance(span) for s, span in zip(subjects, spans, strict=True)),
+            min(ends) if ends else math.inf,
+        )
+        if len(plans) >= _PLAN_LIMIT:
+            plans.clear()
+        plans[consumer.name] = plan
         return plan
 
-    def _amount(self, ex: Exchange, plan: _Plan, upstream_model: Callable[[Route, str], str]) -> int:
+    def _amount(self, ex: Exchange, plan: Plan, upstream_model: Callable[[Route, str], str]) -> int:
         """The most this call can cost, in nano-dollars (0 when no subject has a budget
         or the call names no model)."""
         budgeted = plan.budgeted
@@ -226,11 +230,11 @@ class Budgets:
         per_mtok = prompt_tokens(ex) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
         return math.ceil(per_mtok * (NANO / 1_000_000))
 
-    def _decide(self, ex: Exchange, plan: _Plan, amount: int, answer: SpendAdmission) -> bool:
+    def _hold_or_refuse(self, ex: Exchange, plan: Plan, amount: int, answer: SpendAdmission) -> bool:
         """Hold the call if the store admitted it, or raise its refusal; False when a
         counter is missing (to rebuild)."""
-        if answer.outcome is Admission.ADMITTED:
-            ex.put(HOLD, Hold(plan.subjects, plan.spans, plan.allowances, amount, self.prices))
+        if answer is ADMITTED or answer.outcome is Admission.ADMITTED:
+            ex.state[HOLD] = (plan, amount, self.prices)
             return True
         s, span = plan.subjects[answer.subject], plan.spans[answer.subject]
         if answer.outcome is Admission.OVER_BUDGET:
@@ -254,11 +258,11 @@ class Budgets:
             return True
         if memory is None:
             return False
-        plan = self._plan(consumer, int(self.clock() * 1000))
+        plan = self._plan(consumer, self.clock() * 1000)
         if not plan.subjects:
             return True
         amount = self._amount(ex, plan, upstream_model)
-        return self._decide(ex, plan, amount, memory.spend_admit_now(plan.allowances, amount))
+        return self._hold_or_refuse(ex, plan, amount, memory.spend_admit_now(plan.allowances, amount))
 
     async def admit(self, ex: Exchange, upstream_model: Callable[[Route, str], str]) -> None:
         """Hold this call's most cost against its consumer's budgets and count it as
@@ -268,7 +272,7 @@ class Budgets:
         consumer = ex.consumer
         if consumer is None:
             return
-        plan = self._plan(consumer, int(self.clock() * 1000))
+        plan = self._plan(consumer, self.clock() * 1000)
         if not plan.subjects:
             return
         amount = self._amount(ex, plan, upstream_model)
@@ -277,7 +281,7 @@ class Budgets:
                 answer = await self.state.spend_admit(plan.allowances, amount, self.hold_ms)
             except StateUnavailable as exc:
                 raise _unavailable(exc) from None
-            if self._decide(ex, plan, amount, answer):
+            if self._hold_or_refuse(ex, plan, amount, answer):
                 return
             await self._rebuild(plan.subjects[answer.subject], plan.spans[answer.subject],
                                 plan.allowances[answer.subject].key)  # fmt: skip
@@ -292,12 +296,13 @@ class Budgets:
     def release_now(self, ex: Exchange) -> None:
         """``release`` without a coroutine, when the store is this process's memory
         (``settles_at_once``)."""
-        hold = ex.get(HOLD)
+        hold = ex.state.get(HOLD)
         if hold is None or self._memory is None:
             return
         try:
-            spent = self._spent(hold, ex)
-            self._alert(hold, spent, self._memory.spend_release_now(hold.allowances, hold.amount, spent))
+            plan, amount, prices = hold
+            spent = _spent(prices, ex)
+            self._alert(plan, spent, self._memory.spend_release_now(plan.allowances, amount, spent))
         except Exception:  # never raises, as ``release``: the call's record must still be made
             log.exception("budgets: releasing request %s failed", ex.request_id)
 
@@ -308,27 +313,22 @@ class Budgets:
         hold = ex.get(HOLD)
         if hold is None:
             return
-        spent = self._spent(hold, ex)
+        plan, amount, prices = hold
+        spent = _spent(prices, ex)
         try:
-            after = await self.state.spend_release(hold.allowances, hold.amount, spent)
+            after = await self.state.spend_release(plan.allowances, amount, spent)
         except StateUnavailable as exc:
             log.warning("budgets: releasing request %s failed (%s); its hold expires by itself", ex.request_id, exc)
             return
         except Exception:
             log.exception("budgets: releasing request %s failed", ex.request_id)
             return
-        self._alert(hold, spent, after)
+        self._alert(plan, spent, after)
 
-    @staticmethod
-    def _spent(hold: Hold, ex: Exchange) -> int:
-        """What the call cost in nano-dollars, priced as its record's ``cost_usd``."""
-        cost, _ = call_cost(hold.prices, ex.model_upstream, ex.usage, ex.cache)
-        return to_nano(cost) if cost is not None else 0
-
-    def _alert(self, hold: Hold, spent: int, after: Sequence[int | None]) -> None:
+    def _alert(self, plan: Plan, spent: int, after: Sequence[int | None]) -> None:
         alerts = self.alerts
         if alerts is not None and alerts.config is not None and spent:
-            for subject, span, allowance, value in zip(hold.subjects, hold.spans, hold.allowances, after, strict=True):
+            for subject, span, allowance, value in zip(plan.subjects, plan.spans, plan.allowances, after, strict=True):
                 if value is not None and subject.budget is not None and span is not None:
                     alerts.spent(subject.kind, subject.name, allowance, span, subject.budget, value)
 
@@ -403,6 +403,12 @@ class Budgets:
         return await self.spend(self.subjects(consumer))
 
 
+def _spent(prices: PriceTable, ex: Exchange) -> int:
+    """What the call cost in nano-dollars, priced as its record's ``cost_usd``."""
+    cost, _ = call_cost(prices, ex.model_upstream, ex.usage, ex.cache)
+    return to_nano(cost) if cost is not None else 0
+
+
 def _over_budget(s: Subject, span: Span | None, spent: int, held: int, amount: int) -> Forbidden:
     assert s.budget is not None and span is not None
     period = "total budget" if s.budget.period == "total" else f"budget per {s.budget.period}"
@@ -427,4 +433,4 @@ def _unavailable(cause: object) -> GatewayError:
     )
 
 
-__all__ = ["DEFAULT_OUTPUT_TOKENS", "HOLD", "Budgets", "Hold", "SpendEntry", "Subject"]
+__all__ = ["DEFAULT_OUTPUT_TOKENS", "HOLD", "Budgets", "Hold", "Plan", "SpendEntry", "Subject"]

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -98,15 +99,24 @@ class Applied(IntEnum):
     MISSING = 3  # the store has no balance for the key
 
 
-class Allowance(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Allowance:
     """One subject's part in a call's admission: its spend counter (``key``, with
-    ``key + ":held"`` for what calls in flight hold) and ``budget`` (-1: none), its
-    counter of calls running (``running_key``) and ``max_parallel`` (-1: none)."""
+    ``held_key``, ``key + ":held"``, for what calls in flight hold) and ``budget`` (-1:
+    none), its counter of calls running (``running_key``) and ``max_parallel`` (-1: none).
+
+    Made once per consumer and period (``tollway.budgets``) and read on every budgeted
+    call: slots (a NamedTuple's fields are descriptors Python 3.11 reads the slow way),
+    and the held key made once, its hash kept, instead of joined on every call."""
 
     key: str
     budget: int
     running_key: str
     max_parallel: int
+    held_key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "held_key", self.key + ":held")
 
 
 class Admission(IntEnum):

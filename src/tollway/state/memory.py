@@ -150,22 +150,27 @@ class MemoryStateStore(StateStore):
 
     def spend_admit_now(self, subjects: Sequence[Allowance], amount: int) -> SpendAdmission:
         """``spend_admit`` without a coroutine: a budgeted call's hot path (``Budgets``)."""
-        # One process: nothing outlives a call here, so holds need no expiry.
-        counts, spends = self._counts, self._spends
-        for i, s in enumerate(subjects):
-            if s.budget >= 0 and self._spend(s.key) is None:
-                return SpendAdmission(Admission.MISSING, i)
+        # One process: nothing outlives a call here, so holds need no expiry. One pass
+        # decides: a missing counter first (it is rebuilt and the call asked again),
+        # else the first subject that refuses, in order.
+        counts = self._counts
+        refusal: SpendAdmission | None = None
         for i, s in enumerate(subjects):
             if s.budget >= 0:
-                spent = spends[s.key][0]
-                held = counts.get(s.key + ":held", 0)
-                if spent + held + amount > s.budget:
-                    return SpendAdmission(Admission.OVER_BUDGET, i, spent, held)
-            if s.max_parallel >= 0 and counts.get(s.running_key, 0) >= s.max_parallel:
-                return SpendAdmission(Admission.TOO_MANY, i)
+                found = self._spend(s.key)
+                if found is None:
+                    return SpendAdmission(Admission.MISSING, i)
+                if refusal is None:
+                    held = counts.get(s.held_key, 0)
+                    if found[0] + held + amount > s.budget:
+                        refusal = SpendAdmission(Admission.OVER_BUDGET, i, found[0], held)
+            if refusal is None and s.max_parallel >= 0 and counts.get(s.running_key, 0) >= s.max_parallel:
+                refusal = SpendAdmission(Admission.TOO_MANY, i)
+        if refusal is not None:
+            return refusal
         for s in subjects:
             if s.budget >= 0:
-                held_key = s.key + ":held"
+                held_key = s.held_key
                 counts[held_key] = counts.get(held_key, 0) + amount
             if s.max_parallel >= 0:
                 counts[s.running_key] = counts.get(s.running_key, 0) + 1
@@ -181,8 +186,7 @@ class MemoryStateStore(StateStore):
         for s in subjects:
             value = None
             if s.budget >= 0:
-                held_key = s.key + ":held"
-                _lower(counts, held_key, amount)
+                _lower(counts, s.held_key, amount)
                 found = self._spend(s.key)
                 if found is not None:
                     found[0] += spent

@@ -488,7 +488,7 @@ class RedisStateStore(StateStore):
         keys: list[str] = []
         limits: list[int] = []
         for s in subjects:
-            keys.extend((prefix + s.key, prefix + s.key + ":held", prefix + s.running_key))
+            keys.extend((prefix + s.key, prefix + s.held_key, prefix + s.running_key))
             limits.extend((s.budget, s.max_parallel))
         return ("EVALSHA", script.sha, len(keys), *keys, *head, *limits)
 

@@ -197,6 +197,8 @@ class PriceTable:
         if found is None:
             return None
         price = found[1]
+        if not cached_tokens and not cache_write_tokens:  # most calls: the same sum, less work
+            return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
         cached = min(cached_tokens, input_tokens)
         written = min(cache_write_tokens, input_tokens - cached)
         cached_price = price.cached_input if price.cached_input is not None else price.input

@@ -5,11 +5,13 @@ failing release must not cost the record."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import pytest
 
-from tollway.budgets.enforcer import HOLD, Budgets, Hold, Subject
+from tollway.budgets.enforcer import HOLD, Budgets, Plan, Subject
+from tollway.consumers.consumer import Consumer
 from tollway.exchange import Exchange, Request
 from tollway.headers import Headers
 from tollway.state import Allowance
@@ -30,7 +32,8 @@ async def test_a_failing_release_is_logged_not_raised(caplog: pytest.LogCaptureF
     budgets = Budgets(_FailingStore(), None, None, None, _nothing, hold_s=60)  # type: ignore[arg-type]
     subject = Subject("consumer", "alice", None, 2)
     ex = Exchange("req-1", Request("POST", "/v1/chat/completions", "", Headers(), "127.0.0.1", "gw"))
-    ex.put(HOLD, Hold((subject,), (None,), (subject.allowance(None),), 0, PriceTable()))
+    plan = Plan(Consumer("alice", max_parallel=2), (subject,), None, (None,), (subject.allowance(None),), math.inf)
+    ex.put(HOLD, (plan, 0, PriceTable()))
     with caplog.at_level(logging.ERROR, logger="tollway"):
         budgets.release_now(ex)
     assert "releasing request req-1 failed" in caplog.text
