@@ -341,6 +341,11 @@ class Exchange:
     # "miss", or "skip" (the client's Cache-Control kept it from looking); None where no
     # ai-cache applies.
     cache: CacheOutcome | None = None
+    # The call's ``cost_usd`` and ``cost_saved_usd`` (``usage.record.call_cost``) when it
+    # was priced before its record: a budget's settlement prices it, and the record then
+    # says the same amount the budget counted, without pricing it again. None: the record
+    # prices it.
+    priced: tuple[float | None, float | None] | None = None
     # An MCP call's JSON-RPC method (``tools/call``) and, for a tool call, the tool the
     # client named (SPEC §12); None for every other call.
     mcp_method: str | None = None

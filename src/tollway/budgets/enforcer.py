@@ -404,8 +404,11 @@ class Budgets:
 
 
 def _spent(prices: PriceTable, ex: Exchange) -> int:
-    """What the call cost in nano-dollars, priced as its record's ``cost_usd``."""
-    cost, _ = call_cost(prices, ex.model_upstream, ex.usage, ex.cache)
+    """What the call cost in nano-dollars: its record's ``cost_usd``, which this pricing
+    becomes (``Exchange.priced``), so the budget counts what the record says even when a
+    reload changed the prices in between."""
+    priced = ex.priced = call_cost(prices, ex.model_upstream, ex.usage, ex.cache)
+    cost = priced[0]
     return to_nano(cost) if cost is not None else 0
 
 

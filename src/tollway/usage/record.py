@@ -112,6 +112,8 @@ class CallFacts:
     # A traced call's ids (telemetry on, the call sampled); its spans are built from it
     # and the record (``tollway.usage.spans``).
     trace: CallTrace | None = None
+    # ``Exchange.priced``: the cost a budget's settlement counted, which the record keeps.
+    priced: tuple[float | None, float | None] | None = None
 
 
 def facts_of(ex: Exchange) -> CallFacts:
@@ -142,6 +144,7 @@ def facts_of(ex: Exchange) -> CallFacts:
         ex.mcp_method,
         ex.mcp_tool,
         trace,
+        ex.priced,
     )
 
 
@@ -154,11 +157,12 @@ _make_record = tuple.__new__
 
 def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
     """The usage record of a call; ``cost_usd`` prices ``model_upstream`` (None when
-    unpriced or no table)."""
+    unpriced or no table), unless the call was priced already (``CallFacts.priced``)."""
     u = facts.usage
     route, consumer, model_upstream, ttft = facts.route, facts.consumer, facts.model_upstream, facts.ttft_ms
     cache = facts.cache
-    cost, saved = call_cost(prices, model_upstream, u, cache)
+    priced = facts.priced
+    cost, saved = priced if priced is not None else call_cost(prices, model_upstream, u, cache)
     values = (
         to_ms(facts.start),
         facts.request_id,
