@@ -41,7 +41,9 @@ _DELIVERY = frozenset(
 _QUESTION = "\x00question"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and every
+# call ai-cache looks at makes one.
+@dataclass(slots=True)
 class CacheKey:
     """A request as the cache sees it: ``exact`` (the hex key of its entry), and for the
     semantic cache ``partition`` and ``question`` (None when it has no user text)."""
@@ -105,7 +107,9 @@ def cache_key(
     serialisation and one hash is all an exact cache's request costs."""
     head = _head(api, scope, upstream_model, strategy)
     if strategy == "request":
-        reduced = {k: v for k, v in body.items() if k not in _DELIVERY}
+        reduced = dict(body)
+        for name in _DELIVERY.intersection(reduced):  # (a C-level set operation, most often empty)
+            del reduced[name]
         reduced["model"] = upstream_model
         exact = _hash(head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS))
         turns = _user_turns(body) if semantic else []

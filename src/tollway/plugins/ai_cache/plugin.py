@@ -53,6 +53,8 @@ log = logging.getLogger("tollway.plugins.ai_cache")
 _HEADER = "x-tollway-cache"
 # Answers that call tools are kept only when the key holds the tools (``request``).
 _TOOL_CALLS = (b'"tool_calls"', b'"tool_use"', b'"function_call"')
+# The request headers that say whether to look up or store.
+_DIRECTIVE_HEADERS = frozenset({"cache-control", "x-higress-skip-ai-cache"})
 
 
 @dataclass(slots=True)
@@ -71,6 +73,8 @@ class _Pending:
 def _directives(ex: Exchange) -> tuple[bool, bool]:
     """(look up, store) as the client allows them."""
     headers = ex.request.headers
+    if not headers.has_any(_DIRECTIVE_HEADERS):  # most calls: neither header
+        return True, True
     if (headers.get("x-higress-skip-ai-cache") or "").strip().lower() == "on":
         return False, False
     value = headers.get_all("cache-control") if "cache-control" in headers else ()
