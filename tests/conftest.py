@@ -42,6 +42,18 @@ class Proc:
     def admin_url(self) -> str:
         return self.urls["admin"]
 
+    def logged(self, said: str, count: int = 1, within: float = 5.0) -> list[str]:
+        """The stderr lines holding ``said``, once there are ``count`` of them (or
+        ``within`` seconds have passed). The gateway writes a line before the answer
+        that caused it, but the thread reading its stderr may not have read the line
+        yet when that answer is in: asserting on ``stderr_lines`` at once races it."""
+        deadline = time.monotonic() + within
+        while True:
+            found = [line for line in self.stderr_lines if said in line]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.popen.poll() is None:
             self.popen.send_signal(sig)

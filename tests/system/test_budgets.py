@@ -20,7 +20,6 @@ import redis
 
 from tests.conftest import Proc
 from tests.support.redis_support import redis_prefix, redis_url  # noqa: F401
-from tests.support.usage_support import eventually
 
 GatewayFactory = Callable[..., Proc]
 NANO = 1_000_000_000
@@ -95,13 +94,6 @@ def assert_refused_for_budget(r: httpx.Response, subject: str) -> None:
     assert subject in error["message"] and "resets at" in error["message"]
 
 
-def logged_rebuild(gw: Proc) -> None:
-    """The gateway's log says a spend was rebuilt. The line is written before the answer
-    that needed it, but the test's reader of the gateway's stderr may not have read it
-    yet when that answer is in: give it a moment."""
-    eventually(lambda: "rebuilt from the usage records" in "\n".join(gw.stderr_lines), within=5)
-
-
 def drive_until_refused(url: str, who: str, subject: str) -> int:
     """Calls of every kind in turn until the budget refuses one; how many passed (the
     refused call was of kind ``KINDS[passed % 3]``)."""
@@ -144,7 +136,7 @@ def test_a_budget_refuses_past_it_and_survives_a_restart(gateway: GatewayFactory
 
     again = gateway(cfg)  # memory state: the spend is rebuilt from the records
     assert_refused_for_budget(call(again.url, "alice", KINDS[passed % 3]), "consumer 'alice'")
-    logged_rebuild(again)
+    assert again.logged("rebuilt from the usage records")
 
 
 def test_a_group_budget_binds_all_its_members(gateway: GatewayFactory, mock_llm: Proc) -> None:
@@ -315,7 +307,7 @@ def test_spend_survives_a_redis_flush(
     assert passed < 200 - 6  # refused on the spend from before the flush too
     key = f"{redis_prefix}spend:c:alice:m{datetime.now(UTC).strftime('%Y%m')}"
     assert int(store.get(key) or -1) == spent  # rebuilt from the records, then kept
-    logged_rebuild(gw)
+    assert gw.logged("rebuilt from the usage records")
 
 
 def test_budgets_fail_closed_when_the_store_is_unreachable(gateway: GatewayFactory, mock_llm: Proc) -> None:

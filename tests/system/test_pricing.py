@@ -65,5 +65,5 @@ def test_an_unpriced_model_is_recorded_without_a_cost_and_named_once(gateway: Ga
     unpriced, _, priced = (usage_record(gw, rid) for rid in ids)
     assert unpriced["cost_usd"] is None and unpriced["input_tokens"] > 0
     assert priced["cost_usd"] == (priced["input_tokens"] * 1.5 + priced["output_tokens"] * 6) / 1_000_000
-    warnings = [line for line in gw.stderr_lines if "has no price" in line]
+    warnings = gw.logged("has no price")
     assert len(warnings) == 1 and "my-unlisted-model" in warnings[0]

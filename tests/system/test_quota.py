@@ -174,7 +174,7 @@ def test_a_balance_survives_a_redis_flush_and_a_redis_restart(
     assert get_quota(gw.url) == left
     left -= spent_by(chat(gw.url))
     settled(gw.url, left)
-    assert len([line for line in gw.stderr_lines if REBUILT in line]) == 2
+    assert len(gw.logged(REBUILT, 2)) == 2
 
 
 def test_concurrent_calls_after_a_flush_rebuild_the_balance_once(
@@ -196,7 +196,7 @@ def test_concurrent_calls_after_a_flush_rebuild_the_balance_once(
 
     left -= sum(spent_by(r) for r in asyncio.run(burst()))
     settled(gw.url, left)
-    assert len([line for line in gw.stderr_lines if REBUILT in line]) == 1
+    assert len(gw.logged(REBUILT)) == 1
 
 
 def test_a_restarted_gateway_keeps_its_quotas_in_memory_state(gateway: GatewayFactory, mock_llm: Proc) -> None:
