@@ -41,7 +41,7 @@ from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
 from tollway.routing.routes import Route
 from tollway.state import ADMITTED, Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
 from tollway.state.memory import MemoryStateStore
-from tollway.usage.pricing import ModelPrice, PriceTable
+from tollway.usage.pricing import PriceTable
 from tollway.usage.record import call_cost
 
 log = logging.getLogger("tollway.budgets")
@@ -152,11 +152,6 @@ class Budgets:
         self.rebuilt = 0
         self._rebuilding: dict[str, asyncio.Task[None]] = {}
         self._plans = _Plans()
-        # Model asked for → (the route it was asked on, its price): the last answer of
-        # ``upstream_model`` and the price table, good for calls on that same route (a
-        # route belongs to one snapshot, whose model mapping is fixed). Cleared with the
-        # prices.
-        self._prices_by_model: dict[str, tuple[Route | None, ModelPrice]] = {}
         # A store in this process's memory answers without suspending: nothing can cut a
         # release short, so the gateway need not shield it (a task per call), and a call
         # is held and settled synchronously (``admit_now``, ``release_now``).
@@ -167,7 +162,6 @@ class Budgets:
         """The price table calls are held and settled at from now on (a reload)."""
         self.prices = prices
         self._plans.clear()  # a reload may have changed consumers' budgets
-        self._prices_by_model.clear()
 
     # --- who a call is held to ------------------------------------------------------
 
@@ -223,24 +217,16 @@ class Budgets:
         model = ex.model_requested
         if budgeted is None or model is None:
             return 0
-        route = ex.route
-        known = self._prices_by_model.get(model)
-        if known is not None and known[0] is route:
-            price = known[1]
-        else:
-            billed = upstream_model(route, model) if route is not None else model
-            found = self.prices.resolve(billed) or self.prices.resolve(model)
-            if found is None:
-                raise Forbidden(
-                    f"model {billed!r} has no price and {budgeted.kind} {budgeted.name!r} has a budget; "
-                    "give the model a price under pricing:",
-                    reason="budget.unpriced_model",
-                    code="model_unpriced",
-                )
-            price = found[1]
-            if len(self._prices_by_model) >= _PLAN_LIMIT:
-                self._prices_by_model.clear()
-            self._prices_by_model[model] = (route, price)
+        billed = upstream_model(ex.route, model) if ex.route is not None else model
+        found = self.prices.resolve(billed) or self.prices.resolve(model)
+        if found is None:
+            raise Forbidden(
+                f"model {billed!r} has no price and {budgeted.kind} {budgeted.name!r} has a budget; "
+                "give the model a price under pricing:",
+                reason="budget.unpriced_model",
+                code="model_unpriced",
+            )
+        price = found[1]
         per_mtok = prompt_tokens(ex) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
         return math.ceil(per_mtok * (NANO / 1_000_000))
 
@@ -248,7 +234,7 @@ class Budgets:
         """Hold the call if the store admitted it, or raise its refusal; False when a
         counter is missing (to rebuild)."""
         if answer is ADMITTED or answer.outcome is Admission.ADMITTED:
-            ex.state[HOLD] = (plan, amount, self.prices)
+            ex.put(HOLD, (plan, amount, self.prices))
             return True
         s, span = plan.subjects[answer.subject], plan.spans[answer.subject]
         if answer.outcome is Admission.OVER_BUDGET:
@@ -310,7 +296,7 @@ class Budgets:
     def release_now(self, ex: Exchange) -> None:
         """``release`` without a coroutine, when the store is this process's memory
         (``settles_at_once``)."""
-        hold = ex.state.get(HOLD)
+        hold = ex.get(HOLD)
         if hold is None or self._memory is None:
             return
         try:

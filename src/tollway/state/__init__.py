@@ -99,10 +99,15 @@ class Applied(IntEnum):
     MISSING = 3  # the store has no balance for the key
 
 
+def held_key(key: str) -> str:
+    """The counter of what calls in flight hold against the spend counter ``key``."""
+    return key + ":held"
+
+
 @dataclass(frozen=True, slots=True)
 class Allowance:
     """One subject's part in a call's admission: its spend counter (``key``, with
-    ``held_key``, ``key + ":held"``, for what calls in flight hold) and ``budget`` (-1:
+    ``held_key`` for what calls in flight hold) and ``budget`` (-1:
     none), its counter of calls running (``running_key``) and ``max_parallel`` (-1: none).
 
     Made once per consumer and period (``tollway.budgets``) and read on every budgeted
@@ -116,7 +121,7 @@ class Allowance:
     held_key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "held_key", self.key + ":held")
+        object.__setattr__(self, "held_key", held_key(self.key))
 
 
 class Admission(IntEnum):
@@ -262,5 +267,6 @@ __all__ = [
     "StateStore",
     "StateUnavailable",
     "WindowTake",
+    "held_key",
     "open_state_store",
 ]

@@ -22,6 +22,7 @@ from tollway.state import (
     SpendAdmission,
     StateStore,
     WindowTake,
+    held_key,
 )
 
 # A window slot is [window index, used, end in ms]; a list so the hot path mutates it
@@ -208,7 +209,7 @@ class MemoryStateStore(StateStore):
 
     async def spend_read(self, key: str) -> tuple[int | None, int]:
         found = self._spend(key)
-        return (found[0] if found is not None else None), self._counts.get(key + ":held", 0)
+        return (found[0] if found is not None else None), self._counts.get(held_key(key), 0)
 
     async def claim(self, key: str, ttl_ms: int) -> bool:
         now = int(self._clock() * 1000)

@@ -56,6 +56,7 @@ from tollway.state import (
     StateStore,
     StateUnavailable,
     WindowTake,
+    held_key,
 )
 from tollway.state.redis_pipeline import AutoPipeline
 from tollway.state.resp import RespPipe
@@ -505,7 +506,7 @@ class RedisStateStore(StateStore):
         return bool(await self._call(("SET", self.key_prefix + key, value, "NX", *expiry)))
 
     async def spend_read(self, key: str) -> tuple[int | None, int]:
-        spent, held = await self._call(("MGET", self.key_prefix + key, self.key_prefix + key + ":held"))
+        spent, held = await self._call(("MGET", self.key_prefix + key, self.key_prefix + held_key(key)))
         return (int(spent) if spent is not None else None), int(held or 0)
 
     async def claim(self, key: str, ttl_ms: int) -> bool:

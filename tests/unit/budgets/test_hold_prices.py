@@ -47,9 +47,9 @@ def _route(name: str) -> Route:
 
 
 def test_a_hold_is_priced_as_each_route_maps_the_model_and_at_the_current_prices() -> None:
-    # The hold's price is remembered per model, good only for the route it was asked on:
-    # the same model name sent upstream as another model on another route (or after a
-    # reload, whose routes are new objects) is priced as that one.
+    # A hold is priced as the model its route sends upstream: the same model name sent
+    # upstream as another model on another route (or after a reload, whose routes are
+    # new objects) is priced as that one, at the price table of the moment.
     budgets = Budgets(MemoryStateStore(), None, GroupDirectory(), None, _nothing, hold_s=60)  # type: ignore[arg-type]
     budgets.configure(
         PriceTable(
@@ -74,7 +74,7 @@ def test_a_hold_is_priced_as_each_route_maps_the_model_and_at_the_current_prices
 
     a, b = _route("a"), _route("b")
     cheap = hold_on(a)
-    assert hold_on(b) == 100 * cheap  # not the price remembered for route a
+    assert hold_on(b) == 100 * cheap  # not route a's price
     assert hold_on(a) == cheap
     assert hold_on(_route("a")) == cheap  # a reload's new route: asked again, same answer
     mapping["a"] = "dear"
@@ -82,4 +82,4 @@ def test_a_hold_is_priced_as_each_route_maps_the_model_and_at_the_current_prices
     mapping["a"] = "cheap"
     assert hold_on(a) == cheap
     budgets.configure(PriceTable({"cheap": Price(input_per_mtok=2.0, output_per_mtok=2.0)}))
-    assert hold_on(a) == 2 * cheap  # new prices: nothing remembered from the old ones
+    assert hold_on(a) == 2 * cheap  # new prices, not the old ones
