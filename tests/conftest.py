@@ -22,6 +22,8 @@ import httpx
 import pytest
 
 _LISTEN = re.compile(r"(gateway|admin|mock-llm) listening on (http://\S+)")
+# The processes started and not yet stopped (a failed test's report shows their logs).
+_RUNNING: list[Proc] = []
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Proc:
             time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        _RUNNING[:] = [p for p in _RUNNING if p is not self]
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
         try:
@@ -105,6 +108,7 @@ def start_process(
         [sys.executable, "-m", "tollway", *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     proc = Proc(popen, {})
+    _RUNNING.append(proc)
     ready = threading.Event()
 
     def on_err(line: str) -> None:
@@ -193,3 +197,23 @@ def gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     yield start
     for proc in procs:
         proc.stop()
+
+
+# How many of a gateway's last stderr lines a failed test's report shows.
+_LOG_TAIL = 60
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report ends with the last stderr lines of every gateway still
+    running (its own, and a module's shared one): a failure seen once, in CI, is then
+    explained by the gateway's own warnings (an embeddings call that failed, a store
+    that refused), not guessed at."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    for proc in list(_RUNNING):
+        if "gateway" in proc.urls and proc.stderr_lines:
+            title = f"tollway stderr (pid {proc.popen.pid}, last {_LOG_TAIL} lines)"
+            report.sections.append((title, "\n".join(proc.stderr_lines[-_LOG_TAIL:])))
