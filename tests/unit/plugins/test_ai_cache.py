@@ -4,13 +4,19 @@ a counter; the black-box tests with real SDKs are in tests/system/test_ai_cache.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 
+from tollway.config.schema import Price
 from tollway.mockllm import create_app as create_mock_app
+from tollway.plugins.ai_cache.answers import StoredAnswer, UnusableAnswer
 from tollway.testing.gateway import GatewayUnderTest
+from tollway.usage.pricing import PriceTable
+from tollway.usage.record import record_of
 
 CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
 MESSAGES = {"model": "mock-claude", "max_tokens": 64, "messages": [{"role": "user", "content": "Name a colour."}]}
@@ -193,3 +199,66 @@ async def test_a_request_the_gateway_refuses_is_neither_looked_up_nor_stored() -
     gw, up = gateway()
     r = await post(gw, "/v1/chat/completions", {"messages": CHAT["messages"]})
     assert r.status_code == 400 and "x-tollway-cache" not in r.headers and up.calls == 0
+
+
+class PromptCachingUpstream:
+    """An Anthropic provider whose answers wrote 500 tokens to its prompt cache and read
+    1,000 from it: tokens priced apart from plain input."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body = orjson.dumps(
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "mock-claude",
+                "content": [{"type": "text", "text": "Blue."}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": 20,
+                    "cache_creation_input_tokens": 500,
+                    "cache_read_input_tokens": 1000,
+                    "output_tokens": 3,
+                },
+            }
+        )
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def test_a_hit_saves_what_the_call_cost_cache_writes_priced_as_cache_writes() -> None:
+    # The record of a hit says in cost_saved_usd what the stored call cost: its prompt
+    # cache writes at their own price (here four times plain input), not as plain input.
+    config = {
+        "providers": [{"id": "c", "type": "claude", "apiTokens": ["sk"], "baseUrl": "http://up.test"}],
+        "routes": [{"name": "v1", "path_prefix": "/v1/", "provider": "c"}],
+        "plugins": [{"name": "ai-cache", "defaultConfig": {}}],
+    }
+    gw = GatewayUnderTest(orjson.dumps(config).decode(), upstream=PromptCachingUpstream())
+    first = await post(gw, "/v1/messages", MESSAGES)
+    second = await post(gw, "/v1/messages", MESSAGES)
+    assert (first.headers["x-tollway-cache"], second.headers["x-tollway-cache"]) == ("miss", "hit")
+    miss, hit = gw.calls
+    assert miss.usage.cache_write_tokens == hit.usage.cache_write_tokens == 500
+    prices = PriceTable(
+        {
+            "mock-claude": Price(
+                input_per_mtok=3.0, output_per_mtok=15.0, cached_input_per_mtok=0.3, cache_write_per_mtok=12.0
+            )
+        }
+    )
+    paid, saved = record_of(miss, prices), record_of(hit, prices)
+    assert paid.cost_usd == pytest.approx((20 * 3.0 + 500 * 12.0 + 1000 * 0.3 + 3 * 15.0) / 1e6)
+    assert saved.cost_usd == 0 and saved.cost_saved_usd == paid.cost_usd
+
+
+def test_an_entry_stored_before_cache_writes_were_kept_is_still_read() -> None:
+    # Entries in Redis outlive an upgrade: one with four usage numbers reads as no writes.
+    current = StoredAnswer("chat", False, b"{}", (10, 2, 4, 1, 3), "m")
+    head = orjson.dumps({"api": "chat", "streamed": False, "usage": [10, 2, 4, 1], "model": "m"})
+    older = current.encode()[:4] + struct.pack("<I", len(head)) + head + b"{}"
+    assert StoredAnswer.decode(current.encode()) == current
+    assert StoredAnswer.decode(older).usage == (10, 2, 4, 1, 0)
+    with pytest.raises(UnusableAnswer):
+        StoredAnswer.decode(older.replace(b"[10,2,4,1]", b"[10,2,4]"))

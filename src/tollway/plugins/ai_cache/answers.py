@@ -52,7 +52,9 @@ class StoredAnswer:
     api: str
     streamed: bool
     payload: bytes  # the JSON body, or the events
-    usage: tuple[int, int, int, int]  # input, output, cached, reasoning tokens
+    # input, output, cached, reasoning and cache-write tokens (what a hit saves is
+    # priced on them, cache writes at their own price, as the call was)
+    usage: tuple[int, int, int, int, int]
     model: str | None
 
     def encode(self) -> bytes:
@@ -67,8 +69,9 @@ class StoredAnswer:
                 raise UnusableAnswer("not a cache entry of this version")
             end = _HEAD.size + size
             head = orjson.loads(memoryview(raw)[_HEAD.size : end])
-            i, o, c, r = head["usage"]
-            usage = (int(i), int(o), int(c), int(r))
+            # Four numbers: an entry stored before cache writes were kept (none assumed).
+            i, o, c, r, w = (*head["usage"], 0) if len(head["usage"]) == 4 else head["usage"]
+            usage = (int(i), int(o), int(c), int(r), int(w))
             return cls(head["api"], bool(head["streamed"]), raw[end:], usage, head["model"])
         except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise UnusableAnswer(f"unreadable cache entry: {exc}") from None
@@ -76,8 +79,8 @@ class StoredAnswer:
     def usage_of(self) -> Usage:
         """The stored call's tokens (neither reported nor estimated: no provider was
         asked, so limits that settle on reported usage charge a hit nothing)."""
-        i, o, c, r = self.usage
-        return Usage(input_tokens=i, output_tokens=o, cached_tokens=c, reasoning_tokens=r)
+        i, o, c, r, w = self.usage
+        return Usage(input_tokens=i, output_tokens=o, cached_tokens=c, reasoning_tokens=r, cache_write_tokens=w)
 
 
 def stored_events(api: str, events: list[bytes]) -> bytes:
@@ -105,14 +108,14 @@ def _usage_chunk(events: list[SseEvent], stored: StoredAnswer) -> SseEvent | Non
     for event in events:
         first = event.json()
         if isinstance(first, dict) and "choices" in first:
-            i, o, c, r = stored.usage
+            i, o, c, r, w = stored.usage
             chunk: Json = {
                 "id": first.get("id"),
                 "object": "chat.completion.chunk",
                 "created": first.get("created"),
                 "model": first.get("model"),
                 "choices": [],
-                "usage": usage_object(i, o, c, r),
+                "usage": usage_object(i, o, c, r, w),
             }
             return SseEvent.of_json(chunk)
     return None
@@ -138,8 +141,8 @@ def _completion(stored: StoredAnswer) -> Json:
         body = orjson.loads(stored.payload)
         completion = responses_to_pivot(body) if stored.api == "responses" else codec.response_to_pivot(body)
     if not isinstance(completion.get("usage"), dict):  # a stream stored without its usage chunk
-        i, o, c, r = stored.usage
-        completion["usage"] = usage_object(i, o, c, r)
+        i, o, c, r, w = stored.usage
+        completion["usage"] = usage_object(i, o, c, r, w)
     return completion
 
 
