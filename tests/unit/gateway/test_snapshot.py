@@ -189,3 +189,27 @@ plugins:
     refusal = await run_request(on_chat, make_exchange("GET", "/v1/x", {"x-api-key": "ck-bob"}))
     assert isinstance(refusal, GatewayError) and refusal.status == 403
     assert await run_request(on_chat, make_exchange("GET", "/v1/x", {"x-api-key": "ck-alice"})) is None
+
+
+def test_the_upstream_model_memo_is_bounded_and_answers_right_past_its_bound(tmp_path: Path) -> None:
+    # Model names come from clients: a client inventing a new one per call must not grow
+    # the snapshot's memory without end, and names past the bound are still mapped.
+    from tollway.gateway import snapshot as module
+
+    snap = snapshot(
+        """
+providers:
+  - {id: p, type: openai, apiTokens: [sk], modelMapping: {"gpt-*": mapped-gpt}}
+routes:
+  - {name: chat, path_prefix: /v1/, provider: p}
+""",
+        tmp_path,
+    )
+    route = snap.routes.by_name["chat"]
+    memo = snap._providers._upstream
+    for i in range(module._MODEL_MEMO_LIMIT + 500):
+        assert snap.upstream_model(route, f"gpt-{i}") == "mapped-gpt"
+    assert len(memo) == module._MODEL_MEMO_LIMIT
+    assert snap.upstream_model(route, "other-model") == "other-model"
+    assert snap.upstream_model(route, f"gpt-{module._MODEL_MEMO_LIMIT + 1}") == "mapped-gpt"
+    assert len(memo) == module._MODEL_MEMO_LIMIT
