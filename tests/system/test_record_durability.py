@@ -443,4 +443,4 @@ def test_a_poisoned_record_blocks_nothing_and_one_the_database_refuses_is_dead_l
         "gpt-4o-mini",  # in the built-in price table
         "other",
     }
-    assert len([line for line in gw.stderr_lines if f"refused the record of request {REFUSED}" in line]) == 1
+    assert len(gw.logged(f"refused the record of request {REFUSED}")) == 1
