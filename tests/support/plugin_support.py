@@ -162,6 +162,10 @@ def header(pairs: list[tuple[str, str]], name: str) -> str | None:
     return next((v for k, v in pairs if k == name), None)
 
 
+# A UTC calendar day, as budgets and quotas count it (days start at multiples of it).
+DAY_S = 86_400
+
+
 def wait_for_window_room(window_s: int, need_s: float) -> None:
     """Sleep into the next fixed window if fewer than ``need_s`` seconds are left in this
     one, so a test that fills a window cannot see it roll over half-way."""
@@ -171,6 +175,7 @@ def wait_for_window_room(window_s: int, need_s: float) -> None:
 
 
 __all__ = [
+    "DAY_S",
     "Clock",
     "DownStore",
     "build",

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from tests.conftest import Proc
+from tests.support.plugin_support import DAY_S, wait_for_window_room
 from tests.support.redis_support import redis_prefix, redis_url  # noqa: F401
 
 GatewayFactory = Callable[..., Proc]
@@ -140,6 +141,7 @@ def test_a_budget_refuses_past_it_and_survives_a_restart(gateway: GatewayFactory
 
 
 def test_a_group_budget_binds_all_its_members(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    wait_for_window_room(DAY_S, 60)  # the group's budget is per UTC day: not across midnight
     gw = gateway(config(mock_llm.url))
     with httpx.Client(timeout=30) as client:
         n = 0

@@ -17,6 +17,7 @@ import httpx
 import orjson
 
 from tests.conftest import Proc
+from tests.support.plugin_support import DAY_S, wait_for_window_room
 from tests.system.test_budgets import KINDS, NANO, assert_refused_for_budget, body, records, spent_nano
 
 GatewayFactory = Callable[..., Proc]
@@ -53,6 +54,7 @@ def _call(gw: Proc, key: str, kind: str = "plain") -> httpx.Response:
 
 
 def test_runtime_groups_bind_their_members_and_show_their_spend(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    wait_for_window_room(DAY_S, 60)  # its budgets are per UTC day: not across midnight
     cfg = _config(mock_llm.url)
     gw = gateway(cfg)
     other = gateway(cfg, name="other.yaml")  # a second replica on the same database
@@ -134,6 +136,7 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_groups_from_the_command_line(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
+    wait_for_window_room(DAY_S, 60)  # its budget is per UTC day: not across midnight
     gw = gateway(_config(mock_llm.url))
     config = str(tmp_path / "tollway.yaml")
     added = _cli(tmp_path, "groups", "add", "team-c", "--budget-usd", "0.2", "--budget-period", "day", "-c", config)
