@@ -167,8 +167,9 @@ def test_the_anthropic_sdk_gets_hits_in_its_own_shape_plain_and_streamed(gw: Pro
     messages = [{"role": "user", "content": text}]
     asked: dict[str, Any] = {"model": "claude-sonnet-4", "max_tokens": 64, "messages": messages}
     first = client.messages.create(**asked, extra_headers={"x-request-id": rid})
-    usage_record(gw, rid)
-    second = client.messages.create(**asked)
+    paid = usage_record(gw, rid)
+    hit_id = new_request_id()
+    second = client.messages.create(**asked, extra_headers={"x-request-id": hit_id})
     with client.messages.stream(**asked) as stream:
         streamed = "".join(stream.text_stream)
         final = stream.get_final_message()
@@ -176,6 +177,9 @@ def test_the_anthropic_sdk_gets_hits_in_its_own_shape_plain_and_streamed(gw: Pro
     assert second.model_dump() == first.model_dump()
     assert streamed == "".join(b.text for b in first.content if b.type == "text")
     assert final.usage.output_tokens == first.usage.output_tokens
+    # The hit saved what the call cost: its prompt-cache reads priced as such.
+    saved = usage_record(gw, hit_id)
+    assert paid["cost_usd"] > 0 and saved["cost_usd"] == 0 and saved["cost_saved_usd"] == paid["cost_usd"]
 
 
 def test_scope_consumer_keeps_consumers_apart(gw: Proc, fake: FakeProvider) -> None:

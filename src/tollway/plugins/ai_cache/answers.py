@@ -69,8 +69,10 @@ class StoredAnswer:
                 raise UnusableAnswer("not a cache entry of this version")
             end = _HEAD.size + size
             head = orjson.loads(memoryview(raw)[_HEAD.size : end])
-            # Four numbers: an entry stored before cache writes were kept (none assumed).
-            i, o, c, r, w = (*head["usage"], 0) if len(head["usage"]) == 4 else head["usage"]
+            counts = head["usage"]
+            if len(counts) == 4:  # an entry stored before cache writes were kept: none
+                counts = [*counts, 0]
+            i, o, c, r, w = counts
             usage = (int(i), int(o), int(c), int(r), int(w))
             return cls(head["api"], bool(head["streamed"]), raw[end:], usage, head["model"])
         except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -108,14 +110,13 @@ def _usage_chunk(events: list[SseEvent], stored: StoredAnswer) -> SseEvent | Non
     for event in events:
         first = event.json()
         if isinstance(first, dict) and "choices" in first:
-            i, o, c, r, w = stored.usage
             chunk: Json = {
                 "id": first.get("id"),
                 "object": "chat.completion.chunk",
                 "created": first.get("created"),
                 "model": first.get("model"),
                 "choices": [],
-                "usage": usage_object(i, o, c, r, w),
+                "usage": usage_object(*stored.usage),
             }
             return SseEvent.of_json(chunk)
     return None
@@ -141,8 +142,7 @@ def _completion(stored: StoredAnswer) -> Json:
         body = orjson.loads(stored.payload)
         completion = responses_to_pivot(body) if stored.api == "responses" else codec.response_to_pivot(body)
     if not isinstance(completion.get("usage"), dict):  # a stream stored without its usage chunk
-        i, o, c, r, w = stored.usage
-        completion["usage"] = usage_object(i, o, c, r, w)
+        completion["usage"] = usage_object(*stored.usage)
     return completion
 
 
