@@ -100,6 +100,11 @@ class UpstreamError(GatewayError):
     code = "upstream_error"
 
 
+class UpstreamStreamFailed(UpstreamError):
+    """The provider ended a stream with an error event of its own, which the client was
+    sent in its protocol: the call failed, and the stream needs no other last event."""
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     code = "upstream_timeout"

@@ -21,8 +21,11 @@ header (headers reach every provider of a failover list alike):
 - ``refuse_key(key, 401)``: requests carrying this key (in any auth header) get that status.
 
 ``"drop"`` sends the headers and the first event of a stream (the first half of a JSON
-body) and closes the connection mid-response. Error bodies are in the protocol's own
-shape with the message ``fake error <status>``.
+body) and closes the connection mid-response. A stream's ``"cut"`` sends its first two
+events and ends the body cleanly there (no terminal event: a cut no transport sees);
+``"error"`` sends them, then an error event in the protocol's own shape (then, for
+OpenAI chat, ``[DONE]``), as a provider that fails mid-answer does. Error bodies are in
+the protocol's own shape with the message ``fake error <status>``.
 
 The gateway side of such tests is here too: ``serve_gateway`` starts ``tollway serve``
 for a module, ``usage_record`` reads one request's usage record off the admin API.
@@ -48,7 +51,7 @@ import httpx
 from tests.conftest import Proc, start_process
 from tests.support.transcript_support import TRANSCRIPTS
 
-Fault = int | Literal["drop"]
+Fault = int | Literal["drop", "cut", "error"]
 
 _EVENT_END = re.compile(rb"(?<=\r\n\r\n)|(?<=\n\n)")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
@@ -292,7 +295,7 @@ class FakeProvider:
             failed = {"error": {"message": f"fake provider failed: {exc!r}", "type": "server_error"}}
             answer = Answer(500, "application/json", json.dumps(failed).encode())
         if answer.content_type == "text/event-stream":
-            return await _send_stream(writer, answer, drop=fault == "drop")
+            return await _send_stream(writer, answer, fault if isinstance(fault, str) else None, _protocol(seen))
         if fault == "drop":
             await _send(writer, answer, cut=True)
             return False
@@ -324,14 +327,33 @@ async def _send(writer: asyncio.StreamWriter, answer: Answer, cut: bool = False)
         writer.close()
 
 
-async def _send_stream(writer: asyncio.StreamWriter, answer: Answer, drop: bool) -> bool:
+def error_event(protocol: str) -> bytes:
+    """An error event mid-stream, as each protocol sends one."""
+    message = "fake error mid-stream"
+    if protocol == "anthropic":
+        err = {"type": "error", "error": {"type": "overloaded_error", "message": message}}
+        return b"event: error\ndata: " + json.dumps(err).encode() + b"\n\n"
+    if protocol == "gemini":
+        failed = {"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}}
+        return b"data: " + json.dumps(failed).encode() + b"\n\n"
+    err = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+    return b"data: " + json.dumps(err).encode() + b"\n\ndata: [DONE]\n\n"
+
+
+async def _send_stream(writer: asyncio.StreamWriter, answer: Answer, fault: str | None, protocol: str) -> bool:
     """The SSE body one event per chunk (chunked encoding), as a provider streams it."""
     writer.write(_status_line(200) + b"content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
     events = [e for e in _EVENT_END.split(answer.body) if e]
-    for event in events[:1] if drop else events:
+    if fault == "drop":
+        events = events[:1]
+    elif fault == "cut":
+        events = events[:2]
+    elif fault == "error":
+        events = [*events[:2], error_event(protocol)]
+    for event in events:
         writer.write(b"%x\r\n%s\r\n" % (len(event), event))
         await writer.drain()
-    if drop:
+    if fault == "drop":
         writer.close()  # mid-body: the client sees the connection end before the last chunk
         return False
     writer.write(b"0\r\n\r\n")

@@ -74,12 +74,28 @@ def gw(fake: FakeProvider, emb: EmbeddingProvider, tmp_path_factory: pytest.Temp
     assert proc.stop() == 0
 
 
+# Every SDK client a test makes, closed after it: a client left to the garbage collector
+# leaves its pooled sockets unclosed (a ResourceWarning that fails the run).
+_CLIENTS: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def openai_sdk(gw: Proc, key: str = "key-alice", prefix: str = "") -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}{prefix}/v1", api_key=key, max_retries=0, timeout=10)
+    client = openai.OpenAI(base_url=f"{gw.url}{prefix}/v1", api_key=key, max_retries=0, timeout=10)
+    _CLIENTS.append(client)
+    return client
 
 
 def anthropic_sdk(gw: Proc) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key="key-alice", max_retries=0, timeout=10)
+    client = anthropic.Anthropic(base_url=gw.url, api_key="key-alice", max_retries=0, timeout=10)
+    _CLIENTS.append(client)
+    return client
 
 
 def chat_calls(fake: FakeProvider) -> int:
@@ -207,6 +223,52 @@ def test_a_stream_cut_short_is_never_stored(gw: Proc, fake: FakeProvider) -> Non
     assert usage_record(gw, rid)["status"] == 502
     rid, after = ask(client, text)
     assert after.headers["x-tollway-cache"] == "miss" and chat_calls(fake) - before == 2
+
+
+@pytest.mark.parametrize("fault", ["cut", "error"])
+def test_a_stream_the_provider_ends_early_or_fails_in_is_a_502_and_never_stored(
+    gw: Proc, fake: FakeProvider, fault: str
+) -> None:
+    """A body that ends cleanly before the stream's last event, or an error event of the
+    provider's own mid-stream: no transport error says so, the stream does (SPEC §4, §11)."""
+    text = question()
+    before = chat_calls(fake)
+    fake.next_answers(fault)  # type: ignore[arg-type]
+    rid = new_request_id()
+    with openai_sdk(gw) as client:
+        with pytest.raises(openai.APIError):
+            for _ in streamed(client, text, rid):
+                pass
+        record = usage_record(gw, rid)
+        assert (record["status"], record["reason"]) == (502, "ai-proxy.bad_upstream_response")
+        rid, after = ask(client, text)
+    assert after.headers["x-tollway-cache"] == "miss" and chat_calls(fake) - before == 2
+
+
+@pytest.mark.parametrize("fault", ["cut", "error"])
+def test_a_translated_stream_ended_early_is_no_whole_answer_to_an_anthropic_client(
+    gw: Proc, fake: FakeProvider, fault: str
+) -> None:
+    """An OpenAI provider's stream cut short reaches an Anthropic client as an error
+    event, not as a message_stop the gateway made up; nothing is stored."""
+    text = question()
+    before = chat_calls(fake)
+    fake.next_answers(fault)  # type: ignore[arg-type]
+    rid = new_request_id()
+    kinds: list[str] = []
+    with anthropic_sdk(gw) as sdk:
+        with pytest.raises(anthropic.APIError):
+            with sdk.messages.stream(
+                model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": text}],
+                extra_headers={"x-request-id": rid},
+            ) as stream:  # fmt: skip
+                kinds.extend(event.type for event in stream)
+        assert "message_stop" not in kinds
+        assert usage_record(gw, rid)["status"] == 502
+        again = sdk.messages.with_raw_response.create(
+            model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": text}]
+        )
+    assert again.headers["x-tollway-cache"] == "miss" and chat_calls(fake) - before == 2
 
 
 def test_a_paraphrase_hits_the_semantic_cache_and_another_question_does_not(

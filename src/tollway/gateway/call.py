@@ -271,7 +271,7 @@ class Gateway:
             if not client.started:
                 await self._send_error(ex, err, client)
             elif not client.finished:
-                await client.finish(render_stream_error(err, ex.dialect))
+                await client.finish(render_stream_error(err, ex.dialect, ex.api_path))
         except ClientGone:
             ex.status = 499
             ex.reason = "gateway.client_closed"
@@ -293,7 +293,7 @@ class Gateway:
             if not client.started:
                 await self._send_error(ex, internal, client)
             elif not client.finished:
-                await client.finish(render_stream_error(internal, ex.dialect))
+                await client.finish(render_stream_error(internal, ex.dialect, ex.api_path))
         await self._done(ex, chain)
 
     # --- the response phase ---------------------------------------------------------
@@ -378,7 +378,7 @@ class Gateway:
             if not client.started:
                 await self._send_error(ex, err, client)
             elif not client.finished:
-                await client.finish(render_stream_error(err, ex.dialect))
+                await client.finish(render_stream_error(err, ex.dialect, ex.api_path))
         except Exception:  # the connection may be gone already; the record still counts
             log.debug("could not tell the client about the shutdown", exc_info=True)
 

@@ -3,10 +3,12 @@ client's dialect: a whole error answer, or the event that ends a stream already 
 
 from __future__ import annotations
 
-from tollway.errors import GatewayError
+import orjson
+
+from tollway.errors import GatewayError, UpstreamStreamFailed
 from tollway.exchange import Reply
 from tollway.protocols.anthropic import wire as anthropic
-from tollway.protocols.apis import Dialect
+from tollway.protocols.apis import RESPONSES, Dialect
 from tollway.protocols.openai import wire as openai
 
 
@@ -22,8 +24,15 @@ def render_error(err: GatewayError, dialect: Dialect) -> Reply:
     return Reply(err.status, headers, body)
 
 
-def render_stream_error(err: GatewayError, dialect: Dialect) -> bytes:
-    """The last event of a stream that failed after the answer began."""
+def render_stream_error(err: GatewayError, dialect: Dialect, api_path: str = "") -> bytes:
+    """The last event of a stream that failed after the answer began (none when the
+    provider's own error event already told the client); ``api_path`` tells the
+    Responses API (its ``error`` event) from chat in the OpenAI dialect."""
+    if isinstance(err, UpstreamStreamFailed):
+        return b""
     if dialect == "anthropic":
         return anthropic.stream_error_event(err.message)
+    if api_path == RESPONSES:
+        event = {"type": "error", "code": err.code, "message": err.message, "param": None}
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
     return openai.stream_error_event(err.message, err.code)

@@ -26,25 +26,48 @@ class Usage:
 # ``input_tokens_details``) carries an Anthropic provider's cache writes: OpenAI has no
 # such count, and without it a translated call would price them as plain input.
 CACHE_WRITES = "cache_creation_tokens"
-# More tokens than any call has: a provider reporting beyond it (or below 0) is not
-# believed past it; a count that large or negative would refund a quota or be unstorable.
+# More tokens than any call has: a provider reporting beyond it (or below 0, or a count
+# that is not a whole number) is not believed at all (the call is estimated instead); a
+# count that large or negative would refund a quota, bill a fortune or be unstorable.
 MAX_TOKENS = 10**12
+# Every count a usage object may carry, top level or in its details.
+_COUNTS = (
+    "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens",
+    "cache_read_input_tokens", "cache_creation_input_tokens",
+)  # fmt: skip
+_DETAIL_COUNTS = ("cached_tokens", "reasoning_tokens", "cache_creation_tokens")
+_DETAILS = ("prompt_tokens_details", "completion_tokens_details", "input_tokens_details", "output_tokens_details")
+
+
+def _believable(v: Any) -> bool:
+    return v is None or (type(v) is int and 0 <= v <= MAX_TOKENS)
+
+
+def believable(obj: dict[str, Any]) -> bool:
+    """Whether every count in a usage object is one a call can have."""
+    for name in _COUNTS:
+        if not _believable(obj.get(name)):
+            return False
+    for name in _DETAILS:
+        details = obj.get(name)
+        if isinstance(details, dict) and not all(_believable(details.get(c)) for c in _DETAIL_COUNTS):
+            return False
+    return True
 
 
 def _int(v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        return 0
-    return v if 0 <= v <= MAX_TOKENS else (0 if v < 0 else MAX_TOKENS)
+    return v if type(v) is int else 0  # (``believable`` has checked it)
 
 
 def apply_usage(usage: Usage, obj: Any) -> bool:
     """Fill ``usage`` from an OpenAI chat, OpenAI Responses or Anthropic ``usage``
-    object; True if it had one.
+    object; True if it had one. An object with a count no call can have is not
+    believed (False: the call's tokens are estimated, unless another report comes).
 
     Anthropic streams report input tokens in ``message_start`` and output tokens in
     ``message_delta``, so a later report only overwrites the counts it carries.
     """
-    if not isinstance(obj, dict):
+    if not isinstance(obj, dict) or not believable(obj):
         return False
     if "prompt_tokens" in obj or "completion_tokens" in obj:
         usage.input_tokens = _int(obj.get("prompt_tokens"))

@@ -34,7 +34,7 @@ from tollway.proxy.events import ProviderEvents
 from tollway.proxy.models import ModelListing
 from tollway.proxy.ownership import OWNED_APIS, Ownership
 from tollway.proxy.provider_choice import RouteProviders
-from tollway.proxy.tokens import estimate_unfinished, take_usage
+from tollway.proxy.tokens import ESTIMATED_APIS, answer_chars, estimate_unfinished, take_usage
 from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, UpstreamResponse
 
@@ -223,17 +223,17 @@ class AiProxy:
                         reason="ai-proxy.bad_upstream_response",
                     ) from None
         if translation is not None:
-            body = self._translated_body(ex, translation, resp.status, body, answer)
+            body, answer = self._translated_body(translation, resp.status, body, answer)
             headers = [(k, v) for k, v in headers if k != "content-type"] + [("content-type", "application/json")]
-        elif isinstance(answer, dict):
+        if isinstance(answer, dict):
             take_usage(ex, answer)
+            if not ex.usage.reported and resp.status < 300 and ex.api in ESTIMATED_APIS:
+                estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
         return Reply(resp.status, headers, body)
 
     @staticmethod
-    def _translated_body(ex: Exchange, translation: Translation, status: int, body: bytes, answer: Any) -> bytes:
+    def _translated_body(translation: Translation, status: int, body: bytes, answer: Any) -> tuple[bytes, Any]:
+        """The client's body, and the pivot its usage is read off (None for an error)."""
         if status >= 400:
-            return translation.error(status, body)
-        out, pivot = translation.response(body, answer)
-        if pivot is not None:
-            take_usage(ex, pivot)
-        return out
+            return translation.error(status, body), None
+        return translation.response(body, answer)

@@ -4,6 +4,12 @@ network chunk at a time, never buffered (the ``EventSource`` of a ``Reply``).
 A stream that ends early is billed what the provider reported, or an estimate of what
 was sent, whichever is more: when the provider breaks off (the stream then ends with the
 ``GatewayError`` this source raises) and when the client leaves (``abandoned``).
+
+The provider breaks off when its connection fails, when its body ends before the
+stream's last event (``EventTranslation.finished``: a cut the transport cannot see), and
+when it sends an error event of its own (``failure``): the client has that event, in its
+protocol, and the stream ends there, with ``UpstreamStreamFailed``. A stream that ran its
+course without reporting usage is billed an estimate.
 """
 
 from __future__ import annotations
@@ -11,17 +17,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from tollway.errors import GatewayError
+from tollway.errors import GatewayError, UpstreamStreamFailed
 from tollway.exchange import Exchange
 from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
 from tollway.providers.errors import translate
-from tollway.proxy.tokens import estimate_unfinished
+from tollway.proxy.tokens import ESTIMATED_APIS, estimate_unfinished
 from tollway.proxy.translation import EventTranslation
 from tollway.upstream import ProtocolFailure, TransportError, UpstreamResponse
 
 
 class ProviderEvents:
-    __slots__ = ("_chunks", "_drain_s", "_ended", "_ex", "_parser", "_provider", "_resp", "_translation")
+    __slots__ = ("_chunks", "_drain_s", "_ended", "_ex", "_failed", "_parser", "_provider", "_resp", "_translation")
 
     def __init__(
         self, ex: Exchange, resp: UpstreamResponse, translation: EventTranslation, provider_id: str, drain_s: float
@@ -35,9 +41,14 @@ class ProviderEvents:
         self._parser = SseParser()
         self._chunks: AsyncIterator[bytes] = resp.chunks()
         self._ended = False
+        # How the stream failed, raised at the next call once its last events are out.
+        self._failed: GatewayError | None = None
 
     async def next(self) -> list[SseEvent] | None:
         if self._ended:
+            if self._failed is not None:
+                failed, self._failed = self._failed, None
+                raise failed
             return None
         translation = self._translation
         while True:
@@ -46,6 +57,15 @@ class ProviderEvents:
             except StopAsyncIteration:
                 self._ended = True
                 tail = translation.feed(self._parser.flush())
+                if translation.failure is not None:
+                    return self._provider_failed(tail)
+                if not translation.finished:
+                    # The body ended cleanly before the stream did: the events that came
+                    # go out, then the error that says it was cut off.
+                    self._failed = self._broke(ProtocolFailure("the stream ended before its last event"))
+                    return tail
+                if not self._ex.usage.reported and self._ex.api in ESTIMATED_APIS:
+                    estimate_unfinished(self._ex, translation.sent_chars)
                 return [*tail, *translation.end()]
             except TransportError as exc:
                 raise self._broke(exc) from None
@@ -55,8 +75,22 @@ class ProviderEvents:
                 raise self._broke(ProtocolFailure(f"provider sent a stream event past the bound: {exc}")) from None
             if events:
                 out = translation.feed(events)
+                if translation.failure is not None:
+                    return self._provider_failed(out)
                 if out:
                     return out
+
+    def _provider_failed(self, out: list[SseEvent]) -> list[SseEvent]:
+        """The provider's own error event is in ``out``: it goes out, with what the
+        client's protocol closes a failed stream with, and the stream ends there."""
+        self._ended = True
+        self._translation.broke()
+        estimate_unfinished(self._ex, self._translation.sent_chars)
+        self._failed = UpstreamStreamFailed(
+            f"provider {self._provider!r} failed mid-stream: {self._translation.failure}",
+            reason="ai-proxy.bad_upstream_response",
+        )
+        return [*out, *self._translation.end()]
 
     def _broke(self, exc: TransportError) -> GatewayError:
         """The provider broke off (or sent what cannot be relayed): the tokens it reported

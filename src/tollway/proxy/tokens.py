@@ -8,6 +8,10 @@ from typing import Any
 from tollway.exchange import Exchange
 from tollway.protocols.usage import apply_usage, estimate_tokens
 
+# The APIs whose answers are billed in tokens the provider reports: an answer that
+# reports none (or none to believe) is billed an estimate (``tokens_estimated``).
+ESTIMATED_APIS = frozenset({"chat", "completions", "messages", "responses"})
+
 
 def take_model(ex: Exchange, obj: dict[str, Any]) -> None:
     model = obj.get("model")
@@ -30,6 +34,38 @@ def take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
     response = obj.get("response")
     if isinstance(response, dict) and response.get("usage") is not None and apply_usage(ex.usage, response["usage"]):
         take_model(ex, response)
+
+
+def answer_chars(obj: Any) -> int:
+    """Characters generated in one whole answer (for an estimate): the text and
+    tool-call arguments of an OpenAI chat or completions answer, an Anthropic message's
+    text and tool input, a Responses answer's output text and call arguments."""
+    if not isinstance(obj, dict):
+        return 0
+    n = 0
+    for choice in obj.get("choices") or ():
+        if isinstance(choice, dict):
+            message = choice.get("message")
+            if isinstance(message, dict):
+                n += _chars(message.get("content"))
+                for call in message.get("tool_calls") or ():
+                    fn = call.get("function") if isinstance(call, dict) else None
+                    n += _chars(fn.get("arguments")) if isinstance(fn, dict) else 0
+            n += _chars(choice.get("text"))
+    blocks = obj.get("content") if obj.get("type") == "message" else None
+    for part in blocks if isinstance(blocks, list) else ():
+        if isinstance(part, dict):
+            n += _chars(part.get("text")) + (len(str(part["input"])) if "input" in part else 0)
+    for item in obj.get("output") or ():
+        if isinstance(item, dict):
+            n += _chars(item.get("arguments"))
+            for part in item.get("content") or ():
+                n += _chars(part.get("text")) if isinstance(part, dict) else 0
+    return n
+
+
+def _chars(value: Any) -> int:
+    return len(value) if isinstance(value, str) else 0
 
 
 def estimate_unfinished(ex: Exchange, sent_chars: int) -> None:

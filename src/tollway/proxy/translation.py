@@ -122,9 +122,17 @@ def _refuse_stored_responses(api_path: str, provider: Provider) -> None:
 class EventTranslation(Protocol):
     """A provider's stream events → the client's, one stream's worth; usage is read off
     them on the way. ``sent_chars`` counts the generated text handed on so far (what an
-    estimate bills when the stream never reports usage)."""
+    estimate bills when the stream never reports usage).
+
+    ``finished`` says the provider's stream reached its end as its protocol marks it
+    (``[DONE]``, ``message_stop``, ``response.completed``, or a finish reason: some
+    OpenAI-compatible servers send no ``[DONE]``): a body that stops short of it was cut
+    off. ``failure`` is the message of the provider's own error event, once one came;
+    nothing after it is handed on."""
 
     sent_chars: int
+    finished: bool
+    failure: str | None
 
     def feed(self, events: list[SseEvent]) -> list[SseEvent]:
         """The client's events for the provider's next ``events`` (may be the same list)."""
@@ -139,31 +147,72 @@ class EventTranslation(Protocol):
         ...
 
 
+# The APIs (``Exchange.api``) whose streams mark their end (OpenAI chat and completions,
+# Anthropic messages): a pass-through stream of any other API is taken as it ends.
+_MARKED_ENDS = frozenset({"chat", "completions", "messages"})
+
+
+def _terminal(raw: bytes) -> bool:
+    """An OpenAI ``[DONE]`` or an Anthropic ``message_stop`` (named or typed)."""
+    return b"[DONE]" in raw[:16] or b"message_stop" in raw[:40]
+
+
+def _finishes(obj: dict[str, Any]) -> bool:
+    """An OpenAI chunk with a finish reason, or Anthropic's ``message_delta`` with a stop reason."""
+    for choice in obj.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            return True
+    delta = obj.get("delta")
+    return obj.get("type") == "message_delta" and isinstance(delta, dict) and bool(delta.get("stop_reason"))
+
+
+def _error_message(obj: dict[str, Any]) -> str | None:
+    """The message of a provider's error event: OpenAI's ``{"error": …}`` chunk,
+    Anthropic's ``error`` event; None for any other event."""
+    if "choices" in obj or ("error" not in obj and obj.get("type") != "error"):
+        return None
+    err = obj.get("error")
+    message = err.get("message") if isinstance(err, dict) else obj.get("message")
+    return message if isinstance(message, str) and message else "the provider reported an error"
+
+
 class Passthrough:
     """The identity translation: events go on as they came. OpenAI's usage chunk and
     Anthropic's ``message_start``/``message_delta`` are read as they pass; with
     ``hide_usage`` (the gateway asked for the usage chunk, the client did not) the
     usage-only chunk is kept from the client."""
 
-    __slots__ = ("_ex", "_hide_usage", "sent_chars")
+    __slots__ = ("_ex", "_hide_usage", "failure", "finished", "sent_chars")
 
     def __init__(self, ex: Exchange, hide_usage: bool) -> None:
         self._ex = ex
         self._hide_usage = hide_usage
         self.sent_chars = 0
+        self.finished = ex.api not in _MARKED_ENDS
+        self.failure: str | None = None
 
     def feed(self, events: list[SseEvent]) -> list[SseEvent]:
+        if self.failure is not None:
+            return []
         hidden: list[SseEvent] | None = None
-        for event in events:
+        for i, event in enumerate(events):
             raw = event.raw
             # Pings, [DONE] and Anthropic's content blocks carry no usage: no parse.
-            if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw:
+            if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw or b'"error"' in raw:
                 obj = event.json()
                 if isinstance(obj, dict):
+                    if b'"error"' in raw and (failure := _error_message(obj)) is not None:
+                        self.failure = failure
+                        events = events[: i + 1]  # nothing after the provider's error
+                        break
                     take_usage(self._ex, obj)
                     self.sent_chars += openai_wire.content_chars(obj)
+                    if not self.finished and _finishes(obj):
+                        self.finished = True
                     if self._hide_usage and openai_wire.is_usage_only_chunk(obj):
                         hidden = [event] if hidden is None else [*hidden, event]
+            elif not self.finished and _terminal(raw):
+                self.finished = True
         if hidden is None:
             return events
         return [e for e in events if e not in hidden]
@@ -181,20 +230,42 @@ _RESPONSES_DELTAS = frozenset(
 )
 
 
+# The events that end a Responses stream that ran its course.
+_RESPONSES_ENDS = frozenset({"response.completed", "response.incomplete"})
+
+
+def _responses_failure(obj: dict[str, Any]) -> str | None:
+    """The message of a Responses stream's ``error`` or ``response.failed`` event."""
+    kind = obj.get("type")
+    if kind == "error":
+        message = obj.get("message")
+    elif kind == "response.failed":
+        response = obj.get("response")
+        err = response.get("error") if isinstance(response, dict) else None
+        message = err.get("message") if isinstance(err, dict) else None
+    else:
+        return None
+    return message if isinstance(message, str) and message else "the provider reported an error"
+
+
 class ResponsesPassthrough:
     """A Responses API stream as it came: the usage and model read off the response in
     ``response.completed`` (or ``incomplete``, ``failed``), the text off the deltas."""
 
-    __slots__ = ("_ex", "sent_chars")
+    __slots__ = ("_ex", "failure", "finished", "sent_chars")
 
     def __init__(self, ex: Exchange) -> None:
         self._ex = ex
         self.sent_chars = 0
+        self.finished = False
+        self.failure: str | None = None
 
     def feed(self, events: list[SseEvent]) -> list[SseEvent]:
-        for event in events:
+        if self.failure is not None:
+            return []
+        for i, event in enumerate(events):
             raw = event.raw
-            if b'"delta"' not in raw and b'"usage"' not in raw:
+            if b'"delta"' not in raw and b'"usage"' not in raw and b'"error"' not in raw:
                 continue
             obj = event.json()
             if not isinstance(obj, dict):
@@ -202,8 +273,13 @@ class ResponsesPassthrough:
             delta = obj.get("delta")
             if isinstance(delta, str) and obj.get("type") in _RESPONSES_DELTAS:
                 self.sent_chars += len(delta)
-            else:
-                take_usage(self._ex, obj)
+                continue
+            take_usage(self._ex, obj)
+            if obj.get("type") in _RESPONSES_ENDS:
+                self.finished = True
+            elif (failure := _responses_failure(obj)) is not None:
+                self.failure = failure
+                return events[: i + 1]
         return events
 
     def end(self) -> list[SseEvent]:
@@ -214,32 +290,46 @@ class ResponsesPassthrough:
 
 
 class StreamTranslation:
-    """Native events → pivot chunks (usage read here) → the client's events."""
+    """Native events → pivot chunks (usage read here) → the client's events. The pivot
+    says how the provider's stream went: a finish reason (or the native terminal event)
+    ends it, an error chunk fails it."""
 
-    __slots__ = ("_ex", "_reader", "_writer", "sent_chars")
+    __slots__ = ("_ex", "_reader", "_writer", "failure", "finished", "sent_chars")
 
     def __init__(self, ex: Exchange, reader: StreamReader, writer: StreamWriter) -> None:
         self._ex = ex
         self._reader = reader
         self._writer = writer
         self.sent_chars = 0
+        self.finished = False
+        self.failure: str | None = None
 
     def _take(self, chunk: dict[str, Any]) -> None:
         usage = chunk.get("usage")
         if usage is not None and apply_usage(self._ex.usage, usage):
             take_model(self._ex, chunk)
         self.sent_chars += openai_wire.content_chars(chunk)
+        if "error" in chunk:
+            self.failure = _error_message(chunk)
+        elif not self.finished and _finishes(chunk):
+            self.finished = True
 
     def _write(self, chunks: list[Json]) -> list[SseEvent]:
         out: list[SseEvent] = []
         for chunk in chunks:
             self._take(chunk)
             out.extend(self._writer.feed(chunk))
+            if self.failure is not None:
+                break  # the writer said it in the client's protocol; nothing after it
         return out
 
     def feed(self, events: list[SseEvent]) -> list[SseEvent]:
         out: list[SseEvent] = []
         for event in events:
+            if self.failure is not None:
+                break
+            if not self.finished and _terminal(event.raw):
+                self.finished = True
             out.extend(self._write(self._reader.feed(event)))
         return out
 

@@ -16,11 +16,22 @@ def test_openai_and_anthropic_shapes_fill_the_counts() -> None:
 
 
 def test_negative_huge_and_non_integer_counts_are_not_believed() -> None:
+    """A usage object with any count no call can have is not believed at all (the call
+    is estimated instead), rather than read in part or capped into a fortune."""
+    for absurd in (
+        {"prompt_tokens": -5, "completion_tokens": 2},
+        {"prompt_tokens": 5, "completion_tokens": 2**63},
+        {"prompt_tokens": 5, "completion_tokens": MAX_TOKENS + 1},
+        {"prompt_tokens": 1.5e300, "completion_tokens": 2},
+        {"prompt_tokens": True, "completion_tokens": 2},
+        {"prompt_tokens": 5, "completion_tokens": "9"},
+        {"prompt_tokens": 5, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": -1}},
+        {"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 2.5},
+        {"input_tokens": 5, "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": [1]}},
+    ):
+        usage = Usage()
+        assert not apply_usage(usage, absurd), absurd
+        assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reported) == (0, 0, 0, False)
     usage = Usage()
-    apply_usage(usage, {"prompt_tokens": -5, "completion_tokens": 2**63})
-    assert (usage.input_tokens, usage.output_tokens) == (0, MAX_TOKENS)
-    usage = Usage()
-    apply_usage(
-        usage, {"prompt_tokens": True, "completion_tokens": "9", "prompt_tokens_details": {"cached_tokens": -1}}
-    )
-    assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens) == (0, 0, 0)
+    assert apply_usage(usage, {"prompt_tokens": MAX_TOKENS, "completion_tokens": 0, "prompt_tokens_details": None})
+    assert (usage.input_tokens, usage.output_tokens, usage.reported) == (MAX_TOKENS, 0, True)

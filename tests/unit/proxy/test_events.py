@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import orjson
 import pytest
 
-from tollway.errors import UpstreamError
+from tollway.errors import UpstreamError, UpstreamStreamFailed
 from tollway.exchange import Exchange
 from tollway.proxy.events import ProviderEvents
 from tollway.proxy.translation import Passthrough
@@ -136,3 +136,49 @@ async def test_a_drain_that_meets_an_event_past_the_bound_bills_an_estimate() ->
     await events.abandoned()  # returns: the oversized event ends the drain, not the call's bookkeeping
     usage = ex.usage
     assert usage.estimated and not usage.reported and usage.output_tokens == 20
+
+
+def finishing_chunk(content: str) -> bytes:
+    choice = {"index": 0, "delta": {"content": content}, "finish_reason": "stop"}
+    obj = {"object": "chat.completion.chunk", "choices": [choice]}
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+async def test_a_stream_whose_body_ends_before_its_last_event_is_cut_off_a_502_after_what_came() -> None:
+    """No transport error, no [DONE], no finish reason: the provider broke off all the
+    same, and the client must not take the fragment for a whole answer."""
+    events, ex, _ = source([chunk("x" * 40)])
+    assert [e.raw for e in await events.next() or []] == [chunk("x" * 40)]
+    with pytest.raises(UpstreamError) as cut:
+        while await events.next() is not None:
+            pass
+    assert cut.value.status == 502 and cut.value.reason == "ai-proxy.bad_upstream_response"
+    assert "ended before its last event" in cut.value.message
+    assert ex.usage.estimated and ex.usage.output_tokens == 10
+
+
+async def test_a_stream_that_finishes_without_done_is_whole_and_one_without_usage_is_estimated() -> None:
+    """Some OpenAI-compatible servers send no [DONE]: a finish reason ends the stream as
+    well. It reported no usage, so its tokens are estimated."""
+    events, ex, _ = source([chunk("x" * 40), finishing_chunk("y" * 40)])
+    batches = await drained(events)
+    assert [raw for batch in batches for raw in batch] == [chunk("x" * 40), finishing_chunk("y" * 40)]
+    assert ex.usage.estimated and not ex.usage.reported and ex.usage.output_tokens == 20
+
+
+async def test_the_providers_error_event_goes_out_and_ends_the_stream_as_a_failure() -> None:
+    error = b'data: {"error": {"message": "overloaded mid-stream", "type": "server_error"}}\n\n'
+    events, ex, _ = source([chunk("Hi"), error + chunk("never") + b"data: [DONE]\n\n"])
+    assert [e.raw for e in await events.next() or []] == [chunk("Hi")]
+    assert [e.raw for e in await events.next() or []] == [error]  # nothing after it, no [DONE]
+    with pytest.raises(UpstreamStreamFailed) as failed:
+        await events.next()
+    assert failed.value.status == 502 and "overloaded mid-stream" in failed.value.message
+    assert ex.usage.estimated
+    assert await events.next() is None
+
+
+async def test_a_complete_stream_with_usage_is_neither_cut_nor_estimated() -> None:
+    events, ex, _ = source([chunk("Hi"), chunk(usage=USAGE), b"data: [DONE]\n\n"])
+    await drained(events)
+    assert (ex.usage.reported, ex.usage.estimated, ex.usage.output_tokens) == (True, False, 3)
