@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -322,6 +323,29 @@ def test_a_request_the_provider_cannot_express_is_refused_in_the_clients_shape(
         client.chat.completions.create(model="mock-claude", n=2, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.body == {"message": "n > 1 cannot be sent to Anthropic", "type": "invalid_request_error",
                                  "code": "unsupported_parameter", "param": None}  # fmt: skip
+    assert mock_requests() == []
+
+
+USER_X = [{"role": "user", "content": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/claude/v1/chat/completions", {"model": "m", "reasoning_effort": {}, "messages": USER_X}),
+        ("/oai/v1/messages", {"model": "m", "max_tokens": 10, "stop_sequences": -1, "messages": USER_X}),
+        ("/claude/v1/responses", {"model": "m", "input": "x", "include": [{}]}),
+        ("/claude/v1/responses", {"model": "m", "input": "x", "include": [{}], "stream": True}),
+    ],
+)  # fmt: skip
+def test_a_field_of_the_wrong_type_is_a_400_never_a_500(
+    gw: Proc, mock_requests: Requests, path: str, body: dict[str, Any]
+) -> None:
+    """A translation reads fields by their documented types; a client sending another
+    type made a 500 of what is the client's mistake."""
+    reply = httpx.post(gw.url + path, json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"}, timeout=10)
+    assert reply.status_code == 400 and reply.headers["x-tollway-reason"] == "gateway.bad_request"
+    assert "type its API does not allow" in reply.text
     assert mock_requests() == []
 
 

@@ -135,7 +135,8 @@ _SIGNED = frozenset({"thinking", "redacted_thinking", "reasoning"})
 
 
 def _signed(obj: dict[str, Any]) -> bool:
-    return obj.get("type") in _SIGNED
+    kind = obj.get("type")
+    return type(kind) is str and kind in _SIGNED  # (a client's ``type`` may be any JSON value)
 
 
 def map_answer(value: Any, fn: TextFn) -> Any:
@@ -186,7 +187,7 @@ SKIPPED_KEYS = frozenset(
 def _kept_whole(obj: dict[str, Any]) -> bool:
     """Signed thinking and reasoning (a changed one is refused), and base64 sources."""
     kind = obj.get("type")
-    return kind in _SIGNED or kind == "base64"
+    return type(kind) is str and (kind in _SIGNED or kind == "base64")  # (any JSON value may come)
 
 
 def map_request(api: Api, body: dict[str, Any], fn: TextFn) -> dict[str, Any]:

@@ -20,6 +20,7 @@ when it does not. So there is one relay loop.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import orjson
@@ -35,6 +36,8 @@ from tollway.protocols.sse import SseEvent
 from tollway.protocols.usage import apply_usage
 from tollway.providers.base import Provider
 from tollway.proxy.tokens import take_model, take_usage
+
+log = logging.getLogger("tollway.proxy")
 
 # The client APIs a call to a provider of another protocol is translated for.
 _TRANSLATED = frozenset({CHAT, MESSAGES, RESPONSES})
@@ -76,14 +79,18 @@ class Translation:
         return cls(codec_for(client_name), codec_for(provider.protocol), body, provider)
 
     def request(self, upstream_model: str) -> bytes:
-        """The provider's request body; a request the target cannot express is a 400."""
+        """The provider's request body; a request the target cannot express is a 400,
+        and so is one whose fields have types their API does not allow (a list where a
+        string goes: the codecs read fields by their documented types)."""
         provider = self.provider
         try:
             chat = self.client.request_to_pivot(self.client_body)
             native = self.native.request_from_pivot(provider.pivot_body({**chat, "model": upstream_model}))
+            return orjson.dumps(provider.native_body(native, translated=True))
         except TranslationError as exc:
             raise BadRequest(str(exc), reason="gateway.bad_request", code="unsupported_parameter") from None
-        return orjson.dumps(provider.native_body(native, translated=True))
+        except (TypeError, ValueError, AttributeError, KeyError, orjson.JSONEncodeError) as exc:
+            raise _mistyped(exc) from None
 
     def response(self, body: bytes, native: Any) -> tuple[bytes, Json | None]:
         """The client's answer body and the pivot it came through (for usage), from the
@@ -100,7 +107,19 @@ class Translation:
         return self.client.error_from_pivot(status, self.native.error_to_pivot(status, body))
 
     def stream(self, ex: Exchange) -> StreamTranslation:
-        return StreamTranslation(ex, self.native.stream_to_pivot(), self.client.stream_from_pivot(self.client_body))
+        try:
+            writer = self.client.stream_from_pivot(self.client_body)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise _mistyped(exc) from None
+        return StreamTranslation(ex, self.native.stream_to_pivot(), writer)
+
+
+def _mistyped(exc: Exception) -> BadRequest:
+    log.info("a request could not be translated (%s: %s)", type(exc).__name__, exc)
+    return BadRequest(
+        "request body has a field of a type its API does not allow; see the API reference",
+        reason="gateway.bad_request",
+    )
 
 
 def _refuse_stored_responses(api_path: str, provider: Provider) -> None:
@@ -270,12 +289,14 @@ class ResponsesPassthrough:
             obj = event.json()
             if not isinstance(obj, dict):
                 continue
-            delta = obj.get("delta")
-            if isinstance(delta, str) and obj.get("type") in _RESPONSES_DELTAS:
+            delta, kind = obj.get("delta"), obj.get("type")
+            if type(kind) is not str:  # (a provider's ``type`` may be any JSON value)
+                kind = ""
+            if isinstance(delta, str) and kind in _RESPONSES_DELTAS:
                 self.sent_chars += len(delta)
                 continue
             take_usage(self._ex, obj)
-            if obj.get("type") in _RESPONSES_ENDS:
+            if kind in _RESPONSES_ENDS:
                 self.finished = True
             elif (failure := _responses_failure(obj)) is not None:
                 self.failure = failure

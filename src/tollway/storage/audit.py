@@ -52,13 +52,22 @@ class AuditEvent(TypedDict):
 
 
 def without_secrets(details: Mapping[str, Any]) -> dict[str, Any]:
-    """``details`` without any field (at any depth) whose name says it holds a secret."""
+    """``details`` without any field (at any depth, in lists too) whose name says it
+    holds a secret."""
     kept: dict[str, Any] = {}
     for name, value in details.items():
-        if any(word in name.lower() for word in _SECRET_WORDS):
+        if any(word in str(name).lower() for word in _SECRET_WORDS):
             continue
-        kept[name] = without_secrets(value) if isinstance(value, Mapping) else value
+        kept[name] = _kept(value)
     return kept
+
+
+def _kept(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return without_secrets(value)
+    if isinstance(value, list | tuple):
+        return [_kept(item) for item in value]
+    return value
 
 
 def _iso_ms(ts: float) -> str:

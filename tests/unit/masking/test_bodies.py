@@ -253,3 +253,20 @@ def test_text_in_any_field_or_shape_is_seen_and_identifiers_and_binary_data_are_
     out = map_request("responses", responses, upper)
     assert out["text"]["format"]["schema"] == {"description": "SD"}
     assert out["prompt"] == {"id": "pmpt_1", "variables": {"city": "V"}}
+
+
+@pytest.mark.parametrize("kind", [{}, [], 1, None, True])
+def test_a_type_that_is_no_string_is_no_reason_to_fail_or_to_skip_a_text(kind: Any) -> None:
+    """A client's ``type`` may be any JSON value: an unhashable one once made the plugin
+    fail (and, failing open, send the text unmasked)."""
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": kind, "text": "b"}]}],
+    }
+    masked = map_request("chat", body, upper)
+    assert masked["messages"][0]["content"] == [{"type": "text", "text": "A"}, {"type": kind, "text": "B"}]
+    responses = map_request(
+        "responses", {"model": "m", "input": [{"type": kind}, {"role": "user", "content": "c"}]}, upper
+    )
+    assert responses["input"][1]["content"] == "C"
+    assert map_answer({"content": [{"type": kind, "text": "d"}]}, upper) == {"content": [{"type": kind, "text": "D"}]}

@@ -1,0 +1,23 @@
+"""What the audit log keeps of an admin write's body (storage/audit.py): everything but
+the fields whose names say they hold a secret, at any depth, inside lists too."""
+
+from __future__ import annotations
+
+from tollway.storage.audit import without_secrets
+
+
+def test_secret_fields_go_at_any_depth_and_inside_lists() -> None:
+    details = {
+        "name": "aud1",
+        "api_key": "sk-top",
+        "metadata": {
+            "upstream": [{"api_key": "sk-LEAKED", "region": "eu"}, "plain", [{"password": "p", "ok": 1}]],
+            "creds": {"token": "t", "note": "n"},
+        },
+        "list": [{"Secret_Value": "s"}],
+    }
+    assert without_secrets(details) == {
+        "name": "aud1",
+        "metadata": {"upstream": [{"region": "eu"}, "plain", [{"ok": 1}]], "creds": {"note": "n"}},
+        "list": [{}],
+    }
