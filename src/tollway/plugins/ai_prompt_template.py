@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 from pydantic import Field, model_validator
 
 from tollway.errors import BadRequest
@@ -83,7 +84,9 @@ class AiPromptTemplate(Plugin[AiPromptTemplateConfig]):
         given = body.get("properties")
         if given is not None and not isinstance(given, dict):
             raise BadRequest("properties must be an object", reason="gateway.bad_request")
-        properties = {str(k): v if isinstance(v, str) else str(v) for k, v in (given or {}).items()}
+        # Non-strings as their JSON text (``true``, ``42``, ``null``), as Higress writes
+        # them: Python's ``str`` would say ``True`` and ``None``.
+        properties = {str(k): v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in (given or {}).items()}
         filled = _filled(template, properties)
         filled.update((k, v) for k, v in body.items() if k not in _REQUEST_ONLY)
         ex.upstream_json = filled

@@ -9,11 +9,14 @@ from typing import Any
 
 import httpx
 import orjson
+import pydantic
 import pytest
+from openai.types.responses import ResponseStreamEvent
 
 from tollway.config.schema import Price
 from tollway.mockllm import create_app as create_mock_app
 from tollway.plugins.ai_cache.answers import StoredAnswer, UnusableAnswer
+from tollway.plugins.ai_cache.shapes import completion_of
 from tollway.testing.gateway import GatewayUnderTest
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import record_of
@@ -140,11 +143,36 @@ async def test_responses_api_hits_whole_and_streamed() -> None:
     streamed = await post(gw, "/v1/responses", {**RESPONSES, "stream": True})
     assert first.status_code == 200, first.text
     assert up.calls == 1 and second.json() == first.json()
-    done = [e for e in events(streamed) if e["type"] == "response.completed"]
-    assert (
-        done
-        and done[0]["response"]["output"][0]["content"][0]["text"] == first.json()["output"][0]["content"][0]["text"]
+    replayed = events(streamed)
+    # The stream the API sends for the stored answer: each event valid to the OpenAI
+    # SDK's own types, numbered in order, the last one the stored response itself.
+    # (The events that carry the response are checked against the stored one instead.)
+    adapter = pydantic.TypeAdapter(ResponseStreamEvent)
+    assert all(adapter.validate_python(e) for e in replayed if "response" not in e)
+    assert [e["type"] for e in replayed][:2] == ["response.created", "response.in_progress"]
+    assert replayed[0]["response"] == {**first.json(), "status": "in_progress", "output": [], "usage": None}
+    assert [e["sequence_number"] for e in replayed] == list(range(len(replayed)))
+    assert replayed[-1] == {
+        "type": "response.completed",
+        "sequence_number": len(replayed) - 1,
+        "response": first.json(),
+    }
+    text = first.json()["output"][0]["content"][0]["text"]
+    assert [e["delta"] for e in replayed if e["type"] == "response.output_text.delta"] == [text]
+
+
+def test_a_whole_answer_made_from_a_stream_keeps_what_every_chunk_says_of_the_answer() -> None:
+    choice = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m", "system_fingerprint": "fp_1",
+             "service_tier": "default", "choices": [choice]}  # fmt: skip
+    whole = completion_of([chunk])
+    assert (whole["system_fingerprint"], whole["service_tier"], whole["id"], whole["created"]) == (
+        "fp_1",
+        "default",
+        "c1",
+        7,
     )
+    assert whole["choices"][0]["message"]["content"] == "hi"
 
 
 async def test_a_different_question_model_or_sampling_is_a_different_entry() -> None:

@@ -116,6 +116,16 @@ async def test_a_template_request_becomes_the_filled_template_routed_by_its_mode
     assert gw.calls[0].model_requested == "gpt-4o-mini"
 
 
+@pytest.mark.parametrize(("value", "text"), [(True, "true"), (42, "42"), (1.5, "1.5"), (None, "null")])
+async def test_a_property_that_is_no_string_fills_in_as_its_json_text(value: object, text: str) -> None:
+    """As Higress writes it: ``true``, not Python's ``True``."""
+    gw, up = gateway({"name": "ai-prompt-template", "defaultConfig": {"templates": TEMPLATES}})
+    body = {"template": "translate", "properties": {"language": "x", "text": value}}
+    r = await post(gw, "/v1/chat/completions", body)
+    assert r.status_code == 200, r.text
+    assert up.seen[0].json()["messages"][1]["content"] == f"Translate: {text}"
+
+
 async def test_an_unknown_template_is_a_400_and_a_plain_request_passes() -> None:
     gw, up = gateway({"name": "ai-prompt-template", "defaultConfig": {"templates": TEMPLATES}})
     r = await post(gw, "/v1/chat/completions", {"template": "nope", "properties": {}})

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from tollway.exchange import Reply
-from tollway.plugins.ai_cache.shapes import chunks_of, completion_of, responses_to_pivot
+from tollway.plugins.ai_cache.shapes import chunks_of, completion_of, responses_events, responses_to_pivot
 from tollway.protocols.codec import Codec, Json, StreamWriter
 from tollway.protocols.openai.wire import is_usage_only_chunk
 from tollway.protocols.pivot import usage as usage_object
@@ -174,6 +174,8 @@ def stream_answer(stored: StoredAnswer, client_request: Mapping[str, Any]) -> li
             if usage is not None:
                 events.insert(len(events) - 1, usage)  # before [DONE]
         return events
+    if stored.api == "responses":  # its own events, the stored response in the last one
+        return responses_events(orjson.loads(stored.payload))
     writer: StreamWriter = codec_of(stored.api).stream_from_pivot(client_request)
     out = [e for chunk in chunks_of(_completion(stored)) for e in writer.feed(chunk)]
     out.extend(writer.end())

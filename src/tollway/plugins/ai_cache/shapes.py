@@ -8,10 +8,12 @@ over, which is all either shape has in common.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tollway.protocols import pivot
 from tollway.protocols.codec import Json
+from tollway.protocols.sse import SseEvent
 
 
 def _int_or(value: Any, default: int) -> int:
@@ -42,6 +44,10 @@ def chunks_of(completion: Json) -> list[Json]:
     return out
 
 
+# Fields of an OpenAI chat stream's chunks that belong to the answer as a whole.
+_ANSWER_FIELDS = ("service_tier", "system_fingerprint")
+
+
 def completion_of(chunks: list[Json]) -> Json:
     """The ``chat.completion`` a stream's chunks add up to (the first choice's)."""
     ident, model, created = "", "", pivot.now()
@@ -49,7 +55,11 @@ def completion_of(chunks: list[Json]) -> Json:
     calls: dict[int, Json] = {}
     finish: str | None = None
     usage: Json | None = None
+    extras: Json = {}  # what every chunk repeats about the answer as a whole
     for chunk in chunks:
+        for name in _ANSWER_FIELDS:
+            if chunk.get(name) is not None:
+                extras[name] = chunk[name]
         ident = ident or str(chunk.get("id") or "")
         model = model or str(chunk.get("model") or "")
         if isinstance(chunk.get("created"), int):
@@ -69,7 +79,9 @@ def completion_of(chunks: list[Json]) -> Json:
     message: Json = {"role": "assistant", "content": "".join(text) if text or not calls else None}
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
-    return pivot.completion(ident or pivot.new_id("chatcmpl-"), model, created, message, finish or "stop", usage)
+    whole = pivot.completion(ident or pivot.new_id("chatcmpl-"), model, created, message, finish or "stop", usage)
+    whole.update(extras)
+    return whole
 
 
 def _add_call(calls: dict[int, Json], part: Json) -> None:
@@ -124,4 +136,74 @@ def _usage(u: Any) -> Json | None:
     )
 
 
-__all__ = ["chunks_of", "completion_of", "responses_to_pivot"]
+Event = Callable[..., SseEvent]
+
+
+def responses_events(response: Json) -> list[SseEvent]:
+    """A whole Responses API answer as the stream the API sends for it: the response
+    created and in progress, each output item added, its text or arguments in one delta,
+    done, and the response completed (or incomplete) as it was stored, ids and all."""
+    seq = 0
+
+    def event(kind: str, **data: Any) -> SseEvent:
+        nonlocal seq
+        out = SseEvent.of_json({"type": kind, "sequence_number": seq, **data}, event=kind)
+        seq += 1
+        return out
+
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    out = [event("response.created", response=started), event("response.in_progress", response=started)]
+    output = response.get("output")
+    for index, item in enumerate(output if isinstance(output, list) else ()):
+        if isinstance(item, dict):
+            out.extend(_item_events(event, index, item))
+    status = "incomplete" if response.get("status") == "incomplete" else "completed"
+    out.append(event(f"response.{status}", response=response))
+    return out
+
+
+def _item_events(event: Event, index: int, item: Json) -> list[SseEvent]:
+    """One output item: added, its parts or arguments, done as stored."""
+    where = {"item_id": item.get("id"), "output_index": index}
+    out: list[SseEvent] = []
+    if item.get("type") == "message":
+        parts = item.get("content")
+        out.append(event("response.output_item.added", output_index=index,
+                         item={**item, "status": "in_progress", "content": []}))  # fmt: skip
+        for j, part in enumerate(parts if isinstance(parts, list) else ()):
+            if isinstance(part, dict):
+                out.extend(_part_events(event, {**where, "content_index": j}, part))
+    elif item.get("type") == "function_call":
+        arguments = str(item.get("arguments") or "")
+        out.append(event("response.output_item.added", output_index=index,
+                         item={**item, "arguments": "", "status": "in_progress"}))  # fmt: skip
+        out.append(event("response.function_call_arguments.delta", **where, delta=arguments))
+        out.append(event("response.function_call_arguments.done", **where, arguments=arguments))
+    else:
+        out.append(event("response.output_item.added", output_index=index, item=item))
+    out.append(event("response.output_item.done", output_index=index, item=item))
+    return out
+
+
+def _part_events(event: Event, at: Json, part: Json) -> list[SseEvent]:
+    """One content part of a message: added empty, its text (or refusal) in one delta,
+    done; output text carries its logprobs, as the API's text events do."""
+    if part.get("type") == "refusal":
+        refusal = str(part.get("refusal") or "")
+        return [
+            event("response.content_part.added", **at, part={**part, "refusal": ""}),
+            event("response.refusal.delta", **at, delta=refusal),
+            event("response.refusal.done", **at, refusal=refusal),
+            event("response.content_part.done", **at, part=part),
+        ]
+    text = str(part.get("text") or "")
+    logprobs = part.get("logprobs") if isinstance(part.get("logprobs"), list) else []
+    return [
+        event("response.content_part.added", **at, part={**part, "text": ""}),
+        event("response.output_text.delta", **at, delta=text, logprobs=logprobs),
+        event("response.output_text.done", **at, text=text, logprobs=logprobs),
+        event("response.content_part.done", **at, part=part),
+    ]
+
+
+__all__ = ["chunks_of", "completion_of", "responses_events", "responses_to_pivot"]
