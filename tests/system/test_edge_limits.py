@@ -324,6 +324,26 @@ def test_keep_alive_and_pipelining_still_work(gw: Proc) -> None:
         assert [read_response(sock).headers["x-request-id"] for _ in range(2)] == ["second", "third"]
 
 
+def test_a_client_that_half_closes_after_its_requests_still_reads_every_answer(gw: Proc) -> None:
+    """shutdown(SHUT_WR) says the client sends nothing more, not that it stopped reading
+    (HTTP/1.1 allows it; some scripts and tools do it). A request cut short by it is the
+    client leaving: 499."""
+    with connect(gw) as sock:
+        sock.sendall(chat_request("x-request-id: half-1") + chat_request("x-request-id: half-2"))
+        sock.shutdown(socket.SHUT_WR)
+        assert [read_response(sock).headers["x-request-id"] for _ in range(2)] == ["half-1", "half-2"]
+        assert closed_by_server(sock)
+    with connect(gw) as sock:
+        sock.sendall(chat_request("x-request-id: half-cut")[:-10])
+        sock.shutdown(socket.SHUT_WR)
+        assert closed_by_server(sock)
+    deadline = time.monotonic() + 10
+    while {"half-1", "half-2", "half-cut"} - {r["request_id"] for r in records(gw)} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    by_id = {r["request_id"]: r for r in records(gw)}
+    assert [by_id[i]["status"] for i in ("half-1", "half-2", "half-cut")] == [200, 200, 499]
+
+
 def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout_s(gw: Proc) -> None:
     with connect(gw, timeout=IDLE_S + 5) as sock:
         sock.sendall(chat_request())

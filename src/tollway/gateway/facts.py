@@ -28,7 +28,7 @@ from tollway.protocols.apis import FORM_APIS, JSON_APIS, MESSAGE_BATCHES, api_of
 from tollway.protocols.batches import message_batch_models
 from tollway.protocols.form import model_field
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (U+0080-U+009F: NEL, CSI, …)
 # A model named in the path, as Gemini's own API names it (``/v1beta/models/<model>:
 # generateContent``, ``…:streamGenerateContent``, ``…:countTokens``, ``…:embedContent``;
 # Vertex AI's ``…/publishers/google/models/<model>:…`` too). Such a call passes through

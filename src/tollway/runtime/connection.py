@@ -326,6 +326,7 @@ class EdgeConnection(HttpToolsProtocol):
         "_began",
         "_clock",
         "_dropping",
+        "_half_closed",
         "_head_left",
         "_in_head",
         "_linger_end",
@@ -372,6 +373,8 @@ class EdgeConnection(HttpToolsProtocol):
         self._since_data = 0
         # When a lingering close ends whatever the client does.
         self._linger_end = 0.0
+        # The client shut its sending side after a whole request: it still reads.
+        self._half_closed = False
 
     # --- the connection -----------------------------------------------------------------
 
@@ -402,6 +405,17 @@ class EdgeConnection(HttpToolsProtocol):
             self._stall = None
         if self._admitted:
             super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # (asyncio's own signature)
+        """The client shut its sending side (``shutdown(SHUT_WR)``). After a whole
+        request it still reads: the connection stays open for the answer, then ends.
+        Anywhere else (idle, or a request cut short) it ends now."""
+        cycle = self.cycle
+        if self._admitted and not self._dropping and cycle is not None and not cycle.more_body:
+            if not cycle.response_complete or self.pipeline:
+                self._half_closed = True
+                return True  # keep the transport open for writing
+        return None
 
     def data_received(self, data: bytes) -> None:
         if self._dropping:
@@ -584,6 +598,10 @@ class EdgeConnection(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
         if self.transport.is_closing():
+            return
+        if self._half_closed and not self.pipeline and self.cycle.response_complete:
+            self._cancel_clock()
+            self.transport.close()  # the client said it sends nothing more
             return
         if self.pipeline and self.cycle.response_complete:
             # Requests queued before whatever ended the connection are answered first.

@@ -11,6 +11,7 @@ import orjson
 
 from tollway.background import BackgroundTask, every
 from tollway.usage.record import UsageRecord
+from tollway.usage.storable import MAX_TEXT
 
 
 class AccessLog:
@@ -38,12 +39,18 @@ class AccessLog:
         if self._pending >= self.MAX_PENDING:
             self.dropped += 1
             return
+        model, request_id = record.model_requested, record.request_id
+        # Both are the client's to choose: a line says at most as much as the record keeps.
+        if model is not None and len(model) > MAX_TEXT:
+            model = model[:MAX_TEXT]
+        if len(request_id) > MAX_TEXT:
+            request_id = request_id[:MAX_TEXT]
         line: dict[str, Any] = {
             "ts": record.ts,
-            "request_id": record.request_id,
+            "request_id": request_id,
             "route": record.route,
             "consumer": record.consumer,
-            "model": record.model_requested,
+            "model": model,
             "status": record.status,
             "reason": record.reason,
             "latency_ms": record.latency_ms,

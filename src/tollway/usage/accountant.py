@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from tollway.exchange import Exchange
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import CallFacts, UsageRecord, facts_of, settle
+from tollway.usage.storable import MAX_TEXT
 
 if TYPE_CHECKING:
     from tollway.usage.access_log import AccessLog
@@ -134,7 +135,7 @@ class Accountant:
         self._unpriced.add(model)
         log.warning(
             "usage: model %r has no price: its calls are recorded with cost_usd null (price it under pricing:)",
-            model,
+            model[:MAX_TEXT],
         )
 
     def _log_error(self, what: str) -> None:

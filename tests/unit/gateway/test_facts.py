@@ -115,7 +115,9 @@ async def test_plugins_refuse_an_unfit_body_for_their_own_reasons_before_the_400
     assert "not valid JSON" in unfit.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("model", ["gpt-4o\u0000", "gpt\n4o", "gpt-4o\u007f", "\u001b[31mred"])
+@pytest.mark.parametrize(
+    "model", ["gpt-4o\u0000", "gpt\n4o", "gpt-4o\u007f", "\u001b[31mred", "gpt\u0085", "\u009b31mred"]
+)
 async def test_a_model_with_control_characters_is_refused_at_once_and_recorded(model: str) -> None:
     gw = GatewayUnderTest(AUTH)
     r = await _post(gw, "/v1/chat/completions", orjson.dumps({"model": model, "messages": []}))
