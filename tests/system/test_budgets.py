@@ -387,3 +387,33 @@ async def test_alerts_post_once_per_threshold_across_replicas(
     assert event["subject"] == {"kind": "consumer", "name": "alice"}
     assert event["budget_usd"] == 1 and event["period"] == "month"
     assert event["spend_usd"] >= 0.5 and event["resets_at"].endswith("T00:00:00Z")
+
+
+def test_an_alert_is_not_sent_again_after_a_redis_flush(
+    gateway: GatewayFactory,
+    mock_llm: Proc,
+    redis_url: str,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+    receiver: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """The claims that keep an alert to one POST live in the state store: a flush takes
+    them with the spend. The spend is rebuilt from the records, and the thresholds it
+    already reaches are claimed again without a POST, on whichever replica rebuilds."""
+    hook, got = receiver
+    extra = f'governance: {{alerts: {{webhook: "{hook}", thresholds: [0.5, 1.0]}}}}'
+    cfg = config(mock_llm.url, state=redis_url, extra=extra)
+    first, second = (gateway(cfg, name=f"gw{i}.yaml") for i in range(2))
+    with httpx.Client(timeout=30) as client:
+        for _ in range(200):
+            assert call(first.url, "alice", "plain", client).status_code == 200
+            if got:
+                break
+            time.sleep(0.05)
+        assert [e["threshold"] for e in got] == [0.5]
+        store = redis.Redis.from_url(redis_url.split("?")[0])
+        store.delete(*store.scan_iter(match=redis_prefix + "*"))  # what a flush does to these keys
+        assert call(second.url, "alice", "plain", client).status_code == 200  # the replica that never saw it
+        assert call(first.url, "alice", "plain", client).status_code == 200
+    time.sleep(2.0)  # past the receiver's retry: room for a second POST, were one sent
+    assert [e["threshold"] for e in got] == [0.5]
+    assert second.logged("rebuilt from the usage records")

@@ -33,6 +33,10 @@ _TOTAL_CLAIM_MS = 10 * 365 * 86_400_000
 _SEEN_LIMIT = 100_000
 
 
+def _claim_ttl_ms(span: Span) -> int:
+    return span.end_ms - span.start_ms + _CLAIM_GRACE_MS if span.end_ms is not None else _TOTAL_CLAIM_MS
+
+
 class Alerts:
     """One per process; ``configure`` at start and at each reload, ``stop`` at the end.
     ``delays_s`` are the pauses before each retry."""
@@ -80,10 +84,30 @@ class Alerts:
                 "period": budget.period,
                 "resets_at": span.resets_at,
             }
-            ttl = span.end_ms - span.start_ms + _CLAIM_GRACE_MS if span.end_ms is not None else _TOTAL_CLAIM_MS
-            task = asyncio.get_running_loop().create_task(self._claim_and_send(key, ttl, config.webhook, event))
+            task = asyncio.get_running_loop().create_task(
+                self._claim_and_send(key, _claim_ttl_ms(span), config.webhook, event)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def restored(self, allowance_key: str, span: Span, budget: Budget, value: int) -> None:
+        """A spend counter was rebuilt from the usage records at ``value`` (its store had
+        lost it, and the alerts' claims with it): the thresholds it reaches were crossed
+        before the loss, so their alerts are claimed again without sending. Otherwise
+        the next settlement would send each of them a second time."""
+        config = self.config
+        if config is None:
+            return
+        for threshold in config.thresholds:
+            if value < threshold * budget.usd * NANO:
+                break
+            key = f"alert:{allowance_key}:{threshold:g}"
+            try:
+                await self.state.claim(key, _claim_ttl_ms(span))
+            except Exception as exc:
+                log.warning("budget alert: could not claim %s again after a rebuild (%s)", key, exc)
+                return
+            self._seen.add(key)
 
     async def _claim_and_send(self, key: str, ttl_ms: int, url: str, event: dict[str, Any]) -> None:
         try:

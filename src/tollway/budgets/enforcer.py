@@ -211,11 +211,11 @@ class Budgets:
         return plan
 
     def _amount(self, ex: Exchange, plan: Plan, upstream_model: Callable[[Route, str], str]) -> int:
-        """The most this call can cost, in nano-dollars (0 when no subject has a budget
-        or the call names no model)."""
+        """The most this call can cost, in nano-dollars (0 when no subject has a budget,
+        the call names no model, or it only counts tokens: providers bill no counting)."""
         budgeted = plan.budgeted
         model = ex.model_requested
-        if budgeted is None or model is None:
+        if budgeted is None or model is None or ex.api == "count_tokens":
             return 0
         billed = upstream_model(ex.route, model) if ex.route is not None else model
         found = self.prices.resolve(billed) or self.prices.resolve(model)
@@ -365,6 +365,8 @@ class Budgets:
             self.rebuilt += 1
             log.info("budgets: %s %r spend for %s rebuilt from the usage records: %s", subject.kind, subject.name,
                      span.tag, _usd(spent))  # fmt: skip
+            if self.alerts is not None and subject.budget is not None:
+                await self.alerts.restored(key, span, subject.budget, spent)
 
     # --- reading ----------------------------------------------------------------------
 

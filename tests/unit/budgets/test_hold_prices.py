@@ -83,3 +83,17 @@ def test_a_hold_is_priced_as_each_route_maps_the_model_and_at_the_current_prices
     assert hold_on(a) == cheap
     budgets.configure(PriceTable({"cheap": Price(input_per_mtok=2.0, output_per_mtok=2.0)}))
     assert hold_on(a) == 2 * cheap  # new prices, not the old ones
+
+
+def test_counting_tokens_holds_nothing_and_needs_no_price() -> None:
+    # No provider bills /v1/messages/count_tokens: holding 4,096 output tokens for it
+    # refused token counting (Claude Code asks for it often) to a consumer near its budget.
+    budgets = Budgets(MemoryStateStore(), None, GroupDirectory(), None, _nothing, hold_s=60)  # type: ignore[arg-type]
+    budgets.configure(PriceTable({"priced": Price(input_per_mtok=100.0, output_per_mtok=100.0)}))
+    plan = budgets._plan(Consumer("alice", budget=Budget(0.01, "total")), 0.0)
+    body = b'{"model": "unpriced", "messages": [{"role": "user", "content": "hi"}]}'
+    ex = Exchange("r", Request("POST", "/v1/messages/count_tokens", "", Headers(), "127.0.0.1", "gw", body=body))
+    ex.route, ex.api, ex.model_requested = _route("a"), "count_tokens", "unpriced"
+    assert budgets._amount(ex, plan, lambda route, model: model) == 0
+    ex.api, ex.model_requested = "messages", "priced"
+    assert budgets._amount(ex, plan, lambda route, model: model) > 0
