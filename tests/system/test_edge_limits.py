@@ -324,24 +324,49 @@ def test_keep_alive_and_pipelining_still_work(gw: Proc) -> None:
         assert [read_response(sock).headers["x-request-id"] for _ in range(2)] == ["second", "third"]
 
 
-def test_a_client_that_half_closes_after_its_requests_still_reads_every_answer(gw: Proc) -> None:
-    """shutdown(SHUT_WR) says the client sends nothing more, not that it stopped reading
-    (HTTP/1.1 allows it; some scripts and tools do it). A request cut short by it is the
-    client leaving: 499."""
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        chat_request("Content-Length: 5"),  # two Content-Lengths
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\rX: y\r\n\r\n",  # a bare CR
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # an HTTP/2 preface
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_what_is_not_http_is_a_400_in_the_gateways_shape_and_one_log_line(gw: Proc, request_bytes: bytes) -> None:
+    """The HTTP parser's own refusals answer as every other refusal does (x-request-id,
+    x-tollway-reason, the OpenAI error shape), not as uvicorn's plain text, and a flood
+    of them is not a flood of log lines."""
+    for _ in range(3):
+        with connect(gw) as sock:
+            sock.sendall(request_bytes)
+            r = read_response(sock)
+            assert r.status == 400 and r.headers["x-tollway-reason"] == "gateway.bad_request"
+            assert r.headers["x-request-id"] and r.json()["error"]["code"] == "invalid_request_error"
+            assert "not valid HTTP/1.1" in r.json()["error"]["message"]
+            assert closed_by_server(sock)
+    assert_still_serving(gw)
+    assert gw.logged("were not valid HTTP/1.1")  # told, once in 10 s (every case here: one line, maybe two)
+    assert len(gw.logged("were not valid HTTP/1.1", within=0)) <= 2
+    assert not [line for line in gw.stderr_lines if "Invalid HTTP request received" in line]
+
+
+@pytest.mark.parametrize("how", ["close", "shutdown"])
+def test_a_client_that_ends_its_connection_right_after_its_request_is_recorded_499(gw: Proc, how: str) -> None:
+    """The call may be answered before the gateway notices, into a connection no one
+    reads: the record says the client left (499), not 200. ``shutdown(SHUT_WR)`` reads
+    the same on the wire (an end of input), and is taken the same way, as nginx does."""
+    rid = f"gone-{how}"
     with connect(gw) as sock:
-        sock.sendall(chat_request("x-request-id: half-1") + chat_request("x-request-id: half-2"))
-        sock.shutdown(socket.SHUT_WR)
-        assert [read_response(sock).headers["x-request-id"] for _ in range(2)] == ["half-1", "half-2"]
-        assert closed_by_server(sock)
-    with connect(gw) as sock:
-        sock.sendall(chat_request("x-request-id: half-cut")[:-10])
-        sock.shutdown(socket.SHUT_WR)
-        assert closed_by_server(sock)
+        sock.sendall(chat_request(f"x-request-id: {rid}"))
+        if how == "shutdown":
+            sock.shutdown(socket.SHUT_WR)
+        # (leaving the block closes the socket)
     deadline = time.monotonic() + 10
-    while {"half-1", "half-2", "half-cut"} - {r["request_id"] for r in records(gw)} and time.monotonic() < deadline:
+    while rid not in {r["request_id"] for r in records(gw)} and time.monotonic() < deadline:
         time.sleep(0.05)
-    by_id = {r["request_id"]: r for r in records(gw)}
-    assert [by_id[i]["status"] for i in ("half-1", "half-2", "half-cut")] == [200, 200, 499]
+    record = {r["request_id"]: r for r in records(gw)}[rid]
+    assert (record["status"], record["reason"]) == (499, "gateway.client_closed")
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout_s(gw: Proc) -> None:

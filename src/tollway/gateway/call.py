@@ -257,6 +257,11 @@ class Gateway:
                         await budgets.admit(ex, snap.upstream_model)
                     reply = await self.proxy.serve(ex, snap.route_providers[route.name])
             await self._respond(ex, chain, client, reply)
+            if client.gone:
+                # Left before the answer was out, too soon for the watch to cancel the
+                # call (a client that closes right after its request): the answer went
+                # nowhere, and the record says so.
+                raise ClientGone()
             if ex.error is not None and server is not None:
                 # A refusal or failure answered as a JSON-RPC error: the record keeps
                 # the status it stands for (``tollway.mcp.relay``).

@@ -9,6 +9,11 @@ class ClientChannel(Protocol):
     started: bool  # the status line and headers are sent
     finished: bool  # the response is complete
 
+    @property
+    def gone(self) -> bool:
+        """The client's connection ended before the response was all written."""
+        ...
+
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         """Sends the status line and headers; ``x-request-id`` is added by the gateway."""
         ...

@@ -44,13 +44,24 @@ def declared_over(declared: str | None, limit: int) -> bool:
     return len(declared) > 18 or int(declared) > limit
 
 
-class AsgiChannel:
-    __slots__ = ("_send", "finished", "started")
+# The scope key the server sets (True) when the client's connection ended before the
+# answer was all written (Tollway's own: ASGI's ``send`` says nothing of it).
+CLIENT_GONE = "tollway.client_gone"
 
-    def __init__(self, send: Send) -> None:
+
+class AsgiChannel:
+    __slots__ = ("_scope", "_send", "finished", "started")
+
+    def __init__(self, send: Send, scope: Scope | None = None) -> None:
         self._send = send
+        self._scope = scope
         self.started = False
         self.finished = False
+
+    @property
+    def gone(self) -> bool:
+        scope = self._scope
+        return scope is not None and CLIENT_GONE in scope
 
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         self.started = True
@@ -116,7 +127,7 @@ class GatewayApp:
             host=strip_port(headers.get("host") or ""),
             raw_path=scope.get("raw_path"),
         )
-        channel = AsgiChannel(send)
+        channel = AsgiChannel(send, scope)
         task = asyncio.current_task()
         assert task is not None
         watcher: asyncio.Task[None] | None = None

@@ -47,7 +47,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-from tollway.gateway.edge import BODY_TIMEOUT
+from tollway.gateway.edge import BODY_TIMEOUT, CLIENT_GONE
 from tollway.protocols.openai.wire import error_body
 
 if TYPE_CHECKING:
@@ -102,20 +102,24 @@ def derived_max_connections(fd_limit: int | None = None) -> int:
 
 
 class Refusals:
-    """The connections one listener refused at its bound, told to the log at most once
-    every ``LOG_EVERY_S`` (a flood must not become a flood of log lines); refusals held
-    back are told when that time is up, even if no other refusal comes."""
+    """What one listener refused (``what``: the connections past its bound, the requests
+    that are not HTTP), told to the log at most once every ``LOG_EVERY_S`` (a flood must
+    not become a flood of log lines); refusals held back are told when that time is up,
+    even if no other refusal comes."""
 
     LOG_EVERY_S = 10.0
+    AT_BOUND = "refused %d connection(s) at its bound of %s open connections"
+    NOT_HTTP = "answered %d request(s) that were not valid HTTP/1.1 with a 400 (the last: %s)"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, what: str = AT_BOUND) -> None:
         self.name = name
+        self.what = what
         self.total = 0
         self._unlogged = 0
         self._logged_at = float("-inf")
         self._later: asyncio.TimerHandle | None = None
 
-    def note(self, now: float, bound: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def note(self, now: float, bound: object, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.total += 1
         self._unlogged += 1
         if now - self._logged_at >= self.LOG_EVERY_S:
@@ -124,18 +128,13 @@ class Refusals:
             wait = self._logged_at + self.LOG_EVERY_S - now
             self._later = loop.call_later(wait, lambda: self._tell(loop.time(), bound))
 
-    def _tell(self, now: float, bound: int) -> None:
+    def _tell(self, now: float, bound: object) -> None:
         if self._later is not None:
             self._later.cancel()
             self._later = None
         if not self._unlogged:
             return
-        log.warning(
-            "%s listener: refused %d connection(s) at its bound of %d open connections",
-            self.name,
-            self._unlogged,
-            bound,
-        )
+        log.warning("%s listener: " + self.what, self.name, self._unlogged, bound)
         self._unlogged = 0
         self._logged_at = now
 
@@ -143,7 +142,7 @@ class Refusals:
 def connection_class(limits: EdgeLimits, name: str = "gateway") -> type[EdgeConnection]:
     """The protocol class one uvicorn server (``name``: the listener, for the log) builds
     its connections with."""
-    namespace = {"limits": limits, "refusals": Refusals(name)}
+    namespace = {"limits": limits, "refusals": Refusals(name), "not_http": Refusals(name, Refusals.NOT_HTTP)}
     return cast("type[EdgeConnection]", type("EdgeConnection", (EdgeConnection,), namespace))
 
 
@@ -326,7 +325,6 @@ class EdgeConnection(HttpToolsProtocol):
         "_began",
         "_clock",
         "_dropping",
-        "_half_closed",
         "_head_left",
         "_in_head",
         "_linger_end",
@@ -341,6 +339,7 @@ class EdgeConnection(HttpToolsProtocol):
 
     limits: ClassVar[EdgeLimits]
     refusals: ClassVar[Refusals]
+    not_http: ClassVar[Refusals]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -373,8 +372,6 @@ class EdgeConnection(HttpToolsProtocol):
         self._since_data = 0
         # When a lingering close ends whatever the client does.
         self._linger_end = 0.0
-        # The client shut its sending side after a whole request: it still reads.
-        self._half_closed = False
 
     # --- the connection -----------------------------------------------------------------
 
@@ -399,23 +396,17 @@ class EdgeConnection(HttpToolsProtocol):
         self._clock = self.loop.call_later(self.limits.header_timeout_s, self._head_clock_ran_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The app's channel reads it (``gone``): a call whose answer never got out,
+            # however quickly it ran, is recorded as one whose client left.
+            cycle.scope[CLIENT_GONE] = True  # type: ignore[literal-required]
         self._cancel_clock()
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
         if self._admitted:
             super().connection_lost(exc)
-
-    def eof_received(self) -> bool | None:  # type: ignore[override]  # (asyncio's own signature)
-        """The client shut its sending side (``shutdown(SHUT_WR)``). After a whole
-        request it still reads: the connection stays open for the answer, then ends.
-        Anywhere else (idle, or a request cut short) it ends now."""
-        cycle = self.cycle
-        if self._admitted and not self._dropping and cycle is not None and not cycle.more_body:
-            if not cycle.response_complete or self.pipeline:
-                self._half_closed = True
-                return True  # keep the transport open for writing
-        return None
 
     def data_received(self, data: bytes) -> None:
         if self._dropping:
@@ -452,12 +443,10 @@ class EdgeConnection(HttpToolsProtocol):
                 # Bytes that begin no request (the parser skips a bare CRLF) took the idle
                 # timer away: the next head is now due within header_timeout_s.
                 self._arm_clock()
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
             if self._dropping:  # we stopped the parser: the head was refused
                 return
-            msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
-            self.send_400_response(msg)
+            self._not_http(str(exc) or type(exc).__name__)
         except httptools.HttpParserUpgrade:
             log.debug("an Upgrade request is served as plain HTTP")
 
@@ -599,10 +588,6 @@ class EdgeConnection(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        if self._half_closed and not self.pipeline and self.cycle.response_complete:
-            self._cancel_clock()
-            self.transport.close()  # the client said it sends nothing more
-            return
         if self.pipeline and self.cycle.response_complete:
             # Requests queued before whatever ended the connection are answered first.
             if self.timeout_keep_alive_task is not None:
@@ -635,10 +620,34 @@ class EdgeConnection(HttpToolsProtocol):
 
     # --- refusals and clocks ------------------------------------------------------------
 
+    def _not_http(self, problem: str) -> None:
+        """The parser refused the input (two Content-Lengths, a bare CR, a bad chunk
+        size, …): a 400 in the gateway's own shape, then the connection ends (nothing
+        after it can be framed); told to the log at most once every 10 s, where uvicorn
+        wrote a line for each."""
+        self.not_http.note(self.loop.time(), problem, self.loop)
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            # The body of the request being served is broken (a bad chunk): the client
+            # gets the 400 if no answer has begun, and the call ends as one whose client
+            # left (the app sees the connection end).
+            self._dropping = True
+            self._cancel_clock()
+            if not cycle.response_started:
+                self.transport.write(_answer(400, f"the request body is not valid HTTP/1.1: {problem}",
+                                             "invalid_request_error", "gateway.bad_request"))  # fmt: skip
+            self.transport.close()
+            return
+        self._refuse(_answer(400, f"the request is not valid HTTP/1.1: {problem}", "invalid_request_error",
+                             "gateway.bad_request"))  # fmt: skip
+
     def _refuse_head(self, message: str) -> None:
+        self._refuse(_answer(431, message, "request_header_fields_too_large", "gateway.headers_too_large"))
+
+    def _refuse(self, answer: bytes) -> None:
+        """Answer what cannot be served, then end the connection."""
         self._dropping = True
         self._cancel_clock()
-        answer = _answer(431, message, "request_header_fields_too_large", "gateway.headers_too_large")
         if self._busy():
             # Pipelined behind an answer in progress: this one follows it.
             self._pending = answer
