@@ -30,78 +30,84 @@ CACHE_WRITES = "cache_creation_tokens"
 # that is not a whole number) is not believed at all (the call is estimated instead); a
 # count that large or negative would refund a quota, bill a fortune or be unstorable.
 MAX_TOKENS = 10**12
-# Every count a usage object may carry, top level or in its details.
-_COUNTS = (
-    "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens",
-    "cache_read_input_tokens", "cache_creation_input_tokens",
-)  # fmt: skip
-_DETAIL_COUNTS = ("cached_tokens", "reasoning_tokens", "cache_creation_tokens")
-_DETAILS = ("prompt_tokens_details", "completion_tokens_details", "input_tokens_details", "output_tokens_details")
 
 
-def _believable(v: Any) -> bool:
-    return v is None or (type(v) is int and 0 <= v <= MAX_TOKENS)
+class _Unbelievable(Exception):
+    pass
 
 
-def believable(obj: dict[str, Any]) -> bool:
-    """Whether every count in a usage object is one a call can have."""
-    for name in _COUNTS:
-        if not _believable(obj.get(name)):
-            return False
-    for name in _DETAILS:
-        details = obj.get(name)
-        if isinstance(details, dict) and not all(_believable(details.get(c)) for c in _DETAIL_COUNTS):
-            return False
-    return True
+def _count(v: Any) -> int:
+    """A count as reported: absent or null is 0; anything a call cannot have raises."""
+    if v is None:
+        return 0
+    if type(v) is not int or not 0 <= v <= MAX_TOKENS:
+        raise _Unbelievable
+    return v
 
 
-def _int(v: Any) -> int:
-    return v if type(v) is int else 0  # (``believable`` has checked it)
+def _detail(details: Any, name: str) -> int:
+    return _count(details.get(name)) if isinstance(details, dict) else 0
 
 
 def apply_usage(usage: Usage, obj: Any) -> bool:
     """Fill ``usage`` from an OpenAI chat, OpenAI Responses or Anthropic ``usage``
     object; True if it had one. An object with a count no call can have is not
-    believed (False: the call's tokens are estimated, unless another report comes).
+    believed at all (False, ``usage`` untouched: the call's tokens are estimated unless
+    another report comes), rather than read in part or capped into a fortune.
 
     Anthropic streams report input tokens in ``message_start`` and output tokens in
     ``message_delta``, so a later report only overwrites the counts it carries.
     """
-    if not isinstance(obj, dict) or not believable(obj):
+    if not isinstance(obj, dict):
         return False
-    if "prompt_tokens" in obj or "completion_tokens" in obj:
-        usage.input_tokens = _int(obj.get("prompt_tokens"))
-        usage.output_tokens = _int(obj.get("completion_tokens"))
-        details = obj.get("prompt_tokens_details")
-        if isinstance(details, dict):
-            usage.cached_tokens = _int(details.get("cached_tokens"))
-            usage.cache_write_tokens = _int(details.get(CACHE_WRITES))
-        out_details = obj.get("completion_tokens_details")
-        if isinstance(out_details, dict):
-            usage.reasoning_tokens = _int(out_details.get("reasoning_tokens"))
-    elif "input_tokens_details" in obj or "output_tokens_details" in obj:
-        # The Responses API: OpenAI's counts under Anthropic-like names (input includes
-        # the cached tokens, output the reasoning ones).
-        usage.input_tokens = _int(obj.get("input_tokens"))
-        usage.output_tokens = _int(obj.get("output_tokens"))
-        in_details = obj.get("input_tokens_details")
-        usage.cached_tokens = _int(in_details.get("cached_tokens")) if isinstance(in_details, dict) else 0
-        usage.cache_write_tokens = _int(in_details.get(CACHE_WRITES)) if isinstance(in_details, dict) else 0
-        out_details = obj.get("output_tokens_details")
-        usage.reasoning_tokens = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
-    elif "input_tokens" in obj or "output_tokens" in obj:
-        if "input_tokens" in obj:
-            usage.input_tokens = (
-                _int(obj.get("input_tokens"))
-                + _int(obj.get("cache_read_input_tokens"))
-                + _int(obj.get("cache_creation_input_tokens"))
+    # input, output, cached, cache-write and reasoning tokens (None: not reported here)
+    counts: tuple[int | None, int | None, int | None, int | None, int | None]
+    try:
+        if "prompt_tokens" in obj or "completion_tokens" in obj:
+            details, out_details = obj.get("prompt_tokens_details"), obj.get("completion_tokens_details")
+            counts = (
+                _count(obj.get("prompt_tokens")),
+                _count(obj.get("completion_tokens")),
+                _detail(details, "cached_tokens") if isinstance(details, dict) else None,
+                _detail(details, CACHE_WRITES) if isinstance(details, dict) else None,
+                _detail(out_details, "reasoning_tokens") if isinstance(out_details, dict) else None,
             )
-            usage.cached_tokens = _int(obj.get("cache_read_input_tokens"))
-            usage.cache_write_tokens = _int(obj.get("cache_creation_input_tokens"))
-        if "output_tokens" in obj:
-            usage.output_tokens = _int(obj.get("output_tokens"))
-    else:
+        elif "input_tokens_details" in obj or "output_tokens_details" in obj:
+            # The Responses API: OpenAI's counts under Anthropic-like names (input
+            # includes the cached tokens, output the reasoning ones).
+            in_details = obj.get("input_tokens_details")
+            counts = (
+                _count(obj.get("input_tokens")),
+                _count(obj.get("output_tokens")),
+                _detail(in_details, "cached_tokens"),
+                _detail(in_details, CACHE_WRITES),
+                _detail(obj.get("output_tokens_details"), "reasoning_tokens"),
+            )
+        elif "input_tokens" in obj or "output_tokens" in obj:
+            read, written = _count(obj.get("cache_read_input_tokens")), _count(obj.get("cache_creation_input_tokens"))
+            has_input = "input_tokens" in obj
+            counts = (
+                _count(obj.get("input_tokens")) + read + written if has_input else None,
+                _count(obj.get("output_tokens")) if "output_tokens" in obj else None,
+                read if has_input else None,
+                written if has_input else None,
+                None,
+            )
+        else:
+            return False
+    except _Unbelievable:
         return False
+    i, o, c, w, r = counts
+    if i is not None:
+        usage.input_tokens = i
+    if o is not None:
+        usage.output_tokens = o
+    if c is not None:
+        usage.cached_tokens = c
+    if w is not None:
+        usage.cache_write_tokens = w
+    if r is not None:
+        usage.reasoning_tokens = r
     usage.reported = True
     usage.estimated = False
     return True
