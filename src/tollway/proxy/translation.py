@@ -150,8 +150,10 @@ class EventTranslation(Protocol):
     nothing after it is handed on."""
 
     sent_chars: int
-    finished: bool
     failure: str | None
+
+    @property
+    def finished(self) -> bool: ...
 
     def feed(self, events: list[SseEvent]) -> list[SseEvent]:
         """The client's events for the provider's next ``events`` (may be the same list)."""
@@ -176,8 +178,10 @@ def _terminal(raw: bytes) -> bool:
     return b"[DONE]" in raw[:16] or b"message_stop" in raw[:40]
 
 
-def _finishes(obj: dict[str, Any]) -> bool:
+def _finishes(obj: dict[str, Any] | None) -> bool:
     """An OpenAI chunk with a finish reason, or Anthropic's ``message_delta`` with a stop reason."""
+    if obj is None:
+        return False
     for choice in obj.get("choices") or ():
         if isinstance(choice, dict) and choice.get("finish_reason"):
             return True
@@ -199,42 +203,59 @@ class Passthrough:
     """The identity translation: events go on as they came. OpenAI's usage chunk and
     Anthropic's ``message_start``/``message_delta`` are read as they pass; with
     ``hide_usage`` (the gateway asked for the usage chunk, the client did not) the
-    usage-only chunk is kept from the client."""
+    usage-only chunk is kept from the client.
 
-    __slots__ = ("_ex", "_hide_usage", "failure", "finished", "sent_chars")
+    Per event it does no more than the usage needs (a stream's every event passes here):
+    whether the stream finished is read off its terminal event as it passes, or, at the
+    end, off the last two chunks it parsed (a finish reason, then maybe the usage chunk)."""
+
+    __slots__ = ("_before", "_ended", "_ex", "_hide_usage", "_last", "failure", "sent_chars")
 
     def __init__(self, ex: Exchange, hide_usage: bool) -> None:
         self._ex = ex
         self._hide_usage = hide_usage
         self.sent_chars = 0
-        self.finished = ex.api not in _MARKED_ENDS
+        self._ended = ex.api not in _MARKED_ENDS
+        self._last: dict[str, Any] | None = None
+        self._before: dict[str, Any] | None = None
         self.failure: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._ended or _finishes(self._last) or _finishes(self._before)
 
     def feed(self, events: list[SseEvent]) -> list[SseEvent]:
         if self.failure is not None:
             return []
         hidden: list[SseEvent] | None = None
-        for i, event in enumerate(events):
+        for event in events:
             raw = event.raw
             # Pings, [DONE] and Anthropic's content blocks carry no usage: no parse.
-            if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw or b'"error"' in raw:
+            if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw:
                 obj = event.json()
                 if isinstance(obj, dict):
-                    if b'"error"' in raw and (failure := _error_message(obj)) is not None:
-                        self.failure = failure
-                        events = events[: i + 1]  # nothing after the provider's error
-                        break
+                    if "error" in obj and self._failed(obj):
+                        return events[: events.index(event) + 1]  # nothing after the provider's error
                     take_usage(self._ex, obj)
                     self.sent_chars += openai_wire.content_chars(obj)
-                    if not self.finished and _finishes(obj):
-                        self.finished = True
+                    self._before, self._last = self._last, obj
                     if self._hide_usage and openai_wire.is_usage_only_chunk(obj):
                         hidden = [event] if hidden is None else [*hidden, event]
-            elif not self.finished and _terminal(raw):
-                self.finished = True
+            elif not self._ended:
+                if _terminal(raw):
+                    self._ended = True
+                elif b'"error"' in raw and self._failed(event.json()):
+                    return events[: events.index(event) + 1]
         if hidden is None:
             return events
         return [e for e in events if e not in hidden]
+
+    def _failed(self, obj: Any) -> bool:
+        failure = _error_message(obj) if isinstance(obj, dict) else None
+        if failure is None:
+            return False
+        self.failure = failure
+        return True
 
     def end(self) -> list[SseEvent]:
         return []
@@ -284,7 +305,8 @@ class ResponsesPassthrough:
             return []
         for i, event in enumerate(events):
             raw = event.raw
-            if b'"delta"' not in raw and b'"usage"' not in raw and b'"error"' not in raw:
+            # (An error or response.failed event names itself in its first bytes.)
+            if b'"delta"' not in raw and b'"usage"' not in raw and b"error" not in raw[:48] and b"fail" not in raw[:48]:
                 continue
             obj = event.json()
             if not isinstance(obj, dict):

@@ -12,6 +12,7 @@ import pytest
 
 from tollway.errors import UpstreamError, UpstreamStreamFailed
 from tollway.exchange import Exchange
+from tollway.protocols.sse import SseEvent
 from tollway.proxy.events import ProviderEvents
 from tollway.proxy.translation import Passthrough
 from tollway.testing.harness import make_exchange
@@ -182,3 +183,26 @@ async def test_a_complete_stream_with_usage_is_neither_cut_nor_estimated() -> No
     events, ex, _ = source([chunk("Hi"), chunk(usage=USAGE), b"data: [DONE]\n\n"])
     await drained(events)
     assert (ex.usage.reported, ex.usage.estimated, ex.usage.output_tokens) == (True, False, 3)
+
+
+def _anthropic(kind: str, **data: object) -> SseEvent:
+    return SseEvent(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n")
+
+
+def test_an_anthropic_pass_through_knows_its_end_its_cut_and_its_error() -> None:
+    def fed(*events: SseEvent) -> tuple[Passthrough, list[SseEvent]]:
+        ex = make_exchange("POST", "/v1/messages", body=b'{"model": "claude-x", "stream": true}')
+        ex.api = "messages"
+        through = Passthrough(ex, False)
+        return through, through.feed(list(events))
+
+    start = _anthropic("message_start", message={"id": "m", "usage": {"input_tokens": 5, "output_tokens": 1}})
+    text = _anthropic("content_block_delta", index=0, delta={"type": "text_delta", "text": "Hi"})
+    stop = _anthropic("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 2})
+    assert fed(start, text, stop, _anthropic("message_stop"))[0].finished
+    assert fed(start, text, stop)[0].finished  # a stop reason ends it, even without message_stop
+    cut, _ = fed(start, text)
+    assert not cut.finished and cut.failure is None
+    error = _anthropic("error", error={"type": "overloaded_error", "message": "Overloaded"})
+    failed, out = fed(start, text, error, stop)
+    assert failed.failure == "Overloaded" and out == [start, text, error]
