@@ -123,6 +123,12 @@ def test_runtime_groups_bind_their_members_and_show_their_spend(gateway: Gateway
         assert httpx.post(api, json=bad).status_code == 400, bad
     assert httpx.patch(api + "/nobody", json={"max_parallel": 1}).status_code == 404
     assert httpx.delete(api + "/nobody").status_code == 404
+    # Once groups are declared, a runtime consumer names declared ones only, as a config
+    # consumer must (a typo would escape the group's budget).
+    typo = httpx.post(gw.admin_url + "/api/consumers", json={"name": "eve", "groups": ["staf"]})
+    assert typo.status_code == 400 and "unknown group 'staf'" in typo.json()["error"]["message"]
+    assert httpx.patch(gw.admin_url + "/api/consumers/ann", json={"groups": ["dup", "nope"]}).status_code == 400
+    assert httpx.get(gw.admin_url + "/api/consumers/ann").json()["groups"] == ["team-r"]
 
     actions = [(e["action"], e["subject"]) for e in httpx.get(gw.admin_url + "/api/audit").json()["events"]]
     assert actions[:5] == [("groups.add", "dup"), ("groups.remove", "team-r"), ("groups.edit", "team-r"),

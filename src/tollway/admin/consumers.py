@@ -28,6 +28,7 @@ from typing import Any
 from tollway.admin.app import AdminApp, AdminRequest, error_reply, json_reply
 from tollway.consumers.consumer import MAX_BUDGET_USD, PERIODS, Budget, ConsumerDetail, ConsumerInfo, parse_instant
 from tollway.consumers.directory import ConsumerDirectory
+from tollway.consumers.groups import GroupDirectory
 from tollway.consumers.store import EDITABLE, ConfigConsumer, ConsumerExists, ConsumerNotFound, InvalidConsumer
 from tollway.storage import StorageError
 
@@ -56,12 +57,14 @@ def register(
     config_consumers: Callable[[], list[ConsumerInfo]],
     spend_of: SpendOf = no_spend,
     config_detail: ConfigDetail | None = None,
+    groups: GroupDirectory | None = None,
 ) -> None:
     """Add the consumer routes to ``admin``. ``config_consumers`` is asked at each request,
     so after a reload the config's current consumers are listed and protected;
     ``spend_of`` gives a consumer's current spend entries, ``config_detail`` a config
-    consumer's budget and ``max_parallel``."""
-    routes = _ConsumerRoutes(directory, config_consumers, spend_of, config_detail)
+    consumer's budget and ``max_parallel``; ``groups`` the declared groups a consumer's
+    ``groups`` must name (once there are any)."""
+    routes = _ConsumerRoutes(directory, config_consumers, spend_of, config_detail, groups)
     admin.add("GET", "/api/consumers", routes.list)
     admin.add("POST", "/api/consumers", routes.create, audit="consumers.add")
     admin.add("GET", _PREFIX, routes.show, prefix=True)
@@ -180,11 +183,25 @@ class _ConsumerRoutes:
         config_consumers: Callable[[], list[ConsumerInfo]],
         spend_of: SpendOf,
         config_detail: ConfigDetail | None,
+        groups: GroupDirectory | None = None,
     ) -> None:
         self.directory = directory
         self.config_consumers = config_consumers
         self.spend_of = spend_of
         self.config_detail = config_detail
+        self.groups = groups
+
+    def _undeclared(self, names: list[str] | None) -> str | None:
+        """Why ``names`` cannot be a consumer's groups: once any group is declared (in
+        the config or here), a name outside them is a typo that would escape a group's
+        budget, as the config check says of a config consumer."""
+        groups = self.groups
+        if not names or groups is None or not groups.all():
+            return None
+        unknown = [n for n in names if groups.get(n) is None]
+        if not unknown:
+            return None
+        return f"unknown group {unknown[0]!r} in groups (declare it under groups: or with POST /api/groups)"
 
     def _config_names(self) -> set[str]:
         return {c["name"] for c in self.config_consumers()}
@@ -196,6 +213,9 @@ class _ConsumerRoutes:
             return error_reply(400, str(exc))
         if name in self._config_names():
             return error_reply(409, f"consumer {name!r} exists in the config file")
+        undeclared = self._undeclared(_string_list(body, "groups"))
+        if undeclared is not None:
+            return error_reply(400, undeclared)
         try:
             consumer, key = await self.directory.add(
                 name,
@@ -253,6 +273,10 @@ class _ConsumerRoutes:
             changes = _edits(body_object(req.json(), frozenset(EDITABLE)))
         except BadBody as exc:
             return error_reply(400, str(exc))
+        groups = changes.get("groups")
+        undeclared = self._undeclared(groups if isinstance(groups, list) else None)
+        if undeclared is not None:
+            return error_reply(400, undeclared)
         return await self._changing(name, lambda: self._edited(name, changes))
 
     async def _edited(self, name: str, changes: dict[str, object]) -> _Reply:

@@ -226,6 +226,7 @@ class Runtime:
             lambda: config_consumers(self.loaded),
             self._spend_of,
             lambda name: config_consumer_detail(self.loaded, name),
+            self.groups,
         )
         admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)
         admin_audit.register(admin, self.audit)
