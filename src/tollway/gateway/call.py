@@ -257,10 +257,12 @@ class Gateway:
                         await budgets.admit(ex, snap.upstream_model)
                     reply = await self.proxy.serve(ex, snap.route_providers[route.name])
             await self._respond(ex, chain, client, reply)
-            if client.gone:
+            if client.gone and not ex.stream_ended:
                 # Left before the answer was out, too soon for the watch to cancel the
                 # call (a client that closes right after its request): the answer went
-                # nowhere, and the record says so.
+                # nowhere, and the record says so. A stream whose last event went out
+                # was answered, whatever the client did after it (the OpenAI SDK closes
+                # on [DONE]; an MCP notification stream ends by its client closing it).
                 raise ClientGone()
             if ex.error is not None and server is not None:
                 # A refusal or failure answered as a JSON-RPC error: the record keeps
