@@ -31,6 +31,7 @@ from tollway.gateway.unsuspended import run_shielded
 from tollway.mcp import jsonrpc
 from tollway.mcp.relay import McpRelay
 from tollway.mcp.tools import ToolFilter
+from tollway.protocols.sse import is_terminal
 
 if TYPE_CHECKING:
     from tollway.budgets.enforcer import Budgets
@@ -98,20 +99,6 @@ def _undo_content_encoding(req: Request, limit: int) -> None:
     headers.remove("content-encoding")
     if "content-length" in headers:
         headers.set("content-length", str(len(req.body)))
-
-
-# How the streams the gateway relays end (OpenAI chat and completions, Anthropic
-# Messages, the Responses API), as the first bytes of their last event.
-_TERMINAL_EVENTS = (
-    b"event: message_stop",
-    b"event:message_stop",
-    b"event: response.completed",
-    b"event:response.completed",
-)
-
-
-def _is_terminal(raw: bytes) -> bool:
-    return b"[DONE]" in raw[:16] or raw.startswith(_TERMINAL_EVENTS)
 
 
 # The largest body of a call refused before its body was read (a 401, a route not
@@ -339,7 +326,7 @@ class Gateway:
                     if ex.ttft_ms is None:
                         ex.ttft_ms = ex.elapsed_ms()
                     await client.write(b"".join([e.raw for e in batch]))
-                    if _is_terminal(batch[-1].raw):
+                    if is_terminal(batch[-1].raw):
                         ex.stream_ended = True
             tail = chain.stream_end(ex) if rewrite else []
             await client.finish(b"".join([e.raw for e in tail]))

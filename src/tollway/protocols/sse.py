@@ -84,6 +84,22 @@ class SseEvent:
 MAX_EVENT_BYTES = 16 << 20
 
 
+# How the streams the gateway relays end (OpenAI chat and completions, Anthropic
+# Messages, the Responses API), as the first bytes of their last event.
+_TERMINAL_EVENTS = (
+    b"event: message_stop",
+    b"event:message_stop",
+    b"event: response.completed",
+    b"event:response.completed",
+)
+
+
+def is_terminal(raw: bytes) -> bool:
+    """Whether an event (its raw bytes) is a stream's last: ``[DONE]``,
+    ``message_stop``, ``response.completed``."""
+    return b"[DONE]" in raw[:16] or raw.startswith(_TERMINAL_EVENTS)
+
+
 class EventTooLarge(ValueError):
     """An event (or what is not yet one) grew past ``MAX_EVENT_BYTES``."""
 

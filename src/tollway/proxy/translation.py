@@ -32,7 +32,7 @@ from tollway.protocols.codec import Codec, Json, StreamReader, StreamWriter, Tra
 from tollway.protocols.openai import wire as openai_wire
 from tollway.protocols.registry import codec_for
 from tollway.protocols.responses import ResponsesCodec
-from tollway.protocols.sse import SseEvent
+from tollway.protocols.sse import SseEvent, is_terminal
 from tollway.protocols.usage import apply_usage
 from tollway.providers.base import Provider
 from tollway.proxy.tokens import take_model, take_usage
@@ -173,11 +173,6 @@ class EventTranslation(Protocol):
 _MARKED_ENDS = frozenset({"chat", "completions", "messages"})
 
 
-def _terminal(raw: bytes) -> bool:
-    """An OpenAI ``[DONE]`` or an Anthropic ``message_stop`` (named or typed)."""
-    return b"[DONE]" in raw[:16] or b"message_stop" in raw[:40]
-
-
 def _finishes(obj: dict[str, Any] | None) -> bool:
     """An OpenAI chunk with a finish reason, or Anthropic's ``message_delta`` with a stop reason."""
     if obj is None:
@@ -242,7 +237,7 @@ class Passthrough:
                     if self._hide_usage and openai_wire.is_usage_only_chunk(obj):
                         hidden = [event] if hidden is None else [*hidden, event]
             elif not self._ended:
-                if _terminal(raw):
+                if is_terminal(raw):
                     self._ended = True
                 elif b'"error"' in raw and self._failed(event.json()):
                     return events[: events.index(event) + 1]
@@ -371,7 +366,7 @@ class StreamTranslation:
         for event in events:
             if self.failure is not None:
                 break
-            if not self.finished and _terminal(event.raw):
+            if not self.finished and is_terminal(event.raw):
                 self.finished = True
             out.extend(self._write(self._reader.feed(event)))
         return out
