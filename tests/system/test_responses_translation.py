@@ -123,6 +123,13 @@ def test_a_response_from_claude_is_mapped_routed_and_billed(gw: Proc, mock_reque
         truth["usage"]["input_tokens"],
         truth["usage"]["output_tokens"],
     )
+    # The SDK's ResponseUsage requires both input details (read as attributes, as an
+    # application would: a missing one raises).
+    details = response.usage.input_tokens_details
+    assert (details.cached_tokens, details.cache_write_tokens) == (
+        truth["usage"]["cache_read_input_tokens"],
+        truth["usage"]["cache_creation_input_tokens"],
+    )
     record = usage_record(gw, rid)
     assert tokens(record) == (200, "responses", response.usage.input_tokens, response.usage.output_tokens, False)
     assert (record["provider"], record["model_requested"], record["model_upstream"]) == (

@@ -13,7 +13,7 @@ import orjson
 
 from tollway.protocols.codec import Json, TranslationError
 from tollway.protocols.openai.wire import ERROR_TYPES
-from tollway.protocols.usage import CACHE_WRITES
+from tollway.protocols.usage import CACHE_WRITES, LEGACY_CACHE_WRITES
 
 # OpenAI-compatible error codes by status, as the gateway's own errors use them (SPEC §4).
 ERROR_CODES = {
@@ -75,7 +75,9 @@ def read_usage(u: Any) -> tuple[int, int, int, int]:
 def cache_writes_of(u: Any) -> int:
     """The prompt-cache writes a pivot usage object carries (0 if none)."""
     details = u.get("prompt_tokens_details") if isinstance(u, dict) else None
-    return as_int(details.get(CACHE_WRITES)) if isinstance(details, dict) else 0
+    if not isinstance(details, dict):
+        return 0
+    return as_int(details.get(CACHE_WRITES)) or as_int(details.get(LEGACY_CACHE_WRITES))
 
 
 # ---- completion and chunk objects ----------------------------------------------------

@@ -22,10 +22,13 @@ class Usage:
     reported: bool = False
 
 
-# Where an OpenAI-shaped usage object (the pivot's, and the Responses API's
-# ``input_tokens_details``) carries an Anthropic provider's cache writes: OpenAI has no
-# such count, and without it a translated call would price them as plain input.
-CACHE_WRITES = "cache_creation_tokens"
+# Where an OpenAI-shaped usage object (chat's ``prompt_tokens_details``, the Responses
+# API's ``input_tokens_details``) carries prompt-cache writes: OpenAI's own name, under
+# which a translated Anthropic answer carries its ``cache_creation_input_tokens`` too
+# (without it they would be priced as plain input). ``LEGACY_CACHE_WRITES`` is the name
+# Tollway used before OpenAI had one: answers stored by ai-cache may still carry it.
+CACHE_WRITES = "cache_write_tokens"
+LEGACY_CACHE_WRITES = "cache_creation_tokens"
 # More tokens than any call has: a provider reporting beyond it (or below 0, or a count
 # that is not a whole number) is not believed at all (the call is estimated instead); a
 # count that large or negative would refund a quota, bill a fortune or be unstorable.
@@ -49,6 +52,12 @@ def _detail(details: Any, name: str) -> int:
     return _count(details.get(name)) if isinstance(details, dict) else 0
 
 
+def _writes(details: dict[str, Any]) -> int:
+    """The cache writes an OpenAI-shaped details object reports, under either name."""
+    v = details.get(CACHE_WRITES)
+    return _count(v if v is not None else details.get(LEGACY_CACHE_WRITES))
+
+
 def apply_usage(usage: Usage, obj: Any) -> bool:
     """Fill ``usage`` from an OpenAI chat, OpenAI Responses or Anthropic ``usage``
     object; True if it had one. An object with a count no call can have is not
@@ -69,7 +78,7 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
                 _count(obj.get("prompt_tokens")),
                 _count(obj.get("completion_tokens")),
                 _detail(details, "cached_tokens") if isinstance(details, dict) else None,
-                _detail(details, CACHE_WRITES) if isinstance(details, dict) else None,
+                _writes(details) if isinstance(details, dict) else None,
                 _detail(out_details, "reasoning_tokens") if isinstance(out_details, dict) else None,
             )
         elif "input_tokens_details" in obj or "output_tokens_details" in obj:
@@ -80,7 +89,7 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
                 _count(obj.get("input_tokens")),
                 _count(obj.get("output_tokens")),
                 _detail(in_details, "cached_tokens"),
-                _detail(in_details, CACHE_WRITES),
+                _writes(in_details) if isinstance(in_details, dict) else 0,
                 _detail(obj.get("output_tokens_details"), "reasoning_tokens"),
             )
         elif "input_tokens" in obj or "output_tokens" in obj:

@@ -35,3 +35,17 @@ def test_negative_huge_and_non_integer_counts_are_not_believed() -> None:
     usage = Usage()
     assert apply_usage(usage, {"prompt_tokens": MAX_TOKENS, "completion_tokens": 0, "prompt_tokens_details": None})
     assert (usage.input_tokens, usage.output_tokens, usage.reported) == (MAX_TOKENS, 0, True)
+
+
+def test_cache_writes_are_read_under_openais_name_and_the_one_tollway_used_before() -> None:
+    """OpenAI's chat and Responses usage name prompt-cache writes ``cache_write_tokens``;
+    answers ai-cache stored before Tollway used that name carry ``cache_creation_tokens``.
+    Either way the writes are priced as writes, not as plain input."""
+    for details_key, shape in (
+        ("prompt_tokens_details", {"prompt_tokens": 900, "completion_tokens": 4}),
+        ("input_tokens_details", {"input_tokens": 900, "output_tokens": 4}),
+    ):
+        for name in ("cache_write_tokens", "cache_creation_tokens"):
+            usage = Usage()
+            assert apply_usage(usage, {**shape, details_key: {"cached_tokens": 100, name: 700}})
+            assert (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens) == (900, 100, 700), name

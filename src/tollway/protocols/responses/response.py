@@ -36,13 +36,10 @@ def usage(chat_usage: Any) -> Json | None:
     if not isinstance(chat_usage, dict):
         return None
     prompt, completion, cached, reasoning = pivot.read_usage(chat_usage)
-    in_details: Json = {"cached_tokens": cached}
-    writes = pivot.cache_writes_of(chat_usage)
-    if writes:
-        in_details[CACHE_WRITES] = writes
     return {
         "input_tokens": prompt,
-        "input_tokens_details": in_details,
+        # Both counts always: the OpenAI SDKs' ``ResponseUsage`` requires them.
+        "input_tokens_details": {"cached_tokens": cached, CACHE_WRITES: pivot.cache_writes_of(chat_usage)},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": prompt + completion,

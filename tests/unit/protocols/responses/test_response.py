@@ -27,7 +27,8 @@ def test_text_and_calls_become_output_items_with_the_usage_details() -> None:
     assert (call["type"], call["call_id"], call["name"], call["arguments"]) == ("function_call", "c1", "f", "{}")
     assert response["usage"] == {
         "input_tokens": 30,
-        "input_tokens_details": {"cached_tokens": 10},
+        # Both details always: the OpenAI SDK's ``ResponseUsage`` requires them.
+        "input_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 0},
         "output_tokens": 7,
         "output_tokens_details": {"reasoning_tokens": 3},
         "total_tokens": 37,
