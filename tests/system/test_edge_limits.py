@@ -351,14 +351,59 @@ def test_what_is_not_http_is_a_400_in_the_gateways_shape_and_one_log_line(gw: Pr
     assert not [line for line in gw.stderr_lines if "Invalid HTTP request received" in line]
 
 
+@pytest.mark.parametrize(
+    ("codings", "status", "reason"),
+    [
+        (["gzip, chunked"], 501, "gateway.unsupported_transfer_coding"),
+        (["gzip", "chunked"], 501, "gateway.unsupported_transfer_coding"),  # one list, in two lines
+        (["chunked, gzip"], 400, "gateway.bad_request"),  # the body's end cannot be found
+        (["chunked", "chunked"], 400, "gateway.bad_request"),
+        (["chunked,"], 400, "gateway.bad_request"),
+    ],
+)
+def test_a_body_in_a_transfer_coding_other_than_chunked_alone_is_refused_before_it_is_read(
+    gw: Proc, codings: list[str], status: int, reason: str
+) -> None:
+    """RFC 9112: a coding the gateway does not decode is a 501 (forwarding gzip bytes as
+    JSON would fail upstream, or worse, pass request-block unread); chunked not last is
+    a 400. Either way nothing of the body is read and the connection ends."""
+    lines = [f"Transfer-Encoding: {c}" for c in codings]
+    with connect(gw) as sock:
+        sock.sendall(head("/v1/chat/completions", "Content-Type: application/json", *lines))
+        sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(CHAT), CHAT))
+        r = read_response(sock)
+        assert (r.status, r.headers["x-tollway-reason"]) == (status, reason)
+        assert "Transfer-Encoding" in r.json()["error"]["message"]
+        assert closed_by_server(sock)
+    assert_still_serving(gw)
+
+
+def test_an_expectation_other_than_100_continue_is_417_and_100_continue_is_met(gw: Proc) -> None:
+    with connect(gw) as sock:
+        sock.sendall(head("/v1/chat/completions", "Content-Type: application/json", "Expect: 200-ok", length=len(CHAT)))
+        r = read_response(sock)
+        assert (r.status, r.headers["x-tollway-reason"]) == (417, "gateway.expectation_failed")
+        assert "'200-ok'" in r.json()["error"]["message"]
+        assert closed_by_server(sock)
+    with connect(gw) as sock:
+        sock.sendall(head("/v1/chat/completions", "Content-Type: application/json", "Expect: 100-Continue",
+                          length=len(CHAT)))  # fmt: skip
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(CHAT)
+        assert read_response(sock).status == 200
+
+
 @pytest.mark.parametrize("how", ["close", "shutdown"])
 def test_a_client_that_ends_its_connection_right_after_its_request_is_recorded_499(gw: Proc, how: str) -> None:
-    """The call may be answered before the gateway notices, into a connection no one
-    reads: the record says the client left (499), not 200. ``shutdown(SHUT_WR)`` reads
-    the same on the wire (an end of input), and is taken the same way, as nginx does."""
+    """The call may be answered before the gateway's watch on the client begins (50 ms
+    after the body), into a connection no one reads: the record says the client left
+    (499), not 200. ``shutdown(SHUT_WR)`` reads the same on the wire (an end of input),
+    and is taken the same way, as nginx does. The provider answers after 25 ms, so the
+    client's end surely comes first: an answer the gateway wrote before the end arrived
+    was answered, and is 200 whatever the client did next."""
     rid = f"gone-{how}"
     with connect(gw) as sock:
-        sock.sendall(chat_request(f"x-request-id: {rid}"))
+        sock.sendall(chat_request(f"x-request-id: {rid}", "x-mock-latency-ms: 25"))
         if how == "shutdown":
             sock.shutdown(socket.SHUT_WR)
         # (leaving the block closes the socket)

@@ -164,6 +164,38 @@ def _answer(status: int, message: str, code: str, reason: str, extra: bytes = b"
     )
 
 
+# ``_unmet`` when a Transfer-Encoding other than ``chunked`` was seen: the whole head
+# decides the answer (``_coding_refusal``).
+_CODING_UNREAD = b""
+
+
+def _quoted(value: bytes) -> str:
+    text = value.decode("latin-1")
+    return repr(text if len(text) <= 64 else text[:64] + "…")
+
+
+def _coding_refusal(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The answer to a request body sent in a transfer coding other than chunked alone.
+    Chunked not last: the body's end cannot be found, a 400 (RFC 9112 6.3). Chunked
+    last, after another coding (``gzip, chunked``): the gateway does not decode it, a
+    501 (RFC 9112 6.1). Either way the connection ends (nothing after it can be framed).
+    (llhttp itself refuses some of these, ``chunked,`` among them, as not HTTP/1.1.)"""
+    value = b", ".join(v for k, v in headers if k == b"transfer-encoding")
+    codings = [c.strip() for c in value.lower().split(b",")]
+    if codings[-1] != b"chunked" or codings.count(b"chunked") > 1 or b"" in codings:
+        return _answer(400, f"the request is not valid HTTP/1.1: its Transfer-Encoding {_quoted(value)} does not "
+                       "end in one chunked", "invalid_request_error", "gateway.bad_request")  # fmt: skip
+    message = f"the request's Transfer-Encoding {_quoted(value)} is not supported; send the body with " \
+              "Content-Length or Transfer-Encoding: chunked alone"  # fmt: skip
+    return _answer(501, message, "not_implemented", "gateway.unsupported_transfer_coding")
+
+
+def _expectation_failed(value: bytes) -> bytes:
+    """RFC 9110 10.1.1: an expectation other than 100-continue cannot be met: 417."""
+    message = f"the request's Expect {_quoted(value)} cannot be met; only Expect: 100-continue is supported"
+    return _answer(417, message, "expectation_failed", "gateway.expectation_failed")
+
+
 class _HeadRefused(Exception):
     """Raised from a parser callback to stop the parser: the head was refused."""
 
@@ -361,6 +393,10 @@ class EdgeConnection(HttpToolsProtocol):
         self._dropping = False
         # A 431 waiting for the answer in progress on this connection to finish.
         self._pending: bytes | None = None
+        # The answer to a head that asks what the gateway cannot do (an expectation other
+        # than 100-continue; ``_CODING_UNREAD``: a transfer coding to judge at its end).
+        # Never reset: the connection ends with it.
+        self._unmet: bytes | None = None
         # The head clock, the body clock, or the end of a lingering close.
         self._clock: asyncio.TimerHandle | None = None
         # Runs while the client takes nothing of what we write.
@@ -497,8 +533,13 @@ class EdgeConnection(HttpToolsProtocol):
         name = name.lower()
         # llhttp keeps trailing whitespace, which is not part of the value (RFC 9110 5.5).
         value = value.rstrip(b" \t")
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
+        if name == b"expect":
+            if value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            else:
+                self._unmet = _expectation_failed(value)
+        elif name == b"transfer-encoding" and value.lower() != b"chunked" and self._unmet is None:
+            self._unmet = _CODING_UNREAD  # judged on the whole head: the field may repeat
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -506,6 +547,9 @@ class EdgeConnection(HttpToolsProtocol):
         self._since_data = 0
         if self._clock is not None:
             self._cancel_clock()
+        if self._unmet is not None:
+            self._refuse(self._unmet or _coding_refusal(self.headers))
+            raise _HeadRefused
         if len(self.headers) > self._max_headers:
             self._refuse_head(f"the request has more than {self._max_headers} header fields")
             raise _HeadRefused
