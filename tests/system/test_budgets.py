@@ -232,7 +232,10 @@ async def test_max_parallel_refuses_the_call_too_many_and_frees_on_every_ending(
 
 def test_an_unknown_group_is_a_config_error(gateway: GatewayFactory, mock_llm: Proc) -> None:
     bad = config(mock_llm.url).replace("groups: [team]}", "groups: [taem]}", 1)
-    with pytest.raises(RuntimeError, match="unknown group 'taem'"):
+    # Told at its place in the file, as every config problem is.
+    with pytest.raises(
+        RuntimeError, match=r"plugins\[\d+\]\.defaultConfig\.consumers\[\d+\]\.groups\[0\]: unknown group 'taem'"
+    ):
         gateway(bad)
 
 

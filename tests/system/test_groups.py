@@ -179,9 +179,21 @@ def test_groups_from_the_command_line(gateway: GatewayFactory, mock_llm: Proc, t
     assert _cli(tmp_path, "groups", "add", "bad name", "-c", config).returncode == 2
     assert _cli(tmp_path, "groups", "remove", "staff", "-c", config).returncode == 1
     assert _cli(tmp_path, "groups", "show", "nobody", "-c", config).returncode == 1
+    # Groups declared: a name outside them (config or runtime) is a typo, refused as the
+    # admin API refuses it, and nothing is added.
+    typo = _cli(tmp_path, "consumers", "add", "erin", "--groups", "team-cc", "-c", config)
+    assert typo.returncode == 2 and "unknown group 'team-cc'" in typo.stderr and not typo.stdout
+    assert httpx.get(gw.admin_url + "/api/consumers/erin").status_code == 404
+    both = _cli(tmp_path, "consumers", "add", "erin", "--groups", "team-c", "staff", "-c", config)
+    assert both.returncode == 0, both.stderr
     removed = _cli(tmp_path, "groups", "remove", "team-c", "-c", config)
     assert removed.returncode == 0, removed.stderr
     _eventually(lambda: _call(gw, key).status_code == 200)  # no group budget holds dee now
     assert _cli(tmp_path, "groups", "remove", "team-c", "-c", config).returncode == 1
     audit = [(e["action"], e["subject"]) for e in httpx.get(gw.admin_url + "/api/audit").json()["events"]]
-    assert audit == [("groups.remove", "team-c"), ("consumers.add", "dee"), ("groups.add", "team-c")]
+    assert audit == [
+        ("groups.remove", "team-c"),
+        ("consumers.add", "erin"),
+        ("consumers.add", "dee"),
+        ("groups.add", "team-c"),
+    ]

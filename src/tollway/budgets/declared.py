@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from tollway.config.load import LoadedConfig
-from tollway.plugins.key_auth import config_consumer_entries
+from tollway.plugins.key_auth import KeyAuth, KeyAuthConfig
+
+
+def _consumer_lists(loaded: LoadedConfig) -> Iterator[tuple[str, KeyAuthConfig]]:
+    """Each key-auth config with the place of its ``consumers`` in the file."""
+    for setup in loaded.plugins:
+        if setup.name != KeyAuth.name:
+            continue
+        if isinstance(setup.default, KeyAuthConfig):
+            yield f"plugins[{setup.index}].defaultConfig", setup.default
+        for rule in setup.rules:
+            if isinstance(rule.config, KeyAuthConfig):
+                yield f"plugins[{setup.index}].matchRules[{rule.index}].config", rule.config
 
 
 def undeclared_groups(loaded: LoadedConfig) -> list[str]:
     """Problems (``place: why``) for consumers naming a group the config does not
     declare. A config without a ``groups:`` list keeps groups as plain labels (what
     ``limit_by_per_group`` keys on), as before groups could carry limits; once it
-    declares groups, a name outside the list is a typo that would escape a budget."""
+    declares groups, a name outside the list is a typo that would escape a budget.
+    Each (consumer, group) is told once, at its first place: a rule inherits the
+    default's consumers."""
     declared = {g.name for g in loaded.config.groups}
     if not declared:
         return []
-    problems = {
-        f"key-auth consumer {entry.name!r}: unknown group {name!r} in its groups (declare it under groups:)": None
-        for entry in config_consumer_entries(loaded)
-        for name in entry.groups
-        if name not in declared
-    }
-    return list(problems)
+    problems: list[str] = []
+    told: set[tuple[str, str]] = set()
+    for place, cfg in _consumer_lists(loaded):
+        for k, entry in enumerate(cfg.consumers):
+            for m, name in enumerate(entry.groups):
+                if name in declared or (entry.name, name) in told:
+                    continue
+                told.add((entry.name, name))
+                problems.append(
+                    f"{place}.consumers[{k}].groups[{m}]: unknown group {name!r} of consumer {entry.name!r} "
+                    "(declare it under groups:)"
+                )
+    return problems
 
 
 __all__ = ["undeclared_groups"]

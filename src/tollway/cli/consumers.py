@@ -106,7 +106,16 @@ def cmd_add(args: argparse.Namespace) -> int:
         return 2
     budget = Budget(args.budget_usd, args.budget_period) if args.budget_usd is not None else None
 
-    async def add(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog, _loaded: LoadedConfig) -> int:
+    async def add(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog, loaded: LoadedConfig) -> int:
+        if args.groups:
+            # As the admin API and the config check: once any group is declared, a name
+            # outside them is a typo that would escape the group's budget.
+            declared = {g.name for g in loaded.config.groups} | {g.name for g in await store.groups()}
+            unknown = [n for n in args.groups if n not in declared]
+            if declared and unknown:
+                print(f"tollway: unknown group {unknown[0]!r} in --groups (declare it under groups: in the "
+                      "config file, or with `tollway groups add`)", file=sys.stderr)  # fmt: skip
+                return 2
         consumer, key, _ = await store.add(
             args.name, args.allow_models, args.groups, expires_at=expires_at, budget=budget,
             max_parallel=args.max_parallel,
