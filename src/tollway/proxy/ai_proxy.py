@@ -159,7 +159,7 @@ class AiProxy:
             )
         else:
             ex.model_upstream = provider.map_model(ex.model_requested or "")
-            body = translation.request(ex.model_upstream)
+            body = translation.request(ex.model_upstream, ex.stream)
             endpoint = provider.chat_endpoint(ex.model_upstream, ex.stream, secret)
         headers = upstream_request.headers(ex, provider, endpoint.headers, translation is not None)
         trace = ex.trace

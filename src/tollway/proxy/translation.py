@@ -52,13 +52,14 @@ PROTOCOL_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "openai-org
 class Translation:
     """One call's crossing from the client's format to the provider's and back."""
 
-    __slots__ = ("client", "client_body", "native", "provider")
+    __slots__ = ("_writer", "client", "client_body", "native", "provider")
 
     def __init__(self, client: Codec, native: Codec, client_body: Json, provider: Provider) -> None:
         self.client = client
         self.native = native
         self.client_body = client_body
         self.provider = provider
+        self._writer: StreamWriter | None = None
 
     @classmethod
     def for_call(cls, api_path: str, provider: Provider, body: Json | None) -> Translation | None:
@@ -78,14 +79,18 @@ class Translation:
             return None
         return cls(codec_for(client_name), codec_for(provider.protocol), body, provider)
 
-    def request(self, upstream_model: str) -> bytes:
+    def request(self, upstream_model: str, stream: bool = False) -> bytes:
         """The provider's request body; a request the target cannot express is a 400,
         and so is one whose fields have types their API does not allow (a list where a
-        string goes: the codecs read fields by their documented types)."""
+        string goes: the codecs read fields by their documented types). A streamed
+        call's writer is made here too: whatever it refuses is refused before the
+        provider is called (and bills), not after."""
         provider = self.provider
         try:
             chat = self.client.request_to_pivot(self.client_body)
             native = self.native.request_from_pivot(provider.pivot_body({**chat, "model": upstream_model}))
+            if stream:
+                self._writer = self.client.stream_from_pivot(self.client_body)
             return orjson.dumps(provider.native_body(native, translated=True))
         except TranslationError as exc:
             raise BadRequest(str(exc), reason="gateway.bad_request", code="unsupported_parameter") from None
@@ -107,10 +112,14 @@ class Translation:
         return self.client.error_from_pivot(status, self.native.error_to_pivot(status, body))
 
     def stream(self, ex: Exchange) -> StreamTranslation:
-        try:
-            writer = self.client.stream_from_pivot(self.client_body)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
-            raise _mistyped(exc) from None
+        """The provider's stream in the client's protocol, through the writer
+        ``request`` made (a provider that streams a call asked whole gets one now)."""
+        writer = self._writer
+        if writer is None:
+            try:
+                writer = self.client.stream_from_pivot(self.client_body)
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                raise _mistyped(exc) from None
         return StreamTranslation(ex, self.native.stream_to_pivot(), writer)
 
 
