@@ -442,6 +442,28 @@ def test_openai_sdk_streams_text_from_a_claude_provider_and_usage_is_recorded_un
     assert recorded(gw, rid, "claude") == (truth["usage"]["input_tokens"], truth["usage"]["output_tokens"])
 
 
+def test_a_client_that_leaves_a_translated_stream_is_billed_the_input_the_provider_reported(
+    gw: Proc, mock_requests: Requests
+) -> None:
+    """Anthropic reports the prompt's tokens in ``message_start``, which the translation
+    holds until the stream's end: a client that leaves before it must still be billed
+    them, not an estimate from the body's size (only the output is estimated)."""
+    rid = new_request_id()
+    headers = {"x-request-id": rid, "x-mock-chunks": "20", "x-mock-chunk-delay-ms": "100"}
+    question = "Tell me about the history of Lyon, its food, its rivers and its old town, at length. " * 8
+    with openai_sdk(gw) as sdk:
+        stream = sdk.chat.completions.create(
+            model="mock-claude", stream=True, extra_headers=headers, messages=[{"role": "user", "content": question}]
+        )
+        assert next(iter(stream)).choices[0].delta.role == "assistant"
+        stream.close()
+    truth = messages_truth(assert_sent_to_claude(only_request(mock_requests)))["usage"]
+    record = usage_record(gw, rid)
+    assert (record["status"], record["reason"]) == (499, "gateway.client_closed")
+    assert record["input_tokens"] == truth["input_tokens"] != len(question) // 4
+    assert record["tokens_estimated"] is True  # the output: the provider never said
+
+
 def test_openai_multi_turn_with_tool_results_and_an_image_to_claude(gw: Proc, mock_requests: Requests) -> None:
     rid = new_request_id()
     history: list[Any] = [

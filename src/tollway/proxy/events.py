@@ -108,6 +108,10 @@ class ProviderEvents:
         if self._drain_s and not self._ex.usage.reported and not self._ended:
             complete = await self._drain()
         if not complete:
+            # What the provider reported so far (a translation's reader holds it until
+            # the stream's end: Anthropic's message_start, Gemini's usageMetadata) is
+            # kept; only what it never reported is estimated.
+            self._translation.broke()
             estimate_unfinished(self._ex, sent)
 
     async def _drain(self) -> bool:
