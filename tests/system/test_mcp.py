@@ -195,6 +195,39 @@ async def test_allow_tools_filters_the_list_and_refuses_other_calls(gw: Proc) ->
     assert _mcp_calls(gw, tool="other", outcome="refused") == 1
 
 
+_DELETE = '"method": "tools/call", "params": {"name": "delete_everything", "arguments": {}'
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        # What the gateway cannot read as one message is refused, never relayed unread.
+        (f'[{{"jsonrpc": "2.0", "id": 3, {_DELETE}}}]', 400, "gateway.bad_request"),  # a batch
+        (f'{{"jsonrpc": "2.0", "id": 6, {_DELETE}, "_meta": {{"x": NaN}}}}}}', 400, "gateway.bad_request"),
+        (f'{{"jsonrpc": "2.0", "id": 6, {_DELETE}, "_meta": {{"x": "\\ud800"}}}}}}', 400, "gateway.bad_request"),
+        ('"tools/call delete_everything"', 400, "gateway.bad_request"),
+        # A call of a tool the consumer may not call is refused whatever its id says.
+        (f'{{"jsonrpc": "2.0", {_DELETE}}}}}', 403, "mcp.tool_not_allowed"),  # a notification
+        (f'{{"jsonrpc": "2.0", "id": 1.5, {_DELETE}}}}}', 403, "mcp.tool_not_allowed"),
+        (f'{{"jsonrpc": "2.0", "id": null, {_DELETE}}}}}', 403, "mcp.tool_not_allowed"),
+    ],
+)
+def test_a_forbidden_tool_call_cannot_be_smuggled_past_allow_tools(
+    gw: Proc, body: str, status: int, reason: str
+) -> None:
+    """A lenient server (one that takes batches, NaN, lone surrogates or calls sent as
+    notifications) would run what ``allow_tools`` forbids if the gateway relayed it."""
+    r = httpx.post(
+        _url(gw),
+        content=body.encode(),
+        headers={"x-api-key": BOB, "content-type": "application/json", "accept": "application/json, text/event-stream"},
+    )
+    assert r.headers.get_list("x-tollway-reason") == [reason]
+    assert "error" in r.json()  # a JSON-RPC error the client can show
+    (row,) = _settled(gw, 1, consumer="bob")
+    assert (row["status"], row["reason"], row["attempts"]) == (status, reason, [])  # the server never saw it
+
+
 async def test_request_block_reads_tool_arguments(gw: Proc) -> None:
     async with mcp_session(_url(gw), ALICE) as session:
         with pytest.raises(MCPError) as blocked:

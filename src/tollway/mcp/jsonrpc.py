@@ -1,9 +1,12 @@
 """What one MCP request body says, read once, and the JSON-RPC errors the gateway answers.
 
 A POST carries one JSON-RPC message: a request (``method`` and ``id``), a notification
-(``method``, no ``id``) or a response to the server (``id``, no ``method``). Batches
-(arrays, allowed by the 2025-03-26 revision only) are relayed as they are and recorded
-as the method ``batch``. Nothing here refuses a body: the server judges what it is sent.
+(``method``, no ``id``) or a response to the server (``id``, no ``method``). What the
+gateway cannot read as one message is refused (400 ``gateway.bad_request``), never
+relayed unread: a body its JSON parse refuses (``NaN``, a duplicate key, a lone
+surrogate: a lenient server could still run it), a JSON value that is no object, and a
+batch (an array; the 2025-03-26 revision allowed them, 2025-06-18 removed them), whose
+calls ``allow_tools`` could not check one by one. Everything else the server judges.
 """
 
 from __future__ import annotations
@@ -52,21 +55,21 @@ def read(ex: Exchange) -> Message:
     req = ex.request
     if req.method != "POST" or not req.body:
         return _NOTHING
-    try:
-        body = req.json()
-    except BadRequest:
-        return _NOTHING
+    body = req.json()  # raises BadRequest for what its parse refuses
     if isinstance(body, list):
         ex.mcp_method = "batch"
-        return Message("batch", None, None, None)
+        raise BadRequest(
+            "JSON-RPC batches are not relayed (MCP 2025-06-18 removed them): send one message per request",
+            reason="gateway.bad_request",
+        )
     if not isinstance(body, dict):
-        return _NOTHING
+        raise BadRequest("an MCP request body is one JSON-RPC message: a JSON object", reason="gateway.bad_request")
     method = _name(body.get("method"))
     params = body.get("params")
     params = params if isinstance(params, dict) else None
     tool = _name(params.get("name")) if method == "tools/call" and params is not None else None
     msg_id = body.get("id")
-    if not isinstance(msg_id, (str, int)) or isinstance(msg_id, bool):
+    if not isinstance(msg_id, (str, int, float)) or isinstance(msg_id, bool):
         msg_id = None
     ex.mcp_method, ex.mcp_tool = method, tool
     return Message(method, msg_id, tool, params)

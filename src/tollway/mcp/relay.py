@@ -77,7 +77,7 @@ def _failure(ex: Exchange, server: McpServer, exc: TransportError, when: str) ->
 def failure_reply(ex: Exchange, msg: Message, err: GatewayError) -> Reply:
     """A failure answered as the JSON-RPC error of the client's request (see the module)."""
     body = jsonrpc.error_body(msg.id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
-    return Reply(200, [("content-type", "application/json"), ("x-tollway-reason", err.reason)], body)
+    return Reply(200, [("content-type", "application/json")], body)  # (x-tollway-reason: from ex.reason)
 
 
 class McpRelay:

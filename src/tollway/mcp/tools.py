@@ -51,8 +51,10 @@ class ToolFilter:
     def refusal(self, ex: Exchange, msg: Message) -> Reply | None:
         """The answer to a ``tools/call`` of a tool this consumer may not call; None when
         the call may go on. Recorded as a 403 (the HTTP status the refusal stands for;
-        the client gets its JSON-RPC error with status 200, see ``relay``)."""
-        if msg.method != "tools/call" or not msg.is_request:
+        the client gets its JSON-RPC error with status 200, see ``relay``). A call sent
+        as a notification (no id, or an id of no JSON-RPC type) is refused too: a
+        lenient server might still run it."""
+        if msg.method != "tools/call":
             return None
         tool = msg.tool or ""
         if self.allows(tool):
@@ -62,4 +64,4 @@ class ToolFilter:
         ex.fail(err)
         ex.status = err.status
         body = jsonrpc.error_body(msg.id, jsonrpc.TOOL_NOT_ALLOWED, message, {"reason": NOT_ALLOWED})
-        return Reply(200, [("content-type", "application/json"), ("x-tollway-reason", NOT_ALLOWED)], body)
+        return Reply(200, [("content-type", "application/json")], body)  # (x-tollway-reason: from ex.reason)

@@ -91,6 +91,7 @@ def _unavailable(exc: StateUnavailable) -> GatewayError:
         reason="ai-quota.state_unavailable",
         status=503,
         code="service_unavailable",
+        headers=[("retry-after", "1")],
     )
 
 

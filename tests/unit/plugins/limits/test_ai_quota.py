@@ -182,9 +182,10 @@ async def test_with_failure_mode_open_calls_pass_while_the_store_is_down() -> No
 
 async def test_the_admin_endpoints_answer_503_while_the_store_is_down() -> None:
     plugin = build("ai-quota", CONFIG, services_with(state=DownStore()), failure_mode="open")
-    refused(
+    err = refused(
         await run_request(plugin, admin("GET", "/quota", query="consumer=alice")), 503, "ai-quota.state_unavailable"
     )
+    assert ("retry-after", "1") in err.headers  # as the calls refused in the same outage
 
 
 # --- the database keeps the truth (services.quota_ledger) ----------------------------------
