@@ -232,6 +232,19 @@ def test_a_stream_that_broke_after_it_began_is_not_retried(gw: Proc, fa: FakePro
     assert tried(record) == [("a", 200)]
 
 
+def test_a_whole_answer_cut_mid_body_is_a_502_billed_on_an_estimate(gw: Proc, fa: FakeProvider) -> None:
+    """The provider answered 200 and bills the call; its body broke off half-way."""
+    fa.always("drop")
+    rid = new_request_id()
+    with client(gw, "solo") as sdk, pytest.raises(openai.InternalServerError):
+        sdk.with_options(max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, extra_headers={"x-request-id": rid}
+        )
+    record = usage_record(gw, rid)
+    assert (record["status"], record["reason"]) == (502, "ai-proxy.bad_upstream_response")
+    assert record["tokens_estimated"] is True and record["input_tokens"] > 0
+
+
 def test_one_provider_is_never_failed_over_its_error_reaches_the_client(gw: Proc, fa: FakeProvider) -> None:
     fa.always(503)
     rid = new_request_id()

@@ -107,6 +107,12 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
     except _Unbelievable:
         return False
     i, o, c, w, r = counts
+    if i is not None and c is not None and c + (w or 0) > i:
+        # Cached (and cache-written) tokens are part of the prompt's: more of them than
+        # the prompt had is a provider's slip. Kept as billed (``PriceTable.cost`` caps
+        # them at the prompt), so the record's counts add up to its cost.
+        c = min(c, i)
+        w = min(w or 0, i - c)
     if i is not None:
         usage.input_tokens = i
     if o is not None:

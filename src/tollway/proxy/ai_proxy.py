@@ -205,6 +205,8 @@ class AiProxy:
         try:
             body = await resp.read()
         except TransportError as exc:
+            if resp.status < 300 and ex.api in ESTIMATED_APIS:
+                estimate_unfinished(ex, 0)  # a success cut short: billed by the provider all the same
             raise translate(exc, provider) from None
         finally:
             await resp.aclose()

@@ -9,8 +9,9 @@ from tollway.exchange import Exchange
 from tollway.protocols.usage import apply_usage, estimate_tokens
 
 # The APIs whose answers are billed in tokens the provider reports: an answer that
-# reports none (or none to believe) is billed an estimate (``tokens_estimated``).
-ESTIMATED_APIS = frozenset({"chat", "completions", "messages", "responses"})
+# reports none (or none to believe) is billed an estimate (``tokens_estimated``; an
+# embedding's output is none).
+ESTIMATED_APIS = frozenset({"chat", "completions", "messages", "responses", "embeddings"})
 
 
 def take_model(ex: Exchange, obj: dict[str, Any]) -> None:

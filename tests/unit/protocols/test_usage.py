@@ -49,3 +49,18 @@ def test_cache_writes_are_read_under_openais_name_and_the_one_tollway_used_befor
             usage = Usage()
             assert apply_usage(usage, {**shape, details_key: {"cached_tokens": 100, name: 700}})
             assert (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens) == (900, 100, 700), name
+
+
+def test_more_cached_tokens_than_the_prompt_had_are_kept_as_billed() -> None:
+    """A provider's slip (cached > prompt) is recorded as the price table bills it, so a
+    record's counts add up to its cost_usd and the metrics never count more cached
+    tokens than input ones."""
+    usage = Usage()
+    assert apply_usage(
+        usage, {"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 50}}
+    )
+    assert (usage.input_tokens, usage.cached_tokens, usage.output_tokens) == (10, 10, 5)
+    usage = Usage()
+    details = {"cached_tokens": 6, "cache_write_tokens": 9}
+    assert apply_usage(usage, {"input_tokens": 10, "output_tokens": 1, "input_tokens_details": details})
+    assert (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens) == (10, 6, 4)

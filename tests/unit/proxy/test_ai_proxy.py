@@ -71,3 +71,19 @@ async def test_a_whole_json_answer_is_billed_as_reported() -> None:
     assert r.status == 200
     usage = gw.calls[-1].usage
     assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (11, 2, False)
+
+
+async def test_an_embedding_answered_without_usage_is_billed_on_an_estimate() -> None:
+    """As for a chat answer: the provider bills the input, so the record must not say 0
+    tokens exactly (and a token limit settles to the same estimate)."""
+    up = RecordingUpstream(
+        body=b'{"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}]}'
+    )
+    gw = gateway(up)
+    text = "hello world " * 50
+    r = await send_raw(
+        gw, "POST", b"/v1/embeddings", body=orjson.dumps({"model": "text-embedding-3-small", "input": text})
+    )
+    assert r.status == 200
+    usage = gw.calls[-1].usage
+    assert usage.estimated and usage.input_tokens >= len(text) // 4 and usage.output_tokens == 0
