@@ -17,6 +17,7 @@ from tollway.config.schema import Price
 from tollway.mockllm import create_app as create_mock_app
 from tollway.plugins.ai_cache.answers import StoredAnswer, UnusableAnswer
 from tollway.plugins.ai_cache.shapes import completion_of
+from tollway.state.memory import MemoryStateStore
 from tollway.testing.gateway import GatewayUnderTest
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import record_of
@@ -279,6 +280,46 @@ async def test_a_hit_saves_what_the_call_cost_cache_writes_priced_as_cache_write
     paid, saved = record_of(miss, prices), record_of(hit, prices)
     assert paid.cost_usd == pytest.approx((20 * 3.0 + 500 * 12.0 + 1000 * 0.3 + 3 * 15.0) / 1e6)
     assert saved.cost_usd == 0 and saved.cost_saved_usd == paid.cost_usd
+
+
+WINDOW = "ai-token-ratelimit:t:0:limit_by_header:x-user:60:*"  # the rule "t", one counter for every "*" key
+
+
+class UsagelessUpstream:
+    """An OpenAI-compatible provider that reports no usage: the gateway estimates it."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        answer = {"id": "c1", "object": "chat.completion", "created": 0, "model": "mock-gpt",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."},
+                               "finish_reason": "stop"}]}  # fmt: skip
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": orjson.dumps(answer)})
+
+
+async def test_a_hit_of_an_estimated_answer_is_estimated_and_charges_no_token_limit() -> None:
+    """What a hit saves is only as exact as the stored call's tokens: its record says
+    they were estimated. No limit is charged for it either way (no provider billed it)."""
+    limit = {
+        "name": "ai-token-ratelimit",
+        "defaultConfig": {"rule_name": "t", "limit_by_header": "x-user", "limit_keys": [{"key": "*", "token_per_minute": 10**6}]},
+    }
+    config = {
+        "providers": [{"id": "m", "type": "openai", "apiTokens": ["sk"], "baseUrl": "http://up.test/v1"}],
+        "routes": [{"name": "v1", "path_prefix": "/v1/", "provider": "m"}],
+        "plugins": [limit, {"name": "ai-cache", "defaultConfig": {}}],
+    }  # fmt: skip
+    gw = GatewayUnderTest(orjson.dumps(config).decode(), upstream=UsagelessUpstream())
+    first = await post(gw, "/v1/chat/completions", CHAT, **{"x-user": "u"})
+    second = await post(gw, "/v1/chat/completions", CHAT, **{"x-user": "u"})
+    assert (first.headers["x-tollway-cache"], second.headers["x-tollway-cache"]) == ("miss", "hit")
+    miss, hit = gw.calls
+    assert miss.usage.estimated and hit.usage.estimated and not hit.usage.reported
+    assert (hit.usage.input_tokens, hit.usage.output_tokens) == (miss.usage.input_tokens, miss.usage.output_tokens)
+    assert record_of(hit, PriceTable()).tokens_estimated is True
+    store = gw.services.state
+    assert isinstance(store, MemoryStateStore)
+    # The window holds the miss's estimate alone: the hit's reservation was given back.
+    assert store.window_used(WINDOW) == miss.usage.input_tokens + miss.usage.output_tokens
 
 
 def test_an_entry_stored_before_cache_writes_were_kept_is_still_read() -> None:

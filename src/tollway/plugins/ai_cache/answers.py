@@ -56,9 +56,15 @@ class StoredAnswer:
     # priced on them, cache writes at their own price, as the call was)
     usage: tuple[int, int, int, int, int]
     model: str | None
+    # The stored call's tokens were the gateway's estimate (its provider reported none):
+    # a hit's record says so too, and what it saves is an estimate.
+    estimated: bool = False
 
     def encode(self) -> bytes:
-        head = orjson.dumps({"api": self.api, "streamed": self.streamed, "usage": self.usage, "model": self.model})
+        fields: dict[str, Any] = {"api": self.api, "streamed": self.streamed, "usage": self.usage, "model": self.model}
+        if self.estimated:
+            fields["estimated"] = True
+        head = orjson.dumps(fields)
         return _HEAD.pack(_MAGIC, len(head)) + head + self.payload
 
     @classmethod
@@ -74,15 +80,16 @@ class StoredAnswer:
                 counts = [*counts, 0]
             i, o, c, r, w = counts
             usage = (int(i), int(o), int(c), int(r), int(w))
-            return cls(head["api"], bool(head["streamed"]), raw[end:], usage, head["model"])
+            estimated = head.get("estimated") is True
+            return cls(head["api"], bool(head["streamed"]), raw[end:], usage, head["model"], estimated)
         except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise UnusableAnswer(f"unreadable cache entry: {exc}") from None
 
     def usage_of(self) -> Usage:
-        """The stored call's tokens (neither reported nor estimated: no provider was
-        asked, so limits that settle on reported usage charge a hit nothing)."""
+        """The stored call's tokens, never reported (no provider was asked: limits charge
+        a hit nothing, ``reservation.spent``), estimated when the stored call's were."""
         i, o, c, r, w = self.usage
-        return Usage(input_tokens=i, output_tokens=o, cached_tokens=c, reasoning_tokens=r, cache_write_tokens=w)
+        return Usage(i, o, c, r, w, estimated=self.estimated)
 
 
 def stored_events(api: str, events: list[bytes]) -> bytes:

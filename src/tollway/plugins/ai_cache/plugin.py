@@ -260,7 +260,7 @@ class AiCache(Plugin[AiCacheConfig]):
             return None  # the key left the tools out: a tool call may not suit the next asker
         u = ex.usage
         usage = (u.input_tokens, u.output_tokens, u.cached_tokens, u.reasoning_tokens, u.cache_write_tokens)
-        return StoredAnswer(ex.api, streamed, payload, usage, ex.model_upstream)
+        return StoredAnswer(ex.api, streamed, payload, usage, ex.model_upstream, u.estimated)
 
 
 __all__ = ["AiCache"]

@@ -62,10 +62,12 @@ def spent(ex: Exchange, reserved: int) -> int:
     The provider's reported usage (input + output), or the gateway's estimate of it
     (a broken or abandoned stream). When the provider was called and answered (or the
     client left, status 499) but nothing was reported or estimated, the reservation
-    stands: the provider may well have billed it. Calls that never reached a provider,
-    or that it refused, cost nothing.
+    stands: the provider may well have billed it. Calls that never reached a provider
+    (a cache hit among them), or that it refused, cost nothing.
     """
     usage = ex.usage
+    if ex.cache == "hit" or ex.cache == "semantic":
+        return 0  # answered from the cache: no provider billed it (its tokens are what it saved)
     if usage.reported or usage.estimated:
         return usage.input_tokens + usage.output_tokens
     reached = ex.provider is not None or bool(ex.attempts)
