@@ -301,7 +301,11 @@ async def test_a_hit_of_an_estimated_answer_is_estimated_and_charges_no_token_li
     they were estimated. No limit is charged for it either way (no provider billed it)."""
     limit = {
         "name": "ai-token-ratelimit",
-        "defaultConfig": {"rule_name": "t", "limit_by_header": "x-user", "limit_keys": [{"key": "*", "token_per_minute": 10**6}]},
+        "defaultConfig": {
+            "rule_name": "t",
+            "limit_by_header": "x-user",
+            "limit_keys": [{"key": "*", "token_per_minute": 10**6}],
+        },
     }
     config = {
         "providers": [{"id": "m", "type": "openai", "apiTokens": ["sk"], "baseUrl": "http://up.test/v1"}],
