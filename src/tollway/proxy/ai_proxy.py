@@ -76,7 +76,10 @@ class AiProxy:
         client_body = self._client_body(ex)
         if ex.api == "count_tokens" and candidates[0].protocol != "anthropic" and client_body is not None:
             # Only Anthropic's API counts tokens: for the others the gateway estimates.
-            ex.provider = candidates[0].id
+            # No provider is called (the record's provider stays null, and no token limit
+            # is charged); the model is the one it would have gone upstream as, priced
+            # at nothing.
+            ex.model_upstream = candidates[0].map_model(model or "")
             return estimated_answer(ex, client_body)
         try:
             if ex.api in OWNED_APIS and self.ownership is not None:
