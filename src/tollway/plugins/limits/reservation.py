@@ -32,8 +32,8 @@ def prompt_tokens(ex: Exchange) -> int:
 
 def output_tokens(ex: Exchange, default_output: int) -> int:
     """The output limit the request names (times ``n``), else ``default_output``; 0 for
-    embeddings."""
-    if ex.api == "embeddings":
+    embeddings and token counting (no output)."""
+    if ex.api == "embeddings" or ex.api == "count_tokens":
         return 0
     if not ex.request.body:
         return default_output
@@ -66,8 +66,10 @@ def spent(ex: Exchange, reserved: int) -> int:
     (a cache hit among them), or that it refused, cost nothing.
     """
     usage = ex.usage
-    if ex.cache == "hit" or ex.cache == "semantic":
-        return 0  # answered from the cache: no provider billed it (its tokens are what it saved)
+    if ex.cache == "hit" or ex.cache == "semantic" or ex.api == "count_tokens":
+        # Answered from the cache (its tokens are what it saved), or only counted: no
+        # provider bills either.
+        return 0
     if usage.reported or usage.estimated:
         return usage.input_tokens + usage.output_tokens
     reached = ex.provider is not None or bool(ex.attempts)

@@ -95,6 +95,19 @@ async def test_a_refused_or_failed_call_gives_its_reservation_back() -> None:
     assert store.window_used(KEY) == 0
 
 
+async def test_counting_tokens_reserves_the_prompt_alone_and_costs_nothing() -> None:
+    """Claude Code counts tokens before many calls; no provider bills counting, so the
+    window must not fill with reservations of output that never comes."""
+    plugin, store = limiter()
+    body = b'{"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "How many tokens is this?"}]}'
+    ex = call("alice", body=body, path="/v1/messages/count_tokens")
+    assert await run_request(plugin, ex) is None
+    assert store.window_used(KEY) == (len(body) + 3) // 4  # the prompt's estimate, no output
+    ex.provider, ex.status = "claude", 200  # answered by the provider: {"input_tokens": N}, no usage
+    await plugin.done(ex)
+    assert store.window_used(KEY) == 0
+
+
 async def test_only_post_calls_spend_tokens() -> None:
     plugin, store = limiter()
     assert await run_request(plugin, call("alice", method="GET", path="/v1/models", body=None)) is None
