@@ -135,6 +135,11 @@ async def test_anthropic_messages_hit_in_their_own_shape_whole_and_streamed() ->
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
     text = "".join(e["delta"].get("text", "") for e in events(streamed) if e["type"] == "content_block_delta")
     assert text == first.json()["content"][0]["text"]
+    # As Anthropic streams it: the prompt's tokens in message_start, the output's at the end.
+    start, delta = events(streamed)[0], next(e for e in events(streamed) if e["type"] == "message_delta")
+    assert start["message"]["usage"]["input_tokens"] == first.json()["usage"]["input_tokens"] > 0
+    assert start["message"]["usage"]["output_tokens"] == 0
+    assert delta["usage"]["output_tokens"] == first.json()["usage"]["output_tokens"]
 
 
 async def test_responses_api_hits_whole_and_streamed() -> None:

@@ -184,7 +184,12 @@ def stream_answer(stored: StoredAnswer, client_request: Mapping[str, Any]) -> li
     if stored.api == "responses":  # its own events, the stored response in the last one
         return responses_events(orjson.loads(stored.payload))
     writer: StreamWriter = codec_of(stored.api).stream_from_pivot(client_request)
-    out = [e for chunk in chunks_of(_completion(stored)) for e in writer.feed(chunk)]
+    completion = _completion(stored)
+    chunks = chunks_of(completion)
+    if stored.api == "messages":
+        # Anthropic says the prompt's tokens in message_start, made from the first chunk.
+        chunks[0]["usage"] = completion["usage"]
+    out = [e for chunk in chunks for e in writer.feed(chunk)]
     out.extend(writer.end())
     return out
 
