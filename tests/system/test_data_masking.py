@@ -350,19 +350,27 @@ def test_chat_tool_descriptions_are_masked(sdk: openai.OpenAI, mock_requests: Re
         "function": {
             "name": "lookup",
             "description": f"Looks up orders of {DISGUISED}",
-            "parameters": {"type": "object", "properties": {"card": {"type": "string", "description": f"e.g. {CARD}"}}},
+            "parameters": {"type": "object", "properties": {
+                "card": {"type": "string", "description": f"e.g. {CARD}"},
+                # Named as an identifier is: its schema is still text a model reads.
+                "url": {"type": "string", "description": f"their page, as {EMAIL} gave it"},
+            }},
         },
-    }
+    }  # fmt: skip
     answer = sdk.chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "my orders?"}], tools=[tool], user=EMAIL
-    )
+        model="mock-gpt", messages=[{"role": "user", "content": "my orders?"}], tools=[tool], user=EMAIL,
+        metadata={"contact": EMAIL},
+    )  # fmt: skip
     assert answer.choices[0].message is not None
     (seen,) = mock_requests()
     body = orjson.loads(seen["body"])
     function = body["tools"][0]["function"]
-    assert function["description"] == "Looks up orders of [EMAIL_1]" and function["name"] == "lookup"
+    # One placeholder for each address (numbered in the order the body has them).
+    disguised, plain = function["description"].removeprefix("Looks up orders of "), body["user"]
+    assert {disguised, plain} == {"[EMAIL_1]", "[EMAIL_2]"} and function["name"] == "lookup"
     assert function["parameters"]["properties"]["card"] == {"type": "string", "description": "e.g. [CARD_1]"}
-    assert body["user"] == "[EMAIL_2]"
+    assert function["parameters"]["properties"]["url"]["description"] == f"their page, as {plain} gave it"
+    assert body["metadata"] == {"contact": plain}
     assert "bob" not in seen["body"] and "4111" not in seen["body"]
 
 

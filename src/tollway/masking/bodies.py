@@ -60,29 +60,51 @@ def _items(container: dict[str, Any] | list[Any]) -> Iterator[tuple[Any, Any]]:
 
 
 class _Frame:
-    """A container being walked: where the walk is in it, what changed so far, and the
-    key it sits under in its parent."""
+    """A container being walked: where the walk is in it, what changed so far (values,
+    and the names of an object's members), and the key it sits under in its parent.
+    ``free``, ``names`` and ``binary`` say how a request's walk reads it (``map_request``)."""
 
-    __slots__ = ("changes", "container", "items", "key")
+    __slots__ = ("binary", "changes", "container", "free", "items", "key", "names", "renames")
 
-    def __init__(self, container: dict[str, Any] | list[Any], key: Any) -> None:
+    def __init__(
+        self, container: dict[str, Any] | list[Any], key: Any, *, free: bool = False, names: bool = False,
+        binary: bool = False,
+    ) -> None:  # fmt: skip
         self.container = container
         self.items = _items(container)
         self.changes: dict[Any, Any] | None = None
+        self.renames: dict[str, str] | None = None
         self.key = key
+        self.free = free
+        self.names = names and isinstance(container, dict)
+        self.binary = binary
 
     def changed(self, key: Any, value: Any) -> None:
         if self.changes is None:
             self.changes = {}
         self.changes[key] = value
 
+    def name(self, key: Any, fn: TextFn) -> None:
+        """The member name ``key`` passed through ``fn`` (a name may be text too: a JSON
+        schema's property, a metadata key)."""
+        if isinstance(key, str):
+            new = fn(key)
+            if new is not key and new != key:
+                if self.renames is None:
+                    self.renames = {}
+                self.renames[key] = new
+
     def result(self) -> Any:
-        if self.changes is None:
+        if self.changes is None and self.renames is None:
             return self.container
+        changes = self.changes or {}
         if isinstance(self.container, dict):
-            return {**self.container, **self.changes}
+            if self.renames is None:
+                return {**self.container, **changes}
+            renames = self.renames
+            return {renames.get(k, k): changes.get(k, v) for k, v in self.container.items()}
         out = list(self.container)
-        for i, value in self.changes.items():
+        for i, value in changes.items():
             out[i] = value
         return out
 
@@ -94,19 +116,25 @@ def map_strings(
     keep: Callable[[dict[str, Any]], bool] | None = None,
     key: str | None = None,
     skip: frozenset[str] = frozenset(),
+    names: bool = False,
+    names_under: frozenset[str] = frozenset(),
 ) -> Any:
-    """Every string value inside ``value`` (keys untouched) passed through ``fn``, at any
-    depth, with an explicit stack. Objects for which ``keep`` is true are left whole;
-    with ``key``, only strings held under that key are passed (``description``); what is
-    held under a key in ``skip`` (a string or a whole object or list) is left alone."""
+    """Every string value inside ``value`` passed through ``fn``, at any depth, with an
+    explicit stack; member names too with ``names``, or inside objects held under a key
+    in ``names_under`` (else keys untouched). Objects for which ``keep`` is true are
+    left whole; with ``key``, only strings held under that key are passed
+    (``description``); what is held under a key in ``skip`` (a string or a whole object
+    or list) is left alone."""
     if isinstance(value, str):
         return fn(value) if key is None else value
     if not isinstance(value, dict | list) or (keep is not None and isinstance(value, dict) and keep(value)):
         return value
-    stack = [_Frame(value, None)]
+    stack = [_Frame(value, None, names=names)]
     while True:
         frame = stack[-1]
         for k, child in frame.items:
+            if frame.names:
+                frame.name(k, fn)
             if k in skip:
                 continue
             if isinstance(child, str):
@@ -115,7 +143,7 @@ def map_strings(
                     if new is not child:
                         frame.changed(k, new)
             elif isinstance(child, dict | list) and not (keep is not None and isinstance(child, dict) and keep(child)):
-                stack.append(_Frame(child, k))
+                stack.append(_Frame(child, k, names=frame.names or k in names_under))
                 break
         else:
             stack.pop()
@@ -132,6 +160,8 @@ def all_strings(value: Any, fn: TextFn) -> Any:
 
 
 _SIGNED = frozenset({"thinking", "redacted_thinking", "reasoning"})
+# Where an answer's tool call carries its input as an object (Anthropic, Gemini).
+_TOOL_INPUTS = frozenset({"input", "args"})
 
 
 def _signed(obj: dict[str, Any]) -> bool:
@@ -140,17 +170,21 @@ def _signed(obj: dict[str, Any]) -> bool:
 
 
 def map_answer(value: Any, fn: TextFn) -> Any:
-    """Every string of a response body, but those of signed thinking and reasoning."""
-    return map_strings(value, fn, keep=_signed)
+    """Every string of a response body, but those of signed thinking and reasoning; and
+    the member names of a tool call's input (which may use a masked schema property as
+    a name)."""
+    return map_strings(value, fn, keep=_signed, names_under=_TOOL_INPUTS)
 
 
 # --- requests ---------------------------------------------------------------------------
 
 
-# What names or identifies things for the provider, or carries binary data, never text a
-# model reads as text: left as it is, so that ids, roles and enumerations still mean what
-# they meant and no image or audio is changed (a detector that took a digit run in a tool
-# call's id, or in base64, for a phone number would break the call).
+# What names or identifies things for the provider, or says which of its options to use:
+# a string (or a list of strings) under these names in the protocol's own structure is
+# left as it is, so that ids, roles and enumerations still mean what they meant (a
+# detector that took a digit run in a tool call's id for a phone number would break the
+# call). An object or a list of objects under one of them is read like any other: a JSON
+# schema's property may well be named ``url`` or ``id``.
 SKIPPED_KEYS = frozenset(
     {
         "model",
@@ -175,37 +209,82 @@ SKIPPED_KEYS = frozenset(
         "modalities",
         "voice",
         "encoding_format",
+        "format",
+        "mime_type",
+        "mimeType",
         # Binary payloads and where to fetch them.
         "url",
         "image_url",
-        "input_audio",
         "file_data",
     }
 )
+# Objects whose members are the client's own data, names and all, not the protocol's: a
+# tool call's input (Anthropic's ``input``, Gemini's ``args``), ``metadata``. Nothing in
+# them is an identifier of the protocol's: every string and every name is read.
+_FREE_FORM = frozenset({"input", "args", "arguments", "metadata"})
+# Objects whose member names a model reads: a JSON schema's ``properties``.
+_NAMED = frozenset({"properties"})
+# Objects whose ``data`` is binary (base64 audio, an image, a PDF): ``input_audio``,
+# Gemini's ``inline_data``, and any source of ``"type": "base64"``.
+_BINARY_HOLDERS = frozenset({"input_audio", "inline_data", "inlineData"})
 
 
-def _kept_whole(obj: dict[str, Any]) -> bool:
-    """Signed thinking and reasoning (a changed one is refused), and base64 sources."""
-    kind = obj.get("type")
-    return type(kind) is str and (kind in _SIGNED or kind == "base64")  # (any JSON value may come)
+def _enumeration(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+def _binary(key: Any, obj: dict[str, Any]) -> bool:
+    return key in _BINARY_HOLDERS or obj.get("type") == "base64"
 
 
 def map_request(api: Api, body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
     """``body`` (a request of a prompt API: ``api`` is one of ``PROMPT_APIS``) with every
-    string passed through ``fn`` but those under ``SKIPPED_KEYS`` and in what
-    ``_kept_whole`` keeps: whatever field a text arrives in (a message, a predicted
-    output, a tool's schema, a citation, a shape no one documented), it is seen, so no
-    field and no unexpected shape carries a text past the plugin."""
-    out: dict[str, Any] = map_strings(body, fn, keep=_kept_whole, skip=SKIPPED_KEYS)
-    return out
+    string passed through ``fn``, whatever field it arrives in (a message, a predicted
+    output, a tool's schema and its property names, a citation, metadata, a shape no one
+    documented), so no field and no unexpected shape carries a text past the plugin. Left
+    as they are: identifiers and enumerations (strings under ``SKIPPED_KEYS``, outside
+    the client's own data), binary ``data``, and signed thinking and reasoning blocks (a
+    changed one is refused) where the protocol has them, as list members."""
+    stack = [_Frame(body, None)]
+    while True:
+        frame = stack[-1]
+        free = frame.free
+        for k, child in frame.items:
+            if frame.names:
+                frame.name(k, fn)
+            if not free and (
+                (k in SKIPPED_KEYS and _enumeration(child)) or (frame.binary and k == "data" and type(child) is str)
+            ):
+                continue
+            if isinstance(child, str):
+                new = fn(child)
+                if new is not child:
+                    frame.changed(k, new)
+            elif isinstance(child, dict):
+                if not free and type(k) is int and _signed(child):
+                    continue
+                stack.append(_Frame(child, k, free=free or k in _FREE_FORM, names=free or k in _FREE_FORM
+                                    or k in _NAMED, binary=not free and _binary(k, child)))  # fmt: skip
+                break
+            elif isinstance(child, list):
+                stack.append(_Frame(child, k, free=free))
+                break
+        else:
+            stack.pop()
+            new = frame.result()
+            if not stack:
+                out: dict[str, Any] = new
+                return out
+            if new is not frame.container:
+                stack[-1].changed(frame.key, new)
 
 
 def map_all_but_model(body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
-    """``deny_raw``: every string value in the body except the model name."""
+    """``deny_raw``: every string value and member name in the body except the model name."""
     out = body
     for k, v in body.items():
         if k != "model":
-            out = _with(out, k, map_strings(v, fn))
+            out = _with(out, k, map_strings(v, fn, names=True))
     return out
 
 

@@ -61,7 +61,7 @@ def test_completions_embeddings_and_anthropic() -> None:
     assert out["system"] == [{"type": "text", "text": "S"}] and out["model"] == "claude"
     assert out["messages"][0]["content"] == "U"
     assert out["messages"][1]["content"][0] == {"type": "thinking", "thinking": "t", "signature": "sig"}
-    assert out["messages"][1]["content"][1]["input"] == {"to": "V"}
+    assert out["messages"][1]["content"][1]["input"] == {"TO": "V"}  # the client's own data, names and all
     assert out["messages"][2]["content"][0]["content"] == "R"
 
 
@@ -84,7 +84,7 @@ def test_every_api_that_carries_prompt_text_has_its_texts_mapped_and_nothing_els
             {"model": "m", "messages": [{"role": "assistant", "content": [{"type": "refusal", "refusal": "R"}]}],
              "tools": [{"type": "function", "function": {"name": "N", "description": "D", "parameters": {
                  "type": "object", "description": "D",
-                 "properties": {"to": {"type": "string", "description": "P"}}}}}],
+                 "properties": {"TO": {"type": "string", "description": "P"}}}}}],
              "functions": [{"name": "N", "description": "D"}], "user": "U", "seed": 1},
         ),
         "completions": (
@@ -154,7 +154,7 @@ def test_anthropic_documents_search_results_and_tool_results() -> None:
     assert blocks[3] == {**search, "source": "HTTPS://S", "title": "T", "content": [{"type": "text", "text": "S"}]}
     assert blocks[4]["content"][0] == {"type": "text", "text": "R"}
     assert blocks[4]["content"][1]["source"]["content"] == [{"type": "text", "text": "X"}]
-    assert out["metadata"] == {"user_id": "U"} and out["model"] == "m"  # fmt: skip
+    assert out["metadata"] == {"USER_ID": "U"} and out["model"] == "m"  # fmt: skip
 
 
 def deep(depth: int, leaf: Any) -> Any:
@@ -171,7 +171,7 @@ def test_values_of_any_depth_are_walked_without_recursion() -> None:
     out = map_request("messages", body, upper)
     value = out["messages"][0]["content"][0]["input"]
     for _ in range(10_000):
-        value = value["k"][0]
+        value = value["K"][0]  # (a tool's input is the client's data: its names are read too)
     assert value == "V"
     answer = deep(10_000, {"type": "thinking", "thinking": "keep"})
     assert map_answer(answer, upper) is answer, "nothing to change: the same value back"
@@ -239,7 +239,7 @@ def test_text_in_any_field_or_shape_is_seen_and_identifiers_and_binary_data_are_
     }  # fmt: skip
     blocks = map_request("messages", anthropic, upper)["messages"][0]["content"]
     assert blocks[0]["citations"] == [{"type": "char_location", "cited_text": "C"}]
-    assert blocks[1]["input"] == {"query": "Q"} and blocks[1]["id"] == "srvtoolu_1"
+    assert blocks[1]["input"] == {"QUERY": "Q"} and blocks[1]["id"] == "srvtoolu_1"
     assert blocks[2] == {
         "type": "mcp_tool_result",
         "tool_use_id": "mcptoolu_1",
@@ -270,3 +270,63 @@ def test_a_type_that_is_no_string_is_no_reason_to_fail_or_to_skip_a_text(kind: A
     )
     assert responses["input"][1]["content"] == "C"
     assert map_answer({"content": [{"type": kind, "text": "d"}]}, upper) == {"content": [{"type": kind, "text": "D"}]}
+
+
+def test_identifier_names_hide_only_identifiers_not_the_texts_and_names_under_them() -> None:
+    """A red-team run: a JSON schema property named ``url``, ``id`` or ``status``, a
+    tool call's input field of those names, metadata, and an object saying ``"type":
+    "base64"`` anywhere used to carry their whole content past the masking, and member
+    names (a schema's properties, metadata keys) were never read."""
+
+    def mark(text: str) -> str:
+        return text.replace("bob@x.io", "[EMAIL]")
+
+    prop = {"type": "string", "description": "bob@x.io"}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "f",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "url": prop,
+                    "id": prop,
+                    "status": prop,
+                    "type": prop,
+                    "detail": prop,
+                    "bob@x.io": {"type": "string"},
+                },
+            },
+        },
+    }
+    signed = {"type": "thinking", "thinking": "bob@x.io", "signature": "sig"}
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "bob@x.io"}}
+    body = {
+        "model": "m",
+        "metadata": {"id": "bob@x.io", "bob@x.io": "v"},
+        "tools": [tool],
+        "messages": [
+            {"role": "assistant", "content": [signed, image, {"type": "tool_use", "id": "toolu_1", "name": "n",
+             "input": {"url": "https://h/?e=bob@x.io", "status": "bob@x.io", "id": "bob@x.io",
+                       "a": {"type": "base64", "note": "bob@x.io"}, "b": [signed], "c": {"x": signed}}}]},
+            {"role": "user", "content": [{"type": "text", "text": "t", "extra": {"type": "base64", "note": "bob@x.io",
+                                                                                  "data": "AAAA"}}]},
+        ],
+    }  # fmt: skip
+    out = map_request("messages", body, mark)
+    assert b"bob@x.io" not in orjson.dumps(
+        {**out, "messages": [{**out["messages"][0], "content": out["messages"][0]["content"][2:]},
+                             out["messages"][1]]}
+    )  # fmt: skip
+    properties = out["tools"][0]["function"]["parameters"]["properties"]
+    assert set(properties) == {"url", "id", "status", "type", "detail", "[EMAIL]"}
+    assert properties["url"] == {"type": "string", "description": "[EMAIL]"}
+    assert out["metadata"] == {"id": "[EMAIL]", "[EMAIL]": "v"}
+    # Where the protocol has them, signed blocks and binary data are still left as they are.
+    blocks = out["messages"][0]["content"]
+    assert blocks[0] is signed and blocks[1] is image
+    assert out["messages"][1]["content"][0]["extra"] == {"type": "base64", "note": "[EMAIL]", "data": "AAAA"}
+    # An answer's tool call using a masked name as its input's member gets it back.
+    answer = {"content": [{"type": "tool_use", "id": "t", "name": "n", "input": {"[EMAIL]": "[EMAIL]"}}]}
+    restored = map_answer(answer, lambda t: t.replace("[EMAIL]", "bob@x.io"))
+    assert restored["content"][0]["input"] == {"bob@x.io": "bob@x.io"}
