@@ -13,6 +13,22 @@ HOP_BY_HOP = frozenset(
 SENDER_SET = frozenset({"host", "content-length", "content-encoding", "accept-encoding", "expect"})
 
 
+def spellings(name: str) -> frozenset[str]:
+    """``name`` (lower-case, dash-separated) with each dash or underscore: the names a
+    server that reads ``_`` as ``-`` (as CGI-style servers do) takes for it."""
+    first, *rest = name.split("-")
+    out = {first}
+    for part in rest:
+        out = {f"{head}{sep}{part}" for head in out for sep in "-_"}
+    return frozenset(out)
+
+
+def param_spelling(name: str) -> str:
+    """One form for every spelling of a query parameter's name a server may take for the
+    same one (any case, ``_`` for ``-``): what a credential's parameter is stripped by."""
+    return name.lower().replace("_", "-")
+
+
 class Headers:
     """Header lines with lower-case names, in arrival order, duplicates kept.
 

@@ -26,6 +26,7 @@ from tollway.config.schema import BudgetConfig
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
 from tollway.errors import BadRequest, Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
+from tollway.headers import param_spelling, spellings
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.protocols.apis import MESSAGE_BATCHES
 from tollway.protocols.batches import message_batch_models
@@ -122,6 +123,11 @@ class KeyAuth(Plugin[KeyAuthConfig]):
         self.required = self.allow is not None or global_auth
         self.header_names = tuple(k.lower() for k in config.keys) if config.in_header else ()
         self.param_names = tuple(config.keys) if config.in_query else ()
+        # What never goes upstream once a key was read: every name key-auth reads, in
+        # every spelling a server may take for it (``_`` for ``-``; any case for a
+        # parameter), whichever place the key came in.
+        self.stripped_headers = frozenset().union(*(spellings(k.lower()) for k in config.keys))
+        self.stripped_params = frozenset(param_spelling(k) for k in config.keys)
 
     def _lookup(self, key: str) -> Consumer | None:
         consumer = self.by_credential.get(key)
@@ -151,8 +157,8 @@ class KeyAuth(Plugin[KeyAuthConfig]):
     def _admit(self, ex: Exchange, consumer: Consumer) -> None:
         ex.consumer = consumer
         ex.upstream_headers.append(("x-mse-consumer", consumer.name))
-        ex.strip_headers.update(self.header_names)
-        ex.strip_params.update(self.param_names)
+        ex.strip_headers.update(self.stripped_headers)
+        ex.strip_params.update(self.stripped_params)
 
     def identify(self, ex: Exchange) -> Consumer | None:
         keys = self._presented(ex)

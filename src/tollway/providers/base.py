@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tollway.config.schema import CustomSetting, ProviderConfig
+from tollway.headers import spellings
 from tollway.patterns import PatternMap
 from tollway.protocols.apis import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, MODELS
 from tollway.protocols.registry import codec_for
@@ -41,16 +42,6 @@ def apply_settings(body: Json, settings: Sequence[CustomSetting]) -> Json:
 # Client headers that choose which of the organisation's provider accounts pays (SPEC
 # §14): withheld from the provider unless its ``pass_headers`` names them.
 ACCOUNT_HEADERS = ("openai-organization", "openai-project")
-
-
-def spellings(name: str) -> frozenset[str]:
-    """``name`` (lower-case, dash-separated) with each dash or underscore: the names a
-    server that reads ``_`` as ``-`` (as CGI-style servers do) takes for it."""
-    first, *rest = name.split("-")
-    out = {first}
-    for part in rest:
-        out = {f"{head}{sep}{part}" for head in out for sep in "-_"}
-    return frozenset(out)
 
 
 class UnsupportedProvider(Exception):

@@ -23,8 +23,8 @@ from urllib.parse import urlencode
 import orjson
 
 from tollway.exchange import CallTrace, Exchange, StateKey
-from tollway.headers import HOP_BY_HOP, SENDER_SET
-from tollway.providers.base import Provider, spellings
+from tollway.headers import HOP_BY_HOP, SENDER_SET, param_spelling, spellings
+from tollway.providers.base import Provider
 from tollway.proxy.translation import PROTOCOL_HEADERS
 
 _DROP = frozenset().union(
@@ -117,10 +117,12 @@ def headers(
 
 
 def query(ex: Exchange) -> str:
-    """The client's query string, less the parameters a credential rode in."""
+    """The client's query string, less the parameters a credential rode in, in every
+    spelling a server may read as theirs (``ex.strip_params`` holds ``param_spelling``s)."""
     if not ex.strip_params or not ex.request.query:
         return ex.request.query
-    return urlencode([(k, v) for k, v in ex.request.query_params if k not in ex.strip_params])
+    strip = ex.strip_params
+    return urlencode([(k, v) for k, v in ex.request.query_params if param_spelling(k) not in strip])
 
 
 def trace_context(trace: CallTrace, provider: Provider, headers: list[tuple[str, str]]) -> int:

@@ -162,3 +162,21 @@ async def test_an_untraced_call_passes_the_clients_trace_headers_unchanged(
     assert up.seen[0].header("traceparent") == traceparent
     assert up.seen[0].header("tracestate") == "vendor=opaque"
     assert gw.calls[-1].attempts[0].span_id == 0
+
+
+async def test_the_consumers_key_goes_upstream_in_no_spelling_of_a_name_key_auth_reads() -> None:
+    """Read from its Authorization header, a key also sent as ``?x_api_key=`` or
+    ``?APIKEY=`` (spellings a server may take for the names key-auth reads) must not
+    reach the provider either; other parameters pass."""
+    key = "key-of-alice-123"
+    auth = {"name": "key-auth", "defaultConfig": {"keys": ["authorization", "x-api-key", "apikey"],
+            "consumers": [{"name": "alice", "credential": key}]}}  # fmt: skip
+    up = RecordingUpstream()
+    query = f"x_api_key={key}&APIKEY={key}&X-Api-Key={key}&keep=1".encode()
+    headers = [(b"host", b"gw"), (b"authorization", f"Bearer {key}".encode()), (b"x_api_key", key.encode()),
+               (b"apikey", key.encode())]  # fmt: skip
+    r = await send_raw(gateway(up, [auth]), "POST", b"/v1/chat/completions", headers, CHAT, query=query)
+    assert r.status == 200, r.body
+    reached = up.seen[0]
+    assert reached.query == b"keep=1"
+    assert key.encode() not in reached.body and all(key not in v for _, v in reached.headers)
