@@ -81,6 +81,8 @@ class Request:
     body: bytes | None = None
     raw_path: bytes | None = None
     encoded_path: str | None = None
+    # An HTTP/1.0 request (which may have no Host; one of HTTP/1.1 must).
+    http10: bool = False
     _json: Any = None
     _json_error: BadRequest | None = None
     _params: list[tuple[str, str]] | None = None

@@ -393,6 +393,34 @@ def test_an_expectation_other_than_100_continue_is_417_and_100_continue_is_met(g
         assert read_response(sock).status == 200
 
 
+def test_an_http_1_1_request_without_host_is_400_and_one_of_http_1_0_or_absolute_form_is_served(gw: Proc) -> None:
+    """RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host (as
+    nginx does); HTTP/1.0 has no such rule, and an absolute-form target names its host."""
+    line = f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {len(CHAT)}\r\n"
+    for target, version, status in [
+        ("/v1/chat/completions", "1.1", 400),
+        ("/v1/chat/completions", "1.0", 200),
+        ("http://gateway/v1/chat/completions", "1.1", 200),
+    ]:
+        with connect(gw) as sock:
+            sock.sendall(f"POST {target} HTTP/{version}\r\n{line}\r\n".encode() + CHAT)
+            r = read_response(sock)
+            assert r.status == status, (target, version)
+            if status == 400:
+                assert "Host" in r.json()["error"]["message"]
+
+
+def test_a_request_line_without_a_version_is_refused(gw: Proc) -> None:
+    """llhttp reads ``GET /path`` with no version as HTTP/0.9, which has no headers at all:
+    not served as if it were HTTP/1.1."""
+    with connect(gw) as sock:
+        sock.sendall(b"GET /v1/models\r\n\r\n")
+        r = read_response(sock)
+        assert (r.status, r.headers["x-tollway-reason"]) == (505, "gateway.bad_request")
+        assert closed_by_server(sock)
+    assert_still_serving(gw)
+
+
 @pytest.mark.parametrize("how", ["close", "shutdown"])
 def test_a_client_that_ends_its_connection_right_after_its_request_is_recorded_499(gw: Proc, how: str) -> None:
     """The call may be answered before the gateway's watch on the client begins (50 ms

@@ -7,11 +7,16 @@ bodies (``--json``); both are relayed.
 
 from __future__ import annotations
 
+import socketserver
+import threading
+import time
 from collections.abc import Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import anyio
 import httpx
+import orjson
 import pytest
 from mcp.shared.exceptions import MCPError
 
@@ -327,3 +332,52 @@ async def test_a_server_killed_mid_call_is_a_json_rpc_error_and_a_record(gateway
     row = next(r for r in rows if r["mcp_tool"] == "hang")
     assert (row["status"], row["reason"]) == (502, "mcp.upstream_failed")
     assert _mcp_calls(gw, server="tools", outcome="failed") >= 1
+
+
+class _LingeringServer(socketserver.ThreadingTCPServer):
+    """An MCP server that answers a POST with its response event, then holds the stream
+    open for a while before ending it, as a server with more to say might."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Lingering)
+
+
+class _Lingering(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += self.rfile.read(1)
+        length = int(
+            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        )
+        request = orjson.loads(self.rfile.read(length))
+        answer = {"jsonrpc": "2.0", "id": request["id"], "result": {"content": [{"type": "text", "text": "hi"}]}}
+        event = b"event: message\r\ndata: " + orjson.dumps(answer) + b"\r\n\r\n"
+        self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.flush()
+        time.sleep(2)
+        self.wfile.write(b"0\r\n\r\n")
+
+
+def test_a_client_that_leaves_once_it_has_its_response_was_answered(gateway: GatewayFactory) -> None:
+    """MCP SDKs close a POST's event stream as soon as the response to their request is
+    in, before the server ends it: the call was answered (200), not abandoned (499)."""
+    server = _LingeringServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        gw = gateway(_config(cast(Upstream, SimpleNamespace(url=f"http://127.0.0.1:{port}/mcp"))))
+        call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "echo", "arguments": {}}}
+        headers = {"x-api-key": ALICE, "accept": "application/json, text/event-stream"}
+        with httpx.Client(timeout=10) as http, http.stream("POST", _url(gw), json=call, headers=headers) as r:
+            assert r.status_code == 200
+            assert '"id":5' in next(line for line in r.iter_lines() if line.startswith("data:"))
+        (row,) = _settled(gw, 1, consumer="alice")
+        assert (row["status"], row["reason"], row["mcp_tool"]) == (200, None, "echo")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -135,9 +135,11 @@ class AdminApp:
         if audit is not None:
             self.audited[handler] = (audit, path if prefix else None)
 
-    def _authorized(self, headers: dict[str, str]) -> bool:
+    def _authorized(self, headers: dict[str, str], raw: list[tuple[bytes, bytes]]) -> bool:
         if not self.token:
             return True
+        if sum(1 for k, _ in raw if k == b"authorization") > 1:
+            return False  # which one counts would depend on who reads it: neither does
         given = headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token)
@@ -159,7 +161,7 @@ class AdminApp:
         handler = self._handler(method, path)
         # Who asks and what for are settled from the head alone: nobody without the
         # token makes the admin API read (or even wait for) a body.
-        if path not in self.public and not self._authorized(headers):
+        if path not in self.public and not self._authorized(headers, scope["headers"]):
             answer = error_reply(401, "admin token required", [("www-authenticate", "Bearer")])
         elif handler is None:
             answer = error_reply(404, f"no admin route {method} {path}")

@@ -126,6 +126,7 @@ class GatewayApp:
             client_ip=self.client_ip.of(peer, headers) if self.client_ip.trusted else peer,
             host=strip_port(headers.get("host") or ""),
             raw_path=scope.get("raw_path"),
+            http10=scope.get("http_version") == "1.0",
         )
         channel = AsgiChannel(send, scope)
         task = asyncio.current_task()

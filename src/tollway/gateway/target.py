@@ -73,7 +73,10 @@ def settle(req: Request) -> None:
             raw = quote(req.path, safe=_KEEP).encode("ascii")
         except UnicodeEncodeError:
             raise _bad("the request path is not UTF-8") from None
-    if raw[:1] != b"/":
+    if raw[:1] == b"/":
+        if given is None and not req.http10:  # (an absolute-form target names its host)
+            raise _bad("an HTTP/1.1 request must have a Host header (RFC 9112 3.2)")
+    else:
         absolute = _ABSOLUTE.fullmatch(raw)
         if absolute is None or (absolute[2] and not absolute[2].startswith(b"/")):
             raise _bad("the request target is neither a path nor an absolute URL")

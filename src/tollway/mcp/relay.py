@@ -180,6 +180,11 @@ class McpEvents:
         self._done = False
 
     async def next(self) -> list[SseEvent] | None:
+        if self._answered:
+            # The batch with the response to the client's request was written before
+            # this call: the call was answered, whatever the client does next (SDKs
+            # close the stream once they have the response, before the chunked end).
+            self._ex.stream_ended = True
         if self._done:
             return None
         try:

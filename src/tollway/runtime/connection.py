@@ -561,6 +561,10 @@ class EdgeConnection(HttpToolsProtocol):
         http_version = self.parser.get_http_version()
         self.scope["method"] = self.parser.get_method().decode("ascii")
         if http_version != "1.1":
+            if http_version != "1.0":  # HTTP/0.9 (a request line without a version): llhttp takes it
+                self._refuse(_answer(505, f"HTTP/{http_version} is not supported; send HTTP/1.1",
+                                     "http_version_not_supported", "gateway.bad_request"))  # fmt: skip
+                raise _HeadRefused
             self.scope["http_version"] = http_version
         parsed_url = httptools.parse_url(self.url)
         # An absolute-form target (``http://host/path``) keeps its scheme and host in

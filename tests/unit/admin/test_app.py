@@ -28,12 +28,19 @@ def admin() -> AdminApp:
 
 
 async def drive(
-    app: AdminApp, events: list[Message], *, token: str | None = TOKEN, path: str = "/api/echo", length: int = 0
+    app: AdminApp,
+    events: list[Message],
+    *,
+    token: str | None = TOKEN,
+    path: str = "/api/echo",
+    length: int = 0,
+    tokens: tuple[str, ...] = (),
 ) -> tuple[list[Message], int]:
-    """POST ``path`` with ``events`` as its body; what was sent back and how many events were read."""
+    """POST ``path`` with ``events`` as its body (``token`` in its Authorization header, or
+    one header for each of ``tokens``); what was sent back and how many events were read."""
     headers = [(b"content-length", str(length).encode())]
-    if token is not None:
-        headers.append((b"authorization", f"Bearer {token}".encode()))
+    for given in tokens or ((token,) if token is not None else ()):
+        headers.append((b"authorization", f"Bearer {given}".encode()))
     scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": headers}
     pending = list(events)
     sent: list[Message] = []
@@ -57,6 +64,16 @@ async def test_without_the_token_nothing_of_the_body_is_read() -> None:
     for token in (None, "wrong"):
         sent, read = await drive(admin(), [{"type": "http.request", "body": b"{}"}], token=token, length=200_000_000)
         assert (sent[0]["status"], read) == (401, 0)
+
+
+async def test_two_authorization_headers_are_refused_whichever_comes_first() -> None:
+    """Which of two headers counts would depend on who reads them (a proxy in front may
+    read the first, the app the last): neither does."""
+    for tokens in ((TOKEN, "wrong"), ("wrong", TOKEN), (TOKEN, TOKEN)):
+        sent, read = await drive(admin(), [{"type": "http.request", "body": b"{}"}], tokens=tokens, length=2)
+        assert (sent[0]["status"], read) == (401, 0), tokens
+    sent, _ = await drive(admin(), [{"type": "http.request", "body": b"{}"}], length=2)
+    assert sent[0]["status"] == 200
 
 
 async def test_an_unknown_route_reads_no_body() -> None:
