@@ -104,6 +104,22 @@ def _forms(texts: Iterable[str]) -> Iterator[str]:
             yield form
 
 
+def _header_lines(name: str, value: str) -> Iterator[str]:
+    """``name: value`` as a server may read it: the value's bytes as UTF-8 too (they come
+    as Latin-1, so a fullwidth letter would be three other characters and escape the
+    normal form), and ``_`` in the name as ``-`` (as CGI-style servers read it)."""
+    names = (name, name.replace("_", "-")) if "_" in name else (name,)
+    values = [value]
+    if not value.isascii():
+        try:
+            values.append(value.encode("latin-1").decode("utf-8"))
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    for n in names:
+        for v in values:
+            yield f"{n}: {v}"
+
+
 def _json_strings(value: Any) -> Iterator[str]:
     """Every key and string value in parsed JSON, at any depth: an explicit stack."""
     stack = [value]
@@ -194,9 +210,12 @@ class RequestBlock(Plugin[RequestBlockConfig]):
             if self._url_blocked(url, req.path):
                 raise self._block(ex, "url")
         if self.headers is not None:
+            found = self.headers.found
             for name, value in req.headers:
-                line = f"{name}: {value}"
-                if any(self.headers.found(t) for t in _forms(_decodings(line))):
+                if "_" in name or not value.isascii():  # (rare: most heads are ASCII, dashed)
+                    if any(found(t) for line in _header_lines(name, value) for t in _forms(_decodings(line))):
+                        raise self._block(ex, "header")
+                elif any(found(t) for t in _forms(_decodings(f"{name}: {value}"))):
                     raise self._block(ex, "header")
         return None
 

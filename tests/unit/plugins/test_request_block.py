@@ -267,6 +267,12 @@ async def test_urls_and_headers_match_their_normal_form_too() -> None:
     assert await blocked({"block_urls": ["password"]}, query="q=%EF%BD%90assword")
     assert await blocked({"block_regexp_urls": ["^/v1/admin"]}, path="/v1/ａｄｍｉｎ")
     assert await blocked({"block_headers": ["password"]}, headers={"x-q": "pass%C2%ADword"})
+    # A header's bytes arrive as Latin-1: a fullwidth letter sent in UTF-8 is matched as
+    # the letter it is; and a name with ``_`` is the one with ``-`` to many servers.
+    fullwidth = "ｏn".encode().decode("latin-1")
+    assert await blocked({"block_headers": ["x-debug: on"]}, headers={"x-debug": fullwidth})
+    assert await blocked({"block_headers": ["x-debug: on"]}, headers={"x_debug": "on"})
+    assert not await blocked({"block_headers": ["x-debug: on"]}, headers={"x-debug": "off"})
 
 
 async def test_ordinary_non_ascii_text_is_not_blocked() -> None:
