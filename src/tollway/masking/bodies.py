@@ -64,11 +64,11 @@ class _Frame:
     and the names of an object's members), and the key it sits under in its parent.
     ``free``, ``names`` and ``binary`` say how a request's walk reads it (``map_request``)."""
 
-    __slots__ = ("binary", "changes", "container", "free", "items", "key", "names", "renames")
+    __slots__ = ("all_names", "binary", "changes", "container", "free", "items", "key", "names", "renames")
 
     def __init__(
         self, container: dict[str, Any] | list[Any], key: Any, *, free: bool = False, names: bool = False,
-        binary: bool = False,
+        all_names: bool = False, binary: bool = False,
     ) -> None:  # fmt: skip
         self.container = container
         self.items = _items(container)
@@ -76,7 +76,8 @@ class _Frame:
         self.renames: dict[str, str] | None = None
         self.key = key
         self.free = free
-        self.names = names and isinstance(container, dict)
+        self.all_names = all_names
+        self.names = (names or all_names) and isinstance(container, dict)
         self.binary = binary
 
     def changed(self, key: Any, value: Any) -> None:
@@ -222,6 +223,10 @@ SKIPPED_KEYS = frozenset(
 # tool call's input (Anthropic's ``input``, Gemini's ``args``), ``metadata``. Nothing in
 # them is an identifier of the protocol's: every string and every name is read.
 _FREE_FORM = frozenset({"input", "args", "arguments", "metadata"})
+# JSON schemas (a tool's parameters, a structured output's schema): the client's content
+# too, whatever keywords it uses (``format``, ``examples``, ``default``, …): every string
+# is read, and the names of its ``properties``.
+_SCHEMAS = frozenset({"parameters", "input_schema", "schema"})
 # Objects whose member names a model reads: a JSON schema's ``properties``.
 _NAMED = frozenset({"properties"})
 # Objects whose ``data`` is binary (base64 audio, an image, a PDF): ``input_audio``,
@@ -237,18 +242,35 @@ def _binary(key: Any, obj: dict[str, Any]) -> bool:
     return key in _BINARY_HOLDERS or obj.get("type") == "base64"
 
 
+def _signed_block(stack: list[_Frame], block: dict[str, Any]) -> bool:
+    """Whether ``block`` (a member of the list ``stack[-1]`` walks) is a signed block
+    where the protocol has one: Anthropic ``thinking`` or ``redacted_thinking`` in an
+    assistant message's content (``messages[i].content[j]``), a Responses ``reasoning``
+    item of the ``input``. Anywhere else such a ``type`` is no reason to skip a text."""
+    kind = block.get("type")
+    if type(kind) is not str or kind not in _SIGNED:
+        return False
+    depth, top = len(stack), stack[-1]
+    if kind == "reasoning":
+        return depth == 2 and top.key == "input"
+    if depth != 4 or top.key != "content" or stack[1].key != "messages":
+        return False
+    message = stack[2].container
+    return isinstance(message, dict) and message.get("role") == "assistant"
+
+
 def map_request(api: Api, body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
     """``body`` (a request of a prompt API: ``api`` is one of ``PROMPT_APIS``) with every
     string passed through ``fn``, whatever field it arrives in (a message, a predicted
     output, a tool's schema and its property names, a citation, metadata, a shape no one
     documented), so no field and no unexpected shape carries a text past the plugin. Left
     as they are: identifiers and enumerations (strings under ``SKIPPED_KEYS``, outside
-    the client's own data), binary ``data``, and signed thinking and reasoning blocks (a
-    changed one is refused) where the protocol has them, as list members."""
+    the client's own data and schemas), binary ``data``, and signed thinking and
+    reasoning blocks (a changed one is refused) where the protocol has them."""
     stack = [_Frame(body, None)]
     while True:
         frame = stack[-1]
-        free = frame.free
+        free, all_names = frame.free, frame.all_names
         for k, child in frame.items:
             if frame.names:
                 frame.name(k, fn)
@@ -261,13 +283,14 @@ def map_request(api: Api, body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
                 if new is not child:
                     frame.changed(k, new)
             elif isinstance(child, dict):
-                if not free and type(k) is int and _signed(child):
+                if not free and type(k) is int and _signed_block(stack, child):
                     continue
-                stack.append(_Frame(child, k, free=free or k in _FREE_FORM, names=free or k in _FREE_FORM
-                                    or k in _NAMED, binary=not free and _binary(k, child)))  # fmt: skip
+                data = all_names or k in _FREE_FORM
+                stack.append(_Frame(child, k, free=free or data or k in _SCHEMAS, names=k in _NAMED,
+                                    all_names=data, binary=not free and _binary(k, child)))  # fmt: skip
                 break
             elif isinstance(child, list):
-                stack.append(_Frame(child, k, free=free))
+                stack.append(_Frame(child, k, free=free, all_names=all_names))
                 break
         else:
             stack.pop()

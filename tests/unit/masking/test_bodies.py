@@ -83,8 +83,8 @@ def test_every_api_that_carries_prompt_text_has_its_texts_mapped_and_nothing_els
              "tools": [chat_tool], "functions": [{"name": "n", "description": "d"}], "user": "u", "seed": 1},
             {"model": "m", "messages": [{"role": "assistant", "content": [{"type": "refusal", "refusal": "R"}]}],
              "tools": [{"type": "function", "function": {"name": "N", "description": "D", "parameters": {
-                 "type": "object", "description": "D",
-                 "properties": {"TO": {"type": "string", "description": "P"}}}}}],
+                 "type": "OBJECT", "description": "D",  # (a schema is the client's content: all read)
+                 "properties": {"TO": {"type": "STRING", "description": "P"}}}}}],
              "functions": [{"name": "N", "description": "D"}], "user": "U", "seed": 1},
         ),
         "completions": (
@@ -99,7 +99,7 @@ def test_every_api_that_carries_prompt_text_has_its_texts_mapped_and_nothing_els
             {"model": "m", "system": "s", "messages": [{"role": "user", "content": "c"}],
              "tools": [{"name": "n", "description": "d", "input_schema": {"type": "object"}}]},
             {"model": "m", "system": "S", "messages": [{"role": "user", "content": "C"}],
-             "tools": [{"name": "N", "description": "D", "input_schema": {"type": "object"}}]},
+             "tools": [{"name": "N", "description": "D", "input_schema": {"type": "OBJECT"}}]},
         ),
         "responses": (
             {"model": "m", "instructions": "i", "user": "u", "store": False, "input": [
@@ -117,7 +117,7 @@ def test_every_api_that_carries_prompt_text_has_its_texts_mapped_and_nothing_els
                 {"type": "function_call", "call_id": "c1", "name": "N", "arguments": "{}A"},
                 {"type": "function_call_output", "call_id": "c1", "output": "OUT"},
                 {"type": "reasoning", "id": "r", "summary": [{"type": "summary_text", "text": "keep"}]},
-             ], "tools": [{"type": "function", "name": "N", "description": "D", "parameters": {"type": "object"}}]},
+             ], "tools": [{"type": "function", "name": "N", "description": "D", "parameters": {"type": "OBJECT"}}]},
         ),
     }  # fmt: skip
     for api, (body, expected) in bodies.items():
@@ -330,3 +330,34 @@ def test_identifier_names_hide_only_identifiers_not_the_texts_and_names_under_th
     answer = {"content": [{"type": "tool_use", "id": "t", "name": "n", "input": {"[EMAIL]": "[EMAIL]"}}]}
     restored = map_answer(answer, lambda t: t.replace("[EMAIL]", "bob@x.io"))
     assert restored["content"][0]["input"] == {"bob@x.io": "bob@x.io"}
+
+
+def test_signed_blocks_are_kept_only_where_the_protocol_has_them() -> None:
+    """A second red-team run: a ``"type": "thinking"`` object anywhere in a list (a tool
+    schema's ``examples``, ``system``, a user message, a tool result) was kept whole, so
+    its text passed unread; so did a schema's ``format`` and a base64 ``default``."""
+
+    def mark(text: str) -> str:
+        return text.replace("bob@x.io", "[EMAIL]")
+
+    signed = {"type": "thinking", "thinking": "bob@x.io", "signature": "sig"}
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "bob@x.io"}]}
+    schema = {"type": "object", "properties": {"a": {"type": "string", "format": "bob@x.io", "examples": [signed],
+              "default": {"type": "base64", "data": "bob@x.io"}}}}  # fmt: skip
+    body = {
+        "model": "m",
+        "system": [signed],
+        "tools": [{"name": "t", "input_schema": schema}],
+        "messages": [
+            {"role": "user", "content": [signed]},
+            {"role": "assistant", "content": [signed]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x", "content": [signed]}]},
+        ],
+    }
+    out = map_request("messages", body, mark)
+    assert out["messages"][1]["content"][0] is signed  # an assistant's thinking, as signed
+    rest = {**out, "messages": [out["messages"][0], out["messages"][2]]}
+    assert b"bob@x.io" not in orjson.dumps(rest)
+    responses = {"model": "m", "input": [reasoning, {"role": "user", "content": [reasoning]}]}
+    items = map_request("responses", responses, mark)["input"]
+    assert items[0] is reasoning and b"bob@x.io" not in orjson.dumps(items[1])
