@@ -25,8 +25,11 @@ def spellings(name: str) -> frozenset[str]:
 
 def param_spelling(name: str) -> str:
     """One form for every spelling of a query parameter's name a server may take for the
-    same one (any case, ``_`` for ``-``): what a credential's parameter is stripped by."""
-    return name.lower().replace("_", "-")
+    same one: any case; ``_``, ``.`` or a space for ``-`` (PHP reads ``my.key`` and
+    ``my key`` as ``my_key``); an array's ``[]`` and what follows a NUL left off. What a
+    credential's parameter is stripped by."""
+    name = name.partition("\x00")[0].removesuffix("[]")
+    return name.lower().replace("_", "-").replace(".", "-").replace(" ", "-")
 
 
 class Headers:

@@ -378,6 +378,24 @@ def test_a_body_in_a_transfer_coding_other_than_chunked_alone_is_refused_before_
     assert_still_serving(gw)
 
 
+def test_an_http_1_0_request_with_a_transfer_encoding_is_400(gw: Proc) -> None:
+    """RFC 9112 6.1: HTTP/1.0 has no Transfer-Encoding; a request with one has faulty
+    framing (a way to smuggle a request past a proxy that reads it as 1.0 would)."""
+    with connect(gw) as sock:
+        start = f"POST /v1/chat/completions HTTP/1.0\r\nHost: gateway\r\nAuthorization: Bearer {KEY}\r\n"
+        sock.sendall(f"{start}Transfer-Encoding: chunked\r\n\r\n".encode())
+        sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(CHAT), CHAT))
+        r = read_response(sock)
+        assert (r.status, r.headers["x-tollway-reason"]) == (400, "gateway.bad_request")
+        assert closed_by_server(sock)
+    with connect(gw) as sock:  # chunked HTTP/1.1 on a connection after it is still served
+        sock.sendall(head("/v1/chat/completions", "Content-Type: application/json", "Transfer-Encoding: chunked"))
+        sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(CHAT), CHAT))
+        assert read_response(sock).status == 200
+        sock.sendall(chat_request())
+        assert read_response(sock).status == 200
+
+
 def test_an_expectation_other_than_100_continue_is_417_and_100_continue_is_met(gw: Proc) -> None:
     with connect(gw) as sock:
         sock.sendall(head("/v1/chat/completions", "Content-Type: application/json", "Expect: 200-ok", length=len(CHAT)))

@@ -355,6 +355,7 @@ class EdgeConnection(HttpToolsProtocol):
     __slots__ = (
         "_admitted",
         "_began",
+        "_chunked",
         "_clock",
         "_dropping",
         "_head_left",
@@ -367,6 +368,7 @@ class EdgeConnection(HttpToolsProtocol):
         "_since_data",
         "_stall",
         "_uncounted",
+        "_unmet",
     )
 
     limits: ClassVar[EdgeLimits]
@@ -397,6 +399,8 @@ class EdgeConnection(HttpToolsProtocol):
         # than 100-continue; ``_CODING_UNREAD``: a transfer coding to judge at its end).
         # Never reset: the connection ends with it.
         self._unmet: bytes | None = None
+        # The current head said Transfer-Encoding: chunked (checked against its version).
+        self._chunked = False
         # The head clock, the body clock, or the end of a lingering close.
         self._clock: asyncio.TimerHandle | None = None
         # Runs while the client takes nothing of what we write.
@@ -538,8 +542,12 @@ class EdgeConnection(HttpToolsProtocol):
                 self.expect_100_continue = True
             else:
                 self._unmet = _expectation_failed(value)
-        elif name == b"transfer-encoding" and value.lower() != b"chunked" and self._unmet is None:
-            self._unmet = _CODING_UNREAD  # judged on the whole head: the field may repeat
+        elif name == b"transfer-encoding" and self._unmet is None:
+            # Judged on the whole head (the field may repeat, and HTTP/1.0 has none).
+            if value.lower() != b"chunked":
+                self._unmet = _CODING_UNREAD
+            else:
+                self._chunked = True
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -565,7 +573,13 @@ class EdgeConnection(HttpToolsProtocol):
                 self._refuse(_answer(505, f"HTTP/{http_version} is not supported; send HTTP/1.1",
                                      "http_version_not_supported", "gateway.bad_request"))  # fmt: skip
                 raise _HeadRefused
+            if self._chunked:  # RFC 9112 6.1: a Transfer-Encoding in HTTP/1.0 is faulty framing
+                self._refuse(_answer(400, "the request is not valid HTTP/1.1: HTTP/1.0 has no Transfer-Encoding",
+                                     "invalid_request_error", "gateway.bad_request"))  # fmt: skip
+                raise _HeadRefused
             self.scope["http_version"] = http_version
+        elif self._chunked:
+            self._chunked = False
         parsed_url = httptools.parse_url(self.url)
         # An absolute-form target (``http://host/path``) keeps its scheme and host in
         # ``raw_path``: the gateway's target check holds its host to the Host header.

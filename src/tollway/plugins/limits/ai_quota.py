@@ -85,9 +85,10 @@ def _bad(message: str) -> BadRequest:
     return BadRequest(f"Request denied by ai quota check. {message}", reason="ai-quota.bad_request")
 
 
-def _unavailable(exc: StateUnavailable) -> GatewayError:
+def _unavailable() -> GatewayError:
+    # Not the store's own words (its address among them): the store logs those.
     return GatewayError(
-        f"ai-quota: the quota store is unavailable: {exc}",
+        "ai-quota: the quota store is unavailable; try again shortly",
         reason="ai-quota.state_unavailable",
         status=503,
         code="service_unavailable",
@@ -224,8 +225,8 @@ class AiQuota(Plugin[AiQuotaConfig]):
                 await self.store.quota_set(key, amount)
             else:
                 await self.store.quota_add(key, amount)
-        except StateUnavailable as exc:
-            raise _unavailable(exc) from None
+        except StateUnavailable:
+            raise _unavailable() from None
         except LedgerUnavailable:
             raise _database_unavailable() from None
         if self.services.audit is not None:
