@@ -32,13 +32,18 @@ class BackgroundTask:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
-    async def stop(self) -> None:
-        """Cancel the task and wait until it has ended."""
+    async def stop(self, bound_s: float = 2.0) -> None:
+        """Cancel the task and wait until it has ended, or ``bound_s`` at most: a task
+        cancelled in a database query waits for the server to confirm the cancel, and a
+        server that answers nothing would hold a stop for the query's whole timeout (30
+        s). The database's close, later in the stop, drops the connection under it."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait((task,), timeout=bound_s)
+            if task.done() and not task.cancelled():
+                with contextlib.suppress(asyncio.CancelledError):
+                    task.result()
 
     async def join(self) -> None:
         """Wait for a task that was told to end (not cancelled: its last round completes)."""

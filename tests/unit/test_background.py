@@ -25,6 +25,28 @@ async def test_stop_cancels_the_task_and_waits_for_it() -> None:
     assert ended == ["cleaned up"] and not task.running
 
 
+async def test_a_task_slow_to_take_its_cancel_holds_the_stop_no_longer_than_its_bound() -> None:
+    """asyncpg, cancelled in a query, waits for the server to confirm the cancel: a
+    database that answers nothing held a graceful stop for the query's 30 s timeout."""
+    confirmed = asyncio.Event()
+
+    async def query() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await confirmed.wait()  # a server that never confirms
+            raise
+
+    task = BackgroundTask("refresh", query)
+    task.start()
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await task.stop(bound_s=0.1)
+    assert loop.time() - began < 1 and not task.running
+    confirmed.set()  # (the database's close ends it)
+
+
 async def test_join_lets_the_last_round_finish() -> None:
     told = asyncio.Event()
     rounds: list[int] = []
