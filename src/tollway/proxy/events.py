@@ -103,15 +103,20 @@ class ProviderEvents:
     async def abandoned(self) -> None:
         """The provider bills the whole answer anyway, so read the rest of it (bounded by
         ``drain_s``) for the usage it reports; estimate only when that fails too."""
-        sent = self._translation.sent_chars  # what the drain reads next never reached the client
+        translation = self._translation
+        sent = translation.sent_chars  # what the drain reads next never reached the client
         complete = False
-        if self._drain_s and not self._ex.usage.reported and not self._ended:
+        if self._ended:
+            return
+        # Read on unless the stream has ended with its usage (Anthropic reports the
+        # input first, the output last; OpenAI's usage chunk follows the finish).
+        if self._drain_s and not (self._ex.usage.reported and translation.finished):
             complete = await self._drain()
+        # What the provider reported (a translation's reader holds it until the stream's
+        # end: Anthropic's message_start, Gemini's usageMetadata) is read, whether the
+        # drain reached the end or not; only what it never reported is estimated.
+        translation.broke()
         if not complete:
-            # What the provider reported so far (a translation's reader holds it until
-            # the stream's end: Anthropic's message_start, Gemini's usageMetadata) is
-            # kept; only what it never reported is estimated.
-            self._translation.broke()
             estimate_unfinished(self._ex, sent)
 
     async def _drain(self) -> bool:

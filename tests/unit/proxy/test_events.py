@@ -12,9 +12,10 @@ import pytest
 
 from tollway.errors import UpstreamError, UpstreamStreamFailed
 from tollway.exchange import Exchange
+from tollway.protocols.registry import codec_for
 from tollway.protocols.sse import SseEvent
 from tollway.proxy.events import ProviderEvents
-from tollway.proxy.translation import Passthrough
+from tollway.proxy.translation import Passthrough, StreamTranslation
 from tollway.testing.harness import make_exchange
 from tollway.upstream import ProtocolFailure
 
@@ -206,3 +207,52 @@ def test_an_anthropic_pass_through_knows_its_end_its_cut_and_its_error() -> None
     error = _anthropic("error", error={"type": "overloaded_error", "message": "Overloaded"})
     failed, out = fed(start, text, error, stop)
     assert failed.failure == "Overloaded" and out == [start, text, error]
+
+
+def anthropic_event(obj: dict[str, object]) -> bytes:
+    return b"event: " + str(obj["type"]).encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+
+async def test_a_drain_reads_an_anthropic_stream_to_its_end_though_its_input_was_reported_first() -> None:
+    """Anthropic reports the input in message_start: that must not pass for the whole
+    usage (the drain was skipped, the output estimated)."""
+    start = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [],
+             "model": "claude-x", "usage": {"input_tokens": 170, "output_tokens": 1}}}  # fmt: skip
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}
+    end = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 40}}
+    pieces = [anthropic_event(start), anthropic_event(delta), anthropic_event(end),
+              anthropic_event({"type": "message_stop"})]  # fmt: skip
+    ex = make_exchange("POST", "/v1/messages", body=b'{"model": "claude-x", "max_tokens": 64, "stream": true}')
+    events = ProviderEvents(ex, ScriptedResponse(pieces), Passthrough(ex, False), "up", 1.0)
+    assert await events.next() is not None
+    await events.abandoned()
+    usage = ex.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.reported, usage.estimated) == (170, 40, True, False)
+
+
+def gemini_chunk(text: str, output: int, finish: str | None = None) -> bytes:
+    candidate: dict[str, object] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    usage = {"promptTokenCount": 200, "cachedContentTokenCount": 40, "candidatesTokenCount": output,
+             "totalTokenCount": 200 + output}  # fmt: skip
+    return (
+        b"data: " + orjson.dumps({"candidates": [candidate], "usageMetadata": usage, "modelVersion": "g"}) + b"\r\n\r\n"
+    )
+
+
+async def test_a_drained_translated_stream_that_ends_is_billed_the_usage_its_reader_held() -> None:
+    """Gemini's usage is read off its last chunk at the stream's end: a drain that read
+    the stream to its end recorded 0 tokens as exact (and budgets charged $0)."""
+    body = {"model": "g", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    ex = make_exchange("POST", "/v1/chat/completions", body=orjson.dumps(body))
+    translation = StreamTranslation(
+        ex, codec_for("gemini").stream_to_pivot(), codec_for("openai").stream_from_pivot(body)
+    )
+    pieces = [gemini_chunk("Hel", 1), gemini_chunk("lo", 2), gemini_chunk(" there", 33, "STOP")]
+    events = ProviderEvents(ex, ScriptedResponse(pieces), translation, "up", 1.0)
+    assert await events.next() is not None
+    await events.abandoned()
+    usage = ex.usage
+    assert (usage.input_tokens, usage.cached_tokens, usage.output_tokens) == (200, 40, 33)
+    assert (usage.reported, usage.estimated) == (True, False)
