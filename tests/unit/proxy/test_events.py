@@ -5,7 +5,7 @@ leaves billed what the provider reports, or an estimate."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import orjson
 import pytest
@@ -209,7 +209,7 @@ def test_an_anthropic_pass_through_knows_its_end_its_cut_and_its_error() -> None
     assert failed.failure == "Overloaded" and out == [start, text, error]
 
 
-def anthropic_event(obj: dict[str, object]) -> bytes:
+def anthropic_event(obj: Mapping[str, object]) -> bytes:
     return b"event: " + str(obj["type"]).encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
 
 

@@ -172,8 +172,8 @@ async def test_the_consumers_key_goes_upstream_in_no_spelling_of_a_name_key_auth
     auth = {"name": "key-auth", "defaultConfig": {"keys": ["authorization", "x-api-key", "apikey"],
             "consumers": [{"name": "alice", "credential": key}]}}  # fmt: skip
     up = RecordingUpstream()
-    query = f"x_api_key={key}&APIKEY={key}&X-Api-Key={key}&x.api.key={key}&x+api+key={key}&apikey[]={key}"
-    query = (query + f"&apikey%00x={key}&keep=1").encode()  # (PHP reads ., a space and [] its own ways)
+    spellings = f"x_api_key={key}&APIKEY={key}&X-Api-Key={key}&x.api.key={key}&x+api+key={key}&apikey[]={key}"
+    query = (spellings + f"&apikey%00x={key}&keep=1").encode()  # (PHP reads ., a space and [] its own ways)
     headers = [(b"host", b"gw"), (b"authorization", f"Bearer {key}".encode()), (b"x_api_key", key.encode()),
                (b"apikey", key.encode())]  # fmt: skip
     r = await send_raw(gateway(up, [auth]), "POST", b"/v1/chat/completions", headers, CHAT, query=query)
