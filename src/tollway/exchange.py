@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import jiter
 import orjson
 
 from tollway.errors import BadRequest, GatewayError
-from tollway.headers import Headers
+from tollway.headers import Headers, param_spelling
 from tollway.protocols.apis import Api, Dialect
 from tollway.protocols.tracecontext import format_traceparent
 from tollway.protocols.usage import Usage
@@ -332,6 +332,7 @@ class Exchange:
     # credential names to strip from it; plugins write here instead of the request.
     upstream_headers: list[tuple[str, str]] = field(default_factory=list)
     strip_headers: set[str] = field(default_factory=set)
+    # (``headers.param_spelling`` forms: every spelling of a name is stripped.)
     strip_params: set[str] = field(default_factory=set)
     # The JSON body to send upstream when a plugin rewrote it (masking, prompt edits);
     # ``None`` sends the client's body. The client's own ``request`` is never edited.
@@ -369,6 +370,15 @@ class Exchange:
     @property
     def consumer_name(self) -> str | None:
         return self.consumer.name if self.consumer is not None else None
+
+    def upstream_query(self) -> str:
+        """The client's query string, less the parameters a credential rode in, in every
+        spelling a server may read as theirs (what goes to a provider or MCP server)."""
+        query = self.request.query
+        strip = self.strip_params
+        if not strip or not query:
+            return query
+        return urlencode([(k, v) for k, v in self.request.query_params if param_spelling(k) not in strip])
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 
 from tollway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from tollway.exchange import Attempt, Exchange, Reply
-from tollway.headers import HOP_BY_HOP, SENDER_SET, param_spelling
+from tollway.headers import HOP_BY_HOP, SENDER_SET
 from tollway.mcp import jsonrpc
 from tollway.mcp.jsonrpc import Message
 from tollway.mcp.servers import McpServer
@@ -56,10 +55,7 @@ def _headers(ex: Exchange, server: McpServer) -> list[tuple[str, str]]:
 
 
 def _url(ex: Exchange, server: McpServer) -> str:
-    query = ex.request.query
-    if query and ex.strip_params:
-        strip = ex.strip_params
-        query = urlencode([(k, v) for k, v in ex.request.query_params if param_spelling(k) not in strip])
+    query = ex.upstream_query()
     if not query:
         return server.url
     return server.url + ("&" if "?" in server.url else "?") + query

@@ -156,7 +156,7 @@ class AiProxy:
             body = upstream_request.body(ex, provider, client_body)
             endpoint = provider.endpoint(
                 ex.upstream_api_path,
-                upstream_request.query(ex) if query is None else query,
+                ex.upstream_query() if query is None else query,
                 secret,
                 model=ex.model_upstream,
             )

@@ -103,11 +103,11 @@ class ProviderEvents:
     async def abandoned(self) -> None:
         """The provider bills the whole answer anyway, so read the rest of it (bounded by
         ``drain_s``) for the usage it reports; estimate only when that fails too."""
+        if self._ended:
+            return  # its end or its break was accounted for as it came
         translation = self._translation
         sent = translation.sent_chars  # what the drain reads next never reached the client
         complete = False
-        if self._ended:
-            return
         # Read on unless the stream has ended with its usage (Anthropic reports the
         # input first, the output last; OpenAI's usage chunk follows the finish).
         if self._drain_s and not (self._ex.usage.reported and translation.finished):

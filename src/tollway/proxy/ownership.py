@@ -43,7 +43,6 @@ from tollway.consumers.holdings import Holdings, Kind
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError
 from tollway.exchange import Exchange, Reply
 from tollway.protocols.apis import MESSAGE_BATCHES, Api
-from tollway.proxy import upstream_request
 from tollway.storage import StorageError
 
 log = logging.getLogger("tollway.ownership")
@@ -228,7 +227,7 @@ def _collection_of(api_path: str) -> tuple[str, str | None]:
 
 def _after(ex: Exchange, after: str, object_id: str) -> str:
     """The client's query (credentials left out) asking for the page after ``object_id``."""
-    params = [(k, v) for k, v in parse_qsl(upstream_request.query(ex), keep_blank_values=True) if k != after]
+    params = [(k, v) for k, v in parse_qsl(ex.upstream_query(), keep_blank_values=True) if k != after]
     return urlencode([*params, (after, object_id)])
 
 

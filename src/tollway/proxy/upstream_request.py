@@ -18,12 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 
 from tollway.exchange import CallTrace, Exchange, StateKey
-from tollway.headers import HOP_BY_HOP, SENDER_SET, param_spelling, spellings
+from tollway.headers import HOP_BY_HOP, SENDER_SET, spellings
 from tollway.providers.base import Provider
 from tollway.proxy.translation import PROTOCOL_HEADERS
 
@@ -114,15 +113,6 @@ def headers(
     out.extend(ex.upstream_headers)
     out.extend(auth)
     return out
-
-
-def query(ex: Exchange) -> str:
-    """The client's query string, less the parameters a credential rode in, in every
-    spelling a server may read as theirs (``ex.strip_params`` holds ``param_spelling``s)."""
-    if not ex.strip_params or not ex.request.query:
-        return ex.request.query
-    strip = ex.strip_params
-    return urlencode([(k, v) for k, v in ex.request.query_params if param_spelling(k) not in strip])
 
 
 def trace_context(trace: CallTrace, provider: Provider, headers: list[tuple[str, str]]) -> int:

@@ -85,17 +85,6 @@ def _bad(message: str) -> BadRequest:
     return BadRequest(f"Request denied by ai quota check. {message}", reason="ai-quota.bad_request")
 
 
-def _unavailable() -> GatewayError:
-    # Not the store's own words (its address among them): the store logs those.
-    return GatewayError(
-        "ai-quota: the quota store is unavailable; try again shortly",
-        reason="ai-quota.state_unavailable",
-        status=503,
-        code="service_unavailable",
-        headers=[("retry-after", "1")],
-    )
-
-
 def _database_unavailable() -> GatewayError:
     return GatewayError(
         "ai-quota: the quota database is unavailable; try again shortly",
@@ -225,8 +214,8 @@ class AiQuota(Plugin[AiQuotaConfig]):
                 await self.store.quota_set(key, amount)
             else:
                 await self.store.quota_add(key, amount)
-        except StateUnavailable:
-            raise _unavailable() from None
+        except StateUnavailable:  # (not the store's own words, its address among them: it logs those)
+            raise state_unavailable(self.name) from None
         except LedgerUnavailable:
             raise _database_unavailable() from None
         if self.services.audit is not None:
