@@ -28,7 +28,7 @@ from typing import Any
 from tollway.admin.app import AdminApp, AdminRequest, error_reply, json_reply
 from tollway.consumers.consumer import MAX_BUDGET_USD, PERIODS, Budget, ConsumerDetail, ConsumerInfo, parse_instant
 from tollway.consumers.directory import ConsumerDirectory
-from tollway.consumers.groups import GroupDirectory
+from tollway.consumers.groups import GroupDirectory, undeclared
 from tollway.consumers.store import EDITABLE, ConfigConsumer, ConsumerExists, ConsumerNotFound, InvalidConsumer
 from tollway.storage import StorageError
 
@@ -195,13 +195,12 @@ class _ConsumerRoutes:
         """Why ``names`` cannot be a consumer's groups: once any group is declared (in
         the config or here), a name outside them is a typo that would escape a group's
         budget, as the config check says of a config consumer."""
-        groups = self.groups
-        if not names or groups is None or not groups.all():
+        if not names or self.groups is None:
             return None
-        unknown = [n for n in names if groups.get(n) is None]
-        if not unknown:
+        unknown = undeclared(names, {g.name for g in self.groups.all()})
+        if unknown is None:
             return None
-        return f"unknown group {unknown[0]!r} in groups (declare it under groups: or with POST /api/groups)"
+        return f"unknown group {unknown!r} in groups (declare it under groups: or with POST /api/groups)"
 
     def _config_names(self) -> set[str]:
         return {c["name"] for c in self.config_consumers()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from tollway.config.load import LoadedConfig
+from tollway.consumers.groups import undeclared
 from tollway.plugins.key_auth import KeyAuth, KeyAuthConfig
 
 
@@ -28,14 +29,12 @@ def undeclared_groups(loaded: LoadedConfig) -> list[str]:
     Each (consumer, group) is told once, at its first place: a rule inherits the
     default's consumers."""
     declared = {g.name for g in loaded.config.groups}
-    if not declared:
-        return []
     problems: list[str] = []
     told: set[tuple[str, str]] = set()
     for place, cfg in _consumer_lists(loaded):
         for k, entry in enumerate(cfg.consumers):
             for m, name in enumerate(entry.groups):
-                if name in declared or (entry.name, name) in told:
+                if undeclared((name,), declared) is None or (entry.name, name) in told:
                     continue
                 told.add((entry.name, name))
                 problems.append(

@@ -98,6 +98,7 @@ def _seconds(text: str) -> float:
 
 def cmd_add(args: argparse.Namespace) -> int:
     from tollway.consumers.consumer import Budget, parse_instant
+    from tollway.consumers.groups import undeclared
 
     try:
         expires_at = parse_instant(args.expires) if args.expires is not None else None
@@ -111,9 +112,9 @@ def cmd_add(args: argparse.Namespace) -> int:
             # As the admin API and the config check: once any group is declared, a name
             # outside them is a typo that would escape the group's budget.
             declared = {g.name for g in loaded.config.groups} | {g.name for g in await store.groups()}
-            unknown = [n for n in args.groups if n not in declared]
-            if declared and unknown:
-                print(f"tollway: unknown group {unknown[0]!r} in --groups (declare it under groups: in the "
+            unknown = undeclared(args.groups, declared)
+            if unknown is not None:
+                print(f"tollway: unknown group {unknown!r} in --groups (declare it under groups: in the "
                       "config file, or with `tollway groups add`)", file=sys.stderr)  # fmt: skip
                 return 2
         consumer, key, _ = await store.add(

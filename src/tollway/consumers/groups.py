@@ -19,6 +19,14 @@ from tollway.config.schema import GroupConfig
 from tollway.consumers.consumer import Budget, Consumer, Source
 
 
+def undeclared(names: Iterable[str], declared: set[str]) -> str | None:
+    """The first of a consumer's group ``names`` that no group is declared as, once any
+    is declared (the rule the config check, the admin API and the CLI hold a consumer's
+    groups to): a name outside them is then a typo that would escape the group's budget.
+    None when every name is declared, or none is (names are then plain labels)."""
+    return next((n for n in names if n not in declared), None) if declared else None
+
+
 @dataclass(frozen=True, slots=True)
 class Group:
     """A declared group as the gateway sees it."""
