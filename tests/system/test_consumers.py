@@ -309,6 +309,15 @@ def test_an_expired_key_is_refused_naming_the_reason(gateway: GatewayFactory, mo
     assert patched.status_code == 200 and patched.json()["expires_at"] is None
     assert _reason(gw, soon.json()["key"]) == (200, None)
     assert _admin_add(gw, {"name": "bad", "expires_at": "next tuesday"}).status_code == 400
+    # An instant past year 9999 (or before year 1) in UTC could be stored but never shown
+    # again: refused on add and edit, and the listing still answers.
+    for late in ("9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+14:00"):
+        refused = _admin_add(gw, {"name": "far", "expires_at": late})
+        assert refused.status_code == 400 and "years 1 to 9999" in refused.json()["error"]["message"]
+        edit = httpx.patch(gw.admin_url + "/api/consumers/soon", json={"expires_at": late})
+        assert edit.status_code == 400
+    assert httpx.get(gw.admin_url + "/api/consumers").status_code == 200
+    assert httpx.get(gw.admin_url + "/api/consumers/soon").json()["expires_at"] is None
 
 
 def test_consumer_show_edit_and_rotate_through_the_admin_api(gateway: GatewayFactory, mock_llm: Proc) -> None:

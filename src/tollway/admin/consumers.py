@@ -130,7 +130,9 @@ def _expires_at(value: Any) -> float | None:
             raise ValueError
         return parse_instant(value.upper())  # RFC 3339 allows a lower-case t and z
     except (ValueError, OverflowError):
-        raise BadBody("expires_at must be an ISO-8601 date or date-time, or null") from None
+        raise BadBody(
+            "expires_at must be an ISO-8601 date or date-time within years 1 to 9999 (UTC), or null"
+        ) from None
 
 
 def _metadata(value: Any) -> dict[str, object] | None:

@@ -103,7 +103,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     try:
         expires_at = parse_instant(args.expires) if args.expires is not None else None
     except ValueError:
-        print(f"tollway: --expires: not an ISO-8601 date or date-time: {args.expires!r}", file=sys.stderr)
+        print(
+            f"tollway: --expires: not an ISO-8601 date or date-time within years 1 to 9999 (UTC): {args.expires!r}",
+            file=sys.stderr,
+        )
         return 2
     budget = Budget(args.budget_usd, args.budget_period) if args.budget_usd is not None else None
 

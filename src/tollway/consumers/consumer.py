@@ -83,13 +83,25 @@ class ConsumerDetail(ConsumerInfo):
 
 def parse_instant(text: str) -> float:
     """An ISO-8601 date or date-time (UTC unless it names an offset) as seconds since the
-    epoch; ``ValueError`` if it is not one."""
+    epoch; ``ValueError`` if it is not one, or if it falls outside years 1 to 9999 in
+    UTC (``9999-12-31T23:00-05:00``): such an instant could be stored, but never shown
+    again (``iso_instant``)."""
     when = datetime.fromisoformat(text)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    try:
+        when = when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the instant falls outside years 1 to 9999 in UTC") from None
     return when.timestamp()
 
 
 def iso_instant(ts: float) -> str:
-    """Seconds since the epoch as ISO-8601 UTC to the second (``2026-01-31T23:59:59Z``)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """Seconds since the epoch as ISO-8601 UTC to the second (``2026-01-31T23:59:59Z``).
+    An instant past either end of year 1 to 9999 (stored before ``parse_instant`` refused
+    them) is shown as that end: a listing must not fail on one row."""
+    try:
+        when = datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        when = datetime.max.replace(tzinfo=UTC) if ts > 0 else datetime.min.replace(tzinfo=UTC)
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -95,6 +95,16 @@ async def test_list_shows_active_consumers_without_keys(directory: ConsumerDirec
     assert key_a not in repr(listed) and key_b not in repr(listed)
 
 
+async def test_an_expiry_stored_past_year_9999_still_lists(directory: ConsumerDirectory) -> None:
+    """A row an earlier release let in (an instant past year 9999 in UTC) is shown at the
+    end of the range; the listing and the detail answer."""
+    await directory.add("far", expires_at=253_402_318_800.0 + 18_000)
+    (far,) = [c for c in await directory.list() if c["name"] == "far"]
+    assert far["expires_at"] == "9999-12-31T23:59:59Z"
+    detail = await directory.edit("far", {"max_parallel": 2})
+    assert detail["expires_at"] == "9999-12-31T23:59:59Z"
+
+
 async def test_the_table_never_holds_a_key_in_clear(directory: ConsumerDirectory, db_url: str, tmp_path: Path) -> None:
     _, key = await directory.add("alice", ["gpt-4o*"], ["team-a"])
     rows = await _raw_rows(db_url, tmp_path)
