@@ -334,6 +334,9 @@ class Exchange:
     strip_headers: set[str] = field(default_factory=set)
     # (``headers.param_spelling`` forms: every spelling of a name is stripped.)
     strip_params: set[str] = field(default_factory=set)
+    # The key the consumer authenticated with: no header or query parameter whose value
+    # holds it goes upstream, under whatever name the client also sent it.
+    credential: str | None = None
     # The JSON body to send upstream when a plugin rewrote it (masking, prompt edits);
     # ``None`` sends the client's body. The client's own ``request`` is never edited.
     upstream_json: dict[str, Any] | None = None
@@ -373,12 +376,25 @@ class Exchange:
 
     def upstream_query(self) -> str:
         """The client's query string, less the parameters a credential rode in, in every
-        spelling a server may read as theirs (what goes to a provider or MCP server)."""
+        spelling a server may read as theirs, and any other holding the consumer's key
+        (what goes to a provider or MCP server)."""
         query = self.request.query
-        strip = self.strip_params
-        if not strip or not query:
+        strip, key = self.strip_params, self.credential
+        if not query or (not strip and key is None):
             return query
-        return urlencode([(k, v) for k, v in self.request.query_params if param_spelling(k) not in strip])
+        return urlencode(
+            [
+                (k, v)
+                for k, v in self.request.query_params
+                if param_spelling(k) not in strip and (key is None or key not in v)
+            ]
+        )
+
+    def without_credential(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``headers`` less any whose value holds the consumer's key (a client that sent
+        it under a name key-auth does not read as well)."""
+        key = self.credential
+        return headers if key is None else [h for h in headers if key not in h[1]]
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -48,7 +48,7 @@ FAILED = "mcp.upstream_failed"
 
 def _headers(ex: Exchange, server: McpServer) -> list[tuple[str, str]]:
     drop = _DROP | server.header_names | ex.strip_headers
-    out = [(k, v) for k, v in ex.request.headers if k not in drop]
+    out = ex.without_credential([(k, v) for k, v in ex.request.headers if k not in drop])
     out.extend(h for h in ex.upstream_headers if h[0] not in server.header_names)
     out.extend(server.headers)
     return out

@@ -154,8 +154,9 @@ class KeyAuth(Plugin[KeyAuthConfig]):
                     found.append(value)
         return found
 
-    def _admit(self, ex: Exchange, consumer: Consumer) -> None:
+    def _admit(self, ex: Exchange, consumer: Consumer, key: str) -> None:
         ex.consumer = consumer
+        ex.credential = key
         ex.upstream_headers.append(("x-mse-consumer", consumer.name))
         ex.strip_headers.update(self.stripped_headers)
         ex.strip_params.update(self.stripped_params)
@@ -172,7 +173,7 @@ class KeyAuth(Plugin[KeyAuthConfig]):
             # their key kept from the provider. A key that names nobody changes nothing.
             consumer = self._lookup(keys[0]) if len(keys) == 1 else None
             if consumer is not None and not consumer.expired(time.time()):
-                self._admit(ex, consumer)
+                self._admit(ex, consumer, keys[0])
             return None
         if not keys:
             raise _unauthorized("No Key Authentication information found.", "key-auth.no_key")
@@ -183,7 +184,7 @@ class KeyAuth(Plugin[KeyAuthConfig]):
             raise _unauthorized("Invalid API key.", "key-auth.unknown_key")
         if consumer.expired(time.time()):
             raise _unauthorized("The API key has expired.", "key-auth.expired_key")
-        self._admit(ex, consumer)
+        self._admit(ex, consumer, keys[0])
         if self.allow is not None and consumer.name not in self.allow:
             raise Forbidden(
                 "Request denied by Key Auth check. Unauthorized consumer.",

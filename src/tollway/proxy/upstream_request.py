@@ -5,7 +5,8 @@ Request headers pass through except hop-by-hop ones, what the transport sets its
 every header a client credential may ride in (the provider's own auth replaces it), and
 the headers that choose the organisation's provider account (unless the provider's
 ``pass_headers`` names them); each in every spelling a server may read as it (``_`` for
-``-``). What key-auth read is stripped too (``ex.strip_headers``, ``ex.strip_params``).
+``-``). What key-auth read is stripped too (``ex.strip_headers``, ``ex.strip_params``), and any
+header or parameter holding the consumer's key (``ex.credential``).
 Plugins see the client's request as it was sent: only this copy is edited.
 
 A traced call (``ex.trace``) sends its own ``traceparent`` instead of the client's
@@ -110,6 +111,7 @@ def headers(
         out = [(k, v) for k, v in ex.request.headers if k not in drop and k not in strip]
     else:
         out = [(k, v) for k, v in ex.request.headers if k not in drop]
+    out = ex.without_credential(out)
     out.extend(ex.upstream_headers)
     out.extend(auth)
     return out

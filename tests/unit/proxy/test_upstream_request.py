@@ -181,3 +181,22 @@ async def test_the_consumers_key_goes_upstream_in_no_spelling_of_a_name_key_auth
     reached = up.seen[0]
     assert reached.query == b"keep=1"
     assert key.encode() not in reached.body and all(key not in v for _, v in reached.headers)
+
+
+async def test_the_consumers_key_goes_upstream_under_no_name_at_all() -> None:
+    """A key also sent under names key-auth does not read (``?key=``, ``?api_key=``, a
+    custom header, inside a cookie) never reaches the provider; what does not hold the key
+    passes, so does the key's owner's name."""
+    key = "key-of-alice-456"
+    auth = {"name": "key-auth", "defaultConfig": {"keys": ["authorization"],
+            "consumers": [{"name": "alice", "credential": key}]}}  # fmt: skip
+    up = RecordingUpstream()
+    query = f"key={key}&api_key={key}&keep=1".encode()
+    headers = [(b"host", b"gw"), (b"authorization", f"Bearer {key}".encode()), (b"x-my-token", key.encode()),
+               (b"cookie", f"session=1; k={key}".encode()), (b"x-other", b"kept")]  # fmt: skip
+    r = await send_raw(gateway(up, [auth]), "POST", b"/v1/chat/completions", headers, CHAT, query=query)
+    assert r.status == 200, r.body
+    reached = up.seen[0]
+    assert reached.query == b"keep=1"
+    assert all(key not in v for _, v in reached.headers)
+    assert reached.header("x-other") == "kept" and reached.header("x-mse-consumer") == "alice"
