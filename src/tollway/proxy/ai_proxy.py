@@ -191,8 +191,9 @@ class AiProxy:
     async def _reply(self, ex: Exchange, resp: UpstreamResponse, translation: Translation | None) -> Reply:
         """The provider's answer in the client's protocol, its usage taken. A stream is
         handed on unread (the gateway closes it); a body is read whole here. A success
-        whose body claims JSON and is not is the provider's failure: 502
-        ``ai-proxy.bad_upstream_response``, the call billed on an estimate."""
+        whose body claims JSON and is not, or is not JSON where it must be translated, is
+        the provider's failure: 502 ``ai-proxy.bad_upstream_response``, the call billed on
+        an estimate."""
         provider = ex.provider or ""
         headers = list(resp.headers)
         ctype = next((v for k, v in headers if k == "content-type"), "")
@@ -221,12 +222,14 @@ class AiProxy:
             try:
                 answer = orjson.loads(body)
             except orjson.JSONDecodeError:
-                if claims_json:
-                    estimate_unfinished(ex, len(body))
-                    raise UpstreamError(
-                        f"provider {provider!r} answered {resp.status} with a body that is not the JSON it claims",
-                        reason="ai-proxy.bad_upstream_response",
-                    ) from None
+                # Not JSON where it says so, or where it must be translated (an HTML page
+                # from a proxy in front of the provider): there is no answer to relay.
+                estimate_unfinished(ex, len(body))
+                said = "the JSON it claims" if claims_json else f"JSON (content-type {ctype[:60]!r})"
+                raise UpstreamError(
+                    f"provider {provider!r} answered {resp.status} with a body that is not {said}",
+                    reason="ai-proxy.bad_upstream_response",
+                ) from None
         if translation is not None:
             body, answer = self._translated_body(translation, resp.status, body, answer)
             headers = [(k, v) for k, v in headers if k != "content-type"] + [("content-type", "application/json")]

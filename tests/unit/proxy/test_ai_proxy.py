@@ -1,7 +1,8 @@
 """A provider's whole answer (proxy/ai_proxy.py, SPEC §14), through a gateway in this
 process: a success that claims JSON and is not is the provider's failure, a 502
 ``ai-proxy.bad_upstream_response`` billed on estimated tokens; what claims no JSON, and
-a provider's own error, pass as they came."""
+a provider's own error, pass as they came; a translated success must be JSON to be
+translated."""
 
 from __future__ import annotations
 
@@ -56,6 +57,20 @@ async def test_an_answer_that_claims_no_json_passes_as_it_came() -> None:
     up = RecordingUpstream(content_type="text/plain", body=b"just text")
     r = await send_raw(gateway(up), "POST", b"/v1/chat/completions", body=CHAT)
     assert (r.status, r.body) == (200, b"just text")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_translated_success_that_is_not_json_at_all_is_a_502(stream: bool) -> None:
+    """A Gemini provider (translated) answering 200 with an HTML page (a proxy in front of
+    it): there is nothing to translate, so no 200 labelled JSON goes to the client."""
+    up = RecordingUpstream(content_type="text/html", body=b"<html><body>oops</body></html>")
+    gw = gateway(up)
+    body = orjson.dumps({**orjson.loads(CHAT), "stream": stream})
+    r = await send_raw(gw, "POST", b"/gemini/v1/chat/completions", body=body)
+    assert (r.status, r.headers["x-tollway-reason"]) == (502, "ai-proxy.bad_upstream_response")
+    assert "text/html" in r.json()["error"]["message"]
+    ex = gw.calls[-1]
+    assert ex.status == 502 and ex.usage.estimated and ex.usage.input_tokens > 100
 
 
 async def test_a_providers_error_with_a_broken_body_keeps_its_status() -> None:
