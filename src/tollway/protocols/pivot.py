@@ -208,6 +208,13 @@ def text_of(content: Any) -> str:
     return ""
 
 
+def answer_text(message: Json) -> str:
+    """The text of an assistant message or stream delta: its content's, else its
+    ``refusal`` (OpenAI's own field; the other APIs say a refusal as text)."""
+    refusal = message.get("refusal")
+    return text_of(message.get("content")) or (refusal if isinstance(refusal, str) else "")
+
+
 def parts_of(content: Any, where: str) -> list[Json]:
     """An OpenAI message content as a list of parts (a string is one text part)."""
     if content is None:

@@ -165,7 +165,7 @@ def _assistant_blocks(message: Json, where: str) -> str | list[Json]:
     if isinstance(content, str) and not calls:
         return content
     blocks: list[Json] = []
-    text = pivot.text_of(content) or (message.get("refusal") if isinstance(message.get("refusal"), str) else "")
+    text = pivot.answer_text(message)
     if text:
         blocks.append({"type": "text", "text": text})
     if not isinstance(calls, list):

@@ -133,7 +133,7 @@ def from_pivot(chat: Json) -> Json:
     content: list[Json] = []
     if isinstance(msg.get("reasoning_content"), str) and msg["reasoning_content"]:
         content.append({"type": "thinking", "thinking": msg["reasoning_content"], "signature": ""})
-    text = pivot.text_of(msg.get("content")) or (msg.get("refusal") if isinstance(msg.get("refusal"), str) else "")
+    text = pivot.answer_text(msg)
     if text:
         content.append({"type": "text", "text": text})
     for call in msg.get("tool_calls") or ():

@@ -155,8 +155,9 @@ class AnthropicStreamWriter:
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
                 out += self._text("thinking", reasoning)
-            if isinstance(delta.get("content"), str) and delta["content"]:
-                out += self._text("text", delta["content"])
+            text = pivot.answer_text(delta)  # (a refusal too: Anthropic says one as text)
+            if text:
+                out += self._text("text", text)
             for call in delta.get("tool_calls") or ():
                 if isinstance(call, dict):
                     out += self._tool(call)

@@ -133,7 +133,7 @@ def message_parts(message: Json) -> list[Json]:
     parts: list[Json] = []
     if isinstance(message.get("reasoning_content"), str) and message["reasoning_content"]:
         parts.append({"text": message["reasoning_content"], "thought": True})
-    text = pivot.text_of(message.get("content"))
+    text = pivot.answer_text(message)
     if text:
         parts.append({"text": text})
     for call in message.get("tool_calls") or ():

@@ -242,6 +242,24 @@ def test_reasoning_deltas_become_a_thinking_block_before_the_text() -> None:
     assert Assembled(read(A.stream_to_pivot(), events)).reasoning == "hmm…"
 
 
+def test_a_streamed_refusal_becomes_a_text_block() -> None:
+    """OpenAI streams a refusal in ``delta.refusal``; Anthropic has no refusal block, so
+    it is text, as a whole answer's refusal is (it was dropped: an empty message)."""
+    base = {"id": "chatcmpl-1", "model": "m", "object": "chat.completion.chunk", "created": 1}
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "refusal": ""}, "finish_reason": None}]},
+        {**base, "choices": [{"index": 0, "delta": {"refusal": "I'm sorry, "}, "finish_reason": None}]},
+        {**base, "choices": [{"index": 0, "delta": {"refusal": "I can't help."}, "finish_reason": "stop"}]},
+    ]
+    body = b"".join(e.raw for e in write(A.stream_from_pivot({"model": "m"}), chunks))
+    with _sdk_client(body, "text/event-stream") as http:
+        client = anthropic.Anthropic(api_key="test", base_url="http://provider.test", http_client=http)
+        with client.messages.stream(model="m", max_tokens=100, messages=[{"role": "user", "content": "hi"}]) as stream:
+            message = stream.get_final_message()
+    (text,) = message.content
+    assert isinstance(text, anthropic.types.TextBlock) and text.text == "I'm sorry, I can't help."
+
+
 def test_a_pivot_error_chunk_becomes_an_error_event_and_ends_the_stream() -> None:
     chunks = [
         *_pivot_chunks("chat_text.stream.sse")[:2],

@@ -134,6 +134,13 @@ def test_a_chat_completion_becomes_a_gemini_answer() -> None:
     }
 
 
+def test_an_openai_refusal_becomes_a_text_part() -> None:
+    completion = load("openai", "chat_text.response.json")
+    completion["choices"][0]["message"] = {"role": "assistant", "content": None, "refusal": "I can't help."}
+    (candidate,) = G.response_from_pivot(completion)["candidates"]
+    assert candidate["content"]["parts"] == [{"text": "I can't help."}]
+
+
 @pytest.mark.parametrize("name", ["generate_text.response.json", "generate_tools.response.json"])
 def test_gemini_answer_round_trip(name: str) -> None:
     original = load("gemini", name)
