@@ -20,7 +20,8 @@ chat-completions request.
 - ``reasoning_effort`` → ``thinking`` budgets: low/medium/high 1024/8192/16384 (as
   Higress), xhigh/max 32768/65536; ``none``/``minimal`` → no thinking. The budget is
   shrunk below a client's ``max_tokens`` (without one, ``max_tokens`` is the budget +
-  4096). A ``thinking`` object (Anthropic's own, sent by an OpenAI-style client as an
+  4096); a ``max_tokens`` of 1024 or less leaves no room for the smallest, and is
+  refused. A ``thinking`` object (Anthropic's own, sent by an OpenAI-style client as an
   extra field) goes on as it stands and wins over ``reasoning_effort``.
 - ``response_format``: ``json_schema`` → Anthropic's structured output
   (``output_config.format: {type: json_schema, schema}``), ``json_object`` → the same
@@ -344,5 +345,12 @@ def _think(chat: Json, body: Json, limited: bool) -> None:
     if not limited:
         body["max_tokens"] = DEFAULT_MAX_TOKENS + budget
     budget = min(budget, body["max_tokens"] - 1)
-    if budget >= MIN_THINKING_BUDGET:
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    if budget < MIN_THINKING_BUDGET:
+        # Claude's smallest budget does not fit: thinking cannot be asked for, and the
+        # client's effort must not be dropped without a word.
+        raise TranslationError(
+            f"reasoning_effort {effort!r} needs max_tokens (or max_completion_tokens) above "
+            f"{MIN_THINKING_BUDGET} on an Anthropic provider: its smallest thinking budget is "
+            f"{MIN_THINKING_BUDGET} tokens, counted inside max_tokens"
+        )
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}

@@ -175,7 +175,7 @@ def test_a_pdf_file_part_becomes_a_document() -> None:
         ("high", 3000, {"type": "enabled", "budget_tokens": 2999}),
         ("xhigh", None, {"type": "enabled", "budget_tokens": 32768}),
         ("max", 70000, {"type": "enabled", "budget_tokens": 65536}),
-        ("low", 1000, None),
+        ("medium", 1025, {"type": "enabled", "budget_tokens": 1024}),
         ("minimal", None, None),
         ("none", None, None),
     ],
@@ -267,6 +267,9 @@ def test_response_format_becomes_anthropics_structured_output(response_format: A
         (chat(user("x"), functions=[{"name": "f"}]), "functions"),
         (chat(user("x"), function_call="auto"), "function_call"),
         (chat(user("x"), reasoning_effort="extreme"), "reasoning_effort"),
+        # Claude's smallest budget (1024) must fit inside max_tokens: not dropped unsaid.
+        (chat(user("x"), reasoning_effort="low", max_completion_tokens=1000), "reasoning_effort"),
+        (chat(user("x"), reasoning_effort="high", max_tokens=1024), "reasoning_effort"),
         (chat(user("x"), chat_template_kwargs={"x": 1}), "chat_template_kwargs"),
         ({"model": "m"}, "messages"),
     ],
