@@ -129,7 +129,7 @@ def test_anthropic_sdk_to_an_openai_provider(gw: Proc, mock_requests: Requests) 
     assert body == {
         "model": "mock-gpt",
         "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Tell me about Paris"}],
-        "max_tokens": 100,
+        "max_completion_tokens": 100,  # (OpenAI's reasoning models refuse max_tokens)
         "stop": ["END"],
         "user": "u-42",
     }
@@ -253,7 +253,7 @@ def test_anthropic_sdk_sees_max_tokens_as_its_stop_reason(gw: Proc, mock_request
     with anthropic_sdk(gw) as sdk:
         answer = sdk.messages.create(model="mock-gpt", max_tokens=3,
                                      messages=[{"role": "user", "content": "Tell me a long story"}])  # fmt: skip
-    assert assert_sent_to_openai(only_request(mock_requests))["max_tokens"] == 3
+    assert assert_sent_to_openai(only_request(mock_requests))["max_completion_tokens"] == 3
     assert answer.stop_reason == "max_tokens"
     assert answer.usage.output_tokens == 3
     assert len(answer.content[0].text.split()) == 3  # type: ignore[union-attr]
@@ -558,7 +558,7 @@ def test_model_providers_route_the_anthropic_sdk_by_model(gw: Proc, mock_request
     assert assert_sent_to_claude(claude, sdk_version) == {
         "max_tokens": 50, "messages": [{"role": "user", "content": "Hello there"}], "model": "claude-3-5-sonnet"
     }  # fmt: skip
-    assert assert_sent_to_openai(gpt) == {"model": "gpt-4o", "max_tokens": 50,
+    assert assert_sent_to_openai(gpt) == {"model": "gpt-4o", "max_completion_tokens": 50,
                                           "messages": [{"role": "user", "content": "Hello there"}]}  # fmt: skip
     assert {m: usage_record(gw, rid)["provider"] for m, rid in rids.items()} == {
         "claude-3-5-sonnet": "claude", "gpt-4o": "oai",

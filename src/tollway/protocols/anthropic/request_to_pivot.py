@@ -10,9 +10,10 @@ backwards:
   ``tool_result`` blocks → ``tool`` messages before the rest of the turn (their images,
   which OpenAI tool messages cannot hold, follow in a user message);
 - assistant ``tool_use`` blocks → ``tool_calls`` (``input`` as JSON ``arguments``);
-- ``stop_sequences`` → ``stop``; ``max_tokens``, ``temperature``, ``top_p``; ``tools`` →
-  function tools; ``tool_choice`` ``auto|any|tool|none`` → ``auto|required|{function}|
-  none``, ``disable_parallel_tool_use`` → ``parallel_tool_calls: false``;
+- ``stop_sequences`` → ``stop``; ``max_tokens`` → ``max_completion_tokens``;
+  ``temperature``, ``top_p``; ``tools`` → function tools; ``tool_choice``
+  ``auto|any|tool|none`` → ``auto|required|{function}|none``,
+  ``disable_parallel_tool_use`` → ``parallel_tool_calls: false``;
   ``metadata.user_id`` → ``user`` (its SHA-256 when over OpenAI's 64 characters); a
   stream asks for ``stream_options.include_usage`` so the client gets its usage.
 - ``thinking`` ``{type: enabled, budget_tokens}`` → ``reasoning_effort`` (up to 1024
@@ -221,7 +222,9 @@ def to_pivot(body: Json) -> Json:
             raise TranslationError(f"{where}.role must be user, assistant or system")
     chat: Json = {"model": body.get("model"), "messages": out_messages}
     if isinstance(body.get("max_tokens"), int):
-        chat["max_tokens"] = body["max_tokens"]
+        # OpenAI's current name: its reasoning models refuse max_tokens (as Responses
+        # requests do, max_output_tokens becomes this too).
+        chat["max_completion_tokens"] = body["max_tokens"]
     if body.get("stop_sequences"):
         chat["stop"] = list(body["stop_sequences"])
     take_sampling(body, chat)

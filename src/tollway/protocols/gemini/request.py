@@ -400,7 +400,7 @@ def _text_parts(obj: Any) -> list[Json]:
 
 def _config_to_pivot(config: Json, chat: Json) -> None:
     for src, dst in (
-        ("maxOutputTokens", "max_tokens"),
+        ("maxOutputTokens", "max_completion_tokens"),  # (OpenAI's reasoning models refuse max_tokens)
         ("temperature", "temperature"),
         ("topP", "top_p"),
         ("seed", "seed"),

@@ -42,10 +42,11 @@ def test_pivot_to_anthropic_and_back_keeps_the_meaning(name: str) -> None:
     original = load("openai", name)
     got = _normal(A.request_to_pivot(to_claude(original)))
     expected = _normal(original)
-    # Anthropic has one token limit and no stream options; stream false is the default.
-    limit = expected.pop("max_completion_tokens", None)
+    # Anthropic has one token limit (back as OpenAI's current name) and no stream
+    # options; stream false is the default.
+    limit = expected.pop("max_tokens", None)
     if limit is not None:
-        expected["max_tokens"] = limit
+        expected["max_completion_tokens"] = limit
     expected.pop("stream_options", None)
     got.pop("stream_options", None)
     if expected.get("stream") is False:

@@ -25,7 +25,7 @@ def test_an_anthropic_request_becomes_a_pivot_request() -> None:
             {"role": "system", "content": "You are a terse assistant. Answer in one sentence."},
             {"role": "user", "content": "What is the capital of France?"},
         ],
-        "max_tokens": 1024,
+        "max_completion_tokens": 1024,
         "stop": ["\n\nHuman:"],
         "temperature": 0.2,
         "top_p": 0.9,
@@ -68,7 +68,7 @@ def test_an_anthropic_tool_conversation_becomes_the_openai_one() -> None:
     assert chat_body["tools"] == expected["tools"]
     assert chat_body["tool_choice"] == "auto"
     assert chat_body["parallel_tool_calls"] is False
-    assert chat_body["max_tokens"] == 2048
+    assert chat_body["max_completion_tokens"] == 2048
     assert chat_body["stream"] is True
     assert chat_body["stream_options"] == {"include_usage": True}
 
@@ -130,7 +130,7 @@ def test_thinking_blocks_are_dropped_top_k_and_server_tools_refused() -> None:
     assert A.request_to_pivot(body) == {
         "model": "m",
         "messages": [user("x"), {"role": "assistant", "content": "y"}],
-        "max_tokens": 5,
+        "max_completion_tokens": 5,
         "reasoning_effort": "medium",
     }
     with pytest.raises(TranslationError, match="top_k"):
@@ -174,7 +174,7 @@ def test_thinking_that_sets_no_budget_leaves_the_providers_default(kind: str) ->
 def test_fields_that_change_nothing_of_the_answer_are_dropped() -> None:
     body = {"model": "m", "max_tokens": 5, "messages": [user("x")], "service_tier": "auto", "speed": "fast",
             "cache_control": {"type": "ephemeral"}, "workspace_id": "w", "container": None}  # fmt: skip
-    assert A.request_to_pivot(body) == {"model": "m", "messages": [user("x")], "max_tokens": 5}
+    assert A.request_to_pivot(body) == {"model": "m", "messages": [user("x")], "max_completion_tokens": 5}
 
 
 @pytest.mark.parametrize(
@@ -218,7 +218,7 @@ def test_what_claude_code_sends_crosses() -> None:
         {"role": "user", "content": "Say hello"},
         {"role": "system", "content": "The date is 2026-12-05."},
     ]
-    assert (chat["user"], chat["reasoning_effort"], chat["max_tokens"]) == ("u-1", "high", 32000)
+    assert (chat["user"], chat["reasoning_effort"], chat["max_completion_tokens"]) == ("u-1", "high", 32000)
     assert "context_management" not in chat
 
 

@@ -249,7 +249,7 @@ def test_a_gemini_request_becomes_a_pivot_request() -> None:
         ],
         "temperature": 0.2,
         "top_p": 0.9,
-        "max_tokens": 256,
+        "max_completion_tokens": 256,
         "stop": ["\n\n"],
     }
 
@@ -281,7 +281,7 @@ def test_function_calls_without_ids_get_ids_their_responses_share() -> None:
     assert messages[5] == user("And tomorrow?")
     assert [t["function"]["parameters"]["required"] for t in chat_body["tools"]] == [["location"], ["timezone"]]
     assert chat_body["tool_choice"] == "auto"
-    assert chat_body["max_tokens"] == 512
+    assert chat_body["max_completion_tokens"] == 512
     assert "model" not in chat_body
 
 
@@ -315,9 +315,9 @@ def test_pivot_to_gemini_and_back_keeps_the_meaning(name: str) -> None:
     # In the URL, or with no Gemini equivalent:
     for gone in ("model", "stream", "stream_options", "user", "parallel_tool_calls"):
         expected.pop(gone, None)
-    limit = expected.pop("max_completion_tokens", None)
+    limit = expected.pop("max_tokens", None)
     if limit is not None:
-        expected["max_tokens"] = limit
+        expected["max_completion_tokens"] = limit
     assert back == expected
 
 
