@@ -74,7 +74,10 @@ def _image_part(block: Json, where: str) -> Json:
 def _document_part(block: Json, where: str) -> Json:
     source = block.get("source")
     if isinstance(source, dict) and source.get("type") == "text" and isinstance(source.get("data"), str):
-        return {"type": "text", "text": source["data"]}
+        # A text part has no title or context of its own: they head the text, so the
+        # model still reads them.
+        heading = [block[k] for k in ("title", "context") if isinstance(block.get(k), str) and block[k]]
+        return {"type": "text", "text": "\n\n".join([*heading, source["data"]])}
     if isinstance(source, dict) and source.get("type") == "base64":
         media = str(source.get("media_type"))
         file: Json = {"file_data": pivot.data_url(media, str(source.get("data")))}

@@ -87,6 +87,18 @@ def test_anthropic_tool_choice_to_pivot(choice: dict[str, Any], expected: Any) -
     assert A.request_to_pivot({**body, "tool_choice": choice})["tool_choice"] == expected
 
 
+def test_a_text_documents_title_and_context_head_its_text() -> None:
+    doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "The body."},
+           "title": "Runbook", "context": "From the wiki"}  # fmt: skip
+    bare = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Only text."}}
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [doc, bare]}]}
+    (message,) = A.request_to_pivot(body)["messages"]
+    assert message["content"] == [
+        {"type": "text", "text": "Runbook\n\nFrom the wiki\n\nThe body."},
+        {"type": "text", "text": "Only text."},
+    ]
+
+
 def test_tool_result_images_follow_the_tool_messages_in_a_user_turn() -> None:
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
     body = {
