@@ -52,6 +52,9 @@ plugins:
     matchRules:
       - ingress: [strict]
         config: {{mode: deny}}
+  - name: ai-statistics
+    defaultConfig:
+      attributes: [{{key: question}}, {{key: answer}}, {{key: card, value_source: request_body, value: card}}]
 """
 EMAIL = "bob.smith@example.com"
 CARD = "4111 1111 1111 1111"
@@ -177,6 +180,24 @@ def test_plain_answer_gets_the_originals_back(sdk: openai.OpenAI, mock_requests:
     body = assert_masked_upstream(mock_requests)
     assert body["model"] == "mock-gpt" and body["temperature"] == 0.3 and body["max_tokens"] == 50
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_the_usage_record_keeps_the_masked_text_as_the_provider_saw_it(
+    sdk: openai.OpenAI, gw: Proc, mock_requests: Requests
+) -> None:
+    """ai-statistics' question, answer and body attributes: masked, as the provider saw
+    them (the raw question had the e-mail and card in the database), and agreeing."""
+    sdk.chat.completions.create(
+        model="mock-gpt",
+        messages=[{"role": "user", "content": PROMPT}],
+        extra_headers={"x-mock-reply": REPLY, "x-request-id": "masked-stats-1"},
+        extra_body={"card": CARD},
+    )
+    assert_masked_upstream(mock_requests)
+    found = httpx.get(gw.admin_url + "/api/requests", params={"limit": "50"}, timeout=10).json()["requests"]
+    (record,) = [r for r in found if r["request_id"] == "masked-stats-1"]
+    assert record["attributes"] == {"question": MASKED, "answer": REPLY, "card": "[CARD_1]"}
+    assert EMAIL not in json.dumps(record) and CARD not in json.dumps(record)
 
 
 def test_the_mocks_own_echo_comes_back_unmasked(sdk: openai.OpenAI, mock_requests: Requests) -> None:
