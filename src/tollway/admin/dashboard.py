@@ -1,9 +1,10 @@
 """The dashboard: ``GET /`` and its static files, shipped in ``tollway/dashboard/``.
 
 The files hold no data, so they are served without the admin token; the page asks for
-the token once (when the API answers 401) and sends it from script on every API call,
-never in a URL. A strict Content-Security-Policy keeps the page to this origin: it
-loads nothing from anywhere else and works offline.
+the token once (before its first call when the admin API has one, or when the API
+answers 401) and sends it from script on every API call, never in a URL. A strict
+Content-Security-Policy keeps the page to this origin: it loads nothing from anywhere
+else and works offline.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def register(admin: AdminApp) -> None:
         content_type = _TYPES.get(suffix)
         if content_type is None or not item.is_file():
             continue
-        handler = _static(item.read_bytes(), content_type)
+        body = item.read_bytes()
+        if item.name == "index.html" and admin.token:
+            # Whether a token is needed (not the token): the page asks for it before
+            # its first call instead of after a round of 401s.
+            body = body.replace(b"<body>", b'<body data-token-required="true">', 1)
+        handler = _static(body, content_type)
         path = "/" if item.name == "index.html" else f"/dashboard/{item.name}"
         admin.add("GET", path, handler, public=True)

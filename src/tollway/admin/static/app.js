@@ -2,7 +2,8 @@
 // /api/consumers) and
 // draws it; its Consumers view also creates, edits, rotates and revokes runtime consumers.
 // Every API call carries the admin token, when there is one, in the Authorization
-// header; the token is asked for once (on the first 401) and kept in this tab's
+// header; the token is asked for once (at once when the page says one is required, else
+// on the first 401) and kept in this tab's
 // sessionStorage, never put in a URL. All data reaches the page as text (textContent),
 // never as markup.
 "use strict";
@@ -502,5 +503,8 @@
     refresh();
   });
   setInterval(() => { if (!document.hidden && $("login").hidden) refresh(); }, REFRESH_MS);
-  refresh();
+  // The page says whether the admin API wants a token: without one in this tab, ask
+  // first rather than let every call fail with a 401 (each an error in the console).
+  if (document.body.dataset.tokenRequired === "true" && !token()) askForToken("");
+  else refresh();
 })();
