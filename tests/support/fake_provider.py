@@ -12,7 +12,9 @@ in ``tests/fixtures/transcripts`` (chosen by path, whatever the prefix before it
   path: Gemini; an ``anthropic-version`` header: Anthropic; else OpenAI).
 
 ``*_tools`` answers are used when the request body carries tools, Gemini's
-``generate_json`` when it asks for JSON (``responseMimeType``). Every request is
+``generate_json`` when it asks for JSON (``responseMimeType``), Anthropic's
+``messages_thinking`` (signed and redacted thinking, then a tool call) when it asks for
+``thinking``. Every request is
 recorded (``seen``) before it is answered. Faults are set on the fake, never by request
 header (headers reach every provider of a failover list alike):
 
@@ -138,6 +140,8 @@ def canned_answer(seen: Seen) -> Answer:
     kind = "tools" if isinstance(body, dict) and body.get("tools") else "text"
     if protocol == "gemini" and _asks_json(body):
         kind = "json"
+    if protocol == "anthropic" and isinstance(body, dict) and body.get("thinking"):
+        kind = "thinking"
     stream = isinstance(body, dict) and body.get("stream") is True
     if seen.path.endswith("/chat/completions"):
         name = f"chat_{kind}"

@@ -364,9 +364,13 @@ def test_a_function_call_round_trip_with_gemini(gw: Proc, gemini: FakeProvider) 
     assert call.name == "get_weather" and json.loads(call.arguments)["location"] == "Paris, France"
     model_turn, results = answered["contents"][1:]
     assert model_turn["role"] == "model" and model_turn["parts"][0]["functionCall"]["name"] == "get_weather"
+    # The call id carried Gemini's thought signature to the client and back (see
+    # test_translation_signatures); Gemini gets the call's own id, and the signature.
+    own_id = model_turn["parts"][0]["functionCall"]["id"]
+    assert call.call_id.startswith(own_id) and model_turn["parts"][0]["thoughtSignature"] == "CiQB0e2Kb9a1QmVx"
     assert results == {
         "role": "user",
-        "parts": [{"functionResponse": {"name": "get_weather", "response": {"celsius": 18}, "id": call.call_id}}],
+        "parts": [{"functionResponse": {"name": "get_weather", "response": {"celsius": 18}, "id": own_id}}],
     }
 
 

@@ -16,6 +16,10 @@ A stream goes through an ``EventTranslation`` either way: ``Passthrough`` when t
 provider speaks the client's protocol (the identity, reading usage off the native
 events; ``ResponsesPassthrough`` for the Responses API's events), ``StreamTranslation``
 when it does not. So there is one relay loop.
+
+Gemini's thought signatures reach an Anthropic or Responses client folded into its
+tool-call ids, and come back out of them in every client's request
+(``tollway.protocols.signed_ids``): done here, once for every pair of protocols.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tollway.protocols.codec import Codec, Json, StreamReader, StreamWriter, Tra
 from tollway.protocols.openai import wire as openai_wire
 from tollway.protocols.registry import codec_for
 from tollway.protocols.responses import ResponsesCodec
+from tollway.protocols.signed_ids import CARRIED_IN_IDS, FoldingWriter, fold, unfold
 from tollway.protocols.sse import SseEvent, is_terminal
 from tollway.protocols.usage import apply_usage
 from tollway.providers.base import Provider
@@ -87,10 +92,10 @@ class Translation:
         provider is called (and bills), not after."""
         provider = self.provider
         try:
-            chat = self.client.request_to_pivot(self.client_body)
+            chat = unfold(self.client.request_to_pivot(self.client_body))
             native = self.native.request_from_pivot(provider.pivot_body({**chat, "model": upstream_model}))
             if stream:
-                self._writer = self.client.stream_from_pivot(self.client_body)
+                self._writer = self._client_writer()
             return orjson.dumps(provider.native_body(native, translated=True))
         except TranslationError as exc:
             raise BadRequest(str(exc), reason="gateway.bad_request", code="unsupported_parameter") from None
@@ -105,7 +110,12 @@ class Translation:
         if not isinstance(native, dict):
             return body, None
         pivot = self.native.response_to_pivot(native)
-        return orjson.dumps(self.client.response_from_pivot(pivot)), pivot
+        shown = fold(pivot) if self.client.name in CARRIED_IN_IDS else pivot
+        return orjson.dumps(self.client.response_from_pivot(shown)), pivot
+
+    def _client_writer(self) -> StreamWriter:
+        writer = self.client.stream_from_pivot(self.client_body)
+        return FoldingWriter(writer) if self.client.name in CARRIED_IN_IDS else writer
 
     def error(self, status: int, body: bytes) -> bytes:
         """A provider's error in the client's own error shape, status unchanged."""
@@ -117,7 +127,7 @@ class Translation:
         writer = self._writer
         if writer is None:
             try:
-                writer = self.client.stream_from_pivot(self.client_body)
+                writer = self._client_writer()
             except (TypeError, ValueError, AttributeError, KeyError) as exc:
                 raise _mistyped(exc) from None
         return StreamTranslation(ex, self.native.stream_to_pivot(), writer)

@@ -7,6 +7,10 @@ chat-completions request.
 - user content parts → blocks: ``image_url`` with a ``data:`` URL → base64 ``image``,
   an http(s) URL → ``url`` image source; a PDF ``file`` part (``file_data``) → base64
   ``document``;
+- assistant ``thinking_blocks`` (the signed thinking a Claude answer gave, see
+  ``tollway.protocols.thinking_blocks``) → the turn's first blocks, exactly as given
+  (Claude refuses a tool-use turn whose thinking is missing or changed); an assistant
+  ``reasoning_content`` without them is not sent (Claude takes no unsigned thinking);
 - assistant ``tool_calls`` → ``tool_use`` blocks (``arguments`` parsed as JSON);
   ``tool`` messages → ``tool_result`` blocks in one user turn, which also takes the
   user message right after them (tool results first, as Anthropic requires);
@@ -45,7 +49,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tollway.protocols import pivot
+from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.codec import Json, TranslationError
 
 DEFAULT_MAX_TOKENS = 4096
@@ -163,9 +167,9 @@ def _user_blocks(content: Any, where: str) -> str | list[Json]:
 def _assistant_blocks(message: Json, where: str) -> str | list[Json]:
     content = message.get("content")
     calls = message.get("tool_calls") or []
-    if isinstance(content, str) and not calls:
+    blocks = thinking_blocks.of_message(message, where)
+    if isinstance(content, str) and not calls and not blocks:
         return content
-    blocks: list[Json] = []
     text = pivot.answer_text(message)
     if text:
         blocks.append({"type": "text", "text": text})

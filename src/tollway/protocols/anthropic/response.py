@@ -4,7 +4,10 @@
 - content: text blocks joined → ``message.content``; ``tool_use`` blocks →
   ``message.tool_calls`` (``input`` as JSON ``arguments``); ``thinking`` blocks →
   ``message.reasoning_content`` (the field DeepSeek-style OpenAI-compatible APIs use),
-  and back.
+  and with ``redacted_thinking`` blocks, whole and signed, → ``message.thinking_blocks``
+  (see ``tollway.protocols.thinking_blocks``: Claude needs them back after a tool call).
+  Back, ``thinking_blocks`` are the answer's first blocks as they stand; without them,
+  ``reasoning_content`` is one unsigned thinking block.
 - ``stop_reason`` ↔ ``finish_reason``: ``end_turn``/``stop_sequence``/``pause_turn`` →
   ``stop``, ``max_tokens`` → ``length``, ``tool_use`` → ``tool_calls``, ``refusal`` →
   ``content_filter``; back: ``stop`` → ``end_turn`` (OpenAI does not say whether a stop
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.protocols import pivot
+from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.codec import Json
 
 STOP_TO_FINISH = {
@@ -98,6 +101,7 @@ def to_pivot(message: Json) -> Json:
     """An Anthropic ``message`` object → a ``chat.completion`` object."""
     texts: list[str] = []
     thinking: list[str] = []
+    signed: list[Json] = []
     calls: list[Json] = []
     for block in message.get("content") or ():
         if not isinstance(block, dict):
@@ -109,9 +113,14 @@ def to_pivot(message: Json) -> Json:
             thinking.append(str(block.get("thinking", "")))
         elif kind == "tool_use":
             calls.append(tool_call_to_pivot(block))
+        whole = thinking_blocks.block(block)
+        if whole is not None:
+            signed.append(whole)
     out: Json = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if thinking:
         out["reasoning_content"] = "".join(thinking)
+    if signed:
+        out[thinking_blocks.FIELD] = signed
     if calls:
         out["tool_calls"] = calls
     return pivot.completion(
@@ -130,8 +139,8 @@ def from_pivot(chat: Json) -> Json:
     msg = choice.get("message")
     if not isinstance(msg, dict):
         msg = {}
-    content: list[Json] = []
-    if isinstance(msg.get("reasoning_content"), str) and msg["reasoning_content"]:
+    content: list[Json] = thinking_blocks.of_answer(msg)
+    if not content and isinstance(msg.get("reasoning_content"), str) and msg["reasoning_content"]:
         content.append({"type": "thinking", "thinking": msg["reasoning_content"], "signature": ""})
     text = pivot.answer_text(msg)
     if text:

@@ -3,11 +3,14 @@
 An Anthropic stream is ``message_start`` (id, model, input tokens), then per content
 block ``content_block_start`` / ``content_block_delta``… / ``content_block_stop`` (text
 as ``text_delta``, tool input as ``input_json_delta`` fragments, thinking as
-``thinking_delta``), then ``message_delta`` (stop reason, cumulative output tokens) and
+``thinking_delta``, its signature as ``signature_delta``; a ``redacted_thinking`` block
+comes whole in its ``content_block_start``), then ``message_delta`` (stop reason, cumulative output tokens) and
 ``message_stop``; ``ping`` may come anywhere, ``error`` ends a failed stream.
 
 Reading, each text or tool-argument fragment becomes one chunk at once (never held
-back); the usage chunk follows ``message_stop``. Writing, chunks open and close blocks
+back); a thinking block, once whole (at its ``content_block_stop``; a redacted one at
+once), is also a delta's ``thinking_blocks``, so its signature reaches the client; the
+usage chunk follows ``message_stop``. Writing, chunks open and close blocks
 as their kind changes (thinking, text, one block per tool call), ``message_delta``
 goes out once both the finish reason and the usage chunk are in (or at the end), and
 ``message_stop`` closes the stream. ``message_start`` carries the input tokens when the
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.protocols import pivot
+from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.anthropic.errors import error_event_from_pivot, error_to_pivot_obj
 from tollway.protocols.anthropic.response import (
     finish_reason,
@@ -42,6 +45,7 @@ class AnthropicStreamReader:
         self.created = pivot.now()
         self._usage: Json = {}
         self._tools: dict[Any, int] = {}  # content block index → tool call index
+        self._thinking: dict[Any, Json] = {}  # content block index → the thinking block so far
         self._usage_sent = False
 
     def _chunk(self, delta: Json, finish: str | None = None) -> Json:
@@ -80,11 +84,18 @@ class AnthropicStreamReader:
             delta = obj.get("delta")
             reason = delta.get("stop_reason") if isinstance(delta, dict) else None
             return [self._chunk({}, finish_reason(reason))] if reason else []
+        if kind == "content_block_stop":
+            return self._signed(self._thinking.pop(obj.get("index"), None))
         if kind == "message_stop":
             return self._usage_chunk()
         if kind == "error":
             return [error_to_pivot_obj(200, obj.get("error"))]
-        return []  # ping, content_block_stop, and event types added later
+        return []  # ping, and event types added later
+
+    def _signed(self, block: Any) -> list[Json]:
+        """A whole thinking block as a delta's ``thinking_blocks``; none for anything else."""
+        whole = thinking_blocks.block(block)
+        return [self._chunk({thinking_blocks.FIELD: [whole]})] if whole is not None else []
 
     def _block_start(self, index: Any, block: Any) -> list[Json]:
         if not isinstance(block, dict):
@@ -103,8 +114,12 @@ class AnthropicStreamReader:
             return [self._chunk({"tool_calls": [call]})]
         if kind == "text" and block.get("text"):
             return [self._chunk({"content": block["text"]})]
-        if kind == "thinking" and block.get("thinking"):
-            return [self._chunk({"reasoning_content": block["thinking"]})]
+        if kind == "thinking":
+            self._thinking[index] = {"type": "thinking", "thinking": "", "signature": "", **block}
+            if block.get("thinking"):
+                return [self._chunk({"reasoning_content": block["thinking"]})]
+        if kind == "redacted_thinking":
+            return self._signed(block)
         return []
 
     def _block_delta(self, index: Any, delta: Any) -> list[Json]:
@@ -116,7 +131,12 @@ class AnthropicStreamReader:
         if kind == "input_json_delta" and delta.get("partial_json") and index in self._tools:
             call = {"index": self._tools[index], "function": {"arguments": delta["partial_json"]}}
             return [self._chunk({"tool_calls": [call]})]
+        thinking = self._thinking.get(index)
+        if kind == "signature_delta" and thinking is not None and isinstance(delta.get("signature"), str):
+            thinking["signature"] = str(thinking["signature"]) + delta["signature"]
         if kind == "thinking_delta" and delta.get("thinking"):
+            if thinking is not None:
+                thinking["thinking"] = str(thinking["thinking"]) + str(delta["thinking"])
             return [self._chunk({"reasoning_content": delta["thinking"]})]
         return []  # signature_delta, citations_delta
 
@@ -155,6 +175,8 @@ class AnthropicStreamWriter:
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
                 out += self._text("thinking", reasoning)
+            for block in thinking_blocks.of_answer(delta):
+                out += self._thinking_block(block)
             text = pivot.answer_text(delta)  # (a refusal too: Anthropic says one as text)
             if text:
                 out += self._text("text", text)
@@ -221,6 +243,16 @@ class AnthropicStreamWriter:
             delta = {"type": "thinking_delta", "thinking": text}
         out.append(_event({"type": "content_block_delta", "index": self._open, "delta": delta}))
         return out
+
+    def _thinking_block(self, block: Json) -> list[SseEvent]:
+        """A whole thinking block: the open thinking block (whose text streamed as
+        reasoning) gets its signature and closes; without one, the block is sent whole."""
+        if block["type"] == "redacted_thinking":
+            return [*self._open_block("redacted_thinking", block), *self._close()]
+        out = [] if self._open_kind == "thinking" else self._text("thinking", block["thinking"])
+        delta = {"type": "signature_delta", "signature": block["signature"]}
+        out.append(_event({"type": "content_block_delta", "index": self._open, "delta": delta}))
+        return [*out, *self._close()]
 
     def _tool(self, call: Json) -> list[SseEvent]:
         out: list[SseEvent] = []

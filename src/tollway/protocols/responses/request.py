@@ -16,14 +16,20 @@ must not vanish on the way (SPEC §9). ``None`` counts as absent (SDKs send null
   false``), ``stream_options`` (the translated stream carries no obfuscation padding),
   ``max_tool_calls`` (it bounds built-in tools, which are refused), ``truncation:
   disabled`` (what every provider does), ``include: [reasoning.encrypted_content]``
-  (no reasoning items are returned to include it in), ``reasoning.summary`` (no
-  reasoning items come back to carry a summary).
+  (the only reasoning items a translated answer has, Claude's signed thinking, always
+  carry it), ``reasoning.summary`` (no reasoning item carries a summary).
+- A ``reasoning`` input item the gateway made (its ``encrypted_content`` holds Claude's
+  thinking blocks, see ``tollway.protocols.thinking_blocks``) → the ``thinking_blocks``
+  of the assistant turn it starts; its ``id``, ``summary`` and ``status`` name or
+  describe the item and are not sent.
 - Function tools grouped in a ``namespace`` tool cross one by one.
 - Refused: server-side state (``previous_response_id``, ``conversation``,
   ``background``, a stored ``prompt``), ``truncation: auto``, other ``include`` values,
   ``top_logprobs`` (the answer's log probabilities are not
   carried back), built-in tools and ``tool_choice`` naming one; input items other than
-  messages, ``function_call`` and ``function_call_output``; content parts other than
+  messages, ``function_call``, ``function_call_output`` and the gateway's own reasoning
+  items (another provider's encrypted reasoning means nothing to this one); content
+  parts other than
   text, images by URL and files sent inline.
 """
 
@@ -33,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from tollway.protocols import thinking_blocks
 from tollway.protocols.codec import Json, TranslationError
 from tollway.protocols.openai.wire import take_sampling
 
@@ -52,7 +59,7 @@ _KNOWN = frozenset(
     }
 )  # fmt: skip
 # What ``include`` may ask for: encrypted reasoning goes into reasoning items, and a
-# translated answer has none.
+# translated answer's (Claude's thinking) always carry it.
 _INCLUDABLE = frozenset({"reasoning.encrypted_content"})
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 
@@ -117,10 +124,28 @@ def _call(item: Json, where: str) -> Json:
     }
 
 
+def _thinking_only(message: Json) -> bool:
+    """An assistant turn that so far holds only the thinking of reasoning items."""
+    return (
+        message["role"] == "assistant"
+        and thinking_blocks.FIELD in message
+        and message.get("content") is None
+        and not message.get("tool_calls")
+    )
+
+
+def _reasoning_blocks(item: Json, where: str) -> list[Json]:
+    sealed = item.get("encrypted_content")
+    if not thinking_blocks.is_sealed(sealed):
+        raise _refuse(f"{where} of type 'reasoning'", "only the reasoning items the gateway gave cross")
+    return thinking_blocks.unseal(sealed, where)
+
+
 def messages(body: Json) -> list[Json]:
     """``instructions`` and ``input`` as chat messages. An item's ``id`` and ``status``
     name the item and are not sent; a ``function_call`` joins the assistant turn before
-    it (a model's text and its calls come back as separate items, one chat turn)."""
+    it (a model's text and its calls come back as separate items, one chat turn), and
+    so does an assistant message that follows reasoning items (the turn they start)."""
     out: list[Json] = []
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
@@ -143,7 +168,16 @@ def messages(body: Json) -> list[Json]:
             role = item.get("role")
             if role not in _ROLES:
                 raise _refuse(f"{where}.role {role!r}")
-            out.append({"role": role, "content": _parts(item.get("content"), where)})
+            if role == "assistant" and last is not None and _thinking_only(last):
+                last["content"] = _parts(item.get("content"), where)
+            else:
+                out.append({"role": role, "content": _parts(item.get("content"), where)})
+        elif kind == "reasoning":
+            blocks = _reasoning_blocks(item, where)
+            if last is not None and _thinking_only(last):
+                last[thinking_blocks.FIELD] += blocks
+            else:
+                out.append({"role": "assistant", "content": None, thinking_blocks.FIELD: blocks})
         elif kind == "function_call":
             call = _call(item, where)
             if last is not None and last["role"] == "assistant":

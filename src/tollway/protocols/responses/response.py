@@ -6,9 +6,14 @@ with one ``output_text`` part (a refusal → a ``refusal`` part), each tool call
 ``status`` (``length`` and ``content_filter`` → ``incomplete`` with their
 ``incomplete_details``), usage → ``input_tokens`` / ``output_tokens`` with the cached and
 reasoning details. The request's settings are echoed as OpenAI echoes them; ``store`` is
-false (a translated response is kept nowhere). Reasoning text a provider returns is not
-an output item: the client asked for no summary (``reasoning.summary`` is refused), as
-OpenAI keeps reasoning to itself unless asked.
+false (a translated response is kept nowhere).
+
+Claude's signed thinking (the pivot's ``thinking_blocks``) is a ``reasoning`` item first,
+its ``encrypted_content`` the blocks sealed (``tollway.protocols.thinking_blocks``): a
+client that keeps its own state sends the item back, and Claude, which needs its
+thinking back after a tool call, gets it. The item has no summary and no text: the
+thinking text is not sent as a summary nobody asked for. Other reasoning text a provider
+returns is not an output item, as OpenAI keeps reasoning to itself unless asked.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tollway.protocols import pivot
+from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.codec import Json
 from tollway.protocols.usage import CACHE_WRITES
 
@@ -101,6 +106,11 @@ def refusal_part(text: str) -> Json:
     return {"type": "refusal", "refusal": text}
 
 
+def reasoning_item(ident: str, blocks: list[Json]) -> Json:
+    """A reasoning item carrying Claude's thinking blocks (see the module)."""
+    return {"type": "reasoning", "id": ident, "summary": [], "encrypted_content": thinking_blocks.seal(blocks)}
+
+
 def call_item(call_id: str, name: Any, arguments: str, status: str = "completed") -> Json:
     return {
         "type": "function_call",
@@ -123,7 +133,10 @@ def from_pivot(chat: Json, request: Mapping[str, Any]) -> Json:
         parts.append(text_part(text))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         parts.append(refusal_part(message["refusal"]))
-    output: list[Json] = [message_item(f"msg_{ident}", parts)] if parts else []
+    signed = thinking_blocks.of_answer(message)
+    output: list[Json] = [reasoning_item(f"rs_{ident}", signed)] if signed else []
+    if parts:
+        output.append(message_item(f"msg_{ident}", parts))
     for call in message.get("tool_calls") or ():
         fn = pivot.member(call, "function")
         arguments = fn.get("arguments")

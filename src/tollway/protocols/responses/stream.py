@@ -11,6 +11,7 @@ carries ``sequence_number``, counting from 0):
         response.content_part.done
       a function call: response.function_call_arguments.delta …,
         response.function_call_arguments.done
+      a reasoning item (Claude's signed thinking, once a block is whole): nothing
       response.output_item.done
     response.completed (or response.incomplete: the output limit or a content filter)
 
@@ -28,11 +29,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tollway.protocols import pivot
+from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.codec import Json
 from tollway.protocols.responses.response import (
     call_item,
     message_item,
+    reasoning_item,
     refusal_part,
     response_object,
     status_of,
@@ -158,6 +160,20 @@ class ResponsesStreamWriter:
         out.append(self._event("response.output_item.done", output_index=msg.index, item=item))
         return out
 
+    # ---- reasoning items -------------------------------------------------------------
+
+    def _reasoning(self, blocks: list[Json]) -> list[SseEvent]:
+        """Whole thinking blocks: one reasoning item, added and done at once (a message
+        open before it closes: what follows is a new item)."""
+        out = self._close_message()
+        assert self._ident is not None
+        index = self._take_index()
+        item = reasoning_item(f"rs_{self._ident.removeprefix('resp_')}_{self._seq}", blocks)
+        self._done[index] = item
+        out.append(self._event("response.output_item.added", output_index=index, item=item))
+        out.append(self._event("response.output_item.done", output_index=index, item=item))
+        return out
+
     # ---- function-call items ---------------------------------------------------------
 
     def _tool_call(self, delta: Json) -> list[SseEvent]:
@@ -215,6 +231,9 @@ class ResponsesStreamWriter:
             self._usage = usage(chunk["usage"])
         for choice in chunk.get("choices") or ():
             delta = pivot.member(choice, "delta")
+            signed = thinking_blocks.of_answer(delta)
+            if signed:
+                out += self._reasoning(signed)
             if isinstance(delta.get("content"), str) and delta["content"]:
                 out += self._text("output_text", delta["content"])
             if isinstance(delta.get("refusal"), str) and delta["refusal"]:

@@ -277,3 +277,29 @@ def test_response_format_becomes_anthropics_structured_output(response_format: A
 def test_what_anthropic_cannot_express_is_refused(request_body: dict[str, Any], names: str) -> None:
     with pytest.raises(TranslationError, match=names.replace("[", r"\[").replace(".", r"\.")):
         to_claude(request_body)
+
+
+SIGNED = [
+    {"type": "thinking", "thinking": "Weather first.", "signature": "EqQBCgIYAhIM"},
+    {"type": "redacted_thinking", "data": "EmwKAhgBEgy3"},
+]
+
+
+def test_thinking_blocks_lead_the_assistant_turn_exactly_as_given() -> None:
+    call = {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    turn = {"role": "assistant", "content": "Checking.", "reasoning_content": "Weather first.",
+            "thinking_blocks": SIGNED, "tool_calls": [call]}  # fmt: skip
+    body = to_claude(chat(user("Weather?"), turn, {"role": "tool", "tool_call_id": "toolu_1", "content": "18"}))
+    assert body["messages"][1]["content"] == [
+        *SIGNED,
+        {"type": "text", "text": "Checking."},
+        {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
+    ]
+    # Reasoning text alone is not sent: Claude takes no unsigned thinking.
+    unsigned = to_claude(chat(user("Hi"), {"role": "assistant", "content": "Hello", "reasoning_content": "Hm."}))
+    assert unsigned["messages"][1] == {"role": "assistant", "content": "Hello"}
+
+
+def test_thinking_blocks_that_are_not_whole_are_refused() -> None:
+    with pytest.raises(TranslationError, match=r"messages\[1\]\.thinking_blocks\[0\]"):
+        to_claude(chat(user("Hi"), {"role": "assistant", "content": "Hi", "thinking_blocks": [{"type": "thinking"}]}))

@@ -154,3 +154,12 @@ def test_pivot_answer_round_trip(name: str) -> None:
         back["usage"].get("prompt_tokens_details", {}).get("cached_tokens", 0)
         == original["usage"]["prompt_tokens_details"]["cached_tokens"]
     )
+
+
+def test_signed_and_redacted_thinking_become_thinking_blocks_and_back_exactly() -> None:
+    message = load("anthropic", "messages_thinking.response.json")
+    blocks = [b for b in message["content"] if b["type"] in ("thinking", "redacted_thinking")]
+    pivot_message = A.response_to_pivot(message)["choices"][0]["message"]
+    assert pivot_message["thinking_blocks"] == blocks
+    assert pivot_message["reasoning_content"] == blocks[0]["thinking"]
+    assert A.response_from_pivot(A.response_to_pivot(message))["content"][:2] == blocks

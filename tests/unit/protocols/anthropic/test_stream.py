@@ -283,3 +283,22 @@ def test_pivot_stream_round_trip(name: str) -> None:
         assert back.usage is not None and original.usage is not None
         for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
             assert back.usage[key] == original.usage[key]
+
+
+def test_signed_thinking_streams_as_reasoning_then_whole_blocks_and_back_to_the_sdk() -> None:
+    chunks = read(A.stream_to_pivot(), parse([raw("anthropic", "messages_thinking.stream.sse")]))
+    blocks = [b for c in chunks for ch in c.get("choices", ()) for b in ch["delta"].get("thinking_blocks", ())]
+    thinking = "The user wants the weather in Paris. I should call get_weather."
+    signature = "EqQBCgIYAhIMStreamSig7bQ9xZ2kPw4aDHc1vRk8N2mLq3sT6yIwPdWf0Kz9Hj4uXnB5cE8rA1mVt7LgQy2oS3iZ6xN0=="
+    assert blocks == [
+        {"type": "thinking", "thinking": thinking, "signature": signature},
+        {"type": "redacted_thinking", "data": "EmwKAhgBEgyStreamRedacted4kQ9vB2xM7nL5pZ8cT1wR3yJ6hF0sD=="},
+    ]
+    assert Assembled(chunks).reasoning == thinking  # the text streamed as it came
+    body = b"".join(e.raw for e in write(A.stream_from_pivot({"model": "m"}), chunks))
+    with _sdk_client(body, "text/event-stream") as http:
+        client = anthropic.Anthropic(api_key="test", base_url="http://provider.test", http_client=http)
+        with client.messages.stream(model="m", max_tokens=100, messages=[{"role": "user", "content": "hi"}]) as stream:
+            message = stream.get_final_message()
+    assert [b.model_dump(exclude_none=True) for b in message.content[:2]] == blocks
+    assert [b.type for b in message.content[2:]] == ["text", "tool_use"]

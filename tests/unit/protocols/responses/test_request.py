@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tollway.protocols import thinking_blocks
 from tollway.protocols.codec import TranslationError
 from tollway.protocols.responses.request import to_pivot
 
@@ -148,3 +149,30 @@ def test_what_codex_sends_crosses() -> None:
     assert [t["function"]["name"] for t in chat["tools"]] == ["exec_command", "close_agent"]
     assert "client_metadata" not in chat and "reasoning_effort" not in chat
     assert chat["prompt_cache_key"] == "k1" and chat["parallel_tool_calls"] is True
+
+
+def test_the_gateways_reasoning_items_become_the_thinking_blocks_of_the_turn_they_start() -> None:
+    first = [{"type": "thinking", "thinking": "Hm.", "signature": "sig"}]
+    second = [{"type": "redacted_thinking", "data": "d"}]
+    call = {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"}
+    body = {"model": "m", "input": [
+        {"role": "user", "content": "Weather?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": thinking_blocks.seal(first)},
+        {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": thinking_blocks.seal(second)},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+        call,
+        {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+        {"type": "reasoning", "summary": [], "encrypted_content": thinking_blocks.seal(first)},
+        call,
+    ]}  # fmt: skip
+    tool_call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+    assert to_pivot(body)["messages"][1:] == [
+        {"role": "assistant", "content": "Checking.", "thinking_blocks": first + second, "tool_calls": [tool_call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "assistant", "content": None, "thinking_blocks": first, "tool_calls": [tool_call]},
+    ]
+    # Another provider's encrypted reasoning (or none) means nothing here: refused.
+    for encrypted in (None, "gAAAAABo-openais-own"):
+        foreign = {"model": "m", "input": [{"type": "reasoning", "summary": [], "encrypted_content": encrypted}]}
+        with pytest.raises(TranslationError, match=r"input\[0\] of type 'reasoning'"):
+            to_pivot(foreign)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tollway.protocols import thinking_blocks
 from tollway.protocols.responses.response import from_pivot
 
 REQUEST = {"model": "m", "input": "x", "instructions": "Be brief.", "temperature": 0.5, "metadata": {"k": "v"}}
@@ -46,3 +47,14 @@ def test_an_answer_cut_at_the_output_limit_is_incomplete() -> None:
     chat = {"id": "x2", "model": "m", "choices": [{"finish_reason": "length", "message": {"content": "Par"}}]}
     response = from_pivot(chat, REQUEST)
     assert (response["status"], response["incomplete_details"]) == ("incomplete", {"reason": "max_output_tokens"})
+
+
+def test_claudes_signed_thinking_is_a_reasoning_item_first_sealed_in_its_encrypted_content() -> None:
+    blocks = [{"type": "thinking", "thinking": "Hm.", "signature": "sig"}, {"type": "redacted_thinking", "data": "d"}]
+    message = {"role": "assistant", "content": "Hi.", "reasoning_content": "Hm.", "thinking_blocks": blocks}
+    chat = {"id": "x2", "model": "claude-x", "created": 5,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": message}]}  # fmt: skip
+    reasoning, item = from_pivot(chat, REQUEST)["output"]
+    assert reasoning == {"type": "reasoning", "id": "rs_x2", "summary": [],
+                         "encrypted_content": thinking_blocks.seal(blocks)}  # fmt: skip
+    assert item["content"][0]["text"] == "Hi."

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from tollway.protocols import thinking_blocks
 from tollway.protocols.responses.stream import ResponsesStreamWriter
 
 
@@ -77,3 +78,22 @@ def test_a_provider_error_midway_is_an_error_event_then_response_failed() -> Non
     failed = data[-1]["response"]
     assert failed["status"] == "failed" and failed["error"] == {"code": "overloaded_error", "message": "Overloaded"}
     assert failed["output"][0]["status"] == "incomplete" and failed["output"][0]["content"][0]["text"] == "Par"
+
+
+def test_whole_thinking_blocks_are_a_reasoning_item_before_the_text() -> None:
+    blocks = [{"type": "thinking", "thinking": "Hm.", "signature": "sig"}]
+    data = _run(
+        [
+            {"id": "s2", "choices": [{"index": 0, "delta": {"reasoning_content": "Hm."}}]},
+            {"id": "s2", "choices": [{"index": 0, "delta": {"thinking_blocks": blocks}}]},
+            {"id": "s2", "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]},
+        ]
+    )
+    assert [(d["type"], d.get("output_index")) for d in data][2:4] == [
+        ("response.output_item.added", 0),
+        ("response.output_item.done", 0),
+    ]
+    reasoning, message = data[-1]["response"]["output"]
+    assert reasoning["type"] == "reasoning" and reasoning["summary"] == []
+    assert thinking_blocks.unseal(reasoning["encrypted_content"], "item") == blocks
+    assert message["content"][0]["text"] == "Hi"
