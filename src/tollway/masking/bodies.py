@@ -161,6 +161,9 @@ def all_strings(value: Any, fn: TextFn) -> Any:
 
 
 _SIGNED = frozenset({"thinking", "redacted_thinking", "reasoning"})
+# Where an assistant message holds signed blocks: Anthropic's ``content``; a chat
+# client's ``thinking_blocks`` (Claude's blocks as the gateway gave them).
+_SIGNED_LISTS = frozenset({"content", "thinking_blocks"})
 # Where an answer's tool call carries its input as an object (Anthropic, Gemini).
 _TOOL_INPUTS = frozenset({"input", "args"})
 
@@ -245,15 +248,16 @@ def _binary(key: Any, obj: dict[str, Any]) -> bool:
 def _signed_block(stack: list[_Frame], block: dict[str, Any]) -> bool:
     """Whether ``block`` (a member of the list ``stack[-1]`` walks) is a signed block
     where the protocol has one: Anthropic ``thinking`` or ``redacted_thinking`` in an
-    assistant message's content (``messages[i].content[j]``), a Responses ``reasoning``
-    item of the ``input``. Anywhere else such a ``type`` is no reason to skip a text."""
+    assistant message's content (``messages[i].content[j]``) or, as a chat client sends
+    them back, its ``thinking_blocks``; a Responses ``reasoning`` item of the ``input``.
+    Anywhere else such a ``type`` is no reason to skip a text."""
     kind = block.get("type")
     if type(kind) is not str or kind not in _SIGNED:
         return False
     depth, top = len(stack), stack[-1]
     if kind == "reasoning":
         return depth == 2 and top.key == "input"
-    if depth != 4 or top.key != "content" or stack[1].key != "messages":
+    if depth != 4 or top.key not in _SIGNED_LISTS or stack[1].key != "messages":
         return False
     message = stack[2].container
     return isinstance(message, dict) and message.get("role") == "assistant"

@@ -361,3 +361,16 @@ def test_signed_blocks_are_kept_only_where_the_protocol_has_them() -> None:
     responses = {"model": "m", "input": [reasoning, {"role": "user", "content": [reasoning]}]}
     items = map_request("responses", responses, mark)["input"]
     assert items[0] is reasoning and b"bob@x.io" not in orjson.dumps(items[1])
+
+
+def test_a_chat_clients_thinking_blocks_are_kept_as_signed() -> None:
+    """Claude's signed thinking, sent back by an OpenAI chat client in an assistant
+    message's ``thinking_blocks``: a changed block is refused by the provider."""
+    signed = {"type": "thinking", "thinking": "mail bob@x.io", "signature": "sig"}
+    redacted = {"type": "redacted_thinking", "data": "bob@x.io"}
+    assistant = {"role": "assistant", "content": "ok", "thinking_blocks": [signed, redacted]}
+    body = {"model": "m", "messages": [{"role": "user", "content": "bob@x.io"}, assistant]}
+    out = map_request("chat", body, lambda t: t.replace("bob@x.io", "[EMAIL]"))
+    assert out["messages"][0]["content"] == "[EMAIL]"
+    kept = out["messages"][1]["thinking_blocks"]
+    assert kept[0] is signed and kept[1] is redacted
