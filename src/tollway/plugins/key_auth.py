@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tollway import patterns
 from tollway.config.load import LoadedConfig
@@ -88,19 +89,33 @@ class KeyAuthConfig(PluginConfig):
     global_auth: bool | None = None
     allow: list[str] | None = None
 
+    # A field's own check, not the model's: it runs (and is told) even when another
+    # field, such as ``keys``, is missing; each clash is told at its own place.
+    @field_validator("consumers")
+    @classmethod
+    def _unique(cls, v: list[ConsumerEntry]) -> list[ConsumerEntry]:
+        clashes: list[InitErrorDetails] = []
+
+        def clash(loc: tuple[int | str, ...], message: str) -> None:
+            clashes.append(InitErrorDetails(type=PydanticCustomError("duplicate", message), loc=loc, input=v))
+
+        holders: dict[str, str] = {}
+        names: set[str] = set()
+        for k, c in enumerate(v):
+            if c.credential in holders:
+                clash((k, "credential"), f"consumer {holders[c.credential]!r} has the same credential")
+            holders.setdefault(c.credential, c.name)
+            if c.name in names:
+                clash((k, "name"), f"two consumers are named {c.name!r}")
+            names.add(c.name)
+        if clashes:
+            raise ValidationError.from_exception_data("consumers", clashes)
+        return v
+
     @model_validator(mode="after")
-    def _unique(self) -> KeyAuthConfig:
+    def _a_place(self) -> KeyAuthConfig:
         if not self.in_header and not self.in_query:
             raise ValueError("at least one of in_header and in_query must be true")
-        seen: dict[str, str] = {}
-        names: set[str] = set()
-        for c in self.consumers:
-            if c.credential in seen:
-                raise ValueError(f"consumers {seen[c.credential]!r} and {c.name!r} have the same credential")
-            if c.name in names:
-                raise ValueError(f"two consumers are named {c.name!r}")
-            seen[c.credential] = c.name
-            names.add(c.name)
         return self
 
 
