@@ -203,3 +203,39 @@ mcp_servers:
         "mcp_servers[0].openapi",
         "mcp_servers[1].openapi",
     ], done.stdout
+
+
+@pytest.mark.parametrize(
+    ("entry_fields", "code", "said"),
+    [
+        ("failStrategy: FAIL_OPEN", 0, "warning: plugins[1].failStrategy: Higress field, read as failure_mode: open"),
+        (
+            "failStrategy: FAIL_CLOSE",
+            0,
+            "warning: plugins[1].failStrategy: FAIL_CLOSE keeps the plugin's own failure_mode; "
+            "set failure_mode to choose",
+        ),
+        (
+            "{failStrategy: FAIL_OPEN, failure_mode: closed}",
+            0,
+            "warning: plugins[1].failStrategy: ignored; the entry's failure_mode decides",
+        ),
+        (
+            "failStrategy: OPEN",
+            2,
+            "plugins[1].failStrategy: must be FAIL_OPEN or FAIL_CLOSE (or set failure_mode: open or closed)",
+        ),
+    ],
+)
+def test_fail_strategy_is_read_and_the_warning_says_how(
+    tmp_path: Path, entry_fields: str, code: int, said: str
+) -> None:
+    # failStrategy is acted on (FAIL_OPEN sets failure_mode: open), so it is never
+    # called an ignored deployment field.
+    fields = entry_fields.strip("{}").replace(", ", "\n    ")
+    done = check_process(
+        tmp_path, VALID.replace("  - name: request-block\n", f"  - name: request-block\n    {fields}\n")
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    assert said in (done.stderr if code == 0 else done.stdout).splitlines()
+    assert "failStrategy: Higress deployment field ignored" not in done.stderr

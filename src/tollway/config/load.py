@@ -25,7 +25,8 @@ from tollway.config.schema import Config, FailureMode, PluginConfig, PluginEntry
 PluginModels = Mapping[str, type[PluginConfig]]
 
 # Higress deployment fields that mean nothing here: accepted, warned about once each.
-_DEPLOYMENT_FIELDS = ("url", "sha256", "imagePullPolicy", "imagePullSecret", "vmConfig", "failStrategy")
+# (``failStrategy`` is read: ``_fail_strategy``.)
+_DEPLOYMENT_FIELDS = ("url", "sha256", "imagePullPolicy", "imagePullSecret", "vmConfig")
 
 
 class ConfigError(Exception):
@@ -133,16 +134,33 @@ def _told_for_default(problem: str, default_problems: set[str], overrides: Mappi
     return problem in default_problems and field_name not in overrides
 
 
-def _take_deployment_fields(raw: dict[str, Any], warnings: list[str]) -> None:
+def _fail_strategy(entry: dict[str, Any], place: str, warnings: list[str], problems: list[str]) -> None:
+    """Higress's ``failStrategy``, taken off the entry: ``FAIL_OPEN`` is read as
+    ``failure_mode: open`` unless the entry gives one. ``FAIL_CLOSE`` (Higress's default)
+    leaves each plugin its own default: in Higress it is about the plugin crashing, and
+    a plugin such as ai-cache lets calls through when its store fails either way."""
+    value = entry.pop("failStrategy")
+    if value not in ("FAIL_OPEN", "FAIL_CLOSE"):
+        problems.append(f"{place}: must be FAIL_OPEN or FAIL_CLOSE (or set failure_mode: open or closed)")
+    elif "failure_mode" in entry:
+        warnings.append(f"{place}: ignored; the entry's failure_mode decides")
+    elif value == "FAIL_OPEN":
+        entry["failure_mode"] = "open"
+        warnings.append(f"{place}: Higress field, read as failure_mode: open")
+    else:
+        warnings.append(f"{place}: FAIL_CLOSE keeps the plugin's own failure_mode; set failure_mode to choose")
+
+
+def _take_deployment_fields(raw: dict[str, Any], warnings: list[str], problems: list[str]) -> None:
     for i, entry in enumerate(raw.get("plugins") or []):
         if not isinstance(entry, dict):
             continue
         for name in _DEPLOYMENT_FIELDS:
             if name in entry:
-                value = entry.pop(name)
+                entry.pop(name)
                 warnings.append(f"plugins[{i}].{name}: Higress deployment field ignored")
-                if name == "failStrategy" and value == "FAIL_OPEN" and "failure_mode" not in entry:
-                    entry["failure_mode"] = "open"
+        if "failStrategy" in entry:
+            _fail_strategy(entry, f"plugins[{i}].failStrategy", warnings, problems)
         for section in ("defaultConfig",):
             cfg = entry.get(section)
             if isinstance(cfg, dict) and "redis" in cfg:
@@ -317,7 +335,7 @@ def load_config_text(
         raise ConfigError(["(top): the config must be a mapping"])
     warnings: list[str] = []
     problems: list[str] = []
-    _take_deployment_fields(raw, warnings)
+    _take_deployment_fields(raw, warnings, problems)
     _check_service_rules(raw, problems)
     cfg, entries, failed = _parse(raw, problems)
     _check_references(cfg, entries, failed, problems)
