@@ -239,3 +239,58 @@ def test_fail_strategy_is_read_and_the_warning_says_how(
     assert done.returncode == code, done.stdout + done.stderr
     assert said in (done.stderr if code == 0 else done.stdout).splitlines()
     assert "failStrategy: Higress deployment field ignored" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code", "said"),
+    [
+        (
+            "config: {allow: [alice]}",
+            "config: {allow: [alice]}\n        routeType: HTTP",
+            0,
+            "warning: plugins[0].matchRules[0].routeType: no effect; every Tollway route is HTTP",
+        ),
+        (
+            "config: {allow: [alice]}",
+            "config: {allow: [alice]}\n        routeType: GRPC",
+            2,
+            "plugins[0].matchRules[0].routeType: Tollway routes are all HTTP: a GRPC rule would match no route "
+            "(use HTTP or leave it out)",
+        ),
+        ("block_urls: [password]", "block_urls: [password], block_bodys: [pw]", 0, "ok"),
+        (
+            "block_urls: [password]",
+            "block_bodies: [pw], block_bodys: [pw]",
+            2,
+            "plugins[1].defaultConfig: give block_bodies or block_bodys (the same list), not both",
+        ),
+        (
+            "{name: alice, credential: ck-alice}",
+            "{name: alice, credentials: [ck-a1, ck-a2]}, {name: bob, credential: ck-b, credentials: [ck-a2]}",
+            2,
+            "plugins[0].defaultConfig.consumers[1].credentials[0]: consumer 'alice' has the same credential",
+        ),
+        (
+            "{name: alice, credential: ck-alice}",
+            "{name: alice, credential: ck-alice, keys: [x-key], in_query: false}",
+            2,
+            "plugins[0].defaultConfig.consumers[0]: keys, in_query per consumer (Higress's C++ key-auth) is not "
+            "supported: set keys, in_header and in_query on the key-auth config, where they apply to every consumer",
+        ),
+        ("keys: [authorization]", "keys: [authorization]\n      realm: MSE Gateway", 0, "ok"),
+    ],
+    ids=[
+        "routeType-HTTP",
+        "routeType-GRPC",
+        "block_bodys",
+        "both-body-names",
+        "credentials-clash",
+        "consumer-keys",
+        "realm",
+    ],
+)
+def test_higress_fields_a_higress_user_brings(tmp_path: Path, old: str, new: str, code: int, said: str) -> None:
+    assert old in VALID
+    done = check_process(tmp_path, VALID.replace(old, new, 1))
+    assert done.returncode == code, done.stdout + done.stderr
+    assert said in (done.stdout + done.stderr).splitlines(), done.stdout + done.stderr

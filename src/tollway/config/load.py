@@ -292,6 +292,8 @@ def _plugin_setups(
         warnings.extend(f"plugins[{i}].defaultConfig.{why}" for why in sorted(inherited))
         rules: list[RuleConfig] = []
         for j, rule in enumerate(entry.matchRules):
+            if rule.routeType is not None:
+                warnings.append(f"plugins[{i}].matchRules[{j}].routeType: no effect; every Tollway route is HTTP")
             if rule.configDisable:
                 continue
             merged = {**base, **rule.config}
