@@ -325,9 +325,11 @@ class Exchange:
     # Set when telemetry is on and the call is sampled (see ``CallTrace``).
     trace: CallTrace | None = None
     # ai-statistics attributes for the usage record; the keys in ``log_attributes`` also
-    # go to the access-log line. ``None`` until a plugin sets one (most calls have none).
+    # go to the access-log line, those in ``span_attributes`` to the call's span, under
+    # the name it maps them to. ``None`` until a plugin sets one (most calls have none).
     attributes: dict[str, Any] | None = None
     log_attributes: frozenset[str] | None = None
+    span_attributes: dict[str, str] | None = None
     # Headers the gateway adds to the upstream request (X-Mse-Consumer, …) and the
     # credential names to strip from it; plugins write here instead of the request.
     upstream_headers: list[tuple[str, str]] = field(default_factory=list)

@@ -38,16 +38,20 @@ def test_a_typo_fails_with_the_keys_place_and_exit_2(tmp_path: Path) -> None:
     assert "ok" not in done.stdout.splitlines()
 
 
-def test_serve_refuses_an_invalid_config_the_same_way(tmp_path: Path) -> None:
+def serve_process(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "tollway.yaml"
-    path.write_text(VALID.replace("path_prefix: /v1/", "path_prefx: /v1/"))
-    done = subprocess.run(
+    path.write_text(text)
+    return subprocess.run(
         [sys.executable, "-m", "tollway", "serve", "-c", str(path), "--port", "0", "--admin-port", "0"],
         capture_output=True,
         text=True,
         timeout=30,
         cwd=tmp_path,
     )
+
+
+def test_serve_refuses_an_invalid_config_the_same_way(tmp_path: Path) -> None:
+    done = serve_process(tmp_path, VALID.replace("path_prefix: /v1/", "path_prefx: /v1/"))
     assert done.returncode == 2
     assert "routes[0].path_prefx: unknown field" in done.stderr
     assert done.stdout == ""
@@ -96,3 +100,197 @@ def test_check_refuses_what_serve_refuses_an_admin_api_open_to_the_network(
         assert f"admin.host {host!r} is not loopback and admin.token is empty" in done.stdout
     else:
         assert (done.returncode, done.stdout) == (0, "ok\n"), done.stdout + done.stderr
+
+
+# --- every problem in one run --------------------------------------------------------------
+
+# A typo in one section, a plugin config missing a field, two consumers with one key:
+# each a different stage of the check, all told in one run.
+THREE_KINDS = """
+providers: [{id: mock, type: mock}]
+routes:
+  - {name: r, path_prefx: /v1/, provider: mock}
+plugins:
+  - {name: key-rate-limit, defaultConfig: {global_threshold: {query_per_minute: 5}}}
+  - name: key-auth
+    defaultConfig:
+      consumers: [{name: a, credential: same}, {name: a, credential: same}]
+"""
+THREE_KINDS_PROBLEMS = [
+    "routes[0].path_prefx: unknown field",
+    "plugins[1].defaultConfig.consumers[1].credential: consumer 'a' has the same credential",
+    "plugins[1].defaultConfig.consumers[1].name: two consumers are named 'a'",
+    "plugins[1].defaultConfig.keys: field required",
+]
+
+
+# server fails the schema; the references, the plugin entries, what only building the
+# providers finds, an undeclared group and the admin rule are checked all the same.
+TYPO_HIDES_NOTHING = """
+server: {prot: 5}
+admin: {host: 0.0.0.0}
+providers: [{id: mock, type: mock}, {id: az, type: azure}]
+groups: [{name: staff}]
+routes:
+  - {name: r, path_prefix: /v1/, provider: nope}
+plugins:
+  - {name: key-auth, phase: FIRST, defaultConfig: {keys: [x]}}
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{name: a, credential: ck-a, groups: [stafff]}]
+    matchRules: [{ingress: [missing], config: {allow: [a]}}]
+"""
+TYPO_HIDES_NOTHING_PROBLEMS = [
+    "server.prot: unknown field",
+    "plugins[0].phase: input should be 'AUTHN', 'AUTHZ', 'STATS', 'UNSPECIFIED' or 'UNSPECIFIED_PHASE'",
+    "routes[0].provider: no provider with id 'nope'",
+    "plugins[1].matchRules[0].ingress[0]: no route named 'missing'",
+    "providers[1].type: provider type 'azure' needs azureServiceUrl, an http(s) URL",
+    "plugins[1].defaultConfig.consumers[0].groups[0]: unknown group 'stafff' of consumer 'a' "
+    "(declare it under groups:)",
+    "admin.host '0.0.0.0' is not loopback and admin.token is empty: "
+    "the admin API is never open to the network without a token",
+]
+# The provider entry has a typo: the route naming it, the rule naming the route with a
+# typo, and ai-cache naming the provider are not told "no such provider/route".
+NAMES_INTO_A_FAILED_SECTION = """
+providers: [{id: mock, typ: mock}]
+routes:
+  - {name: r, path_prefix: /v1/, provider: mock, methodz: [GET]}
+plugins:
+  - name: ai-cache
+    defaultConfig: {enableSemanticCache: true, semantic: {provider: mock, model: m}}
+    matchRules: [{ingress: [r], config: {cacheTTL: 5}}]
+"""
+NAMES_INTO_A_FAILED_SECTION_PROBLEMS = [
+    "providers[0].type: field required",
+    "providers[0].typ: unknown field",
+    "routes[0].methodz: unknown field",
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        (THREE_KINDS, THREE_KINDS_PROBLEMS),
+        (TYPO_HIDES_NOTHING, TYPO_HIDES_NOTHING_PROBLEMS),
+        (NAMES_INTO_A_FAILED_SECTION, NAMES_INTO_A_FAILED_SECTION_PROBLEMS),
+    ],
+    ids=["three-kinds", "typo-hides-nothing", "names-into-a-failed-section"],
+)
+def test_check_reports_every_problem_it_can_in_one_run(tmp_path: Path, text: str, problems: list[str]) -> None:
+    done = check_process(tmp_path, text)
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == problems
+
+
+def test_serve_reports_them_all_too(tmp_path: Path) -> None:
+    done = serve_process(tmp_path, THREE_KINDS)
+    assert done.returncode == 2
+    assert [line.strip() for line in done.stderr.splitlines()[1:]] == THREE_KINDS_PROBLEMS
+
+
+def test_every_mcp_server_that_cannot_be_built_is_named(tmp_path: Path) -> None:
+    text = """
+mcp_servers:
+  - {name: a, type: rest, openapi: missing-a.yaml}
+  - {name: b, type: rest, openapi: missing-b.yaml}
+"""
+    done = check_process(tmp_path, text)
+    assert done.returncode == 2
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == [
+        "mcp_servers[0].openapi",
+        "mcp_servers[1].openapi",
+    ], done.stdout
+
+
+@pytest.mark.parametrize(
+    ("entry_fields", "code", "said"),
+    [
+        ("failStrategy: FAIL_OPEN", 0, "warning: plugins[1].failStrategy: Higress field, read as failure_mode: open"),
+        (
+            "failStrategy: FAIL_CLOSE",
+            0,
+            "warning: plugins[1].failStrategy: FAIL_CLOSE keeps the plugin's own failure_mode; "
+            "set failure_mode to choose",
+        ),
+        (
+            "{failStrategy: FAIL_OPEN, failure_mode: closed}",
+            0,
+            "warning: plugins[1].failStrategy: ignored; the entry's failure_mode decides",
+        ),
+        (
+            "failStrategy: OPEN",
+            2,
+            "plugins[1].failStrategy: must be FAIL_OPEN or FAIL_CLOSE (or set failure_mode: open or closed)",
+        ),
+    ],
+)
+def test_fail_strategy_is_read_and_the_warning_says_how(
+    tmp_path: Path, entry_fields: str, code: int, said: str
+) -> None:
+    # failStrategy is acted on (FAIL_OPEN sets failure_mode: open), so it is never
+    # called an ignored deployment field.
+    fields = entry_fields.strip("{}").replace(", ", "\n    ")
+    done = check_process(
+        tmp_path, VALID.replace("  - name: request-block\n", f"  - name: request-block\n    {fields}\n")
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    assert said in (done.stderr if code == 0 else done.stdout).splitlines()
+    assert "failStrategy: Higress deployment field ignored" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code", "said"),
+    [
+        (
+            "config: {allow: [alice]}",
+            "config: {allow: [alice]}\n        routeType: HTTP",
+            0,
+            "warning: plugins[0].matchRules[0].routeType: no effect; every Tollway route is HTTP",
+        ),
+        (
+            "config: {allow: [alice]}",
+            "config: {allow: [alice]}\n        routeType: GRPC",
+            2,
+            "plugins[0].matchRules[0].routeType: Tollway routes are all HTTP: a GRPC rule would match no route "
+            "(use HTTP or leave it out)",
+        ),
+        ("block_urls: [password]", "block_urls: [password], block_bodys: [pw]", 0, "ok"),
+        (
+            "block_urls: [password]",
+            "block_bodies: [pw], block_bodys: [pw]",
+            2,
+            "plugins[1].defaultConfig: give block_bodies or block_bodys (the same list), not both",
+        ),
+        (
+            "{name: alice, credential: ck-alice}",
+            "{name: alice, credentials: [ck-a1, ck-a2]}, {name: bob, credential: ck-b, credentials: [ck-a2]}",
+            2,
+            "plugins[0].defaultConfig.consumers[1].credentials[0]: consumer 'alice' has the same credential",
+        ),
+        (
+            "{name: alice, credential: ck-alice}",
+            "{name: alice, credential: ck-alice, keys: [x-key], in_query: false}",
+            2,
+            "plugins[0].defaultConfig.consumers[0]: keys, in_query per consumer (Higress's C++ key-auth) is not "
+            "supported: set keys, in_header and in_query on the key-auth config, where they apply to every consumer",
+        ),
+        ("keys: [authorization]", "keys: [authorization]\n      realm: MSE Gateway", 0, "ok"),
+    ],
+    ids=[
+        "routeType-HTTP",
+        "routeType-GRPC",
+        "block_bodys",
+        "both-body-names",
+        "credentials-clash",
+        "consumer-keys",
+        "realm",
+    ],
+)
+def test_higress_fields_a_higress_user_brings(tmp_path: Path, old: str, new: str, code: int, said: str) -> None:
+    assert old in VALID
+    done = check_process(tmp_path, VALID.replace(old, new, 1))
+    assert done.returncode == code, done.stdout + done.stderr
+    assert said in (done.stdout + done.stderr).splitlines(), done.stdout + done.stderr

@@ -257,6 +257,32 @@ def test_admin_reload_answers_200_or_400_with_the_errors(
         assert chat(http, "/second/v1/chat/completions").status_code == 200
 
 
+def test_a_refused_reload_lists_every_problem_at_once(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
+    gw = gateway(config(mock_llm))
+    path = tmp_path / "tollway.yaml"
+    broken = config(
+        mock_llm,
+        SECOND_ROUTE.replace("provider: mock}", "provider: nope}")
+        + "plugins:\n  - {name: key-auth, defaultConfig: {consumers: [{name: a, credential: k}]}}\n",
+    ).replace("path_prefix: /v1/,", "path_prefx: /v1/,")
+    broken = broken.replace("providers:\n", "providers:\n  - {id: az, type: azure}\n")
+    built = "providers[0].type: provider type 'azure' needs azureServiceUrl, an http(s) URL"
+    # The routes' typo first; once fixed, what only a parsed route can show.
+    expected = {
+        broken: ["routes[0].path_prefx: unknown field", "plugins[0].defaultConfig.keys: field required", built],
+        broken.replace("path_prefx", "path_prefix"): [
+            "routes[1].provider: no provider with id 'nope'",
+            "plugins[0].defaultConfig.keys: field required",
+            built,
+        ],
+    }
+    with httpx.Client(base_url=gw.admin_url, timeout=10) as admin:
+        for text, errors in expected.items():
+            write_unnoticed(path, text)
+            r = admin.post("/api/reload")
+            assert (r.status_code, r.json()["errors"]) == (400, errors)
+
+
 def test_a_reload_that_changes_server_settings_says_they_need_a_restart(
     gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
 ) -> None:

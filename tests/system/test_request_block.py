@@ -133,3 +133,11 @@ async def test_a_deeply_nested_body_is_refused_under_failure_mode_open(
             r = await http.post("/v1/chat/completions", content=nested, headers={"content-type": "application/json"})
             assert 400 <= r.status_code < 500, (depth, r.status_code, r.text)
     assert mock_requests() == []
+
+
+async def test_block_bodys_higress_cpp_spelling_blocks_bodies(gateway: Any, mock_llm: Any) -> None:
+    gw = gateway(GATEWAY.format(mock=mock_llm.url).replace("block_bodies: [password]", "block_bodys: [secret]"))
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+        body = {"model": "m", "messages": [{"role": "user", "content": "my secret"}]}
+        r = await http.post("/v1/chat/completions", json=body, headers={"authorization": "Bearer ck-alice"})
+        assert r.status_code == 404 and r.headers["x-tollway-reason"] == "request-block.blocked"

@@ -50,11 +50,25 @@ routes:
   - {{name: ab, path_prefix: /ab/v1/, providers: [a, b]}}
   - {{name: claude, path_prefix: /claude/v1/, provider: a-claude}}
   - {{name: retrying, path_prefix: /retrying/v1/, provider: retrying}}
+  - {{name: stats, path_prefix: /stats/v1/, provider: a}}
 plugins:
   - name: key-auth
     defaultConfig:
       keys: [authorization]
       consumers: [{{name: alice, credential: "Bearer k-alice"}}]
+  - name: ai-statistics
+    defaultConfigDisable: true
+    matchRules:
+      - ingress: [stats]
+        config:
+          attributes:
+            - {{key: team, value_source: request_header, value: x-team, apply_to_span: true, trace_span_key: app.team}}
+            - {{key: asked, value_source: request_body, value: messages, apply_to_span: true}}
+            - {{key: finish, value_source: response_body, value: choices.0.finish_reason, apply_to_span: true}}
+            - {{key: model, value_source: fixed_value, value: not-the-model, apply_to_span: true,
+                trace_span_key: gen_ai.request.model}}
+            - {{key: unseen, value_source: request_header, value: x-absent, apply_to_span: true}}
+            - {{key: logged, value_source: fixed_value, value: only-logged, apply_to_log: true}}
 """
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -204,9 +218,12 @@ def fresh_fakes(fakes: tuple[FakeProvider, FakeProvider]) -> None:
         fake.reset()
 
 
-def call(gw: Proc, path: str, traceparent: str | None = None, **body: Any) -> tuple[str, httpx.Response]:
+def call(
+    gw: Proc, path: str, traceparent: str | None = None, extra: dict[str, str] | None = None, **body: Any
+) -> tuple[str, httpx.Response]:
     request_id = new_request_id()
     headers = {"authorization": "Bearer k-alice", "x-request-id": request_id, "tracestate": "vendor=opaque"}
+    headers.update(extra or {})
     if traceparent is not None:
         headers["traceparent"] = traceparent
     r = httpx.post(gw.url + path, json={**CHAT, **body}, headers=headers, timeout=30)
@@ -267,6 +284,24 @@ def test_a_call_continues_the_clients_trace_with_the_genai_attributes(
         "http.response.status_code": 200,
     }
     assert span.start_ns <= attempt.start_ns <= attempt.end_ns <= span.end_ns
+
+
+def test_ai_statistics_attributes_with_apply_to_span_are_on_the_call_span(gw: Proc, receiver: Receiver) -> None:
+    request_id, r = call(gw, "/stats/v1/chat/completions", extra={"x-team": "search"})
+    assert r.status_code == 200, r.text
+    span, _ = receiver.of_request(request_id)
+    chosen = {k: v for k, v in span.attributes.items() if not k.startswith(("gen_ai.", "tollway.", "http."))}
+    # Under trace_span_key, else the key; a JSON value as its text; a value never found,
+    # and an attribute only for the log, are not there.
+    assert chosen == {
+        "app.team": "search",
+        "asked": '[{"role":"user","content":"What is the capital of France?"}]',
+        "finish": "stop",
+    }
+    # A span name the gateway sets itself keeps the gateway's value.
+    assert span.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    # Acted on, so not warned about as ignored.
+    assert not any("apply_to_span" in line for line in gw.stderr_lines), gw.stderr_lines
 
 
 def test_a_failover_gives_one_attempt_span_per_provider(

@@ -28,20 +28,19 @@ def _setup_logging() -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_file(args.config)
-        from tollway.gateway.snapshot import check_buildable
+    from tollway.gateway.snapshot import check_config
 
-        check_buildable(loaded)
-    except ConfigError as exc:
-        for problem in exc.problems:
+    loaded, problems = check_config(lambda: load_file(args.config))
+    if loaded is not None and "admin" not in loaded.failed:
+        # What `serve` would refuse to start with is no valid config either.
+        exposed = _admin_exposed(loaded.config.admin.host, loaded.config.admin.token)
+        if exposed:
+            problems.append(exposed)
+    if problems:
+        for problem in problems:
             print(problem)
         return 2
-    # What `serve` would refuse to start with is no valid config either.
-    exposed = _admin_exposed(loaded.config.admin.host, loaded.config.admin.token)
-    if exposed:
-        print(exposed)
-        return 2
+    assert loaded is not None
     for w in loaded.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print("ok")
@@ -66,13 +65,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         print(f"tollway: demo consumer key: {key}", file=sys.stderr)
         source = ConfigSource(None, quickstart_yaml(key, os.environ))
-    try:
-        loaded = source.load()
-        from tollway.gateway.snapshot import check_buildable
+    from tollway.gateway.snapshot import check_config
 
-        check_buildable(loaded)
-    except ConfigError as exc:
-        print_config_problems(exc)
+    loaded, problems = check_config(source.load)
+    if problems or loaded is None:
+        print_config_problems(ConfigError(problems))
         return 2
     cfg = loaded.config
     listen = Listen(

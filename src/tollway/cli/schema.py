@@ -10,7 +10,8 @@ may give any subset).
 What the loader does around the schema, and the schema cannot say: ``${VAR}``
 substitution before parsing; the Higress deployment fields it takes out with a warning
 (a plugin entry's ``url``, ``sha256``, ``imagePullPolicy``, ``imagePullSecret``,
-``vmConfig``, ``failStrategy``, and ``redis`` blocks in plugin configs); checks across
+``vmConfig``, ``failStrategy`` (read as a ``failure_mode``), and ``redis`` blocks in
+plugin configs); checks across
 fields and entries (one ``limit_by_*`` per rule item, routes naming providers that
 exist, two consumers with one credential, …). ``tollway check`` does all of it.
 

@@ -19,21 +19,28 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tollway.config.envsubst import UnsetVariable, substitute
-from tollway.config.schema import Config, FailureMode, PluginConfig
+from tollway.config.schema import Config, FailureMode, PluginConfig, PluginEntry
 
 # Each plugin's config model, by the plugin's name (``tollway.plugins.registry``).
 PluginModels = Mapping[str, type[PluginConfig]]
 
 # Higress deployment fields that mean nothing here: accepted, warned about once each.
-_DEPLOYMENT_FIELDS = ("url", "sha256", "imagePullPolicy", "imagePullSecret", "vmConfig", "failStrategy")
+# (``failStrategy`` is read: ``_fail_strategy``.)
+_DEPLOYMENT_FIELDS = ("url", "sha256", "imagePullPolicy", "imagePullSecret", "vmConfig")
 
 
 class ConfigError(Exception):
-    """A config that cannot be used; ``problems`` holds one ``place: message`` line each."""
+    """A config that cannot be used; ``problems`` holds one ``place: message`` line each.
 
-    def __init__(self, problems: list[str]) -> None:
+    ``parsed`` is what the loader could still read of it (``LoadedConfig.failed`` names
+    the sections left out), so that the checks after loading (building the providers and
+    plugins) run too and one pass reports everything; ``None`` when nothing could be read
+    (the YAML, an unset variable) or the problem was found after loading."""
+
+    def __init__(self, problems: list[str], parsed: LoadedConfig | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.parsed = parsed
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,10 @@ class LoadedConfig:
     # Provider id → where each of its apiTokens came from: "$NAME" for an environment
     # variable, "the config file" for a key written in it (start-up says so, never the key).
     key_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Only in a ``ConfigError``'s ``parsed``: the top-level sections with a problem, left at
+    # their defaults in ``config``. ``plugins`` is read entry by entry: when it is named
+    # here, ``plugins`` (the setups) still holds every entry whose config is valid.
+    failed: frozenset[str] = frozenset()
 
 
 def _place(prefix: str, loc: tuple[int | str, ...]) -> str:
@@ -105,27 +116,51 @@ def _errors(exc: ValidationError, prefix: str = "") -> list[str]:
 
 
 def _validate_plugin(
-    model: type[BaseModel], raw: Mapping[str, Any], place: str, problems: list[str]
-) -> PluginConfig | None:
+    model: type[BaseModel], raw: Mapping[str, Any], place: str
+) -> tuple[PluginConfig | None, list[str]]:
+    """The config, or None; and its problems, each relative to ``place`` (``.keys: …``)."""
     try:
         validated = model.model_validate(dict(raw))
     except ValidationError as exc:
-        problems.extend(_errors(exc, place))
-        return None
+        return None, [p.removeprefix(place) for p in _errors(exc, place)]
     assert isinstance(validated, PluginConfig)
-    return validated
+    return validated, []
 
 
-def _take_deployment_fields(raw: dict[str, Any], warnings: list[str]) -> None:
+def _told_for_default(problem: str, default_problems: set[str], overrides: Mapping[str, Any]) -> bool:
+    """Whether a rule's problem is one its config only inherits from ``defaultConfig``
+    (a field the rule does not set), told there already."""
+    field_name = re.split(r"[.\[:]", problem[1:], maxsplit=1)[0] if problem.startswith(".") else ""
+    return problem in default_problems and field_name not in overrides
+
+
+def _fail_strategy(entry: dict[str, Any], place: str, warnings: list[str], problems: list[str]) -> None:
+    """Higress's ``failStrategy``, taken off the entry: ``FAIL_OPEN`` is read as
+    ``failure_mode: open`` unless the entry gives one. ``FAIL_CLOSE`` (Higress's default)
+    leaves each plugin its own default: in Higress it is about the plugin crashing, and
+    a plugin such as ai-cache lets calls through when its store fails either way."""
+    value = entry.pop("failStrategy")
+    if value not in ("FAIL_OPEN", "FAIL_CLOSE"):
+        problems.append(f"{place}: must be FAIL_OPEN or FAIL_CLOSE (or set failure_mode: open or closed)")
+    elif "failure_mode" in entry:
+        warnings.append(f"{place}: ignored; the entry's failure_mode decides")
+    elif value == "FAIL_OPEN":
+        entry["failure_mode"] = "open"
+        warnings.append(f"{place}: Higress field, read as failure_mode: open")
+    else:
+        warnings.append(f"{place}: FAIL_CLOSE keeps the plugin's own failure_mode; set failure_mode to choose")
+
+
+def _take_deployment_fields(raw: dict[str, Any], warnings: list[str], problems: list[str]) -> None:
     for i, entry in enumerate(raw.get("plugins") or []):
         if not isinstance(entry, dict):
             continue
         for name in _DEPLOYMENT_FIELDS:
             if name in entry:
-                value = entry.pop(name)
+                entry.pop(name)
                 warnings.append(f"plugins[{i}].{name}: Higress deployment field ignored")
-                if name == "failStrategy" and value == "FAIL_OPEN" and "failure_mode" not in entry:
-                    entry["failure_mode"] = "open"
+        if "failStrategy" in entry:
+            _fail_strategy(entry, f"plugins[{i}].failStrategy", warnings, problems)
         for section in ("defaultConfig",):
             cfg = entry.get(section)
             if isinstance(cfg, dict) and "redis" in cfg:
@@ -166,7 +201,35 @@ def _check_service_rules(raw: dict[str, Any], problems: list[str]) -> None:
                 rule.pop("service")
 
 
-def _check_references(cfg: Config, problems: list[str]) -> None:
+def _parse(raw: dict[str, Any], problems: list[str]) -> tuple[Config, list[tuple[int, PluginEntry]], frozenset[str]]:
+    """The file against the schema: the config, its plugin entries with their places, and
+    the sections that failed. A valid file is validated once, whole; otherwise each
+    section counts on its own (one with a problem is left at its default) and the plugin
+    entries each on their own, so the checks that follow see everything that parsed."""
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_errors(exc))
+        failed = frozenset(str(err["loc"][0]) for err in exc.errors() if err["loc"])
+    else:
+        return cfg, list(enumerate(cfg.plugins)), frozenset()
+    # Sections do not depend on each other in the schema: what is left validates.
+    cfg = Config.model_validate({k: v for k, v in raw.items() if k not in failed})
+    entries = list(enumerate(cfg.plugins))
+    if "plugins" in failed and isinstance(raw.get("plugins"), list):
+        for i, item in enumerate(raw["plugins"]):
+            try:
+                entries.append((i, PluginEntry.model_validate(item)))
+            except ValidationError:
+                continue  # told above, with the whole file's other problems
+    return cfg, entries, failed
+
+
+def _check_references(
+    cfg: Config, entries: list[tuple[int, PluginEntry]], failed: frozenset[str], problems: list[str]
+) -> None:
+    """Names unique, and every name a section uses found in its section. A section that
+    failed is empty here: what refers into it is not checked (it would all be reported)."""
     provider_ids = [p.id for p in cfg.providers]
     seen: set[str] = set()
     for i, p in enumerate(cfg.providers):
@@ -179,32 +242,38 @@ def _check_references(cfg: Config, problems: list[str]) -> None:
             problems.append(f"mcp_servers[{i}].name: duplicate MCP server name {server.name!r}")
         server_names.add(server.name)
     route_names: set[str] = set()
+    providers_known = "providers" not in failed
     for i, r in enumerate(cfg.routes):
         if r.name in route_names:
             problems.append(f"routes[{i}].name: duplicate route name {r.name!r}")
         route_names.add(r.name)
-        if r.provider is not None and r.provider not in provider_ids:
-            problems.append(f"routes[{i}].provider: no provider with id {r.provider!r}")
-        for j, pid in enumerate(r.providers or []):
-            if pid not in provider_ids:
-                problems.append(f"routes[{i}].providers[{j}]: no provider with id {pid!r}")
-        for pattern, pid in r.model_providers.items():
-            if pid not in provider_ids:
-                problems.append(f"routes[{i}].model_providers.{pattern}: no provider with id {pid!r}")
-        if r.mcp_server is not None and r.mcp_server not in server_names:
+        if providers_known:
+            if r.provider is not None and r.provider not in provider_ids:
+                problems.append(f"routes[{i}].provider: no provider with id {r.provider!r}")
+            for j, pid in enumerate(r.providers or []):
+                if pid not in provider_ids:
+                    problems.append(f"routes[{i}].providers[{j}]: no provider with id {pid!r}")
+            for pattern, pid in r.model_providers.items():
+                if pid not in provider_ids:
+                    problems.append(f"routes[{i}].model_providers.{pattern}: no provider with id {pid!r}")
+        if r.mcp_server is not None and r.mcp_server not in server_names and "mcp_servers" not in failed:
             problems.append(f"routes[{i}].mcp_server: no mcp_servers entry named {r.mcp_server!r}")
-    for i, entry in enumerate(cfg.plugins):
+    for i, entry in entries:
         for j, rule in enumerate(entry.matchRules):
             if not rule.ingress and not rule.domain:
                 problems.append(f"plugins[{i}].matchRules[{j}]: a rule needs ingress or domain")
+            if "routes" in failed:
+                continue
             for k, name in enumerate(rule.ingress or []):
                 if name not in route_names:
                     problems.append(f"plugins[{i}].matchRules[{j}].ingress[{k}]: no route named {name!r}")
 
 
-def _plugin_setups(cfg: Config, models: PluginModels, problems: list[str], warnings: list[str]) -> list[PluginSetup]:
+def _plugin_setups(
+    entries: list[tuple[int, PluginEntry]], models: PluginModels, problems: list[str], warnings: list[str]
+) -> list[PluginSetup]:
     setups: list[PluginSetup] = []
-    for i, entry in enumerate(cfg.plugins):
+    for i, entry in entries:
         model = models.get(entry.name)
         if model is None:
             known = ", ".join(sorted(models))
@@ -212,18 +281,25 @@ def _plugin_setups(cfg: Config, models: PluginModels, problems: list[str], warni
             continue
         base = dict(entry.defaultConfig or {})
         default = None
+        default_problems: set[str] = set()
         if not entry.defaultConfigDisable:
-            default = _validate_plugin(model, base, f"plugins[{i}].defaultConfig", problems)
+            place = f"plugins[{i}].defaultConfig"
+            default, found = _validate_plugin(model, base, place)
+            problems.extend(place + p for p in found)
+            default_problems.update(found)
         # A rule inherits the default's fields: warn about each ignored field once.
         inherited = set(default.ignored()) if default is not None else set()
         warnings.extend(f"plugins[{i}].defaultConfig.{why}" for why in sorted(inherited))
         rules: list[RuleConfig] = []
         for j, rule in enumerate(entry.matchRules):
+            if rule.routeType is not None:
+                warnings.append(f"plugins[{i}].matchRules[{j}].routeType: no effect; every Tollway route is HTTP")
             if rule.configDisable:
                 continue
             merged = {**base, **rule.config}
             place = f"plugins[{i}].matchRules[{j}].config"
-            validated = _validate_plugin(model, merged, place, problems)
+            validated, found = _validate_plugin(model, merged, place)
+            problems.extend(place + p for p in found if not _told_for_default(p, default_problems, rule.config))
             if validated is not None:
                 warnings.extend(f"{place}.{why}" for why in sorted(set(validated.ignored()) - inherited))
                 rules.append(RuleConfig(j, tuple(rule.ingress or ()), tuple(rule.domain or ()), validated))
@@ -261,17 +337,14 @@ def load_config_text(
         raise ConfigError(["(top): the config must be a mapping"])
     warnings: list[str] = []
     problems: list[str] = []
-    _take_deployment_fields(raw, warnings)
+    _take_deployment_fields(raw, warnings, problems)
     _check_service_rules(raw, problems)
-    try:
-        cfg = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(problems + _errors(exc)) from None
-    _check_references(cfg, problems)
+    cfg, entries, failed = _parse(raw, problems)
+    _check_references(cfg, entries, failed, problems)
     _provider_warnings(cfg, warnings)
-    setups = _plugin_setups(cfg, plugins, problems, warnings)
+    setups = _plugin_setups(entries, plugins, problems, warnings)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings), failed=failed))
     return LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings), _key_sources(original))
 
 

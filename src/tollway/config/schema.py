@@ -402,6 +402,16 @@ class MatchRule(Strict):
     domain: list[str] | None = None
     config: dict[str, Any] = {}
     configDisable: bool = False
+    # Higress's: which kind of route the rule names. Every route here is HTTP, so
+    # ``HTTP`` changes nothing (``load`` warns) and ``GRPC`` would match no route.
+    routeType: str | None = None
+
+    @field_validator("routeType")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and v != "HTTP":
+            raise ValueError(f"Tollway routes are all HTTP: a {v} rule would match no route (use HTTP or leave it out)")
+        return v
 
 
 class PluginEntry(Strict):

@@ -6,6 +6,7 @@ reference once at its start and finishes on that snapshot.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tollway.budgets.declared import undeclared_groups
@@ -47,7 +48,8 @@ class _SnapshotProviders:
 
     def __init__(self, providers: dict[str, Provider], route_providers: dict[str, RouteProviders]) -> None:
         self._providers = providers
-        self._routes = route_providers
+        # Filled by the snapshot once every route's providers are known to exist.
+        self.routes = route_providers
         # (route, model) → the model sent upstream: asked on every budgeted or cached
         # call, and fixed for the snapshot's life. Models come from clients: bounded.
         self._upstream: dict[tuple[str, str], str] = {}
@@ -59,7 +61,7 @@ class _SnapshotProviders:
         key = (route.name, model)
         found = self._upstream.get(key)
         if found is None:
-            choice = self._routes.get(route.name)
+            choice = self.routes.get(route.name)
             candidates = choice.for_model(model) if choice is not None else ()
             found = candidates[0].map_model(model) if candidates else model
             if len(self._upstream) < _MODEL_MEMO_LIMIT:
@@ -73,7 +75,7 @@ class _PluginSlot:
     A plugin whose config names what the snapshot lacks (a provider) raises
     ``ValueError`` as it is built: a problem of the config at that place."""
 
-    def __init__(self, setup: PluginSetup, services: Services, providers: _SnapshotProviders) -> None:
+    def __init__(self, setup: PluginSetup, services: Services, providers: _SnapshotProviders | None) -> None:
         cls = REGISTRY[setup.name]
         self.name = setup.name
         self.order = (
@@ -112,6 +114,55 @@ class _PluginSlot:
         return self.default
 
 
+@dataclass(frozen=True)
+class _Built:
+    """What a snapshot is made of, built from a config's sections."""
+
+    providers: dict[str, Provider]
+    mcp_servers: dict[str, mcp_servers.McpServer]
+    lookup: _SnapshotProviders
+    slots: list[_PluginSlot]
+
+
+def _build(loaded: LoadedConfig, services: Services) -> tuple[_Built, list[str]]:
+    """Build the providers, MCP servers and plugin objects, and every problem only
+    building finds (a provider type's requirements, a plugin naming a provider, a
+    consumer's undeclared group). ``loaded`` may be a ``ConfigError``'s ``parsed``: a
+    section that failed to load is empty here, and what depends on it is not checked."""
+    cfg = loaded.config
+    problems: list[str] = []
+    providers: dict[str, Provider] = {}
+    for i, pc in enumerate(cfg.providers):
+        try:
+            providers[pc.id] = build_provider(pc, services.transport, services.mock_transport)
+        except UnsupportedProvider as exc:
+            problems.append(f"providers[{i}].type: {exc}")
+    providers_whole = not problems and "providers" not in loaded.failed
+    servers: dict[str, mcp_servers.McpServer] = {}
+    try:
+        servers = mcp_servers.build(cfg.mcp_servers, services.transport, loaded.base_dir)
+    except mcp_servers.McpServerProblem as exc:
+        problems.extend(exc.problems)
+    # Routes reach their providers once all were built (``Snapshot``); a plugin naming a
+    # provider is checked only against a complete set.
+    lookup = _SnapshotProviders(providers, {})
+    slots = []
+    for setup in loaded.plugins:
+        try:
+            slots.append(_PluginSlot(setup, services, lookup if providers_whole else None))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if "groups" not in loaded.failed:
+        problems.extend(undeclared_groups(loaded))
+    return _Built(providers, servers, lookup, slots), problems
+
+
+def build_problems(parsed: LoadedConfig | None, services: Services) -> list[str]:
+    """What building finds wrong in what parsed of a config the loader refused (a
+    ``ConfigError``'s ``parsed``), so that one check reports every problem."""
+    return _build(parsed, services)[1] if parsed is not None else []
+
+
 class Snapshot:
     """Everything one valid config builds: providers, routes, plugin objects, and the
     chain for each (route, host), made on first use. ``failures`` is the process's
@@ -121,36 +172,19 @@ class Snapshot:
         cfg = loaded.config
         self.loaded = loaded
         self.config = cfg
-        problems: list[str] = []
-        self.providers: dict[str, Provider] = {}
-        for i, pc in enumerate(cfg.providers):
-            try:
-                self.providers[pc.id] = build_provider(pc, services.transport, services.mock_transport)
-            except UnsupportedProvider as exc:
-                problems.append(f"providers[{i}].type: {exc}")
+        built, problems = _build(loaded, services)
         if problems:
             raise ConfigError(problems)
+        self.providers = built.providers
         self.routes = RouteTable([Route.from_config(rc) for rc in cfg.routes])
-        self.route_providers = {r.name: RouteProviders(r, self.providers) for r in self.routes.routes}
-        try:
-            self.mcp_servers = mcp_servers.build(cfg.mcp_servers, services.transport, loaded.base_dir)
-        except mcp_servers.McpServerProblem as exc:
-            raise ConfigError([str(exc)]) from None
-        lookup = _SnapshotProviders(self.providers, self.route_providers)
-        self._providers = lookup
+        self.route_providers = built.lookup.routes
+        self.route_providers.update((r.name, RouteProviders(r, self.providers)) for r in self.routes.routes)
+        self.mcp_servers = built.mcp_servers
+        self._providers = built.lookup
         # The model a call for a model on a route goes upstream as (and is billed as): its
         # first provider's ``modelMapping`` applied.
-        self.upstream_model = lookup.upstream_model
-        slots = []
-        for setup in loaded.plugins:
-            try:
-                slots.append(_PluginSlot(setup, services, lookup))
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-        problems.extend(undeclared_groups(loaded))
-        if problems:
-            raise ConfigError(problems)
-        self.slots = sorted(slots, key=lambda s: s.order)
+        self.upstream_model = built.lookup.upstream_model
+        self.slots = sorted(built.slots, key=lambda s: s.order)
         self.failures = failures
         # Which calls are traced; None when telemetry is off (no ``otlp_endpoint``).
         self.sampler = Sampler(cfg.telemetry.sample_ratio) if cfg.telemetry.otlp_endpoint else None
@@ -194,9 +228,28 @@ class Snapshot:
         return out
 
 
-def check_buildable(loaded: LoadedConfig) -> None:
-    """Raise ``ConfigError`` for what only building the snapshot finds (provider types)."""
+def _throwaway_services() -> Services:
     from tollway.upstream.aiohttp_transport import AiohttpTransport
 
     transport = AiohttpTransport()
-    Snapshot(loaded, Services(transport=transport, mock_transport=transport), FailureLog())
+    return Services(transport=transport, mock_transport=transport)
+
+
+def check_buildable(loaded: LoadedConfig) -> None:
+    """Raise ``ConfigError`` for what only building the snapshot finds (provider types)."""
+    Snapshot(loaded, _throwaway_services(), FailureLog())
+
+
+def check_config(load: Callable[[], LoadedConfig]) -> tuple[LoadedConfig | None, list[str]]:
+    """Load a config and build it as ``serve`` would, without serving: the config (or
+    what parsed of it, ``LoadedConfig.failed`` naming what did not; ``None`` when nothing
+    could be read) and every problem the loader and the build find, in that order."""
+    try:
+        loaded = load()
+    except ConfigError as exc:
+        return exc.parsed, exc.problems + build_problems(exc.parsed, _throwaway_services())
+    try:
+        check_buildable(loaded)
+    except ConfigError as exc:
+        return loaded, exc.problems
+    return loaded, []

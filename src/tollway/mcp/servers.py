@@ -16,7 +16,12 @@ from tollway.upstream import Transport
 
 
 class McpServerProblem(ValueError):
-    """A server that cannot be built; the message starts with the config place."""
+    """Servers that cannot be built: ``problems`` holds one message each, starting with
+    its config place."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +62,11 @@ def _rest(sc: McpServerConfig, place: str, upstream: Transport, base_dir: Path) 
         try:
             tools += openapi.load(base_dir / sc.openapi, sc.base_url)
         except openapi.OpenApiError as exc:
-            raise McpServerProblem(f"{place}.openapi: {exc}") from None
+            raise McpServerProblem([f"{place}.openapi: {exc}"]) from None
     names = [t.name for t in tools]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise McpServerProblem(f"{place}.tools: two tools are named {twice[0]!r}")
+        raise McpServerProblem([f"{place}.tools: two tools are named {twice[0]!r}"])
     headers = tuple((k.lower(), v) for k, v in sc.headers.items())
     app = RestMcpServer(sc.name, tools, upstream, headers, sc.timeout)
     # The credentials go to the REST service with each tool call, not to the app.
@@ -71,12 +76,17 @@ def _rest(sc: McpServerConfig, place: str, upstream: Transport, base_dir: Path) 
 
 
 def build(configs: list[McpServerConfig], upstream: Transport, base_dir: Path) -> dict[str, McpServer]:
-    """The servers by name; raises ``McpServerProblem`` for each that cannot be built
-    (an ``ExceptionGroup`` would hide all but the first from a user: they are listed)."""
+    """The servers by name; raises ``McpServerProblem`` listing each that cannot be built
+    (an ``ExceptionGroup`` would hide all but the first from a user)."""
     servers: dict[str, McpServer] = {}
+    problems: list[str] = []
     for i, sc in enumerate(configs):
-        if sc.type == "rest":
-            servers[sc.name] = _rest(sc, f"mcp_servers[{i}]", upstream, base_dir)
-        else:
-            servers[sc.name] = McpServer.remote(sc)
+        try:
+            servers[sc.name] = (
+                _rest(sc, f"mcp_servers[{i}]", upstream, base_dir) if sc.type == "rest" else McpServer.remote(sc)
+            )
+        except McpServerProblem as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise McpServerProblem(problems)
     return servers

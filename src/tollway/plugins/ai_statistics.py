@@ -2,8 +2,9 @@
 
 Usage itself (tokens, cost, latency) is recorded for every call whether or not this
 plugin is configured; what it adds is Higress's ``attributes``: values taken from the
-request or the answer, kept in the record's ``attributes`` and, with ``apply_to_log``,
-in the access-log line too.
+request or the answer, kept in the record's ``attributes``; with ``apply_to_log`` in
+the access-log line too, and with ``apply_to_span`` on the call's span (telemetry on),
+named ``trace_span_key`` or else the key.
 
     attributes:
       - {key: team, value_source: request_header, value: x-team, apply_to_log: true}
@@ -23,8 +24,6 @@ Built-in keys need no ``value_source``: ``question`` (the last user message),
 ``system`` (the system prompt), ``answer`` (the reply text, streamed or not),
 ``reasoning`` (``reasoning_content``), ``reasoning_tokens`` and ``cached_tokens``.
 
-Accepted and without effect here, since Tollway exports no traces yet, with a warning
-when the config is loaded: ``apply_to_span``, ``trace_span_key``.
 """
 
 from __future__ import annotations
@@ -85,12 +84,11 @@ class AiStatisticsConfig(PluginConfig):
     enable_path_suffixes: list[str] | None = None
 
     def ignored(self) -> list[str]:
-        out = []
-        for i, a in enumerate(self.attributes):
-            for name in ("apply_to_span", "trace_span_key"):
-                if name in a.model_fields_set and getattr(a, name):
-                    out.append(f"attributes[{i}].{name}: ignored; Tollway exports no traces yet")
-        return out
+        return [
+            f"attributes[{i}].trace_span_key: ignored without apply_to_span: true"
+            for i, a in enumerate(self.attributes)
+            if a.trace_span_key and not a.apply_to_span
+        ]
 
 
 class _Attr:
@@ -214,6 +212,7 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
         self.builtins = frozenset(a.key for a in config.attributes if a.value_source is None)
         self.defaults = [(a.key, a.default_value) for a in config.attributes if a.default_value is not None]
         self.logged = frozenset(a.key for a in config.attributes if a.apply_to_log)
+        self.on_span = {a.key: a.trace_span_key or a.key for a in config.attributes if a.apply_to_span}
         suffixes = config.enable_path_suffixes
         self.suffixes = None if suffixes is None or "*" in suffixes else tuple(suffixes)
 
@@ -307,6 +306,8 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
                 attrs[key] = value[:limit]
         if self.logged:
             ex.log_attributes = self.logged if ex.log_attributes is None else ex.log_attributes | self.logged
+        if self.on_span:
+            ex.span_attributes = {**(ex.span_attributes or {}), **self.on_span}
 
 
 def _json(body: bytes | None) -> Any:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import orjson
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tollway import patterns
 from tollway.config.load import LoadedConfig
@@ -33,12 +35,17 @@ from tollway.protocols.batches import message_batch_models
 from tollway.protocols.form import form_fields
 from tollway.services import Services
 
-_CHALLENGE = [("www-authenticate", 'Key realm="tollway"')]
+# Higress's C++ key-auth lets a consumer read its key from places of its own; here the
+# places are the config's, for every consumer.
+_PER_CONSUMER_PLACES = ("keys", "in_query", "in_header")
 
 
 class ConsumerEntry(PluginConfig):
     name: str = Field(min_length=1)
-    credential: str = Field(min_length=1)
+    # One key (``credential``), or several (``credentials``, Higress's newer form), each
+    # of which authenticates the consumer; both may be given.
+    credential: str | None = Field(None, min_length=1)
+    credentials: list[Annotated[str, Field(min_length=1)]] = []
     allow_models: list[str] | None = None
     groups: list[str] = []
     # MCP tools this consumer may list and call, as patterns per MCP server (SPEC §12).
@@ -51,6 +58,30 @@ class ConsumerEntry(PluginConfig):
             for pattern in tools:
                 patterns.check(pattern)
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_places_of_its_own(cls, data: Any) -> Any:
+        given = [f for f in _PER_CONSUMER_PLACES if isinstance(data, dict) and f in data]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} per consumer (Higress's C++ key-auth) is not supported: set keys, in_header "
+                "and in_query on the key-auth config, where they apply to every consumer"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _a_key(self) -> ConsumerEntry:
+        if self.credential is None and not self.credentials:
+            # Told as SPEC §1 words it (credentials is the alternative).
+            missing = InitErrorDetails(type="missing", loc=("credential",), input=None)
+            raise ValidationError.from_exception_data("consumer", [missing])
+        return self
+
+    def keys(self) -> list[str]:
+        """Every credential that authenticates this consumer, each once."""
+        own = [self.credential] if self.credential is not None else []
+        return list(dict.fromkeys(own + self.credentials))
 
     # ISO-8601; UTC unless it names an offset. After it the key is refused.
     expires_at: datetime | None = None
@@ -87,25 +118,47 @@ class KeyAuthConfig(PluginConfig):
     in_query: bool = True
     global_auth: bool | None = None
     allow: list[str] | None = None
+    # The realm of the WWW-Authenticate challenge every 401/403 carries (Higress's C++
+    # key-auth; its default there is "MSE Gateway", SPEC §3's here).
+    realm: str = Field("tollway", min_length=1, pattern=r'^[^"\\\x00-\x1f\x7f]+$')
+
+    # A field's own check, not the model's: it runs (and is told) even when another
+    # field, such as ``keys``, is missing; each clash is told at its own place.
+    @field_validator("consumers")
+    @classmethod
+    def _unique(cls, v: list[ConsumerEntry]) -> list[ConsumerEntry]:
+        clashes: list[InitErrorDetails] = []
+
+        def clash(loc: tuple[int | str, ...], message: str) -> None:
+            clashes.append(InitErrorDetails(type=PydanticCustomError("duplicate", message), loc=loc, input=v))
+
+        holders: dict[str, tuple[int, str]] = {}  # credential → (consumer index, name)
+        names: set[str] = set()
+        for k, c in enumerate(v):
+            places: list[tuple[tuple[int | str, ...], str]] = (
+                [((k, "credential"), c.credential)] if c.credential else []
+            )
+            places += [((k, "credentials", m), key) for m, key in enumerate(c.credentials)]
+            for loc, key in places:
+                index, holder = holders.setdefault(key, (k, c.name))
+                if index != k:
+                    clash(loc, f"consumer {holder!r} has the same credential")
+            if c.name in names:
+                clash((k, "name"), f"two consumers are named {c.name!r}")
+            names.add(c.name)
+        if clashes:
+            raise ValidationError.from_exception_data("consumers", clashes)
+        return v
 
     @model_validator(mode="after")
-    def _unique(self) -> KeyAuthConfig:
+    def _a_place(self) -> KeyAuthConfig:
         if not self.in_header and not self.in_query:
             raise ValueError("at least one of in_header and in_query must be true")
-        seen: dict[str, str] = {}
-        names: set[str] = set()
-        for c in self.consumers:
-            if c.credential in seen:
-                raise ValueError(f"consumers {seen[c.credential]!r} and {c.name!r} have the same credential")
-            if c.name in names:
-                raise ValueError(f"two consumers are named {c.name!r}")
-            seen[c.credential] = c.name
-            names.add(c.name)
         return self
 
 
-def _unauthorized(message: str, reason: str) -> Unauthorized:
-    return Unauthorized(f"Request denied by Key Auth check. {message}", reason=reason, headers=list(_CHALLENGE))
+def _challenge(realm: str) -> list[tuple[str, str]]:
+    return [("www-authenticate", f'Key realm="{realm}"')]
 
 
 class KeyAuth(Plugin[KeyAuthConfig]):
@@ -116,7 +169,11 @@ class KeyAuth(Plugin[KeyAuthConfig]):
 
     def __init__(self, config: KeyAuthConfig, scope: Scope, services: Services) -> None:
         super().__init__(config, scope, services)
-        self.by_credential: dict[str, Consumer] = {c.credential: c.consumer() for c in config.consumers}
+        self.by_credential: dict[str, Consumer] = {}
+        for entry in config.consumers:
+            consumer = entry.consumer()
+            self.by_credential.update((key, consumer) for key in entry.keys())
+        self.challenge = _challenge(config.realm)
         global_auth = config.global_auth if config.global_auth is not None else not scope.has_rules
         self.allow = frozenset(config.allow) if config.allow is not None else None
         # A rule with ``allow`` always authenticates; elsewhere only under global_auth.
@@ -128,6 +185,9 @@ class KeyAuth(Plugin[KeyAuthConfig]):
         # parameter), whichever place the key came in.
         self.stripped_headers = frozenset().union(*(spellings(k.lower()) for k in config.keys))
         self.stripped_params = frozenset(param_spelling(k) for k in config.keys)
+
+    def _unauthorized(self, message: str, reason: str) -> Unauthorized:
+        return Unauthorized(f"Request denied by Key Auth check. {message}", reason=reason, headers=list(self.challenge))
 
     def _lookup(self, key: str) -> Consumer | None:
         consumer = self.by_credential.get(key)
@@ -176,20 +236,20 @@ class KeyAuth(Plugin[KeyAuthConfig]):
                 self._admit(ex, consumer, keys[0])
             return None
         if not keys:
-            raise _unauthorized("No Key Authentication information found.", "key-auth.no_key")
+            raise self._unauthorized("No Key Authentication information found.", "key-auth.no_key")
         if len(keys) > 1:
-            raise _unauthorized("Multi Key Authentication information found.", "key-auth.multiple_keys")
+            raise self._unauthorized("Multi Key Authentication information found.", "key-auth.multiple_keys")
         consumer = self._lookup(keys[0])
         if consumer is None:
-            raise _unauthorized("Invalid API key.", "key-auth.unknown_key")
+            raise self._unauthorized("Invalid API key.", "key-auth.unknown_key")
         if consumer.expired(time.time()):
-            raise _unauthorized("The API key has expired.", "key-auth.expired_key")
+            raise self._unauthorized("The API key has expired.", "key-auth.expired_key")
         self._admit(ex, consumer, keys[0])
         if self.allow is not None and consumer.name not in self.allow:
             raise Forbidden(
                 "Request denied by Key Auth check. Unauthorized consumer.",
                 reason="key-auth.forbidden",
-                headers=list(_CHALLENGE),
+                headers=list(self.challenge),
             )
         return None
 
@@ -300,7 +360,7 @@ def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
                 allow_models=list(c.allow_models) if c.allow_models is not None else None,
                 groups=list(c.groups),
                 source="config",
-                key_hint=c.credential[-4:],
+                key_hint=c.keys()[0][-4:],
                 created_at=None,
                 expires_at=iso_instant(expiry) if (expiry := c.expiry()) is not None else None,
             ),

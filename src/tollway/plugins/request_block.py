@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 import orjson
-from pydantic import model_validator
+from pydantic import AliasChoices, Field, model_validator
 
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply
@@ -45,10 +45,18 @@ class RequestBlockConfig(PluginConfig):
     block_exact_urls: list[str] = []
     block_regexp_urls: list[str] = []
     block_headers: list[str] = []
-    block_bodies: list[str] = []
+    # ``block_bodys`` is the name Higress's C++ plugin reads.
+    block_bodies: list[str] = Field([], validation_alias=AliasChoices("block_bodies", "block_bodys"))
     blocked_code: int = 403
     blocked_message: str = ""
     case_sensitive: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "block_bodies" in data and "block_bodys" in data:
+            raise ValueError("give block_bodies or block_bodys (the same list), not both")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> RequestBlockConfig:

@@ -37,7 +37,7 @@ from tollway.consumers.store import ConsumerStore
 from tollway.errors import GatewayError
 from tollway.gateway.call import Gateway
 from tollway.gateway.edge import ClientIp, GatewayApp
-from tollway.gateway.snapshot import Snapshot
+from tollway.gateway.snapshot import Snapshot, build_problems
 from tollway.mcp.relay import McpRelay
 from tollway.mockllm import create_app as create_mock_app
 from tollway.plugins.key_auth import config_consumer_detail, config_consumer_entries, config_consumers, config_tools
@@ -256,8 +256,9 @@ class Runtime:
             loaded = self.source.load()
             snapshot = Snapshot(loaded, self.services, self.failures)
         except ConfigError as exc:
-            log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(exc.problems))
-            return ReloadResult(False, exc.problems)
+            problems = exc.problems + build_problems(exc.parsed, self.services)
+            log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(problems))
+            return ReloadResult(False, problems)
         old, new = self.loaded.config, loaded.config
         restart = [name for name in _RESTART_ONLY if getattr(old, name) != getattr(new, name)]
         for name in restart:

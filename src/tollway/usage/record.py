@@ -114,6 +114,8 @@ class CallFacts:
     trace: CallTrace | None = None
     # ``Exchange.priced``: the cost a budget's settlement counted, which the record keeps.
     priced: tuple[float | None, float | None] | None = None
+    # ``Exchange.span_attributes``: attribute key → the span attribute it is set as.
+    span_attributes: dict[str, str] | None = None
 
 
 def facts_of(ex: Exchange) -> CallFacts:
@@ -145,6 +147,7 @@ def facts_of(ex: Exchange) -> CallFacts:
         ex.mcp_tool,
         trace,
         ex.priced,
+        ex.span_attributes,
     )
 
 

@@ -15,6 +15,7 @@ the call, so its span ends with the call's.
 
 from __future__ import annotations
 
+import orjson
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -108,6 +109,8 @@ def call_spans(
         attributes["tollway.reason"] = record.reason
     if record.status >= 400:
         attributes["error.type"] = record.reason or str(record.status)
+    for span_name, value in _chosen_attributes(facts).items():
+        attributes.setdefault(span_name, value)  # the gateway's own attributes are not replaced
     # A server's span is in error for its own failures (5xx), not for refusals (4xx).
     status = Status(StatusCode.ERROR, record.reason) if record.status >= 500 else _UNSET
     name = f"{operation} {record.model_requested}" if record.model_requested else operation
@@ -147,6 +150,20 @@ def call_spans(
             )
         )
     return spans
+
+
+def _chosen_attributes(facts: CallFacts) -> dict[str, AttributeValue]:
+    """ai-statistics attributes with ``apply_to_span``, under their span names. A span
+    attribute holds a string, a number or a boolean: other values (a JSON object or
+    list) go as their JSON text; a value never found is left out."""
+    found = facts.attributes or {}
+    chosen: dict[str, AttributeValue] = {}
+    for key, name in (facts.span_attributes or {}).items():
+        value = found.get(key)
+        if value is None:
+            continue
+        chosen[name] = value if isinstance(value, str | bool | int | float) else orjson.dumps(value).decode()
+    return chosen
 
 
 def provider_name(provider_type: str | None) -> str:

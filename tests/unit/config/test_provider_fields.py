@@ -165,7 +165,6 @@ plugins:
     assert [w.split(":")[0] for w in warnings] == [
         "providers[0].qwenEnableCompatible",
         "providers[1].failover",
-        "plugins[0].defaultConfig.attributes[0].apply_to_span",
         "plugins[0].matchRules[0].config.attributes[0].trace_span_key",
     ]
     assert all("ignored" in w for w in warnings)
