@@ -48,6 +48,10 @@ class UnsupportedProvider(Exception):
     """A provider config this version cannot serve (an unknown type, a missing field)."""
 
 
+# Provider types whose chat API takes ``max_completion_tokens`` (see ``pivot_body``).
+_COMPLETION_LIMIT_TYPES = frozenset({"openai", "azure", "mock"})
+
+
 class Provider:
     """An OpenAI-style provider: ``baseUrl`` + the API path, ``Authorization: Bearer``.
 
@@ -81,6 +85,12 @@ class Provider:
         self.first_byte_timeout_s = config.firstByteTimeout / 1000.0 if config.firstByteTimeout else None
         self.retry_timeout_s = config.retryOnFailure.retryTimeout / 1000.0
         self.translates = config.protocol == "openai"
+        # A translated request's output limit (the pivot says max_completion_tokens):
+        # OpenAI's own API, Azure's and the mock take that name (OpenAI's reasoning models
+        # refuse max_tokens); the other OpenAI-compatible APIs know max_tokens, and some
+        # refuse the other name (Mistral: 422) or ignore it (DeepSeek). (The Anthropic
+        # and Gemini codecs read either.)
+        self._limit_as_max_tokens = self.protocol == "openai" and config.type not in _COMPLETION_LIMIT_TYPES
         self._auto = tuple(s for s in config.customSettings if s.mode == "auto")
         self._raw = tuple(s for s in config.customSettings if s.mode == "raw")
         # Whether bodies passed through need ``pivot_body``/``native_body`` at all.
@@ -136,8 +146,14 @@ class Provider:
 
     def pivot_body(self, chat: Json) -> Json:
         """An OpenAI-shaped request with the ``auto`` custom settings (before any
-        translation, which carries them to the provider's own names)."""
-        return apply_settings(chat, self._auto)
+        translation, which carries them to the provider's own names), its output limit
+        under the name the provider takes (``_limit_as_max_tokens``)."""
+        body = apply_settings(chat, self._auto)
+        if self._limit_as_max_tokens and "max_completion_tokens" in body and "max_tokens" not in body:
+            limit = body["max_completion_tokens"]
+            body = {k: v for k, v in body.items() if k != "max_completion_tokens"}
+            body["max_tokens"] = limit
+        return body
 
     def native_body(self, body: Json, translated: bool) -> Json:
         """The body the provider gets, with the ``raw`` custom settings as they stand.

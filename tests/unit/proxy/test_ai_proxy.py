@@ -102,3 +102,25 @@ async def test_an_embedding_answered_without_usage_is_billed_on_an_estimate() ->
     assert r.status == 200
     usage = gw.calls[-1].usage
     assert usage.estimated and usage.input_tokens >= len(text) // 4 and usage.output_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("openai", "max_completion_tokens"), ("azure", "max_completion_tokens"), ("mistral", "max_tokens"),
+     ("deepseek", "max_tokens"), ("ollama", "max_tokens")],
+)  # fmt: skip
+async def test_a_translated_limit_goes_under_the_name_the_provider_takes(kind: str, name: str) -> None:
+    """An Anthropic client's max_tokens: OpenAI's reasoning models refuse max_tokens, and
+    Mistral refuses max_completion_tokens (422), DeepSeek ignores it."""
+    provider: dict[str, object] = {"id": "p", "type": kind, "apiTokens": ["k"], "baseUrl": "http://up.test/v1"}
+    if kind == "azure":
+        provider = {**provider, "baseUrl": "http://up.test/openai/deployments/d", "apiVersion": "2024-10-21"}
+    config = {"providers": [provider], "routes": [{"name": "r", "path_prefix": "/v1/", "provider": "p"}]}
+    up = RecordingUpstream()
+    gw = GatewayUnderTest(orjson.dumps(config).decode(), upstream=up)
+    body = {"model": "m", "max_tokens": 256, "messages": [{"role": "user", "content": "hi"}]}
+    r = await send_raw(gw, "POST", b"/v1/messages", body=orjson.dumps(body))
+    assert r.status == 200, r.body
+    sent = orjson.loads(up.seen[0].body)
+    (other,) = {"max_tokens", "max_completion_tokens"} - {name}
+    assert sent[name] == 256 and other not in sent
