@@ -3,9 +3,11 @@ and the dashboard register their routes with ``add`` (the runtime wires them all
 
 With a token set, every route but ``/healthz`` and the routes added as ``public`` (the
 dashboard's static files, which hold no data) needs ``Authorization: Bearer <token>``,
-compared in constant time. The token and the route are checked before any of the body is
-read; a body is read only up to ``MAX_BODY_BYTES`` (beyond: 413), and one that stalls is
-answered 408.
+compared in constant time. Requests from a web page elsewhere (another ``Origin``, or
+without a token a Host that is not a loopback name: DNS rebinding) are refused first
+(``origin``). The token and the route are checked before any of the body is read; a
+body is read only up to ``MAX_BODY_BYTES`` (beyond: 413), and one that stalls is answered
+408.
 
 A route added with ``audit="action"`` is a write: each time it succeeds (an answer
 below 400), ``on_write`` is told the action, its subject (the name in the path, else the
@@ -22,6 +24,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from tollway.admin import origin
 from tollway.config.load import ReloadResult
 from tollway.gateway.edge import BODY_TIMEOUT, Receive, Scope, Send, declared_over
 
@@ -160,8 +163,12 @@ class AdminApp:
         path: str = scope["path"]
         handler = self._handler(method, path)
         # Who asks and what for are settled from the head alone: nobody without the
-        # token makes the admin API read (or even wait for) a body.
-        if path not in self.public and not self._authorized(headers, scope["headers"]):
+        # token makes the admin API read (or even wait for) a body; nor does a web page
+        # elsewhere, token or not (``origin``).
+        refused = origin.refusal(scope["headers"], scope.get("http_version", "1.1"), bool(self.token))
+        if refused is not None:
+            answer = error_reply(*refused)
+        elif path not in self.public and not self._authorized(headers, scope["headers"]):
             answer = error_reply(401, "admin token required", [("www-authenticate", "Bearer")])
         elif handler is None:
             answer = error_reply(404, f"no admin route {method} {path}")

@@ -38,10 +38,11 @@ async def drive(
 ) -> tuple[list[Message], int]:
     """POST ``path`` with ``events`` as its body (``token`` in its Authorization header, or
     one header for each of ``tokens``); what was sent back and how many events were read."""
-    headers = [(b"content-length", str(length).encode())]
+    headers = [(b"host", b"127.0.0.1:8081"), (b"content-length", str(length).encode())]
     for given in tokens or ((token,) if token is not None else ()):
         headers.append((b"authorization", f"Bearer {given}".encode()))
-    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": headers}
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": path, "query_string": b"",
+             "headers": headers}  # fmt: skip
     pending = list(events)
     sent: list[Message] = []
 
