@@ -71,18 +71,19 @@ def _image_part(block: Json, where: str) -> Json:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _document_part(block: Json, where: str) -> Json:
+def _document_parts(block: Json, where: str) -> list[Json]:
     source = block.get("source")
+    # A part has no title or context of its own: they go as text before the document's
+    # content, so the model still reads them (a file keeps its title as its name too).
+    heading = [block[k] for k in ("title", "context") if isinstance(block.get(k), str) and block[k]]
     if isinstance(source, dict) and source.get("type") == "text" and isinstance(source.get("data"), str):
-        # A text part has no title or context of its own: they head the text, so the
-        # model still reads them.
-        heading = [block[k] for k in ("title", "context") if isinstance(block.get(k), str) and block[k]]
-        return {"type": "text", "text": "\n\n".join([*heading, source["data"]])}
+        return [{"type": "text", "text": "\n\n".join([*heading, source["data"]])}]
     if isinstance(source, dict) and source.get("type") == "base64":
         media = str(source.get("media_type"))
         file: Json = {"file_data": pivot.data_url(media, str(source.get("data")))}
         file["filename"] = block["title"] if isinstance(block.get("title"), str) else "document.pdf"
-        return {"type": "file", "file": file}
+        lead = [{"type": "text", "text": "\n\n".join(heading)}] if heading else []
+        return [*lead, {"type": "file", "file": file}]
     raise TranslationError(f"{where}.source: only base64 and text documents can be translated")
 
 
@@ -118,7 +119,7 @@ def _user_to_pivot(content: Any, where: str) -> list[Json]:
         elif kind == "image":
             parts.append(_image_part(block, bw))
         elif kind == "document":
-            parts.append(_document_part(block, bw))
+            parts.extend(_document_parts(block, bw))
         elif kind == "tool_result":
             tools.append(_tool_message(block, bw, images))
         elif kind in ("thinking", "redacted_thinking"):

@@ -87,7 +87,7 @@ def test_anthropic_tool_choice_to_pivot(choice: dict[str, Any], expected: Any) -
     assert A.request_to_pivot({**body, "tool_choice": choice})["tool_choice"] == expected
 
 
-def test_a_text_documents_title_and_context_head_its_text() -> None:
+def test_a_documents_title_and_context_come_before_its_content() -> None:
     doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "The body."},
            "title": "Runbook", "context": "From the wiki"}  # fmt: skip
     bare = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Only text."}}
@@ -96,6 +96,14 @@ def test_a_text_documents_title_and_context_head_its_text() -> None:
     assert message["content"] == [
         {"type": "text", "text": "Runbook\n\nFrom the wiki\n\nThe body."},
         {"type": "text", "text": "Only text."},
+    ]
+    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+           "title": "Contract", "context": "The signed version"}  # fmt: skip
+    body["messages"] = [{"role": "user", "content": [pdf]}]
+    (message,) = A.request_to_pivot(body)["messages"]
+    assert message["content"] == [
+        {"type": "text", "text": "Contract\n\nThe signed version"},
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "Contract"}},
     ]
 
 
