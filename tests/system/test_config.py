@@ -169,6 +169,28 @@ NAMES_INTO_A_FAILED_SECTION_PROBLEMS = [
     "routes[0].methodz: unknown field",
 ]
 
+# A plugin entry's own field has a problem: its plugin config is checked all the same.
+ENTRY_TYPO = """
+providers: [{id: mock, type: mock}]
+routes:
+  - {name: r, path_prefix: /v1/, provider: mock}
+plugins:
+  - name: key-auth
+    priorty: 5
+    defaultConfig:
+      consumers: [{name: a, credential: x}]
+  - name: request-block
+    matchRules: [{ingress: [r], routeType: GRPC, config: {}}]
+    defaultConfig: {block_bodys: [a], block_bodies: [b]}
+"""
+ENTRY_TYPO_PROBLEMS = [
+    "plugins[0].priorty: unknown field",
+    "plugins[1].matchRules[0].routeType: Tollway routes are all HTTP: a GRPC rule would match no route "
+    "(use HTTP or leave it out)",
+    "plugins[0].defaultConfig.keys: field required",
+    "plugins[1].defaultConfig: give block_bodies or block_bodys (the same list), not both",
+]
+
 
 @pytest.mark.parametrize(
     ("text", "problems"),
@@ -176,8 +198,9 @@ NAMES_INTO_A_FAILED_SECTION_PROBLEMS = [
         (THREE_KINDS, THREE_KINDS_PROBLEMS),
         (TYPO_HIDES_NOTHING, TYPO_HIDES_NOTHING_PROBLEMS),
         (NAMES_INTO_A_FAILED_SECTION, NAMES_INTO_A_FAILED_SECTION_PROBLEMS),
+        (ENTRY_TYPO, ENTRY_TYPO_PROBLEMS),
     ],
-    ids=["three-kinds", "typo-hides-nothing", "names-into-a-failed-section"],
+    ids=["three-kinds", "typo-hides-nothing", "names-into-a-failed-section", "entry-typo"],
 )
 def test_check_reports_every_problem_it_can_in_one_run(tmp_path: Path, text: str, problems: list[str]) -> None:
     done = check_process(tmp_path, text)

@@ -218,11 +218,27 @@ def _parse(raw: dict[str, Any], problems: list[str]) -> tuple[Config, list[tuple
     entries = list(enumerate(cfg.plugins))
     if "plugins" in failed and isinstance(raw.get("plugins"), list):
         for i, item in enumerate(raw["plugins"]):
-            try:
-                entries.append((i, PluginEntry.model_validate(item)))
-            except ValidationError:
-                continue  # told above, with the whole file's other problems
+            entry = _entry_as_far_as_it_goes(item)
+            if entry is not None:
+                entries.append((i, entry))
     return cfg, entries, failed
+
+
+def _entry_as_far_as_it_goes(item: Any) -> PluginEntry | None:
+    """A plugin entry, less the fields of its own that have a problem (told above, with
+    the whole file's), so that its plugin config is still checked: a typo beside it
+    (``priorty:``) hides nothing. None when its name or its default config is what failed
+    (checking the plugin without them would tell problems the file does not have)."""
+    try:
+        return PluginEntry.model_validate(item)
+    except ValidationError as exc:
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+    if not isinstance(item, dict) or not bad or bad & {"name", "defaultConfig"}:
+        return None
+    try:
+        return PluginEntry.model_validate({k: v for k, v in item.items() if k not in bad})
+    except ValidationError:
+        return None
 
 
 def _check_references(
