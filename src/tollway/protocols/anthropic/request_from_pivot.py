@@ -353,8 +353,8 @@ def _think(chat: Json, body: Json, limited: bool) -> None:
         # Claude's smallest budget does not fit: thinking cannot be asked for, and the
         # client's effort must not be dropped without a word.
         raise TranslationError(
-            f"reasoning_effort {effort!r} needs max_tokens (or max_completion_tokens) above "
-            f"{MIN_THINKING_BUDGET} on an Anthropic provider: its smallest thinking budget is "
-            f"{MIN_THINKING_BUDGET} tokens, counted inside max_tokens"
+            f"reasoning_effort {effort!r} needs an output limit above {MIN_THINKING_BUDGET} tokens "
+            "(max_tokens, max_completion_tokens or max_output_tokens) on an Anthropic provider: its "
+            f"smallest thinking budget is {MIN_THINKING_BUDGET} tokens, counted inside the limit"
         )
     body["thinking"] = {"type": "enabled", "budget_tokens": budget}
