@@ -70,23 +70,33 @@ def _folded_calls(calls: object) -> list[Json] | None:
     return out
 
 
+def _folded_choice(choice: object) -> object:
+    """``choice`` itself when its message or delta calls no tool with a signature, else a
+    new one (most chunks carry text: a look at two keys)."""
+    if isinstance(choice, dict):
+        for key in ("message", "delta"):
+            held = choice.get(key)
+            if isinstance(held, dict) and "tool_calls" in held:
+                calls = _folded_calls(held["tool_calls"])
+                if calls is not None:
+                    return {**choice, key: {**held, "tool_calls": calls}}
+    return choice
+
+
 def fold(chat: Json) -> Json:
     """A ``chat.completion`` or chunk whose tool calls carry their signatures in their
-    ids too (the input is not changed)."""
+    ids too (the input is not changed; returned as it is when nothing is folded, as for
+    every chunk of text: this runs on each chunk of a translated stream)."""
     choices = chat.get("choices")
     if not isinstance(choices, list):
         return chat
-    new_choices = []
-    for choice in choices:
-        for key in ("message", "delta"):
-            held = choice.get(key) if isinstance(choice, dict) else None
-            calls = _folded_calls(held.get("tool_calls")) if isinstance(held, dict) else None
-            if held is not None and calls is not None:
-                choice = {**choice, key: {**held, "tool_calls": calls}}
-        new_choices.append(choice)
-    if all(new is old for new, old in zip(new_choices, choices, strict=True)):
-        return chat
-    return {**chat, "choices": new_choices}
+    changed: list[object] | None = None
+    for i, choice in enumerate(choices):
+        folded = _folded_choice(choice)
+        if folded is not choice:
+            changed = changed if changed is not None else list(choices)
+            changed[i] = folded
+    return chat if changed is None else {**chat, "choices": changed}
 
 
 def _unfolded_call(call: object) -> object:
@@ -121,14 +131,19 @@ def _unfolded(message: object) -> object:
 
 def unfold(chat: Json) -> Json:
     """A pivot request whose tool calls and results name calls by their own ids, the
-    signatures folded into them back in ``extra_content`` (the input is not changed)."""
+    signatures folded into them back in ``extra_content`` (the input is not changed;
+    returned as it is when no id was folded)."""
     messages = chat.get("messages")
     if not isinstance(messages, list):
         return chat
-    unfolded = [_unfolded(m) for m in messages]
-    if all(new is old for new, old in zip(unfolded, messages, strict=True)):
-        return chat
-    return {**chat, "messages": unfolded}
+    changed: list[object] | None = None
+    for i, message in enumerate(messages):
+        if isinstance(message, dict) and ("tool_calls" in message or "tool_call_id" in message):
+            unfolded = _unfolded(message)
+            if unfolded is not message:
+                changed = changed if changed is not None else list(messages)
+                changed[i] = unfolded
+    return chat if changed is None else {**chat, "messages": changed}
 
 
 class FoldingWriter:
