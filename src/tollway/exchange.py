@@ -194,6 +194,16 @@ def _deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
     return False
 
 
+# A consumer's key shorter than this is looked for only as a whole header or parameter
+# value: as a part of one it would take ordinary values with it (a "k1" in a user agent).
+KEY_IN_TEXT_MIN = 8
+
+
+def _holds(value: str, key: str) -> bool:
+    """Whether ``value`` carries the consumer's ``key`` (see ``KEY_IN_TEXT_MIN``)."""
+    return key in value if len(key) >= KEY_IN_TEXT_MIN else value == key
+
+
 @dataclass(slots=True)
 class Attempt:
     """One call to a provider: retries and failovers each add one.
@@ -388,7 +398,7 @@ class Exchange:
             [
                 (k, v)
                 for k, v in self.request.query_params
-                if param_spelling(k) not in strip and (key is None or key not in v)
+                if param_spelling(k) not in strip and (key is None or not _holds(v, key))
             ]
         )
 
@@ -396,7 +406,11 @@ class Exchange:
         """``headers`` less any whose value holds the consumer's key (a client that sent
         it under a name key-auth does not read as well)."""
         key = self.credential
-        return headers if key is None else [h for h in headers if key not in h[1]]
+        if key is None:
+            return headers
+        if len(key) < KEY_IN_TEXT_MIN:
+            return [h for h in headers if h[1] != key]
+        return [h for h in headers if key not in h[1]]
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

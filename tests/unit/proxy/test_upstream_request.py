@@ -200,3 +200,19 @@ async def test_the_consumers_key_goes_upstream_under_no_name_at_all() -> None:
     assert reached.query == b"keep=1"
     assert all(key not in v for _, v in reached.headers)
     assert reached.header("x-other") == "kept" and reached.header("x-mse-consumer") == "alice"
+
+
+async def test_a_short_key_is_stripped_only_as_a_whole_value() -> None:
+    """A two-character key found inside other values would take them with it: only a
+    header or parameter that is the key itself is left off."""
+    auth = {"name": "key-auth", "defaultConfig": {"keys": ["authorization"],
+            "consumers": [{"name": "bob", "credential": "k1"}]}}  # fmt: skip
+    up = RecordingUpstream()
+    headers = [(b"host", b"gw"), (b"authorization", b"Bearer k1"), (b"x-my-token", b"k1"),
+               (b"user-agent", b"sdk-k1-client")]  # fmt: skip
+    r = await send_raw(gateway(up, [auth]), "POST", b"/v1/chat/completions", headers, CHAT,
+                       query=b"key=k1&page=k12")  # fmt: skip
+    assert r.status == 200, r.body
+    reached = up.seen[0]
+    assert reached.query == b"page=k12"
+    assert reached.header("user-agent") == "sdk-k1-client" and reached.header("x-my-token") is None
