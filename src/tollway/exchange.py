@@ -386,6 +386,11 @@ class Exchange:
     def consumer_name(self) -> str | None:
         return self.consumer.name if self.consumer is not None else None
 
+    def body_json(self) -> Any:
+        """The JSON body as the provider is to get it: a plugin's rewrite (``upstream_json``),
+        else the client's, parsed once (raising the client's 400 when it is not JSON)."""
+        return self.upstream_json if self.upstream_json is not None else self.request.json()
+
     def upstream_query(self) -> str:
         """The client's query string, less the parameters a credential rode in, in every
         spelling a server may read as theirs, and any other holding the consumer's key

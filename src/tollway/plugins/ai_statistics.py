@@ -235,12 +235,10 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
             return None
         # The body as the provider gets it: after ai-data-masking (the record must not
         # keep what masking removed) and any other rewrite, as the answer is read too.
-        body = ex.upstream_json
-        if body is None:
-            try:
-                body = ex.request.json()  # parsed once, by the gateway, for every plugin
-            except GatewayError:
-                body = None  # not JSON: no values; ai-proxy answers the 400
+        try:
+            body = ex.body_json()
+        except GatewayError:
+            body = None  # not JSON: no values; ai-proxy answers the 400
         _put_found(ex, self.req_body, body)
         question, system = _question_and_system(body)
         if question is not None and "question" in self.builtins:

@@ -26,10 +26,8 @@ def shaped_body(ex: Exchange) -> Json | None:
     that is not a JSON object (the gateway answers that one)."""
     if ex.request.method != "POST" or ex.api not in SHAPED_APIS:
         return None
-    if ex.upstream_json is not None:
-        return ex.upstream_json
     try:
-        parsed = ex.request.json()
+        parsed = ex.body_json()
     except BadRequest:
         return None
     return parsed if isinstance(parsed, dict) else None

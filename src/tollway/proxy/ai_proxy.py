@@ -98,9 +98,7 @@ class AiProxy:
         rewritten it); ``None`` for every other call, whose bytes pass as they came."""
         if ex.request.method != "POST" or ex.api not in JSON_APIS:
             return None
-        if ex.upstream_json is not None:
-            return ex.upstream_json
-        parsed = ex.request.json()
+        parsed = ex.body_json()
         if not isinstance(parsed, dict):  # the gateway refused it already
             raise BadRequest("request body must be a JSON object", reason="gateway.bad_request")
         return parsed
