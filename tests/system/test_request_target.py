@@ -185,6 +185,13 @@ def test_two_host_lines_are_a_400(gw: Proc, fake: FakeProvider) -> None:
     assert fake.seen == []
 
 
+@pytest.mark.parametrize("host", [b"api.example.com:99999", b"api.example.com:65536", b"api.example.com:8080:1"])
+def test_a_host_with_no_valid_port_is_a_400(gw: Proc, fake: FakeProvider, host: bytes) -> None:
+    status, headers, _ = post(gw, b"/v1/chat/completions", CHAT, b"x-api-key: k-alice", host=host)
+    assert (status, headers["x-tollway-reason"]) == (400, "gateway.bad_request")
+    assert fake.seen == []
+
+
 def _zstd(data: bytes) -> bytes:
     return zstandard.ZstdCompressor().compress(data)
 

@@ -8,8 +8,10 @@ import re
 
 # A Host value: a bracketed IPv6 address, or dot-separated labels (an IPv4 address is
 # one too) with at most one trailing dot; then an optional port. Nothing else: a
-# percent-encoded or empty label would not match a domain rule that means that host.
-_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*\.?)(?::[0-9]{0,5})?")
+# percent-encoded or empty label would not match a domain rule that means that host;
+# a port is a number up to 65535 (RFC 9110 §4.2.1: an empty one means the default).
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*\.?)(?::([0-9]{0,5}))?")
+_MAX_PORT = 65535
 
 
 def canonical_host(value: str) -> str | None:
@@ -18,7 +20,7 @@ def canonical_host(value: str) -> str | None:
     if not value:
         return ""
     m = _HOST.fullmatch(value.lower())
-    if m is None:
+    if m is None or (m[2] and int(m[2]) > _MAX_PORT):
         return None
     name = m[1]
     return name[:-1] if name[-1] == "." else name

@@ -52,6 +52,8 @@ def test_the_port_and_case_are_ignored(raw: str, host: str) -> None:
         ("[::1]:8080", "[::1]"),
         ("[2001:DB8::1]", "[2001:db8::1]"),
         ("10.0.0.1:443", "10.0.0.1"),
+        ("api.example.com:65535", "api.example.com"),
+        ("api.example.com:00080", "api.example.com"),
         ("my_host", "my_host"),
         ("", ""),
     ],
@@ -63,7 +65,7 @@ def test_the_canonical_host(raw: str, host: str) -> None:
 @pytest.mark.parametrize(
     "raw",
     ["api.example.com..", ".api.example.com", "api..example.com", "api%2eexample.com", "a b", "a/b", "u@a",
-     "a:b", "a:1:2", "[::1", "[zz::1]", ":80", "a:123456", "é.example"],
+     "a:b", "a:1:2", "[::1", "[zz::1]", ":80", "a:123456", "a:99999", "a:65536", "é.example"],
 )  # fmt: skip
 def test_a_value_that_is_no_host(raw: str) -> None:
     assert canonical_host(raw) is None
