@@ -233,6 +233,40 @@ def test_a_forbidden_tool_call_cannot_be_smuggled_past_allow_tools(
     assert (row["status"], row["reason"], row["attempts"]) == (status, reason, [])  # the server never saw it
 
 
+# An id past 64 bits: JSON-RPC lets a client choose it, and it must come back as written.
+_BIG_ID = "123456789012345678901234567890"
+_JSON_RPC = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+def _message_of(r: httpx.Response) -> bytes:
+    """The one JSON-RPC message of an answer: a JSON body, or an event stream's data."""
+    if r.headers["content-type"].startswith("text/event-stream"):
+        (data,) = [line[5:].strip() for line in r.content.splitlines() if line.startswith(b"data:")]
+        return data
+    return r.content
+
+
+def test_an_id_past_64_bits_comes_back_as_the_client_wrote_it(gw: Proc) -> None:
+    call = f'{{"jsonrpc": "2.0", "id": {_BIG_ID}, {_DELETE}}}}}'.encode()
+    refused = httpx.post(_url(gw), content=call, headers={**_JSON_RPC, "x-api-key": "not-a-key"})
+    not_allowed = httpx.post(_url(gw), content=call, headers={**_JSON_RPC, "x-api-key": BOB})
+    assert (refused.status_code, not_allowed.headers["x-tollway-reason"]) == (401, "mcp.tool_not_allowed")
+    for r in (refused, not_allowed):
+        assert f'"id":{_BIG_ID},'.encode() in r.content
+        assert "error" in r.json()
+
+    # A tool list the gateway filters for the consumer is written anew: with the same id.
+    with httpx.Client(headers={**_JSON_RPC, "x-api-key": BOB}) as client:
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        opened = client.post(_url(gw), json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        client.post(_url(gw), json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+        listing = f'{{"jsonrpc": "2.0", "id": {_BIG_ID}, "method": "tools/list"}}'.encode()
+        listed = _message_of(client.post(_url(gw), content=listing, headers=session))
+    assert f'"id":{_BIG_ID},'.encode() in listed
+    assert {t["name"] for t in orjson.loads(listed)["result"]["tools"]} == {"echo", "add", "count_up", "seen_headers"}
+
+
 async def test_request_block_reads_tool_arguments(gw: Proc) -> None:
     async with mcp_session(_url(gw), ALICE) as session:
         with pytest.raises(MCPError) as blocked:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import jiter
 import orjson
 
 from tollway.errors import BadRequest
@@ -31,15 +32,23 @@ class Message:
     """The parts of a client's JSON-RPC message the gateway acts on."""
 
     method: str | None
-    # The request's id as sent (a string or a number); None for a notification or a batch.
+    # The request's id as parsed (a string or a number); None for a notification or a
+    # batch. The server's response carries the same id, parsed the same way.
     id: Any
     # ``params.name`` of a ``tools/call``.
     tool: str | None
     params: dict[str, Any] | None
+    # The id as the client wrote it, where ``id`` is not quite it (see ``_exact_id``).
+    exact_id: Any = None
 
     @property
     def is_request(self) -> bool:
         return self.method is not None and self.id is not None
+
+    @property
+    def reply_id(self) -> Any:
+        """The id for what the gateway answers: as the client wrote it."""
+        return self.id if self.exact_id is None else self.exact_id
 
 
 _NOTHING = Message(None, None, None, None)
@@ -68,11 +77,27 @@ def read(ex: Exchange) -> Message:
     params = body.get("params")
     params = params if isinstance(params, dict) else None
     tool = _name(params.get("name")) if method == "tools/call" and params is not None else None
-    msg_id = body.get("id")
-    if not isinstance(msg_id, (str, int, float)) or isinstance(msg_id, bool):
-        msg_id = None
+    msg_id = _id_of(body)
     ex.mcp_method, ex.mcp_tool = method, tool
-    return Message(method, msg_id, tool, params)
+    return Message(method, msg_id, tool, params, _exact_id(msg_id, req.body))
+
+
+def _id_of(body: dict[str, Any]) -> Any:
+    """The message's id: a string or a number (JSON-RPC's types for it), else None."""
+    msg_id = body.get("id")
+    return msg_id if isinstance(msg_id, (str, int, float)) and not isinstance(msg_id, bool) else None
+
+
+def _exact_id(msg_id: Any, raw: bytes) -> orjson.Fragment | None:
+    """The id as the client wrote it, where ``msg_id`` is not: orjson reads an integer
+    past 64 bits as a float, and can write no such integer, so an id like
+    ``123456789012345678901234567890`` would come back as ``1.2345678901234568e+29``,
+    an id the client never sent. Such a body is read once more (jiter keeps integers
+    exact) and the integer is written as its own digits. None for any other id."""
+    if type(msg_id) is not float:
+        return None
+    exact = jiter.from_json(raw, cache_mode="keys").get("id")
+    return orjson.Fragment(str(exact)) if type(exact) is int else None
 
 
 def error(msg_id: Any, code: int, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -115,6 +140,7 @@ def refusal_body(ex: Exchange, message: str, reason: str, status: int) -> bytes:
             body = req.json()
         except BadRequest:
             body = None
-        if isinstance(body, dict) and isinstance(body.get("id"), (str, int)):
-            msg_id = body["id"]
+        if isinstance(body, dict):
+            msg_id = _id_of(body)
+            msg_id = _exact_id(msg_id, req.body) or msg_id
     return error_body(msg_id, GATEWAY_ERROR, message, {"reason": reason, "status": status})

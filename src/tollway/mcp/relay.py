@@ -73,7 +73,7 @@ def _failure(ex: Exchange, server: McpServer, exc: TransportError, when: str) ->
 
 def failure_reply(ex: Exchange, msg: Message, err: GatewayError) -> Reply:
     """A failure answered as the JSON-RPC error of the client's request (see the module)."""
-    body = jsonrpc.error_body(msg.id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
+    body = jsonrpc.error_body(msg.reply_id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
     return Reply(200, [("content-type", "application/json")], body)  # (x-tollway-reason: from ex.reason)
 
 
@@ -137,7 +137,7 @@ def _answered(ex: Exchange, msg: Message, tools: ToolFilter | None, body: bytes)
         return body
     _note(ex, answer)
     if tools is not None and msg.method == "tools/list":
-        filtered = tools.filter_list(answer)
+        filtered = tools.filter_list(answer, msg)
         if filtered is not None:
             return orjson.dumps(filtered)
     return body
@@ -216,7 +216,7 @@ class McpEvents:
             self._answered = True
             _note(self._ex, message)
             if self._tools is not None:
-                filtered = self._tools.filter_list(message)
+                filtered = self._tools.filter_list(message, msg)
                 if filtered is not None:
                     events[i] = SseEvent.of_json(filtered)
         return events
@@ -240,7 +240,7 @@ class McpEvents:
             ex.status = err.status
         else:
             err = _failure(ex, self._server, exc, "read")
-        body = jsonrpc.error(self._msg.id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
+        body = jsonrpc.error(self._msg.reply_id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
         return [SseEvent.of_json(body)]
 
     async def abandoned(self) -> None:

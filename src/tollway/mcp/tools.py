@@ -36,9 +36,11 @@ class ToolFilter:
     def allows(self, tool: str) -> bool:
         return matches_any(self.patterns, tool)
 
-    def filter_list(self, message: Any) -> dict[str, Any] | None:
-        """``message`` (a ``tools/list`` response) with only the allowed tools; None when
-        it is no tool list or nothing had to go."""
+    def filter_list(self, message: Any, msg: Message) -> dict[str, Any] | None:
+        """``message`` (the response to ``msg``, a ``tools/list``) with only the allowed
+        tools, and the id as the client wrote it (``Message.reply_id``: the response's
+        own, once parsed, may no longer be); None when it is no tool list or nothing had
+        to go."""
         result = message.get("result") if isinstance(message, dict) else None
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             return None
@@ -46,7 +48,8 @@ class ToolFilter:
         kept = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str) and self.allows(t["name"])]
         if len(kept) == len(tools):
             return None
-        return {**message, "result": {**result, "tools": kept}}
+        ident = msg.reply_id if message.get("id") == msg.id else message.get("id")
+        return {**message, "id": ident, "result": {**result, "tools": kept}}
 
     def refusal(self, ex: Exchange, msg: Message) -> Reply | None:
         """The answer to a ``tools/call`` of a tool this consumer may not call; None when
@@ -63,5 +66,5 @@ class ToolFilter:
         err = Forbidden(message, reason=NOT_ALLOWED)
         ex.fail(err)
         ex.status = err.status
-        body = jsonrpc.error_body(msg.id, jsonrpc.TOOL_NOT_ALLOWED, message, {"reason": NOT_ALLOWED})
+        body = jsonrpc.error_body(msg.reply_id, jsonrpc.TOOL_NOT_ALLOWED, message, {"reason": NOT_ALLOWED})
         return Reply(200, [("content-type", "application/json")], body)  # (x-tollway-reason: from ex.reason)
