@@ -26,7 +26,7 @@ import orjson
 
 from tollway.admin import origin
 from tollway.config.load import ReloadResult
-from tollway.gateway.edge import BODY_TIMEOUT, Receive, Scope, Send, declared_over
+from tollway.gateway.edge import BODY_REFUSED, BODY_TIMEOUT, Receive, Scope, Send, declared_over
 
 log = logging.getLogger("tollway.admin.app")
 
@@ -84,6 +84,8 @@ async def read_body(receive: Receive, headers: dict[str, str]) -> bytes:
     while True:
         msg = await receive()
         if msg["type"] != "http.request":
+            if msg["type"] == BODY_REFUSED:
+                raise _Unread(error_reply(400, msg["message"]))
             raise _Unread(error_reply(408, "the request body stalled") if msg["type"] == BODY_TIMEOUT else None)
         chunk: bytes = msg.get("body", b"")
         size += len(chunk)

@@ -7,7 +7,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from tollway.errors import RequestTimeout
+from tollway.errors import BadRequest, RequestTimeout
 from tollway.exchange import Request
 from tollway.gateway.call import ClientGone, Gateway, too_large
 from tollway.headers import Headers
@@ -28,11 +28,20 @@ WATCH_AFTER_S = 0.05
 BODY_TIMEOUT = "tollway.body_timeout"
 
 
+# The event ``receive()`` answers once the server stopped reading an unfinished body it
+# cannot frame within its bounds (``message`` says why; Tollway's own event too).
+BODY_REFUSED = "tollway.body_refused"
+
+
 def body_timeout(event: Message) -> RequestTimeout:
     return RequestTimeout(
         f"the request body stalled: nothing arrived for {event.get('after_s', 0):g}s",
         reason="gateway.body_timeout",
     )
+
+
+def body_refused(event: Message) -> BadRequest:
+    return BadRequest(event.get("message", "the request body is not valid HTTP/1.1"), reason="gateway.bad_request")
 
 
 def declared_over(declared: str | None, limit: int) -> bool:
@@ -159,6 +168,8 @@ class GatewayApp:
                 if msg["type"] != "http.request":
                     if msg["type"] == BODY_TIMEOUT:
                         raise body_timeout(msg)
+                    if msg["type"] == BODY_REFUSED:
+                        raise body_refused(msg)
                     raise ClientGone()
                 chunk = msg.get("body", b"")
                 size += len(chunk)

@@ -12,7 +12,9 @@ does not count connections. ``EdgeConnection`` adds the bounds, one connection a
     body ───── silent for ``body_timeout_s``: the app's ``receive()`` answers
        │       ``BODY_TIMEOUT`` (the gateway answers 408 and records the call);
        │       ``max_header_bytes`` in a row without body data (chunk trailers or
-       │       extensions, which nothing reads): closed. Trailers are dropped.
+       │       extensions, which nothing reads): the input is dropped from there and
+       │       ``receive()`` answers ``BODY_REFUSED`` (a 400, recorded; closed when no
+       │       answer could be given any more). Trailers are dropped.
     answer ─── the client takes nothing of it for ``body_timeout_s``: closed (a client
        │       that stops reading must not hold the call and its provider connection)
     idle ───── ``keepalive_timeout_s`` (uvicorn's own timer): closed
@@ -47,7 +49,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-from tollway.gateway.edge import BODY_TIMEOUT, CLIENT_GONE
+from tollway.gateway.edge import BODY_REFUSED, BODY_TIMEOUT, CLIENT_GONE
 from tollway.protocols.openai.wire import error_body
 
 if TYPE_CHECKING:
@@ -320,13 +322,14 @@ class ResponseCycle(RequestResponseCycle):
 
 class _Cycle(ResponseCycle):
     """The edge's request cycle, whose ``receive()`` answers ``BODY_TIMEOUT`` once the
-    connection's body clock ran out before the body was all in."""
+    connection's body clock ran out before the body was all in, and ``BODY_REFUSED``
+    once the connection stopped reading a body it cannot frame within its bounds."""
 
-    # The silence, in seconds, after which the body clock ran out (0: it has not). Set
-    # on the instance at its creation: on Python 3.11 an attribute read through the
+    # What ``receive()`` answers instead of the rest of the body (None: the body comes).
+    # Set on the instance at its creation: on Python 3.11 an attribute read through the
     # instance that is found on the class is not specialised, and this one is read on
     # every receive().
-    body_silence_s: float
+    refusal: ASGIReceiveEvent | None
     _lingers = True
 
     async def receive(self) -> ASGIReceiveEvent:
@@ -334,14 +337,14 @@ class _Cycle(ResponseCycle):
         if self.waiting_for_100_continue and not self.transport.is_closing():
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.waiting_for_100_continue = False
-        if not self.disconnected and not self.response_complete and not self.body_silence_s:
+        if not self.disconnected and not self.response_complete and self.refusal is None:
             self.flow.resume_reading()
             await self.message_event.wait()
             self.message_event.clear()
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
-        if self.body_silence_s and self.more_body:
-            return cast("ASGIReceiveEvent", {"type": BODY_TIMEOUT, "after_s": self.body_silence_s})
+        if self.refusal is not None and self.more_body:
+            return self.refusal
         message: HTTPRequestEvent = {"type": "http.request", "body": bytes(self.body), "more_body": self.more_body}
         self.body = bytearray()
         return message
@@ -466,10 +469,7 @@ class EdgeConnection(HttpToolsProtocol):
         if self._clock is None and (self._began or not self._in_head):
             self._arm_clock()
         if not self._in_head and self._since_data > self._max_head and not self._dropping:
-            # Trailers or chunk extensions past any use, which the parser would keep.
-            log.debug("closing a connection that sent %d bytes of a body without body data", self._since_data)
-            self._dropping = True
-            self.transport.close()
+            self._refuse_body(f"the request body's chunk extensions or trailers are larger than {self._max_head} bytes")
 
     def _feed(self, data: bytes) -> None:
         # As uvicorn's data_received; an Upgrade is served as plain HTTP (no WebSocket here).
@@ -612,7 +612,7 @@ class EdgeConnection(HttpToolsProtocol):
             keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
             on_response=self.on_response_complete,
         )
-        cycle.body_silence_s = 0.0
+        cycle.refusal = None
         if existing is None or existing.response_complete:
             self._start_asgi_task(cycle, self.app)
         else:
@@ -776,8 +776,26 @@ class EdgeConnection(HttpToolsProtocol):
         if quiet < timeout:
             self._clock = self.loop.call_later(timeout - quiet, self._body_clock_ran_out)
             return
-        cycle.body_silence_s = quiet
+        cycle.refusal = cast("ASGIReceiveEvent", {"type": BODY_TIMEOUT, "after_s": quiet})
         cycle.message_event.set()
+
+    def _refuse_body(self, message: str) -> None:
+        """Stop reading the body of the request being served: what follows is dropped,
+        and the app's ``receive()`` answers ``BODY_REFUSED`` (the gateway answers 400
+        and records the call; the connection then lingers to its end, see
+        ``on_response_complete``). Closed at once if the app answers already: nothing
+        could tell the client any more."""
+        self._dropping = True
+        self._cancel_clock()
+        self._rx_at = self.loop.time()
+        cycle = self.cycle
+        if isinstance(cycle, _Cycle) and cycle.more_body and not cycle.response_started:
+            log.debug("refusing a request body: %s", message)
+            cycle.refusal = cast("ASGIReceiveEvent", {"type": BODY_REFUSED, "message": message})
+            cycle.message_event.set()
+            return
+        log.debug("closing a connection: %s", message)
+        self.transport.close()
 
     # --- a client that stops reading ----------------------------------------------------
 

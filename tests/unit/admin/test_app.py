@@ -11,7 +11,7 @@ import orjson
 
 from tollway.admin.app import MAX_BODY_BYTES, AdminApp, AdminRequest, json_reply
 from tollway.config.load import ReloadResult
-from tollway.gateway.edge import BODY_TIMEOUT
+from tollway.gateway.edge import BODY_REFUSED, BODY_TIMEOUT
 
 Message = MutableMapping[str, Any]
 TOKEN = "admin-token"
@@ -108,6 +108,15 @@ async def test_a_stalled_body_is_408() -> None:
     ]
     sent, _ = await drive(admin(), events, length=10)
     assert sent[0]["status"] == 408
+
+
+async def test_a_body_the_server_stopped_reading_is_400_saying_why() -> None:
+    events: list[Message] = [
+        {"type": "http.request", "body": b"{", "more_body": True},
+        {"type": BODY_REFUSED, "message": "the request body's trailers are larger than 65536 bytes"},
+    ]
+    sent, _ = await drive(admin(), events, length=10)
+    assert (sent[0]["status"], body(sent)["error"]["message"]) == (400, events[1]["message"])
 
 
 async def test_a_client_gone_mid_body_gets_nothing() -> None:
