@@ -11,15 +11,17 @@ carries ``sequence_number``, counting from 0):
         response.content_part.done
       a function call: response.function_call_arguments.delta …,
         response.function_call_arguments.done
-      a reasoning item (Claude's signed thinking, once a block is whole): nothing
+      a reasoning item (Claude's signed thinking): added with its first whole block;
+        the blocks that follow it join it, as in a whole answer's one item
       response.output_item.done
     response.completed (or response.incomplete: the output limit or a content filter)
 
-Deltas go out as their chunks arrive. A message item closes when a function call
-starts (text after the calls is a new message item); calls close at the end, so the
-arguments of calls a provider interleaves still reach the right item. A provider's
-error in the middle (the pivot's error chunk) is an ``error`` event at once, and the
-stream ends with ``response.failed``.
+Deltas go out as their chunks arrive. A reasoning item closes when another item
+starts (or at the end). A message item closes when a function call starts (text after
+the calls is a new message item); calls close at the end, so the arguments of calls a
+provider interleaves still reach the right item. A provider's error in the middle
+(the pivot's error chunk) is an ``error`` event at once, and the stream ends with
+``response.failed``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ class _Message:
 
 
 @dataclass(slots=True)
+class _Reasoning:
+    index: int
+    ident: str
+    blocks: list[Json]
+
+
+@dataclass(slots=True)
 class _Call:
     index: int
     call_id: str
@@ -78,6 +87,7 @@ class ResponsesStreamWriter:
         self._model: Any = request.get("model")
         self._created = int(time.time())
         self._message: _Message | None = None  # the open message item
+        self._reasoning_item: _Reasoning | None = None  # the open reasoning item
         self._calls: dict[int, _Call] = {}  # by the pivot's tool-call index
         self._done: dict[int, Json] = {}  # closed items by output index
         self._next_index = 0
@@ -116,6 +126,7 @@ class ResponsesStreamWriter:
         msg = self._message
         if msg is None:
             assert self._ident is not None
+            out += self._close_reasoning()
             msg = self._message = _Message(self._take_index(), f"msg_{self._ident.removeprefix('resp_')}_{self._seq}")
             item = message_item(msg.ident, [], "in_progress")
             out.append(self._event("response.output_item.added", output_index=msg.index, item=item))
@@ -163,16 +174,29 @@ class ResponsesStreamWriter:
     # ---- reasoning items -------------------------------------------------------------
 
     def _reasoning(self, blocks: list[Json]) -> list[SseEvent]:
-        """Whole thinking blocks: one reasoning item, added and done at once (a message
-        open before it closes: what follows is a new item)."""
+        """Whole thinking blocks: they join the open reasoning item, or open one (a
+        message open before it closes: what follows is a new item). A provider streams
+        each block apart; a client must get them as the whole answer has them, in one
+        item, to send them back as one turn's thinking."""
+        if self._reasoning_item is not None:
+            self._reasoning_item.blocks += blocks
+            return []
         out = self._close_message()
         assert self._ident is not None
-        index = self._take_index()
-        item = reasoning_item(f"rs_{self._ident.removeprefix('resp_')}_{self._seq}", blocks)
-        self._done[index] = item
-        out.append(self._event("response.output_item.added", output_index=index, item=item))
-        out.append(self._event("response.output_item.done", output_index=index, item=item))
+        rs = self._reasoning_item = _Reasoning(
+            self._take_index(), f"rs_{self._ident.removeprefix('resp_')}_{self._seq}", list(blocks)
+        )
+        item = reasoning_item(rs.ident, rs.blocks)
+        out.append(self._event("response.output_item.added", output_index=rs.index, item=item))
         return out
+
+    def _close_reasoning(self) -> list[SseEvent]:
+        rs = self._reasoning_item
+        if rs is None:
+            return []
+        self._reasoning_item = None
+        item = self._done[rs.index] = reasoning_item(rs.ident, rs.blocks)
+        return [self._event("response.output_item.done", output_index=rs.index, item=item)]
 
     # ---- function-call items ---------------------------------------------------------
 
@@ -183,6 +207,7 @@ class ResponsesStreamWriter:
         fn = pivot.member(delta, "function")
         call = self._calls.get(position)
         if call is None:
+            out += self._close_reasoning()
             out += self._close_message()
             given = delta.get("id")
             call_id = given if isinstance(given, str) and given else pivot.new_id("call_")
@@ -250,6 +275,7 @@ class ResponsesStreamWriter:
         if self._error is not None:
             output = self._output("incomplete")
             return [*out, self._event("response.failed", response=self._response("failed", output, error=self._error))]
+        out += self._close_reasoning()
         out += self._close_message()
         for call in sorted(self._calls.values(), key=lambda c: c.index):
             out += self._close_call(call)
@@ -261,6 +287,9 @@ class ResponsesStreamWriter:
     def _output(self, unfinished: str) -> list[Json]:
         """Every item in output order; those never closed with ``unfinished`` status."""
         items = dict(self._done)
+        rs = self._reasoning_item
+        if rs is not None:
+            items[rs.index] = reasoning_item(rs.ident, rs.blocks)
         msg = self._message
         if msg is not None:
             parts = [*msg.parts]

@@ -97,3 +97,41 @@ def test_whole_thinking_blocks_are_a_reasoning_item_before_the_text() -> None:
     assert reasoning["type"] == "reasoning" and reasoning["summary"] == []
     assert thinking_blocks.unseal(reasoning["encrypted_content"], "item") == blocks
     assert message["content"][0]["text"] == "Hi"
+
+
+def test_thinking_blocks_streamed_one_after_another_are_one_reasoning_item_as_in_a_whole_answer() -> None:
+    """Claude streams each block apart (a thinking block, then a redacted one); a
+    Responses client must get them in one item, as the whole answer has them, to send
+    them back as one turn's thinking."""
+    thinking = {"type": "thinking", "thinking": "Hm.", "signature": "sig"}
+    redacted = {"type": "redacted_thinking", "data": "opaque"}
+    data = _run(
+        [
+            {"id": "s4", "choices": [{"index": 0, "delta": {"thinking_blocks": [thinking]}}]},
+            {"id": "s4", "choices": [{"index": 0, "delta": {"thinking_blocks": [redacted]}}]},
+            {"id": "s4", "choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{}"}}]}}]},
+            {"id": "s4", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        ]
+    )  # fmt: skip
+    assert [(d["type"], d.get("output_index")) for d in data][2:5] == [
+        ("response.output_item.added", 0),
+        ("response.output_item.done", 0),
+        ("response.output_item.added", 1),
+    ]
+    done = data[3]["item"]
+    assert thinking_blocks.unseal(done["encrypted_content"], "item") == [thinking, redacted]
+    reasoning, call = data[-1]["response"]["output"]
+    assert reasoning == done and call["call_id"] == "c1"
+
+
+def test_a_stream_that_fails_keeps_its_open_reasoning_item() -> None:
+    blocks = [{"type": "thinking", "thinking": "Hm.", "signature": "sig"}]
+    data = _run(
+        [
+            {"id": "s5", "choices": [{"index": 0, "delta": {"thinking_blocks": blocks}}]},
+            {"error": {"message": "Overloaded", "type": "overloaded_error", "code": None}},
+        ]
+    )
+    (reasoning,) = data[-1]["response"]["output"]
+    assert thinking_blocks.unseal(reasoning["encrypted_content"], "item") == blocks
