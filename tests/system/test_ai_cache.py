@@ -290,6 +290,22 @@ def test_cache_control_no_cache_skips_the_lookup(gw: Proc, fake: FakeProvider) -
     assert usage_record(gw, rid)["cache"] == "skip"
 
 
+def test_an_answer_made_under_no_cache_is_stored_for_paraphrases_too(
+    gw: Proc, fake: FakeProvider, emb: EmbeddingProvider
+) -> None:
+    """``no-cache`` skips the lookup, not the store: the fresh answer goes into the
+    semantic index as well as under its exact key (its prompt embedded after the answer)."""
+    client, ticket = openai_sdk(gw), uuid.uuid4().hex
+    before, embedded = chat_calls(fake), emb.calls
+    rid, fresh = ask(client, f"Ticket {ticket}: what is the capital of France?", **{"cache-control": "no-cache"})
+    assert usage_record(gw, rid)["cache"] == "skip"
+    assert usage_record(gw, f"{rid}.embeddings")["api"] == "embeddings"  # the embedding is recorded
+    rid, paraphrase = ask(client, f"ticket {ticket} - What is the capital city of France")
+    assert paraphrase.headers["x-tollway-cache"] == "hit" and usage_record(gw, rid)["cache"] == "semantic"
+    assert paraphrase.parse().choices[0].message.content == fresh.parse().choices[0].message.content
+    assert chat_calls(fake) - before == 1 and emb.calls - embedded == 2
+
+
 def test_the_metric_counts_each_outcome(gw: Proc) -> None:
     client, text = openai_sdk(gw), question()
     rid, _ = ask(client, text)

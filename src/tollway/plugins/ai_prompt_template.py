@@ -77,6 +77,8 @@ class AiPromptTemplate(Plugin[AiPromptTemplateConfig]):
             return None
         name = body.get("template")
         if name is None:
+            if "template" in body:  # ``"template": null``: no template, and nothing the provider knows
+                ex.upstream_json = {k: v for k, v in body.items() if k not in _REQUEST_ONLY}
             return None
         template = self.templates.get(name) if isinstance(name, str) else None
         if template is None:

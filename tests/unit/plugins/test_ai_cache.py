@@ -16,7 +16,7 @@ from openai.types.responses import ResponseStreamEvent
 from tollway.config.schema import Price
 from tollway.mockllm import create_app as create_mock_app
 from tollway.plugins.ai_cache.answers import StoredAnswer, UnusableAnswer
-from tollway.plugins.ai_cache.shapes import completion_of
+from tollway.plugins.ai_cache.shapes import chunks_of, completion_of
 from tollway.state.memory import MemoryStateStore
 from tollway.testing.gateway import GatewayUnderTest
 from tollway.usage.pricing import PriceTable
@@ -179,6 +179,20 @@ def test_a_whole_answer_made_from_a_stream_keeps_what_every_chunk_says_of_the_an
         7,
     )
     assert whole["choices"][0]["message"]["content"] == "hi"
+
+
+def test_a_stream_made_from_a_whole_answer_repeats_in_each_chunk_what_it_says_of_itself() -> None:
+    message = {"role": "assistant", "content": "hi"}
+    whole = {"id": "c1", "object": "chat.completion", "created": 7, "model": "m", "system_fingerprint": "fp_1",
+             "service_tier": "default",
+             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}  # fmt: skip
+    chunks = chunks_of(whole)
+    assert len(chunks) == 4  # the role, the text, the finish, the usage
+    assert {(c["system_fingerprint"], c["service_tier"], c["id"], c["created"]) for c in chunks} == {
+        ("fp_1", "default", "c1", 7)
+    }
+    assert completion_of(chunks) == whole
 
 
 async def test_a_different_question_model_or_sampling_is_a_different_entry() -> None:

@@ -135,6 +135,14 @@ async def test_an_unknown_template_is_a_400_and_a_plain_request_passes() -> None
     assert up.seen[0].json()["messages"] == plain["messages"]
 
 
+async def test_a_null_template_is_no_template_and_neither_field_reaches_the_provider() -> None:
+    gw, up = gateway({"name": "ai-prompt-template", "defaultConfig": {"templates": TEMPLATES}})
+    plain = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    r = await post(gw, "/v1/chat/completions", {"template": None, "properties": None, **plain})
+    assert r.status_code == 200, r.text
+    assert up.seen[0].json() == plain
+
+
 async def test_the_template_runs_before_the_decorator_and_the_cache_keys_on_what_both_made() -> None:
     gw, up = gateway(
         {"name": "ai-prompt-template", "defaultConfig": {"templates": TEMPLATES}},

@@ -252,8 +252,15 @@ class AiCache(Plugin[AiCacheConfig]):
             await self.answers.put(self.prefix + pending.key.exact, raw, self.ttl_s)
         except StateUnavailable:
             pass  # the store logged it; the answer is simply not cached
-        if pending.vector is not None and self.index is not None:
-            await self.index.add(self._partition(pending.key), pending.vector, raw, self.ttl_s)
+        if self.index is None or self.embedder is None:
+            return
+        vector, question = pending.vector, pending.key.question
+        if vector is None and question is not None:
+            # Not looked up (``no-cache``): the prompt was never embedded, and a fresh
+            # answer belongs in the semantic index as much as under its exact key.
+            vector = await self.embedder.embed(ex, question)
+        if vector is not None:
+            await self.index.add(self._partition(pending.key), vector, raw, self.ttl_s)
 
     def _stored(self, ex: Exchange, streamed: bool, payload: bytes) -> StoredAnswer | None:
         if self.config.cacheKeyStrategy != "request" and any(t in payload for t in _TOOL_CALLS):

@@ -15,6 +15,10 @@ from tollway.protocols import pivot
 from tollway.protocols.codec import Json
 from tollway.protocols.sse import SseEvent
 
+# Fields of an OpenAI chat answer, whole or each chunk of a stream, that belong to the
+# answer as a whole.
+_ANSWER_FIELDS = ("service_tier", "system_fingerprint")
+
 
 def _int_or(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
@@ -22,7 +26,8 @@ def _int_or(value: Any, default: int) -> int:
 
 def chunks_of(completion: Json) -> list[Json]:
     """A ``chat.completion`` as the chunks of a stream: the role, the text, each tool
-    call, the finish, and the usage chunk when it has usage."""
+    call, the finish, and the usage chunk when it has usage; each chunk repeats what the
+    answer says of itself as a whole (``_ANSWER_FIELDS``), as OpenAI's chunks do."""
     ident = str(completion.get("id") or pivot.new_id("chatcmpl-"))
     model = str(completion.get("model") or "")
     created = _int_or(completion.get("created"), pivot.now())
@@ -41,11 +46,11 @@ def chunks_of(completion: Json) -> list[Json]:
     usage = completion.get("usage")
     if isinstance(usage, dict):
         out.append(pivot.usage_chunk(ident, model, created, usage))
+    extras = {name: completion[name] for name in _ANSWER_FIELDS if completion.get(name) is not None}
+    if extras:
+        for chunk in out:
+            chunk.update(extras)
     return out
-
-
-# Fields of an OpenAI chat stream's chunks that belong to the answer as a whole.
-_ANSWER_FIELDS = ("service_tier", "system_fingerprint")
 
 
 def completion_of(chunks: list[Json]) -> Json:
