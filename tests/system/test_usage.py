@@ -388,6 +388,48 @@ def test_a_client_leaving_a_translated_stream_is_billed_the_providers_tokens(
     assert record["cost_usd"] is not None  # claude-3-5-sonnet is in the built-in table
 
 
+def test_a_call_left_before_its_end_says_so_in_its_record(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    """Without a drain (the default), a client that leaves cancels the provider call:
+    the record shows the provider had the call, and counts not known to be final are
+    marked estimated."""
+    extra_provider = f"""
+  - id: claude
+    type: claude
+    baseUrl: {mock_llm.url}
+    apiTokens: [sk-ant-upstream]
+"""
+    config = _config(mock_llm.url, "sqlite:///./usage.db").replace("abandoned_stream_drain_s: 30", "")
+    config = config.replace("routes:", extra_provider.lstrip("\n") + "routes:")
+    route = "{name: chat, path_prefix: /v1/, providers: [up], model_providers: {'claude-*': claude}}"
+    config = config.replace("{name: chat, path_prefix: /v1/, provider: up}", route)
+    gw = gateway(config)
+    auth = {"authorization": f"Bearer {KEYS['alice']}"}
+
+    # A plain call the client gives up on while the provider works on it.
+    slow = {**auth, "x-mock-latency-ms": "1500", "x-request-id": "left-plain"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gw.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": _messages("slow")},
+                   headers=slow, timeout=0.4)  # fmt: skip
+    # An Anthropic stream left before its first content: message_start's counts (1
+    # output token so far) are all the gateway saw.
+    body = {"model": "claude-3-5-sonnet", "max_tokens": 1024, "messages": _messages("leave early"), "stream": True}
+    dripping = {**auth, "x-mock-ttft-ms": "2000", "x-request-id": "left-stream"}
+    with httpx.stream("POST", gw.url + "/v1/messages", json=body, headers=dripping, timeout=10) as r:
+        assert r.status_code == 200
+        next(r.iter_raw())
+    eventually(lambda: {"left-plain", "left-stream"} <= {rec["request_id"] for rec in _records(gw)}, within=15)
+    records = {rec["request_id"]: rec for rec in _records(gw)}
+
+    plain = records["left-plain"]
+    assert (plain["status"], plain["reason"]) == (499, "gateway.client_closed")
+    [attempt] = plain["attempts"]
+    assert (attempt["provider"], attempt["status"]) == ("up", 499) and attempt["latency_ms"] >= 300
+
+    stream = records["left-stream"]
+    assert (stream["status"], stream["provider"]) == (499, "claude")
+    assert stream["input_tokens"] > 0 and stream["tokens_estimated"] is True
+
+
 def test_metrics_records_and_the_dashboard_name_a_model_alike(gateway: GatewayFactory, mock_llm: Proc) -> None:
     # A dated or aliased name the price table prices under a shorter entry is still the
     # name every view shows: the record's, the dashboard's (by model) and the metric's.

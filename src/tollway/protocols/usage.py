@@ -20,6 +20,9 @@ class Usage:
     cache_write_tokens: int = 0
     estimated: bool = False
     reported: bool = False
+    # The counts are a stream's opening report (Anthropic's ``message_start``: 1 output
+    # token so far), not yet its final one.
+    provisional: bool = False
 
 
 # Where an OpenAI-shaped usage object (chat's ``prompt_tokens_details``, the Responses

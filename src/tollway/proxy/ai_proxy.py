@@ -38,6 +38,10 @@ from tollway.proxy.tokens import ESTIMATED_APIS, answer_chars, estimate_unfinish
 from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, UpstreamResponse
 
+# The status of an attempt cancelled before the provider answered (nginx's "client
+# closed request": the usual cause).
+CANCELLED = 499
+
 _MODEL_DETAILS = "/models/"
 
 
@@ -181,6 +185,12 @@ class AiProxy:
             err = translate(exc, provider.id)
             ex.attempts.append(Attempt(provider.id, status, (time.perf_counter() - t0) * 1000, t0, span_id, err.reason))
             raise err from None
+        except asyncio.CancelledError:
+            # The client left (or the gateway stopped) while the provider worked on it:
+            # the provider got the call, and may bill it, so the record says so.
+            latency_ms = (time.perf_counter() - t0) * 1000
+            ex.attempts.append(Attempt(provider.id, CANCELLED, latency_ms, t0, span_id, "gateway.cancelled"))
+            raise
         ex.attempts.append(Attempt(provider.id, resp.status, (time.perf_counter() - t0) * 1000, t0, span_id))
         if token is not None and resp.status in (401, 429):
             provider.rest_token(token[0])

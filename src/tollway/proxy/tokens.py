@@ -27,9 +27,11 @@ def take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
     ``response.completed`` event."""
     u = obj.get("usage")
     if u is not None and apply_usage(ex.usage, u):
+        ex.usage.provisional = False
         take_model(ex, obj)
     msg = obj.get("message")
     if isinstance(msg, dict) and msg.get("usage") is not None and apply_usage(ex.usage, msg["usage"]):
+        ex.usage.provisional = True  # ``message_start``: the final counts come in ``message_delta``
         take_model(ex, msg)
     # The Responses API streams its usage in ``response.completed``'s response.
     response = obj.get("response")
@@ -73,7 +75,7 @@ def estimate_unfinished(ex: Exchange, sent_chars: int) -> None:
     """Tokens for an answer that did not run to its end. Nothing reported: estimate
     both sides. Reported only in part (Anthropic's ``message_start`` counts the output
     so far as 1): keep the input, and raise the output to what the client was sent if
-    that is more."""
+    that is more; counts still provisional are marked estimated."""
     usage = ex.usage
     if not usage.reported:
         if not usage.estimated:
@@ -81,6 +83,10 @@ def estimate_unfinished(ex: Exchange, sent_chars: int) -> None:
             usage.input_tokens = estimate_tokens(len(ex.request.body or b""))
             usage.estimated = True
         return
+    if usage.provisional:
+        # Not the final counts (``message_start`` says 1 output token), whatever the
+        # client was sent: the record says they are estimated.
+        usage.estimated = True
     sent = estimate_tokens(sent_chars)
     if sent > usage.output_tokens:
         usage.output_tokens = sent
