@@ -196,6 +196,30 @@ def test_an_unpriced_model_is_refused_to_a_budgeted_consumer(gateway: GatewayFac
     assert ok.status_code == 200  # no budget, no price needed
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "payload"),
+    [
+        ("POST", "/v1/threads/runs", {"assistant_id": "asst_1"}),  # an Assistants run: billed, no model
+        ("POST", "/v1/batches", {"input_file_id": "file-1", "endpoint": "/v1/chat/completions"}),
+        ("POST", "/v1/fine_tuning/jobs", {"training_file": "file-1"}),
+    ],
+)
+def test_a_paid_call_naming_no_model_is_refused_to_a_budgeted_consumer(
+    gateway: GatewayFactory, mock_llm: Proc, method: str, path: str, payload: dict[str, str]
+) -> None:
+    gw = gateway(config(mock_llm.url))
+    r = httpx.request(method, gw.url + path, json=payload, headers={"authorization": "Bearer key-alice"})
+    assert (r.status_code, r.headers["x-tollway-reason"]) == (403, "budget.unpriced_model")
+    assert "names no model" in r.json()["error"]["message"]
+    # What no provider bills passes: reading, listing models, a batch's cancel.
+    for method, path in [("GET", "/v1/models"), ("GET", "/v1/batches/b1"), ("POST", "/v1/batches/b1/cancel")]:
+        r = httpx.request(method, gw.url + path, headers={"authorization": "Bearer key-alice"})
+        assert r.headers.get("x-tollway-reason") != "budget.unpriced_model", (method, path)
+    # A consumer without a budget is not asked for a price.
+    r = httpx.request("POST", gw.url + "/v1/threads/runs", json=payload, headers={"authorization": "Bearer key-dave"})
+    assert r.headers.get("x-tollway-reason") != "budget.unpriced_model"
+
+
 async def test_max_parallel_refuses_the_call_too_many_and_frees_on_every_ending(
     gateway: GatewayFactory, mock_llm: Proc
 ) -> None:

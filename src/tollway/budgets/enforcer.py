@@ -212,11 +212,21 @@ class Budgets:
 
     def _amount(self, ex: Exchange, plan: Plan, upstream_model: Callable[[Route, str], str]) -> int:
         """The most this call can cost, in nano-dollars (0 when no subject has a budget,
-        the call names no model, or it only counts tokens: providers bill no counting)."""
+        the call only counts tokens, or it is one no provider bills: ``_costs_nothing``);
+        raises ``model_unpriced`` for a model without a price, or a paid call naming none."""
         budgeted = plan.budgeted
         model = ex.model_requested
-        if budgeted is None or model is None or ex.api == "count_tokens":
+        if budgeted is None or ex.api == "count_tokens":
             return 0
+        if model is None:
+            if _costs_nothing(ex):
+                return 0
+            raise Forbidden(
+                f"{budgeted.kind} {budgeted.name!r} has a budget, and {ex.request.method} {ex.api_path} names no "
+                "model the gateway can price: a call it cannot price could spend past the budget",
+                reason="budget.unpriced_model",
+                code="model_unpriced",
+            )
         billed = upstream_model(ex.route, model) if ex.route is not None else model
         found = self.prices.resolve(billed) or self.prices.resolve(model)
         if found is None:
@@ -403,6 +413,24 @@ class Budgets:
     async def consumer_spend(self, consumer: Consumer) -> list[SpendEntry]:
         """Every budget that applies to the consumer, its groups' included."""
         return await self.spend(self.subjects(consumer))
+
+
+# Calls no provider bills, which need no model: reading, deleting, listing models,
+# uploading files (a batch's lines are priced when a batch is made of them: not here),
+# moderation, MCP.
+_READS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+_FREE_APIS = frozenset({"models", "files", "moderations", "mcp"})
+# Making a batch: billed when the provider runs it, outside any call the gateway settles.
+_BATCH_CREATION = frozenset({"/batches", "/messages/batches"})
+
+
+def _costs_nothing(ex: Exchange) -> bool:
+    """Whether a call naming no model is one no provider bills (see above). Any other
+    (an Assistants run, a batch, a fine-tuning job, an API the gateway does not know)
+    cannot be priced, so a budget cannot hold it."""
+    if ex.request.method in _READS or ex.api in _FREE_APIS:
+        return True
+    return ex.api == "batches" and ex.api_path.rstrip("/").lower() not in _BATCH_CREATION
 
 
 def _spent(prices: PriceTable, ex: Exchange) -> int:
