@@ -320,6 +320,8 @@ class Exchange:
     model_upstream: str | None = None
     # The model the provider's answer names (metrics label it when nothing configured does).
     model_reported: str | None = None
+    # The id a Responses answer gives itself (``resp_…``), which a later call may continue.
+    answer_id: str | None = None
     provider: str | None = None
     status: int = 0
     reason: str | None = None

@@ -21,6 +21,8 @@ import redis
 from tests.conftest import Proc
 from tests.support.plugin_support import DAY_S, wait_for_window_room
 from tests.support.redis_support import redis_prefix, redis_url  # noqa: F401
+from tests.support.responses_provider import MODEL as RESPONSES_MODEL
+from tests.support.responses_provider import ResponsesProvider
 
 GatewayFactory = Callable[..., Proc]
 NANO = 1_000_000_000
@@ -212,12 +214,71 @@ def test_a_paid_call_naming_no_model_is_refused_to_a_budgeted_consumer(
     assert (r.status_code, r.headers["x-tollway-reason"]) == (403, "budget.unpriced_model")
     assert "names no model" in r.json()["error"]["message"]
     # What no provider bills passes: reading, listing models, a batch's cancel.
-    for method, path in [("GET", "/v1/models"), ("GET", "/v1/batches/b1"), ("POST", "/v1/batches/b1/cancel")]:
+    for method, path in [("GET", "/v1/models"), ("GET", "/v1/batches/b1"), ("POST", "/v1/batches/b1/cancel"),
+                         ("POST", "/v1/conversations"), ("POST", "/v1/responses/resp_1/cancel")]:  # fmt: skip
         r = httpx.request(method, gw.url + path, headers={"authorization": "Bearer key-alice"})
         assert r.headers.get("x-tollway-reason") != "budget.unpriced_model", (method, path)
     # A consumer without a budget is not asked for a price.
     r = httpx.request("POST", gw.url + "/v1/threads/runs", json=payload, headers={"authorization": "Bearer key-dave"})
     assert r.headers.get("x-tollway-reason") != "budget.unpriced_model"
+
+
+@pytest.fixture(scope="module")
+def responses_provider() -> Iterator[ResponsesProvider]:
+    with ResponsesProvider() as fake:
+        yield fake
+
+
+def _responses_config(provider: ResponsesProvider, state: str) -> str:
+    return f"""
+storage: {{state: "{state}"}}
+pricing: {{{RESPONSES_MODEL}: {{input_per_mtok: 100, output_per_mtok: 100}}}}
+providers: [{{id: openai, type: openai, baseUrl: "{provider.url}/v1", apiTokens: [sk-openai]}}]
+routes: [{{name: v1, path_prefix: /v1/, provider: openai}}]
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{{name: alice, credential: key-alice, budget: {{usd: 1, period: day}}}}]
+"""
+
+
+def _respond(url: str, **more: Any) -> httpx.Response:
+    payload = {"model": RESPONSES_MODEL, "input": "hi", "max_output_tokens": 20, **more}
+    return httpx.post(url + "/v1/responses", json=payload, headers={"authorization": "Bearer key-alice"}, timeout=30)
+
+
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_a_responses_call_continuing_server_side_state_holds_the_input_it_carries_by_reference(
+    gateway: GatewayFactory,
+    responses_provider: ResponsesProvider,
+    state: str,
+    redis_url: str,  # noqa: F811
+) -> None:
+    """A continuation is billed for turns its body does not show: its hold counts the
+    tokens of the response it continues when the gateway answered it (on any replica,
+    through Redis), and a large unseen context otherwise, so no body however small
+    spends past the budget (alice: $1 a day; the provider's answers cost about $0.13)."""
+    cfg = _responses_config(responses_provider, redis_url if state == "redis" else "memory")
+    one = gateway(cfg)
+    two = gateway(cfg) if state == "redis" else one
+    first = _respond(one.url)
+    assert first.status_code == 200, first.text
+    # Continued on the other replica: held as the earlier turn's tokens (1,257), admitted.
+    continued = _respond(two.url, previous_response_id=first.json()["id"])
+    assert continued.status_code == 200, continued.text
+    for unseen in (
+        {"previous_response_id": "resp_made_elsewhere"},
+        {"conversation": {"id": "conv_made_elsewhere"}},
+        {"prompt": {"id": "pmpt_1"}},
+    ):
+        # Held as 128,000 unseen tokens ($12.80): past the budget, whatever the body.
+        refused = _respond(one.url, **unseen)
+        assert (refused.status_code, refused.headers["x-tollway-reason"]) == (403, "budget.exceeded"), unseen
+    # Holding is not spending: alice spent what her two answered calls cost.
+    spent = httpx.get(one.admin_url + "/api/consumers/alice").json()["spend"][0]["spend_usd"]
+    costs = {r["request_id"]: r["cost_usd"] for gw in (one, two) for r in records(gw, "alice")}
+    assert len([c for c in costs.values() if c]) == 2 and spent == pytest.approx(sum(c or 0 for c in costs.values()))
 
 
 async def test_max_parallel_refuses_the_call_too_many_and_frees_on_every_ending(

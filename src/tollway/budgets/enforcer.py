@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 from tollway.budgets.alerts import Alerts
+from tollway.budgets.continuations import Continuations
 from tollway.budgets.history import NANO, SpendHistory, to_nano
 from tollway.budgets.periods import Span, span_of
 from tollway.consumers.consumer import Budget, Consumer
@@ -157,6 +158,8 @@ class Budgets:
         # is held and settled synchronously (``admit_now``, ``release_now``).
         self._memory = state if isinstance(state, MemoryStateStore) else None
         self.settles_at_once = self._memory is not None
+        # What Responses calls continue by reference (their hidden input).
+        self.continuations = Continuations(state)
 
     def configure(self, prices: PriceTable) -> None:
         """The price table calls are held and settled at from now on (a reload)."""
@@ -210,10 +213,11 @@ class Budgets:
         plans[consumer.name] = plan
         return plan
 
-    def _amount(self, ex: Exchange, plan: Plan, upstream_model: Callable[[Route, str], str]) -> int:
+    def _amount(self, ex: Exchange, plan: Plan, upstream_model: Callable[[Route, str], str], hidden: int = 0) -> int:
         """The most this call can cost, in nano-dollars (0 when no subject has a budget,
         the call only counts tokens, or it is one no provider bills: ``_costs_nothing``);
-        raises ``model_unpriced`` for a model without a price, or a paid call naming none."""
+        raises ``model_unpriced`` for a model without a price, or a paid call naming none.
+        ``hidden``: input tokens the call carries by reference (``continuations``)."""
         budgeted = plan.budgeted
         model = ex.model_requested
         if budgeted is None or ex.api == "count_tokens":
@@ -237,7 +241,7 @@ class Budgets:
                 code="model_unpriced",
             )
         price = found[1]
-        per_mtok = prompt_tokens(ex) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
+        per_mtok = (prompt_tokens(ex) + hidden) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
         return math.ceil(per_mtok * (NANO / 1_000_000))
 
     def _hold_or_refuse(self, ex: Exchange, plan: Plan, amount: int, answer: SpendAdmission) -> bool:
@@ -271,7 +275,8 @@ class Budgets:
         plan = self._plan(consumer, self.clock() * 1000)
         if not plan.subjects:
             return True
-        amount = self._amount(ex, plan, upstream_model)
+        hidden = self.continuations.hidden_now(ex) if plan.budgeted is not None else 0
+        amount = self._amount(ex, plan, upstream_model, hidden)
         return self._hold_or_refuse(ex, plan, amount, memory.spend_admit_now(plan.allowances, amount))
 
     async def admit(self, ex: Exchange, upstream_model: Callable[[Route, str], str]) -> None:
@@ -285,7 +290,8 @@ class Budgets:
         plan = self._plan(consumer, self.clock() * 1000)
         if not plan.subjects:
             return
-        amount = self._amount(ex, plan, upstream_model)
+        hidden = await self.continuations.hidden(ex) if plan.budgeted is not None else 0
+        amount = self._amount(ex, plan, upstream_model, hidden)
         for _ in range(_REBUILDS):
             try:
                 answer = await self.state.spend_admit(plan.allowances, amount, self.hold_ms)
@@ -313,6 +319,7 @@ class Budgets:
             plan, amount, prices = hold
             spent = _spent(prices, ex)
             self._alert(plan, spent, self._memory.spend_release_now(plan.allowances, amount, spent))
+            self.continuations.remember_now(ex)
         except Exception:  # never raises, as ``release``: the call's record must still be made
             log.exception("budgets: releasing request %s failed", ex.request_id)
 
@@ -325,6 +332,10 @@ class Budgets:
             return
         plan, amount, prices = hold
         spent = _spent(prices, ex)
+        try:
+            await self.continuations.remember(ex)
+        except Exception:
+            log.exception("budgets: remembering what request %s continues failed", ex.request_id)
         try:
             after = await self.state.spend_release(plan.allowances, amount, spent)
         except StateUnavailable as exc:
@@ -417,9 +428,11 @@ class Budgets:
 
 # Calls no provider bills, which need no model: reading, deleting, listing models,
 # uploading files (a batch's lines are priced when a batch is made of them: not here),
-# moderation, MCP.
+# moderation, MCP; a stored response's cancel or input token count, and OpenAI's
+# Conversations (the items a Responses call then continues: held with it).
 _READS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _FREE_APIS = frozenset({"models", "files", "moderations", "mcp"})
+_FREE_PATHS = ("/responses/", "/conversations")
 # Making a batch: billed when the provider runs it, outside any call the gateway settles.
 _BATCH_CREATION = frozenset({"/batches", "/messages/batches"})
 
@@ -430,7 +443,10 @@ def _costs_nothing(ex: Exchange) -> bool:
     cannot be priced, so a budget cannot hold it."""
     if ex.request.method in _READS or ex.api in _FREE_APIS:
         return True
-    return ex.api == "batches" and ex.api_path.rstrip("/").lower() not in _BATCH_CREATION
+    path = ex.api_path.rstrip("/").lower()
+    if ex.api == "batches":
+        return path not in _BATCH_CREATION
+    return path.startswith(_FREE_PATHS)
 
 
 def _spent(prices: PriceTable, ex: Exchange) -> int:

@@ -29,6 +29,8 @@ def take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
     if u is not None and apply_usage(ex.usage, u):
         ex.usage.provisional = False
         take_model(ex, obj)
+        if obj.get("object") == "response" and isinstance(obj.get("id"), str):
+            ex.answer_id = obj["id"]  # a whole Responses answer
     msg = obj.get("message")
     if isinstance(msg, dict) and msg.get("usage") is not None and apply_usage(ex.usage, msg["usage"]):
         ex.usage.provisional = True  # ``message_start``: the final counts come in ``message_delta``
@@ -37,6 +39,8 @@ def take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
     response = obj.get("response")
     if isinstance(response, dict) and response.get("usage") is not None and apply_usage(ex.usage, response["usage"]):
         take_model(ex, response)
+        if isinstance(response.get("id"), str):
+            ex.answer_id = response["id"]
 
 
 def answer_chars(obj: Any) -> int:
