@@ -7,6 +7,8 @@ import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from tollway import deadlines
+from tollway.deadlines import Deadline
 from tollway.errors import BadRequest, RequestTimeout
 from tollway.exchange import Request
 from tollway.gateway.call import ClientGone, Gateway, too_large
@@ -20,7 +22,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# How long after its body is in a call starts watching for its client to go away.
+# How long after its body is in a call starts watching for its client to go away (up
+# to a deadline's slot more: ``tollway.deadlines``).
 WATCH_AFTER_S = 0.05
 # The ASGI event the server's ``receive()`` answers once the client has sent nothing of
 # an unfinished request body for ``server.body_timeout_s`` (Tollway's own event: the
@@ -141,7 +144,7 @@ class GatewayApp:
         task = asyncio.current_task()
         assert task is not None
         watcher: asyncio.Task[None] | None = None
-        timer: asyncio.TimerHandle | None = None
+        timer: Deadline | None = None
 
         async def watch_disconnect() -> None:
             # Once the body is in, the only message left is the client going away;
@@ -179,8 +182,9 @@ class GatewayApp:
                 if not msg.get("more_body", False):
                     break
             # Watching takes a task per call; most calls end before this delay, and a
-            # client that left meanwhile is noticed as soon as the watching starts.
-            timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start_watching)
+            # client that left meanwhile is noticed as soon as the watching starts. (A
+            # deadline of the loop's, not a timer per call: ``tollway.deadlines``.)
+            timer = deadlines.for_loop(asyncio.get_running_loop()).after(WATCH_AFTER_S, start_watching)
             return parts[0] if len(parts) == 1 else b"".join(parts)
 
         try:

@@ -49,6 +49,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
+from tollway import deadlines
 from tollway.gateway.edge import BODY_REFUSED, BODY_TIMEOUT, CLIENT_GONE
 from tollway.protocols.openai.wire import error_body
 
@@ -360,6 +361,7 @@ class EdgeConnection(HttpToolsProtocol):
         "_began",
         "_chunked",
         "_clock",
+        "_deadlines",
         "_dropping",
         "_head_left",
         "_in_head",
@@ -415,6 +417,7 @@ class EdgeConnection(HttpToolsProtocol):
         self._since_data = 0
         # When a lingering close ends whatever the client does.
         self._linger_end = 0.0
+        self._deadlines = deadlines.for_loop(self.loop)
 
     # --- the connection -----------------------------------------------------------------
 
@@ -676,7 +679,10 @@ class EdgeConnection(HttpToolsProtocol):
             # The next head began while this answer went out: its clock starts now.
             self._arm_clock()
         else:
-            self.timeout_keep_alive_task = self.loop.call_later(
+            # Armed after every answer and disarmed by the next request: a deadline of
+            # the loop's, not a timer each time (``tollway.deadlines``; it has the
+            # ``cancel()`` uvicorn calls).
+            self.timeout_keep_alive_task = self._deadlines.after(  # type: ignore[assignment]
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )
 

@@ -26,15 +26,27 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from functools import partial
 from urllib.parse import urlsplit
 
 import httptools
 
+from tollway import deadlines
 from tollway.upstream import ConnectFailed, ProtocolFailure, TransportTimeout, UpstreamRequest
 
 _FORBIDDEN = frozenset("\r\n\0")
 _HIGH_WATER = 1 << 20  # pause reading the provider once this much is queued for a slow client
 _LOW_WATER = 1 << 16
+
+
+def _time_out(wakeup: asyncio.Future[None], idle: float) -> None:
+    """A stream's next piece did not come in time (a deadline's callback)."""
+    if not wakeup.done():
+        wakeup.set_exception(TransportTimeout(f"provider sent nothing for {idle:g}s"))
+
+
+class _HeadersOverdue(Exception):
+    """The response's headers did not come before the deadline (see ``send``)."""
 
 
 class _StaleConnection(Exception):
@@ -189,6 +201,11 @@ class _Connection(asyncio.Protocol):
         if self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
 
+    def headers_overdue(self) -> None:
+        """The response's headers did not come in time (a deadline's callback)."""
+        if not self.headers_done.done():
+            self._fail(_HeadersOverdue())
+
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
@@ -244,13 +261,13 @@ class H1Response:
                 if isinstance(conn.error, ProtocolFailure):
                     raise conn.error
                 raise ProtocolFailure("provider connection broke") from None
-            conn.wakeup = loop.create_future()
+            wakeup = conn.wakeup = loop.create_future()
+            # (A deadline of the loop's, not a timer per wait: see ``tollway.deadlines``.)
+            deadline = deadlines.for_loop(loop).after(self._idle, partial(_time_out, wakeup, self._idle))
             try:
-                async with asyncio.timeout(self._idle):
-                    await conn.wakeup
-            except TimeoutError:
-                raise TransportTimeout(f"provider sent nothing for {self._idle:g}s") from None
+                await wakeup
             finally:
+                deadline.cancel()
                 conn.wakeup = None
 
     async def read(self) -> bytes:
@@ -291,18 +308,35 @@ class H1Transport:
             target += "?" + parts.query
         head = self._head(request, target, parts.netloc)
         key = (scheme, host, port)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + request.headers_timeout
+        # A kept-alive connection (nearly every call): the wait for the headers has a
+        # deadline of the loop's (``tollway.deadlines``), not a timer of its own.
+        for _attempt in range(2):
+            conn = self._idle_connection(key)
+            if conn is None:
+                break
+            try:
+                return await self._exchange(conn, head, request.body, request.idle_timeout, due)
+            except _StaleConnection:
+                conn.close()
+            except _HeadersOverdue:
+                raise self._headers_timeout(request) from None
+        else:
+            raise ProtocolFailure("provider closed the connection before answering")
+        # A new connection: the connect and the wait under one timeout.
         try:
-            async with asyncio.timeout(request.headers_timeout):
-                for _attempt in range(2):
-                    conn = await self._acquire(key)
-                    try:
-                        return await self._exchange(conn, head, request.body, request.idle_timeout)
-                    except _StaleConnection:
-                        conn.close()
-                        continue
-                raise ProtocolFailure("provider closed the connection before answering")
+            async with asyncio.timeout_at(due):
+                conn = await self._connect(key)
+                return await self._exchange(conn, head, request.body, request.idle_timeout, None)
+        except _StaleConnection:
+            raise ProtocolFailure("provider closed the connection before answering") from None
         except TimeoutError:
-            raise TransportTimeout(f"no response headers within {request.headers_timeout:g}s") from None
+            raise self._headers_timeout(request) from None
+
+    @staticmethod
+    def _headers_timeout(request: UpstreamRequest) -> TransportTimeout:
+        return TransportTimeout(f"no response headers within {request.headers_timeout:g}s")
 
     def _head(self, request: UpstreamRequest, target: str, netloc: str) -> bytes:
         _check_token(request.method, "method")
@@ -318,8 +352,11 @@ class H1Transport:
             lines.append(f"content-length: {len(request.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    async def _acquire(self, key: tuple[str, str, int]) -> _Connection:
+    def _idle_connection(self, key: tuple[str, str, int]) -> _Connection | None:
+        """The most recently used idle connection to ``key`` still fit for a request."""
         idle = self._idle.get(key)
+        if not idle:
+            return None
         now = time.monotonic()
         while idle:
             conn = idle.pop()
@@ -328,6 +365,9 @@ class H1Transport:
                 conn._reset()
                 return conn
             conn.close()
+        return None
+
+    async def _connect(self, key: tuple[str, str, int]) -> _Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
         try:
@@ -346,16 +386,26 @@ class H1Transport:
         conn.transport = transport
         return conn
 
-    async def _exchange(self, conn: _Connection, head: bytes, body: bytes, idle: float) -> H1Response:
+    async def _exchange(
+        self, conn: _Connection, head: bytes, body: bytes, idle: float, due: float | None
+    ) -> H1Response:
+        """Send the request on ``conn`` and wait for the response's headers, until the
+        loop's clock passes ``due`` (None: the caller's own timeout bounds the wait)."""
         assert conn.transport is not None
         conn.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             conn.transport.write(body)
+        deadline = None
+        if due is not None:
+            deadline = deadlines.for_loop(asyncio.get_running_loop()).at(due, conn.headers_overdue)
         try:
             await conn.headers_done
         except BaseException:
             conn.close()
             raise
+        finally:
+            if deadline is not None:
+                deadline.cancel()
         return H1Response(conn, self, idle)
 
     def _release(self, conn: _Connection) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -222,6 +223,32 @@ async def test_headers_timeout(serve: Callable[..., Awaitable[Server]]) -> None:
     client = H1Transport()
     with pytest.raises(TransportTimeout):
         await client.send(req(server.port, timeout=0.2))
+    await client.aclose()
+
+
+async def test_headers_timeout_on_a_kept_alive_connection(serve: Callable[..., Awaitable[Server]]) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await read_request(reader)  # the second request gets no answer
+        await asyncio.sleep(5)
+
+    server = await serve(script)
+    client = H1Transport()
+    resp = await client.send(req(server.port))
+    assert await resp.read() == b"ok"
+    await resp.aclose()
+    started = time.monotonic()
+    with pytest.raises(TransportTimeout, match=r"no response headers within 0\.2s"):
+        await client.send(req(server.port, timeout=0.2))
+    assert 0.2 <= time.monotonic() - started < 1.0  # never early; late by a deadline's slot at most
+    assert server.connections == 1  # the wait was on the kept-alive connection
+    # The connection that timed out is not reused: the next call opens another.
+    resp = await client.send(req(server.port))
+    assert await resp.read() == b"ok"
+    await resp.aclose()
+    assert server.connections == 2
     await client.aclose()
 
 
