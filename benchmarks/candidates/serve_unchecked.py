@@ -10,7 +10,8 @@ checks cost a call:
 - the edge's own connection (header size and count limits, head/body/idle clocks, the
   connection bound, the pipelining bound) → uvicorn's httptools protocol as it comes,
   with the product's response writing (``ResponseCycle``: the head and the body's first
-  part in one write), which is no check and so stays on both sides;
+  part in one write) and keep-alive deadline (``tollway.deadlines``), which are no
+  checks and so stay on both sides;
 - the canonical target and Host (``gateway.target.settle``) → the Host with its port cut
   off, the path as the server decoded it, sent upstream as it is;
 - the bounded body parse (``exchange.parse_json``: duplicate keys, nesting depth) →
@@ -31,7 +32,7 @@ import orjson
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from tollway import exchange
+from tollway import deadlines, exchange
 from tollway.errors import BadRequest
 from tollway.exchange import Request
 from tollway.gateway import call, target
@@ -40,8 +41,28 @@ from tollway.runtime import serve
 from tollway.runtime.connection import ResponseCycle
 
 
+class _PlainProtocol(HttpToolsProtocol):
+    """uvicorn's protocol as it comes but for its keep-alive timer, armed after every
+    answer: a deadline of the loop's, as the product's edge arms it (``tollway.deadlines``).
+    That is no check, so it is the same on both sides."""
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.timeout_keep_alive_task = deadlines.for_loop(self.loop).after(  # type: ignore[assignment]
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+
 def _plain_protocol(limits: Any, name: str = "gateway") -> type[HttpToolsProtocol]:
-    return HttpToolsProtocol
+    return _PlainProtocol
 
 
 def _settle(req: Request) -> None:
