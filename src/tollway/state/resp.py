@@ -29,11 +29,14 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, cast
 
 import hiredis
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import parse_url
+
+from tollway import deadlines
 
 # Loop turns a batch past its deadline still gets: enough to read a reply already in.
 GRACE_TURNS = 10
@@ -168,7 +171,10 @@ class RespPipe:
         protocol.transport.write(b"".join(data for data, _ in batch))
         self.waiting.extend(f for _, f in batch)
         last = batch[-1][1]
-        asyncio.get_running_loop().call_later(self.timeout_s, self._deadline, protocol, last, GRACE_TURNS)
+        # A deadline of the loop's (``tollway.deadlines``): one for every batch, and they
+        # almost never find one unanswered.
+        loop = asyncio.get_running_loop()
+        deadlines.for_loop(loop).after(self.timeout_s, partial(self._deadline, protocol, last, GRACE_TURNS))
 
     def _deadline(self, protocol: _Protocol, last: asyncio.Future[Any], turns: int) -> None:
         """The batch's deadline passed. Its last command answered means all of it did
