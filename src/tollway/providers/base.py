@@ -15,6 +15,7 @@ from tollway.headers import spellings
 from tollway.patterns import PatternMap
 from tollway.protocols.apis import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, MODELS
 from tollway.protocols.registry import codec_for
+from tollway.providers.secrets import ProviderSecrets
 from tollway.upstream import Transport
 
 
@@ -96,6 +97,8 @@ class Provider:
         # Whether bodies passed through need ``pivot_body``/``native_body`` at all.
         self.sets_body = bool(config.customSettings)
         self._tokens = list(config.apiTokens)
+        # What of them a provider's answer may show, taken out before a client sees it.
+        self.secrets = ProviderSecrets(self._tokens)
         self._turn = itertools.cycle(range(len(self._tokens))) if self._tokens else None
         self._resting: dict[int, float] = {}
         self._retry_statuses = tuple(re.compile(p) for p in config.retryOnFailure.retryOnStatus)

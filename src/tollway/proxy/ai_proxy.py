@@ -143,7 +143,7 @@ class AiProxy:
                 if _fails_over(resp.status) and not is_last:
                     await resp.aclose()
                     break
-                return await self._reply(ex, resp, translation)
+                return await self._reply(ex, provider, resp, translation)
         assert last_error is not None
         raise last_error
 
@@ -196,14 +196,18 @@ class AiProxy:
             provider.rest_token(token[0])
         return resp, translation
 
-    async def _reply(self, ex: Exchange, resp: UpstreamResponse, translation: Translation | None) -> Reply:
+    async def _reply(
+        self, ex: Exchange, provider: Provider, resp: UpstreamResponse, translation: Translation | None
+    ) -> Reply:
         """The provider's answer in the client's protocol, its usage taken. A stream is
         handed on unread (the gateway closes it); a body is read whole here. A success
         whose body claims JSON and is not, or is not JSON where it must be translated, is
         the provider's failure: 502 ``ai-proxy.bad_upstream_response``, the call billed on
-        an estimate."""
-        provider = ex.provider or ""
-        headers = list(resp.headers)
+        an estimate. What the answer shows of the provider's keys is taken out
+        (``ProviderSecrets``: headers always, bodies of errors), and its cookies, which
+        are the organisation's session with the provider, are not passed on."""
+        secrets = provider.secrets
+        headers = secrets.headers([h for h in resp.headers if h[0] != "set-cookie"])
         ctype = next((v for k, v in headers if k == "content-type"), "")
         if resp.status == 200 and ctype.startswith("text/event-stream"):
             events: EventTranslation
@@ -219,9 +223,11 @@ class AiProxy:
         except TransportError as exc:
             if resp.status < 300 and ex.api in ESTIMATED_APIS:
                 estimate_unfinished(ex, 0)  # a success cut short: billed by the provider all the same
-            raise translate(exc, provider) from None
+            raise translate(exc, provider.id) from None
         finally:
             await resp.aclose()
+        if resp.status >= 400:
+            body = secrets.body(body)
         answer: Any = None
         # application/json, with or without parameters; not JSON Lines (a batch file's
         # content: application/jsonl), which is no one JSON document.
@@ -235,7 +241,7 @@ class AiProxy:
                 estimate_unfinished(ex, len(body))
                 said = "the JSON it claims" if claims_json else f"JSON (content-type {ctype[:60]!r})"
                 raise UpstreamError(
-                    f"provider {provider!r} answered {resp.status} with a body that is not {said}",
+                    f"provider {provider.id!r} answered {resp.status} with a body that is not {said}",
                     reason="ai-proxy.bad_upstream_response",
                 ) from None
         if translation is not None:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from tollway.errors import GatewayError, UpstreamStreamFailed
 from tollway.exchange import Exchange
 from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
+from tollway.providers.base import Provider
 from tollway.providers.errors import translate
 from tollway.proxy.tokens import ESTIMATED_APIS, estimate_unfinished
 from tollway.proxy.translation import EventTranslation
@@ -27,15 +28,19 @@ from tollway.upstream import ProtocolFailure, TransportError, UpstreamResponse
 
 
 class ProviderEvents:
-    __slots__ = ("_chunks", "_drain_s", "_ended", "_ex", "_failed", "_parser", "_provider", "_resp", "_translation")
+    __slots__ = (
+        "_chunks", "_drain_s", "_ended", "_ex", "_failed", "_parser", "_provider", "_resp", "_secrets", "_translation",
+    )  # fmt: skip
 
     def __init__(
-        self, ex: Exchange, resp: UpstreamResponse, translation: EventTranslation, provider_id: str, drain_s: float
+        self, ex: Exchange, resp: UpstreamResponse, translation: EventTranslation, provider: Provider, drain_s: float
     ) -> None:
         self._ex = ex
         self._resp = resp
         self._translation = translation
-        self._provider = provider_id
+        self._provider = provider.id
+        # The provider's own error event may name its key: taken out (``ProviderSecrets``).
+        self._secrets = provider.secrets
         # server.abandoned_stream_drain_s: 0 cancels the provider call when the client leaves.
         self._drain_s = drain_s
         self._parser = SseParser()
@@ -86,11 +91,12 @@ class ProviderEvents:
         self._ended = True
         self._translation.broke()
         estimate_unfinished(self._ex, self._translation.sent_chars)
+        secrets = self._secrets
         self._failed = UpstreamStreamFailed(
-            f"provider {self._provider!r} failed mid-stream: {self._translation.failure}",
+            f"provider {self._provider!r} failed mid-stream: {secrets.text(self._translation.failure or '')}",
             reason="ai-proxy.bad_upstream_response",
         )
-        return [*out, *self._translation.end()]
+        return [*[SseEvent(secrets.body(e.raw)) for e in out], *self._translation.end()]
 
     def _broke(self, exc: TransportError) -> GatewayError:
         """The provider broke off (or sent what cannot be relayed): the tokens it reported

@@ -6,18 +6,21 @@ leaves billed what the provider reports, or an estimate."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import cast
 
 import orjson
 import pytest
 
+from tollway.config.schema import ProviderConfig
 from tollway.errors import UpstreamError, UpstreamStreamFailed
 from tollway.exchange import Exchange
 from tollway.protocols.registry import codec_for
 from tollway.protocols.sse import SseEvent
+from tollway.providers.base import Provider
 from tollway.proxy.events import ProviderEvents
 from tollway.proxy.translation import Passthrough, StreamTranslation
 from tollway.testing.harness import make_exchange
-from tollway.upstream import ProtocolFailure
+from tollway.upstream import ProtocolFailure, Transport
 
 
 class ScriptedResponse:
@@ -53,6 +56,9 @@ def chunk(content: str | None = None, usage: dict[str, int] | None = None) -> by
 
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+KEY = "sk-up-0123456789abcdef"
+# (The events never reach its transport.)
+UP = Provider(ProviderConfig(id="up", type="openai", apiTokens=[KEY]), cast(Transport, None))
 
 
 def source(
@@ -60,7 +66,7 @@ def source(
 ) -> tuple[ProviderEvents, Exchange, ScriptedResponse]:
     ex = make_exchange("POST", "/v1/chat/completions", body=b'{"model": "gpt-4o-mini", "stream": true}')
     resp = ScriptedResponse(pieces)
-    return ProviderEvents(ex, resp, Passthrough(ex, hide_usage), "up", drain_s), ex, resp
+    return ProviderEvents(ex, resp, Passthrough(ex, hide_usage), UP, drain_s), ex, resp
 
 
 async def drained(events: ProviderEvents) -> list[list[bytes]]:
@@ -180,6 +186,16 @@ async def test_the_providers_error_event_goes_out_and_ends_the_stream_as_a_failu
     assert await events.next() is None
 
 
+async def test_the_providers_error_event_never_shows_its_key() -> None:
+    error = f'data: {{"error": {{"message": "key {KEY} revoked ({KEY[:5]}****{KEY[-4:]})", "type": "auth"}}}}\n\n'
+    events, _, _ = source([chunk("Hi") + error.encode()])
+    out = b"".join(e.raw for e in await events.next() or [])
+    assert b"revoked" in out and KEY.encode() not in out and KEY[-4:].encode() not in out
+    with pytest.raises(UpstreamStreamFailed) as failed:
+        await events.next()
+    assert KEY not in failed.value.message and KEY[-4:] not in failed.value.message
+
+
 async def test_a_complete_stream_with_usage_is_neither_cut_nor_estimated() -> None:
     events, ex, _ = source([chunk("Hi"), chunk(usage=USAGE), b"data: [DONE]\n\n"])
     await drained(events)
@@ -223,7 +239,7 @@ async def test_a_drain_reads_an_anthropic_stream_to_its_end_though_its_input_was
     pieces = [anthropic_event(start), anthropic_event(delta), anthropic_event(end),
               anthropic_event({"type": "message_stop"})]  # fmt: skip
     ex = make_exchange("POST", "/v1/messages", body=b'{"model": "claude-x", "max_tokens": 64, "stream": true}')
-    events = ProviderEvents(ex, ScriptedResponse(pieces), Passthrough(ex, False), "up", 1.0)
+    events = ProviderEvents(ex, ScriptedResponse(pieces), Passthrough(ex, False), UP, 1.0)
     assert await events.next() is not None
     await events.abandoned()
     usage = ex.usage
@@ -250,7 +266,7 @@ async def test_a_drained_translated_stream_that_ends_is_billed_the_usage_its_rea
         ex, codec_for("gemini").stream_to_pivot(), codec_for("openai").stream_from_pivot(body)
     )
     pieces = [gemini_chunk("Hel", 1), gemini_chunk("lo", 2), gemini_chunk(" there", 33, "STOP")]
-    events = ProviderEvents(ex, ScriptedResponse(pieces), translation, "up", 1.0)
+    events = ProviderEvents(ex, ScriptedResponse(pieces), translation, UP, 1.0)
     assert await events.next() is not None
     await events.abandoned()
     usage = ex.usage

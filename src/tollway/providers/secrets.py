@@ -1,0 +1,77 @@
+"""What a provider's answer may show of the organisation's keys, taken out before a
+client sees it.
+
+Providers name the key they were sent in their errors: OpenAI and Anthropic answer a
+bad key with ``Incorrect API key provided: sk-proj-****abcd`` (its prefix and last four
+characters), and a self-hosted server or a debugging proxy in front of one may echo the
+whole key, or the request's headers. Relayed as they came, those answers would give
+every consumer part or all of the key the gateway exists to keep from them.
+
+``ProviderSecrets`` holds one provider's keys (``apiTokens``) and scrubs them out of:
+
+- every error answer's body (status ≥ 400), and a stream's error event: each key, and
+  any masked run of characters that ends in a key's last four (``sk-proj-****abcd``),
+  become ``[redacted]``;
+- every answer's headers: a header whose value holds a key (or a masked one) is dropped.
+
+A success's body is the model's output, which never saw the key, and is not scanned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+REDACTED = "[redacted]"
+# A key shorter than this is matched only whole (its tail would match ordinary text).
+_TAIL_FROM = 12
+_TAIL = 4
+
+
+def _alternatives(keys: tuple[str, ...], star: str, bullet: str) -> str:
+    """A pattern for each key whole, and for each one masked: key-like characters, at
+    least three asterisks (or bullets), more of either, then the key's last four, not
+    followed by another key character (``sk-****abcd``, not ``sk-****abcdef``)."""
+    whole = [re.escape(k) for k in sorted(keys, key=len, reverse=True)]
+    mask = f"(?:{re.escape(star)}|{re.escape(bullet)}){{3,}}"
+    between = f"(?:[\\w\\-.]|{re.escape(star)}|{re.escape(bullet)})*?"
+    masked = [
+        r"[\w\-.]*" + mask + between + re.escape(k[-_TAIL:]) + r"(?![\w\-])" for k in keys if len(k) >= _TAIL_FROM
+    ]
+    return "|".join(whole + masked)
+
+
+class ProviderSecrets:
+    __slots__ = ("_any", "_keys", "_pattern", "_pattern_bytes")
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._keys = tuple(k for k in keys if k)
+        self._any = bool(self._keys)
+        self._pattern = re.compile(_alternatives(self._keys, "*", "\u2022")) if self._any else None
+        # (bytes: the bullet is its UTF-8 bytes, and ``\w`` ASCII's word characters)
+        self._pattern_bytes = (
+            re.compile(_alternatives(self._keys, "*", "\xe2\x80\xa2").encode("latin-1")) if self._any else None
+        )
+
+    def text(self, text: str) -> str:
+        """``text`` with every key, whole or masked, replaced."""
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(REDACTED, text)
+
+    def body(self, body: bytes) -> bytes:
+        """``body`` (an error answer's, or an event) with every key replaced."""
+        if self._pattern_bytes is None:
+            return body
+        return self._pattern_bytes.sub(REDACTED.encode(), body)
+
+    def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``headers`` without any that shows a key. One look at all the values at once:
+        this runs on every answer."""
+        if not self._any or not headers:
+            return headers
+        joined = "\n".join([v for _, v in headers])
+        if not any(k in joined for k in self._keys) and "***" not in joined and "\u2022" not in joined:
+            return headers
+        assert self._pattern is not None
+        return [(k, v) for k, v in headers if self._pattern.search(v) is None]

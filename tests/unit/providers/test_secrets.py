@@ -1,0 +1,58 @@
+"""``ProviderSecrets``: a provider's keys, whole or masked as providers mask them, taken
+out of what its answers show."""
+
+from __future__ import annotations
+
+import pytest
+
+from tollway.providers.secrets import ProviderSecrets
+
+KEY = "sk-proj-ORGKEYopenai1234567890abcd"
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        KEY,
+        "sk-proj-****abcd",  # OpenAI's mask
+        "sk-proj-********************abcd",
+        "sk-ant-api03-•••••abcd",  # bullets
+        "****abcd",
+        "sk-proj-ORG***...***abcd",
+    ],
+)
+def test_the_key_whole_or_masked_is_redacted(shown: str) -> None:
+    secrets = ProviderSecrets([KEY])
+    message = f"Incorrect API key provided: {shown}. You can find your API key at https://platform.openai.com."
+    assert secrets.text(message) == (
+        "Incorrect API key provided: [redacted]. You can find your API key at https://platform.openai.com."
+    )
+    assert secrets.body(message.encode()) == secrets.text(message).encode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sk-proj-****abce",  # another key's tail
+        "****abcdef",  # the tail inside a longer run
+        "the word abcd alone",  # a tail with no mask before it
+        "rate limit reached for gpt-4o",
+    ],
+)
+def test_what_shows_no_key_is_left_as_it_is(text: str) -> None:
+    assert ProviderSecrets([KEY]).text(text) == text
+
+
+def test_a_short_key_is_matched_only_whole_and_no_keys_change_nothing() -> None:
+    assert ProviderSecrets(["sk-short"]).text("sk-short and ****hort") == "[redacted] and ****hort"
+    assert ProviderSecrets([]).text(KEY) == KEY
+    assert ProviderSecrets([]).headers([("a", KEY)]) == [("a", KEY)]
+
+
+def test_headers_that_show_a_key_are_dropped() -> None:
+    secrets = ProviderSecrets(["other-key-000000000000", KEY])
+    headers = [("content-type", "application/json"), ("x-echo", f"Bearer {KEY}"), ("x-hint", "sk-****abcd"),
+               ("x-ratelimit-remaining", "99")]  # fmt: skip
+    assert secrets.headers(headers) == [("content-type", "application/json"), ("x-ratelimit-remaining", "99")]
+    plain = [("content-type", "application/json")]
+    assert secrets.headers(plain) is plain  # the common case: nothing copied
