@@ -419,6 +419,11 @@ class Exchange:
             return [h for h in headers if h[1] != key]
         return [h for h in headers if key not in h[1]]
 
+    def shows_credential(self, value: str) -> bool:
+        """Whether ``value`` holds the consumer's key (see ``KEY_IN_TEXT_MIN``)."""
+        key = self.credential
+        return key is not None and _holds(value, key)
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 

@@ -106,6 +106,15 @@ class _Attr:
         self.default = cfg.default_value
 
 
+# Request headers that carry credentials of some kind: an attribute read from one keeps
+# ``REDACTED``, as does one whose value holds the consumer's key (key-auth may read it
+# from any header).
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie"}
+)
+REDACTED = "[redacted]"
+
+
 def _put(ex: Exchange, key: str, value: Any) -> None:
     if ex.attributes is None:
         ex.attributes = {}
@@ -227,7 +236,10 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
         for a in self.req_headers:
             found = ex.request.headers.get(a.name)
             if found is not None:
-                _put(ex, a.key, found)
+                # A key is never a statistic: it would reach the log, the records, the
+                # admin API and the spans.
+                secret = a.name in CREDENTIAL_HEADERS or ex.shows_credential(found)
+                _put(ex, a.key, REDACTED if secret else found)
         return None
 
     async def request_body(self, ex: Exchange) -> Reply | None:

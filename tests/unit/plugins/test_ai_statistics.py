@@ -82,6 +82,23 @@ async def test_each_value_source() -> None:
     }  # fmt: skip
 
 
+async def test_a_key_is_never_a_statistic() -> None:
+    """Credential headers, and any header holding the consumer's key (key-auth may read
+    it from a header of any name), keep "[redacted]": attributes reach the log, the
+    records, the admin API and the spans."""
+    plugin = _plugin(
+        {"key": "auth", "value_source": "request_header", "value": "authorization", "apply_to_log": True},
+        {"key": "token", "value_source": "request_header", "value": "x-tok"},
+        {"key": "cookie", "value_source": "request_header", "value": "cookie"},
+        {"key": "team", "value_source": "request_header", "value": "x-team"},
+    )
+    ex = _exchange({"authorization": "Bearer whatever", "x-tok": "tok alice-key-0123456789", "cookie": "s=1",
+                    "x-team": "blue"})  # fmt: skip
+    ex.credential = "alice-key-0123456789"
+    attrs = await _through(plugin, ex)
+    assert attrs == {"auth": "[redacted]", "token": "[redacted]", "cookie": "[redacted]", "team": "blue"}
+
+
 async def test_streamed_values_follow_their_rule() -> None:
     content = {"value_source": "response_streaming_body", "value": "choices.0.delta.content"}
     plugin = _plugin(
