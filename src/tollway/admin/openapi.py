@@ -141,7 +141,7 @@ _SCHEMAS: dict[str, Any] = {
             "key_hint": {
                 "type": "string",
                 "maxLength": 4,
-                "description": "The key's last 4 characters, never the key.",
+                "description": "The key's last 4 characters, never the key; empty for a key under 16 characters.",
             },
             "created_at": _NULLABLE_STRING,
             "expires_at": {**_NULLABLE_STRING, "description": "After it the key is refused (ISO-8601 UTC)."},

@@ -19,3 +19,13 @@ def hash_key(key: str) -> str:
     # runs on every request's auth path, where a deliberately slow one would cost
     # milliseconds per call.
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+# A key shorter than this is shown with no hint at all: its last four characters would
+# be too much of it (a config credential of six characters, say).
+HINT_FROM = 16
+
+
+def hint_of(key: str) -> str:
+    """What listings show of a key: its last 4 characters, or nothing for a short key."""
+    return key[-4:] if len(key) >= HINT_FROM else ""

@@ -33,7 +33,7 @@ import orjson
 
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
 from tollway.consumers.groups import Group
-from tollway.consumers.keys import hash_key, new_key
+from tollway.consumers.keys import hash_key, hint_of, new_key
 from tollway.storage import Database, Row, Statement
 from tollway.storage.steps import migrate_in_steps
 
@@ -285,7 +285,7 @@ class ConsumerStore:
         args = (
             name,
             key_hash,
-            key[-4:],
+            hint_of(key),
             orjson.dumps(models).decode() if models is not None else None,
             orjson.dumps(list(groups)).decode(),
             time.time(),
@@ -317,7 +317,7 @@ class ConsumerStore:
         key = new_key()
         key_hash = hash_key(key)
         until = time.time() + grace_s
-        rotated, _ = await self._transact([(_ROTATE, (until, key_hash, key[-4:], name)), (_BUMP, ())])
+        rotated, _ = await self._transact([(_ROTATE, (until, key_hash, hint_of(key), name)), (_BUMP, ())])
         if not rotated:
             self._not_runtime(name)
         return key, key_hash, until

@@ -26,6 +26,7 @@ from tollway import patterns
 from tollway.config.load import LoadedConfig
 from tollway.config.schema import BudgetConfig
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
+from tollway.consumers.keys import hint_of
 from tollway.errors import BadRequest, Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
 from tollway.headers import param_spelling, spellings
@@ -360,7 +361,7 @@ def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
                 allow_models=list(c.allow_models) if c.allow_models is not None else None,
                 groups=list(c.groups),
                 source="config",
-                key_hint=c.keys()[0][-4:],
+                key_hint=hint_of(c.keys()[0]),
                 created_at=None,
                 expires_at=iso_instant(expiry) if (expiry := c.expiry()) is not None else None,
             ),
