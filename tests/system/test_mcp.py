@@ -214,7 +214,15 @@ _DELETE = '"method": "tools/call", "params": {"name": "delete_everything", "argu
         # A call of a tool the consumer may not call is refused whatever its id says.
         (f'{{"jsonrpc": "2.0", {_DELETE}}}}}', 403, "mcp.tool_not_allowed"),  # a notification
         (f'{{"jsonrpc": "2.0", "id": 1.5, {_DELETE}}}}}', 403, "mcp.tool_not_allowed"),
-        (f'{{"jsonrpc": "2.0", "id": null, {_DELETE}}}}}', 403, "mcp.tool_not_allowed"),
+        # An id of no JSON-RPC type: the gateway could not know the answer as the call's.
+        (f'{{"jsonrpc": "2.0", "id": null, {_DELETE}}}}}', 400, "gateway.bad_request"),
+        (f'{{"jsonrpc": "2.0", "id": true, {_DELETE}}}}}', 400, "gateway.bad_request"),
+        # The method as a lenient server might read it.
+        (
+            f'{{"jsonrpc": "2.0", "id": 8, {_DELETE.replace("tools/call", " TOOLS/Call ")}}}}}',
+            403,
+            "mcp.tool_not_allowed",
+        ),
     ],
 )
 def test_a_forbidden_tool_call_cannot_be_smuggled_past_allow_tools(
@@ -265,6 +273,29 @@ def test_an_id_past_64_bits_comes_back_as_the_client_wrote_it(gw: Proc) -> None:
         listed = _message_of(client.post(_url(gw), content=listing, headers=session))
     assert f'"id":{_BIG_ID},'.encode() in listed
     assert {t["name"] for t in orjson.loads(listed)["result"]["tools"]} == {"echo", "add", "count_up", "seen_headers"}
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "status", "reason"),
+    [
+        ("PUT", f'{{"jsonrpc": "2.0", "id": 3, {_DELETE}}}}}', 405, "gateway.method_not_allowed"),
+        ("PATCH", f'{{"jsonrpc": "2.0", "id": 3, {_DELETE}}}}}', 405, "gateway.method_not_allowed"),
+        ("GET", f'{{"jsonrpc": "2.0", "id": 3, {_DELETE}}}}}', 400, "gateway.bad_request"),
+        ("DELETE", f'{{"jsonrpc": "2.0", "id": 3, {_DELETE}}}}}', 400, "gateway.bad_request"),
+        ("POST", "", 400, "gateway.bad_request"),
+    ],
+)
+def test_what_mcp_sends_no_other_way_never_reaches_the_server(
+    gw: Proc, method: str, body: str, status: int, reason: str
+) -> None:
+    """A forbidden call sent by another method, or a message where MCP has none, is not
+    relayed unread: a lenient server would run it whatever the method."""
+    r = httpx.request(method, _url(gw), content=body.encode(), headers={"x-api-key": BOB, **_JSON_RPC})
+    assert (r.status_code, r.headers.get("x-tollway-reason")) == (status, reason)
+    if status == 405:
+        assert set(r.headers["allow"].split(", ")) == {"GET", "POST", "DELETE", "OPTIONS", "HEAD"}
+    (row,) = _settled(gw, 1, consumer="bob")
+    assert (row["status"], row["reason"], row["attempts"]) == (status, reason, [])
 
 
 async def test_request_block_reads_tool_arguments(gw: Proc) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 import jiter
 import orjson
 
-from tollway.errors import BadRequest
+from tollway.errors import BadRequest, GatewayError
 from tollway.exchange import Exchange
+from tollway.masking.normalise import normalise
 
 # JSON-RPC's own codes, and the one SPEC §12 gives a tool the consumer may not call.
 INTERNAL_ERROR = -32603
@@ -41,6 +42,12 @@ class Message:
     # The id as the client wrote it, where ``id`` is not quite it (see ``_exact_id``).
     exact_id: Any = None
 
+    # ``method`` as a lenient server might read it (trimmed, case-folded, NFKC): what
+    # the gateway's checks go by (``TOOLS/CALL`` is a ``tools/call`` to them).
+    kind: str | None = None
+    # ``params.name`` of a ``tools/call``, whole (``tool`` is cut for the record).
+    tool_name: str | None = None
+
     @property
     def is_request(self) -> bool:
         return self.method is not None and self.id is not None
@@ -58,12 +65,32 @@ def _name(value: Any) -> str | None:
     return value[:_MAX_NAME] if isinstance(value, str) and value else None
 
 
+# What the Streamable HTTP transport sends: POST a message; GET the server's stream,
+# DELETE the session (no body either); OPTIONS and HEAD as any HTTP server knows them.
+_BODILESS = frozenset({"GET", "DELETE", "OPTIONS", "HEAD"})
+_ALLOWED = "GET, POST, DELETE, OPTIONS, HEAD"
+
+
 def read(ex: Exchange) -> Message:
-    """The message in the request's body (none for GET, DELETE or a body that is no
-    JSON-RPC), noted on the exchange for its record: ``mcp_method``, ``mcp_tool``."""
+    """The message in the request's body (none for GET or DELETE), noted on the exchange
+    for its record: ``mcp_method``, ``mcp_tool``. What the gateway could not check is
+    refused, never relayed unread (a lenient server might run it): another HTTP method
+    (405), a GET or DELETE with a body, a POST without one, an id of no JSON-RPC type."""
     req = ex.request
-    if req.method != "POST" or not req.body:
+    if req.method in _BODILESS:
+        if req.body:
+            raise BadRequest(f"an MCP {req.method} carries no body", reason="gateway.bad_request")
         return _NOTHING
+    if req.method != "POST":
+        raise GatewayError(
+            f"MCP's Streamable HTTP transport has no {req.method[:20]!r} requests",
+            reason="gateway.method_not_allowed",
+            status=405,
+            code="method_not_allowed",
+            headers=[("allow", _ALLOWED)],
+        )
+    if not req.body:
+        raise BadRequest("an MCP POST carries one JSON-RPC message; this one has no body", reason="gateway.bad_request")
     body = req.json()  # raises BadRequest for what its parse refuses
     if isinstance(body, list):
         ex.mcp_method = "batch"
@@ -73,13 +100,27 @@ def read(ex: Exchange) -> Message:
         )
     if not isinstance(body, dict):
         raise BadRequest("an MCP request body is one JSON-RPC message: a JSON object", reason="gateway.bad_request")
-    method = _name(body.get("method"))
+    raw_method = body.get("method")
+    method = _name(raw_method)
+    kind = _kind(raw_method)
     params = body.get("params")
     params = params if isinstance(params, dict) else None
-    tool = _name(params.get("name")) if method == "tools/call" and params is not None else None
+    tool_name = params.get("name") if kind == "tools/call" and params is not None else None
+    tool_name = tool_name if isinstance(tool_name, str) else None
+    if "id" in body and _id_of(body) is None:
+        # A lenient server may still answer it (MCP: an id is a string or an integer,
+        # never null): the gateway would not know the answer as the request's.
+        raise BadRequest("a JSON-RPC id is a string or a number", reason="gateway.bad_request")
     msg_id = _id_of(body)
+    tool = _name(tool_name)
     ex.mcp_method, ex.mcp_tool = method, tool
-    return Message(method, msg_id, tool, params, _exact_id(msg_id, req.body))
+    return Message(method, msg_id, tool, params, _exact_id(msg_id, req.body), kind, tool_name)
+
+
+def _kind(method: Any) -> str | None:
+    if not isinstance(method, str) or not method:
+        return None
+    return normalise(method).strip().casefold()
 
 
 def _id_of(body: dict[str, Any]) -> Any:

@@ -124,19 +124,21 @@ class McpRelay:
                 return failure_reply(ex, msg, err)
             raise err from None
         await resp.aclose()
-        if msg.is_request and ctype.startswith("application/json"):
+        if ctype.startswith("application/json") and (msg.is_request or tools is not None):
             body = _answered(ex, msg, tools, body)
         return Reply(resp.status, list(resp.headers), body)
 
 
 def _answered(ex: Exchange, msg: Message, tools: ToolFilter | None, body: bytes) -> bytes:
-    """A JSON answer to the client's request: its outcome noted, a tool list filtered."""
+    """A JSON answer: the outcome of the client's request noted, and any tool list
+    filtered for the consumer."""
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
         return body
-    _note(ex, answer)
-    if tools is not None and msg.method == "tools/list":
+    if msg.is_request:
+        _note(ex, answer)
+    if tools is not None:
         filtered = tools.filter_list(answer, msg)
         if filtered is not None:
             return orjson.dumps(filtered)
@@ -166,7 +168,7 @@ class McpEvents:
         self._server = server
         self._resp = resp
         self._msg = msg
-        self._tools = tools if msg.method == "tools/list" else None
+        self._tools = tools
         self._parser = SseParser()
         self._chunks = resp.chunks().__aiter__()
         self._answered = False
@@ -202,10 +204,20 @@ class McpEvents:
         """Notes the response to the client's request when it passes (its outcome, and a
         tool list filtered for the consumer)."""
         msg = self._msg
-        if not msg.is_request or self._answered:
+        tools = self._tools
+        waiting = msg.is_request and not self._answered
+        if not waiting and tools is None:
             return events
         for i, event in enumerate(events):
             raw = event.raw
+            if tools is not None and b'"tools"' in raw:
+                # Any tool list, on any stream (a GET stream's replay included): only
+                # the allowed tools, the event's id and name kept.
+                filtered = tools.filter_list(event.json(), msg)
+                if filtered is not None:
+                    events[i] = event.with_data(orjson.dumps(filtered))
+            if not waiting:
+                continue
             if raw.startswith(b"id:") or b"\nid:" in raw:
                 self._resumable = True
             if b'"id"' not in raw:
@@ -213,12 +225,8 @@ class McpEvents:
             message = event.json()
             if not isinstance(message, dict) or message.get("id") != msg.id or "method" in message:
                 continue
-            self._answered = True
+            self._answered, waiting = True, False
             _note(self._ex, message)
-            if self._tools is not None:
-                filtered = self._tools.filter_list(message, msg)
-                if filtered is not None:
-                    events[i] = SseEvent.of_json(filtered)
         return events
 
     def _unanswered(self, exc: TransportError | None) -> list[SseEvent]:

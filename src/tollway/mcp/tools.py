@@ -37,10 +37,10 @@ class ToolFilter:
         return matches_any(self.patterns, tool)
 
     def filter_list(self, message: Any, msg: Message) -> dict[str, Any] | None:
-        """``message`` (the response to ``msg``, a ``tools/list``) with only the allowed
-        tools, and the id as the client wrote it (``Message.reply_id``: the response's
-        own, once parsed, may no longer be); None when it is no tool list or nothing had
-        to go."""
+        """``message`` (a server's, answering ``msg`` or not) with only the allowed tools
+        if it is a tool list, and, answering ``msg``, the id as the client wrote it
+        (``Message.reply_id``: the response's own, once parsed, may no longer be); None
+        when it is no tool list or nothing had to go."""
         result = message.get("result") if isinstance(message, dict) else None
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             return None
@@ -48,8 +48,10 @@ class ToolFilter:
         kept = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str) and self.allows(t["name"])]
         if len(kept) == len(tools):
             return None
-        ident = msg.reply_id if message.get("id") == msg.id else message.get("id")
-        return {**message, "id": ident, "result": {**result, "tools": kept}}
+        filtered = {**message, "result": {**result, "tools": kept}}
+        if msg.id is not None and message.get("id") == msg.id:
+            filtered["id"] = msg.reply_id
+        return filtered
 
     def refusal(self, ex: Exchange, msg: Message) -> Reply | None:
         """The answer to a ``tools/call`` of a tool this consumer may not call; None when
@@ -57,12 +59,11 @@ class ToolFilter:
         the client gets its JSON-RPC error with status 200, see ``relay``). A call sent
         as a notification (no id, or an id of no JSON-RPC type) is refused too: a
         lenient server might still run it."""
-        if msg.method != "tools/call":
+        if msg.kind != "tools/call":
             return None
-        tool = msg.tool or ""
-        if self.allows(tool):
+        if self.allows(msg.tool_name or ""):  # the whole name: what the server would run
             return None
-        message = f"tool {tool!r} of MCP server {self.server!r} is not allowed for this consumer"
+        message = f"tool {msg.tool or ''!r} of MCP server {self.server!r} is not allowed for this consumer"
         err = Forbidden(message, reason=NOT_ALLOWED)
         ex.fail(err)
         ex.status = err.status

@@ -33,6 +33,12 @@ class SseEvent:
         ev._name, ev._data, ev._parsed = event, data.decode(), True
         return ev
 
+    def with_data(self, data: bytes) -> SseEvent:
+        """This event with ``data`` in place of its data lines: its id, name, retry and
+        comments kept (a client resuming the stream needs its id)."""
+        kept = [line for line in self.raw.splitlines() if line and not line.startswith(b"data")]
+        return SseEvent(b"\n".join([*kept, b"data: " + data]) + b"\n\n")
+
     @classmethod
     def of_json(cls, obj: Any, event: str | None = None) -> SseEvent:
         return cls.build(orjson.dumps(obj), event)

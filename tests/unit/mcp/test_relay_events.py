@@ -75,6 +75,31 @@ async def test_a_tool_list_in_a_stream_is_filtered_for_the_consumer() -> None:
     assert seen == [{"jsonrpc": "2.0", "id": 8, "result": {"tools": [{"name": "echo"}], "nextCursor": "c"}}]
 
 
+async def test_a_tool_list_replayed_on_the_get_stream_is_filtered_and_keeps_its_id() -> None:
+    """A client resuming (GET, Last-Event-ID) gets the server's replay: a tool list
+    there is one the consumer may see only in part, and its event id is how the client
+    resumes again."""
+    listed = {"jsonrpc": "2.0", "id": 8, "result": {"tools": [{"name": "echo"}, {"name": "rm"}]}}
+    ex = Exchange("r", Request("GET", "/mcp", "", Headers(), "127.0.0.1", "gw"))
+    events = relay.McpEvents(ex, SERVER, _Answer([_event(listed, event_id="2::12")]), Message(None, None, None, None),
+                             ToolFilter("tools", ("echo",)))  # fmt: skip
+    batch = await events.next()
+    assert batch is not None and len(batch) == 1
+    assert batch[0].raw.startswith(b"id: 2::12\nevent: message\ndata: ")
+    assert batch[0].json() == {"jsonrpc": "2.0", "id": 8, "result": {"tools": [{"name": "echo"}]}}
+
+
+def test_the_whole_tool_name_is_checked_not_the_one_cut_for_the_record() -> None:
+    only_xs = ToolFilter("tools", ("~x+",))
+    ex = Exchange("r", Request("POST", "/mcp", "", Headers(), "127.0.0.1", "gw"))
+    long_name = "x" * 200 + "_secret"
+    call = Message("tools/call", 9, long_name[:200], {"name": long_name}, kind="tools/call", tool_name=long_name)
+    refused = only_xs.refusal(ex, call)
+    assert refused is not None and ex.reason == "mcp.tool_not_allowed"
+    allowed = Message("tools/call", 9, "x" * 200, {}, kind="tools/call", tool_name="x" * 200)
+    assert only_xs.refusal(ex, allowed) is None
+
+
 @pytest.mark.parametrize(
     ("parts", "fail", "status"),
     [
