@@ -125,7 +125,8 @@ THREE_KINDS_PROBLEMS = [
 
 
 # server fails the schema; the references, the plugin entries, what only building the
-# providers finds, an undeclared group and the admin rule are checked all the same.
+# providers finds, an undeclared group, an unknown MCP server and the admin rule are
+# checked all the same.
 TYPO_HIDES_NOTHING = """
 server: {prot: 5}
 admin: {host: 0.0.0.0}
@@ -138,7 +139,7 @@ plugins:
   - name: key-auth
     defaultConfig:
       keys: [authorization]
-      consumers: [{name: a, credential: ck-a, groups: [stafff]}]
+      consumers: [{name: a, credential: ck-a, groups: [stafff], allow_tools: {githb: [list_issues]}}]
     matchRules: [{ingress: [missing], config: {allow: [a]}}]
 """
 TYPO_HIDES_NOTHING_PROBLEMS = [
@@ -149,6 +150,8 @@ TYPO_HIDES_NOTHING_PROBLEMS = [
     "providers[1].type: provider type 'azure' needs azureServiceUrl, an http(s) URL",
     "plugins[1].defaultConfig.consumers[0].groups[0]: unknown group 'stafff' of consumer 'a' "
     "(declare it under groups:)",
+    # A server name's typo would leave the consumer every tool of the server it meant.
+    "plugins[1].defaultConfig.consumers[0].allow_tools: no MCP server named 'githb' (consumer 'a'; mcp_servers: none)",
     "admin.host '0.0.0.0' is not loopback and admin.token is empty: "
     "the admin API is never open to the network without a token",
 ]

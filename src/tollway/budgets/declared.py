@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from tollway.config.load import LoadedConfig
 from tollway.consumers.groups import undeclared
-from tollway.plugins.key_auth import KeyAuth, KeyAuthConfig
-
-
-def _consumer_lists(loaded: LoadedConfig) -> Iterator[tuple[str, KeyAuthConfig]]:
-    """Each key-auth config with the place of its ``consumers`` in the file."""
-    for setup in loaded.plugins:
-        if setup.name != KeyAuth.name:
-            continue
-        if isinstance(setup.default, KeyAuthConfig):
-            yield f"plugins[{setup.index}].defaultConfig", setup.default
-        for rule in setup.rules:
-            if isinstance(rule.config, KeyAuthConfig):
-                yield f"plugins[{setup.index}].matchRules[{rule.index}].config", rule.config
+from tollway.plugins.key_auth import placed_consumer_lists
 
 
 def undeclared_groups(loaded: LoadedConfig) -> list[str]:
@@ -31,7 +17,7 @@ def undeclared_groups(loaded: LoadedConfig) -> list[str]:
     declared = {g.name for g in loaded.config.groups}
     problems: list[str] = []
     told: set[tuple[str, str]] = set()
-    for place, cfg in _consumer_lists(loaded):
+    for place, cfg in placed_consumer_lists(loaded):
         for k, entry in enumerate(cfg.consumers):
             for m, name in enumerate(entry.groups):
                 if undeclared((name,), declared) is None or (entry.name, name) in told:

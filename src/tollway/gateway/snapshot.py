@@ -127,7 +127,7 @@ class _Built:
 def _build(loaded: LoadedConfig, services: Services) -> tuple[_Built, list[str]]:
     """Build the providers, MCP servers and plugin objects, and every problem only
     building finds (a provider type's requirements, a plugin naming a provider, a
-    consumer's undeclared group). ``loaded`` may be a ``ConfigError``'s ``parsed``: a
+    consumer's undeclared group or MCP server). ``loaded`` may be a ``ConfigError``'s ``parsed``: a
     section that failed to load is empty here, and what depends on it is not checked."""
     cfg = loaded.config
     problems: list[str] = []
@@ -154,6 +154,8 @@ def _build(loaded: LoadedConfig, services: Services) -> tuple[_Built, list[str]]
             problems.extend(exc.problems)
     if "groups" not in loaded.failed:
         problems.extend(undeclared_groups(loaded))
+    if "mcp_servers" not in loaded.failed:
+        problems.extend(mcp_servers.unknown_tool_servers(loaded))
     return _Built(providers, servers, lookup, slots), problems
 
 

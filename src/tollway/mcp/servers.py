@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tollway.config.load import LoadedConfig
 from tollway.config.schema import McpServerConfig
+from tollway.plugins.key_auth import placed_consumer_lists
 from tollway.upstream import Transport
 
 
@@ -90,3 +92,24 @@ def build(configs: list[McpServerConfig], upstream: Transport, base_dir: Path) -
     if problems:
         raise McpServerProblem(problems)
     return servers
+
+
+def unknown_tool_servers(loaded: LoadedConfig) -> list[str]:
+    """Problems (``place: why``) for a consumer's ``allow_tools`` naming no MCP server of
+    the config: a typo there (``githb``) would leave the consumer every tool of the
+    server meant, since no entry for a server means all its tools."""
+    names = {s.name for s in loaded.config.mcp_servers}
+    problems: list[str] = []
+    told: set[tuple[str, str]] = set()
+    for place, cfg in placed_consumer_lists(loaded):
+        for k, entry in enumerate(cfg.consumers):
+            for server in entry.allow_tools or {}:
+                if server in names or (entry.name, server) in told:
+                    continue
+                told.add((entry.name, server))
+                known = ", ".join(sorted(names)) or "none"
+                problems.append(
+                    f"{place}.consumers[{k}].allow_tools: no MCP server named {server!r} "
+                    f"(consumer {entry.name!r}; mcp_servers: {known})"
+                )
+    return problems

@@ -345,6 +345,19 @@ def _config_entries(loaded: LoadedConfig) -> Iterator[ConsumerEntry]:
                 yield from cfg.consumers
 
 
+def placed_consumer_lists(loaded: LoadedConfig) -> Iterator[tuple[str, KeyAuthConfig]]:
+    """Each key-auth config with the place of its ``consumers`` in the file (for the
+    checks that tie consumers to other sections: groups, MCP servers)."""
+    for setup in loaded.plugins:
+        if setup.name != KeyAuth.name:
+            continue
+        if isinstance(setup.default, KeyAuthConfig):
+            yield f"plugins[{setup.index}].defaultConfig", setup.default
+        for rule in setup.rules:
+            if isinstance(rule.config, KeyAuthConfig):
+                yield f"plugins[{setup.index}].matchRules[{rule.index}].config", rule.config
+
+
 def config_consumer_entries(loaded: LoadedConfig) -> list[ConsumerEntry]:
     """Every consumer entry of the config's key-auth instances, as configured."""
     return list(_config_entries(loaded))
