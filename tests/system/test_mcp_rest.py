@@ -51,6 +51,9 @@ mcp_servers:
       - name: pet_by_id
         inputSchema: {{type: object, properties: {{id: {{type: integer}}}}}}
         request: {{url: "{pets.url}/pets/{{{{args.id}}}}"}}
+      - name: pets_tagged
+        inputSchema: {{type: object, properties: {{tag: {{type: string}}}}, required: [tag]}}
+        request: {{url: "{pets.url}/pets/tagged/{{{{args.tag}}}}"}}
 routes:
   - {{name: pets, path_prefix: /mcp/pets, mcp_server: pets}}
   - {{name: by-hand, path_prefix: /mcp/by-hand, mcp_server: by-hand}}
@@ -117,9 +120,32 @@ async def test_configured_rest_tools_lay_arguments_into_the_request(gw: Proc, pe
         renamed = await session.call_tool("rename_pet", {"name": "Felix", "tag": "cat"})
         found = await session.call_tool("pet_by_id", {"id": 1})
 
-    assert {t.name for t in listed.tools} == {"rename_pet", "pet_by_id"}
+    assert {t.name for t in listed.tools} == {"rename_pet", "pet_by_id", "pets_tagged"}
     assert renamed.structured_content == {"id": 3, "name": "Felix", "tag": "renamed cat"}
     assert found.structured_content == {"id": 1, "name": "Rex", "tag": "dog"}
+
+
+async def test_arguments_the_schema_refuses_or_that_climb_the_path_never_reach_the_service(
+    gw: Proc, pets: PetsService
+) -> None:
+    """The service would get the server's credentials with a request the tool does not
+    describe: another resource (``..``), the collection for an item, a string where a
+    number belongs. The agent gets a tool error it can act on instead."""
+    before = len(pets.seen_headers)
+    async with mcp_session(gw.url + "/mcp/by-hand", ALICE) as session:
+        climbs = await session.call_tool("pets_tagged", {"tag": ".."})
+        here = await session.call_tool("pets_tagged", {"tag": "."})
+        untagged = await session.call_tool("pets_tagged", {})
+        unnamed = await session.call_tool("rename_pet", {"tag": "cat"})
+        wrong_type = await session.call_tool("pet_by_id", {"id": "1; drop"})
+    async with mcp_session(gw.url + "/mcp/pets", ALICE) as session:
+        too_many = await session.call_tool("listPets", {"limit": "5; drop"})
+    for result in (climbs, here):
+        assert result.is_error and "'.' or '..' segment" in text_of(result)
+    for result in (untagged, unnamed, wrong_type, too_many):
+        assert result.is_error and "inputSchema" in text_of(result), text_of(result)
+    assert "'tag' is a required property" in text_of(untagged)
+    assert len(pets.seen_headers) == before
 
 
 async def test_allow_tools_holds_rest_tools_too(gw: Proc, pets: PetsService) -> None:

@@ -14,13 +14,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, best_match
+from jsonschema.validators import validator_for
+from referencing.exceptions import Unresolvable
 
 from tollway.config.schema import RestTool as RestToolConfig
 
 _PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_\-]+)\s*\}\}")
+_DOT_SEGMENTS = frozenset({".", ".."})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -67,6 +72,32 @@ class RestTool:
     body_args: tuple[str, ...] | None = None
     # An OpenAPI body that is not an object: sent whole from the argument ``body``.
     whole_body: bool = field(default=False)
+    # ``input_schema`` compiled (``__post_init__``).
+    _validator: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Compile ``input_schema``; raises ``ValueError`` for one that is no JSON Schema."""
+        if self.input_schema:
+            checker = validator_for(self.input_schema, default=Draft202012Validator)
+            try:
+                checker.check_schema(self.input_schema)
+            except SchemaError as exc:
+                raise ValueError(f"tool {self.name!r}: not a JSON Schema: {exc.message}") from None
+            object.__setattr__(self, "_validator", checker(self.input_schema))
+
+    def _schema_problem(self, args: dict[str, Any]) -> str | None:
+        """What ``args`` break of the tool's ``inputSchema`` (JSON Schema), or None (a
+        schema whose references lead nowhere checks nothing rather than every call)."""
+        if self._validator is None:
+            return None
+        try:
+            error = best_match(self._validator.iter_errors(args))
+        except Unresolvable:
+            return None
+        if error is None:
+            return None
+        where = "/".join(str(p) for p in error.absolute_path)
+        return f"{where}: {error.message}" if where else error.message
 
     @classmethod
     def from_config(cls, tc: RestToolConfig) -> RestTool:
@@ -75,8 +106,15 @@ class RestTool:
 
     def request(self, args: dict[str, Any]) -> tuple[str, str, list[tuple[str, str]], bytes]:
         """The method, URL, headers and body of a call with ``args``; raises
-        ``ValueError`` for a header value with control characters."""
+        ``ValueError`` for arguments the tool's ``inputSchema`` refuses, a path that
+        would have a ``.`` or ``..`` segment (the service would resolve it away, to
+        another resource than the tool's), and a header value with control characters."""
+        problem = self._schema_problem(args)
+        if problem is not None:
+            raise ValueError(f"the arguments do not fit the tool's inputSchema: {problem}")
         url = _fill_url(self.url, args)
+        if any(segment in _DOT_SEGMENTS for segment in urlsplit(url).path.split("/")):
+            raise ValueError("an argument would make a '.' or '..' segment of the tool's URL path")
         query = [(name, _text(args[name])) for name in self.query_args if args.get(name) is not None]
         if query:
             url += ("&" if "?" in url else "?") + urlencode(query)

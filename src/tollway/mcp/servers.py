@@ -59,11 +59,16 @@ def _rest(sc: McpServerConfig, place: str, upstream: Transport, base_dir: Path) 
     from tollway.mcp.rest_tools import RestTool
     from tollway.upstream.asgi_transport import AsgiTransport
 
-    tools = [RestTool.from_config(t) for t in sc.tools]
+    tools = []
+    for i, t in enumerate(sc.tools):
+        try:
+            tools.append(RestTool.from_config(t))
+        except ValueError as exc:
+            raise McpServerProblem([f"{place}.tools[{i}].inputSchema: {exc}"]) from None
     if sc.openapi is not None:
         try:
             tools += openapi.load(base_dir / sc.openapi, sc.base_url)
-        except openapi.OpenApiError as exc:
+        except (openapi.OpenApiError, ValueError) as exc:
             raise McpServerProblem([f"{place}.openapi: {exc}"]) from None
     names = [t.name for t in tools]
     twice = sorted({n for n in names if names.count(n) > 1})
