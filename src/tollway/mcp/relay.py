@@ -124,9 +124,29 @@ class McpRelay:
                 return failure_reply(ex, msg, err)
             raise err from None
         await resp.aclose()
+        if msg.is_request and (resp.status >= 500 or (resp.status < 300 and not _responds(msg, ctype, body))):
+            # A failed server, or an answer that is no JSON-RPC response to the request
+            # (no JSON, another id): the client would wait for its response in vain.
+            what = f"failed with HTTP {resp.status}" if resp.status >= 500 else "answered no JSON-RPC response to it"
+            err = UpstreamError(f"MCP server {server.name!r} {what}", reason=FAILED)
+            ex.fail(err)
+            ex.status = err.status
+            return failure_reply(ex, msg, err)
         if ctype.startswith("application/json") and (msg.is_request or tools is not None):
             body = _answered(ex, msg, tools, body)
         return Reply(resp.status, list(resp.headers), body)
+
+
+def _responds(msg: Message, ctype: str, body: bytes) -> bool:
+    """Whether a plain answer to ``msg`` (a request) is its JSON-RPC response: a JSON
+    object with ``msg``'s id and a result or an error."""
+    if not ctype.startswith("application/json"):
+        return False
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return type(answer) is dict and answer.get("id") == msg.id and ("result" in answer or "error" in answer)
 
 
 def _answered(ex: Exchange, msg: Message, tools: ToolFilter | None, body: bytes) -> bytes:

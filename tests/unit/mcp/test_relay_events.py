@@ -5,7 +5,7 @@ error for the request (fake server answers: each case exactly)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -16,7 +16,7 @@ from tollway.mcp import relay
 from tollway.mcp.jsonrpc import Message
 from tollway.mcp.servers import McpServer
 from tollway.mcp.tools import ToolFilter
-from tollway.upstream import ProtocolFailure, TransportError
+from tollway.upstream import ProtocolFailure, Transport, TransportError
 
 SERVER = McpServer("tools", "http://x/mcp", (), frozenset(), 5.0)
 CALL = Message("tools/call", 7, "echo", {})
@@ -137,3 +137,58 @@ async def test_a_broken_notification_stream_is_recorded_as_the_servers_failure()
     ex, seen = await _relayed(listen, _Answer([], ProtocolFailure("reset")))
     assert seen == []
     assert (ex.status, ex.reason) == (502, "mcp.upstream_failed")
+
+
+class _Sends:
+    """A transport that answers every request with one ``_Answer``."""
+
+    def __init__(self, answer: _Answer) -> None:
+        self.answer = answer
+
+    async def send(self, request: Any) -> _Answer:
+        return self.answer
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _relay(answer: _Answer) -> relay.McpRelay:
+    return relay.McpRelay(cast(Transport, _Sends(answer)))
+
+
+def _plain(status: int, ctype: str, body: bytes) -> _Answer:
+    answer = _Answer([body])
+    answer.status, answer.headers = status, [("content-type", ctype)]
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("status", "ctype", "body", "recorded"),
+    [
+        (200, "application/json", b'{"jsonrpc":"2.0","id":7,"result":{nope', 502),  # not JSON
+        (200, "application/json", b"[1,2,3]", 502),  # no object
+        (200, "application/json", b'{"jsonrpc":"2.0","id":99,"result":{}}', 502),  # another request's
+        (200, "text/html", b"<h1>hello</h1>", 502),
+        (500, "text/plain", b"internal oops", 502),
+    ],
+    ids=["not-json", "array", "other-id", "html", "http-500"],
+)
+async def test_an_answer_that_is_no_response_to_the_request_is_a_json_rpc_error(
+    status: int, ctype: str, body: bytes, recorded: int
+) -> None:
+    """The client would wait for its response in vain (an SDK until its own timeout),
+    and the record would say the call went well."""
+    ex = Exchange("r", Request("POST", "/mcp", "", Headers(), "127.0.0.1", "gw", body=b"{}"))
+    reply = await _relay(_plain(status, ctype, body)).serve(ex, SERVER, CALL, None)
+    assert reply.status == 200
+    error = orjson.loads(reply.body)
+    assert error["id"] == 7 and error["error"]["code"] == -32603 and "'tools'" in error["error"]["message"]
+    assert (ex.status, ex.reason) == (recorded, "mcp.upstream_failed")
+
+
+async def test_a_servers_own_answers_pass_as_they_are() -> None:
+    gone = b'{"jsonrpc":"2.0","id":7,"error":{"code":-32001,"message":"Session not found"}}'
+    for status, body in [(200, b'{"jsonrpc":"2.0","id":7,"result":{"content":[]}}'), (404, gone)]:
+        ex = Exchange("r", Request("POST", "/mcp", "", Headers(), "127.0.0.1", "gw", body=b"{}"))
+        reply = await _relay(_plain(status, "application/json", body)).serve(ex, SERVER, CALL, None)
+        assert (reply.status, reply.body) == (status, body)  # a 404 tells the client to start a new session
