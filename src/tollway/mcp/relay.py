@@ -64,7 +64,14 @@ def _url(ex: Exchange, server: McpServer) -> str:
 def _failure(ex: Exchange, server: McpServer, exc: TransportError, when: str) -> GatewayError:
     timeout = isinstance(exc, TransportTimeout)
     cls = UpstreamTimeout if timeout else UpstreamError
-    what = "did not answer in time" if timeout else "could not be reached" if when == "connect" else "broke off"
+    if timeout:
+        what = "did not answer in time"
+    elif when == "connect":
+        what = "could not be reached"
+    elif when == "bound":
+        what = f"sent what the gateway does not relay ({exc})"
+    else:
+        what = "broke off"
     err = cls(f"MCP server {server.name!r} {what}", reason=FAILED)
     ex.fail(err)
     ex.status = err.status
@@ -218,7 +225,7 @@ class McpEvents:
         except EventTooLarge as exc:
             # Not relayed in part: the client could not read what it got.
             self._done = True
-            return self._unanswered(ProtocolFailure(str(exc)))
+            return self._unanswered(ProtocolFailure(str(exc)), "bound")
 
     def _look(self, events: list[SseEvent]) -> list[SseEvent]:
         """Notes the response to the client's request when it passes (its outcome, and a
@@ -249,14 +256,14 @@ class McpEvents:
             _note(self._ex, message)
         return events
 
-    def _unanswered(self, exc: TransportError | None) -> list[SseEvent]:
+    def _unanswered(self, exc: TransportError | None, when: str = "read") -> list[SseEvent]:
         """The stream ended: a request still waiting for its response gets an error."""
         ex = self._ex
         if self._answered:
             return []  # the client has its answer: what follows cannot take it away
         if not self._msg.is_request:
             if exc is not None:  # the notification stream broke: no request to answer
-                _failure(ex, self._server, exc, "read")
+                _failure(ex, self._server, exc, when)
             return []
         if exc is None:
             if self._resumable:
@@ -267,7 +274,7 @@ class McpEvents:
             ex.fail(err)
             ex.status = err.status
         else:
-            err = _failure(ex, self._server, exc, "read")
+            err = _failure(ex, self._server, exc, when)
         body = jsonrpc.error(self._msg.reply_id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
         return [SseEvent.of_json(body)]
 

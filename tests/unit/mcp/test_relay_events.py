@@ -16,6 +16,7 @@ from tollway.mcp import relay
 from tollway.mcp.jsonrpc import Message
 from tollway.mcp.servers import McpServer
 from tollway.mcp.tools import ToolFilter
+from tollway.protocols.sse import SseParser
 from tollway.upstream import ProtocolFailure, Transport, TransportError
 
 SERVER = McpServer("tools", "http://x/mcp", (), frozenset(), 5.0)
@@ -116,6 +117,14 @@ async def test_a_request_left_unanswered_gets_a_json_rpc_error(
     last = seen[-1]
     assert last["id"] == 7 and last["error"]["code"] == -32603 and "'tools'" in last["error"]["message"]
     assert (ex.status, ex.reason) == (status, "mcp.upstream_failed")
+
+
+async def test_an_event_past_the_bound_is_told_as_such_not_as_a_break(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay, "SseParser", lambda: SseParser(max_event_bytes=64))
+    ex, seen = await _relayed(CALL, _Answer([b"data: " + b"x" * 100]))
+    message = seen[-1]["error"]["message"]
+    assert "sent what the gateway does not relay" in message and "64 bytes" in message and "broke off" not in message
+    assert (ex.status, ex.reason) == (502, "mcp.upstream_failed")
 
 
 async def test_a_resumable_stream_that_ends_is_left_to_the_client_to_resume() -> None:
