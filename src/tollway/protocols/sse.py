@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from tollway.protocols import provider_json
+
 
 class SseEvent:
     """One event. ``raw`` is the exact bytes to relay (ending in a blank line); the
@@ -77,7 +79,7 @@ class SseEvent:
         # decoding and splitting the event (the relay reads every event's usage).
         one_line = raw.startswith(b"data: ") and raw.find(b"\n") == len(raw) - 2
         try:
-            return orjson.loads(raw[6:-2] if one_line else self.data)
+            return provider_json.loads(raw[6:-2] if one_line else self.data)
         except orjson.JSONDecodeError:
             return None
 

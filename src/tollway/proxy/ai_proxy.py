@@ -25,6 +25,7 @@ import orjson
 
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError, UpstreamTimeout
 from tollway.exchange import Attempt, Exchange, Reply
+from tollway.protocols import provider_json
 from tollway.protocols.apis import JSON_APIS, MODELS
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
@@ -232,9 +233,10 @@ class AiProxy:
         # application/json, with or without parameters; not JSON Lines (a batch file's
         # content: application/jsonl), which is no one JSON document.
         claims_json = ctype.startswith("application/json") and ctype[16:17] in ("", ";", " ")
-        if resp.status < 300 and resp.status != 204 and (claims_json or translation is not None):
+        head_only = ex.request.method == "HEAD"  # (its answer has no body: it says what a GET's would be)
+        if resp.status < 300 and resp.status != 204 and not head_only and (claims_json or translation is not None):
             try:
-                answer = orjson.loads(body)
+                answer = provider_json.loads(body)
             except orjson.JSONDecodeError:
                 # Not JSON where it says so, or where it must be translated (an HTML page
                 # from a proxy in front of the provider): there is no answer to relay.
