@@ -192,6 +192,18 @@ def test_a_host_with_no_valid_port_is_a_400(gw: Proc, fake: FakeProvider, host: 
     assert fake.seen == []
 
 
+@pytest.mark.parametrize("method", [b"TRACE", b"PROPFIND", b"PURGE"])
+def test_a_method_no_provider_api_takes_is_a_405_and_nothing_goes_upstream(
+    gw: Proc, fake: FakeProvider, method: bytes
+) -> None:
+    """An upstream (or a proxy before it) that honours TRACE would echo the request it
+    got, the organisation's key in it."""
+    status, headers, _ = exchange(gw, method + b" /v1/models HTTP/1.1\r\nhost: gw\r\nx-api-key: k-alice")
+    assert (status, headers["x-tollway-reason"]) == (405, "gateway.method_not_allowed")
+    assert "POST" in headers["allow"]
+    assert fake.seen == []
+
+
 def _zstd(data: bytes) -> bytes:
     return zstandard.ZstdCompressor().compress(data)
 

@@ -82,6 +82,22 @@ class RequestIds:
         return f"{self._prefix}{self._next:08x}"
 
 
+# The methods a provider's API takes. Any other (TRACE, CONNECT, a made-up one) is
+# refused before anything goes upstream: an upstream or a proxy in front of it that
+# honours TRACE echoes the request it got, the organisation's key with it.
+_RELAYED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _not_relayed(method: str) -> GatewayError:
+    return GatewayError(
+        f"the gateway does not relay {method[:20]!r} requests",
+        reason="gateway.method_not_allowed",
+        status=405,
+        code="method_not_allowed",
+        headers=[("allow", ", ".join(sorted(_RELAYED_METHODS)))],
+    )
+
+
 def _drop_consumer_headers(req: Request) -> None:
     """Only an auth plugin may say who the consumer is: X-Mse-Consumer goes, in every
     spelling a server might take for it (names are lower-case already)."""
@@ -206,6 +222,8 @@ class Gateway:
         chain = snap.no_plugins
         body_asked = False
         try:
+            if req.method not in _RELAYED_METHODS:
+                raise _not_relayed(req.method)
             target.settle(req)
             facts.from_path(ex)
             route = snap.routes.match(req.method, req.host, req.path)
