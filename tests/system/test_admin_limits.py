@@ -115,6 +115,26 @@ def test_query_values_out_of_range_are_400(gw: Proc, path: str, params: dict[str
     assert r.json()["error"]["message"].startswith(named)
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("DELETE", "/api/consumers/a%00b"), ("GET", "/api/consumers/%1b%5b31m"), ("PATCH", "/api/groups/a%00"),
+     ("DELETE", "/api/groups/%7f")],
+)  # fmt: skip
+def test_a_name_with_control_characters_is_400_not_a_database_failure(gw: Proc, method: str, path: str) -> None:
+    r = httpx.request(method, gw.admin_url + path, headers=AUTH, json={} if method == "PATCH" else None)
+    assert r.status_code == 400, r.text
+    assert "control characters" in r.json()["error"]["message"]
+
+
+def test_an_admin_body_is_read_as_strictly_as_the_data_planes(gw: Proc) -> None:
+    """An audited action must have one meaning: ``{"name":"x","name":"y"}`` made ``y``."""
+    r = httpx.post(gw.admin_url + "/api/consumers", content=b'{"name": "x", "name": "y"}', headers=AUTH)
+    assert r.status_code == 400 and 'the key "name" twice' in r.json()["error"]["message"], r.text
+    assert httpx.get(gw.admin_url + "/api/consumers/y", headers=AUTH).status_code == 404
+    r = httpx.post(gw.admin_url + "/api/consumers", content=b'{"name": ', headers=AUTH)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+
+
 def test_the_widest_window_and_largest_limit_are_served(gw: Proc) -> None:
     window = {"since": "0001-01-01", "until": "9999-12-31"}
     assert httpx.get(gw.admin_url + "/api/usage", params=window, headers=AUTH).status_code == 200

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,6 +27,8 @@ import orjson
 
 from tollway.admin import origin
 from tollway.config.load import ReloadResult
+from tollway.errors import BadRequest
+from tollway.exchange import parse_json
 from tollway.gateway.edge import BODY_REFUSED, BODY_TIMEOUT, Receive, Scope, Send, declared_over
 
 log = logging.getLogger("tollway.admin.app")
@@ -54,7 +57,9 @@ class AdminRequest:
         self.client_ip = client_ip
 
     def json(self) -> Any:
-        return orjson.loads(self.body) if self.body else {}
+        """The body as JSON, read as strictly as the data plane reads one (a key twice,
+        nesting past 64 levels: refused), ``{}`` for none; raises ``BadRequest``."""
+        return parse_json(self.body) if self.body else {}
 
 
 def json_reply(status: int, obj: Any) -> Answer:
@@ -64,6 +69,9 @@ def json_reply(status: int, obj: Any) -> Answer:
 def error_reply(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> Answer:
     code, headers, body = json_reply(status, {"error": {"message": message, "type": "admin_error"}})
     return code, headers + (extra or []), body
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class _Unread(Exception):
@@ -174,6 +182,9 @@ class AdminApp:
             answer = error_reply(401, "admin token required", [("www-authenticate", "Bearer")])
         elif handler is None:
             answer = error_reply(404, f"no admin route {method} {path}")
+        elif _CONTROL.search(path) is not None:
+            # No name has them (a NUL would reach the database as a failed transaction).
+            answer = error_reply(400, "the path has control characters: no consumer or group is named so")
         else:
             try:
                 body = await read_body(receive, headers)
@@ -199,8 +210,8 @@ class AdminApp:
     async def _run(handler: Handler, req: AdminRequest) -> Answer:
         try:
             return await handler(req)
-        except orjson.JSONDecodeError:
-            return error_reply(400, "request body is not valid JSON")
+        except BadRequest as exc:  # the body's JSON (``AdminRequest.json``)
+            return error_reply(400, exc.message)
         except Exception:  # one failing handler must not take the admin API down
             log.exception("admin handler %s %s failed", req.method, req.path)
             return error_reply(500, "internal error; see the gateway's log")
@@ -211,7 +222,7 @@ class AdminApp:
         action, prefix = self.audited[handler]
         try:
             body = req.json()
-        except orjson.JSONDecodeError:
+        except BadRequest:
             body = None
         details = body if isinstance(body, dict) and body else None
         if prefix is not None:
