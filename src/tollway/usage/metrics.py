@@ -232,10 +232,12 @@ class UsageMetrics:
             self._observe_mcp(record)
 
         reason = record.reason
-        if reason is not None and 400 <= status < 500:
-            plugin = reason.partition(".")[0]
-            # gateway.* are the gateway's own answers (no route, bad JSON, a client
-            # that left), not a plugin's refusal.
+        if reason is not None and (400 <= status < 500 or record.blocked_by is not None):
+            # A 4xx a plugin's reason names, or any answer of a plugin that blocked the
+            # call (request-block's blocked_code and ai-data-masking's deny_code may be
+            # 2xx or 5xx). gateway.* are the gateway's own answers (no route, bad JSON, a
+            # client that left), not a plugin's refusal.
+            plugin = record.blocked_by or reason.partition(".")[0]
             if plugin != "gateway":
                 rkey = (plugin, status)
                 self._rejections[rkey] = self._rejections.get(rkey, 0) + 1

@@ -158,9 +158,16 @@ def test_rejections_count_plugin_refusals_only() -> None:
     m.observe(_record(status=499, reason="gateway.client_closed"))
     m.observe(_record(status=502, reason="ai-proxy.upstream_unreachable"))  # a failure, not a refusal
     m.observe(_record(status=500, reason=None))  # the provider's own error
+    # A block answered with a status that is no 4xx: ai-data-masking's default deny_code
+    # is 200, request-block's blocked_code may be a 5xx.
+    m.observe(_record(status=200, reason="ai-data-masking.denied", blocked_by="ai-data-masking"))
+    m.observe(_record(status=503, reason="request-block.blocked", blocked_by="request-block"))
     samples = parse_metrics(m.render().decode())
     rejections = {(lb["plugin"], lb["code"]): v for n, lb, v in samples if n == "tollway_rejections_total"}
-    assert rejections == {("request-block", "403"): 1, ("request-block", "404"): 1, ("key-rate-limit", "429"): 1}
+    assert rejections == {
+        ("request-block", "403"): 1, ("request-block", "404"): 1, ("key-rate-limit", "429"): 1,
+        ("ai-data-masking", "200"): 1, ("request-block", "503"): 1,
+    }  # fmt: skip
 
 
 def test_each_instance_has_its_own_registry() -> None:
