@@ -297,6 +297,22 @@ def test_a_refusal_before_the_body_does_not_wait_for_it(gw: Proc) -> None:
         assert closed_by_server(sock)
 
 
+@pytest.mark.parametrize("expect", [False, True])
+def test_a_refusal_does_not_wait_for_a_small_body_that_stalls_or_asks_first(few: Proc, expect: bool) -> None:
+    """A small body is read for the model the record keeps, but not waited for: a client
+    with no key whose body stalls gets its 401 at once, not after body_timeout_s (30 s
+    here); one that waits for 100 Continue is not told to send."""
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Length: 100\r\n"
+    with connect(few) as sock:
+        started = time.monotonic()
+        if expect:
+            sock.sendall(head + b"Expect: 100-continue\r\n\r\n")
+        else:
+            sock.sendall(head + b"\r\n" + b'{"model"')
+        r = read_response(sock)
+        assert r.status == 401 and time.monotonic() - started < 5
+
+
 def test_small_trailers_are_ignored_and_endless_ones_are_a_400_recorded(gw: Proc) -> None:
     chunked = head("/v1/chat/completions", "Content-Type: application/json", "Transfer-Encoding: chunked")
     with connect(gw) as sock:

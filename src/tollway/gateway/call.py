@@ -122,6 +122,9 @@ def _undo_content_encoding(req: Request, limit: int) -> None:
 # named (SPEC §9), and a body this small is mostly in already; a larger one is not
 # waited for, nor parsed for a client that may have no key.
 REFUSED_BODY_LIMIT = 64 * 1024
+# How long such a body is waited for: one that has not come by then (a client that
+# stalls, or waits for ``100 Continue``) is not worth delaying the refusal for.
+REFUSED_BODY_WAIT_S = 0.2
 
 
 async def _read_refused_model(ex: Exchange, read_body: BodyReader) -> None:
@@ -130,14 +133,15 @@ async def _read_refused_model(ex: Exchange, read_body: BodyReader) -> None:
     length = req.headers.get("content-length")
     if req.method != "POST" or "content-encoding" in req.headers or length is None or not length.isdigit():
         return
-    if int(length) > REFUSED_BODY_LIMIT:
-        return
+    if int(length) > REFUSED_BODY_LIMIT or "expect" in req.headers:
+        return  # (asking for the body would tell a client waiting for 100 Continue to send it)
     try:
-        req.body = await read_body(REFUSED_BODY_LIMIT)
+        async with asyncio.timeout(REFUSED_BODY_WAIT_S):
+            req.body = await read_body(REFUSED_BODY_LIMIT)
         facts.from_body(ex)
         if ex.api == "mcp":  # and the JSON-RPC method and tool of a refused MCP call
             jsonrpc.read(ex)
-    except (GatewayError, ClientGone):
+    except (GatewayError, ClientGone, TimeoutError):
         pass  # a body that does not come, or names no usable model: the refusal stands
 
 
