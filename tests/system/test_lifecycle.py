@@ -436,6 +436,8 @@ def test_start_up_says_where_each_provider_sends_calls_and_shows_no_key(
             "routes:",
             "  - {id: local, type: mock}\n"
             "  - {id: far, type: openai, baseUrl: 'http://127.0.0.1:9/v1', apiTokens: ['${TW_KEY_A}', '${TW_KEY_A}']}\n"
+            # A URL may hold secrets of its own: a password, a key in the query.
+            "  - {id: proxied, type: openai, baseUrl: 'http://me:sk-in-url@127.0.0.1:9/v1?key=sk-in-query'}\n"
             "routes:",
             1,
         )
@@ -447,6 +449,8 @@ def test_start_up_says_where_each_provider_sends_calls_and_shows_no_key(
     assert f"provider mock: openai at {mock_llm.url}/v1 (1 key from the config file)" in said
     assert "provider local: the built-in mock model" in said
     assert "provider far: openai at http://127.0.0.1:9/v1 (2 keys from $TW_KEY_A)" in said
+    assert "provider proxied: openai at http://me:***@127.0.0.1:9/v1?key=*** (no key)" in said
+    assert "sk-in-url" not in said and "sk-in-query" not in said
     assert "route chat: /v1/ → mock" in said
     assert "plugins: key-auth" in said
     assert "sk-provider-1" not in said and "k-secret-a" not in said and "sk-from-env-a" not in said

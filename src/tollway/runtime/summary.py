@@ -8,6 +8,8 @@ provider without keys, a route without a provider.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from tollway.gateway.snapshot import Snapshot
 from tollway.usage.tracing import traces_url
 
@@ -23,13 +25,18 @@ def startup_lines(snapshot: Snapshot) -> list[str]:
             where = "the built-in mock model (answers in-process; no real model is called)"
         else:
             base = provider.base_url if provider is not None else pc.baseUrl or "?"
-            where = f"{pc.type} at {base} ({_keys(pc.apiTokens, snapshot.loaded.key_sources.get(pc.id, ()))})"
+            where = (
+                f"{pc.type} at {shown_url(base)} ({_keys(pc.apiTokens, snapshot.loaded.key_sources.get(pc.id, ()))})"
+            )
         lines.append(f"provider {pc.id}: {where}")
     for rc in cfg.routes:
         path = rc.path or rc.path_regex or rc.path_prefix or "/"
         domains = "" if rc.domains == ["*"] else f" on {', '.join(rc.domains)}"
         targets = rc.providers or ([rc.provider] if rc.provider else [])
-        to = " → " + ", ".join(targets) if targets else " → no provider (plugins answer)"
+        if rc.mcp_server is not None:
+            to = f" → MCP server {rc.mcp_server}"
+        else:
+            to = " → " + ", ".join(targets) if targets else " → no provider (plugins answer)"
         by_model = "".join(f"; {pattern} → {pid}" for pattern, pid in rc.model_providers.items())
         lines.append(f"route {rc.name}: {path}{domains}{to}{by_model}")
     names = [setup.name for setup in snapshot.loaded.plugins]
@@ -37,10 +44,26 @@ def startup_lines(snapshot: Snapshot) -> list[str]:
     telemetry = cfg.telemetry
     if telemetry.otlp_endpoint is not None:
         lines.append(
-            f"telemetry: spans to {traces_url(telemetry.otlp_endpoint)} as service {telemetry.service_name!r},"
+            f"telemetry: spans to {shown_url(traces_url(telemetry.otlp_endpoint))} as service"
+            f" {telemetry.service_name!r},"
             f" {telemetry.sample_ratio * 100:g}% of the calls that start a trace"
         )
     return lines
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a log may show it: a password in it, and the values of its query (a
+    provider's ``?key=``), replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = "&".join(
+        f"{name}=***" if sep else name for name, sep, _ in (p.partition("=") for p in parts.query.split("&"))
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))
 
 
 def _keys(tokens: list[str], sources: tuple[str, ...]) -> str:
