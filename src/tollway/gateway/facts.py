@@ -56,7 +56,7 @@ def from_body(ex: Exchange) -> BadRequest | None:
     """Read the model and the stream flag off a JSON body (any API's: limits and
     ``allow_models`` apply to every call that names a model). Returns the reason the
     body cannot serve a model API, or ``None``; raises ``BadRequest`` for a model name
-    with control characters."""
+    with control characters, or that is a dot segment."""
     req = ex.request
     if ex.api == "other" and req.method == "POST":
         in_path = _PATH_MODEL.search(ex.api_path)
@@ -95,3 +95,7 @@ def _take_model(ex: Exchange, model: str | None) -> None:
         ex.model_requested = model
         if _CONTROL.search(model) is not None:
             raise BadRequest("the model name has control characters", reason="gateway.bad_request")
+        if model == "." or model == "..":
+            # A provider that puts the model in its URL's path (Azure's deployments)
+            # would send the organisation's key to the path it resolves to.
+            raise BadRequest(f"{model!r} is no model name", reason="gateway.bad_request")

@@ -7,11 +7,15 @@ import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from tollway.config.schema import ProviderConfig
-from tollway.protocols.apis import MODELS
+from tollway.errors import BadRequest
 from tollway.providers.base import Endpoint, Provider, UnsupportedProvider
 from tollway.upstream import Transport
 
 DEFAULT_API_VERSION = "2024-10-21"
+# The APIs a deployment answers (Azure OpenAI's inference APIs); every other one is the
+# resource's (files, batches, the model list, the Responses API, whose body names the
+# deployment as its model).
+_DEPLOYMENT_APIS = ("/chat/completions", "/completions", "/embeddings", "/images/", "/audio/")
 _DEPLOYMENT = re.compile(r"^(?P<prefix>.*?)/openai/deployments/(?P<deployment>[^/]+)(?P<api>/.*)?$")
 
 
@@ -57,14 +61,20 @@ class Azure(Provider):
         return urlencode(pairs)
 
     def endpoint(self, api_path: str, query: str, token: str | None, model: str | None = None) -> Endpoint:
+        """An inference API's call goes to its deployment (the service URL's, else the
+        model's); the resource's own APIs (files, batches, the model list, …) to
+        ``/openai/…``. Raises ``BadRequest`` for an inference call naming no deployment."""
         if self.v1:
             path = api_path
-        elif api_path == MODELS and self.deployment is None and not model:
-            path = "/openai/models"
+        elif not api_path.startswith(_DEPLOYMENT_APIS):
+            path = "/openai" + api_path
         else:
             deployment = self.deployment or model
             if not deployment:
-                raise ValueError("azure: the service URL names no deployment, so the model must be given")
+                raise BadRequest(
+                    f"provider {self.id!r}: its azureServiceUrl names no deployment, so the call must name a model",
+                    reason="gateway.bad_request",
+                )
             path = f"/openai/deployments/{quote(deployment, safe='')}{api_path}"
         return Endpoint(self.url_for(path, self._query(query)), self.auth_headers(token))
 

@@ -127,6 +127,15 @@ async def test_a_model_with_control_characters_is_refused_at_once_and_recorded(m
     assert gw.calls[-1].status == 400
 
 
+@pytest.mark.parametrize("model", [".", ".."])
+async def test_a_model_that_is_a_dot_segment_is_refused(model: str) -> None:
+    """Azure puts the model in its URL's path: ``deployments/../chat/completions``."""
+    gw = GatewayUnderTest(AUTH)
+    r = await _post(gw, "/v1/chat/completions", orjson.dumps({"model": model, "messages": []}))
+    assert (r.status_code, r.headers["x-tollway-reason"]) == (400, "gateway.bad_request")
+    assert "no model name" in r.json()["error"]["message"]
+
+
 def _nested(depth: int) -> bytes:
     """A chat body whose ``metadata`` nests until the whole body is ``depth`` levels deep."""
     inner = "0"

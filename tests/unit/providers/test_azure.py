@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.provider_support import headers, provider
+from tollway.errors import BadRequest
 from tollway.providers import UnsupportedProvider
 from tollway.providers.azure import Azure
 
@@ -55,8 +56,13 @@ def test_azure_resource_mode_deploys_the_mapped_model() -> None:
     assert p.endpoint("/chat/completions", "", "k", "my dep").url.startswith(
         "https://res1.openai.azure.com/openai/deployments/my%20dep/"
     )
-    with pytest.raises(ValueError, match="no deployment"):
+    with pytest.raises(BadRequest, match="names no deployment"):
         p.endpoint("/chat/completions", "", "k")
+    # The resource's own APIs are not a deployment's: files, batches, the Responses API.
+    for api in ("/files", "/batches/b1", "/responses"):
+        assert p.endpoint(api, "", "k").url == (
+            f"https://res1.openai.azure.com/openai{api}?api-version=2025-01-01-preview"
+        )
 
 
 def test_azure_gateway_prefix_v1_api_and_listing() -> None:
