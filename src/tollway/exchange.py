@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus
 
 import jiter
 import orjson
@@ -401,13 +401,15 @@ class Exchange:
         strip, key = self.strip_params, self.credential
         if not query or (not strip and key is None):
             return query
-        return urlencode(
-            [
-                (k, v)
-                for k, v in self.request.query_params
-                if param_spelling(k) not in strip and (key is None or not _holds(v, key))
-            ]
-        )
+        # Each kept parameter goes on as the client wrote it: decoded only to be judged
+        # (re-encoding would change what the provider reads: ``%ff`` is no UTF-8).
+        kept = []
+        for raw in query.split("&"):
+            name, _, value = raw.partition("=")
+            if param_spelling(unquote_plus(name)) in strip or (key is not None and _holds(unquote_plus(value), key)):
+                continue
+            kept.append(raw)
+        return "&".join(kept)
 
     def without_credential(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """``headers`` less any whose value holds the consumer's key (a client that sent

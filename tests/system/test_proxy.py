@@ -317,6 +317,16 @@ def test_the_client_key_never_reaches_the_provider(
         assert seen[0]["query_string"] == "trace=t1"
 
 
+def test_the_parameters_that_stay_reach_the_provider_as_the_client_wrote_them(
+    http: httpx.Client, mock_requests: Requests
+) -> None:
+    """Only the credential is taken out: ``%ff`` (no UTF-8) is not made ``%EF%BF%BD``,
+    nor ``+`` or an empty pair rewritten."""
+    r = http.post(f"/v1/chat/completions?a=%ff&apikey={CLIENT_KEY}&b=x+y&&c=%2F", json=chat_body())
+    assert r.status_code == 200, r.text
+    assert mock_requests()[0]["query_string"] == "a=%ff&b=x+y&&c=%2F"
+
+
 def test_an_unrouted_request_runs_no_plugin(http: httpx.Client) -> None:
     # key-auth applies everywhere, yet a request no route matches is a 404, not a 401.
     r = http.post("/nowhere/chat/completions", json=chat_body())
