@@ -115,13 +115,15 @@ class McpRelay:
                 return failure_reply(ex, msg, err)
             raise err from None
         ex.attempts.append(Attempt(server.name, resp.status, (time.perf_counter() - t0) * 1000, t0))
-        ctype = next((v for k, v in resp.headers if k == "content-type"), "")
+        # What the answer shows of the server's credentials never reaches the client.
+        headers = server.secrets.headers(list(resp.headers))
+        ctype = next((v for k, v in headers if k == "content-type"), "")
         if ctype.startswith("text/event-stream"):
             ex.stream = True
             # The notification stream has no last event: a client closing it is how it
             # ends, not a call cut short.
             ex.stream_ended = listen
-            return Reply(resp.status, list(resp.headers), events=McpEvents(ex, server, resp, msg, tools))
+            return Reply(resp.status, headers, events=McpEvents(ex, server, resp, msg, tools))
         try:
             body = await resp.read()
         except TransportError as exc:
@@ -139,9 +141,11 @@ class McpRelay:
             ex.fail(err)
             ex.status = err.status
             return failure_reply(ex, msg, err)
+        if resp.status >= 400:
+            body = server.secrets.body(body)
         if ctype.startswith("application/json") and (msg.is_request or tools is not None):
             body = _answered(ex, msg, tools, body)
-        return Reply(resp.status, list(resp.headers), body)
+        return Reply(resp.status, headers, body)
 
 
 def _responds(msg: Message, ctype: str, body: bytes) -> bool:

@@ -8,12 +8,13 @@ cannot be read or used fails the config.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tollway.config.load import LoadedConfig
 from tollway.config.schema import McpServerConfig
 from tollway.plugins.key_auth import placed_consumer_lists
+from tollway.providers.secrets import ProviderSecrets
 from tollway.upstream import Transport
 
 
@@ -44,6 +45,14 @@ class McpServer:
     # stop it now (the process stops).
     retire: Callable[[], None] | None = None
     aclose: Callable[[], Awaitable[None]] | None = None
+    # What of the credentials a server's answer may show, taken out before a client
+    # sees it (a header's value, and its token after an auth scheme: ``Bearer t``).
+    secrets: ProviderSecrets = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values = [v for _, v in self.headers]
+        tokens = [v.split(" ", 1)[1] for v in values if " " in v.strip()]
+        object.__setattr__(self, "secrets", ProviderSecrets([*values, *tokens]))
 
     @classmethod
     def remote(cls, sc: McpServerConfig) -> McpServer:

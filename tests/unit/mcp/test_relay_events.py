@@ -201,3 +201,24 @@ async def test_a_servers_own_answers_pass_as_they_are() -> None:
         ex = Exchange("r", Request("POST", "/mcp", "", Headers(), "127.0.0.1", "gw", body=b"{}"))
         reply = await _relay(_plain(status, "application/json", body)).serve(ex, SERVER, CALL, None)
         assert (reply.status, reply.body) == (status, body)  # a 404 tells the client to start a new session
+
+
+async def test_the_servers_credentials_never_reach_the_client_through_its_answer() -> None:
+    """A server (or a proxy before it) may name the credentials it was sent, in an
+    error or a header: the client never has them, whole or masked."""
+    token = "srv-secret-0123456789abcd"
+    server = McpServer(
+        "tools", "http://x/mcp", (("authorization", f"Bearer {token}"),), frozenset({"authorization"}), 5
+    )
+    told = (
+        b'{"jsonrpc":"2.0","id":7,"error":{"code":-32001,"message":"bad token srv-****abcd (Bearer '
+        + token.encode()
+        + b')"}}'
+    )
+    answer = _plain(401, "application/json", told)
+    answer.headers.append(("x-echo", f"Bearer {token}"))
+    ex = Exchange("r", Request("POST", "/mcp", "", Headers(), "127.0.0.1", "gw", body=b"{}"))
+    reply = await _relay(answer).serve(ex, server, CALL, None)
+    assert reply.status == 401
+    assert token.encode() not in reply.body and b"abcd" not in reply.body and b"[redacted]" in reply.body
+    assert [k for k, _ in reply.headers] == ["content-type"]
