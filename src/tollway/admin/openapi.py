@@ -60,6 +60,7 @@ def _unauthorized(description: str) -> dict[str, Any]:
 
 _UNAUTHORIZED = _unauthorized("No admin token, or the wrong one (`WWW-Authenticate: Bearer`).")
 _UNAVAILABLE = _error("The database did not answer; nothing was changed. Retry.")
+_BAD_NAME = _error("The name in the path has control characters: no consumer or group is named so.")
 
 _WINDOW = [
     {
@@ -102,7 +103,10 @@ _EDITABLE: dict[str, Any] = {
     "max_parallel": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000},
     "metadata": {"type": ["object", "null"]},
 }
-_NAME_PARAMETER = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+# A consumer's or group's name: no control characters (a path with them is a 400).
+_NAME_PARAMETER = [
+    {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"}}
+]
 _CONFIG_CONSUMER = _error("The consumer comes from the config file; change it there.")
 
 _SCHEMAS: dict[str, Any] = {
@@ -393,6 +397,7 @@ _PATHS: dict[str, Any] = {
             "parameters": _NAME_PARAMETER,
             "responses": {
                 "200": _json("The consumer.", _ref("ConsumerDetail")),
+                "400": _BAD_NAME,
                 "401": _UNAUTHORIZED,
                 "404": _error("No such consumer."),
                 "503": _UNAVAILABLE,
@@ -416,6 +421,7 @@ _PATHS: dict[str, Any] = {
             "parameters": _NAME_PARAMETER,
             "responses": {
                 "204": {"description": "Revoked."},
+                "400": _BAD_NAME,
                 "401": _UNAUTHORIZED,
                 "404": _error("No such consumer."),
                 "409": _CONFIG_CONSUMER,
@@ -466,6 +472,7 @@ _PATHS: dict[str, Any] = {
             "parameters": _NAME_PARAMETER,
             "responses": {
                 "200": _json("The group.", _ref("Group")),
+                "400": _BAD_NAME,
                 "401": _UNAUTHORIZED,
                 "404": _error("No such group."),
                 "503": _UNAVAILABLE,
@@ -490,6 +497,7 @@ _PATHS: dict[str, Any] = {
             "parameters": _NAME_PARAMETER,
             "responses": {
                 "204": {"description": "Removed."},
+                "400": _BAD_NAME,
                 "401": _UNAUTHORIZED,
                 "404": _error("No such runtime group."),
                 "409": _error("The group is declared in the config file; remove it there."),

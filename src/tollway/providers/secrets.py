@@ -23,21 +23,28 @@ import re
 from collections.abc import Sequence
 
 REDACTED = "[redacted]"
+# A value shorter than this is no secret worth the name (a placeholder key for a local
+# server, "x", "token"): replaced in text it would garble the answer ("conte[redacted]t").
+MIN_SECRET = 8
 # A key shorter than this is matched only whole (its tail would match ordinary text).
 _TAIL_FROM = 12
 _TAIL = 4
 
 
-def _alternatives(keys: tuple[str, ...], star: str, bullet: str) -> str:
+def _alternatives(keys: tuple[str, ...], as_bytes: bool) -> str:
     """A pattern for each key whole, and for each one masked: key-like characters, at
     least three asterisks (or bullets), more of either, then the key's last four, not
-    followed by another key character (``sk-****abcd``, not ``sk-****abcdef``)."""
-    whole = [re.escape(k) for k in sorted(keys, key=len, reverse=True)]
-    mask = f"(?:{re.escape(star)}|{re.escape(bullet)}){{3,}}"
-    between = f"(?:[\\w\\-.]|{re.escape(star)}|{re.escape(bullet)})*?"
-    masked = [
-        r"[\w\-.]*" + mask + between + re.escape(k[-_TAIL:]) + r"(?![\w\-])" for k in keys if len(k) >= _TAIL_FROM
-    ]
+    followed by another key character (``sk-****abcd``, not ``sk-****abcdef``). For a
+    bytes pattern the text is the UTF-8 bytes as latin-1 characters (see ``__init__``)."""
+
+    def esc(text: str) -> str:
+        return re.escape(text.encode()).decode("latin-1") if as_bytes else re.escape(text)
+
+    star = f"(?:\\*|{esc(chr(0x2022))})"
+    between = f"(?:[\\w\\-.]|{star})*?"
+    whole = [esc(k) for k in sorted(keys, key=len, reverse=True)]
+    tails = [esc(k[-_TAIL:]) for k in keys if len(k) >= _TAIL_FROM]
+    masked = [f"[\\w\\-.]*{star}{{3,}}{between}{tail}(?![\\w\\-])" for tail in tails]
     return "|".join(whole + masked)
 
 
@@ -45,13 +52,10 @@ class ProviderSecrets:
     __slots__ = ("_any", "_keys", "_pattern", "_pattern_bytes")
 
     def __init__(self, keys: Sequence[str]) -> None:
-        self._keys = tuple(k for k in keys if k)
+        self._keys = tuple(k for k in keys if len(k) >= MIN_SECRET)
         self._any = bool(self._keys)
-        self._pattern = re.compile(_alternatives(self._keys, "*", "\u2022")) if self._any else None
-        # (bytes: the bullet is its UTF-8 bytes, and ``\w`` ASCII's word characters)
-        self._pattern_bytes = (
-            re.compile(_alternatives(self._keys, "*", "\xe2\x80\xa2").encode("latin-1")) if self._any else None
-        )
+        self._pattern = re.compile(_alternatives(self._keys, False)) if self._any else None
+        self._pattern_bytes = re.compile(_alternatives(self._keys, True).encode("latin-1")) if self._any else None
 
     def text(self, text: str) -> str:
         """``text`` with every key, whole or masked, replaced."""

@@ -56,3 +56,19 @@ def test_headers_that_show_a_key_are_dropped() -> None:
     assert secrets.headers(headers) == [("content-type", "application/json"), ("x-ratelimit-remaining", "99")]
     plain = [("content-type", "application/json")]
     assert secrets.headers(plain) is plain  # the common case: nothing copied
+
+
+def test_a_placeholder_key_changes_nothing() -> None:
+    """A local server's dummy key ("x", "token") is no secret: replaced in text it would
+    garble the answer ("conte[redacted]t_length_e[redacted]ceeded")."""
+    body = b'{"error": {"code": "context_length_exceeded", "message": "token limit: 4096"}}'
+    for key in ("x", "e", "0", "token", "sk-1234"):
+        secrets = ProviderSecrets([key])
+        assert secrets.body(body) == body and secrets.headers([("a", key)]) == [("a", key)]
+
+
+def test_a_key_with_characters_past_latin_1_is_still_found() -> None:
+    key = "sk-…-0123456789-ключ"
+    secrets = ProviderSecrets([key])
+    assert secrets.body(f"bad key {key}".encode()) == b"bad key [redacted]"
+    assert secrets.text(f"bad key {key}") == "bad key [redacted]"
