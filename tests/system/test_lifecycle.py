@@ -449,7 +449,7 @@ def test_start_up_says_where_each_provider_sends_calls_and_shows_no_key(
     assert f"provider mock: openai at {mock_llm.url}/v1 (1 key from the config file)" in said
     assert "provider local: the built-in mock model" in said
     assert "provider far: openai at http://127.0.0.1:9/v1 (2 keys from $TW_KEY_A)" in said
-    assert "provider proxied: openai at http://me:***@127.0.0.1:9/v1?key=*** (no key)" in said
+    assert "provider proxied: openai at http://***@127.0.0.1:9/v1 (no key)" in said
     assert "sk-in-url" not in said and "sk-in-query" not in said
     assert "route chat: /v1/ → mock" in said
     assert "plugins: key-auth" in said

@@ -217,6 +217,12 @@ _DELETE = '"method": "tools/call", "params": {"name": "delete_everything", "argu
         # An id of no JSON-RPC type: the gateway could not know the answer as the call's.
         (f'{{"jsonrpc": "2.0", "id": null, {_DELETE}}}}}', 400, "gateway.bad_request"),
         (f'{{"jsonrpc": "2.0", "id": true, {_DELETE}}}}}', 400, "gateway.bad_request"),
+        # A method with a control character: a server reading C strings would run it.
+        (
+            f'{{"jsonrpc": "2.0", "id": 10, {_DELETE.replace("tools/call", "tools/call" + chr(92) + "u0000")}}}}}',
+            400,
+            "gateway.bad_request",
+        ),
         # The method as a lenient server might read it.
         (
             f'{{"jsonrpc": "2.0", "id": 8, {_DELETE.replace("tools/call", " TOOLS/Call ")}}}}}',

@@ -413,11 +413,15 @@ def test_a_call_left_before_its_end_says_so_in_its_record(gateway: GatewayFactor
     # An Anthropic stream left before its first content: message_start's counts (1
     # output token so far) are all the gateway saw.
     body = {"model": "claude-3-5-sonnet", "max_tokens": 1024, "messages": _messages("leave early"), "stream": True}
-    dripping = {**auth, "x-mock-ttft-ms": "2000", "x-request-id": "left-stream"}
-    with httpx.stream("POST", gw.url + "/v1/messages", json=body, headers=dripping, timeout=10) as r:
-        assert r.status_code == 200
-        next(r.iter_raw())
-    eventually(lambda: {"left-plain", "left-stream"} <= {rec["request_id"] for rec in _records(gw)}, within=15)
+    for path, rid in [("/v1/messages", "left-stream"), ("/v1/chat/completions", "left-translated")]:
+        dripping = {**auth, "x-mock-ttft-ms": "2000", "x-request-id": rid}
+        with httpx.stream("POST", gw.url + path, json=body, headers=dripping, timeout=10) as r:
+            assert r.status_code == 200
+            next(r.iter_raw())
+    eventually(
+        lambda: {"left-plain", "left-stream", "left-translated"} <= {rec["request_id"] for rec in _records(gw)},
+        within=15,
+    )
     records = {rec["request_id"]: rec for rec in _records(gw)}
 
     plain = records["left-plain"]
@@ -425,9 +429,10 @@ def test_a_call_left_before_its_end_says_so_in_its_record(gateway: GatewayFactor
     [attempt] = plain["attempts"]
     assert (attempt["provider"], attempt["status"]) == ("up", 499) and attempt["latency_ms"] >= 300
 
-    stream = records["left-stream"]
-    assert (stream["status"], stream["provider"]) == (499, "claude")
-    assert stream["input_tokens"] > 0 and stream["tokens_estimated"] is True
+    for rid in ("left-stream", "left-translated"):  # native, and to an OpenAI client
+        stream = records[rid]
+        assert (stream["status"], stream["provider"]) == (499, "claude")
+        assert stream["input_tokens"] > 0 and stream["tokens_estimated"] is True, rid
 
 
 def test_metrics_records_and_the_dashboard_name_a_model_alike(gateway: GatewayFactory, mock_llm: Proc) -> None:

@@ -222,12 +222,15 @@ class Budgets:
         model = ex.model_requested
         if budgeted is None or ex.api == "count_tokens":
             return 0
-        if model is None:
+        if model is None or ex.api in _UNREAD_APIS:
+            # No model to price it by, or an API whose cost its answer does not say (an
+            # Assistants run, a fine-tuning job: billed apart, whatever model it names).
             if _costs_nothing(ex):
                 return 0
+            what = "names no model the gateway can price" if model is None else "is billed in ways it cannot read"
             raise Forbidden(
-                f"{budgeted.kind} {budgeted.name!r} has a budget, and {ex.request.method} {ex.api_path} names no "
-                "model the gateway can price: a call it cannot price could spend past the budget",
+                f"{budgeted.kind} {budgeted.name!r} has a budget, and {ex.request.method} {ex.api_path} {what}: "
+                "a call it cannot price could spend past the budget",
                 reason="budget.unpriced_model",
                 code="model_unpriced",
             )
@@ -433,6 +436,8 @@ class Budgets:
 _READS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _FREE_APIS = frozenset({"models", "files", "moderations", "mcp"})
 _FREE_PATHS = ("/responses/", "/conversations")
+# APIs whose answers say nothing of what they cost.
+_UNREAD_APIS = frozenset({"other", "batches", "files"})
 # Making a batch: billed when the provider runs it, outside any call the gateway settles.
 _BATCH_CREATION = frozenset({"/batches", "/messages/batches"})
 

@@ -11,6 +11,7 @@ calls ``allow_tools`` could not check one by one. Everything else the server jud
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,7 @@ def _name(value: Any) -> str | None:
 # What the Streamable HTTP transport sends: POST a message; GET the server's stream,
 # DELETE the session (no body either); OPTIONS and HEAD as any HTTP server knows them.
 _BODILESS = frozenset({"GET", "DELETE", "OPTIONS", "HEAD"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ALLOWED = "GET, POST, DELETE, OPTIONS, HEAD"
 
 
@@ -101,6 +103,9 @@ def read(ex: Exchange) -> Message:
     if not isinstance(body, dict):
         raise BadRequest("an MCP request body is one JSON-RPC message: a JSON object", reason="gateway.bad_request")
     raw_method = body.get("method")
+    if isinstance(raw_method, str) and _CONTROL.search(raw_method) is not None:
+        # A server reading C strings would take "tools/call\x00" for a tools/call.
+        raise BadRequest("a JSON-RPC method has no control characters", reason="gateway.bad_request")
     method = _name(raw_method)
     kind = _kind(raw_method)
     params = body.get("params")

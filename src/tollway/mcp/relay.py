@@ -141,7 +141,7 @@ class McpRelay:
             ex.fail(err)
             ex.status = err.status
             return failure_reply(ex, msg, err)
-        if resp.status >= 400:
+        if resp.status >= 400 or b'"error"' in body:  # (a JSON-RPC error comes with a 200)
             body = server.secrets.body(body)
         if ctype.startswith("application/json") and (msg.is_request or tools is not None):
             body = _answered(ex, msg, tools, body)
@@ -237,10 +237,12 @@ class McpEvents:
         msg = self._msg
         tools = self._tools
         waiting = msg.is_request and not self._answered
-        if not waiting and tools is None:
+        if not waiting and tools is None and not self._server.secrets.any:
             return events
         for i, event in enumerate(events):
             raw = event.raw
+            if b'"error"' in raw:  # what a server's error says of its credentials: taken out
+                events[i] = event = SseEvent(self._server.secrets.body(raw))
             if tools is not None and b'"tools"' in raw:
                 # Any tool list, on any stream (a GET stream's replay included): only
                 # the allowed tools, the event's id and name kept.

@@ -23,6 +23,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.transport_security import TransportSecuritySettings
 
 from tollway.mcp.rest_tools import RestTool
+from tollway.providers.secrets import of_headers
 from tollway.upstream import Transport, TransportError, UpstreamRequest
 
 # Where the relay sends a rest server's calls (served in process: no socket).
@@ -50,6 +51,8 @@ class RestMcpServer:
         self.tools = {t.name: t for t in tools}
         self._transport = transport
         self._headers = list(headers)
+        # What a REST service's error may show of the credentials: not passed to the agent.
+        self._secrets = of_headers(self._headers)
         self._timeout_s = timeout_s
         self._listed = types.ListToolsResult(
             tools=[
@@ -91,6 +94,8 @@ class RestMcpServer:
         except TransportError:
             return _result(f"the REST service of tool {tool.name!r} could not be reached", error=True)
         text = answer.decode("utf-8", "replace")
+        if resp.status >= 400:
+            text = self._secrets.text(text)
         structured = None
         try:
             parsed = orjson.loads(answer) if answer else None

@@ -14,7 +14,7 @@ from pathlib import Path
 from tollway.config.load import LoadedConfig
 from tollway.config.schema import McpServerConfig
 from tollway.plugins.key_auth import placed_consumer_lists
-from tollway.providers.secrets import ProviderSecrets
+from tollway.providers.secrets import ProviderSecrets, of_headers
 from tollway.upstream import Transport
 
 
@@ -50,9 +50,7 @@ class McpServer:
     secrets: ProviderSecrets = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        values = [v for _, v in self.headers]
-        tokens = [v.split(" ", 1)[1] for v in values if " " in v.strip()]
-        object.__setattr__(self, "secrets", ProviderSecrets([*values, *tokens]))
+        object.__setattr__(self, "secrets", of_headers(self.headers))
 
     @classmethod
     def remote(cls, sc: McpServerConfig) -> McpServer:

@@ -108,6 +108,9 @@ class Provider:
         self._custom_api, self._base = self._split_base(config)
         if base_url is not None:
             self._base = base_url
+        # A query in the base URL (a key some services take as ``?key=``) goes after the
+        # API path, with the call's own: not before the path, where it would end it.
+        self._base, _, self._base_query = self._base.partition("?")
 
     def _split_base(self, config: ProviderConfig) -> tuple[str | None, str]:
         """An ``openaiCustomUrl`` ending in an API path serves that API as it stands;
@@ -188,6 +191,8 @@ class Provider:
 
     def url_for(self, api_path: str, query: str) -> str:
         url = self._base + api_path
+        if self._base_query:
+            query = f"{self._base_query}&{query}" if query else self._base_query
         return f"{url}?{query}" if query else url
 
     def endpoint(self, api_path: str, query: str, token: str | None, model: str | None = None) -> Endpoint:

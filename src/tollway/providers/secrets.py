@@ -57,6 +57,11 @@ class ProviderSecrets:
         self._pattern = re.compile(_alternatives(self._keys, False)) if self._any else None
         self._pattern_bytes = re.compile(_alternatives(self._keys, True).encode("latin-1")) if self._any else None
 
+    @property
+    def any(self) -> bool:
+        """Whether there is anything to take out."""
+        return self._any
+
     def text(self, text: str) -> str:
         """``text`` with every key, whole or masked, replaced."""
         if self._pattern is None:
@@ -79,3 +84,10 @@ class ProviderSecrets:
             return headers
         assert self._pattern is not None
         return [(k, v) for k, v in headers if self._pattern.search(v) is None]
+
+
+def of_headers(headers: Sequence[tuple[str, str]]) -> ProviderSecrets:
+    """The secrets credential headers carry: each value, and the token after an auth
+    scheme (``Bearer t``)."""
+    values = [v for _, v in headers]
+    return ProviderSecrets([*values, *(v.split(" ", 1)[1] for v in values if " " in v.strip())])

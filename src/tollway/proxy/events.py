@@ -96,7 +96,8 @@ class ProviderEvents:
             f"provider {self._provider!r} failed mid-stream: {secrets.text(self._translation.failure or '')}",
             reason="ai-proxy.bad_upstream_response",
         )
-        return [*[SseEvent(secrets.body(e.raw)) for e in out], *self._translation.end()]
+        # (The closing events repeat the error: a Responses client's ``response.failed``.)
+        return [SseEvent(secrets.body(e.raw)) for e in (*out, *self._translation.end())]
 
     def _broke(self, exc: TransportError) -> GatewayError:
         """The provider broke off (or sent what cannot be relayed): the tokens it reported

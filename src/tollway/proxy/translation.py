@@ -365,6 +365,9 @@ class StreamTranslation:
         usage = chunk.get("usage")
         if usage is not None and apply_usage(self._ex.usage, usage):
             take_model(self._ex, chunk)
+            # Counts reported before the answer's end are not its final ones (Anthropic's
+            # message_start: 1 output token so far).
+            self._ex.usage.provisional = not (self.finished or _finishes(chunk))
         self.sent_chars += openai_wire.content_chars(chunk)
         if "error" in chunk:
             self.failure = _error_message(chunk)

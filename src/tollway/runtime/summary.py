@@ -8,9 +8,8 @@ provider without keys, a route without a provider.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from tollway.gateway.snapshot import Snapshot
+from tollway.urls import shown_url
 from tollway.usage.tracing import traces_url
 
 
@@ -49,21 +48,6 @@ def startup_lines(snapshot: Snapshot) -> list[str]:
             f" {telemetry.sample_ratio * 100:g}% of the calls that start a trace"
         )
     return lines
-
-
-def shown_url(url: str) -> str:
-    """``url`` as a log may show it: a password in it, and the values of its query (a
-    provider's ``?key=``), replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = "&".join(
-        f"{name}=***" if sep else name for name, sep, _ in (p.partition("=") for p in parts.query.split("&"))
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))
 
 
 def _keys(tokens: list[str], sources: tuple[str, ...]) -> str:

@@ -306,7 +306,8 @@ class H1Transport:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        head = self._head(request, target, parts.netloc)
+        # The Host is the host and port: never a URL's user info (a password).
+        head = self._head(request, target, parts.netloc.rpartition("@")[2])
         key = (scheme, host, port)
         loop = asyncio.get_running_loop()
         due = loop.time() + request.headers_timeout

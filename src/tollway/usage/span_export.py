@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import tollway
+from tollway.urls import shown_url
 from tollway.usage.record import CallFacts, UsageRecord
 from tollway.usage.spans import call_spans, resource_of, scope_of
 from tollway.usage.tracing import traces_url
@@ -54,6 +55,22 @@ class _OncePerMinute(logging.Filter):
         if now - self._last < 60.0:
             return False
         self._last = now
+        return True
+
+
+class _Shown(logging.Filter):
+    """The endpoint as logs may show it (``urls.shown_url``), in the exporter's own
+    lines: its password or a token in its query would be in every failure's."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._url, self._shown = url, shown_url(url)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._url != self._shown:
+            message = record.getMessage()
+            if self._url in message:
+                record.msg, record.args = message.replace(self._url, self._shown), None
         return True
 
 
@@ -94,7 +111,9 @@ class SpanExport:
         self._reported = (0, 0)
 
     def start(self) -> None:
+        self._shown = _Shown(self.url)
         logging.getLogger(_EXPORTER_LOGGER).addFilter(self._quiet)
+        logging.getLogger(_EXPORTER_LOGGER).addFilter(self._shown)
         self._thread.start()
 
     def add(self, traced: Traced) -> None:
@@ -127,9 +146,15 @@ class SpanExport:
             await asyncio.to_thread(self._thread.join, bound_s)
         lost = len(self._waiting)
         if self._thread.is_alive():
-            log.warning("telemetry: spans of %d call(s) not sent to %s within %gs of stopping", lost, self.url, bound_s)
+            log.warning(
+                "telemetry: spans of %d call(s) not sent to %s within %gs of stopping",
+                lost,
+                shown_url(self.url),
+                bound_s,
+            )
         self._exporter.shutdown()
         logging.getLogger(_EXPORTER_LOGGER).removeFilter(self._quiet)
+        logging.getLogger(_EXPORTER_LOGGER).removeFilter(self._shown)
 
     async def stop(self, bound_s: float = 5.0) -> None:
         self.close()
@@ -191,7 +216,7 @@ class SpanExport:
         log.warning(
             "telemetry: spans of %d call(s) not sent to %s (%d turned away with %d waiting, %d in batches that failed)",
             dropped - was_dropped + failed - was_failed,
-            self.url,
+            shown_url(self.url),
             dropped - was_dropped,
             self.max_queued,
             failed - was_failed,

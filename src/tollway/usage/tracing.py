@@ -53,6 +53,9 @@ class Sampler:
 
 
 def traces_url(otlp_endpoint: str) -> str:
-    """The collector's traces URL: ``/v1/traces`` added to the base URL, unless it is there."""
-    url = otlp_endpoint.rstrip("/")
-    return url if url.endswith("/v1/traces") else url + "/v1/traces"
+    """The collector's traces URL: ``/v1/traces`` added to the base URL's path, unless it
+    is there (a query stays after it)."""
+    url, sep, query = otlp_endpoint.partition("?")
+    url = url.rstrip("/")
+    url = url if url.endswith("/v1/traces") else url + "/v1/traces"
+    return url + sep + query

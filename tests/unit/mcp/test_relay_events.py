@@ -222,3 +222,21 @@ async def test_the_servers_credentials_never_reach_the_client_through_its_answer
     assert reply.status == 401
     assert token.encode() not in reply.body and b"abcd" not in reply.body and b"[redacted]" in reply.body
     assert [k for k, _ in reply.headers] == ["content-type"]
+
+
+async def test_a_json_rpc_error_sent_with_200_never_shows_the_servers_credentials() -> None:
+    token = "srv-secret-0123456789abcd"
+    server = McpServer(
+        "tools", "http://x/mcp", (("authorization", f"Bearer {token}"),), frozenset({"authorization"}), 5
+    )
+    told = (
+        b'{"jsonrpc":"2.0","id":7,"error":{"code":-32001,"message":"token rejected: Bearer ' + token.encode() + b'"}}'
+    )
+    ex = Exchange("r", Request("POST", "/mcp", "", Headers(), "127.0.0.1", "gw", body=b"{}"))
+    reply = await _relay(_plain(200, "application/json", told)).serve(ex, server, CALL, None)
+    assert reply.status == 200 and token.encode() not in reply.body and b"[redacted]" in reply.body
+    # And in a stream's error event.
+    event = {"jsonrpc": "2.0", "id": 7, "error": {"code": -32001, "message": f"token {token} rejected"}}
+    streamed = relay.McpEvents(ex, server, _Answer([_event(event)]), CALL, None)
+    batch = await streamed.next()
+    assert batch is not None and token.encode() not in batch[0].raw and b"[redacted]" in batch[0].raw

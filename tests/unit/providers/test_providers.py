@@ -26,3 +26,9 @@ def test_each_provider_speaks_a_known_codec(type_: str, fields: dict[str, Any], 
     p = provider(type_, **fields)
     assert p.protocol == protocol
     assert codec_for(p.protocol).name == protocol
+
+
+def test_a_query_in_the_base_url_goes_after_the_api_path() -> None:
+    p = provider("openai", baseUrl="http://llm.internal/v1?key=q1")
+    assert p.endpoint("/chat/completions", "", "k").url == "http://llm.internal/v1/chat/completions?key=q1"
+    assert p.endpoint("/models", "a=1", "k").url == "http://llm.internal/v1/models?key=q1&a=1"

@@ -434,3 +434,17 @@ def test_on_uvloop_as_the_gateway_runs_it() -> None:
     connections, bodies = uvloop.run(scenario())
     assert bodies == [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
     assert connections == 1
+
+
+async def test_the_host_header_never_carries_a_urls_user_info(serve: Callable[..., Awaitable[Server]]) -> None:
+    server = await serve(keep_alive_server)
+    client = H1Transport()
+    request = req(server.port)
+    request = UpstreamRequest(request.method, request.url.replace("://", "://me:pa55word@"), request.headers,
+                              request.body, request.headers_timeout, request.idle_timeout)  # fmt: skip
+    resp = await client.send(request)
+    await resp.read()
+    await resp.aclose()
+    (head,) = server.requests
+    assert f"host: 127.0.0.1:{server.port}\r\n".encode() in head and b"pa55word" not in head
+    await client.aclose()

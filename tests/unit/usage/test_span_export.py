@@ -5,9 +5,11 @@ has a real one)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -93,6 +95,23 @@ async def test_a_failed_export_counts_its_calls() -> None:
     export.add(traced(2))
     await export.stop(bound_s=10)
     assert (export.exported, export.failed) == (0, 2)
+
+
+async def test_the_endpoints_secrets_are_not_in_what_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A collector that wants a password or a token in its URL: the lines that say
+    spans were lost, the exporter's own among them, show neither."""
+    config = TelemetryConfig(otlp_endpoint="http://otuser:otpa55@collector.test:4318?token=tok-secret")
+    export = SpanExport(config, exporter=FakeExporter(SpanExportResult.FAILURE), batch_calls=1, delay_s=0.0)
+    export.start()
+    logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter").warning(
+        "Failed to export span batch to %s, retrying", export.url
+    )
+    export.add(traced(1))
+    await export.stop(bound_s=10)
+    told = "\n".join(r.getMessage() for r in caplog.records)
+    assert "not sent to http://***@collector.test:4318/v1/traces?token=***" in told
+    assert "Failed to export span batch to http://***@" in told
+    assert "otpa55" not in told and "tok-secret" not in told
 
 
 async def test_stop_is_bounded_when_the_collector_hangs() -> None:
