@@ -363,12 +363,14 @@ class StreamTranslation:
 
     def _take(self, chunk: dict[str, Any]) -> None:
         usage = chunk.get("usage")
+        chars = openai_wire.content_chars(chunk)
         if usage is not None and apply_usage(self._ex.usage, usage):
             take_model(self._ex, chunk)
-            # Counts reported before the answer's end are not its final ones (Anthropic's
-            # message_start: 1 output token so far).
-            self._ex.usage.provisional = not (self.finished or _finishes(chunk))
-        self.sent_chars += openai_wire.content_chars(chunk)
+            # Counts reported before any of the answer (Anthropic's message_start: 1
+            # output token so far) are a placeholder, not a report of what was made;
+            # Gemini's running counts, beside the text they count, are one.
+            self._ex.usage.provisional = not (self.finished or _finishes(chunk)) and self.sent_chars + chars == 0
+        self.sent_chars += chars
         if "error" in chunk:
             self.failure = _error_message(chunk)
         elif not self.finished and _finishes(chunk):
