@@ -70,6 +70,16 @@ class NotFound(GatewayError):
     code = "route_not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    """A method the gateway does not relay; ``allowed`` goes in the ``Allow`` header."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: str) -> None:
+        super().__init__(message, reason="gateway.method_not_allowed", headers=[("allow", allowed)])
+
+
 class RequestTimeout(GatewayError):
     status = 408
     code = "request_timeout"

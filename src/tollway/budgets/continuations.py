@@ -21,6 +21,7 @@ import logging
 from collections import OrderedDict
 from typing import Any, Protocol
 
+from tollway.errors import GatewayError
 from tollway.exchange import Exchange
 from tollway.state import StateStore, StateUnavailable
 
@@ -59,7 +60,7 @@ def references(ex: Exchange) -> tuple[list[str], bool] | None:
 def _body(ex: Exchange) -> dict[str, Any] | None:
     try:
         body = ex.body_json()
-    except Exception:  # a body the gateway refuses is refused before any hold
+    except GatewayError:  # a body the gateway refuses is refused before any hold
         return None
     return body if type(body) is dict else None
 

@@ -437,7 +437,7 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _FREE_APIS = frozenset({"models", "files", "moderations", "mcp"})
 _FREE_PATHS = ("/responses/", "/conversations")
 # APIs whose answers say nothing of what they cost.
-_UNREAD_APIS = frozenset({"other", "batches", "files"})
+_UNREAD_APIS = frozenset({"other", "batches"})
 # Making a batch: billed when the provider runs it, outside any call the gateway settles.
 _BATCH_CREATION = frozenset({"/batches", "/messages/batches"})
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from tollway.chain import Chain
-from tollway.errors import BodyTooLarge, GatewayError, NotFound
+from tollway.errors import BodyTooLarge, GatewayError, MethodNotAllowed, NotFound
 from tollway.exchange import EventSource, Exchange, Reply, Request
 from tollway.gateway import facts, target
 from tollway.gateway.body import decode as decode_content
@@ -86,16 +86,7 @@ class RequestIds:
 # refused before anything goes upstream: an upstream or a proxy in front of it that
 # honours TRACE echoes the request it got, the organisation's key with it.
 _RELAYED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-def _not_relayed(method: str) -> GatewayError:
-    return GatewayError(
-        f"the gateway does not relay {method[:20]!r} requests",
-        reason="gateway.method_not_allowed",
-        status=405,
-        code="method_not_allowed",
-        headers=[("allow", ", ".join(sorted(_RELAYED_METHODS)))],
-    )
+_ALLOW = ", ".join(sorted(_RELAYED_METHODS))
 
 
 def _drop_consumer_headers(req: Request) -> None:
@@ -227,7 +218,7 @@ class Gateway:
         body_asked = False
         try:
             if req.method not in _RELAYED_METHODS:
-                raise _not_relayed(req.method)
+                raise MethodNotAllowed(f"the gateway does not relay {req.method[:20]!r} requests", _ALLOW)
             target.settle(req)
             facts.from_path(ex)
             route = snap.routes.match(req.method, req.host, req.path)

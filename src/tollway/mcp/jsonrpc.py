@@ -18,7 +18,7 @@ from typing import Any
 import jiter
 import orjson
 
-from tollway.errors import BadRequest, GatewayError
+from tollway.errors import BadRequest, MethodNotAllowed
 from tollway.exchange import Exchange
 from tollway.masking.normalise import normalise
 
@@ -84,13 +84,7 @@ def read(ex: Exchange) -> Message:
             raise BadRequest(f"an MCP {req.method} carries no body", reason="gateway.bad_request")
         return _NOTHING
     if req.method != "POST":
-        raise GatewayError(
-            f"MCP's Streamable HTTP transport has no {req.method[:20]!r} requests",
-            reason="gateway.method_not_allowed",
-            status=405,
-            code="method_not_allowed",
-            headers=[("allow", _ALLOWED)],
-        )
+        raise MethodNotAllowed(f"MCP's Streamable HTTP transport has no {req.method[:20]!r} requests", _ALLOWED)
     if not req.body:
         raise BadRequest("an MCP POST carries one JSON-RPC message; this one has no body", reason="gateway.bad_request")
     body = req.json()  # raises BadRequest for what its parse refuses

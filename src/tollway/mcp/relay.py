@@ -133,7 +133,11 @@ class McpRelay:
                 return failure_reply(ex, msg, err)
             raise err from None
         await resp.aclose()
-        if msg.is_request and (resp.status >= 500 or (resp.status < 300 and not _responds(msg, ctype, body))):
+        if resp.status >= 400 or b'"error"' in body:  # (a JSON-RPC error comes with a 200)
+            body = server.secrets.body(body)
+        wanted = ctype.startswith("application/json") and (msg.is_request or tools is not None)
+        answer = _json(body) if wanted else _NOT_JSON
+        if msg.is_request and (resp.status >= 500 or (resp.status < 300 and not _responds(msg, answer))):
             # A failed server, or an answer that is no JSON-RPC response to the request
             # (no JSON, another id): the client would wait for its response in vain.
             what = f"failed with HTTP {resp.status}" if resp.status >= 500 else "answered no JSON-RPC response to it"
@@ -141,32 +145,31 @@ class McpRelay:
             ex.fail(err)
             ex.status = err.status
             return failure_reply(ex, msg, err)
-        if resp.status >= 400 or b'"error"' in body:  # (a JSON-RPC error comes with a 200)
-            body = server.secrets.body(body)
-        if ctype.startswith("application/json") and (msg.is_request or tools is not None):
-            body = _answered(ex, msg, tools, body)
+        if answer is not _NOT_JSON and (msg.is_request or tools is not None):
+            body = _answered(ex, msg, tools, body, answer)
         return Reply(resp.status, headers, body)
 
 
-def _responds(msg: Message, ctype: str, body: bytes) -> bool:
-    """Whether a plain answer to ``msg`` (a request) is its JSON-RPC response: a JSON
-    object with ``msg``'s id and a result or an error."""
-    if not ctype.startswith("application/json"):
-        return False
+# What ``_json`` answers for a body that is no JSON (``None`` is JSON's null).
+_NOT_JSON: Any = object()
+
+
+def _json(body: bytes) -> Any:
     try:
-        answer = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
+        return _NOT_JSON
+
+
+def _responds(msg: Message, answer: Any) -> bool:
+    """Whether a plain answer to ``msg`` (a request), parsed, is its JSON-RPC response:
+    an object with ``msg``'s id and a result or an error."""
     return type(answer) is dict and answer.get("id") == msg.id and ("result" in answer or "error" in answer)
 
 
-def _answered(ex: Exchange, msg: Message, tools: ToolFilter | None, body: bytes) -> bytes:
-    """A JSON answer: the outcome of the client's request noted, and any tool list
-    filtered for the consumer."""
-    try:
-        answer = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body
+def _answered(ex: Exchange, msg: Message, tools: ToolFilter | None, body: bytes, answer: Any) -> bytes:
+    """A JSON answer (``body``, parsed): the outcome of the client's request noted, and
+    any tool list filtered for the consumer."""
     if msg.is_request:
         _note(ex, answer)
     if tools is not None:

@@ -49,18 +49,17 @@ def _alternatives(keys: tuple[str, ...], as_bytes: bool) -> str:
 
 
 class ProviderSecrets:
-    __slots__ = ("_any", "_keys", "_pattern", "_pattern_bytes")
+    __slots__ = ("_keys", "_pattern", "_pattern_bytes")
 
     def __init__(self, keys: Sequence[str]) -> None:
         self._keys = tuple(k for k in keys if len(k) >= MIN_SECRET)
-        self._any = bool(self._keys)
-        self._pattern = re.compile(_alternatives(self._keys, False)) if self._any else None
-        self._pattern_bytes = re.compile(_alternatives(self._keys, True).encode("latin-1")) if self._any else None
+        self._pattern = re.compile(_alternatives(self._keys, False)) if self._keys else None
+        self._pattern_bytes = re.compile(_alternatives(self._keys, True).encode("latin-1")) if self._keys else None
 
     @property
     def any(self) -> bool:
         """Whether there is anything to take out."""
-        return self._any
+        return bool(self._keys)
 
     def text(self, text: str) -> str:
         """``text`` with every key, whole or masked, replaced."""
@@ -77,7 +76,7 @@ class ProviderSecrets:
     def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """``headers`` without any that shows a key. One look at all the values at once:
         this runs on every answer."""
-        if not self._any or not headers:
+        if not self._keys or not headers:
             return headers
         joined = "\n".join([v for _, v in headers])
         if not any(k in joined for k in self._keys) and "***" not in joined and "\u2022" not in joined:
