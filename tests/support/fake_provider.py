@@ -129,7 +129,7 @@ def error_answer(protocol: str, status: int) -> Answer:
 def canned_answer(seen: Seen) -> Answer:
     """The transcript answering ``seen``, or a 4xx in its protocol's shape."""
     protocol = _protocol(seen)
-    if seen.method == "GET" and seen.path.endswith("/models"):
+    if seen.method in ("GET", "HEAD") and seen.path.endswith("/models"):
         return Answer(200, "application/json", _transcript(protocol, "models.json"))
     if seen.method != "POST":
         return error_answer(protocol, 404)
@@ -303,7 +303,7 @@ class FakeProvider:
         if fault == "drop":
             await _send(writer, answer, cut=True)
             return False
-        await _send(writer, answer)
+        await _send(writer, answer, head_only=method == "HEAD")
         return True
 
 
@@ -320,8 +320,8 @@ def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n".encode()
 
 
-async def _send(writer: asyncio.StreamWriter, answer: Answer, cut: bool = False) -> None:
-    body = answer.body[: len(answer.body) // 2] if cut else answer.body
+async def _send(writer: asyncio.StreamWriter, answer: Answer, cut: bool = False, head_only: bool = False) -> None:
+    body = answer.body[: len(answer.body) // 2] if cut else b"" if head_only else answer.body
     # A rate limit says when to come back, as OpenAI's and Anthropic's do.
     retry = "retry-after: 7\r\n" if answer.status == 429 else ""
     head = f"content-type: {answer.content_type}\r\n{retry}content-length: {len(answer.body)}\r\n\r\n"

@@ -11,6 +11,7 @@ the fake saw shows which base the gateway used; each is reached on its own route
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,15 @@ CLIENT_KEY = "ck-app-5d1e"
 OPENAI_FAMILY = ("deepseek", "qwen", "groq", "mistral", "moonshot", "openrouter", "together", "vllm")
 
 
+# A user name and password with characters percent-encoded in the URL ("@" and ":").
+USER_INFO = "us%40er:p%3Ass-w0rd"
+BASIC = "Basic " + base64.b64encode(b"us@er:p:ss-w0rd").decode()
+
+
+def with_user_info(url: str) -> str:
+    return url.replace("://", f"://{USER_INFO}@", 1)
+
+
 def config(fake: str) -> str:
     """One provider of every type, each on its own route ``/p/<id>/v1/``."""
     azure_url = f"{fake}/openai/deployments/dep-full/chat/completions?api-version=2024-06-01"
@@ -41,6 +51,9 @@ def config(fake: str) -> str:
         "ollama": f'type: ollama, baseUrl: "{fake}/ollama/v1"',
         **{t: f'type: {t}, baseUrl: "{fake}/{t}/v1", apiTokens: [sk-{t}]' for t in OPENAI_FAMILY},
         "mock": "type: mock",
+        # A base URL with user info: sent as Basic auth, unless the key goes in Authorization.
+        "basic": f'type: ollama, baseUrl: "{with_user_info(fake)}/basic/v1"',
+        "basic-keyed": f'type: openai, baseUrl: "{with_user_info(fake)}/keyed/v1", apiTokens: [sk-keyed]',
     }  # fmt: skip
     return "\n".join([
         'storage: {database: "sqlite:///./tollway.db"}',
@@ -152,6 +165,8 @@ OPENAI_STYLE = [
      {"api-key": "az-res"}, "dep-4o"),
     ("ollama", "/ollama/v1/chat/completions", {}, {}, "gpt-4o"),
     *((t, f"/{t}/v1/chat/completions", {}, {"authorization": f"Bearer sk-{t}"}, "gpt-4o") for t in OPENAI_FAMILY),
+    ("basic", "/basic/v1/chat/completions", {}, {"authorization": BASIC}, "gpt-4o"),
+    ("basic-keyed", "/keyed/v1/chat/completions", {}, {"authorization": "Bearer sk-keyed"}, "gpt-4o"),
 ]  # fmt: skip
 
 
@@ -173,6 +188,20 @@ def test_openai_style_provider(
     assert seen.json() == sent
     assert recorded(gw, rid, provider) == (1117, 8)
     assert usage_record(gw, rid)["model_upstream"] == model
+
+
+@pytest.mark.parametrize(("provider", "auth"), [("basic", BASIC), ("basic-keyed", "Bearer sk-keyed")])
+def test_a_head_request_through_a_base_url_with_user_info(
+    gw: Proc, fake: FakeProvider, provider: str, auth: str
+) -> None:
+    # HEAD goes through the other HTTP client (aiohttp), which refused a URL with user
+    # info beside an Authorization header: a 500.
+    path = "basic" if provider == "basic" else "keyed"
+    answer = httpx.head(f"{gw.url}/p/{provider}/v1/models", headers={"authorization": f"Bearer {CLIENT_KEY}"})
+    assert answer.status_code == 200
+    [seen] = fake.seen
+    assert (seen.method, seen.path) == ("HEAD", f"/{path}/v1/models")
+    assert credentials(seen) == {"authorization": auth}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

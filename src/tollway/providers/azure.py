@@ -76,7 +76,7 @@ class Azure(Provider):
                     reason="gateway.bad_request",
                 )
             path = f"/openai/deployments/{quote(deployment, safe='')}{api_path}"
-        return Endpoint(self.url_for(path, self._query(query)), self.auth_headers(token))
+        return Endpoint(self.url_for(path, self._query(query)), self.credentials(token))
 
     def models_endpoint(self, token: str | None) -> Endpoint | None:
         return None

@@ -3,12 +3,14 @@ model names. Wire formats live in ``protocols/``; providers do no I/O of their o
 
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tollway.config.schema import CustomSetting, ProviderConfig
 from tollway.headers import spellings
@@ -26,6 +28,19 @@ class Endpoint:
 
 
 Json = dict[str, Any]
+
+
+def _basic_auth_of(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its user info, and the Basic Authorization header that user info
+    stands for (None when it has none)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    header = ("authorization", "Basic " + base64.b64encode(pair).decode("ascii"))
+    return urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment)), header
 
 
 def apply_settings(body: Json, settings: Sequence[CustomSetting]) -> Json:
@@ -97,8 +112,6 @@ class Provider:
         # Whether bodies passed through need ``pivot_body``/``native_body`` at all.
         self.sets_body = bool(config.customSettings)
         self._tokens = list(config.apiTokens)
-        # What of them a provider's answer may show, taken out before a client sees it.
-        self.secrets = ProviderSecrets(self._tokens)
         self._turn = itertools.cycle(range(len(self._tokens))) if self._tokens else None
         self._resting: dict[int, float] = {}
         self._retry_statuses = tuple(re.compile(p) for p in config.retryOnFailure.retryOnStatus)
@@ -111,6 +124,17 @@ class Provider:
         # A query in the base URL (a key some services take as ``?key=``) goes after the
         # API path, with the call's own: not before the path, where it would end it.
         self._base, _, self._base_query = self._base.partition("?")
+        # The base URL's user info (``http://user:pass@host/v1``, a model server behind
+        # a proxy asking for Basic auth) is sent as curl sends it, in an Authorization
+        # header, never in the URL or the Host; a provider key that itself goes in
+        # Authorization wins.
+        self._base, self._basic = _basic_auth_of(self._base)
+        # What of them a provider's answer may show, taken out before a client sees it.
+        secrets = [*self._tokens]
+        if self._basic is not None:
+            credentials = self._basic[1].split(" ", 1)[1]
+            secrets += [credentials, base64.b64decode(credentials).decode().partition(":")[2]]
+        self.secrets = ProviderSecrets(secrets)
 
     def _split_base(self, config: ProviderConfig) -> tuple[str | None, str]:
         """An ``openaiCustomUrl`` ending in an API path serves that API as it stands;
@@ -199,7 +223,16 @@ class Provider:
         """URL and auth headers for ``api_path`` (relative to the API root, ``/v1``-less,
         percent-encoded once: it goes into the URL as it stands, as ``query`` does).
         ``model`` is the upstream model, for providers whose URL names it (Azure)."""
-        return Endpoint(self.url_for(api_path, query), self.auth_headers(token))
+        return Endpoint(self.url_for(api_path, query), self.credentials(token))
+
+    def credentials(self, token: str | None) -> tuple[tuple[str, str], ...]:
+        """``auth_headers``, with the base URL's Basic auth where they have no
+        Authorization of their own."""
+        headers = self.auth_headers(token)
+        basic = self._basic
+        if basic is None or any(name == "authorization" for name, _ in headers):
+            return headers
+        return (*headers, basic)
 
     def chat_endpoint(self, model: str, stream: bool, token: str | None) -> Endpoint:
         """Where a chat call goes in the provider's own protocol (``protocol``): the
