@@ -92,6 +92,12 @@ class Headers:
         self._items.append((name, value))
         self._index = None
 
+    def add(self, name: str, value: str) -> None:
+        """One more line ``name: value`` (``name`` lower-case), after the others."""
+        self._items.append((name, value))
+        if self._index is not None:
+            self._index.setdefault(name, value)
+
     def remove(self, name: str) -> None:
         name = name.lower()
         if name in self._lookup():

@@ -219,6 +219,13 @@ class KeyAuth(Plugin[KeyAuthConfig]):
         ex.consumer = consumer
         ex.credential = key
         ex.upstream_headers.append(("x-mse-consumer", consumer.name))
+        # Later plugins see it too, as in Higress: ``limit_by_header: x-mse-consumer`` is
+        # how a Higress config limits per consumer (the client's own was removed at the edge).
+        ex.request.headers.add("x-mse-consumer", consumer.name)
+        self._withhold(ex)
+
+    def _withhold(self, ex: Exchange) -> None:
+        """Keep every place key-auth reads from the provider."""
         ex.strip_headers.update(self.stripped_headers)
         ex.strip_params.update(self.stripped_params)
 
@@ -235,6 +242,8 @@ class KeyAuth(Plugin[KeyAuthConfig]):
             consumer = self._lookup(keys[0]) if len(keys) == 1 else None
             if consumer is not None and not consumer.expired(time.time()):
                 self._admit(ex, consumer, keys[0])
+            elif keys:
+                self._withhold(ex)  # a key that names nobody (a typo, two keys) is a key all the same
             return None
         if not keys:
             raise self._unauthorized("No Key Authentication information found.", "key-auth.no_key")
@@ -258,16 +267,20 @@ class KeyAuth(Plugin[KeyAuthConfig]):
         consumer = ex.consumer
         if consumer is None or consumer.allow_models is None:
             return None
-        model = ex.model_requested
-        if model is not None and not consumer.may_use(model):
-            raise _model_not_allowed(f"consumer {consumer.name!r} may not use model {model!r}")
-        if ex.request.method == "POST":
-            if ex.api_path == "/files":
-                _check_batch_file(ex, consumer)
-            elif ex.api_path == "/uploads":
-                _check_upload(ex, consumer)
-            elif ex.api_path == MESSAGE_BATCHES:
-                _check_message_batch(ex, consumer)
+        try:
+            model = ex.model_requested
+            if model is not None and not consumer.may_use(model):
+                raise _model_not_allowed(f"consumer {consumer.name!r} may not use model {model!r}")
+            if ex.request.method == "POST":
+                if ex.api_path == "/files":
+                    _check_batch_file(ex, consumer)
+                elif ex.api_path == "/uploads":
+                    _check_upload(ex, consumer)
+                elif ex.api_path == MESSAGE_BATCHES:
+                    _check_message_batch(ex, consumer)
+        except Forbidden as refusal:
+            refusal.headers.extend(self.challenge)  # as every key-auth 401 and 403 has
+            raise
         return None
 
 

@@ -93,7 +93,8 @@ async def test_a_known_key_names_the_consumer_for_later_plugins_and_the_upstream
     # The credential is kept from the provider, not from the plugins after key-auth.
     assert {"authorization", "x-api-key", "apikey"} <= ex.strip_headers
     assert "apikey" in ex.strip_params
-    assert list(ex.request.headers) == [(k.lower(), v) for k, v in headers.items()]
+    # The plugins after key-auth see the request as sent, and the consumer it named.
+    assert list(ex.request.headers) == [*((k.lower(), v) for k, v in headers.items()), ("x-mse-consumer", "alice")]
     assert ex.request.query == query
 
 
