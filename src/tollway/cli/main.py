@@ -104,8 +104,6 @@ def _listen_problem(loaded: LoadedConfig, listen: object) -> str | None:
 
     assert isinstance(listen, Listen)
     cfg = loaded.config
-    if listen.workers < 1:
-        return "--workers must be at least 1"
     if listen.workers > 1 and cfg.storage.state == "memory":
         return (
             "--workers > 1 needs storage.state: redis://…; with state in memory each worker would "
@@ -137,6 +135,27 @@ def cmd_mock_llm(args: argparse.Namespace) -> int:
     return serve_mock(args.host, args.port)
 
 
+def _port(text: str) -> int:
+    """A TCP port (0: any free one), refused by argparse (exit 2, one line) otherwise."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
+    return port
+
+
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if workers < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return workers
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollway", description="An AI gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the gateway")
     p.add_argument("-c", "--config")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--admin-port", type=int)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--port", type=_port)
+    p.add_argument("--admin-port", type=_port)
+    p.add_argument("--workers", type=_workers, default=1)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a config file")
@@ -155,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mock-llm", help="run the built-in fake model server")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--port", type=_port, default=9000)
     p.set_defaults(func=cmd_mock_llm)
 
     cli_consumers.add_parser(sub)

@@ -342,7 +342,7 @@ def load_config_text(
             [f"${{{n}}}: environment variable is not set (and has no default)" for n in exc.names]
         ) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # (a SafeLoader: no arbitrary objects)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
@@ -362,6 +362,30 @@ def load_config_text(
     if problems:
         raise ConfigError(problems, LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings), failed=failed))
     return LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings), _key_sources(original))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error: PyYAML keeps
+    the last silently, so a second ``plugins:`` replaced the first (key-auth with it)
+    and the gateway served with no authentication. A key beside a merge (``<<``)
+    overrides the merged one, as YAML means it to."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # an unhashable key: the constructor below says what is wrong with it
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"the key {key!r} is given twice", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 class _Named(dict[str, str]):

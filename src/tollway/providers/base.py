@@ -153,6 +153,11 @@ class Provider:
         return self._base
 
     @property
+    def basic_auth(self) -> bool:
+        """Whether the base URL's user info goes as Basic auth (``credentials``)."""
+        return self._basic is not None
+
+    @property
     def retries(self) -> int:
         """Extra attempts on this provider (``retryOnFailure``), each with the next token."""
         rof = self.config.retryOnFailure

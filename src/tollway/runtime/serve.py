@@ -254,6 +254,11 @@ def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, 
     # How often each worker was started again (0: still its first start).
     restarts = [0] * workers
     stopping = False
+    # Workers that cannot start fail alike (the same database): the one that takes the
+    # single byte in this pipe says why, so the operator reads the reason once.
+    say_r, say_w = os.pipe()
+    os.set_blocking(say_r, False)
+    os.write(say_w, b".")
 
     def spawn(index: int) -> None:
         pid = os.fork()
@@ -271,7 +276,10 @@ def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, 
                 _run_loop(lambda: run_worker(make_runtime(others, first), gw_sock, admin, announce))
             except StorageError as exc:
                 # The database it needs is not there: one line, not a traceback per try.
-                print(f"tollway: worker {index}: cannot use storage.database: {exc}", file=sys.stderr, flush=True)
+                if restarts[index]:
+                    print(f"tollway: worker {index}: cannot use storage.database: {exc}", file=sys.stderr, flush=True)
+                elif _take(say_r):
+                    print(f"tollway: cannot use storage.database: {exc}", file=sys.stderr, flush=True)
                 code = STARTUP_FAILED
             except BaseException:
                 log.exception("worker %d crashed", index)
@@ -330,4 +338,14 @@ def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, 
                 time.sleep(0.1)
             if not stopping:
                 spawn(index)
+    os.close(say_r)
+    os.close(say_w)
     return 1 if failed else 0
+
+
+def _take(fd: int) -> bool:
+    """Whether this process took the byte waiting in the pipe ``fd`` (only one can)."""
+    try:
+        return os.read(fd, 1) == b"."
+    except BlockingIOError:
+        return False

@@ -24,9 +24,10 @@ def startup_lines(snapshot: Snapshot) -> list[str]:
             where = "the built-in mock model (answers in-process; no real model is called)"
         else:
             base = provider.base_url if provider is not None else pc.baseUrl or "?"
-            where = (
-                f"{pc.type} at {shown_url(base)} ({_keys(pc.apiTokens, snapshot.loaded.key_sources.get(pc.id, ()))})"
-            )
+            keys = _keys(pc.apiTokens, snapshot.loaded.key_sources.get(pc.id, ()))
+            if provider is not None and provider.basic_auth:
+                keys += "; Basic auth from the URL's user info"
+            where = f"{pc.type} at {shown_url(base)} ({keys})"
         lines.append(f"provider {pc.id}: {where}")
     for rc in cfg.routes:
         path = rc.path or rc.path_regex or rc.path_prefix or "/"

@@ -130,6 +130,34 @@ def test_invalid_yaml_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert any(line.startswith("line ") for line in lines), lines
 
 
+SERVER = "server: {host: 127.0.0.1, port: 0, max_body_bytes: 1000}"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        # A second plugins: list replaced the first (key-auth went, and with it every key check).
+        (VALID + "plugins:\n  - name: request-block\n    defaultConfig: {block_bodies: [x]}\n", 22, "'plugins'"),
+        (VALID.replace(SERVER, "server: {host: 127.0.0.1, port: 0, port: 8080}"), 2, "'port'"),
+    ],
+    ids=["top-level", "nested"],
+)
+def test_a_key_given_twice_is_an_error_naming_it_and_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, line: int, key: str
+) -> None:
+    code, lines = check(tmp_path, text, capsys)
+    assert code == 2
+    [said] = lines
+    assert said.startswith(f"line {line}, column ")
+    assert f"the key {key} is given twice" in said
+
+
+def test_a_key_beside_a_merge_overrides_the_merged_one(tmp_path: Path) -> None:
+    text = VALID.replace(SERVER, "server: {<<: {host: 127.0.0.2, port: 5}, port: 0}")
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={})
+    assert (loaded.config.server.host, loaded.config.server.port) == ("127.0.0.2", 0)
+
+
 def test_a_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "-c", str(tmp_path / "absent.yaml")]) == 2
     assert "absent.yaml" in capsys.readouterr().out
