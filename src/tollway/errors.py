@@ -26,6 +26,9 @@ class GatewayError(Exception):
 
     status: int = 500
     code: str = "internal_error"
+    # The client of a stream was already told of the failure in its protocol's own
+    # events (a Responses client's ``error`` and ``response.failed``): no last event.
+    told_client: bool = False
 
     def __init__(
         self,
@@ -113,6 +116,8 @@ class UpstreamError(GatewayError):
 class UpstreamStreamFailed(UpstreamError):
     """The provider ended a stream with an error event of its own, which the client was
     sent in its protocol: the call failed, and the stream needs no other last event."""
+
+    told_client = True
 
 
 class UpstreamTimeout(GatewayError):

@@ -421,3 +421,38 @@ def test_langchain_in_responses_mode_reaches_claude(gw: Proc, mock_requests: Req
     bound = llm.bind_tools([{"type": "function", "name": "get_weather", "parameters": WEATHER}])
     [call] = bound.invoke(ASK).tool_calls
     assert (call["name"], call["args"]) == ("get_weather", replies.TOOL_INPUT)
+
+
+@pytest.mark.parametrize("fault", ["drop", "cut"], ids=["connection-broken", "body-ended-short"])
+def test_a_stream_the_provider_breaks_off_ends_as_the_sdk_expects_a_failed_response_to(
+    gw: Proc, gemini: FakeProvider, fault: str
+) -> None:
+    # The Responses API ends a failed stream with an ``error`` event and then
+    # ``response.failed``, both numbered in sequence like the rest; a broken connection
+    # ended with a bare error event, unnumbered, and no response.failed.
+    gemini.reset()
+    gemini.next_answers(fault)  # type: ignore[arg-type]
+    rid = new_request_id()
+    answer = httpx.post(
+        f"{gw.url}/v1/responses",
+        json={"model": "gemini-2.5-flash", "input": "Capital of France?", "stream": True},
+        headers={"authorization": f"Bearer {KEY}", "x-request-id": rid},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    events = [json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ")]
+    kinds = [event["type"] for event in events]
+    assert kinds[0] == "response.created" and kinds[-2:] == ["error", "response.failed"], kinds
+    numbers = [event["sequence_number"] for event in events]
+    assert numbers == list(range(numbers[0], numbers[0] + len(events)))
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed" and failed["error"]["message"] == events[-2]["message"]
+    assert "gemini" in failed["error"]["message"]
+    record = usage_record(gw, rid)
+    assert (record["status"], record["reason"]) == (502, "ai-proxy.bad_upstream_response")
+    # The SDK types the same stream's end as an error and a failed response, not as a
+    # stream that just stopped.
+    gemini.next_answers(fault)  # type: ignore[arg-type]
+    with sdk(gw) as client:
+        typed = list(client.responses.create(model="gemini-2.5-flash", input="Capital of France?", stream=True))
+    assert [type(e).__name__ for e in typed[-2:]] == ["ResponseErrorEvent", "ResponseFailedEvent"]

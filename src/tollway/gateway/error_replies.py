@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from tollway.errors import GatewayError, UpstreamStreamFailed
+from tollway.errors import GatewayError
 from tollway.exchange import Reply
 from tollway.protocols.anthropic import wire as anthropic
 from tollway.protocols.apis import RESPONSES, Dialect
@@ -28,7 +28,7 @@ def render_stream_error(err: GatewayError, dialect: Dialect, api_path: str = "")
     """The last event of a stream that failed after the answer began (none when the
     provider's own error event already told the client); ``api_path`` tells the
     Responses API (its ``error`` event) from chat in the OpenAI dialect."""
-    if isinstance(err, UpstreamStreamFailed):
+    if err.told_client:
         return b""
     if dialect == "anthropic":
         return anthropic.stream_error_event(err.message)

@@ -67,17 +67,17 @@ class ProviderEvents:
                 if not translation.finished:
                     # The body ended cleanly before the stream did: the events that came
                     # go out, then the error that says it was cut off.
-                    self._failed = self._broke(ProtocolFailure("the stream ended before its last event"))
-                    return tail
+                    self._failed, closing = self._broke(ProtocolFailure("the stream ended before its last event"))
+                    return [*tail, *closing]
                 if not self._ex.usage.reported and self._ex.api in ESTIMATED_APIS:
                     estimate_unfinished(self._ex, translation.sent_chars)
                 return [*tail, *translation.end()]
             except TransportError as exc:
-                raise self._broke(exc) from None
+                return self._told(*self._broke(exc))
             try:
                 events = self._parser.feed(chunk)
             except EventTooLarge as exc:
-                raise self._broke(ProtocolFailure(f"provider sent a stream event past the bound: {exc}")) from None
+                return self._told(*self._broke(ProtocolFailure(f"provider sent a stream event past the bound: {exc}")))
             if events:
                 out = translation.feed(events)
                 if translation.failure is not None:
@@ -99,13 +99,26 @@ class ProviderEvents:
         # (The closing events repeat the error: a Responses client's ``response.failed``.)
         return [SseEvent(secrets.body(e.raw)) for e in (*out, *self._translation.end())]
 
-    def _broke(self, exc: TransportError) -> GatewayError:
+    def _broke(self, exc: TransportError) -> tuple[GatewayError, list[SseEvent]]:
         """The provider broke off (or sent what cannot be relayed): the tokens it reported
-        so far are kept, the rest estimated; the error the stream ends with."""
+        so far are kept, the rest estimated. The error the stream ends with, and the
+        events that tell the client so in its protocol (``EventTranslation.closing``;
+        none: the gateway's own last event will)."""
         self._ended = True
-        self._translation.broke()
-        estimate_unfinished(self._ex, self._translation.sent_chars)
-        return translate(exc, self._provider)
+        translation = self._translation
+        translation.broke()
+        estimate_unfinished(self._ex, translation.sent_chars)
+        err = translate(exc, self._provider)
+        closing = translation.closing(err.message, err.code)
+        err.told_client = bool(closing)
+        return err, closing
+
+    def _told(self, err: GatewayError, closing: list[SseEvent]) -> list[SseEvent]:
+        """The closing events now, the error at the next call; or the error now."""
+        if not closing:
+            raise err from None
+        self._failed = err
+        return closing
 
     async def abandoned(self) -> None:
         """The provider bills the whole answer anyway, so read the rest of it (bounded by

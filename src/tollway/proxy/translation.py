@@ -186,6 +186,13 @@ class EventTranslation(Protocol):
         """The provider's stream failed midway: take what it reported so far."""
         ...
 
+    def closing(self, message: str, code: str) -> list[SseEvent]:
+        """The events the client's protocol ends a failed stream with, for a failure the
+        provider's stream could not say itself (its connection broke; its body ended
+        short): a translation's own writer says it in order, numbered as the rest; none
+        when the client's events pass as they came (the gateway then adds its own)."""
+        ...
+
 
 # The APIs (``Exchange.api``) whose streams mark their end (OpenAI chat and completions,
 # Anthropic messages): a pass-through stream of any other API is taken as it ends.
@@ -277,6 +284,9 @@ class Passthrough:
     def broke(self) -> None:
         return
 
+    def closing(self, message: str, code: str) -> list[SseEvent]:
+        return []
+
 
 # Responses events whose ``delta`` is generated text (for an estimate of a cut stream).
 _RESPONSES_DELTAS = frozenset(
@@ -345,6 +355,9 @@ class ResponsesPassthrough:
     def broke(self) -> None:
         return
 
+    def closing(self, message: str, code: str) -> list[SseEvent]:
+        return []
+
 
 class StreamTranslation:
     """Native events → pivot chunks (usage read here) → the client's events. The pivot
@@ -406,3 +419,7 @@ class StreamTranslation:
         nothing more."""
         for chunk in self._reader.end():
             self._take(chunk)
+
+    def closing(self, message: str, code: str) -> list[SseEvent]:
+        failed: Json = {"error": {"message": message, "type": "server_error", "code": code}}
+        return [*self._writer.feed(failed), *self._writer.end()]
