@@ -326,6 +326,22 @@ def test_a_request_the_provider_cannot_express_is_refused_in_the_clients_shape(
     assert mock_requests() == []
 
 
+def test_a_prefill_is_refused_where_the_model_would_answer_anew(gw: Proc, mock_requests: Requests) -> None:
+    # Claude continues a last assistant turn's text (forcing JSON with "{"); an OpenAI
+    # model answers anew after it, so sent on, the answer meant something else (judge G).
+    prefill: Any = [{"role": "user", "content": "Give me JSON"}, {"role": "assistant", "content": "{"}]
+    with anthropic_sdk(gw) as sdk, pytest.raises(anthropic.BadRequestError) as refused:
+        sdk.messages.create(model="mock-gpt", max_tokens=10, messages=prefill)
+    body: Any = refused.value.body
+    assert body["error"]["message"].startswith("messages[1]: a last assistant turn with text")
+    assert refused.value.response.headers["x-tollway-reason"] == "gateway.bad_request"
+    assert mock_requests() == []
+    # An assistant turn before the last user turn is history, as ever.
+    with anthropic_sdk(gw) as sdk:
+        answer = sdk.messages.create(model="mock-gpt", max_tokens=10, messages=[*prefill, prefill[0]])
+    assert answer.content
+
+
 USER_X = [{"role": "user", "content": "x"}]
 
 

@@ -30,7 +30,8 @@ backwards:
   other than clearing thinking (which the history's dropped thinking blocks do),
   ``mcp_servers``, ``inference_geo`` (where the model may run: another provider cannot
   promise it), any other field this module does not know, server tools, blocks other
-  than the above, image or document sources other than base64/url/text.
+  than the above, image or document sources other than base64/url/text, and a last
+  assistant turn with text (a prefill: no other provider continues it).
 """
 
 from __future__ import annotations
@@ -224,6 +225,14 @@ def to_pivot(body: Json) -> Json:
             out_messages.extend(_system_to_pivot(m.get("content")))
         else:
             raise TranslationError(f"{where}.role must be user, assistant or system")
+    last = out_messages[-1] if out_messages else None
+    if last is not None and last.get("role") == "assistant" and last.get("content"):
+        # A prefill: Claude continues the text of a last assistant turn; an OpenAI or
+        # Gemini model answers anew after it, so the answer would mean something else.
+        raise TranslationError(
+            f"messages[{len(messages) - 1}]: a last assistant turn with text (a prefill, which Claude continues) "
+            "cannot be sent to this provider: its model would answer anew rather than continue it"
+        )
     chat: Json = {"model": body.get("model"), "messages": out_messages}
     if isinstance(body.get("max_tokens"), int):
         # OpenAI's current name: its reasoning models refuse max_tokens (as Responses

@@ -145,11 +145,12 @@ def test_thinking_blocks_are_dropped_top_k_and_server_tools_refused() -> None:
                 "role": "assistant",
                 "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}, {"type": "text", "text": "y"}],
             },
+            user("z"),
         ],
     }
     assert A.request_to_pivot(body) == {
         "model": "m",
-        "messages": [user("x"), {"role": "assistant", "content": "y"}],
+        "messages": [user("x"), {"role": "assistant", "content": "y"}, user("z")],
         "max_completion_tokens": 5,
         "reasoning_effort": "medium",
     }
@@ -249,3 +250,13 @@ def test_a_user_id_longer_than_openai_takes_becomes_a_stable_hash() -> None:
         for u in ("u-1", long_id, long_id, long_id + " ")
     ]
     assert ids[0] == "u-1" and len(ids[1]) == 64 and ids[1] == ids[2] != ids[3]
+
+
+def test_a_last_assistant_turn_with_text_is_a_prefill_no_other_provider_continues() -> None:
+    body: dict[str, Any] = {"model": "m", "max_tokens": 5, "messages": [user("JSON please"), {"role": "assistant",
+            "content": [{"type": "text", "text": "{"}]}]}  # fmt: skip
+    with pytest.raises(TranslationError, match=r"^messages\[1\]: a last assistant turn with text \(a prefill"):
+        A.request_to_pivot(body)
+    # A last assistant turn of tool calls alone is no prefill (nothing to continue).
+    body["messages"][1]["content"] = [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]
+    assert A.request_to_pivot(body)["messages"][-1]["tool_calls"]
