@@ -29,6 +29,8 @@ class GatewayError(Exception):
     # The client of a stream was already told of the failure in its protocol's own
     # events (a Responses client's ``error`` and ``response.failed``): no last event.
     told_client: bool = False
+    # The request field the error is about (OpenAI's error ``param``), when it is one.
+    param: str | None = None
 
     def __init__(
         self,

@@ -254,6 +254,7 @@ def test_what_cannot_be_translated_is_refused_naming_it_and_never_fails_over(
         # The route's providers list would fail over from claude to deepseek: not for this.
         client.responses.create(model="any-model", input="and then?", extra_headers={"x-request-id": rid}, **fields)
     assert caught.value.code == "unsupported_parameter" and named in caught.value.message
+    assert caught.value.param == named  # as OpenAI's errors name the field
     assert mock_requests() == []
     record = usage_record(gw, rid)
     assert (record["status"], record["api"], record["model_requested"], record["attempts"]) == (

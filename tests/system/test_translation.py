@@ -321,8 +321,10 @@ def test_a_request_the_provider_cannot_express_is_refused_in_the_clients_shape(
     assert refused.value.response.headers["x-tollway-reason"] == "gateway.bad_request"
     with openai_sdk(gw) as client, pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="mock-claude", n=2, messages=[{"role": "user", "content": "hi"}])
+    # OpenAI's errors name the field in ``param`` too: clients read it to know what to drop.
     assert caught.value.body == {"message": "n > 1 cannot be sent to Anthropic", "type": "invalid_request_error",
-                                 "code": "unsupported_parameter", "param": None}  # fmt: skip
+                                 "code": "unsupported_parameter", "param": "n"}  # fmt: skip
+    assert caught.value.param == "n"
     assert mock_requests() == []
 
 

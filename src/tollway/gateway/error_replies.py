@@ -19,7 +19,7 @@ def render_error(err: GatewayError, dialect: Dialect) -> Reply:
     elif dialect == "anthropic":
         body = anthropic.error_body(err.status, err.message)
     else:
-        body = openai.error_body(err.status, err.message, err.code)
+        body = openai.error_body(err.status, err.message, err.code, err.param)
     headers.append(("content-type", "application/json"))
     return Reply(err.status, headers, body)
 
@@ -33,6 +33,6 @@ def render_stream_error(err: GatewayError, dialect: Dialect, api_path: str = "")
     if dialect == "anthropic":
         return anthropic.stream_error_event(err.message)
     if api_path == RESPONSES:
-        event = {"type": "error", "code": err.code, "message": err.message, "param": None}
+        event = {"type": "error", "code": err.code, "message": err.message, "param": err.param}
         return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
     return openai.stream_error_event(err.message, err.code)

@@ -25,6 +25,7 @@ no equivalent that only tune generation are dropped, as each module documents.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,7 +37,21 @@ Json = dict[str, Any]
 
 class TranslationError(ValueError):
     """The body cannot be expressed in the target protocol (or is not a valid body of
-    the source protocol). The message names the field and is safe to show the client."""
+    the source protocol). The message names the field and is safe to show the client.
+
+    ``param``: the field the message begins with (``n``, ``tools[0]``,
+    ``messages[2].content[0]``), which OpenAI's errors carry apart for clients that read
+    it to know what to drop; None when the message begins with no field."""
+
+    @property
+    def param(self) -> str | None:
+        found = _LEADING_FIELD.match(str(self))
+        return found[1] if found is not None and found[1] not in _NOT_FIELDS else None
+
+
+# A field path at the start of a message, then a space or a colon.
+_LEADING_FIELD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\]|\.[A-Za-z_][A-Za-z0-9_]*)*)[ :]")
+_NOT_FIELDS = frozenset({"the", "a", "an", "only", "this"})
 
 
 @dataclass(frozen=True, slots=True)

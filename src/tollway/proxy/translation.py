@@ -98,7 +98,9 @@ class Translation:
                 self._writer = self._client_writer()
             return orjson.dumps(provider.native_body(native, translated=True))
         except TranslationError as exc:
-            raise BadRequest(str(exc), reason="gateway.bad_request", code="unsupported_parameter") from None
+            refusal = BadRequest(str(exc), reason="gateway.bad_request", code="unsupported_parameter")
+            refusal.param = exc.param
+            raise refusal from None
         except (TypeError, ValueError, AttributeError, KeyError, orjson.JSONEncodeError) as exc:
             raise _mistyped(exc) from None
 

@@ -16,9 +16,9 @@ ERROR_TYPES = {
 }
 
 
-def error_body(status: int, message: str, code: str) -> bytes:
+def error_body(status: int, message: str, code: str, param: str | None = None) -> bytes:
     etype = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": None}})
+    return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": param}})
 
 
 def stream_error_event(message: str, code: str) -> bytes:
