@@ -49,9 +49,10 @@ def print_config_problems(exc: ConfigError) -> None:
 def open_cli_database(given: str | None, *, reading: bool = False) -> tuple[LoadedConfig, Database] | None:
     """The config and its (unconnected) database; ``None`` after printing why not.
 
-    ``reading``: the command only reads, so a SQLite file that is not there is not made
-    (an empty database made in the wrong folder would answer "nothing" instead of "not
-    here"): the command says where it looked, and stops."""
+    ``reading``: the command only reads, or changes only what must be there already
+    (revoke, rotate, remove), so a SQLite file that is not there is not made (an empty
+    database made in the wrong folder would answer "nothing" instead of "not here"),
+    nor the quickstart's demo key: the command says where it looked, and stops."""
     try:
         loaded = load_cli_config(given, reading=reading)
         db = open_database(loaded.config.storage.database, loaded.base_dir)

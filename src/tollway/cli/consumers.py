@@ -172,7 +172,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return run(args.config, rotate)
+    return run(args.config, rotate, reading=True)  # (what it changes must be there: it makes nothing)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -190,7 +190,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         print(f"tollway: consumer {args.name!r} revoked", file=sys.stderr)
         return 0
 
-    return run(args.config, revoke)
+    return run(args.config, revoke, reading=True)  # (what it changes must be there: it makes nothing)
 
 
 def format_table(consumers: list[ConsumerInfo]) -> str:

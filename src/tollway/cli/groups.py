@@ -133,4 +133,4 @@ def cmd_remove(args: argparse.Namespace) -> int:
         print(f"tollway: group {args.name!r} removed", file=sys.stderr)
         return 0
 
-    return run(args.config, remove)
+    return run(args.config, remove, reading=True)  # (what it changes must be there: it makes nothing)
