@@ -83,6 +83,12 @@ class PetsService:
                     limit = int(parse_qs(url.query).get("limit", ["100"])[0])
                     self._answer(200, {"pets": service.pets[:limit]})
                     return
+                if url.path == "/pets/tagged/moved":  # a redirect, which a tool call does not follow
+                    self.send_response(307)
+                    self.send_header("location", "/pets/1")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 pet_id = url.path.removeprefix("/pets/")
                 found = [p for p in service.pets if str(p["id"]) == pet_id]
                 self._answer(200, found[0]) if found else self._answer(404, {"error": f"no pet {pet_id}"})

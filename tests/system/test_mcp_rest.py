@@ -125,6 +125,15 @@ async def test_configured_rest_tools_lay_arguments_into_the_request(gw: Proc, pe
     assert found.structured_content == {"id": 1, "name": "Rex", "tag": "dog"}
 
 
+async def test_a_redirect_from_the_service_is_a_tool_error_not_a_result(gw: Proc, pets: PetsService) -> None:
+    # The gateway follows no redirect (the server's key would go where the service
+    # points); an empty 307 was handed to the agent as a successful, empty result.
+    async with mcp_session(gw.url + "/mcp/by-hand", ALICE) as session:
+        moved = await session.call_tool("pets_tagged", {"tag": "moved"})
+    assert moved.is_error
+    assert text_of(moved).startswith("HTTP 307") and "/pets/1" in text_of(moved)
+
+
 async def test_arguments_the_schema_refuses_or_that_climb_the_path_never_reach_the_service(
     gw: Proc, pets: PetsService
 ) -> None:

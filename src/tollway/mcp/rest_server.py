@@ -94,7 +94,7 @@ class RestMcpServer:
         except TransportError:
             return _result(f"the REST service of tool {tool.name!r} could not be reached", error=True)
         text = answer.decode("utf-8", "replace")
-        if resp.status >= 400:
+        if resp.status >= 300:
             text = self._secrets.text(text)
         structured = None
         try:
@@ -103,6 +103,11 @@ class RestMcpServer:
             parsed = None
         if isinstance(parsed, dict):
             structured = parsed
+        if 300 <= resp.status < 400:
+            # Not followed: the server's credentials would go wherever the service points.
+            location = next((v for k, v in resp.headers if k == "location"), "")
+            where = self._secrets.text(location)
+            return _result(f"HTTP {resp.status}: the REST service redirects to {where!r}, not followed", error=True)
         if resp.status >= 400:
             return _result(f"HTTP {resp.status}: {text}", error=True)
         return _result(text, error=False, structured=structured)
