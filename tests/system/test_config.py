@@ -320,3 +320,20 @@ def test_higress_fields_a_higress_user_brings(tmp_path: Path, old: str, new: str
     done = check_process(tmp_path, VALID.replace(old, new, 1))
     assert done.returncode == code, done.stdout + done.stderr
     assert said in (done.stdout + done.stderr).splitlines(), done.stdout + done.stderr
+
+
+def test_an_allow_models_regex_that_does_not_compile_is_named_at_its_place(tmp_path: Path) -> None:
+    # It would pass, then fail every call of the consumer with a 500.
+    consumer = "{name: alice, credential: ck-alice}"
+    done = check_process(
+        tmp_path,
+        VALID.replace(consumer, '{name: alice, credential: ck-alice, allow_models: [gpt-4o, "~(unclosed"], '
+                                "groups: [staff, staff]}"),
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stdout.splitlines()
+    assert any(
+        line.startswith("plugins[0].defaultConfig.consumers[0].allow_models[1]: '~(unclosed' is not a valid regular")
+        for line in lines
+    ), lines
+    assert "plugins[0].defaultConfig.consumers[0].groups: names 'staff' twice" in lines

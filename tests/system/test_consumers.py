@@ -8,6 +8,7 @@ provider, so ``mock_requests`` shows exactly what a provider would receive.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -366,6 +367,60 @@ def test_consumer_show_edit_and_rotate_through_the_admin_api(gateway: GatewayFac
     assert httpx.post(gw.admin_url + "/api/consumers/nobody/rotate").status_code == 404
     assert httpx.post(gw.admin_url + "/api/consumers/alice/rotate", json={"grace_s": -1}).status_code == 400
     assert httpx.post(gw.admin_url + "/api/consumers/alice/other").status_code == 404
+
+
+def test_unusable_patterns_and_repeated_groups_are_refused_where_given(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    gw = gateway(_config(mock_llm.url, "sqlite:///./tollway.db"))
+    api = gw.admin_url + "/api/consumers"
+    made = _admin_add(gw, {"name": "bad", "allow_models": ["gpt-4o*", "~(unclosed"]})
+    assert made.status_code == 400
+    message = made.json()["error"]["message"]
+    assert "allow_models" in message and "'~(unclosed' is not a valid regular expression" in message
+    twice = _admin_add(gw, {"name": "twice", "groups": ["g", "g"]})
+    assert twice.status_code == 400 and "groups names 'g' twice" in twice.json()["error"]["message"]
+    assert [c["name"] for c in httpx.get(api).json()["consumers"]] == ["consumer1"]
+
+    key = _admin_add(gw, {"name": "alice", "allow_models": ["gpt-4o*"], "groups": ["g"]}).json()["key"]
+    for bad in ({"allow_models": ["~(unclosed"]}, {"groups": ["g", "h", "g"]}):
+        refused = httpx.patch(api + "/alice", json=bad)
+        assert refused.status_code == 400, bad
+    alice = httpx.get(api + "/alice").json()
+    assert (alice["allow_models"], alice["groups"]) == (["gpt-4o*"], ["g"])
+    # A regex with a comma is one pattern.
+    assert httpx.patch(api + "/alice", json={"allow_models": ["~gpt-4o(-mini){0,1}"]}).status_code == 200
+    assert _chat(gw, key) == 200
+
+
+def test_a_consumer_stored_before_those_checks_is_refused_its_models_not_failed(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    groups = "groups: [{name: team, max_parallel: 1, budget: {usd: 100, period: month}}]"
+    gw = gateway(_config(mock_llm.url, "sqlite:///./tollway.db") + groups)
+    api = gw.admin_url + "/api/consumers"
+    key = _admin_add(gw, {"name": "alice", "allow_models": ["gpt-4o*"], "groups": ["team"]}).json()["key"]
+    # As a release before the checks stored them: a regex that does not compile, a group twice.
+    with sqlite3.connect(tmp_path / "tollway.db") as db:
+        db.execute("""UPDATE consumers SET allow_models = '["~(unclosed"]', groups = '["team", "team"]'""")
+        db.execute("UPDATE consumer_changes SET version = version + 1")
+
+    def refused() -> bool:
+        return _reason(gw, key) == (403, "key-auth.model_not_allowed")
+
+    _eventually(refused)  # not a 500: the pattern matches no model
+    assert refused()
+    said = gw.logged("allow_models entry matches no model")
+    assert len(said) == 1 and "'alice'" in said[0] and "~(unclosed" in said[0]
+
+    # The group named twice is one group: a call is held and settled against its budget
+    # once, and its spend shown once.
+    assert httpx.patch(api + "/alice", json={"allow_models": ["gpt-4o*"]}).status_code == 200
+    assert _chat(gw, key) == 200
+    alice = httpx.get(api + "/alice").json()
+    assert alice["groups"] == ["team", "team"]
+    cost = sum(r["cost_usd"] for r in httpx.get(gw.admin_url + "/api/usage", params={"by": "consumer"}).json()["rows"])
+    assert cost > 0
+    assert [(e["kind"], e["name"], e["spend_usd"]) for e in alice["spend"]] == [("group", "team", pytest.approx(cost))]
+    assert len(gw.logged("allow_models entry matches no model", count=2, within=0.5)) == 1
 
 
 @pytest.mark.postgres

@@ -93,8 +93,8 @@ _ITEMS = {"type": ["array", "null"], "items": {"type": "string", "pattern": f"^[
 
 # What a new consumer may set and an edit may change.
 _EDITABLE: dict[str, Any] = {
-    "allow_models": _ITEMS,
-    "groups": _ITEMS,
+    "allow_models": {**_ITEMS, "description": "Model patterns; a ~regex must compile (a 400 otherwise)."},
+    "groups": {**_ITEMS, "uniqueItems": True, "description": "Each group once (a 400 otherwise)."},
     "expires_at": {
         "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}, {"type": "null"}],
         "description": "ISO-8601, UTC unless it names an offset; null: never.",

@@ -12,10 +12,12 @@ a key is not a current one, so the common lookup stays one dict probe.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
 
+from tollway import patterns
 from tollway.background import BackgroundTask, every
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo
 from tollway.consumers.groups import Group, GroupDirectory
@@ -54,6 +56,8 @@ class ConsumerDirectory:
         # a local revoke must not put the revoked key back.
         self._lock = asyncio.Lock()
         self._failing = False
+        # (consumer, pattern) pairs already said to be unusable: said once, not per reload.
+        self._unusable: set[tuple[str, str]] = set()
         self._refresher = BackgroundTask("consumer-directory-refresh", every(refresh_interval_s, self._tick))
 
     async def start(self) -> None:
@@ -88,7 +92,8 @@ class ConsumerDirectory:
             hash_of: dict[str, str] = {}
             old: dict[str, tuple[Consumer, float]] = {}
             now = time.time()
-            for key_hash, consumer, old_hash, old_until in await self.store.active():
+            for key_hash, stored, old_hash, old_until in await self.store.active():
+                consumer = self._usable(stored)
                 by_hash[key_hash] = consumer
                 hash_of[consumer.name] = key_hash
                 if old_hash is not None and old_until is not None and old_until > now:
@@ -98,6 +103,29 @@ class ConsumerDirectory:
             self._by_hash, self._hash_of, self._old = by_hash, hash_of, old
             self._version = version
             return True
+
+    def _usable(self, consumer: Consumer) -> Consumer:
+        """``consumer`` without the ``allow_models`` patterns that do not compile: stored
+        before the store refused them, each would fail every call the consumer makes.
+        Left out, such a pattern matches no model (the call is refused, 403)."""
+        models = consumer.allow_models
+        if models is None:
+            return consumer
+        usable: list[str] = []
+        for pattern in models:
+            try:
+                patterns.check(pattern)
+            except ValueError as exc:
+                if (consumer.name, pattern) not in self._unusable:
+                    self._unusable.add((consumer.name, pattern))
+                    log.warning(
+                        "runtime consumer %r: allow_models entry matches no model: %s "
+                        "(change it with PATCH /api/consumers/%s)",
+                        consumer.name, exc, consumer.name,
+                    )  # fmt: skip
+                continue
+            usable.append(pattern)
+        return consumer if len(usable) == len(models) else dataclasses.replace(consumer, allow_models=tuple(usable))
 
     async def _tick(self) -> None:
         try:

@@ -79,9 +79,10 @@ class GroupDirectory:
         return [*self._config.values(), *(g for n, g in self.runtime.items() if n not in self._config)]
 
     def limiting(self, consumer: Consumer) -> list[Group]:
-        """The consumer's groups that carry a budget or ``max_parallel``."""
+        """The consumer's groups that carry a budget or ``max_parallel``, each once (a
+        consumer stored naming one twice, before that was refused, is held to it once)."""
         found = []
-        for name in consumer.groups:
+        for name in dict.fromkeys(consumer.groups):
             group = self.get(name)
             if group is not None and group.limited:
                 found.append(group)

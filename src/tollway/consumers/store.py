@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
+from tollway import patterns
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
 from tollway.consumers.groups import Group
 from tollway.consumers.keys import hash_key, hint_of, new_key
@@ -164,6 +165,15 @@ def validate(name: str, allow_models: Sequence[str] | None, groups: Sequence[str
         for item in items:
             if not item or len(item) > MAX_ITEM or not item.isprintable():
                 raise InvalidConsumer(f"invalid {what} entry {item!r}: 1-{MAX_ITEM} printable characters")
+    for pattern in allow_models or ():
+        try:
+            patterns.check(pattern)
+        except ValueError as exc:  # it would fail every call the consumer makes
+            raise InvalidConsumer(f"invalid allow_models entry: {exc}") from None
+    twice = next((g for i, g in enumerate(groups) if g in groups[:i]), None)
+    if twice is not None:
+        # Held to its budget once, not twice: a repeat is a slip, said rather than dropped.
+        raise InvalidConsumer(f"groups names {twice!r} twice")
 
 
 def _no_names() -> Collection[str]:

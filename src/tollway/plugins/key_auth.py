@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tollway import patterns
@@ -41,13 +41,18 @@ from tollway.services import Services
 _PER_CONSUMER_PLACES = ("keys", "in_query", "in_header")
 
 
+def _usable(pattern: str) -> str:
+    patterns.check(pattern)  # told at its own place: ...allow_models[1]
+    return pattern
+
+
 class ConsumerEntry(PluginConfig):
     name: str = Field(min_length=1)
     # One key (``credential``), or several (``credentials``, Higress's newer form), each
     # of which authenticates the consumer; both may be given.
     credential: str | None = Field(None, min_length=1)
     credentials: list[Annotated[str, Field(min_length=1)]] = []
-    allow_models: list[str] | None = None
+    allow_models: list[Annotated[str, AfterValidator(_usable)]] | None = None
     groups: list[str] = []
     # MCP tools this consumer may list and call, as patterns per MCP server (SPEC §12).
     allow_tools: dict[str, list[str]] | None = None
@@ -58,6 +63,14 @@ class ConsumerEntry(PluginConfig):
         for tools in (v or {}).values():
             for pattern in tools:
                 patterns.check(pattern)
+        return v
+
+    @field_validator("groups")
+    @classmethod
+    def _each_group_once(cls, v: list[str]) -> list[str]:
+        twice = next((g for i, g in enumerate(v) if g in v[:i]), None)
+        if twice is not None:
+            raise ValueError(f"names {twice!r} twice")
         return v
 
     @model_validator(mode="before")
