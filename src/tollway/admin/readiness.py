@@ -7,38 +7,85 @@ built (always, once serving), the database answers a query, the state store answ
 command. 200 ``{"ready": true, "checks": {...: "ok"}}``, else 503 with each failing
 check's reason. Public like ``/healthz`` (probes carry no token); a reason names the
 database or store as the logs do, without credentials.
+
+A check past its bound is answered as failed at once and cancelled in the background:
+waiting for the cancellation would wait for the dependency it is about (asyncpg
+cancels a query by asking the server, and a server that answers nothing holds that for
+the query's whole timeout). Each dependency has at most one check running: a probe that
+finds one still running, or still ending, waits on it rather than start another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 
 from tollway.admin.app import AdminApp, AdminRequest, Answer, json_reply
 
 # A check that takes longer fails: a probe must be answered before its own timeout.
 CHECK_TIMEOUT_S = 2.0
+_NO_ANSWER = f"no answer within {CHECK_TIMEOUT_S:g}s"
 
 # Raises when what it checks is not usable; the exception's text is the reason.
 Check = Callable[[], Awaitable[object]]
 
 
-async def _outcome(check: Check) -> str:
-    try:
-        await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
-    except TimeoutError:
-        return f"no answer within {CHECK_TIMEOUT_S:g}s"
-    except Exception as exc:  # any failure is a reason not to route calls here
-        return str(exc) or type(exc).__name__
-    return "ok"
+class _Probe:
+    """One dependency's check, run at most once at a time."""
+
+    __slots__ = ("_check", "_name", "_task")
+
+    def __init__(self, name: str, check: Check) -> None:
+        self._name = name
+        self._check = check
+        self._task: asyncio.Task[str] | None = None
+
+    async def _run(self) -> str:
+        try:
+            await self._check()
+        except Exception as exc:  # any failure is a reason not to route calls here
+            return str(exc) or type(exc).__name__
+        return "ok"
+
+    async def outcome(self) -> str:
+        task = self._task
+        if task is None or task.done():
+            task = self._task = asyncio.get_running_loop().create_task(self._run(), name=f"readyz-{self._name}")
+        done, _ = await asyncio.wait((task,), timeout=CHECK_TIMEOUT_S)
+        if not done:
+            if not task.cancelling():  # once: a second cancel would cut its cleanup short
+                task.cancel()  # it ends in the background; the next probe waits on it, bounded
+            return _NO_ANSWER
+        return _NO_ANSWER if task.cancelled() else task.result()
+
+    async def stop(self, bound_s: float) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait((task,), timeout=bound_s)
+            with contextlib.suppress(asyncio.CancelledError, asyncio.InvalidStateError):
+                task.result()
 
 
-def register(admin: AdminApp, checks: Mapping[str, Check]) -> None:
-    async def readyz(req: AdminRequest) -> Answer:
-        names = list(checks)
-        outcomes = await asyncio.gather(*(_outcome(checks[name]) for name in names))
+class Readiness:
+    """The checks behind ``/readyz``; ``stop()`` ends any still running (at shutdown)."""
+
+    def __init__(self, checks: Mapping[str, Check]) -> None:
+        self._probes = {name: _Probe(name, check) for name, check in checks.items()}
+
+    async def answer(self, req: AdminRequest) -> Answer:
+        names = list(self._probes)
+        outcomes = await asyncio.gather(*(self._probes[name].outcome() for name in names))
         results = dict(zip(names, outcomes, strict=True))
         ready = all(outcome == "ok" for outcome in outcomes)
         return json_reply(200 if ready else 503, {"ready": ready, "checks": results})
 
-    admin.add("GET", "/readyz", readyz, public=True)
+    async def stop(self, bound_s: float = 2.0) -> None:
+        await asyncio.gather(*(probe.stop(bound_s) for probe in self._probes.values()))
+
+
+def register(admin: AdminApp, checks: Mapping[str, Check]) -> Readiness:
+    readiness = Readiness(checks)
+    admin.add("GET", "/readyz", readiness.answer, public=True)
+    return readiness

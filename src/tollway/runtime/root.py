@@ -233,7 +233,7 @@ class Runtime:
         admin_groups.register(admin, self.directory, self.groups, self._group_members, self._group_spend)
         admin_dashboard.register(admin)
         openapi.register(admin, __version__)
-        readiness.register(
+        self.readiness = readiness.register(
             admin,
             {
                 "config": self._config_in_effect,
@@ -341,6 +341,7 @@ class Runtime:
         if self.services.caches is not None:
             await self.services.caches.stop()
         await self.database.close()
+        await self.readiness.stop()  # a check stuck on the database ends with its connections
 
 
 def _span_export(config: TelemetryConfig) -> SpanExport | None:
