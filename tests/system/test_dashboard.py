@@ -11,6 +11,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ KEYS = {"alice": "key-alice-1", "bob": "key-bob-2"}
 CALLS = {"alice": 3, "bob": 2}
 
 try:
-    from playwright.sync_api import Browser, Page, Request, sync_playwright
+    from playwright.sync_api import Browser, Dialog, Page, Request, sync_playwright
 except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
@@ -292,10 +293,10 @@ def test_the_consumers_view_creates_rotates_edits_and_revokes(
     page.click("#manage-table tr[data-name=carol] button.edit")
     assert page.input_value("#f-name") == "carol" and page.is_disabled("#f-name")
     assert page.input_value("#f-models") == "gpt-4o*" and page.input_value("#f-budget") == "2"
-    page.fill("#f-models", "claude-*, gpt-4o-mini")
+    page.fill("#f-models", "claude-*\ngpt-4o-mini")
     page.fill("#f-budget", "5")
     page.select_option("#f-period", "day")
-    page.fill("#f-expires", "2020-01-01")
+    page.fill("#f-expires", "2020-01-01T00:00:00")
     page.click("#f-submit")
     page.wait_for_function("() => document.querySelector('#manage-table tr[data-name=carol] td.budget')"
                            ".textContent === '$5.00 / day'")  # fmt: skip
@@ -305,12 +306,82 @@ def test_the_consumers_view_creates_rotates_edits_and_revokes(
     refused = _chat_as(gw, new)
     assert refused.status_code == 401 and refused.headers["x-tollway-reason"] == "key-auth.expired_key"
 
-    # Revoke: the row goes, and so does the key.
+    # Revoke, once confirmed: the row goes, and so does the key.
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click("#manage-table tr[data-name=carol] button.revoke")
     page.wait_for_selector("#manage-table tr[data-name=carol]", state="detached")
     assert _chat_as(gw, new).status_code == 401
     assert [e["action"] for e in _api(gw, "/api/audit")["events"]] == [
         "consumers.revoke", "consumers.edit", "consumers.rotate", "consumers.rotate", "consumers.add",
+    ]  # fmt: skip
+    assert not errors, errors
+    page.close()
+
+
+def test_an_edit_sends_only_what_was_changed_and_a_revoke_asks_first(
+    browser: Browser, gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    gw = gateway(_config(mock_llm.url))
+    admin = {"authorization": f"Bearer {TOKEN}"}
+    # An expiry hours away, to the second, and a regex holding a comma.
+    expires = (datetime.now(UTC) + timedelta(hours=6, seconds=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    models = ["gpt-4o*", "~o[1-3]{1,2}-mini"]
+    made = httpx.post(gw.admin_url + "/api/consumers", headers=admin, timeout=10,
+                      json={"name": "carol", "allow_models": models, "expires_at": expires})  # fmt: skip
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    page = browser.new_page(viewport={"width": 1360, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _open_with_token(page, gw)
+
+    # Only the budget changes: the expiry stays to the second, the patterns as written.
+    page.click("#manage-table tr[data-name=carol] button.edit")
+    assert page.input_value("#f-models").splitlines() == models
+    page.fill("#f-budget", "3")
+    page.click("#f-submit")
+    page.wait_for_function("() => document.querySelector('#manage-table tr[data-name=carol] td.budget')"
+                           ".textContent === '$3.00 / month'")  # fmt: skip
+    carol = _api(gw, "/api/consumers/carol")
+    assert (carol["expires_at"], carol["allow_models"]) == (expires, models)
+    assert carol["budget"] == {"usd": 3.0, "period": "month"}
+    assert _chat_as(gw, key).status_code == 200
+    edit = _api(gw, "/api/audit")["events"][0]
+    assert (edit["action"], edit["details"]) == ("consumers.edit", {"budget": {"usd": 3, "period": "month"}})
+
+    # A pattern with a comma, typed in the form, is one pattern; the expiry still stays.
+    page.click("#manage-table tr[data-name=carol] button.edit")
+    page.fill("#f-models", "~gpt-4o(-mini){0,1}\nclaude-*")
+    page.click("#f-submit")
+    page.wait_for_function("() => document.querySelector('#manage-table tr[data-name=carol] td:nth-child(4)')"
+                           ".textContent.startsWith('~gpt-4o')")  # fmt: skip
+    carol = _api(gw, "/api/consumers/carol")
+    assert (carol["expires_at"], carol["allow_models"]) == (expires, ["~gpt-4o(-mini){0,1}", "claude-*"])
+    assert _chat_as(gw, key).status_code == 200
+
+    # Revoke asks first: dismissed, nothing happens; accepted, the consumer goes.
+    asked: list[str] = []
+
+    def answer(dialog: Dialog, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    page.click("#manage-table tr[data-name=carol] button.revoke")
+    assert len(asked) == 1 and "carol" in asked[0]
+    # A change after it finds carol still there (a revoke would have gone first).
+    page.click("#manage-table tr[data-name=carol] button.edit")
+    page.fill("#f-budget", "4")
+    page.click("#f-submit")
+    page.wait_for_function("() => document.querySelector('#manage-table tr[data-name=carol] td.budget')"
+                           ".textContent === '$4.00 / month'")  # fmt: skip
+    assert _api(gw, "/api/consumers/carol")["name"] == "carol" and _chat_as(gw, key).status_code == 200
+    page.once("dialog", lambda dialog: answer(dialog, accept=True))
+    page.click("#manage-table tr[data-name=carol] button.revoke")
+    page.wait_for_selector("#manage-table tr[data-name=carol]", state="detached")
+    assert len(asked) == 2 and _chat_as(gw, key).status_code == 401
+    assert [e["action"] for e in _api(gw, "/api/audit")["events"]] == [
+        "consumers.revoke", "consumers.edit", "consumers.edit", "consumers.edit", "consumers.add",
     ]  # fmt: skip
     assert not errors, errors
     page.close()

@@ -275,14 +275,17 @@
         cell(tr, c.allow_models === null ? "all" : c.allow_models.join(", "));
         cell(tr, c.budget ? `${cost(c.budget.usd)} / ${c.budget.period}` : "–", "n budget");
         spendCell(tr, spends[i], c.budget);
-        const expires = c.expires_at ? c.expires_at.slice(0, 10) : "never";
+        const expires = c.expires_at ? c.expires_at.replace("T", " ").replace("Z", " UTC") : "never";
         cell(tr, c.expires_at && Date.parse(c.expires_at) <= Date.now() ? `${expires} (expired)` : expires);
         const actions = cell(tr, "", "actions");
         if (c.source === "runtime") {
           actions.append(
             button("Edit", "edit", () => startEdit(c)),
             button("Rotate", "rotate", () => act(() => rotate(c.name))),
-            button("Revoke", "danger revoke", () => act(() => write("DELETE", `/api/consumers/${encodeURIComponent(c.name)}`))),
+            button("Revoke", "danger revoke", () => {
+              if (!confirm(`Revoke ${c.name}? Its key stops working at once, on every gateway.`)) return;
+              act(() => write("DELETE", `/api/consumers/${encodeURIComponent(c.name)}`));
+            }),
           );
         } else {
           actions.textContent = "in the config file";
@@ -350,17 +353,30 @@
     }
   }
 
+  // The form's fields as typed. An edit sends only those that differ from what the
+  // form showed when it opened: a field left alone keeps its stored value exactly (an
+  // expiry to the second, a pattern as written), whatever the form can show of it.
+  function formValues() {
+    return {
+      models: $("f-models").value,
+      budget: $("f-budget").value,
+      period: $("f-period").value,
+      expires: $("f-expires").value,
+    };
+  }
+
   function startEdit(c) {
-    editing = c.name;
     $("form-title").textContent = `Edit ${c.name}`;
     $("f-name").value = c.name;
     $("f-name").disabled = true;
-    $("f-models").value = c.allow_models === null ? "" : c.allow_models.join(", ");
+    $("f-models").value = c.allow_models === null ? "" : c.allow_models.join("\n");
     $("f-budget").value = c.budget ? String(c.budget.usd) : "";
     $("f-period").value = c.budget ? c.budget.period : "month";
-    $("f-expires").value = c.expires_at ? c.expires_at.slice(0, 10) : "";
+    // datetime-local takes "YYYY-MM-DDTHH:MM:SS", read here as UTC (the label says so).
+    $("f-expires").value = c.expires_at ? c.expires_at.replace("Z", "") : "";
     $("f-submit").textContent = "Save";
     $("f-cancel").hidden = false;
+    editing = {name: c.name, shown: formValues()};
   }
 
   function resetForm() {
@@ -372,25 +388,38 @@
     $("f-cancel").hidden = true;
   }
 
-  function formFields() {
-    const models = $("f-models").value.split(",").map(m => m.trim()).filter(Boolean);
-    const usd = $("f-budget").value;
+  // The API's fields from the form's: one model pattern a line (a regex may hold a
+  // comma), an expiry in UTC.
+  function apiFields(v) {
+    const models = v.models.split("\n").map(m => m.trim()).filter(Boolean);
     return {
       allow_models: models.length ? models : null,
-      budget: usd === "" ? null : {usd: Number(usd), period: $("f-period").value},
-      expires_at: $("f-expires").value || null,
+      budget: v.budget === "" ? null : {usd: Number(v.budget), period: v.period},
+      expires_at: v.expires ? `${v.expires}Z` : null,
     };
+  }
+
+  function changedFields(shown, now) {
+    const fields = apiFields(now);
+    const changed = {};
+    if (now.models !== shown.models) changed.allow_models = fields.allow_models;
+    if (now.budget !== shown.budget || now.period !== shown.period) changed.budget = fields.budget;
+    if (now.expires !== shown.expires) changed.expires_at = fields.expires_at;
+    return changed;
   }
 
   $("consumer-form").addEventListener("submit", ev => {
     ev.preventDefault();
-    const fields = formFields();
-    const name = editing;
+    const now = formValues();
+    const edit = editing;
     act(async () => {
-      if (name) {
-        await write("PATCH", `/api/consumers/${encodeURIComponent(name)}`, fields);
+      if (edit) {
+        const changed = changedFields(edit.shown, now);
+        if (Object.keys(changed).length) {
+          await write("PATCH", `/api/consumers/${encodeURIComponent(edit.name)}`, changed);
+        }
       } else {
-        const made = await write("POST", "/api/consumers", {name: $("f-name").value.trim(), ...fields});
+        const made = await write("POST", "/api/consumers", {name: $("f-name").value.trim(), ...apiFields(now)});
         showKey(made.name, made.key);
       }
       resetForm();
