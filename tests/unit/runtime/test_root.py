@@ -107,8 +107,9 @@ mcp_servers:
     timeout: 0.2
     tools:
       - {name: ping, inputSchema: {type: object}, request: {url: "http://127.0.0.1:9/ping"}}
-routes: [{name: mcp, path_prefix: /mcp/tools, mcp_server: tools}]
 """
+# The MCP route beside the base's (a second ``routes:`` key is a config error).
+MCP_ROUTE = "  - {name: mcp, path_prefix: /mcp/tools, mcp_server: tools}\n"
 
 
 def _session_managers() -> list[asyncio.Task[Any]]:
@@ -122,7 +123,8 @@ def _session_managers() -> list[asyncio.Task[Any]]:
 
 async def test_a_reload_stops_the_replaced_rest_mcp_servers_once_their_calls_had_their_time(tmp_path: Path) -> None:
     path = tmp_path / "tollway.yaml"
-    write(path, MCP_REST)
+    routes = "routes:\n  - {name: v1, path_prefix: /v1/, provider: mock}\n" + MCP_ROUTE
+    path.write_text(BASE.replace("routes: [{name: v1, path_prefix: /v1/, provider: mock}]\n", routes) + MCP_REST)
     runtime = Runtime(ConfigSource(path), load_file(path), access_log=AccessLog(io.StringIO()))
     await runtime.start()
     initialize = {
