@@ -60,11 +60,13 @@ class StartupFailed(Exception):
     """The gateway cannot start; the message is the one line the operator reads."""
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
     except OSError as exc:
@@ -73,6 +75,19 @@ def bind(host: str, port: int) -> socket.socket:
         raise StartupFailed(f"cannot listen on {host}:{port}: {reason}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def bind_each(host: str, port: int, workers: int) -> list[socket.socket]:
+    """A listening socket per worker on one port (SO_REUSEPORT), so the kernel spreads
+    new connections over the workers: with one shared socket, whichever worker woke
+    first took every connection waiting (a pool of kept-alive connections opened at
+    once all landed on one worker). The port is first bound alone, briefly: another
+    process's SO_REUSEPORT sockets on it (a second gateway started by the same user)
+    make that fail, as a port in use must, where joining them would not."""
+    alone = bind(host, port)
+    port = alone.getsockname()[1]
+    alone.close()
+    return [bind(host, port, reuse_port=True) for _ in range(workers)]
 
 
 def edge_limits(server: ServerConfig, max_connections: int | None = None) -> EdgeLimits:
@@ -232,15 +247,17 @@ def _run_loop(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
 def serve(make_runtime: MakeRuntime, listen: Listen) -> int:
     """Runs the gateway until it is stopped; raises ``StartupFailed`` (one line for the
     operator) when it cannot start."""
-    gw_sock = bind(listen.host, listen.port)
-    admin_sock = bind(listen.admin_host, listen.admin_port)
     if listen.workers <= 1:
+        gw_sock = bind(listen.host, listen.port)
+        admin_sock = bind(listen.admin_host, listen.admin_port)
         try:
             _run_loop(lambda: run_worker(make_runtime(None, True), gw_sock, admin_sock, announce=1))
         except StorageError as exc:
             raise StartupFailed(f"cannot use storage.database: {exc}") from None
         return 0
-    return _supervise(make_runtime, listen.workers, gw_sock, admin_sock)
+    gw_socks = bind_each(listen.host, listen.port, listen.workers)
+    admin_sock = bind(listen.admin_host, listen.admin_port)
+    return _supervise(make_runtime, gw_socks, admin_sock)
 
 
 def _reload_the_other_workers() -> None:
@@ -249,7 +266,10 @@ def _reload_the_other_workers() -> None:
     os.kill(os.getppid(), signal.SIGUSR1)
 
 
-def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, admin_sock: socket.socket) -> int:
+def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_sock: socket.socket) -> int:
+    """Forks a worker per socket of ``gw_socks`` (a worker started again takes the same
+    one: connections the kernel queued on it while none served it are answered then)."""
+    workers = len(gw_socks)
     children: dict[int, int] = {}
     # How often each worker was started again (0: still its first start).
     restarts = [0] * workers
@@ -273,7 +293,7 @@ def _supervise(make_runtime: MakeRuntime, workers: int, gw_sock: socket.socket, 
                 # (SIGHUP, a changed file); every worker takes them.
                 first = index == 0
                 others = _reload_the_other_workers if first else None
-                _run_loop(lambda: run_worker(make_runtime(others, first), gw_sock, admin, announce))
+                _run_loop(lambda: run_worker(make_runtime(others, first), gw_socks[index], admin, announce))
             except StorageError as exc:
                 # The database it needs is not there: one line, not a traceback per try.
                 if restarts[index]:
