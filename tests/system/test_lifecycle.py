@@ -257,6 +257,31 @@ def test_admin_reload_answers_200_or_400_with_the_errors(
         assert chat(http, "/second/v1/chat/completions").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"", "(top): the config file is empty"),
+        (b"# all of it commented out\n", "(top): the config file is empty"),
+        (b"\xff\xfe", "tollway.yaml: not UTF-8 text: byte 0xff at offset 0"),
+    ],
+    ids=["empty", "comments-only", "not-utf8"],
+)
+def test_a_file_emptied_or_not_text_is_refused_and_the_old_config_stays(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path, content: bytes, error: str
+) -> None:
+    """A truncated file (caught mid-write, or emptied by mistake) dropped every route and
+    plugin; bytes that are not UTF-8 were a 500 with a traceback."""
+    gw = gateway(config(mock_llm))
+    (tmp_path / "tollway.yaml").write_bytes(content)
+    with httpx.Client(base_url=gw.url, timeout=10) as http, httpx.Client(base_url=gw.admin_url, timeout=10) as admin:
+        r = admin.post("/api/reload")
+        assert r.status_code == 400, r.text
+        [said] = r.json()["errors"]
+        assert said.endswith(error), said
+        assert chat(http).status_code == 200
+    assert not [line for line in gw.stderr_lines if "Traceback" in line]
+
+
 def test_a_refused_reload_lists_every_problem_at_once(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
     gw = gateway(config(mock_llm))
     path = tmp_path / "tollway.yaml"

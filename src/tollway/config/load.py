@@ -348,7 +348,9 @@ def load_config_text(
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
     if raw is None:
-        raw = {}
+        # An empty (or comments-only) file is never a config: a reload of a truncated
+        # file, caught mid-write or emptied by mistake, would drop every route and plugin.
+        raise ConfigError(["(top): the config file is empty"])
     if not isinstance(raw, dict):
         raise ConfigError(["(top): the config must be a mapping"])
     warnings: list[str] = []
@@ -424,4 +426,6 @@ def load_config(path: str | Path, *, plugins: PluginModels, env: Mapping[str, st
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{p}: not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"]) from None
     return load_config_text(text, plugins=plugins, base_dir=p.resolve().parent, path=p.resolve(), env=env)

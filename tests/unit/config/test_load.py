@@ -202,3 +202,18 @@ def test_config_error_carries_one_problem_per_line(tmp_path: Path) -> None:
             VALID.replace("provider: openai}", "provider: nope}"), plugins=PLUGIN_MODELS, base_dir=tmp_path
         )
     assert raised.value.problems == ["routes[0].provider: no provider with id 'nope'"]
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# nothing but a comment\n---\n"], ids=["empty", "blank", "comments"])
+def test_an_empty_file_is_no_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
+    """It was read as ``{}``: every route and plugin gone, and `check` said ok."""
+    assert check(tmp_path, text, capsys) == (2, ["(top): the config file is empty"])
+
+
+def test_a_file_that_is_not_utf8_is_one_line_naming_the_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tollway.yaml"
+    path.write_bytes(VALID.encode()[:20] + b"\xe9t\xe9\n")
+    assert main(["check", "-c", str(path)]) == 2
+    assert capsys.readouterr().out.splitlines() == [f"{path}: not UTF-8 text: byte 0xe9 at offset 20"]
