@@ -127,6 +127,14 @@ def _validate_plugin(
     return validated, []
 
 
+def _overlay(model: type[PluginConfig], base: Mapping[str, Any], rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A rule's config laid over the default's: its fields win, the rest are inherited,
+    except that a group of fields the model replaces together (``replaced_together``)
+    comes whole from the rule when the rule gives any of it."""
+    replaced = {name for group in model.replaced_together if not group.isdisjoint(rule) for name in group}
+    return {**{k: v for k, v in base.items() if k not in replaced}, **rule}
+
+
 def _told_for_default(problem: str, default_problems: set[str], overrides: Mapping[str, Any]) -> bool:
     """Whether a rule's problem is one its config only inherits from ``defaultConfig``
     (a field the rule does not set), told there already."""
@@ -312,7 +320,7 @@ def _plugin_setups(
                 warnings.append(f"plugins[{i}].matchRules[{j}].routeType: no effect; every Tollway route is HTTP")
             if rule.configDisable:
                 continue
-            merged = {**base, **rule.config}
+            merged = _overlay(model, base, rule.config)
             place = f"plugins[{i}].matchRules[{j}].config"
             validated, found = _validate_plugin(model, merged, place)
             problems.extend(place + p for p in found if not _told_for_default(p, default_problems, rule.config))

@@ -4,7 +4,7 @@ own model (see ``plugins/``), laid into this one by ``load.py``."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -31,6 +31,11 @@ class PluginConfig(Strict):
     """Base for every plugin's config model (plugins import it from ``tollway.plugin``).
     It lives with the file's schema so that loading a config needs no plugin code: the
     plugins' models are handed to the loader (``load.PluginModels``)."""
+
+    # Groups of fields that are one choice among alternatives (a limit given one way or
+    # another): a match rule that gives any field of a group replaces the default
+    # config's whole group, instead of being laid over it field by field.
+    replaced_together: ClassVar[tuple[frozenset[str], ...]] = ()
 
     def ignored(self) -> list[str]:
         """Fields given that have no effect here (a Higress field this version accepts

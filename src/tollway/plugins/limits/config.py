@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from pydantic import Field, model_validator
 
@@ -181,7 +181,12 @@ class RuleItem(LimitBy, Generic[K]):
 
 class LimitRulesConfig(LimitBy, Generic[T, K]):
     """Exactly one of: ``global_threshold``, ``rule_items``, or a top-level ``limit_by_*``
-    with ``limit_keys`` (read as a single rule item)."""
+    with ``limit_keys`` (read as a single rule item). A match rule giving one of them
+    replaces the default config's form whole."""
+
+    replaced_together: ClassVar[tuple[frozenset[str], ...]] = (
+        frozenset({"global_threshold", "rule_items", "limit_keys", *LIMIT_BY_FIELDS}),
+    )
 
     rule_name: str | None = Field(None, min_length=1)
     global_threshold: T | None = None

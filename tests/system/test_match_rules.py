@@ -1,0 +1,58 @@
+"""Plugin entries in Higress's shapes, through a running gateway (SPEC §2, §8): a match
+rule applies on the routes it names and nowhere else. How the loader reads them is in
+tests/unit/config/test_plugin_entries.py."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import GatewayFactory, Proc
+from tests.support.plugin_support import wait_for_window_room
+
+CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def config(mock: Proc, plugins: str) -> str:
+    return f"""
+storage: {{database: "sqlite:///./tollway.db"}}
+providers: [{{id: mock, type: openai, baseUrl: "{mock.url}/v1", apiTokens: [sk-test]}}]
+routes:
+  - {{name: chat, path_prefix: /v1/, provider: mock}}
+  - {{name: second, path_prefix: /second/v1/, provider: mock}}
+plugins:
+{plugins}"""
+
+
+def statuses(http: httpx.Client, path: str, *headers: dict[str, str]) -> list[int]:
+    return [http.post(f"{path}/chat/completions", json=CHAT, headers=h).status_code for h in headers]
+
+
+def test_a_rule_limiting_by_ip_replaces_the_defaults_limit_by_header(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    """The rule's limit_by_per_ip and the default's limit_by_per_header were merged into one
+    config and refused as two limit_by_* fields."""
+    gw = gateway(
+        config(
+            mock_llm,
+            """  - name: key-rate-limit
+    defaultConfig:
+      limit_by_per_header: x-user
+      limit_keys: [{key: "*", query_per_minute: 2}]
+    matchRules:
+      - ingress: [second]
+        config:
+          limit_by_per_ip: from-remote-addr
+          limit_keys: [{key: 127.0.0.1, query_per_minute: 1}]
+""",
+        )
+    )
+    wait_for_window_room(60, 15)
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        # The rule's route: one call per IP, whoever the x-user.
+        assert statuses(http, "/second/v1", {"x-user": "b"}, {"x-user": "c"}) == [200, 429]
+        # Elsewhere the default: two calls per x-user value, the IP limit not applying.
+        assert statuses(http, "/v1", {"x-user": "a"}, {"x-user": "a"}, {"x-user": "a"}, {"x-user": "d"}) == [
+            200,
+            200,
+            429,
+            200,
+        ]
