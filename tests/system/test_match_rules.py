@@ -56,3 +56,13 @@ def test_a_rule_limiting_by_ip_replaces_the_defaults_limit_by_header(gateway: Ga
             429,
             200,
         ]
+
+
+def test_an_entry_of_rules_only_runs_where_a_rule_matches(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    """No defaultConfig was refused as an empty default (``at least one of block_urls, …
+    is required``); in Higress the plugin then runs only where a rule matches."""
+    rules = "[{ingress: [second], config: {block_urls: [secret]}}]"
+    gw = gateway(config(mock_llm, f"  - name: request-block\n    matchRules: {rules}\n"))
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        assert http.post("/second/v1/chat/completions?q=secret", json=CHAT).status_code == 403
+        assert http.post("/v1/chat/completions?q=secret", json=CHAT).status_code == 200

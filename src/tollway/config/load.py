@@ -235,13 +235,17 @@ def _parse(raw: dict[str, Any], problems: list[str]) -> tuple[Config, list[tuple
 def _entry_as_far_as_it_goes(item: Any) -> PluginEntry | None:
     """A plugin entry, less the fields of its own that have a problem (told above, with
     the whole file's), so that its plugin config is still checked: a typo beside it
-    (``priorty:``) hides nothing. None when its name or its default config is what failed
-    (checking the plugin without them would tell problems the file does not have)."""
+    (``priorty:``) hides nothing. None when its name or its default config is what failed,
+    or its match rules when it has no default config (checking the plugin without them
+    would tell problems the file does not have: without rules, an absent default config
+    is the plugin's defaults everywhere)."""
     try:
         return PluginEntry.model_validate(item)
     except ValidationError as exc:
         bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
     if not isinstance(item, dict) or not bad or bad & {"name", "defaultConfig"}:
+        return None
+    if "matchRules" in bad and not item.get("defaultConfig"):
         return None
     try:
         return PluginEntry.model_validate({k: v for k, v in item.items() if k not in bad})
@@ -293,6 +297,14 @@ def _check_references(
                     problems.append(f"plugins[{i}].matchRules[{j}].ingress[{k}]: no route named {name!r}")
 
 
+def _has_default(entry: PluginEntry) -> bool:
+    """Whether the plugin runs where no rule matches. As in Higress: not with
+    ``defaultConfigDisable``, nor when the entry has match rules and no default config
+    (absent or ``{}``: the plugin runs only where a rule matches); an entry with neither
+    runs everywhere with the plugin's defaults."""
+    return not entry.defaultConfigDisable and (bool(entry.defaultConfig) or not entry.matchRules)
+
+
 def _plugin_setups(
     entries: list[tuple[int, PluginEntry]], models: PluginModels, problems: list[str], warnings: list[str]
 ) -> list[PluginSetup]:
@@ -306,7 +318,7 @@ def _plugin_setups(
         base = dict(entry.defaultConfig or {})
         default = None
         default_problems: set[str] = set()
-        if not entry.defaultConfigDisable:
+        if _has_default(entry):
             place = f"plugins[{i}].defaultConfig"
             default, found = _validate_plugin(model, base, place)
             problems.extend(place + p for p in found)

@@ -119,3 +119,54 @@ def test_a_rule_giving_two_forms_itself_is_still_refused(tmp_path: Path) -> None
         "plugins[0].matchRules[0].config: give exactly one of global_threshold, rule_items, or a limit_by_* "
         "field with limit_keys (got global_threshold, limit_keys)"
     ]
+
+
+# --- an entry without a default config -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("plugin", "rule"),
+    [
+        ("request-block", "{block_urls: [secret]}"),
+        ("cluster-key-rate-limit", "{rule_name: r, global_threshold: {query_per_minute: 1}}"),
+        ("key-auth", "{keys: [x-key], consumers: [{name: a, credential: key-a-0123456789}]}"),
+    ],
+)
+@pytest.mark.parametrize("default", ["", "    defaultConfig: {}\n"], ids=["absent", "empty"])
+def test_rules_without_a_default_config_run_only_where_they_match(
+    tmp_path: Path, plugin: str, rule: str, default: str
+) -> None:
+    """Refused, the absent default validated as {} (``defaultConfig.rule_name: field
+    required``). In Higress a plugin config of only rules has no global config."""
+    loaded = load(tmp_path, f"  - name: {plugin}\n{default}    matchRules: [{{ingress: [second], config: {rule}}}]\n")
+    [setup] = loaded.plugins
+    assert setup.default is None
+    assert [r.ingress for r in setup.rules] == [("second",)]
+
+
+def test_without_rules_an_absent_default_config_is_the_plugins_defaults_everywhere(tmp_path: Path) -> None:
+    [setup] = load(tmp_path, "  - name: ai-statistics\n").plugins
+    assert setup.default is not None
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        (
+            "{name: request-block}",
+            "plugins[0].defaultConfig: at least one of block_urls, block_exact_urls, block_regexp_urls, "
+            "block_headers, block_bodies is required",
+        ),
+        ("{name: cluster-key-rate-limit}", "plugins[0].defaultConfig.rule_name: field required"),
+    ],
+)
+def test_without_rules_a_plugin_that_needs_fields_says_which(tmp_path: Path, entry: str, said: str) -> None:
+    assert problems(tmp_path, f"  - {entry}\n") == [said]
+
+
+def test_a_rule_with_a_problem_hides_no_default_config_problem_that_is_not_there(tmp_path: Path) -> None:
+    said = problems(
+        tmp_path,
+        "  - {name: request-block, matchRules: [{ingress: [second], routeType: GRPC, config: {block_urls: [x]}}]}\n",
+    )
+    assert [p.split(":")[0] for p in said] == ["plugins[0].matchRules[0].routeType"]
