@@ -66,3 +66,33 @@ def test_an_entry_of_rules_only_runs_where_a_rule_matches(gateway: GatewayFactor
     with httpx.Client(base_url=gw.url, timeout=10) as http:
         assert http.post("/second/v1/chat/completions?q=secret", json=CHAT).status_code == 403
         assert http.post("/v1/chat/completions?q=secret", json=CHAT).status_code == 200
+
+
+def test_higress_in_config_rules_apply_on_their_route(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    """Higress's older form, ``_rules_`` inside the config, was refused as an unknown
+    field. Unset global_auth with rules: only a rule's route asks for a key (SPEC §3)."""
+    gw = gateway(
+        config(
+            mock_llm,
+            """  - name: key-auth
+    defaultConfig:
+      consumers: [{name: a, credential: key-a-0123456789}, {name: b, credential: key-b-0123456789}]
+      keys: [apikey]
+      _rules_: [{_match_route_: [second], allow: [a]}]
+""",
+        )
+    )
+    a, b = {"apikey": "key-a-0123456789"}, {"apikey": "key-b-0123456789"}
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        assert statuses(http, "/second/v1", a, b, {}) == [200, 403, 401]
+        assert statuses(http, "/v1", b, {}) == [200, 200]
+
+
+def test_a_higress_disable_rule_turns_the_plugin_off_on_its_route(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    rules = "[{_match_route_: [second], _disable_: true}]"
+    gw = gateway(
+        config(mock_llm, f"  - name: request-block\n    defaultConfig: {{block_urls: [secret], _rules_: {rules}}}\n")
+    )
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        assert http.post("/v1/chat/completions?q=secret", json=CHAT).status_code == 403
+        assert http.post("/second/v1/chat/completions?q=secret", json=CHAT).status_code == 200

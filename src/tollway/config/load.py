@@ -55,10 +55,16 @@ class ReloadResult:
 
 @dataclass(frozen=True)
 class RuleConfig:
+    """One match rule, its config laid over the default's. ``config`` is None for a
+    Higress ``_disable_: true`` rule: the plugin does not run where it matches.
+    ``place`` is where its config is written, within its entry (``matchRules[1].config``,
+    or ``defaultConfig._rules_[0]`` for Higress's in-config form)."""
+
     index: int
     ingress: tuple[str, ...]
     domains: tuple[str, ...]
-    config: PluginConfig
+    config: PluginConfig | None
+    place: str
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,69 @@ def _take_deployment_fields(raw: dict[str, Any], warnings: list[str], problems: 
             if isinstance(rule, dict) and isinstance(rule.get("config"), dict) and "redis" in rule["config"]:
                 rule["config"].pop("redis")
                 warnings.append(f"plugins[{i}].matchRules[{j}].config.redis: ignored; state comes from storage.state")
+
+
+# Higress's in-config rule form (``defaultConfig._rules_``): its match keys, as matchRules'.
+_INLINE_MATCH = {"_match_route_": "ingress", "_match_domain_": "domain"}
+_INLINE_UNSUPPORTED = {
+    "_match_service_": "service rules are not supported; match with _match_route_ (route names) or _match_domain_",
+    "_match_route_prefix_": "route-prefix rules are not supported; list the routes in _match_route_",
+    "_match_consumer_": "consumer rules are not supported; match with _match_route_ or _match_domain_",
+}
+# A rule's place as the loader writes it, in either form.
+_RULE_PLACE = re.compile(r"^plugins\[(\d+)\]\.matchRules\[(\d+)\](?:\.config(?=[.\[:]|$)|\.(ingress|domain)\b)?")
+
+
+def _take_inline_rules(raw: dict[str, Any], problems: list[str]) -> dict[tuple[int, int], int]:
+    """Higress's older form, rules inside the plugin's config (``defaultConfig: {…,
+    _rules_: [{_match_route_: [chat], allow: [a]}]}``), read as match rules written
+    after the entry's ``matchRules``: ``_match_route_`` is ``ingress``,
+    ``_match_domain_`` is ``domain``, the rest of the item is the rule's config.
+    Returns where each came from: (entry, matchRules index) → ``_rules_`` index."""
+    origins: dict[tuple[int, int], int] = {}
+    for i, entry in enumerate(raw.get("plugins") or []):
+        cfg = entry.get("defaultConfig") if isinstance(entry, dict) else None
+        if not isinstance(cfg, dict) or "_rules_" not in cfg:
+            continue
+        items = cfg.pop("_rules_")
+        place = f"plugins[{i}].defaultConfig._rules_"
+        if entry.get("matchRules") is None:
+            entry["matchRules"] = []
+        rules = entry["matchRules"]
+        if not isinstance(items, list) or not isinstance(rules, list):
+            if not isinstance(items, list):
+                problems.append(f"{place}: must be a list of rules")
+            continue
+        for k, item in enumerate(items):
+            if not isinstance(item, dict):
+                problems.append(f"{place}[{k}]: must be a mapping")
+                continue
+            config = dict(item)
+            rule: dict[str, Any] = {}
+            for key, field_name in _INLINE_MATCH.items():
+                if key in config:
+                    rule[field_name] = config.pop(key)
+            unsupported = [key for key in _INLINE_UNSUPPORTED if key in config]
+            for key in unsupported:
+                config.pop(key)
+                problems.append(f"{place}[{k}].{key}: {_INLINE_UNSUPPORTED[key]}")
+            if not rule:
+                if not unsupported:
+                    problems.append(f"{place}[{k}]: a rule needs _match_route_ or _match_domain_")
+                continue
+            origins[(i, len(rules))] = k
+            rules.append({**rule, "config": config})
+    return origins
+
+
+def _placed_as_written(line: str, origins: Mapping[tuple[int, int], int]) -> str:
+    """``line`` with a rule that came from ``_rules_`` placed where it is written."""
+    m = _RULE_PLACE.match(line)
+    k = origins.get((int(m[1]), int(m[2]))) if m else None
+    if m is None or k is None:
+        return line
+    key = {"ingress": "._match_route_", "domain": "._match_domain_"}.get(m[3] or "", "")
+    return f"plugins[{m[1]}].defaultConfig._rules_[{k}]{key}{line[m.end() :]}"
 
 
 def _provider_warnings(cfg: Config, warnings: list[str]) -> None:
@@ -306,7 +375,11 @@ def _has_default(entry: PluginEntry) -> bool:
 
 
 def _plugin_setups(
-    entries: list[tuple[int, PluginEntry]], models: PluginModels, problems: list[str], warnings: list[str]
+    entries: list[tuple[int, PluginEntry]],
+    models: PluginModels,
+    origins: Mapping[tuple[int, int], int],
+    problems: list[str],
+    warnings: list[str],
 ) -> list[PluginSetup]:
     setups: list[PluginSetup] = []
     for i, entry in entries:
@@ -332,13 +405,24 @@ def _plugin_setups(
                 warnings.append(f"plugins[{i}].matchRules[{j}].routeType: no effect; every Tollway route is HTTP")
             if rule.configDisable:
                 continue
-            merged = _overlay(model, base, rule.config)
+            k = origins.get((i, j))
+            written = f"matchRules[{j}].config" if k is None else f"defaultConfig._rules_[{k}]"
+            ingress, domains = tuple(rule.ingress or ()), tuple(rule.domain or ())
             place = f"plugins[{i}].matchRules[{j}].config"
+            overrides = dict(rule.config)
+            disable = overrides.pop("_disable_", False)
+            if not isinstance(disable, bool):
+                problems.append(f"{place}._disable_: must be true or false")
+            elif disable:
+                # Higress's C++ plugins' way to turn the plugin off where the rule matches.
+                rules.append(RuleConfig(j, ingress, domains, None, written))
+                continue
+            merged = _overlay(model, base, overrides)
             validated, found = _validate_plugin(model, merged, place)
-            problems.extend(place + p for p in found if not _told_for_default(p, default_problems, rule.config))
+            problems.extend(place + p for p in found if not _told_for_default(p, default_problems, overrides))
             if validated is not None:
                 warnings.extend(f"{place}.{why}" for why in sorted(set(validated.ignored()) - inherited))
-                rules.append(RuleConfig(j, tuple(rule.ingress or ()), tuple(rule.domain or ()), validated))
+                rules.append(RuleConfig(j, ingress, domains, validated, written))
         setups.append(
             PluginSetup(entry.name, i, default, tuple(rules), entry.phase, entry.priority, entry.failure_mode)
         )
@@ -375,12 +459,16 @@ def load_config_text(
         raise ConfigError(["(top): the config must be a mapping"])
     warnings: list[str] = []
     problems: list[str] = []
+    origins = _take_inline_rules(raw, problems)
     _take_deployment_fields(raw, warnings, problems)
     _check_service_rules(raw, problems)
     cfg, entries, failed = _parse(raw, problems)
     _check_references(cfg, entries, failed, problems)
     _provider_warnings(cfg, warnings)
-    setups = _plugin_setups(entries, plugins, problems, warnings)
+    setups = _plugin_setups(entries, plugins, origins, problems, warnings)
+    if origins:
+        problems = [_placed_as_written(p, origins) for p in problems]
+        warnings = [_placed_as_written(w, origins) for w in warnings]
     if problems:
         raise ConfigError(problems, LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings), failed=failed))
     return LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings), _key_sources(original))

@@ -40,7 +40,7 @@ _MODEL_MEMO_LIMIT = 10_000
 class _Rule:
     ingress: frozenset[str]
     domains: tuple[str, ...]
-    plugin: AnyPlugin
+    plugin: AnyPlugin | None  # None: the plugin is off where the rule matches
 
 
 class _SnapshotProviders:
@@ -86,21 +86,23 @@ class _PluginSlot:
         has_rules = bool(setup.rules)
         problems: list[str] = []
 
-        def build(config: PluginConfig, rule: int | None) -> AnyPlugin | None:
+        def build(config: PluginConfig, rule: int | None, place: str) -> AnyPlugin | None:
             scope = Scope(setup.name, rule, has_rules, setup.failure_mode, providers)
             try:
                 return cls(config, scope, services)
             except ValueError as exc:
-                place = "defaultConfig" if rule is None else f"matchRules[{rule}].config"
                 problems.append(f"plugins[{setup.index}].{place}.{exc}")
                 return None
 
         self.default: AnyPlugin | None = None
         if setup.default is not None:
-            self.default = build(setup.default, None)
+            self.default = build(setup.default, None, "defaultConfig")
         rules = []
         for r in setup.rules:
-            plugin = build(r.config, r.index)
+            if r.config is None:
+                rules.append(_Rule(frozenset(r.ingress), r.domains, None))
+                continue
+            plugin = build(r.config, r.index, r.place)
             if plugin is not None:
                 rules.append(_Rule(frozenset(r.ingress), r.domains, plugin))
         self.rules = tuple(rules)
@@ -226,7 +228,7 @@ class Snapshot:
         for slot in self.slots:
             if slot.default is not None:
                 out.append(slot.default)
-            out.extend(r.plugin for r in slot.rules)
+            out.extend(r.plugin for r in slot.rules if r.plugin is not None)
         return out
 
 

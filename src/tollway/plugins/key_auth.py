@@ -381,7 +381,7 @@ def placed_consumer_lists(loaded: LoadedConfig) -> Iterator[tuple[str, KeyAuthCo
             yield f"plugins[{setup.index}].defaultConfig", setup.default
         for rule in setup.rules:
             if isinstance(rule.config, KeyAuthConfig):
-                yield f"plugins[{setup.index}].matchRules[{rule.index}].config", rule.config
+                yield f"plugins[{setup.index}].{rule.place}", rule.config
 
 
 def config_consumer_entries(loaded: LoadedConfig) -> list[ConsumerEntry]:

@@ -170,3 +170,81 @@ def test_a_rule_with_a_problem_hides_no_default_config_problem_that_is_not_there
         "  - {name: request-block, matchRules: [{ingress: [second], routeType: GRPC, config: {block_urls: [x]}}]}\n",
     )
     assert [p.split(":")[0] for p in said] == ["plugins[0].matchRules[0].routeType"]
+
+
+# --- Higress's in-config rules: defaultConfig._rules_ ----------------------------------------
+
+KEY_AUTH = """\
+  - name: key-auth
+    defaultConfig:
+      consumers: [{name: a, credential: key-a-0123456789}, {name: b, credential: key-b-0123456789}]
+      keys: [apikey]
+"""
+
+
+def test_in_config_rules_are_match_rules_after_the_entrys_own(tmp_path: Path) -> None:
+    """They were refused: ``defaultConfig._rules_: unknown field``."""
+    [setup] = load(
+        tmp_path,
+        KEY_AUTH
+        + """\
+      _rules_:
+        - {_match_route_: [chat], allow: [a]}
+        - {_match_domain_: ["*.example.com"], allow: [b]}
+    matchRules: [{ingress: [second], config: {allow: [b]}}]
+""",
+    ).plugins
+    assert [(r.ingress, r.domains, r.place) for r in setup.rules] == [
+        (("second",), (), "matchRules[0].config"),
+        (("chat",), (), "defaultConfig._rules_[0]"),
+        ((), ("*.example.com",), "defaultConfig._rules_[1]"),
+    ]
+    configs = [r.config for r in setup.rules]
+    assert [getattr(c, "allow", None) for c in configs] == [["b"], ["a"], ["b"]]
+    # Each is laid over the default (whose _rules_ are no field of it).
+    assert all(getattr(c, "keys", None) == ["apikey"] for c in configs)
+    assert setup.default is not None and getattr(setup.default, "keys", None) == ["apikey"]
+
+
+def test_in_config_rules_only_mean_rules_only(tmp_path: Path) -> None:
+    """Higress keeps no global config when ``_rules_`` is the config's only key."""
+    [setup] = load(
+        tmp_path,
+        "  - name: request-block\n    defaultConfig: {_rules_: [{_match_route_: [second], block_urls: [x]}]}\n",
+    ).plugins
+    assert setup.default is None
+    assert [r.ingress for r in setup.rules] == [("second",)]
+
+
+def test_a_disable_rule_turns_the_plugin_off_where_it_matches(tmp_path: Path) -> None:
+    [setup] = load(
+        tmp_path,
+        """  - name: request-block
+    defaultConfig: {block_urls: [x], _rules_: [{_match_route_: [second], _disable_: true}]}
+""",
+    ).plugins
+    [rule] = setup.rules
+    assert (rule.ingress, rule.config) == (("second",), None)
+
+
+def test_in_config_rule_problems_are_placed_as_written(tmp_path: Path) -> None:
+    said = problems(
+        tmp_path,
+        KEY_AUTH
+        + """\
+      _rules_:
+        - {_match_route_: [chta], allow: [a]}
+        - {_match_route_: [chat], alow: [a]}
+        - {_match_service_: [llm.dns], allow: [a]}
+        - {allow: [a]}
+        - {_match_domain_: [x.example.com], _disable_: "yes"}
+""",
+    )
+    assert said == [
+        "plugins[0].defaultConfig._rules_[2]._match_service_: service rules are not supported; "
+        "match with _match_route_ (route names) or _match_domain_",
+        "plugins[0].defaultConfig._rules_[3]: a rule needs _match_route_ or _match_domain_",
+        "plugins[0].defaultConfig._rules_[0]._match_route_[0]: no route named 'chta'",
+        "plugins[0].defaultConfig._rules_[1].alow: unknown field",
+        "plugins[0].defaultConfig._rules_[4]._disable_: must be true or false",
+    ]
