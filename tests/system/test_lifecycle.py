@@ -207,6 +207,15 @@ def _answers(http: httpx.Client) -> bool:
         return False
 
 
+def _redis_url() -> str:
+    """The local Redis the workers share; the test is skipped without one (not in CI)."""
+    if not _redis_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Redis is not reachable on 127.0.0.1:6379 and CI must run this test")
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    return "redis://127.0.0.1:6379/0"
+
+
 # --- reload ------------------------------------------------------------------------------------
 
 
@@ -451,11 +460,7 @@ def test_kept_alive_connections_opened_at_once_are_spread_over_the_workers(
 
 
 def test_workers_serve_with_state_in_redis(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:
-    if not _redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is not reachable on 127.0.0.1:6379 and CI must run this test")
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
-    redis = "redis://127.0.0.1:6379/0"
+    redis = _redis_url()
     gw = gateway(config(mock_llm, state=redis), "--workers", "2")
     path = tmp_path / "tollway.yaml"
     with httpx.Client(base_url=gw.url, timeout=10) as http:
@@ -494,6 +499,28 @@ def test_workers_serve_with_state_in_redis(gateway: GatewayFactory, mock_llm: Pr
     time.sleep(0.1)
     assert len(gw.access_log()) >= 24
     assert_stdout_is_json_lines(gw)
+
+
+@pytest.mark.redis
+def test_with_workers_a_config_warning_is_said_once_at_start_and_once_per_reload(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    """SPEC §8: one warning each. Every worker loads the config, and each said it."""
+    redis = _redis_url()
+    entry = "plugins:\n  - {name: ai-statistics, url: oci://example/ai-statistics:1.0}\n"
+    gw = gateway(config(mock_llm, entry, state=redis), "--workers", "3")
+    write_unnoticed(tmp_path / "tollway.yaml", config(mock_llm, SECOND_ROUTE + entry, state=redis))
+    gw.popen.send_signal(signal.SIGHUP)
+    with httpx.Client(base_url=gw.url, timeout=10) as http:
+        wait_for(
+            lambda: all(
+                chat(http, "/second/v1/chat/completions", connection="close").status_code == 200 for _ in range(9)
+            ),
+            5,
+            "every worker to take the reload",
+        )
+    warned = gw.logged("plugins[0].url: Higress deployment field ignored", count=3, within=2)
+    assert len(warned) == 2, warned
 
 
 # --- what the operator reads -----------------------------------------------------------------
@@ -553,11 +580,7 @@ def test_a_busy_port_is_one_line_and_exit_1(gateway: GatewayFactory, mock_llm: P
 def test_workers_that_cannot_reach_their_database_stop_the_gateway_with_one_line(
     mock_llm: Proc, tmp_path: Path
 ) -> None:
-    if not _redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis is not reachable on 127.0.0.1:6379 and CI must run this test")
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
-    text = config(mock_llm, state="redis://127.0.0.1:6379/0").replace(
+    text = config(mock_llm, state=_redis_url()).replace(
         "sqlite:///./tollway.db", "postgresql://postgres@127.0.0.1:5432/tollway_no_such_database"
     )
     (tmp_path / "tollway.yaml").write_text(text)

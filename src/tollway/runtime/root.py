@@ -11,7 +11,7 @@ is on. ``admin`` serves the admin API.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from tollway import __version__
@@ -77,8 +77,9 @@ FORWARDED_RELOAD = "admin API, through another worker"
 class Runtime:
     """One process's gateway. ``on_reload_ok`` runs after a reload asked of this process's
     admin API took effect (with several workers: tell the others). ``records_reloads``:
-    whether a reload by SIGHUP or a changed file is an audit event here (with several
-    workers every one reloads, and one of them records it)."""
+    whether this process speaks for its group: a reload by SIGHUP or a changed file is an
+    audit event here, and the config's warnings are said here (with several workers every
+    one loads and reloads the config, and one of them records and says it)."""
 
     def __init__(
         self,
@@ -170,8 +171,13 @@ class Runtime:
         )
         self.app = GatewayApp(self.gateway, ClientIp(cfg.server.trusted_proxies))
         self.admin = self._admin_app(on_reload_ok)
-        for w in loaded.warnings:
-            log.warning("%s", w)
+        self._say_warnings(loaded.warnings)
+
+    def _say_warnings(self, warnings: Sequence[str]) -> None:
+        # Once per process group (SPEC §8: one warning each), not once per worker.
+        if self.records_reloads:
+            for w in warnings:
+                log.warning("%s", w)
 
     def _config_consumer_names(self) -> set[str]:
         # Asked at each use, so the consumers of a reloaded config are the ones protected.
@@ -261,10 +267,10 @@ class Runtime:
             return ReloadResult(False, problems)
         old, new = self.loaded.config, loaded.config
         restart = [name for name in _RESTART_ONLY if getattr(old, name) != getattr(new, name)]
-        for name in restart:
-            log.warning("reload (%s): changes to %r need a restart and were not applied", source, name)
-        for w in loaded.warnings:
-            log.warning("%s", w)
+        self._say_warnings(
+            [f"reload ({source}): changes to {name!r} need a restart and were not applied" for name in restart]
+            + list(loaded.warnings)
+        )
         self.loaded = loaded
         retired, self.snapshot = self.snapshot, snapshot
         prices = PriceTable(loaded.config.pricing)
