@@ -28,7 +28,7 @@ Built-in keys need no ``value_source``: ``question`` (the last user message),
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import orjson
 from pydantic import Field, model_validator
@@ -77,18 +77,76 @@ class AttributeConfig(PluginConfig):
         return self
 
 
+def _logged(key: str, **source: str) -> AttributeConfig:
+    return AttributeConfig(key=key, apply_to_log=True, **source)
+
+
+# Higress's canned attribute sets, as far as Tollway has their keys, all logged: the whole
+# conversation (``use_default_attributes``) and the light one
+# (``use_default_response_attributes``), each with the keys it lacks here.
+_FULL_SET = (
+    _logged("messages", value_source="request_body", value="messages"),
+    *(_logged(key) for key in ("question", "system", "answer", "reasoning", "reasoning_tokens", "cached_tokens")),
+)
+_LIGHT_SET = (_logged("reasoning_tokens"), _logged("cached_tokens"))
+_FULL_LACKS = ("tool_calls", "input_token_details", "output_token_details")
+_LIGHT_LACKS = ("input_token_details", "output_token_details")
+# Where Higress applies a canned set when enable_path_suffixes is not given.
+_CANNED_SET_SUFFIXES = ("/completions", "/messages")
+
+
 class AiStatisticsConfig(PluginConfig):
     attributes: list[AttributeConfig] = []
+    # Higress's canned sets: replace ``attributes`` (the full one wins when both are set).
+    use_default_attributes: bool = False
+    use_default_response_attributes: bool = False
     value_length_limit: int = Field(4000, gt=0)
-    # Only calls whose path ends with one of these get attributes; unset or "*": all.
+    # Only calls whose path ends with one of these get attributes; unset or "*": all
+    # (unset with a canned set: /completions and /messages, as in Higress).
     enable_path_suffixes: list[str] | None = None
 
+    # A rule giving its own attributes drops the default's canned set, and the reverse.
+    replaced_together: ClassVar[tuple[frozenset[str], ...]] = (
+        frozenset({"attributes", "use_default_attributes", "use_default_response_attributes"}),
+    )
+
+    def canned(self) -> str | None:
+        """The canned set in use, by its field's name, or None."""
+        if self.use_default_attributes:
+            return "use_default_attributes"
+        return "use_default_response_attributes" if self.use_default_response_attributes else None
+
+    def effective_attributes(self) -> list[AttributeConfig]:
+        """The attributes recorded: the canned set's, or ``attributes``."""
+        canned = self.canned()
+        if canned is None:
+            return list(self.attributes)
+        return list(_FULL_SET if canned == "use_default_attributes" else _LIGHT_SET)
+
+    def path_suffixes(self) -> tuple[str, ...] | None:
+        """The path suffixes that get attributes; None: every path."""
+        suffixes = self.enable_path_suffixes
+        if suffixes is None:
+            return _CANNED_SET_SUFFIXES if self.canned() else None
+        return None if "*" in suffixes else tuple(suffixes)
+
     def ignored(self) -> list[str]:
-        return [
+        said = [
             f"attributes[{i}].trace_span_key: ignored without apply_to_span: true"
             for i, a in enumerate(self.attributes)
             if a.trace_span_key and not a.apply_to_span
         ]
+        canned = self.canned()
+        if canned is not None:
+            lacks = _FULL_LACKS if canned == "use_default_attributes" else _LIGHT_LACKS
+            kept = ", ".join(a.key for a in self.effective_attributes())
+            said.append(
+                f"{canned}: records {kept} (logged); Higress's {', '.join(lacks)} are not recorded "
+                "(the usage record has the call's token counts)"
+            )
+            if self.attributes:
+                said.append(f"attributes: ignored with {canned}: true, as in Higress")
+        return said
 
 
 class _Attr:
@@ -210,20 +268,20 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
     def __init__(self, config: AiStatisticsConfig, scope: Scope, services: Services) -> None:
         super().__init__(config, scope, services)
         by_source: dict[str | None, list[_Attr]] = {}
-        for a in config.attributes:
+        attributes = config.effective_attributes()
+        for a in attributes:
             by_source.setdefault(a.value_source, []).append(_Attr(a))
-        self.fixed = [(a.key, a.value) for a in config.attributes if a.value_source == "fixed_value"]
+        self.fixed = [(a.key, a.value) for a in attributes if a.value_source == "fixed_value"]
         self.req_headers = by_source.get("request_header", [])
         self.req_body = by_source.get("request_body", [])
         self.resp_headers = by_source.get("response_header", [])
         self.resp_body = by_source.get("response_body", [])
         self.streamed = by_source.get("response_streaming_body", [])
-        self.builtins = frozenset(a.key for a in config.attributes if a.value_source is None)
-        self.defaults = [(a.key, a.default_value) for a in config.attributes if a.default_value is not None]
-        self.logged = frozenset(a.key for a in config.attributes if a.apply_to_log)
-        self.on_span = {a.key: a.trace_span_key or a.key for a in config.attributes if a.apply_to_span}
-        suffixes = config.enable_path_suffixes
-        self.suffixes = None if suffixes is None or "*" in suffixes else tuple(suffixes)
+        self.builtins = frozenset(a.key for a in attributes if a.value_source is None)
+        self.defaults = [(a.key, a.default_value) for a in attributes if a.default_value is not None]
+        self.logged = frozenset(a.key for a in attributes if a.apply_to_log)
+        self.on_span = {a.key: a.trace_span_key or a.key for a in attributes if a.apply_to_span}
+        self.suffixes = config.path_suffixes()
 
     def _off(self, ex: Exchange) -> bool:
         return self.suffixes is not None and not ex.request.path.endswith(self.suffixes)

@@ -5,10 +5,13 @@
     choices.#                     the length of a list
     choices.#.delta.content       the rest of the path, for every element of a list
     a\\.b                          a literal dot inside a key
+    messages.@reverse.0.content   the modifier @reverse: a list's elements (an object's
+                                  keys) in reverse order; other values as they are
 
-Higress writes its paths in gjson; these are the forms its docs and examples use.
-Modifiers (``@reverse``), queries (``#(…)``) and wildcards are not supported: a path
-that uses them is an error when the config is loaded, not a silent miss.
+Higress writes its paths in gjson; these are the forms its docs and examples use
+(``messages.@reverse.0.content``, the last message). Other modifiers, queries
+(``#(…)``) and wildcards are not supported: a path that uses them is an error when the
+config is loaded, not a silent miss.
 """
 
 from __future__ import annotations
@@ -16,7 +19,17 @@ from __future__ import annotations
 from typing import Any
 
 MISSING: Any = object()
-_UNSUPPORTED = ("@", "*", "?", "|", "#(")
+_UNSUPPORTED = ("*", "?", "|", "#(")
+
+
+class _Modifier(str):
+    """A path part that is a gjson modifier, not a key (``\\@reverse`` is a key)."""
+
+    __slots__ = ()
+
+
+REVERSE = _Modifier("@reverse")
+_MODIFIERS = {"@reverse": REVERSE}
 
 
 class PathError(ValueError):
@@ -33,18 +46,30 @@ def parse(path: str) -> tuple[str, ...]:
     parts: list[str] = []
     current: list[str] = []
     escaped = False
+    starts_escaped = False  # the part's first character was escaped: never a modifier
+
+    def end_part() -> None:
+        part = "".join(current)
+        if part.startswith("@") and not starts_escaped:
+            if part not in _MODIFIERS:
+                raise PathError(f"gjson modifier {part!r} is not supported in {path!r} (only @reverse is)")
+            part = _MODIFIERS[part]
+        parts.append(part)
+
     for ch in path:
         if escaped:
+            starts_escaped = starts_escaped or not current
             current.append(ch)
             escaped = False
         elif ch == "\\":
             escaped = True
         elif ch == ".":
-            parts.append("".join(current))
+            end_part()
             current = []
+            starts_escaped = False
         else:
             current.append(ch)
-    parts.append("".join(current))
+    end_part()
     if any(p == "" for p in parts):
         raise PathError(f"empty key in {path!r}")
     return tuple(parts)
@@ -53,6 +78,12 @@ def parse(path: str) -> tuple[str, ...]:
 def get(obj: Any, parts: tuple[str, ...]) -> Any:
     """The value at ``parts`` (from ``parse``) in decoded JSON, or ``MISSING``."""
     for i, part in enumerate(parts):
+        if part is REVERSE:
+            if isinstance(obj, list):
+                obj = obj[::-1]
+            elif isinstance(obj, dict):
+                obj = dict(reversed(obj.items()))
+            continue
         if isinstance(obj, dict):
             if part not in obj:
                 return MISSING

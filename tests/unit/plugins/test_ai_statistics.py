@@ -4,14 +4,18 @@ real gateway) is in tests/system/test_usage.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from pydantic import ValidationError
 
+from tollway.config.load import load_config_text
 from tollway.exchange import Exchange
 from tollway.plugin import Plugin, PluginConfig
+from tollway.plugins.ai_statistics import AiStatisticsConfig
+from tollway.plugins.registry import PLUGIN_MODELS
 from tollway.protocols.sse import SseEvent
 from tollway.testing.harness import make_exchange, make_plugin, run_request
 
@@ -196,3 +200,65 @@ def test_invalid_attributes_are_errors(attribute: dict[str, Any], message: str) 
 
 def test_higress_span_fields_are_accepted() -> None:
     _plugin({"key": "t", "value_source": "fixed_value", "value": "a", "apply_to_span": True, "trace_span_key": "t"})
+
+
+async def test_use_default_attributes_records_higress_full_set_as_far_as_there_are_such_keys() -> None:
+    """It was an unknown field. Higress's set also has tool_calls and the token details,
+    which Tollway has no built-ins for (the config's warning names them)."""
+    plugin = make_plugin("ai-statistics", {"use_default_attributes": True})
+    ex = _exchange()
+    attributes = await _through(plugin, ex)
+    assert attributes is not None
+    assert {k: v for k, v in attributes.items() if not k.endswith("_tokens")} == {
+        "messages": CHAT["messages"],
+        "question": "last question",
+        "system": "be brief",
+        "answer": "hello!",
+        "reasoning": "hmm",
+    }
+    assert set(attributes) >= {"reasoning_tokens", "cached_tokens"}
+    assert ex.log_attributes == frozenset(attributes)
+    # As in Higress, without enable_path_suffixes the set is for /completions and /messages.
+    assert await _through(plugin, _exchange(path="/v1/embeddings")) is None
+    assert await _through(plugin, _exchange(path="/v1/messages")) is not None
+
+
+async def test_use_default_response_attributes_is_the_light_set() -> None:
+    plugin = make_plugin("ai-statistics", {"use_default_response_attributes": True, "enable_path_suffixes": ["*"]})
+    attributes = await _through(plugin, _exchange(path="/v1/embeddings"))
+    assert attributes is not None and set(attributes) == {"reasoning_tokens", "cached_tokens"}
+
+
+def test_a_canned_set_says_what_it_leaves_out_and_that_attributes_beside_it_are_ignored() -> None:
+    config = AiStatisticsConfig.model_validate(
+        {"use_default_attributes": True, "attributes": [{"key": "env", "value_source": "fixed_value", "value": "x"}]}
+    )
+    assert [a.key for a in config.effective_attributes()][:2] == ["messages", "question"]
+    said = config.ignored()
+    assert said[0].startswith("use_default_attributes: records messages, question, system, answer, reasoning, ")
+    assert "tool_calls, input_token_details, output_token_details are not recorded" in said[0]
+    assert said[1] == "attributes: ignored with use_default_attributes: true, as in Higress"
+
+
+def test_higress_readme_example_loads(tmp_path: Path) -> None:
+    """Higress's README: the question by ``messages.@reverse.0.content``, beside the full
+    set. Refused twice: the gjson modifier and the unknown field."""
+    text = """
+providers: [{id: mock, type: mock}]
+routes: [{name: chat, path_prefix: /v1/, provider: mock}]
+plugins:
+  - name: ai-statistics
+    defaultConfig:
+      use_default_attributes: true
+    matchRules:
+      - ingress: [chat]
+        config:
+          attributes:
+            - {key: question, value_source: request_body, value: messages.@reverse.0.content, apply_to_log: true}
+            - {key: answer, value_source: response_streaming_body, value: choices.0.delta.content, rule: append}
+"""
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={})
+    [rule] = loaded.plugins[0].rules
+    assert isinstance(rule.config, AiStatisticsConfig)
+    # The rule's own attributes replace the default's canned set.
+    assert (rule.config.canned(), [a.key for a in rule.config.effective_attributes()]) == (None, ["question", "answer"])
