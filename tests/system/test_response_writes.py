@@ -69,15 +69,21 @@ def _read_until(sock: socket.socket, marker: bytes, got: bytes = b"") -> bytes:
     return got
 
 
+STREAM = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+
+
+def _ask_for_a_stream(gw: Proc, version: bytes, *headers: bytes) -> socket.socket:
+    host, port = gw.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    lines = b"".join(h + b"\r\n" for h in (b"content-type: application/json", *headers))
+    sock.sendall(b"POST /v1/chat/completions HTTP/%s\r\n%scontent-length: %d\r\n\r\n%s"
+                 % (version, lines, len(STREAM), STREAM))  # fmt: skip
+    return sock
+
+
 def test_a_streams_head_reaches_the_client_before_any_event_does(gated: tuple[Proc, GatedProvider]) -> None:
     gw, provider = gated
-    body = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
-    host, port = gw.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\n\r\n%s" % (len(body), body)
-        )
+    with _ask_for_a_stream(gw, b"1.1", b"Host: gw") as sock:
         # The provider holds its events until told: the head must come without them.
         head = _read_until(sock, b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), head
@@ -103,3 +109,21 @@ def test_a_plain_answer_comes_whole_with_its_length(gated: tuple[Proc, GatedProv
                 body += sock.recv(65536)
             assert head.startswith(b"HTTP/1.1 404 ")
             assert len(body) == length and body.startswith(b"{")
+
+
+def test_a_stream_to_an_http_1_0_client_is_unframed_and_ends_with_the_connection(
+    gated: tuple[Proc, GatedProvider],
+) -> None:
+    # RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client, which would read the chunk
+    # sizes as part of the events; the body ends when the gateway closes the connection.
+    gw, provider = gated
+    with _ask_for_a_stream(gw, b"1.0", b"connection: keep-alive") as sock:
+        head = _read_until(sock, b"\r\n\r\n")
+        provider.release()
+        got = _read_until(sock, b"never in an answer", head)  # to the end: the gateway closes
+    head, _, events = got.partition(b"\r\n\r\n")
+    headers = head.lower().split(b"\r\n")
+    assert headers[0].startswith(b"http/1.1 200 ")
+    assert not any(h.startswith((b"transfer-encoding", b"content-length")) for h in headers)
+    assert b"connection: close" in headers
+    assert events == EVENT + DONE

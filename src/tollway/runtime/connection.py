@@ -34,6 +34,7 @@ import asyncio
 import logging
 import os
 import resource
+import sys
 import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -219,6 +220,9 @@ class ResponseCycle(RequestResponseCycle):
     # Whether the connection, not this cycle, ends a connection whose answer went out
     # before the request's body was all in (the edge's lingering close).
     _lingers = False
+    # An answer of unknown length to an HTTP/1.0 client: no chunked framing (RFC 9112
+    # 6.1: never a Transfer-Encoding to HTTP/1.0), the body ends when the connection does.
+    _unframed = False
 
     async def send(self, message: ASGISendEvent) -> None:
         if self.flow.write_paused and not self.disconnected:
@@ -258,7 +262,7 @@ class ResponseCycle(RequestResponseCycle):
         if out:
             self.transport.write(out)
         if not more_body:
-            if self.expected_content_length != 0:
+            if self.expected_content_length != 0 and not self._unframed:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
             self.message_event.set()
@@ -312,11 +316,18 @@ class ResponseCycle(RequestResponseCycle):
                     self.keep_alive = False
                     has_connection_close = True
             content += (name, b": ", value, b"\r\n")
+        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status not in (204, 304):
+            # Neither Content-Length nor Transfer-Encoding given (a stream).
+            if self.scope["http_version"] == "1.0":
+                self.chunked_encoding = False
+                self._unframed = True
+                self.expected_content_length = sys.maxsize
+                self.keep_alive = False
+            else:
+                self.chunked_encoding = True
+                content.append(b"transfer-encoding: chunked\r\n")
         if not self.keep_alive and not has_connection_close:
             content.append(b"connection: close\r\n")
-        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status not in (204, 304):
-            self.chunked_encoding = True  # neither Content-Length nor Transfer-Encoding given
-            content.append(b"transfer-encoding: chunked\r\n")
         content.append(b"\r\n")
         return b"".join(content)
 
