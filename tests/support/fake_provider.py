@@ -108,8 +108,8 @@ def _protocol(seen: Seen) -> str:
         return "gemini"
     if seen.path.endswith("/messages"):
         return "anthropic"
-    if seen.path.endswith("/chat/completions"):
-        return "openai"
+    if seen.path.endswith("/chat/completions") or not seen.path.startswith("/v1/"):
+        return "openai"  # (only the Anthropic API sits at the root: the others under /<type>/v1/)
     return "anthropic" if seen.all("anthropic-version") else "openai"
 
 
@@ -131,6 +131,13 @@ def canned_answer(seen: Seen) -> Answer:
     protocol = _protocol(seen)
     if seen.method in ("GET", "HEAD") and seen.path.endswith("/models"):
         return Answer(200, "application/json", _transcript(protocol, "models.json"))
+    if seen.method == "GET" and "/models/" in seen.path:  # one model's details: its entry in the list
+        listed = json.loads(_transcript(protocol, "models.json"))
+        wanted = seen.path.rpartition("/models/")[2]
+        for entry in listed.get("data") or listed.get("models") or ():
+            if wanted in (entry.get("id"), entry.get("name", "").removeprefix("models/")):
+                return Answer(200, "application/json", json.dumps(entry).encode())
+        return error_answer(protocol, 404)
     if seen.method != "POST":
         return error_answer(protocol, 404)
     try:

@@ -424,6 +424,51 @@ MODEL_LISTS = [
 ]  # fmt: skip
 
 
+def test_a_model_list_keeps_what_the_provider_says_of_each_model_in_either_shape(gw: Proc, fake: FakeProvider) -> None:
+    # Judge G: the lists gave every model created 0, owned_by "tollway", its id as its
+    # display name and 1970 as its date, whatever the provider said.
+    with openai_sdk(gw, "openai") as sdk:
+        first = sdk.models.list().data[0]
+    assert (first.id, first.created, first.owned_by) == ("gpt-4o", 1715367049, "system")
+    with anthropic_sdk(gw, "claude") as sdk:
+        claude = sdk.models.list().data[0]
+    assert (claude.id, claude.display_name, claude.created_at.isoformat()) == (
+        CLAUDE_MODEL, "Claude Sonnet 4", "2025-05-22T00:00:00+00:00"
+    )  # fmt: skip
+    with anthropic_sdk(gw, "gemini") as sdk:
+        gemini = sdk.models.list().data[0]
+    assert (gemini.id, gemini.display_name) == ("gemini-2.5-flash", "Gemini 2.5 Flash")
+    with openai_sdk(gw, "claude") as sdk:  # an Anthropic model's date, in OpenAI's shape
+        assert sdk.models.list().data[0].created == 1747872000
+
+
+@pytest.mark.parametrize(
+    ("client", "provider", "model", "shown"),
+    [
+        ("openai", "gemini", "gemini-2.5-flash", ("gemini-2.5-flash", 0, "tollway")),
+        ("openai", "claude", CLAUDE_MODEL, (CLAUDE_MODEL, 1747872000, "tollway")),
+        ("anthropic", "openai", "gpt-4o", ("gpt-4o", "gpt-4o", "2024-05-10T18:50:49+00:00")),
+        ("anthropic", "gemini", "gemini-2.5-pro", ("gemini-2.5-pro", "Gemini 2.5 Pro", "1970-01-01T00:00:00+00:00")),
+    ],
+)
+def test_a_models_details_come_in_the_shape_its_list_gave_it(
+    gw: Proc, fake: FakeProvider, client: str, provider: str, model: str, shown: tuple[Any, ...]
+) -> None:
+    # Judge G: GET /v1/models/{id} came in the provider's own shape, so the OpenAI SDK read
+    # a Gemini model the list had just offered as Model(id=None).
+    if client == "openai":
+        with openai_sdk(gw, provider) as sdk:
+            found: Any = sdk.models.retrieve(model)
+        assert (found.id, found.created, found.owned_by) == shown
+    else:
+        with anthropic_sdk(gw, provider) as sdk:
+            found = sdk.models.retrieve(model)
+        assert (found.id, found.display_name, found.created_at.isoformat()) == shown
+        assert found.type == "model"
+    [seen] = fake.seen
+    assert seen.method == "GET" and seen.path.endswith("/models/" + model)
+
+
 @pytest.mark.parametrize(("provider", "path", "query", "auth", "models"), MODEL_LISTS, ids=[m[0] for m in MODEL_LISTS])
 def test_model_lists_come_from_the_provider(
     gw: Proc, fake: FakeProvider, provider: str, path: str, query: dict[str, str], auth: dict[str, str],

@@ -72,12 +72,9 @@ class AiProxy:
             if ex.api_path.startswith(_MODEL_DETAILS):
                 # GET /v1/models/{id}: asked of the provider that serves that model.
                 self.models.take_details_model(ex, ex.api_path[len(_MODEL_DETAILS) :])
+                return await self._model_details(ex, route_providers)
         model = ex.model_requested
-        candidates = route_providers.for_model(model)
-        if not candidates:
-            raise NotFound(
-                f"no provider serves model {ex.model_requested!r}", reason="ai-proxy.no_model", code="model_not_found"
-            )
+        candidates = self._candidates(ex, route_providers)
         client_body = self._client_body(ex)
         if ex.api == "count_tokens" and candidates[0].protocol != "anthropic" and client_body is not None:
             # Only Anthropic's API counts tokens: for the others the gateway estimates.
@@ -96,6 +93,23 @@ class AiProxy:
             # The client left before an answer with usage: bill an estimate.
             estimate_unfinished(ex, 0)
             raise
+
+    @staticmethod
+    def _candidates(ex: Exchange, route_providers: RouteProviders) -> Sequence[Provider]:
+        candidates = route_providers.for_model(ex.model_requested)
+        if not candidates:
+            raise NotFound(
+                f"no provider serves model {ex.model_requested!r}", reason="ai-proxy.no_model", code="model_not_found"
+            )
+        return candidates
+
+    async def _model_details(self, ex: Exchange, route_providers: RouteProviders) -> Reply:
+        """The details of one model, from the provider that serves it, in the shape the
+        client's model list gave it (``ModelListing.details_in_client_shape``)."""
+        candidates = self._candidates(ex, route_providers)
+        reply = await self._first_answer(ex, candidates, None)
+        answered = next((p for p in candidates if p.id == ex.provider), None)
+        return reply if answered is None else self.models.details_in_client_shape(ex, answered, reply)
 
     @staticmethod
     def _client_body(ex: Exchange) -> dict[str, Any] | None:

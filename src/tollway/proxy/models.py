@@ -13,16 +13,13 @@ import orjson
 
 from tollway.errors import NotFound
 from tollway.exchange import Attempt, Exchange, Reply
-from tollway.protocols.openai import wire as openai_wire
-from tollway.protocols.registry import codec_for
+from tollway.protocols.model_cards import ModelCard, anthropic_model, card_of, cards_of, openai_model
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
 from tollway.proxy import upstream_request
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
 
-# The list says nothing of when a model was made; Anthropic's shape wants a time.
-_UNKNOWN_TIME = "1970-01-01T00:00:00Z"
 _DEFAULT_PAGE = 20
 _MAX_PAGE = 1000
 
@@ -35,9 +32,10 @@ def _page_size(raw: str | None) -> int:
     return min(max(size, 1), _MAX_PAGE)
 
 
-def anthropic_model_list(ids: list[str], query: dict[str, str]) -> bytes:
+def anthropic_model_list(cards: list[ModelCard], query: dict[str, str]) -> bytes:
     """One page of Anthropic's ``GET /v1/models`` shape: ``limit`` models after
     ``after_id`` (or before ``before_id``); an id not in the list starts from the top."""
+    ids = [c.id for c in cards]
     limit = _page_size(query.get("limit"))
     if "before_id" in query:
         end = ids.index(query["before_id"]) if query["before_id"] in ids else len(ids)
@@ -49,7 +47,7 @@ def anthropic_model_list(ids: list[str], query: dict[str, str]) -> bytes:
         end = min(start + limit, len(ids))
         has_more = end < len(ids)
     page = ids[start:end]
-    data = [{"type": "model", "id": i, "display_name": i, "created_at": _UNKNOWN_TIME} for i in page]
+    data = [anthropic_model(c) for c in cards[start:end]]
     return orjson.dumps(
         {
             "data": data,
@@ -68,21 +66,44 @@ class ModelListing:
         """The route's providers' own lists, plus the non-wildcard mapping keys, filtered
         by the consumer's ``allow_models`` (SPEC §4, §9); in Anthropic's list shape for a
         client that sends ``anthropic-version`` (Anthropic's SDK), else OpenAI's."""
-        ids: list[str] = []
+        cards: list[ModelCard] = []
         for provider in route_providers.every:
-            ids.extend(await self._provider_models(ex, provider))
-            ids.extend(provider.model_names())
+            cards.extend(await self._provider_models(ex, provider))
+            cards.extend(ModelCard(name) for name in provider.model_names())
         if route_providers.by_model is not None:
-            ids.extend(route_providers.by_model.names())
-        seen: set[str] = set()
-        unique = [i for i in ids if not (i in seen or seen.add(i))]  # type: ignore[func-returns-value]
+            cards.extend(ModelCard(name) for name in route_providers.by_model.names())
+        first: dict[str, ModelCard] = {}
+        for card in cards:
+            first.setdefault(card.id, card)  # a model two providers list: the first's card
+        unique = list(first.values())
         if ex.consumer is not None:
-            unique = [i for i in unique if ex.consumer.may_use(i)]
+            unique = [c for c in unique if ex.consumer.may_use(c.id)]
         if "anthropic-version" in ex.request.headers:
             body = anthropic_model_list(unique, dict(ex.request.query_params))
         else:
-            body = openai_wire.model_list(unique)
+            body = orjson.dumps({"object": "list", "data": [openai_model(c) for c in unique]})
         return Reply(200, [("content-type", "application/json")], body)
+
+    @staticmethod
+    def details_in_client_shape(ex: Exchange, provider: Provider, reply: Reply) -> Reply:
+        """A provider's ``GET /v1/models/{id}`` answer in the shape its client reads (the
+        one the list gave it), when the provider speaks another protocol."""
+        anthropic_client = "anthropic-version" in ex.request.headers
+        if (
+            reply.status != 200
+            or reply.events is not None
+            or provider.protocol == ("anthropic" if anthropic_client else "openai")
+        ):
+            return reply
+        try:
+            card = card_of(provider.protocol, orjson.loads(reply.body))
+        except orjson.JSONDecodeError:
+            return reply
+        if card is None:
+            return reply
+        shaped = anthropic_model(card) if anthropic_client else openai_model(card)
+        headers = [(k, v) for k, v in reply.headers if k.lower() not in ("content-type", "content-length")]
+        return Reply(200, [*headers, ("content-type", "application/json")], orjson.dumps(shaped))
 
     @staticmethod
     def take_details_model(ex: Exchange, model: str) -> None:
@@ -97,7 +118,7 @@ class ModelListing:
                 code="model_not_found",
             )
 
-    async def _provider_models(self, ex: Exchange, provider: Provider) -> list[str]:
+    async def _provider_models(self, ex: Exchange, provider: Provider) -> list[ModelCard]:
         """The provider's own list; a provider that cannot list models contributes nothing."""
         token = provider.pick_token()
         endpoint = provider.models_endpoint(token[1] if token else None)
@@ -124,4 +145,4 @@ class ModelListing:
             listing = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
             return []
-        return codec_for(provider.protocol).model_ids(listing) if listing is not None else []
+        return cards_of(provider.protocol, listing) if listing is not None else []

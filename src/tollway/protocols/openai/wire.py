@@ -58,12 +58,6 @@ def content_chars(obj: Any) -> int:
     return n
 
 
-def model_list(ids: list[str]) -> bytes:
-    return orjson.dumps(
-        {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "tollway"} for i in ids]}
-    )
-
-
 def take_sampling(body: dict[str, Any], chat: dict[str, Any], keys: tuple[str, ...] = ("temperature", "top_p")) -> None:
     """Copies ``keys`` that ``body`` sets, and a stream request (asking for its usage, so
     the client can be given it), into the pivot ``chat``."""

@@ -1,0 +1,85 @@
+"""What each protocol's model list says of a model, and the model in each list shape.
+
+The gateway answers ``GET /v1/models`` in the client's shape (OpenAI's ``{"id",
+"object": "model", "created", "owned_by"}``, or Anthropic's ``{"type": "model", "id",
+"display_name", "created_at"}`` for a client sending ``anthropic-version``) from the
+lists of providers that may speak another protocol, and ``GET /v1/models/{id}`` from the
+provider that serves the model. A ``ModelCard`` carries what one shape can say in the
+other: when the model was made, who owns it, its display name; what a provider did not
+say is filled as each shape's readers expect (the id as its display name, 0 and the
+epoch as its time, ``tollway`` as its owner).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tollway.protocols.registry import codec_for
+
+# The list says nothing of when a model was made; Anthropic's shape wants a time.
+UNKNOWN_TIME = "1970-01-01T00:00:00Z"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    id: str
+    created: int | None = None  # Unix seconds
+    owned_by: str | None = None
+    display_name: str | None = None
+
+
+def _seconds(iso: Any) -> int | None:
+    if not isinstance(iso, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def card_of(protocol: str, obj: Any) -> ModelCard | None:
+    """One model as ``protocol``'s model list or details answer describes it."""
+    if not isinstance(obj, dict):
+        return None
+    if protocol == "gemini":
+        name = obj.get("name")
+        if not isinstance(name, str):
+            return None
+        shown = obj.get("displayName")
+        return ModelCard(name.removeprefix("models/"), display_name=shown if isinstance(shown, str) else None)
+    ident = obj.get("id")
+    if not isinstance(ident, str):
+        return None
+    if protocol == "anthropic":
+        shown = obj.get("display_name")
+        return ModelCard(ident, _seconds(obj.get("created_at")), None, shown if isinstance(shown, str) else None)
+    created, owner = obj.get("created"), obj.get("owned_by")
+    return ModelCard(
+        ident,
+        created if type(created) is int else None,
+        owner if isinstance(owner, str) else None,
+    )
+
+
+def cards_of(protocol: str, listing: Any) -> list[ModelCard]:
+    """The models of ``protocol``'s model-list answer that the codec lists (Gemini's:
+    only those that can chat), each with what the list says of it."""
+    ids = codec_for(protocol).model_ids(listing)
+    entries = listing.get("models" if protocol == "gemini" else "data") if isinstance(listing, dict) else None
+    found = {c.id: c for c in (card_of(protocol, e) for e in entries or ()) if c is not None}
+    return [found.get(i) or ModelCard(i) for i in ids]
+
+
+def openai_model(card: ModelCard) -> dict[str, Any]:
+    return {"id": card.id, "object": "model", "created": card.created or 0, "owned_by": card.owned_by or "tollway"}
+
+
+def anthropic_model(card: ModelCard) -> dict[str, Any]:
+    created = card.created
+    made = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else UNKNOWN_TIME
+    return {"type": "model", "id": card.id, "display_name": card.display_name or card.id, "created_at": made}
+
+
+__all__ = ["UNKNOWN_TIME", "ModelCard", "anthropic_model", "card_of", "cards_of", "openai_model"]
