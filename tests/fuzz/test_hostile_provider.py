@@ -32,5 +32,14 @@ def test_no_provider_bytes_escape_as_a_crash(which: str, tmp_path: Path) -> None
         capture_output=True, text=True, timeout=SECONDS + 60, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(HERE.parent.parent)},
     )  # fmt: skip
-    crashes = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-")))
-    assert run.returncode == 0 and not crashes, f"{crashes}\n{run.stderr[-3000:]}"
+    crashes = sorted(p for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-")))
+    assert run.returncode == 0 and not crashes, _report(run.stderr, crashes)
+
+
+def _report(stderr: str, crashes: list[Path]) -> str:
+    """What a failed run found: the exception that escaped (the fuzzer's statistics come
+    after it, so the end of stderr alone does not show it) and the input, to replay."""
+    start = stderr.find("=== Uncaught Python exception")
+    found = stderr[start : start + 4000] if start >= 0 else stderr[-3000:]
+    inputs = "\n".join(f"{p.name}: {p.read_bytes()[:2000]!r}" for p in crashes)
+    return f"{found}\n{inputs}"
