@@ -222,9 +222,10 @@ class Budgets:
         model = ex.model_requested
         if budgeted is None or ex.api == "count_tokens":
             return 0
-        if model is None or ex.api in _UNREAD_APIS:
-            # No model to price it by, or an API whose cost its answer does not say (an
-            # Assistants run, a fine-tuning job: billed apart, whatever model it names).
+        if model is None or ex.api in _UNPRICED_APIS or ex.request.method in _READS:
+            # No model to price it by, an API no provider bills (moderation, whatever
+            # model it names), or one whose cost its answer does not say (an Assistants
+            # run, a fine-tuning job: billed apart, whatever model it names).
             if _costs_nothing(ex):
                 return 0
             what = "names no model the gateway can price" if model is None else "is billed in ways it cannot read"
@@ -438,12 +439,14 @@ _FREE_APIS = frozenset({"models", "files", "moderations", "mcp"})
 _FREE_PATHS = ("/responses/", "/conversations")
 # APIs whose answers say nothing of what they cost.
 _UNREAD_APIS = frozenset({"other", "batches"})
+# APIs a call's model does not price: free whatever model they name, or unread.
+_UNPRICED_APIS = _FREE_APIS | _UNREAD_APIS
 # Making a batch: billed when the provider runs it, outside any call the gateway settles.
 _BATCH_CREATION = frozenset({"/batches", "/messages/batches"})
 
 
 def _costs_nothing(ex: Exchange) -> bool:
-    """Whether a call naming no model is one no provider bills (see above). Any other
+    """Whether a call is one no provider bills (see above), whatever model it names. Any other
     (an Assistants run, a batch, a fine-tuning job, an API the gateway does not know)
     cannot be priced, so a budget cannot hold it."""
     if ex.request.method in _READS or ex.api in _FREE_APIS:
