@@ -67,3 +67,23 @@ def test_an_unpriced_model_is_recorded_without_a_cost_and_named_once(gateway: Ga
     assert priced["cost_usd"] == (priced["input_tokens"] * 1.5 + priced["output_tokens"] * 6) / 1_000_000
     warnings = gw.logged("has no price")
     assert len(warnings) == 1 and "my-unlisted-model" in warnings[0]
+
+
+def test_an_unpriced_model_whose_calls_all_ended_499_is_named(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    # A client that leaves mid-stream (499) after the provider took the prompt: a billed
+    # call, so its unpriced model is named as any other's.
+    gw = gateway(CONFIG.format(mock=mock_llm.url))
+    rid = new_request_id()
+    body = {"model": "my-left-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    headers = {"x-request-id": rid, "x-mock-chunk-delay-ms": "300"}
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", gw.url + "/v1/chat/completions", json=body, headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        for _ in r.iter_bytes():
+            break  # the first event, then the client leaves
+    record = usage_record(gw, rid)
+    assert (record["status"], record["cost_usd"]) == (499, None) and record["input_tokens"] > 0
+    warnings = gw.logged("has no price")
+    assert len(warnings) == 1 and "my-left-model" in warnings[0]

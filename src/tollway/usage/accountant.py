@@ -107,7 +107,9 @@ class Accountant:
             try:
                 record, logged = settle(facts, prices)
                 records.append(record)
-                if record.cost_usd is None and record.model_upstream and record.status < 400:
+                # A call the provider answered, or one the client left (499: the
+                # provider took the prompt, and bills it).
+                if record.cost_usd is None and record.model_upstream and (record.status < 400 or record.status == 499):
                     self._unpriced_model(record.model_upstream)
                 if access_log is not None:
                     access_log.add(record, logged)
