@@ -87,3 +87,24 @@ def test_an_unpriced_model_whose_calls_all_ended_499_is_named(gateway: GatewayFa
     assert (record["status"], record["cost_usd"]) == (499, None) and record["input_tokens"] > 0
     warnings = gw.logged("has no price")
     assert len(warnings) == 1 and "my-left-model" in warnings[0]
+
+
+def test_the_table_prices_codex_and_older_openai_models(tmp_path: Path) -> None:
+    # OpenAI's list prices: a budgeted Codex user was refused, the models being unpriced.
+    (tmp_path / "tollway.yaml").write_text(CONFIG.format(mock="http://127.0.0.1:9"))
+    want = {
+        "gpt-5.1-codex": (1.25, 0.125, 10.0),
+        "gpt-5.1-codex-max": (1.25, 0.125, 10.0),
+        "gpt-5.1-codex-mini": (0.25, None, 2.0),
+        "gpt-5.2-codex": (1.75, 0.175, 14.0),
+        "gpt-4": (30.0, None, 60.0),
+        "chatgpt-4o-latest": (5.0, None, 15.0),
+        # Dated names: GPT-4's snapshot is GPT-4's price, a GPT-4 Turbo preview is not.
+        "gpt-4-0613": (30.0, None, 60.0),
+        "gpt-4-1106-preview": (10.0, None, 30.0),
+    }
+    for model, (inp, cached, out) in want.items():
+        found = _pricing(tmp_path, model, "--format", "json")
+        assert found.returncode == 0, (model, found.stderr)
+        row = orjson.loads(found.stdout)
+        assert (row["input_per_mtok"], row["cached_input_per_mtok"], row["output_per_mtok"]) == (inp, cached, out)

@@ -60,7 +60,13 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "gpt-5-codex": ModelPrice(1.25, 10.00, 0.125),
     "gpt-5-pro": ModelPrice(15.00, 120.00),
     "gpt-5.1": ModelPrice(1.25, 10.00, 0.125),
+    "gpt-5.1-codex": ModelPrice(1.25, 10.00, 0.125),
+    "gpt-5.1-codex-max": ModelPrice(1.25, 10.00, 0.125),
+    # (its cached-input price not confirmed: cached tokens pay the input price, a bound)
+    "gpt-5.1-codex-mini": ModelPrice(0.25, 2.00),
     "gpt-5.2": ModelPrice(1.75, 14.00, 0.175),
+    "gpt-5.2-codex": ModelPrice(1.75, 14.00, 0.175),
+    "gpt-5.3-codex": ModelPrice(1.75, 14.00, 0.175),
     "gpt-5.2-pro": ModelPrice(21.00, 168.00),
     "gpt-5.4": ModelPrice(2.50, 15.00, 0.25),
     "gpt-5.4-mini": ModelPrice(0.75, 4.50, 0.075),
@@ -73,6 +79,13 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "gpt-4.1-mini": ModelPrice(0.40, 1.60, 0.10),
     "gpt-4.1-nano": ModelPrice(0.10, 0.40, 0.025),
     "gpt-4-turbo": ModelPrice(10.00, 30.00),
+    # GPT-4 Turbo's previews, listed so that their names do not shed two suffixes
+    # down to GPT-4's (three times their price).
+    "gpt-4-turbo-preview": ModelPrice(10.00, 30.00),
+    "gpt-4-0125-preview": ModelPrice(10.00, 30.00),
+    "gpt-4-1106-preview": ModelPrice(10.00, 30.00),
+    "gpt-4": ModelPrice(30.00, 60.00),
+    "chatgpt-4o-latest": ModelPrice(5.00, 15.00),
     "gpt-3.5-turbo": ModelPrice(0.50, 1.50),
     "gpt-3.5-turbo-instruct": ModelPrice(1.50, 2.00),  # the completions API's model
     "o1": ModelPrice(15.00, 60.00, 7.50),
