@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import orjson
 
 from tests.support.loopback_server import LoopbackServer, read_request
 
 # The token usage of every answer that reports one.
-SPEECH_USAGE = {"input_tokens": 14, "output_tokens": 101, "total_tokens": 115}
-TRANSCRIPTION_USAGE = {
+SPEECH_USAGE: dict[str, Any] = {"input_tokens": 14, "output_tokens": 101, "total_tokens": 115}
+TRANSCRIPTION_USAGE: dict[str, Any] = {
     "type": "tokens",
     "input_tokens": 14,
     "input_token_details": {"text_tokens": 0, "audio_tokens": 14},
     "output_tokens": 45,
     "total_tokens": 59,
 }
-IMAGE_USAGE = {
+IMAGE_USAGE: dict[str, Any] = {
     "input_tokens": 50,
     "input_tokens_details": {"text_tokens": 10, "image_tokens": 40},
     "output_tokens": 4160,

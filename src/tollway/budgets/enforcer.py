@@ -36,14 +36,14 @@ from tollway.budgets.history import NANO, SpendHistory, to_nano
 from tollway.budgets.periods import Span, span_of
 from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.groups import GroupDirectory
-from tollway.errors import Forbidden, GatewayError, RateLimited
+from tollway.errors import BadRequest, Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
 from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
 from tollway.routing.routes import Route
 from tollway.state import ADMITTED, Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
 from tollway.state.memory import MemoryStateStore
-from tollway.usage.pricing import PriceTable
-from tollway.usage.record import call_cost
+from tollway.usage.pricing import PriceTable, billed_per
+from tollway.usage.record import UNIT_BILLED_APIS, call_cost
 
 log = logging.getLogger("tollway.budgets")
 
@@ -216,7 +216,8 @@ class Budgets:
     def _amount(self, ex: Exchange, plan: Plan, upstream_model: Callable[[Route, str], str], hidden: int = 0) -> int:
         """The most this call can cost, in nano-dollars (0 when no subject has a budget,
         the call only counts tokens, or it is one no provider bills: ``_costs_nothing``);
-        raises ``model_unpriced`` for a model without a price, or a paid call naming none.
+        raises ``model_unpriced`` for a model without a price, a paid call naming none, or
+        an images or audio call whose answer will report no token usage.
         ``hidden``: input tokens the call carries by reference (``continuations``)."""
         budgeted = plan.budgeted
         model = ex.model_requested
@@ -236,6 +237,8 @@ class Budgets:
                 code="model_unpriced",
             )
         billed = upstream_model(ex.route, model) if ex.route is not None else model
+        if ex.api in UNIT_BILLED_APIS:
+            _refuse_unreported(ex, budgeted, billed, model)
         found = self.prices.resolve(billed) or self.prices.resolve(model)
         if found is None:
             raise Forbidden(
@@ -457,11 +460,41 @@ def _costs_nothing(ex: Exchange) -> bool:
     return path.startswith(_FREE_PATHS)
 
 
+def _refuse_unreported(ex: Exchange, budgeted: Subject, billed: str, model: str) -> None:
+    """Refuse an images or audio call whose answer will report no token usage, which a
+    budget cannot settle (its record's ``cost_usd`` is null): a model billed per unit
+    (``pricing.billed_per``), or speech answered as the audio itself."""
+    who = f"{budgeted.kind} {budgeted.name!r} has a budget"
+    unit = billed_per(billed) or billed_per(model)
+    if unit is not None:
+        raise Forbidden(
+            f"model {billed!r} is billed per {unit}, which the price table (per million tokens) cannot price, "
+            f"and {who}: a call it cannot price could spend past the budget",
+            reason="budget.unpriced_model",
+            code="model_unpriced",
+        )
+    if ex.api_path.rstrip("/").lower() == "/audio/speech" and _speech_format(ex) != "sse":
+        raise Forbidden(
+            f"{who}, and speech answered as audio reports no token usage to bill it by: "
+            'ask for stream_format: "sse", whose answer reports it',
+            reason="budget.unpriced_model",
+            code="model_unpriced",
+        )
+
+
+def _speech_format(ex: Exchange) -> object:
+    try:
+        body = ex.request.json()
+    except BadRequest:
+        return None
+    return body.get("stream_format") if isinstance(body, dict) else None
+
+
 def _spent(prices: PriceTable, ex: Exchange) -> int:
     """What the call cost in nano-dollars: its record's ``cost_usd``, which this pricing
     becomes (``Exchange.priced``), so the budget counts what the record says even when a
     reload changed the prices in between."""
-    priced = ex.priced = call_cost(prices, ex.model_upstream, ex.usage, ex.cache)
+    priced = ex.priced = call_cost(prices, ex.model_upstream, ex.usage, ex.cache, ex.api, ex.status)
     cost = priced[0]
     return to_nano(cost) if cost is not None else 0
 

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from tollway.exchange import Exchange
-from tollway.usage.pricing import PriceTable
-from tollway.usage.record import CallFacts, UsageRecord, facts_of, settle
+from tollway.usage.pricing import PriceTable, billed_per
+from tollway.usage.record import UNIT_BILLED_APIS, CallFacts, UsageRecord, facts_of, settle
 from tollway.usage.storable import MAX_TEXT
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class Accountant:
                 # A call the provider answered, or one the client left (499: the
                 # provider took the prompt, and bills it).
                 if record.cost_usd is None and record.model_upstream and (record.status < 400 or record.status == 499):
-                    self._unpriced_model(record.model_upstream)
+                    self._unpriced_model(record)
                 if access_log is not None:
                     access_log.add(record, logged)
                 if metrics is not None:
@@ -131,10 +131,26 @@ class Accountant:
             except Exception:
                 self._log_error(f"handing {len(traced)} traced call(s) on")
 
-    def _unpriced_model(self, model: str) -> None:
-        if self.prices is None or model in self._unpriced or len(self._unpriced) >= _UNPRICED_SAID:
+    def _unpriced_model(self, record: UsageRecord) -> None:
+        model = record.model_upstream
+        if self.prices is None or not model or model in self._unpriced or len(self._unpriced) >= _UNPRICED_SAID:
             return
         self._unpriced.add(model)
+        if record.api in UNIT_BILLED_APIS and not record.input_tokens and not record.output_tokens:
+            # Answered with no token usage (``call_cost``): a price under pricing: would
+            # not help, per token.
+            unit = billed_per(model)
+            if unit is not None:
+                why = f"it is billed per {unit}, which the price table (per million tokens) cannot price"
+                then = "refused to a consumer or group with a budget"
+            else:
+                why = "its answer reported no token usage (as those of models billed per image, character or minute)"
+                then = "counted by no budget"
+            log.warning(
+                "usage: model %r has no price per token: %s; its %s calls are recorded with cost_usd null, and %s",
+                model[:MAX_TEXT], why, record.api, then,
+            )  # fmt: skip
+            return
         log.warning(
             "usage: model %r has no price: its calls are recorded with cost_usd null (price it under pricing:)",
             model[:MAX_TEXT],

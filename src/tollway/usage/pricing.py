@@ -132,6 +132,28 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "deepseek-reasoner": ModelPrice(0.55, 2.19, 0.14),
 }
 
+# Model families billed per unit of what they read or make, not per token: OpenAI's
+# speech (per character of input), Whisper (per minute of audio, Groq's too) and DALL·E
+# (per image, by size and quality). Their answers report no tokens, so no per-token price
+# can price them: their calls are recorded with ``cost_usd`` null, and a budget cannot
+# hold them (``tollway.budgets``).
+_BILLED_PER_UNIT = (
+    ("tts-1", "character"),
+    ("whisper-", "minute of audio"),
+    ("distil-whisper-", "minute of audio"),
+    ("dall-e-", "image"),
+)
+
+
+def billed_per(model: str) -> str | None:
+    """The unit ``model`` is billed per when its family is billed per unit, not per
+    token (``"image"``, ``"character"``, ``"minute of audio"``); else None."""
+    for prefix, unit in _BILLED_PER_UNIT:
+        if model.startswith(prefix):
+            return unit
+    return None
+
+
 # Suffixes providers put after a listed model's name: dates, numbered versions, aliases.
 _VERSION_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3,4}|latest|(?:preview|exp)(?:-\d{2}-\d{2}|-\d{4})?)$")
 _CACHE_LIMIT = 4096

@@ -165,7 +165,7 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
     route, consumer, model_upstream, ttft = facts.route, facts.consumer, facts.model_upstream, facts.ttft_ms
     cache = facts.cache
     priced = facts.priced
-    cost, saved = priced if priced is not None else call_cost(prices, model_upstream, u, cache)
+    cost, saved = priced if priced is not None else call_cost(prices, model_upstream, u, cache, facts.api, facts.status)
     values = (
         to_ms(facts.start),
         facts.request_id,
@@ -201,11 +201,20 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
     return record, logged
 
 
+# APIs some of whose models are billed per unit (image, character, minute of audio:
+# ``pricing.billed_per``) and answer no token usage.
+UNIT_BILLED_APIS = frozenset({"images", "audio"})
+
+
 def call_cost(
-    prices: PriceTable | None, model_upstream: str | None, u: Usage, cache: str | None
+    prices: PriceTable | None, model_upstream: str | None, u: Usage, cache: str | None, api: str, status: int
 ) -> tuple[float | None, float | None]:
     """A call's ``cost_usd`` and ``cost_saved_usd``: the one pricing of a call, which
-    the record and a budget's settlement (``tollway.budgets``) both use."""
+    the record and a budget's settlement (``tollway.budgets``) both use. An images or
+    audio call the provider answered (or the client left, 499) without reporting token
+    usage cost what no token count says: None (unknown), not the 0 its counts price at."""
+    if not u.reported and api in UNIT_BILLED_APIS and (status < 400 or status == 499):
+        return None, None
     cost = (
         prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens)
         if prices is not None

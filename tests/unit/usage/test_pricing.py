@@ -112,6 +112,9 @@ _MODEL_NAME = re.compile(
 )
 # Names there that are no provider's model: the record prices what they map to.
 _ALIASES = {"claude-sonnet"}  # a modelMapping key in docs/migrating-from-litellm.md
+# Media models docs/usage.md names as priced under ``pricing:``, not by the built-in
+# table (their input price depends on its modality).
+_ALIASES |= {"gpt-image-1", "gpt-4o-transcribe", "gpt-4o-mini-tts"}
 
 
 def _documented_models() -> dict[str, str]:
