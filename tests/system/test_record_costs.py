@@ -4,7 +4,8 @@ Gemini), plain and streamed, translated and not, through a real gateway with key
 whose providers are the transcript fakes. The record's tokens, cached tokens, model,
 status and cost are checked against the transcript's usage priced by hand from the
 providers' list prices (not from the gateway's table), Anthropic's prompt-cache writes
-at 1.25× input and its reads at 0.1×.
+at 1.25× input and its reads at 0.1×; and the record holds every count its cost is made
+of, so that pricing the record's own counts by docs/usage.md's formula gives its cost.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from tests.conftest import Proc
 from tests.support.fake_provider import FakeProvider, new_request_id, serve_gateway, usage_record
+from tests.support.usage_support import metric_sum, parse_metrics
 
 KEY = "ck-records-5e1a"
 CONFIG = """
@@ -48,6 +50,7 @@ class Reported(NamedTuple):
     cached_tokens: int
     output_tokens: int  # reasoning included
     cost_usd: float
+    cache_write_tokens: int = 0
 
 
 def _usd(*tokens_times_price: tuple[int, float]) -> float:
@@ -58,7 +61,9 @@ def _usd(*tokens_times_price: tuple[int, float]) -> float:
 REPORTED: dict[tuple[str, bool], Reported] = {
     # messages_tools.response.json: 497 input + 120 cache writes, 73 out; Claude Sonnet 4
     # at $3 in, $3.75 cache writes, $15 out.
-    ("claude", False): Reported("claude-sonnet-4-20250514", 617, 0, 73, _usd((497, 3.0), (120, 3.75), (73, 15.0))),
+    ("claude", False): Reported(
+        "claude-sonnet-4-20250514", 617, 0, 73, _usd((497, 3.0), (120, 3.75), (73, 15.0)), cache_write_tokens=120
+    ),
     # messages_text.stream.sse: 21 input + 1024 cache reads ($0.30), 12 out.
     ("claude", True): Reported("claude-sonnet-4-20250514", 1045, 1024, 12, _usd((21, 3.0), (1024, 0.30), (12, 15.0))),
     # chat_tools.response.json: GPT-4o at $2.50 in, $10 out.
@@ -71,6 +76,25 @@ REPORTED: dict[tuple[str, bool], Reported] = {
     # generate_text.stream.sse's last chunk: 1040 prompt (1024 cached), 11 + 45 thoughts.
     ("gemini", True): Reported("gemini-2.5-flash", 1040, 1024, 56, _usd((16, 0.30), (1024, 0.03), (56, 2.50))),
 }
+
+
+# The list prices above, per model: input, cached input, cache write, output.
+PRICES = {
+    "claude-sonnet-4-20250514": (3.0, 0.30, 3.75, 15.0),
+    "gpt-4o-2024-08-06": (2.50, 1.25, 2.50, 10.0),
+    "gpt-4o-mini-2024-07-18": (0.15, 0.075, 0.15, 0.60),
+    "gemini-2.5-flash": (0.30, 0.03, 0.30, 2.50),
+}
+
+
+def _repriced(record: dict[str, Any]) -> float:
+    """docs/usage.md's formula applied to the record's own counts."""
+    inp, cached, written, out = PRICES[record["model_upstream"]]
+    fresh = record["input_tokens"] - record["cached_tokens"] - record["cache_write_tokens"]
+    return _usd(
+        (fresh, inp), (record["cached_tokens"], cached), (record["cache_write_tokens"], written),
+        (record["output_tokens"], out),
+    )  # fmt: skip
 
 
 def _body(api: str, model: str, stream: bool) -> tuple[str, dict[str, Any]]:
@@ -137,4 +161,23 @@ def test_the_record_holds_what_the_provider_reported(gw: Proc, api: str, provide
     assert (record["model_requested"], record["model_upstream"]) == (want.model, want.model)
     got = (record["input_tokens"], record["cached_tokens"], record["output_tokens"], record["tokens_estimated"])
     assert got == (want.input_tokens, want.cached_tokens, want.output_tokens, False)
+    assert record["cache_write_tokens"] == want.cache_write_tokens
     assert record["cost_usd"] == pytest.approx(want.cost_usd, rel=1e-9)
+    assert _repriced(record) == pytest.approx(record["cost_usd"], rel=1e-9)
+
+
+def test_cache_writes_are_summed_and_counted_as_the_records_hold_them(gw: Proc) -> None:
+    # After the calls above (the module's gateway): every cache write a record holds is
+    # in /api/usage's sums and in tollway_tokens_total{kind="cache_write"}.
+    rid = new_request_id()
+    path, body = _body("messages", "claude-sonnet-4-20250514", False)
+    headers = {"authorization": f"Bearer {KEY}", "x-request-id": rid, "anthropic-version": "2023-06-01"}
+    assert httpx.post(gw.url + path, json=body, headers=headers, timeout=10).status_code == 200
+    assert usage_record(gw, rid)["cache_write_tokens"] == 120
+    records = httpx.get(gw.admin_url + "/api/requests", params={"limit": "1000"}).json()["requests"]
+    written = sum(r["cache_write_tokens"] for r in records)
+    assert written >= 120 and written % 120 == 0
+    rows = httpx.get(gw.admin_url + "/api/usage", params={"by": "consumer"}).json()["rows"]
+    assert [(r["key"], r["cache_write_tokens"]) for r in rows] == [("app", written)]
+    samples = parse_metrics(httpx.get(gw.admin_url + "/metrics").text)
+    assert metric_sum(samples, "tollway_tokens_total", consumer="app", kind="cache_write") == written

@@ -202,7 +202,7 @@ def test_usage_by_consumer_is_the_providers_tokens_and_metrics_agree(
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.strip() == httpx.get(gw.admin_url + "/api/usage", params={"by": "consumer"}).text
     csv = _cli(tmp_path, "--by", "model", "--format", "csv").stdout.splitlines()
-    assert csv[0] == "key,requests,errors,input_tokens,output_tokens,cost_usd" and any(
+    assert csv[0] == "key,requests,errors,input_tokens,output_tokens,cached_tokens,cache_write_tokens,cost_usd" and any(
         line.startswith("gpt-4o-mini,3,0,") for line in csv
     )
     table = _cli(tmp_path, "--since", "24h").stdout

@@ -246,6 +246,11 @@ _SCHEMAS: dict[str, Any] = {
             "errors": _TOKENS,
             "input_tokens": _TOKENS,
             "output_tokens": _TOKENS,
+            "cached_tokens": {**_TOKENS, "description": "The cached part of the input tokens."},
+            "cache_write_tokens": {
+                **_TOKENS,
+                "description": "The part of the input tokens written to the provider's prompt cache.",
+            },
             "cost_usd": {"type": "number", "minimum": 0},
         }
     ),
@@ -288,7 +293,11 @@ _SCHEMAS: dict[str, Any] = {
             "cached_tokens": _TOKENS,
             "reasoning_tokens": _TOKENS,
             "tokens_estimated": {"type": "boolean"},
-            "cost_usd": {"type": ["number", "null"]},
+            "cost_usd": {
+                "type": ["number", "null"],
+                "description": "US dollars; null for an unpriced model, or an images or audio call answered "
+                "with no token usage.",
+            },
             "latency_ms": {"type": "number"},
             "ttft_ms": {"type": ["number", "null"]},
             "client_ip": _NULLABLE_STRING,
@@ -319,6 +328,12 @@ _SCHEMAS: dict[str, Any] = {
             "mcp_tool": {
                 **_NULLABLE_STRING,
                 "description": "The tool an MCP tools/call named; null for every other call.",
+            },
+            "cache_write_tokens": {
+                **_TOKENS,
+                "description": "The part of input_tokens written to the provider's prompt cache (Anthropic's "
+                "cache_creation_input_tokens), priced at the cache-write price; 0 in records stored before it "
+                "was kept.",
             },
         }
     ),

@@ -65,7 +65,8 @@ class UsageRoutes:
 
     async def usage(self, req: AdminRequest) -> Answer:
         """``?by=consumer|model|route|provider|day|hour&since=&until=&consumer=`` →
-        ``{"rows": [{key, requests, errors, input_tokens, output_tokens, cost_usd}]}``."""
+        ``{"rows": [{key, requests, errors, input_tokens, output_tokens, cached_tokens,
+        cache_write_tokens, cost_usd}]}``."""
         try:
             query = query_from(req.query)
         except UsageQueryError as exc:

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from tollway.storage import Database
 
 Rows = list[dict[str, Any]]
-_FIELDS = ("key", "requests", "errors", "input_tokens", "output_tokens", "cost_usd")
+_FIELDS = (
+    "key", "requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd",
+)  # fmt: skip
+_COUNTS = _FIELDS[1:-1]
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,19 +98,19 @@ def format_csv(rows: Rows) -> str:
 
 def format_table(rows: Rows, by: str) -> str:
     """Aligned columns under a header, numbers right-aligned, then a total line."""
-    header = (by.upper(), "REQUESTS", "ERRORS", "INPUT_TOKENS", "OUTPUT_TOKENS", "COST_USD")
+    header = (by.upper(), *(f.upper() for f in _FIELDS[1:]))
     totals = [sum(r[f] for r in rows) for f in _FIELDS[1:]]
     lines = [
         (
             "(no consumer)"
             if r["key"] is None and by == "consumer"
             else str(r["key"] if r["key"] is not None else "-"),
-            *(str(r[f]) for f in _FIELDS[1:5]),
+            *(str(r[f]) for f in _COUNTS),
             f"{r['cost_usd']:.6f}",
         )
         for r in rows
     ]
-    lines.append(("TOTAL", *(str(t) for t in totals[:4]), f"{totals[4]:.6f}"))
+    lines.append(("TOTAL", *(str(t) for t in totals[:-1]), f"{totals[-1]:.6f}"))
     table = [header, *lines]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
 

@@ -62,7 +62,7 @@ NONE = "none"
 OTHER = "other"
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 _FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60)
-_TOKEN_KINDS = ("input", "output", "cached", "reasoning")
+_TOKEN_KINDS = ("input", "output", "cached", "reasoning", "cache_write")
 
 
 def _exact(name: str) -> bool:
@@ -147,7 +147,8 @@ class UsageMetrics:
     def __init__(self) -> None:
         self.models = ModelLabels(frozenset(), PriceTable())
         self._requests: dict[tuple[str, str, str, int], int] = {}
-        # Per (consumer, model): input, output, cached and reasoning tokens, and cost.
+        # Per (consumer, model): input, output, cached, reasoning and cache-write tokens,
+        # and cost.
         self._usage: dict[tuple[str, str], list[float]] = {}
         # Per (route, model): request duration, time to first token.
         self._timing: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
@@ -199,23 +200,25 @@ class UsageMetrics:
         key = (route, consumer, model, status)
         requests[key] = requests.get(key, 0) + 1
 
-        inp, out, cached, reasoning, cost = (
+        inp, out, cached, reasoning, written, cost = (
             record.input_tokens,
             record.output_tokens,
             record.cached_tokens,
             record.reasoning_tokens,
+            record.cache_write_tokens,
             record.cost_usd,
         )
-        if inp or out or cached or reasoning or cost:
+        if inp or out or cached or reasoning or written or cost:
             usage = self._usage.get((consumer, model))
             if usage is None:
-                usage = self._usage[(consumer, model)] = [0, 0, 0, 0, 0.0]
+                usage = self._usage[(consumer, model)] = [0, 0, 0, 0, 0, 0.0]
             usage[0] += inp
             usage[1] += out
             usage[2] += cached
             usage[3] += reasoning
+            usage[4] += written
             if cost:
-                usage[4] += cost
+                usage[5] += cost
 
         timing = self._timing.get((route, model))
         if timing is None:
@@ -253,7 +256,7 @@ class UsageMetrics:
             requests.add_metric([route, consumer, model, str(status)], n)
         tokens = CounterMetricFamily(
             "tollway_tokens",
-            "Tokens by consumer, model and kind (input includes cached; output includes reasoning).",
+            "Tokens by consumer, model and kind (input includes cached and cache_write; output includes reasoning).",
             labels=["consumer", "model", "kind"],
         )
         cost = CounterMetricFamily(
@@ -262,7 +265,7 @@ class UsageMetrics:
         for (consumer, model), usage in self._usage.items():
             for kind, amount in zip(_TOKEN_KINDS, usage, strict=False):
                 tokens.add_metric([consumer, model, kind], amount)
-            cost.add_metric([consumer, model], usage[4])
+            cost.add_metric([consumer, model], usage[5])
         duration = HistogramMetricFamily(
             "tollway_request_duration_seconds", "Time from request to the last byte.", labels=["route", "model"]
         )

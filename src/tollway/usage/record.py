@@ -63,6 +63,11 @@ class UsageRecord(NamedTuple):
     # stored before they were kept).
     mcp_method: str | None = None
     mcp_tool: str | None = None
+    # Prompt tokens written to the provider's prompt cache (Anthropic's
+    # ``cache_creation_input_tokens``): part of ``input_tokens``, priced at the model's
+    # cache-write price (0 in records stored before they were kept). Last, as the
+    # column it was added as.
+    cache_write_tokens: int = 0
 
     @property
     def ts(self) -> str:
@@ -194,6 +199,7 @@ def settle(facts: CallFacts, prices: PriceTable | None) -> Settled:
         saved,
         facts.mcp_method,
         facts.mcp_tool,
+        u.cache_write_tokens,
     )
     record = _make_record(UsageRecord, values)
     attributes, log_keys = facts.attributes, facts.log_attributes

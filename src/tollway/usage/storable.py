@@ -76,6 +76,7 @@ _COLUMN_TYPES: dict[str, tuple[type, ...]] = {
     "output_tokens": (int,),
     "cached_tokens": (int,),
     "reasoning_tokens": (int,),
+    "cache_write_tokens": (int,),
     "tokens_estimated": (int,),
     "cost_usd": _NUMBER_OR_NONE,
     "cost_saved_usd": _NUMBER_OR_NONE,
@@ -179,6 +180,10 @@ def decode(line: bytes) -> UsageRow:
     """The row a journal line holds; ``ValueError`` when it is not one (a line cut short
     by a kill, or not ours)."""
     values = orjson.loads(line)  # orjson.JSONDecodeError is a ValueError
+    if isinstance(values, list) and len(values) in (len(_TYPES) - 6, len(_TYPES) - 5, len(_TYPES) - 3, len(_TYPES) - 1):
+        # A line journaled before records kept their cache writes (the column before
+        # the key), maybe older still (below).
+        values.insert(len(values) - 1, 0)
     if isinstance(values, list) and len(values) in (len(_TYPES) - 5, len(_TYPES) - 4, len(_TYPES) - 2):
         # A line journaled before records kept an MCP call's method and tool (the two
         # columns before the key), maybe before they kept what ai-cache made of them

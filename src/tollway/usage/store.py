@@ -11,7 +11,8 @@ written again (a retry, a replay of the journal) is skipped, never stored twice.
 Records stored before it have none. ``api`` (step 3) says which API a call was;
 ``cache`` and ``cost_saved_usd`` (steps 4 and 5) what ai-cache made of it and what a hit
 saved; ``mcp_method`` and ``mcp_tool`` (steps 6 and 7) an MCP call's JSON-RPC method and
-tool; records stored before them have none.
+tool; records stored before them have none. ``cache_write_tokens`` (step 8) is 0 in
+records stored before it.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE usage_records ADD COLUMN cost_saved_usd DOUBLE PRECISION",),
     ("ALTER TABLE usage_records ADD COLUMN mcp_method TEXT",),
     ("ALTER TABLE usage_records ADD COLUMN mcp_tool TEXT",),
+    ("ALTER TABLE usage_records ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0",),
 )
 _COLUMNS = (
     "ts_ms",
@@ -103,6 +105,7 @@ _COLUMNS = (
     "cost_saved_usd",
     "mcp_method",
     "mcp_tool",
+    "cache_write_tokens",
 )
 _KEY = "record_key"
 # The most (consumer, server, tool) rows ``tool_calls`` answers.
@@ -121,6 +124,8 @@ _SUMS = """COUNT(*) AS requests,
     CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors,
     CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
     CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
+    CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens,
+    CAST(SUM(cache_write_tokens) AS BIGINT) AS cache_write_tokens,
     SUM(COALESCE(cost_usd, 0)) AS cost_usd"""
 
 
@@ -159,6 +164,7 @@ def row_of(record: UsageRecord, key: int | None = None) -> UsageRow:
         record.cost_saved_usd,
         record.mcp_method,
         record.mcp_tool,
+        record.cache_write_tokens,
         key,
     )
 
@@ -210,6 +216,8 @@ def _summary_row(row: Row) -> dict[str, Any]:
         "errors": int(row["errors"] or 0),
         "input_tokens": int(row["input_tokens"] or 0),
         "output_tokens": int(row["output_tokens"] or 0),
+        "cached_tokens": int(row["cached_tokens"] or 0),
+        "cache_write_tokens": int(row["cache_write_tokens"] or 0),
         # Rounded: sums of float prices carry noise in the last digits.
         "cost_usd": round(float(row["cost_usd"] or 0.0), 10),
     }

@@ -102,9 +102,9 @@ def test_a_journal_line_written_before_records_kept_their_api_is_still_read() ->
     row, line = encode(7, rec(DAY1, "alice"))
     assert line is not None
     old = orjson.loads(line)
-    del old[-6:-1]  # the api column, and the cache and MCP columns after it, before the key
+    del old[-7:-1]  # the api column, and the cache, MCP and cache-write columns after it, before the key
     read = decode(orjson.dumps(old))
-    assert read == (*row[:-6], None, None, None, None, None, 7)
+    assert read == (*row[:-7], None, None, None, None, None, 0, 7)
     assert record_of_inserted(read)["api"] is None and record_of_inserted(row)["api"] == "chat"
 
 
@@ -112,9 +112,9 @@ def test_a_journal_line_written_before_records_kept_what_ai_cache_made_of_them_i
     row, line = encode(7, rec(DAY1, "alice"))
     assert line is not None
     old = orjson.loads(line)
-    del old[-5:-1]  # cache and cost_saved_usd, and the MCP columns after them, before the key
+    del old[-6:-1]  # cache and cost_saved_usd, and the MCP and cache-write columns after them
     read = decode(orjson.dumps(old))
-    assert read == (*row[:-5], None, None, None, None, 7)
+    assert read == (*row[:-6], None, None, None, None, 0, 7)
     assert record_of_inserted(read)["api"] == "chat" and record_of_inserted(read)["cache"] is None
 
 
@@ -123,7 +123,18 @@ def test_a_journal_line_written_before_records_kept_an_mcp_calls_method_and_tool
     assert line is not None
     assert record_of_inserted(row)["mcp_tool"] == "echo"
     old = orjson.loads(line)
-    del old[-3:-1]  # mcp_method and mcp_tool, which sit before the key
+    del old[-4:-1]  # mcp_method and mcp_tool, and the cache-write column after them
     read = decode(orjson.dumps(old))
-    assert read == (*row[:-3], None, None, 7)
+    assert read == (*row[:-4], None, None, 0, 7)
     assert record_of_inserted(read)["cache"] == "miss" and record_of_inserted(read)["mcp_method"] is None
+
+
+def test_a_journal_line_written_before_records_kept_their_cache_writes_is_still_read() -> None:
+    row, line = encode(7, rec(DAY1, "alice")._replace(input_tokens=700, cache_write_tokens=600, mcp_tool="echo"))
+    assert line is not None
+    assert record_of_inserted(row)["cache_write_tokens"] == 600
+    old = orjson.loads(line)
+    del old[-2]  # cache_write_tokens, which sits before the key
+    read = decode(orjson.dumps(old))
+    assert read == (*row[:-2], 0, 7)
+    assert record_of_inserted(read)["cache_write_tokens"] == 0 and record_of_inserted(read)["mcp_tool"] == "echo"

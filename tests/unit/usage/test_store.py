@@ -66,6 +66,23 @@ async def test_a_schema_of_version_1_gains_the_record_key_and_api_and_keeps_its_
     await db.close()
 
 
+async def test_a_schema_before_cache_writes_gains_them_as_0_for_its_rows(database_url: str, tmp_path: Path) -> None:
+    db = open_database(database_url, tmp_path)
+    await db.connect()
+    await steps.migrate_in_steps(db, "usage_schema", store_module._MIGRATIONS[:-1])
+    old = store_module._COLUMNS[:-1]  # no cache_write_tokens
+    await db.execute(
+        f"INSERT INTO usage_records ({', '.join(old)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(old)))})",
+        *row_of(rec(DAY1, "alice", request_id="old"))[: len(old)],
+    )
+    store = UsageStore(db)
+    await store.migrate()
+    await store.write([rec(DAY2, "bob", request_id="new")._replace(input_tokens=700, cache_write_tokens=600)])
+    assert [(r["request_id"], r["cache_write_tokens"]) for r in await store.recent(10)] == [("new", 600), ("old", 0)]
+    assert [r["cache_write_tokens"] for r in await store.summary(UsageQuery("consumer"))] == [0, 600]
+    await db.close()
+
+
 async def test_a_keyed_record_is_stored_once_however_often_it_is_written(store: UsageStore) -> None:
     rows = [row_of(rec(DAY1 + i, "alice", request_id=f"r{i}"), i + 1) for i in range(3)]
     await store.write_rows(rows)
@@ -118,17 +135,24 @@ async def test_a_record_comes_back_as_it_went_in(store: UsageStore) -> None:
 async def test_summaries_group_and_count_errors_and_treat_null_cost_as_zero(store: UsageStore) -> None:
     await store.write(
         [
-            rec(DAY1, "alice", tokens=(10, 20), cost=0.25),
+            rec(DAY1, "alice", tokens=(10, 20), cost=0.25)._replace(cached_tokens=4, cache_write_tokens=3),
             rec(DAY1 + 60, "alice", "claude-3-5-sonnet", status=502, tokens=(5, 0), cost=None),
             rec(DAY2, "bob", tokens=(1, 2), cost=1.0, route="other", provider="anthropic"),
             rec(DAY2, None, None, status=401, tokens=(0, 0), cost=None, provider=None),
         ]
     )
     by_consumer = await store.summary(UsageQuery("consumer"))
+    tokens = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens")
     assert by_consumer == [
-        {"key": "alice", "requests": 2, "errors": 1, "input_tokens": 15, "output_tokens": 20, "cost_usd": 0.25},
-        {"key": "bob", "requests": 1, "errors": 0, "input_tokens": 1, "output_tokens": 2, "cost_usd": 1.0},
-        {"key": None, "requests": 1, "errors": 1, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
+        {
+            "key": "alice",
+            "requests": 2,
+            "errors": 1,
+            **dict(zip(tokens, (15, 20, 4, 3), strict=True)),
+            "cost_usd": 0.25,
+        },
+        {"key": "bob", "requests": 1, "errors": 0, **dict(zip(tokens, (1, 2, 0, 0), strict=True)), "cost_usd": 1.0},
+        {"key": None, "requests": 1, "errors": 1, **dict(zip(tokens, (0, 0, 0, 0), strict=True)), "cost_usd": 0.0},
     ]
     by_model = {r["key"]: r["requests"] for r in await store.summary(UsageQuery("model"))}
     assert by_model == {"gpt-4o": 2, "claude-3-5-sonnet": 1, None: 1}
