@@ -304,6 +304,14 @@ def test_provider_errors_pass_through_with_status_and_body(http: httpx.Client, g
     assert_still_serving(http)
 
 
+def test_an_anthropic_client_is_told_a_timeout_as_timeout_error(http: httpx.Client) -> None:
+    """Anthropic's API answers a 504 with type ``timeout_error`` (its errors page); so does the gateway."""
+    body = {"model": "mock-gpt", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+    r = http.post("/v1/messages", json=body, headers={"x-mock-latency-ms": "1500"})
+    assert r.status_code == 504, r.text
+    assert r.json() == {"type": "error", "error": {"type": "timeout_error", "message": r.json()["error"]["message"]}}
+
+
 def test_the_sdk_sees_a_passed_through_rate_limit(gw: Proc) -> None:
     with openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, timeout=10) as client:
         with pytest.raises(openai.RateLimitError) as raised:
@@ -344,6 +352,16 @@ def test_a_stream_that_goes_silent_past_upstream_timeout_ends_with_an_error_even
     line = logged(gw, r.headers["x-request-id"])
     assert (line["status"], line["reason"]) == (504, "ai-proxy.upstream_timeout")
     assert_still_serving(http)
+
+
+def test_an_anthropic_stream_that_goes_silent_ends_with_a_timeout_error(http: httpx.Client, gw: Proc) -> None:
+    body = {"model": "mock-gpt", "max_tokens": 10, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    r = http.post("/v1/messages", json=body, headers={"x-mock-chunk-delay-ms": "2600", "x-mock-chunks": "2"})
+    assert r.status_code == 200
+    last = json.loads(sse_data(r.text)[-1])
+    assert last["type"] == "error" and last["error"]["type"] == "timeout_error", last
+    line = logged(gw, r.headers["x-request-id"])
+    assert (line["status"], line["reason"]) == (504, "ai-proxy.upstream_timeout")
 
 
 def test_the_sdk_raises_on_a_stream_that_fails_midway(gw: Proc) -> None:

@@ -31,7 +31,7 @@ def render_stream_error(err: GatewayError, dialect: Dialect, api_path: str = "")
     if err.told_client:
         return b""
     if dialect == "anthropic":
-        return anthropic.stream_error_event(err.message)
+        return anthropic.stream_error_event(err.status, err.message)
     if api_path == RESPONSES:
         event = {"type": "error", "code": err.code, "message": err.message, "param": err.param}
         return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from tollway.errors import UpstreamError, UpstreamStreamFailed
+from tollway.errors import UpstreamError, UpstreamStreamFailed, UpstreamTimeout
 from tollway.gateway.error_replies import render_stream_error
 
 BROKE = UpstreamError("provider 'up' failed: connection reset", reason="ai-proxy.bad_upstream_response")
@@ -28,3 +28,11 @@ def test_nothing_follows_the_providers_own_error_event() -> None:
     )
     assert render_stream_error(failed, "openai", "/chat/completions") == b""
     assert render_stream_error(failed, "anthropic", "/messages") == b""
+
+
+def test_an_anthropic_stream_that_timed_out_ends_with_a_timeout_error() -> None:
+    """Anthropic's API types a 504 ``timeout_error``; a stream cut by the same timeout says so too."""
+    silent = UpstreamTimeout("provider 'up' timed out: nothing for 2s", reason="ai-proxy.upstream_timeout")
+    event = orjson.loads(render_stream_error(silent, "anthropic", "/messages")[19:])
+    assert event["error"]["type"] == "timeout_error"
+    assert orjson.loads(render_stream_error(BROKE, "anthropic", "/messages")[19:])["error"]["type"] == "api_error"

@@ -27,6 +27,9 @@ STATUS_OF_TYPE = {
 }
 _OPENAI_TYPES = {"invalid_request_error", "authentication_error", "permission_error", "not_found_error"}
 _OPENAI_TYPE_STATUS = {"rate_limit_error": 429, "insufficient_quota": 429, "server_error": 500, "api_error": 500}
+# The gateway's own codes that say more than the type does: a stream it closes because
+# the provider went silent (the 504 it would have answered before the stream began).
+_OPENAI_CODE_STATUS = {"upstream_timeout": 504}
 
 
 def error_to_pivot_obj(status: int, err: Any) -> Json:
@@ -47,14 +50,13 @@ def error_to_pivot(status: int, body: bytes) -> bytes:
     return pivot.error_body(status, message)
 
 
-def error_member(status: int, message: str, openai_type: str | None) -> Json:
-    """Anthropic's ``error`` member for an OpenAI error of this status and type."""
+def error_member(status: int, message: str, openai_type: str | None, code: str | None = None) -> Json:
+    """Anthropic's ``error`` member for an OpenAI error of this status, type and code."""
     if status < 400:
         if openai_type in _OPENAI_TYPES:
             return {"type": openai_type, "message": message}
-        status = _OPENAI_TYPE_STATUS.get(str(openai_type), 500)
-    etype = anthropic_wire.ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return {"type": etype, "message": message}
+        status = _OPENAI_CODE_STATUS.get(str(code)) or _OPENAI_TYPE_STATUS.get(str(openai_type), 500)
+    return {"type": anthropic_wire.error_type(status), "message": message}
 
 
 def error_from_pivot(status: int, body: bytes) -> bytes:
@@ -64,5 +66,5 @@ def error_from_pivot(status: int, body: bytes) -> bytes:
 
 def error_event_from_pivot(chunk: Json) -> Json:
     """A pivot error chunk ``{"error": {…}}`` → the data of Anthropic's ``error`` event."""
-    message, etype, _ = pivot.read_error(orjson.dumps(chunk))
-    return {"type": "error", "error": error_member(200, message, etype)}
+    message, etype, code = pivot.read_error(orjson.dumps(chunk))
+    return {"type": "error", "error": error_member(200, message, etype, code)}
