@@ -31,7 +31,7 @@ from tollway.gateway.unsuspended import run_shielded
 from tollway.mcp import jsonrpc
 from tollway.mcp.relay import McpRelay
 from tollway.mcp.tools import ToolFilter
-from tollway.protocols.sse import is_terminal
+from tollway.protocols.sse import is_comment, is_terminal
 
 if TYPE_CHECKING:
     from tollway.budgets.enforcer import Budgets
@@ -336,7 +336,9 @@ class Gateway:
                 if rewrite:
                     batch = chain.stream_events(ex, batch)
                 if batch:
-                    if ex.ttft_ms is None:
+                    # The first event proper: a comment (``: keep-alive``) is no token.
+                    # (Checked only until then: one attribute test per batch after.)
+                    if ex.ttft_ms is None and not all(is_comment(e.raw) for e in batch):
                         ex.ttft_ms = ex.elapsed_ms()
                     await client.write(b"".join([e.raw for e in batch]))
                     if is_terminal(batch[-1].raw):

@@ -108,6 +108,12 @@ def is_terminal(raw: bytes) -> bool:
     return b"[DONE]" in raw[:16] or raw.startswith(_TERMINAL_EVENTS)
 
 
+def is_comment(raw: bytes) -> bool:
+    """Whether an event (its raw bytes) is only comment lines (``: keep-alive``): no
+    event for the client's ``EventSource``, so no first token either."""
+    return raw[:1] == b":" and all(line[:1] == b":" for line in raw.splitlines() if line)
+
+
 class EventTooLarge(ValueError):
     """An event (or what is not yet one) grew past ``MAX_EVENT_BYTES``."""
 

@@ -370,3 +370,17 @@ def test_an_event_past_the_bound_is_refused() -> None:
         parser.feed(b"x" * 600)
     with pytest.raises(EventTooLarge):
         SseParser(max_event_bytes=1000).feed(b"data: ok\n\ndata: " + b"y" * 2000)
+
+
+@pytest.mark.parametrize(
+    ("raw", "comment"),
+    [
+        (b": keep-alive\n\n", True),
+        (b":\n:ping\r\n\r\n", True),
+        (b": note\ndata: {}\n\n", False),  # a comment line in an event with data
+        (b"data: {}\n\n", False),
+        (b"event: ping\n\n", False),
+    ],
+)
+def test_an_event_of_comment_lines_only_is_a_comment(raw: bytes, comment: bool) -> None:
+    assert sse.is_comment(raw) is comment
