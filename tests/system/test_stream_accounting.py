@@ -36,7 +36,8 @@ class StreamingProvider(LoopbackServer):
 
     - ``/keepalive``: a comment at once, then after ``PAUSE_S`` a whole answer;
     - ``/unreported``: a first content event, then after ``PAUSE_S`` (the client has
-      left by then) ``DRAINED_EVENTS`` more, then silence, never its usage or its end."""
+      left by then) ``DRAINED_EVENTS`` more, then silence, never its usage or its end;
+    - ``/ending``: the same, then its end (``[DONE]``), never its usage."""
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head, _ = await read_request(reader)
@@ -59,8 +60,10 @@ class StreamingProvider(LoopbackServer):
         for _ in range(DRAINED_EVENTS):
             event = chunk(DRAINED_TEXT)
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        if path.startswith(b"/ending/"):
+            writer.write(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
         await writer.drain()
-        await reader.read()  # silent until the gateway gives up on it
+        await reader.read()  # silent until the gateway gives up on it (or closes)
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +75,11 @@ storage: {{database: "sqlite:///./tollway.db"}}
 providers:
   - {{id: keepalive, type: openai, baseUrl: "{provider.url}/keepalive/v1", apiTokens: [sk-up]}}
   - {{id: unreported, type: openai, baseUrl: "{provider.url}/unreported/v1", apiTokens: [sk-up]}}
+  - {{id: ending, type: openai, baseUrl: "{provider.url}/ending/v1", apiTokens: [sk-up]}}
 routes:
   - {{name: keepalive, path_prefix: /keepalive/v1/, provider: keepalive}}
   - {{name: unreported, path_prefix: /unreported/v1/, provider: unreported}}
+  - {{name: ending, path_prefix: /ending/v1/, provider: ending}}
 """
         proc = serve_gateway(tmp_path_factory.mktemp("stream-accounting"), config)
         yield proc
@@ -91,3 +96,22 @@ def test_ttft_is_the_first_event_not_a_keep_alive_comment_before_it(gw: Proc) ->
     record = usage_record(gw, rid)
     # The comment came at once; the first event only after the provider's pause.
     assert record["ttft_ms"] >= PAUSE_S * 1000
+
+
+@pytest.mark.parametrize("route", ["unreported", "ending"])
+def test_a_drained_stream_without_usage_is_billed_all_the_text_read(gw: Proc, route: str) -> None:
+    """The client leaves after the first words; the drain reads 100 more events (and
+    the stream's end, or not before its time runs out), and the provider bills those too."""
+    rid = new_request_id()
+    with httpx.Client(timeout=10) as client:
+        headers = {"x-request-id": rid}
+        with client.stream("POST", gw.url + f"/{route}/v1/chat/completions", json=BODY, headers=headers) as r:
+            seen = b""
+            for piece in r.iter_raw():
+                seen += piece
+                if b"first words" in seen:
+                    break
+    record = usage_record(gw, rid, within=15)
+    assert (record["status"], record["tokens_estimated"]) == (499, True)
+    drained_tokens = DRAINED_EVENTS * len(DRAINED_TEXT) // 4
+    assert record["output_tokens"] >= drained_tokens, record

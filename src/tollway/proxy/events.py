@@ -1,9 +1,10 @@
 """A provider's streamed answer as the gateway relays it: the client's events, read one
 network chunk at a time, never buffered (the ``EventSource`` of a ``Reply``).
 
-A stream that ends early is billed what the provider reported, or an estimate of what
-was sent, whichever is more: when the provider breaks off (the stream then ends with the
-``GatewayError`` this source raises) and when the client leaves (``abandoned``).
+A stream that ends early is billed what the provider reported, or an estimate of the
+text read, whichever is more: when the provider breaks off (the stream then ends with the
+``GatewayError`` this source raises) and when the client leaves (``abandoned``: with a
+drain, the text read after the client left counts too).
 
 The provider breaks off when its connection fails, when its body ends before the
 stream's last event (``EventTranslation.finished``: a cut the transport cannot see), and
@@ -126,18 +127,20 @@ class ProviderEvents:
         if self._ended:
             return  # its end or its break was accounted for as it came
         translation = self._translation
-        sent = translation.sent_chars  # what the drain reads next never reached the client
+        ex = self._ex
         complete = False
         # Read on unless the stream has ended with its usage (Anthropic reports the
         # input first, the output last; OpenAI's usage chunk follows the finish).
-        if self._drain_s and not (self._ex.usage.reported and translation.finished):
+        if self._drain_s and not (ex.usage.reported and translation.finished):
             complete = await self._drain()
         # What the provider reported (a translation's reader holds it until the stream's
         # end: Anthropic's message_start, Gemini's usageMetadata) is read, whether the
-        # drain reached the end or not; only what it never reported is estimated.
+        # drain reached the end or not; only what it never reported is estimated, from
+        # all the text read: the provider bills what it generated, the part the client
+        # saw and the part the drain read after it alike (``sent_chars`` counts both).
         translation.broke()
-        if not complete:
-            estimate_unfinished(self._ex, sent)
+        if not complete or (not ex.usage.reported and ex.api in ESTIMATED_APIS):
+            estimate_unfinished(ex, translation.sent_chars)
 
     async def _drain(self) -> bool:
         """Read the rest of a stream nobody receives any more (its events go through
