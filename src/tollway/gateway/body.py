@@ -1,10 +1,6 @@
 """A request body sent with a ``Content-Encoding``: decoded once, before any plugin or
-the body's facts see it, and forwarded decoded.
-
-gzip (``x-gzip``), deflate (zlib's format, or raw deflate as some clients send it), br
-and zstd, in layers as the header lists them (at most ``MAX_LAYERS``); ``identity`` is
-no layer. Each layer is decoded in steps of at most ``STEP`` bytes of output, so a
-decompression bomb costs no more memory than ``limit`` (``max_body_bytes``) and a step:
+the body's facts see it, and forwarded decoded (``tollway.content_coding`` decodes it,
+bounded by ``max_body_bytes``); what cannot be is the client's error:
 
     an unknown coding, or more layers     415 gateway.unsupported_encoding
     more than ``limit`` bytes decoded      413 gateway.body_too_large
@@ -13,150 +9,18 @@ decompression bomb costs no more memory than ``limit`` (``max_body_bytes``) and 
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Callable
-
-import brotli
-import zstandard
-
+from tollway import content_coding
 from tollway.errors import BadRequest, BodyTooLarge, UnsupportedMediaType
-
-# Output per decoding step (brotli may give up to twice this in one step).
-STEP = 64 * 1024
-MAX_LAYERS = 2
-# The largest zstd window a body may ask for: 8 MiB, what RFC 8878 asks every decoder
-# to support; a frame wanting more is refused rather than given the memory.
-ZSTD_MAX_WINDOW = 8 * 1024 * 1024
-
-Decoder = Callable[[bytes, int], bytes]
-
-
-def _too_large(limit: int) -> BodyTooLarge:
-    return BodyTooLarge(f"request body is larger than {limit} bytes once decoded", reason="gateway.body_too_large")
-
-
-def _corrupt(coding: str) -> BadRequest:
-    return BadRequest(f"request body is not valid {coding} data", reason="gateway.bad_request")
-
-
-def codings(values: list[str]) -> list[str]:
-    """The codings of the Content-Encoding header lines, in the order they were applied,
-    ``identity`` left out; raises 415 for one this gateway cannot decode."""
-    named = [c for c in (t.strip().lower() for v in values for t in v.split(",")) if c and c != "identity"]
-    for coding in named:
-        if coding not in _DECODERS:
-            raise UnsupportedMediaType(
-                f"request Content-Encoding {coding!r} is not supported (gzip, deflate, br, zstd are)",
-                reason="gateway.unsupported_encoding",
-            )
-    if len(named) > MAX_LAYERS:
-        raise UnsupportedMediaType(
-            f"request body has {len(named)} content codings; at most {MAX_LAYERS} are decoded",
-            reason="gateway.unsupported_encoding",
-        )
-    return named
 
 
 def decode(body: bytes, values: list[str], limit: int) -> bytes:
     """``body`` with the codings of the Content-Encoding header lines ``values`` undone
-    (the last applied first), never more than ``limit`` bytes (see the module)."""
-    for coding in reversed(codings(values)):
-        if not body:
-            break
-        body = _DECODERS[coding](body, limit)
-    return body
-
-
-def _inflate(data: bytes, limit: int, wbits: int, coding: str) -> bytes:
-    """zlib's formats: gzip (``wbits`` 31; members one after another are one body, as
-    RFC 1952 allows), zlib (15) or raw deflate (-15)."""
-    parts: list[bytes] = []
-    size = 0
-    inflater = zlib.decompressobj(wbits)
+    (the last applied first), never more than ``limit`` bytes."""
     try:
-        while True:
-            chunk = inflater.decompress(data, STEP)
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            parts.append(chunk)
-            data = inflater.unconsumed_tail
-            if inflater.eof:
-                data = inflater.unused_data
-                if not data:
-                    break
-                if wbits != 31:
-                    raise _corrupt(coding)
-                inflater = zlib.decompressobj(wbits)
-            elif not data and not chunk:
-                raise _corrupt(coding)  # the input ended inside the stream
-    except zlib.error:
-        raise _corrupt(coding) from None
-    return b"".join(parts)
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    return _inflate(data, limit, 31, "gzip")
-
-
-def _deflate(data: bytes, limit: int) -> bytes:
-    # HTTP's "deflate" is the zlib format (RFC 9110 §8.4.1.2); some clients send the raw
-    # deflate stream instead, which no zlib header check (RFC 1950 §2.2) accepts.
-    zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
-    return _inflate(data, limit, 15 if zlib_header else -15, "deflate")
-
-
-def _unbrotli(data: bytes, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    decoder = brotli.Decompressor()
-    try:
-        chunk = decoder.process(data, output_buffer_limit=STEP)
-        while True:
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            parts.append(chunk)
-            if decoder.can_accept_more_data():
-                break
-            chunk = decoder.process(b"", output_buffer_limit=STEP)
-    except brotli.error:
-        raise _corrupt("br") from None
-    if not decoder.is_finished():
-        raise _corrupt("br")
-    return b"".join(parts)
-
-
-def _unzstd(data: bytes, limit: int) -> bytes:
-    """Frames one after another are one body. The bounded read cannot tell a frame cut
-    short from a whole one, so a body that fit is read once more, frame by frame, to
-    check each ends (that read makes no more than the first did)."""
-    context = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
-    parts: list[bytes] = []
-    size = 0
-    try:
-        reader = context.stream_reader(data, read_across_frames=True)
-        while chunk := reader.read(STEP):
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            parts.append(chunk)
-        rest = data
-        while rest:
-            frame = context.decompressobj()
-            frame.decompress(rest)
-            if not frame.eof:
-                raise _corrupt("zstd")
-            rest = frame.unused_data
-    except zstandard.ZstdError:
-        raise _corrupt("zstd") from None
-    return b"".join(parts)
-
-
-_DECODERS: dict[str, Decoder] = {
-    "gzip": _gunzip,
-    "x-gzip": _gunzip,
-    "deflate": _deflate,
-    "br": _unbrotli,
-    "zstd": _unzstd,
-}
+        return content_coding.decode(body, values, limit)
+    except content_coding.UnknownCoding as exc:
+        raise UnsupportedMediaType(f"request {exc}", reason="gateway.unsupported_encoding") from None
+    except content_coding.TooLarge as exc:
+        raise BodyTooLarge(f"request body is {exc}", reason="gateway.body_too_large") from None
+    except content_coding.Corrupt as exc:
+        raise BadRequest(f"request body is {exc}", reason="gateway.bad_request") from None

@@ -1,4 +1,4 @@
-"""Request bodies with a Content-Encoding (gateway/body.py, SPEC §14), through a gateway in
+"""Request bodies with a Content-Encoding (gateway/body.py, content_coding.py, SPEC §14), through a gateway in
 this process: gzip, deflate, br and zstd bodies are decoded before any plugin reads them
 and forwarded decoded; what decodes to more than ``max_body_bytes`` is a 413 with the
 memory it takes bounded; an unknown coding is a 415, a corrupt body a 400."""
@@ -17,6 +17,7 @@ import pytest
 import zstandard
 
 from tests.support.asgi_support import RecordingUpstream, send_raw
+from tollway import content_coding
 from tollway.errors import BadRequest, BodyTooLarge, UnsupportedMediaType
 from tollway.gateway import body
 from tollway.testing.gateway import GatewayUnderTest
@@ -173,10 +174,12 @@ def test_gzip_members_and_zstd_frames_one_after_another_are_one_body() -> None:
 
 
 def test_the_codings_of_the_header() -> None:
-    assert body.codings(["gzip, identity", " BR "]) == ["gzip", "br"]
-    assert body.codings(["", "identity"]) == []
+    assert content_coding.codings(["gzip, identity", " BR "]) == ["gzip", "br"]
+    assert content_coding.codings(["", "identity"]) == []
+    with pytest.raises(content_coding.UnknownCoding):
+        content_coding.codings(["gzip", "lzma"])
     with pytest.raises(UnsupportedMediaType):
-        body.codings(["gzip", "lzma"])
+        body.decode(b"x", ["gzip", "lzma"], LIMIT)
 
 
 def test_a_zstd_frame_that_wants_too_large_a_window_is_refused() -> None:
