@@ -381,8 +381,9 @@ def test_other_headers_pass_through_and_hop_by_hop_ones_do_not(http: httpx.Clien
     seen = mock_requests()[0]
     assert header(seen, "x-custom-trace") == ["trace-123"]
     # OpenAI-Organization would choose the provider account: withheld (no pass_headers here).
-    for dropped in ("keep-alive", "proxy-authorization", "accept-encoding", "openai-organization"):
+    for dropped in ("keep-alive", "proxy-authorization", "openai-organization"):
         assert header(seen, dropped) == [], dropped
+    assert header(seen, "accept-encoding") == ["identity"]  # the gateway's own, never the client's
     assert header(seen, "host") != [r.request.headers["host"]]
 
 

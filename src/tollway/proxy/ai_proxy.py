@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from tollway import content_coding
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError, UpstreamTimeout
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.protocols import provider_json
@@ -44,6 +45,9 @@ from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, 
 CANCELLED = 499
 
 _MODEL_DETAILS = "/models/"
+# The most a compressed answer the gateway must read may decode to (a decompression bomb
+# costs no more): far above any model answer, an embeddings batch's included.
+MAX_DECODED_ANSWER = 256 * 1024 * 1024
 
 
 def _fails_over(status: int) -> bool:
@@ -223,8 +227,25 @@ class AiProxy:
         are the organisation's session with the provider, are not passed on."""
         secrets = provider.secrets
         headers = secrets.headers([h for h in resp.headers if h[0] != "set-cookie"])
-        ctype = next((v for k, v in headers if k == "content-type"), "")
+        ctype = ""
+        coding: str | None = None
+        for k, v in headers:  # (one pass: no cost to an answer without a coding)
+            if k == "content-type":
+                ctype = ctype or v
+            elif k == "content-encoding":
+                coding = v if coding is None else f"{coding}, {v}"
         if resp.status == 200 and ctype.startswith("text/event-stream"):
+            if coding is not None and coding.strip().lower() != "identity":
+                # Asked for identity, compressed anyway: its events cannot be read,
+                # counted or cut into, and relayed as they are they would reach the
+                # client as gzip bytes and then a plain error event.
+                await resp.aclose()
+                if ex.api in ESTIMATED_APIS:
+                    estimate_unfinished(ex, 0)  # generated, and billed by the provider
+                raise UpstreamError(
+                    f"provider {provider.id!r} sent a stream with Content-Encoding {coding[:40]!r}",
+                    reason="ai-proxy.bad_upstream_response",
+                )
             events: EventTranslation
             if translation is not None:
                 events = translation.stream(ex)
@@ -241,14 +262,21 @@ class AiProxy:
             raise translate(exc, provider.id) from None
         finally:
             await resp.aclose()
-        if resp.status >= 400:
-            body = secrets.body(body)
         answer: Any = None
         # application/json, with or without parameters; not JSON Lines (a batch file's
         # content: application/jsonl), which is no one JSON document.
         claims_json = ctype.startswith("application/json") and ctype[16:17] in ("", ";", " ")
         head_only = ex.request.method == "HEAD"  # (its answer has no body: it says what a GET's would be)
-        if resp.status < 300 and resp.status != 204 and not head_only and (claims_json or translation is not None):
+        reads_body = claims_json or translation is not None
+        if coding is not None and body and (reads_body or resp.status >= 400):
+            # A body the gateway reads (JSON, one to translate, an error to take keys
+            # out of), compressed though identity was asked: decoded, and sent on as
+            # what it now is. One it only passes on (a file's content) keeps its coding.
+            body = self._decoded(ex, provider, resp.status, body, coding)
+            headers = [h for h in headers if h[0] != "content-encoding"]
+        if resp.status >= 400:
+            body = secrets.body(body)
+        if resp.status < 300 and resp.status != 204 and not head_only and reads_body:
             try:
                 answer = provider_json.loads(body)
             except orjson.JSONDecodeError:
@@ -268,6 +296,21 @@ class AiProxy:
             if not ex.usage.reported and resp.status < 300 and ex.api in ESTIMATED_APIS:
                 estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
         return Reply(resp.status, headers, body)
+
+    @staticmethod
+    def _decoded(ex: Exchange, provider: Provider, status: int, body: bytes, coding: str) -> bytes:
+        """``body`` with its Content-Encoding undone, at most ``MAX_DECODED_ANSWER``
+        bytes; what cannot be decoded is the provider's failure (502), a success of it
+        billed on an estimate."""
+        try:
+            return content_coding.decode(body, [coding], MAX_DECODED_ANSWER)
+        except content_coding.CodingError as exc:
+            if status < 300 and ex.api in ESTIMATED_APIS:
+                estimate_unfinished(ex, 0)
+            raise UpstreamError(
+                f"provider {provider.id!r} answered {status} with a body that cannot be decoded: {exc}",
+                reason="ai-proxy.bad_upstream_response",
+            ) from None
 
     @staticmethod
     def _translated_body(translation: Translation, status: int, body: bytes, answer: Any) -> tuple[bytes, Any]:

@@ -60,7 +60,9 @@ class AiohttpTransport:
                 connector=connector,
                 trust_env=True,
                 auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                skip_auto_headers=("User-Agent", "Content-Type"),
+                # The answer as it is, as the lean client asks (see ``h1``).
+                headers={"Accept-Encoding": "identity"},
                 timeout=aiohttp.ClientTimeout(total=None),
             )
         return self._session
@@ -72,7 +74,7 @@ class AiohttpTransport:
                 resp = await session.request(
                     request.method,
                     request.url,
-                    headers=request.headers,
+                    headers=[h for h in request.headers if h[0].lower() != "accept-encoding"],
                     data=request.body if request.body else None,
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=None, sock_read=None),

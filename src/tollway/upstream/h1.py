@@ -8,6 +8,9 @@ is several times cheaper. Parsing stays in llhttp, Node's hardened parser.
 What it does not do is delegated to the aiohttp transport by ``PooledTransport``:
 requests through an HTTP(S) proxy from the environment, and HEAD requests.
 
+Every request asks for ``Accept-Encoding: identity`` (whatever its headers say): the
+gateway reads and relays answers as they are, uncompressed.
+
 Safety:
 - a request whose method, target or headers contain CR, LF or NUL is refused before a
   byte is written (no header injection or request smuggling across pooled connections);
@@ -35,6 +38,12 @@ from tollway import deadlines
 from tollway.upstream import ConnectFailed, ProtocolFailure, TransportTimeout, UpstreamRequest
 
 _FORBIDDEN = frozenset("\r\n\0")
+# What the client writes itself, whatever the request's headers say. Accept-Encoding
+# asks for the answer as it is: with none, a server may use any coding (RFC 9110
+# §12.5.3), and a provider, or a CDN or nginx in front of one, may compress an answer
+# the gateway must read (JSON, a stream) or a stream it relays event by event.
+_SET_HERE = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
+_IDENTITY = "accept-encoding: identity"
 _HIGH_WATER = 1 << 20  # pause reading the provider once this much is queued for a slow client
 _LOW_WATER = 1 << 16
 
@@ -342,9 +351,9 @@ class H1Transport:
     def _head(self, request: UpstreamRequest, target: str, netloc: str) -> bytes:
         _check_token(request.method, "method")
         _check_token(target, "target")
-        lines = [f"{request.method} {target} HTTP/1.1", f"host: {netloc}"]
+        lines = [f"{request.method} {target} HTTP/1.1", f"host: {netloc}", _IDENTITY]
         for name, value in request.headers:
-            if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+            if name.lower() in _SET_HERE:
                 continue
             _check_token(name, "header names")
             _check_token(value, "header values")

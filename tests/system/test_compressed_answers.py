@@ -1,0 +1,168 @@
+"""A provider that compresses its answers. The gateway asks every provider for
+``Accept-Encoding: identity`` (whatever the client asked for), so one that honours it
+answers plainly. One that compresses anyway: an answer the gateway reads (JSON, one it
+translates, an error) is decoded and sent on without its Content-Encoding; a compressed
+stream, which cannot be relayed event by event, is the provider's failure (502, before
+any of it reaches the client); a body the gateway only passes on (a file's content)
+keeps its coding and its bytes, which is correct HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import Proc
+from tests.support.fake_provider import new_request_id, serve_gateway, usage_record
+from tests.support.loopback_server import LoopbackServer, read_request
+
+CHAT = json.dumps({
+    "id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+}).encode()  # fmt: skip
+MESSAGE = json.dumps({
+    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+    "content": [{"type": "text", "text": "Paris."}], "stop_reason": "end_turn", "stop_sequence": None,
+    "usage": {"input_tokens": 13, "output_tokens": 5},
+}).encode()  # fmt: skip
+STREAM = (
+    b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o",'
+    b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}]}\n\n'
+    b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],'
+    b'"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}\n\n'
+    b"data: [DONE]\n\n"
+)
+ERROR = json.dumps({"error": {"message": "fake error 400", "type": "invalid_request_error", "code": None}}).encode()
+FILE = b'{"custom_id": "a"}\n{"custom_id": "b"}\n'
+
+
+class CompressingProvider(LoopbackServer):
+    """Gzips every answer under ``/always/``, whatever the request's Accept-Encoding;
+    under ``/honours/`` unless the request asks for ``identity``, as a server that takes
+    no Accept-Encoding as any coding (RFC 9110 §12.5.3) does. Each request's
+    Accept-Encoding values are kept in ``asked``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[list[str]] = []
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, body = await read_request(reader)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path = lines[0].split(" ")[:2]
+            asked = [v.strip() for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "accept-encoding"]
+            self.asked.append(asked)
+            compress = path.startswith("/always/") or asked != ["identity"]
+            if path.endswith("/content"):
+                status, ctype, plain = 200, "application/octet-stream", FILE
+            elif b'"fail"' in body:
+                status, ctype, plain = 400, "application/json", ERROR
+            elif b'"stream":true' in body.replace(b" ", b""):
+                status, ctype, plain = 200, "text/event-stream", STREAM
+            else:
+                status, ctype, plain = 200, "application/json", MESSAGE if path.endswith("/messages") else CHAT
+            sent = gzip.compress(plain) if compress else plain
+            coding = "content-encoding: gzip\r\n" if compress else ""
+            head_out = f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\n{coding}content-length: {len(sent)}\r\n\r\n"
+            writer.write(head_out.encode() + (b"" if method == "HEAD" else sent))
+            await writer.drain()
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[CompressingProvider]:
+    with CompressingProvider() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gw(provider: CompressingProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    config = f"""
+storage: {{database: "sqlite:///./tollway.db"}}
+providers:
+  - {{id: always, type: openai, baseUrl: "{provider.url}/always/v1", apiTokens: [sk-up]}}
+  - {{id: honours, type: openai, baseUrl: "{provider.url}/honours/v1", apiTokens: [sk-up]}}
+  - {{id: claude, type: claude, baseUrl: "{provider.url}/always", apiTokens: [sk-up]}}
+routes:
+  - {{name: always, path_prefix: /always/v1/, provider: always}}
+  - {{name: honours, path_prefix: /honours/v1/, provider: honours}}
+  - {{name: claude, path_prefix: /claude/v1/, provider: claude}}
+"""
+    proc = serve_gateway(tmp_path_factory.mktemp("compressed-answers"), config)
+    yield proc
+    assert proc.stop() == 0
+
+
+def chat(stream: bool = False, text: str = "capital of France?") -> dict[str, object]:
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": text}], "stream": stream}
+
+
+@pytest.mark.parametrize("route", ["/honours/v1", "/always/v1"])
+def test_a_json_answer_reaches_the_client_plain_and_billed(gw: Proc, route: str) -> None:
+    rid = new_request_id()
+    r = httpx.post(gw.url + route + "/chat/completions", json=chat(), headers={"x-request-id": rid})
+    assert r.status_code == 200, r.text
+    assert "content-encoding" not in r.headers
+    assert r.json()["choices"][0]["message"]["content"] == "Paris."
+    record = usage_record(gw, rid)
+    assert (record["input_tokens"], record["output_tokens"], record["tokens_estimated"]) == (11, 7, False)
+
+
+def test_a_compressed_answer_to_translate_is_translated(gw: Proc) -> None:
+    r = httpx.post(gw.url + "/claude/v1/chat/completions", json={**chat(), "model": "claude-sonnet-4-5"})
+    assert r.status_code == 200, r.text
+    assert "content-encoding" not in r.headers
+    assert r.json()["choices"][0]["message"]["content"] == "Paris."
+
+
+def test_a_compressed_error_reaches_the_client_plain(gw: Proc) -> None:
+    r = httpx.post(gw.url + "/always/v1/chat/completions", json=chat(text="fail"))
+    assert r.status_code == 400
+    assert "content-encoding" not in r.headers
+    assert r.json()["error"]["message"] == "fake error 400"
+
+
+def test_a_stream_from_a_provider_that_honours_identity_is_relayed(gw: Proc, provider: CompressingProvider) -> None:
+    r = httpx.post(gw.url + "/honours/v1/chat/completions", json=chat(stream=True))
+    assert r.status_code == 200, r.text
+    assert "content-encoding" not in r.headers
+    assert "Paris." in r.text and r.text.rstrip().endswith("data: [DONE]")
+    assert provider.asked[-1] == ["identity"]
+
+
+def test_a_compressed_stream_is_the_providers_failure_not_relayed(gw: Proc) -> None:
+    rid = new_request_id()
+    r = httpx.post(gw.url + "/always/v1/chat/completions", json=chat(stream=True), headers={"x-request-id": rid})
+    assert r.status_code == 502, r.text
+    assert "content-encoding" not in r.headers
+    assert r.headers["x-tollway-reason"] == "ai-proxy.bad_upstream_response"
+    assert "Content-Encoding" in r.json()["error"]["message"]
+    record = usage_record(gw, rid)
+    assert (record["status"], record["reason"]) == (502, "ai-proxy.bad_upstream_response")
+
+
+def test_the_client_cannot_ask_the_provider_for_a_coding(gw: Proc, provider: CompressingProvider) -> None:
+    r = httpx.post(gw.url + "/honours/v1/chat/completions", json=chat(), headers={"accept-encoding": "gzip, br"})
+    assert r.status_code == 200, r.text
+    assert provider.asked[-1] == ["identity"]
+
+
+def test_a_file_passed_on_keeps_its_coding_and_bytes(gw: Proc) -> None:
+    with httpx.Client() as client:
+        r = client.get(gw.url + "/always/v1/files/file-1/content")
+        assert r.status_code == 200
+        assert r.headers["content-encoding"] == "gzip"
+        assert r.content == FILE  # httpx undid the gzip the provider applied
+
+
+def test_a_head_asks_for_identity_too(gw: Proc, provider: CompressingProvider) -> None:
+    """A HEAD goes through the other transport (aiohttp's), which asks the same."""
+    r = httpx.head(gw.url + "/honours/v1/models", headers={"accept-encoding": "gzip"})
+    assert r.status_code == 200
+    assert provider.asked[-1] == ["identity"]
