@@ -17,8 +17,13 @@ Safety:
 - a connection is reused only after its response was read to the end, the server did
   not ask to close, and the parser is idle;
 - a connection that sat idle past ``keepalive_s`` is closed, never reused;
-- a request sent on a reused connection that the server had already closed (EOF before
-  any response byte) is sent once more on a fresh connection.
+- a pooled connection the server has closed (or is closing) is dropped, not used;
+- a request sent on a reused connection that the server had already closed (EOF or a
+  reset before any response byte, at once after the request: ``stale_within``) is sent
+  once more on a fresh connection. A close that comes later is the provider's failure
+  ("provider closed the connection before answering"), never sent again here: the
+  provider may have read the request and worked on it (and billed it); whether to try
+  again is the caller's rule (retryOnFailure), and the caller records that attempt.
 """
 
 from __future__ import annotations
@@ -59,7 +64,24 @@ class _HeadersOverdue(Exception):
 
 
 class _StaleConnection(Exception):
-    """The server closed a pooled connection before answering: safe to send again."""
+    """The server closed a pooled connection before it can have read the request: safe
+    to send again."""
+
+
+# How soon after a request on a reused connection its close shows the connection was
+# stale, closed by the server before the request came (its idle timeout raced our
+# reuse), rather than closed by a server that read the request. In that race the close
+# is seen within one round trip of the write: the server's FIN was already on its way,
+# or its reset answers bytes sent to a closed socket. So the bound is the connection's
+# own round trip, as its handshake measured it once when it was opened (TCP's is one
+# round trip, TLS's two or three: an upper bound), no less than 50 ms and no more than
+# 250 ms (the measure includes the DNS lookup). The floor: a loopback handshake takes
+# microseconds, but the close is seen only when the loop gets to it, and a loop busy
+# with other calls can take tens of milliseconds for that; a stale connection taken
+# for a failed call is a 502 the client did not need. A provider that read the request
+# and worked on it for longer is not sent it again.
+_STALE_MIN_S = 0.050
+_STALE_MAX_S = 0.250
 
 
 def _check_token(value: str, what: str) -> None:
@@ -97,6 +119,10 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
+        # When a request was last taken onto this reused connection, and how soon a close
+        # after it still shows the connection was stale (``_STALE_MIN_S``).
+        self.sent_at = 0.0
+        self.stale_within = _STALE_MIN_S
         self._reset()
 
     def _reset(self) -> None:
@@ -152,10 +178,12 @@ class _Connection(asyncio.Protocol):
             self.complete = True
             self._wake()
         if not self.complete:
-            if not self.got_bytes and self.reused:
+            if self.got_bytes:
+                self._fail(ProtocolFailure("provider closed the connection mid-response"))
+            elif self.reused and time.monotonic() - self.sent_at < self.stale_within:
                 self._fail(_StaleConnection())
             else:
-                self._fail(ProtocolFailure("provider closed the connection mid-response"))
+                self._fail(ProtocolFailure("provider closed the connection before answering"))
 
     def pause_writing(self) -> None:  # the request bodies we send are small
         pass
@@ -370,8 +398,15 @@ class H1Transport:
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self.keepalive_s:
+            transport = conn.transport
+            if (
+                not conn.closed
+                and transport is not None
+                and not transport.is_closing()
+                and now - conn.idle_since < self.keepalive_s
+            ):
                 conn.reused = True
+                conn.sent_at = now  # (the request is written before the next await)
                 conn._reset()
                 return conn
             conn.close()
@@ -380,6 +415,7 @@ class H1Transport:
     async def _connect(self, key: tuple[str, str, int]) -> _Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         try:
             transport, conn = await loop.create_connection(
                 lambda: _Connection(key),
@@ -394,6 +430,7 @@ class H1Transport:
             raise ConnectFailed(f"cannot connect to provider: {exc.strerror or type(exc).__name__}") from None
         # uvloop may call connection_made after create_connection returns.
         conn.transport = transport
+        conn.stale_within = min(max(time.monotonic() - started, _STALE_MIN_S), _STALE_MAX_S)
         return conn
 
     async def _exchange(

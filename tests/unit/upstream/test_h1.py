@@ -92,6 +92,15 @@ def req(
     )
 
 
+async def fetch(client: H1Transport, port: int) -> bytes:
+    """A request's whole answer body, its connection released."""
+    resp = await client.send(req(port))
+    try:
+        return await resp.read()
+    finally:
+        await resp.aclose()
+
+
 async def keep_alive_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
     while True:
         state.requests.append(await read_request(reader))
@@ -151,9 +160,7 @@ async def test_connection_close_is_not_reused(serve: Callable[..., Awaitable[Ser
     server = await serve(script)
     client = H1Transport()
     for _ in range(2):
-        resp = await client.send(req(server.port))
-        assert await resp.read() == b"{}"
-        await resp.aclose()
+        assert await fetch(client, server.port) == b"{}"
     assert server.connections == 2
     await client.aclose()
 
@@ -178,6 +185,50 @@ async def test_pooled_connection_closed_by_server_is_retried_on_a_fresh_one(
     await resp.read()
     await resp.aclose()
     assert len(server.requests) == 2
+    await client.aclose()
+
+
+async def test_a_pooled_connection_closed_as_the_request_came_is_retried_on_a_fresh_one(
+    serve: Callable[..., Awaitable[Server]],
+) -> None:
+    """The race of a server's idle timeout with a reuse: the server closes the connection
+    as the request arrives, unread; the close comes at once, so it is sent again."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
+        state.requests.append(await read_request(reader))
+        writer.write(ok(b"{}"))
+        await writer.drain()
+        await reader.read(1)  # the next request's first byte: closed before reading it
+
+    server = await serve(script)
+    client = H1Transport()
+    for _ in range(2):
+        assert await fetch(client, server.port) == b"{}"
+    assert (server.connections, len(server.requests)) == (2, 2)
+    await client.aclose()
+
+
+async def test_a_pooled_connection_closed_after_the_request_was_read_is_not_retried(
+    serve: Callable[..., Awaitable[Server]],
+) -> None:
+    """A server that read the request and worked on it before closing may have done what
+    it asked: the request is not sent again, the failure is the caller's to handle."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
+        state.requests.append(await read_request(reader))
+        writer.write(ok(b"{}"))
+        await writer.drain()
+        state.requests.append(await read_request(reader))
+        await asyncio.sleep(0.2)
+
+    server = await serve(script)
+    client = H1Transport()
+    resp = await client.send(req(server.port))
+    await resp.read()
+    await resp.aclose()
+    with pytest.raises(ProtocolFailure, match="closed the connection before answering"):
+        await client.send(req(server.port))
+    assert (server.connections, len(server.requests)) == (1, 2)
     await client.aclose()
 
 
