@@ -83,7 +83,7 @@ async def test_a_client_cannot_name_the_consumer_in_any_spelling() -> None:
     r = await send_raw(gw, "POST", b"/v1/chat/completions", headers, CHAT)
     assert r.status == 200, r.body
     reached = up.seen[0]
-    assert reached.header("x-mse-consumer") == "alice"
+    assert [v for k, v in reached.headers if k == "x-mse-consumer"] == ["alice"]  # once: the plugins' copy stays here
     assert not reached.names() & {"x_mse_consumer", "x-mse_consumer", "x_mse-consumer"}
     # The plugins saw only the consumer key-auth named, none of the client's.
     seen = [(name, value) for name, value in gw.calls[-1].request.headers if name.startswith(("x-mse", "x_mse"))]
