@@ -71,6 +71,10 @@ def test_moderation_naming_a_model_passes_a_budget(gw: Proc, media: MediaProvide
     record = usage_record(gw, rid)
     want = ("moderations", "omni-moderation-latest", 200)
     assert (record["api"], record["model_requested"], record["status"]) == want
+    # Free, not unpriced: no warning telling the operator to price it (verifier).
+    assert record["cost_usd"] == 0.0
+    gw.stop()
+    assert not any("has no price" in line for line in gw.stderr_lines), gw.stderr_lines
 
 
 Call = Callable[[openai.OpenAI, str], object]

@@ -11,8 +11,11 @@ database or store as the logs do, without credentials.
 A check past its bound is answered as failed at once and cancelled in the background:
 waiting for the cancellation would wait for the dependency it is about (asyncpg
 cancels a query by asking the server, and a server that answers nothing holds that for
-the query's whole timeout). Each dependency has at most one check running: a probe that
-finds one still running, or still ending, waits on it rather than start another.
+the query's whole timeout). A probe that finds a check still running within its bound
+waits on it rather than start another; one that finds it past its bound (ending in the
+background) starts a fresh check, so a dependency that came back is seen at the next
+probe, not once the stuck check's driver gives up (~30 s). At most ``MAX_ENDING`` checks
+per dependency end in the background; past that, probes wait on the last one.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from tollway.admin.app import AdminApp, AdminRequest, Answer, json_reply
 # A check that takes longer fails: a probe must be answered before its own timeout.
 CHECK_TIMEOUT_S = 2.0
 _NO_ANSWER = f"no answer within {CHECK_TIMEOUT_S:g}s"
+# Checks past their bound left to end in the background, per dependency.
+MAX_ENDING = 8
 
 # Raises when what it checks is not usable; the exception's text is the reason.
 Check = Callable[[], Awaitable[object]]
@@ -34,12 +39,14 @@ Check = Callable[[], Awaitable[object]]
 class _Probe:
     """One dependency's check, run at most once at a time."""
 
-    __slots__ = ("_check", "_name", "_task")
+    __slots__ = ("_check", "_ending", "_name", "_task")
 
     def __init__(self, name: str, check: Check) -> None:
         self._name = name
         self._check = check
         self._task: asyncio.Task[str] | None = None
+        # Checks cancelled past their bound and still ending.
+        self._ending: set[asyncio.Task[str]] = set()
 
     async def _run(self) -> str:
         try:
@@ -50,6 +57,10 @@ class _Probe:
 
     async def outcome(self) -> str:
         task = self._task
+        if task is not None and task.cancelling() and not task.done() and len(self._ending) < MAX_ENDING:
+            self._ending.add(task)  # past its bound: it ends on its own, a fresh check asks again
+            task.add_done_callback(self._ending.discard)
+            task = None
         if task is None or task.done():
             task = self._task = asyncio.get_running_loop().create_task(self._run(), name=f"readyz-{self._name}")
         done, _ = await asyncio.wait((task,), timeout=CHECK_TIMEOUT_S)
@@ -61,11 +72,15 @@ class _Probe:
 
     async def stop(self, bound_s: float) -> None:
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait((task,), timeout=bound_s)
+        tasks = [t for t in (task, *self._ending) if t is not None and not t.done()]
+        self._ending.clear()
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=bound_s)
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, asyncio.InvalidStateError):
-                task.result()
+                t.result()
 
 
 class Readiness:

@@ -154,8 +154,10 @@ class Provider:
 
     @property
     def basic_auth(self) -> bool:
-        """Whether the base URL's user info goes as Basic auth (``credentials``)."""
-        return self._basic is not None
+        """Whether the base URL's user info goes as Basic auth (``credentials``): it has
+        some, and the provider's key does not go in Authorization itself."""
+        token = self._tokens[0] if self._tokens else None
+        return self._basic is not None and self._basic in self.credentials(token)
 
     @property
     def retries(self) -> int:

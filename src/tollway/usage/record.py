@@ -218,7 +218,9 @@ def call_cost(
     """A call's ``cost_usd`` and ``cost_saved_usd``: the one pricing of a call, which
     the record and a budget's settlement (``tollway.budgets``) both use. An images or
     audio call the provider answered (or the client left, 499) without reporting token
-    usage cost what no token count says: None (unknown), not the 0 its counts price at."""
+    usage cost what no token count says: None (unknown), not the 0 its counts price at.
+    A moderation call the price table does not know costs nothing (no has-no-price
+    warning telling the operator to price a free API)."""
     if not u.reported and api in UNIT_BILLED_APIS and (status < 400 or status == 499):
         return None, None
     cost = (
@@ -229,6 +231,8 @@ def call_cost(
     if cache == "hit" or cache == "semantic":
         # Answered from the cache: no provider was paid; the tokens are what it saved.
         return 0.0, cost
+    if cost is None and api == "moderations":
+        return 0.0, None  # OpenAI's moderation is free (a priced one, Mistral's, is priced above)
     return cost, None
 
 

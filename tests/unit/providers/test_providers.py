@@ -51,3 +51,6 @@ def test_a_key_in_authorization_wins_over_the_base_urls_user_info() -> None:
     p = provider("openai", baseUrl="http://u:p@llm.internal/v1")
     assert p.endpoint("/chat/completions", "", "sk-1").headers == (("authorization", "Bearer sk-1"),)
     assert p.base_url == "http://llm.internal/v1"
+    keyed = provider("openai", baseUrl="http://u:p@llm.internal/v1", apiTokens=["sk-1"])
+    assert not keyed.basic_auth  # what start-up says: the key wins, no Basic auth goes
+    assert provider("ollama", baseUrl="http://u:p@llm.internal/v1", apiTokens=[]).basic_auth
