@@ -159,6 +159,14 @@ def test_reading_commands_create_nothing_where_there_is_no_database(tmp_path: Pa
         assert list(tmp_path.iterdir()) == []
 
 
+def test_a_refused_add_makes_no_database(tmp_path: Path) -> None:
+    # The verifier: a consumer refused for a pattern that does not compile left an empty
+    # quickstart database and a demo key behind.
+    refused = _cli(tmp_path, "add", "zed", "--allow-models", "~(bad")
+    assert refused.returncode == 2 and "invalid allow_models entry" in refused.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_without_a_config_uses_the_quickstart_database(tmp_path: Path) -> None:
     added = _cli(tmp_path, "add", "alice")
     assert added.returncode == 0, added.stderr

@@ -99,7 +99,14 @@ def _seconds(text: str) -> float:
 def cmd_add(args: argparse.Namespace) -> int:
     from tollway.consumers.consumer import Budget, parse_instant
     from tollway.consumers.groups import undeclared
+    from tollway.consumers.store import InvalidConsumer, validate
 
+    try:
+        # Before the database is opened: a refused consumer makes no database (nor demo key).
+        validate(args.name, args.allow_models, args.groups)
+    except InvalidConsumer as exc:
+        print(f"tollway: {exc}", file=sys.stderr)
+        return 2
     try:
         expires_at = parse_instant(args.expires) if args.expires is not None else None
     except ValueError:
