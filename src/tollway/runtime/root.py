@@ -92,6 +92,9 @@ class Runtime:
     ) -> None:
         self.source = source
         self.loaded = loaded
+        # What the process started with: the sections a reload cannot change stay as
+        # they were then, whatever the files reloaded since said.
+        self.started_with = loaded.config
         self.records_reloads = records_reloads
         cfg = loaded.config
         self.database = open_database(cfg.storage.database, loaded.base_dir)
@@ -266,7 +269,8 @@ class Runtime:
             log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(problems))
             return ReloadResult(False, problems)
         old, new = self.loaded.config, loaded.config
-        restart = [name for name in _RESTART_ONLY if getattr(old, name) != getattr(new, name)]
+        # Against what runs, not the file before: a change reverted is no change.
+        restart = [name for name in _RESTART_ONLY if getattr(self.started_with, name) != getattr(new, name)]
         self._say_warnings(
             [f"reload ({source}): changes to {name!r} need a restart and were not applied" for name in restart]
             + list(loaded.warnings)

@@ -153,3 +153,22 @@ async def test_a_reload_stops_the_replaced_rest_mcp_servers_once_their_calls_had
     finally:
         await runtime.stop()
     assert _session_managers() == []
+
+
+async def test_a_reload_says_what_needs_a_restart_against_what_runs_not_the_file_before(tmp_path: Path) -> None:
+    # The admin judge: after a reload that changed admin (not applied), one that put it
+    # back still said admin needed a restart, and the next said nothing though the
+    # running admin listener was never changed.
+    path = tmp_path / "tollway.yaml"
+    write(path, "admin: {port: 18081}\n")
+    runtime = Runtime(ConfigSource(path), load_file(path), access_log=AccessLog(io.StringIO()))
+    await runtime.start()
+    try:
+        write(path, "admin: {port: 18082}\n")
+        assert runtime.reload("test").restart_needed == ["admin"]
+        write(path, "admin: {port: 18082}\nserver: {shutdown_timeout_s: 3}\n")
+        assert runtime.reload("test").restart_needed == ["server", "admin"]  # still not applied
+        write(path, "admin: {port: 18081}\n")
+        assert runtime.reload("test").restart_needed == []  # as it runs
+    finally:
+        await runtime.stop()
