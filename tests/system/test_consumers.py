@@ -135,6 +135,8 @@ def test_cli_config_problems_exit_2(tmp_path: Path) -> None:
     assert _cli(tmp_path, "list", "-c", str(ok)).returncode == 2  # no ok.db yet
     invalid = _cli(tmp_path, "add", "bad name", "-c", str(ok))
     assert invalid.returncode == 2 and "invalid consumer name" in invalid.stderr
+    assert _cli(tmp_path, "list", "-c", str(ok)).returncode == 2  # the refused add made no ok.db
+    assert _cli(tmp_path, "add", "good-name", "-c", str(ok)).returncode == 0
     assert _cli(tmp_path, "list", "-c", str(ok)).returncode == 0
 
 
