@@ -13,10 +13,10 @@ import orjson
 
 from tollway.errors import NotFound
 from tollway.exchange import Attempt, Exchange, Reply
-from tollway.protocols.model_cards import ModelCard, anthropic_model, card_of, cards_of, openai_model
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
 from tollway.proxy import upstream_request
+from tollway.proxy.model_cards import ModelCard, anthropic_model, card_of, cards_of, openai_model
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
 

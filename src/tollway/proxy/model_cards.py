@@ -13,13 +13,10 @@ epoch as its time, ``tollway`` as its owner).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from tollway.consumers.consumer import iso_instant, parse_instant
 from tollway.protocols.registry import codec_for
-
-# The list says nothing of when a model was made; Anthropic's shape wants a time.
-UNKNOWN_TIME = "1970-01-01T00:00:00Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +31,7 @@ def _seconds(iso: Any) -> int | None:
     if not isinstance(iso, str):
         return None
     try:
-        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+        return int(parse_instant(iso))
     except ValueError:
         return None
 
@@ -77,9 +74,9 @@ def openai_model(card: ModelCard) -> dict[str, Any]:
 
 
 def anthropic_model(card: ModelCard) -> dict[str, Any]:
-    created = card.created
-    made = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else UNKNOWN_TIME
+    # A time nobody said is the epoch; one past year 9999 (a provider's) its end.
+    made = iso_instant(card.created or 0)
     return {"type": "model", "id": card.id, "display_name": card.display_name or card.id, "created_at": made}
 
 
-__all__ = ["UNKNOWN_TIME", "ModelCard", "anthropic_model", "card_of", "cards_of", "openai_model"]
+__all__ = ["ModelCard", "anthropic_model", "card_of", "cards_of", "openai_model"]
