@@ -12,7 +12,7 @@ config declares always wins. A name no source declares is a plain label (what
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tollway.config.schema import GroupConfig
@@ -25,6 +25,13 @@ def undeclared(names: Iterable[str], declared: set[str]) -> str | None:
     groups to): a name outside them is then a typo that would escape the group's budget.
     None when every name is declared, or none is (names are then plain labels)."""
     return next((n for n in names if n not in declared), None) if declared else None
+
+
+def named_twice(names: Sequence[str]) -> str | None:
+    """The first of a consumer's group ``names`` that it gives twice, or None (the rule
+    the config, the admin API and the CLI hold it to: a repeat would hold the consumer to
+    that group's budget twice)."""
+    return next((n for i, n in enumerate(names) if n in names[:i]), None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ import orjson
 
 from tollway import patterns
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
-from tollway.consumers.groups import Group
+from tollway.consumers.groups import Group, named_twice
 from tollway.consumers.keys import hash_key, hint_of, new_key
 from tollway.storage import Database, Row, Statement
 from tollway.storage.steps import migrate_in_steps
@@ -170,7 +170,7 @@ def validate(name: str, allow_models: Sequence[str] | None, groups: Sequence[str
             patterns.check(pattern)
         except ValueError as exc:  # it would fail every call the consumer makes
             raise InvalidConsumer(f"invalid allow_models entry: {exc}") from None
-    twice = next((g for i, g in enumerate(groups) if g in groups[:i]), None)
+    twice = named_twice(groups)
     if twice is not None:
         # Held to its budget once, not twice: a repeat is a slip, said rather than dropped.
         raise InvalidConsumer(f"groups names {twice!r} twice")

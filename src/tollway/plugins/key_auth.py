@@ -26,6 +26,7 @@ from tollway import patterns
 from tollway.config.load import LoadedConfig
 from tollway.config.schema import BudgetConfig
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
+from tollway.consumers.groups import named_twice
 from tollway.consumers.keys import hint_of
 from tollway.errors import BadRequest, Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
@@ -68,7 +69,7 @@ class ConsumerEntry(PluginConfig):
     @field_validator("groups")
     @classmethod
     def _each_group_once(cls, v: list[str]) -> list[str]:
-        twice = next((g for i, g in enumerate(v) if g in v[:i]), None)
+        twice = named_twice(v)
         if twice is not None:
             raise ValueError(f"names {twice!r} twice")
         return v
