@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -58,6 +59,44 @@ class ClosingProvider(LoopbackServer):
             answered += 1
 
 
+class RestartingProvider(LoopbackServer):
+    """Raw HTTP/1.1 on kept-alive connections, kept as long as the gateway likes, until
+    ``restart`` is set: then every connection that answered before is closed when its
+    next request comes, unanswered (as a restarted provider's, or one behind a load
+    balancer that forgot its idle connections, are: the gateway learns it only when it
+    writes). Requests whose text starts with ``hold`` are answered once ``HELD`` of
+    them came, so each comes on a connection of its own. ``delivered`` holds the text
+    of every request answered."""
+
+    HELD = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered: list[str] = []
+        self.restart = False
+        self._held: list[asyncio.Future[None]] = []
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = False
+        while True:
+            _, body = await read_request(reader)
+            if answered and self.restart:
+                return  # closed with the request unanswered
+            text = json.loads(body)["messages"][0]["content"]
+            if text.startswith("hold"):
+                held = asyncio.get_running_loop().create_future()
+                self._held.append(held)
+                if len(self._held) == self.HELD:
+                    for f in self._held:
+                        f.set_result(None)
+                    self._held.clear()
+                await held
+            self.delivered.append(text)
+            writer.write(ANSWER)
+            await writer.drain()
+            answered = True
+
+
 @pytest.fixture(scope="module")
 def provider() -> Iterator[ClosingProvider]:
     with ClosingProvider() as fake:
@@ -65,11 +104,20 @@ def provider() -> Iterator[ClosingProvider]:
 
 
 @pytest.fixture(scope="module")
-def gw(provider: ClosingProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+def restarting() -> Iterator[RestartingProvider]:
+    with RestartingProvider() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gw(
+    provider: ClosingProvider, restarting: RestartingProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proc]:
     config = f"""
 storage: {{database: "sqlite:///./tollway.db"}}
 providers:
   - {{id: plain, type: openai, baseUrl: "{provider.url}/v1", apiTokens: [sk-up]}}
+  - {{id: restarting, type: openai, baseUrl: "{restarting.url}/v1", apiTokens: [sk-up]}}
   - id: retried
     type: openai
     baseUrl: "{provider.url}/v1"
@@ -78,6 +126,7 @@ providers:
 routes:
   - {{name: plain, path_prefix: /plain/v1/, provider: plain}}
   - {{name: retried, path_prefix: /retried/v1/, provider: retried}}
+  - {{name: restarting, path_prefix: /restarting/v1/, provider: restarting}}
 """
     proc = serve_gateway(tmp_path_factory.mktemp("provider-connections"), config)
     yield proc
@@ -120,3 +169,19 @@ def test_a_connection_the_provider_closed_while_idle_is_not_the_clients_problem(
     assert r.status_code == 200, r.text
     assert provider.delivered.count("after") == 1
     assert tried(usage_record(gw, rid)) == [("plain", 200)]
+
+
+def test_every_pooled_connection_the_provider_closed_is_dropped_for_a_fresh_one(
+    gw: Proc, restarting: RestartingProvider
+) -> None:
+    """The gateway gave up after two stale connections in a row: with more in its pool,
+    the client got a 502 for a provider that was up."""
+    with ThreadPoolExecutor(RestartingProvider.HELD) as pool:
+        held = list(pool.map(lambda i: call(gw, "restarting", f"hold {i}"), range(RestartingProvider.HELD)))
+    assert [r.status_code for r in held] == [200] * RestartingProvider.HELD  # as many connections kept alive
+    restarting.restart = True
+    rid = new_request_id()
+    r = call(gw, "restarting", "after the restart", rid)
+    assert r.status_code == 200, r.text
+    assert restarting.delivered.count("after the restart") == 1
+    assert tried(usage_record(gw, rid)) == [("restarting", 200)]

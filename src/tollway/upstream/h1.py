@@ -20,10 +20,12 @@ Safety:
 - a pooled connection the server has closed (or is closing) is dropped, not used;
 - a request sent on a reused connection that the server had already closed (EOF or a
   reset before any response byte, at once after the request: ``stale_within``) is sent
-  once more on a fresh connection. A close that comes later is the provider's failure
-  ("provider closed the connection before answering"), never sent again here: the
-  provider may have read the request and worked on it (and billed it); whether to try
-  again is the caller's rule (retryOnFailure), and the caller records that attempt.
+  once more on a fresh connection, and the idle connections older than that one are
+  closed with it (the server closed them too, most likely). A close that comes later
+  is the provider's failure ("provider closed the connection before answering"),
+  never sent again here: the provider may have read the request and worked on it (and
+  billed it); whether to try again is the caller's rule (retryOnFailure), and the
+  caller records that attempt.
 """
 
 from __future__ import annotations
@@ -350,18 +352,15 @@ class H1Transport:
         due = loop.time() + request.headers_timeout
         # A kept-alive connection (nearly every call): the wait for the headers has a
         # deadline of the loop's (``tollway.deadlines``), not a timer of its own.
-        for _attempt in range(2):
-            conn = self._idle_connection(key)
-            if conn is None:
-                break
+        conn = self._idle_connection(key)
+        if conn is not None:
             try:
                 return await self._exchange(conn, head, request.body, request.idle_timeout, due)
             except _StaleConnection:
                 conn.close()
+                self._drop_idle_since(key, conn.idle_since)
             except _HeadersOverdue:
                 raise self._headers_timeout(request) from None
-        else:
-            raise ProtocolFailure("provider closed the connection before answering")
         # A new connection: the connect and the wait under one timeout.
         try:
             async with asyncio.timeout_at(due):
@@ -411,6 +410,19 @@ class H1Transport:
                 return conn
             conn.close()
         return None
+
+    def _drop_idle_since(self, key: tuple[str, str, int], since: float) -> None:
+        """Close the idle connections to ``key`` idle since ``since`` or longer: one of
+        them was found closed by the server (its keep-alive timeout, a restart, a
+        middlebox's idle timeout), and so, most likely, were the ones older than it.
+        Tried one by one, each would cost a round trip, and the request a 502 once the
+        tries ran out; connections released since stay."""
+        idle = self._idle.get(key)
+        if idle:
+            old = [c for c in idle if c.idle_since <= since]
+            idle[:] = [c for c in idle if c.idle_since > since]
+            for c in old:
+                c.close()
 
     async def _connect(self, key: tuple[str, str, int]) -> _Connection:
         scheme, host, port = key
