@@ -1,4 +1,5 @@
-"""A provider that compresses its answers. The gateway asks every provider for
+"""A provider (and an MCP server, and a REST service behind a tool) that compresses its
+answers. The gateway asks every provider for
 ``Accept-Encoding: identity`` (whatever the client asked for), so one that honours it
 answers plainly. One that compresses anyway: an answer the gateway reads (JSON, one it
 translates, an error) is decoded and sent on without its Content-Encoding; a compressed
@@ -20,6 +21,7 @@ import pytest
 from tests.conftest import Proc
 from tests.support.fake_provider import new_request_id, serve_gateway, usage_record
 from tests.support.loopback_server import LoopbackServer, read_request
+from tests.support.mcp_support import mcp_session, text_of
 
 CHAT = json.dumps({
     "id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
@@ -40,6 +42,19 @@ STREAM = (
 )
 ERROR = json.dumps({"error": {"message": "fake error 400", "type": "invalid_request_error", "code": None}}).encode()
 FILE = b'{"custom_id": "a"}\n{"custom_id": "b"}\n'
+MODELS = json.dumps({"object": "list", "data": [{"id": "gpt-listed", "object": "model", "created": 1}]})
+PET = b'{"id": 1, "name": "Rex"}'
+TOOLS = {"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}
+
+
+def mcp_answer(body: bytes) -> tuple[str, bytes]:
+    """An MCP server's answer to a JSON-RPC request: its tool list, as JSON; as an event
+    stream when the method is ``stream``."""
+    request = json.loads(body)
+    answer = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": TOOLS}).encode()
+    if request["method"] == "stream":
+        return "text/event-stream", b"event: message\ndata: " + answer + b"\n\n"
+    return "application/json", answer
 
 
 class CompressingProvider(LoopbackServer):
@@ -62,6 +77,12 @@ class CompressingProvider(LoopbackServer):
             compress = path.startswith("/always/") or asked != ["identity"]
             if path.endswith("/content"):
                 status, ctype, plain = 200, "application/octet-stream", FILE
+            elif path.endswith("/models"):
+                status, ctype, plain = 200, "application/json", MODELS.encode()
+            elif path.endswith("/mcp"):
+                status, (ctype, plain) = 200, mcp_answer(body)
+            elif path.endswith("/pet"):
+                status, ctype, plain = 200, "application/json", PET
             elif b'"fail"' in body:
                 status, ctype, plain = 400, "application/json", ERROR
             elif b'"stream":true' in body.replace(b" ", b""):
@@ -89,8 +110,16 @@ providers:
   - {{id: always, type: openai, baseUrl: "{provider.url}/always/v1", apiTokens: [sk-up]}}
   - {{id: honours, type: openai, baseUrl: "{provider.url}/honours/v1", apiTokens: [sk-up]}}
   - {{id: claude, type: claude, baseUrl: "{provider.url}/always", apiTokens: [sk-up]}}
+mcp_servers:
+  - {{name: squeezed, url: "{provider.url}/always/mcp"}}
+  - name: squeezed-rest
+    type: rest
+    tools:
+      - {{name: pet, inputSchema: {{type: object}}, request: {{url: "{provider.url}/always/rest/pet"}}}}
 routes:
   - {{name: always, path_prefix: /always/v1/, provider: always}}
+  - {{name: mcp, path_prefix: /mcp/squeezed, mcp_server: squeezed}}
+  - {{name: mcp-rest, path_prefix: /mcp/rest, mcp_server: squeezed-rest}}
   - {{name: honours, path_prefix: /honours/v1/, provider: honours}}
   - {{name: claude, path_prefix: /claude/v1/, provider: claude}}
 """
@@ -166,3 +195,45 @@ def test_a_head_asks_for_identity_too(gw: Proc, provider: CompressingProvider) -
     r = httpx.head(gw.url + "/honours/v1/models", headers={"accept-encoding": "gzip"})
     assert r.status_code == 200
     assert provider.asked[-1] == ["identity"]
+
+
+def test_a_compressed_model_list_is_read(gw: Proc) -> None:
+    r = httpx.get(gw.url + "/always/v1/models")
+    assert r.status_code == 200, r.text
+    assert [m["id"] for m in r.json()["data"]] == ["gpt-listed"]
+
+
+def mcp_call(gw: Proc, method: str, rid: str) -> httpx.Response:
+    return httpx.post(
+        gw.url + "/mcp/squeezed",
+        json={"jsonrpc": "2.0", "id": 7, "method": method},
+        headers={"accept": "application/json, text/event-stream", "x-request-id": rid},
+    )
+
+
+def test_a_compressed_answer_of_an_mcp_server_reaches_the_client_plain(gw: Proc) -> None:
+    rid = new_request_id()
+    r = mcp_call(gw, "tools/list", rid)
+    assert r.status_code == 200, r.text
+    assert "content-encoding" not in r.headers
+    assert r.json() == {"jsonrpc": "2.0", "id": 7, "result": TOOLS}
+    record = usage_record(gw, rid)
+    assert (record["status"], record["reason"]) == (200, None)
+
+
+def test_a_compressed_stream_of_an_mcp_server_is_its_failure_not_relayed(gw: Proc) -> None:
+    rid = new_request_id()
+    r = mcp_call(gw, "stream", rid)
+    assert r.status_code == 200, r.text  # a JSON-RPC error, which MCP clients read
+    assert "content-encoding" not in r.headers
+    error = r.json()["error"]
+    assert "squeezed" in error["message"] and "Content-Encoding" in error["message"]
+    record = usage_record(gw, rid)
+    assert (record["status"], record["reason"]) == (502, "mcp.upstream_failed")
+
+
+async def test_a_compressed_answer_of_a_rest_tools_service_is_its_result(gw: Proc) -> None:
+    async with mcp_session(gw.url + "/mcp/rest", None) as session:
+        result = await session.call_tool("pet", {})
+    assert not result.is_error, text_of(result)
+    assert json.loads(text_of(result)) == {"id": 1, "name": "Rex"}

@@ -6,11 +6,14 @@ and hands back its answer as it comes: a JSON body whole, an event stream event 
 event (``McpEvents``), never buffered. ``Mcp-Session-Id``, ``Mcp-Protocol-Version``,
 ``Last-Event-ID`` and the server's own headers pass both ways untouched.
 
-A server that cannot be reached, or that breaks off a streamed answer, costs the
-client one JSON-RPC error for its request (code -32603, naming the server) and the
-record status 502 (504 for a timeout), reason ``mcp.upstream_failed``. The error is
-sent with HTTP status 200 where it answers a request: every MCP client reads a JSON-RPC
-error there, while some take any other status as a broken transport.
+A plain answer compressed though the gateway asked for ``identity`` is decoded (and
+sent on without its Content-Encoding); a compressed stream, whose events the gateway
+cannot read, is the server's failure, as is a server that cannot be reached or that
+breaks off a streamed answer: each costs the client one JSON-RPC error for its request
+(code -32603, naming the server) and the record status 502 (504 for a timeout), reason
+``mcp.upstream_failed``. The error is sent with HTTP status 200 where it answers a
+request: every MCP client reads a JSON-RPC error there, while some take any other
+status as a broken transport.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from tollway.mcp.servers import McpServer
 from tollway.mcp.tools import ToolFilter
 from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
 from tollway.upstream import (
-    ProtocolFailure,
+    AnswerRefused,
     Transport,
     TransportError,
     TransportTimeout,
     UpstreamRequest,
     UpstreamResponse,
+    content_codings,
+    read_decoded,
 )
 
 # Never relayed to the server: hop-by-hop headers, what the transport sets, the
@@ -68,7 +73,7 @@ def _failure(ex: Exchange, server: McpServer, exc: TransportError, when: str) ->
         what = "did not answer in time"
     elif when == "connect":
         what = "could not be reached"
-    elif when == "bound":
+    elif isinstance(exc, AnswerRefused):
         what = f"sent what the gateway does not relay ({exc})"
     else:
         what = "broke off"
@@ -82,6 +87,15 @@ def failure_reply(ex: Exchange, msg: Message, err: GatewayError) -> Reply:
     """A failure answered as the JSON-RPC error of the client's request (see the module)."""
     body = jsonrpc.error_body(msg.reply_id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
     return Reply(200, [("content-type", "application/json")], body)  # (x-tollway-reason: from ex.reason)
+
+
+def _failed(ex: Exchange, server: McpServer, msg: Message, exc: TransportError) -> Reply:
+    """The server's failure with its answer, noted on the exchange: answered to a
+    request, raised for anything else (no request waits for an answer)."""
+    err = _failure(ex, server, exc, "read")
+    if msg.is_request:
+        return failure_reply(ex, msg, err)
+    raise err from None
 
 
 class McpRelay:
@@ -118,21 +132,26 @@ class McpRelay:
         # What the answer shows of the server's credentials never reaches the client.
         headers = server.secrets.headers(list(resp.headers))
         ctype = next((v for k, v in headers if k == "content-type"), "")
+        coded = content_codings(headers)
         if ctype.startswith("text/event-stream"):
+            if coded:
+                # Asked for identity, compressed anyway: no event can be read or relayed.
+                await resp.aclose()
+                refused = AnswerRefused(f"a stream with Content-Encoding {', '.join(coded)[:40]!r}")
+                return _failed(ex, server, msg, refused)
             ex.stream = True
             # The notification stream has no last event: a client closing it is how it
             # ends, not a call cut short.
             ex.stream_ended = listen
             return Reply(resp.status, headers, events=McpEvents(ex, server, resp, msg, tools))
         try:
-            body = await resp.read()
+            body = await read_decoded(resp)
         except TransportError as exc:
+            return _failed(ex, server, msg, exc)
+        finally:
             await resp.aclose()
-            err = _failure(ex, server, exc, "read")
-            if msg.is_request:
-                return failure_reply(ex, msg, err)
-            raise err from None
-        await resp.aclose()
+        if coded:
+            headers = [h for h in headers if h[0] != "content-encoding"]
         if resp.status >= 400 or b'"error"' in body:  # (a JSON-RPC error comes with a 200)
             body = server.secrets.body(body)
         wanted = ctype.startswith("application/json") and (msg.is_request or tools is not None)
@@ -232,7 +251,7 @@ class McpEvents:
         except EventTooLarge as exc:
             # Not relayed in part: the client could not read what it got.
             self._done = True
-            return self._unanswered(ProtocolFailure(str(exc)), "bound")
+            return self._unanswered(AnswerRefused(str(exc)))
 
     def _look(self, events: list[SseEvent]) -> list[SseEvent]:
         """Notes the response to the client's request when it passes (its outcome, and a
@@ -265,14 +284,14 @@ class McpEvents:
             _note(self._ex, message)
         return events
 
-    def _unanswered(self, exc: TransportError | None, when: str = "read") -> list[SseEvent]:
+    def _unanswered(self, exc: TransportError | None) -> list[SseEvent]:
         """The stream ended: a request still waiting for its response gets an error."""
         ex = self._ex
         if self._answered:
             return []  # the client has its answer: what follows cannot take it away
         if not self._msg.is_request:
             if exc is not None:  # the notification stream broke: no request to answer
-                _failure(ex, self._server, exc, when)
+                _failure(ex, self._server, exc, "read")
             return []
         if exc is None:
             if self._resumable:
@@ -283,7 +302,7 @@ class McpEvents:
             ex.fail(err)
             ex.status = err.status
         else:
-            err = _failure(ex, self._server, exc, when)
+            err = _failure(ex, self._server, exc, "read")
         body = jsonrpc.error(self._msg.reply_id, jsonrpc.INTERNAL_ERROR, err.message, {"reason": err.reason})
         return [SseEvent.of_json(body)]
 

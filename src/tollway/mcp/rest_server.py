@@ -24,7 +24,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from tollway.mcp.rest_tools import RestTool
 from tollway.providers.secrets import of_headers
-from tollway.upstream import Transport, TransportError, UpstreamRequest
+from tollway.upstream import Transport, TransportError, UpstreamRequest, read_decoded
 
 # Where the relay sends a rest server's calls (served in process: no socket).
 INTERNAL_URL = "http://tollway.internal/mcp"
@@ -88,7 +88,7 @@ class RestMcpServer:
         try:
             resp = await self._transport.send(request)
             try:
-                answer = await resp.read()
+                answer = await read_decoded(resp)
             finally:
                 await resp.aclose()
         except TransportError:

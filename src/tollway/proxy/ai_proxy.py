@@ -38,16 +38,19 @@ from tollway.proxy.ownership import OWNED_APIS, Ownership
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.proxy.tokens import ESTIMATED_APIS, answer_chars, estimate_unfinished, take_usage
 from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
-from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, UpstreamResponse
+from tollway.upstream import (
+    MAX_DECODED_ANSWER,
+    TransportError,
+    TransportTimeout,
+    UpstreamRequest,
+    UpstreamResponse,
+)
 
 # The status of an attempt cancelled before the provider answered (nginx's "client
 # closed request": the usual cause).
 CANCELLED = 499
 
 _MODEL_DETAILS = "/models/"
-# The most a compressed answer the gateway must read may decode to (a decompression bomb
-# costs no more): far above any model answer, an embeddings batch's included.
-MAX_DECODED_ANSWER = 256 * 1024 * 1024
 
 
 def _fails_over(status: int) -> bool:

@@ -18,7 +18,7 @@ from tollway.providers.errors import translate
 from tollway.proxy import upstream_request
 from tollway.proxy.model_cards import ModelCard, anthropic_model, card_of, cards_of, openai_model
 from tollway.proxy.provider_choice import RouteProviders
-from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
+from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, read_decoded
 
 _DEFAULT_PAGE = 20
 _MAX_PAGE = 1000
@@ -132,7 +132,7 @@ class ModelListing:
         try:
             resp = await provider.transport.send(req)
             try:
-                body = await resp.read() if resp.status == 200 else b""
+                body = await read_decoded(resp) if resp.status == 200 else b""
             finally:
                 await resp.aclose()
         except TransportError as exc:

@@ -21,7 +21,7 @@ from tollway.headers import Headers
 from tollway.protocols.apis import EMBEDDINGS
 from tollway.protocols.usage import apply_usage
 from tollway.providers.base import Provider
-from tollway.upstream import TransportError, UpstreamRequest
+from tollway.upstream import TransportError, UpstreamRequest, read_decoded
 
 log = logging.getLogger("tollway.plugins.ai_cache")
 _WARN_EVERY_S = 60.0
@@ -55,7 +55,7 @@ class Embedder:
         try:
             resp = await provider.transport.send(request)
             try:
-                answer = await resp.read()
+                answer = await read_decoded(resp)
             finally:
                 await resp.aclose()
         except TransportError as exc:
