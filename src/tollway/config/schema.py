@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollway import patterns
+from tollway.upstream import MAX_ANSWER_BYTES
 
 ProviderType = Literal[
     "openai", "azure", "claude", "gemini", "ollama", "deepseek", "qwen", "groq", "mistral", "moonshot",
@@ -49,6 +50,9 @@ class ServerConfig(Strict):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     upstream_timeout_s: float = Field(600, gt=0)
+    # The largest plain (not streamed) answer of a provider, MCP server or REST tool
+    # service the gateway reads into memory (a file's content included); larger → 502.
+    max_upstream_body_bytes: int = Field(MAX_ANSWER_BYTES, ge=1024)
     shutdown_timeout_s: float = Field(30, ge=0)
     # A client that leaves mid-stream cancels the provider call (0, the default: the
     # generation stops, the record gets the tokens seen so far or an estimate). A value

@@ -109,7 +109,7 @@ class Runtime:
         # ai-quota balances: the database keeps the truth, the state store decides calls.
         self.quota_ledger = QuotaLedger(self.database, state)
         self.services = Services(
-            transport=PooledTransport(),
+            transport=PooledTransport(max_answer_bytes=cfg.server.max_upstream_body_bytes),
             mock_transport=AsgiTransport(create_mock_app()),
             directory=self.directory,
             state=state,

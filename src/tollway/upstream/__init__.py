@@ -5,7 +5,8 @@
     ├── TransportTimeout   no response headers within the provider's timeout, or the
     │                      body went silent longer than the idle timeout
     └── ProtocolFailure    the connection broke or the provider sent garbage
-        └── AnswerRefused  an answer the gateway will not take: in a coding it cannot
+        └── AnswerRefused  an answer the gateway will not take: a plain body past the
+                           transport's bound (``read_bounded``), in a coding it cannot
                            undo, or decoding past ``MAX_DECODED_ANSWER``
 
 Library errors (aiohttp's) are translated into these inside each transport.
@@ -19,9 +20,13 @@ from typing import Protocol
 
 from tollway import content_coding
 
+# The most of a plain (not streamed) answer a transport reads whole into memory, unless
+# told otherwise (config ``server.max_upstream_body_bytes``): far above any model answer,
+# an embeddings batch's included (2048 inputs of 3072 floats are some 130 MB of JSON).
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
 # The most a compressed answer the gateway must read may decode to (a decompression bomb
-# costs no more): far above any model answer, an embeddings batch's included.
-MAX_DECODED_ANSWER = 256 * 1024 * 1024
+# costs no more).
+MAX_DECODED_ANSWER = MAX_ANSWER_BYTES
 
 
 class TransportError(Exception):
@@ -64,7 +69,9 @@ class UpstreamResponse(Protocol):
         """The body as it arrives; raises ``TransportError`` subclasses."""
         ...
 
-    async def read(self) -> bytes: ...
+    async def read(self) -> bytes:
+        """The whole body, at most the transport's bound (``read_bounded``)."""
+        ...
 
     async def aclose(self) -> None:
         """Releases the connection (back to the pool if the body was read whole)."""
@@ -75,6 +82,21 @@ class Transport(Protocol):
     async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+async def read_bounded(resp: UpstreamResponse, limit: int) -> bytes:
+    """``resp``'s whole body, at most ``limit`` bytes: past it, ``AnswerRefused`` (a
+    hostile or broken server could otherwise make the gateway buffer gigabytes; the
+    transport then closes the connection rather than reuse it), and what ``chunks``
+    raises."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.chunks():
+        size += len(chunk)
+        if size > limit:
+            raise AnswerRefused(f"answer larger than {limit} bytes (server.max_upstream_body_bytes)")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def content_codings(headers: list[tuple[str, str]]) -> list[str]:

@@ -8,19 +8,23 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from tollway.upstream import (
+    MAX_ANSWER_BYTES,
+    AnswerRefused,
     ConnectFailed,
     ProtocolFailure,
     TransportTimeout,
     UpstreamRequest,
+    read_bounded,
 )
 
 
 class AiohttpResponse:
-    __slots__ = ("_idle", "_resp", "headers", "status")
+    __slots__ = ("_idle", "_limit", "_resp", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, idle: float, limit: int) -> None:
         self._resp = resp
         self._idle = idle
+        self._limit = limit
         self.status = resp.status
         self.headers = [(k.lower(), v) for k, v in resp.headers.items()]
 
@@ -39,8 +43,11 @@ class AiohttpResponse:
             yield chunk
 
     async def read(self) -> bytes:
-        parts = [c async for c in self.chunks()]
-        return b"".join(parts)
+        try:
+            return await read_bounded(self, self._limit)
+        except AnswerRefused:
+            self._resp.close()  # what is left of the answer is not read: never reused
+            raise
 
     async def aclose(self) -> None:
         self._resp.release()
@@ -49,9 +56,10 @@ class AiohttpResponse:
 class AiohttpTransport:
     """Pooled connections per host; ``trust_env`` honours HTTP(S)_PROXY and NO_PROXY."""
 
-    def __init__(self, *, pool_size: int = 0) -> None:
+    def __init__(self, *, pool_size: int = 0, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._pool_size = pool_size
+        self._max_answer_bytes = max_answer_bytes
 
     def _get(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -87,7 +95,7 @@ class AiohttpTransport:
             raise ProtocolFailure("provider closed the connection before answering") from None
         except aiohttp.ClientError as exc:
             raise ProtocolFailure(f"bad response from provider: {type(exc).__name__}") from None
-        return AiohttpResponse(resp, request.idle_timeout)
+        return AiohttpResponse(resp, request.idle_timeout, self._max_answer_bytes)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from tollway.upstream import ProtocolFailure, TransportTimeout, UpstreamRequest
+from tollway.upstream import MAX_ANSWER_BYTES, ProtocolFailure, TransportTimeout, UpstreamRequest, read_bounded
 
 _END = object()
 
@@ -43,7 +43,7 @@ class AsgiResponse:
                 yield item
 
     async def read(self) -> bytes:
-        return b"".join([c async for c in self.chunks()])
+        return await read_bounded(self, MAX_ANSWER_BYTES)
 
     async def aclose(self) -> None:
         if not self._task.done():

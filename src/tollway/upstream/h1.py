@@ -42,7 +42,15 @@ from urllib.parse import urlsplit
 import httptools
 
 from tollway import deadlines
-from tollway.upstream import ConnectFailed, ProtocolFailure, TransportTimeout, UpstreamRequest
+from tollway.upstream import (
+    MAX_ANSWER_BYTES,
+    AnswerRefused,
+    ConnectFailed,
+    ProtocolFailure,
+    TransportTimeout,
+    UpstreamRequest,
+    read_bounded,
+)
 
 _FORBIDDEN = frozenset("\r\n\0")
 # What the client writes itself, whatever the request's headers say. Accept-Encoding
@@ -310,7 +318,11 @@ class H1Response:
                 conn.wakeup = None
 
     async def read(self) -> bytes:
-        return b"".join([c async for c in self.chunks()])
+        try:
+            return await read_bounded(self, self._pool.max_answer_bytes)
+        except AnswerRefused:
+            self._conn.close()  # what is left of the answer is not read: never reused
+            raise
 
     async def aclose(self) -> None:
         if self._done:
@@ -323,10 +335,16 @@ class H1Transport:
     """Keep-alive connections per (scheme, host, port), most recently used first."""
 
     def __init__(
-        self, *, keepalive_s: float = 25.0, max_idle_per_host: int = 256, ssl_context: ssl.SSLContext | None = None
+        self,
+        *,
+        keepalive_s: float = 25.0,
+        max_idle_per_host: int = 256,
+        ssl_context: ssl.SSLContext | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.keepalive_s = keepalive_s
         self.max_idle_per_host = max_idle_per_host
+        self.max_answer_bytes = max_answer_bytes
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._closed = False

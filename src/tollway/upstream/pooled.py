@@ -6,15 +6,19 @@ from __future__ import annotations
 import urllib.request
 from urllib.parse import urlsplit
 
-from tollway.upstream import Transport, UpstreamRequest, UpstreamResponse
+from tollway.upstream import MAX_ANSWER_BYTES, Transport, UpstreamRequest, UpstreamResponse
 from tollway.upstream.aiohttp_transport import AiohttpTransport
 from tollway.upstream.h1 import H1Transport
 
 
 class PooledTransport:
-    def __init__(self, fast: Transport | None = None, fallback: Transport | None = None) -> None:
-        self.fast = fast or H1Transport()
-        self.fallback = fallback or AiohttpTransport()
+    """``max_answer_bytes``: the most of a plain answer either reads whole (``read``)."""
+
+    def __init__(
+        self, fast: Transport | None = None, fallback: Transport | None = None, max_answer_bytes: int = MAX_ANSWER_BYTES
+    ) -> None:
+        self.fast = fast or H1Transport(max_answer_bytes=max_answer_bytes)
+        self.fallback = fallback or AiohttpTransport(max_answer_bytes=max_answer_bytes)
         # Read once: HTTP_PROXY / HTTPS_PROXY / NO_PROXY as the process started with them.
         self._proxies = urllib.request.getproxies_environment()
         self._via_proxy: dict[tuple[str, str], bool] = {}
