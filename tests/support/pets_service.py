@@ -89,6 +89,9 @@ class PetsService:
                     self.send_header("content-length", "0")
                     self.end_headers()
                     return
+                if url.path == "/pets/tagged/broken":  # the service failing
+                    self._answer(500, {"error": "the pet database is down"})
+                    return
                 pet_id = url.path.removeprefix("/pets/")
                 found = [p for p in service.pets if str(p["id"]) == pet_id]
                 self._answer(200, found[0]) if found else self._answer(404, {"error": f"no pet {pet_id}"})

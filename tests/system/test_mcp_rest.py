@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import GatewayFactory, Proc
+from tests.support.fake_provider import tried
 from tests.support.mcp_support import mcp_calls, mcp_session, records, text_of
 from tests.support.pets_service import KEY, PetsService, openapi_document
 from tests.support.usage_support import eventually
 
 ALICE, BOB = "key-alice-1", "key-bob-2"
+CLOSED_PORT = 19650  # nothing listens there: a REST service that cannot be reached
 
 
 @pytest.fixture
@@ -54,6 +56,9 @@ mcp_servers:
       - name: pets_tagged
         inputSchema: {{type: object, properties: {{tag: {{type: string}}}}, required: [tag]}}
         request: {{url: "{pets.url}/pets/tagged/{{{{args.tag}}}}"}}
+      - name: gone
+        inputSchema: {{type: object}}
+        request: {{url: "http://127.0.0.1:{CLOSED_PORT}/pets"}}
 routes:
   - {{name: pets, path_prefix: /mcp/pets, mcp_server: pets}}
   - {{name: by-hand, path_prefix: /mcp/by-hand, mcp_server: by-hand}}
@@ -107,8 +112,16 @@ async def test_an_openapi_documents_operations_are_callable_tools(gw: Proc, pets
 
     eventually(recorded)
     assert sorted(r["mcp_tool"] for r in found) == ["createPet", "get_pets_petId", "get_pets_petId", "listPets"]
-    assert all(r["api"] == "mcp" and r["provider"] == "pets" and r["status"] == 200 for r in found)
-    assert [r["reason"] for r in found if r["mcp_tool"] == "get_pets_petId"].count("mcp.tool_error") == 1
+    assert all(r["api"] == "mcp" and r["provider"] == "pets" for r in found)
+    # Each record's attempt is the REST request; the one the service answered 404 is
+    # recorded with that status.
+    outcomes = sorted(((r["mcp_tool"], r["status"], r["reason"], tried(r)) for r in found), key=repr)
+    assert outcomes == [
+        ("createPet", 200, None, [("pets", 201)]),  # the service created it
+        ("get_pets_petId", 200, None, [("pets", 200)]),
+        ("get_pets_petId", 404, "mcp.tool_error", [("pets", 404)]),
+        ("listPets", 200, None, [("pets", 200)]),
+    ]
     # A rest server's tools are configured names: each is a label.
     assert mcp_calls(gw.admin_url, server="pets", tool="createPet", outcome="ok") == 1
     assert mcp_calls(gw.admin_url, server="pets", tool="get_pets_petId", outcome="error") == 1
@@ -120,7 +133,7 @@ async def test_configured_rest_tools_lay_arguments_into_the_request(gw: Proc, pe
         renamed = await session.call_tool("rename_pet", {"name": "Felix", "tag": "cat"})
         found = await session.call_tool("pet_by_id", {"id": 1})
 
-    assert {t.name for t in listed.tools} == {"rename_pet", "pet_by_id", "pets_tagged"}
+    assert {t.name for t in listed.tools} == {"rename_pet", "pet_by_id", "pets_tagged", "gone"}
     assert renamed.structured_content == {"id": 3, "name": "Felix", "tag": "renamed cat"}
     assert found.structured_content == {"id": 1, "name": "Rex", "tag": "dog"}
 
@@ -132,6 +145,36 @@ async def test_a_redirect_from_the_service_is_a_tool_error_not_a_result(gw: Proc
         moved = await session.call_tool("pets_tagged", {"tag": "moved"})
     assert moved.is_error
     assert text_of(moved).startswith("HTTP 307") and "/pets/1" in text_of(moved)
+
+
+async def test_a_failed_rest_call_is_recorded_as_it_went_upstream(gw: Proc, pets: PetsService) -> None:
+    """A tool whose service failed or could not be reached was recorded as a 200 with an
+    attempt of 200 (the gateway's own MCP server answered): the usage view counted no
+    error, and the attempt hid what the service said."""
+    async with mcp_session(gw.url + "/mcp/by-hand", ALICE) as session:
+        broken = await session.call_tool("pets_tagged", {"tag": "broken"})
+        moved = await session.call_tool("pets_tagged", {"tag": "moved"})
+        gone = await session.call_tool("gone", {})
+    assert broken.is_error and text_of(broken).startswith("HTTP 500")
+    assert moved.is_error
+    assert gone.is_error and "could not be reached" in text_of(gone)
+    assert broken.meta is None and gone.meta is None  # the gateway's note is not the agent's
+
+    found: list[dict[str, Any]] = []
+
+    def recorded() -> bool:
+        found[:] = [r for r in records(gw.admin_url, consumer="alice") if r["mcp_method"] == "tools/call"]
+        return len(found) >= 3
+
+    eventually(recorded)
+    outcomes = sorted(((r["mcp_tool"], r["status"], r["reason"], tried(r)) for r in found), key=repr)
+    assert outcomes == [
+        ("gone", 502, "mcp.upstream_failed", [("by-hand", 502)]),
+        ("pets_tagged", 500, "mcp.tool_error", [("by-hand", 500)]),
+        ("pets_tagged", 502, "mcp.tool_error", [("by-hand", 307)]),  # a redirect, not followed
+    ]
+    assert mcp_calls(gw.admin_url, server="by-hand", tool="pets_tagged", outcome="error") == 2
+    assert mcp_calls(gw.admin_url, server="by-hand", tool="gone", outcome="failed") == 1
 
 
 async def test_arguments_the_schema_refuses_or_that_climb_the_path_never_reach_the_service(

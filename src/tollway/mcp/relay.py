@@ -26,7 +26,7 @@ import orjson
 from tollway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.headers import HOP_BY_HOP, SENDER_SET
-from tollway.mcp import jsonrpc
+from tollway.mcp import jsonrpc, rest_calls
 from tollway.mcp.jsonrpc import Message
 from tollway.mcp.servers import McpServer
 from tollway.mcp.tools import ToolFilter
@@ -166,6 +166,9 @@ class McpRelay:
             return failure_reply(ex, msg, err)
         if answer is not _NOT_JSON and (msg.is_request or tools is not None):
             body = _answered(ex, msg, tools, body, answer)
+        if server.rest and msg.kind == "tools/call" and rest_calls.take(ex, server.name, answer):
+            # The REST call recorded, its note taken out of what the agent gets.
+            body = orjson.dumps({**answer, "id": msg.reply_id})
         return Reply(resp.status, headers, body)
 
 

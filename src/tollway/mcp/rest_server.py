@@ -14,6 +14,7 @@ manager left running would hold its task and task group for the process's life).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,18 +23,45 @@ from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.transport_security import TransportSecuritySettings
 
+from tollway.mcp import rest_calls
 from tollway.mcp.rest_tools import RestTool
 from tollway.providers.secrets import of_headers
-from tollway.upstream import Transport, TransportError, UpstreamRequest, read_decoded
+from tollway.upstream import (
+    AnswerRefused,
+    ConnectFailed,
+    Transport,
+    TransportError,
+    TransportTimeout,
+    UpstreamRequest,
+    read_decoded,
+)
 
 # Where the relay sends a rest server's calls (served in process: no socket).
 INTERNAL_URL = "http://tollway.internal/mcp"
 
 
-def _result(text: str, *, error: bool, structured: dict[str, Any] | None = None) -> types.CallToolResult:
+def _result(
+    text: str, *, error: bool, structured: dict[str, Any] | None = None, call: dict[str, Any] | None = None
+) -> types.CallToolResult:
+    """``call``: the REST request's outcome (``rest_calls.meta``), for the relay's record."""
     return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=error
+        content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=error, meta=call
     )
+
+
+def _failure(exc: TransportError) -> str:
+    """What became of a REST request that got no answer, as the agent and the record say it."""
+    if isinstance(exc, TransportTimeout):
+        return "did not answer in time"
+    if isinstance(exc, ConnectFailed):
+        return "could not be reached"
+    if isinstance(exc, AnswerRefused):
+        return f"sent an answer the gateway does not take ({exc})"
+    return "broke off its answer"
+
+
+def _since(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
 
 
 class RestMcpServer:
@@ -85,14 +113,19 @@ class RestMcpServer:
         names = {k for k, _ in self._headers}
         headers = [h for h in headers if h[0] not in names] + self._headers
         request = UpstreamRequest(method, url, headers, body, self._timeout_s, self._timeout_s)
+        t0 = time.perf_counter()
         try:
             resp = await self._transport.send(request)
+            latency_ms = _since(t0)
             try:
                 answer = await read_decoded(resp)
             finally:
                 await resp.aclose()
-        except TransportError:
-            return _result(f"the REST service of tool {tool.name!r} could not be reached", error=True)
+        except TransportError as exc:
+            failure = _failure(exc)
+            call = rest_calls.meta(504 if isinstance(exc, TransportTimeout) else 502, _since(t0), failure)
+            return _result(f"the REST service of tool {tool.name!r} {failure}", error=True, call=call)
+        call = rest_calls.meta(resp.status, latency_ms)
         text = answer.decode("utf-8", "replace")
         if resp.status >= 300:
             text = self._secrets.text(text)
@@ -107,10 +140,12 @@ class RestMcpServer:
             # Not followed: the server's credentials would go wherever the service points.
             location = next((v for k, v in resp.headers if k == "location"), "")
             where = self._secrets.text(location)
-            return _result(f"HTTP {resp.status}: the REST service redirects to {where!r}, not followed", error=True)
+            return _result(
+                f"HTTP {resp.status}: the REST service redirects to {where!r}, not followed", error=True, call=call
+            )
         if resp.status >= 400:
-            return _result(f"HTTP {resp.status}: {text}", error=True)
-        return _result(text, error=False, structured=structured)
+            return _result(f"HTTP {resp.status}: {text}", error=True, call=call)
+        return _result(text, error=False, structured=structured, call=call)
 
     async def _start(self) -> None:
         if self._manager_started is None:

@@ -52,6 +52,11 @@ class McpServer:
     def __post_init__(self) -> None:
         object.__setattr__(self, "secrets", of_headers(self.headers))
 
+    @property
+    def rest(self) -> bool:
+        """A ``type: rest`` server: the gateway's own, served in process."""
+        return self.transport is not None
+
     @classmethod
     def remote(cls, sc: McpServerConfig) -> McpServer:
         headers = tuple((k.lower(), v) for k, v in sc.headers.items())

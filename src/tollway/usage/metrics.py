@@ -174,12 +174,12 @@ class UsageMetrics:
         tool = record.mcp_tool
         label = NONE if tool is None else tool if (server, tool) in self._mcp_tools else OTHER
         status, reason = record.status, record.reason
-        if status >= 500:
+        if reason == "mcp.server_error" or reason == "mcp.tool_error":
+            outcome = "error"  # (a REST tool's error has the status its service answered)
+        elif status >= 500:
             outcome = "failed"
         elif status >= 400:
             outcome = "refused"
-        elif reason == "mcp.server_error" or reason == "mcp.tool_error":
-            outcome = "error"
         else:
             outcome = "ok"
         key = (server, label, outcome)
