@@ -14,7 +14,9 @@ in ``tests/fixtures/transcripts`` (chosen by path, whatever the prefix before it
 ``*_tools`` answers are used when the request body carries tools, Gemini's
 ``generate_json`` when it asks for JSON (``responseMimeType``), Anthropic's
 ``messages_thinking`` (signed and redacted thinking, then a tool call) when it asks for
-``thinking``. Every request is
+``thinking``, and ``messages_cache_1h`` (cache writes split by the cache's lifetime in
+``usage.cache_creation``) when a block asks for the one-hour cache
+(``cache_control: {ttl: "1h"}``). Every request is
 recorded (``seen``) before it is answered. Faults are set on the fake, never by request
 header (headers reach every provider of a failover list alike):
 
@@ -149,6 +151,8 @@ def canned_answer(seen: Seen) -> Answer:
         kind = "json"
     if protocol == "anthropic" and isinstance(body, dict) and body.get("thinking"):
         kind = "thinking"
+    if protocol == "anthropic" and _asks_hour_cache(body):
+        kind = "cache_1h"
     stream = isinstance(body, dict) and body.get("stream") is True
     if seen.path.endswith("/chat/completions"):
         name = f"chat_{kind}"
@@ -165,6 +169,13 @@ def canned_answer(seen: Seen) -> Answer:
     if stream:
         return Answer(200, "text/event-stream", _transcript(protocol, f"{name}.stream.sse"))
     return Answer(200, "application/json", _transcript(protocol, f"{name}.response.json"))
+
+
+def _asks_hour_cache(body: Any) -> bool:
+    """Whether a Messages request's system blocks ask for Anthropic's one-hour cache."""
+    system = body.get("system") if isinstance(body, dict) else None
+    blocks = system if isinstance(system, list) else ()
+    return any(isinstance(b, dict) and (b.get("cache_control") or {}).get("ttl") == "1h" for b in blocks)
 
 
 def _asks_json(body: Any) -> bool:

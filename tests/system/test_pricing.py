@@ -46,6 +46,7 @@ def test_the_pricing_command_prints_the_table_in_effect(tmp_path: Path) -> None:
         "input_per_mtok": 1.0,
         "cached_input_per_mtok": 0.1,
         "cache_write_per_mtok": 1.25,
+        "cache_write_1h_per_mtok": 2.0,
         "output_per_mtok": 5.0,
     }
     missing = _pricing(tmp_path, "my-unlisted-model")

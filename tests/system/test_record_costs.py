@@ -181,3 +181,26 @@ def test_cache_writes_are_summed_and_counted_as_the_records_hold_them(gw: Proc) 
     assert [(r["key"], r["cache_write_tokens"]) for r in rows] == [("app", written)]
     samples = parse_metrics(httpx.get(gw.admin_url + "/metrics").text)
     assert metric_sum(samples, "tollway_tokens_total", consumer="app", kind="cache_write") == written
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_one_hour_cache_writes_are_priced_at_twice_the_input_price(gw: Proc, stream: bool) -> None:
+    # messages_cache_1h: 50 input + 3000 cache writes (1000 to the five-minute cache, 2000
+    # to the one-hour one, which Anthropic bills at 2× input, not 1.25×), 20 out. The
+    # stream's message_delta repeats the input counts without the split: the split of
+    # message_start stands.
+    model = "claude-sonnet-4-20250514"
+    system = [{"type": "text", "text": "The contract: …", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    body: dict[str, Any] = {"model": model, "max_tokens": 256, "system": system, "messages": ASK, "stream": stream}
+    rid = new_request_id()
+    headers = {"authorization": f"Bearer {KEY}", "x-request-id": rid, "anthropic-version": "2023-06-01"}
+    with (
+        httpx.Client(base_url=gw.url, timeout=10) as client,
+        client.stream("POST", "/v1/messages", json=body, headers=headers) as r,
+    ):
+        answer = r.read()
+    assert r.status_code == 200, answer
+    record = usage_record(gw, rid)
+    assert (record["input_tokens"], record["cache_write_tokens"], record["output_tokens"]) == (3050, 3000, 20)
+    assert record["tokens_estimated"] is False
+    assert record["cost_usd"] == pytest.approx(_usd((50, 3.0), (1000, 3.75), (2000, 6.0), (20, 15.0)), rel=1e-9)

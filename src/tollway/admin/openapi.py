@@ -332,8 +332,9 @@ _SCHEMAS: dict[str, Any] = {
             "cache_write_tokens": {
                 **_TOKENS,
                 "description": "The part of input_tokens written to the provider's prompt cache (Anthropic's "
-                "cache_creation_input_tokens), priced at the cache-write price; 0 in records stored before it "
-                "was kept.",
+                "cache_creation_input_tokens), priced at the cache-write price (writes to Anthropic's one-hour "
+                "cache, which this total includes, at the one-hour cache-write price); 0 in records stored "
+                "before it was kept.",
             },
         }
     ),

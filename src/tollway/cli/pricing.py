@@ -35,6 +35,7 @@ def _row(name: str, price: ModelPrice) -> dict[str, Any]:
         "input_per_mtok": price.input,
         "cached_input_per_mtok": price.cached_input,
         "cache_write_per_mtok": price.cache_write,
+        "cache_write_1h_per_mtok": price.cache_write_1h,
         "output_per_mtok": price.output,
     }
 
@@ -44,8 +45,10 @@ def _money(value: float | None) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("model", "input", "cached input", "cache write", "output")
-    money = ("input_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok", "output_per_mtok")
+    head = ("model", "input", "cached input", "cache write", "1h cache write", "output")
+    money = (
+        "input_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok", "cache_write_1h_per_mtok", "output_per_mtok"
+    )  # fmt: skip
     cells = [(r["model"], *(_money(r[k]) for k in money)) for r in rows]
     widths = [max(len(c[i]) for c in [head, *cells]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))

@@ -136,6 +136,9 @@ class Price(Strict):
     cached_input_per_mtok: float | None = Field(None, ge=0)
     # Prompt-cache writes (Anthropic's ``cache_creation_input_tokens``); null: the input price.
     cache_write_per_mtok: float | None = Field(None, ge=0)
+    # The part of them written to a one-hour cache (Anthropic's
+    # ``cache_creation.ephemeral_1h_input_tokens``); null: twice the input price, Anthropic's.
+    cache_write_1h_per_mtok: float | None = Field(None, ge=0)
 
 
 class BudgetConfig(Strict):

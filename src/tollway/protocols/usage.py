@@ -18,6 +18,10 @@ class Usage:
     # Prompt tokens written to the provider's prompt cache (Anthropic's
     # ``cache_creation_input_tokens``): part of ``input_tokens``, billed at their own price.
     cache_write_tokens: int = 0
+    # The part of ``cache_write_tokens`` written to a one-hour cache (Anthropic's
+    # ``cache_creation.ephemeral_1h_input_tokens``), billed at twice the input price
+    # where five-minute writes are billed at 1.25 times.
+    cache_write_1h_tokens: int = 0
     estimated: bool = False
     reported: bool = False
     # The counts are a stream's opening report (Anthropic's ``message_start``: 1 output
@@ -55,6 +59,14 @@ def _detail(details: Any, name: str) -> int:
     return _count(details.get(name)) if isinstance(details, dict) else 0
 
 
+def _one_hour_writes(obj: dict[str, Any]) -> int | None:
+    """The one-hour cache writes an Anthropic usage object reports in its
+    ``cache_creation`` breakdown; None when it has none (``cache_creation_input_tokens``
+    alone: five-minute writes, or an earlier report's breakdown still stands)."""
+    breakdown = obj.get("cache_creation")
+    return _count(breakdown.get("ephemeral_1h_input_tokens")) if isinstance(breakdown, dict) else None
+
+
 def _writes(details: dict[str, Any]) -> int:
     """The cache writes an OpenAI-shaped details object reports, under either name."""
     v = details.get(CACHE_WRITES)
@@ -69,9 +81,12 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
 
     Anthropic streams report input tokens in ``message_start`` and output tokens in
     ``message_delta``, so a later report only overwrites the counts it carries.
+    Anthropic's cache writes are split by the cache's lifetime in ``cache_creation``;
+    the one-hour part is kept apart (``cache_write_1h_tokens``), within the total.
     """
     if not isinstance(obj, dict):
         return False
+    one_hour: int | None = None
     # input, output, cached, cache-write and reasoning tokens (None: not reported here)
     counts: tuple[int | None, int | None, int | None, int | None, int | None]
     try:
@@ -98,6 +113,7 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
         elif "input_tokens" in obj or "output_tokens" in obj:
             read, written = _count(obj.get("cache_read_input_tokens")), _count(obj.get("cache_creation_input_tokens"))
             has_input = "input_tokens" in obj
+            one_hour = _one_hour_writes(obj) if has_input else None
             counts = (
                 _count(obj.get("input_tokens")) + read + written if has_input else None,
                 _count(obj.get("output_tokens")) if "output_tokens" in obj else None,
@@ -124,6 +140,11 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
         usage.cached_tokens = c
     if w is not None:
         usage.cache_write_tokens = w
+    if one_hour is not None:
+        usage.cache_write_1h_tokens = one_hour
+    # Never more one-hour writes than writes (a provider's slip, or a later report of
+    # fewer writes than the breakdown an earlier one gave).
+    usage.cache_write_1h_tokens = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     if r is not None:
         usage.reasoning_tokens = r
     usage.reported = True

@@ -3,15 +3,17 @@
 Prices are US dollars per million tokens. A model's cost is
 
     (input - cached - written) × input price + cached × cached-input price
-        + written × cache-write price + output × output price
+        + (written - written_1h) × cache-write price
+        + written_1h × one-hour cache-write price + output × output price
 
 where ``input`` already counts the cached (read) and written tokens (OpenAI's
 ``prompt_tokens`` counts its cache reads, and ``protocols.usage`` adds Anthropic's cache
-reads and writes into it) and ``output`` already counts reasoning tokens (billed as
-output by every provider listed). Only Anthropic reports cache writes, billed at 1.25×
-the input price (its five-minute cache; a one-hour cache write costs 2×: pin that under
-``pricing:`` where it is used). A model without a cached or cache-write price pays the
-input price for those tokens.
+reads and writes into it), ``written_1h`` the one-hour writes among them, and ``output``
+already counts reasoning tokens (billed as output by every provider listed). Anthropic
+bills cache writes by the cache's lifetime: five-minute writes at 1.25× the input price,
+one-hour writes (``cache_creation.ephemeral_1h_input_tokens``) at 2×. A model without a
+cached or cache-write price pays the input price for those tokens; without a one-hour
+cache-write price, twice the input price (Anthropic's, the only provider reporting them).
 
 A name resolves exactly, then through the longest configured ``prefix*`` key, then by
 dropping a version or date suffix that providers add to a listed model
@@ -37,6 +39,7 @@ class ModelPrice:
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None
 
 
 # List prices (standard tier, no batch or priority discounts, the lowest context tier
@@ -98,22 +101,22 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "text-embedding-3-small": ModelPrice(0.02, 0.0),
     "text-embedding-3-large": ModelPrice(0.13, 0.0),
     "text-embedding-ada-002": ModelPrice(0.10, 0.0),
-    # Anthropic (cache reads at 0.1× input, five-minute cache writes at 1.25×)
-    "claude-3-haiku": ModelPrice(0.25, 1.25, 0.03, 0.30),
-    "claude-3-opus": ModelPrice(15.00, 75.00, 1.50, 18.75),
-    "claude-3-5-haiku": ModelPrice(0.80, 4.00, 0.08, 1.00),
-    "claude-3-5-sonnet": ModelPrice(3.00, 15.00, 0.30, 3.75),
-    "claude-3-7-sonnet": ModelPrice(3.00, 15.00, 0.30, 3.75),
-    "claude-sonnet-4": ModelPrice(3.00, 15.00, 0.30, 3.75),
-    "claude-sonnet-4-0": ModelPrice(3.00, 15.00, 0.30, 3.75),
-    "claude-opus-4": ModelPrice(15.00, 75.00, 1.50, 18.75),
-    "claude-opus-4-0": ModelPrice(15.00, 75.00, 1.50, 18.75),
-    "claude-opus-4-1": ModelPrice(15.00, 75.00, 1.50, 18.75),
-    "claude-sonnet-4-5": ModelPrice(3.00, 15.00, 0.30, 3.75),
-    "claude-haiku-4-5": ModelPrice(1.00, 5.00, 0.10, 1.25),
-    "claude-opus-4-5": ModelPrice(5.00, 25.00, 0.50, 6.25),
-    "claude-sonnet-4-6": ModelPrice(3.00, 15.00, 0.30, 3.75),
-    "claude-opus-4-6": ModelPrice(5.00, 25.00, 0.50, 6.25),
+    # Anthropic (cache reads at 0.1× input, cache writes at 1.25× for five minutes, 2× for an hour)
+    "claude-3-haiku": ModelPrice(0.25, 1.25, 0.03, 0.30, 0.50),
+    "claude-3-opus": ModelPrice(15.00, 75.00, 1.50, 18.75, 30.00),
+    "claude-3-5-haiku": ModelPrice(0.80, 4.00, 0.08, 1.00, 1.60),
+    "claude-3-5-sonnet": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-3-7-sonnet": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-sonnet-4": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-sonnet-4-0": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-opus-4": ModelPrice(15.00, 75.00, 1.50, 18.75, 30.00),
+    "claude-opus-4-0": ModelPrice(15.00, 75.00, 1.50, 18.75, 30.00),
+    "claude-opus-4-1": ModelPrice(15.00, 75.00, 1.50, 18.75, 30.00),
+    "claude-sonnet-4-5": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-haiku-4-5": ModelPrice(1.00, 5.00, 0.10, 1.25, 2.00),
+    "claude-opus-4-5": ModelPrice(5.00, 25.00, 0.50, 6.25, 10.00),
+    "claude-sonnet-4-6": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-opus-4-6": ModelPrice(5.00, 25.00, 0.50, 6.25, 10.00),
     # Google Gemini (prompts up to 128k tokens for 1.5, 200k for 2.5 Pro; the 2.5 models'
     # cached input at a tenth of their input price since implicit caching)
     "gemini-1.5-pro": ModelPrice(1.25, 5.00, 0.3125),
@@ -161,7 +164,11 @@ _CACHE_LIMIT = 4096
 
 def _from_config(price: Price) -> ModelPrice:
     return ModelPrice(
-        price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok, price.cache_write_per_mtok
+        price.input_per_mtok,
+        price.output_per_mtok,
+        price.cached_input_per_mtok,
+        price.cache_write_per_mtok,
+        price.cache_write_1h_per_mtok,
     )
 
 
@@ -223,9 +230,17 @@ class PriceTable:
         return None
 
     def cost(
-        self, model: str | None, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write_tokens: int = 0
+        self,
+        model: str | None,
+        input_tokens: int,
+        output_tokens: int,
+        cached_tokens: int,
+        cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
     ) -> float | None:
-        """US dollars for one call to ``model``; None when the model has no price."""
+        """US dollars for one call to ``model``; None when the model has no price.
+        ``cache_write_1h_tokens`` are the part of ``cache_write_tokens`` written to a
+        one-hour cache."""
         if not model:
             return None
         found = self.resolve(model)
@@ -236,12 +251,15 @@ class PriceTable:
             return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
         cached = min(cached_tokens, input_tokens)
         written = min(cache_write_tokens, input_tokens - cached)
+        written_1h = min(cache_write_1h_tokens, written)
         cached_price = price.cached_input if price.cached_input is not None else price.input
         write_price = price.cache_write if price.cache_write is not None else price.input
+        write_1h_price = price.cache_write_1h if price.cache_write_1h is not None else 2 * price.input
         dollars = (
             (input_tokens - cached - written) * price.input
             + cached * cached_price
-            + written * write_price
+            + (written - written_1h) * write_price
+            + written_1h * write_1h_price
             + output_tokens * price.output
         )
         return dollars / 1_000_000

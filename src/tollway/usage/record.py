@@ -224,7 +224,14 @@ def call_cost(
     if not u.reported and api in UNIT_BILLED_APIS and (status < 400 or status == 499):
         return None, None
     cost = (
-        prices.cost(model_upstream, u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens)
+        prices.cost(
+            model_upstream,
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_tokens,
+            u.cache_write_tokens,
+            u.cache_write_1h_tokens,
+        )
         if prices is not None
         else None
     )

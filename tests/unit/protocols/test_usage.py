@@ -64,3 +64,23 @@ def test_more_cached_tokens_than_the_prompt_had_are_kept_as_billed() -> None:
     details = {"cached_tokens": 6, "cache_write_tokens": 9}
     assert apply_usage(usage, {"input_tokens": 10, "output_tokens": 1, "input_tokens_details": details})
     assert (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens) == (10, 6, 4)
+
+
+def test_anthropics_one_hour_cache_writes_are_kept_within_the_writes() -> None:
+    """Anthropic splits its cache writes by the cache's lifetime (``cache_creation``); the
+    one-hour part, billed at its own price, is kept apart and never exceeds the writes.
+    A stream's later report without the split (``message_delta``) leaves it standing."""
+    usage = Usage()
+    split = {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200}
+    start = {"input_tokens": 5, "cache_creation_input_tokens": 300, "cache_creation": split, "output_tokens": 1}
+    assert apply_usage(usage, start)
+    assert (usage.input_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens) == (305, 300, 200)
+    assert apply_usage(usage, {"input_tokens": 5, "cache_creation_input_tokens": 300, "output_tokens": 9})
+    assert (usage.cache_write_tokens, usage.cache_write_1h_tokens, usage.output_tokens) == (300, 200, 9)
+    usage = Usage()
+    slip = {"ephemeral_1h_input_tokens": 500}
+    assert apply_usage(usage, {"input_tokens": 5, "cache_creation_input_tokens": 300, "cache_creation": slip})
+    assert (usage.cache_write_tokens, usage.cache_write_1h_tokens) == (300, 300)
+    usage = Usage()
+    absurd = {"ephemeral_1h_input_tokens": -1}
+    assert not apply_usage(usage, {"input_tokens": 5, "cache_creation_input_tokens": 300, "cache_creation": absurd})
