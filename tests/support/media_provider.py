@@ -3,11 +3,13 @@
 - ``POST /v1/audio/speech``: the audio itself (``audio/mpeg``, no usage), or with
   ``stream_format: "sse"`` (gpt-4o-mini-tts) audio deltas then ``speech.audio.done``
   with the call's token usage;
-- ``POST /v1/audio/transcriptions`` (a form): ``whisper-*`` answers its usage in seconds
-  of audio (``{"type": "duration", "seconds": 125}``), billed per minute; any other model
-  (gpt-4o-transcribe) in tokens;
-- ``POST /v1/images/generations``: ``dall-e-*`` answers no usage (billed per image); any
-  other model (gpt-image-1) its token usage;
+- ``POST /v1/audio/transcriptions`` (a form): a Whisper model (a name with ``whisper``
+  in it, as a deployment's or a provider's alias may be) answers its usage in seconds of
+  audio (``{"type": "duration", "seconds": 125}``), billed per minute; any other model
+  (gpt-4o-transcribe) in tokens; ``response_format: text`` answers the bare text;
+- ``POST /v1/audio/translations`` (a form): the English text, no usage (Whisper only);
+- ``POST /v1/images/generations``: a DALL·E model (``dall-e`` in its name) answers no
+  usage (billed per image); any other model (gpt-image-1) its token usage;
 - ``POST /v1/moderations``: a result, no usage (no one bills it).
 """
 
@@ -36,13 +38,18 @@ IMAGE_USAGE: dict[str, Any] = {
     "output_tokens": 4160,
     "total_tokens": 4210,
 }
-_FORM_MODEL = re.compile(rb'name="model"\r\n\r\n([^\r]*)\r\n')
+_FORM_FIELD = rb'name="%s"\r\n\r\n([^\r]*)\r\n'
+
+
+def _form_field(body: bytes, name: bytes) -> str | None:
+    found = re.search(_FORM_FIELD % name, body)
+    return found.group(1).decode() if found is not None else None
 
 
 def _model(body: bytes) -> str:
-    form = _FORM_MODEL.search(body)
+    form = _form_field(body, b"model")
     if form is not None:
-        return form.group(1).decode()
+        return form
     model = orjson.loads(body).get("model")
     return model if isinstance(model, str) else ""
 
@@ -59,11 +66,15 @@ def _answer(path: str, body: bytes) -> tuple[str, bytes]:
         ]
         return "text/event-stream", b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
     if path == "/v1/audio/transcriptions":
-        usage = {"type": "duration", "seconds": 125} if model.startswith("whisper") else TRANSCRIPTION_USAGE
+        if _form_field(body, b"response_format") == "text":
+            return "text/plain", b"hello there"
+        usage = {"type": "duration", "seconds": 125} if "whisper" in model else TRANSCRIPTION_USAGE
         return "application/json", orjson.dumps({"text": "hello there", "usage": usage})
+    if path == "/v1/audio/translations":
+        return "application/json", orjson.dumps({"text": "hello there"})
     if path == "/v1/images/generations":
         answer: dict[str, object] = {"created": 1_767_225_600, "data": [{"url": "https://images.example/1.png"}]}
-        if not model.startswith("dall-e"):
+        if "dall-e" not in model:
             answer["usage"] = IMAGE_USAGE
         return "application/json", orjson.dumps(answer)
     if path == "/v1/moderations":

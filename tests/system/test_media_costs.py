@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import httpx
 import openai
@@ -27,6 +28,11 @@ PRICES = {
     "gpt-4o-mini-tts": (0.6, 12),
     "gpt-4o-transcribe": (2.5, 10),
     "gpt-image-1": (5, 40),
+    # Custom names (an Azure deployment's, a provider's alias) of models billed per unit,
+    # which the table cannot tell by their name.
+    "my-whisper": (6, 0),
+    "my-dall-e": (40, 40),
+    "my-tts": (15, 0),
 }
 PRICING = ", ".join(f"{m}: {{input_per_mtok: {i}, output_per_mtok: {o}}}" for m, (i, o) in PRICES.items())
 
@@ -92,11 +98,17 @@ def speech(model: str, sse: bool = False) -> Call:
     return call
 
 
-def transcription(model: str) -> Call:
+def _clip() -> io.BytesIO:
+    audio = io.BytesIO(b"RIFF" + b"\0" * 2048)
+    audio.name = "clip.wav"
+    return audio
+
+
+def transcription(model: str, response_format: Literal["json", "text"] = "json") -> Call:
     def call(sdk: openai.OpenAI, rid: str) -> object:
-        audio = io.BytesIO(b"RIFF" + b"\0" * 2048)
-        audio.name = "clip.wav"
-        return sdk.audio.transcriptions.create(model=model, file=audio, extra_headers={"x-request-id": rid})
+        return sdk.audio.transcriptions.create(
+            model=model, file=_clip(), response_format=response_format, extra_headers={"x-request-id": rid}
+        )
 
     return call
 
@@ -147,6 +159,48 @@ def test_a_budget_refuses_a_call_billed_per_unit(gw: Proc, media: MediaProvider)
         with pytest.raises(openai.PermissionDeniedError) as refused:
             speech("gpt-4o-mini-tts")(sdk, new_request_id())
         assert refused.value.code == "model_unpriced" and "stream_format" in refused.value.message
+    assert len(media.paths) == before  # no provider was called
+    spend = httpx.get(gw.admin_url + "/api/consumers/alice").json()["spend"]
+    assert [e["spend_usd"] for e in spend] == [0]
+
+
+# Calls whose answers may report no token usage, whatever their model's name or price:
+# the name is no guide (a custom one, an alias), the API and the answer's format are.
+UNREPORTED = [
+    ("my-whisper", transcription("my-whisper"), "not known to answer /audio/transcriptions with its token usage"),
+    ("my-dall-e", image("my-dall-e"), "not known to answer /images/generations with its token usage"),
+    ("gpt-4o-transcribe", transcription("gpt-4o-transcribe", "text"), "answered as text, srt or vtt"),
+    ("my-tts", speech("my-tts"), "speech answered as audio reports no token usage"),
+]
+
+
+def test_media_calls_whose_answers_report_no_tokens_are_refused_to_a_budget(gw: Proc, media: MediaProvider) -> None:
+    # Without a budget they are answered with no token usage and recorded at an unknown
+    # cost, though their names have a price per token: a budget could not count them.
+    with sdk_of(gw, "frank") as sdk:
+        for model, call, _ in UNREPORTED[:2]:
+            rid = new_request_id()
+            call(sdk, rid)
+            record = usage_record(gw, rid)
+            assert (record["model_upstream"], record["status"], record["cost_usd"]) == (model, 200, None)
+    before = len(media.paths)
+    with sdk_of(gw, "alice") as sdk:
+        for model, call, why in UNREPORTED:
+            with pytest.raises(openai.PermissionDeniedError) as refused:
+                call(sdk, new_request_id())
+            assert refused.value.code == "model_unpriced", model
+            assert refused.value.response.headers["x-tollway-reason"] == "budget.unpriced_model"
+            assert why in refused.value.message and "consumer 'alice' has a budget" in refused.value.message
+    # Translations (Whisper's only) never report tokens. (The SDK's call is deprecated.)
+    r = httpx.post(
+        gw.url + "/v1/audio/translations",
+        data={"model": "my-whisper"},
+        files={"file": ("clip.wav", b"RIFF" + b"\0" * 2048)},
+        headers={"authorization": "Bearer key-alice"},
+        timeout=10,
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "model_unpriced")
+    assert "POST /audio/translations is answered without token usage" in r.json()["error"]["message"]
     assert len(media.paths) == before  # no provider was called
     spend = httpx.get(gw.admin_url + "/api/consumers/alice").json()["spend"]
     assert [e["spend_usd"] for e in spend] == [0]

@@ -39,10 +39,11 @@ from tollway.consumers.groups import GroupDirectory
 from tollway.errors import BadRequest, Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
 from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
+from tollway.protocols.form import form_fields
 from tollway.routing.routes import Route
 from tollway.state import ADMITTED, Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
 from tollway.state.memory import MemoryStateStore
-from tollway.usage.pricing import PriceTable, billed_per
+from tollway.usage.pricing import PriceTable, billed_per, reports_media_tokens
 from tollway.usage.record import UNIT_BILLED_APIS, call_cost
 
 log = logging.getLogger("tollway.budgets")
@@ -461,9 +462,9 @@ def _costs_nothing(ex: Exchange) -> bool:
 
 
 def _refuse_unreported(ex: Exchange, budgeted: Subject, billed: str, model: str) -> None:
-    """Refuse an images or audio call whose answer will report no token usage, which a
+    """Refuse an images or audio call whose answer may report no token usage, which a
     budget cannot settle (its record's ``cost_usd`` is null): a model billed per unit
-    (``pricing.billed_per``), or speech answered as the audio itself."""
+    (``pricing.billed_per``), or a call ``_unreported`` says may be answered so."""
     who = f"{budgeted.kind} {budgeted.name!r} has a budget"
     unit = billed_per(billed) or billed_per(model)
     if unit is not None:
@@ -473,21 +474,64 @@ def _refuse_unreported(ex: Exchange, budgeted: Subject, billed: str, model: str)
             reason="budget.unpriced_model",
             code="model_unpriced",
         )
-    if ex.api_path.rstrip("/").lower() == "/audio/speech" and _speech_format(ex) != "sse":
-        raise Forbidden(
-            f"{who}, and speech answered as audio reports no token usage to bill it by: "
-            'ask for stream_format: "sse", whose answer reports it',
-            reason="budget.unpriced_model",
-            code="model_unpriced",
+    why = _unreported(ex, model)
+    if why is not None:
+        raise Forbidden(f"{who}, and {why}", reason="budget.unpriced_model", code="model_unpriced")
+
+
+# The media paths whose answers can report token usage, for the right model.
+_TOKEN_MEDIA_PATHS = frozenset({"/audio/transcriptions", "/images/generations", "/images/edits"})
+# Transcription formats answered as bare text, without usage.
+_TEXT_TRANSCRIPTS = frozenset({"text", "srt", "vtt"})
+
+
+def _unreported(ex: Exchange, model: str) -> str | None:
+    """Why an images or audio call may be answered without token usage, or None when its
+    answer reports it. Decided by the API, not by what a model's name suggests (a custom
+    name or a provider's alias of a model billed per unit is priced per token under
+    ``pricing:`` as readily as any other): speech reports usage only as events
+    (``stream_format: "sse"``); transcriptions only from GPT-4o's transcription models
+    and not as bare text; image generations and edits only from GPT Image models
+    (``pricing.reports_media_tokens``; the model goes to the provider as the client named
+    it); translations, image variations and any other media path never."""
+    path = ex.api_path.rstrip("/").lower()
+    if path == "/audio/speech":
+        if _json_field(ex, "stream_format") == "sse":
+            return None
+        return (
+            "speech answered as audio reports no token usage to bill it by: "
+            'ask for stream_format: "sse", whose answer reports it'
         )
+    if path not in _TOKEN_MEDIA_PATHS:
+        return f"{ex.request.method} {ex.api_path} is answered without token usage to bill it by"
+    if not reports_media_tokens(model):
+        return (
+            f"model {model!r} is not known to answer {ex.api_path} with its token usage (only GPT Image and "
+            "GPT-4o transcribe models do), so the call could not be billed"
+        )
+    if path == "/audio/transcriptions" and _form_field(ex, "response_format") in _TEXT_TRANSCRIPTS:
+        return "a transcription answered as text, srt or vtt reports no token usage to bill it by: ask for json"
+    return None
 
 
-def _speech_format(ex: Exchange) -> object:
+def _json_field(ex: Exchange, name: str) -> object:
     try:
         body = ex.request.json()
     except BadRequest:
         return None
-    return body.get("stream_format") if isinstance(body, dict) else None
+    return body.get(name) if isinstance(body, dict) else None
+
+
+def _form_field(ex: Exchange, name: str) -> str | None:
+    """A text field of a form body (``multipart/form-data``), or of a JSON one."""
+    content_type = ex.request.headers.get("content-type") or ""
+    if not content_type.startswith("multipart/"):
+        value = _json_field(ex, name)
+        return value if isinstance(value, str) else None
+    body = ex.request.body or b""
+    fields = form_fields(content_type, body, frozenset({name}), len(body))
+    value = fields.get(name) if fields else None
+    return value.decode("utf-8", "replace") if value is not None else None
 
 
 def _spent(prices: PriceTable, ex: Exchange) -> int:

@@ -142,13 +142,12 @@ class Accountant:
             unit = billed_per(model)
             if unit is not None:
                 why = f"it is billed per {unit}, which the price table (per million tokens) cannot price"
-                then = "refused to a consumer or group with a budget"
             else:
                 why = "its answer reported no token usage (as those of models billed per image, character or minute)"
-                then = "counted by no budget"
             log.warning(
-                "usage: model %r has no price per token: %s; its %s calls are recorded with cost_usd null, and %s",
-                model[:MAX_TEXT], why, record.api, then,
+                "usage: model %r has no price per token: %s; its %s calls are recorded with cost_usd null, "
+                "and refused to a consumer or group with a budget",
+                model[:MAX_TEXT], why, record.api,
             )  # fmt: skip
             return
         log.warning(

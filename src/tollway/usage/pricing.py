@@ -157,6 +157,18 @@ def billed_per(model: str) -> str | None:
     return None
 
 
+# Media model families whose transcriptions and images are answered with their token
+# usage (and billed by it): GPT-4o's transcription models, OpenAI's GPT Image models.
+# Other models on those APIs may answer none (Whisper reports seconds of audio, DALL·E
+# nothing), whatever their name suggests.
+_REPORTS_TOKENS = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-image-", "chatgpt-image-")
+
+
+def reports_media_tokens(model: str) -> bool:
+    """Whether ``model`` is one whose transcriptions or images report token usage."""
+    return model.startswith(_REPORTS_TOKENS)
+
+
 # Suffixes providers put after a listed model's name: dates, numbered versions, aliases.
 _VERSION_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3,4}|latest|(?:preview|exp)(?:-\d{2}-\d{2}|-\d{4})?)$")
 _CACHE_LIMIT = 4096
