@@ -195,12 +195,13 @@ def test_a_head_request_through_a_base_url_with_user_info(
     gw: Proc, fake: FakeProvider, provider: str, auth: str
 ) -> None:
     # HEAD goes through the other HTTP client (aiohttp), which refused a URL with user
-    # info beside an Authorization header: a 500.
+    # info beside an Authorization header: a 500. (Not a model list's HEAD, which the
+    # gateway answers from the provider's GET: the fake's 404, relayed.)
     path = "basic" if provider == "basic" else "keyed"
-    answer = httpx.head(f"{gw.url}/p/{provider}/v1/models", headers={"authorization": f"Bearer {CLIENT_KEY}"})
-    assert answer.status_code == 200
+    answer = httpx.head(f"{gw.url}/p/{provider}/v1/vector_stores", headers={"authorization": f"Bearer {CLIENT_KEY}"})
+    assert answer.status_code == 404
     [seen] = fake.seen
-    assert (seen.method, seen.path) == ("HEAD", f"/{path}/v1/models")
+    assert (seen.method, seen.path) == ("HEAD", f"/{path}/v1/vector_stores")
     assert credentials(seen) == {"authorization": auth}
 
 
@@ -467,6 +468,26 @@ def test_a_models_details_come_in_the_shape_its_list_gave_it(
         assert found.type == "model"
     [seen] = fake.seen
     assert seen.method == "GET" and seen.path.endswith("/models/" + model)
+
+
+@pytest.mark.parametrize("path", ["/p/openai/v1/models", "/p/claude/v1/models", "/p/gemini/v1/models/gemini-2.5-pro"])
+@pytest.mark.parametrize("client", ["openai", "anthropic"])
+def test_a_head_of_a_model_list_or_details_has_the_headers_of_its_get(
+    gw: Proc, fake: FakeProvider, path: str, client: str
+) -> None:
+    # HEAD /v1/models answered content-length 0 where GET gave the list's length: it went
+    # to the provider as HEAD, whose answer has no list in it.
+    headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    if client == "anthropic":
+        headers["anthropic-version"] = "2023-06-01"
+    with httpx.Client(base_url=gw.url, headers=headers, timeout=10) as http:
+        got = http.get(path)
+        head = http.head(path)
+        again = http.get(path)  # the same connection: HEAD left no body on it
+    assert (got.status_code, head.status_code, again.status_code) == (200, 200, 200)
+    assert int(head.headers["content-length"]) == len(got.content) > 0
+    assert head.headers["content-type"] == got.headers["content-type"] == "application/json"
+    assert head.content == b"" and again.content == got.content
 
 
 @pytest.mark.parametrize(("provider", "path", "query", "auth", "models"), MODEL_LISTS, ids=[m[0] for m in MODEL_LISTS])

@@ -51,6 +51,10 @@ from tollway.upstream import (
 CANCELLED = 499
 
 _MODEL_DETAILS = "/models/"
+# A model list or a model's details: HEAD is answered as GET is, with its headers
+# (content-length included; the edge sends no body), so it asks the provider with GET
+# too (a provider's HEAD answer has no body to list or reshape).
+_MODEL_READS = frozenset({"GET", "HEAD"})
 
 
 def _fails_over(status: int) -> bool:
@@ -73,7 +77,7 @@ class AiProxy:
 
     async def serve(self, ex: Exchange, route_providers: RouteProviders) -> Reply:
         """The answer of the first provider that gives one worth sending (see the module)."""
-        if ex.request.method == "GET" and ex.api == "models":
+        if ex.request.method in _MODEL_READS and ex.api == "models":
             if ex.api_path == MODELS:
                 return await self.models.answer(ex, route_providers)
             if ex.api_path.startswith(_MODEL_DETAILS):
@@ -192,7 +196,7 @@ class AiProxy:
         trace = ex.trace
         span_id = upstream_request.trace_context(trace, provider, headers) if trace is not None else 0
         upstream = UpstreamRequest(
-            method=ex.request.method,
+            method=_upstream_method(ex),
             url=endpoint.url,
             headers=headers,
             body=body,
@@ -321,3 +325,8 @@ class AiProxy:
         if status >= 400:
             return translation.error(status, body), None
         return translation.response(body, answer)
+
+
+def _upstream_method(ex: Exchange) -> str:
+    method = ex.request.method
+    return "GET" if method == "HEAD" and ex.api == "models" else method
