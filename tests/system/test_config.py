@@ -102,6 +102,30 @@ def test_check_refuses_what_serve_refuses_an_admin_api_open_to_the_network(
         assert (done.returncode, done.stdout) == (0, "ok\n"), done.stdout + done.stderr
 
 
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ('"   "', "admin.token: is only whitespace: an empty token after stripping"),
+        ('" secret"', "admin.token: must not begin or end with whitespace"),
+    ],
+)
+def test_an_admin_token_no_client_can_send_is_refused(tmp_path: Path, token: str, problem: str) -> None:
+    # It was accepted: the admin API then asked every call for a token no client can
+    # present (a Bearer value is read without the whitespace around it).
+    done = check_process(tmp_path, VALID + f"admin: {{token: {token}}}\n")
+    assert done.returncode == 2 and problem in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_a_null_admin_token_means_none_as_an_absent_one_does(tmp_path: Path, host: str) -> None:
+    # `token: null` was refused ("input should be a valid string"), where absent means no
+    # token: the admin API on loopback only.
+    done = check_process(tmp_path, VALID + f'admin: {{host: "{host}", token: null}}\n')
+    absent = check_process(tmp_path, VALID + f'admin: {{host: "{host}"}}\n')
+    assert (done.returncode, done.stdout) == (absent.returncode, absent.stdout), done.stdout
+    assert done.returncode == (0 if host == "127.0.0.1" else 2)
+
+
 # --- every problem in one run --------------------------------------------------------------
 
 # A typo in one section, a plugin config missing a field, two consumers with one key:

@@ -74,10 +74,34 @@ class ServerConfig(Strict):
     max_connections: int | None = Field(None, ge=1)
 
 
+def _string_or_null(schema: dict[str, Any]) -> None:
+    """A string field whose null the model reads as its default (the file may say null)."""
+    del schema["type"]
+    schema["anyOf"] = [{"type": "string"}, {"type": "null"}]
+
+
 class AdminConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8081, ge=0, le=65535)
-    token: str = ""
+    # "" (or null, or absent): no token, and the admin API listens on loopback only.
+    token: str = Field("", json_schema_extra=_string_or_null)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _null_is_no_token(cls, v: object) -> object:
+        return "" if v is None else v
+
+    @field_validator("token")
+    @classmethod
+    def _no_blank_token(cls, v: str) -> str:
+        # A token no client can present: a header's value is read without the
+        # whitespace around it. Only-whitespace is an empty token after stripping, and
+        # admitting it would take the admin API for guarded while no one can use it.
+        if v and not v.strip():
+            raise ValueError("is only whitespace: an empty token after stripping (leave it empty for no token)")
+        if v != v.strip():
+            raise ValueError("must not begin or end with whitespace, which no client's Bearer value can carry")
+        return v
 
 
 class StorageConfig(Strict):
