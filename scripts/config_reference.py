@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tollway.cli.schema import config_schema
+from tollway.cli.schema import INLINE_RULES, config_schema
 from tollway.plugins.registry import PLUGIN_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +171,8 @@ def render(schema: Schema) -> str:
         default = entry_def["properties"]["defaultConfig"]["anyOf"][0]
         plugin_models[plugin] = _ref_name(default) or ""
         rule = _ref_name(entry_def["properties"]["matchRules"]["items"]) or ""
-        derived.update({entry, rule, _ref_name(defs[rule]["properties"]["config"]) or ""})
+        inline = _ref_name(defs[plugin_models[plugin]]["properties"][INLINE_RULES]["items"]) or ""
+        derived.update({entry, rule, _ref_name(defs[rule]["properties"]["config"]) or "", inline})
 
     out = [HEADER, "## The file", ""]
     out += fields_table(schema, types={"plugins": "list of [plugin entries](#plugin-entries)"})
@@ -205,6 +206,11 @@ def render(schema: Schema) -> str:
         "| --- | --- | --- |",
         "| `config` | any fields of the plugin's config | `{}` |",
         *fields_table(first_rule, skip=("config",))[2:],
+        "",
+        f"Higress's in-config form is taken too: `defaultConfig.{INLINE_RULES}`, a list whose items",
+        "each give `_match_route_` (route names, as `ingress`) and/or `_match_domain_` (as",
+        "`domain`) beside any of the plugin's fields (the rule's `config`). They are read as",
+        "match rules after the entry's own `matchRules`.",
     ]
     starts = [name for name in _refs(schema["properties"]) if name not in derived]
     starts += [plugin_models[plugin] for plugin in sorted(plugin_models)]
@@ -216,7 +222,7 @@ def render(schema: Schema) -> str:
             out += [f"The config of {', '.join(f'`{p}`' for p in users)}.", ""]
         if obj.get("description"):
             out += [_paragraphs(obj["description"]), ""]
-        out += fields_table(obj)
+        out += fields_table(obj, types={INLINE_RULES: "list of [in-config match rules](#match-rules)"})
     return "\n".join(out) + "\n"
 
 

@@ -5,7 +5,9 @@ entry made exact: an item of ``plugins`` is one of the built-in plugins' entries
 apart by ``name``, whose ``defaultConfig`` is that plugin's own config model
 (``plugins.registry.PLUGIN_MODELS``) and whose match rules' ``config`` takes the same
 fields, none of them required (a rule's fields are laid over ``defaultConfig``, so it
-may give any subset).
+may give any subset). ``defaultConfig`` also takes Higress's in-config rules
+(``_rules_``: items with ``_match_route_`` and/or ``_match_domain_`` beside any of the
+plugin's fields), which the loader reads as match rules (``config.higress``).
 
 What the loader does around the schema, and the schema cannot say: ``${VAR}``
 substitution before parsing; the Higress deployment fields it takes out with a warning
@@ -64,6 +66,31 @@ def _ref(name: str) -> JsonSchema:
     return {"$ref": f"#/$defs/{name}"}
 
 
+# Higress's in-config rules: ``defaultConfig._rules_``, each item's match keys beside its
+# config (``config.higress.take_inline_rules``).
+INLINE_RULES = "_rules_"
+_NAMES: JsonSchema = {"items": {"type": "string"}, "type": "array"}
+
+
+def _inline_rule(name: str, rule_config: JsonSchema) -> JsonSchema:
+    """An item of ``defaultConfig._rules_``: the match rule's config fields with its
+    match keys (route names, domains) beside them; at least one key."""
+    rule = copy.deepcopy(rule_config)
+    rule["title"] = f"{name} in-config match rule"
+    rule["description"] = (
+        f"An item of plugin {name}'s defaultConfig._rules_ (Higress's in-config form of a match rule): "
+        "_match_route_ (route names, as ingress) and/or _match_domain_ (as domain), beside any of the "
+        "plugin's fields, laid over defaultConfig as a match rule's config is."
+    )
+    rule["properties"] = {
+        "_match_route_": {**_NAMES, "title": "Route names"},
+        "_match_domain_": {**_NAMES, "title": "Domains"},
+        **rule["properties"],
+    }
+    rule["anyOf"] = [{"required": ["_match_route_"]}, {"required": ["_match_domain_"]}]
+    return rule
+
+
 def config_schema(plugins: Mapping[str, type[PluginConfig]]) -> JsonSchema:
     """The config file's JSON Schema, each plugin in ``plugins`` (name → config model)
     given its own entry shape (see the module's docstring)."""
@@ -82,7 +109,8 @@ def config_schema(plugins: Mapping[str, type[PluginConfig]]) -> JsonSchema:
         model_def = _def_name(refs[(plugins[name], "validation")])
         stem = model_def.removesuffix("Config")
         entry_def, rule_def, rule_config_def = f"{stem}Entry", f"{stem}MatchRule", f"{stem}RuleConfig"
-        for new in (entry_def, rule_def, rule_config_def):
+        inline_rule_def = f"{stem}InlineRule"
+        for new in (entry_def, rule_def, rule_config_def, inline_rule_def):
             if new in defs:
                 raise ValueError(f"plugin {name!r}: schema name {new!r} is taken")
 
@@ -94,6 +122,13 @@ def config_schema(plugins: Mapping[str, type[PluginConfig]]) -> JsonSchema:
             "(its fields win, the rest are inherited)."
         )
         defs[rule_config_def] = rule_config
+        defs[inline_rule_def] = _inline_rule(name, rule_config)
+        defs[model_def]["properties"][INLINE_RULES] = {
+            "default": [],
+            "items": _ref(inline_rule_def),
+            "title": "Higress in-config match rules",
+            "type": "array",
+        }
 
         rule = copy.deepcopy(match_rule)
         rule["title"] = f"{name} match rule"
@@ -120,4 +155,4 @@ def config_schema(plugins: Mapping[str, type[PluginConfig]]) -> JsonSchema:
     return schema
 
 
-__all__ = ["add_parser", "cmd_schema", "config_schema", "render"]
+__all__ = ["INLINE_RULES", "add_parser", "cmd_schema", "config_schema", "render"]
