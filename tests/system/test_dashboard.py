@@ -149,9 +149,10 @@ def test_the_dashboard_shows_the_apis_numbers(
     assert recent[0][4] == "401" and recent[0][5] == "key-auth.no_key"  # newest first
     assert all(row[4] == "200" for row in recent[1:])
     # Latency as the API has it, sub-millisecond ones with their decimals (never "0 ms").
+    # (Whether any call took under a millisecond depends on the machine's load: no
+    # timing is asserted, only that every figure is shown as the API has it.)
     api_recent = _api(gw, "/api/requests", limit="50", since="24h")["requests"]
     assert [row[8] for row in recent] == [_latency(r["latency_ms"]) for r in api_recent]
-    assert any(r["latency_ms"] < 1 for r in api_recent)  # the 401: answered by the gateway alone
     # The model bars say what their length and their figure are.
     assert page.is_visible("#model-legend")
     assert "tokens" in page.inner_text("#model-legend") and "cost" in page.inner_text("#model-legend")
