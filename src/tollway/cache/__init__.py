@@ -8,13 +8,17 @@
                          where a semantic cache is configured)
     CacheStores          the stores of one process, by namespace (ai-cache's ``cacheKeyPrefix``)
 
-Nothing here knows requests or protocols: keys, vectors and answers are opaque bytes
-chosen by the plugin (``tollway.plugins.ai_cache``).
+    StoredAnswer         one entry: the answer's bytes as its client got them, with the
+                         call's usage (``entry.py``)
+
+Nothing here knows requests or protocols: keys and vectors are chosen by the plugin
+(``tollway.plugins.ai_cache``), and an answer's bytes are opaque to the stores.
 """
 
 from __future__ import annotations
 
 from tollway.cache.answers import AnswerStore, MemoryAnswers, RedisAnswers
+from tollway.cache.entry import StoredAnswer, UnusableAnswer
 from tollway.cache.stores import CacheStores
 
-__all__ = ["AnswerStore", "CacheStores", "MemoryAnswers", "RedisAnswers"]
+__all__ = ["AnswerStore", "CacheStores", "MemoryAnswers", "RedisAnswers", "StoredAnswer", "UnusableAnswer"]

@@ -13,9 +13,9 @@ import pydantic
 import pytest
 from openai.types.responses import ResponseStreamEvent
 
+from tollway.cache import StoredAnswer, UnusableAnswer
 from tollway.config.schema import Price
 from tollway.mockllm import create_app as create_mock_app
-from tollway.plugins.ai_cache.answers import StoredAnswer, UnusableAnswer
 from tollway.plugins.ai_cache.shapes import chunks_of, completion_of
 from tollway.state.memory import MemoryStateStore
 from tollway.testing.gateway import GatewayUnderTest

@@ -13,13 +13,12 @@ add up to (a Responses stream's ``response.completed`` already holds it).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from tollway.cache.entry import StoredAnswer, UnusableAnswer
 from tollway.exchange import Reply
 from tollway.plugins.ai_cache.shapes import chunks_of, completion_of, responses_events, responses_to_pivot
 from tollway.protocols.codec import Codec, Json, StreamWriter
@@ -28,10 +27,7 @@ from tollway.protocols.pivot import usage as usage_object
 from tollway.protocols.registry import codec_for
 from tollway.protocols.responses import ResponsesCodec
 from tollway.protocols.sse import SseEvent, SseParser
-from tollway.protocols.usage import Usage
 
-_MAGIC = b"TWC1"
-_HEAD = struct.Struct("<4sI")
 _RESPONSES = ResponsesCodec()
 # The APIs whose answers are cached, by the codec that reads and writes them.
 CACHED_APIS: Mapping[str, Codec] = {"chat": codec_for("openai"), "messages": codec_for("anthropic")}
@@ -39,57 +35,6 @@ CACHED_APIS: Mapping[str, Codec] = {"chat": codec_for("openai"), "messages": cod
 
 def codec_of(api: str) -> Codec | ResponsesCodec:
     return _RESPONSES if api == "responses" else CACHED_APIS[api]
-
-
-class UnusableAnswer(ValueError):
-    """A stored entry this version cannot read, or an answer it cannot replay."""
-
-
-# Not frozen: a frozen dataclass sets each field through object.__setattr__ (4x the
-# cost of building one), and every hit and every stored miss builds one.
-@dataclass(slots=True)
-class StoredAnswer:
-    api: str
-    streamed: bool
-    payload: bytes  # the JSON body, or the events
-    # input, output, cached, reasoning and cache-write tokens (what a hit saves is
-    # priced on them, cache writes at their own price, as the call was)
-    usage: tuple[int, int, int, int, int]
-    model: str | None
-    # The stored call's tokens were the gateway's estimate (its provider reported none):
-    # a hit's record says so too, and what it saves is an estimate.
-    estimated: bool = False
-
-    def encode(self) -> bytes:
-        fields: dict[str, Any] = {"api": self.api, "streamed": self.streamed, "usage": self.usage, "model": self.model}
-        if self.estimated:
-            fields["estimated"] = True
-        head = orjson.dumps(fields)
-        return _HEAD.pack(_MAGIC, len(head)) + head + self.payload
-
-    @classmethod
-    def decode(cls, raw: bytes) -> StoredAnswer:
-        try:
-            magic, size = _HEAD.unpack_from(raw)
-            if magic != _MAGIC:
-                raise UnusableAnswer("not a cache entry of this version")
-            end = _HEAD.size + size
-            head = orjson.loads(memoryview(raw)[_HEAD.size : end])
-            counts = head["usage"]
-            if len(counts) == 4:  # an entry stored before cache writes were kept: none
-                counts = [*counts, 0]
-            i, o, c, r, w = counts
-            usage = (int(i), int(o), int(c), int(r), int(w))
-            estimated = head.get("estimated") is True
-            return cls(head["api"], bool(head["streamed"]), raw[end:], usage, head["model"], estimated)
-        except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise UnusableAnswer(f"unreadable cache entry: {exc}") from None
-
-    def usage_of(self) -> Usage:
-        """The stored call's tokens, never reported (no provider was asked: limits charge
-        a hit nothing, ``reservation.spent``), estimated when the stored call's were."""
-        i, o, c, r, w = self.usage
-        return Usage(i, o, c, r, w, estimated=self.estimated)
 
 
 def stored_events(api: str, events: list[bytes]) -> bytes:
@@ -223,4 +168,4 @@ def reply_of(
     return Reply(200, [("content-type", "application/json"), *headers], whole_answer(stored))
 
 
-__all__ = ["CACHED_APIS", "StoredAnswer", "UnusableAnswer", "reply_of", "stored_events"]
+__all__ = ["CACHED_APIS", "reply_of", "stored_events"]

@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tollway.cache import CacheStores
+from tollway.cache.entry import StoredAnswer, UnusableAnswer
 from tollway.errors import BadRequest, GatewayError
 from tollway.exchange import CacheOutcome, Exchange, Reply, StateKey
 from tollway.plugin import Phase, Plugin, Scope
-from tollway.plugins.ai_cache.answers import StoredAnswer, UnusableAnswer, reply_of, stored_events
+from tollway.plugins.ai_cache.answers import reply_of, stored_events
 from tollway.plugins.ai_cache.config import AiCacheConfig
 from tollway.plugins.ai_cache.key import CacheKey, cache_key
 from tollway.plugins.limits.failure_mode import fails_open
@@ -171,7 +172,10 @@ class AiCache(Plugin[AiCacheConfig]):
 
     async def _exact(self, ex: Exchange, key: CacheKey) -> Reply | None:
         try:
-            raw = await self.answers.get(self.prefix + key.exact)
+            stored = await self.answers.get(self.prefix + key.exact)
+        except UnusableAnswer:
+            log.warning("ai-cache: a stored entry could not be read; treated as a miss", exc_info=True)
+            return None
         except StateUnavailable:
             if self.fail_open:
                 return None
@@ -182,7 +186,7 @@ class AiCache(Plugin[AiCacheConfig]):
                 code="service_unavailable",
                 headers=[("retry-after", "1")],
             ) from None
-        return self._hit(ex, raw, "hit") if raw is not None else None
+        return self._hit(ex, stored, "hit") if stored is not None else None
 
     def _partition(self, key: CacheKey) -> str:
         assert self.embedder is not None
@@ -194,11 +198,17 @@ class AiCache(Plugin[AiCacheConfig]):
         if found is None or found[1] < self.config.semantic.threshold:
             return None
         raw = await self.index.answer(found[0])
-        return self._hit(ex, raw, "semantic") if raw is not None else None
-
-    def _hit(self, ex: Exchange, raw: bytes, outcome: CacheOutcome) -> Reply | None:
+        if raw is None:
+            return None
         try:
             stored = StoredAnswer.decode(raw)
+        except UnusableAnswer:
+            log.warning("ai-cache: a stored entry could not be read; treated as a miss", exc_info=True)
+            return None
+        return self._hit(ex, stored, "semantic")
+
+    def _hit(self, ex: Exchange, stored: StoredAnswer, outcome: CacheOutcome) -> Reply | None:
+        try:
             if stored.api != ex.api:
                 return None
             client_request = ex.request.json()
@@ -247,9 +257,8 @@ class AiCache(Plugin[AiCacheConfig]):
             return  # cut short, too large, or the client left
         if stored is None:
             return
-        raw = stored.encode()
         try:
-            await self.answers.put(self.prefix + pending.key.exact, raw, self.ttl_s)
+            await self.answers.put(self.prefix + pending.key.exact, stored, self.ttl_s)
         except StateUnavailable:
             pass  # the store logged it; the answer is simply not cached
         if self.index is None or self.embedder is None:
@@ -260,7 +269,7 @@ class AiCache(Plugin[AiCacheConfig]):
             # answer belongs in the semantic index as much as under its exact key.
             vector = await self.embedder.embed(ex, question)
         if vector is not None:
-            await self.index.add(self._partition(pending.key), vector, raw, self.ttl_s)
+            await self.index.add(self._partition(pending.key), vector, stored.encode(), self.ttl_s)
 
     def _stored(self, ex: Exchange, streamed: bool, payload: bytes) -> StoredAnswer | None:
         if self.config.cacheKeyStrategy != "request" and any(t in payload for t in _TOOL_CALLS):

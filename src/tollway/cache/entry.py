@@ -1,0 +1,93 @@
+"""One exact cache entry: an answer as its client got it, with the call's usage.
+
+In this process's memory an entry is kept as this object (a hit reads it as it is: no
+copy, no parse); in Redis and in the semantic index's table it is kept encoded: a
+magic and the length of a small JSON head (API, shape, usage, model), then the answer's
+bytes as they were.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tollway.protocols.usage import Usage
+
+_MAGIC = b"TWC1"
+_HEAD = struct.Struct("<4sI")
+# What an entry's fields other than its payload take in memory, roughly: counted with the
+# payload and the key against the store's byte bound.
+ENTRY_OVERHEAD = 200
+
+
+# An entry's fields in a plain tuple: the memory store keeps these rather than the objects,
+# because the garbage collector stops tracking a tuple that holds only strings, bytes,
+# numbers and such tuples (thousands of entries are then no work for its full passes;
+# a dataclass instance, or a named tuple, is tracked for as long as it lives).
+EntryFields = tuple[str, bool, bytes, tuple[int, int, int, int, int], "str | None", bool]
+
+
+class UnusableAnswer(ValueError):
+    """A stored entry this version cannot read, or an answer it cannot replay."""
+
+
+# Not frozen: a frozen dataclass sets each field through object.__setattr__ (4x the
+# cost of building one), and every hit and every stored miss builds one.
+@dataclass(slots=True)
+class StoredAnswer:
+    api: str
+    streamed: bool
+    payload: bytes  # the JSON body, or the events
+    # input, output, cached, reasoning and cache-write tokens (what a hit saves is
+    # priced on them, cache writes at their own price, as the call was)
+    usage: tuple[int, int, int, int, int]
+    model: str | None
+    # The stored call's tokens were the gateway's estimate (its provider reported none):
+    # a hit's record says so too, and what it saves is an estimate.
+    estimated: bool = False
+
+    @property
+    def size(self) -> int:
+        """Bytes the entry takes in memory, about (its payload and its other fields)."""
+        return len(self.payload) + ENTRY_OVERHEAD
+
+    def fields(self) -> EntryFields:
+        """The entry as a plain tuple, as the memory store keeps it."""
+        return (self.api, self.streamed, self.payload, self.usage, self.model, self.estimated)
+
+    def encode(self) -> bytes:
+        fields: dict[str, Any] = {"api": self.api, "streamed": self.streamed, "usage": self.usage, "model": self.model}
+        if self.estimated:
+            fields["estimated"] = True
+        head = orjson.dumps(fields)
+        return _HEAD.pack(_MAGIC, len(head)) + head + self.payload
+
+    @classmethod
+    def decode(cls, raw: bytes) -> StoredAnswer:
+        try:
+            magic, size = _HEAD.unpack_from(raw)
+            if magic != _MAGIC:
+                raise UnusableAnswer("not a cache entry of this version")
+            end = _HEAD.size + size
+            head = orjson.loads(memoryview(raw)[_HEAD.size : end])
+            counts = head["usage"]
+            if len(counts) == 4:  # an entry stored before cache writes were kept: none
+                counts = [*counts, 0]
+            i, o, c, r, w = counts
+            usage = (int(i), int(o), int(c), int(r), int(w))
+            estimated = head.get("estimated") is True
+            return cls(head["api"], bool(head["streamed"]), raw[end:], usage, head["model"], estimated)
+        except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise UnusableAnswer(f"unreadable cache entry: {exc}") from None
+
+    def usage_of(self) -> Usage:
+        """The stored call's tokens, never reported (no provider was asked: limits charge
+        a hit nothing, ``reservation.spent``), estimated when the stored call's were."""
+        i, o, c, r, w = self.usage
+        return Usage(i, o, c, r, w, estimated=self.estimated)
+
+
+__all__ = ["ENTRY_OVERHEAD", "EntryFields", "StoredAnswer", "UnusableAnswer"]
