@@ -74,7 +74,7 @@ async def _h1(data: bytes) -> None:
     if len(data) < 2:
         return
     reused, body = bool(data[0] & 1), data[2:]
-    conn = h1._Connection(("http", "provider.test", 80))
+    conn = h1._Connection(("http", "provider.test", 80), asyncio.get_running_loop())
     conn.reused = reused
     conn.connection_made(_Transport())  # type: ignore[arg-type]
     for piece in _pieces(data[1], body):

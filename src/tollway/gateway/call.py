@@ -194,10 +194,14 @@ class Gateway:
             task.cancel()
         await asyncio.wait(tasks, timeout=5)
 
-    async def handle(self, req: Request, read_body: BodyReader, client: ClientChannel) -> None:
-        """Serves one call on the snapshot current at its start; never raises but for
-        the cancellation of a client that went away."""
-        task = asyncio.current_task()
+    async def handle(
+        self, req: Request, read_body: BodyReader, client: ClientChannel, task: asyncio.Task[None] | None = None
+    ) -> None:
+        """Serves one call on the snapshot current at its start, in ``task`` (the
+        current one when not given); never raises but for the cancellation of a client
+        that went away."""
+        if task is None:
+            task = asyncio.current_task()
         if task is None:
             await self._handle(req, read_body, client)
             return

@@ -51,7 +51,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from tollway import deadlines
-from tollway.gateway.edge import BODY_REFUSED, BODY_TIMEOUT, CLIENT_GONE
+from tollway.gateway.edge import BODY_REFUSED, BODY_TIMEOUT, CLIENT_GONE, LOOP
 from tollway.protocols.openai.wire import error_body
 
 if TYPE_CHECKING:
@@ -217,6 +217,9 @@ class ResponseCycle(RequestResponseCycle):
     waits for headers longer than the gateway does."""
 
     _held: bytes | None = None
+    # The connection's loop (the edge sets it on each cycle: asking asyncio for the running
+    # loop is a getpid() system call on Python 3.11); None: asked.
+    loop: asyncio.AbstractEventLoop | None = None
     # Whether the connection, not this cycle, ends a connection whose answer went out
     # before the request's body was all in (the edge's lingering close).
     _lingers = False
@@ -235,7 +238,7 @@ class ResponseCycle(RequestResponseCycle):
             self.response_started = True
             self.waiting_for_100_continue = False
             self._held = self._head(message["status"], message.get("headers", ()))
-            asyncio.get_running_loop().call_soon(self._write_held)
+            (self.loop or asyncio.get_running_loop()).call_soon(self._write_held)
             return
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message '{message['type']}' sent, after response already completed.")
@@ -533,16 +536,17 @@ class EdgeConnection(HttpToolsProtocol):
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
-        self.scope = {  # type: ignore[typeddict-item]
+        self.scope = {
             "type": "http",
             "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
             "http_version": "1.1",
             "server": self.server,
             "client": self.client,
-            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "scheme": self.scheme,
             "root_path": self.root_path,
             "headers": self.headers,
             "state": self.app_state.copy(),
+            LOOP: self.loop,  # type: ignore[misc]
         }
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -627,6 +631,7 @@ class EdgeConnection(HttpToolsProtocol):
             on_response=self.on_response_complete,
         )
         cycle.refusal = None
+        cycle.loop = self.loop
         if existing is None or existing.response_complete:
             self._start_asgi_task(cycle, self.app)
         else:

@@ -121,8 +121,12 @@ def _quickack_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection and the response currently being read on it."""
 
-    def __init__(self, key: tuple[str, str, int]) -> None:
+    def __init__(self, key: tuple[str, str, int], loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
+        # The loop the connection was made in, which it serves (on Python 3.11 each
+        # asyncio.get_running_loop() is a getpid() system call; a call asked for it four
+        # times, more than half of all its system calls).
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.sock: socket.socket | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -138,7 +142,7 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.status = 0
         self.headers: list[tuple[str, str]] = []
-        self.headers_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.headers_done: asyncio.Future[None] = self.loop.create_future()
         self.chunks: deque[bytes] = deque()
         self.queued = 0
         self.complete = False
@@ -292,7 +296,7 @@ class H1Response:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
-        loop = asyncio.get_running_loop()
+        loop = conn.loop
         while True:
             if conn.chunks:
                 chunk = conn.chunks.popleft()
@@ -366,11 +370,11 @@ class H1Transport:
         # The Host is the host and port: never a URL's user info (a password).
         head = self._head(request, target, parts.netloc.rpartition("@")[2])
         key = (scheme, host, port)
-        loop = asyncio.get_running_loop()
-        due = loop.time() + request.headers_timeout
         # A kept-alive connection (nearly every call): the wait for the headers has a
         # deadline of the loop's (``tollway.deadlines``), not a timer of its own.
         conn = self._idle_connection(key)
+        loop = conn.loop if conn is not None else asyncio.get_running_loop()
+        due = loop.time() + request.headers_timeout
         if conn is not None:
             try:
                 return await self._exchange(conn, head, request.body, request.idle_timeout, due)
@@ -448,7 +452,7 @@ class H1Transport:
         started = time.monotonic()
         try:
             transport, conn = await loop.create_connection(
-                lambda: _Connection(key),
+                lambda: _Connection(key, loop),
                 host,
                 port,
                 ssl=self._ssl_context() if scheme == "https" else None,
@@ -474,7 +478,7 @@ class H1Transport:
             conn.transport.write(body)
         deadline = None
         if due is not None:
-            deadline = deadlines.for_loop(asyncio.get_running_loop()).at(due, conn.headers_overdue)
+            deadline = deadlines.for_loop(conn.loop).at(due, conn.headers_overdue)
         try:
             await conn.headers_done
         except BaseException:
