@@ -30,7 +30,10 @@ async def run_shielded(coro: Coroutine[Any, Any, None]) -> None:
     except BaseException:
         coro.close()
         raise
-    await asyncio.shield(_go_on(coro, waiting))
+    # The loop from what ``coro`` waits for where it can be (asking asyncio for the
+    # running loop is a getpid() system call on Python 3.11).
+    loop = waiting.get_loop() if isinstance(waiting, asyncio.Future) else asyncio.get_running_loop()
+    await asyncio.shield(loop.create_task(_go_on(coro, waiting)))
 
 
 async def _go_on(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
@@ -43,7 +46,7 @@ async def _go_on(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
             else:
                 # A future awaited inside ``coro``; a task resets this flag before it waits.
                 waiting._asyncio_future_blocking = False
-                await asyncio.wait((waiting,))
+                await _settled(waiting)
         except asyncio.CancelledError as exc:
             # This task itself was cancelled (the loop is closing): ``coro`` gets it
             # where it waits, as it would have under a task of its own.
@@ -56,6 +59,19 @@ async def _go_on(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
             waiting = coro.send(None)
         except StopIteration:
             return
+
+
+def _settled(waiting: asyncio.Future[Any]) -> asyncio.Future[None]:
+    """A future done once ``waiting`` is, whatever its outcome (``asyncio.wait`` of one,
+    which asks for the running loop)"""
+    settled: asyncio.Future[None] = waiting.get_loop().create_future()
+
+    def then(_: asyncio.Future[Any]) -> None:
+        if not settled.done():
+            settled.set_result(None)
+
+    waiting.add_done_callback(then)
+    return settled
 
 
 __all__ = ["run_shielded"]

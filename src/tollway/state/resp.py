@@ -58,8 +58,11 @@ def _error(reply: _ReplyError) -> redis_errors.ResponseError:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, pipe: RespPipe) -> None:
+    def __init__(self, pipe: RespPipe, loop: asyncio.AbstractEventLoop) -> None:
         self.pipe = pipe
+        # The loop the connection serves: asking asyncio for the running loop is a
+        # getpid() system call on Python 3.11, and every command needs it.
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(replyError=_ReplyError)
 
@@ -143,7 +146,8 @@ class RespPipe:
 
     def send(self, args: Sequence[Any]) -> asyncio.Future[Any]:
         """Queue one command; it is written at the end of this loop turn with the others."""
-        loop = asyncio.get_running_loop()
+        protocol = self._protocol
+        loop = protocol.loop if protocol is not None else asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self._closed:
             future.set_exception(redis_errors.ConnectionError("the state store is closed"))
@@ -173,8 +177,7 @@ class RespPipe:
         last = batch[-1][1]
         # A deadline of the loop's (``tollway.deadlines``): one for every batch, and they
         # almost never find one unanswered.
-        loop = asyncio.get_running_loop()
-        deadlines.for_loop(loop).after(self.timeout_s, partial(self._deadline, protocol, last, GRACE_TURNS))
+        deadlines.for_loop(protocol.loop).after(self.timeout_s, partial(self._deadline, protocol, last, GRACE_TURNS))
 
     def _deadline(self, protocol: _Protocol, last: asyncio.Future[Any], turns: int) -> None:
         """The batch's deadline passed. Its last command answered means all of it did
@@ -192,7 +195,7 @@ class RespPipe:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout_s):
-                transport, protocol = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
+                transport, protocol = await loop.create_connection(lambda: _Protocol(self, loop), self.host, self.port)
                 assert isinstance(protocol, _Protocol)
                 # uvloop may call connection_made a turn after create_connection returns.
                 protocol.transport = transport
