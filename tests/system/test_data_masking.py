@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -402,3 +403,30 @@ def test_a_prompt_in_the_body_of_any_method_is_masked(gw: Proc, mock_requests: R
     httpx.request(method, gw.url + "/v1/chat/completions", json=body, timeout=10)
     (seen,) = mock_requests()
     assert EMAIL not in seen["body"] and "[EMAIL_1]" in seen["body"]
+
+
+# --- adversarial prompts cost what any prompt of their size does ------------------------------
+
+
+def _best_time(gw: Proc, text: str, rounds: int = 2) -> float:
+    body = orjson.dumps({"model": "mock-gpt", "messages": [{"role": "user", "content": text}]})
+    best = float("inf")
+    with httpx.Client(timeout=120) as client:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            answered = client.post(gw.url + "/v1/chat/completions", content=body)
+            best = min(best, time.perf_counter() - started)
+            assert answered.status_code == 200
+    return best
+
+
+def test_a_body_of_private_key_headers_is_masked_in_time_linear_in_its_size(gw: Proc, mock_requests: Requests) -> None:
+    """Half a megabyte of "-----BEGIN PRIVATE KEY-----" lines and no END: the private key
+    detector once tried 16,384 characters after each (seconds on the event loop, every
+    other request stalled). Now it costs about what ordinary prose of the same size does
+    (a ratio, not a time: the machine may be slow, the two calls are equally so)."""
+    size = 512 * 1024
+    benign = ("The quarterly report is due on Friday; please review section two. " * (size // 66))[:size]
+    headers = ("-----BEGIN PRIVATE KEY-----\n" * (size // 28 + 1))[:size]
+    slow, fast = _best_time(gw, headers), _best_time(gw, benign)
+    assert slow <= 20 * fast, f"{slow:.3f}s for the headers, {fast:.3f}s for prose"

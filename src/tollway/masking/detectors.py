@@ -33,6 +33,7 @@ import datetime
 import re
 from collections.abc import Iterator
 
+from tollway.masking.rules import SYSTEM_DENY
 from tollway.masking.scanner import Rule
 
 _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
@@ -86,14 +87,17 @@ _CARD = re.compile(
 )
 
 
+# Each ASCII digit as its value, and as the digits of its double summed (what Luhn adds
+# for every second digit from the right): bytes, so that ``sum`` adds them in C.
+_LUHN_PLAIN = bytes.maketrans(b"0123456789", bytes(range(10)))
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
+
+
 def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    """The Luhn check of an ASCII digit string. A run of digit groups is checked at
+    every group, so this is most of what scanning one costs: no Python loop per digit."""
+    raw = digits.encode()
+    return (sum(raw[::-2].translate(_LUHN_PLAIN)) + sum(raw[-2::-2].translate(_LUHN_DOUBLED))) % 10 == 0
 
 
 def _card_ok(text: str) -> bool:
@@ -143,9 +147,35 @@ _SECRETS = (
     rf"xox(?<![A-Za-z0-9_]xox)[abposr]-[A-Za-z0-9-]{{10,}}{_KEY_BODY}",
     rf"AIza(?<![A-Za-z0-9_]AIza)[0-9A-Za-z_-]{{35}}{_KEY_BODY}",
     rf"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{{8,}}\.eyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{8,}}{_KEY_BODY}",
-    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]{1,16384}?"
-    r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
 )
+
+_PEM_END = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_PEM_MAX_BODY = 16384  # characters between a key's BEGIN and END lines
+
+
+def find_private_keys(text: str) -> Iterator[tuple[int, int]]:
+    """PEM private key blocks: a BEGIN line, up to ``_PEM_MAX_BODY`` characters, and the
+    first END line after it.
+
+    In time linear in the text, whatever it holds: each BEGIN is paired with the next END
+    found once and kept while it lies ahead, so a text of many BEGIN lines and no END is
+    not searched again from each of them (as a lazy ``BEGIN[\\s\\S]{1,16384}?END`` pattern
+    does: 16,384 tries a BEGIN, seconds for a megabyte of them)."""
+    if "-----BEGIN " not in text:
+        return
+    begin = SYSTEM_DENY.search(text)
+    end: re.Match[str] | None = None
+    while begin is not None:
+        body = begin.end() + 1  # the body is at least one character
+        if end is None or end.start() < body:
+            end = _PEM_END.search(text, body)
+            if end is None:
+                return  # no END after this BEGIN, so none after any later one
+        if end.start() - begin.end() <= _PEM_MAX_BODY:
+            yield begin.start(), end.end()
+            begin = SYSTEM_DENY.search(text, end.end())
+        else:
+            begin = SYSTEM_DENY.search(text, begin.start() + 1)
 
 
 def _secret_rule(source: str) -> Rule:
@@ -161,7 +191,7 @@ DETECTORS: dict[str, tuple[str, tuple[Rule, ...]]] = {
     "phone": ("PHONE", tuple(Rule(re.compile(p), accept=_phone_ok) for p in _PHONES)),
     "ipv4": ("IP", (Rule(_IPV4),)),
     "email": ("EMAIL", (Rule(finder=find_emails),)),
-    "api_key": ("SECRET", tuple(_secret_rule(s) for s in _SECRETS)),
+    "api_key": ("SECRET", (*(_secret_rule(s) for s in _SECRETS), Rule(finder=find_private_keys))),
 }
 """In priority order: at one position, a valid resident ID wins over a card number, a
 card over a phone number."""

@@ -126,8 +126,9 @@ def _kind(ch: str) -> int:
 
 
 @lru_cache(maxsize=4096)
-def _form_of(ch: str) -> str:
-    return normalise(ch)
+def _form_of(piece: str) -> str:
+    """The form of a piece of one or two characters (they repeat: cached)."""
+    return normalise(piece)
 
 
 class Mapping:
@@ -155,8 +156,19 @@ class Mapping:
         # Fullwidth ASCII becomes ASCII one character for one: no position moves, and CJK
         # punctuation no longer cuts the text into hundreds of runs.
         text = _narrow(text, 0)
+        add = self._add
         for run in _OTHERS.finditer(text):
             first, end = run.span()
+            if end - first == 1:  # the usual run (and a megabyte of zero-width ones): one piece
+                if first > pos and _kind(text[first]) == _JOINS:
+                    first -= 1
+                if first > pos:
+                    outs.append(add(pos, first, text[pos:first], True))
+                part = text[first:end]
+                out = _form_of(part)
+                outs.append(add(first, end, out, out == part))
+                pos = end
+                continue
             lead = first
             while lead < end and _kind(text[lead]) == _IGNORED:
                 lead += 1

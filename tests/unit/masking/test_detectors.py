@@ -134,3 +134,18 @@ def test_api_keys_need_their_own_word_and_aws_secret_values_their_name() -> None
     assert found(f"aws_secret_access_key = {value}\n", "api_key") == [value]
     assert found(f"AWS_SECRET_ACCESS_KEY='{value}'", "api_key") == [value]
     assert found(f"some other {value}", "api_key") == []
+
+
+def test_private_key_blocks_pair_each_begin_with_the_next_end() -> None:
+    key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"
+    # Header lines with no END after them, then a key: the first BEGIN within reach of
+    # the END starts the block, as the lazy pattern it replaces did.
+    headers = "-----BEGIN PRIVATE KEY-----\n" * 1000
+    assert found(headers + "x", "api_key") == []
+    (block,) = found(headers + key, "api_key")
+    assert block.endswith(key) and len(block) - len(key) <= 16384
+    # Two keys are two blocks; a body longer than 16,384 characters is no key.
+    assert found(f"{key} and {key}", "api_key") == [key, key]
+    far = "-----BEGIN RSA PRIVATE KEY-----\n" + "A" * 16400 + "\n-----END RSA PRIVATE KEY-----"
+    assert found(far, "api_key") == []
+    assert found(far + " " + key, "api_key") == [key]
