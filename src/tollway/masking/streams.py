@@ -80,6 +80,8 @@ class AnswerStream:
             if not isinstance(choice, dict):
                 continue
             index = choice.get("index", 0)
+            if not _usable(index):
+                continue  # no slot to keep its text in: it passes as it came
             final = choice.get("finish_reason") is not None
             if isinstance(choice.get("text"), str):
                 changed |= self._restore(choice, "text", ("text", index), final)
@@ -90,7 +92,11 @@ class AnswerStream:
                         changed |= self._restore(delta, field, ("delta", index, field), final)
                 for call in delta.get("tool_calls") or ():
                     function = call.get("function") if isinstance(call, dict) else None
-                    if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    if (
+                        isinstance(function, dict)
+                        and isinstance(function.get("arguments"), str)
+                        and _usable(call.get("index", 0))
+                    ):
                         slot = ("tool", index, call.get("index", 0))
                         changed |= self._restore(function, "arguments", slot, final)
             if final:  # what other fields of this choice still hold came before this event
@@ -132,6 +138,8 @@ class AnswerStream:
         field = _ANTHROPIC_FIELDS.get(delta.get("type", "")) if isinstance(delta, dict) else None
         if field is None or not isinstance(delta, dict) or not isinstance(delta.get(field), str):
             return [ev]
+        if not _usable(obj.get("index", 0)):
+            return [ev]
         new = self.restorer.feed(("block", obj.get("index", 0), delta["type"]), delta[field])
         if new == delta[field]:
             return [ev]
@@ -154,9 +162,9 @@ class AnswerStream:
     def _responses(self, ev: SseEvent, obj: dict[str, Any], kind: str) -> list[SseEvent]:
         if kind in _RESPONSES_DELTAS:
             delta = obj.get("delta")
-            if not isinstance(delta, str):
-                return [ev]
             slot = _responses_slot(kind, obj)
+            if not isinstance(delta, str) or not all(_usable(part) for part in slot):
+                return [ev]
             self._deltas[slot] = obj
             new = self.restorer.feed(slot, delta)
             if new == delta:
@@ -187,6 +195,12 @@ class AnswerStream:
                 event["sequence_number"] = sequence
             out.append(SseEvent.of_json(event, slot[0]))
         return out
+
+
+def _usable(index: Any) -> bool:
+    """Whether a stream's ``index`` can name a slot: a provider's ``[0]`` or ``{}`` (no
+    key for a dict) makes its event one that passes through unrestored."""
+    return not isinstance(index, (list, dict))
 
 
 def _openai_slot(slot: Hashable, choice: Any) -> bool:

@@ -154,3 +154,24 @@ def test_responses_held_text_is_flushed_with_the_shape_of_the_slots_deltas() -> 
     assert deltas[1]["sequence_number"] == objs[objs.index(deltas[1]) + 1]["sequence_number"]
     assert out[objs.index(deltas[1])].event == "response.output_text.delta"
     assert answer.end() == []
+
+
+def test_an_index_that_is_a_list_or_object_passes_its_event_through_unrestored() -> None:
+    """Judge L: a provider chunk whose choice or tool call index was ``[1]`` or ``{}``
+    crashed the restore (a list is no dict key). Such an event has no slot: it passes
+    as it came, and the stream goes on being restored."""
+    vault = Vault(b"")
+    vault.placeholder("EMAIL", "bob@example.com")
+    answer = AnswerStream(vault)
+    tool_call = {"index": [0], "function": {"arguments": "[EMA"}}
+    odd = [
+        SseEvent.of_json({"choices": [{"index": [1], "delta": {"content": "[EMA"}}]}),
+        SseEvent.of_json({"choices": [{"index": {"a": 1}, "delta": {"content": "[EMAIL_1]"}}]}),
+        SseEvent.of_json({"choices": [{"index": 0, "delta": {"tool_calls": [tool_call]}}]}),
+        SseEvent.of_json({"type": "content_block_delta", "index": [0], "delta": {"type": "text_delta", "text": "[E"}}),
+        SseEvent.of_json({"type": "response.output_text.delta", "output_index": {}, "content_index": 0, "delta": "["}),
+    ]
+    for ev in odd:
+        assert answer.event(ev) == [ev]
+    out = answer.event(chunk("to [EMAI")) + answer.event(chunk("L_1]", finish="stop")) + answer.end()
+    assert streamed(out) == "to bob@example.com"
