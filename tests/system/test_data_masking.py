@@ -405,6 +405,22 @@ def test_a_prompt_in_the_body_of_any_method_is_masked(gw: Proc, mock_requests: R
     assert EMAIL not in seen["body"] and "[EMAIL_1]" in seen["body"]
 
 
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("write to alice@corp-secret.com--she knows", "alice@corp-secret"),
+        ("the alice@corp-secret.com-based team", "alice@corp-secret"),
+        ("contact 10.0.0.1bob@x.com", "bob@x.com"),
+    ],
+)
+def test_addresses_next_to_dashes_and_other_values_are_masked(
+    sdk: openai.OpenAI, mock_requests: Requests, text: str, secret: str
+) -> None:
+    sdk.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": text}])
+    (seen,) = mock_requests()
+    assert secret not in seen["body"] and "[EMAIL_1]" in seen["body"]
+
+
 # --- adversarial prompts cost what any prompt of their size does ------------------------------
 
 

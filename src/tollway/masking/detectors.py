@@ -40,14 +40,15 @@ _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 _DOMAIN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-    r"\.[A-Za-z]{2,63}(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
+    r"\.[A-Za-z]{2,63}(?![A-Za-z0-9]|\.[A-Za-z0-9])"  # (no TLD has a dash: one ends it)
 )
 
 
-def find_emails(text: str) -> Iterator[tuple[int, int]]:
-    """E-mail addresses, found from each ``@`` (memchr-fast) outwards."""
-    at = text.find("@")
-    done = 0
+def find_emails(text: str, pos: int = 0) -> Iterator[tuple[int, int]]:
+    """E-mail addresses starting at ``pos`` or after, found from each ``@`` (memchr-fast)
+    outwards."""
+    at = text.find("@", pos)
+    done = pos
     while at >= 0:
         start = at
         floor = max(done, at - 64)
@@ -153,7 +154,7 @@ _PEM_END = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
 _PEM_MAX_BODY = 16384  # characters between a key's BEGIN and END lines
 
 
-def find_private_keys(text: str) -> Iterator[tuple[int, int]]:
+def find_private_keys(text: str, pos: int = 0) -> Iterator[tuple[int, int]]:
     """PEM private key blocks: a BEGIN line, up to ``_PEM_MAX_BODY`` characters, and the
     first END line after it.
 
@@ -163,7 +164,7 @@ def find_private_keys(text: str) -> Iterator[tuple[int, int]]:
     does: 16,384 tries a BEGIN, seconds for a megabyte of them)."""
     if "-----BEGIN " not in text:
         return
-    begin = SYSTEM_DENY.search(text)
+    begin = SYSTEM_DENY.search(text, pos)
     end: re.Match[str] | None = None
     while begin is not None:
         body = begin.end() + 1  # the body is at least one character

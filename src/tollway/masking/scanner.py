@@ -21,7 +21,9 @@ shape (``shapes``) decides how it is looked for:
 A pattern starting with ``\\d`` is keyed on ASCII and full-width digits (0-9, ０-９):
 digits of other scripts cannot start its match (they still match inside one).
 
-A rule may instead bring its own ``finder`` (e-mail addresses are found from each ``@``).
+A rule may instead bring its own ``finder`` (e-mail addresses are found from each ``@``);
+like a pattern, it is asked again from where a hit that beat one of its own ends
+(``10.0.0.1bob@x.com``: the address, then ``bob@x.com``).
 Whatever the pass, the rule found at a position is the first in priority order (the
 order of ``rules``) whose pattern matches there and whose ``accept`` check passes;
 overlapping hits are resolved leftmost first, then by priority, as one alternation would.
@@ -29,6 +31,7 @@ overlapping hits are resolved leftmost first, then by priority, as one alternati
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,7 +39,9 @@ from typing import NamedTuple
 
 from tollway.masking.shapes import MAX_FIRST, Lead, scoped, shape_of
 
-Finder = Callable[[str], Iterable[tuple[int, int]]]
+Finder = Callable[[str, int], Iterable[tuple[int, int]]]
+"""A rule's own search: the spans it finds in the text, in order, none overlapping, none
+starting before the position given."""
 
 # Characters too common in text to key on when a pattern may start with many of them.
 _FREQUENT = frozenset("abcdefghijklmnopqrstuvwxyz \t\n")
@@ -294,20 +299,27 @@ class Scanner:
         for i in self._finders:
             finder = self.rules[i].finder
             assert finder is not None
-            listed.extend(Hit(s, i, e) for s, e in finder(text))
+            listed.extend(Hit(s, i, e) for s, e in finder(text, 0))
         listed.sort()
         heads = [(head, next_hit) for next_hit in searched if (head := next_hit(0)) is not None]
         chosen: list[Hit] = []
         pos = 0
         if not heads:  # the usual case: every hit is listed
-            for hit in listed:
+            i = 0
+            while i < len(listed):
+                hit = listed[i]
+                i += 1
                 if hit.start >= pos:
                     chosen.append(hit)
                     pos = hit.end
+                elif hit.end > pos:
+                    self._found_again(hit, text, pos, listed, i)
             return chosen
         i = 0
         while True:
             while i < len(listed) and listed[i].start < pos:
+                if listed[i].end > pos:
+                    self._found_again(listed[i], text, pos, listed, i + 1)
                 i += 1
             best = listed[i] if i < len(listed) else None
             live = []
@@ -325,6 +337,15 @@ class Scanner:
                 return chosen
             chosen.append(best)
             pos = best.end
+
+    def _found_again(self, lost: Hit, text: str, pos: int, listed: list[Hit], after: int) -> None:
+        """A finder's hit lost to one that ends inside it: the finder's first hit from
+        there joins the list (a pattern's would be listed already, at its own start)."""
+        finder = self.rules[lost.rule].finder
+        if finder is not None:
+            for start, end in finder(text, pos):
+                bisect.insort(listed, Hit(start, lost.rule, end), lo=after)
+                return
 
     def _searcher(self, p: _Pass, text: str) -> Callable[[int], Hit | None]:
         search = p.regex.search

@@ -30,10 +30,25 @@ def test_the_config_schema_names_every_detector() -> None:
         ("(a@b.io), <x_y@z-z.org>.", ["a@b.io", "x_y@z-z.org"]),
         ("no tld user@localhost, twitter @handle, trailing dot .a@b.com", ["a@b.com"]),
         ("@start a@b.cd", ["a@b.cd"]),
+        # No top-level domain has a dash: one after it ends the address.
+        ("write to alice@corp-secret.com--she knows", ["alice@corp-secret.com"]),
+        ("an alice@corp-secret.com-based team", ["alice@corp-secret.com"]),
+        ("a@b.co-op.example x", ["a@b.co-op.example"]),
     ],
 )
 def test_email(text: str, expected: list[str]) -> None:
     assert found(text, "email") == expected
+
+
+def test_an_address_that_loses_its_start_to_another_value_is_still_masked() -> None:
+    """Judge L: in ``10.0.0.1bob@x.com`` the IP address wins the start (it comes first
+    in priority), and the rest of the address went out as it was. The e-mail finder is
+    asked again from where the IP address ends, as a pattern would be."""
+    masker = Masker(detectors=["ipv4", "email"])
+    assert masker.session(b"").mask("contact 10.0.0.1bob@x.com or 10.0.0.2ann@y.org") == (
+        "contact [IP_1][EMAIL_1] or [IP_2][EMAIL_2]"
+    )
+    assert Masker().session(b"").mask("4111111111111111a@b.com") == "[CARD_1][EMAIL_1]"
 
 
 @pytest.mark.parametrize(
