@@ -261,6 +261,17 @@ def test_deny_word_answers_with_the_refusal_and_sends_nothing(sdk: openai.OpenAI
     assert mock_requests() == []
 
 
+@pytest.mark.parametrize("written", ["project\nfalcon", "Project\tFalcon", "project  falcon", "project\r\n\tfalcon"])
+def test_a_deny_phrase_broken_by_whitespace_is_still_refused(
+    sdk: openai.OpenAI, mock_requests: Requests, written: str
+) -> None:
+    answer = sdk.chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": f"Status of {written}?"}]
+    )
+    assert answer.choices[0].message.content == "That topic is off limits."
+    assert mock_requests() == []
+
+
 def test_deny_in_a_stream(sdk: openai.OpenAI, mock_requests: Requests) -> None:
     stream = sdk.chat.completions.create(
         model="mock-gpt", messages=[{"role": "user", "content": "project falcon"}], stream=True

@@ -100,6 +100,11 @@ async def test_unicode_tricks_in_every_api_are_blocked_and_nothing_reaches_the_p
         "pass\u00adword",
         "project\u2060 falcon",
         "ｐｒｏｊｅｃｔ\u3000falcon",
+        # A phrase broken by a line break, a tab or a doubled space is the phrase.
+        "project\nfalcon",
+        "project\tfalcon",
+        "project  falcon",
+        "project \r\n falcon",
     ]
     bodies: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
         ("/v1/responses", lambda t: {"model": "m", "input": [{"role": "user", "content": t}]}),

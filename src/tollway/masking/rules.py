@@ -11,7 +11,9 @@ Deny words match case-insensitively, in a text as sent and in its normalised for
 around them); a word that begins or ends with an ASCII letter or digit must stand alone
 there (``pass`` does not match ``password``), other words match anywhere (Chinese text
 has no spaces between words). Higress tokenises the text instead, so its deny words must
-be single words; here phrases work too.
+be single words; here phrases work too, a run of whitespace in one matching any run of
+whitespace (``normalise.one_space``). Combining marks stay part of their letters, as in
+the normal form: stripping them would make distinct words of many languages one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from tollway.masking.normalise import normalise
+from tollway.masking.normalise import normalise, one_space
 
 _GROK = re.compile(r"%\{(\w+)(?::(\w+))?\}")
 _RUST_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
@@ -133,16 +135,24 @@ class DenyWords:
     def __init__(self, words: Sequence[str]) -> None:
         self.words: list[tuple[str, bool, bool]] = []  # (folded word, edge before, edge after)
         for word in words:
-            # As written, and normalised as the texts' forms are (see ``masker``).
-            for variant in dict.fromkeys((word.strip().casefold(), normalise(word.strip()).casefold())):
+            # As written, and normalised as the texts' forms are (see ``masker``); its
+            # runs of whitespace one space, as the texts are also looked at.
+            for variant in dict.fromkeys(one_space(w.casefold()) for w in (word.strip(), normalise(word.strip()))):
                 if variant:
                     self.words.append((variant, _alnum(variant[0]), _alnum(variant[-1])))
+        self._spaced = any(" " in word for word, _b, _a in self.words)
 
     def __bool__(self) -> bool:
         return bool(self.words)
 
     def first_in(self, text: str) -> str | None:
         folded = text.casefold()
+        found = self._first_in(folded)
+        if found is None and self._spaced and (spaced := one_space(folded)) is not folded:
+            found = self._first_in(spaced)  # a phrase across a line break, a tab, two spaces
+        return found
+
+    def _first_in(self, folded: str) -> str | None:
         for word, edge_before, edge_after in self.words:
             i = folded.find(word)
             while i >= 0:

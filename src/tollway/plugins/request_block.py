@@ -7,7 +7,8 @@ percent-decoded and with ``+`` as space, bodies also as every decoded JSON strin
 every one of these texts also normalised (``tollway.masking.normalise``: NFKC, zero-width
 characters and soft hyphens removed), so fullwidth letters, zero-width joiners and soft
 hyphens are none either; the words are matched as written and normalised
-(``plugins.words``: case-insensitive lists compare Unicode case foldings).
+(``plugins.words``: case-insensitive lists compare Unicode case foldings, and a phrase's
+runs of whitespace match any run of whitespace).
 
 A body that cannot be read through is refused, whatever the entry's ``failure_mode``:
 the JSON walk keeps its own stack (no nesting exhausts it), a body that does not parse
