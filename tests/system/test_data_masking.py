@@ -41,10 +41,12 @@ providers:
   - {{id: mock, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-provider]}}
   - {{id: responder, type: openai, baseUrl: "{responder}/v1", apiTokens: [sk-provider]}}
   - {{id: counter, type: claude, baseUrl: "{mock}", apiTokens: [sk-provider]}}
+  - {{id: gemini, type: gemini, baseUrl: "{responder}", apiTokens: [g-provider]}}
 routes:
   - {{name: main, path_prefix: /v1/, provider: mock, model_providers: {{"claude-counter": counter}}}}
   - {{name: strict, path_prefix: /strict/v1/, provider: mock}}
   - {{name: responses, path_prefix: /responder/v1/, provider: responder}}
+  - {{name: gemini, path_prefix: /gemini/v1/, provider: gemini}}
 plugins:
   - name: ai-data-masking
     defaultConfig:
@@ -69,11 +71,13 @@ Requests = Callable[[], list[dict[str, Any]]]
 class Responder(ThreadingHTTPServer):
     """A provider of the responses API that echoes the text it got: ``You said: <input>``
     (``input`` as a string; ``ok`` for items), as one answer or, with ``stream``, one
-    character per event."""
+    character per event. Gemini's own generateContent and streamGenerateContent echo the
+    last part's text so too; its other methods, and any other path, answer ``{}``."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Echo)
         self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
 
@@ -84,6 +88,10 @@ class _Echo(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.server.bodies.append(body)
+        self.server.paths.append(self.path)
+        if ":" in self.path or not self.path.endswith("/responses"):
+            self._gemini(body)
+            return
         text = f"You said: {body['input']}" if isinstance(body["input"], str) else "ok"
         part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         item = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant", "content": [part]}
@@ -116,6 +124,25 @@ class _Echo(BaseHTTPRequestHandler):
             for n, e in enumerate(events)
         )
         self._send("text/event-stream", raw)
+
+    def _gemini(self, body: dict[str, Any]) -> None:
+        if ":generateContent" not in self.path and ":streamGenerateContent" not in self.path:
+            self._send("application/json", b"{}")
+            return
+        text = "You said: " + body["contents"][-1]["parts"][-1]["text"]
+        usage = {"promptTokenCount": 3, "candidatesTokenCount": 5, "totalTokenCount": 8}
+
+        def answer(piece: str, finish: bool) -> bytes:
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+            if finish:
+                candidate["finishReason"] = "STOP"
+            return json.dumps({"candidates": [candidate], "usageMetadata": usage, "modelVersion": "g"}).encode()
+
+        if ":generateContent" in self.path:
+            self._send("application/json", answer(text, True))
+            return
+        events = [answer(ch, False) for ch in text] + [answer("", True)]
+        self._send("text/event-stream", b"".join(b"data: " + e + b"\n\n" for e in events))
 
     def _send(self, content_type: str, payload: bytes) -> None:
         self.send_response(200)
@@ -405,6 +432,64 @@ def test_chat_tool_descriptions_are_masked(sdk: openai.OpenAI, mock_requests: Re
     assert function["parameters"]["properties"]["url"]["description"] == f"their page, as {plain} gave it"
     assert body["metadata"] == {"contact": plain}
     assert "bob" not in seen["body"] and "4111" not in seen["body"]
+
+
+def test_moderations_and_responses_input_tokens_are_masked(gw: Proc, responder: Responder) -> None:
+    responder.bodies.clear()
+    with httpx.Client(base_url=gw.url + "/responder/v1", timeout=10) as http:
+        http.post("/moderations", json={"model": "omni-moderation-latest", "input": f"Mail {DISGUISED}"})
+        parts: list[dict[str, Any]] = [
+            {"type": "text", "text": f"card {CARD}"},
+            {"type": "image_url", "image_url": {"url": "https://x/a.png"}},
+        ]
+        http.post("/moderations", json={"model": "omni-moderation-latest", "input": parts})
+        http.post("/moderations", json={"input": [f"to {EMAIL}", "hello"]})
+        http.post("/responses/input_tokens", json={"model": "mock-gpt", "input": f"Mail {EMAIL}", "instructions": CARD})
+        refused = http.post("/moderations", json={"input": "the project falcon plan"})
+    assert refused.headers["x-tollway-reason"] == "ai-data-masking.denied"
+    assert responder.bodies == [
+        {"model": "omni-moderation-latest", "input": "Mail [EMAIL_1]"},
+        {"model": "omni-moderation-latest", "input": [{**parts[0], "text": "card [CARD_1]"}, parts[1]]},
+        {"input": ["to [EMAIL_1]", "hello"]},
+        {"model": "mock-gpt", "input": "Mail [EMAIL_1]", "instructions": "[CARD_1]"},
+    ]
+
+
+def test_geminis_own_api_is_masked_and_its_answers_restored(gw: Proc, responder: Responder) -> None:
+    """generateContent (whole and streamed), countTokens, embedContent and
+    batchEmbedContents: contents, the system instruction and function declarations
+    leave masked; the answer, one character an event when streamed, comes back whole."""
+    responder.bodies.clear()
+    responder.paths.clear()
+    tools = [{"functionDeclarations": [{"name": "mail", "description": f"Mails {EMAIL}", "parameters": {}}]}]
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": f"Card {CARD} for {DISGUISED}"}]}],
+        "systemInstruction": {"parts": [{"text": f"Sign as {EMAIL}."}]},
+        "tools": tools,
+    }
+    echo = f"You said: Card {CARD} for {DISGUISED}"
+    with httpx.Client(base_url=gw.url + "/gemini/v1/models", timeout=10) as http:
+        whole = http.post("/gemini-2.5-flash:generateContent", json=body).json()
+        assert whole["candidates"][0]["content"]["parts"][0]["text"] == echo
+        with http.stream("POST", "/gemini-2.5-flash:streamGenerateContent", params={"alt": "sse"}, json=body) as r:
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+        pieces = [p["text"] for c in chunks for p in c["candidates"][0]["content"]["parts"]]
+        assert "".join(pieces) == echo and not any("[" in p for p in pieces)
+        http.post("/gemini-2.5-flash:countTokens", json={"contents": body["contents"]})
+        http.post("/text-embedding-004:embedContent", json={"content": {"parts": [{"text": f"to {EMAIL}"}]}})
+        requests = [{"model": "models/text-embedding-004", "content": {"parts": [{"text": CARD}]}}]
+        http.post("/text-embedding-004:batchEmbedContents", json={"requests": requests})
+        refused = http.post(
+            "/gemini-2.5-flash:generateContent", json={"contents": [{"parts": [{"text": "project falcon"}]}]}
+        )
+        assert refused.headers["x-tollway-reason"] == "ai-data-masking.denied"
+    assert len(responder.bodies) == 5 and all(":" in p for p in responder.paths)
+    sent = json.dumps(responder.bodies, ensure_ascii=False)
+    assert "bob" not in sent and "smith" not in sent and "4111" not in sent
+    first = responder.bodies[0]
+    assert re.fullmatch(r"Card \[CARD_1\] for \[EMAIL_\d\]", first["contents"][0]["parts"][0]["text"])
+    assert first["tools"][0]["functionDeclarations"][0]["description"].startswith("Mails [EMAIL_")
+    assert responder.bodies[4]["requests"][0]["model"] == "models/text-embedding-004"
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH"])

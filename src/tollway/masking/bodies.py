@@ -216,10 +216,14 @@ SKIPPED_KEYS = frozenset(
         "format",
         "mime_type",
         "mimeType",
+        "thoughtSignature",  # Gemini's signed thoughts
+        "thought_signature",
         # Binary payloads and where to fetch them.
         "url",
         "image_url",
         "file_data",
+        "fileUri",  # Gemini's fileData
+        "file_uri",
     }
 )
 # Objects whose members are the client's own data, names and all, not the protocol's: a

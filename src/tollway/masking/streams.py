@@ -3,13 +3,15 @@
 The fields that carry generated text are restored through a ``StreamRestorer``, one slot
 per field: OpenAI ``choices[i].delta.content`` (also ``reasoning_content`` and
 ``refusal``), ``choices[i].delta.tool_calls[j].function.arguments`` and completions
-``choices[i].text``; Anthropic ``content_block_delta`` ``text`` and ``partial_json``
+``choices[i].text``; Gemini's own ``candidates[i].content.parts[].text`` (one slot a
+candidate); Anthropic ``content_block_delta`` ``text`` and ``partial_json``
 (``thinking`` keeps its placeholders: it is signed, see ``bodies``); responses
 ``response.output_text.delta``, ``response.refusal.delta`` and
 ``response.function_call_arguments.delta`` (reasoning text keeps its placeholders).
 
 A slot's held-back tail is sent before the event that ends it (an OpenAI chunk with a
-``finish_reason``, ``data: [DONE]``, an Anthropic ``content_block_stop``,
+``finish_reason``, ``data: [DONE]``; in a Gemini chunk with a ``finishReason``, it is
+added to that chunk's text), an Anthropic ``content_block_stop``,
 ``message_delta`` or ``message_stop``, a responses ``….done`` event) as an extra event of
 the same shape, and whatever is still held when the stream ends is sent then. The
 responses API's other events carry whole texts (``response.output_text.done``,
@@ -56,6 +58,8 @@ class AnswerStream:
             return [ev]
         if isinstance(obj.get("choices"), list):
             return self._openai(ev, obj)
+        if isinstance(obj.get("candidates"), list):
+            return self._gemini(ev, obj)
         kind = obj.get("type")
         if isinstance(kind, str) and kind.startswith("response."):
             return self._responses(ev, obj, kind)
@@ -68,7 +72,12 @@ class AnswerStream:
         return [ev]
 
     def end(self) -> list[SseEvent]:
-        return [*self._flush_openai(None), *self._flush_anthropic(None), *self._flush_responses(None)]
+        return [
+            *self._flush_openai(None),
+            *self._flush_anthropic(None),
+            *self._flush_responses(None),
+            *self._flush_gemini(),
+        ]
 
     # --- OpenAI -------------------------------------------------------------------------
 
@@ -129,6 +138,35 @@ class AnswerStream:
                 call = {"index": slot[2], "function": {"arguments": text}}
                 part = {"index": index, "delta": {"tool_calls": [call]}, "finish_reason": None}
             out.append(SseEvent.of_json({**self._chunk, "choices": [part]}))
+        return out
+
+    # --- Gemini -------------------------------------------------------------------------
+
+    def _gemini(self, ev: SseEvent, obj: dict[str, Any]) -> list[SseEvent]:
+        changed = False
+        for candidate in obj["candidates"]:
+            if not isinstance(candidate, dict) or not _usable(index := candidate.get("index", 0)):
+                continue
+            content = candidate.get("content")
+            parts = content.get("parts") if isinstance(content, dict) else None
+            texts = [p for p in parts or () if isinstance(p, dict) and isinstance(p.get("text"), str)]
+            final = candidate.get("finishReason") is not None
+            for n, part in enumerate(texts):
+                changed |= self._restore(part, "text", ("gemini", index), final and n == len(texts) - 1)
+            if final and not texts and (held := self.restorer.flush(("gemini", index))):
+                if isinstance(parts, list):
+                    parts.append({"text": held})
+                else:
+                    candidate["content"] = {**(content if isinstance(content, dict) else {}), "parts": [{"text": held}]}
+                changed = True
+        return [SseEvent.of_json(obj, ev.event)] if changed else [ev]
+
+    def _flush_gemini(self) -> list[SseEvent]:
+        """Held text of a stream that ended without a ``finishReason``."""
+        out: list[SseEvent] = []
+        for slot in [s for s in self.restorer.pending if isinstance(s, tuple) and s[0] == "gemini"]:
+            content = {"role": "model", "parts": [{"text": self.restorer.flush(slot)}]}
+            out.append(SseEvent.of_json({"candidates": [{"content": content, "index": slot[1]}]}))
         return out
 
     # --- Anthropic ----------------------------------------------------------------------

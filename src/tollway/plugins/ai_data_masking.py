@@ -2,8 +2,10 @@
 still reads as if they had.
 
 Before the prompt leaves, every text the model will read (``masking.bodies``: chat,
-completions, embeddings, Anthropic messages and count_tokens, the responses API's input
-and instructions, tool names and descriptions, the ``user`` field) is scanned, as sent
+completions, embeddings, moderations, Anthropic messages and count_tokens, the responses
+API's input and instructions and its input_tokens, Gemini's own generateContent and its
+kin (``protocols.apis.carries_prompt``), tool names and descriptions, the ``user``
+field) is scanned, as sent
 and normalised (NFKC, zero-width characters and soft hyphens removed: ``masking.masker``):
 a deny word (or, with ``system_deny``, a private key) refuses the whole request; a
 ``replace_roles`` match is replaced as Higress does (``replace`` with ``value``, ``hash``
@@ -12,7 +14,7 @@ Chinese resident ID, US SSN, IPv4, API keys) becomes a placeholder like ``[EMAIL
 The masked body goes upstream as ``Exchange.upstream_json``; the client's request is
 untouched. In the answer, placeholders (and ``restore: true`` values) are turned back
 into the originals, in whole bodies and across stream events (chat, completions,
-Anthropic messages and the responses API).
+Anthropic messages, the responses API and Gemini's streamGenerateContent).
 
 Higress fields, as Higress: ``deny_openai`` (the protocol's prompt texts, for every API
 above; Higress reads OpenAI chat only), ``deny_jsonpath``, ``deny_raw``
@@ -58,7 +60,7 @@ from tollway.masking.rules import RuleError, check_value, compile_user_regex
 from tollway.masking.streams import AnswerStream
 from tollway.masking.vault import Vault
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
-from tollway.protocols.apis import PROMPT_APIS, Api
+from tollway.protocols.apis import PROMPT_APIS, Api, carries_prompt
 from tollway.protocols.sse import SseEvent
 from tollway.services import Services
 
@@ -178,7 +180,7 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
             return None
         try:
             new = body
-            if self.config.deny_openai and api in PROMPT_APIS:
+            if self.config.deny_openai and carries_prompt(api, ex.api_path):
                 new = map_request(api, new, session.mask)
             for steps in self.paths:
                 new = map_path(new, steps, session.mask)

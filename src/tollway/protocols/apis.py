@@ -8,6 +8,7 @@ plugins and the masking rules read them from there. Paths are relative to the AP
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 # The API paths (after /v1) whose bodies the gateway reads.
@@ -55,6 +56,14 @@ JSON_APIS: frozenset[Api] = frozenset({"chat", "completions", "embeddings", "mes
 FORM_APIS: frozenset[Api] = frozenset({"audio", "images"})
 # APIs that carry prompt text in an OpenAI- or Anthropic-shaped body.
 PROMPT_APIS: frozenset[Api] = JSON_APIS | {"count_tokens", "responses"}
+# The Responses API's token count: a responses body, answered with a count.
+RESPONSES_INPUT_TOKENS = "/responses/input_tokens"
+# Google's own Gemini API, ``…/models/<model>:<method>`` (``/v1beta/models/…``, Vertex
+# AI's ``…/publishers/google/models/…``): the methods whose body carries prompt text
+# (``contents``, ``systemInstruction``, tools). Matched in lower case, as the API paths.
+_GEMINI_PROMPT_METHOD = re.compile(
+    r"models/[^/:]+:(?:generatecontent|streamgeneratecontent|counttokens|embedcontent|batchembedcontents)/?\Z"
+)
 
 # The shape a client speaks: its errors, refusals and stream endings answer in kind.
 Dialect = Literal["openai", "anthropic"]
@@ -85,6 +94,20 @@ def api_of(api_path: str) -> Api:
         if lowered.startswith(prefix):
             return name
     return "other"
+
+
+def carries_prompt(api: Api, api_path: str) -> bool:
+    """Whether a call's body holds text a model reads, in a shape the gateway knows: the
+    ``PROMPT_APIS``, moderations, the Responses API's ``input_tokens``, and Gemini's own
+    generateContent, streamGenerateContent, countTokens, embedContent and
+    batchEmbedContents. (Stateful APIs, assistants' threads and conversations, keep what
+    they are sent for later calls, which would get it back masked: they are not here.)"""
+    if api in PROMPT_APIS or api == "moderations":
+        return True
+    if api != "other" and api != "models":
+        return False
+    lowered = api_path.lower()
+    return lowered.rstrip("/") == RESPONSES_INPUT_TOKENS or _GEMINI_PROMPT_METHOD.search(lowered) is not None
 
 
 def dialect_of(path: str) -> Dialect:

@@ -175,3 +175,31 @@ def test_an_index_that_is_a_list_or_object_passes_its_event_through_unrestored()
         assert answer.event(ev) == [ev]
     out = answer.event(chunk("to [EMAI")) + answer.event(chunk("L_1]", finish="stop")) + answer.end()
     assert streamed(out) == "to bob@example.com"
+
+
+def gemini_chunk(*texts: str, finish: str | None = None) -> SseEvent:
+    candidate: dict[str, object] = {"content": {"role": "model", "parts": [{"text": t} for t in texts]}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    return SseEvent.of_json({"candidates": [candidate], "modelVersion": "gemini-2.5-flash"})
+
+
+def gemini_text(events: list[SseEvent]) -> str:
+    out: list[str] = []
+    for ev in events:
+        for candidate in orjson.loads(ev.data)["candidates"]:
+            out.extend(part["text"] for part in candidate.get("content", {}).get("parts", []))
+    return "".join(out)
+
+
+def test_gemini_stream_restores_across_chunks_and_gives_held_text_with_the_finish() -> None:
+    vault = Vault(b"")
+    vault.placeholder("EMAIL", "bob@example.com")
+    answer = AnswerStream(vault)
+    out = answer.event(gemini_chunk("Mail [EM")) + answer.event(gemini_chunk("AIL_1]", " now [EMA"))
+    assert "[" not in gemini_text(out)
+    out += answer.event(gemini_chunk(finish="STOP")) + answer.end()
+    assert gemini_text(out) == "Mail bob@example.com now [EMA"
+    assert b'"finishReason":"STOP"' in out[-1].raw, "held text comes with the finishing chunk, not after it"
+    cut = AnswerStream(vault)  # a stream that ends without a finishReason still gets it
+    assert gemini_text(cut.event(gemini_chunk("x [EMAIL_")) + cut.end()) == "x [EMAIL_"
