@@ -307,6 +307,36 @@ def test_deny_in_a_stream(sdk: openai.OpenAI, mock_requests: Requests) -> None:
     assert mock_requests() == []
 
 
+def test_a_deny_word_in_a_whole_answer_gives_the_refusal_instead(sdk: openai.OpenAI, mock_requests: Requests) -> None:
+    """Higress blocks on the answer too: the model's "project falcon" (any case, with
+    the originals put back first) never reaches the client."""
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="mock-gpt",
+        messages=[{"role": "user", "content": PROMPT}],
+        extra_headers={"x-mock-reply": "Sent to [EMAIL_1]. Also: the Project  Falcon plan."},
+    )
+    assert raw.status_code == 200 and raw.headers["x-tollway-reason"] == "ai-data-masking.denied"
+    assert raw.parse().choices[0].message.content == "That topic is off limits."
+    assert len(mock_requests()) == 1  # it was asked: the answer is what was refused
+    clean = sdk.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "falcons?"}])
+    assert clean.choices[0].message.content == "This is a mock reply to: falcons?"
+
+
+def test_a_deny_word_split_between_stream_events_ends_the_stream_with_an_error(gw: Proc) -> None:
+    reply = "Here it is: the project falcon plan, in full."
+    n = chunks_splitting(reply, "project falcon")
+    body = {"model": "mock-gpt", "stream": True, "messages": [{"role": "user", "content": "the plan?"}]}
+    headers = {"x-mock-reply": reply, "x-mock-chunks": str(n)}
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=10) as r:
+        assert r.status_code == 200
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
+    assert "falcon" not in text and reply.startswith(text)
+    assert events[-1] == {
+        "error": {"message": "That topic is off limits.", "type": "api_error", "code": "request_blocked"}
+    }
+
+
 def test_mode_deny_refuses_what_a_detector_finds(gw: Proc, mock_requests: Requests) -> None:
     with openai.OpenAI(base_url=gw.url + "/strict/v1", api_key="unused", max_retries=0, timeout=10) as strict:
         refused = strict.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": PROMPT}])

@@ -226,6 +226,28 @@ SKIPPED_KEYS = frozenset(
         "file_uri",
     }
 )
+# What an answer says about itself rather than what the model wrote (why it stopped,
+# which model and version, when): not checked for deny words, or a deny word such as
+# "stop" would refuse every finished answer.
+_ANSWER_LABELS = frozenset(
+    {"finish_reason", "stop_reason", "stop_sequence", "finishReason", "system_fingerprint", "modelVersion",
+     "responseId", "created", "created_at", "object", "service_tier"}
+)  # fmt: skip
+_NOT_WRITTEN = SKIPPED_KEYS | _ANSWER_LABELS
+
+
+def check_answer(value: Any, check: Callable[[str], None]) -> None:
+    """Every text of an answer the model wrote passed to ``check`` (which raises to
+    refuse it): every string but identifiers and labels (``SKIPPED_KEYS``, above) and
+    signed thinking and reasoning, which are neither restored nor checked."""
+
+    def look(text: str) -> str:
+        check(text)
+        return text
+
+    map_strings(value, look, keep=_signed, skip=_NOT_WRITTEN)
+
+
 # Objects whose members are the client's own data, names and all, not the protocol's: a
 # tool call's input (Anthropic's ``input``, Gemini's ``args``), ``metadata``. Nothing in
 # them is an identifier of the protocol's: every string and every name is read.

@@ -88,6 +88,33 @@ class Masker:
     def session(self, request_body: bytes) -> MaskSession:
         return MaskSession(self, Vault(request_body))
 
+    @property
+    def refuses(self) -> bool:
+        """Whether a text can be refused for what it holds (deny words, system_deny)."""
+        return bool(self.deny_words) or self.system_deny
+
+    def check(self, text: str) -> None:
+        """Raises ``Denied`` when ``text``, as sent or normalised, holds a deny word or
+        (with ``system_deny``) a private key: how answers are checked."""
+        form = normalise(text)
+        self.refuse((text,) if form is text else (text, form))
+
+    def refuse(self, forms: tuple[str, ...]) -> None:
+        if self.deny_words:
+            for view in forms:
+                if (word := self.deny_words.first_in(view)) is not None:
+                    raise Denied(f"deny word {word!r}")
+        if self.system_deny and any("PRIVATE KEY" in v and SYSTEM_DENY.search(v) for v in forms):
+            raise Denied("a private key (system_deny)")
+
+    @property
+    def longest_refused(self) -> int:
+        """How many characters a refused word or key header can span, at most, before
+        normalisation removes anything: what a stream keeps of each text to catch one
+        split between events."""
+        longest = max((len(word) for word, _b, _a in self.deny_words.words), default=0)
+        return max(longest, 64 if self.system_deny else 0) * 2
+
 
 class MaskSession:
     """One call: ``mask(text)`` returns the text as the model may see it, or raises
@@ -115,12 +142,7 @@ class MaskSession:
         masker = self.masker
         form = normalise(text)
         forms = (text,) if form is text else (text, form)
-        if masker.deny_words:
-            for view in forms:
-                if (word := masker.deny_words.first_in(view)) is not None:
-                    raise Denied(f"deny word {word!r}")
-        if masker.system_deny and any("PRIVATE KEY" in v and SYSTEM_DENY.search(v) for v in forms):
-            raise Denied("a private key (system_deny)")
+        masker.refuse(forms)
         spans = self._spans(text, form)
         if not spans:
             return text

@@ -17,14 +17,20 @@ the same shape, and whatever is still held when the stream ends is sent then. Th
 responses API's other events carry whole texts (``response.output_text.done``,
 ``response.completed``, the echoed ``instructions``): they are restored as whole answers
 are. Events that carry no text pass through byte for byte.
+
+With a ``check`` (ai-data-masking's deny words), every piece of restored text is checked
+before it goes out, together with the end of what its slot sent before (``keep``
+characters), so a word split between two events is caught; so are the whole texts. The
+check raises (``masker.Denied``) and the stream stops there: what went out before stays
+out, the event that completes the word does not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
-from tollway.masking.bodies import map_answer
+from tollway.masking.bodies import check_answer, map_answer
 from tollway.masking.vault import StreamRestorer, Vault
 from tollway.protocols.sse import SseEvent
 
@@ -43,9 +49,12 @@ _RESPONSES_DONE = {done: delta for delta, done in _RESPONSES_DELTAS.items()}
 class AnswerStream:
     """One streamed answer's restoration; ``event`` and ``end`` follow the plugin hooks."""
 
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, check: Callable[[str], None] | None = None, keep: int = 0) -> None:
         self.restorer = StreamRestorer(vault)
         self.vault = vault
+        self.check = check
+        self.keep = keep
+        self._sent: dict[Hashable, str] = {}  # each slot's last ``keep`` characters out
         self._chunk: dict[str, Any] = {}  # id/object/created/model of the last OpenAI chunk
         self._deltas: dict[Hashable, dict[str, Any]] = {}  # each responses slot's last delta event
 
@@ -78,6 +87,24 @@ class AnswerStream:
             *self._flush_responses(None),
             *self._flush_gemini(),
         ]
+
+    def _feed(self, slot: Hashable, text: str) -> str:
+        out = self.restorer.feed(slot, text)
+        if self.check is not None and out:
+            self._checked(slot, out)
+        return out
+
+    def _flush(self, slot: Hashable) -> str:
+        out = self.restorer.flush(slot)
+        if self.check is not None and out:
+            self._checked(slot, out)
+        return out
+
+    def _checked(self, slot: Hashable, out: str) -> None:
+        assert self.check is not None
+        seen = self._sent.get(slot, "") + out
+        self.check(seen)
+        self._sent[slot] = seen[-self.keep :] if self.keep else ""
 
     # --- OpenAI -------------------------------------------------------------------------
 
@@ -117,9 +144,9 @@ class AnswerStream:
     def _restore(self, holder: dict[str, Any], field: str, slot: Hashable, final: bool) -> bool:
         """Restores ``holder[field]`` in place (all of it when the slot ends here)."""
         old = holder[field]
-        new = self.restorer.feed(slot, old)
+        new = self._feed(slot, old)
         if final:
-            new += self.restorer.flush(slot)
+            new += self._flush(slot)
         holder[field] = new
         return bool(new != old)
 
@@ -127,7 +154,7 @@ class AnswerStream:
         """Held text of one choice (``None``: of all) as chunks of the stream's shape."""
         out: list[SseEvent] = []
         for slot in [s for s in self.restorer.pending if _openai_slot(s, choice)]:
-            text = self.restorer.flush(slot)
+            text = self._flush(slot)
             assert isinstance(slot, tuple)
             kind, index = slot[0], slot[1]
             if kind == "text":
@@ -153,7 +180,7 @@ class AnswerStream:
             final = candidate.get("finishReason") is not None
             for n, part in enumerate(texts):
                 changed |= self._restore(part, "text", ("gemini", index), final and n == len(texts) - 1)
-            if final and not texts and (held := self.restorer.flush(("gemini", index))):
+            if final and not texts and (held := self._flush(("gemini", index))):
                 if isinstance(parts, list):
                     parts.append({"text": held})
                 else:
@@ -165,7 +192,7 @@ class AnswerStream:
         """Held text of a stream that ended without a ``finishReason``."""
         out: list[SseEvent] = []
         for slot in [s for s in self.restorer.pending if isinstance(s, tuple) and s[0] == "gemini"]:
-            content = {"role": "model", "parts": [{"text": self.restorer.flush(slot)}]}
+            content = {"role": "model", "parts": [{"text": self._flush(slot)}]}
             out.append(SseEvent.of_json({"candidates": [{"content": content, "index": slot[1]}]}))
         return out
 
@@ -178,7 +205,7 @@ class AnswerStream:
             return [ev]
         if not _usable(obj.get("index", 0)):
             return [ev]
-        new = self.restorer.feed(("block", obj.get("index", 0), delta["type"]), delta[field])
+        new = self._feed(("block", obj.get("index", 0), delta["type"]), delta[field])
         if new == delta[field]:
             return [ev]
         delta[field] = new
@@ -187,7 +214,7 @@ class AnswerStream:
     def _flush_anthropic(self, block: Any) -> list[SseEvent]:
         out: list[SseEvent] = []
         for slot in [s for s in self.restorer.pending if _anthropic_slot(s, block)]:
-            text = self.restorer.flush(slot)
+            text = self._flush(slot)
             assert isinstance(slot, tuple)
             delta_type = slot[2]
             delta = {"type": delta_type, _ANTHROPIC_FIELDS[delta_type]: text}
@@ -204,7 +231,7 @@ class AnswerStream:
             if not isinstance(delta, str) or not all(_usable(part) for part in slot):
                 return [ev]
             self._deltas[slot] = obj
-            new = self.restorer.feed(slot, delta)
+            new = self._feed(slot, delta)
             if new == delta:
                 return [ev]
             return [SseEvent.of_json({**obj, "delta": new}, ev.event)]
@@ -215,6 +242,8 @@ class AnswerStream:
         if ended is not None:
             before = self._flush_responses(_responses_slot(ended, obj), obj.get("sequence_number"))
         restored = map_answer(obj, self.vault.restore)
+        if self.check is not None:
+            check_answer(restored, self.check)
         if restored is obj:
             return [*before, ev]
         return [*before, SseEvent.of_json(restored, ev.event)]
@@ -226,7 +255,7 @@ class AnswerStream:
         for slot in [s for s in self.restorer.pending if isinstance(s, tuple) and s[0] in _RESPONSES_DELTAS]:
             if only is not None and slot != only:
                 continue
-            text = self.restorer.flush(slot)
+            text = self._flush(slot)
             last = self._deltas.get(slot, {"type": slot[0]})
             event = {**last, "delta": text}
             if sequence is not None:

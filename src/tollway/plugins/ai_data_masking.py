@@ -12,7 +12,10 @@ a deny word (or, with ``system_deny``, a private key) refuses the whole request;
 with the MD5 hex); a built-in detector's match (``detectors``: e-mail, phone, card,
 Chinese resident ID, US SSN, IPv4, API keys) becomes a placeholder like ``[EMAIL_1]``.
 The masked body goes upstream as ``Exchange.upstream_json``; the client's request is
-untouched. In the answer, placeholders (and ``restore: true`` values) are turned back
+untouched. The answer to a request it read is checked for deny words as the request
+was (whole: the refusal instead; streamed: the stream ends with an error event, a word
+split between events caught too). In the answer, placeholders (and ``restore: true``
+values) are turned back
 into the originals, in whole bodies and across stream events (chat, completions,
 Anthropic messages, the responses API and Gemini's streamGenerateContent).
 
@@ -38,6 +41,7 @@ request in which a built-in detector finds something instead of masking it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -48,6 +52,7 @@ from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply, StateKey
 from tollway.masking.bodies import (
     JsonPathError,
+    check_answer,
     map_all_but_model,
     map_answer,
     map_path,
@@ -127,14 +132,17 @@ class AiDataMaskingConfig(PluginConfig):
 
 @dataclass(slots=True)
 class _Call:
-    """What one call needs on the way back: its tokens, and the stream's restorer."""
+    """What one call needs on the way back: its tokens, the check of the answer's texts
+    (deny words), and the stream's restorer."""
 
     vault: Vault
+    check: Callable[[str], None] | None = None
+    keep: int = 0
     stream: AnswerStream | None = None
 
     def answer_stream(self) -> AnswerStream:
         if self.stream is None:
-            self.stream = AnswerStream(self.vault)
+            self.stream = AnswerStream(self.vault, self.check, self.keep)
         return self.stream
 
 
@@ -178,9 +186,10 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
         body = ex.upstream_json if ex.upstream_json is not None else parsed
         if not isinstance(body, dict):
             return None
+        read = self.config.deny_openai and carries_prompt(api, ex.api_path)
         try:
             new = body
-            if self.config.deny_openai and carries_prompt(api, ex.api_path):
+            if read:
                 new = map_request(api, new, session.mask)
             for steps in self.paths:
                 new = map_path(new, steps, session.mask)
@@ -190,7 +199,13 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
             return self._deny(ex, api, denied)
         if new is not body:
             ex.upstream_json = new
-        if session.vault.tokens and not self.config.skip_response:
+        if self.config.skip_response:
+            return None
+        # The answer to a request it read is checked as the request was (Higress).
+        checks = self.masker.refuses and (read or bool(self.paths) or self.config.deny_raw)
+        if checks:
+            ex.put(_CALL, _Call(session.vault, self.masker.check, self.masker.longest_refused))
+        elif session.vault.tokens:
             ex.put(_CALL, _Call(session.vault))
         return None
 
@@ -216,6 +231,9 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
         return reply or raw_refusal(cfg.deny_raw_message, cfg.deny_content_type, cfg.deny_code)
 
     async def response_body(self, ex: Exchange, body: bytes) -> bytes:
+        """The answer with its originals back; a deny word in it (as the client would read
+        it) gives the refusal instead: the request's, in the body (the provider's status
+        stays), or the error with ``deny_code`` when that is 400 or more."""
         call = ex.get(_CALL)
         if call is None or ex.status >= 300 or not body:
             return body
@@ -223,16 +241,40 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
             answer = orjson.loads(body)
         except orjson.JSONDecodeError:
             return body
-        restored = map_answer(answer, call.vault.restore)
+        restored = map_answer(answer, call.vault.restore) if call.vault.tokens else answer
+        if call.check is not None:
+            try:
+                check_answer(restored, call.check)
+            except Denied as denied:
+                return self._deny(ex, ex.api, denied).body
         return body if restored is answer else orjson.dumps(restored)
 
     def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
         call = ex.get(_CALL)
-        return [event] if call is None else call.answer_stream().event(event)
+        if call is None:
+            return [event]
+        try:
+            return call.answer_stream().event(event)
+        except Denied as denied:
+            raise self._denied_mid_stream(ex, denied) from None
 
     def stream_end(self, ex: Exchange) -> list[SseEvent]:
         call = ex.get(_CALL)
-        return [] if call is None else call.answer_stream().end()
+        if call is None:
+            return []
+        try:
+            return call.answer_stream().end()
+        except Denied as denied:
+            raise self._denied_mid_stream(ex, denied) from None
+
+    def _denied_mid_stream(self, ex: Exchange, denied: Denied) -> Forbidden:
+        """A deny word in a streamed answer: the stream ends there with an error event in
+        the client's protocol (Higress drops the rest of the stream without a word)."""
+        ex.blocked_by = self.name
+        ex.reason = "ai-data-masking.denied"
+        log.debug("answer to %s denied: %s", ex.request_id, denied)
+        cfg = self.config
+        return Forbidden(cfg.deny_message, reason=ex.reason, status=cfg.deny_code, code="request_blocked")
 
 
 def _json_object(text: str) -> bytes | None:

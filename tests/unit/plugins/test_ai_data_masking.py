@@ -178,6 +178,45 @@ async def test_deny_code_400_and_up_is_an_error_in_the_clients_protocol() -> Non
     assert ex.blocked_by == "ai-data-masking"
 
 
+async def test_answers_are_checked_for_deny_words_but_not_their_labels() -> None:
+    plugin = masking(deny_words=["stop", "forbidden"], deny_code=451)
+    ex = await masked(plugin, chat("hello"))
+    ex.status = 200
+    # "stop" as a finish reason, an id or a model is no word the model wrote.
+    fine = {"id": "stop", "model": "stop", "choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": "all good"}}]}  # fmt: skip
+    assert await plugin.response_body(ex, orjson.dumps(fine)) == orjson.dumps(fine)
+    said = {**fine, "choices": [{"index": 0, "message": {"role": "assistant", "content": "it is FORBIDDEN"}}]}
+    with pytest.raises(GatewayError) as raised:
+        await plugin.response_body(ex, orjson.dumps(said))
+    assert (raised.value.status, raised.value.code, ex.reason) == (451, "request_blocked", "ai-data-masking.denied")
+    # Streams: the word split between two events stops the stream before the second.
+    ex = await masked(plugin, chat("hello", stream=True))
+    assert streamed(plugin.stream_event(ex, chunk("it is forb"))) == "it is forb"
+    with pytest.raises(GatewayError):
+        plugin.stream_event(ex, chunk("idden"))
+    # skip_response leaves answers alone, deny words and all.
+    quiet = masking(deny_words=["forbidden"], skip_response=True)
+    ex = await masked(quiet, chat("hello"))
+    ex.status = 200
+    assert await quiet.response_body(ex, orjson.dumps(said)) == orjson.dumps(said)
+
+
+async def test_a_deny_word_in_an_answer_gives_the_requests_refusal_in_its_body() -> None:
+    plugin = masking(deny_words=["forbidden"], deny_message="Not allowed.")
+    ex = await masked(plugin, chat("hello"))
+    ex.status = 200
+    said = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "forbidden"}}]}
+    body = orjson.loads(await plugin.response_body(ex, orjson.dumps(said)))
+    assert body["choices"][0]["message"]["content"] == "Not allowed." and ex.blocked_by == "ai-data-masking"
+    anthropic = {"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    ex = await masked(plugin, anthropic, "/v1/messages")
+    ex.status = 200
+    said_anthropic = {"type": "message", "content": [{"type": "text", "text": "Forbidden!"}]}
+    body = orjson.loads(await plugin.response_body(ex, orjson.dumps(said_anthropic)))
+    assert body["type"] == "message" and body["content"][0]["text"] == "Not allowed."
+
+
 async def test_mode_deny_refuses_what_a_detector_finds() -> None:
     plugin = masking(mode="deny", replace_roles=[{"regex": "ACME-\\d+", "type": "replace", "value": "ACME"}])
     ex = request(chat("card 4111 1111 1111 1111"))
