@@ -102,6 +102,7 @@ def test_anthropics_sdk_pages_through_the_same_models(gw: Proc) -> None:
     [
         "/v1beta/models/gemini-2.5-pro:generateContent",
         "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
+        "/v1/models/gemini-2.5-pro:generateContent",
         "/v1/projects/p/locations/us/publishers/google/models/gemini-2.5-pro:generateContent",
     ],
 )

@@ -58,7 +58,9 @@ def from_body(ex: Exchange) -> BadRequest | None:
     body cannot serve a model API, or ``None``; raises ``BadRequest`` for a model name
     with control characters, or that is a dot segment."""
     req = ex.request
-    if ex.api == "other" and req.method == "POST":
+    # (``…/models/<model>:<method>`` reads as the models API by its first segment; a POST
+    # there is never a model list's read.)
+    if (ex.api == "other" or ex.api == "models") and req.method == "POST":
         in_path = _PATH_MODEL.search(ex.api_path)
         if in_path is not None:
             _take_model(ex, in_path[1])
