@@ -59,6 +59,8 @@ def config(fake: str) -> str:
         'storage: {database: "sqlite:///./tollway.db"}',
         "providers:", *(f"  - {{id: {i}, {fields}}}" for i, fields in providers.items()),
         "routes:", *(f"  - {{name: {i}, path_prefix: /p/{i}/v1/, provider: {i}}}" for i in providers),
+        # Gemini's own API as its SDK calls it: the version is in the client's path.
+        "  - {name: gemini-native, path_prefix: /p/gemini-native/, provider: gemini}",
         "plugins:",
         "  - name: key-auth",
         "    defaultConfig:",
@@ -296,6 +298,27 @@ def test_gemini_with_the_openai_sdk(gw: Proc, fake: FakeProvider, stream: bool) 
     assert text == (STREAMED_TEXT if stream else TEXT)
     assert tokens(usage) == want
     assert recorded(gw, rid, "gemini") == want
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_geminis_own_api_reaches_the_provider_at_its_own_version_once(
+    gw: Proc, fake: FakeProvider, stream: bool
+) -> None:
+    # As Google's SDK calls it (``/v1beta/models/<model>:generateContent``): the provider
+    # puts its version before the API path once, never a second time.
+    method = "streamGenerateContent" if stream else "generateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": USER}]}]}
+    r = httpx.post(
+        f"{gw.url}/p/gemini-native/v1beta/models/{GEMINI_MODEL}:{method}",
+        params={"alt": "sse"} if stream else None,
+        json=body,
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    [seen] = fake.seen
+    assert_gemini_call(seen, stream)
+    assert seen.json() == body
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

@@ -69,16 +69,28 @@ _GEMINI_PROMPT_METHOD = re.compile(
 Dialect = Literal["openai", "anthropic"]
 
 
+# Google's own API roots its paths at a version of its own (``/v1beta/models/…``, as its
+# SDK calls it): the API path is what follows, as after ``/v1``, and the provider puts
+# its configured version back once (without this a Gemini provider sent
+# ``/v1beta/v1beta/models/…``).
+_VERSION_ROOT = re.compile(r"/v\d+(?:alpha|beta)\d*/", re.IGNORECASE)
+
+
 def api_path_of(path: str) -> str:
-    """The client's path from ``/v1/`` on, without ``/v1``: ``/chat/completions``. A path
-    with no ``/v1/`` is its own API path. A path naming one of the APIs above in other
+    """The client's path from ``/v1/`` on, without ``/v1``: ``/chat/completions`` (or from
+    a pre-release version's root such as ``/v1beta/``, without it). A path with neither is
+    its own API path. A path naming one of the APIs above in other
     letter case (``/V1/Chat/Completions``) is that API's path: some servers match paths
     without regard to case, and a call that reaches a model must not escape the plugins
     that govern its API (masking, request-block) by its spelling."""
     i = path.find("/v1/")
     if i < 0:
         i = path.lower().find("/v1/")
-    api_path = path[i + 3 :] if i >= 0 else path
+    if i >= 0:
+        api_path = path[i + 3 :]
+    else:
+        root = _VERSION_ROOT.search(path)
+        api_path = path[root.end() - 1 :] if root is not None else path
     if api_path in _BY_PATH:
         return api_path
     lowered = api_path.lower()
