@@ -36,6 +36,7 @@ from tollway import deadlines, exchange
 from tollway.errors import BadRequest
 from tollway.exchange import Request
 from tollway.gateway import call, target
+from tollway.gateway.edge import LOOP
 from tollway.routing.hosts import strip_port
 from tollway.runtime import serve
 from tollway.runtime.connection import ResponseCycle
@@ -43,8 +44,19 @@ from tollway.runtime.connection import ResponseCycle
 
 class _PlainProtocol(HttpToolsProtocol):
     """uvicorn's protocol as it comes but for its keep-alive timer, armed after every
-    answer: a deadline of the loop's, as the product's edge arms it (``tollway.deadlines``).
-    That is no check, so it is the same on both sides."""
+    answer: a deadline of the loop's, as the product's edge arms it (``tollway.deadlines``),
+    and the loop handed to the app and the cycle as the product's edge hands it (asking
+    asyncio for it is a getpid() system call). Those are no checks, so they are the same
+    on both sides."""
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope[LOOP] = self.loop  # type: ignore[literal-required]
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if isinstance(self.cycle, ResponseCycle):
+            self.cycle.loop = self.loop
 
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
