@@ -13,7 +13,7 @@ import orjson
 
 from tollway.protocols.codec import Json, TranslationError
 from tollway.protocols.openai.wire import ERROR_TYPES
-from tollway.protocols.usage import CACHE_WRITES, LEGACY_CACHE_WRITES
+from tollway.protocols.usage import CACHE_WRITES, CACHE_WRITES_1H, LEGACY_CACHE_WRITES
 
 # OpenAI-compatible error codes by status, as the gateway's own errors use them (SPEC §4).
 ERROR_CODES = {
@@ -47,15 +47,20 @@ def as_int(v: Any) -> int:
 # ---- usage ---------------------------------------------------------------------------
 
 
-def usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0, cache_writes: int = 0) -> Json:
+def usage(
+    prompt: int, completion: int, cached: int = 0, reasoning: int = 0, cache_writes: int = 0, cache_writes_1h: int = 0
+) -> Json:
     """An OpenAI usage object; ``prompt`` includes ``cached`` (and ``cache_writes``, an
-    Anthropic provider's, under ``usage.CACHE_WRITES``), ``completion`` includes
+    Anthropic provider's, under ``usage.CACHE_WRITES``, of which ``cache_writes_1h`` to
+    its one-hour cache, under ``usage.CACHE_WRITES_1H``), ``completion`` includes
     ``reasoning``, as OpenAI counts them."""
     out: Json = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     if cached or cache_writes:
         out["prompt_tokens_details"] = {"cached_tokens": cached}
         if cache_writes:
             out["prompt_tokens_details"][CACHE_WRITES] = cache_writes
+            if cache_writes_1h:
+                out["prompt_tokens_details"][CACHE_WRITES_1H] = min(cache_writes_1h, cache_writes)
     if reasoning:
         out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return out
@@ -70,6 +75,12 @@ def read_usage(u: Any) -> tuple[int, int, int, int]:
     cached = as_int(details.get("cached_tokens")) if isinstance(details, dict) else 0
     reasoning = as_int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
     return as_int(u.get("prompt_tokens")), as_int(u.get("completion_tokens")), cached, reasoning
+
+
+def cache_writes_1h_of(u: Any) -> int:
+    """The part of a pivot usage object's cache writes made to a one-hour cache."""
+    details = u.get("prompt_tokens_details") if isinstance(u, dict) else None
+    return as_int(details.get(CACHE_WRITES_1H)) if isinstance(details, dict) else 0
 
 
 def cache_writes_of(u: Any) -> int:

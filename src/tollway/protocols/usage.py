@@ -35,6 +35,9 @@ class Usage:
 # (without it they would be priced as plain input). ``LEGACY_CACHE_WRITES`` is the name
 # Tollway used before OpenAI had one: answers stored by ai-cache may still carry it.
 CACHE_WRITES = "cache_write_tokens"
+# The part of them written to Anthropic's one-hour cache (priced at twice the input
+# price), beside them in the same details object when a Claude answer is translated.
+CACHE_WRITES_1H = "cache_write_1h_tokens"
 LEGACY_CACHE_WRITES = "cache_creation_tokens"
 # More tokens than any call has: a provider reporting beyond it (or below 0, or a count
 # that is not a whole number) is not believed at all (the call is estimated instead); a
@@ -99,6 +102,8 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
                 _writes(details) if isinstance(details, dict) else None,
                 _detail(out_details, "reasoning_tokens") if isinstance(out_details, dict) else None,
             )
+            if isinstance(details, dict) and CACHE_WRITES_1H in details:  # a translated Claude answer's
+                one_hour = _detail(details, CACHE_WRITES_1H)
         elif "input_tokens_details" in obj or "output_tokens_details" in obj:
             # The Responses API: OpenAI's counts under Anthropic-like names (input
             # includes the cached tokens, output the reasoning ones).

@@ -3,6 +3,7 @@ not believed, so no record refunds a quota or becomes unstorable."""
 
 from __future__ import annotations
 
+from tollway.protocols.anthropic.response import usage_from_pivot, usage_to_pivot
 from tollway.protocols.usage import MAX_TOKENS, Usage, apply_usage
 
 
@@ -84,3 +85,22 @@ def test_anthropics_one_hour_cache_writes_are_kept_within_the_writes() -> None:
     usage = Usage()
     absurd = {"ephemeral_1h_input_tokens": -1}
     assert not apply_usage(usage, {"input_tokens": 5, "cache_creation_input_tokens": 300, "cache_creation": absurd})
+
+
+def test_one_hour_cache_writes_survive_a_claude_answer_translated_to_openais_shape() -> None:
+    """A chat client's call answered by Claude: its usage reaches the record through the
+    OpenAI-shaped pivot, which keeps the one-hour part beside the writes (priced at 2x
+    input, not the five-minute 1.25x); an Anthropic client's answer made from the pivot
+    gets Anthropic's split back."""
+    split = {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200}
+    native = {"input_tokens": 5, "cache_creation_input_tokens": 300, "cache_creation": split, "output_tokens": 7}
+    translated = usage_to_pivot(native)
+    usage = Usage()
+    assert apply_usage(usage, translated)
+    assert (usage.input_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens) == (305, 300, 200)
+    assert usage_from_pivot(translated)["cache_creation"] == split
+    # Five-minute writes alone: no one-hour part, and no split made up for the client.
+    alone = usage_to_pivot({"input_tokens": 5, "cache_creation_input_tokens": 300, "output_tokens": 7})
+    usage = Usage()
+    assert apply_usage(usage, alone) and (usage.cache_write_tokens, usage.cache_write_1h_tokens) == (300, 0)
+    assert "cache_creation" not in usage_from_pivot(alone)

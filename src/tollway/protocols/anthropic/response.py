@@ -61,18 +61,26 @@ def usage_to_pivot(u: Any) -> Json | None:
     cache_read = pivot.as_int(u.get("cache_read_input_tokens"))
     writes = pivot.as_int(u.get("cache_creation_input_tokens"))
     prompt = pivot.as_int(u.get("input_tokens")) + cache_read + writes
-    return pivot.usage(prompt, pivot.as_int(u.get("output_tokens")), cached=cache_read, cache_writes=writes)
+    breakdown = u.get("cache_creation")
+    one_hour = pivot.as_int(breakdown.get("ephemeral_1h_input_tokens")) if isinstance(breakdown, dict) else 0
+    return pivot.usage(
+        prompt, pivot.as_int(u.get("output_tokens")), cached=cache_read, cache_writes=writes, cache_writes_1h=one_hour
+    )
 
 
 def usage_from_pivot(u: Any) -> Json:
     prompt, completion, cached, _ = pivot.read_usage(u)
     writes = pivot.cache_writes_of(u)
-    return {
+    out: Json = {
         "input_tokens": max(prompt - cached - writes, 0),
         "output_tokens": completion,
         "cache_creation_input_tokens": writes,
         "cache_read_input_tokens": cached,
     }
+    one_hour = min(pivot.cache_writes_1h_of(u), writes)
+    if one_hour:
+        out["cache_creation"] = {"ephemeral_5m_input_tokens": writes - one_hour, "ephemeral_1h_input_tokens": one_hour}
+    return out
 
 
 def id_to_pivot(native: Any) -> str:
