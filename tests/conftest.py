@@ -44,6 +44,13 @@ class Proc:
     def admin_url(self) -> str:
         return self.urls["admin"]
 
+    def peak_memory_kib(self) -> int:
+        """The process's peak resident memory so far (VmHWM), in KiB."""
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM for the process")
+
     def logged(self, said: str, count: int = 1, within: float = 5.0) -> list[str]:
         """The stderr lines holding ``said``, once there are ``count`` of them (or
         ``within`` seconds have passed). The gateway writes a line before the answer

@@ -430,7 +430,11 @@ class Exchange:
         return (time.perf_counter() - self.started) * 1000.0
 
     def fail(self, error: GatewayError) -> None:
-        """Remember why the call ended badly (first failure wins)."""
+        """Remember why the call ended badly (first failure wins). Without how it was
+        raised: a traceback's frames hold what the call had read (a refused answer's
+        bytes, up to ``server.max_upstream_body_bytes``) and this exchange, a cycle only
+        the collector's rare full pass would free."""
         if self.error is None:
+            error.__traceback__ = error.__context__ = error.__cause__ = None
             self.error = error
             self.reason = error.reason

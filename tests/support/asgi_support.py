@@ -49,12 +49,14 @@ class Reached:
 @dataclass
 class RecordingUpstream:
     """Records each request (``seen``) and answers ``status`` with ``body`` as
-    ``content_type`` (an OpenAI chat answer with usage, unless told otherwise)."""
+    ``content_type`` (an OpenAI chat answer with usage, unless told otherwise), and any
+    other ``headers``."""
 
     seen: list[Reached] = field(default_factory=list)
     status: int = 200
     content_type: str = "application/json"
     body: bytes = orjson.dumps(CHAT_ANSWER)
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         body = b""
@@ -69,7 +71,7 @@ class RecordingUpstream:
             {
                 "type": "http.response.start",
                 "status": self.status,
-                "headers": [(b"content-type", self.content_type.encode())],
+                "headers": [(b"content-type", self.content_type.encode()), *self.headers],
             }
         )
         await send({"type": "http.response.body", "body": self.body})

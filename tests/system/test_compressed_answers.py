@@ -11,8 +11,10 @@ keeps its coding and its bytes, which is correct HTTP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -45,6 +47,17 @@ FILE = b'{"custom_id": "a"}\n{"custom_id": "b"}\n'
 MODELS = json.dumps({"object": "list", "data": [{"id": "gpt-listed", "object": "model", "created": 1}]})
 PET = b'{"id": 1, "name": "Rex"}'
 TOOLS = {"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}
+
+
+@functools.cache
+def gzip_bomb(mib: int) -> bytes:
+    """A chat answer whose text is ``mib`` MiB of one letter, gzipped: some 1000 to 1,
+    128 KiB on the wire for 128 MiB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head, tail = CHAT.split(b'"Paris."')
+    parts = [packer.compress(head + b'"')]
+    parts += [packer.compress(b"a" * (1 << 20)) for _ in range(mib)]
+    return b"".join([*parts, packer.compress(b'"' + tail), packer.flush()])
 
 
 def mcp_answer(body: bytes) -> tuple[str, bytes]:
@@ -90,6 +103,8 @@ class CompressingProvider(LoopbackServer):
             else:
                 status, ctype, plain = 200, "application/json", MESSAGE if path.endswith("/messages") else CHAT
             sent = gzip.compress(plain) if compress else plain
+            if b'"bomb"' in body:
+                sent = gzip_bomb(128)
             coding = "content-encoding: gzip\r\n" if compress else ""
             head_out = f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\n{coding}content-length: {len(sent)}\r\n\r\n"
             writer.write(head_out.encode() + (b"" if method == "HEAD" else sent))
@@ -141,6 +156,24 @@ def test_a_json_answer_reaches_the_client_plain_and_billed(gw: Proc, route: str)
     assert r.json()["choices"][0]["message"]["content"] == "Paris."
     record = usage_record(gw, rid)
     assert (record["input_tokens"], record["output_tokens"], record["tokens_estimated"]) == (11, 7, False)
+
+
+def test_a_compressed_answer_past_100_to_1_is_refused_in_bounded_memory(gw: Proc) -> None:
+    """Decoded whole, a gzip bomb (128 MiB from 128 KiB) would take the gateway's memory
+    up by twice its decoded size, for each call at once."""
+    before = gw.peak_memory_kib()
+    rid = new_request_id()
+    r = httpx.post(gw.url + "/always/v1/chat/completions", json=chat(text="bomb"), headers={"x-request-id": rid})
+    assert (r.status_code, r.headers["x-tollway-reason"]) == (502, "ai-proxy.bad_upstream_response"), r.text[:200]
+    assert "over 100 times" in r.json()["error"]["message"]
+    grew_mib = (gw.peak_memory_kib() - before) / 1024
+    assert grew_mib < 64, f"the gateway's peak memory grew by {grew_mib:.0f} MiB"
+    record = usage_record(gw, rid)
+    assert (record["status"], record["reason"], record["tokens_estimated"]) == (
+        502,
+        "ai-proxy.bad_upstream_response",
+        True,
+    )
 
 
 def test_a_compressed_answer_to_translate_is_translated(gw: Proc) -> None:

@@ -249,21 +249,14 @@ def _bombs(mib: int) -> dict[str, bytes]:
     }
 
 
-def _peak_rss_kib(gw: Proc) -> int:
-    for line in Path(f"/proc/{gw.popen.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM for the gateway")
-
-
 def test_a_bomb_is_a_413_and_the_gateways_memory_stays_flat(gw: Proc, fake: FakeProvider) -> None:
-    before = _peak_rss_kib(gw)
+    before = gw.peak_memory_kib()
     for coding, bomb in _bombs(256).items():  # 256 MiB each, decoded
         assert len(bomb) < LIMIT
         status, headers, _ = post(gw, b"/v1/chat/completions", bomb, b"content-encoding: " + coding.encode())
         assert (status, headers["x-tollway-reason"]) == (413, "gateway.body_too_large"), coding
     assert fake.seen == []
-    grew_mib = (_peak_rss_kib(gw) - before) / 1024
+    grew_mib = (gw.peak_memory_kib() - before) / 1024
     assert grew_mib < 48, f"the gateway's peak memory grew by {grew_mib:.0f} MiB"
 
 

@@ -39,11 +39,12 @@ from tollway.proxy.provider_choice import RouteProviders
 from tollway.proxy.tokens import ESTIMATED_APIS, answer_chars, estimate_unfinished, take_usage
 from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
 from tollway.upstream import (
-    MAX_DECODED_ANSWER,
+    MAX_ANSWER_BYTES,
     TransportError,
     TransportTimeout,
     UpstreamRequest,
     UpstreamResponse,
+    decode_answer,
 )
 
 # The status of an attempt cancelled before the provider answered (nginx's "client
@@ -67,10 +68,19 @@ def _clients_fault(err: GatewayError) -> bool:
 
 class AiProxy:
     """``ownership``: files and batches held to the consumer that made them (none: the
-    provider's account is shared as it is, as in a runtime without a database)."""
+    provider's account is shared as it is, as in a runtime without a database).
+    ``max_answer_bytes``: ``server.max_upstream_body_bytes``, which bounds a compressed
+    answer once decoded too."""
 
-    def __init__(self, idle_timeout_s: float, drain_s: float = 0.0, ownership: Ownership | None = None) -> None:
+    def __init__(
+        self,
+        idle_timeout_s: float,
+        drain_s: float = 0.0,
+        ownership: Ownership | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+    ) -> None:
         self.idle_timeout_s = idle_timeout_s
+        self.max_answer_bytes = max_answer_bytes
         self.drain_s = drain_s
         self.models = ModelListing(idle_timeout_s)
         self.ownership = ownership
@@ -304,13 +314,13 @@ class AiProxy:
                 estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
         return Reply(resp.status, headers, body)
 
-    @staticmethod
-    def _decoded(ex: Exchange, provider: Provider, status: int, body: bytes, coding: str) -> bytes:
-        """``body`` with its Content-Encoding undone, at most ``MAX_DECODED_ANSWER``
-        bytes; what cannot be decoded is the provider's failure (502), a success of it
-        billed on an estimate."""
+    def _decoded(self, ex: Exchange, provider: Provider, status: int, body: bytes, coding: str) -> bytes:
+        """``body`` with its Content-Encoding undone, within its bound (``decode_answer``:
+        ``server.max_upstream_body_bytes``, and a ratio to what was sent, which a
+        decompression bomb goes past); what cannot be decoded is the provider's failure
+        (502), a success of it billed on an estimate."""
         try:
-            return content_coding.decode(body, [coding], MAX_DECODED_ANSWER)
+            return decode_answer(body, [coding], self.max_answer_bytes)
         except content_coding.CodingError as exc:
             if status < 300 and ex.api in ESTIMATED_APIS:
                 estimate_unfinished(ex, 0)

@@ -166,7 +166,12 @@ class Runtime:
         self.budgets.configure(prices)
         self.gateway = Gateway(
             self.snapshot,
-            AiProxy(cfg.server.upstream_timeout_s, cfg.server.abandoned_stream_drain_s, Ownership(self.holdings)),
+            AiProxy(
+                cfg.server.upstream_timeout_s,
+                cfg.server.abandoned_stream_drain_s,
+                Ownership(self.holdings),
+                cfg.server.max_upstream_body_bytes,
+            ),
             cfg.server.max_body_bytes,
             self.accountant.finish,
             McpRelay(self.services.transport),

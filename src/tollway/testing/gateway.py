@@ -53,7 +53,11 @@ class GatewayUnderTest:
         self.calls: list[Exchange] = []
         self.gateway = Gateway(
             self.snapshot,
-            AiProxy(cfg.server.upstream_timeout_s, cfg.server.abandoned_stream_drain_s),
+            AiProxy(
+                cfg.server.upstream_timeout_s,
+                cfg.server.abandoned_stream_drain_s,
+                max_answer_bytes=cfg.server.max_upstream_body_bytes,
+            ),
             cfg.server.max_body_bytes,
             self.calls.append,
             McpRelay(transport),

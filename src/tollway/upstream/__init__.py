@@ -7,7 +7,7 @@
     └── ProtocolFailure    the connection broke or the provider sent garbage
         └── AnswerRefused  an answer the gateway will not take: a plain body past the
                            transport's bound (``read_bounded``), in a coding it cannot
-                           undo, or decoding past ``MAX_DECODED_ANSWER``
+                           undo, or decoding past its bound (``decode_answer``)
 
 Library errors (aiohttp's) are translated into these inside each transport.
 """
@@ -24,9 +24,12 @@ from tollway import content_coding
 # told otherwise (config ``server.max_upstream_body_bytes``): far above any model answer,
 # an embeddings batch's included (2048 inputs of 3072 floats are some 130 MB of JSON).
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
-# The most a compressed answer the gateway must read may decode to (a decompression bomb
-# costs no more).
-MAX_DECODED_ANSWER = MAX_ANSWER_BYTES
+# What a compressed answer the gateway must read may decode to, besides the bound of a
+# plain one: no more than this many times its size as sent, once past the floor. JSON
+# compresses some 3 to 20 to 1 (Apache POI refuses zip entries past 100 to 1); a gzip
+# bomb is 1000 to 1, which held whole would make a few small answers take gigabytes.
+MAX_DECODING_RATIO = 100
+DECODED_FLOOR = 16 * 1024 * 1024
 
 
 class TransportError(Exception):
@@ -106,18 +109,46 @@ def content_codings(headers: list[tuple[str, str]]) -> list[str]:
     return [c for c in named if c and c != "identity"]
 
 
-async def read_decoded(resp: UpstreamResponse) -> bytes:
+def decode_answer(body: bytes, codings: list[str], limit: int) -> bytes:
+    """``body`` with its Content-Encoding ``codings`` undone, at most ``limit`` bytes
+    (the plain bound) and ``MAX_DECODING_RATIO`` times ``body`` past ``DECODED_FLOOR``;
+    raises ``content_coding.CodingError``."""
+    return content_coding.decode(body, codings, limit, MAX_DECODING_RATIO, DECODED_FLOOR)
+
+
+def answer_decoding(codings: list[str], limit: int) -> content_coding.Decoding:
+    """A streamed answer's Content-Encoding ``codings`` undone as its chunks come
+    (``decoded_chunks``), bounded as ``decode_answer`` bounds a whole one: over what has
+    arrived so far, so a stream as long as it likes passes, a bomb does not."""
+    return content_coding.Decoding(codings, limit, MAX_DECODING_RATIO, DECODED_FLOOR)
+
+
+async def decoded_chunks(chunks: AsyncIterator[bytes], decoding: content_coding.Decoding) -> AsyncIterator[bytes]:
+    """``chunks`` through ``decoding``, one decoded chunk for each that decodes to
+    something (a chunk is decoded whole before it is given: a caller that stops at any
+    point, and goes on with new ``chunks`` of the same body, loses nothing); raises
+    ``AnswerRefused`` for what cannot be decoded, and what ``chunks`` raises."""
+    try:
+        async for chunk in chunks:
+            if decoded := decoding.feed(chunk):
+                yield decoded
+        decoding.end()
+    except content_coding.CodingError as exc:
+        raise AnswerRefused(f"answer cannot be decoded: {exc}") from None
+
+
+async def read_decoded(resp: UpstreamResponse, limit: int = MAX_ANSWER_BYTES) -> bytes:
     """The whole body of an answer the gateway reads itself (JSON it parses), its
     Content-Encoding undone: every request asks for ``identity``, and a server (or a
-    proxy in front of it) may compress all the same. At most ``MAX_DECODED_ANSWER``
-    bytes decoded; raises ``AnswerRefused`` for a body that cannot be decoded, and what
-    ``read`` raises. The caller drops the answer's Content-Encoding if it passes the
-    body on."""
+    proxy in front of it) may compress all the same. Bounded as ``decode_answer`` says
+    (``limit``: the transport's bound); raises ``AnswerRefused`` for a body that cannot
+    be decoded, and what ``read`` raises. The caller drops the answer's Content-Encoding
+    if it passes the body on."""
     body = await resp.read()
     codings = content_codings(resp.headers)
     if not codings or not body:
         return body
     try:
-        return content_coding.decode(body, codings, MAX_DECODED_ANSWER)
+        return decode_answer(body, codings, limit)
     except content_coding.CodingError as exc:
         raise AnswerRefused(f"answer cannot be decoded: {exc}") from None

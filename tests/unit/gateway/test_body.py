@@ -5,6 +5,7 @@ memory it takes bounded; an unknown coding is a 415, a corrupt body a 400."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import tracemalloc
 import zlib
@@ -165,6 +166,40 @@ def test_a_body_of_exactly_the_limit_is_decoded() -> None:
         assert body.decode(encode(data), [coding_name(label)], LIMIT) == data
         with pytest.raises(BodyTooLarge):
             body.decode(encode(data + b"!"), [coding_name(label)], LIMIT)
+
+
+# Many decoding steps long, and not all alike (a brotli decoder held output back past
+# its first step, which was lost).
+LONG = b"".join(b"%d lighthouse keepers, " % i for i in range(12000))
+
+
+@functools.cache
+def _long(label: str) -> bytes:
+    """``LONG`` in ``label``'s coding; gzip members and zstd frames after a short one."""
+    coded = ENCODERS[label](LONG)
+    return ENCODERS[label](LONG[:100]) + coded if label in ("gzip", "zstd") else coded
+
+
+def test_a_body_many_steps_long_is_decoded_whole() -> None:
+    for label in ENCODERS:
+        plain = LONG[:100] + LONG if label in ("gzip", "zstd") else LONG
+        assert body.decode(_long(label), [coding_name(label)], len(plain)) == plain, label
+
+
+@pytest.mark.parametrize("size", [7, 1000, 1 << 20])
+def test_a_body_decoded_as_it_arrives_is_the_same_body(size: int) -> None:
+    """A provider's stream is decoded one network chunk at a time, each as it comes."""
+    for label in ENCODERS:
+        coded = _long(label)
+        decoding = content_coding.Decoding([coding_name(label)], 4 * len(LONG))
+        decoded = b"".join(decoding.feed(coded[at : at + size]) for at in range(0, len(coded), size))
+        decoding.end()
+        assert decoded == (LONG[:100] + LONG if label in ("gzip", "zstd") else LONG), label
+        cut = content_coding.Decoding([coding_name(label)], 4 * len(LONG))
+        for at in range(0, len(coded) - 3, size):
+            cut.feed(coded[at : min(at + size, len(coded) - 3)])
+        with pytest.raises(content_coding.Corrupt):
+            cut.end()
 
 
 def test_gzip_members_and_zstd_frames_one_after_another_are_one_body() -> None:

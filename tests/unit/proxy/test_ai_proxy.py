@@ -6,6 +6,9 @@ translated."""
 
 from __future__ import annotations
 
+import gc
+import gzip
+
 import orjson
 import pytest
 
@@ -71,6 +74,27 @@ async def test_a_translated_success_that_is_not_json_at_all_is_a_502(stream: boo
     assert "text/html" in r.json()["error"]["message"]
     ex = gw.calls[-1]
     assert ex.status == 502 and ex.usage.estimated and ex.usage.input_tokens > 100
+
+
+async def test_a_refused_compressed_answer_is_let_go_as_its_call_ends() -> None:
+    """A gzip bomb (32 MiB of zeros in 32 KiB) is refused past 100 to 1. The failure the
+    call keeps holds no frames: with them the call, and the answer's bytes its frames
+    read, would wait in a reference cycle for the collector's rare full pass."""
+    up = RecordingUpstream(body=gzip.compress(bytes(32 << 20)), headers=((b"content-encoding", b"gzip"),))
+    gw = gateway(up)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        r = await send_raw(gw, "POST", b"/v1/chat/completions", body=CHAT)
+        assert (r.status, r.headers["x-tollway-reason"]) == (502, "ai-proxy.bad_upstream_response")
+        assert "over 100 times" in r.json()["error"]["message"]
+        assert gw.calls.pop().usage.estimated
+        gc.collect()
+        left_to_the_collector = [type(o).__name__ for o in gc.garbage if type(o).__name__ == "Exchange"]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left_to_the_collector == []
 
 
 async def test_a_providers_error_with_a_broken_body_keeps_its_status() -> None:
