@@ -2,10 +2,10 @@
 answers. The gateway asks every provider for
 ``Accept-Encoding: identity`` (whatever the client asked for), so one that honours it
 answers plainly. One that compresses anyway: an answer the gateway reads (JSON, one it
-translates, an error) is decoded and sent on without its Content-Encoding; a compressed
-stream, which cannot be relayed event by event, is the provider's failure (502, before
-any of it reaches the client); a body the gateway only passes on (a file's content)
-keeps its coding and its bytes, which is correct HTTP.
+translates, an error) is decoded and sent on without its Content-Encoding, and so is a
+model's stream, decoded as it comes (an MCP server's compressed stream is its failure);
+past 100 to 1 either is refused, in bounded memory; a body the gateway only passes on
+(a file's content) keeps its coding and its bytes, which is correct HTTP.
 """
 
 from __future__ import annotations
@@ -103,9 +103,13 @@ class CompressingProvider(LoopbackServer):
             else:
                 status, ctype, plain = 200, "application/json", MESSAGE if path.endswith("/messages") else CHAT
             sent = gzip.compress(plain) if compress else plain
+            coding = "content-encoding: gzip\r\n" if compress else ""
             if b'"bomb"' in body:
                 sent = gzip_bomb(128)
-            coding = "content-encoding: gzip\r\n" if compress else ""
+            elif b'"garbled"' in body:
+                sent = b"\x1f\x8b\x08\x00 not gzip after its first bytes"
+            elif b'"squeezed"' in body:
+                coding = "content-encoding: squeeze\r\n"
             head_out = f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\n{coding}content-length: {len(sent)}\r\n\r\n"
             writer.write(head_out.encode() + (b"" if method == "HEAD" else sent))
             await writer.drain()
@@ -143,6 +147,12 @@ routes:
     assert proc.stop() == 0
 
 
+def recorded(gw: Proc, rid: str) -> tuple[int, str | None, bool]:
+    """The status, reason and whether the tokens were estimated, of a call's record."""
+    record = usage_record(gw, rid)
+    return record["status"], record["reason"], record["tokens_estimated"]
+
+
 def chat(stream: bool = False, text: str = "capital of France?") -> dict[str, object]:
     return {"model": "gpt-4o", "messages": [{"role": "user", "content": text}], "stream": stream}
 
@@ -168,12 +178,7 @@ def test_a_compressed_answer_past_100_to_1_is_refused_in_bounded_memory(gw: Proc
     assert "over 100 times" in r.json()["error"]["message"]
     grew_mib = (gw.peak_memory_kib() - before) / 1024
     assert grew_mib < 64, f"the gateway's peak memory grew by {grew_mib:.0f} MiB"
-    record = usage_record(gw, rid)
-    assert (record["status"], record["reason"], record["tokens_estimated"]) == (
-        502,
-        "ai-proxy.bad_upstream_response",
-        True,
-    )
+    assert recorded(gw, rid) == (502, "ai-proxy.bad_upstream_response", True)
 
 
 def test_a_compressed_answer_to_translate_is_translated(gw: Proc) -> None:
@@ -198,13 +203,51 @@ def test_a_stream_from_a_provider_that_honours_identity_is_relayed(gw: Proc, pro
     assert provider.asked[-1] == ["identity"]
 
 
-def test_a_compressed_stream_is_the_providers_failure_not_relayed(gw: Proc) -> None:
+def test_a_compressed_stream_is_decoded_and_relayed_plain(gw: Proc) -> None:
     rid = new_request_id()
     r = httpx.post(gw.url + "/always/v1/chat/completions", json=chat(stream=True), headers={"x-request-id": rid})
-    assert r.status_code == 502, r.text
+    assert r.status_code == 200, r.text
     assert "content-encoding" not in r.headers
-    assert r.headers["x-tollway-reason"] == "ai-proxy.bad_upstream_response"
-    assert "Content-Encoding" in r.json()["error"]["message"]
+    assert "Paris." in r.text and r.text.rstrip().endswith("data: [DONE]")
+    record = usage_record(gw, rid)
+    assert (record["status"], record["input_tokens"], record["output_tokens"], record["tokens_estimated"]) == (
+        200,
+        11,
+        7,
+        False,
+    )
+
+
+def test_a_stream_that_is_not_its_coding_breaks_off_as_the_providers_failure(gw: Proc) -> None:
+    """As a stream whose provider breaks off: the client has an error event."""
+    rid = new_request_id()
+    body = chat(stream=True, text="garbled")
+    r = httpx.post(gw.url + "/always/v1/chat/completions", json=body, headers={"x-request-id": rid})
+    assert r.status_code == 200
+    assert "content-encoding" not in r.headers
+    assert r.text.startswith('data: {"error"') and "not valid gzip data" in r.text
+    assert recorded(gw, rid) == (502, "ai-proxy.bad_upstream_response", True)
+
+
+def test_a_compressed_stream_past_100_to_1_breaks_off_in_bounded_memory(gw: Proc) -> None:
+    before = gw.peak_memory_kib()
+    rid = new_request_id()
+    body = chat(stream=True, text="bomb")
+    r = httpx.post(gw.url + "/always/v1/chat/completions", json=body, headers={"x-request-id": rid})
+    assert r.status_code == 200
+    assert r.text.startswith('data: {"error"') and "over 100 times" in r.text, r.text[:300]
+    grew_mib = (gw.peak_memory_kib() - before) / 1024
+    assert grew_mib < 64, f"the gateway's peak memory grew by {grew_mib:.0f} MiB"
+    assert recorded(gw, rid) == (502, "ai-proxy.bad_upstream_response", True)
+
+
+def test_a_stream_in_a_coding_not_decoded_is_the_providers_failure_not_relayed(gw: Proc) -> None:
+    rid = new_request_id()
+    body = chat(stream=True, text="squeezed")
+    r = httpx.post(gw.url + "/always/v1/chat/completions", json=body, headers={"x-request-id": rid})
+    assert (r.status_code, r.headers["x-tollway-reason"]) == (502, "ai-proxy.bad_upstream_response"), r.text
+    assert "content-encoding" not in r.headers
+    assert "Content-Encoding 'squeeze'" in r.json()["error"]["message"]
     record = usage_record(gw, rid)
     assert (record["status"], record["reason"]) == (502, "ai-proxy.bad_upstream_response")
 

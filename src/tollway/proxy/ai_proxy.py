@@ -44,6 +44,7 @@ from tollway.upstream import (
     TransportTimeout,
     UpstreamRequest,
     UpstreamResponse,
+    answer_decoding,
     decode_answer,
 )
 
@@ -252,17 +253,12 @@ class AiProxy:
             elif k == "content-encoding":
                 coding = v if coding is None else f"{coding}, {v}"
         if resp.status == 200 and ctype.startswith("text/event-stream"):
-            if coding is not None and coding.strip().lower() != "identity":
-                # Asked for identity, compressed anyway: its events cannot be read,
-                # counted or cut into, and relayed as they are they would reach the
-                # client as gzip bytes and then a plain error event.
-                await resp.aclose()
-                if ex.api in ESTIMATED_APIS:
-                    estimate_unfinished(ex, 0)  # generated, and billed by the provider
-                raise UpstreamError(
-                    f"provider {provider.id!r} sent a stream with Content-Encoding {coding[:40]!r}",
-                    reason="ai-proxy.bad_upstream_response",
-                )
+            decoding = None
+            if coding is not None:
+                # Asked for identity, compressed anyway: decoded as it comes, so its
+                # events can be read, counted and cut into, and sent on plain.
+                decoding = await self._stream_decoding(ex, provider, resp, coding)
+                headers = [h for h in headers if h[0] != "content-encoding"]
             events: EventTranslation
             if translation is not None:
                 events = translation.stream(ex)
@@ -270,7 +266,8 @@ class AiProxy:
                 events = ResponsesPassthrough(ex)
             else:
                 events = Passthrough(ex, ex.get(upstream_request.HIDE_USAGE) is True)
-            return Reply(resp.status, headers, events=ProviderEvents(ex, resp, events, provider, self.drain_s))
+            source = ProviderEvents(ex, resp, events, provider, self.drain_s, decoding)
+            return Reply(resp.status, headers, events=source)
         try:
             body = await resp.read()
         except TransportError as exc:
@@ -313,6 +310,24 @@ class AiProxy:
             if not ex.usage.reported and resp.status < 300 and ex.api in ESTIMATED_APIS:
                 estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
         return Reply(resp.status, headers, body)
+
+    async def _stream_decoding(
+        self, ex: Exchange, provider: Provider, resp: UpstreamResponse, coding: str
+    ) -> content_coding.Decoding | None:
+        """What undoes a stream's Content-Encoding (``answer_decoding``: bounded as a
+        whole answer is, over what has come so far); a coding not decoded here is the
+        provider's failure (502), before any of the stream reaches the client."""
+        try:
+            codings = content_coding.codings([coding])
+        except content_coding.UnknownCoding:
+            await resp.aclose()
+            if ex.api in ESTIMATED_APIS:
+                estimate_unfinished(ex, 0)  # generated, and billed by the provider
+            raise UpstreamError(
+                f"provider {provider.id!r} sent a stream with Content-Encoding {coding[:40]!r}",
+                reason="ai-proxy.bad_upstream_response",
+            ) from None
+        return answer_decoding(codings, self.max_answer_bytes) if codings else None
 
     def _decoded(self, ex: Exchange, provider: Provider, status: int, body: bytes, coding: str) -> bytes:
         """``body`` with its Content-Encoding undone, within its bound (``decode_answer``:

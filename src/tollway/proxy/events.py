@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from tollway.content_coding import Decoding
 from tollway.errors import GatewayError, UpstreamStreamFailed
 from tollway.exchange import Exchange
 from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
@@ -25,16 +26,26 @@ from tollway.providers.base import Provider
 from tollway.providers.errors import translate
 from tollway.proxy.tokens import ESTIMATED_APIS, estimate_unfinished
 from tollway.proxy.translation import EventTranslation
-from tollway.upstream import ProtocolFailure, TransportError, UpstreamResponse
+from tollway.upstream import ProtocolFailure, TransportError, UpstreamResponse, decoded_chunks
 
 
 class ProviderEvents:
+    """``decoding``: what undoes the stream's Content-Encoding (a provider that compressed
+    it though asked for identity), before the events are parsed; none costs nothing."""
+
     __slots__ = (
-        "_chunks", "_drain_s", "_ended", "_ex", "_failed", "_parser", "_provider", "_resp", "_secrets", "_translation",
+        "_chunks", "_decoding", "_drain_s", "_ended", "_ex", "_failed", "_parser", "_provider", "_resp", "_secrets",
+        "_translation",
     )  # fmt: skip
 
     def __init__(
-        self, ex: Exchange, resp: UpstreamResponse, translation: EventTranslation, provider: Provider, drain_s: float
+        self,
+        ex: Exchange,
+        resp: UpstreamResponse,
+        translation: EventTranslation,
+        provider: Provider,
+        drain_s: float,
+        decoding: Decoding | None = None,
     ) -> None:
         self._ex = ex
         self._resp = resp
@@ -45,7 +56,8 @@ class ProviderEvents:
         # server.abandoned_stream_drain_s: 0 cancels the provider call when the client leaves.
         self._drain_s = drain_s
         self._parser = SseParser()
-        self._chunks: AsyncIterator[bytes] = resp.chunks()
+        self._decoding = decoding
+        self._chunks = self._body()
         self._ended = False
         # How the stream failed, raised at the next call once its last events are out.
         self._failed: GatewayError | None = None
@@ -85,6 +97,12 @@ class ProviderEvents:
                     return self._provider_failed(out)
                 if out:
                     return out
+
+    def _body(self) -> AsyncIterator[bytes]:
+        """The stream's body from where it has been read to, decoded (a decoded chunk is
+        given whole, so a new iterator after a broken one goes on where it stopped)."""
+        chunks = self._resp.chunks()
+        return chunks if self._decoding is None else decoded_chunks(chunks, self._decoding)
 
     def _provider_failed(self, out: list[SseEvent]) -> list[SseEvent]:
         """The provider's own error event is in ``out``: it goes out, with what the
@@ -152,7 +170,7 @@ class ProviderEvents:
         feed = self._translation.feed
         try:
             async with asyncio.timeout(self._drain_s):
-                async for chunk in self._resp.chunks():
+                async for chunk in self._body():
                     feed(self._parser.feed(chunk))
                 feed(self._parser.flush())
         except (TimeoutError, TransportError, EventTooLarge, asyncio.CancelledError):

@@ -5,6 +5,7 @@ leaves billed what the provider reports, or an estimate."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import cast
 
@@ -20,7 +21,7 @@ from tollway.providers.base import Provider
 from tollway.proxy.events import ProviderEvents
 from tollway.proxy.translation import Passthrough, StreamTranslation
 from tollway.testing.harness import make_exchange
-from tollway.upstream import ProtocolFailure, Transport
+from tollway.upstream import ProtocolFailure, Transport, answer_decoding
 
 
 class ScriptedResponse:
@@ -272,3 +273,22 @@ async def test_a_drained_translated_stream_that_ends_is_billed_the_usage_its_rea
     usage = ex.usage
     assert (usage.input_tokens, usage.cached_tokens, usage.output_tokens) == (200, 40, 33)
     assert (usage.reported, usage.estimated) == (True, False)
+
+
+def gzipped_as_sent(events: Sequence[bytes]) -> list[bytes]:
+    """Each event gzipped and flushed on its own, as a compressing server sends it."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    pieces = [packer.compress(e) + packer.flush(zlib.Z_SYNC_FLUSH) for e in events]
+    return [*pieces[:-1], pieces[-1] + packer.flush()]
+
+
+async def test_a_compressed_stream_is_decoded_event_by_event_as_it_arrives_and_when_drained() -> None:
+    ex = make_exchange("POST", "/v1/chat/completions", body=b'{"model": "gpt-4o-mini", "stream": true}')
+    sent = [chunk("Hel"), chunk("lo"), chunk(usage=USAGE), b"data: [DONE]\n\n"]
+    resp = ScriptedResponse(gzipped_as_sent(sent))
+    events = ProviderEvents(ex, resp, Passthrough(ex, False), UP, 1.0, answer_decoding(["gzip"], 1 << 20))
+    assert [e.raw for e in await events.next() or []] == [sent[0]]
+    assert [e.raw for e in await events.next() or []] == [sent[1]]
+    await events.abandoned()  # the drain goes on decoding where the client left off
+    usage = ex.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.reported, usage.estimated) == (12, 3, True, False)
