@@ -290,7 +290,13 @@ class AiProxy:
             headers = [h for h in headers if h[0] != "content-encoding"]
         if resp.status >= 400:
             body = secrets.body(body)
-        if resp.status < 300 and resp.status != 204 and not head_only and reads_body:
+        success = resp.status < 300 and resp.status != 204 and not head_only
+        if success and not reads_body and ex.api in ESTIMATED_APIS and ex.request.method == "POST":
+            # A model's answer that says it is no JSON (an HTML page from a proxy in front
+            # of the provider) passes as it came, with no usage to read: billed on an
+            # estimate, its text as the output (an embedding generates none).
+            estimate_unfinished(ex, 0 if ex.api == "embeddings" else len(body))
+        elif success and reads_body:
             try:
                 answer = provider_json.loads(body)
             except orjson.JSONDecodeError:

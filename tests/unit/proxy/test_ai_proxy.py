@@ -56,10 +56,18 @@ async def test_a_success_that_is_not_the_json_it_claims_is_a_502_billed_on_an_es
     assert [(a.provider, a.status) for a in ex.attempts] == [(ex.provider, 200)]
 
 
-async def test_an_answer_that_claims_no_json_passes_as_it_came() -> None:
-    up = RecordingUpstream(content_type="text/plain", body=b"just text")
-    r = await send_raw(gateway(up), "POST", b"/v1/chat/completions", body=CHAT)
-    assert (r.status, r.body) == (200, b"just text")
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html; charset=utf-8"])
+async def test_an_answer_that_claims_no_json_passes_as_it_came_billed_on_an_estimate(content_type: str) -> None:
+    """SPEC §5: where the provider gives no usage, tokens are estimated (the input from
+    the request, the output from the answer's text), so limits and quotas are charged."""
+    text = b"<html>" + b"a long portal page " * 100 + b"</html>"
+    up = RecordingUpstream(content_type=content_type, body=text)
+    gw = gateway(up)
+    r = await send_raw(gw, "POST", b"/v1/chat/completions", body=CHAT)
+    assert (r.status, r.body) == (200, text)
+    ex = gw.calls[-1]
+    assert (ex.status, ex.reason) == (200, None)
+    assert ex.usage.estimated and ex.usage.input_tokens > 100 and ex.usage.output_tokens > 100
 
 
 @pytest.mark.parametrize("stream", [False, True])
