@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from tests.conftest import Proc, start_process
+from tests.support.fake_provider import usage_record
 
 KEY = "key-alice-1"
 CHAT = b'{"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}'
@@ -221,6 +222,33 @@ def test_101_header_lines_are_431_and_100_are_served(gw: Proc) -> None:
         r = read_response(sock)
         assert_431(r)
         assert "100 header fields" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "reason"),
+    [
+        (b"GET /v1/models HTTP/1.1\r\nHost: gateway\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\n", 431,
+         "gateway.headers_too_large"),
+        (head("/v1/models", *(f"X-H{i}: v" for i in range(99)), method="GET"), 431, "gateway.headers_too_large"),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nX-Bad: a\x01b\r\n\r\n", 400,
+         "gateway.bad_request"),
+        (b"GET /v1/models\r\n\r\n", 505, "gateway.bad_request"),
+    ],
+)  # fmt: skip
+def test_a_request_the_edge_refuses_is_recorded_and_counted(
+    gw: Proc, request_bytes: bytes, status: int, reason: str
+) -> None:
+    """SPEC §5: every request that reaches the gateway is a usage record, those the
+    HTTP parser refuses too (with the peer's address: no header was read)."""
+    with connect(gw) as sock:
+        sock.sendall(request_bytes)
+        r = read_response(sock)
+        assert (r.status, r.headers["x-tollway-reason"]) == (status, reason)
+    record = usage_record(gw, r.headers["x-request-id"])
+    assert (record["status"], record["reason"], record["client_ip"]) == (status, reason, "127.0.0.1")
+    assert (record["route"], record["consumer"], record["model_requested"]) == (None, None, None)
+    metrics = httpx.get(gw.admin_url + "/metrics").text
+    assert f'tollway_requests_total{{code="{status}",consumer="none",model="other",route="none"}}' in metrics
 
 
 def test_an_oversized_head_pipelined_behind_a_call_is_answered_after_it(gw: Proc) -> None:

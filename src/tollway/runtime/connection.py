@@ -19,6 +19,10 @@ does not count connections. ``EdgeConnection`` adds the bounds, one connection a
        │       that stops reading must not hold the call and its provider connection)
     idle ───── ``keepalive_timeout_s`` (uvicorn's own timer): closed
 
+A head refused here (431, 400, 417, 501, 505) is handed to ``record_refusal`` (the
+gateway listener's: the usage recorder), which makes it a usage record of its own. It
+costs a record at most once per connection: the connection ends with the refusal.
+
 An answer sent before the request's body was all in (a refusal, a 431) ends the
 connection with a lingering close: the rest of the input is dropped unparsed until the
 client has been quiet for ``LINGER_S`` (``LINGER_MAX_S`` at most), then the socket is
@@ -36,6 +40,7 @@ import os
 import resource
 import sys
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -143,34 +148,57 @@ class Refusals:
         self._logged_at = now
 
 
-def connection_class(limits: EdgeLimits, name: str = "gateway") -> type[EdgeConnection]:
+# Takes a request the edge refused: its status, reason, request id and the peer's address.
+RecordRefusal = Callable[[int, str, str, str], None]
+
+
+def connection_class(
+    limits: EdgeLimits, name: str = "gateway", record_refusal: RecordRefusal | None = None
+) -> type[EdgeConnection]:
     """The protocol class one uvicorn server (``name``: the listener, for the log) builds
-    its connections with."""
-    namespace = {"limits": limits, "refusals": Refusals(name), "not_http": Refusals(name, Refusals.NOT_HTTP)}
+    its connections with; ``record_refusal``: what a head refused here is handed to."""
+    namespace = {
+        "limits": limits,
+        "refusals": Refusals(name),
+        "not_http": Refusals(name, Refusals.NOT_HTTP),
+        "record_refusal": record_refusal,
+    }
     return cast("type[EdgeConnection]", type("EdgeConnection", (EdgeConnection,), namespace))
 
 
-def _answer(status: int, message: str, code: str, reason: str, extra: bytes = b"") -> bytes:
-    """A whole error answer, written by the connection itself (no app saw the request),
-    in the OpenAI error shape; the connection closes after it."""
+@dataclass(frozen=True, slots=True)
+class EdgeAnswer:
+    """An error answer the connection writes itself (no app saw the request): ``wire``,
+    and what its usage record keeps."""
+
+    status: int
+    reason: str
+    request_id: str
+    wire: bytes
+
+
+def _answer(status: int, message: str, code: str, reason: str, extra: bytes = b"") -> EdgeAnswer:
+    """A whole error answer in the OpenAI error shape; the connection closes after it."""
     body = error_body(status, message, code)
-    return b"".join(
+    request_id = os.urandom(12).hex()
+    wire = b"".join(
         [
             STATUS_LINE[status],
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
-            b"x-request-id: %s\r\n" % os.urandom(12).hex().encode(),
+            b"x-request-id: %s\r\n" % request_id.encode(),
             b"x-tollway-reason: %s\r\n" % reason.encode(),
             extra,
             b"connection: close\r\n\r\n",
             body,
         ]
     )
+    return EdgeAnswer(status, reason, request_id, wire)
 
 
 # ``_unmet`` when a Transfer-Encoding other than ``chunked`` was seen: the whole head
 # decides the answer (``_coding_refusal``).
-_CODING_UNREAD = b""
+_CODING_UNREAD = EdgeAnswer(0, "", "", b"")
 
 
 def _quoted(value: bytes) -> str:
@@ -178,7 +206,7 @@ def _quoted(value: bytes) -> str:
     return repr(text if len(text) <= 64 else text[:64] + "…")
 
 
-def _coding_refusal(headers: list[tuple[bytes, bytes]]) -> bytes:
+def _coding_refusal(headers: list[tuple[bytes, bytes]]) -> EdgeAnswer:
     """The answer to a request body sent in a transfer coding other than chunked alone.
     Chunked not last: the body's end cannot be found, a 400 (RFC 9112 6.3). Chunked
     last, after another coding (``gzip, chunked``): the gateway does not decode it, a
@@ -194,7 +222,7 @@ def _coding_refusal(headers: list[tuple[bytes, bytes]]) -> bytes:
     return _answer(501, message, "not_implemented", "gateway.unsupported_transfer_coding")
 
 
-def _expectation_failed(value: bytes) -> bytes:
+def _expectation_failed(value: bytes) -> EdgeAnswer:
     """RFC 9110 10.1.1: an expectation other than 100-continue cannot be met: 417."""
     message = f"the request's Expect {_quoted(value)} cannot be met; only Expect: 100-continue is supported"
     return _answer(417, message, "expectation_failed", "gateway.expectation_failed")
@@ -393,6 +421,7 @@ class EdgeConnection(HttpToolsProtocol):
     limits: ClassVar[EdgeLimits]
     refusals: ClassVar[Refusals]
     not_http: ClassVar[Refusals]
+    record_refusal: ClassVar[RecordRefusal | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -417,7 +446,7 @@ class EdgeConnection(HttpToolsProtocol):
         # The answer to a head that asks what the gateway cannot do (an expectation other
         # than 100-continue; ``_CODING_UNREAD``: a transfer coding to judge at its end).
         # Never reset: the connection ends with it.
-        self._unmet: bytes | None = None
+        self._unmet: EdgeAnswer | None = None
         # The current head said Transfer-Encoding: chunked (checked against its version).
         self._chunked = False
         # The head clock, the body clock, or the end of a lingering close.
@@ -447,7 +476,7 @@ class EdgeConnection(HttpToolsProtocol):
                     "service_unavailable",
                     "gateway.too_many_connections",
                     b"retry-after: 1\r\n",
-                )
+                ).wire
             )
             transport.close()
             return
@@ -574,7 +603,7 @@ class EdgeConnection(HttpToolsProtocol):
         if self._clock is not None:
             self._cancel_clock()
         if self._unmet is not None:
-            self._refuse(self._unmet or _coding_refusal(self.headers))
+            self._refuse(_coding_refusal(self.headers) if self._unmet is _CODING_UNREAD else self._unmet)
             raise _HeadRefused
         if len(self.headers) > self._max_headers:
             self._refuse_head(f"the request has more than {self._max_headers} header fields")
@@ -719,7 +748,7 @@ class EdgeConnection(HttpToolsProtocol):
             self._cancel_clock()
             if not cycle.response_started:
                 self.transport.write(_answer(400, f"the request body is not valid HTTP/1.1: {problem}",
-                                             "invalid_request_error", "gateway.bad_request"))  # fmt: skip
+                                             "invalid_request_error", "gateway.bad_request").wire)  # fmt: skip
             self.transport.close()
             return
         self._refuse(_answer(400, f"the request is not valid HTTP/1.1: {problem}", "invalid_request_error",
@@ -728,15 +757,18 @@ class EdgeConnection(HttpToolsProtocol):
     def _refuse_head(self, message: str) -> None:
         self._refuse(_answer(431, message, "request_header_fields_too_large", "gateway.headers_too_large"))
 
-    def _refuse(self, answer: bytes) -> None:
-        """Answer what cannot be served, then end the connection."""
+    def _refuse(self, answer: EdgeAnswer) -> None:
+        """Answer what cannot be served (and have it recorded), then end the connection."""
         self._dropping = True
         self._cancel_clock()
+        record = type(self).record_refusal  # (a function: not bound to the connection)
+        if record is not None:
+            record(answer.status, answer.reason, answer.request_id, self.client[0] if self.client else "")
         if self._busy():
             # Pipelined behind an answer in progress: this one follows it.
-            self._pending = answer
+            self._pending = answer.wire
             return
-        self.transport.write(answer)
+        self.transport.write(answer.wire)
         self._linger()
 
     def _linger(self) -> None:

@@ -28,7 +28,13 @@ import uvicorn
 
 from tollway.config.schema import ServerConfig
 from tollway.gateway.edge import Receive, Scope, Send
-from tollway.runtime.connection import ADMIN_MAX_CONNECTIONS, EdgeLimits, connection_class, derived_max_connections
+from tollway.runtime.connection import (
+    ADMIN_MAX_CONNECTIONS,
+    EdgeLimits,
+    RecordRefusal,
+    connection_class,
+    derived_max_connections,
+)
 from tollway.runtime.root import FORWARDED_RELOAD, Runtime
 from tollway.runtime.summary import startup_lines
 from tollway.storage import StorageError
@@ -104,11 +110,16 @@ def edge_limits(server: ServerConfig, max_connections: int | None = None) -> Edg
 
 
 def _uvicorn(
-    name: str, app: AsgiApp, shutdown_timeout: float, keepalive_s: float, limits: EdgeLimits
+    name: str,
+    app: AsgiApp,
+    shutdown_timeout: float,
+    keepalive_s: float,
+    limits: EdgeLimits,
+    record_refusal: RecordRefusal | None = None,
 ) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
-        http=connection_class(limits, name),
+        http=connection_class(limits, name, record_refusal),
         # No WebSocket: an Upgrade request is served as plain HTTP, under the same limits.
         ws="none",
         loop="none",
@@ -193,7 +204,12 @@ async def run_worker(
         loop.add_signal_handler(signal.SIGUSR1, lambda: runtime.reload(source=FORWARDED_RELOAD))
     await runtime.start()
     edge = cfg.server
-    gateway = _uvicorn("gateway", runtime.app, edge.shutdown_timeout_s, edge.keepalive_timeout_s, edge_limits(edge))
+    # A request the gateway listener's edge refuses is a usage record (SPEC §5); the
+    # admin listener's are not calls.
+    record = runtime.accountant.refused_at_edge
+    gateway = _uvicorn(
+        "gateway", runtime.app, edge.shutdown_timeout_s, edge.keepalive_timeout_s, edge_limits(edge), record
+    )
     servers = [(gateway, gw_sock)]
     if admin_sock is not None:
         admin_limits = edge_limits(edge, ADMIN_MAX_CONNECTIONS)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from tollway.exchange import Exchange
+from tollway.protocols.usage import Usage
 from tollway.usage.pricing import PriceTable, billed_per
 from tollway.usage.record import UNIT_BILLED_APIS, CallFacts, UsageRecord, facts_of, settle
 from tollway.usage.storable import MAX_TEXT
@@ -89,6 +90,23 @@ class Accountant:
                 self.drain()
             else:
                 self._timer = loop.call_later(self.interval_s, self._tick)
+
+    def refused_at_edge(self, status: int, reason: str, request_id: str, client_ip: str) -> None:
+        """A request the HTTP edge answered itself, before the gateway could read it (a
+        head past its bounds, bytes that are not HTTP/1.1): a record with its status,
+        reason, request id and the peer's address, nothing else (no header was read).
+        Cheap, and at most one per connection (the edge ends the connection with it): a
+        flood of them costs the record path less than as many valid requests."""
+        facts = CallFacts(
+            time.time(), 0.0, request_id, None, None, None, None, None, status, reason, None, False, Usage(), None,
+            client_ip, [], None, None, "other",
+        )  # fmt: skip
+        self._finished.append(facts)
+        if self._timer is None:
+            if self._loop is None:
+                self.drain()
+            else:
+                self._timer = self._loop.call_later(self.interval_s, self._tick)
 
     def _tick(self) -> None:
         self._timer = None
