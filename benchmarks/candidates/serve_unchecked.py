@@ -73,7 +73,7 @@ class _PlainProtocol(HttpToolsProtocol):
             )
 
 
-def _plain_protocol(limits: Any, name: str = "gateway") -> type[HttpToolsProtocol]:
+def _plain_protocol(limits: Any, name: str = "gateway", record_refusal: Any = None) -> type[HttpToolsProtocol]:
     return _PlainProtocol
 
 
