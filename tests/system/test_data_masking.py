@@ -142,6 +142,9 @@ class _Echo(BaseHTTPRequestHandler):
             self._send("application/json", answer(text, True))
             return
         events = [answer(ch, False) for ch in text] + [answer("", True)]
+        if "alt=sse" not in self.path:  # the same chunks in one JSON array
+            self._send("application/json", b"[" + b",".join(events) + b"]")
+            return
         self._send("text/event-stream", b"".join(b"data: " + e + b"\n\n" for e in events))
 
     def _send(self, content_type: str, payload: bytes) -> None:
@@ -505,6 +508,11 @@ def test_geminis_own_api_is_masked_and_its_answers_restored(gw: Proc, responder:
             chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
         pieces = [p["text"] for c in chunks for p in c["candidates"][0]["content"]["parts"]]
         assert "".join(pieces) == echo and not any("[" in p for p in pieces)
+        # Without alt=sse the chunks come in one JSON array: a placeholder cut between two
+        # of them is put back as in a stream.
+        array = http.post("/gemini-2.5-flash:streamGenerateContent", json=body).json()
+        pieces = [p["text"] for c in array for p in c["candidates"][0]["content"]["parts"]]
+        assert "".join(pieces) == echo and not any("[" in p for p in pieces)
         http.post("/gemini-2.5-flash:countTokens", json={"contents": body["contents"]})
         http.post("/text-embedding-004:embedContent", json={"content": {"parts": [{"text": f"to {EMAIL}"}]}})
         requests = [{"model": "models/text-embedding-004", "content": {"parts": [{"text": CARD}]}}]
@@ -513,13 +521,13 @@ def test_geminis_own_api_is_masked_and_its_answers_restored(gw: Proc, responder:
             "/gemini-2.5-flash:generateContent", json={"contents": [{"parts": [{"text": "project falcon"}]}]}
         )
         assert refused.headers["x-tollway-reason"] == "ai-data-masking.denied"
-    assert len(responder.bodies) == 5 and all(":" in p for p in responder.paths)
+    assert len(responder.bodies) == 6 and all(":" in p for p in responder.paths)
     sent = json.dumps(responder.bodies, ensure_ascii=False)
     assert "bob" not in sent and "smith" not in sent and "4111" not in sent
     first = responder.bodies[0]
     assert re.fullmatch(r"Card \[CARD_1\] for \[EMAIL_\d\]", first["contents"][0]["parts"][0]["text"])
     assert first["tools"][0]["functionDeclarations"][0]["description"].startswith("Mails [EMAIL_")
-    assert responder.bodies[4]["requests"][0]["model"] == "models/text-embedding-004"
+    assert responder.bodies[5]["requests"][0]["model"] == "models/text-embedding-004"
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH"])
