@@ -60,16 +60,21 @@ class Corrupt(CodingError):
         self.coding = coding
 
 
-def codings(values: list[str]) -> list[str]:
+def named(values: list[str]) -> list[str]:
     """The codings of the Content-Encoding header lines, in the order they were applied,
-    ``identity`` left out; raises ``UnknownCoding`` for one not decoded here."""
-    named = [c for c in (t.strip().lower() for v in values for t in v.split(",")) if c and c != "identity"]
-    for coding in named:
+    ``identity`` left out (whether this module decodes them or not)."""
+    return [c for c in (t.strip().lower() for v in values for t in v.split(",")) if c and c != "identity"]
+
+
+def codings(values: list[str]) -> list[str]:
+    """``named``, raising ``UnknownCoding`` for a coding not decoded here."""
+    found = named(values)
+    for coding in found:
         if coding not in _LAYERS:
             raise UnknownCoding(f"Content-Encoding {coding!r} is not supported (gzip, deflate, br, zstd are)")
-    if len(named) > MAX_LAYERS:
-        raise UnknownCoding(f"body has {len(named)} content codings; at most {MAX_LAYERS} are decoded")
-    return named
+    if len(found) > MAX_LAYERS:
+        raise UnknownCoding(f"body has {len(found)} content codings; at most {MAX_LAYERS} are decoded")
+    return found
 
 
 def decode(body: bytes, values: list[str], limit: int, ratio: int = 0, floor: int = 0) -> bytes:

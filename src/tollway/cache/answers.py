@@ -77,7 +77,7 @@ class MemoryAnswers:
         return StoredAnswer(*entry)
 
     async def put(self, key: str, answer: StoredAnswer, ttl_s: int) -> None:
-        size = len(key) + answer.size
+        size = _size(key, answer.payload)
         if size > self.max_bytes:
             return
         if key in self._entries:
@@ -92,13 +92,19 @@ class MemoryAnswers:
         self._forget(key, self._entries.pop(key))
 
     def _forget(self, key: str, entry: EntryFields) -> None:
-        self._bytes -= len(key) + len(entry[2]) + ENTRY_OVERHEAD
+        self._bytes -= _size(key, entry[2])
         if self._expiries:
             self._expiries.pop(key, None)
 
     def _shrink(self) -> None:
         while self._entries and (len(self._entries) > self.max_entries or self._bytes > self.max_bytes):
             self._forget(*self._entries.popitem(last=False))
+
+
+def _size(key: str, payload: bytes) -> int:
+    """What an entry counts against the byte bound: its key, its answer's bytes and its
+    other fields (about)."""
+    return len(key) + len(payload) + ENTRY_OVERHEAD
 
 
 class RedisAnswers:

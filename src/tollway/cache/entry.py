@@ -49,11 +49,6 @@ class StoredAnswer:
     # a hit's record says so too, and what it saves is an estimate.
     estimated: bool = False
 
-    @property
-    def size(self) -> int:
-        """Bytes the entry takes in memory, about (its payload and its other fields)."""
-        return len(self.payload) + ENTRY_OVERHEAD
-
     def fields(self) -> EntryFields:
         """The entry as a plain tuple, as the memory store keeps it."""
         return (self.api, self.streamed, self.payload, self.usage, self.model, self.estimated)

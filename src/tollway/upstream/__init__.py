@@ -105,8 +105,7 @@ async def read_bounded(resp: UpstreamResponse, limit: int) -> bytes:
 def content_codings(headers: list[tuple[str, str]]) -> list[str]:
     """The codings an answer's Content-Encoding lines name, in the order applied,
     ``identity`` left out (header names lower-case, as every transport gives them)."""
-    named = (t.strip().lower() for k, v in headers if k == "content-encoding" for t in v.split(","))
-    return [c for c in named if c and c != "identity"]
+    return content_coding.named([v for k, v in headers if k == "content-encoding"])
 
 
 def decode_answer(body: bytes, codings: list[str], limit: int) -> bytes:

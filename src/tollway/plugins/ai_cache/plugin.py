@@ -85,6 +85,11 @@ def _directives(ex: Exchange) -> tuple[bool, bool]:
     return "no-cache" not in said, "no-store" not in said
 
 
+def _unreadable() -> None:
+    """A stored entry this version cannot read: said, and taken as a miss."""
+    log.warning("ai-cache: a stored entry could not be read; treated as a miss", exc_info=True)
+
+
 class AiCache(Plugin[AiCacheConfig]):
     name = "ai-cache"
     phase = Phase.UNSPECIFIED
@@ -174,7 +179,7 @@ class AiCache(Plugin[AiCacheConfig]):
         try:
             stored = await self.answers.get(self.prefix + key.exact)
         except UnusableAnswer:
-            log.warning("ai-cache: a stored entry could not be read; treated as a miss", exc_info=True)
+            _unreadable()
             return None
         except StateUnavailable:
             if self.fail_open:
@@ -203,7 +208,7 @@ class AiCache(Plugin[AiCacheConfig]):
         try:
             stored = StoredAnswer.decode(raw)
         except UnusableAnswer:
-            log.warning("ai-cache: a stored entry could not be read; treated as a miss", exc_info=True)
+            _unreadable()
             return None
         return self._hit(ex, stored, "semantic")
 
