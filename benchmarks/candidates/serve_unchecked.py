@@ -18,7 +18,9 @@ checks cost a call:
   ``orjson.loads`` alone;
 - the X-Mse-Consumer hygiene (every spelling, header by header) → the one spelling removed.
 
-``UNCHECK=json,target`` (any of edge, target, json, hygiene) turns off only those.
+``UNCHECK=json,target`` (any of edge, target, json, hygiene) turns off only those;
+``UNCHECK=none`` none of them (the "edge checks on" rows: the same entry point as the
+"off" rows, so that a pair of them differs in the checks alone).
 Usage recording, its journal and the plugins are untouched: they are not edge checks.
 """
 
@@ -95,7 +97,9 @@ def _drop_consumer_header(req: Request) -> None:
 
 # UNCHECK=edge,target,json,hygiene (the default: all four) turns off only those named,
 # to tell what each costs.
-_OFF = set(os.environ.get("UNCHECK", "edge,target,json,hygiene").split(","))
+_OFF = set(os.environ.get("UNCHECK", "edge,target,json,hygiene").split(",")) - {"none"}
+if _OFF - {"edge", "target", "json", "hygiene"}:
+    sys.exit(f"serve_unchecked.py: UNCHECK names no check: {sorted(_OFF)}")
 if "edge" in _OFF:
     serve.connection_class = _plain_protocol  # type: ignore[attr-defined,assignment]
     httptools_impl.RequestResponseCycle = ResponseCycle  # type: ignore[misc]
