@@ -62,6 +62,8 @@ def test_a_head_is_answered_as_the_provider_answered_it(gw: Proc, path: str) -> 
     r = httpx.head(gw.url + path)
     assert r.status_code == 200 and r.headers.get("x-tollway-reason") is None
     assert r.headers["content-type"] == "application/json"
+    # What a GET would get (a HEAD's answer has no body to count: a provider's says it).
+    assert r.headers["content-length"] == str(len(httpx.get(gw.url + path).content))
 
 
 @pytest.mark.parametrize("route", ["/v1", "/claude/v1"])

@@ -63,6 +63,16 @@ _DROP_RESPONSE = frozenset(
 )
 
 
+def _length_of(ex: Exchange, reply: Reply, body: bytes) -> str:
+    """The answer's Content-Length: its body's, but for a provider's answer to a HEAD
+    (no body by definition), whose own says what a GET's body would be."""
+    if not body and ex.request.method == "HEAD":
+        given = next((v for k, v in reply.headers if k.lower() == "content-length"), "")
+        if given.isascii() and given.isdigit():
+            return given
+    return str(len(body))
+
+
 class ClientGone(Exception):
     """The client disconnected before its request body was in."""
 
@@ -320,7 +330,7 @@ class Gateway:
                 await chain.response_headers(ex, reply.status, headers)
             if events is None:
                 body = await chain.response_body(ex, reply.body) if chain.on_response_body else reply.body
-                headers.append(("content-length", str(len(body))))
+                headers.append(("content-length", _length_of(ex, reply, body)))
                 await self._start(ex, client, reply.status, headers)
                 await client.finish(body)
                 return
