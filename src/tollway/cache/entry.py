@@ -27,7 +27,7 @@ ENTRY_OVERHEAD = 200
 # because the garbage collector stops tracking a tuple that holds only strings, bytes,
 # numbers and such tuples (thousands of entries are then no work for its full passes;
 # a dataclass instance, or a named tuple, is tracked for as long as it lives).
-EntryFields = tuple[str, bool, bytes, tuple[int, int, int, int, int], "str | None", bool]
+EntryFields = tuple[str, bool, bytes, tuple[int, int, int, int, int, int], "str | None", bool]
 
 
 class UnusableAnswer(ValueError):
@@ -41,9 +41,10 @@ class StoredAnswer:
     api: str
     streamed: bool
     payload: bytes  # the JSON body, or the events
-    # input, output, cached, reasoning and cache-write tokens (what a hit saves is
-    # priced on them, cache writes at their own price, as the call was)
-    usage: tuple[int, int, int, int, int]
+    # input, output, cached, reasoning, cache-write tokens and the part of those written
+    # to a one-hour cache (what a hit saves is priced on them, cache writes at their own
+    # prices, as the call was)
+    usage: tuple[int, int, int, int, int, int]
     model: str | None
     # The stored call's tokens were the gateway's estimate (its provider reported none):
     # a hit's record says so too, and what it saves is an estimate.
@@ -69,10 +70,11 @@ class StoredAnswer:
             end = _HEAD.size + size
             head = orjson.loads(memoryview(raw)[_HEAD.size : end])
             counts = head["usage"]
-            if len(counts) == 4:  # an entry stored before cache writes were kept: none
-                counts = [*counts, 0]
-            i, o, c, r, w = counts
-            usage = (int(i), int(o), int(c), int(r), int(w))
+            # An entry stored before cache writes (4 counts), or their one-hour part (5),
+            # were kept: none of them.
+            counts = [*counts, 0, 0][:6] if len(counts) in (4, 5) else counts
+            i, o, c, r, w, h = counts
+            usage = (int(i), int(o), int(c), int(r), int(w), int(h))
             estimated = head.get("estimated") is True
             return cls(head["api"], bool(head["streamed"]), raw[end:], usage, head["model"], estimated)
         except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -81,8 +83,8 @@ class StoredAnswer:
     def usage_of(self) -> Usage:
         """The stored call's tokens, never reported (no provider was asked: limits charge
         a hit nothing, ``reservation.spent``), estimated when the stored call's were."""
-        i, o, c, r, w = self.usage
-        return Usage(i, o, c, r, w, estimated=self.estimated)
+        i, o, c, r, w, h = self.usage
+        return Usage(i, o, c, r, w, h, estimated=self.estimated)
 
 
 __all__ = ["ENTRY_OVERHEAD", "EntryFields", "StoredAnswer", "UnusableAnswer"]

@@ -19,7 +19,7 @@ class Clock:
 
 
 def entry(payload: bytes) -> StoredAnswer:
-    return StoredAnswer("chat", False, payload, (3, 4, 0, 0, 0), "m")
+    return StoredAnswer("chat", False, payload, (3, 4, 0, 0, 0, 0), "m")
 
 
 async def payload_of(store: MemoryAnswers | RedisAnswers, key: str) -> bytes | None:
@@ -82,7 +82,7 @@ async def test_resizing_drops_what_the_new_bounds_cannot_hold() -> None:
 async def test_redis_entries_are_shared_and_expire(redis_url: str) -> None:
     one, two = RedisStateStore.from_url(redis_url), RedisStateStore.from_url(redis_url)
     try:
-        stored = StoredAnswer("messages", True, b"\x00answer\xff", (1, 2, 3, 4, 5), "claude", estimated=True)
+        stored = StoredAnswer("messages", True, b"\x00answer\xff", (1, 2, 3, 4, 5, 1), "claude", estimated=True)
         await RedisAnswers(one).put("k", stored, 60)
         assert await RedisAnswers(two).get("k") == stored
         assert 0 < await two.client.pttl(two.key_prefix + "k") <= 60_000

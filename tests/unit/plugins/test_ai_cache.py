@@ -250,8 +250,9 @@ async def test_a_request_the_gateway_refuses_is_neither_looked_up_nor_stored() -
 
 
 class PromptCachingUpstream:
-    """An Anthropic provider whose answers wrote 500 tokens to its prompt cache and read
-    1,000 from it: tokens priced apart from plain input."""
+    """An Anthropic provider whose answers wrote 500 tokens to its prompt cache (300 of
+    them to its one-hour cache) and read 1,000 from it: tokens priced apart from plain
+    input."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         body = orjson.dumps(
@@ -266,6 +267,7 @@ class PromptCachingUpstream:
                 "usage": {
                     "input_tokens": 20,
                     "cache_creation_input_tokens": 500,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 300},
                     "cache_read_input_tokens": 1000,
                     "output_tokens": 3,
                 },
@@ -277,7 +279,8 @@ class PromptCachingUpstream:
 
 async def test_a_hit_saves_what_the_call_cost_cache_writes_priced_as_cache_writes() -> None:
     # The record of a hit says in cost_saved_usd what the stored call cost: its prompt
-    # cache writes at their own price (here four times plain input), not as plain input.
+    # cache writes at their own prices (here four times plain input, eight for the
+    # one-hour cache's), not as plain input nor all at the five-minute price.
     config = {
         "providers": [{"id": "c", "type": "claude", "apiTokens": ["sk"], "baseUrl": "http://up.test"}],
         "routes": [{"name": "v1", "path_prefix": "/v1/", "provider": "c"}],
@@ -289,15 +292,19 @@ async def test_a_hit_saves_what_the_call_cost_cache_writes_priced_as_cache_write
     assert (first.headers["x-tollway-cache"], second.headers["x-tollway-cache"]) == ("miss", "hit")
     miss, hit = gw.calls
     assert miss.usage.cache_write_tokens == hit.usage.cache_write_tokens == 500
-    prices = PriceTable(
-        {
-            "mock-claude": Price(
-                input_per_mtok=3.0, output_per_mtok=15.0, cached_input_per_mtok=0.3, cache_write_per_mtok=12.0
-            )
-        }
+    assert miss.usage.cache_write_1h_tokens == hit.usage.cache_write_1h_tokens == 300
+    price = Price(
+        input_per_mtok=3.0,
+        output_per_mtok=15.0,
+        cached_input_per_mtok=0.3,
+        cache_write_per_mtok=12.0,
+        cache_write_1h_per_mtok=24.0,
     )
-    paid, saved = record_of(miss, prices), record_of(hit, prices)
-    assert paid.cost_usd == pytest.approx((20 * 3.0 + 500 * 12.0 + 1000 * 0.3 + 3 * 15.0) / 1e6)
+    paid, saved = (
+        record_of(miss, PriceTable({"mock-claude": price})),
+        record_of(hit, PriceTable({"mock-claude": price})),
+    )
+    assert paid.cost_usd == pytest.approx((20 * 3.0 + 200 * 12.0 + 300 * 24.0 + 1000 * 0.3 + 3 * 15.0) / 1e6)
     assert saved.cost_usd == 0 and saved.cost_saved_usd == paid.cost_usd
 
 
@@ -347,10 +354,15 @@ async def test_a_hit_of_an_estimated_answer_is_estimated_and_charges_no_token_li
 
 def test_an_entry_stored_before_cache_writes_were_kept_is_still_read() -> None:
     # Entries in Redis outlive an upgrade: one with four usage numbers reads as no writes.
-    current = StoredAnswer("chat", False, b"{}", (10, 2, 4, 1, 3), "m")
+    current = StoredAnswer("chat", False, b"{}", (10, 2, 4, 1, 3, 2), "m")
     head = orjson.dumps({"api": "chat", "streamed": False, "usage": [10, 2, 4, 1], "model": "m"})
     older = current.encode()[:4] + struct.pack("<I", len(head)) + head + b"{}"
     assert StoredAnswer.decode(current.encode()) == current
-    assert StoredAnswer.decode(older).usage == (10, 2, 4, 1, 0)
+    assert StoredAnswer.decode(older).usage == (10, 2, 4, 1, 0, 0)
+    # One stored before the one-hour part of its cache writes was kept: none of them.
+    five = older.replace(b"[10,2,4,1]", b"[10,2,4,1,3]").replace(
+        struct.pack("<I", len(head)), struct.pack("<I", len(head) + 2)
+    )
+    assert StoredAnswer.decode(five).usage == (10, 2, 4, 1, 3, 0)
     with pytest.raises(UnusableAnswer):
         StoredAnswer.decode(older.replace(b"[10,2,4,1]", b"[10,2,4]"))

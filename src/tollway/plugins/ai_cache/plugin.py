@@ -280,7 +280,14 @@ class AiCache(Plugin[AiCacheConfig]):
         if self.config.cacheKeyStrategy != "request" and any(t in payload for t in _TOOL_CALLS):
             return None  # the key left the tools out: a tool call may not suit the next asker
         u = ex.usage
-        usage = (u.input_tokens, u.output_tokens, u.cached_tokens, u.reasoning_tokens, u.cache_write_tokens)
+        usage = (
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_tokens,
+            u.reasoning_tokens,
+            u.cache_write_tokens,
+            u.cache_write_1h_tokens,
+        )
         return StoredAnswer(ex.api, streamed, payload, usage, ex.model_upstream, u.estimated)
 
 
