@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayFactory, Proc
+from tests.support.fake_provider import usage_record
 
 
 def _config(mock_url: str) -> str:
@@ -149,3 +150,26 @@ def test_every_endpoint_that_names_a_model_holds_it_to_allow_models(  # type: ig
     assert refused.status_code == 403, refused.text
     assert refused.headers["x-tollway-reason"] == "key-auth.model_not_allowed"
     assert mock_requests() == [], "a refused model never reaches the provider"
+
+
+def test_geminis_openai_compatible_path_is_the_chat_api(gw: Proc, mock_requests) -> None:  # type: ignore[no-untyped-def]
+    # Google's OpenAI compatibility layer (an OpenAI SDK pointed at …/v1beta/openai/) is
+    # the chat API to the plugins and the record: a pass-through under it would reach the
+    # provider with no token count, no token limit and no mask.
+    rid = "gemini-openai-layer"
+    with openai.OpenAI(base_url=gw.url + "/v1beta/openai", api_key="k-bob") as client:
+        answer = client.chat.completions.create(
+            model="mock-gpt-mini", messages=[{"role": "user", "content": "hi"}], extra_headers={"x-request-id": rid}
+        )
+    assert answer.usage is not None and answer.usage.prompt_tokens > 0
+    assert [r["path"] for r in mock_requests()] == ["/v1/chat/completions"]
+    record = usage_record(gw, rid)
+    assert record["api"] == "chat" and record["model_requested"] == "mock-gpt-mini"
+    assert (record["input_tokens"], record["output_tokens"]) == (
+        answer.usage.prompt_tokens,
+        answer.usage.completion_tokens,
+    )
+    # And a model it may not use is refused there as on /v1.
+    with openai.OpenAI(base_url=gw.url + "/v1beta/openai", api_key="k-alice", max_retries=0) as client:
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])

@@ -74,6 +74,9 @@ Dialect = Literal["openai", "anthropic"]
 # its configured version back once (without this a Gemini provider sent
 # ``/v1beta/v1beta/models/…``).
 _VERSION_ROOT = re.compile(r"/v\d+(?:alpha|beta)\d*/", re.IGNORECASE)
+# The root of an OpenAI compatibility layer under an API version (Gemini's
+# ``https://generativelanguage.googleapis.com/v1beta/openai/``).
+_OPENAI_LAYER = "/openai/"
 
 
 def api_path_of(path: str) -> str:
@@ -91,6 +94,13 @@ def api_path_of(path: str) -> str:
     else:
         root = _VERSION_ROOT.search(path)
         api_path = path[root.end() - 1 :] if root is not None else path
+    if api_path[:8].lower() == _OPENAI_LAYER:
+        # Google's OpenAI compatibility layer (``/v1beta/openai/chat/completions``): the
+        # API below it, when it is one the gateway knows, is that API to every plugin and
+        # the record (as a pass-through, no mask, token count or token limit saw it).
+        below = api_path[7:]
+        if below.lower() in _BY_PATH or api_of(below) != "other":
+            api_path = below
     if api_path in _BY_PATH:
         return api_path
     lowered = api_path.lower()
