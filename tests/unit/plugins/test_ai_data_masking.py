@@ -6,6 +6,7 @@ test_ai_data_masking_property.py."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from tests.support.masking_support import chunk, streamed
 from tollway.errors import GatewayError
 from tollway.exchange import Exchange, Reply
 from tollway.masking.normalise import normalise
+from tollway.plugins.ai_data_masking import THREAD_FROM_BYTES
 from tollway.protocols.sse import SseEvent
 from tollway.testing.harness import AnyPlugin, make_exchange, make_plugin, run_request
 
@@ -442,3 +444,37 @@ async def test_deny_raw_reads_a_body_of_any_depth() -> None:
     while isinstance(leaf, list):
         leaf = leaf[0]
     assert leaf == "[EMAIL_1]"
+
+
+@pytest.mark.parametrize("deny", [False, True])
+async def test_a_large_prompt_is_masked_while_other_calls_go_on(deny: bool) -> None:
+    # Megabytes of prompt dense with things to mask take the masker about a second: the
+    # event loop (every other call) keeps its turns meanwhile, and the outcome is the
+    # same as on the loop (the placeholders, or the refusal for a deny word at the end).
+    text = "mail a@b.co now " * (1_500_000 // 16) + ("forbidden" if deny else "")
+    assert len(text) > THREAD_FROM_BYTES
+    plugin = masking(deny_words=["forbidden"])
+    ex = request(chat(text))
+    turns = 0
+    masking_done = False
+
+    async def other_calls() -> None:
+        nonlocal turns
+        while not masking_done:
+            await asyncio.sleep(0.001)
+            turns += 1
+
+    others = asyncio.create_task(other_calls())
+    await asyncio.sleep(0.01)
+    before = turns
+    outcome = await run_request(plugin, ex)
+    masking_done = True
+    await others
+    if deny:  # (found at once: no turns to count)
+        assert isinstance(outcome, (Reply, GatewayError))
+        assert ex.blocked_by == "ai-data-masking"
+    else:
+        assert turns - before >= 3, "the event loop had no turn while the prompt was masked"
+        assert outcome is None and ex.upstream_json is not None
+        content = ex.upstream_json["messages"][0]["content"]
+        assert content.startswith("mail [EMAIL_1] now mail [EMAIL_1] now") and "a@b.co" not in content
