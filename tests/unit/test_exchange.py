@@ -156,6 +156,9 @@ def test_sixty_four_levels_parse_and_sixty_five_are_refused(kinds: str) -> None:
     assert parse_json(nested(MAX_JSON_DEPTH, kinds)) == json.loads(nested(MAX_JSON_DEPTH, kinds))
     with pytest.raises(AmbiguousJson, match="deeper than 64"):
         parse_json(nested(MAX_JSON_DEPTH + 1, kinds))
+    for deeper in (300, 1000):  # past what orjson writes (255 levels), within what it reads
+        with pytest.raises(AmbiguousJson, match="deeper than 64"):
+            parse_json(nested(deeper, kinds))
     with pytest.raises(BadRequest):  # far deeper: refused without a recursion anywhere
         parse_json(nested(100_000, kinds))
 
