@@ -142,6 +142,17 @@ def test_a_budget_refuses_past_it_and_survives_a_restart(gateway: GatewayFactory
     assert again.logged("rebuilt from the usage records")
 
 
+def test_a_call_naming_two_output_limits_is_held_for_the_larger(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    # max_tokens beside max_completion_tokens: which one a provider obeys is its own (the
+    # gateway translating to Anthropic, and vLLM, take max_completion_tokens), so the hold
+    # covers the larger. Held for the smaller, such calls went past a budget 5x over.
+    gw = gateway(config(mock_llm.url))
+    url, headers = gw.url + "/v1/chat/completions", {"authorization": "Bearer key-alice"}
+    both = body("no-limit", max_tokens=1, max_completion_tokens=200_000)  # $2 of output at most
+    assert_refused_for_budget(httpx.post(url, json=both, headers=headers, timeout=30), "consumer 'alice'")
+    assert httpx.post(url, json=body("no-limit", max_tokens=1), headers=headers, timeout=30).status_code == 200
+
+
 def test_a_group_budget_binds_all_its_members(gateway: GatewayFactory, mock_llm: Proc) -> None:
     wait_for_window_room(DAY_S, 60)  # the group's budget is per UTC day: not across midnight
     gw = gateway(config(mock_llm.url))

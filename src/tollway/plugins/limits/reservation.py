@@ -7,8 +7,10 @@ ends (Higress's way, which overshoots without bound under concurrency).
 
 The estimate is ``ceil(body bytes / 4)`` for the prompt (the whole JSON body, so the
 syntax around the text only adds margin) plus the output limit the request names
-(``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens``, times ``n``), or the
-plugin's ``reserve_output_tokens`` when it names none; embeddings have no output.
+(``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens``: the largest where
+it names more than one), times ``n`` (or ``best_of``, the answers a legacy completion
+generates), or the plugin's ``reserve_output_tokens`` when it names none; embeddings
+have no output.
 """
 
 from __future__ import annotations
@@ -43,17 +45,20 @@ def output_tokens(ex: Exchange, default_output: int) -> int:
         return default_output
     if type(obj) is not dict:
         return default_output
-    output = default_output
     # Parsed JSON: an int is exactly ``int`` (``true`` is a bool, 1.0 a float: neither counts).
-    for name in OUTPUT_LIMIT_FIELDS:
+    # The largest limit named: a body may name two (``max_tokens`` and
+    # ``max_completion_tokens``), and which one counts is the provider's to say (the
+    # gateway translating to Anthropic sends ``max_completion_tokens``, as vLLM obeys it).
+    named = [given for name in OUTPUT_LIMIT_FIELDS if type(given := obj.get(name)) is int and given >= 0]
+    output = max(named) if named else default_output
+    # Answers generated: ``n``, or the legacy completions' ``best_of`` (generated on the
+    # provider's side and billed, ``n`` of them returned).
+    answers = 1
+    for name in ("n", "best_of"):
         given = obj.get(name)
-        if type(given) is int and given >= 0:
-            output = given
-            break
-    choices = obj.get("n")
-    if type(choices) is int and choices > 1:
-        output *= choices
-    return output
+        if type(given) is int and given > answers:
+            answers = given
+    return output * answers
 
 
 def spent(ex: Exchange, reserved: int) -> int:

@@ -21,6 +21,20 @@ def test_every_name_of_the_output_limit_counts(field: str) -> None:
     assert estimate(call(body=body), 256) == (len(body) + 3) // 4 + 40
 
 
+def test_a_body_that_names_two_output_limits_reserves_the_larger() -> None:
+    # Which one a provider obeys is its own: translated to Anthropic, and on vLLM,
+    # max_completion_tokens wins. Reserving the smaller let calls past a budget 5x over.
+    for limits in ({"max_tokens": 1, "max_completion_tokens": 500}, {"max_completion_tokens": 500, "max_tokens": 1}):
+        body = orjson.dumps({"model": "m", **limits})
+        assert estimate(call(body=body), 256) == (len(body) + 3) // 4 + 500
+
+
+def test_a_legacy_completion_with_best_of_reserves_every_answer_generated() -> None:
+    # best_of answers are generated (and billed), n of them returned.
+    body = orjson.dumps({"model": "m", "prompt": "p", "max_tokens": 100, "best_of": 5, "n": 2})
+    assert estimate(call(body=body, path="/v1/completions"), 256) == (len(body) + 3) // 4 + 500
+
+
 def test_without_an_output_limit_the_configured_default_is_reserved_times_n() -> None:
     body = orjson.dumps({"model": "m", "n": 3})
     assert estimate(call(body=body), 50) == (len(body) + 3) // 4 + 150
