@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 import redis
 
 from tests.conftest import Proc
+from tests.support.fake_provider import FakeProvider, serve_gateway, usage_record
 from tests.support.plugin_support import DAY_S, wait_for_window_room
 from tests.support.redis_support import redis_prefix, redis_url  # noqa: F401
 from tests.support.responses_provider import MODEL as RESPONSES_MODEL
@@ -519,3 +521,44 @@ def test_an_alert_is_not_sent_again_after_a_redis_flush(
     time.sleep(2.0)  # past the receiver's retry: room for a second POST, were one sent
     assert [e["threshold"] for e in got] == [0.5]
     assert second.logged("rebuilt from the usage records")
+
+
+def test_geminis_own_api_is_held_to_a_budget(tmp_path: Path) -> None:
+    # Gemini's own API calls a model's methods on the models API: generateContent is
+    # billed in the tokens its answer reports (recorded, held and settled like chat),
+    # countTokens is free, and a method billed in ways the gateway cannot read is refused.
+    with FakeProvider() as fake:
+        cfg = f"""
+storage: {{database: "sqlite:///./tollway.db"}}
+pricing: {{gemini-2.5-flash: {{input_per_mtok: 1000, output_per_mtok: 1000}}}}
+providers: [{{id: gemini, type: gemini, baseUrl: "{fake.url}", apiTokens: [gem-key]}}]
+routes: [{{name: g, path_prefix: /g/, provider: gemini}}]
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{{name: ann, credential: key-ann, budget: {{usd: 5, period: total}}}}]
+"""
+        gw = serve_gateway(tmp_path, cfg)
+        try:
+            url, headers = gw.url + "/g/v1beta/models/gemini-2.5-flash", {"authorization": "Bearer key-ann"}
+            contents: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+            small = {**contents, "generationConfig": {"maxOutputTokens": 100}}
+            r = httpx.post(
+                url + ":generateContent", json=small, headers={**headers, "x-request-id": "gem-1"}, timeout=30
+            )
+            assert r.status_code == 200, r.text
+            record = usage_record(gw, "gem-1")
+            assert (record["input_tokens"], record["output_tokens"]) == (1040, 53)
+            assert record["cost_usd"] == pytest.approx((1040 + 53) * 1000 / 1e6)
+            # $10 of output at most, past the $3.9 left: refused before it goes.
+            large = {**contents, "generationConfig": {"maxOutputTokens": 10_000}}
+            r = httpx.post(url + ":generateContent", json=large, headers=headers, timeout=30)
+            assert r.status_code == 403 and r.headers["x-tollway-reason"] == "budget.exceeded", r.text
+            r = httpx.post(url + ":predict", json={"instances": [{"prompt": "a cat"}]}, headers=headers, timeout=30)
+            assert r.status_code == 403 and r.headers["x-tollway-reason"] == "budget.unpriced_model", r.text
+            r = httpx.post(url + ":countTokens", json=contents, headers=headers, timeout=30)
+            assert r.headers.get("x-tollway-reason", "").startswith("budget.") is False
+            assert [s.path.rsplit(":", 1)[-1] for s in fake.seen] == ["generateContent", "countTokens"]
+        finally:
+            gw.stop()

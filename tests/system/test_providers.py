@@ -308,17 +308,23 @@ def test_geminis_own_api_reaches_the_provider_at_its_own_version_once(
     # puts its version before the API path once, never a second time.
     method = "streamGenerateContent" if stream else "generateContent"
     body = {"contents": [{"role": "user", "parts": [{"text": USER}]}]}
+    rid = f"gemini-native-{method}"
     r = httpx.post(
         f"{gw.url}/p/gemini-native/v1beta/models/{GEMINI_MODEL}:{method}",
         params={"alt": "sse"} if stream else None,
         json=body,
-        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
         timeout=10,
     )
     assert r.status_code == 200, r.text
     [seen] = fake.seen
     assert_gemini_call(seen, stream)
     assert seen.json() == body
+    # Its usageMetadata is the record's (the last of a stream's, which are cumulative),
+    # as for a chat call translated to Gemini: thoughts count as output.
+    record = usage_record(gw, rid)
+    assert (record["input_tokens"], record["output_tokens"]) == ((1040, 56) if stream else (1040, 53))
+    assert record["model_requested"] == GEMINI_MODEL and record["tokens_estimated"] is False
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -224,7 +225,8 @@ class Budgets:
         model = ex.model_requested
         if budgeted is None or ex.api == "count_tokens":
             return 0
-        if model is None or ex.api in _UNPRICED_APIS or ex.request.method in _READS:
+        priced_here = _gemini_method(ex) in _GEMINI_TOKEN_METHODS
+        if model is None or (ex.api in _UNPRICED_APIS and not priced_here) or ex.request.method in _READS:
             # No model to price it by, an API no provider bills (moderation, whatever
             # model it names), or one whose cost its answer does not say (an Assistants
             # run, a fine-tuning job: billed apart, whatever model it names).
@@ -449,11 +451,32 @@ _UNPRICED_APIS = _FREE_APIS | _UNREAD_APIS
 _BATCH_CREATION = frozenset({"/batches", "/messages/batches"})
 
 
+# Gemini's own API calls a model's methods on the models API (``models/<m>:<method>``):
+# these are billed in the tokens their answers report (``usageMetadata``), priced by the
+# model in the path; ``countTokens`` is free; any other (``predict``, a batch) is billed
+# in ways the gateway cannot read.
+_GEMINI_METHOD = re.compile(r"models/[^/:]+:([a-z]+)/?\Z")
+_GEMINI_TOKEN_METHODS = frozenset({"generatecontent", "streamgeneratecontent", "embedcontent", "batchembedcontents"})
+
+
+def _gemini_method(ex: Exchange) -> str | None:
+    """The method of a POST to Gemini's own API (lower case), or None for any other call."""
+    if ex.api != "models" or ex.request.method != "POST":
+        return None
+    found = _GEMINI_METHOD.search(ex.api_path.lower())
+    return found[1] if found is not None else None
+
+
 def _costs_nothing(ex: Exchange) -> bool:
     """Whether a call is one no provider bills (see above), whatever model it names. Any other
     (an Assistants run, a batch, a fine-tuning job, an API the gateway does not know)
     cannot be priced, so a budget cannot hold it."""
-    if ex.request.method in _READS or ex.api in _FREE_APIS:
+    if ex.request.method in _READS:
+        return True
+    method = _gemini_method(ex)
+    if method is not None:
+        return method == "counttokens"
+    if ex.api in _FREE_APIS:
         return True
     path = ex.api_path.rstrip("/").lower()
     if ex.api == "batches":

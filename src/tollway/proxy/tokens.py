@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollway.exchange import Exchange
+from tollway.protocols.gemini.response import usage_to_pivot
 from tollway.protocols.usage import apply_usage, estimate_tokens
 
 # The APIs whose answers are billed in tokens the provider reports: an answer that
@@ -24,7 +25,14 @@ def take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
     """The usage (and the model named beside it) in one decoded answer or stream event:
     OpenAI's ``usage`` (the answer's, or a stream's usage chunk), Anthropic's answer,
     ``message_start`` and ``message_delta``, the Responses API's answer and its
-    ``response.completed`` event."""
+    ``response.completed`` event, and Gemini's own answer and stream chunks
+    (``usageMetadata``, cumulative in a stream: the last one stands)."""
+    meta = obj.get("usageMetadata")
+    if meta is not None and apply_usage(ex.usage, usage_to_pivot(meta)):
+        ex.usage.provisional = False
+        version = obj.get("modelVersion")
+        if isinstance(version, str) and version:
+            ex.model_reported = version
     u = obj.get("usage")
     if u is not None and apply_usage(ex.usage, u):
         ex.usage.provisional = False

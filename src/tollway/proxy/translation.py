@@ -254,7 +254,8 @@ class Passthrough:
         for event in events:
             raw = event.raw
             # Pings, [DONE] and Anthropic's content blocks carry no usage: no parse.
-            if b'"usage"' in raw or b'"choices"' in raw or b'"delta"' in raw:
+            # (Gemini's own stream says ``"usageMetadata"``.)
+            if b'"usage' in raw or b'"choices"' in raw or b'"delta"' in raw:
                 obj = event.json()
                 if isinstance(obj, dict):
                     if "error" in obj and self._failed(obj):

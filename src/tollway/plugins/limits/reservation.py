@@ -50,14 +50,18 @@ def output_tokens(ex: Exchange, default_output: int) -> int:
     # ``max_completion_tokens``), and which one counts is the provider's to say (the
     # gateway translating to Anthropic sends ``max_completion_tokens``, as vLLM obeys it).
     named = [given for name in OUTPUT_LIMIT_FIELDS if type(given := obj.get(name)) is int and given >= 0]
-    output = max(named) if named else default_output
     # Answers generated: ``n``, or the legacy completions' ``best_of`` (generated on the
-    # provider's side and billed, ``n`` of them returned).
-    answers = 1
-    for name in ("n", "best_of"):
-        given = obj.get(name)
-        if type(given) is int and given > answers:
-            answers = given
+    # provider's side and billed, ``n`` of them returned); Gemini's own API says both in
+    # its ``generationConfig``.
+    counts = [obj.get("n"), obj.get("best_of")]
+    config = obj.get("generationConfig")
+    if type(config) is dict:
+        limit = config.get("maxOutputTokens")
+        if type(limit) is int and limit >= 0:
+            named.append(limit)
+        counts.append(config.get("candidateCount"))
+    output = max(named) if named else default_output
+    answers = max([1, *(c for c in counts if type(c) is int)])
     return output * answers
 
 

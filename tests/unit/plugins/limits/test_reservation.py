@@ -35,6 +35,12 @@ def test_a_legacy_completion_with_best_of_reserves_every_answer_generated() -> N
     assert estimate(call(body=body, path="/v1/completions"), 256) == (len(body) + 3) // 4 + 500
 
 
+def test_geminis_own_api_names_its_output_limit_and_answers_in_its_generation_config() -> None:
+    body = orjson.dumps({"contents": [], "generationConfig": {"maxOutputTokens": 70, "candidateCount": 3}})
+    path = "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert estimate(call(body=body, path=path), 256) == (len(body) + 3) // 4 + 210
+
+
 def test_without_an_output_limit_the_configured_default_is_reserved_times_n() -> None:
     body = orjson.dumps({"model": "m", "n": 3})
     assert estimate(call(body=body), 50) == (len(body) + 3) // 4 + 150
