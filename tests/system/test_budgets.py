@@ -562,3 +562,16 @@ plugins:
             assert [s.path.rsplit(":", 1)[-1] for s in fake.seen] == ["generateContent", "countTokens"]
         finally:
             gw.stop()
+
+
+def test_a_responses_compaction_is_held_to_the_budget(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    # POST /v1/responses/compact is a model call (the other /responses/<id> paths are
+    # free reads and cancels): its hold counts its output limit, as a /v1/responses
+    # call's does. Held as free, it spent $2.25 against a $1 budget.
+    gw = gateway(config(mock_llm.url))
+    url, headers = gw.url + "/v1/responses/compact", {"authorization": "Bearer key-alice"}
+    large = {"model": "mock-gpt", "input": "hi", "max_output_tokens": 200_000}  # $2 of output at most
+    assert_refused_for_budget(httpx.post(url, json=large, headers=headers, timeout=30), "consumer 'alice'")
+    small = {"model": "mock-gpt", "input": "hi", "max_output_tokens": 20}
+    r = httpx.post(url, json=small, headers=headers, timeout=30)
+    assert not r.headers.get("x-tollway-reason", "").startswith("budget."), r.text

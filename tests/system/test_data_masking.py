@@ -467,7 +467,7 @@ def test_chat_tool_descriptions_are_masked(sdk: openai.OpenAI, mock_requests: Re
     assert "bob" not in seen["body"] and "4111" not in seen["body"]
 
 
-def test_moderations_and_responses_input_tokens_are_masked(gw: Proc, responder: Responder) -> None:
+def test_moderations_and_responses_input_tokens_and_compaction_are_masked(gw: Proc, responder: Responder) -> None:
     responder.bodies.clear()
     with httpx.Client(base_url=gw.url + "/responder/v1", timeout=10) as http:
         http.post("/moderations", json={"model": "omni-moderation-latest", "input": f"Mail {DISGUISED}"})
@@ -478,6 +478,7 @@ def test_moderations_and_responses_input_tokens_are_masked(gw: Proc, responder: 
         http.post("/moderations", json={"model": "omni-moderation-latest", "input": parts})
         http.post("/moderations", json={"input": [f"to {EMAIL}", "hello"]})
         http.post("/responses/input_tokens", json={"model": "mock-gpt", "input": f"Mail {EMAIL}", "instructions": CARD})
+        http.post("/responses/compact", json={"model": "mock-gpt", "input": f"Mail {EMAIL}"})
         refused = http.post("/moderations", json={"input": "the project falcon plan"})
     assert refused.headers["x-tollway-reason"] == "ai-data-masking.denied"
     assert responder.bodies == [
@@ -485,6 +486,7 @@ def test_moderations_and_responses_input_tokens_are_masked(gw: Proc, responder: 
         {"model": "omni-moderation-latest", "input": [{**parts[0], "text": "card [CARD_1]"}, parts[1]]},
         {"input": ["to [EMAIL_1]", "hello"]},
         {"model": "mock-gpt", "input": "Mail [EMAIL_1]", "instructions": "[CARD_1]"},
+        {"model": "mock-gpt", "input": "Mail [EMAIL_1]"},
     ]
 
 

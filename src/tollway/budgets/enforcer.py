@@ -40,6 +40,7 @@ from tollway.consumers.groups import GroupDirectory
 from tollway.errors import BadRequest, Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
 from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
+from tollway.protocols.apis import RESPONSES_COMPACT
 from tollway.protocols.form import form_fields
 from tollway.routing.routes import Route
 from tollway.state import ADMITTED, Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
@@ -225,7 +226,7 @@ class Budgets:
         model = ex.model_requested
         if budgeted is None or ex.api == "count_tokens":
             return 0
-        priced_here = _gemini_method(ex) in _GEMINI_TOKEN_METHODS
+        priced_here = _gemini_method(ex) in _GEMINI_TOKEN_METHODS or _compaction(ex)
         if model is None or (ex.api in _UNPRICED_APIS and not priced_here) or ex.request.method in _READS:
             # No model to price it by, an API no provider bills (moderation, whatever
             # model it names), or one whose cost its answer does not say (an Assistants
@@ -467,6 +468,12 @@ def _gemini_method(ex: Exchange) -> str | None:
     return found[1] if found is not None else None
 
 
+def _compaction(ex: Exchange) -> bool:
+    """A Responses compaction: a model call under ``/responses/`` (whose other paths are
+    free), billed in the tokens its answer reports."""
+    return ex.request.method == "POST" and ex.api_path.rstrip("/").lower() == RESPONSES_COMPACT
+
+
 def _costs_nothing(ex: Exchange) -> bool:
     """Whether a call is one no provider bills (see above), whatever model it names. Any other
     (an Assistants run, a batch, a fine-tuning job, an API the gateway does not know)
@@ -478,6 +485,8 @@ def _costs_nothing(ex: Exchange) -> bool:
         return method == "counttokens"
     if ex.api in _FREE_APIS:
         return True
+    if _compaction(ex):
+        return False
     path = ex.api_path.rstrip("/").lower()
     if ex.api == "batches":
         return path not in _BATCH_CREATION

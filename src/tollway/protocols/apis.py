@@ -58,6 +58,8 @@ FORM_APIS: frozenset[Api] = frozenset({"audio", "images"})
 PROMPT_APIS: frozenset[Api] = JSON_APIS | {"count_tokens", "responses"}
 # The Responses API's token count: a responses body, answered with a count.
 RESPONSES_INPUT_TOKENS = "/responses/input_tokens"
+# The Responses API's compaction of a conversation: a responses body, billed as one.
+RESPONSES_COMPACT = "/responses/compact"
 # Google's own Gemini API, ``…/models/<model>:<method>`` (``/v1beta/models/…``, Vertex
 # AI's ``…/publishers/google/models/…``): the methods whose body carries prompt text
 # (``contents``, ``systemInstruction``, tools). Matched in lower case, as the API paths.
@@ -129,7 +131,8 @@ def carries_prompt(api: Api, api_path: str) -> bool:
     if api != "other" and api != "models":
         return False
     lowered = api_path.lower()
-    return lowered.rstrip("/") == RESPONSES_INPUT_TOKENS or _GEMINI_PROMPT_METHOD.search(lowered) is not None
+    bare = lowered.rstrip("/")
+    return bare in (RESPONSES_INPUT_TOKENS, RESPONSES_COMPACT) or _GEMINI_PROMPT_METHOD.search(lowered) is not None
 
 
 def dialect_of(path: str) -> Dialect:
