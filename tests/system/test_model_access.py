@@ -173,3 +173,30 @@ def test_geminis_openai_compatible_path_is_the_chat_api(gw: Proc, mock_requests)
     with openai.OpenAI(base_url=gw.url + "/v1beta/openai", api_key="k-alice", max_retries=0) as client:
         with pytest.raises(openai.PermissionDeniedError):
             client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/realtime/client_secrets", {"session": {"type": "realtime", "model": "gpt-realtime"}}),
+        ("/v1/realtime/transcription_sessions", {"input_audio_transcription": {"model": "gpt-4o-transcribe"}}),
+        ("/v1/evals/ev1/runs", {"data_source": {"type": "completions", "model": "o3"}}),
+    ],
+)
+def test_a_model_named_below_the_top_level_is_held_to_allow_models(  # type: ignore[no-untyped-def]
+    gw: Proc, mock_requests, path: str, body: dict[str, object]
+) -> None:
+    # APIs that name their model inside an object (a realtime session, whose client
+    # secret the client then spends with directly; an eval run's data source).
+    refused = httpx.post(gw.url + path, json=body, headers={"authorization": "Bearer k-alice"}, timeout=10)
+    assert refused.status_code == 403 and refused.headers["x-tollway-reason"] == "key-auth.model_not_allowed"
+    assert mock_requests() == []
+
+
+def test_a_model_named_in_a_form_of_another_api_is_held_to_allow_models(gw: Proc, mock_requests) -> None:  # type: ignore[no-untyped-def]
+    # Sora's /v1/videos takes a form: its model field is read as the images API's is.
+    form = {"model": "sora-2-pro", "prompt": "a cat"}
+    refused = httpx.post(gw.url + "/v1/videos", files={k: (None, v) for k, v in form.items()},
+                         headers={"authorization": "Bearer k-alice"}, timeout=10)  # fmt: skip
+    assert refused.status_code == 403 and refused.headers["x-tollway-reason"] == "key-auth.model_not_allowed"
+    assert mock_requests() == []

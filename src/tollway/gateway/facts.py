@@ -20,6 +20,7 @@ control characters: no plugin, counter or record should take either as it stands
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import quote
 
 from tollway.errors import BadRequest
@@ -64,7 +65,8 @@ def from_body(ex: Exchange) -> BadRequest | None:
         in_path = _PATH_MODEL.search(ex.api_path)
         if in_path is not None:
             _take_model(ex, in_path[1])
-    if ex.api in FORM_APIS:
+    if ex.api in FORM_APIS or ex.api == "other":
+        # (A form of another API names its model in the same field: Sora's videos.)
         content_type = req.headers.get("content-type") or ""
         if req.method == "POST" and content_type.startswith("multipart/"):
             _take_model(ex, model_field(content_type, req.body or b""))
@@ -85,10 +87,26 @@ def from_body(ex: Exchange) -> BadRequest | None:
     if model is None and ex.api_path == MESSAGE_BATCHES and req.method == "POST":
         # A message batch's requests each name theirs: the first routes and is recorded.
         model = next((m for _, m in message_batch_models(body)), None)
+    if model is None and not model_api:
+        model = _nested_model(body)
     if isinstance(model, str) and model:
         _take_model(ex, model)
     elif model_api:
         return BadRequest("you must provide a model parameter", reason="gateway.bad_request")
+    return None
+
+
+# Where APIs without a top-level ``model`` name the one they run: a realtime session's
+# (``/realtime/client_secrets`` mints a key the client then spends with directly), a
+# transcription session's, an eval run's data source.
+_NESTED_MODELS = (("session", "model"), ("input_audio_transcription", "model"), ("data_source", "model"))
+
+
+def _nested_model(body: dict[str, Any]) -> Any:
+    for outer, inner in _NESTED_MODELS:
+        holder = body.get(outer)
+        if isinstance(holder, dict) and holder.get(inner) is not None:
+            return holder[inner]
     return None
 
 
