@@ -575,3 +575,16 @@ def test_a_responses_compaction_is_held_to_the_budget(gateway: GatewayFactory, m
     small = {"model": "mock-gpt", "input": "hi", "max_output_tokens": 20}
     r = httpx.post(url, json=small, headers=headers, timeout=30)
     assert not r.headers.get("x-tollway-reason", "").startswith("budget."), r.text
+
+
+def test_a_background_responses_call_is_refused_to_a_budgeted_consumer(
+    gateway: GatewayFactory, responses_provider: ResponsesProvider
+) -> None:
+    # Answered "queued" with no usage: its tokens reach only whoever reads the response
+    # back later, so no hold could settle it (four such calls spent $0.00014 of what
+    # their reads reported as $2.25). Without background it is held as ever.
+    gw = gateway(_responses_config(responses_provider, "memory"))
+    refused = _respond(gw.url, background=True)
+    assert refused.status_code == 403 and refused.headers["x-tollway-reason"] == "budget.unpriced_model"
+    assert "background" in refused.json()["error"]["message"]
+    assert _respond(gw.url, background=False).status_code == 200

@@ -240,6 +240,13 @@ class Budgets:
                 reason="budget.unpriced_model",
                 code="model_unpriced",
             )
+        if ex.api == "responses" and _in_background(ex):
+            raise Forbidden(
+                f"{budgeted.kind} {budgeted.name!r} has a budget, and a background Responses call is billed "
+                "when the provider runs it, outside any call the gateway settles; send it without background",
+                reason="budget.unpriced_model",
+                code="model_unpriced",
+            )
         billed = upstream_model(ex.route, model) if ex.route is not None else model
         if ex.api in UNIT_BILLED_APIS:
             _refuse_unreported(ex, budgeted, billed, model)
@@ -466,6 +473,16 @@ def _gemini_method(ex: Exchange) -> str | None:
         return None
     found = _GEMINI_METHOD.search(ex.api_path.lower())
     return found[1] if found is not None else None
+
+
+def _in_background(ex: Exchange) -> bool:
+    """A Responses call asking to run in the background: answered ``queued`` with no
+    usage, its tokens told only to whoever later reads the response back."""
+    try:
+        body = ex.request.json()
+    except BadRequest:
+        return False
+    return isinstance(body, dict) and body.get("background") is True
 
 
 def _compaction(ex: Exchange) -> bool:
