@@ -105,6 +105,8 @@ def test_anthropics_sdk_pages_through_the_same_models(gw: Proc) -> None:
         "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
         "/v1/models/gemini-2.5-pro:generateContent",
         "/v1/projects/p/locations/us/publishers/google/models/gemini-2.5-pro:generateContent",
+        "/v1beta/Models/gemini-2.5-pro:generateContent",
+        "/v1beta/tunedModels/gemini-2.5-pro:generateContent",
     ],
 )
 def test_a_model_named_in_the_path_is_held_to_allow_models(gw: Proc, mock_requests, path: str) -> None:  # type: ignore[no-untyped-def]

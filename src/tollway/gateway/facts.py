@@ -35,7 +35,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (U+0080-U+009F:
 # Vertex AI's ``…/publishers/google/models/<model>:…`` too). Such a call passes through
 # to the provider as it is, so its model is held to ``allow_models`` and the limits like
 # any body's: without this a consumer allowed one model could call any other this way.
-_PATH_MODEL = re.compile(r"/models/([^/:]+):[A-Za-z]+$")
+# (In any letter case, and a tuned model's ``…/tunedModels/<model>:…``.)
+_PATH_MODEL = re.compile(r"/(?:tuned)?models/([^/:]+):[A-Za-z]+$", re.IGNORECASE)
 
 
 def from_path(ex: Exchange) -> None:
