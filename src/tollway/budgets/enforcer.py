@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from tollway.consumers.groups import GroupDirectory
 from tollway.errors import BadRequest, Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
 from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
-from tollway.protocols.apis import RESPONSES_COMPACT
+from tollway.protocols.apis import GEMINI_PROMPT_METHODS, RESPONSES_COMPACT, gemini_method
 from tollway.protocols.form import form_fields
 from tollway.routing.routes import Route
 from tollway.state import ADMITTED, Admission, Allowance, SpendAdmission, StateStore, StateUnavailable
@@ -226,8 +225,7 @@ class Budgets:
         model = ex.model_requested
         if budgeted is None or ex.api == "count_tokens":
             return 0
-        priced_here = _gemini_method(ex) in _GEMINI_TOKEN_METHODS or _compaction(ex)
-        if model is None or (ex.api in _UNPRICED_APIS and not priced_here) or ex.request.method in _READS:
+        if model is None or ex.request.method in _READS or (ex.api in _UNPRICED_APIS and not _priced_anyway(ex)):
             # No model to price it by, an API no provider bills (moderation, whatever
             # model it names), or one whose cost its answer does not say (an Assistants
             # run, a fine-tuning job: billed apart, whatever model it names).
@@ -460,19 +458,23 @@ _BATCH_CREATION = frozenset({"/batches", "/messages/batches"})
 
 
 # Gemini's own API calls a model's methods on the models API (``models/<m>:<method>``):
-# these are billed in the tokens their answers report (``usageMetadata``), priced by the
-# model in the path; ``countTokens`` is free; any other (``predict``, a batch) is billed
-# in ways the gateway cannot read.
-_GEMINI_METHOD = re.compile(r"models/[^/:]+:([a-z]+)/?\Z")
-_GEMINI_TOKEN_METHODS = frozenset({"generatecontent", "streamgeneratecontent", "embedcontent", "batchembedcontents"})
+# those that carry a prompt are billed in the tokens their answers report
+# (``usageMetadata``), priced by the model in the path, but for ``countTokens`` (free);
+# any other (``predict``, a batch) is billed in ways the gateway cannot read.
+_GEMINI_TOKEN_METHODS = GEMINI_PROMPT_METHODS - {"counttokens"}
 
 
 def _gemini_method(ex: Exchange) -> str | None:
     """The method of a POST to Gemini's own API (lower case), or None for any other call."""
     if ex.api != "models" or ex.request.method != "POST":
         return None
-    found = _GEMINI_METHOD.search(ex.api_path.lower())
-    return found[1] if found is not None else None
+    return gemini_method(ex.api_path)
+
+
+def _priced_anyway(ex: Exchange) -> bool:
+    """A call of an API no model prices (see above) that is billed in the tokens its
+    answer reports all the same: Gemini's own model methods, a Responses compaction."""
+    return _gemini_method(ex) in _GEMINI_TOKEN_METHODS or _compaction(ex)
 
 
 def _in_background(ex: Exchange) -> bool:

@@ -61,10 +61,11 @@ RESPONSES_INPUT_TOKENS = "/responses/input_tokens"
 # The Responses API's compaction of a conversation: a responses body, billed as one.
 RESPONSES_COMPACT = "/responses/compact"
 # Google's own Gemini API, ``…/models/<model>:<method>`` (``/v1beta/models/…``, Vertex
-# AI's ``…/publishers/google/models/…``): the methods whose body carries prompt text
-# (``contents``, ``systemInstruction``, tools). Matched in lower case, as the API paths.
-_GEMINI_PROMPT_METHOD = re.compile(
-    r"models/[^/:]+:(?:generatecontent|streamgeneratecontent|counttokens|embedcontent|batchembedcontents)/?\Z"
+# AI's ``…/publishers/google/models/…``), and the methods whose body carries prompt text
+# (``contents``, ``systemInstruction``, tools), in lower case (``gemini_method``).
+_GEMINI_METHOD = re.compile(r"models/[^/:]+:([a-z]+)/?\Z")
+GEMINI_PROMPT_METHODS = frozenset(
+    {"generatecontent", "streamgeneratecontent", "counttokens", "embedcontent", "batchembedcontents"}
 )
 
 # The shape a client speaks: its errors, refusals and stream endings answer in kind.
@@ -130,9 +131,15 @@ def carries_prompt(api: Api, api_path: str) -> bool:
         return True
     if api != "other" and api != "models":
         return False
-    lowered = api_path.lower()
-    bare = lowered.rstrip("/")
-    return bare in (RESPONSES_INPUT_TOKENS, RESPONSES_COMPACT) or _GEMINI_PROMPT_METHOD.search(lowered) is not None
+    bare = api_path.lower().rstrip("/")
+    return bare in (RESPONSES_INPUT_TOKENS, RESPONSES_COMPACT) or gemini_method(api_path) in GEMINI_PROMPT_METHODS
+
+
+def gemini_method(api_path: str) -> str | None:
+    """The method of a call on Gemini's own API (``…/models/<model>:<method>``), in lower
+    case; None for any other path."""
+    found = _GEMINI_METHOD.search(api_path.lower())
+    return found[1] if found is not None else None
 
 
 def dialect_of(path: str) -> Dialect:
