@@ -85,11 +85,7 @@ class Accountant:
             # Calls made on its behalf (ai-cache's embeddings) are records of their own.
             self._finished.extend(facts_of(side) for side in ex.side_calls)
         if self._timer is None:
-            loop = self._loop
-            if loop is None:
-                self.drain()
-            else:
-                self._timer = loop.call_later(self.interval_s, self._tick)
+            self._drain_soon()
 
     def refused_at_edge(self, status: int, reason: str, request_id: str, client_ip: str) -> None:
         """A request the HTTP edge answered itself, before the gateway could read it (a
@@ -103,10 +99,15 @@ class Accountant:
         )  # fmt: skip
         self._finished.append(facts)
         if self._timer is None:
-            if self._loop is None:
-                self.drain()
-            else:
-                self._timer = self._loop.call_later(self.interval_s, self._tick)
+            self._drain_soon()
+
+    def _drain_soon(self) -> None:
+        """The next drain, once ``interval_s`` is up (at once without a running loop)."""
+        loop = self._loop
+        if loop is None:
+            self.drain()
+        else:
+            self._timer = loop.call_later(self.interval_s, self._tick)
 
     def _tick(self) -> None:
         self._timer = None
