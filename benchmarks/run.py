@@ -1155,7 +1155,10 @@ def paired(
     turn = 0
     for start in range(starts):
         with contextlib.ExitStack() as stack:
-            live = _start_paired(stack, keys, cores, upstream, rule, workdir / f"start-{start}", args, failed)
+            # Every other start brings the targets up in the reverse order, so that no
+            # target is always the first (or the last) of them to start.
+            order = keys if start % 2 == 0 else keys[::-1]
+            live = _start_paired(stack, order, cores, upstream, rule, workdir / f"start-{start}", args, failed)
             ours = harness.process_tree(upstream[1]) + [p for t in live.values() for p in t.tree]
             with contextlib.suppress(Exception):
                 probe = harness.RedisProbe(args.redis, "-")
