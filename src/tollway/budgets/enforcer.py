@@ -38,7 +38,7 @@ from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.groups import GroupDirectory
 from tollway.errors import BadRequest, Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
-from tollway.plugins.limits.reservation import output_tokens, prompt_tokens
+from tollway.plugins.limits.reservation import in_background, output_tokens, prompt_tokens
 from tollway.protocols.apis import GEMINI_PROMPT_METHODS, RESPONSES_COMPACT, gemini_method
 from tollway.protocols.form import form_fields
 from tollway.routing.routes import Route
@@ -238,7 +238,7 @@ class Budgets:
                 reason="budget.unpriced_model",
                 code="model_unpriced",
             )
-        if ex.api == "responses" and _in_background(ex):
+        if in_background(ex):
             raise Forbidden(
                 f"{budgeted.kind} {budgeted.name!r} has a budget, and a background Responses call is billed "
                 "when the provider runs it, outside any call the gateway settles; send it without background",
@@ -475,16 +475,6 @@ def _priced_anyway(ex: Exchange) -> bool:
     """A call of an API no model prices (see above) that is billed in the tokens its
     answer reports all the same: Gemini's own model methods, a Responses compaction."""
     return _gemini_method(ex) in _GEMINI_TOKEN_METHODS or _compaction(ex)
-
-
-def _in_background(ex: Exchange) -> bool:
-    """A Responses call asking to run in the background: answered ``queued`` with no
-    usage, its tokens told only to whoever later reads the response back."""
-    try:
-        body = ex.request.json()
-    except BadRequest:
-        return False
-    return isinstance(body, dict) and body.get("background") is True
 
 
 def _compaction(ex: Exchange) -> bool:

@@ -15,7 +15,7 @@ have no output.
 
 from __future__ import annotations
 
-from tollway.errors import BadRequest
+from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange
 from tollway.protocols.usage import estimate_tokens
 
@@ -65,6 +65,51 @@ def output_tokens(ex: Exchange, default_output: int) -> int:
     return output * answers
 
 
+# The paths that mint a realtime key: the client then spends tokens with the provider
+# directly, on a connection the gateway never sees.
+_REALTIME_KEYS = frozenset({"/realtime/client_secrets", "/realtime/sessions", "/realtime/transcription_sessions"})
+
+
+def in_background(ex: Exchange) -> bool:
+    """A Responses call asking to run in the background: answered ``queued`` with no
+    usage, its tokens told only to whoever later reads the response back."""
+    if ex.api != "responses":
+        return False
+    try:
+        body = ex.request.json()
+    except BadRequest:
+        return False
+    return isinstance(body, dict) and body.get("background") is True
+
+
+def spent_elsewhere(ex: Exchange) -> str | None:
+    """Why this call's tokens are spent where no settlement of it can see them (so no
+    limit that counts tokens can hold it), or None for a call that reports its own."""
+    if ex.request.method != "POST":
+        return None
+    if ex.api == "other" and ex.api_path.rstrip("/").lower() in _REALTIME_KEYS:
+        return "it mints a realtime key, which spends tokens with the provider directly, unseen by the gateway"
+    if in_background(ex):
+        return (
+            "a background Responses call is answered queued, its tokens told only to a later read "
+            "of the response; send it without background"
+        )
+    return None
+
+
+def refuse_unmetered(plugin: str, ex: Exchange) -> None:
+    """Refuse (403 ``<plugin>.unmetered``) a call ``spent_elsewhere`` names: the plugin
+    counts this consumer's tokens, and a hold of this call would settle at its estimate
+    while the provider bills what the gateway never sees."""
+    why = spent_elsewhere(ex)
+    if why is not None:
+        raise Forbidden(
+            f"{plugin} counts this consumer's tokens, and {why}",
+            reason=f"{plugin}.unmetered",
+            code="permission_denied",
+        )
+
+
 def spent(ex: Exchange, reserved: int) -> int:
     """What the call cost, to settle a reservation of ``reserved`` against.
 
@@ -87,4 +132,13 @@ def spent(ex: Exchange, reserved: int) -> int:
     return 0
 
 
-__all__ = ["OUTPUT_LIMIT_FIELDS", "estimate", "output_tokens", "prompt_tokens", "spent"]
+__all__ = [
+    "OUTPUT_LIMIT_FIELDS",
+    "estimate",
+    "in_background",
+    "output_tokens",
+    "prompt_tokens",
+    "refuse_unmetered",
+    "spent",
+    "spent_elsewhere",
+]
