@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.responses_provider import ResponsesProvider
+
 _LISTEN = re.compile(r"(gateway|admin|mock-llm) listening on (http://\S+)")
 # The processes started and not yet stopped (a failed test's report shows their logs).
 _RUNNING: list[Proc] = []
@@ -184,6 +186,14 @@ def pg_url() -> Iterator[str]:
     from tests.support.usage_support import fresh_pg_schema
 
     yield from fresh_pg_schema()
+
+
+@pytest.fixture
+def fresh_responses_provider() -> Iterator[ResponsesProvider]:
+    """A fake of OpenAI's Responses API of this test's own: what it was asked, and whether
+    a background run was started, are this test's alone."""
+    with ResponsesProvider() as fake:
+        yield fake
 
 
 @pytest.fixture

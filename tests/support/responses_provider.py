@@ -1,7 +1,7 @@
 """A small fake of OpenAI's ``POST /v1/responses``, written from OpenAI's API reference:
 it answers a JSON response object, a JSON text when ``text.format`` asks for one, or the
 Responses event stream when ``stream`` is true, with ``USAGE`` as its usage and
-``ANSWERED_BY`` as the answering model.
+``ANSWERED_BY`` as the answering model; a background call, and reads of it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ USAGE = {
 }
 
 
-def _response(status: str, usage: dict[str, Any] | None, text: str | None) -> dict[str, Any]:
+def _response(status: str, usage: dict[str, Any] | None, text: str | None, background: bool = False) -> dict[str, Any]:
     output = []
     if text is not None:
         output = [
@@ -42,6 +42,7 @@ def _response(status: str, usage: dict[str, Any] | None, text: str | None) -> di
         "object": "response",
         "created_at": 1767000000,
         "status": status,
+        "background": background,
         "model": ANSWERED_BY,
         "output": output,
         "usage": usage,
@@ -77,12 +78,15 @@ def _events() -> list[tuple[str, dict[str, Any]]]:
 
 class ResponsesProvider(LoopbackServer):
     """``POST /v1/responses``: the JSON answer (a JSON text when ``text.format`` asks for
-    one), or its events when ``stream`` is true; ``GET /v1/responses/{id}``: the answer."""
+    one), or its events when ``stream`` is true; ``GET /v1/responses/{id}``: the answer.
+    A call with ``background: true`` is answered ``queued`` with no usage, as OpenAI
+    does; reads of it then answer it finished, with its usage."""
 
     def __init__(self) -> None:
         super().__init__()
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.background = False
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -91,7 +95,14 @@ class ResponsesProvider(LoopbackServer):
             self.paths.append(f"{method} {path}")
             body = json.loads(raw) if raw else {}
             self.bodies.append(body)
-            if (body.get("text") or {}).get("format", {}).get("type") == "json_schema":
+            if body.get("background") is True:
+                self.background = True
+                out = json.dumps(_response("queued", None, None, background=True)).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            elif method == "GET":
+                out = json.dumps(_response("completed", USAGE, TEXT, background=self.background)).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            elif (body.get("text") or {}).get("format", {}).get("type") == "json_schema":
                 out = json.dumps(_response("completed", USAGE, CITY)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
             elif body.get("stream"):

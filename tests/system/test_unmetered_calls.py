@@ -8,14 +8,17 @@ would let a consumer held to a few hundred tokens spend without bound. Through a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import Proc
-from tests.support.responses_provider import MODEL, ResponsesProvider
+from tests.support.responses_provider import (
+    MODEL,
+    ResponsesProvider,
+)
 
 GatewayFactory = Callable[..., Proc]
 
@@ -41,12 +44,6 @@ _UNMETERED: dict[str, tuple[str, dict[str, Any]]] = {
         {"input_audio_transcription": {"model": "gpt-4o-transcribe"}},
     ),
 }
-
-
-@pytest.fixture
-def provider() -> Iterator[ResponsesProvider]:
-    with ResponsesProvider() as fake:
-        yield fake
 
 
 def _config(provider: ResponsesProvider, plugin: str) -> str:
@@ -75,9 +72,9 @@ def _post(url: str, path: str, body: dict[str, Any], who: str = "alice") -> http
     ("plugin", "config"), [("ai-token-ratelimit", _TOKEN_LIMIT), ("ai-quota", _QUOTA)], ids=["token-limit", "quota"]
 )
 def test_a_call_spending_out_of_sight_is_refused_to_a_consumer_whose_tokens_are_counted(
-    gateway: GatewayFactory, provider: ResponsesProvider, plugin: str, config: str, kind: str
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider, plugin: str, config: str, kind: str
 ) -> None:
-    gw = gateway(_config(provider, config))
+    gw = gateway(_config(fresh_responses_provider, config))
     if plugin == "ai-quota":
         given = httpx.post(
             gw.url + "/quota/refresh",
@@ -92,19 +89,19 @@ def test_a_call_spending_out_of_sight_is_refused_to_a_consumer_whose_tokens_are_
     error = refused.json()["error"]
     assert error["code"] == "permission_denied" and plugin in error["message"]
     assert ("background" if kind == "background" else "realtime key") in error["message"]
-    assert provider.paths == [], "a refused call reached the provider"
+    assert fresh_responses_provider.paths == [], "a refused call reached the provider"
     # The same consumer's calls that report their own tokens are held as ever.
     fine = _post(gw.url, "/v1/responses", {"model": MODEL, "input": "hi", "max_output_tokens": 20})
     assert fine.status_code == 200, fine.text
-    assert provider.paths == ["POST /v1/responses"]
+    assert fresh_responses_provider.paths == ["POST /v1/responses"]
 
 
 def test_a_consumer_no_token_limit_holds_may_spend_out_of_sight(
-    gateway: GatewayFactory, provider: ResponsesProvider
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider
 ) -> None:
     # The token limit names alice alone: bob's calls are not counted, so nothing of his
     # is refused for being uncountable.
-    gw = gateway(_config(provider, _TOKEN_LIMIT))
+    gw = gateway(_config(fresh_responses_provider, _TOKEN_LIMIT))
     for path, body in _UNMETERED.values():
         assert _post(gw.url, path, body, who="bob").status_code == 200
-    assert len(provider.paths) == len(_UNMETERED)
+    assert len(fresh_responses_provider.paths) == len(_UNMETERED)

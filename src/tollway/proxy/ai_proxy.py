@@ -36,8 +36,10 @@ from tollway.proxy.events import ProviderEvents
 from tollway.proxy.models import ModelListing
 from tollway.proxy.ownership import OWNED_APIS, Ownership
 from tollway.proxy.provider_choice import RouteProviders
+from tollway.proxy.stored_reads import StoredReads, told_later
 from tollway.proxy.tokens import ESTIMATED_APIS, answer_chars, estimate_unfinished, take_usage
 from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
+from tollway.state import StateStore
 from tollway.upstream import (
     MAX_ANSWER_BYTES,
     TransportError,
@@ -70,6 +72,7 @@ def _clients_fault(err: GatewayError) -> bool:
 class AiProxy:
     """``ownership``: files and batches held to the consumer that made them (none: the
     provider's account is shared as it is, as in a runtime without a database).
+    ``state``: where a read of a finished run claims its usage (``stored_reads``).
     ``max_answer_bytes``: ``server.max_upstream_body_bytes``, which bounds a compressed
     answer once decoded too."""
 
@@ -79,12 +82,14 @@ class AiProxy:
         drain_s: float = 0.0,
         ownership: Ownership | None = None,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
+        state: StateStore | None = None,
     ) -> None:
         self.idle_timeout_s = idle_timeout_s
         self.max_answer_bytes = max_answer_bytes
         self.drain_s = drain_s
         self.models = ModelListing(idle_timeout_s)
         self.ownership = ownership
+        self.reads = StoredReads(state)
 
     async def serve(self, ex: Exchange, route_providers: RouteProviders) -> Reply:
         """The answer of the first provider that gives one worth sending (see the module)."""
@@ -311,9 +316,10 @@ class AiProxy:
         if translation is not None:
             body, answer = self._translated_body(translation, resp.status, body, answer)
             headers = [(k, v) for k, v in headers if k != "content-type"] + [("content-type", "application/json")]
-        if isinstance(answer, dict):
+        # A read's answer tells the usage of the run that made the object (stored_reads).
+        if isinstance(answer, dict) and (ex.request.method != "GET" or await self.reads.first_read(ex, answer)):
             take_usage(ex, answer)
-            if not ex.usage.reported and resp.status < 300 and ex.api in ESTIMATED_APIS:
+            if not ex.usage.reported and resp.status < 300 and ex.api in ESTIMATED_APIS and not told_later(answer):
                 estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
         return Reply(resp.status, headers, body)
 

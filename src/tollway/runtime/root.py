@@ -171,6 +171,7 @@ class Runtime:
                 cfg.server.abandoned_stream_drain_s,
                 Ownership(self.holdings),
                 cfg.server.max_upstream_body_bytes,
+                self.services.state,
             ),
             cfg.server.max_body_bytes,
             self.accountant.finish,

@@ -1,0 +1,73 @@
+"""Whose tokens a read of a stored object tells (SPEC §9: the exact truth of every call).
+
+A GET of a stored response (``/responses/{id}``) or batch answers with the usage of the
+run that made it. A Responses call the client waited for already has those tokens in its
+own record: counted again on each read, every poll of it would add them again. Two runs
+are the provider's own, with no call whose record has their tokens: a Responses call
+sent with ``background: true`` (answered ``queued``, no usage) and a batch. Their usage
+is told only to a read, so the first read of such a run once it has finished records
+it (the read's record has its tokens, and its model, which prices them); later reads
+record none, and the call that started it is not estimated. "First" holds across replicas: a claim on the object's id in
+``storage.state`` (kept 30 days, as long as OpenAI keeps a stored response). A state
+store that does not answer cannot tell first from later: the read records the tokens
+(a spend counted twice is seen; one never counted is not).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tollway.exchange import Exchange
+from tollway.state import StateStore, StateUnavailable
+
+log = logging.getLogger("tollway.proxy")
+
+# The states of a run that will not change again (OpenAI's response and batch states).
+_FINISHED = frozenset({"completed", "failed", "incomplete", "cancelled", "expired"})
+_REMEMBER_MS = 30 * 86_400_000
+_KEY = "run-usage:"
+
+
+def _own_run(answer: dict[str, Any]) -> str | None:
+    """The id of a finished run the provider did on its own, whose usage ``answer`` has."""
+    run_id = answer.get("id")
+    if not isinstance(run_id, str) or answer.get("status") not in _FINISHED or answer.get("usage") is None:
+        return None
+    kind = answer.get("object")
+    if (kind == "response" and answer.get("background") is True) or kind == "batch":
+        return run_id
+    return None
+
+
+def told_later(answer: dict[str, Any]) -> bool:
+    """A background Responses call's answer (``queued``): its usage is told to the first
+    read of the finished run, so the call itself is not estimated (that would count the
+    run's input twice)."""
+    return answer.get("background") is True and answer.get("object") == "response" and answer.get("usage") is None
+
+
+class StoredReads:
+    __slots__ = ("state",)
+
+    def __init__(self, state: StateStore | None) -> None:
+        self.state = state
+
+    async def first_read(self, ex: Exchange, answer: dict[str, Any]) -> bool:
+        """Whether a read's answer has usage for its record: only the first read of a
+        finished run the provider did on its own (see above)."""
+        run_id = _own_run(answer)
+        if run_id is None:
+            return False
+        if self.state is not None:
+            try:
+                if not await self.state.claim(_KEY + run_id, _REMEMBER_MS):
+                    return False
+            except StateUnavailable:
+                log.warning("the state store is unavailable: the usage of run %s is recorded without a claim", run_id)
+        if ex.model_upstream is None and isinstance(answer.get("model"), str):
+            ex.model_upstream = answer["model"]
+        return True
+
+
+__all__ = ["StoredReads", "told_later"]

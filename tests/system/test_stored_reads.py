@@ -1,0 +1,91 @@
+"""A read of a stored response tells the usage of the run that made it (SPEC §9: each
+call's tokens, exactly once). Through a real `tollway serve` and a fake of OpenAI's
+Responses API: a response the client waited for is counted by its own call, never by
+the reads of it; a background run, answered ``queued`` with no usage, is counted by the
+first read that finds it finished, once, whichever replica serves the reads."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Proc
+from tests.support.mcp_support import records
+from tests.support.redis_support import redis_prefix, redis_url  # noqa: F401
+from tests.support.responses_provider import (
+    ANSWERED_BY,
+    MODEL,
+    USAGE,
+    ResponsesProvider,
+)
+
+GatewayFactory = Callable[..., Proc]
+_AUTH = {"authorization": "Bearer key-alice"}
+
+
+def _config(provider: ResponsesProvider, state: str) -> str:
+    return f"""
+storage: {{state: "{state}"}}
+providers: [{{id: openai, type: openai, baseUrl: "{provider.url}/v1", apiTokens: [sk-openai]}}]
+routes: [{{name: v1, path_prefix: /v1/, provider: openai}}]
+plugins:
+  - name: key-auth
+    defaultConfig: {{keys: [authorization], consumers: [{{name: alice, credential: key-alice}}]}}
+"""
+
+
+def _all_records(gateways: list[Proc], count: int) -> list[dict[str, Any]]:
+    """Every record the gateways wrote (one database or several), once each, waiting for
+    ``count`` of them (records are written in batches, off the request path)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = {r["request_id"]: r for gw in gateways for r in records(gw.admin_url)}
+        if len(found) >= count or time.monotonic() > deadline:
+            return sorted(found.values(), key=lambda r: r["ts"])
+        time.sleep(0.1)
+
+
+def test_reading_a_response_back_counts_no_tokens_again(
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider
+) -> None:
+    gw = gateway(_config(fresh_responses_provider, "memory"))
+    made = httpx.post(gw.url + "/v1/responses", json={"model": MODEL, "input": "hi"}, headers=_AUTH)
+    assert made.status_code == 200, made.text
+    for _ in range(3):
+        read = httpx.get(gw.url + f"/v1/responses/{made.json()['id']}", headers=_AUTH)
+        assert read.status_code == 200 and read.json()["usage"] == USAGE
+    got = _all_records([gw], 4)
+    assert [(r["api"], r["input_tokens"], r["output_tokens"]) for r in got] == [
+        ("responses", USAGE["input_tokens"], USAGE["output_tokens"])
+    ] + [("other", 0, 0)] * 3
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_background_run_is_counted_by_the_first_read_that_finds_it_finished(
+    gateway: GatewayFactory,
+    fresh_responses_provider: ResponsesProvider,
+    redis_url: str,  # noqa: F811
+    replicas: int,
+) -> None:
+    # Two replicas share their claims through Redis: the second replica's read is a
+    # later read, and counts nothing.
+    gws = [gateway(_config(fresh_responses_provider, redis_url), name=f"tollway-{i}.yaml") for i in range(replicas)]
+    made = httpx.post(
+        gws[0].url + "/v1/responses", json={"model": MODEL, "input": "hi", "background": True}, headers=_AUTH
+    )
+    assert made.status_code == 200 and made.json()["status"] == "queued", made.text
+    for i in range(3):
+        read = httpx.get(gws[i % replicas].url + f"/v1/responses/{made.json()['id']}", headers=_AUTH)
+        assert read.status_code == 200 and read.json()["status"] == "completed"
+    got = _all_records(gws, 4)
+    assert len(got) == 4
+    assert (got[0]["input_tokens"], got[0]["output_tokens"]) == (0, 0)  # queued: nothing told yet
+    first = got[1]
+    assert (first["input_tokens"], first["output_tokens"]) == (USAGE["input_tokens"], USAGE["output_tokens"])
+    assert first["consumer"] == "alice" and first["model_upstream"] == ANSWERED_BY
+    assert first["cost_usd"] is not None and first["cost_usd"] > 0  # priced by the model that ran it
+    assert [(r["input_tokens"], r["output_tokens"]) for r in got[2:]] == [(0, 0), (0, 0)]
