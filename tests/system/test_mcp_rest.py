@@ -187,12 +187,13 @@ async def test_arguments_the_schema_refuses_or_that_climb_the_path_never_reach_t
     async with mcp_session(gw.url + "/mcp/by-hand", ALICE) as session:
         climbs = await session.call_tool("pets_tagged", {"tag": ".."})
         here = await session.call_tool("pets_tagged", {"tag": "."})
+        encoded = await session.call_tool("pets_tagged", {"tag": "../../secret.txt"})  # as ..%2F..%2Fsecret.txt
         untagged = await session.call_tool("pets_tagged", {})
         unnamed = await session.call_tool("rename_pet", {"tag": "cat"})
         wrong_type = await session.call_tool("pet_by_id", {"id": "1; drop"})
     async with mcp_session(gw.url + "/mcp/pets", ALICE) as session:
         too_many = await session.call_tool("listPets", {"limit": "5; drop"})
-    for result in (climbs, here):
+    for result in (climbs, here, encoded):
         assert result.is_error and "'.' or '..' segment" in text_of(result)
     for result in (untagged, unnamed, wrong_type, too_many):
         assert result.is_error and "inputSchema" in text_of(result), text_of(result)

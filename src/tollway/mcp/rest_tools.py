@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import orjson
 from jsonschema import Draft202012Validator
@@ -39,6 +39,22 @@ def _text(value: Any) -> str:
 
 def _fill_url(template: str, args: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: quote(_text(args.get(m[1])), safe=""), template)
+
+
+def _has_dot_segment(path: str) -> bool:
+    """Whether ``path`` has a ``.`` or ``..`` segment as the service may read it: as sent,
+    and decoded once, twice and three times (an argument's ``/`` goes out as ``%2F``,
+    which many services decode before they resolve dot segments: Python's http.server,
+    nginx proxying to a URI, Apache with ``AllowEncodedSlashes Decode``), a backslash
+    counting as a slash."""
+    for _ in range(4):
+        if any(segment in _DOT_SEGMENTS for segment in path.replace("\\", "/").split("/")):
+            return True
+        decoded = unquote(path)
+        if decoded == path:
+            return False
+        path = decoded
+    return True  # still encoded after three decodings: no honest path is
 
 
 def _fill_text(template: str, args: dict[str, Any]) -> str:
@@ -113,7 +129,7 @@ class RestTool:
         if problem is not None:
             raise ValueError(f"the arguments do not fit the tool's inputSchema: {problem}")
         url = _fill_url(self.url, args)
-        if any(segment in _DOT_SEGMENTS for segment in urlsplit(url).path.split("/")):
+        if _has_dot_segment(urlsplit(url).path):
             raise ValueError("an argument would make a '.' or '..' segment of the tool's URL path")
         query = [(name, _text(args[name])) for name in self.query_args if args.get(name) is not None]
         if query:

@@ -20,6 +20,30 @@ def test_arguments_are_percent_encoded_in_the_url() -> None:
     assert url == "http://svc/repos/a%2Fb/issues?q=x%20y%26z"
 
 
+@pytest.mark.parametrize(
+    "item",
+    [
+        "..",
+        ".",
+        "../../secret.txt",  # sent as ..%2F..%2Fsecret.txt: a service that decodes %2F climbs
+        "a/../../admin",
+        "..\\..\\admin",
+        "%2e%2e",  # sent as %252e%252e: a service that decodes twice climbs
+        "%252e%252e/x",
+        "%25252e%25252e",  # past what is decoded: refused, not guessed at
+    ],
+)
+def test_an_argument_cannot_climb_the_path_however_it_is_encoded(item: str) -> None:
+    with pytest.raises(ValueError, match="'.' or '..' segment"):
+        _tool("http://svc/api/items/{{args.id}}").request({"id": item})
+
+
+@pytest.mark.parametrize("item", ["a/b", "..a", "a..", ".hidden", "v1.2", "%2Fetc"])
+def test_an_argument_with_dots_or_slashes_that_climbs_nowhere_is_sent(item: str) -> None:
+    _, url, _, _ = _tool("http://svc/api/items/{{args.id}}").request({"id": item})
+    assert url.startswith("http://svc/api/items/") and "/" not in url.removeprefix("http://svc/api/items/")
+
+
 def test_a_whole_placeholder_in_the_body_keeps_the_arguments_json_type() -> None:
     template = {"n": "{{args.n}}", "tags": ["{{args.tags}}"], "label": "n={{args.n}}", "none": "{{args.absent}}"}
     _, _, headers, body = _tool("http://svc/x", template).request({"n": 3, "tags": ["a"]})
