@@ -34,7 +34,7 @@ def test_arguments_are_percent_encoded_in_the_url() -> None:
     ],
 )
 def test_an_argument_cannot_climb_the_path_however_it_is_encoded(item: str) -> None:
-    with pytest.raises(ValueError, match="'.' or '..' segment"):
+    with pytest.raises(ValueError, match=r"'\.' or '\.\.' segment"):
         _tool("http://svc/api/items/{{args.id}}").request({"id": item})
 
 
