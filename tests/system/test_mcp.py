@@ -452,3 +452,92 @@ def test_a_client_that_leaves_once_it_has_its_response_was_answered(gateway: Gat
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _FixedAnswer(socketserver.StreamRequestHandler):
+    """A server that answers every request with the server's ``answer`` (a whole HTTP
+    response) and logs each request line in ``seen``."""
+
+    def handle(self) -> None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += self.rfile.read(1)
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
+        )
+        self.rfile.read(length)
+        server = cast(_FixedServer, self.server)
+        server.seen.append(head.split(b"\r\n")[0].decode())
+        self.wfile.write(server.answer)
+
+
+class _FixedServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, answer: bytes) -> None:
+        super().__init__(("127.0.0.1", 0), _FixedAnswer)
+        self.answer = answer
+        self.seen: list[str] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def config(self) -> str:
+        return _config(cast(Upstream, SimpleNamespace(url=f"http://127.0.0.1:{self.server_address[1]}/mcp")))
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+_LIST = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
+_HEADERS = {"x-api-key": ALICE, "accept": "application/json, text/event-stream"}
+
+
+def test_a_redirect_from_the_server_is_its_failure_not_relayed(gateway: GatewayFactory) -> None:
+    """Relayed, a 302 sent a client that follows redirects, with its key for the
+    gateway, to wherever the server pointed, for a tool list no filter had read."""
+    elsewhere = _FixedServer(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+    moved = _FixedServer(
+        b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:%d/stolen\r\ncontent-length: 0\r\n\r\n"
+        % elsewhere.server_address[1]
+    )
+    try:
+        gw = gateway(moved.config())
+        r = httpx.post(_url(gw), json=_LIST, headers=_HEADERS, follow_redirects=True, timeout=10)
+        assert r.status_code == 200 and "location" not in r.headers
+        error = r.json()["error"]
+        assert error["code"] == -32603 and "redirect" in error["message"] and r.json()["id"] == 7
+        assert moved.seen == ["POST /mcp HTTP/1.1"] and elsewhere.seen == []
+        (row,) = _settled(gw, 1, consumer="alice")
+        assert (row["status"], row["reason"]) == (502, "mcp.upstream_failed")
+        # Not a request (a DELETE of a session): 502, no Location either.
+        gone = httpx.delete(_url(gw), headers={**_HEADERS, "mcp-session-id": "s1"}, timeout=10)
+        assert gone.status_code == 502 and "location" not in gone.headers
+    finally:
+        moved.close()
+        elsewhere.close()
+
+
+def test_a_servers_own_error_is_not_counted_as_the_gateways_refusal(gateway: GatewayFactory) -> None:
+    from tests.support.usage_support import metric_sum, parse_metrics
+
+    error = orjson.dumps({"jsonrpc": "2.0", "id": 7, "error": {"code": -32001, "message": "Session not found"}})
+    server = _FixedServer(
+        b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+        % (len(error), error)
+    )
+    try:
+        gw = gateway(server.config())
+        r = httpx.post(_url(gw), json=_LIST, headers={**_HEADERS, "mcp-session-id": "stale"}, timeout=10)
+        assert r.status_code == 404 and r.json()["error"]["message"] == "Session not found"
+        (row,) = _settled(gw, 1, consumer="alice")
+        assert row["reason"] == "mcp.server_error"
+        samples = parse_metrics(httpx.get(gw.admin_url + "/metrics", timeout=10).text)
+        assert metric_sum(samples, "tollway_rejections_total", plugin="mcp") == 0
+        assert _mcp_calls(gw, server="tools", outcome="error") == 1
+        # A refusal of the gateway's own is one.
+        assert httpx.post(_url(gw), json=_LIST, headers={"x-api-key": "wrong"}, timeout=10).status_code == 401
+        samples = parse_metrics(httpx.get(gw.admin_url + "/metrics", timeout=10).text)
+        assert metric_sum(samples, "tollway_rejections_total", plugin="key-auth") == 1
+    finally:
+        server.close()

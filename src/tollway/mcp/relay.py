@@ -129,6 +129,12 @@ class McpRelay:
                 return failure_reply(ex, msg, err)
             raise err from None
         ex.attempts.append(Attempt(server.name, resp.status, (time.perf_counter() - t0) * 1000, t0))
+        if 300 <= resp.status < 400:
+            # Relayed, a redirect would send a client that follows it, with its key for
+            # the gateway, wherever the server points, to get an answer no tool filter
+            # read: the server's failure (a REST tool follows none either).
+            await resp.aclose()
+            return _failed(ex, server, msg, AnswerRefused(f"a redirect, HTTP {resp.status}"))
         # What the answer shows of the server's credentials never reaches the client.
         headers = server.secrets.headers(list(resp.headers))
         ctype = next((v for k, v in headers if k == "content-type"), "")

@@ -141,6 +141,11 @@ class Histogram:
         return out
 
 
+# The reasons of an answer an MCP server gave itself (a JSON-RPC error, a tool's error):
+# the server answering, not the gateway refusing.
+_SERVERS_OWN = frozenset({"mcp.server_error", "mcp.tool_error"})
+
+
 class UsageMetrics:
     """The SPEC's metric families, counted in plain dicts; ``observe`` once per call."""
 
@@ -174,7 +179,7 @@ class UsageMetrics:
         tool = record.mcp_tool
         label = NONE if tool is None else tool if (server, tool) in self._mcp_tools else OTHER
         status, reason = record.status, record.reason
-        if reason == "mcp.server_error" or reason == "mcp.tool_error":
+        if reason in _SERVERS_OWN:
             outcome = "error"  # (a REST tool's error has the status its service answered)
         elif status >= 500:
             outcome = "failed"
@@ -235,11 +240,12 @@ class UsageMetrics:
             self._observe_mcp(record)
 
         reason = record.reason
-        if reason is not None and (400 <= status < 500 or record.blocked_by is not None):
+        if reason is not None and reason not in _SERVERS_OWN and (400 <= status < 500 or record.blocked_by is not None):
             # A 4xx a plugin's reason names, or any answer of a plugin that blocked the
             # call (request-block's blocked_code and ai-data-masking's deny_code may be
             # 2xx or 5xx). gateway.* are the gateway's own answers (no route, bad JSON, a
-            # client that left), not a plugin's refusal.
+            # client that left), not a plugin's refusal; nor is an MCP server's own error
+            # (_SERVERS_OWN), relayed with the status it came with.
             plugin = record.blocked_by or reason.partition(".")[0]
             if plugin != "gateway":
                 rkey = (plugin, status)
