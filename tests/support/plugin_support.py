@@ -95,6 +95,9 @@ class DownStore(StateStore):
     async def claim(self, key: str, ttl_ms: int) -> bool:
         raise self._fail()
 
+    async def bind(self, key: str, value: str, ttl_ms: int) -> str:
+        raise self._fail()
+
 
 def services_with(
     state: StateStore | None = None, local_state: StateStore | None = None, clock: Clock | None = None

@@ -361,16 +361,18 @@ async def test_the_get_stream_relays_the_servers_own_notifications(gw: Proc, ups
     assert [r["status"] for r in listens] == [200]
 
 
+_INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
 def test_session_delete_is_relayed(gw: Proc) -> None:
     headers = {"x-api-key": ALICE, "accept": "application/json, text/event-stream"}
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
     with httpx.Client(headers=headers, timeout=10) as http:
-        r = http.post(_url(gw), json=init)
+        r = http.post(_url(gw), json=_INIT)
         assert r.status_code == 200
         session = r.headers["mcp-session-id"]
         ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
@@ -378,6 +380,32 @@ def test_session_delete_is_relayed(gw: Proc) -> None:
         assert http.delete(_url(gw), headers={"mcp-session-id": session}).status_code == 200
         # The server ended the session: its 404 for it comes back through the gateway.
         assert http.post(_url(gw), json=ping, headers={"mcp-session-id": session}).status_code == 404
+
+
+def test_a_session_belongs_to_the_consumer_that_opened_it(gw: Proc) -> None:
+    """The server sees every consumer with the same credentials: without the gateway,
+    a consumer holding another's session id posted into that session and ended it."""
+    accept = {"accept": "application/json, text/event-stream"}
+    alice, bob = {**accept, "x-api-key": ALICE}, {**accept, "x-api-key": BOB}
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    with httpx.Client(timeout=10) as http:
+        opened = http.post(_url(gw), json=_INIT, headers=alice)
+        assert opened.status_code == 200
+        hers = {"mcp-session-id": opened.headers["mcp-session-id"]}
+        assert http.post(_url(gw), json=ping, headers={**alice, **hers}).status_code == 200
+        for method in ("POST", "DELETE", "GET"):
+            taken = http.request(method, _url(gw), json=ping if method == "POST" else None, headers={**bob, **hers})
+            assert taken.status_code == 404, (method, taken.text)
+            assert taken.headers["x-tollway-reason"] == "mcp.session_not_found"
+            assert "another consumer" in taken.json()["error"]["message"]
+        # Alice's session is whole: bob's DELETE never reached the server.
+        assert http.post(_url(gw), json=ping, headers={**alice, **hers}).status_code == 200
+        # Bob's own session is his.
+        own = http.post(_url(gw), json=_INIT, headers=bob)
+        assert own.status_code == 200 and own.headers["mcp-session-id"] != hers["mcp-session-id"]
+        theirs = {"mcp-session-id": own.headers["mcp-session-id"]}
+        assert http.post(_url(gw), json=ping, headers={**bob, **theirs}).status_code == 200
+        assert http.post(_url(gw), json=ping, headers={**alice, **theirs}).status_code == 404
 
 
 async def test_a_server_killed_mid_call_is_a_json_rpc_error_and_a_record(gateway: GatewayFactory) -> None:

@@ -29,8 +29,10 @@ from tollway.headers import HOP_BY_HOP, SENDER_SET
 from tollway.mcp import jsonrpc, rest_calls
 from tollway.mcp.jsonrpc import Message
 from tollway.mcp.servers import McpServer
+from tollway.mcp.sessions import HEADER, SessionOwners
 from tollway.mcp.tools import ToolFilter
 from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
+from tollway.state import StateStore
 from tollway.upstream import (
     AnswerRefused,
     Transport,
@@ -101,8 +103,9 @@ def _failed(ex: Exchange, server: McpServer, msg: Message, exc: TransportError) 
 class McpRelay:
     """Relays MCP calls over the process's upstream transport."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, state: StateStore | None = None) -> None:
         self.transport = transport
+        self.sessions = SessionOwners(state)
 
     async def serve(self, ex: Exchange, server: McpServer, msg: Message, tools: ToolFilter | None) -> Reply:
         if tools is not None:
@@ -110,6 +113,8 @@ class McpRelay:
             if refusal is not None:
                 return refusal
         req = ex.request
+        if HEADER in req.headers:
+            await self.sessions.check(ex, server)
         listen = req.method == "GET"
         upstream = UpstreamRequest(
             method=req.method,
@@ -137,6 +142,8 @@ class McpRelay:
             return _failed(ex, server, msg, AnswerRefused(f"a redirect, HTTP {resp.status}"))
         # What the answer shows of the server's credentials never reaches the client.
         headers = server.secrets.headers(list(resp.headers))
+        if any(k == HEADER for k, _ in headers):
+            await self.sessions.take(ex, server, headers)
         ctype = next((v for k, v in headers if k == "content-type"), "")
         coded = content_codings(headers)
         if ctype.startswith("text/event-stream"):

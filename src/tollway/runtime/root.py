@@ -175,7 +175,7 @@ class Runtime:
             ),
             cfg.server.max_body_bytes,
             self.accountant.finish,
-            McpRelay(self.services.transport),
+            McpRelay(self.services.transport, self.services.state),
             self.budgets,
         )
         self.app = GatewayApp(self.gateway, ClientIp(cfg.server.trusted_proxies))

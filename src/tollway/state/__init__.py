@@ -236,6 +236,12 @@ class StateStore(ABC):
     async def claim(self, key: str, ttl_ms: int) -> bool:
         """True for exactly one caller, across every replica, until ``key`` expires."""
 
+    @abstractmethod
+    async def bind(self, key: str, value: str, ttl_ms: int) -> str:
+        """Bind ``key`` to ``value`` for ``ttl_ms`` unless it is bound already, across
+        every replica; the value ``key`` is bound to either way (``value``, or the one
+        bound before)."""
+
     async def aclose(self) -> None:
         """Release connections; the store is not used afterwards."""
         return

@@ -42,6 +42,8 @@ class MemoryStateStore(StateStore):
         self._spends: dict[str, list[int]] = {}
         self._counts: dict[str, int] = {}
         self._claims: dict[str, int] = {}  # key -> expiry in ms
+        self._bound: dict[str, tuple[str, int]] = {}  # key -> (value, expiry in ms)
+        self._bound_sweep_at = 1024
         # Each budget period makes new spend counters and alert claims: ended ones are
         # dropped once their table has doubled since the last sweep (as windows are).
         self._spends_sweep_at = 1024
@@ -221,6 +223,17 @@ class MemoryStateStore(StateStore):
             self._claims_sweep_at = max(1024, 2 * len(self._claims))
         self._claims[key] = now + ttl_ms
         return True
+
+    async def bind(self, key: str, value: str, ttl_ms: int) -> str:
+        now = int(self._clock() * 1000)
+        held = self._bound.get(key)
+        if held is not None and held[1] > now:
+            return held[0]
+        if held is None and len(self._bound) >= self._bound_sweep_at:
+            self._bound = {k: b for k, b in self._bound.items() if b[1] > now}
+            self._bound_sweep_at = max(1024, 2 * len(self._bound))
+        self._bound[key] = (value, now + ttl_ms)
+        return value
 
     def window_used(self, key: str) -> int | None:
         """The current counter of ``key`` whatever its window (for tests and inspection)."""

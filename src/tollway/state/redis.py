@@ -244,6 +244,14 @@ end
 return out
 """
 
+# bind: the value KEYS[1] holds, else ARGV[1], set then for ARGV[2] milliseconds.
+_BIND = """
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+
 _ERRORS: tuple[type[BaseException], ...] = (redis_errors.RedisError, OSError, TimeoutError)
 
 
@@ -266,6 +274,7 @@ _QUOTA_APPLY_SCRIPT = _Script(_QUOTA_APPLY)
 _QUOTA_RESTORE_SCRIPT = _Script(_QUOTA_RESTORE)
 _SPEND_ADMIT_SCRIPT = _Script(_SPEND_ADMIT)
 _SPEND_RELEASE_SCRIPT = _Script(_SPEND_RELEASE)
+_BIND_SCRIPT = _Script(_BIND)
 
 
 def _split_url(url: str) -> tuple[str, str, float]:
@@ -511,6 +520,10 @@ class RedisStateStore(StateStore):
 
     async def claim(self, key: str, ttl_ms: int) -> bool:
         return bool(await self._call(("SET", self.key_prefix + key, 1, "NX", "PX", ttl_ms)))
+
+    async def bind(self, key: str, value: str, ttl_ms: int) -> str:
+        held = await self._eval(_BIND_SCRIPT, key, value, ttl_ms)
+        return held.decode() if isinstance(held, bytes) else str(held)
 
     # --- plain values (ai-cache's answers) ------------------------------------------------
 

@@ -71,3 +71,17 @@ async def test_ended_budget_periods_leave_nothing_behind() -> None:
     # The live period's counters are intact.
     assert (await store.spend_read("spend:consumer:c7:day-2")) == (40, 0)
     assert not await store.claim("alert:spend:consumer:c7:day-2:0.8", 86_400_000)
+
+
+async def test_a_key_bound_keeps_its_first_value_until_it_expires() -> None:
+    now = [1000.0]
+    store = MemoryStateStore(clock=lambda: now[0])
+    assert await store.bind("mcp-session:s1", "alice", 60_000) == "alice"
+    assert await store.bind("mcp-session:s1", "bob", 60_000) == "alice"
+    now[0] += 61
+    assert await store.bind("mcp-session:s1", "bob", 60_000) == "bob"
+    # Expired bindings are swept once the table has grown: it stays bounded.
+    for i in range(5000):
+        await store.bind(f"k{i}", "v", 1_000)
+        now[0] += 0.01
+    assert len(store._bound) < 3000

@@ -196,3 +196,21 @@ def test_a_bad_state_url_is_a_config_error_at_load(url: str, message: str) -> No
     with pytest.raises(ConfigError) as info:
         load_config_text(f'storage: {{state: "{url}"}}', plugins=PLUGIN_MODELS, base_dir=Path("."))
     assert any(p.startswith(message) for p in info.value.problems), info.value.problems
+
+
+async def test_a_key_bound_keeps_its_first_value_across_clients_until_it_expires(
+    redis_url: str,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+    redis_client: redis.asyncio.Redis,  # noqa: F811
+) -> None:
+    one, two = RedisStateStore.from_url(redis_url), RedisStateStore.from_url(redis_url)
+    try:
+        assert await one.bind("mcp-session:s1", "alice", 60_000) == "alice"
+        assert await two.bind("mcp-session:s1", "bob", 60_000) == "alice"
+        assert await two.bind("mcp-session:s2", "bob", 60_000) == "bob"
+        assert 0 < await redis_client.pttl(f"{redis_prefix}mcp-session:s1") <= 60_000
+        await redis_client.delete(f"{redis_prefix}mcp-session:s1")  # (as if it expired)
+        assert await two.bind("mcp-session:s1", "bob", 60_000) == "bob"
+    finally:
+        await one.aclose()
+        await two.aclose()
