@@ -199,6 +199,21 @@ async def test_arguments_the_schema_refuses_or_that_climb_the_path_never_reach_t
         assert result.is_error and "inputSchema" in text_of(result), text_of(result)
     assert "'tag' is a required property" in text_of(untagged)
     assert len(pets.seen_headers) == before
+    # Their records show no request to the service (as no session message does: the
+    # gateway's own MCP server answers those in process).
+    refused: list[dict[str, Any]] = []
+
+    def recorded() -> bool:
+        refused[:] = [
+            r for r in records(gw.admin_url, consumer="alice") if r["reason"] == "mcp.tool_error" and r["status"] == 200
+        ]
+        return len(refused) >= 7
+
+    eventually(recorded)
+    sessions = [r for r in records(gw.admin_url, consumer="alice") if r["mcp_method"] != "tools/call"]
+    assert sessions and all(r["attempts"] == [] for r in refused + sessions), [
+        r["attempts"] for r in refused + sessions
+    ]
 
 
 async def test_allow_tools_holds_rest_tools_too(gw: Proc, pets: PetsService) -> None:

@@ -179,9 +179,14 @@ class McpRelay:
             return failure_reply(ex, msg, err)
         if answer is not _NOT_JSON and (msg.is_request or tools is not None):
             body = _answered(ex, msg, tools, body, answer)
-        if server.rest and msg.kind == "tools/call" and rest_calls.take(ex, server.name, answer):
-            # The REST call recorded, its note taken out of what the agent gets.
-            body = orjson.dumps({**answer, "id": msg.reply_id})
+        if server.rest:
+            if msg.kind == "tools/call" and rest_calls.take(ex, server.name, answer):
+                # The REST call recorded, its note taken out of what the agent gets.
+                body = orjson.dumps({**answer, "id": msg.reply_id})
+            else:
+                # No request reached the REST service (initialize, tools/list, arguments
+                # refused): the in-process exchange is no attempt of the record's.
+                ex.attempts.pop()
         return Reply(resp.status, headers, body)
 
 
