@@ -6,11 +6,13 @@ own record: counted again on each read, every poll of it would add them again. T
 are the provider's own, with no call whose record has their tokens: a Responses call
 sent with ``background: true`` (answered ``queued``, no usage) and a batch. Their usage
 is told only to a read, so the first read of such a run once it has finished records
-it (the read's record has its tokens, and its model, which prices them); later reads
-record none, and the call that started it is not estimated. "First" holds across replicas: a claim on the object's id in
-``storage.state`` (kept 30 days, as long as OpenAI keeps a stored response). A state
-store that does not answer cannot tell first from later: the read records the tokens
-(a spend counted twice is seen; one never counted is not).
+it: the read's record has its tokens and, for a response, its model, which prices them
+(a batch is billed at a discount the price table does not know, so its cost stays
+null). Later reads record none, and the call that started the run is not estimated.
+"First" holds across replicas: a claim on the object's id in ``storage.state`` (kept 30
+days, as long as OpenAI keeps a stored response). A state store that does not answer
+cannot tell first from later: the read records the tokens (a spend counted twice is
+seen; one never counted is not).
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ class StoredReads:
                     return False
             except StateUnavailable:
                 log.warning("the state store is unavailable: the usage of run %s is recorded without a claim", run_id)
-        if ex.model_upstream is None and isinstance(answer.get("model"), str):
+        if answer.get("object") == "response" and ex.model_upstream is None and isinstance(answer.get("model"), str):
+            # A background run is billed as the call it is; a batch at the provider's
+            # batch discount, which the price table does not know: its cost stays null.
             ex.model_upstream = answer["model"]
         return True
 
