@@ -249,6 +249,28 @@ def test_anthropic_multi_turn_with_tool_results_and_an_image(gw: Proc, mock_requ
     assert recorded(gw, rid, "oai") == (truth["usage"]["prompt_tokens"], truth["usage"]["completion_tokens"])
 
 
+def test_anthropic_sdk_tool_result_documents_reach_an_openai_provider(gw: Proc, mock_requests: Requests) -> None:
+    """A tool_result's document was dropped: the provider got an empty tool message and
+    answered 200, the agent none the wiser."""
+    doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "DOC BODY"}, "title": "T"}
+    history: list[Any] = [
+        {"role": "user", "content": "What does the runbook say?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [doc]}]},
+    ]
+    with anthropic_sdk(gw) as sdk:
+        sdk.messages.create(model="mock-gpt", max_tokens=100, tools=ANTHROPIC_TOOLS, messages=history)
+        body = assert_sent_to_openai(only_request(mock_requests))
+        assert body["messages"][-1] == {"role": "tool", "tool_call_id": "toolu_1", "content": "T\n\nDOC BODY"}
+        found = {"type": "search_result", "source": "https://x.example", "title": "t",
+                 "content": [{"type": "text", "text": "r"}]}  # fmt: skip
+        history[-1]["content"][0]["content"] = [found]
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            sdk.messages.create(model="mock-gpt", max_tokens=100, tools=ANTHROPIC_TOOLS, messages=history)
+    assert "messages[2].content[0].content[0]" in refused.value.message
+    assert len(mock_requests()) == 1  # refused before the provider
+
+
 def test_anthropic_sdk_sees_max_tokens_as_its_stop_reason(gw: Proc, mock_requests: Requests) -> None:
     with anthropic_sdk(gw) as sdk:
         answer = sdk.messages.create(model="mock-gpt", max_tokens=3,
@@ -520,6 +542,35 @@ def test_openai_multi_turn_with_tool_results_and_an_image_to_claude(gw: Proc, mo
     assert reply.choices[0].message.content == truth["content"][0]["text"]
     assert reply.choices[0].finish_reason == "stop"
     assert recorded(gw, rid, "claude") == (truth["usage"]["input_tokens"], truth["usage"]["output_tokens"])
+
+
+def test_openai_sdk_tool_message_images_reach_a_claude_provider(gw: Proc, mock_requests: Requests) -> None:
+    """A tool message's image (a screenshot a tool returned) was dropped on its way to
+    Anthropic, whose tool_result holds images."""
+    history: list[Any] = [
+        {"role": "user", "content": "What is on the screen?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [
+            {"type": "text", "text": "screenshot:"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+        ]},
+    ]  # fmt: skip
+    with openai_sdk(gw) as sdk:
+        sdk.chat.completions.create(model="mock-claude", messages=history, tools=OPENAI_TOOLS)
+        body = assert_sent_to_claude(only_request(mock_requests))
+        assert body["messages"][-1]["content"] == [
+            {"type": "tool_result", "tool_use_id": "call_1", "content": [
+                {"type": "text", "text": "screenshot:"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+            ]},
+        ]  # fmt: skip
+        history[-1]["content"][1] = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.chat.completions.create(model="mock-claude", messages=history, tools=OPENAI_TOOLS)
+    assert "messages[2].content[1]" in refused.value.message
+    assert len(mock_requests()) == 1  # refused before the provider
 
 
 def test_openai_sdk_sees_length_as_its_finish_reason(gw: Proc, mock_requests: Requests) -> None:

@@ -211,10 +211,14 @@ def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
+        # A refusal part says it in ``refusal`` (OpenAI's shape), a text part in ``text``.
         return "".join(
-            p["text"]
+            p[key]
             for p in content
-            if isinstance(p, dict) and p.get("type") in ("text", "refusal") and isinstance(p.get("text"), str)
+            if isinstance(p, dict)
+            and (key := "refusal" if p.get("type") == "refusal" else "text")
+            and p.get("type") in ("text", "refusal")
+            and isinstance(p.get(key), str)
         )
     return ""
 

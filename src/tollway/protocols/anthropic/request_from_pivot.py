@@ -12,7 +12,8 @@ chat-completions request.
   (Claude refuses a tool-use turn whose thinking is missing or changed); an assistant
   ``reasoning_content`` without them is not sent (Claude takes no unsigned thinking);
 - assistant ``tool_calls`` → ``tool_use`` blocks (``arguments`` parsed as JSON);
-  ``tool`` messages → ``tool_result`` blocks in one user turn, which also takes the
+  ``tool`` messages → ``tool_result`` blocks (their parts mapped as a user message's:
+  text, images, PDF files; audio refused) in one user turn, which also takes the
   user message right after them (tool results first, as Anthropic requires);
 - ``max_completion_tokens`` / ``max_tokens`` → ``max_tokens`` (default 4096: Anthropic
   requires it); ``stop`` → ``stop_sequences``; ``temperature``, ``top_p``, ``top_k`` (an
@@ -167,6 +168,13 @@ def _user_blocks(content: Any, where: str) -> str | list[Json]:
 def _assistant_blocks(message: Json, where: str) -> str | list[Json]:
     content = message.get("content")
     calls = message.get("tool_calls") or []
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
+                kind = part.get("type") if isinstance(part, dict) else None
+                raise TranslationError(
+                    f"{where}.content[{j}]: an assistant message can hold only text and refusal parts, not {kind!r}"
+                )
     blocks = thinking_blocks.of_message(message, where)
     if isinstance(content, str) and not calls and not blocks:
         return content
@@ -186,15 +194,10 @@ def _assistant_blocks(message: Json, where: str) -> str | list[Json]:
 
 
 def _tool_result(message: Json, where: str) -> Json:
-    content = message.get("content")
+    # A tool_result holds text, images and documents as a user turn does: its parts are
+    # mapped the same way, and one with no Anthropic block (audio) is refused.
     block: Json = {"type": "tool_result", "tool_use_id": tool_id(message.get("tool_call_id"))}
-    if isinstance(content, str):
-        block["content"] = content
-    else:
-        parts = pivot.parts_of(content, where)
-        block["content"] = [
-            {"type": "text", "text": p["text"]} for p in parts if p.get("type") == "text" and p.get("text")
-        ]
+    block["content"] = _user_blocks(message.get("content"), where)
     return block
 
 

@@ -7,11 +7,13 @@ backwards:
   user turn that is one text block → a string;
 - user blocks: ``text``; ``image`` (base64 → ``data:`` URL, url source → its URL) →
   ``image_url``; a base64 ``document`` → a ``file`` part, a text document → text;
-  ``tool_result`` blocks → ``tool`` messages before the rest of the turn (their images,
-  which OpenAI tool messages cannot hold, follow in a user message);
+  ``tool_result`` blocks → ``tool`` messages before the rest of the turn (their text
+  and text documents as its text; their images and PDFs, which OpenAI tool messages
+  cannot hold, follow in a user message; any other block is refused);
 - assistant ``tool_use`` blocks → ``tool_calls`` (``input`` as JSON ``arguments``);
 - ``stop_sequences`` → ``stop``; ``max_tokens`` → ``max_completion_tokens``;
-  ``temperature``, ``top_p``; ``tools`` → function tools; ``tool_choice``
+  ``temperature``, ``top_p``; ``tools`` → function tools (``strict`` kept, a field
+  OpenAI lacks such as ``input_examples`` refused); ``tool_choice``
   ``auto|any|tool|none`` → ``auto|required|{function}|none``,
   ``disable_parallel_tool_use`` → ``parallel_tool_calls: false``;
   ``metadata.user_id`` → ``user`` (its SHA-256 when over OpenAI's 64 characters); a
@@ -93,11 +95,22 @@ def _tool_message(block: Json, where: str, images: list[Json]) -> Json:
     if isinstance(content, list):
         texts = []
         for j, inner in enumerate(content):
-            if isinstance(inner, dict) and inner.get("type") == "text":
+            kind = inner.get("type") if isinstance(inner, dict) else None
+            iw = f"{where}.content[{j}]"
+            if kind == "text":
                 texts.append(str(inner.get("text", "")))
-            elif isinstance(inner, dict) and inner.get("type") == "image":
+            elif kind == "image":
                 # OpenAI tool messages hold text only: the images follow in a user turn.
-                images.append(_image_part(inner, f"{where}.content[{j}]"))
+                images.append(_image_part(inner, iw))
+            elif kind == "document":
+                # A text document is the tool's text; a PDF follows in the user turn.
+                for part in _document_parts(inner, iw):
+                    if part["type"] == "text":
+                        texts.append(part["text"])
+                    else:
+                        images.append(part)
+            else:
+                raise TranslationError(f"{iw}: a tool_result block of type {kind!r} cannot be translated")
         text = "".join(texts)
     else:
         text = content if isinstance(content, str) else ""
@@ -175,6 +188,11 @@ def _system_to_pivot(system: Any) -> list[Json]:
     raise TranslationError("system must be a string or a list of text blocks")
 
 
+# A client tool's fields that are translated (``strict`` → ``function.strict``), or
+# dropped as the module says (``cache_control``); any other (``input_examples``) is refused.
+_TOOL_FIELDS = frozenset({"type", "name", "description", "input_schema", "strict", "cache_control"})
+
+
 def _tools_to_pivot(tools: Any) -> list[Json]:
     if not isinstance(tools, list):
         raise TranslationError("tools must be a list")
@@ -182,10 +200,15 @@ def _tools_to_pivot(tools: Any) -> list[Json]:
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or tool.get("type", "custom") != "custom" or "name" not in tool:
             raise TranslationError(f"tools[{i}]: only client tools (name, input_schema) can be translated")
+        unknown = sorted(set(tool) - _TOOL_FIELDS)
+        if unknown:
+            raise TranslationError(f"tools[{i}].{unknown[0]} cannot be translated")
         fn: Json = {"name": tool["name"]}
         if isinstance(tool.get("description"), str):
             fn["description"] = tool["description"]
         fn["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
+        if isinstance(tool.get("strict"), bool):
+            fn["strict"] = tool["strict"]
         out.append({"type": "function", "function": fn})
     return out
 

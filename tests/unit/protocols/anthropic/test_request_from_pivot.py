@@ -303,3 +303,48 @@ def test_thinking_blocks_lead_the_assistant_turn_exactly_as_given() -> None:
 def test_thinking_blocks_that_are_not_whole_are_refused() -> None:
     with pytest.raises(TranslationError, match=r"messages\[1\]\.thinking_blocks\[0\]"):
         to_claude(chat(user("Hi"), {"role": "assistant", "content": "Hi", "thinking_blocks": [{"type": "thinking"}]}))
+
+
+def _with_tool_answer(*parts: dict[str, Any]) -> dict[str, Any]:
+    call = {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    return chat(
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "t1", "content": list(parts)},
+    )
+
+
+def test_a_tool_messages_images_and_pdfs_go_in_its_tool_result() -> None:
+    """Anthropic's tool_result holds images and documents: they were dropped, and the
+    model read the tool's answer without the screenshot it returned."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    linked = {"type": "image_url", "image_url": {"url": "https://x.example/a.png"}}
+    pdf = {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "r.pdf"}}
+    body = to_claude(_with_tool_answer({"type": "text", "text": "r"}, image, linked, pdf))
+    (result,) = body["messages"][-1]["content"]
+    assert result == {
+        "type": "tool_result",
+        "tool_use_id": "t1",
+        "content": [
+            {"type": "text", "text": "r"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}},
+            {"type": "image", "source": {"type": "url", "url": "https://x.example/a.png"}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+             "title": "r.pdf"},
+        ],
+    }  # fmt: skip
+
+
+def test_a_tool_messages_audio_is_refused_naming_it() -> None:
+    audio = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    with pytest.raises(TranslationError, match=r"messages\[2\]\.content\[1\]"):
+        to_claude(_with_tool_answer({"type": "text", "text": "r"}, audio))
+
+
+def test_an_assistant_refusal_part_is_its_text_and_an_image_part_is_refused() -> None:
+    said = [{"type": "text", "text": "A1"}, {"type": "refusal", "refusal": "R1"}]
+    body = to_claude(chat(user("x"), {"role": "assistant", "content": said}, user("y")))
+    assert body["messages"][1] == {"role": "assistant", "content": [{"type": "text", "text": "A1R1"}]}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    with pytest.raises(TranslationError, match=r"messages\[1\]\.content\[1\]"):
+        to_claude(chat(user("x"), {"role": "assistant", "content": [said[0], image]}, user("y")))

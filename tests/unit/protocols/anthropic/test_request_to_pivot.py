@@ -134,6 +134,57 @@ def test_tool_result_images_follow_the_tool_messages_in_a_user_turn() -> None:
     ]
 
 
+def _tool_turn(*inner: dict[str, Any]) -> dict[str, Any]:
+    result = {"type": "tool_result", "tool_use_id": "t1", "content": list(inner)}
+    return {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [result]}]}
+
+
+def test_a_tool_results_documents_are_its_text_or_follow_it_as_a_pdf() -> None:
+    text_doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "DOC BODY"},
+                "title": "T"}  # fmt: skip
+    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}
+    assert A.request_to_pivot(_tool_turn(text_doc, pdf))["messages"] == [
+        {"role": "tool", "tool_call_id": "t1", "content": "T\n\nDOC BODY"},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "file",
+                    "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "document.pdf"},
+                }
+            ],
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        {
+            "type": "search_result",
+            "source": "https://x.example",
+            "title": "t",
+            "content": [{"type": "text", "text": "r"}],
+        },
+        {"type": "frob"},
+        {"type": "document", "source": {"type": "file", "file_id": "file_1"}},
+    ],
+)
+def test_a_tool_result_block_openai_has_no_place_for_is_refused_naming_it(inner: dict[str, Any]) -> None:
+    # Dropped, the tool's answer reached the model empty, and nothing said so.
+    with pytest.raises(TranslationError, match=r"messages\[0\]\.content\[0\]\.content\[1\]"):
+        A.request_to_pivot(_tool_turn({"type": "text", "text": "see"}, inner))
+
+
+def test_a_tools_strict_is_kept_and_a_field_openai_lacks_is_refused() -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [user("x")]}
+    tool = {"name": "f", "input_schema": {"type": "object"}, "strict": True, "cache_control": {"type": "ephemeral"}}
+    (fn,) = A.request_to_pivot({**body, "tools": [tool]})["tools"]
+    assert fn == {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}, "strict": True}}
+    with pytest.raises(TranslationError, match=r"tools\[0\]\.input_examples"):
+        A.request_to_pivot({**body, "tools": [{**tool, "input_examples": [{"a": 1}]}]})
+
+
 def test_thinking_blocks_are_dropped_top_k_and_server_tools_refused() -> None:
     body = {
         "model": "m",
