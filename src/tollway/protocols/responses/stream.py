@@ -209,6 +209,11 @@ class ResponsesStreamWriter:
         if call is None:
             out += self._close_reasoning()
             out += self._close_message()
+            # One item open at a time, as OpenAI streams them: the calls before this one
+            # are whole (an Anthropic provider has ended their blocks already).
+            for before in self._calls.values():
+                if not before.closed:
+                    out += self._close_call(before)
             given = delta.get("id")
             call_id = given if isinstance(given, str) and given else pivot.new_id("call_")
             call = self._calls[position] = _Call(self._take_index(), call_id, fn.get("name"))
@@ -217,6 +222,10 @@ class ResponsesStreamWriter:
         fragment = fn.get("arguments")
         if isinstance(fragment, str) and fragment:
             call.arguments.append(fragment)
+            if call.closed:
+                # A provider that interleaves its calls' fragments: the item closed
+                # already, its final state (response.completed) takes the rest.
+                self._done[call.index] = call.item("completed")
             out.append(
                 self._event(
                     "response.function_call_arguments.delta",
@@ -278,7 +287,8 @@ class ResponsesStreamWriter:
         out += self._close_reasoning()
         out += self._close_message()
         for call in sorted(self._calls.values(), key=lambda c: c.index):
-            out += self._close_call(call)
+            if not call.closed:
+                out += self._close_call(call)
         status, incomplete = status_of(self._finish)
         final = self._response(status, self._output("completed"), incomplete=incomplete)
         out.append(self._event(f"response.{status}", response=final))

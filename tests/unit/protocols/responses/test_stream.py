@@ -44,10 +44,12 @@ def test_text_then_two_calls_is_the_event_sequence_the_sdk_assembles() -> None:
         ("response.output_item.added", 1),
         ("response.function_call_arguments.delta", 1),
         ("response.function_call_arguments.delta", 1),
-        ("response.output_item.added", 2),
-        ("response.function_call_arguments.delta", 2),
+        # One item open at a time, as OpenAI streams them: the first call is done before
+        # the second is added (a client may run each tool as its item is done).
         ("response.function_call_arguments.done", 1),
         ("response.output_item.done", 1),
+        ("response.output_item.added", 2),
+        ("response.function_call_arguments.delta", 2),
         ("response.function_call_arguments.done", 2),
         ("response.output_item.done", 2),
         ("response.completed", None),
@@ -57,6 +59,22 @@ def test_text_then_two_calls_is_the_event_sequence_the_sdk_assembles() -> None:
     assert final["output"][0]["content"][0]["text"] == "Hi"
     assert [(i["call_id"], i["arguments"]) for i in final["output"][1:]] == [("c1", '{"a":1}'), ("c2", "{}")]
     assert final["usage"]["output_tokens"] == 4 and final["status"] == "completed"
+
+
+def test_a_fragment_of_a_call_done_already_reaches_the_final_response() -> None:
+    """A provider that interleaves its calls' fragments: the earlier item was closed when
+    the next opened, and the completed response holds every fragment of it."""
+    data = _run(
+        [
+            {"id": "s4", "choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "id": "c1", "function": {"name": "f", "arguments": '{"a":'}},
+                {"index": 1, "id": "c2", "function": {"name": "g", "arguments": "{}"}},
+                {"index": 0, "function": {"arguments": "1}"}}]}, "finish_reason": "tool_calls"}]},
+        ]
+    )  # fmt: skip
+    assert [d["type"] for d in data].count("response.output_item.done") == 2
+    final = data[-1]["response"]
+    assert [(i["call_id"], i["arguments"]) for i in final["output"]] == [("c1", '{"a":1}'), ("c2", "{}")]
 
 
 def test_an_output_limit_ends_with_response_incomplete() -> None:
