@@ -52,12 +52,12 @@ def _response(status: str, usage: dict[str, Any] | None, text: str | None, backg
     }
 
 
-def _events() -> list[tuple[str, dict[str, Any]]]:
+def _events(background: bool = False) -> list[tuple[str, dict[str, Any]]]:
     item = {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}
     part = {"type": "output_text", "text": "", "annotations": []}
     events: list[tuple[str, dict[str, Any]]] = [
-        ("response.created", {"response": _response("in_progress", None, None)}),
-        ("response.in_progress", {"response": _response("in_progress", None, None)}),
+        ("response.created", {"response": _response("in_progress", None, None, background)}),
+        ("response.in_progress", {"response": _response("in_progress", None, None, background)}),
         ("response.output_item.added", {"output_index": 0, "item": item}),
         ("response.content_part.added", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part}),
     ]
@@ -71,7 +71,7 @@ def _events() -> list[tuple[str, dict[str, Any]]]:
         ("response.output_text.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": TEXT}),
         ("response.content_part.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": done_part}),
         ("response.output_item.done", {"output_index": 0, "item": _response("completed", None, TEXT)["output"][0]}),
-        ("response.completed", {"response": _response("completed", USAGE, TEXT)}),
+        ("response.completed", {"response": _response("completed", USAGE, TEXT, background)}),
     ]
     return [(name, {"type": name, "sequence_number": i, **data}) for i, (name, data) in enumerate(events)]
 
@@ -97,6 +97,11 @@ class ResponsesProvider(LoopbackServer):
             self.bodies.append(body)
             if body.get("background") is True:
                 self.background = True
+            if body.get("stream") or (method == "GET" and "stream=true" in path):
+                events = _events(background=self.background)
+                out = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+            elif body.get("background") is True:
                 out = json.dumps(_response("queued", None, None, background=True)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
             elif method == "GET":
@@ -105,9 +110,6 @@ class ResponsesProvider(LoopbackServer):
             elif (body.get("text") or {}).get("format", {}).get("type") == "json_schema":
                 out = json.dumps(_response("completed", USAGE, CITY)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
-            elif body.get("stream"):
-                out = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in _events())
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
             else:
                 out = json.dumps(_response("completed", USAGE, TEXT)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")

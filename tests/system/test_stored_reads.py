@@ -89,3 +89,36 @@ def test_a_background_run_is_counted_by_the_first_read_that_finds_it_finished(
     assert first["consumer"] == "alice" and first["model_upstream"] == ANSWERED_BY
     assert first["cost_usd"] is not None and first["cost_usd"] > 0  # priced by the model that ran it
     assert [(r["input_tokens"], r["output_tokens"]) for r in got[2:]] == [(0, 0), (0, 0)]
+
+
+def test_a_background_run_streamed_as_it_was_made_is_counted_by_that_call_alone(
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider
+) -> None:
+    # Its stream told its usage to the call that started it; the read after that
+    # counted it a second time.
+    gw = gateway(_config(fresh_responses_provider, "memory"))
+    made = {"model": MODEL, "input": "hi", "background": True, "stream": True}
+    with httpx.stream("POST", gw.url + "/v1/responses", json=made, headers=_AUTH) as streamed:
+        assert streamed.status_code == 200
+        text = "".join(streamed.iter_text())
+    assert "response.completed" in text
+    read = httpx.get(gw.url + "/v1/responses/resp_1", headers=_AUTH)
+    assert read.status_code == 200 and read.json()["status"] == "completed"
+    got = _all_records([gw], 2)
+    assert [(r["input_tokens"], r["output_tokens"]) for r in got] == [
+        (USAGE["input_tokens"], USAGE["output_tokens"]),
+        (0, 0),
+    ]
+
+
+def test_a_read_streamed_counts_no_tokens(gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider) -> None:
+    gw = gateway(_config(fresh_responses_provider, "memory"))
+    made = httpx.post(gw.url + "/v1/responses", json={"model": MODEL, "input": "hi"}, headers=_AUTH)
+    assert made.status_code == 200
+    with httpx.stream("GET", gw.url + "/v1/responses/resp_1?stream=true", headers=_AUTH) as streamed:
+        assert streamed.status_code == 200 and "response.completed" in "".join(streamed.iter_text())
+    got = _all_records([gw], 2)
+    assert [(r["input_tokens"], r["output_tokens"]) for r in got] == [
+        (USAGE["input_tokens"], USAGE["output_tokens"]),
+        (0, 0),
+    ]

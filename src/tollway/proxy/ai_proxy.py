@@ -268,9 +268,10 @@ class AiProxy:
             if translation is not None:
                 events = translation.stream(ex)
             elif ex.api == "responses":
-                events = ResponsesPassthrough(ex)
+                events = ResponsesPassthrough(ex, self.reads.counted)
             else:
-                events = Passthrough(ex, ex.get(upstream_request.HIDE_USAGE) is True)
+                reads = ex.request.method == "GET"
+                events = Passthrough(ex, ex.get(upstream_request.HIDE_USAGE) is True, counts_usage=not reads)
             source = ProviderEvents(ex, resp, events, provider, self.drain_s, decoding)
             return Reply(resp.status, headers, events=source)
         try:

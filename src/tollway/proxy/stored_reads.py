@@ -12,11 +12,14 @@ null). Later reads record none, and the call that started the run is not estimat
 "First" holds across replicas: a claim on the object's id in ``storage.state`` (kept 30
 days, as long as OpenAI keeps a stored response). A state store that does not answer
 cannot tell first from later: the read records the tokens (a spend counted twice is
-seen; one never counted is not).
+seen; one never counted is not). A background run the client streamed as it was made
+(``background`` and ``stream`` both true) is counted by that call's own record, and
+claimed then. A read's stream (``?stream=true``) counts nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -50,10 +53,27 @@ def told_later(answer: dict[str, Any]) -> bool:
 
 
 class StoredReads:
-    __slots__ = ("state",)
+    __slots__ = ("_claims", "state")
 
     def __init__(self, state: StateStore | None) -> None:
         self.state = state
+        self._claims: set[asyncio.Task[None]] = set()  # (kept until done: the loop holds tasks weakly)
+
+    def counted(self, run_id: str) -> None:
+        """A background run streamed to the call that started it: that call's record
+        has its usage, so no read of it counts it again (claimed now, off the stream)."""
+        if self.state is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._claim(run_id))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _claim(self, run_id: str) -> None:
+        assert self.state is not None
+        try:
+            await self.state.claim(_KEY + run_id, _REMEMBER_MS)
+        except StateUnavailable:
+            log.warning("the state store is unavailable: a read of run %s may count its usage again", run_id)
 
     async def first_read(self, ex: Exchange, answer: dict[str, Any]) -> bool:
         """Whether a read's answer has usage for its record: only the first read of a

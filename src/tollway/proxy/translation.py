@@ -25,6 +25,7 @@ tool-call ids, and come back out of them in every client's request
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -232,11 +233,14 @@ class Passthrough:
     whether the stream finished is read off its terminal event as it passes, or, at the
     end, off the last two chunks it parsed (a finish reason, then maybe the usage chunk)."""
 
-    __slots__ = ("_before", "_ended", "_ex", "_hide_usage", "_last", "failure", "sent_chars")
+    __slots__ = ("_before", "_counts", "_ended", "_ex", "_hide_usage", "_last", "failure", "sent_chars")
 
-    def __init__(self, ex: Exchange, hide_usage: bool) -> None:
+    def __init__(self, ex: Exchange, hide_usage: bool, counts_usage: bool = True) -> None:
         self._ex = ex
         self._hide_usage = hide_usage
+        # A read's stream (``GET /responses/{id}?stream=true``) tells the usage of the
+        # run that made the object, which is not this call's (stored_reads).
+        self._counts = counts_usage
         self.sent_chars = 0
         self._ended = ex.api not in _MARKED_ENDS
         self._last: dict[str, Any] | None = None
@@ -260,7 +264,8 @@ class Passthrough:
                 if isinstance(obj, dict):
                     if "error" in obj and self._failed(obj):
                         return events[: events.index(event) + 1]  # nothing after the provider's error
-                    take_usage(self._ex, obj)
+                    if self._counts:
+                        take_usage(self._ex, obj)
                     self.sent_chars += openai_wire.content_chars(obj)
                     self._before, self._last = self._last, obj
                     if self._hide_usage and openai_wire.is_usage_only_chunk(obj):
@@ -319,13 +324,16 @@ class ResponsesPassthrough:
     """A Responses API stream as it came: the usage and model read off the response in
     ``response.completed`` (or ``incomplete``, ``failed``), the text off the deltas."""
 
-    __slots__ = ("_ex", "failure", "finished", "sent_chars")
+    __slots__ = ("_counted", "_ex", "failure", "finished", "sent_chars")
 
-    def __init__(self, ex: Exchange) -> None:
+    def __init__(self, ex: Exchange, counted: Callable[[str], None] | None = None) -> None:
         self._ex = ex
         self.sent_chars = 0
         self.finished = False
         self.failure: str | None = None
+        # Told the id of a background run whose usage this stream counted (stored_reads:
+        # a later read of the run then counts none).
+        self._counted = counted
 
     def feed(self, events: list[SseEvent]) -> list[SseEvent]:
         if self.failure is not None:
@@ -347,6 +355,10 @@ class ResponsesPassthrough:
             take_usage(self._ex, obj)
             if kind in _RESPONSES_ENDS:
                 self.finished = True
+                run = obj.get("response")
+                if self._counted is not None and isinstance(run, dict) and run.get("background") is True:
+                    if isinstance(run.get("id"), str) and run.get("usage") is not None:
+                        self._counted(run["id"])
             elif (failure := _responses_failure(obj)) is not None:
                 self.failure = failure
                 return events[: i + 1]
