@@ -38,7 +38,7 @@ from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.groups import GroupDirectory
 from tollway.errors import BadRequest, Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
-from tollway.plugins.limits.reservation import in_background, output_tokens, prompt_tokens
+from tollway.plugins.limits.reservation import output_tokens, prompt_tokens, spent_elsewhere
 from tollway.protocols.apis import GEMINI_PROMPT_METHODS, RESPONSES_COMPACT, gemini_method
 from tollway.protocols.form import form_fields
 from tollway.routing.routes import Route
@@ -238,10 +238,10 @@ class Budgets:
                 reason="budget.unpriced_model",
                 code="model_unpriced",
             )
-        if in_background(ex):
+        why = spent_elsewhere(ex)  # (a realtime key is refused above: no model prices "other")
+        if why is not None:
             raise Forbidden(
-                f"{budgeted.kind} {budgeted.name!r} has a budget, and a background Responses call is billed "
-                "when the provider runs it, outside any call the gateway settles; send it without background",
+                f"{budgeted.kind} {budgeted.name!r} has a budget, and {why}",
                 reason="budget.unpriced_model",
                 code="model_unpriced",
             )

@@ -34,22 +34,29 @@ _REMEMBER_MS = 30 * 86_400_000
 _KEY = "run-usage:"
 
 
+def _background(answer: dict[str, Any]) -> bool:
+    """A response the provider made (or makes) in the background."""
+    return answer.get("object") == "response" and answer.get("background") is True
+
+
+def _told(answer: dict[str, Any]) -> str | None:
+    """The id of a run whose usage ``answer`` tells, if it has both."""
+    run_id = answer.get("id")
+    return run_id if isinstance(run_id, str) and answer.get("usage") is not None else None
+
+
 def _own_run(answer: dict[str, Any]) -> str | None:
     """The id of a finished run the provider did on its own, whose usage ``answer`` has."""
-    run_id = answer.get("id")
-    if not isinstance(run_id, str) or answer.get("status") not in _FINISHED or answer.get("usage") is None:
+    if answer.get("status") not in _FINISHED or not (_background(answer) or answer.get("object") == "batch"):
         return None
-    kind = answer.get("object")
-    if (kind == "response" and answer.get("background") is True) or kind == "batch":
-        return run_id
-    return None
+    return _told(answer)
 
 
 def told_later(answer: dict[str, Any]) -> bool:
     """A background Responses call's answer (``queued``): its usage is told to the first
     read of the finished run, so the call itself is not estimated (that would count the
     run's input twice)."""
-    return answer.get("background") is True and answer.get("object") == "response" and answer.get("usage") is None
+    return _background(answer) and answer.get("usage") is None
 
 
 class StoredReads:
@@ -59,10 +66,11 @@ class StoredReads:
         self.state = state
         self._claims: set[asyncio.Task[None]] = set()  # (kept until done: the loop holds tasks weakly)
 
-    def counted(self, run_id: str) -> None:
-        """A background run streamed to the call that started it: that call's record
-        has its usage, so no read of it counts it again (claimed now, off the stream)."""
-        if self.state is None:
+    def counted(self, run: dict[str, Any]) -> None:
+        """The response a stream ended with, whose usage the streaming call counted: a
+        background run's is then claimed (off the stream), so no read counts it again."""
+        run_id = _told(run) if self.state is not None and _background(run) else None
+        if run_id is None:
             return
         task = asyncio.get_running_loop().create_task(self._claim(run_id))
         self._claims.add(task)

@@ -326,13 +326,13 @@ class ResponsesPassthrough:
 
     __slots__ = ("_counted", "_ex", "failure", "finished", "sent_chars")
 
-    def __init__(self, ex: Exchange, counted: Callable[[str], None] | None = None) -> None:
+    def __init__(self, ex: Exchange, counted: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._ex = ex
         self.sent_chars = 0
         self.finished = False
         self.failure: str | None = None
-        # Told the id of a background run whose usage this stream counted (stored_reads:
-        # a later read of the run then counts none).
+        # Told the response the stream ended with, whose usage it counted (stored_reads:
+        # a later read of a background run then counts none).
         self._counted = counted
 
     def feed(self, events: list[SseEvent]) -> list[SseEvent]:
@@ -356,9 +356,8 @@ class ResponsesPassthrough:
             if kind in _RESPONSES_ENDS:
                 self.finished = True
                 run = obj.get("response")
-                if self._counted is not None and isinstance(run, dict) and run.get("background") is True:
-                    if isinstance(run.get("id"), str) and run.get("usage") is not None:
-                        self._counted(run["id"])
+                if self._counted is not None and isinstance(run, dict):
+                    self._counted(run)
             elif (failure := _responses_failure(obj)) is not None:
                 self.failure = failure
                 return events[: i + 1]

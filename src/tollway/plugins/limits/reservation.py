@@ -70,7 +70,7 @@ def output_tokens(ex: Exchange, default_output: int) -> int:
 _REALTIME_KEYS = frozenset({"/realtime/client_secrets", "/realtime/sessions", "/realtime/transcription_sessions"})
 
 
-def in_background(ex: Exchange) -> bool:
+def _in_background(ex: Exchange) -> bool:
     """A Responses call asking to run in the background: answered ``queued`` with no
     usage, its tokens told only to whoever later reads the response back."""
     if ex.api != "responses":
@@ -84,12 +84,13 @@ def in_background(ex: Exchange) -> bool:
 
 def spent_elsewhere(ex: Exchange) -> str | None:
     """Why this call's tokens are spent where no settlement of it can see them (so no
-    limit that counts tokens can hold it), or None for a call that reports its own."""
+    limit that counts tokens or money can hold it: token limits, quotas and budgets all
+    refuse it), or None for a call that reports its own."""
     if ex.request.method != "POST":
         return None
     if ex.api == "other" and ex.api_path.rstrip("/").lower() in _REALTIME_KEYS:
         return "it mints a realtime key, which spends tokens with the provider directly, unseen by the gateway"
-    if in_background(ex):
+    if _in_background(ex):
         return (
             "a background Responses call is answered queued, its tokens told only to a later read "
             "of the response; send it without background"
@@ -135,7 +136,6 @@ def spent(ex: Exchange, reserved: int) -> int:
 __all__ = [
     "OUTPUT_LIMIT_FIELDS",
     "estimate",
-    "in_background",
     "output_tokens",
     "prompt_tokens",
     "refuse_unmetered",
