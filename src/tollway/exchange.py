@@ -349,6 +349,11 @@ class Exchange:
     # ``response.completed``) has gone to the client: the answer is whole, whatever the
     # client does after it.
     stream_ended: bool = False
+    # A whole (not streamed) answer's body as the response hooks got it, before any of
+    # them: the provider's, or a plugin's reply. A ``done`` hook reads it there rather
+    # than keeping a copy in a response-body hook of its own (a hook costs every call a
+    # coroutine): ai-cache, which runs last, so sees it first on the way back.
+    reply_body: bytes | None = None
     # Set when telemetry is on and the call is sampled (see ``CallTrace``).
     trace: CallTrace | None = None
     # ai-statistics attributes for the usage record; the keys in ``log_attributes`` also

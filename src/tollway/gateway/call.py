@@ -329,6 +329,7 @@ class Gateway:
             if chain.on_response_headers:
                 await chain.response_headers(ex, reply.status, headers)
             if events is None:
+                ex.reply_body = reply.body
                 body = await chain.response_body(ex, reply.body) if chain.on_response_body else reply.body
                 headers.append(("content-length", _length_of(ex, reply, body)))
                 await self._start(ex, client, reply.status, headers)

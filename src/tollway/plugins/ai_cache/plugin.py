@@ -10,9 +10,10 @@ entry first, then, with ``semantic``, the nearest stored prompt of the same part
 A hit answers at once (``answers.py``): status 200, ``x-tollway-cache: hit``, in the
 client's API and shape, the record saying ``hit`` or ``semantic`` with the stored
 tokens and cost 0. A miss goes on to the provider with ``x-tollway-cache: miss``; the
-answer hooks keep a copy of the answer as it passes (bounded by ``max_bytes``), and the
-``done`` hook stores it once the call is over, only if it was a complete 200: a whole
-body, or a stream whose last event reached the client (a stream the provider broke off,
+stream hooks keep a stream's events as they pass (bounded by ``max_bytes``; a whole body
+is read off the exchange, ``Exchange.reply_body``), and the ``done`` hook stores the
+answer once the call is over, only if it was a complete 200: a whole body, or a stream
+whose last event reached the client (a stream the provider broke off,
 an error, a client that left: never stored).
 
 The client's ``Cache-Control: no-cache`` skips the lookup (recorded ``skip``),
@@ -60,12 +61,11 @@ _DIRECTIVE_HEADERS = frozenset({"cache-control", "x-higress-skip-ai-cache"})
 
 @dataclass(slots=True)
 class _Pending:
-    """A miss whose answer may be stored: its key, its prompt's vector, and the answer
-    as it passed (``body``, or ``events`` until the stream ends)."""
+    """A miss whose answer may be stored: its key, its prompt's vector, and a stream's
+    events as they passed (a whole answer is read off the exchange at the end)."""
 
     key: CacheKey
     vector: Vector | None
-    body: bytes | None = None
     events: list[bytes] | None = field(default_factory=list)
     size: int = 0
     ended: bool = False
@@ -228,12 +228,6 @@ class AiCache(Plugin[AiCacheConfig]):
 
     # --- the answer: keep a copy, store it when the call is over ------------------------
 
-    async def response_body(self, ex: Exchange, body: bytes) -> bytes:
-        pending = ex.get(self._pending)
-        if pending is not None and ex.status == 200 and len(body) <= self.config.max_bytes:
-            pending.body = body
-        return body
-
     def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
         pending = ex.get(self._pending)
         if pending is not None and pending.events is not None and ex.status == 200:
@@ -254,8 +248,11 @@ class AiCache(Plugin[AiCacheConfig]):
         pending = ex.get(self._pending)
         if pending is None or ex.status != 200 or ex.error is not None:
             return
-        if pending.body is not None and not ex.stream:
-            stored = self._stored(ex, False, pending.body)
+        body = ex.reply_body
+        if body is not None and not ex.stream:
+            if len(body) > self.config.max_bytes:
+                return
+            stored = self._stored(ex, False, body)
         elif pending.events and pending.ended and ex.stream_ended:
             stored = self._stored(ex, True, stored_events(ex.api, pending.events))
         else:
