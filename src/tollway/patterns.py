@@ -7,8 +7,58 @@ substitutes a capture in the value), then ``*``.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+# The ``regex`` module rather than ``re``: the model name is the client's, and a pattern
+# that backtracks (``~(a+)+``, in a runtime consumer's allow_models or a config's
+# mapping) would spend minutes on a name of thirty characters, with the event loop (every
+# call, the admin API) stopped meanwhile. ``regex`` matches the same syntax and stops
+# a match at a time limit, which ``re`` cannot.
+import regex
+
+log = logging.getLogger("tollway.patterns")
+
+# The longest one ``~regex`` may take against one name; past it the name does not match
+# (said in the log). A model pattern takes microseconds.
+MATCH_TIMEOUT_S = 0.005
+# Patterns compiled, and (pattern, name) answers remembered, at most (the names come from
+# clients): past it the memo starts again.
+_MEMO_LIMIT = 8192
+_compiled: dict[str, Any] = {}
+_answers: dict[tuple[str, str], bool] = {}
+_said_at = 0.0
+
+
+def compile_pattern(source: str) -> Any:
+    """A ``~regex`` pattern's expression (without the ``~``), compiled, or ``regex.error``."""
+    found = _compiled.get(source)
+    if found is None:
+        if len(_compiled) >= _MEMO_LIMIT:
+            _compiled.clear()
+        found = _compiled[source] = regex.compile(source, regex.V0)
+    return found
+
+
+def fullmatch(compiled: Any, name: str) -> Any:
+    """``compiled``'s match of the whole of ``name``, or None, within ``MATCH_TIMEOUT_S``
+    (a match that takes longer is none)."""
+    try:
+        return compiled.fullmatch(name, timeout=MATCH_TIMEOUT_S)
+    except TimeoutError:
+        global _said_at
+        now = time.monotonic()
+        if now - _said_at > 60:  # once a minute: a client could ask for it on every call
+            _said_at = now
+            log.warning(
+                "model pattern ~%s took over %.0f ms against a %d-character model name and was taken as "
+                "no match; it backtracks: write it without nested or overlapping repetition",
+                compiled.pattern, MATCH_TIMEOUT_S * 1000, len(name),
+            )  # fmt: skip
+        return None
 
 
 def check(pattern: str) -> None:
@@ -16,8 +66,8 @@ def check(pattern: str) -> None:
     validation: a pattern must never fail when a call is matched against it)."""
     if pattern.startswith("~"):
         try:
-            re.compile(pattern[1:])
-        except re.error as exc:
+            compile_pattern(pattern[1:])
+        except regex.error as exc:
             raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
 
 
@@ -25,7 +75,13 @@ def matches(pattern: str, name: str) -> bool:
     if pattern == "*":
         return True
     if pattern.startswith("~"):
-        return re.fullmatch(pattern[1:], name) is not None
+        key = (pattern, name)
+        answer = _answers.get(key)
+        if answer is None:
+            if len(_answers) >= _MEMO_LIMIT:
+                _answers.clear()
+            answer = _answers[key] = fullmatch(compile_pattern(pattern[1:]), name) is not None
+        return answer
     if pattern.endswith("*"):
         return name.startswith(pattern[:-1])
     return pattern == name
@@ -43,13 +99,13 @@ class PatternMap:
     def __init__(self, table: Mapping[str, str]) -> None:
         self._exact: dict[str, str] = {}
         prefixes: list[tuple[str, str]] = []
-        self._regexes: list[tuple[re.Pattern[str], str]] = []
+        self._regexes: list[tuple[Any, str]] = []
         self._fallback: str | None = None
         for key, value in table.items():
             if key == "*":
                 self._fallback = value
             elif key.startswith("~"):
-                self._regexes.append((re.compile(key[1:]), value))
+                self._regexes.append((compile_pattern(key[1:]), value))
             elif key.endswith("*"):
                 prefixes.append((key[:-1], value))
             else:
@@ -74,9 +130,10 @@ class PatternMap:
             if name.startswith(prefix):
                 return value
         for rx, value in self._regexes:
-            m = rx.fullmatch(name)
+            m = fullmatch(rx, name)
             if m is not None:
-                return m.expand(re.sub(r"\$(\d+)", r"\\\1", value))
+                expanded: str = m.expand(re.sub(r"\$(\d+)", r"\\\1", value))
+                return expanded
         return self._fallback
 
     def all_values(self, name: str) -> list[str]:
@@ -87,7 +144,7 @@ class PatternMap:
             found.append(self._exact[name])
         found += [value for prefix, value in self._prefixes if name.startswith(prefix)]
         for rx, value in self._regexes:
-            m = rx.fullmatch(name)
+            m = fullmatch(rx, name)
             if m is not None:
                 found.append(m.expand(re.sub(r"\$(\d+)", r"\\\1", value)))
         if self._fallback is not None:

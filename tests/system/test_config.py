@@ -107,6 +107,9 @@ def test_check_refuses_what_serve_refuses_an_admin_api_open_to_the_network(
     [
         ('"   "', "admin.token: is only whitespace: an empty token after stripping"),
         ('" secret"', "admin.token: must not begin or end with whitespace"),
+        # Accepted, it matched a client that sent it as Latin-1 and refused one that sent
+        # UTF-8 (curl): which clients could use it depended on their encoding.
+        ('"pässwörd-tökén"', "admin.token: must be printable ASCII"),
     ],
 )
 def test_an_admin_token_no_client_can_send_is_refused(tmp_path: Path, token: str, problem: str) -> None:

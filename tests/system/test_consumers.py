@@ -516,3 +516,21 @@ def test_cli_add_with_budget_and_expiry_show_and_rotate(
     assert actions == [("consumers.add", "dave"), ("consumers.rotate", "carol"), ("consumers.rotate", "carol"),
                        ("consumers.add", "carol")]  # fmt: skip
     assert key not in audit.text and new not in audit.text and dave not in audit.text
+
+
+def test_the_cli_takes_and_refuses_what_the_admin_api_does(tmp_path: Path) -> None:
+    # The CLI took --max-parallel 5000000 (the API refuses past 1,000,000), failed with a
+    # database error (exit 1) past int64, and refused a lower-case t/z in --expires that
+    # the API and RFC 3339 take.
+    config = tmp_path / "tollway.yaml"
+    config.write_text(_config("http://127.0.0.1:9", "sqlite:///./tollway.db"))
+    for value in ("5000000", "99999999999999999999", "0", "lots"):
+        refused = _cli(tmp_path, "add", "x", "--max-parallel", value, "-c", str(config))
+        assert refused.returncode == 2, refused.stderr
+        assert "must be an integer from 1 to 1000000" in refused.stderr
+    added = _cli(
+        tmp_path, "add", "y", "--max-parallel", "1000000", "--expires", "2099-12-31t00:00:00z", "-c", str(config)
+    )
+    assert added.returncode == 0, added.stderr
+    shown = _cli(tmp_path, "show", "y", "-c", str(config))
+    assert shown.returncode == 0 and "2099-12-31T00:00:00Z" in shown.stdout, shown.stdout + shown.stderr

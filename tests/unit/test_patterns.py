@@ -115,3 +115,15 @@ def test_all_values_are_every_matching_rule_in_lookup_order_each_once() -> None:
     assert table.all_values("gpt-4o") == ["z"]
     assert table.all_values("claude-3-opus")[0] == table.lookup("claude-3-opus")
     assert PatternMap({"claude-*": "a"}).all_values("gpt-4o") == []
+
+
+@pytest.mark.parametrize("pattern", ["~(a+)+", "~(a|a)*", "~(a|aa)+b"])
+def test_a_pattern_that_backtracks_is_no_match_instead_of_stopping_the_gateway(pattern: str) -> None:
+    # With ``re`` each of these took minutes against this name (2^40 ways to split it),
+    # the event loop stopped meanwhile: a client chose the name, an admin the pattern.
+    # (``regex`` sees through some at once; the others it stops at its time limit.)
+    name = "a" * 40 + "!"
+    assert matches(pattern, name) is False
+    table = PatternMap({pattern: "slow", "*": "fallback"})
+    assert table.lookup(name) == "fallback"
+    assert matches(pattern, "aaaa") is (pattern != "~(a|aa)+b")  # the pattern still works

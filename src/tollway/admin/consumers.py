@@ -26,7 +26,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tollway.admin.app import AdminApp, AdminRequest, error_reply, json_reply
-from tollway.consumers.consumer import MAX_BUDGET_USD, PERIODS, Budget, ConsumerDetail, ConsumerInfo, parse_instant
+from tollway.consumers.consumer import (
+    MAX_BUDGET_USD,
+    MAX_PARALLEL,
+    PERIODS,
+    Budget,
+    ConsumerDetail,
+    ConsumerInfo,
+    parse_instant,
+)
 from tollway.consumers.directory import ConsumerDirectory
 from tollway.consumers.groups import GroupDirectory, undeclared
 from tollway.consumers.store import EDITABLE, ConfigConsumer, ConsumerExists, ConsumerNotFound, InvalidConsumer
@@ -117,8 +125,8 @@ def parse_max_parallel(value: Any) -> int | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON has one number type: 4.0 is 4
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
-        raise BadBody("max_parallel must be an integer from 1 to 1000000, or null")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
+        raise BadBody(f"max_parallel must be an integer from 1 to {MAX_PARALLEL}, or null")
     return value
 
 
@@ -128,7 +136,7 @@ def _expires_at(value: Any) -> float | None:
     try:
         if not isinstance(value, str):
             raise ValueError
-        return parse_instant(value.upper())  # RFC 3339 allows a lower-case t and z
+        return parse_instant(value)
     except (ValueError, OverflowError):
         raise BadBody(
             "expires_at must be an ISO-8601 date or date-time within years 1 to 9999 (UTC), or null"
@@ -193,13 +201,18 @@ class _ConsumerRoutes:
         self.config_detail = config_detail
         self.groups = groups
 
-    def _undeclared(self, names: list[str] | None) -> str | None:
+    async def _undeclared(self, names: list[str] | None) -> str | None:
         """Why ``names`` cannot be a consumer's groups: once any group is declared (in
         the config or here), a name outside them is a typo that would escape a group's
-        budget, as the config check says of a config consumer."""
+        budget, as the config check says of a config consumer. Raises ``StorageError``."""
         if not names or self.groups is None:
             return None
         unknown = undeclared(names, {g.name for g in self.groups.all()})
+        if unknown is not None:
+            # Perhaps made a moment ago through another replica, whose change this
+            # process's directory has not loaded yet: the database says, not the memory.
+            await self.directory.refresh()
+            unknown = undeclared(names, {g.name for g in self.groups.all()})
         if unknown is None:
             return None
         return f"unknown group {unknown!r} in groups (declare it under groups: or with POST /api/groups)"
@@ -214,10 +227,10 @@ class _ConsumerRoutes:
             return error_reply(400, str(exc))
         if name in self._config_names():
             return error_reply(409, f"consumer {name!r} exists in the config file")
-        undeclared = self._undeclared(_string_list(body, "groups"))
-        if undeclared is not None:
-            return error_reply(400, undeclared)
         try:
+            undeclared = await self._undeclared(_string_list(body, "groups"))
+            if undeclared is not None:
+                return error_reply(400, undeclared)
             consumer, key = await self.directory.add(
                 name,
                 _string_list(body, "allow_models"),
@@ -274,13 +287,13 @@ class _ConsumerRoutes:
             changes = _edits(body_object(req.json(), frozenset(EDITABLE)))
         except BadBody as exc:
             return error_reply(400, str(exc))
-        groups = changes.get("groups")
-        undeclared = self._undeclared(groups if isinstance(groups, list) else None)
-        if undeclared is not None:
-            return error_reply(400, undeclared)
         return await self._changing(name, lambda: self._edited(name, changes))
 
     async def _edited(self, name: str, changes: dict[str, object]) -> _Reply:
+        groups = changes.get("groups")
+        undeclared = await self._undeclared(groups if isinstance(groups, list) else None)
+        if undeclared is not None:
+            return error_reply(400, undeclared)
         detail = await self.directory.edit(name, changes)
         return json_reply(200, {**detail, "spend": await self.spend_of(name)})
 
@@ -300,7 +313,12 @@ class _ConsumerRoutes:
 
     async def delete(self, req: AdminRequest) -> _Reply:
         name = req.path[len(_PREFIX) :]
-        return await self._changing(name, lambda: self._revoked(name))
+        if not name:
+            return error_reply(404, "no consumer named in the path")
+        # Not refused for a config name first: a runtime consumer made before the config
+        # took its name (served by neither, see ``ConsumerDirectory.refresh``) must be
+        # removable here. The store says 409 when only the config has the name.
+        return await answering(lambda: self._revoked(name))
 
     async def _revoked(self, name: str) -> _Reply:
         await self.directory.revoke(name)

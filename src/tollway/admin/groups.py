@@ -24,7 +24,7 @@ from tollway.admin.app import AdminApp, AdminRequest, Answer, error_reply, json_
 from tollway.admin.consumers import BadBody, answering, body_object, parse_budget, parse_max_parallel
 from tollway.consumers.directory import ConsumerDirectory
 from tollway.consumers.groups import Group, GroupDirectory
-from tollway.consumers.store import GROUP_EDITABLE
+from tollway.consumers.store import GROUP_EDITABLE, ConsumerNotFound
 from tollway.storage import StorageError
 
 PATH = "/api/groups"
@@ -129,11 +129,17 @@ class _GroupRoutes:
 
     async def delete(self, req: AdminRequest) -> Answer:
         name = req.path[len(_PREFIX) :]
-        if self._config_group(name):
-            return error_reply(409, f"group {name!r} is declared in the config file; remove it there")
+        declared_in_config = self._config_group(name)
 
         async def remove() -> Answer:
-            await self.directory.remove_group(name)
+            try:
+                await self.directory.remove_group(name)
+            except ConsumerNotFound:
+                if declared_in_config:
+                    return error_reply(409, f"group {name!r} is declared in the config file; remove it there")
+                raise
+            # (A runtime group the config declared since is removed too: the config's
+            # hid it, and it would come back with its old budget once the config's went.)
             return 204, [], b""
 
         return await answering(remove)

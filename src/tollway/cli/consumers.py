@@ -83,9 +83,15 @@ def usd_argument(text: str) -> float:
 
 
 def positive_argument(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
+    """A ``--max-parallel``: 1 to ``MAX_PARALLEL``, as the admin API takes it."""
+    from tollway.consumers.consumer import MAX_PARALLEL
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PARALLEL:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_PARALLEL}, not {text!r}")
     return value
 
 

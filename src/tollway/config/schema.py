@@ -101,6 +101,10 @@ class AdminConfig(Strict):
             raise ValueError("is only whitespace: an empty token after stripping (leave it empty for no token)")
         if v != v.strip():
             raise ValueError("must not begin or end with whitespace, which no client's Bearer value can carry")
+        if not (v.isascii() and v.isprintable()):
+            # HTTP header values are bytes: clients send other characters as UTF-8 or
+            # Latin-1 as they please, so such a token works for some clients only.
+            raise ValueError("must be printable ASCII: clients encode other characters in a header differently")
         return v
 
 

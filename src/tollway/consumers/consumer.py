@@ -16,6 +16,8 @@ PERIODS: tuple[Period, ...] = ("day", "week", "month", "total")
 # counted in nano-dollars, exact only while it fits a double's 53 bits (a Redis Lua
 # number); far larger amounts would break the counters.
 MAX_BUDGET_USD = 1e9
+# The most calls in flight a consumer or a group may be given (the admin API, the CLI).
+MAX_PARALLEL = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +87,8 @@ def parse_instant(text: str) -> float:
     """An ISO-8601 date or date-time (UTC unless it names an offset) as seconds since the
     epoch; ``ValueError`` if it is not one, or if it falls outside years 1 to 9999 in
     UTC (``9999-12-31T23:00-05:00``): such an instant could be stored, but never shown
-    again (``iso_instant``)."""
-    when = datetime.fromisoformat(text)
+    again (``iso_instant``). RFC 3339 allows a lower-case ``t`` and ``z``."""
+    when = datetime.fromisoformat(text.upper())
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     try:

@@ -52,6 +52,8 @@ class ConsumerDirectory:
         # Rotated-out keys still in their grace period: hash → (consumer, when it stops).
         self._old: dict[str, tuple[Consumer, float]] = {}
         self._version: int | None = None
+        # Active runtime consumers not served because the config file has their names.
+        self._shadowed: set[str] = set()
         # Serialises reloads with local changes: a reload that read the table just before
         # a local revoke must not put the revoked key back.
         self._lock = asyncio.Lock()
@@ -67,6 +69,15 @@ class ConsumerDirectory:
 
     async def stop(self) -> None:
         await self._refresher.stop()
+
+    def names(self) -> set[str]:
+        """The names of the active runtime consumers, served or not (``refresh``)."""
+        return set(self._hash_of) | self._shadowed
+
+    def reconfigured(self) -> None:
+        """The config's consumers changed (a reload): the next refresh loads the runtime
+        ones again, so a name the config gave up is served from the database again."""
+        self._version = None
 
     def lookup(self, key: str) -> Consumer | None:
         """The active runtime consumer with this key, or None; memory only, no query."""
@@ -92,7 +103,16 @@ class ConsumerDirectory:
             hash_of: dict[str, str] = {}
             old: dict[str, tuple[Consumer, float]] = {}
             now = time.time()
+            # A name belongs to one consumer: where the config file has it too, the
+            # config's consumer is the one (its restrictions hold), and the runtime key
+            # authenticates nobody until one of the two goes (a reload never makes such a
+            # pair: ``GatewayRoot.reload`` refuses it; a start with one says so).
+            owned = self.store.config_names()
+            shadowed: set[str] = set()
             for key_hash, stored, old_hash, old_until in await self.store.active():
+                if stored.name in owned:
+                    shadowed.add(stored.name)
+                    continue
                 consumer = self._usable(stored)
                 by_hash[key_hash] = consumer
                 hash_of[consumer.name] = key_hash
@@ -101,6 +121,7 @@ class ConsumerDirectory:
             if self.groups is not None:
                 self.groups.runtime = {g.name: g for g in await self.store.groups()}
             self._by_hash, self._hash_of, self._old = by_hash, hash_of, old
+            self._shadowed = shadowed
             self._version = version
             return True
 
@@ -222,6 +243,7 @@ class ConsumerDirectory:
         return await self.store.list()
 
     def _forget(self, name: str) -> None:
+        self._shadowed.discard(name)
         old = self._hash_of.pop(name, None)
         if old is not None:
             self._by_hash.pop(old, None)

@@ -188,6 +188,29 @@ class Runtime:
             for w in warnings:
                 log.warning("%s", w)
 
+    def _taken_names(self, loaded: LoadedConfig, *, new_only: bool = False) -> list[str]:
+        """The config's consumers and groups whose names runtime ones (the admin API's,
+        the CLI's) hold already, each as a problem: a name belongs to one consumer, one
+        group. ``new_only``: only those the running config does not hold too (a reload
+        refuses a new clash; one the gateway started with was said then)."""
+        consumers = {c["name"] for c in config_consumers(loaded)} & self.directory.names()
+        groups = {g.name for g in loaded.config.groups} & set(self.groups.runtime)
+        if new_only:
+            consumers -= self._config_consumer_names()
+            groups -= {g.name for g in self.loaded.config.groups}
+        return [
+            *(
+                f"key-auth consumer {name!r} is also a runtime consumer (made with the admin API or "
+                f"'tollway consumers add'): revoke that one first (DELETE /api/consumers/{name}) or rename one"
+                for name in sorted(consumers)
+            ),
+            *(
+                f"group {name!r} is also a runtime group (made with POST /api/groups): remove that one first "
+                f"(DELETE /api/groups/{name}) or rename one"
+                for name in sorted(groups)
+            ),
+        ]
+
     def _config_consumer_names(self) -> set[str]:
         # Asked at each use, so the consumers of a reloaded config are the ones protected.
         return {c["name"] for c in config_consumers(self.loaded)}
@@ -274,6 +297,10 @@ class Runtime:
             problems = exc.problems + build_problems(exc.parsed, self.services)
             log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(problems))
             return ReloadResult(False, problems)
+        taken = self._taken_names(loaded, new_only=True)
+        if taken:
+            log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(taken))
+            return ReloadResult(False, taken)
         old, new = self.loaded.config, loaded.config
         # Against what runs, not the file before: a change reverted is no change.
         restart = [name for name in _RESTART_ONLY if getattr(self.started_with, name) != getattr(new, name)]
@@ -289,6 +316,7 @@ class Runtime:
         self.accountant.reprice(prices)
         self.budgets.configure(prices)
         self.groups.configure(new.groups)
+        self.directory.reconfigured()
         self.alerts.configure(new.governance.alerts)
         self.metrics.configure(configured_models(loaded, config_consumers(loaded)), prices)
         self.metrics.configure_mcp(config_tools(loaded) | snapshot.mcp_tool_names())
@@ -322,6 +350,9 @@ class Runtime:
     async def start(self) -> None:
         await self.database.connect()
         await self.directory.start()
+        for problem in self._taken_names(self.loaded):
+            # Started as it is (the config's consumer or group is the one served), but said.
+            log.error("config: %s; the runtime one is not served meanwhile", problem)
         await self.usage_store.migrate()
         await self.holdings.migrate()
         await self.audit.migrate()
