@@ -16,6 +16,8 @@ from openai.types.responses import ResponseStreamEvent
 from tollway.cache import StoredAnswer, UnusableAnswer
 from tollway.config.schema import Price
 from tollway.mockllm import create_app as create_mock_app
+from tollway.plugins.ai_cache.answers import reply_of
+from tollway.plugins.ai_cache.key import cache_key
 from tollway.plugins.ai_cache.shapes import chunks_of, completion_of
 from tollway.state.memory import MemoryStateStore
 from tollway.testing.gateway import GatewayUnderTest
@@ -366,3 +368,112 @@ def test_an_entry_stored_before_cache_writes_were_kept_is_still_read() -> None:
     assert StoredAnswer.decode(five).usage == (10, 2, 4, 1, 3, 0)
     with pytest.raises(UnusableAnswer):
         StoredAnswer.decode(older.replace(b"[10,2,4,1]", b"[10,2,4]"))
+
+
+# --- judge S: what a semantic partition holds, group scopes, usage chunks, finish -----------
+
+
+def _turn(text: str, *parts: dict[str, Any]) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": text}, *parts]}]}
+
+
+def test_a_question_s_image_or_tool_result_is_part_of_its_semantic_partition() -> None:
+    # The whole content of the question's turn was taken out of the partition: a question
+    # about another image (another tool result) met this one's entry and got its answer.
+    def partition(body: dict[str, Any], api: str = "chat") -> tuple[str, str | None]:
+        key = cache_key(api, body, "m", "request", "s", semantic=True)
+        assert key is not None
+        return key.partition, key.question
+
+    cat = _turn("describe this image", {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}})
+    bill = _turn("describe this image", {"type": "image_url", "image_url": {"url": "https://x.test/bill.png"}})
+    reworded = _turn("what is in this picture", {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}})
+    assert partition(cat)[0] != partition(bill)[0]
+    assert partition(cat)[0] == partition(reworded)[0]  # a paraphrase about the same image still may hit
+    assert partition(cat)[1] == "describe this image"
+
+    def balance(amount: str) -> dict[str, Any]:
+        tool = {"type": "tool_result", "tool_use_id": "t1", "content": f"balance: {amount} USD"}
+        content = [tool, {"type": "text", "text": "sum it up"}]
+        return {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": content}]}
+
+    assert partition(balance("10"), "messages")[0] != partition(balance("999999"), "messages")[0]
+
+
+async def test_group_scope_keeps_a_group_named_with_a_comma_apart_from_two_groups() -> None:
+    # "staff,x" (one group) and ["staff", "x"] (two) were one scope: joined by commas.
+    auth = {
+        "name": "key-auth",
+        "defaultConfig": {
+            "keys": ["authorization"],
+            "consumers": [
+                {"name": "dave", "credential": "k-dave", "groups": ["staff", "x"]},
+                {"name": "eve", "credential": "k-eve", "groups": ["staff,x"]},
+                {"name": "fay", "credential": "k-fay", "groups": ["x", "staff"]},
+            ],
+        },
+    }
+    gw, up = gateway({"scope": "group"}, plugins=[auth])
+    dave = await post(gw, "/v1/chat/completions", CHAT, authorization="k-dave")
+    eve = await post(gw, "/v1/chat/completions", CHAT, authorization="k-eve")
+    fay = await post(gw, "/v1/chat/completions", CHAT, authorization="k-fay")
+    assert [r.headers["x-tollway-cache"] for r in (dave, eve, fay)] == ["miss", "miss", "hit"]
+    assert up.calls == 2
+
+
+async def test_a_stream_with_its_usage_chunk_is_replayed_as_it_was_and_without_it_when_not_asked() -> None:
+    # The usage chunk was dropped when stored and made again from the counts alone: the
+    # hit's lacked service_tier, system_fingerprint and the token details the call's had.
+    gw, up = gateway()
+    asked = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    first = await post(gw, "/v1/chat/completions", asked)
+    second = await post(gw, "/v1/chat/completions", asked)
+    plain = await post(gw, "/v1/chat/completions", {**CHAT, "stream": True})
+    assert up.calls == 1 and second.headers["x-tollway-cache"] == "hit"
+    usage_chunk = events(first)[-2]
+    assert (
+        usage_chunk["choices"] == []
+        and "service_tier" in usage_chunk
+        and "prompt_tokens_details" in usage_chunk["usage"]
+    )
+    assert second.content == first.content
+    assert events(plain) == [e for e in events(first) if e is not usage_chunk and e != usage_chunk]
+
+
+async def test_a_usage_chunk_made_for_an_entry_stored_without_one_says_what_its_chunks_say() -> None:
+    choice = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 5, "model": "m", "service_tier": "default",
+             "system_fingerprint": "fp", "choices": [choice]}  # fmt: skip
+    payload = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+    stored = StoredAnswer("chat", True, payload, (3, 1, 0, 0, 0, 0), "m")
+    reply = reply_of(stored, True, {"stream_options": {"include_usage": True}}, [])
+    assert reply.events is not None
+    replayed = await reply.events.next()
+    assert replayed is not None
+    made = replayed[1].json()
+    assert made["service_tier"] == "default" and made["system_fingerprint"] == "fp" and made["choices"] == []
+    assert made["usage"]["prompt_tokens"] == 3 and made["usage"]["completion_tokens"] == 1
+
+
+class UnfinishedStreamUpstream:
+    """A provider whose stream ends with ``[DONE]`` but never says the answer finished."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        chunks = [{"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "mock-gpt",
+                   "choices": [{"index": 0, "delta": {"content": "part"}, "finish_reason": None}]}]  # fmt: skip
+        body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def test_a_stream_that_never_said_the_answer_finished_is_not_stored() -> None:
+    config = {
+        "providers": [{"id": "m", "type": "openai", "apiTokens": ["sk"], "baseUrl": "http://up.test/v1"}],
+        "routes": [{"name": "v1", "path_prefix": "/v1/", "provider": "m"}],
+        "plugins": [{"name": "ai-cache", "defaultConfig": {}}],
+    }
+    gw = GatewayUnderTest(orjson.dumps(config).decode(), upstream=UnfinishedStreamUpstream())
+    first = await post(gw, "/v1/chat/completions", {**CHAT, "stream": True})
+    second = await post(gw, "/v1/chat/completions", {**CHAT, "stream": True})
+    assert first.status_code == 200 and chat_text(first) == "part"
+    assert second.headers["x-tollway-cache"] == "miss"

@@ -1,11 +1,11 @@
 """A stored answer, and the answer a hit gets from it.
 
 An entry keeps the answer as its client got it: the whole JSON body, or a stream's
-events (an OpenAI chat stream without its usage chunk, which only some clients ask
-for), with the call's usage and upstream model (what a hit saves is priced on them).
+events, with the call's usage and upstream model (what a hit saves is priced on them).
 
 A hit in the shape stored gets it as stored: the same bytes, the same events (an OpenAI
-chat stream gets a usage chunk when the client asks for one). A hit in the other shape
+chat stream's usage chunk only when the client asks for one, as the provider sends it:
+the stored call's own, or, stored without one, one made from its usage). A hit in the other shape
 crosses the chat pivot through the client API's codec: a whole answer becomes a stream
 of its text, tool calls, finish and usage; a stream becomes the whole answer its events
 add up to (a Responses stream's ``response.completed`` already holds it).
@@ -13,6 +13,7 @@ add up to (a Responses stream's ``response.completed`` already holds it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,19 +38,23 @@ def codec_of(api: str) -> Codec | ResponsesCodec:
     return _RESPONSES if api == "responses" else CACHED_APIS[api]
 
 
-def stored_events(api: str, events: list[bytes]) -> bytes:
-    """A stream's events as they are stored: an OpenAI chat stream's usage chunk left out
-    (a hit adds one for a client that asks)."""
-    if api != "chat":
-        return b"".join(events)
-    kept = []
-    for raw in events:
-        if b'"usage"' in raw:
-            parsed = SseEvent(raw).json()
-            if is_usage_only_chunk(parsed):
-                continue
-        kept.append(raw)
-    return b"".join(kept)
+# How a stream says the model finished: a chat chunk's finish reason, a message's stop
+# reason (a Responses stream is whole once ``response.completed`` came: ``stream_ended``).
+_FINISHED = {
+    "chat": re.compile(rb'"finish_reason"\s*:\s*"'),
+    "messages": re.compile(rb'"stop_reason"\s*:\s*"'),
+}
+
+
+def finished(api: str, events: bytes) -> bool:
+    """Whether a stream that reached its last event says the model finished: a provider
+    that ends with ``[DONE]`` but never gave a finish reason cut the answer short."""
+    said = _FINISHED.get(api)
+    return said is None or said.search(events) is not None
+
+
+def _usage_only(event: SseEvent) -> bool:
+    return b'"usage"' in event.raw and is_usage_only_chunk(event.json())
 
 
 def _events(payload: bytes) -> list[SseEvent]:
@@ -58,7 +63,8 @@ def _events(payload: bytes) -> list[SseEvent]:
 
 
 def _usage_chunk(events: list[SseEvent], stored: StoredAnswer) -> SseEvent | None:
-    """The usage chunk an OpenAI chat stream would end with, from the stored usage."""
+    """The usage chunk an OpenAI chat stream would end with, from the stored usage (for an
+    entry stored without one)."""
     for event in events:
         first = event.json()
         if isinstance(first, dict) and "choices" in first:
@@ -67,11 +73,28 @@ def _usage_chunk(events: list[SseEvent], stored: StoredAnswer) -> SseEvent | Non
                 "object": "chat.completion.chunk",
                 "created": first.get("created"),
                 "model": first.get("model"),
-                "choices": [],
-                "usage": usage_object(*stored.usage),
             }
+            for name in ("service_tier", "system_fingerprint"):
+                if name in first:
+                    chunk[name] = first[name]
+            chunk["choices"] = []
+            chunk["usage"] = usage_object(*stored.usage)
             return SseEvent.of_json(chunk)
     return None
+
+
+def _chat_usage(events: list[SseEvent], stored: StoredAnswer, wanted: bool) -> list[SseEvent]:
+    """A stored chat stream's events with a usage chunk just when the client asks for one:
+    the stored call's own (as it was, every field), or one made from the stored usage."""
+    kept = [e for e in events if not _usage_only(e)]
+    if not wanted:
+        return kept
+    if len(kept) < len(events):
+        return events
+    usage = _usage_chunk(kept, stored)
+    if usage is not None and kept:
+        kept.insert(len(kept) - 1, usage)  # before [DONE]
+    return kept
 
 
 def _wants_usage(client_request: Mapping[str, Any]) -> bool:
@@ -121,10 +144,8 @@ def stream_answer(stored: StoredAnswer, client_request: Mapping[str, Any]) -> li
     """The answer as its API's stream events, as ``client_request`` asked for them."""
     if stored.streamed:
         events = _events(stored.payload)
-        if stored.api == "chat" and _wants_usage(client_request) and events:
-            usage = _usage_chunk(events, stored)
-            if usage is not None:
-                events.insert(len(events) - 1, usage)  # before [DONE]
+        if stored.api == "chat":
+            return _chat_usage(events, stored, _wants_usage(client_request))
         return events
     if stored.api == "responses":  # its own events, the stored response in the last one
         return responses_events(orjson.loads(stored.payload))
@@ -168,4 +189,4 @@ def reply_of(
     return Reply(200, [("content-type", "application/json"), *headers], whole_answer(stored))
 
 
-__all__ = ["CACHED_APIS", "reply_of", "stored_events"]
+__all__ = ["CACHED_APIS", "finished", "reply_of"]

@@ -19,8 +19,8 @@ it was stored in) and the scope (who may share it: ``scope.py``).
 The semantic cache embeds the question (the last user message's text; all of them for
 ``allQuestions``) and compares it only with prompts stored under the same *partition*:
 the scope, the API, the model and, for ``request``, the rest of the request (the body
-with that question taken out), so a paraphrased question matches only where everything
-else the model sees is the same.
+with that question's text taken out, the other parts of its message kept), so a
+paraphrased question matches only where everything else the model sees is the same.
 """
 
 from __future__ import annotations
@@ -68,17 +68,27 @@ def _head(*parts: str) -> bytes:
     return "\x00".join(parts).encode() + b"\x00\x00"
 
 
+def _is_text_part(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") in ("text", "input_text") and isinstance(part.get("text"), str)
+
+
 def _text(content: Any) -> str:
     """The text of a message's content: a string, or its text parts joined."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            str(p.get("text", ""))
-            for p in content
-            if isinstance(p, dict) and p.get("type") in ("text", "input_text") and isinstance(p.get("text"), str)
-        )
+        return "".join(p["text"] for p in content if _is_text_part(p))
     return ""
+
+
+def _without_text(content: Any) -> Any:
+    """A message's content with its text taken out, its other parts (an image, a file,
+    a document, a tool's result) kept where they were: what the partition holds of the
+    question's turn. The embedding is of the text alone, so anything else in the turn
+    must match exactly, or a question about another image would get this one's answer."""
+    if isinstance(content, list):
+        return [{"type": p["type"], "text": _QUESTION} if _is_text_part(p) else p for p in content]
+    return _QUESTION
 
 
 def _user_turns(body: dict[str, Any]) -> list[tuple[list[Any] | None, int, str]]:
@@ -121,7 +131,7 @@ def cache_key(
         else:
             # The body without its last question: a copy of the list, the rest shared.
             copied = list(where)
-            copied[index] = {**copied[index], "content": _QUESTION}
+            copied[index] = {**copied[index], "content": _without_text(copied[index].get("content"))}
             reduced["messages" if "messages" in body else "input"] = copied
         return CacheKey(exact, _hash(head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS)), question)
     turns = _user_turns(body)

@@ -31,12 +31,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import orjson
+
 from tollway.cache import CacheStores
 from tollway.cache.entry import StoredAnswer, UnusableAnswer
 from tollway.errors import BadRequest, GatewayError
 from tollway.exchange import CacheOutcome, Exchange, Reply, StateKey
 from tollway.plugin import Phase, Plugin, Scope
-from tollway.plugins.ai_cache.answers import reply_of, stored_events
+from tollway.plugins.ai_cache.answers import finished, reply_of
 from tollway.plugins.ai_cache.config import AiCacheConfig
 from tollway.plugins.ai_cache.key import CacheKey, cache_key
 from tollway.plugins.limits.failure_mode import fails_open
@@ -136,7 +138,9 @@ class AiCache(Plugin[AiCacheConfig]):
             return f"route={route}"
         consumer = ex.consumer
         if scope == "group" and consumer is not None and consumer.groups:
-            return f"route={route};groups={','.join(sorted(consumer.groups))}"
+            # As JSON: a group's name may hold a comma (joined by commas, the one group
+            # "staff,x" shared the entries of the pair "staff" and "x").
+            return f"route={route};groups={orjson.dumps(sorted(consumer.groups)).decode()}"
         return f"route={route};consumer={consumer.name if consumer is not None else ''}"
 
     def _key(self, ex: Exchange) -> CacheKey | None:
@@ -254,7 +258,10 @@ class AiCache(Plugin[AiCacheConfig]):
                 return
             stored = self._stored(ex, False, body)
         elif pending.events and pending.ended and ex.stream_ended:
-            stored = self._stored(ex, True, stored_events(ex.api, pending.events))
+            events = b"".join(pending.events)
+            if not finished(ex.api, events):
+                return  # ended without the model's finish: cut short all the same
+            stored = self._stored(ex, True, events)
         else:
             return  # cut short, too large, or the client left
         if stored is None:
