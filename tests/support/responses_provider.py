@@ -25,7 +25,9 @@ USAGE = {
 }
 
 
-def _response(status: str, usage: dict[str, Any] | None, text: str | None, background: bool = False) -> dict[str, Any]:
+def _response(
+    status: str, usage: dict[str, Any] | None, text: str | None, background: bool = False, rid: str = "resp_1"
+) -> dict[str, Any]:
     output = []
     if text is not None:
         output = [
@@ -38,7 +40,7 @@ def _response(status: str, usage: dict[str, Any] | None, text: str | None, backg
             }
         ]
     return {
-        "id": "resp_1",
+        "id": rid,
         "object": "response",
         "created_at": 1767000000,
         "status": status,
@@ -52,12 +54,12 @@ def _response(status: str, usage: dict[str, Any] | None, text: str | None, backg
     }
 
 
-def _events(background: bool = False) -> list[tuple[str, dict[str, Any]]]:
+def _events(background: bool = False, rid: str = "resp_1") -> list[tuple[str, dict[str, Any]]]:
     item = {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}
     part = {"type": "output_text", "text": "", "annotations": []}
     events: list[tuple[str, dict[str, Any]]] = [
-        ("response.created", {"response": _response("in_progress", None, None, background)}),
-        ("response.in_progress", {"response": _response("in_progress", None, None, background)}),
+        ("response.created", {"response": _response("in_progress", None, None, background, rid)}),
+        ("response.in_progress", {"response": _response("in_progress", None, None, background, rid)}),
         ("response.output_item.added", {"output_index": 0, "item": item}),
         ("response.content_part.added", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part}),
     ]
@@ -71,7 +73,7 @@ def _events(background: bool = False) -> list[tuple[str, dict[str, Any]]]:
         ("response.output_text.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": TEXT}),
         ("response.content_part.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": done_part}),
         ("response.output_item.done", {"output_index": 0, "item": _response("completed", None, TEXT)["output"][0]}),
-        ("response.completed", {"response": _response("completed", USAGE, TEXT, background)}),
+        ("response.completed", {"response": _response("completed", USAGE, TEXT, background, rid)}),
     ]
     return [(name, {"type": name, "sequence_number": i, **data}) for i, (name, data) in enumerate(events)]
 
@@ -80,13 +82,15 @@ class ResponsesProvider(LoopbackServer):
     """``POST /v1/responses``: the JSON answer (a JSON text when ``text.format`` asks for
     one), or its events when ``stream`` is true; ``GET /v1/responses/{id}``: the answer.
     A call with ``background: true`` is answered ``queued`` with no usage, as OpenAI
-    does; reads of it then answer it finished, with its usage."""
+    does; reads of it then answer it finished, with its usage. Each POST makes a response
+    of its own id (``resp_1``, ``resp_2``, …); a read answers the id it names."""
 
     def __init__(self) -> None:
         super().__init__()
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.background = False
+        self.made = 0
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -97,21 +101,26 @@ class ResponsesProvider(LoopbackServer):
             self.bodies.append(body)
             if body.get("background") is True:
                 self.background = True
+            if method == "POST":
+                self.made += 1
+                rid = f"resp_{self.made}"
+            else:
+                rid = path.split("?")[0].rstrip("/").split("/")[-1]
             if body.get("stream") or (method == "GET" and "stream=true" in path):
-                events = _events(background=self.background)
+                events = _events(self.background, rid)
                 out = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
             elif body.get("background") is True:
-                out = json.dumps(_response("queued", None, None, background=True)).encode()
+                out = json.dumps(_response("queued", None, None, True, rid)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
             elif method == "GET":
-                out = json.dumps(_response("completed", USAGE, TEXT, background=self.background)).encode()
+                out = json.dumps(_response("completed", USAGE, TEXT, self.background, rid)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
             elif (body.get("text") or {}).get("format", {}).get("type") == "json_schema":
-                out = json.dumps(_response("completed", USAGE, CITY)).encode()
+                out = json.dumps(_response("completed", USAGE, CITY, rid=rid)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
             else:
-                out = json.dumps(_response("completed", USAGE, TEXT)).encode()
+                out = json.dumps(_response("completed", USAGE, TEXT, rid=rid)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
             writer.write(b"content-length: %d\r\n\r\n%s" % (len(out), out))
             await writer.drain()

@@ -1,10 +1,10 @@
-"""What each consumer holds at the providers: the files and batches it created.
+"""What each consumer holds at the providers: the files, batches and responses it created.
 
-A provider keeps one account's files and batches together, whoever uploaded them; the
-gateway holds them apart (SPEC §9). Each id the provider gave a consumer's upload or
-batch is kept here, with the consumer's name, in the database every replica shares, so
-that the proxy can answer another consumer's fetch with 404 and filter its lists
-(``tollway.proxy.ownership``).
+A provider keeps one account's files, batches and stored responses together, whoever
+made them; the gateway holds them apart (SPEC §9). Each id the provider gave a
+consumer's upload, batch or response is kept here, with the consumer's name, in the
+database every replica shares, so that the proxy can answer another consumer's fetch
+with 404 and filter its lists (``tollway.proxy.ownership``, ``response_owners``).
 
 One table, ``consumer_objects``: an id belongs to the first consumer recorded for it
 (``ON CONFLICT DO NOTHING``), so no later call can take it over. ``StorageError`` (from
@@ -20,8 +20,9 @@ from typing import Literal
 from tollway.storage import Database
 
 # What the provider made: an uploaded (or batch output) file, an upload in progress
-# (OpenAI's Uploads API), or a batch (OpenAI's, or an Anthropic message batch).
-Kind = Literal["file", "upload", "batch"]
+# (OpenAI's Uploads API), a batch (OpenAI's, or an Anthropic message batch), or a stored
+# response (the Responses API's).
+Kind = Literal["file", "upload", "batch", "response"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS consumer_objects (

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -36,6 +36,7 @@ from tollway.proxy.events import ProviderEvents
 from tollway.proxy.models import ModelListing
 from tollway.proxy.ownership import OWNED_APIS, Ownership
 from tollway.proxy.provider_choice import RouteProviders
+from tollway.proxy.response_owners import ResponseOwners
 from tollway.proxy.stored_reads import StoredReads, told_later
 from tollway.proxy.tokens import ESTIMATED_APIS, answer_chars, estimate_unfinished, take_usage
 from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
@@ -89,6 +90,8 @@ class AiProxy:
         self.drain_s = drain_s
         self.models = ModelListing(idle_timeout_s)
         self.ownership = ownership
+        # Stored responses, held to the consumer that made them where files are.
+        self.response_owners = ResponseOwners(ownership.holdings) if ownership is not None else None
         self.reads = StoredReads(state)
 
     async def serve(self, ex: Exchange, route_providers: RouteProviders) -> Reply:
@@ -110,6 +113,10 @@ class AiProxy:
             # at nothing.
             ex.model_upstream = candidates[0].map_model(model or "")
             return estimated_answer(ex, client_body)
+        if self.response_owners is not None and (ex.api == "responses" or ex.api_path[:11].lower() == "/responses/"):
+            # (A call on one response, ``/responses/{id}…``, is of no API the gateway meters;
+            # in any letter case, as a provider may match paths.)
+            await self.response_owners.admit(ex)
         try:
             if ex.api in OWNED_APIS and self.ownership is not None:
                 return await self.ownership.serve(
@@ -268,7 +275,7 @@ class AiProxy:
             if translation is not None:
                 events = translation.stream(ex)
             elif ex.api == "responses":
-                events = ResponsesPassthrough(ex, self.reads.counted)
+                events = ResponsesPassthrough(ex, self._stream_ended(ex))
             else:
                 reads = ex.request.method == "GET"
                 events = Passthrough(ex, ex.get(upstream_request.HIDE_USAGE) is True, counts_usage=not reads)
@@ -322,7 +329,21 @@ class AiProxy:
             take_usage(ex, answer)
             if not ex.usage.reported and resp.status < 300 and ex.api in ESTIMATED_APIS and not told_later(answer):
                 estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
+        if ex.api == "responses" and self.response_owners is not None and translation is None and resp.status < 300:
+            await self.response_owners.made(ex, answer)
         return Reply(resp.status, headers, body)
+
+    def _stream_ended(self, ex: Exchange) -> Callable[[dict[str, Any]], None]:
+        """What a Responses stream tells of the response it ended with: its usage was
+        counted (``stored_reads``), and it is the call's consumer's (``response_owners``)."""
+        owners = self.response_owners
+
+        def ended(run: dict[str, Any]) -> None:
+            self.reads.counted(run)
+            if owners is not None:
+                owners.streamed(ex, run)
+
+        return ended
 
     async def _stream_decoding(
         self, ex: Exchange, provider: Provider, resp: UpstreamResponse, coding: str

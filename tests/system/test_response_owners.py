@@ -1,0 +1,106 @@
+"""A stored response is its maker's (SPEC §9): through a real ``tollway serve`` and a fake
+of OpenAI's Responses API, another consumer naming it (reading it back, its input items,
+deleting it, or continuing it with ``previous_response_id``) gets what OpenAI says of an
+id it does not know, and the provider is never asked."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Proc
+from tests.support.responses_provider import MODEL, ResponsesProvider
+
+GatewayFactory = Callable[..., Proc]
+ALICE = {"authorization": "Bearer key-alice"}
+BOB = {"authorization": "Bearer key-bob"}
+
+
+def _config(provider: ResponsesProvider) -> str:
+    return f"""
+providers: [{{id: openai, type: openai, baseUrl: "{provider.url}/v1", apiTokens: [sk-openai]}}]
+routes: [{{name: v1, path_prefix: /v1/, provider: openai}}]
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{{name: alice, credential: key-alice}}, {{name: bob, credential: key-bob}}]
+"""
+
+
+def _refused_to(gw: Proc, provider: ResponsesProvider, response_id: str) -> None:
+    """Every way bob could name alice's response is refused before the provider is asked."""
+    asked = len(provider.paths)
+    base = gw.url + f"/v1/responses/{response_id}"
+    shouted = gw.url + f"/v1/Responses/{response_id}"
+    for method, url in (
+        ("GET", base),
+        ("GET", base + "/input_items"),
+        ("DELETE", base),
+        ("POST", base + "/cancel"),
+        ("GET", shouted),
+    ):
+        refused = httpx.request(method, url, headers=BOB)
+        assert refused.status_code == 404, (method, url, refused.text)
+        assert refused.headers["x-tollway-reason"] == "ai-proxy.not_owner"
+        assert refused.json()["error"]["code"] == "response_not_found"
+    continued = httpx.post(
+        gw.url + "/v1/responses",
+        json={"model": MODEL, "input": "go on", "previous_response_id": response_id},
+        headers=BOB,
+    )
+    assert continued.status_code == 400 and continued.json()["error"]["code"] == "previous_response_not_found"
+    assert len(provider.paths) == asked
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_another_consumer_cannot_read_delete_or_continue_a_stored_response(
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider, stream: bool
+) -> None:
+    # It was answered: bob, holding the id of alice's response, read her whole exchange,
+    # deleted it, or continued her conversation with all it held.
+    gw = gateway(_config(fresh_responses_provider))
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="key-alice", max_retries=0, timeout=10) as sdk:
+        if stream:
+            with sdk.responses.stream(model=MODEL, input="hi") as events:
+                response_id = events.get_final_response().id
+        else:
+            response_id = sdk.responses.create(model=MODEL, input="hi").id
+        # A stream's id is recorded as its response.completed passes, off the relay.
+        deadline = time.monotonic() + 5
+        while httpx.get(gw.url + f"/v1/responses/{response_id}", headers=BOB).status_code == 200:
+            assert time.monotonic() < deadline, "bob still reads alice's response"
+            time.sleep(0.05)
+        _refused_to(gw, fresh_responses_provider, response_id)
+
+        # Alice herself: all of it, and her continuation reaches the provider.
+        assert sdk.responses.retrieve(response_id).id == response_id
+        assert sdk.responses.create(model=MODEL, input="and then?", previous_response_id=response_id).id
+    assert fresh_responses_provider.bodies[-1]["previous_response_id"] == response_id
+    assert httpx.delete(gw.url + f"/v1/responses/{response_id}", headers=ALICE).status_code == 200
+
+
+def test_a_background_response_is_its_makers_from_the_queued_answer(
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider
+) -> None:
+    # A background call's answer is queued, with no usage: the id is recorded all the same,
+    # so the polls other consumers could make of it are refused.
+    gw = gateway(_config(fresh_responses_provider))
+    made = httpx.post(gw.url + "/v1/responses", json={"model": MODEL, "input": "hi", "background": True}, headers=ALICE)
+    assert made.status_code == 200 and made.json()["status"] == "queued", made.text
+    _refused_to(gw, fresh_responses_provider, made.json()["id"])
+    polled = httpx.get(gw.url + f"/v1/responses/{made.json()['id']}", headers=ALICE)
+    assert polled.status_code == 200 and polled.json()["status"] == "completed"
+
+
+def test_a_response_no_consumer_made_is_left_to_the_provider(
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider
+) -> None:
+    # One made outside the gateway (or before it recorded responses): passed as before.
+    gw = gateway(_config(fresh_responses_provider))
+    read = httpx.get(gw.url + "/v1/responses/resp_made_elsewhere", headers=BOB)
+    assert read.status_code == 200 and fresh_responses_provider.paths[-1] == "GET /v1/responses/resp_made_elsewhere"
