@@ -331,6 +331,9 @@ class Exchange:
     api: Api = "other"
     dialect: Dialect = "openai"
     model_requested: str | None = None
+    # The model was named in the path (Gemini's ``/models/<model>:generateContent``), not
+    # the body: the provider's mapping is applied there (``upstream_request.path``).
+    model_in_path: bool = False
     stream: bool = False
     model_upstream: str | None = None
     # The model the provider's answer names (metrics label it when nothing configured does).

@@ -22,7 +22,7 @@ import openai
 import pytest
 
 from tests.conftest import Proc
-from tests.support.fake_provider import FakeProvider, Seen, new_request_id, serve_gateway, usage_record
+from tests.support.fake_provider import FakeProvider, Fault, Seen, new_request_id, serve_gateway, usage_record
 from tollway.mockllm import replies
 
 CLIENT_KEY = "ck-app-5d1e"
@@ -48,6 +48,11 @@ def config(fake: str) -> str:
                           ' modelMapping: {"gpt-4o*": dep-4o}',
         "claude": f'type: claude, baseUrl: "{fake}", apiTokens: [sk-ant-claude]',
         "gemini": f'type: gemini, baseUrl: "{fake}", apiTokens: [gem-key]',
+        "gemini-mapped": f'type: gemini, baseUrl: "{fake}", apiTokens: [gem-key],'
+                         f" modelMapping: {{my-gem: {GEMINI_MODEL}}},"
+                         " customSettings: [{name: max_tokens, value: 64},"
+                         " {name: labels, value: {team: a}, mode: raw}],"
+                         " geminiSafetySetting: {HARM_CATEGORY_HARASSMENT: BLOCK_ONLY_HIGH}",
         "ollama": f'type: ollama, baseUrl: "{fake}/ollama/v1"',
         **{t: f'type: {t}, baseUrl: "{fake}/{t}/v1", apiTokens: [sk-{t}]' for t in OPENAI_FAMILY},
         "mock": "type: mock",
@@ -61,6 +66,7 @@ def config(fake: str) -> str:
         "routes:", *(f"  - {{name: {i}, path_prefix: /p/{i}/v1/, provider: {i}}}" for i in providers),
         # Gemini's own API as its SDK calls it: the version is in the client's path.
         "  - {name: gemini-native, path_prefix: /p/gemini-native/, provider: gemini}",
+        "  - {name: gemini-mapped-native, path_prefix: /p/gemini-mapped-native/, provider: gemini-mapped}",
         "plugins:",
         "  - name: key-auth",
         "    defaultConfig:",
@@ -325,6 +331,63 @@ def test_geminis_own_api_reaches_the_provider_at_its_own_version_once(
     record = usage_record(gw, rid)
     assert (record["input_tokens"], record["output_tokens"]) == ((1040, 56) if stream else (1040, 53))
     assert record["model_requested"] == GEMINI_MODEL and record["tokens_estimated"] is False
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_geminis_own_api_gets_the_providers_mapping_and_settings(gw: Proc, fake: FakeProvider, stream: bool) -> None:
+    # A Google SDK client's call went out as it came: an alias unmapped (Google: 404), a
+    # mapping meant to move it to another model bypassed, the provider's settings and
+    # safety settings missing, and its record unpriced under the alias.
+    method = "streamGenerateContent" if stream else "generateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": USER}]}], "generationConfig": {"temperature": 0.5}}
+    rid = f"gemini-mapped-{method}"
+    r = httpx.post(
+        f"{gw.url}/p/gemini-mapped-native/v1beta/models/my-gem:{method}",
+        params={"alt": "sse"} if stream else None,
+        json=body,
+        headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    [seen] = fake.seen
+    assert_gemini_call(seen, stream)  # at the mapped model
+    assert seen.json() == {
+        **body,
+        "generationConfig": {"temperature": 0.5, "maxOutputTokens": 64},
+        "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}],
+        "labels": {"team": "a"},
+    }
+    record = usage_record(gw, rid)
+    assert (record["model_requested"], record["model_upstream"]) == ("my-gem", GEMINI_MODEL)
+    assert record["stream"] is stream and record["cost_usd"] is not None and record["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("fault", ["drop", "cut", "error"])
+def test_geminis_own_stream_cut_short_is_recorded_as_the_providers_failure(
+    gw: Proc, fake: FakeProvider, fault: Fault
+) -> None:
+    # It was recorded as a clean 200 (a stream not even marked as one), the text sent
+    # before an error event uncounted: only a translated call's stream was watched.
+    fake.next_answers(fault)
+    rid = f"gemini-native-{fault}"
+    with httpx.stream(
+        "POST",
+        f"{gw.url}/p/gemini-native/v1beta/models/{GEMINI_MODEL}:streamGenerateContent",
+        params={"alt": "sse"},
+        json={"contents": [{"role": "user", "parts": [{"text": USER}]}]},
+        headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
+        timeout=10,
+    ) as r:
+        assert r.status_code == 200
+        try:
+            body = b"".join(r.iter_bytes())
+        except httpx.HTTPError:  # the gateway may end the cut body as the provider did
+            body = b""
+    record = usage_record(gw, rid)
+    assert (record["status"], record["reason"], record["stream"]) == (502, "ai-proxy.bad_upstream_response", True)
+    if fault == "error":
+        assert b"fake error mid-stream" in body
+    assert record["output_tokens"] > 0  # the text the client had, estimated at least
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

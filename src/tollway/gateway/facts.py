@@ -36,7 +36,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (U+0080-U+009F:
 # to the provider as it is, so its model is held to ``allow_models`` and the limits like
 # any body's: without this a consumer allowed one model could call any other this way.
 # (In any letter case, and a tuned model's ``…/tunedModels/<model>:…``.)
-_PATH_MODEL = re.compile(r"/(?:tuned)?models/([^/:]+):[A-Za-z]+$", re.IGNORECASE)
+_PATH_MODEL = re.compile(r"/(?:tuned)?models/([^/:]+):([A-Za-z]+)$", re.IGNORECASE)
 
 
 def from_path(ex: Exchange) -> None:
@@ -66,6 +66,9 @@ def from_body(ex: Exchange) -> BadRequest | None:
         in_path = _PATH_MODEL.search(ex.api_path)
         if in_path is not None:
             _take_model(ex, in_path[1])
+            ex.model_in_path = True
+            # Gemini names a stream by its method, not by a body field.
+            ex.stream = in_path[2].lower() == "streamgeneratecontent"
     if ex.api in FORM_APIS or ex.api == "other":
         # (A form of another API names its model in the same field: Sora's videos.)
         content_type = req.headers.get("content-type") or ""
@@ -83,7 +86,7 @@ def from_body(ex: Exchange) -> BadRequest | None:
         return exc if model_api else None
     if not isinstance(body, dict):
         return BadRequest("request body must be a JSON object", reason="gateway.bad_request") if model_api else None
-    ex.stream = body.get("stream") is True
+    ex.stream = ex.stream or body.get("stream") is True
     model = body.get("model")
     if model is None and ex.api_path == MESSAGE_BATCHES and req.method == "POST":
         # A message batch's requests each name theirs: the first routes and is recorded.

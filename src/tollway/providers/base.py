@@ -197,6 +197,11 @@ class Provider:
         ``translated``: the body was made by translating a client's chat request."""
         return apply_settings(body, self._raw)
 
+    def own_api_body(self, body: Json) -> Json:
+        """A body in the provider's own API that names its model in the path (Gemini's
+        generateContent), as the provider gets it: the ``raw`` custom settings laid over."""
+        return apply_settings(body, self._raw)
+
     def map_model(self, requested: str) -> str:
         mapped = self.mapping.lookup(requested)
         return requested if not mapped else mapped

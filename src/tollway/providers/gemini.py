@@ -6,6 +6,7 @@ import re
 
 from tollway.config.schema import ProviderConfig
 from tollway.protocols.apis import MODELS
+from tollway.protocols.gemini.request import generation_config
 from tollway.providers.base import Endpoint, Json, Provider
 from tollway.upstream import Transport
 
@@ -22,7 +23,8 @@ class Gemini(Provider):
     in a version (``…/v1beta``) is used as it stands.
 
     ``geminiSafetySetting`` (category → threshold, as Higress takes it) becomes the
-    ``safetySettings`` of every generateContent call made from a chat request."""
+    ``safetySettings`` of every generateContent call, made from a chat request or sent by
+    a client of Gemini's own API."""
 
     protocol = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com"
@@ -41,6 +43,24 @@ class Gemini(Provider):
         if translated and self._safety:
             body = {**body, "safetySettings": self._safety}
         return super().native_body(body, translated)
+
+    def own_api_body(self, body: Json) -> Json:
+        """A Gemini client's own body: the ``auto`` settings that name a generation
+        parameter (``max_tokens``, ``temperature``, …) under their Gemini names in
+        ``generationConfig``, ``geminiSafetySetting`` as its ``safetySettings``, then the
+        ``raw`` ones, as a translated chat call gets them."""
+        out = dict(body)
+        if self._auto:
+            given = body.get("generationConfig")
+            config = dict(given) if isinstance(given, dict) else {}
+            for setting in self._auto:
+                for name, value in generation_config({setting.name: setting.value}).items():
+                    if setting.overwrite or name not in config:
+                        config[name] = value
+            out["generationConfig"] = config
+        if self._safety:
+            out["safetySettings"] = self._safety
+        return super().own_api_body(out)
 
     def auth_headers(self, token: str | None) -> tuple[tuple[str, str], ...]:
         return (("x-goog-api-key", token),) if token else ()

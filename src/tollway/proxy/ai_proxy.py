@@ -206,7 +206,7 @@ class AiProxy:
         if translation is None:
             body = upstream_request.body(ex, provider, client_body)
             endpoint = provider.endpoint(
-                ex.upstream_api_path,
+                upstream_request.path(ex),
                 ex.upstream_query() if query is None else query,
                 secret,
                 model=ex.model_upstream,

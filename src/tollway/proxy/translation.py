@@ -203,11 +203,12 @@ _MARKED_ENDS = frozenset({"chat", "completions", "messages"})
 
 
 def _finishes(obj: dict[str, Any] | None) -> bool:
-    """An OpenAI chunk with a finish reason, or Anthropic's ``message_delta`` with a stop reason."""
+    """An OpenAI chunk with a finish reason, Anthropic's ``message_delta`` with a stop
+    reason, or a Gemini chunk whose candidate has its ``finishReason``."""
     if obj is None:
         return False
-    for choice in obj.get("choices") or ():
-        if isinstance(choice, dict) and choice.get("finish_reason"):
+    for choice in obj.get("choices") or obj.get("candidates") or ():
+        if isinstance(choice, dict) and (choice.get("finish_reason") or choice.get("finishReason")):
             return True
     delta = obj.get("delta")
     return obj.get("type") == "message_delta" and isinstance(delta, dict) and bool(delta.get("stop_reason"))
@@ -242,7 +243,8 @@ class Passthrough:
         # run that made the object, which is not this call's (stored_reads).
         self._counts = counts_usage
         self.sent_chars = 0
-        self._ended = ex.api not in _MARKED_ENDS
+        # (Gemini's own stream, a model named in the path, ends with a finish reason too.)
+        self._ended = ex.api not in _MARKED_ENDS and not (ex.model_in_path and ex.stream)
         self._last: dict[str, Any] | None = None
         self._before: dict[str, Any] | None = None
         self.failure: str | None = None
@@ -259,7 +261,7 @@ class Passthrough:
             raw = event.raw
             # Pings, [DONE] and Anthropic's content blocks carry no usage: no parse.
             # (Gemini's own stream says ``"usageMetadata"``.)
-            if b'"usage' in raw or b'"choices"' in raw or b'"delta"' in raw:
+            if b'"usage' in raw or b'"choices"' in raw or b'"delta"' in raw or b'"candidates"' in raw:
                 obj = event.json()
                 if isinstance(obj, dict):
                     if "error" in obj and self._failed(obj):

@@ -16,12 +16,15 @@ unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
+from tollway.errors import GatewayError
 from tollway.exchange import CallTrace, Exchange, StateKey
 from tollway.headers import HOP_BY_HOP, SENDER_SET, spellings
 from tollway.providers.base import Provider
@@ -54,8 +57,17 @@ def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -
     The client's bytes as they came when nothing changes."""
     raw = ex.request.body or b""
     if client_body is None:  # not a model API the proxy edits; a plugin may have rewritten it
-        # Its model (an image or audio call's) reaches the provider as the client named it.
-        ex.model_upstream = ex.model_requested
+        if ex.model_in_path and ex.model_requested:
+            # A provider's own API naming the model in its path (Gemini's): mapped there
+            # (``path``), its body given the provider's settings as a chat call's is.
+            ex.model_upstream = provider.map_model(ex.model_requested)
+            if provider.sets_body:
+                own = ex.upstream_json if ex.upstream_json is not None else _json_object(ex)
+                if own is not None:
+                    return orjson.dumps(provider.own_api_body(own))
+        else:
+            # Its model (an image or audio call's) reaches the provider as the client named it.
+            ex.model_upstream = ex.model_requested
         return raw if ex.upstream_json is None else orjson.dumps(ex.upstream_json)
     changed = ex.upstream_json is not None
     if provider.sets_body:
@@ -77,6 +89,29 @@ def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -
             ex.put(HIDE_USAGE, True)
             changed = True
     return orjson.dumps(client_body) if changed else raw
+
+
+def _json_object(ex: Exchange) -> dict[str, Any] | None:
+    try:
+        parsed = ex.body_json()
+    except GatewayError:
+        return None  # not JSON: the provider answers it as it is
+    return parsed if isinstance(parsed, dict) else None
+
+
+def path(ex: Exchange) -> str:
+    """The API path the provider is asked at: the client's, with a model named in it
+    replaced by the one the provider's mapping gives (``body`` decides it)."""
+    upstream = ex.upstream_api_path
+    if not ex.model_in_path or ex.model_upstream is None or ex.model_upstream == ex.model_requested:
+        return upstream
+    mapped = quote(ex.model_upstream, safe="")
+    return _PATH_MODEL.sub(lambda m: f"{m[1]}{mapped}{m[2]}", upstream, count=1)
+
+
+# The model segment of a path that names one (as ``gateway.facts`` reads it), in the
+# encoded path the provider gets.
+_PATH_MODEL = re.compile(r"(/(?:tuned)?models/)[^/:]+(:[A-Za-z]+)$", re.IGNORECASE)
 
 
 @lru_cache(maxsize=256)

@@ -179,7 +179,7 @@ def _response_part(message: Json, where: str, names: dict[str, str]) -> Json:
     return {"functionResponse": fr}
 
 
-def _generation_config(chat: Json) -> Json:
+def generation_config(chat: Json) -> Json:
     config: Json = {}
     max_tokens = chat.get("max_completion_tokens") or chat.get("max_tokens")
     if isinstance(max_tokens, int):
@@ -291,7 +291,7 @@ def from_pivot(chat: Json) -> Json:
     body: Json = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": system}
-    config = _generation_config(chat)
+    config = generation_config(chat)
     if config:
         body["generationConfig"] = config
     if chat.get("tools"):

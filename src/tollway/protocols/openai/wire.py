@@ -32,8 +32,8 @@ def is_usage_only_chunk(obj: Any) -> bool:
 
 def content_chars(obj: Any) -> int:
     """Characters generated in one stream event (for estimates): text and tool-call
-    arguments of an OpenAI chat or completions chunk, or of an Anthropic
-    ``content_block_delta``."""
+    arguments of an OpenAI chat or completions chunk, of an Anthropic
+    ``content_block_delta``, or the text of a Gemini ``GenerateContentResponse`` chunk."""
     n = 0
     if not isinstance(obj, dict):
         return 0
@@ -55,6 +55,11 @@ def content_chars(obj: Any) -> int:
         for key in ("text", "partial_json", "thinking"):
             if isinstance(delta.get(key), str):
                 n += len(delta[key])
+    for candidate in obj.get("candidates") or ():  # a chunk of Gemini's own stream
+        content = candidate.get("content") if isinstance(candidate, dict) else None
+        for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                n += len(part["text"])
     return n
 
 
