@@ -306,23 +306,29 @@ def test_gemini_with_the_openai_sdk(gw: Proc, fake: FakeProvider, stream: bool) 
     assert recorded(gw, rid, "gemini") == want
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_geminis_own_api_reaches_the_provider_at_its_own_version_once(
-    gw: Proc, fake: FakeProvider, stream: bool
-) -> None:
-    # As Google's SDK calls it (``/v1beta/models/<model>:generateContent``): the provider
-    # puts its version before the API path once, never a second time.
+def gemini_native(gw: Proc, route: str, model: str, stream: bool, body: dict[str, Any]) -> str:
+    """One call of Gemini's own API as Google's SDK makes it, on ``route``; its request id."""
     method = "streamGenerateContent" if stream else "generateContent"
-    body = {"contents": [{"role": "user", "parts": [{"text": USER}]}]}
-    rid = f"gemini-native-{method}"
+    rid = f"{route}-{model}-{method}"
     r = httpx.post(
-        f"{gw.url}/p/gemini-native/v1beta/models/{GEMINI_MODEL}:{method}",
+        f"{gw.url}/p/{route}/v1beta/models/{model}:{method}",
         params={"alt": "sse"} if stream else None,
         json=body,
         headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
         timeout=10,
     )
     assert r.status_code == 200, r.text
+    return rid
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_geminis_own_api_reaches_the_provider_at_its_own_version_once(
+    gw: Proc, fake: FakeProvider, stream: bool
+) -> None:
+    # As Google's SDK calls it (``/v1beta/models/<model>:generateContent``): the provider
+    # puts its version before the API path once, never a second time.
+    body = {"contents": [{"role": "user", "parts": [{"text": USER}]}]}
+    rid = gemini_native(gw, "gemini-native", GEMINI_MODEL, stream, body)
     [seen] = fake.seen
     assert_gemini_call(seen, stream)
     assert seen.json() == body
@@ -338,17 +344,8 @@ def test_geminis_own_api_gets_the_providers_mapping_and_settings(gw: Proc, fake:
     # A Google SDK client's call went out as it came: an alias unmapped (Google: 404), a
     # mapping meant to move it to another model bypassed, the provider's settings and
     # safety settings missing, and its record unpriced under the alias.
-    method = "streamGenerateContent" if stream else "generateContent"
     body = {"contents": [{"role": "user", "parts": [{"text": USER}]}], "generationConfig": {"temperature": 0.5}}
-    rid = f"gemini-mapped-{method}"
-    r = httpx.post(
-        f"{gw.url}/p/gemini-mapped-native/v1beta/models/my-gem:{method}",
-        params={"alt": "sse"} if stream else None,
-        json=body,
-        headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
+    rid = gemini_native(gw, "gemini-mapped-native", "my-gem", stream, body)
     [seen] = fake.seen
     assert_gemini_call(seen, stream)  # at the mapped model
     assert seen.json() == {

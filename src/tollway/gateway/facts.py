@@ -25,18 +25,20 @@ from urllib.parse import quote
 
 from tollway.errors import BadRequest
 from tollway.exchange import AmbiguousJson, Exchange
-from tollway.protocols.apis import FORM_APIS, JSON_APIS, MESSAGE_BATCHES, api_of, api_path_of, dialect_of
+from tollway.protocols.apis import (
+    FORM_APIS,
+    JSON_APIS,
+    MESSAGE_BATCHES,
+    PATH_MODEL,
+    api_of,
+    api_path_of,
+    dialect_of,
+    gemini_method,
+)
 from tollway.protocols.batches import message_batch_models
 from tollway.protocols.form import model_field
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (U+0080-U+009F: NEL, CSI, …)
-# A model named in the path, as Gemini's own API names it (``/v1beta/models/<model>:
-# generateContent``, ``…:streamGenerateContent``, ``…:countTokens``, ``…:embedContent``;
-# Vertex AI's ``…/publishers/google/models/<model>:…`` too). Such a call passes through
-# to the provider as it is, so its model is held to ``allow_models`` and the limits like
-# any body's: without this a consumer allowed one model could call any other this way.
-# (In any letter case, and a tuned model's ``…/tunedModels/<model>:…``.)
-_PATH_MODEL = re.compile(r"/(?:tuned)?models/([^/:]+):([A-Za-z]+)$", re.IGNORECASE)
 
 
 def from_path(ex: Exchange) -> None:
@@ -60,15 +62,19 @@ def from_body(ex: Exchange) -> BadRequest | None:
     body cannot serve a model API, or ``None``; raises ``BadRequest`` for a model name
     with control characters, or that is a dot segment."""
     req = ex.request
-    # (``…/models/<model>:<method>`` reads as the models API by its first segment; a POST
-    # there is never a model list's read.)
+    # A model named in the path, as Gemini's own API names it (``/v1beta/models/<model>:
+    # generateContent``, ``…:streamGenerateContent``, ``…:countTokens``; Vertex AI's
+    # ``…/publishers/google/models/<model>:…`` too; ``PATH_MODEL``): held to
+    # ``allow_models`` and the limits like a body's, or a consumer allowed one model
+    # could call any other this way. (Such a path reads as the models API by its first
+    # segment; a POST there is never a model list's read.)
     if (ex.api == "other" or ex.api == "models") and req.method == "POST":
-        in_path = _PATH_MODEL.search(ex.api_path)
+        in_path = PATH_MODEL.search(ex.api_path)
         if in_path is not None:
-            _take_model(ex, in_path[1])
+            _take_model(ex, in_path[2])
             ex.model_in_path = True
             # Gemini names a stream by its method, not by a body field.
-            ex.stream = in_path[2].lower() == "streamgeneratecontent"
+            ex.stream = gemini_method(ex.api_path) == "streamgeneratecontent"
     if ex.api in FORM_APIS or ex.api == "other":
         # (A form of another API names its model in the same field: Sora's videos.)
         content_type = req.headers.get("content-type") or ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Literal
+from urllib.parse import quote
 
 # The API paths (after /v1) whose bodies the gateway reads.
 CHAT = "/chat/completions"
@@ -64,6 +65,10 @@ RESPONSES_COMPACT = "/responses/compact"
 # AI's ``…/publishers/google/models/…``), and the methods whose body carries prompt text
 # (``contents``, ``systemInstruction``, tools), in lower case (``gemini_method``).
 _GEMINI_METHOD = re.compile(r"models/[^/:]+:([a-z]+)/?\Z")
+# The same in any letter case, a tuned model's ``…/tunedModels/<model>:…`` too: what
+# precedes the model, the model, and ``:<method>`` (``gateway.facts`` reads the model
+# off it, ``with_path_model`` puts the provider's in its place).
+PATH_MODEL = re.compile(r"(/(?:tuned)?models/)([^/:]+)(:[A-Za-z]+)$", re.IGNORECASE)
 GEMINI_PROMPT_METHODS = frozenset(
     {"generatecontent", "streamgeneratecontent", "counttokens", "embedcontent", "batchembedcontents"}
 )
@@ -140,6 +145,13 @@ def gemini_method(api_path: str) -> str | None:
     case; None for any other path."""
     found = _GEMINI_METHOD.search(api_path.lower())
     return found[1] if found is not None else None
+
+
+def with_path_model(api_path: str, model: str) -> str:
+    """``api_path`` naming ``model`` (percent-encoded as a path segment) in place of the
+    model it names (``PATH_MODEL``)."""
+    segment = quote(model, safe="")
+    return PATH_MODEL.sub(lambda m: f"{m[1]}{segment}{m[3]}", api_path, count=1)
 
 
 def dialect_of(path: str) -> Dialect:

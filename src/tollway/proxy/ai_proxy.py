@@ -113,9 +113,12 @@ class AiProxy:
             # at nothing.
             ex.model_upstream = candidates[0].map_model(model or "")
             return estimated_answer(ex, client_body)
-        if self.response_owners is not None and (ex.api == "responses" or ex.api_path[:11].lower() == "/responses/"):
-            # (A call on one response, ``/responses/{id}…``, is of no API the gateway meters;
-            # in any letter case, as a provider may match paths.)
+        if self.response_owners is not None and (
+            ex.api == "responses" or (ex.api == "other" and ex.api_path[:11].lower() == "/responses/")
+        ):
+            # (A call on one response, ``/responses/{id}…``, is of no API the gateway meters,
+            # "other"; in any letter case, as a provider may match paths. A chat call pays
+            # two comparisons.)
             await self.response_owners.admit(ex)
         try:
             if ex.api in OWNED_APIS and self.ownership is not None:

@@ -29,12 +29,13 @@ from typing import Any
 from tollway.consumers.holdings import Holdings
 from tollway.errors import BadRequest, GatewayError, NotFound
 from tollway.exchange import Exchange
+from tollway.protocols.apis import RESPONSES_COMPACT, RESPONSES_INPUT_TOKENS
 from tollway.storage import StorageError
 
 log = logging.getLogger("tollway.ownership")
 
 # Paths under /responses that name no response.
-_NOT_IDS = frozenset({"input_tokens", "compact"})
+_NOT_IDS = frozenset(path.rsplit("/", 1)[1] for path in (RESPONSES_INPUT_TOKENS, RESPONSES_COMPACT))
 # How often a database failure is said (a busy gateway asks on every call).
 _SAY_EVERY_S = 60.0
 
@@ -57,6 +58,17 @@ def _previous(ex: Exchange) -> str | None:
         return None
     previous = body.get("previous_response_id") if isinstance(body, dict) else None
     return previous if isinstance(previous, str) and previous else None
+
+
+def _made(ex: Exchange, response: Any) -> tuple[str, str] | None:
+    """The stored response a consumer's call (``POST /responses``) was answered with,
+    and the consumer; None for any other call or answer."""
+    if ex.consumer is None or ex.request.method != "POST" or _path_id(ex.api_path) is not None:
+        return None
+    if not isinstance(response, dict) or response.get("object") != "response" or response.get("store") is False:
+        return None
+    response_id = response.get("id")
+    return (response_id, ex.consumer.name) if isinstance(response_id, str) and response_id else None
 
 
 class ResponseOwners:
@@ -94,27 +106,18 @@ class ResponseOwners:
 
     async def made(self, ex: Exchange, response: Any) -> None:
         """Record the response a call was answered with as the call's consumer's."""
-        response_id = self._made_id(ex, response)
-        if response_id is not None:
-            await self._record(response_id, ex.consumer.name if ex.consumer is not None else "")
+        made = _made(ex, response)
+        if made is not None:
+            await self._record(*made)
 
     def streamed(self, ex: Exchange, response: Any) -> None:
         """``made``, for a stream's ``response.completed`` (called from the relay, which
         does not wait): recorded in the background."""
-        response_id = self._made_id(ex, response)
-        if response_id is not None and ex.consumer is not None:
-            task = asyncio.get_running_loop().create_task(self._record(response_id, ex.consumer.name))
+        made = _made(ex, response)
+        if made is not None:
+            task = asyncio.get_running_loop().create_task(self._record(*made))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    def _made_id(ex: Exchange, response: Any) -> str | None:
-        if ex.consumer is None or ex.request.method != "POST" or _path_id(ex.api_path) is not None:
-            return None
-        if not isinstance(response, dict) or response.get("object") != "response" or response.get("store") is False:
-            return None
-        response_id = response.get("id")
-        return response_id if isinstance(response_id, str) and response_id else None
 
     async def _record(self, response_id: str, consumer: str) -> None:
         try:

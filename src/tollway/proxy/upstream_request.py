@@ -16,17 +16,16 @@ unchanged.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
 from tollway.errors import GatewayError
 from tollway.exchange import CallTrace, Exchange, StateKey
 from tollway.headers import HOP_BY_HOP, SENDER_SET, spellings
+from tollway.protocols.apis import with_path_model
 from tollway.providers.base import Provider
 from tollway.proxy.translation import PROTOCOL_HEADERS
 
@@ -105,13 +104,7 @@ def path(ex: Exchange) -> str:
     upstream = ex.upstream_api_path
     if not ex.model_in_path or ex.model_upstream is None or ex.model_upstream == ex.model_requested:
         return upstream
-    mapped = quote(ex.model_upstream, safe="")
-    return _PATH_MODEL.sub(lambda m: f"{m[1]}{mapped}{m[2]}", upstream, count=1)
-
-
-# The model segment of a path that names one (as ``gateway.facts`` reads it), in the
-# encoded path the provider gets.
-_PATH_MODEL = re.compile(r"(/(?:tuned)?models/)[^/:]+(:[A-Za-z]+)$", re.IGNORECASE)
+    return with_path_model(upstream, ex.model_upstream)
 
 
 @lru_cache(maxsize=256)
