@@ -339,6 +339,24 @@ def test_geminis_own_api_reaches_the_provider_at_its_own_version_once(
     assert record["model_requested"] == GEMINI_MODEL and record["tokens_estimated"] is False
 
 
+@pytest.mark.parametrize("spelling", ["key", "k%65y", "KEY"])
+def test_a_gemini_clients_own_key_in_the_query_never_reaches_google(
+    gw: Proc, fake: FakeProvider, spelling: str
+) -> None:
+    # Google takes an API key as ``?key=`` too: a client's own went to Google beside the
+    # provider's header (nothing but key-auth, when it reads that parameter, took it out).
+    r = httpx.post(
+        f"{gw.url}/p/gemini-native/v1beta/models/{GEMINI_MODEL}:streamGenerateContent?{spelling}=client-own&alt=sse",
+        json={"contents": [{"role": "user", "parts": [{"text": USER}]}]},
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    [seen] = fake.seen
+    assert_gemini_call(seen, True)  # alt=sse kept, the provider's key in its header
+    assert "client-own" not in seen.query
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_geminis_own_api_gets_the_providers_mapping_and_settings(gw: Proc, fake: FakeProvider, stream: bool) -> None:
     # A Google SDK client's call went out as it came: an alias unmapped (Google: 404), a

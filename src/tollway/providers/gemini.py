@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_plus
 
 from tollway.config.schema import ProviderConfig
 from tollway.protocols.apis import MODELS
@@ -12,6 +13,17 @@ from tollway.upstream import Transport
 
 DEFAULT_VERSION = "v1beta"
 _VERSIONED = re.compile(r"/v\d+(alpha|beta)?\d*$")
+
+
+def _without_key(query: str) -> str:
+    """A client's query less its ``key`` (Google's API-key parameter, in any spelling
+    Google would decode to it): the provider's key goes in its header, and a key of the
+    client's own must not go to Google beside it (on a route without key-auth nothing
+    else takes it out)."""
+    if "=" not in query or ("key" not in query.lower() and "%" not in query):
+        return query
+    kept = [p for p in query.split("&") if unquote_plus(p.partition("=")[0]).lower() != "key"]
+    return "&".join(kept)
 
 
 class Gemini(Provider):
@@ -66,7 +78,7 @@ class Gemini(Provider):
         return (("x-goog-api-key", token),) if token else ()
 
     def url_for(self, api_path: str, query: str) -> str:
-        return super().url_for(self._prefix + api_path, query)
+        return super().url_for(self._prefix + api_path, _without_key(query))
 
     def models_endpoint(self, token: str | None) -> Endpoint | None:
         # One page of up to 1000 (the API's maximum) covers every public model.
