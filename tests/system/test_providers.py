@@ -339,6 +339,24 @@ def test_geminis_own_api_reaches_the_provider_at_its_own_version_once(
     assert record["model_requested"] == GEMINI_MODEL and record["tokens_estimated"] is False
 
 
+@pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent"])
+def test_a_gemini_client_is_refused_in_googles_error_shape(gw: Proc, fake: FakeProvider, method: str) -> None:
+    # The gateway's own refusals answered Google's SDK in OpenAI's shape: no ``status``
+    # and a string ``code``, where the SDK reads google.rpc's code and status names.
+    r = httpx.post(
+        f"{gw.url}/p/gemini-native/v1beta/models/{GEMINI_MODEL}:{method}",
+        params={"alt": "sse"},
+        json={"contents": [{"role": "user", "parts": [{"text": USER}]}]},
+        headers={"authorization": "Bearer not-a-key"},
+        timeout=10,
+    )
+    assert r.status_code == 401
+    error = r.json()["error"]
+    assert (error["code"], error["status"]) == (401, "UNAUTHENTICATED")
+    assert isinstance(error["message"], str) and error["message"]
+    assert "not-a-key" not in r.text and fake.seen == []
+
+
 @pytest.mark.parametrize("spelling", ["key", "k%65y", "KEY"])
 def test_a_gemini_clients_own_key_in_the_query_never_reaches_google(
     gw: Proc, fake: FakeProvider, spelling: str

@@ -9,6 +9,7 @@ from tollway.errors import GatewayError
 from tollway.exchange import Reply
 from tollway.protocols.anthropic import wire as anthropic
 from tollway.protocols.apis import RESPONSES, Dialect
+from tollway.protocols.gemini import errors as gemini
 from tollway.protocols.openai import wire as openai
 
 
@@ -18,6 +19,8 @@ def render_error(err: GatewayError, dialect: Dialect) -> Reply:
         body = err.body
     elif dialect == "anthropic":
         body = anthropic.error_body(err.status, err.message)
+    elif dialect == "gemini":
+        body = gemini.error_body(err.status, err.message)
     else:
         body = openai.error_body(err.status, err.message, err.code, err.param)
     headers.append(("content-type", "application/json"))
@@ -32,6 +35,8 @@ def render_stream_error(err: GatewayError, dialect: Dialect, api_path: str = "")
         return b""
     if dialect == "anthropic":
         return anthropic.stream_error_event(err.status, err.message)
+    if dialect == "gemini":
+        return gemini.stream_error_event(err.status, err.message)
     if api_path == RESPONSES:
         event = {"type": "error", "code": err.code, "message": err.message, "param": err.param}
         return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"

@@ -74,7 +74,7 @@ GEMINI_PROMPT_METHODS = frozenset(
 )
 
 # The shape a client speaks: its errors, refusals and stream endings answer in kind.
-Dialect = Literal["openai", "anthropic"]
+Dialect = Literal["openai", "anthropic", "gemini"]
 
 
 # Google's own API roots its paths at a version of its own (``/v1beta/models/…``, as its
@@ -156,6 +156,11 @@ def with_path_model(api_path: str, model: str) -> str:
 
 def dialect_of(path: str) -> Dialect:
     """Anthropic's for its Messages API (``/messages``, ``/messages/count_tokens``,
-    ``/messages/batches…``); OpenAI's otherwise."""
+    ``/messages/batches…``); Google's for a method of Gemini's own API
+    (``…/models/<model>:generateContent``); OpenAI's otherwise."""
     lowered = path.lower()
-    return "anthropic" if lowered.endswith(("/messages", COUNT_TOKENS)) or MESSAGE_BATCHES in lowered else "openai"
+    if lowered.endswith(("/messages", COUNT_TOKENS)) or MESSAGE_BATCHES in lowered:
+        return "anthropic"
+    if ":" in lowered and _GEMINI_METHOD.search(lowered) is not None:
+        return "gemini"
+    return "openai"

@@ -60,6 +60,16 @@ def _native(status: int, message: str) -> Json:
     return {"error": {"code": status, "message": message, "status": name}}
 
 
+def error_body(status: int, message: str) -> bytes:
+    """The gateway's own refusal, as Google's API words one."""
+    return orjson.dumps(_native(status, message))
+
+
+def stream_error_event(status: int, message: str) -> bytes:
+    """The event that ends a Gemini stream (``alt=sse``) the gateway had to cut."""
+    return b"data: " + error_body(status, message) + b"\n\n"
+
+
 def error_from_pivot(status: int, body: bytes) -> bytes:
     message, _, _ = pivot.read_error(body)
     return orjson.dumps(_native(status, message))
