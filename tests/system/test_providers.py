@@ -20,6 +20,9 @@ import anthropic
 import httpx
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 from tests.conftest import Proc
 from tests.support.fake_provider import FakeProvider, Fault, Seen, new_request_id, serve_gateway, usage_record
@@ -70,7 +73,7 @@ def config(fake: str) -> str:
         "plugins:",
         "  - name: key-auth",
         "    defaultConfig:",
-        "      keys: [authorization, x-api-key]",
+        "      keys: [authorization, x-api-key, x-goog-api-key]",
         f"      consumers: [{{name: app, credential: {CLIENT_KEY}}}]",
     ])  # fmt: skip
 
@@ -337,6 +340,32 @@ def test_geminis_own_api_reaches_the_provider_at_its_own_version_once(
     record = usage_record(gw, rid)
     assert (record["input_tokens"], record["output_tokens"]) == ((1040, 56) if stream else (1040, 53))
     assert record["model_requested"] == GEMINI_MODEL and record["tokens_estimated"] is False
+
+
+def _google(gw: Proc, route: str, key: str = CLIENT_KEY) -> genai.Client:
+    """Google's own SDK, its base URL at ``route`` (it adds ``/v1beta/…``)."""
+    return genai.Client(api_key=key, http_options=genai_types.HttpOptions(base_url=f"{gw.url}/p/{route}/"))
+
+
+def test_googles_sdk_lists_pages_and_calls_through_the_gateway(gw: Proc, fake: FakeProvider) -> None:
+    # Google's SDK read the gateway's model list in OpenAI's shape: no ``models`` member,
+    # so it listed nothing.
+    client = _google(gw, "gemini-mapped-native")
+    listed = {m.name: m for m in client.models.list(config={"page_size": 1})}  # one a page: the SDK pages
+    # The provider's own entries as Google gave them (limits, methods), and the alias
+    # its mapping names, callable through the gateway.
+    flash = listed["models/gemini-2.5-flash"]
+    assert (flash.display_name, flash.input_token_limit) == ("Gemini 2.5 Flash", 1048576)
+    assert "generateContent" in (flash.supported_actions or [])
+    assert "generateContent" in (listed["models/my-gem"].supported_actions or [])
+    answer = client.models.generate_content(model="my-gem", contents=USER)
+    assert answer.text and answer.usage_metadata is not None
+    [seen] = [s for s in fake.seen if s.method == "POST"]
+    assert credentials(seen) == {"x-goog-api-key": "gem-key"}  # the client's key never went upstream
+    stranger = _google(gw, "gemini-native", "not-a-key")
+    with pytest.raises(genai_errors.ClientError) as refused:
+        stranger.models.generate_content(model=GEMINI_MODEL, contents=USER)
+    assert (refused.value.code, refused.value.status) == (401, "UNAUTHENTICATED")
 
 
 @pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent"])

@@ -2,7 +2,8 @@
 
 The gateway answers ``GET /v1/models`` in the client's shape (OpenAI's ``{"id",
 "object": "model", "created", "owned_by"}``, or Anthropic's ``{"type": "model", "id",
-"display_name", "created_at"}`` for a client sending ``anthropic-version``) from the
+"display_name", "created_at"}`` for a client sending ``anthropic-version``, Google's
+``{"name": "models/…", "displayName", …}`` for a client of Gemini's own API) from the
 lists of providers that may speak another protocol, and ``GET /v1/models/{id}`` from the
 provider that serves the model. A ``ModelCard`` carries what one shape can say in the
 other: when the model was made, who owns it, its display name; what a provider did not
@@ -12,7 +13,8 @@ epoch as its time, ``tollway`` as its owner).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from tollway.consumers.consumer import iso_instant, parse_instant
@@ -25,6 +27,10 @@ class ModelCard:
     created: int | None = None  # Unix seconds
     owned_by: str | None = None
     display_name: str | None = None
+    # Gemini's own entry for the model (``name``, ``displayName``, token limits,
+    # ``supportedGenerationMethods``…), when a Gemini provider's list gave one: what a
+    # Gemini client is shown as it stands.
+    gemini: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 def _seconds(iso: Any) -> int | None:
@@ -45,7 +51,9 @@ def card_of(protocol: str, obj: Any) -> ModelCard | None:
         if not isinstance(name, str):
             return None
         shown = obj.get("displayName")
-        return ModelCard(name.removeprefix("models/"), display_name=shown if isinstance(shown, str) else None)
+        return ModelCard(
+            name.removeprefix("models/"), display_name=shown if isinstance(shown, str) else None, gemini=obj
+        )
     ident = obj.get("id")
     if not isinstance(ident, str):
         return None
@@ -73,10 +81,20 @@ def openai_model(card: ModelCard) -> dict[str, Any]:
     return {"id": card.id, "object": "model", "created": card.created or 0, "owned_by": card.owned_by or "tollway"}
 
 
+def gemini_model(card: ModelCard) -> dict[str, Any]:
+    """The model as Gemini's list names it: its own entry, or one made from the card
+    that lists no methods (a model of another protocol's provider, which Gemini's own
+    API cannot call through the gateway)."""
+    if card.gemini is not None:
+        return dict(card.gemini)
+    shown = card.display_name or card.id
+    return {"name": f"models/{card.id}", "displayName": shown, "supportedGenerationMethods": []}
+
+
 def anthropic_model(card: ModelCard) -> dict[str, Any]:
     # A time nobody said is the epoch; one past year 9999 (a provider's) its end.
     made = iso_instant(card.created or 0)
     return {"type": "model", "id": card.id, "display_name": card.display_name or card.id, "created_at": made}
 
 
-__all__ = ["ModelCard", "anthropic_model", "card_of", "cards_of", "openai_model"]
+__all__ = ["ModelCard", "anthropic_model", "card_of", "cards_of", "gemini_model", "openai_model"]

@@ -2,12 +2,14 @@
 ``GET /v1/models/{id}``, which the provider serving the model answers.
 
 Anthropic's list is paged (``limit``, default 20, at most 1000; ``after_id``,
-``before_id``), and its SDK pages through it; OpenAI's is one page.
+``before_id``), and its SDK pages through it; so is Gemini's (``pageSize``, default 50,
+``pageToken``, ``nextPageToken``); OpenAI's is one page.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import orjson
 
@@ -16,7 +18,7 @@ from tollway.exchange import Attempt, Exchange, Reply
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
 from tollway.proxy import upstream_request
-from tollway.proxy.model_cards import ModelCard, anthropic_model, card_of, cards_of, openai_model
+from tollway.proxy.model_cards import ModelCard, anthropic_model, card_of, cards_of, gemini_model, openai_model
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest, read_decoded
 
@@ -58,6 +60,56 @@ def anthropic_model_list(cards: list[ModelCard], query: dict[str, str]) -> bytes
     )
 
 
+# Google's pages: 50 models unless ``pageSize`` says otherwise, at most 1000.
+_GEMINI_PAGE = 50
+# What a model named by a Gemini provider's mapping can be asked through the gateway.
+_GEMINI_METHODS = ("generateContent", "countTokens")
+
+Shape = Literal["openai", "anthropic", "gemini"]
+
+
+def client_shape(ex: Exchange) -> Shape:
+    """The list shape the client reads: Anthropic's for a client sending
+    ``anthropic-version`` (its SDK), Google's for a client of Gemini's own API (its path
+    under Google's version root, or Google's SDK header), else OpenAI's."""
+    headers = ex.request.headers
+    if "anthropic-version" in headers:
+        return "anthropic"
+    if ex.dialect == "gemini" or "x-goog-api-client" in headers:
+        return "gemini"
+    return "openai"
+
+
+def gemini_model_list(cards: list[ModelCard], query: dict[str, str]) -> bytes:
+    """One page of Gemini's ``GET /v1beta/models``: ``pageSize`` models from the one
+    ``pageToken`` names (the token is the id of the page's first model; one not in the
+    list starts from the top), and ``nextPageToken`` while more follow."""
+    try:
+        size = int(query.get("pageSize") or _GEMINI_PAGE)
+    except ValueError:
+        size = _GEMINI_PAGE
+    size = min(max(size, 1), _MAX_PAGE)
+    ids = [c.id for c in cards]
+    token = query.get("pageToken")
+    start = ids.index(token) if token in ids else 0
+    end = min(start + size, len(ids))
+    page: dict[str, object] = {"models": [gemini_model(c) for c in cards[start:end]]}
+    if end < len(ids):
+        page["nextPageToken"] = ids[end]
+    return orjson.dumps(page)
+
+
+def _mapped(provider: Provider, name: str) -> ModelCard:
+    """A model a provider's ``modelMapping`` names: to a Gemini client, callable where
+    the provider speaks Gemini's protocol."""
+    if provider.protocol != "gemini":
+        return ModelCard(name)
+    return ModelCard(
+        name,
+        gemini={"name": f"models/{name}", "displayName": name, "supportedGenerationMethods": list(_GEMINI_METHODS)},
+    )
+
+
 class ModelListing:
     def __init__(self, idle_timeout_s: float) -> None:
         self.idle_timeout_s = idle_timeout_s
@@ -69,7 +121,7 @@ class ModelListing:
         cards: list[ModelCard] = []
         for provider in route_providers.every:
             cards.extend(await self._provider_models(ex, provider))
-            cards.extend(ModelCard(name) for name in provider.model_names())
+            cards.extend(_mapped(provider, name) for name in provider.model_names())
         if route_providers.by_model is not None:
             cards.extend(ModelCard(name) for name in route_providers.by_model.names())
         first: dict[str, ModelCard] = {}
@@ -78,8 +130,11 @@ class ModelListing:
         unique = list(first.values())
         if ex.consumer is not None:
             unique = [c for c in unique if ex.consumer.may_use(c.id)]
-        if "anthropic-version" in ex.request.headers:
+        shape = client_shape(ex)
+        if shape == "anthropic":
             body = anthropic_model_list(unique, dict(ex.request.query_params))
+        elif shape == "gemini":
+            body = gemini_model_list(unique, dict(ex.request.query_params))
         else:
             body = orjson.dumps({"object": "list", "data": [openai_model(c) for c in unique]})
         return Reply(200, [("content-type", "application/json")], body)
@@ -88,12 +143,8 @@ class ModelListing:
     def details_in_client_shape(ex: Exchange, provider: Provider, reply: Reply) -> Reply:
         """A provider's ``GET /v1/models/{id}`` answer in the shape its client reads (the
         one the list gave it), when the provider speaks another protocol."""
-        anthropic_client = "anthropic-version" in ex.request.headers
-        if (
-            reply.status != 200
-            or reply.events is not None
-            or provider.protocol == ("anthropic" if anthropic_client else "openai")
-        ):
+        shape = client_shape(ex)
+        if reply.status != 200 or reply.events is not None or provider.protocol == shape:
             return reply
         try:
             card = card_of(provider.protocol, orjson.loads(reply.body))
@@ -101,7 +152,7 @@ class ModelListing:
             return reply
         if card is None:
             return reply
-        shaped = anthropic_model(card) if anthropic_client else openai_model(card)
+        shaped = {"anthropic": anthropic_model, "gemini": gemini_model, "openai": openai_model}[shape](card)
         headers = [(k, v) for k, v in reply.headers if k.lower() not in ("content-type", "content-length")]
         return Reply(200, [*headers, ("content-type", "application/json")], orjson.dumps(shaped))
 
