@@ -60,6 +60,11 @@ _FORBIDDEN = frozenset("\r\n\0")
 _SET_HERE = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
 _IDENTITY = "accept-encoding: identity"
 _HIGH_WATER = 1 << 20  # pause reading the provider once this much is queued for a slow client
+# A response's head (status line and headers, interim 1xx ones too) past these is a
+# broken or hostile provider's: refused as the client's request head is (431 at the
+# edge), not held in memory and relayed. Real providers send a few kilobytes.
+MAX_RESPONSE_HEAD_BYTES = 256 * 1024
+MAX_RESPONSE_HEADERS = 512
 _LOW_WATER = 1 << 16
 
 
@@ -141,6 +146,7 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.status = 0
+        self.head_bytes = 0
         self.headers: list[tuple[str, str]] = []
         self.headers_done: asyncio.Future[None] = self.loop.create_future()
         self.chunks: deque[bytes] = deque()
@@ -171,6 +177,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if not self.headers_done.done():
+            # Counted before the parser takes it: httptools holds a header until it ends.
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_RESPONSE_HEAD_BYTES:
+                self._fail(ProtocolFailure(f"provider sent response headers past {MAX_RESPONSE_HEAD_BYTES} bytes"))
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -213,6 +225,8 @@ class _Connection(asyncio.Protocol):
             raise ProtocolFailure("provider sent a response nobody asked for")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= MAX_RESPONSE_HEADERS:
+            raise ProtocolFailure(f"provider sent more than {MAX_RESPONSE_HEADERS} response headers")
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:

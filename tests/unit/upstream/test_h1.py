@@ -340,6 +340,54 @@ async def test_garbage_response(serve: Callable[..., Awaitable[Server]]) -> None
     await client.aclose()
 
 
+@pytest.mark.parametrize(
+    ("head", "said"),
+    [
+        # One header of 8 MB (a red-team's provider: relayed whole, RSS up 160 MB for good).
+        (b"x-big: " + b"a" * (8 << 20) + b"\r\n", "past 262144 bytes"),
+        # Twenty thousand small ones, all relayed.
+        (b"".join(b"x-h%d: v\r\n" % i for i in range(20_000)), "more than 512"),
+        # Interim responses count too: a flood of them never ends the head.
+        (b"".join(b"HTTP/1.1 100 Continue\r\n\r\n" for _ in range(20_000)), "past 262144 bytes"),
+    ],
+    ids=["one-huge", "too-many", "endless-interim"],
+)
+async def test_a_response_head_past_its_bounds_is_a_protocol_failure(
+    serve: Callable[..., Awaitable[Server]], head: bytes, said: str
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
+        await read_request(reader)
+        if head.startswith(b"HTTP/"):
+            writer.write(head + ok(b"{}"))
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n" + head + b"\r\n{}")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    server = await serve(script)
+    client = H1Transport()
+    with pytest.raises(ProtocolFailure, match=said):
+        await client.send(req(server.port))
+    await client.aclose()
+
+
+async def test_a_response_head_within_its_bounds_is_read(serve: Callable[..., Awaitable[Server]]) -> None:
+    # What a real provider sends, generously: 400 headers and 200 kB of them.
+    extra = b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 500) for i in range(400))
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
+        await read_request(reader)
+        writer.write(ok(b"{}", extra))
+        await writer.drain()
+
+    server = await serve(script)
+    client = H1Transport()
+    resp = await client.send(req(server.port))
+    assert resp.status == 200 and len(resp.headers) == 402
+    await resp.aclose()
+    await client.aclose()
+
+
 @pytest.mark.parametrize("status", [b"010", b"099", b"600", b"999"])
 async def test_a_status_outside_100_to_599_is_a_protocol_failure(
     serve: Callable[..., Awaitable[Server]], status: bytes
