@@ -13,8 +13,8 @@ The interval is what a kill can cost: the usage writer journals each batch it is
 with one write, so a SIGKILL loses the records of at most the last ``interval_s`` (plus
 the event loop's lag), under the 10 ms SPEC §14 allows. No timer runs while no call ends.
 A busy loop runs its timers late (one turn of it can take milliseconds under load), so
-the records set aside are also drained as soon as there are ``batch_at`` of them: what a
-kill can cost is bounded in calls too, whatever the timer's lag.
+once the timer is due the first call to end drains the records set aside (``batch_at`` of
+them or more), without waiting for the loop to come round to the timer.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ class Accountant:
             self._finished.extend(facts_of(side) for side in ex.side_calls)
         if self._timer is None:
             self._drain_soon()
-        elif len(self._finished) >= self.batch_at:
+        elif len(self._finished) >= self.batch_at and self._timer.when() <= self._now():
+            # The timer is due and the loop has not run it yet (busy): drain now. A loop
+            # that keeps up drains by its timer alone, in batches of 5 ms.
             self._timer.cancel()
             self._tick()
 
@@ -108,6 +110,10 @@ class Accountant:
         self._finished.append(facts)
         if self._timer is None:
             self._drain_soon()
+
+    def _now(self) -> float:
+        loop = self._loop
+        return loop.time() if loop is not None else float("inf")
 
     def _drain_soon(self) -> None:
         """The next drain, once ``interval_s`` is up (at once without a running loop)."""
