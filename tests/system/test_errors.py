@@ -6,6 +6,7 @@ and after every one of these the gateway goes on serving.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -28,6 +29,7 @@ storage: {{database: "sqlite:///./tollway.db"}}
 providers:
   - {{id: mock, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-provider-1], timeout: 400}}
   - {{id: garbage, type: openai, baseUrl: "{garbage}/v1", apiTokens: [sk-provider-1]}}
+  - {{id: huge-head, type: openai, baseUrl: "{garbage}/huge-head/v1", apiTokens: [sk-provider-1]}}
   - id: down
     type: openai
     baseUrl: "http://127.0.0.1:{dead}/v1"
@@ -39,6 +41,7 @@ routes:
   - {{name: failover, path_prefix: /failover/v1/, providers: [down, mock]}}
   - {{name: nothing, path_prefix: /nothing/}}
   - {{name: garbage, path_prefix: /garbage/v1/, provider: garbage}}
+  - {{name: huge-head, path_prefix: /huge-head/v1/, provider: huge-head}}
 """
 
 
@@ -52,7 +55,8 @@ def _dead_port() -> int:
 
 @pytest.fixture(scope="module")
 def garbage() -> Iterator[str]:
-    """A provider that answers every request with bytes that are not HTTP."""
+    """A provider that answers every request with bytes that are not HTTP (under
+    ``/huge-head/``, a 200 whose one header is 1 MiB)."""
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0.2)
     stop = threading.Event()
@@ -64,8 +68,12 @@ def garbage() -> Iterator[str]:
             except TimeoutError:
                 continue
             with conn:
-                conn.recv(65536)
-                conn.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+                if b"/huge-head/" in conn.recv(65536):
+                    head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-big: " + b"a" * (1 << 20) + b"\r\n\r\n{}"
+                    with contextlib.suppress(OSError):  # the gateway hangs up part-way
+                        conn.sendall(head)
+                else:
+                    conn.sendall(b"THIS IS NOT HTTP\r\n\r\n")
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -284,6 +292,15 @@ def test_a_provider_that_drops_the_connection_before_answering_is_502(http: http
 def test_a_provider_that_answers_garbage_is_502(http: httpx.Client) -> None:
     r = http.post("/garbage/v1/chat/completions", json=chat())
     assert_error(r, 502, "upstream_error", "ai-proxy.bad_upstream_response")
+    assert_still_serving(http)
+
+
+def test_a_provider_whose_headers_never_end_is_502_and_recorded(http: httpx.Client, gw: Proc) -> None:
+    # A provider's 1 MiB header was held and relayed to the client whole.
+    r = http.post("/huge-head/v1/chat/completions", json=chat())
+    assert_error(r, 502, "upstream_error", "ai-proxy.bad_upstream_response")
+    assert "aaaa" not in r.text and "x-big" not in r.headers
+    assert logged(gw, r.headers["x-request-id"])["status"] == 502
     assert_still_serving(http)
 
 

@@ -26,11 +26,11 @@ _DEFAULT_PAGE = 20
 _MAX_PAGE = 1000
 
 
-def _page_size(raw: str | None) -> int:
+def _page_size(raw: str | None, default: int = _DEFAULT_PAGE) -> int:
     try:
-        size = int(raw) if raw is not None else _DEFAULT_PAGE
+        size = int(raw) if raw else default
     except ValueError:
-        size = _DEFAULT_PAGE
+        size = default
     return min(max(size, 1), _MAX_PAGE)
 
 
@@ -84,11 +84,7 @@ def gemini_model_list(cards: list[ModelCard], query: dict[str, str]) -> bytes:
     """One page of Gemini's ``GET /v1beta/models``: ``pageSize`` models from the one
     ``pageToken`` names (the token is the id of the page's first model; one not in the
     list starts from the top), and ``nextPageToken`` while more follow."""
-    try:
-        size = int(query.get("pageSize") or _GEMINI_PAGE)
-    except ValueError:
-        size = _GEMINI_PAGE
-    size = min(max(size, 1), _MAX_PAGE)
+    size = _page_size(query.get("pageSize"), _GEMINI_PAGE)
     ids = [c.id for c in cards]
     token = query.get("pageToken")
     start = ids.index(token) if token in ids else 0

@@ -13,8 +13,8 @@ The interval is what a kill can cost: the usage writer journals each batch it is
 with one write, so a SIGKILL loses the records of at most the last ``interval_s`` (plus
 the event loop's lag), under the 10 ms SPEC §14 allows. No timer runs while no call ends.
 A busy loop runs its timers late (one turn of it can take milliseconds under load), so
-once the timer is due the first call to end drains the records set aside (``batch_at`` of
-them or more), without waiting for the loop to come round to the timer.
+once the timer is due the first call to end drains the records set aside, without
+waiting for the loop to come round to the timer.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ class Accountant:
         prices: PriceTable | None = None,
         traces: TraceSink | None = None,
         interval_s: float = 0.005,
-        batch_at: int = 8,
     ) -> None:
         self.sinks = list(sinks)
         # Where traced calls go; None while telemetry is off (a reload may set it).
@@ -66,7 +65,6 @@ class Accountant:
         self.metrics = metrics
         self.prices = prices
         self.interval_s = interval_s
-        self.batch_at = batch_at
         self._finished: list[CallFacts] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         # The drain to come, set by the first call that ends after the last drain.
@@ -89,13 +87,7 @@ class Accountant:
         if ex.side_calls:
             # Calls made on its behalf (ai-cache's embeddings) are records of their own.
             self._finished.extend(facts_of(side) for side in ex.side_calls)
-        if self._timer is None:
-            self._drain_soon()
-        elif len(self._finished) >= self.batch_at and self._timer.when() <= self._now():
-            # The timer is due and the loop has not run it yet (busy): drain now. A loop
-            # that keeps up drains by its timer alone, in batches of 5 ms.
-            self._timer.cancel()
-            self._tick()
+        self._set_aside()
 
     def refused_at_edge(self, status: int, reason: str, request_id: str, client_ip: str) -> None:
         """A request the HTTP edge answered itself, before the gateway could read it (a
@@ -108,20 +100,20 @@ class Accountant:
             client_ip, [], None, None, "other",
         )  # fmt: skip
         self._finished.append(facts)
-        if self._timer is None:
-            self._drain_soon()
+        self._set_aside()
 
-    def _now(self) -> float:
-        loop = self._loop
-        return loop.time() if loop is not None else float("inf")
-
-    def _drain_soon(self) -> None:
-        """The next drain, once ``interval_s`` is up (at once without a running loop)."""
-        loop = self._loop
+    def _set_aside(self) -> None:
+        """After a record is set aside: the next drain, once ``interval_s`` is up (at once
+        without a running loop, or when a busy loop has not yet run a timer that is due:
+        a loop that keeps up drains by its timer alone)."""
+        loop, timer = self._loop, self._timer
         if loop is None:
             self.drain()
-        else:
+        elif timer is None:
             self._timer = loop.call_later(self.interval_s, self._tick)
+        elif timer.when() <= loop.time():
+            timer.cancel()
+            self._tick()
 
     def _tick(self) -> None:
         self._timer = None

@@ -4,6 +4,7 @@ metrics and the sinks, in batches off the call's own task."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 from tollway.testing.harness import make_exchange
@@ -12,6 +13,13 @@ from tollway.usage.accountant import Accountant
 from tollway.usage.pricing import PriceTable
 from tollway.usage.record import CallFacts, UsageRecord
 from tollway.usage.tracing import Sampler
+
+
+def _finish(accountant: Accountant, n: int) -> None:
+    """Call ``r<n>`` ends with a 200."""
+    ex = make_exchange(request_id=f"r{n}")
+    ex.status = 200
+    accountant.finish(ex)
 
 
 def test_the_accountant_feeds_log_metrics_and_sinks_and_survives_a_failing_sink() -> None:
@@ -41,10 +49,7 @@ async def test_a_running_accountant_hands_records_on_in_batches_and_drains_at_st
     accountant = Accountant([batches.append], interval_s=0.05)
     accountant.start()
 
-    def call(n: int) -> None:
-        ex = make_exchange(request_id=f"r{n}")
-        ex.status = 200
-        accountant.finish(ex)
+    call = functools.partial(_finish, accountant)
 
     for n in range(3):
         call(n)
@@ -82,13 +87,10 @@ async def test_a_busy_loop_does_not_hold_records_past_their_interval() -> None:
     # SIGKILL then lost every call answered meanwhile (23 at ~1,200 calls/s in a red-team
     # run). Once the timer is due, the next call to end hands the batch on.
     batches: list[list[UsageRecord]] = []
-    accountant = Accountant([batches.append], interval_s=0.01, batch_at=4)
+    accountant = Accountant([batches.append], interval_s=0.01)
     accountant.start()
 
-    def call(n: int) -> None:
-        ex = make_exchange(request_id=f"r{n}")
-        ex.status = 200
-        accountant.finish(ex)
+    call = functools.partial(_finish, accountant)
 
     for n in range(6):
         call(n)
