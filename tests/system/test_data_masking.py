@@ -72,7 +72,8 @@ class Responder(ThreadingHTTPServer):
     """A provider of the responses API that echoes the text it got: ``You said: <input>``
     (``input`` as a string; ``ok`` for items), as one answer or, with ``stream``, one
     character per event. Gemini's own generateContent and streamGenerateContent echo the
-    last part's text so too; its other methods, and any other path, answer ``{}``."""
+    last part's text so too; an image generation echoes its prompt as the revised prompt;
+    Gemini's other methods, and any other path, answer ``{}``."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Echo)
@@ -126,6 +127,10 @@ class _Echo(BaseHTTPRequestHandler):
         self._send("text/event-stream", raw)
 
     def _gemini(self, body: dict[str, Any]) -> None:
+        if self.path.endswith("/images/generations"):  # the image's revised prompt: the one it got
+            image = {"url": "https://images.example/1.png", "revised_prompt": body["prompt"]}
+            self._send("application/json", json.dumps({"created": 1, "data": [image]}).encode())
+            return
         if ":generateContent" not in self.path and ":streamGenerateContent" not in self.path:
             self._send("application/json", b"{}")
             return
@@ -530,6 +535,37 @@ def test_geminis_own_api_is_masked_and_its_answers_restored(gw: Proc, responder:
     assert re.fullmatch(r"Card \[CARD_1\] for \[EMAIL_\d\]", first["contents"][0]["parts"][0]["text"])
     assert first["tools"][0]["functionDeclarations"][0]["description"].startswith("Mails [EMAIL_")
     assert responder.bodies[5]["requests"][0]["model"] == "models/text-embedding-004"
+
+
+def test_every_other_api_is_masked_but_the_stateful_ones(gw: Proc, responder: Responder) -> None:
+    """Masking fails closed: an image prompt, speech input, a vector store search, Imagen's
+    ``:predict``, and paths the gateway does not know (a provider may serve them all the
+    same) leave masked; a generated image's revised prompt comes back restored. A thread's
+    message is kept by the provider for later calls, which could not restore it: it
+    leaves as written (``deny_raw`` is the way to read it)."""
+    responder.bodies.clear()
+    responder.paths.clear()
+    with httpx.Client(base_url=gw.url + "/responder/v1", timeout=10) as http:
+        image = http.post("/images/generations", json={"model": "gpt-image-1", "prompt": f"A card {CARD}"})
+        assert image.json()["data"][0]["revised_prompt"] == f"A card {CARD}"
+        http.post("/audio/speech", json={"model": "tts-1", "input": f"Mail {EMAIL}", "voice": "alloy"})
+        http.post("/vector_stores/vs_1/search", json={"query": f"invoices of {EMAIL}"})
+        http.post("/chat/completions/x", json={"model": "m", "messages": [{"role": "user", "content": EMAIL}]})
+        http.post("/brand-new-api", json={"text": f"to {EMAIL}"})
+        http.post("/threads/thread_1/messages", json={"role": "user", "content": f"to {EMAIL}"})
+        refused = http.post("/images/generations", json={"prompt": "the project falcon logo"})
+        assert refused.headers["x-tollway-reason"] == "ai-data-masking.denied"
+    with httpx.Client(base_url=gw.url + "/gemini/v1/models", timeout=10) as http:
+        http.post("/imagen-4.0-generate-001:predict", json={"instances": [{"prompt": f"A card {CARD}"}]})
+    assert responder.bodies == [
+        {"model": "gpt-image-1", "prompt": "A card [CARD_1]"},
+        {"model": "tts-1", "input": "Mail [EMAIL_1]", "voice": "alloy"},
+        {"query": "invoices of [EMAIL_1]"},
+        {"model": "m", "messages": [{"role": "user", "content": "[EMAIL_1]"}]},
+        {"text": "to [EMAIL_1]"},
+        {"role": "user", "content": f"to {EMAIL}"},
+        {"instances": [{"prompt": "A card [CARD_1]"}]},
+    ]
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH"])

@@ -5,7 +5,7 @@ would send.
 
 - A trailing or doubled slash, or the API's path in other letter case, is the canonical
   API: masked, recorded with its model and tokens, and sent upstream as the canonical
-  path; a dot segment, an encoded ``/`` or
+  path; any other variant of it (``;x=1``, ``/x``) leaves masked too; a dot segment, an encoded ``/`` or
   ``\\`` and an undecodable path are a 400 that reaches no provider; a double-encoded
   sequence reaches the provider still encoded once.
 - ``API.Example.com.:8080`` is held to the rule for ``api.example.com``; two Host lines
@@ -118,6 +118,18 @@ def test_a_trailing_or_doubled_slash_is_the_canonical_api(gw: Proc, fake: FakePr
     record = usage_record(gw, request_id)
     assert record["model_requested"] == "gpt-4o-mini"
     assert record["input_tokens"] > 0 and record["output_tokens"] > 0 and not record["tokens_estimated"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"/v1/chat/completions;x=1", b"/v1/chat/completions%20", b"/v1/chat/completions/x", b"/v1/chat/completions.json"],
+)
+def test_a_variant_of_a_known_path_leaves_masked(gw: Proc, fake: FakeProvider, target: bytes) -> None:
+    # Not an API the gateway knows, but one a provider might serve all the same: its body
+    # is masked like any other (the fake answers 404; the text had left by then).
+    post(gw, target)
+    (seen,) = fake.seen
+    assert EMAIL not in seen.body.decode() and "[EMAIL_1]" in seen.body.decode()
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,11 @@
 """ai-data-masking (AUTHN, 991): sensitive values never reach the model, and the answer
 still reads as if they had.
 
-Before the prompt leaves, every text the model will read (``masking.bodies``: chat,
-completions, embeddings, moderations, Anthropic messages and count_tokens, the responses
-API's input and instructions and its input_tokens, Gemini's own generateContent and its
-kin (``protocols.apis.carries_prompt``), tool names and descriptions, the ``user``
-field) is scanned, as sent
+Before the prompt leaves, every text the model will read (``masking.bodies``: every
+string of the JSON body of every API but the stateful ones, ``protocols.apis.carries_prompt``:
+chat, completions, embeddings, moderations, Anthropic messages and count_tokens, the
+responses API, Gemini's own generateContent and its kin, images, speech, paths no one
+knows; tool names and descriptions, the ``user`` field) is scanned, as sent
 and normalised (NFKC, zero-width characters and soft hyphens removed: ``masking.masker``):
 a deny word (or, with ``system_deny``, a private key) refuses the whole request; a
 ``replace_roles`` match is replaced as Higress does (``replace`` with ``value``, ``hash``

@@ -130,17 +130,38 @@ def api_of(api_path: str) -> Api:
 
 
 def carries_prompt(api: Api, api_path: str) -> bool:
-    """Whether a call's body holds text a model reads, in a shape the gateway knows: the
-    ``PROMPT_APIS``, moderations, the Responses API's ``input_tokens``, and Gemini's own
-    generateContent, streamGenerateContent, countTokens, embedContent and
-    batchEmbedContents. (Stateful APIs, assistants' threads and conversations, keep what
-    they are sent for later calls, which would get it back masked: they are not here.)"""
+    """Whether ai-data-masking reads a call's JSON body as text a model reads. It fails
+    closed: every API does but those that keep what they are sent and hand it back in
+    later calls (``_STATEFUL``, files and uploads, batches: masked text would come back
+    to a later call as placeholders it cannot restore) and MCP's tool calls (read by
+    tools, not a model). So the images API's prompt, speech's input, a vector store
+    search's query, Gemini's other methods (Imagen's ``:predict``) and every path the
+    gateway does not know (``/chat/completions/x``, which a provider may serve all the
+    same) are read."""
     if api in PROMPT_APIS or api == "moderations":
         return True
-    if api != "other" and api != "models":
+    if api in _NOT_READ:
         return False
-    bare = api_path.lower().rstrip("/")
-    return bare in (RESPONSES_INPUT_TOKENS, RESPONSES_COMPACT) or gemini_method(api_path) in GEMINI_PROMPT_METHODS
+    method = gemini_method(api_path)
+    if method is not None:
+        return method not in _GEMINI_BATCH_METHODS
+    lowered = api_path.lower()
+    return _STATEFUL.match(lowered) is None or _VECTOR_STORE_SEARCH.match(lowered) is not None
+
+
+# APIs whose bodies ai-data-masking leaves to ``deny_raw`` (``carries_prompt``).
+_NOT_READ: frozenset[Api] = frozenset({"files", "batches", "mcp"})
+# Stateful APIs: OpenAI's assistants, threads and runs, conversations and their items,
+# vector stores and their files, fine-tuning jobs, evals, containers and realtime
+# sessions; Gemini's cached contents, tuned models, corpora and file search stores.
+_STATEFUL = re.compile(
+    r"/(?:assistants|threads|conversations|vector_stores|fine_tuning|evals|containers|realtime|chatkit"
+    r"|cachedcontents|tunedmodels|corpora|filesearchstores)(?:/|\Z)"
+)
+# A vector store search: a query, answered at once, kept nowhere.
+_VECTOR_STORE_SEARCH = re.compile(r"/vector_stores/[^/]+/search/?\Z")
+# Gemini's batch methods: the requests are kept and answered later, as OpenAI's batches.
+_GEMINI_BATCH_METHODS = frozenset({"batchgeneratecontent", "asyncbatchembedcontent"})
 
 
 def gemini_method(api_path: str) -> str | None:
