@@ -377,6 +377,9 @@ class Exchange:
     # The JSON body to send upstream when a plugin rewrote it (masking, prompt edits);
     # ``None`` sends the client's body. The client's own ``request`` is never edited.
     upstream_json: dict[str, Any] | None = None
+    # The same for a form (``multipart/form-data``) a plugin rewrote: its bytes, under
+    # the client's own content type and boundary.
+    upstream_form: bytes | None = None
     # Extra response headers plugins want the client to see (rate-limit quotas, …).
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     # What ai-cache made of the call: "hit" or "semantic" (answered from the cache: the

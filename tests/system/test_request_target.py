@@ -5,7 +5,8 @@ would send.
 
 - A trailing or doubled slash, or the API's path in other letter case, is the canonical
   API: masked, recorded with its model and tokens, and sent upstream as the canonical
-  path; any other variant of it (``;x=1``, ``/x``) leaves masked too; a dot segment, an encoded ``/`` or
+  path; any other variant of it (``;x=1``, ``/x``) leaves masked too, and so do a
+  form's text fields (an image edit's prompt), its files as they came; a dot segment, an encoded ``/`` or
   ``\\`` and an undecodable path are a 400 that reaches no provider; a double-encoded
   sequence reaches the provider still encoded once.
 - ``API.Example.com.:8080`` is held to the rule for ``api.example.com``; two Host lines
@@ -26,16 +27,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import brotli
+import httpx
 import orjson
 import pytest
 import zstandard
 
 from tests.conftest import Proc
 from tests.support.fake_provider import FakeProvider, new_request_id, serve_gateway, usage_record
+from tollway.protocols.form import form_fields
 
 EMAIL = "bob.smith@example.com"
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Mail {EMAIL} today"}]})
 LIMIT = 1 << 20
+JSON = b"application/json"
 CONFIG = """
 storage: {{database: "sqlite:///./tollway.db"}}
 server: {{max_body_bytes: {limit}}}
@@ -47,7 +51,7 @@ routes:
   - {{name: passing, path_prefix: /passing/v1/, provider: passing}}
 plugins:
   - name: ai-data-masking
-    defaultConfig: {{}}
+    defaultConfig: {{deny_words: ["project falcon"]}}
   - name: key-auth
     defaultConfig: {{keys: [x-api-key], consumers: [{{name: alice, credential: k-alice}}]}}
     matchRules:
@@ -93,8 +97,10 @@ def exchange(gw: Proc, head: bytes, body: bytes = b"") -> tuple[int, dict[str, s
 Answer = tuple[int, dict[str, str], bytes]
 
 
-def post(gw: Proc, target: bytes, body: bytes = CHAT, *headers: bytes, host: bytes = b"gw") -> Answer:
-    lines = [b"POST " + target + b" HTTP/1.1", b"host: " + host, b"content-type: application/json", *headers]
+def post(
+    gw: Proc, target: bytes, body: bytes = CHAT, *headers: bytes, host: bytes = b"gw", ctype: bytes = JSON
+) -> Answer:
+    lines = [b"POST " + target + b" HTTP/1.1", b"host: " + host, b"content-type: " + ctype, *headers]
     return exchange(gw, b"\r\n".join(lines), body)
 
 
@@ -130,6 +136,50 @@ def test_a_variant_of_a_known_path_leaves_masked(gw: Proc, fake: FakeProvider, t
     post(gw, target)
     (seen,) = fake.seen
     assert EMAIL not in seen.body.decode() and "[EMAIL_1]" in seen.body.decode()
+
+
+IMAGE = b"\x89PNG\r\n--not-a-boundary\r\n" + bytes(range(256)) * 64 + EMAIL.encode()
+
+
+def form(*fields: tuple[str, str | bytes]) -> tuple[bytes, bytes]:
+    """A multipart/form-data body of text fields and (bytes) files; its content type."""
+    request = httpx.Request(
+        "POST",
+        "http://gw/",
+        data={k: v for k, v in fields if isinstance(v, str)},
+        files={k: (f"{k}.bin", v, "application/octet-stream") for k, v in fields if isinstance(v, bytes)},
+    )
+    return request.read(), request.headers["content-type"].encode()
+
+
+@pytest.mark.parametrize(
+    ("target", "fields"),
+    [
+        (b"/v1/images/edits", (("model", "gpt-image-1"), ("prompt", f"Sign it {EMAIL}"), ("image", IMAGE))),
+        (b"/v1/audio/transcriptions", (("model", "whisper-1"), ("file", IMAGE), ("prompt", f"Names: {EMAIL}"))),
+    ],
+)
+def test_a_forms_text_fields_leave_masked_and_its_files_as_they_came(
+    gw: Proc, fake: FakeProvider, target: bytes, fields: tuple[tuple[str, str | bytes], ...]
+) -> None:
+    body, content_type = form(*fields)
+    post(gw, target, body, ctype=content_type)
+    (seen,) = fake.seen
+    assert seen.header("content-type") == content_type.decode()
+    sent = {k: v for k, v in fields}
+    got = form_fields(content_type.decode(), seen.body, frozenset(sent), len(seen.body), files=frozenset(sent))
+    assert got is not None and set(got) == set(sent)
+    for name, value in sent.items():
+        if isinstance(value, bytes):
+            assert got[name] == value  # a file, byte for byte (the address in it too)
+        elif name == "model":
+            assert got[name] == value.encode()
+        else:
+            assert got[name] == value.replace(EMAIL, "[EMAIL_1]").encode()
+    body, content_type = form(("model", "gpt-image-1"), ("prompt", "the project falcon logo"), ("image", IMAGE))
+    status, headers, _ = post(gw, target, body, ctype=content_type)
+    assert (status, headers["x-tollway-reason"]) == (200, "ai-data-masking.denied")
+    assert len(fake.seen) == 1
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,7 @@ from pydantic import field_validator, model_validator
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply, StateKey
 from tollway.masking.bodies import (
+    SKIPPED_KEYS,
     JsonPathError,
     check_answer,
     map_all_but_model,
@@ -60,13 +61,14 @@ from tollway.masking.bodies import (
     map_request,
     parse_jsonpath,
 )
-from tollway.masking.masker import Denied, Masker, Role
+from tollway.masking.masker import Denied, Masker, MaskSession, Role
 from tollway.masking.refusal import raw_refusal, refusal
 from tollway.masking.rules import RuleError, check_value, compile_user_regex
 from tollway.masking.streams import AnswerStream
 from tollway.masking.vault import Vault
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.protocols.apis import PROMPT_APIS, Api, carries_prompt
+from tollway.protocols.form import map_text_fields
 from tollway.protocols.sse import SseEvent
 from tollway.services import Services
 
@@ -187,13 +189,25 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
         offload = len(req.body) >= THREAD_FROM_BYTES
         try:
             parsed = req.json()
-        except BadRequest:  # not JSON: only deny_raw looks at it; the proxy answers 400
-            if self.config.deny_raw:
-                raw = req.body.decode("utf-8", "replace")
-                try:
+        except BadRequest:  # not JSON: a form's text fields, and deny_raw's look at it as text
+            form: bytes | None = None
+            try:
+                if self.config.deny_openai and carries_prompt(api, ex.api_path):
+                    content_type, sent = req.headers.get("content-type") or "", req.body
+
+                    def masked_form() -> bytes | None:
+                        return map_text_fields(content_type, sent, session.mask, SKIPPED_KEYS)
+
+                    form = await asyncio.to_thread(masked_form) if offload else masked_form()
+                    if form is not None and form is not sent:  # (a form: an image edit, a transcription)
+                        ex.upstream_form = form
+                if self.config.deny_raw:  # every byte, the files' too, checked as text
+                    raw = req.body.decode("utf-8", "replace")
                     await asyncio.to_thread(session.mask, raw) if offload else session.mask(raw)
-                except Denied as denied:
-                    return self._deny(ex, api, denied)
+            except Denied as denied:
+                return self._deny(ex, api, denied)
+            if form is not None:
+                self._answer_checked(ex, session)
             return None
         body = ex.upstream_json if ex.upstream_json is not None else parsed
         if not isinstance(body, dict):
@@ -216,15 +230,18 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
             return self._deny(ex, api, denied)
         if new is not body:
             ex.upstream_json = new
+        self._answer_checked(ex, session, read or bool(self.paths) or self.config.deny_raw)
+        return None
+
+    def _answer_checked(self, ex: Exchange, session: MaskSession, read: bool = True) -> None:
+        """After a request was masked: its answer to be restored, and checked for deny
+        words as the request was (Higress) when the request was ``read``."""
         if self.config.skip_response:
-            return None
-        # The answer to a request it read is checked as the request was (Higress).
-        checks = self.masker.refuses and (read or bool(self.paths) or self.config.deny_raw)
-        if checks:
+            return
+        if self.masker.refuses and read:
             ex.put(_CALL, _Call(session.vault, self.masker.check, self.masker.longest_refused))
         elif session.vault.tokens:
             ex.put(_CALL, _Call(session.vault))
-        return None
 
     def _deny(self, ex: Exchange, api: Api, denied: Denied) -> Reply:
         cfg = self.config

@@ -1,7 +1,8 @@
 """The ``model`` field of a ``multipart/form-data`` request (SPEC §9): audio
 transcriptions and translations, image edits and variations name their model in a form
 field, not in JSON. It routes the call, is held to ``allow_models`` and is recorded, as
-a JSON body's is. The body goes on as it came.
+a JSON body's is. The body goes on as it came, unless ai-data-masking rewrote its text
+fields (``map_text_fields``: an image edit's ``prompt``).
 
 The parse is python-multipart's streaming parser over the body already read (bounded by
 ``max_body_bytes``), with callbacks that keep only the ``model`` field's bytes: a file
@@ -10,8 +11,10 @@ part is skipped as it passes, never copied.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from tollway.errors import BadRequest
 
@@ -72,21 +75,118 @@ def form_fields(
     """The ``wanted`` text fields and ``files`` file parts of a ``multipart/form-data``
     body (the first of each name), or None when it is not one; raises ``BadRequest`` for
     a form that cannot be read."""
+    reader = _FieldReader(wanted, limit, files)
+    callbacks = (
+        "on_header_field",
+        "on_header_value",
+        "on_header_end",
+        "on_headers_finished",
+        "on_part_data",
+        "on_part_end",
+    )
+    return reader.fields if _parse(content_type, body, reader, callbacks) is not None else None
+
+
+def _parse(
+    content_type: str, body: bytes, reader: object, callbacks: tuple[str, ...], *, whole: bool = False
+) -> bytes | None:
+    """``body`` fed to python-multipart's parser, calling ``reader``'s ``callbacks``: the
+    form's boundary, or None when ``content_type`` is no form's (nothing read); raises
+    ``BadRequest`` for a form that cannot be read, or, ``whole``, that is cut short."""
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         return None
-    reader = _FieldReader(wanted, limit, files)
-    callbacks = {name: getattr(reader, name) for name in (
-        "on_header_field", "on_header_value", "on_header_end", "on_headers_finished", "on_part_data", "on_part_end"
-    )}  # fmt: skip
-    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    parser = MultipartParser(boundary, {name: getattr(reader, name) for name in callbacks})  # type: ignore[arg-type]
     try:
         parser.write(body)
         parser.finalize()
     except MultipartParseError as exc:
         raise BadRequest(f"request body is not a readable form: {exc}", reason="gateway.bad_request") from None
-    return reader.fields
+    if whole and parser.state != MultipartState.END:
+        # Cut short: the last part's text may be held back unread (a form rebuilt from
+        # what was read would drop it; a field is looked for in what there is).
+        raise BadRequest("request body is not a readable form: no closing boundary", reason="gateway.bad_request")
+    return boundary
+
+
+class _Part:
+    __slots__ = ("data", "file", "headers", "name")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.data: list[bytes | memoryview] = []
+        self.name = ""
+        self.file = False
+
+
+class _PartReader:
+    """Callbacks that keep every part: its header lines, its name, whether it is a file,
+    and its data (slices of the body where the parser hands them out of it, not copies)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.view = memoryview(body)
+        self.parts: list[_Part] = []
+        self.field = b""
+        self.value = b""
+
+    def on_part_begin(self) -> None:
+        self.parts.append(_Part())
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def on_header_end(self) -> None:
+        part = self.parts[-1]
+        part.headers.append((self.field, self.value))
+        if self.field.lower() == b"content-disposition":
+            _, params = parse_options_header(self.value)
+            part.name = params.get(b"name", b"").decode("utf-8", "replace")
+            part.file = b"filename" in params
+        self.field = self.value = b""
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        # (The parser hands out the body itself, or bytes it held back at a would-be
+        # boundary: those are copied, as they are not in place.)
+        self.parts[-1].data.append(self.view[start:end] if data is self.body else bytes(data[start:end]))
+
+
+def map_text_fields(content_type: str, body: bytes, fn: Callable[[str], str], skip: frozenset[str]) -> bytes | None:
+    """A ``multipart/form-data`` body with the text of every field that is not a file
+    (nor named in ``skip``: the model, enumerations) passed through ``fn``: ``body``
+    itself when nothing changed, None when it is not such a form. The parts keep their
+    order, headers and the client's boundary (its content type still holds); an
+    epilogue, which no server reads, is dropped. Raises ``BadRequest`` for a form that
+    cannot be read or ends before its closing boundary; a field that is not UTF-8 is
+    left as it is."""
+    reader = _PartReader(body)
+    callbacks = ("on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_part_data")
+    boundary = _parse(content_type, body, reader, callbacks, whole=True)
+    if boundary is None:
+        return None
+    changed = False
+    out: list[bytes | memoryview] = []
+    for part in reader.parts:
+        data = part.data
+        if not part.file and part.name not in skip:
+            try:
+                text = b"".join(data).decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            new = fn(text) if text is not None else None
+            if new is not None and new != text:
+                data, changed = [new.encode()], True
+        out.append(b"--" + boundary + b"\r\n")
+        out.extend(b"%s: %s\r\n" % header for header in part.headers)
+        out.append(b"\r\n")
+        out.extend(data)
+        out.append(b"\r\n")
+    out.append(b"--" + boundary + b"--\r\n")
+    return b"".join(out) if changed else body
 
 
 def model_field(content_type: str, body: bytes) -> str | None:

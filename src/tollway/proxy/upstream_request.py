@@ -56,6 +56,8 @@ def body(ex: Exchange, provider: Provider, client_body: dict[str, Any] | None) -
     The client's bytes as they came when nothing changes."""
     raw = ex.request.body or b""
     if client_body is None:  # not a model API the proxy edits; a plugin may have rewritten it
+        if ex.upstream_form is not None:
+            raw = ex.upstream_form  # a form's text masked (an image edit's prompt)
         if ex.model_in_path and ex.model_requested:
             # A provider's own API naming the model in its path (Gemini's): mapped there
             # (``path``), its body given the provider's settings as a chat call's is.

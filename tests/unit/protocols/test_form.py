@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tollway.errors import BadRequest
-from tollway.protocols.form import model_field
+from tollway.protocols.form import form_fields, map_text_fields, model_field
 
 CT = "multipart/form-data; boundary=XX"
 
@@ -34,3 +34,38 @@ def test_no_model_and_other_content_types_give_none() -> None:
 def test_a_model_field_past_its_bound_is_a_400() -> None:
     with pytest.raises(BadRequest):
         model_field(CT, form(('name="model"', b"m" * 300)))
+
+
+def _upper(text: str) -> str:
+    return text.upper()
+
+
+def test_text_fields_are_mapped_and_files_model_and_order_kept() -> None:
+    blob = b"\r\n--X\r\n--XX-\r\n\xff\x00" * 500  # boundary lookalikes and non-UTF-8 bytes in a file
+    body = (
+        form(
+            ('name="model"', b"gpt-image-1"),
+            ('name="prompt"', "line one\r\n--XY not the end é".encode()),
+            ('name="image"; filename="a.png"', blob),
+            ('name="raw"', b"\xff\xfe not UTF-8"),
+        )
+        + b"epilogue"
+    )
+    out = map_text_fields(CT, body, _upper, frozenset({"model"}))
+    assert out is not None and out is not body
+    wanted = frozenset({"model", "prompt", "raw"})
+    assert form_fields(CT, out, wanted, len(out), files=frozenset({"image"})) == {
+        "model": b"gpt-image-1",
+        "prompt": "LINE ONE\r\n--XY NOT THE END É".encode(),
+        "image": blob,
+        "raw": b"\xff\xfe not UTF-8",
+    }
+    assert out.index(b'name="model"') < out.index(b'name="prompt"') < out.index(b'name="image"')
+
+
+def test_a_form_with_nothing_to_change_is_the_body_itself_and_other_bodies_none() -> None:
+    body = form(('name="prompt"', b"HELLO"))
+    assert map_text_fields(CT, body, _upper, frozenset()) is body
+    assert map_text_fields("application/json", b"{}", _upper, frozenset()) is None
+    with pytest.raises(BadRequest):
+        map_text_fields(CT, b'--XX\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n--XY', _upper, frozenset())
