@@ -78,12 +78,31 @@ def _events(background: bool = False, rid: str = "resp_1") -> list[tuple[str, di
     return [(name, {"type": name, "sequence_number": i, **data}) for i, (name, data) in enumerate(events)]
 
 
+async def _conversation(writer: asyncio.StreamWriter, method: str, path: str, provider: ResponsesProvider) -> None:
+    """OpenAI's Conversations API, as far as a conversation's maker needs it: ``POST
+    /v1/conversations`` makes ``conv_<n>``; any call on one answers it, or its (empty)
+    item list."""
+    segments = path.split("?")[0].strip("/").split("/")  # v1, conversations, id, …
+    if method == "POST" and len(segments) == 2:
+        provider.made += 1
+        cid = f"conv_{provider.made}"
+    else:
+        cid = segments[2]
+    answer: dict[str, Any] = {"id": cid, "object": "conversation", "created_at": 1, "metadata": {}}
+    if len(segments) > 3:
+        answer = {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+    out = json.dumps(answer).encode()
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(out), out))
+    await writer.drain()
+
+
 class ResponsesProvider(LoopbackServer):
     """``POST /v1/responses``: the JSON answer (a JSON text when ``text.format`` asks for
     one), or its events when ``stream`` is true; ``GET /v1/responses/{id}``: the answer.
     A call with ``background: true`` is answered ``queued`` with no usage, as OpenAI
     does; reads of it then answer it finished, with its usage. Each POST makes a response
-    of its own id (``resp_1``, ``resp_2``, …); a read answers the id it names."""
+    of its own id (``resp_1``, ``resp_2``, …); a read answers the id it names.
+    ``/v1/conversations``: see ``_conversation``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,6 +120,9 @@ class ResponsesProvider(LoopbackServer):
             self.bodies.append(body)
             if body.get("background") is True:
                 self.background = True
+            if path.startswith("/v1/conversations"):
+                await _conversation(writer, method, path, self)
+                continue
             if method == "POST":
                 self.made += 1
                 rid = f"resp_{self.made}"

@@ -104,3 +104,41 @@ def test_a_response_no_consumer_made_is_left_to_the_provider(
     gw = gateway(_config(fresh_responses_provider))
     read = httpx.get(gw.url + "/v1/responses/resp_made_elsewhere", headers=BOB)
     assert read.status_code == 200 and fresh_responses_provider.paths[-1] == "GET /v1/responses/resp_made_elsewhere"
+
+
+def test_another_consumer_cannot_read_change_or_continue_a_conversation(
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider
+) -> None:
+    # A conversation's items are every turn of it: bob, holding the id of alice's, read
+    # them, added to them, deleted it, or answered in it with all it held.
+    gw = gateway(_config(fresh_responses_provider))
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="key-alice", max_retries=0, timeout=10) as sdk:
+        conversation = sdk.conversations.create()
+        asked = len(fresh_responses_provider.paths)
+        base = gw.url + f"/v1/conversations/{conversation.id}"
+        item = {"items": [{"type": "message", "role": "user", "content": "hi"}]}
+        for method, url, body in (
+            ("GET", base, None),
+            ("POST", base, {"metadata": {"k": "v"}}),
+            ("DELETE", base, None),
+            ("GET", base + "/items", None),
+            ("POST", base + "/items", item),
+            ("GET", base + "/items/msg_1", None),
+            ("GET", gw.url + f"/v1/Conversations/{conversation.id}", None),
+        ):
+            refused = httpx.request(method, url, json=body, headers=BOB)
+            assert refused.status_code == 404, (method, url, refused.text)
+            assert refused.headers["x-tollway-reason"] == "ai-proxy.not_owner"
+            assert refused.json()["error"]["code"] == "conversation_not_found"
+        for named in (conversation.id, {"id": conversation.id}):
+            answered = httpx.post(
+                gw.url + "/v1/responses", json={"model": MODEL, "input": "go on", "conversation": named}, headers=BOB
+            )
+            assert answered.status_code == 400 and answered.json()["error"]["code"] == "conversation_not_found"
+        assert len(fresh_responses_provider.paths) == asked
+
+        # Alice herself: all of it.
+        assert sdk.conversations.retrieve(conversation.id).id == conversation.id
+        assert sdk.conversations.items.list(conversation.id).data == []
+        assert sdk.responses.create(model=MODEL, input="and then?", conversation=conversation.id).id
+    assert fresh_responses_provider.bodies[-1]["conversation"] == conversation.id

@@ -1,8 +1,9 @@
-"""What each consumer holds at the providers: the files, batches and responses it created.
+"""What each consumer holds at the providers: the files, batches, responses and
+conversations it created.
 
 A provider keeps one account's files, batches and stored responses together, whoever
 made them; the gateway holds them apart (SPEC §9). Each id the provider gave a
-consumer's upload, batch or response is kept here, with the consumer's name, in the
+consumer's upload, batch, response or conversation is kept here, with the consumer's name, in the
 database every replica shares, so that the proxy can answer another consumer's fetch
 with 404 and filter its lists (``tollway.proxy.ownership``, ``response_owners``).
 
@@ -20,9 +21,9 @@ from typing import Literal
 from tollway.storage import Database
 
 # What the provider made: an uploaded (or batch output) file, an upload in progress
-# (OpenAI's Uploads API), a batch (OpenAI's, or an Anthropic message batch), or a stored
-# response (the Responses API's).
-Kind = Literal["file", "upload", "batch", "response"]
+# (OpenAI's Uploads API), a batch (OpenAI's, or an Anthropic message batch), a stored
+# response (the Responses API's), or a conversation (OpenAI's Conversations API).
+Kind = Literal["file", "upload", "batch", "response", "conversation"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS consumer_objects (

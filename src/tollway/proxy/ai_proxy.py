@@ -36,7 +36,7 @@ from tollway.proxy.events import ProviderEvents
 from tollway.proxy.models import ModelListing
 from tollway.proxy.ownership import OWNED_APIS, Ownership
 from tollway.proxy.provider_choice import RouteProviders
-from tollway.proxy.response_owners import ResponseOwners
+from tollway.proxy.response_owners import ResponseOwners, held_here
 from tollway.proxy.stored_reads import StoredReads, told_later
 from tollway.proxy.tokens import ESTIMATED_APIS, answer_chars, estimate_unfinished, take_usage
 from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
@@ -114,11 +114,10 @@ class AiProxy:
             ex.model_upstream = candidates[0].map_model(model or "")
             return estimated_answer(ex, client_body)
         if self.response_owners is not None and (
-            ex.api == "responses" or (ex.api == "other" and ex.api_path[:11].lower() == "/responses/")
+            ex.api == "responses" or (ex.api == "other" and held_here(ex.api_path))
         ):
-            # (A call on one response, ``/responses/{id}…``, is of no API the gateway meters,
-            # "other"; in any letter case, as a provider may match paths. A chat call pays
-            # two comparisons.)
+            # (A call on one response, ``/responses/{id}…``, or on conversations is of no
+            # API the gateway meters, "other". A chat call pays two comparisons.)
             await self.response_owners.admit(ex)
         try:
             if ex.api in OWNED_APIS and self.ownership is not None:
@@ -332,8 +331,13 @@ class AiProxy:
             take_usage(ex, answer)
             if not ex.usage.reported and resp.status < 300 and ex.api in ESTIMATED_APIS and not told_later(answer):
                 estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
-        if ex.api == "responses" and self.response_owners is not None and translation is None and resp.status < 300:
-            await self.response_owners.made(ex, answer)
+        if (
+            (ex.api == "responses" or ex.api == "other")
+            and self.response_owners is not None
+            and translation is None
+            and resp.status < 300
+        ):
+            await self.response_owners.made(ex, answer)  # a stored response, a conversation
         return Reply(resp.status, headers, body)
 
     def _stream_ended(self, ex: Exchange) -> Callable[[dict[str, Any]], None]:

@@ -1,14 +1,16 @@
-"""A stored response belongs to the consumer whose call made it (SPEC §9).
+"""A stored response, and a conversation, belong to the consumer whose call made it (SPEC §9).
 
 OpenAI keeps every response made with the organisation's key (``store`` is true unless
 the call says otherwise) and serves it to anyone holding its id: ``GET /responses/{id}``
 (the whole exchange), its ``input_items``, ``DELETE``, ``POST …/cancel``, and a new
-call's ``previous_response_id``, which continues it with all it held. The gateway keeps
-consumers apart as it does for files and batches (``ownership``): each response id a
-consumer's call is answered with is recorded as that consumer's (``consumer_objects``,
-kind ``response``), and another consumer naming it gets what the provider says of an id
-it does not know: 404 for the path, 400 for ``previous_response_id``, before the
-provider is asked.
+call's ``previous_response_id``, which continues it with all it held. A conversation
+(``POST /conversations``) is the same: its items are every turn of it, readable,
+editable and continued (a response's ``conversation``) by any holder of its id. The
+gateway keeps consumers apart as it does for files and batches (``ownership``): each
+response or conversation id a consumer's call is answered with is recorded as that
+consumer's (``consumer_objects``, kind ``response`` or ``conversation``), and another
+consumer naming it gets what the provider says of an id it does not know: 404 for the
+path, 400 for ``previous_response_id`` or ``conversation``, before the provider is asked.
 
 An id no consumer holds passes as before: one made before the gateway recorded them, by
 a call without a consumer, or outside the gateway (files hold the stricter rule, as they
@@ -26,7 +28,7 @@ import logging
 import time
 from typing import Any
 
-from tollway.consumers.holdings import Holdings
+from tollway.consumers.holdings import Holdings, Kind
 from tollway.errors import BadRequest, GatewayError, NotFound
 from tollway.exchange import Exchange
 from tollway.protocols.apis import RESPONSES_COMPACT, RESPONSES_INPUT_TOKENS
@@ -38,37 +40,84 @@ log = logging.getLogger("tollway.ownership")
 _NOT_IDS = frozenset(path.rsplit("/", 1)[1] for path in (RESPONSES_INPUT_TOKENS, RESPONSES_COMPACT))
 # How often a database failure is said (a busy gateway asks on every call).
 _SAY_EVERY_S = 60.0
+# What a collection's path holds, by its name in lower case.
+_KINDS: dict[str, Kind] = {"responses": "response", "conversations": "conversation"}
 
 
-def _path_id(api_path: str) -> str | None:
-    """The response a ``/responses/{id}[/…]`` path names, or None."""
+def held_here(api_path: str) -> bool:
+    """Whether a call of no metered API (``other``) is on one response or conversation,
+    or makes a conversation: ``/responses/{id}…``, ``/conversations[/{id}…]``, in any
+    letter case (a provider may match paths so)."""
+    head = api_path[:15].lower()
+    return head.startswith("/responses/") or head.startswith("/conversations")
+
+
+def _path_id(api_path: str) -> tuple[Kind, str] | None:
+    """The response or conversation a ``/responses/{id}[/…]`` or
+    ``/conversations/{id}[/…]`` path names, or None."""
     segments = api_path.split("/", 3)  # "", "responses", id, rest
-    if len(segments) < 3 or not segments[2] or segments[2] in _NOT_IDS:
+    if len(segments) < 3 or not segments[2]:
         return None
-    return segments[2]
+    kind = _KINDS.get(segments[1].lower())
+    if kind is None or (kind == "response" and segments[2] in _NOT_IDS):
+        return None
+    return kind, segments[2]
 
 
-def _previous(ex: Exchange) -> str | None:
-    """The ``previous_response_id`` of a POST's body, or None."""
+def _named_in_body(ex: Exchange) -> list[tuple[Kind, str]]:
+    """What a POST's body continues: its ``previous_response_id``, its ``conversation``
+    (an id, or an object with one)."""
     if ex.request.method != "POST":
-        return None
+        return []
     try:
         body = ex.body_json()
     except GatewayError:
-        return None
-    previous = body.get("previous_response_id") if isinstance(body, dict) else None
-    return previous if isinstance(previous, str) and previous else None
+        return []
+    if not isinstance(body, dict):
+        return []
+    named: list[tuple[Kind, str]] = []
+    previous = body.get("previous_response_id")
+    if isinstance(previous, str) and previous:
+        named.append(("response", previous))
+    conversation = body.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if isinstance(conversation, str) and conversation:
+        named.append(("conversation", conversation))
+    return named
 
 
-def _made(ex: Exchange, response: Any) -> tuple[str, str] | None:
-    """The stored response a consumer's call (``POST /responses``) was answered with,
-    and the consumer; None for any other call or answer."""
+def _made(ex: Exchange, answer: Any) -> tuple[Kind, str, str] | None:
+    """The stored response a consumer's call (``POST /responses``) was answered with, or
+    the conversation it made (``POST /conversations``), and the consumer; None for any
+    other call or answer."""
     if ex.consumer is None or ex.request.method != "POST" or _path_id(ex.api_path) is not None:
         return None
-    if not isinstance(response, dict) or response.get("object") != "response" or response.get("store") is False:
+    if not isinstance(answer, dict) or answer.get("store") is False:
         return None
-    response_id = response.get("id")
-    return (response_id, ex.consumer.name) if isinstance(response_id, str) and response_id else None
+    kind = answer.get("object")
+    if kind not in ("response", "conversation"):
+        return None
+    made_id = answer.get("id")
+    return (kind, made_id, ex.consumer.name) if isinstance(made_id, str) and made_id else None
+
+
+def _refusal(kind: Kind, object_id: str, in_path: bool) -> GatewayError:
+    """What the provider answers for an id it does not know."""
+    if kind == "conversation":
+        message = f"Conversation with id '{object_id}' not found."
+        if in_path:
+            return NotFound(message, reason="ai-proxy.not_owner", code="conversation_not_found")
+        return BadRequest(message, reason="ai-proxy.not_owner", code="conversation_not_found")
+    if in_path:
+        return NotFound(
+            f"No response found with id '{object_id}'.", reason="ai-proxy.not_owner", code="response_not_found"
+        )
+    return BadRequest(
+        f"Previous response with id '{object_id}' not found.",
+        reason="ai-proxy.not_owner",
+        code="previous_response_not_found",
+    )
 
 
 class ResponseOwners:
@@ -80,33 +129,24 @@ class ResponseOwners:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def admit(self, ex: Exchange) -> None:
-        """Refuse a call naming a response another consumer's call made (see the module)."""
-        named = _path_id(ex.api_path)
-        previous = _previous(ex) if named is None else None
-        response_id = named or previous
-        if response_id is None:
-            return
-        try:
-            owner = (await self.holdings.owners("response", [response_id])).get(response_id)
-        except StorageError as exc:
-            self._say(f"a call naming response {response_id!r} was let through unchecked: {exc}")
-            return
+        """Refuse a call naming a response or conversation another consumer's call made
+        (see the module)."""
+        in_path = _path_id(ex.api_path)
+        named = [in_path] if in_path is not None else _named_in_body(ex)
         consumer = ex.consumer.name if ex.consumer is not None else None
-        if owner is None or owner == consumer:
-            return
-        if named is not None:
-            raise NotFound(
-                f"No response found with id '{response_id}'.", reason="ai-proxy.not_owner", code="response_not_found"
-            )
-        raise BadRequest(
-            f"Previous response with id '{response_id}' not found.",
-            reason="ai-proxy.not_owner",
-            code="previous_response_not_found",
-        )
+        for kind, object_id in named:
+            try:
+                owner = (await self.holdings.owners(kind, [object_id])).get(object_id)
+            except StorageError as exc:
+                self._say(f"a call naming {kind} {object_id!r} was let through unchecked: {exc}")
+                return
+            if owner is not None and owner != consumer:
+                raise _refusal(kind, object_id, in_path is not None)
 
-    async def made(self, ex: Exchange, response: Any) -> None:
-        """Record the response a call was answered with as the call's consumer's."""
-        made = _made(ex, response)
+    async def made(self, ex: Exchange, answer: Any) -> None:
+        """Record the response or conversation a call was answered with as the call's
+        consumer's."""
+        made = _made(ex, answer)
         if made is not None:
             await self._record(*made)
 
@@ -119,11 +159,11 @@ class ResponseOwners:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _record(self, response_id: str, consumer: str) -> None:
+    async def _record(self, kind: Kind, object_id: str, consumer: str) -> None:
         try:
-            await self.holdings.add("response", [response_id], consumer)
+            await self.holdings.add(kind, [object_id], consumer)
         except StorageError as exc:
-            self._say(f"response {response_id!r} is not recorded as consumer {consumer!r}'s: {exc}")
+            self._say(f"{kind} {object_id!r} is not recorded as consumer {consumer!r}'s: {exc}")
 
     def _say(self, what: str) -> None:
         now = time.monotonic()
@@ -132,4 +172,4 @@ class ResponseOwners:
             log.warning("%s (the database failed; said at most once a minute)", what)
 
 
-__all__ = ["ResponseOwners"]
+__all__ = ["ResponseOwners", "held_here"]
