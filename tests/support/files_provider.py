@@ -18,6 +18,10 @@ it is sent, as a provider account holds every consumer's.
   ``results_url`` on ``PROVIDER_HOME``, as Anthropic's is on its own host),
   ``…/{id}/results`` (JSONL), ``POST …/{id}/cancel``, ``DELETE …/{id}``.
 
+- ``/v1/vector_stores`` and ``/v1/containers``: made (``vs-N``, ``cntr-N``), listed
+  (paged alike), read, deleted; a store's ``…/search`` and a container's ``…/files``
+  answer an empty page.
+
 Unknown ids → 404 in OpenAI's error shape. ``seen`` keeps each request's method and
 path, in order.
 """
@@ -39,6 +43,7 @@ _BATCH = re.compile(r"^/v1/batches/([^/]+)(/cancel)?$")
 # (a client sent there reaches nothing).
 PROVIDER_HOME = "https://provider.invalid"
 _UPLOAD = re.compile(r"^/v1/uploads/([^/]+)/(parts|complete|cancel)$")
+_STORE = re.compile(r"^/v1/(vector_stores|containers)(?:/([^/]+)(/.+)?)?$")
 _MESSAGE_BATCH = re.compile(r"^/v1/messages/batches/([^/]+)(/results|/cancel)?$")
 _DATA_PART = re.compile(rb'name="data"(?:; filename="[^"]*")?\r\n(?:[^\r]+\r\n)*\r\n(.*?)\r\n--', re.S)
 _PURPOSE = re.compile(rb'name="purpose"\r\n\r\n([^\r]*)')
@@ -54,6 +59,7 @@ class FilesProvider(LoopbackServer):
         self.uploads: dict[str, dict[str, Any]] = {}
         self.parts: dict[str, bytes] = {}
         self.message_batches: dict[str, dict[str, Any]] = {}
+        self.stores: dict[str, dict[str, dict[str, Any]]] = {}  # vector stores, containers: by id
         self.seen: list[tuple[str, str]] = []
         self._made = 0
 
@@ -80,6 +86,9 @@ class FilesProvider(LoopbackServer):
             return 200, _page(list(self.batches.values()), query)
         if path.startswith(("/v1/uploads", "/v1/messages/batches")):
             return self._route_more(method, path, query, body)
+        found = _STORE.match(path)
+        if found:
+            return self._store(method, found[1], found[2], found[3], query)
         found = _FILE.match(path)
         if found and found[1] in self.files:
             if found[2]:
@@ -144,6 +153,29 @@ class FilesProvider(LoopbackServer):
                 batch["processing_status"] = "canceling"
             return 200, orjson.dumps(batch)
         return 404, orjson.dumps({"error": {"message": f"No such object: {path}", "type": "invalid_request_error"}})
+
+    def _store(
+        self, method: str, kind: str, object_id: str | None, rest: str | None, query: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """Vector stores and containers: made, listed, read, deleted; a store's search,
+        a container's files (each an empty page)."""
+        held = self.stores.setdefault(kind, {})
+        if object_id is None:
+            if method == "POST":
+                made = self._new_id("vs" if kind == "vector_stores" else "cntr")
+                held[made] = {"id": made, "object": kind.rstrip("s"), "created_at": 1, "name": made}
+                return 200, orjson.dumps(held[made])
+            return 200, _page(list(held.values()), query)
+        if object_id not in held:
+            return 404, orjson.dumps(
+                {"error": {"message": f"No such object: {object_id}", "type": "invalid_request_error"}}
+            )
+        if rest:
+            return 200, orjson.dumps({"object": "list", "data": [], "has_more": False})
+        if method == "DELETE":
+            del held[object_id]
+            return 200, orjson.dumps({"id": object_id, "deleted": True})
+        return 200, orjson.dumps(held[object_id])
 
     def _new_id(self, prefix: str) -> str:
         self._made += 1

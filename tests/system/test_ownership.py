@@ -1,4 +1,5 @@
-"""Files and batches belong to the consumer that created them (SPEC §9): the provider
+"""Files and batches (vector stores and containers too) belong to the consumer that
+created them (SPEC §9): the provider
 account holds everyone's, and another consumer listing or fetching them gets only its
 own, 404 for another's id. The OpenAI SDK is the client of files, batches and uploads,
 the Anthropic SDK of message batches; the provider a fake of both APIs
@@ -139,6 +140,40 @@ def test_a_page_is_filled_with_the_consumers_own_from_the_providers_next_pages(
         assert [f.id for f in first.data] == everything[:2] and first.has_more
         assert sum(1 for seen in provider.seen if seen == ("GET", "/v1/files")) > asked + 1
         assert [f.id for f in ann.files.list(limit=2)] == everything  # the SDK's paging, page after page
+
+
+def test_vector_stores_and_containers_are_their_makers(gw: Proc, provider: FilesProvider) -> None:
+    # Both are listable with the organisation's key: bob listed ann's vector stores, and
+    # searched them, read their files, deleted them.
+    with _sdk(gw, "k-ann") as ann, _sdk(gw, "k-bob") as bob:
+        store = ann.vector_stores.create(name="ann's notes")
+        container = ann.containers.create(name="ann's sandbox")
+        mine = bob.vector_stores.create(name="bob's")
+        assert [s.id for s in ann.vector_stores.list()] == [store.id]
+        assert [s.id for s in bob.vector_stores.list()] == [mine.id]
+        assert [c.id for c in bob.containers.list()] == []
+        assert ann.vector_stores.search(store.id, query="q").data == []
+        asked = len(provider.seen)
+        for call in (
+            lambda: bob.vector_stores.retrieve(store.id),
+            lambda: bob.vector_stores.search(store.id, query="q"),
+            lambda: bob.vector_stores.files.list(store.id),
+            lambda: bob.vector_stores.delete(store.id),
+            lambda: bob.containers.retrieve(container.id),
+            lambda: bob.containers.files.list(container.id),
+        ):
+            with pytest.raises(openai.NotFoundError) as caught:
+                call()
+            assert caught.value.response.headers["x-tollway-reason"] == "ai-proxy.not_owner"
+        shouted = httpx.get(f"{gw.url}/v1/Vector_Stores/{store.id}", headers={"authorization": "k-bob"}, timeout=10)
+        assert shouted.status_code == 404
+        assert len(provider.seen) == asked
+        assert ann.vector_stores.retrieve(store.id).id == store.id
+    # Made before the gateway held them (or outside it): served to whoever names it.
+    provider.stores["vector_stores"]["vs-old"] = {"id": "vs-old", "object": "vector_store", "name": "old"}
+    with _sdk(gw, "k-bob") as bob:
+        assert bob.vector_stores.retrieve("vs-old").name == "old"
+        assert "vs-old" not in [s.id for s in bob.vector_stores.list()]
 
 
 def _claude(gw: Proc, key: str) -> anthropic.Anthropic:

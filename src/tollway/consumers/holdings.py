@@ -1,11 +1,12 @@
-"""What each consumer holds at the providers: the files, batches, responses and
-conversations it created.
+"""What each consumer holds at the providers: the files, batches, responses,
+conversations, vector stores and containers it created.
 
 A provider keeps one account's files, batches and stored responses together, whoever
 made them; the gateway holds them apart (SPEC §9). Each id the provider gave a
-consumer's upload, batch, response or conversation is kept here, with the consumer's name, in the
-database every replica shares, so that the proxy can answer another consumer's fetch
-with 404 and filter its lists (``tollway.proxy.ownership``, ``response_owners``).
+consumer's upload, batch, response, conversation, vector store or container is kept
+here, with the consumer's name, in the database every replica shares, so that the proxy
+can answer another consumer's fetch with 404 and filter its lists
+(``tollway.proxy.ownership``, ``response_owners``).
 
 One table, ``consumer_objects``: an id belongs to the first consumer recorded for it
 (``ON CONFLICT DO NOTHING``), so no later call can take it over. ``StorageError`` (from
@@ -22,8 +23,9 @@ from tollway.storage import Database
 
 # What the provider made: an uploaded (or batch output) file, an upload in progress
 # (OpenAI's Uploads API), a batch (OpenAI's, or an Anthropic message batch), a stored
-# response (the Responses API's), or a conversation (OpenAI's Conversations API).
-Kind = Literal["file", "upload", "batch", "response", "conversation"]
+# response (the Responses API's), a conversation (OpenAI's Conversations API), a
+# vector store or a container (a code interpreter's files).
+Kind = Literal["file", "upload", "batch", "response", "conversation", "vector_store", "container"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS consumer_objects (

@@ -1,8 +1,9 @@
-"""Files and batches belong to the consumer that created them (SPEC §9).
+"""Files, batches, vector stores and containers belong to the consumer that created them
+(SPEC §9).
 
 A provider account holds every consumer's uploads and batches together; the gateway
-keeps them apart with ``consumers.holdings``, and only the files and batches APIs pay
-for it (one or two small queries a call):
+keeps them apart with ``consumers.holdings``, and only the files and batches APIs (and
+those collections) pay for it (one or two small queries a call):
 
     POST   /files                   the answer's id is recorded as the consumer's file
     POST   /batches                 its ``input_file_id`` must be the consumer's file;
@@ -19,6 +20,17 @@ for it (one or two small queries a call):
     POST   /uploads/{id}/cancel
     POST   /messages/batches        Anthropic's message batches, as OpenAI's batches
     GET    /messages/batches[/{id}[/results]], POST …/{id}/cancel, DELETE …/{id}
+    POST   /vector_stores           the answer's id is recorded as the consumer's store;
+    GET    /vector_stores           the page lists only the consumer's own;
+    *      /vector_stores/{id}[/…]  404 if ``{id}`` is another consumer's (its search,
+                                    files and file batches included)
+    POST, GET, * /containers…       a code interpreter's containers and their files, as
+                                    vector stores
+
+Vector stores and containers came later than files: one that no consumer holds (made
+before the gateway recorded them, or outside it) is still served to whoever names its
+id, as a stored response is (``response_owners``), so a consumer's own from before an
+upgrade stays usable; lists show only the consumer's own all the same.
 
 A call with no consumer (a route without key-auth) sees what no consumer holds: objects
 made without a key, or outside the gateway. A list page holds the consumer's own objects
@@ -56,13 +68,19 @@ _COLLECTIONS: dict[str, tuple[Kind, str]] = {
     "/batches": ("batch", "after"),
     "/uploads": ("upload", "after"),
     MESSAGE_BATCHES: ("batch", "after_id"),
+    "/vector_stores": ("vector_store", "after"),
+    "/containers": ("container", "after"),
 }
+# Collections of calls of no metered API ("other") held here, in lower case.
+_OTHER_COLLECTIONS = ("/vector_stores", "/containers")
+# Kinds whose objects no consumer holds are served to anyone naming them (see above).
+_UNHELD_SERVED: frozenset[Kind] = frozenset({"vector_store", "container"})
 # A batch's files that the provider makes as it runs.
 _BATCH_FILES = ("output_file_id", "error_file_id")
 # Provider pages one list call may read to fill the client's page.
 MAX_PAGES = 10
 # The providers' page sizes when the client names none (OpenAI's: files 10,000, batches 20).
-_DEFAULT_LIMIT: dict[Kind, int] = {"file": 10_000, "upload": 20, "batch": 20}
+_DEFAULT_LIMIT: dict[Kind, int] = {"file": 10_000, "upload": 20, "batch": 20, "vector_store": 20, "container": 20}
 # Asks the provider once: the client's query string, or the one given.
 Call = Callable[[str | None], Awaitable[Reply]]
 
@@ -83,6 +101,12 @@ def _database_unavailable() -> GatewayError:
 
 def _sees(owner: str | None, consumer: str | None) -> bool:
     return owner == consumer
+
+
+def owned_here(api_path: str) -> bool:
+    """Whether a call of no metered API (``other``) is on a collection held here (its
+    first segment in any letter case, as a provider may match paths so)."""
+    return _collection_of(api_path)[0] in _OTHER_COLLECTIONS
 
 
 class Ownership:
@@ -125,8 +149,8 @@ class Ownership:
         return reply
 
     async def _admit(self, kind: Kind, object_id: str, consumer: str | None) -> None:
-        owners = await self.holdings.owners(kind, [object_id])
-        if not _sees(owners.get(object_id), consumer):
+        owner = (await self.holdings.owners(kind, [object_id])).get(object_id)
+        if not _sees(owner, consumer) and not (owner is None and kind in _UNHELD_SERVED):
             raise _not_found(kind, object_id)
 
     async def _record(self, kind: Kind, answer: dict[str, Any], consumer: str, *, created: bool) -> None:
