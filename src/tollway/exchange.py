@@ -117,6 +117,13 @@ class Request:
                 raise
         return self._json
 
+    def json_or_none(self) -> Any:
+        """``json()``, or None for a body that is not JSON."""
+        try:
+            return self.json()
+        except BadRequest:
+            return None
+
 
 # The escape of a colon (see parse_json).
 _ESCAPED_COLON = re.compile(rb"\\u003[aA]")

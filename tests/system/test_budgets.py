@@ -155,6 +155,21 @@ def test_a_call_naming_two_output_limits_is_held_for_the_larger(gateway: Gateway
     assert httpx.post(url, json=body("no-limit", max_tokens=1), headers=headers, timeout=30).status_code == 200
 
 
+def test_an_inline_image_is_held_at_what_an_image_costs(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    # A 1 MB photo is 1.3 MB of base64: held as text (four bytes a token) it was 350k
+    # tokens, $3.50 at this price, and alice's $1 budget refused a call costing cents.
+    gw = gateway(config(mock_llm.url).replace("input_per_mtok: 1000", "input_per_mtok: 10"))
+    url, headers = gw.url + "/v1/chat/completions", {"authorization": "Bearer key-alice"}
+    photo = "data:image/jpeg;base64," + "A" * 1_400_000
+    content = [{"type": "text", "text": PROMPT}, {"type": "image_url", "image_url": {"url": photo}}]
+    image = {"model": "mock-gpt", "max_tokens": 20, "messages": [{"role": "user", "content": content}]}
+    answered = httpx.post(url, json=image, headers=headers, timeout=30)
+    assert answered.status_code == 200, answered.text
+    # The same bytes as text are text: still held at four a token, and refused.
+    text = {**image, "messages": [{"role": "user", "content": PROMPT + "A" * 1_400_000}]}
+    assert_refused_for_budget(httpx.post(url, json=text, headers=headers, timeout=30), "consumer 'alice'")
+
+
 def test_a_group_budget_binds_all_its_members(gateway: GatewayFactory, mock_llm: Proc) -> None:
     wait_for_window_room(DAY_S, 60)  # the group's budget is per UTC day: not across midnight
     gw = gateway(config(mock_llm.url))

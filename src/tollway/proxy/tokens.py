@@ -7,6 +7,7 @@ from typing import Any
 
 from tollway.exchange import Exchange
 from tollway.protocols.gemini.response import usage_to_pivot
+from tollway.protocols.media import prompt_estimate
 from tollway.protocols.usage import apply_usage, estimate_tokens
 
 # The APIs whose answers are billed in tokens the provider reports: an answer that
@@ -92,7 +93,7 @@ def estimate_unfinished(ex: Exchange, sent_chars: int) -> None:
     if not usage.reported:
         if not usage.estimated:
             usage.output_tokens = estimate_tokens(sent_chars)
-            usage.input_tokens = estimate_tokens(len(ex.request.body or b""))
+            usage.input_tokens = prompt_estimate(len(ex.request.body or b""), ex.request.json_or_none)
             usage.estimated = True
         return
     if usage.provisional:

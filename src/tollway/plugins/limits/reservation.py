@@ -6,7 +6,8 @@ So concurrent calls see each other's spending at once, instead of only after eac
 ends (Higress's way, which overshoots without bound under concurrency).
 
 The estimate is ``ceil(body bytes / 4)`` for the prompt (the whole JSON body, so the
-syntax around the text only adds margin) plus the output limit the request names
+syntax around the text only adds margin; inline base64 media at what they cost instead,
+``protocols.media``) plus the output limit the request names
 (``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens``: the largest where
 it names more than one), times ``n`` (or ``best_of``, the answers a legacy completion
 generates), or the plugin's ``reserve_output_tokens`` when it names none; embeddings
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange
-from tollway.protocols.usage import estimate_tokens
+from tollway.protocols.media import prompt_estimate
 
 OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
@@ -28,8 +29,9 @@ def estimate(ex: Exchange, default_output: int) -> int:
 
 
 def prompt_tokens(ex: Exchange) -> int:
-    """The prompt's estimated tokens: the whole body's, so JSON syntax only adds margin."""
-    return estimate_tokens(len(ex.request.body or b""))
+    """The prompt's estimated tokens: the whole body's, so JSON syntax only adds margin;
+    in a large body, its inline media at what they cost (``protocols.media``)."""
+    return prompt_estimate(len(ex.request.body or b""), ex.request.json_or_none)
 
 
 def output_tokens(ex: Exchange, default_output: int) -> int:
