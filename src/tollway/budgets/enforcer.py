@@ -256,8 +256,9 @@ class Budgets:
                 reason="budget.unpriced_model",
                 code="model_unpriced",
             )
-        price = found[1]
-        per_mtok = (prompt_tokens(ex) + hidden) * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
+        prompt = prompt_tokens(ex) + hidden
+        price = found[1].at(prompt)  # (a long prompt at a long context's prices)
+        per_mtok = prompt * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
         return math.ceil(per_mtok * (NANO / 1_000_000))
 
     def _hold_or_refuse(self, ex: Exchange, plan: Plan, amount: int, answer: SpendAdmission) -> bool:

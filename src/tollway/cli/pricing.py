@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _row(name: str, price: ModelPrice) -> dict[str, Any]:
-    return {
+    row: dict[str, Any] = {
         "model": name,
         "input_per_mtok": price.input,
         "cached_input_per_mtok": price.cached_input,
@@ -38,6 +38,22 @@ def _row(name: str, price: ModelPrice) -> dict[str, Any]:
         "cache_write_1h_per_mtok": price.cache_write_1h,
         "output_per_mtok": price.output,
     }
+    if price.long is not None:
+        above, long = price.long
+        row["long_context"] = {"above_input_tokens": above, **_row(name, long)}
+        del row["long_context"]["model"]
+    return row
+
+
+def _rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each entry, then its long-context prices (if any) as a row of their own."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        out.append(row)
+        long = row.get("long_context")
+        if long is not None:
+            out.append({**long, "model": f"  prompts over {long['above_input_tokens']:,} tokens"})
+    return out
 
 
 def _money(value: float | None) -> str:
@@ -49,7 +65,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     money = (
         "input_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok", "cache_write_1h_per_mtok", "output_per_mtok"
     )  # fmt: skip
-    cells = [(r["model"], *(_money(r[k]) for k in money)) for r in rows]
+    cells = [(r["model"], *(_money(r[k]) for k in money)) for r in _rows(rows)]
     widths = [max(len(c[i]) for c in [head, *cells]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
              for row in [head, *cells]]  # fmt: skip

@@ -158,7 +158,7 @@ class TelemetryConfig(Strict):
         return v
 
 
-class Price(Strict):
+class TokenPrices(Strict):
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
     cached_input_per_mtok: float | None = Field(None, ge=0)
@@ -167,6 +167,17 @@ class Price(Strict):
     # The part of them written to a one-hour cache (Anthropic's
     # ``cache_creation.ephemeral_1h_input_tokens``); null: twice the input price, Anthropic's.
     cache_write_1h_per_mtok: float | None = Field(None, ge=0)
+
+
+class LongContextPrice(TokenPrices):
+    """The prices of a whole call whose prompt (input tokens, cached and written ones
+    included) is above ``above_input_tokens`` (Gemini's and Claude's long prompts)."""
+
+    above_input_tokens: int = Field(gt=0)
+
+
+class Price(TokenPrices):
+    long_context: LongContextPrice | None = None
 
 
 class BudgetConfig(Strict):

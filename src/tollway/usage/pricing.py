@@ -14,6 +14,9 @@ bills cache writes by the cache's lifetime: five-minute writes at 1.25× the inp
 one-hour writes (``cache_creation.ephemeral_1h_input_tokens``) at 2×. A model without a
 cached or cache-write price pays the input price for those tokens; without a one-hour
 cache-write price, twice the input price (Anthropic's, the only provider reporting them).
+A call whose prompt (its ``input``) is above a model's long-context threshold is priced
+wholly at that model's long-context prices (``ModelPrice.long``), as Google and
+Anthropic bill it.
 
 A name resolves exactly, then through the longest configured ``prefix*`` key, then by
 dropping a version or date suffix that providers add to a listed model
@@ -28,22 +31,30 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tollway.config.schema import Price
+from tollway.config.schema import LongContextPrice, Price
 
 
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
-    """Per-million-token prices of one model."""
+    """Per-million-token prices of one model; ``long``: the prices of a call whose prompt
+    (its input tokens, cached and written ones included) is above a number of tokens,
+    for the whole call (Gemini's and Claude's long-context prices)."""
 
     input: float
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
     cache_write_1h: float | None = None
+    long: tuple[int, ModelPrice] | None = None
+
+    def at(self, input_tokens: int) -> ModelPrice:
+        """The prices of a call with a prompt of ``input_tokens``."""
+        long = self.long
+        return long[1] if long is not None and input_tokens > long[0] else self
 
 
-# List prices (standard tier, no batch or priority discounts, the lowest context tier
-# where prices depend on prompt length), from the providers' pricing pages:
+# List prices (standard tier, no batch or priority discounts; where prices depend on the
+# prompt's length, the long prompts' in ``long``), from the providers' pricing pages:
 #   OpenAI     https://developers.openai.com/api/docs/pricing (openai.com/api/pricing)
 #   Anthropic  https://docs.anthropic.com/en/docs/about-claude/pricing
 #   Google     https://ai.google.dev/gemini-api/docs/pricing
@@ -54,6 +65,7 @@ class ModelPrice:
 # thinking), so no separate reasoning price is kept. Prices change: a deployment that
 # bills from these should pin its own under `pricing:` (`tollway pricing` shows the table
 # in effect). Embedding models bill input only.
+_SONNET_LONG = (200_000, ModelPrice(6.00, 22.50, 0.60, 7.50, 12.00))
 BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     # OpenAI
     "gpt-5": ModelPrice(1.25, 10.00, 0.125),
@@ -101,33 +113,36 @@ BUILTIN_PRICES: Mapping[str, ModelPrice] = {
     "text-embedding-3-small": ModelPrice(0.02, 0.0),
     "text-embedding-3-large": ModelPrice(0.13, 0.0),
     "text-embedding-ada-002": ModelPrice(0.10, 0.0),
-    # Anthropic (cache reads at 0.1× input, cache writes at 1.25× for five minutes, 2× for an hour)
+    # Anthropic (cache reads at 0.1× input, cache writes at 1.25× for five minutes, 2× for
+    # an hour; Sonnet 4's million-token context bills a prompt above 200k tokens at 2×
+    # input and 1.5× output, the cache's prices alike)
     "claude-3-haiku": ModelPrice(0.25, 1.25, 0.03, 0.30, 0.50),
     "claude-3-opus": ModelPrice(15.00, 75.00, 1.50, 18.75, 30.00),
     "claude-3-5-haiku": ModelPrice(0.80, 4.00, 0.08, 1.00, 1.60),
     "claude-3-5-sonnet": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
     "claude-3-7-sonnet": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
-    "claude-sonnet-4": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
-    "claude-sonnet-4-0": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-sonnet-4": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00, _SONNET_LONG),
+    "claude-sonnet-4-0": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00, _SONNET_LONG),
     "claude-opus-4": ModelPrice(15.00, 75.00, 1.50, 18.75, 30.00),
     "claude-opus-4-0": ModelPrice(15.00, 75.00, 1.50, 18.75, 30.00),
     "claude-opus-4-1": ModelPrice(15.00, 75.00, 1.50, 18.75, 30.00),
-    "claude-sonnet-4-5": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-sonnet-4-5": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00, _SONNET_LONG),
     "claude-haiku-4-5": ModelPrice(1.00, 5.00, 0.10, 1.25, 2.00),
     "claude-opus-4-5": ModelPrice(5.00, 25.00, 0.50, 6.25, 10.00),
-    "claude-sonnet-4-6": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00),
+    "claude-sonnet-4-6": ModelPrice(3.00, 15.00, 0.30, 3.75, 6.00, _SONNET_LONG),
     "claude-opus-4-6": ModelPrice(5.00, 25.00, 0.50, 6.25, 10.00),
-    # Google Gemini (prompts up to 128k tokens for 1.5, 200k for 2.5 Pro; the 2.5 models'
-    # cached input at a tenth of their input price since implicit caching)
-    "gemini-1.5-pro": ModelPrice(1.25, 5.00, 0.3125),
-    "gemini-1.5-flash": ModelPrice(0.075, 0.30, 0.01875),
-    "gemini-1.5-flash-8b": ModelPrice(0.0375, 0.15, 0.01),
+    # Google Gemini (a prompt above 128k tokens for 1.5, 200k for 2.5 Pro and 3 Pro, at
+    # the long prices; the 2.5 models' cached input at a tenth of their input price since
+    # implicit caching)
+    "gemini-1.5-pro": ModelPrice(1.25, 5.00, 0.3125, long=(128_000, ModelPrice(2.50, 10.00, 0.625))),
+    "gemini-1.5-flash": ModelPrice(0.075, 0.30, 0.01875, long=(128_000, ModelPrice(0.15, 0.60, 0.0375))),
+    "gemini-1.5-flash-8b": ModelPrice(0.0375, 0.15, 0.01, long=(128_000, ModelPrice(0.075, 0.30, 0.02))),
     "gemini-2.0-flash": ModelPrice(0.10, 0.40, 0.025),
     "gemini-2.0-flash-lite": ModelPrice(0.075, 0.30),
-    "gemini-2.5-pro": ModelPrice(1.25, 10.00, 0.125),
+    "gemini-2.5-pro": ModelPrice(1.25, 10.00, 0.125, long=(200_000, ModelPrice(2.50, 15.00, 0.25))),
     "gemini-2.5-flash": ModelPrice(0.30, 2.50, 0.03),
     "gemini-2.5-flash-lite": ModelPrice(0.10, 0.40, 0.01),
-    "gemini-3-pro-preview": ModelPrice(2.00, 12.00, 0.20),
+    "gemini-3-pro-preview": ModelPrice(2.00, 12.00, 0.20, long=(200_000, ModelPrice(4.00, 18.00, 0.40))),
     "gemini-3-flash-preview": ModelPrice(0.50, 3.00, 0.05),
     "gemini-embedding-001": ModelPrice(0.15, 0.0),
     # DeepSeek (standard hours; "cached" is DeepSeek's cache-hit input price)
@@ -174,13 +189,15 @@ _VERSION_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3,4}|latest|(?:pre
 _CACHE_LIMIT = 4096
 
 
-def _from_config(price: Price) -> ModelPrice:
+def _from_config(price: Price | LongContextPrice) -> ModelPrice:
+    long = price.long_context if isinstance(price, Price) else None
     return ModelPrice(
         price.input_per_mtok,
         price.output_per_mtok,
         price.cached_input_per_mtok,
         price.cache_write_per_mtok,
         price.cache_write_1h_per_mtok,
+        (long.above_input_tokens, _from_config(long)) if long is not None else None,
     )
 
 
@@ -259,6 +276,8 @@ class PriceTable:
         if found is None:
             return None
         price = found[1]
+        if price.long is not None:
+            price = price.at(input_tokens)
         if not cached_tokens and not cache_write_tokens:  # most calls: the same sum, less work
             return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
         cached = min(cached_tokens, input_tokens)

@@ -83,17 +83,33 @@ def test_cached_input_is_billed_at_its_own_price_where_the_provider_discounts_it
     table = PriceTable()
     # Half the prompt from the cache: GPT-5.4 at a tenth, Gemini 2.5 Pro at a tenth.
     assert table.cost("gpt-5.4-2026-03-05", 1_000_000, 0, 500_000) == pytest.approx(0.5 * 2.50 + 0.5 * 0.25)
-    assert table.cost("gemini-2.5-pro", 1_000_000, 0, 500_000) == pytest.approx(0.5 * 1.25 + 0.5 * 0.125)
+    assert table.cost("gemini-2.5-pro", 100_000, 0, 50_000) == pytest.approx((0.5 * 1.25 + 0.5 * 0.125) / 10)
 
 
 def test_anthropic_cache_writes_cost_their_own_price_and_reads_a_tenth() -> None:
     table = PriceTable()
     # claude-sonnet-4-5: $3 in, $0.30 cache reads, $3.75 cache writes, $15 out; the
-    # million input tokens hold 200k reads and 300k writes.
-    cost = table.cost("claude-sonnet-4-5-20250929", 1_000_000, 0, 200_000, 300_000)
-    assert cost == pytest.approx(0.5 * 3.0 + 0.2 * 0.30 + 0.3 * 3.75)
+    # 100k input tokens hold 20k reads and 30k writes.
+    cost = table.cost("claude-sonnet-4-5-20250929", 100_000, 0, 20_000, 30_000)
+    assert cost == pytest.approx((0.5 * 3.0 + 0.2 * 0.30 + 0.3 * 3.75) / 10)
     # A model without a cache-write price pays its input price for them.
     assert table.cost("gpt-4o", 1_000_000, 0, 0, 300_000) == pytest.approx(2.50)
+
+
+def test_a_long_prompt_is_priced_wholly_at_the_long_context_prices() -> None:
+    table = PriceTable()
+    # Gemini 2.5 Pro: up to 200k prompt tokens $1.25 in, $10 out; above, $2.50 and $15.
+    assert table.cost("gemini-2.5-pro", 200_000, 10_000, 0) == pytest.approx(0.2 * 1.25 + 0.01 * 10)
+    assert table.cost("gemini-2.5-pro", 200_001, 10_000, 0) == pytest.approx(0.200001 * 2.50 + 0.01 * 15)
+    # Claude Sonnet 4.5's million-token context: 2x input, 1.5x output, the cache's prices alike.
+    cost = table.cost("claude-sonnet-4-5", 500_000, 1_000, 100_000, 200_000, 50_000)
+    assert cost == pytest.approx(0.2 * 6.0 + 0.1 * 0.60 + 0.15 * 7.50 + 0.05 * 12.0 + 0.001 * 22.5)
+    assert table.cost("gemini-1.5-flash-002", 128_001, 0, 0) == pytest.approx(0.128001 * 0.15)
+    # A config's own: above its threshold, every price its own.
+    long = {"above_input_tokens": 1000, "input_per_mtok": 10.0, "output_per_mtok": 20.0}
+    house = PriceTable({"house-*": Price(input_per_mtok=1.0, output_per_mtok=2.0, long_context=long)})
+    assert house.cost("house-x", 1000, 1000, 0) == pytest.approx(0.003)
+    assert house.cost("house-x", 1001, 1000, 0) == pytest.approx((1001 * 10 + 1000 * 20) / 1_000_000)
 
 
 def test_every_claude_model_prices_cache_writes_at_a_quarter_over_input() -> None:
