@@ -176,6 +176,50 @@ def test_vector_stores_and_containers_are_their_makers(gw: Proc, provider: Files
         assert "vs-old" not in [s.id for s in bob.vector_stores.list()]
 
 
+def test_an_object_named_in_a_body_is_held_to_its_maker_too(gw: Proc, provider: FilesProvider) -> None:
+    # Bob, holding the ids of ann's file, store and container, had the model read them by
+    # naming them in a call: the path was refused, the body was not.
+    with _sdk(gw, "k-ann") as ann:
+        file_id = ann.files.create(file=("notes.jsonl", BATCH_LINE), purpose="user_data").id
+        store = ann.vector_stores.create(name="notes").id
+        container = ann.containers.create(name="box").id
+    chat_part = {"type": "file", "file": {"file_id": file_id}}
+    named: list[tuple[str, dict[str, Any]]] = [
+        ("/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [chat_part]}]}),
+        ("/responses", {"model": "gpt-4o-mini", "input": [
+            {"role": "user", "content": [{"type": "input_file", "file_id": file_id}]}]}),
+        ("/responses", {"model": "gpt-4o-mini", "input": "q", "tools": [
+            {"type": "file_search", "vector_store_ids": ["vs-mine", store]}]}),
+        ("/responses", {"model": "gpt-4o-mini", "input": "q", "tools": [
+            {"type": "code_interpreter", "container": container}]}),
+        ("/vector_stores", {"name": "mine", "file_ids": [file_id]}),
+        ("/threads", {"tool_resources": {"file_search": {"vector_store_ids": [store]}}}),
+    ]  # fmt: skip
+    escaped = (  # the key's "_" escaped: the same key to the provider
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", '
+        b'"content": [{"type": "file", "file": {"file\\u005fid": "%s"}}]}]}'
+    )
+    asked = len(provider.seen)
+    for path, body in named:
+        refused = httpx.post(f"{gw.url}/v1{path}", json=body, headers={"authorization": "k-bob"}, timeout=10)
+        assert refused.status_code == 404, (path, refused.text)
+        assert refused.headers["x-tollway-reason"] == "ai-proxy.not_owner"
+    refused = httpx.post(
+        gw.url + "/v1/chat/completions",
+        content=escaped % file_id.encode(),
+        headers={"authorization": "k-bob", "content-type": "application/json"},
+        timeout=10,
+    )
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "file_not_found"
+    assert len(provider.seen) == asked  # no provider was asked
+    # Its maker names them all; an id no consumer holds (a tool's own argument) passes.
+    for path, body in named:
+        httpx.post(f"{gw.url}/v1{path}", json=body, headers={"authorization": "k-ann"}, timeout=10)
+    own = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "metadata": {"file_id": "abc"}}
+    httpx.post(gw.url + "/v1/chat/completions", json=own, headers={"authorization": "k-bob"}, timeout=10)
+    assert len(provider.seen) == asked + len(named) + 1
+
+
 def _claude(gw: Proc, key: str) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=10)
 

@@ -119,6 +119,8 @@ class AiProxy:
             # (A call on one response, ``/responses/{id}…``, or on conversations is of no
             # API the gateway meters, "other". A chat call pays two comparisons.)
             await self.response_owners.admit(ex)
+        if self.ownership is not None:
+            await self.ownership.admit_named(ex)  # (a body naming a file, a vector store, …)
         try:
             if self.ownership is not None and (ex.api in OWNED_APIS or (ex.api == "other" and owned_here(ex.api_path))):
                 return await self.ownership.serve(

@@ -27,6 +27,16 @@ those collections) pay for it (one or two small queries a call):
     POST, GET, * /containers…       a code interpreter's containers and their files, as
                                     vector stores
 
+An object can be named in a body too, whatever the API: a file in a chat or Responses
+content part (``file_id``), files given to a vector store or a code interpreter
+(``file_ids``), vector stores to search (``vector_store_ids``: ``file_search`` tools,
+``tool_resources``), a container to run in (``container``, ``container_id``). Any call
+naming there an object another consumer holds is refused as its path would be (404),
+before the provider is asked (``admit_named``); an id no consumer holds passes (a
+tool's own argument may be called ``file_id``). Bodies that hold none of those names
+(the raw bytes are looked at first; an escaped name is looked for in the parsed body)
+cost one scan of their bytes.
+
 Vector stores and containers came later than files: one that no consumer holds (made
 before the gateway recorded them, or outside it) is still served to whoever names its
 id, as a stored response is (``response_owners``), so a consumer's own from before an
@@ -99,6 +109,42 @@ def _database_unavailable() -> GatewayError:
     )
 
 
+# The names under which a body names objects, by the kind they name (each a string, or
+# a list of strings); and the raw bytes that say a body may hold one (a name escaped in
+# JSON, ``file\u005fid``, shows a backslash-u).
+_NAMED_IN_BODIES: dict[str, Kind] = {
+    "file_id": "file",
+    "file_ids": "file",
+    "vector_store_ids": "vector_store",
+    "vector_store_id": "vector_store",
+    "container": "container",
+    "container_id": "container",
+}
+_MAY_NAME = (b"file_id", b"vector_store_id", b'"container', b"\\u")
+# A chat call names no vector store or container (no such tools there): two scans of its
+# bytes, not four, on the busiest path.
+_MAY_NAME_IN_CHAT = (b"file_id", b"\\u")
+
+
+def named_in(body: Any) -> dict[Kind, set[str]]:
+    """The objects a parsed body names (see the module), by kind, at any depth."""
+    named: dict[Kind, set[str]] = {}
+    stack = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key, child in value.items():
+                kind = _NAMED_IN_BODIES.get(key)
+                if kind is not None:
+                    ids = [child] if isinstance(child, str) else child if isinstance(child, list) else []
+                    named.setdefault(kind, set()).update(i for i in ids if isinstance(i, str) and i)
+                if isinstance(child, dict | list):
+                    stack.append(child)
+        elif isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, dict | list))
+    return named
+
+
 def _sees(owner: str | None, consumer: str | None) -> bool:
     return owner == consumer
 
@@ -147,6 +193,34 @@ class Ownership:
             except StorageError as exc:
                 log.warning("could not record %s %r as consumer %r's: %s", kind, answer.get("id"), consumer, exc)
         return reply
+
+    async def admit_named(self, ex: Exchange) -> None:
+        """Refuse a call whose body names an object another consumer holds (see the
+        module); the database unreachable → 503, when the body names any."""
+        raw = ex.request.body
+        if not raw:
+            return
+        for mark in _MAY_NAME_IN_CHAT if ex.api == "chat" else _MAY_NAME:
+            if mark in raw:
+                break
+        else:
+            return
+        try:
+            named = named_in(ex.body_json())
+        except GatewayError:
+            return  # not JSON: no provider reads an id out of it
+        consumer = ex.consumer.name if ex.consumer is not None else None
+        for kind, ids in named.items():
+            if not ids:
+                continue
+            try:
+                owners = await self.holdings.owners(kind, ids)
+            except StorageError:
+                raise _database_unavailable() from None
+            for object_id in sorted(ids):
+                owner = owners.get(object_id)
+                if owner is not None and owner != consumer:
+                    raise _not_found(kind, object_id)
 
     async def _admit(self, kind: Kind, object_id: str, consumer: str | None) -> None:
         owner = (await self.holdings.owners(kind, [object_id])).get(object_id)
