@@ -34,7 +34,7 @@ from tollway.proxy import upstream_request
 from tollway.proxy.count_tokens import estimated_answer
 from tollway.proxy.events import ProviderEvents
 from tollway.proxy.models import ModelListing
-from tollway.proxy.ownership import OWNED_APIS, Ownership, owned_here
+from tollway.proxy.ownership import OWNED_APIS, Ownership, may_name, owned_here
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.proxy.response_owners import ResponseOwners, held_here
 from tollway.proxy.stored_reads import StoredReads, told_later
@@ -119,7 +119,7 @@ class AiProxy:
             # (A call on one response, ``/responses/{id}…``, or on conversations is of no
             # API the gateway meters, "other". A chat call pays two comparisons.)
             await self.response_owners.admit(ex)
-        if self.ownership is not None:
+        if self.ownership is not None and may_name(ex):
             await self.ownership.admit_named(ex)  # (a body naming a file, a vector store, …)
         try:
             if self.ownership is not None and (ex.api in OWNED_APIS or (ex.api == "other" and owned_here(ex.api_path))):
