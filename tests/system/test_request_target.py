@@ -182,6 +182,28 @@ def test_a_forms_text_fields_leave_masked_and_its_files_as_they_came(
     assert len(fake.seen) == 1
 
 
+def test_a_prompt_sent_as_a_file_or_urlencoded_leaves_masked(gw: Proc, fake: FakeProvider) -> None:
+    request = httpx.Request(
+        "POST", "http://gw/", files={"prompt": ("p.txt", f"Sign it {EMAIL}", "text/plain"), "image": ("a.png", IMAGE)}
+    )
+    post(gw, b"/v1/images/edits", request.read(), ctype=request.headers["content-type"].encode())
+    urlencoded = b"model=gpt-image-1&prompt=" + EMAIL.replace("@", "%40").encode()
+    post(gw, b"/v1/images/generations", urlencoded, ctype=b"application/x-www-form-urlencoded")
+    sent = [seen.body for seen in fake.seen]
+    assert len(sent) == 2
+    assert b"Sign it [EMAIL_1]" in sent[0] and b"Sign it " + EMAIL.encode() not in sent[0]
+    assert IMAGE in sent[0]  # the upload as it came (the address in its bytes too)
+    assert sent[1] == b"model=gpt-image-1&prompt=%5BEMAIL_1%5D"
+    # Base64 in a form part would carry the text past the masking, read as it is sent.
+    encoded = (
+        b'--XX\r\nContent-Disposition: form-data; name="prompt"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nYm9iQGV4YW1wbGUuY29t\r\n--XX--\r\n"
+    )
+    status, headers, _ = post(gw, b"/v1/images/edits", encoded, ctype=b"multipart/form-data; boundary=XX")
+    assert (status, headers["x-tollway-reason"]) == (400, "gateway.bad_request")
+    assert len(fake.seen) == 2
+
+
 @pytest.mark.parametrize(
     "target",
     [

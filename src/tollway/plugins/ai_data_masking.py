@@ -68,7 +68,7 @@ from tollway.masking.streams import AnswerStream
 from tollway.masking.vault import Vault
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.protocols.apis import PROMPT_APIS, Api, carries_prompt
-from tollway.protocols.form import map_text_fields
+from tollway.protocols.form import map_text_fields, map_urlencoded_fields
 from tollway.protocols.sse import SseEvent
 from tollway.services import Services
 
@@ -157,6 +157,9 @@ class _Call:
 
 
 _CALL: StateKey[_Call] = StateKey("ai-data-masking.call")
+# A form's parts that are not text a model reads: the model and enumerations, and the
+# uploads of the images, audio and video APIs (every other part is read, file or not).
+_NOT_FORM_TEXT = SKIPPED_KEYS | {"file", "image", "image[]", "mask", "input_reference"}
 # Gemini's streaming method, whose answer without ``alt=sse`` is one JSON array of chunks.
 _GEMINI_STREAM = ":streamgeneratecontent"
 
@@ -196,10 +199,13 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
                     content_type, sent = req.headers.get("content-type") or "", req.body
 
                     def masked_form() -> bytes | None:
-                        return map_text_fields(content_type, sent, session.mask, SKIPPED_KEYS)
+                        form = map_text_fields(content_type, sent, session.mask, _NOT_FORM_TEXT)
+                        if form is None:
+                            form = map_urlencoded_fields(content_type, sent, session.mask, _NOT_FORM_TEXT)
+                        return form
 
                     form = await asyncio.to_thread(masked_form) if offload else masked_form()
-                    if form is not None and form is not sent:  # (a form: an image edit, a transcription)
+                    if form is not None and form is not sent:  # (a form: an image edit, a transcription; urlencoded)
                         ex.upstream_form = form
                 if self.config.deny_raw:  # every byte, the files' too, checked as text
                     raw = req.body.decode("utf-8", "replace")

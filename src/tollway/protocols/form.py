@@ -12,6 +12,7 @@ part is skipped as it passes, never copied.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -111,13 +112,18 @@ def _parse(
 
 
 class _Part:
-    __slots__ = ("data", "file", "headers", "name")
+    __slots__ = ("data", "encoded", "headers", "name")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.data: list[bytes | memoryview] = []
         self.name = ""
-        self.file = False
+        self.encoded = b""  # a Content-Transfer-Encoding other than the identity ones
+
+
+# The transfer encodings that leave a part's bytes as they are (RFC 2045); RFC 7578
+# forbids senders any other in a form.
+_IDENTITY = frozenset({b"", b"7bit", b"8bit", b"binary"})
 
 
 class _PartReader:
@@ -143,10 +149,12 @@ class _PartReader:
     def on_header_end(self) -> None:
         part = self.parts[-1]
         part.headers.append((self.field, self.value))
-        if self.field.lower() == b"content-disposition":
+        field = self.field.lower()
+        if field == b"content-disposition":
             _, params = parse_options_header(self.value)
             part.name = params.get(b"name", b"").decode("utf-8", "replace")
-            part.file = b"filename" in params
+        elif field == b"content-transfer-encoding" and self.value.strip().lower() not in _IDENTITY:
+            part.encoded = self.value.strip()
         self.field = self.value = b""
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -156,13 +164,15 @@ class _PartReader:
 
 
 def map_text_fields(content_type: str, body: bytes, fn: Callable[[str], str], skip: frozenset[str]) -> bytes | None:
-    """A ``multipart/form-data`` body with the text of every field that is not a file
-    (nor named in ``skip``: the model, enumerations) passed through ``fn``: ``body``
-    itself when nothing changed, None when it is not such a form. The parts keep their
-    order, headers and the client's boundary (its content type still holds); an
-    epilogue, which no server reads, is dropped. Raises ``BadRequest`` for a form that
-    cannot be read or ends before its closing boundary; a field that is not UTF-8 is
-    left as it is."""
+    """A ``multipart/form-data`` body with the text of every part not named in ``skip``
+    (the model, enumerations, the API's own uploads) passed through ``fn``, whether or
+    not it says it is a file (a server may read a text field sent as one): ``body``
+    itself when nothing changed, None when it is not such a form. A part that is not
+    UTF-8 (an image, audio) is left as it is. The parts keep their order, headers and
+    the client's boundary (its content type still holds); an epilogue, which no server
+    reads, is dropped. Raises ``BadRequest`` for a form that cannot be read, ends before
+    its closing boundary, or has a part to read in a transfer encoding (base64: its
+    text could not be read as sent)."""
     reader = _PartReader(body)
     callbacks = ("on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_part_data")
     boundary = _parse(content_type, body, reader, callbacks, whole=True)
@@ -172,7 +182,14 @@ def map_text_fields(content_type: str, body: bytes, fn: Callable[[str], str], sk
     out: list[bytes | memoryview] = []
     for part in reader.parts:
         data = part.data
-        if not part.file and part.name not in skip:
+        if part.name not in skip:
+            if part.encoded:
+                encoding = part.encoded.decode("latin-1")
+                raise BadRequest(
+                    f"the form's {part.name!r} part is sent in the transfer encoding {encoding!r}: "
+                    "send it as it is (RFC 7578)",
+                    reason="gateway.bad_request",
+                )
             try:
                 text = b"".join(data).decode("utf-8")
             except UnicodeDecodeError:
@@ -187,6 +204,24 @@ def map_text_fields(content_type: str, body: bytes, fn: Callable[[str], str], sk
         out.append(b"\r\n")
     out.append(b"--" + boundary + b"--\r\n")
     return b"".join(out) if changed else body
+
+
+def map_urlencoded_fields(
+    content_type: str, body: bytes, fn: Callable[[str], str], skip: frozenset[str]
+) -> bytes | None:
+    """An ``application/x-www-form-urlencoded`` body with the value of every field not
+    named in ``skip`` passed through ``fn`` (a server that takes forms may take this
+    one): ``body`` itself when nothing changed, None when it is not such a body. The
+    fields keep their order; a body that is not UTF-8 is left as it is."""
+    kind, _ = parse_options_header(content_type)
+    if kind != b"application/x-www-form-urlencoded":
+        return None
+    try:
+        fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return body
+    mapped = [(name, value if name in skip else fn(value)) for name, value in fields]
+    return urlencode(mapped).encode() if mapped != fields else body
 
 
 def model_field(content_type: str, body: bytes) -> str | None:

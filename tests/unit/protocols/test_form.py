@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tollway.errors import BadRequest
-from tollway.protocols.form import form_fields, map_text_fields, model_field
+from tollway.protocols.form import form_fields, map_text_fields, map_urlencoded_fields, model_field
 
 CT = "multipart/form-data; boundary=XX"
 
@@ -69,3 +69,32 @@ def test_a_form_with_nothing_to_change_is_the_body_itself_and_other_bodies_none(
     assert map_text_fields("application/json", b"{}", _upper, frozenset()) is None
     with pytest.raises(BadRequest):
         map_text_fields(CT, b'--XX\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n--XY', _upper, frozenset())
+
+
+def test_a_text_part_sent_as_a_file_is_read_and_an_upload_field_is_not() -> None:
+    body = form(('name="prompt"; filename="p.txt"', b"secret"), ('name="image"; filename="a.txt"', b"plain text"))
+    out = map_text_fields(CT, body, _upper, frozenset({"image"}))
+    assert out is not None
+    got = form_fields(CT, out, frozenset(), len(out), files=frozenset({"prompt", "image"}))
+    assert got == {"prompt": b"SECRET", "image": b"plain text"}
+
+
+def test_a_part_to_read_in_a_transfer_encoding_is_a_400() -> None:
+    encoded = (
+        b'--XX\r\nContent-Disposition: form-data; name="prompt"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nc2VjcmV0\r\n--XX--\r\n"
+    )
+    with pytest.raises(BadRequest, match="transfer encoding"):
+        map_text_fields(CT, encoded, _upper, frozenset())
+    assert map_text_fields(CT, encoded, _upper, frozenset({"prompt"})) is encoded  # not read: as it came
+
+
+def test_urlencoded_fields_are_mapped_in_order() -> None:
+    urlencoded = "application/x-www-form-urlencoded; charset=utf-8"
+    body = b"model=gpt-image-1&prompt=mail+bob%40x.com&n=&prompt=two"
+    assert map_urlencoded_fields(urlencoded, body, _upper, frozenset({"model"})) == (
+        b"model=gpt-image-1&prompt=MAIL+BOB%40X.COM&n=&prompt=TWO"
+    )
+    assert map_urlencoded_fields(urlencoded, b"model=m", _upper, frozenset({"model"})) == b"model=m"
+    assert map_urlencoded_fields(urlencoded, b"p=%FF", _upper, frozenset()) == b"p=%FF"  # not UTF-8: as it came
+    assert map_urlencoded_fields(CT, body, _upper, frozenset()) is None
