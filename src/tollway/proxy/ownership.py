@@ -34,8 +34,8 @@ content part (``file_id``), files given to a vector store or a code interpreter
 naming there an object another consumer holds is refused as its path would be (404),
 before the provider is asked (``admit_named``); an id no consumer holds passes (a
 tool's own argument may be called ``file_id``). Bodies that hold none of those names
-(the raw bytes are looked at first; an escaped name is looked for in the parsed body)
-cost one scan of their bytes.
+cost a few scans of their bytes (``may_name``); the others are walked parsed, where an
+escaped name (``file\\u005fid``) reads as any other.
 
 Vector stores and containers came later than files: one that no consumer holds (made
 before the gateway recorded them, or outside it) is still served to whoever names its
