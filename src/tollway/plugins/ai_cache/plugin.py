@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from tollway.cache import CacheStores
+from tollway.cache import CacheStores, MemoryAnswers
 from tollway.cache.entry import StoredAnswer, UnusableAnswer
 from tollway.errors import BadRequest, GatewayError
 from tollway.exchange import CacheOutcome, Exchange, Reply, StateKey
@@ -104,6 +104,8 @@ class AiCache(Plugin[AiCacheConfig]):
         self.prefix = config.key_prefix
         self.ttl_s = config.ttl_s
         self.answers = stores.answers(self.prefix, config.max_entries, config.max_bytes)
+        # This process's store, asked without a coroutine (None: Redis's, asked with one).
+        self.memory = self.answers if isinstance(self.answers, MemoryAnswers) else None
         self.fail_open = fails_open(scope, default_open=True)
         self.index: SemanticIndex | None = None
         self.embedder: Embedder | None = None
@@ -164,7 +166,12 @@ class AiCache(Plugin[AiCacheConfig]):
         look, store = _directives(ex)
         vector: Vector | None = None
         if look:
-            reply = await self._exact(ex, key)
+            memory = self.memory
+            if memory is not None:
+                stored = memory.lookup(self.prefix + key.exact)
+                reply = self._hit(ex, stored, "hit") if stored is not None else None
+            else:
+                reply = await self._exact(ex, key)
             if reply is not None:
                 return reply
             if self.embedder is not None and key.question is not None:
@@ -266,10 +273,14 @@ class AiCache(Plugin[AiCacheConfig]):
             return  # cut short, too large, or the client left
         if stored is None:
             return
-        try:
-            await self.answers.put(self.prefix + pending.key.exact, stored, self.ttl_s)
-        except StateUnavailable:
-            pass  # the store logged it; the answer is simply not cached
+        memory = self.memory
+        if memory is not None:
+            memory.store(self.prefix + pending.key.exact, stored, self.ttl_s)
+        else:
+            try:
+                await self.answers.put(self.prefix + pending.key.exact, stored, self.ttl_s)
+            except StateUnavailable:
+                pass  # the store logged it; the answer is simply not cached
         if self.index is None or self.embedder is None:
             return
         vector, question = pending.vector, pending.key.question
