@@ -55,13 +55,15 @@ class CacheKey:
 
 def _hash(head: bytes, rest: bytes) -> str:
     """``head`` (the API, scope, model and strategy, joined by NULs, which none of them
-    holds) and then ``rest``, hashed as one (fed in turn: the body is not copied to join them).
+    holds) and then ``rest``, hashed as one (joined first: copying a kilobyte costs less
+    than a second call into the hash, a quarter of its time here).
 
     SHA-256 cut to 128 bits: OpenSSL's, which uses the CPU's SHA instructions where it
     has them; Python's BLAKE2b is its portable C, a third slower on a kilobyte here."""
-    h = hashlib.sha256(head)
-    h.update(rest)
-    return h.hexdigest()[:32]
+    return _SHA256(head + rest).hexdigest()[:32]
+
+
+_SHA256 = hashlib.sha256
 
 
 def _head(*parts: str) -> bytes:
