@@ -202,6 +202,10 @@ def test_a_prompt_sent_as_a_file_or_urlencoded_leaves_masked(gw: Proc, fake: Fak
     status, headers, _ = post(gw, b"/v1/images/edits", encoded, ctype=b"multipart/form-data; boundary=XX")
     assert (status, headers["x-tollway-reason"]) == (400, "gateway.bad_request")
     assert len(fake.seen) == 2
+    # A skill's files are kept by the provider, stateful: they go as they came.
+    skill, content_type = form(("display_title", "mailer"), ("files[]", f"Write to {EMAIL}".encode()))
+    post(gw, b"/v1/skills", skill, ctype=content_type)
+    assert fake.seen[-1].body == skill
 
 
 @pytest.mark.parametrize(

@@ -153,9 +153,10 @@ def carries_prompt(api: Api, api_path: str) -> bool:
 _NOT_READ: frozenset[Api] = frozenset({"files", "batches", "mcp"})
 # Stateful APIs: OpenAI's assistants, threads and runs, conversations and their items,
 # vector stores and their files, fine-tuning jobs, evals, containers and realtime
-# sessions; Gemini's cached contents, tuned models, corpora and file search stores.
+# sessions; skills (their uploaded files); Gemini's cached contents, tuned models,
+# corpora and file search stores.
 _STATEFUL = re.compile(
-    r"/(?:assistants|threads|conversations|vector_stores|fine_tuning|evals|containers|realtime|chatkit"
+    r"/(?:assistants|threads|conversations|vector_stores|fine_tuning|evals|containers|realtime|chatkit|skills"
     r"|cachedcontents|tunedmodels|corpora|filesearchstores)(?:/|\Z)"
 )
 # A vector store search: a query, answered at once, kept nowhere.
