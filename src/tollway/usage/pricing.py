@@ -275,9 +275,7 @@ class PriceTable:
         found = self.resolve(model)
         if found is None:
             return None
-        price = found[1]
-        if price.long is not None:
-            price = price.at(input_tokens)
+        price = found[1].at(input_tokens)
         if not cached_tokens and not cache_write_tokens:  # most calls: the same sum, less work
             return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
         cached = min(cached_tokens, input_tokens)

@@ -4,8 +4,8 @@ metrics and the sinks, in batches off the call's own task."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
+from collections.abc import Callable
 
 from tollway.testing.harness import make_exchange
 from tollway.usage.access_log import AccessLog
@@ -15,11 +15,21 @@ from tollway.usage.record import CallFacts, UsageRecord
 from tollway.usage.tracing import Sampler
 
 
-def _finish(accountant: Accountant, n: int) -> None:
-    """Call ``r<n>`` ends with a 200."""
-    ex = make_exchange(request_id=f"r{n}")
-    ex.status = 200
-    accountant.finish(ex)
+def _running(interval_s: float | None = None) -> tuple[Accountant, list[list[UsageRecord]], Callable[[int], None]]:
+    """A started accountant (draining every ``interval_s``, else at its default), the
+    batches it hands on, and ``call(n)``: call ``r<n>`` ends with a 200."""
+    batches: list[list[UsageRecord]] = []
+    accountant = (
+        Accountant([batches.append]) if interval_s is None else Accountant([batches.append], interval_s=interval_s)
+    )
+    accountant.start()
+
+    def call(n: int) -> None:
+        ex = make_exchange(request_id=f"r{n}")
+        ex.status = 200
+        accountant.finish(ex)
+
+    return accountant, batches, call
 
 
 def test_the_accountant_feeds_log_metrics_and_sinks_and_survives_a_failing_sink() -> None:
@@ -45,12 +55,7 @@ def test_the_accountant_feeds_log_metrics_and_sinks_and_survives_a_failing_sink(
 
 
 async def test_a_running_accountant_hands_records_on_in_batches_and_drains_at_stop() -> None:
-    batches: list[list[UsageRecord]] = []
-    accountant = Accountant([batches.append], interval_s=0.05)
-    accountant.start()
-
-    call = functools.partial(_finish, accountant)
-
+    accountant, batches, call = _running(0.05)
     for n in range(3):
         call(n)
     assert batches == []  # set aside: nothing is handed on from the call's own task
@@ -69,13 +74,9 @@ async def test_a_running_accountant_hands_records_on_in_batches_and_drains_at_st
 async def test_records_are_handed_on_within_the_kill_bound_by_default() -> None:
     # SPEC §14: a SIGKILL loses at most the last 10 ms of records; the writer journals
     # each batch it is handed, so the default interval must sit well inside that.
-    batches: list[list[UsageRecord]] = []
-    accountant = Accountant([batches.append])
+    accountant, batches, call = _running()
     assert accountant.interval_s <= 0.005
-    accountant.start()
-    ex = make_exchange(request_id="r0")
-    ex.status = 200
-    accountant.finish(ex)
+    call(0)
     assert batches == []
     await asyncio.sleep(0.05)
     assert [[r.request_id for r in b] for b in batches] == [["r0"]]
@@ -86,12 +87,7 @@ async def test_a_busy_loop_does_not_hold_records_past_their_interval() -> None:
     # Under load a turn of the loop takes milliseconds and the 5 ms timer fires late: a
     # SIGKILL then lost every call answered meanwhile (23 at ~1,200 calls/s in a red-team
     # run). Once the timer is due, the next call to end hands the batch on.
-    batches: list[list[UsageRecord]] = []
-    accountant = Accountant([batches.append], interval_s=0.01)
-    accountant.start()
-
-    call = functools.partial(_finish, accountant)
-
+    accountant, batches, call = _running(0.01)
     for n in range(6):
         call(n)
     assert batches == []  # the timer is not due: a loop that keeps up drains by it

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange
-from tollway.protocols.media import MEDIA_FROM_BYTES, prompt_estimate
-from tollway.protocols.usage import estimate_tokens
+from tollway.protocols.media import prompt_estimate
 
 OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
@@ -32,10 +31,7 @@ def estimate(ex: Exchange, default_output: int) -> int:
 def prompt_tokens(ex: Exchange) -> int:
     """The prompt's estimated tokens: the whole body's, so JSON syntax only adds margin;
     in a large body, its inline media at what they cost (``protocols.media``)."""
-    size = len(ex.request.body or b"")
-    if size < MEDIA_FROM_BYTES:  # (most calls: no bound method and frame for prompt_estimate)
-        return estimate_tokens(size)
-    return prompt_estimate(size, ex.request.json_or_none)
+    return prompt_estimate(len(ex.request.body or b""), ex.request.json_or_none)
 
 
 def output_tokens(ex: Exchange, default_output: int) -> int:
