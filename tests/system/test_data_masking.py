@@ -296,8 +296,15 @@ def test_deny_word_answers_with_the_refusal_and_sends_nothing(sdk: openai.OpenAI
     assert mock_requests() == []
 
 
-@pytest.mark.parametrize("written", ["project\nfalcon", "Project\tFalcon", "project  falcon", "project\r\n\tfalcon"])
-def test_a_deny_phrase_broken_by_whitespace_is_still_refused(
+@pytest.mark.parametrize(
+    "written",
+    [
+        *("project\nfalcon", "Project\tFalcon", "project  falcon", "project\r\n\tfalcon"),
+        # Cyrillic о and е, Greek ο, Cyrillic Р: letters drawn like Latin ones.
+        *("pr\u043eject falcon", "proj\u0435ct falc\u03bfn", "\u0420roject Falcon"),
+    ],
+)
+def test_a_deny_phrase_broken_by_whitespace_or_spelled_in_lookalikes_is_still_refused(
     sdk: openai.OpenAI, mock_requests: Requests, written: str
 ) -> None:
     answer = sdk.chat.completions.create(
@@ -305,6 +312,16 @@ def test_a_deny_phrase_broken_by_whitespace_is_still_refused(
     )
     assert answer.choices[0].message.content == "That topic is off limits."
     assert mock_requests() == []
+
+
+def test_text_in_another_script_is_not_read_as_latin(sdk: openai.OpenAI, mock_requests: Requests) -> None:
+    """Only words that mix in Latin, or whose every letter has a Latin lookalike, are
+    folded: Russian prose passes as written (and is not masked)."""
+    text = "\u041f\u0440\u0438\u0432\u0435\u0442 \u0438\u0437 \u041c\u043e\u0441\u043a\u0432\u044b"
+    text += ", project\u2011falcons?"  # (a non-breaking hyphen: not the phrase, folded or not)
+    answer = sdk.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": text}])
+    assert answer.choices[0].message.content == f"This is a mock reply to: {text}"
+    assert [m["content"] for m in orjson.loads(mock_requests()[0]["body"])["messages"]] == [text]
 
 
 def test_deny_in_a_stream(sdk: openai.OpenAI, mock_requests: Requests) -> None:

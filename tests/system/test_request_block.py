@@ -128,6 +128,50 @@ async def test_unicode_tricks_in_every_api_are_blocked_and_nothing_reaches_the_p
     assert [req["path"] for req in mock_requests()] == ["/v1/chat/completions"]
 
 
+LOOKALIKES = """
+providers:
+  - {{id: mock, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-provider]}}
+routes:
+  - {{name: main, path_prefix: /v1/, provider: mock}}
+plugins:
+  - name: request-block
+    defaultConfig:
+      block_bodies: [password, sk-live-]
+"""
+
+
+async def test_lookalike_letters_and_other_dashes_are_blocked_and_other_scripts_pass(
+    gateway: Any, mock_llm: Any, mock_requests: Any
+) -> None:
+    gw = gateway(LOOKALIKES.format(mock=mock_llm.url))
+    tricks = [
+        "p\u0430ssword",  # a Cyrillic а
+        "\u0440\u0430\u0455\u0455word",  # р, а, ѕ, ѕ: Cyrillic
+        "passw\u03bfrd",  # a Greek ο
+        "sk\u2011live-0123",  # a non-breaking hyphen
+        "sk\u2013live\u2014abc",  # en and em dash
+        "sk\u2212live\uff0dxyz",  # minus sign, fullwidth hyphen-minus
+    ]
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+        for trick in tricks:
+            for ensure_ascii in (False, True):
+                body = {"model": "m", "messages": [{"role": "user", "content": f"my {trick} is here"}]}
+                content = json.dumps(body, ensure_ascii=ensure_ascii).encode()
+                headers = {"content-type": "application/json"}
+                r = await http.post("/v1/chat/completions", content=content, headers=headers)
+                assert r.status_code == 403, (trick, ensure_ascii, r.text)
+                assert r.headers["x-tollway-reason"] == "request-block.blocked"
+        # Russian and Greek words are not Latin ones: "пароль" (password), a word of
+        # lookalikes and others ("Москва"), Greek prose.
+        others = ["\u043f\u0430\u0440\u043e\u043b\u044c", "\u041c\u043e\u0441\u043a\u0432\u0430"]
+        others.append("\u03ba\u03b1\u03bb\u03b7")
+        for text in others:
+            body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+            r = await http.post("/v1/chat/completions", json=body)
+            assert r.status_code == 200, (text, r.text)
+    assert len(mock_requests()) == 3
+
+
 async def test_a_deeply_nested_body_is_refused_under_failure_mode_open(
     gateway: Any, mock_llm: Any, mock_requests: Any
 ) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tollway.masking.detectors import DETECTORS
+from tollway.masking.lookalikes import latin_lookalikes
 from tollway.masking.normalise import Mapping, normalise
 from tollway.masking.rules import SYSTEM_DENY, DenyWords, expand_value, hash_value
 from tollway.masking.scanner import Rule, Scanner
@@ -96,8 +97,7 @@ class Masker:
     def check(self, text: str) -> None:
         """Raises ``Denied`` when ``text``, as sent or normalised, holds a deny word or
         (with ``system_deny``) a private key: how answers are checked."""
-        form = normalise(text)
-        self.refuse((text,) if form is text else (text, form))
+        self.refuse(_refusal_views(text, normalise(text)))
 
     def refuse(self, forms: tuple[str, ...]) -> None:
         if self.deny_words:
@@ -141,8 +141,7 @@ class MaskSession:
     def _mask(self, text: str) -> str:
         masker = self.masker
         form = normalise(text)
-        forms = (text,) if form is text else (text, form)
-        masker.refuse(forms)
+        masker.refuse(_refusal_views(text, form))
         spans = self._spans(text, form)
         if not spans:
             return text
@@ -193,6 +192,16 @@ class MaskSession:
             else:
                 joined.append(span)
         return joined
+
+
+def _refusal_views(text: str, form: str) -> tuple[str, ...]:
+    """The views of ``text`` its deny words are looked for in: as sent, its normal form
+    (``form``), and that with Latin lookalikes folded (``lookalikes``), each once."""
+    if form is text and text.isascii():
+        return (text,)
+    folded = latin_lookalikes(form)
+    views = (text,) if form is text else (text, form)
+    return views if folded is form else (*views, folded)
 
 
 def _replaced(role: Role, source: str, at: int) -> str:

@@ -6,13 +6,15 @@ Regexes follow Higress (Rust ``fancy_regex`` plus grok): ``%{NAME}`` and
 ``(?<name>…)`` is read as ``(?P<name>…)``. A replacement ``value`` refers to groups as in
 Rust: ``$1``, ``$name``, ``${name}``, and ``$$`` for a dollar sign.
 
-Deny words match case-insensitively, in a text as sent and in its normalised form
+Deny words match case-insensitively, in a text as sent, in its normalised form
 (``normalise``: fullwidth letters, zero-width characters and soft hyphens are no way
-around them); a word that begins or ends with an ASCII letter or digit must stand alone
-there (``pass`` does not match ``password``), other words match anywhere (Chinese text
-has no spaces between words). Higress tokenises the text instead, so its deny words must
-be single words; here phrases work too, a run of whitespace in one matching any run of
-whitespace (``normalise.one_space``). Combining marks stay part of their letters, as in
+around them) and in that with Latin lookalikes folded (``lookalikes``: nor are Cyrillic
+or Greek letters drawn like Latin ones, or other dashes); a word that begins or ends
+with an ASCII letter or digit must stand alone there (``pass`` does not match
+``password``), other words match anywhere (Chinese text has no spaces between words).
+Higress tokenises the text instead, so its deny words must be single words; here
+phrases work too, a run of whitespace in one matching any run of whitespace
+(``normalise.one_space``). Combining marks stay part of their letters, as in
 the normal form: stripping them would make distinct words of many languages one.
 """
 

@@ -5,8 +5,10 @@ Each list works on its own (Higress only checks the exact and regex lists when
 ``block_urls`` is set). Encodings are no way around a block: URLs are also matched
 percent-decoded and with ``+`` as space, bodies also as every decoded JSON string, and
 every one of these texts also normalised (``tollway.masking.normalise``: NFKC, zero-width
-characters and soft hyphens removed), so fullwidth letters, zero-width joiners and soft
-hyphens are none either; the words are matched as written and normalised
+characters and soft hyphens removed) and with Latin lookalikes folded
+(``tollway.masking.lookalikes``: ``pаssword`` with a Cyrillic ``а``, ``sk‑live`` with a
+non-breaking hyphen), so fullwidth letters, zero-width joiners, soft hyphens and
+lookalike letters are none either; the words are matched as written and normalised
 (``plugins.words``: case-insensitive lists compare Unicode case foldings, and a phrase's
 runs of whitespace match any run of whitespace).
 
@@ -33,6 +35,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply
+from tollway.masking.lookalikes import latin_lookalikes
 from tollway.masking.normalise import normalise
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.plugins.words import Words
@@ -105,12 +108,22 @@ def _decodings(text: str) -> Iterator[str]:
 
 
 def _forms(texts: Iterable[str]) -> Iterator[str]:
-    """Each text, then its normal form where that differs."""
+    """Each text, then its normal form and its lookalikes folded, where those differ."""
     for text in texts:
         yield text
-        form = normalise(text)
-        if form is not text:
-            yield form
+        if not text.isascii():
+            yield from _other_forms(text)
+
+
+def _other_forms(text: str) -> Iterator[str]:
+    """The normal form of a text that is not ASCII, and that with lookalikes folded,
+    where each differs from the one before."""
+    form = normalise(text)
+    if form is not text:
+        yield form
+    folded = latin_lookalikes(form)
+    if folded is not form:
+        yield folded
 
 
 def _header_lines(name: str, value: str) -> Iterator[str]:
@@ -251,7 +264,7 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         if "%" in text or "+" in text:
             if any(search(t) for t in _forms(_decodings(text))):
                 return True
-        elif search(text) or ((form := normalise(text)) is not text and search(form)):
+        elif search(text) or (not text.isascii() and any(search(t) for t in _other_forms(text))):
             return True
         if "\\" not in text:
             return False
