@@ -22,7 +22,7 @@ import orjson
 
 from tollway.errors import BadRequest, GatewayError
 from tollway.headers import Headers, param_spelling
-from tollway.protocols.apis import Api, Dialect
+from tollway.protocols.apis import Api, Dialect, recorded_api
 from tollway.protocols.tracecontext import format_traceparent
 from tollway.protocols.usage import Usage
 
@@ -282,7 +282,7 @@ class CallTrace:
         return self._bits(64) or 1
 
     def end(self, ex: Exchange) -> None:
-        self.api = ex.api
+        self.api = recorded_api(ex.api, ex.api_path)  # (as the record names it)
         self.model_reported = ex.model_reported
         self.started = ex.started
 

@@ -340,6 +340,7 @@ def test_geminis_own_api_reaches_the_provider_at_its_own_version_once(
     record = usage_record(gw, rid)
     assert (record["input_tokens"], record["output_tokens"]) == ((1040, 56) if stream else (1040, 53))
     assert record["model_requested"] == GEMINI_MODEL and record["tokens_estimated"] is False
+    assert record["api"] == "chat"  # what the method does, not the model list's "models"
 
 
 def _google(gw: Proc, route: str, key: str = CLIENT_KEY) -> genai.Client:

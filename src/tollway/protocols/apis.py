@@ -172,6 +172,31 @@ def gemini_method(api_path: str) -> str | None:
     return found[1] if found is not None else None
 
 
+# What a call on a method of Gemini's own API is recorded as (``recorded_api``): what
+# the method does, in the names the other APIs' calls are recorded by. (To the gateway
+# it stays a call under ``/models/``: its body is Gemini's, not a chat request's.)
+_GEMINI_RECORDED: dict[str, Api] = {
+    "generatecontent": "chat",
+    "streamgeneratecontent": "chat",
+    "counttokens": "count_tokens",
+    "embedcontent": "embeddings",
+    "batchembedcontents": "embeddings",
+    "batchgeneratecontent": "batches",
+    "asyncbatchembedcontent": "batches",
+}
+
+
+def recorded_api(api: Api, api_path: str) -> Api:
+    """The API a call's usage record names: ``api``, but for a method of Gemini's own API
+    (``…/models/<model>:generateContent``), which is its method's kind (``chat``,
+    ``count_tokens``, ``embeddings``, ``batches``; ``other`` for the rest, such as
+    Imagen's ``:predict``) rather than the model list's ``models``."""
+    if api != "models" or ":" not in api_path:
+        return api
+    method = gemini_method(api_path)
+    return api if method is None else _GEMINI_RECORDED.get(method, "other")
+
+
 def with_path_model(api_path: str, model: str) -> str:
     """``api_path`` naming ``model`` (percent-encoded as a path segment) in place of the
     model it names (``PATH_MODEL``)."""

@@ -38,7 +38,7 @@ from tollway.proxy.ownership import OWNED_APIS, Ownership, may_name, owned_here
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.proxy.response_owners import ResponseOwners, held_here
 from tollway.proxy.stored_reads import StoredReads, told_later
-from tollway.proxy.tokens import ESTIMATED_APIS, answer_chars, estimate_unfinished, take_usage
+from tollway.proxy.tokens import answer_chars, estimate_unfinished, estimated, take_usage
 from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
 from tollway.state import StateStore
 from tollway.upstream import (
@@ -288,7 +288,7 @@ class AiProxy:
         try:
             body = await resp.read()
         except TransportError as exc:
-            if resp.status < 300 and ex.api in ESTIMATED_APIS:
+            if resp.status < 300 and estimated(ex):
                 estimate_unfinished(ex, 0)  # a success cut short: billed by the provider all the same
             raise translate(exc, provider.id) from None
         finally:
@@ -308,7 +308,7 @@ class AiProxy:
         if resp.status >= 400:
             body = secrets.body(body)
         success = resp.status < 300 and resp.status != 204 and not head_only
-        if success and not reads_body and ex.api in ESTIMATED_APIS and ex.request.method == "POST":
+        if success and not reads_body and estimated(ex) and ex.request.method == "POST":
             # A model's answer that says it is no JSON (an HTML page from a proxy in front
             # of the provider) passes as it came, with no usage to read: billed on an
             # estimate, its text as the output (an embedding generates none).
@@ -331,7 +331,7 @@ class AiProxy:
         # A read's answer tells the usage of the run that made the object (stored_reads).
         if isinstance(answer, dict) and (ex.request.method != "GET" or await self.reads.first_read(ex, answer)):
             take_usage(ex, answer)
-            if not ex.usage.reported and resp.status < 300 and ex.api in ESTIMATED_APIS and not told_later(answer):
+            if not ex.usage.reported and resp.status < 300 and estimated(ex) and not told_later(answer):
                 estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
         if (
             (ex.api == "responses" or ex.api == "other")
@@ -364,7 +364,7 @@ class AiProxy:
             codings = content_coding.codings([coding])
         except content_coding.UnknownCoding:
             await resp.aclose()
-            if ex.api in ESTIMATED_APIS:
+            if estimated(ex):
                 estimate_unfinished(ex, 0)  # generated, and billed by the provider
             raise UpstreamError(
                 f"provider {provider.id!r} sent a stream with Content-Encoding {coding[:40]!r}",
@@ -380,7 +380,7 @@ class AiProxy:
         try:
             return decode_answer(body, [coding], self.max_answer_bytes)
         except content_coding.CodingError as exc:
-            if status < 300 and ex.api in ESTIMATED_APIS:
+            if status < 300 and estimated(ex):
                 estimate_unfinished(ex, 0)
             raise UpstreamError(
                 f"provider {provider.id!r} answered {status} with a body that cannot be decoded: {exc}",

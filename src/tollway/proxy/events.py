@@ -24,7 +24,7 @@ from tollway.exchange import Exchange
 from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
-from tollway.proxy.tokens import ESTIMATED_APIS, estimate_unfinished
+from tollway.proxy.tokens import estimate_unfinished, estimated
 from tollway.proxy.translation import EventTranslation
 from tollway.upstream import ProtocolFailure, TransportError, UpstreamResponse, decoded_chunks
 
@@ -82,7 +82,7 @@ class ProviderEvents:
                     # go out, then the error that says it was cut off.
                     self._failed, closing = self._broke(ProtocolFailure("the stream ended before its last event"))
                     return [*tail, *closing]
-                if not self._ex.usage.reported and self._ex.api in ESTIMATED_APIS:
+                if not self._ex.usage.reported and estimated(self._ex):
                     estimate_unfinished(self._ex, translation.sent_chars)
                 return [*tail, *translation.end()]
             except TransportError as exc:
@@ -157,7 +157,7 @@ class ProviderEvents:
         # all the text read: the provider bills what it generated, the part the client
         # saw and the part the drain read after it alike (``sent_chars`` counts both).
         translation.broke()
-        if not complete or (not ex.usage.reported and ex.api in ESTIMATED_APIS):
+        if not complete or (not ex.usage.reported and estimated(ex)):
             estimate_unfinished(ex, translation.sent_chars)
 
     async def _drain(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollway.exchange import Exchange
+from tollway.protocols.apis import recorded_api
 from tollway.protocols.gemini.response import usage_to_pivot
 from tollway.protocols.media import prompt_estimate
 from tollway.protocols.usage import apply_usage, estimate_tokens
@@ -14,6 +15,13 @@ from tollway.protocols.usage import apply_usage, estimate_tokens
 # reports none (or none to believe) is billed an estimate (``tokens_estimated``; an
 # embedding's output is none).
 ESTIMATED_APIS = frozenset({"chat", "completions", "messages", "responses", "embeddings"})
+
+
+def estimated(ex: Exchange) -> bool:
+    """Whether the call's API is billed on an estimate when it reports no usage (Gemini's
+    own methods by what they do: ``generateContent`` is a chat's, ``embedContent`` an
+    embedding's; ``protocols.apis.recorded_api``)."""
+    return recorded_api(ex.api, ex.api_path) in ESTIMATED_APIS
 
 
 def take_model(ex: Exchange, obj: dict[str, Any]) -> None:
@@ -55,7 +63,8 @@ def take_usage(ex: Exchange, obj: dict[str, Any]) -> None:
 def answer_chars(obj: Any) -> int:
     """Characters generated in one whole answer (for an estimate): the text and
     tool-call arguments of an OpenAI chat or completions answer, an Anthropic message's
-    text and tool input, a Responses answer's output text and call arguments."""
+    text and tool input, a Gemini answer's text, a Responses answer's output text and
+    call arguments."""
     if not isinstance(obj, dict):
         return 0
     n = 0
@@ -72,6 +81,11 @@ def answer_chars(obj: Any) -> int:
     for part in blocks if isinstance(blocks, list) else ():
         if isinstance(part, dict):
             n += _chars(part.get("text")) + (len(str(part["input"])) if "input" in part else 0)
+    for candidate in obj.get("candidates") or ():  # Gemini's own answer
+        content = candidate.get("content") if isinstance(candidate, dict) else None
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            n += _chars(part.get("text")) if isinstance(part, dict) else 0
     for item in obj.get("output") or ():
         if isinstance(item, dict):
             n += _chars(item.get("arguments"))

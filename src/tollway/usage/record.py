@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tollway.exchange import Attempt, CallTrace, Exchange
+from tollway.protocols.apis import recorded_api
 from tollway.protocols.usage import Usage
 from tollway.usage.pricing import PriceTable
 from tollway.usage.timestamps import iso_of_ms, to_ms
@@ -146,7 +147,7 @@ def facts_of(ex: Exchange) -> CallFacts:
         ex.attempts,
         ex.attributes,
         ex.log_attributes,
-        ex.api,
+        recorded_api(ex.api, ex.api_path),
         ex.cache,
         ex.mcp_method,
         ex.mcp_tool,

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.asgi_support import RecordingUpstream, send_raw
 from tollway.testing.gateway import GatewayUnderTest
+from tollway.usage.record import record_of
 
 PROMPT = "Tell me a story about a lighthouse keeper " * 20
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]})
@@ -134,6 +135,33 @@ async def test_an_embedding_answered_without_usage_is_billed_on_an_estimate() ->
     assert r.status == 200
     usage = gw.calls[-1].usage
     assert usage.estimated and usage.input_tokens >= len(text) // 4 and usage.output_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "recorded", "estimated"),
+    [("generateContent", "chat", True), ("embedContent", "embeddings", True), ("countTokens", "count_tokens", False)],
+)
+async def test_geminis_own_methods_are_recorded_by_what_they_do_and_estimated_so(
+    method: str, recorded: str, estimated: bool
+) -> None:
+    """A call of Gemini's own API was recorded as the model list (``models``) and, when
+    its answer carried no usageMetadata, as 0 tokens exactly: generateContent is a
+    chat's call (its answer's text the output's estimate), embedContent an embedding's."""
+    answer: dict[str, object] = {"candidates": [{"content": {"role": "model", "parts": [{"text": "A keeper " * 40}]}}]}
+    if method != "generateContent":
+        answer = {"embedding": {"values": [0.1, 0.2]}} if method == "embedContent" else {"totalTokens": 230}
+    gw = gateway(RecordingUpstream(body=orjson.dumps(answer)))
+    body = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]})
+    r = await send_raw(gw, "POST", f"/gemini/v1/models/gemini-2.5-flash:{method}".encode(), body=body)
+    assert r.status == 200
+    ex = gw.calls[-1]
+    record = record_of(ex)
+    assert (record.api, record.model_requested, record.tokens_estimated) == (recorded, "gemini-2.5-flash", estimated)
+    if estimated:
+        assert record.input_tokens >= len(PROMPT) // 4
+        assert record.output_tokens == (90 if method == "generateContent" else 0)  # 360 characters
+    else:
+        assert (record.input_tokens, record.output_tokens) == (0, 0)
 
 
 @pytest.mark.parametrize(
