@@ -9,22 +9,25 @@ the Cyrillic and Greek letters drawn like Latin ones, and the dash punctuation):
 - every dash (``‐ ‑ ‒ – — ―``, the minus sign and their small and fullwidth forms) is ``-``;
 - a word (a run of letters) holding a lookalike is folded when it also holds a Latin
   letter (one script slipped into another: ``pаssword``) or when every letter of it has
-  a Latin lookalike (``раss``, all Cyrillic). A word of another script that only shares
-  some letters with Latin (``привет``, ``Москва``) is left alone, so Russian or Greek
-  text does not read as Latin words it happens to contain.
+  a Latin lookalike (``раss``, all Cyrillic). A word of another script that only shares some
+  letters with Latin (``привет``, ``Москва``) is left alone, so Russian or Greek text
+  does not read as Latin words it happens to contain.
 
 Only request-block's words and ai-data-masking's deny words are matched in this view:
 they refuse a call and need no span. Masking keeps to the text and its normal form (a
 replaced span must map back to the client's characters, and a value spelled with
 lookalikes is another value).
 
-Cost: none for ASCII text (``str.isascii``); otherwise one regex scan for a lookalike or
-a dash, and only a text that has one pays for the fold.
+Cost: none for ASCII text (``str.isascii``); otherwise the text with every lookalike
+folded, about 5 µs a kilobyte of Russian, and the words looked for in that. Only a text
+in which one is found there pays for the view by the rule above (``find_in_lookalikes``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 # Lookalike → the Latin letter (lower and upper case), from Unicode's confusables.
 _LETTERS = {
@@ -91,10 +94,16 @@ _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
 _TO_LATIN = str.maketrans(_LETTERS)
 _TO_HYPHEN = str.maketrans(dict.fromkeys(_DASHES, "-"))
 _LOOKALIKES = "".join(_LETTERS)
+# Every lookalike and dash, to its ASCII letter: folded one ``str.replace`` at a time
+# (``in`` first: a C search), ten times faster on Cyrillic text than ``str.translate``,
+# which looks each character up in a mapping.
+_EVERY = tuple({**_LETTERS, **dict.fromkeys(_DASHES, "-")}.items())
 _ANY = re.compile(f"[{_LOOKALIKES}{_DASHES}]")
 # A word holding a lookalike: the letters around one (``[^\W\d_]``: a letter of any script).
 _WORD = re.compile(rf"[^\W\d_]*[{_LOOKALIKES}][^\W\d_]*")
 _LATIN = re.compile(r"[a-zA-Z]")
+
+T = TypeVar("T")
 
 
 def _fold(word: re.Match[str]) -> str:
@@ -107,11 +116,33 @@ def _fold(word: re.Match[str]) -> str:
 
 def latin_lookalikes(text: str) -> str:
     """``text`` with its dashes ``-`` and its lookalike words folded to Latin (see the
-    module); ``text`` itself when that changes nothing."""
+    module); ``text`` itself when that changes nothing. A call for every word holding a
+    lookalike (about 150 µs a kilobyte of Russian): ``find_in_lookalikes`` asks it only
+    of a text in which a word was found with every lookalike folded."""
     if text.isascii() or _ANY.search(text) is None:
         return text
     folded = _WORD.sub(_fold, text.translate(_TO_HYPHEN))
     return text if folded == text else folded
 
 
-__all__ = ["latin_lookalikes"]
+def find_in_lookalikes(text: str, find: Callable[[str], T | None]) -> T | None:
+    """What ``find`` finds in ``text`` with its lookalikes folded (``latin_lookalikes``);
+    None, or what it finds in none of the views, when that is nothing.
+
+    First every lookalike and dash is folded, whatever its word (about 5 µs a kilobyte):
+    a word found nowhere in that view is in no finer one, and most texts stop there.
+    Only a text in which ``find`` finds something then gets the view that folds words
+    by the rule (so ``сор`` in ``сорт`` is no ``cop``)."""
+    if text.isascii():
+        return None
+    everywhere = text
+    for lookalike, latin in _EVERY:
+        if lookalike in everywhere:
+            everywhere = everywhere.replace(lookalike, latin)
+    if everywhere is text or not find(everywhere):
+        return None
+    folded = latin_lookalikes(text)
+    return find(folded) if folded is not text else None
+
+
+__all__ = ["find_in_lookalikes", "latin_lookalikes"]

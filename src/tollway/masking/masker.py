@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tollway.masking.detectors import DETECTORS
-from tollway.masking.lookalikes import latin_lookalikes
+from tollway.masking.lookalikes import find_in_lookalikes
 from tollway.masking.normalise import Mapping, normalise
 from tollway.masking.rules import SYSTEM_DENY, DenyWords, expand_value, hash_value
 from tollway.masking.scanner import Rule, Scanner
@@ -97,13 +97,18 @@ class Masker:
     def check(self, text: str) -> None:
         """Raises ``Denied`` when ``text``, as sent or normalised, holds a deny word or
         (with ``system_deny``) a private key: how answers are checked."""
-        self.refuse(_refusal_views(text, normalise(text)))
+        form = normalise(text)
+        self.refuse((text,) if form is text else (text, form))
 
     def refuse(self, forms: tuple[str, ...]) -> None:
+        """``forms``: a text as sent and its normal form (the last); deny words are also
+        looked for in that with Latin lookalikes folded (``lookalikes``)."""
         if self.deny_words:
             for view in forms:
                 if (word := self.deny_words.first_in(view)) is not None:
                     raise Denied(f"deny word {word!r}")
+            if (word := find_in_lookalikes(forms[-1], self.deny_words.first_in)) is not None:
+                raise Denied(f"deny word {word!r}")
         if self.system_deny and any("PRIVATE KEY" in v and SYSTEM_DENY.search(v) for v in forms):
             raise Denied("a private key (system_deny)")
 
@@ -141,7 +146,8 @@ class MaskSession:
     def _mask(self, text: str) -> str:
         masker = self.masker
         form = normalise(text)
-        masker.refuse(_refusal_views(text, form))
+        forms = (text,) if form is text else (text, form)
+        masker.refuse(forms)
         spans = self._spans(text, form)
         if not spans:
             return text
@@ -192,16 +198,6 @@ class MaskSession:
             else:
                 joined.append(span)
         return joined
-
-
-def _refusal_views(text: str, form: str) -> tuple[str, ...]:
-    """The views of ``text`` its deny words are looked for in: as sent, its normal form
-    (``form``), and that with Latin lookalikes folded (``lookalikes``), each once."""
-    if form is text and text.isascii():
-        return (text,)
-    folded = latin_lookalikes(form)
-    views = (text,) if form is text else (text, form)
-    return views if folded is form else (*views, folded)
 
 
 def _replaced(role: Role, source: str, at: int) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
@@ -35,7 +35,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply
-from tollway.masking.lookalikes import latin_lookalikes
+from tollway.masking.lookalikes import find_in_lookalikes
 from tollway.masking.normalise import normalise
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.plugins.words import Words
@@ -108,22 +108,18 @@ def _decodings(text: str) -> Iterator[str]:
 
 
 def _forms(texts: Iterable[str]) -> Iterator[str]:
-    """Each text, then its normal form and its lookalikes folded, where those differ."""
+    """Each text, then its normal form where that differs."""
     for text in texts:
         yield text
-        if not text.isascii():
-            yield from _other_forms(text)
+        form = normalise(text)
+        if form is not text:
+            yield form
 
 
-def _other_forms(text: str) -> Iterator[str]:
-    """The normal form of a text that is not ASCII, and that with lookalikes folded,
-    where each differs from the one before."""
-    form = normalise(text)
-    if form is not text:
-        yield form
-    folded = latin_lookalikes(form)
-    if folded is not form:
-        yield folded
+def _seen(found: Callable[[str], bool], text: str) -> bool:
+    """Whether ``found`` finds a word in ``text`` as it is or with its Latin lookalikes
+    folded (``masking.lookalikes``; nothing to fold in ASCII text)."""
+    return found(text) or bool(find_in_lookalikes(text, found))
 
 
 def _header_lines(name: str, value: str) -> Iterator[str]:
@@ -214,7 +210,7 @@ class RequestBlock(Plugin[RequestBlockConfig]):
 
     def _url_blocked(self, url: str, path: str) -> bool:
         for text in _forms(_decodings(url)):
-            if self.urls is not None and self.urls.found(text):
+            if self.urls is not None and _seen(self.urls.found, text):
                 return True
             if self.exact:
                 t = text if self.config.case_sensitive else text.lower()
@@ -235,9 +231,9 @@ class RequestBlock(Plugin[RequestBlockConfig]):
             found = self.headers.found
             for name, value in req.headers:
                 if "_" in name or not value.isascii():  # (rare: most heads are ASCII, dashed)
-                    if any(found(t) for line in _header_lines(name, value) for t in _forms(_decodings(line))):
+                    if any(_seen(found, t) for line in _header_lines(name, value) for t in _forms(_decodings(line))):
                         raise self._block(ex, "header")
-                elif any(found(t) for t in _forms(_decodings(f"{name}: {value}"))):
+                elif any(_seen(found, t) for t in _forms(_decodings(f"{name}: {value}"))):
                     raise self._block(ex, "header")
         return None
 
@@ -262,10 +258,14 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         search = self.bodies.found
         text = body.decode("utf-8", "replace")
         if "%" in text or "+" in text:
-            if any(search(t) for t in _forms(_decodings(text))):
+            if any(_seen(search, t) for t in _forms(_decodings(text))):
                 return True
-        elif search(text) or (not text.isascii() and any(search(t) for t in _other_forms(text))):
+        elif search(text):
             return True
+        elif not text.isascii():
+            form = normalise(text)
+            if (form is not text and search(form)) or find_in_lookalikes(form, search):
+                return True
         if "\\" not in text:
             return False
         # JSON escapes: match the text the model would see.
@@ -275,6 +275,6 @@ class RequestBlock(Plugin[RequestBlockConfig]):
             strings = (_unescaped(text),)
         for s in strings:
             decoded = _decodings(s) if "%" in s or "+" in s else (s,)
-            if any(search(t) for t in _forms(decoded)):
+            if any(_seen(search, t) for t in _forms(decoded)):
                 return True
         return False

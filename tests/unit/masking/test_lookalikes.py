@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tollway.masking.lookalikes import latin_lookalikes
+from tollway.masking.lookalikes import find_in_lookalikes, latin_lookalikes
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,17 @@ def test_lookalikes_and_dashes_read_as_latin(text: str, folded: str) -> None:
 )
 def test_other_text_is_returned_itself(text: str) -> None:
     assert latin_lookalikes(text) is text
+
+
+def test_a_word_is_found_only_where_the_rule_folds_it() -> None:
+    """``find_in_lookalikes`` looks first with every lookalike folded, then confirms in
+    the view by the rule: ``сор`` in ``сорт`` (Russian, "sort") is not ``cop``."""
+    words = ("cop", "password")
+
+    def find(view: str) -> str | None:
+        return next((w for w in words if w in view), None)
+
+    assert find_in_lookalikes("a good \u0441\u043e\u0440\u0442", find) is None
+    assert find_in_lookalikes("the \u0441\u043e\u0440 is here", find) == "cop"
+    assert find_in_lookalikes("my p\u0430ssword", find) == "password"
+    assert find_in_lookalikes("my password", find) is None  # ASCII: the text itself is for the caller
