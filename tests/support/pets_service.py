@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 KEY = "rest-secret"
+# How long ``/pets/tagged/slow`` takes to answer: past the timeout the tests give a tool.
+SLOW_S = 3.0
 
 
 def openapi_document(base_url: str) -> dict[str, Any]:
@@ -88,6 +91,10 @@ class PetsService:
                     self.send_header("location", "/pets/1")
                     self.send_header("content-length", "0")
                     self.end_headers()
+                    return
+                if url.path == "/pets/tagged/slow":  # a service that takes longer than a tool's timeout
+                    time.sleep(SLOW_S)
+                    self._answer(200, {"pets": []})
                     return
                 if url.path == "/pets/tagged/broken":  # the service failing
                     self._answer(500, {"error": "the pet database is down"})

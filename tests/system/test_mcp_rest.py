@@ -7,6 +7,7 @@ service's key is the server's ``headers``: added by the gateway, never the clien
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from tests.conftest import GatewayFactory, Proc
 from tests.support.fake_provider import tried
 from tests.support.mcp_support import mcp_calls, mcp_session, records, text_of
-from tests.support.pets_service import KEY, PetsService, openapi_document
+from tests.support.pets_service import KEY, SLOW_S, PetsService, openapi_document
 from tests.support.usage_support import eventually
 
 ALICE, BOB = "key-alice-1", "key-bob-2"
@@ -59,9 +60,21 @@ mcp_servers:
       - name: gone
         inputSchema: {{type: object}}
         request: {{url: "http://127.0.0.1:{CLOSED_PORT}/pets"}}
+  - name: hasty
+    type: rest
+    timeout: 0.5
+    headers: {{X-Api-Key: {KEY}}}
+    tools:
+      - name: pets_tagged
+        inputSchema: {{type: object, properties: {{tag: {{type: string}}}}, required: [tag]}}
+        request: {{url: "{pets.url}/pets/tagged/{{{{args.tag}}}}"}}
+      - name: pet_by_id
+        inputSchema: {{type: object, properties: {{id: {{type: integer}}}}}}
+        request: {{url: "{pets.url}/pets/{{{{args.id}}}}"}}
 routes:
   - {{name: pets, path_prefix: /mcp/pets, mcp_server: pets}}
   - {{name: by-hand, path_prefix: /mcp/by-hand, mcp_server: by-hand}}
+  - {{name: hasty, path_prefix: /mcp/hasty, mcp_server: hasty}}
 plugins:
   - name: key-auth
     defaultConfig:
@@ -175,6 +188,31 @@ async def test_a_failed_rest_call_is_recorded_as_it_went_upstream(gw: Proc, pets
     ]
     assert mcp_calls(gw.admin_url, server="by-hand", tool="pets_tagged", outcome="error") == 2
     assert mcp_calls(gw.admin_url, server="by-hand", tool="gone", outcome="failed") == 1
+
+
+async def test_a_rest_service_slower_than_the_servers_timeout_is_a_tool_error_recorded_504(
+    gw: Proc, pets: PetsService
+) -> None:
+    """The server's ``timeout`` bounds each REST request: the agent gets a tool error
+    when it runs out (not a call held for as long as the service takes), the record
+    says 504 ``mcp.upstream_failed``, and the server goes on answering."""
+    async with mcp_session(gw.url + "/mcp/hasty", ALICE) as session:
+        t0 = time.monotonic()
+        slow = await session.call_tool("pets_tagged", {"tag": "slow"})
+        waited = time.monotonic() - t0
+        quick = await session.call_tool("pet_by_id", {"id": 1})
+    assert slow.is_error and "did not answer in time" in text_of(slow)
+    assert waited < SLOW_S - 1  # the timeout's 0.5 s, not the service's 3
+    assert not quick.is_error and "Rex" in text_of(quick)
+    found: list[dict[str, Any]] = []
+
+    def recorded() -> bool:
+        found[:] = [r for r in records(gw.admin_url, consumer="alice") if r["mcp_method"] == "tools/call"]
+        return len(found) >= 2
+
+    eventually(recorded)
+    outcomes = sorted((r["status"], r["reason"], tried(r)) for r in found)
+    assert outcomes == [(200, None, [("hasty", 200)]), (504, "mcp.upstream_failed", [("hasty", 504)])]
 
 
 async def test_arguments_the_schema_refuses_or_that_climb_the_path_never_reach_the_service(

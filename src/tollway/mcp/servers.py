@@ -17,6 +17,10 @@ from tollway.plugins.key_auth import placed_consumer_lists
 from tollway.providers.secrets import ProviderSecrets, of_headers
 from tollway.upstream import Transport
 
+# How much longer than a REST server's ``timeout`` the relay waits for its app (which
+# answers as soon as the REST request ends, a timeout included).
+_APP_MARGIN_S = 1.0
+
 
 class McpServerProblem(ValueError):
     """Servers that cannot be built: ``problems`` holds one message each, starting with
@@ -88,10 +92,13 @@ def _rest(sc: McpServerConfig, place: str, upstream: Transport, base_dir: Path) 
         raise McpServerProblem([f"{place}.tools: two tools are named {twice[0]!r}"])
     headers = tuple((k.lower(), v) for k, v in sc.headers.items())
     app = RestMcpServer(sc.name, tools, upstream, headers, sc.timeout)
-    # The credentials go to the REST service with each tool call, not to the app.
-    return McpServer(
-        sc.name, INTERNAL_URL, (), frozenset(), sc.timeout, AsgiTransport(app), frozenset(names), app.retire, app.aclose
-    )
+    # The credentials go to the REST service with each tool call, not to the app. The
+    # relay waits for the app a little past the REST request's own ``timeout``: with the
+    # same bound, the relay's clock ran out with the request's, and the agent got the
+    # relay's JSON-RPC error instead of the tool error the app answers a timeout with.
+    waits = sc.timeout + _APP_MARGIN_S
+    served = frozenset(names)
+    return McpServer(sc.name, INTERNAL_URL, (), frozenset(), waits, AsgiTransport(app), served, app.retire, app.aclose)
 
 
 def build(configs: list[McpServerConfig], upstream: Transport, base_dir: Path) -> dict[str, McpServer]:
