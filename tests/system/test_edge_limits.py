@@ -41,6 +41,7 @@ HEAD_S = 0.5
 BODY_S = 0.5
 IDLE_S = 0.5
 MAX_CONNECTIONS = 20
+PER_CLIENT = 2
 
 
 def _serve(folder: Path, config: str) -> Proc:
@@ -56,13 +57,24 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     assert proc.stop() == 0
 
 
-@pytest.fixture(scope="module")
-def few(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    """A gateway that serves at most ``MAX_CONNECTIONS`` connections (clocks at their defaults)."""
-    config = CONFIG.format(head=10, body=30, idle=75, extra=f", max_connections: {MAX_CONNECTIONS}", key=KEY)
+def _bounded(tmp_path_factory: pytest.TempPathFactory, bound: str) -> Iterator[Proc]:
+    """A gateway with ``bound`` (a ``server:`` entry) and its clocks at their defaults."""
+    config = CONFIG.format(head=10, body=30, idle=75, extra=f", {bound}", key=KEY)
     proc = _serve(tmp_path_factory.mktemp("edge-connections"), config)
     yield proc
     assert proc.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def few(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A gateway that serves at most ``MAX_CONNECTIONS`` connections."""
+    yield from _bounded(tmp_path_factory, f"max_connections: {MAX_CONNECTIONS}")
+
+
+@pytest.fixture(scope="module")
+def per_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A gateway that serves at most ``PER_CLIENT`` connections from one address."""
+    yield from _bounded(tmp_path_factory, f"max_connections_per_client: {PER_CLIENT}")
 
 
 # --- a raw HTTP/1.1 client ---------------------------------------------------------------------
@@ -75,10 +87,13 @@ class Conn(socket.socket):
     pending = b""
 
 
-def connect(proc: Proc, timeout: float = 10) -> Conn:
+def connect(proc: Proc, timeout: float = 10, source: str | None = None) -> Conn:
+    """A connection to ``proc``, from ``source`` (another loopback address) if given."""
     host, port = proc.url.removeprefix("http://").rsplit(":", 1)
     sock = Conn(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(timeout)
+    if source is not None:
+        sock.bind((source, 0))
     sock.connect((host, int(port)))
     return sock
 
@@ -535,39 +550,70 @@ def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout_s(gw: P
 # --- connections -------------------------------------------------------------------------------
 
 
+def logged(proc: Proc, said: str) -> None:
+    deadline = time.monotonic() + 5
+    while not any(said in line for line in proc.stderr_lines):
+        assert time.monotonic() < deadline, f"no log line {said!r}"
+        time.sleep(0.05)
+
+
+def all_served(socks: list[Conn]) -> None:
+    for sock in socks:
+        sock.sendall(chat_request())
+        assert read_response(sock).status == 200
+
+
+def turned_away(proc: Proc) -> dict[str, Any]:
+    """A new connection's refusal at a connection bound (its error object): a 503 with
+    its reason, and the connection closed."""
+    with connect(proc) as extra:
+        r = read_response(extra)
+        assert (r.status, r.headers["x-tollway-reason"]) == (503, "gateway.too_many_connections")
+        assert closed_by_server(extra)
+        error: dict[str, Any] = r.json()["error"]
+        return error
+
+
+def served_again(proc: Proc) -> None:
+    """A new connection is served (once the server saw a close that freed a place)."""
+    deadline = time.monotonic() + 5
+    while True:
+        with connect(proc) as sock:
+            sock.sendall(chat_request())
+            try:
+                if read_response(sock).status == 200:
+                    return
+            except ConnectionError:  # refused with the request unread: a reset
+                pass
+        assert time.monotonic() < deadline, "the freed place was never given to a new connection"
+        time.sleep(0.05)
+
+
+def test_one_address_past_max_connections_per_client_is_refused_and_others_are_served(per_client: Proc) -> None:
+    mine = [connect(per_client) for _ in range(PER_CLIENT)]
+    try:
+        all_served(mine)
+        assert "this client has too many open connections" in turned_away(per_client)["message"]
+        with connect(per_client, source="127.0.0.2") as other:  # another address: its own count
+            all_served([other])
+        said = "gateway listener: refused 1 connection(s) at its bound of 2 open connections from one address"
+        logged(per_client, said)
+        mine.pop().close()
+        served_again(per_client)  # the freed place is this address's again
+    finally:
+        for sock in mine:
+            sock.close()
+
+
 def test_connections_past_max_connections_are_refused_at_once_and_the_admitted_keep_working(few: Proc) -> None:
     admitted = [connect(few) for _ in range(MAX_CONNECTIONS)]
     try:
-        for sock in admitted:
-            sock.sendall(chat_request())
-            assert read_response(sock).status == 200
-        with connect(few) as extra:
-            r = read_response(extra)
-            assert r.status == 503
-            assert r.headers["x-tollway-reason"] == "gateway.too_many_connections"
-            assert r.json()["error"]["code"] == "service_unavailable"
-            assert closed_by_server(extra)
-        said = "gateway listener: refused 1 connection(s) at its bound of 20 open connections"
-        deadline = time.monotonic() + 5
-        while not any(said in line for line in few.stderr_lines):
-            assert time.monotonic() < deadline, f"no log line {said!r}"
-            time.sleep(0.05)
-        for sock in admitted:
-            sock.sendall(chat_request())
-            assert read_response(sock).status == 200
+        all_served(admitted)
+        assert turned_away(few)["code"] == "service_unavailable"
+        logged(few, "gateway listener: refused 1 connection(s) at its bound of 20 open connections")
+        all_served(admitted)
         admitted.pop().close()
-        # The freed place goes to the next connection (once the server saw the close).
-        deadline = time.monotonic() + 5
-        while True:
-            with connect(few) as sock:
-                sock.sendall(chat_request())
-                try:
-                    if read_response(sock).status == 200:
-                        break
-                except ConnectionError:  # refused with the request unread: a reset
-                    pass
-            assert time.monotonic() < deadline, "the freed place was never given to a new connection"
-            time.sleep(0.05)
+        served_again(few)  # the freed place goes to the next connection
     finally:
         for sock in admitted:
             sock.close()

@@ -65,13 +65,15 @@ class ServerConfig(Strict):
     # arrive (else the connection is closed), the longest silence while a body arrives
     # (→ 408), how long an idle keep-alive connection is kept, and how many connections
     # are served at once (None: derived from the descriptor limit, keeping headroom;
-    # beyond it new connections are refused at once).
+    # beyond it new connections are refused at once), and from one peer address (None:
+    # no bound of its own; behind a load balancer every connection comes from it).
     max_header_bytes: int = Field(65536, ge=1024)
     max_headers: int = Field(100, ge=1)
     header_timeout_s: float = Field(10, gt=0)
     body_timeout_s: float = Field(30, gt=0)
     keepalive_timeout_s: float = Field(75, gt=0)
     max_connections: int | None = Field(None, ge=1)
+    max_connections_per_client: int | None = Field(None, ge=1)
 
 
 def _string_or_null(schema: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 uvicorn bounds neither the size of a request head nor the time it takes to arrive, and
 does not count connections. ``EdgeConnection`` adds the bounds, one connection at a time:
 
-    accepted ─ ``max_connections`` already open: a 503, closed at once, nothing parsed
+    accepted ─ ``max_connections`` already open, or ``max_connections_per_client`` from
+       │       the same peer address: a 503, closed at once, nothing parsed
        │
     head ───── over ``max_header_bytes`` (request line and headers, counted as the bytes
        │       arrive, before the parser buffers any of them) or ``max_headers`` lines:
@@ -97,6 +98,8 @@ class EdgeLimits:
     header_timeout_s: float
     body_timeout_s: float
     max_connections: int
+    # From one peer address (0: no bound of its own).
+    max_connections_per_client: int = 0
 
 
 def derived_max_connections(fd_limit: int | None = None) -> int:
@@ -118,6 +121,7 @@ class Refusals:
 
     LOG_EVERY_S = 10.0
     AT_BOUND = "refused %d connection(s) at its bound of %s open connections"
+    AT_CLIENT_BOUND = "refused %d connection(s) at its bound of %s open connections from one address"
     NOT_HTTP = "answered %d request(s) that were not valid HTTP/1.1 with a 400 (the last: %s)"
 
     def __init__(self, name: str, what: str = AT_BOUND) -> None:
@@ -160,6 +164,8 @@ def connection_class(
     namespace = {
         "limits": limits,
         "refusals": Refusals(name),
+        "client_refusals": Refusals(name, Refusals.AT_CLIENT_BOUND),
+        "by_peer": {},
         "not_http": Refusals(name, Refusals.NOT_HTTP),
         "record_refusal": record_refusal,
     }
@@ -420,12 +426,17 @@ class EdgeConnection(HttpToolsProtocol):
 
     limits: ClassVar[EdgeLimits]
     refusals: ClassVar[Refusals]
+    client_refusals: ClassVar[Refusals]
+    # Open connections by peer address, where ``max_connections_per_client`` bounds them.
+    by_peer: ClassVar[dict[str, int]]
     not_http: ClassVar[Refusals]
     record_refusal: ClassVar[RecordRefusal | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._admitted = False
+        # The peer address counted in ``by_peer`` (None: not counted).
+        self._peer: str | None = None
         # Waiting for, or reading, a request head (until its headers are complete).
         self._in_head = True
         # The parser has begun the current head.
@@ -465,26 +476,41 @@ class EdgeConnection(HttpToolsProtocol):
     # --- the connection -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.connections) >= self.limits.max_connections:
+        limits = self.limits
+        if len(self.connections) >= limits.max_connections:
             # Refused before it costs anything: never counted, never parsed.
-            self._dropping = True
-            self.refusals.note(self.loop.time(), self.limits.max_connections, self.loop)
-            transport.write(
-                _answer(
-                    503,
-                    "the gateway has too many open connections; retry shortly",
-                    "service_unavailable",
-                    "gateway.too_many_connections",
-                    b"retry-after: 1\r\n",
-                ).wire
-            )
-            transport.close()
+            self.refusals.note(self.loop.time(), limits.max_connections, self.loop)
+            self._turn_away(transport, "the gateway has too many open connections; retry shortly")
             return
+        if limits.max_connections_per_client:
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            held = self.by_peer.get(address, 0)
+            if held >= limits.max_connections_per_client:
+                self.client_refusals.note(self.loop.time(), limits.max_connections_per_client, self.loop)
+                self._turn_away(transport, "this client has too many open connections; retry shortly")
+                return
+            self.by_peer[address] = held + 1
+            self._peer = address
         self._admitted = True
         super().connection_made(transport)
         self._clock = self.loop.call_later(self.limits.header_timeout_s, self._head_clock_ran_out)
 
+    def _turn_away(self, transport: asyncio.Transport, message: str) -> None:
+        self._dropping = True
+        answer = _answer(503, message, "service_unavailable", "gateway.too_many_connections", b"retry-after: 1\r\n")
+        transport.write(answer.wire)
+        transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        peer = self._peer
+        if peer is not None:
+            self._peer = None
+            held = self.by_peer.get(peer, 1) - 1
+            if held > 0:
+                self.by_peer[peer] = held
+            else:
+                self.by_peer.pop(peer, None)
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             # The app's channel reads it (``gone``): a call whose answer never got out,

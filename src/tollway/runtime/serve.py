@@ -106,6 +106,7 @@ def edge_limits(server: ServerConfig, max_connections: int | None = None) -> Edg
         header_timeout_s=server.header_timeout_s,
         body_timeout_s=server.body_timeout_s,
         max_connections=max_connections,
+        max_connections_per_client=server.max_connections_per_client or 0,
     )
 
 
