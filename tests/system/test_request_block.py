@@ -151,6 +151,9 @@ async def test_lookalike_letters_and_other_dashes_are_blocked_and_other_scripts_
         "sk\u2011live-0123",  # a non-breaking hyphen
         "sk\u2013live\u2014abc",  # en and em dash
         "sk\u2212live\uff0dxyz",  # minus sign, fullwidth hyphen-minus
+        "sk\u2043live-x",  # a hyphen bullet
+        "p\u03b1ssword",  # a Greek α
+        "\u0440\u0430\u0455\u0455\u051d\u043e\u0433\u0501",  # раѕѕԝогԁ: all Cyrillic
     ]
     async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
         for trick in tricks:

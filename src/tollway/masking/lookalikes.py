@@ -48,6 +48,9 @@ _LETTERS = {
     "ԝ": "w",
     "ӏ": "l",
     "ү": "y",
+    "г": "r",
+    "ь": "b",
+    "ѵ": "v",
     "А": "A",
     "В": "B",
     "Е": "E",
@@ -65,7 +68,16 @@ _LETTERS = {
     "Ү": "Y",
     "Ԛ": "Q",
     "Ԝ": "W",
+    "Ӏ": "I",
+    "Һ": "H",
+    "Ԁ": "D",
+    "Ѵ": "V",
+    "Ь": "b",
     # Greek
+    "α": "a",
+    "γ": "y",
+    "ϲ": "c",
+    "ϳ": "j",
     "ο": "o",
     "ν": "v",
     "ι": "i",
@@ -87,10 +99,23 @@ _LETTERS = {
     "Τ": "T",
     "Υ": "Y",
     "Χ": "X",
+    "Ϲ": "C",
+    "Ϳ": "J",
+    # Latin letters outside ASCII drawn as ASCII ones (dotless i, small capital I, alpha,
+    # script g)
+    "ı": "i",
+    "ɪ": "i",
+    "ɑ": "a",
+    "ɡ": "g",
 }
-# Dash punctuation and the minus sign (what NFKC leaves of them): hyphen, non-breaking
-# hyphen, figure dash, en and em dash, horizontal bar, minus, small and fullwidth forms.
-_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+# Every character of Unicode's Dash_Punctuation (Pd; a test checks the list against this
+# Python's Unicode data), and the others drawn as a hyphen: the minus sign, the modifier
+# letter minus, the hyphen bullet and the heavy minus sign.
+DASH_PUNCTUATION = (
+    "\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a\u2e3a\u2e3b\u2e40\u2e5d"
+    "\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead"
+)
+_DASHES = DASH_PUNCTUATION + "\u2212\u02d7\u2043\u2796"
 _TO_LATIN = str.maketrans(_LETTERS)
 _TO_HYPHEN = str.maketrans(dict.fromkeys(_DASHES, "-"))
 _LOOKALIKES = "".join(_LETTERS)
@@ -99,30 +124,74 @@ _LOOKALIKES = "".join(_LETTERS)
 # which looks each character up in a mapping.
 _EVERY = tuple({**_LETTERS, **dict.fromkeys(_DASHES, "-")}.items())
 _ANY = re.compile(f"[{_LOOKALIKES}{_DASHES}]")
-# A word holding a lookalike: the letters around one (``[^\W\d_]``: a letter of any script).
-_WORD = re.compile(rf"[^\W\d_]*[{_LOOKALIKES}][^\W\d_]*")
-_LATIN = re.compile(r"[a-zA-Z]")
+_ASCII_LETTER = re.compile(r"[a-zA-Z]")
+# An ASCII letter beside a character that is not ASCII: where a word may mix scripts (a
+# word holding both has them side by side somewhere). Simple classes: one quick scan.
+_EDGE = re.compile(r"[a-zA-Z][^\x00-\x7f]|[^\x00-\x7f][a-zA-Z]")
+# A word spelled only in lookalikes. Linear: a run followed by a letter fails where it
+# starts, and no match can start inside a run (no boundary there).
+_ALONE = re.compile(rf"\b[{_LOOKALIKES}]+\b")
+# A letter of another script that is no lookalike (``ж``, ``Σ``): prose in that script.
+_FOREIGN = re.compile(rf"[^\W\d_a-zA-Z\u00c0-\u024f{_LOOKALIKES}]")
+# How far around a word spelled only in lookalikes such prose is looked for.
+_NEAR = 40
 
 T = TypeVar("T")
 
 
-def _fold(word: re.Match[str]) -> str:
-    text = word.group()
-    folded = text.translate(_TO_LATIN)
-    if folded.isascii() or _LATIN.search(text) is not None:
-        return folded
-    return text
-
-
 def latin_lookalikes(text: str) -> str:
     """``text`` with its dashes ``-`` and its lookalike words folded to Latin (see the
-    module); ``text`` itself when that changes nothing. A call for every word holding a
-    lookalike (about 150 µs a kilobyte of Russian): ``find_in_lookalikes`` asks it only
-    of a text in which a word was found with every lookalike folded."""
+    module); ``text`` itself when that changes nothing. Linear in the text: a few regex
+    scans, then work only around the words folded."""
     if text.isascii() or _ANY.search(text) is None:
         return text
-    folded = _WORD.sub(_fold, text.translate(_TO_HYPHEN))
+    form = text
+    for dash in _DASHES:
+        if dash in form:
+            form = form.replace(dash, "-")
+    spans = [*_mixed_words(form), *_alone_words(form)]
+    if not spans:
+        return text if form == text else form
+    spans.sort()
+    pieces: list[str] = []
+    done = 0
+    for start, end in spans:
+        start = max(start, done)  # (a word both rules found)
+        if start < end:
+            pieces += (form[done:start], form[start:end].translate(_TO_LATIN))
+            done = end
+    pieces.append(form[done:])
+    folded = "".join(pieces)
     return text if folded == text else folded
+
+
+def _mixed_words(text: str) -> list[tuple[int, int]]:
+    """Where the words mixing ASCII letters with others are (each word once)."""
+    if _ASCII_LETTER.search(text) is None:
+        return []
+    found: list[tuple[int, int]] = []
+    at = 0
+    while (edge := _EDGE.search(text, at)) is not None:
+        i = edge.start()
+        if not (text[i].isalpha() and text[i + 1].isalpha()):  # a letter beside punctuation
+            at = i + 1
+            continue
+        start, end = i, i + 2
+        while start > at and text[start - 1].isalpha():
+            start -= 1
+        while end < len(text) and text[end].isalpha():
+            end += 1
+        found.append((start, end))
+        at = end
+    return found
+
+
+def _alone_words(text: str) -> list[tuple[int, int]]:
+    """Where the words spelled only in lookalikes are, but those among prose of their
+    own script (a letter of it that is no lookalike within ``_NEAR`` characters): in
+    Greek or Russian text they are its words (``ΜΕΤΑ ΤΟ ΣΥΝΕΔΡΙΟ``), not Latin ones."""
+    spans = (m.span() for m in _ALONE.finditer(text))
+    return [(s, e) for s, e in spans if _FOREIGN.search(text, max(0, s - _NEAR), e + _NEAR) is None]
 
 
 def find_in_lookalikes(text: str, find: Callable[[str], T | None]) -> T | None:

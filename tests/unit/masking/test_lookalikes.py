@@ -4,9 +4,11 @@ as ``-``; other scripts' words stay as written."""
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
-from tollway.masking.lookalikes import find_in_lookalikes, latin_lookalikes
+from tollway.masking.lookalikes import DASH_PUNCTUATION, find_in_lookalikes, latin_lookalikes
 
 
 @pytest.mark.parametrize(
@@ -17,6 +19,11 @@ from tollway.masking.lookalikes import find_in_lookalikes, latin_lookalikes
         ("\u0405\u0415\u0421RET", "SECRET"),  # capitals
         ("pr\u03bfject", "project"),  # a Greek ο
         ("sk\u2011live\u2013x\u2212y\uff0dz", "sk-live-x-y-z"),  # non-breaking hyphen, en dash, minus, fullwidth
+        ("sk\u2043live\u02d7x", "sk-live-x"),  # hyphen bullet, modifier letter minus
+        ("p\u03b1ssword", "password"),  # Greek α
+        ("\u04c0NTERNAL", "INTERNAL"),  # Cyrillic capital palochka
+        ("\u0440\u0430\u0455\u0455\u051d\u043e\u0433\u0501", "password"),  # all Cyrillic, г for r
+        ("\u0455k-l\u0131ve", "sk-live"),  # Cyrillic ѕ, Latin dotless ı
     ],
 )
 def test_lookalikes_and_dashes_read_as_latin(text: str, folded: str) -> None:
@@ -30,6 +37,8 @@ def test_lookalikes_and_dashes_read_as_latin(text: str, folded: str) -> None:
         "\u043f\u0440\u0438\u0432\u0435\u0442",  # привет: п, и, в, т have no Latin lookalike
         "\u041c\u043e\u0441\u043a\u0432\u0430",  # Москва: some lookalikes, not all
         "\u03ba\u03b1\u03bb\u03b7\u03bc\u03ad\u03c1\u03b1",  # Greek
+        "\u039c\u0395\u03a4\u0391 \u03a4\u039f \u03a3\u03a5\u039d\u0395\u0394\u03a1\u0399\u039f",  # Greek prose
+        "\u0445\u043e\u0440\u043e\u0448\u0438\u0439 \u0441\u043e\u0440",  # хороший сор: Russian prose
         "caf\u00e9 cr\u00e8me",  # Latin-1 letters are Latin already
         "\u4f60\u597d",
     ],
@@ -50,3 +59,26 @@ def test_a_word_is_found_only_where_the_rule_folds_it() -> None:
     assert find_in_lookalikes("the \u0441\u043e\u0440 is here", find) == "cop"
     assert find_in_lookalikes("my p\u0430ssword", find) == "password"
     assert find_in_lookalikes("my password", find) is None  # ASCII: the text itself is for the caller
+
+
+def test_every_dash_of_unicode_is_folded() -> None:
+    dashes = [chr(c) for c in range(0x80, 0x110000) if unicodedata.category(chr(c)) == "Pd"]
+    assert sorted(DASH_PUNCTUATION) == dashes
+    assert latin_lookalikes("x".join(dashes) + " \u0430") == "x".join("-" * len(dashes)) + " a"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u0436" * 200_000 + " \u0430",  # a long word of no lookalike, then one
+        "x" * 200_000 + " p\u0430ssword",  # a long Latin word, then a mixed one
+        "\u043e" * 200_000 + "\u043f",  # a long run of lookalikes ending in another letter
+        "x\u0430" * 100_000,  # one long word, mixed all along
+    ],
+)
+def test_long_words_cost_time_in_proportion(text: str) -> None:
+    """Each of these took minutes (a pattern that backtracked over each word from each
+    of its letters); the fold is linear in the text."""
+    folded = latin_lookalikes(text)
+    assert len(folded) == len(text)
+    assert find_in_lookalikes(text, lambda view: "a" in view) in (True, None)
