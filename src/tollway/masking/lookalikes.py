@@ -19,7 +19,7 @@ replaced span must map back to the client's characters, and a value spelled with
 lookalikes is another value).
 
 Cost: none for ASCII text (``str.isascii``); otherwise the text with every lookalike
-folded, about 5 µs a kilobyte of Russian, and the words looked for in that. Only a text
+folded, about 10 µs a kilobyte of Russian, and the words looked for in that. Only a text
 in which one is found there pays for the view by the rule above (``find_in_lookalikes``).
 """
 
@@ -198,7 +198,7 @@ def find_in_lookalikes(text: str, find: Callable[[str], T | None]) -> T | None:
     """What ``find`` finds in ``text`` with its lookalikes folded (``latin_lookalikes``);
     None, or what it finds in none of the views, when that is nothing.
 
-    First every lookalike and dash is folded, whatever its word (about 5 µs a kilobyte):
+    First every lookalike and dash is folded, whatever its word (about 10 µs a kilobyte):
     a word found nowhere in that view is in no finer one, and most texts stop there.
     Only a text in which ``find`` finds something then gets the view that folds words
     by the rule (so ``сор`` in ``сорт`` is no ``cop``)."""
