@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import uvicorn
@@ -213,7 +213,10 @@ async def run_worker(
     )
     servers = [(gateway, gw_sock)]
     if admin_sock is not None:
-        admin_limits = edge_limits(edge, ADMIN_MAX_CONNECTIONS)
+        # Its own bound, and none per address: an operator's browser opens several
+        # connections to the dashboard, and a bound meant for the gateway's clients
+        # must not lock them out of it.
+        admin_limits = replace(edge_limits(edge, ADMIN_MAX_CONNECTIONS), max_connections_per_client=0)
         servers.append((_uvicorn("admin", runtime.admin, 1.0, edge.keepalive_timeout_s, admin_limits), admin_sock))
     for server, sock in servers:
         await server.startup(sockets=[sock])
