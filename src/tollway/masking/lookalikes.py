@@ -202,7 +202,7 @@ def find_in_lookalikes(text: str, find: Callable[[str], T | None]) -> T | None:
     a word found nowhere in that view is in no finer one, and most texts stop there.
     Only a text in which ``find`` finds something then gets the view that folds words
     by the rule (so ``сор`` in ``сорт`` is no ``cop``)."""
-    if text.isascii():
+    if text.isascii() or _ANY.search(text) is None:  # (Chinese, Arabic, … text: one scan)
         return None
     everywhere = text
     for lookalike, latin in _EVERY:
