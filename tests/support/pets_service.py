@@ -96,6 +96,16 @@ class PetsService:
                     time.sleep(SLOW_S)
                     self._answer(200, {"pets": []})
                     return
+                if url.path == "/pets/tagged/trickle":  # its head at once, its body a byte at a time
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", "12")
+                    self.end_headers()
+                    for byte in b'{"pets": []}':
+                        time.sleep(SLOW_S / 12)
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    return
                 if url.path == "/pets/tagged/broken":  # the service failing
                     self._answer(500, {"error": "the pet database is down"})
                     return

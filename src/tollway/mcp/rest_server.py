@@ -115,12 +115,19 @@ class RestMcpServer:
         request = UpstreamRequest(method, url, headers, body, self._timeout_s, self._timeout_s)
         t0 = time.perf_counter()
         try:
-            resp = await self._transport.send(request)
-            latency_ms = _since(t0)
+            # The whole answer within ``timeout``, not only its head and each silence in
+            # its body: a service that trickles its answer must end in the tool error too
+            # (the relay waits for this app a second past the timeout, and no longer).
             try:
-                answer = await read_decoded(resp)
-            finally:
-                await resp.aclose()
+                async with asyncio.timeout(self._timeout_s):
+                    resp = await self._transport.send(request)
+                    latency_ms = _since(t0)
+                    try:
+                        answer = await read_decoded(resp)
+                    finally:
+                        await resp.aclose()
+            except TimeoutError:
+                raise TransportTimeout(f"the whole answer took longer than {self._timeout_s:g}s") from None
         except TransportError as exc:
             failure = _failure(exc)
             call = rest_calls.meta(504 if isinstance(exc, TransportTimeout) else 502, _since(t0), failure)
