@@ -3,15 +3,20 @@
 NFKC (``normalise``) leaves letters of other scripts as they are: ``pаssword`` with a
 Cyrillic ``а``, or ``sk‑live`` with a non-breaking hyphen (U+2011, which NFKC makes the
 hyphen U+2010, not ``-``), read as the words to a model and to a person, but not to a
-search for them. This view folds them (a small part of Unicode's confusables, UTS #39:
-the Cyrillic and Greek letters drawn like Latin ones, and the dash punctuation):
+search for them. This view folds them (a part of Unicode's confusables, UTS #39: the
+Cyrillic, Greek and some other letters drawn like Latin ones, and the dashes):
 
-- every dash (``‐ ‑ ‒ – — ―``, the minus sign and their small and fullwidth forms) is ``-``;
+- every dash (Unicode's dash punctuation, ``‐ ‑ ‒ – — ―`` and the rest, the minus sign
+  and the other signs drawn as a hyphen: ``⁃ ˗ ─ ー 一``) is ``-``;
 - a word (a run of letters) holding a lookalike is folded when it also holds a Latin
-  letter (one script slipped into another: ``pаssword``) or when every letter of it has
-  a Latin lookalike (``раss``, all Cyrillic). A word of another script that only shares some
-  letters with Latin (``привет``, ``Москва``) is left alone, so Russian or Greek text
-  does not read as Latin words it happens to contain.
+  letter (one script slipped into another: ``pаssword``); or when every letter of it (two
+  or more) has a Latin lookalike (``раss``, all Cyrillic) and no other word of its script
+  is within 40 characters; or when it holds a lookalike that prose hardly uses (``ѕ``,
+  ``ԝ``, ``ԁ``, the small capitals, Armenian, Cherokee and Lisu letters: ``пароль:
+  раѕѕԝогԁ``). So a word of another script that only shares some letters with Latin
+  (``привет``, ``Москва``), or one of common lookalikes in prose of its script (the
+  Greek ``ΜΕΤΑ ΤΟΝ ΚΑΙΡΟ``, the Russian ``хороший сор``), is left alone: Russian or Greek
+  text does not read as Latin words it happens to contain.
 
 Only request-block's words and ai-data-masking's deny words are matched in this view:
 they refuse a call and need no span. Masking keeps to the text and its normal form (a
@@ -20,7 +25,9 @@ lookalikes is another value).
 
 Cost: none for ASCII text (``str.isascii``); otherwise the text with every lookalike
 folded, about 10 µs a kilobyte of Russian, and the words looked for in that. Only a text
-in which one is found there pays for the view by the rule above (``find_in_lookalikes``).
+in which one is found there pays for the view by the rule above (``find_in_lookalikes``):
+about 30 µs a kilobyte of Russian prose, and at most about 0.4 µs a character for text
+made to cost the most (a megabyte of two-letter lookalike words): linear in any text.
 """
 
 from __future__ import annotations
@@ -101,13 +108,24 @@ _LETTERS = {
     "Χ": "X",
     "Ϲ": "C",
     "Ϳ": "J",
-    # Latin letters outside ASCII drawn as ASCII ones (dotless i, small capital I, alpha,
-    # script g)
+}
+# Lookalikes from scripts whose prose is rare in prompts, or no script's prose at all:
+# Latin letters outside ASCII (dotless i, alpha, script g, the small capitals), Armenian,
+# Cherokee and Lisu letters. A word holding one is always folded (below).
+_RARE_LETTERS = {
     "ı": "i",
-    "ɪ": "i",
     "ɑ": "a",
     "ɡ": "g",
+    **dict(zip("ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢ", "abcdefghijklmnoprstuvwyz", strict=True)),
+    **dict(zip("օսհոց", "ounhg", strict=True)),
+    **dict(zip("ᎪᏴᏟᎠᎬᏀᎻᎫᏦᏞᎷᏢᏚᎢᏙᏔᏃ", "ABCDEGHJKLMPSTVWZ", strict=True)),
+    **dict(zip("ꓐꓑꓓꓔꓖꓗꓙꓚꓜꓝꓟꓠꓡꓢꓣꓦꓧꓪꓫꓬꓮꓰꓳꓴ", "BPDTGKJCZFMNLSRVHWXYAEOU", strict=True)),
 }
+# Cyrillic and Greek lookalikes that few languages' prose uses (Macedonian dze, Komi de,
+# Kurdish qa and we, the Caucasian palochka, izhitsa; Greek symbol forms): rare too.
+_RARE_OF_SCRIPTS = "ѕԁԛԝӏѵЅԚԜӀԀѴϲϳϹ\u037f"
+_LETTERS.update(_RARE_LETTERS)
+_RARE = frozenset(_RARE_OF_SCRIPTS) | frozenset(_RARE_LETTERS)
 # Every character of Unicode's Dash_Punctuation (Pd; a test checks the list against this
 # Python's Unicode data), and the others drawn as a hyphen: the minus sign, the modifier
 # letter minus, the hyphen bullet and the heavy minus sign.
@@ -115,9 +133,10 @@ DASH_PUNCTUATION = (
     "\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a\u2e3a\u2e3b\u2e40\u2e5d"
     "\u301c\u3030\u30a0\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead"
 )
-_DASHES = DASH_PUNCTUATION + "\u2212\u02d7\u2043\u2796"
+# (Box drawing's horizontal lines, the katakana prolonged sound mark and the CJK "one"
+# are drawn as a dash too.)
+_DASHES = DASH_PUNCTUATION + "\u2212\u02d7\u2043\u2796\u2500\u2501\u30fc\u4e00"
 _TO_LATIN = str.maketrans(_LETTERS)
-_TO_HYPHEN = str.maketrans(dict.fromkeys(_DASHES, "-"))
 _LOOKALIKES = "".join(_LETTERS)
 # Every lookalike and dash, to its ASCII letter: folded one ``str.replace`` at a time
 # (``in`` first: a C search), ten times faster on Cyrillic text than ``str.translate``,
@@ -130,9 +149,12 @@ _ASCII_LETTER = re.compile(r"[a-zA-Z]")
 _EDGE = re.compile(r"[a-zA-Z][^\x00-\x7f]|[^\x00-\x7f][a-zA-Z]")
 # A word spelled only in lookalikes. Linear: a run followed by a letter fails where it
 # starts, and no match can start inside a run (no boundary there).
-_ALONE = re.compile(rf"\b[{_LOOKALIKES}]+\b")
-# A letter of another script that is no lookalike (``ж``, ``Σ``): prose in that script.
-_FOREIGN = re.compile(rf"[^\W\d_a-zA-Z\u00c0-\u024f{_LOOKALIKES}]")
+# (Two letters or more: a one-letter word is in no word list worth the look.)
+_ALONE = re.compile(rf"\b[{_LOOKALIKES}]{{2,}}\b")
+# The scripts whose prose a word of their lookalikes may stand in, by their letters; and
+# each lookalike's script among them (a lookalike of none is rare).
+_SCRIPTS = (re.compile("[\u0400-\u052f]"), re.compile("[\u0370-\u03ff]"))
+_SCRIPT_OF = {c: 0 if "\u0400" <= c <= "\u052f" else 1 for c in _LOOKALIKES if "\u0370" <= c <= "\u052f"}
 # How far around a word spelled only in lookalikes such prose is looked for.
 _NEAR = 40
 
@@ -187,11 +209,45 @@ def _mixed_words(text: str) -> list[tuple[int, int]]:
 
 
 def _alone_words(text: str) -> list[tuple[int, int]]:
-    """Where the words spelled only in lookalikes are, but those among prose of their
-    own script (a letter of it that is no lookalike within ``_NEAR`` characters): in
-    Greek or Russian text they are its words (``ΜΕΤΑ ΤΟ ΣΥΝΕΔΡΙΟ``), not Latin ones."""
-    spans = (m.span() for m in _ALONE.finditer(text))
-    return [(s, e) for s, e in spans if _FOREIGN.search(text, max(0, s - _NEAR), e + _NEAR) is None]
+    """Where the words spelled only in lookalikes are, but those in prose of their own
+    script: a letter of it (another word's) within ``_NEAR`` characters. In Greek or
+    Russian text they are its words (``ΜΕΤΑ ΤΟΝ ΚΑΙΡΟ``, ``хороший сор``), not Latin
+    ones. A word holding a rare lookalike (``_RARE``: ``раѕѕ``) is folded wherever it is.
+    Linear: each script's letters are looked for from each place at most once."""
+    found: list[tuple[int, int]] = []
+    before = [_NextLetter(rx, text) for rx in _SCRIPTS]
+    after = [_NextLetter(rx, text) for rx in _SCRIPTS]
+    script_of, rare = _SCRIPT_OF, _RARE
+    for word in _ALONE.finditer(text):
+        start, end = word.span()
+        script = script_of.get(text[start])
+        if script is None or not rare.isdisjoint(word.group()):
+            found.append((start, end))
+        elif before[script](max(0, start - _NEAR)) >= start and after[script](end) >= end + _NEAR:
+            found.append((start, end))  # no word of its script near it
+    return found
+
+
+class _NextLetter:
+    """Where the first letter ``rx`` finds at or after a place is, for places asked in
+    rising order: a stretch found to hold none is not searched again."""
+
+    __slots__ = ("_at", "_from", "_rx", "_text")
+
+    def __init__(self, rx: re.Pattern[str], text: str) -> None:
+        self._rx, self._text = rx, text
+        self._from = self._at = -1
+
+    def __call__(self, place: int) -> int:
+        if self._from <= place <= self._at:
+            return self._at
+        found = self._rx.search(self._text, place)
+        self._from, self._at = place, found.start() if found is not None else _NOWHERE
+        return self._at
+
+
+# Where ``_NextLetter`` says a letter is when there is none: past any text.
+_NOWHERE = 1 << 62
 
 
 def find_in_lookalikes(text: str, find: Callable[[str], T | None]) -> T | None:

@@ -24,6 +24,18 @@ from tollway.masking.lookalikes import DASH_PUNCTUATION, find_in_lookalikes, lat
         ("\u04c0NTERNAL", "INTERNAL"),  # Cyrillic capital palochka
         ("\u0440\u0430\u0455\u0455\u051d\u043e\u0433\u0501", "password"),  # all Cyrillic, г for r
         ("\u0455k-l\u0131ve", "sk-live"),  # Cyrillic ѕ, Latin dotless ı
+        ("passw\u0585rd", "password"),  # Armenian օ
+        ("\u1d18\u1d00\ua731\ua731\u1d21\u1d0f\u0280\u1d05", "password"),  # small capitals
+        ("P\u13aaSSWORD \ua4d1ASS", "PASSWORD PASS"),  # Cherokee Ꭺ, Lisu ꓑ
+        ("sk\u2500live\u30fcx\u4e00y", "sk-live-x-y"),  # box drawing, katakana ー, CJK 一
+        # Beside a letter of another script, or after a word of prose of their own: still
+        # Latin, since a rare lookalike (ѕ, ԝ, ԁ) is no word of prose.
+        ("\u0440\u0430\u0455\u0455 \u4e2d", "pass \u4e2d"),
+        (
+            "\u043f\u0430\u0440\u043e\u043b\u044c: \u0440\u0430\u0455\u0455\u051d",
+            "\u043f\u0430\u0440\u043e\u043b\u044c: passw",
+        ),
+        ("the \u0440\u051d is \u03a3", "the pw is \u03a3"),
     ],
 )
 def test_lookalikes_and_dashes_read_as_latin(text: str, folded: str) -> None:
@@ -39,6 +51,7 @@ def test_lookalikes_and_dashes_read_as_latin(text: str, folded: str) -> None:
         "\u03ba\u03b1\u03bb\u03b7\u03bc\u03ad\u03c1\u03b1",  # Greek
         "\u039c\u0395\u03a4\u0391 \u03a4\u039f \u03a3\u03a5\u039d\u0395\u0394\u03a1\u0399\u039f",  # Greek prose
         "\u0445\u043e\u0440\u043e\u0448\u0438\u0439 \u0441\u043e\u0440",  # хороший сор: Russian prose
+        "\u039c\u0395\u03a4\u0391 \u03a4\u039f\u039d \u039a\u0391\u0399\u03a1\u039f",  # Greek of lookalikes only
         "caf\u00e9 cr\u00e8me",  # Latin-1 letters are Latin already
         "\u4f60\u597d",
     ],
@@ -64,7 +77,7 @@ def test_a_word_is_found_only_where_the_rule_folds_it() -> None:
 def test_every_dash_of_unicode_is_folded() -> None:
     dashes = [chr(c) for c in range(0x80, 0x110000) if unicodedata.category(chr(c)) == "Pd"]
     assert sorted(DASH_PUNCTUATION) == dashes
-    assert latin_lookalikes("x".join(dashes) + " \u0430") == "x".join("-" * len(dashes)) + " a"
+    assert latin_lookalikes("x".join(dashes) + " \u0430\u0430") == "x".join("-" * len(dashes)) + " aa"
 
 
 @pytest.mark.parametrize(
@@ -74,6 +87,8 @@ def test_every_dash_of_unicode_is_folded() -> None:
         "x" * 200_000 + " p\u0430ssword",  # a long Latin word, then a mixed one
         "\u043e" * 200_000 + "\u043f",  # a long run of lookalikes ending in another letter
         "x\u0430" * 100_000,  # one long word, mixed all along
+        "\u0430\u0430 " * 70_000,  # many short words of lookalikes
+        "\u0430\u0430 \u0436 " * 50_000,  # each beside prose of its script
     ],
 )
 def test_long_words_cost_time_in_proportion(text: str) -> None:
