@@ -154,6 +154,8 @@ async def test_lookalike_letters_and_other_dashes_are_blocked_and_other_scripts_
         "sk\u2043live-x",  # a hyphen bullet
         "p\u03b1ssword",  # a Greek α
         "\u0440\u0430\u0455\u0455\u051d\u043e\u0433\u0501",  # раѕѕԝогԁ: all Cyrillic
+        "\u0440\u0430\u0455\u0455\u051d\u043e\u0433\u0501 \u0436",  # … beside a Cyrillic letter
+        "passw\u0585rd",  # an Armenian օ
     ]
     async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
         for trick in tricks:
