@@ -28,7 +28,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import unquote, unquote_plus
 
 import orjson
 from pydantic import AliasChoices, Field, model_validator
@@ -97,14 +96,32 @@ def _decodings(text: str) -> Iterator[str]:
     yield text
     current = text
     for _ in range(3):  # double and triple encoding, bounded
-        for decoded in (unquote(current), unquote_plus(current)):
+        plain = unquote(current)
+        plus = unquote(current.replace("+", " ")) if "+" in current else plain
+        for decoded in (plain, plus):
             if decoded not in seen:
                 seen.add(decoded)
                 yield decoded
-        nxt = unquote_plus(current)
-        if nxt == current:
+        if plus == current:
             break
-        current = nxt
+        current = plus
+
+
+# A run of percent-escapes: decoded as one, as ``urllib.parse.unquote`` decodes them (a
+# character made of several escapes is in one run; ASCII between runs ends any).
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _escapes(run: re.Match[str]) -> str:
+    return bytes.fromhex(run.group().replace("%", "")).decode("utf-8", "replace")
+
+
+def unquote(text: str) -> str:
+    """``urllib.parse.unquote(text)``, the same text (a test holds them to it), in one
+    regex pass with a call per run of escapes: urllib's works in Python for each run of
+    ASCII between other characters, about 3 µs each, so a megabyte of Cyrillic with
+    ``%`` in it took a third of a second a pass."""
+    return _ESCAPES.sub(_escapes, text) if "%" in text else text
 
 
 def _forms(texts: Iterable[str]) -> Iterator[str]:
