@@ -133,10 +133,18 @@ def _forms(texts: Iterable[str]) -> Iterator[str]:
             yield form
 
 
-def _seen(found: Callable[[str], bool], text: str) -> bool:
-    """Whether ``found`` finds a word in ``text`` as it is or with its Latin lookalikes
-    folded (``masking.lookalikes``; nothing to fold in ASCII text)."""
-    return found(text) or bool(find_in_lookalikes(text, found))
+def _found(found: Callable[[str], bool], texts: Iterable[str]) -> bool:
+    """Whether ``found`` finds a word in any of ``texts``: as it is, normalised, or that
+    with its Latin lookalikes folded (``masking.lookalikes``). ASCII text is its own
+    normal form and has nothing to fold: one look."""
+    for text in texts:
+        if found(text):
+            return True
+        if not text.isascii():
+            form = normalise(text)
+            if (form is not text and found(form)) or find_in_lookalikes(form, found):
+                return True
+    return False
 
 
 def _header_lines(name: str, value: str) -> Iterator[str]:
@@ -226,9 +234,11 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         )
 
     def _url_blocked(self, url: str, path: str) -> bool:
+        if self.urls is not None and _found(self.urls.found, _decodings(url)):
+            return True
+        if not self.exact and not self.regexps:
+            return False
         for text in _forms(_decodings(url)):
-            if self.urls is not None and _seen(self.urls.found, text):
-                return True
             if self.exact:
                 t = text if self.config.case_sensitive else text.lower()
                 p = path if self.config.case_sensitive else path.lower()
@@ -248,9 +258,9 @@ class RequestBlock(Plugin[RequestBlockConfig]):
             found = self.headers.found
             for name, value in req.headers:
                 if "_" in name or not value.isascii():  # (rare: most heads are ASCII, dashed)
-                    if any(_seen(found, t) for line in _header_lines(name, value) for t in _forms(_decodings(line))):
+                    if any(_found(found, _decodings(line)) for line in _header_lines(name, value)):
                         raise self._block(ex, "header")
-                elif any(_seen(found, t) for t in _forms(_decodings(f"{name}: {value}"))):
+                elif _found(found, _decodings(f"{name}: {value}")):
                     raise self._block(ex, "header")
         return None
 
@@ -274,15 +284,8 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         assert self.bodies is not None
         search = self.bodies.found
         text = body.decode("utf-8", "replace")
-        if "%" in text or "+" in text:
-            if any(_seen(search, t) for t in _forms(_decodings(text))):
-                return True
-        elif search(text):
+        if _found(search, _decodings(text) if "%" in text or "+" in text else (text,)):
             return True
-        elif not text.isascii():
-            form = normalise(text)
-            if (form is not text and search(form)) or find_in_lookalikes(form, search):
-                return True
         if "\\" not in text:
             return False
         # JSON escapes: match the text the model would see.
@@ -292,6 +295,6 @@ class RequestBlock(Plugin[RequestBlockConfig]):
             strings = (_unescaped(text),)
         for s in strings:
             decoded = _decodings(s) if "%" in s or "+" in s else (s,)
-            if any(_seen(search, t) for t in _forms(decoded)):
+            if _found(search, decoded):
                 return True
         return False
