@@ -6,6 +6,7 @@ tests/unit/plugins/test_request_block.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -195,3 +196,25 @@ async def test_block_bodys_higress_cpp_spelling_blocks_bodies(gateway: Any, mock
         body = {"model": "m", "messages": [{"role": "user", "content": "my secret"}]}
         r = await http.post("/v1/chat/completions", json=body, headers={"authorization": "Bearer ck-alice"})
         assert r.status_code == 404 and r.headers["x-tollway-reason"] == "request-block.blocked"
+
+
+async def test_a_megabyte_of_escaped_non_latin_text_is_looked_through_and_blocked(
+    gateway: Any, mock_llm: Any, mock_requests: Any
+) -> None:
+    """A body this large is looked through on a thread of its own (plugins/request_block's
+    ``OFF_LOOP_BYTES``): a phrase hidden at its end behind escapes and lookalikes is still
+    found, a clean one still passes, and calls made meanwhile are answered."""
+    gw = gateway(OPEN.format(mock=mock_llm.url))
+    prose = "Проект сокол+это%20секрет, "
+    filler = prose * (1024 * 1024 // len(prose.encode()))
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        for ending, status in (("prоject+f%61lcon", 403), ("project eagle", 200)):
+            body = {"model": "m", "messages": [{"role": "user", "content": filler + ending}]}
+            big = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+            small = await http.post(
+                "/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            )
+            assert small.status_code == 200
+            r = await big
+            assert r.status_code == status, (ending, r.text[:200])
+    assert len(mock_requests()) == 3

@@ -4,12 +4,13 @@ tests/system/test_request_block.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -327,14 +328,48 @@ async def test_a_body_that_cannot_be_read_through_is_blocked_whatever_the_failur
     assert isinstance(err, GatewayError) and err.reason == "request-block.blocked"
 
 
-# Escapes, hex digits, plus signs, and characters of one to three UTF-8 bytes and a lone
-# surrogate around them.
-_PERCENT_TEXT = st.sampled_from([*"%25eEf80C3A+x ", "\u0436", "\u00e9", "\u20ac", "\ud800"])
+# Escapes, hex digits, plus signs, what quoted-printable gives a meaning (``=``, ``_``,
+# line breaks), and characters of one to three UTF-8 bytes around them.
+_PERCENT_TEXT = st.sampled_from([*"%25eEf80C3A+x =_\r\n\t", "\u0436", "\u00e9", "\u20ac"])
 
 
-@given(st.text(alphabet=_PERCENT_TEXT, max_size=40))
+@settings(max_examples=1000)
+@given(st.text(alphabet=_PERCENT_TEXT, max_size=40) | st.text(alphabet=st.sampled_from([*"%e9=\ud800"]), max_size=12))
 def test_its_percent_decoding_is_urllibs(text: str) -> None:
-    """request-block's own ``unquote`` (one regex pass, for speed) decodes exactly as
-    ``urllib.parse.unquote`` does: runs of escapes as UTF-8, invalid bytes replaced,
-    other characters (a lone surrogate too) kept."""
+    """request-block's own ``unquote`` (quoted-printable decoding in C, for speed) decodes
+    exactly as ``urllib.parse.unquote`` does: runs of escapes as UTF-8, invalid bytes
+    replaced, other characters (``=`` and line breaks too, and a lone surrogate, which
+    takes another way) kept."""
     assert request_block.unquote(text) == urllib.parse.unquote(text)
+
+
+async def test_a_large_body_is_looked_through_off_the_event_loop_and_still_blocked() -> None:
+    """Megabytes of non-ASCII text with escapes take request-block a good part of a
+    second: a body of ``OFF_LOOP_BYTES`` or more is looked through on a thread, so the
+    loop keeps serving other calls meanwhile, and its verdict is the same."""
+    prose = "пароль не скажу+мой%20друг, "
+    filler = prose * (request_block.OFF_LOOP_BYTES // len(prose.encode()) * 4)
+    config = {"block_bodies": ["password"]}
+    turns = 0
+    checking = True
+
+    async def other_calls() -> None:
+        nonlocal turns
+        while checking:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other_calls())
+    await asyncio.sleep(0)  # the ticker's first turn, before the check
+    for text, expected in ((filler + "pass%77ord", True), (filler + "passport", False)):
+        turns = 0
+        body = json.dumps({"messages": [{"content": text}]}, ensure_ascii=False).encode()
+        assert len(body) >= request_block.OFF_LOOP_BYTES
+        assert await blocked(config, body=body) is expected
+        assert turns > 0, "the event loop was held while the body was looked through"
+    # A small body costs too little to hand to a thread: the loop looks through it.
+    turns = 0
+    assert await blocked(config, body=b'{"messages": [{"content": "pass%77ord"}]}')
+    assert turns == 0
+    checking = False
+    await ticker
