@@ -55,6 +55,12 @@ class ProviderLookup(Protocol):
         ``modelMapping`` applied); ``model`` itself when no provider serves it."""
         ...
 
+    def upstream_models(self, route: Route, model: str) -> tuple[str, ...]:
+        """Every model a call for ``model`` may be sent as on the route: each provider it
+        may fail over to with its ``modelMapping`` applied, in order, once each (the
+        first is ``upstream_model``'s)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Scope:

@@ -226,6 +226,65 @@ def test_an_unpriced_model_is_refused_to_a_budgeted_consumer(gateway: GatewayFac
     assert ok.status_code == 200  # no budget, no price needed
 
 
+# A route whose first provider is down (nothing listens on port 9) and maps the model to
+# a cheap one; the call fails over to the mock, which is sent a model a thousand times
+# dearer, or one with no price. ``mock-gpt`` itself is priced (cheap).
+FAILOVER = """
+storage: {{state: memory}}
+pricing:
+  mock-gpt: {{input_per_mtok: 1, output_per_mtok: 1}}
+  cheap-gpt: {{input_per_mtok: 1, output_per_mtok: 1}}
+  dear-gpt: {{input_per_mtok: 1000, output_per_mtok: 1000}}
+providers:
+  - {{id: down, type: openai, baseUrl: "http://127.0.0.1:9/v1", apiTokens: [sk-test],
+     modelMapping: {{mock-gpt: cheap-gpt}}}}
+  - {{id: dear, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-test], modelMapping: {{mock-gpt: dear-gpt}}}}
+  - {{id: unpriced, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-test], modelMapping: {{mock-gpt: free-gpt}}}}
+routes:
+  - {{name: dear, path_prefix: /v1/, providers: [down, dear]}}
+  - {{name: unpriced, path_prefix: /unpriced/v1/, providers: [down, unpriced]}}
+  - {{name: renamed, path_prefix: /renamed/v1/, providers: [unpriced]}}
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers:
+        - {{name: alice, credential: key-alice, budget: {{usd: 0.25, period: day}}}}
+        - {{name: dave, credential: key-dave}}
+"""
+
+
+def test_a_call_that_fails_over_is_held_at_the_dearest_model_it_may_be_sent_as(
+    gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    """A hold priced at the first provider's model let a failover to a dearer one spend
+    20 times the budget: the hold is the dearest model of the providers the call may go
+    to, and a model one of them is sent that has no price (or a price only under the
+    name the client asked for) is refused to a budgeted consumer, as any unpriced model."""
+    gw = gateway(FAILOVER.format(mock=mock_llm.url))
+    passed = drive_until_refused(gw.url, "alice", "consumer 'alice'")
+    found = records(gw, "alice")
+    served = [r for r in found if r["status"] == 200]
+    assert passed >= 1 and len(served) == passed
+    assert {(r["provider"], r["model_upstream"]) for r in served} == {("dear", "dear-gpt")}
+    assert spent_nano(found) <= NANO // 4  # never past the budget
+    assert all(r["cost_usd"] > 0 for r in served)
+
+    chat = body("plain")
+    for path, sent in (("/unpriced/v1/chat/completions", "when it fails over"), ("/renamed/v1/chat/completions", "")):
+        r = httpx.post(gw.url + path, json=chat, headers={"authorization": "Bearer key-alice"}, timeout=30)
+        assert r.status_code == 403, r.text
+        assert r.headers["x-tollway-reason"] == "budget.unpriced_model"
+        message = r.json()["error"]["message"]
+        assert "'free-gpt'" in message and "'mock-gpt'" in message and sent in message
+        # Without a budget, nothing needs a price: served, and recorded unpriced.
+        ok = httpx.post(gw.url + path, json=chat, headers={"authorization": "Bearer key-dave"}, timeout=30)
+        assert ok.status_code == 200, ok.text
+    assert [r["model_upstream"] for r in records(gw, "dave")] == ["free-gpt", "free-gpt"]
+    refused = sorted(r["reason"] for r in records(gw, "alice") if r["status"] == 403)
+    assert refused == ["budget.exceeded", "budget.unpriced_model", "budget.unpriced_model"]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "payload"),
     [

@@ -126,6 +126,10 @@ def _usd(nano: int) -> str:
     return f"${nano / NANO:.6f}".rstrip("0").rstrip(".")
 
 
+# The models a call for a model on a route may go upstream as (``Snapshot.upstream_models``).
+UpstreamModels = Callable[[Route, str], tuple[str, ...]]
+
+
 class Budgets:
     """One per process. ``members(group)`` answers the names of the consumers in a
     group (for a rebuild); ``flush`` writes this process's finished calls' records."""
@@ -215,7 +219,7 @@ class Budgets:
         plans[consumer.name] = plan
         return plan
 
-    def _amount(self, ex: Exchange, plan: Plan, upstream_model: Callable[[Route, str], str], hidden: int = 0) -> int:
+    def _amount(self, ex: Exchange, plan: Plan, upstream_models: UpstreamModels, hidden: int = 0) -> int:
         """The most this call can cost, in nano-dollars (0 when no subject has a budget,
         the call only counts tokens, or it is one no provider bills: ``_costs_nothing``);
         raises ``model_unpriced`` for a model without a price, a paid call naming none, or
@@ -245,21 +249,31 @@ class Budgets:
                 reason="budget.unpriced_model",
                 code="model_unpriced",
             )
-        billed = upstream_model(ex.route, model) if ex.route is not None else model
-        if ex.api in UNIT_BILLED_APIS:
-            _refuse_unreported(ex, budgeted, billed, model)
-        found = self.prices.resolve(billed) or self.prices.resolve(model)
-        if found is None:
-            raise Forbidden(
-                f"model {billed!r} has no price and {budgeted.kind} {budgeted.name!r} has a budget; "
-                "give the model a price under pricing:",
-                reason="budget.unpriced_model",
-                code="model_unpriced",
-            )
+        # Held at the dearest model the call may go upstream as: a provider that fails
+        # may hand it to the next one, mapped to another model, which the record then
+        # prices. Each must have a price of its own (the record prices the model sent,
+        # not the one asked for), or that call would be settled at nothing.
+        billed_models = upstream_models(ex.route, model) if ex.route is not None else (model,)
         prompt = prompt_tokens(ex) + hidden
-        price = found[1].at(prompt)  # (a long prompt at a long context's prices)
-        per_mtok = prompt * price.input + output_tokens(ex, DEFAULT_OUTPUT_TOKENS) * price.output
-        return math.ceil(per_mtok * (NANO / 1_000_000))
+        output = output_tokens(ex, DEFAULT_OUTPUT_TOKENS)
+        most = 0.0
+        for billed in billed_models:
+            if ex.api in UNIT_BILLED_APIS:
+                _refuse_unreported(ex, budgeted, billed, model)
+            found = self.prices.resolve(billed)
+            if found is None:
+                sent = "" if billed == model else f" (what the route sends {model!r} as"
+                if sent and billed != billed_models[0]:
+                    sent += " when it fails over"
+                raise Forbidden(
+                    f"model {billed!r}{sent + ')' if sent else ''} has no price and {budgeted.kind} "
+                    f"{budgeted.name!r} has a budget; give the model a price under pricing:",
+                    reason="budget.unpriced_model",
+                    code="model_unpriced",
+                )
+            price = found[1].at(prompt)  # (a long prompt at a long context's prices)
+            most = max(most, prompt * price.input + output * price.output)
+        return math.ceil(most * (NANO / 1_000_000))
 
     def _hold_or_refuse(self, ex: Exchange, plan: Plan, amount: int, answer: SpendAdmission) -> bool:
         """Hold the call if the store admitted it, or raise its refusal; False when a
@@ -277,7 +291,7 @@ class Budgets:
             )
         return False
 
-    def admit_now(self, ex: Exchange, upstream_model: Callable[[Route, str], str]) -> bool:
+    def admit_now(self, ex: Exchange, upstream_models: UpstreamModels) -> bool:
         """``admit`` without suspending, when the store is this process's memory (a
         budgeted call's hot path, no coroutine): True when the call was held, refused
         (raised) or holds nothing; False when ``admit`` must run (another store, or a
@@ -293,13 +307,13 @@ class Budgets:
         if not plan.subjects:
             return True
         hidden = self.continuations.hidden_now(ex) if plan.budgeted is not None else 0
-        amount = self._amount(ex, plan, upstream_model, hidden)
+        amount = self._amount(ex, plan, upstream_models, hidden)
         return self._hold_or_refuse(ex, plan, amount, memory.spend_admit_now(plan.allowances, amount))
 
-    async def admit(self, ex: Exchange, upstream_model: Callable[[Route, str], str]) -> None:
+    async def admit(self, ex: Exchange, upstream_models: UpstreamModels) -> None:
         """Hold this call's most cost against its consumer's budgets and count it as
         running, or raise the SPEC's refusal. The call is billed as the model it goes
-        upstream as (``upstream_model``: the route's mapping applied); a call naming no
+        upstream as (``upstream_models``: the route's mappings applied); a call naming no
         model holds nothing."""
         consumer = ex.consumer
         if consumer is None:
@@ -308,7 +322,7 @@ class Budgets:
         if not plan.subjects:
             return
         hidden = await self.continuations.hidden(ex) if plan.budgeted is not None else 0
-        amount = self._amount(ex, plan, upstream_model, hidden)
+        amount = self._amount(ex, plan, upstream_models, hidden)
         for _ in range(_REBUILDS):
             try:
                 answer = await self.state.spend_admit(plan.allowances, amount, self.hold_ms)

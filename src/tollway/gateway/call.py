@@ -266,9 +266,9 @@ class Gateway:
                     if (
                         budgets is not None
                         and ex.consumer is not None
-                        and not budgets.admit_now(ex, snap.upstream_model)
+                        and not budgets.admit_now(ex, snap.upstream_models)
                     ):
-                        await budgets.admit(ex, snap.upstream_model)
+                        await budgets.admit(ex, snap.upstream_models)
                     reply = await self.proxy.serve(ex, snap.route_providers[route.name])
             await self._respond(ex, chain, client, reply)
             if client.gone and not ex.stream_ended:

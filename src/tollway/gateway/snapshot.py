@@ -50,20 +50,24 @@ class _SnapshotProviders:
         self._providers = providers
         # Filled by the snapshot once every route's providers are known to exist.
         self.routes = route_providers
-        # (route, model) → the model sent upstream: asked on every budgeted or cached
-        # call, and fixed for the snapshot's life. Models come from clients: bounded.
-        self._upstream: dict[tuple[str, str], str] = {}
+        # (route, model) → the models sent upstream, the first provider's first (its
+        # failovers' after it): asked on every budgeted or cached call, and fixed for the
+        # snapshot's life. Models come from clients: bounded.
+        self._upstream: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def provider(self, provider_id: str) -> Provider | None:
         return self._providers.get(provider_id)
 
     def upstream_model(self, route: Route, model: str) -> str:
+        return self.upstream_models(route, model)[0]
+
+    def upstream_models(self, route: Route, model: str) -> tuple[str, ...]:
         key = (route.name, model)
         found = self._upstream.get(key)
         if found is None:
             choice = self.routes.get(route.name)
             candidates = choice.for_model(model) if choice is not None else ()
-            found = candidates[0].map_model(model) if candidates else model
+            found = tuple(dict.fromkeys(p.map_model(model) for p in candidates)) or (model,)
             if len(self._upstream) < _MODEL_MEMO_LIMIT:
                 self._upstream[key] = found
         return found
@@ -185,9 +189,9 @@ class Snapshot:
         self.route_providers.update((r.name, RouteProviders(r, self.providers)) for r in self.routes.routes)
         self.mcp_servers = built.mcp_servers
         self._providers = built.lookup
-        # The model a call for a model on a route goes upstream as (and is billed as): its
-        # first provider's ``modelMapping`` applied.
-        self.upstream_model = built.lookup.upstream_model
+        # The models a call for a model on a route may go upstream as (and be billed as):
+        # each of its providers' ``modelMapping`` applied, the first provider's first.
+        self.upstream_models = built.lookup.upstream_models
         self.slots = sorted(built.slots, key=lambda s: s.order)
         self.failures = failures
         # Which calls are traced; None when telemetry is off (no ``otlp_endpoint``).

@@ -191,6 +191,28 @@ plugins:
     assert await run_request(on_chat, make_exchange("GET", "/v1/x", {"x-api-key": "ck-alice"})) is None
 
 
+def test_the_upstream_models_are_every_failover_providers_mapping_in_order(tmp_path: Path) -> None:
+    # A budget holds a call at the dearest of them: a failover sends it as another model.
+    snap = snapshot(
+        """
+providers:
+  - {id: a, type: openai, apiTokens: [sk], modelMapping: {"gpt-*": cheap}}
+  - {id: b, type: openai, apiTokens: [sk], modelMapping: {"gpt-4o": dear}}
+  - {id: c, type: openai, apiTokens: [sk], modelMapping: {"gpt-*": cheap}}
+routes:
+  - {name: chat, path_prefix: /v1/, providers: [a, b, c]}
+  - {name: claude, path_prefix: /c/, providers: [a], model_providers: {"claude-*": c}}
+""",
+        tmp_path,
+    )
+    chat, claude = snap.routes.by_name["chat"], snap.routes.by_name["claude"]
+    assert snap.upstream_models(chat, "gpt-4o") == ("cheap", "dear")
+    assert snap.upstream_models(chat, "gpt-4o-mini") == ("cheap", "gpt-4o-mini")
+    assert snap.upstream_models(claude, "claude-x") == ("claude-x",)  # c alone serves it
+    assert snap.upstream_models(claude, "gpt-4o") == ("cheap",)
+    assert snap._providers.upstream_model(chat, "gpt-4o") == "cheap"  # ai-cache's key: the first
+
+
 def test_the_upstream_model_memo_is_bounded_and_answers_right_past_its_bound(tmp_path: Path) -> None:
     # Model names come from clients: a client inventing a new one per call must not grow
     # the snapshot's memory without end, and names past the bound are still mapped.
@@ -208,8 +230,8 @@ routes:
     route = snap.routes.by_name["chat"]
     memo = snap._providers._upstream
     for i in range(module._MODEL_MEMO_LIMIT + 500):
-        assert snap.upstream_model(route, f"gpt-{i}") == "mapped-gpt"
+        assert snap.upstream_models(route, f"gpt-{i}") == ("mapped-gpt",)
     assert len(memo) == module._MODEL_MEMO_LIMIT
-    assert snap.upstream_model(route, "other-model") == "other-model"
-    assert snap.upstream_model(route, f"gpt-{module._MODEL_MEMO_LIMIT + 1}") == "mapped-gpt"
+    assert snap.upstream_models(route, "other-model") == ("other-model",)
+    assert snap.upstream_models(route, f"gpt-{module._MODEL_MEMO_LIMIT + 1}") == ("mapped-gpt",)
     assert len(memo) == module._MODEL_MEMO_LIMIT

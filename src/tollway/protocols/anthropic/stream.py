@@ -36,6 +36,13 @@ from tollway.protocols.codec import Json
 from tollway.protocols.sse import SseEvent
 
 
+def _index(event: Json) -> int | None:
+    """A content block event's ``index``: a number, or None (a provider's list or object
+    there would be no key to find the block by)."""
+    index = event.get("index")
+    return index if type(index) is int else None
+
+
 class AnthropicStreamReader:
     """Anthropic SSE events → pivot chunks."""
 
@@ -44,8 +51,8 @@ class AnthropicStreamReader:
         self.model = ""
         self.created = pivot.now()
         self._usage: Json = {}
-        self._tools: dict[Any, int] = {}  # content block index → tool call index
-        self._thinking: dict[Any, Json] = {}  # content block index → the thinking block so far
+        self._tools: dict[int | None, int] = {}  # content block index → tool call index
+        self._thinking: dict[int | None, Json] = {}  # content block index → the thinking block so far
         self._usage_sent = False
 
     def _chunk(self, delta: Json, finish: str | None = None) -> Json:
@@ -76,16 +83,16 @@ class AnthropicStreamReader:
             self._merge_usage(msg.get("usage"))
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
-            return self._block_start(obj.get("index"), obj.get("content_block"))
+            return self._block_start(_index(obj), obj.get("content_block"))
         if kind == "content_block_delta":
-            return self._block_delta(obj.get("index"), obj.get("delta"))
+            return self._block_delta(_index(obj), obj.get("delta"))
         if kind == "message_delta":
             self._merge_usage(obj.get("usage"))
             delta = obj.get("delta")
             reason = delta.get("stop_reason") if isinstance(delta, dict) else None
             return [self._chunk({}, finish_reason(reason))] if reason else []
         if kind == "content_block_stop":
-            return self._signed(self._thinking.pop(obj.get("index"), None))
+            return self._signed(self._thinking.pop(_index(obj), None))
         if kind == "message_stop":
             return self._usage_chunk()
         if kind == "error":
@@ -97,7 +104,7 @@ class AnthropicStreamReader:
         whole = thinking_blocks.block(block)
         return [self._chunk({thinking_blocks.FIELD: [whole]})] if whole is not None else []
 
-    def _block_start(self, index: Any, block: Any) -> list[Json]:
+    def _block_start(self, index: int | None, block: Any) -> list[Json]:
         if not isinstance(block, dict):
             return []
         kind = block.get("type")
@@ -122,7 +129,7 @@ class AnthropicStreamReader:
             return self._signed(block)
         return []
 
-    def _block_delta(self, index: Any, delta: Any) -> list[Json]:
+    def _block_delta(self, index: int | None, delta: Any) -> list[Json]:
         if not isinstance(delta, dict):
             return []
         kind = delta.get("type")

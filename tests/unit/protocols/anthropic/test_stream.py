@@ -85,6 +85,31 @@ def test_an_error_event_becomes_a_pivot_error_chunk() -> None:
     assert got.usage is not None and got.usage["prompt_tokens"] == 12  # what was seen, at the end
 
 
+@pytest.mark.parametrize("index", [{"a": 1}, [0], None, "0", 1.5, True])
+def test_a_block_index_that_is_no_number_is_read_without_failing(index: Any) -> None:
+    """A provider's block ``index`` that is an object or a list was used as a dict key
+    and raised TypeError out of the translation (found by tests/fuzz): such a block is
+    read as one without an index, its text and tool call still relayed."""
+    at = json.dumps(index)
+    events = [
+        'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"claude",'
+        '"usage":{"input_tokens":3,"output_tokens":1}}}\n\n',
+        f'event: content_block_start\ndata: {{"type":"content_block_start","index":{at},'
+        '"content_block":{"type":"thinking","thinking":""}}\n\n',
+        f'event: content_block_stop\ndata: {{"type":"content_block_stop","index":{at}}}\n\n',
+        f'event: content_block_start\ndata: {{"type":"content_block_start","index":{at},'
+        '"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}\n\n',
+        f'event: content_block_delta\ndata: {{"type":"content_block_delta","index":{at},'
+        '"delta":{"type":"input_json_delta","partial_json":"{}"}}\n\n',
+        f'event: content_block_delta\ndata: {{"type":"content_block_delta","index":{at},'
+        '"delta":{"type":"text_delta","text":"Hi"}}\n\n',
+        'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},'
+        '"usage":{"output_tokens":5}}\n\n',
+    ]
+    got = Assembled(read(A.stream_to_pivot(), parse([e.encode() for e in events])))
+    assert got.text == "Hi" and got.finish == "tool_calls"
+
+
 # ---- streams: pivot → Anthropic ------------------------------------------------------
 
 
