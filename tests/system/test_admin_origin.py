@@ -103,3 +103,14 @@ def test_an_http_1_1_request_without_host_is_400(open_admin: Proc) -> None:
         sock.sendall(b"GET /api/usage HTTP/1.1\r\n\r\n")
         r = read_answer(sock)
     assert r.status_code == 400 and b"Host" in r.content
+
+
+@pytest.mark.parametrize("host", [b"", b"evil.example#.localhost", b"127.0.0.1@evil.example", b"a b.localhost"])
+def test_a_host_that_names_no_listener_is_400(open_admin: Proc, host: bytes) -> None:
+    """An empty Host, or one with characters no host name has: no loopback name, and no
+    name at all, whatever it ends with."""
+    address, port = open_admin.admin_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((address, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /api/usage HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        r = read_answer(sock)
+    assert r.status_code == 400 and b"Host" in r.content, (host, r.content)

@@ -13,15 +13,26 @@ make consumers. So, before anything else:
 - without a token, only requests addressed to a loopback name are answered
   (``localhost``, ``*.localhost``, a loopback address, any port): a rebound name is not
   one. Behind a proxy that passes another ``Host``, set a token;
-- an HTTP/1.1 request must have one ``Host`` (RFC 9112 §3.2), as on the gateway.
+- an HTTP/1.1 request must have one ``Host`` (RFC 9112 §3.2), as on the gateway, and
+  a ``Host`` must be a host name or address and an optional port (RFC 3986 3.2.2): an
+  empty one, or ``evil.example#.localhost``, names no listener and is refused (400).
+
+The ``Origin``'s scheme is not held to the listener's: behind a proxy that ends TLS the
+dashboard's page is ``https://`` while the listener is plain HTTP; and no page elsewhere
+can have the admin listener's own host and port under another scheme.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit
 
 Refusal = tuple[int, str]
+
+# A Host field's value: a name of RFC 3986's reg-name characters, an IPv4 address, or an
+# IPv6 literal in brackets, then an optional port.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
 
 
 def _name(host: str) -> str:
@@ -50,9 +61,11 @@ def refusal(raw: list[tuple[bytes, bytes]], http_version: str, token_set: bool) 
         return 400, "the request has more than one Host header"
     if not hosts and http_version != "1.0":
         return 400, "an HTTP/1.1 request must have a Host header (RFC 9112 3.2)"
-    host = hosts[0] if hosts else ""
+    host = hosts[0].strip(" \t") if hosts else ""
+    if hosts and not _HOST.fullmatch(host):
+        return 400, f"the request's Host {host[:64]!r} is not a host name or address and an optional port"
     origins = [v.decode("latin-1") for k, v in raw if k == b"origin"]
-    if origins and any(urlsplit(o.strip()).netloc.lower() != host.strip().lower() for o in origins):
+    if origins and any(urlsplit(o.strip()).netloc.lower() != host.lower() for o in origins):
         return 403, "a request from another origin (a web page elsewhere) is refused by the admin API"
     if not token_set and host and not _loopback(host):
         return 403, (

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
@@ -39,7 +41,14 @@ _STEPS: tuple[tuple[str, ...], ...] = (
     ),
 )
 _INSERT = "INSERT INTO audit_events (ts, action, subject, details, client_ip) VALUES ($1, $2, $3, $4, $5)"
-_SECRET_WORDS = ("key", "token", "credential", "password", "secret")
+# Parts of a field name that say it holds a secret, matched in the name's NFKC case
+# folding (so ``ＡＰＩ_ＫＥＹ`` is ``api_key``): the five the docs name and longer
+# spellings metadata uses for them anywhere in a name; short ones only as a whole word of
+# it (``x_auth``, ``cred``, but not ``author``).
+_SECRET_WORDS = ("key", "token", "credential", "password", "secret",
+                 "passwd", "passphrase", "bearer", "cookie", "authoriz", "authentic", "private")  # fmt: skip
+_SECRET_NAMES = frozenset({"auth", "cred", "creds", "pwd", "pass", "session", "sid"})
+_NAME_WORDS = re.compile(r"[^\w]+|_")
 MAX_EVENTS = 1000
 
 
@@ -56,7 +65,8 @@ def without_secrets(details: Mapping[str, Any]) -> dict[str, Any]:
     holds a secret."""
     kept: dict[str, Any] = {}
     for name, value in details.items():
-        if any(word in str(name).lower() for word in _SECRET_WORDS):
+        folded = unicodedata.normalize("NFKC", str(name)).casefold()
+        if any(word in folded for word in _SECRET_WORDS) or not _SECRET_NAMES.isdisjoint(_NAME_WORDS.split(folded)):
             continue
         kept[name] = _kept(value)
     return kept

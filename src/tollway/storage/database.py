@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import os
 import re
 import sqlite3
 import time
@@ -212,6 +213,18 @@ def _enter_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def _private_file(path: Path) -> None:
+    """Make the database file (and the folders to it) readable by this user alone when it
+    does not exist yet: it holds key hashes, usage and audit events, and SQLite gives its
+    WAL and shared-memory files the database file's permissions. One that exists keeps
+    the permissions it was given."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass
+
+
 class SqliteDatabase(Database):
     """One SQLite connection in WAL mode (readers never wait for the writer, and other
     processes — a second worker, ``tollway consumers`` — can use the same file), owned by
@@ -270,7 +283,7 @@ class SqliteDatabase(Database):
 
     def _open(self) -> sqlite3.Connection:
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
         # isolation_level=None: autocommit; transactions are begun explicitly below.
         # Opened on the connection's own thread, so sqlite3's same-thread check holds.
         conn = sqlite3.connect(str(self.path) if self.path is not None else ":memory:", isolation_level=None)

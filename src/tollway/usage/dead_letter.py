@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,8 +79,9 @@ class DeadLetter:
         if self.path is None:
             return False, f"there is no records folder, so it is only here: {text}"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab") as f:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "ab") as f:
                 f.write(line)
         except OSError as exc:
             return False, f"writing it to {self.path} failed ({exc}), so it is only here: {text}"

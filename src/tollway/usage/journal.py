@@ -99,7 +99,8 @@ class Journal:
     def open(self) -> None:
         """Take this process's lock, begin its first segment, adopt dead processes'
         journals. Raises ``OSError`` when the folder cannot be used."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.folder.parent, self.folder):  # the records folder, its journal: this user's alone
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock_path = self.folder / f"{self.name}{_LOCK}"
         making = self.folder / f".{self.name}.new"
         fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

@@ -18,6 +18,15 @@ def test_secret_fields_go_at_any_depth_and_inside_lists() -> None:
     }
     assert without_secrets(details) == {
         "name": "aud1",
-        "metadata": {"upstream": [{"region": "eu"}, "plain", [{"ok": 1}]], "creds": {"note": "n"}},
+        "metadata": {"upstream": [{"region": "eu"}, "plain", [{"ok": 1}]]},
         "list": [{}],
     }
+
+
+def test_the_shorter_names_of_secrets_go_too_in_any_case_or_width() -> None:
+    details = {
+        "Authorization": "Bearer s", "x-auth": "s", "pwd": "s", "bearer": "s", "cred": "s",
+        "ｋｅｙ": "s", "ＡＰＩ＿ＫＥＹ": "s", "session": "s", "PASSPHRASE": "s", "private_key_pem": "s",
+        "author": "bob", "authors": ["x"], "passenger": 1, "region": "eu",
+    }  # fmt: skip
+    assert without_secrets(details) == {"author": "bob", "authors": ["x"], "passenger": 1, "region": "eu"}
