@@ -102,6 +102,21 @@ def test_check_refuses_what_serve_refuses_an_admin_api_open_to_the_network(
         assert (done.returncode, done.stdout) == (0, "ok\n"), done.stdout + done.stderr
 
 
+@pytest.mark.parametrize(("token", "refused"), [("x", True), ("admin-123456789", True), ("a" * 16, False)])
+def test_an_admin_api_open_to_the_network_needs_a_token_that_cannot_be_guessed(
+    tmp_path: Path, token: str, refused: bool
+) -> None:
+    done = check_process(tmp_path, VALID + f'admin: {{host: "0.0.0.0", port: 0, token: "{token}"}}\n')
+    if refused:
+        assert done.returncode == 2
+        assert f"admin.token has {len(token)} characters" in done.stdout and "at least 16" in done.stdout
+    else:
+        assert (done.returncode, done.stdout) == (0, "ok\n"), done.stdout + done.stderr
+    # On loopback a short token is the operator's business: the network cannot reach it.
+    loopback = check_process(tmp_path, VALID + f'admin: {{host: "127.0.0.1", port: 0, token: "{token}"}}\n')
+    assert (loopback.returncode, loopback.stdout) == (0, "ok\n"), loopback.stdout + loopback.stderr
+
+
 @pytest.mark.parametrize(
     ("token", "problem"),
     [

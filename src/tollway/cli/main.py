@@ -112,10 +112,13 @@ def _listen_problem(loaded: LoadedConfig, listen: object) -> str | None:
     return _admin_exposed(listen.admin_host, cfg.admin.token)
 
 
+# The shortest admin token an admin API open to the network may have: a guessable one
+# ("x", "admin") is no guard; `openssl rand -hex 24` gives 48 characters.
+MIN_EXPOSED_TOKEN = 16
+
+
 def _admin_exposed(host: str, token: str | None) -> str | None:
-    """Why an admin listener on ``host`` may not run without a token, or None."""
-    if token:
-        return None
+    """Why an admin listener on ``host`` may not run with this token (or none), or None."""
     if host == "localhost":
         return None
     try:
@@ -123,10 +126,17 @@ def _admin_exposed(host: str, token: str | None) -> str | None:
             return None
     except ValueError:
         pass  # a host name other than localhost: it may resolve to anything
-    return (
-        f"admin.host {host!r} is not loopback and admin.token is empty: "
-        "the admin API is never open to the network without a token"
-    )
+    if not token:
+        return (
+            f"admin.host {host!r} is not loopback and admin.token is empty: "
+            "the admin API is never open to the network without a token"
+        )
+    if len(token) < MIN_EXPOSED_TOKEN:
+        return (
+            f"admin.host {host!r} is not loopback and admin.token has {len(token)} characters: an admin API "
+            f"open to the network needs a token of at least {MIN_EXPOSED_TOKEN} (e.g. openssl rand -hex 24)"
+        )
+    return None
 
 
 def cmd_mock_llm(args: argparse.Namespace) -> int:

@@ -85,7 +85,8 @@ def _string_or_null(schema: dict[str, Any]) -> None:
 class AdminConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8081, ge=0, le=65535)
-    # "" (or null, or absent): no token, and the admin API listens on loopback only.
+    # "" (or null, or absent): no token, and the admin API listens on loopback only; off
+    # loopback it needs 16 characters or more (``tollway serve`` and ``check`` say so).
     token: str = Field("", json_schema_extra=_string_or_null)
 
     @field_validator("token", mode="before")
