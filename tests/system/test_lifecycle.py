@@ -521,6 +521,8 @@ def test_with_workers_a_config_warning_is_said_once_at_start_and_once_per_reload
         )
     warned = gw.logged("plugins[0].url: Higress deployment field ignored", count=3, within=2)
     assert len(warned) == 2, warned
+    # And the reload itself is told once, not once per worker (all three took it).
+    assert len(gw.logged("reload (SIGHUP): new config in effect", count=3, within=1)) == 1
 
 
 # --- what the operator reads -----------------------------------------------------------------

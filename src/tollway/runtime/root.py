@@ -325,7 +325,9 @@ class Runtime:
             self._swap_span_export(new.telemetry, source)
         self.gateway.swap(snapshot)
         retired.retire()
-        log.info("reload (%s): new config in effect", source)
+        # With workers, the one that speaks for them says it (each took the same file);
+        # a reload one of them rejected is told by each that rejected it.
+        log.log(logging.INFO if self.records_reloads else logging.DEBUG, "reload (%s): new config in effect", source)
         if source not in (ADMIN_RELOAD, FORWARDED_RELOAD) and self.records_reloads:
             # A reload the admin API did not ask for (SIGHUP, the file watcher) changes
             # what the gateway enforces all the same: audited as the admin's are (with

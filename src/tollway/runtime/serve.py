@@ -233,11 +233,14 @@ async def run_worker(
     await stop.wait()
     if announce:
         busy = runtime.gateway.in_flight
+        # With several workers this one speaks for itself alone: the others finish their
+        # own calls as quietly (the operator reads one line, not N).
+        whose = " in this worker (the other workers finish theirs)" if announce > 1 else ""
         log.info(
             "stopping: %s, then storing the last usage records",
-            f"finishing {busy} call(s) in flight (at most {cfg.server.shutdown_timeout_s:g}s)"
+            f"finishing {busy} call(s) in flight{whose} (at most {cfg.server.shutdown_timeout_s:g}s)"
             if busy
-            else "no call in flight",
+            else f"no call in flight{whose}",
         )
     watcher.cancel()
     for server, _ in servers:
