@@ -106,3 +106,27 @@ def test_examples_seed_yaml_runs_as_shipped(gateway: GatewayFactory) -> None:
     assert r.status_code == 200
     assert r.json()["choices"][0]["text"]
     assert httpx.get(gw.url + "/?text=Say,hello", headers={"apikey": "yyyyyy"}).status_code == 403
+
+
+def test_data_masking_sees_the_prompt_chatgpt_proxy_makes_from_the_query(
+    gateway: GatewayFactory, mock_llm: Proc, mock_requests
+) -> None:  # type: ignore[no-untyped-def]
+    """chatgpt-proxy called the model from its headers hook, before ai-data-masking had
+    looked at any body: an e-mail address in ``?text=`` left as written. The body it makes
+    is now the call's body, masked before it is sent and restored in the answer; a deny
+    word in the query refuses the call."""
+    masking = """
+  - name: ai-data-masking
+    defaultConfig:
+      deny_words: [project-falcon]
+      detectors: [email]
+"""
+    gw = gateway(_seed_pointed_at(mock_llm.url) + masking)
+    r = httpx.get(gw.url + "/", params={"text": "Say,hello to bob@example.com"}, headers={"apikey": "xxxxxx"})
+    assert r.status_code == 200, r.text
+    assert "bob@example.com" in r.json()["choices"][0]["text"]  # the mock echoes the prompt: restored
+    [sent] = mock_requests()
+    assert "bob@example.com" not in str(sent) and "[EMAIL_1]" in sent["body"]
+    denied = httpx.get(gw.url + "/", params={"text": "about project-falcon"}, headers={"apikey": "xxxxxx"})
+    assert denied.headers["x-tollway-reason"] == "ai-data-masking.denied"  # (deny_code: 200, as Higress)
+    assert len(mock_requests()) == 1

@@ -184,14 +184,17 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
     async def request_body(self, ex: Exchange) -> Reply | None:
         req = ex.request
         # Any method: a body goes upstream whatever the method it came with (a GET with
-        # a prompt in its body is as much a way out as a POST).
-        if not req.body:
+        # a prompt in its body is as much a way out as a POST). A body a plugin made
+        # before this hook (chatgpt-proxy's, from the query string) goes upstream too.
+        built = ex.upstream_json
+        if not req.body and built is None:
             return None
         api = ex.api
-        session = self.masker.session(req.body)
-        offload = len(req.body) >= THREAD_FROM_BYTES
+        sent = req.body if built is None else orjson.dumps(built)
+        session = self.masker.session(sent)
+        offload = len(sent) >= THREAD_FROM_BYTES
         try:
-            parsed = req.json()
+            parsed = req.json() if built is None else built
         except BadRequest:  # not JSON: a form's text fields, and deny_raw's look at it as text
             form: bytes | None = None
             try:
