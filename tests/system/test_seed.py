@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -109,8 +111,8 @@ def test_examples_seed_yaml_runs_as_shipped(gateway: GatewayFactory) -> None:
 
 
 def test_data_masking_sees_the_prompt_chatgpt_proxy_makes_from_the_query(
-    gateway: GatewayFactory, mock_llm: Proc, mock_requests
-) -> None:  # type: ignore[no-untyped-def]
+    gateway: GatewayFactory, mock_llm: Proc, mock_requests: Callable[[], list[dict[str, Any]]]
+) -> None:
     """chatgpt-proxy called the model from its headers hook, before ai-data-masking had
     looked at any body: an e-mail address in ``?text=`` left as written. The body it makes
     is now the call's body, masked before it is sent and restored in the answer; a deny

@@ -190,16 +190,16 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
         if not req.body and built is None:
             return None
         api = ex.api
-        sent = req.body if built is None else orjson.dumps(built)
-        session = self.masker.session(sent)
-        offload = len(sent) >= THREAD_FROM_BYTES
+        outgoing = orjson.dumps(built) if built is not None else req.body or b""
+        session = self.masker.session(outgoing)
+        offload = len(outgoing) >= THREAD_FROM_BYTES
         try:
             parsed = req.json() if built is None else built
         except BadRequest:  # not JSON: a form's text fields, and deny_raw's look at it as text
             form: bytes | None = None
             try:
                 if self.config.deny_openai and carries_prompt(api, ex.api_path):
-                    content_type, sent = req.headers.get("content-type") or "", req.body
+                    content_type, sent = req.headers.get("content-type") or "", outgoing
 
                     def masked_form() -> bytes | None:
                         form = map_text_fields(content_type, sent, session.mask, _NOT_FORM_TEXT)
@@ -211,7 +211,7 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
                     if form is not None and form is not sent:  # (a form: an image edit, a transcription; urlencoded)
                         ex.upstream_form = form
                 if self.config.deny_raw:  # every byte, the files' too, checked as text
-                    raw = req.body.decode("utf-8", "replace")
+                    raw = outgoing.decode("utf-8", "replace")
                     await asyncio.to_thread(session.mask, raw) if offload else session.mask(raw)
             except Denied as denied:
                 return self._deny(ex, api, denied)
