@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote_plus
@@ -387,6 +387,11 @@ class Exchange:
     # The same for a form (``multipart/form-data``) a plugin rewrote: its bytes, under
     # the client's own content type and boundary.
     upstream_form: bytes | None = None
+    # A provider call a plugin makes itself, in place of ai-proxy's (chatgpt-proxy's, to
+    # its ``chatgptUri``, always a POST of ``upstream_json``): the gateway makes it where
+    # it would send the call to the route's providers, after every request plugin and
+    # the budget hold. None: ai-proxy sends the call.
+    upstream_call: Callable[[Exchange], Awaitable[Reply]] | None = None
     # Extra response headers plugins want the client to see (rate-limit quotas, …).
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     # What ai-cache made of the call: "hit" or "semantic" (answered from the cache: the

@@ -132,3 +132,40 @@ def test_data_masking_sees_the_prompt_chatgpt_proxy_makes_from_the_query(
     denied = httpx.get(gw.url + "/", params={"text": "about project-falcon"}, headers={"apikey": "xxxxxx"})
     assert denied.headers["x-tollway-reason"] == "ai-data-masking.denied"  # (deny_code: 200, as Higress)
     assert len(mock_requests()) == 1
+
+
+def test_chatgpt_proxy_calls_are_held_to_a_budget_like_any_provider_call(
+    gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    """chatgpt-proxy answered from a plugin hook, past the budget hold: a consumer with a
+    budget spent through it unmetered. Its call is now made where the gateway makes every
+    provider call, after the hold, and settles to its record's cost."""
+    config = f"""
+storage: {{state: memory}}
+pricing: {{curie: {{input_per_mtok: 1000, output_per_mtok: 1000}}}}
+routes: [{{name: aigc, path_prefix: /}}]
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [apikey]
+      consumers: [{{name: consumer1, credential: xxxxxx, budget: {{usd: 1, period: day}}}}]
+  - name: chatgpt-proxy
+    defaultConfig: {{apiKey: sk-seed, model: curie, promptParam: text, chatgptUri: "{mock_llm.url}/v1/completions"}}
+"""
+    gw = gateway(config)
+    statuses = []
+    with httpx.Client(timeout=10) as http:
+        for _ in range(40):
+            r = http.get(gw.url + "/", params={"text": "Say,hello " * 20}, headers={"apikey": "xxxxxx"})
+            statuses.append(r.status_code)
+            if r.status_code != 200:
+                assert r.status_code == 403 and r.headers["x-tollway-reason"] == "budget.exceeded", r.text
+                break
+    assert 200 in statuses and statuses[-1] == 403, statuses
+    records = httpx.get(gw.admin_url + "/api/requests", params={"consumer": "consumer1"}, timeout=10).json()["requests"]
+    served = [r for r in records if r["status"] == 200]
+    assert all(r["cost_usd"] > 0 and r["api"] == "completions" and r["provider"] == "chatgpt-proxy" for r in served)
+    spent = sum(r["cost_usd"] for r in served)
+    assert spent <= 1.0
+    shown = httpx.get(gw.admin_url + "/api/consumers/consumer1", timeout=10).json()["spend"][0]["spend_usd"]
+    assert abs(shown - spent) < 1e-9

@@ -229,7 +229,7 @@ class Budgets:
         model = ex.model_requested
         if budgeted is None or ex.api == "count_tokens":
             return 0
-        if model is None or ex.request.method in _READS or (ex.api in _UNPRICED_APIS and not _priced_anyway(ex)):
+        if model is None or _reads(ex) or (ex.api in _UNPRICED_APIS and not _priced_anyway(ex)):
             # No model to price it by, an API no provider bills (moderation, whatever
             # model it names), or one whose cost its answer does not say (an Assistants
             # run, a fine-tuning job: billed apart, whatever model it names).
@@ -498,11 +498,17 @@ def _compaction(ex: Exchange) -> bool:
     return ex.request.method == "POST" and ex.api_path.rstrip("/").lower() == RESPONSES_COMPACT
 
 
+def _reads(ex: Exchange) -> bool:
+    """A read (GET, DELETE, …) of the provider: no one bills it. A plugin's own provider
+    call (chatgpt-proxy's: a POST, whatever method the client's request had) is none."""
+    return ex.request.method in _READS and ex.upstream_call is None
+
+
 def _costs_nothing(ex: Exchange) -> bool:
     """Whether a call is one no provider bills (see above), whatever model it names. Any other
     (an Assistants run, a batch, a fine-tuning job, an API the gateway does not know)
     cannot be priced, so a budget cannot hold it."""
-    if ex.request.method in _READS:
+    if _reads(ex):
         return True
     method = _gemini_method(ex)
     if method is not None:

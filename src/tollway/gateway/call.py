@@ -256,7 +256,8 @@ class Gateway:
                     tools = ToolFilter.of(ex.consumer, server)
                     reply = await self.mcp.serve(ex, snap.mcp_servers[server], msg, tools)
                 if reply is None:
-                    if not route.provider_ids and not route.model_providers:
+                    call = ex.upstream_call  # (a plugin's own provider call: chatgpt-proxy's)
+                    if call is None and not route.provider_ids and not route.model_providers:
                         raise NotFound(f"route {route.name!r} has no provider", reason="gateway.no_route")
                     if unfit is not None and (ex.upstream_json is None or ex.model_requested is None):
                         # (A plugin that rewrote the body into one naming its model, as
@@ -269,7 +270,10 @@ class Gateway:
                         and not budgets.admit_now(ex, snap.upstream_models)
                     ):
                         await budgets.admit(ex, snap.upstream_models)
-                    reply = await self.proxy.serve(ex, snap.route_providers[route.name])
+                    if call is not None:
+                        reply = await call(ex)
+                    else:
+                        reply = await self.proxy.serve(ex, snap.route_providers[route.name])
             await self._respond(ex, chain, client, reply)
             if client.gone and not ex.stream_ended:
                 # Left before the answer was out, too soon for the watch to cancel the

@@ -14,7 +14,7 @@ import orjson
 from pydantic import AliasChoices, Field, field_validator
 
 from tollway.errors import BadRequest
-from tollway.exchange import Attempt, Exchange, Reply, StateKey
+from tollway.exchange import Attempt, Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.protocols.usage import apply_usage
 from tollway.providers.errors import translate
@@ -24,10 +24,6 @@ from tollway.upstream import TransportError, TransportTimeout, UpstreamRequest
 _HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade", "date", "server"}
 )
-
-
-# Set by the headers hook on the calls it made a body for.
-_ASKED: StateKey[bool] = StateKey("chatgpt-proxy.asked")
 
 
 class ChatgptProxyConfig(PluginConfig):
@@ -66,10 +62,11 @@ class ChatgptProxy(Plugin[ChatgptProxyConfig]):
         )
 
     async def request_headers(self, ex: Exchange) -> Reply | None:
-        """The call's body, made from the query: the body the provider gets from here on
-        (``Exchange.upstream_json``), so that the plugins that look at a body before it
-        leaves (ai-data-masking masks or refuses it) see this one. Sent in the body
-        phase, after them."""
+        """The call's body, made from the query: the body the provider gets
+        (``Exchange.upstream_json``), and the call itself, which the gateway makes where it
+        would send a call to the route's providers (``Exchange.upstream_call``): after
+        every request plugin (ai-data-masking masks the prompt, the token limits and
+        quotas reserve) and the budget hold, as any provider call."""
         prompt = ex.request.query_param(self.config.promptParam)
         if prompt is None or prompt == "":
             raise BadRequest(
@@ -86,13 +83,12 @@ class ChatgptProxy(Plugin[ChatgptProxyConfig]):
             "presence_penalty": 0.6,
             "stop": [cfg.HumanId, cfg.AIId],
         }
-        ex.model_requested = ex.model_upstream = cfg.model  # (a refusal before it is sent is recorded with it)
-        ex.put(_ASKED, True)
+        ex.api = "completions"  # (what the provider is asked; its record says so)
+        ex.model_requested = ex.model_upstream = cfg.model
+        ex.upstream_call = self._call
         return None
 
-    async def request_body(self, ex: Exchange) -> Reply | None:
-        if not ex.get(_ASKED):
-            return None
+    async def _call(self, ex: Exchange) -> Reply:
         cfg = self.config
         body = orjson.dumps(ex.body_json())
         ex.model_requested = ex.model_upstream = cfg.model  # (whatever a body the client sent named)

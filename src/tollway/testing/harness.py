@@ -98,8 +98,9 @@ def make_plugin(
 
 async def run_request(plugin: Plugin[Any], ex: Exchange) -> Reply | GatewayError | None:
     """Run ``request_headers`` (body not yet read), then ``request_body``, as the chain
-    does; return the plugin's ``Reply``, the ``GatewayError`` it raised, or ``None``
-    when it lets the request go on."""
+    does, then the provider call the plugin made its own (``Exchange.upstream_call``,
+    chatgpt-proxy's), as the gateway does; return the plugin's ``Reply``, the
+    ``GatewayError`` it raised, or ``None`` when it lets the request go on."""
     body = ex.request.body
     ex.request.body = None
     try:
@@ -107,7 +108,10 @@ async def run_request(plugin: Plugin[Any], ex: Exchange) -> Reply | GatewayError
         if reply is not None:
             return reply
         ex.request.body = body if body is not None else b""
-        return await plugin.request_body(ex)
+        reply = await plugin.request_body(ex)
+        if reply is None and ex.upstream_call is not None:
+            return await ex.upstream_call(ex)
+        return reply
     except GatewayError as err:
         ex.fail(err)
         return err

@@ -16,6 +16,10 @@ have no output.
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange
 from tollway.protocols.media import prompt_estimate
@@ -31,7 +35,11 @@ def estimate(ex: Exchange, default_output: int) -> int:
 def prompt_tokens(ex: Exchange) -> int:
     """The prompt's estimated tokens: the whole body's, so JSON syntax only adds margin;
     in a large body, its inline media at what they cost (``protocols.media``)."""
-    return prompt_estimate(len(ex.request.body or b""), ex.request.json_or_none)
+    body = ex.request.body
+    if not body and ex.upstream_json is not None:  # a body a plugin made (chatgpt-proxy's, from the query)
+        made = ex.upstream_json
+        return prompt_estimate(len(orjson.dumps(made)), lambda: made)
+    return prompt_estimate(len(body or b""), ex.request.json_or_none)
 
 
 def output_tokens(ex: Exchange, default_output: int) -> int:
@@ -39,12 +47,16 @@ def output_tokens(ex: Exchange, default_output: int) -> int:
     embeddings and token counting (no output)."""
     if ex.api == "embeddings" or ex.api == "count_tokens":
         return 0
+    obj: Any
     if not ex.request.body:
-        return default_output
-    try:
-        obj = ex.request.json()
-    except BadRequest:
-        return default_output
+        if ex.upstream_json is None:
+            return default_output
+        obj = ex.upstream_json  # (a body a plugin made: chatgpt-proxy's)
+    else:
+        try:
+            obj = ex.request.json()
+        except BadRequest:
+            return default_output
     if type(obj) is not dict:
         return default_output
     # Parsed JSON: an int is exactly ``int`` (``true`` is a bool, 1.0 a float: neither counts).
