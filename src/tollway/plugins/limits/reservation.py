@@ -76,7 +76,16 @@ def output_tokens(ex: Exchange, default_output: int) -> int:
         counts.append(config.get("candidateCount"))
     output = max(named) if named else default_output
     answers = max([1, *(c for c in counts if type(c) is int)])
-    return output * answers
+    return output * answers * _prompts(obj.get("prompt"))
+
+
+def _prompts(prompt: object) -> int:
+    """How many prompts a legacy completions call's ``prompt`` holds, each answered on
+    its own (``n`` times, ``max_tokens`` each): a list of texts or of token lists is
+    that many; a text, or one list of token ids, is one."""
+    if type(prompt) is not list or not prompt or all(type(p) is int for p in prompt):
+        return 1
+    return len(prompt)
 
 
 # The paths that mint a realtime key: the client then spends tokens with the provider

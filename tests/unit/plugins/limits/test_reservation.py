@@ -35,6 +35,18 @@ def test_a_legacy_completion_with_best_of_reserves_every_answer_generated() -> N
     assert estimate(call(body=body, path="/v1/completions"), 256) == (len(body) + 3) // 4 + 500
 
 
+@pytest.mark.parametrize(
+    ("prompt", "answers"),
+    [("p", 1), (["a", "b", "c"], 3), ([[1, 2], [3], [4]], 3), ([1, 2, 3], 1), ([], 1)],
+)
+def test_a_legacy_completion_reserves_an_answer_per_prompt_of_a_list(prompt: object, answers: int) -> None:
+    # A list of 200 prompts is answered 200 times, max_tokens each: reserving one answer
+    # let a single call put a quota 4,100 tokens under zero (a judge's High). One list of
+    # token ids is one prompt.
+    body = orjson.dumps({"model": "m", "prompt": prompt, "max_tokens": 50, "n": 2})
+    assert estimate(call(body=body, path="/v1/completions"), 256) == (len(body) + 3) // 4 + 100 * answers
+
+
 def test_geminis_own_api_names_its_output_limit_and_answers_in_its_generation_config() -> None:
     body = orjson.dumps({"contents": [], "generationConfig": {"maxOutputTokens": 70, "candidateCount": 3}})
     path = "/v1beta/models/gemini-2.5-flash:generateContent"
