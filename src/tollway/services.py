@@ -8,7 +8,7 @@ its services, it never swaps them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tollway.state import StateStore
 from tollway.state.memory import MemoryStateStore
@@ -19,6 +19,24 @@ if TYPE_CHECKING:
     from tollway.cache import CacheStores
     from tollway.consumers.directory import ConsumerDirectory
     from tollway.quotas.ledger import QuotaLedger
+
+
+class SideCallSpend(Protocol):
+    """Money budgets and max_parallel for a call a plugin makes on a client call's behalf
+    (ai-cache's embeddings): held before it is made, settled as soon as it ends, so its
+    cost is in its consumer's spend as in its record (``tollway.budgets`` does it)."""
+
+    # (``call`` is the side call's ``tollway.exchange.Exchange``: this layer may not
+    # name it.)
+
+    async def admit_side_call(self, call: Any, model: str) -> None:
+        """Hold ``call`` (sent upstream as ``model``) against its consumer's budgets, or
+        raise the budget's refusal (a ``GatewayError``)."""
+        ...
+
+    async def settle_side_call(self, call: Any) -> None:
+        """``call`` ended: give its hold back and count what it cost. Never raises."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +60,5 @@ class Services:
     # The audit log of admin writes (ai-quota's quota changes record there); none where
     # no database is open.
     audit: AuditLog | None = None
+    # Money budgets for side calls; none where the runtime has none (tests, the harness).
+    side_call_spend: SideCallSpend | None = None

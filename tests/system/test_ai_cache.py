@@ -359,3 +359,58 @@ def test_two_processes_share_semantic_entries_through_the_database(
     assert paraphrase.headers["x-tollway-cache"] == "hit" and chat_calls(fake) - before == 1
     assert paraphrase.parse().choices[0].message.content == first.parse().choices[0].message.content
     assert usage_record(two, rid)["cache"] == "semantic"
+
+
+BUDGETED = """
+storage: {{database: "sqlite:///./tollway.db", state: memory}}
+pricing:
+  gpt-4o-mini: {{input_per_mtok: 1000, output_per_mtok: 1000}}
+  text-embedding-3-small: {{input_per_mtok: 100, output_per_mtok: 0}}
+providers:
+  - {{id: oai, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-oai]}}
+  - {{id: emb, type: openai, baseUrl: "{emb}/v1", apiTokens: [sk-emb]}}
+routes: [{{name: chat, path_prefix: /v1/, provider: oai}}]
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{{name: carol, credential: key-carol, budget: {{usd: 1, period: day}}}}]
+  - name: ai-cache
+    defaultConfig:
+      scope: consumer
+      semantic: {{provider: emb, model: text-embedding-3-small, threshold: 0.99, sync_s: 0}}
+"""
+
+
+def test_the_semantic_caches_embeddings_calls_are_held_to_the_budget_and_counted_in_its_spend(
+    gateway: GatewayFactory, mock_llm: Proc, emb: EmbeddingProvider
+) -> None:
+    """The embeddings call of a lookup is paid for: its record has a cost, and the budget
+    counted none of it, so spend and records disagreed and a consumer out of budget ran
+    up embeddings charges call after call (a judge's High). It is held like any call and
+    counted as soon as it ends; past the budget it is not made."""
+    gw = gateway(BUDGETED.format(mock=mock_llm.url, emb=emb.url))  # (the mock model keeps to max_tokens)
+    client = openai_sdk(gw, key="key-carol")
+    outcomes, embedded = [], []
+    for i in range(60):
+        text = f"{uuid.uuid4().hex} question {i}: " + "tell me about the weather " * 40
+        try:
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": text}], max_tokens=10
+            )
+            outcomes.append("served")
+        except openai.PermissionDeniedError as exc:
+            assert exc.response.headers["x-tollway-reason"] == "budget.exceeded"
+            outcomes.append("refused")
+        embedded.append(emb.calls)
+    # The chat calls (dear) are refused first; the lookups (cheap) go on until the budget
+    # has no room for one either, and then are not made.
+    assert outcomes[0] == "served" and outcomes[-10:] == ["refused"] * 10, outcomes
+    assert embedded[-10:] == [embedded[-10]] * 10, embedded
+    records = httpx.get(gw.admin_url + "/api/requests", params={"consumer": "carol", "limit": "1000"}).json()
+    costs = [r["cost_usd"] or 0.0 for r in records["requests"]]
+    embeddings = [r for r in records["requests"] if r["api"] == "embeddings"]
+    assert embeddings and all(r["cost_usd"] > 0 for r in embeddings)
+    [spend] = httpx.get(gw.admin_url + "/api/consumers/carol").json()["spend"]
+    assert abs(spend["spend_usd"] - sum(costs)) < 1e-9  # the spend is the records' sum
+    assert spend["spend_usd"] <= 1.0

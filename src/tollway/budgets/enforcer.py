@@ -334,6 +334,22 @@ class Budgets:
                                 plan.allowances[answer.subject].key)  # fmt: skip
         raise _unavailable("spend counters keep disappearing")
 
+    async def admit_side_call(self, call: Exchange, model: str) -> None:
+        """``services.SideCallSpend``: a call a plugin makes for a client call (ai-cache's
+        embeddings), held at ``model``'s price like any call."""
+
+        def sent_as(route: Route, asked: str) -> tuple[str, ...]:
+            return (model,)
+
+        if not self.admit_now(call, sent_as):
+            await self.admit(call, sent_as)
+
+    async def settle_side_call(self, call: Exchange) -> None:
+        if self.settles_at_once:
+            self.release_now(call)
+        elif self.holds(call):
+            await asyncio.shield(self.release(call))
+
     @staticmethod
     def holds(ex: Exchange) -> bool:
         """Whether ``admit`` held anything for this call (most calls: no budget, nothing

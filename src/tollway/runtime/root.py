@@ -108,6 +108,21 @@ class Runtime:
         self.audit = AuditLog(self.database)
         # ai-quota balances: the database keeps the truth, the state store decides calls.
         self.quota_ledger = QuotaLedger(self.database, state)
+        # Budgets and max_parallel (SPEC §10) on consumers and groups: before the services,
+        # which hand them to plugins that make calls of their own (ai-cache's embeddings).
+        self.alerts = Alerts(state)
+        self.alerts.configure(cfg.governance.alerts)
+        self.budgets = Budgets(
+            state,
+            SpendHistory(self.database),
+            self.groups,
+            self._group_members,
+            self._flush_records,
+            # A hold outlives any call that can still be running (a dead replica's holds
+            # are given back after it).
+            hold_s=cfg.server.upstream_timeout_s + cfg.server.shutdown_timeout_s + 60,
+            alerts=self.alerts,
+        )
         self.services = Services(
             transport=PooledTransport(max_answer_bytes=cfg.server.max_upstream_body_bytes),
             mock_transport=AsgiTransport(create_mock_app()),
@@ -118,6 +133,7 @@ class Runtime:
             # ai-cache: exact entries on the state store, semantic vectors in the database.
             caches=CacheStores(state, self.database),
             audit=self.audit,
+            side_call_spend=self.budgets,
         )
         self.failures = FailureLog()
         self.snapshot = Snapshot(loaded, self.services, self.failures)
@@ -149,20 +165,6 @@ class Runtime:
         )
         # Which consumer made each file and batch at the providers (SPEC §9).
         self.holdings = Holdings(self.database)
-        # Budgets and max_parallel (SPEC §10) on consumers and groups.
-        self.alerts = Alerts(state)
-        self.alerts.configure(cfg.governance.alerts)
-        self.budgets = Budgets(
-            state,
-            SpendHistory(self.database),
-            self.groups,
-            self._group_members,
-            self._flush_records,
-            # A hold outlives any call that can still be running (a dead replica's holds
-            # are given back after it).
-            hold_s=cfg.server.upstream_timeout_s + cfg.server.shutdown_timeout_s + 60,
-            alerts=self.alerts,
-        )
         self.budgets.configure(prices)
         self.gateway = Gateway(
             self.snapshot,

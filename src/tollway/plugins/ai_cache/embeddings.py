@@ -16,11 +16,13 @@ from typing import Any
 import orjson
 
 from tollway.cache.vectors import Vector, unit
+from tollway.errors import GatewayError
 from tollway.exchange import Attempt, Exchange, Request
 from tollway.headers import Headers
 from tollway.protocols.apis import EMBEDDINGS
 from tollway.protocols.usage import apply_usage
 from tollway.providers.base import Provider
+from tollway.services import SideCallSpend
 from tollway.upstream import TransportError, UpstreamRequest, read_decoded
 
 log = logging.getLogger("tollway.plugins.ai_cache")
@@ -30,19 +32,40 @@ _WARN_EVERY_S = 60.0
 class Embedder:
     """Embeds prompts with ``model`` through ``provider`` (see the module)."""
 
-    def __init__(self, provider: Provider, model: str) -> None:
+    def __init__(self, provider: Provider, model: str, spend: SideCallSpend | None = None) -> None:
         self.provider = provider
         self.model = model
         self.upstream_model = provider.map_model(model)
+        self.spend = spend
         self._warned = -_WARN_EVERY_S
 
     async def embed(self, ex: Exchange, text: str) -> Vector | None:
-        """``text``'s unit vector, or None; the call is added to ``ex.side_calls``."""
+        """``text``'s unit vector, or None; the call is added to ``ex.side_calls``. A
+        consumer's budget holds the call like any (``spend``) and counts what it cost as
+        soon as it ends; a budget that refuses it (spent, or the model unpriced) leaves
+        the call unmade and the semantic cache finding nothing."""
+        body = orjson.dumps({"model": self.upstream_model, "input": text, "encoding_format": "float"})
+        call = self._side_call(ex, body)
+        spend = self.spend if call.consumer is not None else None
+        if spend is not None:
+            try:
+                await spend.admit_side_call(call, self.upstream_model)
+            except GatewayError as refused:
+                self._warn(f"a budget refused the embeddings call ({refused.reason})")
+                return None
+        if ex.side_calls is None:
+            ex.side_calls = []
+        ex.side_calls.append(call)
+        try:
+            return await self._call(call, body)
+        finally:
+            if spend is not None:
+                await spend.settle_side_call(call)
+
+    async def _call(self, call: Exchange, body: bytes) -> Vector | None:
         provider = self.provider
-        call = self._side_call(ex)
         token = provider.pick_token()
         endpoint = provider.endpoint(EMBEDDINGS, "", token[1] if token else None, model=self.upstream_model)
-        body = orjson.dumps({"model": self.upstream_model, "input": text, "encoding_format": "float"})
         request = UpstreamRequest(
             "POST",
             endpoint.url,
@@ -78,16 +101,14 @@ class Embedder:
             self._warn(f"provider {provider.id!r} answered the embeddings call without a vector")
         return vector
 
-    def _side_call(self, ex: Exchange) -> Exchange:
-        """The embeddings call's own exchange, recorded when the client's call ends."""
+    def _side_call(self, ex: Exchange, body: bytes) -> Exchange:
+        """The embeddings call's own exchange (its body, for a budget's estimate),
+        recorded when the client's call ends."""
         req = ex.request
-        mirror = Request("POST", req.path, "", Headers(()), req.client_ip, req.host)
+        mirror = Request("POST", req.path, "", Headers(()), req.client_ip, req.host, body=body)
         call = Exchange(request_id=f"{ex.request_id}.embeddings", request=mirror)
         call.route, call.consumer, call.api = ex.route, ex.consumer, "embeddings"
         call.provider, call.model_requested, call.model_upstream = self.provider.id, self.model, self.upstream_model
-        if ex.side_calls is None:
-            ex.side_calls = []
-        ex.side_calls.append(call)
         return call
 
     @staticmethod

@@ -129,7 +129,7 @@ class AiCache(Plugin[AiCacheConfig]):
         if provider is not None and self.index is not None:
             from tollway.plugins.ai_cache.embeddings import Embedder
 
-            self.embedder = Embedder(provider, model)
+            self.embedder = Embedder(provider, model, self.services.side_call_spend)
 
     # --- the request: look it up --------------------------------------------------------
 
