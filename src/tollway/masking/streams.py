@@ -32,6 +32,7 @@ from typing import Any
 
 from tollway.masking.bodies import check_answer, map_answer
 from tollway.masking.vault import StreamRestorer, Vault
+from tollway.protocols.lists import members
 from tollway.protocols.sse import SseEvent
 
 _CHAT_FIELDS = ("content", "reasoning_content", "refusal")
@@ -126,7 +127,7 @@ class AnswerStream:
                 for field in _CHAT_FIELDS:
                     if isinstance(delta.get(field), str):
                         changed |= self._restore(delta, field, ("delta", index, field), final)
-                for call in delta.get("tool_calls") or ():
+                for call in members(delta, "tool_calls"):
                     function = call.get("function") if isinstance(call, dict) else None
                     if (
                         isinstance(function, dict)

@@ -8,6 +8,7 @@ from typing import Any
 from tollway.exchange import Exchange
 from tollway.protocols.apis import recorded_api
 from tollway.protocols.gemini.response import usage_to_pivot
+from tollway.protocols.lists import members
 from tollway.protocols.media import prompt_estimate
 from tollway.protocols.usage import apply_usage, estimate_tokens
 
@@ -68,12 +69,12 @@ def answer_chars(obj: Any) -> int:
     if not isinstance(obj, dict):
         return 0
     n = 0
-    for choice in obj.get("choices") or ():
+    for choice in members(obj, "choices"):
         if isinstance(choice, dict):
             message = choice.get("message")
             if isinstance(message, dict):
                 n += _chars(message.get("content"))
-                for call in message.get("tool_calls") or ():
+                for call in members(message, "tool_calls"):
                     fn = call.get("function") if isinstance(call, dict) else None
                     n += _chars(fn.get("arguments")) if isinstance(fn, dict) else 0
             n += _chars(choice.get("text"))
@@ -81,15 +82,15 @@ def answer_chars(obj: Any) -> int:
     for part in blocks if isinstance(blocks, list) else ():
         if isinstance(part, dict):
             n += _chars(part.get("text")) + (len(str(part["input"])) if "input" in part else 0)
-    for candidate in obj.get("candidates") or ():  # Gemini's own answer
+    for candidate in members(obj, "candidates"):  # Gemini's own answer
         content = candidate.get("content") if isinstance(candidate, dict) else None
         parts = content.get("parts") if isinstance(content, dict) else None
         for part in parts if isinstance(parts, list) else ():
             n += _chars(part.get("text")) if isinstance(part, dict) else 0
-    for item in obj.get("output") or ():
+    for item in members(obj, "output"):
         if isinstance(item, dict):
             n += _chars(item.get("arguments"))
-            for part in item.get("content") or ():
+            for part in members(item, "content"):
                 n += _chars(part.get("text")) if isinstance(part, dict) else 0
     return n
 

@@ -34,6 +34,7 @@ from tollway.errors import BadRequest
 from tollway.exchange import Exchange
 from tollway.protocols.apis import CHAT, MESSAGES, RESPONSES, dialect_of
 from tollway.protocols.codec import Codec, Json, StreamReader, StreamWriter, TranslationError
+from tollway.protocols.lists import members
 from tollway.protocols.openai import wire as openai_wire
 from tollway.protocols.registry import codec_for
 from tollway.protocols.responses import ResponsesCodec
@@ -207,7 +208,7 @@ def _finishes(obj: dict[str, Any] | None) -> bool:
     reason, or a Gemini chunk whose candidate has its ``finishReason``."""
     if obj is None:
         return False
-    for choice in obj.get("choices") or obj.get("candidates") or ():
+    for choice in members(obj, "choices") or members(obj, "candidates"):
         if isinstance(choice, dict) and (choice.get("finish_reason") or choice.get("finishReason")):
             return True
     delta = obj.get("delta")

@@ -29,3 +29,18 @@ def test_a_lone_half_is_the_replacement_character(raw: bytes, text: str) -> None
 def test_what_is_not_json_is_still_refused(raw: bytes) -> None:
     with pytest.raises(orjson.JSONDecodeError):
         provider_json.loads(raw)
+
+
+@pytest.mark.parametrize("wrong", [453, "abc", {"a": 1}, True, None, 1.5])
+def test_a_list_a_provider_sends_as_something_else_counts_nothing_and_raises_nothing(wrong: object) -> None:
+    """``"choices": 453`` in a stream chunk raised TypeError out of the translation (the
+    fuzzer found it); every list read off a provider's answer is read as a list or not
+    at all (``protocols.lists.members``)."""
+    from tollway.protocols.openai.wire import content_chars
+    from tollway.proxy.tokens import answer_chars
+
+    for shape in ({"choices": wrong}, {"candidates": wrong}, {"output": wrong},
+                  {"choices": [{"delta": {"tool_calls": wrong}}]}, {"candidates": [{"content": {"parts": wrong}}]},
+                  {"choices": [{"message": {"tool_calls": wrong}}]}, {"output": [{"content": wrong}]}):  # fmt: skip
+        assert content_chars(shape) == 0
+        assert answer_chars(shape) == 0

@@ -13,6 +13,7 @@ from typing import Any
 
 from tollway.protocols import pivot
 from tollway.protocols.codec import Json
+from tollway.protocols.lists import members
 from tollway.protocols.sse import SseEvent
 
 # Fields of an OpenAI chat answer, whole or each chunk of a stream, that belong to the
@@ -76,7 +77,7 @@ def completion_of(chunks: list[Json]) -> Json:
         if isinstance(delta, dict):
             if isinstance(delta.get("content"), str):
                 text.append(delta["content"])
-            for call in delta.get("tool_calls") or ():
+            for call in members(delta, "tool_calls"):
                 if isinstance(call, dict):
                     _add_call(calls, call)
         if choice.get("finish_reason"):
@@ -106,13 +107,11 @@ def responses_to_pivot(body: Json) -> Json:
     """A Responses API ``response`` object as a ``chat.completion``."""
     text: list[str] = []
     calls: list[Json] = []
-    for item in body.get("output") or ():
+    for item in members(body, "output"):
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            text.extend(
-                str(p.get("text", "")) for p in item.get("content") or () if isinstance(p, dict) and "text" in p
-            )
+            text.extend(str(p.get("text", "")) for p in members(item, "content") if isinstance(p, dict) and "text" in p)
         elif item.get("type") == "function_call":
             call_id = item.get("call_id") or item.get("id") or ""
             function = {"name": item.get("name") or "", "arguments": item.get("arguments") or ""}

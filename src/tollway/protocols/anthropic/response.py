@@ -23,6 +23,7 @@ from typing import Any
 
 from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.codec import Json
+from tollway.protocols.lists import members
 
 STOP_TO_FINISH = {
     "end_turn": "stop",
@@ -111,7 +112,7 @@ def to_pivot(message: Json) -> Json:
     thinking: list[str] = []
     signed: list[Json] = []
     calls: list[Json] = []
-    for block in message.get("content") or ():
+    for block in members(message, "content"):
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
@@ -153,7 +154,7 @@ def from_pivot(chat: Json) -> Json:
     text = pivot.answer_text(msg)
     if text:
         content.append({"type": "text", "text": text})
-    for call in msg.get("tool_calls") or ():
+    for call in members(msg, "tool_calls"):
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict):
             content.append(

@@ -33,6 +33,7 @@ from tollway.protocols.anthropic.response import (
     usage_to_pivot,
 )
 from tollway.protocols.codec import Json
+from tollway.protocols.lists import members
 from tollway.protocols.sse import SseEvent
 
 
@@ -175,7 +176,7 @@ class AnthropicStreamWriter:
             self._failed = True
             return [_event(error_event_from_pivot(chunk))]
         out = self._start(chunk)
-        for choice in chunk.get("choices") or ():
+        for choice in members(chunk, "choices"):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = pivot.member(choice, "delta")
@@ -187,7 +188,7 @@ class AnthropicStreamWriter:
             text = pivot.answer_text(delta)  # (a refusal too: Anthropic says one as text)
             if text:
                 out += self._text("text", text)
-            for call in delta.get("tool_calls") or ():
+            for call in members(delta, "tool_calls"):
                 if isinstance(call, dict):
                     out += self._tool(call)
             if choice.get("finish_reason"):

@@ -50,6 +50,7 @@ import orjson
 
 from tollway.protocols import pivot
 from tollway.protocols.codec import Json, TranslationError
+from tollway.protocols.lists import members
 
 AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 # Chat fields Gemini has nothing like, and the values that ask for nothing.
@@ -423,7 +424,7 @@ def _config_to_pivot(config: Json, chat: Json) -> None:
 def _tools_to_pivot(tools: Any) -> list[Json]:
     out = []
     for tool in tools if isinstance(tools, list) else ():
-        for decl in tool.get("functionDeclarations") or () if isinstance(tool, dict) else ():
+        for decl in members(tool, "functionDeclarations") if isinstance(tool, dict) else ():
             fn: Json = {"name": decl.get("name")}
             if isinstance(decl.get("description"), str):
                 fn["description"] = decl["description"]

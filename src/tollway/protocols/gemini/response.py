@@ -21,6 +21,7 @@ from typing import Any
 from tollway.protocols import pivot
 from tollway.protocols.codec import Json
 from tollway.protocols.gemini.request import call_to_pivot, function_call_part
+from tollway.protocols.lists import members
 
 FILTERED = frozenset(
     {
@@ -99,7 +100,7 @@ def _call_id(part: Json) -> str:
 def to_pivot(body: Json) -> Json:
     """A ``GenerateContentResponse`` → a ``chat.completion`` object."""
     choices: list[Json] = []
-    for i, candidate in enumerate(body.get("candidates") or ()):
+    for i, candidate in enumerate(members(body, "candidates")):
         parts = parts_of(candidate)
         message = _message(parts)
         index = candidate.get("index", i) if isinstance(candidate, dict) else i
@@ -136,7 +137,7 @@ def message_parts(message: Json) -> list[Json]:
     text = pivot.answer_text(message)
     if text:
         parts.append({"text": text})
-    for call in message.get("tool_calls") or ():
+    for call in members(message, "tool_calls"):
         fn = pivot.member(call, "function")
         fc: Json = {"name": fn.get("name"), "args": pivot.arguments_object(fn.get("arguments"))}
         if isinstance(call, dict) and isinstance(call.get("id"), str):
@@ -148,7 +149,7 @@ def message_parts(message: Json) -> list[Json]:
 def from_pivot(chat: Json) -> Json:
     """A ``chat.completion`` object → a ``GenerateContentResponse``."""
     candidates = []
-    for i, choice in enumerate(chat.get("choices") or ()):
+    for i, choice in enumerate(members(chat, "choices")):
         if not isinstance(choice, dict):
             continue
         candidate: Json = {

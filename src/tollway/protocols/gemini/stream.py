@@ -30,6 +30,7 @@ from tollway.protocols.gemini.response import (
     usage_from_pivot,
     usage_to_pivot,
 )
+from tollway.protocols.lists import members
 from tollway.protocols.sse import SseEvent
 
 
@@ -120,7 +121,7 @@ class GeminiStreamWriter:
         self._id = self._id or str(chunk.get("id") or "")
         self._model = self._model or str(chunk.get("model") or "")
         candidates = []
-        for choice in chunk.get("choices") or ():
+        for choice in members(chunk, "choices"):
             if isinstance(choice, dict):
                 candidate = self._candidate(choice)
                 if candidate is not None:
@@ -133,7 +134,7 @@ class GeminiStreamWriter:
     def _candidate(self, choice: Json) -> Json | None:
         index = choice.get("index", 0)
         delta = pivot.member(choice, "delta")
-        for call in delta.get("tool_calls") or ():
+        for call in members(delta, "tool_calls"):
             if not isinstance(call, dict):
                 continue
             fn = pivot.member(call, "function")

@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 
+from tollway.protocols.lists import members
+
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -37,14 +39,14 @@ def content_chars(obj: Any) -> int:
     n = 0
     if not isinstance(obj, dict):
         return 0
-    for choice in obj.get("choices") or ():
+    for choice in members(obj, "choices"):
         if not isinstance(choice, dict):
             continue
         delta = choice.get("delta")
         if isinstance(delta, dict):
             if isinstance(delta.get("content"), str):
                 n += len(delta["content"])
-            for call in delta.get("tool_calls") or ():
+            for call in members(delta, "tool_calls"):
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
                     n += len(fn["arguments"])
@@ -55,9 +57,9 @@ def content_chars(obj: Any) -> int:
         for key in ("text", "partial_json", "thinking"):
             if isinstance(delta.get(key), str):
                 n += len(delta[key])
-    for candidate in obj.get("candidates") or ():  # a chunk of Gemini's own stream
+    for candidate in members(obj, "candidates"):  # a chunk of Gemini's own stream
         content = candidate.get("content") if isinstance(candidate, dict) else None
-        for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
+        for part in members(content, "parts"):
             if isinstance(part, dict) and isinstance(part.get("text"), str):
                 n += len(part["text"])
     return n

@@ -24,6 +24,7 @@ from typing import Any
 
 from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.codec import Json
+from tollway.protocols.lists import members
 from tollway.protocols.usage import CACHE_WRITES
 
 # finish_reason → the status and incomplete_details.reason of the response.
@@ -137,7 +138,7 @@ def from_pivot(chat: Json, request: Mapping[str, Any]) -> Json:
     output: list[Json] = [reasoning_item(f"rs_{ident}", signed)] if signed else []
     if parts:
         output.append(message_item(f"msg_{ident}", parts))
-    for call in message.get("tool_calls") or ():
+    for call in members(message, "tool_calls"):
         fn = pivot.member(call, "function")
         arguments = fn.get("arguments")
         if not isinstance(arguments, str):

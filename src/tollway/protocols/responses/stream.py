@@ -33,6 +33,7 @@ from typing import Any
 
 from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.codec import Json
+from tollway.protocols.lists import members
 from tollway.protocols.responses.response import (
     call_item,
     message_item,
@@ -263,7 +264,7 @@ class ResponsesStreamWriter:
             return out
         if chunk.get("usage") is not None:
             self._usage = usage(chunk["usage"])
-        for choice in chunk.get("choices") or ():
+        for choice in members(chunk, "choices"):
             delta = pivot.member(choice, "delta")
             signed = thinking_blocks.of_answer(delta)
             if signed:
@@ -272,7 +273,7 @@ class ResponsesStreamWriter:
                 out += self._text("output_text", delta["content"])
             if isinstance(delta.get("refusal"), str) and delta["refusal"]:
                 out += self._text("refusal", delta["refusal"])
-            for call in delta.get("tool_calls") or ():
+            for call in members(delta, "tool_calls"):
                 if isinstance(call, dict):
                     out += self._tool_call(call)
             if choice.get("finish_reason"):
