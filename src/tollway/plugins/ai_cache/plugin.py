@@ -38,7 +38,7 @@ from tollway.cache.entry import StoredAnswer, UnusableAnswer
 from tollway.errors import BadRequest, GatewayError
 from tollway.exchange import CacheOutcome, Exchange, Reply, StateKey
 from tollway.plugin import Phase, Plugin, Scope
-from tollway.plugins.ai_cache.answers import finished, reply_of
+from tollway.plugins.ai_cache.answers import complete, finished, reply_of
 from tollway.plugins.ai_cache.config import AiCacheConfig
 from tollway.plugins.ai_cache.key import CacheKey, cache_key
 from tollway.plugins.limits.failure_mode import fails_open
@@ -261,8 +261,8 @@ class AiCache(Plugin[AiCacheConfig]):
             return
         body = ex.reply_body
         if body is not None and not ex.stream:
-            if len(body) > self.config.max_bytes:
-                return
+            if len(body) > self.config.max_bytes or not complete(ex.api, body):
+                return  # too large, or a 200 with no finished answer in it (an error inside)
             stored = self._stored(ex, False, body)
         elif pending.events and pending.ended and ex.stream_ended:
             events = b"".join(pending.events)
