@@ -314,8 +314,8 @@ class FakeProvider:
             await _send(writer, error_answer(_protocol(seen), fault))
             return True
         if fault == "error200":
-            failed = error_answer(_protocol(seen), 500)
-            await _send(writer, Answer(200, failed.content_type, failed.body))
+            error = error_answer(_protocol(seen), 500)
+            await _send(writer, Answer(200, error.content_type, error.body))
             return True
         try:
             answer = canned_answer(seen)

@@ -244,7 +244,7 @@ def test_a_200_that_holds_an_error_is_never_stored(gw: Proc, fake: FakeProvider,
     if client == "openai":
         first = httpx.post(gw.url + "/v1/chat/completions", headers={"authorization": "Bearer key-alice"},
                            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})  # fmt: skip
-        rid, again = ask(openai_sdk(gw), text)
+        _, again = ask(openai_sdk(gw), text)
         assert again.parse().choices[0].message.content
     else:
         first = httpx.post(gw.url + "/v1/messages", headers={"x-api-key": "key-alice"},
