@@ -229,6 +229,11 @@ _DELETE = '"method": "tools/call", "params": {"name": "delete_everything", "argu
             403,
             "mcp.tool_not_allowed",
         ),
+        # Slashes a lenient router may collapse or drop (a judge's Low: they were relayed).
+        *(
+            (f'{{"jsonrpc": "2.0", "id": 9, {_DELETE.replace("tools/call", spelling)}}}}}', 403, "mcp.tool_not_allowed")
+            for spelling in ("tools//call", "tools/call/", "/tools/call", "tools / call")
+        ),
     ],
 )
 def test_a_forbidden_tool_call_cannot_be_smuggled_past_allow_tools(

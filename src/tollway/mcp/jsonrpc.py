@@ -116,10 +116,17 @@ def read(ex: Exchange) -> Message:
     return Message(method, msg_id, tool, params, _exact_id(msg_id, req.body), kind, tool_name)
 
 
+# Slashes, with any run of them and the whitespace around them one "/" (a lenient
+# server's router may read "tools//call" and "tools/call/" as "tools/call").
+_SLASHES = re.compile(r"\s*/[\s/]*")
+
+
 def _kind(method: Any) -> str | None:
+    """What a lenient server may take the method for: its normal form, case folded, its
+    slashes collapsed and none at either end."""
     if not isinstance(method, str) or not method:
         return None
-    return normalise(method).strip().casefold()
+    return _SLASHES.sub("/", normalise(method).casefold()).strip().strip("/")
 
 
 def _id_of(body: dict[str, Any]) -> Any:
