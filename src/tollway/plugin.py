@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
-from tollway.config.schema import FailureMode, PluginConfig
+from tollway.config.schema import CustomSetting, FailureMode, PluginConfig
 from tollway.exchange import Exchange, Reply
 
 if TYPE_CHECKING:
@@ -55,11 +55,20 @@ class ProviderLookup(Protocol):
         ``modelMapping`` applied); ``model`` itself when no provider serves it."""
         ...
 
-    def upstream_models(self, route: Route, model: str) -> tuple[str, ...]:
-        """Every model a call for ``model`` may be sent as on the route: each provider it
-        may fail over to with its ``modelMapping`` applied, in order, once each (the
-        first is ``upstream_model``'s)."""
+    def upstream_calls(self, route: Route, model: str) -> tuple[UpstreamCall, ...]:
+        """What a call for ``model`` may be sent as on the route: by each provider it may
+        fail over to, in order (the first is ``upstream_model``'s), once each."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """A call as one provider of its route would send it: the model after its
+    ``modelMapping``, and its ``customSettings`` (which may set the output limit or
+    ``n``), what a budget or a token reservation must hold it at."""
+
+    model: str
+    settings: tuple[CustomSetting, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

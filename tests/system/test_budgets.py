@@ -285,6 +285,38 @@ def test_a_call_that_fails_over_is_held_at_the_dearest_model_it_may_be_sent_as(
     assert refused == ["budget.exceeded", "budget.unpriced_model", "budget.unpriced_model"]
 
 
+def test_a_providers_custom_output_limit_is_what_a_call_is_held_at(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    """A provider whose customSettings send max_tokens 3000 whatever the client asked:
+    held at the client's 5, one call spent 2.5 times the budget (a judge's Medium)."""
+    config = f"""
+storage: {{state: memory}}
+pricing: {{mock-gpt: {{input_per_mtok: 1, output_per_mtok: 100}}}}
+providers:
+  - {{id: wide, type: openai, baseUrl: "{mock_llm.url}/v1", apiTokens: [sk-test],
+     customSettings: [{{name: max_tokens, value: 3000}}]}}
+routes: [{{name: chat, path_prefix: /v1/, provider: wide}}]
+plugins:
+  - name: key-auth
+    defaultConfig:
+      keys: [authorization]
+      consumers: [{{name: alice, credential: key-alice, budget: {{usd: 1, period: day}}}}]
+"""
+    gw = gateway(config)
+    long_reply = " ".join(["word"] * 2500)
+    with httpx.Client(timeout=30) as client:
+        for _ in range(20):
+            r = client.post(gw.url + "/v1/chat/completions", json={**body("plain"), "max_tokens": 5},
+                            headers={"authorization": "Bearer key-alice", "x-mock-reply": long_reply})  # fmt: skip
+            if r.status_code != 200:
+                assert_refused_for_budget(r, "consumer 'alice'")
+                break
+        else:
+            raise AssertionError("the budget never refused a call")
+    found = records(gw, "alice")
+    assert any(r["output_tokens"] > 1000 for r in found)  # the provider was sent 3,000
+    assert spent_nano(found) <= NANO
+
+
 @pytest.mark.parametrize(
     ("method", "path", "payload"),
     [

@@ -38,6 +38,7 @@ from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.groups import GroupDirectory
 from tollway.errors import BadRequest, Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
+from tollway.plugin import UpstreamCall
 from tollway.plugins.limits.reservation import output_tokens, prompt_tokens, spent_elsewhere
 from tollway.protocols.apis import GEMINI_PROMPT_METHODS, RESPONSES_COMPACT, gemini_method
 from tollway.protocols.form import form_fields
@@ -126,8 +127,8 @@ def _usd(nano: int) -> str:
     return f"${nano / NANO:.6f}".rstrip("0").rstrip(".")
 
 
-# The models a call for a model on a route may go upstream as (``Snapshot.upstream_models``).
-UpstreamModels = Callable[[Route, str], tuple[str, ...]]
+# What a call for a model on a route may go upstream as (``Snapshot.upstream_calls``).
+UpstreamCalls = Callable[[Route, str], tuple[UpstreamCall, ...]]
 
 
 class Budgets:
@@ -219,7 +220,7 @@ class Budgets:
         plans[consumer.name] = plan
         return plan
 
-    def _amount(self, ex: Exchange, plan: Plan, upstream_models: UpstreamModels, hidden: int = 0) -> int:
+    def _amount(self, ex: Exchange, plan: Plan, upstream_calls: UpstreamCalls, hidden: int = 0) -> int:
         """The most this call can cost, in nano-dollars (0 when no subject has a budget,
         the call only counts tokens, or it is one no provider bills: ``_costs_nothing``);
         raises ``model_unpriced`` for a model without a price, a paid call naming none, or
@@ -249,15 +250,18 @@ class Budgets:
                 reason="budget.unpriced_model",
                 code="model_unpriced",
             )
-        # Held at the dearest model the call may go upstream as: a provider that fails
-        # may hand it to the next one, mapped to another model, which the record then
-        # prices. Each must have a price of its own (the record prices the model sent,
-        # not the one asked for), or that call would be settled at nothing.
-        billed_models = upstream_models(ex.route, model) if ex.route is not None else (model,)
+        # Held at the dearest way the call may go upstream: a provider that fails may hand
+        # it to the next one, mapped to another model (which the record then prices), and
+        # a provider's customSettings may raise its output limit. Each model must have a
+        # price of its own (the record prices the model sent, not the one asked for), or
+        # that call would be settled at nothing.
+        calls = upstream_calls(ex.route, model) if ex.route is not None else (UpstreamCall(model),)
+        billed_models = [call.model for call in calls]
         prompt = prompt_tokens(ex) + hidden
-        output = output_tokens(ex, DEFAULT_OUTPUT_TOKENS)
         most = 0.0
-        for billed in billed_models:
+        for call in calls:
+            billed = call.model
+            output = output_tokens(ex, DEFAULT_OUTPUT_TOKENS, (call,))
             if ex.api in UNIT_BILLED_APIS:
                 _refuse_unreported(ex, budgeted, billed, model)
             found = self.prices.resolve(billed)
@@ -291,7 +295,7 @@ class Budgets:
             )
         return False
 
-    def admit_now(self, ex: Exchange, upstream_models: UpstreamModels) -> bool:
+    def admit_now(self, ex: Exchange, upstream_calls: UpstreamCalls) -> bool:
         """``admit`` without suspending, when the store is this process's memory (a
         budgeted call's hot path, no coroutine): True when the call was held, refused
         (raised) or holds nothing; False when ``admit`` must run (another store, or a
@@ -307,13 +311,13 @@ class Budgets:
         if not plan.subjects:
             return True
         hidden = self.continuations.hidden_now(ex) if plan.budgeted is not None else 0
-        amount = self._amount(ex, plan, upstream_models, hidden)
+        amount = self._amount(ex, plan, upstream_calls, hidden)
         return self._hold_or_refuse(ex, plan, amount, memory.spend_admit_now(plan.allowances, amount))
 
-    async def admit(self, ex: Exchange, upstream_models: UpstreamModels) -> None:
+    async def admit(self, ex: Exchange, upstream_calls: UpstreamCalls) -> None:
         """Hold this call's most cost against its consumer's budgets and count it as
         running, or raise the SPEC's refusal. The call is billed as the model it goes
-        upstream as (``upstream_models``: the route's mappings applied); a call naming no
+        upstream as (``upstream_calls``: the route's mappings applied); a call naming no
         model holds nothing."""
         consumer = ex.consumer
         if consumer is None:
@@ -322,7 +326,7 @@ class Budgets:
         if not plan.subjects:
             return
         hidden = await self.continuations.hidden(ex) if plan.budgeted is not None else 0
-        amount = self._amount(ex, plan, upstream_models, hidden)
+        amount = self._amount(ex, plan, upstream_calls, hidden)
         for _ in range(_REBUILDS):
             try:
                 answer = await self.state.spend_admit(plan.allowances, amount, self.hold_ms)
@@ -338,8 +342,8 @@ class Budgets:
         """``services.SideCallSpend``: a call a plugin makes for a client call (ai-cache's
         embeddings), held at ``model``'s price like any call."""
 
-        def sent_as(route: Route, asked: str) -> tuple[str, ...]:
-            return (model,)
+        def sent_as(route: Route, asked: str) -> tuple[UpstreamCall, ...]:
+            return (UpstreamCall(model),)
 
         if not self.admit_now(call, sent_as):
             await self.admit(call, sent_as)

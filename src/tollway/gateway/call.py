@@ -267,9 +267,9 @@ class Gateway:
                     if (
                         budgets is not None
                         and ex.consumer is not None
-                        and not budgets.admit_now(ex, snap.upstream_models)
+                        and not budgets.admit_now(ex, snap.upstream_calls)
                     ):
-                        await budgets.admit(ex, snap.upstream_models)
+                        await budgets.admit(ex, snap.upstream_calls)
                     if call is not None:
                         reply = await call(ex)
                     else:

@@ -13,7 +13,7 @@ from tollway.budgets.declared import undeclared_groups
 from tollway.chain import Chain, FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, PluginSetup
 from tollway.mcp import servers as mcp_servers
-from tollway.plugin import Phase, Plugin, PluginConfig, Scope
+from tollway.plugin import Phase, Plugin, PluginConfig, Scope, UpstreamCall
 from tollway.plugins.registry import REGISTRY
 from tollway.providers import Provider, UnsupportedProvider, build_provider
 from tollway.proxy.provider_choice import RouteProviders
@@ -50,24 +50,29 @@ class _SnapshotProviders:
         self._providers = providers
         # Filled by the snapshot once every route's providers are known to exist.
         self.routes = route_providers
-        # (route, model) → the models sent upstream, the first provider's first (its
-        # failovers' after it): asked on every budgeted or cached call, and fixed for the
-        # snapshot's life. Models come from clients: bounded.
-        self._upstream: dict[tuple[str, str], tuple[str, ...]] = {}
+        # (route, model) → the calls sent upstream, the first provider's first (its
+        # failovers' after it): asked on every budgeted, limited or cached call, and fixed
+        # for the snapshot's life. Models come from clients: bounded.
+        self._upstream: dict[tuple[str, str], tuple[UpstreamCall, ...]] = {}
 
     def provider(self, provider_id: str) -> Provider | None:
         return self._providers.get(provider_id)
 
     def upstream_model(self, route: Route, model: str) -> str:
-        return self.upstream_models(route, model)[0]
+        return self.upstream_calls(route, model)[0].model
 
-    def upstream_models(self, route: Route, model: str) -> tuple[str, ...]:
+    def upstream_calls(self, route: Route, model: str) -> tuple[UpstreamCall, ...]:
         key = (route.name, model)
         found = self._upstream.get(key)
         if found is None:
             choice = self.routes.get(route.name)
             candidates = choice.for_model(model) if choice is not None else ()
-            found = tuple(dict.fromkeys(p.map_model(model) for p in candidates)) or (model,)
+            calls: list[UpstreamCall] = []
+            for provider in candidates:
+                call = UpstreamCall(provider.map_model(model), provider.settings)
+                if call not in calls:  # (settings are pydantic models: compared, not hashed)
+                    calls.append(call)
+            found = tuple(calls) or (UpstreamCall(model),)
             if len(self._upstream) < _MODEL_MEMO_LIMIT:
                 self._upstream[key] = found
         return found
@@ -189,9 +194,9 @@ class Snapshot:
         self.route_providers.update((r.name, RouteProviders(r, self.providers)) for r in self.routes.routes)
         self.mcp_servers = built.mcp_servers
         self._providers = built.lookup
-        # The models a call for a model on a route may go upstream as (and be billed as):
-        # each of its providers' ``modelMapping`` applied, the first provider's first.
-        self.upstream_models = built.lookup.upstream_models
+        # What a call for a model on a route may go upstream as (and be billed as): each
+        # of its providers' ``modelMapping`` and ``customSettings``, the first provider's first.
+        self.upstream_calls = built.lookup.upstream_calls
         self.slots = sorted(built.slots, key=lambda s: s.order)
         self.failures = failures
         # Which calls are traced; None when telemetry is off (no ``otlp_endpoint``).

@@ -111,6 +111,8 @@ class Provider:
         self._raw = tuple(s for s in config.customSettings if s.mode == "raw")
         # Whether bodies passed through need ``pivot_body``/``native_body`` at all.
         self.sets_body = bool(config.customSettings)
+        # Every setting, both modes (what a hold reads the output limit and ``n`` from).
+        self.settings = tuple(config.customSettings)
         self._tokens = list(config.apiTokens)
         self._turn = itertools.cycle(range(len(self._tokens))) if self._tokens else None
         self._resting: dict[int, float] = {}

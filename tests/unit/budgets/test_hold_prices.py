@@ -11,6 +11,7 @@ from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.groups import GroupDirectory
 from tollway.exchange import Exchange, Request
 from tollway.headers import Headers
+from tollway.plugin import UpstreamCall
 from tollway.routing.routes import Route
 from tollway.state.memory import MemoryStateStore
 from tollway.usage.pricing import PriceTable
@@ -63,14 +64,14 @@ def test_a_hold_is_priced_as_each_route_maps_the_model_and_at_the_current_prices
     plan = budgets._plan(consumer, 0.0)
     mapping = {"a": "cheap", "b": "dear"}
 
-    def upstream_models(route: Route, model: str) -> tuple[str, ...]:
-        return (mapping[route.name],)
+    def upstream_calls(route: Route, model: str) -> tuple[UpstreamCall, ...]:
+        return (UpstreamCall(mapping[route.name]),)
 
     def hold_on(route: Route) -> int:
         body = b'{"model": "m", "max_tokens": 100}'
         ex = Exchange("r", Request("POST", "/v1/chat/completions", "", Headers(), "127.0.0.1", "gw", body=body))
         ex.route, ex.api, ex.model_requested = route, "chat", "m"
-        return budgets._amount(ex, plan, upstream_models)
+        return budgets._amount(ex, plan, upstream_calls)
 
     a, b = _route("a"), _route("b")
     cheap = hold_on(a)
@@ -94,6 +95,6 @@ def test_counting_tokens_holds_nothing_and_needs_no_price() -> None:
     body = b'{"model": "unpriced", "messages": [{"role": "user", "content": "hi"}]}'
     ex = Exchange("r", Request("POST", "/v1/messages/count_tokens", "", Headers(), "127.0.0.1", "gw", body=body))
     ex.route, ex.api, ex.model_requested = _route("a"), "count_tokens", "unpriced"
-    assert budgets._amount(ex, plan, lambda route, model: (model,)) == 0
+    assert budgets._amount(ex, plan, lambda route, model: (UpstreamCall(model),)) == 0
     ex.api, ex.model_requested = "messages", "priced"
-    assert budgets._amount(ex, plan, lambda route, model: (model,)) > 0
+    assert budgets._amount(ex, plan, lambda route, model: (UpstreamCall(model),)) > 0

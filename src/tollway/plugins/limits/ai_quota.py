@@ -47,7 +47,7 @@ from tollway.errors import BadRequest, Forbidden, GatewayError, Unauthorized
 from tollway.exchange import Exchange, Reply, StateKey
 from tollway.plugin import Plugin, PluginConfig, Scope
 from tollway.plugins.limits.failure_mode import fails_open, state_unavailable
-from tollway.plugins.limits.reservation import estimate, refuse_unmetered, spent
+from tollway.plugins.limits.reservation import estimate, refuse_unmetered, route_calls, spent
 from tollway.quotas import LedgerUnavailable
 from tollway.services import Services
 from tollway.state import StateUnavailable
@@ -134,7 +134,7 @@ class AiQuota(Plugin[AiQuotaConfig]):
         consumer = self._consumer(ex)
         refuse_unmetered(self.name, ex)
         key = self.prefix + consumer.name
-        amount = estimate(ex, self.config.reserve_output_tokens)
+        amount = estimate(ex, self.config.reserve_output_tokens, route_calls(ex, self.scope.providers))
         try:
             took = await self.store.quota_take(key, amount)
             if took.remaining is None and self.ledger is not None:

@@ -38,7 +38,7 @@ from tollway.exchange import Exchange, Reply, StateKey
 from tollway.plugin import Plugin, Scope
 from tollway.plugins.limits.config import LimitRulesConfig, TokenLimitKey, TokenThreshold
 from tollway.plugins.limits.failure_mode import fails_open, state_unavailable
-from tollway.plugins.limits.reservation import estimate, refuse_unmetered, spent
+from tollway.plugins.limits.reservation import estimate, refuse_unmetered, route_calls, spent
 from tollway.plugins.limits.rules import LimitRules, Refusal, add_quota_headers, namespace_for
 from tollway.services import Services
 from tollway.state import StateUnavailable
@@ -83,7 +83,8 @@ class AiTokenRatelimit(Plugin[AiTokenRatelimitConfig]):
             return None
         key, counter = hit
         refuse_unmetered(self.name, ex)
-        tokens = min(estimate(ex, self.config.reserve_output_tokens), counter.limit)
+        calls = route_calls(ex, self.scope.providers)
+        tokens = min(estimate(ex, self.config.reserve_output_tokens, calls), counter.limit)
         try:
             took = await self.store.take(key, counter.window_s, counter.limit, tokens)
         except StateUnavailable:

@@ -16,20 +16,34 @@ have no output.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange
+from tollway.plugin import ProviderLookup, UpstreamCall
 from tollway.protocols.media import prompt_estimate
+from tollway.providers.base import apply_settings
 
 OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
-def estimate(ex: Exchange, default_output: int) -> int:
-    """Tokens to reserve for this call: at least 1, so a full budget refuses it."""
-    return max(1, prompt_tokens(ex) + output_tokens(ex, default_output))
+def estimate(ex: Exchange, default_output: int, calls: Sequence[UpstreamCall] = ()) -> int:
+    """Tokens to reserve for this call: at least 1, so a full budget refuses it.
+    ``calls``: how the route's providers would send it (their settings may raise the
+    output limit)."""
+    return max(1, prompt_tokens(ex) + output_tokens(ex, default_output, calls))
+
+
+def route_calls(ex: Exchange, lookup: ProviderLookup | None) -> Sequence[UpstreamCall]:
+    """How the call's route would send it (``ProviderLookup.upstream_calls``), for its
+    providers' settings; none where the plugin was built without the snapshot's
+    providers, or the call names no model."""
+    if lookup is None or ex.route is None or ex.model_requested is None:
+        return ()
+    return lookup.upstream_calls(ex.route, ex.model_requested)
 
 
 def prompt_tokens(ex: Exchange) -> int:
@@ -42,23 +56,34 @@ def prompt_tokens(ex: Exchange) -> int:
     return prompt_estimate(len(body or b""), ex.request.json_or_none)
 
 
-def output_tokens(ex: Exchange, default_output: int) -> int:
+def output_tokens(ex: Exchange, default_output: int, calls: Sequence[UpstreamCall] = ()) -> int:
     """The output limit the request names (times ``n``), else ``default_output``; 0 for
-    embeddings and token counting (no output)."""
+    embeddings and token counting (no output). ``calls``: a provider's ``customSettings``
+    that set the output limit or ``n`` (``max_tokens: 3000`` over the client's 5) send
+    the call so, and the most any of them sends is what it may generate."""
     if ex.api == "embeddings" or ex.api == "count_tokens":
         return 0
     obj: Any
     if not ex.request.body:
         if ex.upstream_json is None:
-            return default_output
-        obj = ex.upstream_json  # (a body a plugin made: chatgpt-proxy's)
+            obj = {}
+        else:
+            obj = ex.upstream_json  # (a body a plugin made: chatgpt-proxy's)
     else:
         try:
             obj = ex.request.json()
         except BadRequest:
-            return default_output
+            obj = {}
     if type(obj) is not dict:
-        return default_output
+        obj = {}
+    most = _output_of(obj, default_output)
+    for call in calls:
+        if call.settings:
+            most = max(most, _output_of(apply_settings(obj, call.settings), default_output))
+    return most
+
+
+def _output_of(obj: dict[str, Any], default_output: int) -> int:
     # Parsed JSON: an int is exactly ``int`` (``true`` is a bool, 1.0 a float: neither counts).
     # The largest limit named: a body may name two (``max_tokens`` and
     # ``max_completion_tokens``), and which one counts is the provider's to say (the

@@ -7,6 +7,8 @@ import orjson
 import pytest
 
 from tests.support.plugin_support import call, chat_body, served
+from tollway.config.schema import CustomSetting
+from tollway.plugin import UpstreamCall
 from tollway.plugins.limits.reservation import estimate, spent
 
 
@@ -45,6 +47,25 @@ def test_a_legacy_completion_reserves_an_answer_per_prompt_of_a_list(prompt: obj
     # token ids is one prompt.
     body = orjson.dumps({"model": "m", "prompt": prompt, "max_tokens": 50, "n": 2})
     assert estimate(call(body=body, path="/v1/completions"), 256) == (len(body) + 3) // 4 + 100 * answers
+
+
+def test_a_providers_custom_settings_that_raise_the_output_limit_are_reserved() -> None:
+    # customSettings overwrite the client's max_tokens (or set n) on the way out: the
+    # provider is sent 3,000, so 3,000 may be generated (a judge's Medium: 5 were held
+    # and 2,500 billed). Settings that lower it, or keep the client's, leave the client's.
+    body = orjson.dumps({"model": "m", "max_tokens": 5})
+    prompt = (len(body) + 3) // 4
+
+    def held(*settings: dict[str, object]) -> int:
+        calls = [UpstreamCall("m", (CustomSetting.model_validate(s),)) for s in settings]
+        return estimate(call(body=body), 256, calls)
+
+    assert held() == prompt + 5
+    assert held({"name": "max_tokens", "value": 3000}) == prompt + 3000
+    assert held({"name": "max_tokens", "value": 3000, "overwrite": False}) == prompt + 5
+    assert held({"name": "max_tokens", "value": 2}) == prompt + 5
+    assert held({"name": "n", "value": 4}, {"name": "max_completion_tokens", "value": 50}) == prompt + 50
+    assert held({"name": "n", "value": 4}) == prompt + 20
 
 
 def test_geminis_own_api_names_its_output_limit_and_answers_in_its_generation_config() -> None:
