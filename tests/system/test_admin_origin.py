@@ -105,7 +105,9 @@ def test_an_http_1_1_request_without_host_is_400(open_admin: Proc) -> None:
     assert r.status_code == 400 and b"Host" in r.content
 
 
-@pytest.mark.parametrize("host", [b"", b"evil.example#.localhost", b"127.0.0.1@evil.example", b"a b.localhost"])
+@pytest.mark.parametrize(
+    "host", [b"", b"evil.example#.localhost", b"evil.example%23.localhost", b"127.0.0.1@evil.example", b"a b.localhost"]
+)
 def test_a_host_that_names_no_listener_is_400(open_admin: Proc, host: bytes) -> None:
     """An empty Host, or one with characters no host name has: no loopback name, and no
     name at all, whatever it ends with."""

@@ -156,7 +156,11 @@ plugins:
     statuses = []
     with httpx.Client(timeout=10) as http:
         for _ in range(40):
-            r = http.get(gw.url + "/", params={"text": "Say,hello " * 20}, headers={"apikey": "xxxxxx"})
+            # A body of the client's own, never sent, claiming a tiny output limit: the
+            # hold is the body the gateway sends (max_tokens 150), not this one (a judge
+            # spent 9 times a budget with it).
+            r = http.request("GET", gw.url + "/", params={"text": "Say,hello " * 20}, headers={"apikey": "xxxxxx"},
+                             content=b'{"max_tokens": 1}')  # fmt: skip
             statuses.append(r.status_code)
             if r.status_code != 200:
                 assert r.status_code == 403 and r.headers["x-tollway-reason"] == "budget.exceeded", r.text

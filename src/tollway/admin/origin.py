@@ -30,9 +30,10 @@ from urllib.parse import urlsplit
 
 Refusal = tuple[int, str]
 
-# A Host field's value: a name of RFC 3986's reg-name characters, an IPv4 address, or an
-# IPv6 literal in brackets, then an optional port.
-_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
+# A Host field's value: a name of RFC 3986's reg-name characters (no percent-encoding,
+# which no browser sends and ``evil%23.localhost`` would hide behind), an IPv4 address,
+# or an IPv6 literal in brackets, then an optional port.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=]+)(?::[0-9]*)?")
 
 
 def _name(host: str) -> str:

@@ -45,9 +45,9 @@ _INSERT = "INSERT INTO audit_events (ts, action, subject, details, client_ip) VA
 # folding (so ``ＡＰＩ_ＫＥＹ`` is ``api_key``): the five the docs name and longer
 # spellings metadata uses for them anywhere in a name; short ones only as a whole word of
 # it (``x_auth``, ``cred``, but not ``author``).
-_SECRET_WORDS = ("key", "token", "credential", "password", "secret",
-                 "passwd", "passphrase", "bearer", "cookie", "authoriz", "authentic", "private")  # fmt: skip
-_SECRET_NAMES = frozenset({"auth", "cred", "creds", "pwd", "pass", "session", "sid"})
+_SECRET_WORDS = ("key", "token", "credential", "password", "secret", "passwd", "passphrase", "passcode",
+                 "bearer", "cookie", "authoriz", "authentic", "private", "session", "signature", "jwt")  # fmt: skip
+_SECRET_NAMES = frozenset({"auth", "cred", "creds", "pwd", "pass", "sid", "otp", "pin"})
 _NAME_WORDS = re.compile(r"[^\w]+|_")
 MAX_EVENTS = 1000
 
@@ -65,7 +65,9 @@ def without_secrets(details: Mapping[str, Any]) -> dict[str, Any]:
     holds a secret."""
     kept: dict[str, Any] = {}
     for name, value in details.items():
-        folded = unicodedata.normalize("NFKC", str(name)).casefold()
+        # (Format characters, a zero-width space among them, are no part of a name.)
+        shown = "".join(c for c in str(name) if unicodedata.category(c) != "Cf")
+        folded = unicodedata.normalize("NFKC", shown).casefold()
         if any(word in folded for word in _SECRET_WORDS) or not _SECRET_NAMES.isdisjoint(_NAME_WORDS.split(folded)):
             continue
         kept[name] = _kept(value)

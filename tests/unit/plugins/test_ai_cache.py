@@ -16,6 +16,7 @@ from openai.types.responses import ResponseStreamEvent
 from tollway.cache import StoredAnswer, UnusableAnswer
 from tollway.config.schema import Price
 from tollway.mockllm import create_app as create_mock_app
+from tollway.plugins.ai_cache import answers
 from tollway.plugins.ai_cache.answers import reply_of
 from tollway.plugins.ai_cache.key import cache_key
 from tollway.plugins.ai_cache.shapes import chunks_of, completion_of
@@ -477,3 +478,24 @@ async def test_a_stream_that_never_said_the_answer_finished_is_not_stored() -> N
     second = await post(gw, "/v1/chat/completions", {**CHAT, "stream": True})
     assert first.status_code == 200 and chat_text(first) == "part"
     assert second.headers["x-tollway-cache"] == "miss"
+
+
+@pytest.mark.parametrize(
+    ("api", "body", "whole"),
+    [
+        ("chat", {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}, True),
+        ("chat", {"error": {"message": "inside a 200"}}, False),
+        ("messages", {"type": "message", "content": [], "stop_reason": "end_turn"}, True),
+        ("messages", {"type": "error", "error": {"type": "overloaded_error"}}, False),
+        ("responses", {"object": "response", "status": "completed", "output": []}, True),
+        # Its items say completed; the response itself does not (a judge's Low).
+        (
+            "responses",
+            {"object": "response", "status": "incomplete", "output": [{"type": "message", "status": "completed"}]},
+            False,
+        ),
+        ("responses", {"error": {"message": "x"}, "status": "failed"}, False),
+    ],
+)
+def test_only_a_finished_answer_is_complete_enough_to_store(api: str, body: dict[str, Any], whole: bool) -> None:
+    assert answers.complete(api, orjson.dumps(body)) is whole

@@ -27,6 +27,9 @@ def test_the_shorter_names_of_secrets_go_too_in_any_case_or_width() -> None:
     details = {
         "Authorization": "Bearer s", "x-auth": "s", "pwd": "s", "bearer": "s", "cred": "s",
         "ｋｅｙ": "s", "ＡＰＩ＿ＫＥＹ": "s", "session": "s", "PASSPHRASE": "s", "private_key_pem": "s",
-        "author": "bob", "authors": ["x"], "passenger": 1, "region": "eu",
+        "sessionid": "s", "passcode": "s", "jwt_value": "s", "signature": "s", "otp": "s", "ke\u200by": "s",
+        "author": "bob", "authors": ["x"], "passenger": 1, "region": "eu", "pinned": True,
     }  # fmt: skip
-    assert without_secrets(details) == {"author": "bob", "authors": ["x"], "passenger": 1, "region": "eu"}
+    assert without_secrets(details) == {
+        "author": "bob", "authors": ["x"], "passenger": 1, "region": "eu", "pinned": True
+    }  # fmt: skip

@@ -53,15 +53,19 @@ def finished(api: str, events: bytes) -> bool:
     return said is None or said.search(events) is not None
 
 
-# How a whole answer says it is one: the stream's signs, and a Responses object's status.
-_WHOLE = {**_FINISHED, "responses": re.compile(rb'"status"\s*:\s*"completed"')}
-
-
 def complete(api: str, body: bytes) -> bool:
     """Whether a whole 200 answer is a model's finished answer: a provider (or a proxy in
     front of it) that says 200 with an error object, or with an answer still in progress,
-    gave nothing another client should get."""
-    said = _WHOLE.get(api)
+    gave nothing another client should get. A chat answer or a message says so as its
+    stream does; a response by its own ``status`` (its output items have one too, so the
+    object is read, not searched)."""
+    if api == "responses":
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(answer, dict) and answer.get("status") == "completed"
+    said = _FINISHED.get(api)
     return said is None or said.search(body) is not None
 
 

@@ -48,12 +48,15 @@ def route_calls(ex: Exchange, lookup: ProviderLookup | None) -> Sequence[Upstrea
 
 def prompt_tokens(ex: Exchange) -> int:
     """The prompt's estimated tokens: the whole body's, so JSON syntax only adds margin;
-    in a large body, its inline media at what they cost (``protocols.media``)."""
-    body = ex.request.body
-    if not body and ex.upstream_json is not None:  # a body a plugin made (chatgpt-proxy's, from the query)
-        made = ex.upstream_json
+    in a large body, its inline media at what they cost (``protocols.media``). The body
+    the provider gets: one a plugin made or rewrote (chatgpt-proxy's from the query,
+    ai-prompt-decorator's with its messages added) when there is one, not the client's,
+    which a client could fill as it likes (a judge held chatgpt-proxy calls at a body
+    the gateway never sent)."""
+    made = ex.upstream_json
+    if made is not None:
         return prompt_estimate(len(orjson.dumps(made)), lambda: made)
-    return prompt_estimate(len(body or b""), ex.request.json_or_none)
+    return prompt_estimate(len(ex.request.body or b""), ex.request.json_or_none)
 
 
 def output_tokens(ex: Exchange, default_output: int, calls: Sequence[UpstreamCall] = ()) -> int:
@@ -63,15 +66,10 @@ def output_tokens(ex: Exchange, default_output: int, calls: Sequence[UpstreamCal
     the call so, and the most any of them sends is what it may generate."""
     if ex.api == "embeddings" or ex.api == "count_tokens":
         return 0
-    obj: Any
-    if not ex.request.body:
-        if ex.upstream_json is None:
-            obj = {}
-        else:
-            obj = ex.upstream_json  # (a body a plugin made: chatgpt-proxy's)
-    else:
+    obj: Any = ex.upstream_json  # (as the provider gets it: see ``prompt_tokens``)
+    if obj is None:
         try:
-            obj = ex.request.json()
+            obj = ex.request.json() if ex.request.body else {}
         except BadRequest:
             obj = {}
     if type(obj) is not dict:
