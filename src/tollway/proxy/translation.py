@@ -399,7 +399,9 @@ class StreamTranslation:
             # Counts reported before any of the answer (Anthropic's message_start: 1
             # output token so far) are a placeholder, not a report of what was made;
             # Gemini's running counts, beside the text they count, are one.
-            self._ex.usage.provisional = not (self.finished or _finishes(chunk)) and self.sent_chars + chars == 0
+            self._ex.usage.provisional = (
+                not (self.finished or _finishes(chunk)) and self.sent_chars + chars == 0
+            ) or getattr(self._reader, "usage_is_placeholder", False)  # (Anthropic's reader says it)
         self.sent_chars += chars
         if "error" in chunk:
             self.failure = _error_message(chunk)

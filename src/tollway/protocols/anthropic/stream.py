@@ -54,7 +54,12 @@ class AnthropicStreamReader:
         self._usage: Json = {}
         self._tools: dict[int | None, int] = {}  # content block index → tool call index
         self._thinking: dict[int | None, Json] = {}  # content block index → the thinking block so far
+        # Tool calls (by content block index) whose arguments are still none at all.
+        self._no_arguments: set[int | None] = set()
         self._usage_sent = False
+        # The usage so far is ``message_start``'s placeholder (1 output token), not yet
+        # ``message_delta``'s count: a stream that breaks off now has its output estimated.
+        self.usage_is_placeholder = False
 
     def _chunk(self, delta: Json, finish: str | None = None) -> Json:
         if not self.id:
@@ -82,6 +87,7 @@ class AnthropicStreamReader:
             self.id = id_to_pivot(msg.get("id"))
             self.model = str(msg.get("model") or "")
             self._merge_usage(msg.get("usage"))
+            self.usage_is_placeholder = isinstance(msg.get("usage"), dict)
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             return self._block_start(_index(obj), obj.get("content_block"))
@@ -89,11 +95,20 @@ class AnthropicStreamReader:
             return self._block_delta(_index(obj), obj.get("delta"))
         if kind == "message_delta":
             self._merge_usage(obj.get("usage"))
+            if isinstance(obj.get("usage"), dict):
+                self.usage_is_placeholder = False
             delta = obj.get("delta")
             reason = delta.get("stop_reason") if isinstance(delta, dict) else None
             return [self._chunk({}, finish_reason(reason))] if reason else []
         if kind == "content_block_stop":
-            return self._signed(self._thinking.pop(_index(obj), None))
+            index = _index(obj)
+            if index in self._no_arguments:
+                # A tool called with no input streams none: OpenAI's clients parse
+                # the arguments as JSON, and "" is none (a whole answer gives "{}").
+                self._no_arguments.discard(index)
+                call = {"index": self._tools[index], "function": {"arguments": "{}"}}
+                return [self._chunk({"tool_calls": [call]})]
+            return self._signed(self._thinking.pop(index, None))
         if kind == "message_stop":
             return self._usage_chunk()
         if kind == "error":
@@ -113,6 +128,8 @@ class AnthropicStreamReader:
             n = len(self._tools)
             self._tools[index] = n
             given = block.get("input")
+            if not given:
+                self._no_arguments.add(index)
             call = {
                 "index": n,
                 "id": block.get("id"),
@@ -137,6 +154,7 @@ class AnthropicStreamReader:
         if kind == "text_delta" and delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
         if kind == "input_json_delta" and delta.get("partial_json") and index in self._tools:
+            self._no_arguments.discard(index)
             call = {"index": self._tools[index], "function": {"arguments": delta["partial_json"]}}
             return [self._chunk({"tool_calls": [call]})]
         thinking = self._thinking.get(index)

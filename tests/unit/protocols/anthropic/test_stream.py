@@ -110,6 +110,51 @@ def test_a_block_index_that_is_no_number_is_read_without_failing(index: Any) -> 
     assert got.text == "Hi" and got.finish == "tool_calls"
 
 
+def _events(*lines: str) -> list[bytes]:
+    return [line.encode() for line in lines]
+
+
+_START = (
+    'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"claude",'
+    '"usage":{"input_tokens":30,"output_tokens":1}}}\n\n'
+)
+
+
+def test_a_tool_called_with_no_input_streams_its_arguments_as_an_empty_object() -> None:
+    """Claude streams a tool_use block with ``input: {}`` and no input_json_delta: the
+    OpenAI client's arguments were "" (json.loads fails on it), where the whole answer
+    gives "{}" (a judge's Medium). A tool whose input is streamed is left as it came."""
+    got = Assembled(read(A.stream_to_pivot(), parse(_events(
+        _START,
+        'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        '"content_block":{"type":"tool_use","id":"toolu_1","name":"now","input":{}}}\n\n',
+        'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+        'event: content_block_start\ndata: {"type":"content_block_start","index":1,'
+        '"content_block":{"type":"tool_use","id":"toolu_2","name":"add","input":{}}}\n\n',
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,'
+        '"delta":{"type":"input_json_delta","partial_json":"{\\"a\\": 1}"}}\n\n',
+        'event: content_block_stop\ndata: {"type":"content_block_stop","index":1}\n\n',
+        'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},'
+        '"usage":{"output_tokens":12}}\n\n',
+        'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    ))))  # fmt: skip
+    assert got.names() == ["now", "add"] and got.arguments() == [{}, {"a": 1}]
+    assert got.finish == "tool_calls"
+
+
+def test_the_usage_of_a_stream_broken_before_its_final_count_is_a_placeholder() -> None:
+    """message_start's output count (1) is a placeholder until message_delta's: a stream
+    that breaks between them must be recorded as estimated (a judge's Low)."""
+    reader = A.stream_to_pivot()
+    read(reader, parse(_events(_START)))
+    assert reader.usage_is_placeholder  # type: ignore[attr-defined]
+    read(reader, parse(_events(
+        'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+        '"usage":{"output_tokens":12}}\n\n',
+    )))  # fmt: skip
+    assert not reader.usage_is_placeholder  # type: ignore[attr-defined]
+
+
 # ---- streams: pivot → Anthropic ------------------------------------------------------
 
 
