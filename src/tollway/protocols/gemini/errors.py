@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 
 from tollway.protocols import pivot
 from tollway.protocols.codec import Json
+from tollway.protocols.lists import members
 
 # google.rpc.Code names by HTTP status, as the Gemini API reports them.
 STATUS_NAMES = {
@@ -82,3 +84,26 @@ def error_event_from_pivot(chunk: Json) -> Json:
         str(etype), 429 if etype == "rate_limit_error" else 500
     )
     return _native(status, message)
+
+
+def retry_after(body: bytes) -> str | None:
+    """The seconds a Gemini error body's ``RetryInfo`` asks a client to wait, as a
+    ``Retry-After`` value (rounded up); None when it names none. Google's 429 carries its
+    retry delay there alone (``"retryDelay": "7s"``), no header: a translated client's
+    SDK reads only the header."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    for detail in members(_member(answer), "details"):
+        if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith("RetryInfo"):
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                seconds = float(delay[:-1])
+            except ValueError:
+                return None
+            if 0 <= seconds < 86_400:
+                return str(math.ceil(seconds))
+    return None
