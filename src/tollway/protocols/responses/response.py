@@ -136,15 +136,17 @@ def from_pivot(chat: Json, request: Mapping[str, Any]) -> Json:
         parts.append(refusal_part(message["refusal"]))
     signed = thinking_blocks.of_answer(message)
     output: list[Json] = [reasoning_item(f"rs_{ident}", signed)] if signed else []
+    status, incomplete = status_of(choice.get("finish_reason"))
     if parts:
-        output.append(message_item(f"msg_{ident}", parts))
+        # Cut by the output limit or a filter: the message is as incomplete as the
+        # response (OpenAI marks the item so).
+        output.append(message_item(f"msg_{ident}", parts, status))
     for call in members(message, "tool_calls"):
         fn = pivot.member(call, "function")
         arguments = fn.get("arguments")
         if not isinstance(arguments, str):
             arguments = pivot.dumps(arguments or {})
         output.append(call_item(str(call.get("id")), fn.get("name"), arguments))
-    status, incomplete = status_of(choice.get("finish_reason"))
     created = chat.get("created")
     return response_object(
         request,

@@ -161,13 +161,13 @@ class ResponsesStreamWriter:
         msg.kind, msg.text = None, []
         return out
 
-    def _close_message(self) -> list[SseEvent]:
+    def _close_message(self, status: str = "completed") -> list[SseEvent]:
         msg = self._message
         if msg is None:
             return []
         self._message = None
         out = self._close_part(msg)
-        item = message_item(msg.ident, msg.parts)
+        item = message_item(msg.ident, msg.parts, status)
         self._done[msg.index] = item
         out.append(self._event("response.output_item.done", output_index=msg.index, item=item))
         return out
@@ -285,12 +285,12 @@ class ResponsesStreamWriter:
         if self._error is not None:
             output = self._output("incomplete")
             return [*out, self._event("response.failed", response=self._response("failed", output, error=self._error))]
+        status, incomplete = status_of(self._finish)
         out += self._close_reasoning()
-        out += self._close_message()
+        out += self._close_message(status)  # (the message the output limit cut is incomplete too)
         for call in sorted(self._calls.values(), key=lambda c: c.index):
             if not call.closed:
                 out += self._close_call(call)
-        status, incomplete = status_of(self._finish)
         final = self._response(status, self._output("completed"), incomplete=incomplete)
         out.append(self._event(f"response.{status}", response=final))
         return out

@@ -47,6 +47,7 @@ def test_an_answer_cut_at_the_output_limit_is_incomplete() -> None:
     chat = {"id": "x2", "model": "m", "choices": [{"finish_reason": "length", "message": {"content": "Par"}}]}
     response = from_pivot(chat, REQUEST)
     assert (response["status"], response["incomplete_details"]) == ("incomplete", {"reason": "max_output_tokens"})
+    assert response["output"][0]["status"] == "incomplete"  # the message it cut, as OpenAI marks it
 
 
 def test_claudes_signed_thinking_is_a_reasoning_item_first_sealed_in_its_encrypted_content() -> None:

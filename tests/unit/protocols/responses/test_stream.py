@@ -81,6 +81,9 @@ def test_an_output_limit_ends_with_response_incomplete() -> None:
     data = _run([{"id": "s2", "choices": [{"index": 0, "delta": {"content": "Par"}, "finish_reason": "length"}]}])
     assert data[-1]["type"] == "response.incomplete"
     assert data[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    # The message the limit cut is incomplete too, where it is done and in the response.
+    done = [d["item"] for d in data if d["type"] == "response.output_item.done"]
+    assert [i["status"] for i in done] == ["incomplete"] == [i["status"] for i in data[-1]["response"]["output"]]
 
 
 def test_a_provider_error_midway_is_an_error_event_then_response_failed() -> None:
