@@ -101,6 +101,11 @@ class Codec(Protocol):
     name: str
     """``"openai"``, ``"anthropic"`` or ``"gemini"``: what ``Provider.protocol`` names."""
 
+    pivot_fields: Mapping[str, str]
+    """The pivot's top-level fields this format's requests name otherwise
+    (``parallel_tool_calls`` is Anthropic's ``tool_choice.disable_parallel_tool_use``):
+    a refusal of the field names what the client sent."""
+
     def api_path(self, stream: bool, model: str) -> ApiPath:
         """Where a chat call in this format goes, relative to the provider's API root."""
         ...

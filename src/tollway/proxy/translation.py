@@ -100,8 +100,12 @@ class Translation:
                 self._writer = self._client_writer()
             return orjson.dumps(provider.native_body(native, translated=True))
         except TranslationError as exc:
-            refusal = BadRequest(str(exc), reason="gateway.bad_request", code="unsupported_parameter")
-            refusal.param = exc.param
+            message, param = str(exc), exc.param
+            spelled = self.client.pivot_fields.get(param) if param is not None else None
+            if spelled is not None:  # (the field as the client's protocol names it)
+                message, param = spelled + message[len(param or "") :], spelled
+            refusal = BadRequest(message, reason="gateway.bad_request", code="unsupported_parameter")
+            refusal.param = param
             raise refusal from None
         except (TypeError, ValueError, AttributeError, KeyError, orjson.JSONEncodeError) as exc:
             raise _mistyped(exc) from None

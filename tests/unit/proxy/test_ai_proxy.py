@@ -238,3 +238,24 @@ async def test_geminis_retry_delay_reaches_a_translated_client_as_retry_after(
     r = await send_raw(gateway(up), "POST", b"/gemini/v1/chat/completions", body=CHAT)
     assert r.status == 429 and r.headers["retry-after"] == said
     assert r.json()["error"]["message"] == "Resource has been exhausted"
+
+
+async def test_a_translation_refusal_names_the_field_as_the_client_sent_it() -> None:
+    """An Anthropic client's disable_parallel_tool_use has no Gemini equivalent: the
+    refusal named the pivot's parallel_tool_calls, a field the client never sent (a
+    judge's Low)."""
+    up = RecordingUpstream()
+    body = orjson.dumps(
+        {
+            "model": "gemini-2.5-flash",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"name": "f", "input_schema": {"type": "object", "properties": {}}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+        }
+    )
+    r = await send_raw(gateway(up), "POST", b"/gemini/v1/messages", body=body)
+    assert r.status == 400, r.body
+    message = r.json()["error"]["message"]
+    assert message.startswith("tool_choice.disable_parallel_tool_use cannot be sent to Gemini"), message
+    assert up.seen == []

@@ -18,6 +18,14 @@ from tollway.protocols.codec import ApiPath, Json, StreamReader, StreamWriter
 
 class AnthropicMessages:
     name = "anthropic"
+    pivot_fields: Mapping[str, str] = {
+        "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
+        "stop": "stop_sequences",
+        "max_completion_tokens": "max_tokens",
+        "user": "metadata.user_id",
+        "reasoning_effort": "thinking",
+        "response_format": "output_config.format",
+    }
 
     def api_path(self, stream: bool, model: str) -> ApiPath:
         return ApiPath(MESSAGES)

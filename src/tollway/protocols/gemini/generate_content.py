@@ -22,6 +22,15 @@ def model_path(model: str) -> str:
 
 class GeminiGenerateContent:
     name = "gemini"
+    pivot_fields: Mapping[str, str] = {
+        "stop": "generationConfig.stopSequences",
+        "max_completion_tokens": "generationConfig.maxOutputTokens",
+        "n": "generationConfig.candidateCount",
+        "seed": "generationConfig.seed",
+        "presence_penalty": "generationConfig.presencePenalty",
+        "frequency_penalty": "generationConfig.frequencyPenalty",
+        "tool_choice": "toolConfig.functionCallingConfig",
+    }
 
     def api_path(self, stream: bool, model: str) -> ApiPath:
         if stream:

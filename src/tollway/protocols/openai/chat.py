@@ -51,6 +51,7 @@ class OpenAIChat:
     """The identity codec. Translations return their input (not a copy)."""
 
     name = "openai"
+    pivot_fields: Mapping[str, str] = {}  # (the pivot is its own request)
 
     def api_path(self, stream: bool, model: str) -> ApiPath:
         return ApiPath(CHAT)

@@ -29,6 +29,11 @@ class ResponsesCodec:
     stream's writer gets it as every codec's does)."""
 
     name = "responses"
+    pivot_fields: Mapping[str, str] = {
+        "max_completion_tokens": "max_output_tokens",
+        "response_format": "text.format",
+        "reasoning_effort": "reasoning.effort",
+    }
 
     def __init__(self, client_request: Mapping[str, Any] = _EMPTY) -> None:
         self._client_request = client_request
