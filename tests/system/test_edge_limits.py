@@ -392,6 +392,23 @@ def test_a_chunk_extension_past_max_header_bytes_is_a_400_not_a_reset(gw: Proc) 
     assert_still_serving(gw)
 
 
+def test_a_broken_chunked_body_is_a_400_recorded_under_the_requests_own_id(gw: Proc) -> None:
+    """A bad chunk size once the head was taken: the edge answered a 400 of its own under
+    an id of its own, and the call was recorded as a 499 under the client's (a judge's
+    Medium). The gateway answers it, the client's id on both."""
+    chunked = head("/v1/chat/completions", "Transfer-Encoding: chunked", "x-request-id: broken-chunk")
+    with connect(gw) as sock:
+        sock.sendall(chunked + b"zz\r\nabc\r\n")
+        r = read_response(sock)
+        assert (r.status, r.headers["x-tollway-reason"]) == (400, "gateway.bad_request"), r.body
+        assert r.headers["x-request-id"] == "broken-chunk"
+        assert "not valid HTTP/1.1" in r.json()["error"]["message"]
+        assert closed_by_server(sock)
+    [record] = [rec for rec in records(gw) if rec["request_id"] == "broken-chunk"]
+    assert (record["status"], record["reason"]) == (400, "gateway.bad_request")
+    assert_still_serving(gw)
+
+
 # --- keep-alive and pipelining -----------------------------------------------------------------
 
 
@@ -409,7 +426,8 @@ def test_keep_alive_and_pipelining_still_work(gw: Proc) -> None:
         chat_request("Content-Length: 5"),  # two Content-Lengths
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\rX: y\r\n\r\n",  # a bare CR
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # an HTTP/2 preface
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        # A bad chunk size: the head was fine, so the gateway answers (and records) it.
+        head("/v1/chat/completions", "Transfer-Encoding: chunked") + b"zz\r\n",
     ],
 )
 def test_what_is_not_http_is_a_400_in_the_gateways_shape_and_one_log_line(gw: Proc, request_bytes: bytes) -> None:

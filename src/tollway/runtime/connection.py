@@ -767,15 +767,11 @@ class EdgeConnection(HttpToolsProtocol):
         self.not_http.note(self.loop.time(), problem, self.loop)
         cycle = self.cycle
         if cycle is not None and cycle.more_body and not cycle.response_complete:
-            # The body of the request being served is broken (a bad chunk): the client
-            # gets the 400 if no answer has begun, and the call ends as one whose client
-            # left (the app sees the connection end).
-            self._dropping = True
-            self._cancel_clock()
-            if not cycle.response_started:
-                self.transport.write(_answer(400, f"the request body is not valid HTTP/1.1: {problem}",
-                                             "invalid_request_error", "gateway.bad_request").wire)  # fmt: skip
-            self.transport.close()
+            # The body of the request being served is broken (a bad chunk): the app's
+            # receive() says so, and the gateway answers the 400 and records the call
+            # under the request's own id (an answer of the edge's own, under an id of
+            # its own, left the call recorded as a 499 under the client's).
+            self._refuse_body(f"the request body is not valid HTTP/1.1: {problem}")
             return
         self._refuse(_answer(400, f"the request is not valid HTTP/1.1: {problem}", "invalid_request_error",
                              "gateway.bad_request"))  # fmt: skip
