@@ -189,7 +189,12 @@ class SseParser:
         return events
 
     def flush(self) -> list[SseEvent]:
-        """Whatever is left when the stream ends: a final event without its blank line."""
+        """Whatever is left when the stream ends: a final event without its blank line,
+        when what it holds is whole (``[DONE]``, or data that is JSON: a provider that
+        leaves the blank line off its last event). Any other rest is an event cut off
+        mid-way, and is dropped, as the SSE standard has it: made whole, its fragment
+        reached the client as an event (the OpenAI SDK failed parsing it, before the
+        error event that said the stream broke)."""
         rest = b"".join(self._parts)
         self._parts.clear()
         self._size = 0
@@ -199,4 +204,9 @@ class SseParser:
                 # The CR held back ends a blank line: the event is whole, as in feed.
                 return [SseEvent(rest + b"\n")] if len(rest) > 1 else []
         rest = rest.rstrip(b"\n")
-        return [SseEvent(rest + b"\n\n")] if rest.strip() else []
+        if not rest.strip():
+            return []
+        last = SseEvent(rest + b"\n\n")
+        data = last.data
+        whole = data == "[DONE]" or not data or last.json() is not None
+        return [last] if whole else []

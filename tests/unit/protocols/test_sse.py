@@ -51,7 +51,8 @@ def feed_all(parser: SseParser, chunks: list[bytes]) -> list[SseEvent]:
 
 def reference(stream: bytes) -> list[bytes]:
     """What the parser must make of a whole stream, written the obvious way: every line
-    end an LF, an event wherever a blank line ends text, a last event without one."""
+    end an LF, an event wherever a blank line ends text, a last event without one when
+    what it holds is whole (JSON data, ``[DONE]``, no data), else none (cut mid-way)."""
     text = stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     events: list[bytes] = []
     start = 0
@@ -60,7 +61,11 @@ def reference(stream: bytes) -> list[bytes]:
             events.append(text[start : end + 2])
         start = end + 2
     rest = text[start:].rstrip(b"\n")
-    return [*events, rest + b"\n\n"] if rest.strip() else events
+    if not rest.strip():
+        return events
+    last = SseEvent(rest + b"\n\n")
+    whole = last.data == "[DONE]" or not last.data or last.json() is not None
+    return [*events, last.raw] if whole else events
 
 
 def cut(stream: bytes, at: list[int]) -> list[bytes]:
@@ -169,12 +174,25 @@ def test_blank_lines_between_events_make_no_events() -> None:
     assert parsed(events) == [(None, "a"), (None, "b")]
 
 
-def test_flush_returns_a_last_event_without_its_blank_line() -> None:
+def test_flush_returns_a_last_event_without_its_blank_line_when_it_is_whole() -> None:
     parser = SseParser()
-    assert parser.feed(b"data: a\n\ndata: tail") != []
-    assert parsed(parser.flush()) == [(None, "tail")]
+    assert parser.feed(b'data: a\n\ndata: {"b": 1}') != []
+    assert parsed(parser.flush()) == [(None, '{"b": 1}')]
     assert parser.flush() == []
     assert SseParser().flush() == []
+    done = SseParser()
+    done.feed(b"data: [DONE]")
+    assert parsed(done.flush()) == [(None, "[DONE]")]
+
+
+def test_an_event_cut_off_mid_way_is_dropped_at_the_end() -> None:
+    """A provider that closes inside an event (``data: {"choices": [{"de``): made whole,
+    its fragment reached the client as an event, and the OpenAI SDK failed on it before
+    the error event after it (a judge's Medium). The SSE standard drops it."""
+    for rest in (b'data: {"choices": [{"de', b"data: " + b"a" * 5000, b'data: {"a": 1}\ndata: {"b'):
+        parser = SseParser()
+        assert parser.feed(b"data: whole\n\n" + rest) != []
+        assert parser.flush() == [], rest[:30]
 
 
 def test_json_is_parsed_from_data_and_none_when_not_json() -> None:
