@@ -39,14 +39,18 @@ def content_chars(obj: Any) -> int:
     n = 0
     if not isinstance(obj, dict):
         return 0
-    for choice in members(obj, "choices"):
+    # (Every stream event passes here: the lists are checked inline, as
+    # ``protocols.lists.members`` does, without a call each.)
+    choices = obj.get("choices")
+    for choice in choices if type(choices) is list else ():
         if not isinstance(choice, dict):
             continue
         delta = choice.get("delta")
         if isinstance(delta, dict):
             if isinstance(delta.get("content"), str):
                 n += len(delta["content"])
-            for call in members(delta, "tool_calls"):
+            calls = delta.get("tool_calls")
+            for call in calls if type(calls) is list else ():
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
                     n += len(fn["arguments"])
@@ -57,7 +61,8 @@ def content_chars(obj: Any) -> int:
         for key in ("text", "partial_json", "thinking"):
             if isinstance(delta.get(key), str):
                 n += len(delta[key])
-    for candidate in members(obj, "candidates"):  # a chunk of Gemini's own stream
+    candidates = obj.get("candidates")
+    for candidate in candidates if type(candidates) is list else ():  # a chunk of Gemini's own stream
         content = candidate.get("content") if isinstance(candidate, dict) else None
         for part in members(content, "parts"):
             if isinstance(part, dict) and isinstance(part.get("text"), str):
