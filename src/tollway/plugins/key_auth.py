@@ -13,6 +13,7 @@ admin API, the CLI and the metrics. Runtime consumers come from the consumer dir
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from tollway.config.schema import BudgetConfig
 from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
 from tollway.consumers.groups import named_twice
 from tollway.consumers.keys import hint_of
+from tollway.consumers.store import NAME_PATTERN
 from tollway.errors import BadRequest, Forbidden, Unauthorized
 from tollway.exchange import Exchange, Reply
 from tollway.headers import param_spelling, spellings
@@ -47,8 +49,25 @@ def _usable(pattern: str) -> str:
     return pattern
 
 
+_NAME = re.compile(NAME_PATTERN)
+
+
 class ConsumerEntry(PluginConfig):
-    name: str = Field(min_length=1)
+    # The same names a runtime consumer may have: the name goes upstream in the
+    # X-Mse-Consumer header, into state keys and metric labels (a config name of other
+    # letters passed ``check``, then every call that reached a provider was a 500).
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _a_name(cls, name: str) -> str:
+        if _NAME.fullmatch(name) is None:
+            raise ValueError(
+                f"{name[:64]!r} is no consumer name: 1-128 characters of letters, digits and _ . @ + : -, "
+                "starting with a letter, digit or _ (as a runtime consumer's; it goes upstream in X-Mse-Consumer)"
+            )
+        return name
+
     # One key (``credential``), or several (``credentials``, Higress's newer form), each
     # of which authenticates the consumer; both may be given.
     credential: str | None = Field(None, min_length=1)

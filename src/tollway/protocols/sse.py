@@ -190,9 +190,10 @@ class SseParser:
 
     def flush(self) -> list[SseEvent]:
         """Whatever is left when the stream ends: a final event without its blank line,
-        when what it holds is whole (``[DONE]``, or data that is JSON: a provider that
-        leaves the blank line off its last event). Any other rest is an event cut off
-        mid-way, and is dropped, as the SSE standard has it: made whole, its fragment
+        when what it holds is whole (``[DONE]``, or data that is a JSON object or array: a
+        provider that leaves the blank line off its last event). Any other rest (a
+        fragment of JSON, ``data: `` alone, an ``event:`` line without its data) is an
+        event cut off mid-way, and is dropped, as the SSE standard has it: made whole, its fragment
         reached the client as an event (the OpenAI SDK failed parsing it, before the
         error event that said the stream broke)."""
         rest = b"".join(self._parts)
@@ -207,6 +208,5 @@ class SseParser:
         if not rest.strip():
             return []
         last = SseEvent(rest + b"\n\n")
-        data = last.data
-        whole = data == "[DONE]" or not data or last.json() is not None
+        whole = last.data == "[DONE]" or isinstance(last.json(), dict | list)
         return [last] if whole else []

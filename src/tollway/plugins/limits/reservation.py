@@ -49,10 +49,11 @@ def route_calls(ex: Exchange, lookup: ProviderLookup | None) -> Sequence[Upstrea
 def prompt_tokens(ex: Exchange) -> int:
     """The prompt's estimated tokens: the whole body's, so JSON syntax only adds margin;
     in a large body, its inline media at what they cost (``protocols.media``). The body
-    the provider gets: one a plugin made or rewrote (chatgpt-proxy's from the query,
-    ai-prompt-decorator's with its messages added) when there is one, not the client's,
-    which a client could fill as it likes (a judge held chatgpt-proxy calls at a body
-    the gateway never sent)."""
+    the provider gets as far as it is made when asked: one a plugin made or rewrote
+    before (chatgpt-proxy's from the query; ai-prompt-decorator's, for a limit ordered
+    after it, and for budgets, which hold after every plugin) when there is one, not
+    the client's, which a client could fill as it likes (a judge held chatgpt-proxy
+    calls at a body the gateway never sent)."""
     made = ex.upstream_json
     if made is not None:
         return prompt_estimate(len(orjson.dumps(made)), lambda: made)
