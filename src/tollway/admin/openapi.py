@@ -577,9 +577,24 @@ _PATHS: dict[str, Any] = {
                 },
                 *_WINDOW,
                 _CONSUMER_FILTER,
+                {
+                    "name": "before",
+                    "in": "query",
+                    "required": False,
+                    "description": "A page's `next`: the records after that page, in the same order.",
+                    "schema": {"type": "string", "pattern": r"^[0-9]{1,19}\.[0-9]{1,19}$"},
+                },
             ],
             "responses": {
-                "200": _json("The records.", _object({"requests": {"type": "array", "items": _ref("UsageRecord")}})),
+                "200": _json(
+                    "The records; `next` (null on the last page) is the `before` of the page after it.",
+                    _object(
+                        {
+                            "requests": {"type": "array", "items": _ref("UsageRecord")},
+                            "next": {"type": ["string", "null"]},
+                        }
+                    ),
+                ),
                 "400": _error("A parameter is invalid."),
                 "401": _UNAUTHORIZED,
                 "503": _UNAVAILABLE,

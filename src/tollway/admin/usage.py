@@ -12,6 +12,7 @@ most (the answer then leaves out what is not yet stored), the query ``QUERY_WAIT
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ from tollway.storage import StorageError
 from tollway.usage.accountant import Accountant
 from tollway.usage.metrics import CONTENT_TYPE, UsageMetrics
 from tollway.usage.query import UsageQueryError, consumer_param, parse_limit, parse_window, query_from
-from tollway.usage.store import UsageStore
+from tollway.usage.store import Cursor, UsageStore
 from tollway.usage.writer import UsageWriter
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
@@ -28,6 +29,20 @@ T = TypeVar("T")
 
 SYNC_WAIT_S = 2.0
 QUERY_WAIT_S = 10.0
+
+
+_CURSOR = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})")
+
+
+def _cursor(given: str | None) -> Cursor | None:
+    """``before=``: a page's ``next`` (``<ts_ms>.<key>``)."""
+    if given is None:
+        return None
+    found = _CURSOR.fullmatch(given)
+    cursor = (int(found[1]), int(found[2])) if found is not None else None
+    if cursor is None or max(cursor) >= 1 << 63:  # (the database's integers are 64-bit)
+        raise UsageQueryError(f"before: {given[:40]!r} is not a page's next (<ms>.<key>)")
+    return cursor
 
 
 async def _bounded(query: Awaitable[T]) -> T:
@@ -74,14 +89,23 @@ class UsageRoutes:
         return await self._answer("rows", self.store.summary(query))
 
     async def requests(self, req: AdminRequest) -> Answer:
-        """``?consumer=&limit=&since=&until=`` → ``{"requests": [records, newest first]}``."""
+        """``?consumer=&limit=&since=&until=&before=`` → ``{"requests": [records, newest
+        first], "next": cursor}``: ``next`` (when the page is full) is the ``before`` of
+        the page after it, so every record is on exactly one page."""
         try:
             limit = parse_limit(req.query.get("limit"))
             window = parse_window(req.query.get("since"), req.query.get("until"))
             consumer = consumer_param(req.query.get("consumer"))
+            before = _cursor(req.query.get("before"))
         except UsageQueryError as exc:
             return error_reply(400, str(exc))
-        return await self._answer("requests", self.store.recent(limit, consumer, window))
+        try:
+            await self._caught_up()
+            page = await _bounded(self.store.recent_page(limit, consumer, window, before))
+        except StorageError as exc:
+            return error_reply(503, f"usage database unavailable: {exc}")
+        last = page[-1][1] if len(page) == limit else None
+        return json_reply(200, {"requests": [r for r, _ in page], "next": f"{last[0]}.{last[1]}" if last else None})
 
     async def tool_calls(self, req: AdminRequest) -> Answer:
         """``?since=&until=&consumer=`` → ``{"tools": [{consumer, server, tool, calls,

@@ -182,6 +182,10 @@ _FROM_COLUMN: dict[str, Callable[[Any], Any]] = {
 }
 
 
+# Where a page of ``recent`` ended: its last record's time (ms) and key.
+Cursor = tuple[int, int]
+
+
 def record_of_row(row: Row) -> dict[str, Any]:
     """The usage record (SPEC §5 shape, ``UsageRecord.as_dict``) a stored row holds."""
     return UsageRecord._make(
@@ -290,10 +294,27 @@ class UsageStore:
         return rows[:MAX_TOOL_ROWS]
 
     async def recent(
-        self, limit: int, consumer: str | None = None, window: Window | None = None
+        self, limit: int, consumer: str | None = None, window: Window | None = None, before: Cursor | None = None
     ) -> list[dict[str, Any]]:
-        """Up to ``limit`` records, newest first."""
+        """Up to ``limit`` records, newest first, those after ``before`` in that order
+        (the ``cursor`` of the last record of the page before)."""
+        return [record for record, _ in await self.recent_page(limit, consumer, window, before)]
+
+    async def recent_page(
+        self, limit: int, consumer: str | None = None, window: Window | None = None, before: Cursor | None = None
+    ) -> list[tuple[dict[str, Any], Cursor]]:
+        """``recent``, each record with its cursor. Ordered by time and then by the
+        record's key, so records of one millisecond have an order a page can end in
+        (by ``ts`` alone, a page ending inside such a run lost the rest of it)."""
         where, args = _where(window or Window(), consumer)
+        key = f"COALESCE({_KEY}, 0)"  # (records stored before keys: 0, after any other)
+        if before is not None:
+            args += [before[0], before[0], before[1]]
+            n = len(args)
+            where += (" AND " if where else " WHERE ") + f"(ts_ms < ${n - 2} OR (ts_ms = ${n - 1} AND {key} < ${n}))"
         args.append(limit)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM usage_records{where} ORDER BY ts_ms DESC LIMIT ${len(args)}"
-        return [record_of_row(r) for r in await self.db.fetch(sql, *args)]
+        sql = (
+            f"SELECT {', '.join(_COLUMNS)}, {key} AS cursor_key FROM usage_records{where} "
+            f"ORDER BY ts_ms DESC, cursor_key DESC LIMIT ${len(args)}"
+        )
+        return [(record_of_row(r), (int(r["ts_ms"]), int(r["cursor_key"]))) for r in await self.db.fetch(sql, *args)]
