@@ -44,9 +44,11 @@
     return api(path, null, method, payload);
   }
 
+  // Three significant figures under a dollar (a total of $0.014782 is $0.0148, not
+  // $0.01, shown less precisely than the rows it adds up), cents above.
   function cost(v) {
     if (!v) return "$0";
-    return v < 0.01 ? `$${v.toPrecision(2)}` : `$${v.toFixed(2)}`;
+    return v < 1 ? `$${v.toPrecision(3)}` : `$${v.toFixed(2)}`;
   }
 
   function cell(tr, text, cls) {
