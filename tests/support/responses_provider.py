@@ -7,7 +7,9 @@ Responses event stream when ``stream`` is true, with ``USAGE`` as its usage and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 from typing import Any
 
 from tests.support.loopback_server import LoopbackServer, read_request
@@ -110,6 +112,9 @@ class ResponsesProvider(LoopbackServer):
         self.paths: list[str] = []
         self.background = False
         self.made = 0
+        # A stream whose input is "HOLD" sends its first event (response.created), then
+        # waits for this before the rest (a client can leave it in between).
+        self.released = threading.Event()
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -130,8 +135,18 @@ class ResponsesProvider(LoopbackServer):
                 rid = path.split("?")[0].rstrip("/").split("/")[-1]
             if body.get("stream") or (method == "GET" and "stream=true" in path):
                 events = _events(self.background, rid)
-                out = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
+                encoded = [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events]
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+                if body.get("input") == "HOLD":
+                    writer.write(b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(encoded[0]), encoded[0]))
+                    await writer.drain()
+                    await asyncio.to_thread(self.released.wait, 10)
+                    rest = b"".join(encoded[1:])
+                    writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
+                    with contextlib.suppress(ConnectionError):
+                        await writer.drain()
+                    continue
+                out = b"".join(encoded)
             elif body.get("background") is True:
                 out = json.dumps(_response("queued", None, None, True, rid)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")

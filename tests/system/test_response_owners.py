@@ -5,6 +5,7 @@ id it does not know, and the provider is never asked."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -82,6 +83,28 @@ def test_another_consumer_cannot_read_delete_or_continue_a_stored_response(
         assert sdk.responses.create(model=MODEL, input="and then?", previous_response_id=response_id).id
     assert fresh_responses_provider.bodies[-1]["previous_response_id"] == response_id
     assert httpx.delete(gw.url + f"/v1/responses/{response_id}", headers=ALICE).status_code == 200
+
+
+def test_a_streamed_response_is_its_makers_from_its_first_event(
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider
+) -> None:
+    """A stream's id was recorded when response.completed passed: alice leaving after
+    response.created (a background stream's usual use) left her response anyone's, read
+    and continued by bob (a judge's High). It is hers from response.created."""
+    gw = gateway(_config(fresh_responses_provider))
+    body = {"model": MODEL, "input": "HOLD", "stream": True, "background": True}
+    try:
+        with httpx.stream("POST", gw.url + "/v1/responses", json=body, headers=ALICE, timeout=10) as r:
+            lines = r.iter_lines()
+            data = next(line for line in lines if line.startswith("data: "))  # response.created's
+        response_id = json.loads(data[6:])["response"]["id"]
+        deadline = time.monotonic() + 5  # (recorded off the relay)
+        while httpx.get(gw.url + f"/v1/responses/{response_id}", headers=BOB).status_code == 200:
+            assert time.monotonic() < deadline, "bob still reads alice's stream"
+            time.sleep(0.05)
+        _refused_to(gw, fresh_responses_provider, response_id)
+    finally:
+        fresh_responses_provider.released.set()
 
 
 def test_a_background_response_is_its_makers_from_the_queued_answer(

@@ -280,7 +280,9 @@ class AiProxy:
             if translation is not None:
                 events = translation.stream(ex)
             elif ex.api == "responses":
-                events = ResponsesPassthrough(ex, self._stream_ended(ex))
+                owners = self.response_owners
+                created = (lambda run: owners.streamed(ex, run)) if owners is not None else None
+                events = ResponsesPassthrough(ex, self._stream_ended(ex), created)
             else:
                 reads = ex.request.method == "GET"
                 events = Passthrough(ex, ex.get(upstream_request.HIDE_USAGE) is True, counts_usage=not reads)

@@ -16,7 +16,8 @@ An id no consumer holds passes as before: one made before the gateway recorded t
 a call without a consumer, or outside the gateway (files hold the stricter rule, as they
 did from the start; a stored response a consumer made before an upgrade must stay its
 own to continue). A whole answer's id is recorded before the client has it; a stream's
-when its ``response.completed`` passes. The database failing lets the call through
+when its ``response.created`` passes (at its end it was, and a client that left a
+background stream early left its response anyone's), and again at its end. The database failing lets the call through
 (logged): the provider's own ids are no secret lists, and every Responses call stopping
 with the database is the worse outcome.
 """
@@ -151,8 +152,8 @@ class ResponseOwners:
             await self._record(*made)
 
     def streamed(self, ex: Exchange, response: Any) -> None:
-        """``made``, for a stream's ``response.completed`` (called from the relay, which
-        does not wait): recorded in the background."""
+        """``made``, for a stream's ``response.created`` and ``response.completed``
+        (called from the relay, which does not wait): recorded in the background."""
         made = _made(ex, response)
         if made is not None:
             task = asyncio.get_running_loop().create_task(self._record(*made))

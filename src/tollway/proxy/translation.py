@@ -331,9 +331,14 @@ class ResponsesPassthrough:
     """A Responses API stream as it came: the usage and model read off the response in
     ``response.completed`` (or ``incomplete``, ``failed``), the text off the deltas."""
 
-    __slots__ = ("_counted", "_ex", "failure", "finished", "sent_chars")
+    __slots__ = ("_counted", "_created", "_ex", "failure", "finished", "sent_chars")
 
-    def __init__(self, ex: Exchange, counted: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        ex: Exchange,
+        counted: Callable[[dict[str, Any]], None] | None = None,
+        created: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self._ex = ex
         self.sent_chars = 0
         self.finished = False
@@ -341,6 +346,9 @@ class ResponsesPassthrough:
         # Told the response the stream ended with, whose usage it counted (stored_reads:
         # a later read of a background run then counts none).
         self._counted = counted
+        # Told the response its first event made (response_owners: it is the consumer's
+        # from then on, though the client leave before it ends).
+        self._created = created
 
     def feed(self, events: list[SseEvent]) -> list[SseEvent]:
         if self.failure is not None:
@@ -348,7 +356,14 @@ class ResponsesPassthrough:
         for i, event in enumerate(events):
             raw = event.raw
             # (An error or response.failed event names itself in its first bytes.)
-            if b'"delta"' not in raw and b'"usage"' not in raw and b"error" not in raw[:48] and b"fail" not in raw[:48]:
+            head = raw[:48]
+            if (
+                b'"delta"' not in raw
+                and b'"usage"' not in raw
+                and b"error" not in head
+                and b"fail" not in head
+                and b"created" not in head
+            ):
                 continue
             obj = event.json()
             if not isinstance(obj, dict):
@@ -365,6 +380,10 @@ class ResponsesPassthrough:
                 run = obj.get("response")
                 if self._counted is not None and isinstance(run, dict):
                     self._counted(run)
+            elif kind == "response.created":
+                run = obj.get("response")
+                if self._created is not None and isinstance(run, dict):
+                    self._created(run)
             elif (failure := _responses_failure(obj)) is not None:
                 self.failure = failure
                 return events[: i + 1]
