@@ -211,6 +211,26 @@ def test_an_object_named_in_a_body_is_held_to_its_maker_too(gw: Proc, provider: 
         timeout=10,
     )
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "file_not_found"
+    # A fine-tuning job's files, and the same names in a form, urlencoded or multipart (a
+    # compatible server may take forms; OpenAI takes a container's file as multipart):
+    # they passed unread (a judge's High and Medium).
+    bob = {"authorization": "k-bob"}
+    for path, fields in (
+        ("/fine_tuning/jobs", {"model": "gpt-4o-mini", "training_file": file_id}),
+        ("/fine_tuning/jobs", {"model": "gpt-4o-mini", "training_file": "file-mine", "validation_file": file_id}),
+        ("/batches", {"input_file_id": file_id, "endpoint": "/v1/chat/completions"}),
+        (f"/containers/{container}/files", {"file_id": file_id}),
+    ):
+        refused = httpx.post(f"{gw.url}/v1{path}", json=fields, headers=bob, timeout=10)
+        assert refused.headers.get("x-tollway-reason") == "ai-proxy.not_owner", (path, refused.text)
+        refused = httpx.post(f"{gw.url}/v1{path}", data=fields, headers=bob, timeout=10)  # urlencoded
+        assert refused.headers.get("x-tollway-reason") == "ai-proxy.not_owner", (path, "form", refused.text)
+        refused = httpx.post(f"{gw.url}/v1{path}", files={k: (None, v) for k, v in fields.items()}, headers=bob,
+                             timeout=10)  # fmt: skip
+        assert refused.headers.get("x-tollway-reason") == "ai-proxy.not_owner", (path, "multipart", refused.text)
+    encoded = httpx.post(gw.url + "/v1/batches", content=f"input%5Ffile%5Fid={file_id}&endpoint=x", timeout=10,
+                         headers={**bob, "content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert encoded.status_code == 404 and encoded.headers["x-tollway-reason"] == "ai-proxy.not_owner", encoded.text
     assert len(provider.seen) == asked  # no provider was asked
     # Its maker names them all; an id no consumer holds (a tool's own argument) passes.
     for path, body in named:

@@ -65,6 +65,7 @@ from tollway.consumers.holdings import Holdings, Kind
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError
 from tollway.exchange import Exchange, Reply
 from tollway.protocols.apis import MESSAGE_BATCHES, Api
+from tollway.protocols.form import form_fields
 from tollway.storage import StorageError
 
 log = logging.getLogger("tollway.ownership")
@@ -115,12 +116,16 @@ def _database_unavailable() -> GatewayError:
 _NAMED_IN_BODIES: dict[str, Kind] = {
     "file_id": "file",
     "file_ids": "file",
+    "input_file_id": "file",
+    # A fine-tuning job's files (``POST /fine_tuning/jobs``).
+    "training_file": "file",
+    "validation_file": "file",
     "vector_store_ids": "vector_store",
     "vector_store_id": "vector_store",
     "container": "container",
     "container_id": "container",
 }
-_MAY_NAME = (b"file_id", b"vector_store_id", b'"container')
+_MAY_NAME = (b"file_id", b"vector_store_id", b"container", b"training_file", b"validation_file")
 
 
 def may_name(ex: Exchange) -> bool:
@@ -135,6 +140,8 @@ def may_name(ex: Exchange) -> bool:
         return True
     if ex.api == "chat":
         return b"file_id" in raw
+    if b"%" in raw and "urlencoded" in (ex.request.headers.get("content-type") or ""):
+        return True  # (a form's names may be percent-encoded: ``file%5Fid``)
     return any(mark in raw for mark in _MAY_NAME)
 
 
@@ -155,6 +162,28 @@ def named_in(body: Any) -> dict[Kind, set[str]]:
         elif isinstance(value, list):
             stack.extend(v for v in value if isinstance(v, dict | list))
     return named
+
+
+def _form_of(ex: Exchange) -> dict[str, Any]:
+    """A form body's text fields that may name an object (multipart or urlencoded); {}
+    for any other body, or one that cannot be read as a form."""
+    body = ex.request.body or b""
+    content_type = ex.request.headers.get("content-type") or ""
+    try:
+        if content_type.lower().startswith("multipart/"):
+            fields = form_fields(content_type, body, frozenset(_NAMED_IN_BODIES), len(body)) or {}
+            return {k: v.decode("utf-8", "replace") for k, v in fields.items()}
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    except (BadRequest, ValueError):
+        return {}
+    found: dict[str, Any] = {}
+    for name, value in pairs:  # (a repeated name: a list, as ``file_ids`` would be)
+        found[name] = (
+            [*found[name], value]
+            if isinstance(found.get(name), list)
+            else ([found[name], value] if name in found else value)
+        )
+    return found
 
 
 def _sees(owner: str | None, consumer: str | None) -> bool:
@@ -213,7 +242,10 @@ class Ownership:
         try:
             named = named_in(ex.body_json())
         except GatewayError:
-            return  # not JSON: no provider reads an id out of it
+            # Not JSON: a form's fields name objects as a JSON body's keys do (OpenAI
+            # takes a container's file as multipart ``file_id``; a compatible server may
+            # take any of them as a form).
+            named = named_in(_form_of(ex))
         consumer = ex.consumer.name if ex.consumer is not None else None
         for kind, ids in named.items():
             if not ids:
