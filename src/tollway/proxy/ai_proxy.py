@@ -114,6 +114,17 @@ class AiProxy:
             # at nothing.
             ex.model_upstream = candidates[0].map_model(model or "")
             return estimated_answer(ex, client_body)
+        if ex.consumer is not None and _stored_completions(ex):
+            # OpenAI keeps a chat completion made with ``store: true`` and serves it, its
+            # messages and the list of them all to anyone with the organisation's key;
+            # the gateway does not record whose each is, so it serves none of them to a
+            # consumer (another's read back whole, or listed, otherwise).
+            raise NotFound(
+                "stored chat completions are not served through the gateway to a consumer: they "
+                "are not kept apart per consumer",
+                reason="ai-proxy.not_owner",
+                code="not_found",
+            )
         if self.response_owners is not None and (
             ex.api == "responses" or (ex.api == "other" and held_here(ex.api_path))
         ):
@@ -407,6 +418,15 @@ class AiProxy:
         if status >= 400:
             return translation.error(status, body), None
         return translation.response(body, answer)
+
+
+def _stored_completions(ex: Exchange) -> bool:
+    """A call on stored chat completions: their list (``GET /chat/completions``), one
+    of them or its messages (``/chat/completions/{id}[/messages]``, any method), in any
+    letter case (a provider may match paths so)."""
+    if ex.api == "chat":
+        return ex.request.method != "POST"
+    return ex.api == "other" and ex.api_path[:18].lower() == "/chat/completions/"
 
 
 def _with_retry_after(headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:

