@@ -9,7 +9,9 @@ the Anthropic SDK of message batches; the provider a fake of both APIs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -346,3 +348,35 @@ def test_an_upload_of_a_batch_file_is_refused_to_a_consumer_held_to_some_models(
         # Other uploads go on, and a batch file goes through /v1/files, checked line by line.
         cat.uploads.create(bytes=3, filename="notes.txt", mime_type="text/plain", purpose="assistants")
         assert cat.files.create(file=("ok.jsonl", BATCH_LINE), purpose="batch").purpose == "batch"
+
+
+def test_nothing_is_made_while_the_database_cannot_record_whose_it_is(
+    gateway: Callable[..., Proc], provider: FilesProvider, tmp_path: Path
+) -> None:
+    """A file or a vector store made while the database failed was no one's, and served
+    to every consumer from then on (a judge's Medium): making one asks the database
+    first, and its failing is the 503 every other files call gets."""
+    gw = gateway(f"""
+storage: {{database: "sqlite:///./tollway.db"}}
+providers: [{{id: openai, type: openai, baseUrl: "{provider.url}/v1", apiTokens: [sk-org]}}]
+routes: [{{name: v1, path_prefix: /v1/, provider: openai}}]
+plugins:
+  - name: key-auth
+    defaultConfig: {{keys: [authorization], consumers: [{{name: ann, credential: k-ann}}]}}
+""")  # fmt: skip
+    db = sqlite3.connect(tmp_path / "tollway.db")
+    asked = len(provider.seen)
+    db.execute("ALTER TABLE consumer_objects RENAME TO consumer_objects_away")
+    db.commit()
+    try:
+        for path, kwargs in (("/v1/files", {"files": {"file": ("a.jsonl", b"{}")}, "data": {"purpose": "batch"}}),
+                             ("/v1/vector_stores", {"json": {"name": "notes"}})):  # fmt: skip
+            r = httpx.post(gw.url + path, headers={"authorization": "k-ann"}, timeout=10, **kwargs)
+            assert (r.status_code, r.headers["x-tollway-reason"]) == (503, "ai-proxy.database_unavailable"), r.text
+        assert len(provider.seen) == asked
+    finally:
+        db.execute("ALTER TABLE consumer_objects_away RENAME TO consumer_objects")
+        db.commit()
+        db.close()
+    made = httpx.post(gw.url + "/v1/vector_stores", json={"name": "notes"}, headers={"authorization": "k-ann"})
+    assert made.status_code == 200, made.text

@@ -215,6 +215,10 @@ class Ownership:
                 input_file = _input_file_id(ex)
                 if input_file is not None:
                     await self._admit("file", input_file, consumer)
+            if object_id is None and method == "POST" and consumer is not None:
+                # Making one: the database that will record it must answer first. Made
+                # while it could not, it was no one's, and served to every consumer.
+                await self.holdings.owners(kind, ["-"])
         except StorageError:
             raise _database_unavailable() from None
         if object_id is None and method == "GET":
