@@ -56,7 +56,7 @@ class ConsumerEntry(PluginConfig):
     # The same names a runtime consumer may have: the name goes upstream in the
     # X-Mse-Consumer header, into state keys and metric labels (a config name of other
     # letters passed ``check``, then every call that reached a provider was a 500).
-    name: str
+    name: str = Field(min_length=1)
 
     @field_validator("name")
     @classmethod
