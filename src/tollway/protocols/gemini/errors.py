@@ -104,6 +104,6 @@ def retry_after(body: bytes) -> str | None:
                 seconds = float(delay[:-1])
             except ValueError:
                 return None
-            if 0 <= seconds and (whole := math.ceil(seconds)) <= 86_400:
-                return str(whole)
+            if 0 <= seconds <= 86_400:  # (a day at most; nan and infinity are neither)
+                return str(math.ceil(seconds))
     return None

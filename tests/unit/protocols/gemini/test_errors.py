@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from tests.support.transcript_support import raw
+from tollway.protocols.gemini.errors import retry_after
 from tollway.protocols.registry import codec_for
 
 G = codec_for("gemini")
@@ -44,3 +45,16 @@ def test_openai_error_bodies_become_gemini_ones(status: int, name: str) -> None:
     assert obj["error"]["code"] == status
     assert obj["error"]["status"] == name
     assert obj["error"]["message"].startswith("Incorrect API key provided")
+
+
+@pytest.mark.parametrize(
+    ("delay", "said"),
+    [("6.2s", "7"), ("0s", "0"), ("86399.5s", "86400"), ("86401s", None), ("1e400s", None), ("nans", None),
+     ("-3s", None), ("7", None), (7, None)],
+)  # fmt: skip
+def test_a_retry_delay_becomes_whole_seconds_or_nothing(delay: object, said: str | None) -> None:
+    """RetryInfo's retryDelay as a Retry-After value: rounded up, a day at most; one no
+    client should wait on (infinite, negative, not a duration) says nothing and raises
+    nothing (an infinite one raised OverflowError out of the error's translation)."""
+    body = orjson.dumps({"error": {"code": 429, "details": [{"@type": "x/google.rpc.RetryInfo", "retryDelay": delay}]}})
+    assert retry_after(body) == said
