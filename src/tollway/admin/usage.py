@@ -70,13 +70,18 @@ class UsageRoutes:
     async def _answer(self, name: str, query: Coroutine[Any, Any, list[dict[str, Any]]]) -> Answer:
         """``{name: rows}`` from the database once this process's calls are in it; 503
         when the database fails or is too slow."""
+        rows = await self._fetched(query)
+        return rows if isinstance(rows, tuple) else json_reply(200, {name: rows})
+
+    async def _fetched(self, query: Coroutine[Any, Any, T]) -> T | Answer:
+        """``query``'s answer once this process's calls are in the database, or the 503
+        when the database fails or is too slow."""
         try:
             await self._caught_up()
-            rows = await _bounded(query)
+            return await _bounded(query)
         except StorageError as exc:
             query.close()  # never awaited when the sync failed first
             return error_reply(503, f"usage database unavailable: {exc}")
-        return json_reply(200, {name: rows})
 
     async def usage(self, req: AdminRequest) -> Answer:
         """``?by=consumer|model|route|provider|day|hour&since=&until=&consumer=`` →
@@ -99,11 +104,9 @@ class UsageRoutes:
             before = _cursor(req.query.get("before"))
         except UsageQueryError as exc:
             return error_reply(400, str(exc))
-        try:
-            await self._caught_up()
-            page = await _bounded(self.store.recent_page(limit, consumer, window, before))
-        except StorageError as exc:
-            return error_reply(503, f"usage database unavailable: {exc}")
+        page = await self._fetched(self.store.recent_page(limit, consumer, window, before))
+        if isinstance(page, tuple):
+            return page
         last = page[-1][1] if len(page) == limit else None
         return json_reply(200, {"requests": [r for r, _ in page], "next": f"{last[0]}.{last[1]}" if last else None})
 

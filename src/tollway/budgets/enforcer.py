@@ -256,10 +256,9 @@ class Budgets:
         # price of its own (the record prices the model sent, not the one asked for), or
         # that call would be settled at nothing.
         calls = upstream_calls(ex.route, model) if ex.route is not None else (UpstreamCall(model),)
-        billed_models = [call.model for call in calls]
         prompt = prompt_tokens(ex) + hidden
         most = 0.0
-        for call in calls:
+        for n, call in enumerate(calls):
             billed = call.model
             output = output_tokens(ex, DEFAULT_OUTPUT_TOKENS, (call,))
             if ex.api in UNIT_BILLED_APIS:
@@ -267,7 +266,7 @@ class Budgets:
             found = self.prices.resolve(billed)
             if found is None:
                 sent = "" if billed == model else f" (what the route sends {model!r} as"
-                if sent and billed != billed_models[0]:
+                if sent and n > 0:
                     sent += " when it fails over"
                 raise Forbidden(
                     f"model {billed!r}{sent + ')' if sent else ''} has no price and {budgeted.kind} "

@@ -62,6 +62,11 @@ class Holdings:
         if statements:
             await self.db.run_transaction(statements)
 
+    async def answers(self) -> None:
+        """Raises ``StorageError`` unless the table can be read now (before an object is
+        made that it must record)."""
+        await self.db.fetch("SELECT 1 FROM consumer_objects LIMIT 1")
+
     async def owners(self, kind: Kind, object_ids: Iterable[str]) -> dict[str, str]:
         """The consumer holding each of ``object_ids`` that someone holds."""
         ids = list(dict.fromkeys(object_ids))

@@ -176,13 +176,9 @@ def _form_of(ex: Exchange) -> dict[str, Any]:
         pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     except (BadRequest, ValueError):
         return {}
-    found: dict[str, Any] = {}
-    for name, value in pairs:  # (a repeated name: a list, as ``file_ids`` would be)
-        found[name] = (
-            [*found[name], value]
-            if isinstance(found.get(name), list)
-            else ([found[name], value] if name in found else value)
-        )
+    found: dict[str, list[str]] = {}
+    for name, value in pairs:  # (every value of a repeated name: ``named_in`` reads lists)
+        found.setdefault(name, []).append(value)
     return found
 
 
@@ -218,7 +214,7 @@ class Ownership:
             if object_id is None and method == "POST" and consumer is not None:
                 # Making one: the database that will record it must answer first. Made
                 # while it could not, it was no one's, and served to every consumer.
-                await self.holdings.owners(kind, ["-"])
+                await self.holdings.answers()
         except StorageError:
             raise _database_unavailable() from None
         if object_id is None and method == "GET":
