@@ -18,9 +18,10 @@ it is sent, as a provider account holds every consumer's.
   ``results_url`` on ``PROVIDER_HOME``, as Anthropic's is on its own host),
   ``…/{id}/results`` (JSONL), ``POST …/{id}/cancel``, ``DELETE …/{id}``.
 
-- ``/v1/vector_stores`` and ``/v1/containers``: made (``vs-N``, ``cntr-N``), listed
-  (paged alike), read, deleted; a store's ``…/search`` and a container's ``…/files``
-  answer an empty page.
+- ``/v1/vector_stores``, ``/v1/containers`` and ``/v1/fine_tuning/jobs``: made (``vs-N``,
+  ``cntr-N``, ``ftjob-N``), listed (paged alike), read, deleted; anything under one
+  (a store's ``…/search``, a container's ``…/files``, a job's ``…/events``) answers an
+  empty page.
 
 Unknown ids → 404 in OpenAI's error shape. ``seen`` keeps each request's method and
 path, in order.
@@ -43,7 +44,9 @@ _BATCH = re.compile(r"^/v1/batches/([^/]+)(/cancel)?$")
 # (a client sent there reaches nothing).
 PROVIDER_HOME = "https://provider.invalid"
 _UPLOAD = re.compile(r"^/v1/uploads/([^/]+)/(parts|complete|cancel)$")
-_STORE = re.compile(r"^/v1/(vector_stores|containers)(?:/([^/]+)(/.+)?)?$")
+_STORE = re.compile(r"^/v1/(vector_stores|containers|fine_tuning/jobs)(?:/([^/]+)(/.+)?)?$")
+_STORE_IDS = {"vector_stores": ("vs", "vector_store"), "containers": ("cntr", "container"),
+              "fine_tuning/jobs": ("ftjob", "fine_tuning.job")}  # fmt: skip
 _MESSAGE_BATCH = re.compile(r"^/v1/messages/batches/([^/]+)(/results|/cancel)?$")
 _DATA_PART = re.compile(rb'name="data"(?:; filename="[^"]*")?\r\n(?:[^\r]+\r\n)*\r\n(.*?)\r\n--', re.S)
 _PURPOSE = re.compile(rb'name="purpose"\r\n\r\n([^\r]*)')
@@ -157,13 +160,14 @@ class FilesProvider(LoopbackServer):
     def _store(
         self, method: str, kind: str, object_id: str | None, rest: str | None, query: dict[str, str]
     ) -> tuple[int, bytes]:
-        """Vector stores and containers: made, listed, read, deleted; a store's search,
-        a container's files (each an empty page)."""
+        """Vector stores, containers and fine-tuning jobs: made, listed, read, deleted;
+        anything under one is an empty page."""
         held = self.stores.setdefault(kind, {})
         if object_id is None:
             if method == "POST":
-                made = self._new_id("vs" if kind == "vector_stores" else "cntr")
-                held[made] = {"id": made, "object": kind.rstrip("s"), "created_at": 1, "name": made}
+                prefix, object_type = _STORE_IDS[kind]
+                made = self._new_id(prefix)
+                held[made] = {"id": made, "object": object_type, "created_at": 1, "name": made}
                 return 200, orjson.dumps(held[made])
             return 200, _page(list(held.values()), query)
         if object_id not in held:

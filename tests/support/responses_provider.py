@@ -35,7 +35,7 @@ def _response(
         output = [
             {
                 "type": "message",
-                "id": "msg_1",
+                "id": _item_id(rid),
                 "status": "completed",
                 "role": "assistant",
                 "content": [{"type": "output_text", "text": text, "annotations": []}],
@@ -56,34 +56,46 @@ def _response(
     }
 
 
+def _item_id(rid: str) -> str:
+    """A response's message item: ``msg_N`` of ``resp_N`` (each response's items are its own)."""
+    return "msg_" + rid.removeprefix("resp_")
+
+
 def _events(background: bool = False, rid: str = "resp_1") -> list[tuple[str, dict[str, Any]]]:
-    item = {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}
+    mid = _item_id(rid)
+    item = {"type": "message", "id": mid, "status": "in_progress", "role": "assistant", "content": []}
     part = {"type": "output_text", "text": "", "annotations": []}
     events: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": _response("in_progress", None, None, background, rid)}),
         ("response.in_progress", {"response": _response("in_progress", None, None, background, rid)}),
         ("response.output_item.added", {"output_index": 0, "item": item}),
-        ("response.content_part.added", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part}),
+        ("response.content_part.added", {"item_id": mid, "output_index": 0, "content_index": 0, "part": part}),
     ]
     for word in TEXT.split(" "):
         delta = word if not events[-1][0].endswith("delta") else " " + word
         events.append(
-            ("response.output_text.delta", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": delta})
+            ("response.output_text.delta", {"item_id": mid, "output_index": 0, "content_index": 0, "delta": delta})
         )
     done_part = {**part, "text": TEXT}
     events += [
-        ("response.output_text.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": TEXT}),
-        ("response.content_part.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": done_part}),
-        ("response.output_item.done", {"output_index": 0, "item": _response("completed", None, TEXT)["output"][0]}),
+        ("response.output_text.done", {"item_id": mid, "output_index": 0, "content_index": 0, "text": TEXT}),
+        ("response.content_part.done", {"item_id": mid, "output_index": 0, "content_index": 0, "part": done_part}),
+        (
+            "response.output_item.done",
+            {"output_index": 0, "item": _response("completed", None, TEXT, rid=rid)["output"][0]},
+        ),
         ("response.completed", {"response": _response("completed", USAGE, TEXT, background, rid)}),
     ]
     return [(name, {"type": name, "sequence_number": i, **data}) for i, (name, data) in enumerate(events)]
 
 
-async def _conversation(writer: asyncio.StreamWriter, method: str, path: str, provider: ResponsesProvider) -> None:
+async def _conversation(
+    writer: asyncio.StreamWriter, method: str, path: str, body: bytes, provider: ResponsesProvider
+) -> None:
     """OpenAI's Conversations API, as far as a conversation's maker needs it: ``POST
-    /v1/conversations`` makes ``conv_<n>``; any call on one answers it, or its (empty)
-    item list."""
+    /v1/conversations`` makes ``conv_<n>``; ``POST …/{id}/items`` answers the items given,
+    each with an id (``citem_<n>``); any other call on one answers it, or an empty item
+    list."""
     segments = path.split("?")[0].strip("/").split("/")  # v1, conversations, id, …
     if method == "POST" and len(segments) == 2:
         provider.made += 1
@@ -92,7 +104,12 @@ async def _conversation(writer: asyncio.StreamWriter, method: str, path: str, pr
         cid = segments[2]
     answer: dict[str, Any] = {"id": cid, "object": "conversation", "created_at": 1, "metadata": {}}
     if len(segments) > 3:
-        answer = {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+        added: list[dict[str, Any]] = []
+        if method == "POST" and segments[3:] == ["items"]:  # the items given, each with an id of its own
+            for item in json.loads(body or b"{}").get("items", []):
+                provider.made += 1
+                added.append({**item, "id": f"citem_{provider.made}"})
+        answer = {"object": "list", "data": added, "first_id": None, "last_id": None, "has_more": False}
     out = json.dumps(answer).encode()
     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(out), out))
     await writer.drain()
@@ -126,7 +143,7 @@ class ResponsesProvider(LoopbackServer):
             if body.get("background") is True:
                 self.background = True
             if path.startswith("/v1/conversations"):
-                await _conversation(writer, method, path, self)
+                await _conversation(writer, method, path, raw, self)
                 continue
             if method == "POST":
                 self.made += 1

@@ -178,6 +178,39 @@ def test_vector_stores_and_containers_are_their_makers(gw: Proc, provider: Files
         assert "vs-old" not in [s.id for s in bob.vector_stores.list()]
 
 
+def test_fine_tuning_jobs_are_their_makers(gw: Proc, provider: FilesProvider) -> None:
+    # One fine-tuning job list serves the whole organisation: bob listed ann's jobs (their
+    # training files' names, hyperparameters, fine-tuned models), read their events and
+    # checkpoints, and cancelled them.
+    with _sdk(gw, "k-ann") as ann, _sdk(gw, "k-bob") as bob:
+        training = ann.files.create(file=("train.jsonl", BATCH_LINE), purpose="fine-tune").id
+        job = ann.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=training)
+        assert job.id.startswith("ftjob-")
+        assert [j.id for j in ann.fine_tuning.jobs.list()] == [job.id]
+        assert [j.id for j in bob.fine_tuning.jobs.list()] == []
+        asked = len(provider.seen)
+        for call in (
+            lambda: bob.fine_tuning.jobs.retrieve(job.id),
+            lambda: bob.fine_tuning.jobs.list_events(job.id),
+            lambda: bob.fine_tuning.jobs.checkpoints.list(job.id),
+            lambda: bob.fine_tuning.jobs.cancel(job.id),
+            lambda: bob.fine_tuning.jobs.pause(job.id),
+        ):
+            with pytest.raises(openai.NotFoundError) as caught:
+                call()
+            assert caught.value.response.headers["x-tollway-reason"] == "ai-proxy.not_owner"
+        shouted = httpx.get(f"{gw.url}/v1/Fine_Tuning/Jobs/{job.id}", headers={"authorization": "k-bob"}, timeout=10)
+        assert shouted.status_code == 404
+        assert len(provider.seen) == asked  # (the provider was never asked)
+        assert ann.fine_tuning.jobs.retrieve(job.id).id == job.id
+        assert ann.fine_tuning.jobs.list_events(job.id).data == []
+    # Made before the gateway held them: served to whoever names it, listed to no one.
+    provider.stores["fine_tuning/jobs"]["ftjob-old"] = {"id": "ftjob-old", "object": "fine_tuning.job", "name": "old"}
+    with _sdk(gw, "k-bob") as bob:
+        assert bob.fine_tuning.jobs.retrieve("ftjob-old").id == "ftjob-old"
+        assert "ftjob-old" not in [j.id for j in bob.fine_tuning.jobs.list()]
+
+
 def test_an_object_named_in_a_body_is_held_to_its_maker_too(gw: Proc, provider: FilesProvider) -> None:
     # Bob, holding the ids of ann's file, store and container, had the model read them by
     # naming them in a call: the path was refused, the body was not.

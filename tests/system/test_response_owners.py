@@ -165,3 +165,60 @@ def test_another_consumer_cannot_read_change_or_continue_a_conversation(
         assert sdk.conversations.items.list(conversation.id).data == []
         assert sdk.responses.create(model=MODEL, input="and then?", conversation=conversation.id).id
     assert fresh_responses_provider.bodies[-1]["conversation"] == conversation.id
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_another_consumer_cannot_name_a_stored_responses_items(
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider, stream: bool
+) -> None:
+    # It was answered: bob, holding the id of an item of alice's stored response, put it
+    # in his input by reference (OpenAI reads it from its store: her answer, her
+    # reasoning) or added it to his own conversation.
+    gw = gateway(_config(fresh_responses_provider))
+    provider = fresh_responses_provider
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="key-alice", max_retries=0, timeout=10) as sdk:
+        if stream:
+            with sdk.responses.stream(model=MODEL, input="hi") as events:
+                item_id = events.get_final_response().model_dump()["output"][0]["id"]
+        else:
+            item_id = sdk.responses.create(model=MODEL, input="hi").model_dump()["output"][0]["id"]
+        conversation = sdk.conversations.create()
+        added = sdk.conversations.items.create(
+            conversation.id, items=[{"type": "message", "role": "user", "content": "my secret plan"}]
+        )
+        added_id = added.data[0].id
+    bobs = httpx.post(gw.url + "/v1/conversations", json={}, headers=BOB).json()["id"]
+
+    def bob_names(item: dict[str, object]) -> list[httpx.Response]:
+        return [
+            httpx.post(gw.url + "/v1/responses", json={"model": MODEL, "input": [item]}, headers=BOB),
+            httpx.post(gw.url + f"/v1/conversations/{bobs}/items", json={"items": [item]}, headers=BOB),
+        ]
+
+    deadline = time.monotonic() + 5  # (a stream's items are recorded off the relay, at its end)
+    while bob_names({"type": "item_reference", "id": item_id})[0].status_code == 200:
+        assert time.monotonic() < deadline, "bob still names alice's item"
+        time.sleep(0.05)
+    asked = len(provider.paths)
+    for named in (item_id, added_id):
+        by_id: list[dict[str, object]] = [{"type": "item_reference", "id": named}, {"type": "reasoning", "id": named}]
+        for item in by_id:
+            for refused in bob_names(item):
+                assert refused.status_code == 400, refused.text
+                assert refused.headers["x-tollway-reason"] == "ai-proxy.not_owner"
+                assert refused.json()["error"]["code"] == "item_not_found"
+                assert named in refused.json()["error"]["message"]
+    assert len(provider.paths) == asked, "the provider was asked"
+
+    # Alice names her own; bob his own, and an item no consumer made.
+    for key, named in (("key-alice", item_id), ("key-alice", added_id), ("key-bob", "msg_made_elsewhere")):
+        answered = httpx.post(
+            gw.url + "/v1/responses",
+            json={"model": MODEL, "input": [{"type": "item_reference", "id": named}]},
+            headers={"authorization": f"Bearer {key}"},
+        )
+        assert answered.status_code == 200, answered.text
+        assert provider.bodies[-1]["input"] == [{"type": "item_reference", "id": named}]
+    own = httpx.post(gw.url + "/v1/responses", json={"model": MODEL, "input": "hi"}, headers=BOB).json()
+    again = bob_names({"type": "item_reference", "id": own["output"][0]["id"]})
+    assert [r.status_code for r in again] == [200, 200]

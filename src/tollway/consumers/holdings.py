@@ -24,8 +24,11 @@ from tollway.storage import Database
 # What the provider made: an uploaded (or batch output) file, an upload in progress
 # (OpenAI's Uploads API), a batch (OpenAI's, or an Anthropic message batch), a stored
 # response (the Responses API's), a conversation (OpenAI's Conversations API), a
-# vector store or a container (a code interpreter's files).
-Kind = Literal["file", "upload", "batch", "response", "conversation", "vector_store", "container"]
+# vector store or a container (a code interpreter's files), a fine-tuning job; an item of a
+# stored response (its output: a message, a reasoning item, a tool call).
+Kind = Literal[
+    "file", "upload", "batch", "response", "conversation", "vector_store", "container", "fine_tuning_job", "item"
+]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS consumer_objects (
@@ -57,8 +60,12 @@ class Holdings:
 
     async def add(self, kind: Kind, object_ids: Iterable[str], consumer: str) -> None:
         """Record ``object_ids`` as ``consumer``'s; an id someone holds already stays theirs."""
+        await self.add_each([(kind, object_id) for object_id in object_ids], consumer)
+
+    async def add_each(self, objects: Iterable[tuple[Kind, str]], consumer: str) -> None:
+        """``add`` for objects of several kinds, in one transaction."""
         now = time.time()
-        statements = [(_INSERT, (kind, object_id, consumer, now)) for object_id in dict.fromkeys(object_ids)]
+        statements = [(_INSERT, (kind, object_id, consumer, now)) for kind, object_id in dict.fromkeys(objects)]
         if statements:
             await self.db.run_transaction(statements)
 

@@ -26,6 +26,8 @@ those collections) pay for it (one or two small queries a call):
                                     files and file batches included)
     POST, GET, * /containers…       a code interpreter's containers and their files, as
                                     vector stores
+    POST, GET, * /fine_tuning/jobs… fine-tuning jobs (their events, checkpoints, cancel,
+                                    pause and resume), as vector stores
 
 An object can be named in a body too, whatever the API: a file in a chat or Responses
 content part (``file_id``), files given to a vector store or a code interpreter
@@ -37,7 +39,7 @@ tool's own argument may be called ``file_id``). Bodies that hold none of those n
 cost a few scans of their bytes (``may_name``); the others are walked parsed, where an
 escaped name (``file\\u005fid``) reads as any other.
 
-Vector stores and containers came later than files: one that no consumer holds (made
+Vector stores, containers and fine-tuning jobs came later than files: one that no consumer holds (made
 before the gateway recorded them, or outside it) is still served to whoever names its
 id, as a stored response is (``response_owners``), so a consumer's own from before an
 upgrade stays usable; lists show only the consumer's own all the same.
@@ -81,17 +83,23 @@ _COLLECTIONS: dict[str, tuple[Kind, str]] = {
     MESSAGE_BATCHES: ("batch", "after_id"),
     "/vector_stores": ("vector_store", "after"),
     "/containers": ("container", "after"),
+    "/fine_tuning/jobs": ("fine_tuning_job", "after"),
 }
 # Collections of calls of no metered API ("other") held here, in lower case.
-_OTHER_COLLECTIONS = ("/vector_stores", "/containers")
+_OTHER_COLLECTIONS = ("/vector_stores", "/containers", "/fine_tuning/jobs")
+# Collections two segments deep (``/messages/batches``, ``/fine_tuning/jobs``), by their
+# first segment in lower case.
+_DEEP = frozenset({"messages", "fine_tuning"})
 # Kinds whose objects no consumer holds are served to anyone naming them (see above).
-_UNHELD_SERVED: frozenset[Kind] = frozenset({"vector_store", "container"})
+_UNHELD_SERVED: frozenset[Kind] = frozenset({"vector_store", "container", "fine_tuning_job"})
 # A batch's files that the provider makes as it runs.
 _BATCH_FILES = ("output_file_id", "error_file_id")
 # Provider pages one list call may read to fill the client's page.
 MAX_PAGES = 10
 # The providers' page sizes when the client names none (OpenAI's: files 10,000, batches 20).
-_DEFAULT_LIMIT: dict[Kind, int] = {"file": 10_000, "upload": 20, "batch": 20, "vector_store": 20, "container": 20}
+_DEFAULT_LIMIT: dict[Kind, int] = {
+    "file": 10_000, "upload": 20, "batch": 20, "vector_store": 20, "container": 20, "fine_tuning_job": 20,
+}  # fmt: skip
 # Asks the provider once: the client's query string, or the one given.
 Call = Callable[[str | None], Awaitable[Reply]]
 
@@ -355,7 +363,7 @@ def _collection_of(api_path: str) -> tuple[str, str | None]:
     """The collection a files or batches path is in, and the object it names (None: the
     collection itself)."""
     segments = api_path.strip("/").split("/")
-    depth = 2 if segments[0].lower() == "messages" else 1
+    depth = 2 if segments[0].lower() in _DEEP else 1
     collection = "/" + "/".join(segments[:depth]).lower()
     return collection, (segments[depth] if len(segments) > depth else None)
 

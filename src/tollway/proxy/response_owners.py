@@ -12,6 +12,13 @@ consumer's (``consumer_objects``, kind ``response`` or ``conversation``), and an
 consumer naming it gets what the provider says of an id it does not know: 404 for the
 path, 400 for ``previous_response_id`` or ``conversation``, before the provider is asked.
 
+The items of a stored response are its maker's too: its output's messages, reasoning and
+tool calls (and the items a consumer adds to its conversation) are recorded as the
+consumer's (kind ``item``), and a Responses call whose ``input`` (or a conversation's
+new ``items``) names another consumer's item, by an ``item_reference`` or an item given
+with its ``id`` (a reasoning item passed back by id is read from the provider's store),
+is refused 400 ``item_not_found`` before the provider is asked.
+
 An id no consumer holds passes as before: one made before the gateway recorded them, by
 a call without a consumer, or outside the gateway (files hold the stricter rule, as they
 did from the start; a stored response a consumer made before an upgrade must stay its
@@ -67,7 +74,8 @@ def _path_id(api_path: str) -> tuple[Kind, str] | None:
 
 def _named_in_body(ex: Exchange) -> list[tuple[Kind, str]]:
     """What a POST's body continues: its ``previous_response_id``, its ``conversation``
-    (an id, or an object with one)."""
+    (an id, or an object with one), and the stored items its ``input`` (or a
+    conversation's ``items``) names by id."""
     if ex.request.method != "POST":
         return []
     try:
@@ -85,22 +93,40 @@ def _named_in_body(ex: Exchange) -> list[tuple[Kind, str]]:
         conversation = conversation.get("id")
     if isinstance(conversation, str) and conversation:
         named.append(("conversation", conversation))
+    for field in ("input", "items"):
+        named.extend(("item", item_id) for item_id in _item_ids(body.get(field)))
     return named
 
 
-def _made(ex: Exchange, answer: Any) -> tuple[Kind, str, str] | None:
-    """The stored response a consumer's call (``POST /responses``) was answered with, or
-    the conversation it made (``POST /conversations``), and the consumer; None for any
-    other call or answer."""
-    if ex.consumer is None or ex.request.method != "POST" or _path_id(ex.api_path) is not None:
-        return None
-    if not isinstance(answer, dict) or answer.get("store") is False:
-        return None
+def _item_ids(items: Any) -> list[str]:
+    """The ids of a list's items (an ``item_reference``'s, or an item given with its id)."""
+    if not isinstance(items, list):
+        return []
+    return [i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str) and i["id"]]
+
+
+def _made(ex: Exchange, answer: Any) -> list[tuple[Kind, str]]:
+    """What a consumer's call made: the stored response it was answered with and that
+    response's output items (``POST /responses``), the conversation it made (``POST
+    /conversations``), or the items it added to one (``POST /conversations/{id}/items``);
+    [] for any other call or answer."""
+    if ex.consumer is None or ex.request.method != "POST" or not isinstance(answer, dict):
+        return []
+    if answer.get("store") is False:
+        return []
     kind = answer.get("object")
-    if kind not in ("response", "conversation"):
-        return None
+    in_path = _path_id(ex.api_path)
+    if in_path is not None:
+        if in_path[0] == "conversation" and kind == "list":
+            return [("item", item_id) for item_id in _item_ids(answer.get("data"))]
+        return []
     made_id = answer.get("id")
-    return (kind, made_id, ex.consumer.name) if isinstance(made_id, str) and made_id else None
+    if kind not in ("response", "conversation") or not isinstance(made_id, str) or not made_id:
+        return []
+    made: list[tuple[Kind, str]] = [(kind, made_id)]
+    if kind == "response":
+        made.extend(("item", item_id) for item_id in _item_ids(answer.get("output")))
+    return made
 
 
 def _refusal(kind: Kind, object_id: str, in_path: bool) -> GatewayError:
@@ -110,6 +136,8 @@ def _refusal(kind: Kind, object_id: str, in_path: bool) -> GatewayError:
         if in_path:
             return NotFound(message, reason="ai-proxy.not_owner", code="conversation_not_found")
         return BadRequest(message, reason="ai-proxy.not_owner", code="conversation_not_found")
+    if kind == "item":
+        return BadRequest(f"Item with id '{object_id}' not found.", reason="ai-proxy.not_owner", code="item_not_found")
     if in_path:
         return NotFound(
             f"No response found with id '{object_id}'.", reason="ai-proxy.not_owner", code="response_not_found"
@@ -133,37 +161,44 @@ class ResponseOwners:
         """Refuse a call naming a response or conversation another consumer's call made
         (see the module)."""
         in_path = _path_id(ex.api_path)
-        named = [in_path] if in_path is not None else _named_in_body(ex)
+        # (A conversation's path and the items its body adds: ``/conversations/{id}/items``.)
+        named = ([in_path] if in_path is not None else []) + _named_in_body(ex)
         consumer = ex.consumer.name if ex.consumer is not None else None
+        by_kind: dict[Kind, list[str]] = {}
         for kind, object_id in named:
+            by_kind.setdefault(kind, []).append(object_id)
+        for kind, ids in by_kind.items():  # (one query a kind: an input may name many items)
             try:
-                owner = (await self.holdings.owners(kind, [object_id])).get(object_id)
+                owners = await self.holdings.owners(kind, ids)
             except StorageError as exc:
-                self._say(f"a call naming {kind} {object_id!r} was let through unchecked: {exc}")
+                self._say(f"a call naming {kind} {ids[0]!r} was let through unchecked: {exc}")
                 return
-            if owner is not None and owner != consumer:
-                raise _refusal(kind, object_id, in_path is not None)
+            for object_id in ids:
+                owner = owners.get(object_id)
+                if owner is not None and owner != consumer:
+                    raise _refusal(kind, object_id, (kind, object_id) == in_path)
 
     async def made(self, ex: Exchange, answer: Any) -> None:
-        """Record the response or conversation a call was answered with as the call's
-        consumer's."""
+        """Record what a call made (``_made``) as the call's consumer's."""
         made = _made(ex, answer)
-        if made is not None:
-            await self._record(*made)
+        if made:
+            await self._record(made, ex)
 
     def streamed(self, ex: Exchange, response: Any) -> None:
         """``made``, for a stream's ``response.created`` and ``response.completed``
         (called from the relay, which does not wait): recorded in the background."""
         made = _made(ex, response)
-        if made is not None:
-            task = asyncio.get_running_loop().create_task(self._record(*made))
+        if made:
+            task = asyncio.get_running_loop().create_task(self._record(made, ex))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _record(self, kind: Kind, object_id: str, consumer: str) -> None:
+    async def _record(self, made: list[tuple[Kind, str]], ex: Exchange) -> None:
+        consumer = ex.consumer.name if ex.consumer is not None else ""
         try:
-            await self.holdings.add(kind, [object_id], consumer)
+            await self.holdings.add_each(made, consumer)
         except StorageError as exc:
+            kind, object_id = made[0]
             self._say(f"{kind} {object_id!r} is not recorded as consumer {consumer!r}'s: {exc}")
 
     def _say(self, what: str) -> None:
