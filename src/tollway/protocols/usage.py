@@ -27,6 +27,10 @@ class Usage:
     # The counts are a stream's opening report (Anthropic's ``message_start``: 1 output
     # token so far), not yet its final one.
     provisional: bool = False
+    # A report of the call was not believed (``apply_usage``): until one with the input
+    # count comes, later partial reports (a stream's output count) are not taken either,
+    # so the call is estimated rather than recorded with no input.
+    disbelieved: bool = False
 
 
 # Where an OpenAI-shaped usage object (chat's ``prompt_tokens_details``, the Responses
@@ -58,6 +62,20 @@ def _count(v: Any) -> int:
     return v
 
 
+def believable(*counts: Any) -> bool:
+    """Whether each count is one a call can have, or absent (None): for a translator,
+    which must not turn a report ``apply_usage`` would refuse into one it takes (an
+    input of -5 beside 3,000 cache tokens summed into a prompt of 2,995)."""
+    return all(v is None or (type(v) is int and 0 <= v <= MAX_TOKENS) for v in counts)
+
+
+def _reported(obj: dict[str, Any], name: str) -> int | None:
+    """A count an Anthropic usage object reports, None when it has none: absent, or null
+    (a ``message_delta``'s counts it does not repeat; the SDKs type them optional)."""
+    v = obj.get(name)
+    return None if v is None else _count(v)
+
+
 def _detail(details: Any, name: str) -> int:
     return _count(details.get(name)) if isinstance(details, dict) else 0
 
@@ -83,7 +101,9 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
     another report comes), rather than read in part or capped into a fortune.
 
     Anthropic streams report input tokens in ``message_start`` and output tokens in
-    ``message_delta``, so a later report only overwrites the counts it carries.
+    ``message_delta``, so a later report only overwrites the counts it carries (a null
+    count is none). A report not believed leaves the call unreported until one with its
+    input comes (``Usage.disbelieved``).
     Anthropic's cache writes are split by the cache's lifetime in ``cache_creation``;
     the one-hour part is kept apart (``cache_write_1h_tokens``), within the total.
     """
@@ -115,22 +135,35 @@ def apply_usage(usage: Usage, obj: Any) -> bool:
                 _writes(in_details) if isinstance(in_details, dict) else 0,
                 _detail(obj.get("output_tokens_details"), "reasoning_tokens"),
             )
+            if isinstance(in_details, dict) and CACHE_WRITES_1H in in_details:  # a translated Claude answer's
+                one_hour = _detail(in_details, CACHE_WRITES_1H)
         elif "input_tokens" in obj or "output_tokens" in obj:
-            read, written = _count(obj.get("cache_read_input_tokens")), _count(obj.get("cache_creation_input_tokens"))
-            has_input = "input_tokens" in obj
-            one_hour = _one_hour_writes(obj) if has_input else None
+            fresh = _reported(obj, "input_tokens")
+            read, written = _reported(obj, "cache_read_input_tokens"), _reported(obj, "cache_creation_input_tokens")
+            if fresh is not None:
+                # The cache counts it leaves out (null) stand as an earlier report gave them.
+                read = usage.cached_tokens if read is None else read
+                written = usage.cache_write_tokens if written is None else written
+                one_hour = _one_hour_writes(obj)
             counts = (
-                _count(obj.get("input_tokens")) + read + written if has_input else None,
-                _count(obj.get("output_tokens")) if "output_tokens" in obj else None,
-                read if has_input else None,
-                written if has_input else None,
+                fresh + read + written if fresh is not None and read is not None and written is not None else None,
+                _reported(obj, "output_tokens"),
+                read if fresh is not None else None,
+                written if fresh is not None else None,
                 None,
             )
+            if counts[0] is None and counts[1] is None:
+                return False  # (every count null: no report)
         else:
             return False
     except _Unbelievable:
+        usage.disbelieved = True
         return False
     i, o, c, w, r = counts
+    if usage.disbelieved:
+        if i is None:
+            return False  # (the input stays unknown: the call is estimated)
+        usage.disbelieved = False
     if i is not None and c is not None and c + (w or 0) > i:
         # Cached (and cache-written) tokens are part of the prompt's: more of them than
         # the prompt had is a provider's slip. Kept as billed (``PriceTable.cost`` caps

@@ -4,6 +4,8 @@ not believed, so no record refunds a quota or becomes unstorable."""
 from __future__ import annotations
 
 from tollway.protocols.anthropic.response import usage_from_pivot, usage_to_pivot
+from tollway.protocols.gemini.response import usage_to_pivot as gemini_usage_to_pivot
+from tollway.protocols.responses.response import usage as responses_usage
 from tollway.protocols.usage import MAX_TOKENS, Usage, apply_usage
 
 
@@ -104,3 +106,85 @@ def test_one_hour_cache_writes_survive_a_claude_answer_translated_to_openais_sha
     usage = Usage()
     assert apply_usage(usage, alone) and (usage.cache_write_tokens, usage.cache_write_1h_tokens) == (300, 0)
     assert "cache_creation" not in usage_from_pivot(alone)
+
+
+def test_a_null_count_in_a_later_report_is_no_count() -> None:
+    """Anthropic's ``message_delta`` may carry its input and cache counts as null (the
+    SDKs type them optional): read as 0, they wiped ``message_start``'s input, cache
+    reads and writes, and the call was billed its output alone."""
+    usage = Usage()
+    start = {
+        "input_tokens": 10,
+        "cache_read_input_tokens": 2000,
+        "cache_creation_input_tokens": 1000,
+        "output_tokens": 1,
+    }
+    assert apply_usage(usage, start)
+    delta = {
+        "input_tokens": None,
+        "cache_creation_input_tokens": None,
+        "cache_read_input_tokens": None,
+        "output_tokens": 50,
+    }
+    assert apply_usage(usage, delta)
+    assert (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens, usage.output_tokens) == (
+        3010,
+        2000,
+        1000,
+        50,
+    )
+    # A later input count without its cache counts keeps the cache counts it had.
+    assert apply_usage(usage, {"input_tokens": 12, "cache_read_input_tokens": None, "output_tokens": 60})
+    assert (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens) == (3012, 2000, 1000)
+    # Every count null is no report at all.
+    fresh = Usage()
+    assert not apply_usage(fresh, {"input_tokens": None, "output_tokens": None}) and not fresh.reported
+
+
+def test_a_stream_whose_input_count_was_not_believed_is_estimated() -> None:
+    """A ``message_start`` with an input no call has, then a ``message_delta`` with the
+    output alone: the record had input 0, not flagged as estimated. The output count
+    alone is not taken either, so the call is estimated; a later report with an input
+    count is believed again."""
+    usage = Usage()
+    assert not apply_usage(usage, {"input_tokens": -5, "output_tokens": 1})
+    assert not apply_usage(usage, {"output_tokens": 50})
+    assert not usage.reported and (usage.input_tokens, usage.output_tokens) == (0, 0)
+    assert apply_usage(usage, {"input_tokens": 40, "output_tokens": 50})
+    assert usage.reported and (usage.input_tokens, usage.output_tokens) == (40, 50)
+
+
+def test_a_translated_answer_does_not_make_unbelievable_counts_believable() -> None:
+    """An input of -5 beside 3,000 cache tokens was summed into a prompt of 2,995 by the
+    Claude-to-OpenAI translation, then believed: the translation now gives no usage
+    (the call is estimated, as an untranslated one is), and Gemini's alike."""
+    for absurd in (
+        {"input_tokens": -5, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 1000, "output_tokens": 5},
+        {"input_tokens": 5, "cache_read_input_tokens": 10**13, "output_tokens": 5},
+        {"input_tokens": 5, "output_tokens": 1.5},
+        {"input_tokens": 5, "cache_creation_input_tokens": 9, "cache_creation": {"ephemeral_1h_input_tokens": -1}},
+    ):
+        assert usage_to_pivot(absurd) is None, absurd
+    assert gemini_usage_to_pivot({"promptTokenCount": 10, "toolUsePromptTokenCount": -8}) is None
+    assert gemini_usage_to_pivot({"promptTokenCount": 10, "candidatesTokenCount": 4}) is not None
+
+
+def test_one_hour_cache_writes_survive_a_claude_answer_translated_to_the_responses_api() -> None:
+    """A Responses client's call answered by Claude: its usage named the writes
+    (``cache_write_tokens``) but not their one-hour part, so a gateway in front (or any
+    client pricing it) billed them at the five-minute price."""
+    split = {"ephemeral_5m_input_tokens": 600, "ephemeral_1h_input_tokens": 400}
+    native = {"input_tokens": 10, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 1000,
+              "cache_creation": split, "output_tokens": 7}  # fmt: skip
+    answer = responses_usage(usage_to_pivot(native))
+    assert answer is not None
+    assert answer["input_tokens_details"] == {
+        "cached_tokens": 2000,
+        "cache_write_tokens": 1000,
+        "cache_write_1h_tokens": 400,
+    }
+    usage = Usage()
+    assert apply_usage(usage, answer)
+    assert (usage.input_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens) == (3010, 1000, 400)
+    plain = responses_usage(usage_to_pivot({"input_tokens": 10, "output_tokens": 7}))
+    assert plain is not None and "cache_write_1h_tokens" not in plain["input_tokens_details"]

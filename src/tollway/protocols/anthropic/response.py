@@ -24,6 +24,7 @@ from typing import Any
 from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.codec import Json
 from tollway.protocols.lists import members
+from tollway.protocols.usage import believable
 
 STOP_TO_FINISH = {
     "end_turn": "stop",
@@ -59,10 +60,18 @@ def usage_to_pivot(u: Any) -> Json | None:
     """An Anthropic usage object → OpenAI's; None when there is none."""
     if not isinstance(u, dict):
         return None
+    breakdown = u.get("cache_creation")
+    if not believable(
+        u.get("input_tokens"),
+        u.get("output_tokens"),
+        u.get("cache_read_input_tokens"),
+        u.get("cache_creation_input_tokens"),
+        breakdown.get("ephemeral_1h_input_tokens") if isinstance(breakdown, dict) else None,
+    ):
+        return None  # (no usage: the call is estimated, as an untranslated one would be)
     cache_read = pivot.as_int(u.get("cache_read_input_tokens"))
     writes = pivot.as_int(u.get("cache_creation_input_tokens"))
     prompt = pivot.as_int(u.get("input_tokens")) + cache_read + writes
-    breakdown = u.get("cache_creation")
     one_hour = pivot.as_int(breakdown.get("ephemeral_1h_input_tokens")) if isinstance(breakdown, dict) else 0
     return pivot.usage(
         prompt, pivot.as_int(u.get("output_tokens")), cached=cache_read, cache_writes=writes, cache_writes_1h=one_hour

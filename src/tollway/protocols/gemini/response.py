@@ -22,6 +22,7 @@ from tollway.protocols import pivot
 from tollway.protocols.codec import Json
 from tollway.protocols.gemini.request import call_to_pivot, function_call_part
 from tollway.protocols.lists import members
+from tollway.protocols.usage import believable
 
 FILTERED = frozenset(
     {
@@ -48,9 +49,13 @@ def finish_reason(native: Any, called: bool) -> str | None:
     return "tool_calls" if called else "stop"
 
 
+_COUNTS = ("promptTokenCount", "toolUsePromptTokenCount", "thoughtsTokenCount", "candidatesTokenCount",
+           "cachedContentTokenCount")  # fmt: skip
+
+
 def usage_to_pivot(meta: Any) -> Json | None:
-    if not isinstance(meta, dict):
-        return None
+    if not isinstance(meta, dict) or not believable(*(meta.get(name) for name in _COUNTS)):
+        return None  # (none, or none to believe: the call is estimated)
     prompt = pivot.as_int(meta.get("promptTokenCount")) + pivot.as_int(meta.get("toolUsePromptTokenCount"))
     thoughts = pivot.as_int(meta.get("thoughtsTokenCount"))
     completion = pivot.as_int(meta.get("candidatesTokenCount")) + thoughts

@@ -25,7 +25,7 @@ from typing import Any
 from tollway.protocols import pivot, thinking_blocks
 from tollway.protocols.codec import Json
 from tollway.protocols.lists import members
-from tollway.protocols.usage import CACHE_WRITES
+from tollway.protocols.usage import CACHE_WRITES, CACHE_WRITES_1H
 
 # finish_reason → the status and incomplete_details.reason of the response.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -42,10 +42,14 @@ def usage(chat_usage: Any) -> Json | None:
     if not isinstance(chat_usage, dict):
         return None
     prompt, completion, cached, reasoning = pivot.read_usage(chat_usage)
+    # Both counts always: the OpenAI SDKs' ``ResponseUsage`` requires them.
+    input_details: Json = {"cached_tokens": cached, CACHE_WRITES: pivot.cache_writes_of(chat_usage)}
+    one_hour = pivot.cache_writes_1h_of(chat_usage)
+    if one_hour:  # (a Claude answer's one-hour cache writes, priced apart)
+        input_details[CACHE_WRITES_1H] = min(one_hour, input_details[CACHE_WRITES])
     return {
         "input_tokens": prompt,
-        # Both counts always: the OpenAI SDKs' ``ResponseUsage`` requires them.
-        "input_tokens_details": {"cached_tokens": cached, CACHE_WRITES: pivot.cache_writes_of(chat_usage)},
+        "input_tokens_details": input_details,
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": prompt + completion,
