@@ -167,6 +167,9 @@ class ResponsesProvider(LoopbackServer):
             elif body.get("background") is True:
                 out = json.dumps(_response("queued", None, None, True, rid)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            elif method == "DELETE":
+                out = json.dumps({"id": rid, "object": "response", "deleted": True}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
             elif method == "GET":
                 out = json.dumps(_response("completed", USAGE, TEXT, self.background, rid)).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")

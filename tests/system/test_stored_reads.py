@@ -58,10 +58,15 @@ def test_reading_a_response_back_counts_no_tokens_again(
     for _ in range(3):
         read = httpx.get(gw.url + f"/v1/responses/{made.json()['id']}", headers=_AUTH)
         assert read.status_code == 200 and read.json()["usage"] == USAGE
-    got = _all_records([gw], 4)
-    assert [(r["api"], r["input_tokens"], r["output_tokens"]) for r in got] == [
-        ("responses", USAGE["input_tokens"], USAGE["output_tokens"])
-    ] + [("other", 0, 0)] * 3
+    deleted = httpx.delete(gw.url + f"/v1/responses/{made.json()['id']}", headers=_AUTH)
+    assert deleted.status_code == 200
+    got = _all_records([gw], 5)
+    # Reads (and the delete) are the Responses API's calls too (they were "other", so a
+    # background run's tokens, told by its first read, were summed under "other"); they
+    # make nothing, so none is estimated.
+    assert [(r["api"], r["input_tokens"], r["output_tokens"], r["tokens_estimated"]) for r in got] == [
+        ("responses", USAGE["input_tokens"], USAGE["output_tokens"], False)
+    ] + [("responses", 0, 0, False)] * 4
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
@@ -86,7 +91,7 @@ def test_a_background_run_is_counted_by_the_first_read_that_finds_it_finished(
     assert (got[0]["input_tokens"], got[0]["output_tokens"]) == (0, 0)  # queued: nothing told yet
     first = got[1]
     assert (first["input_tokens"], first["output_tokens"]) == (USAGE["input_tokens"], USAGE["output_tokens"])
-    assert first["consumer"] == "alice" and first["model_upstream"] == ANSWERED_BY
+    assert (first["consumer"], first["api"], first["model_upstream"]) == ("alice", "responses", ANSWERED_BY)
     assert first["cost_usd"] is not None and first["cost_usd"] > 0  # priced by the model that ran it
     assert [(r["input_tokens"], r["output_tokens"]) for r in got[2:]] == [(0, 0), (0, 0)]
 

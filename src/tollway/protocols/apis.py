@@ -190,7 +190,13 @@ def recorded_api(api: Api, api_path: str) -> Api:
     """The API a call's usage record names: ``api``, but for a method of Gemini's own API
     (``…/models/<model>:generateContent``), which is its method's kind (``chat``,
     ``count_tokens``, ``embeddings``, ``batches``; ``other`` for the rest, such as
-    Imagen's ``:predict``) rather than the model list's ``models``."""
+    Imagen's ``:predict``) rather than the model list's ``models``; and for the Responses
+    API's calls past ``POST /responses`` (a read of one, its compaction: ``responses``;
+    its token count, ``count_tokens``), which the gateway serves as ``other``."""
+    if api == "other":
+        if api_path[:11].lower() != "/responses/":
+            return api
+        return "count_tokens" if api_path.lower().rstrip("/") == RESPONSES_INPUT_TOKENS else "responses"
     if api != "models" or ":" not in api_path:
         return api
     method = gemini_method(api_path)

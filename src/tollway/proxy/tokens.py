@@ -21,8 +21,10 @@ ESTIMATED_APIS = frozenset({"chat", "completions", "messages", "responses", "emb
 def estimated(ex: Exchange) -> bool:
     """Whether the call's API is billed on an estimate when it reports no usage (Gemini's
     own methods by what they do: ``generateContent`` is a chat's, ``embedContent`` an
-    embedding's; ``protocols.apis.recorded_api``)."""
-    return recorded_api(ex.api, ex.api_path) in ESTIMATED_APIS
+    embedding's; ``protocols.apis.recorded_api``). The Responses API's calls on a stored
+    response are recorded as ``responses`` but not estimated: a read, a delete or a
+    list of its items makes nothing."""
+    return ex.api != "other" and recorded_api(ex.api, ex.api_path) in ESTIMATED_APIS
 
 
 def take_model(ex: Exchange, obj: dict[str, Any]) -> None:

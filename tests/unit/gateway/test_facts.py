@@ -11,6 +11,7 @@ import pytest
 
 from tollway.errors import BadRequest
 from tollway.gateway import facts
+from tollway.protocols.apis import recorded_api
 from tollway.testing.gateway import GatewayUnderTest
 from tollway.testing.harness import make_exchange
 
@@ -170,3 +171,24 @@ async def test_a_body_with_a_duplicate_key_is_refused_at_once_on_any_api(path: s
     assert (r.status_code, r.headers["x-tollway-reason"]) == (400, "gateway.bad_request")
     assert "twice" in r.json()["error"]["message"]
     assert gw.calls[-1].provider is None
+
+
+@pytest.mark.parametrize(
+    ("path", "recorded"),
+    [
+        ("/v1/responses/resp_1", "responses"),
+        ("/v1/Responses/resp_1/input_items", "responses"),
+        ("/v1/responses/compact", "responses"),
+        ("/v1/responses/input_tokens", "count_tokens"),
+        ("/v1/responses/input_tokens/", "count_tokens"),
+        ("/v1/responsesx", "other"),
+        ("/v1/conversations/conv_1", "other"),
+        ("/v1beta/models/gemini-2.5-flash:generateContent", "chat"),
+    ],
+)
+def test_the_record_names_the_api_a_call_was_of(path: str, recorded: str) -> None:
+    """The Responses API's calls past ``POST /responses`` are served as ``other`` but
+    recorded as the Responses API's (a background run's tokens come with its first
+    read; compaction is billed as a call), its token count as ``count_tokens``."""
+    ex = make_exchange("POST", path)
+    assert recorded_api(ex.api, ex.api_path) == recorded
