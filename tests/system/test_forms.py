@@ -23,9 +23,18 @@ FILE_OBJECT = (
 )
 
 
+# A transcription streamed (the form's ``stream`` field true), as OpenAI sends it.
+TRANSCRIPT_EVENTS = (
+    b'data: {"type": "transcript.text.delta", "delta": "hello"}\n\n'
+    b'data: {"type": "transcript.text.delta", "delta": " there"}\n\n'
+    b'data: {"type": "transcript.text.done", "text": "hello there", '
+    b'"usage": {"type": "tokens", "input_tokens": 14, "output_tokens": 3, "total_tokens": 17}}\n\n'
+)
+
+
 class Transcriber(LoopbackServer):
-    """``POST /v1/audio/transcriptions``: ``{"text": …}``; ``POST /v1/files``: a file
-    object. Keeps each request's body."""
+    """``POST /v1/audio/transcriptions``: ``{"text": …}``, or its events when the form's
+    ``stream`` is true; ``POST /v1/files``: a file object. Keeps each request's body."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,9 +45,10 @@ class Transcriber(LoopbackServer):
             head, body = await read_request(reader)
             self.bodies.append(body)
             out = FILE_OBJECT if b" /v1/files " in head.split(b"\r\n", 1)[0] else b'{"text": "hello there"}'
-            writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(out), out)
-            )
+            kind = b"application/json"
+            if b'name="stream"\r\n\r\ntrue' in body:
+                out, kind = TRANSCRIPT_EVENTS, b"text/event-stream"
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s" % (kind, len(out), out))
             await writer.drain()
 
 
@@ -88,6 +98,23 @@ def test_a_transcription_is_routed_by_its_form_model_and_recorded(gw: Proc, tran
         "audio",
     )
     assert record["model_upstream"] == "whisper-1"  # the form goes as it came: its model is what was asked
+
+
+def test_a_transcription_streamed_is_recorded_as_a_stream(gw: Proc, transcriber: Transcriber) -> None:
+    # Its form says ``stream``, not a JSON body: the record said stream false beside the
+    # time to its first event.
+    rid = new_request_id()
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="k-ann", max_retries=0, timeout=10) as sdk:
+        audio = io.BytesIO(b"RIFF" + b"\0" * 2048)
+        audio.name = "clip.wav"
+        events = sdk.audio.transcriptions.create(
+            model="whisper-1", file=audio, stream=True, extra_headers={"x-request-id": rid}
+        )
+        assert [e.type for e in events] == ["transcript.text.delta"] * 2 + ["transcript.text.done"]
+    record = usage_record(gw, rid)
+    assert (record["status"], record["api"], record["stream"]) == (200, "audio", True)
+    assert record["ttft_ms"] is not None
+    assert (record["input_tokens"], record["output_tokens"], record["tokens_estimated"]) == (14, 3, False)
 
 
 def test_an_image_call_is_recorded_with_its_model(gw: Proc, transcriber: Transcriber) -> None:

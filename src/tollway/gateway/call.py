@@ -350,6 +350,9 @@ class Gateway:
         """The one relay loop: each batch of events as it arrives, through the plugins'
         stream hooks, to the client; never buffered."""
         rewrite = chain.rewrites_stream
+        # Asked for by a body field, a form's, a method or none (speech's
+        # ``stream_format: sse``): what is relayed as events is a stream to the record.
+        ex.stream = True
         try:
             while (batch := await events.next()) is not None:
                 if rewrite:
