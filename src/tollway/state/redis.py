@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -58,6 +59,7 @@ from tollway.state import (
     WindowTake,
     held_key,
 )
+from tollway.state.redis_clock import RedisClock
 from tollway.state.redis_pipeline import AutoPipeline
 from tollway.state.resp import RespPipe
 
@@ -71,19 +73,32 @@ DEFAULT_MAX_CONNECTIONS = 64
 _GRACE_TURNS = 10
 # redis-py's socket timeouts, far behind the store's own deadline.
 _BACKSTOP_TIMEOUT_S = 10.0
+# A window command's deadline past its caller's wait (the loop turn it waited to be
+# written). Tight on purpose: a reply that comes in the loop turns the caller still
+# gives it (``_GRACE_TURNS``) past its deadline says so, and the command is sent again.
+_LATE_SLACK_MS = 20.0
+# A failed settlement is tried again this often, for this long (a window outlives its
+# end by up to 300 s, so a settlement later than that has no window to land in).
+_SETTLE_RETRY_EVERY_S = 1.0
+_SETTLE_RETRY_FOR_S = 300.0
 
-# KEYS[1] counter name; ARGV window ms, limit, amount, grace ms. Returns
-# {admitted, used, reset ms, window index}. Counts only what it admits, so refused
-# requests do not push the window further over.
+# KEYS[1] counter name; ARGV window ms, limit, amount, grace ms, deadline ms (Redis's
+# clock; 0: none). Returns {admitted, used, reset ms, window index}; admitted 2: run
+# past its deadline, nothing counted (``redis_clock``). Counts only what it admits, so
+# refused requests do not push the window further over.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local length = tonumber(ARGV[1])
 local window = math.floor(now / length)
+local reset = (window + 1) * length - now
+local deadline = tonumber(ARGV[5])
+if deadline > 0 and now > deadline then
+  return {2, 0, reset, window}
+end
 local key = KEYS[1] .. ':' .. string.format('%d', window)
 local current = redis.call('GET', key)
 local used = tonumber(current or '0')
-local reset = (window + 1) * length - now
 local amount = tonumber(ARGV[3])
 if used + amount > tonumber(ARGV[2]) then
   return {0, used, reset, window}
@@ -95,13 +110,22 @@ end
 return {1, used, reset, window}
 """
 
-# KEYS[1] counter name; ARGV window index, delta. A window that expired stays gone.
+# KEYS[1] counter name; ARGV window index, delta, deadline ms (as _TAKE's). Returns
+# {applied, now ms}: 1 applied, 0 the window expired (it stays gone), 2 run past its
+# deadline, nothing changed.
 _ADJUST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = tonumber(ARGV[3])
+if deadline > 0 and now > deadline then
+  return {2, now}
+end
 local key = KEYS[1] .. ':' .. ARGV[1]
 if redis.call('EXISTS', key) == 1 then
   redis.call('INCRBY', key, ARGV[2])
+  return {1, now}
 end
-return 1
+return {0, now}
 """
 
 # KEYS[1] quota hash; ARGV amount. Returns {admitted, remaining, reserved, generation, exists}.
@@ -306,8 +330,14 @@ def check_url(url: str) -> None:
     redis_url, _, _ = _split_url(url)
     try:
         parse_url(redis_url)
-    except (ValueError, TypeError) as exc:
+        # A parameter redis-py does not know (``?bogus=1``) passes its URL parser and
+        # fails only when a connection is made: every limited request a 500.
+        BlockingConnectionPool.from_url(redis_url).make_connection()  # type: ignore[no-untyped-call]
+    except ValueError as exc:
         raise ValueError(str(exc)) from None
+    except TypeError as exc:
+        unknown = re.search(r"argument '([^']+)'", str(exc))
+        raise ValueError(f"?{unknown[1]}= is no parameter a Redis URL takes" if unknown else str(exc)) from None
 
 
 def _safe_url(url: str) -> str:
@@ -344,6 +374,14 @@ class RedisStateStore(StateStore):
         self._down = False
         self._next_log = 0.0
         self._unlogged = 0
+        # Window commands carry a deadline in Redis's clock (``redis_clock``): how long
+        # their caller waits, and what replies showed of that clock.
+        self._clock = RedisClock()
+        self._wait_ms = timeout_s * 1000 + _LATE_SLACK_MS
+        # Settlements (``adjust``) that failed, tried again by ``_settle_later``:
+        # (key, window, delta, when to give up, our monotonic clock).
+        self._unsettled: list[tuple[str, int, int, float]] = []
+        self._settling: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStateStore:
@@ -448,11 +486,75 @@ class RedisStateStore(StateStore):
         length = window_s * 1000
         # Keep a window a little past its end so a late settlement still lands in it.
         grace = min(length, 300_000)
-        r = await self._eval(_TAKE_SCRIPT, key, length, limit, amount, grace)
-        return WindowTake(bool(r[0]), int(r[1]), int(r[2]), int(r[3]))
+        for last in (False, True):
+            sent = time.time() * 1000
+            deadline = self._clock.deadline(sent, self._wait_ms)
+            r = await self._eval(_TAKE_SCRIPT, key, length, limit, amount, grace, deadline)
+            admitted, window, reset = int(r[0]), int(r[3]), int(r[2])
+            late = admitted == 2
+            # (When it ran, in Redis's clock: the window's end less the time left.)
+            self._clock.saw((window + 1) * length - reset, sent, replace=late)
+            if not late:
+                return WindowTake(admitted == 1, int(r[1]), reset, window)
+            if last:
+                break
+            # Past its deadline, and still waited for: the bound of Redis's clock was
+            # stale (``redis_clock``); nothing was counted, so it is sent once more.
+        raise self._unavailable("a window command ran past its deadline twice")
 
     async def adjust(self, key: str, window: int, delta: int) -> None:
-        await self._eval(_ADJUST_SCRIPT, key, window, delta)
+        """See ``StateStore.adjust``; one that fails is tried again in the background
+        (``_settle_later``): a reservation left unsettled fills its window to its end."""
+        try:
+            await self._adjust_once(key, window, delta)
+        except StateUnavailable:
+            self._unsettled.append((key, window, delta, time.monotonic() + _SETTLE_RETRY_FOR_S))
+            if self._settling is None:
+                self._settling = asyncio.get_running_loop().create_task(self._settle_later())
+            raise
+
+    async def _adjust_once(self, key: str, window: int, delta: int) -> None:
+        for last in (False, True):
+            sent = time.time() * 1000
+            deadline = self._clock.deadline(sent, self._wait_ms)
+            r = await self._eval(_ADJUST_SCRIPT, key, window, delta, deadline)
+            late = int(r[0]) == 2
+            self._clock.saw(int(r[1]), sent, replace=late)
+            if not late:
+                return
+            if last:
+                break
+        raise self._unavailable("a window command ran past its deadline twice")
+
+    async def _settle_later(self) -> None:
+        """Settlements that failed, tried again every ``_SETTLE_RETRY_EVERY_S`` until
+        they land or ``_SETTLE_RETRY_FOR_S`` has passed. A try that timed out did not
+        count in Redis either (its deadline), so trying again settles it once."""
+        try:
+            while self._unsettled:
+                await asyncio.sleep(_SETTLE_RETRY_EVERY_S)
+                now = time.monotonic()
+                waiting = [w for w in self._unsettled if w[3] > now]
+                if len(waiting) < len(self._unsettled):
+                    log.warning(
+                        "state store %s: %d token settlements given up after %gs",
+                        self.name,
+                        len(self._unsettled) - len(waiting),
+                        _SETTLE_RETRY_FOR_S,
+                    )
+                self._unsettled = []
+                for i, (key, window, delta, _) in enumerate(waiting):
+                    try:
+                        await self._adjust_once(key, window, delta)
+                    except StateUnavailable:  # still down: the rest wait for the next round
+                        self._unsettled = waiting[i:] + self._unsettled
+                        break
+        finally:
+            self._settling = None
+
+    def _unavailable(self, why: str) -> StateUnavailable:
+        self._failed(TimeoutError(why))
+        return StateUnavailable(f"state store {self.name} failed: {why}")
 
     # --- quotas -------------------------------------------------------------------------
 
@@ -538,6 +640,8 @@ class RedisStateStore(StateStore):
         await self._call(("SET", self.key_prefix + key, value, *expiry))
 
     async def aclose(self) -> None:
+        if self._settling is not None:
+            self._settling.cancel()
         if self._pipe is not None:
             await self._pipe.aclose()
         await self._pipeline.aclose()
