@@ -23,7 +23,8 @@ class NoTransport:
 
 def provider(type_: str, **fields: Any) -> Provider:
     fields.setdefault("apiTokens", ["sk-test"])
-    return build_provider(ProviderConfig(id="p", type=type_, **fields), NoTransport(), NoTransport())
+    config = ProviderConfig.model_validate({"id": "p", "type": type_, **fields})
+    return build_provider(config, NoTransport(), NoTransport())
 
 
 def headers(endpoint: Endpoint) -> dict[str, str]:

@@ -312,6 +312,31 @@ def _plugin_setups(
     return setups
 
 
+def _check_consumers(setups: list[PluginSetup], problems: list[str]) -> None:
+    """A consumer is one consumer across every key-auth entry and rule: a name given
+    twice must be the same consumer, and a credential is one consumer's (each entry
+    checks its own list; across entries, the last entry that knew a key won it, so a
+    consumer held to a group's budget could be served as another)."""
+    by_name: dict[str, tuple[Any, str]] = {}
+    by_key: dict[str, tuple[str, str]] = {}
+    for setup in setups:
+        if setup.name != "key-auth":
+            continue
+        configs = [(f"plugins[{setup.index}].defaultConfig", setup.default)]
+        configs += [(f"plugins[{setup.index}].{rule.place}", rule.config) for rule in setup.rules]
+        for place, config in configs:
+            for k, consumer in enumerate(getattr(config, "consumers", None) or ()):
+                at = f"{place}.consumers[{k}]"
+                first, first_at = by_name.setdefault(consumer.name, (consumer, at))
+                if first != consumer:
+                    problems.append(f"{at}.name: consumer {consumer.name!r} is defined otherwise at {first_at}")
+                keys = ([consumer.credential] if consumer.credential else []) + list(consumer.credentials)
+                for key in keys:
+                    holder, holder_at = by_key.setdefault(key, (consumer.name, at))
+                    if holder != consumer.name:
+                        problems.append(f"{at}: consumer {holder!r} ({holder_at}) has the same credential")
+
+
 def load_config_text(
     text: str,
     *,
@@ -349,6 +374,7 @@ def load_config_text(
     _check_references(cfg, entries, failed, problems)
     _provider_warnings(cfg, warnings)
     setups = _plugin_setups(entries, plugins, origins, problems, warnings)
+    _check_consumers(setups, problems)
     if origins:
         problems = [placed_as_written(p, origins) for p in problems]
         warnings = [placed_as_written(w, origins) for w in warnings]

@@ -3,6 +3,7 @@ own model (see ``plugins/``), laid into this one by ``load.py``."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, ClassVar, Literal, get_args
 
@@ -23,9 +24,11 @@ FailureMode = Literal["open", "closed"]
 
 
 class Strict(BaseModel):
-    """Unknown fields are errors (typos must not pass silently); values are frozen."""
+    """Unknown fields are errors (typos must not pass silently); values are frozen; a
+    value of the wrong type is an error, not converted (``port: true`` bound port 1, a
+    limit of ``"5"`` or ``true`` passed as a number)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class PluginConfig(Strict):
@@ -60,6 +63,19 @@ class ServerConfig(Strict):
     # usage instead: exact books, but the provider generates (and bills) the whole answer.
     abandoned_stream_drain_s: float = Field(0, ge=0)
     trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        # Checked here, not first when ``serve`` builds the edge (a traceback there, after
+        # ``check`` and a reload had said ok).
+        for k, network in enumerate(v):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"[{k}] {network!r} is no IP address or network (CIDR)") from None
+        return v
+
     # The HTTP edge's limits (SPEC §14): the request line plus all headers (beyond → 431),
     # how many header lines (beyond → 431), how long the whole request head may take to
     # arrive (else the connection is closed), the longest silence while a body arrives

@@ -78,7 +78,7 @@ class AttributeConfig(PluginConfig):
 
 
 def _logged(key: str, **source: str) -> AttributeConfig:
-    return AttributeConfig(key=key, apply_to_log=True, **source)
+    return AttributeConfig.model_validate({"key": key, "apply_to_log": True, **source})
 
 
 # Higress's canned attribute sets, as far as Tollway has their keys, all logged: the whole

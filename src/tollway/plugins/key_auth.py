@@ -117,8 +117,9 @@ class ConsumerEntry(PluginConfig):
         own = [self.credential] if self.credential is not None else []
         return list(dict.fromkeys(own + self.credentials))
 
-    # ISO-8601; UTC unless it names an offset. After it the key is refused.
-    expires_at: datetime | None = None
+    # ISO-8601; UTC unless it names an offset. After it the key is refused. (Read from
+    # text too: YAML makes a date of it only when it is not quoted.)
+    expires_at: datetime | None = Field(None, strict=False)
 
     def expiry(self) -> float | None:
         """``expires_at`` as seconds since the epoch."""

@@ -89,6 +89,38 @@ def test_an_empty_variable_takes_its_default(tmp_path: Path) -> None:
         ("- ingress: [chat]", "- service: [svc]", "plugins[0].matchRules[0].service", "service"),
         ("port: 0,", "port: 70000,", "server.port", "65535"),
         ("state: memory", "state: memcached", "storage.state", "redis"),
+        # Values of the wrong type are refused, not converted (``port: true`` bound port 1).
+        ("port: 0,", "port: true,", "server.port", "integer"),
+        ("port: 0,", "port: 8080.0,", "server.port", "integer"),
+        ("port: 0,", 'port: "8080",', "server.port", "integer"),
+        (
+            "max_body_bytes: 1000}",
+            "max_body_bytes: 1000, trusted_proxies: [10.0.0.0/8, garbage]}",
+            "server.trusted_proxies",
+            "'garbage' is no IP address or network",
+        ),
+        (
+            "max_body_bytes: 1000}",
+            "max_body_bytes: 1000, trusted_proxies: [10.0.0.0/33]}",
+            "server.trusted_proxies",
+            "no IP address",
+        ),
+        # One credential, two consumers, in two key-auth entries (each checks its own
+        # list): the last entry won the key, and with it another consumer's budget.
+        (
+            "- name: request-block",
+            "- name: key-auth\n    defaultConfig:\n      keys: [x-api-key]\n"
+            "      consumers: [{name: bob, credential: ck-alice}]\n  - name: request-block",
+            "plugins[1].defaultConfig.consumers[0]",
+            "consumer 'alice' (plugins[0].defaultConfig.consumers[0]) has the same credential",
+        ),
+        (
+            "- name: request-block",
+            "- name: key-auth\n    defaultConfig:\n      keys: [x-api-key]\n"
+            "      consumers: [{name: alice, credential: ck-other}]\n  - name: request-block",
+            "plugins[1].defaultConfig.consumers[0].name",
+            "consumer 'alice' is defined otherwise at plugins[0]",
+        ),
     ],
     ids=[
         "missing-provider",
@@ -99,6 +131,13 @@ def test_an_empty_variable_takes_its_default(tmp_path: Path) -> None:
         "service-rule",
         "port-range",
         "state-url",
+        "port-bool",
+        "port-float",
+        "port-text",
+        "trusted-proxy",
+        "trusted-proxy-prefix",
+        "credential-across-entries",
+        "name-across-entries",
     ],
 )
 def test_cross_references_and_values_fail_at_their_place(

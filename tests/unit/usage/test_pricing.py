@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tollway.config.schema import Price
+from tollway.config.schema import LongContextPrice, Price
 from tollway.usage.pricing import BUILTIN_PRICES, PriceTable
 
 
@@ -106,7 +106,7 @@ def test_a_long_prompt_is_priced_wholly_at_the_long_context_prices() -> None:
     assert cost == pytest.approx(0.2 * 6.0 + 0.1 * 0.60 + 0.15 * 7.50 + 0.05 * 12.0 + 0.001 * 22.5)
     assert table.cost("gemini-1.5-flash-002", 128_001, 0, 0) == pytest.approx(0.128001 * 0.15)
     # A config's own: above its threshold, every price its own.
-    long = {"above_input_tokens": 1000, "input_per_mtok": 10.0, "output_per_mtok": 20.0}
+    long = LongContextPrice(above_input_tokens=1000, input_per_mtok=10.0, output_per_mtok=20.0)
     house = PriceTable({"house-*": Price(input_per_mtok=1.0, output_per_mtok=2.0, long_context=long)})
     assert house.cost("house-x", 1000, 1000, 0) == pytest.approx(0.003)
     assert house.cost("house-x", 1001, 1000, 0) == pytest.approx((1001 * 10 + 1000 * 20) / 1_000_000)
