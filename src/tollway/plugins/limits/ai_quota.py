@@ -36,6 +36,7 @@ needs a rebuild while the database is unreachable follows ``failure_mode`` too.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -95,11 +96,16 @@ def _database_unavailable() -> GatewayError:
     )
 
 
+# An integer as the docs say it: ASCII digits, a minus sign at most (``int()`` also took
+# "+3", " 3" and other scripts' digits, "٣").
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _amount(params: dict[str, str], field: str) -> int:
-    try:
-        amount = int(params.get(field, ""))
-    except ValueError:
-        raise _bad(f"{field} must be an integer.") from None
+    text = params.get(field, "")
+    if _INTEGER.fullmatch(text) is None or len(text) > 20:
+        raise _bad(f"{field} must be an integer.")
+    amount = int(text)
     if abs(amount) > _MAX_AMOUNT:
         raise _bad(f"{field} must be between -{_MAX_AMOUNT} and {_MAX_AMOUNT}.")
     return amount
@@ -199,6 +205,8 @@ class AiQuota(Plugin[AiQuotaConfig]):
             params.update(parse_qsl(ex.request.body.decode("utf-8", "replace"), keep_blank_values=True))
         name = params.get("consumer", "")
         if not name:
+            if (ex.request.body or b"")[:1] in (b"{", b"["):
+                raise _bad("consumer can't be empty: the body is a form (consumer=NAME&value=N), not JSON.")
             raise _bad("consumer can't be empty.")
         if len(name) > _MAX_NAME or any(c < " " or c == "\x7f" for c in name):
             raise _bad(f"consumer must be at most {_MAX_NAME} characters, none of them control characters.")

@@ -60,7 +60,9 @@ class Counter:
     def key_for(self, value: str) -> str:
         if not self.per_value:
             return self.name
-        if len(value) > _LONG_VALUE:
+        if len(value) > _LONG_VALUE or value.startswith("sha1:"):
+            # (A value spelled as a hash is hashed too: sent as it is, it shared the
+            # counter of the long value it names.)
             value = "sha1:" + hashlib.sha1(value.encode("utf-8", "surrogateescape")).hexdigest()
         return self.name + value
 

@@ -157,6 +157,11 @@ async def test_only_the_admin_consumer_may_manage_quotas() -> None:
         ("POST", "/quota/delta", "", "consumer=alice&value=-99999999999999999999999"),
         ("POST", "/quota/refresh", "", "consumer=al%00ice&quota=3"),
         ("GET", "/quota", "consumer=" + "a" * 257, ""),
+        # Integers as the docs say them: "+3", " 3" and another script's digits were 3.
+        ("POST", "/quota/delta", "", "consumer=alice&value=%2B3"),
+        ("POST", "/quota/delta", "", "consumer=alice&value=%203"),
+        ("POST", "/quota/delta", "", "consumer=alice&value=%D9%A3"),
+        ("POST", "/quota/refresh", "", "consumer=alice&quota=3_000"),
     ],
 )
 async def test_bad_admin_calls_are_400(method: str, path: str, query: str, form: str) -> None:

@@ -254,6 +254,10 @@ async def test_a_long_value_is_hashed_in_the_counter_name() -> None:
     assert await admitted(limiter, 2, headers={"x-k": "v" * 5000}) == 1
     (key,) = local._windows
     assert len(key) < 200 and "sha1:" in key
+    # The hash, sent as a value of its own, is another value with a counter of its own
+    # (it shared the long value's, and was refused).
+    spelled = key[key.index("sha1:") :]
+    assert await admitted(limiter, 1, headers={"x-k": spelled}) == 1
 
 
 @pytest.mark.parametrize(("failure_mode", "passes"), [(None, True), ("open", True), ("closed", False)])
@@ -315,6 +319,14 @@ def test_the_plugins_register_under_their_higress_names_and_priorities() -> None
             {"limit_by_header": "x", "limit_keys": [{"key": "regexp:(", "query_per_second": 1}]},
             "not a valid regular expression",
         ),
+        (  # Go's POSIX class: a set of '[', ':', 'a', … to Python, which limited no value Go's would
+            "key-rate-limit",
+            {"limit_by_header": "x", "limit_keys": [{"key": "regexp:^[[:alpha:]]+$", "query_per_second": 1}]},
+            "POSIX classes such as '[:alpha:]' (Go's) are not supported",
+        ),
+        # A threshold of the wrong type is refused, not converted (true was a limit of 1).
+        ("key-rate-limit", {"limit_by_header": "x", "limit_keys": [{"key": "a", "query_per_second": True}]}, "integer"),
+        ("key-rate-limit", {"limit_by_header": "x", "limit_keys": [{"key": "a", "query_per_second": "5"}]}, "integer"),
         (
             "key-rate-limit",
             {"limit_by_per_ip": "from-remote-addr", "limit_keys": [{"key": "10.0.0.300", "query_per_second": 1}]},
