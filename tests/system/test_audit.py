@@ -138,8 +138,19 @@ def test_a_reload_by_sighup_or_by_a_changed_file_is_an_event(
         time.sleep(0.05)
     assert [e["details"] for e in _events(gw)] == [{"source": "file change"}, {"source": "SIGHUP"}]
 
+    # Edited, then reloaded by hand at once (the usual way): one reload, one event; the
+    # file watcher, finding the change applied, does not reload it again.
+    config.write_text(config.read_text() + "\n# edited again\n")
+    gw.popen.send_signal(signal.SIGHUP)
+    time.sleep(2.5)  # (the watcher looks every 0.5 s and waits 0.5 s for the file to settle)
+    assert [e["details"] for e in _events(gw)] == [
+        {"source": "SIGHUP"},
+        {"source": "file change"},
+        {"source": "SIGHUP"},
+    ]
+
     # A reload that is refused changes nothing, and is not an event (as through the API).
     config.write_text("providers: [{id: broken, type: nonsense}]\n")
     gw.popen.send_signal(signal.SIGHUP)
     time.sleep(1.5)
-    assert len(_events(gw)) == 2
+    assert len(_events(gw)) == 3

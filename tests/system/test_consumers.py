@@ -526,6 +526,9 @@ def test_cli_add_with_budget_and_expiry_show_and_rotate(
     assert _cli(tmp_path, "add", "erin", "--expires", "soon", "-c", config).returncode == 2
     assert _cli(tmp_path, "add", "erin", "--budget-usd", "-1", "-c", config).returncode == 2
     assert _cli(tmp_path, "add", "erin", "--budget-period", "year", "--budget-usd", "1", "-c", config).returncode == 2
+    # A period without a budget was dropped without a word: the consumer had no budget.
+    alone = _cli(tmp_path, "add", "erin", "--budget-period", "week", "-c", config)
+    assert alone.returncode == 2 and "--budget-period needs --budget-usd" in alone.stderr
 
     # The command line's changes are in the audit log like the admin API's, without a key.
     audit = httpx.get(gw.admin_url + "/api/audit")

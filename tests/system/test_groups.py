@@ -145,6 +145,8 @@ def test_groups_from_the_command_line(gateway: GatewayFactory, mock_llm: Proc, t
     wait_for_window_room(DAY_S, 60)  # its budget is per UTC day: not across midnight
     gw = gateway(_config(mock_llm.url))
     config = str(tmp_path / "tollway.yaml")
+    alone = _cli(tmp_path, "groups", "add", "team-c", "--budget-period", "day", "-c", config)
+    assert alone.returncode == 2 and "--budget-period needs --budget-usd" in alone.stderr  # (it set no budget)
     added = _cli(tmp_path, "groups", "add", "team-c", "--budget-usd", "0.2", "--budget-period", "day", "-c", config)
     assert added.returncode == 0, added.stderr
     _eventually(lambda: httpx.get(gw.admin_url + "/api/groups/team-c").status_code == 200)

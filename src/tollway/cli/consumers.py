@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     # Imported where used at run time: every ``tollway`` command builds this parser, and
     # the database drivers are not worth loading for ``serve --help``.
     from tollway.config.load import LoadedConfig
-    from tollway.consumers.consumer import ConsumerInfo
+    from tollway.consumers.consumer import Budget, ConsumerInfo
     from tollway.consumers.store import ConsumerStore
     from tollway.storage.audit import AuditLog
 
@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.add_argument("--groups", nargs="+", action="extend", metavar="G", default=[], help="its consumer groups")
     add.add_argument("--budget-usd", type=usd_argument, metavar="X", help="its budget in US dollars")
     add.add_argument(
-        "--budget-period", choices=PERIODS, default="month", help="the budget's UTC calendar period (default: month)"
+        "--budget-period", choices=PERIODS, help="the budget's UTC calendar period (default: month; with --budget-usd)"
     )
     add.add_argument("--expires", metavar="ISO", help="when its key stops working (ISO-8601, UTC unless it says)")
     add.add_argument("--max-parallel", type=positive_argument, metavar="N", help="its calls in flight at most")
@@ -82,6 +82,22 @@ def usd_argument(text: str) -> float:
     return value
 
 
+def budget_of(args: argparse.Namespace) -> Budget | None:
+    """``--budget-usd`` with ``--budget-period`` (a month when none is given); a period
+    alone is a usage error (it was dropped without a word)."""
+    from tollway.consumers.consumer import Budget
+
+    if args.budget_usd is None:
+        if args.budget_period is not None:
+            raise BudgetArgumentError("--budget-period needs --budget-usd: a period alone sets no budget")
+        return None
+    return Budget(args.budget_usd, args.budget_period or "month")
+
+
+class BudgetArgumentError(ValueError):
+    pass
+
+
 def positive_argument(text: str) -> int:
     """A ``--max-parallel``: 1 to ``MAX_PARALLEL``, as the admin API takes it."""
     from tollway.consumers.consumer import MAX_PARALLEL
@@ -103,7 +119,7 @@ def _seconds(text: str) -> float:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from tollway.consumers.consumer import Budget, parse_instant
+    from tollway.consumers.consumer import parse_instant
     from tollway.consumers.groups import undeclared
     from tollway.consumers.store import InvalidConsumer, validate
 
@@ -121,7 +137,11 @@ def cmd_add(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    budget = Budget(args.budget_usd, args.budget_period) if args.budget_usd is not None else None
+    try:
+        budget = budget_of(args)
+    except BudgetArgumentError as exc:
+        print(f"tollway: {exc}", file=sys.stderr)
+        return 2
 
     async def add(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog, loaded: LoadedConfig) -> int:
         if args.groups:

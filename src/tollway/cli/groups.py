@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from tollway.cli.consumers import PERIODS, positive_argument, run, usd_argument
+from tollway.cli.consumers import PERIODS, BudgetArgumentError, budget_of, positive_argument, run, usd_argument
 from tollway.cli.spend import members_of, recorded_spend
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add = commands.add_parser("add", parents=[config], help="declare a runtime group")
     add.add_argument("name")
     add.add_argument("--budget-usd", type=usd_argument, metavar="X", help="the group's budget in US dollars")
-    add.add_argument("--budget-period", choices=PERIODS, default="month", help="its UTC calendar period")
+    add.add_argument("--budget-period", choices=PERIODS, help="its UTC calendar period (default: month)")
     add.add_argument("--max-parallel", type=positive_argument, metavar="N", help="its members' calls in flight at most")
     add.set_defaults(func=cmd_add)
 
@@ -63,9 +63,11 @@ async def _members(store: ConsumerStore, config: list[ConsumerInfo], name: str) 
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from tollway.consumers.consumer import Budget
-
-    budget = Budget(args.budget_usd, args.budget_period) if args.budget_usd is not None else None
+    try:
+        budget = budget_of(args)
+    except BudgetArgumentError as exc:
+        print(f"tollway: {exc}", file=sys.stderr)
+        return 2
 
     async def add(store: ConsumerStore, _config: list[ConsumerInfo], audit: AuditLog, loaded: LoadedConfig) -> int:
         if any(g.name == args.name for g in loaded.config.groups):

@@ -4,6 +4,7 @@ validated against its own plugin."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,16 @@ def load_text(text: str, base_dir: Path, env: Mapping[str, str] | None = None) -
 class ConfigSource:
     path: Path | None
     text: str | None = None
+
+    def digest(self) -> bytes | None:
+        """The file's content as it is now, hashed (None: no file, or unreadable): the
+        file watcher's way to tell a change from the one a reload already applied."""
+        if self.path is None:
+            return None
+        try:
+            return hashlib.sha256(self.path.read_bytes()).digest()
+        except OSError:
+            return None
 
     def load(self) -> LoadedConfig:
         if self.path is not None:

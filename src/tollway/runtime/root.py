@@ -92,6 +92,8 @@ class Runtime:
     ) -> None:
         self.source = source
         self.loaded = loaded
+        # The file's content the config in effect came from (``ConfigSource.digest``).
+        self.applied_digest = source.digest()
         # What the process started with: the sections a reload cannot change stay as
         # they were then, whatever the files reloaded since said.
         self.started_with = loaded.config
@@ -293,6 +295,7 @@ class Runtime:
         if self.source.path is None:
             return ReloadResult(False, ["no config file to reload: running the built-in quickstart config"])
         try:
+            digest = self.source.digest()
             loaded = self.source.load()
             snapshot = Snapshot(loaded, self.services, self.failures)
         except ConfigError as exc:
@@ -311,6 +314,7 @@ class Runtime:
             + list(loaded.warnings)
         )
         self.loaded = loaded
+        self.applied_digest = digest
         retired, self.snapshot = self.snapshot, snapshot
         prices = PriceTable(loaded.config.pricing)
         # Calls that ended before the reload are accounted (priced, labelled) under the

@@ -164,7 +164,10 @@ async def _watch_file(runtime: Runtime) -> None:
             settled = stamp()
             if settled == now:
                 last = now
-                runtime.reload(source="file change")
+                if runtime.source.digest() != runtime.applied_digest:
+                    # (A change a reload already took, by SIGHUP or the admin API after
+                    # the edit, is not reloaded and audited a second time.)
+                    runtime.reload(source="file change")
 
 
 def _say(line: str) -> None:
