@@ -6,7 +6,7 @@ import re
 from urllib.parse import unquote_plus
 
 from tollway.config.schema import ProviderConfig
-from tollway.protocols.apis import MODELS
+from tollway.protocols.apis import EMBEDDINGS, MODELS
 from tollway.protocols.gemini.request import generation_config
 from tollway.providers.base import Endpoint, Json, Provider
 from tollway.upstream import Transport
@@ -24,6 +24,19 @@ def _without_key(query: str) -> str:
         return query
     kept = [p for p in query.split("&") if unquote_plus(p.partition("=")[0]).lower() != "key"]
     return "&".join(kept)
+
+
+# OpenAI's APIs that Gemini serves only under its OpenAI compatibility layer
+# (``/v1beta/openai/…``): a client's call passed through (not translated) goes there; a
+# Gemini path (``/v1beta/embeddings``) does not exist, and the call was a 404.
+_OPENAI_LAYER_PATHS = (EMBEDDINGS, "/images/", "/audio/")
+
+
+def _layer_of(api_path: str) -> str:
+    """``api_path`` under Google's OpenAI layer when it is one of OpenAI's APIs only."""
+    if api_path == EMBEDDINGS or api_path.startswith(_OPENAI_LAYER_PATHS[1:]):
+        return "/openai" + api_path
+    return api_path
 
 
 class Gemini(Provider):
@@ -78,7 +91,14 @@ class Gemini(Provider):
         return (("x-goog-api-key", token),) if token else ()
 
     def url_for(self, api_path: str, query: str) -> str:
-        return super().url_for(self._prefix + api_path, _without_key(query))
+        return super().url_for(self._prefix + _layer_of(api_path), _without_key(query))
+
+    def endpoint(self, api_path: str, query: str, token: str | None, model: str | None = None) -> Endpoint:
+        url = self.url_for(api_path, query)
+        if token and _layer_of(api_path) != api_path:
+            # Google's OpenAI layer takes the key as OpenAI's clients send it.
+            return Endpoint(url, (("authorization", f"Bearer {token}"),))
+        return Endpoint(url, self.credentials(token))
 
     def models_endpoint(self, token: str | None) -> Endpoint | None:
         # One page of up to 1000 (the API's maximum) covers every public model.

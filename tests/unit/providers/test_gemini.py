@@ -36,3 +36,19 @@ def test_gemini_version_and_roots() -> None:
     assert provider("gemini", baseUrl="http://127.0.0.1:9000").chat_endpoint("models/g", False, "k").url == (
         "http://127.0.0.1:9000/v1beta/models/g:generateContent"
     )
+
+
+def test_openais_own_apis_go_to_geminis_openai_layer() -> None:
+    """Embeddings (and images, audio) in OpenAI's shape are passed through, not
+    translated: Gemini serves them under /v1beta/openai/ only, with the key as a Bearer.
+    They went to /v1beta/embeddings, a path Gemini does not have (a 404)."""
+    p = provider("gemini", apiTokens=["AIza-test"])
+    embeddings = p.endpoint("/embeddings", "", "AIza-test")
+    assert embeddings.url == "https://generativelanguage.googleapis.com/v1beta/openai/embeddings"
+    assert headers(embeddings) == {"authorization": "Bearer AIza-test"}
+    images = p.endpoint("/images/generations", "", "AIza-test")
+    assert images.url == "https://generativelanguage.googleapis.com/v1beta/openai/images/generations"
+    # Gemini's own paths stay where they are, with its own header.
+    native = p.endpoint("/models/gemini-embedding-001:embedContent", "", "AIza-test")
+    assert native.url == "https://generativelanguage.googleapis.com/v1beta/models/gemini-embedding-001:embedContent"
+    assert headers(native) == {"x-goog-api-key": "AIza-test"}
