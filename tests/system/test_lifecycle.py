@@ -330,6 +330,12 @@ def test_a_reload_that_changes_server_settings_says_they_need_a_restart(
         # The route took effect; the body limit did not.
         assert chat(http, "/second/v1/chat/completions").status_code == 200
     assert gw.logged("restart")
+    # The ports the command line set (--port 0 --admin-port 0): the file's say nothing
+    # a restart would change (a restart was asked for all the same).
+    pinned = config(mock_llm, SECOND_ROUTE).replace("storage:", "server: {port: 9}\nadmin: {port: 10}\nstorage:")
+    write_unnoticed(tmp_path / "tollway.yaml", pinned)
+    r = httpx.post(gw.admin_url + "/api/reload", timeout=10)
+    assert (r.status_code, r.json()["restart_needed"]) == (200, [])
 
 
 def test_a_file_change_on_disk_is_picked_up(gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path) -> None:

@@ -84,11 +84,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"tollway: {listen_problem}", file=sys.stderr)
         return 2
     first = [loaded]
+    server_flags = {"host": args.host, "port": args.port}
+    pinned = {
+        "server": {k: v for k, v in server_flags.items() if v is not None},
+        "admin": {"port": args.admin_port} if args.admin_port is not None else {},
+    }
 
     def make_runtime(on_reload_ok: Callable[[], None] | None, records_reloads: bool) -> Runtime:
         # The first worker reuses the config already validated; later ones reload it.
         current = first.pop() if first else source.load()
-        return Runtime(source, current, on_reload_ok=on_reload_ok, records_reloads=records_reloads)
+        return Runtime(source, current, on_reload_ok=on_reload_ok, records_reloads=records_reloads, pinned=pinned)
 
     from tollway.runtime.serve import StartupFailed
 

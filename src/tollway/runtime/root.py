@@ -11,7 +11,7 @@ is on. ``admin`` serves the admin API.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from tollway import __version__
@@ -28,7 +28,7 @@ from tollway.budgets.history import SpendHistory
 from tollway.cache import CacheStores
 from tollway.chain import FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, ReloadResult
-from tollway.config.schema import TelemetryConfig
+from tollway.config.schema import Config, TelemetryConfig
 from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.directory import ConsumerDirectory
 from tollway.consumers.groups import Group, GroupDirectory
@@ -89,8 +89,12 @@ class Runtime:
         access_log: AccessLog | None = None,
         on_reload_ok: Callable[[], None] | None = None,
         records_reloads: bool = True,
+        pinned: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
         self.source = source
+        # Fields the command line set over the file's (``serve --port``, by section):
+        # a reload's change to one of them needs no restart, it would change nothing.
+        self.pinned = pinned or {}
         self.loaded = loaded
         # The file's content the config in effect came from (``ConfigSource.digest``).
         self.applied_digest = source.digest()
@@ -308,7 +312,7 @@ class Runtime:
             return ReloadResult(False, taken)
         old, new = self.loaded.config, loaded.config
         # Against what runs, not the file before: a change reverted is no change.
-        restart = [name for name in _RESTART_ONLY if getattr(self.started_with, name) != getattr(new, name)]
+        restart = [name for name in _RESTART_ONLY if self._as_run(self.started_with, name) != self._as_run(new, name)]
         self._say_warnings(
             [f"reload ({source}): changes to {name!r} need a restart and were not applied" for name in restart]
             + list(loaded.warnings)
@@ -340,6 +344,12 @@ class Runtime:
             # workers, by the one that serves the admin API).
             self.audit.note("config.reload", None, {"source": source}, None)
         return ReloadResult(True, restart_needed=restart)
+
+    def _as_run(self, config: Config, section: str) -> object:
+        """A section of ``config`` with the command line's fields over the file's."""
+        value = getattr(config, section)
+        pinned = self.pinned.get(section)
+        return value.model_copy(update=pinned) if pinned else value
 
     def _swap_span_export(self, config: TelemetryConfig, source: str) -> None:
         """Traces go where the new config says from now on. Calls that ended before are
