@@ -110,6 +110,11 @@ class _Frame:
         return out
 
 
+# Whole numbers from this size up are read as text too (``map_request``): the shortest
+# phone number a detector takes has 7 digits; smaller ones are counts and amounts.
+_DIGITS_READ = 1_000_000
+
+
 def map_strings(
     value: Any,
     fn: TextFn,
@@ -119,13 +124,17 @@ def map_strings(
     skip: frozenset[str] = frozenset(),
     names: bool = False,
     names_under: frozenset[str] = frozenset(),
+    json_texts: frozenset[str] = frozenset(),
+    json_fn: TextFn | None = None,
+    numbers: bool = False,
 ) -> Any:
     """Every string value inside ``value`` passed through ``fn``, at any depth, with an
     explicit stack; member names too with ``names``, or inside objects held under a key
     in ``names_under`` (else keys untouched). Objects for which ``keep`` is true are
     left whole; with ``key``, only strings held under that key are passed
     (``description``); what is held under a key in ``skip`` (a string or a whole object
-    or list) is left alone."""
+    or list) is left alone; with ``numbers``, large whole numbers are passed as their
+    digits and replaced by what comes back when it differs."""
     if isinstance(value, str):
         return fn(value) if key is None else value
     if not isinstance(value, dict | list) or (keep is not None and isinstance(value, dict) and keep(value)):
@@ -140,9 +149,13 @@ def map_strings(
                 continue
             if isinstance(child, str):
                 if key is None or k == key:
-                    new = fn(child)
+                    new = json_fn(child) if json_fn is not None and k in json_texts else fn(child)
                     if new is not child:
                         frame.changed(k, new)
+            elif numbers and type(child) is int and not -_DIGITS_READ < child < _DIGITS_READ:
+                digits = str(child)  # (read as ``map_request`` reads one)
+                if (new := fn(digits)) != digits:
+                    frame.changed(k, new)
             elif isinstance(child, dict | list) and not (keep is not None and isinstance(child, dict) and keep(child)):
                 stack.append(_Frame(child, k, names=frame.names or k in names_under))
                 break
@@ -173,11 +186,18 @@ def _signed(obj: dict[str, Any]) -> bool:
     return type(kind) is str and kind in _SIGNED  # (a client's ``type`` may be any JSON value)
 
 
-def map_answer(value: Any, fn: TextFn) -> Any:
+def map_answer(value: Any, fn: TextFn, json_fn: TextFn | None = None) -> Any:
     """Every string of a response body, but those of signed thinking and reasoning; and
     the member names of a tool call's input (which may use a masked schema property as
-    a name)."""
-    return map_strings(value, fn, keep=_signed, names_under=_TOOL_INPUTS)
+    a name). ``json_fn`` takes the strings that are JSON text (a tool call's
+    ``arguments``) in ``fn``'s place."""
+    if json_fn is None:
+        return map_strings(value, fn, keep=_signed, names_under=_TOOL_INPUTS)
+    return map_strings(value, fn, keep=_signed, names_under=_TOOL_INPUTS, json_texts=_JSON_TEXTS, json_fn=json_fn)
+
+
+# Where an answer holds JSON as text: a tool call's arguments (chat, responses).
+_JSON_TEXTS = frozenset({"arguments"})
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -311,6 +331,13 @@ def map_request(api: Api, body: dict[str, Any], fn: TextFn) -> dict[str, Any]:
             if isinstance(child, str):
                 new = fn(child)
                 if new is not child:
+                    frame.changed(k, new)
+            elif type(child) is int and not -_DIGITS_READ < child < _DIGITS_READ:
+                # A card or phone number sent as a JSON number (a tool's input, metadata):
+                # read as its digits; a match goes as the placeholder (a string).
+                digits = str(child)
+                new = fn(digits)
+                if new != digits:
                     frame.changed(k, new)
             elif isinstance(child, dict):
                 if not free and type(k) is int and _signed_block(stack, child):

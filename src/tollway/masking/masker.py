@@ -25,7 +25,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
+
+from tollway.masking.bodies import map_strings
 from tollway.masking.detectors import DETECTORS
+from tollway.masking.escapes import MAX_INNER, inner_json, unescape
 from tollway.masking.lookalikes import find_in_lookalikes
 from tollway.masking.normalise import Mapping, normalise
 from tollway.masking.rules import SYSTEM_DENY, DenyWords, expand_value, hash_value
@@ -131,6 +135,7 @@ class MaskSession:
         self.vault = vault
         self._done: dict[str, str] = {}
         self._produced: set[str] = set()
+        self._depth = 0  # levels of JSON inside strings being read (``_inner``)
 
     def mask(self, text: str) -> str:
         if text in self._produced:
@@ -144,6 +149,10 @@ class MaskSession:
         return masked
 
     def _mask(self, text: str) -> str:
+        if self._depth < MAX_INNER and ("\\" in text or text[:1] in _JSON_HEADS or text.lstrip()[:1] in _JSON_HEADS):
+            inner = self._inner(text)
+            if inner is not None:
+                return inner
         masker = self.masker
         form = normalise(text)
         forms = (text,) if form is text else (text, form)
@@ -170,6 +179,27 @@ class MaskSession:
             last = end
         parts.append(text[last:])
         return "".join(parts)
+
+    def _inner(self, text: str) -> str | None:
+        """``text`` as the model reads its escapes (``masking.escapes``), masked, when
+        that reading finds anything; None to read it as it stands. JSON inside the
+        string (a tool call's arguments, a tool's result) is masked value by value and
+        written back as JSON; other text with escapes goes decoded once masked."""
+        self._depth += 1
+        try:
+            value = inner_json(text)
+            if value is not None:
+                masked = map_strings(value, self.mask, numbers=True)
+                return text if masked is value else orjson.dumps(masked).decode()
+            if "\\" not in text:
+                return None
+            decoded = unescape(text)
+            if decoded == text:
+                return None
+            masked_text = self.mask(decoded)
+            return masked_text if masked_text != decoded else None
+        finally:
+            self._depth -= 1
 
     def _spans(self, text: str, form: str) -> list[_Span]:
         """The spans of ``text`` to replace, in order, none overlapping."""
@@ -198,6 +228,10 @@ class MaskSession:
             else:
                 joined.append(span)
         return joined
+
+
+# How JSON text inside a string begins (an object or an array): read as JSON (``_inner``).
+_JSON_HEADS = ("{", "[")
 
 
 def _replaced(role: Role, source: str, at: int) -> str:

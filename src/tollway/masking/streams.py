@@ -90,7 +90,7 @@ class AnswerStream:
         ]
 
     def _feed(self, slot: Hashable, text: str) -> str:
-        out = self.restorer.feed(slot, text)
+        out = self.restorer.feed(slot, text, json_text=_streams_json(slot))
         if self.check is not None and out:
             self._checked(slot, out)
         return out
@@ -242,7 +242,7 @@ class AnswerStream:
         ended = _RESPONSES_DONE.get(kind)
         if ended is not None:
             before = self._flush_responses(_responses_slot(ended, obj), obj.get("sequence_number"))
-        restored = map_answer(obj, self.vault.restore)
+        restored = map_answer(obj, self.vault.restore, self.vault.restore_json)
         if self.check is not None:
             check_answer(restored, self.check)
         if restored is obj:
@@ -263,6 +263,17 @@ class AnswerStream:
                 event["sequence_number"] = sequence
             out.append(SseEvent.of_json(event, slot[0]))
         return out
+
+
+_JSON_SLOTS = frozenset({"tool", "response.function_call_arguments.delta"})
+
+
+def _streams_json(slot: Hashable) -> bool:
+    """Whether a slot's text is JSON: a tool call's arguments (OpenAI's chat, the
+    responses API) or input (Anthropic's ``input_json_delta``)."""
+    if not isinstance(slot, tuple):
+        return False
+    return slot[0] in _JSON_SLOTS or slot[-1] == "input_json_delta"
 
 
 def _usable(index: Any) -> bool:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable
 
+import orjson
+
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z_]*_[0-9]+\]")
 
 
@@ -30,6 +32,7 @@ class Vault:
         self.only_placeholders = True
         self._regex: re.Pattern[str] | None = None
         self.tokens: dict[str, str] = {}
+        self._escaped: dict[str, str] = {}
 
     def placeholder(self, kind: str, original: str) -> str:
         token = self._issued.get((kind, original))
@@ -77,6 +80,23 @@ class Vault:
         tokens = self.tokens
         return self.regex.sub(lambda m: tokens.get(m.group(), m.group()), text)
 
+    def restore_json(self, text: str) -> str:
+        """``restore`` for text that is JSON (a tool call's ``arguments``): each original
+        goes back escaped as a JSON string's content, since a placeholder stands inside
+        one there (an original with a newline, a quote or a backslash, put back as it is,
+        made the arguments JSON no client could parse)."""
+        if not self.tokens or (self.only_placeholders and "[" not in text):
+            return text
+        escaped = self.escaped
+        return self.regex.sub(lambda m: escaped.get(m.group(), m.group()), text)
+
+    @property
+    def escaped(self) -> dict[str, str]:
+        """Each token's original as JSON string content."""
+        if len(self._escaped) != len(self.tokens):
+            self._escaped = {t: orjson.dumps(o).decode()[1:-1] for t, o in self.tokens.items()}
+        return self._escaped
+
 
 class StreamRestorer:
     """Restores tokens in text that arrives in pieces (stream events).
@@ -93,11 +113,13 @@ class StreamRestorer:
         self._prefixes = {t[:i] for t in vault.tokens for i in range(1, len(t))}
         self._longest = max((len(t) for t in vault.tokens), default=0)
 
-    def feed(self, slot: Hashable, text: str) -> str:
+    def feed(self, slot: Hashable, text: str, *, json_text: bool = False) -> str:
+        """``json_text``: the slot streams JSON (a tool call's arguments), where an
+        original goes back escaped (``Vault.restore_json``)."""
         held = self.pending.pop(slot, None)
         if held:
             text = held + text
-        tokens = self.vault.tokens
+        tokens = self.vault.escaped if json_text else self.vault.tokens
         parts: list[str] = []
         last = 0
         if not self.vault.only_placeholders or "[" in text:

@@ -286,7 +286,7 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
             return body
         if type(answer) is list and _GEMINI_STREAM in ex.api_path.lower():
             return self._streamed_whole(ex, call, answer)
-        restored = map_answer(answer, call.vault.restore) if call.vault.tokens else answer
+        restored = map_answer(answer, call.vault.restore, call.vault.restore_json) if call.vault.tokens else answer
         if call.check is not None:
             try:
                 check_answer(restored, call.check)

@@ -38,6 +38,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from tollway.errors import BadRequest, Forbidden
 from tollway.exchange import Exchange, Reply
+from tollway.masking.escapes import unescape, unescaped_levels
 from tollway.masking.lookalikes import find_in_lookalikes
 from tollway.masking.normalise import normalise
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
@@ -213,25 +214,6 @@ def _json_strings(value: Any) -> Iterator[str]:
             stack.extend(item)
 
 
-_JSON_ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|(.))", re.DOTALL)
-_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
-
-
-def _unescaped(text: str) -> str:
-    """JSON string escapes decoded wherever they stand: for a body that does not parse,
-    which a lenient reader upstream might still read."""
-
-    def one(m: re.Match[str]) -> str:
-        code, char = m.group(1), m.group(2)
-        if code is not None:
-            return chr(int(code, 16))
-        return _SIMPLE_ESCAPES.get(char, char)
-
-    decoded = _JSON_ESCAPE.sub(one, text)
-    # \ud83d\ude00 came out as two halves of a surrogate pair: join them.
-    return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
-
 class RequestBlock(Plugin[RequestBlockConfig]):
     name = "request-block"
     phase = Phase.AUTHN
@@ -331,9 +313,12 @@ class RequestBlock(Plugin[RequestBlockConfig]):
         try:
             strings: Iterable[str] = _json_strings(ex.request.json())  # parsed once for every plugin
         except BadRequest:
-            strings = (_unescaped(text),)
+            strings = (unescape(text),)
         for s in strings:
-            decoded = _decodings(s) if "%" in s or "+" in s else (s,)
-            if _found(search, decoded):
-                return True
+            # (A string holding escapes of its own, JSON inside JSON such as a tool
+            # call's arguments, is read as the model reads it too: ``masking.escapes``.)
+            for level in unescaped_levels(s) if "\\" in s else (s,):
+                decoded = _decodings(level) if "%" in level or "+" in level else (level,)
+                if _found(search, decoded):
+                    return True
         return False
