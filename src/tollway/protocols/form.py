@@ -11,6 +11,7 @@ part is skipped as it passes, never copied.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,6 +22,27 @@ from tollway.errors import BadRequest
 
 # A model name is short; a field past this is not one.
 _MAX_MODEL = 256
+
+
+# A ``name`` (or RFC 5987 ``name*``) parameter of a Content-Disposition, not
+# ``filename``'s: one part naming two fields is read as the last by the parser here
+# and may be read as the first by a server upstream.
+_NAME_PARAM = re.compile(rb"(?:^|;)\s*name\*?\s*=", re.IGNORECASE)
+
+
+def _ambiguous(field: str) -> BadRequest:
+    return BadRequest(
+        f"a part of the form names its field ambiguously ({field}): send one Content-Disposition with one name",
+        reason="gateway.bad_request",
+    )
+
+
+def _part_name(disposition: bytes) -> str:
+    """The field a part's Content-Disposition names; ``BadRequest`` for two names."""
+    if len(_NAME_PARAM.findall(disposition)) > 1:
+        raise _ambiguous("two names")
+    _, params = parse_options_header(disposition)
+    return params.get(b"name", b"").decode("utf-8", "replace")
 
 
 class _FieldReader:
@@ -35,6 +57,7 @@ class _FieldReader:
         self.limit = limit
         self.header = b""
         self.disposition = b""
+        self.dispositions = 0  # Content-Disposition headers of the current part
         self.name: str | None = None
         self.value = bytearray()
         self.fields: dict[str, bytes] = {}
@@ -47,15 +70,20 @@ class _FieldReader:
             self.disposition += data[start:end]
 
     def on_header_end(self) -> None:
+        if self.header.lower() == b"content-disposition":
+            self.dispositions += 1
+            if self.dispositions > 1:
+                raise _ambiguous("two Content-Disposition headers")
         self.header = b""
 
     def on_headers_finished(self) -> None:
+        name = _part_name(self.disposition)
         _, params = parse_options_header(self.disposition)
-        name = params.get(b"name", b"").decode("utf-8", "replace")
         is_file = b"filename" in params
         taken = name in (self.files if is_file else self.wanted)
         self.name = name if taken and name not in self.fields else None
         self.disposition = b""
+        self.dispositions = 0
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.name is not None:
@@ -151,8 +179,9 @@ class _PartReader:
         part.headers.append((self.field, self.value))
         field = self.field.lower()
         if field == b"content-disposition":
-            _, params = parse_options_header(self.value)
-            part.name = params.get(b"name", b"").decode("utf-8", "replace")
+            if any(name.lower() == b"content-disposition" for name, _ in part.headers[:-1]):
+                raise _ambiguous("two Content-Disposition headers")
+            part.name = _part_name(self.value)
         elif field == b"content-transfer-encoding" and self.value.strip().lower() not in _IDENTITY:
             part.encoded = self.value.strip()
         self.field = self.value = b""
