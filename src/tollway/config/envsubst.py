@@ -1,11 +1,13 @@
-"""``${VAR}`` and ``${VAR:-default}`` substitution, done on the text before YAML parsing."""
+"""``${VAR}`` and ``${VAR:-default}`` substitution, done on the text before YAML parsing;
+``$${…}`` is a literal ``${…}`` (a value that means one of its own: ai-data-masking's
+``${name}`` group reference)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class UnsetVariable(Exception):
@@ -23,7 +25,9 @@ def substitute(text: str, env: Mapping[str, str]) -> str:
     missing: list[str] = []
 
     def repl(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
+        if m.group(1):
+            return m.group(0)[1:]  # $${…}: the reference, as written, one dollar less
+        name, default = m.group(2), m.group(3)
         value = env.get(name)
         if value is None or (value == "" and default is not None):
             if default is not None:

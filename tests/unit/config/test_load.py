@@ -63,6 +63,17 @@ def test_variables_are_substituted_with_defaults_and_comments_are_left_alone(tmp
     assert loaded.config.providers[0].apiTokens == ["sk-from-env"]
 
 
+def test_a_doubled_dollar_keeps_a_reference_as_written(tmp_path: Path) -> None:
+    """ai-data-masking's ``${name}`` group reference could not be written: it was taken
+    for an unset variable, or silently replaced by one of the same name (``${USER}``)."""
+    masking = "\n  - name: ai-data-masking\n    defaultConfig:\n      replace_roles:\n"
+    masking += "        - {regex: '%{EMAILADDRESS:user}@x', type: replace, value: '$${user}@masked'}\n"
+    loaded = load_config_text(VALID + masking, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={"user": "root"})
+    (setup,) = [s for s in loaded.plugins if s.name == "ai-data-masking"]
+    assert setup.default is not None
+    assert setup.default.replace_roles[0].value == "${user}@masked"  # type: ignore[attr-defined]
+
+
 def test_an_empty_variable_takes_its_default(tmp_path: Path) -> None:
     loaded = load_config_text(VALID, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={"TW_TEST_TOKEN": ""})
     assert loaded.config.providers[0].apiTokens == ["sk-default"]
