@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from tollway.config.envsubst import UnsetVariable, substitute
 from tollway.config.higress import check_service_rules, placed_as_written, take_deployment_fields, take_inline_rules
-from tollway.config.schema import Config, FailureMode, PluginConfig, PluginEntry
+from tollway.config.schema import HIGRESS_PROVIDER_FIELDS_IGNORED, Config, FailureMode, PluginConfig, PluginEntry
 
 # Each plugin's config model, by the plugin's name (``tollway.plugins.registry``).
 PluginModels = Mapping[str, type[PluginConfig]]
@@ -154,6 +154,9 @@ def _provider_warnings(cfg: Config, warnings: list[str]) -> None:
                 "ignored; list several providers on a route (routes[].providers) to fail over between them "
                 "(a token answering 401 or 429 rests for 30 s)"
             )
+        for name in sorted(HIGRESS_PROVIDER_FIELDS_IGNORED.keys() & p.model_fields_set):
+            warnings.append(f"providers[{i}].{name}: Higress's field, accepted and not acted on: "
+                            f"{HIGRESS_PROVIDER_FIELDS_IGNORED[name]}")  # fmt: skip
         if p.qwenEnableCompatible is False:
             warnings.append(
                 f"providers[{i}].qwenEnableCompatible: false (DashScope's own protocol) is not implemented and is "

@@ -288,6 +288,33 @@ class CustomSetting(Strict):
     overwrite: bool = True
 
 
+# Higress's provider type names that Tollway knows by another.
+_TYPE_ALIASES = {"together-ai": "together"}
+# Higress provider fields accepted and not acted on, and what to use instead.
+HIGRESS_PROVIDER_FIELDS_IGNORED: dict[str, str] = {
+    "context": "no context file is fetched; put the text in a system message (ai-prompt-decorator)",
+    "reasoningContentMode": "reasoning_content passes as the provider sends it",
+    "capabilities": "each provider type serves the APIs its docs list, at their own paths",
+    "subPath": "route prefixes are not stripped by the provider; set the provider's baseUrl",
+    "basePath": "route prefixes are not stripped by the provider; set the provider's baseUrl",
+    "basePathHandling": "route prefixes are not stripped by the provider; set the provider's baseUrl",
+    "providerDomain": "set the provider's baseUrl",
+    "providerBasePath": "set the provider's baseUrl",
+    "authHeaderKey": "a provider without apiTokens gets no key from the client",
+    "responseJsonSchema": "send response_format from the client, or set it with customSettings",
+    "contextCleanupCommands": "no command clears a conversation",
+    "mergeConsecutiveMessages": "messages go as the client sent them",
+    "promoteThinkingOnEmpty": "reasoning stays reasoning",
+    "hiclawMode": "no HiClaw mode",
+    "claudeCodeMode": "Claude is called with its API key (x-api-key)",
+    "qwenEnableSearch": "set enable_search with customSettings",
+    "qwenFileIds": "no file ids are added",
+    "qwenDomain": "set the provider's baseUrl",
+    "moonshotFileId": "no file is added",
+    "openaiExtraCustomUrls": "one URL per provider; list several providers on a route",
+}
+
+
 class ProviderConfig(Strict):
     """Higress ai-proxy's provider object: every field is acted on, except the Higress
     fields that ``load`` warns about when given (``failover``, ``qwenEnableCompatible:
@@ -320,6 +347,42 @@ class ProviderConfig(Strict):
     vllmServerHost: str | None = None
     vllmCustomUrl: str | None = None
     qwenEnableCompatible: bool | None = None
+    # Higress provider fields accepted as they are and not acted on: ``load`` warns about
+    # each one given (``HIGRESS_PROVIDER_FIELDS_IGNORED``).
+    context: Any = None
+    reasoningContentMode: Any = None
+    capabilities: Any = None
+    subPath: Any = None
+    basePath: Any = None
+    basePathHandling: Any = None
+    providerDomain: Any = None
+    providerBasePath: Any = None
+    authHeaderKey: Any = None
+    responseJsonSchema: Any = None
+    contextCleanupCommands: Any = None
+    mergeConsecutiveMessages: Any = None
+    promoteThinkingOnEmpty: Any = None
+    hiclawMode: Any = None
+    claudeCodeMode: Any = None
+    qwenEnableSearch: Any = None
+    qwenFileIds: Any = None
+    qwenDomain: Any = None
+    moonshotFileId: Any = None
+    openaiExtraCustomUrls: Any = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _higress_type_names(cls, v: object) -> object:
+        return _TYPE_ALIASES.get(v, v) if isinstance(v, str) else v
+
+    @field_validator("openaiCustomUrl", mode="before")
+    @classmethod
+    def _scheme_optional(cls, v: object) -> object:
+        # Higress's README writes it without a scheme (``www.example.com/myai/v1/…``) and
+        # its code takes either; without one it is https.
+        if isinstance(v, str) and v and "://" not in v:
+            return "https://" + v
+        return v
 
     @field_validator("baseUrl", "openaiCustomUrl")
     @classmethod

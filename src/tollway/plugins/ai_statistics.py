@@ -56,6 +56,14 @@ class AttributeConfig(PluginConfig):
     apply_to_log: bool = False
     apply_to_span: bool = False
     trace_span_key: str | None = None
+    # Higress's: its own access-log field for the attribute. Tollway's records keep every
+    # attribute apart already (``ignored``).
+    as_separate_log_field: bool | None = None
+
+    def ignored(self) -> list[str]:
+        if self.as_separate_log_field is not None:
+            return ["as_separate_log_field: no effect; every attribute is its own field of the record"]
+        return []
 
     @model_validator(mode="after")
     def _check(self) -> AttributeConfig:
@@ -104,6 +112,12 @@ class AiStatisticsConfig(PluginConfig):
     # Only calls whose path ends with one of these get attributes; unset or "*": all
     # (unset with a canned set: /completions and /messages, as in Higress).
     enable_path_suffixes: list[str] | None = None
+    # Higress's fields that Tollway accepts and does not act on (``ignored``): it always
+    # reads the usage (limits, budgets and records need it), takes every content type,
+    # and has no session attribute.
+    disable_openai_usage: bool | None = None
+    enable_content_types: list[str] | None = None
+    session_id_header: str | None = None
 
     # A rule giving its own attributes drops the default's canned set, and the reverse.
     replaced_together: ClassVar[tuple[frozenset[str], ...]] = (
@@ -146,7 +160,17 @@ class AiStatisticsConfig(PluginConfig):
             )
             if self.attributes:
                 said.append(f"attributes: ignored with {canned}: true, as in Higress")
+        said += [f"{name}: {reason}" for name, reason in _HIGRESS_IGNORED.items() if getattr(self, name) is not None]
+        for i, attribute in enumerate(self.attributes):
+            said.extend(f"attributes[{i}].{line}" for line in attribute.ignored())
         return said
+
+
+_HIGRESS_IGNORED = {
+    "disable_openai_usage": "no effect; the usage is always read (limits, budgets and records need it)",
+    "enable_content_types": "no effect; answers of every content type are read",
+    "session_id_header": "no effect; no session attribute is recorded (add a request_header attribute)",
+}
 
 
 class _Attr:

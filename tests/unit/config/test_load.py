@@ -267,3 +267,30 @@ def test_a_file_that_is_not_utf8_is_one_line_naming_the_byte(
     path.write_bytes(VALID.encode()[:20] + b"\xe9t\xe9\n")
     assert main(["check", "-c", str(path)]) == 2
     assert capsys.readouterr().out.splitlines() == [f"{path}: not UTF-8 text: byte 0xe9 at offset 20"]
+
+
+def test_higress_fields_without_an_effect_here_are_accepted_with_a_warning_each(tmp_path: Path) -> None:
+    """Higress's own configs were refused field by field (``unknown field``): provider
+    fields such as ``context`` or ``providerDomain``, ai-statistics' ``session_id_header``;
+    an ``openaiCustomUrl`` written without a scheme (as Higress's README writes it), and
+    the type name ``together-ai``."""
+    text = VALID.replace(
+        "baseUrl: http://127.0.0.1:9/v1",
+        "baseUrl: http://127.0.0.1:9/v1\n    context: {fileUrl: http://x/f.txt, serviceName: s, servicePort: 80}\n"
+        "    providerDomain: example.com\n    reasoningContentMode: ignore",
+    )
+    text = text.replace(
+        "routes:",
+        "  - {id: custom, type: openai, apiTokens: [k], openaiCustomUrl: 127.0.0.1:9/v1}\n"
+        "  - {id: t, type: together-ai, apiTokens: [k]}\nroutes:",
+    )
+    text += "  - name: ai-statistics\n    defaultConfig: {session_id_header: x-sess, disable_openai_usage: false,\n"
+    text += "      attributes: [{key: a, value_source: fixed_value, value: b, as_separate_log_field: true}]}\n"
+    loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={})
+    warned = "\n".join(loaded.warnings)
+    for place in ("providers[0].context", "providers[0].providerDomain", "providers[0].reasoningContentMode",
+                  "plugins[2].defaultConfig.session_id_header", "plugins[2].defaultConfig.disable_openai_usage",
+                  "plugins[2].defaultConfig.attributes[0].as_separate_log_field"):  # fmt: skip
+        assert place in warned, (place, warned)
+    custom, together = loaded.config.providers[1:]
+    assert custom.openaiCustomUrl == "https://127.0.0.1:9/v1" and together.type == "together"

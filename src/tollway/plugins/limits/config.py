@@ -54,22 +54,28 @@ _POSIX_CLASS = re.compile(r"\[:\^?[a-z]+:\]")
 
 
 def _one_window(model: PluginConfig, unit: str) -> tuple[int, int]:
-    """The (limit, window seconds) of the one ``<unit>_per_*`` field set; else an error."""
-    found = [(getattr(model, f"{unit}_per_{name}"), seconds) for name, seconds in WINDOWS]
-    given = [(v, s) for v, s in found if v is not None]
-    if len(given) != 1:
-        names = ", ".join(f"{unit}_per_{name}" for name, _ in WINDOWS)
-        raise ValueError(f"give exactly one of {names}")
-    value, seconds = given[0]
-    assert isinstance(value, int)
-    return value, seconds
+    """The (limit, window seconds) of the first ``<unit>_per_*`` field above 0, in the
+    order second, minute, hour, day, as Higress takes it (0 is unset); else an error."""
+    for name, seconds in WINDOWS:
+        value = getattr(model, f"{unit}_per_{name}")
+        if value:
+            assert isinstance(value, int)
+            return value, seconds
+    names = ", ".join(f"{unit}_per_{name}" for name, _ in WINDOWS)
+    raise ValueError(f"give one of {names}, above 0")
+
+
+def _unused_windows(model: PluginConfig, unit: str) -> list[str]:
+    """The thresholds given beside the one in force (Higress takes the first above 0)."""
+    given = [f"{unit}_per_{name}" for name, _ in WINDOWS if getattr(model, f"{unit}_per_{name}")]
+    return [f"{name}: ignored; the first threshold above 0 is in force ({given[0]})" for name in given[1:]]
 
 
 class QueryThreshold(PluginConfig):
-    query_per_second: int | None = Field(None, gt=0)
-    query_per_minute: int | None = Field(None, gt=0)
-    query_per_hour: int | None = Field(None, gt=0)
-    query_per_day: int | None = Field(None, gt=0)
+    query_per_second: int | None = Field(None, ge=0)
+    query_per_minute: int | None = Field(None, ge=0)
+    query_per_hour: int | None = Field(None, ge=0)
+    query_per_day: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> QueryThreshold:
@@ -80,12 +86,15 @@ class QueryThreshold(PluginConfig):
         """(limit, window length in seconds)."""
         return _one_window(self, "query")
 
+    def ignored(self) -> list[str]:
+        return _unused_windows(self, "query")
+
 
 class TokenThreshold(PluginConfig):
-    token_per_second: int | None = Field(None, gt=0)
-    token_per_minute: int | None = Field(None, gt=0)
-    token_per_hour: int | None = Field(None, gt=0)
-    token_per_day: int | None = Field(None, gt=0)
+    token_per_second: int | None = Field(None, ge=0)
+    token_per_minute: int | None = Field(None, ge=0)
+    token_per_hour: int | None = Field(None, ge=0)
+    token_per_day: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TokenThreshold:
@@ -95,6 +104,9 @@ class TokenThreshold(PluginConfig):
     def window(self) -> tuple[int, int]:
         """(limit, window length in seconds)."""
         return _one_window(self, "token")
+
+    def ignored(self) -> list[str]:
+        return _unused_windows(self, "token")
 
 
 class QueryLimitKey(QueryThreshold):
@@ -229,6 +241,16 @@ class LimitRulesConfig(LimitBy, Generic[T, K]):
                 raise ValueError("a top-level limit_by_* field needs limit_keys")
             _check_item(top, self.limit_keys)
         return self
+
+    def ignored(self) -> list[str]:
+        """Thresholds given beside the one in force, by their place."""
+        told = [f"global_threshold.{line}" for line in self.global_threshold.ignored()] if self.global_threshold else []
+        for i, item in enumerate(self.rule_items or ()):
+            for j, key in enumerate(item.limit_keys):
+                told.extend(f"rule_items[{i}].limit_keys[{j}].{line}" for line in key.ignored())
+        for j, key in enumerate(self.limit_keys or ()):
+            told.extend(f"limit_keys[{j}].{line}" for line in key.ignored())
+        return told
 
     def items(self) -> list[tuple[list[tuple[str, str]], list[K]]]:
         """The rule items as (limit_by fields, limit keys), the top-level form included."""

@@ -306,13 +306,9 @@ def test_the_plugins_register_under_their_higress_names_and_priorities() -> None
             {"limit_by_header": "x", "limit_by_param": "y", "limit_keys": [{"key": "a", "query_per_second": 1}]},
             "exactly one limit_by_* field",
         ),
-        ("key-rate-limit", {"limit_by_header": "x", "limit_keys": [{"key": "a"}]}, "give exactly one of query_per"),
-        (
-            "key-rate-limit",
-            {"limit_by_header": "x", "limit_keys": [{"key": "a", "query_per_second": 1, "query_per_minute": 9}]},
-            "give exactly one of query_per",
-        ),
-        ("key-rate-limit", {"limit_by_header": "x", "limit_keys": [{"key": "a", "query_per_second": 0}]}, "greater"),
+        ("key-rate-limit", {"limit_by_header": "x", "limit_keys": [{"key": "a"}]}, "give one of query_per"),
+        # (0 is unset, as in Higress: a key needs one threshold above it.)
+        ("key-rate-limit", {"limit_by_header": "x", "limit_keys": [{"key": "a", "query_per_second": 0}]}, "above 0"),
         ("key-rate-limit", {"limit_by_header": "x", "limit_keys": [{"key": "a", "token_per_second": 1}]}, "extra"),
         (
             "key-rate-limit",
@@ -380,3 +376,21 @@ plugins:
     assert [s.name for s in snapshot.slots] == ["key-auth", "cluster-key-rate-limit", "key-rate-limit"]
     cluster = snapshot.slots[1].default
     assert isinstance(cluster, ClusterKeyRateLimit) and cluster.fail_open is False
+
+
+def test_of_several_thresholds_the_first_above_0_is_in_force_as_in_higress() -> None:
+    """Higress takes the first of query_per_second, _minute, _hour, _day that is above 0;
+    such a config was refused ("give exactly one"). The others are named in a warning."""
+    from pydantic import BaseModel
+
+    config = build(
+        "key-rate-limit",
+        {"limit_by_header": "x", "limit_keys": [{"key": "a", "query_per_second": 0, "query_per_minute": 100,
+                                                  "query_per_day": 5}]},
+    ).config  # fmt: skip
+    assert isinstance(config, BaseModel)
+    (key,) = config.limit_keys  # type: ignore[attr-defined]
+    assert key.window() == (100, 60)
+    assert config.ignored() == [
+        "limit_keys[0].query_per_day: ignored; the first threshold above 0 is in force (query_per_minute)"
+    ]
