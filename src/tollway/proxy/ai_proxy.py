@@ -342,7 +342,11 @@ class AiProxy:
                     reason="ai-proxy.bad_upstream_response",
                 ) from None
         if translation is not None:
-            body, answer = self._translated_body(translation, resp.status, body, answer)
+            try:
+                body, answer = self._translated_body(translation, resp.status, body, answer)
+            except UpstreamError:
+                estimate_unfinished(ex, len(body))  # (a call the provider answered, and may bill)
+                raise
             headers = [(k, v) for k, v in headers if k != "content-type"] + [("content-type", "application/json")]
         # A read's answer tells the usage of the run that made the object (stored_reads).
         if isinstance(answer, dict) and (ex.request.method != "GET" or await self.reads.first_read(ex, answer)):

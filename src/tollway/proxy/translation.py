@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from tollway.errors import BadRequest
+from tollway.errors import BadRequest, UpstreamError
 from tollway.exchange import Exchange
 from tollway.protocols.apis import CHAT, MESSAGES, RESPONSES, dialect_of
 from tollway.protocols.codec import Codec, Json, StreamReader, StreamWriter, TranslationError
@@ -54,6 +54,15 @@ _RESPONSES_ITEMS = RESPONSES + "/"
 
 # Client headers that belong to one protocol and mean nothing (or harm) to another.
 PROTOCOL_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "openai-organization", "openai-project"})
+
+
+# What a whole answer of each provider protocol has, at least one of: an answer with
+# none of them is no answer of that protocol.
+_ANSWER_MARKS: dict[str, tuple[str, ...]] = {
+    "openai": ("choices",),
+    "anthropic": ("content",),
+    "gemini": ("candidates", "promptFeedback"),
+}
 
 
 class Translation:
@@ -117,6 +126,15 @@ class Translation:
         words)."""
         if not isinstance(native, dict):
             return body, None
+        marks = _ANSWER_MARKS.get(self.native.name)
+        if marks is not None and not any(mark in native for mark in marks):
+            # Another protocol's answer (a baseUrl pointing at the wrong kind of server):
+            # read as this one's, it became an empty 200 that reported no usage.
+            raise UpstreamError(
+                f"the provider's answer is not one of the {self.native.name} protocol "
+                f"(it has none of {', '.join(marks)})",
+                reason="ai-proxy.bad_upstream_response",
+            )
         pivot = self.native.response_to_pivot(native)
         shown = fold(pivot) if self.client.name in CARRIED_IN_IDS else pivot
         return orjson.dumps(self.client.response_from_pivot(shown)), pivot

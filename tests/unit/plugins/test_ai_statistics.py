@@ -190,7 +190,6 @@ async def test_enable_path_suffixes_limits_where_it_applies() -> None:
         ({"key": "t", "value_source": "request_body", "value": "messages.#(role==user)"}, "not supported"),
         ({"key": "t", "value_source": "request_body", "value": "a..b"}, "empty key"),
         ({"key": "t", "value_source": "somewhere", "value": "a"}, "value_source"),
-        ({"key": "t", "value_source": "fixed_value", "value": "a", "as_separate_log_field": True}, "extra"),
     ],
 )
 def test_invalid_attributes_are_errors(attribute: dict[str, Any], message: str) -> None:

