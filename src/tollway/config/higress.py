@@ -137,6 +137,42 @@ def check_service_rules(raw: dict[str, Any], problems: list[str]) -> None:
                     "match with ingress (route names) or domain"
                 )
                 rule.pop("service")
+                # (Told once: the file is refused, and "a rule needs ingress or domain"
+                # would say the same again.)
+                rule.setdefault("domain", ["*"])
 
 
-__all__ = ["check_service_rules", "placed_as_written", "take_deployment_fields", "take_inline_rules"]
+# The fields of a WasmPlugin's ``spec`` that a plugin entry takes as they are.
+_SPEC_FIELDS = ("defaultConfig", "defaultConfigDisable", "matchRules", "phase", "priority", "failStrategy",
+                "url", "sha256", "imagePullPolicy", "imagePullSecret", "vmConfig")  # fmt: skip
+
+
+def take_pasted_resources(raw: dict[str, Any], problems: list[str]) -> None:
+    """A Higress ``WasmPlugin`` resource pasted into ``plugins:`` as it is (apiVersion,
+    kind, metadata, spec): one problem that says what to write instead, and the entry
+    read as that (its spec's fields, named by ``name`` or its metadata's), so its config
+    is still checked; five lines of unknown fields said nothing of it."""
+    for i, entry in enumerate(raw.get("plugins") or []):
+        if not isinstance(entry, dict) or not ("spec" in entry or entry.get("kind") == "WasmPlugin"):
+            continue
+        given_spec, given_metadata = entry.get("spec"), entry.get("metadata")
+        spec: dict[str, Any] = given_spec if isinstance(given_spec, dict) else {}
+        metadata: dict[str, Any] = given_metadata if isinstance(given_metadata, dict) else {}
+        name = entry.get("name") or metadata.get("name")
+        problems.append(
+            f"plugins[{i}]: a Higress WasmPlugin resource as it is; write `name: <plugin>` and the fields of its "
+            "spec (defaultConfig, matchRules, phase, priority) in its place"
+        )
+        entry.clear()
+        entry.update({k: v for k, v in spec.items() if k in _SPEC_FIELDS})
+        if name:
+            entry["name"] = name
+
+
+__all__ = [
+    "check_service_rules",
+    "placed_as_written",
+    "take_deployment_fields",
+    "take_inline_rules",
+    "take_pasted_resources",
+]

@@ -19,7 +19,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tollway.config.envsubst import UnsetVariable, substitute
-from tollway.config.higress import check_service_rules, placed_as_written, take_deployment_fields, take_inline_rules
+from tollway.config.higress import (
+    check_service_rules,
+    placed_as_written,
+    take_deployment_fields,
+    take_inline_rules,
+    take_pasted_resources,
+)
 from tollway.config.schema import HIGRESS_PROVIDER_FIELDS_IGNORED, Config, FailureMode, PluginConfig, PluginEntry
 
 # Each plugin's config model, by the plugin's name (``tollway.plugins.registry``).
@@ -272,6 +278,13 @@ def _plugin_setups(
         model = models.get(entry.name)
         if model is None:
             known = ", ".join(sorted(models))
+            if entry.name == "ai-proxy":
+                # Higress's ai-proxy is Tollway's core, not a plugin: say where it went.
+                problems.append(
+                    f"plugins[{i}].name: ai-proxy is not a plugin here: its providers go in the top-level "
+                    "providers: list, and each route names its provider (provider:, providers:, model_providers:)"
+                )
+                continue
             problems.append(f"plugins[{i}].name: unknown plugin {entry.name!r} (known: {known})")
             continue
         base = dict(entry.defaultConfig or {})
@@ -370,6 +383,7 @@ def load_config_text(
         raise ConfigError(["(top): the config must be a mapping"])
     warnings: list[str] = []
     problems: list[str] = []
+    take_pasted_resources(raw, problems)
     origins = take_inline_rules(raw, problems)
     take_deployment_fields(raw, warnings, problems)
     check_service_rules(raw, problems)

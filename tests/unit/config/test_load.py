@@ -294,3 +294,29 @@ def test_higress_fields_without_an_effect_here_are_accepted_with_a_warning_each(
         assert place in warned, (place, warned)
     custom, together = loaded.config.providers[1:]
     assert custom.openaiCustomUrl == "https://127.0.0.1:9/v1" and together.type == "together"
+
+
+def test_a_pasted_wasmplugin_and_an_ai_proxy_entry_say_what_to_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pasted as it is, a WasmPlugin gave five lines of unknown fields, and an ai-proxy
+    entry "unknown plugin" with no word of where its providers go."""
+    text = VALID + (
+        "  - apiVersion: extensions.higress.io/v1alpha1\n    kind: WasmPlugin\n"
+        "    metadata: {name: request-block, namespace: higress-system}\n"
+        "    spec: {defaultConfig: {block_urls: [x]}, phase: AUTHN, priority: 320}\n"
+        "  - {name: ai-proxy, defaultConfig: {provider: {type: openai, apiTokens: [k]}}}\n"
+    )
+    code, lines = check(tmp_path, text, capsys)
+    assert code == 2
+    assert [line for line in lines if line.startswith("plugins[2]")] == [
+        "plugins[2]: a Higress WasmPlugin resource as it is; write `name: <plugin>` and the fields of its spec "
+        "(defaultConfig, matchRules, phase, priority) in its place"
+    ]
+    (proxy,) = [line for line in lines if line.startswith("plugins[3]")]
+    assert "providers go in the top-level providers: list" in proxy
+    # A service rule is told once (not also "a rule needs ingress or domain").
+    code, lines = check(tmp_path, VALID.replace("- ingress: [chat]", "- service: [svc]"), capsys)
+    assert [line for line in lines if line.startswith("plugins[0].matchRules[0]")] == [
+        "plugins[0].matchRules[0].service: service rules are not supported; match with ingress (route names) or domain"
+    ]
