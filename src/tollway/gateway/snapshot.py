@@ -15,7 +15,10 @@ from tollway.config.load import ConfigError, LoadedConfig, PluginSetup
 from tollway.mcp import servers as mcp_servers
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope, UpstreamCall
 from tollway.plugins.registry import REGISTRY
+from tollway.protocols.codec import TranslationError
+from tollway.protocols.registry import codec_for
 from tollway.providers import Provider, UnsupportedProvider, build_provider
+from tollway.providers.base import apply_settings
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.routing.hosts import host_matches
 from tollway.routing.routes import Route, RouteTable
@@ -148,6 +151,8 @@ def _build(loaded: LoadedConfig, services: Services) -> tuple[_Built, list[str]]
             providers[pc.id] = build_provider(pc, services.transport, services.mock_transport)
         except UnsupportedProvider as exc:
             problems.append(f"providers[{i}].type: {exc}")
+        else:
+            problems.extend(f"providers[{i}].customSettings: {p}" for p in _untranslatable(providers[pc.id]))
     providers_whole = not problems and "providers" not in loaded.failed
     servers: dict[str, mcp_servers.McpServer] = {}
     try:
@@ -168,6 +173,24 @@ def _build(loaded: LoadedConfig, services: Services) -> tuple[_Built, list[str]]
     if "mcp_servers" not in loaded.failed:
         problems.extend(mcp_servers.unknown_tool_servers(loaded))
     return _Built(providers, servers, lookup, slots), problems
+
+
+def _untranslatable(provider: Provider) -> list[str]:
+    """The ``auto`` custom settings a translating provider cannot send: each made every
+    chat call a 400 naming a field the client never sent (``check`` said ok)."""
+    if provider.protocol == "openai" or not provider.sets_body:
+        return []
+    codec = codec_for(provider.protocol)
+    told = []
+    for setting in provider.settings:
+        if setting.mode != "auto":
+            continue
+        chat = {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+        try:
+            codec.request_from_pivot(apply_settings(chat, (setting,)))
+        except TranslationError as exc:
+            told.append(f"{exc}: every chat call through this provider would be refused for it")
+    return told
 
 
 def build_problems(parsed: LoadedConfig | None, services: Services) -> list[str]:

@@ -168,3 +168,20 @@ plugins:
         "plugins[0].matchRules[0].config.attributes[0].trace_span_key",
     ]
     assert all("ignored" in w for w in warnings)
+
+
+def test_a_custom_setting_a_translating_provider_cannot_send_is_a_config_error(tmp_path: Path) -> None:
+    """``presence_penalty`` set for a Claude provider passed ``check``, then every chat
+    call was a 400 naming a field the client never sent."""
+    from tollway.cli.main import main
+
+    config = tmp_path / "tollway.yaml"
+    config.write_text(
+        "providers:\n  - {id: c, type: claude, apiTokens: [k], customSettings: "
+        "[{name: presence_penalty, value: 0.5}, {name: temperature, value: 0.2}]}\n"
+        "  - {id: o, type: openai, apiTokens: [k], customSettings: [{name: presence_penalty, value: 0.5}]}\n"
+        "routes: [{name: r, path_prefix: /v1/, provider: c}]\n"
+    )
+    assert main(["check", "-c", str(config)]) == 2
+    config.write_text(config.read_text().replace("{name: presence_penalty, value: 0.5}, {", "{", 1))
+    assert main(["check", "-c", str(config)]) == 0  # (temperature goes; OpenAI takes presence_penalty)
