@@ -292,6 +292,15 @@ def test_a_method_no_provider_api_takes_is_a_405_and_nothing_goes_upstream(
     assert fake.seen == []
 
 
+def test_a_connect_is_a_405_not_a_parser_error(gw: Proc, fake: FakeProvider) -> None:
+    # Its target is a host and port, no URL: it was a 400 "User callback error", logged
+    # as input that was not HTTP.
+    status, headers, body = exchange(gw, b"CONNECT api.example.com:443 HTTP/1.1\r\nhost: api.example.com:443")
+    assert (status, headers["x-tollway-reason"]) == (405, "gateway.method_not_allowed")
+    assert "POST" in headers["allow"] and b"CONNECT" in body
+    assert fake.seen == []
+
+
 def _zstd(data: bytes) -> bytes:
     return zstandard.ZstdCompressor().compress(data)
 

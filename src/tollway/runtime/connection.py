@@ -67,6 +67,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tollway.connection")
 
+# The methods the gateway relays (``gateway.call``'s), for a CONNECT's 405.
+_ALLOW = b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
 # The response headers that frame the answer (``ResponseCycle._head``).
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
@@ -665,6 +667,12 @@ class EdgeConnection(HttpToolsProtocol):
             self.scope["http_version"] = http_version
         elif self._chunked:
             self._chunked = False
+        if self.scope["method"] == "CONNECT":
+            # Its target is a host and port (authority-form), no URL: the parser's URL
+            # reader failed inside this callback ("User callback error"). No tunnel here.
+            self._refuse(_answer(405, "the gateway does not relay 'CONNECT' requests", "method_not_allowed",
+                                 "gateway.method_not_allowed", b"allow: " + _ALLOW + b"\r\n"))  # fmt: skip
+            raise _HeadRefused
         parsed_url = httptools.parse_url(self.url)
         # An absolute-form target (``http://host/path``) keeps its scheme and host in
         # ``raw_path``: the gateway's target check holds its host to the Host header.
