@@ -697,4 +697,8 @@ def test_serve_reports_a_busy_port(tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait()
     assert code == 1
-    assert "cannot listen" in (tmp_path / "stderr.txt").read_text()
+    # One line in the CLI's own words (it was "mock-llm: … [Errno 98] …").
+    assert (
+        f"tollway: mock-llm cannot listen on 127.0.0.1:{port}: address already in use"
+        in (tmp_path / "stderr.txt").read_text().splitlines()
+    )

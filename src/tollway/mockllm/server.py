@@ -411,7 +411,8 @@ def serve(host: str, port: int) -> int:
     try:
         sock = _bind(host, port)
     except OSError as error:
-        print(f"mock-llm: cannot listen on {host}:{port}: {error}", file=sys.stderr, flush=True)
+        reason = (error.strerror or str(error)).lower()  # (as tollway serve says it, without "[Errno 98]")
+        print(f"tollway: mock-llm cannot listen on {host}:{port}: {reason}", file=sys.stderr, flush=True)
         return 1
     config = uvicorn.Config(
         create_app(),
