@@ -198,10 +198,12 @@ def parse_json(body: bytes) -> Any:
 # bytes parsed where its text may take 2 (``[],``), so a 10 MB body of empty arrays held
 # 300-550 MB for one request (a judge's finding; SPEC §14 bounds a request's memory to
 # its body's size plus a constant). From this size on, one per ``_BYTES_PER_CONTAINER``
-# bytes at most: text a model reads has far fewer (a chat body: one per 40-100 bytes;
-# lists of token ids one per 12 or more), and below it a body holds a few MB at worst.
+# bytes at most (brackets in strings count too: a JSON grid in a prompt, ``[1,7],``, is
+# one per 6; lists of one token id, ``[123],``, one per 6): empty ones (``[],``, one
+# per 3) are refused, and a parse holds at most about 16 times the body. Below the size
+# a body holds a few MB at worst.
 _CONTAINERS_COUNTED_FROM = 256 * 1024
-_BYTES_PER_CONTAINER = 8
+_BYTES_PER_CONTAINER = 4
 
 
 def _refuse_crowded(body: bytes) -> None:

@@ -222,3 +222,19 @@ def test_another_consumer_cannot_name_a_stored_responses_items(
     own = httpx.post(gw.url + "/v1/responses", json={"model": MODEL, "input": "hi"}, headers=BOB).json()
     again = bob_names({"type": "item_reference", "id": own["output"][0]["id"]})
     assert [r.status_code for r in again] == [200, 200]
+
+
+def test_a_background_responses_items_are_its_makers_once_she_reads_them(
+    gateway: GatewayFactory, fresh_responses_provider: ResponsesProvider
+) -> None:
+    # Its answer was queued, with no output: its items came with the read, and were
+    # anyone's to name (a reviewer's finding).
+    gw = gateway(_config(fresh_responses_provider))
+    made = httpx.post(gw.url + "/v1/responses", json={"model": MODEL, "input": "hi", "background": True}, headers=ALICE)
+    assert made.status_code == 200 and made.json()["output"] == []
+    read = httpx.get(gw.url + f"/v1/responses/{made.json()['id']}", headers=ALICE)
+    item_id = read.json()["output"][0]["id"]
+    reference = {"model": MODEL, "input": [{"type": "item_reference", "id": item_id}]}
+    refused = httpx.post(gw.url + "/v1/responses", json=reference, headers=BOB)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (400, "item_not_found")
+    assert httpx.post(gw.url + "/v1/responses", json=reference, headers=ALICE).status_code == 200

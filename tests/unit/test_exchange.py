@@ -194,7 +194,7 @@ def test_the_request_remembers_its_refusal() -> None:
 
 def test_a_large_body_crowded_with_arrays_and_objects_is_refused_before_it_is_parsed() -> None:
     """A 10 MB body of empty arrays held 300-550 MB parsed (56-64 bytes each, from 3
-    bytes of text): from 256 KiB on, more than one array or object per 8 bytes is
+    bytes of text): from 256 KiB on, more than one array or object per 4 bytes is
     refused before the parse. Token-id lists and chat text pass."""
     crowded = b'{"model": "m", "x": [' + b"[]," * 200_000 + b"[]]}"
     with pytest.raises(BadRequest, match="arrays and objects"):
@@ -203,5 +203,10 @@ def test_a_large_body_crowded_with_arrays_and_objects_is_refused_before_it_is_pa
     assert len(tokens) > 256 * 1024 and parse_json(tokens)["input"][0] == [12345, 678, 91011]
     chat = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "word " * 20} for _ in range(4000)]})
     assert len(chat) > 256 * 1024 and len(parse_json(chat)["messages"]) == 4000
+    # A JSON grid in a prompt's text, and lists of one token id each (one per 6 bytes).
+    grid = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "[1,7]," * 60_000}]})
+    assert len(parse_json(grid)["messages"]) == 1
+    singles = orjson.dumps({"model": "m", "input": [[123] for _ in range(60_000)]})
+    assert len(singles) > 256 * 1024 and len(parse_json(singles)["input"]) == 60_000
     small = b"[" + b"[]," * 1000 + b"[]]"  # (below the size counted: a few MB parsed at worst)
     assert len(parse_json(small)) == 1001

@@ -3,6 +3,7 @@ own model (see ``plugins/``), laid into this one by ``load.py``."""
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from typing import Any, ClassVar, Literal, get_args
@@ -369,6 +370,13 @@ class ProviderConfig(Strict):
     qwenDomain: Any = None
     moonshotFileId: Any = None
     openaiExtraCustomUrls: Any = None
+
+    @field_validator("apiVersion", "claudeVersion", mode="before")
+    @classmethod
+    def _dated_versions(cls, v: object) -> object:
+        # Written unquoted (``claudeVersion: 2023-06-01``, as Higress's examples do), YAML
+        # reads a date: the version is its text.
+        return v.isoformat() if isinstance(v, datetime.date) else v
 
     @field_validator("type", mode="before")
     @classmethod

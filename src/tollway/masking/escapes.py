@@ -11,11 +11,10 @@ both plugins inside tool arguments).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
-
-import orjson
 
 # How many levels of JSON inside JSON strings are read (each level a string in the one
 # above): beyond it the text is read as it stands.
@@ -56,15 +55,21 @@ def unescaped_levels(text: str) -> Iterator[str]:
 
 def inner_json(text: str) -> Any:
     """The object or array a string holds as JSON text, else None: read value by value,
-    as the model reads it (its escapes decoded, its numbers as numbers)."""
+    as the model reads it (its escapes decoded, its numbers as numbers: the standard
+    library's reader, which keeps integers of any width where orjson makes floats)."""
     head = text.lstrip()[:1]
     if head != "{" and head != "[":
         return None
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict | list) else None
 
 
-__all__ = ["MAX_INNER", "inner_json", "unescape", "unescaped_levels"]
+def dump_inner_json(value: Any) -> str:
+    """``value`` written back as JSON text (characters as they are, not escaped)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+__all__ = ["MAX_INNER", "dump_inner_json", "inner_json", "unescape", "unescaped_levels"]

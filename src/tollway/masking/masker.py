@@ -25,11 +25,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
-
 from tollway.masking.bodies import map_strings
 from tollway.masking.detectors import DETECTORS
-from tollway.masking.escapes import MAX_INNER, inner_json, unescape
+from tollway.masking.escapes import MAX_INNER, dump_inner_json, inner_json, unescape
 from tollway.masking.lookalikes import find_in_lookalikes
 from tollway.masking.normalise import Mapping, normalise
 from tollway.masking.rules import SYSTEM_DENY, DenyWords, expand_value, hash_value
@@ -149,10 +147,28 @@ class MaskSession:
         return masked
 
     def _mask(self, text: str) -> str:
-        if self._depth < MAX_INNER and ("\\" in text or text[:1] in _JSON_HEADS or text.lstrip()[:1] in _JSON_HEADS):
-            inner = self._inner(text)
-            if inner is not None:
-                return inner
+        inner = self._depth < MAX_INNER
+        if inner and (text[:1] in _JSON_HEADS or text.lstrip()[:1] in _JSON_HEADS):
+            masked_json = self._inner_json(text)
+            if masked_json is not None:
+                return masked_json
+        masked = self._mask_text(text)
+        if inner and "\\" in masked:
+            # Escapes the model may decode (``masking.escapes``): read decoded too. Only
+            # when that reading finds what the text as sent hid is the decoded text sent
+            # (masked); else the text goes as it came (a path's or a regex's backslashes).
+            decoded = unescape(masked)
+            if decoded != masked:
+                self._depth += 1
+                try:
+                    again = self.mask(decoded)
+                finally:
+                    self._depth -= 1
+                if again != decoded:
+                    return again
+        return masked
+
+    def _mask_text(self, text: str) -> str:
         masker = self.masker
         form = normalise(text)
         forms = (text,) if form is text else (text, form)
@@ -180,26 +196,20 @@ class MaskSession:
         parts.append(text[last:])
         return "".join(parts)
 
-    def _inner(self, text: str) -> str | None:
-        """``text`` as the model reads its escapes (``masking.escapes``), masked, when
-        that reading finds anything; None to read it as it stands. JSON inside the
-        string (a tool call's arguments, a tool's result) is masked value by value and
-        written back as JSON; other text with escapes goes decoded once masked."""
+    def _inner_json(self, text: str) -> str | None:
+        """JSON inside the string (a tool call's arguments, a tool's result), read as the
+        model reads it, value by value and key by key, its escapes decoded: written back
+        as JSON when anything in it was masked; None to read the text as it stands (its
+        own scan then finds what a repeated key's lost value held)."""
+        value = inner_json(text)
+        if value is None:
+            return None
         self._depth += 1
         try:
-            value = inner_json(text)
-            if value is not None:
-                masked = map_strings(value, self.mask, numbers=True)
-                return text if masked is value else orjson.dumps(masked).decode()
-            if "\\" not in text:
-                return None
-            decoded = unescape(text)
-            if decoded == text:
-                return None
-            masked_text = self.mask(decoded)
-            return masked_text if masked_text != decoded else None
+            masked = map_strings(value, self.mask, numbers=True, names=True)
         finally:
             self._depth -= 1
+        return None if masked is value else dump_inner_json(masked)
 
     def _spans(self, text: str, form: str) -> list[_Span]:
         """The spans of ``text`` to replace, in order, none overlapping."""

@@ -61,7 +61,7 @@ class AttributeConfig(PluginConfig):
     as_separate_log_field: bool | None = None
 
     def ignored(self) -> list[str]:
-        if self.as_separate_log_field is not None:
+        if self.as_separate_log_field:
             return ["as_separate_log_field: no effect; every attribute is its own field of the record"]
         return []
 
@@ -160,10 +160,18 @@ class AiStatisticsConfig(PluginConfig):
             )
             if self.attributes:
                 said.append(f"attributes: ignored with {canned}: true, as in Higress")
-        said += [f"{name}: {reason}" for name, reason in _HIGRESS_IGNORED.items() if getattr(self, name) is not None]
+        said += [f"{name}: {reason}" for name, reason in _HIGRESS_IGNORED.items() if _acts(name, getattr(self, name))]
         for i, attribute in enumerate(self.attributes):
             said.extend(f"attributes[{i}].{line}" for line in attribute.ignored())
         return said
+
+
+def _acts(name: str, value: object) -> bool:
+    """Whether a Higress field given asks for what Tollway does not do (its own default,
+    or every content type, asks for nothing)."""
+    if value is None or value is False:
+        return False
+    return not (name == "enable_content_types" and value == ["*"])
 
 
 _HIGRESS_IGNORED = {

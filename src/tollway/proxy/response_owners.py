@@ -38,7 +38,7 @@ from typing import Any
 
 from tollway.consumers.holdings import Holdings, Kind
 from tollway.errors import BadRequest, GatewayError, NotFound
-from tollway.exchange import Exchange
+from tollway.exchange import Exchange, StateKey
 from tollway.protocols.apis import RESPONSES_COMPACT, RESPONSES_INPUT_TOKENS
 from tollway.storage import StorageError
 
@@ -46,6 +46,8 @@ log = logging.getLogger("tollway.ownership")
 
 # Paths under /responses that name no response.
 _NOT_IDS = frozenset(path.rsplit("/", 1)[1] for path in (RESPONSES_INPUT_TOKENS, RESPONSES_COMPACT))
+# The call reads a response its consumer made (``admit``).
+_READS_OWN: StateKey[bool] = StateKey("response_owners.reads_own")
 # How often a database failure is said (a busy gateway asks on every call).
 _SAY_EVERY_S = 60.0
 # What a collection's path holds, by its name in lower case.
@@ -109,12 +111,16 @@ def _made(ex: Exchange, answer: Any) -> list[tuple[Kind, str]]:
     """What a consumer's call made: the stored response it was answered with and that
     response's output items (``POST /responses``), the conversation it made (``POST
     /conversations``), or the items it added to one (``POST /conversations/{id}/items``);
-    [] for any other call or answer."""
-    if ex.consumer is None or ex.request.method != "POST" or not isinstance(answer, dict):
-        return []
-    if answer.get("store") is False:
+    [] for any other call or answer. Also the output items of the consumer's own
+    response read back (``GET /responses/{id}``): a background run's answer had none
+    when it was made, and its items were anyone's."""
+    if ex.consumer is None or not isinstance(answer, dict) or answer.get("store") is False:
         return []
     kind = answer.get("object")
+    if ex.request.method != "POST":
+        if ex.get(_READS_OWN) and kind == "response":
+            return [("item", item_id) for item_id in _item_ids(answer.get("output"))]
+        return []
     in_path = _path_id(ex.api_path)
     if in_path is not None:
         if in_path[0] == "conversation" and kind == "list":
@@ -177,6 +183,8 @@ class ResponseOwners:
                 owner = owners.get(object_id)
                 if owner is not None and owner != consumer:
                     raise _refusal(kind, object_id, (kind, object_id) == in_path)
+                if owner is not None and (kind, object_id) == in_path and kind == "response":
+                    ex.put(_READS_OWN, True)  # (its items, read back, are recorded as its maker's)
 
     async def made(self, ex: Exchange, answer: Any) -> None:
         """Record what a call made (``_made``) as the call's consumer's."""

@@ -284,7 +284,7 @@ def test_higress_fields_without_an_effect_here_are_accepted_with_a_warning_each(
         "  - {id: custom, type: openai, apiTokens: [k], openaiCustomUrl: 127.0.0.1:9/v1}\n"
         "  - {id: t, type: together-ai, apiTokens: [k]}\nroutes:",
     )
-    text += "  - name: ai-statistics\n    defaultConfig: {session_id_header: x-sess, disable_openai_usage: false,\n"
+    text += "  - name: ai-statistics\n    defaultConfig: {session_id_header: x-sess, disable_openai_usage: true,\n"
     text += "      attributes: [{key: a, value_source: fixed_value, value: b, as_separate_log_field: true}]}\n"
     loaded = load_config_text(text, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={})
     warned = "\n".join(loaded.warnings)
@@ -294,6 +294,16 @@ def test_higress_fields_without_an_effect_here_are_accepted_with_a_warning_each(
         assert place in warned, (place, warned)
     custom, together = loaded.config.providers[1:]
     assert custom.openaiCustomUrl == "https://127.0.0.1:9/v1" and together.type == "together"
+    # Versions written unquoted, as Higress's examples do (YAML reads them as dates).
+    dated = VALID.replace("routes:", "  - {id: c, type: claude, apiTokens: [k], claudeVersion: 2023-06-01}\nroutes:")
+    claude = load_config_text(dated, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={}).config.providers[1]
+    assert claude.claudeVersion == "2023-06-01"
+    # A Higress field at its own default asks for nothing: no warning.
+    quiet = (
+        VALID
+        + "  - name: ai-statistics\n    defaultConfig: {disable_openai_usage: false, enable_content_types: ['*']}\n"
+    )
+    assert not load_config_text(quiet, plugins=PLUGIN_MODELS, base_dir=tmp_path, env={}).warnings
 
 
 def test_a_pasted_wasmplugin_and_an_ai_proxy_entry_say_what_to_write(
