@@ -98,6 +98,9 @@ class DownStore(StateStore):
     async def bind(self, key: str, value: str, ttl_ms: int) -> str:
         raise self._fail()
 
+    async def bound(self, key: str) -> str | None:
+        raise self._fail()
+
 
 def services_with(
     state: StateStore | None = None, local_state: StateStore | None = None, clock: Clock | None = None

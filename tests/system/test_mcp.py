@@ -574,3 +574,72 @@ def test_a_servers_own_error_is_not_counted_as_the_gateways_refusal(gateway: Gat
         assert metric_sum(samples, "tollway_rejections_total", plugin="key-auth") == 1
     finally:
         server.close()
+
+
+class _CountingSessions(socketserver.StreamRequestHandler):
+    """An MCP server whose session ids are guessable (``sess-1``, ``sess-2``, …): an
+    ``initialize`` opens the next one; any other request on an id it did not open is a
+    404, as the SDK's servers answer."""
+
+    def handle(self) -> None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += self.rfile.read(1)
+        fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
+        body = orjson.loads(self.rfile.read(int(fields.get(b"content-length", b"0"))))
+        server = cast(_CountingServer, self.server)
+        extra = b""
+        if body.get("method") == "initialize":
+            server.opened.append(f"sess-{len(server.opened) + 1}")
+            extra = b"mcp-session-id: %s\r\n" % server.opened[-1].encode()
+            out = orjson.dumps({"jsonrpc": "2.0", "id": body["id"], "result": {"protocolVersion": "2025-06-18",
+                                "capabilities": {}, "serverInfo": {"name": "counting", "version": "1"}}})  # fmt: skip
+        elif fields.get(b"mcp-session-id", b"").decode() in server.opened:
+            out = orjson.dumps({"jsonrpc": "2.0", "id": body.get("id"), "result": {}})
+        else:
+            error = {"code": -32001, "message": "Session not found"}
+            out = orjson.dumps({"jsonrpc": "2.0", "id": body.get("id"), "error": error})
+            self.wfile.write(b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n")
+            self.wfile.write(b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(out), out))
+            return
+        self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n%s" % extra)
+        self.wfile.write(b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(out), out))
+
+
+class _CountingServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CountingSessions)
+        self.opened: list[str] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_a_session_id_guessed_before_the_server_gave_it_out_is_no_ones(gateway: GatewayFactory) -> None:
+    """Bob named ids the server did not have yet: the gateway bound each to him on first
+    use, though the server answered 404. When the server then gave one to alice's
+    initialize, her session was refused to her and served to bob (a judge's High)."""
+    server = _CountingServer()
+    try:
+        gw = gateway(_config(cast(Upstream, SimpleNamespace(url=f"http://127.0.0.1:{server.server_address[1]}/mcp"))))
+        accept = {"accept": "application/json, text/event-stream"}
+        alice, bob = {**accept, "x-api-key": ALICE}, {**accept, "x-api-key": BOB}
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        with httpx.Client(timeout=10) as http:
+            for guess in ("sess-1", "sess-2"):
+                assert http.post(_url(gw), json=ping, headers={**bob, "mcp-session-id": guess}).status_code == 404
+            opened = http.post(_url(gw), json=_INIT, headers=alice)
+            hers = {"mcp-session-id": opened.headers["mcp-session-id"]}
+            assert hers["mcp-session-id"] == "sess-1"
+            assert http.post(_url(gw), json=ping, headers={**alice, **hers}).status_code == 200
+            taken = http.post(_url(gw), json=ping, headers={**bob, **hers})
+            assert (taken.status_code, taken.headers["x-tollway-reason"]) == (404, "mcp.session_not_found")
+            # Two session ids in one request: the check reads one, a server another.
+            both = [("x-api-key", BOB), ("accept", accept["accept"]), ("mcp-session-id", "sess-9"),
+                    ("mcp-session-id", "sess-1")]  # fmt: skip
+            refused = http.post(_url(gw), json=ping, headers=both)
+            assert (refused.status_code, refused.headers["x-tollway-reason"]) == (400, "gateway.bad_request")
+    finally:
+        server.shutdown()
+        server.server_close()

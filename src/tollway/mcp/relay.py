@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from tollway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from tollway.errors import BadRequest, GatewayError, UpstreamError, UpstreamTimeout
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.headers import HOP_BY_HOP, SENDER_SET
 from tollway.mcp import jsonrpc, rest_calls
@@ -114,6 +114,13 @@ class McpRelay:
                 return refusal
         req = ex.request
         if HEADER in req.headers:
+            if req.headers.repeated(HEADER):
+                # The check reads one; a server (or a proxy before it) may read another:
+                # a consumer's own first and another's second reached the server.
+                raise BadRequest(
+                    "the request names more than one MCP session (Mcp-Session-Id given twice)",
+                    reason="gateway.bad_request",
+                )
             await self.sessions.check(ex, server)
         listen = req.method == "GET"
         upstream = UpstreamRequest(
@@ -142,6 +149,8 @@ class McpRelay:
             return _failed(ex, server, msg, AnswerRefused(f"a redirect, HTTP {resp.status}"))
         # What the answer shows of the server's credentials never reaches the client.
         headers = server.secrets.headers(list(resp.headers))
+        if resp.status < 400 and HEADER in req.headers:
+            await self.sessions.used(ex, server)  # (a session the server has: first use binds it)
         if any(k == HEADER for k, _ in headers):
             await self.sessions.take(ex, server, headers)
         ctype = next((v for k, v in headers if k == "content-type"), "")

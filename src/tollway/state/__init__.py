@@ -242,6 +242,10 @@ class StateStore(ABC):
         every replica; the value ``key`` is bound to either way (``value``, or the one
         bound before)."""
 
+    @abstractmethod
+    async def bound(self, key: str) -> str | None:
+        """The value ``key`` is bound to (``bind``), or None when it is not."""
+
     async def aclose(self) -> None:
         """Release connections; the store is not used afterwards."""
         return

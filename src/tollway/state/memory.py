@@ -224,6 +224,10 @@ class MemoryStateStore(StateStore):
         self._claims[key] = now + ttl_ms
         return True
 
+    async def bound(self, key: str) -> str | None:
+        held = self._bound.get(key)
+        return held[0] if held is not None and held[1] > int(self._clock() * 1000) else None
+
     async def bind(self, key: str, value: str, ttl_ms: int) -> str:
         now = int(self._clock() * 1000)
         held = self._bound.get(key)

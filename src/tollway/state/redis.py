@@ -626,6 +626,10 @@ class RedisStateStore(StateStore):
     async def claim(self, key: str, ttl_ms: int) -> bool:
         return bool(await self._call(("SET", self.key_prefix + key, 1, "NX", "PX", ttl_ms)))
 
+    async def bound(self, key: str) -> str | None:
+        held = await self._call(("GET", self.key_prefix + key))
+        return held.decode() if isinstance(held, bytes) else held
+
     async def bind(self, key: str, value: str, ttl_ms: int) -> str:
         held = await self._eval(_BIND_SCRIPT, key, value, ttl_ms)
         return held.decode() if isinstance(held, bytes) else str(held)
