@@ -643,3 +643,31 @@ def test_a_session_id_guessed_before_the_server_gave_it_out_is_no_ones(gateway: 
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # Latin-1 where UTF-8 is due (the server's charset said so): no JSON to filter.
+        b'data: {"jsonrpc": "2.0", "id": 7, "result": {"tools": [{"name": "echo"}, {"name": "delete_everything"},'
+        b' {"name": "caf\xe9"}]}}\r\n\r\n',
+        # A batch array holding the list.
+        b'data: [{"jsonrpc": "2.0", "id": 7, "result": {"tools": [{"name": "delete_everything"}]}}]\r\n\r\n',
+    ],
+    ids=["latin-1", "array"],
+)
+def test_a_tool_list_the_filter_cannot_read_is_not_relayed(gateway: GatewayFactory, data: bytes) -> None:
+    """Passed through unread, every tool reached a consumer held to a few (a judge's
+    finding: the SDK client listed them all)."""
+    stream = b"event: message\r\n" + data
+    server = _FixedServer(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=iso-8859-1\r\ncontent-length: %d\r\n\r\n%s"
+        % (len(stream), stream)
+    )
+    try:
+        gw = gateway(server.config())
+        headers = {"x-api-key": BOB, "accept": "application/json, text/event-stream"}
+        r = httpx.post(_url(gw), json=_LIST, headers=headers, timeout=10)
+        assert b"delete_everything" not in r.content and b"caf" not in r.content, r.content
+    finally:
+        server.close()

@@ -18,6 +18,7 @@ status as a broken transport.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -43,6 +44,8 @@ from tollway.upstream import (
     content_codings,
     read_decoded,
 )
+
+log = logging.getLogger("tollway.mcp")
 
 # Never relayed to the server: hop-by-hop headers, what the transport sets, the
 # gateway's consumer header (sent as key-auth set it), and client credentials (the
@@ -291,6 +294,7 @@ class McpEvents:
         waiting = msg.is_request and not self._answered
         if not waiting and tools is None and not self._server.secrets.any:
             return events
+        unreadable: list[int] = []
         for i, event in enumerate(events):
             raw = event.raw
             if b'"error"' in raw:  # what a server's error says of its credentials: taken out
@@ -298,7 +302,14 @@ class McpEvents:
             if tools is not None and b'"tools"' in raw:
                 # Any tool list, on any stream (a GET stream's replay included): only
                 # the allowed tools, the event's id and name kept.
-                filtered = tools.filter_list(event.json(), msg)
+                message = event.json()
+                if not isinstance(message, dict):
+                    # One the filter cannot read (not UTF-8 JSON, a batch array, a byte
+                    # order mark): not relayed, since a client may read it all the same
+                    # (a Latin-1 list of every tool reached a consumer held to one).
+                    unreadable.append(i)
+                    continue
+                filtered = tools.filter_list(message, msg)
                 if filtered is not None:
                     events[i] = event.with_data(orjson.dumps(filtered))
             if not waiting:
@@ -312,6 +323,11 @@ class McpEvents:
                 continue
             self._answered, waiting = True, False
             _note(self._ex, message)
+        if unreadable:
+            log.warning(
+                "MCP server %r sent an event naming tools that could not be read; not relayed", self._server.name
+            )
+            return [event for i, event in enumerate(events) if i not in unreadable]
         return events
 
     def _unanswered(self, exc: TransportError | None) -> list[SseEvent]:
