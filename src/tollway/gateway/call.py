@@ -254,6 +254,13 @@ class Gateway:
                 reply = await chain.request_body(ex) if chain.on_request_body else None
                 if reply is None and server is not None and msg is not None:
                     tools = ToolFilter.of(ex.consumer, server)
+                    budgets = self.budgets
+                    if budgets is not None and ex.consumer is not None and msg.kind == "tools/call":
+                        # A tool call runs as long as a model call may: max_parallel counts
+                        # it (at no price). The session's other messages, and its
+                        # notification stream that stays open, are not "calls in flight".
+                        if not budgets.admit_now(ex, snap.upstream_calls):
+                            await budgets.admit(ex, snap.upstream_calls)
                     reply = await self.mcp.serve(ex, snap.mcp_servers[server], msg, tools)
                 if reply is None:
                     call = ex.upstream_call  # (a plugin's own provider call: chatgpt-proxy's)
