@@ -139,6 +139,10 @@ class RestTool:
         for name, value in headers:
             if _CONTROL.search(value):
                 raise ValueError(f"the value of header {name!r} would have control characters")
+            if not value.isascii():
+                # (A header's value goes as Latin-1 bytes: anything else failed in the
+                # client with a traceback, answered as a JSON-RPC error with code 0.)
+                raise ValueError(f"the value of header {name!r} would have characters a header cannot carry")
         if self.whole_body:
             body: Any = args.get("body")
         elif self.body_args is not None:

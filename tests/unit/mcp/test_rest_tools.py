@@ -55,6 +55,10 @@ def test_a_header_value_cannot_be_given_a_line_break() -> None:
     tool = _tool("http://svc/x", headers=(("X-Who", "{{args.who}}"),))
     with pytest.raises(ValueError, match="control characters"):
         tool.request({"who": "me\r\nX-Admin: 1"})
+    # Nor characters a header's bytes cannot carry (full-width dots failed in the client,
+    # a traceback and a JSON-RPC error of code 0).
+    with pytest.raises(ValueError, match="characters a header cannot carry"):
+        tool.request({"who": "．．"})
 
 
 def _doc(paths: dict[str, Any], **extra: Any) -> dict[str, Any]:
