@@ -699,3 +699,19 @@ def test_a_tool_list_the_filter_cannot_read_is_not_relayed(gateway: GatewayFacto
         assert b"delete_everything" not in r.content and b"caf" not in r.content, r.content
     finally:
         server.close()
+
+
+def test_a_json_answer_in_any_letter_case_is_read(gateway: GatewayFactory) -> None:
+    # Media types are case-insensitive: "Application/JSON" was answered -32603 "no
+    # JSON-RPC response" though the SDK, talking to the server directly, read it.
+    answer = orjson.dumps({"jsonrpc": "2.0", "id": 7, "result": {"tools": [{"name": "echo"}, {"name": "secret"}]}})
+    server = _FixedServer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: Application/JSON\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer)
+    )
+    try:
+        gw = gateway(server.config())
+        headers = {"x-api-key": BOB, "accept": "application/json, text/event-stream"}
+        r = httpx.post(_url(gw), json=_LIST, headers=headers, timeout=10)
+        assert [t["name"] for t in r.json()["result"]["tools"]] == ["echo"], r.text
+    finally:
+        server.close()

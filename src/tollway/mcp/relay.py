@@ -156,7 +156,7 @@ class McpRelay:
             await self.sessions.used(ex, server)  # (a session the server has: first use binds it)
         if any(k == HEADER for k, _ in headers):
             await self.sessions.take(ex, server, headers)
-        ctype = next((v for k, v in headers if k == "content-type"), "")
+        ctype = next((v for k, v in headers if k == "content-type"), "").lower()  # (media types: any case)
         coded = content_codings(headers)
         if ctype.startswith("text/event-stream"):
             if coded:
