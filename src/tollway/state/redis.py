@@ -84,6 +84,8 @@ _LATE_SLACK_MS = 0.0
 # end by up to 300 s, so a settlement later than that has no window to land in).
 _SETTLE_RETRY_EVERY_S = 1.0
 _SETTLE_RETRY_FOR_S = 300.0
+# Settlements waiting to be tried again, at most (a few MB; an outage under load).
+_SETTLE_BACKLOG = 50_000
 
 # KEYS[1] counter name; ARGV window ms, limit, amount, grace ms, deadline ms (Redis's
 # clock; 0: none). Returns {admitted, used, reset ms, window index}; admitted 2: run
@@ -511,6 +513,10 @@ class RedisStateStore(StateStore):
         try:
             await self._adjust_once(key, window, delta)
         except StateUnavailable:
+            if len(self._unsettled) >= _SETTLE_BACKLOG:
+                # (A long outage under load: the oldest are the first to have no window left.)
+                del self._unsettled[: _SETTLE_BACKLOG // 10]
+                log.warning("state store %s: token settlements dropped, the backlog is full", self.name)
             self._unsettled.append((key, window, delta, time.monotonic() + _SETTLE_RETRY_FOR_S))
             if self._settling is None:
                 self._settling = asyncio.get_running_loop().create_task(self._settle_later())

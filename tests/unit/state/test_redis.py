@@ -297,3 +297,26 @@ async def test_a_stale_bound_of_redis_clock_refuses_nothing_and_counts_once(redi
         assert (await store.take("stale", 60, 3, 1)).used == 2
     finally:
         await store.aclose()
+
+
+async def test_settlements_waiting_for_redis_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long outage under load: every failed settlement waits to be tried again; the
+    wait list keeps at most ``_SETTLE_BACKLOG``, the oldest dropped first."""
+    import socket
+
+    import tollway.state.redis as redis_state
+
+    monkeypatch.setattr(redis_state, "_SETTLE_BACKLOG", 10)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # (nothing listens: each command is refused at once)
+    store = RedisStateStore.from_url(f"redis://127.0.0.1:{port}/0?timeout=0.2")
+    try:
+        for n in range(25):
+            with pytest.raises(StateUnavailable):
+                await store.adjust("k", 1, n)
+        waiting = [delta for _, _, delta, _ in store._unsettled]
+        assert len(waiting) <= 10 and waiting[-1] == 24
+    finally:
+        await store.aclose()
