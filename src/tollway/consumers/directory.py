@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from tollway import patterns
 from tollway.background import BackgroundTask, every
@@ -61,6 +61,9 @@ class ConsumerDirectory:
         # (consumer, pattern) pairs already said to be unusable: said once, not per reload.
         self._unusable: set[tuple[str, str]] = set()
         self._refresher = BackgroundTask("consumer-directory-refresh", every(refresh_interval_s, self._tick))
+        # Told the groups whose members changed in a reload (the budgets renew their
+        # spend from the records: ``Budgets.members_changed``).
+        self.on_members_changed: Callable[[list[Group]], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         await self.store.migrate()
@@ -118,12 +121,17 @@ class ConsumerDirectory:
                 hash_of[consumer.name] = key_hash
                 if old_hash is not None and old_until is not None and old_until > now:
                     old[old_hash] = (consumer, old_until)
+            changed: list[Group] = []
             if self.groups is not None:
+                before = self.groups.runtime
                 self.groups.runtime = {g.name: g for g in await self.store.groups()}
+                changed = _changed_groups(self._by_hash, by_hash, self.groups, before)
             self._by_hash, self._hash_of, self._old = by_hash, hash_of, old
             self._shadowed = shadowed
             self._version = version
-            return True
+        if changed and self.on_members_changed is not None:
+            await self.on_members_changed(changed)
+        return True
 
     def _usable(self, consumer: Consumer) -> Consumer:
         """``consumer`` without the ``allow_models`` patterns that do not compile: stored
@@ -252,3 +260,19 @@ class ConsumerDirectory:
     def _forget_old(self, name: str) -> None:
         for key_hash in [h for h, (c, _) in self._old.items() if c.name == name]:
             del self._old[key_hash]
+
+
+def _changed_groups(
+    old: Mapping[str, Consumer], new: Mapping[str, Consumer], groups: GroupDirectory, before: Mapping[str, Group]
+) -> list[Group]:
+    """The groups whose runtime members differ between two loads, or that came, went or
+    changed (each once, as it stands now, or as it was when it went)."""
+
+    def members(consumers: Mapping[str, Consumer]) -> set[tuple[str, str]]:
+        return {(group, c.name) for c in consumers.values() for group in c.groups}
+
+    names = {group for group, _ in members(old) ^ members(new)}
+    names |= {name for name in before.keys() ^ groups.runtime.keys()}
+    names |= {name for name in before.keys() & groups.runtime.keys() if before[name] != groups.runtime[name]}
+    found = [groups.get(name) or before.get(name) for name in sorted(names)]
+    return [g for g in found if g is not None]

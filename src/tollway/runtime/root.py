@@ -129,6 +129,7 @@ class Runtime:
             hold_s=cfg.server.upstream_timeout_s + cfg.server.shutdown_timeout_s + 60,
             alerts=self.alerts,
         )
+        self.directory.on_members_changed = self.budgets.members_changed
         self.services = Services(
             transport=PooledTransport(max_answer_bytes=cfg.server.max_upstream_body_bytes),
             mock_transport=AsgiTransport(create_mock_app()),

@@ -243,6 +243,11 @@ class StateStore(ABC):
         bound before)."""
 
     @abstractmethod
+    async def spend_forget(self, key: str) -> None:
+        """Drop a spend counter (its held and running counters stay): the next call or
+        read rebuilds it from the usage records (``spend_restore``)."""
+
+    @abstractmethod
     async def bound(self, key: str) -> str | None:
         """The value ``key`` is bound to (``bind``), or None when it is not."""
 

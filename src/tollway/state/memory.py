@@ -224,6 +224,9 @@ class MemoryStateStore(StateStore):
         self._claims[key] = now + ttl_ms
         return True
 
+    async def spend_forget(self, key: str) -> None:
+        self._spends.pop(key, None)
+
     async def bound(self, key: str) -> str | None:
         held = self._bound.get(key)
         return held[0] if held is not None and held[1] > int(self._clock() * 1000) else None

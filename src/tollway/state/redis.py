@@ -632,6 +632,9 @@ class RedisStateStore(StateStore):
     async def claim(self, key: str, ttl_ms: int) -> bool:
         return bool(await self._call(("SET", self.key_prefix + key, 1, "NX", "PX", ttl_ms)))
 
+    async def spend_forget(self, key: str) -> None:
+        await self._call(("DEL", self.key_prefix + key))
+
     async def bound(self, key: str) -> str | None:
         held = await self._call(("GET", self.key_prefix + key))
         return held.decode() if isinstance(held, bytes) else held
