@@ -103,6 +103,9 @@ class SpanExport:
         self.failed = 0
         self.exported = 0
         self._waiting: Traced = []
+        # Calls of the batch being sent now, not yet confirmed (lost too if stopping
+        # cuts it off).
+        self._sending = 0
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="tollway-span-export", daemon=True)
@@ -144,7 +147,7 @@ class SpanExport:
         process)."""
         if self._thread.is_alive():
             await asyncio.to_thread(self._thread.join, bound_s)
-        lost = len(self._waiting)
+        lost = len(self._waiting) + self._sending
         if self._thread.is_alive():
             log.warning(
                 "telemetry: spans of %d call(s) not sent to %s within %gs of stopping",
@@ -184,6 +187,7 @@ class SpanExport:
                 return None
             batch = self._waiting[: self.batch_calls]
             del self._waiting[: self.batch_calls]
+            self._sending = len(batch)
             return batch
 
     def _export(self, batch: Traced) -> None:
@@ -199,6 +203,7 @@ class SpanExport:
             log.exception("telemetry: exporting %d span(s) failed", len(spans))
             result = SpanExportResult.FAILURE
         with self._cond:
+            self._sending = 0
             if result is SpanExportResult.SUCCESS:
                 self.exported += len(batch)
             else:
