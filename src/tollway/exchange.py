@@ -154,8 +154,8 @@ def parse_json(body: bytes) -> Any:
     tells a duplicate key itself (its values are not used: it keeps integers orjson
     reads as floats, and reads 1e999 as infinity where orjson refuses it).
     """
-    if len(body) >= _CONTAINERS_COUNTED_FROM:
-        _refuse_crowded(body)
+    # (Counted before the parse only for a large body; read again below otherwise.)
+    brackets = _refuse_crowded(body) if len(body) >= _CONTAINERS_COUNTED_FROM else -1
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -171,7 +171,7 @@ def parse_json(body: bytes) -> Any:
     if dumped == body:
         # Each key once; only the depth is left (a 1 KB chat body: 2.7 -> 2.5 us a
         # parse against translate's copy of the marks, orjson's own parse 1.1 us).
-        _refuse_deeper(value, body.count(b"{") + body.count(b"["))
+        _refuse_deeper(value, brackets if brackets >= 0 else body.count(b"{") + body.count(b"["))
         return value
     marks = body.translate(None, _NOT_MARKS)
     colons = marks.count(b":")
@@ -206,7 +206,8 @@ _CONTAINERS_COUNTED_FROM = 256 * 1024
 _BYTES_PER_CONTAINER = 4
 
 
-def _refuse_crowded(body: bytes) -> None:
+def _refuse_crowded(body: bytes) -> int:
+    """The body's opening brackets, refused when too many (see above)."""
     containers = body.count(b"[") + body.count(b"{")  # (brackets in strings count too: a bound)
     if containers > len(body) // _BYTES_PER_CONTAINER:
         raise BadRequest(
@@ -214,6 +215,7 @@ def _refuse_crowded(body: bytes) -> None:
             f"{_BYTES_PER_CONTAINER}: too many to read",
             reason="gateway.bad_request",
         )
+    return containers
 
 
 def _refuse_deeper(value: dict[str, Any] | list[Any], brackets: int) -> None:

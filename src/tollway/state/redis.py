@@ -88,8 +88,8 @@ _SETTLE_RETRY_FOR_S = 300.0
 _SETTLE_BACKLOG = 50_000
 
 # KEYS[1] counter name; ARGV window ms, limit, amount, grace ms, deadline ms (Redis's
-# clock; 0: none). Returns {admitted, used, reset ms, window index}; admitted 2: run
-# past its deadline, nothing counted (``redis_clock``). Counts only what it admits, so
+# clock; 0: none). Returns {admitted, used, reset ms, window index, now ms}; admitted 2:
+# run past its deadline, nothing counted (``redis_clock``). Counts only what it admits, so
 # refused requests do not push the window further over.
 _TAKE = """
 local t = redis.call('TIME')
@@ -99,20 +99,20 @@ local window = math.floor(now / length)
 local reset = (window + 1) * length - now
 local deadline = tonumber(ARGV[5])
 if deadline > 0 and now > deadline then
-  return {2, 0, reset, window}
+  return {2, 0, reset, window, now}
 end
 local key = KEYS[1] .. ':' .. string.format('%d', window)
 local current = redis.call('GET', key)
 local used = tonumber(current or '0')
 local amount = tonumber(ARGV[3])
 if used + amount > tonumber(ARGV[2]) then
-  return {0, used, reset, window}
+  return {0, used, reset, window, now}
 end
 used = redis.call('INCRBY', key, amount)
 if not current then
   redis.call('PEXPIRE', key, reset + tonumber(ARGV[4]))
 end
-return {1, used, reset, window}
+return {1, used, reset, window, now}
 """
 
 # KEYS[1] counter name; ARGV window index, delta, deadline ms (as _TAKE's). Returns
@@ -491,21 +491,8 @@ class RedisStateStore(StateStore):
         length = window_s * 1000
         # Keep a window a little past its end so a late settlement still lands in it.
         grace = min(length, 300_000)
-        for last in (False, True):
-            sent = time.time() * 1000
-            deadline = self._clock.deadline(sent, self._wait_ms)
-            r = await self._eval(_TAKE_SCRIPT, key, length, limit, amount, grace, deadline)
-            admitted, window, reset = int(r[0]), int(r[3]), int(r[2])
-            late = admitted == 2
-            # (When it ran, in Redis's clock: the window's end less the time left.)
-            self._clock.saw((window + 1) * length - reset, sent, replace=late)
-            if not late:
-                return WindowTake(admitted == 1, int(r[1]), reset, window)
-            if last:
-                break
-            # Past its deadline, and still waited for: the bound of Redis's clock was
-            # stale (``redis_clock``); nothing was counted, so it is sent once more.
-        raise self._unavailable("a window command ran past its deadline twice")
+        r = await self._eval_in_time(_TAKE_SCRIPT, key, length, limit, amount, grace)
+        return WindowTake(int(r[0]) == 1, int(r[1]), int(r[2]), int(r[3]))
 
     async def adjust(self, key: str, window: int, delta: int) -> None:
         """See ``StateStore.adjust``; one that fails is tried again in the background
@@ -523,16 +510,20 @@ class RedisStateStore(StateStore):
             raise
 
     async def _adjust_once(self, key: str, window: int, delta: int) -> None:
-        for last in (False, True):
+        await self._eval_in_time(_ADJUST_SCRIPT, key, window, delta)
+
+    async def _eval_in_time(self, script: _Script, key: str, *args: int) -> Any:
+        """``_eval`` of a window script, its deadline (``redis_clock``) its last argument;
+        its reply: 2 first when it ran past it, the time it ran last. Past it, and still
+        waited for, the bound of Redis's clock was stale: nothing was counted, so it is
+        sent once more."""
+        for _ in range(2):
             sent = time.time() * 1000
-            deadline = self._clock.deadline(sent, self._wait_ms)
-            r = await self._eval(_ADJUST_SCRIPT, key, window, delta, deadline)
+            r = await self._eval(script, key, *args, self._clock.deadline(sent, self._wait_ms))
             late = int(r[0]) == 2
-            self._clock.saw(int(r[1]), sent, replace=late)
+            self._clock.saw(int(r[-1]), sent, replace=late)
             if not late:
-                return
-            if last:
-                break
+                return r
         raise self._unavailable("a window command ran past its deadline twice")
 
     async def _settle_later(self) -> None:
