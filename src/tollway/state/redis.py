@@ -37,7 +37,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -133,20 +133,29 @@ end
 return {0, now}
 """
 
-# KEYS[1] quota hash; ARGV amount. Returns {admitted, remaining, reserved, generation, exists}.
+# KEYS[1] quota hash; ARGV amount, deadline ms (as _TAKE's). Returns {admitted,
+# remaining, reserved, generation, exists, now ms}; admitted 2: run past its deadline,
+# nothing reserved (a reservation no one waits for would never be settled: the balance
+# would lose it for good).
 _QUOTA_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = tonumber(ARGV[2])
+if deadline > 0 and now > deadline then
+  return {2, 0, 0, 0, 1, now}
+end
 local q = redis.call('HMGET', KEYS[1], 'v', 'g')
 if not q[1] then
-  return {0, 0, 0, 0, 0}
+  return {0, 0, 0, 0, 0, now}
 end
 local v = tonumber(q[1])
 local g = tonumber(q[2] or '0')
 if v <= 0 then
-  return {0, v, 0, g, 1}
+  return {0, v, 0, g, 1, now}
 end
 local r = math.min(tonumber(ARGV[1]), v)
 v = redis.call('HINCRBY', KEYS[1], 'v', -r)
-return {1, v, r, g, 1}
+return {1, v, r, g, 1, now}
 """
 
 # KEYS[1] quota hash; ARGV generation, reserved, spent. Returns {exists, ledger version or -1}.
@@ -207,43 +216,54 @@ return redis.call('HINCRBY', KEYS[1], 'g', 1)
 """
 
 # KEYS: three per subject (spend counter, its holds, running calls); ARGV[1] the call's
-# hold, ARGV[2] how long holds and running counts live (ms), then two per subject: its
-# budget and max_parallel (-1: none). Returns {outcome, subject index, spend, held}:
-# every subject is checked before any is touched, so a call takes for all or none.
+# hold, ARGV[2] how long holds and running counts live (ms), ARGV[3] the deadline (ms,
+# as _TAKE's), then two per subject: its budget and max_parallel (-1: none). Returns
+# {outcome, subject index, spend, held, now ms}: every subject is checked before any is
+# touched, so a call takes for all or none. Outcome 4: run past its deadline, nothing
+# taken (a hold and a running count no one waits for would stand until they expire,
+# minutes: a consumer's budget and max_parallel taken by calls long refused).
 _SPEND_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = tonumber(ARGV[3])
+if deadline > 0 and now > deadline then
+  return {4, 0, 0, 0, now}
+end
 local amount = tonumber(ARGV[1])
 local n = #KEYS / 3
 for i = 1, n do
-  if tonumber(ARGV[1 + 2 * i]) >= 0 and redis.call('EXISTS', KEYS[3 * i - 2]) == 0 then
-    return {3, i - 1, 0, 0}
+  if tonumber(ARGV[2 + 2 * i]) >= 0 and redis.call('EXISTS', KEYS[3 * i - 2]) == 0 then
+    return {3, i - 1, 0, 0, now}
   end
 end
 for i = 1, n do
-  local budget = tonumber(ARGV[1 + 2 * i])
+  local budget = tonumber(ARGV[2 + 2 * i])
   if budget >= 0 then
     local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]))
     local held = tonumber(redis.call('GET', KEYS[3 * i - 1]) or '0')
     if spent + held + amount > budget then
-      return {1, i - 1, spent, held}
+      return {1, i - 1, spent, held, now}
     end
   end
-  local cap = tonumber(ARGV[2 + 2 * i])
+  local cap = tonumber(ARGV[3 + 2 * i])
   if cap >= 0 and tonumber(redis.call('GET', KEYS[3 * i]) or '0') >= cap then
-    return {2, i - 1, 0, 0}
+    return {2, i - 1, 0, 0, now}
   end
 end
 for i = 1, n do
-  if tonumber(ARGV[1 + 2 * i]) >= 0 then
+  if tonumber(ARGV[2 + 2 * i]) >= 0 then
     redis.call('INCRBY', KEYS[3 * i - 1], amount)
     redis.call('PEXPIRE', KEYS[3 * i - 1], ARGV[2])
   end
-  if tonumber(ARGV[2 + 2 * i]) >= 0 then
+  if tonumber(ARGV[3 + 2 * i]) >= 0 then
     redis.call('INCR', KEYS[3 * i])
     redis.call('PEXPIRE', KEYS[3 * i], ARGV[2])
   end
 end
-return {0, 0, 0, 0}
+return {0, 0, 0, 0, now}
 """
+# spend_admit's outcome when it ran past its deadline.
+_SPEND_LATE = 4
 
 # KEYS and per-subject ARGV as for admission; ARGV[1] the call's hold, ARGV[2] its cost.
 # Returns each subject's spend after it (-1: no budget or no counter). A hold or count
@@ -513,18 +533,24 @@ class RedisStateStore(StateStore):
         await self._eval_in_time(_ADJUST_SCRIPT, key, window, delta)
 
     async def _eval_in_time(self, script: _Script, key: str, *args: int) -> Any:
-        """``_eval`` of a window script, its deadline (``redis_clock``) its last argument;
-        its reply: 2 first when it ran past it, the time it ran last. Past it, and still
-        waited for, the bound of Redis's clock was stale: nothing was counted, so it is
-        sent once more."""
+        """``_eval`` of a one-key script whose deadline (``redis_clock``) is its last
+        argument and whose reply says 2 first when it ran past it (``_in_time``)."""
+        head = ("EVALSHA", script.sha, 1, self.key_prefix + key, *args)
+        return await self._in_time(script, lambda deadline: (*head, deadline), 2)
+
+    async def _in_time(self, script: _Script, command: Callable[[int], Sequence[Any]], late_code: int) -> Any:
+        """A script that counts or takes, sent with the deadline ``command`` places in
+        its arguments; its reply: ``late_code`` first when it ran past it, the time it
+        ran last. Past it, and still waited for, the bound of Redis's clock was stale:
+        nothing was taken, so it is sent once more."""
         for _ in range(2):
             sent = time.time() * 1000
-            r = await self._eval(script, key, *args, self._clock.deadline(sent, self._wait_ms))
-            late = int(r[0]) == 2
+            r = await self._call(command(self._clock.deadline(sent, self._wait_ms)), script)
+            late = int(r[0]) == late_code
             self._clock.saw(int(r[-1]), sent, replace=late)
             if not late:
                 return r
-        raise self._unavailable("a window command ran past its deadline twice")
+        raise self._unavailable("a command ran past its deadline twice")
 
     async def _settle_later(self) -> None:
         """Settlements that failed, tried again every ``_SETTLE_RETRY_EVERY_S`` until
@@ -572,7 +598,7 @@ class RedisStateStore(StateStore):
         return int(await self._call(("HINCRBY", self.key_prefix + key, "v", delta)))
 
     async def quota_take(self, key: str, amount: int) -> QuotaTake:
-        r = await self._eval(_QUOTA_TAKE_SCRIPT, key, amount)
+        r = await self._eval_in_time(_QUOTA_TAKE_SCRIPT, key, amount)
         if not r[4]:
             return QuotaTake(False, None, 0, 0)
         return QuotaTake(bool(r[0]), int(r[1]), int(r[2]), int(r[3]))
@@ -605,7 +631,11 @@ class RedisStateStore(StateStore):
         return ("EVALSHA", script.sha, len(keys), *keys, *head, *limits)
 
     async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
-        r = await self._call(self._spend_args(_SPEND_ADMIT_SCRIPT, subjects, amount, hold_ms), _SPEND_ADMIT_SCRIPT)
+        r = await self._in_time(
+            _SPEND_ADMIT_SCRIPT,
+            lambda deadline: self._spend_args(_SPEND_ADMIT_SCRIPT, subjects, amount, hold_ms, deadline),
+            _SPEND_LATE,
+        )
         return SpendAdmission(Admission(int(r[0])), int(r[1]), int(r[2]), int(r[3]))
 
     async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:

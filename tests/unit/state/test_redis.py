@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio
 
 from tests.support.redis_support import RedisServer, redis_client, redis_prefix, redis_server, redis_url  # noqa: F401
-from tollway.state import StateUnavailable
+from tollway.state import Admission, Allowance, StateUnavailable
 from tollway.state.redis import RedisStateStore
 
 
@@ -278,6 +278,63 @@ async def test_a_settlement_made_during_a_hang_lands_when_redis_comes_back(
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.5)  # (tried again once more would make it -303)
         assert await _counted(redis_server, "tokens") == 8
+    finally:
+        await store.aclose()
+
+
+async def test_quota_reservations_refused_during_a_hang_take_nothing_when_redis_comes_back(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """ai-quota's reservations sent while Redis hung ran when it came back: each took its
+    call's estimate from the balance, and no call was left to settle it, so the consumer
+    lost that quota for good. A reservation now carries a deadline as a window take does."""
+    store = RedisStateStore.from_url(redis_server.url + "?timeout=0.2")
+    try:
+        await store.quota_set("quota:alice", 1000)
+        took = await store.quota_take("quota:alice", 10)  # (the first reply shows Redis's clock)
+        await store.quota_settle("quota:alice", took.generation, took.reserved, 10)
+        redis_server.pause()
+        try:
+            hung = await asyncio.gather(
+                *(store.quota_take("quota:alice", 50) for _ in range(8)), return_exceptions=True
+            )
+            assert all(isinstance(r, StateUnavailable) for r in hung), hung
+            await asyncio.sleep(0.5)
+        finally:
+            redis_server.resume()
+        await asyncio.sleep(0.3)  # (the commands that waited in their sockets have run)
+        assert await store.quota_get("quota:alice") == 990
+        took = await store.quota_take("quota:alice", 50)
+        assert (took.admitted, took.remaining, took.reserved) == (True, 940, 50)
+    finally:
+        await store.aclose()
+
+
+async def test_budget_holds_refused_during_a_hang_hold_nothing_when_redis_comes_back(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """A budget's admissions sent while Redis hung ran when it came back: each placed its
+    hold and counted a running call that no one released, so the consumer's budget and its
+    max_parallel stayed taken until the holds expired (minutes)."""
+    store = RedisStateStore.from_url(redis_server.url + "?timeout=0.2")
+    subjects = [Allowance("budget:alice", 10_000, "running:alice", 2)]
+    try:
+        assert await store.spend_restore("budget:alice", 0, 0)
+        assert (await store.spend_admit(subjects, 100, 600_000)).outcome == Admission.ADMITTED
+        await store.spend_release(subjects, 100, 100)
+        redis_server.pause()
+        try:
+            hung = await asyncio.gather(
+                *(store.spend_admit(subjects, 1000, 600_000) for _ in range(6)), return_exceptions=True
+            )
+            assert all(isinstance(r, StateUnavailable) for r in hung), hung
+            await asyncio.sleep(0.5)
+        finally:
+            redis_server.resume()
+        await asyncio.sleep(0.3)
+        assert await store.spend_read("budget:alice") == (100, 0)
+        answers = [await store.spend_admit(subjects, 1000, 600_000) for _ in range(3)]
+        assert [a.outcome for a in answers] == [Admission.ADMITTED, Admission.ADMITTED, Admission.TOO_MANY]
     finally:
         await store.aclose()
 
