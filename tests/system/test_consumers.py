@@ -194,6 +194,27 @@ def test_cli_without_a_config_uses_the_quickstart_database(tmp_path: Path) -> No
     assert "alice" in _cli(tmp_path, "list").stdout
 
 
+def test_reading_commands_do_not_wait_for_the_gateways_writes(tmp_path: Path) -> None:
+    """``consumers list`` and ``usage`` ran the schema's migration, which takes SQLite's
+    one write lock: behind a gateway writing its records they waited out the busy timeout
+    and then failed "database is locked". A current schema is only read."""
+    assert _cli(tmp_path, "add", "alice").returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "TOLLWAY_CONFIG"}
+    usage = [sys.executable, "-m", "tollway", "usage"]
+    assert subprocess.run(usage, cwd=tmp_path, env=env, capture_output=True, timeout=30).returncode == 0
+    writer = sqlite3.connect(tmp_path / "tollway-data" / "tollway.db", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # (as the gateway's record writer holds it)
+        listed = _cli(tmp_path, "list")
+        assert listed.returncode == 0, listed.stderr
+        assert "alice" in listed.stdout
+        summary = subprocess.run(usage, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+        assert summary.returncode == 0, summary.stderr
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+
+
 # --- the admin API ----------------------------------------------------------------------
 
 
