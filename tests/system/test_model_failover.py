@@ -185,9 +185,14 @@ def test_structured_output_reaches_claude_as_its_own_and_logprobs_are_refused(gw
     response_format: Any = {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}
     with _openai(gw, "by-model") as sdk:
         sdk.chat.completions.create(model=CLAUDE, messages=MESSAGES, response_format=response_format)
+        rid = new_request_id()
         with pytest.raises(openai.BadRequestError) as caught:
-            sdk.chat.completions.create(model=CLAUDE, messages=MESSAGES, logprobs=True)
+            sdk.chat.completions.create(
+                model=CLAUDE, messages=MESSAGES, logprobs=True, extra_headers={"x-request-id": rid}
+            )
     (seen,) = fa.seen  # the refused call reached no provider
+    record = usage_record(gw, rid)  # (and its record names none: a judge found the provider it was being made for)
+    assert (record["status"], record["provider"], record["attempts"]) == (400, None, [])
     # Anthropic's structured output as generally available: no beta header needed.
     assert seen.json()["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
     assert seen.all("anthropic-beta") == []

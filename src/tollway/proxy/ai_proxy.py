@@ -215,7 +215,6 @@ class AiProxy:
     async def _call(
         self, ex: Exchange, provider: Provider, client_body: dict[str, Any] | None, query: str | None
     ) -> tuple[UpstreamResponse, Translation | None]:
-        ex.provider = provider.id
         token = provider.pick_token()
         secret = token[1] if token else None
         translation = Translation.for_call(ex.api_path, provider, client_body)
@@ -242,6 +241,9 @@ class AiProxy:
             headers_timeout=provider.headers_timeout(ex.stream),
             idle_timeout=self.idle_timeout_s,
         )
+        # Only now: a request refused while it was being made for this provider (a field
+        # its protocol cannot carry) never reached it, and its record names no provider.
+        ex.provider = provider.id
         t0 = time.perf_counter()
         try:
             resp = await provider.transport.send(upstream)
