@@ -390,6 +390,10 @@ class Exchange:
     # ``response.completed``) has gone to the client: the answer is whole, whatever the
     # client does after it.
     stream_ended: bool = False
+    # The provider's answer gave no finish reason, where the client's protocol, which must
+    # say one, was told ``end_turn`` or ``completed`` by the translation: whole to the
+    # client, but no finished answer to keep for the next (ai-cache).
+    unfinished: bool = False
     # A whole (not streamed) answer's body as the response hooks got it, before any of
     # them: the provider's, or a plugin's reply. A ``done`` hook reads it there rather
     # than keeping a copy in a response-body hook of its own (a hook costs every call a

@@ -30,7 +30,8 @@ events and ends the body cleanly there (no terminal event: a cut no transport se
 ``"error"`` sends them, then an error event in the protocol's own shape (then, for
 OpenAI chat, ``[DONE]``), as a provider that fails mid-answer does. ``"error200"``
 answers status 200 with the protocol's error body (a provider or a proxy in front of it
-that says 200 all the same). Error bodies are in
+that says 200 all the same). ``"nofinish"`` answers in full, but an OpenAI answer's
+``finish_reason`` is null throughout (a server that never says it finished). Error bodies are in
 the protocol's own shape with the message ``fake error <status>``.
 
 The gateway side of such tests is here too: ``serve_gateway`` starts ``tollway serve``
@@ -57,7 +58,7 @@ import httpx
 from tests.conftest import Proc, start_process
 from tests.support.transcript_support import TRANSCRIPTS
 
-Fault = int | Literal["drop", "cut", "error", "error200"]
+Fault = int | Literal["drop", "cut", "error", "error200", "nofinish"]
 
 _EVENT_END = re.compile(rb"(?<=\r\n\r\n)|(?<=\n\n)")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
@@ -322,6 +323,8 @@ class FakeProvider:
         except Exception as exc:  # a bug in the fake: say so to the client, do not just hang up
             failed = {"error": {"message": f"fake provider failed: {exc!r}", "type": "server_error"}}
             answer = Answer(500, "application/json", json.dumps(failed).encode())
+        if fault == "nofinish":
+            answer = Answer(answer.status, answer.content_type, _FINISH.sub(b'"finish_reason": null', answer.body))
         if answer.content_type == "text/event-stream":
             return await _send_stream(writer, answer, fault if isinstance(fault, str) else None, _protocol(seen))
         if fault == "drop":
@@ -338,6 +341,9 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         parts.append(await reader.readexactly(size + 2))
         if size == 0:
             return b"".join(p[:-2] for p in parts)
+
+
+_FINISH = re.compile(rb'"finish_reason": ?"[a-z_]+"')
 
 
 def _status_line(status: int) -> bytes:

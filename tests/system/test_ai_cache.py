@@ -286,6 +286,27 @@ def test_a_translated_stream_ended_early_is_no_whole_answer_to_an_anthropic_clie
     assert again.headers["x-tollway-cache"] == "miss" and chat_calls(fake) - before == 2
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_translated_answer_that_never_said_it_finished_is_never_stored(
+    gw: Proc, fake: FakeProvider, streamed: bool
+) -> None:
+    """An OpenAI provider's answer with no finish reason reaches an Anthropic client with
+    the ``end_turn`` its protocol must say; a judge found it then stored and replayed as
+    a whole answer, where the same answer to a chat client was (rightly) not."""
+    text = question()
+    before = chat_calls(fake)
+    fake.next_answers("nofinish")
+    messages: Any = [{"role": "user", "content": text}]
+    with anthropic_sdk(gw) as sdk:
+        if streamed:
+            with sdk.messages.stream(model="gpt-4o-mini", max_tokens=50, messages=messages) as stream:
+                assert stream.get_final_message().content
+        else:
+            assert sdk.messages.create(model="gpt-4o-mini", max_tokens=50, messages=messages).content
+        again = sdk.messages.with_raw_response.create(model="gpt-4o-mini", max_tokens=50, messages=messages)
+    assert again.headers["x-tollway-cache"] == "miss" and chat_calls(fake) - before == 2
+
+
 def test_a_paraphrase_hits_the_semantic_cache_and_another_question_does_not(
     gw: Proc, fake: FakeProvider, emb: EmbeddingProvider
 ) -> None:

@@ -40,7 +40,7 @@ from tollway.proxy.provider_choice import RouteProviders
 from tollway.proxy.response_owners import ResponseOwners, held_here
 from tollway.proxy.stored_reads import StoredReads, told_later
 from tollway.proxy.tokens import answer_chars, estimate_unfinished, estimated, take_usage
-from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation
+from tollway.proxy.translation import EventTranslation, Passthrough, ResponsesPassthrough, Translation, finish_given
 from tollway.state import StateStore
 from tollway.upstream import (
     MAX_ANSWER_BYTES,
@@ -346,6 +346,7 @@ class AiProxy:
         if translation is not None:
             try:
                 body, answer = self._translated_body(translation, resp.status, body, answer)
+                ex.unfinished = resp.status < 300 and not finish_given(answer)
             except UpstreamError:
                 estimate_unfinished(ex, len(body))  # (a call the provider answered, and may bill)
                 raise

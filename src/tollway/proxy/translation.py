@@ -237,6 +237,17 @@ def _finishes(obj: dict[str, Any] | None) -> bool:
     return obj.get("type") == "message_delta" and isinstance(delta, dict) and bool(delta.get("stop_reason"))
 
 
+def finish_given(pivot: Any) -> bool:
+    """Whether a translated whole answer's pivot (a chat completion) gives every choice
+    its finish reason."""
+    choices = pivot.get("choices") if isinstance(pivot, dict) else None
+    return (
+        isinstance(choices, list)
+        and bool(choices)
+        and all(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+    )
+
+
 def _error_message(obj: dict[str, Any]) -> str | None:
     """The message of a provider's error event: OpenAI's ``{"error": …}`` chunk,
     Anthropic's ``error`` event; None for any other event."""
@@ -422,7 +433,7 @@ class StreamTranslation:
     says how the provider's stream went: a finish reason (or the native terminal event)
     ends it, an error chunk fails it."""
 
-    __slots__ = ("_ex", "_reader", "_writer", "failure", "finished", "sent_chars")
+    __slots__ = ("_ex", "_finish_given", "_reader", "_writer", "failure", "finished", "sent_chars")
 
     def __init__(self, ex: Exchange, reader: StreamReader, writer: StreamWriter) -> None:
         self._ex = ex
@@ -430,6 +441,7 @@ class StreamTranslation:
         self._writer = writer
         self.sent_chars = 0
         self.finished = False
+        self._finish_given = False  # (``finished`` holds for a bare ``[DONE]`` too)
         self.failure: str | None = None
 
     def _take(self, chunk: dict[str, Any]) -> None:
@@ -446,8 +458,8 @@ class StreamTranslation:
         self.sent_chars += chars
         if "error" in chunk:
             self.failure = _error_message(chunk)
-        elif not self.finished and _finishes(chunk):
-            self.finished = True
+        elif not self._finish_given and _finishes(chunk):
+            self.finished = self._finish_given = True
 
     def _write(self, chunks: list[Json]) -> list[SseEvent]:
         out: list[SseEvent] = []
@@ -471,6 +483,8 @@ class StreamTranslation:
     def end(self) -> list[SseEvent]:
         out = self._write(self._reader.end())
         out.extend(self._writer.end())
+        if not self._finish_given:
+            self._ex.unfinished = True  # (the writer ended it as finished all the same)
         return out
 
     def broke(self) -> None:

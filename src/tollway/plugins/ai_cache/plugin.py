@@ -257,7 +257,7 @@ class AiCache(Plugin[AiCacheConfig]):
 
     async def done(self, ex: Exchange) -> None:
         pending = ex.get(self._pending)
-        if pending is None or ex.status != 200 or ex.error is not None:
+        if pending is None or ex.status != 200 or ex.error is not None or ex.unfinished:
             return
         body = ex.reply_body
         if body is not None and not ex.stream:
