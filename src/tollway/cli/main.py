@@ -83,16 +83,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if listen_problem:
         print(f"tollway: {listen_problem}", file=sys.stderr)
         return 2
-    first = [loaded]
+    started = loaded
     server_flags = {"host": args.host, "port": args.port}
     pinned = {
         "server": {k: v for k, v in server_flags.items() if v is not None},
         "admin": {"port": args.admin_port} if args.admin_port is not None else {},
     }
 
-    def make_runtime(on_reload_ok: Callable[[], None] | None, records_reloads: bool) -> Runtime:
-        # The first worker reuses the config already validated; later ones reload it.
-        current = first.pop() if first else source.load()
+    def make_runtime(on_reload_ok: Callable[[], None] | None, records_reloads: bool, fresh: bool) -> Runtime:
+        # The workers started with the gateway take the config validated above; one
+        # started again after it died reads the file as it is now, which the others
+        # may have reloaded since (a key taken out of it must not work again there).
+        current = started
+        if fresh:
+            now, problems = check_config(source.load)
+            if problems or now is None:
+                raise ConfigError(problems)
+            current = now
         return Runtime(source, current, on_reload_ok=on_reload_ok, records_reloads=records_reloads, pinned=pinned)
 
     from tollway.runtime.serve import StartupFailed

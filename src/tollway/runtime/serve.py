@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import uvicorn
 
+from tollway.config.load import ConfigError
 from tollway.config.schema import ServerConfig
 from tollway.gateway.edge import Receive, Scope, Send
 from tollway.runtime.connection import (
@@ -40,10 +41,11 @@ from tollway.runtime.summary import startup_lines
 from tollway.storage import StorageError
 
 AsgiApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
-# Builds a worker's runtime; its argument runs after a reload asked of that worker's
-# admin API took effect (None: there are no other workers to tell).
-# (on_reload_ok, records_reloads) → the worker's runtime (see ``Runtime``).
-MakeRuntime = Callable[[Callable[[], None] | None, bool], Runtime]
+# Builds a worker's runtime: (on_reload_ok, records_reloads, fresh) → the runtime (see
+# ``Runtime``). on_reload_ok runs after a reload asked of that worker's admin API took
+# effect (None: there are no other workers to tell); ``fresh``: a worker started again,
+# which reads the config file as it is now (raises ``ConfigError`` when it is not valid).
+MakeRuntime = Callable[[Callable[[], None] | None, bool, bool], Runtime]
 
 log = logging.getLogger("tollway")
 
@@ -192,10 +194,11 @@ def _host(address: str) -> str:
 
 
 async def run_worker(
-    runtime: Runtime, gw_sock: socket.socket, admin_sock: socket.socket | None, announce: int = 0
+    runtime: Runtime, gw_sock: socket.socket, admin_sock: socket.socket | None, announce: int = 0, greet: bool = True
 ) -> None:
     """Serves until SIGTERM/SIGINT. ``announce``: the number of workers, for the one
-    that tells the operator what serves (0: this worker says nothing)."""
+    that tells the operator what serves and when it stops (0: this worker says nothing);
+    ``greet``: it says what serves (not when it is a worker started again)."""
     cfg = runtime.loaded.config
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -231,7 +234,7 @@ async def run_worker(
     gc.set_threshold(5_000, 20, 50)
     ticks = [loop.create_task(server.main_loop()) for server, _ in servers]
     watcher = loop.create_task(_watch_file(runtime))
-    if announce:
+    if announce and greet:
         _announce(runtime, gw_sock, admin_sock, announce)
     await stop.wait()
     if announce:
@@ -277,7 +280,7 @@ def serve(make_runtime: MakeRuntime, listen: Listen) -> int:
         gw_sock = bind(listen.host, listen.port)
         admin_sock = bind(listen.admin_host, listen.admin_port)
         try:
-            _run_loop(lambda: run_worker(make_runtime(None, True), gw_sock, admin_sock, announce=1))
+            _run_loop(lambda: run_worker(make_runtime(None, True, False), gw_sock, admin_sock, announce=1))
         except StorageError as exc:
             raise StartupFailed(f"cannot use storage.database: {exc}") from None
         return 0
@@ -296,6 +299,7 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
     """Forks a worker per socket of ``gw_socks`` (a worker started again takes the same
     one: connections the kernel queued on it while none served it are answered then)."""
     workers = len(gw_socks)
+    parent = os.getpid()
     children: dict[int, int] = {}
     # How often each worker was started again (0: still its first start).
     restarts = [0] * workers
@@ -311,15 +315,32 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
         if pid == 0:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
+            _stop_with(parent)
             code = 0
             try:
                 admin = admin_sock if index == 0 else None
-                announce = workers if index == 0 and not restarts[index] else 0
+                again = restarts[index] > 0
                 # Worker 0 serves the admin API and records the reloads it did not ask for
                 # (SIGHUP, a changed file); every worker takes them.
                 first = index == 0
+                announce = workers if first else 0
                 others = _reload_the_other_workers if first else None
-                _run_loop(lambda: run_worker(make_runtime(others, first), gw_socks[index], admin, announce))
+                _run_loop(
+                    lambda: run_worker(
+                        make_runtime(others, first, again), gw_socks[index], admin, announce, greet=not again
+                    )
+                )
+            except ConfigError as exc:
+                # Started again while the file holds a config the others refused: not on
+                # the config the gateway started with (a key taken out since would work
+                # again here); tried again, less and less often, until the file is fixed.
+                problems = "; ".join(exc.problems)
+                print(
+                    f"tollway: worker {index}: not started again, the config file is not valid: {problems}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                code = STARTUP_FAILED
             except StorageError as exc:
                 # The database it needs is not there: one line, not a traceback per try.
                 if restarts[index]:
@@ -387,6 +408,26 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
     os.close(say_r)
     os.close(say_w)
     return 1 if failed else 0
+
+
+def _stop_with(parent: int) -> None:
+    """A worker is sent SIGTERM (a graceful stop) when its parent dies, killed with
+    SIGKILL or by the OOM killer, rather than go on serving, orphaned, on ports the next
+    start cannot bind (Linux's parent-death signal; elsewhere nothing is done)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _take(fd: int) -> bool:
