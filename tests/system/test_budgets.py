@@ -195,6 +195,35 @@ def test_a_group_budget_binds_all_its_members(gateway: GatewayFactory, mock_llm:
     assert f"resets at {tomorrow}T00:00:00Z" in r.json()["error"]["message"]
 
 
+def test_the_consumer_listing_gives_each_ones_budget_and_with_spend_true_its_spend(
+    gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    # The dashboard's table in one call (it asked for each consumer's detail, thousands
+    # of requests at once): each consumer's budget always, its spend when asked for, as
+    # its own GET shows them.
+    wait_for_window_room(DAY_S, 60)  # the group's budget is per UTC day: not across midnight
+    gw = gateway(config(mock_llm.url))
+    made = httpx.post(gw.admin_url + "/api/consumers", timeout=10,
+                      json={"name": "gina", "groups": ["team"], "budget": {"usd": 2, "period": "week"}})  # fmt: skip
+    assert made.status_code == 201, made.text
+    for who in ("alice", "bob", "carol"):
+        assert call(gw.url, who).status_code == 200
+    plain = httpx.get(gw.admin_url + "/api/consumers", timeout=10).json()["consumers"]
+    assert all("spend" not in c for c in plain)
+    assert [(c["name"], c["budget"], c["max_parallel"]) for c in plain] == [
+        ("alice", {"usd": 1.0, "period": "month"}, None), ("bob", None, None), ("carol", None, None),
+        ("dave", None, 1), ("erin", None, None), ("frank", None, None), ("gina", {"usd": 2.0, "period": "week"}, None),
+    ]  # fmt: skip
+    listed = httpx.get(gw.admin_url + "/api/consumers", params={"spend": "true"}, timeout=10).json()["consumers"]
+    for c in listed:
+        shown = httpx.get(gw.admin_url + f"/api/consumers/{c['name']}", timeout=10).json()
+        assert c == {k: v for k, v in shown.items() if k != "metadata"}, c["name"]
+    spends = {c["name"]: [(e["kind"], e["name"]) for e in c["spend"]] for c in listed}
+    assert spends["gina"] == [("consumer", "gina"), ("group", "team")] and spends["frank"] == []
+    assert listed[0]["spend"][0]["spend_usd"] == spent_nano(records(gw, "alice")) / NANO > 0
+    assert httpx.get(gw.admin_url + "/api/consumers", params={"spend": "yes"}, timeout=10).status_code == 400
+
+
 def test_a_client_leaving_mid_stream_is_charged_what_its_record_says(gateway: GatewayFactory, mock_llm: Proc) -> None:
     gw = gateway(config(mock_llm.url))
     headers = {"authorization": "Bearer key-alice", "x-mock-chunk-delay-ms": "300"}

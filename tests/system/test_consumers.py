@@ -248,6 +248,8 @@ def test_admin_added_key_works_with_the_openai_sdk_until_revoked(gateway: Gatewa
         "key_hint": "",  # the seed's six-character credential: too short to show any of it
         "created_at": None,
         "expires_at": None,
+        "budget": None,
+        "max_parallel": None,
     }
     alice = consumers["alice"]
     assert alice["source"] == "runtime" and alice["key_hint"] == key[-4:] and alice["created_at"]

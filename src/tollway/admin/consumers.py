@@ -4,9 +4,12 @@
                                   "budget"?, "max_parallel"?, "metadata"?}
                                  → 201 {"name", "key", "allow_models", "groups"}: the only
                                    time the key is shown; 400 bad body; 409 name taken
-    GET    /api/consumers        → 200 {"consumers": [{"name", "allow_models", "groups",
-                                   "source", "key_hint", "created_at", "expires_at"}]}:
-                                   config consumers first, then runtime ones; never a key
+    GET    /api/consumers?spend= → 200 {"consumers": [{"name", "allow_models", "groups",
+                                   "source", "key_hint", "created_at", "expires_at",
+                                   "budget", "max_parallel", "spend"?}]}: config consumers
+                                   first, then runtime ones; never a key. ``spend`` (as
+                                   GET NAME has it) only with spend=true: one answer for
+                                   a whole table, however many consumers
     GET    /api/consumers/NAME   → 200 the consumer as listed, plus budget, max_parallel,
                                    metadata and spend; 404 unknown
     PATCH  /api/consumers/NAME   any of allow_models, groups, budget, max_parallel,
@@ -32,7 +35,7 @@ from tollway.consumers.consumer import (
     PERIODS,
     Budget,
     ConsumerDetail,
-    ConsumerInfo,
+    ConsumerListed,
     parse_instant,
 )
 from tollway.consumers.directory import ConsumerDirectory
@@ -48,11 +51,18 @@ _FIELDS = frozenset({"name", *EDITABLE})
 MAX_GRACE_S = 7 * 86400
 # Entries of "spend" for a consumer name: the budget part of the gateway fills it in.
 SpendOf = Callable[[str], Awaitable[list[dict[str, object]]]]
-ConfigDetail = Callable[[str], ConsumerDetail | None]
+# The same for each of many consumers at once, in their order (a group's spend read once).
+SpendOfEach = Callable[[list[ConsumerListed]], Awaitable[list[list[dict[str, object]]]]]
+# The values of ``GET /api/consumers?spend=`` that ask for each consumer's spend.
+_YES = frozenset({"true", "1"})
 
 
 async def no_spend(name: str) -> list[dict[str, object]]:
     return []
+
+
+async def no_spend_of_each(consumers: list[ConsumerListed]) -> list[list[dict[str, object]]]:
+    return [[] for _ in consumers]
 
 
 class BadBody(Exception):
@@ -62,17 +72,17 @@ class BadBody(Exception):
 def register(
     admin: AdminApp,
     directory: ConsumerDirectory,
-    config_consumers: Callable[[], list[ConsumerInfo]],
+    config_consumers: Callable[[], list[ConsumerListed]],
     spend_of: SpendOf = no_spend,
-    config_detail: ConfigDetail | None = None,
+    spend_of_each: SpendOfEach = no_spend_of_each,
     groups: GroupDirectory | None = None,
 ) -> None:
     """Add the consumer routes to ``admin``. ``config_consumers`` is asked at each request,
     so after a reload the config's current consumers are listed and protected;
-    ``spend_of`` gives a consumer's current spend entries, ``config_detail`` a config
-    consumer's budget and ``max_parallel``; ``groups`` the declared groups a consumer's
-    ``groups`` must name (once there are any)."""
-    routes = _ConsumerRoutes(directory, config_consumers, spend_of, config_detail, groups)
+    ``spend_of`` gives a consumer's current spend entries, ``spend_of_each`` those of
+    many; ``groups`` the declared groups a consumer's ``groups`` must name (once there
+    are any)."""
+    routes = _ConsumerRoutes(directory, config_consumers, spend_of, spend_of_each, groups)
     admin.add("GET", "/api/consumers", routes.list)
     admin.add("POST", "/api/consumers", routes.create, audit="consumers.add")
     admin.add("GET", _PREFIX, routes.show, prefix=True)
@@ -190,15 +200,15 @@ class _ConsumerRoutes:
     def __init__(
         self,
         directory: ConsumerDirectory,
-        config_consumers: Callable[[], list[ConsumerInfo]],
+        config_consumers: Callable[[], list[ConsumerListed]],
         spend_of: SpendOf,
-        config_detail: ConfigDetail | None,
+        spend_of_each: SpendOfEach,
         groups: GroupDirectory | None = None,
     ) -> None:
         self.directory = directory
         self.config_consumers = config_consumers
         self.spend_of = spend_of
-        self.config_detail = config_detail
+        self.spend_of_each = spend_of_each
         self.groups = groups
 
     async def _undeclared(self, names: list[str] | None) -> str | None:
@@ -257,11 +267,19 @@ class _ConsumerRoutes:
         )
 
     async def list(self, req: AdminRequest) -> _Reply:
+        spend = req.query.get("spend", "false")
+        if spend not in _YES | {"false", "0"}:
+            return error_reply(400, "spend must be true or false")
         try:
-            runtime = await self.directory.list()
+            consumers = [*self.config_consumers(), *await self.directory.listed()]
+            if spend not in _YES:
+                return json_reply(200, {"consumers": consumers})
+            # One read of the state store per budget, not a request per consumer: a
+            # dashboard of thousands of consumers asks once per refresh.
+            spends = await self.spend_of_each(consumers)
         except StorageError as exc:
             return error_reply(503, f"database unavailable: {exc}")
-        return json_reply(200, {"consumers": [*self.config_consumers(), *runtime]})
+        return json_reply(200, {"consumers": [{**c, "spend": s} for c, s in zip(consumers, spends, strict=True)]})
 
     async def show(self, req: AdminRequest) -> _Reply:
         name = req.path[len(_PREFIX) :]
@@ -269,9 +287,7 @@ class _ConsumerRoutes:
         try:
             detail: ConsumerDetail | None
             if name in config:
-                detail = self.config_detail(name) if self.config_detail is not None else None
-                if detail is None:
-                    detail = ConsumerDetail(**config[name], budget=None, max_parallel=None, metadata=None)
+                detail = ConsumerDetail(**config[name], metadata=None)
             else:
                 detail = await self.directory.get(name)
             if detail is None:

@@ -107,6 +107,7 @@ _EDITABLE: dict[str, Any] = {
 _NAME_PARAMETER = [
     {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"}}
 ]
+_SPEND = {"type": "array", "items": {"type": "object"}}
 _CONFIG_CONSUMER = _error("The consumer comes from the config file; change it there.")
 
 _SCHEMAS: dict[str, Any] = {
@@ -149,7 +150,25 @@ _SCHEMAS: dict[str, Any] = {
             },
             "created_at": _NULLABLE_STRING,
             "expires_at": {**_NULLABLE_STRING, "description": "After it the key is refused (ISO-8601 UTC)."},
-        }
+            "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
+            "max_parallel": {"type": ["integer", "null"]},
+            "spend": {
+                **_SPEND,
+                "description": "Only with `spend=true`: as `GET /api/consumers/{name}` has it, one entry per "
+                "budget that applies (the consumer's and its groups'); empty for none.",
+            },
+        },
+        required=[
+            "name",
+            "allow_models",
+            "groups",
+            "source",
+            "key_hint",
+            "created_at",
+            "expires_at",
+            "budget",
+            "max_parallel",
+        ],
     ),
     "ConsumerDetail": _object(
         {
@@ -163,11 +182,7 @@ _SCHEMAS: dict[str, Any] = {
             "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
             "max_parallel": {"type": ["integer", "null"]},
             "metadata": {"type": ["object", "null"]},
-            "spend": {
-                "type": "array",
-                "description": "One entry per budget that applies (the consumer's and its groups').",
-                "items": {"type": "object"},
-            },
+            "spend": {**_SPEND, "description": "One entry per budget that applies (the consumer's and its groups')."},
         }
     ),
     "Budget": _object(
@@ -389,10 +404,21 @@ _PATHS: dict[str, Any] = {
     "/api/consumers": {
         "get": {
             "summary": "Every consumer: the config file's first, then runtime ones. Never a key.",
+            "parameters": [
+                {
+                    "name": "spend",
+                    "in": "query",
+                    "required": False,
+                    "description": "`true`: each consumer with its current `spend` too, one read per budget "
+                    "(a group's once), so one call shows a table of any number of consumers.",
+                    "schema": {"type": "string", "enum": ["true", "false", "1", "0"], "default": "false"},
+                }
+            ],
             "responses": {
                 "200": _json("The consumers.", _object({"consumers": {"type": "array", "items": _ref("Consumer")}})),
+                "400": _error("`spend` is neither true nor false."),
                 "401": _UNAUTHORIZED,
-                "503": _UNAVAILABLE,
+                "503": _error("The database, or with `spend=true` the state store, did not answer. Retry."),
             },
         },
         "post": {

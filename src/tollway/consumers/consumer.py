@@ -75,11 +75,17 @@ class ConsumerInfo(TypedDict):
     expires_at: str | None
 
 
-class ConsumerDetail(ConsumerInfo):
-    """One consumer as ``GET /api/consumers/NAME`` shows it; ``spend`` is filled by the caller."""
+class ConsumerListed(ConsumerInfo):
+    """A consumer as ``GET /api/consumers`` lists it: what a table of consumers shows
+    (``spend``, when asked for, is filled by the caller)."""
 
     budget: BudgetInfo | None
     max_parallel: int | None
+
+
+class ConsumerDetail(ConsumerListed):
+    """One consumer as ``GET /api/consumers/NAME`` shows it; ``spend`` is filled by the caller."""
+
     metadata: dict[str, object] | None
 
 

@@ -19,13 +19,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from tollway import patterns
 from tollway.background import BackgroundTask, every
-from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo
+from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, ConsumerListed
 from tollway.consumers.groups import Group, GroupDirectory
 from tollway.consumers.keys import KEY_PREFIX, hash_key
 from tollway.consumers.store import ConsumerStore
 from tollway.storage import StorageError
 
 log = logging.getLogger("tollway")
+# An alias because ConsumerDirectory.list (the admin API's verb) hides the builtin in its class.
+_Listing = list[ConsumerListed]
 
 REFRESH_INTERVAL_S = 1.0
 
@@ -249,6 +251,9 @@ class ConsumerDirectory:
 
     async def list(self) -> list[ConsumerInfo]:
         return await self.store.list()
+
+    async def listed(self) -> _Listing:
+        return await self.store.listed()
 
     def _forget(self, name: str) -> None:
         self._shadowed.discard(name)

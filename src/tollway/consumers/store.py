@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, NoReturn
 import orjson
 
 from tollway import patterns
-from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
+from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, ConsumerListed, iso_instant
 from tollway.consumers.groups import Group, named_twice
 from tollway.consumers.keys import hash_key, hint_of, new_key
 from tollway.storage import Database, Row, Statement
@@ -47,6 +47,7 @@ MAX_ITEM = 200
 # Aliases because ConsumerStore.list (the admin API's verb) hides the builtin in its class.
 _Rows = list[Row]
 _Counts = list[int]
+_Listing = list[ConsumerListed]
 
 
 class ActiveKey(NamedTuple):
@@ -214,13 +215,16 @@ def _info(row: Row) -> ConsumerInfo:
     )
 
 
-def _detail(row: Row) -> ConsumerDetail:
-    return ConsumerDetail(
+def _listed(row: Row) -> ConsumerListed:
+    return ConsumerListed(
         **_info(row),
         budget=_loaded(row["budget"]),
         max_parallel=int(row["max_parallel"]) if row["max_parallel"] is not None else None,
-        metadata=_loaded(row["metadata"]),
     )
+
+
+def _detail(row: Row) -> ConsumerDetail:
+    return ConsumerDetail(**_listed(row), metadata=_loaded(row["metadata"]))
 
 
 def _group(row: Row) -> Group:
@@ -422,6 +426,10 @@ class ConsumerStore:
     async def list(self) -> list[ConsumerInfo]:
         """The active runtime consumers, oldest first, as listings show them."""
         return [_info(row) for row in await self._fetch(_ACTIVE)]
+
+    async def listed(self) -> _Listing:
+        """The active runtime consumers, oldest first, as ``GET /api/consumers`` lists them."""
+        return [_listed(row) for row in await self._fetch(_ACTIVE)]
 
     async def _fetch(self, sql: str) -> _Rows:
         self.query_count += 1

@@ -26,7 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from tollway import patterns
 from tollway.config.load import LoadedConfig
 from tollway.config.schema import BudgetConfig
-from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, iso_instant
+from tollway.consumers.consumer import Budget, Consumer, ConsumerDetail, ConsumerInfo, ConsumerListed, iso_instant
 from tollway.consumers.groups import named_twice
 from tollway.consumers.keys import hint_of
 from tollway.consumers.store import NAME_PATTERN
@@ -429,20 +429,30 @@ def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
     return list(found.values())
 
 
+def config_consumer_listing(loaded: LoadedConfig) -> list[ConsumerListed]:
+    """The config's consumers as ``GET /api/consumers`` lists them, each name once."""
+    entries: dict[str, ConsumerEntry] = {}
+    for e in _config_entries(loaded):
+        entries.setdefault(e.name, e)
+    listed = []
+    for info in config_consumers(loaded):
+        entry = entries[info["name"]]
+        budget = entry.budget
+        listed.append(
+            ConsumerListed(
+                **info,
+                budget={"usd": budget.usd, "period": budget.period} if budget is not None else None,
+                max_parallel=entry.max_parallel,
+            )
+        )
+    return listed
+
+
 def config_consumer_detail(loaded: LoadedConfig, name: str) -> ConsumerDetail | None:
     """The config consumer ``name`` as ``GET /api/consumers/NAME`` shows it (without
     ``spend``), or None when the config has no such consumer."""
-    info = next((c for c in config_consumers(loaded) if c["name"] == name), None)
-    entry = next((e for e in _config_entries(loaded) if e.name == name), None)
-    if info is None or entry is None:
-        return None
-    budget = entry.budget
-    return ConsumerDetail(
-        **info,
-        budget={"usd": budget.usd, "period": budget.period} if budget is not None else None,
-        max_parallel=entry.max_parallel,
-        metadata=None,
-    )
+    listed = next((c for c in config_consumer_listing(loaded) if c["name"] == name), None)
+    return ConsumerDetail(**listed, metadata=None) if listed is not None else None
 
 
 def config_tools(loaded: LoadedConfig) -> frozenset[tuple[str, str]]:

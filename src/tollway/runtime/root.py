@@ -29,7 +29,7 @@ from tollway.cache import CacheStores
 from tollway.chain import FailureLog
 from tollway.config.load import ConfigError, LoadedConfig, ReloadResult
 from tollway.config.schema import Config, TelemetryConfig
-from tollway.consumers.consumer import Budget, Consumer
+from tollway.consumers.consumer import Budget, Consumer, ConsumerListed
 from tollway.consumers.directory import ConsumerDirectory
 from tollway.consumers.groups import Group, GroupDirectory
 from tollway.consumers.holdings import Holdings
@@ -40,7 +40,7 @@ from tollway.gateway.edge import ClientIp, GatewayApp
 from tollway.gateway.snapshot import Snapshot, build_problems
 from tollway.mcp.relay import McpRelay
 from tollway.mockllm import create_app as create_mock_app
-from tollway.plugins.key_auth import config_consumer_detail, config_consumer_entries, config_consumers, config_tools
+from tollway.plugins.key_auth import config_consumer_entries, config_consumer_listing, config_consumers, config_tools
 from tollway.proxy.ai_proxy import AiProxy
 from tollway.proxy.ownership import Ownership
 from tollway.quotas.ledger import QuotaLedger
@@ -252,6 +252,30 @@ class Runtime:
             raise StorageError(exc.message, unreachable=True) from None
         return [dict(e) for e in entries]
 
+    async def _spend_of_each(self, consumers: list[ConsumerListed]) -> list[list[dict[str, object]]]:
+        """Each consumer's current spend, as ``_spend_of`` gives one's, for ``GET
+        /api/consumers?spend=true``: a budget several of them share (a group's) is read
+        once."""
+        subjects = [
+            self.budgets.subjects(
+                Consumer(
+                    c["name"],
+                    groups=tuple(c["groups"]),
+                    source=c["source"],
+                    budget=Budget(b["usd"], b["period"]) if (b := c["budget"]) is not None else None,
+                    max_parallel=c["max_parallel"],
+                )
+            )
+            for c in consumers
+        ]
+        unique = {(s.kind, s.name): s for each in subjects for s in each}
+        try:
+            entries = await self.budgets.spend(list(unique.values()))
+        except GatewayError as exc:  # the state store (or the records) cannot answer now
+            raise StorageError(exc.message, unreachable=True) from None
+        read = {(e["kind"], e["name"]): dict(e) for e in entries}
+        return [[read[(s.kind, s.name)] for s in each if (s.kind, s.name) in read] for each in subjects]
+
     async def _group_spend(self, group: Group) -> list[dict[str, object]]:
         """The group's current spend (one entry, when it has a budget), for ``/api/groups``."""
         try:
@@ -270,9 +294,9 @@ class Runtime:
         admin_consumers.register(
             admin,
             self.directory,
-            lambda: config_consumers(self.loaded),
+            lambda: config_consumer_listing(self.loaded),
             self._spend_of,
-            lambda name: config_consumer_detail(self.loaded, name),
+            self._spend_of_each,
             self.groups,
         )
         admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)

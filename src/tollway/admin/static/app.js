@@ -231,25 +231,12 @@
 
   // --- consumers: spend against budget, and managing them ------------------------------
 
-  // When a budget's current period began (UTC calendar periods; weeks start on Monday).
-  function periodStart(period) {
-    const now = new Date();
-    const day = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
-    if (period === "day") return new Date(day);
-    if (period === "week") return new Date(day - ((now.getUTCDay() + 6) % 7) * 86400e3);
-    if (period === "month") return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
-    return null;
-  }
-
-  // The consumer's spend in its budget's period: the gateway's own figure when it gives
-  // one (spend), else the sum of its records' cost_usd since the period began.
-  async function spendOf(c) {
-    const own = (c.spend || []).find(s => s.kind === undefined || s.kind === "consumer");
-    if (own) return own.spend_usd;
-    const start = periodStart(c.budget.period);
-    const rows = (await api("/api/usage", {by: "consumer", consumer: c.name,
-                                           since: start ? start.toISOString() : ""})).rows;
-    return rows.reduce((s, r) => s + r.cost_usd, 0);
+  // The consumer's spend against its own budget, as the listing gives it (its groups'
+  // are in the groups table); null when it has no budget.
+  function ownSpend(c) {
+    if (!c.budget) return null;
+    const own = (c.spend || []).find(s => s.kind === "consumer");
+    return own ? own.spend_usd : null;
   }
 
   function button(label, cls, onClick) {
@@ -263,12 +250,12 @@
 
   let editing = null;
 
+  // One request, however many consumers there are: the listing carries each one's
+  // budget and spend (a request per consumer, thousands at once, failed in the browser).
   async function loadConsumers() {
-    const listed = (await api("/api/consumers")).consumers;
-    const details = await Promise.all(listed.map(c => api(`/api/consumers/${encodeURIComponent(c.name)}`)));
-    const spends = await Promise.all(details.map(c => (c.budget ? spendOf(c) : Promise.resolve(null))));
+    const listed = (await api("/api/consumers", {spend: "true"})).consumers;
     fillTable($("manage-table"), ["Consumer", "Source", "Key", "Models", "Budget", "Spend", "Expires", ""],
-      details.map((c, i) => {
+      listed.map(c => {
         const tr = document.createElement("tr");
         tr.dataset.name = c.name;
         cell(tr, c.name);
@@ -276,7 +263,7 @@
         cell(tr, `…${c.key_hint}`, "mono");
         cell(tr, c.allow_models === null ? "all" : c.allow_models.join(", "));
         cell(tr, c.budget ? `${cost(c.budget.usd)} / ${c.budget.period}` : "–", "n budget");
-        spendCell(tr, spends[i], c.budget);
+        spendCell(tr, ownSpend(c), c.budget);
         const expires = c.expires_at ? c.expires_at.replace("T", " ").replace("Z", " UTC") : "never";
         cell(tr, c.expires_at && Date.parse(c.expires_at) <= Date.now() ? `${expires} (expired)` : expires);
         const actions = cell(tr, "", "actions");
@@ -473,6 +460,8 @@
       api("/api/requests", {limit: "50", since, consumer}),
       api("/api/mcp/tools", {since, consumer}),
     ]);
+    // Shown before it is drawn: the charts measure their text.
+    showMain();
     updateConsumerChoices(byConsumer.rows);
     const mine = consumer ? byConsumer.rows.filter(r => r.key === consumer) : byConsumer.rows;
     renderTotals(mine);
@@ -481,9 +470,20 @@
     renderTraffic(overTime.rows, how);
     renderRecent(recent.requests);
     renderTools(tools.tools);
-    await Promise.all([loadConsumers(), loadGroups()]);
+    // The usage views stand on their own: a failure to list consumers or groups is said
+    // in their section, not instead of the whole page.
+    const failed = (await Promise.allSettled([loadConsumers(), loadGroups()]))
+      .filter(r => r.status === "rejected").map(r => r.reason);
+    if (failed.some(err => err instanceof Unauthorized)) throw new Unauthorized();
+    $("manage-error").textContent = failed.length ? `Could not load consumers: ${failed[0].message}` : "";
     $("status").textContent = `Updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
+  }
+
+  function showMain() {
+    $("loading").hidden = true;
+    $("login").hidden = true;
+    $("main").hidden = false;
   }
 
   async function refresh() {
@@ -491,9 +491,6 @@
     loading = (async () => {
       try {
         await load();
-        $("loading").hidden = true;
-        $("login").hidden = true;
-        $("main").hidden = false;
       } catch (err) {
         if (err instanceof Unauthorized) {
           askForToken(token() ? "That token was not accepted." : "");
