@@ -554,3 +554,35 @@ def test_a_failure_to_list_consumers_leaves_the_usage_views_shown(
     page.wait_for_selector("body[data-loaded=true]")
     assert page.inner_text("#manage-error") == "" and _row(page, "alice")["source"] == "config"
     page.close()
+
+
+def test_a_consumer_whose_budget_has_sub_cent_precision_can_be_edited(
+    browser: Browser, gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    # The budget input stepped by cents: the browser refused to submit the form holding
+    # 12.345 (no PATCH, no message), even when only the models had changed.
+    gw = gateway(_config(mock_llm.url))
+    admin = {"authorization": f"Bearer {TOKEN}"}
+    budget = {"usd": 12.345, "period": "week"}
+    made = httpx.post(gw.admin_url + "/api/consumers", headers=admin, timeout=10,
+                      json={"name": "dora", "budget": budget})  # fmt: skip
+    assert made.status_code == 201, made.text
+    page = browser.new_page(viewport={"width": 1360, "height": 1100})
+    _open_with_token(page, gw)
+    page.click("#manage-table tr[data-name=dora] button.edit")
+    assert page.input_value("#f-budget") == "12.345"
+    page.fill("#f-models", "gpt-4o-mini")
+    page.click("#f-submit")
+    page.wait_for_function("() => document.querySelector('#manage-table tr[data-name=dora] td:nth-child(4)')"
+                           ".textContent === 'gpt-4o-mini'", timeout=10000)  # fmt: skip
+    edit = _api(gw, "/api/audit")["events"][0]
+    assert (edit["action"], edit["details"]) == ("consumers.edit", {"allow_models": ["gpt-4o-mini"]})
+    assert _api(gw, "/api/consumers/dora")["budget"] == budget
+    # And a budget typed to the tenth of a cent is sent as typed.
+    page.click("#manage-table tr[data-name=dora] button.edit")
+    page.fill("#f-budget", "0.125")
+    page.click("#f-submit")
+    page.wait_for_function("() => document.querySelector('#manage-table tr[data-name=dora] td.budget')"
+                           ".textContent === '$0.125 / week'", timeout=10000)  # fmt: skip
+    assert _api(gw, "/api/consumers/dora")["budget"] == {"usd": 0.125, "period": "week"}
+    page.close()
