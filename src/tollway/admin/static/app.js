@@ -59,6 +59,22 @@
     return td;
   }
 
+  // A name of any length (a model name is whatever a client sent): cut short with an
+  // ellipsis where it is shown, whole in its title, so the numbers beside it stay in view.
+  function clipped(text) {
+    const span = document.createElement("span");
+    span.className = "clip";
+    span.textContent = text;
+    span.title = text;
+    return span;
+  }
+
+  function nameCell(tr, text, cls) {
+    const td = cell(tr, "", cls);
+    td.appendChild(clipped(text));
+    return td;
+  }
+
   function fillTable(table, headings, rows, empty) {
     table.replaceChildren();
     const thead = table.createTHead().insertRow();
@@ -127,7 +143,7 @@
       const tr = document.createElement("tr");
       tr.dataset.key = r.key === null ? "" : r.key;
       if (r.key !== null && r.key === selected) tr.className = "selected";
-      const name = cell(tr, "");
+      const name = cell(tr, "", "grow");
       const i = named.indexOf(r);
       if (i >= 0) {
         const sw = document.createElement("span");
@@ -135,8 +151,8 @@
         sw.style.background = Charts.color(i);
         name.appendChild(sw);
       }
-      name.appendChild(document.createTextNode(r.key === null ? "(no consumer)" : r.key));
-      if (r.key === null) name.title = "calls without a valid key (not in the chart)";
+      name.appendChild(clipped(r.key === null ? "(no consumer)" : r.key));
+      if (r.key === null) name.lastChild.title = "calls without a valid key (not in the chart)";
       cell(tr, num.format(r.requests), "n");
       cell(tr, i >= 0 && total ? `${(100 * r.requests / total).toFixed(1)}%` : "–", "n");
       cell(tr, num.format(r.errors), "n");
@@ -162,7 +178,7 @@
     fillTable($("model-table"), ["Model", "Calls", "Input tokens", "Output tokens", "Cost"], sorted.map(r => {
       const tr = document.createElement("tr");
       tr.dataset.key = r.key === null ? "" : r.key;
-      cell(tr, r.key === null ? "(none)" : r.key);
+      nameCell(tr, r.key === null ? "(none)" : r.key, "grow");
       cell(tr, num.format(r.requests), "n");
       cell(tr, num.format(r.input_tokens), "n");
       cell(tr, num.format(r.output_tokens), "n");
@@ -212,9 +228,9 @@
         const tr = document.createElement("tr");
         tr.dataset.requestId = r.request_id;
         cell(tr, r.ts.replace("T", " ").replace("Z", ""), "mono");
-        cell(tr, r.consumer === null ? "–" : r.consumer);
-        cell(tr, r.route === null ? "–" : r.route);
-        cell(tr, r.model_upstream || r.model_requested || "–");
+        nameCell(tr, r.consumer === null ? "–" : r.consumer);
+        nameCell(tr, r.route === null ? "–" : r.route);
+        nameCell(tr, r.model_upstream || r.model_requested || "–");
         const status = cell(tr, String(r.status), "status");
         const dot = document.createElement("span");
         dot.className = "dot";
@@ -258,10 +274,10 @@
       listed.map(c => {
         const tr = document.createElement("tr");
         tr.dataset.name = c.name;
-        cell(tr, c.name);
+        nameCell(tr, c.name);
         cell(tr, c.source);
         cell(tr, `…${c.key_hint}`, "mono");
-        cell(tr, c.allow_models === null ? "all" : c.allow_models.join(", "));
+        nameCell(tr, c.allow_models === null ? "all" : c.allow_models.join(", "));
         cell(tr, c.budget ? `${cost(c.budget.usd)} / ${c.budget.period}` : "–", "n budget");
         spendCell(tr, ownSpend(c), c.budget);
         const expires = c.expires_at ? c.expires_at.replace("T", " ").replace("Z", " UTC") : "never";
@@ -427,9 +443,9 @@
       rows.map(r => {
         const tr = document.createElement("tr");
         tr.dataset.key = `${r.consumer || ""}/${r.server || ""}/${r.tool || ""}`;
-        cell(tr, r.consumer === null ? "(no consumer)" : r.consumer);
-        cell(tr, r.server === null ? "–" : r.server);
-        cell(tr, r.tool === null ? "–" : r.tool, "mono");
+        nameCell(tr, r.consumer === null ? "(no consumer)" : r.consumer);
+        nameCell(tr, r.server === null ? "–" : r.server);
+        nameCell(tr, r.tool === null ? "–" : r.tool, "mono");
         cell(tr, num.format(r.calls), "n");
         cell(tr, num.format(r.errors), "n");
         cell(tr, latency(r.latency_ms), "n");

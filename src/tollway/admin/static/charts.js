@@ -74,7 +74,7 @@ const Charts = (() => {
     rows.forEach((r, i) => {
       const y = i * rowH;
       const label = el("text", {x: labelW - 8, y: y + rowH / 2 + 4, "text-anchor": "end", class: "bar-label"}, svg);
-      label.textContent = r.label.length > 22 ? r.label.slice(0, 21) + "…" : r.label;
+      fit(label, r.label, labelW - 12);
       title(label, r.label);
       let x = labelW;
       for (const p of r.parts) {
@@ -88,6 +88,26 @@ const Charts = (() => {
       const note = el("text", {x: x + 6, y: y + rowH / 2 + 4, class: "bar-note"}, svg);
       note.textContent = r.note;
     });
+  }
+
+  // Sets a text to as much of ``text`` as fits in ``width`` (user units), an ellipsis
+  // marking a cut: measured, since characters differ in width (a count of them clipped
+  // wide names on the left). Unmeasurable (not rendered), a count of them is the guess.
+  function fit(node, text, width) {
+    node.textContent = text;
+    if (!node.getComputedTextLength()) {
+      if (text.length > 18) node.textContent = text.slice(0, 17) + "…";
+      return;
+    }
+    let lo = 0, hi = text.length;
+    if (node.getComputedTextLength() <= width) return;
+    while (lo < hi) {  // the longest prefix that fits with its ellipsis
+      const mid = Math.ceil((lo + hi) / 2);
+      node.textContent = text.slice(0, mid) + "…";
+      if (node.getComputedTextLength() <= width) lo = mid;
+      else hi = mid - 1;
+    }
+    node.textContent = text.slice(0, lo) + "…";
   }
 
   // Columns over time: buckets [{label, tick, total, errors, tip}]; errors drawn on top
