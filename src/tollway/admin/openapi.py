@@ -87,14 +87,23 @@ _CONSUMER_FILTER = {
     "description": "Only this consumer's records.",
     "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"},
 }
-# An allow_models pattern or a group name: printable (ASCII here; the API also takes
-# other printable characters).
-_ITEMS = {"type": ["array", "null"], "items": {"type": "string", "pattern": f"^[ -~]{{1,{MAX_ITEM}}}$"}}
+# An allow_models pattern or a group name: 1 to MAX_ITEM printable characters, any
+# script (``str.isprintable``, as the store checks). A JSON Schema pattern cannot name
+# Unicode categories portably, so it refuses what is not printable in every Unicode
+# version (the C0 and C1 controls, DEL, the no-break space and the soft hyphen) and the
+# description names the rest, which the API refuses with a 400.
+_ITEM_PATTERN = f"^[^\\x00-\\x1f\\x7f-\\xa0\\xad]{{1,{MAX_ITEM}}}$"
+_ITEMS = {"type": ["array", "null"], "items": {"type": "string", "pattern": _ITEM_PATTERN}}
+_PRINTABLE = (
+    f"Each of 1 to {MAX_ITEM} printable characters, any script (`模型-*`): a control character or another "
+    "non-printing one (a line separator, a format character such as a zero-width space, a space other "
+    "than U+0020, an unassigned code point) is a 400."
+)
 
 # What a new consumer may set and an edit may change.
 _EDITABLE: dict[str, Any] = {
-    "allow_models": {**_ITEMS, "description": "Model patterns; a ~regex must compile (a 400 otherwise)."},
-    "groups": {**_ITEMS, "uniqueItems": True, "description": "Each group once (a 400 otherwise)."},
+    "allow_models": {**_ITEMS, "description": f"Model patterns; a ~regex must compile (a 400 otherwise). {_PRINTABLE}"},
+    "groups": {**_ITEMS, "uniqueItems": True, "description": f"Each group once (a 400 otherwise). {_PRINTABLE}"},
     "expires_at": {
         "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}, {"type": "null"}],
         "description": "ISO-8601, UTC unless it names an offset; null: never.",
