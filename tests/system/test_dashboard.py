@@ -474,12 +474,16 @@ def test_the_consumers_view_shows_each_groups_spend_against_its_budget(
     made = httpx.post(gw.admin_url + "/api/groups", json={"name": "night", "budget": {"usd": 1, "period": "day"}},
                       headers={"authorization": f"Bearer {TOKEN}"})  # fmt: skip
     assert made.status_code == 201
+    # A consumer allowed no model at all: its Models cell says so (it was empty).
+    none = httpx.post(gw.admin_url + "/api/consumers", json={"name": "nobody", "allow_models": []},
+                      headers={"authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    assert none.status_code == 201, none.text
     _traffic(gw)
     page = browser.new_page(viewport={"width": 1360, "height": 1100})
     _open_with_token(page, gw)
     groups = {g["name"]: g for g in _api(gw, "/api/groups")["groups"]}
     team_usd = groups["team"]["spend"][0]["spend_usd"]
-    assert team_usd > 0
+    assert 0 < team_usd < 1  # under 1% of its $100
     page.click("#refresh")
     page.wait_for_function(
         "usd => Number(document.querySelector('#group-table tr[data-name=team] td.spend').dataset.usd) === usd",
@@ -489,7 +493,10 @@ def test_the_consumers_view_shows_each_groups_spend_against_its_budget(
         "#group-table tbody tr", "trs => trs.map(tr => [...tr.cells].map(c => c.textContent))"
     )
     assert rows[0][:3] == ["team", "config", "$100.00 / week"] and rows[0][4:] == ["4", "bob"]
+    # A spend under 1% of the budget is "<1%", not "0%"; none at all is "0%".
+    assert rows[0][3] == f"${team_usd:#.3g} (<1%)", (rows[0][3], team_usd)
     assert rows[1][:4] == ["night", "runtime", "$1.00 / day", "$0 (0%)"] and rows[1][5] == "–"
+    assert _row(page, "nobody")["models"] == "none" and _row(page, "alice")["models"] == "all"
     shot = tmp_path / "dashboard-groups.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"\ngroups screenshot: {shot}")

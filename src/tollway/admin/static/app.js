@@ -277,7 +277,7 @@
         nameCell(tr, c.name);
         cell(tr, c.source);
         cell(tr, `…${c.key_hint}`, "mono");
-        nameCell(tr, c.allow_models === null ? "all" : c.allow_models.join(", "));
+        nameCell(tr, c.allow_models === null ? "all" : c.allow_models.join(", ") || "none");
         cell(tr, c.budget ? `${cost(c.budget.usd)} / ${c.budget.period}` : "–", "n budget");
         spendCell(tr, ownSpend(c), c.budget);
         const expires = c.expires_at ? c.expires_at.replace("T", " ").replace("Z", " UTC") : "never";
@@ -313,7 +313,9 @@
     const fill = document.createElement("span");
     fill.style.width = `${Math.min(100, 100 * share).toFixed(1)}%`;
     meter.appendChild(fill);
-    spent.append(meter, document.createTextNode(`${cost(usd)} (${(100 * share).toFixed(0)}%)`));
+    // A spend under 1% is not nothing: "0%" beside $0.0039 would say it is.
+    const pct = usd > 0 && share < 0.01 ? "<1%" : `${(100 * share).toFixed(0)}%`;
+    spent.append(meter, document.createTextNode(`${cost(usd)} (${pct})`));
     spent.dataset.usd = String(usd);
   }
 
