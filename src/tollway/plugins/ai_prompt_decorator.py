@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from tollway.exchange import Exchange, Reply
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
-from tollway.plugins.prompt_shapes import add_messages, map_texts, shaped_body
+from tollway.plugins.prompt_shapes import add_messages, map_texts, note_added_turns, shaped_body
 from tollway.services import Services
 
 
@@ -79,6 +79,7 @@ class AiPromptDecorator(Plugin[AiPromptDecoratorConfig]):
             return None
         if self.prepend or self.append:
             body = add_messages(ex.api, body, self.prepend, self.append)
+            note_added_turns(ex, ex.api, self.prepend, self.append)
         if self.replacements:
             body = map_texts(ex.api, body, self._edit)
         ex.upstream_json = body

