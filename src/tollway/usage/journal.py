@@ -40,6 +40,8 @@ from pathlib import Path
 
 log = logging.getLogger("tollway")
 
+# The most a full disk leaves waiting in memory to be journaled (see ``append``).
+UNWRITTEN_MAX_BYTES = 64 << 20
 _LOCK = ".lock"
 _SEGMENT = ".jsonl"
 
@@ -87,11 +89,20 @@ class Journal:
         self._done: deque[_Segment] = deque()
         # Segments to read back: dead processes' and our own spilled ones.
         self._backlog: deque[_Segment] = deque()
+        # Lines a write could not take (a full disk), tried again before the next ones:
+        # until then their records are in the writer's queue alone.
+        self._unwritten: list[bytes] = []
         self._last_warning = -float("inf")
 
     @property
     def is_open(self) -> bool:
         return self._lock_fd >= 0
+
+    @property
+    def missing(self) -> int:
+        """How many queued records the journal does not hold (its writes failed): a stop
+        now loses them."""
+        return sum(data.count(b"\n") for data in self._unwritten)
 
     def _segment_path(self, seq: int) -> Path:
         return self.folder / f"{self.name}.{seq}{_SEGMENT}"
@@ -167,20 +178,47 @@ class Journal:
     def append(self, data: bytes, end: int) -> None:
         """Write ``data`` (whole lines) with one system call; the records reach position
         ``end`` in the writer's queue. A failed write is logged (once per
-        ``warn_interval_s``); the records are still queued."""
+        ``warn_interval_s``) and its lines are kept to be written before the next ones
+        (``missing`` counts them meanwhile); the records are still queued."""
         if self._fd < 0:
+            self._unwritten.append(data)
             return
         self._current.end = end
+        if self._unwritten:
+            self._unwritten.append(data)
+            data = b"".join(self._unwritten)
+        if not self._write(data):
+            # (Bounded: a long outage of both the disk and the database keeps the
+            # oldest lines; the writer's queue, bounded too, holds the records.)
+            self._unwritten = [data] if len(data) <= UNWRITTEN_MAX_BYTES else [self._whole_lines(data)]
+            return
+        self._unwritten = []
+        if self._size >= self.segment_bytes:
+            self._rotate()
+
+    @staticmethod
+    def _whole_lines(data: bytes) -> bytes:
+        return data[: data.rfind(b"\n", 0, UNWRITTEN_MAX_BYTES) + 1]
+
+    def retry(self) -> None:
+        """Write the lines a full disk refused, if it takes them now (at a stop)."""
+        if self._unwritten and self._fd >= 0 and self._write(b"".join(self._unwritten)):
+            self._unwritten = []
+
+    def _write(self, data: bytes) -> bool:
         try:
             written = os.write(self._fd, data)
             while written < len(data):  # a regular file takes it whole unless the disk is full
                 written += os.write(self._fd, data[written:])
         except OSError as exc:
             self._warn(f"usage: appending to the journal in {self.folder} failed: {exc}")
-            return
+            try:
+                os.ftruncate(self._fd, self._size)  # no line cut short before the next ones
+            except OSError:
+                pass
+            return False
         self._size += len(data)
-        if self._size >= self.segment_bytes:
-            self._rotate()
+        return True
 
     def spill(self) -> None:
         """Some records just appended were not queued (the queue was full): read the
@@ -208,6 +246,8 @@ class Journal:
         done = self._done
         while done and done[0].end <= position:
             self._delete(done.popleft())
+        if self._unwritten and self._current.end <= position:
+            self._unwritten = []  # stored without ever being journaled
         if self._size and not self._spilled and self._current.end <= position and self._fd >= 0:
             try:
                 os.ftruncate(self._fd, 0)

@@ -196,13 +196,26 @@ class UsageWriter:
                 raise TimeoutError
             finish.result()
         except (StorageError, TimeoutError) as exc:
-            where = f"kept in {self.journal.folder} for the next start" if self.journal is not None else "lost"
             why = str(exc) or f"the database did not answer within {self.stop_timeout_s:g}s"
-            log.warning("usage: %d record(s) not written at the stop, %s: %s", len(self._queue), where, why)
+            log.warning("usage: %d record(s) not written at the stop, %s: %s", len(self._queue), self._kept(), why)
         except Exception:  # a bug here must not stop the shutdown
             log.exception("usage: writing records at the stop failed")
         if self.journal is not None:
             self.journal.close()
+
+    def _kept(self) -> str:
+        """Where the records still queued at a stop wait for the next start."""
+        journal = self.journal
+        if journal is None:
+            return "lost"
+        journal.retry()
+        missing = min(journal.missing, len(self._queue))
+        where = f"kept in {journal.folder} for the next start"
+        if not missing:
+            return where
+        if missing == len(self._queue):
+            return "lost: the journal could not be written either"
+        return f"{len(self._queue) - missing} {where}, {missing} lost: the journal could not be written"
 
     async def _finish(self) -> None:
         await self._task.join()
@@ -292,7 +305,9 @@ class UsageWriter:
         now = time.monotonic()
         if not self._failing or now - self._last_failure_warning >= self.warn_interval_s:
             self._last_failure_warning = now
-            kept = " (journaled)" if self.journal is not None else ""
+            journal = self.journal
+            missing = journal.missing if journal is not None else 0
+            kept = "" if journal is None else f" ({missing} not journaled either)" if missing else " (journaled)"
             log.warning(
                 "usage: writing records failed, will retry; %d record(s) waiting%s: %s", len(self._queue), kept, exc
             )

