@@ -38,6 +38,13 @@ class SideCallSpend(Protocol):
         """``call`` ended: give its hold back and count what it cost. Never raises."""
         ...
 
+    async def admit_early(self, call: Any, upstream_calls: Any) -> None:
+        """Hold the client's ``call`` now, as the gateway would before sending it on (it
+        then holds nothing more), or raise the refusal: a plugin about to spend on the
+        call's behalf first learns whether the call may run at all. ``upstream_calls``:
+        ``ProviderLookup.upstream_calls``."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Services:

