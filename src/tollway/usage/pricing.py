@@ -33,6 +33,10 @@ from dataclasses import dataclass
 
 from tollway.config.schema import LongContextPrice, Price
 
+# A cost's decimal places kept (a pico-dollar): a price times tokens in binary floating
+# point reads 5.0999999999999995e-06 where the sum is $0.0000051.
+_DIGITS = 12
+
 
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
@@ -277,7 +281,7 @@ class PriceTable:
             return None
         price = found[1].at(input_tokens)
         if not cached_tokens and not cache_write_tokens:  # most calls: the same sum, less work
-            return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
+            return round((input_tokens * price.input + output_tokens * price.output) / 1_000_000, _DIGITS)
         cached = min(cached_tokens, input_tokens)
         written = min(cache_write_tokens, input_tokens - cached)
         written_1h = min(cache_write_1h_tokens, written)
@@ -291,4 +295,4 @@ class PriceTable:
             + written_1h * write_1h_price
             + output_tokens * price.output
         )
-        return dollars / 1_000_000
+        return round(dollars / 1_000_000, _DIGITS)

