@@ -6,7 +6,8 @@ Higress's fields: ``templates`` (``[{name, template}]``, ``template`` a request 
 to chat, Anthropic messages or the Responses API becomes the named template with each
 ``{{key}}`` in its strings replaced by the property's value (placeholders without a
 property stay as written); the request's other fields (``stream``, ``max_tokens``, …)
-are laid over it, a Tollway addition (Higress drops them). The filled body goes
+are laid over it, a Tollway addition (Higress drops them), all but an empty
+``messages`` or ``input`` (which the SDKs make a client send). The filled body goes
 upstream, and its model and ``stream`` flag become the call's, so routing, mapping and
 the plugins after this one see the request the model gets.
 
@@ -47,6 +48,15 @@ class AiPromptTemplateConfig(PluginConfig):
         if twice:
             raise ValueError(f"templates: the name {twice[0]!r} is given twice")
         return self
+
+
+def _no_turns(name: str, value: Any) -> bool:
+    """An empty ``messages`` or ``input``: what an SDK that requires the field sends with
+    a template (``messages=[]``), not a prompt to put in the template's place."""
+    return name in _TURNS and value in ([], "", None)
+
+
+_TURNS = frozenset({"messages", "input"})
 
 
 def _filled(value: Any, properties: dict[str, str]) -> Any:
@@ -90,7 +100,7 @@ class AiPromptTemplate(Plugin[AiPromptTemplateConfig]):
         # them: Python's ``str`` would say ``True`` and ``None``.
         properties = {str(k): v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in (given or {}).items()}
         filled = _filled(template, properties)
-        filled.update((k, v) for k, v in body.items() if k not in _REQUEST_ONLY)
+        filled.update((k, v) for k, v in body.items() if k not in _REQUEST_ONLY and not _no_turns(k, v))
         ex.upstream_json = filled
         model = filled.get("model")
         if isinstance(model, str) and model:

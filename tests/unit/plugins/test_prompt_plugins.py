@@ -116,6 +116,22 @@ async def test_a_template_request_becomes_the_filled_template_routed_by_its_mode
     assert gw.calls[0].model_requested == "gpt-4o-mini"
 
 
+async def test_an_sdks_empty_messages_leave_the_templates_prompt_in_place() -> None:
+    """A judge's finding: the OpenAI SDK requires ``messages``, so a template is sent
+    with ``messages=[]`` (``extra_body`` the template), and that empty list replaced the
+    template's prompt: the provider got no prompt, the client a 200."""
+    gw, up = gateway({"name": "ai-prompt-template", "defaultConfig": {"templates": TEMPLATES}})
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [],
+        "template": "translate",
+        "properties": {"language": "French", "text": "hi"},
+    }
+    r = await post(gw, "/v1/chat/completions", body)
+    assert r.status_code == 200, r.text
+    assert up.seen[0].json()["messages"][1] == {"role": "user", "content": "Translate: hi"}
+
+
 @pytest.mark.parametrize(("value", "text"), [(True, "true"), (42, "42"), (1.5, "1.5"), (None, "null")])
 async def test_a_property_that_is_no_string_fills_in_as_its_json_text(value: object, text: str) -> None:
     """As Higress writes it: ``true``, not Python's ``True``."""
