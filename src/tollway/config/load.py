@@ -374,6 +374,8 @@ def load_config_text(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        if path is not None:  # (the file named, as a file that cannot be read is)
+            where = f"{path}: {where}" if mark else str(path)
         raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
     if raw is None:
         # An empty (or comments-only) file is never a config: a reload of a truncated

@@ -177,7 +177,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path, capsys: pytest.Captur
 def test_invalid_yaml_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = check(tmp_path, "routes:\n  - {name: [unclosed\n", capsys)
     assert code == 2
-    assert any(line.startswith("line ") for line in lines), lines
+    assert any(line.startswith(f"{tmp_path / 'tollway.yaml'}: line ") for line in lines), lines
 
 
 SERVER = "server: {host: 127.0.0.1, port: 0, max_body_bytes: 1000}"
@@ -198,7 +198,7 @@ def test_a_key_given_twice_is_an_error_naming_it_and_its_line(
     code, lines = check(tmp_path, text, capsys)
     assert code == 2
     [said] = lines
-    assert said.startswith(f"line {line}, column ")
+    assert said.startswith(f"{tmp_path / 'tollway.yaml'}: line {line}, column ")
     assert f"the key {key} is given twice" in said
 
 
