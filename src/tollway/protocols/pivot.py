@@ -72,15 +72,23 @@ def read_usage(u: Any) -> tuple[int, int, int, int]:
         return 0, 0, 0, 0
     details = u.get("prompt_tokens_details")
     out_details = u.get("completion_tokens_details")
-    cached = as_int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    reasoning = as_int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
-    return as_int(u.get("prompt_tokens")), as_int(u.get("completion_tokens")), cached, reasoning
+    # Counts a call can have: a provider's -3 or 12.5 is none (0), and no more cached
+    # tokens than the prompt had, nor reasoning than the output (a translated client was
+    # shown output -3, or 200 cached of a 120-token prompt, while the record took them).
+    prompt, completion = _count(u.get("prompt_tokens")), _count(u.get("completion_tokens"))
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    reasoning = _count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
+    return prompt, completion, min(cached, prompt), min(reasoning, completion)
+
+
+def _count(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
 
 def cache_writes_1h_of(u: Any) -> int:
     """The part of a pivot usage object's cache writes made to a one-hour cache."""
     details = u.get("prompt_tokens_details") if isinstance(u, dict) else None
-    return as_int(details.get(CACHE_WRITES_1H)) if isinstance(details, dict) else 0
+    return _count(details.get(CACHE_WRITES_1H)) if isinstance(details, dict) else 0
 
 
 def cache_writes_of(u: Any) -> int:
@@ -88,7 +96,7 @@ def cache_writes_of(u: Any) -> int:
     details = u.get("prompt_tokens_details") if isinstance(u, dict) else None
     if not isinstance(details, dict):
         return 0
-    return as_int(details.get(CACHE_WRITES)) or as_int(details.get(LEGACY_CACHE_WRITES))
+    return _count(details.get(CACHE_WRITES)) or _count(details.get(LEGACY_CACHE_WRITES))
 
 
 # ---- completion and chunk objects ----------------------------------------------------

@@ -188,3 +188,25 @@ def test_one_hour_cache_writes_survive_a_claude_answer_translated_to_the_respons
     assert (usage.input_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens) == (3010, 1000, 400)
     plain = responses_usage(usage_to_pivot({"input_tokens": 10, "output_tokens": 7}))
     assert plain is not None and "cache_write_1h_tokens" not in plain["input_tokens_details"]
+
+
+def test_a_translated_client_is_shown_no_count_a_call_cannot_have() -> None:
+    """A judge's finding: an OpenAI provider's ``completion_tokens: -3`` reached an
+    Anthropic client as ``output_tokens: -3``, and 200 cached tokens of a 120-token
+    prompt as 0 input plus 200 cache reads; the record, rightly, took neither."""
+    bad = {"prompt_tokens": 120, "completion_tokens": -3, "prompt_tokens_details": {"cached_tokens": 200}}
+    assert usage_from_pivot(bad) == {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 120,
+    }
+    written = {
+        "prompt_tokens": 100,
+        "completion_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 40, "cache_write_tokens": 90},
+    }
+    shown = usage_from_pivot(written)
+    assert shown["input_tokens"] + shown["cache_read_input_tokens"] + shown["cache_creation_input_tokens"] == 100
+    responses = responses_usage(bad)
+    assert responses["output_tokens"] == 0 and responses["input_tokens_details"]["cached_tokens"] == 120

@@ -80,9 +80,9 @@ def usage_to_pivot(u: Any) -> Json | None:
 
 def usage_from_pivot(u: Any) -> Json:
     prompt, completion, cached, _ = pivot.read_usage(u)
-    writes = pivot.cache_writes_of(u)
+    writes = min(pivot.cache_writes_of(u), prompt - cached)
     out: Json = {
-        "input_tokens": max(prompt - cached - writes, 0),
+        "input_tokens": prompt - cached - writes,
         "output_tokens": completion,
         "cache_creation_input_tokens": writes,
         "cache_read_input_tokens": cached,
