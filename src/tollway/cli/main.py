@@ -90,17 +90,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "admin": {"port": args.admin_port} if args.admin_port is not None else {},
     }
 
-    def make_runtime(on_reload_ok: Callable[[], None] | None, records_reloads: bool, fresh: bool) -> Runtime:
-        # The workers started with the gateway take the config validated above; one
-        # started again after it died reads the file as it is now, which the others
-        # may have reloaded since (a key taken out of it must not work again there).
-        current = started
-        if fresh:
-            now, problems = check_config(source.load)
-            if problems or now is None:
-                raise ConfigError(problems)
-            current = now
-        return Runtime(source, current, on_reload_ok=on_reload_ok, records_reloads=records_reloads, pinned=pinned)
+    def make_runtime(on_reload_ok: Callable[[], None] | None, records_reloads: bool) -> Runtime:
+        # Every worker starts on the config validated above (a worker started again then
+        # catches up with the file as a reload: ``run_worker``'s ``catch_up``).
+        return Runtime(source, started, on_reload_ok=on_reload_ok, records_reloads=records_reloads, pinned=pinned)
 
     from tollway.runtime.serve import StartupFailed
 

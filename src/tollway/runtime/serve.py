@@ -41,11 +41,10 @@ from tollway.runtime.summary import startup_lines
 from tollway.storage import StorageError
 
 AsgiApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
-# Builds a worker's runtime: (on_reload_ok, records_reloads, fresh) → the runtime (see
-# ``Runtime``). on_reload_ok runs after a reload asked of that worker's admin API took
-# effect (None: there are no other workers to tell); ``fresh``: a worker started again,
-# which reads the config file as it is now (raises ``ConfigError`` when it is not valid).
-MakeRuntime = Callable[[Callable[[], None] | None, bool, bool], Runtime]
+# Builds a worker's runtime on the config the gateway started with: (on_reload_ok,
+# records_reloads) → the runtime (see ``Runtime``). on_reload_ok runs after a reload
+# asked of that worker's admin API took effect (None: there are no other workers to tell).
+MakeRuntime = Callable[[Callable[[], None] | None, bool], Runtime]
 
 log = logging.getLogger("tollway")
 
@@ -194,11 +193,16 @@ def _host(address: str) -> str:
 
 
 async def run_worker(
-    runtime: Runtime, gw_sock: socket.socket, admin_sock: socket.socket | None, announce: int = 0, greet: bool = True
+    runtime: Runtime,
+    gw_sock: socket.socket,
+    admin_sock: socket.socket | None,
+    announce: int = 0,
+    catch_up: bool = False,
 ) -> None:
     """Serves until SIGTERM/SIGINT. ``announce``: the number of workers, for the one
-    that tells the operator what serves and when it stops (0: this worker says nothing);
-    ``greet``: it says what serves (not when it is a worker started again)."""
+    that tells the operator what serves and when it stops (0: this worker says nothing).
+    ``catch_up``: a worker started again after one died, which reloads the config file
+    before it serves (see ``_catch_up``) and says nothing of what serves."""
     cfg = runtime.loaded.config
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -210,6 +214,8 @@ async def run_worker(
         # parent forwards as SIGUSR1 (``_supervise``). Nowhere else is SIGUSR1 a reload.
         loop.add_signal_handler(signal.SIGUSR1, lambda: runtime.reload(source=FORWARDED_RELOAD))
     await runtime.start()
+    if catch_up:
+        await _catch_up(runtime)
     edge = cfg.server
     # A request the gateway listener's edge refuses is a usage record (SPEC §5); the
     # admin listener's are not calls.
@@ -234,7 +240,7 @@ async def run_worker(
     gc.set_threshold(5_000, 20, 50)
     ticks = [loop.create_task(server.main_loop()) for server, _ in servers]
     watcher = loop.create_task(_watch_file(runtime))
-    if announce and greet:
+    if announce and not catch_up:
         _announce(runtime, gw_sock, admin_sock, announce)
     await stop.wait()
     if announce:
@@ -262,6 +268,18 @@ async def run_worker(
         log.info("stopped")
 
 
+async def _catch_up(runtime: Runtime) -> None:
+    """A worker started again takes the config file as the others run it: a reload, so
+    it applies what a reload would (``server``, ``admin`` and ``storage`` as the gateway
+    started; no config consumer named like a runtime one), where the config the gateway
+    started with could hold a key taken out since. One that the others would refuse too
+    (the file broken meanwhile) leaves it not serving: ``ConfigError``."""
+    result = runtime.reload(source="a worker started again")
+    if not result.ok:
+        await runtime.stop()
+        raise ConfigError(result.errors)
+
+
 def _run_loop(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
     try:
         import uvloop
@@ -280,7 +298,7 @@ def serve(make_runtime: MakeRuntime, listen: Listen) -> int:
         gw_sock = bind(listen.host, listen.port)
         admin_sock = bind(listen.admin_host, listen.admin_port)
         try:
-            _run_loop(lambda: run_worker(make_runtime(None, True, False), gw_sock, admin_sock, announce=1))
+            _run_loop(lambda: run_worker(make_runtime(None, True), gw_sock, admin_sock, announce=1))
         except StorageError as exc:
             raise StartupFailed(f"cannot use storage.database: {exc}") from None
         return 0
@@ -325,18 +343,14 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
                 first = index == 0
                 announce = workers if first else 0
                 others = _reload_the_other_workers if first else None
-                _run_loop(
-                    lambda: run_worker(
-                        make_runtime(others, first, again), gw_socks[index], admin, announce, greet=not again
-                    )
-                )
+                _run_loop(lambda: run_worker(make_runtime(others, first), gw_socks[index], admin, announce, again))
             except ConfigError as exc:
                 # Started again while the file holds a config the others refused: not on
                 # the config the gateway started with (a key taken out since would work
                 # again here); tried again, less and less often, until the file is fixed.
                 problems = "; ".join(exc.problems)
                 print(
-                    f"tollway: worker {index}: not started again, the config file is not valid: {problems}",
+                    f"tollway: worker {index}: not started again until the config file can be reloaded: {problems}",
                     file=sys.stderr,
                     flush=True,
                 )
