@@ -425,6 +425,7 @@ plugins:
       consumers:
         - {{name: carol, credential: key-carol, budget: {{usd: 1, period: day}}}}
         - {{name: dave, credential: key-dave, budget: {{usd: 0.05, period: day}}}}
+        - {{name: solo, credential: key-solo, budget: {{usd: 1, period: day}}, max_parallel: 1}}
   - name: ai-cache
     defaultConfig:
       scope: consumer
@@ -470,6 +471,13 @@ def test_the_semantic_caches_embeddings_calls_are_held_to_the_budget_and_counted
     assert emb.calls == before
     [dave] = httpx.get(gw.admin_url + "/api/consumers/dave").json()["spend"]
     assert dave["spend_usd"] == 0
+    # The call held first counts as running; its embedding is part of it, not a second
+    # call in flight (max_parallel 1 refused every lookup: a reviewer's finding).
+    before = emb.calls
+    answer = openai_sdk(gw, key="key-solo").chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": uuid.uuid4().hex}], max_tokens=10
+    )
+    assert answer.choices[0].message.content and emb.calls == before + 1
     records = httpx.get(gw.admin_url + "/api/requests", params={"consumer": "carol", "limit": "1000"}).json()
     costs = [r["cost_usd"] or 0.0 for r in records["requests"]]
     embeddings = [r for r in records["requests"] if r["api"] == "embeddings"]

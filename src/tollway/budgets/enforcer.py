@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypedDict
 
 from tollway.budgets.alerts import Alerts
@@ -95,6 +95,11 @@ class Plan:
     spans: tuple[Span | None, ...]
     allowances: tuple[Allowance, ...]
     until_ms: float
+
+    def money_only(self) -> Plan:
+        """This plan without its max_parallel counts: a side call's (ai-cache's
+        embedding), made within a client call that counts as running already."""
+        return replace(self, allowances=tuple(Allowance(a.key, a.budget, a.running_key, -1) for a in self.allowances))
 
 
 # What an admitted call holds, to release when it ends: the amount, against each of
@@ -294,7 +299,7 @@ class Budgets:
             )
         return False
 
-    def admit_now(self, ex: Exchange, upstream_calls: UpstreamCalls) -> bool:
+    def admit_now(self, ex: Exchange, upstream_calls: UpstreamCalls, running: bool = True) -> bool:
         """``admit`` without suspending, when the store is this process's memory (a
         budgeted call's hot path, no coroutine): True when the call was held, refused
         (raised) or holds nothing; False when ``admit`` must run (another store, or a
@@ -309,11 +314,15 @@ class Budgets:
         plan = self._plan(consumer, self.clock() * 1000)
         if not plan.subjects:
             return True
+        if not running:
+            if plan.budgeted is None:
+                return True
+            plan = plan.money_only()
         hidden = self.continuations.hidden_now(ex) if plan.budgeted is not None else 0
         amount = self._amount(ex, plan, upstream_calls, hidden)
         return self._hold_or_refuse(ex, plan, amount, memory.spend_admit_now(plan.allowances, amount))
 
-    async def admit(self, ex: Exchange, upstream_calls: UpstreamCalls) -> None:
+    async def admit(self, ex: Exchange, upstream_calls: UpstreamCalls, running: bool = True) -> None:
         """Hold this call's most cost against its consumer's budgets and count it as
         running, or raise the SPEC's refusal. The call is billed as the model it goes
         upstream as (``upstream_calls``: the route's mappings applied); a call naming no
@@ -324,6 +333,10 @@ class Budgets:
         plan = self._plan(consumer, self.clock() * 1000)
         if not plan.subjects:
             return
+        if not running:  # (``admit_now``'s)
+            if plan.budgeted is None:
+                return
+            plan = plan.money_only()
         hidden = await self.continuations.hidden(ex) if plan.budgeted is not None else 0
         amount = self._amount(ex, plan, upstream_calls, hidden)
         for _ in range(_REBUILDS):
@@ -344,8 +357,10 @@ class Budgets:
         def sent_as(route: Route, asked: str) -> tuple[UpstreamCall, ...]:
             return (UpstreamCall(model),)
 
-        if not self.admit_now(call, sent_as):
-            await self.admit(call, sent_as)
+        # Money only: the client's call it is made for counts as running (max_parallel
+        # 1 refused every embedding once the call was held before it: ``admit_early``).
+        if not self.admit_now(call, sent_as, running=False):
+            await self.admit(call, sent_as, running=False)
 
     async def admit_early(self, call: Exchange, upstream_calls: UpstreamCalls) -> None:
         """``services.SideCallSpend``: the client's call held before a plugin spends on
