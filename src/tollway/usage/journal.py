@@ -40,8 +40,10 @@ from pathlib import Path
 
 log = logging.getLogger("tollway")
 
-# The most a full disk leaves waiting in memory to be journaled (see ``append``).
+# The most a full disk leaves waiting in memory to be journaled (see ``append``), and
+# how often the disk is tried again meanwhile.
 UNWRITTEN_MAX_BYTES = 64 << 20
+_RETRY_EVERY_S = 1.0
 _LOCK = ".lock"
 _SEGMENT = ".jsonl"
 
@@ -89,9 +91,14 @@ class Journal:
         self._done: deque[_Segment] = deque()
         # Segments to read back: dead processes' and our own spilled ones.
         self._backlog: deque[_Segment] = deque()
-        # Lines a write could not take (a full disk), tried again before the next ones:
-        # until then their records are in the writer's queue alone.
-        self._unwritten: list[bytes] = []
+        # Lines a write could not take (a full disk), with the queue position each batch
+        # reaches, written before the next ones (``append``): until then their records
+        # are in the writer's queue alone. Past ``UNWRITTEN_MAX_BYTES`` the oldest are let
+        # go, their count and reach kept (``_not_held``). Both forget what is stored.
+        self._held: deque[tuple[bytes, int]] = deque()
+        self._held_bytes = 0
+        self._not_held: deque[tuple[int, int]] = deque()
+        self._retry_at = 0.0
         self._last_warning = -float("inf")
 
     @property
@@ -102,7 +109,7 @@ class Journal:
     def missing(self) -> int:
         """How many queued records the journal does not hold (its writes failed): a stop
         now loses them."""
-        return sum(data.count(b"\n") for data in self._unwritten)
+        return sum(data.count(b"\n") for data, _ in self._held) + sum(n for n, _ in self._not_held)
 
     def _segment_path(self, seq: int) -> Path:
         return self.folder / f"{self.name}.{seq}{_SEGMENT}"
@@ -177,33 +184,61 @@ class Journal:
 
     def append(self, data: bytes, end: int) -> None:
         """Write ``data`` (whole lines) with one system call; the records reach position
-        ``end`` in the writer's queue. A failed write is logged (once per
-        ``warn_interval_s``) and its lines are kept to be written before the next ones
-        (``missing`` counts them meanwhile); the records are still queued."""
-        if self._fd < 0:
-            self._unwritten.append(data)
+        ``end`` in the writer's queue. A failed write (a full disk; a segment that could
+        not be opened) is logged once per ``warn_interval_s`` and its lines are held, in
+        order, to be written before the next ones: tried again at most once a second,
+        so a full disk costs an append no more than the lines it holds (``missing``
+        counts their records meanwhile; the records are still queued)."""
+        if self._lock_fd < 0:
             return
         self._current.end = end
-        if self._unwritten:
-            self._unwritten.append(data)
-            data = b"".join(self._unwritten)
-        if not self._write(data):
-            # (Bounded: a long outage of both the disk and the database keeps the
-            # oldest lines; the writer's queue, bounded too, holds the records.)
-            self._unwritten = [data] if len(data) <= UNWRITTEN_MAX_BYTES else [self._whole_lines(data)]
+        if self._held or self._fd < 0:
+            self._hold(data, end)
+            self._retry(time.monotonic())
             return
-        self._unwritten = []
+        if not self._write(data):
+            self._hold(data, end)
+            self._retry_at = time.monotonic() + _RETRY_EVERY_S
+            return
         if self._size >= self.segment_bytes:
             self._rotate()
 
-    @staticmethod
-    def _whole_lines(data: bytes) -> bytes:
-        return data[: data.rfind(b"\n", 0, UNWRITTEN_MAX_BYTES) + 1]
+    def _hold(self, data: bytes, end: int) -> None:
+        self._held.append((data, end))
+        self._held_bytes += len(data)
+        while self._held_bytes > UNWRITTEN_MAX_BYTES:
+            # The oldest go first; their records are still counted as not journaled.
+            dropped, reach = self._held.popleft()
+            self._held_bytes -= len(dropped)
+            self._not_held.append((dropped.count(b"\n"), reach))
+
+    def _retry(self, now: float) -> None:
+        """Write the held lines, oldest first, if it is time to try and the disk takes
+        them (a failed try costs one write: the first that fails ends it)."""
+        if now < self._retry_at:
+            return
+        self._retry_at = now + _RETRY_EVERY_S
+        if self._fd < 0:
+            try:
+                self._fd = self._open_segment(self._current.path)
+            except OSError as exc:
+                self._warn(f"usage: starting a journal segment in {self.folder} failed: {exc}")
+                return
+        held = self._held
+        while held:
+            data = held[0][0]
+            if not self._write(data):
+                return
+            held.popleft()
+            self._held_bytes -= len(data)
+        if self._size >= self.segment_bytes:
+            self._rotate()
 
     def retry(self) -> None:
-        """Write the lines a full disk refused, if it takes them now (at a stop)."""
-        if self._unwritten and self._fd >= 0 and self._write(b"".join(self._unwritten)):
-            self._unwritten = []
+        """Write the held lines now if the disk takes them (at a stop)."""
+        self._retry_at = 0.0
+        if self._held or self._fd < 0:
+            self._retry(time.monotonic())
 
     def _write(self, data: bytes) -> bool:
         try:
@@ -246,8 +281,12 @@ class Journal:
         done = self._done
         while done and done[0].end <= position:
             self._delete(done.popleft())
-        if self._unwritten and self._current.end <= position:
-            self._unwritten = []  # stored without ever being journaled
+        held = self._held
+        while held and held[0][1] <= position:  # stored without ever being journaled
+            self._held_bytes -= len(held.popleft()[0])
+        not_held = self._not_held
+        while not_held and not_held[0][1] <= position:
+            not_held.popleft()
         if self._size and not self._spilled and self._current.end <= position and self._fd >= 0:
             try:
                 os.ftruncate(self._fd, 0)

@@ -158,11 +158,53 @@ def test_lines_a_full_disk_refused_are_written_first_once_it_takes_writes_again(
         room = tmp_path / "room.jsonl"
         with room.open("wb") as file:
             os.dup2(file.fileno(), fd)  # (the disk has room again: the same descriptor now writes)
+        journal.retry()  # (an append tries again at most once a second; a stop at once)
         journal.append(_lines(1, start=3), 4)
         assert journal.missing == 0
         assert [_key(line) for line in room.read_bytes().splitlines()] == [0, 1, 2, 3]
         journal.append(_lines(1, start=4), 5)
         journal.stored(5)
         assert journal.missing == 0
+    finally:
+        journal.close()
+
+
+def test_held_lines_are_forgotten_once_stored_and_a_full_disk_costs_an_append_no_more(tmp_path: Path) -> None:
+    """A reviewer's finding: under steady traffic on a full disk the held lines were let
+    go only once the whole queue was stored (never, with calls always arriving), and each
+    append joined and wrote all of them again. Held lines go as the database stores
+    their records, and the disk is tried again at most once a second."""
+    journal = Journal(tmp_path)
+    journal.folder.mkdir(parents=True)
+    (journal.folder / f"{journal.name}.0.jsonl").symlink_to("/dev/full")
+    journal.open()
+    try:
+        for i in range(2000):
+            journal.append(_lines(1, start=i), i + 1)
+            journal.stored(max(i - 5, 0))  # (the database a few records behind)
+        assert journal.missing <= 7
+    finally:
+        journal.close()
+
+
+def test_a_segment_that_cannot_be_opened_holds_its_lines_until_it_can(tmp_path: Path) -> None:
+    """A reviewer's finding: a segment that could not be opened after a rotation (no
+    descriptors left) dropped its lines unbounded into memory and forgot them at the first
+    store. They are held, counted, and written once the segment opens."""
+    journal = Journal(tmp_path, segment_bytes=100)
+    journal.folder.mkdir(parents=True)
+    blocker = journal.folder / f"{journal.name}.1.jsonl"
+    blocker.mkdir()  # (opening a folder as the next segment fails, as EMFILE would)
+    journal.open()
+    try:
+        journal.append(_lines(2), 2)  # past 100 bytes: the next segment cannot be opened
+        journal.append(_lines(3, start=2), 5)
+        assert journal.missing == 3
+        journal.stored(2)
+        assert journal.missing == 3  # (records 2-4 are not stored)
+        blocker.rmdir()
+        journal.retry()
+        assert journal.missing == 0
+        assert [_key(line) for line in blocker.read_bytes().splitlines()] == [2, 3, 4]
     finally:
         journal.close()
