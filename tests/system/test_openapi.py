@@ -331,7 +331,8 @@ def _printable_items(case: schemathesis.Case[Any]) -> bool:
     point of one Unicode version is assigned in the next), so a body with one is not a
     valid one the API must take."""
     body = case.body if isinstance(case.body, dict) else {}
-    items = [i for f in ("allow_models", "groups") if isinstance(body.get(f), list) for i in body[f]]
+    lists = [body.get(f) for f in ("allow_models", "groups")]
+    items = [i for listed in lists if isinstance(listed, list) for i in listed]
     return all(not isinstance(i, str) or i.isprintable() for i in items)
 
 

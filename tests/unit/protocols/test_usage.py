@@ -209,4 +209,5 @@ def test_a_translated_client_is_shown_no_count_a_call_cannot_have() -> None:
     shown = usage_from_pivot(written)
     assert shown["input_tokens"] + shown["cache_read_input_tokens"] + shown["cache_creation_input_tokens"] == 100
     responses = responses_usage(bad)
+    assert responses is not None
     assert responses["output_tokens"] == 0 and responses["input_tokens_details"]["cached_tokens"] == 120
