@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -549,7 +550,7 @@ def test_a_worker_started_again_serves_the_config_as_reloaded(
         (dead,) = killed = [_workers(gw)[1]]
         os.kill(dead, signal.SIGKILL)
         said = gw.logged("not started again until the config file can be reloaded", within=10)
-        assert said and said[0].startswith("tollway: worker 1: ")
+        assert said and re.match(r"tollway: worker [01]: ", said[0])
         assert dead not in _workers(gw)
         path.write_text("server: {max_body_bytes: 300}\n" + config(mock_llm, state=redis))
         wait_for(lambda: _replaced(gw, killed, 2), 15, "worker 1 started once the file is fixed")
@@ -559,6 +560,37 @@ def test_a_worker_started_again_serves_the_config_as_reloaded(
     wait_for(lambda: httpx.get(gw.admin_url + "/readyz", timeout=5).status_code == 200, 10, "its admin API")
     assert gw.stop() == 0
     assert gw.logged("INFO stopped", within=1)
+
+
+def test_a_worker_started_again_refuses_a_file_the_others_refused(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    """A reviewer's High: a config consumer taken out, made a runtime consumer, then put
+    back in the file is refused by a reload (the name is the runtime one's); a worker
+    started again took that file all the same (its clash was not "new" against the
+    config it started on), and served the config key in place of the runtime one."""
+    redis = _redis_url()
+    path = tmp_path / "tollway.yaml"
+    auth = "plugins:\n  - name: key-auth\n    defaultConfig:\n      keys: [authorization]\n"
+    alice = "      consumers: [{name: alice, credential: alice-config-key}]\n"
+    gw = gateway(config(mock_llm, auth + alice, state=redis), "--workers", "2")
+    write_unnoticed(path, config(mock_llm, auth + "      consumers: []\n", state=redis))
+    gw.popen.send_signal(signal.SIGHUP)
+    with httpx.Client(base_url=gw.admin_url, timeout=10) as admin:
+        wait_for(lambda: admin.post("/api/consumers", json={"name": "alice"}).status_code == 201, 10, "alice made")
+    time.sleep(2)  # (both workers' directories have the runtime alice)
+    path.write_text(config(mock_llm, auth + alice, state=redis))
+    gw.popen.send_signal(signal.SIGHUP)
+    assert len(gw.logged("reload (SIGHUP) rejected", count=2, within=5)) == 2  # (by both workers)
+    before = len(gw.logged("is also a runtime consumer", within=0))
+    (second,) = killed = [_workers(gw)[1]]
+    os.kill(second, signal.SIGKILL)
+    said = gw.logged("not started again until the config file can be reloaded", within=10)
+    assert said and "'alice' is also a runtime consumer" in said[0]
+    assert len(gw.logged("is also a runtime consumer", within=0)) > before
+    write_unnoticed(path, config(mock_llm, auth + "      consumers: []\n", state=redis))
+    wait_for(lambda: _replaced(gw, killed, 2), 15, "worker 1 started once the file is fixed")
+    assert gw.stop() == 0
 
 
 def test_workers_stop_when_their_parent_is_killed(gateway: GatewayFactory, mock_llm: Proc) -> None:

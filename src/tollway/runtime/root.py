@@ -72,6 +72,10 @@ _RESTART_ONLY = ("server", "admin", "storage")
 # The source of a reload one worker's admin API asked of the others (``--workers``): the
 # asking worker records it, as the admin's.
 FORWARDED_RELOAD = "admin API, through another worker"
+# A worker started again taking the file as the others run it (``serve._catch_up``): not
+# a change of the gateway's (no audit event), and refused for every name a runtime
+# consumer or group holds, since the config it started on is not what the others run.
+CATCH_UP = "a worker started again"
 
 
 class Runtime:
@@ -90,14 +94,17 @@ class Runtime:
         on_reload_ok: Callable[[], None] | None = None,
         records_reloads: bool = True,
         pinned: Mapping[str, Mapping[str, object]] | None = None,
+        started_digest: bytes | None = None,
     ) -> None:
         self.source = source
         # Fields the command line set over the file's (``serve --port``, by section):
         # a reload's change to one of them needs no restart, it would change nothing.
         self.pinned = pinned or {}
         self.loaded = loaded
-        # The file's content the config in effect came from (``ConfigSource.digest``).
-        self.applied_digest = source.digest()
+        # The file's content the config in effect came from (``ConfigSource.digest``):
+        # ``started_digest``, the file's as the gateway read it at start, where given
+        # (a worker forked later may find the file changed since).
+        self.applied_digest = started_digest if started_digest is not None else source.digest()
         # What the process started with: the sections a reload cannot change stay as
         # they were then, whatever the files reloaded since said.
         self.started_with = loaded.config
@@ -331,17 +338,18 @@ class Runtime:
             problems = exc.problems + build_problems(exc.parsed, self.services)
             log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(problems))
             return ReloadResult(False, problems)
-        taken = self._taken_names(loaded, new_only=True)
+        taken = self._taken_names(loaded, new_only=source != CATCH_UP)
         if taken:
             log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(taken))
             return ReloadResult(False, taken)
         old, new = self.loaded.config, loaded.config
         # Against what runs, not the file before: a change reverted is no change.
         restart = [name for name in _RESTART_ONLY if self._as_run(self.started_with, name) != self._as_run(new, name)]
-        self._say_warnings(
-            [f"reload ({source}): changes to {name!r} need a restart and were not applied" for name in restart]
-            + list(loaded.warnings)
-        )
+        if source != CATCH_UP:  # (said when the others took the file)
+            self._say_warnings(
+                [f"reload ({source}): changes to {name!r} need a restart and were not applied" for name in restart]
+                + list(loaded.warnings)
+            )
         self.loaded = loaded
         self.applied_digest = digest
         retired, self.snapshot = self.snapshot, snapshot
@@ -362,8 +370,9 @@ class Runtime:
         retired.retire()
         # With workers, the one that speaks for them says it (each took the same file);
         # a reload one of them rejected is told by each that rejected it.
-        log.log(logging.INFO if self.records_reloads else logging.DEBUG, "reload (%s): new config in effect", source)
-        if source not in (ADMIN_RELOAD, FORWARDED_RELOAD) and self.records_reloads:
+        said = logging.INFO if self.records_reloads and source != CATCH_UP else logging.DEBUG
+        log.log(said, "reload (%s): new config in effect", source)
+        if source not in (ADMIN_RELOAD, FORWARDED_RELOAD, CATCH_UP) and self.records_reloads:
             # A reload the admin API did not ask for (SIGHUP, the file watcher) changes
             # what the gateway enforces all the same: audited as the admin's are (with
             # workers, by the one that serves the admin API).

@@ -36,7 +36,7 @@ from tollway.runtime.connection import (
     connection_class,
     derived_max_connections,
 )
-from tollway.runtime.root import FORWARDED_RELOAD, Runtime
+from tollway.runtime.root import CATCH_UP, FORWARDED_RELOAD, Runtime
 from tollway.runtime.summary import startup_lines
 from tollway.storage import StorageError
 
@@ -274,7 +274,9 @@ async def _catch_up(runtime: Runtime) -> None:
     started; no config consumer named like a runtime one), where the config the gateway
     started with could hold a key taken out since. One that the others would refuse too
     (the file broken meanwhile) leaves it not serving: ``ConfigError``."""
-    result = runtime.reload(source="a worker started again")
+    # (Even when the file reads as it did at start: the others may have reloaded a
+    # change and refused its undoing.)
+    result = runtime.reload(source=CATCH_UP)
     if not result.ok:
         await runtime.stop()
         raise ConfigError(result.errors)
@@ -404,7 +406,9 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
             continue
         code = os.waitstatus_to_exitcode(status)
         if stopping:
-            failed = failed or (code != 0 and code != STARTUP_FAILED)
+            # (-SIGTERM: a worker still starting, its handlers not yet set, when the
+            # forwarded SIGTERM came: a stop like any other.)
+            failed = failed or code not in (0, STARTUP_FAILED, -signal.SIGTERM)
         elif code == STARTUP_FAILED and not restarts[index]:
             # A first start failed: the others would fail alike. Stop them; exit 1.
             failed = stopping = True
