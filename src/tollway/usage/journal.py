@@ -33,6 +33,7 @@ import fcntl
 import logging
 import os
 import secrets
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ log = logging.getLogger("tollway")
 # how often the disk is tried again meanwhile.
 UNWRITTEN_MAX_BYTES = 64 << 20
 _RETRY_EVERY_S = 1.0
+# The reach of held lines no store of the queue covers (``_hold``).
+_NEVER = sys.maxsize
 _LOCK = ".lock"
 _SEGMENT = ".jsonl"
 
@@ -204,13 +207,22 @@ class Journal:
             self._rotate()
 
     def _hold(self, data: bytes, end: int) -> None:
-        self._held.append((data, end))
+        # Lines of records the full queue did not take (``spill``) are in no queue: the
+        # database storing the queue does not make them stored; only the journal, read
+        # back, can (their reach: never).
+        self._held.append((data, _NEVER if self._spilled else end))
         self._held_bytes += len(data)
         while self._held_bytes > UNWRITTEN_MAX_BYTES:
             # The oldest go first; their records are still counted as not journaled.
             dropped, reach = self._held.popleft()
             self._held_bytes -= len(dropped)
-            self._not_held.append((dropped.count(b"\n"), reach))
+            count = dropped.count(b"\n")
+            self._not_held.append((count, reach))
+            if reach == _NEVER:
+                self._warn(
+                    f"usage: {count} record(s) lost: the record queue is full and the "
+                    f"journal in {self.folder} cannot be written"
+                )
 
     def _retry(self, now: float) -> None:
         """Write the held lines, oldest first, if it is time to try and the disk takes

@@ -208,3 +208,30 @@ def test_a_segment_that_cannot_be_opened_holds_its_lines_until_it_can(tmp_path: 
         assert [_key(line) for line in blocker.read_bytes().splitlines()] == [2, 3, 4]
     finally:
         journal.close()
+
+
+def test_held_lines_of_records_past_a_full_queue_wait_for_the_journal_not_the_database(tmp_path: Path) -> None:
+    """A reviewer's finding: with the queue full and the disk full, the lines of the
+    records the queue did not take were held with the rest and let go once the queued
+    ones were stored: in no queue and no file, lost with no count and no warning. They
+    are kept until written, then read back as any spilled segment."""
+    journal = Journal(tmp_path)
+    journal.folder.mkdir(parents=True)
+    segment = journal.folder / f"{journal.name}.0.jsonl"
+    segment.symlink_to("/dev/full")
+    journal.open()
+    try:
+        journal.spill()  # (the queue took 2 of the 5)
+        journal.append(_lines(5), 2)
+        journal.stored(2)
+        assert journal.missing == 5
+        (fd,) = [int(n) for n in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{n}") == "/dev/full"]
+        room = tmp_path / "room.jsonl"
+        with room.open("wb") as file:
+            os.dup2(file.fileno(), fd)
+        journal.retry()
+        assert journal.missing == 0
+        assert [_key(line) for line in room.read_bytes().splitlines()] == [0, 1, 2, 3, 4]
+        assert journal.next_backlog() == segment  # (read back: the spilled records with it)
+    finally:
+        journal.close()
