@@ -142,22 +142,36 @@ def test_a_spilled_segment_is_read_back(tmp_path: Path) -> None:
     assert journal.close()
 
 
-def test_lines_a_full_disk_refused_are_written_first_once_it_takes_writes_again(tmp_path: Path) -> None:
-    """Appends that fail (ENOSPC) are kept and written, in order, before the next lines
-    once the disk has room: the journal holds every record again, none cut short."""
+def _on_a_full_disk(tmp_path: Path) -> tuple[Journal, Path]:
+    """An open journal whose first segment is /dev/full: every write to it fails,
+    ENOSPC, as on a full disk (the segment's name is made before the journal opens it)."""
     journal = Journal(tmp_path)
     journal.folder.mkdir(parents=True)
     segment = journal.folder / f"{journal.name}.0.jsonl"
     segment.symlink_to("/dev/full")
     journal.open()
+    return journal, segment
+
+
+def _room_again(tmp_path: Path) -> Path:
+    """The disk has room again: the journal's descriptor on /dev/full now writes to the
+    file returned."""
+    (fd,) = [int(n) for n in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{n}") == "/dev/full"]
+    room = tmp_path / "room.jsonl"
+    with room.open("wb") as file:
+        os.dup2(file.fileno(), fd)
+    return room
+
+
+def test_lines_a_full_disk_refused_are_written_first_once_it_takes_writes_again(tmp_path: Path) -> None:
+    """Appends that fail (ENOSPC) are kept and written, in order, before the next lines
+    once the disk has room: the journal holds every record again, none cut short."""
+    journal, _ = _on_a_full_disk(tmp_path)
     try:
         journal.append(_lines(2), 2)
         journal.append(_lines(1, start=2), 3)
         assert journal.missing == 3
-        (fd,) = [int(n) for n in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{n}") == "/dev/full"]
-        room = tmp_path / "room.jsonl"
-        with room.open("wb") as file:
-            os.dup2(file.fileno(), fd)  # (the disk has room again: the same descriptor now writes)
+        room = _room_again(tmp_path)
         journal.retry()  # (an append tries again at most once a second; a stop at once)
         journal.append(_lines(1, start=3), 4)
         assert journal.missing == 0
@@ -215,20 +229,13 @@ def test_held_lines_of_records_past_a_full_queue_wait_for_the_journal_not_the_da
     records the queue did not take were held with the rest and let go once the queued
     ones were stored: in no queue and no file, lost with no count and no warning. They
     are kept until written, then read back as any spilled segment."""
-    journal = Journal(tmp_path)
-    journal.folder.mkdir(parents=True)
-    segment = journal.folder / f"{journal.name}.0.jsonl"
-    segment.symlink_to("/dev/full")
-    journal.open()
+    journal, segment = _on_a_full_disk(tmp_path)
     try:
         journal.spill()  # (the queue took 2 of the 5)
         journal.append(_lines(5), 2)
         journal.stored(2)
         assert journal.missing == 5
-        (fd,) = [int(n) for n in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{n}") == "/dev/full"]
-        room = tmp_path / "room.jsonl"
-        with room.open("wb") as file:
-            os.dup2(file.fileno(), fd)
+        room = _room_again(tmp_path)
         journal.retry()
         assert journal.missing == 0
         assert [_key(line) for line in room.read_bytes().splitlines()] == [0, 1, 2, 3, 4]
