@@ -67,7 +67,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         source = ConfigSource(None, quickstart_yaml(key, os.environ))
     from tollway.gateway.snapshot import check_config
 
-    started_digest = source.digest()  # (the file as read now: a worker's file watcher starts from it)
     loaded, problems = check_config(source.load)
     if problems or loaded is None:
         print_config_problems(ConfigError(problems))
@@ -94,14 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def make_runtime(on_reload_ok: Callable[[], None] | None, records_reloads: bool) -> Runtime:
         # Every worker starts on the config validated above (a worker started again then
         # catches up with the file as a reload: ``run_worker``'s ``catch_up``).
-        return Runtime(
-            source,
-            started,
-            on_reload_ok=on_reload_ok,
-            records_reloads=records_reloads,
-            pinned=pinned,
-            started_digest=started_digest,
-        )
+        return Runtime(source, started, on_reload_ok=on_reload_ok, records_reloads=records_reloads, pinned=pinned)
 
     from tollway.runtime.serve import StartupFailed
 

@@ -94,17 +94,14 @@ class Runtime:
         on_reload_ok: Callable[[], None] | None = None,
         records_reloads: bool = True,
         pinned: Mapping[str, Mapping[str, object]] | None = None,
-        started_digest: bytes | None = None,
     ) -> None:
         self.source = source
         # Fields the command line set over the file's (``serve --port``, by section):
         # a reload's change to one of them needs no restart, it would change nothing.
         self.pinned = pinned or {}
         self.loaded = loaded
-        # The file's content the config in effect came from (``ConfigSource.digest``):
-        # ``started_digest``, the file's as the gateway read it at start, where given
-        # (a worker forked later may find the file changed since).
-        self.applied_digest = started_digest if started_digest is not None else source.digest()
+        # The file's content the config in effect came from (``ConfigSource.digest``).
+        self.applied_digest = source.digest()
         # What the process started with: the sections a reload cannot change stay as
         # they were then, whatever the files reloaded since said.
         self.started_with = loaded.config
