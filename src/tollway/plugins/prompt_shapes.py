@@ -18,7 +18,7 @@ from tollway.exchange import Exchange, StateKey
 Json = dict[str, Any]
 SHAPED_APIS = frozenset({"chat", "messages", "responses"})
 _INSTRUCTION_ROLES = frozenset({"system", "developer"})
-# How many turns the prompt plugins put before and after the client's own (``turns_added``):
+# How many turns the prompt plugins put before and after the client's own (``note_added_turns``):
 # ai-cache's question is the client's last one, not a fixed "Answer in English." after it.
 ADDED_TURNS: StateKey[tuple[int, int]] = StateKey("prompt_shapes.added_turns")
 
