@@ -405,11 +405,6 @@ def placed_consumer_lists(loaded: LoadedConfig) -> Iterator[tuple[str, KeyAuthCo
                 yield f"plugins[{setup.index}].{rule.place}", rule.config
 
 
-def config_consumer_entries(loaded: LoadedConfig) -> list[ConsumerEntry]:
-    """Every consumer entry of the config's key-auth instances, as configured."""
-    return list(_config_entries(loaded))
-
-
 def config_consumers(loaded: LoadedConfig) -> list[ConsumerInfo]:
     """The consumers of every key-auth instance in a config, each name once."""
     found: dict[str, ConsumerInfo] = {}
@@ -465,4 +460,4 @@ def config_tools(loaded: LoadedConfig) -> frozenset[tuple[str, str]]:
     return frozenset(found)
 
 
-__all__ = ["ConsumerEntry", "KeyAuth", "KeyAuthConfig", "config_consumer_entries", "config_consumers", "config_tools"]
+__all__ = ["ConsumerEntry", "KeyAuth", "KeyAuthConfig", "config_consumers", "config_tools"]

@@ -40,7 +40,7 @@ from tollway.gateway.edge import ClientIp, GatewayApp
 from tollway.gateway.snapshot import Snapshot, build_problems
 from tollway.mcp.relay import McpRelay
 from tollway.mockllm import create_app as create_mock_app
-from tollway.plugins.key_auth import config_consumer_entries, config_consumer_listing, config_consumers, config_tools
+from tollway.plugins.key_auth import config_consumer_listing, config_consumers, config_tools
 from tollway.proxy.ai_proxy import AiProxy
 from tollway.proxy.ownership import Ownership
 from tollway.quotas.ledger import QuotaLedger
@@ -76,6 +76,19 @@ FORWARDED_RELOAD = "admin API, through another worker"
 # a change of the gateway's (no audit event), and refused for every name a runtime
 # consumer or group holds, since the config it started on is not what the others run.
 CATCH_UP = "a worker started again"
+
+
+def _consumer_of(listed: ConsumerListed) -> Consumer:
+    """A listed consumer as the budgets know one: its name, groups, budget and
+    max_parallel (what decides which budgets apply)."""
+    b = listed["budget"]
+    return Consumer(
+        listed["name"],
+        groups=tuple(listed["groups"]),
+        source=listed["source"],
+        budget=Budget(b["usd"], b["period"]) if b is not None else None,
+        max_parallel=listed["max_parallel"],
+    )
 
 
 class Runtime:
@@ -237,41 +250,16 @@ class Runtime:
     async def _spend_of(self, name: str) -> list[dict[str, object]]:
         """The consumer's current spend, one entry per budget that applies (its groups'
         included), for ``GET /api/consumers/NAME``."""
-        consumer = next((e.consumer() for e in config_consumer_entries(self.loaded) if e.name == name), None)
-        if consumer is None:
-            detail = await self.directory.get(name)
-            if detail is None:
-                return []
-            b = detail["budget"]
-            consumer = Consumer(
-                name,
-                groups=tuple(detail["groups"]),
-                source="runtime",
-                budget=Budget(b["usd"], b["period"]) if b is not None else None,
-                max_parallel=detail["max_parallel"],
-            )
-        try:
-            entries = await self.budgets.consumer_spend(consumer)
-        except GatewayError as exc:  # the state store (or the records) cannot answer now
-            raise StorageError(exc.message, unreachable=True) from None
-        return [dict(e) for e in entries]
+        listed: ConsumerListed | None = next(
+            (c for c in config_consumer_listing(self.loaded) if c["name"] == name), None
+        ) or await self.directory.get(name)
+        return (await self._spend_of_each([listed]))[0] if listed is not None else []
 
     async def _spend_of_each(self, consumers: list[ConsumerListed]) -> list[list[dict[str, object]]]:
         """Each consumer's current spend, as ``_spend_of`` gives one's, for ``GET
         /api/consumers?spend=true``: a budget several of them share (a group's) is read
         once."""
-        subjects = [
-            self.budgets.subjects(
-                Consumer(
-                    c["name"],
-                    groups=tuple(c["groups"]),
-                    source=c["source"],
-                    budget=Budget(b["usd"], b["period"]) if (b := c["budget"]) is not None else None,
-                    max_parallel=c["max_parallel"],
-                )
-            )
-            for c in consumers
-        ]
+        subjects = [self.budgets.subjects(_consumer_of(c)) for c in consumers]
         unique = {(s.kind, s.name): s for each in subjects for s in each}
         try:
             entries = await self.budgets.spend(list(unique.values()))
