@@ -87,20 +87,30 @@ _SETTLE_RETRY_FOR_S = 300.0
 # Settlements waiting to be tried again, at most (a few MB; an outage under load).
 _SETTLE_BACKLOG = 50_000
 
+
+def _timely(deadline_arg: int, late: str) -> str:
+    """The head of a script that counts or takes: ``now``, Redis's clock in ms, and an
+    early ``return {late}`` (nothing changed) when the script runs past the deadline in
+    ``ARGV[deadline_arg]`` (``redis_clock``; 0: none), its caller having given up."""
+    return f"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = tonumber(ARGV[{deadline_arg}])
+if deadline > 0 and now > deadline then
+  return {{{late}}}
+end"""
+
+
 # KEYS[1] counter name; ARGV window ms, limit, amount, grace ms, deadline ms (Redis's
 # clock; 0: none). Returns {admitted, used, reset ms, window index, now ms}; admitted 2:
 # run past its deadline, nothing counted (``redis_clock``). Counts only what it admits, so
 # refused requests do not push the window further over.
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_TAKE = (
+    _timely(5, "2, 0, 0, 0, now")
+    + """
 local length = tonumber(ARGV[1])
 local window = math.floor(now / length)
 local reset = (window + 1) * length - now
-local deadline = tonumber(ARGV[5])
-if deadline > 0 and now > deadline then
-  return {2, 0, reset, window, now}
-end
 local key = KEYS[1] .. ':' .. string.format('%d', window)
 local current = redis.call('GET', key)
 local used = tonumber(current or '0')
@@ -114,17 +124,14 @@ if not current then
 end
 return {1, used, reset, window, now}
 """
+)
 
 # KEYS[1] counter name; ARGV window index, delta, deadline ms (as _TAKE's). Returns
 # {applied, now ms}: 1 applied, 0 the window expired (it stays gone), 2 run past its
 # deadline, nothing changed.
-_ADJUST = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = tonumber(ARGV[3])
-if deadline > 0 and now > deadline then
-  return {2, now}
-end
+_ADJUST = (
+    _timely(3, "2, now")
+    + """
 local key = KEYS[1] .. ':' .. ARGV[1]
 if redis.call('EXISTS', key) == 1 then
   redis.call('INCRBY', key, ARGV[2])
@@ -132,18 +139,15 @@ if redis.call('EXISTS', key) == 1 then
 end
 return {0, now}
 """
+)
 
 # KEYS[1] quota hash; ARGV amount, deadline ms (as _TAKE's). Returns {admitted,
 # remaining, reserved, generation, exists, now ms}; admitted 2: run past its deadline,
 # nothing reserved (a reservation no one waits for would never be settled: the balance
 # would lose it for good).
-_QUOTA_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = tonumber(ARGV[2])
-if deadline > 0 and now > deadline then
-  return {2, 0, 0, 0, 1, now}
-end
+_QUOTA_TAKE = (
+    _timely(2, "2, 0, 0, 0, 1, now")
+    + """
 local q = redis.call('HMGET', KEYS[1], 'v', 'g')
 if not q[1] then
   return {0, 0, 0, 0, 0, now}
@@ -157,6 +161,7 @@ local r = math.min(tonumber(ARGV[1]), v)
 v = redis.call('HINCRBY', KEYS[1], 'v', -r)
 return {1, v, r, g, 1, now}
 """
+)
 
 # KEYS[1] quota hash; ARGV generation, reserved, spent. Returns {exists, ledger version or -1}.
 _QUOTA_SETTLE = """
@@ -222,13 +227,9 @@ return redis.call('HINCRBY', KEYS[1], 'g', 1)
 # touched, so a call takes for all or none. Outcome 4: run past its deadline, nothing
 # taken (a hold and a running count no one waits for would stand until they expire,
 # minutes: a consumer's budget and max_parallel taken by calls long refused).
-_SPEND_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = tonumber(ARGV[3])
-if deadline > 0 and now > deadline then
-  return {4, 0, 0, 0, now}
-end
+_SPEND_ADMIT = (
+    _timely(3, "4, 0, 0, 0, now")
+    + """
 local amount = tonumber(ARGV[1])
 local n = #KEYS / 3
 for i = 1, n do
@@ -262,6 +263,7 @@ for i = 1, n do
 end
 return {0, 0, 0, 0, now}
 """
+)
 # spend_admit's outcome when it ran past its deadline.
 _SPEND_LATE = 4
 
