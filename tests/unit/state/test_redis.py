@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio
@@ -230,6 +231,19 @@ async def _counted(server: RedisServer, key: str) -> int:
         await client.aclose()
 
 
+async def _refused_during_a_hang(redis_server: RedisServer, call: Callable[[], Awaitable[object]], n: int) -> None:  # noqa: F811
+    """``n`` calls sent while Redis hangs (SIGSTOP), each refused once its caller's wait
+    is over; then Redis comes back and runs what waited in its sockets."""
+    redis_server.pause()
+    try:
+        hung = await asyncio.gather(*(call() for _ in range(n)), return_exceptions=True)
+        assert all(isinstance(r, StateUnavailable) for r in hung), hung
+        await asyncio.sleep(0.5)  # (a hang of seconds, as the judge's; the callers gave up after 0.2)
+    finally:
+        redis_server.resume()
+    await asyncio.sleep(0.3)  # (the commands that waited in their sockets have run)
+
+
 @pytest.mark.parametrize("lean", [True, False])
 async def test_takes_refused_during_a_hang_count_nothing_when_redis_comes_back(
     redis_server: RedisServer,  # noqa: F811
@@ -242,14 +256,7 @@ async def test_takes_refused_during_a_hang_count_nothing_when_redis_comes_back(
     store = RedisStateStore.from_url(url)
     try:
         assert (await store.take("tenant", 60, 5, 1)).admitted  # (the first reply shows Redis's clock)
-        redis_server.pause()
-        try:
-            hung = await asyncio.gather(*(store.take("tenant", 60, 5, 1) for _ in range(20)), return_exceptions=True)
-            assert all(isinstance(r, StateUnavailable) for r in hung), hung
-            await asyncio.sleep(0.5)  # (a hang of seconds, as the judge's; the callers gave up after 0.2)
-        finally:
-            redis_server.resume()
-        await asyncio.sleep(0.3)  # (the commands that waited in their sockets have run)
+        await _refused_during_a_hang(redis_server, lambda: store.take("tenant", 60, 5, 1), 20)
         assert await _counted(redis_server, "tenant") == 1
         took = [await store.take("tenant", 60, 5, 1) for _ in range(5)]
         assert [t.admitted for t in took] == [True] * 4 + [False]
@@ -293,16 +300,7 @@ async def test_quota_reservations_refused_during_a_hang_take_nothing_when_redis_
         await store.quota_set("quota:alice", 1000)
         took = await store.quota_take("quota:alice", 10)  # (the first reply shows Redis's clock)
         await store.quota_settle("quota:alice", took.generation, took.reserved, 10)
-        redis_server.pause()
-        try:
-            hung = await asyncio.gather(
-                *(store.quota_take("quota:alice", 50) for _ in range(8)), return_exceptions=True
-            )
-            assert all(isinstance(r, StateUnavailable) for r in hung), hung
-            await asyncio.sleep(0.5)
-        finally:
-            redis_server.resume()
-        await asyncio.sleep(0.3)  # (the commands that waited in their sockets have run)
+        await _refused_during_a_hang(redis_server, lambda: store.quota_take("quota:alice", 50), 8)
         assert await store.quota_get("quota:alice") == 990
         took = await store.quota_take("quota:alice", 50)
         assert (took.admitted, took.remaining, took.reserved) == (True, 940, 50)
@@ -322,16 +320,7 @@ async def test_budget_holds_refused_during_a_hang_hold_nothing_when_redis_comes_
         assert await store.spend_restore("budget:alice", 0, 0)
         assert (await store.spend_admit(subjects, 100, 600_000)).outcome == Admission.ADMITTED
         await store.spend_release(subjects, 100, 100)
-        redis_server.pause()
-        try:
-            hung = await asyncio.gather(
-                *(store.spend_admit(subjects, 1000, 600_000) for _ in range(6)), return_exceptions=True
-            )
-            assert all(isinstance(r, StateUnavailable) for r in hung), hung
-            await asyncio.sleep(0.5)
-        finally:
-            redis_server.resume()
-        await asyncio.sleep(0.3)
+        await _refused_during_a_hang(redis_server, lambda: store.spend_admit(subjects, 1000, 600_000), 6)
         assert await store.spend_read("budget:alice") == (100, 0)
         answers = [await store.spend_admit(subjects, 1000, 600_000) for _ in range(3)]
         assert [a.outcome for a in answers] == [Admission.ADMITTED, Admission.ADMITTED, Admission.TOO_MANY]
