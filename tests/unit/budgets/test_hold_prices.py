@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from tollway.budgets.enforcer import HOLD, Budgets, Plan, Subject
+from tollway.budgets.enforcer import HOLD, Budgets, Plan, Subject, _over_budget
+from tollway.budgets.periods import span_of
 from tollway.config.schema import Price
 from tollway.consumers.consumer import Budget, Consumer
 from tollway.consumers.groups import GroupDirectory
@@ -98,3 +99,10 @@ def test_counting_tokens_holds_nothing_and_needs_no_price() -> None:
     assert budgets._amount(ex, plan, lambda route, model: (UpstreamCall(model),)) == 0
     ex.api, ex.model_requested = "messages", "priced"
     assert budgets._amount(ex, plan, lambda route, model: (UpstreamCall(model),)) > 0
+
+
+def test_a_refusal_names_a_small_budget_in_dollars_as_it_names_the_spend() -> None:
+    # A judge read "its budget per day of $1e-05 ($0.000006 spent, …)".
+    subject = Subject("consumer", "bob", Budget(0.00001, "day"), None)
+    refusal = _over_budget(subject, span_of("day", 1_800_000_000.0), 6_000, 0, 5_000)
+    assert "budget per day of $0.00001 ($0.000006 spent, $0 held" in refusal.message
