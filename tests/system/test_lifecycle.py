@@ -593,6 +593,20 @@ def test_a_worker_started_again_refuses_a_file_the_others_refused(
     assert gw.stop() == 0
 
 
+def test_a_gateway_stopped_as_a_worker_is_started_again_stops(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    """CI's hang: SIGTERM sent the moment a worker was started again reached it before it
+    had put back the default handlers, so it ran the parent's forwarding handler it was
+    forked with, took the signal as forwarded, and served on: the gateway never exited."""
+    gw = gateway(config(mock_llm, state=_redis_url()), "--workers", "2")
+    (second,) = killed = [_workers(gw)[1]]
+    os.kill(second, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not _replaced(gw, killed, 2) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    assert _replaced(gw, killed, 2), "worker 1 was not started again"
+    assert gw.stop() == 0
+
+
 def test_workers_stop_when_their_parent_is_killed(gateway: GatewayFactory, mock_llm: Proc) -> None:
     """A judge's finding: the parent killed (SIGKILL, the OOM killer), its workers went on
     serving, orphaned, and the next start could not bind the port."""

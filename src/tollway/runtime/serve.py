@@ -213,6 +213,8 @@ async def run_worker(
         # A worker but the first: the first's admin API asked for a reload, which the
         # parent forwards as SIGUSR1 (``_supervise``). Nowhere else is SIGUSR1 a reload.
         loop.add_signal_handler(signal.SIGUSR1, lambda: runtime.reload(source=FORWARDED_RELOAD))
+    # (A worker is forked with the reloads blocked: one sent meanwhile is taken now.)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
     await runtime.start()
     if catch_up:
         await _catch_up(runtime)
@@ -331,10 +333,18 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
     os.write(say_w, b".")
 
     def spawn(index: int) -> None:
+        # The signals wait, blocked, across the fork: one let through at once ran the
+        # parent's handler in the parent before it knew the new worker (not forwarded to
+        # it), or in the new worker before it put back the defaults (taken as the
+        # parent's, and the worker served on): either way the gateway never stopped.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
         pid = os.fork()
         if pid == 0:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
+            for sig in (*_FORWARDED, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
+            # A stop ends it at once, still starting; a reload waits for its handler
+            # (``run_worker``), rather than end it as SIGHUP's default would.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
             _stop_with(parent)
             code = 0
             try:
@@ -369,6 +379,7 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
                 code = 1
             os._exit(code)
         children[pid] = index
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
 
     def forward(sig: int, _frame: object) -> None:
         nonlocal stopping
@@ -446,6 +457,9 @@ def _stop_with(parent: int) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+# The signals the parent forwards to its workers, and those of them that stop.
+_STOPS = {signal.SIGTERM, signal.SIGINT}
+_FORWARDED = {*_STOPS, signal.SIGHUP, signal.SIGUSR1}
 
 
 def _take(fd: int) -> bool:
