@@ -588,9 +588,24 @@ def test_a_worker_started_again_refuses_a_file_the_others_refused(
     said = gw.logged("not started again until the config file can be reloaded", within=10)
     assert said and "'alice' is also a runtime consumer" in said[0]
     assert len(gw.logged("is also a runtime consumer", within=0)) > before
+    # Meanwhile worker 1's socket is given up: new connections go to worker 0 alone, where
+    # the kernel gave it about half of them, to wait unanswered until the file was fixed.
+    assert gw.logged("worker 1 exited with 3", within=5)
+    port = int(gw.url.rsplit(":", 1)[1])
+    assert _listeners(port) == 1
+    with httpx.Client(base_url=gw.url, timeout=5) as http:
+        assert [chat(http, connection="close").status_code for _ in range(12)] == [401] * 12
     write_unnoticed(path, config(mock_llm, auth + "      consumers: []\n", state=redis))
     wait_for(lambda: _replaced(gw, killed, 2), 15, "worker 1 started once the file is fixed")
+    wait_for(lambda: _listeners(port) == 2, 10, "worker 1 to listen beside worker 0 once it serves")
     assert gw.stop() == 0
+
+
+def _listeners(port: int) -> int:
+    """How many sockets listen on ``port`` of 127.0.0.1 (one per worker that serves)."""
+    wanted = f"0100007F:{port:04X}"
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1] == wanted and row.split()[3] == "0A")
 
 
 def test_a_gateway_stopped_as_a_worker_is_started_again_stops(gateway: GatewayFactory, mock_llm: Proc) -> None:

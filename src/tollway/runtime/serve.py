@@ -194,7 +194,7 @@ def _host(address: str) -> str:
 
 async def run_worker(
     runtime: Runtime,
-    gw_sock: socket.socket,
+    gw_sock: socket.socket | Callable[[], socket.socket],
     admin_sock: socket.socket | None,
     announce: int = 0,
     catch_up: bool = False,
@@ -202,7 +202,9 @@ async def run_worker(
     """Serves until SIGTERM/SIGINT. ``announce``: the number of workers, for the one
     that tells the operator what serves and when it stops (0: this worker says nothing).
     ``catch_up``: a worker started again after one died, which reloads the config file
-    before it serves (see ``_catch_up``) and says nothing of what serves."""
+    before it serves (see ``_catch_up``) and says nothing of what serves. ``gw_sock``:
+    the gateway's socket, or what binds one once the worker is ready to serve (a worker
+    that could not start before: ``_supervise``)."""
     cfg = runtime.loaded.config
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -218,6 +220,12 @@ async def run_worker(
     await runtime.start()
     if catch_up:
         await _catch_up(runtime)
+    if callable(gw_sock):
+        try:
+            gw_sock = gw_sock()
+        except StartupFailed:
+            await runtime.stop()
+            raise
     edge = cfg.server
     # A request the gateway listener's edge refuses is a usage record (SPEC §5); the
     # admin listener's are not calls.
@@ -318,9 +326,19 @@ def _reload_the_other_workers() -> None:
 
 
 def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_sock: socket.socket) -> int:
-    """Forks a worker per socket of ``gw_socks`` (a worker started again takes the same
-    one: connections the kernel queued on it while none served it are answered then)."""
+    """Forks a worker per socket of ``gw_socks``. A worker started again after it died
+    takes the same one: connections the kernel queued on it while none served it are
+    answered then. One that could not start again (its config file refused, its database
+    gone) gives it up: connections the kernel gave it would wait there unanswered, maybe
+    for minutes, where the live workers share them out without it. From then on that
+    worker binds a socket of its own (beside the others) once it is ready to serve, so a
+    try that fails again takes no connections with it."""
     workers = len(gw_socks)
+    host, port = gw_socks[0].getsockname()[:2]
+    given_up: set[int] = set()
+
+    def bind_own() -> socket.socket:
+        return bind(host, port, reuse_port=True)
     parent = os.getpid()
     children: dict[int, int] = {}
     # How often each worker was started again (0: still its first start).
@@ -346,6 +364,13 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
             # (``run_worker``), rather than end it as SIGHUP's default would.
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
             _stop_with(parent)
+            # Not the other workers' sockets: held here too, one given up (``given_up``)
+            # would still listen, its connections never taken.
+            for other, held in enumerate(gw_socks):
+                if other != index:
+                    held.close()
+            if index != 0:
+                admin_sock.close()
             code = 0
             try:
                 admin = admin_sock if index == 0 else None
@@ -355,7 +380,8 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
                 first = index == 0
                 announce = workers if first else 0
                 others = _reload_the_other_workers if first else None
-                _run_loop(lambda: run_worker(make_runtime(others, first), gw_socks[index], admin, announce, again))
+                sock = bind_own if index in given_up else gw_socks[index]
+                _run_loop(lambda: run_worker(make_runtime(others, first), sock, admin, announce, again))
             except ConfigError as exc:
                 # Started again while the file holds a config the others refused: not on
                 # the config the gateway started with (a key taken out since would work
@@ -366,6 +392,9 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
                     file=sys.stderr,
                     flush=True,
                 )
+                code = STARTUP_FAILED
+            except StartupFailed as exc:  # its own socket could not join the others'
+                print(f"tollway: worker {index}: {exc}", file=sys.stderr, flush=True)
                 code = STARTUP_FAILED
             except StorageError as exc:
                 # The database it needs is not there: one line, not a traceback per try.
@@ -405,12 +434,30 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
     for i in range(workers):
         spawn(i)
     failed = False
-    while children:
+    # The workers to start again, and when: one waiting out its pause holds up no other's
+    # (a worker refused, tried every 30 s, kept the parent from replacing any other).
+    due: dict[int, float] = {}
+
+    def start_due() -> None:
+        now = time.monotonic()
+        for index in [i for i, at in due.items() if at <= now]:
+            del due[index]
+            spawn(index)
+
+    while children or (due and not stopping):
+        waiting = bool(due) and not stopping
         try:
-            pid, status = os.wait()
+            # (Without a worker due, a wait for the next to end; else a look every 0.1 s.)
+            pid, status = os.waitpid(-1, os.WNOHANG if waiting else 0)
         except ChildProcessError:
-            break
+            if not waiting:
+                break
+            pid = 0
         except InterruptedError:
+            continue
+        if pid == 0:
+            start_due()
+            time.sleep(0.1)
             continue
         index = children.pop(pid, None)
         if index is None:
@@ -425,18 +472,23 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
             failed = stopping = True
             forward(signal.SIGTERM, None)
         else:
+            if code == STARTUP_FAILED and index not in given_up:
+                # (Closed, what it had queued is reset: a client retries, on a live worker.)
+                gw_socks[index].close()
+                given_up.add(index)
             restarts[index] += 1
-            # A worker that keeps failing is tried less and less often (at most every 30 s).
-            pause = min(30.0, 0.5 * 2 ** min(restarts[index] - 1, 6)) if code == STARTUP_FAILED else 0.5
+            pause = _pause(restarts[index], code)
             log.error("worker %d exited with %d; starting a new one in %gs", index, code, pause)
-            resume = time.monotonic() + pause
-            while not stopping and time.monotonic() < resume:  # a SIGTERM ends the pause
-                time.sleep(0.1)
-            if not stopping:
-                spawn(index)
+            due[index] = time.monotonic() + pause
     os.close(say_r)
     os.close(say_w)
     return 1 if failed else 0
+
+
+def _pause(restarts: int, code: int) -> float:
+    """How long a worker that ended with ``code`` waits to start again: half a second, and
+    for one that could not start, twice as long each time, 30 s at most."""
+    return min(30.0, 0.5 * 2 ** min(restarts - 1, 6)) if code == STARTUP_FAILED else 0.5
 
 
 def _stop_with(parent: int) -> None:
