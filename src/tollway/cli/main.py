@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -15,6 +14,7 @@ from tollway.cli import pricing as cli_pricing
 from tollway.cli import schema as cli_schema
 from tollway.cli import usage as cli_usage
 from tollway.cli.config_file import config_path, print_config_problems
+from tollway.config.admin_exposure import exposure_problem
 from tollway.config.load import ConfigError, LoadedConfig
 from tollway.runtime.config_source import ConfigSource, load_file
 
@@ -33,7 +33,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     loaded, problems = check_config(lambda: load_file(args.config))
     if loaded is not None and "admin" not in loaded.failed:
         # What `serve` would refuse to start with is no valid config either.
-        exposed = _admin_exposed(loaded.config.admin.host, loaded.config.admin.token)
+        exposed = exposure_problem(loaded.config.admin.host, loaded.config.admin.token)
         if exposed:
             problems.append(exposed)
     if problems:
@@ -114,34 +114,7 @@ def _listen_problem(loaded: LoadedConfig, listen: object) -> str | None:
             "--workers > 1 needs storage.state: redis://…; with state in memory each worker would "
             "keep its own counters and limits would not hold"
         )
-    return _admin_exposed(listen.admin_host, cfg.admin.token)
-
-
-# The shortest admin token an admin API open to the network may have: a guessable one
-# ("x", "admin") is no guard; `openssl rand -hex 24` gives 48 characters.
-MIN_EXPOSED_TOKEN = 16
-
-
-def _admin_exposed(host: str, token: str | None) -> str | None:
-    """Why an admin listener on ``host`` may not run with this token (or none), or None."""
-    if host == "localhost":
-        return None
-    try:
-        if ipaddress.ip_address(host.strip("[]")).is_loopback:
-            return None
-    except ValueError:
-        pass  # a host name other than localhost: it may resolve to anything
-    if not token:
-        return (
-            f"admin.host {host!r} is not loopback and admin.token is empty: "
-            "the admin API is never open to the network without a token"
-        )
-    if len(token) < MIN_EXPOSED_TOKEN:
-        return (
-            f"admin.host {host!r} is not loopback and admin.token has {len(token)} characters: an admin API "
-            f"open to the network needs a token of at least {MIN_EXPOSED_TOKEN} (e.g. openssl rand -hex 24)"
-        )
-    return None
+    return exposure_problem(listen.admin_host, cfg.admin.token)
 
 
 def cmd_mock_llm(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from tollway.budgets.enforcer import Budgets, Subject
 from tollway.budgets.history import SpendHistory
 from tollway.cache import CacheStores
 from tollway.chain import FailureLog
+from tollway.config.admin_exposure import exposure_problem
 from tollway.config.load import ConfigError, LoadedConfig, ReloadResult
 from tollway.config.schema import Config, TelemetryConfig
 from tollway.consumers.consumer import Budget, Consumer, ConsumerListed
@@ -323,10 +324,12 @@ class Runtime:
             problems = exc.problems + build_problems(exc.parsed, self.services)
             log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(problems))
             return ReloadResult(False, problems)
-        taken = self._taken_names(loaded, new_only=source != CATCH_UP)
-        if taken:
-            log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(taken))
-            return ReloadResult(False, taken)
+        # (What the next start would refuse is no config to run either.)
+        exposed = exposure_problem(loaded.config.admin.host, loaded.config.admin.token)
+        refused = [exposed] if exposed else self._taken_names(loaded, new_only=source != CATCH_UP)
+        if refused:
+            log.error("reload (%s) rejected; the old config stays:\n  %s", source, "\n  ".join(refused))
+            return ReloadResult(False, refused)
         old, new = self.loaded.config, loaded.config
         # Against what runs, not the file before: a change reverted is no change.
         restart = [name for name in _RESTART_ONLY if self._as_run(self.started_with, name) != self._as_run(new, name)]
