@@ -75,7 +75,9 @@ class UpstreamCall:
 class Scope:
     """Where a plugin object's config came from, and the snapshot around it.
 
-    ``rule`` is the match rule's index, or ``None`` for the default config;
+    ``rule`` is the match rule's index, or ``None`` for the default config; ``rule_key``
+    names the match rule by what it matches (its routes and domains, hashed), which a
+    rule put before it in a reload does not change, as it does the index;
     ``has_rules`` tells whether the plugin entry has any match rules at all (key-auth's
     ``global_auth`` default depends on it); ``failure_mode`` is the entry's
     ``failure_mode`` (``None``: the plugin's own default); ``providers`` the snapshot's
@@ -87,6 +89,7 @@ class Scope:
     has_rules: bool
     failure_mode: FailureMode | None = None
     providers: ProviderLookup | None = field(default=None, compare=False)
+    rule_key: str | None = None
 
 
 C = TypeVar("C", bound=PluginConfig)

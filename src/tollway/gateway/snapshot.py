@@ -6,8 +6,11 @@ reference once at its start and finishes on that snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+import orjson
 
 from tollway.budgets.declared import undeclared_groups
 from tollway.chain import Chain, FailureLog
@@ -81,6 +84,13 @@ class _SnapshotProviders:
         return found
 
 
+def _rule_key(ingress: Iterable[str], domains: Iterable[str]) -> str:
+    """A match rule's name by what it matches: the same across a reload that puts another
+    rule before it (its counters keep counting), another when what it matches changes."""
+    matched = orjson.dumps([sorted(set(ingress)), sorted(set(domains))])
+    return "rule-" + hashlib.sha256(matched).hexdigest()[:12]
+
+
 class _PluginSlot:
     """One plugin entry: which of its objects (rule or default) applies to a request.
 
@@ -98,8 +108,8 @@ class _PluginSlot:
         has_rules = bool(setup.rules)
         problems: list[str] = []
 
-        def build(config: PluginConfig, rule: int | None, place: str) -> AnyPlugin | None:
-            scope = Scope(setup.name, rule, has_rules, setup.failure_mode, providers)
+        def build(config: PluginConfig, rule: int | None, place: str, key: str | None = None) -> AnyPlugin | None:
+            scope = Scope(setup.name, rule, has_rules, setup.failure_mode, providers, key)
             try:
                 return cls(config, scope, services)
             except ValueError as exc:
@@ -114,7 +124,7 @@ class _PluginSlot:
             if r.config is None:
                 rules.append(_Rule(frozenset(r.ingress), r.domains, None))
                 continue
-            plugin = build(r.config, r.index, r.place)
+            plugin = build(r.config, r.index, r.place, _rule_key(r.ingress, r.domains))
             if plugin is not None:
                 rules.append(_Rule(frozenset(r.ingress), r.domains, plugin))
         self.rules = tuple(rules)

@@ -66,7 +66,7 @@ class AiTokenRatelimit(Plugin[AiTokenRatelimitConfig]):
 
     def __init__(self, config: AiTokenRatelimitConfig, scope: Scope, services: Services) -> None:
         super().__init__(config, scope, services)
-        self.rules = LimitRules(config, namespace_for(self.name, config.rule_name, scope.rule))
+        self.rules = LimitRules(config, namespace_for(self.name, config.rule_name, scope))
         self.refusal = Refusal(config.rejected_code, config.rejected_msg, f"{self.name}.exceeded", _RESET_HEADERS)
         self.fail_open = fails_open(scope, default_open=True)
         self.store = services.state

@@ -44,7 +44,7 @@ class RequestRateLimit(Plugin[RC]):
 
     def __init__(self, config: RC, scope: Scope, services: Services) -> None:
         super().__init__(config, scope, services)
-        self.rules = LimitRules(config, namespace_for(self.name, config.rule_name, scope.rule))
+        self.rules = LimitRules(config, namespace_for(self.name, config.rule_name, scope))
         self.refusal = Refusal(
             config.rejected_code, config.rejected_msg, f"{self.name}.exceeded", ("retry-after", "x-ratelimit-reset")
         )

@@ -34,6 +34,7 @@ import orjson
 
 from tollway.errors import RateLimited
 from tollway.exchange import Exchange
+from tollway.plugin import Scope
 from tollway.plugins.limits.config import REGEXP_PREFIX, LimitRulesConfig
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -237,12 +238,16 @@ class LimitRules:
         return None
 
 
-def namespace_for(plugin: str, rule_name: str | None, rule_index: int | None) -> str:
+def namespace_for(plugin: str, rule_name: str | None, scope: Scope) -> str:
     """Counters of a named rule are shared by every scope using the name (Higress keys
-    cluster limits by ``rule_name``); otherwise each scope counts on its own."""
+    cluster limits by ``rule_name``); otherwise each scope counts on its own: a match rule
+    under what it matches (``Scope.rule_key``), not its place, which a rule put before it
+    in a reload changed (a consumer's count started again)."""
     if rule_name is not None:
         return f"{plugin}:{rule_name}:"
-    return f"{plugin}:{'default' if rule_index is None else f'rule{rule_index}'}:"
+    if scope.rule is None:
+        return f"{plugin}:default:"
+    return f"{plugin}:{scope.rule_key or f'rule{scope.rule}'}:"
 
 
 def reset_seconds(reset_ms: int) -> str:
