@@ -356,7 +356,11 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
         # it), or in the new worker before it put back the defaults (taken as the
         # parent's, and the worker served on): either way the gateway never stopped.
         signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+            raise
         if pid == 0:
             for sig in (*_FORWARDED, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
