@@ -454,6 +454,8 @@ async def test_a_usage_chunk_made_for_an_entry_stored_without_one_says_what_its_
     made = replayed[1].json()
     assert made["service_tier"] == "default" and made["system_fingerprint"] == "fp" and made["choices"] == []
     assert made["usage"]["prompt_tokens"] == 3 and made["usage"]["completion_tokens"] == 1
+    assert made["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}
+    assert made["usage"]["completion_tokens_details"] == {"reasoning_tokens": 0}
 
 
 class UnfinishedStreamUpstream:

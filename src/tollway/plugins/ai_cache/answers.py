@@ -94,7 +94,11 @@ def _usage_chunk(events: list[SseEvent], stored: StoredAnswer) -> SseEvent | Non
                 if name in first:
                     chunk[name] = first[name]
             chunk["choices"] = []
-            chunk["usage"] = usage_object(*stored.usage)
+            usage = chunk["usage"] = usage_object(*stored.usage)
+            # As OpenAI always gives them: a client reading usage.prompt_tokens_details
+            # .cached_tokens found None on a hit where the call itself had said 0.
+            usage.setdefault("prompt_tokens_details", {"cached_tokens": 0})
+            usage.setdefault("completion_tokens_details", {"reasoning_tokens": 0})
             return SseEvent.of_json(chunk)
     return None
 
