@@ -401,6 +401,21 @@ def test_a_question_s_image_or_tool_result_is_part_of_its_semantic_partition() -
     assert partition(balance("10"), "messages")[0] != partition(balance("999999"), "messages")[0]
 
 
+def test_a_question_as_a_string_or_as_text_parts_is_one_semantic_partition() -> None:
+    # SDKs send the same question either way: two partitions, and a paraphrase sent in the
+    # other shape never met the stored one.
+    def partition(content: Any) -> str:
+        key = cache_key("chat", {"model": "m", "messages": [{"role": "user", "content": content}]}, "m", "request",
+                        "s", semantic=True)  # fmt: skip
+        assert key is not None and key.question == "what is a gateway"
+        return key.partition
+
+    parts = [{"type": "text", "text": "what is a "}, {"type": "text", "text": "gateway"}]
+    assert (
+        partition("what is a gateway") == partition(parts) == partition([{"type": "text", "text": "what is a gateway"}])
+    )
+
+
 async def test_group_scope_keeps_a_group_named_with_a_comma_apart_from_two_groups() -> None:
     # "staff,x" (one group) and ["staff", "x"] (two) were one scope: joined by commas.
     auth = {

@@ -91,8 +91,10 @@ def _without_text(content: Any) -> Any:
     a document, a tool's result) kept where they were: what the partition holds of the
     question's turn. The embedding is of the text alone, so anything else in the turn
     must match exactly, or a question about another image would get this one's answer."""
-    if isinstance(content, list):
+    if isinstance(content, list) and not all(_is_text_part(p) for p in content):
         return [{"type": p["type"], "text": _QUESTION} if _is_text_part(p) else p for p in content]
+    # Text alone, as a string or as text parts (SDKs send either for the same question):
+    # one partition, where the parts' shape kept a paraphrase from ever matching.
     return _QUESTION
 
 
