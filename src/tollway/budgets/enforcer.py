@@ -39,7 +39,7 @@ from tollway.consumers.groups import Group, GroupDirectory
 from tollway.errors import BadRequest, Forbidden, GatewayError, RateLimited
 from tollway.exchange import Exchange, StateKey
 from tollway.plugin import UpstreamCall
-from tollway.plugins.limits.reservation import output_tokens, prompt_tokens, spent_elsewhere
+from tollway.plugins.limits.reservation import cache_writes, output_tokens, prompt_tokens, spent_elsewhere
 from tollway.protocols.apis import GEMINI_PROMPT_METHODS, RESPONSES_COMPACT, gemini_method
 from tollway.protocols.form import form_fields
 from tollway.routing.routes import Route
@@ -262,6 +262,7 @@ class Budgets:
         # that call would be settled at nothing.
         calls = upstream_calls(ex.route, model) if ex.route is not None else (UpstreamCall(model),)
         prompt = prompt_tokens(ex) + hidden
+        writes = cache_writes(ex)
         most = 0.0
         for n, call in enumerate(calls):
             billed = call.model
@@ -280,7 +281,7 @@ class Budgets:
                     code="model_unpriced",
                 )
             price = found[1].at(prompt)  # (a long prompt at a long context's prices)
-            most = max(most, prompt * price.input + output * price.output)
+            most = max(most, prompt * price.prompt_at_most(writes) + output * price.output)
         return math.ceil(most * (NANO / 1_000_000))
 
     def _hold_or_refuse(self, ex: Exchange, plan: Plan, amount: int, answer: SpendAdmission) -> bool:

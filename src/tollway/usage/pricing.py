@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from tollway.config.schema import LongContextPrice, Price
 
@@ -55,6 +56,22 @@ class ModelPrice:
         """The prices of a call with a prompt of ``input_tokens``."""
         long = self.long
         return long[1] if long is not None and input_tokens > long[0] else self
+
+    def prompt_at_most(self, writes: CacheWrites) -> float:
+        """The most a prompt token can cost: the input price, or, for a prompt that asks to
+        be cached (``cache_writes``), the dearer write price of that cache's lifetime,
+        which is what the provider bills for every token it writes."""
+        if writes is None:
+            return self.input
+        five_minutes = self.cache_write if self.cache_write is not None else self.input
+        if writes == "5m":
+            return max(self.input, five_minutes)
+        one_hour = self.cache_write_1h if self.cache_write_1h is not None else 2 * self.input
+        return max(self.input, five_minutes, one_hour)
+
+
+# Whether a prompt asks the provider to cache it, and for how long at most (None: it does not).
+CacheWrites = Literal["5m", "1h"] | None
 
 
 # List prices (standard tier, no batch or priority discounts; where prices depend on the

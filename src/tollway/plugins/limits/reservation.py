@@ -17,7 +17,7 @@ have no output.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -58,6 +58,18 @@ def prompt_tokens(ex: Exchange) -> int:
     if made is not None:
         return prompt_estimate(len(orjson.dumps(made)), lambda: made)
     return prompt_estimate(len(ex.request.body or b""), ex.request.json_or_none)
+
+
+def cache_writes(ex: Exchange) -> Literal["5m", "1h"] | None:
+    """What the call's body asks of Anthropic's prompt cache: ``cache_control`` marks are
+    written to it, billed at 1.25× the input price, or 2× with ``ttl: "1h"`` (a budget
+    held at the input price was passed by one call whose long system prompt was cached).
+    Read off the bytes: the marks are rare, and most bodies hold neither."""
+    made = ex.upstream_json
+    body = orjson.dumps(made) if made is not None else ex.request.body or b""
+    if b'"cache_control"' not in body:
+        return None
+    return "1h" if b'"1h"' in body else "5m"
 
 
 def output_tokens(ex: Exchange, default_output: int, calls: Sequence[UpstreamCall] = ()) -> int:
