@@ -78,7 +78,8 @@ class Subject:
         return Allowance(
             f"spend:{initial}:{self.name}:{tag}",
             budget,
-            f"running:{initial}:{self.name}",
+            # (Not "running:": that was a counter; a process's calls are a hash field now.)
+            f"runs:{initial}:{self.name}",
             self.max_parallel if self.max_parallel is not None else -1,
         )
 

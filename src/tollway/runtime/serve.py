@@ -339,6 +339,7 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
 
     def bind_own() -> socket.socket:
         return bind(host, port, reuse_port=True)
+
     parent = os.getpid()
     children: dict[int, int] = {}
     # How often each worker was started again (0: still its first start).

@@ -101,7 +101,7 @@ class Applied(IntEnum):
 
 def held_key(key: str) -> str:
     """The counter of what calls in flight hold against the spend counter ``key``."""
-    return key + ":held"
+    return key + ":holds"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +70,9 @@ log = logging.getLogger("tollway.state")
 DEFAULT_KEY_PREFIX = "tollway:"
 DEFAULT_TIMEOUT_S = 0.5
 DEFAULT_MAX_CONNECTIONS = 64
+# How long a process's lease lives unrenewed: a process killed mid-call frees its calls'
+# holds and max_parallel slots this long after it last renewed (every third of it).
+DEFAULT_LEASE_MS = 30_000
 # Loop turns an expired operation still gets: enough to read a reply and parse it.
 _GRACE_TURNS = 10
 # redis-py's socket timeouts, far behind the store's own deadline.
@@ -220,80 +224,116 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'g', 1)
 """
 
-# KEYS: three per subject (spend counter, its holds, running calls); ARGV[1] the call's
-# hold, ARGV[2] how long holds and running counts live (ms), ARGV[3] the deadline (ms,
-# as _TAKE's), then two per subject: its budget and max_parallel (-1: none). Returns
-# {outcome, subject index, spend, held, now ms}: every subject is checked before any is
-# touched, so a call takes for all or none. Outcome 4: run past its deadline, nothing
-# taken (a hold and a running count no one waits for would stand until they expire,
-# minutes: a consumer's budget and max_parallel taken by calls long refused).
+# What a subject's calls in flight hold, and how many run, are hashes with a field per
+# process (its ``lease`` id): the fields of a process whose lease lapsed (killed, its host
+# gone) are dropped at the next admission or read. A single counter, kept alive by every
+# admission's expiry, held a dead replica's slots and holds for as long as other calls
+# came (a judge's finding: a consumer's max_parallel cut for good by each crash).
+_LIVE_SUM = """
+local function live_sum(key, alive)
+  local all = redis.call('HGETALL', key)
+  local sum = 0
+  for j = 1, #all, 2 do
+    if redis.call('EXISTS', alive .. all[j]) == 1 then
+      sum = sum + tonumber(all[j + 1])
+    else
+      redis.call('HDEL', key, all[j])
+    end
+  end
+  return sum
+end
+"""
+
+# KEYS: per subject its spend counter, its holds, its running calls. ARGV[1] the call's
+# hold, ARGV[2] the holds' expiry ms, ARGV[3] the deadline (Redis's clock; 0: none),
+# ARGV[4] this process's lease id, ARGV[5] the lease keys' prefix, ARGV[6] the lease's
+# ms; then per subject its budget and max_parallel (-1: none). Returns {outcome, subject
+# index, spent, held, now}: 0 admitted (held and counted for every subject: each is
+# checked before any is touched), 1 over budget, 2 too many running, 3 a spend counter
+# missing (to rebuild), 4 run past its deadline, nothing taken (a hold and a running count
+# no one waits for would stand until they expire: a budget and max_parallel taken by
+# calls long refused).
 _SPEND_ADMIT = (
     _timely(3, "4, 0, 0, 0, now")
+    + _LIVE_SUM
     + """
 local amount = tonumber(ARGV[1])
+local me, alive = ARGV[4], ARGV[5]
 local n = #KEYS / 3
 for i = 1, n do
-  if tonumber(ARGV[2 + 2 * i]) >= 0 and redis.call('EXISTS', KEYS[3 * i - 2]) == 0 then
+  if tonumber(ARGV[5 + 2 * i]) >= 0 and redis.call('EXISTS', KEYS[3 * i - 2]) == 0 then
     return {3, i - 1, 0, 0, now}
   end
 end
 for i = 1, n do
-  local budget = tonumber(ARGV[2 + 2 * i])
+  local budget = tonumber(ARGV[5 + 2 * i])
   if budget >= 0 then
     local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]))
-    local held = tonumber(redis.call('GET', KEYS[3 * i - 1]) or '0')
+    local held = live_sum(KEYS[3 * i - 1], alive)
     if spent + held + amount > budget then
       return {1, i - 1, spent, held, now}
     end
   end
-  local cap = tonumber(ARGV[3 + 2 * i])
-  if cap >= 0 and tonumber(redis.call('GET', KEYS[3 * i]) or '0') >= cap then
+  local cap = tonumber(ARGV[6 + 2 * i])
+  if cap >= 0 and live_sum(KEYS[3 * i], alive) >= cap then
     return {2, i - 1, 0, 0, now}
   end
 end
 for i = 1, n do
-  if tonumber(ARGV[2 + 2 * i]) >= 0 then
-    redis.call('INCRBY', KEYS[3 * i - 1], amount)
+  if tonumber(ARGV[5 + 2 * i]) >= 0 then
+    redis.call('HINCRBY', KEYS[3 * i - 1], me, amount)
     redis.call('PEXPIRE', KEYS[3 * i - 1], ARGV[2])
   end
-  if tonumber(ARGV[3 + 2 * i]) >= 0 then
-    redis.call('INCR', KEYS[3 * i])
+  if tonumber(ARGV[6 + 2 * i]) >= 0 then
+    redis.call('HINCRBY', KEYS[3 * i], me, 1)
     redis.call('PEXPIRE', KEYS[3 * i], ARGV[2])
   end
 end
+redis.call('SET', alive .. me, 1, 'PX', ARGV[6])
 return {0, 0, 0, 0, now}
 """
 )
 # spend_admit's outcome when it ran past its deadline.
 _SPEND_LATE = 4
 
-# KEYS and per-subject ARGV as for admission; ARGV[1] the call's hold, ARGV[2] its cost.
-# Returns each subject's spend after it (-1: no budget or no counter). A hold or count
-# that expired meanwhile stays gone (never below zero).
+# KEYS as for admission; ARGV[1] the call's hold, ARGV[2] its cost, ARGV[3] this process's
+# lease id, then per subject its budget and max_parallel. Returns each subject's spend
+# after it (-1: no budget or no counter). A hold or count dropped meanwhile (its expiry,
+# or this process's lease lapsed) stays gone.
 _SPEND_RELEASE = """
 local n = #KEYS / 3
+local me = ARGV[3]
 local out = {}
 for i = 1, n do
   local after = -1
-  if tonumber(ARGV[1 + 2 * i]) >= 0 then
-    if redis.call('EXISTS', KEYS[3 * i - 1]) == 1 then
-      if redis.call('DECRBY', KEYS[3 * i - 1], ARGV[1]) < 0 then
-        redis.call('SET', KEYS[3 * i - 1], 0, 'KEEPTTL')
+  if tonumber(ARGV[2 + 2 * i]) >= 0 then
+    if redis.call('HEXISTS', KEYS[3 * i - 1], me) == 1 then
+      if redis.call('HINCRBY', KEYS[3 * i - 1], me, -tonumber(ARGV[1])) <= 0 then
+        redis.call('HDEL', KEYS[3 * i - 1], me)
       end
     end
     if redis.call('EXISTS', KEYS[3 * i - 2]) == 1 then
       after = redis.call('INCRBY', KEYS[3 * i - 2], ARGV[2])
     end
   end
-  if tonumber(ARGV[2 + 2 * i]) >= 0 and redis.call('EXISTS', KEYS[3 * i]) == 1 then
-    if redis.call('DECR', KEYS[3 * i]) < 0 then
-      redis.call('SET', KEYS[3 * i], 0, 'KEEPTTL')
+  if tonumber(ARGV[3 + 2 * i]) >= 0 and redis.call('HEXISTS', KEYS[3 * i], me) == 1 then
+    if redis.call('HINCRBY', KEYS[3 * i], me, -1) <= 0 then
+      redis.call('HDEL', KEYS[3 * i], me)
     end
   end
   out[i] = after
 end
 return out
 """
+
+# KEYS[1] a spend counter, KEYS[2] its holds; ARGV[1] the lease keys' prefix. Returns
+# {spent or false, what live processes' calls hold}.
+_SPEND_READ = (
+    _LIVE_SUM
+    + """
+return {redis.call('GET', KEYS[1]), live_sum(KEYS[2], ARGV[1])}
+"""
+)
 
 # bind: the value KEYS[1] holds, else ARGV[1], set then for ARGV[2] milliseconds.
 _BIND = """
@@ -325,6 +365,7 @@ _QUOTA_APPLY_SCRIPT = _Script(_QUOTA_APPLY)
 _QUOTA_RESTORE_SCRIPT = _Script(_QUOTA_RESTORE)
 _SPEND_ADMIT_SCRIPT = _Script(_SPEND_ADMIT)
 _SPEND_RELEASE_SCRIPT = _Script(_SPEND_RELEASE)
+_SPEND_READ_SCRIPT = _Script(_SPEND_READ)
 _BIND_SCRIPT = _Script(_BIND)
 
 
@@ -387,6 +428,7 @@ class RedisStateStore(StateStore):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         log_interval_s: float = 10.0,
         pipe: RespPipe | None = None,
+        lease_ms: int = DEFAULT_LEASE_MS,
     ) -> None:
         self.client = client
         # The hot path's commands go through ``pipe`` when the URL allows one (resp.py),
@@ -409,6 +451,11 @@ class RedisStateStore(StateStore):
         # (key, window, delta, when to give up, our monotonic clock).
         self._unsettled: list[tuple[str, int, int, float]] = []
         self._settling: asyncio.Task[None] | None = None
+        # This process's lease (``_SPEND_ADMIT``): its id, the keys' prefix, its renewal.
+        self.lease_ms = lease_ms
+        self._lease = os.urandom(8).hex()
+        self._alive = key_prefix + "alive:"
+        self._renewing: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStateStore:
@@ -623,7 +670,7 @@ class RedisStateStore(StateStore):
 
     # --- spend (budgets and max_parallel) ------------------------------------------------
 
-    def _spend_args(self, script: _Script, subjects: Sequence[Allowance], *head: int) -> tuple[Any, ...]:
+    def _spend_args(self, script: _Script, subjects: Sequence[Allowance], *head: int | str) -> tuple[Any, ...]:
         prefix = self.key_prefix
         keys: list[str] = []
         limits: list[int] = []
@@ -633,23 +680,43 @@ class RedisStateStore(StateStore):
         return ("EVALSHA", script.sha, len(keys), *keys, *head, *limits)
 
     async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
+        lease, alive, lease_ms = self._lease, self._alive, self.lease_ms
         r = await self._in_time(
             _SPEND_ADMIT_SCRIPT,
-            lambda deadline: self._spend_args(_SPEND_ADMIT_SCRIPT, subjects, amount, hold_ms, deadline),
+            lambda deadline: self._spend_args(
+                _SPEND_ADMIT_SCRIPT, subjects, amount, hold_ms, deadline, lease, alive, lease_ms
+            ),
             _SPEND_LATE,
         )
+        if self._renewing is None and r[0] == Admission.ADMITTED:
+            self._renewing = asyncio.get_running_loop().create_task(self._renew_lease())
         return SpendAdmission(Admission(int(r[0])), int(r[1]), int(r[2]), int(r[3]))
 
     async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
-        r = await self._call(self._spend_args(_SPEND_RELEASE_SCRIPT, subjects, amount, spent), _SPEND_RELEASE_SCRIPT)
+        args = self._spend_args(_SPEND_RELEASE_SCRIPT, subjects, amount, spent, self._lease)
+        r = await self._call(args, _SPEND_RELEASE_SCRIPT)
         return [int(v) if int(v) >= 0 else None for v in r]
+
+    async def _renew_lease(self) -> None:
+        """Keeps this process's lease (``_SPEND_ADMIT``) while it lives, from its first
+        admission on: three renewals a lease, so one missed (a slow turn, a blip) loses
+        nothing. A lease lapsed during an outage is taken again at the next renewal."""
+        key, every = self._alive + self._lease, self.lease_ms / 3000
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._call(("SET", key, 1, "PX", self.lease_ms))
+            except StateUnavailable:
+                pass  # (the outage is logged by _call; renewed at the next turn)
 
     async def spend_restore(self, key: str, value: int, ttl_ms: int) -> bool:
         expiry: tuple[str | int, ...] = ("PX", ttl_ms) if ttl_ms else ()
         return bool(await self._call(("SET", self.key_prefix + key, value, "NX", *expiry)))
 
     async def spend_read(self, key: str) -> tuple[int | None, int]:
-        spent, held = await self._call(("MGET", self.key_prefix + key, self.key_prefix + held_key(key)))
+        keys = (self.key_prefix + key, self.key_prefix + held_key(key))
+        args = ("EVALSHA", _SPEND_READ_SCRIPT.sha, 2, *keys, self._alive)
+        spent, held = await self._call(args, _SPEND_READ_SCRIPT)
         return (int(spent) if spent is not None else None), int(held or 0)
 
     async def claim(self, key: str, ttl_ms: int) -> bool:
@@ -681,6 +748,8 @@ class RedisStateStore(StateStore):
     async def aclose(self) -> None:
         if self._settling is not None:
             self._settling.cancel()
+        if self._renewing is not None:
+            self._renewing.cancel()
         if self._pipe is not None:
             await self._pipe.aclose()
         await self._pipeline.aclose()
