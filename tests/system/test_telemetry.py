@@ -351,6 +351,19 @@ def test_a_streamed_call(gw: Proc, receiver: Receiver, fakes: tuple[FakeProvider
     assert attempt.end_ns == span.end_ns  # the relayed stream was read to the end of the call
 
 
+def test_a_stream_broken_off_names_the_model_its_chunks_named(
+    gw: Proc, receiver: Receiver, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    """A judge's Low: a stream that ended before its usage chunk (the client left, the
+    provider broke off) named the model sent, not the one its chunks named."""
+    fa, _ = fakes
+    fa.next_answers("drop")
+    request_id, r = call(gw, "/ab/v1/chat/completions", stream=True)
+    assert r.status_code == 200 and "data: [DONE]" not in r.text, r.text
+    span, _ = receiver.of_request(request_id)
+    assert span.attributes["gen_ai.response.model"] == ANSWERED_BY
+
+
 def test_a_translated_call_names_the_provider_per_the_conventions(
     gw: Proc, receiver: Receiver, fakes: tuple[FakeProvider, FakeProvider]
 ) -> None:

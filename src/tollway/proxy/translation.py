@@ -302,6 +302,10 @@ class Passthrough:
                         return events[: events.index(event) + 1]  # nothing after the provider's error
                     if self._counts:
                         take_usage(self._ex, obj)
+                    if self._ex.model_reported is None:
+                        # (From the first chunk: a stream the client leaves never gets
+                        # to the usage chunk, which says it too.)
+                        take_model(self._ex, obj)
                     self.sent_chars += openai_wire.content_chars(obj)
                     self._before, self._last = self._last, obj
                     if self._hide_usage and openai_wire.is_usage_only_chunk(obj):

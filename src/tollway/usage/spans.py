@@ -112,7 +112,9 @@ def call_spans(
     for span_name, value in _chosen_attributes(facts).items():
         attributes.setdefault(span_name, value)  # the gateway's own attributes are not replaced
     # A server's span is in error for its own failures (5xx), not for refusals (4xx).
-    status = Status(StatusCode.ERROR, record.reason) if record.status >= 500 else _UNSET
+    # (A provider's own 5xx, passed on, has no reason of the gateway's: its status says it,
+    # as its attempt span's does.)
+    status = Status(StatusCode.ERROR, record.reason or f"HTTP {record.status}") if record.status >= 500 else _UNSET
     name = f"{operation} {record.model_requested}" if record.model_requested else operation
     spans = [
         ReadableSpan(

