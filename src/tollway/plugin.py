@@ -69,6 +69,9 @@ class UpstreamCall:
 
     model: str
     settings: tuple[CustomSetting, ...] = ()
+    # The provider bills writes to its prompt cache (Anthropic's, at 1.25x or 2x the input
+    # price): a budget holds a prompt that asks for them at that price.
+    bills_cache_writes: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,9 @@ class DownStore(StateStore):
     async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
         raise self._fail()
 
-    async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
+    async def spend_release(
+        self, subjects: Sequence[Allowance], amount: int, spent: int, lease: str = ""
+    ) -> list[int | None]:
         raise self._fail()
 
     async def spend_restore(self, key: str, value: int, ttl_ms: int) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis
 
@@ -186,25 +187,30 @@ def test_a_prompt_written_to_anthropics_cache_is_held_at_the_cache_write_price(
     priced += "cache_write_1h_per_mtok: 2000}"
     text = text.replace("mock-gpt: {", priced + ", mock-gpt: {")
     text = text.replace("provider: mock}]", 'provider: mock, model_providers: {"claude-*": claude}}]')
+    text = text.replace(
+        "{name: frank, credential: key-frank}", "{name: frank, credential: key-frank, budget: {usd: 1}}"
+    )
     gw = gateway(text)
-    url, headers = gw.url + "/v1/messages", {"authorization": "Bearer key-alice"}
 
-    def call(words: int, **control: str) -> httpx.Response:
+    def call(words: int, model: str = "claude-x", who: str = "alice", escaped: bool = False, **control: str) -> int:
         system = {"type": "text", "text": "word " * words, **({"cache_control": control} if control else {})}
-        body = {
-            "model": "claude-x",
-            "max_tokens": 20,
-            "system": [system],
-            "messages": [{"role": "user", "content": "hi"}],
-        }
-        return httpx.post(url, json=body, headers=headers, timeout=30)
+        body = {"model": model, "max_tokens": 20, "system": [system], "messages": [{"role": "user", "content": "hi"}]}
+        raw = orjson.dumps(body).replace(
+            b'"cache_control"', b'"cache\\u005fcontrol"' if escaped else b'"cache_control"'
+        )
+        headers = {"authorization": f"Bearer key-{who}", "content-type": "application/json"}
+        r = httpx.post(gw.url + "/v1/messages", content=raw, headers=headers, timeout=30)
+        assert r.status_code == 200 or r.headers["x-tollway-reason"] == "budget.exceeded", r.text
+        return r.status_code
 
     # Alice's $1: about 930 tokens by the estimate is $0.93 at the input price, $1.16 to
     # a five-minute cache; about 740 is $0.74, $0.93 and, to a one-hour cache, $1.48.
-    for refused in (call(700, type="ephemeral"), call(550, type="ephemeral", ttl="1h")):
-        assert (refused.status_code, refused.headers["x-tollway-reason"]) == (403, "budget.exceeded"), refused.text
-    answered = call(550, type="ephemeral")
-    assert answered.status_code == 200, answered.text
+    assert call(700, type="ephemeral") == 403
+    assert call(550, type="ephemeral", ttl="1h") == 403
+    assert call(550, escaped=True, type="ephemeral", ttl="1h") == 403  # (the same key, escaped)
+    assert call(550, type="ephemeral") == 200
+    # An OpenAI provider bills no cache writes: the marks (dropped on the way) cost nothing.
+    assert call(550, "mock-gpt", "frank", type="ephemeral", ttl="1h") == 200
 
 
 def test_a_group_budget_binds_all_its_members(gateway: GatewayFactory, mock_llm: Proc) -> None:

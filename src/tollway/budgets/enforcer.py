@@ -104,9 +104,9 @@ class Plan:
 
 
 # What an admitted call holds, to release when it ends: the amount, against each of
-# its plan's subjects, settled at the price table. A plain tuple: one is made and read
-# on every budgeted call.
-Hold = tuple[Plan, int, PriceTable]
+# its plan's subjects, settled at the price table, and the lease it was counted under
+# (``SpendAdmission.lease``). A plain tuple: one is made and read on every budgeted call.
+Hold = tuple[Plan, int, PriceTable, str]
 
 HOLD: StateKey[Hold] = StateKey("budgets.hold")
 
@@ -282,14 +282,15 @@ class Budgets:
                     code="model_unpriced",
                 )
             price = found[1].at(prompt)  # (a long prompt at a long context's prices)
-            most = max(most, prompt * price.prompt_at_most(writes) + output * price.output)
+            per_token = price.prompt_at_most(writes) if call.bills_cache_writes else price.input
+            most = max(most, prompt * per_token + output * price.output)
         return math.ceil(most * (NANO / 1_000_000))
 
     def _hold_or_refuse(self, ex: Exchange, plan: Plan, amount: int, answer: SpendAdmission) -> bool:
         """Hold the call if the store admitted it, or raise its refusal; False when a
         counter is missing (to rebuild)."""
         if answer is ADMITTED or answer.outcome is Admission.ADMITTED:
-            ex.put(HOLD, (plan, amount, self.prices))
+            ex.put(HOLD, (plan, amount, self.prices, answer.lease))
             return True
         s, span = plan.subjects[answer.subject], plan.spans[answer.subject]
         if answer.outcome is Admission.OVER_BUDGET:
@@ -389,7 +390,7 @@ class Budgets:
         if hold is None or self._memory is None:
             return
         try:
-            plan, amount, prices = hold
+            plan, amount, prices, _ = hold
             spent = _spent(prices, ex)
             self._alert(plan, spent, self._memory.spend_release_now(plan.allowances, amount, spent))
             self.continuations.remember_now(ex)
@@ -403,14 +404,14 @@ class Budgets:
         hold = ex.get(HOLD)
         if hold is None:
             return
-        plan, amount, prices = hold
+        plan, amount, prices, lease = hold
         spent = _spent(prices, ex)
         try:
             await self.continuations.remember(ex)
         except Exception:
             log.exception("budgets: remembering what request %s continues failed", ex.request_id)
         try:
-            after = await self.state.spend_release(plan.allowances, amount, spent)
+            after = await self.state.spend_release(plan.allowances, amount, spent, lease)
         except StateUnavailable as exc:
             log.warning("budgets: releasing request %s failed (%s); its hold expires by itself", ex.request_id, exc)
             return

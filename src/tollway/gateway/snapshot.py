@@ -75,7 +75,7 @@ class _SnapshotProviders:
             candidates = choice.for_model(model) if choice is not None else ()
             calls: list[UpstreamCall] = []
             for provider in candidates:
-                call = UpstreamCall(provider.map_model(model), provider.settings)
+                call = UpstreamCall(provider.map_model(model), provider.settings, provider.protocol == "anthropic")
                 if call not in calls:  # (settings are pydantic models: compared, not hashed)
                     calls.append(call)
             found = tuple(calls) or (UpstreamCall(model),)

@@ -139,6 +139,9 @@ class SpendAdmission(NamedTuple):
     subject: int = 0
     spent: int = 0
     held: int = 0
+    # What an admitted call is counted under (a process's lease in a shared store), for
+    # its release; "" where the store has none.
+    lease: str = ""
 
 
 # The one admitted answer (an immutable tuple), shared: building a NamedTuple with
@@ -218,10 +221,13 @@ class StateStore(ABC):
         replica that died mid-call held is given back, once no call can still run)."""
 
     @abstractmethod
-    async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
-        """A call admitted with ``amount`` ended having cost ``spent``: give the hold and
-        the running slot back and add ``spent`` to each spend counter that exists. Answers
-        each subject's spend after it (None: no budget, or no counter)."""
+    async def spend_release(
+        self, subjects: Sequence[Allowance], amount: int, spent: int, lease: str = ""
+    ) -> list[int | None]:
+        """A call admitted with ``amount`` (under ``lease``, its admission's) ended having
+        cost ``spent``: give the hold and the running slot back and add ``spent`` to each
+        spend counter that exists. Answers each subject's spend after it (None: no budget,
+        or no counter)."""
 
     @abstractmethod
     async def spend_restore(self, key: str, value: int, ttl_ms: int) -> bool:

@@ -179,7 +179,9 @@ class MemoryStateStore(StateStore):
                 counts[s.running_key] = counts.get(s.running_key, 0) + 1
         return ADMITTED
 
-    async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
+    async def spend_release(
+        self, subjects: Sequence[Allowance], amount: int, spent: int, lease: str = ""
+    ) -> list[int | None]:
         return self.spend_release_now(subjects, amount, spent)
 
     def spend_release_now(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:

@@ -247,26 +247,31 @@ end
 # KEYS: per subject its spend counter, its holds, its running calls. ARGV[1] the call's
 # hold, ARGV[2] the holds' expiry ms, ARGV[3] the deadline (Redis's clock; 0: none),
 # ARGV[4] this process's lease id, ARGV[5] the lease keys' prefix, ARGV[6] the lease's
-# ms; then per subject its budget and max_parallel (-1: none). Returns {outcome, subject
-# index, spent, held, now}: 0 admitted (held and counted for every subject: each is
-# checked before any is touched), 1 over budget, 2 too many running, 3 a spend counter
-# missing (to rebuild), 4 run past its deadline, nothing taken (a hold and a running count
-# no one waits for would stand until they expire: a budget and max_parallel taken by
-# calls long refused).
+# ms, ARGV[7] 1 when the lease id is new (its first admission makes the lease); then per
+# subject its budget and max_parallel (-1: none). Returns {outcome, subject index, spent,
+# held, now}: 0 admitted (held and counted for every subject: each is checked before any
+# is touched), 1 over budget, 2 too many running, 3 a spend counter missing (to rebuild),
+# 4 run past its deadline, nothing taken (a hold and a running count no one waits for
+# would stand until they expire: a budget and max_parallel taken by calls long refused),
+# 5 the lease lapsed (nothing taken): its fields may be gone, and counting new calls in
+# them again would let the old calls' releases take the new ones' (``_LAPSED``).
 _SPEND_ADMIT = (
     _timely(3, "4, 0, 0, 0, now")
     + _LIVE_SUM
     + """
 local amount = tonumber(ARGV[1])
 local me, alive = ARGV[4], ARGV[5]
+if ARGV[7] == '0' and redis.call('EXISTS', alive .. me) == 0 then
+  return {5, 0, 0, 0, now}
+end
 local n = #KEYS / 3
 for i = 1, n do
-  if tonumber(ARGV[5 + 2 * i]) >= 0 and redis.call('EXISTS', KEYS[3 * i - 2]) == 0 then
+  if tonumber(ARGV[6 + 2 * i]) >= 0 and redis.call('EXISTS', KEYS[3 * i - 2]) == 0 then
     return {3, i - 1, 0, 0, now}
   end
 end
 for i = 1, n do
-  local budget = tonumber(ARGV[5 + 2 * i])
+  local budget = tonumber(ARGV[6 + 2 * i])
   if budget >= 0 then
     local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]))
     local held = live_sum(KEYS[3 * i - 1], alive)
@@ -274,17 +279,17 @@ for i = 1, n do
       return {1, i - 1, spent, held, now}
     end
   end
-  local cap = tonumber(ARGV[6 + 2 * i])
+  local cap = tonumber(ARGV[7 + 2 * i])
   if cap >= 0 and live_sum(KEYS[3 * i], alive) >= cap then
     return {2, i - 1, 0, 0, now}
   end
 end
 for i = 1, n do
-  if tonumber(ARGV[5 + 2 * i]) >= 0 then
+  if tonumber(ARGV[6 + 2 * i]) >= 0 then
     redis.call('HINCRBY', KEYS[3 * i - 1], me, amount)
     redis.call('PEXPIRE', KEYS[3 * i - 1], ARGV[2])
   end
-  if tonumber(ARGV[6 + 2 * i]) >= 0 then
+  if tonumber(ARGV[7 + 2 * i]) >= 0 then
     redis.call('HINCRBY', KEYS[3 * i], me, 1)
     redis.call('PEXPIRE', KEYS[3 * i], ARGV[2])
   end
@@ -293,11 +298,12 @@ redis.call('SET', alive .. me, 1, 'PX', ARGV[6])
 return {0, 0, 0, 0, now}
 """
 )
-# spend_admit's outcome when it ran past its deadline.
+# spend_admit's outcome when it ran past its deadline, and when its lease had lapsed.
 _SPEND_LATE = 4
+_LAPSED = 5
 
-# KEYS as for admission; ARGV[1] the call's hold, ARGV[2] its cost, ARGV[3] this process's
-# lease id, then per subject its budget and max_parallel. Returns each subject's spend
+# KEYS as for admission; ARGV[1] the call's hold, ARGV[2] its cost, ARGV[3] the lease id
+# it was admitted under, then per subject its budget and max_parallel. Returns each subject's spend
 # after it (-1: no budget or no counter). A hold or count dropped meanwhile (its expiry,
 # or this process's lease lapsed) stays gone.
 _SPEND_RELEASE = """
@@ -454,6 +460,7 @@ class RedisStateStore(StateStore):
         # This process's lease (``_SPEND_ADMIT``): its id, the keys' prefix, its renewal.
         self.lease_ms = lease_ms
         self._lease = os.urandom(8).hex()
+        self._fresh = True  # no call admitted under it yet: its first admission makes it
         self._alive = key_prefix + "alive:"
         self._renewing: asyncio.Task[None] | None = None
 
@@ -680,34 +687,63 @@ class RedisStateStore(StateStore):
         return ("EVALSHA", script.sha, len(keys), *keys, *head, *limits)
 
     async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
-        lease, alive, lease_ms = self._lease, self._alive, self.lease_ms
-        r = await self._in_time(
-            _SPEND_ADMIT_SCRIPT,
-            lambda deadline: self._spend_args(
-                _SPEND_ADMIT_SCRIPT, subjects, amount, hold_ms, deadline, lease, alive, lease_ms
-            ),
-            _SPEND_LATE,
-        )
-        if self._renewing is None and r[0] == Admission.ADMITTED:
-            self._renewing = asyncio.get_running_loop().create_task(self._renew_lease())
+        for _ in range(2):  # (a lapsed lease: once more, under a new one)
+            lease, fresh = self._lease, int(self._fresh)
+            r = await self._in_time(
+                _SPEND_ADMIT_SCRIPT, self._admit_args(subjects, amount, hold_ms, lease, fresh), _SPEND_LATE
+            )
+            if r[0] != _LAPSED:
+                break
+            self._new_lease(lease)
+        if r[0] == Admission.ADMITTED:
+            if lease == self._lease:
+                self._fresh = False
+            if self._renewing is None:
+                self._renewing = asyncio.get_running_loop().create_task(self._renew_lease())
+            return SpendAdmission(Admission.ADMITTED, lease=lease)
         return SpendAdmission(Admission(int(r[0])), int(r[1]), int(r[2]), int(r[3]))
 
-    async def spend_release(self, subjects: Sequence[Allowance], amount: int, spent: int) -> list[int | None]:
-        args = self._spend_args(_SPEND_RELEASE_SCRIPT, subjects, amount, spent, self._lease)
+    def _admit_args(
+        self, subjects: Sequence[Allowance], amount: int, hold_ms: int, lease: str, fresh: int
+    ) -> Callable[[int], tuple[Any, ...]]:
+        """``_SPEND_ADMIT``'s command, given its deadline (``_in_time``)."""
+        alive, lease_ms = self._alive, self.lease_ms
+        return lambda deadline: self._spend_args(
+            _SPEND_ADMIT_SCRIPT, subjects, amount, hold_ms, deadline, lease, alive, lease_ms, fresh
+        )
+
+    async def spend_release(
+        self, subjects: Sequence[Allowance], amount: int, spent: int, lease: str = ""
+    ) -> list[int | None]:
+        args = self._spend_args(_SPEND_RELEASE_SCRIPT, subjects, amount, spent, lease or self._lease)
         r = await self._call(args, _SPEND_RELEASE_SCRIPT)
         return [int(v) if int(v) >= 0 else None for v in r]
+
+    def _new_lease(self, lapsed: str) -> None:
+        """The lease ``lapsed`` is gone (this process was stopped or cut off from Redis
+        for longer than it lives): new calls count under a new one, so that the releases
+        of calls counted under the old one (``spend_release``'s ``lease``) take nothing of
+        theirs. (Once: a renewal and an admission may both find it gone.)"""
+        if self._lease == lapsed:
+            self._lease, self._fresh = os.urandom(8).hex(), True
 
     async def _renew_lease(self) -> None:
         """Keeps this process's lease (``_SPEND_ADMIT``) while it lives, from its first
         admission on: three renewals a lease, so one missed (a slow turn, a blip) loses
-        nothing. A lease lapsed during an outage is taken again at the next renewal."""
-        key, every = self._alive + self._lease, self.lease_ms / 3000
+        nothing. One found lapsed (an outage, a loop stopped) is not made again: the next
+        admission takes a new one (``_new_lease``)."""
+        every = self.lease_ms / 3000
         while True:
             await asyncio.sleep(every)
+            lease = self._lease
+            if self._fresh:
+                continue  # (a new lease, made by its first admission)
             try:
-                await self._call(("SET", key, 1, "PX", self.lease_ms))
+                renewed = await self._call(("SET", self._alive + lease, 1, "PX", self.lease_ms, "XX"))
             except StateUnavailable:
-                pass  # (the outage is logged by _call; renewed at the next turn)
+                continue  # (the outage is logged by _call; tried at the next turn)
+            if renewed is None:
+                self._new_lease(lease)
 
     async def spend_restore(self, key: str, value: int, ttl_ms: int) -> bool:
         expiry: tuple[str | int, ...] = ("PX", ttl_ms) if ttl_ms else ()

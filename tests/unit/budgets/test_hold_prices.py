@@ -33,7 +33,7 @@ async def test_the_record_says_what_the_budget_counted_even_after_the_prices_cha
     ex = Exchange("req-1", Request("POST", "/v1/chat/completions", "", Headers(), "127.0.0.1", "gw"))
     ex.model_upstream, ex.status = "m", 200
     ex.usage.input_tokens, ex.usage.output_tokens = 1000, 500
-    ex.put(HOLD, (plan, 0, old))
+    ex.put(HOLD, (plan, 0, old, ""))
     budgets.release_now(ex)
     counted = (1000 * 1.0 + 500 * 2.0) / 1e6
     assert ex.priced == (counted, None)

@@ -33,7 +33,7 @@ async def test_a_failing_release_is_logged_not_raised(caplog: pytest.LogCaptureF
     subject = Subject("consumer", "alice", None, 2)
     ex = Exchange("req-1", Request("POST", "/v1/chat/completions", "", Headers(), "127.0.0.1", "gw"))
     plan = Plan(Consumer("alice", max_parallel=2), (subject,), None, (None,), (subject.allowance(None),), math.inf)
-    ex.put(HOLD, (plan, 0, PriceTable()))
+    ex.put(HOLD, (plan, 0, PriceTable(), ""))
     with caplog.at_level(logging.ERROR, logger="tollway"):
         budgets.release_now(ex)
     assert "releasing request req-1 failed" in caplog.text

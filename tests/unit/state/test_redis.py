@@ -362,6 +362,37 @@ async def test_a_dead_process_s_holds_and_running_calls_are_freed_when_its_lease
         await living.aclose()
 
 
+async def test_after_its_lease_lapsed_a_process_s_old_calls_release_nothing_of_its_new_ones(
+    redis_url: str,  # noqa: F811
+) -> None:
+    """A red team's finding: a process stopped past its lease (its loop blocked) lost its
+    fields to another's admission, counted its next call in a field of the same name, and
+    its old call's release then took that one's place: max_parallel 1 let two through."""
+    url = redis_url + ("&" if "?" in redis_url else "?")
+    stopped = RedisStateStore.from_url(url + "timeout=1", lease_ms=600)
+    other = RedisStateStore.from_url(url + "timeout=1", lease_ms=600)
+    subjects = [Allowance("spend:c:al", 1_000, "runs:c:al", 1)]
+    try:
+        assert await other.spend_restore("spend:c:al", 0, 0)
+        old = await stopped.spend_admit(subjects, 100, 600_000)
+        assert old.outcome is Admission.ADMITTED
+        assert stopped._renewing is not None
+        stopped._renewing.cancel()  # its loop stopped: no renewal
+        stopped._renewing = None
+        await asyncio.sleep(0.8)
+        between = await other.spend_admit(subjects, 100, 600_000)  # drops the lapsed fields
+        assert between.outcome is Admission.ADMITTED
+        await other.spend_release(subjects, 100, 0, between.lease)
+        new = await stopped.spend_admit(subjects, 100, 600_000)  # its loop runs again
+        assert new.outcome is Admission.ADMITTED and new.lease != old.lease
+        await stopped.spend_release(subjects, 100, 0, old.lease)  # the old call ends
+        assert (await other.spend_admit(subjects, 100, 600_000)).outcome is Admission.TOO_MANY
+        assert await other.spend_read("spend:c:al") == (0, 100)  # the new call's hold stands
+    finally:
+        await stopped.aclose()
+        await other.aclose()
+
+
 async def test_a_stale_bound_of_redis_clock_refuses_nothing_and_counts_once(redis_url: str) -> None:  # noqa: F811
     """Redis's clock stepped ahead of what replies showed (or ours stepped back): a take
     finds its deadline passed while its caller still waits. It is sent once more, under

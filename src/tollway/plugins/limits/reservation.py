@@ -64,12 +64,33 @@ def cache_writes(ex: Exchange) -> Literal["5m", "1h"] | None:
     """What the call's body asks of Anthropic's prompt cache: ``cache_control`` marks are
     written to it, billed at 1.25× the input price, or 2× with ``ttl: "1h"`` (a budget
     held at the input price was passed by one call whose long system prompt was cached).
-    Read off the bytes: the marks are rare, and most bodies hold neither."""
+    Read off the bytes when the body escapes nothing (the marks are rare, and most bodies
+    hold neither), else off the parsed body: ``cache\u005fcontrol`` is the same key."""
     made = ex.upstream_json
     body = orjson.dumps(made) if made is not None else ex.request.body or b""
+    if b"\\u" in body:
+        return _marks(made if made is not None else ex.request.json_or_none())
     if b'"cache_control"' not in body:
         return None
     return "1h" if b'"1h"' in body else "5m"
+
+
+def _marks(value: Any) -> Literal["5m", "1h"] | None:
+    """The longest cache lifetime the ``cache_control`` marks in ``value`` ask for."""
+    found: Literal["5m", "1h"] | None = None
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            mark = item.get("cache_control")
+            if mark is not None:
+                if isinstance(mark, dict) and mark.get("ttl") == "1h":
+                    return "1h"
+                found = "5m"
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def output_tokens(ex: Exchange, default_output: int, calls: Sequence[UpstreamCall] = ()) -> int:
