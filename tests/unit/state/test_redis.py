@@ -7,9 +7,10 @@ again on the same port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio
@@ -335,31 +336,46 @@ async def test_a_dead_process_s_holds_and_running_calls_are_freed_when_its_lease
     counter that every other admission kept alive, so a consumer's max_parallel stayed cut
     (and its budget held) for as long as calls kept coming. A process's share is its own
     now, and goes once its lease lapses, however busy the others are."""
-    url = redis_url + ("&" if "?" in redis_url else "?")
-    dying = RedisStateStore.from_url(url + "timeout=1", lease_ms=600)
-    living = RedisStateStore.from_url(url + "timeout=1", lease_ms=600)
-    subjects = [Allowance("spend:c:kk", 1_000, "runs:c:kk", 2)]
-    try:
-        assert await living.spend_restore("spend:c:kk", 0, 0)
+    async with _two_processes(redis_url, "kk", 2) as (dying, living, subjects):
         assert (await dying.spend_admit(subjects, 400, 600_000)).outcome == Admission.ADMITTED
         assert await living.spend_read("spend:c:kk") == (0, 400)
-        assert dying._renewing is not None
-        dying._renewing.cancel()  # killed: nothing of it runs any more, nor is released
+        _stop_renewing(dying)  # killed: nothing of it runs any more, nor is released
         outcomes = []
         deadline = time.monotonic() + 1.5  # two leases: its own admissions keep nothing alive
         while time.monotonic() < deadline:
             answer = await living.spend_admit(subjects, 400, 600_000)
             outcomes.append(answer.outcome)
             if answer.outcome is Admission.ADMITTED:
-                await living.spend_release(subjects, 400, 0)
+                await living.spend_release(subjects, 400, 0, answer.lease)
             await asyncio.sleep(0.05)
         assert outcomes[0] is Admission.ADMITTED  # (one place of two is free meanwhile)
         both = [await living.spend_admit(subjects, 400, 600_000) for _ in range(2)]
         assert [a.outcome for a in both] == [Admission.ADMITTED, Admission.ADMITTED]
         assert await living.spend_read("spend:c:kk") == (0, 800)
+
+
+@contextlib.asynccontextmanager
+async def _two_processes(
+    server: str, name: str, max_parallel: int
+) -> AsyncIterator[tuple[RedisStateStore, RedisStateStore, list[Allowance]]]:
+    """Two processes' stores on one Redis, with leases of 0.6 s, and a consumer ``name``
+    with a $0 spend, a budget and ``max_parallel``."""
+    url = server + ("&" if "?" in server else "?")
+    first = RedisStateStore.from_url(url + "timeout=1", lease_ms=600)
+    second = RedisStateStore.from_url(url + "timeout=1", lease_ms=600)
+    try:
+        assert await second.spend_restore(f"spend:c:{name}", 0, 0)
+        yield first, second, [Allowance(f"spend:c:{name}", 1_000, f"runs:c:{name}", max_parallel)]
     finally:
-        await dying.aclose()
-        await living.aclose()
+        await first.aclose()
+        await second.aclose()
+
+
+def _stop_renewing(store: RedisStateStore) -> None:
+    """The store's process stops (its loop blocked, or killed): its lease is not renewed."""
+    assert store._renewing is not None
+    store._renewing.cancel()
+    store._renewing = None
 
 
 async def test_after_its_lease_lapsed_a_process_s_old_calls_release_nothing_of_its_new_ones(
@@ -368,17 +384,10 @@ async def test_after_its_lease_lapsed_a_process_s_old_calls_release_nothing_of_i
     """A red team's finding: a process stopped past its lease (its loop blocked) lost its
     fields to another's admission, counted its next call in a field of the same name, and
     its old call's release then took that one's place: max_parallel 1 let two through."""
-    url = redis_url + ("&" if "?" in redis_url else "?")
-    stopped = RedisStateStore.from_url(url + "timeout=1", lease_ms=600)
-    other = RedisStateStore.from_url(url + "timeout=1", lease_ms=600)
-    subjects = [Allowance("spend:c:al", 1_000, "runs:c:al", 1)]
-    try:
-        assert await other.spend_restore("spend:c:al", 0, 0)
+    async with _two_processes(redis_url, "al", 1) as (stopped, other, subjects):
         old = await stopped.spend_admit(subjects, 100, 600_000)
         assert old.outcome is Admission.ADMITTED
-        assert stopped._renewing is not None
-        stopped._renewing.cancel()  # its loop stopped: no renewal
-        stopped._renewing = None
+        _stop_renewing(stopped)  # its loop stopped: no renewal
         await asyncio.sleep(0.8)
         between = await other.spend_admit(subjects, 100, 600_000)  # drops the lapsed fields
         assert between.outcome is Admission.ADMITTED
@@ -388,9 +397,6 @@ async def test_after_its_lease_lapsed_a_process_s_old_calls_release_nothing_of_i
         await stopped.spend_release(subjects, 100, 0, old.lease)  # the old call ends
         assert (await other.spend_admit(subjects, 100, 600_000)).outcome is Admission.TOO_MANY
         assert await other.spend_read("spend:c:al") == (0, 100)  # the new call's hold stands
-    finally:
-        await stopped.aclose()
-        await other.aclose()
 
 
 async def test_a_stale_bound_of_redis_clock_refuses_nothing_and_counts_once(redis_url: str) -> None:  # noqa: F811
