@@ -69,9 +69,10 @@ class UpstreamCall:
 
     model: str
     settings: tuple[CustomSetting, ...] = ()
-    # The provider bills writes to its prompt cache (Anthropic's, at 1.25x or 2x the input
-    # price): a budget holds a prompt that asks for them at that price.
-    bills_cache_writes: bool = False
+    # The provider reports writes to a one-hour prompt cache (Anthropic's, at twice the
+    # input price): a budget holds a prompt that asks for one at that price (a five-minute
+    # one any provider may report, OpenRouter's included).
+    one_hour_writes: bool = False
 
 
 @dataclass(frozen=True, slots=True)

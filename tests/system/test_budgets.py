@@ -185,6 +185,9 @@ def test_a_prompt_written_to_anthropics_cache_is_held_at_the_cache_write_price(
     )
     priced = "claude-x: {input_per_mtok: 1000, output_per_mtok: 10, cache_write_per_mtok: 1250, "
     priced += "cache_write_1h_per_mtok: 2000}"
+    # Claude's prices, through an OpenAI-compatible provider (OpenRouter reports the writes
+    # in OpenAI's shape, never one-hour ones).
+    priced += ", or-claude: {input_per_mtok: 1000, output_per_mtok: 10, cache_write_per_mtok: 1250}"
     text = text.replace("mock-gpt: {", priced + ", mock-gpt: {")
     text = text.replace("provider: mock}]", 'provider: mock, model_providers: {"claude-*": claude}}]')
     text = text.replace(
@@ -209,7 +212,9 @@ def test_a_prompt_written_to_anthropics_cache_is_held_at_the_cache_write_price(
     assert call(550, type="ephemeral", ttl="1h") == 403
     assert call(550, escaped=True, type="ephemeral", ttl="1h") == 403  # (the same key, escaped)
     assert call(550, type="ephemeral") == 200
-    # An OpenAI provider bills no cache writes: the marks (dropped on the way) cost nothing.
+    # Any other provider may report five-minute writes, at the model's write price (its
+    # input price without one), a one-hour mark included.
+    assert call(700, "or-claude", "frank", type="ephemeral", ttl="1h") == 403
     assert call(550, "mock-gpt", "frank", type="ephemeral", ttl="1h") == 200
 
 

@@ -282,8 +282,10 @@ class Budgets:
                     code="model_unpriced",
                 )
             price = found[1].at(prompt)  # (a long prompt at a long context's prices)
-            per_token = price.prompt_at_most(writes) if call.bills_cache_writes else price.input
-            most = max(most, prompt * per_token + output * price.output)
+            # (A one-hour write only a provider that reports them is billed; any other
+            # reports the prompt's writes, if it bills them at all, at the five-minute price.)
+            lifetime = "5m" if writes == "1h" and not call.one_hour_writes else writes
+            most = max(most, prompt * price.prompt_at_most(lifetime) + output * price.output)
         return math.ceil(most * (NANO / 1_000_000))
 
     def _hold_or_refuse(self, ex: Exchange, plan: Plan, amount: int, answer: SpendAdmission) -> bool:

@@ -65,6 +65,9 @@ if TYPE_CHECKING:
     from tollway.usage.span_export import SpanExport
 
 log = logging.getLogger("tollway")
+# How long a budget subject's holds and running counts stay in the state store after its
+# last admission (``Budgets``'s ``hold_s``).
+_IDLE_SUBJECT_S = 7 * 24 * 3600
 
 # Config sections a reload cannot apply: sockets, the admin listener, the stores.
 _RESTART_ONLY = ("server", "admin", "storage")
@@ -142,9 +145,12 @@ class Runtime:
             self.groups,
             self._group_members,
             self._flush_records,
-            # A hold outlives any call that can still be running (a dead replica's holds
-            # are given back after it).
-            hold_s=cfg.server.upstream_timeout_s + cfg.server.shutdown_timeout_s + 60,
+            # What calls in flight hold is given back by their end, or with the lease of
+            # their process (``state.redis``): a subject's holds and running counts are
+            # only forgotten once it has had no call for a week. (They expired with the
+            # call's longest silence: a stream that kept sending for longer lost its
+            # place under max_parallel while it ran, a red team found.)
+            hold_s=_IDLE_SUBJECT_S,
             alerts=self.alerts,
         )
         self.directory.on_members_changed = self.budgets.members_changed
