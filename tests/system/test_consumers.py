@@ -547,7 +547,11 @@ def test_cli_add_with_budget_and_expiry_show_and_rotate(
     dave = expired.stdout.strip()
     assert _eventually(lambda: _reason(gw, dave) == (401, "key-auth.expired_key")) < 5
     assert _cli(tmp_path, "add", "erin", "--expires", "soon", "-c", config).returncode == 2
-    assert _cli(tmp_path, "add", "erin", "--budget-usd", "-1", "-c", config).returncode == 2
+    for usd in ("-1", "abc", "nan"):  # (said in words, where argparse said "invalid usd_argument value")
+        refused = _cli(tmp_path, "add", "erin", "--budget-usd", usd, "-c", config)
+        assert refused.returncode == 2 and "must be a number of US dollars from 0 to" in refused.stderr, refused.stderr
+    grace = _cli(tmp_path, "rotate", "carol", "--grace", "-5", "-c", config)
+    assert grace.returncode == 2 and "--grace: must be a number of seconds from 0" in grace.stderr, grace.stderr
     assert _cli(tmp_path, "add", "erin", "--budget-period", "year", "--budget-usd", "1", "-c", config).returncode == 2
     # A period without a budget was dropped without a word: the consumer had no budget.
     alone = _cli(tmp_path, "add", "erin", "--budget-period", "week", "-c", config)

@@ -5,6 +5,8 @@ usage``, SIGTERM and SIGKILL with calls in flight, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import signal
 import subprocess
@@ -213,6 +215,27 @@ def test_usage_by_consumer_is_the_providers_tokens_and_metrics_agree(
     empty = _cli(tmp_path, "--since", "2001-01-01", "--until", "2001-01-02")
     assert empty.returncode == 0
     assert f"no calls recorded in sqlite {tmp_path / 'usage.db'}" in empty.stderr
+
+
+def test_the_cli_shows_names_clients_chose_as_text_never_as_terminal_codes_or_formulas(
+    gateway: GatewayFactory, mock_llm: Proc, tmp_path: Path
+) -> None:
+    """A judge's two Mediums: a model name is the client's to choose, and `tollway usage`
+    printed it raw: an escape sequence set the operator's terminal title and cleared its
+    screen, a line break drew a fake TOTAL row, and a CSV cell was a spreadsheet formula."""
+    gw = gateway(_config(mock_llm.url, "sqlite:///./usage.db"))
+    chosen = ["\x1b]0;pwned\x07\x1b[2Jred", "gpt\r\nTOTAL 1 0 0", '=HYPERLINK("http://evil.example","x")']
+    for model in chosen:
+        body = {"model": model, "messages": _messages("hi")}
+        httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {KEYS['alice']}"})
+    eventually(lambda: len(_records(gw)) == 3, within=10)
+    table = _cli(tmp_path, "--by", "model").stdout
+    assert not set(table) & {"\x1b", "\x07", "\r"}, table
+    assert "\\x1b]0;pwned\\x07\\x1b[2Jred" in table and "gpt\\x0d\\x0aTOTAL 1 0 0" in table
+    assert [line.split()[0] for line in table.splitlines()][-1] == "TOTAL"
+    assert len(table.splitlines()) == 1 + 3 + 1  # the header, a row a name, the total
+    cells = [row[0] for row in csv.reader(io.StringIO(_cli(tmp_path, "--by", "model", "--format", "csv").stdout))]
+    assert '\'=HYPERLINK("http://evil.example","x")' in cells and not any(c.startswith("=") for c in cells)
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from tollway.cli.text import shown
+
 if TYPE_CHECKING:
     # Imported where used at run time: every ``tollway`` command builds this parser, and
     # the database drivers are not worth loading for ``serve --help``.
@@ -74,11 +76,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def usd_argument(text: str) -> float:
+    """A ``--budget-usd``: dollars, 0 to ``MAX_BUDGET_USD``, as the admin API takes them."""
     from tollway.consumers.consumer import MAX_BUDGET_USD
 
-    value = float(text)
-    if not 0 <= value <= MAX_BUDGET_USD:
-        raise ValueError(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_BUDGET_USD:  # (nan is in no range)
+        raise argparse.ArgumentTypeError(f"must be a number of US dollars from 0 to {MAX_BUDGET_USD:g}, not {text!r}")
     return value
 
 
@@ -112,9 +118,12 @@ def positive_argument(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not 0 <= value <= 7 * 86400:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {7 * 86400} (a week), not {text!r}")
     return value
 
 
@@ -240,8 +249,9 @@ def format_table(consumers: list[ConsumerInfo]) -> str:
         )
         for c in consumers
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    cells = [[shown(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
 def run(given: str | None, operation: Operation, *, reading: bool = False) -> int:

@@ -179,9 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader went away (``tollway pricing | head``): what it read is all it
-        # wanted, so no traceback, and none either as Python flushes stdout at exit.
+        # The reader went away (``tollway usage | head``): what it read is all it
+        # wanted, so no traceback, and none either as Python flushes stdout at exit;
+        # and 0, not 1, which says the database failed (a script with pipefail read it so).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return 0
     return code

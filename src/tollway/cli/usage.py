@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tollway.cli.text import csv_cell, shown
 from tollway.usage.query import GROUPINGS, UsageQuery, UsageQueryError, query_from
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def format_csv(rows: Rows) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(_FIELDS)
     for row in rows:
-        writer.writerow(["" if row[f] is None else row[f] for f in _FIELDS])
+        writer.writerow(["" if row[f] is None else csv_cell(row[f]) for f in _FIELDS])
     return out.getvalue()
 
 
@@ -104,7 +105,7 @@ def format_table(rows: Rows, by: str) -> str:
         (
             "(no consumer)"
             if r["key"] is None and by == "consumer"
-            else str(r["key"] if r["key"] is not None else "-"),
+            else shown(str(r["key"] if r["key"] is not None else "-")),
             *(str(r[f]) for f in _COUNTS),
             f"{r['cost_usd']:.6f}",
         )
