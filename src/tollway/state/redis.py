@@ -695,6 +695,8 @@ class RedisStateStore(StateStore):
             if r[0] != _LAPSED:
                 break
             self._new_lease(lease)
+        else:  # (lost again at once: a store that keeps no key for long is no store to count in)
+            raise StateUnavailable(f"state store {self.name} keeps no lease (is it evicting keys?)")
         if r[0] == Admission.ADMITTED:
             if lease == self._lease:
                 self._fresh = False

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio
@@ -352,6 +353,31 @@ async def test_a_dead_process_s_holds_and_running_calls_are_freed_when_its_lease
         both = [await living.spend_admit(subjects, 400, 600_000) for _ in range(2)]
         assert [a.outcome for a in both] == [Admission.ADMITTED, Admission.ADMITTED]
         assert await living.spend_read("spend:c:kk") == (0, 800)
+
+
+async def test_a_store_that_loses_every_lease_at_once_is_unavailable_not_a_crash(
+    redis_url: str,  # noqa: F811
+    redis_client: redis.asyncio.Redis,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+) -> None:
+    """A Redis that evicts the lease the moment it is made (a tiny maxmemory with
+    allkeys-lru, say) answers "lapsed" to the retry under a new lease too: that is the
+    store failing (503 for budgets), where it was a ValueError (500)."""
+    async with _two_processes(redis_url, "ev", 5) as (store, _, subjects):
+        assert (await store.spend_admit(subjects, 100, 600_000)).outcome is Admission.ADMITTED
+        real = store._in_time
+
+        async def lease_gone(*args: Any) -> Any:
+            leases = [k async for k in redis_client.scan_iter(f"{redis_prefix}alive:*")]
+            if leases:
+                await redis_client.delete(*leases)
+            return await real(*args)
+
+        store._fresh = False
+        store._in_time = lease_gone  # type: ignore[method-assign,assignment]
+        store._new_lease = lambda lapsed: None  # type: ignore[method-assign]  # (its new one evicted too)
+        with pytest.raises(StateUnavailable, match="keeps no lease"):
+            await store.spend_admit(subjects, 100, 600_000)
 
 
 @contextlib.asynccontextmanager
