@@ -26,12 +26,14 @@ in, so the database can tell spends after a refresh from spends it overwrote. A
 balance set without a database (``quota_set``, ``quota_add``) is ``UNTRACKED``.
 
 **Spend** (``spend_*``, SPEC §10 budgets): per subject (a consumer or a group) a spend
-counter for the budget's period, a counter of what calls in flight hold, and a counter
-of the calls running (``max_parallel``). ``spend_admit`` checks every subject of a call
-and takes for all of them or none, in one step; ``spend_release`` gives the hold back and
-adds what the call cost. A spend counter the store does not have (never built, or a
-Redis flushed) makes ``spend_admit`` answer ``MISSING``: the caller rebuilds it from the
-usage records (``spend_restore``, written only where still missing) and asks again.
+counter for the budget's period, what calls in flight hold, and how many calls run
+(``max_parallel``). ``spend_admit`` checks every subject of a call and takes for all of
+them or none, in one step; ``spend_release`` gives the hold back and adds what the call
+cost. A store shared by several processes counts each process's calls in flight under
+its lease (``SpendAdmission.lease``), so a process that dies gives them back by itself.
+A spend counter the store does not have (never built, or a Redis flushed) makes
+``spend_admit`` answer ``MISSING``: the caller rebuilds it from the usage records
+(``spend_restore``, written only where still missing) and asks again.
 Amounts are integers (nano-dollars), so sums are exact.
 
 A store that cannot answer raises ``StateUnavailable``; each plugin decides what that
@@ -100,7 +102,7 @@ class Applied(IntEnum):
 
 
 def held_key(key: str) -> str:
-    """The counter of what calls in flight hold against the spend counter ``key``."""
+    """Where what calls in flight hold against the spend counter ``key`` is kept."""
     return key + ":holds"
 
 
@@ -216,9 +218,9 @@ class StateStore(ABC):
     @abstractmethod
     async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
         """Admit a call holding ``amount`` against every subject's budget and counting it
-        as running for every subject's ``max_parallel``, or change nothing. Holds and
-        running counts expire ``hold_ms`` after the last admission touched them (what a
-        replica that died mid-call held is given back, once no call can still run)."""
+        as running for every subject's ``max_parallel``, or change nothing. A subject's
+        holds and running counts are forgotten ``hold_ms`` after its last admission (a
+        process's that died are given back sooner, with its lease, where there is one)."""
 
     @abstractmethod
     async def spend_release(
