@@ -57,17 +57,27 @@ class ModelPrice:
         long = self.long
         return long[1] if long is not None and input_tokens > long[0] else self
 
+    @property
+    def write(self) -> float:
+        """What a token written to a (five-minute) prompt cache costs: without a price of
+        its own, the input price."""
+        return self.cache_write if self.cache_write is not None else self.input
+
+    @property
+    def write_1h(self) -> float:
+        """What a token written to a one-hour cache costs: without a price of its own,
+        twice the input price (Anthropic's, the only provider reporting them)."""
+        return self.cache_write_1h if self.cache_write_1h is not None else 2 * self.input
+
     def prompt_at_most(self, writes: CacheWrites) -> float:
         """The most a prompt token can cost: the input price, or, for a prompt that asks to
         be cached (``cache_writes``), the dearer write price of that cache's lifetime,
         which is what the provider bills for every token it writes."""
         if writes is None:
             return self.input
-        five_minutes = self.cache_write if self.cache_write is not None else self.input
         if writes == "5m":
-            return max(self.input, five_minutes)
-        one_hour = self.cache_write_1h if self.cache_write_1h is not None else 2 * self.input
-        return max(self.input, five_minutes, one_hour)
+            return max(self.input, self.write)
+        return max(self.input, self.write, self.write_1h)
 
 
 # Whether a prompt asks the provider to cache it, and for how long at most (None: it does not).
@@ -303,13 +313,11 @@ class PriceTable:
         written = min(cache_write_tokens, input_tokens - cached)
         written_1h = min(cache_write_1h_tokens, written)
         cached_price = price.cached_input if price.cached_input is not None else price.input
-        write_price = price.cache_write if price.cache_write is not None else price.input
-        write_1h_price = price.cache_write_1h if price.cache_write_1h is not None else 2 * price.input
         dollars = (
             (input_tokens - cached - written) * price.input
             + cached * cached_price
-            + (written - written_1h) * write_price
-            + written_1h * write_1h_price
+            + (written - written_1h) * price.write
+            + written_1h * price.write_1h
             + output_tokens * price.output
         )
         return round(dollars / 1_000_000, _DIGITS)
