@@ -111,6 +111,14 @@ def test_cli_added_key_works_on_a_running_gateway(
     assert listed.returncode == 0, listed.stderr
     assert "alice" in listed.stdout and "consumer1" in listed.stdout and key[-4:] in listed.stdout
     assert key not in listed.stdout + listed.stderr
+    # As JSON, as the admin API lists them: lists stay lists (a table joins them with commas).
+    as_json = _cli(tmp_path, "list", "--format", "json", "-c", config)
+    assert as_json.returncode == 0, as_json.stderr and key not in as_json.stdout
+    listed_json = {c["name"]: c for c in orjson.loads(as_json.stdout)["consumers"]}
+    admin_listed = {c["name"]: c for c in httpx.get(gw.admin_url + "/api/consumers").json()["consumers"]}
+    assert listed_json == admin_listed
+    assert listed_json["alice"]["allow_models"] == ["gpt-4o*"] and listed_json["alice"]["groups"] == ["team-a"]
+    assert listed_json["alice"]["source"] == "runtime" and listed_json["alice"]["key_hint"] == key[-4:]
 
     again = _cli(tmp_path, "add", "alice", "-c", config)
     assert again.returncode == 1 and "exists" in again.stderr and again.stdout == ""

@@ -162,6 +162,13 @@ def test_groups_from_the_command_line(gateway: GatewayFactory, mock_llm: Proc, t
     assert listed.returncode == 0, listed.stderr
     lines = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines()[1:]}
     assert lines == {"staff": ["config", "-", "5", "bob"], "team-c": ["runtime", "$0.2/day", "-", "dee"]}
+    as_json = _cli(tmp_path, "groups", "list", "--format", "json", "-c", config)
+    assert as_json.returncode == 0, as_json.stderr
+    assert orjson.loads(as_json.stdout)["groups"] == [
+        {"name": "staff", "source": "config", "budget": None, "max_parallel": 5, "members": ["bob"]},
+        {"name": "team-c", "source": "runtime", "budget": {"usd": 0.2, "period": "day"}, "max_parallel": None,
+         "members": ["dee"]},
+    ]  # fmt: skip
     shown = _cli(tmp_path, "groups", "show", "team-c", "-c", config)
     assert shown.returncode == 0, shown.stderr
     group = orjson.loads(shown.stdout)

@@ -62,15 +62,7 @@ class _GroupRoutes:
         self.spend = spend
 
     async def _shown(self, group: Group) -> dict[str, object]:
-        budget = group.budget
-        return {
-            "name": group.name,
-            "source": group.source,
-            "budget": {"usd": budget.usd, "period": budget.period} if budget is not None else None,
-            "max_parallel": group.max_parallel,
-            "members": await self.members(group.name),
-            "spend": await self.spend(group),
-        }
+        return {**group.shown(await self.members(group.name)), "spend": await self.spend(group)}
 
     def _config_group(self, name: str) -> bool:
         found = self.groups.get(name)

@@ -68,6 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rotate.set_defaults(func=cmd_rotate)
 
     listing = commands.add_parser("list", parents=[config], help="list consumers (never their keys)")
+    listing.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="json: as GET /api/consumers lists them, lists as lists (a table joins them with commas)",
+    )
     listing.set_defaults(func=cmd_list)
 
     revoke = commands.add_parser("revoke", parents=[config], help="revoke a runtime consumer's key")
@@ -218,8 +224,16 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog, _loaded: LoadedConfig) -> int:
-        print(format_table([*config, *await store.list()]))
+    async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog, loaded: LoadedConfig) -> int:
+        if args.format == "json":
+            import orjson
+
+            from tollway.plugins.key_auth import config_consumer_listing
+
+            listed = [*config_consumer_listing(loaded), *await store.listed()]
+            print(orjson.dumps({"consumers": listed}, option=orjson.OPT_INDENT_2).decode())
+        else:
+            print(format_table([*config, *await store.list()]))
         return 0
 
     return run(args.config, show, reading=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from tollway.cli.consumers import PERIODS, BudgetArgumentError, budget_of, positive_argument, run, usd_argument
 from tollway.cli.spend import members_of, recorded_spend
@@ -39,6 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.set_defaults(func=cmd_add)
 
     listing = commands.add_parser("list", parents=[config], help="list the declared groups")
+    listing.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="json: one object per group, members as a list (a table joins them with commas)",
+    )
     listing.set_defaults(func=cmd_list)
 
     show = commands.add_parser("show", parents=[config], help="show one group as JSON, with members and spend")
@@ -86,11 +92,21 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog, loaded: LoadedConfig) -> int:
-        rows = [("NAME", "SOURCE", "BUDGET", "MAX_PARALLEL", "MEMBERS")]
-        for g in _declared(loaded, await store.groups()):
-            budget = f"${g.budget.usd:g}/{g.budget.period}" if g.budget is not None else "-"
-            parallel = str(g.max_parallel) if g.max_parallel is not None else "-"
-            rows.append((g.name, g.source, budget, parallel, ",".join(await _members(store, config, g.name)) or "-"))
+        groups = [g.shown(await _members(store, config, g.name)) for g in _declared(loaded, await store.groups())]
+        if args.format == "json":
+            import orjson
+
+            print(orjson.dumps({"groups": groups}, option=orjson.OPT_INDENT_2).decode())
+            return 0
+        from tollway.cli.text import shown
+
+        rows: list[tuple[str, ...]] = [("NAME", "SOURCE", "BUDGET", "MAX_PARALLEL", "MEMBERS")]
+        for g in groups:
+            b: Any = g["budget"]
+            budget = f"${b['usd']:g}/{b['period']}" if b is not None else "-"
+            parallel = str(g["max_parallel"]) if g["max_parallel"] is not None else "-"
+            members = ",".join(cast("list[str]", g["members"])) or "-"
+            rows.append(tuple(shown(str(c)) for c in (g["name"], g["source"], budget, parallel, members)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -111,15 +127,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         spend = (
             [] if group.budget is None else [await recorded_spend(store.db, "group", group.name, group.budget, members)]
         )
-        shown = {
-            "name": group.name,
-            "source": group.source,
-            "budget": {"usd": group.budget.usd, "period": group.budget.period} if group.budget is not None else None,
-            "max_parallel": group.max_parallel,
-            "members": members,
-            "spend": spend,
-        }
-        print(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps({**group.shown(members), "spend": spend}, option=orjson.OPT_INDENT_2).decode())
         return 0
 
     return run(args.config, show, reading=True)

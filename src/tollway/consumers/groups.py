@@ -47,6 +47,17 @@ class Group:
     def limited(self) -> bool:
         return self.budget is not None or self.max_parallel is not None
 
+    def shown(self, members: list[str]) -> dict[str, object]:
+        """The group as the admin API and the command line show it (its spend aside)."""
+        budget = self.budget
+        return {
+            "name": self.name,
+            "source": self.source,
+            "budget": {"usd": budget.usd, "period": budget.period} if budget is not None else None,
+            "max_parallel": self.max_parallel,
+            "members": members,
+        }
+
 
 def group_of(config: GroupConfig) -> Group:
     budget = Budget(config.budget.usd, config.budget.period) if config.budget is not None else None
