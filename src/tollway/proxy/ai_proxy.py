@@ -27,7 +27,7 @@ from tollway import content_coding
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError, UpstreamTimeout
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.protocols import provider_json
-from tollway.protocols.apis import JSON_APIS, MODELS
+from tollway.protocols.apis import JSON_APIS, MODELS, keeps_state
 from tollway.protocols.gemini import errors as gemini_errors
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
@@ -215,7 +215,7 @@ class AiProxy:
     async def _call(
         self, ex: Exchange, provider: Provider, client_body: dict[str, Any] | None, query: str | None
     ) -> tuple[UpstreamResponse, Translation | None]:
-        token = provider.pick_token()
+        token = provider.pick_token(_affinity(ex, client_body))
         secret = token[1] if token else None
         translation = Translation.for_call(ex.api_path, provider, client_body)
         if translation is None:
@@ -425,6 +425,20 @@ class AiProxy:
         if status >= 400:
             return translation.error(status, body), None
         return translation.response(body, answer)
+
+
+def _affinity(ex: Exchange, client_body: dict[str, Any] | None) -> str | None:
+    """What picks a call's key when it makes or uses what its provider keeps per account
+    (``keeps_state``; stored chat completions, listed, read or made with ``store: true``):
+    the consumer's name (``""`` without one), so that all its calls on them go with one
+    key. None for every other call, whose key goes in turn."""
+    if keeps_state(ex.api, ex.api_path) or (
+        ex.api == "chat"
+        and (ex.request.method != "POST" or (client_body is not None and client_body.get("store") is True))
+    ):
+        consumer = ex.consumer
+        return consumer.name if consumer is not None else ""
+    return None
 
 
 def _stored_completions(ex: Exchange) -> bool:
