@@ -135,8 +135,10 @@ class AiDataMaskingConfig(PluginConfig):
     @field_validator("deny_code")
     @classmethod
     def _status(cls, code: int) -> int:
-        if not 100 <= code <= 599:
-            raise ValueError("deny_code must be an HTTP status (100-599)")
+        if not 200 <= code <= 599:
+            raise ValueError(
+                "deny_code must be a final HTTP status (200-599): a 1xx is no answer, the client would wait"
+            )
         return code
 
 

@@ -95,8 +95,10 @@ class RequestBlockConfig(PluginConfig):
                 "at least one of block_urls, block_exact_urls, block_regexp_urls, "
                 "block_headers, block_bodies is required"
             )
-        if not 100 <= self.blocked_code <= 599:
-            raise ValueError("blocked_code must be an HTTP status (100-599)")
+        if not 200 <= self.blocked_code <= 599:
+            raise ValueError(
+                "blocked_code must be a final HTTP status (200-599): a 1xx is no answer, the client would wait"
+            )
         for rx in self.block_regexp_urls:
             try:
                 re.compile(rx)

@@ -251,6 +251,7 @@ async def test_bodies_it_cannot_read_pass_untouched() -> None:
         ({"replace_roles": [{"regex": "(a)", "type": "replace", "value": "$2"}]}, "group"),
         ({"deny_jsonpath": ["messages"]}, "starts with"),
         ({"deny_code": 99}, "deny_code"),
+        ({"deny_code": 100}, "a 1xx is no answer"),
         ({"detectors": ["passport"]}, "detectors"),
         ({"mode": "block"}, "mode"),
         ({"deny_word": ["x"]}, "deny_word"),

@@ -165,10 +165,13 @@ async def test_nothing_to_block_passes() -> None:
         {},
         {"block_urls": []},
         {"block_urls": ["x"], "blocked_code": 42},
+        # A 1xx is no final answer: the client got "100 Continue" and waited (a judge's).
+        {"block_urls": ["x"], "blocked_code": 100},
+        {"block_urls": ["x"], "blocked_code": 101},
         {"block_regexp_urls": ["("]},
         {"block_urls": ["x"], "block_url": ["y"]},
     ],
-    ids=["empty", "empty-list", "bad-code", "bad-regexp", "unknown-field"],
+    ids=["empty", "empty-list", "bad-code", "code-100", "code-101", "bad-regexp", "unknown-field"],
 )
 def test_invalid_configs_are_refused(config: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
