@@ -696,6 +696,11 @@ def test_start_up_says_where_each_provider_sends_calls_and_shows_no_key(
             "routes:",
             "  - {id: local, type: mock}\n"
             "  - {id: far, type: openai, baseUrl: 'http://127.0.0.1:9/v1', apiTokens: ['${TW_KEY_A}', '${TW_KEY_A}']}\n"
+            # A default beside an unset variable is the file's key; an empty one is no key.
+            "  - {id: dflt, type: openai, baseUrl: 'http://127.0.0.1:9/v1', apiTokens: ['${TW_UNSET_B:-sk-dflt-b}']}\n"
+            "  - {id: blank, type: openai, baseUrl: 'http://127.0.0.1:9/v1', apiTokens: ['${TW_UNSET_C:-}']}\n"
+            "  - {id: mixed, type: openai, baseUrl: 'http://127.0.0.1:9/v1',"
+            " apiTokens: ['${TW_KEY_A}', '${TW_EMPTY}']}\n"
             # A URL may hold secrets of its own: a password, a key in the query.
             "  - {id: proxied, type: openai, baseUrl: 'http://me:sk-in-url@127.0.0.1:9/v1?key=sk-in-query'}\n"
             "routes:",
@@ -703,9 +708,14 @@ def test_start_up_says_where_each_provider_sends_calls_and_shows_no_key(
         )
         + "plugins:\n  - name: key-auth\n"
         + "    defaultConfig: {keys: [x-api-key], consumers: [{name: a, credential: k-secret-a}]}\n",
-        env={"TW_KEY_A": "sk-from-env-a"},
+        env={"TW_KEY_A": "sk-from-env-a", "TW_EMPTY": ""},
     )
     said = "\n".join(gw.stderr_lines)
+    at9 = "openai at http://127.0.0.1:9/v1"
+    assert f"provider dflt: {at9} (1 key from the config file (the default of $TW_UNSET_B, unset))" in said
+    assert f"provider blank: {at9} (no key (1 empty))" in said
+    assert f"provider mixed: {at9} (1 key and 1 empty (sent without a key) from $TW_KEY_A)" in said
+    assert "sk-dflt-b" not in said
     assert f"provider mock: openai at {mock_llm.url}/v1 (1 key from the config file)" in said
     assert "provider local: the built-in mock model" in said
     assert "provider far: openai at http://127.0.0.1:9/v1 (2 keys from $TW_KEY_A)" in said

