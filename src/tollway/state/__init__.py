@@ -208,6 +208,13 @@ class StateStore(ABC):
         delta adds ``amount``. ``amount`` 0 with ``refresh`` false only moves the version
         (a balance the ledger adopts as version 0)."""
 
+    async def quota_left_by_higress(self, key: str) -> int | None:
+        """The balance Higress's ai-quota keeps under ``key`` itself (its
+        ``redis_key_prefix`` and the consumer's name, no prefix of this store's): a plain
+        integer, which a gateway taking over from Higress on the same Redis adopts once.
+        None where there is none, or where the store is this process's memory."""
+        return None
+
     @abstractmethod
     async def quota_restore(self, key: str, value: int, version: int, generation: int, *, replace: bool) -> bool:
         """Put back a balance rebuilt from the ledger: ``value`` at ``version``, under a

@@ -218,6 +218,16 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1], 'g', ARGV[3], 'a', ARGV[2])
 return 1
 """
 
+# KEYS[1] Higress's ai-quota key (no prefix of ours). Returns its value where it is a
+# string (INCRBY's integer), else nil: a key of another type is no Higress quota, and no
+# failure of the store either.
+_HIGRESS_QUOTA = """
+if redis.call('TYPE', KEYS[1]).ok == 'string' then
+  return redis.call('GET', KEYS[1])
+end
+return false
+"""
+
 # KEYS[1] quota hash; ARGV value. A refresh starts a new generation.
 _QUOTA_SET = """
 redis.call('HSET', KEYS[1], 'v', ARGV[1])
@@ -369,6 +379,7 @@ _QUOTA_SETTLE_SCRIPT = _Script(_QUOTA_SETTLE)
 _QUOTA_SET_SCRIPT = _Script(_QUOTA_SET)
 _QUOTA_APPLY_SCRIPT = _Script(_QUOTA_APPLY)
 _QUOTA_RESTORE_SCRIPT = _Script(_QUOTA_RESTORE)
+_HIGRESS_QUOTA_SCRIPT = _Script(_HIGRESS_QUOTA)
 _SPEND_ADMIT_SCRIPT = _Script(_SPEND_ADMIT)
 _SPEND_RELEASE_SCRIPT = _Script(_SPEND_RELEASE)
 _SPEND_READ_SCRIPT = _Script(_SPEND_READ)
@@ -671,6 +682,18 @@ class RedisStateStore(StateStore):
 
     async def quota_apply(self, key: str, refresh: bool, amount: int, version: int) -> Applied:
         return Applied(int(await self._eval(_QUOTA_APPLY_SCRIPT, key, int(refresh), amount, version)))
+
+    async def quota_left_by_higress(self, key: str) -> int | None:
+        if not self.key_prefix:
+            return None  # (the same name as this store's own hash: nothing else is there)
+        raw = await self._call(("EVALSHA", _HIGRESS_QUOTA_SCRIPT.sha, 1, key), _HIGRESS_QUOTA_SCRIPT)
+        if raw is None:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            log.warning("ai-quota: %s holds no integer (%r...); not taken as Higress's quota", key, bytes(raw[:20]))
+            return None
 
     async def quota_restore(self, key: str, value: int, version: int, generation: int, *, replace: bool) -> bool:
         return bool(await self._eval(_QUOTA_RESTORE_SCRIPT, key, value, version, generation, int(replace)))
