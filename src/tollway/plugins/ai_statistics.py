@@ -22,7 +22,10 @@ each event of a streamed one under ``rule``: ``first`` keeps the first value fou
 
 Built-in keys need no ``value_source``: ``question`` (the last user message),
 ``system`` (the system prompt), ``answer`` (the reply text, streamed or not),
-``reasoning`` (``reasoning_content``), ``reasoning_tokens`` and ``cached_tokens``.
+``reasoning`` (``reasoning_content``), ``tool_calls`` (the answer's tool calls in
+OpenAI's shape, a stream's arguments joined per index), ``reasoning_tokens``,
+``cached_tokens``, ``input_token_details`` and ``output_token_details`` (the usage's
+details as objects).
 
 """
 
@@ -34,7 +37,7 @@ import orjson
 from pydantic import Field, model_validator
 
 from tollway.errors import GatewayError
-from tollway.exchange import Exchange, Reply
+from tollway.exchange import Exchange, Reply, StateKey
 from tollway.plugin import Phase, Plugin, PluginConfig, Scope
 from tollway.plugins.json_path import MISSING, PathError, get, parse
 from tollway.protocols.sse import SseEvent
@@ -43,7 +46,12 @@ from tollway.services import Services
 Source = Literal[
     "fixed_value", "request_header", "request_body", "response_header", "response_body", "response_streaming_body"
 ]
-BUILTIN_KEYS = ("question", "system", "answer", "reasoning", "reasoning_tokens", "cached_tokens")
+BUILTIN_KEYS = (
+    "question", "system", "answer", "reasoning", "tool_calls",
+    "reasoning_tokens", "cached_tokens", "input_token_details", "output_token_details",
+)  # fmt: skip
+# The built-ins read from the answer, whole or streamed.
+_ANSWER_KEYS = frozenset({"answer", "reasoning", "tool_calls"})
 JsonValue = str | int | float | bool | None
 
 
@@ -94,11 +102,11 @@ def _logged(key: str, **source: str) -> AttributeConfig:
 # (``use_default_response_attributes``), each with the keys it lacks here.
 _FULL_SET = (
     _logged("messages", value_source="request_body", value="messages"),
-    *(_logged(key) for key in ("question", "system", "answer", "reasoning", "reasoning_tokens", "cached_tokens")),
+    *(_logged(key) for key in BUILTIN_KEYS),
 )
-_LIGHT_SET = (_logged("reasoning_tokens"), _logged("cached_tokens"))
-_FULL_LACKS = ("tool_calls", "input_token_details", "output_token_details")
-_LIGHT_LACKS = ("input_token_details", "output_token_details")
+_LIGHT_SET = tuple(
+    _logged(key) for key in ("reasoning_tokens", "cached_tokens", "input_token_details", "output_token_details")
+)
 # Where Higress applies a canned set when enable_path_suffixes is not given.
 _CANNED_SET_SUFFIXES = ("/completions", "/messages")
 
@@ -151,15 +159,8 @@ class AiStatisticsConfig(PluginConfig):
             if a.trace_span_key and not a.apply_to_span
         ]
         canned = self.canned()
-        if canned is not None:
-            lacks = _FULL_LACKS if canned == "use_default_attributes" else _LIGHT_LACKS
-            kept = ", ".join(a.key for a in self.effective_attributes())
-            said.append(
-                f"{canned}: records {kept} (logged); Higress's {', '.join(lacks)} are not recorded "
-                "(the usage record has the call's token counts)"
-            )
-            if self.attributes:
-                said.append(f"attributes: ignored with {canned}: true, as in Higress")
+        if canned is not None and self.attributes:
+            said.append(f"attributes: ignored with {canned}: true, as in Higress")
         said += [f"{name}: {reason}" for name, reason in _HIGRESS_IGNORED.items() if _acts(name, getattr(self, name))]
         for i, attribute in enumerate(self.attributes):
             said.extend(f"attributes[{i}].{line}" for line in attribute.ignored())
@@ -276,6 +277,68 @@ def _answer(body: Any) -> tuple[str | None, str | None]:
     return _text(body.get("content")), None
 
 
+def _tool_calls(body: Any) -> list[Any] | None:
+    """The tool calls of a whole OpenAI- or Anthropic-shaped answer, in OpenAI's shape
+    (an Anthropic ``tool_use`` block's ``input`` as its arguments' JSON text)."""
+    if not isinstance(body, dict):
+        return None
+    choice = get(body, ("choices", "0"))
+    if isinstance(choice, dict):
+        calls = get(choice, ("message", "tool_calls"))
+        return calls if isinstance(calls, list) and calls else None
+    content = body.get("content")
+    if not isinstance(content, list):
+        return None
+    calls = [
+        _call(block.get("id"), block.get("name"), orjson.dumps(block.get("input", {})).decode())
+        for block in content
+        if isinstance(block, dict) and block.get("type") == "tool_use"
+    ]
+    return calls or None
+
+
+def _call(call_id: Any, name: Any, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+class _StreamedCalls:
+    """A stream's tool calls as they come: OpenAI's ``delta.tool_calls`` (arguments in
+    pieces, by ``index``) or Anthropic's ``tool_use`` blocks and their
+    ``input_json_delta``s (by block index)."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, Any]] = {}
+
+    def feed(self, event: dict[str, Any]) -> None:
+        pieces = get(event, ("choices", "0", "delta", "tool_calls"))
+        if isinstance(pieces, list):
+            for piece in pieces:
+                if isinstance(piece, dict) and isinstance(piece.get("index"), int):
+                    given = piece.get("function")
+                    fn: dict[str, Any] = given if isinstance(given, dict) else {}
+                    call = self.calls.setdefault(piece["index"], _call(None, None, ""))
+                    call["id"] = piece.get("id") or call["id"]
+                    call["function"]["name"] = fn.get("name") or call["function"]["name"]
+                    if isinstance(fn.get("arguments"), str):
+                        call["function"]["arguments"] += fn["arguments"]
+            return
+        index = event.get("index")
+        if not isinstance(index, int):
+            return
+        block = event.get("content_block")
+        if event.get("type") == "content_block_start" and isinstance(block, dict) and block.get("type") == "tool_use":
+            self.calls[index] = _call(block.get("id"), block.get("name"), "")
+            return
+        delta = event.get("delta")
+        if index in self.calls and isinstance(delta, dict) and isinstance(delta.get("partial_json"), str):
+            self.calls[index]["function"]["arguments"] += delta["partial_json"]
+
+    def listed(self) -> list[dict[str, Any]]:
+        return [self.calls[i] for i in sorted(self.calls)]
+
+
 def _delta(event: Any) -> tuple[str | None, str | None]:
     """The text and reasoning one stream event adds."""
     if not isinstance(event, dict):
@@ -314,6 +377,8 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
         self.logged = frozenset(a.key for a in attributes if a.apply_to_log)
         self.on_span = {a.key: a.trace_span_key or a.key for a in attributes if a.apply_to_span}
         self.suffixes = config.path_suffixes()
+        self.reads_answer = bool(self.builtins & _ANSWER_KEYS)
+        self._streamed_calls: StateKey[_StreamedCalls] = StateKey(f"{self.name}.tool_calls.{id(self):x}")
 
     def _off(self, ex: Exchange) -> bool:
         return self.suffixes is not None and not ex.request.path.endswith(self.suffixes)
@@ -359,7 +424,7 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
                     break
 
     async def response_body(self, ex: Exchange, body: bytes) -> bytes:
-        if self._off(ex) or not (self.resp_body or "answer" in self.builtins or "reasoning" in self.builtins):
+        if self._off(ex) or not (self.resp_body or self.reads_answer):
             return body
         answer = _json(body)
         _put_found(ex, self.resp_body, answer)
@@ -368,14 +433,24 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
             _put(ex, "answer", text)
         if reasoning is not None and "reasoning" in self.builtins:
             _put(ex, "reasoning", reasoning)
+        if "tool_calls" in self.builtins:
+            calls = _tool_calls(answer)
+            if calls is not None:
+                _put(ex, "tool_calls", calls)
         return body
 
     def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
-        if not (self.streamed or "answer" in self.builtins or "reasoning" in self.builtins) or self._off(ex):
+        if not (self.streamed or self.reads_answer) or self._off(ex):
             return [event]
         obj = event.json()
         if obj is None:
             return [event]
+        if "tool_calls" in self.builtins and isinstance(obj, dict):
+            calls = ex.get(self._streamed_calls)
+            if calls is None:
+                calls = _StreamedCalls()
+                ex.put(self._streamed_calls, calls)
+            calls.feed(obj)
         for a in self.streamed:
             value = get(obj, a.path)
             if value is not MISSING and value is not None and value != "":
@@ -394,6 +469,16 @@ class AiStatistics(Plugin[AiStatisticsConfig]):
             _put(ex, "reasoning_tokens", ex.usage.reasoning_tokens)
         if "cached_tokens" in self.builtins:
             _put(ex, "cached_tokens", ex.usage.cached_tokens)
+        if "input_token_details" in self.builtins:
+            details = {"cached_tokens": ex.usage.cached_tokens}
+            if ex.usage.cache_write_tokens:
+                details["cache_write_tokens"] = ex.usage.cache_write_tokens
+            _put(ex, "input_token_details", details)
+        if "output_token_details" in self.builtins:
+            _put(ex, "output_token_details", {"reasoning_tokens": ex.usage.reasoning_tokens})
+        streamed = ex.get(self._streamed_calls)
+        if streamed is not None and streamed.calls:
+            _put(ex, "tool_calls", streamed.listed())
         for key, default in self.defaults:
             if ex.attributes is None or key not in ex.attributes:
                 _put(ex, key, default)
