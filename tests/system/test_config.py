@@ -6,6 +6,7 @@ tests/unit/config/test_load.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,29 @@ def check_process(tmp_path: Path, text: str, env: dict[str, str] | None = None) 
 def test_a_valid_config_prints_ok_and_exits_0(tmp_path: Path) -> None:
     done = check_process(tmp_path, VALID)
     assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
+
+
+def test_without_c_it_checks_the_file_every_command_finds(tmp_path: Path) -> None:
+    """$TOLLWAY_CONFIG, else ./tollway.yaml, as the other commands find it (the manual
+    says so of every command: `check` alone asked for -c); nowhere: exit 2 saying where
+    it looked, not an "ok" for the built-in quickstart."""
+    env = {k: v for k, v in os.environ.items() if k != "TOLLWAY_CONFIG"}
+
+    def check(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tollway", "check", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=cwd, env={**env, **extra})
+
+    (tmp_path / "tollway.yaml").write_text(VALID.replace("path_prefix: /v1/", "path_prefx: /v1/"))
+    here = check(cwd=tmp_path)
+    assert here.returncode == 2 and "routes[0].path_prefx: unknown field" in here.stdout
+    (tmp_path / "elsewhere.yaml").write_text(VALID)
+    named = check(cwd=tmp_path, TOLLWAY_CONFIG=str(tmp_path / "elsewhere.yaml"))
+    assert (named.returncode, named.stdout) == (0, "ok\n"), named.stdout + named.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nowhere = check(cwd=empty)
+    assert nowhere.returncode == 2 and "no config file" in nowhere.stdout and "ok" not in nowhere.stdout.split()
+    assert list(empty.iterdir()) == []  # (and it made nothing there: no demo key)
 
 
 def test_a_typo_fails_with_the_keys_place_and_exit_2(tmp_path: Path) -> None:

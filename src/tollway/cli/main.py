@@ -30,7 +30,12 @@ def _setup_logging() -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from tollway.gateway.snapshot import check_config
 
-    loaded, problems = check_config(lambda: load_file(args.config))
+    path = config_path(args.config)
+    if path is None:
+        # (Not the built-in quickstart, as ``serve`` would take: there is nothing to check.)
+        print("no config file: give -c FILE, set $TOLLWAY_CONFIG, or run where ./tollway.yaml is")
+        return 2
+    loaded, problems = check_config(lambda: load_file(path))
     if loaded is not None and "admin" not in loaded.failed:
         # What `serve` would refuse to start with is no valid config either.
         exposed = exposure_problem(loaded.config.admin.host, loaded.config.admin.token)
@@ -157,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a config file")
-    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-c", "--config", help="config file (default: $TOLLWAY_CONFIG, else ./tollway.yaml)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("mock-llm", help="run the built-in fake model server")
