@@ -135,10 +135,8 @@ class AiDataMaskingConfig(PluginConfig):
     @field_validator("deny_code")
     @classmethod
     def _status(cls, code: int) -> int:
-        if not 200 <= code <= 599:
-            raise ValueError(
-                "deny_code must be a final HTTP status (200-599): a 1xx is no answer, the client would wait"
-            )
+        if not 200 <= code <= 599 or code in (204, 205, 304):
+            raise ValueError("deny_code must be a final HTTP status with a body (200-599, not 204, 205 or 304)")
         return code
 
 

@@ -95,10 +95,8 @@ class RequestBlockConfig(PluginConfig):
                 "at least one of block_urls, block_exact_urls, block_regexp_urls, "
                 "block_headers, block_bodies is required"
             )
-        if not 200 <= self.blocked_code <= 599:
-            raise ValueError(
-                "blocked_code must be a final HTTP status (200-599): a 1xx is no answer, the client would wait"
-            )
+        if not 200 <= self.blocked_code <= 599 or self.blocked_code in (204, 205, 304):
+            raise ValueError("blocked_code must be a final HTTP status with a body (200-599, not 204, 205 or 304)")
         for rx in self.block_regexp_urls:
             try:
                 re.compile(rx)

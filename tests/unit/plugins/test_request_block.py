@@ -168,10 +168,25 @@ async def test_nothing_to_block_passes() -> None:
         # A 1xx is no final answer: the client got "100 Continue" and waited (a judge's).
         {"block_urls": ["x"], "blocked_code": 100},
         {"block_urls": ["x"], "blocked_code": 101},
+        # No body after a 204 or 304: the client read the refusal as the next answer.
+        {"block_urls": ["x"], "blocked_code": 204},
+        {"block_urls": ["x"], "blocked_code": 205},
+        {"block_urls": ["x"], "blocked_code": 304},
         {"block_regexp_urls": ["("]},
         {"block_urls": ["x"], "block_url": ["y"]},
     ],
-    ids=["empty", "empty-list", "bad-code", "code-100", "code-101", "bad-regexp", "unknown-field"],
+    ids=[
+        "empty",
+        "empty-list",
+        "bad-code",
+        "code-100",
+        "code-101",
+        "code-204",
+        "code-205",
+        "code-304",
+        "bad-regexp",
+        "unknown-field",
+    ],
 )
 def test_invalid_configs_are_refused(config: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
