@@ -306,10 +306,11 @@ class _StreamedCalls:
     pieces, by ``index``) or Anthropic's ``tool_use`` blocks and their
     ``input_json_delta``s (by block index)."""
 
-    __slots__ = ("calls",)
+    __slots__ = ("calls", "started")
 
     def __init__(self) -> None:
         self.calls: dict[int, dict[str, Any]] = {}
+        self.started: dict[int, str] = {}
 
     def feed(self, event: dict[str, Any]) -> None:
         pieces = get(event, ("choices", "0", "delta", "tool_calls"))
@@ -330,12 +331,18 @@ class _StreamedCalls:
         block = event.get("content_block")
         if event.get("type") == "content_block_start" and isinstance(block, dict) and block.get("type") == "tool_use":
             self.calls[index] = _call(block.get("id"), block.get("name"), "")
+            # Its input as it starts ({}), kept for a block no input_json_delta follows.
+            self.started[index] = orjson.dumps(block.get("input", {})).decode()
             return
         delta = event.get("delta")
         if index in self.calls and isinstance(delta, dict) and isinstance(delta.get("partial_json"), str):
             self.calls[index]["function"]["arguments"] += delta["partial_json"]
 
     def listed(self) -> list[dict[str, Any]]:
+        for i, started in self.started.items():
+            function = self.calls[i]["function"]
+            if not function["arguments"]:
+                function["arguments"] = started
         return [self.calls[i] for i in sorted(self.calls)]
 
 

@@ -197,6 +197,14 @@ async def test_tool_calls_and_token_details_are_built_ins_as_in_higress() -> Non
         {"type": "message_delta", "delta": {"stop_reason": "tool_use"}},
     ]  # fmt: skip
     assert await _through(_plugin({"key": "tool_calls"}), _exchange(), stream=events) == {"tool_calls": expected}
+    # A tool that takes no input streams none: its arguments are the block's input, "{}"
+    # (they were "", where the same answer whole said "{}": a red team's).
+    bare = [{"type": "content_block_start", "index": 0,
+             "content_block": {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}}}]  # fmt: skip
+    attrs = await _through(_plugin({"key": "tool_calls"}), _exchange(), stream=bare)
+    assert attrs == {
+        "tool_calls": [{"id": "toolu_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]
+    }
     # An answer without tool calls records none.
     assert await _through(_plugin({"key": "tool_calls"}), _exchange()) is None
 
