@@ -166,18 +166,22 @@ _GEMINI_BATCH_METHODS = frozenset({"batchgeneratecontent", "asyncbatchembedconte
 
 
 # Calls past ``POST /chat/completions`` on stored chat completions (a read, its messages,
-# a delete), and past ``POST /responses`` (a read of one, its input items, a cancel).
-_STORED_READS = ("/chat/completions/", "/responses/")
+# a delete), and past ``POST /responses`` (a read of one, its input items, a cancel);
+# OpenAI's videos (made, then read, downloaded, remixed by id), which masking reads.
+_STORED_READS = ("/chat/completions/", "/responses/", "/videos")
 
 
 def keeps_state(api: Api, api_path: str) -> bool:
     """Whether a call makes or uses an object its provider keeps in the account of the key
     it was made with (a file, a batch, a stored response, a vector store, …): such calls
     all go with one key (``Provider.pick_token``'s affinity), since another key, of
-    another account or project, answers 404 for it. Gemini's own API keeps none of its
-    files, caches and batches under a path of a method (``:generateContent``)."""
+    another account or project, answers 404 for it. Of the methods of Gemini's own API,
+    its batches (``:batchGenerateContent``) make one; a call naming one in its body (a
+    file, a cached content) is ``names_kept``'s."""
     if api == "files" or api == "batches" or api == "responses":
         return True
+    if api == "models":
+        return gemini_method(api_path) in _GEMINI_BATCH_METHODS
     if api != "other":
         return False
     lowered = api_path.lower()

@@ -35,7 +35,7 @@ from tollway.proxy import upstream_request
 from tollway.proxy.count_tokens import estimated_answer
 from tollway.proxy.events import ProviderEvents
 from tollway.proxy.models import ModelListing
-from tollway.proxy.ownership import OWNED_APIS, Ownership, may_name, owned_here
+from tollway.proxy.ownership import OWNED_APIS, Ownership, may_name, names_kept, owned_here
 from tollway.proxy.provider_choice import RouteProviders
 from tollway.proxy.response_owners import ResponseOwners, held_here
 from tollway.proxy.stored_reads import StoredReads, told_later
@@ -429,16 +429,25 @@ class AiProxy:
 
 def _affinity(ex: Exchange, client_body: dict[str, Any] | None) -> str | None:
     """What picks a call's key when it makes or uses what its provider keeps per account
-    (``keeps_state``; stored chat completions, listed, read or made with ``store: true``):
-    the consumer's name (``""`` without one), so that all its calls on them go with one
-    key. None for every other call, whose key goes in turn."""
-    if keeps_state(ex.api, ex.api_path) or (
-        ex.api == "chat"
-        and (ex.request.method != "POST" or (client_body is not None and client_body.get("store") is True))
-    ):
+    (``keeps_state``; stored chat completions, listed, read or made with ``store: true``;
+    a body naming a file, a vector store, a container or a Gemini cached content): the
+    consumer's name (``""`` without one), so that all its calls on them go with one key.
+    None for every other call, whose key goes in turn (a Responses call that stores
+    nothing and continues nothing stored too)."""
+    if ex.api == "responses" and client_body is not None:
+        kept = client_body.get("store") is not False or any(name in client_body for name in _CONTINUES)
+    elif ex.api == "chat" and ex.request.method == "POST":
+        kept = client_body is not None and client_body.get("store") is True
+    else:
+        kept = ex.api == "chat" or keeps_state(ex.api, ex.api_path)
+    if kept or names_kept(ex):
         consumer = ex.consumer
         return consumer.name if consumer is not None else ""
     return None
+
+
+# What makes a Responses call one on a stored response or conversation, store or not.
+_CONTINUES = ("previous_response_id", "conversation")
 
 
 def _stored_completions(ex: Exchange) -> bool:

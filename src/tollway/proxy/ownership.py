@@ -153,6 +153,26 @@ def may_name(ex: Exchange) -> bool:
     return any(mark in raw for mark in _MAY_NAME)
 
 
+# A Gemini call's cached content (``cachedContent: "cachedContents/…"``, in either of
+# the spellings Google's JSON takes): kept in the account that made it, as a file is.
+_CACHED_CONTENT = (b'"cachedContent"', b'"cached_content"')
+
+
+def names_kept(ex: Exchange) -> bool:
+    """Whether a call's body names an object its provider keeps per account: a file, a
+    vector store or a container (``named_in``), or a Gemini cached content; its key is
+    then the consumer's own (``ai_proxy._affinity``). A body without one costs the scans
+    of ``may_name``."""
+    if ex.model_in_path and any(mark in (ex.request.body or b"") for mark in _CACHED_CONTENT):
+        return True
+    if not may_name(ex):
+        return False
+    try:
+        return bool(named_in(ex.body_json()))
+    except GatewayError:
+        return bool(named_in(_form_of(ex)))
+
+
 def named_in(body: Any) -> dict[Kind, set[str]]:
     """The objects a parsed body names (see the module), by kind, at any depth."""
     named: dict[Kind, set[str]] = {}
