@@ -48,6 +48,9 @@ _STORE = re.compile(r"^/v1/(vector_stores|containers|fine_tuning/jobs)(?:/([^/]+
 _STORE_IDS = {"vector_stores": ("vs", "vector_store"), "containers": ("cntr", "container"),
               "fine_tuning/jobs": ("ftjob", "fine_tuning.job")}  # fmt: skip
 _MESSAGE_BATCH = re.compile(r"^/v1/messages/batches/([^/]+)(/results|/cancel)?$")
+# Gemini's batches: made by a model's method, then long-running operations by name.
+_GEMINI_MAKE = re.compile(r"^/v1beta/models/[^/:]+:batchGenerateContent$")
+_GEMINI_BATCH = re.compile(r"^/v1beta/batches/([^/:]+)(:cancel)?$")
 _DATA_PART = re.compile(rb'name="data"(?:; filename="[^"]*")?\r\n(?:[^\r]+\r\n)*\r\n(.*?)\r\n--', re.S)
 _PURPOSE = re.compile(rb'name="purpose"\r\n\r\n([^\r]*)')
 _FILE_PART = re.compile(rb'name="file"; filename="([^"]*)"\r\n(?:[^\r]+\r\n)*\r\n(.*?)\r\n--', re.S)
@@ -62,6 +65,7 @@ class FilesProvider(LoopbackServer):
         self.uploads: dict[str, dict[str, Any]] = {}
         self.parts: dict[str, bytes] = {}
         self.message_batches: dict[str, dict[str, Any]] = {}
+        self.gemini_batches: dict[str, dict[str, Any]] = {}
         self.stores: dict[str, dict[str, dict[str, Any]]] = {}  # vector stores, containers: by id
         self.seen: list[tuple[str, str]] = []
         self._made = 0
@@ -89,6 +93,8 @@ class FilesProvider(LoopbackServer):
             return 200, _page(list(self.batches.values()), query)
         if path.startswith(("/v1/uploads", "/v1/messages/batches")):
             return self._route_more(method, path, query, body)
+        if path.startswith("/v1beta/"):
+            return self._gemini(method, path)
         found = _STORE.match(path)
         if found:
             return self._store(method, found[1], found[2], found[3], query)
@@ -156,6 +162,23 @@ class FilesProvider(LoopbackServer):
                 batch["processing_status"] = "canceling"
             return 200, orjson.dumps(batch)
         return 404, orjson.dumps({"error": {"message": f"No such object: {path}", "type": "invalid_request_error"}})
+
+    def _gemini(self, method: str, path: str) -> tuple[int, bytes]:
+        """Gemini's batches, as Google's API serves them (one page of a list)."""
+        if _GEMINI_MAKE.match(path) and method == "POST":
+            name = "batches/" + self._new_id("gb")
+            self.gemini_batches[name] = {"name": name, "metadata": {"state": "BATCH_STATE_PENDING"}, "done": False}
+            return 200, orjson.dumps(self.gemini_batches[name])
+        if path == "/v1beta/batches" and method == "GET":
+            return 200, orjson.dumps({"operations": list(self.gemini_batches.values()), "nextPageToken": "p2"})
+        found = _GEMINI_BATCH.match(path)
+        name = f"batches/{found[1]}" if found else ""
+        if name in self.gemini_batches:
+            if found and found[2]:
+                self.gemini_batches[name]["metadata"]["state"] = "BATCH_STATE_CANCELLED"
+                return 200, b"{}"
+            return 200, orjson.dumps(self.gemini_batches[name])
+        return 404, orjson.dumps({"error": {"code": 404, "message": f"{path} not found", "status": "NOT_FOUND"}})
 
     def _store(
         self, method: str, kind: str, object_id: str | None, rest: str | None, query: dict[str, str]

@@ -43,8 +43,10 @@ storage: {{database: "sqlite:///./tollway.db"}}
 providers:
   - {{id: openai, type: openai, baseUrl: "{provider.url}/v1", apiTokens: [sk-org]}}
   - {{id: claude, type: claude, baseUrl: "{provider.url}", apiTokens: [sk-ant]}}
+  - {{id: gemini, type: gemini, baseUrl: "{provider.url}", apiTokens: [g-org]}}
 routes:
   - {{name: v1, path_prefix: /v1/, provider: openai, model_providers: {{"claude-*": claude}}}}
+  - {{name: gem, path_prefix: /gemini/, provider: gemini}}
   - {{name: open, path_prefix: /open/v1/, provider: openai}}
 plugins:
   - name: key-auth
@@ -54,7 +56,7 @@ plugins:
         - {{name: ann, credential: k-ann}}
         - {{name: bob, credential: k-bob}}
         - {{name: cat, credential: k-cat, allow_models: ["claude-haiku-*", "gpt-4o-mini"]}}
-    matchRules: [{{ingress: [v1], config: {{allow: [ann, bob, cat]}}}}]
+    matchRules: [{{ingress: [v1, gem], config: {{allow: [ann, bob, cat]}}}}]
 """
     proc = serve_gateway(tmp_path_factory.mktemp("ownership"), config)
     yield proc
@@ -349,6 +351,35 @@ def test_message_batches_are_the_creators(gw: Proc, provider: FilesProvider) -> 
         assert [b.results_url for b in ann.messages.batches.list()] == [batch.results_url]
         assert [r.custom_id for r in ann.messages.batches.results(batch.id)] == ["q1"]
         assert ann.messages.batches.delete(batch.id).id == batch.id
+
+
+def test_gemini_batches_are_their_makers(gw: Proc, provider: FilesProvider) -> None:
+    """A Gemini batch is made by a model's method (``:batchGenerateContent``) and then
+    read as ``/batches/{id}``: it was recorded as no one's, so its maker's every read was
+    refused 404 by the gateway itself (a red team's finding), and anyone could list it."""
+    base = gw.url + "/gemini/v1beta"
+    make = {"batch": {"display_name": "b", "input_config": {"requests": {"requests": []}}}}
+
+    def call(method: str, path: str, key: str, body: Any = None) -> httpx.Response:
+        return httpx.request(method, base + path, json=body, headers={"authorization": f"Bearer {key}"}, timeout=10)
+
+    made = call("POST", "/models/gemini-2.0-flash:batchGenerateContent", "k-ann", make)
+    assert made.status_code == 200, made.text
+    name = made.json()["name"]
+    assert name.startswith("batches/") and name in provider.gemini_batches
+    bobs = call("POST", "/models/gemini-2.0-flash:batchGenerateContent", "k-bob", make).json()["name"]
+
+    assert call("GET", "/" + name, "k-ann").json()["name"] == name
+    asked = len(provider.seen)
+    refused = call("GET", "/" + name, "k-bob")
+    assert (refused.status_code, refused.headers["x-tollway-reason"]) == (404, "ai-proxy.not_owner")
+    assert call("POST", f"/{name}:cancel", "k-bob").status_code == 404
+    assert len(provider.seen) == asked  # another's batch is asked of no provider
+    assert call("POST", f"/{name}:cancel", "k-ann").status_code == 200
+    # The list is one provider page of operations, each maker's own.
+    listed = call("GET", "/batches", "k-ann").json()
+    assert [op["name"] for op in listed["operations"]] == [name] and listed["nextPageToken"] == "p2"
+    assert [op["name"] for op in call("GET", "/batches", "k-bob").json()["operations"]] == [bobs]
 
 
 def test_a_message_batch_asks_only_for_allowed_models(gw: Proc, provider: FilesProvider) -> None:

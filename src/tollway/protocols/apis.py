@@ -181,11 +181,17 @@ def keeps_state(api: Api, api_path: str) -> bool:
     if api == "files" or api == "batches" or api == "responses":
         return True
     if api == "models":
-        return gemini_method(api_path) in _GEMINI_BATCH_METHODS
+        return makes_batch(api_path)
     if api != "other":
         return False
     lowered = api_path.lower()
     return lowered.startswith(_STORED_READS) or _STATEFUL.match(lowered) is not None
+
+
+def makes_batch(api_path: str) -> bool:
+    """Whether a call on Gemini's own API makes a batch (``…:batchGenerateContent``,
+    ``…:asyncBatchEmbedContent``): one its consumer holds, as an OpenAI batch."""
+    return gemini_method(api_path) in _GEMINI_BATCH_METHODS
 
 
 def gemini_method(api_path: str) -> str | None:

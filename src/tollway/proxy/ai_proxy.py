@@ -27,7 +27,7 @@ from tollway import content_coding
 from tollway.errors import BadRequest, GatewayError, NotFound, UpstreamError, UpstreamTimeout
 from tollway.exchange import Attempt, Exchange, Reply
 from tollway.protocols import provider_json
-from tollway.protocols.apis import JSON_APIS, MODELS, keeps_state
+from tollway.protocols.apis import JSON_APIS, MODELS, keeps_state, makes_batch
 from tollway.protocols.gemini import errors as gemini_errors
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
@@ -138,6 +138,9 @@ class AiProxy:
                 return await self.ownership.serve(
                     ex, lambda query: self._first_answer(ex, candidates, client_body, query)
                 )
+            if self.ownership is not None and ex.api == "models" and makes_batch(ex.api_path):
+                # Gemini's batches are made by a method of a model (``:batchGenerateContent``).
+                return await self.ownership.make_batch(ex, lambda: self._first_answer(ex, candidates, client_body))
             return await self._first_answer(ex, candidates, client_body)
         except asyncio.CancelledError:
             # The client left before an answer with usage: bill an estimate.

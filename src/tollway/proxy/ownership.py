@@ -20,6 +20,8 @@ those collections) pay for it (one or two small queries a call):
     POST   /uploads/{id}/cancel
     POST   /messages/batches        Anthropic's message batches, as OpenAI's batches
     GET    /messages/batches[/{id}[/results]], POST …/{id}/cancel, DELETE …/{id}
+    POST   /models/{m}:batchGenerateContent   Gemini's batches (``make_batch``): the
+    GET    /batches[/{id}], POST /batches/{id}:cancel   operation's ``batches/{id}``
     POST   /vector_stores           the answer's id is recorded as the consumer's store;
     GET    /vector_stores           the page lists only the consumer's own;
     *      /vector_stores/{id}[/…]  404 if ``{id}`` is another consumer's (its search,
@@ -92,6 +94,8 @@ _OTHER_COLLECTIONS = ("/vector_stores", "/containers", "/fine_tuning/jobs")
 _DEEP = frozenset({"messages", "fine_tuning"})
 # Kinds whose objects no consumer holds are served to anyone naming them (see above).
 _UNHELD_SERVED: frozenset[Kind] = frozenset({"vector_store", "container", "fine_tuning_job"})
+# What names a Gemini batch (``batches/{id}``): the operation that made it, its list.
+_GEMINI_BATCH = "batches/"
 # A batch's files that the provider makes as it runs.
 _BATCH_FILES = ("output_file_id", "error_file_id")
 # Provider pages one list call may read to fill the client's page.
@@ -292,6 +296,26 @@ class Ownership:
         if not _sees(owner, consumer) and not (owner is None and kind in _UNHELD_SERVED):
             raise _not_found(kind, object_id)
 
+    async def make_batch(self, ex: Exchange, call: Callable[[], Awaitable[Reply]]) -> Reply:
+        """A Gemini batch made by a model's method (``:batchGenerateContent``): the
+        operation the provider answers names it (``batches/{id}``), recorded as the
+        consumer's batch, so that ``/batches/{id}`` serves it to its maker alone."""
+        consumer = ex.consumer.name if ex.consumer is not None else None
+        if consumer is not None:
+            try:
+                await self.holdings.answers()  # (made while it could not record it: no one's)
+            except StorageError:
+                raise _database_unavailable() from None
+        reply = await call()
+        made = _json_object(reply.body) if reply.events is None and 200 <= reply.status < 300 else None
+        name = made.get("name") if made is not None else None
+        if consumer is not None and isinstance(name, str) and name.startswith(_GEMINI_BATCH):
+            try:
+                await self.holdings.add("batch", [name[len(_GEMINI_BATCH) :]], consumer)
+            except StorageError as exc:
+                log.warning("could not record batch %r as consumer %r's: %s", name, consumer, exc)
+        return reply
+
     async def _record(self, kind: Kind, answer: dict[str, Any], consumer: str, *, created: bool) -> None:
         if created and isinstance(answer.get("id"), str):
             await self.holdings.add(kind, [answer["id"]], consumer)
@@ -321,6 +345,8 @@ class Ownership:
                 return reply  # the provider's refusal, as it came
             parsed = _json_object(reply.body)
             data = parsed.get("data") if parsed is not None else None
+            if parsed is not None and data is None and isinstance(parsed.get("operations"), list):
+                return await self._own_operations(reply, parsed, kind, consumer)
             if parsed is None or not isinstance(data, list):
                 # A page the gateway cannot read is a page it cannot filter.
                 raise UpstreamError(
@@ -351,6 +377,16 @@ class Ownership:
             # the pages read) the last one read.
             out["last_id"] = page[-1]["id"] if page else (scanned if more else None)
         return Reply(reply.status, reply.headers, orjson.dumps(out))
+
+    async def _own_operations(self, reply: Reply, page: dict[str, Any], kind: Kind, consumer: str | None) -> Reply:
+        """Google's list of batches (long-running operations named ``batches/{id}``, in
+        ``operations``, the next page by ``nextPageToken``): the consumer's own of one
+        provider page (the next token goes on from the page read)."""
+        items = [op for op in page["operations"] if isinstance(op, dict) and isinstance(op.get("name"), str)]
+        ids = {op["name"]: op["name"].rpartition("/")[2] for op in items}
+        owners = await self.holdings.owners(kind, ids.values())
+        own = [op for op in items if _sees(owners.get(ids[op["name"]]), consumer)]
+        return Reply(reply.status, reply.headers, orjson.dumps({**page, "operations": own}))
 
 
 def _limit(ex: Exchange, kind: Kind) -> int:
@@ -385,7 +421,8 @@ def _collection_of(api_path: str) -> tuple[str, str | None]:
     segments = api_path.strip("/").split("/")
     depth = 2 if segments[0].lower() in _DEEP else 1
     collection = "/" + "/".join(segments[:depth]).lower()
-    return collection, (segments[depth] if len(segments) > depth else None)
+    # (Google's custom methods follow the id: ``/batches/{id}:cancel``.)
+    return collection, (segments[depth].partition(":")[0] if len(segments) > depth else None)
 
 
 def _after(ex: Exchange, after: str, object_id: str) -> str:
