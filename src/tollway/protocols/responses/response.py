@@ -62,6 +62,18 @@ def status_of(finish_reason: Any) -> tuple[str, Json | None]:
     return ("incomplete", {"reason": reason}) if reason else ("completed", None)
 
 
+# What starts the id of a response the gateway made by translation (kept nowhere: a
+# later ``GET /v1/responses/{id}`` is refused whichever provider it would reach). Not
+# hex, so no id of OpenAI's (``resp_`` and hex) is ever taken for one.
+MINTED = "resp_tw_"
+
+
+def minted_id(given: Any) -> str:
+    """The id of a translated response: the pivot's id (the provider's own) behind
+    ``MINTED``, or a new one."""
+    return MINTED + given if isinstance(given, str) and given else pivot.new_id(MINTED)
+
+
 def response_object(
     request: Mapping[str, Any],
     ident: str,
@@ -154,7 +166,7 @@ def from_pivot(chat: Json, request: Mapping[str, Any]) -> Json:
     created = chat.get("created")
     return response_object(
         request,
-        f"resp_{ident}",
+        minted_id(ident),
         chat.get("model"),
         created if isinstance(created, int) else int(time.time()),
         status,

@@ -37,6 +37,7 @@ from tollway.protocols.lists import members
 from tollway.protocols.responses.response import (
     call_item,
     message_item,
+    minted_id,
     reasoning_item,
     refusal_part,
     response_object,
@@ -111,7 +112,7 @@ class ResponsesStreamWriter:
 
     def _open(self, chunk: Json) -> list[SseEvent]:
         given = chunk.get("id")
-        self._ident = f"resp_{given}" if isinstance(given, str) and given else pivot.new_id("resp_")
+        self._ident = minted_id(given)
         self._model = chunk.get("model") or self._model
         shell = self._response("in_progress", [])
         return [self._event("response.created", response=shell), self._event("response.in_progress", response=shell)]

@@ -18,7 +18,7 @@ def test_text_and_calls_become_output_items_with_the_usage_details() -> None:
     }  # fmt: skip
     response = from_pivot(chat, REQUEST)
     assert (response["id"], response["object"], response["status"], response["model"]) == (
-        "resp_x1",
+        "resp_tw_x1",  # (marked as made here: fetched from no provider)
         "response",
         "completed",
         "claude-x",

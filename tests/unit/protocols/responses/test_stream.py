@@ -55,7 +55,7 @@ def test_text_then_two_calls_is_the_event_sequence_the_sdk_assembles() -> None:
         ("response.completed", None),
     ]
     final = data[-1]["response"]
-    assert final["id"] == data[0]["response"]["id"] == "resp_s1" and final["model"] == "claude"
+    assert final["id"] == data[0]["response"]["id"] == "resp_tw_s1" and final["model"] == "claude"
     assert final["output"][0]["content"][0]["text"] == "Hi"
     assert [(i["call_id"], i["arguments"]) for i in final["output"][1:]] == [("c1", '{"a":1}'), ("c2", "{}")]
     assert final["usage"]["output_tokens"] == 4 and final["status"] == "completed"
