@@ -165,7 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help="config file (default: $TOLLWAY_CONFIG, else ./tollway.yaml)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("mock-llm", help="run the built-in fake model server")
+    p = sub.add_parser(
+        "mock-llm",
+        help="run the built-in fake model server",
+        description="The built-in fake model server: OpenAI's and Anthropic's APIs with deterministic answers.",
+        epilog="Per-request headers: x-mock-latency-ms, x-mock-ttft-ms, x-mock-chunk-delay-ms, x-mock-chunks, "
+        "x-mock-status, x-mock-drop (before-headers | mid-stream), x-mock-reply. GET /_mock/requests lists "
+        "what it got. See the manual: Providers, the mock model.",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port, default=9000)
     p.set_defaults(func=cmd_mock_llm)
