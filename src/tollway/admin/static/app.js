@@ -134,11 +134,25 @@
   function renderConsumers(rows, selected) {
     const named = rows.filter(r => r.key !== null);
     const total = named.reduce((s, r) => s + r.requests, 0);
-    Charts.pie($("pie"), named.map(r => ({
+    const share = calls => `${(100 * calls / total).toFixed(1)}%`;
+    // A hue each for the busiest, as many as the palette tells apart; the rest share one
+    // grey slice (with hues in turn, the 13th consumer wore the 1st one's colour).
+    const busiest = named.slice().sort((a, b) => b.requests - a.requests);
+    const own = busiest.length > Charts.distinct ? busiest.slice(0, Charts.distinct - 1) : busiest;
+    const rest = busiest.slice(own.length);
+    const hue = new Map(own.map((r, i) => [r, Charts.color(i)]));
+    const slices = own.map(r => ({
       key: r.key,
       value: r.requests,
-      tip: `${r.key}: ${num.format(r.requests)} calls (${(100 * r.requests / total).toFixed(1)}%)`,
-    })));
+      color: hue.get(r),
+      tip: `${r.key}: ${num.format(r.requests)} calls (${share(r.requests)})`,
+    }));
+    if (rest.length) {
+      const calls = rest.reduce((s, r) => s + r.requests, 0);
+      slices.push({key: "", value: calls, color: Charts.OTHERS,
+                   tip: `${num.format(rest.length)} other consumers: ${num.format(calls)} calls (${share(calls)})`});
+    }
+    Charts.pie($("pie"), slices);
     const trs = rows.map(r => {
       const tr = document.createElement("tr");
       tr.dataset.key = r.key === null ? "" : r.key;
@@ -148,7 +162,7 @@
       if (i >= 0) {
         const sw = document.createElement("span");
         sw.className = "swatch";
-        sw.style.background = Charts.color(i);
+        sw.style.background = hue.get(r) || Charts.OTHERS;
         name.appendChild(sw);
       }
       name.appendChild(clipped(r.key === null ? "(no consumer)" : r.key));
@@ -329,7 +343,9 @@
       cell(tr, g.budget ? `${cost(g.budget.usd)} / ${g.budget.period}` : "–", "n budget");
       spendCell(tr, g.budget && g.spend.length ? g.spend[0].spend_usd : null, g.budget);
       cell(tr, g.max_parallel === null ? "–" : String(g.max_parallel), "n");
-      cell(tr, g.members.join(", ") || "–");
+      // Clipped, whole in its title: a group of thousands made one line 30,000 characters wide.
+      nameCell(tr, g.members.length > 3 ? `${num.format(g.members.length)}: ${g.members.join(", ")}`
+                                         : g.members.join(", ") || "–");
       return tr;
     }), "no groups are declared");
   }
@@ -494,7 +510,9 @@
       .filter(r => r.status === "rejected").map(r => r.reason);
     if (failed.some(err => err instanceof Unauthorized)) throw new Unauthorized();
     $("manage-error").textContent = failed.length ? `Could not load consumers: ${failed[0].message}` : "";
-    $("status").textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    updatedAt = new Date().toLocaleTimeString();
+    $("status").textContent = `Updated ${updatedAt}`;
+    delete document.body.dataset.stale;
     document.body.dataset.loaded = "true";
   }
 
@@ -503,6 +521,9 @@
     $("login").hidden = true;
     $("main").hidden = false;
   }
+
+  // When the figures on screen were loaded ("" before the first load that worked).
+  let updatedAt = "";
 
   async function refresh() {
     if (loading) return loading;
@@ -513,7 +534,11 @@
         if (err instanceof Unauthorized) {
           askForToken(token() ? "That token was not accepted." : "");
         } else {
-          $("status").textContent = `Could not load: ${err.message}`;
+          // What is on screen is from the last load that worked: said, and greyed, so
+          // old figures are not read as current (a judge's, during a database outage).
+          const since = updatedAt ? ` (figures below from ${updatedAt})` : "";
+          $("status").textContent = `Could not load: ${err.message}${since}`;
+          if (!$("main").hidden) document.body.dataset.stale = "true";
           if (!$("loading").hidden) $("loading").textContent = `Could not load usage: ${err.message}`;
         }
       } finally {

@@ -28,7 +28,7 @@ const Charts = (() => {
   }
 
   // One <path class="slice"> per item with value > 0, in order, starting at 12 o'clock.
-  // items: [{key, label, value, tip}]
+  // items: [{key, label, value, tip, color?}] (without a color: the palette's, in turn)
   function pie(svg, items) {
     clear(svg);
     const total = items.reduce((s, it) => s + it.value, 0);
@@ -52,7 +52,8 @@ const Charts = (() => {
         const large = sweep > Math.PI ? 1 : 0;
         d = `M 0 0 L ${x1.toFixed(5)} ${y1.toFixed(5)} A 1 1 0 ${large} 1 ${x2.toFixed(5)} ${y2.toFixed(5)} Z`;
       }
-      const path = el("path", {d, fill: color(i), class: "slice", "data-key": it.key, "data-value": it.value}, svg);
+      const fill = it.color || color(i);
+      const path = el("path", {d, fill, class: "slice", "data-key": it.key, "data-value": it.value}, svg);
       title(path, it.tip);
       angle += sweep;
     });
@@ -155,5 +156,7 @@ const Charts = (() => {
     return Math.max(1, 10 * mag);
   }
 
-  return {pie, bars, timeline, color};
+  // The grey of a slice that stands for many (the consumers past the palette's hues).
+  const OTHERS = "#9a9a9a";
+  return {pie, bars, timeline, color, distinct: PALETTE.length, OTHERS};
 })();
