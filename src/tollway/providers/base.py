@@ -116,6 +116,8 @@ class Provider:
         self.settings = tuple(config.customSettings)
         self._tokens = list(config.apiTokens)
         self._turn = itertools.cycle(range(len(self._tokens))) if self._tokens else None
+        # Whether a call's key is a choice (``pick_token``'s affinity matters).
+        self.several_keys = len(self._tokens) > 1
         self._resting: dict[int, float] = {}
         self._retry_statuses = tuple(re.compile(p) for p in config.retryOnFailure.retryOnStatus)
         passed = {h.lower().replace("_", "-") for h in config.pass_headers}

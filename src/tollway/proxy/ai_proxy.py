@@ -218,7 +218,8 @@ class AiProxy:
     async def _call(
         self, ex: Exchange, provider: Provider, client_body: dict[str, Any] | None, query: str | None
     ) -> tuple[UpstreamResponse, Translation | None]:
-        token = provider.pick_token(_affinity(ex, client_body))
+        # (One key or none: nothing to choose, and no body to scan for what names a kept object.)
+        token = provider.pick_token(_affinity(ex, client_body) if provider.several_keys else None)
         secret = token[1] if token else None
         translation = Translation.for_call(ex.api_path, provider, client_body)
         if translation is None:
