@@ -771,3 +771,31 @@ def test_a_background_responses_call_is_refused_to_a_budgeted_consumer(
     assert refused.status_code == 403 and refused.headers["x-tollway-reason"] == "budget.unpriced_model"
     assert "background" in refused.json()["error"]["message"]
     assert _respond(gw.url, background=False).status_code == 200
+
+
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_what_no_provider_bills_passes_a_spent_budget_and_gives_its_running_place_back(
+    gateway: GatewayFactory, mock_llm: Proc, request: pytest.FixtureRequest, state: str
+) -> None:
+    """A judge's High and Low: a consumer past its budget was refused its own reads
+    (403 "this call may cost up to $0"); and on Redis every such call, held at $0, kept
+    its max_parallel place (its release failed in the script), until a consumer held to
+    one was refused every call until the gateway restarted."""
+    store = request.getfixturevalue("redis_url") if state == "redis" else "memory"
+    gw = gateway(config(mock_llm.url, state=store))
+    admin = gw.admin_url + "/api/consumers"
+    made = httpx.post(admin, json={"name": "gina", "budget": {"usd": 1, "period": "month"}, "max_parallel": 1})
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    chat = {"model": "mock-gpt", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 20}
+    with httpx.Client(timeout=10, headers={"authorization": f"Bearer {key}"}) as client:
+        assert client.post(gw.url + "/v1/chat/completions", json=chat).status_code == 200
+        # Spent past its budget (the budget lowered below what it spent).
+        assert httpx.patch(admin + "/gina", json={"budget": {"usd": 1e-9, "period": "month"}}).status_code == 200
+        refused = client.post(gw.url + "/v1/chat/completions", json=chat)
+        assert (refused.status_code, refused.headers["x-tollway-reason"]) == (403, "budget.exceeded")
+        for _ in range(4):  # more than its max_parallel of 1, one after another
+            read = client.get(gw.url + "/v1/responses/resp_1")
+            assert read.headers.get("x-tollway-reason") not in ("budget.exceeded", "concurrency.exceeded"), read.text
+        assert httpx.patch(admin + "/gina", json={"budget": {"usd": 1, "period": "month"}}).status_code == 200
+        assert client.post(gw.url + "/v1/chat/completions", json=chat).status_code == 200  # its one place is free

@@ -225,7 +225,8 @@ class StateStore(ABC):
     @abstractmethod
     async def spend_admit(self, subjects: Sequence[Allowance], amount: int, hold_ms: int) -> SpendAdmission:
         """Admit a call holding ``amount`` against every subject's budget and counting it
-        as running for every subject's ``max_parallel``, or change nothing. A subject's
+        as running for every subject's ``max_parallel``, or change nothing. A call holding
+        nothing (what no provider bills) passes a budget however spent. A subject's
         holds and running counts are forgotten ``hold_ms`` after its last admission (a
         process's that died are given back sooner, with its lease, where there is one)."""
 

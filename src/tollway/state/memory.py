@@ -163,7 +163,7 @@ class MemoryStateStore(StateStore):
                 found = self._spend(s.key)
                 if found is None:
                     return SpendAdmission(Admission.MISSING, i)
-                if refusal is None:
+                if refusal is None and amount:  # (a call held at nothing passes any budget)
                     held = counts.get(s.held_key, 0)
                     if found[0] + held + amount > s.budget:
                         refusal = SpendAdmission(Admission.OVER_BUDGET, i, found[0], held)

