@@ -55,7 +55,14 @@ class StoredAnswer:
         return (self.api, self.streamed, self.payload, self.usage, self.model, self.estimated)
 
     def encode(self) -> bytes:
-        fields: dict[str, Any] = {"api": self.api, "streamed": self.streamed, "usage": self.usage, "model": self.model}
+        # Trailing zero counts left out, down to four: versions before the cache-write
+        # counts (five, then six) read what they know, so an entry without one-hour writes
+        # is a hit to an older replica in a rolling upgrade (it was a miss, with a warning
+        # each time, and the provider called again).
+        usage = list(self.usage)
+        while len(usage) > 4 and usage[-1] == 0:
+            usage.pop()
+        fields: dict[str, Any] = {"api": self.api, "streamed": self.streamed, "usage": usage, "model": self.model}
         if self.estimated:
             fields["estimated"] = True
         head = orjson.dumps(fields)
