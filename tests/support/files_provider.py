@@ -170,6 +170,8 @@ class FilesProvider(LoopbackServer):
             self.gemini_batches[name] = {"name": name, "metadata": {"state": "BATCH_STATE_PENDING"}, "done": False}
             return 200, orjson.dumps(self.gemini_batches[name])
         if path == "/v1beta/batches" and method == "GET":
+            if not self.gemini_batches:
+                return 200, b"{}"  # (Google leaves an empty list out)
             return 200, orjson.dumps({"operations": list(self.gemini_batches.values()), "nextPageToken": "p2"})
         found = _GEMINI_BATCH.match(path)
         name = f"batches/{found[1]}" if found else ""

@@ -363,6 +363,9 @@ def test_gemini_batches_are_their_makers(gw: Proc, provider: FilesProvider) -> N
     def call(method: str, path: str, key: str, body: Any = None) -> httpx.Response:
         return httpx.request(method, base + path, json=body, headers={"authorization": f"Bearer {key}"}, timeout=10)
 
+    if not provider.gemini_batches:  # (an empty page is {}: Google leaves an empty list out)
+        empty = call("GET", "/batches", "k-ann")
+        assert (empty.status_code, empty.json()) == (200, {}), empty.text
     made = call("POST", "/models/gemini-2.0-flash:batchGenerateContent", "k-ann", make)
     assert made.status_code == 200, made.text
     name = made.json()["name"]
@@ -373,6 +376,7 @@ def test_gemini_batches_are_their_makers(gw: Proc, provider: FilesProvider) -> N
     asked = len(provider.seen)
     refused = call("GET", "/" + name, "k-bob")
     assert (refused.status_code, refused.headers["x-tollway-reason"]) == (404, "ai-proxy.not_owner")
+    assert (refused.json()["error"]["code"], refused.json()["error"]["status"]) == (404, "NOT_FOUND")  # Google's
     assert call("POST", f"/{name}:cancel", "k-bob").status_code == 404
     assert len(provider.seen) == asked  # another's batch is asked of no provider
     assert call("POST", f"/{name}:cancel", "k-ann").status_code == 200

@@ -73,9 +73,10 @@ GEMINI_PROMPT_METHODS = frozenset(
     {"generatecontent", "streamgeneratecontent", "counttokens", "embedcontent", "batchembedcontents"}
 )
 
-# Gemini's model list and details under Google's own version root (``/v1beta/models``,
-# as Google's SDK asks; not Gemini's OpenAI layer, ``/v1beta/openai/models``).
-_GOOGLE_MODELS = re.compile(r"/v\d+(?:alpha|beta)\d*/models(?:/|\Z)")
+# Google's own APIs under a pre-release version root (its model list and details, as
+# Google's SDK asks, files, batches, cached contents: ``/v1beta/batches/…``), not its
+# OpenAI layer (``/v1beta/openai/…``): answered in Google's shape.
+_GOOGLE_ROOT = re.compile(r"/v\d+(?:alpha|beta)\d*/(?!openai(?:/|\Z))[a-z]")
 # The shape a client speaks: its errors, refusals and stream endings answer in kind.
 Dialect = Literal["openai", "anthropic", "gemini"]
 
@@ -242,13 +243,13 @@ def with_path_model(api_path: str, model: str) -> str:
 def dialect_of(path: str) -> Dialect:
     """Anthropic's for its Messages API (``/messages``, ``/messages/count_tokens``,
     ``/messages/batches…``); Google's for a method of Gemini's own API
-    (``…/models/<model>:generateContent``) and its model list and details under Google's
-    version root (``/v1beta/models``); OpenAI's otherwise."""
+    (``…/models/<model>:generateContent``) and whatever is under Google's pre-release
+    version root (``/v1beta/models``, ``/v1beta/batches/…``); OpenAI's otherwise."""
     lowered = path.lower()
     if lowered.endswith(("/messages", COUNT_TOKENS)) or MESSAGE_BATCHES in lowered:
         return "anthropic"
     if (":" in lowered and _GEMINI_METHOD.search(lowered) is not None) or (
-        "/models" in lowered and _GOOGLE_MODELS.search(lowered) is not None
+        "beta/" in lowered and _GOOGLE_ROOT.search(lowered) is not None
     ):
         return "gemini"
     return "openai"

@@ -157,24 +157,28 @@ def may_name(ex: Exchange) -> bool:
     return any(mark in raw for mark in _MAY_NAME)
 
 
-# A Gemini call's cached content (``cachedContent: "cachedContents/…"``, in either of
-# the spellings Google's JSON takes): kept in the account that made it, as a file is.
-_CACHED_CONTENT = (b'"cachedContent"', b'"cached_content"')
+# What a Gemini call names that its provider keeps in the project that made it: a cached
+# content (``cachedContent: "cachedContents/…"``) or an uploaded file (a part's
+# ``fileData.fileUri``), in either of the spellings Google's JSON takes.
+_GEMINI_KEPT = (b'"cachedContent"', b'"cached_content"', b'"fileUri"', b'"file_uri"')
 
 
 def names_kept(ex: Exchange) -> bool:
     """Whether a call's body names an object its provider keeps per account: a file, a
-    vector store or a container (``named_in``), or a Gemini cached content; its key is
+    vector store or a container (``named_in``), or a Gemini cached content or file; its key is
     then the consumer's own (``ai_proxy._affinity``). A body without one costs the scans
     of ``may_name``."""
-    if ex.model_in_path and any(mark in (ex.request.body or b"") for mark in _CACHED_CONTENT):
+    if ex.model_in_path and any(mark in (ex.request.body or b"") for mark in _GEMINI_KEPT):
         return True
     if not may_name(ex):
         return False
     try:
-        return bool(named_in(ex.body_json()))
+        named = named_in(ex.body_json())
     except GatewayError:
-        return bool(named_in(_form_of(ex)))
+        named = named_in(_form_of(ex))
+    # (A key of that name with no id under it, a tool's parameter in a JSON schema, names
+    # nothing: such calls were pinned to one key, a red team found.)
+    return any(named.values())
 
 
 def named_in(body: Any) -> dict[Kind, set[str]]:
@@ -345,8 +349,8 @@ class Ownership:
                 return reply  # the provider's refusal, as it came
             parsed = _json_object(reply.body)
             data = parsed.get("data") if parsed is not None else None
-            if parsed is not None and data is None and isinstance(parsed.get("operations"), list):
-                return await self._own_operations(reply, parsed, kind, consumer)
+            if parsed is not None and data is None and _google_page(parsed):
+                return await self._own_google_page(reply, parsed, kind, consumer)
             if parsed is None or not isinstance(data, list):
                 # A page the gateway cannot read is a page it cannot filter.
                 raise UpstreamError(
@@ -378,15 +382,35 @@ class Ownership:
             out["last_id"] = page[-1]["id"] if page else (scanned if more else None)
         return Reply(reply.status, reply.headers, orjson.dumps(out))
 
-    async def _own_operations(self, reply: Reply, page: dict[str, Any], kind: Kind, consumer: str | None) -> Reply:
-        """Google's list of batches (long-running operations named ``batches/{id}``, in
-        ``operations``, the next page by ``nextPageToken``): the consumer's own of one
+    async def _own_google_page(self, reply: Reply, page: dict[str, Any], kind: Kind, consumer: str | None) -> Reply:
+        """A page of one of Google's lists (batches as long-running ``operations``,
+        ``files``: each named ``batches/{id}``, ``files/{id}``; the next page by
+        ``nextPageToken``; an empty list left out, ``{}``): the consumer's own of that one
         provider page (the next token goes on from the page read)."""
-        items = [op for op in page["operations"] if isinstance(op, dict) and isinstance(op.get("name"), str)]
-        ids = {op["name"]: op["name"].rpartition("/")[2] for op in items}
-        owners = await self.holdings.owners(kind, ids.values())
-        own = [op for op in items if _sees(owners.get(ids[op["name"]]), consumer)]
-        return Reply(reply.status, reply.headers, orjson.dumps({**page, "operations": own}))
+        out = dict(page)
+        for field in _GOOGLE_LISTS:
+            listed = page.get(field)
+            if not isinstance(listed, list):
+                continue
+            items = [item for item in listed if isinstance(item, dict) and isinstance(item.get("name"), str)]
+            ids = {item["name"]: item["name"].rpartition("/")[2] for item in items}
+            owners = await self.holdings.owners(kind, ids.values())
+            out[field] = [item for item in items if _sees(owners.get(ids[item["name"]]), consumer)]
+        return Reply(reply.status, reply.headers, orjson.dumps(out))
+
+
+# The lists of Google's list pages, by their field.
+_GOOGLE_LISTS = ("operations", "files", "batches")
+
+
+def _google_page(page: dict[str, Any]) -> bool:
+    """Whether a list page is in Google's shape: its list under a field of
+    ``_GOOGLE_LISTS`` and ``nextPageToken``, nothing else (Google leaves an empty list
+    out: a page with none is ``{}``)."""
+    return all(
+        (key in _GOOGLE_LISTS and isinstance(value, list)) or (key == "nextPageToken" and isinstance(value, str))
+        for key, value in page.items()
+    )
 
 
 def _limit(ex: Exchange, kind: Kind) -> int:

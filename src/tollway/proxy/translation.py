@@ -86,7 +86,8 @@ class Translation:
         client's protocol for this API, or takes requests as clients send them
         (``protocol: original``), or the API is not a chat API."""
         if body is None or api_path not in _TRANSLATED or not provider.translates:
-            if api_path.startswith(_RESPONSES_ITEMS) and (provider.translates or api_path.startswith(_MINTED_PATH)):
+            lowered = api_path[: len(_MINTED_PATH)].lower()  # (a provider may match paths in any case)
+            if lowered.startswith(_RESPONSES_ITEMS) and (provider.translates or lowered == _MINTED_PATH):
                 # (One a translation made reaches no provider: a route whose first
                 # provider serves the API sent its id there, with the organisation's key.)
                 _refuse_stored_responses(api_path, provider)
@@ -175,10 +176,11 @@ def _mistyped(exc: Exception) -> BadRequest:
 def _refuse_stored_responses(api_path: str, provider: Provider) -> None:
     """The Responses API's endpoints past ``POST /v1/responses`` work on responses the
     provider stored: one that does not serve the API has none (see the module)."""
-    minted = api_path.startswith(_MINTED_PATH)
+    minted = api_path[: len(_MINTED_PATH)].lower() == _MINTED_PATH
     if provider.type in RESPONSES_SERVED_BY and not minted:
         return
-    if api_path.startswith(_RESPONSES_ITEMS + "input_tokens"):
+    counting = api_path.lower().startswith(_RESPONSES_ITEMS + "input_tokens")
+    if counting:
         what = "token counting of the Responses API"
     else:
         what = "a stored response (store: a translated response is kept nowhere)"
@@ -187,7 +189,7 @@ def _refuse_stored_responses(api_path: str, provider: Provider) -> None:
     else:
         message = f"/v1{api_path}: {what} cannot be translated for provider {provider.id!r} of type {provider.type!r}"
     refusal = BadRequest(message, reason="gateway.bad_request", code="unsupported_parameter")
-    if not api_path.startswith(_RESPONSES_ITEMS + "input_tokens"):
+    if not counting:
         refusal.param = "store"
     raise refusal
 

@@ -74,7 +74,16 @@ KEPT = [
         "POST", "/g/v1beta/cachedContents", {"model": "models/gemini-2.0-flash", **GEMINI}, id="gemini-cache-made"
     ),
 ]
+FILE_DATA = {"fileData": {"mimeType": "application/pdf", "fileUri": "https://up.test/v1beta/files/abc"}}
+KEPT.append(
+    pytest.param("POST", "/g/v1beta/models/gemini-2.0-flash:generateContent",
+                 {"contents": [{"role": "user", "parts": [FILE_DATA, {"text": "sum"}]}]}, id="gemini-file")
+)  # fmt: skip
+# A tool's parameter named file_id (a key with no id under it) names no file.
+TOOL = {"type": "function", "function": {"name": "read", "parameters": {
+    "type": "object", "properties": {"file_id": {"type": "string"}}}}}  # fmt: skip
 ROTATED = [
+    pytest.param("POST", "/v1/chat/completions", {**CHAT, "tools": [TOOL]}, id="chat-tool-taking-a-file-id"),
     pytest.param("POST", "/v1/chat/completions", CHAT, id="chat"),
     pytest.param(
         "POST", "/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "store": False}, id="responses-storing-nothing"
