@@ -66,6 +66,7 @@ class FilesProvider(LoopbackServer):
         self.parts: dict[str, bytes] = {}
         self.message_batches: dict[str, dict[str, Any]] = {}
         self.gemini_batches: dict[str, dict[str, Any]] = {}
+        self.gemini_files: dict[str, dict[str, Any]] = {}
         self.stores: dict[str, dict[str, dict[str, Any]]] = {}  # vector stores, containers: by id
         self.seen: list[tuple[str, str]] = []
         self._made = 0
@@ -93,7 +94,7 @@ class FilesProvider(LoopbackServer):
             return 200, _page(list(self.batches.values()), query)
         if path.startswith(("/v1/uploads", "/v1/messages/batches")):
             return self._route_more(method, path, query, body)
-        if path.startswith("/v1beta/"):
+        if path.startswith(("/v1beta/", "/upload/v1beta/")):
             return self._gemini(method, path)
         found = _STORE.match(path)
         if found:
@@ -164,7 +165,15 @@ class FilesProvider(LoopbackServer):
         return 404, orjson.dumps({"error": {"message": f"No such object: {path}", "type": "invalid_request_error"}})
 
     def _gemini(self, method: str, path: str) -> tuple[int, bytes]:
-        """Gemini's batches, as Google's API serves them (one page of a list)."""
+        """Gemini's batches and files, as Google's API serves them (one page of a list)."""
+        if path == "/upload/v1beta/files" and method == "POST":  # (a multipart upload)
+            name = "files/" + self._new_id("gf")
+            self.gemini_files[name] = {"name": name, "mimeType": "text/plain", "state": "ACTIVE"}
+            return 200, orjson.dumps({"file": self.gemini_files[name]})
+        if path == "/v1beta/files" and method == "GET":
+            return 200, orjson.dumps({"files": list(self.gemini_files.values())} if self.gemini_files else {})
+        if path.startswith("/v1beta/files/") and "files/" + path.rpartition("/")[2] in self.gemini_files:
+            return 200, orjson.dumps(self.gemini_files["files/" + path.rpartition("/")[2]])
         if _GEMINI_MAKE.match(path) and method == "POST":
             name = "batches/" + self._new_id("gb")
             self.gemini_batches[name] = {"name": name, "metadata": {"state": "BATCH_STATE_PENDING"}, "done": False}

@@ -386,6 +386,27 @@ def test_gemini_batches_are_their_makers(gw: Proc, provider: FilesProvider) -> N
     assert [op["name"] for op in call("GET", "/batches", "k-bob").json()["operations"]] == [bobs]
 
 
+def test_gemini_files_uploaded_through_the_gateway_are_their_uploaders(gw: Proc, provider: FilesProvider) -> None:
+    """Gemini's upload answers the file it made as ``{"file": {"name": "files/{id}"}}``
+    (no ``id``): recorded as no one's, its uploader's reads were refused 404 by the gateway
+    and its list was a 502 (Google's shape, and ``{}`` when empty)."""
+    base = gw.url + "/gemini"
+
+    def call(method: str, path: str, key: str, **more: Any) -> httpx.Response:
+        return httpx.request(method, base + path, headers={"authorization": f"Bearer {key}"}, timeout=10, **more)
+
+    files = {"metadata": ("m.json", b'{"file": {"display_name": "n"}}', "application/json"),
+             "file": ("n.txt", b"hello", "text/plain")}  # fmt: skip
+    made = call("POST", "/upload/v1beta/files?uploadType=multipart", "k-ann", files=files)
+    assert made.status_code == 200, made.text
+    name = made.json()["file"]["name"]
+    assert call("GET", "/v1beta/" + name, "k-ann").json()["name"] == name
+    refused = call("GET", "/v1beta/" + name, "k-bob")
+    assert (refused.status_code, refused.json()["error"]["status"]) == (404, "NOT_FOUND")
+    assert [f["name"] for f in call("GET", "/v1beta/files", "k-ann").json()["files"]] == [name]
+    assert call("GET", "/v1beta/files", "k-bob").json().get("files", []) == []
+
+
 def test_a_message_batch_asks_only_for_allowed_models(gw: Proc, provider: FilesProvider) -> None:
     asked = len(provider.seen)
     rid = new_request_id()

@@ -34,6 +34,7 @@ from tollway.protocols.apis import (
     api_path_of,
     dialect_of,
     gemini_method,
+    upstream_path,
 )
 from tollway.protocols.batches import message_batch_models
 from tollway.protocols.form import model_field
@@ -52,6 +53,8 @@ def from_path(ex: Exchange) -> None:
         # "/v1/" is encoded as it stands and no "/" comes from an escape, so the API
         # path starts at the same segment in both.
         ex.upstream_api_path = api_path_of(encoded if encoded is not None else quote(path, safe="/:@"))
+    if "pload/" in path:  # (Google's upload root: rare, and one substring test for the rest)
+        ex.upstream_api_path = upstream_path(path, ex.upstream_api_path)
     ex.api = api_of(ex.api_path)
     ex.dialect = dialect_of(path)
 

@@ -119,6 +119,22 @@ def api_path_of(path: str) -> str:
     return lowered if lowered in _BY_PATH else api_path
 
 
+# Google's media uploads go to its upload root (``/upload/v1beta/files``): what a provider
+# is asked at keeps it (``upstream_path``), where the API path, to plugins and records, is
+# the files API's.
+UPLOAD_ROOT = "/upload"
+_UPLOADED = re.compile(r"/upload/v\d+(?:alpha|beta)\d*/", re.IGNORECASE)
+
+
+def upstream_path(path: str, api_path: str) -> str:
+    """The path a provider is asked at for ``api_path``: it, or under ``UPLOAD_ROOT``
+    where the client asked at Google's upload root (a Gemini provider puts its version
+    between the two)."""
+    if "/upload/" in path.lower() and _UPLOADED.search(path) is not None:
+        return UPLOAD_ROOT + api_path
+    return api_path
+
+
 def api_of(api_path: str) -> Api:
     api = _BY_PATH.get(api_path)
     if api is not None:

@@ -6,7 +6,7 @@ import re
 from urllib.parse import unquote_plus
 
 from tollway.config.schema import ProviderConfig
-from tollway.protocols.apis import EMBEDDINGS, MODELS
+from tollway.protocols.apis import EMBEDDINGS, MODELS, UPLOAD_ROOT
 from tollway.protocols.gemini.request import generation_config
 from tollway.providers.base import Endpoint, Json, Provider
 from tollway.upstream import Transport
@@ -91,6 +91,18 @@ class Gemini(Provider):
         return (("x-goog-api-key", token),) if token else ()
 
     def url_for(self, api_path: str, query: str) -> str:
+        if api_path.startswith(UPLOAD_ROOT + "/"):
+            # A media upload: Google's upload root before the version (``/upload/v1beta/files``),
+            # whether the version is the provider's or ends its base URL.
+            root = self._base + self._prefix
+            version = _VERSIONED.search(root)
+            if version is not None:
+                root = root[: version.start()] + UPLOAD_ROOT + root[version.start() :]
+            query = _without_key(query)
+            if self._base_query:
+                query = f"{self._base_query}&{query}" if query else self._base_query
+            url = root + api_path[len(UPLOAD_ROOT) :]
+            return f"{url}?{query}" if query else url
         return super().url_for(self._prefix + _layer_of(api_path), _without_key(query))
 
     def endpoint(self, api_path: str, query: str, token: str | None, model: str | None = None) -> Endpoint:

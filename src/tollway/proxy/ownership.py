@@ -329,6 +329,10 @@ class Ownership:
         if isinstance(made, dict) and isinstance(made.get("id"), str):
             # A completed upload is a file: the uploader's.
             await self.holdings.add("file", [made["id"]], consumer)
+        google = answer.get("file") if kind == "file" and created else None
+        if isinstance(google, dict) and isinstance(google.get("name"), str) and google["name"].startswith("files/"):
+            # Gemini's upload answers the file it made, named ``files/{id}``.
+            await self.holdings.add("file", [google["name"][6:]], consumer)
 
     async def _take_batch_files(self, batches: list[dict[str, Any]], consumer: str) -> None:
         files = [b[key] for b in batches for key in _BATCH_FILES if isinstance(b.get(key), str) and b[key]]

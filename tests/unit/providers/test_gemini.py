@@ -52,3 +52,22 @@ def test_openais_own_apis_go_to_geminis_openai_layer() -> None:
     native = p.endpoint("/models/gemini-embedding-001:embedContent", "", "AIza-test")
     assert native.url == "https://generativelanguage.googleapis.com/v1beta/models/gemini-embedding-001:embedContent"
     assert headers(native) == {"x-goog-api-key": "AIza-test"}
+
+
+def test_a_media_upload_goes_to_googles_upload_root() -> None:
+    """A client's ``POST /upload/v1beta/files`` went to ``/v1beta/files`` (the upload root
+    dropped with the path's prefix), which Google does not take uploads at."""
+    from tollway.protocols.apis import api_path_of, upstream_path
+
+    path = "/gemini/upload/v1beta/files"
+    asked = upstream_path(path, api_path_of(path))
+    assert (api_path_of(path), asked) == ("/files", "/upload/files")  # the files API, asked at the upload root
+    assert upstream_path("/gemini/v1beta/files/abc", "/files/abc") == "/files/abc"
+    for base, url in [
+        (None, "https://generativelanguage.googleapis.com/upload/v1beta/files?uploadType=multipart"),
+        ("http://127.0.0.1:9000/v1beta", "http://127.0.0.1:9000/upload/v1beta/files?uploadType=multipart"),
+        ("http://proxy.test/v1/gem?x=1", "http://proxy.test/v1/gem/upload/v1beta/files?x=1&uploadType=multipart"),
+    ]:
+        p = provider("gemini", baseUrl=base) if base else provider("gemini")
+        assert p.endpoint(asked, "uploadType=multipart", "k").url == url
+        assert "/upload/" not in p.endpoint("/files/abc", "", "k").url
