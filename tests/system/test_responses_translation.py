@@ -301,6 +301,11 @@ def test_a_translated_response_is_fetched_from_no_provider_on_a_route_that_serve
                 read()
             assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "store")
             assert "kept nowhere" in caught.value.message
+        # Nor is it continued by a provider that serves the API (a red team's): its id
+        # went there, with the organisation's key.
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.responses.create(model="any-model", input="and then?", previous_response_id=created.id)
+        assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "previous_response_id")
         assert len(mock_requests()) == before  # no provider was asked
 
 

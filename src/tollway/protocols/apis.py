@@ -123,7 +123,7 @@ def api_path_of(path: str) -> str:
 # is asked at keeps it (``upstream_path``), where the API path, to plugins and records, is
 # the files API's.
 UPLOAD_ROOT = "/upload"
-_UPLOADED = re.compile(r"/upload/v\d+(?:alpha|beta)\d*/", re.IGNORECASE)
+_UPLOADED = re.compile(r"/upload/v\d+(?:(?:alpha|beta)\d*)?/", re.IGNORECASE)  # (/upload/v1/: Google's SDK's)
 
 
 def upstream_path(path: str, api_path: str) -> str:

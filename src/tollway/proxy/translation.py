@@ -85,6 +85,8 @@ class Translation:
         """The translation a call needs, or ``None`` when the provider speaks the
         client's protocol for this API, or takes requests as clients send them
         (``protocol: original``), or the API is not a chat API."""
+        if api_path == RESPONSES and body is not None and _continues_minted(body):
+            raise _continued_nowhere(body)
         if body is None or api_path not in _TRANSLATED or not provider.translates:
             lowered = api_path[: len(_MINTED_PATH)].lower()  # (a provider may match paths in any case)
             if lowered.startswith(_RESPONSES_ITEMS) and (provider.translates or lowered == _MINTED_PATH):
@@ -171,6 +173,25 @@ def _mistyped(exc: Exception) -> BadRequest:
         "request body has a field of a type its API does not allow; see the API reference",
         reason="gateway.bad_request",
     )
+
+
+def _continues_minted(body: Json) -> bool:
+    """Whether a Responses call continues a response a translation made (``MINTED``):
+    no provider holds it, and one that serves the API was sent its id with the
+    organisation's key (a red team's finding)."""
+    previous = body.get("previous_response_id")
+    return isinstance(previous, str) and previous[: len(MINTED)].lower() == MINTED
+
+
+def _continued_nowhere(body: Json) -> BadRequest:
+    refusal = BadRequest(
+        f"previous_response_id {str(body.get('previous_response_id'))[:80]!r}: the response was translated for "
+        "a provider that keeps none (store: a translated response is kept nowhere); send its output as input instead",
+        reason="gateway.bad_request",
+        code="unsupported_parameter",
+    )
+    refusal.param = "previous_response_id"
+    return refusal
 
 
 def _refuse_stored_responses(api_path: str, provider: Provider) -> None:

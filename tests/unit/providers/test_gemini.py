@@ -63,6 +63,8 @@ def test_a_media_upload_goes_to_googles_upload_root() -> None:
     asked = upstream_path(path, api_path_of(path))
     assert (api_path_of(path), asked) == ("/files", "/upload/files")  # the files API, asked at the upload root
     assert upstream_path("/gemini/v1beta/files/abc", "/files/abc") == "/files/abc"
+    # Google's SDK asks at /upload/v1/files when given a base URL (its version then v1).
+    assert upstream_path("/gemini/upload/v1/files", api_path_of("/gemini/upload/v1/files")) == "/upload/files"
     for base, url in [
         (None, "https://generativelanguage.googleapis.com/upload/v1beta/files?uploadType=multipart"),
         ("http://127.0.0.1:9000/v1beta", "http://127.0.0.1:9000/upload/v1beta/files?uploadType=multipart"),
