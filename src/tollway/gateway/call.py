@@ -31,6 +31,7 @@ from tollway.gateway.unsuspended import run_shielded
 from tollway.mcp import jsonrpc
 from tollway.mcp.relay import McpRelay
 from tollway.mcp.tools import ToolFilter
+from tollway.protocols.apis import dialect_of
 from tollway.protocols.sse import is_comment, is_terminal
 
 if TYPE_CHECKING:
@@ -233,7 +234,13 @@ class Gateway:
         try:
             if req.method not in _RELAYED_METHODS:
                 raise MethodNotAllowed(f"the gateway does not relay {req.method[:20]!r} requests", _ALLOW)
-            target.settle(req)
+            try:
+                target.settle(req)
+            except GatewayError:
+                # (A path refused as it stands is still answered in its API's shape:
+                # Google's under /v1beta/, Anthropic's under /v1/messages.)
+                ex.dialect = dialect_of(req.path)
+                raise
             facts.from_path(ex)
             route = snap.routes.match(req.method, req.host, req.path)
             if route is None:

@@ -231,3 +231,20 @@ def test_a_path_is_refused_or_decoded_to_a_fixed_point(raw: bytes) -> None:
     assert target._path(encoded.encode("ascii")) == (path, encoded)
     segments = path.split("/")[1:]
     assert path == "/" or all(s not in ("", ".", "..") for s in segments)
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [(b"/g/v1beta/files/../files/x", "gemini"), (b"/g/v1beta/files/x%3Fy", "gemini"), (b"/v1/files/../x", "openai")],
+)
+async def test_a_path_refused_as_it_stands_is_answered_in_its_apis_shape(path: bytes, shape: str) -> None:
+    """Under Google's /v1beta/ root every refusal is in Google's error shape: a path the
+    gateway refuses before reading it further (a '..' segment, an encoded '?') was
+    answered in OpenAI's (a red team's Low)."""
+    r = await send_raw(gateway(RecordingUpstream()), "GET", path)
+    assert r.status == 400
+    error = r.json()["error"]
+    if shape == "gemini":
+        assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT"), error
+    else:
+        assert error["type"] == "invalid_request_error", error
