@@ -113,7 +113,8 @@ def test_cli_added_key_works_on_a_running_gateway(
     assert key not in listed.stdout + listed.stderr
     # As JSON, as the admin API lists them: lists stay lists (a table joins them with commas).
     as_json = _cli(tmp_path, "list", "--format", "json", "-c", config)
-    assert as_json.returncode == 0, as_json.stderr and key not in as_json.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    assert key not in as_json.stdout + as_json.stderr  # never a key, as the table
     listed_json = {c["name"]: c for c in orjson.loads(as_json.stdout)["consumers"]}
     admin_listed = {c["name"]: c for c in httpx.get(gw.admin_url + "/api/consumers").json()["consumers"]}
     assert listed_json == admin_listed
