@@ -182,10 +182,10 @@ _VECTOR_STORE_SEARCH = re.compile(r"/vector_stores/[^/]+/search/?\Z")
 _GEMINI_BATCH_METHODS = frozenset({"batchgeneratecontent", "asyncbatchembedcontent"})
 
 
-# Calls past ``POST /chat/completions`` on stored chat completions (a read, its messages,
-# a delete), and past ``POST /responses`` (a read of one, its input items, a cancel);
-# OpenAI's videos (made, then read, downloaded, remixed by id), which masking reads.
-_STORED_READS = ("/chat/completions/", "/responses/", "/videos")
+# Calls past ``POST /responses`` (a read of one, its input items, a cancel); OpenAI's
+# videos (made, then read, downloaded, remixed by id), which masking reads. (Stored chat
+# completions are ``ai_proxy._stored_completions``.)
+_STORED_READS = ("/responses/", "/videos")
 
 
 def keeps_state(api: Api, api_path: str) -> bool:

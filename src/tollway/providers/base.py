@@ -238,7 +238,10 @@ class Provider:
         return (("authorization", f"Bearer {token}"),) if token else ()
 
     def url_for(self, api_path: str, query: str) -> str:
-        url = self._base + api_path
+        return self._with_query(self._base + api_path, query)
+
+    def _with_query(self, url: str, query: str) -> str:
+        """``url`` with the base URL's query, then the call's."""
         if self._base_query:
             query = f"{self._base_query}&{query}" if query else self._base_query
         return f"{url}?{query}" if query else url

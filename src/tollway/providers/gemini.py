@@ -98,11 +98,7 @@ class Gemini(Provider):
             version = _VERSIONED.search(root)
             if version is not None:
                 root = root[: version.start()] + UPLOAD_ROOT + root[version.start() :]
-            query = _without_key(query)
-            if self._base_query:
-                query = f"{self._base_query}&{query}" if query else self._base_query
-            url = root + api_path[len(UPLOAD_ROOT) :]
-            return f"{url}?{query}" if query else url
+            return self._with_query(root + api_path[len(UPLOAD_ROOT) :], _without_key(query))
         return super().url_for(self._prefix + _layer_of(api_path), _without_key(query))
 
     def endpoint(self, api_path: str, query: str, token: str | None, model: str | None = None) -> Endpoint:

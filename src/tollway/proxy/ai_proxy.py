@@ -443,7 +443,7 @@ def _affinity(ex: Exchange, client_body: dict[str, Any] | None) -> str | None:
     elif ex.api == "chat" and ex.request.method == "POST":
         kept = client_body is not None and client_body.get("store") is True
     else:
-        kept = ex.api == "chat" or keeps_state(ex.api, ex.api_path)
+        kept = keeps_state(ex.api, ex.api_path) or _stored_completions(ex)
     if kept or names_kept(ex):
         consumer = ex.consumer
         return consumer.name if consumer is not None else ""

@@ -55,6 +55,8 @@ KEPT = [
         id="responses-continuing",
     ),
     pytest.param("GET", "/v1/responses/resp_1", None, id="response-read"),
+    pytest.param("GET", "/v1/chat/completions", None, id="stored-chat-completions-listed"),
+    pytest.param("GET", "/v1/chat/completions/chatcmpl-1", None, id="stored-chat-completion-read"),
     pytest.param("POST", "/v1/videos", {"model": "sora-2", "prompt": "a lighthouse"}, id="video-made"),
     pytest.param("GET", "/v1/videos/video_1", None, id="video-read"),
     pytest.param("GET", "/v1/vector_stores/vs_1", None, id="vector-store"),
