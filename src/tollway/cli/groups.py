@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from tollway.cli.consumers import PERIODS, BudgetArgumentError, budget_of, positive_argument, run, usd_argument
 from tollway.cli.spend import members_of, recorded_spend
@@ -92,21 +92,20 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     async def show(store: ConsumerStore, config: list[ConsumerInfo], _audit: AuditLog, loaded: LoadedConfig) -> int:
-        groups = [g.shown(await _members(store, config, g.name)) for g in _declared(loaded, await store.groups())]
+        declared = [(g, await _members(store, config, g.name)) for g in _declared(loaded, await store.groups())]
         if args.format == "json":
             import orjson
 
+            groups = [g.shown(members) for g, members in declared]
             print(orjson.dumps({"groups": groups}, option=orjson.OPT_INDENT_2).decode())
             return 0
         from tollway.cli.text import shown
 
         rows: list[tuple[str, ...]] = [("NAME", "SOURCE", "BUDGET", "MAX_PARALLEL", "MEMBERS")]
-        for g in groups:
-            b: Any = g["budget"]
-            budget = f"${b['usd']:g}/{b['period']}" if b is not None else "-"
-            parallel = str(g["max_parallel"]) if g["max_parallel"] is not None else "-"
-            members = ",".join(cast("list[str]", g["members"])) or "-"
-            rows.append(tuple(shown(str(c)) for c in (g["name"], g["source"], budget, parallel, members)))
+        for g, members in declared:
+            budget = f"${g.budget.usd:g}/{g.budget.period}" if g.budget is not None else "-"
+            parallel = str(g.max_parallel) if g.max_parallel is not None else "-"
+            rows.append(tuple(shown(c) for c in (g.name, g.source, budget, parallel, ",".join(members) or "-")))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -442,9 +442,8 @@ class _Named(dict[str, str]):
         self.env = env
 
     def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        if self.env is not None and not self.env.get(name):
-            return self.env.get(name)
-        return f"tollway-env.{name}.end"
+        value = self.env.get(name) if self.env is not None else name
+        return f"tollway-env.{name}.end" if value else value
 
 
 _MARKER = re.compile(r"tollway-env\.([A-Za-z_][A-Za-z0-9_]*)\.end")
@@ -477,14 +476,11 @@ def _key_sources(original: str, cfg: Config, env: Mapping[str, str]) -> dict[str
         if every is None or set_ is None or not len(every) == len(set_) == len(pc.apiTokens):
             continue
         named = []
-        for token, names, given in zip(pc.apiTokens, every, set_, strict=True):
-            unset = [n for n in names if n not in given]
-            if not token:
-                named.append("empty")
-            elif given:
+        for names, given in zip(every, set_, strict=True):
+            if given:
                 named.append(", ".join(f"${n}" for n in given))
-            elif unset:
-                named.append(f"the config file (the default of {', '.join(f'${n}' for n in unset)}, unset)")
+            elif names:  # (none of them set: the default written beside them)
+                named.append(f"the config file (the default of {', '.join(f'${n}' for n in names)}, unset)")
             else:
                 named.append("the config file")
         sources[pc.id] = tuple(named)

@@ -62,5 +62,5 @@ def _keys(tokens: list[str], sources: tuple[str, ...]) -> str:
     count = f"{len(keys)} key{'' if len(keys) == 1 else 's'}{blank}"
     if len(sources) != len(tokens):
         return count
-    # "$A" once however many keys it gave; in the order written.
-    return f"{count} from " + ", ".join(dict.fromkeys(s for s in sources if s != "empty"))
+    # "$A" once however many keys it gave; in the order written (the empty ones' left out).
+    return f"{count} from " + ", ".join(dict.fromkeys(s for t, s in zip(tokens, sources, strict=True) if t))
