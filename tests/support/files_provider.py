@@ -174,6 +174,11 @@ class FilesProvider(LoopbackServer):
             return 200, orjson.dumps({"files": list(self.gemini_files.values())} if self.gemini_files else {})
         if path.startswith("/v1beta/files/") and "files/" + path.rpartition("/")[2] in self.gemini_files:
             return 200, orjson.dumps(self.gemini_files["files/" + path.rpartition("/")[2]])
+        if path.endswith(":generateContent") and method == "POST":  # (an answer to any question)
+            candidate = {"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP"}
+            usage = {"promptTokenCount": 3, "candidatesTokenCount": 1, "totalTokenCount": 4}
+            answer = {"candidates": [candidate], "usageMetadata": usage}
+            return 200, orjson.dumps(answer)
         if _GEMINI_MAKE.match(path) and method == "POST":
             name = "batches/" + self._new_id("gb")
             self.gemini_batches[name] = {"name": name, "metadata": {"state": "BATCH_STATE_PENDING"}, "done": False}

@@ -407,6 +407,38 @@ def test_gemini_files_uploaded_through_the_gateway_are_their_uploaders(gw: Proc,
     assert call("GET", "/v1beta/files", "k-bob").json().get("files", []) == []
 
 
+def test_a_gemini_call_naming_another_consumers_file_is_refused(gw: Proc, provider: FilesProvider) -> None:
+    """A part's ``fileData.fileUri`` names an uploaded file, by its URI or its name: the
+    model reads it. Another consumer's file so named was sent to the provider with the
+    organisation's key (a judge's finding); now 404 as a read of it, before the provider
+    is asked. A URI of no uploaded file (``gs://``) names none."""
+    base = gw.url + "/gemini"
+
+    def call(path: str, key: str, **more: Any) -> httpx.Response:
+        return httpx.post(base + path, headers={"authorization": f"Bearer {key}"}, timeout=10, **more)
+
+    files = {"metadata": ("m.json", b'{"file": {"display_name": "s"}}', "application/json"),
+             "file": ("s.txt", b"secret", "text/plain")}  # fmt: skip
+    name = call("/upload/v1beta/files?uploadType=multipart", "k-ann", files=files).json()["file"]["name"]
+
+    def ask(key: str, uri: str, spelling: str = "fileData") -> httpx.Response:
+        uri_key = "fileUri" if spelling == "fileData" else "file_uri"
+        part = {spelling: {uri_key: uri, "mimeType": "text/plain"}}
+        body = {"contents": [{"role": "user", "parts": [part, {"text": "summarise"}]}]}
+        return call("/v1beta/models/gemini-2.0-flash:generateContent", key, json=body)
+
+    asked = len(provider.seen)
+    for uri in (name, f"https://generativelanguage.googleapis.com/v1beta/{name}", f"{provider.url}/v1beta/{name}"):
+        for spelling in ("fileData", "file_data"):
+            refused = ask("k-bob", uri, spelling)
+            assert refused.status_code == 404, (uri, spelling, refused.text)
+            assert refused.headers["x-tollway-reason"] == "ai-proxy.not_owner"
+            assert refused.json()["error"]["status"] == "NOT_FOUND"  # (Google's shape)
+    assert len(provider.seen) == asked
+    assert ask("k-ann", name).status_code == 200  # its uploader's own
+    assert ask("k-bob", "gs://bucket/files/report.txt").status_code == 200  # no upload of anyone's
+
+
 def test_a_message_batch_asks_only_for_allowed_models(gw: Proc, provider: FilesProvider) -> None:
     asked = len(provider.seen)
     rid = new_request_id()

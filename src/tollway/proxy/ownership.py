@@ -34,7 +34,8 @@ those collections) pay for it (one or two small queries a call):
 An object can be named in a body too, whatever the API: a file in a chat or Responses
 content part (``file_id``), files given to a vector store or a code interpreter
 (``file_ids``), vector stores to search (``vector_store_ids``: ``file_search`` tools,
-``tool_resources``), a container to run in (``container``, ``container_id``). Any call
+``tool_resources``), a container to run in (``container``, ``container_id``), a Gemini
+file given to the model (a part's ``fileData.fileUri``: its URI or ``files/{id}``). Any call
 naming there an object another consumer holds is refused as its path would be (404),
 before the provider is asked (``admit_named``); an id no consumer holds passes (a
 tool's own argument may be called ``file_id``). Bodies that hold none of those names
@@ -59,6 +60,7 @@ cannot be recorded is logged, and answered.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -138,6 +140,11 @@ _NAMED_IN_BODIES: dict[str, Kind] = {
     "container_id": "container",
 }
 _MAY_NAME = (b"file_id", b"vector_store_id", b"container", b"training_file", b"validation_file")
+# Where a Gemini body names an uploaded file: a part's ``fileData.fileUri`` (or
+# ``file_data.file_uri``), the file's URI (``https://…/v1beta/files/{id}``) or its name
+# (``files/{id}``); a URI of anything else (``gs://…``, a video's page) names no file.
+_URIS_IN_BODIES: dict[str, Kind] = {"fileUri": "file", "file_uri": "file"}
+_GEMINI_FILE_URI = re.compile(r"(?:^|/)files/([A-Za-z0-9_-]+)/?$", re.IGNORECASE)
 
 
 def may_name(ex: Exchange) -> bool:
@@ -150,6 +157,8 @@ def may_name(ex: Exchange) -> bool:
         return False
     if b"\\" in raw and b"\\u" in raw:
         return True
+    if ex.model_in_path and (b'"fileUri"' in raw or b'"file_uri"' in raw):
+        return True  # (Gemini's own methods: ``generateContent`` is a chat's)
     if ex.api == "chat":
         return b"file_id" in raw
     if b"%" in raw and "urlencoded" in (ex.request.headers.get("content-type") or ""):
@@ -193,6 +202,10 @@ def named_in(body: Any) -> dict[Kind, set[str]]:
                 if kind is not None:
                     ids = [child] if isinstance(child, str) else child if isinstance(child, list) else []
                     named.setdefault(kind, set()).update(i for i in ids if isinstance(i, str) and i)
+                elif key in _URIS_IN_BODIES and isinstance(child, str):
+                    found = _GEMINI_FILE_URI.search(child.split("?", 1)[0])
+                    if found is not None:
+                        named.setdefault(_URIS_IN_BODIES[key], set()).add(found.group(1))
                 if isinstance(child, dict | list):
                     stack.append(child)
         elif isinstance(value, list):
