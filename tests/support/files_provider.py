@@ -67,6 +67,7 @@ class FilesProvider(LoopbackServer):
         self.message_batches: dict[str, dict[str, Any]] = {}
         self.gemini_batches: dict[str, dict[str, Any]] = {}
         self.gemini_files: dict[str, dict[str, Any]] = {}
+        self.gemini_caches: dict[str, dict[str, Any]] = {}
         self.stores: dict[str, dict[str, dict[str, Any]]] = {}  # vector stores, containers: by id
         self.seen: list[tuple[str, str]] = []
         self._made = 0
@@ -179,6 +180,18 @@ class FilesProvider(LoopbackServer):
             usage = {"promptTokenCount": 3, "candidatesTokenCount": 1, "totalTokenCount": 4}
             answer = {"candidates": [candidate], "usageMetadata": usage}
             return 200, orjson.dumps(answer)
+        if path == "/v1beta/cachedContents":
+            if method == "POST":
+                name = "cachedContents/" + self._new_id("cc")
+                self.gemini_caches[name] = {"name": name, "model": "models/gemini-2.0-flash"}
+                return 200, orjson.dumps(self.gemini_caches[name])
+            return 200, orjson.dumps(
+                {"cachedContents": list(self.gemini_caches.values())} if self.gemini_caches else {}
+            )
+        if path.startswith("/v1beta/cachedContents/") and path[8:] in self.gemini_caches:
+            return 200, orjson.dumps(
+                self.gemini_caches.pop(path[8:]) if method == "DELETE" else self.gemini_caches[path[8:]]
+            )
         if _GEMINI_MAKE.match(path) and method == "POST":
             name = "batches/" + self._new_id("gb")
             self.gemini_batches[name] = {"name": name, "metadata": {"state": "BATCH_STATE_PENDING"}, "done": False}

@@ -439,6 +439,36 @@ def test_a_gemini_call_naming_another_consumers_file_is_refused(gw: Proc, provid
     assert ask("k-bob", "gs://bucket/files/report.txt").status_code == 200  # no upload of anyone's
 
 
+def test_gemini_cached_contents_are_their_makers(gw: Proc, provider: FilesProvider) -> None:
+    """A cached content holds its maker's prompt (documents, a video): another consumer
+    could list, read, delete and answer from it (a judge's finding on files led to it).
+    Now its maker's alone, as a vector store is."""
+    base = gw.url + "/gemini/v1beta"
+
+    def call(method: str, path: str, key: str, body: Any = None) -> httpx.Response:
+        return httpx.request(method, base + path, json=body, headers={"x-api-key": key}, timeout=10)
+
+    made = call("POST", "/cachedContents", "k-ann", {"model": "models/gemini-2.0-flash", "contents": []})
+    assert made.status_code == 200, made.text
+    name = made.json()["name"]
+    assert call("GET", "/" + name, "k-ann").json()["name"] == name
+    asked = len(provider.seen)
+    for method in ("GET", "PATCH", "DELETE"):
+        refused = call(method, "/" + name, "k-bob")
+        assert (refused.status_code, refused.json()["error"]["status"]) == (404, "NOT_FOUND"), (method, refused.text)
+    question = {"contents": [{"role": "user", "parts": [{"text": "and?"}]}]}
+    for field in ("cachedContent", "cached_content"):
+        refused = call("POST", "/models/gemini-2.0-flash:generateContent", "k-bob", {**question, field: name})
+        assert (refused.status_code, refused.headers["x-tollway-reason"]) == (404, "ai-proxy.not_owner"), field
+    assert len(provider.seen) == asked
+    assert call(
+        "POST", "/models/gemini-2.0-flash:generateContent", "k-ann", {**question, "cachedContent": name}
+    ).is_success
+    assert [c["name"] for c in call("GET", "/cachedContents", "k-ann").json()["cachedContents"]] == [name]
+    assert call("GET", "/cachedContents", "k-bob").json().get("cachedContents", []) == []
+    assert call("DELETE", "/" + name, "k-ann").status_code == 200
+
+
 def test_a_message_batch_asks_only_for_allowed_models(gw: Proc, provider: FilesProvider) -> None:
     asked = len(provider.seen)
     rid = new_request_id()

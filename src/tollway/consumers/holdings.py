@@ -1,5 +1,6 @@
 """What each consumer holds at the providers: the files, batches, responses,
-conversations, vector stores and containers it created.
+conversations, vector stores and containers it created (Gemini's cached contents and
+file search stores too).
 
 A provider keeps one account's files, batches and stored responses together, whoever
 made them; the gateway holds them apart (SPEC §9). Each id the provider gave a
@@ -25,10 +26,12 @@ from tollway.storage import Database
 # (OpenAI's Uploads API), a batch (OpenAI's, or an Anthropic message batch), a stored
 # response (the Responses API's), a conversation (OpenAI's Conversations API), a
 # vector store or a container (a code interpreter's files), a fine-tuning job; an item of a
-# stored response (its output: a message, a reasoning item, a tool call).
+# stored response (its output: a message, a reasoning item, a tool call); Gemini's cached
+# contents and file search stores (its vector stores).
 Kind = Literal[
-    "file", "upload", "batch", "response", "conversation", "vector_store", "container", "fine_tuning_job", "item"
-]
+    "file", "upload", "batch", "response", "conversation", "vector_store", "container", "fine_tuning_job", "item",
+    "cached_content", "file_search_store",
+]  # fmt: skip
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS consumer_objects (

@@ -88,14 +88,21 @@ _COLLECTIONS: dict[str, tuple[Kind, str]] = {
     "/vector_stores": ("vector_store", "after"),
     "/containers": ("container", "after"),
     "/fine_tuning/jobs": ("fine_tuning_job", "after"),
+    # Gemini's (Google's list pages: the ``after`` field is never asked for).
+    "/cachedcontents": ("cached_content", "pageToken"),
+    "/filesearchstores": ("file_search_store", "pageToken"),
 }
 # Collections of calls of no metered API ("other") held here, in lower case.
-_OTHER_COLLECTIONS = ("/vector_stores", "/containers", "/fine_tuning/jobs")
+_OTHER_COLLECTIONS = ("/vector_stores", "/containers", "/fine_tuning/jobs", "/cachedcontents", "/filesearchstores")
 # Collections two segments deep (``/messages/batches``, ``/fine_tuning/jobs``), by their
 # first segment in lower case.
 _DEEP = frozenset({"messages", "fine_tuning"})
 # Kinds whose objects no consumer holds are served to anyone naming them (see above).
-_UNHELD_SERVED: frozenset[Kind] = frozenset({"vector_store", "container", "fine_tuning_job"})
+_UNHELD_SERVED: frozenset[Kind] = frozenset(
+    {"vector_store", "container", "fine_tuning_job", "cached_content", "file_search_store"}
+)
+# What Google's answer names an object it made (``cachedContents/{id}``), by kind.
+_GOOGLE_NAMES: dict[Kind, str] = {"cached_content": "cachedContents/", "file_search_store": "fileSearchStores/"}
 # What names a Gemini batch (``batches/{id}``): the operation that made it, its list.
 _GEMINI_BATCH = "batches/"
 # A batch's files that the provider makes as it runs.
@@ -105,6 +112,7 @@ MAX_PAGES = 10
 # The providers' page sizes when the client names none (OpenAI's: files 10,000, batches 20).
 _DEFAULT_LIMIT: dict[Kind, int] = {
     "file": 10_000, "upload": 20, "batch": 20, "vector_store": 20, "container": 20, "fine_tuning_job": 20,
+    "cached_content": 20, "file_search_store": 20,
 }  # fmt: skip
 # Asks the provider once: the client's query string, or the one given.
 Call = Callable[[str | None], Awaitable[Reply]]
@@ -140,11 +148,27 @@ _NAMED_IN_BODIES: dict[str, Kind] = {
     "container_id": "container",
 }
 _MAY_NAME = (b"file_id", b"vector_store_id", b"container", b"training_file", b"validation_file")
+
+
+def _named_by(collection: str) -> re.Pattern[str]:
+    return re.compile(rf"(?:^|/){collection}/([A-Za-z0-9_-]+)/?$", re.IGNORECASE)
+
+
 # Where a Gemini body names an uploaded file: a part's ``fileData.fileUri`` (or
 # ``file_data.file_uri``), the file's URI (``https://…/v1beta/files/{id}``) or its name
 # (``files/{id}``); a URI of anything else (``gs://…``, a video's page) names no file.
-_URIS_IN_BODIES: dict[str, Kind] = {"fileUri": "file", "file_uri": "file"}
-_GEMINI_FILE_URI = re.compile(r"(?:^|/)files/([A-Za-z0-9_-]+)/?$", re.IGNORECASE)
+# Gemini's cached content to answer from (``cachedContent: "cachedContents/{id}"``) and
+# file search stores to search (a ``fileSearch`` tool's ``fileSearchStoreNames``) too.
+_FILE_NAME, _CACHED_NAME, _STORE_NAME = _named_by("files"), _named_by("cachedContents"), _named_by("fileSearchStores")
+_URIS_IN_BODIES: dict[str, tuple[Kind, re.Pattern[str]]] = {
+    "fileUri": ("file", _FILE_NAME),
+    "file_uri": ("file", _FILE_NAME),
+    "cachedContent": ("cached_content", _CACHED_NAME),
+    "cached_content": ("cached_content", _CACHED_NAME),
+    "fileSearchStoreNames": ("file_search_store", _STORE_NAME),
+    "file_search_store_names": ("file_search_store", _STORE_NAME),
+}
+_GEMINI_NAMES = tuple(b'"%s"' % name.encode() for name in _URIS_IN_BODIES)
 
 
 def may_name(ex: Exchange) -> bool:
@@ -157,7 +181,7 @@ def may_name(ex: Exchange) -> bool:
         return False
     if b"\\" in raw and b"\\u" in raw:
         return True
-    if ex.model_in_path and (b'"fileUri"' in raw or b'"file_uri"' in raw):
+    if ex.model_in_path and any(name in raw for name in _GEMINI_NAMES):
         return True  # (Gemini's own methods: ``generateContent`` is a chat's)
     if ex.api == "chat":
         return b"file_id" in raw
@@ -166,18 +190,13 @@ def may_name(ex: Exchange) -> bool:
     return any(mark in raw for mark in _MAY_NAME)
 
 
-# What a Gemini call names that its provider keeps in the project that made it: a cached
-# content (``cachedContent: "cachedContents/…"``) or an uploaded file (a part's
-# ``fileData.fileUri``), in either of the spellings Google's JSON takes.
-_GEMINI_KEPT = (b'"cachedContent"', b'"cached_content"', b'"fileUri"', b'"file_uri"')
-
-
 def names_kept(ex: Exchange) -> bool:
     """Whether a call's body names an object its provider keeps per account: a file, a
     vector store or a container (``named_in``), or a Gemini cached content or file; its key is
     then the consumer's own (``ai_proxy._affinity``). A body without one costs the scans
     of ``may_name``."""
-    if ex.model_in_path and any(mark in (ex.request.body or b"") for mark in _GEMINI_KEPT):
+    # (A Gemini call naming one: in either of the spellings Google's JSON takes.)
+    if ex.model_in_path and any(mark in (ex.request.body or b"") for mark in _GEMINI_NAMES):
         return True
     if not may_name(ex):
         return False
@@ -202,10 +221,13 @@ def named_in(body: Any) -> dict[Kind, set[str]]:
                 if kind is not None:
                     ids = [child] if isinstance(child, str) else child if isinstance(child, list) else []
                     named.setdefault(kind, set()).update(i for i in ids if isinstance(i, str) and i)
-                elif key in _URIS_IN_BODIES and isinstance(child, str):
-                    found = _GEMINI_FILE_URI.search(child.split("?", 1)[0])
-                    if found is not None:
-                        named.setdefault(_URIS_IN_BODIES[key], set()).add(found.group(1))
+                elif key in _URIS_IN_BODIES:
+                    uri_kind, pattern = _URIS_IN_BODIES[key]
+                    uris = [child] if isinstance(child, str) else child if isinstance(child, list) else []
+                    for uri in uris:
+                        found = pattern.search(uri.split("?", 1)[0]) if isinstance(uri, str) else None
+                        if found is not None:
+                            named.setdefault(uri_kind, set()).add(found.group(1))
                 if isinstance(child, dict | list):
                     stack.append(child)
         elif isinstance(value, list):
@@ -342,6 +364,10 @@ class Ownership:
         if isinstance(made, dict) and isinstance(made.get("id"), str):
             # A completed upload is a file: the uploader's.
             await self.holdings.add("file", [made["id"]], consumer)
+        made_name = answer.get("name") if created and kind in _GOOGLE_NAMES else None
+        if isinstance(made_name, str) and made_name.startswith(_GOOGLE_NAMES[kind]):
+            # Google's answer names what it made (``cachedContents/{id}``), without an id.
+            await self.holdings.add(kind, [made_name[len(_GOOGLE_NAMES[kind]) :]], consumer)
         google = answer.get("file") if kind == "file" and created else None
         if isinstance(google, dict) and isinstance(google.get("name"), str) and google["name"].startswith("files/"):
             # Gemini's upload answers the file it made, named ``files/{id}``.
@@ -417,7 +443,7 @@ class Ownership:
 
 
 # The lists of Google's list pages, by their field.
-_GOOGLE_LISTS = ("operations", "files", "batches")
+_GOOGLE_LISTS = ("operations", "files", "batches", "cachedContents", "fileSearchStores")
 
 
 def _google_page(page: dict[str, Any]) -> bool:
