@@ -14,6 +14,12 @@ every consumer part or all of the key the gateway exists to keep from them.
   become ``[redacted]``;
 - every answer's headers: a header whose value holds a key (or a masked one) is dropped.
 
+A body is matched as it came, then each JSON string in it that holds an escape is read
+and matched as the client's parser will read it: ``Zx9\\/kQ2`` (PHP's ``json_encode``),
+``\\u002b``, ``\\u2022`` for the bullets of a masked key (Python's ``json.dumps``) all
+spell the key to a client, and the bytes alone do not match it. Such a string, redacted,
+is written again by ``orjson`` (its other escapes then as ``orjson`` writes them).
+
 A success's body is the model's output, which never saw the key, and is not scanned.
 """
 
@@ -22,6 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import orjson
+
 REDACTED = "[redacted]"
 # A value shorter than this is no secret worth the name (a placeholder key for a local
 # server, "x", "token"): replaced in text it would garble the answer ("conte[redacted]t").
@@ -29,6 +37,8 @@ MIN_SECRET = 8
 # A key shorter than this is matched only whole (its tail would match ordinary text).
 _TAIL_FROM = 12
 _TAIL = 4
+# A JSON string literal: its quotes, and the escapes in it.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 def _alternatives(keys: tuple[str, ...], as_bytes: bool) -> str:
@@ -71,7 +81,22 @@ class ProviderSecrets:
         """``body`` (an error answer's, or an event) with every key replaced."""
         if self._pattern_bytes is None:
             return body
-        return self._pattern_bytes.sub(REDACTED.encode(), body)
+        body = self._pattern_bytes.sub(REDACTED.encode(), body)
+        if b"\\" in body:
+            body = _JSON_STRING.sub(self._unescaped, body)
+        return body
+
+    def _unescaped(self, found: re.Match[bytes]) -> bytes:
+        """One JSON string of a body, redacted as its escapes read (see the module)."""
+        literal = found.group(0)
+        if b"\\" not in literal:
+            return literal
+        try:
+            text = orjson.loads(literal)
+        except orjson.JSONDecodeError:
+            return literal  # (no JSON string: a lone surrogate; no key is spelled so)
+        redacted = self.text(text)
+        return literal if redacted == text else orjson.dumps(redacted)
 
     def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """``headers`` without any that shows a key. One look at all the values at once:

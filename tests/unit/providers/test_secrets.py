@@ -3,6 +3,7 @@ out of what its answers show."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from tollway.providers.secrets import ProviderSecrets
@@ -72,3 +73,33 @@ def test_a_key_with_characters_past_latin_1_is_still_found() -> None:
     secrets = ProviderSecrets([key])
     assert secrets.body(f"bad key {key}".encode()) == b"bad key [redacted]"
     assert secrets.text(f"bad key {key}") == "bad key [redacted]"
+
+
+SLASHED = "Zx9/kQ2+SLASHKEY/abcd1234"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        r"Zx9\/kQ2+SLASHKEY\/abcd1234",  # PHP's json_encode escapes every slash
+        r"Zx9/kQ2\u002bSLASHKEY/abcd1234",
+        "".join(f"\\u{ord(c):04x}" for c in SLASHED),  # every character escaped
+        r"sk-\u2022\u2022\u2022\u20221234",  # a masked key's bullets, as Python's json.dumps writes them
+        r"****\u0061bcd1234",
+    ],
+)
+def test_a_key_spelled_with_json_escapes_is_redacted(written: str) -> None:
+    """A JSON error body may escape characters of the key: a client's parser reads the
+    key back whole, where the bytes did not match it (a red team's finding)."""
+    secrets = ProviderSecrets([SLASHED])
+    body = b'{"error": {"message": "Invalid key ' + written.encode() + b'", "code": "bad\\/key"}}'
+    read = orjson.loads(secrets.body(body))
+    assert read["error"]["message"] == "Invalid key [redacted]"
+    assert read["error"]["code"] == "bad/key"  # (another string with an escape, as it reads)
+    event = b"event: error\ndata: " + body + b"\n\n"
+    assert SLASHED.encode() not in secrets.body(event) and b"[redacted]" in secrets.body(event)
+
+
+def test_escapes_that_spell_no_key_leave_the_body_as_it_came() -> None:
+    body = b'{"error": {"message": "path C:\\\\dir\\/x \\ud800 \\"quoted\\""}}'
+    assert ProviderSecrets([SLASHED]).body(body) == body
