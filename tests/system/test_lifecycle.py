@@ -641,6 +641,38 @@ def test_a_gateway_stopped_as_a_worker_is_started_again_stops(gateway: GatewayFa
     assert gw.stop() == 0
 
 
+def test_with_workers_a_stop_refuses_new_connections_at_once(gateway: GatewayFactory, mock_llm: Proc) -> None:
+    """A judge's finding: with workers, the parent held every worker's listening socket, so
+    a worker's own close left it listening: while a call in flight held the stop up, a new
+    connection (a client's next call, its kept-alive one closed) was taken by the kernel
+    and never answered, then reset when the gateway exited. Refused at once, as with one
+    worker, a client retries elsewhere."""
+    gw = gateway(config(mock_llm, state=_redis_url()), "--workers", "2")
+    marker = f"held-{time.time_ns()}"
+    caller = threading.Thread(
+        target=lambda: chat(
+            httpx.Client(base_url=gw.url, timeout=10), **{"x-mock-latency-ms": "4000", "x-test-marker": marker}
+        )
+    )
+    caller.start()
+    wait_for(lambda: _mock_saw(mock_llm, marker), 5, "the provider to receive the slow call")
+    gw.popen.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    port = int(gw.url.rsplit(":", 1)[1])
+    for attempt in range(8):  # (the kernel spreads new connections over both workers' sockets)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.5) as sock:
+                sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
+                answered = sock.recv(1)
+        except (ConnectionRefusedError, ConnectionResetError):
+            answered = b""
+        except TimeoutError:
+            pytest.fail(f"connection {attempt} was held unanswered by a stopping gateway")
+        assert answered == b"", attempt
+    caller.join(10)
+    assert gw.popen.wait(10) == 0
+
+
 def test_workers_stop_when_their_parent_is_killed(gateway: GatewayFactory, mock_llm: Proc) -> None:
     """A judge's finding: the parent killed (SIGKILL, the OOM killer), its workers went on
     serving, orphaned, and the next start could not bind the port."""

@@ -419,6 +419,12 @@ def _supervise(make_runtime: MakeRuntime, gw_socks: list[socket.socket], admin_s
         nonlocal stopping
         if sig in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+            # No worker is started again now: the parent's copies of the listening
+            # sockets go, so that each worker's own close stops the port listening.
+            # Held open here, the kernel went on taking connections that no worker would
+            # accept, unanswered until the gateway exited (a judge saw clients hang).
+            for sock in (*gw_socks, admin_sock):
+                sock.close()
         for pid in list(children):
             try:
                 os.kill(pid, sig)
