@@ -252,6 +252,8 @@ def test_anthropic_clients_get_anthropic_shaped_errors(gw: Proc) -> None:
     body = raised.value.response.json()
     assert body["type"] == "error"
     assert body["error"]["type"] == "authentication_error" and "Invalid API key" in body["error"]["message"]
+    # The SDK's id of the call is the gateway's, which the usage record keeps.
+    assert raised.value.request_id == raised.value.response.headers["x-request-id"]
 
 
 def test_sdk_error_from_the_gateway_shows_its_message(gw: Proc) -> None:

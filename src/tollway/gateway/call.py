@@ -406,6 +406,10 @@ class Gateway:
             err.body = jsonrpc.refusal_body(ex, err.message, err.reason, err.status)
         reply = render_error(err, ex.dialect)
         reply.headers.append(("x-request-id", ex.request_id))
+        if ex.dialect == "anthropic":
+            # Anthropic's SDKs read a call's id (``err.request_id``) from ``request-id``,
+            # as Anthropic names it; the gateway's own refusals say it there too.
+            reply.headers.append(("request-id", ex.request_id))
         reply.headers.append(("content-length", str(len(reply.body))))
         reply.headers.extend(ex.response_headers)
         await client.start(reply.status, reply.headers)

@@ -189,8 +189,13 @@ def _system_to_pivot(system: Any) -> list[Json]:
 
 
 # A client tool's fields that are translated (``strict`` → ``function.strict``), or
-# dropped as the module says (``cache_control``); any other (``input_examples``) is refused.
-_TOOL_FIELDS = frozenset({"type", "name", "description", "input_schema", "strict", "cache_control"})
+# dropped: ``cache_control`` as the module says, and ``eager_input_streaming`` (how finely
+# a stream splits the tool's input, which changes no answer: an OpenAI stream sends its
+# arguments in pieces anyway; the Vercel AI SDK sets it on every streamed tool). Any
+# other (``input_examples``, ``defer_loading``) is refused.
+_TOOL_FIELDS = frozenset(
+    {"type", "name", "description", "input_schema", "strict", "cache_control", "eager_input_streaming"}
+)
 
 
 def _tools_to_pivot(tools: Any) -> list[Json]:
