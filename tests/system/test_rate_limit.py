@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import Proc
 from tests.support.plugin_support import wait_for_window_room
@@ -206,3 +207,32 @@ def test_with_failure_mode_closed_an_outage_answers_503_not_500_and_recovers(
     assert refused[0].json()["error"]["code"] == "service_unavailable"
     redis_server.start()
     assert statuses(gw.url, "alice", 4) == [200, 200, 200, 429]
+
+
+def test_a_limit_per_authorization_header_keeps_no_key_in_redis(
+    gateway: GatewayFactory,
+    mock_llm: Proc,
+    redis_url: str,  # noqa: F811
+    redis_prefix: str,  # noqa: F811
+) -> None:
+    """A Higress config limits per ``Authorization`` value: each consumer's key became part
+    of a Redis key name, readable by whoever can list a shared Redis (a red team's
+    finding; runtime keys are otherwise stored hashed). The counter still counts per key."""
+    limiter = """  - name: cluster-key-rate-limit
+    defaultConfig:
+      rule_name: per-key
+      rule_items: [{limit_by_per_header: Authorization, limit_keys: [{key: "*", query_per_minute: 2}]}]
+"""
+    gw = gateway(config(mock_llm.url, redis_url, limiter))
+    wait_for_window_room(60, 15)
+    assert statuses(gw.url, "alice", 3) == [200, 200, 429]
+    assert statuses(gw.url, "bob", 2) == [200, 200]  # (a counter of its own)
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        names = [k.decode() for k in client.scan_iter(match=redis_prefix + "*")]
+    finally:
+        client.close()
+    counters = [n for n in names if ":per-key:" in n]
+    assert len(counters) == 2, names
+    assert not [n for n in names if "key-alice" in n or "key-bob" in n], names
+    assert all(":sha256:" in n for n in counters), counters

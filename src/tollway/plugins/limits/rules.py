@@ -44,6 +44,20 @@ MultiValues = Callable[[Exchange], Sequence[str]]
 # Values longer than this are hashed in counter names: a client must not be able to
 # make the state store keep kilobyte keys.
 _LONG_VALUE = 128
+# Headers, query parameters and cookies whose values are credentials (a consumer's key,
+# limited per key as Higress configs often do): their values are hashed (SHA-256) in
+# counter names, which a shared Redis shows to whoever can list its keys. A name with
+# one of these words in it (any case) counts as one too (``x-goog-api-key``, ``token``).
+_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "password", "session", "cookie", "credential", "signature")
+
+
+def _credential(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _CREDENTIAL_WORDS)
+
+
+def _hidden(value: str) -> str:
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class Counter:
@@ -171,13 +185,14 @@ class _NetTable:
 
 
 class _Item:
-    __slots__ = ("groups", "needs_body", "normalise_ip", "table", "values")
+    __slots__ = ("groups", "hides_value", "needs_body", "normalise_ip", "table", "values")
 
     def __init__(self, field: str, name: str, keys: Sequence[tuple[str, Counter]]) -> None:
         self.values = _source(field, name)
         self.groups = field.endswith("group")
         self.needs_body = field.endswith("model")
         self.normalise_ip = field == "limit_by_per_ip"
+        self.hides_value = field.endswith(("header", "param", "cookie")) and _credential(name)
         self.table: _KeyTable | _NetTable = _NetTable(keys) if self.normalise_ip else _KeyTable(keys)
 
     def match(self, ex: Exchange) -> Hit | None:
@@ -198,6 +213,8 @@ class _Item:
         counter = found[1]
         if self.normalise_ip and counter.per_value:
             value = str(ipaddress.ip_address(value))  # one counter per address, however written
+        elif self.hides_value and counter.per_value:
+            value = _hidden(value)
         return counter.key_for(value), counter
 
 
