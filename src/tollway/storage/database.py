@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from tollway.storage.folders import private_folder
+
 T = TypeVar("T")
 Row = dict[str, Any]
 Statement = tuple[str, Sequence[object]]
@@ -218,7 +220,7 @@ def _private_file(path: Path) -> None:
     does not exist yet: it holds key hashes, usage and audit events, and SQLite gives its
     WAL and shared-memory files the database file's permissions. One that exists keeps
     the permissions it was given."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_folder(path.parent)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     except FileExistsError:

@@ -39,6 +39,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tollway.storage import private_folder
+
 log = logging.getLogger("tollway")
 
 # The most a full disk leaves waiting in memory to be journaled (see ``append``), and
@@ -120,8 +122,7 @@ class Journal:
     def open(self) -> None:
         """Take this process's lock, begin its first segment, adopt dead processes'
         journals. Raises ``OSError`` when the folder cannot be used."""
-        for folder in (self.folder.parent, self.folder):  # the records folder, its journal: this user's alone
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_folder(self.folder)  # the records folder, its journal: this user's alone
         lock_path = self.folder / f"{self.name}{_LOCK}"
         making = self.folder / f".{self.name}.new"
         fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
