@@ -232,6 +232,7 @@ def test_admin_added_key_works_with_the_openai_sdk_until_revoked(gateway: Gatewa
     gw = gateway(_config(mock_llm.url, "sqlite:///./tollway.db"))
     created = _admin_add(gw, {"name": "alice", "allow_models": ["gpt-4o*"], "groups": ["team-a"]})
     assert created.status_code == 201
+    assert created.headers["cache-control"] == "no-store"  # (a key shown once is kept by no cache)
     body = created.json()
     key = body.pop("key")
     assert body == {"name": "alice", "allow_models": ["gpt-4o*"], "groups": ["team-a"]}

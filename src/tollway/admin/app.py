@@ -63,7 +63,9 @@ class AdminRequest:
 
 
 def json_reply(status: int, obj: Any) -> Answer:
-    return status, [("content-type", "application/json")], orjson.dumps(obj)
+    # No cache keeps an answer: a new key is shown once, and usage and consumers are
+    # the organisation's (a browser's or a proxy's cache is no place for either).
+    return status, [("content-type", "application/json"), ("cache-control", "no-store")], orjson.dumps(obj)
 
 
 def error_reply(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> Answer:
