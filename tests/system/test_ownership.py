@@ -405,6 +405,13 @@ def test_gemini_files_uploaded_through_the_gateway_are_their_uploaders(gw: Proc,
     assert (refused.status_code, refused.json()["error"]["status"]) == (404, "NOT_FOUND")
     assert [f["name"] for f in call("GET", "/v1beta/files", "k-ann").json()["files"]] == [name]
     assert call("GET", "/v1beta/files", "k-bob").json().get("files", []) == []
+    # Google's SDK given a base URL asks under /v1/: its refusals in Google's shape too
+    # (in OpenAI's, with no ``status``, the SDK's error said "404 None").
+    sdk = {"x-goog-api-client": "google-genai-sdk/1.0 gl-python/3.11"}
+    refused = httpx.get(f"{base}/v1/{name}", headers={**sdk, "authorization": "Bearer k-bob"}, timeout=10)
+    assert (refused.status_code, refused.json()["error"]["status"]) == (404, "NOT_FOUND"), refused.text
+    unknown = httpx.get(f"{base}/v1/files", headers={**sdk, "x-api-key": "k-nobody"}, timeout=10)
+    assert (unknown.status_code, unknown.json()["error"]["status"]) == (401, "UNAUTHENTICATED"), unknown.text
 
 
 def test_a_gemini_call_naming_another_consumers_file_is_refused(gw: Proc, provider: FilesProvider) -> None:

@@ -31,7 +31,6 @@ from tollway.gateway.unsuspended import run_shielded
 from tollway.mcp import jsonrpc
 from tollway.mcp.relay import McpRelay
 from tollway.mcp.tools import ToolFilter
-from tollway.protocols.apis import dialect_of
 from tollway.protocols.sse import is_comment, is_terminal
 
 if TYPE_CHECKING:
@@ -239,7 +238,7 @@ class Gateway:
             except GatewayError:
                 # (A path refused as it stands is still answered in its API's shape:
                 # Google's under /v1beta/, Anthropic's under /v1/messages.)
-                ex.dialect = dialect_of(req.path)
+                ex.dialect = facts.client_dialect(req)
                 raise
             facts.from_path(ex)
             route = snap.routes.match(req.method, req.host, req.path)

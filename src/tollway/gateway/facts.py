@@ -24,12 +24,13 @@ from typing import Any
 from urllib.parse import quote
 
 from tollway.errors import BadRequest
-from tollway.exchange import AmbiguousJson, Exchange
+from tollway.exchange import AmbiguousJson, Exchange, Request
 from tollway.protocols.apis import (
     FORM_APIS,
     JSON_APIS,
     MESSAGE_BATCHES,
     PATH_MODEL,
+    Dialect,
     api_of,
     api_path_of,
     dialect_of,
@@ -56,7 +57,22 @@ def from_path(ex: Exchange) -> None:
     if "pload/" in path:  # (Google's upload root: rare, and one substring test for the rest)
         ex.upstream_api_path = upstream_path(path, ex.upstream_api_path)
     ex.api = api_of(ex.api_path)
-    ex.dialect = dialect_of(path)
+    ex.dialect = client_dialect(req)
+
+
+# Headers only Google's clients send: its SDKs' ``x-goog-api-client``, Gemini's key header.
+_GOOGLE_CLIENT = ("x-goog-api-client", "x-goog-api-key")
+
+
+def client_dialect(req: Request) -> Dialect:
+    """The protocol the client speaks, which its errors are answered in: the path's
+    (``dialect_of``), or Google's for a Google client on a path that names no protocol
+    (Google's SDK given a base URL asks for ``/v1/files``: an OpenAI-shaped error had no
+    ``status``, so the SDK's ``ClientError`` said ``401 None``)."""
+    dialect = dialect_of(req.path)
+    if dialect == "openai" and any(h in req.headers for h in _GOOGLE_CLIENT):
+        return "gemini"
+    return dialect
 
 
 def from_body(ex: Exchange) -> BadRequest | None:
