@@ -576,7 +576,7 @@ MODEL_LISTS = [
     ("openai", "/openai/v1/models", {}, {"authorization": "Bearer sk-openai"}, ["gpt-4o", "gpt-4o-mini"]),
     ("claude", "/v1/models", {}, CLAUDE_AUTH, [CLAUDE_MODEL, "claude-3-5-haiku-20241022"]),
     ("gemini", "/v1beta/models", {"pageSize": "1000"}, {"x-goog-api-key": "gem-key"},
-     ["gemini-2.5-flash", "gemini-2.5-pro"]),  # text-embedding-004 cannot chat
+     ["gemini-2.5-flash", "gemini-2.5-pro", "text-embedding-004"]),  # (it embeds: listed, as OpenAI lists its own)
 ]  # fmt: skip
 
 

@@ -69,8 +69,8 @@ def card_of(protocol: str, obj: Any) -> ModelCard | None:
 
 
 def cards_of(protocol: str, listing: Any) -> list[ModelCard]:
-    """The models of ``protocol``'s model-list answer that the codec lists (Gemini's:
-    only those that can chat), each with what the list says of it."""
+    """The models of ``protocol``'s model-list answer that the codec lists, each with
+    what the list says of it."""
     ids = codec_for(protocol).model_ids(listing)
     entries = listing.get("models" if protocol == "gemini" else "data") if isinstance(listing, dict) else None
     found = {c.id: c for c in (card_of(protocol, e) for e in entries or ()) if c is not None}

@@ -63,14 +63,12 @@ class GeminiGenerateContent:
 
     def model_ids(self, body: Any) -> list[str]:
         """``GET /v1beta/models`` answers ``{"models": [{"name": "models/…",
-        "supportedGenerationMethods": […]}, …]}``; only models that can chat count."""
+        "supportedGenerationMethods": […]}, …]}``: every model, those that only embed
+        (``embedContent``) too, as OpenAI's list holds its embedding models; each entry
+        says what it can do."""
         models = body.get("models") if isinstance(body, dict) else None
-        ids = []
-        for m in models or ():
-            if not isinstance(m, dict) or not isinstance(m.get("name"), str):
-                continue
-            methods = m.get("supportedGenerationMethods")
-            if isinstance(methods, list) and "generateContent" not in methods:
-                continue
-            ids.append(m["name"].removeprefix("models/"))
-        return ids
+        return [
+            m["name"].removeprefix("models/")
+            for m in models or ()
+            if isinstance(m, dict) and isinstance(m.get("name"), str)
+        ]
