@@ -340,13 +340,15 @@ class Reply:
     """An answer: a plugin's (instead of upstream's), or the provider's as ai-proxy got it.
 
     ``body`` is the whole body; a streamed answer has ``events`` instead, which the
-    gateway relays event by event through the plugins' stream hooks.
+    gateway relays event by event through the plugins' stream hooks. ``json_array``:
+    the client reads those events as one JSON array (Gemini's stream without ``alt=sse``).
     """
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     events: EventSource | None = None
+    json_array: bool = False
 
 
 @dataclass(slots=True)

@@ -164,8 +164,7 @@ def canned_answer(seen: Seen) -> Answer:
     elif seen.path.endswith(":generateContent"):
         name, stream = f"generate_{kind}", False
     elif seen.path.endswith(":streamGenerateContent"):
-        if seen.params.get("alt") != "sse":
-            return error_answer(protocol, 400)
+        # (Without alt=sse: the same chunks as one JSON array, ``_send_array``.)
         name, stream = f"generate_{kind}", True
     else:
         return error_answer(protocol, 404)
@@ -201,6 +200,8 @@ class FakeProvider:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.url = ""
+        # The pause between the elements of a Gemini stream sent as a JSON array.
+        self.array_gap_s = 0.0
 
     # ---- lifetime ------------------------------------------------------------------
 
@@ -250,6 +251,7 @@ class FakeProvider:
             self._next.clear()
             self._always = None
             self._refused.clear()
+        self.array_gap_s = 0.0
 
     def next_answers(self, *faults: Fault) -> None:
         with self._lock:
@@ -325,6 +327,12 @@ class FakeProvider:
             answer = Answer(500, "application/json", json.dumps(failed).encode())
         if fault == "nofinish":
             answer = Answer(answer.status, answer.content_type, _FINISH.sub(b'"finish_reason": null', answer.body))
+        if (
+            answer.content_type == "text/event-stream"
+            and _protocol(seen) == "gemini"
+            and seen.params.get("alt") != "sse"
+        ):
+            return await _send_array(writer, answer, fault if isinstance(fault, str) else None, self.array_gap_s)
         if answer.content_type == "text/event-stream":
             return await _send_stream(writer, answer, fault if isinstance(fault, str) else None, _protocol(seen))
         if fault == "drop":
@@ -389,6 +397,37 @@ async def _send_stream(writer: asyncio.StreamWriter, answer: Answer, fault: str 
         await writer.drain()
     if fault == "drop":
         writer.close()  # mid-body: the client sees the connection end before the last chunk
+        return False
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    return True
+
+
+async def _send_array(writer: asyncio.StreamWriter, answer: Answer, fault: str | None, gap_s: float) -> bool:
+    """Gemini's stream without ``alt=sse``, as Google sends it: one JSON array, each chunk
+    pretty-printed and sent as it is made (``gap_s`` apart), ``\r\n,\r\n`` between them.
+    ``drop``: the connection ends after the first; ``cut``: the body ends cleanly after
+    the second, the array unclosed; ``error``: an error object after the second."""
+    writer.write(
+        _status_line(200) + b"content-type: application/json; charset=UTF-8\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    chunks = [json.loads(e.removeprefix(b"data: ")) for e in _EVENT_END.split(answer.body) if e.strip()]
+    if fault == "drop":
+        chunks = chunks[:1]
+    elif fault in ("cut", "error"):
+        chunks = chunks[:2]
+    if fault == "error":
+        chunks.append({"error": {"code": 503, "message": "fake error mid-stream", "status": "UNAVAILABLE"}})
+    pieces = [(b"[" if i == 0 else b"\r\n,\r\n") + json.dumps(c, indent=2).encode() for i, c in enumerate(chunks)]
+    if fault not in ("drop", "cut"):
+        pieces.append(b"]")
+    for i, piece in enumerate(pieces):
+        if i and gap_s:
+            await asyncio.sleep(gap_s)
+        writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        await writer.drain()
+    if fault == "drop":
+        writer.close()
         return False
     writer.write(b"0\r\n\r\n")
     await writer.drain()

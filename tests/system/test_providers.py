@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -451,6 +452,49 @@ def test_geminis_own_stream_cut_short_is_recorded_as_the_providers_failure(
     if fault == "error":
         assert b"fake error mid-stream" in body
     assert record["output_tokens"] > 0  # the text the client had, estimated at least
+
+
+@pytest.mark.parametrize("fault", [None, "cut", "error"])
+def test_geminis_own_stream_without_alt_sse_is_relayed_as_it_comes(
+    gw: Proc, fake: FakeProvider, fault: Fault | None
+) -> None:
+    """Google's REST default streams one JSON array, a chunk at a time: the gateway held
+    it all and answered at the end (a judge's finding), and a provider that broke off
+    mid-array lost the client every chunk it had sent. Now each chunk goes on as it
+    comes, in the array the client asked for; one cut short ends with Google's error
+    object as its last element, recorded as the provider's failure."""
+    fake.array_gap_s = 0.4
+    if fault is not None:
+        fake.next_answers(fault)
+    rid = new_request_id()
+    arrived: list[tuple[float, bytes]] = []
+    with httpx.stream(
+        "POST",
+        f"{gw.url}/p/gemini-native/v1beta/models/{GEMINI_MODEL}:streamGenerateContent",
+        json={"contents": [{"role": "user", "parts": [{"text": USER}]}]},
+        headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": rid},
+        timeout=10,
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+        assert "content-length" not in r.headers
+        arrived.extend((time.monotonic(), piece) for piece in r.iter_bytes() if piece)
+    [seen] = fake.seen
+    assert seen.params == {}  # (asked as the client asked: the array)
+    chunks = json.loads(b"".join(piece for _, piece in arrived))
+    texts = [c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks if "candidates" in c]
+    record = usage_record(gw, rid)
+    assert record["stream"] is True
+    # The first chunk reached the client before the provider had sent the last.
+    assert arrived[-1][0] - arrived[0][0] > 0.3, [t - arrived[0][0] for t, _ in arrived]
+    if fault is None:
+        assert "".join(texts) == STREAMED_TEXT
+        assert (record["status"], record["input_tokens"], record["output_tokens"]) == (200, 1040, 11 + 45)
+        assert record["tokens_estimated"] is False
+        return
+    assert texts == ["The capital", " of France is Paris"]  # what the provider sent, as it sent it
+    assert chunks[-1]["error"]["status"] == "UNAVAILABLE"
+    assert (record["status"], record["reason"]) == (502, "ai-proxy.bad_upstream_response")
+    assert record["output_tokens"] >= 7  # (the chunks it had, at least)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

@@ -25,7 +25,7 @@ from tollway.errors import BodyTooLarge, GatewayError, MethodNotAllowed, NotFoun
 from tollway.exchange import EventSource, Exchange, Reply, Request
 from tollway.gateway import facts, target
 from tollway.gateway.body import decode as decode_content
-from tollway.gateway.channel import ClientChannel
+from tollway.gateway.channel import ClientChannel, JsonArrayChannel
 from tollway.gateway.error_replies import render_error, render_stream_error
 from tollway.gateway.unsuspended import run_shielded
 from tollway.mcp import jsonrpc
@@ -288,6 +288,8 @@ class Gateway:
                         reply = await call(ex)
                     else:
                         reply = await self.proxy.serve(ex, snap.route_providers[route.name])
+            if reply.json_array:
+                client = JsonArrayChannel(client)  # (and so for the stream's end, however it ends)
             await self._respond(ex, chain, client, reply)
             if client.gone and not ex.stream_ended:
                 # Left before the answer was out, too soon for the watch to cancel the

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tollway.protocols.gemini.array_stream import ArrayWriter
+
 
 class ClientChannel(Protocol):
     started: bool  # the status line and headers are sent
@@ -25,3 +27,52 @@ class ClientChannel(Protocol):
     async def finish(self, data: bytes = b"") -> None:
         """Sends the last part of the body and ends the response."""
         ...
+
+
+class JsonArrayChannel:
+    """``client`` reading its stream as one JSON array (``Reply.json_array``): the events
+    the gateway writes go out as the array's elements (``ArrayWriter``), the stream's end
+    as its ``]``. An answer started with another status than 200 (a refusal before the
+    stream began) passes as it is."""
+
+    __slots__ = ("_client", "_writer")
+
+    def __init__(self, client: ClientChannel) -> None:
+        self._client = client
+        self._writer: ArrayWriter | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._client.started
+
+    @started.setter
+    def started(self, value: bool) -> None:
+        self._client.started = value
+
+    @property
+    def finished(self) -> bool:
+        return self._client.finished
+
+    @finished.setter
+    def finished(self, value: bool) -> None:
+        self._client.finished = value
+
+    @property
+    def gone(self) -> bool:
+        return self._client.gone
+
+    async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        if status == 200:
+            self._writer = ArrayWriter()
+        await self._client.start(status, headers)
+
+    async def write(self, data: bytes) -> None:
+        writer = self._writer
+        if writer is None:
+            await self._client.write(data)
+        elif out := writer.write(data):
+            await self._client.write(out)
+
+    async def finish(self, data: bytes = b"") -> None:
+        writer = self._writer
+        await self._client.finish(data if writer is None else writer.write(data) + writer.close())

@@ -160,8 +160,6 @@ _CALL: StateKey[_Call] = StateKey("ai-data-masking.call")
 # A form's parts that are not text a model reads: the model and enumerations, and the
 # uploads of the images, audio and video APIs (every other part is read, file or not).
 _NOT_FORM_TEXT = SKIPPED_KEYS | {"file", "image", "image[]", "mask", "input_reference"}
-# Gemini's streaming method, whose answer without ``alt=sse`` is one JSON array of chunks.
-_GEMINI_STREAM = ":streamgeneratecontent"
 
 
 class AiDataMasking(Plugin[AiDataMaskingConfig]):
@@ -284,8 +282,6 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
             answer = orjson.loads(body)
         except orjson.JSONDecodeError:
             return body
-        if type(answer) is list and _GEMINI_STREAM in ex.api_path.lower():
-            return self._streamed_whole(ex, call, answer)
         restored = map_answer(answer, call.vault.restore, call.vault.restore_json) if call.vault.tokens else answer
         if call.check is not None:
             try:
@@ -293,18 +289,6 @@ class AiDataMasking(Plugin[AiDataMaskingConfig]):
             except Denied as denied:
                 return self._deny(ex, ex.api, denied).body
         return body if restored is answer else orjson.dumps(restored)
-
-    def _streamed_whole(self, ex: Exchange, call: _Call, chunks: list[Any]) -> bytes:
-        """Gemini's streamGenerateContent without ``alt=sse``: its chunks come in one JSON
-        array, and a placeholder or a deny word may be cut between two of them, as between
-        two events of a stream: they go through the stream's restoration in order."""
-        stream = call.answer_stream()
-        try:
-            events = [out for chunk in chunks for out in stream.event(SseEvent.of_json(chunk))]
-            events.extend(stream.end())
-        except Denied as denied:
-            return self._deny(ex, ex.api, denied).body
-        return orjson.dumps([e.json() for e in events])
 
     def stream_event(self, ex: Exchange, event: SseEvent) -> list[SseEvent]:
         call = ex.get(_CALL)

@@ -29,6 +29,7 @@ from tollway.exchange import Attempt, Exchange, Reply
 from tollway.protocols import provider_json
 from tollway.protocols.apis import JSON_APIS, MODELS, keeps_state, makes_batch
 from tollway.protocols.gemini import errors as gemini_errors
+from tollway.protocols.gemini.array_stream import ArrayReader
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
 from tollway.proxy import upstream_request
@@ -286,7 +287,9 @@ class AiProxy:
                 ctype = ctype or v
             elif k == "content-encoding":
                 coding = v if coding is None else f"{coding}, {v}"
-        if resp.status == 200 and ctype.startswith("text/event-stream"):
+        # Gemini's stream without ``alt=sse``: one JSON array, relayed element by element.
+        array = ex.stream and ex.model_in_path and translation is None and ctype.startswith("application/json")
+        if resp.status == 200 and (array or ctype.startswith("text/event-stream")):
             decoding = None
             if coding is not None:
                 # Asked for identity, compressed anyway: decoded as it comes, so its
@@ -303,8 +306,9 @@ class AiProxy:
             else:
                 reads = ex.request.method == "GET"
                 events = Passthrough(ex, ex.get(upstream_request.HIDE_USAGE) is True, counts_usage=not reads)
-            source = ProviderEvents(ex, resp, events, provider, self.drain_s, decoding)
-            return Reply(resp.status, headers, events=source)
+            reader = ArrayReader() if array else None
+            source = ProviderEvents(ex, resp, events, provider, self.drain_s, decoding, reader)
+            return Reply(resp.status, headers, events=source, json_array=array)
         try:
             body = await resp.read()
         except TransportError as exc:
@@ -360,15 +364,6 @@ class AiProxy:
             take_usage(ex, answer)
             if not ex.usage.reported and resp.status < 300 and estimated(ex) and not told_later(answer):
                 estimate_unfinished(ex, answer_chars(answer))  # a success that reports no usage
-        elif isinstance(answer, list) and ex.model_in_path and ex.stream:
-            # Gemini's streamGenerateContent without alt=sse: its chunks in one JSON array,
-            # each with the usage so far (the last one's stands). Read as a dict alone, such
-            # a stream was billed nothing and its limits never settled.
-            chunks = [chunk for chunk in answer if isinstance(chunk, dict)]
-            for chunk in chunks:
-                take_usage(ex, chunk)
-            if not ex.usage.reported and resp.status < 300:
-                estimate_unfinished(ex, sum(answer_chars(chunk) for chunk in chunks))
         if (
             (ex.api == "responses" or ex.api == "other")
             and self.response_owners is not None

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from tollway.content_coding import Decoding
 from tollway.errors import GatewayError, UpstreamStreamFailed
 from tollway.exchange import Exchange
+from tollway.protocols.gemini.array_stream import ArrayBroken, ArrayReader
 from tollway.protocols.sse import EventTooLarge, SseEvent, SseParser
 from tollway.providers.base import Provider
 from tollway.providers.errors import translate
@@ -31,11 +32,13 @@ from tollway.upstream import ProtocolFailure, TransportError, UpstreamResponse, 
 
 class ProviderEvents:
     """``decoding``: what undoes the stream's Content-Encoding (a provider that compressed
-    it though asked for identity), before the events are parsed; none costs nothing."""
+    it though asked for identity), before the events are parsed; none costs nothing.
+    ``array``: the reader of a stream that comes as one JSON array (Gemini's without
+    ``alt=sse``), whose elements are its events."""
 
     __slots__ = (
-        "_chunks", "_decoding", "_drain_s", "_ended", "_ex", "_failed", "_parser", "_provider", "_resp", "_secrets",
-        "_translation",
+        "_array", "_chunks", "_decoding", "_drain_s", "_ended", "_ex", "_failed", "_parser", "_provider", "_resp",
+        "_secrets", "_translation",
     )  # fmt: skip
 
     def __init__(
@@ -46,6 +49,7 @@ class ProviderEvents:
         provider: Provider,
         drain_s: float,
         decoding: Decoding | None = None,
+        array: ArrayReader | None = None,
     ) -> None:
         self._ex = ex
         self._resp = resp
@@ -57,6 +61,7 @@ class ProviderEvents:
         self._drain_s = drain_s
         self._parser = SseParser()
         self._decoding = decoding
+        self._array = array
         self._chunks = self._body()
         self._ended = False
         # How the stream failed, raised at the next call once its last events are out.
@@ -102,7 +107,9 @@ class ProviderEvents:
         """The stream's body from where it has been read to, decoded (a decoded chunk is
         given whole, so a new iterator after a broken one goes on where it stopped)."""
         chunks = self._resp.chunks()
-        return chunks if self._decoding is None else decoded_chunks(chunks, self._decoding)
+        if self._decoding is not None:
+            chunks = decoded_chunks(chunks, self._decoding)
+        return chunks if self._array is None else _array_events(chunks, self._array)
 
     def _provider_failed(self, out: list[SseEvent]) -> list[SseEvent]:
         """The provider's own error event is in ``out``: it goes out, with what the
@@ -189,3 +196,15 @@ class ProviderEvents:
 
     async def aclose(self) -> None:
         await self._resp.aclose()
+
+
+async def _array_events(chunks: AsyncIterator[bytes], reader: ArrayReader) -> AsyncIterator[bytes]:
+    """A JSON array's elements as events (``ArrayReader``), as they complete; an answer
+    that is no JSON array, or one cut short, is the provider's failure."""
+    try:
+        async for chunk in chunks:
+            if events := reader.feed(chunk):
+                yield events
+        reader.end()
+    except ArrayBroken as exc:
+        raise ProtocolFailure(str(exc)) from None
