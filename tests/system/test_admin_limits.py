@@ -118,7 +118,7 @@ def test_query_values_out_of_range_are_400(gw: Proc, path: str, params: dict[str
 @pytest.mark.parametrize(
     ("method", "path"),
     [("DELETE", "/api/consumers/a%00b"), ("GET", "/api/consumers/%1b%5b31m"), ("PATCH", "/api/groups/a%00"),
-     ("DELETE", "/api/groups/%7f")],
+     ("DELETE", "/api/groups/%7f"), ("GET", "/dashboard/%00"), ("GET", "/api/nowhere%0a")],
 )  # fmt: skip
 def test_a_name_with_control_characters_is_400_not_a_database_failure(gw: Proc, method: str, path: str) -> None:
     r = httpx.request(method, gw.admin_url + path, headers=AUTH, json={} if method == "PATCH" else None)

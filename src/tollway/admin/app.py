@@ -182,11 +182,12 @@ class AdminApp:
             answer = error_reply(*refused)
         elif path not in self.public and not self._authorized(headers, scope["headers"]):
             answer = error_reply(401, "admin token required", [("www-authenticate", "Bearer")])
+        elif _CONTROL.search(path) is not None:
+            # No name has them (a NUL would reach the database as a failed transaction),
+            # and no route (the manual says 400 for any such path; nor is one echoed).
+            answer = error_reply(400, "the path has control characters: no consumer or group is named so")
         elif handler is None:
             answer = error_reply(404, f"no admin route {method} {path}")
-        elif _CONTROL.search(path) is not None:
-            # No name has them (a NUL would reach the database as a failed transaction).
-            answer = error_reply(400, "the path has control characters: no consumer or group is named so")
         else:
             try:
                 body = await read_body(receive, headers)
