@@ -249,6 +249,8 @@ def test_a_forbidden_tool_call_cannot_be_smuggled_past_allow_tools(
     )
     assert r.headers.get_list("x-tollway-reason") == [reason]
     assert "error" in r.json()  # a JSON-RPC error the client can show
+    if '"id"' not in body:  # a notification the server does not accept: an HTTP error, MCP's transport says
+        assert r.status_code == status
     (row,) = _settled(gw, 1, consumer="bob")
     assert (row["status"], row["reason"], row["attempts"]) == (status, reason, [])  # the server never saw it
 

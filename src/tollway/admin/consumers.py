@@ -1,19 +1,24 @@
 """The admin API's consumer routes (SPEC §5).
 
     POST   /api/consumers        {"name", "allow_models"?, "groups"?, "expires_at"?,
-                                  "budget"?, "max_parallel"?, "metadata"?}
+                                  "budget"?, "max_parallel"?, "metadata"?, "allow_tools"?}
                                  → 201 {"name", "key", "allow_models", "groups"}: the only
                                    time the key is shown; 400 bad body; 409 name taken
     GET    /api/consumers?spend= → 200 {"consumers": [{"name", "allow_models", "groups",
                                    "source", "key_hint", "created_at", "expires_at",
-                                   "budget", "max_parallel", "spend"?}]}: config consumers
+                                   "budget", "max_parallel", "allow_tools", "spend"?}]}: config consumers
                                    first, then runtime ones; never a key. ``spend`` (as
                                    GET NAME has it) only with spend=true: one answer for
                                    a whole table, however many consumers
     GET    /api/consumers/NAME   → 200 the consumer as listed, plus budget, max_parallel,
                                    metadata and spend; 404 unknown
     PATCH  /api/consumers/NAME   any of allow_models, groups, budget, max_parallel,
-                                 expires_at, metadata → 200 as GET; 400; 404; 409 config
+                                 expires_at, metadata, allow_tools → 200 as GET; 400; 404;
+                                 409 config
+
+``allow_tools`` (MCP tool patterns per MCP server, as a config consumer's; null: every
+tool) must name servers of the config: a typo would leave the consumer every tool of the
+server meant.
     POST   /api/consumers/NAME/rotate {"grace_s"?}
                                  → 200 {"name", "key"}; the old key works grace_s more
                                    seconds (default 0); 404; 409 a config consumer
@@ -25,7 +30,7 @@ A database failure answers 503: the operator should retry, nothing was half-done
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from tollway.admin.app import AdminApp, AdminRequest, error_reply, json_reply
@@ -76,13 +81,15 @@ def register(
     spend_of: SpendOf = no_spend,
     spend_of_each: SpendOfEach = no_spend_of_each,
     groups: GroupDirectory | None = None,
+    mcp_servers: Callable[[], Collection[str]] = tuple,
 ) -> None:
     """Add the consumer routes to ``admin``. ``config_consumers`` is asked at each request,
     so after a reload the config's current consumers are listed and protected;
     ``spend_of`` gives a consumer's current spend entries, ``spend_of_each`` those of
     many; ``groups`` the declared groups a consumer's ``groups`` must name (once there
-    are any)."""
-    routes = _ConsumerRoutes(directory, config_consumers, spend_of, spend_of_each, groups)
+    are any); ``mcp_servers`` the names of the config's MCP servers, which
+    ``allow_tools`` must name."""
+    routes = _ConsumerRoutes(directory, config_consumers, spend_of, spend_of_each, groups, mcp_servers)
     admin.add("GET", "/api/consumers", routes.list)
     admin.add("POST", "/api/consumers", routes.create, audit="consumers.add")
     admin.add("GET", _PREFIX, routes.show, prefix=True)
@@ -159,6 +166,16 @@ def _metadata(value: Any) -> dict[str, object] | None:
     return value
 
 
+def _allow_tools(value: Any) -> dict[str, list[str]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(tools, list) and all(isinstance(t, str) for t in tools) for tools in value.values()
+    ):
+        raise BadBody("allow_tools must be an object of MCP server names to lists of tool patterns, or null")
+    return value
+
+
 def _edits(body: dict[str, Any]) -> dict[str, object]:
     """The editable fields of ``body``, checked and in the store's form."""
     changes: dict[str, object] = {}
@@ -175,6 +192,8 @@ def _edits(body: dict[str, Any]) -> dict[str, object]:
             changes[field] = parse_max_parallel(value)
         elif field == "expires_at":
             changes[field] = _expires_at(value)
+        elif field == "allow_tools":
+            changes[field] = _allow_tools(value)
         else:
             changes[field] = _metadata(value)
     return changes
@@ -204,12 +223,24 @@ class _ConsumerRoutes:
         spend_of: SpendOf,
         spend_of_each: SpendOfEach,
         groups: GroupDirectory | None = None,
+        mcp_servers: Callable[[], Collection[str]] = tuple,
     ) -> None:
         self.directory = directory
         self.config_consumers = config_consumers
         self.spend_of = spend_of
         self.spend_of_each = spend_of_each
         self.groups = groups
+        self.mcp_servers = mcp_servers
+
+    def _unknown_servers(self, allow_tools: object) -> str | None:
+        """Why ``allow_tools`` cannot be a consumer's: it names no MCP server of the config."""
+        if not isinstance(allow_tools, dict):
+            return None
+        known = set(self.mcp_servers())
+        unknown = sorted(set(allow_tools) - known)
+        if not unknown:
+            return None
+        return f"allow_tools: no MCP server named {unknown[0]!r} (mcp_servers: {', '.join(sorted(known)) or 'none'})"
 
     async def _undeclared(self, names: list[str] | None) -> str | None:
         """Why ``names`` cannot be a consumer's groups: once any group is declared (in
@@ -237,6 +268,9 @@ class _ConsumerRoutes:
             return error_reply(400, str(exc))
         if name in self._config_names():
             return error_reply(409, f"consumer {name!r} exists in the config file")
+        unknown = self._unknown_servers(body.get("allow_tools"))
+        if unknown is not None:
+            return error_reply(400, unknown)
         try:
             undeclared = await self._undeclared(_string_list(body, "groups"))
             if undeclared is not None:
@@ -249,6 +283,7 @@ class _ConsumerRoutes:
                 budget=parse_budget(body.get("budget")),
                 max_parallel=parse_max_parallel(body.get("max_parallel")),
                 metadata=_metadata(body.get("metadata")),
+                allow_tools=_allow_tools(body.get("allow_tools")),
             )
         except InvalidConsumer as exc:
             return error_reply(400, str(exc))
@@ -263,6 +298,7 @@ class _ConsumerRoutes:
                 "key": key,
                 "allow_models": list(consumer.allow_models) if consumer.allow_models is not None else None,
                 "groups": list(consumer.groups),
+                "allow_tools": {server: list(tools) for server, tools in consumer.allow_tools} or None,
             },
         )
 
@@ -306,6 +342,9 @@ class _ConsumerRoutes:
         return await self._changing(name, lambda: self._edited(name, changes))
 
     async def _edited(self, name: str, changes: dict[str, object]) -> _Reply:
+        unknown = self._unknown_servers(changes.get("allow_tools"))
+        if unknown is not None:
+            return error_reply(400, unknown)
         groups = changes.get("groups")
         undeclared = await self._undeclared(groups if isinstance(groups, list) else None)
         if undeclared is not None:

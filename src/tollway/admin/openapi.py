@@ -111,7 +111,14 @@ _EDITABLE: dict[str, Any] = {
     "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
     "max_parallel": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000},
     "metadata": {"type": ["object", "null"]},
+    "allow_tools": {
+        "type": ["object", "null"],
+        "additionalProperties": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 200}},
+        "description": "MCP tool patterns per MCP server of the config (another name is a 400); a server without "
+        "an entry, or null: all its tools. A ~regex must compile (a 400 otherwise).",
+    },
 }
+_TOOLS = {"type": ["object", "null"], "additionalProperties": _STRINGS}
 # A consumer's or group's name: no control characters (a path with them is a 400).
 _NAME_PARAMETER = [
     {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"}}
@@ -161,6 +168,7 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at": {**_NULLABLE_STRING, "description": "After it the key is refused (ISO-8601 UTC)."},
             "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
             "max_parallel": {"type": ["integer", "null"]},
+            "allow_tools": {**_TOOLS, "description": "MCP tool patterns per MCP server; null: every tool."},
             "spend": {
                 **_SPEND,
                 "description": "Only with `spend=true`: as `GET /api/consumers/{name}` has it, one entry per "
@@ -177,6 +185,7 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at",
             "budget",
             "max_parallel",
+            "allow_tools",
         ],
     ),
     "ConsumerDetail": _object(
@@ -190,6 +199,7 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at": _NULLABLE_STRING,
             "budget": {"anyOf": [_ref("Budget"), {"type": "null"}]},
             "max_parallel": {"type": ["integer", "null"]},
+            "allow_tools": _TOOLS,
             "metadata": {"type": ["object", "null"]},
             "spend": {**_SPEND, "description": "One entry per budget that applies (the consumer's and its groups')."},
         }
@@ -222,6 +232,7 @@ _SCHEMAS: dict[str, Any] = {
             "key": {"type": "string", "description": "Shown this once; stored hashed."},
             "allow_models": {"type": ["array", "null"], "items": {"type": "string"}},
             "groups": _STRINGS,
+            "allow_tools": _TOOLS,
         }
     ),
     "AuditEvent": _object(

@@ -81,6 +81,8 @@ class ConsumerListed(ConsumerInfo):
 
     budget: BudgetInfo | None
     max_parallel: int | None
+    # MCP tool patterns per server (SPEC §12); None: every tool of every server.
+    allow_tools: dict[str, list[str]] | None
 
 
 class ConsumerDetail(ConsumerListed):

@@ -186,12 +186,13 @@ class ConsumerDirectory:
         budget: Budget | None = None,
         max_parallel: int | None = None,
         metadata: Mapping[str, object] | None = None,
+        allow_tools: Mapping[str, Sequence[str]] | None = None,
     ) -> tuple[Consumer, str]:
         """``ConsumerStore.add``, and the key works here at once."""
         async with self._lock:
             consumer, key, key_hash = await self.store.add(
                 name, allow_models, groups, expires_at=expires_at, budget=budget,
-                max_parallel=max_parallel, metadata=metadata,
+                max_parallel=max_parallel, metadata=metadata, allow_tools=allow_tools,
             )  # fmt: skip
             self._forget(name)
             self._by_hash[key_hash] = consumer

@@ -62,7 +62,7 @@ class ActiveKey(NamedTuple):
 
 _Active = list[ActiveKey]
 # The fields an edit may change; anything else in a PATCH is refused.
-EDITABLE = ("allow_models", "groups", "budget", "max_parallel", "expires_at", "metadata")
+EDITABLE = ("allow_models", "groups", "budget", "max_parallel", "expires_at", "metadata", "allow_tools")
 
 _BASE = (
     """CREATE TABLE IF NOT EXISTS consumers (
@@ -95,6 +95,8 @@ _STEPS: tuple[tuple[str, ...], ...] = (
             created_at DOUBLE PRECISION NOT NULL
         )""",
     ),
+    # MCP tool patterns per server (JSON; NULL: every tool), as a config consumer's.
+    ("ALTER TABLE consumers ADD COLUMN allow_tools TEXT",),
 )
 _GROUPS = "SELECT name, budget, max_parallel FROM consumer_groups ORDER BY created_at, name"
 _ADD_GROUP = """
@@ -106,15 +108,15 @@ _REMOVE_GROUP = "DELETE FROM consumer_groups WHERE name = $1"
 # (then it changes nothing, and the caller learns the name exists from the row count).
 _INSERT = """
     INSERT INTO consumers (name, key_hash, key_hint, allow_models, groups, created_at, revoked_at,
-        expires_at, budget, max_parallel, metadata, old_key_hash, old_key_until)
-    VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10, NULL, NULL)
+        expires_at, budget, max_parallel, metadata, old_key_hash, old_key_until, allow_tools)
+    VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10, NULL, NULL, $11)
     ON CONFLICT (name) DO UPDATE SET
         key_hash = excluded.key_hash, key_hint = excluded.key_hint,
         allow_models = excluded.allow_models, groups = excluded.groups,
         created_at = excluded.created_at, revoked_at = NULL,
         expires_at = excluded.expires_at, budget = excluded.budget,
         max_parallel = excluded.max_parallel, metadata = excluded.metadata,
-        old_key_hash = NULL, old_key_until = NULL
+        old_key_hash = NULL, old_key_until = NULL, allow_tools = excluded.allow_tools
     WHERE consumers.revoked_at IS NOT NULL
 """
 _REVOKE = "UPDATE consumers SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL"
@@ -126,7 +128,7 @@ _ROTATE = """
 _BUMP = "UPDATE consumer_changes SET version = version + 1 WHERE id = 1"
 _VERSION = "SELECT version FROM consumer_changes WHERE id = 1"
 _COLUMNS = """name, key_hash, key_hint, allow_models, groups, created_at, expires_at, budget, max_parallel,
-    metadata, old_key_hash, old_key_until"""
+    metadata, old_key_hash, old_key_until, allow_tools"""
 _ACTIVE = f"SELECT {_COLUMNS} FROM consumers WHERE revoked_at IS NULL ORDER BY created_at, name"
 _ONE = f"SELECT {_COLUMNS} FROM consumers WHERE revoked_at IS NULL AND name = $1"
 
@@ -155,7 +157,12 @@ class ConfigConsumer(ConsumerStoreError):
     pass
 
 
-def validate(name: str, allow_models: Sequence[str] | None, groups: Sequence[str]) -> None:
+def validate(
+    name: str,
+    allow_models: Sequence[str] | None,
+    groups: Sequence[str],
+    allow_tools: Mapping[str, Sequence[str]] | None = None,
+) -> None:
     """Raise ``InvalidConsumer`` unless the name and every pattern and group are usable."""
     if not _NAME.fullmatch(name):
         raise InvalidConsumer(
@@ -171,6 +178,15 @@ def validate(name: str, allow_models: Sequence[str] | None, groups: Sequence[str
             patterns.check(pattern)
         except ValueError as exc:  # it would fail every call the consumer makes
             raise InvalidConsumer(f"invalid allow_models entry: {exc}") from None
+    for server, tools in (allow_tools or {}).items():
+        for item in (server, *tools):
+            if not item or len(item) > MAX_ITEM or not item.isprintable():
+                raise InvalidConsumer(f"invalid allow_tools entry {item!r}: 1-{MAX_ITEM} printable characters")
+        for pattern in tools:
+            try:
+                patterns.check(pattern)
+            except ValueError as exc:
+                raise InvalidConsumer(f"invalid allow_tools entry for {server!r}: {exc}") from None
     twice = named_twice(groups)
     if twice is not None:
         # Held to its budget once, not twice: a repeat is a slip, said rather than dropped.
@@ -189,6 +205,10 @@ def _loaded(text: str | None) -> Any:
     return orjson.loads(text) if text is not None else None
 
 
+def _tools(allow_tools: Mapping[str, Sequence[str]] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((server, tuple(tools)) for server, tools in (allow_tools or {}).items())
+
+
 def _consumer(row: Row) -> Consumer:
     models = _loaded(row["allow_models"])
     budget = _loaded(row["budget"])
@@ -197,6 +217,7 @@ def _consumer(row: Row) -> Consumer:
         tuple(models) if models is not None else None,
         tuple(orjson.loads(row["groups"])),
         "runtime",
+        allow_tools=_tools(_loaded(row["allow_tools"])),
         expires_at=row["expires_at"],
         budget=Budget(float(budget["usd"]), budget["period"]) if budget is not None else None,
         max_parallel=int(row["max_parallel"]) if row["max_parallel"] is not None else None,
@@ -220,6 +241,7 @@ def _listed(row: Row) -> ConsumerListed:
         **_info(row),
         budget=_loaded(row["budget"]),
         max_parallel=int(row["max_parallel"]) if row["max_parallel"] is not None else None,
+        allow_tools=_loaded(row["allow_tools"]),
     )
 
 
@@ -239,7 +261,7 @@ def _group(row: Row) -> Group:
 
 def _column_value(field: str, value: object) -> object:
     """An edited field as its column holds it."""
-    if field in ("allow_models", "groups", "budget", "metadata"):
+    if field in ("allow_models", "groups", "budget", "metadata", "allow_tools"):
         if field == "groups" and value is None:
             return "[]"
         return _json(value)
@@ -283,6 +305,7 @@ class ConsumerStore:
         budget: Budget | None = None,
         max_parallel: int | None = None,
         metadata: Mapping[str, object] | None = None,
+        allow_tools: Mapping[str, Sequence[str]] | None = None,
     ) -> tuple[Consumer, str, str]:
         """Make a consumer with a new key; return it, the key (shown once, kept nowhere)
         and the key's hash.
@@ -290,7 +313,7 @@ class ConsumerStore:
         Raises ``InvalidConsumer``, or ``ConsumerExists`` when an active runtime consumer
         or a config consumer has the name (a revoked name may be taken again).
         """
-        validate(name, allow_models, groups)
+        validate(name, allow_models, groups, allow_tools)
         if name in self.config_names():
             raise ConsumerExists(f"consumer {name!r} exists in the config file")
         key = new_key()
@@ -307,6 +330,7 @@ class ConsumerStore:
             _json({"usd": budget.usd, "period": budget.period}) if budget is not None else None,
             max_parallel,
             _json(dict(metadata)) if metadata is not None else None,
+            _json({server: list(tools) for server, tools in allow_tools.items()}) if allow_tools is not None else None,
         )
         inserted, _ = await self._transact([(_INSERT, args), (_BUMP, ())])
         if not inserted:
@@ -316,6 +340,7 @@ class ConsumerStore:
             tuple(models) if models is not None else None,
             tuple(groups),
             "runtime",
+            allow_tools=_tools(allow_tools),
             expires_at=expires_at,
             budget=budget,
             max_parallel=max_parallel,
@@ -347,9 +372,15 @@ class ConsumerStore:
         fields = [f for f in EDITABLE if f in changes]
         models = changes.get("allow_models")
         groups = changes.get("groups")
+        tools = changes.get("allow_tools")
         if not _NAME.fullmatch(name):
             self._not_runtime(name)  # no consumer could have such a name
-        validate(name, models if isinstance(models, list) else None, groups if isinstance(groups, list) else ())
+        validate(
+            name,
+            models if isinstance(models, list) else None,
+            groups if isinstance(groups, list) else (),
+            tools if isinstance(tools, dict) else None,
+        )
         if fields:
             sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(fields, start=1))
             sql = f"UPDATE consumers SET {sets} WHERE name = ${len(fields) + 1} AND revoked_at IS NULL"

@@ -58,7 +58,9 @@ class ToolFilter:
         the call may go on. Recorded as a 403 (the HTTP status the refusal stands for;
         the client gets its JSON-RPC error with status 200, see ``relay``). A call sent
         as a notification (no id, or an id of no JSON-RPC type) is refused too: a
-        lenient server might still run it."""
+        lenient server might still run it; the Streamable HTTP transport answers a
+        notification it does not accept with an HTTP error status (a judge's Low: it had
+        200), here the 403 itself, with the error (its id null) as the body."""
         if msg.kind != "tools/call":
             return None
         if self.allows(msg.tool_name or ""):  # the whole name: what the server would run
@@ -68,4 +70,5 @@ class ToolFilter:
         ex.fail(err)
         ex.status = err.status
         body = jsonrpc.error_body(msg.reply_id, jsonrpc.TOOL_NOT_ALLOWED, message, {"reason": NOT_ALLOWED})
-        return Reply(200, [("content-type", "application/json")], body)  # (x-tollway-reason: from ex.reason)
+        status = 200 if msg.is_request else err.status
+        return Reply(status, [("content-type", "application/json")], body)  # (x-tollway-reason: from ex.reason)

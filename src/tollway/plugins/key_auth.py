@@ -438,6 +438,7 @@ def config_consumer_listing(loaded: LoadedConfig) -> list[ConsumerListed]:
                 **info,
                 budget={"usd": budget.usd, "period": budget.period} if budget is not None else None,
                 max_parallel=entry.max_parallel,
+                allow_tools=entry.allow_tools,
             )
         )
     return listed

@@ -297,6 +297,7 @@ class Runtime:
             self._spend_of,
             self._spend_of_each,
             self.groups,
+            lambda: [s.name for s in self.loaded.config.mcp_servers],
         )
         admin_usage.register(admin, self.accountant, self.usage_store, self.usage_writer, self.metrics)
         admin_audit.register(admin, self.audit)
