@@ -50,6 +50,8 @@ class HostileProvider(LoopbackServer):
             else:
                 if model == "masked":
                     message = f"Incorrect API key provided: {sent[:8]}****{sent[-4:]}. You can find your API key..."
+                elif model == "huge":  # a long token in an error (a blob, a trace), then the key
+                    message = "x" * 1_000_000 + " *" + "*" * 100_000 + f" a***{sent[-4:]}" * 20_000 + f" key {sent}"
                 else:
                     message = f"bad request; headers were {text!r}"
                 out = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
@@ -121,3 +123,19 @@ def test_a_streams_error_event_never_shows_the_key(gw: Proc) -> None:
         assert r.status_code == 200 and "set-cookie" not in r.headers and "x-echo-key" not in r.headers
     assert "revoked" in text and "[redacted]" in text
     assert _leaks(text) == []
+
+
+def test_a_huge_error_body_is_redacted_without_holding_the_gateway_up(gw: Proc) -> None:
+    """A red team's High: the masked-key pattern was tried at every position of an error
+    body, unbounded, and its time grew with the square of the body's length: a 2 MB
+    error held a core for minutes, every other call with it. A megabyte-long word, runs
+    of stars and near-masks come back redacted, and the next call is served."""
+    body = {"model": "huge", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": f"Bearer {CONSUMER}"}
+    answered = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert answered.status_code == 400
+    message = answered.json()["error"]["message"]
+    assert OPENAI_KEY not in message and message.endswith(" key [redacted]")
+    assert message.count("[redacted]") == 20_001  # (each a***tail a mask of the key's last four)
+    masked = {"model": "masked", "messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(gw.url + "/v1/chat/completions", json=masked, headers=headers, timeout=10).status_code == 401
