@@ -445,6 +445,29 @@ def test_a_gemini_call_naming_another_consumers_file_is_refused(gw: Proc, provid
     assert ask("k-ann", name).status_code == 200  # its uploader's own
     assert ask("k-bob", "gs://bucket/files/report.txt").status_code == 200  # no upload of anyone's
 
+    # However else it is named (a red team's findings): spelled otherwise, made into a
+    # cached content, imported into a store, or sent as an image URL by an OpenAI or
+    # Anthropic client, which the translation makes a part's fileUri.
+    file_id = name.removeprefix("files/")
+    uri = f"https://generativelanguage.googleapis.com/v1beta/{name}"
+    asked = len(provider.seen)
+    for spelling in (f" {name} ", name.upper(), f"files//{file_id}", f"files/x/../{file_id}", f"files%2F{file_id}",
+                     f"{uri}:download?alt=media"):  # fmt: skip
+        assert ask("k-bob", spelling).status_code == 404, spelling
+    cache = {"model": "models/gemini-2.0-flash",
+             "contents": [{"role": "user", "parts": [{"fileData": {"fileUri": name}}]}]}  # fmt: skip
+    assert call("/v1beta/cachedContents", "k-bob", json=cache).status_code == 404
+    assert call("/v1beta/fileSearchStores/bobs:importFile", "k-bob", json={"fileName": name}).status_code == 404
+    image = {"type": "image_url", "image_url": {"url": uri}}
+    chat = {"model": "gemini-2.0-flash", "messages": [{"role": "user", "content": [image]}]}
+    refused = call("/v1/chat/completions", "k-bob", json=chat)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (404, "file_not_found"), refused.text
+    source = {"type": "image", "source": {"type": "url", "url": uri}}
+    message = {"model": "gemini-2.0-flash", "max_tokens": 5, "messages": [{"role": "user", "content": [source]}]}
+    assert call("/v1/messages", "k-bob", json=message).status_code == 404
+    assert len(provider.seen) == asked
+    assert call("/v1/chat/completions", "k-ann", json=chat).status_code == 200  # (translated: the uploader's own)
+
 
 def test_gemini_cached_contents_are_their_makers(gw: Proc, provider: FilesProvider) -> None:
     """A cached content holds its maker's prompt (documents, a video): another consumer

@@ -35,7 +35,7 @@ An object can be named in a body too, whatever the API: a file in a chat or Resp
 content part (``file_id``), files given to a vector store or a code interpreter
 (``file_ids``), vector stores to search (``vector_store_ids``: ``file_search`` tools,
 ``tool_resources``), a container to run in (``container``, ``container_id``), a Gemini
-file given to the model (a part's ``fileData.fileUri``: its URI or ``files/{id}``). Any call
+file (``files/{id}`` or its URI anywhere: ``_GOOGLE_FILES``). Any call
 naming there an object another consumer holds is refused as its path would be (404),
 before the provider is asked (``admit_named``); an id no consumer holds passes (a
 tool's own argument may be called ``file_id``). Bodies that hold none of those names
@@ -63,7 +63,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import orjson
 
@@ -150,25 +150,42 @@ _NAMED_IN_BODIES: dict[str, Kind] = {
 _MAY_NAME = (b"file_id", b"vector_store_id", b"container", b"training_file", b"validation_file")
 
 
+# Gemini's uploaded files are named ``files/{id}`` (``https://…/v1beta/files/{id}`` as a
+# URI): in a part's ``fileData.fileUri``, an import's ``fileName``, and, through a
+# translation, any image or document URL an OpenAI or Anthropic client sends (which
+# becomes a part's ``fileUri``). So any string of a body without blanks that holds
+# ``files/`` names the file of its last path segment, however it is spelled (any
+# letter case, percent-encoded, ``files//id``, ``files/x/../id``, a ``:download``
+# suffix, a query); an id no consumer holds passes.
+_GOOGLE_FILES = (b"iles/", b"ILES/", b"iles%2", b"ILES%2")
+
+
 def _named_by(collection: str) -> re.Pattern[str]:
-    return re.compile(rf"(?:^|/){collection}/([A-Za-z0-9_-]+)/?$", re.IGNORECASE)
+    return re.compile(rf"(?:^|/){collection}/+([A-Za-z0-9_-]+)/?$", re.IGNORECASE)
 
 
-# Where a Gemini body names an uploaded file: a part's ``fileData.fileUri`` (or
-# ``file_data.file_uri``), the file's URI (``https://…/v1beta/files/{id}``) or its name
-# (``files/{id}``); a URI of anything else (``gs://…``, a video's page) names no file.
 # Gemini's cached content to answer from (``cachedContent: "cachedContents/{id}"``) and
-# file search stores to search (a ``fileSearch`` tool's ``fileSearchStoreNames``) too.
-_FILE_NAME, _CACHED_NAME, _STORE_NAME = _named_by("files"), _named_by("cachedContents"), _named_by("fileSearchStores")
+# file search stores to search (a ``fileSearch`` tool's ``fileSearchStoreNames``).
 _URIS_IN_BODIES: dict[str, tuple[Kind, re.Pattern[str]]] = {
-    "fileUri": ("file", _FILE_NAME),
-    "file_uri": ("file", _FILE_NAME),
-    "cachedContent": ("cached_content", _CACHED_NAME),
-    "cached_content": ("cached_content", _CACHED_NAME),
-    "fileSearchStoreNames": ("file_search_store", _STORE_NAME),
-    "file_search_store_names": ("file_search_store", _STORE_NAME),
+    "cachedContent": ("cached_content", _named_by("cachedContents")),
+    "cached_content": ("cached_content", _named_by("cachedContents")),
+    "fileSearchStoreNames": ("file_search_store", _named_by("fileSearchStores")),
+    "file_search_store_names": ("file_search_store", _named_by("fileSearchStores")),
 }
-_GEMINI_NAMES = tuple(b'"%s"' % name.encode() for name in _URIS_IN_BODIES)
+_GEMINI_NAMES = (b'"fileUri"', b'"file_uri"', *(b'"%s"' % name.encode() for name in _URIS_IN_BODIES))
+
+
+def google_file(text: str) -> str | None:
+    """The id of the Gemini file ``text`` names (see ``_GOOGLE_FILES``), or None."""
+    text = text.strip()
+    if "%" in text:
+        text = unquote(text)
+    at = text.lower().rfind("files/")
+    if at < 0 or any(c.isspace() for c in text):
+        return None
+    path = re.split(r"[?#]", text[at + 6 :], maxsplit=1)[0]
+    segments = [s for s in path.split("/") if s not in ("", ".", "..")]
+    return segments[-1].partition(":")[0] or None if segments else None
 
 
 def may_name(ex: Exchange) -> bool:
@@ -181,7 +198,9 @@ def may_name(ex: Exchange) -> bool:
         return False
     if b"\\" in raw and b"\\u" in raw:
         return True
-    if ex.model_in_path and any(name in raw for name in _GEMINI_NAMES):
+    if any(mark in raw for mark in _GOOGLE_FILES):
+        return True  # (a Gemini file, by any API: a translated image URL becomes one)
+    if (ex.model_in_path or ex.dialect == "gemini") and any(name in raw for name in _GEMINI_NAMES):
         return True  # (Gemini's own methods: ``generateContent`` is a chat's)
     if ex.api == "chat":
         return b"file_id" in raw
@@ -196,7 +215,7 @@ def names_kept(ex: Exchange) -> bool:
     then the consumer's own (``ai_proxy._affinity``). A body without one costs the scans
     of ``may_name``."""
     # (A Gemini call naming one: in either of the spellings Google's JSON takes.)
-    if ex.model_in_path and any(mark in (ex.request.body or b"") for mark in _GEMINI_NAMES):
+    if (ex.model_in_path or ex.dialect == "gemini") and any(mark in (ex.request.body or b"") for mark in _GEMINI_NAMES):
         return True
     if not may_name(ex):
         return False
@@ -225,14 +244,27 @@ def named_in(body: Any) -> dict[Kind, set[str]]:
                     uri_kind, pattern = _URIS_IN_BODIES[key]
                     uris = [child] if isinstance(child, str) else child if isinstance(child, list) else []
                     for uri in uris:
-                        found = pattern.search(uri.split("?", 1)[0]) if isinstance(uri, str) else None
+                        found = pattern.search(uri.strip().split("?", 1)[0]) if isinstance(uri, str) else None
                         if found is not None:
-                            named.setdefault(uri_kind, set()).add(found.group(1))
+                            named.setdefault(uri_kind, set()).update({found.group(1), found.group(1).lower()})
                 if isinstance(child, dict | list):
                     stack.append(child)
+                elif isinstance(child, str):
+                    _take_google_file(named, child)
         elif isinstance(value, list):
-            stack.extend(v for v in value if isinstance(v, dict | list))
+            for item in value:
+                if isinstance(item, dict | list):
+                    stack.append(item)
+                elif isinstance(item, str):
+                    _take_google_file(named, item)
     return named
+
+
+def _take_google_file(named: dict[Kind, set[str]], text: str) -> None:
+    if "iles" in text or "ILES" in text:
+        file_id = google_file(text)
+        if file_id is not None:
+            named.setdefault("file", set()).update({file_id, file_id.lower()})
 
 
 def _form_of(ex: Exchange) -> dict[str, Any]:
