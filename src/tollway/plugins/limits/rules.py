@@ -44,16 +44,11 @@ MultiValues = Callable[[Exchange], Sequence[str]]
 # Values longer than this are hashed in counter names: a client must not be able to
 # make the state store keep kilobyte keys.
 _LONG_VALUE = 128
-# Headers, query parameters and cookies whose values are credentials (a consumer's key,
-# limited per key as Higress configs often do): their values are hashed (SHA-256) in
-# counter names, which a shared Redis shows to whoever can list its keys. A name with
-# one of these words in it (any case) counts as one too (``x-goog-api-key``, ``token``).
-_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "password", "session", "cookie", "credential", "signature")
-
-
-def _credential(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _CREDENTIAL_WORDS)
+# The values of headers, query parameters and cookies are hashed (SHA-256) in counter
+# names, which a shared Redis shows to whoever can list its keys: any of them may be a
+# credential (a consumer's key, limited per key as Higress configs often do, in whatever
+# header key-auth reads it from; a session cookie), and no name tells them all apart (a
+# red team's finding: ``x-client-pass``).
 
 
 def _hidden(value: str) -> str:
@@ -192,7 +187,7 @@ class _Item:
         self.groups = field.endswith("group")
         self.needs_body = field.endswith("model")
         self.normalise_ip = field == "limit_by_per_ip"
-        self.hides_value = field.endswith(("header", "param", "cookie")) and _credential(name)
+        self.hides_value = field.endswith(("header", "param", "cookie"))
         self.table: _KeyTable | _NetTable = _NetTable(keys) if self.normalise_ip else _KeyTable(keys)
 
     def match(self, ex: Exchange) -> Hit | None:
