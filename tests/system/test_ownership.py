@@ -412,6 +412,10 @@ def test_gemini_files_uploaded_through_the_gateway_are_their_uploaders(gw: Proc,
     assert (refused.status_code, refused.json()["error"]["status"]) == (404, "NOT_FOUND"), refused.text
     unknown = httpx.get(f"{base}/v1/files", headers={**sdk, "x-api-key": "k-nobody"}, timeout=10)
     assert (unknown.status_code, unknown.json()["error"]["status"]) == (401, "UNAUTHENTICATED"), unknown.text
+    # A path of OpenAI's own protocol answers in it, whoever asks (a red team's Low).
+    chat = {"model": "gemini-2.0-flash", "messages": []}
+    openai_path = httpx.post(f"{base}/v1/chat/completions", json=chat, headers={**sdk, "x-api-key": "k-nobody"})
+    assert openai_path.json()["error"]["code"] == "invalid_api_key", openai_path.text
 
 
 def test_a_gemini_call_naming_another_consumers_file_is_refused(gw: Proc, provider: FilesProvider) -> None:

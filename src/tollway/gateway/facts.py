@@ -62,15 +62,22 @@ def from_path(ex: Exchange) -> None:
 
 # Headers only Google's clients send: its SDKs' ``x-goog-api-client``, Gemini's key header.
 _GOOGLE_CLIENT = ("x-goog-api-client", "x-goog-api-key")
+# The APIs whose paths Google's and OpenAI's share (``/v1/files``, ``/v1/models``):
+# the others (``/v1/chat/completions``) name OpenAI's protocol, whoever asks.
+_SHARED_PATHS = frozenset({"files", "batches", "models", "other"})
 
 
 def client_dialect(req: Request) -> Dialect:
     """The protocol the client speaks, which its errors are answered in: the path's
-    (``dialect_of``), or Google's for a Google client on a path that names no protocol
+    (``dialect_of``), or Google's for a Google client on a path Google's API has too
     (Google's SDK given a base URL asks for ``/v1/files``: an OpenAI-shaped error had no
     ``status``, so the SDK's ``ClientError`` said ``401 None``)."""
     dialect = dialect_of(req.path)
-    if dialect == "openai" and any(h in req.headers for h in _GOOGLE_CLIENT):
+    if (
+        dialect == "openai"
+        and any(h in req.headers for h in _GOOGLE_CLIENT)
+        and api_of(api_path_of(req.path)) in _SHARED_PATHS
+    ):
         return "gemini"
     return dialect
 
