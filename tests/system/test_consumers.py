@@ -235,7 +235,7 @@ def test_admin_added_key_works_with_the_openai_sdk_until_revoked(gateway: Gatewa
     assert created.headers["cache-control"] == "no-store"  # (a key shown once is kept by no cache)
     body = created.json()
     key = body.pop("key")
-    assert body == {"name": "alice", "allow_models": ["gpt-4o*"], "groups": ["team-a"]}
+    assert body == {"name": "alice", "allow_models": ["gpt-4o*"], "groups": ["team-a"], "allow_tools": None}
 
     with openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0) as client:
         reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
@@ -261,6 +261,7 @@ def test_admin_added_key_works_with_the_openai_sdk_until_revoked(gateway: Gatewa
         "expires_at": None,
         "budget": None,
         "max_parallel": None,
+        "allow_tools": None,
     }
     alice = consumers["alice"]
     assert alice["source"] == "runtime" and alice["key_hint"] == key[-4:] and alice["created_at"]

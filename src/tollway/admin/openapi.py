@@ -671,7 +671,14 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": "The dashboard's script, style sheet and images.",
             "security": _PUBLIC,
-            "parameters": [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "parameters": [
+                {
+                    "name": "file",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"},
+                }
+            ],
             "responses": {
                 "200": {
                     "description": "The file.",
@@ -680,6 +687,7 @@ _PATHS: dict[str, Any] = {
                         for media_type in ("text/javascript", "text/css", "image/svg+xml", "text/html")
                     },
                 },
+                "400": _error("The path has control characters: no file is named so."),
                 "401": _unauthorized(
                     "No such file, asked without the admin token (the files are public; other paths not)."
                 ),
