@@ -593,3 +593,25 @@ def test_the_cli_takes_and_refuses_what_the_admin_api_does(tmp_path: Path) -> No
     assert added.returncode == 0, added.stderr
     shown = _cli(tmp_path, "show", "y", "-c", str(config))
     assert shown.returncode == 0 and "2099-12-31T00:00:00Z" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_cli_add_takes_allow_tools_for_the_configs_mcp_servers(tmp_path: Path) -> None:
+    """As the admin API: a consumer made at the command line is held to the MCP tools it
+    is given, and an entry for a server the config lacks is refused (a typo would leave
+    every tool of the server meant)."""
+    config = tmp_path / "tollway.yaml"
+    config.write_text(
+        'storage: {database: "sqlite:///./tollway.db"}\n'
+        "mcp_servers: [{name: tools, url: 'http://127.0.0.1:9/mcp'}]\n"
+        "routes: [{name: mcp, path_prefix: /mcp, mcp_server: tools}]\n"
+    )
+    typo = _cli(tmp_path, "add", "agent", "--allow-tools", "toolz=echo", "-c", str(config))
+    assert typo.returncode == 2 and "no MCP server named 'toolz'" in typo.stderr
+    bad = _cli(tmp_path, "add", "agent", "--allow-tools", "tools=~(", "-c", str(config))
+    assert bad.returncode == 2 and "allow_tools" in bad.stderr
+    made = _cli(
+        tmp_path, "add", "agent", "--allow-tools", "tools=echo,add*", "--allow-tools", "tools=count", "-c", str(config)
+    )
+    assert made.returncode == 0, made.stderr
+    shown = orjson.loads(_cli(tmp_path, "show", "agent", "-c", str(config)).stdout)
+    assert shown["allow_tools"] == {"tools": ["echo", "add*", "count"]}

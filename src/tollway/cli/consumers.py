@@ -54,6 +54,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add.add_argument("--expires", metavar="ISO", help="when its key stops working (ISO-8601, UTC unless it says)")
     add.add_argument("--max-parallel", type=positive_argument, metavar="N", help="its calls in flight at most")
+    add.add_argument(
+        "--allow-tools",
+        action="append",
+        type=tools_argument,
+        metavar="SERVER=PATTERNS",
+        help="the MCP tools it may list and call on SERVER, comma-separated patterns (none after = : no tool); "
+        "once per server; a server without it: every tool",
+    )
     add.set_defaults(func=cmd_add)
 
     show = commands.add_parser("show", parents=[config], help="show one consumer as JSON (never its key)")
@@ -123,6 +131,24 @@ def positive_argument(text: str) -> int:
     return value
 
 
+def tools_argument(text: str) -> tuple[str, list[str]]:
+    """An ``--allow-tools``: ``SERVER=PATTERN[,PATTERN…]``."""
+    server, sep, patterns = text.partition("=")
+    if not sep or not server:
+        raise argparse.ArgumentTypeError(f"must be SERVER=PATTERN[,PATTERN…], not {text!r}")
+    return server, [p for p in patterns.split(",") if p]
+
+
+def allow_tools_of(args: argparse.Namespace) -> dict[str, list[str]] | None:
+    """The ``--allow-tools`` given, by server (one given twice: both its lists)."""
+    if not args.allow_tools:
+        return None
+    tools: dict[str, list[str]] = {}
+    for server, patterns in args.allow_tools:
+        tools.setdefault(server, []).extend(patterns)
+    return tools
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -138,9 +164,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     from tollway.consumers.groups import undeclared
     from tollway.consumers.store import InvalidConsumer, validate
 
+    allow_tools = allow_tools_of(args)
     try:
         # Before the database is opened: a refused consumer makes no database (nor demo key).
-        validate(args.name, args.allow_models, args.groups)
+        validate(args.name, args.allow_models, args.groups, allow_tools)
     except InvalidConsumer as exc:
         print(f"tollway: {exc}", file=sys.stderr)
         return 2
@@ -168,11 +195,20 @@ def cmd_add(args: argparse.Namespace) -> int:
                 print(f"tollway: unknown group {unknown!r} in --groups (declare it under groups: in the "
                       "config file, or with `tollway groups add`)", file=sys.stderr)  # fmt: skip
                 return 2
+        servers = {s.name for s in loaded.config.mcp_servers}
+        strangers = sorted(set(allow_tools or {}) - servers)
+        if strangers:
+            # As the admin API: an entry for no server leaves every tool of the one meant.
+            print(f"tollway: --allow-tools: no MCP server named {strangers[0]!r} in the config "
+                  f"(mcp_servers: {', '.join(sorted(servers)) or 'none'})", file=sys.stderr)  # fmt: skip
+            return 2
         consumer, key, _ = await store.add(
             args.name, args.allow_models, args.groups, expires_at=expires_at, budget=budget,
-            max_parallel=args.max_parallel,
+            max_parallel=args.max_parallel, allow_tools=allow_tools,
         )  # fmt: skip
         details: dict[str, object] = {"name": args.name, "allow_models": args.allow_models, "groups": args.groups}
+        if allow_tools is not None:
+            details["allow_tools"] = allow_tools
         if budget is not None:
             details["budget"] = {"usd": budget.usd, "period": budget.period}
         details.update(expires_at=args.expires, max_parallel=args.max_parallel)
