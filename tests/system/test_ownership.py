@@ -455,8 +455,18 @@ def test_a_gemini_call_naming_another_consumers_file_is_refused(gw: Proc, provid
     file_id = name.removeprefix("files/")
     uri = f"https://generativelanguage.googleapis.com/v1beta/{name}"
     asked = len(provider.seen)
-    for spelling in (f" {name} ", name.upper(), f"files//{file_id}", f"files/x/../{file_id}", f"files%2F{file_id}",
-                     f"{uri}:download?alt=media"):  # fmt: skip
+    spellings = (
+        f" {name} ",
+        name.upper(),
+        f"files//{file_id}",
+        f"files/x/../{file_id}",
+        f"files%2F{file_id}",
+        f"{uri}:download?alt=media",
+        f"FiLeS/{file_id}",
+        f"f%69les/{file_id}",
+        f"fil%65s%2F{file_id}",
+    )
+    for spelling in spellings:
         assert ask("k-bob", spelling).status_code == 404, spelling
     cache = {"model": "models/gemini-2.0-flash",
              "contents": [{"role": "user", "parts": [{"fileData": {"fileUri": name}}]}]}  # fmt: skip

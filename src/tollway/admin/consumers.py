@@ -173,7 +173,7 @@ def _allow_tools(value: Any) -> dict[str, list[str]] | None:
         isinstance(tools, list) and all(isinstance(t, str) for t in tools) for tools in value.values()
     ):
         raise BadBody("allow_tools must be an object of MCP server names to lists of tool patterns, or null")
-    return value
+    return value or None  # ({} names no server: every tool, as null says)
 
 
 def _edits(body: dict[str, Any]) -> dict[str, object]:

@@ -59,8 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="append",
         type=tools_argument,
         metavar="SERVER=PATTERNS",
-        help="the MCP tools it may list and call on SERVER, comma-separated patterns (none after = : no tool); "
-        "once per server; a server without it: every tool",
+        help="an MCP tool pattern it may list and call on SERVER (again for each pattern; SERVER= alone: no "
+        "tool); a server without it: every tool",
     )
     add.set_defaults(func=cmd_add)
 
@@ -132,11 +132,12 @@ def positive_argument(text: str) -> int:
 
 
 def tools_argument(text: str) -> tuple[str, list[str]]:
-    """An ``--allow-tools``: ``SERVER=PATTERN[,PATTERN…]``."""
-    server, sep, patterns = text.partition("=")
+    """An ``--allow-tools``: ``SERVER=PATTERN``, one pattern whole (a ``~regex`` may hold
+    commas: ``{1,20}``), or ``SERVER=`` (no tool)."""
+    server, sep, pattern = text.partition("=")
     if not sep or not server:
-        raise argparse.ArgumentTypeError(f"must be SERVER=PATTERN[,PATTERN…], not {text!r}")
-    return server, [p for p in patterns.split(",") if p]
+        raise argparse.ArgumentTypeError(f"must be SERVER=PATTERN, not {text!r}")
+    return server, [pattern] if pattern else []
 
 
 def allow_tools_of(args: argparse.Namespace) -> dict[str, list[str]] | None:

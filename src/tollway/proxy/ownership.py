@@ -63,7 +63,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, unquote, unquote_to_bytes, urlencode
 
 import orjson
 
@@ -157,7 +157,15 @@ _MAY_NAME = (b"file_id", b"vector_store_id", b"container", b"training_file", b"v
 # ``files/`` names the file of its last path segment, however it is spelled (any
 # letter case, percent-encoded, ``files//id``, ``files/x/../id``, a ``:download``
 # suffix, a query); an id no consumer holds passes.
-_GOOGLE_FILES = (b"iles/", b"ILES/", b"iles%2", b"ILES%2")
+
+
+def _may_name_google_file(raw: bytes) -> bool:
+    """Whether a body may hold ``files/`` in any letter case or percent-encoding: one
+    lowered copy of it and a scan (a ``%`` decoded first)."""
+    lowered = raw.lower()
+    if b"files/" in lowered or b"files%2f" in lowered:
+        return True
+    return b"%" in raw and b"files/" in unquote_to_bytes(lowered).lower()
 
 
 def _named_by(collection: str) -> re.Pattern[str]:
@@ -198,7 +206,7 @@ def may_name(ex: Exchange) -> bool:
         return False
     if b"\\" in raw and b"\\u" in raw:
         return True
-    if any(mark in raw for mark in _GOOGLE_FILES):
+    if _may_name_google_file(raw):
         return True  # (a Gemini file, by any API: a translated image URL becomes one)
     if (ex.model_in_path or ex.dialect == "gemini") and any(name in raw for name in _GEMINI_NAMES):
         return True  # (Gemini's own methods: ``generateContent`` is a chat's)
@@ -261,7 +269,7 @@ def named_in(body: Any) -> dict[Kind, set[str]]:
 
 
 def _take_google_file(named: dict[Kind, set[str]], text: str) -> None:
-    if "iles" in text or "ILES" in text:
+    if "%" in text or "files" in text.lower():
         file_id = google_file(text)
         if file_id is not None:
             named.setdefault("file", set()).update({file_id, file_id.lower()})
