@@ -76,6 +76,7 @@ def _clients_fault(err: GatewayError) -> bool:
 # provider's megabytes of error held every other call up (a red team's finding).
 _REDACT_IN_LOOP_BYTES = 256 << 10
 
+
 class AiProxy:
     """``ownership``: files and batches held to the consumer that made them (none: the
     provider's account is shared as it is, as in a runtime without a database).

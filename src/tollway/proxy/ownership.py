@@ -161,7 +161,10 @@ _MAY_NAME = (b"file_id", b"vector_store_id", b"container", b"training_file", b"v
 
 def _may_name_google_file(raw: bytes) -> bool:
     """Whether a body may hold ``files/`` in any letter case or percent-encoding: one
-    lowered copy of it and a scan (a ``%`` decoded first)."""
+    lowered copy of it and a scan (a ``%`` decoded first); a body with neither a ``/``
+    nor a ``%`` (most chat calls') costs two ``memchr``."""
+    if b"/" not in raw and b"%" not in raw:
+        return False
     lowered = raw.lower()
     if b"files/" in lowered or b"files%2f" in lowered:
         return True
