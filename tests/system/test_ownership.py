@@ -482,6 +482,13 @@ def test_a_gemini_call_naming_another_consumers_file_is_refused(gw: Proc, provid
     assert len(provider.seen) == asked
     assert call("/v1/chat/completions", "k-ann", json=chat).status_code == 200  # (translated: the uploader's own)
 
+    # To a provider that is not Google's, the same URL is an image like any other: sent on
+    # (a red team's finding: it was refused, another consumer's Gemini file in its name).
+    openai_route = httpx.post(gw.url + "/v1/chat/completions", json={**chat, "model": "gpt-4o-mini"},
+                              headers={"authorization": "Bearer k-bob"}, timeout=10)  # fmt: skip
+    assert openai_route.headers.get("x-tollway-reason") != "ai-proxy.not_owner", openai_route.text
+    assert provider.seen[-1] == ("POST", "/v1/chat/completions")
+
 
 def test_gemini_cached_contents_are_their_makers(gw: Proc, provider: FilesProvider) -> None:
     """A cached content holds its maker's prompt (documents, a video): another consumer

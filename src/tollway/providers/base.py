@@ -134,6 +134,9 @@ class Provider:
         # header, never in the URL or the Host; a provider key that itself goes in
         # Authorization wins.
         self._base, self._basic = _basic_auth_of(self._base)
+        # Whether Google's files (``files/{id}``) mean anything to this provider: Gemini's,
+        # and an OpenAI-style provider at Google's own OpenAI layer (``ownership``).
+        self.google = self.protocol == "gemini" or "googleapis.com" in self._base
         # What of them a provider's answer may show, taken out before a client sees it.
         secrets = [*self._tokens]
         if self._basic is not None:

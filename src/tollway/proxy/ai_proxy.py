@@ -137,8 +137,10 @@ class AiProxy:
             # (A call on one response, ``/responses/{id}…``, or on conversations is of no
             # API the gateway meters, "other". A chat call pays two comparisons.)
             await self.response_owners.admit(ex)
-        if self.ownership is not None and may_name(ex):
-            await self.ownership.admit_named(ex)  # (a body naming a file, a vector store, …)
+        if self.ownership is not None:
+            google = any(c.google for c in candidates)  # (Google's files mean something to it)
+            if may_name(ex, google):
+                await self.ownership.admit_named(ex, google)  # (a body naming a file, a vector store, …)
         try:
             if self.ownership is not None and (ex.api in OWNED_APIS or (ex.api == "other" and owned_here(ex.api_path))):
                 return await self.ownership.serve(
@@ -225,7 +227,7 @@ class AiProxy:
         self, ex: Exchange, provider: Provider, client_body: dict[str, Any] | None, query: str | None
     ) -> tuple[UpstreamResponse, Translation | None]:
         # (One key or none: nothing to choose, and no body to scan for what names a kept object.)
-        token = provider.pick_token(_affinity(ex, client_body) if provider.several_keys else None)
+        token = provider.pick_token(_affinity(ex, client_body, provider.google) if provider.several_keys else None)
         secret = token[1] if token else None
         translation = Translation.for_call(ex.api_path, provider, client_body)
         if translation is None:
@@ -436,7 +438,7 @@ class AiProxy:
         return translation.response(body, answer)
 
 
-def _affinity(ex: Exchange, client_body: dict[str, Any] | None) -> str | None:
+def _affinity(ex: Exchange, client_body: dict[str, Any] | None, google: bool) -> str | None:
     """What picks a call's key when it makes or uses what its provider keeps per account
     (``keeps_state``; stored chat completions, listed, read or made with ``store: true``;
     a body naming a file, a vector store, a container or a Gemini cached content): the
@@ -449,7 +451,7 @@ def _affinity(ex: Exchange, client_body: dict[str, Any] | None) -> str | None:
         kept = client_body is not None and client_body.get("store") is True
     else:
         kept = keeps_state(ex.api, ex.api_path) or _stored_completions(ex)
-    if kept or names_kept(ex):
+    if kept or names_kept(ex, google):
         consumer = ex.consumer
         return consumer.name if consumer is not None else ""
     return None

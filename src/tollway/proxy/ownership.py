@@ -199,7 +199,7 @@ def google_file(text: str) -> str | None:
     return segments[-1].partition(":")[0] or None if segments else None
 
 
-def may_name(ex: Exchange) -> bool:
+def may_name(ex: Exchange, google: bool = False) -> bool:
     """Whether a call's body may name an object (``Ownership.admit_named``): it holds
     one of the names, or an escape (``file\\u005fid``). A chat call names no vector
     store or container (no such tools there): on the busiest path, one scan of its bytes
@@ -209,9 +209,9 @@ def may_name(ex: Exchange) -> bool:
         return False
     if b"\\" in raw and b"\\u" in raw:
         return True
-    if _may_name_google_file(raw):
+    if google and _may_name_google_file(raw):
         return True  # (a Gemini file, by any API: a translated image URL becomes one)
-    if (ex.model_in_path or ex.dialect == "gemini") and any(name in raw for name in _GEMINI_NAMES):
+    if google and any(name in raw for name in _GEMINI_NAMES):
         return True  # (Gemini's own methods: ``generateContent`` is a chat's)
     if ex.api == "chat":
         return b"file_id" in raw
@@ -220,27 +220,31 @@ def may_name(ex: Exchange) -> bool:
     return any(mark in raw for mark in _MAY_NAME)
 
 
-def names_kept(ex: Exchange) -> bool:
+def names_kept(ex: Exchange, google: bool = False) -> bool:
     """Whether a call's body names an object its provider keeps per account: a file, a
     vector store or a container (``named_in``), or a Gemini cached content or file; its key is
     then the consumer's own (``ai_proxy._affinity``). A body without one costs the scans
     of ``may_name``."""
     # (A Gemini call naming one: in either of the spellings Google's JSON takes.)
-    if (ex.model_in_path or ex.dialect == "gemini") and any(mark in (ex.request.body or b"") for mark in _GEMINI_NAMES):
+    if google and any(mark in (ex.request.body or b"") for mark in _GEMINI_NAMES):
         return True
-    if not may_name(ex):
+    if not may_name(ex, google):
         return False
     try:
-        named = named_in(ex.body_json())
+        named = named_in(ex.body_json(), google)
     except GatewayError:
-        named = named_in(_form_of(ex))
+        named = named_in(_form_of(ex), google)
     # (A key of that name with no id under it, a tool's parameter in a JSON schema, names
     # nothing: such calls were pinned to one key, a red team found.)
     return any(named.values())
 
 
-def named_in(body: Any) -> dict[Kind, set[str]]:
-    """The objects a parsed body names (see the module), by kind, at any depth."""
+def named_in(body: Any, google: bool = False) -> dict[Kind, set[str]]:
+    """The objects a parsed body names (see the module), by kind, at any depth; Gemini's
+    (files, cached contents, file search stores) only for a call that may go to Google
+    (``google``): to any other provider a URL ending ``/files/x`` names nothing of its
+    own, and was refused or pinned to one key for another consumer's Gemini file (a red
+    team's finding)."""
     named: dict[Kind, set[str]] = {}
     stack = [body]
     while stack:
@@ -251,7 +255,7 @@ def named_in(body: Any) -> dict[Kind, set[str]]:
                 if kind is not None:
                     ids = [child] if isinstance(child, str) else child if isinstance(child, list) else []
                     named.setdefault(kind, set()).update(i for i in ids if isinstance(i, str) and i)
-                elif key in _URIS_IN_BODIES:
+                elif google and key in _URIS_IN_BODIES:
                     uri_kind, pattern = _URIS_IN_BODIES[key]
                     uris = [child] if isinstance(child, str) else child if isinstance(child, list) else []
                     for uri in uris:
@@ -260,13 +264,13 @@ def named_in(body: Any) -> dict[Kind, set[str]]:
                             named.setdefault(uri_kind, set()).update({found.group(1), found.group(1).lower()})
                 if isinstance(child, dict | list):
                     stack.append(child)
-                elif isinstance(child, str):
+                elif google and isinstance(child, str):
                     _take_google_file(named, child)
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, dict | list):
                     stack.append(item)
-                elif isinstance(item, str):
+                elif google and isinstance(item, str):
                     _take_google_file(named, item)
     return named
 
@@ -349,17 +353,17 @@ class Ownership:
                 log.warning("could not record %s %r as consumer %r's: %s", kind, answer.get("id"), consumer, exc)
         return reply
 
-    async def admit_named(self, ex: Exchange) -> None:
+    async def admit_named(self, ex: Exchange, google: bool = False) -> None:
         """Refuse a call whose body names an object another consumer holds (see the
         module); the database unreachable → 503, when the body names any. Asked only
-        where ``may_name``."""
+        where ``may_name``; ``google``: the call may go to Google (``named_in``)."""
         try:
-            named = named_in(ex.body_json())
+            named = named_in(ex.body_json(), google)
         except GatewayError:
             # Not JSON: a form's fields name objects as a JSON body's keys do (OpenAI
             # takes a container's file as multipart ``file_id``; a compatible server may
             # take any of them as a form).
-            named = named_in(_form_of(ex))
+            named = named_in(_form_of(ex), google)
         consumer = ex.consumer.name if ex.consumer is not None else None
         for kind, ids in named.items():
             if not ids:

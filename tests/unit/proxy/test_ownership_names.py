@@ -38,3 +38,18 @@ def test_nesting_deeper_than_the_recursion_limit_is_walked() -> None:
     for _ in range(5_000):
         body = {"x": [body]}
     assert named_in(body) == {"file": {"file-deep"}}
+
+
+def test_googles_names_are_read_only_for_a_call_that_may_go_to_google() -> None:
+    """A URL ending ``/files/x`` names a Gemini file only to Google: to any other provider
+    it is an image or a link, which was refused 404 when another consumer held a Gemini
+    file of that id, or pinned to one key (a red team's findings)."""
+    body = {
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://cdn.example/files/cat"}}]}
+        ],
+        "cachedContent": "cachedContents/c1",
+        "note": "see files/readme for more",  # (text with blanks names nothing, even to Google)
+    }
+    assert named_in(body) == {}
+    assert named_in(body, google=True) == {"file": {"cat"}, "cached_content": {"c1"}}
