@@ -259,7 +259,8 @@ def named_in(body: Any, google: bool = False) -> dict[Kind, set[str]]:
                     uri_kind, pattern = _URIS_IN_BODIES[key]
                     uris = [child] if isinstance(child, str) else child if isinstance(child, list) else []
                     for uri in uris:
-                        found = pattern.search(uri.strip().split("?", 1)[0]) if isinstance(uri, str) else None
+                        # (``cachedContents%2Fid`` too: percent-decoded, as a file's name is.)
+                        found = pattern.search(unquote(uri).strip().split("?", 1)[0]) if isinstance(uri, str) else None
                         if found is not None:
                             named.setdefault(uri_kind, set()).update({found.group(1), found.group(1).lower()})
                 if isinstance(child, dict | list):

@@ -48,7 +48,7 @@ def test_googles_names_are_read_only_for_a_call_that_may_go_to_google() -> None:
         "messages": [
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://cdn.example/files/cat"}}]}
         ],
-        "cachedContent": "cachedContents/c1",
+        "cachedContent": "cachedContents%2Fc1",
         "note": "see files/readme for more",  # (text with blanks names nothing, even to Google)
     }
     assert named_in(body) == {}
