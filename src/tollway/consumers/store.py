@@ -17,6 +17,11 @@ A rotation keeps the replaced key's hash with the moment it stops (``old_key_has
 ``old_key_until``): every process holds that deadline itself, so the old key stops
 everywhere at the same moment without another change to learn of.
 
+A consumer held to some MCP tools (``allow_tools``, step 4) keeps its key's hash as
+``tools:<hash>``: a release from before step 4 reads no ``allow_tools`` and would serve
+it every tool (in a rolling upgrade, or after going back), so it is given a hash no key
+has, and refuses the key instead (401). This release reads the hash without the mark.
+
 The schema grows in numbered steps (``tollway.storage.steps``, counted in
 ``consumer_schema``): step 1 is the table as the first releases made it, so a database
 from one of them keeps its consumers and gains the later columns.
@@ -119,12 +124,28 @@ _INSERT = """
         old_key_hash = NULL, old_key_until = NULL, allow_tools = excluded.allow_tools
     WHERE consumers.revoked_at IS NOT NULL
 """
-_REVOKE = "UPDATE consumers SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL"
+# (``allow_tools`` cleared: a release from before it, taking the name again, would keep it.)
+_REVOKE = "UPDATE consumers SET revoked_at = $1, allow_tools = NULL WHERE name = $2 AND revoked_at IS NULL"
+# What marks the hash of a consumer held to some MCP tools (see the module).
+_HELD_TO_TOOLS = "tools:"
 # The right-hand sides read the row as it was: the current key becomes the old one.
 _ROTATE = """
-    UPDATE consumers SET old_key_hash = key_hash, old_key_until = $1, key_hash = $2, key_hint = $3
+    UPDATE consumers SET old_key_hash = key_hash, old_key_until = $1, key_hint = $3,
+        key_hash = CASE WHEN allow_tools IS NULL THEN CAST($2 AS TEXT) ELSE 'tools:' || CAST($2 AS TEXT) END
     WHERE name = $4 AND revoked_at IS NULL
 """
+# An edit of ``allow_tools`` marks or unmarks the hashes to match (``$N``: its value).
+_MARK_HASHES = """key_hash = CASE WHEN CAST($N AS TEXT) IS NULL THEN replace(key_hash, 'tools:', '')
+        ELSE 'tools:' || replace(key_hash, 'tools:', '') END,
+    old_key_hash = CASE WHEN old_key_hash IS NULL OR CAST($N AS TEXT) IS NULL THEN replace(old_key_hash, 'tools:', '')
+        ELSE 'tools:' || replace(old_key_hash, 'tools:', '') END"""
+
+
+def _bare(stored: str | None) -> str | None:
+    """A stored key hash without its mark (see the module)."""
+    return stored.removeprefix(_HELD_TO_TOOLS) if stored is not None else None
+
+
 _BUMP = "UPDATE consumer_changes SET version = version + 1 WHERE id = 1"
 _VERSION = "SELECT version FROM consumer_changes WHERE id = 1"
 _COLUMNS = """name, key_hash, key_hint, allow_models, groups, created_at, expires_at, budget, max_parallel,
@@ -291,9 +312,10 @@ class ConsumerStore:
     async def active(self) -> _Active:
         """Every active runtime consumer with its key's hash, oldest first."""
         return [
-            ActiveKey(row["key_hash"], _consumer(row), row["old_key_hash"], row["old_key_until"])
+            ActiveKey(row["key_hash"].removeprefix(_HELD_TO_TOOLS), _consumer(row), _bare(row["old_key_hash"]),
+                      row["old_key_until"])
             for row in await self._fetch(_ACTIVE)
-        ]
+        ]  # fmt: skip
 
     async def add(
         self,
@@ -321,7 +343,7 @@ class ConsumerStore:
         models = list(allow_models) if allow_models is not None else None
         args = (
             name,
-            key_hash,
+            _HELD_TO_TOOLS + key_hash if allow_tools is not None else key_hash,
             hint_of(key),
             orjson.dumps(models).decode() if models is not None else None,
             orjson.dumps(list(groups)).decode(),
@@ -383,6 +405,8 @@ class ConsumerStore:
         )
         if fields:
             sets = ", ".join(f"{f} = ${i}" for i, f in enumerate(fields, start=1))
+            if "allow_tools" in fields:
+                sets += ", " + _MARK_HASHES.replace("$N", f"${fields.index('allow_tools') + 1}")
             sql = f"UPDATE consumers SET {sets} WHERE name = ${len(fields) + 1} AND revoked_at IS NULL"
             values = [_column_value(f, changes[f]) for f in fields]
             edited, _ = await self._transact([(sql, (*values, name)), (_BUMP, ())])

@@ -111,3 +111,49 @@ async def test_the_table_never_holds_a_key_in_clear(directory: ConsumerDirectory
     assert len(rows) == 1
     assert all(key not in str(value) for value in rows[0])
     assert hashlib.sha256(key.encode()).hexdigest() in rows[0]
+
+
+async def test_a_consumer_held_to_some_tools_is_no_key_to_a_release_that_cannot_hold_it(
+    directory: ConsumerDirectory, db_url: str, tmp_path: Path
+) -> None:
+    """A release from before runtime ``allow_tools`` reads the table by its key hashes and
+    knows no tool list: in a rolling upgrade, or after going back, it served such a
+    consumer every tool (an upgrade judge's High). Its stored hash is marked so that no
+    key matches it there; here the key works, through rotations and edits, and the mark
+    goes with the tool list."""
+
+    async def hashes() -> tuple[str, str | None]:
+        if db_url.startswith("sqlite:///"):
+            conn = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+            try:
+                key_hash, old_key_hash = conn.execute(
+                    "SELECT key_hash, old_key_hash FROM consumers WHERE name = 'agent'"
+                ).fetchone()
+                return key_hash, old_key_hash
+            finally:
+                conn.close()
+        pg = await asyncpg.connect(db_url)
+        try:
+            row = await pg.fetchrow("SELECT key_hash, old_key_hash FROM consumers WHERE name = 'agent'")
+            return row["key_hash"], row["old_key_hash"]
+        finally:
+            await pg.close()
+
+    _, key = await directory.add("agent", allow_tools={"tools": ["echo"]})
+    sha = hashlib.sha256(key.encode()).hexdigest()
+    assert await hashes() == ("tools:" + sha, None)
+    found = directory.lookup(key)
+    assert found is not None and found.tool_patterns("tools") == ("echo",)
+    new_key = await directory.rotate("agent", grace_s=60)
+    new_sha = hashlib.sha256(new_key.encode()).hexdigest()
+    assert await hashes() == ("tools:" + new_sha, "tools:" + sha)
+    assert directory.lookup(key) is not None and directory.lookup(new_key) is not None  # (the old key's grace)
+    await directory.edit("agent", {"allow_tools": None})  # every tool: any release may serve it
+    assert await hashes() == (new_sha, sha)
+    await directory.refresh()
+    assert directory.lookup(new_key) is not None
+    await directory.edit("agent", {"allow_tools": {"tools": []}})
+    assert await hashes() == ("tools:" + new_sha, "tools:" + sha)
+    await directory.revoke("agent")
+    rows = await _raw_rows(db_url, tmp_path)
+    assert "tools" not in str([v for v in rows[0] if isinstance(v, str) and v.startswith("{")])  # (cleared)
