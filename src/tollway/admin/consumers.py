@@ -2,7 +2,8 @@
 
     POST   /api/consumers        {"name", "allow_models"?, "groups"?, "expires_at"?,
                                   "budget"?, "max_parallel"?, "metadata"?, "allow_tools"?}
-                                 → 201 {"name", "key", "allow_models", "groups"}: the only
+                                 → 201 {"name", "key", "allow_models", "groups",
+                                   "allow_tools"}: the only
                                    time the key is shown; 400 bad body; 409 name taken
     GET    /api/consumers?spend= → 200 {"consumers": [{"name", "allow_models", "groups",
                                    "source", "key_hint", "created_at", "expires_at",
@@ -15,14 +16,13 @@
     PATCH  /api/consumers/NAME   any of allow_models, groups, budget, max_parallel,
                                  expires_at, metadata, allow_tools → 200 as GET; 400; 404;
                                  409 config
-
-``allow_tools`` (MCP tool patterns per MCP server, as a config consumer's; null: every
-tool) must name servers of the config: a typo would leave the consumer every tool of the
-server meant.
     POST   /api/consumers/NAME/rotate {"grace_s"?}
                                  → 200 {"name", "key"}; the old key works grace_s more
                                    seconds (default 0); 404; 409 a config consumer
     DELETE /api/consumers/NAME   → 204; 404 unknown; 409 a config consumer
+
+``allow_tools`` (MCP tool patterns per MCP server, as a config consumer's; null: every
+tool) must name servers of the config (``store.unknown_tool_server``).
 
 A database failure answers 503: the operator should retry, nothing was half-done.
 """
@@ -45,7 +45,14 @@ from tollway.consumers.consumer import (
 )
 from tollway.consumers.directory import ConsumerDirectory
 from tollway.consumers.groups import GroupDirectory, undeclared
-from tollway.consumers.store import EDITABLE, ConfigConsumer, ConsumerExists, ConsumerNotFound, InvalidConsumer
+from tollway.consumers.store import (
+    EDITABLE,
+    ConfigConsumer,
+    ConsumerExists,
+    ConsumerNotFound,
+    InvalidConsumer,
+    unknown_tool_server,
+)
 from tollway.storage import StorageError
 
 _Reply = tuple[int, list[tuple[str, str]], bytes]
@@ -233,14 +240,8 @@ class _ConsumerRoutes:
         self.mcp_servers = mcp_servers
 
     def _unknown_servers(self, allow_tools: object) -> str | None:
-        """Why ``allow_tools`` cannot be a consumer's: it names no MCP server of the config."""
-        if not isinstance(allow_tools, dict):
-            return None
-        known = set(self.mcp_servers())
-        unknown = sorted(set(allow_tools) - known)
-        if not unknown:
-            return None
-        return f"allow_tools: no MCP server named {unknown[0]!r} (mcp_servers: {', '.join(sorted(known)) or 'none'})"
+        why = unknown_tool_server(allow_tools, self.mcp_servers()) if isinstance(allow_tools, dict) else None
+        return f"allow_tools: {why}" if why is not None else None
 
     async def _undeclared(self, names: list[str] | None) -> str | None:
         """Why ``names`` cannot be a consumer's groups: once any group is declared (in

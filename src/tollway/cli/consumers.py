@@ -58,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--allow-tools",
         action="append",
         type=tools_argument,
-        metavar="SERVER=PATTERNS",
+        metavar="SERVER=PATTERN",
         help="an MCP tool pattern it may list and call on SERVER (again for each pattern; SERVER= alone: no "
         "tool); a server without it: every tool",
     )
@@ -163,7 +163,7 @@ def _seconds(text: str) -> float:
 def cmd_add(args: argparse.Namespace) -> int:
     from tollway.consumers.consumer import parse_instant
     from tollway.consumers.groups import undeclared
-    from tollway.consumers.store import InvalidConsumer, validate
+    from tollway.consumers.store import InvalidConsumer, unknown_tool_server, validate
 
     allow_tools = allow_tools_of(args)
     try:
@@ -196,12 +196,9 @@ def cmd_add(args: argparse.Namespace) -> int:
                 print(f"tollway: unknown group {unknown!r} in --groups (declare it under groups: in the "
                       "config file, or with `tollway groups add`)", file=sys.stderr)  # fmt: skip
                 return 2
-        servers = {s.name for s in loaded.config.mcp_servers}
-        strangers = sorted(set(allow_tools or {}) - servers)
-        if strangers:
-            # As the admin API: an entry for no server leaves every tool of the one meant.
-            print(f"tollway: --allow-tools: no MCP server named {strangers[0]!r} in the config "
-                  f"(mcp_servers: {', '.join(sorted(servers)) or 'none'})", file=sys.stderr)  # fmt: skip
+        stray = unknown_tool_server(allow_tools, [s.name for s in loaded.config.mcp_servers])
+        if stray is not None:  # (as the admin API refuses it)
+            print(f"tollway: --allow-tools: {stray}", file=sys.stderr)
             return 2
         consumer, key, _ = await store.add(
             args.name, args.allow_models, args.groups, expires_at=expires_at, budget=budget,

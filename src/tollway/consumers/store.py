@@ -139,13 +139,6 @@ _MARK_HASHES = """key_hash = CASE WHEN CAST($N AS TEXT) IS NULL THEN replace(key
         ELSE 'tools:' || replace(key_hash, 'tools:', '') END,
     old_key_hash = CASE WHEN old_key_hash IS NULL OR CAST($N AS TEXT) IS NULL THEN replace(old_key_hash, 'tools:', '')
         ELSE 'tools:' || replace(old_key_hash, 'tools:', '') END"""
-
-
-def _bare(stored: str | None) -> str | None:
-    """A stored key hash without its mark (see the module)."""
-    return stored.removeprefix(_HELD_TO_TOOLS) if stored is not None else None
-
-
 _BUMP = "UPDATE consumer_changes SET version = version + 1 WHERE id = 1"
 _VERSION = "SELECT version FROM consumer_changes WHERE id = 1"
 _COLUMNS = """name, key_hash, key_hint, allow_models, groups, created_at, expires_at, budget, max_parallel,
@@ -212,6 +205,21 @@ def validate(
     if twice is not None:
         # Held to its budget once, not twice: a repeat is a slip, said rather than dropped.
         raise InvalidConsumer(f"groups names {twice!r} twice")
+
+
+def unknown_tool_server(allow_tools: Mapping[str, object] | None, servers: Collection[str]) -> str | None:
+    """Why ``allow_tools`` cannot be a runtime consumer's, or None: it names a server that
+    is none of ``servers`` (the config's MCP servers), where a typo would leave the
+    consumer every tool of the server meant."""
+    unknown = sorted(set(allow_tools or {}) - set(servers))
+    if not unknown:
+        return None
+    return f"no MCP server named {unknown[0]!r} (mcp_servers: {', '.join(sorted(servers)) or 'none'})"
+
+
+def _bare(stored: str | None) -> str | None:
+    """A stored key hash without its mark (see the module)."""
+    return stored.removeprefix(_HELD_TO_TOOLS) if stored is not None else None
 
 
 def _no_names() -> Collection[str]:

@@ -8,8 +8,15 @@ from tollway.protocols.gemini.array_stream import ArrayWriter
 
 
 class ClientChannel(Protocol):
-    started: bool  # the status line and headers are sent
-    finished: bool  # the response is complete
+    @property
+    def started(self) -> bool:
+        """The status line and headers are sent."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """The response is complete."""
+        ...
 
     @property
     def gone(self) -> bool:
@@ -45,17 +52,9 @@ class JsonArrayChannel:
     def started(self) -> bool:
         return self._client.started
 
-    @started.setter
-    def started(self, value: bool) -> None:
-        self._client.started = value
-
     @property
     def finished(self) -> bool:
         return self._client.finished
-
-    @finished.setter
-    def finished(self, value: bool) -> None:
-        self._client.finished = value
 
     @property
     def gone(self) -> bool:

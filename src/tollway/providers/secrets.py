@@ -37,12 +37,10 @@ MIN_SECRET = 8
 # A key shorter than this is matched only whole (its tail would match ordinary text).
 _TAIL_FROM = 12
 _TAIL = 4
-# A JSON string literal: its quotes, and the escapes in it.
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-
-
 # The most characters a masked key holds before its stars, and between them and its tail.
 _MASKED_SPAN = 200
+# A JSON string literal: its quotes, and the escapes in it.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 def _alternatives(keys: tuple[str, ...], as_bytes: bool) -> str:

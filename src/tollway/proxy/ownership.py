@@ -35,7 +35,8 @@ An object can be named in a body too, whatever the API: a file in a chat or Resp
 content part (``file_id``), files given to a vector store or a code interpreter
 (``file_ids``), vector stores to search (``vector_store_ids``: ``file_search`` tools,
 ``tool_resources``), a container to run in (``container``, ``container_id``), a Gemini
-file (``files/{id}`` or its URI anywhere: ``_GOOGLE_FILES``). Any call
+file (``files/{id}`` or its URI anywhere, in a call that may go to Google:
+``google_name``). Any call
 naming there an object another consumer holds is refused as its path would be (404),
 before the provider is asked (``admit_named``); an id no consumer holds passes (a
 tool's own argument may be called ``file_id``). Bodies that hold none of those names
@@ -150,15 +151,6 @@ _NAMED_IN_BODIES: dict[str, Kind] = {
 _MAY_NAME = (b"file_id", b"vector_store_id", b"container", b"training_file", b"validation_file")
 
 
-# Gemini's uploaded files are named ``files/{id}`` (``https://…/v1beta/files/{id}`` as a
-# URI): in a part's ``fileData.fileUri``, an import's ``fileName``, and, through a
-# translation, any image or document URL an OpenAI or Anthropic client sends (which
-# becomes a part's ``fileUri``). So any string of a body without blanks that holds
-# ``files/`` names the file of its last path segment, however it is spelled (any
-# letter case, percent-encoded, ``files//id``, ``files/x/../id``, a ``:download``
-# suffix, a query); an id no consumer holds passes.
-
-
 def _may_name_google_file(raw: bytes) -> bool:
     """Whether a body may hold ``files/`` in any letter case or percent-encoding: one
     lowered copy of it and a scan (a ``%`` decoded first); a body with neither a ``/``
@@ -171,30 +163,35 @@ def _may_name_google_file(raw: bytes) -> bool:
     return b"%" in raw and b"files/" in unquote_to_bytes(lowered).lower()
 
 
-def _named_by(collection: str) -> re.Pattern[str]:
-    return re.compile(rf"(?:^|/){collection}/+([A-Za-z0-9_-]+)/?$", re.IGNORECASE)
-
-
 # Gemini's cached content to answer from (``cachedContent: "cachedContents/{id}"``) and
-# file search stores to search (a ``fileSearch`` tool's ``fileSearchStoreNames``).
-_URIS_IN_BODIES: dict[str, tuple[Kind, re.Pattern[str]]] = {
-    "cachedContent": ("cached_content", _named_by("cachedContents")),
-    "cached_content": ("cached_content", _named_by("cachedContents")),
-    "fileSearchStoreNames": ("file_search_store", _named_by("fileSearchStores")),
-    "file_search_store_names": ("file_search_store", _named_by("fileSearchStores")),
+# file search stores to search (a ``fileSearch`` tool's ``fileSearchStoreNames``), by
+# the collection that names them.
+_URIS_IN_BODIES: dict[str, tuple[Kind, str]] = {
+    "cachedContent": ("cached_content", "cachedcontents/"),
+    "cached_content": ("cached_content", "cachedcontents/"),
+    "fileSearchStoreNames": ("file_search_store", "filesearchstores/"),
+    "file_search_store_names": ("file_search_store", "filesearchstores/"),
 }
 _GEMINI_NAMES = (b'"fileUri"', b'"file_uri"', *(b'"%s"' % name.encode() for name in _URIS_IN_BODIES))
 
 
-def google_file(text: str) -> str | None:
-    """The id of the Gemini file ``text`` names (see ``_GOOGLE_FILES``), or None."""
+def google_name(text: str, collection: str = "files/") -> str | None:
+    """The id of the Google object ``text`` names in ``collection`` (lower case), or None.
+
+    Gemini's uploaded files are named ``files/{id}`` (``https://…/v1beta/files/{id}`` as
+    a URI): in a part's ``fileData.fileUri``, an import's ``fileName``, and, through a
+    translation, any image or document URL an OpenAI or Anthropic client sends (which
+    becomes a part's ``fileUri``). So any string without blanks that holds ``files/``
+    names the file of its last path segment, however it is spelled (any letter case,
+    percent-encoded, ``files//id``, ``files/x/../id``, a ``:download`` suffix, a
+    query); an id no consumer holds passes. A cached content's name is read alike."""
     text = text.strip()
     if "%" in text:
         text = unquote(text)
-    at = text.lower().rfind("files/")
+    at = text.lower().rfind(collection)
     if at < 0 or any(c.isspace() for c in text):
         return None
-    path = re.split(r"[?#]", text[at + 6 :], maxsplit=1)[0]
+    path = re.split(r"[?#]", text[at + len(collection) :], maxsplit=1)[0]
     segments = [s for s in path.split("/") if s not in ("", ".", "..")]
     return segments[-1].partition(":")[0] or None if segments else None
 
@@ -225,9 +222,6 @@ def names_kept(ex: Exchange, google: bool = False) -> bool:
     vector store or a container (``named_in``), or a Gemini cached content or file; its key is
     then the consumer's own (``ai_proxy._affinity``). A body without one costs the scans
     of ``may_name``."""
-    # (A Gemini call naming one: in either of the spellings Google's JSON takes.)
-    if google and any(mark in (ex.request.body or b"") for mark in _GEMINI_NAMES):
-        return True
     if not may_name(ex, google):
         return False
     try:
@@ -253,16 +247,11 @@ def named_in(body: Any, google: bool = False) -> dict[Kind, set[str]]:
             for key, child in value.items():
                 kind = _NAMED_IN_BODIES.get(key)
                 if kind is not None:
-                    ids = [child] if isinstance(child, str) else child if isinstance(child, list) else []
-                    named.setdefault(kind, set()).update(i for i in ids if isinstance(i, str) and i)
+                    named.setdefault(kind, set()).update(i for i in _strings(child) if i)
                 elif google and key in _URIS_IN_BODIES:
-                    uri_kind, pattern = _URIS_IN_BODIES[key]
-                    uris = [child] if isinstance(child, str) else child if isinstance(child, list) else []
-                    for uri in uris:
-                        # (``cachedContents%2Fid`` too: percent-decoded, as a file's name is.)
-                        found = pattern.search(unquote(uri).strip().split("?", 1)[0]) if isinstance(uri, str) else None
-                        if found is not None:
-                            named.setdefault(uri_kind, set()).update({found.group(1), found.group(1).lower()})
+                    uri_kind, collection = _URIS_IN_BODIES[key]
+                    for uri in _strings(child):
+                        _take(named, uri_kind, google_name(uri, collection))
                 if isinstance(child, dict | list):
                     stack.append(child)
                 elif google and isinstance(child, str):
@@ -276,11 +265,22 @@ def named_in(body: Any, google: bool = False) -> dict[Kind, set[str]]:
     return named
 
 
+def _strings(value: Any) -> list[str]:
+    """A body's value as the names it may hold: a string, or a list's strings."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _take_google_file(named: dict[Kind, set[str]], text: str) -> None:
     if "%" in text or "files" in text.lower():
-        file_id = google_file(text)
-        if file_id is not None:
-            named.setdefault("file", set()).update({file_id, file_id.lower()})
+        _take(named, "file", google_name(text))
+
+
+def _take(named: dict[Kind, set[str]], kind: Kind, object_id: str | None) -> None:
+    """``object_id`` as named, and in lower case (Google's ids are; a client may not write them so)."""
+    if object_id is not None:
+        named.setdefault(kind, set()).update({object_id, object_id.lower()})
 
 
 def _form_of(ex: Exchange) -> dict[str, Any]:

@@ -44,14 +44,14 @@ MultiValues = Callable[[Exchange], Sequence[str]]
 # Values longer than this are hashed in counter names: a client must not be able to
 # make the state store keep kilobyte keys.
 _LONG_VALUE = 128
-# The values of headers, query parameters and cookies are hashed (SHA-256) in counter
-# names, which a shared Redis shows to whoever can list its keys: any of them may be a
-# credential (a consumer's key, limited per key as Higress configs often do, in whatever
-# header key-auth reads it from; a session cookie), and no name tells them all apart (a
-# red team's finding: ``x-client-pass``).
 
 
 def _hidden(value: str) -> str:
+    """A header's, query parameter's or cookie's value as a counter's name holds it: its
+    SHA-256. A shared Redis shows counter names to whoever can list its keys, and any
+    such value may be a credential (a consumer's key, limited per key as Higress configs
+    often do, in whatever header key-auth reads it from; a session cookie): no name tells
+    them all apart (a red team's finding: ``x-client-pass``)."""
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
 
 
